@@ -1,0 +1,111 @@
+/**
+ * Every address, limit, timeout and retry bound, with its default, in one place.
+ * Each can be overridden from the environment as QJM_<NAME> (camelCase → SCREAMING_SNAKE),
+ * e.g. batchBytesMax ← QJM_BATCH_BYTES_MAX. Units are last in the name.
+ */
+import { assert } from "../util/assert.js";
+
+export const defaults = {
+  /** NATS server every actor and client connects to. */
+  natsUrl: "nats://127.0.0.1:4222",
+  /** Root of every actor's data (segments, Redis files, pid files). */
+  dataDir: "./data",
+  /** Cluster name: the second token of every subject. */
+  cluster: "default",
+  /** Journal node ids of this cluster; the quorum is a majority of these, never of the live ones. */
+  journalNodes: ["jn1", "jn2", "jn3"],
+  /** Replica ids started by `npm start`. */
+  replicas: ["r1", "r2"],
+  /** Port of the master's own (ephemeral) redis-server. */
+  masterRedisPort: 6390,
+  /** First port of the replicas' redis-servers (r1 = this, r2 = this + 1, …). */
+  replicaRedisPortBase: 6391,
+
+  /** Capacity of each of the master's two batch buffers (group commit). */
+  batchBytesMax: 512 * 1024,
+  /** Records at most in one batch. */
+  batchRecordsMax: 8192,
+  /** Largest client write (the msgpack body of one request). */
+  writeBytesMax: 256 * 1024,
+  /** Client writes admitted to Redis but not yet answered. Past this, writes wait in the admission queue. */
+  writesInflightMax: 4096,
+  /** Writes waiting for admission; past this, OVERLOADED. */
+  writesQueuedMax: 8192,
+  /** A batch that has no majority of acks after this fails with NO_QUORUM. */
+  quorumTimeoutMs: 3000,
+  /** Effects seen on the replication stream with no client marker are journaled on their own after this idle time. */
+  orphanEffectsFlushMs: 20,
+  /** How long the master waits for a majority to promise a new epoch before it tries again. */
+  epochRequestTimeoutMs: 2000,
+  /** Pause between attempts to become the writer. */
+  writerRetryMs: 500,
+  /** Attempts to become the writer before the master exits (a supervisor restarts it). */
+  writerAttemptsMax: 1000,
+
+  /** Every actor publishes a heartbeat this often. */
+  heartbeatIntervalMs: 500,
+  /** Timeout of one request to a journal node (reads, state, recovery). */
+  journalRequestTimeoutMs: 5000,
+  /** Bytes at most in one read reply from a journal node. */
+  readBytesMax: 512 * 1024,
+  /** Records at most in one read reply. */
+  readRecordsMax: 8192,
+  /** A replica with nothing new to apply polls again after this. */
+  replicaPollMs: 20,
+  /** Replication link: interval of REPLCONF ACK to the master's Redis. */
+  replAckIntervalMs: 1000,
+  /** How long to wait for a redis-server to answer PING after start. */
+  redisStartTimeoutMs: 15000,
+  /** How long `redis-qjm status` collects replies. */
+  statusTimeoutMs: 700,
+  /** Bytes at most buffered from the replication stream before it is parsed into records. */
+  replStreamBytesMax: 64 * 1024 * 1024,
+  /** Largest NATS payload the actors send (nats-server's default max_payload is 1 MiB). */
+  natsPayloadBytesMax: 1024 * 1024,
+};
+
+export type Config = typeof defaults;
+
+export function envName(key: string): string {
+  return "QJM_" + key.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase();
+}
+
+/** Defaults overlaid with QJM_* variables from `env`, then `overrides`. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
+  const config: Record<string, unknown> = { ...defaults };
+  for (const [key, value] of Object.entries(defaults)) {
+    const raw = env[envName(key)];
+    if (raw === undefined || raw === "") continue;
+    if (typeof value === "number") {
+      const n = Number(raw);
+      if (!Number.isFinite(n) || n < 0) throw new Error(`${envName(key)}=${raw}: not a non-negative number`);
+      config[key] = n;
+    } else if (Array.isArray(value)) {
+      config[key] = raw.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+    } else {
+      config[key] = raw;
+    }
+  }
+  const merged = { ...(config as Config), ...overrides };
+  const errors = validateConfig(merged);
+  if (errors.length > 0) throw new Error(`invalid configuration: ${errors.join("; ")}`);
+  return merged;
+}
+
+export function validateConfig(c: Config): string[] {
+  const errors: string[] = [];
+  if (c.journalNodes.length < 1) errors.push("journalNodes must name at least one journal node");
+  if (new Set(c.journalNodes).size !== c.journalNodes.length) errors.push("journalNodes has duplicates");
+  if (!/^[A-Za-z0-9_-]+$/.test(c.cluster)) errors.push("cluster must be a single subject token");
+  if (c.writeBytesMax > c.batchBytesMax) errors.push("writeBytesMax must not exceed batchBytesMax");
+  if (c.batchBytesMax + 64 * 1024 > c.natsPayloadBytesMax) errors.push("batchBytesMax must leave 64 KiB of headroom under natsPayloadBytesMax");
+  if (c.readBytesMax + 64 * 1024 > c.natsPayloadBytesMax) errors.push("readBytesMax must leave 64 KiB of headroom under natsPayloadBytesMax");
+  if (c.heartbeatIntervalMs * 2 > c.quorumTimeoutMs) errors.push("quorumTimeoutMs must be at least two heartbeats");
+  return errors;
+}
+
+/** Majority of the configured journal nodes. */
+export function quorumSize(nodes: number): number {
+  assert(nodes >= 1, "a quorum needs at least one node");
+  return Math.floor(nodes / 2) + 1;
+}

@@ -1,0 +1,25 @@
+import fs from "node:fs";
+import path from "node:path";
+import { startChild, type Child } from "../process/child.js";
+import { waitForPort } from "../process/ports.js";
+
+export interface NatsServer {
+  readonly port: number;
+  readonly url: string;
+  readonly child: Child;
+  stop(): Promise<void>;
+}
+
+/** Starts Debian's nats-server on 127.0.0.1:`port`; `args` adds flags (e.g. JetStream, cluster routes). */
+export async function startNatsServer(port: number, options: { logDir?: string; args?: string[]; timeoutMs?: number } = {}): Promise<NatsServer> {
+  const logFile = options.logDir !== undefined ? path.join(options.logDir, `nats-${port}.log`) : undefined;
+  if (options.logDir !== undefined) fs.mkdirSync(options.logDir, { recursive: true });
+  const child = startChild("nats-server", ["-a", "127.0.0.1", "-p", String(port), ...(options.args ?? [])], { logFile });
+  await Promise.race([
+    waitForPort(port, options.timeoutMs ?? 10000),
+    child.exited.then((code) => {
+      throw new Error(`nats-server on port ${port} exited during start (${code})`);
+    }),
+  ]);
+  return { port, url: `nats://127.0.0.1:${port}`, child, stop: () => child.stop("SIGTERM", 5000) };
+}

@@ -1,0 +1,79 @@
+/** Every error code a reply or a log line can carry: one place, one meaning each. */
+export const ErrorCode = {
+  /** The request body is not msgpack. */
+  NOT_MSGPACK: "NOT_MSGPACK",
+  /** The request does not have the shape its subject expects. */
+  BAD_REQUEST: "BAD_REQUEST",
+  /** A client write is larger than `writeBytesMax`. */
+  PAYLOAD_TOO_LARGE: "PAYLOAD_TOO_LARGE",
+  /** Redis does not know the command. */
+  UNKNOWN_COMMAND: "UNKNOWN_COMMAND",
+  /** The command is not a write (reads go to a replica). */
+  NOT_A_WRITE: "NOT_A_WRITE",
+  /** The command is refused: blocking, pub/sub, admin, multi-database or transaction control. */
+  COMMAND_REFUSED: "COMMAND_REFUSED",
+  /** The argument count does not match the command's arity. */
+  WRONG_ARITY: "WRONG_ARITY",
+  /** Redis executed the command and answered with an error; nothing changed. */
+  REDIS_ERROR: "REDIS_ERROR",
+  /** No majority of journal nodes acknowledged in bounded time: the outcome is unknown. */
+  NO_QUORUM: "NO_QUORUM",
+  /** The master is not (yet, or any more) the writer: retry later. */
+  NOT_WRITER: "NOT_WRITER",
+  /** Too many writes are waiting: retry later. */
+  OVERLOADED: "OVERLOADED",
+  /** The request's epoch is below the journal node's promise. */
+  EPOCH_FENCED: "EPOCH_FENCED",
+  /** The request does not continue the journal node's log (txid or segment mismatch). */
+  OUT_OF_SYNC: "OUT_OF_SYNC",
+  /** A record failed validation (checksum, txid, epoch, framing). */
+  BAD_RECORD: "BAD_RECORD",
+  /** A segment file on disk holds a corrupt record. */
+  SEGMENT_CORRUPT: "SEGMENT_CORRUPT",
+  /** The journal node does not hold the requested txids. */
+  NOT_FOUND: "NOT_FOUND",
+  /** A write or fsync failed on the journal node's disk. */
+  DISK_ERROR: "DISK_ERROR",
+  /** The journal node's state forbids the request (e.g. a finalized segment would be rewritten). */
+  ILLEGAL_STATE: "ILLEGAL_STATE",
+  /** A request timed out. */
+  TIMEOUT: "TIMEOUT",
+  /** An unexpected failure; see the log. */
+  INTERNAL: "INTERNAL",
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** An operating error with a code that travels in replies: `{ok: false, code, message}`. */
+export class QjmError extends Error {
+  override name = "QjmError";
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** A segment file with a corrupt record: names the file and the byte offset. */
+export class SegmentCorruptError extends QjmError {
+  override name = "SegmentCorruptError";
+  constructor(
+    readonly file: string,
+    readonly offset: number,
+    readonly reason: string,
+  ) {
+    super(ErrorCode.SEGMENT_CORRUPT, `corrupt record in ${file} at offset ${offset}: ${reason}`);
+  }
+}
+
+export type ErrorReply = { ok: false; code: ErrorCode; message: string };
+
+export function errorReply(code: ErrorCode, message: string): ErrorReply {
+  return { ok: false, code, message };
+}
+
+export function toErrorReply(err: unknown): ErrorReply {
+  if (err instanceof QjmError) return errorReply(err.code, err.message);
+  return errorReply(ErrorCode.INTERNAL, err instanceof Error ? err.message : String(err));
+}

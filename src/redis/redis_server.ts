@@ -1,0 +1,91 @@
+import fs from "node:fs";
+import path from "node:path";
+import { Redis } from "ioredis";
+import { startChild, killLeftover, type Child } from "../process/child.js";
+
+export interface RedisServerOptions {
+  port: number;
+  /** Directory for the pid file, the log and (when persistent) the AOF. */
+  dir: string;
+  /** Persistent: AOF with fsync every second (replicas); ephemeral: nothing on disk (the master: the journal is the durable copy). */
+  persistent: boolean;
+  startTimeoutMs: number;
+  extraArgs?: string[];
+}
+
+export interface RedisServer {
+  readonly port: number;
+  readonly url: string;
+  readonly child: Child;
+  stop(): Promise<void>;
+}
+
+const SETPRIV = "/usr/bin/setpriv";
+
+/**
+ * Starts a redis-server we own. It dies with its parent (PR_SET_PDEATHSIG through setpriv), and a leftover
+ * from an actor killed with -9 is found by its pid file and ended before the new one starts.
+ */
+export async function startRedisServer(options: RedisServerOptions): Promise<RedisServer> {
+  const dir = path.resolve(options.dir);
+  fs.mkdirSync(dir, { recursive: true });
+  const pidFile = path.join(dir, "redis.pid");
+  await killLeftover(pidFile, "redis-server");
+  fs.rmSync(pidFile, { force: true });
+  if (!options.persistent) {
+    for (const f of fs.readdirSync(dir)) {
+      if (f === "appendonlydir" || f.endsWith(".rdb")) fs.rmSync(path.join(dir, f), { recursive: true, force: true });
+    }
+  }
+  const args = [
+    "--port", String(options.port),
+    "--bind", "127.0.0.1",
+    "--protected-mode", "no",
+    "--daemonize", "no",
+    "--dir", dir,
+    "--pidfile", pidFile,
+    "--logfile", path.join(dir, "redis.log"),
+    "--save", "",
+    "--appendonly", options.persistent ? "yes" : "no",
+    "--appendfsync", "everysec",
+    "--repl-diskless-sync", "yes",
+    "--repl-diskless-sync-delay", "0",
+    "--repl-backlog-size", "16mb",
+    ...(options.extraArgs ?? []),
+  ];
+  const redisBin = "redis-server";
+  const child = fs.existsSync(SETPRIV)
+    ? startChild(SETPRIV, ["--pdeathsig", "KILL", "--", redisBin, ...args])
+    : startChild(redisBin, args);
+  // Our pid file names the process we started, at once: redis writes its own (same pid, setpriv execs) later.
+  fs.writeFileSync(pidFile, String(child.pid));
+  await waitForRedis(options.port, options.startTimeoutMs, child);
+  return {
+    port: options.port,
+    url: `redis://127.0.0.1:${options.port}`,
+    child,
+    stop: () => child.stop("SIGTERM", 5000),
+  };
+}
+
+async function waitForRedis(port: number, timeoutMs: number, child: Child): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let exited = false;
+  void child.exited.then(() => (exited = true));
+  for (;;) {
+    if (exited) throw new Error(`redis-server on port ${port} exited during start (see its redis.log)`);
+    const client = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    client.on("error", () => {});
+    try {
+      await client.connect();
+      const pong = await client.ping();
+      if (pong === "PONG") return;
+    } catch {
+      /* not yet, or still loading */
+    } finally {
+      client.disconnect();
+    }
+    if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not answer PING within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
