@@ -1,0 +1,32 @@
+/** Heartbeats and status: what every actor shows of itself on the bus. */
+import type { NatsConnection } from "@nats-io/transport-node";
+import { serve } from "../nats/bus.js";
+import { encode } from "../protocol/codec.js";
+import type { ActorStatus } from "../protocol/messages.js";
+import { subjects } from "../protocol/subjects.js";
+import type { Logger } from "../util/log.js";
+
+export interface Presence {
+  stop(): void;
+}
+
+export function startPresence(nc: NatsConnection, cluster: string, intervalMs: number, status: () => ActorStatus, log: Logger): Presence {
+  const s = subjects(cluster);
+  const beat = () => {
+    const { details: _details, redisUrl: _url, ...heartbeat } = status();
+    try {
+      nc.publish(s.heartbeat(heartbeat.role, heartbeat.id), encode(heartbeat));
+    } catch (err) {
+      log.debug({ err }, "heartbeat not sent");
+    }
+  };
+  const timer = setInterval(beat, intervalMs);
+  beat();
+  const sub = serve(nc, s.status, log, () => status());
+  return {
+    stop() {
+      clearInterval(timer);
+      sub.unsubscribe();
+    },
+  };
+}

@@ -1,0 +1,347 @@
+/**
+ * The journal node's protocol core: a pure state machine. A request goes in; the disk operations to run (in order)
+ * and the reply to send after they are durable come out. No I/O, no clock, no randomness.
+ *
+ * The log it guards is contiguous: segments follow each other without holes, each record's txid is its
+ * predecessor's plus one. A writer is fenced by epoch: every request below the promised epoch is refused, and only
+ * the writer that started the open segment (writerEpoch) may append to it.
+ */
+import { ErrorCode, QjmError } from "../protocol/errors.js";
+import type { JournalRequest, JournalState, PrepareResult, SegmentState } from "../protocol/messages.js";
+import { scanRecords } from "../segment/record.js";
+import { assert, assertNever } from "../util/assert.js";
+
+/** What a journal node keeps durably besides its segments. */
+export interface JournalMeta {
+  promisedEpoch: number;
+  writerEpoch: number;
+  /** The last recovery decision accepted here (the Paxos "accepted value" of that segment's end), if not yet superseded. */
+  accepted: { segmentTxid: number; epoch: number } | null;
+}
+
+export type DiskOp =
+  | { op: "persistMeta"; meta: JournalMeta }
+  | { op: "startSegment"; startTxid: number }
+  | { op: "append"; segmentTxid: number; records: Uint8Array; txids: number[] }
+  /** Drop every record above toTxid from the in-progress segment. */
+  | { op: "truncate"; segmentTxid: number; toTxid: number }
+  | { op: "finalize"; startTxid: number; endTxid: number }
+  /** Remove an in-progress segment that holds no record. */
+  | { op: "deleteSegment"; startTxid: number };
+
+export type CoreReply = { state: JournalState } | { prepare: PrepareResult } | { read: { fromTxid: number; toTxid: number } };
+
+export interface StepResult {
+  /** Run in order, each durable before the next; only then send `reply` (or `error`). */
+  ops: DiskOp[];
+  reply: CoreReply | { error: QjmError };
+}
+
+export interface LoadedJournal {
+  meta: JournalMeta;
+  /** Sorted by startTxid, contiguous. */
+  segments: SegmentState[];
+  /** A reason to refuse service (corrupt segment), or null. */
+  fault: string | null;
+}
+
+export class JournalCore {
+  private meta: JournalMeta;
+  private segments: SegmentState[];
+  private fault: string | null;
+  private committedTxid = 0;
+
+  constructor(
+    readonly nodeId: string,
+    loaded: LoadedJournal,
+  ) {
+    this.meta = { ...loaded.meta };
+    this.segments = loaded.segments.map((s) => ({ ...s }));
+    this.fault = loaded.fault;
+    this.invariants();
+  }
+
+  get lastTxid(): number {
+    const last = this.segments.at(-1);
+    return last === undefined ? 0 : last.endTxid;
+  }
+
+  get firstTxid(): number {
+    const first = this.segments.find((s) => s.endTxid >= s.startTxid);
+    return first === undefined ? 0 : first.startTxid;
+  }
+
+  state(): JournalState {
+    const last = this.segments.at(-1);
+    return {
+      nodeId: this.nodeId,
+      promisedEpoch: this.meta.promisedEpoch,
+      writerEpoch: this.meta.writerEpoch,
+      firstTxid: this.firstTxid,
+      lastTxid: this.lastTxid,
+      committedTxid: this.committedTxid,
+      lastSegment: last === undefined ? null : { ...last },
+      fault: this.fault,
+    };
+  }
+
+  /** Highest txid a reader may be given: committed and held here (or everything held, for recovery reads). */
+  readableTxid(uncommitted: boolean): number {
+    return uncommitted ? this.lastTxid : Math.min(this.committedTxid, this.lastTxid);
+  }
+
+  /**
+   * A refused request changes nothing but the promise: a higher epoch is promised (and persisted) even when
+   * the request itself fails, as HDFS's checkRequest does.
+   */
+  step(req: JournalRequest): StepResult {
+    if (this.fault !== null && req.type !== "getState") {
+      return { ops: [], reply: { error: new QjmError(ErrorCode.SEGMENT_CORRUPT, this.fault) } };
+    }
+    const metaBefore = { ...this.meta };
+    const segmentsBefore = this.segments.map((s) => ({ ...s }));
+    const committedBefore = this.committedTxid;
+    try {
+      const result = this.dispatch(req);
+      this.invariants();
+      return result;
+    } catch (err) {
+      if (!(err instanceof QjmError)) throw err;
+      this.segments = segmentsBefore;
+      this.committedTxid = committedBefore;
+      const promised = Math.max(metaBefore.promisedEpoch, this.meta.promisedEpoch);
+      this.meta = { ...metaBefore, promisedEpoch: promised };
+      const ops: DiskOp[] = promised > metaBefore.promisedEpoch ? [{ op: "persistMeta", meta: { ...this.meta } }] : [];
+      this.invariants();
+      return { ops, reply: { error: err } };
+    }
+  }
+
+  private dispatch(req: JournalRequest): StepResult {
+    switch (req.type) {
+      case "getState":
+        return { ops: [], reply: { state: this.state() } };
+      case "newEpoch":
+        return this.onNewEpoch(req.epoch);
+      case "startSegment":
+        return this.onStartSegment(req.epoch, req.txid);
+      case "journal":
+        return this.onJournal(req);
+      case "prepareRecovery":
+        return this.onPrepareRecovery(req.epoch, req.segmentTxid);
+      case "recoveryAppend":
+        return this.onRecoveryAppend(req);
+      case "acceptRecovery":
+        return this.onAcceptRecovery(req.epoch, req.segment);
+      case "finalize":
+        return this.onFinalize(req.epoch, req.startTxid, req.endTxid);
+      case "read":
+        return this.onRead(req.fromTxid, req.uncommitted);
+      default:
+        return assertNever(req, "journal request");
+    }
+  }
+
+  private onNewEpoch(epoch: number): StepResult {
+    if (epoch <= this.meta.promisedEpoch) {
+      throw new QjmError(ErrorCode.EPOCH_FENCED, `proposed epoch ${epoch} <= promised epoch ${this.meta.promisedEpoch}`);
+    }
+    this.meta = { ...this.meta, promisedEpoch: epoch };
+    return { ops: [{ op: "persistMeta", meta: { ...this.meta } }], reply: { state: this.state() } };
+  }
+
+  /** Every writer request: refuse a lower epoch; a higher one is an implicit promise. */
+  private checkEpoch(epoch: number, ops: DiskOp[]): void {
+    if (epoch < this.meta.promisedEpoch) {
+      throw new QjmError(ErrorCode.EPOCH_FENCED, `epoch ${epoch} < promised epoch ${this.meta.promisedEpoch}`);
+    }
+    if (epoch > this.meta.promisedEpoch) {
+      this.meta = { ...this.meta, promisedEpoch: epoch };
+      ops.push({ op: "persistMeta", meta: { ...this.meta } });
+    }
+  }
+
+  private segmentAt(startTxid: number): SegmentState | undefined {
+    return this.segments.find((s) => s.startTxid === startTxid);
+  }
+
+  /**
+   * Makes room for a segment that starts at txid, decided by a writer of a newer epoch: records at or above txid in
+   * an older in-progress segment were never committed (recovery chose an end below them), so they go; that segment
+   * is then finalized. The log must end at txid - 1 afterwards, or the node lags and must catch up first.
+   */
+  private closeOlderSegments(txid: number, ops: DiskOp[]): void {
+    const last = this.segments.at(-1);
+    if (last !== undefined && last.startTxid < txid && last.inProgress) {
+      if (last.endTxid >= txid) {
+        assert(txid - 1 >= this.committedTxid, `would truncate committed txid ${this.committedTxid} to ${txid - 1}`);
+        ops.push({ op: "truncate", segmentTxid: last.startTxid, toTxid: txid - 1 });
+        last.endTxid = txid - 1;
+      }
+      if (last.endTxid >= last.startTxid) {
+        ops.push({ op: "finalize", startTxid: last.startTxid, endTxid: last.endTxid });
+        last.inProgress = false;
+      } else {
+        ops.push({ op: "deleteSegment", startTxid: last.startTxid });
+        this.segments.pop();
+      }
+    }
+    const end = this.lastTxid;
+    if (end >= txid) throw new QjmError(ErrorCode.ILLEGAL_STATE, `finalized records up to ${end} overlap a segment at ${txid}`);
+    if (end !== txid - 1 && !(end === 0 && this.segments.length === 0 && txid === 1)) {
+      throw new QjmError(ErrorCode.OUT_OF_SYNC, `log ends at ${end}, a segment at ${txid} would leave a gap`);
+    }
+  }
+
+  private onStartSegment(epoch: number, txid: number): StepResult {
+    const ops: DiskOp[] = [];
+    this.checkEpoch(epoch, ops);
+    if (txid < 1) throw new QjmError(ErrorCode.BAD_REQUEST, "segments start at txid 1 or above");
+    const existing = this.segmentAt(txid);
+    if (existing !== undefined) {
+      // A writer retrying its start, or a new writer after a crash right at segment start: fine while empty.
+      if (!existing.inProgress || existing.endTxid >= existing.startTxid) {
+        throw new QjmError(ErrorCode.ILLEGAL_STATE, `segment ${txid} already holds records`);
+      }
+    } else {
+      this.closeOlderSegments(txid, ops);
+      ops.push({ op: "startSegment", startTxid: txid });
+      this.segments.push({ startTxid: txid, endTxid: txid - 1, inProgress: true });
+    }
+    this.meta = { ...this.meta, writerEpoch: epoch, accepted: null };
+    ops.push({ op: "persistMeta", meta: { ...this.meta } });
+    return { ops, reply: { state: this.state() } };
+  }
+
+  /** Validates a batch: framing, checksums, contiguous txids from firstTxid, and each record's epoch. */
+  private validateBatch(records: Uint8Array, firstTxid: number, count: number, epochOk: (e: number) => boolean): number[] {
+    const scan = scanRecords(records);
+    if (scan.stop !== undefined) throw new QjmError(ErrorCode.BAD_RECORD, `record at batch offset ${scan.stop.offset}: ${scan.stop.reason}`);
+    if (scan.records.length !== count) throw new QjmError(ErrorCode.BAD_RECORD, `batch holds ${scan.records.length} records, header says ${count}`);
+    const txids: number[] = [];
+    for (let i = 0; i < scan.records.length; i++) {
+      const r = scan.records[i];
+      if (r.txid !== firstTxid + i) throw new QjmError(ErrorCode.BAD_RECORD, `record ${i} has txid ${r.txid}, expected ${firstTxid + i}`);
+      if (!epochOk(r.epoch)) throw new QjmError(ErrorCode.BAD_RECORD, `record ${r.txid} has epoch ${r.epoch}`);
+      txids.push(r.txid);
+    }
+    return txids;
+  }
+
+  private onJournal(req: Extract<JournalRequest, { type: "journal" }>): StepResult {
+    const ops: DiskOp[] = [];
+    this.checkEpoch(req.epoch, ops);
+    if (req.epoch !== this.meta.writerEpoch) {
+      throw new QjmError(ErrorCode.OUT_OF_SYNC, `epoch ${req.epoch} did not start a segment here (writer epoch ${this.meta.writerEpoch})`);
+    }
+    const segment = this.segments.at(-1);
+    if (segment === undefined || segment.startTxid !== req.segmentTxid || !segment.inProgress) {
+      throw new QjmError(ErrorCode.OUT_OF_SYNC, `segment ${req.segmentTxid} is not open here`);
+    }
+    if (req.count > 0) {
+      if (req.firstTxid !== segment.endTxid + 1) {
+        throw new QjmError(ErrorCode.OUT_OF_SYNC, `batch starts at ${req.firstTxid}, log ends at ${segment.endTxid}`);
+      }
+      const txids = this.validateBatch(req.records, req.firstTxid, req.count, (e) => e === req.epoch);
+      ops.push({ op: "append", segmentTxid: segment.startTxid, records: req.records, txids });
+      segment.endTxid = req.firstTxid + req.count - 1;
+    }
+    // Only a node in step with the writer learns its commit index: then every record up to it is the writer's.
+    this.committedTxid = Math.max(this.committedTxid, Math.min(req.committedTxid, segment.endTxid));
+    return { ops, reply: { state: this.state() } };
+  }
+
+  private onPrepareRecovery(epoch: number, segmentTxid: number): StepResult {
+    const ops: DiskOp[] = [];
+    this.checkEpoch(epoch, ops);
+    const segment = this.segmentAt(segmentTxid);
+    const held = segment !== undefined && segment.endTxid >= segment.startTxid ? { ...segment } : null;
+    const acceptedInEpoch = this.meta.accepted?.segmentTxid === segmentTxid ? this.meta.accepted.epoch : 0;
+    return { ops, reply: { prepare: { state: this.state(), segment: held, acceptedInEpoch } } };
+  }
+
+  private onRecoveryAppend(req: Extract<JournalRequest, { type: "recoveryAppend" }>): StepResult {
+    const ops: DiskOp[] = [];
+    this.checkEpoch(req.epoch, ops);
+    if (req.epoch !== this.meta.promisedEpoch) throw new QjmError(ErrorCode.EPOCH_FENCED, `epoch ${req.epoch} is not the promised one`);
+    let segment = this.segmentAt(req.segmentTxid);
+    if (segment === undefined) {
+      this.closeOlderSegments(req.segmentTxid, ops);
+      ops.push({ op: "startSegment", startTxid: req.segmentTxid });
+      segment = { startTxid: req.segmentTxid, endTxid: req.segmentTxid - 1, inProgress: true };
+      this.segments.push(segment);
+    }
+    if (!segment.inProgress) throw new QjmError(ErrorCode.ILLEGAL_STATE, `segment ${req.segmentTxid} is finalized`);
+    if (segment !== this.segments.at(-1)) throw new QjmError(ErrorCode.ILLEGAL_STATE, `segment ${req.segmentTxid} is not the newest`);
+    if (req.firstTxid !== segment.endTxid + 1) {
+      throw new QjmError(ErrorCode.OUT_OF_SYNC, `recovery records start at ${req.firstTxid}, segment ends at ${segment.endTxid}`);
+    }
+    const txids = this.validateBatch(req.records, req.firstTxid, req.count, (e) => e <= req.epoch);
+    if (txids.length > 0) {
+      ops.push({ op: "append", segmentTxid: segment.startTxid, records: req.records, txids });
+      segment.endTxid = req.firstTxid + req.count - 1;
+    }
+    return { ops, reply: { state: this.state() } };
+  }
+
+  private onAcceptRecovery(epoch: number, chosen: SegmentState): StepResult {
+    const ops: DiskOp[] = [];
+    this.checkEpoch(epoch, ops);
+    if (epoch !== this.meta.promisedEpoch) throw new QjmError(ErrorCode.EPOCH_FENCED, `epoch ${epoch} is not the promised one`);
+    const segment = this.segmentAt(chosen.startTxid);
+    if (segment === undefined || segment.endTxid < chosen.endTxid) {
+      throw new QjmError(ErrorCode.OUT_OF_SYNC, `segment ${chosen.startTxid} lacks records up to ${chosen.endTxid}`);
+    }
+    if (segment.endTxid > chosen.endTxid) {
+      if (!segment.inProgress) throw new QjmError(ErrorCode.ILLEGAL_STATE, `finalized segment ${chosen.startTxid} ends at ${segment.endTxid}`);
+      if (chosen.endTxid < this.committedTxid) {
+        throw new QjmError(ErrorCode.ILLEGAL_STATE, `decision ends at ${chosen.endTxid}, below committed txid ${this.committedTxid}`);
+      }
+      ops.push({ op: "truncate", segmentTxid: segment.startTxid, toTxid: chosen.endTxid });
+      segment.endTxid = chosen.endTxid;
+    }
+    const prior = this.meta.accepted;
+    assert(prior === null || prior.segmentTxid !== chosen.startTxid || prior.epoch <= epoch, "accepted epoch would go down");
+    this.meta = { ...this.meta, accepted: { segmentTxid: chosen.startTxid, epoch } };
+    ops.push({ op: "persistMeta", meta: { ...this.meta } });
+    return { ops, reply: { state: this.state() } };
+  }
+
+  private onFinalize(epoch: number, startTxid: number, endTxid: number): StepResult {
+    const ops: DiskOp[] = [];
+    this.checkEpoch(epoch, ops);
+    const segment = this.segmentAt(startTxid);
+    if (segment === undefined) throw new QjmError(ErrorCode.OUT_OF_SYNC, `no segment ${startTxid} to finalize`);
+    if (segment.endTxid !== endTxid) {
+      const code = segment.inProgress ? ErrorCode.OUT_OF_SYNC : ErrorCode.ILLEGAL_STATE;
+      throw new QjmError(code, `segment ${startTxid} ends at ${segment.endTxid}, not ${endTxid}`);
+    }
+    if (segment.inProgress) {
+      if (endTxid < startTxid) throw new QjmError(ErrorCode.ILLEGAL_STATE, `segment ${startTxid} is empty`);
+      ops.push({ op: "finalize", startTxid, endTxid });
+      segment.inProgress = false;
+    }
+    if (this.meta.accepted?.segmentTxid === startTxid) {
+      this.meta = { ...this.meta, accepted: null };
+      ops.push({ op: "persistMeta", meta: { ...this.meta } });
+    }
+    return { ops, reply: { state: this.state() } };
+  }
+
+  private onRead(fromTxid: number, uncommitted: boolean): StepResult {
+    const first = this.firstTxid;
+    const to = this.readableTxid(uncommitted);
+    if (fromTxid > to + 1) throw new QjmError(ErrorCode.NOT_FOUND, `txid ${fromTxid} is beyond this node's readable end ${to}`);
+    if (fromTxid <= to && (first === 0 || fromTxid < first)) throw new QjmError(ErrorCode.NOT_FOUND, `txid ${fromTxid} is below this node's first txid ${first}`);
+    return { ops: [], reply: { read: { fromTxid, toTxid: to } } };
+  }
+
+  private invariants(): void {
+    for (let i = 1; i < this.segments.length; i++) {
+      assert(this.segments[i].startTxid === this.segments[i - 1].endTxid + 1, `segments ${i - 1} and ${i} are not contiguous`);
+      assert(!this.segments[i - 1].inProgress, `segment ${this.segments[i - 1].startTxid} is in progress but not the newest`);
+    }
+    for (const s of this.segments) assert(s.endTxid >= s.startTxid - 1, `segment ${s.startTxid} ends before it starts`);
+    assert(this.meta.writerEpoch <= this.meta.promisedEpoch, "writer epoch above promised epoch");
+  }
+}

@@ -1,0 +1,276 @@
+/**
+ * The journal node's disk: editlog segments and the durable meta, under `<dir>/current/`.
+ *
+ *   edits_inprogress_<start>   the open segment, named by its first txid
+ *   edits_<start>-<end>        a finalized segment, renamed with its last txid
+ *   meta.json                  promised epoch, writer epoch, accepted recovery (tmp + fsync + rename + dir fsync)
+ *
+ * Appends are fdatasync'ed before they count; the directory is fsync'ed after every create, rename and delete.
+ * On open every segment is validated: a torn tail of the in-progress segment is truncated, a corrupt record
+ * anywhere else puts the store in a fault that names the file and offset (it never serves bad data).
+ */
+import fs from "node:fs";
+import fsp from "node:fs/promises";
+import path from "node:path";
+import { SegmentCorruptError } from "../protocol/errors.js";
+import type { SegmentState } from "../protocol/messages.js";
+import { scanRecords } from "../segment/record.js";
+import { assert } from "../util/assert.js";
+import type { DiskOp, JournalMeta, LoadedJournal } from "./journal_core.js";
+
+const TXID_DIGITS = 19;
+const IN_PROGRESS = /^edits_inprogress_(\d+)$/;
+const FINALIZED = /^edits_(\d+)-(\d+)$/;
+
+export function inProgressName(start: number): string {
+  return `edits_inprogress_${String(start).padStart(TXID_DIGITS, "0")}`;
+}
+
+export function finalizedName(start: number, end: number): string {
+  return `edits_${String(start).padStart(TXID_DIGITS, "0")}-${String(end).padStart(TXID_DIGITS, "0")}`;
+}
+
+interface StoredSegment extends SegmentState {
+  file: string;
+  /** Byte offset of each record, in txid order, plus the end offset last: offsets[i] is txid startTxid + i. */
+  offsets: number[];
+  handle: fsp.FileHandle | null;
+}
+
+export interface OpenResult extends LoadedJournal {
+  /** Bytes cut from a torn tail, with the file, if any. */
+  truncated: { file: string; bytes: number } | null;
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await fsp.open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export class SegmentStore {
+  readonly dir: string;
+  private segments: StoredSegment[] = [];
+
+  constructor(root: string) {
+    this.dir = path.join(path.resolve(root), "current");
+  }
+
+  /** Loads and validates everything on disk. */
+  async open(): Promise<OpenResult> {
+    await fsp.mkdir(this.dir, { recursive: true });
+    const meta = await this.readMeta();
+    const names = (await fsp.readdir(this.dir)).sort();
+    const found: { start: number; end: number | null; file: string }[] = [];
+    for (const name of names) {
+      const ip = IN_PROGRESS.exec(name);
+      const fin = FINALIZED.exec(name);
+      if (ip) found.push({ start: Number(ip[1]), end: null, file: name });
+      else if (fin) found.push({ start: Number(fin[1]), end: Number(fin[2]), file: name });
+    }
+    found.sort((a, b) => a.start - b.start);
+    let fault: string | null = null;
+    let truncated: OpenResult["truncated"] = null;
+    this.segments = [];
+    for (let i = 0; i < found.length && fault === null; i++) {
+      const f = found[i];
+      const file = path.join(this.dir, f.file);
+      const data = await fsp.readFile(file);
+      const scan = scanRecords(data);
+      const isLastInProgress = f.end === null && i === found.length - 1;
+      if (scan.stop !== undefined) {
+        if (scan.stop.kind === "torn" && isLastInProgress) {
+          await fsp.truncate(file, scan.validBytes);
+          const handle = await fsp.open(file, "r+");
+          await handle.datasync();
+          await handle.close();
+          truncated = { file, bytes: data.length - scan.validBytes };
+        } else {
+          fault = new SegmentCorruptError(file, scan.stop.offset, scan.stop.reason).message;
+          break;
+        }
+      }
+      const offsets: number[] = [];
+      let expected = f.start;
+      for (const r of scan.records) {
+        if (r.txid !== expected) {
+          fault = new SegmentCorruptError(file, r.offset, `txid ${r.txid} where ${expected} was expected`).message;
+          break;
+        }
+        offsets.push(r.offset);
+        expected++;
+      }
+      offsets.push(scan.validBytes);
+      const endTxid = f.start + scan.records.length - 1;
+      if (fault === null && f.end !== null && f.end !== endTxid) {
+        fault = new SegmentCorruptError(file, scan.validBytes, `finalized as ending at ${f.end}, holds records up to ${endTxid}`).message;
+      }
+      if (fault === null && f.end === null && !isLastInProgress) {
+        fault = `${file}: an in-progress segment that is not the newest`;
+      }
+      const previous = this.segments.at(-1);
+      if (fault === null && previous !== undefined && previous.endTxid + 1 !== f.start) {
+        fault = `${file}: starts at ${f.start}, the previous segment ends at ${previous.endTxid}`;
+      }
+      if (fault === null) {
+        this.segments.push({ startTxid: f.start, endTxid, inProgress: f.end === null, file, offsets, handle: null });
+      }
+    }
+    return {
+      meta,
+      segments: this.segments.map(({ startTxid, endTxid, inProgress }) => ({ startTxid, endTxid, inProgress })),
+      fault,
+      truncated,
+    };
+  }
+
+  private async readMeta(): Promise<JournalMeta> {
+    try {
+      const raw = JSON.parse(await fsp.readFile(path.join(this.dir, "meta.json"), "utf8")) as JournalMeta;
+      assert(Number.isSafeInteger(raw.promisedEpoch) && Number.isSafeInteger(raw.writerEpoch), "meta.json is malformed");
+      return { promisedEpoch: raw.promisedEpoch, writerEpoch: raw.writerEpoch, accepted: raw.accepted ?? null };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return { promisedEpoch: 0, writerEpoch: 0, accepted: null };
+      throw err;
+    }
+  }
+
+  /** Runs one disk operation of the core; durable when the promise resolves. */
+  async apply(op: DiskOp): Promise<void> {
+    switch (op.op) {
+      case "persistMeta": {
+        const tmp = path.join(this.dir, "meta.json.tmp");
+        const handle = await fsp.open(tmp, "w");
+        try {
+          await handle.writeFile(JSON.stringify(op.meta));
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+        await fsp.rename(tmp, path.join(this.dir, "meta.json"));
+        await fsyncDir(this.dir);
+        return;
+      }
+      case "startSegment": {
+        const file = path.join(this.dir, inProgressName(op.startTxid));
+        const handle = await fsp.open(file, "w+");
+        await handle.sync();
+        await fsyncDir(this.dir);
+        this.segments.push({ startTxid: op.startTxid, endTxid: op.startTxid - 1, inProgress: true, file, offsets: [0], handle });
+        return;
+      }
+      case "append": {
+        const segment = this.segment(op.segmentTxid);
+        assert(segment.inProgress, `append to finalized segment ${op.segmentTxid}`);
+        assert(op.txids[0] === segment.endTxid + 1, `append of ${op.txids[0]} after ${segment.endTxid}`);
+        const handle = await this.handle(segment);
+        const end = segment.offsets[segment.offsets.length - 1];
+        await handle.write(op.records, 0, op.records.length, end);
+        await handle.datasync();
+        // Offsets of the new records: walk their lengths (already validated by the core).
+        const view = new DataView(op.records.buffer, op.records.byteOffset, op.records.byteLength);
+        let at = 0;
+        segment.offsets.pop();
+        for (let i = 0; i < op.txids.length; i++) {
+          segment.offsets.push(end + at);
+          at += 24 + view.getUint32(at + 4);
+        }
+        assert(at === op.records.length, "append: record lengths do not add up to the batch");
+        segment.offsets.push(end + at);
+        segment.endTxid = op.txids[op.txids.length - 1];
+        return;
+      }
+      case "truncate": {
+        const segment = this.segment(op.segmentTxid);
+        assert(op.toTxid >= segment.startTxid - 1 && op.toTxid <= segment.endTxid, "truncate out of range");
+        const keep = op.toTxid - segment.startTxid + 1;
+        const bytes = segment.offsets[keep];
+        const handle = await this.handle(segment);
+        await handle.truncate(bytes);
+        await handle.datasync();
+        segment.offsets.length = keep + 1;
+        segment.endTxid = op.toTxid;
+        return;
+      }
+      case "finalize": {
+        const segment = this.segment(op.startTxid);
+        assert(segment.endTxid === op.endTxid, "finalize at a different end");
+        if (segment.handle !== null) {
+          await segment.handle.sync();
+          await segment.handle.close();
+          segment.handle = null;
+        }
+        const file = path.join(this.dir, finalizedName(op.startTxid, op.endTxid));
+        await fsp.rename(segment.file, file);
+        await fsyncDir(this.dir);
+        segment.file = file;
+        segment.inProgress = false;
+        return;
+      }
+      case "deleteSegment": {
+        const segment = this.segment(op.startTxid);
+        assert(segment.endTxid < segment.startTxid, "delete of a segment that holds records");
+        if (segment.handle !== null) await segment.handle.close();
+        await fsp.rm(segment.file, { force: true });
+        await fsyncDir(this.dir);
+        this.segments = this.segments.filter((s) => s !== segment);
+        return;
+      }
+    }
+  }
+
+  private segment(startTxid: number): StoredSegment {
+    const segment = this.segments.find((s) => s.startTxid === startTxid);
+    assert(segment !== undefined, `no segment ${startTxid}`);
+    return segment;
+  }
+
+  private async handle(segment: StoredSegment): Promise<fsp.FileHandle> {
+    if (segment.handle === null) segment.handle = await fsp.open(segment.file, "r+");
+    return segment.handle;
+  }
+
+  /**
+   * Concatenated records from `fromTxid` to at most `toTxid`, within one segment, bounded by bytes and count
+   * (at least one record whatever its size, so a reader always progresses).
+   */
+  async read(fromTxid: number, toTxid: number, bytesMax: number, recordsMax: number): Promise<{ records: Buffer; count: number }> {
+    const segment = this.segments.find((s) => s.startTxid <= fromTxid && fromTxid <= s.endTxid);
+    if (segment === undefined || fromTxid > toTxid) return { records: Buffer.alloc(0), count: 0 };
+    const first = fromTxid - segment.startTxid;
+    const last = Math.min(toTxid, segment.endTxid) - segment.startTxid;
+    const start = segment.offsets[first];
+    let count = 1;
+    while (count < recordsMax && first + count <= last && segment.offsets[first + count + 1] - start <= bytesMax) count++;
+    const end = segment.offsets[first + count];
+    const buf = Buffer.allocUnsafe(end - start);
+    const handle = segment.handle ?? (await fsp.open(segment.file, "r"));
+    try {
+      const { bytesRead } = await handle.read(buf, 0, buf.length, start);
+      assert(bytesRead === buf.length, `short read from ${segment.file}`);
+    } finally {
+      if (handle !== segment.handle) await handle.close();
+    }
+    return { records: buf, count };
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.segments) {
+      if (s.handle !== null) await s.handle.close().catch(() => {});
+      s.handle = null;
+    }
+  }
+
+  /** For tests and tools: the file of each segment. */
+  files(): string[] {
+    return this.segments.map((s) => s.file);
+  }
+}
+
+export function segmentFilesIn(root: string): string[] {
+  const dir = path.join(root, "current");
+  return fs.existsSync(dir) ? fs.readdirSync(dir).filter((n) => IN_PROGRESS.test(n) || FINALIZED.test(n)).map((n) => path.join(dir, n)) : [];
+}

@@ -1,0 +1,180 @@
+/**
+ * The master's write path as a pure state machine: records in, batches to journal nodes out, acks in, the
+ * committed txid out. Two equal-size buffers (group commit): `filling` takes new records while `flushing`, the one
+ * batch in flight, waits for a majority of journal nodes. A client's write is answered only when the batch holding
+ * its txid has a majority of acks. Time comes in as `nowMs` arguments; the core never reads a clock.
+ */
+import { quorumSize } from "../config/config.js";
+import { encodeRecord } from "../segment/record.js";
+import { assert } from "../util/assert.js";
+
+export interface WriterLimits {
+  batchBytesMax: number;
+  batchRecordsMax: number;
+  quorumTimeoutMs: number;
+}
+
+export interface Batch {
+  id: number;
+  segmentTxid: number;
+  firstTxid: number;
+  count: number;
+  records: Buffer;
+  committedTxid: number;
+}
+
+/** What the adapter must do after a step. */
+export interface WriterOutput {
+  /** Send this batch (or, with count 0, this commit notice) to these nodes. */
+  send: { batch: Batch; nodes: string[] }[];
+  /** The committed txid moved here: answer every write up to it. */
+  committedTxid: number | null;
+  /** The write path failed: fail every unanswered write with NO_QUORUM and become a new writer. */
+  failure: string | null;
+}
+
+interface Buffer_ {
+  chunks: Buffer[];
+  bytes: number;
+  firstTxid: number;
+  count: number;
+}
+
+export type WriterStatus =
+  /** Accepting records and flushing batches. */
+  | "writing"
+  /** A batch could not reach a majority or the writer was fenced: nothing more is acknowledged under this epoch. */
+  | "failed";
+
+export class WriterCore {
+  readonly quorum: number;
+  private status: WriterStatus = "writing";
+  private nextTxid: number;
+  private committed: number;
+  private filling: Buffer_;
+  private flushing: (Batch & { sentAtMs: number; acks: Set<string>; refusals: Map<string, string> }) | null = null;
+  private batchSeq = 0;
+  /** Nodes that take part in this epoch's segment; a node that refused a batch drops out until it is caught up. */
+  private inSync: Set<string>;
+  private commitNoticePending = false;
+
+  constructor(
+    readonly epoch: number,
+    readonly segmentTxid: number,
+    /** Every txid below segmentTxid is committed (recovery decided it). */
+    readonly nodes: readonly string[],
+    inSyncNodes: readonly string[],
+    private readonly limits: WriterLimits,
+  ) {
+    this.quorum = quorumSize(nodes.length);
+    this.nextTxid = segmentTxid;
+    this.committed = segmentTxid - 1;
+    this.filling = this.emptyBuffer();
+    this.inSync = new Set(inSyncNodes);
+    assert(this.inSync.size >= this.quorum, "a writer starts with a majority in step");
+  }
+
+  private emptyBuffer(): Buffer_ {
+    return { chunks: [], bytes: 0, firstTxid: this.nextTxid, count: 0 };
+  }
+
+  get committedTxid(): number {
+    return this.committed;
+  }
+  get lastTxid(): number {
+    return this.nextTxid - 1;
+  }
+  get failed(): boolean {
+    return this.status === "failed";
+  }
+  get inSyncNodes(): string[] {
+    return [...this.inSync];
+  }
+  /** Both buffers are busy and the filling one is full: new writes must wait (bounded memory). */
+  get full(): boolean {
+    return this.flushing !== null && (this.filling.bytes >= this.limits.batchBytesMax || this.filling.count >= this.limits.batchRecordsMax);
+  }
+  get bufferedBytes(): number {
+    return this.filling.bytes + (this.flushing?.records.length ?? 0);
+  }
+
+  /** Journals one record (its payload: the msgpack effects); returns its txid. */
+  append(payload: Uint8Array): number {
+    assert(this.status === "writing", "append to a failed writer");
+    const txid = this.nextTxid++;
+    const record = encodeRecord(txid, this.epoch, payload);
+    this.filling.chunks.push(record);
+    this.filling.bytes += record.length;
+    this.filling.count++;
+    return txid;
+  }
+
+  /** Flushes when no batch is in flight, and checks the in-flight batch's deadline. */
+  tick(nowMs: number): WriterOutput {
+    const out: WriterOutput = { send: [], committedTxid: null, failure: null };
+    if (this.status !== "writing") return out;
+    if (this.flushing !== null && nowMs - this.flushing.sentAtMs > this.limits.quorumTimeoutMs) {
+      return this.fail(`batch ${this.flushing.firstTxid}..${this.flushing.firstTxid + this.flushing.count - 1} has ${this.flushing.acks.size} of ${this.quorum} acks after ${this.limits.quorumTimeoutMs} ms`);
+    }
+    if (this.flushing === null && this.filling.count > 0) {
+      this.flush(nowMs, out);
+    } else if (this.flushing === null && this.commitNoticePending) {
+      // Nothing to flush: tell the nodes the commit index anyway, so replicas can read the last batch.
+      this.commitNoticePending = false;
+      out.send.push({ batch: this.batch(Buffer.alloc(0), this.nextTxid, 0), nodes: [...this.inSync] });
+    }
+    return out;
+  }
+
+  private batch(records: Buffer, firstTxid: number, count: number): Batch {
+    return { id: ++this.batchSeq, segmentTxid: this.segmentTxid, firstTxid, count, records, committedTxid: this.committed };
+  }
+
+  private flush(nowMs: number, out: WriterOutput): void {
+    const f = this.filling;
+    // Many chunks into one buffer: one write and one fsync on each node.
+    const records = f.chunks.length === 1 ? f.chunks[0] : Buffer.concat(f.chunks, f.bytes);
+    const batch = this.batch(records, f.firstTxid, f.count);
+    this.flushing = { ...batch, sentAtMs: nowMs, acks: new Set(), refusals: new Map() };
+    this.filling = this.emptyBuffer();
+    this.commitNoticePending = false;
+    out.send.push({ batch, nodes: [...this.inSync] });
+  }
+
+  /** A node's answer to batch `batchId`: ok, or refused with a reason (fenced, out of sync, disk error, timeout). */
+  onReply(node: string, batchId: number, result: { ok: true } | { ok: false; code: string; message: string }, nowMs: number): WriterOutput {
+    const out: WriterOutput = { send: [], committedTxid: null, failure: null };
+    if (this.status !== "writing") return out;
+    const b = this.flushing;
+    if (!result.ok) {
+      if (result.code === "EPOCH_FENCED") return this.fail(`fenced by ${node}: ${result.message}`);
+      // A node that refused one batch would refuse every later one: it sits out until caught up.
+      this.inSync.delete(node);
+      if (b !== null && b.id === batchId) b.refusals.set(node, `${result.code}: ${result.message}`);
+      if (this.inSync.size < this.quorum) {
+        const reasons = b ? [...b.refusals.entries()].map(([n, r]) => `${n} ${r}`).join("; ") : "";
+        return this.fail(`only ${this.inSync.size} journal nodes in step, ${this.quorum} needed (${reasons})`);
+      }
+      return out;
+    }
+    if (b === null || b.id !== batchId) return out; // a late ack of a batch already committed, or of a commit notice
+    assert(!b.acks.has(node), `node ${node} acked batch ${batchId} twice`);
+    b.acks.add(node);
+    if (b.acks.size === this.quorum) {
+      const last = b.firstTxid + b.count - 1;
+      assert(last > this.committed, `committed txid would go from ${this.committed} to ${last}`);
+      this.committed = last;
+      this.flushing = null;
+      this.commitNoticePending = true;
+      out.committedTxid = last;
+      const next = this.tick(nowMs);
+      out.send.push(...next.send);
+    }
+    return out;
+  }
+
+  private fail(reason: string): WriterOutput {
+    this.status = "failed";
+    return { send: [], committedTxid: null, failure: reason };
+  }
+}

@@ -1,0 +1,225 @@
+/**
+ * Every message type and its validation. Bodies arrive as `unknown` from the codec; `parse*` turns them into
+ * typed values or throws a BAD_REQUEST QjmError that says which field is wrong.
+ */
+import { ErrorCode, QjmError, type ErrorReply } from "./errors.js";
+import type { Role } from "./subjects.js";
+
+/** A segment as a journal node holds it: [startTxid, endTxid]; endTxid = startTxid - 1 when it holds no record. */
+export interface SegmentState {
+  startTxid: number;
+  endTxid: number;
+  inProgress: boolean;
+}
+
+/** What a journal node reports of itself (getState, newEpoch, prepareRecovery). */
+export interface JournalState {
+  nodeId: string;
+  promisedEpoch: number;
+  /** Epoch of the writer that last started a segment here. */
+  writerEpoch: number;
+  firstTxid: number;
+  lastTxid: number;
+  committedTxid: number;
+  /** The newest segment, if any. */
+  lastSegment: SegmentState | null;
+  /** Set when the node refuses to serve: a corrupt segment on disk. */
+  fault: string | null;
+}
+
+export type JournalRequest =
+  | { type: "getState" }
+  /** Phase 1 of becoming the writer: the node promises to ignore every lower epoch (must be strictly higher). */
+  | { type: "newEpoch"; epoch: number }
+  /** Opens the in-progress segment that starts at txid; the node's log must end at txid - 1. */
+  | { type: "startSegment"; epoch: number; txid: number }
+  /** A batch of records; `records` is their concatenation. committedTxid is the writer's commit index. */
+  | { type: "journal"; epoch: number; segmentTxid: number; firstTxid: number; count: number; records: Uint8Array; committedTxid: number }
+  /** Writer recovery, phase 1: report the state of the segment that starts at segmentTxid. */
+  | { type: "prepareRecovery"; epoch: number; segmentTxid: number }
+  /** Writer recovery: records the node lacks of the chosen segment (appended after the ones it has). */
+  | { type: "recoveryAppend"; epoch: number; segmentTxid: number; firstTxid: number; count: number; records: Uint8Array }
+  /** Writer recovery, phase 2: hold exactly this segment (truncating what is beyond it), persist the decision. */
+  | { type: "acceptRecovery"; epoch: number; segment: SegmentState }
+  /** Closes a segment at endTxid (idempotent). */
+  | { type: "finalize"; epoch: number; startTxid: number; endTxid: number }
+  /** Records from fromTxid on; committed ones only unless `uncommitted` (recovery reads). */
+  | { type: "read"; fromTxid: number; bytesMax: number; recordsMax: number; uncommitted: boolean };
+
+export type JournalRequestType = JournalRequest["type"];
+
+export interface ReadResult {
+  /** Concatenated records, starting at fromTxid. */
+  records: Uint8Array;
+  count: number;
+  lastTxid: number;
+  committedTxid: number;
+}
+
+export interface PrepareResult {
+  state: JournalState;
+  /** This node's copy of the segment, or null if it holds none. */
+  segment: SegmentState | null;
+  /** Epoch in which this node last accepted a recovery decision for the segment, 0 if never. */
+  acceptedInEpoch: number;
+}
+
+export type JournalReply =
+  | ({ ok: true } & { state: JournalState })
+  | ({ ok: true } & { read: ReadResult })
+  | ({ ok: true } & { prepare: PrepareResult })
+  | ErrorReply;
+
+/** The reply to a client write. */
+export type WriteReply = { ok: true; txid: number; reply: unknown } | ErrorReply;
+
+export interface Heartbeat {
+  role: Role;
+  id: string;
+  pid: number;
+  epoch: number;
+  lastTxid: number;
+  committedTxid: number;
+  appliedTxid: number;
+  health: string;
+}
+
+export interface ActorStatus extends Heartbeat {
+  redisUrl: string | null;
+  /** Role-specific details (per-journal-node health at the master, lag at a replica…). */
+  details: Record<string, unknown>;
+}
+
+// ---- validation ----
+
+function bad(message: string): never {
+  throw new QjmError(ErrorCode.BAD_REQUEST, message);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+function uint(o: Record<string, unknown>, key: string): number {
+  const v = o[key];
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) bad(`${key} must be a non-negative integer`);
+  return v;
+}
+
+function bytes(o: Record<string, unknown>, key: string): Uint8Array {
+  const v = o[key];
+  if (!(v instanceof Uint8Array)) bad(`${key} must be a byte string`);
+  return v;
+}
+
+function bool(o: Record<string, unknown>, key: string): boolean {
+  const v = o[key];
+  if (typeof v !== "boolean") bad(`${key} must be a boolean`);
+  return v;
+}
+
+export function parseSegmentState(v: unknown): SegmentState {
+  if (!isObject(v)) bad("segment must be a map");
+  const s = { startTxid: uint(v, "startTxid"), endTxid: uint(v, "endTxid"), inProgress: bool(v, "inProgress") };
+  if (s.startTxid < 1 || s.endTxid < s.startTxid - 1) bad("segment bounds are inconsistent");
+  return s;
+}
+
+export function parseJournalRequest(v: unknown): JournalRequest {
+  if (!isObject(v)) bad("request must be a map");
+  switch (v.type) {
+    case "getState":
+      return { type: "getState" };
+    case "newEpoch":
+      return { type: "newEpoch", epoch: uint(v, "epoch") };
+    case "startSegment":
+      return { type: "startSegment", epoch: uint(v, "epoch"), txid: uint(v, "txid") };
+    case "journal":
+      return {
+        type: "journal",
+        epoch: uint(v, "epoch"),
+        segmentTxid: uint(v, "segmentTxid"),
+        firstTxid: uint(v, "firstTxid"),
+        count: uint(v, "count"),
+        records: bytes(v, "records"),
+        committedTxid: uint(v, "committedTxid"),
+      };
+    case "prepareRecovery":
+      return { type: "prepareRecovery", epoch: uint(v, "epoch"), segmentTxid: uint(v, "segmentTxid") };
+    case "recoveryAppend":
+      return {
+        type: "recoveryAppend",
+        epoch: uint(v, "epoch"),
+        segmentTxid: uint(v, "segmentTxid"),
+        firstTxid: uint(v, "firstTxid"),
+        count: uint(v, "count"),
+        records: bytes(v, "records"),
+      };
+    case "acceptRecovery":
+      return { type: "acceptRecovery", epoch: uint(v, "epoch"), segment: parseSegmentState(v.segment) };
+    case "finalize":
+      return { type: "finalize", epoch: uint(v, "epoch"), startTxid: uint(v, "startTxid"), endTxid: uint(v, "endTxid") };
+    case "read":
+      return {
+        type: "read",
+        fromTxid: uint(v, "fromTxid"),
+        bytesMax: uint(v, "bytesMax"),
+        recordsMax: uint(v, "recordsMax"),
+        uncommitted: bool(v, "uncommitted"),
+      };
+    default:
+      bad(`unknown journal request type ${JSON.stringify(v.type)}`);
+  }
+}
+
+function parseState(v: unknown): JournalState {
+  if (!isObject(v)) bad("state must be a map");
+  return {
+    nodeId: typeof v.nodeId === "string" ? v.nodeId : bad("nodeId must be a string"),
+    promisedEpoch: uint(v, "promisedEpoch"),
+    writerEpoch: uint(v, "writerEpoch"),
+    firstTxid: uint(v, "firstTxid"),
+    lastTxid: uint(v, "lastTxid"),
+    committedTxid: uint(v, "committedTxid"),
+    lastSegment: v.lastSegment === null || v.lastSegment === undefined ? null : parseSegmentState(v.lastSegment),
+    fault: typeof v.fault === "string" ? v.fault : null,
+  };
+}
+
+/** Validates a journal node's reply (the master and replicas trust nothing they did not check). */
+export function parseJournalReply(v: unknown): JournalReply {
+  if (!isObject(v)) bad("reply must be a map");
+  if (v.ok === false) {
+    const code = typeof v.code === "string" && v.code in ErrorCode ? (v.code as ErrorReply["code"]) : ErrorCode.INTERNAL;
+    return { ok: false, code, message: typeof v.message === "string" ? v.message : "" };
+  }
+  if (v.ok !== true) bad("reply.ok must be a boolean");
+  if (isObject(v.read)) {
+    const r = v.read;
+    return { ok: true, read: { records: bytes(r, "records"), count: uint(r, "count"), lastTxid: uint(r, "lastTxid"), committedTxid: uint(r, "committedTxid") } };
+  }
+  if (isObject(v.prepare)) {
+    const p = v.prepare;
+    return {
+      ok: true,
+      prepare: {
+        state: parseState(p.state),
+        segment: p.segment === null || p.segment === undefined ? null : parseSegmentState(p.segment),
+        acceptedInEpoch: uint(p, "acceptedInEpoch"),
+      },
+    };
+  }
+  return { ok: true, state: parseState(v.state) };
+}
+
+/** A client write: `[command, ...args]`, each a string or byte string. */
+export function parseWriteRequest(v: unknown): Uint8Array[] {
+  if (!Array.isArray(v)) throw new QjmError(ErrorCode.BAD_REQUEST, "a write must be a msgpack array [command, ...args]");
+  if (v.length === 0) throw new QjmError(ErrorCode.BAD_REQUEST, "a write must name a command");
+  return v.map((arg, i) => {
+    if (arg instanceof Uint8Array) return arg;
+    if (typeof arg === "string") return Buffer.from(arg);
+    if (typeof arg === "number" && Number.isFinite(arg)) return Buffer.from(String(arg));
+    throw new QjmError(ErrorCode.BAD_REQUEST, `argument ${i} must be a string or byte string`);
+  });
+}
