@@ -31,6 +31,8 @@ export const defaults = {
   writesInflightMax: 4096,
   /** Writes waiting for admission; past this, OVERLOADED. */
   writesQueuedMax: 8192,
+  /** Batches sent to one journal node and not yet answered; past this the node drops out of the epoch's quorum. */
+  journalBatchesInflightMax: 64,
   /** A batch that has no majority of acks after this fails with NO_QUORUM. */
   quorumTimeoutMs: 3000,
   /** Effects seen on the replication stream with no client marker are journaled on their own after this idle time. */

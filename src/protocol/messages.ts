@@ -213,11 +213,11 @@ export function parseJournalReply(v: unknown): JournalReply {
 }
 
 /** A client write: `[command, ...args]`, each a string or byte string. */
-export function parseWriteRequest(v: unknown): Uint8Array[] {
+export function parseWriteRequest(v: unknown): Buffer[] {
   if (!Array.isArray(v)) throw new QjmError(ErrorCode.BAD_REQUEST, "a write must be a msgpack array [command, ...args]");
   if (v.length === 0) throw new QjmError(ErrorCode.BAD_REQUEST, "a write must name a command");
   return v.map((arg, i) => {
-    if (arg instanceof Uint8Array) return arg;
+    if (arg instanceof Uint8Array) return Buffer.from(arg.buffer, arg.byteOffset, arg.byteLength);
     if (typeof arg === "string") return Buffer.from(arg);
     if (typeof arg === "number" && Number.isFinite(arg)) return Buffer.from(String(arg));
     throw new QjmError(ErrorCode.BAD_REQUEST, `argument ${i} must be a string or byte string`);

@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+/**
+ * redis-qjm — the command line.
+ *   redis-qjm status [--json]        every actor's role, id, pid, epoch, txids, health, Redis URL
+ *   redis-qjm write <CMD> [args…]     one write through the quorum journal; prints the reply
+ * Uses $QJM_NATS_URL and $QJM_CLUSTER (defaults in src/config/config.ts).
+ */
+import { loadConfig } from "../src/config/config.js";
+import { connectBus, request, requestAll } from "../src/nats/bus.js";
+import type { ActorStatus } from "../src/protocol/messages.js";
+import { subjects } from "../src/protocol/subjects.js";
+
+const USAGE = "usage: redis-qjm status [--json] | redis-qjm write <COMMAND> [args...]";
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join("  ")).join("\n");
+}
+
+const ROLE_ORDER = { master: 0, journal: 1, replica: 2 } as const;
+
+async function main(): Promise<number> {
+  const [command, ...rest] = process.argv.slice(2);
+  const config = loadConfig();
+  if (command !== "status" && command !== "write") {
+    console.error(USAGE);
+    return 2;
+  }
+  const nc = await connectBus(config.natsUrl, "redis-qjm-cli").catch((err: Error) => {
+    console.error(`cannot reach NATS at ${config.natsUrl}: ${err.message}`);
+    return null;
+  });
+  if (nc === null) return 1;
+  try {
+    const s = subjects(config.cluster);
+    if (command === "status") {
+      const replies = (await requestAll(nc, s.status, {}, config.statusTimeoutMs).catch(() => [])) as ActorStatus[];
+      replies.sort((a, b) => ROLE_ORDER[a.role] - ROLE_ORDER[b.role] || a.id.localeCompare(b.id));
+      if (rest.includes("--json")) {
+        console.log(JSON.stringify(replies, null, 2));
+        return 0;
+      }
+      if (replies.length === 0) {
+        console.log(`no actor of cluster "${config.cluster}" answered on ${config.natsUrl}`);
+        return 1;
+      }
+      const rows = [["ROLE", "ID", "PID", "EPOCH", "LAST", "COMMITTED", "APPLIED", "HEALTH", "REDIS", "DETAILS"]];
+      for (const r of replies) {
+        const details =
+          r.role === "master" ? `inSync=${(r.details.inSync as string[]).join(",")}` : r.role === "journal" ? `firstTxid=${String(r.details.firstTxid)}` : r.details.lastError ? String(r.details.lastError) : "";
+        rows.push([r.role, r.id, String(r.pid), String(r.epoch), String(r.lastTxid), String(r.committedTxid), r.role === "replica" ? String(r.appliedTxid) : "-", r.health, r.redisUrl ?? "-", details]);
+      }
+      console.log(table(rows));
+      return 0;
+    }
+    if (rest.length === 0) {
+      console.error(USAGE);
+      return 2;
+    }
+    const reply = (await request(nc, s.write, rest, config.quorumTimeoutMs * 2)) as Record<string, unknown>;
+    console.log(JSON.stringify(reply, (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString() : v)));
+    return reply.ok === true ? 0 : 1;
+  } finally {
+    await nc.close();
+  }
+}
+
+process.exitCode = await main().catch((err: Error) => {
+  console.error(err.message);
+  return 1;
+});

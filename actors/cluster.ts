@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+/**
+ * `npm start`: the local cluster in the foreground — nats-server on $QJM_NATS_URL (started unless one answers),
+ * three journal nodes, a master and two replicas, data under $QJM_DATA_DIR. Ctrl-C stops every child.
+ */
+import { loadConfig } from "../src/config/config.js";
+import { startLocalCluster } from "../src/cluster/local_cluster.js";
+import { createLogger } from "../src/util/log.js";
+
+const config = loadConfig();
+const log = createLogger("qjm-cluster");
+const cluster = await startLocalCluster({ dataDir: config.dataDir, natsUrl: config.natsUrl, config, output: "inherit" });
+log.info(
+  { nats: cluster.natsUrl, cluster: cluster.cluster, dataDir: cluster.dataDir, actors: Object.fromEntries([...cluster.actors].map(([n, c]) => [n, c.pid])) },
+  "local cluster started: try `npx redis-qjm status` and `npx redis-qjm write SET k v`; Ctrl-C stops it",
+);
+for (const [name, child] of cluster.actors) {
+  void child.exited.then((code) => log.warn({ actor: name, code }, "actor exited"));
+}
+let stopping = false;
+const stop = async (signal: string) => {
+  if (stopping) return;
+  stopping = true;
+  log.info({ signal }, "stopping the local cluster");
+  await cluster.stop();
+  process.exit(0);
+};
+process.on("SIGINT", () => void stop("SIGINT"));
+process.on("SIGTERM", () => void stop("SIGTERM"));

@@ -1,0 +1,46 @@
+/** What every actor process shares: configuration, logger, NATS connection, clean shutdown on SIGINT / SIGTERM. */
+import { loadConfig, type Config } from "../config/config.js";
+import { connectBus, type NatsConnection } from "../nats/bus.js";
+import { createLogger, type Logger } from "../util/log.js";
+
+export interface Startable {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function runActor(role: string, id: string, build: (ctx: { config: Config; nc: NatsConnection; log: Logger }) => Startable): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger(`qjm-${role}`, { role, id, pid: process.pid });
+  process.on("unhandledRejection", (err) => log.error({ err }, "unhandled rejection"));
+  process.on("uncaughtException", (err) => {
+    // A broken invariant or a bug: fail loudly rather than serve with state we no longer trust.
+    log.fatal({ err }, "uncaught exception: exiting");
+    process.exit(70);
+  });
+  const nc = await connectBus(config.natsUrl, `qjm-${role}-${id}`);
+  const actor = build({ config, nc, log });
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "stopping");
+    await actor.stop().catch((err) => log.error({ err }, "stop failed"));
+    await nc.drain().catch(() => {});
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  await actor.start();
+  log.info({ nats: config.natsUrl, cluster: config.cluster }, "started");
+}
+
+/** `--name value` from argv. */
+export function arg(name: string, fallback?: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  const v = i >= 0 ? process.argv[i + 1] : undefined;
+  if (v === undefined) {
+    if (fallback !== undefined) return fallback;
+    throw new Error(`missing --${name}`);
+  }
+  return v;
+}

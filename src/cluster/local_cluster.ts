@@ -1,0 +1,112 @@
+/**
+ * A whole cluster on this machine as real processes: nats-server (unless one already answers at the URL),
+ * the journal nodes, the master and the replicas, each a `node dist/actors/<role>.js` child. `npm start`,
+ * the integration tests and the bench use it. Every process is ours, stopped by pid.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { defaults, envName, type Config } from "../config/config.js";
+import { startNatsServer, type NatsServer } from "../nats/nats_server.js";
+import { startChild, type Child } from "../process/child.js";
+import { waitForPort } from "../process/ports.js";
+
+const ACTORS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../actors");
+
+export interface ActorSpec {
+  name: string;
+  script: "journal-node" | "master" | "replica";
+  args: string[];
+}
+
+export interface LocalClusterOptions {
+  dataDir: string;
+  natsUrl?: string;
+  /** Config values passed to every actor as QJM_* variables. */
+  config?: Partial<Config>;
+  /** Children's output: "inherit" (npm start) or into <dataDir>/logs/<name>.log. */
+  output?: "inherit" | "files";
+}
+
+export interface LocalCluster {
+  readonly natsUrl: string;
+  readonly cluster: string;
+  readonly dataDir: string;
+  readonly config: Config;
+  readonly actors: Map<string, Child>;
+  readonly specs: ActorSpec[];
+  /** Starts (again) the named actor. */
+  startActor(name: string): Child;
+  /** Signals the named actor (e.g. SIGKILL, SIGSTOP) and, for terminating signals, waits until it is gone. */
+  signal(name: string, signal: NodeJS.Signals): Promise<void>;
+  stop(): Promise<void>;
+}
+
+function natsPort(url: string): number {
+  return Number(new URL(url.replace(/^nats:/, "http:")).port || 4222);
+}
+
+export async function startLocalCluster(options: LocalClusterOptions): Promise<LocalCluster> {
+  const config: Config = { ...defaults, ...(options.config ?? {}), dataDir: path.resolve(options.dataDir) };
+  const natsUrl = options.natsUrl ?? config.natsUrl;
+  config.natsUrl = natsUrl;
+  fs.mkdirSync(path.join(config.dataDir, "logs"), { recursive: true });
+
+  let nats: NatsServer | null = null;
+  const port = natsPort(natsUrl);
+  try {
+    await waitForPort(port, 200);
+  } catch {
+    nats = await startNatsServer(port, { logDir: path.join(config.dataDir, "logs") });
+  }
+
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const [key, value] of Object.entries(config)) env[envName(key)] = Array.isArray(value) ? value.join(",") : String(value);
+
+  const specs: ActorSpec[] = [
+    ...config.journalNodes.map((id) => ({ name: id, script: "journal-node" as const, args: ["--id", id] })),
+    { name: "m1", script: "master", args: ["--id", "m1"] },
+    ...config.replicas.map((id, i) => ({ name: id, script: "replica" as const, args: ["--id", id, "--redis-port", String(config.replicaRedisPortBase + i)] })),
+  ];
+  const actors = new Map<string, Child>();
+
+  const startActor = (name: string): Child => {
+    const spec = specs.find((s) => s.name === name);
+    if (spec === undefined) throw new Error(`no actor ${name}`);
+    const script = path.join(ACTORS_DIR, `${spec.script}.js`);
+    const child =
+      options.output === "inherit"
+        ? startChild(process.execPath, [script, ...spec.args], { env, stdio: "inherit" })
+        : startChild(process.execPath, [script, ...spec.args], { env: { ...env, QJM_LOG_JSON: "1" }, logFile: path.join(config.dataDir, "logs", `${name}.log`) });
+    actors.set(name, child);
+    return child;
+  };
+
+  for (const spec of specs) startActor(spec.name);
+
+  return {
+    natsUrl,
+    cluster: config.cluster,
+    dataDir: config.dataDir,
+    config,
+    actors,
+    specs,
+    startActor,
+    async signal(name, signal) {
+      const child = actors.get(name);
+      if (child === undefined) throw new Error(`no actor ${name}`);
+      try {
+        process.kill(child.pid, signal);
+      } catch {
+        return;
+      }
+      if (signal === "SIGKILL" || signal === "SIGTERM" || signal === "SIGINT") await child.exited;
+    },
+    async stop() {
+      // Replicas and master first, so nothing writes to journal nodes that are gone.
+      const order = [...specs].reverse();
+      await Promise.all(order.map((s) => actors.get(s.name)?.stop("SIGTERM", 5000)));
+      await nats?.stop();
+    },
+  };
+}

@@ -1,0 +1,360 @@
+/**
+ * The master actor. It owns an ephemeral redis-server, executes each client write there, reads back the effects
+ * Redis propagates on its replication stream, journals them (one record per client write) through the WriterCore,
+ * and answers the client only once a majority of journal nodes fsynced the record.
+ *
+ * Life cycle: recovering (new epoch, settle the last segment, rebuild Redis from the journal, open the
+ * replication link) → writing → on a failed batch or a broken link: every unanswered write fails with NO_QUORUM,
+ * Redis is discarded and the master recovers again as a new writer.
+ */
+import type { NatsConnection } from "@nats-io/transport-node";
+import { Redis } from "ioredis";
+import { startPresence, type Presence } from "../actor/presence.js";
+import type { Config } from "../config/config.js";
+import { serve } from "../nats/bus.js";
+import { decode } from "../protocol/codec.js";
+import { ErrorCode, QjmError, errorReply } from "../protocol/errors.js";
+import { parseWriteRequest, type ActorStatus, type WriteReply } from "../protocol/messages.js";
+import { subjects } from "../protocol/subjects.js";
+import { CommandTable } from "../redis/command_table.js";
+import { startRedisServer, type RedisServer } from "../redis/redis_server.js";
+import { decodeEffects, encodeEffects, scanRecords } from "../segment/record.js";
+import { assert } from "../util/assert.js";
+import type { Logger } from "../util/log.js";
+import { EffectAssembler, MARKER_CHANNEL } from "./effect_assembler.js";
+import { JournalClient } from "./journal_client.js";
+import { ReplicationLink } from "./replication_link.js";
+import { establishWriter } from "./writer_recovery.js";
+import { WriterCore, type Batch, type WriterOutput } from "./writer_core.js";
+
+type MasterState =
+  /** Becoming the writer: new epoch, recovery, rebuild. Writes wait in the admission queue. */
+  | "recovering"
+  /** Serving writes. */
+  | "writing"
+  | "stopped";
+
+interface PendingWrite {
+  marker: number;
+  txid: number | null;
+  /** Redis's answer, once it came: the command's reply or its error. */
+  outcome: { ok: true; value: unknown } | { ok: false; message: string } | null;
+  respond: (reply: WriteReply) => void;
+}
+
+interface QueuedWrite {
+  args: Buffer[];
+  respond: (reply: WriteReply) => void;
+  deadlineMs: number;
+}
+
+export class Master {
+  private state: MasterState = "recovering";
+  private redis: RedisServer | null = null;
+  private client: Redis | null = null;
+  private link: ReplicationLink | null = null;
+  private core: WriterCore | null = null;
+  private commands: CommandTable | null = null;
+  private assembler = new EffectAssembler();
+  private readonly jc: JournalClient;
+  private presence: Presence | null = null;
+  private nextMarker = 1;
+  /** Executed on Redis, marker not yet seen on the stream. */
+  private readonly byMarker = new Map<number, PendingWrite>();
+  /** Journaled, in txid order, waiting for the commit. */
+  private readonly byTxid: PendingWrite[] = [];
+  private readonly queued: QueuedWrite[] = [];
+  private inflight = 0;
+  private flushScheduled = false;
+  private timer: NodeJS.Timeout | null = null;
+  private orphanSinceMs = 0;
+  private generation = 0;
+  private readonly nodeInflight = new Map<string, number>();
+  private lastFailure: string | null = null;
+
+  constructor(
+    readonly id: string,
+    private readonly config: Config,
+    private readonly dataDir: string,
+    private readonly nc: NatsConnection,
+    private readonly log: Logger,
+  ) {
+    this.jc = new JournalClient(nc, config.cluster, config.journalRequestTimeoutMs);
+  }
+
+  async start(): Promise<void> {
+    serve(this.nc, subjects(this.config.cluster).write, this.log, (_body, raw) => this.onWrite(raw));
+    this.presence = startPresence(this.nc, this.config.cluster, this.config.heartbeatIntervalMs, () => this.status(), this.log);
+    this.timer = setInterval(() => this.onTimer(), Math.max(5, Math.min(100, this.config.orphanEffectsFlushMs)));
+    void this.recover();
+  }
+
+  status(): ActorStatus {
+    return {
+      role: "master",
+      id: this.id,
+      pid: process.pid,
+      epoch: this.core?.epoch ?? 0,
+      lastTxid: this.core?.lastTxid ?? 0,
+      committedTxid: this.core?.committedTxid ?? 0,
+      appliedTxid: 0,
+      health: this.state,
+      redisUrl: this.redis?.url ?? null,
+      details: {
+        inSync: this.core?.inSyncNodes ?? [],
+        bufferedBytes: this.core?.bufferedBytes ?? 0,
+        inflightWrites: this.inflight,
+        queuedWrites: this.queued.length,
+        lastFailure: this.lastFailure,
+      },
+    };
+  }
+
+  // ---- becoming the writer ----
+
+  private async recover(): Promise<void> {
+    const generation = ++this.generation;
+    this.state = "recovering";
+    for (let attempt = 1; this.state === "recovering" && generation === this.generation; attempt++) {
+      try {
+        await this.becomeWriter();
+        return;
+      } catch (err) {
+        const level = err instanceof QjmError ? "warn" : "error";
+        this.log[level]({ err, attempt }, "could not become the writer; retrying");
+        await this.discardRedis();
+        if (attempt >= this.config.writerAttemptsMax) {
+          this.log.fatal("giving up becoming the writer");
+          process.exit(1);
+        }
+        await new Promise((r) => setTimeout(r, this.config.writerRetryMs));
+      }
+    }
+  }
+
+  private async becomeWriter(): Promise<void> {
+    const start = await establishWriter(this.jc, this.config, this.log);
+    this.redis = await startRedisServer({
+      port: this.config.masterRedisPort,
+      dir: this.dataDir + "/redis",
+      persistent: false,
+      startTimeoutMs: this.config.redisStartTimeoutMs,
+    });
+    this.client = new Redis({ port: this.redis.port, host: "127.0.0.1", maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true });
+    this.client.on("error", (err) => this.log.debug({ err }, "redis client error"));
+    await this.client.connect();
+    this.commands = await CommandTable.load(this.client);
+    await this.rebuild(start.inSync, start.endTxid);
+    this.assembler = new EffectAssembler();
+    const link = new ReplicationLink({ port: this.redis.port, replAckIntervalMs: this.config.replAckIntervalMs, replStreamBytesMax: this.config.replStreamBytesMax });
+    link.on("command", (c: { args: Buffer[] }) => this.onStreamCommand(c.args));
+    link.on("error", (err: Error) => this.failWriter(`replication link: ${err.message}`));
+    await link.ready;
+    this.link = link;
+    this.core = new WriterCore(start.epoch, start.endTxid + 1, this.config.journalNodes, start.inSync, this.config);
+    this.nodeInflight.clear();
+    this.state = "writing";
+    this.log.info({ epoch: start.epoch, segmentTxid: start.endTxid + 1, decision: start.decision }, "serving writes");
+    this.admit();
+  }
+
+  /** Replays the journal up to endTxid into the fresh Redis, before the replication link is opened. */
+  private async rebuild(nodes: string[], endTxid: number): Promise<void> {
+    assert(this.client !== null, "rebuild needs a Redis client");
+    let from = 1;
+    let sourceIndex = 0;
+    while (from <= endTxid) {
+      const node = nodes[sourceIndex % nodes.length];
+      const r = await this.jc.call(node, { type: "read", fromTxid: from, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: true });
+      if (!r.ok || !("read" in r) || r.read.count === 0) {
+        if (++sourceIndex >= nodes.length * 3) throw new QjmError(ErrorCode.NO_QUORUM, `no journal node serves txid ${from} for the rebuild`);
+        continue;
+      }
+      const scan = scanRecords(r.read.records);
+      if (scan.stop !== undefined || scan.records[0]?.txid !== from) {
+        this.log.warn({ node, from, stop: scan.stop }, "bad records during rebuild; trying another node");
+        sourceIndex++;
+        continue;
+      }
+      const pipeline = this.client.pipeline();
+      for (const rec of scan.records) {
+        if (rec.txid > endTxid) break;
+        for (const effect of decodeEffects(rec.payload)) pipeline.callBuffer(effect[0].toString(), ...effect.slice(1).map((a) => Buffer.from(a)));
+        from = rec.txid + 1;
+      }
+      await pipeline.exec();
+    }
+    this.log.info({ endTxid }, "rebuilt Redis from the journal");
+  }
+
+  private async discardRedis(): Promise<void> {
+    this.link?.close();
+    this.link = null;
+    this.client?.disconnect();
+    this.client = null;
+    await this.redis?.stop();
+    this.redis = null;
+  }
+
+  // ---- client writes ----
+
+  private onWrite(raw: Uint8Array): Promise<WriteReply> {
+    if (raw.length > this.config.writeBytesMax) {
+      throw new QjmError(ErrorCode.PAYLOAD_TOO_LARGE, `write of ${raw.length} bytes exceeds writeBytesMax ${this.config.writeBytesMax}`);
+    }
+    const args = parseWriteRequest(decode(raw));
+    return new Promise<WriteReply>((respond) => {
+      if (this.queued.length >= this.config.writesQueuedMax) {
+        respond(errorReply(ErrorCode.OVERLOADED, `${this.queued.length} writes already wait`));
+        return;
+      }
+      this.queued.push({ args, respond, deadlineMs: Date.now() + this.config.quorumTimeoutMs });
+      this.admit();
+    });
+  }
+
+  /** Moves queued writes to Redis while the writer serves and both buffers are not full. */
+  private admit(): void {
+    while (this.queued.length > 0 && this.state === "writing" && this.core !== null && !this.core.full && this.inflight < this.config.writesInflightMax) {
+      const w = this.queued.shift()!;
+      this.execute(w.args, w.respond);
+    }
+  }
+
+  private execute(args: Buffer[], respond: (reply: WriteReply) => void): void {
+    assert(this.client !== null && this.commands !== null, "execute needs Redis");
+    const verdict = this.commands.classify(args);
+    if (!verdict.ok) {
+      respond(errorReply(verdict.code, verdict.message));
+      return;
+    }
+    const marker = this.nextMarker++;
+    const pending: PendingWrite = { marker, txid: null, outcome: null, respond };
+    this.byMarker.set(marker, pending);
+    this.inflight++;
+    const client = this.client;
+    // Same connection, back to back: Redis runs the command, then the marker, with no other client between.
+    const reply = client.call(verdict.name, ...args.slice(1));
+    void client.publish(MARKER_CHANNEL, String(marker)).catch((err) => this.failWriter(`marker not written: ${(err as Error).message}`));
+    reply.then(
+      (value) => this.onOutcome(pending, { ok: true, value }),
+      (err: Error) => this.onOutcome(pending, { ok: false, message: err.message }),
+    );
+  }
+
+  private onOutcome(pending: PendingWrite, outcome: NonNullable<PendingWrite["outcome"]>): void {
+    pending.outcome = outcome;
+    if (pending.txid !== null && this.core !== null && pending.txid <= this.core.committedTxid) this.answer(pending);
+  }
+
+  private answer(p: PendingWrite): void {
+    assert(p.outcome !== null && p.txid !== null, "answer before outcome and txid");
+    this.inflight--;
+    if (p.outcome.ok) p.respond({ ok: true, txid: p.txid, reply: p.outcome.value });
+    else p.respond(errorReply(ErrorCode.REDIS_ERROR, p.outcome.message));
+  }
+
+  // ---- the replication stream ----
+
+  private onStreamCommand(args: Buffer[]): void {
+    if (this.state !== "writing" || this.core === null) return;
+    const assembled = this.assembler.push(args);
+    if (assembled === null) {
+      if (this.assembler.pendingEffects === 1) this.orphanSinceMs = Date.now();
+      return;
+    }
+    const pending = this.byMarker.get(assembled.marker);
+    if (pending === undefined) {
+      this.failWriter(`marker ${assembled.marker} on the stream matches no write`);
+      return;
+    }
+    this.byMarker.delete(assembled.marker);
+    pending.txid = this.core.append(encodeEffects(assembled.effects));
+    this.byTxid.push(pending);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      if (this.core !== null) this.handle(this.core.tick(Date.now()));
+    });
+  }
+
+  private onTimer(): void {
+    const now = Date.now();
+    for (let i = 0; i < this.queued.length && this.queued[0].deadlineMs < now; ) {
+      const w = this.queued.shift()!;
+      if (this.state === "writing") w.respond(errorReply(ErrorCode.OVERLOADED, "write waited too long for room in the journal buffers"));
+      else w.respond(errorReply(ErrorCode.NO_QUORUM, `no writer: ${this.lastFailure ?? "becoming the writer"}`));
+    }
+    if (this.state !== "writing" || this.core === null) return;
+    // Effects with no client marker (expired, evicted keys) go into a record of their own once the stream is idle.
+    if (this.assembler.pendingEffects > 0 && this.byMarker.size === 0 && now - this.orphanSinceMs >= this.config.orphanEffectsFlushMs) {
+      this.core.append(encodeEffects(this.assembler.takeOrphans()));
+    }
+    this.handle(this.core.tick(now));
+  }
+
+  private handle(out: WriterOutput): void {
+    if (out.failure !== null) {
+      this.failWriter(out.failure);
+      return;
+    }
+    for (const { batch, nodes } of out.send) for (const node of nodes) this.sendBatch(node, batch);
+    if (out.committedTxid !== null) this.onCommitted(out.committedTxid);
+  }
+
+  private sendBatch(node: string, batch: Batch): void {
+    const core = this.core!;
+    const inflight = this.nodeInflight.get(node) ?? 0;
+    if (inflight >= this.config.journalBatchesInflightMax) {
+      // A slow node must not grow our memory: it drops out of this epoch's quorum.
+      this.handle(core.onReply(node, batch.id, { ok: false, code: ErrorCode.OUT_OF_SYNC, message: `${inflight} batches unanswered` }, Date.now()));
+      return;
+    }
+    this.nodeInflight.set(node, inflight + 1);
+    void this.jc
+      .call(node, { type: "journal", epoch: core.epoch, segmentTxid: batch.segmentTxid, firstTxid: batch.firstTxid, count: batch.count, records: batch.records, committedTxid: batch.committedTxid }, this.config.quorumTimeoutMs)
+      .then((reply) => {
+        this.nodeInflight.set(node, (this.nodeInflight.get(node) ?? 1) - 1);
+        if (this.core !== core) return; // an answer to an earlier writer
+        this.handle(core.onReply(node, batch.id, reply.ok ? { ok: true } : reply, Date.now()));
+      });
+  }
+
+  private onCommitted(committed: number): void {
+    while (this.byTxid.length > 0 && this.byTxid[0].txid! <= committed) {
+      const p = this.byTxid.shift()!;
+      if (p.outcome !== null) this.answer(p);
+      // else: Redis's reply is still on its way; onOutcome answers it.
+    }
+    this.admit();
+  }
+
+  /** Nothing more is acknowledged under this epoch: fail what is unanswered and recover as a new writer. */
+  private failWriter(reason: string): void {
+    if (this.state !== "writing") return;
+    this.state = "recovering";
+    this.lastFailure = reason;
+    this.log.error({ reason, committedTxid: this.core?.committedTxid }, "write path failed: stepping down to recover");
+    const unanswered = [...this.byTxid, ...this.byMarker.values()];
+    this.byTxid.length = 0;
+    this.byMarker.clear();
+    this.inflight = 0;
+    for (const p of unanswered) p.respond(errorReply(ErrorCode.NO_QUORUM, `outcome unknown: ${reason}`));
+    this.core = null;
+    void this.discardRedis().then(() => this.recover());
+  }
+
+  async stop(): Promise<void> {
+    this.state = "stopped";
+    this.generation++;
+    if (this.timer) clearInterval(this.timer);
+    this.presence?.stop();
+    for (const w of this.queued.splice(0)) w.respond(errorReply(ErrorCode.NOT_WRITER, "master is stopping"));
+    await this.discardRedis();
+  }
+}

@@ -1,0 +1,294 @@
+/**
+ * A pure, incremental RESP2 parser (no I/O). Feed bytes with `push`, take complete top-level values with `next`.
+ *
+ * Each value returned by `next` carries `bytes`: how many bytes of the stream it consumed, which is what a
+ * replica adds to its replication offset. Values may be split across any chunk boundary.
+ *
+ * Cost: incoming bytes are copied once into one growing buffer read through a cursor; the unread tail is moved
+ * to the front only when at most half the buffer is unread, so every byte is copied O(1) times amortized. Array
+ * parsing is resumable (a stack of partially filled arrays), so a value arriving in many chunks is never
+ * re-parsed from its start. Bulk strings are copied out into their own Buffer (they outlive the parse buffer).
+ *
+ * Limits: bulk length, array length, line length and nesting depth are bounded; a breach throws
+ * `RespProtocolError` with reason "limit", malformed input throws it with reason "malformed". After a throw
+ * the parser is poisoned: every later call throws the same error (a byte stream cannot be resynchronized).
+ */
+import { ErrorCode, QjmError } from "../protocol/errors.js";
+
+export type RespValue =
+  | { type: "simple"; value: string }
+  | { type: "error"; value: string }
+  | { type: "integer"; value: number }
+  | { type: "bulk"; value: Buffer | null }
+  | { type: "array"; items: RespValue[] | null };
+
+/** One complete top-level value and the number of stream bytes it took. */
+export interface RespFrame {
+  value: RespValue;
+  bytes: number;
+}
+
+/** Redis's own proto-max-bulk-len default. */
+export const RESP_BULK_BYTES_MAX = 512 * 1024 * 1024;
+export const RESP_ARRAY_ITEMS_MAX = 1024 * 1024;
+/** Longest header / simple-string / error line; Redis's own inline limit (PROTO_INLINE_MAX_SIZE) is 64 KiB. */
+export const RESP_LINE_BYTES_MAX = 64 * 1024;
+/** Deepest array nesting; Redis replies (COMMAND included) stay well below this. */
+export const RESP_DEPTH_MAX = 64;
+
+export interface RespParserOptions {
+  bulkBytesMax?: number;
+  arrayItemsMax?: number;
+  lineBytesMax?: number;
+  depthMax?: number;
+}
+
+export type RespProtocolErrorReason = "malformed" | "limit";
+
+/** The stream is not RESP2, or declares a value larger than the parser's bounds. */
+export class RespProtocolError extends QjmError {
+  override name = "RespProtocolError";
+  constructor(
+    readonly reason: RespProtocolErrorReason,
+    message: string,
+    /** Stream offset (bytes since the parser's creation) at which the bad value started. */
+    readonly streamOffset: number,
+  ) {
+    super(ErrorCode.INTERNAL, `RESP ${reason === "limit" ? "limit exceeded" : "protocol error"} at stream offset ${streamOffset}: ${message}`);
+  }
+}
+
+const CR = 13;
+const LF = 10;
+const INITIAL_CAPACITY = 64 * 1024;
+/** An empty buffer larger than this is replaced by a fresh small one, so one huge value does not pin memory. */
+const SHRINK_ABOVE = 4 * INITIAL_CAPACITY;
+
+interface ArrayFrame {
+  items: RespValue[];
+  remaining: number;
+}
+
+export class RespParser {
+  private buf: Buffer = Buffer.allocUnsafe(INITIAL_CAPACITY);
+  /** Unread bytes are buf[start, end). */
+  private start = 0;
+  private end = 0;
+  /** Bytes after `start` already searched for CR without success (avoids rescanning a long partial line). */
+  private scanned = 0;
+  /** Declared length of the bulk string whose header was read and whose body is awaited; -1 if none. */
+  private bulkLen = -1;
+  private readonly stack: ArrayFrame[] = [];
+  private pushedTotal = 0;
+  private consumedTotal = 0;
+  /** consumedTotal when the current top-level value started. */
+  private valueStart = 0;
+  private failure: RespProtocolError | undefined;
+
+  private readonly bulkBytesMax: number;
+  private readonly arrayItemsMax: number;
+  private readonly lineBytesMax: number;
+  private readonly depthMax: number;
+
+  constructor(options: RespParserOptions = {}) {
+    this.bulkBytesMax = options.bulkBytesMax ?? RESP_BULK_BYTES_MAX;
+    this.arrayItemsMax = options.arrayItemsMax ?? RESP_ARRAY_ITEMS_MAX;
+    this.lineBytesMax = options.lineBytesMax ?? RESP_LINE_BYTES_MAX;
+    this.depthMax = options.depthMax ?? RESP_DEPTH_MAX;
+  }
+
+  /** Bytes pushed but not yet returned as part of a complete top-level value (what this parser holds for it). */
+  get pendingBytes(): number {
+    return this.pushedTotal - this.valueStart;
+  }
+
+  /** Bytes returned by `next` so far, summed. */
+  get consumedBytes(): number {
+    return this.valueStart;
+  }
+
+  push(chunk: Uint8Array): void {
+    if (this.failure) throw this.failure;
+    const n = chunk.length;
+    if (n === 0) return;
+    if (this.end + n > this.buf.length) this.makeRoom(n);
+    this.buf.set(chunk, this.end);
+    this.end += n;
+    this.pushedTotal += n;
+  }
+
+  /** The next complete top-level value, or undefined until more bytes are pushed. */
+  next(): RespFrame | undefined {
+    if (this.failure) throw this.failure;
+    try {
+      return this.step();
+    } catch (err) {
+      if (err instanceof RespProtocolError) this.failure = err;
+      throw err;
+    }
+  }
+
+  private makeRoom(n: number): void {
+    const unread = this.end - this.start;
+    const capacity = this.buf.length;
+    // Move in place only when at most half is unread: the move then frees at least half the buffer, so moves
+    // cost O(1) per pushed byte amortized. Otherwise grow (doubling) and copy the unread bytes over once.
+    if (unread + n <= capacity && unread <= capacity / 2) {
+      this.buf.copyWithin(0, this.start, this.end);
+    } else {
+      const grown = Buffer.allocUnsafe(Math.max(capacity * 2, unread + n));
+      this.buf.copy(grown, 0, this.start, this.end);
+      this.buf = grown;
+    }
+    this.start = 0;
+    this.end = unread;
+  }
+
+  private advance(n: number): void {
+    this.start += n;
+    this.consumedTotal += n;
+    this.scanned = 0;
+    if (this.start === this.end) {
+      this.start = 0;
+      this.end = 0;
+      if (this.buf.length > SHRINK_ABOVE) this.buf = Buffer.allocUnsafe(INITIAL_CAPACITY);
+    }
+  }
+
+  private fail(reason: RespProtocolErrorReason, message: string): never {
+    throw new RespProtocolError(reason, message, this.valueStart);
+  }
+
+  /** Index of the CR of the first CRLF after `start`, or -1 if the line is not complete yet. */
+  private findLineEnd(): number {
+    const buf = this.buf;
+    const end = this.end;
+    for (let i = this.start + this.scanned; i < end; i++) {
+      if (buf[i] !== CR) continue;
+      if (i + 1 === end) {
+        // CR is the last byte: its LF has not arrived; resume the search at this CR.
+        this.scanned = i - this.start;
+        this.checkLineLength(i - this.start);
+        return -1;
+      }
+      if (buf[i + 1] !== LF) this.fail("malformed", "CR not followed by LF");
+      this.checkLineLength(i - this.start);
+      return i;
+    }
+    this.scanned = end - this.start;
+    this.checkLineLength(this.scanned);
+    return -1;
+  }
+
+  private checkLineLength(length: number): void {
+    if (length > this.lineBytesMax) this.fail("limit", `line longer than ${this.lineBytesMax} bytes`);
+  }
+
+  /** A length field: "-1" (null) or a non-negative decimal not above `max`. */
+  private parseLength(from: number, to: number, max: number, what: string): number {
+    const buf = this.buf;
+    if (to - from === 2 && buf[from] === 0x2d && buf[from + 1] === 0x31) return -1;
+    if (from === to) this.fail("malformed", `empty ${what} length`);
+    let n = 0;
+    for (let i = from; i < to; i++) {
+      const d = buf[i] - 0x30;
+      if (d < 0 || d > 9) this.fail("malformed", `bad ${what} length "${buf.toString("latin1", from, to)}"`);
+      n = n * 10 + d;
+      if (n > max) this.fail("limit", `${what} length ${buf.toString("latin1", from, to)} exceeds ${max}`);
+    }
+    return n;
+  }
+
+  /** A signed decimal; RESP integers are 64-bit but this parser returns numbers, so it refuses unsafe ones. */
+  private parseInteger(from: number, to: number): number {
+    const buf = this.buf;
+    let i = from;
+    let negative = false;
+    if (i < to && (buf[i] === 0x2d || buf[i] === 0x2b)) {
+      negative = buf[i] === 0x2d;
+      i++;
+    }
+    if (i === to) this.fail("malformed", "empty integer");
+    let n = 0;
+    for (; i < to; i++) {
+      const d = buf[i] - 0x30;
+      if (d < 0 || d > 9) this.fail("malformed", `bad integer "${buf.toString("latin1", from, to)}"`);
+      n = n * 10 + d;
+      if (n > Number.MAX_SAFE_INTEGER) this.fail("limit", `integer ${buf.toString("latin1", from, to)} is not a safe JS integer`);
+    }
+    return negative ? -n : n;
+  }
+
+  private step(): RespFrame | undefined {
+    const stack = this.stack;
+    for (;;) {
+      let value: RespValue;
+      if (this.bulkLen >= 0) {
+        const len = this.bulkLen;
+        // The whole body and its CRLF must be here; until then this is O(1) per call.
+        if (this.end - this.start < len + 2) return undefined;
+        const at = this.start + len;
+        if (this.buf[at] !== CR || this.buf[at + 1] !== LF) this.fail("malformed", "bulk string not terminated by CRLF");
+        const body = Buffer.allocUnsafe(len);
+        this.buf.copy(body, 0, this.start, at);
+        this.advance(len + 2);
+        this.bulkLen = -1;
+        value = { type: "bulk", value: body };
+      } else {
+        const eol = this.findLineEnd();
+        if (eol < 0) return undefined;
+        const type = this.buf[this.start];
+        const from = this.start + 1;
+        const lineBytes = eol + 2 - this.start;
+        // Every field is decoded before `advance`, which may recycle the buffer once it is empty.
+        if (type === 0x24 /* $ */) {
+          const len = this.parseLength(from, eol, this.bulkBytesMax, "bulk");
+          this.advance(lineBytes);
+          if (len >= 0) {
+            this.bulkLen = len;
+            continue;
+          }
+          value = { type: "bulk", value: null };
+        } else if (type === 0x2a /* * */) {
+          const len = this.parseLength(from, eol, this.arrayItemsMax, "array");
+          if (len > 0 && stack.length >= this.depthMax) this.fail("limit", `arrays nested deeper than ${this.depthMax}`);
+          this.advance(lineBytes);
+          if (len > 0) {
+            stack.push({ items: [], remaining: len });
+            continue;
+          }
+          value = { type: "array", items: len === 0 ? [] : null };
+        } else {
+          if (type === 0x2b /* + */) value = { type: "simple", value: this.buf.toString("utf8", from, eol) };
+          else if (type === 0x2d /* - */) value = { type: "error", value: this.buf.toString("utf8", from, eol) };
+          else if (type === 0x3a /* : */) value = { type: "integer", value: this.parseInteger(from, eol) };
+          else this.fail("malformed", `unexpected type byte 0x${type.toString(16).padStart(2, "0")}`);
+          this.advance(lineBytes);
+        }
+      }
+      // Hand the value to the innermost open array; each array that fills up becomes a value itself.
+      for (;;) {
+        const top = stack[stack.length - 1];
+        if (top === undefined) {
+          const bytes = this.consumedTotal - this.valueStart;
+          this.valueStart = this.consumedTotal;
+          return { value, bytes };
+        }
+        top.items.push(value);
+        if (--top.remaining > 0) break;
+        stack.pop();
+        value = { type: "array", items: top.items };
+      }
+    }
+  }
+}
+
+/** Encodes a command as a RESP array of bulk strings. */
+export function encodeCommand(args: readonly (string | Uint8Array)[]): Buffer {
+  const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)];
+  for (const arg of args) {
+    const body = typeof arg === "string" ? Buffer.from(arg) : arg;
+    parts.push(Buffer.from(`$${body.length}\r\n`), Buffer.from(body.buffer, body.byteOffset, body.length), Buffer.from("\r\n"));
+  }
+  return Buffer.concat(parts);
+}

@@ -1,0 +1,159 @@
+/**
+ * The replica actor: tails the journal and replays committed records, in txid order, exactly once, into its own
+ * persistent redis-server. Each record's effects and the applied-txid marker go in one MULTI/EXEC, so a restart
+ * resumes exactly after the last record Redis kept.
+ */
+import type { NatsConnection } from "@nats-io/transport-node";
+import { Redis } from "ioredis";
+import { startPresence, type Presence } from "../actor/presence.js";
+import type { Config } from "../config/config.js";
+import { JournalClient } from "../master/journal_client.js";
+import type { ActorStatus } from "../protocol/messages.js";
+import { startRedisServer, type RedisServer } from "../redis/redis_server.js";
+import { decodeEffects, type RecordView } from "../segment/record.js";
+import type { Logger } from "../util/log.js";
+import { ReplicaCore } from "./replica_core.js";
+
+/** The key that holds the last applied txid, written in the same transaction as that record's effects. */
+export const APPLIED_KEY = "__qjm:applied";
+
+export class Replica {
+  private redis: RedisServer | null = null;
+  private client: Redis | null = null;
+  private core: ReplicaCore | null = null;
+  private presence: Presence | null = null;
+  private running = false;
+  private loop: Promise<void> | null = null;
+  private lastError: string | null = null;
+  private committedSeen = 0;
+  private wake: (() => void) | null = null;
+
+  constructor(
+    readonly id: string,
+    private readonly config: Config,
+    private readonly dataDir: string,
+    private readonly redisPort: number,
+    private readonly nc: NatsConnection,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    this.redis = await startRedisServer({ port: this.redisPort, dir: this.dataDir + "/redis", persistent: true, startTimeoutMs: this.config.redisStartTimeoutMs });
+    this.client = new Redis({ port: this.redisPort, host: "127.0.0.1", maxRetriesPerRequest: 1, lazyConnect: true });
+    this.client.on("error", (err) => this.log.debug({ err }, "redis client error"));
+    await this.client.connect();
+    const applied = Number((await this.client.get(APPLIED_KEY)) ?? 0);
+    this.core = new ReplicaCore(this.config.journalNodes, applied);
+    this.log.info({ appliedTxid: applied, redis: this.redis.url }, "replica resumes");
+    this.presence = startPresence(this.nc, this.config.cluster, this.config.heartbeatIntervalMs, () => this.status(), this.log);
+    this.running = true;
+    this.loop = this.tail();
+  }
+
+  status(): ActorStatus {
+    return {
+      role: "replica",
+      id: this.id,
+      pid: process.pid,
+      epoch: 0,
+      lastTxid: this.committedSeen,
+      committedTxid: this.committedSeen,
+      appliedTxid: this.core?.appliedTxid ?? 0,
+      health: this.lastError === null ? "ok" : "degraded",
+      redisUrl: this.redis?.url ?? null,
+      details: { lastError: this.lastError },
+    };
+  }
+
+  private async tail(): Promise<void> {
+    const jc = new JournalClient(this.nc, this.config.cluster, this.config.journalRequestTimeoutMs);
+    let idleRounds = 0;
+    while (this.running) {
+      const core = this.core!;
+      const { node, fromTxid } = core.nextRead();
+      const reply = await jc.call(node, { type: "read", fromTxid, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: false });
+      if (!this.running) break;
+      const outcome = core.onRead(reply.ok && "read" in reply ? { ok: true, ...reply.read } : reply.ok ? { ok: false, code: "BAD_REQUEST", message: "not a read reply" } : reply);
+      if (reply.ok && "read" in reply) this.committedSeen = Math.max(this.committedSeen, reply.read.committedTxid);
+      if (outcome.kind === "apply") {
+        idleRounds = 0;
+        this.lastError = null;
+        try {
+          await this.apply(outcome.records);
+        } catch (err) {
+          // A Redis failure: the record is not marked applied, so it is retried, never skipped.
+          this.lastError = `apply failed: ${(err as Error).message}`;
+          this.log.error({ err }, "could not apply records");
+          await this.pause(this.config.replicaPollMs * 10);
+        }
+        continue;
+      }
+      if (outcome.kind === "reject") {
+        this.lastError = `${node}: ${outcome.reason}`;
+        this.log.debug({ node, reason: outcome.reason }, "read refused; trying another journal node");
+      }
+      // Every node asked once with nothing new: wait before the next round.
+      if (++idleRounds >= core.nodes.length) {
+        idleRounds = 0;
+        await this.pause(this.config.replicaPollMs);
+      }
+    }
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.wake = null;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  private async apply(records: RecordView[]): Promise<void> {
+    const client = this.client!;
+    // Sent back to back on one connection, awaited in order: each record its own MULTI/EXEC with its marker.
+    const execs = records.map((rec) => {
+      const tx = client.multi();
+      for (const effect of decodeEffects(rec.payload)) tx.callBuffer(Buffer.from(effect[0]).toString(), ...effect.slice(1).map((a) => Buffer.from(a)));
+      tx.set(APPLIED_KEY, String(rec.txid));
+      return tx.exec();
+    });
+    for (let i = 0; i < records.length; i++) {
+      let results: [Error | null, unknown][] | null;
+      try {
+        results = await execs[i];
+      } catch (err) {
+        await Promise.allSettled(execs.slice(i + 1));
+        await this.resync();
+        throw err;
+      }
+      if (results === null) {
+        await this.resync();
+        throw new Error(`record ${records[i].txid}: transaction aborted`);
+      }
+      const failed = results.find(([err]) => err !== null);
+      // An effect that fails here succeeded on the master: the keyspaces differ. Say so loudly; the record is applied.
+      if (failed) this.log.error({ txid: records[i].txid, err: failed[0] }, "an effect failed on the replica");
+      this.core!.onApplied(records[i].txid);
+    }
+  }
+
+  /** After a partial failure: believe the marker Redis holds, not our count. */
+  private async resync(): Promise<void> {
+    const applied = Number((await this.client!.get(APPLIED_KEY).catch(() => null)) ?? this.core!.appliedTxid);
+    this.core = new ReplicaCore(this.config.journalNodes, applied);
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+    this.presence?.stop();
+    this.client?.disconnect();
+    await this.redis?.stop();
+  }
+}
