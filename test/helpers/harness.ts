@@ -1,0 +1,147 @@
+/** Integration-test harness: a real cluster on free ports in a temp dir, clients, status, keyspace dumps. */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Redis } from "ioredis";
+import { startLocalCluster, type LocalCluster } from "../../src/cluster/local_cluster.js";
+import type { Config } from "../../src/config/config.js";
+import { connectBus, request, requestAll, type NatsConnection } from "../../src/nats/bus.js";
+import type { ActorStatus, WriteReply } from "../../src/protocol/messages.js";
+import { subjects } from "../../src/protocol/subjects.js";
+import { freePort } from "../../src/process/ports.js";
+import { APPLIED_KEY } from "../../src/replica/replica.js";
+
+export interface TestCluster {
+  cluster: LocalCluster;
+  nc: NatsConnection;
+  write(args: (string | Buffer | number)[], timeoutMs?: number): Promise<WriteReply>;
+  status(): Promise<ActorStatus[]>;
+  stop(): Promise<void>;
+}
+
+/** Fast timeouts so fault tests finish quickly; every port free, every file in a fresh temp dir. */
+export async function startTestCluster(name: string, overrides: Partial<Config> = {}): Promise<TestCluster> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `qjm-${name}-`));
+  const natsPort = await freePort();
+  const masterRedisPort = await freePort();
+  const replicaRedisPortBase = await freePort();
+  // Two consecutive ports for the replicas: take another free one if the next is busy.
+  const cluster = await startLocalCluster({
+    dataDir,
+    natsUrl: `nats://127.0.0.1:${natsPort}`,
+    output: "files",
+    config: {
+      cluster: name.replace(/[^A-Za-z0-9_-]/g, "_"),
+      masterRedisPort,
+      replicaRedisPortBase,
+      quorumTimeoutMs: 2000,
+      heartbeatIntervalMs: 200,
+      writerRetryMs: 200,
+      epochRequestTimeoutMs: 1000,
+      journalRequestTimeoutMs: 2000,
+      ...overrides,
+    },
+  });
+  const nc = await connectBus(cluster.natsUrl, `test-${name}`);
+  const s = subjects(cluster.cluster);
+  const tc: TestCluster = {
+    cluster,
+    nc,
+    async write(args, timeoutMs = 10000) {
+      return (await request(nc, s.write, args, timeoutMs)) as WriteReply;
+    },
+    async status() {
+      return (await requestAll(nc, s.status, {}, 300).catch(() => [])) as ActorStatus[];
+    },
+    async stop() {
+      await nc.close().catch(() => {});
+      await cluster.stop();
+      if (process.env.QJM_KEEP_TEST_DATA === undefined) fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  return tc;
+}
+
+/** Polls `check` until it returns a value (not undefined) or `timeoutMs` passes; each failed check waits `everyMs`. */
+export async function until<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined> | T | undefined, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export async function waitForWriter(tc: TestCluster, timeoutMs = 30000): Promise<ActorStatus> {
+  return await until("the master to serve writes", timeoutMs, async () => (await tc.status()).find((s) => s.role === "master" && s.health === "writing"), 100);
+}
+
+/** Waits until every replica applied at least `txid`. */
+export async function waitForReplicas(tc: TestCluster, txid: number, timeoutMs = 60000): Promise<ActorStatus[]> {
+  return await until(`replicas to apply txid ${txid}`, timeoutMs, async () => {
+    const replicas = (await tc.status()).filter((s) => s.role === "replica");
+    return replicas.length === tc.cluster.config.replicas.length && replicas.every((r) => r.appliedTxid >= txid) ? replicas : undefined;
+  }, 100);
+}
+
+export interface KeyDump {
+  type: string;
+  value: unknown;
+  /** Absolute expiry in ms (PEXPIRETIME), -1 when the key has none. */
+  expireAtMs: number;
+}
+
+/** Every key of a Redis (but the replica's applied marker): type, value in a canonical form, and PTTL. */
+export async function dumpKeyspace(port: number): Promise<Map<string, KeyDump>> {
+  const r = new Redis({ port, host: "127.0.0.1", lazyConnect: true });
+  await r.connect();
+  try {
+    const out = new Map<string, KeyDump>();
+    let cursor = "0";
+    do {
+      const [next, keys] = await r.scan(cursor, "COUNT", 1000);
+      cursor = next;
+      for (const key of keys) {
+        if (key === APPLIED_KEY) continue;
+        const type = await r.type(key);
+        let value: unknown;
+        if (type === "string") value = await r.get(key);
+        else if (type === "hash") value = Object.entries(await r.hgetall(key)).sort();
+        else if (type === "list") value = await r.lrange(key, 0, -1);
+        else if (type === "set") value = (await r.smembers(key)).sort();
+        else if (type === "zset") value = await r.zrange(key, 0, -1, "WITHSCORES");
+        else value = `<${type}>`;
+        out.set(key, { type, value, expireAtMs: Number(await r.call("PEXPIRETIME", key)) });
+      }
+    } while (cursor !== "0");
+    return out;
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** Differences between two dumps (absolute expiry times may differ by `ttlSlackMs`); empty when equal. */
+export function diffKeyspaces(a: Map<string, KeyDump>, b: Map<string, KeyDump>, ttlSlackMs = 5): string[] {
+  const diffs: string[] = [];
+  for (const [key, da] of a) {
+    const db = b.get(key);
+    if (db === undefined) diffs.push(`${key}: missing`);
+    else if (da.type !== db.type) diffs.push(`${key}: type ${da.type} vs ${db.type}`);
+    else if (JSON.stringify(da.value) !== JSON.stringify(db.value)) diffs.push(`${key}: ${JSON.stringify(da.value).slice(0, 80)} vs ${JSON.stringify(db.value).slice(0, 80)}`);
+    else if ((da.expireAtMs < 0) !== (db.expireAtMs < 0) || Math.abs(da.expireAtMs - db.expireAtMs) > ttlSlackMs) diffs.push(`${key}: expires at ${da.expireAtMs} vs ${db.expireAtMs}`);
+  }
+  for (const key of b.keys()) if (!a.has(key)) diffs.push(`${key}: extra`);
+  return diffs;
+}
+
+/** Runs `clients` closed-loop clients, each calling `op(client, i)` `perClient` times. */
+export async function runClients<T>(clients: number, perClient: number, op: (client: number, i: number) => Promise<T>): Promise<T[][]> {
+  return await Promise.all(
+    Array.from({ length: clients }, async (_, c) => {
+      const results: T[] = [];
+      for (let i = 0; i < perClient; i++) results.push(await op(c, i));
+      return results;
+    }),
+  );
+}
