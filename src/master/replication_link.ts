@@ -11,6 +11,10 @@
  *   const err = await link.done;                          // the ReplicationLinkError, or null after close()
  *   await link.close();
  *
+ * Attach "command" listeners before awaiting `ready`: commands that arrived in the RDB's last chunk are delivered
+ * synchronously, before `ready`'s continuation runs. An ACK reports the offset of what was delivered, not of what
+ * the caller has journaled (Redis only uses it for WAIT and its replica timeout; the master uses neither).
+ *
  * "error" is only emitted when a listener is attached (an unheard "error" would throw from the socket callback);
  * `done` always carries the outcome, and `ready` rejects if the link fails before it is live.
  *
