@@ -18,7 +18,8 @@ import { parseWriteRequest, type ActorStatus, type WriteReply } from "../protoco
 import { subjects } from "../protocol/subjects.js";
 import { CommandTable } from "../redis/command_table.js";
 import { startRedisServer, type RedisServer } from "../redis/redis_server.js";
-import { decodeEffects, encodeEffects, scanRecords } from "../segment/record.js";
+import { encodeEffects, scanRecords } from "../segment/record.js";
+import { applyRecords } from "../redis/apply_records.js";
 import { assert } from "../util/assert.js";
 import type { Logger } from "../util/log.js";
 import { EffectAssembler, MARKER_CHANNEL } from "./effect_assembler.js";
@@ -176,13 +177,11 @@ export class Master {
         sourceIndex++;
         continue;
       }
-      const pipeline = this.client.pipeline();
-      for (const rec of scan.records) {
-        if (rec.txid > endTxid) break;
-        for (const effect of decodeEffects(rec.payload)) pipeline.callBuffer(effect[0].toString(), ...effect.slice(1).map((a) => Buffer.from(a)));
-        from = rec.txid + 1;
-      }
-      await pipeline.exec();
+      const records = scan.records.filter((rec) => rec.txid <= endTxid);
+      await applyRecords(this.client, records, {
+        applied: (txid) => (from = txid + 1),
+        onEffectError: (txid, err) => this.log.error({ txid, err }, "an effect failed during the rebuild"),
+      });
     }
     this.log.info({ endTxid }, "rebuilt Redis from the journal");
   }

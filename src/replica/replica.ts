@@ -10,7 +10,8 @@ import type { Config } from "../config/config.js";
 import { JournalClient } from "../master/journal_client.js";
 import type { ActorStatus } from "../protocol/messages.js";
 import { startRedisServer, type RedisServer } from "../redis/redis_server.js";
-import { decodeEffects, type RecordView } from "../segment/record.js";
+import { applyRecords } from "../redis/apply_records.js";
+import type { RecordView } from "../segment/record.js";
 import type { Logger } from "../util/log.js";
 import { ReplicaCore } from "./replica_core.js";
 
@@ -114,31 +115,16 @@ export class Replica {
   }
 
   private async apply(records: RecordView[]): Promise<void> {
-    const client = this.client!;
-    // Sent back to back on one connection, awaited in order: each record its own MULTI/EXEC with its marker.
-    const execs = records.map((rec) => {
-      const tx = client.multi();
-      for (const effect of decodeEffects(rec.payload)) tx.callBuffer(Buffer.from(effect[0]).toString(), ...effect.slice(1).map((a) => Buffer.from(a)));
-      tx.set(APPLIED_KEY, String(rec.txid));
-      return tx.exec();
-    });
-    for (let i = 0; i < records.length; i++) {
-      let results: [Error | null, unknown][] | null;
-      try {
-        results = await execs[i];
-      } catch (err) {
-        await Promise.allSettled(execs.slice(i + 1));
-        await this.resync();
-        throw err;
-      }
-      if (results === null) {
-        await this.resync();
-        throw new Error(`record ${records[i].txid}: transaction aborted`);
-      }
-      const failed = results.find(([err]) => err !== null);
-      // An effect that fails here succeeded on the master: the keyspaces differ. Say so loudly; the record is applied.
-      if (failed) this.log.error({ txid: records[i].txid, err: failed[0] }, "an effect failed on the replica");
-      this.core!.onApplied(records[i].txid);
+    try {
+      await applyRecords(this.client!, records, {
+        markerKey: APPLIED_KEY,
+        applied: (txid) => this.core!.onApplied(txid),
+        // An effect that fails here succeeded on the master: the keyspaces differ. Say so loudly.
+        onEffectError: (txid, err) => this.log.error({ txid, err }, "an effect failed on the replica"),
+      });
+    } catch (err) {
+      await this.resync();
+      throw err;
     }
   }
 

@@ -1,0 +1,153 @@
+/**
+ * Journal node faults on real processes: one node killed under load costs nothing; two killed fail writes with
+ * NO_QUORUM in bounded time and the cluster serves again once they return, with no acked write lost; a node
+ * killed mid-write comes back; a torn tail is truncated; a flipped byte in a middle record is refused.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import test from "ava";
+import { Redis } from "ioredis";
+import { segmentFilesIn } from "../../src/journal/segment_store.js";
+import { encodeEffects, encodeRecord, scanRecords } from "../../src/segment/record.js";
+import type { WriteReply } from "../../src/protocol/messages.js";
+import { startTestCluster, until, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
+
+let tc: TestCluster | undefined;
+test.before(async () => {
+  tc = await startTestCluster("jnfaults");
+  await waitForWriter(tc);
+});
+test.after.always(async () => {
+  await tc?.stop();
+});
+
+/** Every acked write: key → txid. */
+const acked = new Map<string, number>();
+
+/** Closed-loop clients writing unique keys until `stop()`; records acks and failures. */
+function load(clients: number, tag: string) {
+  let running = true;
+  const failures: WriteReply[] = [];
+  let count = 0;
+  const done = Promise.all(
+    Array.from({ length: clients }, async (_, c) => {
+      for (let i = 0; running; i++) {
+        const key = `${tag}:${c}:${i}`;
+        const r = await tc!.write(["SET", key, String(i)]);
+        if (r.ok) {
+          acked.set(key, r.txid);
+          count++;
+        } else failures.push(r);
+      }
+    }),
+  );
+  return {
+    failures,
+    acks: () => count,
+    async stop() {
+      running = false;
+      await done;
+    },
+  };
+}
+
+async function ackedMissingIn(port: number): Promise<string[]> {
+  const r = new Redis({ port, host: "127.0.0.1" });
+  try {
+    const keys = [...acked.keys()];
+    const missing: string[] = [];
+    for (let i = 0; i < keys.length; i += 1000) {
+      const chunk = keys.slice(i, i + 1000);
+      const values = await r.mget(...chunk);
+      values.forEach((v, j) => v === null && missing.push(chunk[j]));
+    }
+    return missing;
+  } finally {
+    r.disconnect();
+  }
+}
+
+async function assertNoAckedWriteLost(t: import("ava").ExecutionContext): Promise<void> {
+  const master = await waitForWriter(tc!);
+  t.deepEqual((await ackedMissingIn(Number(new URL(master.redisUrl!).port))).slice(0, 5), [], "every acked write is in the master's Redis");
+  const replicas = await waitForReplicas(tc!, Math.max(...acked.values()));
+  for (const r of replicas) t.deepEqual((await ackedMissingIn(Number(new URL(r.redisUrl!).port))).slice(0, 5), [], `every acked write is on ${r.id}`);
+}
+
+test.serial("journal faults - kill -9 of one journal node under load: no write fails, none is lost", async (t) => {
+  const l = load(50, "one");
+  await until("1,000 acks", 30000, () => (l.acks() >= 1000 ? true : undefined));
+  await tc!.cluster.signal("jn3", "SIGKILL");
+  const at = l.acks();
+  await until("1,000 more acks", 30000, () => (l.acks() >= at + 1000 ? true : undefined));
+  await l.stop();
+  t.deepEqual(l.failures.slice(0, 3), [], "no write failed");
+  await assertNoAckedWriteLost(t);
+});
+
+test.serial("journal faults - two of three killed: NO_QUORUM in bounded time; back after restart, nothing lost", async (t) => {
+  await tc!.cluster.signal("jn2", "SIGKILL");
+  const bound = tc!.cluster.config.quorumTimeoutMs + 2000;
+  const started = Date.now();
+  const r = await tc!.write(["SET", "during-outage", "x"], bound * 2);
+  const elapsed = Date.now() - started;
+  t.false(r.ok);
+  if (!r.ok) t.is(r.code, "NO_QUORUM");
+  t.true(elapsed <= bound, `failed after ${elapsed} ms (bound ${bound} ms)`);
+  const again = await tc!.write(["SET", "during-outage", "y"], bound * 2);
+  t.false(again.ok, "writes keep failing while two nodes are down");
+
+  tc!.cluster.startActor("jn2");
+  tc!.cluster.startActor("jn3");
+  await waitForWriter(tc!);
+  const l = load(20, "two");
+  await until("500 acks after the restart", 30000, () => (l.acks() >= 500 ? true : undefined));
+  await l.stop();
+  t.deepEqual(l.failures.slice(0, 3), [], "writes succeed again");
+  await assertNoAckedWriteLost(t);
+});
+
+test.serial("journal faults - a node killed mid-write comes back; a torn tail is truncated", async (t) => {
+  const l = load(20, "torn");
+  await until("300 acks", 30000, () => (l.acks() >= 300 ? true : undefined));
+  await tc!.cluster.signal("jn1", "SIGKILL");
+  await l.stop();
+  t.deepEqual(l.failures.slice(0, 3), []);
+
+  // A torn write: the first 30 bytes of a record appended to the in-progress segment.
+  const files = segmentFilesIn(path.join(tc!.cluster.dataDir, "jn1"));
+  const inProgress = files.find((f) => path.basename(f).startsWith("edits_inprogress_"))!;
+  t.truthy(inProgress, "jn1 has an in-progress segment");
+  const sizeBefore = fs.statSync(inProgress).size;
+  fs.appendFileSync(inProgress, encodeRecord(999999, 1, encodeEffects([[Buffer.from("SET"), Buffer.from("x"), Buffer.from("y")]])).subarray(0, 30));
+
+  tc!.cluster.startActor("jn1");
+  const jn1 = await until("jn1 to come back", 20000, async () => (await tc!.status()).find((s) => s.id === "jn1"));
+  t.is(jn1.health, "ok");
+  t.is(fs.statSync(inProgress).size, sizeBefore, "the torn tail was cut");
+  const log = fs.readFileSync(path.join(tc!.cluster.dataDir, "logs", "jn1.log"), "utf8");
+  t.regex(log, /truncated a torn tail/);
+  await assertNoAckedWriteLost(t);
+});
+
+test.serial("journal faults - a flipped byte in a middle record is refused, naming file and offset", async (t) => {
+  await tc!.cluster.signal("jn1", "SIGKILL");
+  const files = segmentFilesIn(path.join(tc!.cluster.dataDir, "jn1"));
+  const target = files.map((f) => ({ f, size: fs.statSync(f).size })).sort((a, b) => b.size - a.size)[0].f;
+  const data = fs.readFileSync(target);
+  const records = scanRecords(data).records;
+  t.true(records.length >= 3, `${target} holds ${records.length} records`);
+  const victim = records[Math.floor(records.length / 2)];
+  data[victim.offset + 24 + Math.floor((victim.length - 24) / 2)] ^= 0xff;
+  fs.writeFileSync(target, data);
+
+  tc!.cluster.startActor("jn1");
+  const jn1 = await until("jn1 to report its fault", 20000, async () => (await tc!.status()).find((s) => s.id === "jn1"));
+  t.is(jn1.health, "corrupt");
+  const fault = String(jn1.details.fault);
+  t.true(fault.includes(path.basename(target)), fault);
+  t.true(fault.includes(`offset ${victim.offset}`), fault);
+
+  const r = await tc!.write(["SET", "after-corruption", "1"]);
+  t.true(r.ok, "the other two nodes keep the cluster writing");
+});
