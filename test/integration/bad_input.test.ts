@@ -1,0 +1,73 @@
+/** Bad input on the write subject gets a clear, typed error reply, and the master keeps serving. */
+import test from "ava";
+import { encode } from "../../src/protocol/codec.js";
+import { subjects } from "../../src/protocol/subjects.js";
+import { decode } from "../../src/protocol/codec.js";
+import { startTestCluster, waitForWriter, type TestCluster } from "../helpers/harness.js";
+
+let tc: TestCluster | undefined;
+test.before(async () => {
+  tc = await startTestCluster("badinput");
+  await waitForWriter(tc);
+});
+test.after.always(async () => {
+  await tc?.stop();
+});
+
+async function raw(body: Uint8Array): Promise<Record<string, unknown>> {
+  const msg = await tc!.nc.request(subjects(tc!.cluster.cluster).write, body, { timeout: 5000 });
+  return decode(msg.data) as Record<string, unknown>;
+}
+
+const cases: [string, () => Uint8Array, string][] = [
+  ["not msgpack", () => Buffer.from("hello, this is not msgpack"), "NOT_MSGPACK"],
+  ["empty body", () => new Uint8Array(0), "NOT_MSGPACK"],
+  ["not an array", () => encode({ command: "SET" }), "BAD_REQUEST"],
+  ["empty array", () => encode([]), "BAD_REQUEST"],
+  ["an argument that is a map", () => encode(["SET", "k", { v: 1 }]), "BAD_REQUEST"],
+  ["unknown command", () => encode(["NOPE", "k"]), "UNKNOWN_COMMAND"],
+  ["read-only command", () => encode(["GET", "k"]), "NOT_A_WRITE"],
+  ["blocking command", () => encode(["BLPOP", "k", "0"]), "COMMAND_REFUSED"],
+  ["pub/sub command", () => encode(["PUBLISH", "c", "m"]), "COMMAND_REFUSED"],
+  ["admin command", () => encode(["CONFIG", "SET", "maxmemory", "1"]), "COMMAND_REFUSED"],
+  ["another database", () => encode(["MOVE", "k", "1"]), "COMMAND_REFUSED"],
+  ["transaction control", () => encode(["MULTI"]), "COMMAND_REFUSED"],
+  ["wrong arity", () => encode(["SET", "k"]), "WRONG_ARITY"],
+  ["oversized payload", () => encode(["SET", "k", Buffer.alloc(300 * 1024, 1)]), "PAYLOAD_TOO_LARGE"],
+];
+
+for (const [name, body, code] of cases) {
+  test.serial(`bad input - ${name} is refused with ${code}, and the master keeps serving`, async (t) => {
+    const reply = await raw(body());
+    t.is(reply.ok, false);
+    t.is(reply.code, code);
+    t.true(typeof reply.message === "string" && reply.message.length > 0);
+    const ok = await tc!.write(["SET", "still-serving", name]);
+    t.true(ok.ok, JSON.stringify(ok));
+  });
+}
+
+test.serial("bad input - a Redis error is a REDIS_ERROR reply, and nothing changes", async (t) => {
+  t.true((await tc!.write(["SET", "str", "x"])).ok);
+  const reply = await tc!.write(["LPUSH", "str", "y"]);
+  t.false(reply.ok);
+  if (!reply.ok) {
+    t.is(reply.code, "REDIS_ERROR");
+    t.regex(reply.message, /WRONGTYPE/);
+  }
+  t.true((await tc!.write(["SET", "after", "1"])).ok);
+});
+
+test.serial("bad input - garbage and forged records on a journal node's subject are refused; it keeps serving", async (t) => {
+  const subject = subjects(tc!.cluster.cluster).journal("jn1");
+  const ask = async (body: Uint8Array) => decode((await tc!.nc.request(subject, body, { timeout: 5000 })).data) as Record<string, unknown>;
+  t.is((await ask(Buffer.from("garbage"))).code, "NOT_MSGPACK");
+  t.is((await ask(encode({ type: "explode" }))).code, "BAD_REQUEST");
+  t.is((await ask(encode({ type: "journal", epoch: "x" }))).code, "BAD_REQUEST");
+  // A stale epoch is fenced, whatever the records.
+  const stale = await ask(encode({ type: "journal", epoch: 0, segmentTxid: 1, firstTxid: 1, count: 1, records: Buffer.from("not a record"), committedTxid: 0 }));
+  t.is(stale.code, "EPOCH_FENCED");
+  const state = await ask(encode({ type: "getState" }));
+  t.is(state.ok, true);
+  t.true((await tc!.write(["SET", "after-jn-garbage", "1"])).ok);
+});
