@@ -2,8 +2,11 @@
  * The quorum write path, end to end, on real processes: 10,000 writes from 100 concurrent clients over every
  * data type, each acked with a unique, gap-free txid, and both replicas converge to the master's keyspace.
  */
+import fs from "node:fs";
+import path from "node:path";
 import test from "ava";
-import { diffKeyspaces, dumpKeyspace, runClients, startTestCluster, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { pidRuns } from "../../src/process/child.js";
+import { diffKeyspaces, dumpKeyspace, runClients, startTestCluster, until, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 let tc: TestCluster | undefined;
 test.after.always(async () => {
@@ -32,7 +35,7 @@ function writeFor(c: number, i: number): (string | number)[] {
   }
 }
 
-test("write path - 10,000 writes from 100 clients: all acked, txids unique and gap-free, replicas converge", async (t) => {
+test.serial("write path - 10,000 writes from 100 clients: all acked, txids unique and gap-free, replicas converge", async (t) => {
   tc = await startTestCluster("writepath");
   const master = await waitForWriter(tc);
   const replies = await runClients(CLIENTS, PER_CLIENT, async (c, i) => await tc!.write(writeFor(c, i)));
@@ -59,5 +62,24 @@ test("write path - 10,000 writes from 100 clients: all acked, txids unique and g
   for (const replica of (await tc.status()).filter((s) => s.role === "replica")) {
     const diffs = diffKeyspaces(masterKeys, await dumpKeyspace(Number(new URL(replica.redisUrl!).port)));
     t.deepEqual(diffs.slice(0, 10), [], `${replica.id} equals the master`);
+  }
+});
+
+test.serial("write path - a replica killed with -9 takes its redis-server with it, restarts and resumes exactly", async (t) => {
+  const pidFile = path.join(tc!.cluster.dataDir, "r1", "redis", "redis.pid");
+  const redisPid = Number(fs.readFileSync(pidFile, "utf8"));
+  t.true(pidRuns(redisPid, "redis-server"));
+  await tc!.cluster.signal("r1", "SIGKILL");
+  await until("r1's redis-server to die with it", 5000, () => (pidRuns(redisPid, "redis-server") ? undefined : true));
+  // Writes go on while r1 is down.
+  const replies = await runClients(10, 50, async (c, i) => await tc!.write(["SET", `after-kill:${c}:${i}`, String(i)]));
+  const last = Math.max(...replies.flat().map((r) => (r.ok ? r.txid : 0)));
+  t.true(replies.flat().every((r) => r.ok));
+  tc!.cluster.startActor("r1");
+  await waitForReplicas(tc!, last);
+  const master = await waitForWriter(tc!);
+  const masterKeys = await dumpKeyspace(Number(new URL(master.redisUrl!).port));
+  for (const replica of (await tc!.status()).filter((s) => s.role === "replica")) {
+    t.deepEqual(diffKeyspaces(masterKeys, await dumpKeyspace(Number(new URL(replica.redisUrl!).port))).slice(0, 10), [], `${replica.id} equals the master`);
   }
 });
