@@ -1,0 +1,93 @@
+/**
+ * `npm run bench`: the baselines and (once it exists) redis-qjm, each at every concurrency, in one run, so
+ * that every ratio compares figures taken on the same machine in the same minutes.
+ *
+ *   BENCH_SECONDS=<s>   measured seconds per target per concurrency (default 5)
+ *   BENCH_OUT=<file>    also write the results as JSON there
+ */
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { BASELINES } from "./baselines.js";
+import { killServersOnExit } from "./cleanup.js";
+import { runTarget, type Measurement, type TargetFactory } from "./harness.js";
+import { loadLocalCluster, qjmTarget } from "./qjm_target.js";
+import { markdownTable, notes, textTable, withFloorRatios, writeJson } from "./report.js";
+import { CONCURRENCIES, KEY_SPACE, VALUE_BYTES, WARMUP_MS, benchSeconds } from "./settings.js";
+
+/** The floor every other target is divided by. */
+const FLOOR = "NATS request/reply";
+
+function version(command: string): string {
+  try {
+    return execFileSync(command, ["--version"], { encoding: "utf8", timeout: 5000 }).trim();
+  } catch {
+    return "unknown";
+  }
+}
+
+async function main(): Promise<number> {
+  killServersOnExit();
+  const seconds = benchSeconds();
+  // The machine is shared: the load around the run says how much the figures can be trusted.
+  const loadBefore = os.loadavg()[0];
+  const factories: TargetFactory[] = [...BASELINES];
+  const qjm = await loadLocalCluster();
+  if (qjm.available) factories.push((dir) => qjmTarget(qjm.startLocalCluster, dir));
+  else console.log(`redis-qjm: ${qjm.reason}`);
+
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "redis-qjm-bench-"));
+  // Removed on every exit (including Ctrl-C), except when a failed target's logs are worth reading.
+  let keepRoot = false;
+  process.on("exit", () => {
+    if (!keepRoot) fs.rmSync(root, { recursive: true, force: true, maxRetries: 3 });
+  });
+  const results: Measurement[] = [];
+  try {
+    for (const factory of factories) {
+      for (const clients of CONCURRENCIES) {
+        // A fresh directory and fresh servers per measurement: no state carried from one to the next.
+        const dir = fs.mkdtempSync(path.join(root, `c${clients}-`));
+        results.push(await runTarget(factory(dir), clients, seconds));
+      }
+    }
+  } finally {
+    keepRoot = results.some((r) => r.writes === 0);
+    if (keepRoot) console.error(`bench: server logs kept in ${root}`);
+  }
+
+  const rows = withFloorRatios(results, FLOOR);
+  const load1mBeforeAfter = [loadBefore, os.loadavg()[0]].map((l) => Number(l.toFixed(2)));
+  const machine = { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? "unknown", kernel: os.release(), node: process.version, load1mBeforeAfter };
+  console.log("");
+  console.log(textTable(rows));
+  for (const n of notes(rows)) console.log(`note: ${n}`);
+  if (!qjm.available) console.log(`redis-qjm: ${qjm.reason}`);
+  console.log("");
+  console.log(`<!-- ${new Date().toISOString()}, ${machine.cpus} cores, node ${machine.node}, load (1 min) ${load1mBeforeAfter.join(" → ")}, BENCH_SECONDS=${seconds} -->`);
+  console.log(markdownTable(rows));
+
+  const out = process.env.BENCH_OUT;
+  if (out !== undefined && out !== "") {
+    writeJson(out, {
+      date: new Date().toISOString(),
+      machine,
+      servers: { nats: version("nats-server"), redis: version("redis-server") },
+      workload: { seconds, warmupMs: WARMUP_MS, valueBytes: VALUE_BYTES, keys: KEY_SPACE, concurrencies: CONCURRENCIES },
+      floor: FLOOR,
+      qjm: qjm.available ? "measured" : qjm.reason,
+      results: rows,
+    });
+    console.error(`bench: results written to ${out}`);
+  }
+  return rows.some((r) => r.writes === 0) ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

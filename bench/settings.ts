@@ -1,0 +1,43 @@
+/**
+ * The bench's workload and its bounds, in one place. Only the duration is meant to change between runs
+ * (BENCH_SECONDS); the rest defines what the figures mean, so changing it makes runs incomparable.
+ */
+
+/** Seconds measured per target per concurrency, unless BENCH_SECONDS says otherwise. */
+export const DEFAULT_SECONDS = 5;
+/** Concurrent closed-loop clients: one (pure latency) and many (group commit / batching under load). */
+export const CONCURRENCIES = [1, 256] as const;
+/** Writes before the measured window, discarded: connection set-up, JIT, first allocations, fsync warm-up. */
+export const WARMUP_MS = 1000;
+/** Bytes of every written value. */
+export const VALUE_BYTES = 100;
+/** Keys the writes are spread over. */
+export const KEY_SPACE = 10_000;
+
+/** A write not answered within this is counted as an error and its client moves on. */
+export const REQUEST_TIMEOUT_MS = 5000;
+/** How often the harness looks for writes past REQUEST_TIMEOUT_MS (a watchdog, not one timer per write). */
+export const WATCHDOG_INTERVAL_MS = 100;
+/** A client that got an error waits this long before its next write, so a dead target is not hammered in a tight loop. */
+export const ERROR_BACKOFF_MS = 20;
+/** Errors after which a measurement is abandoned: the target is broken, not slow. */
+export const ERRORS_MAX = 1000;
+/** Latency samples kept per measurement (8 bytes each); reaching it ends the window early. */
+export const SAMPLES_MAX = 4_000_000;
+/** Starting servers, waiting for them to be ready and opening the connections of one target. */
+export const SETUP_TIMEOUT_MS = 60_000;
+/** Closing connections and stopping the servers of one target. */
+export const TEARDOWN_TIMEOUT_MS = 20_000;
+/** Extra time past warm-up + window + one request timeout before a measurement is declared stalled. */
+export const DRAIN_SLACK_MS = 2000;
+/** Opening one NATS or Redis connection. */
+export const CONNECT_TIMEOUT_MS = 5000;
+
+/** BENCH_SECONDS, validated: a positive number of seconds. */
+export function benchSeconds(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.BENCH_SECONDS;
+  if (raw === undefined || raw === "") return DEFAULT_SECONDS;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`BENCH_SECONDS=${raw}: not a positive number of seconds`);
+  return n;
+}
