@@ -34,11 +34,12 @@ export async function startTestCluster(name: string, overrides: Partial<Config> 
       cluster: name.replace(/[^A-Za-z0-9_-]/g, "_"),
       masterRedisPort,
       replicaRedisPortBase,
-      quorumTimeoutMs: 2000,
+      // Generous: two test files share two cores, and a node slowed past it drops out of the epoch's quorum.
+      quorumTimeoutMs: 5000,
       heartbeatIntervalMs: 200,
       writerRetryMs: 200,
       epochRequestTimeoutMs: 1000,
-      journalRequestTimeoutMs: 2000,
+      journalRequestTimeoutMs: 5000,
       ...overrides,
     },
   });
