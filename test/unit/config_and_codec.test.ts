@@ -1,0 +1,190 @@
+import test from "ava";
+import { defaults, envName, loadConfig, quorumSize, validateConfig } from "../../src/config/config.js";
+import { decode, encode } from "../../src/protocol/codec.js";
+import { QjmError } from "../../src/protocol/errors.js";
+import { parseJournalRequest, parseWriteRequest, type JournalRequest } from "../../src/protocol/messages.js";
+
+// ---- config ----
+
+test("config - envName turns camelCase into QJM_SCREAMING_SNAKE", (t) => {
+  t.is(envName("batchBytesMax"), "QJM_BATCH_BYTES_MAX");
+  t.is(envName("natsUrl"), "QJM_NATS_URL");
+  t.is(envName("journalNodes"), "QJM_JOURNAL_NODES");
+  t.is(envName("replicaRedisPortBase"), "QJM_REPLICA_REDIS_PORT_BASE");
+  t.is(envName("cluster"), "QJM_CLUSTER");
+});
+
+test("config - loadConfig with no QJM_* variables gives the defaults", (t) => {
+  t.deepEqual(loadConfig({}), defaults);
+  t.deepEqual(loadConfig({ PATH: "/usr/bin", QJM_UNKNOWN_THING: "5" }), defaults);
+  t.deepEqual(validateConfig(defaults), []);
+});
+
+test("config - loadConfig reads numbers, lists and strings from QJM_* variables", (t) => {
+  const c = loadConfig({
+    QJM_BATCH_BYTES_MAX: "600000",
+    QJM_QUORUM_TIMEOUT_MS: "2500",
+    QJM_JOURNAL_NODES: "a, b ,,c",
+    QJM_REPLICAS: "r9",
+    QJM_CLUSTER: "prod-1",
+    QJM_NATS_URL: "nats://10.0.0.1:4333",
+    QJM_WRITER_RETRY_MS: "",
+  });
+  t.is(c.batchBytesMax, 600000);
+  t.is(c.quorumTimeoutMs, 2500);
+  t.deepEqual(c.journalNodes, ["a", "b", "c"]);
+  t.deepEqual(c.replicas, ["r9"]);
+  t.is(c.cluster, "prod-1");
+  t.is(c.natsUrl, "nats://10.0.0.1:4333");
+  t.is(c.writerRetryMs, defaults.writerRetryMs, "an empty variable keeps the default");
+  t.is(c.readBytesMax, defaults.readBytesMax);
+});
+
+test("config - overrides win over the environment", (t) => {
+  const c = loadConfig({ QJM_QUORUM_TIMEOUT_MS: "2500", QJM_CLUSTER: "env" }, { quorumTimeoutMs: 4000 });
+  t.is(c.quorumTimeoutMs, 4000);
+  t.is(c.cluster, "env");
+});
+
+test("config - loadConfig refuses a negative or non-numeric number, naming the variable", (t) => {
+  for (const raw of ["-1", "abc", "12ms", "NaN", "Infinity", "1,000"]) {
+    const err = t.throws(() => loadConfig({ QJM_QUORUM_TIMEOUT_MS: raw }), undefined, raw);
+    t.regex(err?.message ?? "", /QJM_QUORUM_TIMEOUT_MS/, raw);
+  }
+});
+
+test("config - validateConfig catches writeBytesMax > batchBytesMax, and loadConfig refuses it", (t) => {
+  const errors = validateConfig({ ...defaults, writeBytesMax: defaults.batchBytesMax + 1 });
+  t.is(errors.length, 1);
+  t.regex(errors[0], /writeBytesMax/);
+  t.deepEqual(validateConfig({ ...defaults, writeBytesMax: defaults.batchBytesMax }), []);
+  t.throws(() => loadConfig({ QJM_WRITE_BYTES_MAX: String(defaults.batchBytesMax + 1) }), { message: /writeBytesMax/ });
+});
+
+test("config - validateConfig catches an empty or duplicated journal node list and a bad cluster token", (t) => {
+  t.regex(validateConfig({ ...defaults, journalNodes: [] }).join(";"), /journalNodes/);
+  t.regex(validateConfig({ ...defaults, journalNodes: ["jn1", "jn1", "jn2"] }).join(";"), /duplicates/);
+  t.regex(validateConfig({ ...defaults, cluster: "a.b" }).join(";"), /cluster/);
+  t.throws(() => loadConfig({ QJM_JOURNAL_NODES: " , ," }), { message: /journalNodes/ });
+});
+
+test("config - quorumSize is a strict majority", (t) => {
+  t.deepEqual(
+    [1, 2, 3, 4, 5, 6, 7].map(quorumSize),
+    [1, 2, 2, 3, 3, 4, 4],
+  );
+  t.throws(() => quorumSize(0));
+});
+
+// ---- codec ----
+
+function notMsgpack(t: import("ava").ExecutionContext, body: Uint8Array, name: string): void {
+  const err = t.throws(() => decode(body), { instanceOf: QjmError }, name);
+  t.is((err as QjmError | undefined)?.code, "NOT_MSGPACK", name);
+}
+
+test("codec - decode refuses an empty body and plain text with NOT_MSGPACK", (t) => {
+  notMsgpack(t, Buffer.alloc(0), "empty");
+  notMsgpack(t, Buffer.from("hello world"), "plain text");
+  notMsgpack(t, Buffer.from('{"type":"getState"}'), "JSON");
+});
+
+test("codec - decode refuses a truncated value and two concatenated values with NOT_MSGPACK", (t) => {
+  const whole = Buffer.from(encode({ type: "journal", records: Buffer.alloc(100, 1), note: "some string" }));
+  for (const cut of [1, 5, 20, whole.length - 1]) notMsgpack(t, whole.subarray(0, cut), `cut at ${cut}`);
+  notMsgpack(t, Buffer.concat([Buffer.from(encode(1)), Buffer.from(encode(2))]), "two values");
+});
+
+test("codec - encode then decode keeps maps, numbers, strings and byte strings", (t) => {
+  const bytes = Buffer.from([0, 1, 0xfe, 0xff]);
+  const value = decode(encode({ a: 1, big: 2 ** 40, neg: -3, s: "ü", b: bytes, list: [true, null, "x"], nested: { k: [1, 2] } })) as Record<string, unknown>;
+  t.is(value.a, 1);
+  t.is(value.big, 2 ** 40);
+  t.is(value.neg, -3);
+  t.is(value.s, "ü");
+  t.true(value.b instanceof Uint8Array);
+  t.true(Buffer.from(value.b as Uint8Array).equals(bytes));
+  t.deepEqual(value.list, [true, null, "x"]);
+  t.deepEqual(value.nested, { k: [1, 2] });
+});
+
+// ---- messages ----
+
+function badRequest(t: import("ava").ExecutionContext, f: () => unknown, name: string): void {
+  const err = t.throws(f, { instanceOf: QjmError }, name);
+  t.is((err as QjmError | undefined)?.code, "BAD_REQUEST", name);
+}
+
+test("messages - parseJournalRequest accepts every request type as it travels (through the codec)", (t) => {
+  const records = Buffer.from([1, 2, 3]);
+  const requests: JournalRequest[] = [
+    { type: "getState" },
+    { type: "newEpoch", epoch: 3 },
+    { type: "startSegment", epoch: 3, txid: 11 },
+    { type: "journal", epoch: 3, segmentTxid: 11, firstTxid: 12, count: 1, records, committedTxid: 11 },
+    { type: "prepareRecovery", epoch: 3, segmentTxid: 11 },
+    { type: "recoveryAppend", epoch: 3, segmentTxid: 11, firstTxid: 12, count: 1, records },
+    { type: "acceptRecovery", epoch: 3, segment: { startTxid: 11, endTxid: 10, inProgress: true } },
+    { type: "finalize", epoch: 3, startTxid: 11, endTxid: 20 },
+    { type: "read", fromTxid: 1, bytesMax: 1000, recordsMax: 10, uncommitted: false },
+  ];
+  for (const req of requests) {
+    const parsed = parseJournalRequest(decode(encode(req)));
+    t.is(parsed.type, req.type);
+    const norm = (r: JournalRequest) => JSON.stringify(r, (_k, v: unknown) => (v instanceof Uint8Array ? [...v] : v));
+    t.is(norm(parsed), norm(req), req.type);
+  }
+});
+
+test("messages - parseJournalRequest refuses unknown types, non-maps and wrong field types with BAD_REQUEST", (t) => {
+  const cases: [string, unknown][] = [
+    ["null", null],
+    ["array", ["getState"]],
+    ["string", "getState"],
+    ["bytes", Buffer.from("getState")],
+    ["no type", {}],
+    ["unknown type", { type: "format" }],
+    ["type not a string", { type: 1 }],
+    ["epoch as string", { type: "newEpoch", epoch: "3" }],
+    ["epoch missing", { type: "newEpoch" }],
+    ["epoch negative", { type: "newEpoch", epoch: -1 }],
+    ["epoch fractional", { type: "newEpoch", epoch: 1.5 }],
+    ["epoch unsafe", { type: "newEpoch", epoch: 2 ** 53 }],
+    ["txid as bool", { type: "startSegment", epoch: 1, txid: true }],
+    ["records as string", { type: "journal", epoch: 1, segmentTxid: 1, firstTxid: 1, count: 1, records: "abc", committedTxid: 0 }],
+    ["records as array", { type: "journal", epoch: 1, segmentTxid: 1, firstTxid: 1, count: 1, records: [1, 2], committedTxid: 0 }],
+    ["committedTxid missing", { type: "journal", epoch: 1, segmentTxid: 1, firstTxid: 1, count: 1, records: Buffer.alloc(1) }],
+    ["uncommitted as number", { type: "read", fromTxid: 1, bytesMax: 10, recordsMax: 1, uncommitted: 1 }],
+    ["segment missing", { type: "acceptRecovery", epoch: 1 }],
+    ["segment starting at 0", { type: "acceptRecovery", epoch: 1, segment: { startTxid: 0, endTxid: 0, inProgress: true } }],
+    ["segment ending before it starts", { type: "acceptRecovery", epoch: 1, segment: { startTxid: 5, endTxid: 2, inProgress: true } }],
+    ["segment inProgress missing", { type: "acceptRecovery", epoch: 1, segment: { startTxid: 5, endTxid: 6 } }],
+  ];
+  for (const [name, v] of cases) badRequest(t, () => parseJournalRequest(v), name);
+});
+
+test("messages - parseWriteRequest turns [command, ...args] into byte strings", (t) => {
+  const args = parseWriteRequest(decode(encode(["SET", "k", Buffer.from([0, 0xff])])));
+  t.deepEqual(
+    args.map((a) => [...a]),
+    [[...Buffer.from("SET")], [...Buffer.from("k")], [0, 0xff]],
+  );
+  for (const a of args) t.true(Buffer.isBuffer(a));
+});
+
+test("messages - parseWriteRequest refuses non-arrays, empty arrays and non-string arguments with BAD_REQUEST", (t) => {
+  const cases: [string, unknown][] = [
+    ["string", "SET k v"],
+    ["map", { 0: "SET", 1: "k" }],
+    ["null", null],
+    ["bytes", Buffer.from("SET")],
+    ["empty", []],
+    ["nil argument", ["SET", "k", null]],
+    ["bool argument", ["SET", "k", true]],
+    ["map argument", ["SET", "k", { v: 1 }]],
+    ["nested array", ["SET", ["k", "v"]]],
+    ["nil command", [null]],
+    ["NaN argument", ["INCRBYFLOAT", "k", Number.NaN]],
+  ];
+  for (const [name, v] of cases) badRequest(t, () => parseWriteRequest(v), name);
+});

@@ -1,0 +1,93 @@
+import test from "ava";
+import { EffectAssembler, MARKER_CHANNEL } from "../../src/master/effect_assembler.js";
+import type { Effect } from "../../src/segment/record.js";
+import { AssertionError } from "../../src/util/assert.js";
+
+const cmd = (...args: string[]): Uint8Array[] => args.map((a) => Buffer.from(a));
+const marker = (n: number | string): Uint8Array[] => cmd("PUBLISH", MARKER_CHANNEL, String(n));
+const text = (effects: Effect[]): string[][] => effects.map((e) => e.map((a) => Buffer.from(a).toString("latin1")));
+
+test("effect assembler - effects are grouped up to each marker", (t) => {
+  const a = new EffectAssembler();
+  t.is(a.push(cmd("SET", "a", "1")), null);
+  t.is(a.push(cmd("INCRBY", "n", "5")), null);
+  const first = a.push(marker(1));
+  if (first === null) return t.fail("no record at marker 1");
+  t.is(first.marker, 1);
+  t.deepEqual(text(first.effects), [
+    ["SET", "a", "1"],
+    ["INCRBY", "n", "5"],
+  ]);
+  a.push(cmd("DEL", "a"));
+  const second = a.push(marker(2));
+  t.is(second?.marker, 2);
+  t.deepEqual(text(second?.effects ?? []), [["DEL", "a"]]);
+  const third = a.push(marker(3));
+  t.deepEqual(third, { marker: 3, effects: [] }, "a command with no effect (e.g. a no-op write) still closes its record");
+});
+
+test("effect assembler - the marker is recognized case-insensitively; a PUBLISH elsewhere is an ordinary effect", (t) => {
+  const a = new EffectAssembler();
+  t.is(a.push(cmd("PUBLISH", "news", "hello")), null);
+  t.is(a.push(cmd("PUBLISH", MARKER_CHANNEL, "7", "extra")), null, "not the marker's shape");
+  const r = a.push(cmd("publish", MARKER_CHANNEL, "8"));
+  t.is(r?.marker, 8);
+  t.deepEqual(text(r?.effects ?? []), [
+    ["PUBLISH", "news", "hello"],
+    ["PUBLISH", MARKER_CHANNEL, "7", "extra"],
+  ]);
+});
+
+test("effect assembler - MULTI, EXEC, PING and SELECT 0 are dropped, in any case", (t) => {
+  const a = new EffectAssembler();
+  for (const c of [cmd("SELECT", "0"), cmd("MULTI"), cmd("SET", "k", "v"), cmd("ping"), cmd("Exec"), cmd("select", "0"), cmd("multi"), cmd("EXEC")]) {
+    t.is(a.push(c), null);
+  }
+  t.is(a.pendingEffects, 1);
+  const r = a.push(marker(4));
+  t.deepEqual(text(r?.effects ?? []), [["SET", "k", "v"]]);
+});
+
+test("effect assembler - SELECT of another database is a bug: AssertionError", (t) => {
+  t.throws(() => new EffectAssembler().push(cmd("SELECT", "1")), { instanceOf: AssertionError });
+  t.throws(() => new EffectAssembler().push(cmd("SELECT", "15")), { instanceOf: AssertionError });
+  t.throws(() => new EffectAssembler().push(cmd("SELECT")), { instanceOf: AssertionError });
+});
+
+test("effect assembler - a malformed marker is a bug: AssertionError", (t) => {
+  t.throws(() => new EffectAssembler().push(marker("twelve")), { instanceOf: AssertionError });
+  t.throws(() => new EffectAssembler().push(marker("1.5")), { instanceOf: AssertionError });
+});
+
+test("effect assembler - orphan effects (no client marker) are taken as their own record", (t) => {
+  const a = new EffectAssembler();
+  a.push(cmd("DEL", "expired:1"));
+  a.push(cmd("DEL", "expired:2"));
+  t.is(a.pendingEffects, 2);
+  t.is(a.pendingBytes, "DELexpired:1DELexpired:2".length);
+  t.deepEqual(text(a.takeOrphans()), [
+    ["DEL", "expired:1"],
+    ["DEL", "expired:2"],
+  ]);
+  t.is(a.pendingEffects, 0);
+  t.is(a.pendingBytes, 0);
+  t.deepEqual(a.takeOrphans(), []);
+  a.push(cmd("SET", "x", "1"));
+  t.deepEqual(text(a.push(marker(9))?.effects ?? []), [["SET", "x", "1"]], "orphans taken do not reach the next record");
+  t.is(a.pendingBytes, 0);
+});
+
+test("effect assembler - arguments are copied: reusing the stream's buffer afterwards does not change stored effects", (t) => {
+  const chunk = Buffer.from("SETkeyvalue\x00\xff", "latin1");
+  const args = [chunk.subarray(0, 3), chunk.subarray(3, 6), chunk.subarray(6)];
+  const a = new EffectAssembler();
+  a.push(args);
+  chunk.fill(0x21);
+  const orphans = a.takeOrphans();
+  t.deepEqual(text(orphans), [["SET", "key", "value\x00\xff"]]);
+
+  const chunk2 = Buffer.from("DELgone", "latin1");
+  a.push([chunk2.subarray(0, 3), chunk2.subarray(3)]);
+  chunk2.write("XXXXXXX", "latin1");
+  t.deepEqual(text(a.push(marker(1))?.effects ?? []), [["DEL", "gone"]]);
+});

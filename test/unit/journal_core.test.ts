@@ -1,0 +1,586 @@
+/**
+ * The journal node's state machine, case by case, against the behaviour of HDFS's Journal
+ * (hadoop-hdfs/src/main/java/org/apache/hadoop/hdfs/qjournal/server/Journal.java): newEpoch, checkRequest,
+ * checkWriteRequest, startLogSegment, journal, prepareRecovery, acceptRecovery, finalizeLogSegment.
+ */
+import test from "ava";
+import { JournalCore, type DiskOp, type JournalMeta, type StepResult, type CoreReply } from "../../src/journal/journal_core.js";
+import type { JournalRequest, JournalState, SegmentState } from "../../src/protocol/messages.js";
+import { encodeEffects, encodeRecord } from "../../src/segment/record.js";
+
+// ---- helpers ----
+
+function records(epoch: number, firstTxid: number, count: number): Buffer {
+  const parts: Buffer[] = [];
+  for (let txid = firstTxid; txid < firstTxid + count; txid++) {
+    parts.push(encodeRecord(txid, epoch, encodeEffects([[Buffer.from("SET"), Buffer.from(`k${txid}`), Buffer.from(`v${txid}`)]])));
+  }
+  return Buffer.concat(parts);
+}
+
+function recordsWithTxids(epoch: number, txids: number[]): Buffer {
+  return Buffer.concat(txids.map((txid) => encodeRecord(txid, epoch, encodeEffects([[Buffer.from("INCR"), Buffer.from("n")]]))));
+}
+
+const noMeta: JournalMeta = { promisedEpoch: 0, writerEpoch: 0, accepted: null };
+
+function node(meta: JournalMeta = noMeta, segments: SegmentState[] = [], fault: string | null = null): JournalCore {
+  return new JournalCore("jn1", { meta, segments, fault });
+}
+
+function ok(r: StepResult): CoreReply {
+  if ("error" in r.reply) throw new Error(`expected success, got ${r.reply.error.code}: ${r.reply.error.message}`);
+  return r.reply;
+}
+
+function stateOf(r: StepResult): JournalState {
+  const reply = ok(r);
+  if (!("state" in reply)) throw new Error(`expected a state reply, got ${JSON.stringify(reply)}`);
+  return reply.state;
+}
+
+function refusal(r: StepResult): string {
+  if (!("error" in r.reply)) throw new Error(`expected a refusal, got ${JSON.stringify(r.reply)}`);
+  return r.reply.error.code;
+}
+
+function journal(epoch: number, segmentTxid: number, firstTxid: number, count: number, committedTxid = 0, recs = records(epoch, firstTxid, count)): JournalRequest {
+  return { type: "journal", epoch, segmentTxid, firstTxid, count, records: recs, committedTxid };
+}
+
+function recoveryAppend(epoch: number, segmentTxid: number, firstTxid: number, count: number, recs: Buffer): JournalRequest {
+  return { type: "recoveryAppend", epoch, segmentTxid, firstTxid, count, records: recs };
+}
+
+/** A node written by the writer of `epoch`: segment 1 in progress holding 1..count, committed up to `committed`. */
+function written(epoch: number, count: number, committed = 0): JournalCore {
+  const n = node();
+  ok(n.step({ type: "newEpoch", epoch }));
+  ok(n.step({ type: "startSegment", epoch, txid: 1 }));
+  if (count > 0) ok(n.step(journal(epoch, 1, 1, count, committed)));
+  return n;
+}
+
+const persist = (meta: JournalMeta): DiskOp => ({ op: "persistMeta", meta });
+
+// ---- epochs (HDFS Journal.newEpoch / checkRequest) ----
+
+test("journal core - newEpoch must be strictly higher than the promise, and is persisted (HDFS newEpoch)", (t) => {
+  const n = node({ promisedEpoch: 3, writerEpoch: 2, accepted: null });
+  for (const epoch of [0, 1, 2, 3]) {
+    const r = n.step({ type: "newEpoch", epoch });
+    t.is(refusal(r), "EPOCH_FENCED", `epoch ${epoch}`);
+    t.deepEqual(r.ops, [], `epoch ${epoch}`);
+    t.is(n.state().promisedEpoch, 3);
+  }
+  const r = n.step({ type: "newEpoch", epoch: 4 });
+  t.is(stateOf(r).promisedEpoch, 4);
+  t.deepEqual(r.ops, [persist({ promisedEpoch: 4, writerEpoch: 2, accepted: null })]);
+  t.is(refusal(n.step({ type: "newEpoch", epoch: 4 })), "EPOCH_FENCED");
+});
+
+test("journal core - a lower epoch is refused on every writer request, changing nothing (HDFS checkRequest)", (t) => {
+  const lower: JournalRequest[] = [
+    { type: "newEpoch", epoch: 4 },
+    { type: "startSegment", epoch: 4, txid: 6 },
+    journal(4, 1, 6, 1, 5),
+    { type: "prepareRecovery", epoch: 4, segmentTxid: 1 },
+    recoveryAppend(4, 1, 6, 1, records(4, 6, 1)),
+    { type: "acceptRecovery", epoch: 4, segment: { startTxid: 1, endTxid: 5, inProgress: true } },
+    { type: "finalize", epoch: 4, startTxid: 1, endTxid: 5 },
+  ];
+  for (const req of lower) {
+    const n = written(5, 5, 3);
+    const before = n.state();
+    const r = n.step(req);
+    t.is(refusal(r), "EPOCH_FENCED", req.type);
+    t.deepEqual(r.ops, [], req.type);
+    t.deepEqual(n.state(), before, req.type);
+  }
+});
+
+test("journal core - a journal request from an epoch promised but not yet started is OUT_OF_SYNC (HDFS checkWriteRequest)", (t) => {
+  const n = written(2, 3);
+  ok(n.step({ type: "newEpoch", epoch: 3 }));
+  const before = n.state();
+  t.is(refusal(n.step(journal(2, 1, 4, 1))), "EPOCH_FENCED");
+  const r = n.step(journal(3, 1, 4, 1));
+  t.is(refusal(r), "OUT_OF_SYNC");
+  t.deepEqual(r.ops, []);
+  t.deepEqual(n.state(), before);
+});
+
+test("journal core - a higher epoch on any request is an implicit promise, persisted even when the request fails (HDFS checkRequest)", (t) => {
+  const failing: { req: JournalRequest; code: string }[] = [
+    { req: journal(7, 1, 6, 1), code: "OUT_OF_SYNC" }, // epoch 7 never started a segment here
+    { req: { type: "startSegment", epoch: 7, txid: 9 }, code: "OUT_OF_SYNC" }, // gap after 5
+    { req: recoveryAppend(7, 1, 9, 1, records(2, 9, 1)), code: "OUT_OF_SYNC" }, // gap after 5
+    { req: { type: "acceptRecovery", epoch: 7, segment: { startTxid: 1, endTxid: 9, inProgress: true } }, code: "OUT_OF_SYNC" }, // lacks 6..9
+    { req: { type: "finalize", epoch: 7, startTxid: 40, endTxid: 41 }, code: "OUT_OF_SYNC" }, // no such segment
+  ];
+  for (const { req, code } of failing) {
+    const n = written(2, 5, 3);
+    const before = n.state();
+    const r = n.step(req);
+    t.is(refusal(r), code, req.type);
+    const meta = { promisedEpoch: 7, writerEpoch: 2, accepted: null };
+    t.deepEqual(r.ops, [persist(meta)], req.type);
+    t.deepEqual(n.state(), { ...before, promisedEpoch: 7 }, req.type);
+    // The promise holds from now on: epoch 6 is fenced.
+    t.is(refusal(n.step({ type: "newEpoch", epoch: 7 })), "EPOCH_FENCED", req.type);
+    t.is(refusal(n.step({ type: "prepareRecovery", epoch: 6, segmentTxid: 1 })), "EPOCH_FENCED", req.type);
+  }
+});
+
+test("journal core - a higher epoch on a request that succeeds is persisted first", (t) => {
+  const n = written(2, 5);
+  const r = n.step({ type: "prepareRecovery", epoch: 4, segmentTxid: 1 });
+  ok(r);
+  t.deepEqual(r.ops, [persist({ promisedEpoch: 4, writerEpoch: 2, accepted: null })]);
+  t.is(n.state().promisedEpoch, 4);
+});
+
+// ---- startSegment (HDFS startLogSegment) ----
+
+test("journal core - startSegment at txid 1 on an empty node opens an empty in-progress segment", (t) => {
+  const n = node();
+  ok(n.step({ type: "newEpoch", epoch: 1 }));
+  const r = n.step({ type: "startSegment", epoch: 1, txid: 1 });
+  const s = stateOf(r);
+  t.deepEqual(r.ops, [{ op: "startSegment", startTxid: 1 }, persist({ promisedEpoch: 1, writerEpoch: 1, accepted: null })]);
+  t.deepEqual(s.lastSegment, { startTxid: 1, endTxid: 0, inProgress: true });
+  t.is(s.writerEpoch, 1);
+  t.is(s.lastTxid, 0);
+  t.is(s.firstTxid, 0);
+});
+
+test("journal core - startSegment above txid 1 on an empty node would leave a gap: OUT_OF_SYNC", (t) => {
+  const n = node();
+  ok(n.step({ type: "newEpoch", epoch: 1 }));
+  const before = n.state();
+  const r = n.step({ type: "startSegment", epoch: 1, txid: 5 });
+  t.is(refusal(r), "OUT_OF_SYNC");
+  t.deepEqual(r.ops, []);
+  t.deepEqual(n.state(), before);
+});
+
+test("journal core - startSegment retried on its own empty segment is accepted without a new segment", (t) => {
+  const n = written(1, 0);
+  ok(n.step({ type: "newEpoch", epoch: 2 }));
+  const r = n.step({ type: "startSegment", epoch: 2, txid: 1 });
+  t.deepEqual(r.ops, [persist({ promisedEpoch: 2, writerEpoch: 2, accepted: null })]);
+  t.deepEqual(stateOf(r).lastSegment, { startTxid: 1, endTxid: 0, inProgress: true });
+});
+
+test("journal core - startSegment on a segment that already holds records is ILLEGAL_STATE", (t) => {
+  const n = written(1, 3);
+  ok(n.step({ type: "newEpoch", epoch: 2 }));
+  const before = n.state();
+  const r = n.step({ type: "startSegment", epoch: 2, txid: 1 });
+  t.is(refusal(r), "ILLEGAL_STATE");
+  t.deepEqual(r.ops, []);
+  t.deepEqual(n.state(), before);
+});
+
+test("journal core - startSegment truncates an older in-progress segment holding txids at or above it, then finalizes it", (t) => {
+  const n = written(1, 5, 2);
+  ok(n.step({ type: "newEpoch", epoch: 2 }));
+  const r = n.step({ type: "startSegment", epoch: 2, txid: 4 });
+  t.deepEqual(r.ops, [
+    { op: "truncate", segmentTxid: 1, toTxid: 3 },
+    { op: "finalize", startTxid: 1, endTxid: 3 },
+    { op: "startSegment", startTxid: 4 },
+    persist({ promisedEpoch: 2, writerEpoch: 2, accepted: null }),
+  ]);
+  const s = stateOf(r);
+  t.is(s.lastTxid, 3);
+  t.is(s.firstTxid, 1);
+  t.deepEqual(s.lastSegment, { startTxid: 4, endTxid: 3, inProgress: true });
+  // The old segment is closed: the new writer appends to the new one only.
+  t.is(refusal(n.step(journal(2, 1, 4, 1))), "OUT_OF_SYNC");
+  ok(n.step(journal(2, 4, 4, 2)));
+  t.is(n.state().lastTxid, 5);
+});
+
+test("journal core - startSegment right after the log's end finalizes the older segment without truncating", (t) => {
+  const n = written(1, 5);
+  ok(n.step({ type: "newEpoch", epoch: 2 }));
+  const r = n.step({ type: "startSegment", epoch: 2, txid: 6 });
+  t.deepEqual(r.ops, [
+    { op: "finalize", startTxid: 1, endTxid: 5 },
+    { op: "startSegment", startTxid: 6 },
+    persist({ promisedEpoch: 2, writerEpoch: 2, accepted: null }),
+  ]);
+  t.deepEqual(stateOf(r).lastSegment, { startTxid: 6, endTxid: 5, inProgress: true });
+});
+
+test("journal core - startSegment that would leave a gap is OUT_OF_SYNC and leaves the older segment open", (t) => {
+  const n = written(1, 5);
+  ok(n.step({ type: "newEpoch", epoch: 2 }));
+  const before = n.state();
+  const r = n.step({ type: "startSegment", epoch: 2, txid: 8 });
+  t.is(refusal(r), "OUT_OF_SYNC");
+  t.deepEqual(r.ops, []);
+  t.deepEqual(n.state(), before);
+  t.deepEqual(n.state().lastSegment, { startTxid: 1, endTxid: 5, inProgress: true });
+});
+
+test("journal core - startSegment inside finalized records is ILLEGAL_STATE", (t) => {
+  const n = node({ promisedEpoch: 2, writerEpoch: 2, accepted: null }, [{ startTxid: 1, endTxid: 5, inProgress: false }]);
+  const before = n.state();
+  const r = n.step({ type: "startSegment", epoch: 3, txid: 3 });
+  t.is(refusal(r), "ILLEGAL_STATE");
+  t.deepEqual(r.ops, [persist({ promisedEpoch: 3, writerEpoch: 2, accepted: null })]);
+  t.deepEqual(n.state(), { ...before, promisedEpoch: 3 });
+});
+
+// ---- journal (HDFS journal / checkWriteRequest) ----
+
+test("journal core - a valid batch is appended with its txids", (t) => {
+  const n = written(2, 0);
+  const recs = records(2, 1, 3);
+  const r = n.step(journal(2, 1, 1, 3, 0, recs));
+  t.deepEqual(r.ops, [{ op: "append", segmentTxid: 1, records: recs, txids: [1, 2, 3] }]);
+  const s = stateOf(r);
+  t.is(s.lastTxid, 3);
+  t.is(s.firstTxid, 1);
+  t.deepEqual(s.lastSegment, { startTxid: 1, endTxid: 3, inProgress: true });
+  const r2 = n.step(journal(2, 1, 4, 2));
+  t.deepEqual(
+    r2.ops.map((op) => (op.op === "append" ? op.txids : op.op)),
+    [[4, 5]],
+  );
+  t.is(n.state().lastTxid, 5);
+});
+
+test("journal core - a batch that breaks a rule is refused with its code and changes nothing", (t) => {
+  const cases: { name: string; req: JournalRequest; code: string; setup?: (n: JournalCore) => void }[] = [
+    { name: "wrong segment", req: journal(2, 2, 4, 1), code: "OUT_OF_SYNC" },
+    { name: "gap after the log's end", req: journal(2, 1, 5, 1), code: "OUT_OF_SYNC" },
+    { name: "overlaps the log's end", req: journal(2, 1, 3, 2), code: "OUT_OF_SYNC" },
+    {
+      name: "segment finalized",
+      req: journal(2, 1, 4, 1),
+      code: "OUT_OF_SYNC",
+      setup: (n) => ok(n.step({ type: "finalize", epoch: 2, startTxid: 1, endTxid: 3 })),
+    },
+    {
+      name: "bad checksum",
+      req: (() => {
+        const recs = records(2, 4, 2);
+        recs[recs.length - 3] ^= 0x01;
+        return journal(2, 1, 4, 2, 0, recs);
+      })(),
+      code: "BAD_RECORD",
+    },
+    {
+      name: "corrupt first of two records",
+      req: (() => {
+        const recs = records(2, 4, 2);
+        recs[30] ^= 0x40;
+        return journal(2, 1, 4, 2, 0, recs);
+      })(),
+      code: "BAD_RECORD",
+    },
+    { name: "torn batch", req: journal(2, 1, 4, 2, 0, records(2, 4, 2).subarray(0, -1)), code: "BAD_RECORD" },
+    { name: "count says more than it holds", req: journal(2, 1, 4, 3, 0, records(2, 4, 2)), code: "BAD_RECORD" },
+    { name: "count says fewer than it holds", req: journal(2, 1, 4, 1, 0, records(2, 4, 2)), code: "BAD_RECORD" },
+    { name: "txids not contiguous", req: journal(2, 1, 4, 2, 0, recordsWithTxids(2, [4, 6])), code: "BAD_RECORD" },
+    { name: "txids out of order", req: journal(2, 1, 4, 2, 0, recordsWithTxids(2, [5, 4])), code: "BAD_RECORD" },
+    { name: "first record is not firstTxid", req: journal(2, 1, 4, 2, 0, recordsWithTxids(2, [5, 6])), code: "BAD_RECORD" },
+    { name: "record of an older epoch", req: journal(2, 1, 4, 2, 0, records(1, 4, 2)), code: "BAD_RECORD" },
+    {
+      name: "record of another epoch in the middle",
+      req: journal(2, 1, 4, 2, 0, Buffer.concat([records(2, 4, 1), records(3, 5, 1)])),
+      code: "BAD_RECORD",
+    },
+  ];
+  for (const c of cases) {
+    const n = written(2, 3, 1);
+    c.setup?.(n);
+    const before = n.state();
+    const r = n.step(c.req);
+    t.is(refusal(r), c.code, c.name);
+    t.deepEqual(r.ops, [], c.name);
+    t.deepEqual(n.state(), before, c.name);
+  }
+});
+
+test("journal core - committedTxid is min(request's, lastTxid) and never goes down", (t) => {
+  const n = written(2, 0);
+  t.is(stateOf(n.step(journal(2, 1, 1, 3, 0))).committedTxid, 0);
+  t.is(stateOf(n.step(journal(2, 1, 4, 2, 100))).committedTxid, 5, "capped at what the node holds");
+  t.is(stateOf(n.step(journal(2, 1, 6, 1, 2))).committedTxid, 5, "a lower commit index is ignored");
+  t.is(stateOf(n.step(journal(2, 1, 7, 1, 7))).committedTxid, 7);
+});
+
+test("journal core - a count-0 journal request only moves the commit index", (t) => {
+  const n = written(2, 5, 1);
+  const before = n.state();
+  const r = n.step(journal(2, 1, 6, 0, 4, Buffer.alloc(0)));
+  t.deepEqual(r.ops, []);
+  t.deepEqual(stateOf(r), { ...before, committedTxid: 4 });
+  // Still capped by what the node holds, and still fenced by segment and epoch.
+  t.is(stateOf(n.step(journal(2, 1, 6, 0, 9, Buffer.alloc(0)))).committedTxid, 5);
+  t.is(refusal(n.step(journal(2, 7, 6, 0, 9, Buffer.alloc(0)))), "OUT_OF_SYNC");
+  t.is(refusal(n.step(journal(1, 1, 6, 0, 9, Buffer.alloc(0)))), "EPOCH_FENCED");
+});
+
+// ---- recovery (HDFS prepareRecovery / acceptRecovery) ----
+
+test("journal core - prepareRecovery reports the segment held and the epoch a recovery was accepted in", (t) => {
+  const n = written(1, 5);
+  const p1 = ok(n.step({ type: "prepareRecovery", epoch: 2, segmentTxid: 1 }));
+  t.true("prepare" in p1);
+  if (!("prepare" in p1)) return;
+  t.deepEqual(p1.prepare.segment, { startTxid: 1, endTxid: 5, inProgress: true });
+  t.is(p1.prepare.acceptedInEpoch, 0);
+  t.is(p1.prepare.state.writerEpoch, 1);
+  t.is(p1.prepare.state.promisedEpoch, 2);
+
+  ok(n.step({ type: "acceptRecovery", epoch: 2, segment: { startTxid: 1, endTxid: 4, inProgress: true } }));
+  const p2 = ok(n.step({ type: "prepareRecovery", epoch: 3, segmentTxid: 1 }));
+  if (!("prepare" in p2)) return t.fail("no prepare reply");
+  t.deepEqual(p2.prepare.segment, { startTxid: 1, endTxid: 4, inProgress: true });
+  t.is(p2.prepare.acceptedInEpoch, 2);
+
+  const other = ok(n.step({ type: "prepareRecovery", epoch: 3, segmentTxid: 6 }));
+  if (!("prepare" in other)) return t.fail("no prepare reply");
+  t.is(other.prepare.segment, null, "a segment the node does not hold");
+  t.is(other.prepare.acceptedInEpoch, 0, "an acceptance of another segment does not count");
+});
+
+test("journal core - prepareRecovery reports no segment for an empty one", (t) => {
+  const n = written(1, 0);
+  const p = ok(n.step({ type: "prepareRecovery", epoch: 2, segmentTxid: 1 }));
+  if (!("prepare" in p)) return t.fail("no prepare reply");
+  t.is(p.prepare.segment, null);
+});
+
+test("journal core - recoveryAppend adds the records the node lacks, of any epoch up to the request's", (t) => {
+  const n = written(1, 3);
+  ok(n.step({ type: "newEpoch", epoch: 3 }));
+  const recs = Buffer.concat([records(1, 4, 1), records(2, 5, 1)]);
+  const r = n.step(recoveryAppend(3, 1, 4, 2, recs));
+  t.deepEqual(r.ops, [{ op: "append", segmentTxid: 1, records: recs, txids: [4, 5] }]);
+  t.deepEqual(stateOf(r).lastSegment, { startTxid: 1, endTxid: 5, inProgress: true });
+
+  const before = n.state();
+  const newer = n.step(recoveryAppend(3, 1, 6, 1, records(4, 6, 1)));
+  t.is(refusal(newer), "BAD_RECORD", "a record from an epoch above the recovering writer's");
+  const gap = n.step(recoveryAppend(3, 1, 7, 1, records(1, 7, 1)));
+  t.is(refusal(gap), "OUT_OF_SYNC");
+  t.deepEqual(n.state(), before);
+});
+
+test("journal core - recoveryAppend on a node without the segment opens it after the log's end", (t) => {
+  const n = node({ promisedEpoch: 2, writerEpoch: 1, accepted: null }, [{ startTxid: 1, endTxid: 3, inProgress: false }]);
+  const recs = records(2, 4, 2);
+  const r = n.step(recoveryAppend(3, 4, 4, 2, recs));
+  t.deepEqual(r.ops, [
+    persist({ promisedEpoch: 3, writerEpoch: 1, accepted: null }),
+    { op: "startSegment", startTxid: 4 },
+    { op: "append", segmentTxid: 4, records: recs, txids: [4, 5] },
+  ]);
+  t.deepEqual(stateOf(r).lastSegment, { startTxid: 4, endTxid: 5, inProgress: true });
+});
+
+test("journal core - recoveryAppend refuses a finalized segment", (t) => {
+  const n = node({ promisedEpoch: 2, writerEpoch: 1, accepted: null }, [{ startTxid: 1, endTxid: 3, inProgress: false }]);
+  const before = n.state();
+  const r = n.step(recoveryAppend(2, 1, 4, 1, records(1, 4, 1)));
+  t.is(refusal(r), "ILLEGAL_STATE");
+  t.deepEqual(r.ops, []);
+  t.deepEqual(n.state(), before);
+});
+
+test("journal core - acceptRecovery truncates a longer in-progress copy and persists the decision", (t) => {
+  const n = written(1, 5);
+  ok(n.step({ type: "newEpoch", epoch: 2 }));
+  const r = n.step({ type: "acceptRecovery", epoch: 2, segment: { startTxid: 1, endTxid: 3, inProgress: true } });
+  t.deepEqual(r.ops, [
+    { op: "truncate", segmentTxid: 1, toTxid: 3 },
+    persist({ promisedEpoch: 2, writerEpoch: 1, accepted: { segmentTxid: 1, epoch: 2 } }),
+  ]);
+  t.is(stateOf(r).lastTxid, 3);
+});
+
+test("journal core - acceptRecovery of exactly the copy held only persists the decision", (t) => {
+  const n = written(1, 5);
+  ok(n.step({ type: "newEpoch", epoch: 2 }));
+  const r = n.step({ type: "acceptRecovery", epoch: 2, segment: { startTxid: 1, endTxid: 5, inProgress: true } });
+  t.deepEqual(r.ops, [persist({ promisedEpoch: 2, writerEpoch: 1, accepted: { segmentTxid: 1, epoch: 2 } })]);
+  t.is(stateOf(r).lastTxid, 5);
+});
+
+test("journal core - acceptRecovery is refused when the node holds less, a finalized segment would shrink, or committed txids would go", (t) => {
+  const cases: { name: string; make: () => JournalCore; segment: SegmentState; code: string }[] = [
+    { name: "shorter copy", make: () => written(1, 3), segment: { startTxid: 1, endTxid: 5, inProgress: true }, code: "OUT_OF_SYNC" },
+    { name: "no such segment", make: () => written(1, 3), segment: { startTxid: 4, endTxid: 5, inProgress: true }, code: "OUT_OF_SYNC" },
+    {
+      name: "finalized and longer",
+      make: () => node({ promisedEpoch: 1, writerEpoch: 1, accepted: null }, [{ startTxid: 1, endTxid: 5, inProgress: false }]),
+      segment: { startTxid: 1, endTxid: 3, inProgress: true },
+      code: "ILLEGAL_STATE",
+    },
+    { name: "below the commit index", make: () => written(1, 5, 4), segment: { startTxid: 1, endTxid: 3, inProgress: true }, code: "ILLEGAL_STATE" },
+  ];
+  for (const c of cases) {
+    const n = c.make();
+    ok(n.step({ type: "newEpoch", epoch: 2 }));
+    const before = n.state();
+    const r = n.step({ type: "acceptRecovery", epoch: 2, segment: c.segment });
+    t.is(refusal(r), c.code, c.name);
+    t.deepEqual(r.ops, [], c.name);
+    t.deepEqual(n.state(), before, c.name);
+  }
+});
+
+// ---- finalize (HDFS finalizeLogSegment) ----
+
+test("journal core - finalize closes an in-progress segment and is idempotent with the same end", (t) => {
+  const n = written(1, 5);
+  const r = n.step({ type: "finalize", epoch: 1, startTxid: 1, endTxid: 5 });
+  t.deepEqual(r.ops, [{ op: "finalize", startTxid: 1, endTxid: 5 }]);
+  t.deepEqual(stateOf(r).lastSegment, { startTxid: 1, endTxid: 5, inProgress: false });
+  const again = n.step({ type: "finalize", epoch: 1, startTxid: 1, endTxid: 5 });
+  t.deepEqual(again.ops, []);
+  t.deepEqual(stateOf(again).lastSegment, { startTxid: 1, endTxid: 5, inProgress: false });
+});
+
+test("journal core - finalize with another end: ILLEGAL_STATE on a finalized segment, OUT_OF_SYNC on an in-progress one", (t) => {
+  const fin = written(1, 5);
+  ok(fin.step({ type: "finalize", epoch: 1, startTxid: 1, endTxid: 5 }));
+  for (const endTxid of [4, 6]) {
+    const before = fin.state();
+    const r = fin.step({ type: "finalize", epoch: 1, startTxid: 1, endTxid });
+    t.is(refusal(r), "ILLEGAL_STATE", `end ${endTxid}`);
+    t.deepEqual(r.ops, []);
+    t.deepEqual(fin.state(), before);
+  }
+  const open = written(1, 5);
+  for (const endTxid of [4, 6]) {
+    const before = open.state();
+    t.is(refusal(open.step({ type: "finalize", epoch: 1, startTxid: 1, endTxid })), "OUT_OF_SYNC", `end ${endTxid}`);
+    t.deepEqual(open.state(), before);
+  }
+  t.is(refusal(open.step({ type: "finalize", epoch: 1, startTxid: 2, endTxid: 5 })), "OUT_OF_SYNC", "no segment starts at 2");
+});
+
+test("journal core - finalize refuses an empty segment", (t) => {
+  const n = written(1, 0);
+  const before = n.state();
+  t.is(refusal(n.step({ type: "finalize", epoch: 1, startTxid: 1, endTxid: 0 })), "ILLEGAL_STATE");
+  t.deepEqual(n.state(), before);
+});
+
+test("journal core - finalize clears the recovery decision accepted for that segment", (t) => {
+  const n = written(1, 5);
+  ok(n.step({ type: "newEpoch", epoch: 2 }));
+  ok(n.step({ type: "acceptRecovery", epoch: 2, segment: { startTxid: 1, endTxid: 5, inProgress: true } }));
+  const r = n.step({ type: "finalize", epoch: 2, startTxid: 1, endTxid: 5 });
+  t.deepEqual(r.ops, [{ op: "finalize", startTxid: 1, endTxid: 5 }, persist({ promisedEpoch: 2, writerEpoch: 1, accepted: null })]);
+  const p = ok(n.step({ type: "prepareRecovery", epoch: 3, segmentTxid: 1 }));
+  if (!("prepare" in p)) return t.fail("no prepare reply");
+  t.is(p.prepare.acceptedInEpoch, 0);
+  t.deepEqual(p.prepare.segment, { startTxid: 1, endTxid: 5, inProgress: false });
+});
+
+// ---- read ----
+
+function readReply(r: StepResult): { fromTxid: number; toTxid: number } {
+  const reply = ok(r);
+  if (!("read" in reply)) throw new Error(`expected a read reply, got ${JSON.stringify(reply)}`);
+  return reply.read;
+}
+
+const read = (fromTxid: number, uncommitted: boolean): JournalRequest => ({ type: "read", fromTxid, bytesMax: 1 << 20, recordsMax: 1000, uncommitted });
+
+test("journal core - reads serve committed txids only, unless uncommitted; NOT_FOUND past end + 1", (t) => {
+  const n = written(1, 5, 3);
+  t.deepEqual(readReply(n.step(read(1, false))), { fromTxid: 1, toTxid: 3 });
+  t.deepEqual(readReply(n.step(read(3, false))), { fromTxid: 3, toTxid: 3 });
+  t.deepEqual(readReply(n.step(read(4, false))), { fromTxid: 4, toTxid: 3 }, "end + 1: nothing yet, not an error");
+  t.is(refusal(n.step(read(5, false))), "NOT_FOUND");
+  t.deepEqual(readReply(n.step(read(5, true))), { fromTxid: 5, toTxid: 5 });
+  t.deepEqual(readReply(n.step(read(6, true))), { fromTxid: 6, toTxid: 5 });
+  t.is(refusal(n.step(read(7, true))), "NOT_FOUND");
+  t.is(refusal(n.step(read(0, true))), "NOT_FOUND");
+  t.is(n.step(read(1, true)).ops.length, 0);
+});
+
+test("journal core - reads below the node's first txid are NOT_FOUND", (t) => {
+  const n = node({ promisedEpoch: 2, writerEpoch: 2, accepted: null }, [
+    { startTxid: 11, endTxid: 20, inProgress: false },
+    { startTxid: 21, endTxid: 22, inProgress: true },
+  ]);
+  ok(n.step(journal(2, 21, 23, 1, 23)));
+  t.is(n.state().firstTxid, 11);
+  t.is(refusal(n.step(read(10, false))), "NOT_FOUND");
+  t.is(refusal(n.step(read(1, true))), "NOT_FOUND");
+  t.deepEqual(readReply(n.step(read(11, false))), { fromTxid: 11, toTxid: 23 });
+  t.deepEqual(readReply(n.step(read(24, false))), { fromTxid: 24, toTxid: 23 });
+});
+
+test("journal core - an empty node has nothing to read, but txid 1 is not an error", (t) => {
+  const n = node();
+  t.deepEqual(readReply(n.step(read(1, false))), { fromTxid: 1, toTxid: 0 });
+  t.is(refusal(n.step(read(2, true))), "NOT_FOUND");
+});
+
+// ---- faults ----
+
+test("journal core - a node loaded with a fault refuses everything but getState with SEGMENT_CORRUPT", (t) => {
+  const n = node({ promisedEpoch: 2, writerEpoch: 2, accepted: null }, [{ startTxid: 1, endTxid: 5, inProgress: true }], "bad checksum in segment 1 at 120");
+  const before = n.state();
+  const requests: JournalRequest[] = [
+    { type: "newEpoch", epoch: 3 },
+    { type: "startSegment", epoch: 3, txid: 6 },
+    journal(2, 1, 6, 1, 6),
+    { type: "prepareRecovery", epoch: 3, segmentTxid: 1 },
+    recoveryAppend(3, 1, 6, 1, records(2, 6, 1)),
+    { type: "acceptRecovery", epoch: 3, segment: { startTxid: 1, endTxid: 5, inProgress: true } },
+    { type: "finalize", epoch: 3, startTxid: 1, endTxid: 5 },
+    read(1, true),
+  ];
+  for (const req of requests) {
+    const r = n.step(req);
+    t.is(refusal(r), "SEGMENT_CORRUPT", req.type);
+    t.deepEqual(r.ops, [], req.type);
+  }
+  const s = stateOf(n.step({ type: "getState" }));
+  t.is(s.fault, "bad checksum in segment 1 at 120");
+  t.deepEqual(s, before);
+});
+
+test("journal core - getState reports the node without touching the disk", (t) => {
+  const n = written(3, 4, 2);
+  const r = n.step({ type: "getState" });
+  t.deepEqual(r.ops, []);
+  t.deepEqual(stateOf(r), {
+    nodeId: "jn1",
+    promisedEpoch: 3,
+    writerEpoch: 3,
+    firstTxid: 1,
+    lastTxid: 4,
+    committedTxid: 2,
+    lastSegment: { startTxid: 1, endTxid: 4, inProgress: true },
+    fault: null,
+  });
+});
+
+test("journal core - startSegment that would truncate committed txids is refused, and its higher epoch is still persisted", (t) => {
+  // Node holds 1..5 of epoch 1 with 4 committed; a request of epoch 5 asks for a segment at 3, which would drop 3..5.
+  // Like acceptRecovery below the commit index, this must be a refusal: step() must not throw, and the implicit
+  // promise of epoch 5 must come with its persistMeta (never an in-memory promise the disk does not hold).
+  const n = written(1, 5, 4);
+  const before = n.state();
+  let r: StepResult | undefined;
+  t.notThrows(() => {
+    r = n.step({ type: "startSegment", epoch: 5, txid: 3 });
+  });
+  if (r === undefined) return;
+  t.is(refusal(r), "ILLEGAL_STATE");
+  t.deepEqual(r.ops, [persist({ promisedEpoch: 5, writerEpoch: 1, accepted: null })]);
+  t.deepEqual(n.state(), { ...before, promisedEpoch: 5 });
+});
