@@ -26,6 +26,8 @@ export interface LocalClusterOptions {
   config?: Partial<Config>;
   /** Children's output: "inherit" (npm start) or into <dataDir>/logs/<name>.log. */
   output?: "inherit" | "files";
+  /** Extra node flags for the actors (e.g. --cpu-prof for profiling). */
+  nodeArgs?: string[];
 }
 
 export interface LocalCluster {
@@ -74,10 +76,11 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     const spec = specs.find((s) => s.name === name);
     if (spec === undefined) throw new Error(`no actor ${name}`);
     const script = path.join(ACTORS_DIR, `${spec.script}.js`);
+    const argv = [...(options.nodeArgs ?? []), script, ...spec.args];
     const child =
       options.output === "inherit"
-        ? startChild(process.execPath, [script, ...spec.args], { env, stdio: "inherit" })
-        : startChild(process.execPath, [script, ...spec.args], { env: { ...env, QJM_LOG_JSON: "1" }, logFile: path.join(config.dataDir, "logs", `${name}.log`) });
+        ? startChild(process.execPath, argv, { env, stdio: "inherit" })
+        : startChild(process.execPath, argv, { env: { ...env, QJM_LOG_JSON: "1" }, logFile: path.join(config.dataDir, "logs", `${name}.log`) });
     actors.set(name, child);
     return child;
   };

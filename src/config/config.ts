@@ -79,8 +79,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     const raw = env[envName(key)];
     if (raw === undefined || raw === "") continue;
     if (typeof value === "number") {
-      const n = Number(raw);
-      if (!Number.isFinite(n) || n < 0) throw new Error(`${envName(key)}=${raw}: not a non-negative number`);
+      if (!/^\d+$/.test(raw.trim())) throw new Error(`${envName(key)}=${raw}: not a non-negative whole number`);
+      const n = Number(raw.trim());
       config[key] = n;
     } else if (Array.isArray(value)) {
       config[key] = raw.split(",").map((s) => s.trim()).filter((s) => s.length > 0);

@@ -174,7 +174,9 @@ export class JournalCore {
     const last = this.segments.at(-1);
     if (last !== undefined && last.startTxid < txid && last.inProgress) {
       if (last.endTxid >= txid) {
-        assert(txid - 1 >= this.committedTxid, `would truncate committed txid ${this.committedTxid} to ${txid - 1}`);
+        if (txid - 1 < this.committedTxid) {
+          throw new QjmError(ErrorCode.ILLEGAL_STATE, `a segment at ${txid} would truncate committed txid ${this.committedTxid}`);
+        }
         ops.push({ op: "truncate", segmentTxid: last.startTxid, toTxid: txid - 1 });
         last.endTxid = txid - 1;
       }
@@ -273,8 +275,16 @@ export class JournalCore {
     }
     if (!segment.inProgress) throw new QjmError(ErrorCode.ILLEGAL_STATE, `segment ${req.segmentTxid} is finalized`);
     if (segment !== this.segments.at(-1)) throw new QjmError(ErrorCode.ILLEGAL_STATE, `segment ${req.segmentTxid} is not the newest`);
-    if (req.firstTxid !== segment.endTxid + 1) {
-      throw new QjmError(ErrorCode.OUT_OF_SYNC, `recovery records start at ${req.firstTxid}, segment ends at ${segment.endTxid}`);
+    if (req.firstTxid < segment.startTxid || req.firstTxid > segment.endTxid + 1) {
+      throw new QjmError(ErrorCode.OUT_OF_SYNC, `recovery records start at ${req.firstTxid}, segment ${segment.startTxid} ends at ${segment.endTxid}`);
+    }
+    if (req.firstTxid <= segment.endTxid) {
+      // The chosen copy replaces ours from firstTxid on: ours was written or accepted in another epoch and may differ.
+      if (req.firstTxid - 1 < this.committedTxid) {
+        throw new QjmError(ErrorCode.ILLEGAL_STATE, `replacing records from ${req.firstTxid} would drop committed txid ${this.committedTxid}`);
+      }
+      ops.push({ op: "truncate", segmentTxid: segment.startTxid, toTxid: req.firstTxid - 1 });
+      segment.endTxid = req.firstTxid - 1;
     }
     const txids = this.validateBatch(req.records, req.firstTxid, req.count, (e) => e <= req.epoch);
     if (txids.length > 0) {

@@ -231,14 +231,22 @@ export class Master {
     const pending: PendingWrite = { marker, txid: null, outcome: null, respond };
     this.byMarker.set(marker, pending);
     this.inflight++;
-    const client = this.client;
-    // Same connection, back to back: Redis runs the command, then the marker, with no other client between.
-    const reply = client.call(verdict.name, ...args.slice(1));
-    void client.publish(MARKER_CHANNEL, String(marker)).catch((err) => this.failWriter(`marker not written: ${(err as Error).message}`));
-    reply.then(
-      (value) => this.onOutcome(pending, { ok: true, value }),
-      (err: Error) => this.onOutcome(pending, { ok: false, message: err.message }),
-    );
+    // One pipeline, one socket write: Redis runs the command, then the marker, with no other client between.
+    this.client
+      .pipeline()
+      .call(verdict.name, ...args.slice(1))
+      .publish(MARKER_CHANNEL, String(marker))
+      .exec()
+      .then(
+        (results) => {
+          const [commandResult, markerResult] = results ?? [];
+          if (markerResult?.[0]) this.failWriter(`marker not written: ${markerResult[0].message}`);
+          if (commandResult === undefined) this.onOutcome(pending, { ok: false, message: "no reply from Redis" });
+          else if (commandResult[0] !== null) this.onOutcome(pending, { ok: false, message: commandResult[0].message });
+          else this.onOutcome(pending, { ok: true, value: commandResult[1] });
+        },
+        (err: Error) => this.failWriter(`redis: ${err.message}`),
+      );
   }
 
   private onOutcome(pending: PendingWrite, outcome: NonNullable<PendingWrite["outcome"]>): void {
@@ -294,7 +302,7 @@ export class Master {
     if (this.assembler.pendingEffects > 0 && this.byMarker.size === 0 && now - this.orphanSinceMs >= this.config.orphanEffectsFlushMs) {
       this.core.append(encodeEffects(this.assembler.takeOrphans()));
     }
-    this.handle(this.core.tick(now));
+    this.handle(this.core.tick(now, true));
   }
 
   private handle(out: WriterOutput): void {

@@ -109,8 +109,12 @@ export class WriterCore {
     return txid;
   }
 
-  /** Flushes when no batch is in flight, and checks the in-flight batch's deadline. */
-  tick(nowMs: number): WriterOutput {
+  /**
+   * Flushes when no batch is in flight, and checks the in-flight batch's deadline. With `idle` (the adapter's
+   * periodic timer, not the flush after an append), a commit index no batch carried yet goes out on its own,
+   * so replicas can read the last batch; under load the next batch carries it.
+   */
+  tick(nowMs: number, idle = false): WriterOutput {
     const out: WriterOutput = { send: [], committedTxid: null, failure: null };
     if (this.status !== "writing") return out;
     if (this.flushing !== null && nowMs - this.flushing.sentAtMs > this.limits.quorumTimeoutMs) {
@@ -118,8 +122,7 @@ export class WriterCore {
     }
     if (this.flushing === null && this.filling.count > 0) {
       this.flush(nowMs, out);
-    } else if (this.flushing === null && this.commitNoticePending) {
-      // Nothing to flush: tell the nodes the commit index anyway, so replicas can read the last batch.
+    } else if (idle && this.flushing === null && this.commitNoticePending) {
       this.commitNoticePending = false;
       out.send.push({ batch: this.batch(Buffer.alloc(0), this.nextTxid, 0), nodes: [...this.inSync] });
     }

@@ -5,7 +5,6 @@
 import { quorumSize, type Config } from "../config/config.js";
 import type { JournalState, PrepareResult } from "../protocol/messages.js";
 import { scanRecords } from "../segment/record.js";
-import { assert } from "../util/assert.js";
 import type { Logger } from "../util/log.js";
 import { describeErrors, noQuorum, type JournalClient } from "./journal_client.js";
 import { decideRecovery, type PrepareResponse } from "./segment_recovery.js";
@@ -71,7 +70,15 @@ export async function establishWriter(jc: JournalClient, config: Config, log: Lo
   return { epoch, endTxid, inSync, decision: decisionText };
 }
 
-/** Gives every responder that holds less of the chosen segment the records it lacks, read from `source`. */
+/** The epoch a copy's data was last written or accepted in: copies with the same one agree on every txid they share. */
+function seenEpoch(p: PrepareResponse): number {
+  return Math.max(p.acceptedInEpoch, p.state.writerEpoch);
+}
+
+/**
+ * Gives every responder the chosen copy, read from `source`: the records it lacks, or — when its copy was written
+ * or accepted in another epoch and so may hold other records under the same txids — the whole segment.
+ */
 async function syncSegmentCopies(
   jc: JournalClient,
   config: Config,
@@ -80,18 +87,26 @@ async function syncSegmentCopies(
   source: string,
   prepared: PrepareResponse[],
 ): Promise<void> {
-  const behind = prepared.filter((p) => p.node !== source && (p.segment === null || p.segment.endTxid < chosen.endTxid));
+  const sourceEpoch = seenEpoch(prepared.find((p) => p.node === source)!);
+  const plans = prepared
+    .filter((p) => p.node !== source)
+    .map((p) => {
+      if (p.segment !== null && seenEpoch(p) !== sourceEpoch) return { node: p.node, from: chosen.startTxid };
+      if (p.segment === null) return { node: p.node, from: chosen.startTxid };
+      return { node: p.node, from: p.segment.endTxid + 1 };
+    })
+    .filter((plan) => plan.from <= chosen.endTxid);
   await Promise.all(
-    behind.map(async (p) => {
-      let from = p.segment === null ? chosen.startTxid : p.segment.endTxid + 1;
+    plans.map(async (plan) => {
+      let from = plan.from;
       while (from <= chosen.endTxid) {
         const r = await jc.call(source, { type: "read", fromTxid: from, bytesMax: config.readBytesMax, recordsMax: config.readRecordsMax, uncommitted: true });
         if (!r.ok || !("read" in r) || r.read.count === 0) return; // this node then fails accept: fine while a majority accepts
         const scan = scanRecords(r.read.records);
         const records = scan.records.filter((rec) => rec.txid <= chosen.endTxid);
-        assert(scan.stop === undefined && records.length > 0 && records[0].txid === from, `bad recovery read from ${source}`);
+        if (scan.stop !== undefined || records.length === 0 || records[0].txid !== from) return;
         const bytes = r.read.records.subarray(0, records[records.length - 1].offset + records[records.length - 1].length);
-        const append = await jc.call(p.node, { type: "recoveryAppend", epoch, segmentTxid: chosen.startTxid, firstTxid: from, count: records.length, records: bytes });
+        const append = await jc.call(plan.node, { type: "recoveryAppend", epoch, segmentTxid: chosen.startTxid, firstTxid: from, count: records.length, records: bytes });
         if (!append.ok) return;
         from += records.length;
       }

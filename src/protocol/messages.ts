@@ -37,7 +37,7 @@ export type JournalRequest =
   | { type: "journal"; epoch: number; segmentTxid: number; firstTxid: number; count: number; records: Uint8Array; committedTxid: number }
   /** Writer recovery, phase 1: report the state of the segment that starts at segmentTxid. */
   | { type: "prepareRecovery"; epoch: number; segmentTxid: number }
-  /** Writer recovery: records the node lacks of the chosen segment (appended after the ones it has). */
+  /** Writer recovery: records of the chosen segment from firstTxid on, replacing what the node holds from there. */
   | { type: "recoveryAppend"; epoch: number; segmentTxid: number; firstTxid: number; count: number; records: Uint8Array }
   /** Writer recovery, phase 2: hold exactly this segment (truncating what is beyond it), persist the decision. */
   | { type: "acceptRecovery"; epoch: number; segment: SegmentState }
@@ -212,14 +212,14 @@ export function parseJournalReply(v: unknown): JournalReply {
   return { ok: true, state: parseState(v.state) };
 }
 
-/** A client write: `[command, ...args]`, each a string or byte string. */
+/** A client write: `[command, ...args]`, each a string, a byte string or an integer (sent as its decimal text). */
 export function parseWriteRequest(v: unknown): Buffer[] {
   if (!Array.isArray(v)) throw new QjmError(ErrorCode.BAD_REQUEST, "a write must be a msgpack array [command, ...args]");
   if (v.length === 0) throw new QjmError(ErrorCode.BAD_REQUEST, "a write must name a command");
   return v.map((arg, i) => {
     if (arg instanceof Uint8Array) return Buffer.from(arg.buffer, arg.byteOffset, arg.byteLength);
     if (typeof arg === "string") return Buffer.from(arg);
-    if (typeof arg === "number" && Number.isFinite(arg)) return Buffer.from(String(arg));
-    throw new QjmError(ErrorCode.BAD_REQUEST, `argument ${i} must be a string or byte string`);
+    if (typeof arg === "number" && Number.isSafeInteger(arg)) return Buffer.from(String(arg));
+    throw new QjmError(ErrorCode.BAD_REQUEST, `argument ${i} must be a string, a byte string or a safe integer`);
   });
 }

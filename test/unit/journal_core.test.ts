@@ -584,3 +584,23 @@ test("journal core - startSegment that would truncate committed txids is refused
   t.deepEqual(r.ops, [persist({ promisedEpoch: 5, writerEpoch: 1, accepted: null })]);
   t.deepEqual(n.state(), { ...before, promisedEpoch: 5 });
 });
+
+test("journal core - recoveryAppend from inside the segment replaces the node's copy from there (another epoch's records)", (t) => {
+  // Epoch 2 wrote 1..5 here only; a later writer's chosen copy of segment 1 differs from txid 1 on.
+  const n = written(2, 5);
+  ok(n.step({ type: "newEpoch", epoch: 4 }));
+  const chosen = records(3, 1, 7);
+  const r = n.step(recoveryAppend(4, 1, 1, 7, chosen));
+  t.deepEqual(r.ops.map((o) => o.op), ["truncate", "append"]);
+  t.like(r.ops[0], { op: "truncate", segmentTxid: 1, toTxid: 0 });
+  t.is(stateOf(r).lastTxid, 7);
+  ok(n.step({ type: "acceptRecovery", epoch: 4, segment: { startTxid: 1, endTxid: 7, inProgress: true } }));
+});
+
+test("journal core - recoveryAppend never replaces committed records", (t) => {
+  const n = written(2, 5, 3);
+  ok(n.step({ type: "newEpoch", epoch: 4 }));
+  const r = n.step(recoveryAppend(4, 1, 2, 2, records(3, 2, 2)));
+  t.is(refusal(r), "ILLEGAL_STATE");
+  t.is(n.state().lastTxid, 5);
+});
