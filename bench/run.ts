@@ -1,9 +1,10 @@
 /**
- * `npm run bench`: the baselines and (once it exists) redis-qjm, each at every concurrency, in one run, so
+ * `npm run bench`: the baselines and redis-qjm, each at every concurrency, in one run, so
  * that every ratio compares figures taken on the same machine in the same minutes.
  *
  *   BENCH_SECONDS=<s>   measured seconds per target per concurrency (default 5)
  *   BENCH_OUT=<file>    also write the results as JSON there
+ *   BENCH_TARGETS=a,b   only the targets whose name contains one of these (the floor is always measured)
  */
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -12,7 +13,7 @@ import path from "node:path";
 import { BASELINES } from "./baselines.js";
 import { killServersOnExit } from "./cleanup.js";
 import { runTarget, type Measurement, type TargetFactory } from "./harness.js";
-import { loadLocalCluster, qjmTarget } from "./qjm_target.js";
+import { qjmTarget } from "./qjm_target.js";
 import { markdownTable, notes, textTable, withFloorRatios, writeJson } from "./report.js";
 import { CONCURRENCIES, KEY_SPACE, VALUE_BYTES, WARMUP_MS, benchSeconds } from "./settings.js";
 
@@ -32,10 +33,11 @@ async function main(): Promise<number> {
   const seconds = benchSeconds();
   // The machine is shared: the load around the run says how much the figures can be trusted.
   const loadBefore = os.loadavg()[0];
-  const factories: TargetFactory[] = [...BASELINES];
-  const qjm = await loadLocalCluster();
-  if (qjm.available) factories.push((dir) => qjmTarget(qjm.startLocalCluster, dir));
-  else console.log(`redis-qjm: ${qjm.reason}`);
+  const wanted = (process.env.BENCH_TARGETS ?? "").split(",").map((s) => s.trim().toLowerCase()).filter((s) => s !== "");
+  const factories: TargetFactory[] = [...BASELINES, (dir: string) => qjmTarget(dir)].filter((factory) => {
+    const name = factory(os.tmpdir()).name;
+    return wanted.length === 0 || name === FLOOR || wanted.some((w) => name.toLowerCase().includes(w));
+  });
 
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "redis-qjm-bench-"));
   // Removed on every exit (including Ctrl-C), except when a failed target's logs are worth reading.
@@ -63,7 +65,6 @@ async function main(): Promise<number> {
   console.log("");
   console.log(textTable(rows));
   for (const n of notes(rows)) console.log(`note: ${n}`);
-  if (!qjm.available) console.log(`redis-qjm: ${qjm.reason}`);
   console.log("");
   console.log(`<!-- ${new Date().toISOString()}, ${machine.cpus} cores, node ${machine.node}, load (1 min) ${load1mBeforeAfter.join(" → ")}, BENCH_SECONDS=${seconds} -->`);
   console.log(markdownTable(rows));
@@ -76,7 +77,6 @@ async function main(): Promise<number> {
       servers: { nats: version("nats-server"), redis: version("redis-server") },
       workload: { seconds, warmupMs: WARMUP_MS, valueBytes: VALUE_BYTES, keys: KEY_SPACE, concurrencies: CONCURRENCIES },
       floor: FLOOR,
-      qjm: qjm.available ? "measured" : qjm.reason,
       results: rows,
     });
     console.error(`bench: results written to ${out}`);

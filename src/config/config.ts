@@ -44,6 +44,10 @@ export const defaults = {
   /** Attempts to become the writer before the master exits (a supervisor restarts it). */
   writerAttemptsMax: 1000,
 
+  /** How often the master tries to catch up a journal node that dropped out of the current segment. */
+  catchUpIntervalMs: 1000,
+  /** Read-and-append rounds one catch-up may take before it gives up until the next interval. */
+  catchUpRoundsMax: 1000,
   /** Every actor publishes a heartbeat this often. */
   heartbeatIntervalMs: 500,
   /** Timeout of one request to a journal node (reads, state, recovery). */

@@ -72,6 +72,8 @@ export class Master {
   private generation = 0;
   private readonly nodeInflight = new Map<string, number>();
   private lastFailure: string | null = null;
+  private readonly catchingUp = new Set<string>();
+  private lastCatchUpMs = 0;
 
   constructor(
     readonly id: string,
@@ -303,6 +305,64 @@ export class Master {
       this.core.append(encodeEffects(this.assembler.takeOrphans()));
     }
     this.handle(this.core.tick(now, true));
+    if (now - this.lastCatchUpMs >= this.config.catchUpIntervalMs) {
+      this.lastCatchUpMs = now;
+      const core = this.core;
+      for (const node of this.config.journalNodes) {
+        if (!core.inSyncNodes.includes(node) && !this.catchingUp.has(node)) void this.catchUp(node, core);
+      }
+    }
+  }
+
+  /**
+   * Brings a node that dropped out of this epoch's segment (a timeout, a restart) back: the records it lacks are
+   * read from an in-step node and sent to it as ordinary batches; once it holds everything before the batch in
+   * flight it counts for acks again. A node that lacks an earlier segment needs more than this and stays out.
+   */
+  private async catchUp(node: string, core: WriterCore): Promise<void> {
+    this.catchingUp.add(node);
+    try {
+      const st = await this.jc.call(node, { type: "getState" });
+      if (!st.ok || !("state" in st) || st.state.fault !== null || st.state.promisedEpoch > core.epoch) return;
+      const s = st.state;
+      let last = s.lastTxid;
+      const open = s.lastSegment !== null && s.lastSegment.startTxid === core.segmentTxid && s.lastSegment.inProgress && s.writerEpoch === core.epoch;
+      if (!open) {
+        if (last !== core.segmentTxid - 1) return;
+        const started = await this.jc.call(node, { type: "startSegment", epoch: core.epoch, txid: core.segmentTxid });
+        if (!started.ok) return;
+      }
+      for (let round = 0; round < this.config.catchUpRoundsMax; round++) {
+        if (this.core !== core || core.failed) return;
+        const target = core.rejoinTxid;
+        if (last === target) {
+          this.log.info({ node, lastTxid: last }, "journal node caught up: counts for acks again");
+          this.handle(core.rejoin(node, last));
+          return;
+        }
+        if (last > target) return;
+        const source = core.inSyncNodes[round % core.inSyncNodes.length];
+        const read = await this.jc.call(source, { type: "read", fromTxid: last + 1, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: true });
+        if (!read.ok || !("read" in read) || read.read.count === 0) continue;
+        const scan = scanRecords(read.read.records);
+        const records = scan.records.filter((r) => r.txid <= target);
+        if (scan.stop !== undefined || records.length === 0 || records[0].txid !== last + 1) continue;
+        const end = records[records.length - 1];
+        const sent = await this.jc.call(node, {
+          type: "journal",
+          epoch: core.epoch,
+          segmentTxid: core.segmentTxid,
+          firstTxid: last + 1,
+          count: records.length,
+          records: read.read.records.subarray(0, end.offset + end.length),
+          committedTxid: core.committedTxid,
+        });
+        if (!sent.ok || !("state" in sent)) return;
+        last = sent.state.lastTxid;
+      }
+    } finally {
+      this.catchingUp.delete(node);
+    }
   }
 
   private handle(out: WriterOutput): void {

@@ -176,6 +176,29 @@ export class WriterCore {
     return out;
   }
 
+  /** The last txid a node must hold to take part again: everything before the in-flight (or next) batch. */
+  get rejoinTxid(): number {
+    return (this.flushing !== null ? this.flushing.firstTxid : this.filling.firstTxid) - 1;
+  }
+
+  /**
+   * A node that dropped out was caught up to `rejoinTxid`: it counts for acks again, starting with the batch in
+   * flight (sent to it now).
+   */
+  rejoin(node: string, lastTxid: number): WriterOutput {
+    const out: WriterOutput = { send: [], committedTxid: null, failure: null };
+    assert(this.nodes.includes(node), `unknown node ${node}`);
+    assert(!this.inSync.has(node), `${node} rejoins but never left`);
+    assert(lastTxid === this.rejoinTxid, `${node} rejoins at ${lastTxid}, not at ${this.rejoinTxid}`);
+    if (this.status !== "writing") return out;
+    this.inSync.add(node);
+    if (this.flushing !== null) {
+      const { sentAtMs: _s, acks: _a, refusals: _r, ...batch } = this.flushing;
+      out.send.push({ batch, nodes: [node] });
+    }
+    return out;
+  }
+
   private fail(reason: string): WriterOutput {
     this.status = "failed";
     return { send: [], committedTxid: null, failure: reason };

@@ -290,3 +290,18 @@ test("writer core - a writer cannot start without a majority in step", (t) => {
   t.throws(() => writer(N3, roomy, 2, 11, ["jn1"]), { instanceOf: AssertionError });
   t.notThrows(() => writer(N3, roomy, 2, 11, ["jn1", "jn3"]));
 });
+
+test("writer core - a node caught up to rejoinTxid counts again, starting with the batch in flight", (t) => {
+  const w = writer();
+  w.append(payload("a"));
+  const b1 = onlyBatch(w.tick(0)).batch;
+  w.onReply("jn3", b1.id, refuse("OUT_OF_SYNC", "behind"), 1);
+  t.deepEqual(w.inSyncNodes.sort(), ["jn1", "jn2"]);
+  t.is(w.rejoinTxid, b1.firstTxid - 1, "the in-flight batch is what the node must take next");
+  t.throws(() => w.rejoin("jn3", b1.firstTxid), { instanceOf: AssertionError });
+  const out = w.rejoin("jn3", b1.firstTxid - 1);
+  t.deepEqual(out.send.map((s) => [s.batch.id, s.nodes]), [[b1.id, ["jn3"]]]);
+  w.onReply("jn1", b1.id, OK, 2);
+  t.is(w.onReply("jn3", b1.id, OK, 3).committedTxid, b1.firstTxid, "its ack makes the majority");
+  t.throws(() => w.rejoin("jn3", w.rejoinTxid), { instanceOf: AssertionError }, "a node in step cannot rejoin");
+});
