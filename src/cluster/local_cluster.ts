@@ -7,7 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { defaults, envName, type Config } from "../config/config.js";
-import { startNatsServer, type NatsServer } from "../nats/nats_server.js";
+import { NATS_CONF, startNatsServer, type NatsServer } from "../nats/nats_server.js";
 import { startChild, type Child } from "../process/child.js";
 import { waitForPort } from "../process/ports.js";
 
@@ -59,7 +59,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   try {
     await waitForPort(port, 200);
   } catch {
-    nats = await startNatsServer(port, { logDir: path.join(config.dataDir, "logs") });
+    nats = await startNatsServer(port, { logDir: path.join(config.dataDir, "logs"), args: ["-c", NATS_CONF] });
   }
 
   const env: NodeJS.ProcessEnv = { ...process.env };

@@ -2,8 +2,9 @@
  * The journal node's protocol core: a pure state machine. A request goes in; the disk operations to run (in order)
  * and the reply to send after they are durable come out. No I/O, no clock, no randomness.
  *
- * The log it guards is contiguous: segments follow each other without holes, each record's txid is its
- * predecessor's plus one. A writer is fenced by epoch: every request below the promised epoch is refused, and only
+ * The log it guards: segments in txid order, never overlapping, each record's txid its predecessor's plus one
+ * within a segment; a node that missed part of the log has a hole between two segments (as an HDFS journal node
+ * that rejoined at a segment start), and serves nothing from it. A writer is fenced by epoch: every request below the promised epoch is refused, and only
  * the writer that started the open segment (writerEpoch) may append to it.
  */
 import { ErrorCode, QjmError } from "../protocol/errors.js";
@@ -27,7 +28,9 @@ export type DiskOp =
   | { op: "truncate"; segmentTxid: number; toTxid: number }
   | { op: "finalize"; startTxid: number; endTxid: number }
   /** Remove an in-progress segment that holds no record. */
-  | { op: "deleteSegment"; startTxid: number };
+  | { op: "deleteSegment"; startTxid: number }
+  /** Move an in-progress segment out of the log (renamed, kept for inspection, never served). */
+  | { op: "setAside"; startTxid: number };
 
 export type CoreReply = { state: JournalState } | { prepare: PrepareResult } | { read: { fromTxid: number; toTxid: number } };
 
@@ -166,33 +169,33 @@ export class JournalCore {
   }
 
   /**
-   * Makes room for a segment that starts at txid, decided by a writer of a newer epoch: records at or above txid in
-   * an older in-progress segment were never committed (recovery chose an end below them), so they go; that segment
-   * is then finalized. The log must end at txid - 1 afterwards, or the node lags and must catch up first.
+   * Makes room for a segment that starts at txid, decided by a writer of a newer epoch. An older in-progress segment
+   * is kept (finalized) only when it holds exactly the decided copy: the recovery accepted here and ending right
+   * before txid. Otherwise it may hold records no majority acked, or another epoch's records under the same txids,
+   * so it is set aside and never served; its committed part is finalized on a majority elsewhere (recovery does that
+   * before any new segment starts). The node may then have a hole before txid, as an HDFS journal node may: readers
+   * take those txids from other nodes.
    */
   private closeOlderSegments(txid: number, ops: DiskOp[]): void {
+    if (txid - 1 < this.committedTxid) {
+      // Recovery never decides an end below a commit index anyone saw (HDFS-3863): refuse, loudly.
+      throw new QjmError(ErrorCode.ILLEGAL_STATE, `a segment at ${txid} would drop committed txid ${this.committedTxid}`);
+    }
     const last = this.segments.at(-1);
     if (last !== undefined && last.startTxid < txid && last.inProgress) {
-      if (last.endTxid >= txid) {
-        if (txid - 1 < this.committedTxid) {
-          throw new QjmError(ErrorCode.ILLEGAL_STATE, `a segment at ${txid} would truncate committed txid ${this.committedTxid}`);
-        }
-        ops.push({ op: "truncate", segmentTxid: last.startTxid, toTxid: txid - 1 });
-        last.endTxid = txid - 1;
-      }
-      if (last.endTxid >= last.startTxid) {
+      const decided = this.meta.accepted?.segmentTxid === last.startTxid && last.endTxid === txid - 1;
+      if (decided) {
         ops.push({ op: "finalize", startTxid: last.startTxid, endTxid: last.endTxid });
         last.inProgress = false;
       } else {
-        ops.push({ op: "deleteSegment", startTxid: last.startTxid });
+        ops.push(last.endTxid >= last.startTxid ? { op: "setAside", startTxid: last.startTxid } : { op: "deleteSegment", startTxid: last.startTxid });
         this.segments.pop();
+        // What this node knew committed may have been in that segment: it no longer vouches for it.
+        this.committedTxid = Math.min(this.committedTxid, this.lastTxid);
       }
     }
     const end = this.lastTxid;
     if (end >= txid) throw new QjmError(ErrorCode.ILLEGAL_STATE, `finalized records up to ${end} overlap a segment at ${txid}`);
-    if (end !== txid - 1 && !(end === 0 && this.segments.length === 0 && txid === 1)) {
-      throw new QjmError(ErrorCode.OUT_OF_SYNC, `log ends at ${end}, a segment at ${txid} would leave a gap`);
-    }
   }
 
   private onStartSegment(epoch: number, txid: number): StepResult {
@@ -343,12 +346,15 @@ export class JournalCore {
     const to = this.readableTxid(uncommitted);
     if (fromTxid > to + 1) throw new QjmError(ErrorCode.NOT_FOUND, `txid ${fromTxid} is beyond this node's readable end ${to}`);
     if (fromTxid <= to && (first === 0 || fromTxid < first)) throw new QjmError(ErrorCode.NOT_FOUND, `txid ${fromTxid} is below this node's first txid ${first}`);
+    if (fromTxid <= to && !this.segments.some((s) => s.startTxid <= fromTxid && fromTxid <= s.endTxid)) {
+      throw new QjmError(ErrorCode.NOT_FOUND, `txid ${fromTxid} falls in a hole of this node's log`);
+    }
     return { ops: [], reply: { read: { fromTxid, toTxid: to } } };
   }
 
   private invariants(): void {
     for (let i = 1; i < this.segments.length; i++) {
-      assert(this.segments[i].startTxid === this.segments[i - 1].endTxid + 1, `segments ${i - 1} and ${i} are not contiguous`);
+      assert(this.segments[i].startTxid > this.segments[i - 1].endTxid, `segments ${i - 1} and ${i} overlap`);
       assert(!this.segments[i - 1].inProgress, `segment ${this.segments[i - 1].startTxid} is in progress but not the newest`);
     }
     for (const s of this.segments) assert(s.endTxid >= s.startTxid - 1, `segment ${s.startTxid} ends before it starts`);

@@ -4,6 +4,7 @@
  *   edits_inprogress_<start>   the open segment, named by its first txid
  *   edits_<start>-<end>        a finalized segment, renamed with its last txid
  *   meta.json                  promised epoch, writer epoch, accepted recovery (tmp + fsync + rename + dir fsync)
+ *   *.stale-<ms>               an in-progress segment set aside by a newer writer: kept to inspect, never served
  *
  * Appends are fdatasync'ed before they count; the directory is fsync'ed after every create, rename and delete.
  * On open every segment is validated: a torn tail of the in-progress segment is truncated, a corrupt record
@@ -112,8 +113,8 @@ export class SegmentStore {
         fault = `${file}: an in-progress segment that is not the newest`;
       }
       const previous = this.segments.at(-1);
-      if (fault === null && previous !== undefined && previous.endTxid + 1 !== f.start) {
-        fault = `${file}: starts at ${f.start}, the previous segment ends at ${previous.endTxid}`;
+      if (fault === null && previous !== undefined && previous.endTxid >= f.start) {
+        fault = `${file}: starts at ${f.start}, inside the previous segment (ends at ${previous.endTxid})`;
       }
       if (fault === null) {
         this.segments.push({ startTxid: f.start, endTxid, inProgress: f.end === null, file, offsets, handle: null });
@@ -208,6 +209,15 @@ export class SegmentStore {
         await fsyncDir(this.dir);
         segment.file = file;
         segment.inProgress = false;
+        return;
+      }
+      case "setAside": {
+        const segment = this.segment(op.startTxid);
+        if (segment.handle !== null) await segment.handle.close();
+        segment.handle = null;
+        await fsp.rename(segment.file, `${segment.file}.stale-${Date.now()}`);
+        await fsyncDir(this.dir);
+        this.segments = this.segments.filter((s) => s !== segment);
         return;
       }
       case "deleteSegment": {

@@ -166,13 +166,17 @@ export class Master {
     assert(this.client !== null, "rebuild needs a Redis client");
     let from = 1;
     let sourceIndex = 0;
+    let misses = 0;
     while (from <= endTxid) {
       const node = nodes[sourceIndex % nodes.length];
       const r = await this.jc.call(node, { type: "read", fromTxid: from, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: true });
       if (!r.ok || !("read" in r) || r.read.count === 0) {
-        if (++sourceIndex >= nodes.length * 3) throw new QjmError(ErrorCode.NO_QUORUM, `no journal node serves txid ${from} for the rebuild`);
+        // That node has a hole here (or is gone): the next one.
+        sourceIndex++;
+        if (++misses >= nodes.length * 3) throw new QjmError(ErrorCode.NO_QUORUM, `no journal node serves txid ${from} for the rebuild`);
         continue;
       }
+      misses = 0;
       const scan = scanRecords(r.read.records);
       if (scan.stop !== undefined || scan.records[0]?.txid !== from) {
         this.log.warn({ node, from, stop: scan.stop }, "bad records during rebuild; trying another node");
@@ -328,9 +332,12 @@ export class Master {
       let last = s.lastTxid;
       const open = s.lastSegment !== null && s.lastSegment.startTxid === core.segmentTxid && s.lastSegment.inProgress && s.writerEpoch === core.epoch;
       if (!open) {
-        if (last !== core.segmentTxid - 1) return;
+        // A node that missed the start of this segment (or more) opens it now; what it lacks before is a hole.
         const started = await this.jc.call(node, { type: "startSegment", epoch: core.epoch, txid: core.segmentTxid });
-        if (!started.ok) return;
+        if (!started.ok || !("state" in started)) return;
+        last = started.state.lastTxid;
+        if (last >= core.segmentTxid) return;
+        last = core.segmentTxid - 1;
       }
       for (let round = 0; round < this.config.catchUpRoundsMax; round++) {
         if (this.core !== core || core.failed) return;

@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { startChild, killLeftover, type Child } from "../process/child.js";
 
@@ -21,6 +22,8 @@ export interface RedisServer {
 }
 
 const SETPRIV = "/usr/bin/setpriv";
+/** infra/redis/*.conf: the settings of each kind of Redis we run (from dist/src/redis/ or src/redis/). */
+const INFRA_REDIS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), fileURLToPath(import.meta.url).includes("/dist/") ? "../../../infra/redis" : "../../infra/redis");
 
 /**
  * Starts a redis-server we own. It dies with its parent (PR_SET_PDEATHSIG through setpriv), and a leftover
@@ -37,20 +40,13 @@ export async function startRedisServer(options: RedisServerOptions): Promise<Red
       if (f === "appendonlydir" || f.endsWith(".rdb")) fs.rmSync(path.join(dir, f), { recursive: true, force: true });
     }
   }
+  const conf = path.join(INFRA_REDIS, options.persistent ? "replica.conf" : "master.conf");
   const args = [
+    conf,
     "--port", String(options.port),
-    "--bind", "127.0.0.1",
-    "--protected-mode", "no",
-    "--daemonize", "no",
     "--dir", dir,
     "--pidfile", pidFile,
     "--logfile", path.join(dir, "redis.log"),
-    "--save", "",
-    "--appendonly", options.persistent ? "yes" : "no",
-    "--appendfsync", "everysec",
-    "--repl-diskless-sync", "yes",
-    "--repl-diskless-sync-delay", "0",
-    "--repl-backlog-size", "16mb",
     ...(options.extraArgs ?? []),
   ];
   const redisBin = "redis-server";

@@ -113,7 +113,7 @@ test("journal core - a journal request from an epoch promised but not yet starte
 test("journal core - a higher epoch on any request is an implicit promise, persisted even when the request fails (HDFS checkRequest)", (t) => {
   const failing: { req: JournalRequest; code: string }[] = [
     { req: journal(7, 1, 6, 1), code: "OUT_OF_SYNC" }, // epoch 7 never started a segment here
-    { req: { type: "startSegment", epoch: 7, txid: 9 }, code: "OUT_OF_SYNC" }, // gap after 5
+    { req: { type: "startSegment", epoch: 7, txid: 3 }, code: "ILLEGAL_STATE" }, // would drop committed 3
     { req: recoveryAppend(7, 1, 9, 1, records(2, 9, 1)), code: "OUT_OF_SYNC" }, // gap after 5
     { req: { type: "acceptRecovery", epoch: 7, segment: { startTxid: 1, endTxid: 9, inProgress: true } }, code: "OUT_OF_SYNC" }, // lacks 6..9
     { req: { type: "finalize", epoch: 7, startTxid: 40, endTxid: 41 }, code: "OUT_OF_SYNC" }, // no such segment
@@ -154,14 +154,13 @@ test("journal core - startSegment at txid 1 on an empty node opens an empty in-p
   t.is(s.firstTxid, 0);
 });
 
-test("journal core - startSegment above txid 1 on an empty node would leave a gap: OUT_OF_SYNC", (t) => {
+test("journal core - startSegment above txid 1 on an empty node opens it there, with a hole before it", (t) => {
   const n = node();
   ok(n.step({ type: "newEpoch", epoch: 1 }));
-  const before = n.state();
   const r = n.step({ type: "startSegment", epoch: 1, txid: 5 });
-  t.is(refusal(r), "OUT_OF_SYNC");
-  t.deepEqual(r.ops, []);
-  t.deepEqual(n.state(), before);
+  t.deepEqual(r.ops, [{ op: "startSegment", startTxid: 5 }, persist({ promisedEpoch: 1, writerEpoch: 1, accepted: null })]);
+  t.deepEqual(stateOf(r).lastSegment, { startTxid: 5, endTxid: 4, inProgress: true });
+  t.is(refusal(n.step({ type: "read", fromTxid: 2, bytesMax: 1000, recordsMax: 10, uncommitted: true })), "NOT_FOUND");
 });
 
 test("journal core - startSegment retried on its own empty segment is accepted without a new segment", (t) => {
@@ -182,47 +181,40 @@ test("journal core - startSegment on a segment that already holds records is ILL
   t.deepEqual(n.state(), before);
 });
 
-test("journal core - startSegment truncates an older in-progress segment holding txids at or above it, then finalizes it", (t) => {
+test("journal core - startSegment sets aside an older in-progress segment that no recovery decided here", (t) => {
+  // Its records may be ones no majority acked, or another epoch's: never kept, never served (HDFS aborts it).
   const n = written(1, 5, 2);
   ok(n.step({ type: "newEpoch", epoch: 2 }));
   const r = n.step({ type: "startSegment", epoch: 2, txid: 4 });
-  t.deepEqual(r.ops, [
-    { op: "truncate", segmentTxid: 1, toTxid: 3 },
-    { op: "finalize", startTxid: 1, endTxid: 3 },
-    { op: "startSegment", startTxid: 4 },
-    persist({ promisedEpoch: 2, writerEpoch: 2, accepted: null }),
-  ]);
+  t.deepEqual(r.ops, [{ op: "setAside", startTxid: 1 }, { op: "startSegment", startTxid: 4 }, persist({ promisedEpoch: 2, writerEpoch: 2, accepted: null })]);
   const s = stateOf(r);
-  t.is(s.lastTxid, 3);
-  t.is(s.firstTxid, 1);
   t.deepEqual(s.lastSegment, { startTxid: 4, endTxid: 3, inProgress: true });
-  // The old segment is closed: the new writer appends to the new one only.
-  t.is(refusal(n.step(journal(2, 1, 4, 1))), "OUT_OF_SYNC");
+  t.is(s.firstTxid, 0, "nothing before the new segment is held any more");
+  t.is(s.committedTxid, 0);
+  t.is(refusal(n.step(journal(2, 1, 4, 1))), "OUT_OF_SYNC", "the old segment is closed");
   ok(n.step(journal(2, 4, 4, 2)));
   t.is(n.state().lastTxid, 5);
 });
 
-test("journal core - startSegment right after the log's end finalizes the older segment without truncating", (t) => {
+test("journal core - startSegment after a gap sets the old segment aside and leaves a hole", (t) => {
   const n = written(1, 5);
   ok(n.step({ type: "newEpoch", epoch: 2 }));
+  const r = n.step({ type: "startSegment", epoch: 2, txid: 8 });
+  t.deepEqual(r.ops.map((o) => o.op), ["setAside", "startSegment", "persistMeta"]);
+  t.deepEqual(n.state().lastSegment, { startTxid: 8, endTxid: 7, inProgress: true });
+});
+
+test("journal core - startSegment right after a copy this node accepted in recovery finalizes that copy", (t) => {
+  const n = written(1, 5);
+  ok(n.step({ type: "newEpoch", epoch: 2 }));
+  ok(n.step({ type: "acceptRecovery", epoch: 2, segment: { startTxid: 1, endTxid: 5, inProgress: true } }));
   const r = n.step({ type: "startSegment", epoch: 2, txid: 6 });
   t.deepEqual(r.ops, [
     { op: "finalize", startTxid: 1, endTxid: 5 },
     { op: "startSegment", startTxid: 6 },
     persist({ promisedEpoch: 2, writerEpoch: 2, accepted: null }),
   ]);
-  t.deepEqual(stateOf(r).lastSegment, { startTxid: 6, endTxid: 5, inProgress: true });
-});
-
-test("journal core - startSegment that would leave a gap is OUT_OF_SYNC and leaves the older segment open", (t) => {
-  const n = written(1, 5);
-  ok(n.step({ type: "newEpoch", epoch: 2 }));
-  const before = n.state();
-  const r = n.step({ type: "startSegment", epoch: 2, txid: 8 });
-  t.is(refusal(r), "OUT_OF_SYNC");
-  t.deepEqual(r.ops, []);
-  t.deepEqual(n.state(), before);
-  t.deepEqual(n.state().lastSegment, { startTxid: 1, endTxid: 5, inProgress: true });
+  t.is(n.state().firstTxid, 1);
 });
 
 test("journal core - startSegment inside finalized records is ILLEGAL_STATE", (t) => {
