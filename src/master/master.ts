@@ -143,7 +143,8 @@ export class Master {
       persistent: false,
       startTimeoutMs: this.config.redisStartTimeoutMs,
     });
-    this.client = new Redis({ port: this.redis.port, host: "127.0.0.1", maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true });
+    // Auto-pipelining: the commands of one event-loop turn leave in one socket write, in call order.
+    this.client = new Redis({ port: this.redis.port, host: "127.0.0.1", maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true, enableAutoPipelining: true });
     this.client.on("error", (err) => this.log.debug({ err }, "redis client error"));
     await this.client.connect();
     this.commands = await CommandTable.load(this.client);
@@ -237,22 +238,14 @@ export class Master {
     const pending: PendingWrite = { marker, txid: null, outcome: null, respond };
     this.byMarker.set(marker, pending);
     this.inflight++;
-    // One pipeline, one socket write: Redis runs the command, then the marker, with no other client between.
-    this.client
-      .pipeline()
-      .call(verdict.name, ...args.slice(1))
-      .publish(MARKER_CHANNEL, String(marker))
-      .exec()
-      .then(
-        (results) => {
-          const [commandResult, markerResult] = results ?? [];
-          if (markerResult?.[0]) this.failWriter(`marker not written: ${markerResult[0].message}`);
-          if (commandResult === undefined) this.onOutcome(pending, { ok: false, message: "no reply from Redis" });
-          else if (commandResult[0] !== null) this.onOutcome(pending, { ok: false, message: commandResult[0].message });
-          else this.onOutcome(pending, { ok: true, value: commandResult[1] });
-        },
-        (err: Error) => this.failWriter(`redis: ${err.message}`),
-      );
+    // Same connection, back to back (auto-pipelined into one write): Redis runs the command, then the marker,
+    // with no other client between.
+    const client = this.client;
+    client.call(verdict.name, ...args.slice(1)).then(
+      (value) => this.onOutcome(pending, { ok: true, value }),
+      (err: Error) => this.onOutcome(pending, { ok: false, message: err.message }),
+    );
+    client.publish(MARKER_CHANNEL, String(marker)).catch((err: Error) => this.failWriter(`marker not written: ${err.message}`));
   }
 
   private onOutcome(pending: PendingWrite, outcome: NonNullable<PendingWrite["outcome"]>): void {
