@@ -29,3 +29,5 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 fi
 
 npx tsc -p tsconfig.json >&2
+# The CLI and actors are run as programs (npx redis-qjm, node dist/actors/…).
+chmod +x dist/actors/*.js

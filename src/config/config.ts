@@ -50,6 +50,8 @@ export const defaults = {
   catchUpRoundsMax: 1000,
   /** Every actor publishes a heartbeat this often. */
   heartbeatIntervalMs: 500,
+  /** Requests a journal node holds waiting for its disk; past this it answers OVERLOADED at once. */
+  journalQueueMax: 1024,
   /** Timeout of one request to a journal node (reads, state, recovery). */
   journalRequestTimeoutMs: 5000,
   /** Bytes at most in one read reply from a journal node. */

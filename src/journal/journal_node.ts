@@ -66,6 +66,7 @@ export class JournalNode {
   /** Serializes requests: each waits for the previous one's disk work. */
   private handle(req: JournalRequest): Promise<unknown> {
     if (this.stopped) throw new QjmError(ErrorCode.INTERNAL, "journal node is stopping");
+    if (this.queued >= this.config.journalQueueMax) throw new QjmError(ErrorCode.OVERLOADED, `${this.queued} requests already wait for the disk`);
     this.queued++;
     const run = this.queue.then(() => this.execute(req));
     this.queue = run.then(

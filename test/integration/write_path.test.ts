@@ -6,6 +6,9 @@ import fs from "node:fs";
 import path from "node:path";
 import test from "ava";
 import { pidRuns } from "../../src/process/child.js";
+import { request } from "../../src/nats/bus.js";
+import { subjects } from "../../src/protocol/subjects.js";
+import { decodeEffects, scanRecords } from "../../src/segment/record.js";
 import { diffKeyspaces, dumpKeyspace, runClients, startTestCluster, until, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 let tc: TestCluster | undefined;
@@ -81,5 +84,25 @@ test.serial("write path - a replica killed with -9 takes its redis-server with i
   const masterKeys = await dumpKeyspace(Number(new URL(master.redisUrl!).port));
   for (const replica of (await tc!.status()).filter((s) => s.role === "replica")) {
     t.deepEqual(diffKeyspaces(masterKeys, await dumpKeyspace(Number(new URL(replica.redisUrl!).port))).slice(0, 10), [], `${replica.id} equals the master`);
+  }
+});
+
+test.serial("write path - an expired key's DEL, which belongs to no client write, is journaled and replayed", async (t) => {
+  const set = await tc!.write(["SET", "short-lived", "x", "PX", 50]);
+  t.true(set.ok);
+  if (!set.ok) return;
+  // No client write follows: the DEL Redis propagates on expiry must reach the journal as a record of its own.
+  const master = await until("an orphan record after the expiry", 10000, async () => {
+    const m = (await tc!.status()).find((s) => s.role === "master");
+    return m !== undefined && m.committedTxid > set.txid ? m : undefined;
+  }, 50);
+  const read = (await request(tc!.nc, subjects(tc!.cluster.cluster).journal("jn1"), { type: "read", fromTxid: set.txid + 1, bytesMax: 65536, recordsMax: 1, uncommitted: false }, 5000)) as { read: { records: Uint8Array } };
+  const [record] = scanRecords(read.read.records).records;
+  t.deepEqual(decodeEffects(record.payload).map((e) => e.map((a) => Buffer.from(a).toString())), [["DEL", "short-lived"]]);
+  await waitForReplicas(tc!, master.committedTxid);
+
+
+  for (const replica of (await tc!.status()).filter((s) => s.role === "replica")) {
+    t.is((await dumpKeyspace(Number(new URL(replica.redisUrl!).port))).has("short-lived"), false, replica.id);
   }
 });
