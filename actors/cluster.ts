@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * `npm start`: the local cluster in the foreground — nats-server on $QJM_NATS_URL (started unless one answers),
- * three journal nodes, a master and two replicas, data under $QJM_DATA_DIR. Ctrl-C stops every child.
+ * three journal nodes, a master and two replicas, data under $QJM_DATA_DIR. An actor that dies is restarted
+ * (bounded backoff); Ctrl-C stops every child.
  */
 import { loadConfig } from "../src/config/config.js";
 import { startLocalCluster } from "../src/cluster/local_cluster.js";
@@ -9,14 +10,23 @@ import { createLogger } from "../src/util/log.js";
 
 const config = loadConfig();
 const log = createLogger("qjm-cluster");
-const cluster = await startLocalCluster({ dataDir: config.dataDir, natsUrl: config.natsUrl, config, output: "inherit" });
+const cluster = await startLocalCluster({
+  dataDir: config.dataDir,
+  natsUrl: config.natsUrl,
+  config,
+  output: "inherit",
+  // Self-healing: an actor that exits or is killed is started again, with bounded backoff.
+  supervise: {
+    backoffMinMs: config.restartBackoffMinMs,
+    backoffMaxMs: config.restartBackoffMaxMs,
+    stableMs: config.restartStableMs,
+    onRestart: (actor, exit, delayMs) => log.warn({ actor, exit, delayMs }, "actor exited: restarting it"),
+  },
+});
 log.info(
   { nats: cluster.natsUrl, cluster: cluster.cluster, dataDir: cluster.dataDir, actors: Object.fromEntries([...cluster.actors].map(([n, c]) => [n, c.pid])) },
   "local cluster started: try `npx redis-qjm status` and `npx redis-qjm write SET k v`; Ctrl-C stops it",
 );
-for (const [name, child] of cluster.actors) {
-  void child.exited.then((code) => log.warn({ actor: name, code }, "actor exited"));
-}
 let stopping = false;
 const stop = async (signal: string) => {
   if (stopping) return;

@@ -28,6 +28,8 @@ export interface LocalClusterOptions {
   output?: "inherit" | "files";
   /** Extra node flags for the actors (e.g. --cpu-prof for profiling). */
   nodeArgs?: string[];
+  /** Restart an actor that exits or is killed, with bounded exponential backoff (npm start). */
+  supervise?: { backoffMinMs: number; backoffMaxMs: number; stableMs: number; onRestart?: (name: string, exit: number | string, delayMs: number) => void };
 }
 
 export interface LocalCluster {
@@ -71,6 +73,8 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     ...config.replicas.map((id, i) => ({ name: id, script: "replica" as const, args: ["--id", id, "--redis-port", String(config.replicaRedisPortBase + i)] })),
   ];
   const actors = new Map<string, Child>();
+  let stopping = false;
+  const failures = new Map<string, number>();
 
   const startActor = (name: string): Child => {
     const spec = specs.find((s) => s.name === name);
@@ -82,7 +86,24 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
         ? startChild(process.execPath, argv, { env, stdio: "inherit" })
         : startChild(process.execPath, argv, { env: { ...env, QJM_LOG_JSON: "1" }, logFile: path.join(config.dataDir, "logs", `${name}.log`) });
     actors.set(name, child);
+    if (options.supervise !== undefined) supervise(name, child, options.supervise);
     return child;
+  };
+
+  /** Restarts `name` when `child` exits, unless we are stopping or the actor was started again meanwhile. */
+  const supervise = (name: string, child: Child, policy: NonNullable<LocalClusterOptions["supervise"]>): void => {
+    const startedAt = Date.now();
+    void child.exited.then((exit) => {
+      if (stopping || actors.get(name) !== child) return;
+      // An actor that ran for a while before it died starts over at the shortest delay.
+      const n = Date.now() - startedAt >= policy.stableMs ? 0 : (failures.get(name) ?? 0);
+      failures.set(name, n + 1);
+      const delayMs = Math.min(policy.backoffMaxMs, policy.backoffMinMs * 2 ** n);
+      policy.onRestart?.(name, exit, delayMs);
+      setTimeout(() => {
+        if (!stopping && actors.get(name) === child) startActor(name);
+      }, delayMs);
+    });
   };
 
   for (const spec of specs) startActor(spec.name);
@@ -106,6 +127,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
       if (signal === "SIGKILL" || signal === "SIGTERM" || signal === "SIGINT") await child.exited;
     },
     async stop() {
+      stopping = true;
       // Replicas and master first, so nothing writes to journal nodes that are gone.
       const order = [...specs].reverse();
       await Promise.all(order.map((s) => actors.get(s.name)?.stop("SIGTERM", 5000)));

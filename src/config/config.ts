@@ -64,6 +64,11 @@ export const defaults = {
   replAckIntervalMs: 1000,
   /** How long to wait for a redis-server to answer PING after start. */
   redisStartTimeoutMs: 15000,
+  /** `npm start` restarts an actor that died after this, doubling up to restartBackoffMaxMs while it keeps dying. */
+  restartBackoffMinMs: 250,
+  restartBackoffMaxMs: 10000,
+  /** An actor that ran this long before it died is restarted after restartBackoffMinMs again. */
+  restartStableMs: 30000,
   /** How long `redis-qjm status` collects replies. */
   statusTimeoutMs: 700,
   /** Bytes at most buffered from the replication stream before it is parsed into records. */

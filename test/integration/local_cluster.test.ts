@@ -1,0 +1,79 @@
+/**
+ * The local cluster as `npm start` runs it: every actor a real process. Ctrl-C stops every child and leaves no
+ * server behind; kill -9 of any actor heals without a hand (the supervisor restarts it, bounded backoff).
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import test from "ava";
+import { envName } from "../../src/config/config.js";
+import { connectBus, request, requestAll } from "../../src/nats/bus.js";
+import { startChild, pidRuns } from "../../src/process/child.js";
+import { freePort } from "../../src/process/ports.js";
+import type { ActorStatus, WriteReply } from "../../src/protocol/messages.js";
+import { subjects } from "../../src/protocol/subjects.js";
+import { until } from "../helpers/harness.js";
+
+const CLUSTER_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../actors/cluster.js");
+
+test("local cluster - npm start's cluster heals kill -9 of every actor, and Ctrl-C stops every child", async (t) => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-npmstart-"));
+  const natsPort = await freePort();
+  const redisBase = await freePort();
+  const env = {
+    ...process.env,
+    [envName("natsUrl")]: `nats://127.0.0.1:${natsPort}`,
+    [envName("dataDir")]: dataDir,
+    [envName("cluster")]: "npmstart",
+    [envName("masterRedisPort")]: String(redisBase),
+    [envName("replicaRedisPortBase")]: String(await freePort()),
+    [envName("quorumTimeoutMs")]: "5000",
+    [envName("restartBackoffMinMs")]: "100",
+    QJM_LOG_JSON: "1",
+  };
+  const cluster = startChild(process.execPath, [CLUSTER_JS], { env, logFile: path.join(os.tmpdir(), `qjm-npmstart-${natsPort}.log`) });
+  t.teardown(async () => {
+    await cluster.stop("SIGKILL");
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+  const nc = await until("nats-server of the cluster", 20000, async () => await connectBus(`nats://127.0.0.1:${natsPort}`, "test").catch(() => undefined), 100);
+  const s = subjects("npmstart");
+  const status = async () => (await requestAll(nc, s.status, {}, 300).catch(() => [])) as ActorStatus[];
+  const write = async (key: string) => (await request(nc, s.write, ["SET", key, "v"], 15000).catch(() => undefined)) as WriteReply | undefined;
+  const serving = () => until("a write to succeed", 60000, async () => {
+    const r = await write(`probe-${Date.now()}`);
+    return r?.ok ? r : undefined;
+  }, 200);
+  await serving();
+
+  const all = await until("six actors", 20000, async () => {
+    const st = await status();
+    return st.length === 6 ? st : undefined;
+  }, 100);
+  const seen = new Map(all.map((a) => [a.id, a.pid]));
+  for (const id of ["jn2", "m1", "r1"]) {
+    process.kill(seen.get(id)!, "SIGKILL");
+    const back = await until(`${id} restarted`, 30000, async () => (await status()).find((a) => a.id === id && a.pid !== seen.get(id)), 100);
+    t.not(back.pid, seen.get(id));
+    const r = await serving();
+    t.true(r.ok, `writes succeed after ${id} was killed`);
+  }
+
+  // Ctrl-C: every actor and server it started is gone.
+  const pids = (await status()).map((a) => a.pid);
+  const redisPids = ["m1", "r1", "r2"].map((id) => Number(fs.readFileSync(path.join(dataDir, id, "redis", "redis.pid"), "utf8")));
+  await nc.close();
+  process.kill(cluster.pid, "SIGINT");
+  t.is(await cluster.exited, 0);
+  for (const pid of pids) t.false(pidRuns(pid, "actors/"), `actor ${pid} is gone`);
+  for (const pid of redisPids) t.false(pidRuns(pid, "redis-server"), `redis-server ${pid} is gone`);
+  const natsGone = await connectBus(`nats://127.0.0.1:${natsPort}`, "probe").then(
+    async (c) => {
+      await c.close();
+      return false;
+    },
+    () => true,
+  );
+  t.true(natsGone, "the nats-server it started is gone");
+});
