@@ -3,14 +3,16 @@
  * redis-qjm — the command line.
  *   redis-qjm status [--json]        every actor's role, id, pid, epoch, txids, health, Redis URL
  *   redis-qjm write <CMD> [args…]     one write through the quorum journal; prints the reply
+ *   redis-qjm events                 follows qjm.<cluster>.events (masked, restored, recovery decisions…), one JSON line each
  * Uses $QJM_NATS_URL and $QJM_CLUSTER (defaults in src/config/config.ts).
  */
 import { loadConfig } from "../src/config/config.js";
 import { connectBus, request, requestAll } from "../src/nats/bus.js";
+import { decode } from "../src/protocol/codec.js";
 import type { ActorStatus } from "../src/protocol/messages.js";
 import { subjects } from "../src/protocol/subjects.js";
 
-const USAGE = "usage: redis-qjm status [--json] | redis-qjm write <COMMAND> [args...]";
+const USAGE = "usage: redis-qjm status [--json] | redis-qjm write <COMMAND> [args...] | redis-qjm events";
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
@@ -22,7 +24,7 @@ const ROLE_ORDER = { master: 0, journal: 1, replica: 2 } as const;
 async function main(): Promise<number> {
   const [command, ...rest] = process.argv.slice(2);
   const config = loadConfig();
-  if (command !== "status" && command !== "write") {
+  if (command !== "status" && command !== "write" && command !== "events") {
     console.error(USAGE);
     return 2;
   }
@@ -33,6 +35,20 @@ async function main(): Promise<number> {
   if (nc === null) return 1;
   try {
     const s = subjects(config.cluster);
+    if (command === "events") {
+      const sub = nc.subscribe(s.events);
+      const stop = () => sub.unsubscribe();
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+      for await (const msg of sub) {
+        try {
+          console.log(JSON.stringify(decode(msg.data)));
+        } catch {
+          console.error("an event that is not msgpack: skipped");
+        }
+      }
+      return 0;
+    }
     if (command === "status") {
       const replies = (await requestAll(nc, s.status, {}, config.statusTimeoutMs).catch(() => [])) as ActorStatus[];
       replies.sort((a, b) => ROLE_ORDER[a.role] - ROLE_ORDER[b.role] || a.id.localeCompare(b.id));
@@ -47,7 +63,9 @@ async function main(): Promise<number> {
       const rows = [["ROLE", "ID", "PID", "EPOCH", "LAST", "COMMITTED", "APPLIED", "HEALTH", "REDIS", "DETAILS"]];
       for (const r of replies) {
         const details =
-          r.role === "master" ? `inSync=${(r.details.inSync as string[]).join(",")}` : r.role === "journal" ? `firstTxid=${String(r.details.firstTxid)}` : r.details.lastError ? String(r.details.lastError) : "";
+          r.role === "master"
+            ? Object.entries((r.details.journalNodes as Record<string, string> | undefined) ?? {}).map(([n, h]) => `${n}=${h}`).join(" ")
+            : r.role === "journal" ? `firstTxid=${String(r.details.firstTxid)}` : r.details.lastError ? String(r.details.lastError) : "";
         rows.push([r.role, r.id, String(r.pid), String(r.epoch), String(r.lastTxid), String(r.committedTxid), r.role === "replica" ? String(r.appliedTxid) : "-", r.health, r.redisUrl ?? "-", details]);
       }
       console.log(table(rows));

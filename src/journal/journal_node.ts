@@ -4,6 +4,7 @@
  * step's disk operations are durable.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
+import { EventPublisher } from "../actor/events.js";
 import { startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
 import { serve } from "../nats/bus.js";
@@ -40,8 +41,15 @@ export class JournalNode {
 
   private async load(): Promise<void> {
     const loaded = await this.store.open();
-    if (loaded.truncated) this.log.warn(loaded.truncated, "truncated a torn tail of the in-progress segment");
-    if (loaded.fault) this.log.error({ fault: loaded.fault }, "refusing service: a segment is corrupt");
+    const events = new EventPublisher(this.nc, this.config.cluster, `journal.${this.id}`, this.log);
+    if (loaded.truncated) {
+      this.log.warn(loaded.truncated, "truncated a torn tail of the in-progress segment");
+      events.publish({ type: "tornTailTruncated", node: this.id, ...loaded.truncated });
+    }
+    if (loaded.fault) {
+      this.log.error({ fault: loaded.fault }, "refusing service: a segment is corrupt");
+      events.publish({ type: "segmentCorrupt", node: this.id, fault: loaded.fault });
+    }
     this.core = new JournalCore(this.id, loaded);
     const s = this.core.state();
     this.log.info({ firstTxid: s.firstTxid, lastTxid: s.lastTxid, promisedEpoch: s.promisedEpoch, segments: loaded.segments.length }, "journal loaded");

@@ -9,6 +9,7 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
+import { EventPublisher } from "../actor/events.js";
 import { startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
 import { serve } from "../nats/bus.js";
@@ -73,6 +74,9 @@ export class Master {
   private readonly nodeInflight = new Map<string, number>();
   private lastFailure: string | null = null;
   private readonly catchingUp = new Set<string>();
+  /** The journal nodes the master counted after its last step: a change is an event. */
+  private counted = new Set<string>();
+  private readonly events: EventPublisher;
   private lastCatchUpMs = 0;
 
   constructor(
@@ -83,6 +87,7 @@ export class Master {
     private readonly log: Logger,
   ) {
     this.jc = new JournalClient(nc, config.cluster, config.journalRequestTimeoutMs);
+    this.events = new EventPublisher(nc, config.cluster, `master.${id}`, log);
   }
 
   async start(): Promise<void> {
@@ -105,12 +110,28 @@ export class Master {
       redisUrl: this.redis?.url ?? null,
       details: {
         inSync: this.core?.inSyncNodes ?? [],
+        journalNodes: Object.fromEntries(this.config.journalNodes.map((n) => [n, this.nodeHealth(n)])),
         bufferedBytes: this.core?.bufferedBytes ?? 0,
         inflightWrites: this.inflight,
         queuedWrites: this.queued.length,
         lastFailure: this.lastFailure,
       },
     };
+  }
+
+  /** A journal node as the master sees it: counted for acks, being caught up, or masked. */
+  private nodeHealth(node: string): "healthy" | "catching-up" | "masked" | "unknown" {
+    if (this.core === null) return "unknown";
+    if (this.core.inSyncNodes.includes(node)) return "healthy";
+    return this.catchingUp.has(node) ? "catching-up" : "masked";
+  }
+
+  /** Publishes a masked event for every node the core stopped counting since the last look. */
+  private noticeMasked(reason: string): void {
+    if (this.core === null) return;
+    const now = new Set(this.core.inSyncNodes);
+    for (const node of this.counted) if (!now.has(node)) this.events.publish({ type: "masked", node, reason });
+    this.counted = now;
   }
 
   // ---- becoming the writer ----
@@ -156,6 +177,8 @@ export class Master {
     await link.ready;
     this.link = link;
     this.core = new WriterCore(start.epoch, start.endTxid + 1, this.config.journalNodes, start.inSync, this.config);
+    this.counted = new Set(start.inSync);
+    this.events.publish({ type: "writerElected", epoch: start.epoch, endTxid: start.endTxid, decision: start.decision });
     this.nodeInflight.clear();
     this.state = "writing";
     this.log.info({ epoch: start.epoch, segmentTxid: start.endTxid + 1, decision: start.decision }, "serving writes");
@@ -332,12 +355,14 @@ export class Master {
         if (last >= core.segmentTxid) return;
         last = core.segmentTxid - 1;
       }
+      this.events.publish({ type: "catchingUp", node, fromTxid: last + 1 });
       for (let round = 0; round < this.config.catchUpRoundsMax; round++) {
         if (this.core !== core || core.failed) return;
         const target = core.rejoinTxid;
         if (last === target) {
-          this.log.info({ node, lastTxid: last }, "journal node caught up: counts for acks again");
           this.handle(core.rejoin(node, last));
+          this.counted.add(node);
+          this.events.publish({ type: "restored", node, lastTxid: last });
           return;
         }
         if (last > target) return;
@@ -370,6 +395,7 @@ export class Master {
       this.failWriter(out.failure);
       return;
     }
+    if (this.core !== null && this.core.inSyncNodes.length !== this.counted.size) this.noticeMasked(this.core.lastRefusal ?? "dropped out");
     for (const { batch, nodes } of out.send) for (const node of nodes) this.sendBatch(node, batch);
     if (out.committedTxid !== null) this.onCommitted(out.committedTxid);
   }
@@ -406,7 +432,7 @@ export class Master {
     if (this.state !== "writing") return;
     this.state = "recovering";
     this.lastFailure = reason;
-    this.log.error({ reason, committedTxid: this.core?.committedTxid }, "write path failed: stepping down to recover");
+    this.events.publish({ type: "writerFailed", epoch: this.core?.epoch ?? 0, reason });
     const unanswered = [...this.byTxid, ...this.byMarker.values()];
     this.byTxid.length = 0;
     this.byMarker.clear();

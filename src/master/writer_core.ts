@@ -57,6 +57,8 @@ export class WriterCore {
   /** Nodes that take part in this epoch's segment; a node that refused a batch drops out until it is caught up. */
   private inSync: Set<string>;
   private commitNoticePending = false;
+  /** Why the last node dropped out (for events and status). */
+  lastRefusal: string | null = null;
 
   constructor(
     readonly epoch: number,
@@ -152,7 +154,7 @@ export class WriterCore {
     if (!result.ok) {
       if (result.code === "EPOCH_FENCED") return this.fail(`fenced by ${node}: ${result.message}`);
       // A node that refused one batch would refuse every later one: it sits out until caught up.
-      this.inSync.delete(node);
+      if (this.inSync.delete(node)) this.lastRefusal = `${node}: ${result.code} ${result.message}`;
       if (b !== null && b.id === batchId) b.refusals.set(node, `${result.code}: ${result.message}`);
       if (this.inSync.size < this.quorum) {
         const reasons = b ? [...b.refusals.entries()].map(([n, r]) => `${n} ${r}`).join("; ") : "";

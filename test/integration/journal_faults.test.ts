@@ -10,11 +10,19 @@ import { Redis } from "ioredis";
 import { segmentFilesIn } from "../../src/journal/segment_store.js";
 import { encodeEffects, encodeRecord, scanRecords } from "../../src/segment/record.js";
 import type { WriteReply } from "../../src/protocol/messages.js";
+import { decode } from "../../src/protocol/codec.js";
+import { subjects } from "../../src/protocol/subjects.js";
 import { startTestCluster, until, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 let tc: TestCluster | undefined;
+/** Every event published on qjm.<cluster>.events during the file's tests. */
+const events: { type: string; node?: string }[] = [];
 test.before(async () => {
   tc = await startTestCluster("jnfaults");
+  const sub = tc.nc.subscribe(subjects(tc.cluster.cluster).events);
+  void (async () => {
+    for await (const m of sub) events.push(decode(m.data) as { type: string; node?: string });
+  })();
   await waitForWriter(tc);
 });
 test.after.always(async () => {
@@ -83,6 +91,9 @@ test.serial("journal faults - kill -9 of one journal node under load: no write f
   await l.stop();
   t.deepEqual(l.failures.slice(0, 3), [], "no write failed");
   await assertNoAckedWriteLost(t);
+  const master = (await tc!.status()).find((s) => s.role === "master")!;
+  t.is((master.details.journalNodes as Record<string, string>).jn3, "masked", "status shows jn3 masked");
+  t.true(events.some((e) => e.type === "masked" && e.node === "jn3"), "a masked event for jn3");
 });
 
 test.serial("journal faults - two of three killed: NO_QUORUM in bounded time; back after restart, nothing lost", async (t) => {
@@ -133,6 +144,8 @@ test.serial("journal faults - a node killed mid-write comes back; a torn tail is
   });
   await l2.stop();
   t.deepEqual(l2.failures.slice(0, 3), []);
+  t.true(events.some((e) => e.type === "tornTailTruncated" && e.node === "jn1"));
+  t.true(events.some((e) => e.type === "restored" && e.node === "jn1"));
   await assertNoAckedWriteLost(t);
 });
 
@@ -153,6 +166,7 @@ test.serial("journal faults - a flipped byte in a middle record is refused, nami
   const fault = String(jn1.details.fault);
   t.true(fault.includes(path.basename(target)), fault);
   t.true(fault.includes(`offset ${victim.offset}`), fault);
+  await until("a segmentCorrupt event", 5000, () => (events.some((e) => e.type === "segmentCorrupt" && e.node === "jn1") ? true : undefined));
 
   // The other two keep the cluster writing (after a recovery, if the kill cost the epoch its quorum).
   const r = await until("a write to succeed", 30000, async () => {

@@ -1,0 +1,42 @@
+/** Cluster transitions, published on `qjm.<cluster>.events` and logged: what an operator follows with `redis-qjm events`. */
+import type { NatsConnection } from "@nats-io/transport-node";
+import { encode } from "../protocol/codec.js";
+import { subjects } from "../protocol/subjects.js";
+import type { Logger } from "../util/log.js";
+
+export type ClusterEvent =
+  /** The master stopped counting a journal node (a refused or timed-out batch, too many unanswered batches). */
+  | { type: "masked"; node: string; reason: string }
+  /** The master is copying the records a journal node lacks. */
+  | { type: "catchingUp"; node: string; fromTxid: number }
+  /** A journal node holds everything before the batch in flight and counts for acks again. */
+  | { type: "restored"; node: string; lastTxid: number }
+  /** A master became the writer: its epoch and how recovery settled the last segment. */
+  | { type: "writerElected"; epoch: number; endTxid: number; decision: string }
+  /** The write path failed; unanswered writes got NO_QUORUM and the master recovers as a new writer. */
+  | { type: "writerFailed"; epoch: number; reason: string }
+  /** A journal node cut a torn tail off its in-progress segment on start. */
+  | { type: "tornTailTruncated"; node: string; file: string; bytes: number }
+  /** A journal node found a corrupt segment on start and serves nothing. */
+  | { type: "segmentCorrupt"; node: string; fault: string };
+
+export class EventPublisher {
+  private readonly subject: string;
+  constructor(
+    private readonly nc: NatsConnection,
+    cluster: string,
+    private readonly source: string,
+    private readonly log: Logger,
+  ) {
+    this.subject = subjects(cluster).events;
+  }
+
+  publish(event: ClusterEvent): void {
+    this.log.info({ event }, `event: ${event.type}`);
+    try {
+      this.nc.publish(this.subject, encode({ ...event, source: this.source, atMs: Date.now() }));
+    } catch (err) {
+      this.log.debug({ err }, "event not published");
+    }
+  }
+}
