@@ -73,6 +73,8 @@ export const defaults = {
   statusTimeoutMs: 700,
   /** Bytes at most buffered from the replication stream before it is parsed into records. */
   replStreamBytesMax: 64 * 1024 * 1024,
+  /** 1: journal nodes answer qjm.<cluster>.jn.<id>.fault (disk fault injection, for tests). Never in production. */
+  faultInjection: 0,
   /** Largest NATS payload the actors send (nats-server's default max_payload is 1 MiB). */
   natsPayloadBytesMax: 1024 * 1024,
 };

@@ -14,6 +14,7 @@ import { subjects } from "../protocol/subjects.js";
 import type { Logger } from "../util/log.js";
 import { JournalCore } from "./journal_core.js";
 import { SegmentStore } from "./segment_store.js";
+import { DiskFaults, type DiskErrno, type DiskOperation } from "./disk_faults.js";
 
 export class JournalNode {
   private core!: JournalCore;
@@ -22,6 +23,9 @@ export class JournalNode {
   private queued = 0;
   private presence: Presence | null = null;
   private stopped = false;
+  private readonly faults = new DiskFaults();
+  /** The last disk failure, until a disk operation succeeds again. */
+  private diskError: string | null = null;
 
   constructor(
     readonly id: string,
@@ -30,12 +34,23 @@ export class JournalNode {
     private readonly nc: NatsConnection,
     private readonly log: Logger,
   ) {
-    this.store = new SegmentStore(dir);
+    this.store = new SegmentStore(dir, this.faults);
   }
 
   async start(): Promise<void> {
     await this.load();
     serve(this.nc, subjects(this.config.cluster).journal(this.id), this.log, (body) => this.handle(parseJournalRequest(body)));
+    if (this.config.faultInjection === 1) {
+      // Tests only: {operation: "write" | "fsync", errno: "ENOSPC" | "EIO" | null}.
+      serve(this.nc, subjects(this.config.cluster).journal(this.id) + ".fault", this.log, (body) => {
+        const { operation, errno } = body as { operation: DiskOperation; errno: DiskErrno | null };
+        if (operation !== "write" && operation !== "fsync") throw new QjmError(ErrorCode.BAD_REQUEST, "operation must be write or fsync");
+        if (errno !== null && errno !== "ENOSPC" && errno !== "EIO") throw new QjmError(ErrorCode.BAD_REQUEST, "errno must be ENOSPC, EIO or null");
+        this.faults.set(operation, errno);
+        this.log.warn({ operation, errno }, "disk fault injection");
+        return { ok: true, faults: this.faults.active };
+      });
+    }
     this.presence = startPresence(this.nc, this.config.cluster, this.config.heartbeatIntervalMs, () => this.status(), this.log);
   }
 
@@ -65,9 +80,9 @@ export class JournalNode {
       lastTxid: s.lastTxid,
       committedTxid: s.committedTxid,
       appliedTxid: 0,
-      health: s.fault !== null ? "corrupt" : "ok",
+      health: s.fault !== null ? "corrupt" : this.diskError !== null ? "disk-error" : "ok",
       redisUrl: null,
-      details: { writerEpoch: s.writerEpoch, firstTxid: s.firstTxid, lastSegment: s.lastSegment, fault: s.fault, queued: this.queued },
+      details: { diskError: this.diskError, writerEpoch: s.writerEpoch, firstTxid: s.firstTxid, lastSegment: s.lastSegment, fault: s.fault, queued: this.queued },
     };
   }
 
@@ -88,11 +103,13 @@ export class JournalNode {
     const result = this.core.step(req);
     try {
       for (const op of result.ops) await this.store.apply(op);
+      if (result.ops.length > 0) this.diskError = null;
     } catch (err) {
+      this.diskError = (err as Error).message;
       // The core already counts what the disk refused: reload both from what is really on disk.
       this.log.error({ err, request: req.type }, "disk operation failed");
       await this.store.close();
-      this.store = new SegmentStore(this.dir);
+      this.store = new SegmentStore(this.dir, this.faults);
       await this.load();
       throw new QjmError(ErrorCode.DISK_ERROR, `disk operation failed: ${(err as Error).message}`);
     }

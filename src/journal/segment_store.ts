@@ -18,6 +18,7 @@ import type { SegmentState } from "../protocol/messages.js";
 import { scanRecords } from "../segment/record.js";
 import { assert } from "../util/assert.js";
 import type { DiskOp, JournalMeta, LoadedJournal } from "./journal_core.js";
+import { DiskFaults } from "./disk_faults.js";
 
 const TXID_DIGITS = 19;
 const IN_PROGRESS = /^edits_inprogress_(\d+)$/;
@@ -56,7 +57,10 @@ export class SegmentStore {
   readonly dir: string;
   private segments: StoredSegment[] = [];
 
-  constructor(root: string) {
+  constructor(
+    root: string,
+    readonly faults: DiskFaults = new DiskFaults(),
+  ) {
     this.dir = path.join(path.resolve(root), "current");
   }
 
@@ -146,7 +150,9 @@ export class SegmentStore {
         const tmp = path.join(this.dir, "meta.json.tmp");
         const handle = await fsp.open(tmp, "w");
         try {
+          this.faults.check("write", tmp);
           await handle.writeFile(JSON.stringify(op.meta));
+          this.faults.check("fsync", tmp);
           await handle.sync();
         } finally {
           await handle.close();
@@ -169,8 +175,16 @@ export class SegmentStore {
         assert(op.txids[0] === segment.endTxid + 1, `append of ${op.txids[0]} after ${segment.endTxid}`);
         const handle = await this.handle(segment);
         const end = segment.offsets[segment.offsets.length - 1];
-        await handle.write(op.records, 0, op.records.length, end);
-        await handle.datasync();
+        try {
+          this.faults.check("write", segment.file);
+          await handle.write(op.records, 0, op.records.length, end);
+          this.faults.check("fsync", segment.file);
+          await handle.datasync();
+        } catch (err) {
+          // What a failed write or fsync left behind is not durable, whatever the page cache says: cut it off.
+          await handle.truncate(end).catch(() => {});
+          throw err;
+        }
         // Offsets of the new records: walk their lengths (already validated by the core).
         const view = new DataView(op.records.buffer, op.records.byteOffset, op.records.byteLength);
         let at = 0;
