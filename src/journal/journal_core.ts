@@ -20,8 +20,19 @@ export interface JournalMeta {
   accepted: { segmentTxid: number; epoch: number } | null;
 }
 
+/** Which cluster this node belongs to (HDFS's VERSION file): kept apart from the meta, written once per format or restore. */
+export interface Identity {
+  clusterId: string | null;
+  restoring: boolean;
+}
+
 export type DiskOp =
   | { op: "persistMeta"; meta: JournalMeta }
+  | { op: "persistIdentity"; identity: Identity }
+  /** Chunk of a finalized segment copied from a peer, into a temporary file (`fresh`: the first chunk, start over). */
+  | { op: "syncAppend"; startTxid: number; fresh: boolean; records: Uint8Array }
+  /** The copied segment is complete: fsync it and move it into the log, finalized. */
+  | { op: "syncFinish"; startTxid: number; endTxid: number }
   | { op: "startSegment"; startTxid: number }
   | { op: "append"; segmentTxid: number; records: Uint8Array; txids: number[] }
   /** Drop every record above toTxid from the in-progress segment. */
@@ -32,7 +43,11 @@ export type DiskOp =
   /** Move an in-progress segment out of the log (renamed, kept for inspection, never served). */
   | { op: "setAside"; startTxid: number };
 
-export type CoreReply = { state: JournalState } | { prepare: PrepareResult } | { read: { fromTxid: number; toTxid: number } };
+export type CoreReply =
+  | { state: JournalState }
+  | { manifest: SegmentState[]; state: JournalState }
+  | { prepare: PrepareResult }
+  | { read: { fromTxid: number; toTxid: number } };
 
 export interface StepResult {
   /** Run in order, each durable before the next; only then send `reply` (or `error`). */
@@ -46,6 +61,8 @@ export interface LoadedJournal {
   segments: SegmentState[];
   /** A reason to refuse service (corrupt segment), or null. */
   fault: string | null;
+  /** Absent: no cluster checks (pure tests of the protocol). A real node always has one. */
+  identity?: Identity;
 }
 
 export class JournalCore {
@@ -53,6 +70,9 @@ export class JournalCore {
   private segments: SegmentState[];
   private fault: string | null;
   private committedTxid = 0;
+  private identity: Identity | null;
+  /** A finalized segment being copied in from a peer: the next txid expected. */
+  private syncing: { segment: SegmentState; nextTxid: number } | null = null;
 
   constructor(
     readonly nodeId: string,
@@ -61,6 +81,7 @@ export class JournalCore {
     this.meta = { ...loaded.meta };
     this.segments = loaded.segments.map((s) => ({ ...s }));
     this.fault = loaded.fault;
+    this.identity = loaded.identity === undefined ? null : { ...loaded.identity };
     this.invariants();
   }
 
@@ -85,6 +106,8 @@ export class JournalCore {
       committedTxid: this.committedTxid,
       lastSegment: last === undefined ? null : { ...last },
       fault: this.fault,
+      clusterId: this.identity?.clusterId ?? null,
+      restoring: this.identity?.restoring ?? false,
     };
   }
 
@@ -104,6 +127,8 @@ export class JournalCore {
     const metaBefore = { ...this.meta };
     const segmentsBefore = this.segments.map((s) => ({ ...s }));
     const committedBefore = this.committedTxid;
+    const identityBefore = this.identity === null ? null : { ...this.identity };
+    const syncingBefore = this.syncing === null ? null : { ...this.syncing };
     try {
       const result = this.dispatch(req);
       this.invariants();
@@ -112,6 +137,8 @@ export class JournalCore {
       if (!(err instanceof QjmError)) throw err;
       this.segments = segmentsBefore;
       this.committedTxid = committedBefore;
+      this.identity = identityBefore;
+      this.syncing = syncingBefore;
       const promised = Math.max(metaBefore.promisedEpoch, this.meta.promisedEpoch);
       this.meta = { ...metaBefore, promisedEpoch: promised };
       const ops: DiskOp[] = promised > metaBefore.promisedEpoch ? [{ op: "persistMeta", meta: { ...this.meta } }] : [];
@@ -124,17 +151,31 @@ export class JournalCore {
     switch (req.type) {
       case "getState":
         return { ops: [], reply: { state: this.state() } };
+      case "format":
+        return this.onFormat(req.clusterId, req.restoring);
+      case "getManifest":
+        return { ops: [], reply: { manifest: this.segments.map((s) => ({ ...s })), state: this.state() } };
+      case "syncSegment":
+        return this.onSyncSegment(req);
+      case "markRestored":
+        return this.onMarkRestored(req.epoch, req.clusterId);
       case "newEpoch":
+        this.checkCluster(req.clusterId);
+        this.checkVoter();
         return this.onNewEpoch(req.epoch);
       case "startSegment":
+        this.checkCluster(req.clusterId);
         return this.onStartSegment(req.epoch, req.txid);
       case "journal":
         return this.onJournal(req);
       case "prepareRecovery":
+        this.checkVoter();
         return this.onPrepareRecovery(req.epoch, req.segmentTxid);
       case "recoveryAppend":
+        this.checkVoter();
         return this.onRecoveryAppend(req);
       case "acceptRecovery":
+        this.checkVoter();
         return this.onAcceptRecovery(req.epoch, req.segment);
       case "finalize":
         return this.onFinalize(req.epoch, req.startTxid, req.endTxid);
@@ -143,6 +184,82 @@ export class JournalCore {
       default:
         return assertNever(req, "journal request");
     }
+  }
+
+  /** A request of another cluster is refused (when both sides know their cluster). */
+  private checkCluster(clusterId: string | undefined): void {
+    if (this.identity === null || clusterId === undefined) return;
+    if (this.identity.clusterId === null) throw new QjmError(ErrorCode.NOT_RESTORED, "this journal node is not formatted");
+    if (this.identity.clusterId !== clusterId) {
+      throw new QjmError(ErrorCode.CLUSTER_MISMATCH, `this journal node belongs to cluster ${this.identity.clusterId}, not ${clusterId}`);
+    }
+  }
+
+  /**
+   * Epochs and recovery count only nodes that kept their promises: a wiped node forgot what it promised, so until the
+   * writer restores it, it answers no newEpoch, prepare or accept (two writers could otherwise win the same epoch).
+   */
+  private checkVoter(): void {
+    if (this.identity === null) return;
+    if (this.identity.clusterId === null) throw new QjmError(ErrorCode.NOT_RESTORED, "this journal node is not formatted");
+    if (this.identity.restoring) throw new QjmError(ErrorCode.NOT_RESTORED, "this journal node was wiped and is not restored yet");
+  }
+
+  private onFormat(clusterId: string, restoring: boolean): StepResult {
+    const current = this.identity?.clusterId ?? null;
+    if (current === clusterId) return { ops: [], reply: { state: this.state() } };
+    if (current !== null) throw new QjmError(ErrorCode.CLUSTER_MISMATCH, `already formatted for cluster ${current}`);
+    if (this.segments.length > 0 || this.meta.promisedEpoch > 0) {
+      throw new QjmError(ErrorCode.ILLEGAL_STATE, "only an empty journal node can be formatted");
+    }
+    this.identity = { clusterId, restoring };
+    return { ops: [{ op: "persistIdentity", identity: { ...this.identity } }], reply: { state: this.state() } };
+  }
+
+  /**
+   * Copies a finalized segment from a peer into a hole before this node's newest segment (HDFS's JournalNodeSyncer
+   * does this for finalized segments only), chunk by chunk; it joins the log, finalized, with its last chunk.
+   */
+  private onSyncSegment(req: Extract<JournalRequest, { type: "syncSegment" }>): StepResult {
+    const ops: DiskOp[] = [];
+    this.checkCluster(req.clusterId);
+    this.checkEpoch(req.epoch, ops);
+    const seg = req.segment;
+    if (seg.inProgress || seg.endTxid < seg.startTxid) throw new QjmError(ErrorCode.BAD_REQUEST, "only finalized segments with records are copied");
+    const newest = this.segments.at(-1);
+    if (newest === undefined || seg.endTxid >= newest.startTxid) throw new QjmError(ErrorCode.ILLEGAL_STATE, `segment ${seg.startTxid} is not before this node's newest segment`);
+    if (this.segments.some((s) => s.startTxid <= seg.endTxid && seg.startTxid <= s.endTxid && s.endTxid >= s.startTxid)) {
+      throw new QjmError(ErrorCode.ILLEGAL_STATE, `segment ${seg.startTxid}-${seg.endTxid} overlaps what this node holds`);
+    }
+    const fresh = req.firstTxid === seg.startTxid;
+    if (!fresh && (this.syncing === null || this.syncing.segment.startTxid !== seg.startTxid || this.syncing.nextTxid !== req.firstTxid)) {
+      throw new QjmError(ErrorCode.OUT_OF_SYNC, `segment copy of ${seg.startTxid} does not continue at ${req.firstTxid}`);
+    }
+    if (req.firstTxid + req.count - 1 > seg.endTxid) throw new QjmError(ErrorCode.BAD_RECORD, "records beyond the segment's end");
+    this.validateBatch(req.records, req.firstTxid, req.count, (e) => e <= req.epoch);
+    ops.push({ op: "syncAppend", startTxid: seg.startTxid, fresh, records: req.records });
+    const next = req.firstTxid + req.count;
+    if (next - 1 === seg.endTxid) {
+      ops.push({ op: "syncFinish", startTxid: seg.startTxid, endTxid: seg.endTxid });
+      this.segments.push({ startTxid: seg.startTxid, endTxid: seg.endTxid, inProgress: false });
+      this.segments.sort((a, b) => a.startTxid - b.startTxid);
+      this.syncing = null;
+    } else {
+      this.syncing = { segment: { ...seg }, nextTxid: next };
+    }
+    return { ops, reply: { state: this.state() } };
+  }
+
+  private onMarkRestored(epoch: number, clusterId: string): StepResult {
+    const ops: DiskOp[] = [];
+    this.checkCluster(clusterId);
+    this.checkEpoch(epoch, ops);
+    if (epoch !== this.meta.promisedEpoch) throw new QjmError(ErrorCode.EPOCH_FENCED, `epoch ${epoch} is not the promised one`);
+    if (this.identity !== null && this.identity.restoring) {
+      this.identity = { ...this.identity, restoring: false };
+      ops.push({ op: "persistIdentity", identity: { ...this.identity } });
+    }
+    return { ops, reply: { state: this.state() } };
   }
 
   private onNewEpoch(epoch: number): StepResult {

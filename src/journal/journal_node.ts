@@ -80,9 +80,9 @@ export class JournalNode {
       lastTxid: s.lastTxid,
       committedTxid: s.committedTxid,
       appliedTxid: 0,
-      health: s.fault !== null ? "corrupt" : this.diskError !== null ? "disk-error" : "ok",
+      health: s.fault !== null ? "corrupt" : this.diskError !== null ? "disk-error" : s.clusterId === null ? "unformatted" : s.restoring ? "restoring" : "ok",
       redisUrl: null,
-      details: { diskError: this.diskError, writerEpoch: s.writerEpoch, firstTxid: s.firstTxid, lastSegment: s.lastSegment, fault: s.fault, queued: this.queued },
+      details: { clusterId: s.clusterId, diskError: this.diskError, writerEpoch: s.writerEpoch, firstTxid: s.firstTxid, lastSegment: s.lastSegment, fault: s.fault, queued: this.queued },
     };
   }
 
@@ -115,6 +115,7 @@ export class JournalNode {
     }
     const reply = result.reply;
     if ("error" in reply) throw reply.error;
+    if ("manifest" in reply) return { ok: true, manifest: reply.manifest, state: reply.state };
     if ("read" in reply) {
       const r = req as Extract<JournalRequest, { type: "read" }>;
       const bytesMax = Math.min(r.bytesMax, this.config.readBytesMax);

@@ -4,6 +4,8 @@
  *   edits_inprogress_<start>   the open segment, named by its first txid
  *   edits_<start>-<end>        a finalized segment, renamed with its last txid
  *   meta.json                  promised epoch, writer epoch, accepted recovery (tmp + fsync + rename + dir fsync)
+ *   identity.json              cluster id, restoring flag (written the same way); absent: not formatted
+ *   edits_sync_<start>.tmp     a finalized segment being copied from a peer (dropped if found on start)
  *   *.stale-<ms>               an in-progress segment set aside by a newer writer: kept to inspect, never served
  *
  * Appends are fdatasync'ed before they count; the directory is fsync'ed after every create, rename and delete.
@@ -17,12 +19,13 @@ import { SegmentCorruptError } from "../protocol/errors.js";
 import type { SegmentState } from "../protocol/messages.js";
 import { scanRecords } from "../segment/record.js";
 import { assert } from "../util/assert.js";
-import type { DiskOp, JournalMeta, LoadedJournal } from "./journal_core.js";
+import type { DiskOp, Identity, JournalMeta, LoadedJournal } from "./journal_core.js";
 import { DiskFaults } from "./disk_faults.js";
 
 const TXID_DIGITS = 19;
 const IN_PROGRESS = /^edits_inprogress_(\d+)$/;
 const FINALIZED = /^edits_(\d+)-(\d+)$/;
+const SYNC_TMP = /^edits_sync_\d+\.tmp$/;
 
 export function inProgressName(start: number): string {
   return `edits_inprogress_${String(start).padStart(TXID_DIGITS, "0")}`;
@@ -68,7 +71,9 @@ export class SegmentStore {
   async open(): Promise<OpenResult> {
     await fsp.mkdir(this.dir, { recursive: true });
     const meta = await this.readMeta();
+    const identity = await this.readIdentity();
     const names = (await fsp.readdir(this.dir)).sort();
+    for (const name of names) if (SYNC_TMP.test(name)) await fsp.rm(path.join(this.dir, name), { force: true });
     const found: { start: number; end: number | null; file: string }[] = [];
     for (const name of names) {
       const ip = IN_PROGRESS.exec(name);
@@ -126,10 +131,39 @@ export class SegmentStore {
     }
     return {
       meta,
+      identity,
       segments: this.segments.map(({ startTxid, endTxid, inProgress }) => ({ startTxid, endTxid, inProgress })),
       fault,
       truncated,
     };
+  }
+
+  /** An empty directory is an unformatted node that must not vote until the writer formats and restores it. */
+  private async readIdentity(): Promise<Identity> {
+    try {
+      const raw = JSON.parse(await fsp.readFile(path.join(this.dir, "identity.json"), "utf8")) as Identity;
+      assert(typeof raw.clusterId === "string" && typeof raw.restoring === "boolean", "identity.json is malformed");
+      return { clusterId: raw.clusterId, restoring: raw.restoring };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return { clusterId: null, restoring: true };
+      throw err;
+    }
+  }
+
+  /** tmp + fsync + rename + directory fsync: the file is either the old one or the new one after a crash. */
+  private async writeDurably(name: string, content: string): Promise<void> {
+    const tmp = path.join(this.dir, `${name}.tmp`);
+    const handle = await fsp.open(tmp, "w");
+    try {
+      this.faults.check("write", tmp);
+      await handle.writeFile(content);
+      this.faults.check("fsync", tmp);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fsp.rename(tmp, path.join(this.dir, name));
+    await fsyncDir(this.dir);
   }
 
   private async readMeta(): Promise<JournalMeta> {
@@ -146,19 +180,35 @@ export class SegmentStore {
   /** Runs one disk operation of the core; durable when the promise resolves. */
   async apply(op: DiskOp): Promise<void> {
     switch (op.op) {
-      case "persistMeta": {
-        const tmp = path.join(this.dir, "meta.json.tmp");
-        const handle = await fsp.open(tmp, "w");
+      case "persistMeta":
+        return await this.writeDurably("meta.json", JSON.stringify(op.meta));
+      case "persistIdentity":
+        return await this.writeDurably("identity.json", JSON.stringify(op.identity));
+      case "syncAppend": {
+        const tmp = path.join(this.dir, `edits_sync_${op.startTxid}.tmp`);
+        this.faults.check("write", tmp);
+        await fsp.writeFile(tmp, op.records, { flag: op.fresh ? "w" : "a" });
+        return;
+      }
+      case "syncFinish": {
+        const tmp = path.join(this.dir, `edits_sync_${op.startTxid}.tmp`);
+        const data = await fsp.readFile(tmp);
+        const scan = scanRecords(data);
+        assert(scan.stop === undefined && scan.records.length === op.endTxid - op.startTxid + 1, `copied segment ${op.startTxid} does not hold ${op.startTxid}..${op.endTxid}`);
+        const handle = await fsp.open(tmp, "r+");
         try {
-          this.faults.check("write", tmp);
-          await handle.writeFile(JSON.stringify(op.meta));
           this.faults.check("fsync", tmp);
           await handle.sync();
         } finally {
           await handle.close();
         }
-        await fsp.rename(tmp, path.join(this.dir, "meta.json"));
+        const file = path.join(this.dir, finalizedName(op.startTxid, op.endTxid));
+        await fsp.rename(tmp, file);
         await fsyncDir(this.dir);
+        const offsets = scan.records.map((r) => r.offset);
+        offsets.push(scan.validBytes);
+        this.segments.push({ startTxid: op.startTxid, endTxid: op.endTxid, inProgress: false, file, offsets, handle: null });
+        this.segments.sort((a, b) => a.startTxid - b.startTxid);
         return;
       }
       case "startSegment": {

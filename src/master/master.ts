@@ -7,6 +7,7 @@
  * replication link) → writing → on a failed batch or a broken link: every unanswered write fails with NO_QUORUM,
  * Redis is discarded and the master recovers again as a new writer.
  */
+import { randomUUID } from "node:crypto";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
 import { EventPublisher } from "../actor/events.js";
@@ -71,13 +72,17 @@ export class Master {
   private timer: NodeJS.Timeout | null = null;
   private orphanSinceMs = 0;
   private generation = 0;
+  /** Unanswered batches per node incarnation (`node#generation`). */
   private readonly nodeInflight = new Map<string, number>();
+  /** Bumped when a node rejoins: an answer to a batch sent before (a late timeout of its dead predecessor) is stale. */
+  private readonly nodeGeneration = new Map<string, number>();
   private lastFailure: string | null = null;
   private readonly catchingUp = new Set<string>();
   /** The journal nodes the master counted after its last step: a change is an event. */
   private counted = new Set<string>();
   private readonly events: EventPublisher;
   private lastCatchUpMs = 0;
+  private clusterId = "";
 
   constructor(
     readonly id: string,
@@ -157,7 +162,9 @@ export class Master {
   }
 
   private async becomeWriter(): Promise<void> {
-    const start = await establishWriter(this.jc, this.config, this.log);
+    // Used only if the journal nodes are all new: the cluster id they are formatted with.
+    const start = await establishWriter(this.jc, this.config, this.log, randomUUID());
+    this.clusterId = start.clusterId;
     this.redis = await startRedisServer({
       port: this.config.masterRedisPort,
       dir: this.dataDir + "/redis",
@@ -335,59 +342,108 @@ export class Master {
   }
 
   /**
-   * Brings a node that dropped out of this epoch's segment (a timeout, a restart) back: the records it lacks are
-   * read from an in-step node and sent to it as ordinary batches; once it holds everything before the batch in
-   * flight it counts for acks again. A node that lacks an earlier segment needs more than this and stays out.
+   * Brings a node that dropped out (a timeout, a restart, a wiped disk) back: an unformatted node is formatted as
+   * restoring; the current segment is opened on it; finalized segments it lacks are copied from an in-step peer
+   * (HDFS's JournalNodeSyncer, driven by the writer here); the current segment's records follow as ordinary
+   * batches; a restoring node is marked restored; then it counts for acks again, from the batch in flight on.
    */
   private async catchUp(node: string, core: WriterCore): Promise<void> {
     this.catchingUp.add(node);
     try {
-      const st = await this.jc.call(node, { type: "getState" });
+      let st = await this.jc.call(node, { type: "getState" });
       if (!st.ok || !("state" in st) || st.state.fault !== null || st.state.promisedEpoch > core.epoch) return;
+      if (st.state.clusterId === null) {
+        st = await this.jc.call(node, { type: "format", clusterId: this.clusterId, restoring: true });
+        if (!st.ok || !("state" in st)) return;
+      }
       const s = st.state;
+      if (s.clusterId !== this.clusterId) {
+        this.log.error({ node, clusterId: s.clusterId }, "journal node of another cluster: left out");
+        return;
+      }
       let last = s.lastTxid;
       const open = s.lastSegment !== null && s.lastSegment.startTxid === core.segmentTxid && s.lastSegment.inProgress && s.writerEpoch === core.epoch;
       if (!open) {
         // A node that missed the start of this segment (or more) opens it now; what it lacks before is a hole.
-        const started = await this.jc.call(node, { type: "startSegment", epoch: core.epoch, txid: core.segmentTxid });
+        const started = await this.jc.call(node, { type: "startSegment", epoch: core.epoch, txid: core.segmentTxid, clusterId: this.clusterId });
         if (!started.ok || !("state" in started)) return;
         last = started.state.lastTxid;
         if (last >= core.segmentTxid) return;
         last = core.segmentTxid - 1;
       }
       this.events.publish({ type: "catchingUp", node, fromTxid: last + 1 });
+      if (!(await this.copyFinalizedSegments(node, core))) return;
       for (let round = 0; round < this.config.catchUpRoundsMax; round++) {
         if (this.core !== core || core.failed) return;
         const target = core.rejoinTxid;
         if (last === target) {
+          if (s.restoring) {
+            const restored = await this.jc.call(node, { type: "markRestored", epoch: core.epoch, clusterId: this.clusterId });
+            if (!restored.ok || this.core !== core || core.failed) return;
+            if (core.rejoinTxid !== last) continue;
+          }
+          this.nodeGeneration.set(node, (this.nodeGeneration.get(node) ?? 0) + 1);
           this.handle(core.rejoin(node, last));
           this.counted.add(node);
           this.events.publish({ type: "restored", node, lastTxid: last });
           return;
         }
         if (last > target) return;
-        const source = core.inSyncNodes[round % core.inSyncNodes.length];
-        const read = await this.jc.call(source, { type: "read", fromTxid: last + 1, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: true });
-        if (!read.ok || !("read" in read) || read.read.count === 0) continue;
-        const scan = scanRecords(read.read.records);
-        const records = scan.records.filter((r) => r.txid <= target);
-        if (scan.stop !== undefined || records.length === 0 || records[0].txid !== last + 1) continue;
-        const end = records[records.length - 1];
-        const sent = await this.jc.call(node, {
-          type: "journal",
-          epoch: core.epoch,
-          segmentTxid: core.segmentTxid,
-          firstTxid: last + 1,
-          count: records.length,
-          records: read.read.records.subarray(0, end.offset + end.length),
-          committedTxid: core.committedTxid,
-        });
+        const records = await this.readFromPeers(core, last + 1, target);
+        if (records === null) continue;
+        const sent = await this.jc.call(node, { type: "journal", epoch: core.epoch, segmentTxid: core.segmentTxid, firstTxid: last + 1, count: records.count, records: records.bytes, committedTxid: core.committedTxid });
         if (!sent.ok || !("state" in sent)) return;
         last = sent.state.lastTxid;
       }
     } finally {
       this.catchingUp.delete(node);
     }
+  }
+
+  /** Records from `from` to at most `to` (one segment at most), read from an in-step node and checked. */
+  private async readFromPeers(core: WriterCore, from: number, to: number, source?: string): Promise<{ bytes: Uint8Array; count: number } | null> {
+    const peers = source !== undefined ? [source] : core.inSyncNodes;
+    for (const peer of peers) {
+      const read = await this.jc.call(peer, { type: "read", fromTxid: from, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: true });
+      if (!read.ok || !("read" in read) || read.read.count === 0) continue;
+      const scan = scanRecords(read.read.records);
+      const records = scan.records.filter((r) => r.txid <= to);
+      if (scan.stop !== undefined || records.length === 0 || records[0].txid !== from) continue;
+      const end = records[records.length - 1];
+      return { bytes: read.read.records.subarray(0, end.offset + end.length), count: records.length };
+    }
+    return null;
+  }
+
+  /** Copies every finalized segment an in-step peer holds and `node` lacks; false if a copy failed. */
+  private async copyFinalizedSegments(node: string, core: WriterCore): Promise<boolean> {
+    const mine = await this.jc.call(node, { type: "getManifest" });
+    if (!mine.ok || !("manifest" in mine)) return false;
+    for (const peer of core.inSyncNodes) {
+      const theirs = await this.jc.call(peer, { type: "getManifest" });
+      if (!theirs.ok || !("manifest" in theirs)) continue;
+      const held = mine.manifest.filter((m) => m.endTxid >= m.startTxid);
+      const missing = theirs.manifest.filter(
+        (seg) => !seg.inProgress && seg.endTxid >= seg.startTxid && seg.endTxid < core.segmentTxid && !held.some((m) => m.startTxid <= seg.endTxid && seg.startTxid <= m.endTxid),
+      );
+      for (const segment of missing) {
+        for (let from = segment.startTxid; from <= segment.endTxid; ) {
+          if (this.core !== core || core.failed) return false;
+          const records = await this.readFromPeers(core, from, segment.endTxid, peer);
+          if (records === null) return false;
+          const r = await this.jc.call(node, { type: "syncSegment", epoch: core.epoch, clusterId: this.clusterId, segment, firstTxid: from, count: records.count, records: records.bytes });
+          if (!r.ok) {
+            this.log.warn({ node, segment, code: r.code, message: r.message }, "segment copy refused");
+            return false;
+          }
+          from += records.count;
+        }
+        held.push(segment);
+        this.log.info({ node, from: peer, segment }, "copied a finalized segment");
+      }
+      return true;
+    }
+    return false;
   }
 
   private handle(out: WriterOutput): void {
@@ -402,18 +458,24 @@ export class Master {
 
   private sendBatch(node: string, batch: Batch): void {
     const core = this.core!;
-    const inflight = this.nodeInflight.get(node) ?? 0;
+    const generation = this.nodeGeneration.get(node) ?? 0;
+    // Counted per incarnation: requests to a node's dead predecessor time out on their own.
+    const key = `${node}#${generation}`;
+    const inflight = this.nodeInflight.get(key) ?? 0;
     if (inflight >= this.config.journalBatchesInflightMax) {
       // A slow node must not grow our memory: it drops out of this epoch's quorum.
       this.handle(core.onReply(node, batch.id, { ok: false, code: ErrorCode.OUT_OF_SYNC, message: `${inflight} batches unanswered` }, Date.now()));
       return;
     }
-    this.nodeInflight.set(node, inflight + 1);
+    this.nodeInflight.set(key, inflight + 1);
     void this.jc
       .call(node, { type: "journal", epoch: core.epoch, segmentTxid: batch.segmentTxid, firstTxid: batch.firstTxid, count: batch.count, records: batch.records, committedTxid: batch.committedTxid }, this.config.quorumTimeoutMs)
       .then((reply) => {
-        this.nodeInflight.set(node, (this.nodeInflight.get(node) ?? 1) - 1);
+        const left = (this.nodeInflight.get(key) ?? 1) - 1;
+        if (left > 0) this.nodeInflight.set(key, left);
+        else this.nodeInflight.delete(key);
         if (this.core !== core) return; // an answer to an earlier writer
+        if ((this.nodeGeneration.get(node) ?? 0) !== generation) return; // sent before the node rejoined
         this.handle(core.onReply(node, batch.id, reply.ok ? { ok: true } : reply, Date.now()));
       });
   }

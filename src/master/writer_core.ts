@@ -158,7 +158,7 @@ export class WriterCore {
       if (b !== null && b.id === batchId) b.refusals.set(node, `${result.code}: ${result.message}`);
       if (this.inSync.size < this.quorum) {
         const reasons = b ? [...b.refusals.entries()].map(([n, r]) => `${n} ${r}`).join("; ") : "";
-        return this.fail(`only ${this.inSync.size} journal nodes in step, ${this.quorum} needed (${reasons})`);
+        return this.fail(`only ${this.inSync.size} journal nodes in step, ${this.quorum} needed (${reasons || this.lastRefusal})`);
       }
       return out;
     }

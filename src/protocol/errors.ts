@@ -36,6 +36,10 @@ export const ErrorCode = {
   DISK_ERROR: "DISK_ERROR",
   /** The journal node's state forbids the request (e.g. a finalized segment would be rewritten). */
   ILLEGAL_STATE: "ILLEGAL_STATE",
+  /** The request or the node belongs to another cluster (cluster ids differ). */
+  CLUSTER_MISMATCH: "CLUSTER_MISMATCH",
+  /** The node has no cluster id yet, or was wiped and is not restored: it takes part in no quorum. */
+  NOT_RESTORED: "NOT_RESTORED",
   /** A request timed out. */
   TIMEOUT: "TIMEOUT",
   /** An unexpected failure; see the log. */

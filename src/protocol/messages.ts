@@ -25,14 +25,18 @@ export interface JournalState {
   lastSegment: SegmentState | null;
   /** Set when the node refuses to serve: a corrupt segment on disk. */
   fault: string | null;
+  /** The cluster this node was formatted for; null until formatted (a new or wiped node). */
+  clusterId: string | null;
+  /** Formatted into a running cluster (after a wipe): takes part in no quorum until the writer restores it. */
+  restoring: boolean;
 }
 
 export type JournalRequest =
   | { type: "getState" }
   /** Phase 1 of becoming the writer: the node promises to ignore every lower epoch (must be strictly higher). */
-  | { type: "newEpoch"; epoch: number }
+  | { type: "newEpoch"; epoch: number; clusterId?: string }
   /** Opens the in-progress segment that starts at txid; the node's log must end at txid - 1. */
-  | { type: "startSegment"; epoch: number; txid: number }
+  | { type: "startSegment"; epoch: number; txid: number; clusterId?: string }
   /** A batch of records; `records` is their concatenation. committedTxid is the writer's commit index. */
   | { type: "journal"; epoch: number; segmentTxid: number; firstTxid: number; count: number; records: Uint8Array; committedTxid: number }
   /** Writer recovery, phase 1: report the state of the segment that starts at segmentTxid. */
@@ -43,6 +47,14 @@ export type JournalRequest =
   | { type: "acceptRecovery"; epoch: number; segment: SegmentState }
   /** Closes a segment at endTxid (idempotent). */
   | { type: "finalize"; epoch: number; startTxid: number; endTxid: number }
+  /** Gives an unformatted node its cluster id; `restoring` when it joins a cluster that already has a log. */
+  | { type: "format"; clusterId: string; restoring: boolean }
+  /** The node's segments (what a peer copies finalized segments by). */
+  | { type: "getManifest" }
+  /** A finalized segment copied from a peer into a hole of this node's log, in chunks from firstTxid. */
+  | { type: "syncSegment"; epoch: number; clusterId: string; segment: SegmentState; firstTxid: number; count: number; records: Uint8Array }
+  /** The writer saw this node's log complete: it takes part in quorums again. */
+  | { type: "markRestored"; epoch: number; clusterId: string }
   /** Records from fromTxid on; committed ones only unless `uncommitted` (recovery reads). */
   | { type: "read"; fromTxid: number; bytesMax: number; recordsMax: number; uncommitted: boolean };
 
@@ -66,6 +78,7 @@ export interface PrepareResult {
 
 export type JournalReply =
   | ({ ok: true } & { state: JournalState })
+  | ({ ok: true } & { manifest: SegmentState[]; state: JournalState })
   | ({ ok: true } & { read: ReadResult })
   | ({ ok: true } & { prepare: PrepareResult })
   | ErrorReply;
@@ -112,6 +125,16 @@ function bytes(o: Record<string, unknown>, key: string): Uint8Array {
   return v;
 }
 
+function text(o: Record<string, unknown>, key: string): string {
+  const v = o[key];
+  if (typeof v !== "string" || v.length === 0 || v.length > 200) bad(`${key} must be a non-empty string`);
+  return v;
+}
+
+function optionalText(o: Record<string, unknown>, key: string): string | undefined {
+  return o[key] === undefined || o[key] === null ? undefined : text(o, key);
+}
+
 function bool(o: Record<string, unknown>, key: string): boolean {
   const v = o[key];
   if (typeof v !== "boolean") bad(`${key} must be a boolean`);
@@ -131,9 +154,25 @@ export function parseJournalRequest(v: unknown): JournalRequest {
     case "getState":
       return { type: "getState" };
     case "newEpoch":
-      return { type: "newEpoch", epoch: uint(v, "epoch") };
+      return { type: "newEpoch", epoch: uint(v, "epoch"), clusterId: optionalText(v, "clusterId") };
     case "startSegment":
-      return { type: "startSegment", epoch: uint(v, "epoch"), txid: uint(v, "txid") };
+      return { type: "startSegment", epoch: uint(v, "epoch"), txid: uint(v, "txid"), clusterId: optionalText(v, "clusterId") };
+    case "format":
+      return { type: "format", clusterId: text(v, "clusterId"), restoring: bool(v, "restoring") };
+    case "getManifest":
+      return { type: "getManifest" };
+    case "syncSegment":
+      return {
+        type: "syncSegment",
+        epoch: uint(v, "epoch"),
+        clusterId: text(v, "clusterId"),
+        segment: parseSegmentState(v.segment),
+        firstTxid: uint(v, "firstTxid"),
+        count: uint(v, "count"),
+        records: bytes(v, "records"),
+      };
+    case "markRestored":
+      return { type: "markRestored", epoch: uint(v, "epoch"), clusterId: text(v, "clusterId") };
     case "journal":
       return {
         type: "journal",
@@ -183,6 +222,8 @@ function parseState(v: unknown): JournalState {
     committedTxid: uint(v, "committedTxid"),
     lastSegment: v.lastSegment === null || v.lastSegment === undefined ? null : parseSegmentState(v.lastSegment),
     fault: typeof v.fault === "string" ? v.fault : null,
+    clusterId: typeof v.clusterId === "string" ? v.clusterId : null,
+    restoring: v.restoring === true,
   };
 }
 
@@ -209,6 +250,7 @@ export function parseJournalReply(v: unknown): JournalReply {
       },
     };
   }
+  if (Array.isArray(v.manifest)) return { ok: true, manifest: v.manifest.map(parseSegmentState), state: parseState(v.state) };
   return { ok: true, state: parseState(v.state) };
 }
 

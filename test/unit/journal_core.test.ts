@@ -558,6 +558,8 @@ test("journal core - getState reports the node without touching the disk", (t) =
     committedTxid: 2,
     lastSegment: { startTxid: 1, endTxid: 4, inProgress: true },
     fault: null,
+    clusterId: null,
+    restoring: false,
   });
 });
 
@@ -595,4 +597,54 @@ test("journal core - recoveryAppend never replaces committed records", (t) => {
   const r = n.step(recoveryAppend(4, 1, 2, 2, records(3, 2, 2)));
   t.is(refusal(r), "ILLEGAL_STATE");
   t.is(n.state().lastTxid, 5);
+});
+
+// ---- cluster identity, wiped nodes, copies of finalized segments (HDFS format / JournalNodeSyncer) ----
+
+function fresh(identity: { clusterId: string | null; restoring: boolean }): JournalCore {
+  return new JournalCore("jn1", { meta: noMeta, segments: [], fault: null, identity });
+}
+
+test("journal core - an unformatted node votes in no epoch until formatted; format only on an empty node", (t) => {
+  const n = fresh({ clusterId: null, restoring: true });
+  t.is(refusal(n.step({ type: "newEpoch", epoch: 1, clusterId: "c1" })), "NOT_RESTORED");
+  const r = n.step({ type: "format", clusterId: "c1", restoring: false });
+  t.deepEqual(r.ops, [{ op: "persistIdentity", identity: { clusterId: "c1", restoring: false } }]);
+  t.like(stateOf(r), { clusterId: "c1", restoring: false });
+  ok(n.step({ type: "format", clusterId: "c1", restoring: false }));
+  t.is(refusal(n.step({ type: "format", clusterId: "c2", restoring: false })), "CLUSTER_MISMATCH");
+  ok(n.step({ type: "newEpoch", epoch: 1, clusterId: "c1" }));
+  t.is(refusal(n.step({ type: "newEpoch", epoch: 2, clusterId: "c2" })), "CLUSTER_MISMATCH", "a writer of another cluster is refused");
+});
+
+test("journal core - a wiped node (restoring) takes part in no epoch or recovery, but takes the writer's records until restored", (t) => {
+  const n = fresh({ clusterId: null, restoring: true });
+  ok(n.step({ type: "format", clusterId: "c1", restoring: true }));
+  t.is(refusal(n.step({ type: "newEpoch", epoch: 5, clusterId: "c1" })), "NOT_RESTORED");
+  t.is(refusal(n.step({ type: "prepareRecovery", epoch: 5, segmentTxid: 1 })), "NOT_RESTORED");
+  t.is(refusal(n.step({ type: "acceptRecovery", epoch: 5, segment: { startTxid: 1, endTxid: 3, inProgress: true } })), "NOT_RESTORED");
+  // The writer of epoch 5 opens its segment at 11 and sends its records: a hole before them.
+  ok(n.step({ type: "startSegment", epoch: 5, txid: 11, clusterId: "c1" }));
+  ok(n.step(journal(5, 11, 11, 2)));
+  // Segment 1..10, finalized elsewhere, copied in two chunks.
+  const first = n.step({ type: "syncSegment", epoch: 5, clusterId: "c1", segment: { startTxid: 1, endTxid: 10, inProgress: false }, firstTxid: 1, count: 4, records: records(2, 1, 4) });
+  t.deepEqual(first.ops.map((o) => o.op), ["syncAppend"]);
+  t.is(refusal(n.step({ type: "syncSegment", epoch: 5, clusterId: "c1", segment: { startTxid: 1, endTxid: 10, inProgress: false }, firstTxid: 6, count: 5, records: records(2, 6, 5) })), "OUT_OF_SYNC", "chunks continue where the last ended");
+  const last = n.step({ type: "syncSegment", epoch: 5, clusterId: "c1", segment: { startTxid: 1, endTxid: 10, inProgress: false }, firstTxid: 5, count: 6, records: records(2, 5, 6) });
+  t.deepEqual(last.ops.map((o) => o.op), ["syncAppend", "syncFinish"]);
+  t.like(stateOf(last), { firstTxid: 1, lastTxid: 12, restoring: true });
+  const restored = n.step({ type: "markRestored", epoch: 5, clusterId: "c1" });
+  t.deepEqual(restored.ops, [{ op: "persistIdentity", identity: { clusterId: "c1", restoring: false } }]);
+  ok(n.step({ type: "newEpoch", epoch: 6, clusterId: "c1" }));
+});
+
+test("journal core - a copied segment must fill a hole before the newest segment", (t) => {
+  const n = fresh({ clusterId: "c1", restoring: false });
+  ok(n.step({ type: "newEpoch", epoch: 2, clusterId: "c1" }));
+  ok(n.step({ type: "startSegment", epoch: 2, txid: 1, clusterId: "c1" }));
+  ok(n.step(journal(2, 1, 1, 5)));
+  const overlap = n.step({ type: "syncSegment", epoch: 2, clusterId: "c1", segment: { startTxid: 1, endTxid: 3, inProgress: false }, firstTxid: 1, count: 3, records: records(2, 1, 3) });
+  t.is(refusal(overlap), "ILLEGAL_STATE");
+  const inProgress = n.step({ type: "syncSegment", epoch: 2, clusterId: "c1", segment: { startTxid: 1, endTxid: 3, inProgress: true }, firstTxid: 1, count: 3, records: records(2, 1, 3) });
+  t.is(refusal(inProgress), "BAD_REQUEST");
 });

@@ -28,6 +28,8 @@ function copy(node: string, c: Copy): PrepareResponse {
       firstTxid: 1,
       lastTxid: c.seg === null ? 0 : c.seg[1],
       committedTxid: c.committedTxid ?? 0,
+      clusterId: null,
+      restoring: false,
       lastSegment: segment,
       fault: null,
     },
