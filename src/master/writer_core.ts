@@ -56,7 +56,8 @@ export class WriterCore {
   private batchSeq = 0;
   /** Nodes that take part in this epoch's segment; a node that refused a batch drops out until it is caught up. */
   private inSync: Set<string>;
-  private commitNoticePending = false;
+  /** Starts true: what recovery decided is committed, and the nodes learn it only from us. */
+  private commitNoticePending = true;
   /** Why the last node dropped out (for events and status). */
   lastRefusal: string | null = null;
 

@@ -305,3 +305,12 @@ test("writer core - a node caught up to rejoinTxid counts again, starting with t
   t.is(w.onReply("jn3", b1.id, OK, 3).committedTxid, b1.firstTxid, "its ack makes the majority");
   t.throws(() => w.rejoin("jn3", w.rejoinTxid), { instanceOf: AssertionError }, "a node in step cannot rejoin");
 });
+
+test("writer core - a new writer tells the nodes what recovery committed on its first idle tick", (t) => {
+  const w = writer();
+  t.deepEqual(w.tick(0).send, [], "not on a flush tick");
+  const sends = w.tick(1, true).send;
+  t.is(sends.length, 1);
+  t.like(sends[0].batch, { count: 0, committedTxid: 10, firstTxid: 11 });
+  t.deepEqual(w.tick(2, true).send, [], "once");
+});
