@@ -31,8 +31,12 @@ export const defaults = {
   writesInflightMax: 4096,
   /** Writes waiting for admission; past this, OVERLOADED. */
   writesQueuedMax: 8192,
-  /** Batches sent to one journal node and not yet answered; past this the node drops out of the epoch's quorum. */
+  /** Batches sent to one journal node and not yet answered; past this the node is masked (drops out of the epoch's quorum). */
   journalBatchesInflightMax: 64,
+  /** Bytes of batches sent to one journal node and not yet answered; past this the node is masked (HDFS: 10 MB). */
+  journalInflightBytesMax: 16 * 1024 * 1024,
+  /** A journal node whose heartbeats the master has not seen for this long is masked. */
+  journalHeartbeatTimeoutMs: 3000,
   /** A batch that has no majority of acks after this fails with NO_QUORUM. */
   quorumTimeoutMs: 3000,
   /** Effects seen on the replication stream with no client marker are journaled on their own after this idle time. */
@@ -116,6 +120,8 @@ export function validateConfig(c: Config): string[] {
   if (c.batchBytesMax + 64 * 1024 > c.natsPayloadBytesMax) errors.push("batchBytesMax must leave 64 KiB of headroom under natsPayloadBytesMax");
   if (c.readBytesMax + 64 * 1024 > c.natsPayloadBytesMax) errors.push("readBytesMax must leave 64 KiB of headroom under natsPayloadBytesMax");
   if (c.heartbeatIntervalMs * 2 > c.quorumTimeoutMs) errors.push("quorumTimeoutMs must be at least two heartbeats");
+  if (c.heartbeatIntervalMs * 3 > c.journalHeartbeatTimeoutMs) errors.push("journalHeartbeatTimeoutMs must be at least three heartbeats");
+  if (c.journalInflightBytesMax < c.batchBytesMax) errors.push("journalInflightBytesMax must hold at least one batch");
   return errors;
 }
 

@@ -72,8 +72,10 @@ export class Master {
   private timer: NodeJS.Timeout | null = null;
   private orphanSinceMs = 0;
   private generation = 0;
-  /** Unanswered batches per node incarnation (`node#generation`). */
-  private readonly nodeInflight = new Map<string, number>();
+  /** Unanswered batches (count and bytes) per node incarnation (`node#generation`). */
+  private readonly nodeInflight = new Map<string, { batches: number; bytes: number }>();
+  /** When the master last heard each journal node's heartbeat. */
+  private readonly heartbeatAtMs = new Map<string, number>();
   /** Bumped when a node rejoins: an answer to a batch sent before (a late timeout of its dead predecessor) is stale. */
   private readonly nodeGeneration = new Map<string, number>();
   private lastFailure: string | null = null;
@@ -96,7 +98,14 @@ export class Master {
   }
 
   async start(): Promise<void> {
-    serve(this.nc, subjects(this.config.cluster).write, this.log, (_body, raw) => this.onWrite(raw));
+    const s = subjects(this.config.cluster);
+    serve(this.nc, s.write, this.log, (_body, raw) => this.onWrite(raw));
+    this.nc.subscribe(s.heartbeat("journal", "*"), {
+      callback: (err, msg) => {
+        const node = msg?.subject.split(".").at(-1);
+        if (!err && node !== undefined && this.config.journalNodes.includes(node)) this.heartbeatAtMs.set(node, Date.now());
+      },
+    });
     this.presence = startPresence(this.nc, this.config.cluster, this.config.heartbeatIntervalMs, () => this.status(), this.log);
     this.timer = setInterval(() => this.onTimer(), Math.max(5, Math.min(100, this.config.orphanEffectsFlushMs)));
     void this.recover();
@@ -185,6 +194,8 @@ export class Master {
     this.link = link;
     this.core = new WriterCore(start.epoch, start.endTxid + 1, this.config.journalNodes, start.inSync, this.config);
     this.counted = new Set(start.inSync);
+    // The nodes just answered: that counts as a heartbeat.
+    for (const node of start.inSync) this.heartbeatAtMs.set(node, Math.max(this.heartbeatAtMs.get(node) ?? 0, Date.now()));
     this.events.publish({ type: "writerElected", epoch: start.epoch, endTxid: start.endTxid, decision: start.decision });
     this.nodeInflight.clear();
     this.state = "writing";
@@ -332,6 +343,13 @@ export class Master {
       this.core.append(encodeEffects(this.assembler.takeOrphans()));
     }
     this.handle(this.core.tick(now, true));
+    for (const node of this.core?.inSyncNodes ?? []) {
+      const silentMs = now - (this.heartbeatAtMs.get(node) ?? 0);
+      if (silentMs > this.config.journalHeartbeatTimeoutMs && this.core !== null) {
+        this.handle(this.core.onReply(node, -1, { ok: false, code: ErrorCode.TIMEOUT, message: `no heartbeat for ${silentMs} ms` }, now));
+      }
+    }
+    if (this.core === null) return;
     if (now - this.lastCatchUpMs >= this.config.catchUpIntervalMs) {
       this.lastCatchUpMs = now;
       const core = this.core;
@@ -348,6 +366,8 @@ export class Master {
    * batches; a restoring node is marked restored; then it counts for acks again, from the batch in flight on.
    */
   private async catchUp(node: string, core: WriterCore): Promise<void> {
+    // A node we do not hear from is not brought back, however it answers.
+    if (Date.now() - (this.heartbeatAtMs.get(node) ?? 0) > this.config.journalHeartbeatTimeoutMs) return;
     this.catchingUp.add(node);
     try {
       let st = await this.jc.call(node, { type: "getState" });
@@ -461,18 +481,19 @@ export class Master {
     const generation = this.nodeGeneration.get(node) ?? 0;
     // Counted per incarnation: requests to a node's dead predecessor time out on their own.
     const key = `${node}#${generation}`;
-    const inflight = this.nodeInflight.get(key) ?? 0;
-    if (inflight >= this.config.journalBatchesInflightMax) {
-      // A slow node must not grow our memory: it drops out of this epoch's quorum.
-      this.handle(core.onReply(node, batch.id, { ok: false, code: ErrorCode.OUT_OF_SYNC, message: `${inflight} batches unanswered` }, Date.now()));
+    const inflight = this.nodeInflight.get(key) ?? { batches: 0, bytes: 0 };
+    if (inflight.batches >= this.config.journalBatchesInflightMax || inflight.bytes + batch.records.length > this.config.journalInflightBytesMax) {
+      // A slow node must not slow acks nor grow our memory: it is masked until it catches up.
+      const message = `${inflight.batches} batches (${inflight.bytes} bytes) unanswered`;
+      this.handle(core.onReply(node, batch.id, { ok: false, code: ErrorCode.OUT_OF_SYNC, message }, Date.now()));
       return;
     }
-    this.nodeInflight.set(key, inflight + 1);
+    this.nodeInflight.set(key, { batches: inflight.batches + 1, bytes: inflight.bytes + batch.records.length });
     void this.jc
       .call(node, { type: "journal", epoch: core.epoch, segmentTxid: batch.segmentTxid, firstTxid: batch.firstTxid, count: batch.count, records: batch.records, committedTxid: batch.committedTxid }, this.config.quorumTimeoutMs)
       .then((reply) => {
-        const left = (this.nodeInflight.get(key) ?? 1) - 1;
-        if (left > 0) this.nodeInflight.set(key, left);
+        const left = this.nodeInflight.get(key);
+        if (left !== undefined && left.batches > 1) this.nodeInflight.set(key, { batches: left.batches - 1, bytes: left.bytes - batch.records.length });
         else this.nodeInflight.delete(key);
         if (this.core !== core) return; // an answer to an earlier writer
         if ((this.nodeGeneration.get(node) ?? 0) !== generation) return; // sent before the node rejoined

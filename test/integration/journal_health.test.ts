@@ -130,3 +130,20 @@ test.serial("journal health - ENOSPC on one node under load: writes go on, the n
   await l.stop();
   t.deepEqual(l.samples.filter((s) => !s.reply.ok).slice(0, 3), [], "no write failed");
 });
+
+test.serial("journal health - with no writes at all, a stopped journal node is masked by its missed heartbeats", async (t) => {
+  await until("every node healthy", 30000, async () => (Object.values((await master()).details.journalNodes as Record<string, string>).every((h) => h === "healthy") ? true : undefined), 100);
+  const pid = tc!.cluster.actors.get("jn1")!.pid;
+  const stoppedAt = performance.now();
+  process.kill(pid, "SIGSTOP");
+  try {
+    await until("jn1 masked", 10000, async () => ((await health("jn1")) === "masked" ? true : undefined), 50);
+    const afterMs = performance.now() - stoppedAt;
+    t.log(`jn1 masked ${afterMs.toFixed(0)} ms after SIGSTOP, with no write in flight`);
+    t.true(afterMs < tc!.cluster.config.journalHeartbeatTimeoutMs + 1500);
+  } finally {
+    process.kill(pid, "SIGCONT");
+  }
+  await until("jn1 restored", 30000, async () => ((await health("jn1")) === "healthy" ? true : undefined), 100);
+  t.true((await tc!.write(["SET", "after-idle-stop", "1"])).ok);
+});

@@ -132,3 +132,13 @@ test("segment recovery - a committedTxid up to the chosen end is fine", (t) => {
   if (d.kind !== "keep") return t.fail(`decided ${d.kind}`);
   t.is(d.segment.endTxid, 5);
 });
+
+test("segment recovery - a node that answered prepare but died before accept: the retry keeps what a node accepted meanwhile", (t) => {
+  // Round 1 (epoch 3): jn1 holds the longest copy of the writer of epoch 2 and is chosen; jn2 accepts it (its copy
+  // becomes 1..10, accepted in 3); jn1 dies before accepting; jn3, which was ahead on another path, never hears of it.
+  const round1 = decideAll(t, 1, [copy("jn1", { seg: [1, 10], writerEpoch: 2 }), copy("jn2", { seg: [1, 8], writerEpoch: 2 })], 2);
+  t.like(round1, { kind: "keep", source: "jn1", segment: { endTxid: 10 } });
+  // Round 2 (epoch 4), jn1 gone: jn3's longer copy from epoch 2 loses to jn2's copy accepted in epoch 3.
+  const round2 = decideAll(t, 1, [copy("jn2", { seg: [1, 10], writerEpoch: 2, acceptedInEpoch: 3 }), copy("jn3", { seg: [1, 12], writerEpoch: 2 })], 2);
+  t.like(round2, { kind: "keep", source: "jn2", segment: { startTxid: 1, endTxid: 10 } });
+});
