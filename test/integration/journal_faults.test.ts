@@ -9,10 +9,11 @@ import test from "ava";
 import { Redis } from "ioredis";
 import { segmentFilesIn } from "../../src/journal/segment_store.js";
 import { encodeEffects, encodeRecord, scanRecords } from "../../src/segment/record.js";
-import type { WriteReply } from "../../src/protocol/messages.js";
 import { decode } from "../../src/protocol/codec.js";
 import { subjects } from "../../src/protocol/subjects.js";
-import { startTestCluster, until, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { startTestCluster, until, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { History, describeOp, uniqueSet } from "../helpers/history.js";
+import { verifyHistory } from "../helpers/verify.js";
 
 let tc: TestCluster | undefined;
 /** Every event published on qjm.<cluster>.events during the file's tests. */
@@ -29,23 +30,20 @@ test.after.always(async () => {
   await tc?.stop();
 });
 
-/** Every acked write: key → txid. */
-const acked = new Map<string, number>();
+/** Every write of the file's tests, with its outcome: checked against the journal and the replicas. */
+const history = new History();
 
-/** Closed-loop clients writing unique keys until `stop()`; records acks and failures. */
+/** Closed-loop clients writing unique keys until `stop()`, recorded in the history. */
 function load(clients: number, tag: string) {
   let running = true;
-  const failures: WriteReply[] = [];
   let count = 0;
+  const failures: string[] = [];
   const done = Promise.all(
     Array.from({ length: clients }, async (_, c) => {
       for (let i = 0; running; i++) {
-        const key = `${tag}:${c}:${i}`;
-        const r = await tc!.write(["SET", key, String(i)]);
-        if (r.ok) {
-          acked.set(key, r.txid);
-          count++;
-        } else failures.push(r);
+        const op = await history.run(c, uniqueSet(c, i, tag), (args) => tc!.write(args));
+        if (op.status === "ok") count++;
+        else failures.push(describeOp(op));
       }
     }),
   );
@@ -59,27 +57,22 @@ function load(clients: number, tag: string) {
   };
 }
 
-async function ackedMissingIn(port: number): Promise<string[]> {
-  const r = new Redis({ port, host: "127.0.0.1" });
+/** Every acked write is in the journal at its txid, once; the master's Redis has them; each replica equals the journal. */
+async function assertNoAckedWriteLost(t: import("ava").ExecutionContext): Promise<void> {
+  await verifyHistory(t, tc!, history);
+  const master = await waitForWriter(tc!);
+  const r = new Redis({ port: Number(new URL(master.redisUrl!).port), host: "127.0.0.1" });
   try {
-    const keys = [...acked.keys()];
+    const keys = history.oks().map((op) => String(op.args[1]));
     const missing: string[] = [];
     for (let i = 0; i < keys.length; i += 1000) {
       const chunk = keys.slice(i, i + 1000);
-      const values = await r.mget(...chunk);
-      values.forEach((v, j) => v === null && missing.push(chunk[j]));
+      (await r.mget(...chunk)).forEach((v, j) => v === null && missing.push(chunk[j]));
     }
-    return missing;
+    t.deepEqual(missing.slice(0, 5), [], "every acked write is in the master's Redis");
   } finally {
     r.disconnect();
   }
-}
-
-async function assertNoAckedWriteLost(t: import("ava").ExecutionContext): Promise<void> {
-  const master = await waitForWriter(tc!);
-  t.deepEqual((await ackedMissingIn(Number(new URL(master.redisUrl!).port))).slice(0, 5), [], "every acked write is in the master's Redis");
-  const replicas = await waitForReplicas(tc!, Math.max(...acked.values()));
-  for (const r of replicas) t.deepEqual((await ackedMissingIn(Number(new URL(r.redisUrl!).port))).slice(0, 5), [], `every acked write is on ${r.id}`);
 }
 
 test.serial("journal faults - kill -9 of one journal node under load: no write fails, none is lost", async (t) => {
@@ -173,6 +166,5 @@ test.serial("journal faults - a flipped byte in a middle record is refused, nami
     const reply = await tc!.write(["SET", "after-corruption", "1"]);
     return reply.ok ? reply : undefined;
   });
-  acked.set("after-corruption", r.txid);
   await assertNoAckedWriteLost(t);
 });
