@@ -68,8 +68,9 @@ export const defaults = {
   replAckIntervalMs: 1000,
   /** How long to wait for a redis-server to answer PING after start. */
   redisStartTimeoutMs: 15000,
-  /** `npm start` restarts an actor that died after this, doubling up to restartBackoffMaxMs while it keeps dying. */
+  /** `npm start` restarts an actor that died after this, doubling while it keeps dying. */
   restartBackoffMinMs: 250,
+  /** The longest pause before `npm start` restarts an actor that keeps dying. */
   restartBackoffMaxMs: 10000,
   /** An actor that ran this long before it died is restarted after restartBackoffMinMs again. */
   restartStableMs: 30000,
