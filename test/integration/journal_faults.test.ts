@@ -6,13 +6,13 @@
 import fs from "node:fs";
 import path from "node:path";
 import test from "ava";
-import { Redis } from "ioredis";
 import { segmentFilesIn } from "../../src/journal/segment_store.js";
 import { encodeEffects, encodeRecord, scanRecords } from "../../src/segment/record.js";
 import { decode } from "../../src/protocol/codec.js";
 import { subjects } from "../../src/protocol/subjects.js";
 import { startTestCluster, until, waitForWriter, type TestCluster } from "../helpers/harness.js";
-import { History, describeOp, uniqueSet } from "../helpers/history.js";
+import { History } from "../helpers/history.js";
+import { ackedMissingFrom, startLoad } from "../helpers/load.js";
 import { verifyHistory } from "../helpers/verify.js";
 
 let tc: TestCluster | undefined;
@@ -33,46 +33,13 @@ test.after.always(async () => {
 /** Every write of the file's tests, with its outcome: checked against the journal and the replicas. */
 const history = new History();
 
-/** Closed-loop clients writing unique keys until `stop()`, recorded in the history. */
-function load(clients: number, tag: string) {
-  let running = true;
-  let count = 0;
-  const failures: string[] = [];
-  const done = Promise.all(
-    Array.from({ length: clients }, async (_, c) => {
-      for (let i = 0; running; i++) {
-        const op = await history.run(c, uniqueSet(c, i, tag), (args) => tc!.write(args));
-        if (op.status === "ok") count++;
-        else failures.push(describeOp(op));
-      }
-    }),
-  );
-  return {
-    failures,
-    acks: () => count,
-    async stop() {
-      running = false;
-      await done;
-    },
-  };
-}
+const load = (clients: number, tag: string) => startLoad(tc!, history, clients, tag);
 
 /** Every acked write is in the journal at its txid, once; the master's Redis has them; each replica equals the journal. */
 async function assertNoAckedWriteLost(t: import("ava").ExecutionContext): Promise<void> {
   await verifyHistory(t, tc!, history);
   const master = await waitForWriter(tc!);
-  const r = new Redis({ port: Number(new URL(master.redisUrl!).port), host: "127.0.0.1" });
-  try {
-    const keys = history.oks().map((op) => String(op.args[1]));
-    const missing: string[] = [];
-    for (let i = 0; i < keys.length; i += 1000) {
-      const chunk = keys.slice(i, i + 1000);
-      (await r.mget(...chunk)).forEach((v, j) => v === null && missing.push(chunk[j]));
-    }
-    t.deepEqual(missing.slice(0, 5), [], "every acked write is in the master's Redis");
-  } finally {
-    r.disconnect();
-  }
+  t.deepEqual((await ackedMissingFrom(Number(new URL(master.redisUrl!).port), history)).slice(0, 5), [], "every acked write is in the master's Redis");
 }
 
 test.serial("journal faults - kill -9 of one journal node under load: no write fails, none is lost", async (t) => {

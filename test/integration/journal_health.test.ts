@@ -4,10 +4,12 @@
  */
 import test from "ava";
 import { request } from "../../src/nats/bus.js";
-import type { ActorStatus, WriteReply } from "../../src/protocol/messages.js";
+import type { ActorStatus } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
-import { scanRecords } from "../../src/segment/record.js";
 import { startTestCluster, until, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { History } from "../helpers/history.js";
+import { journalFingerprint, startLoad, type Load } from "../helpers/load.js";
+import { verifyHistory } from "../helpers/verify.js";
 
 let tc: TestCluster | undefined;
 test.before(async () => {
@@ -18,33 +20,9 @@ test.after.always(async () => {
   await tc?.stop();
 });
 
-interface Sample {
-  atMs: number;
-  latencyMs: number;
-  reply: WriteReply;
-}
-
-/** Closed-loop clients writing unique keys until stop(); every reply with its latency. */
-function load(clients: number, tag: string) {
-  let running = true;
-  const samples: Sample[] = [];
-  const done = Promise.all(
-    Array.from({ length: clients }, async (_, c) => {
-      for (let i = 0; running; i++) {
-        const t0 = performance.now();
-        const reply = await tc!.write(["SET", `${tag}:${c}:${i}`, String(i)]);
-        samples.push({ atMs: t0, latencyMs: performance.now() - t0, reply });
-      }
-    }),
-  );
-  return {
-    samples,
-    async stop() {
-      running = false;
-      await done;
-    },
-  };
-}
+const history = new History();
+const load = (clients: number, tag: string) => startLoad(tc!, history, clients, tag);
+type Sample = Load["samples"][number];
 
 function p99(samples: Sample[]): number {
   const sorted = samples.map((s) => s.latencyMs).sort((a, b) => a - b);
@@ -57,25 +35,6 @@ async function master(): Promise<ActorStatus> {
 
 async function health(node: string): Promise<string> {
   return ((await master()).details.journalNodes as Record<string, string>)[node];
-}
-
-/** (txid, checksum) of every record of a node from `from` to `to`, read straight from it. */
-async function fingerprint(node: string, from: number, to: number): Promise<string[]> {
-  const out: string[] = [];
-  for (let txid = from; txid <= to; ) {
-    const r = (await request(tc!.nc, subjects(tc!.cluster.cluster).journal(node), { type: "read", fromTxid: txid, bytesMax: 512 * 1024, recordsMax: 8192, uncommitted: true }, 5000)) as {
-      ok: boolean;
-      read?: { records: Uint8Array; count: number };
-    };
-    if (!r.ok || r.read === undefined || r.read.count === 0) throw new Error(`${node} does not serve txid ${txid}`);
-    for (const rec of scanRecords(r.read.records).records) {
-      if (rec.txid > to) break;
-      const view = Buffer.from(r.read.records.buffer, r.read.records.byteOffset + rec.offset, rec.length);
-      out.push(`${rec.txid}:${view.readUInt32BE(20)}`);
-      txid = rec.txid + 1;
-    }
-  }
-  return out;
 }
 
 test.serial("journal health - SIGSTOP of a journal node for 10 s under 100 clients: no write fails, acks do not slow, memory stays bounded", async (t) => {
@@ -106,13 +65,13 @@ test.serial("journal health - SIGSTOP of a journal node for 10 s under 100 clien
 
   await until("jn2 restored", 30000, async () => ((await health("jn2")) === "healthy" ? true : undefined), 100);
   await l.stop();
-  t.deepEqual(l.samples.filter((s) => !s.reply.ok).slice(0, 3), [], "no write failed");
+  t.deepEqual(l.failures.slice(0, 3), [], "no write failed");
   const m = await master();
   const from = Math.max(1, m.committedTxid - 5000);
-  const jn1 = await fingerprint("jn1", from, m.committedTxid);
+  const jn1 = await journalFingerprint(tc!, "jn1", from, m.committedTxid);
   t.is(jn1.length, m.committedTxid - from + 1);
-  t.deepEqual(await fingerprint("jn2", from, m.committedTxid), jn1, "jn2's records equal jn1's (txids and checksums)");
-  t.deepEqual(await fingerprint("jn3", from, m.committedTxid), jn1, "jn3's records equal jn1's");
+  t.deepEqual(await journalFingerprint(tc!, "jn2", from, m.committedTxid), jn1, "jn2's records equal jn1's (txids and checksums)");
+  t.deepEqual(await journalFingerprint(tc!, "jn3", from, m.committedTxid), jn1, "jn3's records equal jn1's");
 });
 
 test.serial("journal health - ENOSPC on one node under load: writes go on, the node is masked, then restored once the disk recovers", async (t) => {
@@ -128,7 +87,8 @@ test.serial("journal health - ENOSPC on one node under load: writes go on, the n
   await request(tc!.nc, faultSubject, { operation: "write", errno: null }, 5000);
   await until("jn3 restored", 30000, async () => ((await health("jn3")) === "healthy" ? true : undefined), 100);
   await l.stop();
-  t.deepEqual(l.samples.filter((s) => !s.reply.ok).slice(0, 3), [], "no write failed");
+  t.deepEqual(l.failures.slice(0, 3), [], "no write failed");
+  await verifyHistory(t, tc!, history);
 });
 
 test.serial("journal health - with no writes at all, a stopped journal node is masked by its missed heartbeats", async (t) => {

@@ -6,37 +6,15 @@
 import fs from "node:fs";
 import path from "node:path";
 import test from "ava";
-import { request } from "../../src/nats/bus.js";
-import { subjects } from "../../src/protocol/subjects.js";
-import { scanRecords } from "../../src/segment/record.js";
 import { startTestCluster, until, waitForWriter, type TestCluster } from "../helpers/harness.js";
-import { History, uniqueSet } from "../helpers/history.js";
+import { History } from "../helpers/history.js";
+import { journalFingerprint, startLoad } from "../helpers/load.js";
 import { verifyHistory } from "../helpers/verify.js";
 
 let tc: TestCluster | undefined;
 test.after.always(async () => {
   await tc?.stop();
 });
-
-function load(history: History, clients: number, tag: string) {
-  let running = true;
-  let done = 0;
-  const finished = Promise.all(
-    Array.from({ length: clients }, async (_, c) => {
-      for (let i = 0; running; i++) {
-        await history.run(c, uniqueSet(c, i, tag), (args) => tc!.write(args));
-        done++;
-      }
-    }),
-  );
-  return {
-    done: () => done,
-    async stop() {
-      running = false;
-      await finished;
-    },
-  };
-}
 
 async function masterSees(node: string, health: string): Promise<void> {
   await until(`the master to see ${node} ${health}`, 60000, async () => {
@@ -45,29 +23,11 @@ async function masterSees(node: string, health: string): Promise<void> {
   }, 100);
 }
 
-async function fingerprint(node: string, to: number): Promise<string[]> {
-  const out: string[] = [];
-  for (let txid = 1; txid <= to; ) {
-    const r = (await request(tc!.nc, subjects(tc!.cluster.cluster).journal(node), { type: "read", fromTxid: txid, bytesMax: 512 * 1024, recordsMax: 8192, uncommitted: true }, 5000)) as {
-      ok: boolean;
-      read?: { records: Uint8Array };
-      code?: string;
-    };
-    if (!r.ok || r.read === undefined) throw new Error(`${node} does not serve txid ${txid}: ${r.code}`);
-    for (const rec of scanRecords(r.read.records).records) {
-      if (rec.txid > to) break;
-      out.push(`${rec.txid}:${Buffer.from(r.read.records.buffer, r.read.records.byteOffset + rec.offset + 20, 4).readUInt32BE(0)}`);
-      txid = rec.txid + 1;
-    }
-  }
-  return out;
-}
-
 test("journal resync - a wiped journal node is copied back and restored; then the others can die in turn", async (t) => {
   tc = await startTestCluster("resync");
   await waitForWriter(tc);
   const history = new History();
-  const l = load(history, 20, "w");
+  const l = startLoad(tc, history, 20, "w");
   await until("500 writes", 30000, () => (l.done() >= 500 ? true : undefined));
   // A new writer finalizes the first segment: the log now has a finalized segment and an in-progress one.
   await tc.cluster.signal("m1", "SIGKILL");
@@ -96,5 +56,5 @@ test("journal resync - a wiped journal node is copied back and restored; then th
   const committed = await verifyHistory(t, tc, history);
   const failedLater = [...history.unknowns(), ...history.fails()].filter((op) => op.invokedAtMs > writerBackAtMs);
   t.deepEqual(failedLater.slice(0, 3), [], "no write failed while one journal node at a time was down");
-  t.deepEqual(await fingerprint("jn1", committed), await fingerprint("jn2", committed), "jn1's copy equals jn2's, txid and checksum");
+  t.deepEqual(await journalFingerprint(tc, "jn1", 1, committed), await journalFingerprint(tc, "jn2", 1, committed), "jn1's copy equals jn2's, txid and checksum");
 });

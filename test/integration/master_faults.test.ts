@@ -5,9 +5,9 @@
  * replica applied a record that recovery dropped (each equals a replay of the committed journal).
  */
 import test from "ava";
-import { Redis } from "ioredis";
 import { startTestCluster, until, waitForWriter, type TestCluster } from "../helpers/harness.js";
-import { History, uniqueSet, type OkOp } from "../helpers/history.js";
+import { History } from "../helpers/history.js";
+import { ackedMissingFrom, startLoad } from "../helpers/load.js";
 import { prng, testSeed } from "../helpers/prng.js";
 import { verifyHistory } from "../helpers/verify.js";
 
@@ -18,21 +18,6 @@ test.after.always(async () => {
 
 const KILLS = 20;
 
-async function missingFrom(port: number, oks: OkOp[]): Promise<string[]> {
-  const r = new Redis({ port, host: "127.0.0.1" });
-  try {
-    const keys = oks.map((op) => String(op.args[1]));
-    const missing: string[] = [];
-    for (let i = 0; i < keys.length; i += 1000) {
-      const chunk = keys.slice(i, i + 1000);
-      (await r.mget(...chunk)).forEach((v, j) => v === null && missing.push(chunk[j]));
-    }
-    return missing;
-  } finally {
-    r.disconnect();
-  }
-}
-
 test(`master faults - kill -9 of the master at ${KILLS} seeded random moments under load loses no acked write`, async (t) => {
   const seed = testSeed(20261128);
   t.log(`seed ${seed} (QJM_TEST_SEED=${seed} replays this schedule)`);
@@ -40,32 +25,22 @@ test(`master faults - kill -9 of the master at ${KILLS} seeded random moments un
   tc = await startTestCluster("masterfaults");
   await waitForWriter(tc);
   const history = new History();
-  let running = true;
-  let done = 0;
-  const load = Promise.all(
-    Array.from({ length: 20 }, async (_, c) => {
-      for (let i = 0; running; i++) {
-        // A short client timeout: a write in flight when the master dies gets no answer (its outcome is unknown).
-        await history.run(c, uniqueSet(c, i, "m"), (args) => tc!.write(args, 3000));
-        done++;
-      }
-    }),
-  );
+  // A short client timeout: a write in flight when the master dies gets no answer (its outcome is unknown).
+  const load = startLoad(tc, history, 20, "m", 3000);
   try {
     for (let kill = 1; kill <= KILLS; kill++) {
       // Let some writes through, then kill at a random moment of the load.
-      const at = done;
-      await until("writes between kills", 30000, () => (done >= at + 20 ? true : undefined), 10);
+      const at = load.done();
+      await until("writes between kills", 30000, () => (load.done() >= at + 20 ? true : undefined), 10);
       await new Promise((r) => setTimeout(r, Math.floor(random() * 400)));
       await tc.cluster.signal("m1", "SIGKILL");
       tc.cluster.startActor("m1");
       const master = await waitForWriter(tc, 60000);
-      const missing = await missingFrom(Number(new URL(master.redisUrl!).port), history.oks());
+      const missing = await ackedMissingFrom(Number(new URL(master.redisUrl!).port), history);
       t.deepEqual(missing.slice(0, 5), [], `after kill ${kill} (epoch ${master.epoch}) every acked write is in the master's Redis`);
     }
   } finally {
-    running = false;
-    await load;
+    await load.stop();
   }
   await verifyHistory(t, tc, history);
   t.true(history.oks().length > KILLS * 20);
