@@ -4,6 +4,7 @@
  *   redis-qjm status [--json]        every actor's role, id, pid, epoch, txids, health, Redis URL
  *   redis-qjm write <CMD> [args…]     one write through the quorum journal; prints the reply
  *   redis-qjm events                 follows qjm.<cluster>.events (masked, restored, recovery decisions…), one JSON line each
+ *   redis-qjm inspect <file> [--json] [--limit N]   offline editlog viewer: a segment file's records and problems (no NATS)
  * Uses $QJM_NATS_URL and $QJM_CLUSTER (defaults in src/config/config.ts).
  */
 import { loadConfig } from "../src/config/config.js";
@@ -11,8 +12,9 @@ import { connectBus, request, requestAll } from "../src/nats/bus.js";
 import { decode } from "../src/protocol/codec.js";
 import type { ActorStatus } from "../src/protocol/messages.js";
 import { subjects } from "../src/protocol/subjects.js";
+import { runInspect } from "../src/segment/inspect.js";
 
-const USAGE = "usage: redis-qjm status [--json] | redis-qjm write <COMMAND> [args...] | redis-qjm events";
+const USAGE = "usage: redis-qjm status [--json] | redis-qjm write <COMMAND> [args...] | redis-qjm events | redis-qjm inspect <segment-file> [--json] [--limit N]";
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
@@ -23,6 +25,8 @@ const ROLE_ORDER = { master: 0, journal: 1, replica: 2 } as const;
 
 async function main(): Promise<number> {
   const [command, ...rest] = process.argv.slice(2);
+  // Offline: before loadConfig and the NATS connection, so it works on a copied file with no cluster around.
+  if (command === "inspect") return await runInspect(rest);
   const config = loadConfig();
   if (command !== "status" && command !== "write" && command !== "events") {
     console.error(USAGE);

@@ -111,10 +111,11 @@ test("inspect - binary arguments as hex, long ones cut, ambiguous text quoted", 
   t.true(formatReport(report).includes(`SET 0x00ff10 "hello world" ; HSET ${"a".repeat(64)}…(100 bytes)`));
 });
 
-test("inspect - renderArg: control characters are hex, a leading BOM is kept, a cut never splits a character", (t) => {
+test("inspect - renderArg: control and invisible characters are hex, a cut never splits a character", (t) => {
   t.is(renderArg(b("line\n")), "0x6c696e650a");
   t.is(renderArg(b("0x41")), '"0x41"');
-  t.is(renderArg(b("\ufeffk")), "\ufeffk");
+  t.is(renderArg(b("\ufeffk")), "0xefbbbf6b");
+  t.is(renderArg(b("a\u200bb")), "0x61e2808b62");
   t.is(renderArg(b("héllo")), "héllo");
   // 63 ASCII bytes then a 2-byte "é": byte 64 is inside it, so the cut falls before it.
   t.is(renderArg(b(`${"x".repeat(63)}é${"y".repeat(10)}`)), `${"x".repeat(63)}…(75 bytes)`);
