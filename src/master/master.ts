@@ -43,6 +43,10 @@ interface PendingWrite {
   /** Redis's answer, once it came: the command's reply or its error. */
   outcome: { ok: true; value: unknown } | { ok: false; message: string } | null;
   respond: (reply: WriteReply) => void;
+  /** The core (writer epoch) that journaled it: only that writer's commit may answer it. */
+  core: WriterCore | null;
+  /** Answered (ok, error or NO_QUORUM): never answered again. */
+  answered: boolean;
 }
 
 interface QueuedWrite {
@@ -276,7 +280,7 @@ export class Master {
       return;
     }
     const marker = this.nextMarker++;
-    const pending: PendingWrite = { marker, txid: null, outcome: null, respond };
+    const pending: PendingWrite = { marker, txid: null, outcome: null, respond, core: this.core, answered: false };
     this.byMarker.set(marker, pending);
     this.inflight++;
     // Same connection, back to back (auto-pipelined into one write): Redis runs the command, then the marker,
@@ -291,11 +295,17 @@ export class Master {
 
   private onOutcome(pending: PendingWrite, outcome: NonNullable<PendingWrite["outcome"]>): void {
     pending.outcome = outcome;
-    if (pending.txid !== null && this.core !== null && pending.txid <= this.core.committedTxid) this.answer(pending);
+    // Only the writer that journaled it can have committed it: a reply that arrives after a failover is not answered
+    // again (the write already got NO_QUORUM).
+    if (!pending.answered && pending.txid !== null && pending.core !== null && pending.core === this.core && pending.txid <= this.core.committedTxid) {
+      this.answer(pending);
+    }
   }
 
   private answer(p: PendingWrite): void {
     assert(p.outcome !== null && p.txid !== null, "answer before outcome and txid");
+    assert(!p.answered, `write ${p.txid} answered twice`);
+    p.answered = true;
     this.inflight--;
     if (p.outcome.ok) p.respond({ ok: true, txid: p.txid, reply: p.outcome.value });
     else p.respond(errorReply(ErrorCode.REDIS_ERROR, p.outcome.message));
@@ -520,7 +530,11 @@ export class Master {
     this.byTxid.length = 0;
     this.byMarker.clear();
     this.inflight = 0;
-    for (const p of unanswered) p.respond(errorReply(ErrorCode.NO_QUORUM, `outcome unknown: ${reason}`));
+    for (const p of unanswered) {
+      if (p.answered) continue;
+      p.answered = true;
+      p.respond(errorReply(ErrorCode.NO_QUORUM, `outcome unknown: ${reason}`));
+    }
     this.core = null;
     void this.discardRedis().then(() => this.recover());
   }
