@@ -80,6 +80,8 @@ export class Master {
   private readonly nodeInflight = new Map<string, { batches: number; bytes: number }>();
   /** When the master last heard each journal node's heartbeat. */
   private readonly heartbeatAtMs = new Map<string, number>();
+  /** What replicas last reported against each journal node, and when. */
+  private readonly replicaReports = new Map<string, { replica: string; reason: string; atMs: number }>();
   /** Bumped when a node rejoins: an answer to a batch sent before (a late timeout of its dead predecessor) is stale. */
   private readonly nodeGeneration = new Map<string, number>();
   private lastFailure: string | null = null;
@@ -108,6 +110,11 @@ export class Master {
       callback: (err, msg) => {
         const node = msg?.subject.split(".").at(-1);
         if (!err && node !== undefined && this.config.journalNodes.includes(node)) this.heartbeatAtMs.set(node, Date.now());
+      },
+    });
+    this.nc.subscribe(s.heartbeat("replica", "*"), {
+      callback: (err, msg) => {
+        if (!err) this.onReplicaHeartbeat(msg.data);
       },
     });
     this.presence = startPresence(this.nc, this.config.cluster, this.config.heartbeatIntervalMs, () => this.status(), this.log);
@@ -369,6 +376,31 @@ export class Master {
     }
   }
 
+  /** A replica that found a journal node serving bad records (or silent) has it masked, and kept masked a while. */
+  private onReplicaHeartbeat(data: Uint8Array): void {
+    let hb: { id?: unknown; journalNodeFaults?: unknown };
+    try {
+      hb = decode(data) as typeof hb;
+    } catch {
+      return;
+    }
+    if (typeof hb.id !== "string" || typeof hb.journalNodeFaults !== "object" || hb.journalNodeFaults === null) return;
+    const now = Date.now();
+    for (const [node, reason] of Object.entries(hb.journalNodeFaults as Record<string, unknown>)) {
+      if (!this.config.journalNodes.includes(node) || typeof reason !== "string") continue;
+      this.replicaReports.set(node, { replica: hb.id, reason, atMs: now });
+      if (this.core !== null && this.core.inSyncNodes.includes(node)) {
+        this.handle(this.core.onReply(node, -1, { ok: false, code: ErrorCode.BAD_RECORD, message: `replica ${hb.id} reports: ${reason}` }, now));
+      }
+    }
+  }
+
+  /** A node a replica reported recently is not brought back yet. */
+  private reportedByReplica(node: string): boolean {
+    const report = this.replicaReports.get(node);
+    return report !== undefined && Date.now() - report.atMs <= this.config.replicaReportTtlMs;
+  }
+
   /**
    * Brings a node that dropped out (a timeout, a restart, a wiped disk) back: an unformatted node is formatted as
    * restoring; the current segment is opened on it; finalized segments it lacks are copied from an in-step peer
@@ -377,7 +409,7 @@ export class Master {
    */
   private async catchUp(node: string, core: WriterCore): Promise<void> {
     // A node we do not hear from is not brought back, however it answers.
-    if (Date.now() - (this.heartbeatAtMs.get(node) ?? 0) > this.config.journalHeartbeatTimeoutMs) return;
+    if (Date.now() - (this.heartbeatAtMs.get(node) ?? 0) > this.config.journalHeartbeatTimeoutMs || this.reportedByReplica(node)) return;
     this.catchingUp.add(node);
     try {
       let st = await this.jc.call(node, { type: "getState" });

@@ -95,6 +95,8 @@ export interface Heartbeat {
   committedTxid: number;
   appliedTxid: number;
   health: string;
+  /** From a replica: journal nodes that recently served it bad records or did not answer, with why. */
+  journalNodeFaults?: Record<string, string>;
 }
 
 export interface ActorStatus extends Heartbeat {

@@ -28,6 +28,8 @@ export class Replica {
   private lastError: string | null = null;
   private committedSeen = 0;
   private wake: (() => void) | null = null;
+  /** Journal nodes that served bad records or did not answer, reported to the master in heartbeats for a while. */
+  private readonly faultyNodes = new Map<string, { reason: string; atMs: number }>();
 
   constructor(
     readonly id: string,
@@ -61,6 +63,7 @@ export class Replica {
       committedTxid: this.committedSeen,
       appliedTxid: this.core?.appliedTxid ?? 0,
       health: this.lastError === null ? "ok" : "degraded",
+      journalNodeFaults: this.recentFaults(),
       redisUrl: this.redis?.url ?? null,
       details: { lastError: this.lastError },
     };
@@ -91,6 +94,10 @@ export class Replica {
       }
       if (outcome.kind === "reject") {
         this.lastError = `${node}: ${outcome.reason}`;
+        if (outcome.faulty) {
+          if (!this.faultyNodes.has(node)) this.log.warn({ node, reason: outcome.reason }, "journal node served bad records or did not answer");
+          this.faultyNodes.set(node, { reason: outcome.reason, atMs: Date.now() });
+        }
         this.log.debug({ node, reason: outcome.reason }, "read refused; trying another journal node");
       }
       // Every node asked once with nothing new: wait before the next round.
@@ -99,6 +106,12 @@ export class Replica {
         await this.pause(this.config.replicaPollMs);
       }
     }
+  }
+
+  private recentFaults(): Record<string, string> {
+    const now = Date.now();
+    for (const [node, f] of this.faultyNodes) if (now - f.atMs > this.config.replicaReportTtlMs) this.faultyNodes.delete(node);
+    return Object.fromEntries([...this.faultyNodes].map(([node, f]) => [node, f.reason]));
   }
 
   private pause(ms: number): Promise<void> {

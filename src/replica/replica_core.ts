@@ -10,8 +10,11 @@ export type ReadOutcome =
   | { kind: "apply"; records: RecordView[] }
   /** Nothing new on that node: wait a little, then ask the next one. */
   | { kind: "idle" }
-  /** That node answered with bad data or an error: ask another one. */
-  | { kind: "reject"; reason: string };
+  /**
+   * That node answered with an error or bad data: ask another one. `faulty` when the node is to blame (records that
+   * fail validation, no answer) rather than merely lacking the txids (a hole, a lagging node).
+   */
+  | { kind: "reject"; reason: string; faulty: boolean };
 
 export class ReplicaCore {
   private applied: number;
@@ -42,7 +45,7 @@ export class ReplicaCore {
   onRead(reply: { ok: true; records: Uint8Array; count: number } | { ok: false; code: string; message: string }): ReadOutcome {
     if (!reply.ok) {
       this.rotate();
-      return { kind: "reject", reason: `${reply.code}: ${reply.message}` };
+      return { kind: "reject", reason: `${reply.code}: ${reply.message}`, faulty: reply.code === "TIMEOUT" };
     }
     if (reply.count === 0) {
       this.rotate();
@@ -51,16 +54,16 @@ export class ReplicaCore {
     const scan = scanRecords(reply.records);
     if (scan.stop !== undefined) {
       this.rotate();
-      return { kind: "reject", reason: `record at offset ${scan.stop.offset}: ${scan.stop.reason}` };
+      return { kind: "reject", reason: `record at offset ${scan.stop.offset}: ${scan.stop.reason}`, faulty: true };
     }
     if (scan.records.length !== reply.count) {
       this.rotate();
-      return { kind: "reject", reason: `reply says ${reply.count} records, holds ${scan.records.length}` };
+      return { kind: "reject", reason: `reply says ${reply.count} records, holds ${scan.records.length}`, faulty: true };
     }
     for (let i = 0; i < scan.records.length; i++) {
       if (scan.records[i].txid !== this.applied + 1 + i) {
         this.rotate();
-        return { kind: "reject", reason: `txid ${scan.records[i].txid} where ${this.applied + 1 + i} was expected` };
+        return { kind: "reject", reason: `txid ${scan.records[i].txid} where ${this.applied + 1 + i} was expected`, faulty: true };
       }
     }
     return { kind: "apply", records: scan.records };

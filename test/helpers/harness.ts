@@ -93,7 +93,7 @@ export interface KeyDump {
   expireAtMs: number;
 }
 
-/** Every key of a Redis (but the replica's applied marker): type, value in a canonical form, and PTTL. */
+/** Every key of a Redis (but the replica's applied marker): type, value in a canonical form, and expiry; pipelined per SCAN page. */
 export async function dumpKeyspace(port: number): Promise<Map<string, KeyDump>> {
   const r = new Redis({ port, host: "127.0.0.1", lazyConnect: true });
   await r.connect();
@@ -101,20 +101,31 @@ export async function dumpKeyspace(port: number): Promise<Map<string, KeyDump>> 
     const out = new Map<string, KeyDump>();
     let cursor = "0";
     do {
-      const [next, keys] = await r.scan(cursor, "COUNT", 1000);
+      const [next, page] = await r.scan(cursor, "COUNT", 1000);
       cursor = next;
-      for (const key of keys) {
-        if (key === APPLIED_KEY) continue;
-        const type = await r.type(key);
-        let value: unknown;
-        if (type === "string") value = await r.get(key);
-        else if (type === "hash") value = Object.entries(await r.hgetall(key)).sort();
-        else if (type === "list") value = await r.lrange(key, 0, -1);
-        else if (type === "set") value = (await r.smembers(key)).sort();
-        else if (type === "zset") value = await r.zrange(key, 0, -1, "WITHSCORES");
-        else value = `<${type}>`;
-        out.set(key, { type, value, expireAtMs: Number(await r.call("PEXPIRETIME", key)) });
-      }
+      const keys = page.filter((k) => k !== APPLIED_KEY);
+      const typing = r.pipeline();
+      for (const key of keys) typing.type(key);
+      const types = ((await typing.exec()) ?? []).map(([, v]) => String(v));
+      const reading = r.pipeline();
+      keys.forEach((key, i) => {
+        const type = types[i];
+        if (type === "string") reading.get(key);
+        else if (type === "hash") reading.hgetall(key);
+        else if (type === "list") reading.lrange(key, 0, -1);
+        else if (type === "set") reading.smembers(key);
+        else if (type === "zset") reading.zrange(key, 0, -1, "WITHSCORES");
+        else reading.echo(`<${type}>`);
+        reading.call("PEXPIRETIME", key);
+      });
+      const values = (await reading.exec()) ?? [];
+      keys.forEach((key, i) => {
+        const type = types[i];
+        const raw = values[2 * i]?.[1];
+        const value =
+          type === "hash" ? Object.entries(raw as Record<string, string>).sort() : type === "set" ? [...(raw as string[])].sort() : raw;
+        out.set(key, { type, value, expireAtMs: Number(values[2 * i + 1]?.[1]) });
+      });
     } while (cursor !== "0");
     return out;
   } finally {
