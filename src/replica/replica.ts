@@ -69,7 +69,21 @@ export class Replica {
     };
   }
 
+  /** Tails until stopped; a bug in one round is logged loudly and the round retried, never a silently dead loop. */
   private async tail(): Promise<void> {
+    while (this.running) {
+      try {
+        await this.tailRounds();
+      } catch (err) {
+        this.lastError = `tailing failed: ${(err as Error).message}`;
+        this.log.error({ err }, "tailing failed; resuming from the applied txid Redis holds");
+        await this.resync().catch(() => {});
+        await this.pause(this.config.replicaPollMs * 10);
+      }
+    }
+  }
+
+  private async tailRounds(): Promise<void> {
     const jc = new JournalClient(this.nc, this.config.cluster, this.config.journalRequestTimeoutMs);
     let idleRounds = 0;
     while (this.running) {
