@@ -62,7 +62,7 @@ export const defaults = {
   readBytesMax: 512 * 1024,
   /** Records at most in one read reply. */
   readRecordsMax: 8192,
-  /** A journal node a replica found serving bad records (or not answering) is reported, and kept masked, this long. */
+  /** A journal node a replica found serving bad records is reported, and kept masked, this long. */
   replicaReportTtlMs: 10000,
   /** A replica with nothing new to apply polls again after this. */
   replicaPollMs: 20,

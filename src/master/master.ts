@@ -376,7 +376,10 @@ export class Master {
     }
   }
 
-  /** A replica that found a journal node serving bad records (or silent) has it masked, and kept masked a while. */
+  /**
+   * A replica that found a journal node serving bad records has it masked and kept masked a while — unless masking
+   * it would leave fewer than a majority in step: a replica's word does not stop the write path.
+   */
   private onReplicaHeartbeat(data: Uint8Array): void {
     let hb: { id?: unknown; journalNodeFaults?: unknown };
     try {
@@ -389,7 +392,7 @@ export class Master {
     for (const [node, reason] of Object.entries(hb.journalNodeFaults as Record<string, unknown>)) {
       if (!this.config.journalNodes.includes(node) || typeof reason !== "string") continue;
       this.replicaReports.set(node, { replica: hb.id, reason, atMs: now });
-      if (this.core !== null && this.core.inSyncNodes.includes(node)) {
+      if (this.core !== null && this.core.inSyncNodes.includes(node) && this.core.inSyncNodes.length > this.core.quorum) {
         this.handle(this.core.onReply(node, -1, { ok: false, code: ErrorCode.BAD_RECORD, message: `replica ${hb.id} reports: ${reason}` }, now));
       }
     }

@@ -95,7 +95,7 @@ export interface Heartbeat {
   committedTxid: number;
   appliedTxid: number;
   health: string;
-  /** From a replica: journal nodes that recently served it bad records or did not answer, with why. */
+  /** From a replica: journal nodes that recently served it records that fail validation, with why. */
   journalNodeFaults?: Record<string, string>;
 }
 

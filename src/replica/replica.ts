@@ -28,7 +28,7 @@ export class Replica {
   private lastError: string | null = null;
   private committedSeen = 0;
   private wake: (() => void) | null = null;
-  /** Journal nodes that served bad records or did not answer, reported to the master in heartbeats for a while. */
+  /** Journal nodes that served bad records, reported to the master in heartbeats for a while. */
   private readonly faultyNodes = new Map<string, { reason: string; atMs: number }>();
 
   constructor(
@@ -109,7 +109,7 @@ export class Replica {
       if (outcome.kind === "reject") {
         this.lastError = `${node}: ${outcome.reason}`;
         if (outcome.faulty) {
-          if (!this.faultyNodes.has(node)) this.log.warn({ node, reason: outcome.reason }, "journal node served bad records or did not answer");
+          if (!this.faultyNodes.has(node)) this.log.warn({ node, reason: outcome.reason }, "journal node served bad records");
           this.faultyNodes.set(node, { reason: outcome.reason, atMs: Date.now() });
         }
         this.log.debug({ node, reason: outcome.reason }, "read refused; trying another journal node");

@@ -11,8 +11,8 @@ export type ReadOutcome =
   /** Nothing new on that node: wait a little, then ask the next one. */
   | { kind: "idle" }
   /**
-   * That node answered with an error or bad data: ask another one. `faulty` when the node is to blame (records that
-   * fail validation, no answer) rather than merely lacking the txids (a hole, a lagging node).
+   * That node answered with an error or bad data: ask another one. `faulty` when it served records that fail
+   * validation (a silent or lagging node is the master's to detect, by heartbeats and batch replies).
    */
   | { kind: "reject"; reason: string; faulty: boolean };
 
@@ -45,7 +45,7 @@ export class ReplicaCore {
   onRead(reply: { ok: true; records: Uint8Array; count: number } | { ok: false; code: string; message: string }): ReadOutcome {
     if (!reply.ok) {
       this.rotate();
-      return { kind: "reject", reason: `${reply.code}: ${reply.message}`, faulty: reply.code === "TIMEOUT" };
+      return { kind: "reject", reason: `${reply.code}: ${reply.message}`, faulty: false };
     }
     if (reply.count === 0) {
       this.rotate();
