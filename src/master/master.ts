@@ -26,6 +26,8 @@ import { assert } from "../util/assert.js";
 import type { Logger } from "../util/log.js";
 import { EffectAssembler, MARKER_CHANNEL } from "./effect_assembler.js";
 import { JournalClient } from "./journal_client.js";
+import { NodeRestorer } from "./node_restorer.js";
+import { NodeWatch } from "./node_watch.js";
 import { ReplicationLink } from "./replication_link.js";
 import { establishWriter } from "./writer_recovery.js";
 import { WriterCore, type Batch, type WriterOutput } from "./writer_core.js";
@@ -78,19 +80,17 @@ export class Master {
   private generation = 0;
   /** Unanswered batches (count and bytes) per node incarnation (`node#generation`). */
   private readonly nodeInflight = new Map<string, { batches: number; bytes: number }>();
-  /** When the master last heard each journal node's heartbeat. */
-  private readonly heartbeatAtMs = new Map<string, number>();
-  /** What replicas last reported against each journal node, and when. */
-  private readonly replicaReports = new Map<string, { replica: string; reason: string; atMs: number }>();
+  private readonly watch: NodeWatch;
+  private readonly restorer: NodeRestorer;
   /** Bumped when a node rejoins: an answer to a batch sent before (a late timeout of its dead predecessor) is stale. */
   private readonly nodeGeneration = new Map<string, number>();
   private lastFailure: string | null = null;
-  private readonly catchingUp = new Set<string>();
   /** The journal nodes the master counted after its last step: a change is an event. */
   private counted = new Set<string>();
   private readonly events: EventPublisher;
   private lastCatchUpMs = 0;
-  private clusterId = "";
+  /** The journal nodes' cluster id (NodeRestorer formats wiped nodes with it). */
+  clusterId = "";
 
   constructor(
     readonly id: string,
@@ -101,6 +101,13 @@ export class Master {
   ) {
     this.jc = new JournalClient(nc, config.cluster, config.journalRequestTimeoutMs);
     this.events = new EventPublisher(nc, config.cluster, `master.${id}`, log);
+    this.watch = new NodeWatch(config);
+    this.restorer = new NodeRestorer(this.jc, config, log, this.events, this.watch, this);
+  }
+
+  /** NodeRestorer's host: the writer core of the current epoch, if serving. */
+  get currentCore(): WriterCore | null {
+    return this.core;
   }
 
   async start(): Promise<void> {
@@ -109,7 +116,7 @@ export class Master {
     this.nc.subscribe(s.heartbeat("journal", "*"), {
       callback: (err, msg) => {
         const node = msg?.subject.split(".").at(-1);
-        if (!err && node !== undefined && this.config.journalNodes.includes(node)) this.heartbeatAtMs.set(node, Date.now());
+        if (!err && node !== undefined) this.watch.heard(node, Date.now());
       },
     });
     this.nc.subscribe(s.heartbeat("replica", "*"), {
@@ -148,7 +155,7 @@ export class Master {
   private nodeHealth(node: string): "healthy" | "catching-up" | "masked" | "unknown" {
     if (this.core === null) return "unknown";
     if (this.core.inSyncNodes.includes(node)) return "healthy";
-    return this.catchingUp.has(node) ? "catching-up" : "masked";
+    return this.restorer.isCatchingUp(node) ? "catching-up" : "masked";
   }
 
   /** Publishes a masked event for every node the core stopped counting since the last look. */
@@ -206,7 +213,7 @@ export class Master {
     this.core = new WriterCore(start.epoch, start.endTxid + 1, this.config.journalNodes, start.inSync, this.config);
     this.counted = new Set(start.inSync);
     // The nodes just answered: that counts as a heartbeat.
-    for (const node of start.inSync) this.heartbeatAtMs.set(node, Math.max(this.heartbeatAtMs.get(node) ?? 0, Date.now()));
+    for (const node of start.inSync) this.watch.heard(node, Date.now());
     this.events.publish({ type: "writerElected", epoch: start.epoch, endTxid: start.endTxid, decision: start.decision });
     this.nodeInflight.clear();
     this.state = "writing";
@@ -361,7 +368,7 @@ export class Master {
     }
     this.handle(this.core.tick(now, true));
     for (const node of this.core?.inSyncNodes ?? []) {
-      const silentMs = now - (this.heartbeatAtMs.get(node) ?? 0);
+      const silentMs = this.watch.silentMs(node, now);
       if (silentMs > this.config.journalHeartbeatTimeoutMs && this.core !== null) {
         this.handle(this.core.onReply(node, -1, { ok: false, code: ErrorCode.TIMEOUT, message: `no heartbeat for ${silentMs} ms` }, now));
       }
@@ -370,9 +377,7 @@ export class Master {
     if (now - this.lastCatchUpMs >= this.config.catchUpIntervalMs) {
       this.lastCatchUpMs = now;
       const core = this.core;
-      for (const node of this.config.journalNodes) {
-        if (!core.inSyncNodes.includes(node) && !this.catchingUp.has(node)) void this.catchUp(node, core);
-      }
+      for (const node of this.config.journalNodes) if (!core.inSyncNodes.includes(node)) this.restorer.start(node, core);
     }
   }
 
@@ -381,134 +386,20 @@ export class Master {
    * it would leave fewer than a majority in step: a replica's word does not stop the write path.
    */
   private onReplicaHeartbeat(data: Uint8Array): void {
-    let hb: { id?: unknown; journalNodeFaults?: unknown };
-    try {
-      hb = decode(data) as typeof hb;
-    } catch {
-      return;
-    }
-    if (typeof hb.id !== "string" || typeof hb.journalNodeFaults !== "object" || hb.journalNodeFaults === null) return;
     const now = Date.now();
-    for (const [node, reason] of Object.entries(hb.journalNodeFaults as Record<string, unknown>)) {
-      if (!this.config.journalNodes.includes(node) || typeof reason !== "string") continue;
-      this.replicaReports.set(node, { replica: hb.id, reason, atMs: now });
-      if (this.core !== null && this.core.inSyncNodes.includes(node) && this.core.inSyncNodes.length > this.core.quorum) {
-        this.handle(this.core.onReply(node, -1, { ok: false, code: ErrorCode.BAD_RECORD, message: `replica ${hb.id} reports: ${reason}` }, now));
+    for (const report of this.watch.replicaReports(data, now)) {
+      if (this.core !== null && this.core.inSyncNodes.includes(report.node) && this.core.inSyncNodes.length > this.core.quorum) {
+        this.handle(this.core.onReply(report.node, -1, { ok: false, code: ErrorCode.BAD_RECORD, message: `replica ${report.replica} reports: ${report.reason}` }, now));
       }
     }
   }
 
-  /** A node a replica reported recently is not brought back yet. */
-  private reportedByReplica(node: string): boolean {
-    const report = this.replicaReports.get(node);
-    return report !== undefined && Date.now() - report.atMs <= this.config.replicaReportTtlMs;
-  }
-
-  /**
-   * Brings a node that dropped out (a timeout, a restart, a wiped disk) back: an unformatted node is formatted as
-   * restoring; the current segment is opened on it; finalized segments it lacks are copied from an in-step peer
-   * (HDFS's JournalNodeSyncer, driven by the writer here); the current segment's records follow as ordinary
-   * batches; a restoring node is marked restored; then it counts for acks again, from the batch in flight on.
-   */
-  private async catchUp(node: string, core: WriterCore): Promise<void> {
-    // A node we do not hear from is not brought back, however it answers.
-    if (Date.now() - (this.heartbeatAtMs.get(node) ?? 0) > this.config.journalHeartbeatTimeoutMs || this.reportedByReplica(node)) return;
-    this.catchingUp.add(node);
-    try {
-      let st = await this.jc.call(node, { type: "getState" });
-      if (!st.ok || !("state" in st) || st.state.fault !== null || st.state.promisedEpoch > core.epoch) return;
-      if (st.state.clusterId === null) {
-        st = await this.jc.call(node, { type: "format", clusterId: this.clusterId, restoring: true });
-        if (!st.ok || !("state" in st)) return;
-      }
-      const s = st.state;
-      if (s.clusterId !== this.clusterId) {
-        this.log.error({ node, clusterId: s.clusterId }, "journal node of another cluster: left out");
-        return;
-      }
-      let last = s.lastTxid;
-      const open = s.lastSegment !== null && s.lastSegment.startTxid === core.segmentTxid && s.lastSegment.inProgress && s.writerEpoch === core.epoch;
-      if (!open) {
-        // A node that missed the start of this segment (or more) opens it now; what it lacks before is a hole.
-        const started = await this.jc.call(node, { type: "startSegment", epoch: core.epoch, txid: core.segmentTxid, clusterId: this.clusterId });
-        if (!started.ok || !("state" in started)) return;
-        last = started.state.lastTxid;
-        if (last >= core.segmentTxid) return;
-        last = core.segmentTxid - 1;
-      }
-      this.events.publish({ type: "catchingUp", node, fromTxid: last + 1 });
-      if (!(await this.copyFinalizedSegments(node, core))) return;
-      for (let round = 0; round < this.config.catchUpRoundsMax; round++) {
-        if (this.core !== core || core.failed) return;
-        const target = core.rejoinTxid;
-        if (last === target) {
-          if (s.restoring) {
-            const restored = await this.jc.call(node, { type: "markRestored", epoch: core.epoch, clusterId: this.clusterId });
-            if (!restored.ok || this.core !== core || core.failed) return;
-            if (core.rejoinTxid !== last) continue;
-          }
-          this.nodeGeneration.set(node, (this.nodeGeneration.get(node) ?? 0) + 1);
-          this.handle(core.rejoin(node, last));
-          this.counted.add(node);
-          this.events.publish({ type: "restored", node, lastTxid: last });
-          return;
-        }
-        if (last > target) return;
-        const records = await this.readFromPeers(core, last + 1, target);
-        if (records === null) continue;
-        const sent = await this.jc.call(node, { type: "journal", epoch: core.epoch, segmentTxid: core.segmentTxid, firstTxid: last + 1, count: records.count, records: records.bytes, committedTxid: core.committedTxid });
-        if (!sent.ok || !("state" in sent)) return;
-        last = sent.state.lastTxid;
-      }
-    } finally {
-      this.catchingUp.delete(node);
-    }
-  }
-
-  /** Records from `from` to at most `to` (one segment at most), read from an in-step node and checked. */
-  private async readFromPeers(core: WriterCore, from: number, to: number, source?: string): Promise<{ bytes: Uint8Array; count: number } | null> {
-    const peers = source !== undefined ? [source] : core.inSyncNodes;
-    for (const peer of peers) {
-      const read = await this.jc.call(peer, { type: "read", fromTxid: from, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: true });
-      if (!read.ok || !("read" in read) || read.read.count === 0) continue;
-      const scan = scanRecords(read.read.records);
-      const records = scan.records.filter((r) => r.txid <= to);
-      if (scan.stop !== undefined || records.length === 0 || records[0].txid !== from) continue;
-      const end = records[records.length - 1];
-      return { bytes: read.read.records.subarray(0, end.offset + end.length), count: records.length };
-    }
-    return null;
-  }
-
-  /** Copies every finalized segment an in-step peer holds and `node` lacks; false if a copy failed. */
-  private async copyFinalizedSegments(node: string, core: WriterCore): Promise<boolean> {
-    const mine = await this.jc.call(node, { type: "getManifest" });
-    if (!mine.ok || !("manifest" in mine)) return false;
-    for (const peer of core.inSyncNodes) {
-      const theirs = await this.jc.call(peer, { type: "getManifest" });
-      if (!theirs.ok || !("manifest" in theirs)) continue;
-      const held = mine.manifest.filter((m) => m.endTxid >= m.startTxid);
-      const missing = theirs.manifest.filter(
-        (seg) => !seg.inProgress && seg.endTxid >= seg.startTxid && seg.endTxid < core.segmentTxid && !held.some((m) => m.startTxid <= seg.endTxid && seg.startTxid <= m.endTxid),
-      );
-      for (const segment of missing) {
-        for (let from = segment.startTxid; from <= segment.endTxid; ) {
-          if (this.core !== core || core.failed) return false;
-          const records = await this.readFromPeers(core, from, segment.endTxid, peer);
-          if (records === null) return false;
-          const r = await this.jc.call(node, { type: "syncSegment", epoch: core.epoch, clusterId: this.clusterId, segment, firstTxid: from, count: records.count, records: records.bytes });
-          if (!r.ok) {
-            this.log.warn({ node, segment, code: r.code, message: r.message }, "segment copy refused");
-            return false;
-          }
-          from += records.count;
-        }
-        held.push(segment);
-        this.log.info({ node, from: peer, segment }, "copied a finalized segment");
-      }
-      return true;
-    }
-    return false;
+  /** NodeRestorer's host: `node` holds everything before `core`'s batch in flight; it counts for acks again. */
+  rejoin(node: string, lastTxid: number, core: WriterCore): void {
+    this.nodeGeneration.set(node, (this.nodeGeneration.get(node) ?? 0) + 1);
+    this.handle(core.rejoin(node, lastTxid));
+    this.counted.add(node);
+    this.events.publish({ type: "restored", node, lastTxid });
   }
 
   private handle(out: WriterOutput): void {

@@ -1,0 +1,37 @@
+import test from "ava";
+import { defaults } from "../../src/config/config.js";
+import { encode } from "../../src/protocol/codec.js";
+import { NodeWatch } from "../../src/master/node_watch.js";
+
+const config = { ...defaults, journalHeartbeatTimeoutMs: 3000, replicaReportTtlMs: 10000 };
+
+test("node watch - a node is restorable while heard, not once silent past the heartbeat timeout", (t) => {
+  const w = new NodeWatch(config);
+  t.false(w.restorable("jn1", 0), "never heard");
+  w.heard("jn1", 1000);
+  t.true(w.restorable("jn1", 3999));
+  t.is(w.silentMs("jn1", 5000), 4000);
+  t.false(w.restorable("jn1", 4001));
+  w.heard("jn1", 500);
+  t.is(w.silentMs("jn1", 5000), 4000, "an older heartbeat never moves the clock back");
+  w.heard("jn9", 1000);
+  t.false(w.restorable("jn9", 1000), "unknown nodes are ignored");
+});
+
+test("node watch - a replica's report keeps a node from being restored for replicaReportTtlMs", (t) => {
+  const w = new NodeWatch(config);
+  w.heard("jn2", 0);
+  const reports = w.replicaReports(encode({ id: "r1", journalNodeFaults: { jn2: "checksum mismatch", jn9: "x", jn3: 7 } }), 100);
+  t.deepEqual(reports, [{ node: "jn2", replica: "r1", reason: "checksum mismatch" }]);
+  w.heard("jn2", 5000);
+  t.false(w.restorable("jn2", 5000));
+  w.heard("jn2", 10200);
+  t.true(w.restorable("jn2", 10200));
+});
+
+test("node watch - malformed replica heartbeats carry no report", (t) => {
+  const w = new NodeWatch(config);
+  t.deepEqual(w.replicaReports(Buffer.from("not msgpack"), 0), []);
+  t.deepEqual(w.replicaReports(encode({ id: 3, journalNodeFaults: { jn1: "x" } }), 0), []);
+  t.deepEqual(w.replicaReports(encode({ id: "r1" }), 0), []);
+});
