@@ -10,8 +10,18 @@ export interface Child {
   stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void>;
 }
 
-export function startChild(command: string, args: string[], options: SpawnOptions & { logFile?: string } = {}): Child {
-  const { logFile, ...spawnOptions } = options;
+const SETPRIV = "/usr/bin/setpriv";
+
+/**
+ * Starts a process we own. By default it dies with us (PR_SET_PDEATHSIG through util-linux's setpriv, which then
+ * execs the command: same pid): a test killed on a timeout, or `npm start` killed with -9, leaves nothing behind.
+ */
+export function startChild(command: string, args: string[], options: SpawnOptions & { logFile?: string; dieWithParent?: boolean } = {}): Child {
+  const { logFile, dieWithParent = true, ...spawnOptions } = options;
+  if (dieWithParent && fs.existsSync(SETPRIV)) {
+    args = ["--pdeathsig", "KILL", "--", command, ...args];
+    command = SETPRIV;
+  }
   let stdio: SpawnOptions["stdio"] = "ignore";
   let fd: number | undefined;
   if (logFile !== undefined) {

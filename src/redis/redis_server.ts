@@ -21,12 +21,11 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-const SETPRIV = "/usr/bin/setpriv";
 /** infra/redis/*.conf: the settings of each kind of Redis we run (from dist/src/redis/ or src/redis/). */
 const INFRA_REDIS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), fileURLToPath(import.meta.url).includes("/dist/") ? "../../../infra/redis" : "../../infra/redis");
 
 /**
- * Starts a redis-server we own. It dies with its parent (PR_SET_PDEATHSIG through setpriv), and a leftover
+ * Starts a redis-server we own. It dies with its parent (startChild), and a leftover
  * from an actor killed with -9 is found by its pid file and ended before the new one starts.
  */
 export async function startRedisServer(options: RedisServerOptions): Promise<RedisServer> {
@@ -49,10 +48,7 @@ export async function startRedisServer(options: RedisServerOptions): Promise<Red
     "--logfile", path.join(dir, "redis.log"),
     ...(options.extraArgs ?? []),
   ];
-  const redisBin = "redis-server";
-  const child = fs.existsSync(SETPRIV)
-    ? startChild(SETPRIV, ["--pdeathsig", "KILL", "--", redisBin, ...args])
-    : startChild(redisBin, args);
+  const child = startChild("redis-server", args);
   // Our pid file names the process we started, at once: redis writes its own (same pid, setpriv execs) later.
   fs.writeFileSync(pidFile, String(child.pid));
   await waitForRedis(options.port, options.startTimeoutMs, child);

@@ -77,3 +77,51 @@ test("local cluster - npm start's cluster heals kill -9 of every actor, and Ctrl
   );
   t.true(natsGone, "the nats-server it started is gone");
 });
+
+test("local cluster - kill -9 of npm start's cluster takes every actor and server with it: nothing is orphaned", async (t) => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-orphans-"));
+  const natsPort = await freePort();
+  const env = {
+    ...process.env,
+    [envName("natsUrl")]: `nats://127.0.0.1:${natsPort}`,
+    [envName("dataDir")]: dataDir,
+    [envName("cluster")]: "orphans",
+    [envName("masterRedisPort")]: String(await freePort()),
+    [envName("replicaRedisPortBase")]: String(await freePort()),
+    QJM_LOG_JSON: "1",
+  };
+  const cluster = startChild(process.execPath, [CLUSTER_JS], { env, logFile: path.join(os.tmpdir(), `qjm-orphans-${natsPort}.log`) });
+  t.teardown(async () => {
+    await cluster.stop("SIGKILL");
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+  const nc = await until("nats-server of the cluster", 20000, async () => await connectBus(`nats://127.0.0.1:${natsPort}`, "test").catch(() => undefined), 100);
+  const actors = await until("six actors", 30000, async () => {
+    const st = (await requestAll(nc, subjects("orphans").status, {}, 300).catch(() => [])) as ActorStatus[];
+    return st.length === 6 ? st : undefined;
+  }, 100);
+  const redisPids = await until("three redis-servers", 30000, () => {
+    const pids = ["m1", "r1", "r2"].map((id) => {
+      try {
+        return Number(fs.readFileSync(path.join(dataDir, id, "redis", "redis.pid"), "utf8"));
+      } catch {
+        return 0;
+      }
+    });
+    return pids.every((p) => p > 0) ? pids : undefined;
+  }, 100);
+  await nc.close();
+  process.kill(cluster.pid, "SIGKILL");
+  await cluster.exited;
+  for (const a of actors) await until(`actor ${a.id} gone`, 10000, () => (pidRuns(a.pid, "actors/") ? undefined : true), 50);
+  for (const pid of redisPids) await until(`redis-server ${pid} gone`, 10000, () => (pidRuns(pid, "redis-server") ? undefined : true), 50);
+  const natsGone = await until("the nats-server gone", 10000, async () =>
+    (await connectBus(`nats://127.0.0.1:${natsPort}`, "probe").then(
+      async (c) => {
+        await c.close();
+        return undefined;
+      },
+      () => true,
+    )), 100);
+  t.true(natsGone);
+});
