@@ -10,7 +10,7 @@ export interface Startable {
 
 export async function runActor(role: string, id: string, build: (ctx: { config: Config; nc: NatsConnection; log: Logger }) => Startable): Promise<void> {
   const config = loadConfig();
-  const log = createLogger(`qjm-${role}`, { role, id, pid: process.pid });
+  const log = createLogger(`qjm-${role}`, { role, id });
   process.on("unhandledRejection", (err) => log.error({ err }, "unhandled rejection"));
   process.on("uncaughtException", (err) => {
     // A broken invariant or a bug: fail loudly rather than serve with state we no longer trust.
