@@ -6,7 +6,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import { envName } from "../../src/config/config.js";
 import { connectBus, request, requestAll } from "../../src/nats/bus.js";
 import { startChild, pidRuns } from "../../src/process/child.js";
@@ -17,29 +17,34 @@ import { until } from "../helpers/harness.js";
 
 const CLUSTER_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../actors/cluster.js");
 
-test("local cluster - npm start's cluster heals kill -9 of every actor, and Ctrl-C stops every child", async (t) => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-npmstart-"));
+/** `node dist/actors/cluster.js` (what `npm start` runs after set-up) on free ports in a temp dir, stopped at teardown. */
+async function startNpmStartCluster(t: ExecutionContext, name: string) {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `qjm-${name}-`));
   const natsPort = await freePort();
-  const redisBase = await freePort();
   const env = {
     ...process.env,
     [envName("natsUrl")]: `nats://127.0.0.1:${natsPort}`,
     [envName("dataDir")]: dataDir,
-    [envName("cluster")]: "npmstart",
-    [envName("masterRedisPort")]: String(redisBase),
+    [envName("cluster")]: name,
+    [envName("masterRedisPort")]: String(await freePort()),
     [envName("replicaRedisPortBase")]: String(await freePort()),
     [envName("quorumTimeoutMs")]: "5000",
     [envName("restartBackoffMinMs")]: "100",
     QJM_LOG_JSON: "1",
   };
-  const cluster = startChild(process.execPath, [CLUSTER_JS], { env, logFile: path.join(os.tmpdir(), `qjm-npmstart-${natsPort}.log`) });
+  const cluster = startChild(process.execPath, [CLUSTER_JS], { env, logFile: path.join(os.tmpdir(), `qjm-${name}-${natsPort}.log`) });
   t.teardown(async () => {
     await cluster.stop("SIGKILL");
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
   const nc = await until("nats-server of the cluster", 20000, async () => await connectBus(`nats://127.0.0.1:${natsPort}`, "test").catch(() => undefined), 100);
+  const status = async () => (await requestAll(nc, subjects(name).status, {}, 300).catch(() => [])) as ActorStatus[];
+  return { cluster, dataDir, natsPort, nc, status };
+}
+
+test("local cluster - npm start's cluster heals kill -9 of every actor, and Ctrl-C stops every child", async (t) => {
+  const { cluster, dataDir, natsPort, nc, status } = await startNpmStartCluster(t, "npmstart");
   const s = subjects("npmstart");
-  const status = async () => (await requestAll(nc, s.status, {}, 300).catch(() => [])) as ActorStatus[];
   const write = async (key: string) => (await request(nc, s.write, ["SET", key, "v"], 15000).catch(() => undefined)) as WriteReply | undefined;
   const serving = () => until("a write to succeed", 60000, async () => {
     const r = await write(`probe-${Date.now()}`);
@@ -79,25 +84,9 @@ test("local cluster - npm start's cluster heals kill -9 of every actor, and Ctrl
 });
 
 test("local cluster - kill -9 of npm start's cluster takes every actor and server with it: nothing is orphaned", async (t) => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-orphans-"));
-  const natsPort = await freePort();
-  const env = {
-    ...process.env,
-    [envName("natsUrl")]: `nats://127.0.0.1:${natsPort}`,
-    [envName("dataDir")]: dataDir,
-    [envName("cluster")]: "orphans",
-    [envName("masterRedisPort")]: String(await freePort()),
-    [envName("replicaRedisPortBase")]: String(await freePort()),
-    QJM_LOG_JSON: "1",
-  };
-  const cluster = startChild(process.execPath, [CLUSTER_JS], { env, logFile: path.join(os.tmpdir(), `qjm-orphans-${natsPort}.log`) });
-  t.teardown(async () => {
-    await cluster.stop("SIGKILL");
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  });
-  const nc = await until("nats-server of the cluster", 20000, async () => await connectBus(`nats://127.0.0.1:${natsPort}`, "test").catch(() => undefined), 100);
+  const { cluster, dataDir, natsPort, nc, status } = await startNpmStartCluster(t, "orphans");
   const actors = await until("six actors", 30000, async () => {
-    const st = (await requestAll(nc, subjects("orphans").status, {}, 300).catch(() => [])) as ActorStatus[];
+    const st = await status();
     return st.length === 6 ? st : undefined;
   }, 100);
   const redisPids = await until("three redis-servers", 30000, () => {
