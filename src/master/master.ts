@@ -154,7 +154,7 @@ export class Master {
   /** A journal node as the master sees it: counted for acks, being caught up, or masked. */
   private nodeHealth(node: string): "healthy" | "catching-up" | "masked" | "unknown" {
     if (this.core === null) return "unknown";
-    if (this.core.inSyncNodes.includes(node)) return "healthy";
+    if (this.core.isInSync(node)) return "healthy";
     return this.restorer.isCatchingUp(node) ? "catching-up" : "masked";
   }
 
@@ -377,7 +377,7 @@ export class Master {
     if (now - this.lastCatchUpMs >= this.config.catchUpIntervalMs) {
       this.lastCatchUpMs = now;
       const core = this.core;
-      for (const node of this.config.journalNodes) if (!core.inSyncNodes.includes(node)) this.restorer.start(node, core);
+      for (const node of this.config.journalNodes) if (!core.isInSync(node)) this.restorer.start(node, core);
     }
   }
 
@@ -388,7 +388,7 @@ export class Master {
   private onReplicaHeartbeat(data: Uint8Array): void {
     const now = Date.now();
     for (const report of this.watch.replicaReports(data, now)) {
-      if (this.core !== null && this.core.inSyncNodes.includes(report.node) && this.core.inSyncNodes.length > this.core.quorum) {
+      if (this.core !== null && this.core.isInSync(report.node) && this.core.inSyncCount > this.core.quorum) {
         this.handle(this.core.onReply(report.node, -1, { ok: false, code: ErrorCode.BAD_RECORD, message: `replica ${report.replica} reports: ${report.reason}` }, now));
       }
     }
@@ -407,7 +407,7 @@ export class Master {
       this.failWriter(out.failure);
       return;
     }
-    if (this.core !== null && this.core.inSyncNodes.length !== this.counted.size) this.noticeMasked(this.core.lastRefusal ?? "dropped out");
+    if (this.core !== null && this.core.inSyncCount !== this.counted.size) this.noticeMasked(this.core.lastRefusal ?? "dropped out");
     for (const { batch, nodes } of out.send) for (const node of nodes) this.sendBatch(node, batch);
     if (out.committedTxid !== null) this.onCommitted(out.committedTxid);
   }

@@ -93,6 +93,13 @@ export class WriterCore {
   get inSyncNodes(): string[] {
     return [...this.inSync];
   }
+  /** Without a copy: the write path asks this on every reply. */
+  get inSyncCount(): number {
+    return this.inSync.size;
+  }
+  isInSync(node: string): boolean {
+    return this.inSync.has(node);
+  }
   /** Both buffers are busy and the filling one is full: new writes must wait (bounded memory). */
   get full(): boolean {
     return this.flushing !== null && (this.filling.bytes >= this.limits.batchBytesMax || this.filling.count >= this.limits.batchRecordsMax);
