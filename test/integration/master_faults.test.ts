@@ -4,6 +4,8 @@
  * write is in the master's Redis; at the end every acked write is in the journal and on both replicas, and no
  * replica applied a record that recovery dropped (each equals a replay of the committed journal).
  */
+import fs from "node:fs";
+import path from "node:path";
 import test from "ava";
 import { startTestCluster, until, waitForWriter, type TestCluster } from "../helpers/harness.js";
 import { History } from "../helpers/history.js";
@@ -44,4 +46,26 @@ test(`master faults - kill -9 of the master at ${KILLS} seeded random moments un
   }
   await verifyHistory(t, tc, history);
   t.true(history.oks().length > KILLS * 20);
+});
+
+test("master faults - the master's own redis-server killed under load: the master rebuilds it and serves again, nothing lost", async (t) => {
+  const local = await startTestCluster("masterredis");
+  t.teardown(() => local.stop());
+  await waitForWriter(local);
+  const history = new History();
+  const load = startLoad(local, history, 10, "r", 3000);
+  await until("200 writes", 30000, () => (load.done() >= 200 ? true : undefined), 10);
+  const before = await waitForWriter(local);
+  const redisPid = Number(fs.readFileSync(path.join(local.cluster.dataDir, "m1", "redis", "redis.pid"), "utf8"));
+  process.kill(redisPid, "SIGKILL");
+  const after = await until("a new writer with a new Redis", 60000, async () => {
+    const m = (await local.status()).find((s) => s.role === "master" && s.health === "writing" && s.epoch > before.epoch);
+    return m;
+  }, 100);
+  t.is(after.pid, before.pid, "the master process survived its Redis");
+  const at = load.done();
+  await until("200 more writes", 30000, () => (load.done() >= at + 200 ? true : undefined), 10);
+  await load.stop();
+  t.deepEqual((await ackedMissingFrom(Number(new URL(after.redisUrl!).port), history)).slice(0, 5), [], "the rebuilt Redis holds every acked write");
+  await verifyHistory(t, local, history);
 });
