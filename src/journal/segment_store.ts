@@ -70,8 +70,16 @@ export class SegmentStore {
   /** Loads and validates everything on disk. */
   async open(): Promise<OpenResult> {
     await fsp.mkdir(this.dir, { recursive: true });
-    const meta = await this.readMeta();
-    const identity = await this.readIdentity();
+    // An unreadable meta or identity file is a fault like a corrupt segment: refuse service, name the file.
+    let fault: string | null = null;
+    const meta = await this.readMeta().catch((err: Error) => {
+      fault = `${path.join(this.dir, "meta.json")} is unreadable: ${err.message}`;
+      return { promisedEpoch: 0, writerEpoch: 0, accepted: null } as JournalMeta;
+    });
+    const identity = await this.readIdentity().catch((err: Error) => {
+      fault ??= `${path.join(this.dir, "identity.json")} is unreadable: ${err.message}`;
+      return { clusterId: null, restoring: true } as Identity;
+    });
     const names = (await fsp.readdir(this.dir)).sort();
     for (const name of names) if (SYNC_TMP.test(name)) await fsp.rm(path.join(this.dir, name), { force: true });
     const found: { start: number; end: number | null; file: string }[] = [];
@@ -82,7 +90,6 @@ export class SegmentStore {
       else if (fin) found.push({ start: Number(fin[1]), end: Number(fin[2]), file: name });
     }
     found.sort((a, b) => a.start - b.start);
-    let fault: string | null = null;
     let truncated: OpenResult["truncated"] = null;
     this.segments = [];
     for (let i = 0; i < found.length && fault === null; i++) {
