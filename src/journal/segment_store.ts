@@ -344,11 +344,6 @@ export class SegmentStore {
       s.handle = null;
     }
   }
-
-  /** For tests and tools: the file of each segment. */
-  files(): string[] {
-    return this.segments.map((s) => s.file);
-  }
 }
 
 export function segmentFilesIn(root: string): string[] {

@@ -4,6 +4,7 @@ import { request } from "../nats/bus.js";
 import { ErrorCode, QjmError, toErrorReply, type ErrorReply } from "../protocol/errors.js";
 import { parseJournalReply, type JournalReply, type JournalRequest } from "../protocol/messages.js";
 import { subjects } from "../protocol/subjects.js";
+import { scanRecords, type RecordView } from "../segment/record.js";
 
 export class JournalClient {
   private readonly s;
@@ -24,21 +25,27 @@ export class JournalClient {
     }
   }
 
+  /**
+   * Records from `fromTxid` to at most `toTxid` (one segment at most, bounded by readBytesMax / readRecordsMax) that
+   * `node` holds — committed or not — checked: checksums, contiguous txids starting at fromTxid. Null if the node
+   * does not serve them or serves them damaged: the caller asks another node.
+   */
+  async readRecords(node: string, fromTxid: number, toTxid: number, limits: { readBytesMax: number; readRecordsMax: number }): Promise<{ bytes: Uint8Array; records: RecordView[] } | null> {
+    const r = await this.call(node, { type: "read", fromTxid, bytesMax: limits.readBytesMax, recordsMax: limits.readRecordsMax, uncommitted: true });
+    if (!r.ok || !("read" in r) || r.read.count === 0) return null;
+    const scan = scanRecords(r.read.records);
+    if (scan.stop !== undefined) return null;
+    const records = scan.records.filter((rec) => rec.txid <= toTxid);
+    if (records.length === 0 || records.some((rec, i) => rec.txid !== fromTxid + i)) return null;
+    const end = records[records.length - 1];
+    return { bytes: r.read.records.subarray(0, end.offset + end.length), records };
+  }
+
   /** The same request to every node, in parallel; every answer (or error) by node. */
   async callAll(nodes: readonly string[], req: JournalRequest, timeoutMs = this.timeoutMs): Promise<Map<string, JournalReply>> {
     const replies = await Promise.all(nodes.map(async (n) => [n, await this.call(n, req, timeoutMs)] as const));
     return new Map(replies);
   }
-}
-
-export function okReplies<T extends JournalReply>(replies: Map<string, JournalReply>, pick: (r: Extract<JournalReply, { ok: true }>) => T | undefined): Map<string, T> {
-  const out = new Map<string, T>();
-  for (const [node, r] of replies) {
-    if (!r.ok) continue;
-    const v = pick(r);
-    if (v !== undefined) out.set(node, v);
-  }
-  return out;
 }
 
 export function describeErrors(replies: Map<string, JournalReply>): string {

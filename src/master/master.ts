@@ -20,7 +20,7 @@ import { parseWriteRequest, type ActorStatus, type WriteReply } from "../protoco
 import { subjects } from "../protocol/subjects.js";
 import { CommandTable } from "../redis/command_table.js";
 import { startRedisServer, type RedisServer } from "../redis/redis_server.js";
-import { encodeEffects, scanRecords } from "../segment/record.js";
+import { encodeEffects } from "../segment/record.js";
 import { applyRecords } from "../redis/apply_records.js";
 import { assert } from "../util/assert.js";
 import type { Logger } from "../util/log.js";
@@ -229,22 +229,15 @@ export class Master {
     let misses = 0;
     while (from <= endTxid) {
       const node = nodes[sourceIndex % nodes.length];
-      const r = await this.jc.call(node, { type: "read", fromTxid: from, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: true });
-      if (!r.ok || !("read" in r) || r.read.count === 0) {
-        // That node has a hole here (or is gone): the next one.
+      const read = await this.jc.readRecords(node, from, endTxid, this.config);
+      if (read === null) {
+        // That node has a hole here, is gone, or served damaged records: the next one.
         sourceIndex++;
         if (++misses >= nodes.length * 3) throw new QjmError(ErrorCode.NO_QUORUM, `no journal node serves txid ${from} for the rebuild`);
         continue;
       }
       misses = 0;
-      const scan = scanRecords(r.read.records);
-      if (scan.stop !== undefined || scan.records[0]?.txid !== from) {
-        this.log.warn({ node, from, stop: scan.stop }, "bad records during rebuild; trying another node");
-        sourceIndex++;
-        continue;
-      }
-      const records = scan.records.filter((rec) => rec.txid <= endTxid);
-      await applyRecords(this.client, records, {
+      await applyRecords(this.client, read.records, {
         applied: (txid) => (from = txid + 1),
         onEffectError: (txid, err) => this.log.error({ txid, err }, "an effect failed during the rebuild"),
       });

@@ -7,7 +7,6 @@
  */
 import type { Config } from "../config/config.js";
 import type { EventPublisher } from "../actor/events.js";
-import { scanRecords } from "../segment/record.js";
 import type { Logger } from "../util/log.js";
 import type { JournalClient } from "./journal_client.js";
 import type { NodeWatch } from "./node_watch.js";
@@ -99,17 +98,11 @@ export class NodeRestorer {
     }
   }
 
-  /** Records from `from` to at most `to` (one segment at most), read from an in-step node and checked. */
+  /** Records from `from` to at most `to` (one segment at most), from `source` or any in-step node. */
   private async readFromPeers(core: WriterCore, from: number, to: number, source?: string): Promise<{ bytes: Uint8Array; count: number } | null> {
-    const peers = source !== undefined ? [source] : core.inSyncNodes;
-    for (const peer of peers) {
-      const read = await this.jc.call(peer, { type: "read", fromTxid: from, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: true });
-      if (!read.ok || !("read" in read) || read.read.count === 0) continue;
-      const scan = scanRecords(read.read.records);
-      const records = scan.records.filter((r) => r.txid <= to);
-      if (scan.stop !== undefined || records.length === 0 || records[0].txid !== from) continue;
-      const end = records[records.length - 1];
-      return { bytes: read.read.records.subarray(0, end.offset + end.length), count: records.length };
+    for (const peer of source !== undefined ? [source] : core.inSyncNodes) {
+      const read = await this.jc.readRecords(peer, from, to, this.config);
+      if (read !== null) return { bytes: read.bytes, count: read.records.length };
     }
     return null;
   }

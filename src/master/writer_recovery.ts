@@ -4,7 +4,6 @@
  */
 import { quorumSize, type Config } from "../config/config.js";
 import type { JournalState, PrepareResult } from "../protocol/messages.js";
-import { scanRecords } from "../segment/record.js";
 import type { Logger } from "../util/log.js";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
 import { describeErrors, noQuorum, type JournalClient } from "./journal_client.js";
@@ -133,15 +132,11 @@ async function syncSegmentCopies(
     plans.map(async (plan) => {
       let from = plan.from;
       while (from <= chosen.endTxid) {
-        const r = await jc.call(source, { type: "read", fromTxid: from, bytesMax: config.readBytesMax, recordsMax: config.readRecordsMax, uncommitted: true });
-        if (!r.ok || !("read" in r) || r.read.count === 0) return; // this node then fails accept: fine while a majority accepts
-        const scan = scanRecords(r.read.records);
-        const records = scan.records.filter((rec) => rec.txid <= chosen.endTxid);
-        if (scan.stop !== undefined || records.length === 0 || records[0].txid !== from) return;
-        const bytes = r.read.records.subarray(0, records[records.length - 1].offset + records[records.length - 1].length);
-        const append = await jc.call(plan.node, { type: "recoveryAppend", epoch, segmentTxid: chosen.startTxid, firstTxid: from, count: records.length, records: bytes });
+        const read = await jc.readRecords(source, from, chosen.endTxid, config);
+        if (read === null) return; // this node then fails accept: fine while a majority accepts
+        const append = await jc.call(plan.node, { type: "recoveryAppend", epoch, segmentTxid: chosen.startTxid, firstTxid: from, count: read.records.length, records: read.bytes });
         if (!append.ok) return;
-        from += records.length;
+        from += read.records.length;
       }
     }),
   );

@@ -91,3 +91,9 @@ test("effect assembler - arguments are copied: reusing the stream's buffer after
   chunk2.write("XXXXXXX", "latin1");
   t.deepEqual(text(a.push(marker(1))?.effects ?? []), [["DEL", "gone"]]);
 });
+
+test("effect assembler - the link's own REPLCONF GETACK is never journaled", (t) => {
+  const a = new EffectAssembler();
+  t.is(a.push(["REPLCONF", "GETACK", "*"].map((s) => Buffer.from(s))), null);
+  t.is(a.pendingEffects, 0);
+});
