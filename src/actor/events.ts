@@ -18,7 +18,15 @@ export type ClusterEvent =
   /** A journal node cut a torn tail off its in-progress segment on start. */
   | { type: "tornTailTruncated"; node: string; file: string; bytes: number }
   /** A journal node found a corrupt segment on start and serves nothing. */
-  | { type: "segmentCorrupt"; node: string; fault: string };
+  | { type: "segmentCorrupt"; node: string; fault: string }
+  /** The writer finalized its segment on a majority and opened the next one. */
+  | { type: "segmentRolled"; epoch: number; startTxid: number; endTxid: number; reason: string; inSync: string[] }
+  /** A journal node deleted segments or snapshots wholly covered by a majority-held snapshot, or merged segments. */
+  | { type: "compacted"; node: string; purgedSegments: number; mergedSegments: number; purgedSnapshots: number; firstTxid: number }
+  /** A snapshot is fsynced on a majority of journal nodes: segments below it may be purged. */
+  | { type: "snapshotDurable"; txid: number; bytes: number; nodes: string[] }
+  /** An actor loaded a snapshot into its Redis and tails the journal from its txid. */
+  | { type: "bootstrapped"; actor: string; txid: number; bytes: number; fromNode: string; ms: number };
 
 export class EventPublisher {
   private readonly subject: string;

@@ -84,6 +84,37 @@ export const defaults = {
   faultInjection: 0,
   /** Largest NATS payload the actors send (nats-server's default max_payload is 1 MiB). */
   natsPayloadBytesMax: 1024 * 1024,
+
+  /** The master finalizes the in-progress segment and starts the next once it holds this many bytes… */
+  segmentMaxBytes: 64 * 1024 * 1024,
+  /** …or this many records… */
+  segmentMaxRecords: 1_000_000,
+  /** …or once it has been open this long (with at least one record). */
+  segmentMaxAgeMs: 10 * 60 * 1000,
+  /** A journal node compacts (purges below the snapshot, merges small segments) once it holds more segment files than this… */
+  maxSegments: 16,
+  /** …or once its segment files hold more bytes than this. */
+  editlogMaxBytes: 1024 * 1024 * 1024,
+  /** Segments merged into one are at most this large together. */
+  mergedSegmentMaxBytes: 256 * 1024 * 1024,
+  /** Records kept below the newest majority-held snapshot when purging, for replicas that lag a little. */
+  purgeMarginRecords: 10_000,
+  /** How often a journal node checks whether to compact. */
+  compactionCheckMs: 1000,
+  /** A replica snapshots its Redis once it applied this many records past the newest snapshot (0: never). */
+  snapshotEveryRecords: 100_000,
+  /** Snapshots each journal node keeps (the newest ones). */
+  snapshotsRetained: 2,
+  /** Bytes of one snapshot chunk on the bus. */
+  snapshotChunkBytes: 256 * 1024,
+  /** Snapshot chunks sent to one journal node and not yet answered (flow control). */
+  snapshotChunksInflightMax: 4,
+  /** Snapshot uploads a journal node accepts at once; more are refused (BUSY) and retried later. */
+  snapshotUploadsMax: 1,
+  /** An upload that sends no chunk for this long is abandoned (its temporary file deleted). */
+  snapshotUploadIdleMs: 30000,
+  /** The longest a snapshot (BGSAVE) or a snapshot load may take. */
+  snapshotTimeoutMs: 10 * 60 * 1000,
 };
 
 export type Config = typeof defaults;
@@ -125,6 +156,10 @@ export function validateConfig(c: Config): string[] {
   if (c.heartbeatIntervalMs * 2 > c.quorumTimeoutMs) errors.push("quorumTimeoutMs must be at least two heartbeats");
   if (c.heartbeatIntervalMs * 3 > c.journalHeartbeatTimeoutMs) errors.push("journalHeartbeatTimeoutMs must be at least three heartbeats");
   if (c.journalInflightBytesMax < c.batchBytesMax) errors.push("journalInflightBytesMax must hold at least one batch");
+  if (c.snapshotChunkBytes + 64 * 1024 > c.natsPayloadBytesMax) errors.push("snapshotChunkBytes must leave 64 KiB of headroom under natsPayloadBytesMax");
+  if (c.maxSegments < 2) errors.push("maxSegments must be at least 2");
+  if (c.snapshotsRetained < 1) errors.push("snapshotsRetained must be at least 1");
+  if (c.segmentMaxBytes < c.batchBytesMax) errors.push("segmentMaxBytes must hold at least one batch");
   return errors;
 }
 

@@ -293,14 +293,16 @@ export class JournalCore {
    * before any new segment starts). The node may then have a hole before txid, as an HDFS journal node may: readers
    * take those txids from other nodes.
    */
-  private closeOlderSegments(txid: number, ops: DiskOp[]): void {
+  private closeOlderSegments(txid: number, ops: DiskOp[], writerEpoch = 0): void {
     if (txid - 1 < this.committedTxid) {
       // Recovery never decides an end below a commit index anyone saw (HDFS-3863): refuse, loudly.
       throw new QjmError(ErrorCode.ILLEGAL_STATE, `a segment at ${txid} would drop committed txid ${this.committedTxid}`);
     }
     const last = this.segments.at(-1);
     if (last !== undefined && last.startTxid < txid && last.inProgress) {
-      const decided = this.meta.accepted?.segmentTxid === last.startTxid && last.endTxid === txid - 1;
+      // The same writer opening its next segment (a roll) finalized this one on a majority first, and only it appended here.
+      const rolled = writerEpoch > 0 && this.meta.writerEpoch === writerEpoch && last.endTxid === txid - 1;
+      const decided = rolled || (this.meta.accepted?.segmentTxid === last.startTxid && last.endTxid === txid - 1);
       if (decided) {
         ops.push({ op: "finalize", startTxid: last.startTxid, endTxid: last.endTxid });
         last.inProgress = false;
@@ -326,7 +328,7 @@ export class JournalCore {
         throw new QjmError(ErrorCode.ILLEGAL_STATE, `segment ${txid} already holds records`);
       }
     } else {
-      this.closeOlderSegments(txid, ops);
+      this.closeOlderSegments(txid, ops, epoch);
       ops.push({ op: "startSegment", startTxid: txid });
       this.segments.push({ startTxid: txid, endTxid: txid - 1, inProgress: true });
     }

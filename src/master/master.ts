@@ -30,6 +30,7 @@ import { NodeRestorer } from "./node_restorer.js";
 import { NodeWatch } from "./node_watch.js";
 import { ReplicationLink } from "./replication_link.js";
 import { establishWriter } from "./writer_recovery.js";
+import { rollDue, rollSegment } from "./segment_roll.js";
 import { WriterCore, type Batch, type WriterOutput } from "./writer_core.js";
 
 type MasterState =
@@ -91,6 +92,10 @@ export class Master {
   private lastCatchUpMs = 0;
   /** The journal nodes' cluster id (NodeRestorer formats wiped nodes with it). */
   clusterId = "";
+  /** When the open segment started (its age is a roll threshold). */
+  private segmentOpenedMs = 0;
+  /** A segment roll: admission stops ("draining") until everything journaled is answered, then the roll runs. */
+  private roll: { phase: "draining" | "rolling"; reason: string } | null = null;
 
   constructor(
     readonly id: string,
@@ -212,6 +217,8 @@ export class Master {
     this.link = link;
     this.core = new WriterCore(start.epoch, start.endTxid + 1, this.config.journalNodes, start.inSync, this.config);
     this.counted = new Set(start.inSync);
+    this.segmentOpenedMs = Date.now();
+    this.roll = null;
     // The nodes just answered: that counts as a heartbeat.
     for (const node of start.inSync) this.watch.heard(node, Date.now());
     this.events.publish({ type: "writerElected", epoch: start.epoch, endTxid: start.endTxid, decision: start.decision });
@@ -273,7 +280,7 @@ export class Master {
 
   /** Moves queued writes to Redis while the writer serves and both buffers are not full. */
   private admit(): void {
-    while (this.queued.length > 0 && this.state === "writing" && this.core !== null && !this.core.full && this.inflight < this.config.writesInflightMax) {
+    while (this.queued.length > 0 && this.state === "writing" && this.roll === null && this.core !== null && !this.core.full && this.inflight < this.config.writesInflightMax) {
       const w = this.queued.shift()!;
       this.execute(w.args, w.respond);
     }
@@ -356,7 +363,7 @@ export class Master {
     }
     if (this.state !== "writing" || this.core === null) return;
     // Effects with no client marker (expired, evicted keys) go into a record of their own once the stream is idle.
-    if (this.assembler.pendingEffects > 0 && this.byMarker.size === 0 && now - this.orphanSinceMs >= this.config.orphanEffectsFlushMs) {
+    if (this.roll === null && this.assembler.pendingEffects > 0 && this.byMarker.size === 0 && now - this.orphanSinceMs >= this.config.orphanEffectsFlushMs) {
       this.core.append(encodeEffects(this.assembler.takeOrphans()));
     }
     this.handle(this.core.tick(now, true));
@@ -367,7 +374,8 @@ export class Master {
       }
     }
     if (this.core === null) return;
-    if (now - this.lastCatchUpMs >= this.config.catchUpIntervalMs) {
+    this.maybeRoll();
+    if (this.roll === null && now - this.lastCatchUpMs >= this.config.catchUpIntervalMs) {
       this.lastCatchUpMs = now;
       const core = this.core;
       for (const node of this.config.journalNodes) if (!core.isInSync(node)) this.restorer.start(node, core);
@@ -436,7 +444,39 @@ export class Master {
       if (p.outcome !== null) this.answer(p);
       // else: Redis's reply is still on its way; onOutcome answers it.
     }
+    this.maybeRoll();
     this.admit();
+  }
+
+  /** Starts draining once the open segment passes a roll threshold; rolls once everything journaled is answered. */
+  private maybeRoll(): void {
+    const core = this.core;
+    if (core === null || this.state !== "writing") return;
+    if (this.roll === null) {
+      const reason = rollDue({ bytes: core.segmentBytes, records: core.segmentRecords, ageMs: Date.now() - this.segmentOpenedMs }, this.config);
+      if (reason === null) return;
+      this.roll = { phase: "draining", reason };
+    }
+    if (this.roll.phase !== "draining" || !core.drained || this.inflight > 0 || this.byMarker.size > 0) return;
+    this.roll.phase = "rolling";
+    void this.rollSegment(core, this.roll.reason);
+  }
+
+  private async rollSegment(core: WriterCore, reason: string): Promise<void> {
+    try {
+      const open = await rollSegment(this.jc, core, this.config, this.clusterId);
+      if (this.core !== core || this.state !== "writing") return;
+      const next = new WriterCore(core.epoch, core.lastTxid + 1, this.config.journalNodes, open, this.config);
+      this.core = next;
+      this.segmentOpenedMs = Date.now();
+      this.events.publish({ type: "segmentRolled", epoch: core.epoch, startTxid: core.segmentTxid, endTxid: core.lastTxid, reason, inSync: open });
+      this.noticeMasked("did not open the next segment");
+    } catch (err) {
+      this.failWriter(`segment roll: ${(err as Error).message}`);
+    } finally {
+      if (this.core !== core) this.roll = null;
+      this.admit();
+    }
   }
 
   /** Nothing more is acknowledged under this epoch: fail what is unanswered and recover as a new writer. */

@@ -60,6 +60,8 @@ export class WriterCore {
   private commitNoticePending = true;
   /** Why the last node dropped out (for events and status). */
   lastRefusal: string | null = null;
+  /** Bytes of the records journaled in this segment (the roll threshold). */
+  segmentBytes = 0;
 
   constructor(
     readonly epoch: number,
@@ -107,6 +109,14 @@ export class WriterCore {
   get bufferedBytes(): number {
     return this.filling.bytes + (this.flushing?.records.length ?? 0);
   }
+  /** Records journaled in this segment. */
+  get segmentRecords(): number {
+    return this.nextTxid - this.segmentTxid;
+  }
+  /** Everything journaled is committed and nothing is buffered or in flight: the segment may be finalized. */
+  get drained(): boolean {
+    return this.flushing === null && this.filling.count === 0 && this.committed === this.lastTxid;
+  }
 
   /** Journals one record (its payload: the msgpack effects); returns its txid. */
   append(payload: Uint8Array): number {
@@ -116,6 +126,7 @@ export class WriterCore {
     this.filling.chunks.push(record);
     this.filling.bytes += record.length;
     this.filling.count++;
+    this.segmentBytes += record.length;
     return txid;
   }
 
