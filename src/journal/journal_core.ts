@@ -18,6 +18,24 @@ export interface JournalMeta {
   writerEpoch: number;
   /** The last recovery decision accepted here (the Paxos "accepted value" of that segment's end), if not yet superseded. */
   accepted: { segmentTxid: number; epoch: number } | null;
+  /** The newest snapshot a majority of journal nodes holds (fsynced): the log below it may be purged. Absent: none. */
+  durableSnapshotTxid?: number;
+}
+
+/** When and how far a journal node compacts its editlog (claim 6). */
+export interface CompactionLimits {
+  maxSegments: number;
+  editlogMaxBytes: number;
+  mergedSegmentMaxBytes: number;
+  purgeMarginRecords: number;
+  snapshotsRetained: number;
+}
+
+/** What to compact now: segments wholly below the durable snapshot, runs of small segments, old snapshots. */
+export interface CompactionPlan {
+  purge: SegmentState[];
+  merges: { startTxid: number; endTxid: number; parts: SegmentState[] }[];
+  deleteSnapshots: number[];
 }
 
 /** Which cluster this node belongs to (HDFS's VERSION file): kept apart from the meta, written once per format or restore. */
@@ -41,7 +59,11 @@ export type DiskOp =
   /** Remove an in-progress segment that holds no record. */
   | { op: "deleteSegment"; startTxid: number }
   /** Move an in-progress segment out of the log (renamed, kept for inspection, never served). */
-  | { op: "setAside"; startTxid: number };
+  | { op: "setAside"; startTxid: number }
+  /** Delete a finalized segment wholly covered by the durable snapshot. */
+  | { op: "purgeSegment"; startTxid: number; endTxid: number }
+  /** Replace consecutive finalized segments by one, from a merged file already written and fsynced aside. */
+  | { op: "mergeSegments"; startTxid: number; endTxid: number; parts: number[] };
 
 export type CoreReply =
   | { state: JournalState }
@@ -181,6 +203,9 @@ export class JournalCore {
         return this.onFinalize(req.epoch, req.startTxid, req.endTxid);
       case "read":
         return this.onRead(req.fromTxid, req.uncommitted);
+      case "snapshotDurable":
+        this.checkCluster(req.clusterId);
+        return this.onSnapshotDurable(req.txid);
       default:
         return assertNever(req, "journal request");
     }
@@ -464,11 +489,90 @@ export class JournalCore {
     const first = this.firstTxid;
     const to = this.readableTxid(uncommitted);
     if (fromTxid > to + 1) throw new QjmError(ErrorCode.NOT_FOUND, `txid ${fromTxid} is beyond this node's readable end ${to}`);
-    if (fromTxid <= to && (first === 0 || fromTxid < first)) throw new QjmError(ErrorCode.NOT_FOUND, `txid ${fromTxid} is below this node's first txid ${first}`);
+    if (fromTxid <= to && (first === 0 || fromTxid < first)) {
+      if (fromTxid >= 1 && fromTxid <= this.durableSnapshotTxid) throw new QjmError(ErrorCode.PURGED, `txid ${fromTxid} was purged here: snapshot ${this.durableSnapshotTxid} holds it`);
+      throw new QjmError(ErrorCode.NOT_FOUND, `txid ${fromTxid} is below this node's first txid ${first}`);
+    }
     if (fromTxid <= to && !this.segments.some((s) => s.startTxid <= fromTxid && fromTxid <= s.endTxid)) {
       throw new QjmError(ErrorCode.NOT_FOUND, `txid ${fromTxid} falls in a hole of this node's log`);
     }
     return { ops: [], reply: { read: { fromTxid, toTxid: to } } };
+  }
+
+  private onSnapshotDurable(txid: number): StepResult {
+    // A snapshot is of applied, hence committed, records: it never names a txid the cluster did not commit.
+    if (txid <= (this.meta.durableSnapshotTxid ?? 0)) return { ops: [], reply: { state: this.state() } };
+    this.meta = { ...this.meta, durableSnapshotTxid: txid };
+    return { ops: [{ op: "persistMeta", meta: { ...this.meta } }], reply: { state: this.state() } };
+  }
+
+  get durableSnapshotTxid(): number {
+    return this.meta.durableSnapshotTxid ?? 0;
+  }
+
+  /**
+   * What to compact, given each segment's size on disk and the snapshots held here (pure: changes nothing). Only once
+   * the editlog passes a count or size threshold: finalized segments wholly below the durable snapshot (less a margin
+   * for lagging replicas) are purged; if still too many, runs of small consecutive finalized segments are merged.
+   * Snapshots older than the newest `snapshotsRetained` durable ones are deleted (newer, not yet durable ones stay).
+   */
+  compactionPlan(sizes: ReadonlyMap<number, number>, snapshots: readonly number[], limits: CompactionLimits): CompactionPlan {
+    const plan: CompactionPlan = { purge: [], merges: [], deleteSnapshots: [] };
+    if (this.fault !== null) return plan;
+    const durable = this.durableSnapshotTxid;
+    const held = [...snapshots].filter((t) => t <= durable).sort((a, b) => b - a);
+    plan.deleteSnapshots = held.slice(limits.snapshotsRetained);
+    const size = (seg: SegmentState): number => sizes.get(seg.startTxid) ?? 0;
+    const total = this.segments.reduce((n, seg) => n + size(seg), 0);
+    if (this.segments.length <= limits.maxSegments && total <= limits.editlogMaxBytes) return plan;
+    const purgeTo = durable - limits.purgeMarginRecords;
+    plan.purge = this.segments.filter((seg) => !seg.inProgress && seg.endTxid <= purgeTo).map((seg) => ({ ...seg }));
+    const kept = this.segments.filter((seg) => !plan.purge.some((p) => p.startTxid === seg.startTxid));
+    if (kept.length <= limits.maxSegments) return plan;
+    // Small: under half the merged size, so a merged segment is seldom rewritten again.
+    const small = (seg: SegmentState): boolean => !seg.inProgress && seg.endTxid >= seg.startTxid && size(seg) < limits.mergedSegmentMaxBytes / 2;
+    let run: SegmentState[] = [];
+    let runBytes = 0;
+    const close = (): void => {
+      if (run.length >= 2) plan.merges.push({ startTxid: run[0].startTxid, endTxid: run[run.length - 1].endTxid, parts: run });
+      run = [];
+      runBytes = 0;
+    };
+    for (const seg of kept) {
+      const follows = run.length > 0 && seg.startTxid === run[run.length - 1].endTxid + 1;
+      if (!small(seg) || (run.length > 0 && (!follows || runBytes + size(seg) > limits.mergedSegmentMaxBytes))) close();
+      if (small(seg)) {
+        run.push({ ...seg });
+        runBytes += size(seg);
+      }
+    }
+    close();
+    return plan;
+  }
+
+  /** Removes segments of a compaction plan from the log; they must still be finalized and below the durable snapshot. */
+  purge(segments: readonly SegmentState[], limits: Pick<CompactionLimits, "purgeMarginRecords">): DiskOp[] {
+    const ops: DiskOp[] = [];
+    const purgeTo = this.durableSnapshotTxid - limits.purgeMarginRecords;
+    for (const p of segments) {
+      const seg = this.segmentAt(p.startTxid);
+      if (seg === undefined || seg.inProgress || seg.endTxid !== p.endTxid || seg.endTxid > purgeTo) continue;
+      this.segments = this.segments.filter((s) => s !== seg);
+      ops.push({ op: "purgeSegment", startTxid: seg.startTxid, endTxid: seg.endTxid });
+    }
+    this.invariants();
+    return ops;
+  }
+
+  /** Replaces `parts` by one merged segment, if they are still in the log as planned; null if not (the merge is dropped). */
+  merge(parts: readonly SegmentState[]): DiskOp[] | null {
+    const found = parts.map((p) => this.segmentAt(p.startTxid));
+    const intact = found.every((seg, i) => seg !== undefined && !seg.inProgress && seg.endTxid === parts[i].endTxid && (i === 0 || seg.startTxid === parts[i - 1].endTxid + 1));
+    if (!intact || parts.length < 2) return null;
+    const merged: SegmentState = { startTxid: parts[0].startTxid, endTxid: parts[parts.length - 1].endTxid, inProgress: false };
+    this.segments = [...this.segments.filter((s) => !found.includes(s)), merged].sort((a, b) => a.startTxid - b.startTxid);
+    this.invariants();
+    return [{ op: "mergeSegments", startTxid: merged.startTxid, endTxid: merged.endTxid, parts: parts.map((p) => p.startTxid) }];
   }
 
   private invariants(): void {

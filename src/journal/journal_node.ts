@@ -9,7 +9,9 @@ import { startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
 import { serve } from "../nats/bus.js";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
-import { parseJournalRequest, type ActorStatus, type JournalRequest } from "../protocol/messages.js";
+import { parseJournalRequest, parseSnapshotRequest, type ActorStatus, type JournalRequest, type SnapshotRequest } from "../protocol/messages.js";
+import { SnapshotStore } from "../snapshot/snapshot_store.js";
+import type { DiskOp } from "./journal_core.js";
 import { subjects } from "../protocol/subjects.js";
 import type { Logger } from "../util/log.js";
 import { JournalCore } from "./journal_core.js";
@@ -26,6 +28,12 @@ export class JournalNode {
   private readonly faults = new DiskFaults();
   /** The last disk failure, until a disk operation succeeds again. */
   private diskError: string | null = null;
+  private readonly snapshots: SnapshotStore;
+  private readonly events: EventPublisher;
+  /** Snapshot requests run one at a time too, apart from the editlog's queue. */
+  private snapshotQueue: Promise<void> = Promise.resolve();
+  private compactionTimer: NodeJS.Timeout | null = null;
+  private compacting = false;
 
   constructor(
     readonly id: string,
@@ -35,11 +43,16 @@ export class JournalNode {
     private readonly log: Logger,
   ) {
     this.store = new SegmentStore(dir, this.faults);
+    this.snapshots = new SnapshotStore(dir, config);
+    this.events = new EventPublisher(nc, config.cluster, `journal.${id}`, log);
   }
 
   async start(): Promise<void> {
     await this.load();
+    await this.snapshots.open();
     serve(this.nc, subjects(this.config.cluster).journal(this.id), this.log, (body) => this.handle(parseJournalRequest(body)));
+    serve(this.nc, subjects(this.config.cluster).snapshot(this.id), this.log, (body) => this.onSnapshot(parseSnapshotRequest(body)));
+    this.compactionTimer = setInterval(() => void this.compact(), this.config.compactionCheckMs);
     if (this.config.faultInjection === 1) {
       // Tests only: {operation: "write" | "fsync", errno: "ENOSPC" | "EIO" | null}.
       serve(this.nc, subjects(this.config.cluster).journal(this.id) + ".fault", this.log, (body) => {
@@ -56,11 +69,12 @@ export class JournalNode {
 
   private async load(): Promise<void> {
     const loaded = await this.store.open();
-    const events = new EventPublisher(this.nc, this.config.cluster, `journal.${this.id}`, this.log);
+    const events = this.events;
     if (loaded.truncated) {
       this.log.warn(loaded.truncated, "truncated a torn tail of the in-progress segment");
       events.publish({ type: "tornTailTruncated", node: this.id, ...loaded.truncated });
     }
+    if (this.store.mergeLeftovers > 0) this.log.warn({ files: this.store.mergeLeftovers }, "deleted the inputs of an interrupted merge");
     if (loaded.fault) {
       this.log.error({ fault: loaded.fault }, "refusing service: a segment is corrupt");
       events.publish({ type: "segmentCorrupt", node: this.id, fault: loaded.fault });
@@ -91,28 +105,38 @@ export class JournalNode {
     if (this.stopped) throw new QjmError(ErrorCode.INTERNAL, "journal node is stopping");
     if (this.queued >= this.config.journalQueueMax) throw new QjmError(ErrorCode.OVERLOADED, `${this.queued} requests already wait for the disk`);
     this.queued++;
-    const run = this.queue.then(() => this.execute(req));
+    return this.enqueue(() => this.execute(req)).finally(() => this.queued--);
+  }
+
+  /** Runs `fn` after everything queued before it: core steps and their disk operations never interleave. */
+  private enqueue<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
     this.queue = run.then(
       () => undefined,
       () => undefined,
     );
-    return run.finally(() => this.queued--);
+    return run;
   }
 
-  private async execute(req: JournalRequest): Promise<unknown> {
-    const result = this.core.step(req);
+  /** Runs a step's disk operations in order; on a failure, reloads the core and the store from what is really on disk. */
+  private async applyOps(ops: DiskOp[], what: string): Promise<void> {
     try {
-      for (const op of result.ops) await this.store.apply(op);
-      if (result.ops.length > 0) this.diskError = null;
+      for (const op of ops) await this.store.apply(op);
+      if (ops.length > 0) this.diskError = null;
     } catch (err) {
       this.diskError = (err as Error).message;
       // The core already counts what the disk refused: reload both from what is really on disk.
-      this.log.error({ err, request: req.type }, "disk operation failed");
+      this.log.error({ err, request: what }, "disk operation failed");
       await this.store.close();
       this.store = new SegmentStore(this.dir, this.faults);
       await this.load();
       throw new QjmError(ErrorCode.DISK_ERROR, `disk operation failed: ${(err as Error).message}`);
     }
+  }
+
+  private async execute(req: JournalRequest): Promise<unknown> {
+    const result = this.core.step(req);
+    await this.applyOps(result.ops, req.type);
     const reply = result.reply;
     if ("error" in reply) throw reply.error;
     if ("manifest" in reply) return { ok: true, manifest: reply.manifest, state: reply.state };
@@ -127,10 +151,92 @@ export class JournalNode {
     return { ok: true, ...reply };
   }
 
+  private onSnapshot(req: SnapshotRequest): Promise<unknown> {
+    if (this.stopped) throw new QjmError(ErrorCode.INTERNAL, "journal node is stopping");
+    const run = this.snapshotQueue.then(async () => {
+      switch (req.type) {
+        case "snapshotBegin": {
+          const clusterId = this.core.state().clusterId;
+          if (clusterId === null || clusterId !== req.clusterId) throw new QjmError(ErrorCode.CLUSTER_MISMATCH, `this journal node belongs to cluster ${clusterId}`);
+          return { ok: true, ...(await this.snapshots.begin({ txid: req.txid, bytes: req.bytes, sha256: req.sha256 }, Date.now())) };
+        }
+        case "snapshotChunk":
+          return { ok: true, ...(await this.snapshots.chunk(req.txid, req.offset, req.data, Date.now())) };
+        case "snapshotEnd": {
+          const result = await this.snapshots.end(req.txid);
+          this.log.info({ txid: req.txid }, "snapshot stored");
+          return { ok: true, ...result };
+        }
+        case "snapshotList":
+          return { ok: true, snapshots: this.snapshots.list(), durableTxid: this.core.durableSnapshotTxid };
+        case "snapshotRead":
+          return { ok: true, data: await this.snapshots.read(req.txid, req.offset, req.length) };
+      }
+    });
+    this.snapshotQueue = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  /**
+   * Claim 6: once the editlog passes a count or size threshold, purge what the durable snapshot covers and merge
+   * small segments. Purges and the merge's switch run in the request queue; writing a merged file runs beside it
+   * (finalized segments never change), so writers are not held up by a large copy.
+   */
+  private async compact(): Promise<void> {
+    if (this.compacting || this.stopped) return;
+    this.compacting = true;
+    try {
+      await this.snapshots.expireIdle(Date.now());
+      const held = this.snapshots.list().map((s) => s.txid);
+      const plan = await this.enqueue(async () => this.core.compactionPlan(this.store.sizes(), held, this.config));
+      let purged = 0;
+      let merged = 0;
+      if (plan.purge.length > 0) {
+        await this.enqueue(async () => {
+          const ops = this.core.purge(plan.purge, this.config);
+          await this.applyOps(ops, "purge");
+          purged = ops.length;
+        });
+      }
+      for (const m of plan.merges) {
+        if (this.stopped || !(await this.store.prepareMerge(m.parts))) continue;
+        await this.enqueue(async () => {
+          const ops = this.core.merge(m.parts);
+          if (ops === null) return await this.store.discardMerge(m.startTxid, m.endTxid);
+          await this.applyOps(ops, "merge");
+          merged += m.parts.length;
+        });
+      }
+      await this.snapshotQueue;
+      const dropped = plan.deleteSnapshots;
+      if (dropped.length > 0) {
+        const run = this.snapshotQueue.then(async () => {
+          for (const txid of dropped) await this.snapshots.delete(txid);
+        });
+        this.snapshotQueue = run.catch(() => undefined);
+        await run;
+      }
+      if (purged + merged + dropped.length > 0) {
+        const firstTxid = this.core.firstTxid;
+        this.events.publish({ type: "compacted", node: this.id, purgedSegments: purged, mergedSegments: merged, purgedSnapshots: dropped.length, firstTxid });
+      }
+    } catch (err) {
+      this.log.error({ err }, "compaction failed; the log is as it was before the failed step");
+    } finally {
+      this.compacting = false;
+    }
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     this.presence?.stop();
+    if (this.compactionTimer) clearInterval(this.compactionTimer);
     await this.queue;
+    await this.snapshotQueue;
     await this.store.close();
+    await this.snapshots.close();
   }
 }

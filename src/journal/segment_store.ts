@@ -21,11 +21,17 @@ import { scanRecords } from "../segment/record.js";
 import { assert } from "../util/assert.js";
 import type { DiskOp, Identity, JournalMeta, LoadedJournal } from "./journal_core.js";
 import { DiskFaults } from "./disk_faults.js";
+import { fsyncDir, writeFileDurably } from "../util/durable_file.js";
 
 const TXID_DIGITS = 19;
 const IN_PROGRESS = /^edits_inprogress_(\d+)$/;
 const FINALIZED = /^edits_(\d+)-(\d+)$/;
 const SYNC_TMP = /^edits_sync_\d+\.tmp$/;
+const MERGE_TMP = /^edits_merge_\d+-\d+\.tmp$/;
+
+function mergeTmpName(start: number, end: number): string {
+  return `edits_merge_${start}-${end}.tmp`;
+}
 
 export function inProgressName(start: number): string {
   return `edits_inprogress_${String(start).padStart(TXID_DIGITS, "0")}`;
@@ -47,18 +53,12 @@ export interface OpenResult extends LoadedJournal {
   truncated: { file: string; bytes: number } | null;
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await fsp.open(dir, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 export class SegmentStore {
   readonly dir: string;
   private segments: StoredSegment[] = [];
+  /** Inputs of an interrupted merge deleted on open (for the log and tests). */
+  mergeLeftovers = 0;
 
   constructor(
     root: string,
@@ -81,7 +81,8 @@ export class SegmentStore {
       return { clusterId: null, restoring: true } as Identity;
     });
     const names = (await fsp.readdir(this.dir)).sort();
-    for (const name of names) if (SYNC_TMP.test(name)) await fsp.rm(path.join(this.dir, name), { force: true });
+    // Unfinished copies and merges: their inputs are still in the log.
+    for (const name of names) if (SYNC_TMP.test(name) || MERGE_TMP.test(name)) await fsp.rm(path.join(this.dir, name), { force: true });
     const found: { start: number; end: number | null; file: string }[] = [];
     for (const name of names) {
       const ip = IN_PROGRESS.exec(name);
@@ -89,7 +90,16 @@ export class SegmentStore {
       if (ip) found.push({ start: Number(ip[1]), end: null, file: name });
       else if (fin) found.push({ start: Number(fin[1]), end: Number(fin[2]), file: name });
     }
-    found.sort((a, b) => a.start - b.start);
+    found.sort((a, b) => a.start - b.start || (b.end ?? Infinity) - (a.end ?? Infinity));
+    // A merge renamed its output into the log but died before deleting every input: the inputs it covers go now.
+    for (let i = 1; i < found.length; i++) {
+      const cover = found.slice(0, i).find((c) => c.end !== null && found[i].end !== null && c.start <= found[i].start && found[i].end! <= c.end);
+      if (cover === undefined) continue;
+      await fsp.rm(path.join(this.dir, found[i].file), { force: true });
+      this.mergeLeftovers++;
+      found.splice(i--, 1);
+    }
+    if (this.mergeLeftovers > 0) await fsyncDir(this.dir);
     let truncated: OpenResult["truncated"] = null;
     this.segments = [];
     for (let i = 0; i < found.length && fault === null; i++) {
@@ -159,25 +169,16 @@ export class SegmentStore {
 
   /** tmp + fsync + rename + directory fsync: the file is either the old one or the new one after a crash. */
   private async writeDurably(name: string, content: string): Promise<void> {
-    const tmp = path.join(this.dir, `${name}.tmp`);
-    const handle = await fsp.open(tmp, "w");
-    try {
-      this.faults.check("write", tmp);
-      await handle.writeFile(content);
-      this.faults.check("fsync", tmp);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fsp.rename(tmp, path.join(this.dir, name));
-    await fsyncDir(this.dir);
+    await writeFileDurably(this.dir, name, content, (op, file) => this.faults.check(op, file));
   }
 
   private async readMeta(): Promise<JournalMeta> {
     try {
       const raw = JSON.parse(await fsp.readFile(path.join(this.dir, "meta.json"), "utf8")) as JournalMeta;
       assert(Number.isSafeInteger(raw.promisedEpoch) && Number.isSafeInteger(raw.writerEpoch), "meta.json is malformed");
-      return { promisedEpoch: raw.promisedEpoch, writerEpoch: raw.writerEpoch, accepted: raw.accepted ?? null };
+      const meta: JournalMeta = { promisedEpoch: raw.promisedEpoch, writerEpoch: raw.writerEpoch, accepted: raw.accepted ?? null };
+      if (Number.isSafeInteger(raw.durableSnapshotTxid)) meta.durableSnapshotTxid = raw.durableSnapshotTxid;
+      return meta;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return { promisedEpoch: 0, writerEpoch: 0, accepted: null };
       throw err;
@@ -291,6 +292,40 @@ export class SegmentStore {
         this.segments = this.segments.filter((s) => s !== segment);
         return;
       }
+      case "purgeSegment": {
+        const segment = this.segment(op.startTxid);
+        assert(!segment.inProgress && segment.endTxid === op.endTxid, `purge of ${op.startTxid}-${op.endTxid} that is not finalized so`);
+        // Oldest first and one at a time: a crash leaves a shorter, still contiguous log.
+        this.segments = this.segments.filter((s) => s !== segment);
+        if (segment.handle !== null) await segment.handle.close();
+        await fsp.rm(segment.file, { force: true });
+        await fsyncDir(this.dir);
+        return;
+      }
+      case "mergeSegments": {
+        const parts = op.parts.map((p) => this.segment(p));
+        const file = path.join(this.dir, finalizedName(op.startTxid, op.endTxid));
+        // The merged file was written and fsynced aside (prepareMerge); the rename puts it in the log, then the
+        // inputs go. A crash in between leaves inputs the merged file covers: open() deletes them.
+        await fsp.rename(path.join(this.dir, mergeTmpName(op.startTxid, op.endTxid)), file);
+        await fsyncDir(this.dir);
+        const offsets: number[] = [];
+        let base = 0;
+        for (const part of parts) {
+          for (let i = 0; i < part.offsets.length - 1; i++) offsets.push(base + part.offsets[i]);
+          base += part.offsets[part.offsets.length - 1];
+        }
+        offsets.push(base);
+        this.segments = [...this.segments.filter((s) => !parts.includes(s)), { startTxid: op.startTxid, endTxid: op.endTxid, inProgress: false, file, offsets, handle: null }].sort(
+          (a, b) => a.startTxid - b.startTxid,
+        );
+        for (const part of parts) {
+          if (part.handle !== null) await part.handle.close();
+          await fsp.rm(part.file, { force: true });
+        }
+        await fsyncDir(this.dir);
+        return;
+      }
       case "deleteSegment": {
         const segment = this.segment(op.startTxid);
         assert(segment.endTxid < segment.startTxid, "delete of a segment that holds records");
@@ -301,6 +336,49 @@ export class SegmentStore {
         return;
       }
     }
+  }
+
+  /** Bytes on disk of each segment, by first txid. */
+  sizes(): Map<number, number> {
+    return new Map(this.segments.map((s) => [s.startTxid, s.offsets[s.offsets.length - 1]]));
+  }
+
+  /**
+   * Writes the concatenation of finalized segments into a temporary file, checked and fsynced, for a later
+   * mergeSegments. Runs outside the request queue (finalized files never change); false if a part went away meanwhile.
+   */
+  async prepareMerge(parts: readonly { startTxid: number; endTxid: number }[]): Promise<boolean> {
+    const start = parts[0].startTxid;
+    const end = parts[parts.length - 1].endTxid;
+    const tmp = path.join(this.dir, mergeTmpName(start, end));
+    const out = await fsp.open(tmp, "w");
+    try {
+      let expected = start;
+      for (const p of parts) {
+        const seg = this.segments.find((s) => s.startTxid === p.startTxid && s.endTxid === p.endTxid && !s.inProgress);
+        if (seg === undefined) return false;
+        const data = await fsp.readFile(seg.file).catch(() => null);
+        if (data === null) return false;
+        // Re-checked on the way: a merge must not carry a record that rotted on disk into a new file.
+        const scan = scanRecords(data);
+        if (scan.stop !== undefined || scan.records.length !== p.endTxid - p.startTxid + 1 || scan.records[0]?.txid !== expected) {
+          throw new SegmentCorruptError(seg.file, scan.stop?.offset ?? 0, scan.stop?.reason ?? "does not hold the records its name says");
+        }
+        expected = p.endTxid + 1;
+        this.faults.check("write", tmp);
+        await out.writeFile(data);
+      }
+      this.faults.check("fsync", tmp);
+      await out.sync();
+      return true;
+    } finally {
+      await out.close();
+    }
+  }
+
+  /** Drops the temporary file of a merge that was not applied. */
+  async discardMerge(startTxid: number, endTxid: number): Promise<void> {
+    await fsp.rm(path.join(this.dir, mergeTmpName(startTxid, endTxid)), { force: true });
   }
 
   private segment(startTxid: number): StoredSegment {

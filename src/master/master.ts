@@ -8,6 +8,7 @@
  * Redis is discarded and the master recovers again as a new writer.
  */
 import { randomUUID } from "node:crypto";
+import path from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
 import { EventPublisher } from "../actor/events.js";
@@ -21,7 +22,7 @@ import { subjects } from "../protocol/subjects.js";
 import { CommandTable } from "../redis/command_table.js";
 import { startRedisServer, type RedisServer } from "../redis/redis_server.js";
 import { encodeEffects } from "../segment/record.js";
-import { applyRecords } from "../redis/apply_records.js";
+import { APPLIED_KEY, applyRecords } from "../redis/apply_records.js";
 import { assert } from "../util/assert.js";
 import type { Logger } from "../util/log.js";
 import { EffectAssembler, MARKER_CHANNEL } from "./effect_assembler.js";
@@ -31,6 +32,8 @@ import { NodeWatch } from "./node_watch.js";
 import { ReplicationLink } from "./replication_link.js";
 import { establishWriter } from "./writer_recovery.js";
 import { rollDue, rollSegment } from "./segment_roll.js";
+import { bootstrapFromSnapshot, type BootstrapProgress } from "../snapshot/bootstrap.js";
+import { SnapshotClient } from "../snapshot/snapshot_client.js";
 import { WriterCore, type Batch, type WriterOutput } from "./writer_core.js";
 
 type MasterState =
@@ -92,6 +95,8 @@ export class Master {
   private lastCatchUpMs = 0;
   /** The journal nodes' cluster id (NodeRestorer formats wiped nodes with it). */
   clusterId = "";
+  private readonly snapshots: SnapshotClient;
+  private bootstrapProgress: BootstrapProgress | null = null;
   /** When the open segment started (its age is a roll threshold). */
   private segmentOpenedMs = 0;
   /** A segment roll: admission stops ("draining") until everything journaled is answered, then the roll runs. */
@@ -105,6 +110,7 @@ export class Master {
     private readonly log: Logger,
   ) {
     this.jc = new JournalClient(nc, config.cluster, config.journalRequestTimeoutMs);
+    this.snapshots = new SnapshotClient(nc, this.jc, config.cluster, config, log);
     this.events = new EventPublisher(nc, config.cluster, `master.${id}`, log);
     this.watch = new NodeWatch(config);
     this.restorer = new NodeRestorer(this.jc, config, log, this.events, this.watch, this);
@@ -152,6 +158,7 @@ export class Master {
         inflightWrites: this.inflight,
         queuedWrites: this.queued.length,
         lastFailure: this.lastFailure,
+        bootstrap: this.bootstrapProgress,
       },
     };
   }
@@ -228,10 +235,21 @@ export class Master {
     this.admit();
   }
 
-  /** Replays the journal up to endTxid into the fresh Redis, before the replication link is opened. */
+  /**
+   * Fills the fresh Redis, before the replication link is opened: the newest durable snapshot if there is one (the
+   * journal below it may be purged), then the journal from the snapshot's txid to endTxid.
+   */
   private async rebuild(nodes: string[], endTxid: number): Promise<void> {
     assert(this.client !== null, "rebuild needs a Redis client");
     let from = 1;
+    const snapshot = await bootstrapFromSnapshot(this.snapshots, this.client, path.join(this.dataDir, "bootstrap.rdb"), this.config, this.log, (p) => (this.bootstrapProgress = p));
+    if (snapshot !== null) {
+      assert(snapshot.txid <= endTxid, `snapshot ${snapshot.txid} is past the recovered log's end ${endTxid}`);
+      from = snapshot.txid + 1;
+      // The replica's applied-txid key came with the snapshot: it means nothing on the master.
+      await this.client.del(APPLIED_KEY);
+      this.events.publish({ type: "bootstrapped", actor: `master.${this.id}`, txid: snapshot.txid, bytes: snapshot.bytes, fromNode: snapshot.node, ms: snapshot.ms });
+    }
     let sourceIndex = 0;
     let misses = 0;
     while (from <= endTxid) {
@@ -249,7 +267,8 @@ export class Master {
         onEffectError: (txid, err) => this.log.error({ txid, err }, "an effect failed during the rebuild"),
       });
     }
-    this.log.info({ endTxid }, "rebuilt Redis from the journal");
+    this.bootstrapProgress = null;
+    this.log.info({ endTxid, fromSnapshot: snapshot?.txid ?? null }, "rebuilt Redis from the journal");
   }
 
   private async discardRedis(): Promise<void> {
@@ -366,6 +385,8 @@ export class Master {
     if (this.roll === null && this.assembler.pendingEffects > 0 && this.byMarker.size === 0 && now - this.orphanSinceMs >= this.config.orphanEffectsFlushMs) {
       this.core.append(encodeEffects(this.assembler.takeOrphans()));
     }
+    // While a roll finalizes the segment, the drained core has nothing to send (not even a commit notice).
+    if (this.roll?.phase === "rolling") return;
     this.handle(this.core.tick(now, true));
     for (const node of this.core?.inSyncNodes ?? []) {
       const silentMs = this.watch.silentMs(node, now);

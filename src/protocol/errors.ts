@@ -30,6 +30,8 @@ export const ErrorCode = {
   BAD_RECORD: "BAD_RECORD",
   /** A segment file on disk holds a corrupt record. */
   SEGMENT_CORRUPT: "SEGMENT_CORRUPT",
+  /** The requested txids were purged: a snapshot holds them (bootstrap from it). */
+  PURGED: "PURGED",
   /** The journal node does not hold the requested txids. */
   NOT_FOUND: "NOT_FOUND",
   /** A write or fsync failed on the journal node's disk. */
@@ -40,6 +42,8 @@ export const ErrorCode = {
   CLUSTER_MISMATCH: "CLUSTER_MISMATCH",
   /** The node has no cluster id yet, or was wiped and is not restored: it takes part in no quorum. */
   NOT_RESTORED: "NOT_RESTORED",
+  /** A snapshot's bytes do not match its size or SHA-256 (a bad copy, a broken upload). */
+  SNAPSHOT_CORRUPT: "SNAPSHOT_CORRUPT",
   /** A request timed out. */
   TIMEOUT: "TIMEOUT",
   /** An unexpected failure; see the log. */

@@ -51,6 +51,8 @@ export type JournalRequest =
   | { type: "format"; clusterId: string; restoring: boolean }
   /** The node's segments (what a peer copies finalized segments by). */
   | { type: "getManifest" }
+  /** A snapshot at txid is fsynced on a majority: the log wholly below it may be purged. */
+  | { type: "snapshotDurable"; txid: number; clusterId: string }
   /** A finalized segment copied from a peer into a hole of this node's log, in chunks from firstTxid. */
   | { type: "syncSegment"; epoch: number; clusterId: string; segment: SegmentState; firstTxid: number; count: number; records: Uint8Array }
   /** The writer saw this node's log complete: it takes part in quorums again. */
@@ -163,6 +165,8 @@ export function parseJournalRequest(v: unknown): JournalRequest {
       return { type: "format", clusterId: text(v, "clusterId"), restoring: bool(v, "restoring") };
     case "getManifest":
       return { type: "getManifest" };
+    case "snapshotDurable":
+      return { type: "snapshotDurable", txid: uint(v, "txid"), clusterId: text(v, "clusterId") };
     case "syncSegment":
       return {
         type: "syncSegment",
@@ -230,12 +234,14 @@ function parseState(v: unknown): JournalState {
 }
 
 /** Validates a journal node's reply (the master and replicas trust nothing they did not check). */
+function parseErrorReply(v: Record<string, unknown>): ErrorReply {
+  const code = typeof v.code === "string" && v.code in ErrorCode ? (v.code as ErrorReply["code"]) : ErrorCode.INTERNAL;
+  return { ok: false, code, message: typeof v.message === "string" ? v.message : "" };
+}
+
 export function parseJournalReply(v: unknown): JournalReply {
   if (!isObject(v)) bad("reply must be a map");
-  if (v.ok === false) {
-    const code = typeof v.code === "string" && v.code in ErrorCode ? (v.code as ErrorReply["code"]) : ErrorCode.INTERNAL;
-    return { ok: false, code, message: typeof v.message === "string" ? v.message : "" };
-  }
+  if (v.ok === false) return parseErrorReply(v);
   if (v.ok !== true) bad("reply.ok must be a boolean");
   if (isObject(v.read)) {
     const r = v.read;
@@ -266,4 +272,69 @@ export function parseWriteRequest(v: unknown): Buffer[] {
     if (typeof arg === "number" && Number.isSafeInteger(arg)) return Buffer.from(String(arg));
     throw new QjmError(ErrorCode.BAD_REQUEST, `argument ${i} must be a string, a byte string or a safe integer`);
   });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Snapshots: RDB files stored on journal nodes, named by the txid they hold everything up to.
+
+/** A snapshot as a journal node holds it (fsynced, checksummed). */
+export interface SnapshotInfo {
+  txid: number;
+  bytes: number;
+  /** SHA-256 of the RDB bytes, hex. */
+  sha256: string;
+}
+
+export type SnapshotRequest =
+  /** Opens an upload of a snapshot; its chunks follow in order. */
+  | { type: "snapshotBegin"; clusterId: string; txid: number; bytes: number; sha256: string }
+  | { type: "snapshotChunk"; txid: number; offset: number; data: Uint8Array }
+  /** The last chunk was sent: check size and SHA-256, fsync, and keep it. */
+  | { type: "snapshotEnd"; txid: number }
+  /** The snapshots held here, and the newest this node knows a majority holds. */
+  | { type: "snapshotList" }
+  | { type: "snapshotRead"; txid: number; offset: number; length: number };
+
+export type SnapshotReply =
+  | { ok: true; snapshots: SnapshotInfo[]; durableTxid: number }
+  | { ok: true; data: Uint8Array }
+  | { ok: true; stored: boolean }
+  | ErrorReply;
+
+function sha256Hex(o: Record<string, unknown>, key: string): string {
+  const v = text(o, key);
+  if (!/^[0-9a-f]{64}$/.test(v)) bad(`${key} must be a hex SHA-256`);
+  return v;
+}
+
+export function parseSnapshotRequest(v: unknown): SnapshotRequest {
+  if (!isObject(v)) bad("request must be a map");
+  switch (v.type) {
+    case "snapshotBegin":
+      return { type: "snapshotBegin", clusterId: text(v, "clusterId"), txid: uint(v, "txid"), bytes: uint(v, "bytes"), sha256: sha256Hex(v, "sha256") };
+    case "snapshotChunk":
+      return { type: "snapshotChunk", txid: uint(v, "txid"), offset: uint(v, "offset"), data: bytes(v, "data") };
+    case "snapshotEnd":
+      return { type: "snapshotEnd", txid: uint(v, "txid") };
+    case "snapshotList":
+      return { type: "snapshotList" };
+    case "snapshotRead":
+      return { type: "snapshotRead", txid: uint(v, "txid"), offset: uint(v, "offset"), length: uint(v, "length") };
+    default:
+      return bad(`unknown snapshot request type ${JSON.stringify(v.type)}`);
+  }
+}
+
+function parseSnapshotInfo(v: unknown): SnapshotInfo {
+  if (!isObject(v)) bad("snapshot must be a map");
+  return { txid: uint(v, "txid"), bytes: uint(v, "bytes"), sha256: sha256Hex(v, "sha256") };
+}
+
+export function parseSnapshotReply(v: unknown): SnapshotReply {
+  if (!isObject(v)) bad("reply must be a map");
+  if (v.ok === false) return parseErrorReply(v);
+  if (v.ok !== true) bad("reply.ok must be a boolean");
+  if (Array.isArray(v.snapshots)) return { ok: true, snapshots: v.snapshots.map(parseSnapshotInfo), durableTxid: uint(v, "durableTxid") };
+  if (v.data !== undefined) return { ok: true, data: bytes(v, "data") };
+  return { ok: true, stored: bool(v, "stored") };
 }

@@ -6,6 +6,8 @@ export const subjects = (cluster: string) => ({
   write: `qjm.${cluster}.write`,
   /** Requests to one journal node (JournalRequest → JournalReply). */
   journal: (id: string) => `qjm.${cluster}.jn.${id}`,
+  /** Snapshot uploads and downloads of one journal node (SnapshotRequest), apart from the editlog's queue. */
+  snapshot: (id: string) => `qjm.${cluster}.jn.${id}.snapshot`,
   /** Heartbeats: every actor publishes its Heartbeat here. */
   heartbeat: (role: Role, id: string) => `qjm.${cluster}.hb.${role}.${id}`,
   heartbeatAll: `qjm.${cluster}.hb.>`,

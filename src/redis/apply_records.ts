@@ -7,6 +7,9 @@
 import type { Redis } from "ioredis";
 import { decodeEffects, type RecordView } from "../segment/record.js";
 
+/** The key that holds the last applied txid, written in the same transaction as that record's effects. */
+export const APPLIED_KEY = "__qjm:applied";
+
 export class ApplyError extends Error {
   override name = "ApplyError";
   constructor(

@@ -3,20 +3,25 @@
  * persistent redis-server. Each record's effects and the applied-txid marker go in one MULTI/EXEC, so a restart
  * resumes exactly after the last record Redis kept.
  */
+import fsp from "node:fs/promises";
+import path from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { EventPublisher } from "../actor/events.js";
+import { startSnapshot } from "../redis/rdb_snapshot.js";
+import { bootstrapFromSnapshot, type BootstrapProgress } from "../snapshot/bootstrap.js";
+import { SnapshotClient, type TransferProgress } from "../snapshot/snapshot_client.js";
 import { Redis } from "ioredis";
 import { startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
 import { JournalClient } from "../master/journal_client.js";
 import type { ActorStatus } from "../protocol/messages.js";
 import { startRedisServer, type RedisServer } from "../redis/redis_server.js";
-import { applyRecords } from "../redis/apply_records.js";
+import { APPLIED_KEY, applyRecords } from "../redis/apply_records.js";
 import type { RecordView } from "../segment/record.js";
 import type { Logger } from "../util/log.js";
 import { ReplicaCore } from "./replica_core.js";
 
-/** The key that holds the last applied txid, written in the same transaction as that record's effects. */
-export const APPLIED_KEY = "__qjm:applied";
+export { APPLIED_KEY };
 
 export class Replica {
   private redis: RedisServer | null = null;
@@ -30,6 +35,16 @@ export class Replica {
   private wake: (() => void) | null = null;
   /** Journal nodes that served bad records, reported to the master in heartbeats for a while. */
   private readonly faultyNodes = new Map<string, { reason: string; atMs: number }>();
+  private readonly jc: JournalClient;
+  private readonly snapshots: SnapshotClient;
+  private readonly events: EventPublisher;
+  /** The newest snapshot this replica knows a majority holds. */
+  private snapshotTxid = 0;
+  /** A snapshot being saved and uploaded (one at a time), and when the last one was tried. */
+  private snapshotRunning: Promise<void> | null = null;
+  private snapshotTriedMs = 0;
+  /** Bootstrap or snapshot upload progress, for status. */
+  private progress: (BootstrapProgress | (TransferProgress & { phase: "upload"; snapshotTxid: number })) | null = null;
 
   constructor(
     readonly id: string,
@@ -38,7 +53,11 @@ export class Replica {
     private readonly redisPort: number,
     private readonly nc: NatsConnection,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.jc = new JournalClient(nc, config.cluster, config.journalRequestTimeoutMs);
+    this.snapshots = new SnapshotClient(nc, this.jc, config.cluster, config, log);
+    this.events = new EventPublisher(nc, config.cluster, `replica.${id}`, log);
+  }
 
   async start(): Promise<void> {
     this.redis = await startRedisServer({ port: this.redisPort, dir: this.dataDir + "/redis", persistent: true, startTimeoutMs: this.config.redisStartTimeoutMs });
@@ -65,7 +84,7 @@ export class Replica {
       health: this.lastError === null ? "ok" : "degraded",
       journalNodeFaults: this.recentFaults(),
       redisUrl: this.redis?.url ?? null,
-      details: { lastError: this.lastError },
+      details: { lastError: this.lastError, snapshotTxid: this.snapshotTxid, progress: this.progress },
     };
   }
 
@@ -84,7 +103,7 @@ export class Replica {
   }
 
   private async tailRounds(): Promise<void> {
-    const jc = new JournalClient(this.nc, this.config.cluster, this.config.journalRequestTimeoutMs);
+    const jc = this.jc;
     let idleRounds = 0;
     while (this.running) {
       const core = this.core!;
@@ -93,11 +112,16 @@ export class Replica {
       if (!this.running) break;
       const outcome = core.onRead(reply.ok && "read" in reply ? { ok: true, ...reply.read } : reply.ok ? { ok: false, code: "BAD_REQUEST", message: "not a read reply" } : reply);
       if (reply.ok && "read" in reply) this.committedSeen = Math.max(this.committedSeen, reply.read.committedTxid);
+      if (outcome.kind === "bootstrap") {
+        await this.bootstrap(fromTxid);
+        continue;
+      }
       if (outcome.kind === "apply") {
         idleRounds = 0;
         this.lastError = null;
         try {
           await this.apply(outcome.records);
+          if (this.snapshotDue() && Date.now() - this.snapshotTriedMs >= this.config.journalRequestTimeoutMs) await this.startSnapshot();
         } catch (err) {
           // A Redis failure: the record is not marked applied, so it is retried, never skipped.
           this.lastError = `apply failed: ${(err as Error).message}`;
@@ -120,6 +144,70 @@ export class Replica {
         await this.pause(this.config.replicaPollMs);
       }
     }
+  }
+
+  /**
+   * The journal no longer holds fromTxid (purged below a snapshot): load the newest durable snapshot into Redis,
+   * replacing its data set, then tail from the txid the snapshot names inside itself.
+   */
+  private async bootstrap(fromTxid: number): Promise<void> {
+    this.log.warn({ fromTxid }, "the journal purged the next txid: bootstrapping from the newest snapshot");
+    const done = await bootstrapFromSnapshot(this.snapshots, this.client!, path.join(this.dataDir, "bootstrap.rdb"), this.config, this.log, (p) => (this.progress = p));
+    if (done === null) throw new Error(`txid ${fromTxid} was purged but no journal node has a durable snapshot`);
+    await this.resync();
+    const applied = this.core!.appliedTxid;
+    if (applied !== done.txid) throw new Error(`snapshot ${done.txid} holds applied txid ${applied}`);
+    this.snapshotTxid = Math.max(this.snapshotTxid, done.txid);
+    this.events.publish({ type: "bootstrapped", actor: `replica.${this.id}`, txid: done.txid, bytes: done.bytes, fromNode: done.node, ms: done.ms });
+  }
+
+  /** Time for a snapshot: enough applied past the newest durable one, none running, the last try not too recent. */
+  private snapshotDue(): boolean {
+    const every = this.config.snapshotEveryRecords;
+    return every > 0 && this.snapshotRunning === null && this.core!.appliedTxid - this.snapshotTxid >= every;
+  }
+
+  /**
+   * Forks a BGSAVE while this loop applies nothing (so the applied-txid key inside the RDB names its position), then
+   * saves and uploads it in the background. Another replica's newer durable snapshot makes this one unnecessary.
+   */
+  private async startSnapshot(): Promise<void> {
+    this.snapshotTriedMs = Date.now();
+    const listed = await this.snapshots.list();
+    this.snapshotTxid = Math.max(this.snapshotTxid, listed.durableTxid);
+    if (!this.snapshotDue()) return;
+    const state = await this.jc.call(this.config.journalNodes[0], { type: "getState" });
+    const states = state.ok && "state" in state ? [state.state] : [];
+    for (const node of this.config.journalNodes.slice(1)) {
+      if (states.length > 0) break;
+      const r = await this.jc.call(node, { type: "getState" });
+      if (r.ok && "state" in r) states.push(r.state);
+    }
+    const clusterId = states[0]?.clusterId;
+    if (clusterId === undefined || clusterId === null) return;
+    const file = path.join(this.dataDir, "snapshot.rdb");
+    const started = await startSnapshot(this.client!, {
+      dir: path.join(this.dataDir, "redis"),
+      path: file,
+      markerKey: APPLIED_KEY,
+      pollMs: 20,
+      forkTimeoutMs: this.config.snapshotTimeoutMs,
+      saveTimeoutMs: this.config.snapshotTimeoutMs,
+    });
+    const txid = Number(started.markerValue ?? 0);
+    this.snapshotRunning = (async () => {
+      const saved = await started.done;
+      this.log.info({ txid, bytes: saved.bytes }, "snapshot saved; uploading to the journal nodes");
+      const holders = await this.snapshots.upload(saved.path, txid, clusterId, (p) => (this.progress = { phase: "upload", snapshotTxid: txid, ...p }));
+      this.snapshotTxid = Math.max(this.snapshotTxid, txid);
+      this.events.publish({ type: "snapshotDurable", txid, bytes: saved.bytes, nodes: holders });
+    })()
+      .catch((err: Error) => this.log.warn({ err: err.message, txid }, "snapshot failed; trying again later"))
+      .finally(() => {
+        this.snapshotRunning = null;
+        this.progress = null;
+        void fsp.rm(file, { force: true });
+      });
   }
 
   private recentFaults(): Record<string, string> {
@@ -165,6 +253,7 @@ export class Replica {
     this.running = false;
     this.wake?.();
     await this.loop;
+    await this.snapshotRunning;
     this.presence?.stop();
     this.client?.disconnect();
     await this.redis?.stop();

@@ -10,6 +10,8 @@ export type ReadOutcome =
   | { kind: "apply"; records: RecordView[] }
   /** Nothing new on that node: wait a little, then ask the next one. */
   | { kind: "idle" }
+  /** No node serves the next txid and some purged it: load the newest snapshot, then tail from its txid. */
+  | { kind: "bootstrap" }
   /**
    * That node answered with an error or bad data: ask another one. `faulty` when it served records that fail
    * validation (a silent or lagging node is the master's to detect, by heartbeats and batch replies).
@@ -19,6 +21,9 @@ export type ReadOutcome =
 export class ReplicaCore {
   private applied: number;
   private nodeIndex = 0;
+  /** Reads in a row that gave nothing, and whether one of them said the txid was purged. */
+  private misses = 0;
+  private purgedSeen = false;
 
   constructor(
     readonly nodes: readonly string[],
@@ -43,14 +48,20 @@ export class ReplicaCore {
 
   /** Validates a read reply. Records are committed ones: journal nodes serve nothing past their commit index. */
   onRead(reply: { ok: true; records: Uint8Array; count: number } | { ok: false; code: string; message: string }): ReadOutcome {
-    if (!reply.ok) {
+    if (!reply.ok || reply.count === 0) {
       this.rotate();
-      return { kind: "reject", reason: `${reply.code}: ${reply.message}`, faulty: false };
+      if (!reply.ok && reply.code === "PURGED") this.purgedSeen = true;
+      // A whole round of nodes without the next txid, one of them having purged it: only a snapshot has it now.
+      if (++this.misses >= this.nodes.length && this.purgedSeen) {
+        this.misses = 0;
+        this.purgedSeen = false;
+        return { kind: "bootstrap" };
+      }
+      if (this.misses >= this.nodes.length) this.misses = 0;
+      return reply.ok ? { kind: "idle" } : { kind: "reject", reason: `${reply.code}: ${reply.message}`, faulty: false };
     }
-    if (reply.count === 0) {
-      this.rotate();
-      return { kind: "idle" };
-    }
+    this.misses = 0;
+    this.purgedSeen = false;
     const scan = scanRecords(reply.records);
     if (scan.stop !== undefined) {
       this.rotate();

@@ -1,0 +1,68 @@
+/**
+ * Bootstrap (HDFS: a standby loading the newest fsimage, then tailing edits): download the newest durable snapshot
+ * from a journal node, checked by SHA-256 (another node's copy if one is bad), load it into a running Redis as its
+ * master would in a full resync, and report where the journal must be tailed from. Progress — bytes, rate, ETA —
+ * goes to the log and to the caller (shown by `redis-qjm status`).
+ */
+import fs from "node:fs";
+import fsp from "node:fs/promises";
+import type { Redis } from "ioredis";
+import type { Config } from "../config/config.js";
+import { ErrorCode, QjmError } from "../protocol/errors.js";
+import { loadRdb } from "../redis/rdb_loader.js";
+import type { Logger } from "../util/log.js";
+import { progressOf, type SnapshotClient, type TransferProgress } from "./snapshot_client.js";
+
+export interface BootstrapProgress extends TransferProgress {
+  phase: "download" | "load" | "done";
+  snapshotTxid: number;
+}
+
+export interface Bootstrapped {
+  txid: number;
+  bytes: number;
+  node: string;
+  ms: number;
+}
+
+/** Loads the newest durable snapshot into `client`'s Redis (its data set replaced). Null if there is none. */
+export async function bootstrapFromSnapshot(
+  snapshots: SnapshotClient,
+  client: Redis,
+  file: string,
+  config: Pick<Config, "snapshotTimeoutMs" | "journalRequestTimeoutMs">,
+  log: Logger,
+  onProgress: (p: BootstrapProgress) => void,
+): Promise<Bootstrapped | null> {
+  const started = Date.now();
+  let lastLogMs = 0;
+  let snapshotTxid = 0;
+  const report = (p: BootstrapProgress): void => {
+    onProgress(p);
+    if (Date.now() - lastLogMs >= 1000 || p.phase === "done") {
+      lastLogMs = Date.now();
+      log.info({ ...p }, `bootstrap: ${p.phase}`);
+    }
+  };
+  try {
+    const got = await snapshots.download(file, (p) => report({ phase: "download", snapshotTxid, ...p }));
+    if (got === null) return null;
+    snapshotTxid = got.txid;
+    await loadRdb(client, fs.createReadStream(file, { highWaterMark: 256 * 1024 }), {
+      bytes: got.bytes,
+      handshakeTimeoutMs: config.journalRequestTimeoutMs,
+      stallTimeoutMs: config.journalRequestTimeoutMs * 2,
+      loadTimeoutMs: config.snapshotTimeoutMs,
+      pollMs: 50,
+      onProgress: (p) => report({ phase: "load", snapshotTxid, ...progressOf(p.bytesSent, p.bytesTotal, Date.now() - started) }),
+    });
+    const ms = Date.now() - started;
+    report({ phase: "done", snapshotTxid, ...progressOf(got.bytes, got.bytes, ms) });
+    return { txid: got.txid, bytes: got.bytes, node: got.node, ms };
+  } catch (err) {
+    if (err instanceof QjmError) throw err;
+    throw new QjmError(ErrorCode.INTERNAL, `bootstrap from snapshot ${snapshotTxid}: ${(err as Error).message}`);
+  } finally {
+    await fsp.rm(file, { force: true });
+  }
+}

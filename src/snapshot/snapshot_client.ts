@@ -1,0 +1,198 @@
+/**
+ * Moving snapshots between an actor and the journal nodes, in bounded chunks with a bounded window per node:
+ * upload to every node at once (a snapshot counts once a majority fsynced it; then every node hears it is durable),
+ * and download of the newest durable snapshot from any node that holds it, checked end to end by SHA-256 (a bad
+ * copy is dropped and another node's used). Memory stays at chunk × window whatever the snapshot's size.
+ */
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import fsp from "node:fs/promises";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { quorumSize, type Config } from "../config/config.js";
+import { request } from "../nats/bus.js";
+import { ErrorCode, QjmError, toErrorReply } from "../protocol/errors.js";
+import { parseSnapshotReply, type SnapshotInfo, type SnapshotReply, type SnapshotRequest } from "../protocol/messages.js";
+import { subjects } from "../protocol/subjects.js";
+import type { Logger } from "../util/log.js";
+import type { JournalClient } from "../master/journal_client.js";
+
+export type SnapshotLimits = Pick<Config, "journalNodes" | "snapshotChunkBytes" | "snapshotChunksInflightMax" | "journalRequestTimeoutMs">;
+
+/** Bytes moved so far, for logs and `redis-qjm status`. */
+export interface TransferProgress {
+  bytes: number;
+  totalBytes: number;
+  bytesPerSecond: number;
+  etaMs: number | null;
+}
+
+export function progressOf(bytes: number, totalBytes: number, elapsedMs: number): TransferProgress {
+  const bytesPerSecond = elapsedMs > 0 ? Math.round((bytes * 1000) / elapsedMs) : 0;
+  return { bytes, totalBytes, bytesPerSecond, etaMs: bytesPerSecond > 0 ? Math.round(((totalBytes - bytes) * 1000) / bytesPerSecond) : null };
+}
+
+/** SHA-256 and size of a file, streamed. */
+export async function fileDigest(file: string): Promise<{ bytes: number; sha256: string }> {
+  const hash = createHash("sha256");
+  let bytes = 0;
+  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1024 * 1024 })) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+  }
+  return { bytes, sha256: hash.digest("hex") };
+}
+
+export class SnapshotClient {
+  private readonly s;
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly jc: JournalClient,
+    cluster: string,
+    private readonly limits: SnapshotLimits,
+    private readonly log: Logger,
+  ) {
+    this.s = subjects(cluster);
+  }
+
+  async call(node: string, req: SnapshotRequest): Promise<SnapshotReply> {
+    try {
+      return parseSnapshotReply(await request(this.nc, this.s.snapshot(node), req, this.limits.journalRequestTimeoutMs));
+    } catch (err) {
+      return toErrorReply(err);
+    }
+  }
+
+  /** Every node's snapshots, and the newest txid any node knows to be held by a majority. */
+  async list(): Promise<{ byNode: Map<string, SnapshotInfo[]>; durableTxid: number }> {
+    const byNode = new Map<string, SnapshotInfo[]>();
+    let durableTxid = 0;
+    await Promise.all(
+      this.limits.journalNodes.map(async (node) => {
+        const r = await this.call(node, { type: "snapshotList" });
+        if (!r.ok || !("snapshots" in r)) return;
+        byNode.set(node, r.snapshots);
+        durableTxid = Math.max(durableTxid, r.durableTxid);
+      }),
+    );
+    return { byNode, durableTxid };
+  }
+
+  /**
+   * Uploads `file` (a snapshot holding every record up to txid) to every journal node; once a majority fsynced it,
+   * tells every node it is durable. Returns the nodes that hold it; throws NO_QUORUM if fewer than a majority do.
+   */
+  async upload(file: string, txid: number, clusterId: string, onProgress?: (p: TransferProgress) => void): Promise<string[]> {
+    const { bytes, sha256 } = await fileDigest(file);
+    const info: SnapshotInfo = { txid, bytes, sha256 };
+    const started = Date.now();
+    let slowest = 0;
+    const results = await Promise.all(
+      this.limits.journalNodes.map(async (node) => {
+        const done = await this.uploadTo(node, file, info, clusterId, (sent) => {
+          if (sent <= slowest) return;
+          slowest = sent;
+          onProgress?.(progressOf(sent, bytes, Date.now() - started));
+        }).catch((err: Error) => {
+          this.log.warn({ node, txid, err: err.message }, "snapshot upload to a journal node failed");
+          return false;
+        });
+        return done ? node : null;
+      }),
+    );
+    const holders = results.filter((n): n is string => n !== null);
+    if (holders.length < quorumSize(this.limits.journalNodes.length)) {
+      throw new QjmError(ErrorCode.NO_QUORUM, `snapshot ${txid} stored on ${holders.length} of ${this.limits.journalNodes.length} journal nodes`);
+    }
+    await this.jc.callAll(this.limits.journalNodes, { type: "snapshotDurable", txid, clusterId });
+    return holders;
+  }
+
+  private async uploadTo(node: string, file: string, info: SnapshotInfo, clusterId: string, onSent: (bytes: number) => void): Promise<boolean> {
+    const begun = await this.call(node, { type: "snapshotBegin", clusterId, ...info });
+    if (!begun.ok) throw new Error(`${begun.code}: ${begun.message}`);
+    if ("stored" in begun && begun.stored) return true;
+    const handle = await fsp.open(file, "r");
+    try {
+      const chunk = this.limits.snapshotChunkBytes;
+      const window: Promise<SnapshotReply>[] = [];
+      let acked = 0;
+      for (let offset = 0; offset < info.bytes; offset += chunk) {
+        const buf = Buffer.allocUnsafe(Math.min(chunk, info.bytes - offset));
+        const { bytesRead } = await handle.read(buf, 0, buf.length, offset);
+        if (bytesRead !== buf.length) throw new Error(`${file} shrank while it was uploaded`);
+        // Chunks leave in order on one connection and the node handles them in order: a window keeps the pipe full.
+        window.push(this.call(node, { type: "snapshotChunk", txid: info.txid, offset, data: buf }));
+        if (window.length >= this.limits.snapshotChunksInflightMax) {
+          const r = await window.shift()!;
+          if (!r.ok) throw new Error(`${r.code}: ${r.message}`);
+          onSent((acked += chunk));
+        }
+      }
+      for (const pending of window) {
+        const r = await pending;
+        if (!r.ok) throw new Error(`${r.code}: ${r.message}`);
+      }
+      onSent(info.bytes);
+    } finally {
+      await handle.close();
+    }
+    const ended = await this.call(node, { type: "snapshotEnd", txid: info.txid });
+    if (!ended.ok) throw new Error(`${ended.code}: ${ended.message}`);
+    return true;
+  }
+
+  /**
+   * Downloads the newest durable snapshot into `dest` (replaced), trying each node that holds it until one copy's
+   * SHA-256 matches. Null if no durable snapshot exists.
+   */
+  async download(dest: string, onProgress?: (p: TransferProgress) => void): Promise<(SnapshotInfo & { node: string }) | null> {
+    const { byNode, durableTxid } = await this.list();
+    if (durableTxid === 0) return null;
+    // The newest snapshot at or below the durable mark that some node holds (older ones are kept, a few).
+    const candidates = [...byNode].flatMap(([node, snaps]) => snaps.filter((s) => s.txid <= durableTxid).map((s) => ({ node, ...s })));
+    candidates.sort((a, b) => b.txid - a.txid);
+    const failures: string[] = [];
+    for (const c of candidates) {
+      if (c.txid !== candidates[0].txid) break;
+      try {
+        await this.downloadFrom(c.node, c, dest, onProgress);
+        return c;
+      } catch (err) {
+        failures.push(`${c.node}: ${(err as Error).message}`);
+        this.log.warn({ node: c.node, txid: c.txid, err: (err as Error).message }, "snapshot copy refused; trying another journal node");
+      }
+    }
+    throw new QjmError(ErrorCode.SNAPSHOT_CORRUPT, `no good copy of snapshot ${candidates[0]?.txid ?? durableTxid}: ${failures.join("; ") || "no node holds it"}`);
+  }
+
+  private async downloadFrom(node: string, info: SnapshotInfo, dest: string, onProgress?: (p: TransferProgress) => void): Promise<void> {
+    const out = await fsp.open(dest, "w");
+    const hash = createHash("sha256");
+    const started = Date.now();
+    try {
+      const chunk = this.limits.snapshotChunkBytes;
+      const window: { offset: number; reply: Promise<SnapshotReply> }[] = [];
+      let next = 0;
+      let written = 0;
+      while (written < info.bytes) {
+        while (next < info.bytes && window.length < this.limits.snapshotChunksInflightMax) {
+          window.push({ offset: next, reply: this.call(node, { type: "snapshotRead", txid: info.txid, offset: next, length: chunk }) });
+          next += chunk;
+        }
+        const { offset, reply } = window.shift()!;
+        const r = await reply;
+        if (!r.ok) throw new Error(`${r.code}: ${r.message}`);
+        if (!("data" in r) || r.data.length !== Math.min(chunk, info.bytes - offset)) throw new Error(`short chunk at ${offset}`);
+        hash.update(r.data);
+        await out.write(r.data, 0, r.data.length, offset);
+        written += r.data.length;
+        onProgress?.(progressOf(written, info.bytes, Date.now() - started));
+      }
+      const digest = hash.digest("hex");
+      if (digest !== info.sha256) throw new QjmError(ErrorCode.SNAPSHOT_CORRUPT, `snapshot ${info.txid} from ${node} has SHA-256 ${digest.slice(0, 12)}…, not ${info.sha256.slice(0, 12)}…`);
+      await out.sync();
+    } finally {
+      await out.close();
+    }
+  }
+}
