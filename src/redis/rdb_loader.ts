@@ -144,7 +144,8 @@ export async function loadRdb(target: Redis, source: AsyncIterable<Uint8Array>, 
     await master.close();
 
     if (appendonly) await waitAofRewritten(target, rewritesBefore, options);
-    return { bytes: options.bytes, transferMs: transferEnd - transferStart, loadMs: loadEnd - transferEnd, aofRewriteMs: Date.now() - loadEnd };
+    const aofRewriteMs = appendonly ? Date.now() - loadEnd : 0;
+    return { bytes: options.bytes, transferMs: transferEnd - transferStart, loadMs: loadEnd - transferEnd, aofRewriteMs };
   } finally {
     // Before REPLICAOF NO ONE: the link ends mid-payload, so the target drops the partial file and keeps its data.
     await master.close();
