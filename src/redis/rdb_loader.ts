@@ -196,8 +196,9 @@ async function streamRdb(master: FakeMaster, source: AsyncIterable<Uint8Array>, 
       }
     }
   } finally {
-    // A failed transfer releases the source (closes its file or stream).
-    if (!finished) await iterator.return?.().catch(() => {});
+    // A failed transfer releases the source (closes its file or stream). Not awaited: a source stuck in its own
+    // await (a stall) settles its return() only after that await, which may be never.
+    if (!finished) void Promise.resolve(iterator.return?.()).catch(() => {});
   }
   if (received !== options.bytes) throw new RdbLoadError("source_size", `the source ended after ${received} of ${options.bytes} bytes`);
   const expected = trailerChecksum(trailer);

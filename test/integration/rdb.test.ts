@@ -8,6 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { Redis } from "ioredis";
 import { freePort } from "../../src/process/ports.js";
+import { crc64 } from "../../src/redis/rdb_checksum.js";
 import { RdbLoadError, loadRdb, type RdbLoadOptions, type RdbLoadProgress } from "../../src/redis/rdb_loader.js";
 import { startSnapshot, takeSnapshot, type SnapshotOptions } from "../../src/redis/rdb_snapshot.js";
 import { readInfo } from "../../src/redis/redis_info.js";
@@ -181,10 +182,41 @@ test("rdb - a short, failing or corrupt source is a typed error; the target keep
     t.is(await role(dst), "master", c.what);
     t.deepEqual(diffKeyspaces(before, await dumpKeyspace(target.port)), [], `${c.what}: the target keeps its data`);
   }
+  // A source that stops yielding: the stall bound ends the load.
+  async function* stalls(): AsyncIterable<Uint8Array> {
+    yield rdb.subarray(0, 8192);
+    await new Promise(() => {});
+  }
+  const stalled = await t.throwsAsync(loadRdb(dst, stalls(), { ...loadOptions(snap.bytes), stallTimeoutMs: 300 }), { instanceOf: RdbLoadError });
+  t.is(stalled?.reason, "timeout");
+  t.is(await role(dst), "master");
+  t.deepEqual(diffKeyspaces(before, await dumpKeyspace(target.port)), [], "stalled source: the target keeps its data");
   t.is(await dst.set("after", "1"), "OK", "the target takes writes");
   // The same target still loads a good copy afterwards.
   await loadRdb(dst, fileSource(file), loadOptions(snap.bytes));
   t.deepEqual(diffKeyspaces(await dumpKeyspace(source.port), await dumpKeyspace(target.port)), []);
+});
+
+test("rdb - an RDB the target refuses (a newer format, valid checksum) is a typed error; the target is a master", async (t) => {
+  const sourceDir = tempDir("refused-source");
+  const source = await startServer(sourceDir, false);
+  await fillVaried(client(source), "k", 20);
+  const file = path.join(tempDir("store"), "snap.rdb");
+  const snap = await takeSnapshot(client(source), snapshotOptions({ dir: sourceDir }, file));
+  const rdb = fs.readFileSync(file);
+  t.is(rdb.subarray(0, 9).toString(), "REDIS0010");
+  rdb.write("0099", 5, "latin1");
+  rdb.writeBigUInt64LE(crc64(rdb.subarray(0, rdb.length - 8)), rdb.length - 8);
+
+  const target = await startServer(tempDir("refused-target"), false);
+  const dst = client(target);
+  await dst.set("old", "1");
+  const err = await t.throwsAsync(loadRdb(dst, (async function* () { yield rdb; })(), loadOptions(snap.bytes)), { instanceOf: RdbLoadError });
+  t.is(err?.reason, "link_closed");
+  t.is(await role(dst), "master");
+  t.is(await dst.set("after", "1"), "OK");
+  // Redis flushes its data set once the whole payload is in, before it parses it: a refused RDB leaves it empty.
+  t.is(await dst.exists("old"), 0);
 });
 
 test("rdb - an appendonly target keeps the loaded data across a kill -9 and restart", async (t) => {
