@@ -73,6 +73,8 @@ export interface RdbLoadResult {
 /** Default bound of bytes queued on the socket towards the target. */
 export const RDB_SEND_BUFFER_BYTES_MAX = 4 * 1024 * 1024;
 export const RDB_PROGRESS_INTERVAL_MS = 1000;
+/** Bound of one command from the replica (its longest, REPLCONF capa … or PSYNC <replid> <offset>, is under 100 bytes). */
+const REPLICA_COMMAND_BYTES_MAX = 4096;
 /** An RDB starts with this magic; anything else would make the target exit when it loads it. */
 const RDB_MAGIC = Buffer.from("REDIS");
 
@@ -243,7 +245,8 @@ async function waitAofRewritten(target: Redis, rewritesBefore: number, options: 
  */
 class FakeMaster {
   private socket: net.Socket | undefined;
-  private readonly parser = new RespParser();
+  /** The replica only sends short commands (PING, REPLCONF, PSYNC, REPLCONF ACK): anything long is not a replica. */
+  private readonly parser = new RespParser({ bulkBytesMax: REPLICA_COMMAND_BYTES_MAX, lineBytesMax: REPLICA_COMMAND_BYTES_MAX, arrayItemsMax: 16 });
   private syncRequested = false;
   private closedReason: RdbLoadError | undefined;
   private readonly waiters = new Set<() => void>();

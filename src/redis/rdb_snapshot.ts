@@ -97,8 +97,12 @@ export async function startSnapshot(client: Redis, options: SnapshotOptions): Pr
   const dumpFile = path.resolve(options.dir, await redisCall(() => configGet(client, "dbfilename"), "CONFIG GET dbfilename") ?? "dump.rdb");
   assert(dumpFile !== path.resolve(options.path), "the snapshot path must not be Redis's own dump file, which the next save overwrites");
 
+  const markerBefore = await redisCall(() => client.get(options.markerKey), `GET ${options.markerKey}`);
   const scheduled = await forkSave(client, options);
   const markerValue = await redisCall(() => client.get(options.markerKey), `GET ${options.markerKey}`);
+  // The caller's writes are paused: a marker that moved while Redis was getting to the fork would make the returned
+  // value a guess (it may or may not be the RDB's).
+  assert(markerValue === markerBefore, `the marker ${options.markerKey} changed during the snapshot (${markerBefore} → ${markerValue}): writes were not paused`);
   const done = finishSave(client, options, dumpFile, markerValue);
   // A caller may drop `done` when it fails between the fork and its await: never an unhandled rejection.
   done.catch(() => {});
