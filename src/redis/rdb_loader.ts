@@ -73,6 +73,8 @@ export interface RdbLoadResult {
 /** Default bound of bytes queued on the socket towards the target. */
 export const RDB_SEND_BUFFER_BYTES_MAX = 4 * 1024 * 1024;
 export const RDB_PROGRESS_INTERVAL_MS = 1000;
+/** Bound of one command from the replica (its longest, REPLCONF capa … or PSYNC <replid> <offset>, is under 100 bytes). */
+const REPLICA_COMMAND_BYTES_MAX = 4096;
 /** An RDB starts with this magic; anything else would make the target exit when it loads it. */
 const RDB_MAGIC = Buffer.from("REDIS");
 
@@ -144,7 +146,8 @@ export async function loadRdb(target: Redis, source: AsyncIterable<Uint8Array>, 
     await master.close();
 
     if (appendonly) await waitAofRewritten(target, rewritesBefore, options);
-    return { bytes: options.bytes, transferMs: transferEnd - transferStart, loadMs: loadEnd - transferEnd, aofRewriteMs: Date.now() - loadEnd };
+    const aofRewriteMs = appendonly ? Date.now() - loadEnd : 0;
+    return { bytes: options.bytes, transferMs: transferEnd - transferStart, loadMs: loadEnd - transferEnd, aofRewriteMs };
   } finally {
     // Before REPLICAOF NO ONE: the link ends mid-payload, so the target drops the partial file and keeps its data.
     await master.close();
@@ -195,8 +198,9 @@ async function streamRdb(master: FakeMaster, source: AsyncIterable<Uint8Array>, 
       }
     }
   } finally {
-    // A failed transfer releases the source (closes its file or stream).
-    if (!finished) await iterator.return?.().catch(() => {});
+    // A failed transfer releases the source (closes its file or stream). Not awaited: a source stuck in its own
+    // await (a stall) settles its return() only after that await, which may be never.
+    if (!finished) void Promise.resolve(iterator.return?.()).catch(() => {});
   }
   if (received !== options.bytes) throw new RdbLoadError("source_size", `the source ended after ${received} of ${options.bytes} bytes`);
   const expected = trailerChecksum(trailer);
@@ -241,7 +245,8 @@ async function waitAofRewritten(target: Redis, rewritesBefore: number, options: 
  */
 class FakeMaster {
   private socket: net.Socket | undefined;
-  private readonly parser = new RespParser();
+  /** The replica only sends short commands (PING, REPLCONF, PSYNC, REPLCONF ACK): anything long is not a replica. */
+  private readonly parser = new RespParser({ bulkBytesMax: REPLICA_COMMAND_BYTES_MAX, lineBytesMax: REPLICA_COMMAND_BYTES_MAX, arrayItemsMax: 16 });
   private syncRequested = false;
   private closedReason: RdbLoadError | undefined;
   private readonly waiters = new Set<() => void>();

@@ -54,6 +54,8 @@ export interface SnapshotFile {
 export interface SnapshotStarted {
   /** The marker key's value inside the RDB (read after the fork, while the caller's writes are still paused). */
   markerValue: string | null;
+  /** Redis deferred the fork (an AOF rewrite or another child ran) and it happened later, from its cron. */
+  scheduled: boolean;
   /** The file, once the child wrote it and it was moved to `path`; rejects with an RdbSnapshotError. */
   done: Promise<SnapshotFile>;
 }
@@ -95,16 +97,20 @@ export async function startSnapshot(client: Redis, options: SnapshotOptions): Pr
   const dumpFile = path.resolve(options.dir, await redisCall(() => configGet(client, "dbfilename"), "CONFIG GET dbfilename") ?? "dump.rdb");
   assert(dumpFile !== path.resolve(options.path), "the snapshot path must not be Redis's own dump file, which the next save overwrites");
 
-  await forkSave(client, options);
+  const markerBefore = await redisCall(() => client.get(options.markerKey), `GET ${options.markerKey}`);
+  const scheduled = await forkSave(client, options);
   const markerValue = await redisCall(() => client.get(options.markerKey), `GET ${options.markerKey}`);
+  // The caller's writes are paused: a marker that moved while Redis was getting to the fork would make the returned
+  // value a guess (it may or may not be the RDB's).
+  assert(markerValue === markerBefore, `the marker ${options.markerKey} changed during the snapshot (${markerBefore} → ${markerValue}): writes were not paused`);
   const done = finishSave(client, options, dumpFile, markerValue);
   // A caller may drop `done` when it fails between the fork and its await: never an unhandled rejection.
   done.catch(() => {});
-  return { markerValue, done };
+  return { markerValue, scheduled, done };
 }
 
-/** Issues BGSAVE SCHEDULE until Redis forked for it (retrying after another save), within forkTimeoutMs. */
-async function forkSave(client: Redis, options: SnapshotOptions): Promise<void> {
+/** Issues BGSAVE SCHEDULE until Redis forked for it (retrying after another save), within forkTimeoutMs; true if deferred. */
+async function forkSave(client: Redis, options: SnapshotOptions): Promise<boolean> {
   const deadline = Date.now() + options.forkTimeoutMs;
   const remaining = () => Math.max(0, deadline - Date.now());
   for (;;) {
@@ -120,7 +126,7 @@ async function forkSave(client: Redis, options: SnapshotOptions): Promise<void> 
       if (ended === undefined) throw new RdbSnapshotError("timeout", `an earlier background save still runs after ${options.forkTimeoutMs} ms`);
       continue;
     }
-    if (reply === STARTED) return;
+    if (reply === STARTED) return false;
     if (reply !== SCHEDULED) throw new RdbSnapshotError("redis", `unexpected BGSAVE reply: ${reply}`);
     // An AOF rewrite (or another child) runs; Redis forks for the save from its cron once that ends.
     const forked = await waitInfo(client, options.pollMs, remaining(), (info) => (infoNumber(info, "rdb_saves") > savesBefore ? info : undefined));
@@ -129,7 +135,7 @@ async function forkSave(client: Redis, options: SnapshotOptions): Promise<void> 
     if (forked.get("rdb_bgsave_in_progress") === "0" && forked.get("rdb_last_bgsave_status") !== "ok") {
       throw new RdbSnapshotError("save_failed", "the scheduled background save failed (rdb_last_bgsave_status:err); see the Redis log");
     }
-    return;
+    return true;
   }
 }
 

@@ -115,6 +115,7 @@ export async function dumpKeyspace(port: number): Promise<Map<string, KeyDump>> 
         else if (type === "list") reading.lrange(key, 0, -1);
         else if (type === "set") reading.smembers(key);
         else if (type === "zset") reading.zrange(key, 0, -1, "WITHSCORES");
+        else if (type === "stream") reading.xrange(key, "-", "+");
         else reading.echo(`<${type}>`);
         reading.call("PEXPIRETIME", key);
       });
