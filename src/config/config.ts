@@ -82,6 +82,8 @@ export const defaults = {
   replStreamBytesMax: 64 * 1024 * 1024,
   /** 1: journal nodes answer qjm.<cluster>.jn.<id>.fault (disk fault injection, for tests). Never in production. */
   faultInjection: 0,
+  /** With faultInjection: a pause between the steps of a merge or purge, so a test's kill -9 lands between them. */
+  compactionStepPauseMs: 0,
   /** Largest NATS payload the actors send (nats-server's default max_payload is 1 MiB). */
   natsPayloadBytesMax: 1024 * 1024,
 

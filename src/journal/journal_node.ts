@@ -75,6 +75,8 @@ export class JournalNode {
       events.publish({ type: "tornTailTruncated", node: this.id, ...loaded.truncated });
     }
     if (this.store.mergeLeftovers > 0) this.log.warn({ files: this.store.mergeLeftovers }, "deleted the inputs of an interrupted merge");
+    if (this.store.mergeTmpsDropped > 0) this.log.warn({ files: this.store.mergeTmpsDropped }, "dropped the file of an interrupted merge");
+    if (this.config.faultInjection === 1) this.store.stepPauseMs = this.config.compactionStepPauseMs;
     if (loaded.fault) {
       this.log.error({ fault: loaded.fault }, "refusing service: a segment is corrupt");
       events.publish({ type: "segmentCorrupt", node: this.id, fault: loaded.fault });

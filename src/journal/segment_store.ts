@@ -59,6 +59,10 @@ export class SegmentStore {
   private segments: StoredSegment[] = [];
   /** Inputs of an interrupted merge deleted on open (for the log and tests). */
   mergeLeftovers = 0;
+  /** Unfinished merge files dropped on open. */
+  mergeTmpsDropped = 0;
+  /** Fault injection (tests): a pause between the steps of a merge or purge. */
+  stepPauseMs = 0;
 
   constructor(
     root: string,
@@ -82,7 +86,10 @@ export class SegmentStore {
     });
     const names = (await fsp.readdir(this.dir)).sort();
     // Unfinished copies and merges: their inputs are still in the log.
-    for (const name of names) if (SYNC_TMP.test(name) || MERGE_TMP.test(name)) await fsp.rm(path.join(this.dir, name), { force: true });
+    for (const name of names) {
+      if (MERGE_TMP.test(name)) this.mergeTmpsDropped++;
+      if (SYNC_TMP.test(name) || MERGE_TMP.test(name)) await fsp.rm(path.join(this.dir, name), { force: true });
+    }
     const found: { start: number; end: number | null; file: string }[] = [];
     for (const name of names) {
       const ip = IN_PROGRESS.exec(name);
@@ -300,6 +307,7 @@ export class SegmentStore {
         if (segment.handle !== null) await segment.handle.close();
         await fsp.rm(segment.file, { force: true });
         await fsyncDir(this.dir);
+        await this.pause();
         return;
       }
       case "mergeSegments": {
@@ -309,6 +317,7 @@ export class SegmentStore {
         // inputs go. A crash in between leaves inputs the merged file covers: open() deletes them.
         await fsp.rename(path.join(this.dir, mergeTmpName(op.startTxid, op.endTxid)), file);
         await fsyncDir(this.dir);
+        await this.pause();
         const offsets: number[] = [];
         let base = 0;
         for (const part of parts) {
@@ -322,6 +331,7 @@ export class SegmentStore {
         for (const part of parts) {
           if (part.handle !== null) await part.handle.close();
           await fsp.rm(part.file, { force: true });
+          await this.pause();
         }
         await fsyncDir(this.dir);
         return;
@@ -336,6 +346,10 @@ export class SegmentStore {
         return;
       }
     }
+  }
+
+  private async pause(): Promise<void> {
+    if (this.stepPauseMs > 0) await new Promise((r) => setTimeout(r, this.stepPauseMs));
   }
 
   /** Bytes on disk of each segment, by first txid. */
@@ -367,6 +381,7 @@ export class SegmentStore {
         expected = p.endTxid + 1;
         this.faults.check("write", tmp);
         await out.writeFile(data);
+        await this.pause();
       }
       this.faults.check("fsync", tmp);
       await out.sync();

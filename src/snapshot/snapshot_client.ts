@@ -150,7 +150,9 @@ export class SnapshotClient {
     if (durableTxid === 0) return null;
     // The newest snapshot at or below the durable mark that some node holds (older ones are kept, a few).
     const candidates = [...byNode].flatMap(([node, snaps]) => snaps.filter((s) => s.txid <= durableTxid).map((s) => ({ node, ...s })));
-    candidates.sort((a, b) => b.txid - a.txid);
+    // Newest first; among copies of one snapshot, in configured node order (the same node first every time).
+    const rank = (node: string): number => this.limits.journalNodes.indexOf(node);
+    candidates.sort((a, b) => b.txid - a.txid || rank(a.node) - rank(b.node));
     const failures: string[] = [];
     for (const c of candidates) {
       if (c.txid !== candidates[0].txid) break;
