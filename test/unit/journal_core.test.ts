@@ -648,3 +648,283 @@ test("journal core - a copied segment must fill a hole before the newest segment
   const inProgress = n.step({ type: "syncSegment", epoch: 2, clusterId: "c1", segment: { startTxid: 1, endTxid: 3, inProgress: true }, firstTxid: 1, count: 3, records: records(2, 1, 3) });
   t.is(refusal(inProgress), "BAD_REQUEST");
 });
+
+// ---- segment roll, durable snapshots, purged reads ----
+
+test("journal core - the same writer's startSegment at end + 1 finalizes its in-progress segment (a roll)", (t) => {
+  const n = written(2, 5, 5);
+  const r = n.step({ type: "startSegment", epoch: 2, txid: 6 });
+  t.deepEqual(r.ops, [
+    { op: "finalize", startTxid: 1, endTxid: 5 },
+    { op: "startSegment", startTxid: 6 },
+    persist({ promisedEpoch: 2, writerEpoch: 2, accepted: null }),
+  ]);
+  const manifest = ok(n.step({ type: "getManifest" }));
+  if (!("manifest" in manifest)) return t.fail("no manifest reply");
+  t.deepEqual(manifest.manifest, [
+    { startTxid: 1, endTxid: 5, inProgress: false },
+    { startTxid: 6, endTxid: 5, inProgress: true },
+  ]);
+  t.is(n.state().committedTxid, 5, "the finalized records stay vouched for");
+  ok(n.step(journal(2, 6, 6, 2, 7)));
+  t.deepEqual(readReply(n.step(read(3, false))), { fromTxid: 3, toTxid: 7 });
+});
+
+test("journal core - a startSegment that is no roll sets the in-progress segment aside: another epoch, or not at end + 1", (t) => {
+  const otherEpoch = written(2, 5);
+  ok(otherEpoch.step({ type: "newEpoch", epoch: 3 }));
+  t.deepEqual(otherEpoch.step({ type: "startSegment", epoch: 3, txid: 6 }).ops.map((o) => o.op), ["setAside", "startSegment", "persistMeta"]);
+  t.is(otherEpoch.state().firstTxid, 0, "the set-aside records are not served");
+  const gap = written(2, 5);
+  t.deepEqual(gap.step({ type: "startSegment", epoch: 2, txid: 8 }).ops.map((o) => o.op), ["setAside", "startSegment", "persistMeta"]);
+  // The node missed 4..5 of its writer's segment: what it holds ends before the writer's end.
+  const behind = written(2, 3);
+  t.deepEqual(behind.step({ type: "startSegment", epoch: 2, txid: 6 }).ops.map((o) => o.op), ["setAside", "startSegment", "persistMeta"]);
+});
+
+const snapshotDurable = (txid: number): JournalRequest => ({ type: "snapshotDurable", txid, clusterId: "c1" });
+
+test("journal core - snapshotDurable persists the durable snapshot txid in the meta and never lowers it", (t) => {
+  const n = written(2, 30, 30);
+  const r = n.step(snapshotDurable(20));
+  t.deepEqual(r.ops, [persist({ promisedEpoch: 2, writerEpoch: 2, accepted: null, durableSnapshotTxid: 20 })]);
+  t.is(n.durableSnapshotTxid, 20);
+  for (const lower of [20, 10, 0]) {
+    const again = n.step(snapshotDurable(lower));
+    ok(again);
+    t.deepEqual(again.ops, [], `snapshot ${lower}`);
+    t.is(n.durableSnapshotTxid, 20, `snapshot ${lower}`);
+  }
+  t.deepEqual(n.step(snapshotDurable(25)).ops, [persist({ promisedEpoch: 2, writerEpoch: 2, accepted: null, durableSnapshotTxid: 25 })]);
+  // Later meta writes carry it along, so a restart never forgets it.
+  const promise = n.step({ type: "newEpoch", epoch: 3 });
+  t.deepEqual(promise.ops, [persist({ promisedEpoch: 3, writerEpoch: 2, accepted: null, durableSnapshotTxid: 25 })]);
+  const reloaded = node({ promisedEpoch: 3, writerEpoch: 2, accepted: null, durableSnapshotTxid: 25 });
+  t.is(reloaded.durableSnapshotTxid, 25);
+});
+
+test("journal core - snapshotDurable of another cluster is refused", (t) => {
+  const n = fresh({ clusterId: "c2", restoring: false });
+  const r = n.step(snapshotDurable(10));
+  t.is(refusal(r), "CLUSTER_MISMATCH");
+  t.deepEqual(r.ops, []);
+  t.is(n.durableSnapshotTxid, 0);
+});
+
+/** A node holding finalized segments 21..30 and 31..40 and an in-progress 41..42, everything committed. */
+function purgedBelow21(durableSnapshotTxid?: number): JournalCore {
+  const meta: JournalMeta = { promisedEpoch: 2, writerEpoch: 2, accepted: null };
+  if (durableSnapshotTxid !== undefined) meta.durableSnapshotTxid = durableSnapshotTxid;
+  const n = node(meta, [
+    { startTxid: 21, endTxid: 30, inProgress: false },
+    { startTxid: 31, endTxid: 40, inProgress: false },
+    { startTxid: 41, endTxid: 42, inProgress: true },
+  ]);
+  ok(n.step(journal(2, 41, 43, 0, 42, Buffer.alloc(0))));
+  return n;
+}
+
+test("journal core - a read below the first txid is PURGED when the durable snapshot holds it, NOT_FOUND otherwise", (t) => {
+  const covered = purgedBelow21(25);
+  for (const from of [1, 10, 20]) {
+    t.is(refusal(covered.step(read(from, false))), "PURGED", `txid ${from}`);
+    t.is(refusal(covered.step(read(from, true))), "PURGED", `txid ${from}, uncommitted`);
+  }
+  t.is(refusal(covered.step(read(0, false))), "NOT_FOUND", "txid 0 is no txid");
+  t.deepEqual(readReply(covered.step(read(21, false))), { fromTxid: 21, toTxid: 42 });
+  t.is(covered.step(read(5, false)).ops.length, 0);
+  // A snapshot below the hole: 16..20 are in no snapshot, and not here either.
+  const short = purgedBelow21(15);
+  t.is(refusal(short.step(read(15, false))), "PURGED");
+  t.is(refusal(short.step(read(16, false))), "NOT_FOUND");
+  t.is(refusal(short.step(read(20, false))), "NOT_FOUND");
+  // No durable snapshot: the node merely joined late (a hole), some other node serves those txids.
+  const none = purgedBelow21();
+  for (const from of [1, 20]) t.is(refusal(none.step(read(from, false))), "NOT_FOUND", `txid ${from}`);
+});
+
+// ---- compaction: plan, purge, merge (claim 6) ----
+
+const limits = { maxSegments: 3, editlogMaxBytes: 1 << 30, mergedSegmentMaxBytes: 1000, purgeMarginRecords: 0, snapshotsRetained: 2 };
+
+/** A node whose log is `ranges` (finalized), then an in-progress segment right after the last, with its meta. */
+function log(ranges: [number, number][], durableSnapshotTxid = 0, inProgressRecords = 2): JournalCore {
+  const segments: SegmentState[] = ranges.map(([startTxid, endTxid]) => ({ startTxid, endTxid, inProgress: false }));
+  const next = (ranges.at(-1)?.[1] ?? 0) + 1;
+  segments.push({ startTxid: next, endTxid: next + inProgressRecords - 1, inProgress: true });
+  return node({ promisedEpoch: 2, writerEpoch: 2, accepted: null, durableSnapshotTxid }, segments);
+}
+
+/** Every segment of `n` `bytes` large, or as given per first txid. */
+function sizesOf(n: JournalCore, bytes: number, overrides: Record<number, number> = {}): Map<number, number> {
+  const manifest = ok(n.step({ type: "getManifest" }));
+  if (!("manifest" in manifest)) throw new Error("no manifest reply");
+  return new Map(manifest.manifest.map((s) => [s.startTxid, overrides[s.startTxid] ?? bytes]));
+}
+
+function manifestOf(n: JournalCore): [number, number, boolean][] {
+  const reply = ok(n.step({ type: "getManifest" }));
+  if (!("manifest" in reply)) throw new Error("no manifest reply");
+  return reply.manifest.map((s) => [s.startTxid, s.endTxid, s.inProgress]);
+}
+
+const fin = (startTxid: number, endTxid: number): SegmentState => ({ startTxid, endTxid, inProgress: false });
+
+test("journal core - compaction plans nothing while the editlog is under both thresholds, and changes nothing", (t) => {
+  // Three segments of 100 bytes, all below the durable snapshot: within maxSegments 3 and editlogMaxBytes.
+  const n = log([[1, 10], [11, 20]], 100);
+  const before = manifestOf(n);
+  t.deepEqual(n.compactionPlan(sizesOf(n, 100), [100], limits), { purge: [], merges: [], deleteSnapshots: [] });
+  t.deepEqual(n.compactionPlan(sizesOf(n, 100), [100], { ...limits, editlogMaxBytes: 300 }), { purge: [], merges: [], deleteSnapshots: [] }, "300 bytes is not past 300");
+  t.deepEqual(manifestOf(n), before);
+  // Past the size threshold with few segments: the purge starts.
+  const big = n.compactionPlan(sizesOf(n, 100), [100], { ...limits, editlogMaxBytes: 299 });
+  t.deepEqual(big.purge, [fin(1, 10), fin(11, 20)]);
+  t.deepEqual(manifestOf(n), before, "planning is pure");
+});
+
+test("journal core - compaction purges only finalized segments wholly at or below durable snapshot - margin", (t) => {
+  const n = log([[1, 10], [11, 20], [21, 30], [31, 40], [41, 50]], 35);
+  const sizes = sizesOf(n, 600); // none small: no merges in the way
+  t.deepEqual(n.compactionPlan(sizes, [35], { ...limits, purgeMarginRecords: 5 }).purge, [fin(1, 10), fin(11, 20), fin(21, 30)], "up to 30 = 35 - 5");
+  t.deepEqual(n.compactionPlan(sizes, [35], { ...limits, purgeMarginRecords: 6 }).purge, [fin(1, 10), fin(11, 20)], "21..30 is not wholly at or below 29");
+  t.deepEqual(n.compactionPlan(sizes, [35], { ...limits, purgeMarginRecords: 35 }).purge, [], "a margin above the snapshot purges nothing");
+  t.deepEqual(log([[1, 10], [11, 20], [21, 30], [31, 40]]).compactionPlan(sizes, [], limits).purge, [], "no durable snapshot, no purge");
+  // A snapshot past the whole log: the in-progress segment still stays.
+  const all = log([[1, 10], [11, 20], [21, 30]], 1000);
+  const plan = all.compactionPlan(sizesOf(all, 600), [1000], limits);
+  t.deepEqual(plan.purge, [fin(1, 10), fin(11, 20), fin(21, 30)]);
+  t.false(plan.purge.some((s) => s.inProgress));
+});
+
+test("journal core - compaction merges runs of small consecutive finalized segments, never the in-progress one, never across a hole", (t) => {
+  // Small means under half of mergedSegmentMaxBytes (500): 31..40 is not, and the log has a hole 61..70.
+  const n = node({ promisedEpoch: 2, writerEpoch: 2, accepted: null }, [
+    fin(1, 10),
+    fin(11, 20),
+    fin(21, 30),
+    fin(31, 40),
+    fin(41, 50),
+    fin(51, 60),
+    fin(71, 80),
+    fin(81, 90),
+    { startTxid: 91, endTxid: 95, inProgress: true },
+  ]);
+  const plan = n.compactionPlan(sizesOf(n, 100, { 31: 500 }), [], limits);
+  t.deepEqual(plan.purge, []);
+  t.deepEqual(plan.merges, [
+    { startTxid: 1, endTxid: 30, parts: [fin(1, 10), fin(11, 20), fin(21, 30)] },
+    { startTxid: 41, endTxid: 60, parts: [fin(41, 50), fin(51, 60)] },
+    { startTxid: 71, endTxid: 90, parts: [fin(71, 80), fin(81, 90)] },
+  ]);
+  // A lone small segment between big ones is no run.
+  const lone = log([[1, 10], [11, 20], [21, 30], [31, 40]]);
+  t.deepEqual(lone.compactionPlan(sizesOf(lone, 600, { 11: 100, 31: 100 }), [], limits).merges, []);
+});
+
+test("journal core - a merged segment is capped by mergedSegmentMaxBytes", (t) => {
+  const n = log([[1, 10], [11, 20], [21, 30], [31, 40], [41, 50]]);
+  const plan = n.compactionPlan(sizesOf(n, 400), [], limits);
+  t.deepEqual(
+    plan.merges.map((m) => [m.startTxid, m.endTxid, m.parts.length]),
+    [
+      [1, 20, 2],
+      [21, 40, 2],
+    ],
+    "three of 400 bytes would pass 1000: runs of two, the last segment alone",
+  );
+  const exact = log([[1, 10], [11, 20], [21, 30], [31, 40], [41, 50]]);
+  t.deepEqual(
+    exact.compactionPlan(sizesOf(exact, 250, { 1: 499 }), [], limits).merges.map((m) => [m.startTxid, m.endTxid]),
+    [
+      [1, 30],
+      [31, 50],
+    ],
+    "499 + 250 + 250 = 999 fits, one more does not",
+  );
+});
+
+test("journal core - purged segments are not merged; merges happen only while the rest is still too many", (t) => {
+  const n = log([[1, 10], [11, 20], [21, 30], [31, 40], [41, 50]], 20);
+  const plan = n.compactionPlan(sizesOf(n, 100), [], limits);
+  t.deepEqual(plan.purge, [fin(1, 10), fin(11, 20)]);
+  t.deepEqual(plan.merges, [{ startTxid: 21, endTxid: 50, parts: [fin(21, 30), fin(31, 40), fin(41, 50)] }]);
+  const enough = log([[1, 10], [11, 20], [21, 30], [31, 40]], 20);
+  t.deepEqual(enough.compactionPlan(sizesOf(enough, 100), [], limits), { purge: [fin(1, 10), fin(11, 20)], merges: [], deleteSnapshots: [] }, "3 segments left after the purge");
+});
+
+test("journal core - compaction deletes snapshots beyond snapshotsRetained among those at or below the durable one", (t) => {
+  const n = log([[1, 10]], 50);
+  const plan = n.compactionPlan(sizesOf(n, 100), [30, 10, 60, 50, 20, 40], limits);
+  t.deepEqual([...plan.deleteSnapshots].sort((a, b) => a - b), [10, 20, 30], "50 and 40 kept; 60 is not durable yet and stays");
+  t.deepEqual(plan.purge, [], "snapshots go even while the editlog is under its thresholds");
+  t.deepEqual(n.compactionPlan(sizesOf(n, 100), [40, 50], limits).deleteSnapshots, []);
+  t.deepEqual(log([[1, 10]]).compactionPlan(sizesOf(n, 100), [10, 20, 30], limits).deleteSnapshots, [], "no durable snapshot: none is old");
+  t.deepEqual(n.compactionPlan(sizesOf(n, 100), [10, 20, 30, 40, 50], { ...limits, snapshotsRetained: 1 }).deleteSnapshots.sort((a, b) => a - b), [10, 20, 30, 40]);
+});
+
+test("journal core - a node with a fault plans no compaction", (t) => {
+  const n = node({ promisedEpoch: 2, writerEpoch: 2, accepted: null, durableSnapshotTxid: 100 }, [fin(1, 10), fin(11, 20), fin(21, 30), fin(31, 40)], "bad checksum");
+  t.deepEqual(n.compactionPlan(new Map(), [10, 20, 30, 100], limits), { purge: [], merges: [], deleteSnapshots: [] });
+});
+
+test("journal core - purge applies a plan: its segments leave the log, the first txid moves up", (t) => {
+  const n = log([[1, 10], [11, 20], [21, 30], [31, 40]], 25);
+  const plan = n.compactionPlan(sizesOf(n, 600), [25], limits);
+  const ops = n.purge(plan.purge, limits);
+  t.deepEqual(ops, [
+    { op: "purgeSegment", startTxid: 1, endTxid: 10 },
+    { op: "purgeSegment", startTxid: 11, endTxid: 20 },
+  ]);
+  t.deepEqual(manifestOf(n), [
+    [21, 30, false],
+    [31, 40, false],
+    [41, 42, true],
+  ]);
+  t.is(n.state().firstTxid, 21);
+  t.deepEqual(n.purge(plan.purge, limits), [], "purged once only");
+});
+
+test("journal core - purge skips a segment that changed since the plan or is no longer below the snapshot", (t) => {
+  const n = log([[1, 10], [11, 20], [21, 30], [31, 40]], 30);
+  const plan = n.compactionPlan(sizesOf(n, 600), [30], limits);
+  t.deepEqual(plan.purge, [fin(1, 10), fin(11, 20), fin(21, 30)]);
+  // Meanwhile 1..10 and 11..20 were merged: the plan's segments are not in the log as planned.
+  t.not(n.merge([fin(1, 10), fin(11, 20)]), null);
+  t.deepEqual(n.purge(plan.purge, limits), [{ op: "purgeSegment", startTxid: 21, endTxid: 30 }]);
+  t.deepEqual(manifestOf(n)[0], [1, 20, false]);
+  // A margin that grew since the plan: nothing above durable - margin goes.
+  const m = log([[1, 10], [11, 20], [21, 30], [31, 40]], 30);
+  const stale = m.compactionPlan(sizesOf(m, 600), [30], limits);
+  t.deepEqual(m.purge(stale.purge, { purgeMarginRecords: 15 }), [{ op: "purgeSegment", startTxid: 1, endTxid: 10 }]);
+  // A plan naming the in-progress segment (forged) is refused too.
+  t.deepEqual(m.purge([{ startTxid: 41, endTxid: 42, inProgress: false }], { purgeMarginRecords: 0 }), []);
+});
+
+test("journal core - merge replaces its parts by one finalized segment, and refuses a stale or broken run", (t) => {
+  const n = log([[1, 10], [11, 20], [21, 30], [31, 40], [41, 50]]);
+  const plan = n.compactionPlan(sizesOf(n, 100), [], limits);
+  t.is(plan.merges.length, 1);
+  const ops = n.merge(plan.merges[0].parts);
+  t.deepEqual(ops, [{ op: "mergeSegments", startTxid: 1, endTxid: 50, parts: [1, 11, 21, 31, 41] }]);
+  t.deepEqual(manifestOf(n), [
+    [1, 50, false],
+    [51, 52, true],
+  ]);
+  t.is(n.merge(plan.merges[0].parts), null, "the parts are gone: the same merge again is dropped");
+  t.deepEqual(readReply(n.step(read(1, true))), { fromTxid: 1, toTxid: 52 });
+
+  const m = log([[1, 10], [11, 20], [21, 30], [41, 50]], 10);
+  t.is(m.merge([fin(1, 10)]), null, "one part is no merge");
+  t.is(m.merge([fin(21, 30), fin(41, 50)]), null, "never across a hole");
+  t.is(m.merge([fin(41, 50), { startTxid: 51, endTxid: 52, inProgress: false }]), null, "never the in-progress segment");
+  t.is(m.merge([fin(1, 10), fin(11, 25)]), null, "a part that ends elsewhere than planned");
+  t.deepEqual(m.purge([fin(1, 10)], limits), [{ op: "purgeSegment", startTxid: 1, endTxid: 10 }]);
+  t.is(m.merge([fin(1, 10), fin(11, 20)]), null, "a part purged meanwhile");
+  t.deepEqual(manifestOf(m), [
+    [11, 20, false],
+    [21, 30, false],
+    [41, 50, false],
+    [51, 52, true],
+  ]);
+});

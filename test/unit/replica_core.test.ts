@@ -91,3 +91,67 @@ test("replica core - onApplied out of order is a bug: AssertionError", (t) => {
 test("replica core - a replica needs at least one journal node", (t) => {
   t.throws(() => new ReplicaCore([], 0), { instanceOf: AssertionError });
 });
+
+// ---- bootstrap: the next txid is purged everywhere it could be read ----
+
+const miss = { ok: true as const, records: Buffer.alloc(0), count: 0 };
+const purged = { ok: false as const, code: "PURGED", message: "txid 11 was purged here: snapshot 500 holds it" };
+const notFound = { ok: false as const, code: "NOT_FOUND", message: "txid 11 is below this node's first txid 21" };
+
+test("replica core - bootstrap only after a whole round of nodes missed the next txid, one of them with PURGED", (t) => {
+  const r = new ReplicaCore(NODES, 10);
+  t.is(r.onRead(purged).kind, "reject", "jn1 purged it: the others may still hold it");
+  t.is(r.onRead(miss).kind, "idle", "jn2 has nothing yet");
+  t.deepEqual(r.onRead(notFound), { kind: "bootstrap" }, "jn3 lacks it too: the round is over");
+  t.is(r.appliedTxid, 10);
+  // The count starts over: another whole round is needed before the next bootstrap outcome.
+  t.is(r.onRead(purged).kind, "reject");
+  t.is(r.onRead(purged).kind, "reject");
+  t.deepEqual(r.onRead(purged), { kind: "bootstrap" });
+});
+
+test("replica core - the PURGED may come at any point of the round", (t) => {
+  for (let at = 0; at < NODES.length; at++) {
+    const r = new ReplicaCore(NODES, 10);
+    const kinds = NODES.map((_, i) => r.onRead(i === at ? purged : notFound).kind);
+    t.deepEqual(kinds.slice(0, -1), ["reject", "reject"], `PURGED from node ${at}`);
+    t.is(kinds.at(-1), "bootstrap", `PURGED from node ${at}`);
+  }
+});
+
+test("replica core - rounds of misses without a PURGED never bootstrap", (t) => {
+  const r = new ReplicaCore(NODES, 10);
+  for (let i = 0; i < 4 * NODES.length; i++) {
+    t.not(r.onRead(i % 2 === 0 ? miss : notFound).kind, "bootstrap", `read ${i}`);
+  }
+  t.deepEqual(r.nextRead(), { node: "jn1", fromTxid: 11 }, "four whole rounds, still asking for the same txid");
+});
+
+test("replica core - a round that ended without PURGED does not lend its misses to the next one", (t) => {
+  const r = new ReplicaCore(NODES, 10);
+  for (let i = 0; i < NODES.length; i++) t.is(r.onRead(miss).kind, "idle");
+  t.is(r.onRead(purged).kind, "reject");
+  t.is(r.onRead(miss).kind, "idle", "two misses of this round so far");
+  t.deepEqual(r.onRead(miss), { kind: "bootstrap" });
+});
+
+test("replica core - records from any node reset the count of misses and the PURGED seen", (t) => {
+  const r = new ReplicaCore(NODES, 10);
+  t.is(r.onRead(purged).kind, "reject"); // jn1
+  t.is(r.onRead(miss).kind, "idle"); // jn2
+  const out = r.onRead({ ok: true, records: recs([11, 12]), count: 2 }); // jn3 still holds it
+  if (out.kind !== "apply") return t.fail(`got ${out.kind}`);
+  for (const rec of out.records) r.onApplied(rec.txid);
+  // Three misses follow, none of them PURGED: the earlier PURGED no longer counts.
+  for (let i = 0; i < NODES.length; i++) t.not(r.onRead(miss).kind, "bootstrap", `miss ${i}`);
+  t.is(r.onRead(notFound).kind, "reject");
+  t.is(r.onRead(purged).kind, "reject");
+  t.deepEqual(r.onRead(miss), { kind: "bootstrap" });
+  t.is(r.nextRead().fromTxid, 13);
+});
+
+test("replica core - with one journal node, a PURGED is the whole round", (t) => {
+  const r = new ReplicaCore(["jn1"], 10);
+  t.is(r.onRead(miss).kind, "idle");
+  t.deepEqual(r.onRead(purged), { kind: "bootstrap" });
+});

@@ -314,3 +314,55 @@ test("writer core - a new writer tells the nodes what recovery committed on its 
   t.like(sends[0].batch, { count: 0, committedTxid: 10, firstTxid: 11 });
   t.deepEqual(w.tick(2, true).send, [], "once");
 });
+
+// ---- what the segment roll asks of the writer ----
+
+test("writer core - segmentRecords and segmentBytes count every record journaled in this segment", (t) => {
+  const w = writer();
+  t.is(w.segmentRecords, 0);
+  t.is(w.segmentBytes, 0);
+  let bytes = 0;
+  for (const k of ["a", "bb", "ccc"]) w.append(payload(k));
+  const first = onlyBatch(w.tick(0)).batch;
+  bytes += first.records.length;
+  t.is(w.segmentRecords, 3, "buffered and in flight count too");
+  t.is(w.segmentBytes, bytes, "the bytes of the records as encoded for the journal");
+  w.append(payload("dddd"));
+  w.onReply("jn1", first.id, OK, 1);
+  const second = onlyBatch(w.onReply("jn2", first.id, OK, 2)).batch;
+  bytes += second.records.length;
+  t.is(w.segmentRecords, 4);
+  t.is(w.segmentBytes, bytes);
+  // A writer of the next segment (after a roll) starts from zero.
+  const next = writer(N3, roomy, 2, w.lastTxid + 1);
+  t.is(next.segmentRecords, 0);
+  t.is(next.segmentBytes, 0);
+});
+
+test("writer core - drained only when nothing is buffered or in flight and everything journaled is committed", (t) => {
+  const w = writer();
+  t.true(w.drained, "a new segment: everything before it is committed");
+  w.append(payload("a"));
+  t.false(w.drained, "buffered");
+  const b = onlyBatch(w.tick(0)).batch;
+  t.false(w.drained, "in flight");
+  w.onReply("jn1", b.id, OK, 1);
+  t.false(w.drained, "one ack of three");
+  w.append(payload("b"));
+  const next = onlyBatch(w.onReply("jn2", b.id, OK, 2)).batch;
+  t.is(w.committedTxid, 11);
+  t.false(w.drained, "the next batch went out on the commit");
+  w.onReply("jn1", next.id, OK, 3);
+  w.onReply("jn3", next.id, OK, 3);
+  t.is(w.committedTxid, 12);
+  t.true(w.drained);
+  t.deepEqual(w.tick(4).send, [], "drained: no batch to send");
+});
+
+test("writer core - a failed batch leaves the writer not drained", (t) => {
+  const w = writer(N3, { ...roomy, quorumTimeoutMs: 10 });
+  w.append(payload("a"));
+  onlyBatch(w.tick(0));
+  t.not(w.tick(100).failure, null);
+  t.false(w.drained, "its record was never committed");
+});
