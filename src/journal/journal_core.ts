@@ -488,11 +488,12 @@ export class JournalCore {
   private onRead(fromTxid: number, uncommitted: boolean): StepResult {
     const first = this.firstTxid;
     const to = this.readableTxid(uncommitted);
-    if (fromTxid > to + 1) throw new QjmError(ErrorCode.NOT_FOUND, `txid ${fromTxid} is beyond this node's readable end ${to}`);
-    if (fromTxid <= to && (first === 0 || fromTxid < first)) {
-      if (fromTxid >= 1 && fromTxid <= this.durableSnapshotTxid) throw new QjmError(ErrorCode.PURGED, `txid ${fromTxid} was purged here: snapshot ${this.durableSnapshotTxid} holds it`);
-      throw new QjmError(ErrorCode.NOT_FOUND, `txid ${fromTxid} is below this node's first txid ${first}`);
+    // Checked first: right after a restart the node knows no commit index yet, but it knows what it purged.
+    if (fromTxid >= 1 && first > 0 && fromTxid < first && fromTxid <= this.durableSnapshotTxid) {
+      throw new QjmError(ErrorCode.PURGED, `txid ${fromTxid} was purged here: snapshot ${this.durableSnapshotTxid} holds it`);
     }
+    if (fromTxid > to + 1) throw new QjmError(ErrorCode.NOT_FOUND, `txid ${fromTxid} is beyond this node's readable end ${to}`);
+    if (fromTxid <= to && (first === 0 || fromTxid < first)) throw new QjmError(ErrorCode.NOT_FOUND, `txid ${fromTxid} is below this node's first txid ${first}`);
     if (fromTxid <= to && !this.segments.some((s) => s.startTxid <= fromTxid && fromTxid <= s.endTxid)) {
       throw new QjmError(ErrorCode.NOT_FOUND, `txid ${fromTxid} falls in a hole of this node's log`);
     }

@@ -60,8 +60,6 @@ export class ReplicaCore {
       if (this.misses >= this.nodes.length) this.misses = 0;
       return reply.ok ? { kind: "idle" } : { kind: "reject", reason: `${reply.code}: ${reply.message}`, faulty: false };
     }
-    this.misses = 0;
-    this.purgedSeen = false;
     const scan = scanRecords(reply.records);
     if (scan.stop !== undefined) {
       this.rotate();
@@ -77,6 +75,9 @@ export class ReplicaCore {
         return { kind: "reject", reason: `txid ${scan.records[i].txid} where ${this.applied + 1 + i} was expected`, faulty: true };
       }
     }
+    // Only good records show a node still serves the log here.
+    this.misses = 0;
+    this.purgedSeen = false;
     return { kind: "apply", records: scan.records };
   }
 

@@ -84,6 +84,7 @@ export class SnapshotStore {
   }
 
   async begin(info: SnapshotInfo, nowMs: number): Promise<{ stored: boolean }> {
+    // Another replica's snapshot at the same txid: other bytes, the same data set. One copy is enough.
     if (this.held.has(info.txid)) return { stored: true };
     await this.expireIdle(nowMs);
     const running = this.uploads.get(info.txid);
