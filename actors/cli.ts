@@ -66,10 +66,13 @@ async function main(): Promise<number> {
       }
       const rows = [["ROLE", "ID", "PID", "EPOCH", "LAST", "COMMITTED", "APPLIED", "HEALTH", "REDIS", "DETAILS"]];
       for (const r of replies) {
+        const progress = describeProgress((r.details.progress ?? r.details.bootstrap) as Progress | null | undefined);
         const details =
           r.role === "master"
-            ? Object.entries((r.details.journalNodes as Record<string, string> | undefined) ?? {}).map(([n, h]) => `${n}=${h}`).join(" ")
-            : r.role === "journal" ? `firstTxid=${String(r.details.firstTxid)}` : r.details.lastError ? String(r.details.lastError) : "";
+            ? [progress, ...Object.entries((r.details.journalNodes as Record<string, string> | undefined) ?? {}).map(([n, h]) => `${n}=${h}`)].filter(Boolean).join(" ")
+            : r.role === "journal"
+              ? `firstTxid=${String(r.details.firstTxid)} segments=${String(r.details.segments)} snapshots=${String(r.details.snapshots)} durableSnapshot=${String(r.details.durableSnapshotTxid)}`
+              : [progress, describeCatchUp(r.details.catchUp as CatchUp | undefined), r.details.lastError ? String(r.details.lastError) : ""].filter(Boolean).join(" ");
         rows.push([r.role, r.id, String(r.pid), String(r.epoch), String(r.lastTxid), String(r.committedTxid), r.role === "replica" ? String(r.appliedTxid) : "-", r.health, r.redisUrl ?? "-", details]);
       }
       console.log(table(rows));
@@ -85,6 +88,34 @@ async function main(): Promise<number> {
   } finally {
     await nc.close();
   }
+}
+
+interface Progress {
+  phase: string;
+  snapshotTxid: number;
+  bytes: number;
+  totalBytes: number;
+  bytesPerSecond: number;
+  etaMs: number | null;
+}
+
+/** A bootstrap or snapshot upload in progress: phase, bytes, rate, ETA. */
+function describeProgress(p: Progress | null | undefined): string {
+  if (p === null || p === undefined) return "";
+  const mib = (n: number): string => (n / 1048576).toFixed(1);
+  const eta = p.etaMs === null ? "?" : `${Math.ceil(p.etaMs / 1000)}s`;
+  return `snapshot ${p.snapshotTxid} ${p.phase} ${mib(p.bytes)}/${mib(p.totalBytes)} MiB ${mib(p.bytesPerSecond)} MiB/s eta ${eta}`;
+}
+
+interface CatchUp {
+  records: number;
+  recordsPerSecond: number;
+  etaMs: number | null;
+}
+
+function describeCatchUp(c: CatchUp | undefined): string {
+  if (c === undefined || c.records === 0) return "";
+  return `behind ${c.records} records, ${c.recordsPerSecond} records/s, eta ${c.etaMs === null ? "?" : `${Math.ceil(c.etaMs / 1000)}s`}`;
 }
 
 process.exitCode = await main().catch((err: Error) => {

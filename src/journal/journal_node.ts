@@ -98,7 +98,18 @@ export class JournalNode {
       appliedTxid: 0,
       health: s.fault !== null ? "corrupt" : this.diskError !== null ? "disk-error" : s.clusterId === null ? "unformatted" : s.restoring ? "restoring" : "ok",
       redisUrl: null,
-      details: { clusterId: s.clusterId, diskError: this.diskError, writerEpoch: s.writerEpoch, firstTxid: s.firstTxid, lastSegment: s.lastSegment, fault: s.fault, queued: this.queued },
+      details: {
+        clusterId: s.clusterId,
+        diskError: this.diskError,
+        writerEpoch: s.writerEpoch,
+        firstTxid: s.firstTxid,
+        lastSegment: s.lastSegment,
+        fault: s.fault,
+        queued: this.queued,
+        segments: this.store.sizes().size,
+        snapshots: this.snapshots.list().map((x) => x.txid),
+        durableSnapshotTxid: this.core.durableSnapshotTxid,
+      },
     };
   }
 

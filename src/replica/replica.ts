@@ -43,6 +43,7 @@ export class Replica {
   /** A snapshot being saved and uploaded (one at a time), and when the last one was tried. */
   private snapshotRunning: Promise<void> | null = null;
   private snapshotTriedMs = 0;
+  private rateSample = { atMs: 0, applied: 0, perSecond: 0 };
   /** Bootstrap or snapshot upload progress, for status. */
   private progress: (BootstrapProgress | (TransferProgress & { phase: "upload"; snapshotTxid: number })) | null = null;
 
@@ -84,8 +85,21 @@ export class Replica {
       health: this.lastError === null ? "ok" : "degraded",
       journalNodeFaults: this.recentFaults(),
       redisUrl: this.redis?.url ?? null,
-      details: { lastError: this.lastError, snapshotTxid: this.snapshotTxid, progress: this.progress },
+      details: { lastError: this.lastError, snapshotTxid: this.snapshotTxid, progress: this.progress, catchUp: this.catchUp() },
     };
+  }
+
+  /** Records behind the commit index seen, the apply rate since the last look, and the time left at that rate. */
+  private catchUp(): { records: number; recordsPerSecond: number; etaMs: number | null } {
+    const now = Date.now();
+    const applied = this.core?.appliedTxid ?? 0;
+    const elapsed = now - this.rateSample.atMs;
+    if (elapsed >= 1000) {
+      this.rateSample = { atMs: now, applied, perSecond: Math.round(((applied - this.rateSample.applied) * 1000) / elapsed) };
+    }
+    const records = Math.max(0, this.committedSeen - applied);
+    const perSecond = this.rateSample.perSecond;
+    return { records, recordsPerSecond: perSecond, etaMs: records === 0 ? 0 : perSecond > 0 ? Math.round((records * 1000) / perSecond) : null };
   }
 
   /** Tails until stopped; a bug in one round is logged loudly and the round retried, never a silently dead loop. */
