@@ -113,7 +113,7 @@ export class Master {
     this.snapshots = new SnapshotClient(nc, this.jc, config.cluster, config, log);
     this.events = new EventPublisher(nc, config.cluster, `master.${id}`, log);
     this.watch = new NodeWatch(config);
-    this.restorer = new NodeRestorer(this.jc, config, log, this.events, this.watch, this);
+    this.restorer = new NodeRestorer(this.jc, config, log, this.events, this.watch, this, this.snapshots);
   }
 
   /** NodeRestorer's host: the writer core of the current epoch, if serving. */

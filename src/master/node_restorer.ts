@@ -11,6 +11,7 @@ import type { Logger } from "../util/log.js";
 import type { JournalClient } from "./journal_client.js";
 import type { NodeWatch } from "./node_watch.js";
 import type { WriterCore } from "./writer_core.js";
+import type { SnapshotClient } from "../snapshot/snapshot_client.js";
 
 export interface RestorerHost {
   /** The writer core now serving, if any: a catch-up for another one stops. */
@@ -30,6 +31,7 @@ export class NodeRestorer {
     private readonly events: EventPublisher,
     private readonly watch: NodeWatch,
     private readonly host: RestorerHost,
+    private readonly snapshots: SnapshotClient,
   ) {}
 
   isCatchingUp(node: string): boolean {
@@ -74,6 +76,8 @@ export class NodeRestorer {
       }
       this.events.publish({ type: "catchingUp", node, fromTxid: last + 1 });
       if (!(await this.copyFinalizedSegments(node, core))) return;
+      // The purged log depends on the durable snapshot: a node that lost it (wiped) gets it back.
+      if (!(await this.snapshots.ensureOn(node, this.host.clusterId))) this.log.warn({ node }, "could not copy the durable snapshot to the node yet");
       for (let round = 0; round < this.config.catchUpRoundsMax; round++) {
         if (this.host.currentCore !== core || core.failed) return;
         const target = core.rejoinTxid;

@@ -142,6 +142,41 @@ export class SnapshotClient {
   }
 
   /**
+   * Keeps the newest durable snapshot on `node` (a node that was wiped, or missed the upload): copied chunk by chunk
+   * from a node that holds it — the receiving node checks size and SHA-256 — then marked durable there too, so the
+   * snapshot the purged log depends on stays on a majority. False if it could not be copied now.
+   */
+  async ensureOn(node: string, clusterId: string): Promise<boolean> {
+    const { byNode, durableTxid } = await this.list();
+    if (durableTxid === 0) return true;
+    const held = byNode.get(node);
+    if (held === undefined) return false;
+    const newest = Math.max(0, ...[...byNode.values()].flat().filter((s) => s.txid <= durableTxid).map((s) => s.txid));
+    if (newest === 0) return true;
+    if (!held.some((s) => s.txid === newest)) {
+      const source = [...byNode].find(([n, snaps]) => n !== node && snaps.some((s) => s.txid === newest));
+      if (source === undefined) return false;
+      const info = source[1].find((s) => s.txid === newest)!;
+      const begun = await this.call(node, { type: "snapshotBegin", clusterId, ...info });
+      if (!begun.ok) return false;
+      if (!("stored" in begun && begun.stored)) {
+        for (let offset = 0; offset < info.bytes; ) {
+          const r = await this.call(source[0], { type: "snapshotRead", txid: info.txid, offset, length: this.limits.snapshotChunkBytes });
+          if (!r.ok || !("data" in r) || r.data.length === 0) return false;
+          const w = await this.call(node, { type: "snapshotChunk", txid: info.txid, offset, data: r.data });
+          if (!w.ok) return false;
+          offset += r.data.length;
+        }
+        const ended = await this.call(node, { type: "snapshotEnd", txid: info.txid });
+        if (!ended.ok) return false;
+        this.log.info({ node, from: source[0], txid: info.txid }, "copied the durable snapshot to a journal node");
+      }
+    }
+    const marked = await this.jc.call(node, { type: "snapshotDurable", txid: durableTxid, clusterId });
+    return marked.ok;
+  }
+
+  /**
    * Downloads the newest durable snapshot into `dest` (replaced), trying each node that holds it until one copy's
    * SHA-256 matches. Null if no durable snapshot exists.
    */
