@@ -238,7 +238,10 @@ export class RecoveryCore {
 
   /**
    * Which records each responder needs to hold the chosen copy: those it lacks, or — when its copy was written or
-   * accepted in another epoch and so may hold other records under the same txids — the whole segment.
+   * accepted in another epoch and so may hold other records under the same txids — all it holds past its committed
+   * txid. Records up to a node's committed txid are committed, so the chosen copy holds the same ones; the node
+   * refuses to replace them anyway, and asking it to would stall every recovery after an accept that reached
+   * only a minority.
    */
   private syncPlans(): SyncPlan[] {
     const chosen = this.chosen!;
@@ -246,8 +249,9 @@ export class RecoveryCore {
     return this.prepared
       .filter((p) => p.node !== this.source)
       .map((p) => {
-        const whole = p.segment === null || seenEpoch(p) !== sourceEpoch;
-        return { node: p.node, from: whole ? chosen.startTxid : p.segment!.endTxid + 1, count: 0 };
+        if (p.segment === null) return { node: p.node, from: chosen.startTxid, count: 0 };
+        const from = seenEpoch(p) === sourceEpoch ? p.segment.endTxid + 1 : Math.max(chosen.startTxid, p.state.committedTxid + 1);
+        return { node: p.node, from, count: 0 };
       })
       .filter((plan) => plan.from <= chosen.endTxid);
   }
