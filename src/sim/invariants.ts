@@ -132,9 +132,9 @@ export class Invariants {
     this.promised.set(node, Math.max(this.promised.get(node) ?? 0, state.promisedEpoch));
   }
 
-  /** A journal node (re)loaded from its disk. */
-  journalLoaded(node: string, state: JournalState): void {
-    this.checkPromise(node, state.promisedEpoch, "loaded");
+  /** A journal node's state as it stands: after a (re)load from its disk, and after every step of the simulation. */
+  journalState(node: string, state: JournalState): void {
+    this.checkPromise(node, state.promisedEpoch, "holds");
   }
 
   private checkPromise(node: string, promisedEpoch: number, when: string): void {

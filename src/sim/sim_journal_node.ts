@@ -71,7 +71,7 @@ export class SimJournalNode implements SimActor {
     if (loaded.truncated !== null) this.trace.add(this.id, `torn tail cut: ${loaded.truncated.bytes} bytes of ${loaded.truncated.file}`);
     if (loaded.fault !== null) this.trace.add(this.id, `refuses service: ${loaded.fault}`);
     this.core = this.cores.journalCore(this.id, loaded);
-    this.invariants.journalLoaded(this.id, this.core.state());
+    this.invariants.journalState(this.id, this.core.state());
   }
 
   crash(): void {

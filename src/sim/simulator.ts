@@ -310,7 +310,7 @@ export function runSimulation(options: SimOptions): SimResult {
     let livenessEndMs = 0;
     while (clock.step()) {
       steps++;
-      for (const jn of jns) if (jn.core !== null) invariants.journalLoaded(jn.id, jn.core.state());
+      for (const jn of jns) if (jn.core !== null) invariants.journalState(jn.id, jn.core.state());
       if (steps % DISK_CHECK_EVERY_STEPS === 0) invariants.checkDisks(stores());
       if (phase === "safety" && steps >= stepsMax) {
         enterLiveness();
