@@ -71,87 +71,50 @@ export class SegmentStore {
     this.dir = path.join(path.resolve(root), "current");
   }
 
-  /** Loads and validates everything on disk. */
+  /** Loads and validates everything on disk (the checks themselves: `scanSegmentFiles`, shared with the simulator). */
   async open(): Promise<OpenResult> {
     await fsp.mkdir(this.dir, { recursive: true });
     // An unreadable meta or identity file is a fault like a corrupt segment: refuse service, name the file.
     let fault: string | null = null;
-    const meta = await this.readMeta().catch((err: Error) => {
-      fault = `${path.join(this.dir, "meta.json")} is unreadable: ${err.message}`;
-      return { promisedEpoch: 0, writerEpoch: 0, accepted: null } as JournalMeta;
-    });
-    const identity = await this.readIdentity().catch((err: Error) => {
-      fault ??= `${path.join(this.dir, "identity.json")} is unreadable: ${err.message}`;
-      return { clusterId: null, restoring: true } as Identity;
-    });
+    let meta: JournalMeta = { promisedEpoch: 0, writerEpoch: 0, accepted: null };
+    let identity: Identity = { clusterId: null, restoring: true };
+    try {
+      meta = parseMeta(await this.readText("meta.json"));
+    } catch (err) {
+      fault = `${path.join(this.dir, "meta.json")} is unreadable: ${(err as Error).message}`;
+    }
+    try {
+      identity = parseIdentity(await this.readText("identity.json"));
+    } catch (err) {
+      fault ??= `${path.join(this.dir, "identity.json")} is unreadable: ${(err as Error).message}`;
+    }
     const names = (await fsp.readdir(this.dir)).sort();
     // Unfinished copies and merges: their inputs are still in the log.
     for (const name of names) {
       if (MERGE_TMP.test(name)) this.mergeTmpsDropped++;
       if (SYNC_TMP.test(name) || MERGE_TMP.test(name)) await fsp.rm(path.join(this.dir, name), { force: true });
     }
-    const found: { start: number; end: number | null; file: string }[] = [];
-    for (const name of names) {
-      const ip = IN_PROGRESS.exec(name);
-      const fin = FINALIZED.exec(name);
-      if (ip) found.push({ start: Number(ip[1]), end: null, file: name });
-      else if (fin) found.push({ start: Number(fin[1]), end: Number(fin[2]), file: name });
-    }
-    found.sort((a, b) => a.start - b.start || (b.end ?? Infinity) - (a.end ?? Infinity));
     // A merge renamed its output into the log but died before deleting every input: the inputs it covers go now.
-    for (let i = 1; i < found.length; i++) {
-      const cover = found.slice(0, i).find((c) => c.end !== null && found[i].end !== null && c.start <= found[i].start && found[i].end! <= c.end);
-      if (cover === undefined) continue;
-      await fsp.rm(path.join(this.dir, found[i].file), { force: true });
-      this.mergeLeftovers++;
-      found.splice(i--, 1);
-    }
-    if (this.mergeLeftovers > 0) await fsyncDir(this.dir);
+    const covered = coveredByMerge(names);
+    for (const name of covered) await fsp.rm(path.join(this.dir, name), { force: true });
+    if (covered.length > 0) await fsyncDir(this.dir);
+    this.mergeLeftovers += covered.length;
     let truncated: OpenResult["truncated"] = null;
     this.segments = [];
-    for (let i = 0; i < found.length && fault === null; i++) {
-      const f = found[i];
-      const file = path.join(this.dir, f.file);
-      const data = await fsp.readFile(file);
-      const scan = scanRecords(data);
-      const isLastInProgress = f.end === null && i === found.length - 1;
-      if (scan.stop !== undefined) {
-        if (scan.stop.kind === "torn" && isLastInProgress) {
-          await fsp.truncate(file, scan.validBytes);
-          const handle = await fsp.open(file, "r+");
-          await handle.datasync();
-          await handle.close();
-          truncated = { file, bytes: data.length - scan.validBytes };
-        } else {
-          fault = new SegmentCorruptError(file, scan.stop.offset, scan.stop.reason).message;
-          break;
-        }
+    if (fault === null) {
+      const files: SegmentFile[] = [];
+      for (const name of names) if (isSegmentFile(name) && !covered.includes(name)) files.push({ name, data: await fsp.readFile(path.join(this.dir, name)) });
+      const scan = scanSegmentFiles(this.dir, files);
+      fault = scan.fault;
+      if (scan.truncate !== null) {
+        const file = path.join(this.dir, scan.truncate.name);
+        await fsp.truncate(file, scan.truncate.validBytes);
+        const handle = await fsp.open(file, "r+");
+        await handle.datasync();
+        await handle.close();
+        truncated = { file, bytes: scan.truncate.bytes };
       }
-      const offsets: number[] = [];
-      let expected = f.start;
-      for (const r of scan.records) {
-        if (r.txid !== expected) {
-          fault = new SegmentCorruptError(file, r.offset, `txid ${r.txid} where ${expected} was expected`).message;
-          break;
-        }
-        offsets.push(r.offset);
-        expected++;
-      }
-      offsets.push(scan.validBytes);
-      const endTxid = f.start + scan.records.length - 1;
-      if (fault === null && f.end !== null && f.end !== endTxid) {
-        fault = new SegmentCorruptError(file, scan.validBytes, `finalized as ending at ${f.end}, holds records up to ${endTxid}`).message;
-      }
-      if (fault === null && f.end === null && !isLastInProgress) {
-        fault = `${file}: an in-progress segment that is not the newest`;
-      }
-      const previous = this.segments.at(-1);
-      if (fault === null && previous !== undefined && previous.endTxid >= f.start) {
-        fault = `${file}: starts at ${f.start}, inside the previous segment (ends at ${previous.endTxid})`;
-      }
-      if (fault === null) {
-        this.segments.push({ startTxid: f.start, endTxid, inProgress: f.end === null, file, offsets, handle: null });
-      }
+      this.segments = scan.segments.map((seg) => ({ startTxid: seg.startTxid, endTxid: seg.endTxid, inProgress: seg.inProgress, file: path.join(this.dir, seg.name), offsets: seg.offsets, handle: null }));
     }
     return {
       meta,
@@ -162,14 +125,12 @@ export class SegmentStore {
     };
   }
 
-  /** An empty directory is an unformatted node that must not vote until the writer formats and restores it. */
-  private async readIdentity(): Promise<Identity> {
+  /** A file's text, or null when it does not exist. */
+  private async readText(name: string): Promise<string | null> {
     try {
-      const raw = JSON.parse(await fsp.readFile(path.join(this.dir, "identity.json"), "utf8")) as Identity;
-      assert(typeof raw.clusterId === "string" && typeof raw.restoring === "boolean", "identity.json is malformed");
-      return { clusterId: raw.clusterId, restoring: raw.restoring };
+      return await fsp.readFile(path.join(this.dir, name), "utf8");
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return { clusterId: null, restoring: true };
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
       throw err;
     }
   }
@@ -177,19 +138,6 @@ export class SegmentStore {
   /** tmp + fsync + rename + directory fsync: the file is either the old one or the new one after a crash. */
   private async writeDurably(name: string, content: string): Promise<void> {
     await writeFileDurably(this.dir, name, content, (op, file) => this.faults.check(op, file));
-  }
-
-  private async readMeta(): Promise<JournalMeta> {
-    try {
-      const raw = JSON.parse(await fsp.readFile(path.join(this.dir, "meta.json"), "utf8")) as JournalMeta;
-      assert(Number.isSafeInteger(raw.promisedEpoch) && Number.isSafeInteger(raw.writerEpoch), "meta.json is malformed");
-      const meta: JournalMeta = { promisedEpoch: raw.promisedEpoch, writerEpoch: raw.writerEpoch, accepted: raw.accepted ?? null };
-      if (Number.isSafeInteger(raw.durableSnapshotTxid)) meta.durableSnapshotTxid = raw.durableSnapshotTxid;
-      return meta;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return { promisedEpoch: 0, writerEpoch: 0, accepted: null };
-      throw err;
-    }
   }
 
   /** Runs one disk operation of the core; durable when the promise resolves. */
@@ -442,4 +390,115 @@ export class SegmentStore {
 export function segmentFilesIn(root: string): string[] {
   const dir = path.join(root, "current");
   return fs.existsSync(dir) ? fs.readdirSync(dir).filter((n) => IN_PROGRESS.test(n) || FINALIZED.test(n)).map((n) => path.join(dir, n)) : [];
+}
+
+/** The meta file's content (null: absent, a node that never promised). Throws when it is malformed. */
+export function parseMeta(text: string | null): JournalMeta {
+  if (text === null) return { promisedEpoch: 0, writerEpoch: 0, accepted: null };
+  const raw = JSON.parse(text) as JournalMeta;
+  assert(Number.isSafeInteger(raw.promisedEpoch) && Number.isSafeInteger(raw.writerEpoch), "meta.json is malformed");
+  const meta: JournalMeta = { promisedEpoch: raw.promisedEpoch, writerEpoch: raw.writerEpoch, accepted: raw.accepted ?? null };
+  if (Number.isSafeInteger(raw.durableSnapshotTxid)) meta.durableSnapshotTxid = raw.durableSnapshotTxid;
+  return meta;
+}
+
+/** The identity file's content (null: absent, an unformatted node that must not vote until restored). Throws when malformed. */
+export function parseIdentity(text: string | null): Identity {
+  if (text === null) return { clusterId: null, restoring: true };
+  const raw = JSON.parse(text) as Identity;
+  assert(typeof raw.clusterId === "string" && typeof raw.restoring === "boolean", "identity.json is malformed");
+  return { clusterId: raw.clusterId, restoring: raw.restoring };
+}
+
+/**
+ * Finalized segment files wholly inside another finalized one: the inputs of a merge that renamed its output into the
+ * log and died before deleting them all. Segments never overlap otherwise.
+ */
+export function coveredByMerge(names: readonly string[]): string[] {
+  const finalized = names.flatMap((name) => {
+    const m = FINALIZED.exec(name);
+    return m === null ? [] : [{ name, start: Number(m[1]), end: Number(m[2]) }];
+  });
+  return finalized.filter((f) => finalized.some((c) => c !== f && c.start <= f.start && f.end <= c.end && (c.start < f.start || f.end < c.end))).map((f) => f.name);
+}
+
+export function isSegmentFile(name: string): boolean {
+  return IN_PROGRESS.test(name) || FINALIZED.test(name);
+}
+
+export interface SegmentFile {
+  name: string;
+  data: Uint8Array;
+}
+
+export interface ScannedSegment extends SegmentState {
+  name: string;
+  /** Byte offset of each record plus the end offset last (as StoredSegment keeps them). */
+  offsets: number[];
+}
+
+export interface SegmentScan {
+  /** Sorted by startTxid: the valid ones, up to a fault. */
+  segments: ScannedSegment[];
+  fault: string | null;
+  /** A torn tail of the newest in-progress segment, to cut off at validBytes (the caller does it, durably). */
+  truncate: { name: string; validBytes: number; bytes: number } | null;
+}
+
+/**
+ * Validates the segment files of a journal directory, pure (the real store and the simulated disk both load through
+ * it): a torn tail of the newest in-progress segment is to be truncated; a corrupt record anywhere else, a txid gap,
+ * a finalized name that disagrees with its records, an older in-progress segment or overlapping segments are a fault
+ * that names the file (the node then serves nothing).
+ */
+export function scanSegmentFiles(dir: string, files: readonly SegmentFile[]): SegmentScan {
+  const found: { start: number; end: number | null; name: string; data: Uint8Array }[] = [];
+  for (const { name, data } of files) {
+    const ip = IN_PROGRESS.exec(name);
+    const fin = FINALIZED.exec(name);
+    if (ip) found.push({ start: Number(ip[1]), end: null, name, data });
+    else if (fin) found.push({ start: Number(fin[1]), end: Number(fin[2]), name, data });
+  }
+  found.sort((a, b) => a.start - b.start);
+  let fault: string | null = null;
+  let truncate: SegmentScan["truncate"] = null;
+  const segments: ScannedSegment[] = [];
+  for (let i = 0; i < found.length && fault === null; i++) {
+    const f = found[i];
+    const file = path.join(dir, f.name);
+    const scan = scanRecords(f.data);
+    const isLastInProgress = f.end === null && i === found.length - 1;
+    if (scan.stop !== undefined) {
+      if (scan.stop.kind === "torn" && isLastInProgress) {
+        truncate = { name: f.name, validBytes: scan.validBytes, bytes: f.data.length - scan.validBytes };
+      } else {
+        fault = new SegmentCorruptError(file, scan.stop.offset, scan.stop.reason).message;
+        break;
+      }
+    }
+    const offsets: number[] = [];
+    let expected = f.start;
+    for (const r of scan.records) {
+      if (r.txid !== expected) {
+        fault = new SegmentCorruptError(file, r.offset, `txid ${r.txid} where ${expected} was expected`).message;
+        break;
+      }
+      offsets.push(r.offset);
+      expected++;
+    }
+    offsets.push(scan.validBytes);
+    const endTxid = f.start + scan.records.length - 1;
+    if (fault === null && f.end !== null && f.end !== endTxid) {
+      fault = new SegmentCorruptError(file, scan.validBytes, `finalized as ending at ${f.end}, holds records up to ${endTxid}`).message;
+    }
+    if (fault === null && f.end === null && !isLastInProgress) {
+      fault = `${file}: an in-progress segment that is not the newest`;
+    }
+    const previous = segments.at(-1);
+    if (fault === null && previous !== undefined && previous.endTxid >= f.start) {
+      fault = `${file}: starts at ${f.start}, inside the previous segment (ends at ${previous.endTxid})`;
+    }
+    if (fault === null) segments.push({ startTxid: f.start, endTxid, inProgress: f.end === null, name: f.name, offsets });
+  }
+  return { segments, fault, truncate };
 }

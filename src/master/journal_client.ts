@@ -1,10 +1,10 @@
 /** The master's and replicas' side of the journal node protocol: typed requests, validated replies. */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { request } from "../nats/bus.js";
-import { ErrorCode, QjmError, toErrorReply, type ErrorReply } from "../protocol/errors.js";
+import { toErrorReply } from "../protocol/errors.js";
 import { parseJournalReply, type JournalReply, type JournalRequest } from "../protocol/messages.js";
 import { subjects } from "../protocol/subjects.js";
-import { scanRecords, type RecordView } from "../segment/record.js";
+import { recordRange, type RecordView } from "../segment/record.js";
 
 export class JournalClient {
   private readonly s;
@@ -33,12 +33,7 @@ export class JournalClient {
   async readRecords(node: string, fromTxid: number, toTxid: number, limits: { readBytesMax: number; readRecordsMax: number }): Promise<{ bytes: Uint8Array; records: RecordView[] } | null> {
     const r = await this.call(node, { type: "read", fromTxid, bytesMax: limits.readBytesMax, recordsMax: limits.readRecordsMax, uncommitted: true });
     if (!r.ok || !("read" in r) || r.read.count === 0) return null;
-    const scan = scanRecords(r.read.records);
-    if (scan.stop !== undefined) return null;
-    const records = scan.records.filter((rec) => rec.txid <= toTxid);
-    if (records.length === 0 || records.some((rec, i) => rec.txid !== fromTxid + i)) return null;
-    const end = records[records.length - 1];
-    return { bytes: r.read.records.subarray(0, end.offset + end.length), records };
+    return recordRange(r.read.records, fromTxid, toTxid);
   }
 
   /** The same request to every node, in parallel; every answer (or error) by node. */
@@ -46,12 +41,4 @@ export class JournalClient {
     const replies = await Promise.all(nodes.map(async (n) => [n, await this.call(n, req, timeoutMs)] as const));
     return new Map(replies);
   }
-}
-
-export function describeErrors(replies: Map<string, JournalReply>): string {
-  return [...replies].filter(([, r]) => !r.ok).map(([n, r]) => `${n}: ${(r as ErrorReply).code} ${(r as ErrorReply).message}`).join("; ");
-}
-
-export function noQuorum(message: string): QjmError {
-  return new QjmError(ErrorCode.NO_QUORUM, message);
 }

@@ -5,7 +5,7 @@
 import { quorumSize, type Config } from "../config/config.js";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
 import type { JournalClient } from "./journal_client.js";
-import { describeErrors } from "./journal_client.js";
+import { describeErrors } from "./recovery_core.js";
 import type { WriterCore } from "./writer_core.js";
 
 export type RollLimits = Pick<Config, "segmentMaxBytes" | "segmentMaxRecords" | "segmentMaxAgeMs">;

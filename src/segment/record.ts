@@ -145,3 +145,16 @@ function recordProblem(buf: Uint8Array, view: DataView, offset: number): string 
   if (checksum(buf, offset, payload) !== view.getUint32(offset + 20)) return "checksum mismatch";
   return undefined;
 }
+
+/**
+ * The records of a read reply from `fromTxid` to at most `toTxid`, checked: checksums, contiguous txids starting at
+ * fromTxid. Null when the bytes hold none of them or are damaged: the reader asks another node.
+ */
+export function recordRange(bytes: Uint8Array, fromTxid: number, toTxid: number): { bytes: Uint8Array; records: RecordView[] } | null {
+  const scan = scanRecords(bytes);
+  if (scan.stop !== undefined) return null;
+  const records = scan.records.filter((rec) => rec.txid <= toTxid);
+  if (records.length === 0 || records.some((rec, i) => rec.txid !== fromTxid + i)) return null;
+  const end = records[records.length - 1];
+  return { bytes: bytes.subarray(0, end.offset + end.length), records };
+}

@@ -1,0 +1,26 @@
+/**
+ * The protocol cores the simulation runs, behind one small factory: tests pass deliberately wrong ones (a writer
+ * that commits on one ack, a recovery that keeps the longest copy, a replica that reads uncommitted records) and
+ * expect the invariants to catch them, without touching product code.
+ */
+import { JournalCore, type LoadedJournal } from "../journal/journal_core.js";
+import { RecoveryCore, type RecoveryLimits } from "../master/recovery_core.js";
+import { WriterCore, type WriterLimits } from "../master/writer_core.js";
+import { ReplicaCore } from "../replica/replica_core.js";
+
+export interface SimCores {
+  journalCore(nodeId: string, loaded: LoadedJournal): JournalCore;
+  writerCore(epoch: number, segmentTxid: number, nodes: readonly string[], inSync: readonly string[], limits: WriterLimits): WriterCore;
+  recoveryCore(nodes: readonly string[], limits: RecoveryLimits, newClusterId: string): RecoveryCore;
+  replicaCore(nodes: readonly string[], appliedTxid: number): ReplicaCore;
+  /** What replicas ask journal nodes for: committed records only (true: a deliberately wrong replica). */
+  replicaReadsUncommitted: boolean;
+}
+
+export const realCores: SimCores = {
+  journalCore: (nodeId, loaded) => new JournalCore(nodeId, loaded),
+  writerCore: (epoch, segmentTxid, nodes, inSync, limits) => new WriterCore(epoch, segmentTxid, nodes, inSync, limits),
+  recoveryCore: (nodes, limits, newClusterId) => new RecoveryCore(nodes, limits, newClusterId),
+  replicaCore: (nodes, appliedTxid) => new ReplicaCore(nodes, appliedTxid),
+  replicaReadsUncommitted: false,
+};

@@ -1,0 +1,180 @@
+/**
+ * The safety properties, checked as the simulation runs (each at the event that could break it) and over the
+ * journal nodes' disks every few steps:
+ *  - never two writers established or committing in one epoch;
+ *  - a committed txid never changes its record (learned from commits, and from every rebuild read after recovery);
+ *  - every acked write stays in the committed log (a later writer's recovered log reaches it; some journal node
+ *    serves it intact);
+ *  - a replica applies only committed records, in txid order, each once;
+ *  - promised epochs never go down on a journal node, across restarts;
+ *  - a corrupt record is never acked, applied or served onward (applied and recovered records equal the committed
+ *    ones byte for byte; a journal node's append scans clean).
+ */
+import { scanRecords } from "../segment/record.js";
+import type { JournalState } from "../protocol/messages.js";
+import type { SimSegmentStore } from "./sim_disk.js";
+
+export class SimViolation extends Error {
+  override name = "SimViolation";
+}
+
+interface CommittedRecord {
+  epoch: number;
+  payload: Uint8Array;
+  /** Who taught us: a writer's commit, or a rebuild read. */
+  source: string;
+}
+
+function fail(message: string): never {
+  throw new SimViolation(message);
+}
+
+function samePayload(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.compare(a, b) === 0;
+}
+
+export class Invariants {
+  private readonly committed = new Map<number, CommittedRecord>();
+  maxCommitted = 0;
+  private readonly ackedTxids = new Set<number>();
+  maxAcked = 0;
+  /** The highest txid a writer committed (a majority acked) in each epoch. */
+  private readonly committedInEpoch = new Map<number, number>();
+  /** The writer established in each epoch, and the end of the log it recovered. */
+  private readonly writers = new Map<number, { writer: string; endTxid: number }>();
+  /** Per journal node: the highest promise it ever replied with. */
+  private readonly promised = new Map<string, number>();
+  private readonly applied = new Map<string, number>();
+  private readonly flipped = new Set<string>();
+  counts = { applied: 0, recoveredReads: 0, corruptReadsRefused: 0, writers: 0 };
+  /** Called once, when the first writer is established (the cluster is formatted). */
+  onFirstWriter: () => void = () => {};
+
+  /** A txid now known committed with this record (a writer's majority, or the recovered log). */
+  learnCommitted(txid: number, epoch: number, payload: Uint8Array, source: string): void {
+    const known = this.committed.get(txid);
+    if (known !== undefined) {
+      if (known.epoch !== epoch || !samePayload(known.payload, payload)) {
+        fail(`committed txid ${txid} changed its record: epoch ${known.epoch} (from ${known.source}) then epoch ${epoch} (from ${source})`);
+      }
+      return;
+    }
+    this.committed.set(txid, { epoch, payload, source });
+    this.maxCommitted = Math.max(this.maxCommitted, txid);
+  }
+
+  /** A writer's batch reached a majority: txids up to `committedTxid` are committed in `epoch` by `writer`. */
+  writerCommitted(epoch: number, writer: string, committedTxid: number): void {
+    this.committedInEpoch.set(epoch, Math.max(this.committedInEpoch.get(epoch) ?? 0, committedTxid));
+    const w = this.writers.get(epoch);
+    if (w === undefined || w.writer !== writer) fail(`${writer} committed in epoch ${epoch}, whose writer is ${w?.writer ?? "nobody"}`);
+    for (const [e, later] of this.writers) {
+      if (e > epoch && later.endTxid < committedTxid) {
+        fail(`epoch ${epoch} committed txid ${committedTxid}, but epoch ${e}'s writer already recovered a log ending at ${later.endTxid}`);
+      }
+    }
+  }
+
+  /** Recovery finished: `writer` serves `epoch`, the log ends at endTxid. */
+  writerEstablished(epoch: number, writer: string, endTxid: number): void {
+    const w = this.writers.get(epoch);
+    if (w !== undefined) fail(`two writers in epoch ${epoch}: ${w.writer} and ${writer}`);
+    this.writers.set(epoch, { writer, endTxid });
+    if (this.counts.writers++ === 0) this.onFirstWriter();
+    // What earlier epochs committed must be in the log; a later epoch's commits need not (this writer is stale,
+    // and will be fenced at its first batch).
+    for (const [e, committed] of this.committedInEpoch) {
+      if (e < epoch && endTxid < committed) {
+        fail(`${writer} recovered a log ending at ${endTxid} in epoch ${epoch}: txid ${committed} committed in epoch ${e} is lost${this.ackedTxids.has(committed) ? " (an acked write)" : ""}`);
+      }
+    }
+  }
+
+  /** A rebuild read after recovery: every record up to the recovered end is committed. */
+  recovered(writer: string, txid: number, epoch: number, payload: Uint8Array): void {
+    this.counts.recoveredReads++;
+    this.learnCommitted(txid, epoch, payload, `${writer}'s rebuild`);
+  }
+
+  /** A client got OK for the write journaled at txid. */
+  acked(txid: number, epoch: number, payload: Uint8Array): void {
+    const c = this.committed.get(txid);
+    if (c === undefined) fail(`write at txid ${txid} acked but not committed`);
+    if (c.epoch !== epoch || !samePayload(c.payload, payload)) fail(`write at txid ${txid} acked with a record other than the committed one`);
+    this.ackedTxids.add(txid);
+    this.maxAcked = Math.max(this.maxAcked, txid);
+  }
+
+  /** A replica applies a record (after its core validated it). */
+  replicaApplies(replica: string, txid: number, epoch: number, payload: Uint8Array): void {
+    const last = this.applied.get(replica) ?? 0;
+    if (txid !== last + 1) fail(`${replica} applies txid ${txid} after ${last}: out of order or twice`);
+    const c = this.committed.get(txid);
+    if (c === undefined) fail(`${replica} applies txid ${txid}, which is not committed (committed up to ${this.maxCommitted})`);
+    if (c.epoch !== epoch || !samePayload(c.payload, payload)) fail(`${replica} applies a record at txid ${txid} other than the committed one`);
+    this.applied.set(replica, txid);
+    this.counts.applied++;
+  }
+
+  /** A replica restarts from the applied txid its (persistent) Redis holds. */
+  replicaResumes(replica: string, appliedTxid: number): void {
+    const last = this.applied.get(replica) ?? 0;
+    if (appliedTxid !== last) fail(`${replica} resumes at ${appliedTxid}, applied ${last}`);
+  }
+
+  appliedBy(replica: string): number {
+    return this.applied.get(replica) ?? 0;
+  }
+
+  /** A journal node answered with its state: its promise is a fact the writers act on. */
+  journalReplied(node: string, state: JournalState): void {
+    this.checkPromise(node, state.promisedEpoch, "replied");
+    this.promised.set(node, Math.max(this.promised.get(node) ?? 0, state.promisedEpoch));
+  }
+
+  /** A journal node's state as it stands: after a (re)load from its disk, and after every step of the simulation. */
+  journalState(node: string, state: JournalState): void {
+    this.checkPromise(node, state.promisedEpoch, "holds");
+  }
+
+  private checkPromise(node: string, promisedEpoch: number, when: string): void {
+    const before = this.promised.get(node) ?? 0;
+    if (promisedEpoch < before) fail(`${node} ${when} promised epoch ${promisedEpoch}, below the ${before} it promised before`);
+  }
+
+  /** Records a journal node just appended read back clean (before the write the core checked them; now after). */
+  journalAppended(node: string, store: SimSegmentStore, txids: number[]): void {
+    for (const txid of [txids[0], txids[txids.length - 1]]) {
+      if (!store.scanClean(txid)) fail(`${node} stored a corrupt record at txid ${txid}`);
+    }
+  }
+
+  bitFlipped(node: string): void {
+    this.flipped.add(node);
+  }
+
+  corruptReadRefused(): void {
+    this.counts.corruptReadsRefused++;
+  }
+
+  /**
+   * Every committed txid is served intact by some journal node (not one that refuses service): an acked write
+   * is never only in memory or only in a set-aside file.
+   */
+  checkDisks(stores: { node: string; store: SimSegmentStore; serving: boolean }[]): void {
+    for (const [txid, c] of this.committed) {
+      let intact = false;
+      for (const { store, serving } of stores) {
+        if (!serving) continue;
+        const rec = store.recordAt(txid);
+        if (rec === null) continue;
+        const scan = scanRecords(rec);
+        if (scan.stop === undefined && scan.records.length === 1 && scan.records[0].txid === txid && scan.records[0].epoch === c.epoch && samePayload(scan.records[0].payload, c.payload)) {
+          intact = true;
+          break;
+        }
+      }
+      if (!intact) fail(`committed txid ${txid}${this.ackedTxids.has(txid) ? " (acked)" : ""} is held intact by no serving journal node`);
+    }
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * The simulated network between actors: each message gets its own delay (so messages reorder), may be lost or
+ * delivered twice, and is dropped when a partition separates sender and receiver at delivery time or the receiver
+ * is down. Any subset of actors can be cut from the rest, several cuts at once.
+ */
+import type { WriteReply } from "../protocol/messages.js";
+import type { Prng } from "./prng.js";
+import type { SimClock } from "./clock.js";
+import type { Trace } from "./trace.js";
+
+/** A client's write, as the sim's clients issue them. */
+export type ClientOp = { op: "SET"; key: string; value: string } | { op: "INCR"; key: string } | { op: "DEL"; key: string };
+
+export type SimMessage =
+  /** A journal request (msgpack body, as on NATS); `id` matches the reply. */
+  | { kind: "request"; id: number; body: Uint8Array }
+  | { kind: "reply"; id: number; body: Uint8Array }
+  /** A journal node's presence, heard by the masters (NodeWatch). */
+  | { kind: "heartbeat" }
+  | { kind: "write"; id: number; op: ClientOp }
+  | { kind: "writeReply"; id: number; reply: WriteReply };
+
+export interface BusOptions {
+  delayMsMin: number;
+  delayMsMax: number;
+  /** Chance that a message takes up to slowDelayMsMax instead (reordering past timeouts). */
+  slowChance: number;
+  slowDelayMsMax: number;
+  lossChance: number;
+  duplicateChance: number;
+}
+
+export interface SimActor {
+  readonly id: string;
+  readonly up: boolean;
+  onMessage(from: string, msg: SimMessage): void;
+}
+
+export class SimBus {
+  private readonly actors = new Map<string, SimActor>();
+  /** Active partitions: each separates its members from every other actor. */
+  private readonly cuts: Set<string>[] = [];
+  sent = 0;
+  lost = 0;
+
+  constructor(
+    private readonly clock: SimClock,
+    private readonly prng: Prng,
+    private readonly options: BusOptions,
+    private readonly trace: Trace,
+  ) {}
+
+  register(actor: SimActor): void {
+    this.actors.set(actor.id, actor);
+  }
+
+  connected(a: string, b: string): boolean {
+    for (const cut of this.cuts) if (cut.has(a) !== cut.has(b)) return false;
+    return true;
+  }
+
+  cut(members: readonly string[]): Set<string> {
+    const cut = new Set(members);
+    this.cuts.push(cut);
+    this.trace.add("net", `partition {${members.join(",")}} | rest`);
+    return cut;
+  }
+
+  heal(cut: Set<string>): void {
+    const i = this.cuts.indexOf(cut);
+    if (i < 0) return;
+    this.cuts.splice(i, 1);
+    this.trace.add("net", `heal {${[...cut].join(",")}}`);
+  }
+
+  healAll(): void {
+    while (this.cuts.length > 0) this.heal(this.cuts[0]);
+  }
+
+  send(from: string, to: string, msg: SimMessage): void {
+    this.sent++;
+    if (this.prng.chance(this.options.lossChance)) {
+      this.lost++;
+      return;
+    }
+    const copies = this.prng.chance(this.options.duplicateChance) ? 2 : 1;
+    for (let i = 0; i < copies; i++) {
+      const o = this.options;
+      const delay = this.prng.chance(o.slowChance) ? this.prng.int(o.delayMsMax, o.slowDelayMsMax) : this.prng.int(o.delayMsMin, o.delayMsMax);
+      this.clock.after(delay, () => {
+        const target = this.actors.get(to);
+        if (target === undefined || !target.up || !this.connected(from, to)) return;
+        target.onMessage(from, msg);
+      });
+    }
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * A replica in the simulation, driven as replica.ts drives it: the ReplicaCore picks the node and the txid, a read
+ * of committed records goes out, the records the core accepts are applied one by one (each atomically with its
+ * applied txid, as MULTI/EXEC does, so a crash loses nothing applied), and a round of idle answers pauses it.
+ */
+import type { Config } from "../config/config.js";
+import { decode, encode } from "../protocol/codec.js";
+import { ErrorCode, errorReply, toErrorReply } from "../protocol/errors.js";
+import { parseJournalReply, type JournalReply } from "../protocol/messages.js";
+import type { ReplicaCore } from "../replica/replica_core.js";
+import type { SimClock } from "./clock.js";
+import type { SimCores } from "./cores.js";
+import type { Invariants } from "./invariants.js";
+import { applyEffects } from "./sim_master.js";
+import type { SimActor, SimBus, SimMessage } from "./sim_bus.js";
+import type { Trace } from "./trace.js";
+
+export class SimReplica implements SimActor {
+  up = false;
+  private incarnation = 0;
+  private core: ReplicaCore | null = null;
+  /** The replica's persistent Redis: survives a crash, as its applied txid does. */
+  readonly redis = new Map<string, string>();
+  appliedTxid = 0;
+  private waiting: { id: number; generation: number } | null = null;
+  private idleRounds = 0;
+
+  constructor(
+    readonly id: string,
+    private readonly config: Config,
+    private readonly clock: SimClock,
+    private readonly bus: SimBus,
+    private readonly trace: Trace,
+    private readonly cores: SimCores,
+    private readonly invariants: Invariants,
+    private readonly requestIds: { next(): number },
+  ) {}
+
+  start(): void {
+    if (this.up) return;
+    this.up = true;
+    const generation = ++this.incarnation;
+    this.invariants.replicaResumes(this.id, this.appliedTxid);
+    this.core = this.cores.replicaCore(this.config.journalNodes, this.appliedTxid);
+    this.trace.add(this.id, `start at applied ${this.appliedTxid}`);
+    this.clock.after(0, () => this.read(generation));
+  }
+
+  crash(): void {
+    if (!this.up) return;
+    this.up = false;
+    this.incarnation++;
+    this.waiting = null;
+    this.core = null;
+    this.trace.add(this.id, `crash at applied ${this.appliedTxid}`);
+  }
+
+  private read(generation: number): void {
+    if (this.incarnation !== generation) return;
+    const { node, fromTxid } = this.core!.nextRead();
+    const id = this.requestIds.next();
+    this.waiting = { id, generation };
+    const req = { type: "read", fromTxid, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: this.cores.replicaReadsUncommitted };
+    this.bus.send(this.id, node, { kind: "request", id, body: encode(req) });
+    this.clock.after(this.config.journalRequestTimeoutMs, () => {
+      if (this.waiting?.id === id) this.onReply(node, errorReply(ErrorCode.TIMEOUT, "read timed out"));
+    });
+  }
+
+  onMessage(from: string, msg: SimMessage): void {
+    if (msg.kind !== "reply" || this.waiting?.id !== msg.id) return;
+    let reply: JournalReply;
+    try {
+      reply = parseJournalReply(decode(msg.body));
+    } catch (err) {
+      reply = toErrorReply(err);
+    }
+    this.onReply(from, reply);
+  }
+
+  private onReply(node: string, reply: JournalReply): void {
+    const generation = this.waiting!.generation;
+    this.waiting = null;
+    const core = this.core!;
+    const outcome = core.onRead(reply.ok && "read" in reply ? { ok: true, ...reply.read } : reply.ok ? { ok: false, code: "BAD_REQUEST", message: "not a read reply" } : reply);
+    if (outcome.kind === "apply") {
+      this.idleRounds = 0;
+      for (const rec of outcome.records) {
+        this.invariants.replicaApplies(this.id, rec.txid, rec.epoch, rec.payload);
+        applyEffects(this.redis, rec.payload);
+        this.appliedTxid = rec.txid;
+        core.onApplied(rec.txid);
+      }
+      this.clock.after(1, () => this.read(generation));
+      return;
+    }
+    if (outcome.kind === "reject" && outcome.faulty) {
+      this.invariants.corruptReadRefused();
+      this.trace.add(this.id, `refused records from ${node}: ${outcome.reason}`);
+    }
+    if (++this.idleRounds >= core.nodes.length) {
+      this.idleRounds = 0;
+      this.clock.after(this.config.replicaPollMs, () => this.read(generation));
+    } else {
+      this.clock.after(0, () => this.read(generation));
+    }
+  }
+}

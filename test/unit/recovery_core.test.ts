@@ -1,0 +1,121 @@
+/**
+ * Becoming the writer as a pure state machine (HDFS QuorumJournalManager.recoverUnfinalizedSegments, driven by
+ * replies): each phase goes out to every node at once and moves on once all answered; late and duplicate replies
+ * change nothing; a minority is NO_QUORUM. Driven here against real JournalCores, synchronously.
+ */
+import test from "ava";
+import { JournalCore, type StepResult } from "../../src/journal/journal_core.js";
+import { RecoveryCore, type RecoveryOutput, type RecoveryRequest } from "../../src/master/recovery_core.js";
+import { toErrorReply, type ErrorReply } from "../../src/protocol/errors.js";
+import type { JournalReply } from "../../src/protocol/messages.js";
+import { encodeEffects, encodeRecord } from "../../src/segment/record.js";
+
+const limits = { epochRequestTimeoutMs: 100, journalRequestTimeoutMs: 200, readBytesMax: 1 << 20, readRecordsMax: 100 };
+const names = ["jn1", "jn2", "jn3"];
+
+function fresh(): Map<string, JournalCore> {
+  return new Map(names.map((n) => [n, new JournalCore(n, { meta: { promisedEpoch: 0, writerEpoch: 0, accepted: null }, segments: [], fault: null, identity: { clusterId: null, restoring: true } })]));
+}
+
+/** The record every writer of these tests journals at txid (in epoch 1). */
+function record(txid: number): Buffer {
+  return encodeRecord(txid, 1, encodeEffects([[Buffer.from("SET"), Buffer.from("k"), Buffer.from(String(txid))]]));
+}
+
+function records(from: number, to: number): Buffer {
+  const out: Buffer[] = [];
+  for (let txid = from; txid <= to; txid++) out.push(record(txid));
+  return Buffer.concat(out);
+}
+
+/** A node's answer; a read is served with the epoch-1 records every copy here holds. */
+function asReply(r: StepResult, node?: JournalCore): JournalReply {
+  if ("error" in r.reply) return toErrorReply(r.reply.error);
+  if ("read" in r.reply) {
+    const { fromTxid, toTxid } = r.reply.read;
+    const s = node!.state();
+    return { ok: true, read: { records: records(fromTxid, toTxid), count: Math.max(0, toTxid - fromTxid + 1), lastTxid: s.lastTxid, committedTxid: s.committedTxid } };
+  }
+  return { ok: true, ...r.reply } as JournalReply;
+}
+
+/** Delivers every request to its node (or an error for the nodes `down`), until the core is done or throws. */
+function drive(core: RecoveryCore, nodes: Map<string, JournalCore>, down: string[] = []): RecoveryOutput {
+  let queue: RecoveryRequest[] = [];
+  let out = core.start();
+  for (;;) {
+    if (out.done !== null) return out;
+    queue = queue.concat(out.send);
+    const r = queue.shift();
+    if (r === undefined) throw new Error("recovery waits for nothing");
+    const reply: JournalReply = down.includes(r.node) ? ({ ok: false, code: "TIMEOUT", message: "down" } as ErrorReply) : asReply(nodes.get(r.node)!.step(r.req), nodes.get(r.node));
+    out = core.onReply(r.id, reply);
+  }
+}
+
+test("recovery core - a new cluster is formatted, promises epoch 1 and starts segment 1 on every node", (t) => {
+  const nodes = fresh();
+  const out = drive(new RecoveryCore(names, limits, "c-new"), nodes);
+  t.deepEqual(out.done, { clusterId: "c-new", epoch: 1, endTxid: 0, inSync: names, decision: "empty journal" });
+  for (const n of nodes.values()) t.like(n.state(), { clusterId: "c-new", promisedEpoch: 1, writerEpoch: 1, lastSegment: { startTxid: 1, endTxid: 0, inProgress: true } });
+});
+
+test("recovery core - each phase goes out to every node at once, and waits for all of them", (t) => {
+  const core = new RecoveryCore(names, limits, "c");
+  const first = core.start();
+  t.deepEqual(first.send.map((r) => [r.node, r.req.type, r.timeoutMs]), names.map((n) => [n, "getState", 100]));
+  t.is(core.onReply(first.send[0].id, { ok: false, code: "TIMEOUT", message: "" }).send.length, 0);
+  t.is(core.onReply(first.send[1].id, { ok: false, code: "TIMEOUT", message: "" }).send.length, 0);
+  t.is(core.currentPhase, "state");
+});
+
+test("recovery core - a late or duplicate reply changes nothing", (t) => {
+  const nodes = fresh();
+  const core = new RecoveryCore(names, limits, "c");
+  const first = core.start();
+  const replies = first.send.map((r) => asReply(nodes.get(r.node)!.step(r.req)));
+  t.is(core.onReply(first.send[0].id, replies[0]).send.length, 0);
+  t.is(core.onReply(first.send[0].id, replies[0]).send.length, 0, "a duplicate does not complete the phase");
+  t.is(core.onReply(first.send[1].id, replies[1]).send.length, 0);
+  const next = core.onReply(first.send[2].id, replies[2]);
+  t.deepEqual(next.send.map((r) => r.req.type), ["format", "format", "format"]);
+  t.is(core.onReply(first.send[2].id, replies[2]).send.length, 0, "a reply of a finished phase is ignored");
+});
+
+test("recovery core - a majority that does not answer is NO_QUORUM, and the epoch is one above every promise seen", (t) => {
+  const nodes = fresh();
+  drive(new RecoveryCore(names, limits, "c"), nodes);
+  const err = t.throws(() => drive(new RecoveryCore(names, limits, "c"), nodes, ["jn1", "jn2"]));
+  t.is((err as { code?: string }).code, "NO_QUORUM");
+  const out = drive(new RecoveryCore(names, limits, "c"), nodes, ["jn3"]);
+  t.like(out.done, { epoch: 2, inSync: ["jn1", "jn2"] });
+});
+
+test("recovery core - an unfinished segment is settled: accepted and finalized on a majority, the next one started after it", (t) => {
+  const nodes = fresh();
+  drive(new RecoveryCore(names, limits, "c"), nodes);
+  // Every node holds the same three records of epoch 1: no copy needs a sync.
+  for (const n of nodes.values()) t.false("error" in n.step({ type: "journal", epoch: 1, segmentTxid: 1, firstTxid: 1, count: 3, records: records(1, 3), committedTxid: 0 }).reply);
+  const out = drive(new RecoveryCore(names, limits, "c"), nodes);
+  t.like(out.done, { epoch: 2, endTxid: 3, decision: "segment 1 kept as held by jn1: ends at 3" });
+  for (const n of nodes.values()) t.like(n.state(), { writerEpoch: 2, lastSegment: { startTxid: 4, endTxid: 3, inProgress: true } });
+});
+
+test("recovery core - after an accept that reached only a minority, the others get the chosen copy past their committed txid (sim seed 74)", (t) => {
+  const nodes = fresh();
+  drive(new RecoveryCore(names, limits, "c"), nodes);
+  // Epoch 1 journals 1..5 everywhere and 6 on jn1 only; jn2 and jn3 learned that 1..4 are committed.
+  for (const [name, n] of nodes) {
+    const last = name === "jn1" ? 6 : 5;
+    t.false("error" in n.step({ type: "journal", epoch: 1, segmentTxid: 1, firstTxid: 1, count: last, records: records(1, last), committedTxid: 4 }).reply);
+  }
+  // A recovery in epoch 2 accepted jn1's copy on jn1 alone, then died: jn1's copy is now of epoch 2, the others' of epoch 1.
+  const jn1 = nodes.get("jn1")!;
+  t.false("error" in jn1.step({ type: "newEpoch", epoch: 2, clusterId: "c" }).reply);
+  t.false("error" in jn1.step({ type: "acceptRecovery", epoch: 2, segment: { startTxid: 1, endTxid: 6, inProgress: true } }).reply);
+  // The next recovery keeps jn1's copy; jn2 and jn3 refuse to replace their committed 1..4, so they get 5..6 only.
+  const core = new RecoveryCore(names, limits, "c");
+  const out = drive(core, nodes);
+  t.like(out.done, { epoch: 3, endTxid: 6, inSync: names });
+  for (const n of nodes.values()) t.like(n.state(), { writerEpoch: 3, lastTxid: 6, lastSegment: { startTxid: 7, endTxid: 6, inProgress: true } });
+});
