@@ -60,6 +60,15 @@ export type DiskOp =
   | { op: "deleteSegment"; startTxid: number }
   /** Move an in-progress segment out of the log (renamed, kept for inspection, never served). */
   | { op: "setAside"; startTxid: number }
+  /**
+   * Recovery records that would replace this node's own from fromTxid on, kept aside (`fresh`: the first chunk,
+   * start over) until acceptRecovery installs them: an interrupted copy never shortens the node's log.
+   */
+  | { op: "stageRecovery"; segmentTxid: number; fromTxid: number; fresh: boolean; records: Uint8Array }
+  /** Atomically replace the in-progress segment from fromTxid on by the staged records up to toTxid. */
+  | { op: "installRecovery"; segmentTxid: number; fromTxid: number; toTxid: number }
+  /** Drop staged recovery records (a newer epoch, or a decision that does not need them). */
+  | { op: "discardRecovery"; segmentTxid: number }
   /** Delete a finalized segment wholly covered by the durable snapshot. */
   | { op: "purgeSegment"; startTxid: number; endTxid: number }
   /** Replace consecutive finalized segments by one, from a merged file already written and fsynced aside. */
@@ -95,6 +104,8 @@ export class JournalCore {
   private identity: Identity | null;
   /** A finalized segment being copied in from a peer: the next txid expected. */
   private syncing: { segment: SegmentState; nextTxid: number } | null = null;
+  /** Recovery records staged to replace the newest segment from fromTxid on (HDFS syncs a segment into a temp file too). */
+  private staged: { segmentTxid: number; epoch: number; fromTxid: number; endTxid: number } | null = null;
 
   constructor(
     readonly nodeId: string,
@@ -151,6 +162,7 @@ export class JournalCore {
     const committedBefore = this.committedTxid;
     const identityBefore = this.identity === null ? null : { ...this.identity };
     const syncingBefore = this.syncing === null ? null : { ...this.syncing };
+    const stagedBefore = this.staged === null ? null : { ...this.staged };
     try {
       const result = this.dispatch(req);
       this.invariants();
@@ -161,6 +173,7 @@ export class JournalCore {
       this.committedTxid = committedBefore;
       this.identity = identityBefore;
       this.syncing = syncingBefore;
+      this.staged = stagedBefore;
       const promised = Math.max(metaBefore.promisedEpoch, this.meta.promisedEpoch);
       this.meta = { ...metaBefore, promisedEpoch: promised };
       const ops: DiskOp[] = promised > metaBefore.promisedEpoch ? [{ op: "persistMeta", meta: { ...this.meta } }] : [];
@@ -292,7 +305,9 @@ export class JournalCore {
       throw new QjmError(ErrorCode.EPOCH_FENCED, `proposed epoch ${epoch} <= promised epoch ${this.meta.promisedEpoch}`);
     }
     this.meta = { ...this.meta, promisedEpoch: epoch };
-    return { ops: [{ op: "persistMeta", meta: { ...this.meta } }], reply: { state: this.state() } };
+    const ops: DiskOp[] = [{ op: "persistMeta", meta: { ...this.meta } }];
+    this.dropStaged(epoch, ops);
+    return { ops, reply: { state: this.state() } };
   }
 
   /** Every writer request: refuse a lower epoch; a higher one is an implicit promise. */
@@ -303,6 +318,15 @@ export class JournalCore {
     if (epoch > this.meta.promisedEpoch) {
       this.meta = { ...this.meta, promisedEpoch: epoch };
       ops.push({ op: "persistMeta", meta: { ...this.meta } });
+    }
+    this.dropStaged(epoch, ops);
+  }
+
+  /** Staged records of an older recovery are never installed. */
+  private dropStaged(epoch: number, ops: DiskOp[]): void {
+    if (this.staged !== null && this.staged.epoch < epoch) {
+      ops.push({ op: "discardRecovery", segmentTxid: this.staged.segmentTxid });
+      this.staged = null;
     }
   }
 
@@ -422,19 +446,27 @@ export class JournalCore {
     }
     if (!segment.inProgress) throw new QjmError(ErrorCode.ILLEGAL_STATE, `segment ${req.segmentTxid} is finalized`);
     if (segment !== this.segments.at(-1)) throw new QjmError(ErrorCode.ILLEGAL_STATE, `segment ${req.segmentTxid} is not the newest`);
-    if (req.firstTxid < segment.startTxid || req.firstTxid > segment.endTxid + 1) {
+    const staged = this.staged;
+    const continues = staged !== null && staged.segmentTxid === segment.startTxid && staged.epoch === req.epoch && req.firstTxid === staged.endTxid + 1;
+    if (!continues && (req.firstTxid < segment.startTxid || req.firstTxid > segment.endTxid + 1)) {
       throw new QjmError(ErrorCode.OUT_OF_SYNC, `recovery records start at ${req.firstTxid}, segment ${segment.startTxid} ends at ${segment.endTxid}`);
     }
-    if (req.firstTxid <= segment.endTxid) {
-      // The chosen copy replaces ours from firstTxid on: ours was written or accepted in another epoch and may differ.
+    const txids = this.validateBatch(req.records, req.firstTxid, req.count, (e) => e <= req.epoch);
+    if (txids.length === 0) return { ops, reply: { state: this.state() } };
+    if (continues) {
+      ops.push({ op: "stageRecovery", segmentTxid: segment.startTxid, fromTxid: staged.fromTxid, fresh: false, records: req.records });
+      staged.endTxid = req.firstTxid + req.count - 1;
+    } else if (req.firstTxid <= segment.endTxid) {
+      // The chosen copy replaces ours from firstTxid on (ours was written or accepted in another epoch and may
+      // differ). Staged, not truncated: if this copy is interrupted, our log must still be what we promised.
       if (req.firstTxid - 1 < this.committedTxid) {
         throw new QjmError(ErrorCode.ILLEGAL_STATE, `replacing records from ${req.firstTxid} would drop committed txid ${this.committedTxid}`);
       }
-      ops.push({ op: "truncate", segmentTxid: segment.startTxid, toTxid: req.firstTxid - 1 });
-      segment.endTxid = req.firstTxid - 1;
-    }
-    const txids = this.validateBatch(req.records, req.firstTxid, req.count, (e) => e <= req.epoch);
-    if (txids.length > 0) {
+      ops.push({ op: "stageRecovery", segmentTxid: segment.startTxid, fromTxid: req.firstTxid, fresh: true, records: req.records });
+      this.staged = { segmentTxid: segment.startTxid, epoch: req.epoch, fromTxid: req.firstTxid, endTxid: req.firstTxid + req.count - 1 };
+    } else {
+      if (staged !== null) throw new QjmError(ErrorCode.OUT_OF_SYNC, `recovery records at ${req.firstTxid} do not continue the staged copy`);
+      // Records past our end only extend our copy: nothing of it is lost if the copy stops here.
       ops.push({ op: "append", segmentTxid: segment.startTxid, records: req.records, txids });
       segment.endTxid = req.firstTxid + req.count - 1;
     }
@@ -446,6 +478,18 @@ export class JournalCore {
     this.checkEpoch(epoch, ops);
     if (epoch !== this.meta.promisedEpoch) throw new QjmError(ErrorCode.EPOCH_FENCED, `epoch ${epoch} is not the promised one`);
     const segment = this.segmentAt(chosen.startTxid);
+    const staged = this.staged;
+    if (segment !== undefined && staged !== null && staged.segmentTxid === chosen.startTxid && staged.epoch === epoch && chosen.endTxid >= staged.fromTxid) {
+      // The staged copy replaces ours from its first txid, in one atomic step.
+      if (staged.endTxid < chosen.endTxid) throw new QjmError(ErrorCode.OUT_OF_SYNC, `staged copy of segment ${chosen.startTxid} ends at ${staged.endTxid}, not ${chosen.endTxid}`);
+      if (staged.fromTxid - 1 < this.committedTxid) throw new QjmError(ErrorCode.ILLEGAL_STATE, `installing from ${staged.fromTxid} would drop committed txid ${this.committedTxid}`);
+      ops.push({ op: "installRecovery", segmentTxid: chosen.startTxid, fromTxid: staged.fromTxid, toTxid: chosen.endTxid });
+      segment.endTxid = chosen.endTxid;
+      this.staged = null;
+    } else if (staged !== null) {
+      ops.push({ op: "discardRecovery", segmentTxid: staged.segmentTxid });
+      this.staged = null;
+    }
     if (segment === undefined || segment.endTxid < chosen.endTxid) {
       throw new QjmError(ErrorCode.OUT_OF_SYNC, `segment ${chosen.startTxid} lacks records up to ${chosen.endTxid}`);
     }

@@ -27,6 +27,12 @@ const TXID_DIGITS = 19;
 const IN_PROGRESS = /^edits_inprogress_(\d+)$/;
 const FINALIZED = /^edits_(\d+)-(\d+)$/;
 const SYNC_TMP = /^edits_sync_\d+\.tmp$/;
+/** Recovery records staged to replace part of the in-progress segment, and the file that replaces it at accept. */
+const RECOVERY_TMP = /^edits_recovery_\d+(\.install)?\.tmp$/;
+
+function recoveryTmpName(segmentTxid: number): string {
+  return `edits_recovery_${segmentTxid}.tmp`;
+}
 const MERGE_TMP = /^edits_merge_\d+-\d+\.tmp$/;
 
 function mergeTmpName(start: number, end: number): string {
@@ -92,7 +98,7 @@ export class SegmentStore {
     // Unfinished copies and merges: their inputs are still in the log.
     for (const name of names) {
       if (MERGE_TMP.test(name)) this.mergeTmpsDropped++;
-      if (SYNC_TMP.test(name) || MERGE_TMP.test(name)) await fsp.rm(path.join(this.dir, name), { force: true });
+      if (SYNC_TMP.test(name) || MERGE_TMP.test(name) || RECOVERY_TMP.test(name)) await fsp.rm(path.join(this.dir, name), { force: true });
     }
     // A merge renamed its output into the log but died before deleting every input: the inputs it covers go now.
     const covered = coveredByMerge(names);
@@ -220,6 +226,51 @@ export class SegmentStore {
         await handle.truncate(bytes);
         await handle.datasync();
         segment.offsets.length = keep + 1;
+        segment.endTxid = op.toTxid;
+        return;
+      }
+      case "stageRecovery": {
+        const tmp = path.join(this.dir, recoveryTmpName(op.segmentTxid));
+        this.faults.check("write", tmp);
+        // Not fsynced: installRecovery writes and fsyncs the segment it makes from these.
+        await fsp.writeFile(tmp, op.records, { flag: op.fresh ? "w" : "a" });
+        return;
+      }
+      case "discardRecovery":
+        await fsp.rm(path.join(this.dir, recoveryTmpName(op.segmentTxid)), { force: true });
+        return;
+      case "installRecovery": {
+        const segment = this.segment(op.segmentTxid);
+        assert(segment.inProgress && op.fromTxid >= segment.startTxid && op.fromTxid <= segment.endTxid + 1, "install out of range");
+        const staged = await fsp.readFile(path.join(this.dir, recoveryTmpName(op.segmentTxid)));
+        const scan = scanRecords(staged);
+        const count = op.toTxid - op.fromTxid + 1;
+        assert(scan.stop === undefined && scan.records.length >= count && scan.records[0]?.txid === op.fromTxid, `staged recovery of segment ${op.segmentTxid} does not hold ${op.fromTxid}..${op.toTxid}`);
+        const keep = op.fromTxid - segment.startTxid;
+        const ownBytes = segment.offsets[keep];
+        const stagedBytes = count === scan.records.length ? scan.validBytes : scan.records[count].offset;
+        const own = Buffer.allocUnsafe(ownBytes);
+        const handle = await this.handle(segment);
+        if (ownBytes > 0) await handle.read(own, 0, ownBytes, 0);
+        await handle.close();
+        segment.handle = null;
+        // The whole new segment is written aside, fsynced, then renamed over the old one: one atomic switch.
+        const installTmp = path.join(this.dir, `edits_recovery_${op.segmentTxid}.install.tmp`);
+        const out = await fsp.open(installTmp, "w");
+        try {
+          this.faults.check("write", installTmp);
+          await out.writeFile(Buffer.concat([own, staged.subarray(0, stagedBytes)]));
+          this.faults.check("fsync", installTmp);
+          await out.sync();
+        } finally {
+          await out.close();
+        }
+        await fsp.rename(installTmp, segment.file);
+        await fsyncDir(this.dir);
+        await fsp.rm(path.join(this.dir, recoveryTmpName(op.segmentTxid)), { force: true });
+        segment.offsets.length = keep;
+        for (let i = 0; i < count; i++) segment.offsets.push(ownBytes + scan.records[i].offset);
+        segment.offsets.push(ownBytes + stagedBytes);
         segment.endTxid = op.toTxid;
         return;
       }

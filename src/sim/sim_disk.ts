@@ -96,6 +96,8 @@ export class SimSegmentStore {
     }
     let truncated: { file: string; bytes: number } | null = null;
     this.segments = [];
+    // As the real store: staged recovery records never outlive the process that staged them.
+    for (const name of [...this.disk.files.keys()]) if (name.startsWith("edits_recovery_")) this.disk.files.delete(name);
     if (fault === null) {
       const names = [...this.disk.files.keys()].filter(isSegmentFile).sort();
       const files: SegmentFile[] = names.map((name) => ({ name, data: this.disk.files.get(name)!.view() }));
@@ -158,6 +160,37 @@ export class SimSegmentStore {
         const keep = op.toTxid - segment.startTxid + 1;
         this.disk.files.get(segment.name)!.truncate(segment.offsets[keep]);
         segment.offsets.length = keep + 1;
+        segment.endTxid = op.toTxid;
+        return;
+      }
+      case "stageRecovery": {
+        const name = `edits_recovery_${op.segmentTxid}.tmp`;
+        if (op.fresh || !this.disk.files.has(name)) this.disk.files.set(name, new SimFile());
+        this.disk.files.get(name)!.append(op.records);
+        return;
+      }
+      case "discardRecovery":
+        this.disk.files.delete(`edits_recovery_${op.segmentTxid}.tmp`);
+        return;
+      case "installRecovery": {
+        const segment = this.segment(op.segmentTxid);
+        const staged = this.disk.files.get(`edits_recovery_${op.segmentTxid}.tmp`);
+        assert(staged !== undefined, `no staged recovery of segment ${op.segmentTxid}`);
+        const scan = scanRecords(staged.view());
+        const count = op.toTxid - op.fromTxid + 1;
+        assert(scan.stop === undefined && scan.records.length >= count && scan.records[0]?.txid === op.fromTxid, "staged recovery does not hold the range");
+        const keep = op.fromTxid - segment.startTxid;
+        const ownBytes = segment.offsets[keep];
+        const stagedBytes = count === scan.records.length ? scan.validBytes : scan.records[count].offset;
+        const file = new SimFile();
+        file.append(this.disk.files.get(segment.name)!.copy(0, ownBytes));
+        file.append(staged.copy(0, stagedBytes));
+        // Atomic, as the real store's write-aside, fsync and rename.
+        this.disk.files.set(segment.name, file);
+        this.disk.files.delete(`edits_recovery_${op.segmentTxid}.tmp`);
+        segment.offsets.length = keep;
+        for (let i = 0; i < count; i++) segment.offsets.push(ownBytes + scan.records[i].offset);
+        segment.offsets.push(ownBytes + stagedBytes);
         segment.endTxid = op.toTxid;
         return;
       }

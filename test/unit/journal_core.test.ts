@@ -585,10 +585,32 @@ test("journal core - recoveryAppend from inside the segment replaces the node's 
   ok(n.step({ type: "newEpoch", epoch: 4 }));
   const chosen = records(3, 1, 7);
   const r = n.step(recoveryAppend(4, 1, 1, 7, chosen));
-  t.deepEqual(r.ops.map((o) => o.op), ["truncate", "append"]);
-  t.like(r.ops[0], { op: "truncate", segmentTxid: 1, toTxid: 0 });
-  t.is(stateOf(r).lastTxid, 7);
-  ok(n.step({ type: "acceptRecovery", epoch: 4, segment: { startTxid: 1, endTxid: 7, inProgress: true } }));
+  // Staged, not truncated: until accept, the node's own copy is what it answered prepare with.
+  t.deepEqual(r.ops.map((o) => o.op), ["stageRecovery"]);
+  t.like(r.ops[0], { op: "stageRecovery", segmentTxid: 1, fromTxid: 1, fresh: true });
+  t.is(stateOf(r).lastTxid, 5);
+  const a = n.step({ type: "acceptRecovery", epoch: 4, segment: { startTxid: 1, endTxid: 7, inProgress: true } });
+  t.deepEqual(a.ops.map((o) => o.op), ["installRecovery", "persistMeta"]);
+  t.like(a.ops[0], { op: "installRecovery", segmentTxid: 1, fromTxid: 1, toTxid: 7 });
+  t.is(stateOf(a).lastTxid, 7);
+});
+
+test("journal core - an interrupted recovery copy never shortens the node's log (simulator seed 5663)", (t) => {
+  // Epoch 1 wrote 1..5 here; a recovery of epoch 4 starts replacing from txid 1 and stops after 1..2.
+  const n = written(1, 5);
+  ok(n.step({ type: "newEpoch", epoch: 4 }));
+  ok(n.step(recoveryAppend(4, 1, 1, 2, records(1, 1, 2))));
+  t.is(n.state().lastTxid, 5, "still 1..5 after a partial copy");
+  // A newer recovery finds the whole copy, and drops the staged part.
+  const r = n.step({ type: "newEpoch", epoch: 5 });
+  t.deepEqual(r.ops.map((o) => o.op), ["persistMeta", "discardRecovery"]);
+  const p = ok(n.step({ type: "prepareRecovery", epoch: 5, segmentTxid: 1 }));
+  if (!("prepare" in p)) return t.fail("no prepare reply");
+  t.deepEqual(p.prepare.segment, { startTxid: 1, endTxid: 5, inProgress: true });
+  // A staged copy that does not reach the decided end is refused at accept, and the node's copy stays.
+  ok(n.step(recoveryAppend(5, 1, 3, 2, records(1, 3, 2))));
+  t.is(refusal(n.step({ type: "acceptRecovery", epoch: 5, segment: { startTxid: 1, endTxid: 6, inProgress: true } })), "OUT_OF_SYNC");
+  t.is(n.state().lastTxid, 5);
 });
 
 test("journal core - recoveryAppend never replaces committed records", (t) => {
