@@ -246,10 +246,11 @@ export class JournalCore {
   private onFormat(clusterId: string, restoring: boolean): StepResult {
     const current = this.identity?.clusterId ?? null;
     if (current === clusterId) return { ops: [], reply: { state: this.state() } };
-    if (current !== null) throw new QjmError(ErrorCode.CLUSTER_MISMATCH, `already formatted for cluster ${current}`);
     if (this.segments.length > 0 || this.meta.promisedEpoch > 0) {
+      if (current !== null) throw new QjmError(ErrorCode.CLUSTER_MISMATCH, `already formatted for cluster ${current}`);
       throw new QjmError(ErrorCode.ILLEGAL_STATE, "only an empty journal node can be formatted");
     }
+    // Formatted, but never promised an epoch nor held a record: a first format that did not finish may be redone.
     this.identity = { clusterId, restoring };
     return { ops: [{ op: "persistIdentity", identity: { ...this.identity } }], reply: { state: this.state() } };
   }

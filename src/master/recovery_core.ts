@@ -176,11 +176,19 @@ export class RecoveryCore {
   private afterState(out: RecoveryOutput): void {
     this.known = states(this.answered);
     if (this.known.size < this.quorum) throw noQuorum(`${this.known.size} of ${this.nodes.length} journal nodes answered getState, ${this.quorum} needed`);
-    const ids = new Set([...this.known.values()].map((s) => s.clusterId).filter((id) => id !== null));
-    if (ids.size > 1) throw new QjmError(ErrorCode.CLUSTER_MISMATCH, `journal nodes of different clusters answer: ${[...ids].join(", ")}`);
-    const unformatted = [...this.known].filter(([, s]) => s.clusterId === null).map(([n]) => n);
-    let clusterId = [...ids][0];
-    let restoring = true;
+    // A pristine node never promised an epoch nor held a record: it has no promise to have forgotten, and its cluster
+    // id (if a first format that did not finish, or two that raced, gave it one) binds nothing. The cluster is the one
+    // of the nodes that did; if none did, no writer ever ran, and the least id (every writer picks the same) is kept.
+    const pristine = (st: JournalState): boolean => st.promisedEpoch === 0 && st.lastTxid === 0 && st.lastSegment === null;
+    const bound = new Set([...this.known.values()].filter((st) => !pristine(st) && st.clusterId !== null).map((st) => st.clusterId!));
+    if (bound.size > 1) throw new QjmError(ErrorCode.CLUSTER_MISMATCH, `journal nodes of different clusters answer: ${[...bound].join(", ")}`);
+    const neverWritten = [...this.known.values()].every((st) => pristine(st) && (st.clusterId === null || !st.restoring));
+    const ids = [...this.known.values()].map((st) => st.clusterId).filter((id): id is string => id !== null);
+    let clusterId: string | undefined = [...bound][0] ?? ids.sort()[0];
+    const unformatted = [...this.known].filter(([, st]) => st.clusterId !== clusterId && pristine(st)).map(([n]) => n);
+    const foreign = [...this.known].filter(([, st]) => st.clusterId !== clusterId && !pristine(st)).map(([n]) => n);
+    if (foreign.length > 0) throw new QjmError(ErrorCode.CLUSTER_MISMATCH, `journal nodes ${foreign.join(", ")} belong to another cluster than ${clusterId}`);
+    let restoring = !neverWritten;
     if (clusterId === undefined) {
       const holdingData = [...this.known].filter(([, s]) => s.lastTxid > 0 || s.lastSegment !== null).map(([n]) => n);
       if (holdingData.length > 0) throw new QjmError(ErrorCode.ILLEGAL_STATE, `unformatted journal nodes hold data: ${holdingData.join(", ")}`);

@@ -15,7 +15,8 @@ function flag(args: string[], name: string): number | undefined {
 
 function main(args: string[]): number {
   const steps = flag(args, "--steps") ?? SIM_STEPS_DEFAULT;
-  const bootstrapFaults = args.includes("--bootstrap-faults");
+  // Faults from the first step, the cluster's first format included; --calm-bootstrap holds them until a writer exists.
+  const bootstrapFaults = !args.includes("--calm-bootstrap");
   const one = flag(args, "--seed");
   if (one !== undefined) {
     const r = runSimulation({ seed: one, steps, echo: true, bootstrapFaults });

@@ -33,9 +33,8 @@ export interface SimOptions {
   /** Print every trace line as it happens. */
   echo?: boolean;
   /**
-   * Faults from the first step, before the first writer formatted the cluster. Off by default: a first format that
-   * reaches only a minority leaves the cluster unable to elect a writer (a known issue, see the report), which would
-   * hide every other finding behind it.
+   * Faults from the first step, before the first writer formatted the cluster (default). false: faults and a lossy
+   * network wait for the first writer.
    */
   bootstrapFaults?: boolean;
 }
@@ -296,10 +295,10 @@ export function runSimulation(options: SimOptions): SimResult {
     for (const rep of replicas) rep.start();
     client.start();
     const nemesisStart = prng.int(10, nemesisMsMax);
-    if (options.bootstrapFaults === true) {
+    if (options.bootstrapFaults !== false) {
       clock.after(nemesisStart, nemesis);
     } else {
-      // The network is clean too until then: one lost format is enough to hit the known bootstrap issue.
+      // The network is clean too until then.
       const lossy = { ...busOptions };
       Object.assign(busOptions, { lossChance: 0, duplicateChance: 0, slowChance: 0 });
       invariants.onFirstWriter = () => {
@@ -339,6 +338,6 @@ export function describeFailure(r: SimResult, steps: number, bootstrapFaults = f
     `seed ${r.seed} FAILED after ${r.steps} steps (${r.simMs} simulated ms): ${r.failure}`,
     `last ${r.trace.length} events:`,
     ...r.trace.map((l) => `  ${l}`),
-    `replay: npm run sim -- --seed ${r.seed} --steps ${steps}${bootstrapFaults ? " --bootstrap-faults" : ""}`,
+    `replay: npm run sim -- --seed ${r.seed} --steps ${steps}${bootstrapFaults ? "" : " --calm-bootstrap"}`,
   ].join("\n");
 }

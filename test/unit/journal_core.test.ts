@@ -634,8 +634,11 @@ test("journal core - an unformatted node votes in no epoch until formatted; form
   t.deepEqual(r.ops, [{ op: "persistIdentity", identity: { clusterId: "c1", restoring: false } }]);
   t.like(stateOf(r), { clusterId: "c1", restoring: false });
   ok(n.step({ type: "format", clusterId: "c1", restoring: false }));
-  t.is(refusal(n.step({ type: "format", clusterId: "c2", restoring: false })), "CLUSTER_MISMATCH");
+  // Never promised, never held a record: an unfinished first format may be redone (with the id every writer picks).
+  t.like(stateOf(n.step({ type: "format", clusterId: "c0", restoring: false })), { clusterId: "c0" });
+  ok(n.step({ type: "format", clusterId: "c1", restoring: false }));
   ok(n.step({ type: "newEpoch", epoch: 1, clusterId: "c1" }));
+  t.is(refusal(n.step({ type: "format", clusterId: "c2", restoring: false })), "CLUSTER_MISMATCH", "once it promised, its cluster is fixed");
   t.is(refusal(n.step({ type: "newEpoch", epoch: 2, clusterId: "c2" })), "CLUSTER_MISMATCH", "a writer of another cluster is refused");
 });
 

@@ -40,9 +40,17 @@ test(`sim - ${CI_SEEDS} seeds of the real cores keep every invariant and converg
   t.true(acked > CI_SEEDS * 50, "the runs carry load");
 });
 
+/**
+ * Recovery that keeps the longest copy breaks safety only in a rarer schedule (two writers' copies of one segment,
+ * the older one longer) and is otherwise stopped by the journal nodes' guards (a finalized copy is never extended),
+ * so the run stalls: it takes more seeds to catch.
+ */
+const SEEDS_MAX_OF: Record<string, number> = { "recovery keeps the longest copy": 1000 };
+
 for (const [name, cores] of Object.entries(wrongCores)) {
-  test(`sim - a wrong core is caught within ${MUTANT_SEEDS_MAX} seeds: ${name}`, (t) => {
-    for (let seed = 1; seed <= MUTANT_SEEDS_MAX; seed++) {
+  const seedsMax = SEEDS_MAX_OF[name] ?? MUTANT_SEEDS_MAX;
+  test(`sim - a wrong core is caught within ${seedsMax} seeds: ${name}`, (t) => {
+    for (let seed = 1; seed <= seedsMax; seed++) {
       const r = runSimulation({ seed, cores });
       if (!r.ok) {
         t.log(`caught at seed ${seed}: ${r.failure}`);
@@ -50,6 +58,6 @@ for (const [name, cores] of Object.entries(wrongCores)) {
         return;
       }
     }
-    t.fail(`${name}: no seed of ${MUTANT_SEEDS_MAX} failed`);
+    t.fail(`${name}: no seed of ${seedsMax} failed`);
   });
 }
