@@ -4,7 +4,8 @@
  *   redis-qjm status [--json]        every actor's role, id, pid, epoch, txids, health, Redis URL
  *   redis-qjm write <CMD> [args…]     one write through the quorum journal; prints the reply
  *   redis-qjm events                 follows qjm.<cluster>.events (masked, restored, recovery decisions…), one JSON line each
- *   redis-qjm inspect <file> [--json] [--limit N]   offline editlog viewer: a segment file's records and problems (no NATS)
+ *   redis-qjm inspect <file> [--json] [--limit N]   offline viewer (no NATS): a segment file's records and problems, or a
+ *                                                   snapshot's (.rdb / .json) summary: txid, size, RDB version, CRC-64, SHA-256
  * Uses $QJM_NATS_URL and $QJM_CLUSTER (defaults in src/config/config.ts).
  */
 import { loadConfig } from "../src/config/config.js";
@@ -14,7 +15,7 @@ import type { ActorStatus } from "../src/protocol/messages.js";
 import { subjects } from "../src/protocol/subjects.js";
 import { runInspect } from "../src/segment/inspect.js";
 
-const USAGE = "usage: redis-qjm status [--json] | redis-qjm write <COMMAND> [args...] | redis-qjm events | redis-qjm inspect <segment-file> [--json] [--limit N]";
+const USAGE = "usage: redis-qjm status [--json] | redis-qjm write <COMMAND> [args...] | redis-qjm events | redis-qjm inspect <segment-or-snapshot-file> [--json] [--limit N]";
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));

@@ -79,17 +79,9 @@ export async function runBootstrapBaseline(dir: string, options: BootstrapBaseli
     log(`filled ${sourceKeys} keys in ${fillMs} ms`);
 
     // (a) Redis's own full resync into a fresh replica-style redis-server.
-    const replica = await startBenchRedis(cleanup, { dir: path.join(dir, "replica"), persistent: true });
-    const rep = connect(cleanup, replica.port);
-    const rewritesBefore = infoNumber(await readInfo(rep, "persistence"), "aof_rewrites");
-    t0 = Date.now();
-    await rep.call("REPLICAOF", "127.0.0.1", String(source.port));
-    await waitFor(rep, ["replication", "persistence"], "the replica to be in sync", (i) => i.get("master_link_status") === "up" && i.get("loading") === "0");
-    const redisFullResyncMs = Date.now() - t0;
-    await waitFor(rep, ["persistence"], "the replica's AOF rewrite", (i) => infoNumber(i, "aof_rewrites") > rewritesBefore && i.get("aof_rewrite_in_progress") === "0" && i.get("aof_rewrite_scheduled") === "0");
-    const redisFullResyncAofMs = Date.now() - t0;
-    await expectKeys(rep, sourceKeys, "Redis's full resync");
-    await rep.call("REPLICAOF", "NO", "ONE");
+    const resync = await timeRedisFullResync(cleanup, path.join(dir, "replica"), source.port, sourceKeys);
+    const redisFullResyncMs = resync.loadedMs;
+    const redisFullResyncAofMs = resync.aofRewrittenMs;
     log(`(a) Redis full resync: loaded in ${redisFullResyncMs} ms, AOF rewritten at ${redisFullResyncAofMs} ms`);
 
     // (b) takeSnapshot + loadRdb into another fresh replica-style redis-server.
@@ -141,6 +133,26 @@ export function bootstrapBaselineReport(r: BootstrapBaselineResult): string {
   ].join("\n");
 }
 
+/**
+ * Redis's own full resync, timed: a fresh replica-style redis-server (appendonly yes, as a replica's) under `dir` does
+ * REPLICAOF the source until master_link_status:up and loading:0, then until its AOF rewrite ended; it must then hold
+ * `expectedKeys` keys. It is detached (REPLICAOF NO ONE) before returning and stopped by `cleanup`.
+ */
+export async function timeRedisFullResync(cleanup: Cleanup, dir: string, sourcePort: number, expectedKeys: number): Promise<{ loadedMs: number; aofRewrittenMs: number }> {
+  const replica = await startBenchRedis(cleanup, { dir, persistent: true });
+  const rep = connect(cleanup, replica.port);
+  const rewritesBefore = infoNumber(await readInfo(rep, "persistence"), "aof_rewrites");
+  const t0 = Date.now();
+  await rep.call("REPLICAOF", "127.0.0.1", String(sourcePort));
+  await waitFor(rep, ["replication", "persistence"], "the replica to be in sync", (i) => i.get("master_link_status") === "up" && i.get("loading") === "0");
+  const loadedMs = Date.now() - t0;
+  await waitFor(rep, ["persistence"], "the replica's AOF rewrite", (i) => infoNumber(i, "aof_rewrites") > rewritesBefore && i.get("aof_rewrite_in_progress") === "0" && i.get("aof_rewrite_scheduled") === "0");
+  const aofRewrittenMs = Date.now() - t0;
+  await expectKeys(rep, expectedKeys, "Redis's full resync");
+  await rep.call("REPLICAOF", "NO", "ONE");
+  return { loadedMs, aofRewrittenMs };
+}
+
 function connect(cleanup: Cleanup, port: number): Redis {
   const r = new Redis({ host: "127.0.0.1", port, maxRetriesPerRequest: 1, retryStrategy: () => null, connectTimeout: CONNECT_TIMEOUT_MS });
   r.on("error", () => {});
@@ -151,15 +163,18 @@ function connect(cleanup: Cleanup, port: number): Redis {
 /** Random text the values are cut from, so that they do not shrink under the RDB's LZF compression. */
 const VALUE_POOL = randomBytes(64 * 1024).toString("base64");
 
+/** Value `j` of key `i`: `valueBytes` cut from random text at a place that depends on both. */
+export function fillValue(i: number, j: number, valueBytes: number): string {
+  const at = (i * 7919 + j * 104_729) % (VALUE_POOL.length - valueBytes);
+  return VALUE_POOL.slice(at, at + valueBytes);
+}
+
 /**
  * Keys `key:<i>`: 70% strings (MSET, one per batch), 10% hashes (3 fields), 10% lists (3 items), 5% sets (3),
  * 5% zsets (3); pipelined.
  */
 async function fill(r: Redis, keys: number, valueBytes: number): Promise<void> {
-  const value = (i: number, j: number) => {
-    const at = (i * 7919 + j * 104_729) % (VALUE_POOL.length - valueBytes);
-    return VALUE_POOL.slice(at, at + valueBytes);
-  };
+  const value = (i: number, j: number) => fillValue(i, j, valueBytes);
   const inFlight: Promise<unknown>[] = [];
   for (let start = 0; start < keys; start += FILL_BATCH) {
     const p = r.pipeline();

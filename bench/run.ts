@@ -4,13 +4,16 @@
  *
  *   BENCH_SECONDS=<s>   measured seconds per target per concurrency (default 5)
  *   BENCH_OUT=<file>    also write the results as JSON there
- *   BENCH_TARGETS=a,b   only the targets whose name contains one of these (the floor is always measured)
+ *   BENCH_TARGETS=a,b   only the targets whose name contains one of these (the floor is measured with any other
+ *                       throughput target); `bootstrap` selects the bootstrap bench (bench/bootstrap.ts)
+ *   BENCH_BOOTSTRAP_KEYS=<n>  keys the bootstrap bench fills the cluster with (default 1,000,000; it takes minutes)
  */
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { BASELINES } from "./baselines.js";
+import { BOOTSTRAP_TARGET, bootstrapKeys, bootstrapMarkdown, bootstrapReport, runBootstrapBench, type BootstrapBenchResult } from "./bootstrap.js";
 import { killServersOnExit } from "./cleanup.js";
 import { runTarget, type Measurement, type TargetFactory } from "./harness.js";
 import { qjmTarget } from "./qjm_target.js";
@@ -34,10 +37,14 @@ async function main(): Promise<number> {
   // The machine is shared: the load around the run says how much the figures can be trusted.
   const loadBefore = os.loadavg()[0];
   const wanted = (process.env.BENCH_TARGETS ?? "").split(",").map((s) => s.trim().toLowerCase()).filter((s) => s !== "");
-  const factories: TargetFactory[] = [...BASELINES, (dir: string) => qjmTarget(dir)].filter((factory) => {
-    const name = factory(os.tmpdir()).name;
-    return wanted.length === 0 || name === FLOOR || wanted.some((w) => name.toLowerCase().includes(w));
-  });
+  const named = (factory: TargetFactory): string => factory(os.tmpdir()).name;
+  const selects = (name: string): boolean => wanted.length === 0 || wanted.some((w) => name.toLowerCase().includes(w));
+  let factories: TargetFactory[] = [...BASELINES, (dir: string) => qjmTarget(dir)].filter((factory) => named(factory) === FLOOR || selects(named(factory)));
+  // The floor alone divides nothing (e.g. BENCH_TARGETS=bootstrap), unless it was asked for.
+  if (factories.every((factory) => named(factory) === FLOOR) && !(wanted.length > 0 && selects(FLOOR))) factories = [];
+  const bootstrapWanted = selects(BOOTSTRAP_TARGET);
+  // Read before any measurement, so a bad value fails at once rather than after minutes of throughput runs.
+  if (bootstrapWanted) bootstrapKeys();
 
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "redis-qjm-bench-"));
   // Removed on every exit (including Ctrl-C), except when a failed target's logs are worth reading.
@@ -46,6 +53,8 @@ async function main(): Promise<number> {
     if (!keepRoot) fs.rmSync(root, { recursive: true, force: true, maxRetries: 3 });
   });
   const results: Measurement[] = [];
+  let bootstrap: BootstrapBenchResult | null = null;
+  let bootstrapFailed = false;
   try {
     for (const factory of factories) {
       for (const clients of CONCURRENCIES) {
@@ -54,20 +63,38 @@ async function main(): Promise<number> {
         results.push(await runTarget(factory(dir), clients, seconds));
       }
     }
+    if (bootstrapWanted) {
+      try {
+        bootstrap = await runBootstrapBench(fs.mkdtempSync(path.join(root, "bootstrap-")));
+      } catch (err) {
+        bootstrapFailed = true;
+        console.error(`bench: bootstrap failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
   } finally {
-    keepRoot = results.some((r) => r.writes === 0);
+    keepRoot = results.some((r) => r.writes === 0) || bootstrapFailed;
     if (keepRoot) console.error(`bench: server logs kept in ${root}`);
   }
 
   const rows = withFloorRatios(results, FLOOR);
   const load1mBeforeAfter = [loadBefore, os.loadavg()[0]].map((l) => Number(l.toFixed(2)));
   const machine = { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? "unknown", kernel: os.release(), node: process.version, load1mBeforeAfter };
-  console.log("");
-  console.log(textTable(rows));
-  for (const n of notes(rows)) console.log(`note: ${n}`);
-  console.log("");
-  console.log(`<!-- ${new Date().toISOString()}, ${machine.cpus} cores, node ${machine.node}, load (1 min) ${load1mBeforeAfter.join(" → ")}, BENCH_SECONDS=${seconds} -->`);
-  console.log(markdownTable(rows));
+  const stamp = `${new Date().toISOString()}, ${machine.cpus} cores, node ${machine.node}, load (1 min) ${load1mBeforeAfter.join(" → ")}`;
+  if (rows.length > 0) {
+    console.log("");
+    console.log(textTable(rows));
+    for (const n of notes(rows)) console.log(`note: ${n}`);
+    console.log("");
+    console.log(`<!-- ${stamp}, BENCH_SECONDS=${seconds} -->`);
+    console.log(markdownTable(rows));
+  }
+  if (bootstrap !== null) {
+    console.log("");
+    console.log(bootstrapReport(bootstrap));
+    console.log("");
+    console.log(`<!-- ${stamp}, BENCH_BOOTSTRAP_KEYS=${bootstrap.keys} -->`);
+    console.log(bootstrapMarkdown(bootstrap));
+  }
 
   const out = process.env.BENCH_OUT;
   if (out !== undefined && out !== "") {
@@ -78,10 +105,11 @@ async function main(): Promise<number> {
       workload: { seconds, warmupMs: WARMUP_MS, valueBytes: VALUE_BYTES, keys: KEY_SPACE, concurrencies: CONCURRENCIES },
       floor: FLOOR,
       results: rows,
+      bootstrap,
     });
     console.error(`bench: results written to ${out}`);
   }
-  return rows.some((r) => r.writes === 0) ? 1 : 0;
+  return rows.some((r) => r.writes === 0) || bootstrapFailed ? 1 : 0;
 }
 
 main().then(

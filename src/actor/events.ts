@@ -26,7 +26,7 @@ export type ClusterEvent =
   /** A snapshot is fsynced on a majority of journal nodes: segments below it may be purged. */
   | { type: "snapshotDurable"; txid: number; bytes: number; nodes: string[] }
   /** An actor loaded a snapshot into its Redis and tails the journal from its txid. */
-  | { type: "bootstrapped"; actor: string; txid: number; bytes: number; fromNode: string; ms: number };
+  | { type: "bootstrapped"; actor: string; txid: number; bytes: number; fromNode: string; ms: number; downloadMs: number };
 
 export class EventPublisher {
   private readonly subject: string;

@@ -41,6 +41,8 @@ export interface LocalCluster {
   readonly specs: ActorSpec[];
   /** Starts (again) the named actor. */
   startActor(name: string): Child;
+  /** Adds an actor the configuration does not name (a brand-new replica joining) and starts it; stop() stops it too. */
+  addActor(spec: ActorSpec): Child;
   /** Signals the named actor (e.g. SIGKILL, SIGSTOP) and, for terminating signals, waits until it is gone. */
   signal(name: string, signal: NodeJS.Signals): Promise<void>;
   stop(): Promise<void>;
@@ -116,6 +118,11 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     actors,
     specs,
     startActor,
+    addActor(spec) {
+      if (specs.some((s) => s.name === spec.name)) throw new Error(`an actor ${spec.name} exists already`);
+      specs.push(spec);
+      return startActor(spec.name);
+    },
     async signal(name, signal) {
       const child = actors.get(name);
       if (child === undefined) throw new Error(`no actor ${name}`);

@@ -248,7 +248,7 @@ export class Master {
       from = snapshot.txid + 1;
       // The replica's applied-txid key came with the snapshot: it means nothing on the master.
       await this.client.del(APPLIED_KEY);
-      this.events.publish({ type: "bootstrapped", actor: `master.${this.id}`, txid: snapshot.txid, bytes: snapshot.bytes, fromNode: snapshot.node, ms: snapshot.ms });
+      this.events.publish({ type: "bootstrapped", actor: `master.${this.id}`, txid: snapshot.txid, bytes: snapshot.bytes, fromNode: snapshot.node, ms: snapshot.ms, downloadMs: snapshot.downloadMs });
     }
     let sourceIndex = 0;
     let misses = 0;

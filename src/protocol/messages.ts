@@ -325,7 +325,8 @@ export function parseSnapshotRequest(v: unknown): SnapshotRequest {
   }
 }
 
-function parseSnapshotInfo(v: unknown): SnapshotInfo {
+/** A snapshot's {txid, bytes, sha256}: on the bus, and as the descriptor a journal node keeps beside the RDB. */
+export function parseSnapshotInfo(v: unknown): SnapshotInfo {
   if (!isObject(v)) bad("snapshot must be a map");
   return { txid: uint(v, "txid"), bytes: uint(v, "bytes"), sha256: sha256Hex(v, "sha256") };
 }

@@ -75,8 +75,8 @@ export const RDB_SEND_BUFFER_BYTES_MAX = 4 * 1024 * 1024;
 export const RDB_PROGRESS_INTERVAL_MS = 1000;
 /** Bound of one command from the replica (its longest, REPLCONF capa … or PSYNC <replid> <offset>, is under 100 bytes). */
 const REPLICA_COMMAND_BYTES_MAX = 4096;
-/** An RDB starts with this magic; anything else would make the target exit when it loads it. */
-const RDB_MAGIC = Buffer.from("REDIS");
+/** An RDB starts with this magic (then the format version as 4 ASCII digits); anything else would make the target exit when it loads it. */
+export const RDB_MAGIC = Buffer.from("REDIS");
 
 export type RdbLoadErrorReason =
   /** The target refused a command (REPLICAOF, INFO, CONFIG) or its connection failed. */

@@ -172,7 +172,7 @@ export class Replica {
     const applied = this.core!.appliedTxid;
     if (applied !== done.txid) throw new Error(`snapshot ${done.txid} holds applied txid ${applied}`);
     this.snapshotTxid = Math.max(this.snapshotTxid, done.txid);
-    this.events.publish({ type: "bootstrapped", actor: `replica.${this.id}`, txid: done.txid, bytes: done.bytes, fromNode: done.node, ms: done.ms });
+    this.events.publish({ type: "bootstrapped", actor: `replica.${this.id}`, txid: done.txid, bytes: done.bytes, fromNode: done.node, ms: done.ms, downloadMs: done.downloadMs });
   }
 
   /** Time for a snapshot: enough applied past the newest durable one, none running, the last try not too recent. */

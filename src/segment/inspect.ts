@@ -6,6 +6,7 @@
 import { isUtf8 } from "node:buffer";
 import fsp from "node:fs/promises";
 import path from "node:path";
+import { isSnapshotFileName, runInspectSnapshot } from "../snapshot/inspect_snapshot.js";
 import { assert } from "../util/assert.js";
 import { decodeEffects, scanRecords } from "./record.js";
 
@@ -152,9 +153,12 @@ export function formatReport(report: InspectReport): string {
   return lines.join("\n");
 }
 
-export const INSPECT_USAGE = "usage: redis-qjm inspect <segment-file> [--json] [--limit N]";
+export const INSPECT_USAGE = "usage: redis-qjm inspect <segment-or-snapshot-file> [--json] [--limit N]";
 
-/** `redis-qjm inspect`: 0 when the file has no problem, 1 when it has, 2 on a usage error or an unreadable file. */
+/**
+ * `redis-qjm inspect`: 0 when the file has no problem, 1 when it has, 2 on a usage error or an unreadable file.
+ * A snapshot (`*.rdb`, or its `snapshot_<txid>.json` descriptor) gets a summary (src/snapshot/inspect_snapshot.ts).
+ */
 export async function runInspect(args: readonly string[]): Promise<number> {
   let file: string | undefined;
   let json = false;
@@ -177,6 +181,13 @@ export async function runInspect(args: readonly string[]): Promise<number> {
   if (file === undefined) {
     console.error(INSPECT_USAGE);
     return 2;
+  }
+  if (isSnapshotFileName(file)) {
+    if (limit !== undefined) {
+      console.error(`--limit applies to segments; a snapshot is shown as a summary\n${INSPECT_USAGE}`);
+      return 2;
+    }
+    return await runInspectSnapshot(file, json);
   }
   let data: Buffer;
   try {

@@ -22,7 +22,9 @@ export interface Bootstrapped {
   txid: number;
   bytes: number;
   node: string;
+  /** Whole bootstrap: download, load into Redis (its AOF rewritten), of which the download. */
   ms: number;
+  downloadMs: number;
 }
 
 /** Loads the newest durable snapshot into `client`'s Redis (its data set replaced). Null if there is none. */
@@ -48,6 +50,7 @@ export async function bootstrapFromSnapshot(
     const got = await snapshots.download(file, (p) => report({ phase: "download", snapshotTxid, ...p }));
     if (got === null) return null;
     snapshotTxid = got.txid;
+    const downloadMs = Date.now() - started;
     await loadRdb(client, fs.createReadStream(file, { highWaterMark: 256 * 1024 }), {
       bytes: got.bytes,
       handshakeTimeoutMs: config.journalRequestTimeoutMs,
@@ -58,7 +61,7 @@ export async function bootstrapFromSnapshot(
     });
     const ms = Date.now() - started;
     report({ phase: "done", snapshotTxid, ...progressOf(got.bytes, got.bytes, ms) });
-    return { txid: got.txid, bytes: got.bytes, node: got.node, ms };
+    return { txid: got.txid, bytes: got.bytes, node: got.node, ms, downloadMs };
   } catch (err) {
     if (err instanceof QjmError) throw err;
     throw new QjmError(ErrorCode.INTERNAL, `bootstrap from snapshot ${snapshotTxid}: ${(err as Error).message}`);

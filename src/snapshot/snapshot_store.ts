@@ -24,8 +24,16 @@ export function snapshotFileName(txid: number): string {
   return `snapshot_${String(txid).padStart(TXID_DIGITS, "0")}.rdb`;
 }
 
-function descriptorName(txid: number): string {
+export function descriptorName(txid: number): string {
   return `snapshot_${String(txid).padStart(TXID_DIGITS, "0")}.json`;
+}
+
+/** What a file name in the snapshots directory is: the RDB or the descriptor of the snapshot at txid; null if neither. */
+export function parseSnapshotName(fileName: string): { txid: number; part: "data" | "descriptor" } | null {
+  const data = DATA.exec(fileName);
+  if (data !== null) return { txid: Number(data[1]), part: "data" };
+  const descriptor = DESCRIPTOR.exec(fileName);
+  return descriptor === null ? null : { txid: Number(descriptor[1]), part: "descriptor" };
 }
 
 interface Upload {
