@@ -17,7 +17,7 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import { SegmentCorruptError } from "../protocol/errors.js";
 import type { SegmentState } from "../protocol/messages.js";
-import { scanRecords } from "../segment/record.js";
+import { RECORD_HEADER_BYTES, scanRecords } from "../segment/record.js";
 import { assert } from "../util/assert.js";
 import type { DiskOp, Identity, JournalMeta, LoadedJournal } from "./journal_core.js";
 import { DiskFaults } from "./disk_faults.js";
@@ -204,16 +204,7 @@ export class SegmentStore {
           await handle.truncate(end).catch(() => {});
           throw err;
         }
-        // Offsets of the new records: walk their lengths (already validated by the core).
-        const view = new DataView(op.records.buffer, op.records.byteOffset, op.records.byteLength);
-        let at = 0;
-        segment.offsets.pop();
-        for (let i = 0; i < op.txids.length; i++) {
-          segment.offsets.push(end + at);
-          at += 24 + view.getUint32(at + 4);
-        }
-        assert(at === op.records.length, "append: record lengths do not add up to the batch");
-        segment.offsets.push(end + at);
+        appendOffsets(segment.offsets, op.records, op.txids.length);
         segment.endTxid = op.txids[op.txids.length - 1];
         return;
       }
@@ -243,12 +234,7 @@ export class SegmentStore {
         const segment = this.segment(op.segmentTxid);
         assert(segment.inProgress && op.fromTxid >= segment.startTxid && op.fromTxid <= segment.endTxid + 1, "install out of range");
         const staged = await fsp.readFile(path.join(this.dir, recoveryTmpName(op.segmentTxid)));
-        const scan = scanRecords(staged);
-        const count = op.toTxid - op.fromTxid + 1;
-        assert(scan.stop === undefined && scan.records.length >= count && scan.records[0]?.txid === op.fromTxid, `staged recovery of segment ${op.segmentTxid} does not hold ${op.fromTxid}..${op.toTxid}`);
-        const keep = op.fromTxid - segment.startTxid;
-        const ownBytes = segment.offsets[keep];
-        const stagedBytes = count === scan.records.length ? scan.validBytes : scan.records[count].offset;
+        const { ownBytes, stagedBytes, offsets } = planInstall(segment, op, staged);
         const own = Buffer.allocUnsafe(ownBytes);
         const handle = await this.handle(segment);
         if (ownBytes > 0) await handle.read(own, 0, ownBytes, 0);
@@ -268,9 +254,7 @@ export class SegmentStore {
         await fsp.rename(installTmp, segment.file);
         await fsyncDir(this.dir);
         await fsp.rm(path.join(this.dir, recoveryTmpName(op.segmentTxid)), { force: true });
-        segment.offsets.length = keep;
-        for (let i = 0; i < count; i++) segment.offsets.push(ownBytes + scan.records[i].offset);
-        segment.offsets.push(ownBytes + stagedBytes);
+        segment.offsets = offsets;
         segment.endTxid = op.toTxid;
         return;
       }
@@ -471,6 +455,40 @@ export function coveredByMerge(names: readonly string[]): string[] {
     return m === null ? [] : [{ name, start: Number(m[1]), end: Number(m[2]) }];
   });
   return finalized.filter((f) => finalized.some((c) => c !== f && c.start <= f.start && f.end <= c.end && (c.start < f.start || f.end < c.end))).map((f) => f.name);
+}
+
+/** Extends a segment's record offsets (end offset last) by the records just appended (validated by the core). */
+export function appendOffsets(offsets: number[], records: Uint8Array, count: number): void {
+  const end = offsets.pop()!;
+  const view = new DataView(records.buffer, records.byteOffset, records.byteLength);
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    offsets.push(end + at);
+    at += RECORD_HEADER_BYTES + view.getUint32(at + 4);
+  }
+  assert(at === records.length, "append: record lengths do not add up to the batch");
+  offsets.push(end + at);
+}
+
+/**
+ * What installRecovery makes of a segment: its own bytes before fromTxid, then the staged records up to toTxid, and
+ * the record offsets of the result. Pure (the real store and the simulated disk both use it).
+ */
+export function planInstall(
+  segment: { startTxid: number; offsets: readonly number[] },
+  op: { segmentTxid: number; fromTxid: number; toTxid: number },
+  staged: Uint8Array,
+): { ownBytes: number; stagedBytes: number; offsets: number[] } {
+  const scan = scanRecords(staged);
+  const count = op.toTxid - op.fromTxid + 1;
+  assert(scan.stop === undefined && scan.records.length >= count && scan.records[0]?.txid === op.fromTxid, `staged recovery of segment ${op.segmentTxid} does not hold ${op.fromTxid}..${op.toTxid}`);
+  const keep = op.fromTxid - segment.startTxid;
+  const ownBytes = segment.offsets[keep];
+  const stagedBytes = count === scan.records.length ? scan.validBytes : scan.records[count].offset;
+  const offsets = segment.offsets.slice(0, keep);
+  for (let i = 0; i < count; i++) offsets.push(ownBytes + scan.records[i].offset);
+  offsets.push(ownBytes + stagedBytes);
+  return { ownBytes, stagedBytes, offsets };
 }
 
 export function isSegmentFile(name: string): boolean {

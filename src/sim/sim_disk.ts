@@ -6,7 +6,7 @@
  * cuts a failed append off), and a flipped bit in a stored record, found only when it is read.
  */
 import type { DiskOp, LoadedJournal } from "../journal/journal_core.js";
-import { finalizedName, inProgressName, isSegmentFile, parseIdentity, parseMeta, scanSegmentFiles, type SegmentFile } from "../journal/segment_store.js";
+import { appendOffsets, finalizedName, inProgressName, planInstall, isSegmentFile, parseIdentity, parseMeta, scanSegmentFiles, type SegmentFile } from "../journal/segment_store.js";
 import { scanRecords } from "../segment/record.js";
 import { assert } from "../util/assert.js";
 import type { Prng } from "./prng.js";
@@ -142,15 +142,7 @@ export class SimSegmentStore {
         const end = segment.offsets[segment.offsets.length - 1];
         assert(file.length === end, `${segment.name} holds ${file.length} bytes, the store counts ${end}`);
         file.append(op.records);
-        const view = new DataView(op.records.buffer, op.records.byteOffset, op.records.byteLength);
-        let at = 0;
-        segment.offsets.pop();
-        for (let i = 0; i < op.txids.length; i++) {
-          segment.offsets.push(end + at);
-          at += 24 + view.getUint32(at + 4);
-        }
-        assert(at === op.records.length, "append: record lengths do not add up to the batch");
-        segment.offsets.push(end + at);
+        appendOffsets(segment.offsets, op.records, op.txids.length);
         segment.endTxid = op.txids[op.txids.length - 1];
         return;
       }
@@ -176,21 +168,14 @@ export class SimSegmentStore {
         const segment = this.segment(op.segmentTxid);
         const staged = this.disk.files.get(`edits_recovery_${op.segmentTxid}.tmp`);
         assert(staged !== undefined, `no staged recovery of segment ${op.segmentTxid}`);
-        const scan = scanRecords(staged.view());
-        const count = op.toTxid - op.fromTxid + 1;
-        assert(scan.stop === undefined && scan.records.length >= count && scan.records[0]?.txid === op.fromTxid, "staged recovery does not hold the range");
-        const keep = op.fromTxid - segment.startTxid;
-        const ownBytes = segment.offsets[keep];
-        const stagedBytes = count === scan.records.length ? scan.validBytes : scan.records[count].offset;
+        const { ownBytes, stagedBytes, offsets } = planInstall(segment, op, staged.view());
         const file = new SimFile();
         file.append(this.disk.files.get(segment.name)!.copy(0, ownBytes));
         file.append(staged.copy(0, stagedBytes));
         // Atomic, as the real store's write-aside, fsync and rename.
         this.disk.files.set(segment.name, file);
         this.disk.files.delete(`edits_recovery_${op.segmentTxid}.tmp`);
-        segment.offsets.length = keep;
-        for (let i = 0; i < count; i++) segment.offsets.push(ownBytes + scan.records[i].offset);
-        segment.offsets.push(ownBytes + stagedBytes);
+        segment.offsets = offsets;
         segment.endTxid = op.toTxid;
         return;
       }
