@@ -19,16 +19,24 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
+export interface TestClusterOptions {
+  /** nats-server's port (default: a free one), for a test that sets up proxies to it before the actors start. */
+  natsPort?: number;
+  /** Each actor's own NATS URL (e.g. its TCP proxy's); test clients still connect to nats-server directly. */
+  actorNatsUrl?: (name: string) => string;
+}
+
 /** Fast timeouts so fault tests finish quickly; every port free, every file in a fresh temp dir. */
-export async function startTestCluster(name: string, overrides: Partial<Config> = {}): Promise<TestCluster> {
+export async function startTestCluster(name: string, overrides: Partial<Config> = {}, options: TestClusterOptions = {}): Promise<TestCluster> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `qjm-${name}-`));
-  const natsPort = await freePort();
+  const natsPort = options.natsPort ?? (await freePort());
   const masterRedisPort = await freePort();
   const replicaRedisPortBase = await freePort();
   // Two consecutive ports for the replicas: take another free one if the next is busy.
   const cluster = await startLocalCluster({
     dataDir,
     natsUrl: `nats://127.0.0.1:${natsPort}`,
+    actorNatsUrl: options.actorNatsUrl,
     output: "files",
     config: {
       cluster: name.replace(/[^A-Za-z0-9_-]/g, "_"),
