@@ -4,11 +4,11 @@ import os from "node:os";
 import path from "node:path";
 import { Redis } from "ioredis";
 import { startLocalCluster, type LocalCluster } from "../../src/cluster/local_cluster.js";
-import type { Config } from "../../src/config/config.js";
+import { defaults, type Config } from "../../src/config/config.js";
 import { connectBus, request, requestAll, type NatsConnection } from "../../src/nats/bus.js";
 import type { ActorStatus, WriteReply } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
-import { freePort } from "../../src/process/ports.js";
+import { freePort, freePorts } from "../../src/process/ports.js";
 import { APPLIED_KEY } from "../../src/replica/replica.js";
 
 export interface TestCluster {
@@ -31,8 +31,8 @@ export async function startTestCluster(name: string, overrides: Partial<Config> 
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `qjm-${name}-`));
   const natsPort = options.natsPort ?? (await freePort());
   const masterRedisPort = await freePort();
-  const replicaRedisPortBase = await freePort();
-  // Two consecutive ports for the replicas: take another free one if the next is busy.
+  // Consecutive ports for the replicas (r1 = base, r2 = base + 1, …): a busy base + 1 made r2's redis-server abort.
+  const replicaRedisPortBase = await freePorts((overrides.replicas ?? defaults.replicas).length);
   const cluster = await startLocalCluster({
     dataDir,
     natsUrl: `nats://127.0.0.1:${natsPort}`,
