@@ -70,6 +70,13 @@ function step(state: KvState, input: KvInput, output: KvOutput | undefined): { o
   }
 }
 
+/** Ops that change nothing wherever they are legal: GET, a DEL that removed nothing, an INCR that erred. */
+function preserves(input: KvInput, output: KvOutput | undefined): boolean {
+  if (input.kind === "get") return true;
+  if (input.kind === "del") return output === 0;
+  return input.kind === "incr" && isError(output);
+}
+
 /** FNV-1a over the UTF-16 code units; null gets a value no short string is likely to share. */
 function hashState(state: KvState): number {
   if (state === null) return 0x9e3779b9;
@@ -94,6 +101,7 @@ export const kvModel: Model<KvState, KvInput, KvOutput> = {
   partition: (input) => input.key,
   init: () => null,
   step,
+  preserves,
   equal: (a, b) => a === b,
   hash: hashState,
   describeOperation,

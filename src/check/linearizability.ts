@@ -53,6 +53,12 @@ export interface Model<S, I, O> {
    * indeterminate: it should match whatever the input would answer; refusing means it never took effect.
    */
   step(state: S, input: I, output: O | undefined): { ok: boolean; state: S };
+  /**
+   * Optional: true when the op leaves the state unchanged in every state where it is legal (a read, a delete that
+   * removed nothing, a command that erred). The search then takes such an op as soon as it is legal, with no
+   * other branch; a wrong `true` makes the checker reject linearizable histories.
+   */
+  preserves?(input: I, output: O | undefined): boolean;
   equal(a: S, b: S): boolean;
   /** Consistent with `equal`: equal states hash equally. */
   hash(state: S): number;
@@ -141,94 +147,252 @@ interface DeadEnd {
 type PartitionResult = { kind: "ok" } | { kind: "illegal"; deadEnd: DeadEnd } | { kind: "timeout" };
 
 interface CacheEntry<S> {
-  linearized: Uint32Array;
+  /** The linearized set, as nodeKey() encodes it. */
+  key: Int32Array;
   state: S;
 }
 
+/** No entry: the end of a list, a call without a return, no limit. */
+const END = -1;
+
 /**
- * The search over one partition. Entries (a call per op, a return per op that returned) sorted by time form a
- * doubly linked list in typed arrays; linearizing an op lifts its call and return out of the list, and
- * backtracking relinks them in reverse order (dancing links), so no list is ever copied.
+ * The search over one partition, after Porcupine's checkSingle. Ops that returned are a list of call and return
+ * entries sorted by time; ops that never returned are a second list of calls only, sorted by call time. At each
+ * node the candidates are the calls before the first return entry R, tried in time order, and then the
+ * never-returned calls made by R's time: trying those last keeps the search from planting unseen writes
+ * everywhere before the ops that did return. Linearizing an op lifts its entries out of the lists and undoing
+ * relinks them in reverse order (dancing links), so no list is ever copied.
  */
-function checkPartition<S, I, O>(model: Model<S, I, O>, ops: readonly Operation<I, O>[], budget: Budget): PartitionResult {
-  const list = new EntryList(ops);
-  let returnsLeft = list.returnCount;
-  if (returnsLeft === 0) return { kind: "ok" };
+class PartitionSearch<S, I, O> {
+  private readonly list: EntryList;
+  private readonly linearized: Uint32Array;
+  /** The never-returned ops linearized, by their rank among those ops: part of every cache key. */
+  private readonly unreturnedLinearized: Int32Array;
+  private linearizedHash = 0;
+  private readonly cache = new Map<number, CacheEntry<S>[]>();
+  private readonly stackEntry: Int32Array;
+  /** The return entry whose never-returned candidates were being tried when the entry was linearized, or END. */
+  private readonly stackLimit: Int32Array;
+  /** 1 where the entry was the only branch worth taking (see preservingCandidate). */
+  private readonly stackForced: Uint8Array;
+  private readonly stackState: S[];
+  private depth = 0;
+  /** Ops that returned and are not linearized yet: the search succeeds when none is left. */
+  private returnsLeft: number;
+  private state: S;
+  private deadEnd: DeadEnd | undefined;
 
-  const words = (ops.length + 31) >>> 5;
-  const linearized = new Uint32Array(words);
-  let linearizedHash = 0;
-  const cache = new Map<number, CacheEntry<S>[]>();
-  const stackEntry = new Int32Array(ops.length);
-  const stackState: S[] = new Array<S>(ops.length);
-  let depth = 0;
-  let deadEnd: DeadEnd | undefined;
+  constructor(
+    private readonly model: Model<S, I, O>,
+    private readonly ops: readonly Operation<I, O>[],
+  ) {
+    this.list = new EntryList(ops);
+    this.linearized = new Uint32Array((ops.length + 31) >>> 5);
+    this.unreturnedLinearized = new Int32Array((this.list.unreturnedCount + 31) >>> 5);
+    this.stackEntry = new Int32Array(ops.length);
+    this.stackLimit = new Int32Array(ops.length);
+    this.stackForced = new Uint8Array(ops.length);
+    this.returnsLeft = this.list.returnCount;
+    this.stackState = new Array<S>(ops.length);
+    this.state = model.init();
+  }
 
-  let state = model.init();
-  let entry = list.first();
-  for (;;) {
-    if (budget.spent()) return { kind: "timeout" };
-    assert(entry !== END, "the entry list ran out before every returned op was linearized");
-    const op = list.op[entry];
-    if (list.isCall(entry)) {
-      const stepped = model.step(state, ops[op].input, ops[op].output);
-      if (!stepped.ok) {
-        entry = list.next[entry];
+  run(budget: Budget): PartitionResult {
+    const list = this.list;
+    if (this.returnsLeft === 0) return { kind: "ok" };
+    let entry = list.firstReturned();
+    let limit = END;
+    /** True on reaching a node, before its candidates are scanned. */
+    let arrived = true;
+    for (;;) {
+      if (budget.spent()) return { kind: "timeout" };
+      if (arrived) {
+        arrived = false;
+        const forced = this.preservingCandidate();
+        if (forced === undefined) {
+          entry = list.firstReturned();
+          limit = END;
+          continue;
+        }
+        if (this.push(forced.entry, forced.limit, forced.state, true)) {
+          if (this.returnsLeft === 0) return { kind: "ok" };
+          arrived = true;
+          continue;
+        }
+        // Taking the forced op here leads to a node already known to fail, so this node fails as well.
+        const resume = this.backtrack();
+        if (resume === undefined) return this.illegal();
+        ({ entry, limit } = resume);
         continue;
       }
-      linearized[op >>> 5] |= 1 << (op & 31);
-      const hash = (linearizedHash ^ opHash(op) ^ Math.imul(model.hash(stepped.state), 0x9e3779b1)) >>> 0;
-      if (cacheHas(model, cache, hash, linearized, stepped.state)) {
-        linearized[op >>> 5] &= ~(1 << (op & 31));
-        entry = list.next[entry];
-        continue;
+      assert(entry !== END || limit !== END, "the returned ops ran out before each was linearized");
+      if (limit === END && list.isReturn(entry)) {
+        // The first return: every candidate that returned has been tried here; now the never-returned ones.
+        limit = entry;
+        entry = list.firstUnreturned();
+      } else if (limit !== END && (entry === END || list.time[entry] > list.time[limit])) {
+        // Nothing can take effect before `limit` returns: undo the last choice.
+        if (this.deadEnd === undefined || this.depth > this.deadEnd.linearized.length) this.deadEnd = this.deadEndAt(list.op[limit]);
+        const resume = this.backtrack();
+        if (resume === undefined) return this.illegal();
+        ({ entry, limit } = resume);
+      } else {
+        const legal = this.legalStep(entry);
+        if (legal !== undefined && this.push(entry, limit, legal.state, false)) {
+          if (this.returnsLeft === 0) return { kind: "ok" };
+          arrived = true;
+        } else {
+          entry = list.next[entry];
+        }
       }
-      const bucket = cache.get(hash);
-      const cached = { linearized: linearized.slice(), state: stepped.state };
-      if (bucket === undefined) cache.set(hash, [cached]);
-      else bucket.push(cached);
-      linearizedHash ^= opHash(op);
-      stackEntry[depth] = entry;
-      stackState[depth] = state;
-      depth++;
-      state = stepped.state;
-      list.lift(entry);
-      if (list.match[entry] !== END) returnsLeft--;
-      if (returnsLeft === 0) return { kind: "ok" };
-      entry = list.first();
-    } else {
-      // A return before its op was linearized: nothing left to try at this depth, so undo the last choice.
-      if (deadEnd === undefined || depth > deadEnd.linearized.length) deadEnd = deadEndAt(list, stackEntry, depth, op);
-      if (depth === 0) return { kind: "illegal", deadEnd };
-      depth--;
-      entry = stackEntry[depth];
-      state = stackState[depth];
-      const undone = list.op[entry];
-      linearized[undone >>> 5] &= ~(1 << (undone & 31));
-      linearizedHash ^= opHash(undone);
-      list.unlift(entry);
-      if (list.match[entry] !== END) returnsLeft++;
-      entry = list.next[entry];
     }
   }
-}
 
-function cacheHas<S, I, O>(
-  model: Model<S, I, O>,
-  cache: Map<number, CacheEntry<S>[]>,
-  hash: number,
-  linearized: Uint32Array,
-  state: S,
-): boolean {
-  const bucket = cache.get(hash);
-  if (bucket === undefined) return false;
-  for (const cached of bucket) {
-    if (sameBits(cached.linearized, linearized) && model.equal(cached.state, state)) return true;
+  private illegal(): PartitionResult {
+    assert(this.deadEnd !== undefined, "a partition failed without reaching a dead end");
+    return { kind: "illegal", deadEnd: this.deadEnd };
   }
-  return false;
+
+  /**
+   * A candidate that is legal here and is one of the model's state-preserving ops (`preserves`), with the limit it
+   * is a candidate under. Taking it first loses nothing: in any completion from here it can move to the front,
+   * since no pending op must precede it (it was called before every pending op returned) and, as it changes no
+   * state wherever it is legal, the states after it stay the same. Such a node needs no other branch, which
+   * prunes the reads of a busy key.
+   */
+  private preservingCandidate(): { entry: number; limit: number; state: S } | undefined {
+    const list = this.list;
+    let entry = list.firstReturned();
+    for (; !list.isReturn(entry); entry = list.next[entry]) {
+      const legal = this.preservingStep(entry);
+      if (legal !== undefined) return { entry, limit: END, state: legal.state };
+    }
+    const limit = entry;
+    for (let e = list.firstUnreturned(); e !== END && list.time[e] <= list.time[limit]; e = list.next[e]) {
+      const legal = this.preservingStep(e);
+      if (legal !== undefined) return { entry: e, limit, state: legal.state };
+    }
+    return undefined;
+  }
+
+  private preservingStep(entry: number): { state: S } | undefined {
+    const op = this.ops[this.list.op[entry]];
+    if (this.model.preserves?.(op.input, op.output) !== true) return undefined;
+    const legal = this.legalStep(entry);
+    assert(legal === undefined || this.model.equal(legal.state, this.state), "model.preserves holds for an op that changed the state");
+    return legal;
+  }
+
+  /** The state after the op of call `entry` if it may go next: the model allows it and its earlier twin went. */
+  private legalStep(entry: number): { state: S } | undefined {
+    const op = this.list.op[entry];
+    const twin = this.list.earlierTwin[op];
+    if (twin !== END && !this.isLinearized(twin)) return undefined;
+    const stepped = this.model.step(this.state, this.ops[op].input, this.ops[op].output);
+    return stepped.ok ? stepped : undefined;
+  }
+
+  /** Linearizes the op of call `entry` next, unless the node it leads to is known to fail. */
+  private push(entry: number, limit: number, next: S, forced: boolean): boolean {
+    const list = this.list;
+    const op = list.op[entry];
+    this.flip(op);
+    list.lift(entry);
+    const returned = list.match[entry] !== END;
+    if (returned) this.returnsLeft--;
+    if (this.returnsLeft > 0) {
+      const hash = (this.linearizedHash ^ Math.imul(this.model.hash(next), 0x9e3779b1)) >>> 0;
+      const key = this.nodeKey();
+      const bucket = this.cache.get(hash);
+      if (bucket?.some((c) => sameKey(c.key, key) && this.model.equal(c.state, next))) {
+        if (returned) this.returnsLeft++;
+        list.unlift(entry);
+        this.flip(op);
+        return false;
+      }
+      const cached = { key, state: next };
+      if (bucket === undefined) this.cache.set(hash, [cached]);
+      else bucket.push(cached);
+    }
+    this.stackEntry[this.depth] = entry;
+    this.stackLimit[this.depth] = limit;
+    this.stackForced[this.depth] = forced ? 1 : 0;
+    this.stackState[this.depth] = this.state;
+    this.depth++;
+    this.state = next;
+    return true;
+  }
+
+  /**
+   * The linearized set, compactly and exactly (Porcupine keeps a bitset of every op, which for a long partition
+   * costs more to copy than the step). Let R be the first return entry left: every op that returned before R is
+   * linearized, and no op called after R is (candidates come before R). So the set is R, the calls still in the
+   * list before R, and which never-returned ops went: a few dozen words however long the partition.
+   */
+  private nodeKey(): Int32Array {
+    const list = this.list;
+    let calls = 0;
+    let entry = list.firstReturned();
+    for (; !list.isReturn(entry); entry = list.next[entry]) calls++;
+    const unreturnedWords = this.unreturnedLinearized.length;
+    const key = new Int32Array(1 + calls + unreturnedWords);
+    key[0] = entry;
+    let k = 1;
+    for (let e = list.firstReturned(); e !== entry; e = list.next[e]) key[k++] = e;
+    key.set(this.unreturnedLinearized, k);
+    return key;
+  }
+
+  /**
+   * Undoes choices until one that has alternatives left (a forced op has none) and says where to go on scanning
+   * from; undefined once the root has none either.
+   */
+  private backtrack(): { entry: number; limit: number } | undefined {
+    while (this.depth > 0) {
+      this.depth--;
+      const entry = this.stackEntry[this.depth];
+      this.state = this.stackState[this.depth];
+      this.flip(this.list.op[entry]);
+      this.list.unlift(entry);
+      if (this.list.match[entry] !== END) this.returnsLeft++;
+      if (this.stackForced[this.depth] === 0) return { entry: this.list.next[entry], limit: this.stackLimit[this.depth] };
+    }
+    return undefined;
+  }
+
+  private isLinearized(op: number): boolean {
+    return (this.linearized[op >>> 5] & (1 << (op & 31))) !== 0;
+  }
+
+  /** Adds or removes an op from the linearized set and its hash. */
+  private flip(op: number): void {
+    this.linearized[op >>> 5] ^= 1 << (op & 31);
+    this.linearizedHash ^= opHash(op);
+    const rank = this.list.unreturnedRank[op];
+    if (rank !== END) this.unreturnedLinearized[rank >>> 5] ^= 1 << (rank & 31);
+  }
+
+  private deadEndAt(blocking: number): DeadEnd {
+    const linearized = new Int32Array(this.depth);
+    for (let i = 0; i < this.depth; i++) linearized[i] = this.list.op[this.stackEntry[i]];
+    const pending: number[] = [];
+    const list = this.list;
+    for (const first of [list.firstReturned(), list.firstUnreturned()]) {
+      for (let e = first; e !== END && pending.length < explanationOpsMax; e = list.next[e]) {
+        if (list.isReturn(e)) break;
+        if (list.op[e] !== blocking) pending.push(list.op[e]);
+      }
+    }
+    return { linearized, blocking, pending };
+  }
 }
 
-function sameBits(a: Uint32Array, b: Uint32Array): boolean {
+function checkPartition<S, I, O>(model: Model<S, I, O>, ops: readonly Operation<I, O>[], budget: Budget): PartitionResult {
+  return new PartitionSearch(model, ops).run(budget);
+}
+
+function sameKey(a: Int32Array, b: Int32Array): boolean {
+  if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
@@ -244,72 +408,98 @@ function opHash(op: number): number {
   return (x ^ (x >>> 16)) >>> 0;
 }
 
-function deadEndAt(list: EntryList, stackEntry: Int32Array, depth: number, blocking: number): DeadEnd {
-  const linearized = new Int32Array(depth);
-  for (let i = 0; i < depth; i++) linearized[i] = list.op[stackEntry[i]];
-  const pending: number[] = [];
-  for (let e = list.first(); e !== END && pending.length < explanationOpsMax; e = list.next[e]) {
-    if (list.isCall(e) && list.op[e] !== blocking) pending.push(list.op[e]);
-  }
-  return { linearized, blocking, pending };
-}
+/** Marks a return entry in `match`. */
+const RETURN = -2;
 
-/** The end of the entry list (and "no return entry" in `match`). */
-const END = -1;
-
-/** Call and return entries sorted by time, as a doubly linked list with a head sentinel, in typed arrays. */
+/**
+ * Two doubly linked lists with head sentinels, in typed arrays: the calls and returns of the ops that returned,
+ * sorted by time, then the calls of the ops that never returned, sorted by call time.
+ */
 class EntryList {
   /** The op of each entry. */
   readonly op: Int32Array;
-  /** For a call entry: its return entry, or END for an op that never returned. -2 marks a return entry. */
+  readonly time: Float64Array;
+  /** For a call entry: its return entry, or END for an op that never returned; RETURN marks a return entry. */
   readonly match: Int32Array;
   readonly next: Int32Array;
   readonly prev: Int32Array;
+  /**
+   * Per op: the latest earlier-called op that never returned and has the same input and no output, or END. Such
+   * twins are interchangeable (any order of theirs can swap one for the other), so they go in call order only.
+   */
+  readonly earlierTwin: Int32Array;
   readonly returnCount: number;
-  private readonly head: number;
+  /** Per op: its rank among the never-returned ops, or END for an op that returned. */
+  readonly unreturnedRank: Int32Array;
+  readonly unreturnedCount: number;
+  private readonly returnedHead: number;
+  private readonly unreturnedHead: number;
 
   constructor(ops: readonly Operation<unknown, unknown>[]) {
-    const entries: { time: number; isReturn: boolean; op: number }[] = [];
+    const returned: { time: number; isReturn: boolean; op: number }[] = [];
+    const unreturned: { time: number; isReturn: boolean; op: number }[] = [];
     ops.forEach((o, i) => {
-      entries.push({ time: o.call, isReturn: false, op: i });
-      if (o.return !== undefined) entries.push({ time: o.return, isReturn: true, op: i });
+      if (o.return === undefined) {
+        unreturned.push({ time: o.call, isReturn: false, op: i });
+        return;
+      }
+      returned.push({ time: o.call, isReturn: false, op: i });
+      returned.push({ time: o.return, isReturn: true, op: i });
     });
     // Calls before returns at the same instant: [call, return] is closed, so touching ops are concurrent.
-    entries.sort((a, b) => a.time - b.time || Number(a.isReturn) - Number(b.isReturn) || a.op - b.op);
+    const byTime = (a: (typeof returned)[0], b: (typeof returned)[0]): number =>
+      a.time - b.time || Number(a.isReturn) - Number(b.isReturn) || a.op - b.op;
+    returned.sort(byTime);
+    unreturned.sort(byTime);
+    const entries = [...returned, ...unreturned];
     const count = entries.length;
-    this.head = count;
+    this.returnedHead = count;
+    this.unreturnedHead = count + 1;
     this.op = new Int32Array(count);
+    this.time = new Float64Array(count);
     this.match = new Int32Array(count).fill(END);
-    this.next = new Int32Array(count + 1);
-    this.prev = new Int32Array(count + 1);
+    this.next = new Int32Array(count + 2);
+    this.prev = new Int32Array(count + 2);
     const callOf = new Int32Array(ops.length);
-    let returns = 0;
     entries.forEach((e, k) => {
       this.op[k] = e.op;
-      this.next[k] = k + 1 < count ? k + 1 : END;
-      this.prev[k] = k > 0 ? k - 1 : this.head;
+      this.time[k] = e.time;
       if (e.isReturn) {
         this.match[callOf[e.op]] = k;
-        this.match[k] = -2;
-        returns++;
+        this.match[k] = RETURN;
       } else {
         callOf[e.op] = k;
       }
     });
-    this.next[this.head] = count > 0 ? 0 : END;
-    this.prev[this.head] = END;
-    this.returnCount = returns;
+    this.chain(this.returnedHead, 0, returned.length);
+    this.chain(this.unreturnedHead, returned.length, count);
+    this.returnCount = returned.length / 2;
+    this.unreturnedRank = new Int32Array(ops.length).fill(END);
+    unreturned.forEach((e, rank) => (this.unreturnedRank[e.op] = rank));
+    this.unreturnedCount = unreturned.length;
+    this.earlierTwin = new Int32Array(ops.length).fill(END);
+    const latestTwin = new Map<string, number>();
+    for (const e of unreturned) {
+      if (ops[e.op].output !== undefined) continue;
+      const input = JSON.stringify(ops[e.op].input);
+      this.earlierTwin[e.op] = latestTwin.get(input) ?? END;
+      latestTwin.set(input, e.op);
+    }
   }
 
-  first(): number {
-    return this.next[this.head];
+  firstReturned(): number {
+    return this.next[this.returnedHead];
   }
 
-  isCall(entry: number): boolean {
-    return this.match[entry] !== -2;
+  firstUnreturned(): number {
+    return this.next[this.unreturnedHead];
   }
 
-  /** Takes a call entry and its return entry out of the list. */
+  isReturn(entry: number): boolean {
+    return this.match[entry] === RETURN;
+  }
+
+  /** Takes a call entry and its return entry out of the lists. */
   lift(call: number): void {
     this.unlink(call);
     const ret = this.match[call];
@@ -321,6 +511,16 @@ class EntryList {
     const ret = this.match[call];
     if (ret !== END) this.relink(ret);
     this.relink(call);
+  }
+
+  /** Links entries [from, to) in order after `head`. */
+  private chain(head: number, from: number, to: number): void {
+    this.next[head] = from < to ? from : END;
+    this.prev[head] = END;
+    for (let k = from; k < to; k++) {
+      this.next[k] = k + 1 < to ? k + 1 : END;
+      this.prev[k] = k > from ? k - 1 : head;
+    }
   }
 
   private unlink(e: number): void {
