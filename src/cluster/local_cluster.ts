@@ -22,6 +22,8 @@ export interface ActorSpec {
 export interface LocalClusterOptions {
   dataDir: string;
   natsUrl?: string;
+  /** The NATS URL one actor connects to, when not `natsUrl` (fault tests give each actor its own TCP proxy). */
+  actorNatsUrl?: (name: string) => string;
   /** Config values passed to every actor as QJM_* variables. */
   config?: Partial<Config>;
   /** Children's output: "inherit" (npm start) or into <dataDir>/logs/<name>.log. */
@@ -66,8 +68,8 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     nats = await startNatsServer(port, { logDir: path.join(config.dataDir, "logs"), args: ["-c", NATS_CONF] });
   }
 
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const [key, value] of Object.entries(config)) env[envName(key)] = Array.isArray(value) ? value.join(",") : String(value);
+  const sharedEnv: NodeJS.ProcessEnv = { ...process.env };
+  for (const [key, value] of Object.entries(config)) sharedEnv[envName(key)] = Array.isArray(value) ? value.join(",") : String(value);
 
   const specs: ActorSpec[] = [
     ...config.journalNodes.map((id) => ({ name: id, script: "journal-node" as const, args: ["--id", id] })),
@@ -83,6 +85,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     if (spec === undefined) throw new Error(`no actor ${name}`);
     const script = path.join(ACTORS_DIR, `${spec.script}.js`);
     const argv = [...(options.nodeArgs ?? []), script, ...spec.args];
+    const env = options.actorNatsUrl === undefined ? sharedEnv : { ...sharedEnv, [envName("natsUrl")]: options.actorNatsUrl(name) };
     const child =
       options.output === "inherit"
         ? startChild(process.execPath, argv, { env, stdio: "inherit" })

@@ -13,6 +13,30 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** True when a listener can bind 127.0.0.1:port now. */
+async function canListen(port: number): Promise<boolean> {
+  return await new Promise((resolve) => {
+    const server = net.createServer();
+    server.unref();
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+  });
+}
+
+/** Attempts of freePorts to find a run of free ports before it gives up. */
+export const FREE_PORT_RUN_ATTEMPTS_MAX = 100;
+
+/** The first of `count` consecutive TCP ports on 127.0.0.1 that were all free a moment ago (replica Redis ports). */
+export async function freePorts(count: number): Promise<number> {
+  for (let attempt = 0; attempt < FREE_PORT_RUN_ATTEMPTS_MAX; attempt++) {
+    const first = await freePort();
+    let free = first + count - 1 <= 65535;
+    for (let i = 1; free && i < count; i++) free = await canListen(first + i);
+    if (free) return first;
+  }
+  throw new Error(`no ${count} consecutive free ports after ${FREE_PORT_RUN_ATTEMPTS_MAX} attempts`);
+}
+
 /** Resolves once something accepts TCP connections on host:port, or rejects after `timeoutMs`. */
 export async function waitForPort(port: number, timeoutMs: number, host = "127.0.0.1"): Promise<void> {
   const deadline = Date.now() + timeoutMs;

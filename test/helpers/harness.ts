@@ -4,11 +4,11 @@ import os from "node:os";
 import path from "node:path";
 import { Redis } from "ioredis";
 import { startLocalCluster, type LocalCluster } from "../../src/cluster/local_cluster.js";
-import type { Config } from "../../src/config/config.js";
+import { defaults, type Config } from "../../src/config/config.js";
 import { connectBus, request, requestAll, type NatsConnection } from "../../src/nats/bus.js";
 import type { ActorStatus, WriteReply } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
-import { freePort } from "../../src/process/ports.js";
+import { freePort, freePorts } from "../../src/process/ports.js";
 import { APPLIED_KEY } from "../../src/replica/replica.js";
 
 export interface TestCluster {
@@ -19,16 +19,24 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
+export interface TestClusterOptions {
+  /** nats-server's port (default: a free one), for a test that sets up proxies to it before the actors start. */
+  natsPort?: number;
+  /** Each actor's own NATS URL (e.g. its TCP proxy's); test clients still connect to nats-server directly. */
+  actorNatsUrl?: (name: string) => string;
+}
+
 /** Fast timeouts so fault tests finish quickly; every port free, every file in a fresh temp dir. */
-export async function startTestCluster(name: string, overrides: Partial<Config> = {}): Promise<TestCluster> {
+export async function startTestCluster(name: string, overrides: Partial<Config> = {}, options: TestClusterOptions = {}): Promise<TestCluster> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `qjm-${name}-`));
-  const natsPort = await freePort();
+  const natsPort = options.natsPort ?? (await freePort());
   const masterRedisPort = await freePort();
-  const replicaRedisPortBase = await freePort();
-  // Two consecutive ports for the replicas: take another free one if the next is busy.
+  // Consecutive ports for the replicas (r1 = base, r2 = base + 1, …): a busy base + 1 made r2's redis-server abort.
+  const replicaRedisPortBase = await freePorts((overrides.replicas ?? defaults.replicas).length);
   const cluster = await startLocalCluster({
     dataDir,
     natsUrl: `nats://127.0.0.1:${natsPort}`,
+    actorNatsUrl: options.actorNatsUrl,
     output: "files",
     config: {
       cluster: name.replace(/[^A-Za-z0-9_-]/g, "_"),
