@@ -187,7 +187,7 @@ export class JournalCore {
       case "getState":
         return { ops: [], reply: { state: this.state() } };
       case "format":
-        return this.onFormat(req.clusterId, req.restoring);
+        return this.onFormat(req.clusterId, req.restoring, req.epoch);
       case "getManifest":
         return { ops: [], reply: { manifest: this.segments.map((s) => ({ ...s })), state: this.state() } };
       case "syncSegment":
@@ -243,16 +243,28 @@ export class JournalCore {
     if (this.identity.restoring) throw new QjmError(ErrorCode.NOT_RESTORED, "this journal node was wiped and is not restored yet");
   }
 
-  private onFormat(clusterId: string, restoring: boolean): StepResult {
+  private onFormat(clusterId: string, restoring: boolean, epoch: number | undefined): StepResult {
     const current = this.identity?.clusterId ?? null;
     if (current === clusterId) return { ops: [], reply: { state: this.state() } };
-    if (this.segments.length > 0 || this.meta.promisedEpoch > 0) {
+    if (this.segments.length > 0) {
       if (current !== null) throw new QjmError(ErrorCode.CLUSTER_MISMATCH, `already formatted for cluster ${current}`);
       throw new QjmError(ErrorCode.ILLEGAL_STATE, "only an empty journal node can be formatted");
     }
-    // Formatted, but never promised an epoch nor held a record: a first format that did not finish may be redone.
+    if (current === null && this.meta.promisedEpoch > 0) throw new QjmError(ErrorCode.ILLEGAL_STATE, "a node that promised an epoch but lost its identity is not formatted blindly");
+    // Formatted but holding no record: a first format that did not finish, or raced another, may be redone. Its
+    // promises (the meta) stay. Once it promised an epoch, only a format of a higher epoch (promised with it) may
+    // redo it, so a stale format of a writer that lost the race cannot.
+    const ops: DiskOp[] = [];
+    if (current !== null && this.meta.promisedEpoch > 0) {
+      if (epoch === undefined || epoch <= this.meta.promisedEpoch) {
+        throw new QjmError(ErrorCode.EPOCH_FENCED, `formatted for cluster ${current} and promised epoch ${this.meta.promisedEpoch}: a new format needs a higher epoch`);
+      }
+      this.meta = { ...this.meta, promisedEpoch: epoch };
+      ops.push({ op: "persistMeta", meta: { ...this.meta } });
+    }
     this.identity = { clusterId, restoring };
-    return { ops: [{ op: "persistIdentity", identity: { ...this.identity } }], reply: { state: this.state() } };
+    ops.push({ op: "persistIdentity", identity: { ...this.identity } });
+    return { ops, reply: { state: this.state() } };
   }
 
   /**

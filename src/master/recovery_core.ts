@@ -131,11 +131,11 @@ export class RecoveryCore {
   }
 
   /** The same request to every node of `nodes`; the phase completes when all answered (at once if none). */
-  private fanOut(phase: Phase, nodes: readonly string[], req: JournalRequest, timeoutMs: number, out: RecoveryOutput): void {
+  private fanOut(phase: Phase, nodes: readonly string[], req: JournalRequest | ((node: string) => JournalRequest), timeoutMs: number, out: RecoveryOutput): void {
     assert(this.pending.size === 0, `phase ${phase} starts with requests of ${this.phase} unanswered`);
     this.phase = phase;
     this.replies = new Map(nodes.map((n) => [n, null]));
-    for (const node of nodes) this.send(out, node, req, timeoutMs);
+    for (const node of nodes) this.send(out, node, typeof req === "function" ? req(node) : req, timeoutMs);
     if (nodes.length === 0) this.complete(out);
   }
 
@@ -176,18 +176,19 @@ export class RecoveryCore {
   private afterState(out: RecoveryOutput): void {
     this.known = states(this.answered);
     if (this.known.size < this.quorum) throw noQuorum(`${this.known.size} of ${this.nodes.length} journal nodes answered getState, ${this.quorum} needed`);
-    // A pristine node never promised an epoch nor held a record: it has no promise to have forgotten, and its cluster
-    // id (if a first format that did not finish, or two that raced, gave it one) binds nothing. The cluster is the one
-    // of the nodes that did; if none did, no writer ever ran, and the least id (every writer picks the same) is kept.
-    const pristine = (st: JournalState): boolean => st.promisedEpoch === 0 && st.lastTxid === 0 && st.lastSegment === null;
-    const bound = new Set([...this.known.values()].filter((st) => !pristine(st) && st.clusterId !== null).map((st) => st.clusterId!));
+    // The cluster is the one of the nodes that hold records. A node that holds none may carry another id — a first
+    // format that did not finish, or two masters that raced to format — which binds nothing: it is formatted again,
+    // keeping its promises (its meta), so it stays a voter. An unformatted node lost its promises (wiped) unless no
+    // reachable node ever promised an epoch or held a record: then no writer ever ran, and it is a voter too.
+    const holdsData = (st: JournalState): boolean => st.lastTxid > 0 || st.lastSegment !== null;
+    const bound = new Set([...this.known.values()].filter((st) => holdsData(st) && st.clusterId !== null).map((st) => st.clusterId!));
     if (bound.size > 1) throw new QjmError(ErrorCode.CLUSTER_MISMATCH, `journal nodes of different clusters answer: ${[...bound].join(", ")}`);
-    const neverWritten = [...this.known.values()].every((st) => pristine(st) && (st.clusterId === null || !st.restoring));
+    const neverWritten = [...this.known.values()].every((st) => st.promisedEpoch === 0 && !holdsData(st) && (st.clusterId === null || !st.restoring));
     const ids = [...this.known.values()].map((st) => st.clusterId).filter((id): id is string => id !== null);
     let clusterId: string | undefined = [...bound][0] ?? ids.sort()[0];
-    const unformatted = [...this.known].filter(([, st]) => st.clusterId !== clusterId && pristine(st)).map(([n]) => n);
-    const foreign = [...this.known].filter(([, st]) => st.clusterId !== clusterId && !pristine(st)).map(([n]) => n);
+    const foreign = [...this.known].filter(([, st]) => st.clusterId !== null && st.clusterId !== clusterId && holdsData(st)).map(([n]) => n);
     if (foreign.length > 0) throw new QjmError(ErrorCode.CLUSTER_MISMATCH, `journal nodes ${foreign.join(", ")} belong to another cluster than ${clusterId}`);
+    const unformatted = [...this.known].filter(([, st]) => st.clusterId !== clusterId && !holdsData(st)).map(([n]) => n);
     let restoring = !neverWritten;
     if (clusterId === undefined) {
       const holdingData = [...this.known].filter(([, s]) => s.lastTxid > 0 || s.lastSegment !== null).map(([n]) => n);
@@ -198,7 +199,15 @@ export class RecoveryCore {
       out.notes.push({ message: "formatting a new cluster", fields: { clusterId, nodes: unformatted } });
     }
     this.clusterId = clusterId;
-    this.fanOut("format", unformatted, { type: "format", clusterId, restoring }, this.limits.journalRequestTimeoutMs, out);
+    const id = clusterId;
+    // A node that promised an epoch is formatted again only with a higher one (it promises it: stale formats fenced).
+    const formatEpoch = Math.max(0, ...[...this.known.values()].map((st) => st.promisedEpoch)) + 1;
+    const format = (node: string): JournalRequest => {
+      const st = this.known.get(node)!;
+      if (st.clusterId === null) return { type: "format", clusterId: id, restoring };
+      return { type: "format", clusterId: id, restoring: st.restoring, epoch: formatEpoch };
+    };
+    this.fanOut("format", unformatted, format, this.limits.journalRequestTimeoutMs, out);
   }
 
   private afterFormat(out: RecoveryOutput): void {

@@ -48,7 +48,8 @@ export type JournalRequest =
   /** Closes a segment at endTxid (idempotent). */
   | { type: "finalize"; epoch: number; startTxid: number; endTxid: number }
   /** Gives an unformatted node its cluster id; `restoring` when it joins a cluster that already has a log. */
-  | { type: "format"; clusterId: string; restoring: boolean }
+  /** `epoch`: needed to format again a node that promised one (it is promised too, so stale formats are fenced). */
+  | { type: "format"; clusterId: string; restoring: boolean; epoch?: number }
   /** The node's segments (what a peer copies finalized segments by). */
   | { type: "getManifest" }
   /** A snapshot at txid is fsynced on a majority: the log wholly below it may be purged. */
@@ -162,7 +163,7 @@ export function parseJournalRequest(v: unknown): JournalRequest {
     case "startSegment":
       return { type: "startSegment", epoch: uint(v, "epoch"), txid: uint(v, "txid"), clusterId: optionalText(v, "clusterId") };
     case "format":
-      return { type: "format", clusterId: text(v, "clusterId"), restoring: bool(v, "restoring") };
+      return { type: "format", clusterId: text(v, "clusterId"), restoring: bool(v, "restoring"), epoch: v.epoch === undefined || v.epoch === null ? undefined : uint(v, "epoch") };
     case "getManifest":
       return { type: "getManifest" };
     case "snapshotDurable":

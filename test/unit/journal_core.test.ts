@@ -638,8 +638,15 @@ test("journal core - an unformatted node votes in no epoch until formatted; form
   t.like(stateOf(n.step({ type: "format", clusterId: "c0", restoring: false })), { clusterId: "c0" });
   ok(n.step({ type: "format", clusterId: "c1", restoring: false }));
   ok(n.step({ type: "newEpoch", epoch: 1, clusterId: "c1" }));
-  t.is(refusal(n.step({ type: "format", clusterId: "c2", restoring: false })), "CLUSTER_MISMATCH", "once it promised, its cluster is fixed");
   t.is(refusal(n.step({ type: "newEpoch", epoch: 2, clusterId: "c2" })), "CLUSTER_MISMATCH", "a writer of another cluster is refused");
+  // Promised but holding no record (two masters raced to format): formatted again only with a higher epoch, promised.
+  t.is(refusal(n.step({ type: "format", clusterId: "c0", restoring: false })), "EPOCH_FENCED", "a stale format is fenced");
+  t.is(refusal(n.step({ type: "format", clusterId: "c0", restoring: false, epoch: 1 })), "EPOCH_FENCED");
+  t.like(stateOf(n.step({ type: "format", clusterId: "c0", restoring: false, epoch: 2 })), { clusterId: "c0", promisedEpoch: 2 });
+  t.is(refusal(n.step({ type: "newEpoch", epoch: 2, clusterId: "c0" })), "EPOCH_FENCED", "the promise survives the format");
+  ok(n.step({ type: "startSegment", epoch: 3, txid: 1, clusterId: "c0" }));
+  ok(n.step(journal(3, 1, 1, 2)));
+  t.is(refusal(n.step({ type: "format", clusterId: "c1", restoring: false })), "CLUSTER_MISMATCH", "once it holds records, its cluster is fixed");
 });
 
 test("journal core - a wiped node (restoring) takes part in no epoch or recovery, but takes the writer's records until restored", (t) => {
