@@ -34,9 +34,8 @@ function isError(output: KvOutput | undefined): output is { error: string } {
   return typeof output === "object" && output !== null;
 }
 
-/** Whether INCR's reply (a number, or its decimal string) is `next`. */
-function incrReplied(output: number | string, next: bigint): boolean {
-  if (typeof output === "string") return output === next.toString();
+/** Whether INCR's reply is `next`. */
+function incrReplied(output: number, next: bigint): boolean {
   if (!Number.isInteger(output)) return false;
   // Past 2^53 a JS number cannot hold every integer: compare as the reply decoder would have rounded it.
   return Number.isSafeInteger(output) ? BigInt(output) === next : output === Number(next);
@@ -64,7 +63,7 @@ function step(state: KvState, input: KvInput, output: KvOutput | undefined): { o
     case "incr": {
       const result = incr(state);
       if ("error" in result) return { ok: output === undefined || isError(output), state };
-      const ok = output === undefined || ((typeof output === "number" || typeof output === "string") && incrReplied(output, result.next));
+      const ok = output === undefined || (typeof output === "number" && incrReplied(output, result.next));
       return { ok, state: result.next.toString() };
     }
   }

@@ -232,7 +232,7 @@ class PartitionSearch<S, I, O> {
         entry = list.firstUnreturned();
       } else if (limit !== END && (entry === END || list.time[entry] > list.time[limit])) {
         // Nothing can take effect before `limit` returns: undo the last choice.
-        if (this.deadEnd === undefined || this.depth > this.deadEnd.linearized.length) this.deadEnd = this.deadEndAt(list.op[limit]);
+        if (this.deadEnd === undefined || this.depth > this.deadEnd.linearized.length) this.deadEnd = this.deadEndAt(limit);
         const resume = this.backtrack();
         if (resume === undefined) return this.illegal();
         ({ entry, limit } = resume);
@@ -372,16 +372,19 @@ class PartitionSearch<S, I, O> {
     if (rank !== END) this.unreturnedLinearized[rank >>> 5] ^= 1 << (rank & 31);
   }
 
-  private deadEndAt(blocking: number): DeadEnd {
-    const linearized = new Int32Array(this.depth);
-    for (let i = 0; i < this.depth; i++) linearized[i] = this.list.op[this.stackEntry[i]];
-    const pending: number[] = [];
+  /** The dead end at return entry `limit`: what was linearized, and the candidates that could not go next. */
+  private deadEndAt(limit: number): DeadEnd {
     const list = this.list;
-    for (const first of [list.firstReturned(), list.firstUnreturned()]) {
-      for (let e = first; e !== END && pending.length < explanationOpsMax; e = list.next[e]) {
-        if (list.isReturn(e)) break;
-        if (list.op[e] !== blocking) pending.push(list.op[e]);
-      }
+    const blocking = list.op[limit];
+    const linearized = new Int32Array(this.depth);
+    for (let i = 0; i < this.depth; i++) linearized[i] = list.op[this.stackEntry[i]];
+    const pending: number[] = [];
+    for (let e = list.firstReturned(); e !== limit && pending.length < explanationOpsMax; e = list.next[e]) {
+      if (list.op[e] !== blocking) pending.push(list.op[e]);
+    }
+    for (let e = list.firstUnreturned(); e !== END && list.time[e] <= list.time[limit]; e = list.next[e]) {
+      if (pending.length === explanationOpsMax) break;
+      pending.push(list.op[e]);
     }
     return { linearized, blocking, pending };
   }
@@ -541,19 +544,20 @@ function explain<S, I, O>(model: Model<S, I, O>, key: string, ops: readonly Oper
   const describe = (i: number): string => {
     const o = ops[i];
     const what = model.describeOperation?.(o.input, o.output) ?? JSON.stringify({ input: o.input, output: o.output });
-    return `#${i} client ${o.client} ${what} [${o.call}, ${o.return ?? "never returned"}]`;
+    return `op ${i} client ${o.client} ${what} [${o.call}, ${o.return ?? "never returned"}]`;
   };
   let state = model.init();
   for (const i of deadEnd.linearized) state = model.step(state, ops[i].input, ops[i].output).state;
   const shownState = model.describeState?.(state) ?? JSON.stringify(state);
   const last = Array.from(deadEnd.linearized.slice(-explanationOpsMax), describe);
   const lines = [
-    `key ${JSON.stringify(key)}: linearized ${deadEnd.linearized.length} of ${ops.length} ops (state then: ${shownState}), ` +
+    `key ${JSON.stringify(key)} (ops numbered within the key): linearized ${deadEnd.linearized.length} of ${ops.length} ops ` +
+      `(state then: ${shownState}), ` +
       `then this op returned before any order let it take effect:`,
     `  ${describe(deadEnd.blocking)}`,
-    `last linearized: ${last.length === 0 ? "none" : ""}`,
+    `last linearized:${last.length === 0 ? " none" : ""}`,
     ...last.map((d) => `  ${d}`),
-    `also pending then: ${deadEnd.pending.length === 0 ? "none" : ""}`,
+    `also pending then:${deadEnd.pending.length === 0 ? " none" : ""}`,
     ...deadEnd.pending.map((i) => `  ${describe(i)}`),
   ];
   return lines.join("\n");

@@ -133,7 +133,9 @@ test("linearizability - INCR of a non-integer errs and changes nothing; an error
     assertLinearizable(t, [done(0, set(value), 0, 1, "OK"), done(0, incr(), 2, 3, notAnInteger)]);
   }
   assertLinearizable(t, [done(0, set("-1"), 0, 1, "OK"), done(0, incr(), 2, 3, 0), done(0, get(), 4, 5, "0")]);
-  assertLinearizable(t, [done(0, set("9223372036854775806"), 0, 1, "OK"), done(0, incr(), 2, 3, "9223372036854775807")]);
+  assertLinearizable(t, [done(0, set("9223372036854775806"), 0, 1, "OK"), done(0, incr(), 2, 3, 9223372036854775807)]);
+  // INCR replies an integer, not its decimal string.
+  assertNotLinearizable(t, [done(0, incr(), 0, 1, "1")]);
   // SET, GET and DEL never err on a string key: an error reply there is not linearizable.
   assertNotLinearizable(t, [done(0, set("a"), 0, 1, notAnInteger)]);
 });
@@ -189,7 +191,15 @@ interface Generated {
  * come from applying the ops in that order. Each client runs one op at a time; an op with an unknown outcome
  * (a timeout) may take effect long after its client moved on, or never.
  */
-function generate(seed: number, opsCount: number, clients: number, keys: number): Generated {
+interface GenerateOptions {
+  opsCount: number;
+  clients: number;
+  keys: number;
+  /** The share of ops whose outcome the client never learns. */
+  unknownRate: number;
+}
+
+function generate(seed: number, { opsCount, clients, keys, unknownRate }: GenerateOptions): Generated {
   const random = prng(seed);
   const freeAt = new Array<number>(clients).fill(0);
   const planned: { op: KvOp; effectAt: number; applies: boolean; known: boolean }[] = [];
@@ -197,7 +207,7 @@ function generate(seed: number, opsCount: number, clients: number, keys: number)
     const client = i % clients;
     const call = freeAt[client] + random() * 2;
     const duration = 0.2 + random() * 4;
-    const known = random() >= 0.02;
+    const known = random() >= unknownRate;
     const effectAt = known ? call + random() * duration : call + random() * 40;
     freeAt[client] = known ? call + duration : call + 10;
     const key = `k${Math.floor(keys * random() ** 2)}`;
@@ -244,9 +254,10 @@ function apply(store: Map<string, string>, input: KvInput): KvOutput {
 }
 
 const generatedSeed = testSeed(6);
+const large: GenerateOptions = { opsCount: 10_000, clients: 8, keys: 50, unknownRate: 0.02 };
 
 test("linearizability - a generated 10,000-op history of a linearizable store passes in seconds", (t) => {
-  const { history, indeterminate } = generate(generatedSeed, 10_000, 8, 50);
+  const { history, indeterminate } = generate(generatedSeed, large);
   const started = performance.now();
   const result = checkKv(history, { timeoutMs: 120_000 });
   const elapsedMs = performance.now() - started;
@@ -258,7 +269,7 @@ test("linearizability - a generated 10,000-op history of a linearizable store pa
 });
 
 test("linearizability - a generated history with a read of a never-written value is rejected", (t) => {
-  const { history } = generate(generatedSeed, 10_000, 8, 50);
+  const { history } = generate(generatedSeed, large);
   const read = history.find((op, i) => i > 5_000 && op.input.kind === "get" && op.return !== undefined);
   if (read === undefined) return t.fail("no completed GET to corrupt");
   read.output = "never-written";
@@ -271,7 +282,7 @@ test("linearizability - a generated history with a read of a never-written value
 });
 
 test("linearizability - a generated history with one stale read is rejected", (t) => {
-  const { history } = generate(generatedSeed, 10_000, 8, 50);
+  const { history } = generate(generatedSeed, large);
   const stale = findStaleRead(history);
   if (stale === undefined) return t.fail("no read to make stale");
   stale.read.output = stale.value;
@@ -300,3 +311,63 @@ function findStaleRead(history: KvOp[]): { read: KvOp; value: string } | undefin
   }
   return undefined;
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// The search against brute force
+
+/** Whether `output` is what Redis replied, by the independent semantics of `apply`. */
+function replied(actual: KvOutput, output: KvOutput | undefined): boolean {
+  if (output === undefined) return true;
+  const isError = (o: KvOutput): boolean => typeof o === "object" && o !== null;
+  return isError(actual) || isError(output) ? isError(actual) && isError(output) : actual === output;
+}
+
+/**
+ * Every order by brute force: the next op is any pending one that no pending op returned before; a never-returned
+ * op may also never go. Feasible only for a handful of ops.
+ */
+function bruteForce(history: KvOp[]): boolean {
+  const pending = new Set(history.map((_, i) => i));
+  const search = (store: Map<string, string>): boolean => {
+    if ([...pending].every((i) => history[i].return === undefined)) return true;
+    for (const i of [...pending]) {
+      const op = history[i];
+      if ([...pending].some((j) => (history[j].return ?? Infinity) < op.call)) continue;
+      const next = new Map(store);
+      if (!replied(apply(next, op.input), op.output)) continue;
+      pending.delete(i);
+      const found = search(next);
+      pending.add(i);
+      if (found) return true;
+    }
+    return false;
+  };
+  return search(new Map());
+}
+
+/** A small history of a linearizable store, one output then changed half the time. */
+function smallHistory(random: () => number): KvOp[] {
+  const options = { opsCount: 3 + Math.floor(random() * 5), clients: 3, keys: random() < 0.8 ? 1 : 2, unknownRate: 0.25 };
+  const { history } = generate(Math.floor(random() * 2 ** 32), options);
+  if (random() < 0.5) {
+    const op = history[Math.floor(random() * history.length)];
+    const choices: KvOutput[] = [null, "0", "1", "2", "v1", 0, 1, 2, 3, notAnInteger];
+    if (op.return !== undefined) op.output = choices[Math.floor(random() * choices.length)];
+  }
+  return history;
+}
+
+test("linearizability - the search agrees with brute force on 3,000 small histories", (t) => {
+  const random = prng(generatedSeed + 1);
+  const verdicts = { linearizable: 0, not: 0 };
+  for (let i = 0; i < 3_000; i++) {
+    const history = smallHistory(random);
+    const result = checkKv(history, { timeoutMs: 1000 });
+    if (result.timedOut) return t.fail(`case ${i}: timed out: ${JSON.stringify(history)}`);
+    const expected = bruteForce(history);
+    if (result.ok !== expected) return t.fail(`case ${i}: checker says ${result.ok}, brute force ${expected}: ${JSON.stringify(history)}`);
+    verdicts[expected ? "linearizable" : "not"]++;
+  }
+  t.log(`${verdicts.linearizable} linearizable, ${verdicts.not} not`);
+  t.true(verdicts.linearizable > 500 && verdicts.not > 500);
+});
