@@ -70,7 +70,23 @@ class Pipe {
     }
     const releaseAt = Math.max(performance.now() + ms, this.lastReleaseAt);
     this.lastReleaseAt = releaseAt;
-    setTimeout(() => this.release(chunk), releaseAt - performance.now());
+    // One FIFO and one timer for its head: timers of different durations that expire together may fire in any
+    // order (Node keeps a list per duration), and a reordered byte stream is garbage to the peer.
+    this.queue.push({ chunk, releaseAt });
+    if (this.queue.length === 1) this.schedule();
+  }
+
+  private readonly queue: { chunk: Buffer; releaseAt: number }[] = [];
+
+  private schedule(): void {
+    const head = this.queue[0];
+    if (head !== undefined) setTimeout(() => this.releaseDue(), Math.max(0, head.releaseAt - performance.now()));
+  }
+
+  private releaseDue(): void {
+    const now = performance.now();
+    while (this.queue.length > 0 && this.queue[0].releaseAt <= now) this.release(this.queue.shift()!.chunk);
+    this.schedule();
   }
 
   private release(chunk: Buffer): void {
