@@ -88,10 +88,18 @@ export async function waitForWriter(tc: TestCluster, timeoutMs = 30000): Promise
 
 /** Waits until every replica applied at least `txid`. */
 export async function waitForReplicas(tc: TestCluster, txid: number, timeoutMs = 60000): Promise<ActorStatus[]> {
-  return await until(`replicas to apply txid ${txid}`, timeoutMs, async () => {
-    const replicas = (await tc.status()).filter((s) => s.role === "replica");
-    return replicas.length === tc.cluster.config.replicas.length && replicas.every((r) => r.appliedTxid >= txid) ? replicas : undefined;
-  }, 100);
+  let last: ActorStatus[] = [];
+  try {
+    return await until(`replicas to apply txid ${txid}`, timeoutMs, async () => {
+      last = await tc.status();
+      const replicas = last.filter((s) => s.role === "replica");
+      return replicas.length === tc.cluster.config.replicas.length && replicas.every((r) => r.appliedTxid >= txid) ? replicas : undefined;
+    }, 100);
+  } catch (err) {
+    // What every actor said last: which replica lags, and what each journal node would serve.
+    const seen = last.map((s) => `${s.role} ${s.id} ${s.health} last ${s.lastTxid} committed ${s.committedTxid} applied ${s.appliedTxid} ${JSON.stringify(s.details).slice(0, 200)}`);
+    throw new Error(`${(err as Error).message}; last status: ${seen.join(" | ") || "none"}`);
+  }
 }
 
 export interface KeyDump {
