@@ -5,6 +5,7 @@
  */
 import { JournalCore, type LoadedJournal } from "../journal/journal_core.js";
 import { RecoveryCore, type RecoveryLimits } from "../master/recovery_core.js";
+import { RestorerCore, type RestorerLimits, type RestorerWriterView } from "../master/restorer_core.js";
 import { WriterCore, type WriterLimits } from "../master/writer_core.js";
 import { ReplicaCore } from "../replica/replica_core.js";
 
@@ -12,6 +13,7 @@ export interface SimCores {
   journalCore(nodeId: string, loaded: LoadedJournal): JournalCore;
   writerCore(epoch: number, segmentTxid: number, nodes: readonly string[], inSync: readonly string[], limits: WriterLimits): WriterCore;
   recoveryCore(nodes: readonly string[], limits: RecoveryLimits, newClusterId: string): RecoveryCore;
+  restorerCore(node: string, writer: RestorerWriterView, clusterId: string, limits: RestorerLimits): RestorerCore;
   replicaCore(nodes: readonly string[], appliedTxid: number): ReplicaCore;
   /** What replicas ask journal nodes for: committed records only (true: a deliberately wrong replica). */
   replicaReadsUncommitted: boolean;
@@ -21,6 +23,7 @@ export const realCores: SimCores = {
   journalCore: (nodeId, loaded) => new JournalCore(nodeId, loaded),
   writerCore: (epoch, segmentTxid, nodes, inSync, limits) => new WriterCore(epoch, segmentTxid, nodes, inSync, limits),
   recoveryCore: (nodes, limits, newClusterId) => new RecoveryCore(nodes, limits, newClusterId),
+  restorerCore: (node, writer, clusterId, limits) => new RestorerCore(node, writer, clusterId, limits),
   replicaCore: (nodes, appliedTxid) => new ReplicaCore(nodes, appliedTxid),
   replicaReadsUncommitted: false,
 };

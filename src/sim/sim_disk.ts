@@ -46,6 +46,10 @@ export class SimFile {
   }
 }
 
+function syncTmpName(startTxid: number): string {
+  return `edits_sync_${startTxid}.tmp`;
+}
+
 /** What survives a crash: the files, each as durable as the ops that completed on it. */
 export class SimDisk {
   readonly files = new Map<string, SimFile>();
@@ -96,8 +100,8 @@ export class SimSegmentStore {
     }
     let truncated: { file: string; bytes: number } | null = null;
     this.segments = [];
-    // As the real store: staged recovery records never outlive the process that staged them.
-    for (const name of [...this.disk.files.keys()]) if (name.startsWith("edits_recovery_")) this.disk.files.delete(name);
+    // As the real store: staged recovery records and unfinished segment copies never outlive the process that made them.
+    for (const name of [...this.disk.files.keys()]) if (name.startsWith("edits_recovery_") || name.startsWith("edits_sync_")) this.disk.files.delete(name);
     if (fault === null) {
       const names = [...this.disk.files.keys()].filter(isSegmentFile).sort();
       const files: SegmentFile[] = names.map((name) => ({ name, data: this.disk.files.get(name)!.view() }));
@@ -114,7 +118,7 @@ export class SimSegmentStore {
 
   /** Runs one op, durably; `errno` fails it as an injected write error would (leaving nothing of it). */
   apply(op: DiskOp, errno: DiskErrno | null = null): void {
-    const failable = op.op === "persistMeta" || op.op === "persistIdentity" || op.op === "append" || op.op === "syncAppend";
+    const failable = op.op === "persistMeta" || op.op === "persistIdentity" || op.op === "append" || op.op === "syncAppend" || op.op === "syncFinish";
     if (errno !== null && failable) throw new SimDiskError(`${errno}: injected write failure on ${op.op}`);
     switch (op.op) {
       case "persistMeta":
@@ -123,11 +127,27 @@ export class SimSegmentStore {
       case "persistIdentity":
         this.disk.texts.set("identity.json", JSON.stringify(op.identity));
         return;
-      case "syncAppend":
-      case "syncFinish":
-        // Segment copies from peers are the NodeRestorer's, which the simulation does not drive.
-        assert(false, `the simulation does not copy segments (${op.op})`);
+      case "syncAppend": {
+        // A finalized segment copied from a peer goes to a file beside the log first (SegmentStore: edits_sync_<start>.tmp).
+        const name = syncTmpName(op.startTxid);
+        if (op.fresh || !this.disk.files.has(name)) this.disk.files.set(name, new SimFile());
+        this.disk.files.get(name)!.append(op.records);
         return;
+      }
+      case "syncFinish": {
+        const tmp = syncTmpName(op.startTxid);
+        const file = this.disk.files.get(tmp);
+        assert(file !== undefined, `no copy of segment ${op.startTxid} under way`);
+        const scan = scanRecords(file.view());
+        assert(scan.stop === undefined && scan.records.length === op.endTxid - op.startTxid + 1, `copied segment ${op.startTxid} does not hold ${op.startTxid}..${op.endTxid}`);
+        // Synced, then renamed into the log: the finalized segment joins it whole or not at all.
+        const name = finalizedName(op.startTxid, op.endTxid);
+        this.rename(tmp, name);
+        const offsets = [...scan.records.map((r) => r.offset), scan.validBytes];
+        this.segments.push({ startTxid: op.startTxid, endTxid: op.endTxid, inProgress: false, name, offsets });
+        this.segments.sort((a, b) => a.startTxid - b.startTxid);
+        return;
+      }
       case "startSegment": {
         const name = inProgressName(op.startTxid);
         this.disk.files.set(name, new SimFile());
@@ -222,7 +242,8 @@ export class SimSegmentStore {
       file.append(op.records);
       return "append written, unsynced, kept";
     }
-    if (op.op === "syncAppend" || op.op === "syncFinish" || fate === 0) return `${op.op} lost`;
+    // An unfinished copy is dropped on open whatever it holds; its rename (syncFinish) is done or not.
+    if (op.op === "syncAppend" || fate === 0) return `${op.op} lost`;
     this.apply(op);
     return `${op.op} done`;
   }

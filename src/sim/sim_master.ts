@@ -4,11 +4,14 @@
  * write, a flush right after appends and on a periodic timer, NodeWatch heartbeats masking silent journal nodes,
  * and on any failure every unanswered write gets NO_QUORUM and recovery starts again in a new epoch.
  *
- * Redis is a model: a Map, where SET/INCR/DEL run and yield the effects Redis would propagate. What it leaves out:
- * the NodeRestorer (a node that dropped out comes back at the next recovery), the replication link and markers.
+ * Every catch-up interval, each journal node out of step is caught up by the RestorerCore (master.ts: NodeRestorer),
+ * and counts for acks again from the batch in flight on. Redis is a model: a Map, where SET/INCR/DEL run and yield
+ * the effects Redis would propagate. What it leaves out: the replication link, markers, snapshots (a catch-up's
+ * snapshot copy succeeds at once).
  */
 import type { Config } from "../config/config.js";
 import type { RecoveryCore, RecoveryOutput, WriterStart } from "../master/recovery_core.js";
+import type { RestorerCore, RestorerOutput } from "../master/restorer_core.js";
 import { NodeWatch } from "../master/node_watch.js";
 import type { Batch, WriterCore, WriterOutput } from "../master/writer_core.js";
 import { decode, encode } from "../protocol/codec.js";
@@ -89,8 +92,17 @@ export class SimMaster implements SimActor {
   private journaled = new Map<number, Uint8Array>();
   private flushScheduled = false;
   private watch: NodeWatch;
+  /** Unanswered batches per node incarnation (`node#generation`), as master.ts counts them. */
   private readonly nodeInflight = new Map<string, number>();
+  /** Bumped when a node rejoins: an answer to a batch sent before (a late timeout) is stale. */
+  private readonly nodeGeneration = new Map<string, number>();
+  /** The catch-ups under way, by journal node (master.ts: NodeRestorer.inProgress). */
+  private readonly catchUps = new Map<string, RestorerCore>();
+  private lastCatchUpMs = 0;
+  private clusterId = "";
   acks = 0;
+  /** Journal nodes the restorer brought back (for the run's stats). */
+  rejoins = 0;
   private firstCommitOf: WriterCore | null = null;
   /** The nemesis's hook: a writer's first commit (a crash right after it is a schedule worth trying often). */
   onFirstCommit: () => void = () => {};
@@ -145,6 +157,8 @@ export class SimMaster implements SimActor {
     this.queued = [];
     this.journaled.clear();
     this.nodeInflight.clear();
+    this.nodeGeneration.clear();
+    this.catchUps.clear();
   }
 
   // ---- journal requests ----
@@ -270,6 +284,7 @@ export class SimMaster implements SimActor {
 
   private becomeWriter(start: WriterStart): void {
     this.core = this.cores.writerCore(start.epoch, start.endTxid + 1, this.config.journalNodes, start.inSync, this.config);
+    this.clusterId = start.clusterId;
     this.journaled.clear();
     this.nodeInflight.clear();
     for (const node of start.inSync) this.watch.heard(node, this.clock.nowMs);
@@ -325,26 +340,75 @@ export class SimMaster implements SimActor {
         this.handle(this.core.onReply(node, -1, { ok: false, code: ErrorCode.TIMEOUT, message: `no heartbeat for ${silentMs} ms` }, now));
       }
     }
+    if (this.core !== null && now - this.lastCatchUpMs >= this.config.catchUpIntervalMs) {
+      this.lastCatchUpMs = now;
+      const core = this.core;
+      for (const node of this.config.journalNodes) if (!core.isInSync(node)) this.startCatchUp(node, core);
+    }
+  }
+
+  // ---- bringing journal nodes back (master.ts: NodeRestorer) ----
+
+  /** Starts catching `node` up for `core` unless one runs already, or the node is silent. */
+  private startCatchUp(node: string, core: WriterCore): void {
+    if (this.catchUps.has(node) || !this.watch.restorable(node, this.clock.nowMs)) return;
+    const restorer = this.cores.restorerCore(node, core, this.clusterId, this.config);
+    this.catchUps.set(node, restorer);
+    this.stepCatchUp(restorer, core, () => restorer.start());
+  }
+
+  private stepCatchUp(restorer: RestorerCore, core: WriterCore, run: () => RestorerOutput): void {
+    if (this.catchUps.get(restorer.node) !== restorer) return; // the master crashed meanwhile
+    if (this.core !== core) {
+      this.catchUps.delete(restorer.node);
+      return;
+    }
+    const out = run();
+    const node = restorer.node;
+    for (const note of out.notes) this.trace.add(this.id, `${note.message} ${JSON.stringify(note.fields)}`);
+    if (out.catchingUpFrom !== null) this.trace.add(this.id, `catching up ${node} from ${out.catchingUpFrom}`);
+    if (out.end !== null) {
+      this.catchUps.delete(node);
+      if (out.end.kind === "gaveUp") {
+        this.trace.add(this.id, `catch-up of ${node} stopped: ${out.end.reason}`);
+        return;
+      }
+      this.nodeGeneration.set(node, (this.nodeGeneration.get(node) ?? 0) + 1);
+      this.rejoins++;
+      this.trace.add(this.id, `${node} rejoins at ${out.end.lastTxid} (epoch ${core.epoch})`);
+      this.handle(core.rejoin(node, out.end.lastTxid));
+      return;
+    }
+    for (const r of out.send) this.call(r.node, r.req, r.timeoutMs, (reply) => this.stepCatchUp(restorer, core, () => restorer.onReply(r.id, reply)));
+    if (out.ensureSnapshot) this.stepCatchUp(restorer, core, () => restorer.onSnapshotEnsured(true));
   }
 
   private handle(out: WriterOutput): void {
     if (out.failure !== null) return this.failWriter(out.failure);
-    for (const { batch, nodes } of out.send) for (const node of nodes) this.sendBatch(node, batch);
+    const core = this.core;
+    // A node refused at send (too many batches unanswered) can fail the writer: the rest is not sent (seed 6451).
+    for (const { batch, nodes } of out.send) for (const node of nodes) if (this.core === core) this.sendBatch(node, batch);
+    if (this.core !== core) return;
     if (out.committedTxid !== null) this.onCommitted(out.committedTxid);
   }
 
   private sendBatch(node: string, batch: Batch): void {
     const core = this.core!;
-    const inflight = this.nodeInflight.get(node) ?? 0;
+    const generation = this.nodeGeneration.get(node) ?? 0;
+    const key = `${node}#${generation}`;
+    const inflight = this.nodeInflight.get(key) ?? 0;
     if (inflight >= this.config.journalBatchesInflightMax) {
       this.handle(core.onReply(node, batch.id, { ok: false, code: ErrorCode.OUT_OF_SYNC, message: `${inflight} batches unanswered` }, this.clock.nowMs));
       return;
     }
-    this.nodeInflight.set(node, inflight + 1);
+    this.nodeInflight.set(key, inflight + 1);
     const req: JournalRequest = { type: "journal", epoch: core.epoch, segmentTxid: batch.segmentTxid, firstTxid: batch.firstTxid, count: batch.count, records: batch.records, committedTxid: batch.committedTxid };
     this.call(node, req, this.config.quorumTimeoutMs, (reply) => {
       if (this.core !== core) return; // an answer to an earlier writer
-      this.nodeInflight.set(node, Math.max(0, (this.nodeInflight.get(node) ?? 1) - 1));
+      const left = this.nodeInflight.get(key) ?? 1;
+      if (left > 1) this.nodeInflight.set(key, left - 1);
+      else this.nodeInflight.delete(key);
+      if ((this.nodeGeneration.get(node) ?? 0) !== generation) return; // sent before the node rejoined
       this.handle(core.onReply(node, batch.id, reply.ok ? { ok: true } : reply, this.clock.nowMs));
     });
   }

@@ -48,7 +48,7 @@ export interface SimResult {
   hash: string;
   steps: number;
   simMs: number;
-  stats: { journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number };
+  stats: { journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number };
 }
 
 /** The simulation's timeouts, scaled down from the defaults so a short run sees many failovers. */
@@ -72,6 +72,7 @@ function simConfig(journalNodes: string[], replicas: string[], batchRecordsMax: 
     journalBatchesInflightMax: 16,
     journalQueueMax: 64,
     readRecordsMax: 40,
+    catchUpIntervalMs: 200,
   };
   const errors = validateConfig(config);
   assert(errors.length === 0, `simulation config: ${errors.join("; ")}`);
@@ -258,6 +259,7 @@ export function runSimulation(options: SimOptions): SimResult {
       writers: invariants.counts.writers,
       corruptReadsRefused: invariants.counts.corruptReadsRefused,
       faults,
+      rejoins: masters.reduce((n, m) => n + m.rejoins, 0),
     },
   });
 

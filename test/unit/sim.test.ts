@@ -41,11 +41,25 @@ test(`sim - ${CI_SEEDS} seeds of the real cores keep every invariant and converg
 });
 
 /**
+ * Seeds that once failed with the real cores: 6816, a node formatted as restoring was never restored (the simulated
+ * master had no restorer); 6451, a node refused at send failed the writer and the next send threw on the dropped core.
+ */
+for (const seed of [6451, 6816]) {
+  test(`sim - regression: seed ${seed} keeps every invariant and converges`, (t) => {
+    const r = runSimulation({ seed });
+    t.true(r.ok, r.ok ? "" : describeFailure(r, SIM_STEPS_DEFAULT));
+    if (seed === 6816) t.true(r.stats.rejoins > 0, "a journal node was brought back");
+  });
+}
+
+/**
  * Recovery that keeps the longest copy breaks safety only in a rarer schedule (two writers' copies of one segment,
  * the older one longer) and is otherwise stopped by the journal nodes' guards (a finalized copy is never extended),
- * so the run stalls: it takes more seeds to catch.
+ * so the run stalls: it takes more seeds to catch — more still since the master catches masked nodes up, which
+ * leaves fewer copies of a segment that differ (caught at seed 1330; seed 1270 stalls with the real cores too: two
+ * masters racing the first format, see the README's open issues).
  */
-const SEEDS_MAX_OF: Record<string, number> = { "recovery keeps the longest copy": 1000 };
+const SEEDS_MAX_OF: Record<string, number> = { "recovery keeps the longest copy": 1500 };
 
 for (const [name, cores] of Object.entries(wrongCores)) {
   const seedsMax = SEEDS_MAX_OF[name] ?? MUTANT_SEEDS_MAX;
