@@ -5,7 +5,7 @@
  * step, then a liveness phase with every fault healed that must converge: a write acked, every replica caught up.
  * The same seed gives the same run, byte for byte (the trace hash says so).
  */
-import { defaults, validateConfig, type Config } from "../config/config.js";
+import { defaults, quorumSize, validateConfig, type Config } from "../config/config.js";
 import { AssertionError, assert } from "../util/assert.js";
 import { SimClock } from "./clock.js";
 import { realCores, type SimCores } from "./cores.js";
@@ -48,7 +48,7 @@ export interface SimResult {
   hash: string;
   steps: number;
   simMs: number;
-  stats: { journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number };
+  stats: { journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; livenessNotPromised: number };
 }
 
 /** The simulation's timeouts, scaled down from the defaults so a short run sees many failovers. */
@@ -173,6 +173,10 @@ export function runSimulation(options: SimOptions): SimResult {
   const corruptible = prng.pick(jns);
 
   let faults = 0;
+
+  /** 1: the run ended with fewer than a majority of journal nodes able to vote (see the liveness check). */
+
+  let livenessNotPromised = 0;
   let phase = "safety" as "safety" | "liveness";
   const restartLater = (actor: { start(): void; up: boolean }, maxMs: number): void => {
     clock.after(prng.int(10, maxMs), () => {
@@ -260,6 +264,7 @@ export function runSimulation(options: SimOptions): SimResult {
       corruptReadsRefused: invariants.counts.corruptReadsRefused,
       faults,
       rejoins: masters.reduce((n, m) => n + m.rejoins, 0),
+      livenessNotPromised,
     },
   });
 
@@ -319,12 +324,27 @@ export function runSimulation(options: SimOptions): SimResult {
       }
       if (phase === "liveness" && steps % 50 === 0 && converged()) break;
       if (phase === "liveness" && clock.nowMs > livenessEndMs) {
+        // Liveness is promised only while a majority of journal nodes can vote: a node whose disk rotted (it serves
+        // nothing) or that was never restored after losing its state counts as failed, and more than a minority failed
+        // is beyond what a quorum tolerates. Safety was checked all along; the run just cannot be asked to converge.
+        const unable = jns.flatMap((jn) => {
+          const st = jn.core?.state();
+          if (st === undefined) return [`${jn.id} down`];
+          if (st.fault !== null) return [`${jn.id} corrupt`];
+          if (st.clusterId === null || st.restoring) return [`${jn.id} restoring`];
+          return [];
+        });
+        if (jns.length - unable.length < quorumSize(jns.length)) {
+          livenessNotPromised = 1;
+          trace.add("sim", `no convergence, and none promised: only ${jns.length - unable.length} of ${jns.length} journal nodes can vote (${unable.join(", ")})`);
+          break;
+        }
         const lag = replicas.map((rep) => `${rep.id} applied ${rep.appliedTxid}`).join(", ");
         throw new SimViolation(`no convergence ${LIVENESS_MS_MAX} ms after the heal: ${client.counts.ackedAfterHeal} writes acked since, master ${masters[0].writing ? "writing" : "not writing"}, committed ${invariants.maxCommitted}, ${lag}`);
       }
     }
     invariants.checkDisks(stores());
-    trace.add("sim", `converged: committed ${invariants.maxCommitted}, ${client.counts.acked} acked`);
+    if (livenessNotPromised === 0) trace.add("sim", `converged: committed ${invariants.maxCommitted}, ${client.counts.acked} acked`);
     return result(null, steps);
   } catch (err) {
     if (!(err instanceof Error)) throw err;
