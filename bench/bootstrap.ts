@@ -30,7 +30,7 @@ import { subjects } from "../src/protocol/subjects.js";
 import { requestAll } from "../src/nats/bus.js";
 import { freePort } from "../src/process/ports.js";
 import { RdbScan, countKeys } from "../src/snapshot/inspect_snapshot.js";
-import type { TransferProgress } from "../src/snapshot/snapshot_client.js";
+import type { TransferProgress } from "../src/util/progress.js";
 import { snapshotFileName } from "../src/snapshot/snapshot_store.js";
 import { BOOTSTRAP_KEYS_DEFAULT, BOOTSTRAP_VALUE_BYTES_DEFAULT, fillValue, timeRedisFullResync } from "./bootstrap_baseline.js";
 import { Cleanup, trackServer } from "./cleanup.js";

@@ -98,7 +98,7 @@ export async function runBootstrapBaseline(dir: string, options: BootstrapBaseli
       stallTimeoutMs: STALL_TIMEOUT_MS,
       loadTimeoutMs: SYNC_TIMEOUT_MS,
       pollMs: POLL_MS,
-      onProgress: (p) => log(`(b) load ${p.phase}: ${p.bytesSent}/${p.bytesTotal} bytes, ${(p.bytesPerSecond / 1e6).toFixed(1)} MB/s, eta ${p.etaMs === null ? "?" : Math.round(p.etaMs)} ms`),
+      onProgress: (p) => log(`(b) load ${p.phase}: ${p.bytes}/${p.totalBytes} bytes, ${(p.bytesPerSecond / 1e6).toFixed(1)} MB/s, eta ${p.etaMs === null ? "?" : Math.round(p.etaMs)} ms`),
     });
     await expectKeys(dst, sourceKeys, "snapshot + load");
     const snapshotAndLoadMs = snapshotMs + loaded.transferMs + loaded.loadMs;

@@ -28,6 +28,7 @@ import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
 import { assert } from "../util/assert.js";
+import { transferProgress, type TransferProgress } from "../util/progress.js";
 import { Crc64, RDB_CHECKSUM_BYTES, trailerChecksum } from "./rdb_checksum.js";
 import { configGet, infoNumber, pollInfo, readInfo } from "./redis_info.js";
 import { RespParser, RespProtocolError, type RespValue } from "./resp_parser.js";
@@ -50,14 +51,8 @@ export interface RdbLoadOptions {
   onProgress?: (progress: RdbLoadProgress) => void;
 }
 
-export interface RdbLoadProgress {
+export interface RdbLoadProgress extends TransferProgress {
   phase: "transfer" | "loading" | "loaded";
-  bytesSent: number;
-  bytesTotal: number;
-  /** Mean rate since the transfer began. */
-  bytesPerSecond: number;
-  /** Time left for the transfer at the mean rate; null before any rate is known. */
-  etaMs: number | null;
 }
 
 export interface RdbLoadResult {
@@ -108,11 +103,9 @@ export class RdbLoadError extends QjmError {
   }
 }
 
-/** Pure: the progress figures of a transfer `elapsedMs` after its start. */
-export function transferProgress(phase: RdbLoadProgress["phase"], bytesSent: number, bytesTotal: number, elapsedMs: number): RdbLoadProgress {
-  const bytesPerSecond = elapsedMs > 0 ? (bytesSent * 1000) / elapsedMs : 0;
-  const etaMs = bytesSent >= bytesTotal ? 0 : bytesPerSecond > 0 ? ((bytesTotal - bytesSent) * 1000) / bytesPerSecond : null;
-  return { phase, bytesSent, bytesTotal, bytesPerSecond, etaMs };
+
+function loadProgress(phase: RdbLoadProgress["phase"], bytes: number, totalBytes: number, elapsedMs: number): RdbLoadProgress {
+  return { phase, ...transferProgress(bytes, totalBytes, elapsedMs) };
 }
 
 /** Replaces the target's data set with the RDB `source` yields (exactly `options.bytes` bytes). See the file's comment. */
@@ -136,11 +129,11 @@ export async function loadRdb(target: Redis, source: AsyncIterable<Uint8Array>, 
     const transferStart = Date.now();
     await streamRdb(master, source, options, transferStart);
     const transferEnd = Date.now();
-    options.onProgress?.(transferProgress("loading", options.bytes, options.bytes, transferEnd - transferStart));
+    options.onProgress?.(loadProgress("loading", options.bytes, options.bytes, transferEnd - transferStart));
 
     await waitLoaded(target, master, options);
     const loadEnd = Date.now();
-    options.onProgress?.(transferProgress("loaded", options.bytes, options.bytes, transferEnd - transferStart));
+    options.onProgress?.(loadProgress("loaded", options.bytes, options.bytes, transferEnd - transferStart));
     await redisCall(() => target.call("REPLICAOF", "NO", "ONE"), "REPLICAOF NO ONE");
     detached = true;
     await master.close();
@@ -194,7 +187,7 @@ async function streamRdb(master: FakeMaster, source: AsyncIterable<Uint8Array>, 
       const now = Date.now();
       if (options.onProgress !== undefined && now - lastReport >= progressEveryMs) {
         lastReport = now;
-        options.onProgress(transferProgress("transfer", sent, options.bytes, now - transferStart));
+        options.onProgress(loadProgress("transfer", sent, options.bytes, now - transferStart));
       }
     }
   } finally {

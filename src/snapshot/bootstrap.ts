@@ -11,7 +11,8 @@ import type { Config } from "../config/config.js";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
 import { loadRdb } from "../redis/rdb_loader.js";
 import type { Logger } from "../util/log.js";
-import { progressOf, type SnapshotClient, type TransferProgress } from "./snapshot_client.js";
+import type { SnapshotClient } from "./snapshot_client.js";
+import { transferProgress, type TransferProgress } from "../util/progress.js";
 
 export interface BootstrapProgress extends TransferProgress {
   phase: "download" | "load" | "done";
@@ -57,10 +58,10 @@ export async function bootstrapFromSnapshot(
       stallTimeoutMs: config.journalRequestTimeoutMs * 2,
       loadTimeoutMs: config.snapshotTimeoutMs,
       pollMs: 50,
-      onProgress: (p) => report({ phase: "load", snapshotTxid, ...progressOf(p.bytesSent, p.bytesTotal, Date.now() - started) }),
+      onProgress: ({ phase: _phase, ...p }) => report({ phase: "load", snapshotTxid, ...p }),
     });
     const ms = Date.now() - started;
-    report({ phase: "done", snapshotTxid, ...progressOf(got.bytes, got.bytes, ms) });
+    report({ phase: "done", snapshotTxid, ...transferProgress(got.bytes, got.bytes, ms) });
     return { txid: got.txid, bytes: got.bytes, node: got.node, ms, downloadMs };
   } catch (err) {
     if (err instanceof QjmError) throw err;

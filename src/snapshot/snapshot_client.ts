@@ -15,21 +15,9 @@ import { parseSnapshotReply, type SnapshotInfo, type SnapshotReply, type Snapsho
 import { subjects } from "../protocol/subjects.js";
 import type { Logger } from "../util/log.js";
 import type { JournalClient } from "../master/journal_client.js";
+import { transferProgress, type TransferProgress } from "../util/progress.js";
 
 export type SnapshotLimits = Pick<Config, "journalNodes" | "snapshotChunkBytes" | "snapshotChunksInflightMax" | "journalRequestTimeoutMs">;
-
-/** Bytes moved so far, for logs and `redis-qjm status`. */
-export interface TransferProgress {
-  bytes: number;
-  totalBytes: number;
-  bytesPerSecond: number;
-  etaMs: number | null;
-}
-
-export function progressOf(bytes: number, totalBytes: number, elapsedMs: number): TransferProgress {
-  const bytesPerSecond = elapsedMs > 0 ? Math.round((bytes * 1000) / elapsedMs) : 0;
-  return { bytes, totalBytes, bytesPerSecond, etaMs: bytesPerSecond > 0 ? Math.round(((totalBytes - bytes) * 1000) / bytesPerSecond) : null };
-}
 
 /** SHA-256 and size of a file, streamed. */
 export async function fileDigest(file: string): Promise<{ bytes: number; sha256: string }> {
@@ -91,7 +79,7 @@ export class SnapshotClient {
         const done = await this.uploadTo(node, file, info, clusterId, (sent) => {
           if (sent <= slowest) return;
           slowest = sent;
-          onProgress?.(progressOf(sent, bytes, Date.now() - started));
+          onProgress?.(transferProgress(sent, bytes, Date.now() - started));
         }).catch((err: Error) => {
           this.log.warn({ node, txid, err: err.message }, "snapshot upload to a journal node failed");
           return false;
@@ -223,7 +211,7 @@ export class SnapshotClient {
         hash.update(r.data);
         await out.write(r.data, 0, r.data.length, offset);
         written += r.data.length;
-        onProgress?.(progressOf(written, info.bytes, Date.now() - started));
+        onProgress?.(transferProgress(written, info.bytes, Date.now() - started));
       }
       const digest = hash.digest("hex");
       if (digest !== info.sha256) throw new QjmError(ErrorCode.SNAPSHOT_CORRUPT, `snapshot ${info.txid} from ${node} has SHA-256 ${digest.slice(0, 12)}…, not ${info.sha256.slice(0, 12)}…`);

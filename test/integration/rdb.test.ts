@@ -114,9 +114,9 @@ test("rdb - snapshot of every type with TTLs, loaded into a non-empty running Re
 
   const transfer = progress.filter((p) => p.phase === "transfer");
   t.true(transfer.length > 1);
-  t.true(transfer.every((p, i) => i === 0 || p.bytesSent >= transfer[i - 1].bytesSent));
+  t.true(transfer.every((p, i) => i === 0 || p.bytes >= transfer[i - 1].bytes));
   t.deepEqual(progress.map((p) => p.phase).slice(-2), ["loading", "loaded"]);
-  t.is(progress[progress.length - 1].bytesSent, snap.bytes);
+  t.is(progress[progress.length - 1].bytes, snap.bytes);
 });
 
 test("rdb - the marker is the RDB's when writes resume right after the fork, also when BGSAVE waits for an AOF rewrite", async (t) => {

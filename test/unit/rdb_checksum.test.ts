@@ -1,7 +1,7 @@
 import test from "ava";
 import crypto from "node:crypto";
 import { Crc64, crc64, trailerChecksum } from "../../src/redis/rdb_checksum.js";
-import { transferProgress } from "../../src/redis/rdb_loader.js";
+import { transferProgress } from "../../src/util/progress.js";
 import { infoNumber, parseInfo } from "../../src/redis/redis_info.js";
 
 /** Bit-by-bit CRC-64/Jones with BigInt: the definition the table-driven one must match. */
@@ -39,9 +39,9 @@ test("rdb checksum - the trailer is little-endian and 8 bytes", (t) => {
 });
 
 test("rdb load progress - rate and eta from bytes and elapsed time", (t) => {
-  t.deepEqual(transferProgress("transfer", 0, 1000, 0), { phase: "transfer", bytesSent: 0, bytesTotal: 1000, bytesPerSecond: 0, etaMs: null });
-  t.deepEqual(transferProgress("transfer", 250, 1000, 500), { phase: "transfer", bytesSent: 250, bytesTotal: 1000, bytesPerSecond: 500, etaMs: 1500 });
-  t.is(transferProgress("loading", 1000, 1000, 2000).etaMs, 0);
+  t.deepEqual(transferProgress(0, 1000, 0), { bytes: 0, totalBytes: 1000, bytesPerSecond: 0, etaMs: null });
+  t.deepEqual(transferProgress(250, 1000, 500), { bytes: 250, totalBytes: 1000, bytesPerSecond: 500, etaMs: 1500 });
+  t.is(transferProgress(1000, 1000, 2000).etaMs, 0);
 });
 
 test("redis info - fields by name, headers and blanks dropped, a missing number is NaN", (t) => {
