@@ -76,15 +76,27 @@ export class SnapshotClient {
     let slowest = 0;
     const results = await Promise.all(
       this.limits.journalNodes.map(async (node) => {
-        const done = await this.uploadTo(node, file, info, clusterId, (sent) => {
-          if (sent <= slowest) return;
-          slowest = sent;
-          onProgress?.(transferProgress(sent, bytes, Date.now() - started));
-        }).catch((err: Error) => {
-          this.log.warn({ node, txid, err: err.message }, "snapshot upload to a journal node failed");
-          return false;
-        });
-        return done ? node : null;
+        const handle = await fsp.open(file, "r");
+        const read = async (offset: number, length: number): Promise<Uint8Array> => {
+          const buf = Buffer.allocUnsafe(length);
+          const { bytesRead } = await handle.read(buf, 0, length, offset);
+          if (bytesRead !== length) throw new Error(`${file} shrank while it was uploaded`);
+          return buf;
+        };
+        const sent = (at: number): void => {
+          if (at <= slowest) return;
+          slowest = at;
+          onProgress?.(transferProgress(at, bytes, Date.now() - started));
+        };
+        try {
+          await this.uploadTo(node, info, clusterId, read, sent);
+          return node;
+        } catch (err) {
+          this.log.warn({ node, txid, err: (err as Error).message }, "snapshot upload to a journal node failed");
+          return null;
+        } finally {
+          await handle.close();
+        }
       }),
     );
     const holders = results.filter((n): n is string => n !== null);
@@ -95,70 +107,66 @@ export class SnapshotClient {
     return holders;
   }
 
-  private async uploadTo(node: string, file: string, info: SnapshotInfo, clusterId: string, onSent: (bytes: number) => void): Promise<boolean> {
+  /**
+   * Sends one snapshot to `node`, chunk by chunk as `read` gives them, with a window of unanswered chunks (they leave
+   * in order on one connection and the node handles them in order: the window keeps the pipe full). The node checks
+   * size and SHA-256 at the end.
+   */
+  private async uploadTo(node: string, info: SnapshotInfo, clusterId: string, read: (offset: number, length: number) => Promise<Uint8Array>, onSent: (bytes: number) => void = () => {}): Promise<void> {
     const begun = await this.call(node, { type: "snapshotBegin", clusterId, ...info });
     if (!begun.ok) throw new Error(`${begun.code}: ${begun.message}`);
-    if ("stored" in begun && begun.stored) return true;
-    const handle = await fsp.open(file, "r");
-    try {
-      const chunk = this.limits.snapshotChunkBytes;
-      const window: Promise<SnapshotReply>[] = [];
-      let acked = 0;
-      for (let offset = 0; offset < info.bytes; offset += chunk) {
-        const buf = Buffer.allocUnsafe(Math.min(chunk, info.bytes - offset));
-        const { bytesRead } = await handle.read(buf, 0, buf.length, offset);
-        if (bytesRead !== buf.length) throw new Error(`${file} shrank while it was uploaded`);
-        // Chunks leave in order on one connection and the node handles them in order: a window keeps the pipe full.
-        window.push(this.call(node, { type: "snapshotChunk", txid: info.txid, offset, data: buf }));
-        if (window.length >= this.limits.snapshotChunksInflightMax) {
-          const r = await window.shift()!;
-          if (!r.ok) throw new Error(`${r.code}: ${r.message}`);
-          onSent((acked += chunk));
-        }
-      }
-      for (const pending of window) {
-        const r = await pending;
-        if (!r.ok) throw new Error(`${r.code}: ${r.message}`);
-      }
-      onSent(info.bytes);
-    } finally {
-      await handle.close();
+    if ("stored" in begun && begun.stored) return;
+    const chunk = this.limits.snapshotChunkBytes;
+    const window: { end: number; reply: Promise<SnapshotReply> }[] = [];
+    const settle = async (): Promise<void> => {
+      const { end, reply } = window.shift()!;
+      const r = await reply;
+      if (!r.ok) throw new Error(`${r.code}: ${r.message}`);
+      onSent(end);
+    };
+    for (let offset = 0; offset < info.bytes; offset += chunk) {
+      const data = await read(offset, Math.min(chunk, info.bytes - offset));
+      window.push({ end: offset + data.length, reply: this.call(node, { type: "snapshotChunk", txid: info.txid, offset, data }) });
+      if (window.length >= this.limits.snapshotChunksInflightMax) await settle();
     }
+    while (window.length > 0) await settle();
     const ended = await this.call(node, { type: "snapshotEnd", txid: info.txid });
     if (!ended.ok) throw new Error(`${ended.code}: ${ended.message}`);
-    return true;
+  }
+
+  /** Copies of the newest snapshot at or below the durable mark, in configured node order (the same node first every time). */
+  private newestDurable(byNode: Map<string, SnapshotInfo[]>, durableTxid: number): (SnapshotInfo & { node: string })[] {
+    const copies = [...byNode].flatMap(([node, snaps]) => snaps.filter((s) => s.txid <= durableTxid).map((s) => ({ node, ...s })));
+    const newest = Math.max(0, ...copies.map((c) => c.txid));
+    const rank = (node: string): number => this.limits.journalNodes.indexOf(node);
+    return copies.filter((c) => c.txid === newest).sort((a, b) => rank(a.node) - rank(b.node));
   }
 
   /**
-   * Keeps the newest durable snapshot on `node` (a node that was wiped, or missed the upload): copied chunk by chunk
-   * from a node that holds it — the receiving node checks size and SHA-256 — then marked durable there too, so the
-   * snapshot the purged log depends on stays on a majority. False if it could not be copied now.
+   * Keeps the newest durable snapshot on `node` (a node that was wiped, or missed the upload): copied from a node that
+   * holds it, then marked durable there too, so the snapshot the purged log depends on stays on a majority. False if it
+   * could not be copied now.
    */
   async ensureOn(node: string, clusterId: string): Promise<boolean> {
     const { byNode, durableTxid } = await this.list();
     if (durableTxid === 0) return true;
-    const held = byNode.get(node);
-    if (held === undefined) return false;
-    const newest = Math.max(0, ...[...byNode.values()].flat().filter((s) => s.txid <= durableTxid).map((s) => s.txid));
-    if (newest === 0) return true;
-    if (!held.some((s) => s.txid === newest)) {
-      const source = [...byNode].find(([n, snaps]) => n !== node && snaps.some((s) => s.txid === newest));
-      if (source === undefined) return false;
-      const info = source[1].find((s) => s.txid === newest)!;
-      const begun = await this.call(node, { type: "snapshotBegin", clusterId, ...info });
-      if (!begun.ok) return false;
-      if (!("stored" in begun && begun.stored)) {
-        for (let offset = 0; offset < info.bytes; ) {
-          const r = await this.call(source[0], { type: "snapshotRead", txid: info.txid, offset, length: this.limits.snapshotChunkBytes });
-          if (!r.ok || !("data" in r) || r.data.length === 0) return false;
-          const w = await this.call(node, { type: "snapshotChunk", txid: info.txid, offset, data: r.data });
-          if (!w.ok) return false;
-          offset += r.data.length;
-        }
-        const ended = await this.call(node, { type: "snapshotEnd", txid: info.txid });
-        if (!ended.ok) return false;
-        this.log.info({ node, from: source[0], txid: info.txid }, "copied the durable snapshot to a journal node");
-      }
+    if (!byNode.has(node)) return false;
+    const copies = this.newestDurable(byNode, durableTxid);
+    if (copies.length === 0) return true;
+    if (!copies.some((c) => c.node === node)) {
+      const source = copies[0];
+      const read = async (offset: number, length: number): Promise<Uint8Array> => {
+        const r = await this.call(source.node, { type: "snapshotRead", txid: source.txid, offset, length });
+        if (!r.ok || !("data" in r) || r.data.length !== length) throw new Error(`snapshot ${source.txid} from ${source.node}: no chunk at ${offset}`);
+        return r.data;
+      };
+      const { node: _from, ...info } = source;
+      const copied = await this.uploadTo(node, info, clusterId, read).then(
+        () => true,
+        (err: Error) => (this.log.warn({ node, from: source.node, txid: source.txid, err: err.message }, "could not copy the durable snapshot"), false),
+      );
+      if (!copied) return false;
+      this.log.info({ node, from: source.node, txid: source.txid }, "copied the durable snapshot to a journal node");
     }
     const marked = await this.jc.call(node, { type: "snapshotDurable", txid: durableTxid, clusterId });
     return marked.ok;
@@ -171,14 +179,9 @@ export class SnapshotClient {
   async download(dest: string, onProgress?: (p: TransferProgress) => void): Promise<(SnapshotInfo & { node: string }) | null> {
     const { byNode, durableTxid } = await this.list();
     if (durableTxid === 0) return null;
-    // The newest snapshot at or below the durable mark that some node holds (older ones are kept, a few).
-    const candidates = [...byNode].flatMap(([node, snaps]) => snaps.filter((s) => s.txid <= durableTxid).map((s) => ({ node, ...s })));
-    // Newest first; among copies of one snapshot, in configured node order (the same node first every time).
-    const rank = (node: string): number => this.limits.journalNodes.indexOf(node);
-    candidates.sort((a, b) => b.txid - a.txid || rank(a.node) - rank(b.node));
+    const candidates = this.newestDurable(byNode, durableTxid);
     const failures: string[] = [];
     for (const c of candidates) {
-      if (c.txid !== candidates[0].txid) break;
       try {
         await this.downloadFrom(c.node, c, dest, onProgress);
         return c;
