@@ -17,11 +17,13 @@ import type { Logger } from "../util/log.js";
 import { JournalCore } from "./journal_core.js";
 import { SegmentStore } from "./segment_store.js";
 import { DiskFaults, type DiskErrno, type DiskOperation } from "./disk_faults.js";
+import { SerialQueue } from "../util/serial_queue.js";
 
 export class JournalNode {
   private core!: JournalCore;
   private store: SegmentStore;
-  private queue: Promise<void> = Promise.resolve();
+  /** Core steps and their disk operations never interleave. */
+  private readonly queue = new SerialQueue();
   private queued = 0;
   private presence: Presence | null = null;
   private stopped = false;
@@ -31,7 +33,7 @@ export class JournalNode {
   private readonly snapshots: SnapshotStore;
   private readonly events: EventPublisher;
   /** Snapshot requests run one at a time too, apart from the editlog's queue. */
-  private snapshotQueue: Promise<void> = Promise.resolve();
+  private readonly snapshotQueue = new SerialQueue();
   private compactionTimer: NodeJS.Timeout | null = null;
   private compacting = false;
 
@@ -118,18 +120,9 @@ export class JournalNode {
     if (this.stopped) throw new QjmError(ErrorCode.INTERNAL, "journal node is stopping");
     if (this.queued >= this.config.journalQueueMax) throw new QjmError(ErrorCode.OVERLOADED, `${this.queued} requests already wait for the disk`);
     this.queued++;
-    return this.enqueue(() => this.execute(req)).finally(() => this.queued--);
+    return this.queue.run(() => this.execute(req)).finally(() => this.queued--);
   }
 
-  /** Runs `fn` after everything queued before it: core steps and their disk operations never interleave. */
-  private enqueue<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn);
-    this.queue = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
-  }
 
   /** Runs a step's disk operations in order; on a failure, reloads the core and the store from what is really on disk. */
   private async applyOps(ops: DiskOp[], what: string): Promise<void> {
@@ -166,7 +159,7 @@ export class JournalNode {
 
   private onSnapshot(req: SnapshotRequest): Promise<unknown> {
     if (this.stopped) throw new QjmError(ErrorCode.INTERNAL, "journal node is stopping");
-    const run = this.snapshotQueue.then(async () => {
+    return this.snapshotQueue.run(async () => {
       switch (req.type) {
         case "snapshotBegin": {
           const clusterId = this.core.state().clusterId;
@@ -186,11 +179,6 @@ export class JournalNode {
           return { ok: true, data: await this.snapshots.read(req.txid, req.offset, req.length) };
       }
     });
-    this.snapshotQueue = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
   }
 
   /**
@@ -204,11 +192,11 @@ export class JournalNode {
     try {
       await this.snapshots.expireIdle(Date.now());
       const held = this.snapshots.list().map((s) => s.txid);
-      const plan = await this.enqueue(async () => this.core.compactionPlan(this.store.sizes(), held, this.config));
+      const plan = await this.queue.run(async () => this.core.compactionPlan(this.store.sizes(), held, this.config));
       let purged = 0;
       let merged = 0;
       if (plan.purge.length > 0) {
-        await this.enqueue(async () => {
+        await this.queue.run(async () => {
           const ops = this.core.purge(plan.purge, this.config);
           await this.applyOps(ops, "purge");
           purged = ops.length;
@@ -216,22 +204,17 @@ export class JournalNode {
       }
       for (const m of plan.merges) {
         if (this.stopped || !(await this.store.prepareMerge(m.parts))) continue;
-        await this.enqueue(async () => {
+        await this.queue.run(async () => {
           const ops = this.core.merge(m.parts);
           if (ops === null) return await this.store.discardMerge(m.startTxid, m.endTxid);
           await this.applyOps(ops, "merge");
           merged += m.parts.length;
         });
       }
-      await this.snapshotQueue;
       const dropped = plan.deleteSnapshots;
-      if (dropped.length > 0) {
-        const run = this.snapshotQueue.then(async () => {
-          for (const txid of dropped) await this.snapshots.delete(txid);
-        });
-        this.snapshotQueue = run.catch(() => undefined);
-        await run;
-      }
+      await this.snapshotQueue.run(async () => {
+        for (const txid of dropped) await this.snapshots.delete(txid);
+      });
       if (purged + merged + dropped.length > 0) {
         const firstTxid = this.core.firstTxid;
         this.events.publish({ type: "compacted", node: this.id, purgedSegments: purged, mergedSegments: merged, purgedSnapshots: dropped.length, firstTxid });
@@ -247,8 +230,8 @@ export class JournalNode {
     this.stopped = true;
     this.presence?.stop();
     if (this.compactionTimer) clearInterval(this.compactionTimer);
-    await this.queue;
-    await this.snapshotQueue;
+    await this.queue.idle();
+    await this.snapshotQueue.idle();
     await this.store.close();
     await this.snapshots.close();
   }
