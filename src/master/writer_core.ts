@@ -60,8 +60,7 @@ export class WriterCore {
   private commitNoticePending = true;
   /** Why the last node dropped out (for events and status). */
   lastRefusal: string | null = null;
-  /** Bytes of the records journaled in this segment (the roll threshold). */
-  segmentBytes = 0;
+  private journaledBytes = 0;
 
   constructor(
     readonly epoch: number,
@@ -109,6 +108,10 @@ export class WriterCore {
   get bufferedBytes(): number {
     return this.filling.bytes + (this.flushing?.records.length ?? 0);
   }
+  /** Bytes of the records journaled in this segment (a roll threshold). */
+  get segmentBytes(): number {
+    return this.journaledBytes;
+  }
   /** Records journaled in this segment. */
   get segmentRecords(): number {
     return this.nextTxid - this.segmentTxid;
@@ -126,7 +129,7 @@ export class WriterCore {
     this.filling.chunks.push(record);
     this.filling.bytes += record.length;
     this.filling.count++;
-    this.segmentBytes += record.length;
+    this.journaledBytes += record.length;
     return txid;
   }
 

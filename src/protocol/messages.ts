@@ -140,6 +140,10 @@ function optionalText(o: Record<string, unknown>, key: string): string | undefin
   return o[key] === undefined || o[key] === null ? undefined : text(o, key);
 }
 
+function optionalUint(o: Record<string, unknown>, key: string): number | undefined {
+  return o[key] === undefined || o[key] === null ? undefined : uint(o, key);
+}
+
 function bool(o: Record<string, unknown>, key: string): boolean {
   const v = o[key];
   if (typeof v !== "boolean") bad(`${key} must be a boolean`);
@@ -163,7 +167,7 @@ export function parseJournalRequest(v: unknown): JournalRequest {
     case "startSegment":
       return { type: "startSegment", epoch: uint(v, "epoch"), txid: uint(v, "txid"), clusterId: optionalText(v, "clusterId") };
     case "format":
-      return { type: "format", clusterId: text(v, "clusterId"), restoring: bool(v, "restoring"), epoch: v.epoch === undefined || v.epoch === null ? undefined : uint(v, "epoch") };
+      return { type: "format", clusterId: text(v, "clusterId"), restoring: bool(v, "restoring"), epoch: optionalUint(v, "epoch") };
     case "getManifest":
       return { type: "getManifest" };
     case "snapshotDurable":

@@ -191,15 +191,16 @@ export class Replica {
     const listed = await this.snapshots.list();
     this.snapshotTxid = Math.max(this.snapshotTxid, listed.durableTxid);
     if (!this.snapshotDue()) return;
-    const state = await this.jc.call(this.config.journalNodes[0], { type: "getState" });
-    const states = state.ok && "state" in state ? [state.state] : [];
-    for (const node of this.config.journalNodes.slice(1)) {
-      if (states.length > 0) break;
+    // The cluster id the upload is stamped with: the first journal node that answers knows it.
+    let clusterId: string | null = null;
+    for (const node of this.config.journalNodes) {
       const r = await this.jc.call(node, { type: "getState" });
-      if (r.ok && "state" in r) states.push(r.state);
+      if (r.ok && "state" in r && r.state.clusterId !== null) {
+        clusterId = r.state.clusterId;
+        break;
+      }
     }
-    const clusterId = states[0]?.clusterId;
-    if (clusterId === undefined || clusterId === null) return;
+    if (clusterId === null) return;
     const file = path.join(this.dataDir, "snapshot.rdb");
     const started = await startSnapshot(this.client!, {
       dir: path.join(this.dataDir, "redis"),
