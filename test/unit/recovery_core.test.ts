@@ -8,24 +8,13 @@ import { JournalCore, type StepResult } from "../../src/journal/journal_core.js"
 import { RecoveryCore, type RecoveryOutput, type RecoveryRequest } from "../../src/master/recovery_core.js";
 import { toErrorReply, type ErrorReply } from "../../src/protocol/errors.js";
 import type { JournalReply } from "../../src/protocol/messages.js";
-import { encodeEffects, encodeRecord } from "../../src/segment/record.js";
+import { epochOneRecords, unformattedNode } from "../helpers/journal_fixtures.js";
 
 const limits = { epochRequestTimeoutMs: 100, journalRequestTimeoutMs: 200, readBytesMax: 1 << 20, readRecordsMax: 100 };
 const names = ["jn1", "jn2", "jn3"];
 
 function fresh(): Map<string, JournalCore> {
-  return new Map(names.map((n) => [n, new JournalCore(n, { meta: { promisedEpoch: 0, writerEpoch: 0, accepted: null }, segments: [], fault: null, identity: { clusterId: null, restoring: true } })]));
-}
-
-/** The record every writer of these tests journals at txid (in epoch 1). */
-function record(txid: number): Buffer {
-  return encodeRecord(txid, 1, encodeEffects([[Buffer.from("SET"), Buffer.from("k"), Buffer.from(String(txid))]]));
-}
-
-function records(from: number, to: number): Buffer {
-  const out: Buffer[] = [];
-  for (let txid = from; txid <= to; txid++) out.push(record(txid));
-  return Buffer.concat(out);
+  return new Map(names.map((n) => [n, unformattedNode(n)]));
 }
 
 /** A node's answer; a read is served with the epoch-1 records every copy here holds. */
@@ -34,7 +23,7 @@ function asReply(r: StepResult, node?: JournalCore): JournalReply {
   if ("read" in r.reply) {
     const { fromTxid, toTxid } = r.reply.read;
     const s = node!.state();
-    return { ok: true, read: { records: records(fromTxid, toTxid), count: Math.max(0, toTxid - fromTxid + 1), lastTxid: s.lastTxid, committedTxid: s.committedTxid } };
+    return { ok: true, read: { records: epochOneRecords(fromTxid, toTxid), count: Math.max(0, toTxid - fromTxid + 1), lastTxid: s.lastTxid, committedTxid: s.committedTxid } };
   }
   return { ok: true, ...r.reply } as JournalReply;
 }
@@ -95,7 +84,7 @@ test("recovery core - an unfinished segment is settled: accepted and finalized o
   const nodes = fresh();
   drive(new RecoveryCore(names, limits, "c"), nodes);
   // Every node holds the same three records of epoch 1: no copy needs a sync.
-  for (const n of nodes.values()) t.false("error" in n.step({ type: "journal", epoch: 1, segmentTxid: 1, firstTxid: 1, count: 3, records: records(1, 3), committedTxid: 0 }).reply);
+  for (const n of nodes.values()) t.false("error" in n.step({ type: "journal", epoch: 1, segmentTxid: 1, firstTxid: 1, count: 3, records: epochOneRecords(1, 3), committedTxid: 0 }).reply);
   const out = drive(new RecoveryCore(names, limits, "c"), nodes);
   t.like(out.done, { epoch: 2, endTxid: 3, decision: "segment 1 kept as held by jn1: ends at 3" });
   for (const n of nodes.values()) t.like(n.state(), { writerEpoch: 2, lastSegment: { startTxid: 4, endTxid: 3, inProgress: true } });
@@ -107,7 +96,7 @@ test("recovery core - after an accept that reached only a minority, the others g
   // Epoch 1 journals 1..5 everywhere and 6 on jn1 only; jn2 and jn3 learned that 1..4 are committed.
   for (const [name, n] of nodes) {
     const last = name === "jn1" ? 6 : 5;
-    t.false("error" in n.step({ type: "journal", epoch: 1, segmentTxid: 1, firstTxid: 1, count: last, records: records(1, last), committedTxid: 4 }).reply);
+    t.false("error" in n.step({ type: "journal", epoch: 1, segmentTxid: 1, firstTxid: 1, count: last, records: epochOneRecords(1, last), committedTxid: 4 }).reply);
   }
   // A recovery in epoch 2 accepted jn1's copy on jn1 alone, then died: jn1's copy is now of epoch 2, the others' of epoch 1.
   const jn1 = nodes.get("jn1")!;

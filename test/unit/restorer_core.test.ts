@@ -8,23 +8,13 @@ import { JournalCore, type StepResult } from "../../src/journal/journal_core.js"
 import { RestorerCore, type RestorerOutput, type RestorerWriterView } from "../../src/master/restorer_core.js";
 import { toErrorReply } from "../../src/protocol/errors.js";
 import type { JournalReply, JournalRequest } from "../../src/protocol/messages.js";
-import { encodeEffects, encodeRecord } from "../../src/segment/record.js";
+import { epochOneRecords, unformattedNode } from "../helpers/journal_fixtures.js";
 
 /** Small reads, so a finalized segment is copied in several chunks. */
 const limits = { catchUpRoundsMax: 20, journalRequestTimeoutMs: 200, readBytesMax: 1 << 20, readRecordsMax: 4 };
 
-function record(txid: number): Buffer {
-  return encodeRecord(txid, 1, encodeEffects([[Buffer.from("SET"), Buffer.from("k"), Buffer.from(String(txid))]]));
-}
-
-function records(from: number, to: number): Buffer {
-  const out: Buffer[] = [];
-  for (let txid = from; txid <= to; txid++) out.push(record(txid));
-  return Buffer.concat(out);
-}
-
 function wiped(): JournalCore {
-  return new JournalCore("jn3", { meta: { promisedEpoch: 0, writerEpoch: 0, accepted: null }, segments: [], fault: null, identity: { clusterId: null, restoring: true } });
+  return unformattedNode("jn3");
 }
 
 function ok(node: JournalCore, req: JournalRequest): StepResult {
@@ -35,11 +25,11 @@ function ok(node: JournalCore, req: JournalRequest): StepResult {
 
 /** A node of cluster c that journaled segment 1..10 (finalized) and 11..last (open) in epoch 1. */
 function inStep(name: string, last: number): JournalCore {
-  const node = new JournalCore(name, { meta: { promisedEpoch: 0, writerEpoch: 0, accepted: null }, segments: [], fault: null, identity: { clusterId: null, restoring: true } });
+  const node = unformattedNode(name);
   ok(node, { type: "format", clusterId: "c", restoring: false });
   ok(node, { type: "newEpoch", epoch: 1, clusterId: "c" });
   ok(node, { type: "startSegment", epoch: 1, txid: 1, clusterId: "c" });
-  ok(node, { type: "journal", epoch: 1, segmentTxid: 1, firstTxid: 1, count: 10, records: records(1, 10), committedTxid: 0 });
+  ok(node, { type: "journal", epoch: 1, segmentTxid: 1, firstTxid: 1, count: 10, records: epochOneRecords(1, 10), committedTxid: 0 });
   ok(node, { type: "finalize", epoch: 1, startTxid: 1, endTxid: 10 });
   ok(node, { type: "startSegment", epoch: 1, txid: 11, clusterId: "c" });
   journal(node, 11, last);
@@ -47,7 +37,7 @@ function inStep(name: string, last: number): JournalCore {
 }
 
 function journal(node: JournalCore, from: number, to: number): void {
-  if (to >= from) ok(node, { type: "journal", epoch: 1, segmentTxid: 11, firstTxid: from, count: to - from + 1, records: records(from, to), committedTxid: from - 1 });
+  if (to >= from) ok(node, { type: "journal", epoch: 1, segmentTxid: 11, firstTxid: from, count: to - from + 1, records: epochOneRecords(from, to), committedTxid: from - 1 });
 }
 
 /** A node's answer; a read is served as a store would: one segment at most, readRecordsMax records at most. */
@@ -60,7 +50,7 @@ function asReply(node: JournalCore, req: JournalRequest): JournalReply {
     const segment = manifest.manifest.find((s) => s.startTxid <= fromTxid && fromTxid <= s.endTxid);
     const to = Math.min(r.reply.read.toTxid, segment?.endTxid ?? fromTxid - 1, fromTxid + limits.readRecordsMax - 1);
     const s = node.state();
-    return { ok: true, read: { records: records(fromTxid, to), count: Math.max(0, to - fromTxid + 1), lastTxid: s.lastTxid, committedTxid: s.committedTxid } };
+    return { ok: true, read: { records: epochOneRecords(fromTxid, to), count: Math.max(0, to - fromTxid + 1), lastTxid: s.lastTxid, committedTxid: s.committedTxid } };
   }
   return { ok: true, ...r.reply } as JournalReply;
 }
