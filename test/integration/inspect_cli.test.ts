@@ -3,16 +3,14 @@
  * nothing listens on (and a config that loadConfig would refuse), so a success also shows it never connects.
  */
 import test from "ava";
-import { execFile } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { finalizedName, inProgressName } from "../../src/journal/segment_store.js";
 import type { InspectReport } from "../../src/segment/inspect.js";
 import { RECORD_HEADER_BYTES, encodeEffects, encodeRecord } from "../../src/segment/record.js";
+import { runInspectCli } from "../helpers/inspect_cli.js";
 
-const CLI = fileURLToPath(new URL("../../actors/cli.js", import.meta.url));
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-inspect-cli-"));
 test.after.always(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -34,16 +32,7 @@ function write(testDir: string, name: string, data: Buffer): string {
   return file;
 }
 
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env = { ...process.env, QJM_NATS_URL: "nats://127.0.0.1:1", QJM_BATCH_BYTES_MAX: "not-a-number" };
-  return await new Promise((resolve, reject) => {
-    execFile(process.execPath, [CLI, "inspect", ...args], { env, timeout: 10_000 }, (err, stdout, stderr) => {
-      // A non-zero exit is an answer here; only a kill (the timeout) or a failure to start is an error.
-      if (err !== null && typeof err.code !== "number") reject(err);
-      else resolve({ code: err === null ? 0 : Number(err.code), stdout, stderr });
-    });
-  });
-}
+const cli = runInspectCli;
 
 test("inspect cli - a clean segment: records printed, exit 0", async (t) => {
   const { data } = threeRecords();

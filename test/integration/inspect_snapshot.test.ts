@@ -4,19 +4,17 @@
  * its descriptor), and on copies with a flipped byte. NATS points at a port nothing listens on: it never connects.
  */
 import test from "ava";
-import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { freePort } from "../../src/process/ports.js";
 import { startRedisServer, type RedisServer } from "../../src/redis/redis_server.js";
 import type { SnapshotReport } from "../../src/snapshot/inspect_snapshot.js";
 import { descriptorName, snapshotFileName } from "../../src/snapshot/snapshot_store.js";
+import { runInspectCli } from "../helpers/inspect_cli.js";
 
-const CLI = fileURLToPath(new URL("../../actors/cli.js", import.meta.url));
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-inspect-snapshot-"));
 const TXID = 1234;
 let server: RedisServer | null = null;
@@ -71,16 +69,7 @@ function flipped(at: number): Buffer {
   return copy;
 }
 
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env = { ...process.env, QJM_NATS_URL: "nats://127.0.0.1:1", QJM_BATCH_BYTES_MAX: "not-a-number" };
-  return await new Promise((resolve, reject) => {
-    execFile(process.execPath, [CLI, "inspect", ...args], { env, timeout: 10_000 }, (err, stdout, stderr) => {
-      // A non-zero exit is an answer here; only a kill (the timeout) or a failure to start is an error.
-      if (err !== null && typeof err.code !== "number") reject(err);
-      else resolve({ code: err === null ? 0 : Number(err.code), stdout, stderr });
-    });
-  });
-}
+const cli = runInspectCli;
 
 test("inspect snapshot cli - a sound snapshot and its descriptor: summary, exit 0", async (t) => {
   const { rdbFile } = snapshotDir("sound", rdb);
