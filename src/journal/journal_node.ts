@@ -203,7 +203,7 @@ export class JournalNode {
         });
       }
       for (const m of plan.merges) {
-        if (this.stopped || !(await this.store.prepareMerge(m.parts))) continue;
+        if (this.stopped || !(await this.store.prepareMerge(m.parts, this.config.readBytesMax))) continue;
         await this.queue.run(async () => {
           const ops = this.core.merge(m.parts);
           if (ops === null) return await this.store.discardMerge(m.startTxid, m.endTxid);

@@ -344,26 +344,29 @@ export class SegmentStore {
    * Writes the concatenation of finalized segments into a temporary file, checked and fsynced, for a later
    * mergeSegments. Runs outside the request queue (finalized files never change); false if a part went away meanwhile.
    */
-  async prepareMerge(parts: readonly { startTxid: number; endTxid: number }[]): Promise<boolean> {
+  async prepareMerge(parts: readonly { startTxid: number; endTxid: number }[], chunkBytes: number): Promise<boolean> {
     const start = parts[0].startTxid;
     const end = parts[parts.length - 1].endTxid;
     const tmp = path.join(this.dir, mergeTmpName(start, end));
     const out = await fsp.open(tmp, "w");
     try {
-      let expected = start;
       for (const p of parts) {
         const seg = this.segments.find((s) => s.startTxid === p.startTxid && s.endTxid === p.endTxid && !s.inProgress);
         if (seg === undefined) return false;
-        const data = await fsp.readFile(seg.file).catch(() => null);
-        if (data === null) return false;
-        // Re-checked on the way: a merge must not carry a record that rotted on disk into a new file.
-        const scan = scanRecords(data);
-        if (scan.stop !== undefined || scan.records.length !== p.endTxid - p.startTxid + 1 || scan.records[0]?.txid !== expected) {
-          throw new SegmentCorruptError(seg.file, scan.stop?.offset ?? 0, scan.stop?.reason ?? "does not hold the records its name says");
+        // In bounded chunks (memory stays at one chunk whatever the segments' size), each re-checked on the way: a
+        // merge must not carry a record that rotted on disk into a new file.
+        for (let from = p.startTxid; from <= p.endTxid; ) {
+          const chunk = await this.read(from, p.endTxid, chunkBytes, Number.MAX_SAFE_INTEGER).catch(() => null);
+          if (chunk === null || chunk.count === 0) return false; // purged meanwhile
+          const scan = scanRecords(chunk.records);
+          if (scan.stop !== undefined || scan.records.length !== chunk.count || scan.records[0].txid !== from) {
+            const at = seg.offsets[from - seg.startTxid] + (scan.stop?.offset ?? 0);
+            throw new SegmentCorruptError(seg.file, at, scan.stop?.reason ?? `does not hold txid ${from} where its offsets say`);
+          }
+          this.faults.check("write", tmp);
+          await out.write(chunk.records);
+          from += chunk.count;
         }
-        expected = p.endTxid + 1;
-        this.faults.check("write", tmp);
-        await out.writeFile(data);
         await this.pause();
       }
       this.faults.check("fsync", tmp);
@@ -373,6 +376,7 @@ export class SegmentStore {
       await out.close();
     }
   }
+
 
   /** Drops the temporary file of a merge that was not applied. */
   async discardMerge(startTxid: number, endTxid: number): Promise<void> {

@@ -21,6 +21,9 @@ function dir(t: import("ava").ExecutionContext): string {
   return d;
 }
 
+/** Small: a merge copies the segments in several chunks. */
+const MERGE_CHUNK_BYTES = 100;
+
 test("segment store - finalized and in-progress segments load; a torn tail is cut", async (t) => {
   const d = dir(t);
   fs.writeFileSync(path.join(d, "current", finalizedName(1, 5)), records(1, 5));
@@ -135,7 +138,7 @@ test("segment store - purge and merge through apply; reads span the merged segme
   t.deepEqual(plan.merges.map((m) => [m.startTxid, m.endTxid]), [[21, 50]]);
 
   await applyAll(n.store, n.core.purge(plan.purge, compaction));
-  t.true(await n.store.prepareMerge(plan.merges[0].parts));
+  t.true(await n.store.prepareMerge(plan.merges[0].parts, MERGE_CHUNK_BYTES));
   t.true(fs.existsSync(path.join(d, "current", "edits_merge_21-50.tmp")), "the merged file is written aside first");
   const ops = n.core.merge(plan.merges[0].parts);
   if (ops === null) return t.fail("merge refused");
@@ -180,7 +183,7 @@ test("segment store - sizes() gives each segment's bytes on disk, through append
     { startTxid: 11, endTxid: 15, inProgress: false },
   ]);
   if (mergeOps === null) return t.fail("merge refused");
-  t.true(await n.store.prepareMerge([{ startTxid: 6, endTxid: 10 }, { startTxid: 11, endTxid: 15 }]));
+  t.true(await n.store.prepareMerge([{ startTxid: 6, endTxid: 10 }, { startTxid: 11, endTxid: 15 }], MERGE_CHUNK_BYTES));
   await applyAll(n.store, mergeOps);
   t.is(n.store.sizes().get(6), records(6, 10).length);
   t.false(n.store.sizes().has(11));
@@ -210,7 +213,7 @@ test("segment store - a merge interrupted after writing its file aside reopens t
   const d = dir(t);
   const all = await sixSegments(d);
   const n = await openNode(d);
-  t.true(await n.store.prepareMerge(parts));
+  t.true(await n.store.prepareMerge(parts, MERGE_CHUNK_BYTES));
   await n.store.close(); // the crash: the core never switched to the merged segment
   // And one that died while still writing its file aside.
   fs.writeFileSync(path.join(d, "current", "edits_merge_41-60.tmp"), records(41, 3).subarray(0, 50));
@@ -226,7 +229,7 @@ test("segment store - a merge interrupted after its rename, inputs partly delete
     const d = dir(t);
     const all = await sixSegments(d);
     const n = await openNode(d);
-    t.true(await n.store.prepareMerge(parts));
+    t.true(await n.store.prepareMerge(parts, MERGE_CHUNK_BYTES));
     await n.store.close();
     // mergeSegments renamed the merged file into the log, then died after deleting some of its inputs.
     const cur = path.join(d, "current");
@@ -254,7 +257,7 @@ test("segment store - prepareMerge of a part that went away is false, and its fi
   const d = dir(t);
   await sixSegments(d);
   const n = await openNode(d);
-  t.false(await n.store.prepareMerge([{ startTxid: 11, endTxid: 20 }, { startTxid: 21, endTxid: 29 }]), "21..29 is not a segment here");
+  t.false(await n.store.prepareMerge([{ startTxid: 11, endTxid: 20 }, { startTxid: 21, endTxid: 29 }], MERGE_CHUNK_BYTES), "21..29 is not a segment here");
   await n.store.discardMerge(11, 29);
   t.false(fs.readdirSync(path.join(d, "current")).some((f) => f.endsWith(".tmp")));
   await n.store.close();
