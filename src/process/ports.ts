@@ -1,16 +1,21 @@
 import net from "node:net";
 
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
+/**
+ * Where freePort looks: below Linux's default ephemeral range (32768–60999). A port the kernel handed out for
+ * listen(0) is in that range, where any outgoing connection may take it as its local port: a redis-server restarted
+ * on it (the master's, after a kill) then failed to bind, and the actor died (seen in CI as a replica that stopped
+ * answering).
+ */
+export const FREE_PORT_MIN = 20000;
+export const FREE_PORT_MAX = 32767;
+
+/** A TCP port on 127.0.0.1, outside the ephemeral range, that was free a moment ago. */
 export async function freePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
+  for (let attempt = 0; attempt < FREE_PORT_RUN_ATTEMPTS_MAX; attempt++) {
+    const port = FREE_PORT_MIN + Math.floor(Math.random() * (FREE_PORT_MAX - FREE_PORT_MIN + 1));
+    if (await canListen(port)) return port;
+  }
+  throw new Error(`no free port in ${FREE_PORT_MIN}-${FREE_PORT_MAX} after ${FREE_PORT_RUN_ATTEMPTS_MAX} attempts`);
 }
 
 /** True when a listener can bind 127.0.0.1:port now. */
@@ -30,7 +35,7 @@ export const FREE_PORT_RUN_ATTEMPTS_MAX = 100;
 export async function freePorts(count: number): Promise<number> {
   for (let attempt = 0; attempt < FREE_PORT_RUN_ATTEMPTS_MAX; attempt++) {
     const first = await freePort();
-    let free = first + count - 1 <= 65535;
+    let free = first + count - 1 <= FREE_PORT_MAX;
     for (let i = 1; free && i < count; i++) free = await canListen(first + i);
     if (free) return first;
   }
