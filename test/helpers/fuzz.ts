@@ -35,10 +35,22 @@ const LYING_HEADERS: readonly number[][] = [
   [0xdc, 0xff, 0xff],
 ];
 
+export interface FuzzerOptions {
+  /**
+   * Epoch fields at or above this are replaced by small ones. A user allowed to send writer requests (the master's)
+   * that promises epoch 2^32−1 fences every writer for good: that is the authority its credentials carry, not bad
+   * input, so fuzzing as such a user keeps epochs below the top of the range to let the cluster go on.
+   */
+  epochCeiling?: number;
+}
+
 export class Fuzzer {
   private readonly rng: Prng;
 
-  constructor(seed: number) {
+  constructor(
+    seed: number,
+    private readonly options: FuzzerOptions = {},
+  ) {
     this.rng = new Prng(seed);
   }
 
@@ -90,6 +102,8 @@ export class Fuzzer {
       req[field] = this.rng.chance(0.75) ? this.number() : this.value(1);
     }
     if (this.rng.chance(0.5)) req.segment = { startTxid: this.number(), endTxid: this.number(), inProgress: this.rng.chance(0.5) };
+    const ceiling = this.options.epochCeiling;
+    if (ceiling !== undefined && typeof req.epoch === "number" && !(req.epoch < ceiling)) req.epoch = this.rng.int(0, 1000);
     return req;
   }
 
