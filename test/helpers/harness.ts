@@ -86,14 +86,15 @@ export async function waitForWriter(tc: TestCluster, timeoutMs = 30000): Promise
   return await until("the master to serve writes", timeoutMs, async () => (await tc.status()).find((s) => s.role === "master" && s.health === "writing"), 100);
 }
 
-/** Waits until every replica applied at least `txid`. */
-export async function waitForReplicas(tc: TestCluster, txid: number, timeoutMs = 60000): Promise<ActorStatus[]> {
+/** Waits until every replica (the configured ones and `added`) applied at least `txid`. */
+export async function waitForReplicas(tc: TestCluster, txid: number, timeoutMs = 60000, added: readonly string[] = []): Promise<ActorStatus[]> {
   let last: ActorStatus[] = [];
+  const expected = tc.cluster.config.replicas.length + added.length;
   try {
     return await until(`replicas to apply txid ${txid}`, timeoutMs, async () => {
       last = await tc.status();
       const replicas = last.filter((s) => s.role === "replica");
-      return replicas.length === tc.cluster.config.replicas.length && replicas.every((r) => r.appliedTxid >= txid) ? replicas : undefined;
+      return replicas.length === expected && replicas.every((r) => r.appliedTxid >= txid) ? replicas : undefined;
     }, 100);
   } catch (err) {
     // What every actor said last: which replica lags, and what each journal node would serve.

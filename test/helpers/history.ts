@@ -390,7 +390,8 @@ const INT64_MAX = 2n ** 63n - 1n;
 
 /**
  * Replays the committed journal (in txid order) in a pure in-memory model of the commands fault tests use —
- * SET (EX/PX/EXAT/PXAT/KEEPTTL/NX/XX/GET), DEL, INCR, INCRBY, HSET, RPUSH, SADD, SREM, PEXPIREAT — and returns what
+ * SET (EX/PX/EXAT/PXAT/KEEPTTL/NX/XX/GET), DEL, INCR, INCRBY, HSET, RPUSH, SADD, SREM, PEXPIREAT, PERSIST, APPEND,
+ * LMOVE — and returns what
  * every replica's keyspace must be. Expiry is ignored unless `nowMs` is given: then a key whose absolute expiry
  * (PXAT, EXAT, PEXPIREAT) is at or before `nowMs` is absent. Anything else throws a ModelError naming the command and
  * txid: the checker never skips an effect it does not understand.
@@ -528,6 +529,33 @@ function applyEffect(keys: Map<string, ModelKey>, txid: number, args: string[]):
       if (set === undefined) return;
       for (const m of args.slice(2)) set.value.delete(m);
       if (set.value.size === 0) keys.delete(key);
+      return;
+    }
+    case "PERSIST": {
+      arity(2);
+      const k = keys.get(args[1]);
+      if (k !== undefined) k.expireAtMs = -1;
+      return;
+    }
+    case "APPEND": {
+      arity(3);
+      const current = typed(args[1], "string");
+      if (current === undefined) create(args[1], { type: "string", value: args[2] });
+      else current.value += args[2];
+      return;
+    }
+    case "LMOVE": {
+      // Redis propagates RPOPLPUSH, LMOVE and BLMOVE as LMOVE; the source is deleted once empty, the TTLs stay.
+      if (args.length !== 5) fail(`${args.length - 1} arguments, 4 expected`);
+      const [, from, to, whereFrom, whereTo] = args;
+      const source = typed(from, "list");
+      if (source === undefined || source.value.length === 0) return;
+      let target = typed(to, "list");
+      const item = whereFrom.toUpperCase() === "LEFT" ? source.value.shift()! : source.value.pop()!;
+      if (source.value.length === 0) keys.delete(from);
+      if (target === undefined) create(to, (target = { type: "list", value: [] }));
+      if (whereTo.toUpperCase() === "LEFT") target.value.unshift(item);
+      else target.value.push(item);
       return;
     }
     case "PEXPIREAT": {

@@ -3,9 +3,12 @@
  * through its own TCP proxy (test clients connect directly), so a partition cuts, black-holes or slows one actor's
  * links while the others still see each other. A schedule kills (-9, then restarts), stops (SIGSTOP … SIGCONT) and
  * partitions the master, journal nodes (sometimes a majority, briefly) and replicas while 12 clients SET / INCR /
- * DEL and read linearizably (EVAL GET through the write path) on 20 keys. At the end everything is healed, the
- * writer and the replicas converge, and: no acked write is lost, the journal is gap-free, every replica equals a
- * replay of it (verifyHistory), the history is linearizable (checkKv), and no actor exited on its own.
+ * DEL and read linearizably (EVAL GET through the write path) on 20 keys, and 3 more write keys with TTLs (short,
+ * extended, persisted, renewed by GETEX, lists moved out of expiring keys) and values up to 512 KiB. At the end
+ * everything is healed, the writer and the replicas converge, and: no acked write is lost, the journal is gap-free,
+ * every replica equals a replay of it (verifyHistory), the history is linearizable (checkKv), the master's Redis,
+ * every replica and a replica bootstrapped at the end are equal key by key with their TTLs (verifyCopiesEqual), and
+ * no actor exited on its own.
  *
  * QJM_NEMESIS_SCHEDULES (default 2) schedules from seed QJM_NEMESIS_SEED (default 20261128) on: seed, seed+1, …
  * A failing seed replays its schedule (timing on a real machine varies, the schedule does not).
@@ -22,7 +25,8 @@ import { History, journalEffects, readJournal } from "../helpers/history.js";
 import { startKvLoad, toKvHistory } from "../helpers/kv_load.js";
 import { describeSchedule, Nemesis, planSchedule, type Topology } from "../helpers/nemesis.js";
 import { startTcpProxy, type TcpProxy } from "../helpers/tcp_proxy.js";
-import { verifyHistory } from "../helpers/verify.js";
+import { SETTLE_MS, startTtlLoad } from "../helpers/ttl_load.js";
+import { verifyCopiesEqual, verifyHistory } from "../helpers/verify.js";
 
 function envNumber(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -36,6 +40,9 @@ const FAULTS = 8;
 const SCHEDULE_MS = 24_000;
 const CLIENTS = 12;
 const KEYS = 20;
+/** Beside them, clients on keys with TTLs (set short, extended, persisted, moved out of) and values up to 512 KiB. */
+const TTL_CLIENTS = 3;
+const BIG_VALUE_BYTES_MAX = 512 * 1024;
 /** A write unanswered this long is unknown (the master may be stopped, cut off or dead). */
 const CLIENT_TIMEOUT_MS = 2000;
 /** Operations that must complete after the last heal: the cluster serves again. */
@@ -64,6 +71,7 @@ for (let k = 0; k < SCHEDULES; k++) {
     t.log(`schedule:\n${describeSchedule(schedule)}`);
     const history = new History();
     const load = startKvLoad(tc, history, { clients: CLIENTS, keys: KEYS, seed, timeoutMs: CLIENT_TIMEOUT_MS });
+    const ttlLoad = startTtlLoad(tc, { clients: TTL_CLIENTS, seed, timeoutMs: CLIENT_TIMEOUT_MS, bigValueBytesMax: BIG_VALUE_BYTES_MAX });
     const steps: string[] = [];
     const nemesis = new Nemesis(tc.cluster, proxies, (line) => steps.push(line));
     try {
@@ -78,10 +86,17 @@ for (let k = 0; k < SCHEDULES; k++) {
       await until(`${OPS_AFTER_HEAL} operations after the last heal`, 60_000, () => (load.done() >= at + OPS_AFTER_HEAL ? true : undefined), 20);
     } finally {
       await load.stop();
+      await ttlLoad.stop();
     }
+    // Every short TTL passes before the copies are compared.
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
 
     if (nemesis.crashes.length > 0) t.log(`crashes: ${nemesis.crashes.join("; ")}`);
     const committedTxid = await verifyHistory(t, tc, history);
+    await verifyHistory(t, tc, ttlLoad.history);
+    const ttl = ttlLoad.history;
+    t.log(`TTL and large-value load: ${ttl.oks().length} acked, ${ttl.fails().length} failed, ${ttl.unknowns().length} unknown`);
+    await verifyCopiesEqual(t, tc, "r-fresh");
     const journal = journalEffects(await readJournal(tc.nc, tc.cluster.cluster, tc.cluster.config.journalNodes, committedTxid));
     const kv = toKvHistory(history.all(), journal);
     const historyDir = process.env.QJM_NEMESIS_HISTORY_DIR;
