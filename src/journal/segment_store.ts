@@ -19,7 +19,7 @@ import { SegmentCorruptError } from "../protocol/errors.js";
 import type { SegmentState } from "../protocol/messages.js";
 import { RECORD_HEADER_BYTES, scanRecords } from "../segment/record.js";
 import { assert } from "../util/assert.js";
-import type { DiskOp, Identity, JournalMeta, LoadedJournal } from "./journal_core.js";
+import { recordCrc, type DiskOp, type Identity, type JournalMeta, type LoadedJournal, type SegmentPrints } from "./journal_core.js";
 import { DiskFaults } from "./disk_faults.js";
 import { fsyncDir, writeFileDurably } from "../util/durable_file.js";
 
@@ -106,12 +106,14 @@ export class SegmentStore {
     if (covered.length > 0) await fsyncDir(this.dir);
     this.mergeLeftovers += covered.length;
     let truncated: OpenResult["truncated"] = null;
+    let newestPrints: SegmentPrints | undefined;
     this.segments = [];
     if (fault === null) {
       const files: SegmentFile[] = [];
       for (const name of names) if (isSegmentFile(name) && !covered.includes(name)) files.push({ name, data: await fsp.readFile(path.join(this.dir, name)) });
       const scan = scanSegmentFiles(this.dir, files);
       fault = scan.fault;
+      newestPrints = scan.newestPrints ?? undefined;
       if (scan.truncate !== null) {
         const file = path.join(this.dir, scan.truncate.name);
         await fsp.truncate(file, scan.truncate.validBytes);
@@ -128,6 +130,7 @@ export class SegmentStore {
       segments: this.segments.map(({ startTxid, endTxid, inProgress }) => ({ startTxid, endTxid, inProgress })),
       fault,
       truncated,
+      newestPrints,
     };
   }
 
@@ -516,6 +519,8 @@ export interface SegmentScan {
   fault: string | null;
   /** A torn tail of the newest in-progress segment, to cut off at validBytes (the caller does it, durably). */
   truncate: { name: string; validBytes: number; bytes: number } | null;
+  /** The prints of the newest valid segment's records (what a recovery recognizes this node's copy by). */
+  newestPrints: SegmentPrints | null;
 }
 
 /**
@@ -536,6 +541,7 @@ export function scanSegmentFiles(dir: string, files: readonly SegmentFile[]): Se
   let fault: string | null = null;
   let truncate: SegmentScan["truncate"] = null;
   const segments: ScannedSegment[] = [];
+  let newestPrints: SegmentPrints | null = null;
   for (let i = 0; i < found.length && fault === null; i++) {
     const f = found[i];
     const file = path.join(dir, f.name);
@@ -571,7 +577,10 @@ export function scanSegmentFiles(dir: string, files: readonly SegmentFile[]): Se
     if (fault === null && previous !== undefined && previous.endTxid >= f.start) {
       fault = `${file}: starts at ${f.start}, inside the previous segment (ends at ${previous.endTxid})`;
     }
-    if (fault === null) segments.push({ startTxid: f.start, endTxid, inProgress: f.end === null, name: f.name, offsets });
+    if (fault === null) {
+      segments.push({ startTxid: f.start, endTxid, inProgress: f.end === null, name: f.name, offsets });
+      if (i === found.length - 1) newestPrints = { startTxid: f.start, epochs: scan.records.map((r) => r.epoch), crcs: scan.records.map((r) => recordCrc(f.data, r.offset)) };
+    }
   }
-  return { segments, fault, truncate };
+  return { segments, fault, truncate, newestPrints };
 }

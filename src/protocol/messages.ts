@@ -43,8 +43,11 @@ export type JournalRequest =
   | { type: "prepareRecovery"; epoch: number; segmentTxid: number }
   /** Writer recovery: records of the chosen segment from firstTxid on, replacing what the node holds from there. */
   | { type: "recoveryAppend"; epoch: number; segmentTxid: number; firstTxid: number; count: number; records: Uint8Array }
-  /** Writer recovery, phase 2: hold exactly this segment (truncating what is beyond it), persist the decision. */
-  | { type: "acceptRecovery"; epoch: number; segment: SegmentState }
+  /**
+   * Writer recovery, phase 2: hold exactly this segment (truncating what is beyond it), persist the decision.
+   * `lastRecord`: the print of the chosen copy's last record; a node whose copy differs there refuses.
+   */
+  | { type: "acceptRecovery"; epoch: number; segment: SegmentState; lastRecord: RecordPrint }
   /** Closes a segment at endTxid (idempotent). */
   | { type: "finalize"; epoch: number; startTxid: number; endTxid: number }
   /** Gives an unformatted node its cluster id; `restoring` when it joins a cluster that already has a log. */
@@ -77,6 +80,14 @@ export interface PrepareResult {
   segment: SegmentState | null;
   /** Epoch in which this node last accepted a recovery decision for the segment, 0 if never. */
   acceptedInEpoch: number;
+  /** The print of the copy's last record (null: no copy, or the node does not know it). */
+  lastRecord: RecordPrint | null;
+}
+
+/** A record as a recovery recognizes it: its epoch and its CRC (u32 each). */
+export interface RecordPrint {
+  epoch: number;
+  crc: number;
 }
 
 export type JournalReply =
@@ -150,6 +161,20 @@ function bool(o: Record<string, unknown>, key: string): boolean {
   return v;
 }
 
+/** The largest epoch a record can carry (a u32 field). */
+export const EPOCH_MAX = 0xffffffff;
+
+function u32(o: Record<string, unknown>, key: string): number {
+  const v = uint(o, key);
+  if (v > EPOCH_MAX) bad(`${key} must fit in 32 bits`);
+  return v;
+}
+
+function parseRecordPrint(v: unknown): RecordPrint {
+  if (!isObject(v)) bad("lastRecord must be a map");
+  return { epoch: u32(v, "epoch"), crc: u32(v, "crc") };
+}
+
 export function parseSegmentState(v: unknown): SegmentState {
   if (!isObject(v)) bad("segment must be a map");
   const s = { startTxid: uint(v, "startTxid"), endTxid: uint(v, "endTxid"), inProgress: bool(v, "inProgress") };
@@ -206,7 +231,7 @@ export function parseJournalRequest(v: unknown): JournalRequest {
         records: bytes(v, "records"),
       };
     case "acceptRecovery":
-      return { type: "acceptRecovery", epoch: uint(v, "epoch"), segment: parseSegmentState(v.segment) };
+      return { type: "acceptRecovery", epoch: uint(v, "epoch"), segment: parseSegmentState(v.segment), lastRecord: parseRecordPrint(v.lastRecord) };
     case "finalize":
       return { type: "finalize", epoch: uint(v, "epoch"), startTxid: uint(v, "startTxid"), endTxid: uint(v, "endTxid") };
     case "read":
@@ -260,6 +285,7 @@ export function parseJournalReply(v: unknown): JournalReply {
         state: parseState(p.state),
         segment: p.segment === null || p.segment === undefined ? null : parseSegmentState(p.segment),
         acceptedInEpoch: uint(p, "acceptedInEpoch"),
+        lastRecord: p.lastRecord === null || p.lastRecord === undefined ? null : parseRecordPrint(p.lastRecord),
       },
     };
   }

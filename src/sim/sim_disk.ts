@@ -99,6 +99,7 @@ export class SimSegmentStore {
       fault ??= `${this.dir}/identity.json is unreadable: ${(err as Error).message}`;
     }
     let truncated: { file: string; bytes: number } | null = null;
+    let newestPrints: LoadedJournal["newestPrints"];
     this.segments = [];
     // As the real store: staged recovery records and unfinished segment copies never outlive the process that made them.
     for (const name of [...this.disk.files.keys()]) if (name.startsWith("edits_recovery_") || name.startsWith("edits_sync_")) this.disk.files.delete(name);
@@ -107,13 +108,14 @@ export class SimSegmentStore {
       const files: SegmentFile[] = names.map((name) => ({ name, data: this.disk.files.get(name)!.view() }));
       const scan = scanSegmentFiles(this.dir, files);
       fault = scan.fault;
+      newestPrints = scan.newestPrints ?? undefined;
       if (scan.truncate !== null) {
         this.disk.files.get(scan.truncate.name)!.truncate(scan.truncate.validBytes);
         truncated = { file: scan.truncate.name, bytes: scan.truncate.bytes };
       }
       this.segments = scan.segments.map((s) => ({ ...s, offsets: [...s.offsets] }));
     }
-    return { meta, identity, segments: this.segments.map(({ startTxid, endTxid, inProgress }) => ({ startTxid, endTxid, inProgress })), fault, truncated };
+    return { meta, identity, segments: this.segments.map(({ startTxid, endTxid, inProgress }) => ({ startTxid, endTxid, inProgress })), fault, truncated, newestPrints };
   }
 
   /** Runs one op, durably; `errno` fails it as an injected write error would (leaving nothing of it). */
@@ -279,6 +281,11 @@ export class SimSegmentStore {
     if (segment === undefined) return null;
     const i = txid - segment.startTxid;
     return this.disk.files.get(segment.name)!.view().subarray(segment.offsets[i], segment.offsets[i + 1]);
+  }
+
+  /** The txid ranges of the finalized segments: for the invariant checks. */
+  finalizedRanges(): { startTxid: number; endTxid: number }[] {
+    return this.segments.filter((s) => !s.inProgress && s.endTxid >= s.startTxid).map(({ startTxid, endTxid }) => ({ startTxid, endTxid }));
   }
 
   /** Flips one bit inside a record of a finalized segment; false if there is none. */

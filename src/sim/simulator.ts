@@ -37,6 +37,10 @@ export interface SimOptions {
    * network wait for the first writer.
    */
   bootstrapFaults?: boolean;
+  /** Overrides the seed's chance that a recovery's copy request (read or recoveryAppend) is lost. */
+  copyFaultChance?: number;
+  /** Overrides the seed's chance that a new writer's segment diverges on a minority (the scripted fault of class 1). */
+  divergeChance?: number;
 }
 
 export interface SimResult {
@@ -164,6 +168,15 @@ export function runSimulation(options: SimOptions): SimResult {
   const jnOptions = { diskOpMsMax: prng.int(0, 5), diskErrorChance: prng.pick([0.2, 0.5, 1]) };
   const jns = journalNodes.map((id) => new SimJournalNode(id, config, clock, bus, prng, trace, cores, invariants, jnOptions));
   const masters = masterIds.map((id) => new SimMaster(id, config, clock, bus, trace, cores, invariants, requestIds));
+  // Faults aimed at recoveries' copies of the chosen segment (issue #10, class 1), from their own PRNG so that the
+  // shape of every seed's cluster stays what it was.
+  const copyPrng = new Prng(seed ^ 0x5eed1);
+  const copyFaultChance = options.copyFaultChance ?? copyPrng.pick([0, 0.2, 0.5, 0.8]);
+  for (const m of masters) {
+    m.recoveryCopyFault = () => (phase === "safety" && copyPrng.chance(copyFaultChance) ? copyPrng.pick(["request", "reply"] as const) : null);
+  }
+  const divergeChance = options.divergeChance ?? copyPrng.pick([0, 0.2, 0.5]);
+  trace.add("sim", `recovery copy faults ${copyFaultChance}, diverging minority ${divergeChance}`);
   const replicas = replicaIds.map((id) => new SimReplica(id, config, clock, bus, trace, cores, invariants, requestIds));
   const client = new SimClient("c1", masterIds, clock, bus, prng, config, prng.pick([2, 5, 15, 40]));
   for (const a of [...jns, ...masters, ...replicas, client]) bus.register(a);
@@ -183,8 +196,11 @@ export function runSimulation(options: SimOptions): SimResult {
       if (phase === "safety" && !actor.up) actor.start();
     });
   };
+  /** Set while a scripted fault runs (the random nemesis then waits, so as not to blur the schedule it aims at). */
+  let scripted = false;
   const nemesis = (): void => {
     if (phase !== "safety") return;
+    if (scripted) return void clock.after(prng.int(10, nemesisMsMax), nemesis);
     faults++;
     const r = prng.next();
     if (r < 0.3) {
@@ -231,8 +247,69 @@ export function runSimulation(options: SimOptions): SimResult {
     clock.after(prng.int(10, nemesisMsMax), nemesis);
   };
 
+  /**
+   * A new segment whose first records reach one journal node only, then a writer that restarts that segment without
+   * it, then a recovery over that node and a node of the newer writer (issue #10, class 1): the node's own records
+   * stand under txids the newer writer committed, and a recovery that fails to copy the chosen records to it must not
+   * let it accept. Scripted: {master, X} cut from the rest, then X alone, then X back and another journal node and the
+   * master crashed (the recovery's copy then fails at copyFaultChance).
+   */
+  /** Stage 2 of the script: X is isolated until the next writer commits without it (or this long passed). */
+  let onDivergedCommit: (() => void) | null = null;
+  let onDivergedWriter: (() => void) | null = null;
+  const divergeAt = (m: SimMaster, inSync: readonly string[]): void => {
+    if (phase !== "safety" || m !== masters[0] || scripted || !copyPrng.chance(divergeChance)) return;
+    faults++;
+    scripted = true;
+    const xId = copyPrng.pick(inSync);
+    const x = jns.find((jn) => jn.id === xId)!;
+    // Long enough for the writer to journal records on X only and fail its batches (quorumTimeoutMs).
+    const alone = bus.cut([m.id, x.id, client.id]);
+    clock.after(copyPrng.int(400, 800), () => {
+      bus.heal(alone);
+      if (phase !== "safety") return void (scripted = false);
+      // The client waits with X until the next writer serves: its first batch then holds a few records only.
+      let isolated = bus.cut([x.id, client.id]);
+      onDivergedWriter = () => {
+        onDivergedWriter = null;
+        if (phase !== "safety") return; // every cut was healed for good
+        bus.heal(isolated);
+        isolated = bus.cut([x.id]);
+      };
+      let done = false;
+      // The next writer's first commit ends it: it then holds fewer records than X (else X lacks some and refuses anyway).
+      const end = (): void => {
+        if (done) return;
+        done = true;
+        onDivergedCommit = null;
+        onDivergedWriter = null;
+        bus.heal(isolated);
+        scripted = false;
+        if (phase !== "safety") return;
+        const other = copyPrng.pick(jns.filter((jn) => jn !== x));
+        if (other.up) {
+          other.crash();
+          restartLater(other, 1500);
+        }
+        if (m.up) {
+          m.crash();
+          restartLater(m, 300);
+        }
+      };
+      onDivergedCommit = () => clock.after(copyPrng.int(0, 20), end);
+      clock.after(3000, end);
+    });
+  };
+  for (const m of masters) {
+    m.onWriterStart = (inSync) => {
+      if (onDivergedWriter !== null) onDivergedWriter();
+      else divergeAt(m, inSync);
+    };
+  }
+
   for (const m of masters) {
     m.onFirstCommit = () => {
+      onDivergedCommit?.();
       if (phase !== "safety" || !prng.chance(crashAfterFirstCommit)) return;
       clock.after(prng.int(0, 20), () => {
         if (phase !== "safety" || !m.up) return;

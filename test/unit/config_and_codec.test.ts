@@ -124,7 +124,7 @@ test("messages - parseJournalRequest accepts every request type as it travels (t
     { type: "journal", epoch: 3, segmentTxid: 11, firstTxid: 12, count: 1, records, committedTxid: 11 },
     { type: "prepareRecovery", epoch: 3, segmentTxid: 11 },
     { type: "recoveryAppend", epoch: 3, segmentTxid: 11, firstTxid: 12, count: 1, records },
-    { type: "acceptRecovery", epoch: 3, segment: { startTxid: 11, endTxid: 10, inProgress: true } },
+    { type: "acceptRecovery", epoch: 3, segment: { startTxid: 11, endTxid: 10, inProgress: true }, lastRecord: { epoch: 2, crc: 0xffffffff } },
     { type: "finalize", epoch: 3, startTxid: 11, endTxid: 20 },
     { type: "read", fromTxid: 1, bytesMax: 1000, recordsMax: 10, uncommitted: false },
   ];
