@@ -8,7 +8,7 @@
  * the writer that started the open segment (writerEpoch) may append to it.
  */
 import { ErrorCode, QjmError } from "../protocol/errors.js";
-import type { JournalRequest, JournalState, PrepareResult, RecordPrint, SegmentState } from "../protocol/messages.js";
+import { EPOCH_MAX, type JournalRequest, type JournalState, type PrepareResult, type RecordPrint, type SegmentState } from "../protocol/messages.js";
 import { scanRecords } from "../segment/record.js";
 import { assert, assertNever } from "../util/assert.js";
 
@@ -96,6 +96,12 @@ export type CoreReply =
   | { manifest: SegmentState[]; state: JournalState }
   | { prepare: PrepareResult }
   | { read: { fromTxid: number; toTxid: number } };
+
+/** What a step may need of the node besides the core (held by its driver). */
+export interface StepContext {
+  /** Txids of the complete snapshots this node holds (absent: none). */
+  snapshots?: readonly number[];
+}
 
 export interface StepResult {
   /** Run in order, each durable before the next; only then send `reply` (or `error`). */
@@ -189,7 +195,7 @@ export class JournalCore {
    * A refused request changes nothing but the promise: a higher epoch is promised (and persisted) even when
    * the request itself fails, as HDFS's checkRequest does.
    */
-  step(req: JournalRequest): StepResult {
+  step(req: JournalRequest, held: StepContext = {}): StepResult {
     if (this.fault !== null && req.type !== "getState") {
       return { ops: [], reply: { error: new QjmError(ErrorCode.SEGMENT_CORRUPT, this.fault) } };
     }
@@ -202,7 +208,7 @@ export class JournalCore {
     const printsBefore = { prints: this.prints, length: this.prints?.epochs.length ?? 0 };
     const stagedPrintsLength = this.staged?.prints.epochs.length ?? 0;
     try {
-      const result = this.dispatch(req);
+      const result = this.dispatch(req, held);
       this.invariants();
       return result;
     } catch (err) {
@@ -223,7 +229,9 @@ export class JournalCore {
     }
   }
 
-  private dispatch(req: JournalRequest): StepResult {
+  private dispatch(req: JournalRequest, held: StepContext): StepResult {
+    // Records carry a u32 epoch: a promise above it could never be kept, and would fence every writer for good.
+    if ("epoch" in req && req.epoch !== undefined && req.epoch > EPOCH_MAX) throw new QjmError(ErrorCode.BAD_REQUEST, `epoch ${req.epoch} does not fit in 32 bits`);
     switch (req.type) {
       case "getState":
         return { ops: [], reply: { state: this.state() } };
@@ -259,7 +267,7 @@ export class JournalCore {
         return this.onRead(req.fromTxid, req.uncommitted);
       case "snapshotDurable":
         this.checkCluster(req.clusterId);
-        return this.onSnapshotDurable(req.txid);
+        return this.onSnapshotDurable(req.txid, held.snapshots ?? []);
       default:
         return assertNever(req, "journal request");
     }
@@ -669,9 +677,17 @@ export class JournalCore {
     return { ops: [], reply: { read: { fromTxid, toTxid: to } } };
   }
 
-  private onSnapshotDurable(txid: number): StepResult {
-    // A snapshot is of applied, hence committed, records: it never names a txid the cluster did not commit.
+  /**
+   * A snapshot is of applied, hence committed, records: it never names a txid the cluster did not commit. The log
+   * below it is purged, so it must name a snapshot this node holds, at or below what it knows committed (its commit
+   * index, or the end of its finalized segments); else refused (the replica marks it again with its next snapshot).
+   */
+  private onSnapshotDurable(txid: number, snapshots: readonly number[]): StepResult {
     if (txid <= (this.meta.durableSnapshotTxid ?? 0)) return { ops: [], reply: { state: this.state() } };
+    if (!snapshots.includes(txid)) throw new QjmError(ErrorCode.NOT_FOUND, `no complete snapshot at txid ${txid} here`);
+    const finalized = this.segments.filter((s) => !s.inProgress).reduce((end, s) => Math.max(end, s.endTxid), 0);
+    const known = Math.max(this.committedTxid, finalized);
+    if (txid > known) throw new QjmError(ErrorCode.OUT_OF_SYNC, `snapshot ${txid} is beyond what this node knows committed (${known})`);
     this.meta = { ...this.meta, durableSnapshotTxid: txid };
     return { ops: [{ op: "persistMeta", meta: { ...this.meta } }], reply: { state: this.state() } };
   }

@@ -141,7 +141,7 @@ export class JournalNode {
   }
 
   private async execute(req: JournalRequest): Promise<unknown> {
-    const result = this.core.step(req);
+    const result = this.core.step(req, req.type === "snapshotDurable" ? { snapshots: this.snapshots.list().map((s) => s.txid) } : {});
     await this.applyOps(result.ops, req.type);
     const reply = result.reply;
     if ("error" in reply) throw reply.error;

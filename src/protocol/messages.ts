@@ -151,10 +151,6 @@ function optionalText(o: Record<string, unknown>, key: string): string | undefin
   return o[key] === undefined || o[key] === null ? undefined : text(o, key);
 }
 
-function optionalUint(o: Record<string, unknown>, key: string): number | undefined {
-  return o[key] === undefined || o[key] === null ? undefined : uint(o, key);
-}
-
 function bool(o: Record<string, unknown>, key: string): boolean {
   const v = o[key];
   if (typeof v !== "boolean") bad(`${key} must be a boolean`);
@@ -168,6 +164,10 @@ function u32(o: Record<string, unknown>, key: string): number {
   const v = uint(o, key);
   if (v > EPOCH_MAX) bad(`${key} must fit in 32 bits`);
   return v;
+}
+
+function optionalU32(o: Record<string, unknown>, key: string): number | undefined {
+  return o[key] === undefined || o[key] === null ? undefined : u32(o, key);
 }
 
 function parseRecordPrint(v: unknown): RecordPrint {
@@ -188,11 +188,11 @@ export function parseJournalRequest(v: unknown): JournalRequest {
     case "getState":
       return { type: "getState" };
     case "newEpoch":
-      return { type: "newEpoch", epoch: uint(v, "epoch"), clusterId: optionalText(v, "clusterId") };
+      return { type: "newEpoch", epoch: u32(v, "epoch"), clusterId: optionalText(v, "clusterId") };
     case "startSegment":
-      return { type: "startSegment", epoch: uint(v, "epoch"), txid: uint(v, "txid"), clusterId: optionalText(v, "clusterId") };
+      return { type: "startSegment", epoch: u32(v, "epoch"), txid: uint(v, "txid"), clusterId: optionalText(v, "clusterId") };
     case "format":
-      return { type: "format", clusterId: text(v, "clusterId"), restoring: bool(v, "restoring"), epoch: optionalUint(v, "epoch") };
+      return { type: "format", clusterId: text(v, "clusterId"), restoring: bool(v, "restoring"), epoch: optionalU32(v, "epoch") };
     case "getManifest":
       return { type: "getManifest" };
     case "snapshotDurable":
@@ -200,7 +200,7 @@ export function parseJournalRequest(v: unknown): JournalRequest {
     case "syncSegment":
       return {
         type: "syncSegment",
-        epoch: uint(v, "epoch"),
+        epoch: u32(v, "epoch"),
         clusterId: text(v, "clusterId"),
         segment: parseSegmentState(v.segment),
         firstTxid: uint(v, "firstTxid"),
@@ -208,11 +208,11 @@ export function parseJournalRequest(v: unknown): JournalRequest {
         records: bytes(v, "records"),
       };
     case "markRestored":
-      return { type: "markRestored", epoch: uint(v, "epoch"), clusterId: text(v, "clusterId") };
+      return { type: "markRestored", epoch: u32(v, "epoch"), clusterId: text(v, "clusterId") };
     case "journal":
       return {
         type: "journal",
-        epoch: uint(v, "epoch"),
+        epoch: u32(v, "epoch"),
         segmentTxid: uint(v, "segmentTxid"),
         firstTxid: uint(v, "firstTxid"),
         count: uint(v, "count"),
@@ -220,20 +220,20 @@ export function parseJournalRequest(v: unknown): JournalRequest {
         committedTxid: uint(v, "committedTxid"),
       };
     case "prepareRecovery":
-      return { type: "prepareRecovery", epoch: uint(v, "epoch"), segmentTxid: uint(v, "segmentTxid") };
+      return { type: "prepareRecovery", epoch: u32(v, "epoch"), segmentTxid: uint(v, "segmentTxid") };
     case "recoveryAppend":
       return {
         type: "recoveryAppend",
-        epoch: uint(v, "epoch"),
+        epoch: u32(v, "epoch"),
         segmentTxid: uint(v, "segmentTxid"),
         firstTxid: uint(v, "firstTxid"),
         count: uint(v, "count"),
         records: bytes(v, "records"),
       };
     case "acceptRecovery":
-      return { type: "acceptRecovery", epoch: uint(v, "epoch"), segment: parseSegmentState(v.segment), lastRecord: parseRecordPrint(v.lastRecord) };
+      return { type: "acceptRecovery", epoch: u32(v, "epoch"), segment: parseSegmentState(v.segment), lastRecord: parseRecordPrint(v.lastRecord) };
     case "finalize":
-      return { type: "finalize", epoch: uint(v, "epoch"), startTxid: uint(v, "startTxid"), endTxid: uint(v, "endTxid") };
+      return { type: "finalize", epoch: u32(v, "epoch"), startTxid: uint(v, "startTxid"), endTxid: uint(v, "endTxid") };
     case "read":
       return {
         type: "read",

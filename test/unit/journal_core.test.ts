@@ -729,7 +729,7 @@ const snapshotDurable = (txid: number): JournalRequest => ({ type: "snapshotDura
 
 test("journal core - snapshotDurable persists the durable snapshot txid in the meta and never lowers it", (t) => {
   const n = written(2, 30, 30);
-  const r = n.step(snapshotDurable(20));
+  const r = n.step(snapshotDurable(20), { snapshots: [20, 25] });
   t.deepEqual(r.ops, [persist({ promisedEpoch: 2, writerEpoch: 2, accepted: null, durableSnapshotTxid: 20 })]);
   t.is(n.durableSnapshotTxid, 20);
   for (const lower of [20, 10, 0]) {
@@ -738,12 +738,55 @@ test("journal core - snapshotDurable persists the durable snapshot txid in the m
     t.deepEqual(again.ops, [], `snapshot ${lower}`);
     t.is(n.durableSnapshotTxid, 20, `snapshot ${lower}`);
   }
-  t.deepEqual(n.step(snapshotDurable(25)).ops, [persist({ promisedEpoch: 2, writerEpoch: 2, accepted: null, durableSnapshotTxid: 25 })]);
+  t.deepEqual(n.step(snapshotDurable(25), { snapshots: [20, 25] }).ops, [persist({ promisedEpoch: 2, writerEpoch: 2, accepted: null, durableSnapshotTxid: 25 })]);
   // Later meta writes carry it along, so a restart never forgets it.
   const promise = n.step({ type: "newEpoch", epoch: 3 });
   t.deepEqual(promise.ops, [persist({ promisedEpoch: 3, writerEpoch: 2, accepted: null, durableSnapshotTxid: 25 })]);
   const reloaded = node({ promisedEpoch: 3, writerEpoch: 2, accepted: null, durableSnapshotTxid: 25 });
   t.is(reloaded.durableSnapshotTxid, 25);
+});
+
+test("journal core - snapshotDurable must name a snapshot held here, at or below what the node knows committed (issue #10, class 3)", (t) => {
+  const n = written(2, 30, 20);
+  const refused = (txid: number, snapshots: number[], code: string, why: string): void => {
+    const r = n.step(snapshotDurable(txid), { snapshots });
+    t.is(refusal(r), code, why);
+    t.deepEqual(r.ops, [], why);
+    t.is(n.durableSnapshotTxid, 0, why);
+  };
+  refused(2 ** 53 - 1, [], "NOT_FOUND", "a forged txid: no such snapshot");
+  refused(15, [10], "NOT_FOUND", "a snapshot not held here");
+  refused(2 ** 53 - 1, [2 ** 53 - 1], "OUT_OF_SYNC", "held, but far beyond the commit index");
+  refused(25, [25], "OUT_OF_SYNC", "held, but beyond the commit index (20)");
+  ok(n.step(snapshotDurable(20), { snapshots: [20] }));
+  t.is(n.durableSnapshotTxid, 20);
+  // The end of a finalized segment is committed too (a node that just restarted knows no commit index).
+  const f = node({ promisedEpoch: 2, writerEpoch: 2, accepted: null }, [{ startTxid: 1, endTxid: 40, inProgress: false }]);
+  ok(f.step(snapshotDurable(40), { snapshots: [40] }));
+  t.is(f.durableSnapshotTxid, 40);
+});
+
+test("journal core - an epoch that does not fit in a record's 32 bits is BAD_REQUEST, and never promised (issue #10, class 3)", (t) => {
+  const n = written(2, 5, 3);
+  const before = n.state();
+  const far = 2 ** 32;
+  const requests: JournalRequest[] = [
+    { type: "newEpoch", epoch: far },
+    { type: "startSegment", epoch: far, txid: 6 },
+    journal(far, 1, 6, 1, 5, records(2, 6, 1)),
+    { type: "prepareRecovery", epoch: far, segmentTxid: 1 },
+    recoveryAppend(far, 1, 6, 1, records(2, 6, 1)),
+    accept(far, 1, 5, 2),
+    { type: "finalize", epoch: far, startTxid: 1, endTxid: 5 },
+    { type: "markRestored", epoch: far, clusterId: "c1" },
+  ];
+  for (const req of requests) {
+    const r = n.step(req);
+    t.is(refusal(r), "BAD_REQUEST", req.type);
+    t.deepEqual(r.ops, [], req.type);
+  }
+  t.deepEqual(n.state(), before);
+  ok(n.step({ type: "newEpoch", epoch: 3 }));
 });
 
 test("journal core - snapshotDurable of another cluster is refused", (t) => {
