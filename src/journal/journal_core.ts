@@ -715,8 +715,12 @@ export class JournalCore {
     plan.purge = this.segments.filter((seg) => !seg.inProgress && seg.endTxid <= purgeTo).map((seg) => ({ ...seg }));
     const kept = this.segments.filter((seg) => !plan.purge.some((p) => p.startTxid === seg.startTxid));
     if (kept.length <= limits.maxSegments) return plan;
-    // Small: under half the merged size, so a merged segment is seldom rewritten again.
-    const small = (seg: SegmentState): boolean => !seg.inProgress && seg.endTxid >= seg.startTxid && size(seg) < limits.mergedSegmentMaxBytes / 2;
+    // Small: under half the merged size, so a merged segment is seldom rewritten again. Never the newest finalized
+    // segment: a recovery may still address it by its start (a writer that died between a roll's finalize and the next
+    // start), and nodes that merged it differently could then neither prepare nor accept it: no writer ever again.
+    const newestFinalized = this.newestFinalizedStart();
+    const small = (seg: SegmentState): boolean =>
+      !seg.inProgress && seg.endTxid >= seg.startTxid && seg.startTxid !== newestFinalized && size(seg) < limits.mergedSegmentMaxBytes / 2;
     let run: SegmentState[] = [];
     let runBytes = 0;
     const close = (): void => {
@@ -754,11 +758,25 @@ export class JournalCore {
   merge(parts: readonly SegmentState[]): DiskOp[] | null {
     const found = parts.map((p) => this.segmentAt(p.startTxid));
     const intact = found.every((seg, i) => seg !== undefined && !seg.inProgress && seg.endTxid === parts[i].endTxid && (i === 0 || seg.startTxid === parts[i - 1].endTxid + 1));
-    if (!intact || parts.length < 2) return null;
+    const newestFinalized = this.newestFinalizedStart();
+    if (!intact || parts.length < 2 || parts.some((p) => p.startTxid === newestFinalized)) return null;
     const merged: SegmentState = { startTxid: parts[0].startTxid, endTxid: parts[parts.length - 1].endTxid, inProgress: false };
     this.segments = [...this.segments.filter((s) => !found.includes(s)), merged].sort((a, b) => a.startTxid - b.startTxid);
     this.invariants();
     return [{ op: "mergeSegments", startTxid: merged.startTxid, endTxid: merged.endTxid, parts: parts.map((p) => p.startTxid) }];
+  }
+
+  /**
+   * The start of the segment a recovery may still address here and compaction must never merge (0: none): the
+   * newest segment holding records, when it is finalized (nothing, or only an empty in-progress segment, after it).
+   * Behind an in-progress segment holding records, this node prepares that one: older segments are settled.
+   */
+  private newestFinalizedStart(): number {
+    for (let i = this.segments.length - 1; i >= 0; i--) {
+      const s = this.segments[i];
+      if (s.endTxid >= s.startTxid) return s.inProgress ? 0 : s.startTxid;
+    }
+    return 0;
   }
 
   private invariants(): void {

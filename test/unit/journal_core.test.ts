@@ -908,6 +908,17 @@ test("journal core - compaction merges runs of small consecutive finalized segme
   t.deepEqual(lone.compactionPlan(sizesOf(lone, 600, { 11: 100, 31: 100 }), [], limits).merges, []);
 });
 
+test("journal core - compaction never merges the newest finalized segment a recovery may still address (issue #10, class 6)", (t) => {
+  // The writer died between a roll's finalize and the next segment's start: 21..30 is the newest segment.
+  const rolled = log([[1, 10], [11, 20], [21, 30], [31, 40]], 0, 0);
+  const none = node({ promisedEpoch: 2, writerEpoch: 2, accepted: null }, [fin(1, 10), fin(11, 20), fin(21, 30), fin(31, 40)]);
+  for (const [name, n] of [["no segment after it", none], ["an empty in-progress segment after it", rolled]] as const) {
+    const plan = n.compactionPlan(sizesOf(n, 100), [], limits);
+    t.deepEqual(plan.merges.map((m) => [m.startTxid, m.endTxid]), [[1, 30]], name);
+    t.is(n.merge([fin(21, 30), fin(31, 40)]), null, `${name}: merge refuses it too`);
+  }
+});
+
 test("journal core - a merged segment is capped by mergedSegmentMaxBytes", (t) => {
   const n = log([[1, 10], [11, 20], [21, 30], [31, 40], [41, 50]]);
   const plan = n.compactionPlan(sizesOf(n, 400), [], limits);

@@ -181,3 +181,31 @@ test("recovery core - a node whose copy of the chosen segment failed never accep
   const p = x.step({ type: "prepareRecovery", epoch: x.state().promisedEpoch, segmentTxid: 1 });
   t.true("prepare" in p.reply && p.reply.prepare.segment?.endTxid === 2 && !p.reply.prepare.segment.inProgress);
 });
+
+// ---- compaction and recovery (issue #10, class 6) ----
+
+test("recovery core - nodes that compacted differently still elect a writer after a roll's finalize with no next segment", (t) => {
+  const nodes = fresh();
+  drive(new RecoveryCore(names, limits, "c"), nodes);
+  // Epoch 1 writes three segments, 1..5, 6..10, 11..15, and dies right after finalizing the last one.
+  for (const n of nodes.values()) {
+    for (const [start, end] of [[1, 5], [6, 10], [11, 15]]) {
+      if (start > 1) t.false("error" in n.step({ type: "startSegment", epoch: 1, txid: start, clusterId: "c" }).reply);
+      t.false("error" in n.step({ type: "journal", epoch: 1, segmentTxid: start, firstTxid: start, count: end - start + 1, records: epochOneRecords(start, end), committedTxid: start - 1 }).reply);
+      t.false("error" in n.step({ type: "finalize", epoch: 1, startTxid: start, endTxid: end }).reply);
+    }
+  }
+  // jn1 and jn2 compact (more segments than maxSegments); jn3 does not.
+  const compactionLimits = { maxSegments: 2, editlogMaxBytes: 1 << 30, mergedSegmentMaxBytes: 1 << 20, purgeMarginRecords: 0, snapshotsRetained: 2 };
+  for (const name of ["jn1", "jn2"]) {
+    const n = nodes.get(name)!;
+    const sizes = new Map(n.state().lastSegment === null ? [] : [1, 6, 11].map((s) => [s, 100]));
+    const plan = n.compactionPlan(sizes, [], compactionLimits);
+    t.true(plan.merges.length > 0, "something is merged");
+    t.false(plan.merges.some((m) => m.parts.some((p) => p.startTxid === 11)), "never the newest finalized segment");
+    for (const m of plan.merges) t.not(n.merge(m.parts), null);
+    t.like(n.state(), { lastSegment: { startTxid: 11, endTxid: 15, inProgress: false } });
+  }
+  const out = drive(new RecoveryCore(names, limits, "c"), nodes);
+  t.like(out.done, { epoch: 2, endTxid: 15, inSync: names });
+});
