@@ -231,7 +231,8 @@ export class JournalCore {
 
   private dispatch(req: JournalRequest, held: StepContext): StepResult {
     // Records carry a u32 epoch: a promise above it could never be kept, and would fence every writer for good.
-    if ("epoch" in req && req.epoch !== undefined && req.epoch > EPOCH_MAX) throw new QjmError(ErrorCode.BAD_REQUEST, `epoch ${req.epoch} does not fit in 32 bits`);
+    // Epoch 0 is no writer's (the first promise is 1).
+    if ("epoch" in req && req.epoch !== undefined && (req.epoch > EPOCH_MAX || req.epoch < 1)) throw new QjmError(ErrorCode.BAD_REQUEST, `epoch ${req.epoch} is not in 1..2^32-1`);
     switch (req.type) {
       case "getState":
         return { ops: [], reply: { state: this.state() } };
@@ -275,7 +276,9 @@ export class JournalCore {
 
   /** A request of another cluster is refused (when both sides know their cluster). */
   private checkCluster(clusterId: string | undefined): void {
-    if (this.identity === null || clusterId === undefined) return;
+    if (this.identity === null) return;
+    // Every writer names its cluster: a request that does not would pass the checks of an unformatted node.
+    if (clusterId === undefined) throw new QjmError(ErrorCode.BAD_REQUEST, "the request does not name its cluster");
     if (this.identity.clusterId === null) throw new QjmError(ErrorCode.NOT_RESTORED, "this journal node is not formatted");
     if (this.identity.clusterId !== clusterId) {
       throw new QjmError(ErrorCode.CLUSTER_MISMATCH, `this journal node belongs to cluster ${this.identity.clusterId}, not ${clusterId}`);

@@ -14,6 +14,7 @@ import { Prng } from "./prng.js";
 import { SimBus, type BusOptions, type ClientOp, type SimActor, type SimMessage } from "./sim_bus.js";
 import { SimJournalNode } from "./sim_journal_node.js";
 import { SimMaster } from "./sim_master.js";
+import { SimForger } from "./sim_forger.js";
 import { SimReplica } from "./sim_replica.js";
 import { Trace } from "./trace.js";
 
@@ -41,6 +42,8 @@ export interface SimOptions {
   copyFaultChance?: number;
   /** Overrides the seed's chance that a new writer's segment diverges on a minority (the scripted fault of class 1). */
   divergeChance?: number;
+  /** Overrides whether a forger sends journal nodes fuzzed requests through the safety phase (class 3). */
+  forger?: boolean;
 }
 
 export interface SimResult {
@@ -52,7 +55,7 @@ export interface SimResult {
   hash: string;
   steps: number;
   simMs: number;
-  stats: { journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; livenessNotPromised: number };
+  stats: { forged: number; journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; livenessNotPromised: number };
 }
 
 /** The simulation's timeouts, scaled down from the defaults so a short run sees many failovers. */
@@ -182,6 +185,10 @@ export function runSimulation(options: SimOptions): SimResult {
   for (const a of [...jns, ...masters, ...replicas, client]) bus.register(a);
   for (const jn of jns) jn.masters = masterIds;
   const everyone = [...jns, ...masters, ...replicas, client].map((a) => a.id);
+  // Its own PRNG, and outside the partitions: the rest of the seed's run is drawn as without it.
+  const forgerPrng = new Prng(seed ^ 0xf0f9e4);
+  const forger = options.forger ?? forgerPrng.chance(0.3) ? new SimForger("f1", journalNodes, clock, bus, forgerPrng, trace, config, forgerPrng.pick([2, 10, 40])) : null;
+  if (forger !== null) bus.register(forger);
   // Only one journal node ever gets flipped bits: a bit flip is a lost copy, and a majority must keep one.
   const corruptible = prng.pick(jns);
 
@@ -329,6 +336,7 @@ export function runSimulation(options: SimOptions): SimResult {
     steps,
     simMs: clock.nowMs,
     stats: {
+      forged: forger?.sent ?? 0,
       journalNodes: jns.length,
       masters: masters.length,
       replicas: replicas.length,
@@ -363,6 +371,7 @@ export function runSimulation(options: SimOptions): SimResult {
     if (!masters[0].up) masters[0].start();
     for (const rep of replicas) if (!rep.up) rep.start();
     client.healed = true;
+    forger?.stop();
     clock.after(LIVENESS_WRITES_MS, () => {
       client.writing = false;
     });
@@ -378,6 +387,7 @@ export function runSimulation(options: SimOptions): SimResult {
     masters[0].start();
     for (const rep of replicas) rep.start();
     client.start();
+    forger?.start();
     const nemesisStart = prng.int(10, nemesisMsMax);
     if (options.bootstrapFaults !== false) {
       clock.after(nemesisStart, nemesis);

@@ -78,7 +78,8 @@ const persist = (meta: JournalMeta): DiskOp => ({ op: "persistMeta", meta });
 
 test("journal core - newEpoch must be strictly higher than the promise, and is persisted (HDFS newEpoch)", (t) => {
   const n = node({ promisedEpoch: 3, writerEpoch: 2, accepted: null });
-  for (const epoch of [0, 1, 2, 3]) {
+  t.is(refusal(n.step({ type: "newEpoch", epoch: 0 })), "BAD_REQUEST", "epoch 0 is no writer's");
+  for (const epoch of [1, 2, 3]) {
     const r = n.step({ type: "newEpoch", epoch });
     t.is(refusal(r), "EPOCH_FENCED", `epoch ${epoch}`);
     t.deepEqual(r.ops, [], `epoch ${epoch}`);

@@ -80,6 +80,20 @@ test("sim - 40 seeds aimed at failed recovery copies keep every invariant with t
   t.deepEqual(failures, []);
 });
 
+/** Issue #10, class 3: a forger sends every journal-node request type with fuzzed fields from the first step. */
+test("sim - 30 seeds with a forger keep every invariant and converge after it stops", (t) => {
+  const failures: string[] = [];
+  let forged = 0;
+  for (let seed = 1; seed <= 30; seed++) {
+    const r = runSimulation({ seed, forger: true });
+    forged += r.stats.forged;
+    if (!r.ok) failures.push(describeFailure(r, SIM_STEPS_DEFAULT));
+  }
+  for (const f of failures) t.log(f);
+  t.deepEqual(failures, []);
+  t.true(forged > 30 * 50, `${forged} forged requests`);
+});
+
 for (const [name, cores] of Object.entries(wrongCores)) {
   const seedsMax = SEEDS_MAX_OF[name] ?? MUTANT_SEEDS_MAX;
   test(`sim - a wrong core is caught within ${seedsMax} seeds: ${name}`, (t) => {
