@@ -6,7 +6,7 @@
  * cuts a failed append off), and a flipped bit in a stored record, found only when it is read.
  */
 import type { DiskOp, LoadedJournal } from "../journal/journal_core.js";
-import { appendOffsets, finalizedName, inProgressName, planInstall, isSegmentFile, parseIdentity, parseMeta, scanSegmentFiles, type SegmentFile } from "../journal/segment_store.js";
+import { appendOffsets, finalizedName, identityAfterTailRot, inProgressName, planInstall, isSegmentFile, parseIdentity, parseMeta, scanSegmentFiles, type SegmentFile } from "../journal/segment_store.js";
 import { scanRecords } from "../segment/record.js";
 import { assert } from "../util/assert.js";
 import type { Prng } from "./prng.js";
@@ -84,7 +84,7 @@ export class SimSegmentStore {
   ) {}
 
   /** The real node's load path on the simulated files: validate, cut a torn tail, refuse a corrupt segment. */
-  open(): LoadedJournal & { truncated: { file: string; bytes: number } | null } {
+  open(): LoadedJournal & { truncated: { file: string; bytes: number; rot: boolean } | null } {
     let fault: string | null = null;
     let meta = parseMeta(null);
     let identity = parseIdentity(null);
@@ -98,7 +98,7 @@ export class SimSegmentStore {
     } catch (err) {
       fault ??= `${this.dir}/identity.json is unreadable: ${(err as Error).message}`;
     }
-    let truncated: { file: string; bytes: number } | null = null;
+    let truncated: { file: string; bytes: number; rot: boolean } | null = null;
     let newestPrints: LoadedJournal["newestPrints"];
     this.segments = [];
     // As the real store: staged recovery records and unfinished segment copies never outlive the process that made them.
@@ -109,9 +109,13 @@ export class SimSegmentStore {
       const scan = scanSegmentFiles(this.dir, files);
       fault = scan.fault;
       newestPrints = scan.newestPrints ?? undefined;
+      if (scan.truncate !== null && scan.truncate.rot && fault === null) {
+        identity = identityAfterTailRot(identity);
+        this.disk.texts.set("identity.json", JSON.stringify(identity));
+      }
       if (scan.truncate !== null) {
         this.disk.files.get(scan.truncate.name)!.truncate(scan.truncate.validBytes);
-        truncated = { file: scan.truncate.name, bytes: scan.truncate.bytes };
+        truncated = { file: scan.truncate.name, bytes: scan.truncate.bytes, rot: scan.truncate.rot };
       }
       this.segments = scan.segments.map((s) => ({ ...s, offsets: [...s.offsets] }));
     }
