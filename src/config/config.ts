@@ -115,6 +115,10 @@ export const defaults = {
   snapshotUploadsMax: 1,
   /** An upload that sends no chunk for this long is abandoned (its temporary file deleted). */
   snapshotUploadIdleMs: 30000,
+  // ---- journal-node safety (issue #10, part jn) ----
+  /** Largest snapshot a journal node accepts (the size an upload announces). */
+  snapshotBytesMax: 64 * 1024 * 1024 * 1024,
+  // ---- end journal-node safety ----
   /** The longest a snapshot (BGSAVE) or a snapshot load may take. */
   snapshotTimeoutMs: 10 * 60 * 1000,
 };

@@ -8,7 +8,7 @@
  * the writer that started the open segment (writerEpoch) may append to it.
  */
 import { ErrorCode, QjmError } from "../protocol/errors.js";
-import type { JournalRequest, JournalState, PrepareResult, SegmentState } from "../protocol/messages.js";
+import { EPOCH_MAX, type JournalRequest, type JournalState, type PrepareResult, type RecordPrint, type SegmentState } from "../protocol/messages.js";
 import { scanRecords } from "../segment/record.js";
 import { assert, assertNever } from "../util/assert.js";
 
@@ -42,6 +42,23 @@ export interface CompactionPlan {
 export interface Identity {
   clusterId: string | null;
   restoring: boolean;
+}
+
+/*
+ * A record's print (RecordPrint: the epoch it was written in and its CRC, which covers its txid, length and payload) is
+ * what a recovery recognizes a copy by: two copies of a segment whose records at their end txid have the same print
+ * hold the same records, since a txid is written once per epoch and a copy always carries a prefix of one writer's log.
+ */
+/** The prints of a segment's records in txid order from startTxid (two parallel arrays: a segment may hold a million). */
+export interface SegmentPrints {
+  startTxid: number;
+  epochs: number[];
+  crcs: number[];
+}
+
+/** The CRC field of the record at `offset` of `buf`. */
+export function recordCrc(buf: Uint8Array, offset: number): number {
+  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getUint32(offset + 20);
 }
 
 export type DiskOp =
@@ -80,6 +97,12 @@ export type CoreReply =
   | { prepare: PrepareResult }
   | { read: { fromTxid: number; toTxid: number } };
 
+/** What a step may need of the node besides the core (held by its driver). */
+export interface StepContext {
+  /** Txids of the complete snapshots this node holds (absent: none). */
+  snapshots?: readonly number[];
+}
+
 export interface StepResult {
   /** Run in order, each durable before the next; only then send `reply` (or `error`). */
   ops: DiskOp[];
@@ -94,6 +117,8 @@ export interface LoadedJournal {
   fault: string | null;
   /** Absent: no cluster checks (pure tests of the protocol). A real node always has one. */
   identity?: Identity;
+  /** The prints of the newest segment's records, as scanned at open. Absent: unknown (a recovery cannot recognize its copy). */
+  newestPrints?: SegmentPrints;
 }
 
 export class JournalCore {
@@ -105,7 +130,13 @@ export class JournalCore {
   /** A finalized segment being copied in from a peer: the next txid expected. */
   private syncing: { segment: SegmentState; nextTxid: number } | null = null;
   /** Recovery records staged to replace the newest segment from fromTxid on (HDFS syncs a segment into a temp file too). */
-  private staged: { segmentTxid: number; epoch: number; fromTxid: number; endTxid: number } | null = null;
+  private staged: { segmentTxid: number; epoch: number; fromTxid: number; endTxid: number; prints: SegmentPrints } | null = null;
+  /**
+   * The prints of the newest segment's records: an acceptRecovery is honoured only if this node's copy ends with the
+   * chosen copy's last record (else a copy that failed would finalize this node's own, maybe never committed, records).
+   * Appended in place; replaced (never shrunk in place) otherwise, so that a refused step can restore it by length.
+   */
+  private prints: SegmentPrints | null;
 
   constructor(
     readonly nodeId: string,
@@ -115,7 +146,18 @@ export class JournalCore {
     this.segments = loaded.segments.map((s) => ({ ...s }));
     this.fault = loaded.fault;
     this.identity = loaded.identity === undefined ? null : { ...loaded.identity };
+    const p = loaded.newestPrints;
+    this.prints = p === undefined ? null : { startTxid: p.startTxid, epochs: [...p.epochs], crcs: [...p.crcs] };
     this.invariants();
+  }
+
+  /** The print of the record at txid of the newest segment, if this node knows it. */
+  printAt(txid: number): RecordPrint | null {
+    const last = this.segments.at(-1);
+    const p = this.prints;
+    if (last === undefined || p === null || p.startTxid !== last.startTxid || p.epochs.length !== last.endTxid - last.startTxid + 1) return null;
+    const i = txid - p.startTxid;
+    return i < 0 || i >= p.epochs.length ? null : { epoch: p.epochs[i], crc: p.crcs[i] };
   }
 
   get lastTxid(): number {
@@ -153,7 +195,7 @@ export class JournalCore {
    * A refused request changes nothing but the promise: a higher epoch is promised (and persisted) even when
    * the request itself fails, as HDFS's checkRequest does.
    */
-  step(req: JournalRequest): StepResult {
+  step(req: JournalRequest, held: StepContext = {}): StepResult {
     if (this.fault !== null && req.type !== "getState") {
       return { ops: [], reply: { error: new QjmError(ErrorCode.SEGMENT_CORRUPT, this.fault) } };
     }
@@ -163,8 +205,10 @@ export class JournalCore {
     const identityBefore = this.identity === null ? null : { ...this.identity };
     const syncingBefore = this.syncing === null ? null : { ...this.syncing };
     const stagedBefore = this.staged === null ? null : { ...this.staged };
+    const printsBefore = { prints: this.prints, length: this.prints?.epochs.length ?? 0 };
+    const stagedPrintsLength = this.staged?.prints.epochs.length ?? 0;
     try {
-      const result = this.dispatch(req);
+      const result = this.dispatch(req, held);
       this.invariants();
       return result;
     } catch (err) {
@@ -174,6 +218,9 @@ export class JournalCore {
       this.identity = identityBefore;
       this.syncing = syncingBefore;
       this.staged = stagedBefore;
+      this.prints = printsBefore.prints;
+      if (this.prints !== null) cut(this.prints, printsBefore.length);
+      if (this.staged !== null) cut(this.staged.prints, stagedPrintsLength);
       const promised = Math.max(metaBefore.promisedEpoch, this.meta.promisedEpoch);
       this.meta = { ...metaBefore, promisedEpoch: promised };
       const ops: DiskOp[] = promised > metaBefore.promisedEpoch ? [{ op: "persistMeta", meta: { ...this.meta } }] : [];
@@ -182,7 +229,10 @@ export class JournalCore {
     }
   }
 
-  private dispatch(req: JournalRequest): StepResult {
+  private dispatch(req: JournalRequest, held: StepContext): StepResult {
+    // Records carry a u32 epoch: a promise above it could never be kept, and would fence every writer for good.
+    // Epoch 0 is no writer's (the first promise is 1).
+    if ("epoch" in req && req.epoch !== undefined && (req.epoch > EPOCH_MAX || req.epoch < 1)) throw new QjmError(ErrorCode.BAD_REQUEST, `epoch ${req.epoch} is not in 1..2^32-1`);
     switch (req.type) {
       case "getState":
         return { ops: [], reply: { state: this.state() } };
@@ -211,14 +261,14 @@ export class JournalCore {
         return this.onRecoveryAppend(req);
       case "acceptRecovery":
         this.checkVoter();
-        return this.onAcceptRecovery(req.epoch, req.segment);
+        return this.onAcceptRecovery(req.epoch, req.segment, req.lastRecord);
       case "finalize":
         return this.onFinalize(req.epoch, req.startTxid, req.endTxid);
       case "read":
         return this.onRead(req.fromTxid, req.uncommitted);
       case "snapshotDurable":
         this.checkCluster(req.clusterId);
-        return this.onSnapshotDurable(req.txid);
+        return this.onSnapshotDurable(req.txid, held.snapshots ?? []);
       default:
         return assertNever(req, "journal request");
     }
@@ -226,7 +276,9 @@ export class JournalCore {
 
   /** A request of another cluster is refused (when both sides know their cluster). */
   private checkCluster(clusterId: string | undefined): void {
-    if (this.identity === null || clusterId === undefined) return;
+    if (this.identity === null) return;
+    // Every writer names its cluster: a request that does not would pass the checks of an unformatted node.
+    if (clusterId === undefined) throw new QjmError(ErrorCode.BAD_REQUEST, "the request does not name its cluster");
     if (this.identity.clusterId === null) throw new QjmError(ErrorCode.NOT_RESTORED, "this journal node is not formatted");
     if (this.identity.clusterId !== clusterId) {
       throw new QjmError(ErrorCode.CLUSTER_MISMATCH, `this journal node belongs to cluster ${this.identity.clusterId}, not ${clusterId}`);
@@ -394,6 +446,7 @@ export class JournalCore {
       ops.push({ op: "startSegment", startTxid: txid });
       this.segments.push({ startTxid: txid, endTxid: txid - 1, inProgress: true });
     }
+    if (this.prints?.startTxid !== txid) this.prints = { startTxid: txid, epochs: [], crcs: [] };
     this.meta = { ...this.meta, writerEpoch: epoch, accepted: null };
     ops.push({ op: "persistMeta", meta: { ...this.meta } });
     return { ops, reply: { state: this.state() } };
@@ -401,17 +454,34 @@ export class JournalCore {
 
   /** Validates a batch: framing, checksums, contiguous txids from firstTxid, and each record's epoch. */
   private validateBatch(records: Uint8Array, firstTxid: number, count: number, epochOk: (e: number) => boolean): number[] {
+    return this.scanBatch(records, firstTxid, count, epochOk).txids;
+  }
+
+  /** validateBatch, with the prints of the batch's records. */
+  private scanBatch(records: Uint8Array, firstTxid: number, count: number, epochOk: (e: number) => boolean): { txids: number[]; epochs: number[]; crcs: number[] } {
     const scan = scanRecords(records);
     if (scan.stop !== undefined) throw new QjmError(ErrorCode.BAD_RECORD, `record at batch offset ${scan.stop.offset}: ${scan.stop.reason}`);
     if (scan.records.length !== count) throw new QjmError(ErrorCode.BAD_RECORD, `batch holds ${scan.records.length} records, header says ${count}`);
     const txids: number[] = [];
+    const epochs: number[] = [];
+    const crcs: number[] = [];
     for (let i = 0; i < scan.records.length; i++) {
       const r = scan.records[i];
       if (r.txid !== firstTxid + i) throw new QjmError(ErrorCode.BAD_RECORD, `record ${i} has txid ${r.txid}, expected ${firstTxid + i}`);
       if (!epochOk(r.epoch)) throw new QjmError(ErrorCode.BAD_RECORD, `record ${r.txid} has epoch ${r.epoch}`);
       txids.push(r.txid);
+      epochs.push(r.epoch);
+      crcs.push(recordCrc(records, r.offset));
     }
-    return txids;
+    return { txids, epochs, crcs };
+  }
+
+  /** The newest segment grew by a batch: its prints follow (if known, and only if they were in step). */
+  private appendPrints(segment: SegmentState, batch: { epochs: number[]; crcs: number[] }, countBefore: number): void {
+    const p = this.prints;
+    if (p === null || p.startTxid !== segment.startTxid || p.epochs.length !== countBefore) return;
+    p.epochs.push(...batch.epochs);
+    p.crcs.push(...batch.crcs);
   }
 
   private onJournal(req: Extract<JournalRequest, { type: "journal" }>): StepResult {
@@ -428,8 +498,9 @@ export class JournalCore {
       if (req.firstTxid !== segment.endTxid + 1) {
         throw new QjmError(ErrorCode.OUT_OF_SYNC, `batch starts at ${req.firstTxid}, log ends at ${segment.endTxid}`);
       }
-      const txids = this.validateBatch(req.records, req.firstTxid, req.count, (e) => e === req.epoch);
-      ops.push({ op: "append", segmentTxid: segment.startTxid, records: req.records, txids });
+      const batch = this.scanBatch(req.records, req.firstTxid, req.count, (e) => e === req.epoch);
+      ops.push({ op: "append", segmentTxid: segment.startTxid, records: req.records, txids: batch.txids });
+      this.appendPrints(segment, batch, segment.endTxid - segment.startTxid + 1);
       segment.endTxid = req.firstTxid + req.count - 1;
     }
     // Only a node in step with the writer learns its commit index: then every record up to it is the writer's.
@@ -443,7 +514,8 @@ export class JournalCore {
     const segment = this.segmentAt(segmentTxid);
     const held = segment !== undefined && segment.endTxid >= segment.startTxid ? { ...segment } : null;
     const acceptedInEpoch = this.meta.accepted?.segmentTxid === segmentTxid ? this.meta.accepted.epoch : 0;
-    return { ops, reply: { prepare: { state: this.state(), segment: held, acceptedInEpoch } } };
+    const lastRecord = held === null ? null : this.printAt(held.endTxid);
+    return { ops, reply: { prepare: { state: this.state(), segment: held, acceptedInEpoch, lastRecord } } };
   }
 
   private onRecoveryAppend(req: Extract<JournalRequest, { type: "recoveryAppend" }>): StepResult {
@@ -456,6 +528,7 @@ export class JournalCore {
       ops.push({ op: "startSegment", startTxid: req.segmentTxid });
       segment = { startTxid: req.segmentTxid, endTxid: req.segmentTxid - 1, inProgress: true };
       this.segments.push(segment);
+      this.prints = { startTxid: req.segmentTxid, epochs: [], crcs: [] };
     }
     if (!segment.inProgress) throw new QjmError(ErrorCode.ILLEGAL_STATE, `segment ${req.segmentTxid} is finalized`);
     if (segment !== this.segments.at(-1)) throw new QjmError(ErrorCode.ILLEGAL_STATE, `segment ${req.segmentTxid} is not the newest`);
@@ -464,11 +537,14 @@ export class JournalCore {
     if (!continues && (req.firstTxid < segment.startTxid || req.firstTxid > segment.endTxid + 1)) {
       throw new QjmError(ErrorCode.OUT_OF_SYNC, `recovery records start at ${req.firstTxid}, segment ${segment.startTxid} ends at ${segment.endTxid}`);
     }
-    const txids = this.validateBatch(req.records, req.firstTxid, req.count, (e) => e <= req.epoch);
+    const batch = this.scanBatch(req.records, req.firstTxid, req.count, (e) => e <= req.epoch);
+    const txids = batch.txids;
     if (txids.length === 0) return { ops, reply: { state: this.state() } };
     if (continues) {
       ops.push({ op: "stageRecovery", segmentTxid: segment.startTxid, fromTxid: staged.fromTxid, fresh: false, records: req.records });
-      staged.endTxid = req.firstTxid + req.count - 1;
+      this.staged = { ...staged, endTxid: req.firstTxid + req.count - 1 };
+      staged.prints.epochs.push(...batch.epochs);
+      staged.prints.crcs.push(...batch.crcs);
     } else if (req.firstTxid <= segment.endTxid) {
       // The chosen copy replaces ours from firstTxid on (ours was written or accepted in another epoch and may
       // differ). Staged, not truncated: if this copy is interrupted, our log must still be what we promised.
@@ -476,17 +552,25 @@ export class JournalCore {
         throw new QjmError(ErrorCode.ILLEGAL_STATE, `replacing records from ${req.firstTxid} would drop committed txid ${this.committedTxid}`);
       }
       ops.push({ op: "stageRecovery", segmentTxid: segment.startTxid, fromTxid: req.firstTxid, fresh: true, records: req.records });
-      this.staged = { segmentTxid: segment.startTxid, epoch: req.epoch, fromTxid: req.firstTxid, endTxid: req.firstTxid + req.count - 1 };
+      const prints = { startTxid: req.firstTxid, epochs: batch.epochs, crcs: batch.crcs };
+      this.staged = { segmentTxid: segment.startTxid, epoch: req.epoch, fromTxid: req.firstTxid, endTxid: req.firstTxid + req.count - 1, prints };
     } else {
       if (staged !== null) throw new QjmError(ErrorCode.OUT_OF_SYNC, `recovery records at ${req.firstTxid} do not continue the staged copy`);
       // Records past our end only extend our copy: nothing of it is lost if the copy stops here.
       ops.push({ op: "append", segmentTxid: segment.startTxid, records: req.records, txids });
+      this.appendPrints(segment, batch, segment.endTxid - segment.startTxid + 1);
       segment.endTxid = req.firstTxid + req.count - 1;
     }
     return { ops, reply: { state: this.state() } };
   }
 
-  private onAcceptRecovery(epoch: number, chosen: SegmentState): StepResult {
+  /**
+   * Holds exactly the chosen copy, recognized by the print of its last record: this node's own copy (truncated to the
+   * chosen end) or its staged copy (installed atomically), and only if that copy's record at the chosen end has the
+   * print. A node whose copy from the chosen one failed still holds its own, maybe never committed, records under the
+   * same txids: it refuses (HDFS's acceptRecovery downloads the chosen copy and fails if the download fails).
+   */
+  private onAcceptRecovery(epoch: number, chosen: SegmentState, lastRecord: RecordPrint): StepResult {
     const ops: DiskOp[] = [];
     this.checkEpoch(epoch, ops);
     if (epoch !== this.meta.promisedEpoch) throw new QjmError(ErrorCode.EPOCH_FENCED, `epoch ${epoch} is not the promised one`);
@@ -496,7 +580,9 @@ export class JournalCore {
       // The staged copy replaces ours from its first txid, in one atomic step.
       if (staged.endTxid < chosen.endTxid) throw new QjmError(ErrorCode.OUT_OF_SYNC, `staged copy of segment ${chosen.startTxid} ends at ${staged.endTxid}, not ${chosen.endTxid}`);
       if (staged.fromTxid - 1 < this.committedTxid) throw new QjmError(ErrorCode.ILLEGAL_STATE, `installing from ${staged.fromTxid} would drop committed txid ${this.committedTxid}`);
+      this.checkPrint(chosen, lastRecord, staged.prints, "staged copy");
       ops.push({ op: "installRecovery", segmentTxid: chosen.startTxid, fromTxid: staged.fromTxid, toTxid: chosen.endTxid });
+      this.installPrints(segment, staged.fromTxid, staged.prints, chosen.endTxid);
       segment.endTxid = chosen.endTxid;
       this.staged = null;
     } else if (staged !== null) {
@@ -511,7 +597,17 @@ export class JournalCore {
       if (chosen.endTxid < this.committedTxid) {
         throw new QjmError(ErrorCode.ILLEGAL_STATE, `decision ends at ${chosen.endTxid}, below committed txid ${this.committedTxid}`);
       }
+    }
+    const own = this.printAt(chosen.endTxid);
+    if (!this.isChosenRecord(own, lastRecord)) {
+      const held = own === null ? "an unknown record" : `epoch ${own.epoch} crc ${own.crc}`;
+      throw new QjmError(ErrorCode.OUT_OF_SYNC, `txid ${chosen.endTxid} here is ${held}, the chosen copy's is epoch ${lastRecord.epoch} crc ${lastRecord.crc}`);
+    }
+    if (segment.endTxid > chosen.endTxid) {
       ops.push({ op: "truncate", segmentTxid: segment.startTxid, toTxid: chosen.endTxid });
+      const p = this.prints!;
+      const n = chosen.endTxid - segment.startTxid + 1;
+      this.prints = { startTxid: p.startTxid, epochs: p.epochs.slice(0, n), crcs: p.crcs.slice(0, n) };
       segment.endTxid = chosen.endTxid;
     }
     const prior = this.meta.accepted;
@@ -519,6 +615,33 @@ export class JournalCore {
     this.meta = { ...this.meta, accepted: { segmentTxid: chosen.startTxid, epoch } };
     ops.push({ op: "persistMeta", meta: { ...this.meta } });
     return { ops, reply: { state: this.state() } };
+  }
+
+  /** True when a copy's record at the chosen end (null: unknown) is the chosen copy's. Protected: the simulator's wrong core skips it. */
+  protected isChosenRecord(held: RecordPrint | null, chosen: RecordPrint): boolean {
+    return held !== null && held.epoch === chosen.epoch && held.crc === chosen.crc;
+  }
+
+  /** The staged copy's record at the chosen end must have the chosen print (else the copy came from elsewhere). */
+  private checkPrint(chosen: SegmentState, lastRecord: RecordPrint, prints: SegmentPrints, what: string): void {
+    const i = chosen.endTxid - prints.startTxid;
+    const print = i < 0 || i >= prints.epochs.length ? null : { epoch: prints.epochs[i], crc: prints.crcs[i] };
+    if (!this.isChosenRecord(print, lastRecord)) {
+      throw new QjmError(ErrorCode.OUT_OF_SYNC, `the ${what} of segment ${chosen.startTxid} does not end with the chosen copy's record ${chosen.endTxid}`);
+    }
+  }
+
+  /** Our prints up to fromTxid - 1, then the staged ones up to toTxid (unknown if ours were). */
+  private installPrints(segment: SegmentState, fromTxid: number, staged: SegmentPrints, toTxid: number): void {
+    const p = this.prints;
+    const ownCount = fromTxid - segment.startTxid;
+    const known = p !== null && p.startTxid === segment.startTxid && p.epochs.length === segment.endTxid - segment.startTxid + 1 && segment === this.segments.at(-1);
+    if (!known) {
+      this.prints = null;
+      return;
+    }
+    const n = toTxid - fromTxid + 1;
+    this.prints = { startTxid: p.startTxid, epochs: [...p.epochs.slice(0, ownCount), ...staged.epochs.slice(0, n)], crcs: [...p.crcs.slice(0, ownCount), ...staged.crcs.slice(0, n)] };
   }
 
   private onFinalize(epoch: number, startTxid: number, endTxid: number): StepResult {
@@ -557,9 +680,17 @@ export class JournalCore {
     return { ops: [], reply: { read: { fromTxid, toTxid: to } } };
   }
 
-  private onSnapshotDurable(txid: number): StepResult {
-    // A snapshot is of applied, hence committed, records: it never names a txid the cluster did not commit.
+  /**
+   * A snapshot is of applied, hence committed, records: it never names a txid the cluster did not commit. The log
+   * below it is purged, so it must name a snapshot this node holds, at or below what it knows committed (its commit
+   * index, or the end of its finalized segments); else refused (the replica marks it again with its next snapshot).
+   */
+  private onSnapshotDurable(txid: number, snapshots: readonly number[]): StepResult {
     if (txid <= (this.meta.durableSnapshotTxid ?? 0)) return { ops: [], reply: { state: this.state() } };
+    if (!snapshots.includes(txid)) throw new QjmError(ErrorCode.NOT_FOUND, `no complete snapshot at txid ${txid} here`);
+    const finalized = this.segments.filter((s) => !s.inProgress).reduce((end, s) => Math.max(end, s.endTxid), 0);
+    const known = Math.max(this.committedTxid, finalized);
+    if (txid > known) throw new QjmError(ErrorCode.OUT_OF_SYNC, `snapshot ${txid} is beyond what this node knows committed (${known})`);
     this.meta = { ...this.meta, durableSnapshotTxid: txid };
     return { ops: [{ op: "persistMeta", meta: { ...this.meta } }], reply: { state: this.state() } };
   }
@@ -587,8 +718,12 @@ export class JournalCore {
     plan.purge = this.segments.filter((seg) => !seg.inProgress && seg.endTxid <= purgeTo).map((seg) => ({ ...seg }));
     const kept = this.segments.filter((seg) => !plan.purge.some((p) => p.startTxid === seg.startTxid));
     if (kept.length <= limits.maxSegments) return plan;
-    // Small: under half the merged size, so a merged segment is seldom rewritten again.
-    const small = (seg: SegmentState): boolean => !seg.inProgress && seg.endTxid >= seg.startTxid && size(seg) < limits.mergedSegmentMaxBytes / 2;
+    // Small: under half the merged size, so a merged segment is seldom rewritten again. Never the newest finalized
+    // segment: a recovery may still address it by its start (a writer that died between a roll's finalize and the next
+    // start), and nodes that merged it differently could then neither prepare nor accept it: no writer ever again.
+    const newestFinalized = this.newestFinalizedStart();
+    const small = (seg: SegmentState): boolean =>
+      !seg.inProgress && seg.endTxid >= seg.startTxid && seg.startTxid !== newestFinalized && size(seg) < limits.mergedSegmentMaxBytes / 2;
     let run: SegmentState[] = [];
     let runBytes = 0;
     const close = (): void => {
@@ -626,11 +761,25 @@ export class JournalCore {
   merge(parts: readonly SegmentState[]): DiskOp[] | null {
     const found = parts.map((p) => this.segmentAt(p.startTxid));
     const intact = found.every((seg, i) => seg !== undefined && !seg.inProgress && seg.endTxid === parts[i].endTxid && (i === 0 || seg.startTxid === parts[i - 1].endTxid + 1));
-    if (!intact || parts.length < 2) return null;
+    const newestFinalized = this.newestFinalizedStart();
+    if (!intact || parts.length < 2 || parts.some((p) => p.startTxid === newestFinalized)) return null;
     const merged: SegmentState = { startTxid: parts[0].startTxid, endTxid: parts[parts.length - 1].endTxid, inProgress: false };
     this.segments = [...this.segments.filter((s) => !found.includes(s)), merged].sort((a, b) => a.startTxid - b.startTxid);
     this.invariants();
     return [{ op: "mergeSegments", startTxid: merged.startTxid, endTxid: merged.endTxid, parts: parts.map((p) => p.startTxid) }];
+  }
+
+  /**
+   * The start of the segment a recovery may still address here and compaction must never merge (0: none): the
+   * newest segment holding records, when it is finalized (nothing, or only an empty in-progress segment, after it).
+   * Behind an in-progress segment holding records, this node prepares that one: older segments are settled.
+   */
+  private newestFinalizedStart(): number {
+    for (let i = this.segments.length - 1; i >= 0; i--) {
+      const s = this.segments[i];
+      if (s.endTxid >= s.startTxid) return s.inProgress ? 0 : s.startTxid;
+    }
+    return 0;
   }
 
   private invariants(): void {
@@ -641,4 +790,10 @@ export class JournalCore {
     for (const s of this.segments) assert(s.endTxid >= s.startTxid - 1, `segment ${s.startTxid} ends before it starts`);
     assert(this.meta.writerEpoch <= this.meta.promisedEpoch, "writer epoch above promised epoch");
   }
+}
+
+/** Shortens prints to `length` records (undoing a refused step's appends). */
+function cut(p: SegmentPrints, length: number): void {
+  p.epochs.length = length;
+  p.crcs.length = length;
 }

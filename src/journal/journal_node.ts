@@ -73,7 +73,8 @@ export class JournalNode {
     const loaded = await this.store.open();
     const events = this.events;
     if (loaded.truncated) {
-      this.log.warn(loaded.truncated, "truncated a torn tail of the in-progress segment");
+      if (loaded.truncated.rot) this.log.error(loaded.truncated, "a whole record at the tail of the in-progress segment failed its check (rot): cut, and restoring until the writer copies the log back");
+      else this.log.warn(loaded.truncated, "truncated a torn tail of the in-progress segment");
       events.publish({ type: "tornTailTruncated", node: this.id, ...loaded.truncated });
     }
     if (this.store.mergeLeftovers > 0) this.log.warn({ files: this.store.mergeLeftovers }, "deleted the inputs of an interrupted merge");
@@ -141,7 +142,7 @@ export class JournalNode {
   }
 
   private async execute(req: JournalRequest): Promise<unknown> {
-    const result = this.core.step(req);
+    const result = this.core.step(req, req.type === "snapshotDurable" ? { snapshots: this.snapshots.list().map((s) => s.txid) } : {});
     await this.applyOps(result.ops, req.type);
     const reply = result.reply;
     if ("error" in reply) throw reply.error;

@@ -19,7 +19,7 @@ import { SegmentCorruptError } from "../protocol/errors.js";
 import type { SegmentState } from "../protocol/messages.js";
 import { RECORD_HEADER_BYTES, scanRecords } from "../segment/record.js";
 import { assert } from "../util/assert.js";
-import type { DiskOp, Identity, JournalMeta, LoadedJournal } from "./journal_core.js";
+import { recordCrc, type DiskOp, type Identity, type JournalMeta, type LoadedJournal, type SegmentPrints } from "./journal_core.js";
 import { DiskFaults } from "./disk_faults.js";
 import { fsyncDir, writeFileDurably } from "../util/durable_file.js";
 
@@ -56,7 +56,7 @@ interface StoredSegment extends SegmentState {
 
 export interface OpenResult extends LoadedJournal {
   /** Bytes cut from a torn tail, with the file, if any. */
-  truncated: { file: string; bytes: number } | null;
+  truncated: { file: string; bytes: number; rot: boolean } | null;
 }
 
 
@@ -106,19 +106,25 @@ export class SegmentStore {
     if (covered.length > 0) await fsyncDir(this.dir);
     this.mergeLeftovers += covered.length;
     let truncated: OpenResult["truncated"] = null;
+    let newestPrints: SegmentPrints | undefined;
     this.segments = [];
     if (fault === null) {
       const files: SegmentFile[] = [];
       for (const name of names) if (isSegmentFile(name) && !covered.includes(name)) files.push({ name, data: await fsp.readFile(path.join(this.dir, name)) });
       const scan = scanSegmentFiles(this.dir, files);
       fault = scan.fault;
+      newestPrints = scan.newestPrints ?? undefined;
+      if (scan.truncate !== null && scan.truncate.rot && fault === null) {
+        identity = identityAfterTailRot(identity);
+        await this.writeDurably("identity.json", JSON.stringify(identity));
+      }
       if (scan.truncate !== null) {
         const file = path.join(this.dir, scan.truncate.name);
         await fsp.truncate(file, scan.truncate.validBytes);
         const handle = await fsp.open(file, "r+");
         await handle.datasync();
         await handle.close();
-        truncated = { file, bytes: scan.truncate.bytes };
+        truncated = { file, bytes: scan.truncate.bytes, rot: scan.truncate.rot };
       }
       this.segments = scan.segments.map((seg) => ({ startTxid: seg.startTxid, endTxid: seg.endTxid, inProgress: seg.inProgress, file: path.join(this.dir, seg.name), offsets: seg.offsets, handle: null }));
     }
@@ -128,6 +134,7 @@ export class SegmentStore {
       segments: this.segments.map(({ startTxid, endTxid, inProgress }) => ({ startTxid, endTxid, inProgress })),
       fault,
       truncated,
+      newestPrints,
     };
   }
 
@@ -515,7 +522,9 @@ export interface SegmentScan {
   segments: ScannedSegment[];
   fault: string | null;
   /** A torn tail of the newest in-progress segment, to cut off at validBytes (the caller does it, durably). */
-  truncate: { name: string; validBytes: number; bytes: number } | null;
+  truncate: { name: string; validBytes: number; bytes: number; rot: boolean } | null;
+  /** The prints of the newest valid segment's records (what a recovery recognizes this node's copy by). */
+  newestPrints: SegmentPrints | null;
 }
 
 /**
@@ -524,6 +533,27 @@ export interface SegmentScan {
  * a finalized name that disagrees with its records, an older in-progress segment or overlapping segments are a fault
  * that names the file (the node then serves nothing).
  */
+/**
+ * True when the bytes from `offset` to the end hold a whole record by its own length field: not a torn write (which
+ * leaves fewer bytes than the record needs) but a record written in full that failed its check — rot, of a record
+ * that may have been fsynced and acked.
+ */
+export function completeRecordAt(data: Uint8Array, offset: number): boolean {
+  const left = data.length - offset;
+  if (left < RECORD_HEADER_BYTES) return false;
+  const length = new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(offset + 4);
+  return RECORD_HEADER_BYTES + length <= left;
+}
+
+/**
+ * After rot in the tail of the in-progress segment, the node comes up restoring (non-voting: it takes part in no
+ * epoch or recovery) until the writer copied the log back to it: the cut record may have been acked, and a vote with
+ * the shortened log could help elect a log without it. Persisted before the cut, so a crash between keeps it.
+ */
+export function identityAfterTailRot(identity: Identity): Identity {
+  return identity.clusterId === null ? identity : { ...identity, restoring: true };
+}
+
 export function scanSegmentFiles(dir: string, files: readonly SegmentFile[]): SegmentScan {
   const found: { start: number; end: number | null; name: string; data: Uint8Array }[] = [];
   for (const { name, data } of files) {
@@ -536,6 +566,7 @@ export function scanSegmentFiles(dir: string, files: readonly SegmentFile[]): Se
   let fault: string | null = null;
   let truncate: SegmentScan["truncate"] = null;
   const segments: ScannedSegment[] = [];
+  let newestPrints: SegmentPrints | null = null;
   for (let i = 0; i < found.length && fault === null; i++) {
     const f = found[i];
     const file = path.join(dir, f.name);
@@ -543,7 +574,7 @@ export function scanSegmentFiles(dir: string, files: readonly SegmentFile[]): Se
     const isLastInProgress = f.end === null && i === found.length - 1;
     if (scan.stop !== undefined) {
       if (scan.stop.kind === "torn" && isLastInProgress) {
-        truncate = { name: f.name, validBytes: scan.validBytes, bytes: f.data.length - scan.validBytes };
+        truncate = { name: f.name, validBytes: scan.validBytes, bytes: f.data.length - scan.validBytes, rot: completeRecordAt(f.data, scan.validBytes) };
       } else {
         fault = new SegmentCorruptError(file, scan.stop.offset, scan.stop.reason).message;
         break;
@@ -571,7 +602,10 @@ export function scanSegmentFiles(dir: string, files: readonly SegmentFile[]): Se
     if (fault === null && previous !== undefined && previous.endTxid >= f.start) {
       fault = `${file}: starts at ${f.start}, inside the previous segment (ends at ${previous.endTxid})`;
     }
-    if (fault === null) segments.push({ startTxid: f.start, endTxid, inProgress: f.end === null, name: f.name, offsets });
+    if (fault === null) {
+      segments.push({ startTxid: f.start, endTxid, inProgress: f.end === null, name: f.name, offsets });
+      if (i === found.length - 1) newestPrints = { startTxid: f.start, epochs: scan.records.map((r) => r.epoch), crcs: scan.records.map((r) => recordCrc(f.data, r.offset)) };
+    }
   }
-  return { segments, fault, truncate };
+  return { segments, fault, truncate, newestPrints };
 }

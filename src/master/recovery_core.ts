@@ -11,7 +11,7 @@
  */
 import { quorumSize } from "../config/config.js";
 import { ErrorCode, QjmError, type ErrorReply } from "../protocol/errors.js";
-import type { JournalReply, JournalRequest, JournalState, SegmentState } from "../protocol/messages.js";
+import type { JournalReply, JournalRequest, JournalState, RecordPrint, SegmentState } from "../protocol/messages.js";
 import { recordRange } from "../segment/record.js";
 import { assert } from "../util/assert.js";
 import { decideRecovery, type PrepareResponse, type RecoveryDecision } from "./segment_recovery.js";
@@ -86,6 +86,10 @@ export class RecoveryCore {
   private segmentTxid = 0;
   private prepared: PrepareResponse[] = [];
   private chosen: SegmentState | null = null;
+  /** The print of the chosen copy's last record: a node accepts only if its copy ends with that record. */
+  private chosenPrint: RecordPrint | null = null;
+  /** Nodes whose copy from the source failed: they are not asked to accept (they hold their own copy, not the chosen one). */
+  private readonly copyFailed = new Set<string>();
   private source = "";
   private endTxid = 0;
   private decisionText = "empty journal";
@@ -155,8 +159,11 @@ export class RecoveryCore {
         return this.afterPromise(out);
       case "prepare":
         return this.afterPrepare(out);
-      case "sync":
-        return this.fanOut("accept", this.prepared.map((p) => p.node), { type: "acceptRecovery", epoch: this.epoch, segment: this.chosen! }, this.limits.journalRequestTimeoutMs, out);
+      case "sync": {
+        const nodes = this.acceptors(this.copyFailed);
+        const req: JournalRequest = { type: "acceptRecovery", epoch: this.epoch, segment: this.chosen!, lastRecord: this.chosenPrint! };
+        return this.fanOut("accept", nodes, req, this.limits.journalRequestTimeoutMs, out);
+      }
       case "accept":
         return this.afterAccept(out);
       case "finalize":
@@ -244,7 +251,10 @@ export class RecoveryCore {
       this.decisionText = `segment ${this.segmentTxid} holds no record on any responder: log ends at ${this.endTxid}`;
       return this.startSegment(out);
     }
+    const print = this.prepared.find((p) => p.node === decision.source)?.lastRecord ?? null;
+    if (print === null) throw new QjmError(ErrorCode.ILLEGAL_STATE, `${decision.source} did not say which record ends its copy of segment ${this.segmentTxid}`);
     this.chosen = decision.segment;
+    this.chosenPrint = print;
     this.source = decision.source;
     this.endTxid = decision.segment.endTxid;
     this.phase = "sync";
@@ -278,22 +288,31 @@ export class RecoveryCore {
     this.send(out, this.source, req, this.limits.journalRequestTimeoutMs, { plan, kind: "read" });
   }
 
-  /** A plan that fails stops: that node then fails accept, which is fine while a majority accepts. */
+  /**
+   * A plan that fails stops, and that node is not asked to accept (its own records may stand under the chosen txids):
+   * fine while a majority accepts. The node refuses such an accept anyway (its last record differs from the chosen).
+   */
   private onSyncReply(p: Pending, reply: JournalReply, out: RecoveryOutput): void {
     const plan = p.plan!;
     const chosen = this.chosen!;
+    const failed = (): void => void this.copyFailed.add(plan.node);
     if (p.kind === "read") {
-      if (!reply.ok || !("read" in reply) || reply.read.count === 0) return;
+      if (!reply.ok || !("read" in reply) || reply.read.count === 0) return failed();
       const range = recordRange(reply.read.records, plan.from, chosen.endTxid);
-      if (range === null) return;
+      if (range === null) return failed();
       plan.count = range.records.length;
       const req: JournalRequest = { type: "recoveryAppend", epoch: this.epoch, segmentTxid: chosen.startTxid, firstTxid: plan.from, count: plan.count, records: range.bytes };
       this.send(out, plan.node, req, this.limits.journalRequestTimeoutMs, { plan, kind: "append" });
       return;
     }
-    if (!reply.ok) return;
+    if (!reply.ok) return failed();
     plan.from += plan.count;
     if (plan.from <= chosen.endTxid) this.readChunk(plan, out);
+  }
+
+  /** Who is asked to accept: every responder but those whose copy failed. Protected: the simulator's wrong core asks them too. */
+  protected acceptors(copyFailed: ReadonlySet<string>): string[] {
+    return this.prepared.map((p) => p.node).filter((n) => !copyFailed.has(n));
   }
 
   private afterAccept(out: RecoveryOutput): void {

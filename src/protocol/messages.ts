@@ -43,8 +43,11 @@ export type JournalRequest =
   | { type: "prepareRecovery"; epoch: number; segmentTxid: number }
   /** Writer recovery: records of the chosen segment from firstTxid on, replacing what the node holds from there. */
   | { type: "recoveryAppend"; epoch: number; segmentTxid: number; firstTxid: number; count: number; records: Uint8Array }
-  /** Writer recovery, phase 2: hold exactly this segment (truncating what is beyond it), persist the decision. */
-  | { type: "acceptRecovery"; epoch: number; segment: SegmentState }
+  /**
+   * Writer recovery, phase 2: hold exactly this segment (truncating what is beyond it), persist the decision.
+   * `lastRecord`: the print of the chosen copy's last record; a node whose copy differs there refuses.
+   */
+  | { type: "acceptRecovery"; epoch: number; segment: SegmentState; lastRecord: RecordPrint }
   /** Closes a segment at endTxid (idempotent). */
   | { type: "finalize"; epoch: number; startTxid: number; endTxid: number }
   /** Gives an unformatted node its cluster id; `restoring` when it joins a cluster that already has a log. */
@@ -77,6 +80,14 @@ export interface PrepareResult {
   segment: SegmentState | null;
   /** Epoch in which this node last accepted a recovery decision for the segment, 0 if never. */
   acceptedInEpoch: number;
+  /** The print of the copy's last record (null: no copy, or the node does not know it). */
+  lastRecord: RecordPrint | null;
+}
+
+/** A record as a recovery recognizes it: its epoch and its CRC (u32 each). */
+export interface RecordPrint {
+  epoch: number;
+  crc: number;
 }
 
 export type JournalReply =
@@ -140,14 +151,28 @@ function optionalText(o: Record<string, unknown>, key: string): string | undefin
   return o[key] === undefined || o[key] === null ? undefined : text(o, key);
 }
 
-function optionalUint(o: Record<string, unknown>, key: string): number | undefined {
-  return o[key] === undefined || o[key] === null ? undefined : uint(o, key);
-}
-
 function bool(o: Record<string, unknown>, key: string): boolean {
   const v = o[key];
   if (typeof v !== "boolean") bad(`${key} must be a boolean`);
   return v;
+}
+
+/** The largest epoch a record can carry (a u32 field). */
+export const EPOCH_MAX = 0xffffffff;
+
+function u32(o: Record<string, unknown>, key: string): number {
+  const v = uint(o, key);
+  if (v > EPOCH_MAX) bad(`${key} must fit in 32 bits`);
+  return v;
+}
+
+function optionalU32(o: Record<string, unknown>, key: string): number | undefined {
+  return o[key] === undefined || o[key] === null ? undefined : u32(o, key);
+}
+
+function parseRecordPrint(v: unknown): RecordPrint {
+  if (!isObject(v)) bad("lastRecord must be a map");
+  return { epoch: u32(v, "epoch"), crc: u32(v, "crc") };
 }
 
 export function parseSegmentState(v: unknown): SegmentState {
@@ -163,11 +188,11 @@ export function parseJournalRequest(v: unknown): JournalRequest {
     case "getState":
       return { type: "getState" };
     case "newEpoch":
-      return { type: "newEpoch", epoch: uint(v, "epoch"), clusterId: optionalText(v, "clusterId") };
+      return { type: "newEpoch", epoch: u32(v, "epoch"), clusterId: optionalText(v, "clusterId") };
     case "startSegment":
-      return { type: "startSegment", epoch: uint(v, "epoch"), txid: uint(v, "txid"), clusterId: optionalText(v, "clusterId") };
+      return { type: "startSegment", epoch: u32(v, "epoch"), txid: uint(v, "txid"), clusterId: optionalText(v, "clusterId") };
     case "format":
-      return { type: "format", clusterId: text(v, "clusterId"), restoring: bool(v, "restoring"), epoch: optionalUint(v, "epoch") };
+      return { type: "format", clusterId: text(v, "clusterId"), restoring: bool(v, "restoring"), epoch: optionalU32(v, "epoch") };
     case "getManifest":
       return { type: "getManifest" };
     case "snapshotDurable":
@@ -175,7 +200,7 @@ export function parseJournalRequest(v: unknown): JournalRequest {
     case "syncSegment":
       return {
         type: "syncSegment",
-        epoch: uint(v, "epoch"),
+        epoch: u32(v, "epoch"),
         clusterId: text(v, "clusterId"),
         segment: parseSegmentState(v.segment),
         firstTxid: uint(v, "firstTxid"),
@@ -183,11 +208,11 @@ export function parseJournalRequest(v: unknown): JournalRequest {
         records: bytes(v, "records"),
       };
     case "markRestored":
-      return { type: "markRestored", epoch: uint(v, "epoch"), clusterId: text(v, "clusterId") };
+      return { type: "markRestored", epoch: u32(v, "epoch"), clusterId: text(v, "clusterId") };
     case "journal":
       return {
         type: "journal",
-        epoch: uint(v, "epoch"),
+        epoch: u32(v, "epoch"),
         segmentTxid: uint(v, "segmentTxid"),
         firstTxid: uint(v, "firstTxid"),
         count: uint(v, "count"),
@@ -195,20 +220,20 @@ export function parseJournalRequest(v: unknown): JournalRequest {
         committedTxid: uint(v, "committedTxid"),
       };
     case "prepareRecovery":
-      return { type: "prepareRecovery", epoch: uint(v, "epoch"), segmentTxid: uint(v, "segmentTxid") };
+      return { type: "prepareRecovery", epoch: u32(v, "epoch"), segmentTxid: uint(v, "segmentTxid") };
     case "recoveryAppend":
       return {
         type: "recoveryAppend",
-        epoch: uint(v, "epoch"),
+        epoch: u32(v, "epoch"),
         segmentTxid: uint(v, "segmentTxid"),
         firstTxid: uint(v, "firstTxid"),
         count: uint(v, "count"),
         records: bytes(v, "records"),
       };
     case "acceptRecovery":
-      return { type: "acceptRecovery", epoch: uint(v, "epoch"), segment: parseSegmentState(v.segment) };
+      return { type: "acceptRecovery", epoch: u32(v, "epoch"), segment: parseSegmentState(v.segment), lastRecord: parseRecordPrint(v.lastRecord) };
     case "finalize":
-      return { type: "finalize", epoch: uint(v, "epoch"), startTxid: uint(v, "startTxid"), endTxid: uint(v, "endTxid") };
+      return { type: "finalize", epoch: u32(v, "epoch"), startTxid: uint(v, "startTxid"), endTxid: uint(v, "endTxid") };
     case "read":
       return {
         type: "read",
@@ -260,6 +285,7 @@ export function parseJournalReply(v: unknown): JournalReply {
         state: parseState(p.state),
         segment: p.segment === null || p.segment === undefined ? null : parseSegmentState(p.segment),
         acceptedInEpoch: uint(p, "acceptedInEpoch"),
+        lastRecord: p.lastRecord === null || p.lastRecord === undefined ? null : parseRecordPrint(p.lastRecord),
       },
     };
   }

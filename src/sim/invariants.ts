@@ -6,6 +6,7 @@
  *  - every acked write stays in the committed log (a later writer's recovered log reaches it; some journal node
  *    serves it intact);
  *  - a replica applies only committed records, in txid order, each once;
+ *  - a journal node's finalized segments hold the committed records (never a copy a recovery did not choose);
  *  - promised epochs never go down on a journal node, across restarts;
  *  - a corrupt record is never acked, applied or served onward (applied and recovered records equal the committed
  *    ones byte for byte; a journal node's append scans clean).
@@ -175,6 +176,26 @@ export class Invariants {
         }
       }
       if (!intact) fail(`committed txid ${txid}${this.ackedTxids.has(txid) ? " (acked)" : ""} is held intact by no serving journal node`);
+    }
+    for (const { node, store, serving } of stores) if (serving) this.checkFinalized(node, store);
+  }
+
+  /**
+   * A finalized segment is part of the decided log: every record of it that scans clean is the committed one (a
+   * recovery that finalized a node's own uncommitted copy would leave another record under a committed txid).
+   */
+  private checkFinalized(node: string, store: SimSegmentStore): void {
+    for (const range of store.finalizedRanges()) {
+      for (let txid = range.startTxid; txid <= range.endTxid; txid++) {
+        const c = this.committed.get(txid);
+        const rec = c === undefined ? null : store.recordAt(txid);
+        if (c === undefined || rec === null) continue;
+        const scan = scanRecords(rec);
+        if (scan.stop !== undefined || scan.records.length !== 1) continue; // a flipped bit: refused when read, not another record
+        if (scan.records[0].epoch !== c.epoch || !samePayload(scan.records[0].payload, c.payload)) {
+          fail(`${node} holds a finalized record at committed txid ${txid} of epoch ${scan.records[0].epoch}, not the committed one of epoch ${c.epoch}${this.ackedTxids.has(txid) ? " (acked)" : ""}`);
+        }
+      }
     }
   }
 }

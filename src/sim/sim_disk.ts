@@ -6,7 +6,7 @@
  * cuts a failed append off), and a flipped bit in a stored record, found only when it is read.
  */
 import type { DiskOp, LoadedJournal } from "../journal/journal_core.js";
-import { appendOffsets, finalizedName, inProgressName, planInstall, isSegmentFile, parseIdentity, parseMeta, scanSegmentFiles, type SegmentFile } from "../journal/segment_store.js";
+import { appendOffsets, finalizedName, identityAfterTailRot, inProgressName, planInstall, isSegmentFile, parseIdentity, parseMeta, scanSegmentFiles, type SegmentFile } from "../journal/segment_store.js";
 import { scanRecords } from "../segment/record.js";
 import { assert } from "../util/assert.js";
 import type { Prng } from "./prng.js";
@@ -84,7 +84,7 @@ export class SimSegmentStore {
   ) {}
 
   /** The real node's load path on the simulated files: validate, cut a torn tail, refuse a corrupt segment. */
-  open(): LoadedJournal & { truncated: { file: string; bytes: number } | null } {
+  open(): LoadedJournal & { truncated: { file: string; bytes: number; rot: boolean } | null } {
     let fault: string | null = null;
     let meta = parseMeta(null);
     let identity = parseIdentity(null);
@@ -98,7 +98,8 @@ export class SimSegmentStore {
     } catch (err) {
       fault ??= `${this.dir}/identity.json is unreadable: ${(err as Error).message}`;
     }
-    let truncated: { file: string; bytes: number } | null = null;
+    let truncated: { file: string; bytes: number; rot: boolean } | null = null;
+    let newestPrints: LoadedJournal["newestPrints"];
     this.segments = [];
     // As the real store: staged recovery records and unfinished segment copies never outlive the process that made them.
     for (const name of [...this.disk.files.keys()]) if (name.startsWith("edits_recovery_") || name.startsWith("edits_sync_")) this.disk.files.delete(name);
@@ -107,13 +108,18 @@ export class SimSegmentStore {
       const files: SegmentFile[] = names.map((name) => ({ name, data: this.disk.files.get(name)!.view() }));
       const scan = scanSegmentFiles(this.dir, files);
       fault = scan.fault;
+      newestPrints = scan.newestPrints ?? undefined;
+      if (scan.truncate !== null && scan.truncate.rot && fault === null) {
+        identity = identityAfterTailRot(identity);
+        this.disk.texts.set("identity.json", JSON.stringify(identity));
+      }
       if (scan.truncate !== null) {
         this.disk.files.get(scan.truncate.name)!.truncate(scan.truncate.validBytes);
-        truncated = { file: scan.truncate.name, bytes: scan.truncate.bytes };
+        truncated = { file: scan.truncate.name, bytes: scan.truncate.bytes, rot: scan.truncate.rot };
       }
       this.segments = scan.segments.map((s) => ({ ...s, offsets: [...s.offsets] }));
     }
-    return { meta, identity, segments: this.segments.map(({ startTxid, endTxid, inProgress }) => ({ startTxid, endTxid, inProgress })), fault, truncated };
+    return { meta, identity, segments: this.segments.map(({ startTxid, endTxid, inProgress }) => ({ startTxid, endTxid, inProgress })), fault, truncated, newestPrints };
   }
 
   /** Runs one op, durably; `errno` fails it as an injected write error would (leaving nothing of it). */
@@ -279,6 +285,11 @@ export class SimSegmentStore {
     if (segment === undefined) return null;
     const i = txid - segment.startTxid;
     return this.disk.files.get(segment.name)!.view().subarray(segment.offsets[i], segment.offsets[i + 1]);
+  }
+
+  /** The txid ranges of the finalized segments: for the invariant checks. */
+  finalizedRanges(): { startTxid: number; endTxid: number }[] {
+    return this.segments.filter((s) => !s.inProgress && s.endTxid >= s.startTxid).map(({ startTxid, endTxid }) => ({ startTxid, endTxid }));
   }
 
   /** Flips one bit inside a record of a finalized segment; false if there is none. */

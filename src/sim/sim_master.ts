@@ -106,6 +106,13 @@ export class SimMaster implements SimActor {
   private firstCommitOf: WriterCore | null = null;
   /** The nemesis's hook: a writer's first commit (a crash right after it is a schedule worth trying often). */
   onFirstCommit: () => void = () => {};
+  /** The nemesis's hook: a writer starts serving (its new segment is open and empty everywhere it started). */
+  onWriterStart: (inSync: readonly string[]) => void = () => {};
+  /**
+   * The nemesis's hook on a recovery's copy of the chosen segment (its reads and recoveryAppends): "request", the
+   * request is lost; "reply", the node runs it but its answer is lost; null, delivered. Either way a lost one times out.
+   */
+  recoveryCopyFault: (req: JournalRequest) => "request" | "reply" | null = () => null;
 
   constructor(
     readonly id: string,
@@ -164,11 +171,18 @@ export class SimMaster implements SimActor {
   // ---- journal requests ----
 
   /** One request; exactly one answer: the reply, or TIMEOUT after timeoutMs (a late or duplicate reply is dropped). */
-  private call(node: string, req: JournalRequest, timeoutMs: number, onReply: (reply: JournalReply) => void): void {
+  private call(node: string, req: JournalRequest, timeoutMs: number, onReply: (reply: JournalReply) => void, lost: "request" | "reply" | null = null): void {
     const id = this.requestIds.next();
     const generation = this.incarnation;
-    this.rpc.set(id, onReply);
-    this.bus.send(this.id, node, { kind: "request", id, body: encode(req) });
+    // A lost reply: the answer finds no pending call (the request id is never registered), so the timeout answers.
+    if (lost !== "reply") this.rpc.set(id, onReply);
+    if (lost !== "request") this.bus.send(this.id, node, { kind: "request", id, body: encode(req) });
+    if (lost === "reply") {
+      this.clock.after(timeoutMs, () => {
+        if (this.incarnation === generation) onReply(errorReply(ErrorCode.TIMEOUT, `${req.type} to ${node}: its answer was lost`));
+      });
+      return;
+    }
     this.clock.after(timeoutMs, () => {
       const pending = this.rpc.get(id);
       if (pending === undefined || this.incarnation !== generation) return;
@@ -232,7 +246,12 @@ export class SimMaster implements SimActor {
       this.rebuild(out.done);
       return;
     }
-    for (const r of out.send) this.call(r.node, r.req, r.timeoutMs, (reply) => this.stepRecovery(core, () => core.onReply(r.id, reply)));
+    for (const r of out.send) {
+      const copying = r.req.type === "recoveryAppend" || (r.req.type === "read" && r.req.uncommitted);
+      const lost = copying ? this.recoveryCopyFault(r.req) : null;
+      if (lost !== null) this.trace.add(this.id, `recovery copy fault: ${r.req.type} to ${r.node}, ${lost} lost`);
+      this.call(r.node, r.req, r.timeoutMs, (reply) => this.stepRecovery(core, () => core.onReply(r.id, reply)), lost);
+    }
   }
 
   private retryRecovery(): void {
@@ -290,6 +309,7 @@ export class SimMaster implements SimActor {
     for (const node of start.inSync) this.watch.heard(node, this.clock.nowMs);
     this.state = "writing";
     this.trace.add(this.id, `serving writes: epoch ${start.epoch}, segment ${start.endTxid + 1}, in step ${start.inSync.join(",")} (${start.decision})`);
+    this.onWriterStart(start.inSync);
     this.admit();
   }
 

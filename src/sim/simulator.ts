@@ -14,6 +14,7 @@ import { Prng } from "./prng.js";
 import { SimBus, type BusOptions, type ClientOp, type SimActor, type SimMessage } from "./sim_bus.js";
 import { SimJournalNode } from "./sim_journal_node.js";
 import { SimMaster } from "./sim_master.js";
+import { SimForger } from "./sim_forger.js";
 import { SimReplica } from "./sim_replica.js";
 import { Trace } from "./trace.js";
 
@@ -37,6 +38,12 @@ export interface SimOptions {
    * network wait for the first writer.
    */
   bootstrapFaults?: boolean;
+  /** Overrides the seed's chance that a recovery's copy request (read or recoveryAppend) is lost. */
+  copyFaultChance?: number;
+  /** Overrides the seed's chance that a new writer's segment diverges on a minority (the scripted fault of class 1). */
+  divergeChance?: number;
+  /** Overrides whether a forger sends journal nodes fuzzed requests through the safety phase (class 3). */
+  forger?: boolean;
 }
 
 export interface SimResult {
@@ -48,7 +55,7 @@ export interface SimResult {
   hash: string;
   steps: number;
   simMs: number;
-  stats: { journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; livenessNotPromised: number };
+  stats: { forged: number; journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; livenessNotPromised: number };
 }
 
 /** The simulation's timeouts, scaled down from the defaults so a short run sees many failovers. */
@@ -164,11 +171,24 @@ export function runSimulation(options: SimOptions): SimResult {
   const jnOptions = { diskOpMsMax: prng.int(0, 5), diskErrorChance: prng.pick([0.2, 0.5, 1]) };
   const jns = journalNodes.map((id) => new SimJournalNode(id, config, clock, bus, prng, trace, cores, invariants, jnOptions));
   const masters = masterIds.map((id) => new SimMaster(id, config, clock, bus, trace, cores, invariants, requestIds));
+  // Faults aimed at recoveries' copies of the chosen segment (issue #10, class 1), from their own PRNG so that the
+  // shape of every seed's cluster stays what it was.
+  const copyPrng = new Prng(seed ^ 0x5eed1);
+  const copyFaultChance = options.copyFaultChance ?? copyPrng.pick([0, 0.2, 0.5, 0.8]);
+  for (const m of masters) {
+    m.recoveryCopyFault = () => (phase === "safety" && copyPrng.chance(copyFaultChance) ? copyPrng.pick(["request", "reply"] as const) : null);
+  }
+  const divergeChance = options.divergeChance ?? copyPrng.pick([0, 0.2, 0.5]);
+  trace.add("sim", `recovery copy faults ${copyFaultChance}, diverging minority ${divergeChance}`);
   const replicas = replicaIds.map((id) => new SimReplica(id, config, clock, bus, trace, cores, invariants, requestIds));
   const client = new SimClient("c1", masterIds, clock, bus, prng, config, prng.pick([2, 5, 15, 40]));
   for (const a of [...jns, ...masters, ...replicas, client]) bus.register(a);
   for (const jn of jns) jn.masters = masterIds;
   const everyone = [...jns, ...masters, ...replicas, client].map((a) => a.id);
+  // Its own PRNG, and outside the partitions: the rest of the seed's run is drawn as without it.
+  const forgerPrng = new Prng(seed ^ 0xf0f9e4);
+  const forger = options.forger ?? forgerPrng.chance(0.3) ? new SimForger("f1", journalNodes, clock, bus, forgerPrng, trace, config, forgerPrng.pick([2, 10, 40])) : null;
+  if (forger !== null) bus.register(forger);
   // Only one journal node ever gets flipped bits: a bit flip is a lost copy, and a majority must keep one.
   const corruptible = prng.pick(jns);
 
@@ -183,8 +203,11 @@ export function runSimulation(options: SimOptions): SimResult {
       if (phase === "safety" && !actor.up) actor.start();
     });
   };
+  /** Set while a scripted fault runs (the random nemesis then waits, so as not to blur the schedule it aims at). */
+  let scripted = false;
   const nemesis = (): void => {
     if (phase !== "safety") return;
+    if (scripted) return void clock.after(prng.int(10, nemesisMsMax), nemesis);
     faults++;
     const r = prng.next();
     if (r < 0.3) {
@@ -231,8 +254,69 @@ export function runSimulation(options: SimOptions): SimResult {
     clock.after(prng.int(10, nemesisMsMax), nemesis);
   };
 
+  /**
+   * A new segment whose first records reach one journal node only, then a writer that restarts that segment without
+   * it, then a recovery over that node and a node of the newer writer (issue #10, class 1): the node's own records
+   * stand under txids the newer writer committed, and a recovery that fails to copy the chosen records to it must not
+   * let it accept. Scripted: {master, X} cut from the rest, then X alone, then X back and another journal node and the
+   * master crashed (the recovery's copy then fails at copyFaultChance).
+   */
+  /** Stage 2 of the script: X is isolated until the next writer commits without it (or this long passed). */
+  let onDivergedCommit: (() => void) | null = null;
+  let onDivergedWriter: (() => void) | null = null;
+  const divergeAt = (m: SimMaster, inSync: readonly string[]): void => {
+    if (phase !== "safety" || m !== masters[0] || scripted || !copyPrng.chance(divergeChance)) return;
+    faults++;
+    scripted = true;
+    const xId = copyPrng.pick(inSync);
+    const x = jns.find((jn) => jn.id === xId)!;
+    // Long enough for the writer to journal records on X only and fail its batches (quorumTimeoutMs).
+    const alone = bus.cut([m.id, x.id, client.id]);
+    clock.after(copyPrng.int(400, 800), () => {
+      bus.heal(alone);
+      if (phase !== "safety") return void (scripted = false);
+      // The client waits with X until the next writer serves: its first batch then holds a few records only.
+      let isolated = bus.cut([x.id, client.id]);
+      onDivergedWriter = () => {
+        onDivergedWriter = null;
+        if (phase !== "safety") return; // every cut was healed for good
+        bus.heal(isolated);
+        isolated = bus.cut([x.id]);
+      };
+      let done = false;
+      // The next writer's first commit ends it: it then holds fewer records than X (else X lacks some and refuses anyway).
+      const end = (): void => {
+        if (done) return;
+        done = true;
+        onDivergedCommit = null;
+        onDivergedWriter = null;
+        bus.heal(isolated);
+        scripted = false;
+        if (phase !== "safety") return;
+        const other = copyPrng.pick(jns.filter((jn) => jn !== x));
+        if (other.up) {
+          other.crash();
+          restartLater(other, 1500);
+        }
+        if (m.up) {
+          m.crash();
+          restartLater(m, 300);
+        }
+      };
+      onDivergedCommit = () => clock.after(copyPrng.int(0, 20), end);
+      clock.after(3000, end);
+    });
+  };
+  for (const m of masters) {
+    m.onWriterStart = (inSync) => {
+      if (onDivergedWriter !== null) onDivergedWriter();
+      else divergeAt(m, inSync);
+    };
+  }
+
   for (const m of masters) {
     m.onFirstCommit = () => {
+      onDivergedCommit?.();
       if (phase !== "safety" || !prng.chance(crashAfterFirstCommit)) return;
       clock.after(prng.int(0, 20), () => {
         if (phase !== "safety" || !m.up) return;
@@ -252,6 +336,7 @@ export function runSimulation(options: SimOptions): SimResult {
     steps,
     simMs: clock.nowMs,
     stats: {
+      forged: forger?.sent ?? 0,
       journalNodes: jns.length,
       masters: masters.length,
       replicas: replicas.length,
@@ -286,6 +371,7 @@ export function runSimulation(options: SimOptions): SimResult {
     if (!masters[0].up) masters[0].start();
     for (const rep of replicas) if (!rep.up) rep.start();
     client.healed = true;
+    forger?.stop();
     clock.after(LIVENESS_WRITES_MS, () => {
       client.writing = false;
     });
@@ -301,6 +387,7 @@ export function runSimulation(options: SimOptions): SimResult {
     masters[0].start();
     for (const rep of replicas) rep.start();
     client.start();
+    forger?.start();
     const nemesisStart = prng.int(10, nemesisMsMax);
     if (options.bootstrapFaults !== false) {
       clock.after(nemesisStart, nemesis);

@@ -48,6 +48,7 @@ export interface SnapshotLimits {
   snapshotUploadsMax: number;
   snapshotUploadIdleMs: number;
   snapshotChunkBytes: number;
+  snapshotBytesMax: number;
 }
 
 export class SnapshotStore {
@@ -94,6 +95,8 @@ export class SnapshotStore {
   async begin(info: SnapshotInfo, nowMs: number): Promise<{ stored: boolean }> {
     // Another replica's snapshot at the same txid: other bytes, the same data set. One copy is enough.
     if (this.held.has(info.txid)) return { stored: true };
+    // The announced size is what the disk must take: bounded, whoever announces it.
+    if (info.bytes > this.limits.snapshotBytesMax) throw new QjmError(ErrorCode.BAD_REQUEST, `snapshot of ${info.bytes} bytes: at most ${this.limits.snapshotBytesMax}`);
     await this.expireIdle(nowMs);
     const running = this.uploads.get(info.txid);
     if (running !== undefined) await this.abort(running);

@@ -1,5 +1,7 @@
 /** Deliberately wrong protocol cores: the simulation must catch each (test/unit/sim.test.ts). */
+import { JournalCore } from "../../src/journal/journal_core.js";
 import { RecoveryCore } from "../../src/master/recovery_core.js";
+import type { RecordPrint } from "../../src/protocol/messages.js";
 import type { PrepareResponse, RecoveryDecision } from "../../src/master/segment_recovery.js";
 import { WriterCore } from "../../src/master/writer_core.js";
 import { realCores, type SimCores } from "../../src/sim/cores.js";
@@ -21,6 +23,20 @@ export function longestCopyWins(segmentTxid: number, responses: readonly Prepare
   return { kind: "keep", segment: { ...best.segment!, inProgress: true }, source: best.node };
 }
 
+/** A journal node that accepts a recovery's decision whatever record ends its own copy there (issue #10, class 1). */
+class AnyCopyJournalCore extends JournalCore {
+  protected override isChosenRecord(_held: RecordPrint | null, _chosen: RecordPrint): boolean {
+    return true;
+  }
+}
+
+/** A recovery that asks every responder to accept, even those whose copy of the chosen segment failed. */
+class AcceptFailedCopiesRecoveryCore extends RecoveryCore {
+  protected override acceptors(): string[] {
+    return super.acceptors(new Set());
+  }
+}
+
 export const wrongCores: Record<string, SimCores> = {
   "writer acks after one journal node": {
     ...realCores,
@@ -31,4 +47,10 @@ export const wrongCores: Record<string, SimCores> = {
     recoveryCore: (nodes, limits, newClusterId) => new RecoveryCore(nodes, limits, newClusterId, longestCopyWins),
   },
   "replica applies uncommitted records": { ...realCores, replicaReadsUncommitted: true },
+  // Each half alone is covered by the other (the real recovery skips failed copies; a real node refuses them).
+  "recovery accepts on nodes whose copy failed, and nodes do not check the chosen copy": {
+    ...realCores,
+    journalCore: (nodeId, loaded) => new AnyCopyJournalCore(nodeId, loaded),
+    recoveryCore: (nodes, limits, newClusterId) => new AcceptFailedCopiesRecoveryCore(nodes, limits, newClusterId),
+  },
 };

@@ -43,6 +43,42 @@ test("segment store - finalized and in-progress segments load; a torn tail is cu
   await store.close();
 });
 
+test("segment store - a whole record with a bad checksum at the tail is rot: cut, and the node comes up restoring (issue #10, class 8)", async (t) => {
+  const d = dir(t);
+  fs.writeFileSync(path.join(d, "current", "identity.json"), JSON.stringify({ clusterId: "c1", restoring: false }));
+  const kept = records(1, 3);
+  const rotten = records(4, 1);
+  rotten[rotten.length - 1] ^= 0x01; // one bit of the payload: the record is whole, its CRC fails
+  fs.writeFileSync(path.join(d, "current", inProgressName(1)), Buffer.concat([kept, rotten]));
+  const store = new SegmentStore(d);
+  const loaded = await store.open();
+  t.is(loaded.fault, null);
+  t.deepEqual(loaded.segments, [{ startTxid: 1, endTxid: 3, inProgress: true }]);
+  t.like(loaded.truncated, { bytes: rotten.length, rot: true });
+  t.deepEqual(loaded.identity, { clusterId: "c1", restoring: true }, "it votes again only once the writer restored it");
+  await store.close();
+  // Durably: a restart after the cut (the evidence gone) still comes up restoring.
+  const again = new SegmentStore(d);
+  const reloaded = await again.open();
+  t.deepEqual(reloaded.identity, { clusterId: "c1", restoring: true });
+  t.is(reloaded.truncated, null);
+  await again.close();
+  const core = new JournalCore("jn1", reloaded);
+  t.like(core.step({ type: "newEpoch", epoch: 5, clusterId: "c1" }).reply, { error: { code: "NOT_RESTORED" } });
+});
+
+test("segment store - a torn write at the tail (fewer bytes than its record) is cut and the node keeps voting", async (t) => {
+  const d = dir(t);
+  fs.writeFileSync(path.join(d, "current", "identity.json"), JSON.stringify({ clusterId: "c1", restoring: false }));
+  const torn = records(4, 1);
+  fs.writeFileSync(path.join(d, "current", inProgressName(1)), Buffer.concat([records(1, 3), torn.subarray(0, torn.length - 1)]));
+  const store = new SegmentStore(d);
+  const loaded = await store.open();
+  t.like(loaded.truncated, { bytes: torn.length - 1, rot: false });
+  t.deepEqual(loaded.identity, { clusterId: "c1", restoring: false });
+  await store.close();
+});
+
 test("segment store - an unreadable meta.json is a fault naming the file, never a crash", async (t) => {
   const d = dir(t);
   fs.writeFileSync(path.join(d, "current", "meta.json"), "{not json");
@@ -80,7 +116,8 @@ async function applyAll(store: SegmentStore, ops: readonly DiskOp[]): Promise<vo
 }
 
 async function step(n: { store: SegmentStore; core: JournalCore }, req: JournalRequest): Promise<void> {
-  const r = n.core.step(req);
+  // These tests stand in for a node that holds the snapshot it is told is durable.
+  const r = n.core.step(req, req.type === "snapshotDurable" ? { snapshots: [req.txid] } : {});
   if ("error" in r.reply) throw new Error(`${req.type} refused: ${r.reply.error.code} ${r.reply.error.message}`);
   await applyAll(n.store, r.ops);
 }

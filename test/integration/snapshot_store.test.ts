@@ -9,7 +9,7 @@ import type { SnapshotInfo } from "../../src/protocol/messages.js";
 import { snapshotFileName, SnapshotStore, type SnapshotLimits } from "../../src/snapshot/snapshot_store.js";
 import { prng } from "../helpers/prng.js";
 
-const limits: SnapshotLimits = { snapshotUploadsMax: 1, snapshotUploadIdleMs: 1000, snapshotChunkBytes: 64 };
+const limits: SnapshotLimits = { snapshotUploadsMax: 1, snapshotUploadIdleMs: 1000, snapshotChunkBytes: 64, snapshotBytesMax: 4096 };
 
 function root(t: ExecutionContext): string {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-snapshots-"));
@@ -91,6 +91,15 @@ test("snapshot store - an upload in chunks is stored, listed and read back byte 
     store.list().map((s) => s.txid),
     [300, 500],
   );
+});
+
+test("snapshot store - an upload announcing more than snapshotBytesMax is refused before anything is written (issue #10, class 3)", async (t) => {
+  const d = root(t);
+  const store = await opened(t, d);
+  const data = rdb(200, 3);
+  await refusedWith(t, store.begin({ ...infoOf(7, data), bytes: limits.snapshotBytesMax + 1 }, 0), "BAD_REQUEST", "over the bound");
+  await refusedWith(t, store.begin({ ...infoOf(8, data), bytes: 2 ** 53 - 1 }, 0), "BAD_REQUEST", "a forged size");
+  t.deepEqual(await store.begin(infoOf(7, data), 0), { stored: false });
 });
 
 test("snapshot store - a chunk at another offset than expected is OUT_OF_SYNC; the upload goes on from the right one", async (t) => {

@@ -5,7 +5,7 @@
  */
 import test from "ava";
 import { JournalCore, type DiskOp, type JournalMeta, type StepResult, type CoreReply } from "../../src/journal/journal_core.js";
-import type { JournalRequest, JournalState, SegmentState } from "../../src/protocol/messages.js";
+import type { JournalRequest, JournalState, RecordPrint, SegmentState } from "../../src/protocol/messages.js";
 import { encodeEffects, encodeRecord } from "../../src/segment/record.js";
 
 // ---- helpers ----
@@ -48,6 +48,17 @@ function journal(epoch: number, segmentTxid: number, firstTxid: number, count: n
   return { type: "journal", epoch, segmentTxid, firstTxid, count, records: recs, committedTxid };
 }
 
+/** The print of the first record of `recs` (what an acceptRecovery names the chosen copy's last record by). */
+function printOf(recs: Buffer): RecordPrint {
+  return { epoch: recs.readUInt32BE(16), crc: recs.readUInt32BE(20) };
+}
+
+/** acceptRecovery of segment start..end whose last record is `records(recordEpoch, end, 1)` (default: a print no copy has). */
+function accept(epoch: number, startTxid: number, endTxid: number, recordEpoch?: number): JournalRequest {
+  const lastRecord = recordEpoch === undefined ? { epoch: 99, crc: 0 } : printOf(records(recordEpoch, endTxid, 1));
+  return { type: "acceptRecovery", epoch, segment: { startTxid, endTxid, inProgress: true }, lastRecord };
+}
+
 function recoveryAppend(epoch: number, segmentTxid: number, firstTxid: number, count: number, recs: Buffer): JournalRequest {
   return { type: "recoveryAppend", epoch, segmentTxid, firstTxid, count, records: recs };
 }
@@ -67,7 +78,8 @@ const persist = (meta: JournalMeta): DiskOp => ({ op: "persistMeta", meta });
 
 test("journal core - newEpoch must be strictly higher than the promise, and is persisted (HDFS newEpoch)", (t) => {
   const n = node({ promisedEpoch: 3, writerEpoch: 2, accepted: null });
-  for (const epoch of [0, 1, 2, 3]) {
+  t.is(refusal(n.step({ type: "newEpoch", epoch: 0 })), "BAD_REQUEST", "epoch 0 is no writer's");
+  for (const epoch of [1, 2, 3]) {
     const r = n.step({ type: "newEpoch", epoch });
     t.is(refusal(r), "EPOCH_FENCED", `epoch ${epoch}`);
     t.deepEqual(r.ops, [], `epoch ${epoch}`);
@@ -86,7 +98,7 @@ test("journal core - a lower epoch is refused on every writer request, changing 
     journal(4, 1, 6, 1, 5),
     { type: "prepareRecovery", epoch: 4, segmentTxid: 1 },
     recoveryAppend(4, 1, 6, 1, records(4, 6, 1)),
-    { type: "acceptRecovery", epoch: 4, segment: { startTxid: 1, endTxid: 5, inProgress: true } },
+    accept(4, 1, 5),
     { type: "finalize", epoch: 4, startTxid: 1, endTxid: 5 },
   ];
   for (const req of lower) {
@@ -115,7 +127,7 @@ test("journal core - a higher epoch on any request is an implicit promise, persi
     { req: journal(7, 1, 6, 1), code: "OUT_OF_SYNC" }, // epoch 7 never started a segment here
     { req: { type: "startSegment", epoch: 7, txid: 3 }, code: "ILLEGAL_STATE" }, // would drop committed 3
     { req: recoveryAppend(7, 1, 9, 1, records(2, 9, 1)), code: "OUT_OF_SYNC" }, // gap after 5
-    { req: { type: "acceptRecovery", epoch: 7, segment: { startTxid: 1, endTxid: 9, inProgress: true } }, code: "OUT_OF_SYNC" }, // lacks 6..9
+    { req: accept(7, 1, 9), code: "OUT_OF_SYNC" }, // lacks 6..9
     { req: { type: "finalize", epoch: 7, startTxid: 40, endTxid: 41 }, code: "OUT_OF_SYNC" }, // no such segment
   ];
   for (const { req, code } of failing) {
@@ -207,7 +219,7 @@ test("journal core - startSegment after a gap sets the old segment aside and lea
 test("journal core - startSegment right after a copy this node accepted in recovery finalizes that copy", (t) => {
   const n = written(1, 5);
   ok(n.step({ type: "newEpoch", epoch: 2 }));
-  ok(n.step({ type: "acceptRecovery", epoch: 2, segment: { startTxid: 1, endTxid: 5, inProgress: true } }));
+  ok(n.step(accept(2, 1, 5, 1)));
   const r = n.step({ type: "startSegment", epoch: 2, txid: 6 });
   t.deepEqual(r.ops, [
     { op: "finalize", startTxid: 1, endTxid: 5 },
@@ -330,7 +342,7 @@ test("journal core - prepareRecovery reports the segment held and the epoch a re
   t.is(p1.prepare.state.writerEpoch, 1);
   t.is(p1.prepare.state.promisedEpoch, 2);
 
-  ok(n.step({ type: "acceptRecovery", epoch: 2, segment: { startTxid: 1, endTxid: 4, inProgress: true } }));
+  ok(n.step(accept(2, 1, 4, 1)));
   const p2 = ok(n.step({ type: "prepareRecovery", epoch: 3, segmentTxid: 1 }));
   if (!("prepare" in p2)) return t.fail("no prepare reply");
   t.deepEqual(p2.prepare.segment, { startTxid: 1, endTxid: 4, inProgress: true });
@@ -389,7 +401,7 @@ test("journal core - recoveryAppend refuses a finalized segment", (t) => {
 test("journal core - acceptRecovery truncates a longer in-progress copy and persists the decision", (t) => {
   const n = written(1, 5);
   ok(n.step({ type: "newEpoch", epoch: 2 }));
-  const r = n.step({ type: "acceptRecovery", epoch: 2, segment: { startTxid: 1, endTxid: 3, inProgress: true } });
+  const r = n.step(accept(2, 1, 3, 1));
   t.deepEqual(r.ops, [
     { op: "truncate", segmentTxid: 1, toTxid: 3 },
     persist({ promisedEpoch: 2, writerEpoch: 1, accepted: { segmentTxid: 1, epoch: 2 } }),
@@ -400,7 +412,7 @@ test("journal core - acceptRecovery truncates a longer in-progress copy and pers
 test("journal core - acceptRecovery of exactly the copy held only persists the decision", (t) => {
   const n = written(1, 5);
   ok(n.step({ type: "newEpoch", epoch: 2 }));
-  const r = n.step({ type: "acceptRecovery", epoch: 2, segment: { startTxid: 1, endTxid: 5, inProgress: true } });
+  const r = n.step(accept(2, 1, 5, 1));
   t.deepEqual(r.ops, [persist({ promisedEpoch: 2, writerEpoch: 1, accepted: { segmentTxid: 1, epoch: 2 } })]);
   t.is(stateOf(r).lastTxid, 5);
 });
@@ -421,7 +433,7 @@ test("journal core - acceptRecovery is refused when the node holds less, a final
     const n = c.make();
     ok(n.step({ type: "newEpoch", epoch: 2 }));
     const before = n.state();
-    const r = n.step({ type: "acceptRecovery", epoch: 2, segment: c.segment });
+    const r = n.step({ type: "acceptRecovery", epoch: 2, segment: c.segment, lastRecord: printOf(records(1, c.segment.endTxid, 1)) });
     t.is(refusal(r), c.code, c.name);
     t.deepEqual(r.ops, [], c.name);
     t.deepEqual(n.state(), before, c.name);
@@ -469,7 +481,7 @@ test("journal core - finalize refuses an empty segment", (t) => {
 test("journal core - finalize clears the recovery decision accepted for that segment", (t) => {
   const n = written(1, 5);
   ok(n.step({ type: "newEpoch", epoch: 2 }));
-  ok(n.step({ type: "acceptRecovery", epoch: 2, segment: { startTxid: 1, endTxid: 5, inProgress: true } }));
+  ok(n.step(accept(2, 1, 5, 1)));
   const r = n.step({ type: "finalize", epoch: 2, startTxid: 1, endTxid: 5 });
   t.deepEqual(r.ops, [{ op: "finalize", startTxid: 1, endTxid: 5 }, persist({ promisedEpoch: 2, writerEpoch: 1, accepted: null })]);
   const p = ok(n.step({ type: "prepareRecovery", epoch: 3, segmentTxid: 1 }));
@@ -531,7 +543,7 @@ test("journal core - a node loaded with a fault refuses everything but getState 
     journal(2, 1, 6, 1, 6),
     { type: "prepareRecovery", epoch: 3, segmentTxid: 1 },
     recoveryAppend(3, 1, 6, 1, records(2, 6, 1)),
-    { type: "acceptRecovery", epoch: 3, segment: { startTxid: 1, endTxid: 5, inProgress: true } },
+    accept(3, 1, 5),
     { type: "finalize", epoch: 3, startTxid: 1, endTxid: 5 },
     read(1, true),
   ];
@@ -589,7 +601,7 @@ test("journal core - recoveryAppend from inside the segment replaces the node's 
   t.deepEqual(r.ops.map((o) => o.op), ["stageRecovery"]);
   t.like(r.ops[0], { op: "stageRecovery", segmentTxid: 1, fromTxid: 1, fresh: true });
   t.is(stateOf(r).lastTxid, 5);
-  const a = n.step({ type: "acceptRecovery", epoch: 4, segment: { startTxid: 1, endTxid: 7, inProgress: true } });
+  const a = n.step(accept(4, 1, 7, 3));
   t.deepEqual(a.ops.map((o) => o.op), ["installRecovery", "persistMeta"]);
   t.like(a.ops[0], { op: "installRecovery", segmentTxid: 1, fromTxid: 1, toTxid: 7 });
   t.is(stateOf(a).lastTxid, 7);
@@ -609,7 +621,7 @@ test("journal core - an interrupted recovery copy never shortens the node's log 
   t.deepEqual(p.prepare.segment, { startTxid: 1, endTxid: 5, inProgress: true });
   // A staged copy that does not reach the decided end is refused at accept, and the node's copy stays.
   ok(n.step(recoveryAppend(5, 1, 3, 2, records(1, 3, 2))));
-  t.is(refusal(n.step({ type: "acceptRecovery", epoch: 5, segment: { startTxid: 1, endTxid: 6, inProgress: true } })), "OUT_OF_SYNC");
+  t.is(refusal(n.step(accept(5, 1, 6))), "OUT_OF_SYNC");
   t.is(n.state().lastTxid, 5);
 });
 
@@ -654,7 +666,7 @@ test("journal core - a wiped node (restoring) takes part in no epoch or recovery
   ok(n.step({ type: "format", clusterId: "c1", restoring: true }));
   t.is(refusal(n.step({ type: "newEpoch", epoch: 5, clusterId: "c1" })), "NOT_RESTORED");
   t.is(refusal(n.step({ type: "prepareRecovery", epoch: 5, segmentTxid: 1 })), "NOT_RESTORED");
-  t.is(refusal(n.step({ type: "acceptRecovery", epoch: 5, segment: { startTxid: 1, endTxid: 3, inProgress: true } })), "NOT_RESTORED");
+  t.is(refusal(n.step(accept(5, 1, 3))), "NOT_RESTORED");
   // The writer of epoch 5 opens its segment at 11 and sends its records: a hole before them.
   ok(n.step({ type: "startSegment", epoch: 5, txid: 11, clusterId: "c1" }));
   ok(n.step(journal(5, 11, 11, 2)));
@@ -718,7 +730,7 @@ const snapshotDurable = (txid: number): JournalRequest => ({ type: "snapshotDura
 
 test("journal core - snapshotDurable persists the durable snapshot txid in the meta and never lowers it", (t) => {
   const n = written(2, 30, 30);
-  const r = n.step(snapshotDurable(20));
+  const r = n.step(snapshotDurable(20), { snapshots: [20, 25] });
   t.deepEqual(r.ops, [persist({ promisedEpoch: 2, writerEpoch: 2, accepted: null, durableSnapshotTxid: 20 })]);
   t.is(n.durableSnapshotTxid, 20);
   for (const lower of [20, 10, 0]) {
@@ -727,12 +739,55 @@ test("journal core - snapshotDurable persists the durable snapshot txid in the m
     t.deepEqual(again.ops, [], `snapshot ${lower}`);
     t.is(n.durableSnapshotTxid, 20, `snapshot ${lower}`);
   }
-  t.deepEqual(n.step(snapshotDurable(25)).ops, [persist({ promisedEpoch: 2, writerEpoch: 2, accepted: null, durableSnapshotTxid: 25 })]);
+  t.deepEqual(n.step(snapshotDurable(25), { snapshots: [20, 25] }).ops, [persist({ promisedEpoch: 2, writerEpoch: 2, accepted: null, durableSnapshotTxid: 25 })]);
   // Later meta writes carry it along, so a restart never forgets it.
   const promise = n.step({ type: "newEpoch", epoch: 3 });
   t.deepEqual(promise.ops, [persist({ promisedEpoch: 3, writerEpoch: 2, accepted: null, durableSnapshotTxid: 25 })]);
   const reloaded = node({ promisedEpoch: 3, writerEpoch: 2, accepted: null, durableSnapshotTxid: 25 });
   t.is(reloaded.durableSnapshotTxid, 25);
+});
+
+test("journal core - snapshotDurable must name a snapshot held here, at or below what the node knows committed (issue #10, class 3)", (t) => {
+  const n = written(2, 30, 20);
+  const refused = (txid: number, snapshots: number[], code: string, why: string): void => {
+    const r = n.step(snapshotDurable(txid), { snapshots });
+    t.is(refusal(r), code, why);
+    t.deepEqual(r.ops, [], why);
+    t.is(n.durableSnapshotTxid, 0, why);
+  };
+  refused(2 ** 53 - 1, [], "NOT_FOUND", "a forged txid: no such snapshot");
+  refused(15, [10], "NOT_FOUND", "a snapshot not held here");
+  refused(2 ** 53 - 1, [2 ** 53 - 1], "OUT_OF_SYNC", "held, but far beyond the commit index");
+  refused(25, [25], "OUT_OF_SYNC", "held, but beyond the commit index (20)");
+  ok(n.step(snapshotDurable(20), { snapshots: [20] }));
+  t.is(n.durableSnapshotTxid, 20);
+  // The end of a finalized segment is committed too (a node that just restarted knows no commit index).
+  const f = node({ promisedEpoch: 2, writerEpoch: 2, accepted: null }, [{ startTxid: 1, endTxid: 40, inProgress: false }]);
+  ok(f.step(snapshotDurable(40), { snapshots: [40] }));
+  t.is(f.durableSnapshotTxid, 40);
+});
+
+test("journal core - an epoch that does not fit in a record's 32 bits is BAD_REQUEST, and never promised (issue #10, class 3)", (t) => {
+  const n = written(2, 5, 3);
+  const before = n.state();
+  const far = 2 ** 32;
+  const requests: JournalRequest[] = [
+    { type: "newEpoch", epoch: far },
+    { type: "startSegment", epoch: far, txid: 6 },
+    journal(far, 1, 6, 1, 5, records(2, 6, 1)),
+    { type: "prepareRecovery", epoch: far, segmentTxid: 1 },
+    recoveryAppend(far, 1, 6, 1, records(2, 6, 1)),
+    accept(far, 1, 5, 2),
+    { type: "finalize", epoch: far, startTxid: 1, endTxid: 5 },
+    { type: "markRestored", epoch: far, clusterId: "c1" },
+  ];
+  for (const req of requests) {
+    const r = n.step(req);
+    t.is(refusal(r), "BAD_REQUEST", req.type);
+    t.deepEqual(r.ops, [], req.type);
+  }
+  t.deepEqual(n.state(), before);
+  ok(n.step({ type: "newEpoch", epoch: 3 }));
 });
 
 test("journal core - snapshotDurable of another cluster is refused", (t) => {
@@ -852,6 +907,17 @@ test("journal core - compaction merges runs of small consecutive finalized segme
   // A lone small segment between big ones is no run.
   const lone = log([[1, 10], [11, 20], [21, 30], [31, 40]]);
   t.deepEqual(lone.compactionPlan(sizesOf(lone, 600, { 11: 100, 31: 100 }), [], limits).merges, []);
+});
+
+test("journal core - compaction never merges the newest finalized segment a recovery may still address (issue #10, class 6)", (t) => {
+  // The writer died between a roll's finalize and the next segment's start: 21..30 is the newest segment.
+  const rolled = log([[1, 10], [11, 20], [21, 30], [31, 40]], 0, 0);
+  const none = node({ promisedEpoch: 2, writerEpoch: 2, accepted: null }, [fin(1, 10), fin(11, 20), fin(21, 30), fin(31, 40)]);
+  for (const [name, n] of [["no segment after it", none], ["an empty in-progress segment after it", rolled]] as const) {
+    const plan = n.compactionPlan(sizesOf(n, 100), [], limits);
+    t.deepEqual(plan.merges.map((m) => [m.startTxid, m.endTxid]), [[1, 30]], name);
+    t.is(n.merge([fin(21, 30), fin(31, 40)]), null, `${name}: merge refuses it too`);
+  }
 });
 
 test("journal core - a merged segment is capped by mergedSegmentMaxBytes", (t) => {

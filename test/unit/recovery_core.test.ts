@@ -8,7 +8,8 @@ import { JournalCore, type StepResult } from "../../src/journal/journal_core.js"
 import { RecoveryCore, type RecoveryOutput, type RecoveryRequest } from "../../src/master/recovery_core.js";
 import { toErrorReply, type ErrorReply } from "../../src/protocol/errors.js";
 import type { JournalReply } from "../../src/protocol/messages.js";
-import { epochOneRecords, unformattedNode } from "../helpers/journal_fixtures.js";
+import { encodeEffects, encodeRecord } from "../../src/segment/record.js";
+import { epochOneRecord, epochOneRecords, unformattedNode } from "../helpers/journal_fixtures.js";
 
 const limits = { epochRequestTimeoutMs: 100, journalRequestTimeoutMs: 200, readBytesMax: 1 << 20, readRecordsMax: 100 };
 const names = ["jn1", "jn2", "jn3"];
@@ -101,10 +102,110 @@ test("recovery core - after an accept that reached only a minority, the others g
   // A recovery in epoch 2 accepted jn1's copy on jn1 alone, then died: jn1's copy is now of epoch 2, the others' of epoch 1.
   const jn1 = nodes.get("jn1")!;
   t.false("error" in jn1.step({ type: "newEpoch", epoch: 2, clusterId: "c" }).reply);
-  t.false("error" in jn1.step({ type: "acceptRecovery", epoch: 2, segment: { startTxid: 1, endTxid: 6, inProgress: true } }).reply);
+  t.false("error" in jn1.step({ type: "acceptRecovery", epoch: 2, segment: { startTxid: 1, endTxid: 6, inProgress: true }, lastRecord: { epoch: 1, crc: epochOneRecord(6).readUInt32BE(20) } }).reply);
   // The next recovery keeps jn1's copy; jn2 and jn3 refuse to replace their committed 1..4, so they get 5..6 only.
   const core = new RecoveryCore(names, limits, "c");
   const out = drive(core, nodes);
   t.like(out.done, { epoch: 3, endTxid: 6, inSync: names });
   for (const n of nodes.values()) t.like(n.state(), { writerEpoch: 3, lastTxid: 6, lastSegment: { startTxid: 7, endTxid: 6, inProgress: true } });
+});
+
+// ---- a failed recovery copy (issue #10, class 1) ----
+
+/** The epoch-`epoch` record of these tests at txid (epochs write different values under the same txids). */
+function recordOf(epoch: number, txid: number): Buffer {
+  return encodeRecord(txid, epoch, encodeEffects([[Buffer.from("SET"), Buffer.from("k"), Buffer.from(`e${epoch}-${txid}`)]]));
+}
+
+/**
+ * Like drive, but reads are served with the records each node really holds (`held`: node → txid → record), and
+ * requests for which `fails` says so get a TIMEOUT. Returns the output, or the error the core threw.
+ */
+function driveHeld(core: RecoveryCore, nodes: Map<string, JournalCore>, held: Map<string, Map<number, Buffer>>, fails: (r: RecoveryRequest) => boolean): RecoveryOutput | Error {
+  let queue: RecoveryRequest[] = [];
+  try {
+    let out = core.start();
+    for (;;) {
+      if (out.done !== null) return out;
+      queue = queue.concat(out.send);
+      const r = queue.shift();
+      if (r === undefined) throw new Error("recovery waits for nothing");
+      let reply: JournalReply;
+      if (fails(r)) reply = { ok: false, code: "TIMEOUT", message: "injected" };
+      else {
+        const step = nodes.get(r.node)!.step(r.req);
+        if ("read" in step.reply) {
+          const { fromTxid, toTxid } = step.reply.read;
+          const recs: Buffer[] = [];
+          for (let txid = fromTxid; txid <= toTxid; txid++) recs.push(held.get(r.node)!.get(txid)!);
+          const s = nodes.get(r.node)!.state();
+          reply = { ok: true, read: { records: Buffer.concat(recs), count: recs.length, lastTxid: s.lastTxid, committedTxid: s.committedTxid } };
+        } else reply = asReply(step);
+      }
+      out = core.onReply(r.id, reply);
+    }
+  } catch (err) {
+    return err as Error;
+  }
+}
+
+test("recovery core - a node whose copy of the chosen segment failed never accepts, and never finalizes its own uncommitted records", (t) => {
+  const nodes = fresh();
+  const [x, y, z] = names.map((n) => nodes.get(n)!);
+  drive(new RecoveryCore(names, limits, "c"), nodes); // epoch 1: segment 1 open, empty, everywhere
+  const held = new Map(names.map((n) => [n, new Map<number, Buffer>()]));
+  // Writer e1 fsyncs 1..3 on X only (never committed), and dies.
+  const e1 = Buffer.concat([1, 2, 3].map((txid) => recordOf(1, txid)));
+  t.false("error" in x.step({ type: "journal", epoch: 1, segmentTxid: 1, firstTxid: 1, count: 3, records: e1, committedTxid: 0 }).reply);
+  for (const txid of [1, 2, 3]) held.get("jn1")!.set(txid, recordOf(1, txid));
+  // Writer e2 recovers on Y, Z (decision "empty"), restarts segment 1 and commits 1..2 there (acked).
+  const e2 = drive(new RecoveryCore(names, limits, "c"), nodes, ["jn1"]);
+  t.like(e2.done, { epoch: 2, endTxid: 0 });
+  const e2Records = Buffer.concat([1, 2].map((txid) => recordOf(2, txid)));
+  for (const n of [y, z]) t.false("error" in n.step({ type: "journal", epoch: 2, segmentTxid: 1, firstTxid: 1, count: 2, records: e2Records, committedTxid: 2 }).reply);
+  for (const n of ["jn2", "jn3"]) for (const txid of [1, 2]) held.get(n)!.set(txid, recordOf(2, txid));
+  // Z dies. Writer e3 recovers on X, Y and keeps Y's copy; copying it to X fails (the read times out).
+  const z3 = new Set(["jn3"]);
+  const failedCopy = driveHeld(new RecoveryCore(names, limits, "c"), nodes, held, (r) => z3.has(r.node) || (r.req.type === "read" && r.req.uncommitted));
+  t.true(failedCopy instanceof Error && failedCopy.message.includes("acceptRecovery by 1"), String(failedCopy));
+  t.like(x.state(), { lastTxid: 3, lastSegment: { startTxid: 1, endTxid: 3, inProgress: true } });
+  // Asked anyway, X refuses: its record 2 is e1's, not the chosen copy's.
+  const forced = x.step({ type: "acceptRecovery", epoch: x.state().promisedEpoch, segment: { startTxid: 1, endTxid: 2, inProgress: true }, lastRecord: { epoch: 2, crc: recordOf(2, 2).readUInt32BE(20) } });
+  t.true("error" in forced.reply && forced.reply.error.code === "OUT_OF_SYNC");
+  t.like(x.state(), { lastTxid: 3, lastSegment: { startTxid: 1, endTxid: 3, inProgress: true } });
+  // Once the copy goes through, X holds e2's records 1..2, finalized, and the log goes on after them.
+  const healed = driveHeld(new RecoveryCore(names, limits, "c"), nodes, held, (r) => z3.has(r.node));
+  t.false(healed instanceof Error, String(healed));
+  t.like((healed as RecoveryOutput).done, { endTxid: 2 });
+  t.deepEqual(x.printAt(2), null, "segment 1 is no longer the newest");
+  const p = x.step({ type: "prepareRecovery", epoch: x.state().promisedEpoch, segmentTxid: 1 });
+  t.true("prepare" in p.reply && p.reply.prepare.segment?.endTxid === 2 && !p.reply.prepare.segment.inProgress);
+});
+
+// ---- compaction and recovery (issue #10, class 6) ----
+
+test("recovery core - nodes that compacted differently still elect a writer after a roll's finalize with no next segment", (t) => {
+  const nodes = fresh();
+  drive(new RecoveryCore(names, limits, "c"), nodes);
+  // Epoch 1 writes three segments, 1..5, 6..10, 11..15, and dies right after finalizing the last one.
+  for (const n of nodes.values()) {
+    for (const [start, end] of [[1, 5], [6, 10], [11, 15]]) {
+      if (start > 1) t.false("error" in n.step({ type: "startSegment", epoch: 1, txid: start, clusterId: "c" }).reply);
+      t.false("error" in n.step({ type: "journal", epoch: 1, segmentTxid: start, firstTxid: start, count: end - start + 1, records: epochOneRecords(start, end), committedTxid: start - 1 }).reply);
+      t.false("error" in n.step({ type: "finalize", epoch: 1, startTxid: start, endTxid: end }).reply);
+    }
+  }
+  // jn1 and jn2 compact (more segments than maxSegments); jn3 does not.
+  const compactionLimits = { maxSegments: 2, editlogMaxBytes: 1 << 30, mergedSegmentMaxBytes: 1 << 20, purgeMarginRecords: 0, snapshotsRetained: 2 };
+  for (const name of ["jn1", "jn2"]) {
+    const n = nodes.get(name)!;
+    const sizes = new Map(n.state().lastSegment === null ? [] : [1, 6, 11].map((s) => [s, 100]));
+    const plan = n.compactionPlan(sizes, [], compactionLimits);
+    t.true(plan.merges.length > 0, "something is merged");
+    t.false(plan.merges.some((m) => m.parts.some((p) => p.startTxid === 11)), "never the newest finalized segment");
+    for (const m of plan.merges) t.not(n.merge(m.parts), null);
+    t.like(n.state(), { lastSegment: { startTxid: 11, endTxid: 15, inProgress: false } });
+  }
+  const out = drive(new RecoveryCore(names, limits, "c"), nodes);
+  t.like(out.done, { epoch: 2, endTxid: 15, inSync: names });
 });

@@ -21,6 +21,7 @@ function copy(node: string, c: Copy): PrepareResponse {
     node,
     segment,
     acceptedInEpoch: c.acceptedInEpoch ?? 0,
+    lastRecord: null,
     state: {
       nodeId: node,
       promisedEpoch: 9,

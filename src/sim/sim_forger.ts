@@ -1,0 +1,163 @@
+/**
+ * A forger on the bus (issue #10, class 3): from the first step it sends journal nodes requests of every type with
+ * fuzzed fields — boundary integers, epochs that do not fit in a record, stale and future epochs, far txids, wrong
+ * types, garbage records — and ignores the answers (it only learns the epochs the nodes promised, to aim near them).
+ * The invariants must hold, and the run must still converge once it stops.
+ *
+ * What it does not send, because no validation can refuse it without authentication (NATS permissions, another part
+ * of issue #10): a request a real writer could send in the node's state, with the node's current epoch or above —
+ * records that scan clean at the next txid, a startSegment past the node's end, a markRestored, a finalize at the
+ * segment's true end, a well-formed format. A higher epoch it does send (newEpoch, prepareRecovery…): it fences the real writer, who then
+ * wins the next one; it stays far below 2^32 - 1 so that one remains.
+ */
+import type { Config } from "../config/config.js";
+import { decode, encode } from "../protocol/codec.js";
+import { parseJournalReply } from "../protocol/messages.js";
+import { encodeEffects, encodeRecord } from "../segment/record.js";
+import type { SimClock } from "./clock.js";
+import type { Prng } from "./prng.js";
+import type { SimActor, SimBus, SimMessage } from "./sim_bus.js";
+import type { Trace } from "./trace.js";
+
+/** How far above the highest promise it saw a forged epoch goes (it must leave the real writer room in u32). */
+export const FORGED_EPOCH_STEP_MAX = 3;
+
+const BOUNDARY_INTEGERS = [-1, 0.5, 2 ** 32 - 1 + 1, 2 ** 32 + 5, 2 ** 40, 2 ** 53 - 1, 2 ** 53, Number.MAX_VALUE, Infinity, NaN];
+
+export class SimForger implements SimActor {
+  up = true;
+  sent = 0;
+  private promisedSeen = 0;
+  private lastTxidSeen = 0;
+  private seq = 0;
+  private stopped = false;
+
+  constructor(
+    readonly id: string,
+    private readonly journalNodes: readonly string[],
+    private readonly clock: SimClock,
+    private readonly bus: SimBus,
+    private readonly prng: Prng,
+    private readonly trace: Trace,
+    private readonly config: Config,
+    private readonly intervalMsMax: number,
+  ) {}
+
+  start(): void {
+    const tick = (): void => {
+      if (this.stopped) return;
+      this.forgeOne();
+      this.clock.after(this.prng.int(1, this.intervalMsMax), tick);
+    };
+    tick();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.trace.add(this.id, `stops after ${this.sent} forged requests`);
+  }
+
+  onMessage(_from: string, msg: SimMessage): void {
+    if (msg.kind !== "reply") return;
+    try {
+      const reply = parseJournalReply(decode(msg.body));
+      const state = reply.ok && "state" in reply ? reply.state : reply.ok && "prepare" in reply ? reply.prepare.state : null;
+      if (state !== null) {
+        this.promisedSeen = Math.max(this.promisedSeen, state.promisedEpoch);
+        this.lastTxidSeen = Math.max(this.lastTxidSeen, state.lastTxid);
+      }
+    } catch {
+      // a reply it cannot read teaches it nothing
+    }
+  }
+
+  private forgeOne(): void {
+    const node = this.prng.pick(this.journalNodes);
+    const body = this.forgedRequest();
+    this.sent++;
+    this.bus.send(this.id, node, { kind: "request", id: ++this.seq, body: encode(body) });
+  }
+
+  /** Any integer a field could get: a boundary, or near what the nodes hold. */
+  private integer(near: number): unknown {
+    const r = this.prng.next();
+    if (r < 0.3) return this.prng.pick(BOUNDARY_INTEGERS);
+    if (r < 0.4) return this.prng.pick(["1", null, true, [], {}]);
+    return Math.max(0, near + this.prng.int(-3, 3));
+  }
+
+  /** A stale epoch (fenced), or one that does not fit in a record (refused at parse). */
+  private harmlessEpoch(): unknown {
+    return this.prng.chance(0.5) ? Math.max(0, this.promisedSeen - this.prng.int(1, 3)) : this.prng.pick(BOUNDARY_INTEGERS);
+  }
+
+  /** Any of: stale, current, a little above the promise (fences the writer), out of range. */
+  private anyEpoch(): unknown {
+    const r = this.prng.next();
+    if (r < 0.4) return this.harmlessEpoch();
+    if (r < 0.7) return this.promisedSeen;
+    return this.promisedSeen + this.prng.int(1, FORGED_EPOCH_STEP_MAX);
+  }
+
+  /** A txid no writer is near: far beyond the log, or a boundary. */
+  private farTxid(): unknown {
+    return this.prng.chance(0.5) ? this.lastTxidSeen + this.prng.int(1000, 1_000_000) : this.prng.pick(BOUNDARY_INTEGERS);
+  }
+
+  /** Garbage, or records that scan clean at txids no writer is near (or with an epoch no writer holds). */
+  private records(firstTxid: unknown): Uint8Array {
+    const r = this.prng.next();
+    if (r < 0.4) return Uint8Array.from({ length: this.prng.int(0, 64) }, () => this.prng.int(0, 255));
+    const start = typeof firstTxid === "number" && Number.isSafeInteger(firstTxid) && firstTxid >= 1 ? firstTxid : 1;
+    const txid = r < 0.7 ? this.lastTxidSeen + this.prng.int(1000, 100_000) : start;
+    const epoch = r < 0.7 ? this.prng.int(1, 2 ** 32 - 1) : 2 ** 32 - 1 - this.prng.int(0, 5);
+    return encodeRecord(txid, epoch, encodeEffects([[Buffer.from("SET"), Buffer.from("forged"), Buffer.from(String(txid))]]));
+  }
+
+  private segment(): unknown {
+    if (this.prng.chance(0.2)) return this.prng.pick([null, "segment", { startTxid: 1 }]);
+    return { startTxid: this.integer(this.lastTxidSeen), endTxid: this.farTxid(), inProgress: this.prng.chance(0.5) };
+  }
+
+  private forgedRequest(): unknown {
+    const near = this.lastTxidSeen;
+    const clusterId = this.prng.pick(["forged", "", "x".repeat(300), undefined]);
+    const type = this.prng.pick([
+      "getState", "newEpoch", "startSegment", "journal", "prepareRecovery", "recoveryAppend", "acceptRecovery", "finalize",
+      "format", "getManifest", "snapshotDurable", "syncSegment", "markRestored", "read", "noSuchType",
+    ]);
+    const first = this.farTxid();
+    switch (type) {
+      case "newEpoch":
+      case "prepareRecovery":
+        return { type, epoch: this.anyEpoch(), segmentTxid: this.integer(near), clusterId };
+      case "startSegment":
+        // Past the node's end with the current epoch or above it sets aside the open segment: see the header.
+        return { type, epoch: this.prng.pick([0, ...BOUNDARY_INTEGERS]), txid: this.prng.chance(0.5) ? this.integer(near) : first, clusterId };
+      case "journal": {
+        // With the writer's epoch only records at a far txid (refused): an empty batch would raise the commit index.
+        const epoch = this.prng.chance(0.7) ? this.harmlessEpoch() : this.anyEpoch();
+        const count = typeof epoch === "number" && epoch >= this.promisedSeen ? this.prng.int(1, 3) : this.integer(1);
+        return { type, epoch, segmentTxid: this.integer(near), firstTxid: first, count, records: this.records(first), committedTxid: this.prng.chance(0.5) ? this.farTxid() : this.integer(near) };
+      }
+      case "recoveryAppend":
+      case "syncSegment":
+        return { type, epoch: this.anyEpoch(), clusterId, segmentTxid: this.integer(near), segment: this.segment(), firstTxid: first, count: this.integer(1), records: this.records(first) };
+      case "acceptRecovery":
+        return { type, epoch: this.anyEpoch(), segment: this.segment(), lastRecord: { epoch: this.integer(this.promisedSeen), crc: this.integer(0) } };
+      case "finalize":
+        return { type, epoch: this.anyEpoch(), startTxid: this.integer(near), endTxid: this.farTxid() };
+      case "format":
+        // A well-formed format makes a wiped node a voter: only malformed ones (see the header).
+        return { type, clusterId: this.prng.pick(["", "x".repeat(300), 7]), restoring: this.prng.chance(0.5), epoch: this.anyEpoch() };
+      case "snapshotDurable":
+        return { type, txid: this.prng.chance(0.5) ? this.farTxid() : this.integer(near), clusterId: clusterId ?? "forged" };
+      case "markRestored":
+        return { type, epoch: this.prng.pick([0, ...BOUNDARY_INTEGERS]), clusterId: clusterId ?? "forged" };
+      case "read":
+        return { type, fromTxid: this.integer(near), bytesMax: this.prng.pick([0, 1, 2 ** 53 - 1, this.config.readBytesMax * 1000]), recordsMax: this.prng.pick([0, 2 ** 31, 2 ** 53 - 1]), uncommitted: this.prng.chance(0.5) };
+      default:
+        return { type };
+    }
+  }
+}
