@@ -213,8 +213,9 @@ export class Master {
     const replicaOf = ["--replicaof", "127.0.0.1", String(this.feeder.port)];
     this.redis = await startRedisServer({ port: c.masterRedisPort, dir: this.dataDir + "/redis", persistent: false, startTimeoutMs: c.redisStartTimeoutMs, extraArgs: replicaOf });
     // Auto-pipelining: the commands of one event-loop turn leave in one socket write, in call order. Never resend a
-    // command after a reconnect: a client write would run twice.
-    this.client = new Redis({ port: this.redis.port, host: "127.0.0.1", maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true, enableAutoPipelining: true, autoResendUnfulfilledCommands: false });
+    // command after a reconnect (a client write would run twice); maxRetriesPerRequest 0 so that ioredis fails the
+    // commands in flight at a close instead of dropping them unsettled.
+    this.client = new Redis({ port: this.redis.port, host: "127.0.0.1", maxRetriesPerRequest: 0, enableOfflineQueue: false, lazyConnect: true, enableAutoPipelining: true, autoResendUnfulfilledCommands: false });
     this.client.on("error", (err) => this.log.debug({ err }, "redis client error"));
     await this.client.connect();
     this.commands = await CommandTable.load(this.client);

@@ -87,9 +87,13 @@ export class Replica {
     this.loop = this.tail();
   }
 
-  /** The one place this actor's Redis connection is configured. Never resend a command after a reconnect (class 7). */
+  /**
+   * The one place this actor's Redis connection is configured. Never resend a command after a reconnect (class 7), and
+   * fail every command in flight when the connection closes: with autoResendUnfulfilledCommands off, ioredis 5 silently
+   * drops (never settles) the commands in flight unless maxRetriesPerRequest is 0, which flushes them on every close.
+   */
   private redisOptions(): RedisOptions {
-    return { port: this.redisPort, host: "127.0.0.1", maxRetriesPerRequest: 1, lazyConnect: true, autoResendUnfulfilledCommands: false };
+    return { port: this.redisPort, host: "127.0.0.1", maxRetriesPerRequest: 0, lazyConnect: true, autoResendUnfulfilledCommands: false };
   }
 
   status(): ActorStatus {
@@ -272,7 +276,8 @@ export class Replica {
     try {
       await applyRecords(this.feeder!, this.client!, records, { markerKey: APPLIED_KEY, applied: (txid) => this.core!.onApplied(txid) });
     } catch (err) {
-      await this.resync();
+      // A failed effect stops this copy: its applied txid stays the last record that applied cleanly.
+      if (!(err instanceof ApplyError && err.effectFailed)) await this.resync();
       throw err;
     }
   }
