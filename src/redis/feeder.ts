@@ -122,10 +122,13 @@ export class Feeder {
    * suits the plan. Throws why a full sync failed, or a timeout.
    */
   async sync(client: Redis): Promise<void> {
-    const state = this.link?.state;
-    const wantFull = this.plan.kind === "full";
-    if (!(state === "loading" || (state === "live" && !wantFull))) await repoint(client, this.port);
-    await this.waitFor(() => this.live, this.options.syncTimeoutMs, "the Redis to sync", () => this.fullSyncError ?? undefined);
+    const current = this.link;
+    const state = current?.state;
+    const reuse = state === "loading" || (state === "live" && this.plan.kind !== "full");
+    if (!reuse) await repoint(client, this.port);
+    // After a repoint, the link it replaced may look live until its socket's close event comes: wait for a new one.
+    const replaced = reuse ? null : current;
+    await this.waitFor(() => this.live && this.link !== replaced, this.options.syncTimeoutMs, "the Redis to sync", () => this.fullSyncError ?? undefined);
   }
 
   /**

@@ -238,3 +238,46 @@ test.serial("replay - an effect that fails on a replica stops that copy and is r
   t.true(((await tc!.status()).find((x) => x.id === "r2")?.appliedTxid ?? 0) < hset.txid);
   sub.unsubscribe();
 });
+
+test("replay - a replica that bootstraps from a snapshot taken before a TTL extension, after the TTL passed, keeps the key", async (t) => {
+  const limits = { segmentMaxRecords: 100, maxSegments: 4, snapshotEveryRecords: 200, purgeMarginRecords: 10, compactionCheckMs: 200 };
+  const local = await startTestCluster("replayboot", limits);
+  t.teardown(() => local.stop());
+  const seen: { type: string; txid?: number; actor?: string }[] = [];
+  const sub = local.nc.subscribe(subjects(local.cluster.cluster).events, {
+    callback: (err, msg) => {
+      if (!err) seen.push(decode(msg.data) as { type: string });
+    },
+  });
+  t.teardown(() => sub.unsubscribe());
+  await waitForWriter(local);
+  await local.cluster.signal("r1", "SIGKILL");
+  const ttlMs = 6000;
+  const set = await local.write(["SET", "boot:s", "v", "PX", ttlMs]);
+  const setAt = Date.now();
+  if (!set.ok) return t.fail(JSON.stringify(set));
+  // Enough records for r2 to snapshot (holding boot:s with its short TTL) before the extension is written.
+  await runClients(10, 25, async (c, i) => await local.write(["SET", `fill:${c}:${i}`, "x"]));
+  await until("a snapshot past the SET", 20000, () => (seen.some((e) => e.type === "snapshotDurable" && (e.txid ?? 0) >= set.txid) ? true : undefined));
+  t.true(Date.now() - setAt < ttlMs - 500, "the snapshot came before boot:s's TTL");
+  const extend = await local.write(["PEXPIRE", "boot:s", 600000]);
+  t.true(extend.ok);
+  // The log r1 needs is purged: it must bootstrap from the snapshot.
+  const fill = runClients(10, 40, async (c, i) => await local.write(["SET", `more:${c}:${i}`, "x"]));
+  await fill;
+  await until("the journal purged past r1's position", 60000, async () => {
+    const firsts = (await local.status()).filter((s) => s.role === "journal").map((s) => Number(s.details.firstTxid));
+    return firsts.length === 3 && firsts.every((f) => f > 2) ? true : undefined;
+  }, 200);
+  // boot:s's first TTL has passed when r1 loads the snapshot and replays the PEXPIRE.
+  await new Promise((res) => setTimeout(res, Math.max(0, setAt + ttlMs + 500 - Date.now())));
+  local.cluster.startActor("r1");
+  await until("r1 to bootstrap", 60000, () => (seen.some((e) => e.type === "bootstrapped" && e.actor === "replica.r1") ? true : undefined));
+  const master = await waitForWriter(local);
+  const replicas = await waitForReplicas(local, master.committedTxid);
+  const masterKeys = await dumpKeyspace(redisPort(master));
+  t.true((masterKeys.get("boot:s")?.expireAtMs ?? 0) > Date.now() + 60000, "the master holds boot:s with its extended TTL");
+  for (const replica of replicas) {
+    t.deepEqual(diffKeyspaces(masterKeys, await dumpKeyspace(redisPort(replica)), 1000).slice(0, 10), [], `${replica.id} equals the master`);
+  }
+});
