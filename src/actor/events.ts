@@ -25,6 +25,8 @@ export type ClusterEvent =
   | { type: "compacted"; node: string; purgedSegments: number; mergedSegments: number; purgedSnapshots: number; firstTxid: number }
   /** A snapshot is fsynced on a majority of journal nodes: segments below it may be purged. */
   | { type: "snapshotDurable"; txid: number; bytes: number; nodes: string[] }
+  /** An effect failed to apply on an actor's Redis (replay): that copy differs from the journal and stopped applying. */
+  | { type: "applyFailed"; actor: string; txid: number; reason: string }
   /** An actor loaded a snapshot into its Redis and tails the journal from its txid. */
   | { type: "bootstrapped"; actor: string; txid: number; bytes: number; fromNode: string; ms: number; downloadMs: number };
 

@@ -66,6 +66,12 @@ export const defaults = {
   replicaReportTtlMs: 10000,
   /** A replica with nothing new to apply polls again after this. */
   replicaPollMs: 20,
+  // ---- replay (issue #10 classes 2 and 7): the feeder whose replica each replaying Redis is ----
+  /** The feeder pings its Redis after this long without traffic (Redis drops a master silent for repl-timeout, 60 s). */
+  feederKeepaliveMs: 10000,
+  /** Longest wait for a Redis to (re)connect to its feeder, and for its ACK after a run of records. */
+  feederSyncTimeoutMs: 15000,
+  // ---- end replay ----
   /** Replication link: interval of REPLCONF ACK to the master's Redis. */
   replAckIntervalMs: 1000,
   /** How long to wait for a redis-server to answer PING after start. */
@@ -166,6 +172,8 @@ export function validateConfig(c: Config): string[] {
   if (c.maxSegments < 2) errors.push("maxSegments must be at least 2");
   if (c.snapshotsRetained < 1) errors.push("snapshotsRetained must be at least 1");
   if (c.segmentMaxBytes < c.batchBytesMax) errors.push("segmentMaxBytes must hold at least one batch");
+  // replay: a Redis drops a master silent for repl-timeout (60 s by default).
+  if (c.feederKeepaliveMs < 1 || c.feederKeepaliveMs > 30000) errors.push("feederKeepaliveMs must be between 1 and 30000");
   return errors;
 }
 

@@ -22,7 +22,8 @@ import { subjects } from "../protocol/subjects.js";
 import { CommandTable } from "../redis/command_table.js";
 import { startRedisServer, type RedisServer } from "../redis/redis_server.js";
 import { encodeEffects } from "../segment/record.js";
-import { APPLIED_KEY, applyRecords } from "../redis/apply_records.js";
+import { APPLIED_KEY, ApplyError, applyRecords } from "../redis/apply_records.js";
+import { Feeder } from "../redis/feeder.js";
 import { assert } from "../util/assert.js";
 import type { Logger } from "../util/log.js";
 import { EffectAssembler, MARKER_CHANNEL } from "./effect_assembler.js";
@@ -65,6 +66,8 @@ export class Master {
   private state: MasterState = "recovering";
   private redis: RedisServer | null = null;
   private client: Redis | null = null;
+  /** The rebuild's feeder: the fresh Redis is its replica until the replication link is open. */
+  private feeder: Feeder | null = null;
   private link: ReplicationLink | null = null;
   private core: WriterCore | null = null;
   private commands: CommandTable | null = null;
@@ -204,24 +207,30 @@ export class Master {
     // Used only if the journal nodes are all new: the cluster id they are formatted with.
     const start = await establishWriter(this.jc, this.config, this.log, randomUUID());
     this.clusterId = start.clusterId;
-    this.redis = await startRedisServer({
-      port: this.config.masterRedisPort,
-      dir: this.dataDir + "/redis",
-      persistent: false,
-      startTimeoutMs: this.config.redisStartTimeoutMs,
-    });
-    // Auto-pipelining: the commands of one event-loop turn leave in one socket write, in call order.
-    this.client = new Redis({ port: this.redis.port, host: "127.0.0.1", maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true, enableAutoPipelining: true });
+    const c = this.config;
+    this.feeder = await Feeder.listen({ syncTimeoutMs: c.feederSyncTimeoutMs, loadTimeoutMs: c.snapshotTimeoutMs, stallTimeoutMs: c.journalRequestTimeoutMs * 2, keepaliveMs: c.feederKeepaliveMs });
+    // The feeder's replica from its first moment: it expires nothing by its own clock until the rebuild is done.
+    const replicaOf = ["--replicaof", "127.0.0.1", String(this.feeder.port)];
+    this.redis = await startRedisServer({ port: c.masterRedisPort, dir: this.dataDir + "/redis", persistent: false, startTimeoutMs: c.redisStartTimeoutMs, extraArgs: replicaOf });
+    // Auto-pipelining: the commands of one event-loop turn leave in one socket write, in call order. Never resend a
+    // command after a reconnect (a client write would run twice); maxRetriesPerRequest 0 so that ioredis fails the
+    // commands in flight at a close instead of dropping them unsettled.
+    this.client = new Redis({ port: this.redis.port, host: "127.0.0.1", maxRetriesPerRequest: 0, enableOfflineQueue: false, lazyConnect: true, enableAutoPipelining: true, autoResendUnfulfilledCommands: false });
     this.client.on("error", (err) => this.log.debug({ err }, "redis client error"));
     await this.client.connect();
     this.commands = await CommandTable.load(this.client);
     await this.rebuild(start.inSync, start.endTxid);
     this.assembler = new EffectAssembler();
-    const link = new ReplicationLink({ port: this.redis.port, replAckIntervalMs: this.config.replAckIntervalMs, replStreamBytesMax: this.config.replStreamBytesMax });
-    link.on("command", (c: { args: Buffer[] }) => this.onStreamCommand(c.args));
+    await this.promote();
+    const link = new ReplicationLink({ port: this.redis.port, replAckIntervalMs: c.replAckIntervalMs, replStreamBytesMax: c.replStreamBytesMax });
+    link.on("command", (cmd: { args: Buffer[] }) => this.onStreamCommand(cmd.args));
     link.on("error", (err: Error) => this.failWriter(`replication link: ${err.message}`));
     await link.ready;
     this.link = link;
+    // From here every key the Redis's clock expires reaches the link as a DEL, and is journaled.
+    await this.client.call("CLIENT", "UNPAUSE");
+    await this.feeder.close();
+    this.feeder = null;
     this.core = new WriterCore(start.epoch, start.endTxid + 1, this.config.journalNodes, start.inSync, this.config);
     this.counted = new Set(start.inSync);
     this.segmentOpenedMs = Date.now();
@@ -236,18 +245,23 @@ export class Master {
   }
 
   /**
-   * Fills the fresh Redis, before the replication link is opened: the newest durable snapshot if there is one (the
-   * journal below it may be purged), then the journal from the snapshot's txid to endTxid.
+   * Fills the fresh Redis through the feeder, before the replication link is opened: the newest durable snapshot if
+   * there is one (the journal below it may be purged), then the journal from the snapshot's txid to endTxid. The Redis
+   * is the feeder's replica meanwhile: keys whose TTL passed while the journal waited stay until the journal or, once
+   * promoted, the Redis's clock deletes them, exactly as on every other copy.
    */
   private async rebuild(nodes: string[], endTxid: number): Promise<void> {
-    assert(this.client !== null, "rebuild needs a Redis client");
+    assert(this.client !== null && this.feeder !== null, "rebuild needs a Redis client and its feeder");
+    const feeder = this.feeder;
+    const client = this.client;
     let from = 1;
-    const snapshot = await bootstrapFromSnapshot(this.snapshots, this.client, path.join(this.dataDir, "bootstrap.rdb"), this.config, this.log, (p) => (this.bootstrapProgress = p));
-    if (snapshot !== null) {
+    const snapshot = await bootstrapFromSnapshot(this.snapshots, feeder, client, path.join(this.dataDir, "bootstrap.rdb"), this.config, this.log, (p) => (this.bootstrapProgress = p));
+    if (snapshot === null) await feeder.sync(client);
+    else {
       assert(snapshot.txid <= endTxid, `snapshot ${snapshot.txid} is past the recovered log's end ${endTxid}`);
       from = snapshot.txid + 1;
       // The replica's applied-txid key came with the snapshot: it means nothing on the master.
-      await this.client.del(APPLIED_KEY);
+      await feeder.sendRun([["DEL", APPLIED_KEY]]);
       this.events.publish({ type: "bootstrapped", actor: `master.${this.id}`, txid: snapshot.txid, bytes: snapshot.bytes, fromNode: snapshot.node, ms: snapshot.ms, downloadMs: snapshot.downloadMs });
     }
     let sourceIndex = 0;
@@ -262,18 +276,36 @@ export class Master {
         continue;
       }
       misses = 0;
-      await applyRecords(this.client, read.records, {
-        applied: (txid) => (from = txid + 1),
-        onEffectError: (txid, err) => this.log.error({ txid, err }, "an effect failed during the rebuild"),
+      await applyRecords(feeder, client, read.records, { applied: (txid) => (from = txid + 1) }).catch((err: unknown) => {
+        // An effect that ran on the master before fails on its rebuild: this copy is not the journal's. Reported.
+        if (err instanceof ApplyError && err.effectFailed) {
+          this.events.publish({ type: "applyFailed", actor: `master.${this.id}`, txid: err.txid, reason: err.message });
+        }
+        throw err;
       });
     }
     this.bootstrapProgress = null;
     this.log.info({ endTxid, fromSnapshot: snapshot?.txid ?? null }, "rebuilt Redis from the journal");
   }
 
+  /**
+   * The rebuilt Redis stops being the feeder's replica. Paused for writes first, in the same transaction: a paused
+   * Redis neither expires nor evicts keys (Redis 7.0), so nothing is deleted before the replication link is open to
+   * see it (REPLICAOF NO ONE drops a promoted Redis's replicas, so the link can only open after it).
+   */
+  private async promote(): Promise<void> {
+    assert(this.client !== null, "promote needs a Redis client");
+    const pauseMs = this.config.feederSyncTimeoutMs * 2;
+    const results = await this.client.multi().call("CLIENT", "PAUSE", String(pauseMs), "WRITE").call("REPLICAOF", "NO", "ONE").exec();
+    const failure = results === null ? new Error("transaction aborted") : results.find(([err]) => err !== null)?.[0];
+    if (failure) throw new QjmError(ErrorCode.INTERNAL, `promoting the rebuilt Redis: ${failure.message}`);
+  }
+
   private async discardRedis(): Promise<void> {
     this.link?.close();
     this.link = null;
+    await this.feeder?.close();
+    this.feeder = null;
     this.client?.disconnect();
     this.client = null;
     await this.redis?.stop();

@@ -1,72 +1,67 @@
 /**
- * Replays journal records into a Redis: the effects of a run of records in one MULTI/EXEC, ending with a marker key
- * that holds the last txid (optional), so Redis keeps all of the run or none of it, with the marker to match.
- * One transaction per run, not per record: one socket write and one reply for up to `recordsPerTransaction`
- * records. Used by replicas and by the master's rebuild.
+ * Replays journal records into a Redis through its feeder (src/redis/feeder.ts): the effects of a run of records in
+ * one MULTI block on the replication stream, ending with a marker key that holds the run's last txid (optional), so
+ * Redis keeps all of the run or none of it, with the marker to match. The Redis is the feeder's replica: it never
+ * expires a key by its own clock, so a late replay leaves what the live one left. Used by replicas and by the
+ * master's rebuild.
  */
 import type { Redis } from "ioredis";
+import { ErrorCode, QjmError } from "../protocol/errors.js";
 import { decodeEffects, type RecordView } from "../segment/record.js";
+import type { Feeder } from "./feeder.js";
+import { infoNumber, readInfo } from "./redis_info.js";
 
 /** The key that holds the last applied txid, written in the same transaction as that record's effects. */
 export const APPLIED_KEY = "__qjm:applied";
 
-export class ApplyError extends Error {
+export class ApplyError extends QjmError {
   override name = "ApplyError";
   constructor(
     readonly txid: number,
+    /** An effect failed: the copy differs from the journal and must stop (not retried). */
+    readonly effectFailed: boolean,
     message: string,
+    options?: ErrorOptions,
   ) {
-    super(`record ${txid}: ${message}`);
+    super(ErrorCode.INTERNAL, `record ${txid}: ${message}`, options);
   }
 }
 
+/** Errors a Redis raised on commands from its master (Redis 7.0: stat_unexpected_error_replies; each is in its log). */
+export async function unexpectedErrorReplies(client: Redis): Promise<number> {
+  return infoNumber(await readInfo(client, "stats"), "unexpected_error_replies");
+}
+
 /**
- * Sends the transactions back to back on one connection and awaits them in order. Calls `applied(txid)` for each
- * record whose EXEC ran; throws ApplyError at the first that did not (those after it may have run: the caller
- * re-reads its marker). `onEffectError` hears of an effect Redis refused inside an EXEC that ran.
+ * Sends the records run by run and waits for each run's ACK. Calls `applied(txid)` for each record of a run that
+ * ran. Throws ApplyError at the first run that did not run, or (effectFailed) ran with an effect Redis refused.
  */
 export async function applyRecords(
+  feeder: Feeder,
   client: Redis,
   records: RecordView[],
-  options: {
-    markerKey?: string;
-    recordsPerTransaction?: number;
-    applied?: (txid: number) => void;
-    onEffectError?: (txid: number, err: Error) => void;
-  } = {},
+  options: { markerKey?: string; recordsPerTransaction?: number; applied?: (txid: number) => void } = {},
 ): Promise<void> {
   const perTransaction = Math.max(1, options.recordsPerTransaction ?? 1024);
-  const runs: { records: RecordView[]; effectTxids: number[]; exec: Promise<[Error | null, unknown][] | null> }[] = [];
+  let errorsBefore = await unexpectedErrorReplies(client);
   for (let i = 0; i < records.length; i += perTransaction) {
     const run = records.slice(i, i + perTransaction);
-    const tx = client.multi();
-    const effectTxids: number[] = [];
-    for (const rec of run) {
-      for (const effect of decodeEffects(rec.payload)) {
-        tx.callBuffer(Buffer.from(effect[0]).toString("latin1"), ...effect.slice(1).map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength)));
-        effectTxids.push(rec.txid);
-      }
-    }
-    if (options.markerKey !== undefined) tx.set(options.markerKey, String(run[run.length - 1].txid));
-    runs.push({ records: run, effectTxids, exec: tx.exec() });
-  }
-  let failure: ApplyError | null = null;
-  for (const run of runs) {
-    const first = run.records[0].txid;
+    const first = run[0].txid;
+    const last = run[run.length - 1].txid;
+    const commands: (string | Uint8Array)[][] = [["MULTI"]];
+    for (const rec of run) for (const effect of decodeEffects(rec.payload)) commands.push(effect);
+    if (options.markerKey !== undefined) commands.push(["SET", options.markerKey, String(last)]);
+    commands.push(["EXEC"]);
     try {
-      const results = await run.exec;
-      if (failure !== null) continue;
-      if (results === null) {
-        failure = new ApplyError(first, "transaction aborted");
-        continue;
-      }
-      results.forEach(([err], i) => {
-        if (err !== null && i < run.effectTxids.length) options.onEffectError?.(run.effectTxids[i], err);
-      });
-      for (const rec of run.records) options.applied?.(rec.txid);
+      await feeder.sendRun(commands);
     } catch (err) {
-      failure ??= new ApplyError(first, (err as Error).message);
+      throw new ApplyError(first, false, (err as Error).message, { cause: err });
     }
+    const errorsAfter = await unexpectedErrorReplies(client);
+    if (errorsAfter !== errorsBefore) {
+      throw new ApplyError(first, true, `Redis refused ${errorsAfter - errorsBefore} effect(s) of records ${first}..${last} (unexpected_error_replies; see its log)`);
+    }
+    errorsBefore = errorsAfter;
+    for (const rec of run) options.applied?.(rec.txid);
   }
-  if (failure !== null) throw failure;
 }

@@ -148,8 +148,21 @@ export async function loadRdb(target: Redis, source: AsyncIterable<Uint8Array>, 
   }
 }
 
+/** Where streamRdb sends the payload: one replication link (the loader's FakeMaster, or the Feeder's). */
+export interface RdbSink {
+  /** Writes `bytes`; waits while more than `bufferMax` bytes are queued. */
+  send(bytes: Uint8Array, bufferMax: number, stallTimeoutMs: number): Promise<void>;
+  /** Throws the link's failure, if it failed. */
+  assertOpen(): void;
+}
+
 /** Sends exactly `options.bytes` of the source, checking the magic and the checksum before the trailer goes out. */
-async function streamRdb(master: FakeMaster, source: AsyncIterable<Uint8Array>, options: RdbLoadOptions, transferStart: number): Promise<void> {
+export async function streamRdb(
+  master: RdbSink,
+  source: AsyncIterable<Uint8Array>,
+  options: Pick<RdbLoadOptions, "bytes" | "stallTimeoutMs" | "sendBufferBytesMax" | "progressIntervalMs" | "onProgress">,
+  transferStart: number,
+): Promise<void> {
   const bufferMax = options.sendBufferBytesMax ?? RDB_SEND_BUFFER_BYTES_MAX;
   const progressEveryMs = options.progressIntervalMs ?? RDB_PROGRESS_INTERVAL_MS;
   const bodyBytes = options.bytes - RDB_CHECKSUM_BYTES;
@@ -236,7 +249,7 @@ async function waitAofRewritten(target: Redis, rewritesBefore: number, options: 
  * The master end of one replication link: accepts the first connection only, answers the handshake, and sends the
  * payload with bounded queueing. Replies after the sync (REPLCONF ACK) are parsed and dropped.
  */
-class FakeMaster {
+class FakeMaster implements RdbSink {
   private socket: net.Socket | undefined;
   /** The replica only sends short commands (PING, REPLCONF, PSYNC, REPLCONF ACK): anything long is not a replica. */
   private readonly parser = new RespParser({ bulkBytesMax: REPLICA_COMMAND_BYTES_MAX, lineBytesMax: REPLICA_COMMAND_BYTES_MAX, arrayItemsMax: 16 });
@@ -367,7 +380,7 @@ class FakeMaster {
 }
 
 /** `promise`, or an RdbLoadError after `timeoutMs` or as soon as the link fails. */
-async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string, master: FakeMaster): Promise<T> {
+async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string, master: RdbSink): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([

@@ -1,7 +1,10 @@
 /**
  * The replica actor: tails the journal and replays committed records, in txid order, exactly once, into its own
- * persistent redis-server. Each record's effects and the applied-txid marker go in one MULTI/EXEC, so a restart
- * resumes exactly after the last record Redis kept.
+ * persistent redis-server. That Redis is for its whole life the replica of an in-process feeder (src/redis/feeder.ts):
+ * it never expires keys by its own clock (the journal's DELs do), it is read-only to clients, and it reports by
+ * replication offset what ran. Each run's effects and the applied-txid marker go in one MULTI block, so a restart or a
+ * dropped link resumes exactly after the last record Redis kept. An effect Redis refuses stops this copy: a fault,
+ * reported in status and as an event.
  */
 import fsp from "node:fs/promises";
 import path from "node:path";
@@ -11,13 +14,14 @@ import { startSnapshot } from "../redis/rdb_snapshot.js";
 import { bootstrapFromSnapshot, type BootstrapProgress } from "../snapshot/bootstrap.js";
 import { SnapshotClient } from "../snapshot/snapshot_client.js";
 import type { TransferProgress } from "../util/progress.js";
-import { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
 import { startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
 import { JournalClient } from "../master/journal_client.js";
 import type { ActorStatus } from "../protocol/messages.js";
 import { startRedisServer, type RedisServer } from "../redis/redis_server.js";
-import { APPLIED_KEY, applyRecords } from "../redis/apply_records.js";
+import { APPLIED_KEY, ApplyError, applyRecords } from "../redis/apply_records.js";
+import { Feeder } from "../redis/feeder.js";
 import type { RecordView } from "../segment/record.js";
 import type { Logger } from "../util/log.js";
 import { ReplicaCore } from "./replica_core.js";
@@ -27,6 +31,9 @@ export { APPLIED_KEY };
 export class Replica {
   private redis: RedisServer | null = null;
   private client: Redis | null = null;
+  private feeder: Feeder | null = null;
+  /** Set when an effect failed to apply: this copy stopped (status says why). */
+  private fault: string | null = null;
   private core: ReplicaCore | null = null;
   private presence: Presence | null = null;
   private running = false;
@@ -62,16 +69,31 @@ export class Replica {
   }
 
   async start(): Promise<void> {
-    this.redis = await startRedisServer({ port: this.redisPort, dir: this.dataDir + "/redis", persistent: true, startTimeoutMs: this.config.redisStartTimeoutMs });
-    this.client = new Redis({ port: this.redisPort, host: "127.0.0.1", maxRetriesPerRequest: 1, lazyConnect: true });
+    const c = this.config;
+    this.feeder = await Feeder.listen({ syncTimeoutMs: c.feederSyncTimeoutMs, loadTimeoutMs: c.snapshotTimeoutMs, stallTimeoutMs: c.journalRequestTimeoutMs * 2, keepaliveMs: c.feederKeepaliveMs });
+    // A replica of the feeder from its first moment: a key loaded from the AOF never expires by this Redis's clock.
+    const replicaOf = ["--replicaof", "127.0.0.1", String(this.feeder.port), "--replica-read-only", "yes"];
+    this.redis = await startRedisServer({ port: this.redisPort, dir: this.dataDir + "/redis", persistent: true, startTimeoutMs: c.redisStartTimeoutMs, extraArgs: replicaOf });
+    this.client = new Redis(this.redisOptions());
     this.client.on("error", (err) => this.log.debug({ err }, "redis client error"));
     await this.client.connect();
+    // Keeps the data set the AOF holds: the feeder continues from the Redis's own offset.
+    await this.feeder.sync(this.client);
     const applied = Number((await this.client.get(APPLIED_KEY)) ?? 0);
     this.core = new ReplicaCore(this.config.journalNodes, applied);
     this.log.info({ appliedTxid: applied, redis: this.redis.url }, "replica resumes");
     this.presence = startPresence(this.nc, this.config.cluster, this.config.heartbeatIntervalMs, () => this.status(), this.log);
     this.running = true;
     this.loop = this.tail();
+  }
+
+  /**
+   * The one place this actor's Redis connection is configured. Never resend a command after a reconnect (class 7), and
+   * fail every command in flight when the connection closes: with autoResendUnfulfilledCommands off, ioredis 5 silently
+   * drops (never settles) the commands in flight unless maxRetriesPerRequest is 0, which flushes them on every close.
+   */
+  private redisOptions(): RedisOptions {
+    return { port: this.redisPort, host: "127.0.0.1", maxRetriesPerRequest: 0, lazyConnect: true, autoResendUnfulfilledCommands: false };
   }
 
   status(): ActorStatus {
@@ -83,10 +105,10 @@ export class Replica {
       lastTxid: this.committedSeen,
       committedTxid: this.committedSeen,
       appliedTxid: this.core?.appliedTxid ?? 0,
-      health: this.lastError === null ? "ok" : "degraded",
+      health: this.fault !== null ? "failed" : this.lastError === null ? "ok" : "degraded",
       journalNodeFaults: this.recentFaults(),
       redisUrl: this.redis?.url ?? null,
-      details: { lastError: this.lastError, snapshotTxid: this.snapshotTxid, progress: this.progress, catchUp: this.catchUp() },
+      details: { fault: this.fault, lastError: this.lastError, snapshotTxid: this.snapshotTxid, progress: this.progress, catchUp: this.catchUp() },
     };
   }
 
@@ -105,7 +127,7 @@ export class Replica {
 
   /** Tails until stopped; a bug in one round is logged loudly and the round retried, never a silently dead loop. */
   private async tail(): Promise<void> {
-    while (this.running) {
+    while (this.running && this.fault === null) {
       try {
         await this.tailRounds();
       } catch (err) {
@@ -120,7 +142,8 @@ export class Replica {
   private async tailRounds(): Promise<void> {
     const jc = this.jc;
     let idleRounds = 0;
-    while (this.running) {
+    while (this.running && this.fault === null) {
+      await this.ensureLinked();
       const core = this.core!;
       const { node, fromTxid } = core.nextRead();
       const reply = await jc.call(node, { type: "read", fromTxid, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: false });
@@ -138,6 +161,10 @@ export class Replica {
           await this.apply(outcome.records);
           if (this.snapshotDue() && Date.now() - this.snapshotTriedMs >= this.config.journalRequestTimeoutMs) await this.startSnapshot();
         } catch (err) {
+          if (err instanceof ApplyError && err.effectFailed) {
+            this.stopOnFault(err);
+            break;
+          }
           // A Redis failure: the record is not marked applied, so it is retried, never skipped.
           this.lastError = `apply failed: ${(err as Error).message}`;
           this.log.error({ err }, "could not apply records");
@@ -167,7 +194,7 @@ export class Replica {
    */
   private async bootstrap(fromTxid: number): Promise<void> {
     this.log.warn({ fromTxid }, "the journal purged the next txid: bootstrapping from the newest snapshot");
-    const done = await bootstrapFromSnapshot(this.snapshots, this.client!, path.join(this.dataDir, "bootstrap.rdb"), this.config, this.log, (p) => (this.progress = p));
+    const done = await bootstrapFromSnapshot(this.snapshots, this.feeder!, this.client!, path.join(this.dataDir, "bootstrap.rdb"), this.config, this.log, (p) => (this.progress = p));
     if (done === null) throw new Error(`txid ${fromTxid} was purged but no journal node has a durable snapshot`);
     await this.resync();
     const applied = this.core!.appliedTxid;
@@ -247,16 +274,28 @@ export class Replica {
 
   private async apply(records: RecordView[]): Promise<void> {
     try {
-      await applyRecords(this.client!, records, {
-        markerKey: APPLIED_KEY,
-        applied: (txid) => this.core!.onApplied(txid),
-        // An effect that fails here succeeded on the master: the keyspaces differ. Say so loudly.
-        onEffectError: (txid, err) => this.log.error({ txid, err }, "an effect failed on the replica"),
-      });
+      await applyRecords(this.feeder!, this.client!, records, { markerKey: APPLIED_KEY, applied: (txid) => this.core!.onApplied(txid) });
     } catch (err) {
-      await this.resync();
+      // A failed effect stops this copy: its applied txid stays the last record that applied cleanly.
+      if (!(err instanceof ApplyError && err.effectFailed)) await this.resync();
       throw err;
     }
+  }
+
+  /** The link to the feeder dropped (killed, timed out): reconnect, and believe what the Redis says it kept. */
+  private async ensureLinked(): Promise<void> {
+    if (this.feeder!.live) return;
+    this.log.warn("the Redis's link to its feeder dropped; resuming from the applied txid it holds");
+    await this.feeder!.sync(this.client!);
+    await this.resync();
+  }
+
+  /** An effect succeeded on the master and failed here: the keyspaces differ. This copy stops applying, loudly. */
+  private stopOnFault(err: ApplyError): void {
+    this.fault = err.message;
+    this.lastError = `apply failed: ${err.message}`;
+    this.log.error({ err, txid: err.txid }, "an effect failed to apply: this replica stops applying");
+    this.events.publish({ type: "applyFailed", actor: `replica.${this.id}`, txid: err.txid, reason: err.message });
   }
 
   /** After a partial failure: believe the marker Redis holds, not our count. */
@@ -272,6 +311,7 @@ export class Replica {
     await this.snapshotRunning;
     this.presence?.stop();
     this.client?.disconnect();
+    await this.feeder?.close();
     await this.redis?.stop();
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Bootstrap (HDFS: a standby loading the newest fsimage, then tailing edits): download the newest durable snapshot
- * from a journal node, checked by SHA-256 (another node's copy if one is bad), load it into a running Redis as its
- * master would in a full resync, and report where the journal must be tailed from. Progress — bytes, rate, ETA —
+ * from a journal node, checked by SHA-256 (another node's copy if one is bad), load it into a running Redis through
+ * its feeder (a full resync: the Redis stays the feeder's replica, so no key in the snapshot expires by its clock), and
+ * report where the journal must be tailed from. Progress — bytes, rate, ETA —
  * goes to the log and to the caller (shown by `redis-qjm status`).
  */
 import fs from "node:fs";
@@ -9,7 +10,7 @@ import fsp from "node:fs/promises";
 import type { Redis } from "ioredis";
 import type { Config } from "../config/config.js";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
-import { loadRdb } from "../redis/rdb_loader.js";
+import type { Feeder } from "../redis/feeder.js";
 import type { Logger } from "../util/log.js";
 import type { SnapshotClient } from "./snapshot_client.js";
 import { transferProgress, type TransferProgress } from "../util/progress.js";
@@ -28,12 +29,13 @@ export interface Bootstrapped {
   downloadMs: number;
 }
 
-/** Loads the newest durable snapshot into `client`'s Redis (its data set replaced). Null if there is none. */
+/** Loads the newest durable snapshot into `client`'s Redis, the feeder's replica (its data set replaced). Null if there is none. */
 export async function bootstrapFromSnapshot(
   snapshots: SnapshotClient,
+  feeder: Feeder,
   client: Redis,
   file: string,
-  config: Pick<Config, "snapshotTimeoutMs" | "journalRequestTimeoutMs">,
+  _config: Pick<Config, "snapshotTimeoutMs" | "journalRequestTimeoutMs">,
   log: Logger,
   onProgress: (p: BootstrapProgress) => void,
 ): Promise<Bootstrapped | null> {
@@ -52,14 +54,18 @@ export async function bootstrapFromSnapshot(
     if (got === null) return null;
     snapshotTxid = got.txid;
     const downloadMs = Date.now() - started;
-    await loadRdb(client, fs.createReadStream(file, { highWaterMark: 256 * 1024 }), {
+    feeder.setPlan({
+      kind: "full",
       bytes: got.bytes,
-      handshakeTimeoutMs: config.journalRequestTimeoutMs,
-      stallTimeoutMs: config.journalRequestTimeoutMs * 2,
-      loadTimeoutMs: config.snapshotTimeoutMs,
-      pollMs: 50,
+      open: () => fs.createReadStream(file, { highWaterMark: 256 * 1024 }),
       onProgress: ({ phase: _phase, ...p }) => report({ phase: "load", snapshotTxid, ...p }),
     });
+    try {
+      await feeder.sync(client);
+    } finally {
+      // A failed load leaves the Redis its data: the next link continues it.
+      feeder.setPlan({ kind: "continue" });
+    }
     const ms = Date.now() - started;
     report({ phase: "done", snapshotTxid, ...transferProgress(got.bytes, got.bytes, ms) });
     return { txid: got.txid, bytes: got.bytes, node: got.node, ms, downloadMs };
