@@ -20,7 +20,7 @@ import { ErrorCode, QjmError, errorReply } from "../protocol/errors.js";
 import { parseWriteRequest, type ActorStatus, type WriteReply } from "../protocol/messages.js";
 import { subjects } from "../protocol/subjects.js";
 import { CommandTable } from "../redis/command_table.js";
-import { startRedisServer, type RedisServer } from "../redis/redis_server.js";
+import { redisPassword, startRedisServer, type RedisServer } from "../redis/redis_server.js";
 import { encodeEffects } from "../segment/record.js";
 import { APPLIED_KEY, applyRecords } from "../redis/apply_records.js";
 import { assert } from "../util/assert.js";
@@ -209,15 +209,16 @@ export class Master {
       dir: this.dataDir + "/redis",
       persistent: false,
       startTimeoutMs: this.config.redisStartTimeoutMs,
+      password: redisPassword(this.config.dataDir),
     });
     // Auto-pipelining: the commands of one event-loop turn leave in one socket write, in call order.
-    this.client = new Redis({ port: this.redis.port, host: "127.0.0.1", maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true, enableAutoPipelining: true });
+    this.client = new Redis({ port: this.redis.port, host: "127.0.0.1", password: redisPassword(this.config.dataDir), maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true, enableAutoPipelining: true });
     this.client.on("error", (err) => this.log.debug({ err }, "redis client error"));
     await this.client.connect();
     this.commands = await CommandTable.load(this.client);
     await this.rebuild(start.inSync, start.endTxid);
     this.assembler = new EffectAssembler();
-    const link = new ReplicationLink({ port: this.redis.port, replAckIntervalMs: this.config.replAckIntervalMs, replStreamBytesMax: this.config.replStreamBytesMax });
+    const link = new ReplicationLink({ port: this.redis.port, password: redisPassword(this.config.dataDir), replAckIntervalMs: this.config.replAckIntervalMs, replStreamBytesMax: this.config.replStreamBytesMax });
     link.on("command", (c: { args: Buffer[] }) => this.onStreamCommand(c.args));
     link.on("error", (err: Error) => this.failWriter(`replication link: ${err.message}`));
     await link.ready;

@@ -16,7 +16,7 @@ import { startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
 import { JournalClient } from "../master/journal_client.js";
 import type { ActorStatus } from "../protocol/messages.js";
-import { startRedisServer, type RedisServer } from "../redis/redis_server.js";
+import { redisPassword, startRedisServer, type RedisServer } from "../redis/redis_server.js";
 import { APPLIED_KEY, applyRecords } from "../redis/apply_records.js";
 import type { RecordView } from "../segment/record.js";
 import type { Logger } from "../util/log.js";
@@ -62,8 +62,9 @@ export class Replica {
   }
 
   async start(): Promise<void> {
-    this.redis = await startRedisServer({ port: this.redisPort, dir: this.dataDir + "/redis", persistent: true, startTimeoutMs: this.config.redisStartTimeoutMs });
-    this.client = new Redis({ port: this.redisPort, host: "127.0.0.1", maxRetriesPerRequest: 1, lazyConnect: true });
+    const password = redisPassword(this.config.dataDir);
+    this.redis = await startRedisServer({ port: this.redisPort, dir: this.dataDir + "/redis", persistent: true, startTimeoutMs: this.config.redisStartTimeoutMs, password });
+    this.client = new Redis({ port: this.redisPort, host: "127.0.0.1", password, maxRetriesPerRequest: 1, lazyConnect: true });
     this.client.on("error", (err) => this.log.debug({ err }, "redis client error"));
     await this.client.connect();
     const applied = Number((await this.client.get(APPLIED_KEY)) ?? 0);

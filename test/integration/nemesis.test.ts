@@ -82,7 +82,7 @@ for (let k = 0; k < SCHEDULES; k++) {
 
     if (nemesis.crashes.length > 0) t.log(`crashes: ${nemesis.crashes.join("; ")}`);
     const committedTxid = await verifyHistory(t, tc, history);
-    const journal = journalEffects(await readJournal(tc.nc, tc.cluster.cluster, tc.cluster.config.journalNodes, committedTxid));
+    const journal = journalEffects(await readJournal(await tc.connectAs("m1"), tc.cluster.cluster, tc.cluster.config.journalNodes, committedTxid));
     const kv = toKvHistory(history.all(), journal);
     const historyDir = process.env.QJM_NEMESIS_HISTORY_DIR;
     if (historyDir !== undefined) {
