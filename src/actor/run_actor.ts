@@ -22,6 +22,10 @@ export async function runActor(role: string, id: string, build: (ctx: { config: 
   const creds = findNatsCredentials(config.natsCredsFile, config.dataDir, id);
   const nc = await connectBus(config.natsUrl, `qjm-${role}-${id}`, creds);
   if (creds === null) log.warn({ nats: config.natsUrl }, "no NATS credentials: connecting without authentication");
+  // nats-server's refusals (a permission violation) come asynchronously, not with the publish: make them seen.
+  void (async () => {
+    for await (const s of nc.status()) if (s.type === "error") log.error({ err: s.error }, "nats-server reported an error");
+  })();
   const actor = build({ config, nc, log });
   let stopping = false;
   const stop = async (signal: string) => {

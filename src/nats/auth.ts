@@ -90,9 +90,16 @@ export function createNatsUser(dataDir: string, cluster: string, user: NatsUser)
   return { nkey: kp.getPublicKey(), permissions: { publish: { allow: p.publish }, subscribe: { allow: p.subscribe }, allow_responses: p.allowResponses } };
 }
 
+/**
+ * Seconds nats-server gives a new connection to authenticate (its default, 2 s, is shorter than an actor busy starting
+ * on a loaded machine takes to sign the nonce: it was dropped, and its connect timed out). The client's own connect
+ * timeout (20 s) still bounds it.
+ */
+export const NATS_AUTH_TIMEOUT_S = 20;
+
 /** The `authorization` block of nats-server's configuration (public keys and permissions only; nats-server reads JSON). */
 export function authorizationConf(users: readonly NatsUserEntry[]): string {
-  return `authorization ${JSON.stringify({ users }, null, 2)}\n`;
+  return `authorization ${JSON.stringify({ timeout: NATS_AUTH_TIMEOUT_S, users }, null, 2)}\n`;
 }
 
 /** Deletes every generated NATS credentials file (the cluster runs on a nats-server without our users). */
