@@ -6,9 +6,11 @@
  *   redis-qjm events                 follows qjm.<cluster>.events (masked, restored, recovery decisions…), one JSON line each
  *   redis-qjm inspect <file> [--json] [--limit N]   offline viewer (no NATS): a segment file's records and problems, or a
  *                                                   snapshot's (.rdb / .json) summary: txid, size, RDB version, CRC-64, SHA-256
- * Uses $QJM_NATS_URL and $QJM_CLUSTER (defaults in src/config/config.ts).
+ * Uses $QJM_NATS_URL and $QJM_CLUSTER (defaults in src/config/config.ts), and authenticates with $QJM_NATS_CREDS_FILE,
+ * by default $QJM_DATA_DIR/credentials/client.creds when it exists (`npm start` writes it).
  */
 import { loadConfig } from "../src/config/config.js";
+import { CLIENT_USER, findNatsCredentials } from "../src/nats/auth.js";
 import { connectBus, request, requestAll } from "../src/nats/bus.js";
 import { decode } from "../src/protocol/codec.js";
 import type { ActorStatus } from "../src/protocol/messages.js";
@@ -33,7 +35,7 @@ async function main(): Promise<number> {
     console.error(USAGE);
     return 2;
   }
-  const nc = await connectBus(config.natsUrl, "redis-qjm-cli").catch((err: Error) => {
+  const nc = await connectBus(config.natsUrl, "redis-qjm-cli", findNatsCredentials(config.natsCredsFile, config.dataDir, CLIENT_USER)).catch((err: Error) => {
     console.error(`cannot reach NATS at ${config.natsUrl}: ${err.message}`);
     return null;
   });

@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 /**
- * `npm start`: the local cluster in the foreground — nats-server on $QJM_NATS_URL (started unless one answers),
+ * `npm start`: the local cluster in the foreground — nats-server on $QJM_NATS_URL (started unless one answers; ours
+ * authenticates each actor and client as its own user, credentials under $QJM_DATA_DIR/credentials),
  * three journal nodes, a master and two replicas, data under $QJM_DATA_DIR. An actor that dies is restarted
  * (bounded backoff); Ctrl-C stops every child.
  */
 import { loadConfig } from "../src/config/config.js";
 import { startLocalCluster } from "../src/cluster/local_cluster.js";
 import { createLogger } from "../src/util/log.js";
+import { credentialsDir } from "../src/util/secret_file.js";
 
 const config = loadConfig();
 const log = createLogger("qjm-cluster");
@@ -23,6 +25,8 @@ const cluster = await startLocalCluster({
     onRestart: (actor, exit, delayMs) => log.warn({ actor, exit, delayMs }, "actor exited: restarting it"),
   },
 });
+if (cluster.natsAuth) log.info({ nats: cluster.natsUrl, credentials: credentialsDir(cluster.dataDir) }, "nats-server started with a NATS user per actor; the CLI uses credentials/client.creds");
+else log.warn({ nats: cluster.natsUrl }, "a nats-server already answers at QJM_NATS_URL: using it as it is, without generated NATS users or credentials");
 log.info(
   { nats: cluster.natsUrl, cluster: cluster.cluster, dataDir: cluster.dataDir, actors: Object.fromEntries([...cluster.actors].map(([n, c]) => [n, c.pid])) },
   "local cluster started: try `npx redis-qjm status` and `npx redis-qjm write SET k v`; Ctrl-C stops it",

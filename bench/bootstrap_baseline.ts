@@ -138,11 +138,12 @@ export function bootstrapBaselineReport(r: BootstrapBaselineResult): string {
  * REPLICAOF the source until master_link_status:up and loading:0, then until its AOF rewrite ended; it must then hold
  * `expectedKeys` keys. It is detached (REPLICAOF NO ONE) before returning and stopped by `cleanup`.
  */
-export async function timeRedisFullResync(cleanup: Cleanup, dir: string, sourcePort: number, expectedKeys: number): Promise<{ loadedMs: number; aofRewrittenMs: number }> {
+export async function timeRedisFullResync(cleanup: Cleanup, dir: string, sourcePort: number, expectedKeys: number, sourcePassword?: string): Promise<{ loadedMs: number; aofRewrittenMs: number }> {
   const replica = await startBenchRedis(cleanup, { dir, persistent: true });
   const rep = connect(cleanup, replica.port);
   const rewritesBefore = infoNumber(await readInfo(rep, "persistence"), "aof_rewrites");
   const t0 = Date.now();
+  if (sourcePassword !== undefined) await rep.call("CONFIG", "SET", "masterauth", sourcePassword);
   await rep.call("REPLICAOF", "127.0.0.1", String(sourcePort));
   await waitFor(rep, ["replication", "persistence"], "the replica to be in sync", (i) => i.get("master_link_status") === "up" && i.get("loading") === "0");
   const loadedMs = Date.now() - t0;

@@ -1,5 +1,6 @@
 /** What every actor process shares: configuration, logger, NATS connection, clean shutdown on SIGINT / SIGTERM. */
 import { loadConfig, type Config } from "../config/config.js";
+import { findNatsCredentials } from "../nats/auth.js";
 import { connectBus, type NatsConnection } from "../nats/bus.js";
 import { createLogger, type Logger } from "../util/log.js";
 
@@ -17,7 +18,14 @@ export async function runActor(role: string, id: string, build: (ctx: { config: 
     log.fatal({ err }, "uncaught exception: exiting");
     process.exit(70);
   });
-  const nc = await connectBus(config.natsUrl, `qjm-${role}-${id}`);
+  // Each actor is its own NATS user, named by its id (src/nats/auth.ts).
+  const creds = findNatsCredentials(config.natsCredsFile, config.dataDir, id);
+  const nc = await connectBus(config.natsUrl, `qjm-${role}-${id}`, creds);
+  if (creds === null) log.warn({ nats: config.natsUrl }, "no NATS credentials: connecting without authentication");
+  // nats-server's refusals (a permission violation) come asynchronously, not with the publish: make them seen.
+  void (async () => {
+    for await (const s of nc.status()) if (s.type === "error") log.error({ err: s.error }, "nats-server reported an error");
+  })();
   const actor = build({ config, nc, log });
   let stopping = false;
   const stop = async (signal: string) => {

@@ -1,13 +1,16 @@
 /**
  * A whole cluster on this machine as real processes: nats-server (unless one already answers at the URL),
  * the journal nodes, the master and the replicas, each a `node dist/actors/<role>.js` child. `npm start`,
- * the integration tests and the bench use it. Every process is ours, stopped by pid.
+ * the integration tests and the bench use it. Every process is ours, stopped by pid. Our nats-server authenticates
+ * every actor and client as its own user (src/nats/auth.ts).
  */
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { defaults, envName, type Config } from "../config/config.js";
-import { NATS_CONF, startNatsServer, type NatsServer } from "../nats/nats_server.js";
+import { authorizationConf, CLIENT_USER, createNatsUser, credsFile, FAULTS_USER, removeNatsCredentials, type NatsUser } from "../nats/auth.js";
+import { startNatsServer, writeNatsServerConf, type NatsServer } from "../nats/nats_server.js";
+import { credentialsDir } from "../util/secret_file.js";
 import { startChild, type Child } from "../process/child.js";
 import { waitForPort } from "../process/ports.js";
 
@@ -36,6 +39,8 @@ export interface LocalClusterOptions {
 
 export interface LocalCluster {
   readonly natsUrl: string;
+  /** True when the cluster started its own nats-server, with a user per actor (credentials under <dataDir>/credentials). */
+  readonly natsAuth: boolean;
   readonly cluster: string;
   readonly dataDir: string;
   readonly config: Config;
@@ -54,28 +59,61 @@ function natsPort(url: string): number {
   return Number(new URL(url.replace(/^nats:/, "http:")).port || 4222);
 }
 
+/** The NATS user an actor connects as. */
+function natsUserOf(spec: ActorSpec): NatsUser {
+  return { name: spec.name, role: spec.script === "journal-node" ? "journal" : spec.script };
+}
+
+interface LocalNats {
+  /** The nats-server we started; null when one already answered at the URL. */
+  server: NatsServer | null;
+  /** With our nats-server: adds an actor's user to its configuration. Null: no users (not our server). */
+  auth: { add(spec: ActorSpec): void } | null;
+}
+
+/**
+ * Starts nats-server at the URL unless one answers there. Ours runs with a user per actor, `client` (and `faults`
+ * with faultInjection), their credentials written fresh under <dataDir>/credentials. A server that is not ours is
+ * used as it is: no users, and stale credentials files are removed so nobody picks them up.
+ */
+async function startNats(config: Config, natsUrl: string, specs: readonly ActorSpec[]): Promise<LocalNats> {
+  const port = natsPort(natsUrl);
+  try {
+    await waitForPort(port, 200);
+    removeNatsCredentials(config.dataDir);
+    return { server: null, auth: null };
+  } catch {
+    /* nothing answers: start ours */
+  }
+  const users: NatsUser[] = [{ name: CLIENT_USER, role: "client" }, ...specs.map(natsUserOf)];
+  if (config.faultInjection === 1) users.push({ name: FAULTS_USER, role: "faults" });
+  const entries = users.map((u) => createNatsUser(config.dataDir, config.cluster, u));
+  const confFile = path.join(credentialsDir(config.dataDir), "nats-server.conf");
+  writeNatsServerConf(confFile, authorizationConf(entries));
+  const server = await startNatsServer(port, { logDir: path.join(config.dataDir, "logs"), args: ["-c", confFile] });
+  const add = (spec: ActorSpec): void => {
+    entries.push(createNatsUser(config.dataDir, config.cluster, natsUserOf(spec)));
+    writeNatsServerConf(confFile, authorizationConf(entries));
+    server.reload();
+  };
+  return { server, auth: { add } };
+}
+
 export async function startLocalCluster(options: LocalClusterOptions): Promise<LocalCluster> {
   const config: Config = { ...defaults, ...(options.config ?? {}), dataDir: path.resolve(options.dataDir) };
   const natsUrl = options.natsUrl ?? config.natsUrl;
   config.natsUrl = natsUrl;
   fs.mkdirSync(path.join(config.dataDir, "logs"), { recursive: true });
 
-  let nats: NatsServer | null = null;
-  const port = natsPort(natsUrl);
-  try {
-    await waitForPort(port, 200);
-  } catch {
-    nats = await startNatsServer(port, { logDir: path.join(config.dataDir, "logs"), args: ["-c", NATS_CONF] });
-  }
-
-  const sharedEnv: NodeJS.ProcessEnv = { ...process.env };
-  for (const [key, value] of Object.entries(config)) sharedEnv[envName(key)] = Array.isArray(value) ? value.join(",") : String(value);
-
   const specs: ActorSpec[] = [
     ...config.journalNodes.map((id) => ({ name: id, script: "journal-node" as const, args: ["--id", id] })),
     { name: "m1", script: "master", args: ["--id", "m1"] },
     ...config.replicas.map((id, i) => ({ name: id, script: "replica" as const, args: ["--id", id, "--redis-port", String(config.replicaRedisPortBase + i)] })),
   ];
+  const nats = await startNats(config, natsUrl, specs);
+
+  const sharedEnv: NodeJS.ProcessEnv = { ...process.env };
+  for (const [key, value] of Object.entries(config)) sharedEnv[envName(key)] = Array.isArray(value) ? value.join(",") : String(value);
   const actors = new Map<string, Child>();
   let stopping = false;
   const failures = new Map<string, number>();
@@ -85,7 +123,9 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     if (spec === undefined) throw new Error(`no actor ${name}`);
     const script = path.join(ACTORS_DIR, `${spec.script}.js`);
     const argv = [...(options.nodeArgs ?? []), script, ...spec.args];
-    const env = options.actorNatsUrl === undefined ? sharedEnv : { ...sharedEnv, [envName("natsUrl")]: options.actorNatsUrl(name) };
+    // Each actor connects as its own NATS user; none when the nats-server is not ours (never a caller's own QJM_NATS_CREDS_FILE).
+    const env: NodeJS.ProcessEnv = { ...sharedEnv, [envName("natsCredsFile")]: nats.auth === null ? "" : credsFile(config.dataDir, name) };
+    if (options.actorNatsUrl !== undefined) env[envName("natsUrl")] = options.actorNatsUrl(name);
     const child =
       options.output === "inherit"
         ? startChild(process.execPath, argv, { env, stdio: "inherit" })
@@ -121,9 +161,12 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     actors,
     specs,
     startActor,
+    natsAuth: nats.auth !== null,
     addActor(spec) {
       if (specs.some((s) => s.name === spec.name)) throw new Error(`an actor ${spec.name} exists already`);
       specs.push(spec);
+      // A new actor is a new NATS user: nats-server reads its configuration again before the actor (a node process) connects.
+      nats.auth?.add(spec);
       return startActor(spec.name);
     },
     async signal(name, signal) {
@@ -141,7 +184,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
       // Replicas and master first, so nothing writes to journal nodes that are gone.
       const order = [...specs].reverse();
       await Promise.all(order.map((s) => actors.get(s.name)?.stop("SIGTERM", 5000)));
-      await nats?.stop();
+      await nats.server?.stop();
     },
   };
 }

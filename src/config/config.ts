@@ -127,6 +127,14 @@ export const defaults = {
   // ---- end journal-node safety ----
   /** The longest a snapshot (BGSAVE) or a snapshot load may take. */
   snapshotTimeoutMs: 10 * 60 * 1000,
+
+  // --- auth (issue #10 class 3: NATS users and permissions, Redis passwords) ---
+  /**
+   * The NATS credentials file this actor or client connects with. Empty: `<dataDir>/credentials/<id>.creds` (the CLI:
+   * `client.creds`) when it exists, else none (a nats-server without users). `npm start` writes them when it starts nats-server.
+   */
+  natsCredsFile: "",
+  // --- end auth ---
 };
 
 export type Config = typeof defaults;
@@ -162,6 +170,10 @@ export function validateConfig(c: Config): string[] {
   if (c.journalNodes.length < 1) errors.push("journalNodes must name at least one journal node");
   if (new Set(c.journalNodes).size !== c.journalNodes.length) errors.push("journalNodes has duplicates");
   if (!/^[A-Za-z0-9_-]+$/.test(c.cluster)) errors.push("cluster must be a single subject token");
+  // auth: actor ids name subjects, NATS users and credentials files; `client` and `faults` are users of their own.
+  const ids = [...c.journalNodes, ...c.replicas];
+  if (!ids.every((id) => /^[A-Za-z0-9_-]+$/.test(id))) errors.push("journal node and replica ids must be single subject tokens");
+  if (new Set(ids).size !== ids.length || ids.some((id) => id === "client" || id === "faults")) errors.push("journal node and replica ids must be distinct, and neither client nor faults");
   if (c.writeBytesMax > c.batchBytesMax) errors.push("writeBytesMax must not exceed batchBytesMax");
   if (c.batchBytesMax + 64 * 1024 > c.natsPayloadBytesMax) errors.push("batchBytesMax must leave 64 KiB of headroom under natsPayloadBytesMax");
   if (c.readBytesMax + 64 * 1024 > c.natsPayloadBytesMax) errors.push("readBytesMax must leave 64 KiB of headroom under natsPayloadBytesMax");

@@ -12,7 +12,7 @@ import { ErrorCode, QjmError } from "../protocol/errors.js";
 import { parseJournalRequest, parseSnapshotRequest, type ActorStatus, type JournalRequest, type SnapshotRequest } from "../protocol/messages.js";
 import { SnapshotStore } from "../snapshot/snapshot_store.js";
 import type { DiskOp } from "./journal_core.js";
-import { subjects } from "../protocol/subjects.js";
+import { JOURNAL_READ_TYPES, SNAPSHOT_UPLOAD_TYPES, subjects } from "../protocol/subjects.js";
 import type { Logger } from "../util/log.js";
 import { JournalCore } from "./journal_core.js";
 import { SegmentStore } from "./segment_store.js";
@@ -52,12 +52,11 @@ export class JournalNode {
   async start(): Promise<void> {
     await this.load();
     await this.snapshots.open();
-    serve(this.nc, subjects(this.config.cluster).journal(this.id), this.log, (body) => this.handle(parseJournalRequest(body)));
-    serve(this.nc, subjects(this.config.cluster).snapshot(this.id), this.log, (body) => this.onSnapshot(parseSnapshotRequest(body)));
+    this.serveSubjects();
     this.compactionTimer = setInterval(() => void this.compact(), this.config.compactionCheckMs);
     if (this.config.faultInjection === 1) {
       // Tests only: {operation: "write" | "fsync", errno: "ENOSPC" | "EIO" | null}.
-      serve(this.nc, subjects(this.config.cluster).journal(this.id) + ".fault", this.log, (body) => {
+      serve(this.nc, subjects(this.config.cluster).journalFault(this.id), this.log, (body) => {
         const { operation, errno } = body as { operation: DiskOperation; errno: DiskErrno | null };
         if (operation !== "write" && operation !== "fsync") throw new QjmError(ErrorCode.BAD_REQUEST, "operation must be write or fsync");
         if (errno !== null && errno !== "ENOSPC" && errno !== "EIO") throw new QjmError(ErrorCode.BAD_REQUEST, "errno must be ENOSPC, EIO or null");
@@ -67,6 +66,28 @@ export class JournalNode {
       });
     }
     this.presence = startPresence(this.nc, this.config.cluster, this.config.heartbeatIntervalMs, () => this.status(), this.log);
+  }
+
+  /**
+   * Each subject answers only the request types routed to it (subjects.ts): nats-server lets a replica send on the
+   * read and upload subjects, never on the writer's, and a writer request sent on a read subject must not get through.
+   */
+  private serveSubjects(): void {
+    const s = subjects(this.config.cluster);
+    const only = (subject: string, allowed: (type: string) => boolean, body: unknown): void => {
+      const type = (body as { type?: unknown } | null)?.type;
+      if (typeof type === "string" && !allowed(type)) throw new QjmError(ErrorCode.BAD_REQUEST, `a ${type} request is not served on ${subject}`);
+    };
+    const writer = (t: string): boolean => !JOURNAL_READ_TYPES.has(t) && !SNAPSHOT_UPLOAD_TYPES.has(t);
+    serve(this.nc, s.journal(this.id), this.log, (body) => (only(s.journal(this.id), writer, body), this.handle(parseJournalRequest(body))));
+    serve(this.nc, s.journalRead(this.id), this.log, (body) => (only(s.journalRead(this.id), (t) => JOURNAL_READ_TYPES.has(t), body), this.handle(parseJournalRequest(body))));
+    serve(this.nc, s.snapshot(this.id), this.log, (body) => (only(s.snapshot(this.id), (t) => !SNAPSHOT_UPLOAD_TYPES.has(t), body), this.onSnapshot(parseSnapshotRequest(body))));
+    serve(this.nc, s.snapshotUpload(this.id), this.log, (body) => {
+      only(s.snapshotUpload(this.id), (t) => SNAPSHOT_UPLOAD_TYPES.has(t), body);
+      // snapshotDurable completes an upload but is a journal request: the editlog's queue orders it with compaction.
+      if ((body as { type?: unknown }).type === "snapshotDurable") return this.handle(parseJournalRequest(body));
+      return this.onSnapshot(parseSnapshotRequest(body));
+    });
   }
 
   private async load(): Promise<void> {

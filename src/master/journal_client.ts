@@ -3,7 +3,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { request } from "../nats/bus.js";
 import { toErrorReply } from "../protocol/errors.js";
 import { parseJournalReply, type JournalReply, type JournalRequest } from "../protocol/messages.js";
-import { subjects } from "../protocol/subjects.js";
+import { journalSubjectOf, subjects } from "../protocol/subjects.js";
 import { recordRange, type RecordView } from "../segment/record.js";
 
 export class JournalClient {
@@ -16,10 +16,10 @@ export class JournalClient {
     this.s = subjects(cluster);
   }
 
-  /** One request to one node; transport failures come back as an error reply, never a throw. */
+  /** One request to one node, on the subject its type goes to; transport failures come back as an error reply, never a throw. */
   async call(node: string, req: JournalRequest, timeoutMs = this.timeoutMs): Promise<JournalReply> {
     try {
-      return parseJournalReply(await request(this.nc, this.s.journal(node), req, timeoutMs));
+      return parseJournalReply(await request(this.nc, journalSubjectOf(this.s, node, req.type), req, timeoutMs));
     } catch (err) {
       return toErrorReply(err);
     }

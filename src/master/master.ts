@@ -20,7 +20,7 @@ import { ErrorCode, QjmError, errorReply } from "../protocol/errors.js";
 import { parseWriteRequest, type ActorStatus, type WriteReply } from "../protocol/messages.js";
 import { subjects } from "../protocol/subjects.js";
 import { CommandTable } from "../redis/command_table.js";
-import { startRedisServer, type RedisServer } from "../redis/redis_server.js";
+import { redisPassword, startRedisServer, type RedisServer } from "../redis/redis_server.js";
 import { encodeEffects } from "../segment/record.js";
 import { APPLIED_KEY, ApplyError, applyRecords } from "../redis/apply_records.js";
 import { Feeder } from "../redis/feeder.js";
@@ -208,21 +208,22 @@ export class Master {
     const start = await establishWriter(this.jc, this.config, this.log, randomUUID());
     this.clusterId = start.clusterId;
     const c = this.config;
+    const password = redisPassword(c.dataDir);
     this.feeder = await Feeder.listen({ syncTimeoutMs: c.feederSyncTimeoutMs, loadTimeoutMs: c.snapshotTimeoutMs, stallTimeoutMs: c.journalRequestTimeoutMs * 2, keepaliveMs: c.feederKeepaliveMs });
     // The feeder's replica from its first moment: it expires nothing by its own clock until the rebuild is done.
     const replicaOf = ["--replicaof", "127.0.0.1", String(this.feeder.port)];
-    this.redis = await startRedisServer({ port: c.masterRedisPort, dir: this.dataDir + "/redis", persistent: false, startTimeoutMs: c.redisStartTimeoutMs, extraArgs: replicaOf });
+    this.redis = await startRedisServer({ port: c.masterRedisPort, dir: this.dataDir + "/redis", persistent: false, startTimeoutMs: c.redisStartTimeoutMs, password, extraArgs: replicaOf });
     // Auto-pipelining: the commands of one event-loop turn leave in one socket write, in call order. Never resend a
     // command after a reconnect (a client write would run twice); maxRetriesPerRequest 0 so that ioredis fails the
     // commands in flight at a close instead of dropping them unsettled.
-    this.client = new Redis({ port: this.redis.port, host: "127.0.0.1", maxRetriesPerRequest: 0, enableOfflineQueue: false, lazyConnect: true, enableAutoPipelining: true, autoResendUnfulfilledCommands: false });
+    this.client = new Redis({ port: this.redis.port, host: "127.0.0.1", password, maxRetriesPerRequest: 0, enableOfflineQueue: false, lazyConnect: true, enableAutoPipelining: true, autoResendUnfulfilledCommands: false });
     this.client.on("error", (err) => this.log.debug({ err }, "redis client error"));
     await this.client.connect();
     this.commands = await CommandTable.load(this.client);
     await this.rebuild(start.inSync, start.endTxid);
     this.assembler = new EffectAssembler();
     await this.promote();
-    const link = new ReplicationLink({ port: this.redis.port, replAckIntervalMs: c.replAckIntervalMs, replStreamBytesMax: c.replStreamBytesMax });
+    const link = new ReplicationLink({ port: this.redis.port, password, replAckIntervalMs: c.replAckIntervalMs, replStreamBytesMax: c.replStreamBytesMax });
     link.on("command", (cmd: { args: Buffer[] }) => this.onStreamCommand(cmd.args));
     link.on("error", (err: Error) => this.failWriter(`replication link: ${err.message}`));
     await link.ready;

@@ -18,7 +18,7 @@
  * "error" is only emitted when a listener is attached (an unheard "error" would throw from the socket callback);
  * `done` always carries the outcome, and `ready` rejects if the link fails before it is live.
  *
- * Handshake: PING, REPLCONF listening-port <our local port>, REPLCONF capa eof capa psync2, PSYNC ? -1 → +FULLRESYNC
+ * Handshake: [AUTH <password>,] PING, REPLCONF listening-port <our local port>, REPLCONF capa eof capa psync2, PSYNC ? -1 → +FULLRESYNC
  * <replid> <offset>; then the RDB, in either form ($<len>\r\n<bytes> or diskless $EOF:<mark>\r\n…<mark>), is skipped
  * chunk by chunk and never held. Then REPLCONF ACK <offset> is sent at once (after a diskless sync Redis sends
  * nothing before the first ACK) and every `replAckIntervalMs`, and on every REPLCONF GETACK.
@@ -46,6 +46,8 @@ export interface ReplicationLinkInfo {
 export interface ReplicationLinkOptions {
   port: number;
   host?: string;
+  /** Redis's requirepass: sent as AUTH before the handshake. */
+  password?: string;
   /** Interval of REPLCONF ACK. */
   replAckIntervalMs?: number;
   /** Bytes of an incomplete command held from the stream; past it the link fails with reason "overflow". */
@@ -125,6 +127,8 @@ export class ReplicationLink extends EventEmitter<Events> {
   private parser: RespParser | undefined;
   private info: ReplicationLinkInfo | undefined;
   private streamBytes = 0;
+  /** The +OK to AUTH is the first line to come, before PING's. */
+  private authPending = false;
   private ackTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private resolveReady!: (info: ReplicationLinkInfo) => void;
@@ -152,6 +156,10 @@ export class ReplicationLink extends EventEmitter<Events> {
     this.touchIdle();
     this.socket.on("connect", () => {
       this.phase = { kind: "handshake", step: 0 };
+      if (options.password !== undefined) {
+        this.authPending = true;
+        this.send(["AUTH", options.password]);
+      }
       this.send(["PING"]);
     });
     this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
@@ -270,6 +278,11 @@ export class ReplicationLink extends EventEmitter<Events> {
 
   private onHandshakeLine(line: string): void {
     const phase = this.phase;
+    if (this.authPending) {
+      if (line !== "+OK") throw new ReplicationLinkError("redis", `Redis refused AUTH: ${line.slice(1)}`);
+      this.authPending = false;
+      return;
+    }
     if (line.startsWith("-")) throw new ReplicationLinkError("redis", `Redis refused ${phase.kind === "handshake" ? HANDSHAKE_STEPS[phase.step] : phase.kind}: ${line.slice(1)}`);
     if (phase.kind === "handshake") {
       const step = phase.step;

@@ -3,13 +3,16 @@ import { connect, type NatsConnection, type Subscription } from "@nats-io/transp
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, toErrorReply } from "../protocol/errors.js";
 import type { Logger } from "../util/log.js";
+import { natsAuthOptions, readNatsCredentials } from "./auth.js";
 
 export type { NatsConnection };
 
-export async function connectBus(url: string, name: string): Promise<NatsConnection> {
+/** `credsFile`: a credentials file (src/nats/auth.ts) to authenticate with; null for a nats-server without users. */
+export async function connectBus(url: string, name: string, credsFile: string | null = null): Promise<NatsConnection> {
   return await connect({
     servers: url,
     name,
+    ...(credsFile === null ? {} : natsAuthOptions(readNatsCredentials(credsFile))),
     // Actors outlive a restarting nats-server: keep trying, forever, at a bounded pace.
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,

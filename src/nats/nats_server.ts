@@ -3,12 +3,15 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startChild, type Child } from "../process/child.js";
 import { waitForPort } from "../process/ports.js";
+import { writeSecretFile } from "../util/secret_file.js";
 
 export interface NatsServer {
   readonly port: number;
   readonly url: string;
   readonly child: Child;
   stop(): Promise<void>;
+  /** Reads the configuration file again (SIGHUP): users added to it may connect. */
+  reload(): void;
 }
 
 /** infra/nats/nats-server.conf (from dist/src/nats/ or src/nats/). */
@@ -28,5 +31,19 @@ export async function startNatsServer(port: number, options: { logDir?: string; 
       throw new Error(`nats-server on port ${port} exited during start (${code})`);
     }),
   ]);
-  return { port, url: `nats://127.0.0.1:${port}`, child, stop: () => child.stop("SIGTERM", 5000) };
+  return {
+    port,
+    url: `nats://127.0.0.1:${port}`,
+    child,
+    stop: () => child.stop("SIGTERM", 5000),
+    reload: () => process.kill(child.pid, "SIGHUP"),
+  };
+}
+
+/**
+ * Writes nats-server's configuration for a cluster with users: infra/nats/nats-server.conf followed by the
+ * `authorization` block (src/nats/auth.ts). Owner-only: it names who may do what.
+ */
+export function writeNatsServerConf(file: string, authorization: string): void {
+  writeSecretFile(file, `${fs.readFileSync(NATS_CONF, "utf8")}\n# Users and permissions, written by redis-qjm (src/nats/auth.ts).\n${authorization}`);
 }

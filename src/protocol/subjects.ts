@@ -1,13 +1,24 @@
-/** Every NATS subject the actors and clients use: `qjm.<cluster>.…`. */
+/**
+ * Every NATS subject the actors and clients use: `qjm.<cluster>.…`. Subjects are split by who may send on them, so
+ * nats-server's per-user permissions (src/nats/auth.ts) can say it: a journal node's writer requests apart from its
+ * reads, snapshot uploads apart from downloads. A journal node answers on each subject only the request types
+ * routed to it here, so a request sent on a subject its sender may use cannot reach a handler it may not.
+ */
 export type Role = "master" | "journal" | "replica";
 
 export const subjects = (cluster: string) => ({
   /** Client writes: request `[command, ...args]` (msgpack), reply WriteReply. */
   write: `qjm.${cluster}.write`,
-  /** Requests to one journal node (JournalRequest → JournalReply). */
+  /** A journal node's writer requests (JournalRequest → JournalReply): the master only. */
   journal: (id: string) => `qjm.${cluster}.jn.${id}`,
-  /** Snapshot uploads and downloads of one journal node (SnapshotRequest), apart from the editlog's queue. */
+  /** A journal node's reads (read, getState, getManifest): the master and replicas. */
+  journalRead: (id: string) => `qjm.${cluster}.jn.${id}.read`,
+  /** Snapshot downloads (snapshotList, snapshotRead): the master and replicas. */
   snapshot: (id: string) => `qjm.${cluster}.jn.${id}.snapshot`,
+  /** Snapshot uploads (snapshotBegin/Chunk/End, snapshotDurable): replicas, and the master's copy onto a restored node. */
+  snapshotUpload: (id: string) => `qjm.${cluster}.jn.${id}.snapshot.upload`,
+  /** Disk fault injection (tests only, with faultInjection = 1). */
+  journalFault: (id: string) => `qjm.${cluster}.jn.${id}.fault`,
   /** Heartbeats: every actor publishes its Heartbeat here. */
   heartbeat: (role: Role, id: string) => `qjm.${cluster}.hb.${role}.${id}`,
   heartbeatAll: `qjm.${cluster}.hb.>`,
@@ -15,6 +26,25 @@ export const subjects = (cluster: string) => ({
   status: `qjm.${cluster}.status`,
   /** Transitions (masked, restored, recovery decisions…), one JSON-able event each. */
   events: `qjm.${cluster}.events`,
+  /** Reply subjects of one NATS user (its connection's inbox prefix): nobody else may read them. */
+  inbox: (user: string) => `_INBOX.${cluster}.${user}`,
 });
 
 export type Subjects = ReturnType<typeof subjects>;
+
+/** Journal requests that only read: sent on `journalRead`, never on the writer's subject. */
+export const JOURNAL_READ_TYPES: ReadonlySet<string> = new Set(["read", "getState", "getManifest"]);
+/** Snapshot requests that upload (snapshotDurable is a journal request, sent with the upload it completes). */
+export const SNAPSHOT_UPLOAD_TYPES: ReadonlySet<string> = new Set(["snapshotBegin", "snapshotChunk", "snapshotEnd", "snapshotDurable"]);
+
+/** The subject of one journal request to node `id`. */
+export function journalSubjectOf(s: Subjects, id: string, type: string): string {
+  if (JOURNAL_READ_TYPES.has(type)) return s.journalRead(id);
+  if (SNAPSHOT_UPLOAD_TYPES.has(type)) return s.snapshotUpload(id);
+  return s.journal(id);
+}
+
+/** The subject of one snapshot request to node `id`. */
+export function snapshotSubjectOf(s: Subjects, id: string, type: string): string {
+  return SNAPSHOT_UPLOAD_TYPES.has(type) ? s.snapshotUpload(id) : s.snapshot(id);
+}

@@ -3,6 +3,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { startChild, killLeftover, type Child } from "../process/child.js";
+import { credentialsDir, ensureSecretFile, writeSecretFile } from "../util/secret_file.js";
 
 export interface RedisServerOptions {
   port: number;
@@ -11,7 +12,14 @@ export interface RedisServerOptions {
   /** Persistent: AOF with fsync every second (replicas); ephemeral: nothing on disk (the master: the journal is the durable copy). */
   persistent: boolean;
   startTimeoutMs: number;
+  /** requirepass: every client must AUTH with it (our actors' Redis servers always have one; see redisPassword). */
+  password?: string;
   extraArgs?: string[];
+}
+
+/** The Redis password of a data directory: `<dataDir>/credentials/redis.password`, made on first use. */
+export function redisPassword(dataDir: string): string {
+  return ensureSecretFile(path.join(credentialsDir(dataDir), "redis.password"));
 }
 
 export interface RedisServer {
@@ -46,12 +54,13 @@ export async function startRedisServer(options: RedisServerOptions): Promise<Red
     "--dir", dir,
     "--pidfile", pidFile,
     "--logfile", path.join(dir, "redis.log"),
+    ...passwordArgs(dir, options.password),
     ...(options.extraArgs ?? []),
   ];
   const child = startChild("redis-server", args);
   // Our pid file names the process we started, at once: redis writes its own (same pid, setpriv execs) later.
   fs.writeFileSync(pidFile, String(child.pid));
-  await waitForRedis(options.port, options.startTimeoutMs, child);
+  await waitForRedis(options.port, options.startTimeoutMs, child, options.password);
   return {
     port: options.port,
     url: `redis://127.0.0.1:${options.port}`,
@@ -60,13 +69,22 @@ export async function startRedisServer(options: RedisServerOptions): Promise<Red
   };
 }
 
-async function waitForRedis(port: number, timeoutMs: number, child: Child): Promise<void> {
+/** requirepass through an owner-only file redis-server includes: a password on the command line is visible to every local user. */
+function passwordArgs(dir: string, password: string | undefined): string[] {
+  if (password === undefined) return [];
+  if (!/^[A-Za-z0-9]+$/.test(password)) throw new Error("a Redis password must be letters and digits (it is written in a config file)");
+  const file = path.join(dir, "requirepass.conf");
+  writeSecretFile(file, `requirepass ${password}\n`);
+  return ["--include", file];
+}
+
+async function waitForRedis(port: number, timeoutMs: number, child: Child, password: string | undefined): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let exited = false;
   void child.exited.then(() => (exited = true));
   for (;;) {
     if (exited) throw new Error(`redis-server on port ${port} exited during start (see its redis.log)`);
-    const client = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const client = new Redis({ port, host: "127.0.0.1", password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
     client.on("error", () => {});
     try {
       await client.connect();

@@ -19,7 +19,7 @@ import { startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
 import { JournalClient } from "../master/journal_client.js";
 import type { ActorStatus } from "../protocol/messages.js";
-import { startRedisServer, type RedisServer } from "../redis/redis_server.js";
+import { redisPassword, startRedisServer, type RedisServer } from "../redis/redis_server.js";
 import { APPLIED_KEY, ApplyError, applyRecords } from "../redis/apply_records.js";
 import { Feeder } from "../redis/feeder.js";
 import type { RecordView } from "../segment/record.js";
@@ -46,6 +46,8 @@ export class Replica {
   private readonly jc: JournalClient;
   private readonly snapshots: SnapshotClient;
   private readonly events: EventPublisher;
+  /** requirepass of this data directory's Redis servers. */
+  private readonly password: string;
   /** The newest snapshot this replica knows a majority holds. */
   private snapshotTxid = 0;
   /** A snapshot being saved and uploaded (one at a time), and when the last one was tried. */
@@ -66,6 +68,7 @@ export class Replica {
     this.jc = new JournalClient(nc, config.cluster, config.journalRequestTimeoutMs);
     this.snapshots = new SnapshotClient(nc, this.jc, config.cluster, config, log);
     this.events = new EventPublisher(nc, config.cluster, `replica.${id}`, log);
+    this.password = redisPassword(config.dataDir);
   }
 
   async start(): Promise<void> {
@@ -73,7 +76,7 @@ export class Replica {
     this.feeder = await Feeder.listen({ syncTimeoutMs: c.feederSyncTimeoutMs, loadTimeoutMs: c.snapshotTimeoutMs, stallTimeoutMs: c.journalRequestTimeoutMs * 2, keepaliveMs: c.feederKeepaliveMs });
     // A replica of the feeder from its first moment: a key loaded from the AOF never expires by this Redis's clock.
     const replicaOf = ["--replicaof", "127.0.0.1", String(this.feeder.port), "--replica-read-only", "yes"];
-    this.redis = await startRedisServer({ port: this.redisPort, dir: this.dataDir + "/redis", persistent: true, startTimeoutMs: c.redisStartTimeoutMs, extraArgs: replicaOf });
+    this.redis = await startRedisServer({ port: this.redisPort, dir: this.dataDir + "/redis", persistent: true, startTimeoutMs: c.redisStartTimeoutMs, password: this.password, extraArgs: replicaOf });
     this.client = new Redis(this.redisOptions());
     this.client.on("error", (err) => this.log.debug({ err }, "redis client error"));
     await this.client.connect();
@@ -93,7 +96,7 @@ export class Replica {
    * drops (never settles) the commands in flight unless maxRetriesPerRequest is 0, which flushes them on every close.
    */
   private redisOptions(): RedisOptions {
-    return { port: this.redisPort, host: "127.0.0.1", maxRetriesPerRequest: 0, lazyConnect: true, autoResendUnfulfilledCommands: false };
+    return { port: this.redisPort, host: "127.0.0.1", password: this.password, maxRetriesPerRequest: 0, lazyConnect: true, autoResendUnfulfilledCommands: false };
   }
 
   status(): ActorStatus {

@@ -12,7 +12,7 @@ import { quorumSize, type Config } from "../config/config.js";
 import { request } from "../nats/bus.js";
 import { ErrorCode, QjmError, toErrorReply } from "../protocol/errors.js";
 import { parseSnapshotReply, type SnapshotInfo, type SnapshotReply, type SnapshotRequest } from "../protocol/messages.js";
-import { subjects } from "../protocol/subjects.js";
+import { snapshotSubjectOf, subjects } from "../protocol/subjects.js";
 import type { Logger } from "../util/log.js";
 import type { JournalClient } from "../master/journal_client.js";
 import { transferProgress, type TransferProgress } from "../util/progress.js";
@@ -44,7 +44,7 @@ export class SnapshotClient {
 
   async call(node: string, req: SnapshotRequest): Promise<SnapshotReply> {
     try {
-      return parseSnapshotReply(await request(this.nc, this.s.snapshot(node), req, this.limits.journalRequestTimeoutMs));
+      return parseSnapshotReply(await request(this.nc, snapshotSubjectOf(this.s, node, req.type), req, this.limits.journalRequestTimeoutMs));
     } catch (err) {
       return toErrorReply(err);
     }

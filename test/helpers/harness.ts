@@ -9,11 +9,18 @@ import { connectBus, request, requestAll, type NatsConnection } from "../../src/
 import type { ActorStatus, WriteReply } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
 import { freePort, freePorts } from "../../src/process/ports.js";
+import { CLIENT_USER, credsFile } from "../../src/nats/auth.js";
+import { redisPassword } from "../../src/redis/redis_server.js";
 import { APPLIED_KEY } from "../../src/replica/replica.js";
 
 export interface TestCluster {
   cluster: LocalCluster;
+  /** Connected as the `client` user: writes, status and events only (what every client may do). */
   nc: NatsConnection;
+  /** A connection as another NATS user of the cluster (m1 to send journal nodes requests, `faults`…); closed by stop(). */
+  connectAs(user: string): Promise<NatsConnection>;
+  /** The password of every Redis server of the cluster (requirepass). */
+  redisPassword: string;
   write(args: (string | Buffer | number)[], timeoutMs?: number): Promise<WriteReply>;
   status(): Promise<ActorStatus[]>;
   stop(): Promise<void>;
@@ -51,11 +58,23 @@ export async function startTestCluster(name: string, overrides: Partial<Config> 
       ...overrides,
     },
   });
-  const nc = await connectBus(cluster.natsUrl, `test-${name}`);
+  // Every integration test runs with NATS users and Redis passwords on, as `npm start` does.
+  if (!cluster.natsAuth) {
+    await cluster.stop();
+    throw new Error(`a nats-server already answers on port ${natsPort}: the test cluster must start its own, with users`);
+  }
+  const nc = await connectBus(cluster.natsUrl, `test-${name}`, credsFile(dataDir, CLIENT_USER));
+  const others = new Map<string, Promise<NatsConnection>>();
   const s = subjects(cluster.cluster);
   const tc: TestCluster = {
     cluster,
     nc,
+    redisPassword: redisPassword(dataDir),
+    connectAs(user) {
+      let c = others.get(user);
+      if (c === undefined) others.set(user, (c = connectBus(cluster.natsUrl, `test-${name}-${user}`, credsFile(dataDir, user))));
+      return c;
+    },
     async write(args, timeoutMs = 10000) {
       return (await request(nc, s.write, args, timeoutMs)) as WriteReply;
     },
@@ -64,6 +83,7 @@ export async function startTestCluster(name: string, overrides: Partial<Config> 
     },
     async stop() {
       await nc.close().catch(() => {});
+      for (const c of others.values()) await c.then((o) => o.close()).catch(() => {});
       await cluster.stop();
       if (process.env.QJM_KEEP_TEST_DATA === undefined) fs.rmSync(dataDir, { recursive: true, force: true });
     },
@@ -111,8 +131,8 @@ export interface KeyDump {
 }
 
 /** Every key of a Redis (but the replica's applied marker): type, value in a canonical form, and expiry; pipelined per SCAN page. */
-export async function dumpKeyspace(port: number): Promise<Map<string, KeyDump>> {
-  const r = new Redis({ port, host: "127.0.0.1", lazyConnect: true });
+export async function dumpKeyspace(port: number, password?: string): Promise<Map<string, KeyDump>> {
+  const r = new Redis({ port, host: "127.0.0.1", password, lazyConnect: true });
   await r.connect();
   try {
     const out = new Map<string, KeyDump>();

@@ -630,7 +630,7 @@ export async function readJournal(
   const refusals: string[] = [];
   while (next <= toTxid) {
     const id = nodes[node % nodes.length];
-    const got = await readFrom(nc, s.journal(id), id, next, requestTimeoutMs);
+    const got = await readFrom(nc, s.journalRead(id), id, next, requestTimeoutMs);
     if (typeof got === "string") {
       refusals.push(`${id}: ${got}`);
       attempts++;

@@ -50,8 +50,8 @@ export function startLoad(tc: TestCluster, history: History, clients: number, ta
 }
 
 /** The keys of the history's acked writes that a Redis does not hold. */
-export async function ackedMissingFrom(port: number, history: History): Promise<string[]> {
-  const r = new Redis({ port, host: "127.0.0.1" });
+export async function ackedMissingFrom(port: number, history: History, password: string): Promise<string[]> {
+  const r = new Redis({ port, host: "127.0.0.1", password });
   try {
     const keys = history.oks().map((op) => String(op.args[1]));
     const missing: string[] = [];
@@ -69,7 +69,7 @@ export async function ackedMissingFrom(port: number, history: History): Promise<
 export async function journalFingerprint(tc: TestCluster, node: string, from: number, to: number): Promise<string[]> {
   const out: string[] = [];
   for (let txid = from; txid <= to; ) {
-    const r = (await request(tc.nc, subjects(tc.cluster.cluster).journal(node), { type: "read", fromTxid: txid, bytesMax: 512 * 1024, recordsMax: 8192, uncommitted: true }, 5000)) as {
+    const r = (await request(await tc.connectAs("m1"), subjects(tc.cluster.cluster).journalRead(node), { type: "read", fromTxid: txid, bytesMax: 512 * 1024, recordsMax: 8192, uncommitted: true }, 5000)) as {
       ok: boolean;
       read?: { records: Uint8Array; count: number };
       code?: string;

@@ -14,8 +14,8 @@ export async function verifyHistory(t: ExecutionContext, tc: TestCluster, histor
   const master = await waitForWriter(tc, 60000);
   // A commit notice goes out when the writer is idle: the replicas then see the whole committed log.
   const replicas = await waitForReplicas(tc, master.committedTxid, 60000);
-  const journal = await readJournal(tc.nc, tc.cluster.cluster, journalNodes, master.committedTxid);
-  const dumps = Object.fromEntries(await Promise.all(replicas.map(async (r) => [r.id, await dumpKeyspace(Number(new URL(r.redisUrl!).port))] as const)));
+  const journal = await readJournal(await tc.connectAs("m1"), tc.cluster.cluster, journalNodes, master.committedTxid);
+  const dumps = Object.fromEntries(await Promise.all(replicas.map(async (r) => [r.id, await dumpKeyspace(Number(new URL(r.redisUrl!).port), tc.redisPassword)] as const)));
   const violations = checkAll({ history, journal, replicas: dumps, nowMs: Date.now() });
   t.deepEqual(violations, [], `history of ${history.all().length} writes against ${journal.length} committed records`);
   t.log(`${history.oks().length} acked, ${history.unknowns().length} unknown, ${history.fails().length} failed; ${journal.length} committed records checked`);
@@ -32,9 +32,9 @@ export async function verifyCopiesEqual(t: ExecutionContext, tc: TestCluster, fr
   const port = await freePort();
   tc.cluster.addActor({ name: freshReplica, script: "replica", args: ["--id", freshReplica, "--redis-port", String(port)] });
   const replicas = await waitForReplicas(tc, master.committedTxid, 120000, [freshReplica]);
-  const reference = await dumpKeyspace(tc.cluster.config.masterRedisPort);
+  const reference = await dumpKeyspace(tc.cluster.config.masterRedisPort, tc.redisPassword);
   for (const r of replicas) {
-    const diffs = diffKeyspaces(reference, await dumpKeyspace(Number(new URL(r.redisUrl!).port)));
+    const diffs = diffKeyspaces(reference, await dumpKeyspace(Number(new URL(r.redisUrl!).port), tc.redisPassword));
     t.deepEqual(diffs, [], `replica ${r.id} against the master's Redis`);
   }
   t.log(`${reference.size} keys equal on the master and ${replicas.length} replicas (one bootstrapped at the end), TTLs included`);

@@ -59,15 +59,19 @@ test.serial("bad input - a Redis error is a REDIS_ERROR reply, and nothing chang
 });
 
 test.serial("bad input - garbage and forged records on a journal node's subject are refused; it keeps serving", async (t) => {
+  // Sent with the master's NATS user: the only one nats-server lets publish on a journal node's writer subject.
+  const asMaster = await tc!.connectAs("m1");
   const subject = subjects(tc!.cluster.cluster).journal("jn1");
-  const ask = async (body: Uint8Array) => decode((await tc!.nc.request(subject, body, { timeout: 5000 })).data) as Record<string, unknown>;
+  const ask = async (body: Uint8Array) => decode((await asMaster.request(subject, body, { timeout: 5000 })).data) as Record<string, unknown>;
   t.is((await ask(Buffer.from("garbage"))).code, "NOT_MSGPACK");
   t.is((await ask(encode({ type: "explode" }))).code, "BAD_REQUEST");
   t.is((await ask(encode({ type: "journal", epoch: "x" }))).code, "BAD_REQUEST");
   // A stale epoch is fenced, whatever the records.
   const stale = await ask(encode({ type: "journal", epoch: 0, segmentTxid: 1, firstTxid: 1, count: 1, records: Buffer.from("not a record"), committedTxid: 0 }));
   t.is(stale.code, "EPOCH_FENCED");
-  const state = await ask(encode({ type: "getState" }));
+  // A read sent on the writer's subject is refused: each subject serves only the requests routed to it.
+  t.is((await ask(encode({ type: "getState" }))).code, "BAD_REQUEST");
+  const state = decode((await asMaster.request(subjects(tc!.cluster.cluster).journalRead("jn1"), encode({ type: "getState" }), { timeout: 5000 })).data) as Record<string, unknown>;
   t.is(state.ok, true);
   t.true((await tc!.write(["SET", "after-jn-garbage", "1"])).ok);
 });

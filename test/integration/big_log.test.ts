@@ -50,8 +50,8 @@ function writeOf(c: number, i: number, expect: Expect): { args: (string | number
   }
 }
 
-async function missingFrom(port: number, expect: Expect): Promise<string[]> {
-  const r = new Redis({ port, host: "127.0.0.1" });
+async function missingFrom(port: number, expect: Expect, password: string): Promise<string[]> {
+  const r = new Redis({ port, host: "127.0.0.1", password });
   try {
     const wrong: string[] = [];
     const entries = [...expect];
@@ -110,8 +110,8 @@ test("big log - a long run of varied overwrites keeps each node's editlog bounde
   const master = await waitForWriter(tc);
   const replicas = await waitForReplicas(tc, master.committedTxid, 300000);
   const ports = replicas.map((r) => Number(new URL(r.redisUrl!).port));
-  for (const port of ports) t.deepEqual((await missingFrom(port, expect)).slice(0, 5), [], `each key on the replica at ${port} holds its last acked write`);
-  t.deepEqual(diffKeyspaces(await dumpKeyspace(ports[0]), await dumpKeyspace(ports[1])).slice(0, 5), [], "the replicas are equal");
+  for (const port of ports) t.deepEqual((await missingFrom(port, expect, tc!.redisPassword)).slice(0, 5), [], `each key on the replica at ${port} holds its last acked write`);
+  t.deepEqual(diffKeyspaces(await dumpKeyspace(ports[0], tc!.redisPassword), await dumpKeyspace(ports[1], tc!.redisPassword)).slice(0, 5), [], "the replicas are equal");
   // The bound: maxSegments, plus what rolls between two compaction checks and a merge in progress (its output beside
   // its inputs); bytes: editlogMaxBytes plus a merge's output and a segment.
   const boundFiles = LIMITS.maxSegments * 2 + 4;

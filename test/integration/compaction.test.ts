@@ -83,8 +83,8 @@ test("compaction - bounded editlog under load; wiped and lagging replicas bootst
   t.true(boots.includes("replica.r1") && boots.includes("replica.r2"), `both replicas bootstrapped: ${boots.join(", ")}`);
   t.true(seen.some((e) => e.type === "snapshotDurable"), "a snapshot became durable");
   const ports = replicas.map((r) => Number(new URL(r.redisUrl!).port));
-  for (const port of ports) t.deepEqual((await ackedMissingFrom(port, history)).slice(0, 5), [], `every acked write is on the replica at ${port}`);
-  t.deepEqual(diffKeyspaces(await dumpKeyspace(ports[0]), await dumpKeyspace(ports[1])).slice(0, 5), [], "the replicas are equal");
+  for (const port of ports) t.deepEqual((await ackedMissingFrom(port, history, tc!.redisPassword)).slice(0, 5), [], `every acked write is on the replica at ${port}`);
+  t.deepEqual(diffKeyspaces(await dumpKeyspace(ports[0], tc!.redisPassword), await dumpKeyspace(ports[1], tc!.redisPassword)).slice(0, 5), [], "the replicas are equal");
   // The bound: maxSegments after compaction; while a merge runs its output sits beside its inputs; and a few segments
   // roll between two compaction checks.
   const bound = limits.maxSegments * 2 + 4;

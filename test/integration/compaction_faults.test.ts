@@ -53,8 +53,8 @@ async function convergedReplicas(t: import("ava").ExecutionContext, tc: TestClus
   const master = await waitForWriter(tc, 60000);
   const replicas = await waitForReplicas(tc, master.committedTxid, 120000);
   const ports = replicas.map((r) => Number(new URL(r.redisUrl!).port));
-  for (const port of ports) t.deepEqual((await ackedMissingFrom(port, history)).slice(0, 5), [], `every acked write is on the replica at ${port}`);
-  t.deepEqual(diffKeyspaces(await dumpKeyspace(ports[0]), await dumpKeyspace(ports[1])).slice(0, 5), [], "the replicas are equal");
+  for (const port of ports) t.deepEqual((await ackedMissingFrom(port, history, tc.redisPassword)).slice(0, 5), [], `every acked write is on the replica at ${port}`);
+  t.deepEqual(diffKeyspaces(await dumpKeyspace(ports[0], tc!.redisPassword), await dumpKeyspace(ports[1], tc!.redisPassword)).slice(0, 5), [], "the replicas are equal");
 }
 
 test("compaction faults - kill -9 of a journal node at 20 seeded moments while it compacts: valid log on restart, restored", async (t) => {

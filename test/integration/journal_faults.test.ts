@@ -39,7 +39,7 @@ const load = (clients: number, tag: string) => startLoad(tc!, history, clients, 
 async function assertNoAckedWriteLost(t: import("ava").ExecutionContext): Promise<void> {
   await verifyHistory(t, tc!, history);
   const master = await waitForWriter(tc!);
-  t.deepEqual((await ackedMissingFrom(Number(new URL(master.redisUrl!).port), history)).slice(0, 5), [], "every acked write is in the master's Redis");
+  t.deepEqual((await ackedMissingFrom(Number(new URL(master.redisUrl!).port), history, tc!.redisPassword)).slice(0, 5), [], "every acked write is in the master's Redis");
 }
 
 test.serial("journal faults - kill -9 of one journal node under load: no write fails, none is lost", async (t) => {

@@ -7,6 +7,7 @@ import path from "node:path";
 import test from "ava";
 import { segmentFilesIn } from "../../src/journal/segment_store.js";
 import { scanRecords } from "../../src/segment/record.js";
+import { FAULTS_USER } from "../../src/nats/auth.js";
 import { request } from "../../src/nats/bus.js";
 import type { ActorStatus } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
@@ -84,14 +85,15 @@ test.serial("journal health - SIGSTOP of a journal node for 10 s under 100 clien
 test.serial("journal health - ENOSPC on one node under load: writes go on, the node is masked, then restored once the disk recovers", async (t) => {
   const l = load(50, "enospc");
   await until("a steady state", 20000, () => (l.samples.length >= 1000 ? true : undefined));
-  const faultSubject = subjects(tc!.cluster.cluster).journal("jn3") + ".fault";
-  await request(tc!.nc, faultSubject, { operation: "write", errno: "ENOSPC" }, 5000);
+  const faultSubject = subjects(tc!.cluster.cluster).journalFault("jn3");
+  const faults = await tc!.connectAs(FAULTS_USER);
+  await request(faults, faultSubject, { operation: "write", errno: "ENOSPC" }, 5000);
   await until("jn3 masked", 10000, async () => ((await health("jn3")) === "masked" ? true : undefined), 50);
   const jn3 = await until("jn3 to report its disk error", 5000, async () => (await tc!.status()).find((s) => s.id === "jn3" && s.health === "disk-error"));
   t.regex(String(jn3.details.diskError), /ENOSPC/);
   const at = l.samples.length;
   await until("1,000 writes while jn3's disk is full", 30000, () => (l.samples.length >= at + 1000 ? true : undefined));
-  await request(tc!.nc, faultSubject, { operation: "write", errno: null }, 5000);
+  await request(faults, faultSubject, { operation: "write", errno: null }, 5000);
   await until("jn3 restored", 30000, async () => ((await health("jn3")) === "healthy" ? true : undefined), 100);
   await l.stop();
   t.deepEqual(l.failures.slice(0, 3), [], "no write failed");

@@ -8,6 +8,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import test, { type ExecutionContext } from "ava";
 import { envName } from "../../src/config/config.js";
+import { CLIENT_USER, credsFile } from "../../src/nats/auth.js";
 import { connectBus, request, requestAll } from "../../src/nats/bus.js";
 import { startChild, pidRuns } from "../../src/process/child.js";
 import { freePort } from "../../src/process/ports.js";
@@ -37,7 +38,7 @@ async function startNpmStartCluster(t: ExecutionContext, name: string) {
     await cluster.stop("SIGKILL");
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
-  const nc = await until("nats-server of the cluster", 20000, async () => await connectBus(`nats://127.0.0.1:${natsPort}`, "test").catch(() => undefined), 100);
+  const nc = await until("nats-server of the cluster", 20000, async () => await connectBus(`nats://127.0.0.1:${natsPort}`, "test", credsFile(dataDir, CLIENT_USER)).catch(() => undefined), 100);
   const status = async () => (await requestAll(nc, subjects(name).status, {}, 300).catch(() => [])) as ActorStatus[];
   return { cluster, dataDir, natsPort, nc, status };
 }
@@ -73,7 +74,7 @@ test("local cluster - npm start's cluster heals kill -9 of every actor, and Ctrl
   t.is(await cluster.exited, 0);
   for (const pid of pids) t.false(pidRuns(pid, "actors/"), `actor ${pid} is gone`);
   for (const pid of redisPids) t.false(pidRuns(pid, "redis-server"), `redis-server ${pid} is gone`);
-  const natsGone = await connectBus(`nats://127.0.0.1:${natsPort}`, "probe").then(
+  const natsGone = await connectBus(`nats://127.0.0.1:${natsPort}`, "probe", credsFile(dataDir, CLIENT_USER)).then(
     async (c) => {
       await c.close();
       return false;
@@ -105,7 +106,7 @@ test("local cluster - kill -9 of npm start's cluster takes every actor and serve
   for (const a of actors) await until(`actor ${a.id} gone`, 10000, () => (pidRuns(a.pid, "actors/") ? undefined : true), 50);
   for (const pid of redisPids) await until(`redis-server ${pid} gone`, 10000, () => (pidRuns(pid, "redis-server") ? undefined : true), 50);
   const natsGone = await until("the nats-server gone", 10000, async () =>
-    (await connectBus(`nats://127.0.0.1:${natsPort}`, "probe").then(
+    (await connectBus(`nats://127.0.0.1:${natsPort}`, "probe", credsFile(dataDir, CLIENT_USER)).then(
       async (c) => {
         await c.close();
         return undefined;

@@ -38,7 +38,7 @@ test(`master faults - kill -9 of the master at ${KILLS} seeded random moments un
       await tc.cluster.signal("m1", "SIGKILL");
       tc.cluster.startActor("m1");
       const master = await waitForWriter(tc, 60000);
-      const missing = await ackedMissingFrom(Number(new URL(master.redisUrl!).port), history);
+      const missing = await ackedMissingFrom(Number(new URL(master.redisUrl!).port), history, tc.redisPassword);
       t.deepEqual(missing.slice(0, 5), [], `after kill ${kill} (epoch ${master.epoch}) every acked write is in the master's Redis`);
     }
   } finally {
@@ -66,6 +66,6 @@ test("master faults - the master's own redis-server killed under load: the maste
   const at = load.done();
   await until("200 more writes", 30000, () => (load.done() >= at + 200 ? true : undefined), 10);
   await load.stop();
-  t.deepEqual((await ackedMissingFrom(Number(new URL(after.redisUrl!).port), history)).slice(0, 5), [], "the rebuilt Redis holds every acked write");
+  t.deepEqual((await ackedMissingFrom(Number(new URL(after.redisUrl!).port), history, local.redisPassword)).slice(0, 5), [], "the rebuilt Redis holds every acked write");
   await verifyHistory(t, local, history);
 });

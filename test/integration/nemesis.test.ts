@@ -97,7 +97,7 @@ for (let k = 0; k < SCHEDULES; k++) {
     const ttl = ttlLoad.history;
     t.log(`TTL and large-value load: ${ttl.oks().length} acked, ${ttl.fails().length} failed, ${ttl.unknowns().length} unknown`);
     await verifyCopiesEqual(t, tc, "r-fresh");
-    const journal = journalEffects(await readJournal(tc.nc, tc.cluster.cluster, tc.cluster.config.journalNodes, committedTxid));
+    const journal = journalEffects(await readJournal(await tc.connectAs("m1"), tc.cluster.cluster, tc.cluster.config.journalNodes, committedTxid));
     const kv = toKvHistory(history.all(), journal);
     const historyDir = process.env.QJM_NEMESIS_HISTORY_DIR;
     if (historyDir !== undefined) {

@@ -54,7 +54,7 @@ function redisPort(s: ActorStatus): number {
 
 /** Every key's DUMP payload and PTTL (the applied marker aside). */
 async function dumps(port: number): Promise<Map<string, { dump: string; pttl: number }>> {
-  const r = new Redis({ port, host: "127.0.0.1", lazyConnect: true });
+  const r = new Redis({ port, host: "127.0.0.1", password: tc!.redisPassword, lazyConnect: true });
   await r.connect();
   try {
     const out = new Map<string, { dump: string; pttl: number }>();
@@ -92,7 +92,7 @@ async function assertCopiesEqual(t: import("ava").ExecutionContext, what: string
 
 /** What the TTL workload must leave, live. */
 async function assertWorkloadKept(t: import("ava").ExecutionContext, port: number, what: string): Promise<void> {
-  const r = new Redis({ port, host: "127.0.0.1", lazyConnect: true });
+  const r = new Redis({ port, host: "127.0.0.1", password: tc!.redisPassword, lazyConnect: true });
   await r.connect();
   try {
     for (const key of ["s:pexpire", "s:expire", "s:getex"]) t.true((await r.pttl(key)) > 60000, `${what}: ${key} kept its extended TTL`);
@@ -109,7 +109,7 @@ async function assertWorkloadKept(t: import("ava").ExecutionContext, port: numbe
 /** Until the master journaled the expiry DELs of the workload's sources and every replica applied them. */
 async function settle(): Promise<void> {
   const master = await waitForWriter(tc!);
-  const r = new Redis({ port: redisPort(master), host: "127.0.0.1", lazyConnect: true });
+  const r = new Redis({ port: redisPort(master), host: "127.0.0.1", password: tc!.redisPassword, lazyConnect: true });
   await r.connect();
   try {
     await until("the sources to expire on the master", 10000, async () => ((await r.exists("l:src", "st:src", "su:src")) === 0 ? true : undefined));
@@ -155,7 +155,7 @@ test.serial("replay - a replica down while keys are extended, persisted and move
 
 test.serial("replay - a replica's Redis is read-only to clients", async (t) => {
   const replica = (await tc!.status()).find((s) => s.role === "replica")!;
-  const r = new Redis({ port: redisPort(replica), host: "127.0.0.1", lazyConnect: true });
+  const r = new Redis({ port: redisPort(replica), host: "127.0.0.1", password: tc!.redisPassword, lazyConnect: true });
   await r.connect();
   try {
     const err = await t.throwsAsync(r.set("intruder", "x"));
@@ -172,7 +172,7 @@ const BUSY_SCRIPT = "local t = redis.call('TIME') local start = t[1] * 1000000 +
 test.serial("replay - connections of a replica's Redis killed just after a transaction ran, before its reply left: every record applies exactly once", async (t) => {
   const r1 = (await tc!.status()).find((s) => s.role === "replica" && s.id === "r1")!;
   const open = async () => {
-    const c = new Redis({ port: redisPort(r1), host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false });
+    const c = new Redis({ port: redisPort(r1), host: "127.0.0.1", password: tc!.redisPassword, lazyConnect: true, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false });
     c.on("error", () => {});
     await c.connect();
     return c;
@@ -202,7 +202,7 @@ test.serial("replay - connections of a replica's Redis killed just after a trans
   const master = await waitForWriter(tc!);
   await waitForReplicas(tc!, master.committedTxid);
   for (const replica of (await tc!.status()).filter((s) => s.role === "replica")) {
-    const r = new Redis({ port: redisPort(replica), host: "127.0.0.1", lazyConnect: true });
+    const r = new Redis({ port: redisPort(replica), host: "127.0.0.1", password: tc!.redisPassword, lazyConnect: true });
     await r.connect();
     t.is(await r.get("counter"), String(ROUNDS * PER_ROUND), `${replica.id} applied each INCR once`);
     r.disconnect();
@@ -219,7 +219,7 @@ test.serial("replay - an effect that fails on a replica stops that copy and is r
   });
   const r2 = (await tc!.status()).find((s) => s.role === "replica" && s.id === "r2")!;
   // An operator writes to r2's Redis behind the cluster's back: its keyspace differs, the next HSET fails there.
-  const r = new Redis({ port: redisPort(r2), host: "127.0.0.1", lazyConnect: true });
+  const r = new Redis({ port: redisPort(r2), host: "127.0.0.1", password: tc!.redisPassword, lazyConnect: true });
   await r.connect();
   await r.call("CONFIG", "SET", "replica-read-only", "no");
   await r.set("diverged", "a string");

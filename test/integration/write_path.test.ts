@@ -60,10 +60,10 @@ test.serial("write path - 10,000 writes from 100 clients: all acked, txids uniqu
   t.deepEqual(txids, Array.from({ length: txids.length }, (_, i) => i + 1), "txids are unique and gap-free from 1");
 
   await waitForReplicas(tc, txids.length);
-  const masterKeys = await dumpKeyspace(Number(new URL(master.redisUrl!).port));
+  const masterKeys = await dumpKeyspace(Number(new URL(master.redisUrl!).port), tc!.redisPassword);
   t.true(masterKeys.size > 1000, `the master holds ${masterKeys.size} keys`);
   for (const replica of (await tc.status()).filter((s) => s.role === "replica")) {
-    const diffs = diffKeyspaces(masterKeys, await dumpKeyspace(Number(new URL(replica.redisUrl!).port)));
+    const diffs = diffKeyspaces(masterKeys, await dumpKeyspace(Number(new URL(replica.redisUrl!).port), tc!.redisPassword));
     t.deepEqual(diffs.slice(0, 10), [], `${replica.id} equals the master`);
   }
 });
@@ -81,9 +81,9 @@ test.serial("write path - a replica killed with -9 takes its redis-server with i
   tc!.cluster.startActor("r1");
   await waitForReplicas(tc!, last);
   const master = await waitForWriter(tc!);
-  const masterKeys = await dumpKeyspace(Number(new URL(master.redisUrl!).port));
+  const masterKeys = await dumpKeyspace(Number(new URL(master.redisUrl!).port), tc!.redisPassword);
   for (const replica of (await tc!.status()).filter((s) => s.role === "replica")) {
-    t.deepEqual(diffKeyspaces(masterKeys, await dumpKeyspace(Number(new URL(replica.redisUrl!).port))).slice(0, 10), [], `${replica.id} equals the master`);
+    t.deepEqual(diffKeyspaces(masterKeys, await dumpKeyspace(Number(new URL(replica.redisUrl!).port), tc!.redisPassword)).slice(0, 10), [], `${replica.id} equals the master`);
   }
 });
 
@@ -96,13 +96,13 @@ test.serial("write path - an expired key's DEL, which belongs to no client write
     const m = (await tc!.status()).find((s) => s.role === "master");
     return m !== undefined && m.committedTxid > set.txid ? m : undefined;
   }, 50);
-  const read = (await request(tc!.nc, subjects(tc!.cluster.cluster).journal("jn1"), { type: "read", fromTxid: set.txid + 1, bytesMax: 65536, recordsMax: 1, uncommitted: false }, 5000)) as { read: { records: Uint8Array } };
+  const read = (await request(await tc!.connectAs("m1"), subjects(tc!.cluster.cluster).journalRead("jn1"), { type: "read", fromTxid: set.txid + 1, bytesMax: 65536, recordsMax: 1, uncommitted: false }, 5000)) as { read: { records: Uint8Array } };
   const [record] = scanRecords(read.read.records).records;
   t.deepEqual(decodeEffects(record.payload).map((e) => e.map((a) => Buffer.from(a).toString())), [["DEL", "short-lived"]]);
   await waitForReplicas(tc!, master.committedTxid);
 
 
   for (const replica of (await tc!.status()).filter((s) => s.role === "replica")) {
-    t.is((await dumpKeyspace(Number(new URL(replica.redisUrl!).port))).has("short-lived"), false, replica.id);
+    t.is((await dumpKeyspace(Number(new URL(replica.redisUrl!).port), tc!.redisPassword)).has("short-lived"), false, replica.id);
   }
 });
