@@ -4,6 +4,7 @@
  * gives the same messages, so a failure names a seed that replays it.
  */
 import { encode } from "../../src/protocol/codec.js";
+import { subjects } from "../../src/protocol/subjects.js";
 import { Prng } from "../../src/sim/prng.js";
 
 /** Integers at and past every bound the protocol has: u32 epochs, safe integers, negatives, fractions. */
@@ -122,4 +123,17 @@ export class Fuzzer {
     if (this.rng.chance(0.2)) return Uint8Array.from([...out, ...this.rawBytes().subarray(0, 32)]);
     return out;
   }
+}
+
+/** Every subject the cluster uses, with every actor id and role filled in. */
+export function everySubject(cluster: string, ids: readonly string[]): string[] {
+  const s = subjects(cluster);
+  const out = new Set<string>();
+  const roles = ["master", "journal", "replica"] as const;
+  for (const value of Object.values(s)) {
+    if (typeof value === "string") out.add(value.replace(/>$/, "x"));
+    else if (value.length === 2) for (const role of roles) for (const id of ids) out.add((value as (r: string, i: string) => string)(role, id));
+    else for (const id of ids) out.add(value === s.inbox ? `${s.inbox(id)}.x` : (value as (i: string) => string)(id));
+  }
+  return [...out];
 }

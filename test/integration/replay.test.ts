@@ -74,10 +74,10 @@ async function dumps(port: number): Promise<Map<string, { dump: string; pttl: nu
 async function assertCopiesEqual(t: import("ava").ExecutionContext, what: string, slackMs = 1000): Promise<void> {
   const statuses = await tc!.status();
   const master = statuses.find((s) => s.role === "master")!;
-  const masterKeys = await dumpKeyspace(redisPort(master));
+  const masterKeys = await dumpKeyspace(redisPort(master), tc!.redisPassword);
   const masterDumps = await dumps(redisPort(master));
   for (const replica of statuses.filter((s) => s.role === "replica")) {
-    const diffs = diffKeyspaces(masterKeys, await dumpKeyspace(redisPort(replica)), slackMs);
+    const diffs = diffKeyspaces(masterKeys, await dumpKeyspace(redisPort(replica), tc!.redisPassword), slackMs);
     t.deepEqual(diffs.slice(0, 10), [], `${what}: ${replica.id} equals the master`);
     const replicaDumps = await dumps(redisPort(replica));
     for (const [key, m] of masterDumps) {
@@ -275,9 +275,9 @@ test("replay - a replica that bootstraps from a snapshot taken before a TTL exte
   await until("r1 to bootstrap", 60000, () => (seen.some((e) => e.type === "bootstrapped" && e.actor === "replica.r1") ? true : undefined));
   const master = await waitForWriter(local);
   const replicas = await waitForReplicas(local, master.committedTxid);
-  const masterKeys = await dumpKeyspace(redisPort(master));
+  const masterKeys = await dumpKeyspace(redisPort(master), tc!.redisPassword);
   t.true((masterKeys.get("boot:s")?.expireAtMs ?? 0) > Date.now() + 60000, "the master holds boot:s with its extended TTL");
   for (const replica of replicas) {
-    t.deepEqual(diffKeyspaces(masterKeys, await dumpKeyspace(redisPort(replica)), 1000).slice(0, 10), [], `${replica.id} equals the master`);
+    t.deepEqual(diffKeyspaces(masterKeys, await dumpKeyspace(redisPort(replica), tc!.redisPassword), 1000).slice(0, 10), [], `${replica.id} equals the master`);
   }
 });

@@ -1,0 +1,107 @@
+/**
+ * Hostile messages on every subject of a running cluster under client load (see test/helpers/fuzz.ts): raw bytes,
+ * msgpack with lying lengths, requests of every type with boundary fields, and mutations of them.
+ *
+ * - As the `client` user: nats-server refuses everything but writes and status requests, so nothing else reaches an
+ *   actor — the epoch does not move, no journal node is masked, every acked write stays.
+ * - As each actor's own user (what a compromised actor could send, within its permissions): no actor crashes or
+ *   restarts, no acked write is lost, every actor's memory stays bounded.
+ *
+ * QJM_FUZZ_MESSAGES (default 50,000 per user) and QJM_FUZZ_SEED replay a run.
+ */
+import fs from "node:fs";
+import test from "ava";
+import type { NatsConnection } from "../../src/nats/bus.js";
+import type { ActorStatus } from "../../src/protocol/messages.js";
+import { everySubject, Fuzzer, type FuzzerOptions } from "../helpers/fuzz.js";
+import { startTestCluster, until, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { History } from "../helpers/history.js";
+import { startLoad } from "../helpers/load.js";
+import { testSeed } from "../helpers/prng.js";
+import { verifyHistory } from "../helpers/verify.js";
+
+function envNumber(name: string, fallback: number): number {
+  const raw = process.env[name];
+  return raw !== undefined && /^\d+$/.test(raw) ? Number(raw) : fallback;
+}
+
+const MESSAGES = envNumber("QJM_FUZZ_MESSAGES", 50_000);
+/** Every actor's resident memory after the fuzzing stays under this. */
+const RSS_BYTES_MAX = 512 * 1024 * 1024;
+/** One message in this many is a request (its reply path is exercised too); the rest are plain publishes. */
+const REQUEST_EVERY = 100;
+
+/** The master's user may fence writers for good with epoch 2^32−1 (see FuzzerOptions): its epochs stay below 2^31. */
+const WRITER_USERS: ReadonlySet<string> = new Set(["m1"]);
+
+async function fuzz(nc: NatsConnection, subjectList: readonly string[], seed: number, count: number, options: FuzzerOptions): Promise<number> {
+  const fuzzer = new Fuzzer(seed, options);
+  let requests = 0;
+  for (let i = 0; i < count; i++) {
+    const subject = subjectList[i % subjectList.length];
+    const body = fuzzer.message();
+    if (i % REQUEST_EVERY === 0) {
+      requests++;
+      await nc.request(subject, body, { timeout: 200 }).catch(() => undefined);
+    } else {
+      nc.publish(subject, body);
+    }
+    if (i % 1000 === 999) await nc.flush();
+  }
+  await nc.flush();
+  return requests;
+}
+
+function rssBytes(pid: number): number {
+  const line = fs.readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"));
+  return Number(line?.split(/\s+/)[1] ?? 0) * 1024;
+}
+
+function pidsOf(statuses: ActorStatus[]): Map<string, number> {
+  return new Map(statuses.map((s) => [`${s.role}.${s.id}`, s.pid]));
+}
+
+async function fuzzRun(t: import("ava").ExecutionContext, tc: TestCluster, users: readonly string[], seed: number): Promise<void> {
+  const before = pidsOf(await tc.status());
+  const history = new History();
+  const load = startLoad(tc, history, 4, "fz", 10000);
+  const ids = [...tc.cluster.config.journalNodes, "m1", ...tc.cluster.config.replicas];
+  const list = everySubject(tc.cluster.cluster, ids);
+  try {
+    for (const [k, user] of users.entries()) {
+      const nc = user === "client" ? tc.nc : await tc.connectAs(user);
+      const started = performance.now();
+      const requests = await fuzz(nc, list, seed + k, MESSAGES, WRITER_USERS.has(user) ? { epochCeiling: 2 ** 31 } : {});
+      t.log(`${MESSAGES} messages (${requests} requests) as ${user} on ${list.length} subjects in ${(performance.now() - started).toFixed(0)} ms`);
+    }
+    const at = load.done();
+    await until("writes after the fuzzing", 60000, () => (load.done() >= at + 100 ? true : undefined), 20);
+  } finally {
+    await load.stop();
+  }
+  await verifyHistory(t, tc, history);
+  const after = await tc.status();
+  t.deepEqual(pidsOf(after), before, "no actor crashed or restarted");
+  for (const s of after) t.true(rssBytes(s.pid) < RSS_BYTES_MAX, `${s.role} ${s.id}: ${(rssBytes(s.pid) / 2 ** 20).toFixed(0)} MiB resident`);
+}
+
+test.serial("fuzz - as the client user, only writes and status reach the cluster: the epoch stays, nothing is masked, nothing lost", async (t) => {
+  const seed = testSeed(20261202);
+  t.log(`seed ${seed} (QJM_TEST_SEED=${seed} replays this run)`);
+  const tc = await startTestCluster("fuzzclient");
+  t.teardown(() => tc.stop());
+  const master = await waitForWriter(tc);
+  await fuzzRun(t, tc, ["client"], seed);
+  const now = await waitForWriter(tc);
+  t.is(now.epoch, master.epoch, "no forged message moved the epoch");
+  t.deepEqual(now.details.inSync, tc.cluster.config.journalNodes, "no journal node was masked");
+});
+
+test.serial("fuzz - as each actor's own user: no crash, no acked write lost, memory bounded", async (t) => {
+  const seed = testSeed(20261202) + 100;
+  t.log(`seed ${seed} (QJM_TEST_SEED=${seed - 100} replays this run)`);
+  const tc = await startTestCluster("fuzzactors");
+  t.teardown(() => tc.stop());
+  await waitForWriter(tc);
+  await fuzzRun(t, tc, ["r1", "jn1", "m1"], seed);
+});
