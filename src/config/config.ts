@@ -3,6 +3,7 @@
  * Each can be overridden from the environment as QJM_<NAME> (camelCase → SCREAMING_SNAKE),
  * e.g. batchBytesMax ← QJM_BATCH_BYTES_MAX. Units are last in the name.
  */
+import { RECORD_BYTES_MAX } from "../segment/record.js";
 import { assert } from "../util/assert.js";
 
 export const defaults = {
@@ -25,8 +26,6 @@ export const defaults = {
   batchBytesMax: 512 * 1024,
   /** Records at most in one batch. */
   batchRecordsMax: 8192,
-  /** Largest client write (the msgpack body of one request). */
-  writeBytesMax: 256 * 1024,
   /** Client writes admitted to Redis but not yet answered. Past this, writes wait in the admission queue. */
   writesInflightMax: 4096,
   /** Writes waiting for admission; past this, OVERLOADED. */
@@ -79,7 +78,7 @@ export const defaults = {
   /** How long `redis-qjm status` collects replies. */
   statusTimeoutMs: 700,
   /** Bytes at most buffered from the replication stream before it is parsed into records. */
-  replStreamBytesMax: 64 * 1024 * 1024,
+  replStreamBytesMax: 96 * 1024 * 1024,
   /** 1: journal nodes answer qjm.<cluster>.jn.<id>.fault (disk fault injection, for tests). Never in production. */
   faultInjection: 0,
   /** With faultInjection: a pause between the steps of a merge or purge, so a test's kill -9 lands between them. */
@@ -117,6 +116,24 @@ export const defaults = {
   snapshotUploadIdleMs: 30000,
   /** The longest a snapshot (BGSAVE) or a snapshot load may take. */
   snapshotTimeoutMs: 10 * 60 * 1000,
+
+  // ---- sizes (issue #10 class 5): every queue and buffer bounded in bytes; large bodies in fragments ----
+  /** Largest client write (the msgpack body of one request); 0: whatever nats-server accepts (its max_payload). */
+  writeBytesMax: 0,
+  /** Bytes of the effects one write may produce (a script's); past it the write is refused, its effects not journaled. */
+  writeEffectsBytesMax: 80 * 1024 * 1024,
+  /** Bytes of client writes waiting for admission; past this, OVERLOADED (one write is always let in). */
+  writesQueuedBytesMax: 64 * 1024 * 1024,
+  /** Bytes of client writes admitted to Redis but not yet answered; past this, writes wait in the admission queue. */
+  writesInflightBytesMax: 64 * 1024 * 1024,
+  /** Largest body the bus puts back together from fragments (a batch holding the largest record, a read reply). */
+  busMessageBytesMax: 100 * 1024 * 1024,
+  /** Bytes of fragmented messages one subscription receives at once (and of large replies it keeps for pulls). */
+  busReassemblyBytesMax: 256 * 1024 * 1024,
+  /** Fragmented messages one subscription receives at once (and large replies it keeps for pulls). */
+  busReassemblyStreamsMax: 64,
+  /** A fragmented message (or a large reply) with no fragment sent or pulled for this long is dropped. */
+  busFragmentIdleMs: 10000,
 };
 
 export type Config = typeof defaults;
@@ -152,7 +169,6 @@ export function validateConfig(c: Config): string[] {
   if (c.journalNodes.length < 1) errors.push("journalNodes must name at least one journal node");
   if (new Set(c.journalNodes).size !== c.journalNodes.length) errors.push("journalNodes has duplicates");
   if (!/^[A-Za-z0-9_-]+$/.test(c.cluster)) errors.push("cluster must be a single subject token");
-  if (c.writeBytesMax > c.batchBytesMax) errors.push("writeBytesMax must not exceed batchBytesMax");
   if (c.batchBytesMax + 64 * 1024 > c.natsPayloadBytesMax) errors.push("batchBytesMax must leave 64 KiB of headroom under natsPayloadBytesMax");
   if (c.readBytesMax + 64 * 1024 > c.natsPayloadBytesMax) errors.push("readBytesMax must leave 64 KiB of headroom under natsPayloadBytesMax");
   if (c.heartbeatIntervalMs * 2 > c.quorumTimeoutMs) errors.push("quorumTimeoutMs must be at least two heartbeats");
@@ -162,6 +178,22 @@ export function validateConfig(c: Config): string[] {
   if (c.maxSegments < 2) errors.push("maxSegments must be at least 2");
   if (c.snapshotsRetained < 1) errors.push("snapshotsRetained must be at least 1");
   if (c.segmentMaxBytes < c.batchBytesMax) errors.push("segmentMaxBytes must hold at least one batch");
+  errors.push(...validateSizes(c));
+  return errors;
+}
+
+/** Block "sizes" (issue #10 class 5): the byte bounds must admit the largest write's record everywhere it travels. */
+function validateSizes(c: Config): string[] {
+  const errors: string[] = [];
+  const headroom = 64 * 1024;
+  if (c.writeEffectsBytesMax < 1024 * 1024) errors.push("writeEffectsBytesMax must be at least 1 MiB");
+  if (c.writeEffectsBytesMax + headroom > RECORD_BYTES_MAX) errors.push(`writeEffectsBytesMax must leave 64 KiB of headroom under RECORD_BYTES_MAX (${RECORD_BYTES_MAX})`);
+  if (c.busMessageBytesMax < RECORD_BYTES_MAX + headroom) errors.push("busMessageBytesMax must hold a batch of the largest record (RECORD_BYTES_MAX plus 64 KiB)");
+  if (c.busReassemblyBytesMax < c.busMessageBytesMax) errors.push("busReassemblyBytesMax must hold at least one message of busMessageBytesMax");
+  if (c.busReassemblyStreamsMax < 1) errors.push("busReassemblyStreamsMax must be at least 1");
+  if (c.busFragmentIdleMs < 100) errors.push("busFragmentIdleMs must be at least 100");
+  if (c.writesQueuedBytesMax < 1 || c.writesInflightBytesMax < 1) errors.push("writesQueuedBytesMax and writesInflightBytesMax must be positive");
+  if (c.replStreamBytesMax < c.writeEffectsBytesMax) errors.push("replStreamBytesMax must hold the effects of the largest write (writeEffectsBytesMax)");
   return errors;
 }
 

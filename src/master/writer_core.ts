@@ -158,14 +158,32 @@ export class WriterCore {
   }
 
   private flush(nowMs: number, out: WriterOutput): void {
-    const f = this.filling;
-    // Many chunks into one buffer: one write and one fsync on each node.
-    const records = f.chunks.length === 1 ? f.chunks[0] : Buffer.concat(f.chunks, f.bytes);
-    const batch = this.batch(records, f.firstTxid, f.count);
+    const taken = this.takeBatch();
+    const batch = this.batch(taken.records, taken.firstTxid, taken.count);
     this.flushing = { ...batch, sentAtMs: nowMs, acks: new Set(), refusals: new Map() };
-    this.filling = this.emptyBuffer();
     this.commitNoticePending = false;
     out.send.push({ batch, nodes: [...this.inSync] });
+  }
+
+  /**
+   * The oldest records of the filling buffer, at most batchBytesMax bytes and batchRecordsMax records (a record
+   * larger than batchBytesMax goes alone): a batch stays bounded however many records came while one was in flight.
+   */
+  private takeBatch(): { records: Buffer; firstTxid: number; count: number } {
+    const f = this.filling;
+    let count = 1;
+    let bytes = f.chunks[0].length;
+    while (count < f.chunks.length && count < this.limits.batchRecordsMax && bytes + f.chunks[count].length <= this.limits.batchBytesMax) {
+      bytes += f.chunks[count].length;
+      count++;
+    }
+    const chunks = f.chunks.splice(0, count);
+    const firstTxid = f.firstTxid;
+    f.firstTxid += count;
+    f.count -= count;
+    f.bytes -= bytes;
+    // Many chunks into one buffer: one write and one fsync on each node.
+    return { records: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, bytes), firstTxid, count };
   }
 
   /** A node's answer to batch `batchId`: ok, or refused with a reason (fenced, out of sync, disk error, timeout). */
