@@ -25,6 +25,8 @@ export type ClusterEvent =
   | { type: "compacted"; node: string; purgedSegments: number; mergedSegments: number; purgedSnapshots: number; firstTxid: number }
   /** A snapshot is fsynced on a majority of journal nodes: segments below it may be purged. */
   | { type: "snapshotDurable"; txid: number; bytes: number; nodes: string[] }
+  /** A write's effects passed writeEffectsBytesMax: the master rebuilt its Redis from the journal, same epoch (issue #10 class 5). */
+  | { type: "redisReset"; epoch: number; txid: number; reason: string }
   /** An actor loaded a snapshot into its Redis and tails the journal from its txid. */
   | { type: "bootstrapped"; actor: string; txid: number; bytes: number; fromNode: string; ms: number; downloadMs: number };
 

@@ -52,8 +52,10 @@ export class JournalNode {
   async start(): Promise<void> {
     await this.load();
     await this.snapshots.open();
-    serve(this.nc, subjects(this.config.cluster).journal(this.id), this.log, (body) => this.handle(parseJournalRequest(body)));
-    serve(this.nc, subjects(this.config.cluster).snapshot(this.id), this.log, (body) => this.onSnapshot(parseSnapshotRequest(body)));
+    // Bodies and replies larger than one NATS message (a batch or read reply holding a large record) travel in
+    // fragments, reassembled within the config's bus limits.
+    serve(this.nc, subjects(this.config.cluster).journal(this.id), this.log, (body) => this.handle(parseJournalRequest(body)), { limits: this.config });
+    serve(this.nc, subjects(this.config.cluster).snapshot(this.id), this.log, (body) => this.onSnapshot(parseSnapshotRequest(body)), { limits: this.config });
     this.compactionTimer = setInterval(() => void this.compact(), this.config.compactionCheckMs);
     if (this.config.faultInjection === 1) {
       // Tests only: {operation: "write" | "fsync", errno: "ENOSPC" | "EIO" | null}.
