@@ -14,7 +14,7 @@ import { Redis } from "ioredis";
 import { EventPublisher } from "../actor/events.js";
 import { startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
-import { serve } from "../nats/bus.js";
+import { maxPayload, serve } from "../nats/bus.js";
 import { decode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, errorReply } from "../protocol/errors.js";
 import { parseWriteRequest, type ActorStatus, type WriteReply } from "../protocol/messages.js";
@@ -305,9 +305,10 @@ export class Master {
   // ---- client writes ----
 
   private onWrite(raw: Uint8Array): Promise<WriteReply> {
-    // writeBytesMax 0: whatever nats-server accepts from a client (its max_payload) is a write.
-    if (this.config.writeBytesMax > 0 && raw.length > this.config.writeBytesMax) {
-      throw new QjmError(ErrorCode.PAYLOAD_TOO_LARGE, `write of ${raw.length} bytes exceeds writeBytesMax ${this.config.writeBytesMax}`);
+    // writeBytesMax 0: whatever nats-server accepts from a client in one message (its max_payload) is a write.
+    const writeBytesMax = this.config.writeBytesMax > 0 ? this.config.writeBytesMax : maxPayload(this.nc);
+    if (raw.length > writeBytesMax) {
+      throw new QjmError(ErrorCode.PAYLOAD_TOO_LARGE, `write of ${raw.length} bytes exceeds ${this.config.writeBytesMax > 0 ? "writeBytesMax" : "nats-server's max_payload"} ${writeBytesMax}`);
     }
     const args = parseWriteRequest(decode(raw));
     return new Promise<WriteReply>((respond) => {
@@ -493,7 +494,9 @@ export class Master {
     // Counted per incarnation: requests to a node's dead predecessor time out on their own.
     const key = `${node}#${generation}`;
     const inflight = this.nodeInflight.get(key) ?? { batches: 0, bytes: 0 };
-    if (inflight.batches >= this.config.journalBatchesInflightMax || inflight.bytes + batch.records.length > this.config.journalInflightBytesMax) {
+    // One batch always goes, however large (a record over journalInflightBytesMax travels alone).
+    const overBytes = inflight.batches > 0 && inflight.bytes + batch.records.length > this.config.journalInflightBytesMax;
+    if (inflight.batches >= this.config.journalBatchesInflightMax || overBytes) {
       // A slow node must not slow acks nor grow our memory: it is masked until it catches up.
       const message = `${inflight.batches} batches (${inflight.bytes} bytes) unanswered`;
       this.handle(core.onReply(node, batch.id, { ok: false, code: ErrorCode.OUT_OF_SYNC, message }, Date.now()));
@@ -501,7 +504,7 @@ export class Master {
     }
     this.nodeInflight.set(key, { batches: inflight.batches + 1, bytes: inflight.bytes + batch.records.length });
     void this.jc
-      .call(node, { type: "journal", epoch: core.epoch, segmentTxid: batch.segmentTxid, firstTxid: batch.firstTxid, count: batch.count, records: batch.records, committedTxid: batch.committedTxid }, this.config.quorumTimeoutMs)
+      .call(node, { type: "journal", epoch: core.epoch, segmentTxid: batch.segmentTxid, firstTxid: batch.firstTxid, count: batch.count, records: batch.records, committedTxid: batch.committedTxid }, core.batchTimeoutMs(batch.records.length))
       .then((reply) => {
         const left = this.nodeInflight.get(key);
         if (left !== undefined && left.batches > 1) this.nodeInflight.set(key, { batches: left.batches - 1, bytes: left.bytes - batch.records.length });

@@ -12,6 +12,8 @@ export interface WriterLimits {
   batchBytesMax: number;
   batchRecordsMax: number;
   quorumTimeoutMs: number;
+  /** Extra time a batch gets per MiB it holds (a large record takes longer to send and fsync); 0 when absent. */
+  quorumTimeoutMsPerMiB?: number;
 }
 
 export interface Batch {
@@ -141,8 +143,9 @@ export class WriterCore {
   tick(nowMs: number, idle = false): WriterOutput {
     const out: WriterOutput = { send: [], committedTxid: null, failure: null };
     if (this.status !== "writing") return out;
-    if (this.flushing !== null && nowMs - this.flushing.sentAtMs > this.limits.quorumTimeoutMs) {
-      return this.fail(`batch ${this.flushing.firstTxid}..${this.flushing.firstTxid + this.flushing.count - 1} has ${this.flushing.acks.size} of ${this.quorum} acks after ${this.limits.quorumTimeoutMs} ms`);
+    const timeoutMs = this.flushing === null ? 0 : this.batchTimeoutMs(this.flushing.records.length);
+    if (this.flushing !== null && nowMs - this.flushing.sentAtMs > timeoutMs) {
+      return this.fail(`batch ${this.flushing.firstTxid}..${this.flushing.firstTxid + this.flushing.count - 1} has ${this.flushing.acks.size} of ${this.quorum} acks after ${timeoutMs} ms`);
     }
     if (this.flushing === null && this.filling.count > 0) {
       this.flush(nowMs, out);
@@ -151,6 +154,11 @@ export class WriterCore {
       out.send.push({ batch: this.batch(Buffer.alloc(0), this.nextTxid, 0), nodes: [...this.inSync] });
     }
     return out;
+  }
+
+  /** How long a batch of `bytes` may wait for its majority: quorumTimeoutMs, plus time for its size. */
+  batchTimeoutMs(bytes: number): number {
+    return this.limits.quorumTimeoutMs + Math.ceil(((this.limits.quorumTimeoutMsPerMiB ?? 0) * bytes) / (1024 * 1024));
   }
 
   private batch(records: Buffer, firstTxid: number, count: number): Batch {

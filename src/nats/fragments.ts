@@ -119,7 +119,7 @@ export class Reassembler {
       throw new QjmError(ErrorCode.BAD_REQUEST, `fragment ${h.index}/${h.count} (${data.length} bytes) does not continue stream ${h.stream} at ${s.next}/${s.count}`);
     }
     // Copies: the NATS client may reuse the message's buffer.
-    s.parts.push(Uint8Array.from(data));
+    s.parts.push(Buffer.from(data));
     s.received += data.length;
     s.next++;
     s.lastMs = nowMs;

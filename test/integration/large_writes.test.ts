@@ -3,17 +3,52 @@
  * default) are journaled, acked and replayed — with no writer failure — and the admission queue is bounded in bytes.
  */
 import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import test from "ava";
 import { Redis } from "ioredis";
 import type { Subscription } from "@nats-io/transport-node";
+import { startNatsServer, type NatsServer } from "../../src/nats/nats_server.js";
+import { freePort } from "../../src/process/ports.js";
 import { decode } from "../../src/protocol/codec.js";
 import { subjects } from "../../src/protocol/subjects.js";
 import { diffKeyspaces, dumpKeyspace, runClients, startTestCluster, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 let tc: TestCluster | undefined;
+const natsServers: NatsServer[] = [];
+const dirs: string[] = [];
+/** Every cluster a test started and did not stop: a failed test's cluster is stopped here. */
+const running = new Set<TestCluster>();
 test.after.always(async () => {
-  await tc?.stop();
+  for (const c of running) await c.stop().catch(() => {});
+  for (const n of natsServers) await n.stop().catch(() => {});
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
+
+async function start(...args: Parameters<typeof startTestCluster>): Promise<TestCluster> {
+  const c = await startTestCluster(...args);
+  running.add(c);
+  return c;
+}
+
+async function stop(c: TestCluster): Promise<void> {
+  running.delete(c);
+  await c.stop();
+}
+
+/** A nats-server of our own with this max_payload (the cluster then uses it rather than starting one). */
+async function startNats(maxPayload: number): Promise<NatsServer> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-large-nats-"));
+  dirs.push(dir);
+  fs.writeFileSync(path.join(dir, "nats.conf"), `max_payload: ${maxPayload}\n`);
+  const server = await startNatsServer(await freePort(), { logDir: dir, args: ["-c", path.join(dir, "nats.conf")] });
+  natsServers.push(server);
+  return server;
+}
+
+/** Shared test machines stall processes for seconds: a writer failure here must come from sizes, not from a late heartbeat. */
+const generous = { quorumTimeoutMs: 15000, journalHeartbeatTimeoutMs: 15000, journalRequestTimeoutMs: 15000 };
 
 /** Every writerFailed event from now on. */
 function watchWriterFailures(cluster: TestCluster): { failures: string[]; sub: Subscription } {
@@ -49,7 +84,9 @@ async function assertReplicasEqualMaster(t: import("ava").ExecutionContext, clus
 }
 
 test.serial("large writes - 8 clients × ten 250 KiB SETs: every write acked, no writer failure, replicas hold them", async (t) => {
-  tc = await startTestCluster("large-writes");
+  // The 3 MiB record is over journalInflightBytesMax too: it must still go, alone, to every node. Generous timeouts:
+  // the test machine's cores are shared, and moving megabytes through 1 MiB fragments takes CPU.
+  tc = await start("large-writes", { journalInflightBytesMax: 1024 * 1024, ...generous });
   const writer = await waitForWriter(tc);
   const watch = watchWriterFailures(tc);
   const value = (c: number, i: number): Buffer => Buffer.alloc(250 * 1024, `${c}.${i}|`);
@@ -81,13 +118,12 @@ test.serial("large writes - 8 clients × ten 250 KiB SETs: every write acked, no
     t.is((await valueAt(port, "mb:3"))?.length, 1024 * 1024);
     t.deepEqual(await valueAt(port, "big:7:9"), value(7, 9));
   }
-  await tc.stop();
-  tc = undefined;
+  await stop(tc);
 });
 
 test.serial("large writes - the admission queue is bounded in bytes: past writesQueuedBytesMax, OVERLOADED", async (t) => {
   // One 250 KiB write in flight at a time, and 1 MiB of writes waiting behind it.
-  tc = await startTestCluster("queue-bytes", { writesInflightBytesMax: 300 * 1024, writesQueuedBytesMax: 1024 * 1024 });
+  tc = await start("queue-bytes", { writesInflightBytesMax: 300 * 1024, writesQueuedBytesMax: 1024 * 1024, ...generous });
   await waitForWriter(tc);
   const value = Buffer.alloc(250 * 1024, "q");
   const replies = await Promise.all(Array.from({ length: 16 }, async (_, i) => await tc!.write(["SET", `q:${i}`, value], 20000)));
@@ -100,10 +136,11 @@ test.serial("large writes - the admission queue is bounded in bytes: past writes
   // The bound is on what waits: the next write goes through.
   const after = await tc.write(["SET", "after", value], 20000);
   t.true(after.ok);
+  await stop(tc);
 });
 
 test.serial("large writes - a write whose effects pass writeEffectsBytesMax is refused, Redis reset to the journal, same epoch", async (t) => {
-  tc = await startTestCluster("effects-bound", { writeEffectsBytesMax: 1024 * 1024 });
+  tc = await start("effects-bound", { writeEffectsBytesMax: 1024 * 1024, ...generous });
   const writer = await waitForWriter(tc);
   const watch = watchWriterFailures(tc);
   const resets: number[] = [];
@@ -140,4 +177,30 @@ test.serial("large writes - a write whose effects pass writeEffectsBytesMax is r
   t.deepEqual(watch.failures, []);
   watch.sub.unsubscribe();
   await assertReplicasEqualMaster(t, tc, after.ok ? after.txid : 0);
+  await stop(tc);
 });
+
+for (const maxPayload of [64 * 1024, 4 * 1024 * 1024]) {
+  test.serial(`large writes - with nats-server's max_payload at ${maxPayload / 1024} KiB, the largest writes it accepts are journaled and replayed`, async (t) => {
+    const nats = await startNats(maxPayload);
+    tc = await start(`max-payload-${maxPayload}`, generous, { natsPort: nats.port });
+    const writer = await waitForWriter(tc);
+    const watch = watchWriterFailures(tc);
+    // The largest value that fits one client message, and ones around it: batches and read replies span fragments.
+    const largest = maxPayload - 1024;
+    const sizes = [largest, Math.floor(largest / 2), Math.floor(largest / 3), 1000];
+    const replies = await runClients(2, 4, async (c, i) => await tc!.write(["SET", `v:${c}:${i}`, Buffer.alloc(sizes[(c + i) % sizes.length], c * 16 + i)], 60000));
+    t.deepEqual(replies.flat().filter((r) => !r.ok), []);
+    const tooLarge = await tc.write(["SET", "too-large", Buffer.alloc(maxPayload + 1)], 20000).catch((err: Error) => ({ ok: false as const, code: "CLIENT", message: err.message }));
+    t.false(tooLarge.ok, "nats-server (or its client) refuses a message over max_payload");
+    const last = await tc.write(["SET", "last", "1"]);
+    t.true(last.ok);
+    t.is((await waitForWriter(tc)).epoch, writer.epoch);
+    t.deepEqual(watch.failures, []);
+    watch.sub.unsubscribe();
+    await assertReplicasEqualMaster(t, tc, last.ok ? last.txid : 0);
+    t.is((await valueAt(tc.cluster.config.replicaRedisPortBase, "v:0:0"))?.length, largest);
+    await stop(tc);
+    await nats.stop();
+  });
+}

@@ -416,3 +416,13 @@ test("writer core - a failed batch leaves the writer not drained", (t) => {
   t.not(w.tick(100).failure, null);
   t.false(w.drained, "its record was never committed");
 });
+
+test("writer core - a large batch gets quorumTimeoutMs plus quorumTimeoutMsPerMiB for its size before it fails (issue #10 class 5)", (t) => {
+  const w = writer(N3, { ...roomy, batchBytesMax: 64 << 20, quorumTimeoutMsPerMiB: 500 });
+  w.append(encodeEffects([[Buffer.from("SET"), Buffer.from("k"), Buffer.alloc(8 << 20)]]));
+  const b = onlyBatch(w.tick(0)).batch;
+  t.is(w.batchTimeoutMs(8 << 20), 1000 + 4000);
+  t.is(w.tick(4000).failure, null, "an 8 MiB batch is not late after quorumTimeoutMs");
+  w.onReply("jn1", b.id, OK, 4500);
+  t.regex(w.tick(5100).failure ?? "", /1 of 2 acks after 5001 ms/);
+});
