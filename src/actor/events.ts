@@ -27,6 +27,8 @@ export type ClusterEvent =
   | { type: "snapshotDurable"; txid: number; bytes: number; nodes: string[] }
   /** An effect failed to apply on an actor's Redis (replay): that copy differs from the journal and stopped applying. */
   | { type: "applyFailed"; actor: string; txid: number; reason: string }
+  /** A write's effects passed writeEffectsBytesMax: the master rebuilt its Redis from the journal, same epoch (issue #10 class 5). */
+  | { type: "redisReset"; epoch: number; txid: number; reason: string }
   /** An actor loaded a snapshot into its Redis and tails the journal from its txid. */
   | { type: "bootstrapped"; actor: string; txid: number; bytes: number; fromNode: string; ms: number; downloadMs: number };
 

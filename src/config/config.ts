@@ -3,6 +3,7 @@
  * Each can be overridden from the environment as QJM_<NAME> (camelCase → SCREAMING_SNAKE),
  * e.g. batchBytesMax ← QJM_BATCH_BYTES_MAX. Units are last in the name.
  */
+import { RECORD_BYTES_MAX } from "../segment/record.js";
 import { assert } from "../util/assert.js";
 
 export const defaults = {
@@ -25,8 +26,6 @@ export const defaults = {
   batchBytesMax: 512 * 1024,
   /** Records at most in one batch. */
   batchRecordsMax: 8192,
-  /** Largest client write (the msgpack body of one request). */
-  writeBytesMax: 256 * 1024,
   /** Client writes admitted to Redis but not yet answered. Past this, writes wait in the admission queue. */
   writesInflightMax: 4096,
   /** Writes waiting for admission; past this, OVERLOADED. */
@@ -85,7 +84,7 @@ export const defaults = {
   /** How long `redis-qjm status` collects replies. */
   statusTimeoutMs: 700,
   /** Bytes at most buffered from the replication stream before it is parsed into records. */
-  replStreamBytesMax: 64 * 1024 * 1024,
+  replStreamBytesMax: 96 * 1024 * 1024,
   /** 1: journal nodes answer qjm.<cluster>.jn.<id>.fault (disk fault injection, for tests). Never in production. */
   faultInjection: 0,
   /** With faultInjection: a pause between the steps of a merge or purge, so a test's kill -9 lands between them. */
@@ -135,6 +134,26 @@ export const defaults = {
    */
   natsCredsFile: "",
   // --- end auth ---
+
+  // ---- sizes (issue #10 class 5): every queue and buffer bounded in bytes; large bodies in fragments ----
+  /** Largest client write (the msgpack body of one request); 0: whatever nats-server accepts (its max_payload). */
+  writeBytesMax: 0,
+  /** Bytes of the effects one write may produce (a script's); past it the write is refused, its effects not journaled. */
+  writeEffectsBytesMax: 80 * 1024 * 1024,
+  /** A batch waits quorumTimeoutMs for its majority, plus this per MiB it holds (sending and fsyncing a large record takes time). */
+  quorumTimeoutMsPerMiB: 250,
+  /** Bytes of client writes waiting for admission; past this, OVERLOADED (one write is always let in). */
+  writesQueuedBytesMax: 64 * 1024 * 1024,
+  /** Bytes of client writes admitted to Redis but not yet answered; past this, writes wait in the admission queue. */
+  writesInflightBytesMax: 64 * 1024 * 1024,
+  /** Largest body the bus puts back together from fragments (a batch holding the largest record, a read reply). */
+  busMessageBytesMax: 100 * 1024 * 1024,
+  /** Bytes of fragmented messages one subscription receives at once (and of large replies it keeps for pulls). */
+  busReassemblyBytesMax: 256 * 1024 * 1024,
+  /** Fragmented messages one subscription receives at once (and large replies it keeps for pulls). */
+  busReassemblyStreamsMax: 64,
+  /** A fragmented message (or a large reply) with no fragment sent or pulled for this long is dropped. */
+  busFragmentIdleMs: 10000,
 };
 
 export type Config = typeof defaults;
@@ -174,7 +193,6 @@ export function validateConfig(c: Config): string[] {
   const ids = [...c.journalNodes, ...c.replicas];
   if (!ids.every((id) => /^[A-Za-z0-9_-]+$/.test(id))) errors.push("journal node and replica ids must be single subject tokens");
   if (new Set(ids).size !== ids.length || ids.some((id) => id === "client" || id === "faults")) errors.push("journal node and replica ids must be distinct, and neither client nor faults");
-  if (c.writeBytesMax > c.batchBytesMax) errors.push("writeBytesMax must not exceed batchBytesMax");
   if (c.batchBytesMax + 64 * 1024 > c.natsPayloadBytesMax) errors.push("batchBytesMax must leave 64 KiB of headroom under natsPayloadBytesMax");
   if (c.readBytesMax + 64 * 1024 > c.natsPayloadBytesMax) errors.push("readBytesMax must leave 64 KiB of headroom under natsPayloadBytesMax");
   if (c.heartbeatIntervalMs * 2 > c.quorumTimeoutMs) errors.push("quorumTimeoutMs must be at least two heartbeats");
@@ -186,6 +204,22 @@ export function validateConfig(c: Config): string[] {
   if (c.segmentMaxBytes < c.batchBytesMax) errors.push("segmentMaxBytes must hold at least one batch");
   // replay: a Redis drops a master silent for repl-timeout (60 s by default).
   if (c.feederKeepaliveMs < 1 || c.feederKeepaliveMs > 30000) errors.push("feederKeepaliveMs must be between 1 and 30000");
+  errors.push(...validateSizes(c));
+  return errors;
+}
+
+/** Block "sizes" (issue #10 class 5): the byte bounds must admit the largest write's record everywhere it travels. */
+function validateSizes(c: Config): string[] {
+  const errors: string[] = [];
+  const headroom = 64 * 1024;
+  if (c.writeEffectsBytesMax < 1024 * 1024) errors.push("writeEffectsBytesMax must be at least 1 MiB");
+  if (c.writeEffectsBytesMax + headroom > RECORD_BYTES_MAX) errors.push(`writeEffectsBytesMax must leave 64 KiB of headroom under RECORD_BYTES_MAX (${RECORD_BYTES_MAX})`);
+  if (c.busMessageBytesMax < RECORD_BYTES_MAX + headroom) errors.push("busMessageBytesMax must hold a batch of the largest record (RECORD_BYTES_MAX plus 64 KiB)");
+  if (c.busReassemblyBytesMax < c.busMessageBytesMax) errors.push("busReassemblyBytesMax must hold at least one message of busMessageBytesMax");
+  if (c.busReassemblyStreamsMax < 1) errors.push("busReassemblyStreamsMax must be at least 1");
+  if (c.busFragmentIdleMs < 100) errors.push("busFragmentIdleMs must be at least 100");
+  if (c.writesQueuedBytesMax < 1 || c.writesInflightBytesMax < 1) errors.push("writesQueuedBytesMax and writesInflightBytesMax must be positive");
+  if (c.replStreamBytesMax < c.writeEffectsBytesMax) errors.push("replStreamBytesMax must hold the effects of the largest write (writeEffectsBytesMax)");
   return errors;
 }
 

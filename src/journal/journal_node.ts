@@ -72,22 +72,27 @@ export class JournalNode {
    * Each subject answers only the request types routed to it (subjects.ts): nats-server lets a replica send on the
    * read and upload subjects, never on the writer's, and a writer request sent on a read subject must not get through.
    */
+  /**
+   * Bodies and replies larger than one NATS message (a batch or read reply holding a large record) travel in
+   * fragments, reassembled within the config's bus limits.
+   */
   private serveSubjects(): void {
     const s = subjects(this.config.cluster);
+    const limits = { limits: this.config };
     const only = (subject: string, allowed: (type: string) => boolean, body: unknown): void => {
       const type = (body as { type?: unknown } | null)?.type;
       if (typeof type === "string" && !allowed(type)) throw new QjmError(ErrorCode.BAD_REQUEST, `a ${type} request is not served on ${subject}`);
     };
     const writer = (t: string): boolean => !JOURNAL_READ_TYPES.has(t) && !SNAPSHOT_UPLOAD_TYPES.has(t);
-    serve(this.nc, s.journal(this.id), this.log, (body) => (only(s.journal(this.id), writer, body), this.handle(parseJournalRequest(body))));
-    serve(this.nc, s.journalRead(this.id), this.log, (body) => (only(s.journalRead(this.id), (t) => JOURNAL_READ_TYPES.has(t), body), this.handle(parseJournalRequest(body))));
-    serve(this.nc, s.snapshot(this.id), this.log, (body) => (only(s.snapshot(this.id), (t) => !SNAPSHOT_UPLOAD_TYPES.has(t), body), this.onSnapshot(parseSnapshotRequest(body))));
+    serve(this.nc, s.journal(this.id), this.log, (body) => (only(s.journal(this.id), writer, body), this.handle(parseJournalRequest(body))), limits);
+    serve(this.nc, s.journalRead(this.id), this.log, (body) => (only(s.journalRead(this.id), (t) => JOURNAL_READ_TYPES.has(t), body), this.handle(parseJournalRequest(body))), limits);
+    serve(this.nc, s.snapshot(this.id), this.log, (body) => (only(s.snapshot(this.id), (t) => !SNAPSHOT_UPLOAD_TYPES.has(t), body), this.onSnapshot(parseSnapshotRequest(body))), limits);
     serve(this.nc, s.snapshotUpload(this.id), this.log, (body) => {
       only(s.snapshotUpload(this.id), (t) => SNAPSHOT_UPLOAD_TYPES.has(t), body);
       // snapshotDurable completes an upload but is a journal request: the editlog's queue orders it with compaction.
       if ((body as { type?: unknown }).type === "snapshotDurable") return this.handle(parseJournalRequest(body));
       return this.onSnapshot(parseSnapshotRequest(body));
-    });
+    }, limits);
   }
 
   private async load(): Promise<void> {

@@ -14,7 +14,7 @@ import { Redis } from "ioredis";
 import { EventPublisher } from "../actor/events.js";
 import { startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
-import { serve } from "../nats/bus.js";
+import { maxPayload, serve } from "../nats/bus.js";
 import { decode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, errorReply } from "../protocol/errors.js";
 import { parseWriteRequest, type ActorStatus, type WriteReply } from "../protocol/messages.js";
@@ -58,6 +58,8 @@ interface PendingWrite {
 
 interface QueuedWrite {
   args: Buffer[];
+  /** The request's size: queued and inflight writes are bounded in bytes too. */
+  bytes: number;
   respond: (reply: WriteReply) => void;
   deadlineMs: number;
 }
@@ -81,6 +83,8 @@ export class Master {
   private readonly byTxid: PendingWrite[] = [];
   private readonly queued: QueuedWrite[] = [];
   private inflight = 0;
+  private queuedBytes = 0;
+  private inflightBytes = 0;
   private flushScheduled = false;
   private timer: NodeJS.Timeout | null = null;
   private orphanSinceMs = 0;
@@ -104,6 +108,11 @@ export class Master {
   private segmentOpenedMs = 0;
   /** A segment roll: admission stops ("draining") until everything journaled is answered, then the roll runs. */
   private roll: { phase: "draining" | "rolling"; reason: string } | null = null;
+  /**
+   * A write's effects passed writeEffectsBytesMax: they are in Redis but not journaled. Admission stops ("draining")
+   * until every journaled write is answered, then Redis is rebuilt from the journal in the same epoch ("resetting").
+   */
+  private reset: { phase: "draining" | "resetting"; reason: string } | null = null;
 
   constructor(
     readonly id: string,
@@ -126,7 +135,7 @@ export class Master {
 
   async start(): Promise<void> {
     const s = subjects(this.config.cluster);
-    serve(this.nc, s.write, this.log, (_body, raw) => this.onWrite(raw));
+    serve(this.nc, s.write, this.log, (_body, raw) => this.onWrite(raw), { limits: this.config });
     this.nc.subscribe(s.heartbeat("journal", "*"), {
       callback: (err, msg) => {
         const node = msg?.subject.split(".").at(-1);
@@ -160,6 +169,8 @@ export class Master {
         bufferedBytes: this.core?.bufferedBytes ?? 0,
         inflightWrites: this.inflight,
         queuedWrites: this.queued.length,
+        queuedBytes: this.queuedBytes,
+        inflightBytes: this.inflightBytes,
         lastFailure: this.lastFailure,
         bootstrap: this.bootstrapProgress,
       },
@@ -207,31 +218,9 @@ export class Master {
     // Used only if the journal nodes are all new: the cluster id they are formatted with.
     const start = await establishWriter(this.jc, this.config, this.log, randomUUID());
     this.clusterId = start.clusterId;
-    const c = this.config;
-    const password = redisPassword(c.dataDir);
-    this.feeder = await Feeder.listen({ syncTimeoutMs: c.feederSyncTimeoutMs, loadTimeoutMs: c.snapshotTimeoutMs, stallTimeoutMs: c.journalRequestTimeoutMs * 2, keepaliveMs: c.feederKeepaliveMs });
-    // The feeder's replica from its first moment: it expires nothing by its own clock until the rebuild is done.
-    const replicaOf = ["--replicaof", "127.0.0.1", String(this.feeder.port)];
-    this.redis = await startRedisServer({ port: c.masterRedisPort, dir: this.dataDir + "/redis", persistent: false, startTimeoutMs: c.redisStartTimeoutMs, password, extraArgs: replicaOf });
-    // Auto-pipelining: the commands of one event-loop turn leave in one socket write, in call order. Never resend a
-    // command after a reconnect (a client write would run twice); maxRetriesPerRequest 0 so that ioredis fails the
-    // commands in flight at a close instead of dropping them unsettled.
-    this.client = new Redis({ port: this.redis.port, host: "127.0.0.1", password, maxRetriesPerRequest: 0, enableOfflineQueue: false, lazyConnect: true, enableAutoPipelining: true, autoResendUnfulfilledCommands: false });
-    this.client.on("error", (err) => this.log.debug({ err }, "redis client error"));
-    await this.client.connect();
-    this.commands = await CommandTable.load(this.client);
+    await this.openRedis();
     await this.rebuild(start.inSync, start.endTxid);
-    this.assembler = new EffectAssembler();
-    await this.promote();
-    const link = new ReplicationLink({ port: this.redis.port, password, replAckIntervalMs: c.replAckIntervalMs, replStreamBytesMax: c.replStreamBytesMax });
-    link.on("command", (cmd: { args: Buffer[] }) => this.onStreamCommand(cmd.args));
-    link.on("error", (err: Error) => this.failWriter(`replication link: ${err.message}`));
-    await link.ready;
-    this.link = link;
-    // From here every key the Redis's clock expires reaches the link as a DEL, and is journaled.
-    await this.client.call("CLIENT", "UNPAUSE");
-    await this.feeder.close();
-    this.feeder = null;
+    await this.openLink();
     this.core = new WriterCore(start.epoch, start.endTxid + 1, this.config.journalNodes, start.inSync, this.config);
     this.counted = new Set(start.inSync);
     this.segmentOpenedMs = Date.now();
@@ -243,6 +232,41 @@ export class Master {
     this.state = "writing";
     this.log.info({ epoch: start.epoch, segmentTxid: start.endTxid + 1, decision: start.decision }, "serving writes");
     this.admit();
+  }
+
+  /**
+   * Starts the master's own fresh redis-server, as the replica of a feeder that fills it (it expires nothing by its
+   * own clock until the rebuild is done), and connects the client that executes writes there.
+   */
+  private async openRedis(): Promise<void> {
+    const c = this.config;
+    const password = redisPassword(c.dataDir);
+    this.feeder = await Feeder.listen({ syncTimeoutMs: c.feederSyncTimeoutMs, loadTimeoutMs: c.snapshotTimeoutMs, stallTimeoutMs: c.journalRequestTimeoutMs * 2, keepaliveMs: c.feederKeepaliveMs });
+    const replicaOf = ["--replicaof", "127.0.0.1", String(this.feeder.port)];
+    this.redis = await startRedisServer({ port: c.masterRedisPort, dir: this.dataDir + "/redis", persistent: false, startTimeoutMs: c.redisStartTimeoutMs, password, extraArgs: replicaOf });
+    // Auto-pipelining: the commands of one event-loop turn leave in one socket write, in call order. Never resend a
+    // command after a reconnect (a client write would run twice); maxRetriesPerRequest 0 so that ioredis fails the
+    // commands in flight at a close instead of dropping them unsettled.
+    this.client = new Redis({ port: this.redis.port, host: "127.0.0.1", password, maxRetriesPerRequest: 0, enableOfflineQueue: false, lazyConnect: true, enableAutoPipelining: true, autoResendUnfulfilledCommands: false });
+    this.client.on("error", (err) => this.log.debug({ err }, "redis client error"));
+    await this.client.connect();
+    this.commands = await CommandTable.load(this.client);
+  }
+
+  /** Promotes the rebuilt Redis and opens the replication link to it: from here on its effects are journaled. */
+  private async openLink(): Promise<void> {
+    assert(this.redis !== null && this.client !== null && this.feeder !== null, "the link needs the rebuilt Redis and its feeder");
+    this.assembler = new EffectAssembler(this.config.writeEffectsBytesMax);
+    await this.promote();
+    const link = new ReplicationLink({ port: this.redis.port, password: redisPassword(this.config.dataDir), replAckIntervalMs: this.config.replAckIntervalMs, replStreamBytesMax: this.config.replStreamBytesMax });
+    link.on("command", (cmd: { args: Buffer[] }) => this.onStreamCommand(cmd.args));
+    link.on("error", (err: Error) => this.failWriter(`replication link: ${err.message}`));
+    await link.ready;
+    this.link = link;
+    // From here every key the Redis's clock expires reaches the link as a DEL, and is journaled.
+    await this.client.call("CLIENT", "UNPAUSE");
+    await this.feeder.close();
+    this.feeder = null;
   }
 
   /**
@@ -316,8 +340,10 @@ export class Master {
   // ---- client writes ----
 
   private onWrite(raw: Uint8Array): Promise<WriteReply> {
-    if (raw.length > this.config.writeBytesMax) {
-      throw new QjmError(ErrorCode.PAYLOAD_TOO_LARGE, `write of ${raw.length} bytes exceeds writeBytesMax ${this.config.writeBytesMax}`);
+    // writeBytesMax 0: whatever nats-server accepts from a client in one message (its max_payload) is a write.
+    const writeBytesMax = this.config.writeBytesMax > 0 ? this.config.writeBytesMax : maxPayload(this.nc);
+    if (raw.length > writeBytesMax) {
+      throw new QjmError(ErrorCode.PAYLOAD_TOO_LARGE, `write of ${raw.length} bytes exceeds ${this.config.writeBytesMax > 0 ? "writeBytesMax" : "nats-server's max_payload"} ${writeBytesMax}`);
     }
     const args = parseWriteRequest(decode(raw));
     return new Promise<WriteReply>((respond) => {
@@ -325,16 +351,35 @@ export class Master {
         respond(errorReply(ErrorCode.OVERLOADED, `${this.queued.length} writes already wait`));
         return;
       }
-      this.queued.push({ args, respond, deadlineMs: Date.now() + this.config.quorumTimeoutMs });
+      // One write always gets in, however large: the bound is on what waits behind it.
+      if (this.queued.length > 0 && this.queuedBytes + raw.length > this.config.writesQueuedBytesMax) {
+        respond(errorReply(ErrorCode.OVERLOADED, `${this.queued.length} writes of ${this.queuedBytes} bytes already wait (writesQueuedBytesMax ${this.config.writesQueuedBytesMax})`));
+        return;
+      }
+      this.queuedBytes += raw.length;
+      this.queued.push({ args, bytes: raw.length, respond, deadlineMs: Date.now() + this.config.quorumTimeoutMs });
       this.admit();
     });
   }
 
-  /** Moves queued writes to Redis while the writer serves and both buffers are not full. */
+  /** The next queued write, out of the byte count. */
+  private dequeue(): QueuedWrite {
+    const w = this.queued.shift()!;
+    this.queuedBytes -= w.bytes;
+    return w;
+  }
+
+  /** Moves queued writes to Redis while the writer serves and both buffers are not full, within the inflight bounds. */
   private admit(): void {
-    while (this.queued.length > 0 && this.state === "writing" && this.roll === null && this.core !== null && !this.core.full && this.inflight < this.config.writesInflightMax) {
-      const w = this.queued.shift()!;
-      this.execute(w.args, w.respond);
+    while (this.queued.length > 0 && this.state === "writing" && this.roll === null && this.reset === null && this.core !== null && !this.core.full && this.inflight < this.config.writesInflightMax) {
+      if (this.inflight > 0 && this.inflightBytes + this.queued[0].bytes > this.config.writesInflightBytesMax) return;
+      const w = this.dequeue();
+      this.inflightBytes += w.bytes;
+      // Every admitted write is answered exactly once (answered, refused, or failed with the writer): its bytes leave then.
+      this.execute(w.args, (reply) => {
+        this.inflightBytes -= w.bytes;
+        w.respond(reply);
+      });
     }
   }
 
@@ -380,7 +425,8 @@ export class Master {
   // ---- the replication stream ----
 
   private onStreamCommand(args: Buffer[]): void {
-    if (this.state !== "writing" || this.core === null) return;
+    // While Redis is reset to the journal, what it propagates is never journaled (it is discarded).
+    if (this.state !== "writing" || this.core === null || this.reset !== null) return;
     const assembled = this.assembler.push(args);
     if (assembled === null) {
       if (this.assembler.pendingEffects === 1) this.orphanSinceMs = Date.now();
@@ -392,6 +438,10 @@ export class Master {
       return;
     }
     this.byMarker.delete(assembled.marker);
+    if (assembled.overflowBytes !== undefined) {
+      this.refuseOversized(pending, assembled.overflowBytes);
+      return;
+    }
     pending.txid = this.core.append(encodeEffects(assembled.effects));
     this.byTxid.push(pending);
     this.scheduleFlush();
@@ -409,15 +459,17 @@ export class Master {
   private onTimer(): void {
     const now = Date.now();
     for (let i = 0; i < this.queued.length && this.queued[0].deadlineMs < now; ) {
-      const w = this.queued.shift()!;
+      const w = this.dequeue();
       if (this.state === "writing") w.respond(errorReply(ErrorCode.OVERLOADED, "write waited too long for room in the journal buffers"));
       else w.respond(errorReply(ErrorCode.NO_QUORUM, `no writer: ${this.lastFailure ?? "becoming the writer"}`));
     }
     if (this.state !== "writing" || this.core === null) return;
     // Effects with no client marker (expired, evicted keys) go into a record of their own once the stream is idle.
-    if (this.roll === null && this.assembler.pendingEffects > 0 && this.byMarker.size === 0 && now - this.orphanSinceMs >= this.config.orphanEffectsFlushMs) {
-      this.core.append(encodeEffects(this.assembler.takeOrphans()));
+    if (this.roll === null && this.reset === null && this.assembler.pendingEffects > 0 && this.byMarker.size === 0 && now - this.orphanSinceMs >= this.config.orphanEffectsFlushMs) {
+      if (this.assembler.overflow) this.startReset(`effects of no write passed writeEffectsBytesMax ${this.config.writeEffectsBytesMax}`);
+      else this.core.append(encodeEffects(this.assembler.takeOrphans()));
     }
+    this.maybeReset();
     // While a roll finalizes the segment, the drained core has nothing to send (not even a commit notice).
     if (this.roll?.phase === "rolling") return;
     this.handle(this.core.tick(now, true));
@@ -477,7 +529,9 @@ export class Master {
     // Counted per incarnation: requests to a node's dead predecessor time out on their own.
     const key = `${node}#${generation}`;
     const inflight = this.nodeInflight.get(key) ?? { batches: 0, bytes: 0 };
-    if (inflight.batches >= this.config.journalBatchesInflightMax || inflight.bytes + batch.records.length > this.config.journalInflightBytesMax) {
+    // One batch always goes, however large (a record over journalInflightBytesMax travels alone).
+    const overBytes = inflight.batches > 0 && inflight.bytes + batch.records.length > this.config.journalInflightBytesMax;
+    if (inflight.batches >= this.config.journalBatchesInflightMax || overBytes) {
       // A slow node must not slow acks nor grow our memory: it is masked until it catches up.
       const message = `${inflight.batches} batches (${inflight.bytes} bytes) unanswered`;
       this.handle(core.onReply(node, batch.id, { ok: false, code: ErrorCode.OUT_OF_SYNC, message }, Date.now()));
@@ -485,7 +539,7 @@ export class Master {
     }
     this.nodeInflight.set(key, { batches: inflight.batches + 1, bytes: inflight.bytes + batch.records.length });
     void this.jc
-      .call(node, { type: "journal", epoch: core.epoch, segmentTxid: batch.segmentTxid, firstTxid: batch.firstTxid, count: batch.count, records: batch.records, committedTxid: batch.committedTxid }, this.config.quorumTimeoutMs)
+      .call(node, { type: "journal", epoch: core.epoch, segmentTxid: batch.segmentTxid, firstTxid: batch.firstTxid, count: batch.count, records: batch.records, committedTxid: batch.committedTxid }, core.batchTimeoutMs(batch.records.length))
       .then((reply) => {
         const left = this.nodeInflight.get(key);
         if (left !== undefined && left.batches > 1) this.nodeInflight.set(key, { batches: left.batches - 1, bytes: left.bytes - batch.records.length });
@@ -503,13 +557,14 @@ export class Master {
       // else: Redis's reply is still on its way; onOutcome answers it.
     }
     this.maybeRoll();
+    this.maybeReset();
     this.admit();
   }
 
   /** Starts draining once the open segment passes a roll threshold; rolls once everything journaled is answered. */
   private maybeRoll(): void {
     const core = this.core;
-    if (core === null || this.state !== "writing") return;
+    if (core === null || this.state !== "writing" || this.reset !== null) return;
     if (this.roll === null) {
       const reason = rollDue({ bytes: core.segmentBytes, records: core.segmentRecords, ageMs: Date.now() - this.segmentOpenedMs }, this.config);
       if (reason === null) return;
@@ -537,11 +592,72 @@ export class Master {
     }
   }
 
+  // ---- writes whose effects pass writeEffectsBytesMax (issue #10 class 5) ----
+
+  /**
+   * `pending`'s effects passed writeEffectsBytesMax: refused, never journaled. Its effects, and those of every write
+   * Redis ran after it, are in Redis only: those writes are refused too (definitely: Redis is reset to the journal).
+   */
+  private refuseOversized(pending: PendingWrite, bytes: number): void {
+    const reason = `the write's effects take more than ${bytes} bytes, over writeEffectsBytesMax ${this.config.writeEffectsBytesMax}`;
+    this.refuseUnjournaled(pending, errorReply(ErrorCode.PAYLOAD_TOO_LARGE, `${reason}: not executed`));
+    this.startReset(reason);
+  }
+
+  private refuseUnjournaled(p: PendingWrite, reply: WriteReply): void {
+    if (p.answered) return;
+    p.answered = true;
+    this.inflight--;
+    p.respond(reply);
+  }
+
+  private startReset(reason: string): void {
+    this.log.warn({ reason }, "resetting Redis to the journal");
+    this.reset = { phase: "draining", reason };
+    for (const p of this.byMarker.values()) {
+      this.refuseUnjournaled(p, errorReply(ErrorCode.OVERLOADED, `not executed: the master resets its Redis to the journal (${reason}); retry`));
+    }
+    this.byMarker.clear();
+    this.maybeReset();
+  }
+
+  /** Once every journaled write is committed and answered, Redis is rebuilt from the journal. */
+  private maybeReset(): void {
+    const core = this.core;
+    if (this.reset?.phase !== "draining" || core === null || this.state !== "writing" || !core.drained || this.inflight > 0) return;
+    this.reset.phase = "resetting";
+    void this.resetToJournal(core, this.reset.reason);
+  }
+
+  /** The same epoch and segment go on; only Redis is discarded and rebuilt up to the last committed txid. */
+  private async resetToJournal(core: WriterCore, reason: string): Promise<void> {
+    const gone = (): boolean => this.core !== core || this.state !== "writing";
+    try {
+      await this.discardRedis();
+      if (gone()) return;
+      await this.openRedis();
+      if (gone()) return;
+      await this.rebuild(core.inSyncNodes, core.lastTxid);
+      if (gone()) return;
+      await this.openLink();
+    } catch (err) {
+      this.failWriter(`resetting Redis to the journal: ${(err as Error).message}`);
+      return;
+    }
+    if (gone()) return;
+    this.reset = null;
+    this.events.publish({ type: "redisReset", epoch: core.epoch, txid: core.lastTxid, reason });
+    this.log.info({ epoch: core.epoch, txid: core.lastTxid }, "Redis reset to the journal; serving writes");
+    this.admit();
+  }
+
   /** Nothing more is acknowledged under this epoch: fail what is unanswered and recover as a new writer. */
   private failWriter(reason: string): void {
     if (this.state !== "writing") return;
     this.state = "recovering";
     this.lastFailure = reason;
+    // A new writer rebuilds Redis from the journal anyway.
+    this.reset = null;
     this.events.publish({ type: "writerFailed", epoch: this.core?.epoch ?? 0, reason });
     const unanswered = [...this.byTxid, ...this.byMarker.values()];
     this.byTxid.length = 0;
@@ -561,6 +677,7 @@ export class Master {
     this.generation++;
     if (this.timer) clearInterval(this.timer);
     this.presence?.stop();
+    this.queuedBytes = 0;
     for (const w of this.queued.splice(0)) w.respond(errorReply(ErrorCode.NOT_WRITER, "master is stopping"));
     await this.discardRedis();
   }

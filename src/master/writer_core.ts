@@ -12,6 +12,8 @@ export interface WriterLimits {
   batchBytesMax: number;
   batchRecordsMax: number;
   quorumTimeoutMs: number;
+  /** Extra time a batch gets per MiB it holds (a large record takes longer to send and fsync); 0 when absent. */
+  quorumTimeoutMsPerMiB?: number;
 }
 
 export interface Batch {
@@ -141,8 +143,9 @@ export class WriterCore {
   tick(nowMs: number, idle = false): WriterOutput {
     const out: WriterOutput = { send: [], committedTxid: null, failure: null };
     if (this.status !== "writing") return out;
-    if (this.flushing !== null && nowMs - this.flushing.sentAtMs > this.limits.quorumTimeoutMs) {
-      return this.fail(`batch ${this.flushing.firstTxid}..${this.flushing.firstTxid + this.flushing.count - 1} has ${this.flushing.acks.size} of ${this.quorum} acks after ${this.limits.quorumTimeoutMs} ms`);
+    const timeoutMs = this.flushing === null ? 0 : this.batchTimeoutMs(this.flushing.records.length);
+    if (this.flushing !== null && nowMs - this.flushing.sentAtMs > timeoutMs) {
+      return this.fail(`batch ${this.flushing.firstTxid}..${this.flushing.firstTxid + this.flushing.count - 1} has ${this.flushing.acks.size} of ${this.quorum} acks after ${timeoutMs} ms`);
     }
     if (this.flushing === null && this.filling.count > 0) {
       this.flush(nowMs, out);
@@ -153,19 +156,42 @@ export class WriterCore {
     return out;
   }
 
+  /** How long a batch of `bytes` may wait for its majority: quorumTimeoutMs, plus time for its size. */
+  batchTimeoutMs(bytes: number): number {
+    return this.limits.quorumTimeoutMs + Math.ceil(((this.limits.quorumTimeoutMsPerMiB ?? 0) * bytes) / (1024 * 1024));
+  }
+
   private batch(records: Buffer, firstTxid: number, count: number): Batch {
     return { id: ++this.batchSeq, segmentTxid: this.segmentTxid, firstTxid, count, records, committedTxid: this.committed };
   }
 
   private flush(nowMs: number, out: WriterOutput): void {
-    const f = this.filling;
-    // Many chunks into one buffer: one write and one fsync on each node.
-    const records = f.chunks.length === 1 ? f.chunks[0] : Buffer.concat(f.chunks, f.bytes);
-    const batch = this.batch(records, f.firstTxid, f.count);
+    const taken = this.takeBatch();
+    const batch = this.batch(taken.records, taken.firstTxid, taken.count);
     this.flushing = { ...batch, sentAtMs: nowMs, acks: new Set(), refusals: new Map() };
-    this.filling = this.emptyBuffer();
     this.commitNoticePending = false;
     out.send.push({ batch, nodes: [...this.inSync] });
+  }
+
+  /**
+   * The oldest records of the filling buffer, at most batchBytesMax bytes and batchRecordsMax records (a record
+   * larger than batchBytesMax goes alone): a batch stays bounded however many records came while one was in flight.
+   */
+  private takeBatch(): { records: Buffer; firstTxid: number; count: number } {
+    const f = this.filling;
+    let count = 1;
+    let bytes = f.chunks[0].length;
+    while (count < f.chunks.length && count < this.limits.batchRecordsMax && bytes + f.chunks[count].length <= this.limits.batchBytesMax) {
+      bytes += f.chunks[count].length;
+      count++;
+    }
+    const chunks = f.chunks.splice(0, count);
+    const firstTxid = f.firstTxid;
+    f.firstTxid += count;
+    f.count -= count;
+    f.bytes -= bytes;
+    // Many chunks into one buffer: one write and one fsync on each node.
+    return { records: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, bytes), firstTxid, count };
   }
 
   /** A node's answer to batch `batchId`: ok, or refused with a reason (fenced, out of sync, disk error, timeout). */

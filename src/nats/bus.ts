@@ -1,9 +1,12 @@
 /** The thin NATS adapter every actor and client uses: connect, serve a subject, request, publish. */
-import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { randomBytes } from "node:crypto";
+import { connect, headers, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { defaults } from "../config/config.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, toErrorReply } from "../protocol/errors.js";
 import type { Logger } from "../util/log.js";
 import { natsAuthOptions, readNatsCredentials } from "./auth.js";
+import { FRAG_HEADER, PULL_HEADER, ReplyOutbox, Reassembler, formatFragHeader, fragmentBytes, parseFragHeader, parsePullHeader, splitBody, type FragmentLimits } from "./fragments.js";
 
 export type { NatsConnection };
 
@@ -22,17 +25,57 @@ export async function connectBus(url: string, name: string, credsFile: string | 
   });
 }
 
+/** Bus limits (config.ts, block "sizes"); actors pass their config, other callers get the defaults. */
+export type BusLimits = FragmentLimits;
+
+const busDefaults: BusLimits = {
+  busMessageBytesMax: defaults.busMessageBytesMax,
+  busReassemblyBytesMax: defaults.busReassemblyBytesMax,
+  busReassemblyStreamsMax: defaults.busReassemblyStreamsMax,
+  busFragmentIdleMs: defaults.busFragmentIdleMs,
+};
+
+/** Fragment stream ids: unique per process, and across processes with the random prefix. */
+const streamPrefix = randomBytes(6).toString("hex");
+let streamSeq = 0;
+function newStreamId(): string {
+  return `${streamPrefix}-${++streamSeq}`;
+}
+
+/** Body bytes one message may carry on this connection: the server's max_payload (it may change on reconnect). */
+export function maxPayload(nc: NatsConnection): number {
+  return nc.info?.max_payload ?? 1024 * 1024;
+}
+
+function fragHeaders(name: string, value: string): MsgHdrs {
+  const h = headers();
+  h.set(name, value);
+  return h;
+}
+
 /**
  * Answers requests on `subject`: the body is decoded, `handler` returns the reply value. A thrown QjmError becomes
  * `{ok: false, code, message}`; anything else is logged and answered with INTERNAL. The actor never crashes on input.
+ * Bodies and replies larger than one NATS message travel as fragments (fragments.ts), within `limits`.
  */
 export function serve(
   nc: NatsConnection,
   subject: string,
   log: Logger,
   handler: (body: unknown, raw: Uint8Array) => Promise<unknown> | unknown,
-  options: { queue?: string } = {},
+  options: { queue?: string; limits?: BusLimits } = {},
 ): Subscription {
+  const limits = options.limits ?? busDefaults;
+  const reassembler = new Reassembler(limits);
+  const outbox = new ReplyOutbox(limits);
+  const answer = (msg: Msg, reply: unknown): void => {
+    if (!msg.reply) return;
+    try {
+      respond(nc, msg, encode(reply), outbox);
+    } catch (e) {
+      log.warn({ err: e, subject }, "could not send reply");
+    }
+  };
   return nc.subscribe(subject, {
     queue: options.queue,
     callback: (err, msg) => {
@@ -40,38 +83,130 @@ export function serve(
         log.error({ err, subject }, "subscription error");
         return;
       }
+      let raw: Uint8Array | null;
+      try {
+        raw = receive(msg, reassembler, outbox, nc);
+      } catch (e) {
+        log.debug({ err: e, subject }, "fragment refused");
+        answer(msg, toErrorReply(e));
+        return;
+      }
+      if (raw === null) return;
+      const body = raw;
       void (async () => {
         let reply: unknown;
         try {
-          const body = decode(msg.data);
-          reply = await handler(body, msg.data);
+          reply = await handler(decode(body), body);
         } catch (e) {
           if (!(e instanceof QjmError)) log.error({ err: e, subject }, "request handler failed");
           else log.debug({ code: e.code, msg: e.message, subject }, "request refused");
           reply = toErrorReply(e);
         }
-        if (msg.reply) {
-          try {
-            msg.respond(encode(reply));
-          } catch (e) {
-            log.warn({ err: e, subject }, "could not send reply");
-          }
-        }
+        answer(msg, reply);
       })();
     },
   });
 }
 
-/** One request; the reply is decoded; a timeout or no responder is a TIMEOUT QjmError. */
-export async function request(nc: NatsConnection, subject: string, body: unknown, timeoutMs: number): Promise<unknown> {
-  let data: Uint8Array;
+/**
+ * A message's whole body, or null when the bus answered it itself (an ack of a request fragment, a reply fragment
+ * pulled from the outbox). Throws a QjmError for a fragment it refuses.
+ */
+function receive(msg: Msg, reassembler: Reassembler, outbox: ReplyOutbox, nc: NatsConnection): Uint8Array | null {
+  const pull = msg.headers?.get(PULL_HEADER);
+  if (pull) {
+    const p = parsePullHeader(pull);
+    const part = outbox.pull(p.stream, p.index, Date.now());
+    if (msg.reply) msg.respond(part.data, { headers: fragHeaders(FRAG_HEADER, formatFragHeader(part.header)) });
+    return null;
+  }
+  const frag = msg.headers?.get(FRAG_HEADER);
+  if (!frag) return msg.data;
+  const whole = reassembler.add(parseFragHeader(frag), msg.data, Date.now());
+  if (whole === null && msg.reply) nc.publish(msg.reply, encode({ ok: true, fragment: true }));
+  return whole;
+}
+
+/** Sends a reply; one too large for a message goes out as its first fragment, the rest kept for pulls. */
+function respond(nc: NatsConnection, msg: Msg, data: Uint8Array, outbox: ReplyOutbox): void {
+  const size = fragmentBytes(maxPayload(nc));
+  if (data.length <= size) {
+    msg.respond(data);
+    return;
+  }
+  let first;
   try {
-    const msg = await nc.request(subject, encode(body), { timeout: timeoutMs });
-    data = msg.data;
+    // A copy: msgpackr may reuse the buffer `encode` returned, and the outbox keeps it across turns.
+    first = outbox.put(newStreamId(), Buffer.from(data), size, Date.now());
+  } catch (e) {
+    msg.respond(encode(toErrorReply(e)));
+    return;
+  }
+  msg.respond(first.data, { headers: fragHeaders(FRAG_HEADER, formatFragHeader(first.header)) });
+}
+
+/** One request; the reply is decoded; a timeout or no responder is a TIMEOUT QjmError. Large bodies go in fragments. */
+export async function request(nc: NatsConnection, subject: string, body: unknown, timeoutMs: number): Promise<unknown> {
+  const deadline = Date.now() + timeoutMs;
+  const left = (): number => Math.max(1, deadline - Date.now());
+  try {
+    const data = encode(body);
+    const size = fragmentBytes(maxPayload(nc));
+    let msg: Msg;
+    if (data.length <= size) {
+      msg = await nc.request(subject, data, { timeout: left() });
+    } else {
+      // A copy: msgpackr may reuse the buffer `encode` returned, and the fragments leave over several turns.
+      const sent = await sendFragments(nc, subject, Buffer.from(data), size, left);
+      if (!("msg" in sent)) return sent.refused;
+      msg = sent.msg;
+    }
+    return decode(await pullReply(nc, subject, msg, left));
   } catch (err) {
+    if (err instanceof QjmError) throw err;
     throw new QjmError(ErrorCode.TIMEOUT, `request to ${subject} failed: ${(err as Error).message}`, { cause: err });
   }
-  return decode(data);
+}
+
+/** Sends `data` as fragments: each is acked before the next leaves (flow control); the last one's answer is the reply. */
+async function sendFragments(nc: NatsConnection, subject: string, data: Uint8Array, size: number, left: () => number): Promise<{ msg: Msg } | { refused: unknown }> {
+  const parts = splitBody(data, size);
+  const stream = newStreamId();
+  for (let index = 0; index < parts.length; index++) {
+    const h = fragHeaders(FRAG_HEADER, formatFragHeader({ stream, index, count: parts.length, total: data.length }));
+    const msg = await nc.request(subject, parts[index], { timeout: left(), headers: h });
+    if (index === parts.length - 1) return { msg };
+    const ack = decode(msg.data) as { ok?: unknown };
+    // The receiver refused the stream (too large, overloaded, broken): its error is the reply.
+    if (ack?.ok !== true) return { refused: ack };
+  }
+  throw new QjmError(ErrorCode.INTERNAL, "unreachable: a fragmented request ended without a reply");
+}
+
+/** The whole reply body: the first message's, or every fragment pulled from the replier, checked. */
+async function pullReply(nc: NatsConnection, subject: string, first: Msg, left: () => number): Promise<Uint8Array> {
+  const frag = first.headers?.get(FRAG_HEADER);
+  if (!frag) return first.data;
+  const h = parseFragHeader(frag);
+  if (h.index !== 0 || h.total > busDefaults.busMessageBytesMax) throw new QjmError(ErrorCode.PAYLOAD_TOO_LARGE, `reply of ${h.total} bytes from ${subject}`);
+  const parts: Uint8Array[] = [first.data];
+  let received = first.data.length;
+  for (let index = 1; index < h.count; index++) {
+    const msg = await nc.request(subject, new Uint8Array(0), { timeout: left(), headers: fragHeaders(PULL_HEADER, `${h.stream} ${index}`) });
+    const got = msg.headers?.get(FRAG_HEADER);
+    if (!got) {
+      // The replier's error (the reply expired from its outbox): as the reply.
+      return msg.data;
+    }
+    const gh = parseFragHeader(got);
+    if (gh.stream !== h.stream || gh.index !== index || gh.count !== h.count || received + msg.data.length > h.total) {
+      throw new QjmError(ErrorCode.BAD_REQUEST, `reply fragment ${gh.index} of ${gh.stream} from ${subject} does not continue ${h.stream} at ${index}`);
+    }
+    parts.push(msg.data);
+    received += msg.data.length;
+  }
+  if (received !== h.total) throw new QjmError(ErrorCode.BAD_REQUEST, `reply from ${subject} has ${received} bytes, its header said ${h.total}`);
+  return Buffer.concat(parts, received);
 }
 
 /** Every reply to one request that arrives within `waitMs` (status of all actors). */

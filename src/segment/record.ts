@@ -17,8 +17,12 @@ import { assert } from "../util/assert.js";
 
 export const RECORD_MAGIC = 0x514a4d31;
 export const RECORD_HEADER_BYTES = 24;
-/** No record may be larger than this (header included): it bounds what a reader allocates for a length it has not yet verified. */
-export const RECORD_BYTES_MAX = 16 * 1024 * 1024;
+/**
+ * No record may be larger than this (header included): it bounds what a reader allocates for a length it has not yet
+ * verified. It admits the largest write's record: config's writeEffectsBytesMax (80 MiB) is validated against it, and
+ * nats-server's max_payload is at most 64 MiB.
+ */
+export const RECORD_BYTES_MAX = 96 * 1024 * 1024;
 
 /** One Redis command as propagated on the replication stream: name and arguments, binary-safe. */
 export type Effect = Uint8Array[];

@@ -1,5 +1,6 @@
 /** Bad input on the write subject gets a clear, typed error reply, and the master keeps serving. */
 import test from "ava";
+import { request } from "../../src/nats/bus.js";
 import { encode } from "../../src/protocol/codec.js";
 import { subjects } from "../../src/protocol/subjects.js";
 import { decode } from "../../src/protocol/codec.js";
@@ -33,7 +34,6 @@ const cases: [string, () => Uint8Array, string][] = [
   ["another database", () => encode(["MOVE", "k", "1"]), "COMMAND_REFUSED"],
   ["transaction control", () => encode(["MULTI"]), "COMMAND_REFUSED"],
   ["wrong arity", () => encode(["SET", "k"]), "WRONG_ARITY"],
-  ["oversized payload", () => encode(["SET", "k", Buffer.alloc(300 * 1024, 1)]), "PAYLOAD_TOO_LARGE"],
 ];
 
 for (const [name, body, code] of cases) {
@@ -46,6 +46,16 @@ for (const [name, body, code] of cases) {
     t.true(ok.ok, JSON.stringify(ok));
   });
 }
+
+test.serial("bad input - a write over nats-server's max_payload, sent in bus fragments, is refused with PAYLOAD_TOO_LARGE; 300 KiB is a write", async (t) => {
+  // Issue #10 class 5: writeBytesMax follows nats-server's max_payload (1 MiB here), no longer 256 KiB.
+  const ok = await tc!.write(["SET", "k300", Buffer.alloc(300 * 1024, 1)]);
+  t.true(ok.ok, JSON.stringify(ok).slice(0, 200));
+  const reply = (await request(tc!.nc, subjects(tc!.cluster.cluster).write, ["SET", "k", Buffer.alloc(1536 * 1024, 1)], 10000)) as Record<string, unknown>;
+  t.is(reply.code, "PAYLOAD_TOO_LARGE");
+  t.regex(String(reply.message), /max_payload/);
+  t.true((await tc!.write(["SET", "still-serving", "oversized"])).ok);
+});
 
 test.serial("bad input - a Redis error is a REDIS_ERROR reply, and nothing changes", async (t) => {
   t.true((await tc!.write(["SET", "str", "x"])).ok);

@@ -2,6 +2,7 @@ import test from "ava";
 import { defaults, envName, loadConfig, quorumSize, validateConfig } from "../../src/config/config.js";
 import { decode, encode } from "../../src/protocol/codec.js";
 import { QjmError } from "../../src/protocol/errors.js";
+import { RECORD_BYTES_MAX } from "../../src/segment/record.js";
 import { parseJournalRequest, parseWriteRequest, type JournalRequest } from "../../src/protocol/messages.js";
 
 // ---- config ----
@@ -53,12 +54,17 @@ test("config - loadConfig refuses a negative or non-numeric number, naming the v
   }
 });
 
-test("config - validateConfig catches writeBytesMax > batchBytesMax, and loadConfig refuses it", (t) => {
-  const errors = validateConfig({ ...defaults, writeBytesMax: defaults.batchBytesMax + 1 });
-  t.is(errors.length, 1);
-  t.regex(errors[0], /writeBytesMax/);
-  t.deepEqual(validateConfig({ ...defaults, writeBytesMax: defaults.batchBytesMax }), []);
-  t.throws(() => loadConfig({ QJM_WRITE_BYTES_MAX: String(defaults.batchBytesMax + 1) }), { message: /writeBytesMax/ });
+test("config - sizes: the byte bounds must admit the largest write's record, and loadConfig refuses what does not", (t) => {
+  t.deepEqual(validateConfig(defaults), []);
+  // A client write is no longer capped under a batch: it follows nats-server's max_payload (writeBytesMax 0).
+  t.deepEqual(validateConfig({ ...defaults, writeBytesMax: 64 * 1024 * 1024 }), []);
+  t.regex(validateConfig({ ...defaults, writeEffectsBytesMax: RECORD_BYTES_MAX }).join(";"), /writeEffectsBytesMax/);
+  t.regex(validateConfig({ ...defaults, busMessageBytesMax: RECORD_BYTES_MAX }).join(";"), /busMessageBytesMax/);
+  t.regex(validateConfig({ ...defaults, busReassemblyBytesMax: defaults.busMessageBytesMax - 1 }).join(";"), /busReassemblyBytesMax/);
+  t.regex(validateConfig({ ...defaults, busReassemblyStreamsMax: 0 }).join(";"), /busReassemblyStreamsMax/);
+  t.regex(validateConfig({ ...defaults, replStreamBytesMax: defaults.writeEffectsBytesMax - 1 }).join(";"), /replStreamBytesMax/);
+  t.regex(validateConfig({ ...defaults, writesQueuedBytesMax: 0 }).join(";"), /writesQueuedBytesMax/);
+  t.throws(() => loadConfig({ QJM_WRITE_EFFECTS_BYTES_MAX: String(RECORD_BYTES_MAX) }), { message: /writeEffectsBytesMax/ });
 });
 
 test("config - validateConfig catches an empty or duplicated journal node list and a bad cluster token", (t) => {

@@ -97,3 +97,28 @@ test("effect assembler - the link's own REPLCONF GETACK is never journaled", (t)
   t.is(a.push(["REPLCONF", "GETACK", "*"].map((s) => Buffer.from(s))), null);
   t.is(a.pendingEffects, 0);
 });
+
+test("effect assembler - effects past effectsBytesMax are dropped, not held; the marker reports the overflow (issue #10 class 5)", (t) => {
+  const a = new EffectAssembler(1000);
+  // A script running many SETs: the assembler holds none past the bound, however many come.
+  for (let i = 0; i < 10_000; i++) t.is(a.push(cmd("SET", `k${i}`, "x".repeat(50))), null);
+  t.true(a.overflow);
+  t.true(a.pendingBytes > 10_000 * 50, "counted");
+  t.is(a.pendingEffects, 1, "held: none but the overflow itself (so an orphan overflow is noticed)");
+  const refused = a.push(marker(7));
+  t.is(refused?.marker, 7);
+  t.deepEqual(refused?.effects, []);
+  t.true((refused?.overflowBytes ?? 0) > 1000);
+  t.false(a.overflow);
+  // The next write is assembled as usual.
+  a.push(cmd("SET", "small", "1"));
+  t.deepEqual(a.push(marker(8)), { marker: 8, effects: [[Buffer.from("SET"), Buffer.from("small"), Buffer.from("1")]] });
+});
+
+test("effect assembler - effects within effectsBytesMax (framing counted) make a record whose payload fits the bound", (t) => {
+  const a = new EffectAssembler(200);
+  a.push(cmd("SET", "k", "x".repeat(100)));
+  const r = a.push(marker(1));
+  t.is(r?.overflowBytes, undefined);
+  t.is(r?.effects.length, 1);
+});

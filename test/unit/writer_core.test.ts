@@ -227,20 +227,70 @@ test("writer core - no timeout while idle: only an in-flight batch has a deadlin
 test("writer core - full only once a batch is in flight and the filling buffer reached batchBytesMax", (t) => {
   const recordBytes = 24 + payload("k0").length;
   const w = writer(N3, { ...roomy, batchBytesMax: recordBytes * 3 });
-  for (let i = 0; i < 5; i++) w.append(payload(`k${i}`));
-  t.false(w.full, "nothing in flight: the filling buffer may grow past the limit");
+  for (let i = 0; i < 2; i++) w.append(payload(`k${i}`));
   const b = onlyBatch(w.tick(0)).batch;
   t.false(w.full);
-  w.append(payload("k5"));
-  w.append(payload("k6"));
+  w.append(payload("k2"));
+  w.append(payload("k3"));
   t.false(w.full, "2 of 3 records' worth of bytes");
-  w.append(payload("k7"));
+  w.append(payload("k4"));
   t.true(w.full);
-  t.is(w.bufferedBytes, recordBytes * 8);
+  t.is(w.bufferedBytes, recordBytes * 5);
   w.onReply("jn1", b.id, OK, 1);
   const next = w.onReply("jn2", b.id, OK, 1);
   t.is(onlyBatch(next).batch.count, 3);
   t.false(w.full, "the filling buffer went out; a fresh one is empty");
+});
+
+test("writer core - a batch holds at most batchBytesMax bytes: records that came meanwhile go out in several batches (issue #10 class 5)", (t) => {
+  const recordBytes = 24 + payload("k0").length;
+  const w = writer(N3, { ...roomy, batchBytesMax: recordBytes * 3 });
+  // Eight 250 KiB writes while one batch is in flight made one 2 MB batch, over nats-server's max_payload.
+  for (let i = 0; i < 8; i++) w.append(payload(`k${i}`));
+  const batches: Batch[] = [];
+  let out = w.tick(0);
+  while (out.send.length > 0) {
+    const b = onlyBatch(out).batch;
+    batches.push(b);
+    t.true(b.records.length <= recordBytes * 3, `batch ${b.id} holds ${b.records.length} bytes`);
+    w.onReply("jn1", b.id, OK, 1);
+    out = w.onReply("jn2", b.id, OK, 1);
+  }
+  t.deepEqual(
+    batches.map((b) => [b.firstTxid, b.count]),
+    [
+      [11, 3],
+      [14, 3],
+      [17, 2],
+    ],
+  );
+  t.is(w.committedTxid, 18);
+  t.true(w.drained);
+});
+
+test("writer core - a record larger than batchBytesMax travels alone, between batches of the records around it", (t) => {
+  const w = writer(N3, { ...roomy, batchBytesMax: 1000 });
+  const big = encodeEffects([[Buffer.from("SET"), Buffer.from("big"), Buffer.alloc(5000, 1)]]);
+  w.append(payload("a"));
+  w.append(big);
+  w.append(payload("b"));
+  const counts: number[] = [];
+  let out = w.tick(0);
+  while (out.send.length > 0) {
+    const b = onlyBatch(out).batch;
+    counts.push(b.count);
+    w.onReply("jn1", b.id, OK, 1);
+    out = w.onReply("jn3", b.id, OK, 1);
+  }
+  t.deepEqual(counts, [1, 1, 1]);
+  t.is(w.committedTxid, 13);
+});
+
+test("writer core - a batch holds at most batchRecordsMax records", (t) => {
+  const w = writer(N3, { ...roomy, batchRecordsMax: 2 });
+  for (const k of ["a", "b", "c", "d", "e"]) w.append(payload(k));
+  t.like(onlyBatch(w.tick(0)).batch, { firstTxid: 11, count: 2 });
+  t.is(w.rejoinTxid, 10, "a node rejoins before the batch in flight");
 });
 
 test("writer core - full once a batch is in flight and the filling buffer reached batchRecordsMax", (t) => {
@@ -365,4 +415,14 @@ test("writer core - a failed batch leaves the writer not drained", (t) => {
   onlyBatch(w.tick(0));
   t.not(w.tick(100).failure, null);
   t.false(w.drained, "its record was never committed");
+});
+
+test("writer core - a large batch gets quorumTimeoutMs plus quorumTimeoutMsPerMiB for its size before it fails (issue #10 class 5)", (t) => {
+  const w = writer(N3, { ...roomy, batchBytesMax: 64 << 20, quorumTimeoutMsPerMiB: 500 });
+  w.append(encodeEffects([[Buffer.from("SET"), Buffer.from("k"), Buffer.alloc(8 << 20)]]));
+  const b = onlyBatch(w.tick(0)).batch;
+  t.is(w.batchTimeoutMs(8 << 20), 1000 + 4000);
+  t.is(w.tick(4000).failure, null, "an 8 MiB batch is not late after quorumTimeoutMs");
+  w.onReply("jn1", b.id, OK, 4500);
+  t.regex(w.tick(5100).failure ?? "", /1 of 2 acks after 5001 ms/);
 });
