@@ -176,7 +176,7 @@ export class Feeder {
 
   private onData(link: Link, chunk: Buffer): void {
     try {
-      link.parser.push(chunk);
+      link.parser.push(skipKeepaliveNewlines(link.parser, chunk));
       for (let frame = link.parser.next(); frame !== undefined; frame = link.parser.next()) this.onCommand(link, frame.value);
     } catch (err) {
       this.fail(link, err instanceof FeederError ? err : new FeederError("protocol", `the Redis's replication traffic: ${(err as Error).message}`, { cause: err }));
@@ -307,6 +307,17 @@ export class Feeder {
       this.waiters.add(wake);
     });
   }
+}
+
+/**
+ * A replica loading the RDB sends its master a bare "\n" now and then (replicationSendNewlineToMaster) to show it is
+ * alive: not RESP. It only comes between commands, so newlines where a command would start are dropped.
+ */
+export function skipKeepaliveNewlines(parser: RespParser, chunk: Buffer): Buffer {
+  if (parser.pendingBytes !== 0) return chunk;
+  let i = 0;
+  while (i < chunk.length && chunk[i] === 0x0a) i++;
+  return i === 0 ? chunk : chunk.subarray(i);
 }
 
 /**

@@ -32,6 +32,7 @@ import { transferProgress, type TransferProgress } from "../util/progress.js";
 import { Crc64, RDB_CHECKSUM_BYTES, trailerChecksum } from "./rdb_checksum.js";
 import { configGet, infoNumber, pollInfo, readInfo } from "./redis_info.js";
 import { RespParser, RespProtocolError, type RespValue } from "./resp_parser.js";
+import { skipKeepaliveNewlines } from "./feeder.js";
 
 export interface RdbLoadOptions {
   /** Exact size of the RDB the source yields; announced to the target up front ($<bytes>). */
@@ -324,7 +325,8 @@ class FakeMaster implements RdbSink {
 
   private onData(chunk: Buffer): void {
     try {
-      this.parser.push(chunk);
+      // A loading replica's keepalive newlines are not RESP (see skipKeepaliveNewlines).
+      this.parser.push(skipKeepaliveNewlines(this.parser, chunk));
       for (let frame = this.parser.next(); frame !== undefined; frame = this.parser.next()) this.onCommand(frame.value);
     } catch (err) {
       this.fail(err instanceof RdbLoadError ? err : new RdbLoadError("protocol", `the target's replication traffic: ${describe(err)}`, { cause: err instanceof RespProtocolError ? err : undefined }));
