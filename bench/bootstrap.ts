@@ -27,6 +27,7 @@ import type { Config } from "../src/config/config.js";
 import { decode, encode } from "../src/protocol/codec.js";
 import type { ActorStatus, Heartbeat, WriteReply } from "../src/protocol/messages.js";
 import { subjects } from "../src/protocol/subjects.js";
+import { redisPassword } from "../src/redis/redis_server.js";
 import { requestAll } from "../src/nats/bus.js";
 import { freePort } from "../src/process/ports.js";
 import { RdbScan, countKeys } from "../src/snapshot/inspect_snapshot.js";
@@ -150,7 +151,7 @@ export async function runBootstrapBench(dir: string, log: (line: string) => void
     if (master === undefined || master.redisUrl === null) throw new Error("bootstrap: the master did not answer status");
     const committedTxid = Math.max(master.committedTxid, lastTxid);
     const masterPort = Number(new URL(master.redisUrl).port);
-    const masterKeys = await dbsize(masterPort);
+    const masterKeys = await dbsize(masterPort, redisPassword(cluster.dataDir));
     log(`bootstrap: journal purged below the snapshot; committed txid ${committedTxid}, master holds ${masterKeys} keys`);
 
     // (a) A brand-new replica.
@@ -168,13 +169,13 @@ export async function runBootstrapBench(dir: string, log: (line: string) => void
     }
     const bootstrapped = events.bootstrapped(`replica.${JOINER}`);
     if (bootstrapped === undefined) throw new Error("bootstrap: the new replica caught up without bootstrapping from the snapshot");
-    const joinerKeys = await dbsize(joinerPort);
+    const joinerKeys = await dbsize(joinerPort, redisPassword(cluster.dataDir));
     // The replica also holds its applied-txid key.
     if (joinerKeys !== masterKeys + 1) throw new Error(`bootstrap: the new replica holds ${joinerKeys} keys, the master ${masterKeys} (+1 expected)`);
     log(`bootstrap: (a) new replica caught up in ${replicaJoinMs} ms (bootstrap ${bootstrapped.ms} ms from ${bootstrapped.fromNode})`);
 
     // (b) Redis's own full resync of the same data.
-    const resync = await timeRedisFullResync(cleanup, path.join(dir, "resync"), masterPort, masterKeys);
+    const resync = await timeRedisFullResync(cleanup, path.join(dir, "resync"), masterPort, masterKeys, redisPassword(cluster.dataDir));
     log(`bootstrap: (b) Redis full resync loaded in ${resync.loadedMs} ms, AOF rewritten at ${resync.aofRewrittenMs} ms`);
 
     return {
@@ -321,8 +322,9 @@ async function statuses(nc: NatsConnection, subject: string): Promise<ActorStatu
   return (await requestAll(nc, subject, {}, STATUS_WAIT_MS)) as ActorStatus[];
 }
 
-async function dbsize(port: number): Promise<number> {
-  const r = new Redis({ port, host: "127.0.0.1", maxRetriesPerRequest: 1, retryStrategy: () => null, lazyConnect: true });
+/** Keys in the Redis at `port` (the cluster's Redis servers all have the data directory's password). */
+async function dbsize(port: number, password: string): Promise<number> {
+  const r = new Redis({ port, host: "127.0.0.1", password, maxRetriesPerRequest: 1, retryStrategy: () => null, lazyConnect: true });
   r.on("error", () => {});
   try {
     await r.connect();

@@ -138,9 +138,11 @@ export function bootstrapBaselineReport(r: BootstrapBaselineResult): string {
  * REPLICAOF the source until master_link_status:up and loading:0, then until its AOF rewrite ended; it must then hold
  * `expectedKeys` keys. It is detached (REPLICAOF NO ONE) before returning and stopped by `cleanup`.
  */
-export async function timeRedisFullResync(cleanup: Cleanup, dir: string, sourcePort: number, expectedKeys: number): Promise<{ loadedMs: number; aofRewrittenMs: number }> {
+export async function timeRedisFullResync(cleanup: Cleanup, dir: string, sourcePort: number, expectedKeys: number, sourcePassword?: string): Promise<{ loadedMs: number; aofRewrittenMs: number }> {
   const replica = await startBenchRedis(cleanup, { dir, persistent: true });
   const rep = connect(cleanup, replica.port);
+  // A redis-qjm master's Redis has a password (requirepass): the replica authenticates with it.
+  if (sourcePassword !== undefined) await rep.call("CONFIG", "SET", "masterauth", sourcePassword);
   const rewritesBefore = infoNumber(await readInfo(rep, "persistence"), "aof_rewrites");
   const t0 = Date.now();
   await rep.call("REPLICAOF", "127.0.0.1", String(sourcePort));
