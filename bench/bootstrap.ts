@@ -322,6 +322,7 @@ async function statuses(nc: NatsConnection, subject: string): Promise<ActorStatu
   return (await requestAll(nc, subject, {}, STATUS_WAIT_MS)) as ActorStatus[];
 }
 
+/** Keys in the Redis at `port` (the cluster's Redis servers all have the data directory's password). */
 async function dbsize(port: number, password: string): Promise<number> {
   const r = new Redis({ port, host: "127.0.0.1", password, maxRetriesPerRequest: 1, retryStrategy: () => null, lazyConnect: true });
   r.on("error", () => {});

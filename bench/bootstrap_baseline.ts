@@ -141,9 +141,10 @@ export function bootstrapBaselineReport(r: BootstrapBaselineResult): string {
 export async function timeRedisFullResync(cleanup: Cleanup, dir: string, sourcePort: number, expectedKeys: number, sourcePassword?: string): Promise<{ loadedMs: number; aofRewrittenMs: number }> {
   const replica = await startBenchRedis(cleanup, { dir, persistent: true });
   const rep = connect(cleanup, replica.port);
+  // A redis-qjm master's Redis has a password (requirepass): the replica authenticates with it.
+  if (sourcePassword !== undefined) await rep.call("CONFIG", "SET", "masterauth", sourcePassword);
   const rewritesBefore = infoNumber(await readInfo(rep, "persistence"), "aof_rewrites");
   const t0 = Date.now();
-  if (sourcePassword !== undefined) await rep.call("CONFIG", "SET", "masterauth", sourcePassword);
   await rep.call("REPLICAOF", "127.0.0.1", String(sourcePort));
   await waitFor(rep, ["replication", "persistence"], "the replica to be in sync", (i) => i.get("master_link_status") === "up" && i.get("loading") === "0");
   const loadedMs = Date.now() - t0;

@@ -1,0 +1,67 @@
+/** Per-role NATS permissions and the routing of journal requests to subjects: pure, no server. */
+import test from "ava";
+import { permissionsOf, type NatsUser } from "../../src/nats/auth.js";
+import { journalSubjectOf, snapshotSubjectOf, subjects } from "../../src/protocol/subjects.js";
+
+/** nats-server's subject matching: `*` one token, `>` one or more trailing tokens. */
+function matches(pattern: string, subject: string): boolean {
+  const p = pattern.split(".");
+  const s = subject.split(".");
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === ">") return s.length > i;
+    if (i >= s.length || (p[i] !== "*" && p[i] !== s[i])) return false;
+  }
+  return p.length === s.length;
+}
+
+const C = "c1";
+const s = subjects(C);
+const may = (user: NatsUser, subject: string): boolean => permissionsOf(C, user).publish.some((p) => matches(p, subject));
+const hears = (user: NatsUser, subject: string): boolean => permissionsOf(C, user).subscribe.some((p) => matches(p, subject));
+
+const client: NatsUser = { name: "client", role: "client" };
+const master: NatsUser = { name: "m1", role: "master" };
+const jn1: NatsUser = { name: "jn1", role: "journal" };
+const r1: NatsUser = { name: "r1", role: "replica" };
+
+const WRITER_TYPES = ["newEpoch", "startSegment", "journal", "prepareRecovery", "recoveryAppend", "acceptRecovery", "finalize", "format", "syncSegment", "markRestored"];
+
+test("auth - a client publishes writes and status requests only, and reads events and its own replies only", (t) => {
+  t.true(may(client, s.write));
+  t.true(may(client, s.status));
+  for (const type of [...WRITER_TYPES, "read", "getState", "getManifest", "snapshotDurable"]) t.false(may(client, journalSubjectOf(s, "jn1", type)), type);
+  for (const type of ["snapshotBegin", "snapshotChunk", "snapshotEnd", "snapshotList", "snapshotRead"]) t.false(may(client, snapshotSubjectOf(s, "jn1", type)), type);
+  t.false(may(client, s.heartbeat("journal", "jn1")));
+  t.false(may(client, s.events));
+  t.false(may(client, `${s.inbox("m1")}.x`), "no forged replies");
+  t.true(hears(client, s.events));
+  t.true(hears(client, `${s.inbox("client")}.abc.1`));
+  t.false(hears(client, `${s.inbox("m1")}.abc.1`), "nobody else's replies");
+  t.false(hears(client, s.write));
+});
+
+test("auth - only the master sends writer requests; replicas read, download and upload snapshots", (t) => {
+  for (const type of WRITER_TYPES) {
+    t.true(may(master, journalSubjectOf(s, "jn2", type)), type);
+    t.false(may(r1, journalSubjectOf(s, "jn2", type)), type);
+    t.false(may(jn1, journalSubjectOf(s, "jn2", type)), type);
+  }
+  for (const type of ["read", "getState", "getManifest"]) t.true(may(r1, journalSubjectOf(s, "jn2", type)) && may(master, journalSubjectOf(s, "jn2", type)), type);
+  for (const type of ["snapshotBegin", "snapshotChunk", "snapshotEnd", "snapshotList", "snapshotRead"]) t.true(may(r1, snapshotSubjectOf(s, "jn2", type)), type);
+  t.true(may(r1, journalSubjectOf(s, "jn2", "snapshotDurable")), "the replica's snapshot client marks its upload durable");
+  t.is(journalSubjectOf(s, "jn2", "snapshotDurable"), s.snapshotUpload("jn2"));
+  t.false(may(jn1, s.snapshotUpload("jn2")));
+});
+
+test("auth - each actor publishes only its own heartbeat; a journal node hears only its own subjects", (t) => {
+  t.true(may(jn1, s.heartbeat("journal", "jn1")));
+  t.false(may(jn1, s.heartbeat("journal", "jn2")));
+  t.false(may(r1, s.heartbeat("replica", "r2")));
+  t.false(may(r1, s.heartbeat("journal", "jn1")));
+  t.false(may(master, s.heartbeat("journal", "jn1")));
+  t.true(may(master, s.heartbeat("master", "m1")));
+  t.true(hears(master, s.heartbeat("journal", "jn3")) && hears(master, s.heartbeat("replica", "r2")));
+  for (const subject of [s.journal("jn1"), s.journalRead("jn1"), s.snapshot("jn1"), s.snapshotUpload("jn1"), s.status]) t.true(hears(jn1, subject), subject);
+  for (const subject of [s.journal("jn2"), s.journalRead("jn2"), s.snapshotUpload("jn2"), s.write]) t.false(hears(jn1, subject), subject);
+  t.false(hears(r1, s.write), "a replica never answers writes");
+});
