@@ -78,6 +78,12 @@ export const defaults = {
   restartStableMs: 30000,
   /** How long `redis-qjm status` collects replies. */
   statusTimeoutMs: 700,
+  // ---- stream part (issue #10 class 4): scripts are checked by their keyspace events (src/master/script_watch.ts) ----
+  /** Keys one script may touch: past it the script cannot be verified, is refused and undone (writer rebuild). */
+  scriptTouchedKeysMax: 100_000,
+  /** Bytes of the keys one script touched (names, and values by MEMORY USAGE), journaled again as DUMPs; past it, as above. */
+  scriptRepairBytesMax: 64 * 1024 * 1024,
+  // ---- end of stream part ----
   /** Bytes at most buffered from the replication stream before it is parsed into records. */
   replStreamBytesMax: 64 * 1024 * 1024,
   /** 1: journal nodes answer qjm.<cluster>.jn.<id>.fault (disk fault injection, for tests). Never in production. */

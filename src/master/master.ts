@@ -25,11 +25,13 @@ import { encodeEffects } from "../segment/record.js";
 import { APPLIED_KEY, applyRecords } from "../redis/apply_records.js";
 import { assert } from "../util/assert.js";
 import type { Logger } from "../util/log.js";
-import { EffectAssembler, MARKER_CHANNEL } from "./effect_assembler.js";
+import { EffectAssembler, newMarkerChannel, type AssembledRecord } from "./effect_assembler.js";
 import { JournalClient } from "./journal_client.js";
 import { NodeRestorer } from "./node_restorer.js";
 import { NodeWatch } from "./node_watch.js";
 import { ReplicationLink } from "./replication_link.js";
+import { ScriptWatch, unpropagatedKeys, type ScriptRun } from "./script_watch.js";
+import type { Effect } from "../segment/record.js";
 import { establishWriter } from "./writer_recovery.js";
 import { rollDue, rollSegment } from "./segment_roll.js";
 import { bootstrapFromSnapshot, type BootstrapProgress } from "../snapshot/bootstrap.js";
@@ -53,6 +55,10 @@ interface PendingWrite {
   core: WriterCore | null;
   /** Answered (ok, error or NO_QUORUM): never answered again. */
   answered: boolean;
+  /** A script: its record waits for the state of the keys it touched (script_watch.ts). */
+  script: { repair: { effects: Effect[]; keys: Buffer[] } | null; held: Effect[] | null } | null;
+  /** Set when the stream held effects of this write that could not be journaled: answered with this error. */
+  refused: string | null;
 }
 
 interface QueuedWrite {
@@ -68,7 +74,12 @@ export class Master {
   private link: ReplicationLink | null = null;
   private core: WriterCore | null = null;
   private commands: CommandTable | null = null;
-  private assembler = new EffectAssembler();
+  private assembler = new EffectAssembler(newMarkerChannel(), 1);
+  /** This Redis incarnation's secret marker channel (effect_assembler.ts). */
+  private markerChannel = "";
+  private scriptWatch: ScriptWatch | null = null;
+  /** The script in flight: nothing else is admitted until its record is journaled (script_watch.ts). */
+  private scriptBarrier: PendingWrite | null = null;
   private readonly jc: JournalClient;
   private presence: Presence | null = null;
   private nextMarker = 1;
@@ -216,7 +227,7 @@ export class Master {
     await this.client.connect();
     this.commands = await CommandTable.load(this.client);
     await this.rebuild(start.inSync, start.endTxid);
-    this.assembler = new EffectAssembler();
+    await this.guardStream(this.client, this.redis.port);
     const link = new ReplicationLink({ port: this.redis.port, replAckIntervalMs: this.config.replAckIntervalMs, replStreamBytesMax: this.config.replStreamBytesMax });
     link.on("command", (c: { args: Buffer[] }) => this.onStreamCommand(c.args));
     link.on("error", (err: Error) => this.failWriter(`replication link: ${err.message}`));
@@ -271,7 +282,21 @@ export class Master {
     this.log.info({ endTxid, fromSnapshot: snapshot?.txid ?? null }, "rebuilt Redis from the journal");
   }
 
+  /**
+   * Issue #10 class 4, once the rebuild is done: a new secret marker channel for this Redis, FLUSHALL/FLUSHDB denied
+   * to the master's connection (so to the scripts it runs: they fire no keyspace event), the script watch.
+   */
+  private async guardStream(client: Redis, port: number): Promise<void> {
+    await client.call("ACL", "SETUSER", "default", "-flushall", "-flushdb");
+    this.scriptWatch = await ScriptWatch.open(port, this.config, this.log);
+    this.markerChannel = newMarkerChannel();
+    this.assembler = new EffectAssembler(this.markerChannel, this.nextMarker);
+    this.scriptBarrier = null;
+  }
+
   private async discardRedis(): Promise<void> {
+    this.scriptWatch?.close();
+    this.scriptWatch = null;
     this.link?.close();
     this.link = null;
     this.client?.disconnect();
@@ -299,31 +324,73 @@ export class Master {
 
   /** Moves queued writes to Redis while the writer serves and both buffers are not full. */
   private admit(): void {
-    while (this.queued.length > 0 && this.state === "writing" && this.roll === null && this.core !== null && !this.core.full && this.inflight < this.config.writesInflightMax) {
+    while (this.queued.length > 0 && this.state === "writing" && this.roll === null && this.scriptBarrier === null && this.core !== null && !this.core.full && this.inflight < this.config.writesInflightMax) {
       const w = this.queued.shift()!;
       this.execute(w.args, w.respond);
     }
   }
 
   private execute(args: Buffer[], respond: (reply: WriteReply) => void): void {
-    assert(this.client !== null && this.commands !== null, "execute needs Redis");
+    assert(this.client !== null && this.commands !== null && this.scriptWatch !== null, "execute needs Redis");
     const verdict = this.commands.classify(args);
     if (!verdict.ok) {
       respond(errorReply(verdict.code, verdict.message));
       return;
     }
     const marker = this.nextMarker++;
-    const pending: PendingWrite = { marker, txid: null, outcome: null, respond, core: this.core, answered: false };
+    const pending: PendingWrite = { marker, txid: null, outcome: null, respond, core: this.core, answered: false, script: null, refused: null };
     this.byMarker.set(marker, pending);
     this.inflight++;
     // Same connection, back to back (auto-pipelined into one write): Redis runs the command, then the marker,
     // with no other client between.
     const client = this.client;
-    client.call(verdict.name, ...args.slice(1)).then(
+    let run: ScriptRun | null = null;
+    if (verdict.script) {
+      pending.script = { repair: null, held: null };
+      this.scriptBarrier = pending;
+      run = this.scriptWatch.run(client, verdict.name, args.slice(1));
+    }
+    (run?.reply ?? client.call(verdict.name, ...args.slice(1))).then(
       (value) => this.onOutcome(pending, { ok: true, value }),
       (err: Error) => this.onOutcome(pending, { ok: false, message: err.message }),
     );
-    client.publish(MARKER_CHANNEL, String(marker)).catch((err: Error) => this.failWriter(`marker not written: ${err.message}`));
+    client.publish(this.markerChannel, String(marker)).catch((err: Error) => this.failWriter(`marker not written: ${err.message}`));
+    run?.repair.then(
+      (repair) => this.onScriptRepair(pending, repair),
+      (err: Error) => this.onScriptUnverified(pending, err),
+    );
+  }
+
+  /** The state of the keys a script touched is read: its record can be journaled (now, or when its marker comes). */
+  private onScriptRepair(pending: PendingWrite, repair: { effects: Effect[]; keys: Buffer[] }): void {
+    if (pending.script === null || pending.answered || pending.core !== this.core || this.state !== "writing") return;
+    pending.script.repair = repair;
+    if (pending.script.held !== null) this.journalScript(pending, pending.script.held);
+  }
+
+  /** A script that could not be checked is not journaled: answered as refused, and the rebuild undoes it. */
+  private onScriptUnverified(pending: PendingWrite, err: Error): void {
+    if (pending.answered || pending.core !== this.core || this.state !== "writing") return;
+    const code = err instanceof QjmError ? err.code : ErrorCode.INTERNAL;
+    this.log.warn({ err, marker: pending.marker }, "a script's writes could not be verified; undoing it by a rebuild");
+    pending.answered = true;
+    pending.respond(errorReply(code === ErrorCode.EFFECTS_REFUSED ? code : ErrorCode.NO_QUORUM, `script not journaled: ${err.message}`));
+    this.failWriter(`script not verified: ${err.message}`);
+  }
+
+  private journalScript(pending: PendingWrite, effects: Effect[]): void {
+    const repair = pending.script!.repair!;
+    const unpropagated = unpropagatedKeys(repair.keys, effects);
+    const txid = this.journal(pending, [...effects, ...repair.effects]);
+    if (unpropagated.length > 0) {
+      const keys = unpropagated.slice(0, 8).map((k) => k.toString("latin1").slice(0, 64));
+      this.log.warn({ txid, keys, count: unpropagated.length }, "a script wrote keys without propagating them; journaled their state");
+      this.events.publish({ type: "scriptEffectsRepaired", txid, keys: repair.keys.length, unpropagated: keys });
+    }
+    if (this.scriptBarrier === pending) {
+      this.scriptBarrier = null;
+      this.admit();
+    }
   }
 
   private onOutcome(pending: PendingWrite, outcome: NonNullable<PendingWrite["outcome"]>): void {
@@ -340,7 +407,8 @@ export class Master {
     assert(!p.answered, `write ${p.txid} answered twice`);
     p.answered = true;
     this.inflight--;
-    if (p.outcome.ok) p.respond({ ok: true, txid: p.txid, reply: p.outcome.value });
+    if (p.refused !== null) p.respond(errorReply(ErrorCode.EFFECTS_REFUSED, p.refused));
+    else if (p.outcome.ok) p.respond({ ok: true, txid: p.txid, reply: p.outcome.value });
     else p.respond(errorReply(ErrorCode.REDIS_ERROR, p.outcome.message));
   }
 
@@ -355,13 +423,30 @@ export class Master {
     }
     const pending = this.byMarker.get(assembled.marker);
     if (pending === undefined) {
+      // The assembler only cuts at the next marker the master wrote: this is the master's own bug, not input.
       this.failWriter(`marker ${assembled.marker} on the stream matches no write`);
       return;
     }
-    this.byMarker.delete(assembled.marker);
-    pending.txid = this.core.append(encodeEffects(assembled.effects));
+    if (assembled.surprises.length > 0) this.onSurprises(pending, assembled);
+    if (pending.script === null) this.journal(pending, assembled.effects);
+    else if (pending.script.repair === null) pending.script.held = assembled.effects;
+    else this.journalScript(pending, assembled.effects);
+  }
+
+  private journal(pending: PendingWrite, effects: Effect[]): number {
+    const txid = this.core!.append(encodeEffects(effects));
+    this.byMarker.delete(pending.marker);
+    pending.txid = txid;
     this.byTxid.push(pending);
     this.scheduleFlush();
+    return txid;
+  }
+
+  /** Client input the stream cannot carry (another database, a stray marker): a typed error and a log line. */
+  private onSurprises(pending: PendingWrite | null, assembled: Pick<AssembledRecord, "surprises">): void {
+    this.log.warn({ marker: pending?.marker ?? null, surprises: assembled.surprises }, "the replication stream held effects that were not journaled as they are");
+    this.events.publish({ type: "streamSurprise", txid: null, surprises: assembled.surprises });
+    if (pending !== null) pending.refused = `effects not journaled as they are: ${assembled.surprises.join("; ")}`;
   }
 
   private scheduleFlush(): void {
@@ -382,6 +467,7 @@ export class Master {
     }
     if (this.state !== "writing" || this.core === null) return;
     // Effects with no client marker (expired, evicted keys) go into a record of their own once the stream is idle.
+    if (this.byMarker.size === 0 && this.assembler.pendingSurprises > 0) this.onSurprises(null, { surprises: this.assembler.takeSurprises() });
     if (this.roll === null && this.assembler.pendingEffects > 0 && this.byMarker.size === 0 && now - this.orphanSinceMs >= this.config.orphanEffectsFlushMs) {
       this.core.append(encodeEffects(this.assembler.takeOrphans()));
     }
@@ -513,6 +599,7 @@ export class Master {
     const unanswered = [...this.byTxid, ...this.byMarker.values()];
     this.byTxid.length = 0;
     this.byMarker.clear();
+    this.scriptBarrier = null;
     this.inflight = 0;
     for (const p of unanswered) {
       if (p.answered) continue;
