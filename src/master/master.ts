@@ -56,7 +56,7 @@ interface PendingWrite {
   /** Answered (ok, error or NO_QUORUM): never answered again. */
   answered: boolean;
   /** A script: its record waits for the state of the keys it touched (script_watch.ts). */
-  script: { repair: { effects: Effect[]; keys: Buffer[] } | null; held: Effect[] | null } | null;
+  script: { repair: { effects: Effect[]; keys: Buffer[] } | null } | null;
   /** Set when the stream held effects of this write that could not be journaled: answered with this error. */
   refused: string | null;
 }
@@ -78,8 +78,10 @@ export class Master {
   /** This Redis incarnation's secret marker channel (effect_assembler.ts). */
   private markerChannel = "";
   private scriptWatch: ScriptWatch | null = null;
-  /** The script in flight: nothing else is admitted until its record is journaled (script_watch.ts). */
+  /** The script in flight: nothing else is admitted until the read of the keys it touched is sent (script_watch.ts). */
   private scriptBarrier: PendingWrite | null = null;
+  /** Records off the stream, in marker order, waiting behind a script whose keys are still being read. */
+  private readonly unjournaled: { pending: PendingWrite; effects: Effect[] }[] = [];
   private readonly jc: JournalClient;
   private presence: Presence | null = null;
   private nextMarker = 1;
@@ -292,6 +294,7 @@ export class Master {
     this.markerChannel = newMarkerChannel();
     this.assembler = new EffectAssembler(this.markerChannel, this.nextMarker);
     this.scriptBarrier = null;
+    this.unjournaled.length = 0;
   }
 
   private async discardRedis(): Promise<void> {
@@ -346,9 +349,10 @@ export class Master {
     const client = this.client;
     let run: ScriptRun | null = null;
     if (verdict.script) {
-      pending.script = { repair: null, held: null };
+      pending.script = { repair: null };
       this.scriptBarrier = pending;
       run = this.scriptWatch.run(client, verdict.name, args.slice(1));
+      void run.readSent.then(() => this.releaseScriptBarrier(pending));
     }
     (run?.reply ?? client.call(verdict.name, ...args.slice(1))).then(
       (value) => this.onOutcome(pending, { ok: true, value }),
@@ -361,11 +365,18 @@ export class Master {
     );
   }
 
+  /** The read of a script's keys is on the pipeline ahead of any later write: admission resumes. */
+  private releaseScriptBarrier(pending: PendingWrite): void {
+    if (this.scriptBarrier !== pending) return;
+    this.scriptBarrier = null;
+    this.admit();
+  }
+
   /** The state of the keys a script touched is read: its record can be journaled (now, or when its marker comes). */
   private onScriptRepair(pending: PendingWrite, repair: { effects: Effect[]; keys: Buffer[] }): void {
     if (pending.script === null || pending.answered || pending.core !== this.core || this.state !== "writing") return;
     pending.script.repair = repair;
-    if (pending.script.held !== null) this.journalScript(pending, pending.script.held);
+    this.journalReady();
   }
 
   /** A script that could not be checked is not journaled: answered as refused, and the rebuild undoes it. */
@@ -378,6 +389,17 @@ export class Master {
     this.failWriter(`script not verified: ${err.message}`);
   }
 
+  /** Journals the records off the stream in marker order, up to the first script whose keys are not read yet. */
+  private journalReady(): void {
+    while (this.unjournaled.length > 0 && this.state === "writing") {
+      const { pending, effects } = this.unjournaled[0];
+      if (pending.script !== null && pending.script.repair === null) return;
+      this.unjournaled.shift();
+      if (pending.script === null) this.journal(pending, effects);
+      else this.journalScript(pending, effects);
+    }
+  }
+
   private journalScript(pending: PendingWrite, effects: Effect[]): void {
     const repair = pending.script!.repair!;
     const unpropagated = unpropagatedKeys(repair.keys, effects);
@@ -386,10 +408,6 @@ export class Master {
       const keys = unpropagated.slice(0, 8).map((k) => k.toString("latin1").slice(0, 64));
       this.log.warn({ txid, keys, count: unpropagated.length }, "a script wrote keys without propagating them; journaled their state");
       this.events.publish({ type: "scriptEffectsRepaired", txid, keys: repair.keys.length, unpropagated: keys });
-    }
-    if (this.scriptBarrier === pending) {
-      this.scriptBarrier = null;
-      this.admit();
     }
   }
 
@@ -428,9 +446,8 @@ export class Master {
       return;
     }
     if (assembled.surprises.length > 0) this.onSurprises(pending, assembled);
-    if (pending.script === null) this.journal(pending, assembled.effects);
-    else if (pending.script.repair === null) pending.script.held = assembled.effects;
-    else this.journalScript(pending, assembled.effects);
+    this.unjournaled.push({ pending, effects: assembled.effects });
+    this.journalReady();
   }
 
   private journal(pending: PendingWrite, effects: Effect[]): number {
@@ -600,6 +617,7 @@ export class Master {
     this.byTxid.length = 0;
     this.byMarker.clear();
     this.scriptBarrier = null;
+    this.unjournaled.length = 0;
     this.inflight = 0;
     for (const p of unanswered) {
       if (p.answered) continue;

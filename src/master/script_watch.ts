@@ -10,29 +10,40 @@
  * - Keyspace events fire for every write a script makes, propagated or not. The master turns them on (CONFIG SET
  *   notify-keyspace-events EA) just before the script and off just after, on the same pipelined connection, and a
  *   subscriber connection (this class) collects the keys they name: the keys the script touched.
- * - Nothing else is admitted while a script runs (the master's script barrier), so once the subscriber has every
- *   event (a PING on it answers after them), DUMP and PEXPIRETIME read each touched key exactly as the script left
- *   it. The script's record is its propagated effects followed by `RESTORE key ttl payload REPLACE [ABSTTL]` (or
- *   `DEL key` if it is gone) for every touched key: whatever the script suppressed, wholly or in part, each copy that
- *   applies the record ends with the master's keys. Keys the script did not touch did not change.
+ * - Nothing else is admitted while a script runs (the master's script barrier) until, once the subscriber has
+ *   every event (the key miss of a GET of a secret key, sent after the script, comes after them), a trusted
+ *   read-only script (KEY_STATE_SCRIPT) is sent on the
+ *   same pipeline: it reads each touched key (DUMP, PEXPIRETIME) exactly as the script left it, before any later
+ *   write runs. The script's record is its propagated effects followed by `RESTORE key ttl payload REPLACE [ABSTTL]`
+ *   (or `DEL key` if it is gone) for every touched key; later records wait behind it. Whatever the script
+ *   suppressed, wholly or in part, each copy that applies the record ends with the master's keys. Keys the script
+ *   did not touch did not change.
  * - The two writes without keyspace events, FLUSHALL and FLUSHDB, are denied to the master's connection by ACL
  *   (scripts run with their caller's ACL) and refused as client writes by the command table.
  *
- * Cost: only scripts pay; other writes are pipelined as before, with no keyspace events. A script is serialized
- * (admission waits for its repair, about two extra round trips to the local Redis) and its record carries a
- * DUMP of every key it touched, so a script that changes one field of a large hash journals the whole hash. A
+ * Cost: only scripts pay; other writes are pipelined as before, with no keyspace events. Admission stops for about
+ * one round trip to the local Redis per script (until its events are in), so scripts run one after the other, and
+ * a script's record carries a DUMP of every key it touched, so a script that changes one field of a large hash
+ * journals the whole hash. Measured (test/integration/stream_guard.test.ts's cluster, 32 clients × 150 writes, on
+ * a 2-core machine at load average ~20, so only the order of magnitude means anything): 1-key EVALs fell from
+ * 400–930 to 250–330 writes/s in alternating runs; SETs do not take this path (340–650 writes/s in both). A
  * script that touches more than `scriptTouchedKeysMax` keys or whose keys weigh more than `scriptRepairBytesMax`
  * cannot be verified: it is refused after the fact (EFFECTS_REFUSED) and undone by the writer's rebuild from the
  * journal, where it never went.
  */
+import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
 import type { Effect } from "../segment/record.js";
 import type { Logger } from "../util/log.js";
 
-/** Keyspace events of every class but key-miss and new-key (A = g$lshzxetd), as keyevent messages (channel = event, message = key). */
-export const SCRIPT_KEYSPACE_EVENTS = "EA";
+/**
+ * Keyevent messages (channel = event, message = key) of every write class (A = g$lshzxetd) and key misses (m): a
+ * miss is no write, but the master's GET of its secret sync key after the script fires one, after all the script's.
+ */
+export const SCRIPT_KEYSPACE_EVENTS = "EAm";
 const KEYEVENT_PATTERN = "__keyevent@0__:*";
+const KEYMISS_CHANNEL = Buffer.from("__keyevent@0__:keymiss");
 
 export interface ScriptWatchLimits {
   /** Keys one script may touch and still be verified. */
@@ -94,9 +105,26 @@ export function unpropagatedKeys(touched: readonly Buffer[], effects: readonly E
   return touched.filter((k) => !named.has(k.toString("latin1")));
 }
 
+/**
+ * Reads the touched keys (KEYS) in one atomic step: their weight first (MEMORY USAGE), refused past ARGV[1] bytes so
+ * the master never holds them, then DUMP and PEXPIRETIME of each. Read-only: Redis propagates nothing for it.
+ */
+export const KEY_STATE_SCRIPT = `
+local total = 0
+for _, key in ipairs(KEYS) do total = total + (redis.call('memory', 'usage', key) or 0) end
+if total > tonumber(ARGV[1]) then return redis.error_reply('QJM_TOO_LARGE ' .. total) end
+local out = {}
+for _, key in ipairs(KEYS) do
+  out[#out + 1] = redis.call('dump', key) or false
+  out[#out + 1] = redis.call('pexpiretime', key)
+end
+return out`;
+
 export interface ScriptRun {
   /** The script's own reply (or Redis's error). */
   reply: Promise<unknown>;
+  /** Resolves once the touched keys' read is on the pipeline (or nothing needs reading): later writes may run. */
+  readSent: Promise<void>;
   /** The repair effects, once the touched keys are read; rejects with EFFECTS_REFUSED past a bound. */
   repair: Promise<{ effects: Effect[]; keys: Buffer[] }>;
 }
@@ -105,15 +133,32 @@ export interface ScriptRun {
 export class ScriptWatch {
   private touched: TouchedKeys | null = null;
   private broken: string | null = null;
+  /** Resolved by the sync key's miss: every event of the script in flight is in. */
+  private sync: { resolve: () => void; reject: (err: Error) => void } | null = null;
+  /** GET of it after a script is the sync point; secret, so no script can end the watch early. */
+  private readonly syncKey = Buffer.from(`__qjm:sync:${randomBytes(16).toString("hex")}`);
 
   private constructor(
     private readonly sub: Redis,
     private readonly limits: ScriptWatchLimits,
   ) {
-    sub.on("pmessageBuffer", (_pattern: Buffer, _channel: Buffer, key: Buffer) => this.touched?.add(key));
+    sub.on("pmessageBuffer", (_pattern: Buffer, channel: Buffer, key: Buffer) => this.onEvent(channel, key));
     sub.on("error", (err: Error) => (this.broken ??= err.message));
     // Redis drops a subscriber past its pubsub output limit: the events are then incomplete, so no script is trusted.
-    sub.on("end", () => (this.broken ??= "the keyspace event connection closed"));
+    sub.on("end", () => {
+      this.broken ??= "the keyspace event connection closed";
+      this.sync?.reject(new QjmError(ErrorCode.INTERNAL, `keyspace events lost: ${this.broken}`));
+      this.sync = null;
+    });
+  }
+
+  private onEvent(channel: Buffer, key: Buffer): void {
+    if (!KEYMISS_CHANNEL.equals(channel)) this.touched?.add(key);
+    else if (this.syncKey.equals(key)) {
+      this.sync?.resolve();
+      this.sync = null;
+    }
+    // Other misses are the script's reads: nothing changed.
   }
 
   static async open(port: number, limits: ScriptWatchLimits, log: Logger): Promise<ScriptWatch> {
@@ -130,11 +175,17 @@ export class ScriptWatch {
    */
   run(client: Redis, name: string, args: Buffer[]): ScriptRun {
     this.touched = new TouchedKeys(this.limits);
+    const synced = new Promise<void>((resolve, reject) => (this.sync = { resolve, reject }));
+    if (this.broken !== null) this.sync?.reject(new QjmError(ErrorCode.INTERNAL, `keyspace events lost: ${this.broken}`));
     const on = client.call("CONFIG", "SET", "notify-keyspace-events", SCRIPT_KEYSPACE_EVENTS);
     const reply = client.call(name, ...args);
+    const miss = client.get(this.syncKey);
     const off = client.call("CONFIG", "SET", "notify-keyspace-events", "");
-    const repair = Promise.all([on, off]).then(() => this.collect(client));
-    return { reply, repair };
+    let sent!: () => void;
+    const readSent = new Promise<void>((resolve) => (sent = resolve));
+    // The replies only prove the commands ran; `synced`, that the subscriber heard everything before the miss.
+    const repair = Promise.all([on, miss, off, synced]).then(() => this.collect(client, sent));
+    return { reply, readSent, repair };
   }
 
   close(): void {
@@ -142,28 +193,42 @@ export class ScriptWatch {
     this.sub.disconnect();
   }
 
-  private async collect(client: Redis): Promise<{ effects: Effect[]; keys: Buffer[] }> {
-    // The script's events were queued on the subscriber before the OFF reply came: PING's answer follows them.
-    await this.sub.ping();
+  private async collect(client: Redis, sent: () => void): Promise<{ effects: Effect[]; keys: Buffer[] }> {
     const touched = this.touched;
     this.touched = null;
     if (this.broken !== null) throw new QjmError(ErrorCode.INTERNAL, `keyspace events lost: ${this.broken}`);
     if (touched === null) throw new QjmError(ErrorCode.INTERNAL, "no script was being watched");
     if (touched.overflow !== null) throw new QjmError(ErrorCode.EFFECTS_REFUSED, `${touched.overflow}: its effects cannot be verified`);
     const keys = touched.list;
-    if (keys.length === 0) return { effects: [], keys };
-    // Weighed before dumping, so a script over the bound never makes the master hold its values.
-    const sizes = await Promise.all(keys.map((k) => client.call("MEMORY", "USAGE", k) as Promise<number | null>));
-    const bytes = sizes.reduce<number>((sum, s) => sum + (s ?? 0), 0);
-    if (bytes > this.limits.scriptRepairBytesMax) {
-      throw new QjmError(ErrorCode.EFFECTS_REFUSED, `the script's ${keys.length} keys hold ${bytes} bytes, more than scriptRepairBytesMax ${this.limits.scriptRepairBytesMax}: its effects cannot be verified`);
+    if (keys.length === 0) {
+      sent();
+      return { effects: [], keys };
     }
-    const states = await Promise.all(
-      keys.map(async (key): Promise<KeyState> => {
-        const [payload, expireAtMs] = await Promise.all([client.dumpBuffer(key), client.call("PEXPIRETIME", key) as Promise<number>]);
-        return { key, payload, expireAtMs };
-      }),
-    );
-    return { effects: repairEffects(states), keys };
+    // Auto-pipelined like every command of `client`, so it runs before any write admitted after sent().
+    const read = (client as unknown as EvalBuffer).evalBuffer(KEY_STATE_SCRIPT, keys.length, ...keys, String(this.limits.scriptRepairBytesMax));
+    sent();
+    const reply = await read.catch((err: Error) => {
+      if (!err.message.includes("QJM_TOO_LARGE")) throw err;
+      const bytes = /QJM_TOO_LARGE (\d+)/.exec(err.message)?.[1] ?? "?";
+      throw new QjmError(ErrorCode.EFFECTS_REFUSED, `the script's ${keys.length} keys hold ${bytes} bytes, more than scriptRepairBytesMax ${this.limits.scriptRepairBytesMax}: its effects cannot be verified`);
+    });
+    return { effects: repairEffects(keyStates(keys, reply)), keys };
   }
+}
+
+/**
+ * ioredis 5.11 has evalBuffer at run time (binary replies) but not in its types; callBuffer("EVAL", …) cannot stand
+ * in: auto-pipelined, it drops its command name.
+ */
+type EvalBuffer = { evalBuffer(script: string, numkeys: number, ...args: (string | Buffer)[]): Promise<unknown> };
+
+/** KEY_STATE_SCRIPT's reply: payload (or nil) and PEXPIRETIME for each key, in order. */
+function keyStates(keys: readonly Buffer[], reply: unknown): KeyState[] {
+  if (!Array.isArray(reply) || reply.length !== keys.length * 2) throw new QjmError(ErrorCode.INTERNAL, "the key state script answered an unexpected shape");
+  return keys.map((key, i) => {
+    const payload: unknown = reply[2 * i];
+    const expireAtMs: unknown = reply[2 * i + 1];
+    if ((payload !== null && !Buffer.isBuffer(payload)) || typeof expireAtMs !== "number") throw new QjmError(ErrorCode.INTERNAL, "the key state script answered an unexpected shape");
+    return { key, payload, expireAtMs };
+  });
 }
