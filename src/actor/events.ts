@@ -28,7 +28,7 @@ export type ClusterEvent =
   /** Stream part: a script wrote keys no propagated effect names (e.g. set_repl(REPL_NONE)); its record restores them. */
   | { type: "scriptEffectsRepaired"; txid: number; keys: number; unpropagated: string[] }
   /** Stream part: the replication stream held what the master cannot journal (another database, an unexpected marker). */
-  | { type: "streamSurprise"; txid: number | null; surprises: string[] }
+  | { type: "streamSurprise"; surprises: string[] }
   /** An actor loaded a snapshot into its Redis and tails the journal from its txid. */
   | { type: "bootstrapped"; actor: string; txid: number; bytes: number; fromNode: string; ms: number; downloadMs: number };
 

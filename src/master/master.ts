@@ -21,7 +21,7 @@ import { parseWriteRequest, type ActorStatus, type WriteReply } from "../protoco
 import { subjects } from "../protocol/subjects.js";
 import { CommandTable } from "../redis/command_table.js";
 import { startRedisServer, type RedisServer } from "../redis/redis_server.js";
-import { encodeEffects } from "../segment/record.js";
+import { encodeEffects, type Effect } from "../segment/record.js";
 import { APPLIED_KEY, applyRecords } from "../redis/apply_records.js";
 import { assert } from "../util/assert.js";
 import type { Logger } from "../util/log.js";
@@ -31,7 +31,6 @@ import { NodeRestorer } from "./node_restorer.js";
 import { NodeWatch } from "./node_watch.js";
 import { ReplicationLink } from "./replication_link.js";
 import { ScriptWatch, unpropagatedKeys, type ScriptRun } from "./script_watch.js";
-import type { Effect } from "../segment/record.js";
 import { establishWriter } from "./writer_recovery.js";
 import { rollDue, rollSegment } from "./segment_roll.js";
 import { bootstrapFromSnapshot, type BootstrapProgress } from "../snapshot/bootstrap.js";
@@ -461,9 +460,9 @@ export class Master {
 
   /** Client input the stream cannot carry (another database, a stray marker): a typed error and a log line. */
   private onSurprises(pending: PendingWrite | null, assembled: Pick<AssembledRecord, "surprises">): void {
-    this.log.warn({ marker: pending?.marker ?? null, surprises: assembled.surprises }, "the replication stream held effects that were not journaled as they are");
-    this.events.publish({ type: "streamSurprise", txid: null, surprises: assembled.surprises });
-    if (pending !== null) pending.refused = `effects not journaled as they are: ${assembled.surprises.join("; ")}`;
+    this.log.warn({ marker: pending?.marker ?? null, surprises: assembled.surprises }, "the replication stream held effects the master cannot journal faithfully");
+    this.events.publish({ type: "streamSurprise", surprises: assembled.surprises });
+    if (pending !== null) pending.refused = `the replication stream held effects the master cannot journal faithfully: ${assembled.surprises.join("; ")}`;
   }
 
   private scheduleFlush(): void {

@@ -91,6 +91,28 @@ test.serial("stream guard - set_repl(REPL_NONE) directly, via pairs(redis) and i
   t.deepEqual(diffs.slice(0, 10), [], "the rebuilt master equals the master before");
 });
 
+test.serial("stream guard - suppressing scripts racing plain writes on the same keys: every copy ends equal", async (t) => {
+  const before = await waitForWriter(tc!);
+  const hide = "redis.call('incr', KEYS[1]) redis.set_repl(redis.REPL_NONE) redis.call('incr', KEYS[1]) redis.call('rpush', KEYS[2], ARGV[1]) return 1";
+  const replies = await Promise.all(
+    Array.from({ length: 10 }, async (_, c) => {
+      const mine: WriteReply[] = [];
+      for (let i = 0; i < 30; i++) {
+        const key = `race:${i % 3}`;
+        const args = i % 3 === 0 ? ["EVAL", hide, "2", key, "race:list", `${c}:${i}`] : i % 3 === 1 ? ["INCR", key] : ["RPUSH", "race:list", `p${c}:${i}`];
+        mine.push(await tc!.write(args));
+      }
+      return mine;
+    }),
+  );
+  const last = Math.max(...replies.flat().map((r) => okTxid(t, r)));
+  t.is((await waitForWriter(tc!)).epoch, before.epoch);
+  await assertConverged(t, last, "after racing scripts");
+  const master = await waitForWriter(tc!);
+  const keys = await dumpKeyspace(port(master.redisUrl));
+  t.is((keys.get("race:list")?.value as string[]).length, 200, "every RPUSH, hidden or not, is in the list once");
+});
+
 test.serial("stream guard - a script selecting database 1, 20 times: a clear error each time, no writer failure", async (t) => {
   const before = await waitForWriter(tc!);
   for (let i = 0; i < 20; i++) {
