@@ -8,13 +8,12 @@
  * script's text misses `pairs(redis)` or `redis['set_' .. 'repl']`. So the master detects and repairs instead:
  *
  * - Keyspace events fire for every write a script makes, propagated or not. The master turns them on (CONFIG SET
- *   notify-keyspace-events EA) just before the script and off just after, on the same pipelined connection, and a
+ *   notify-keyspace-events EAm) just before the script and off just after, on the same pipelined connection, and a
  *   subscriber connection (this class) collects the keys they name: the keys the script touched.
  * - Nothing else is admitted while a script runs (the master's script barrier) until, once the subscriber has
  *   every event (the key miss of a GET of a secret key, sent after the script, comes after them), a trusted
- *   read-only script (KEY_STATE_SCRIPT) is sent on the
- *   same pipeline: it reads each touched key (DUMP, PEXPIRETIME) exactly as the script left it, before any later
- *   write runs. The script's record is its propagated effects followed by `RESTORE key ttl payload REPLACE [ABSTTL]`
+ *   read-only script (KEY_STATE_SCRIPT) is sent on the same pipeline: it reads each touched key (DUMP,
+ *   PEXPIRETIME) exactly as the script left it, before any later write runs. The script's record is its propagated effects followed by `RESTORE key ttl payload REPLACE [ABSTTL]`
  *   (or `DEL key` if it is gone) for every touched key; later records wait behind it. Whatever the script
  *   suppressed, wholly or in part, each copy that applies the record ends with the master's keys. Keys the script
  *   did not touch did not change.
@@ -30,6 +29,8 @@
  * script that touches more than `scriptTouchedKeysMax` keys or whose keys weigh more than `scriptRepairBytesMax`
  * cannot be verified: it is refused after the fact (EFFECTS_REFUSED) and undone by the writer's rebuild from the
  * journal, where it never went.
+ *
+ * Not covered here: a script that never ends (`while true do end`) keeps the master's Redis busy; nothing kills it.
  */
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
