@@ -83,6 +83,8 @@ export const defaults = {
   scriptTouchedKeysMax: 100_000,
   /** Bytes of the keys one script touched (names, and values by MEMORY USAGE), journaled again as DUMPs; past it, as above. */
   scriptRepairBytesMax: 64 * 1024 * 1024,
+  /** A script running longer is killed, or its Redis ended and rebuilt; above Redis's busy-reply-threshold (5 s). */
+  scriptRunMaxMs: 10_000,
   // ---- end of stream part ----
   /** Bytes at most buffered from the replication stream before it is parsed into records. */
   replStreamBytesMax: 64 * 1024 * 1024,

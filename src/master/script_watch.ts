@@ -30,7 +30,9 @@
  * cannot be verified: it is refused after the fact (EFFECTS_REFUSED) and undone by the writer's rebuild from the
  * journal, where it never went.
  *
- * Not covered here: a script that never ends (`while true do end`) keeps the master's Redis busy; nothing kills it.
+ * A script that runs past `scriptRunMaxMs` (`while true do end`) would keep the master's Redis busy for ever: it is
+ * ended by SCRIPT KILL from a side connection (Redis accepts it once its busy-reply-threshold, 5 s, has passed), or,
+ * if it already wrote (UNKILLABLE), by SHUTDOWN NOSAVE: the master then rebuilds from the journal, where it never went.
  */
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
@@ -47,6 +49,8 @@ const KEYEVENT_PATTERN = "__keyevent@0__:*";
 const KEYMISS_CHANNEL = Buffer.from("__keyevent@0__:keymiss");
 
 export interface ScriptWatchLimits {
+  /** A script still running after this is killed (SCRIPT KILL, or SHUTDOWN NOSAVE of the master's Redis). */
+  scriptRunMaxMs: number;
   /** Keys one script may touch and still be verified. */
   scriptTouchedKeysMax: number;
   /** Bytes of touched key names, and (separately) of the touched keys' values (MEMORY USAGE), one script may reach. */
@@ -142,6 +146,8 @@ export class ScriptWatch {
   private constructor(
     private readonly sub: Redis,
     private readonly limits: ScriptWatchLimits,
+    private readonly port: number,
+    private readonly log: Logger,
   ) {
     sub.on("pmessageBuffer", (_pattern: Buffer, channel: Buffer, key: Buffer) => this.onEvent(channel, key));
     sub.on("error", (err: Error) => (this.broken ??= err.message));
@@ -167,7 +173,7 @@ export class ScriptWatch {
     sub.on("error", (err) => log.debug({ err }, "keyspace event connection error"));
     await sub.connect();
     await sub.psubscribe(KEYEVENT_PATTERN);
-    return new ScriptWatch(sub, limits);
+    return new ScriptWatch(sub, limits, port, log);
   }
 
   /**
@@ -180,6 +186,8 @@ export class ScriptWatch {
     if (this.broken !== null) this.sync?.reject(new QjmError(ErrorCode.INTERNAL, `keyspace events lost: ${this.broken}`));
     const on = client.call("CONFIG", "SET", "notify-keyspace-events", SCRIPT_KEYSPACE_EVENTS);
     const reply = client.call(name, ...args);
+    const watchdog = setTimeout(() => void this.killScript(), this.limits.scriptRunMaxMs);
+    reply.then(() => clearTimeout(watchdog), () => clearTimeout(watchdog));
     const miss = client.get(this.syncKey);
     const off = client.call("CONFIG", "SET", "notify-keyspace-events", "");
     let sent!: () => void;
@@ -192,6 +200,27 @@ export class ScriptWatch {
   close(): void {
     this.touched = null;
     this.sub.disconnect();
+  }
+
+  /** The script in flight ran too long: kill it, or, if it wrote already, end this Redis (the master rebuilds). */
+  private async killScript(): Promise<void> {
+    // No ready check: its INFO would get BUSY from the Redis the script holds.
+    const side = new Redis({ port: this.port, host: "127.0.0.1", lazyConnect: true, enableReadyCheck: false, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+    side.on("error", () => {});
+    try {
+      await side.connect();
+      await side.call("SCRIPT", "KILL");
+      this.log.warn({ scriptRunMaxMs: this.limits.scriptRunMaxMs }, "killed a script that ran too long");
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.includes("UNKILLABLE")) {
+        this.log.warn({ err }, "could not kill a script that ran too long");
+        return;
+      }
+      this.log.warn({ scriptRunMaxMs: this.limits.scriptRunMaxMs }, "a script that wrote ran too long: ending the master's Redis (it is rebuilt from the journal)");
+      await side.call("SHUTDOWN", "NOSAVE").catch(() => {});
+    } finally {
+      side.disconnect();
+    }
   }
 
   private async collect(client: Redis, sent: () => void): Promise<{ effects: Effect[]; keys: Buffer[] }> {

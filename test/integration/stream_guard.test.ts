@@ -14,7 +14,7 @@ import { diffKeyspaces, dumpKeyspace, startTestCluster, until, waitForReplicas, 
 let tc: TestCluster | undefined;
 test.before(async () => {
   // A low bound so the last test can pass it; the others touch a few keys per script.
-  tc = await startTestCluster("streamguard", { scriptTouchedKeysMax: 50 });
+  tc = await startTestCluster("streamguard", { scriptTouchedKeysMax: 50, scriptRunMaxMs: 5500 });
   await waitForWriter(tc);
 });
 test.after.always(async () => {
@@ -165,4 +165,18 @@ test.serial("stream guard - a script touching more than scriptTouchedKeysMax key
   const keys = await dumpKeyspace(port(after.redisUrl));
   t.false(keys.has("big:1"), "the rebuild undid what was never journaled");
   t.true(keys.has("flush:survivor"));
+});
+
+test.serial("stream guard - a script that never ends is killed; one that wrote first ends the master's Redis, which is rebuilt without it", async (t) => {
+  const before = await waitForWriter(tc!);
+  const killed = await tc!.write(["EVAL", "while true do end", "0"], 30000);
+  t.false(killed.ok);
+  if (!killed.ok) t.regex(killed.message, /killed/i);
+  t.is((await waitForWriter(tc!)).epoch, before.epoch, "a script that wrote nothing is killed: no writer failure");
+  const wrote = await tc!.write(["EVAL", "redis.call('set', KEYS[1], 'stuck') while true do end", "1", "stuck:k"], 30000);
+  t.false(wrote.ok);
+  const after = await until("a new writer", 60000, async () => (await tc!.status()).find((s) => s.role === "master" && s.health === "writing" && s.epoch > before.epoch), 100);
+  const last = okTxid(t, await tc!.write(["SET", "stuck:done", "1"]));
+  await assertConverged(t, last, "after a script that never ended");
+  t.false((await dumpKeyspace(port(after.redisUrl))).has("stuck:k"));
 });

@@ -5,7 +5,7 @@ const b = (s: string): Buffer => Buffer.from(s, "latin1");
 const text = (effects: Uint8Array[][]): string[][] => effects.map((e) => e.map((a) => Buffer.from(a).toString("latin1")));
 
 test("script watch - touched keys are deduplicated, binary-safe and copied", (t) => {
-  const keys = new TouchedKeys({ scriptTouchedKeysMax: 10, scriptRepairBytesMax: 1000 });
+  const keys = new TouchedKeys({ scriptTouchedKeysMax: 10, scriptRepairBytesMax: 1000, scriptRunMaxMs: 1 });
   const chunk = b("k1\xff\x00k2");
   keys.add(chunk.subarray(0, 4));
   keys.add(b("k1\xff\x00"));
@@ -16,11 +16,11 @@ test("script watch - touched keys are deduplicated, binary-safe and copied", (t)
 });
 
 test("script watch - past scriptTouchedKeysMax or scriptRepairBytesMax the set is incomplete and says why", (t) => {
-  const byCount = new TouchedKeys({ scriptTouchedKeysMax: 3, scriptRepairBytesMax: 1000 });
+  const byCount = new TouchedKeys({ scriptTouchedKeysMax: 3, scriptRepairBytesMax: 1000, scriptRunMaxMs: 1 });
   for (let i = 0; i < 5; i++) byCount.add(b(`k${i}`));
   t.regex(byCount.overflow ?? "", /scriptTouchedKeysMax 3/);
   t.is(byCount.list.length, 3, "nothing is kept past the bound");
-  const byBytes = new TouchedKeys({ scriptTouchedKeysMax: 100, scriptRepairBytesMax: 10 });
+  const byBytes = new TouchedKeys({ scriptTouchedKeysMax: 100, scriptRepairBytesMax: 10, scriptRunMaxMs: 1 });
   byBytes.add(b("12345"));
   byBytes.add(b("123456"));
   t.regex(byBytes.overflow ?? "", /scriptRepairBytesMax 10/);
