@@ -29,6 +29,10 @@ export type ClusterEvent =
   | { type: "applyFailed"; actor: string; txid: number; reason: string }
   /** A write's effects passed writeEffectsBytesMax: the master rebuilt its Redis from the journal, same epoch (issue #10 class 5). */
   | { type: "redisReset"; epoch: number; txid: number; reason: string }
+  /** Stream part: a script wrote keys no propagated effect names (e.g. set_repl(REPL_NONE)); its record restores them. */
+  | { type: "scriptEffectsRepaired"; txid: number; keys: number; unpropagated: string[] }
+  /** Stream part: the replication stream held what the master cannot journal (another database, an unexpected marker). */
+  | { type: "streamSurprise"; surprises: string[] }
   /** An actor loaded a snapshot into its Redis and tails the journal from its txid. */
   | { type: "bootstrapped"; actor: string; txid: number; bytes: number; fromNode: string; ms: number; downloadMs: number };
 

@@ -89,11 +89,11 @@ async function startNats(config: Config, natsUrl: string, specs: readonly ActorS
   if (config.faultInjection === 1) users.push({ name: FAULTS_USER, role: "faults" });
   const entries = users.map((u) => createNatsUser(config.dataDir, config.cluster, u));
   const confFile = path.join(credentialsDir(config.dataDir), "nats-server.conf");
-  writeNatsServerConf(confFile, authorizationConf(entries));
+  writeNatsServerConf(confFile, authorizationConf(entries), config.natsPayloadBytesMax);
   const server = await startNatsServer(port, { logDir: path.join(config.dataDir, "logs"), args: ["-c", confFile] });
   const add = (spec: ActorSpec): void => {
     entries.push(createNatsUser(config.dataDir, config.cluster, natsUserOf(spec)));
-    writeNatsServerConf(confFile, authorizationConf(entries));
+    writeNatsServerConf(confFile, authorizationConf(entries), config.natsPayloadBytesMax);
     server.reload();
   };
   return { server, auth: { add } };

@@ -21,16 +21,17 @@ import { parseWriteRequest, type ActorStatus, type WriteReply } from "../protoco
 import { subjects } from "../protocol/subjects.js";
 import { CommandTable } from "../redis/command_table.js";
 import { redisPassword, startRedisServer, type RedisServer } from "../redis/redis_server.js";
-import { encodeEffects } from "../segment/record.js";
+import { encodeEffects, type Effect } from "../segment/record.js";
 import { APPLIED_KEY, ApplyError, applyRecords } from "../redis/apply_records.js";
 import { Feeder } from "../redis/feeder.js";
 import { assert } from "../util/assert.js";
 import type { Logger } from "../util/log.js";
-import { EffectAssembler, MARKER_CHANNEL } from "./effect_assembler.js";
+import { EffectAssembler, newMarkerChannel, type AssembledRecord } from "./effect_assembler.js";
 import { JournalClient } from "./journal_client.js";
 import { NodeRestorer } from "./node_restorer.js";
 import { NodeWatch } from "./node_watch.js";
 import { ReplicationLink } from "./replication_link.js";
+import { ScriptWatch, unpropagatedKeys, type ScriptRun } from "./script_watch.js";
 import { establishWriter } from "./writer_recovery.js";
 import { rollDue, rollSegment } from "./segment_roll.js";
 import { bootstrapFromSnapshot, type BootstrapProgress } from "../snapshot/bootstrap.js";
@@ -54,6 +55,10 @@ interface PendingWrite {
   core: WriterCore | null;
   /** Answered (ok, error or NO_QUORUM): never answered again. */
   answered: boolean;
+  /** A script: its record waits for the state of the keys it touched (script_watch.ts). */
+  script: { repair: { effects: Effect[]; keys: Buffer[] } | null } | null;
+  /** Set when the stream held effects of this write that could not be journaled: answered with this error. */
+  refused: string | null;
 }
 
 interface QueuedWrite {
@@ -73,7 +78,14 @@ export class Master {
   private link: ReplicationLink | null = null;
   private core: WriterCore | null = null;
   private commands: CommandTable | null = null;
-  private assembler = new EffectAssembler();
+  private assembler = new EffectAssembler(newMarkerChannel(), 1);
+  /** This Redis incarnation's secret marker channel (effect_assembler.ts). */
+  private markerChannel = "";
+  private scriptWatch: ScriptWatch | null = null;
+  /** The script in flight: nothing else is admitted until the read of the keys it touched is sent (script_watch.ts). */
+  private scriptBarrier: PendingWrite | null = null;
+  /** Records off the stream, in marker order, waiting behind a script whose keys are still being read. */
+  private readonly unjournaled: { pending: PendingWrite; effects: Effect[] }[] = [];
   private readonly jc: JournalClient;
   private presence: Presence | null = null;
   private nextMarker = 1;
@@ -256,7 +268,7 @@ export class Master {
   /** Promotes the rebuilt Redis and opens the replication link to it: from here on its effects are journaled. */
   private async openLink(): Promise<void> {
     assert(this.redis !== null && this.client !== null && this.feeder !== null, "the link needs the rebuilt Redis and its feeder");
-    this.assembler = new EffectAssembler(this.config.writeEffectsBytesMax);
+    await this.guardStream(this.client, this.redis.port);
     await this.promote();
     const link = new ReplicationLink({ port: this.redis.port, password: redisPassword(this.config.dataDir), replAckIntervalMs: this.config.replAckIntervalMs, replStreamBytesMax: this.config.replStreamBytesMax });
     link.on("command", (cmd: { args: Buffer[] }) => this.onStreamCommand(cmd.args));
@@ -326,7 +338,22 @@ export class Master {
     if (failure) throw new QjmError(ErrorCode.INTERNAL, `promoting the rebuilt Redis: ${failure.message}`);
   }
 
+  /**
+   * Issue #10 class 4, once the rebuild is done: a new secret marker channel for this Redis, FLUSHALL/FLUSHDB denied
+   * to the master's connection (so to the scripts it runs: they fire no keyspace event), the script watch.
+   */
+  private async guardStream(client: Redis, port: number): Promise<void> {
+    await client.call("ACL", "SETUSER", "default", "-flushall", "-flushdb");
+    this.scriptWatch = await ScriptWatch.open(port, redisPassword(this.config.dataDir), this.config, this.log);
+    this.markerChannel = newMarkerChannel();
+    this.assembler = new EffectAssembler(this.markerChannel, this.nextMarker, this.config.writeEffectsBytesMax);
+    this.scriptBarrier = null;
+    this.unjournaled.length = 0;
+  }
+
   private async discardRedis(): Promise<void> {
+    this.scriptWatch?.close();
+    this.scriptWatch = null;
     this.link?.close();
     this.link = null;
     await this.feeder?.close();
@@ -371,7 +398,7 @@ export class Master {
 
   /** Moves queued writes to Redis while the writer serves and both buffers are not full, within the inflight bounds. */
   private admit(): void {
-    while (this.queued.length > 0 && this.state === "writing" && this.roll === null && this.reset === null && this.core !== null && !this.core.full && this.inflight < this.config.writesInflightMax) {
+    while (this.queued.length > 0 && this.state === "writing" && this.roll === null && this.reset === null && this.scriptBarrier === null && this.core !== null && !this.core.full && this.inflight < this.config.writesInflightMax) {
       if (this.inflight > 0 && this.inflightBytes + this.queued[0].bytes > this.config.writesInflightBytesMax) return;
       const w = this.dequeue();
       this.inflightBytes += w.bytes;
@@ -384,24 +411,81 @@ export class Master {
   }
 
   private execute(args: Buffer[], respond: (reply: WriteReply) => void): void {
-    assert(this.client !== null && this.commands !== null, "execute needs Redis");
+    assert(this.client !== null && this.commands !== null && this.scriptWatch !== null, "execute needs Redis");
     const verdict = this.commands.classify(args);
     if (!verdict.ok) {
       respond(errorReply(verdict.code, verdict.message));
       return;
     }
     const marker = this.nextMarker++;
-    const pending: PendingWrite = { marker, txid: null, outcome: null, respond, core: this.core, answered: false };
+    const pending: PendingWrite = { marker, txid: null, outcome: null, respond, core: this.core, answered: false, script: null, refused: null };
     this.byMarker.set(marker, pending);
     this.inflight++;
     // Same connection, back to back (auto-pipelined into one write): Redis runs the command, then the marker,
     // with no other client between.
     const client = this.client;
-    client.call(verdict.name, ...args.slice(1)).then(
+    let run: ScriptRun | null = null;
+    if (verdict.script) {
+      pending.script = { repair: null };
+      this.scriptBarrier = pending;
+      run = this.scriptWatch.run(client, verdict.name, args.slice(1));
+      void run.readSent.then(() => this.releaseScriptBarrier(pending));
+    }
+    (run?.reply ?? client.call(verdict.name, ...args.slice(1))).then(
       (value) => this.onOutcome(pending, { ok: true, value }),
       (err: Error) => this.onOutcome(pending, { ok: false, message: err.message }),
     );
-    client.publish(MARKER_CHANNEL, String(marker)).catch((err: Error) => this.failWriter(`marker not written: ${err.message}`));
+    client.publish(this.markerChannel, String(marker)).catch((err: Error) => this.failWriter(`marker not written: ${err.message}`));
+    run?.repair.then(
+      (repair) => this.onScriptRepair(pending, repair),
+      (err: Error) => this.onScriptUnverified(pending, err),
+    );
+  }
+
+  /** The read of a script's keys is on the pipeline ahead of any later write: admission resumes. */
+  private releaseScriptBarrier(pending: PendingWrite): void {
+    if (this.scriptBarrier !== pending) return;
+    this.scriptBarrier = null;
+    this.admit();
+  }
+
+  /** The state of the keys a script touched is read: its record can be journaled (now, or when its marker comes). */
+  private onScriptRepair(pending: PendingWrite, repair: { effects: Effect[]; keys: Buffer[] }): void {
+    if (pending.script === null || pending.answered || pending.core !== this.core || this.state !== "writing") return;
+    pending.script.repair = repair;
+    this.journalReady();
+  }
+
+  /** A script that could not be checked is not journaled: answered as refused, and the rebuild undoes it. */
+  private onScriptUnverified(pending: PendingWrite, err: Error): void {
+    if (pending.answered || pending.core !== this.core || this.state !== "writing") return;
+    const code = err instanceof QjmError ? err.code : ErrorCode.INTERNAL;
+    this.log.warn({ err, marker: pending.marker }, "a script's writes could not be verified; undoing it by a rebuild");
+    pending.answered = true;
+    pending.respond(errorReply(code === ErrorCode.EFFECTS_REFUSED ? code : ErrorCode.NO_QUORUM, `script not journaled: ${err.message}`));
+    this.failWriter(`script not verified: ${err.message}`);
+  }
+
+  /** Journals the records off the stream in marker order, up to the first script whose keys are not read yet. */
+  private journalReady(): void {
+    while (this.unjournaled.length > 0 && this.state === "writing") {
+      const { pending, effects } = this.unjournaled[0];
+      if (pending.script !== null && pending.script.repair === null) return;
+      this.unjournaled.shift();
+      if (pending.script === null) this.journal(pending, effects);
+      else this.journalScript(pending, effects);
+    }
+  }
+
+  private journalScript(pending: PendingWrite, effects: Effect[]): void {
+    const repair = pending.script!.repair!;
+    const unpropagated = unpropagatedKeys(repair.keys, effects);
+    const txid = this.journal(pending, [...effects, ...repair.effects]);
+    if (unpropagated.length > 0) {
+      const keys = unpropagated.slice(0, 8).map((k) => k.toString("latin1").slice(0, 64));
+      this.log.warn({ txid, keys, count: unpropagated.length }, "a script wrote keys without propagating them; journaled their state");
+      this.events.publish({ type: "scriptEffectsRepaired", txid, keys: repair.keys.length, unpropagated: keys });
+    }
   }
 
   private onOutcome(pending: PendingWrite, outcome: NonNullable<PendingWrite["outcome"]>): void {
@@ -418,7 +502,8 @@ export class Master {
     assert(!p.answered, `write ${p.txid} answered twice`);
     p.answered = true;
     this.inflight--;
-    if (p.outcome.ok) p.respond({ ok: true, txid: p.txid, reply: p.outcome.value });
+    if (p.refused !== null) p.respond(errorReply(ErrorCode.EFFECTS_REFUSED, p.refused));
+    else if (p.outcome.ok) p.respond({ ok: true, txid: p.txid, reply: p.outcome.value });
     else p.respond(errorReply(ErrorCode.REDIS_ERROR, p.outcome.message));
   }
 
@@ -434,17 +519,34 @@ export class Master {
     }
     const pending = this.byMarker.get(assembled.marker);
     if (pending === undefined) {
+      // The assembler only cuts at the next marker the master wrote: this is the master's own bug, not input.
       this.failWriter(`marker ${assembled.marker} on the stream matches no write`);
       return;
     }
-    this.byMarker.delete(assembled.marker);
     if (assembled.overflowBytes !== undefined) {
+      this.byMarker.delete(assembled.marker);
       this.refuseOversized(pending, assembled.overflowBytes);
       return;
     }
-    pending.txid = this.core.append(encodeEffects(assembled.effects));
+    if (assembled.surprises.length > 0) this.onSurprises(pending, assembled);
+    this.unjournaled.push({ pending, effects: assembled.effects });
+    this.journalReady();
+  }
+
+  private journal(pending: PendingWrite, effects: Effect[]): number {
+    const txid = this.core!.append(encodeEffects(effects));
+    this.byMarker.delete(pending.marker);
+    pending.txid = txid;
     this.byTxid.push(pending);
     this.scheduleFlush();
+    return txid;
+  }
+
+  /** Client input the stream cannot carry (another database, a stray marker): a typed error and a log line. */
+  private onSurprises(pending: PendingWrite | null, assembled: Pick<AssembledRecord, "surprises">): void {
+    this.log.warn({ marker: pending?.marker ?? null, surprises: assembled.surprises }, "the replication stream held effects the master cannot journal faithfully");
+    this.events.publish({ type: "streamSurprise", surprises: assembled.surprises });
+    if (pending !== null) pending.refused = `the replication stream held effects the master cannot journal faithfully: ${assembled.surprises.join("; ")}`;
   }
 
   private scheduleFlush(): void {
@@ -465,6 +567,7 @@ export class Master {
     }
     if (this.state !== "writing" || this.core === null) return;
     // Effects with no client marker (expired, evicted keys) go into a record of their own once the stream is idle.
+    if (this.byMarker.size === 0 && this.assembler.pendingSurprises > 0) this.onSurprises(null, { surprises: this.assembler.takeSurprises() });
     if (this.roll === null && this.reset === null && this.assembler.pendingEffects > 0 && this.byMarker.size === 0 && now - this.orphanSinceMs >= this.config.orphanEffectsFlushMs) {
       if (this.assembler.overflow) this.startReset(`effects of no write passed writeEffectsBytesMax ${this.config.writeEffectsBytesMax}`);
       else this.core.append(encodeEffects(this.assembler.takeOrphans()));
@@ -614,10 +717,13 @@ export class Master {
   private startReset(reason: string): void {
     this.log.warn({ reason }, "resetting Redis to the journal");
     this.reset = { phase: "draining", reason };
+    // Every write not yet journaled (waiting for its marker, or for a script's repair) is discarded with Redis.
     for (const p of this.byMarker.values()) {
       this.refuseUnjournaled(p, errorReply(ErrorCode.OVERLOADED, `not executed: the master resets its Redis to the journal (${reason}); retry`));
     }
     this.byMarker.clear();
+    this.unjournaled.length = 0;
+    this.scriptBarrier = null;
     this.maybeReset();
   }
 
@@ -662,6 +768,8 @@ export class Master {
     const unanswered = [...this.byTxid, ...this.byMarker.values()];
     this.byTxid.length = 0;
     this.byMarker.clear();
+    this.scriptBarrier = null;
+    this.unjournaled.length = 0;
     this.inflight = 0;
     for (const p of unanswered) {
       if (p.answered) continue;

@@ -44,6 +44,7 @@ export async function startNatsServer(port: number, options: { logDir?: string; 
  * Writes nats-server's configuration for a cluster with users: infra/nats/nats-server.conf followed by the
  * `authorization` block (src/nats/auth.ts). Owner-only: it names who may do what.
  */
-export function writeNatsServerConf(file: string, authorization: string): void {
-  writeSecretFile(file, `${fs.readFileSync(NATS_CONF, "utf8")}\n# Users and permissions, written by redis-qjm (src/nats/auth.ts).\n${authorization}`);
+export function writeNatsServerConf(file: string, authorization: string, maxPayloadBytes: number): void {
+  const generated = `max_payload: ${maxPayloadBytes}\n# Users and permissions, written by redis-qjm (src/nats/auth.ts).\n${authorization}`;
+  writeSecretFile(file, `${fs.readFileSync(NATS_CONF, "utf8")}\n# From QJM_NATS_PAYLOAD_BYTES_MAX.\n${generated}`);
 }

@@ -14,6 +14,9 @@ export const ErrorCode = {
   COMMAND_REFUSED: "COMMAND_REFUSED",
   /** The argument count does not match the command's arity. */
   WRONG_ARITY: "WRONG_ARITY",
+  /** Stream part (issue #10 class 4): the write's effects cannot be journaled faithfully (another database, a script
+   * past the repair bounds); what was not journaled is undone or never reaches database 0. */
+  EFFECTS_REFUSED: "EFFECTS_REFUSED",
   /** Redis executed the command and answered with an error; nothing changed. */
   REDIS_ERROR: "REDIS_ERROR",
   /** No majority of journal nodes acknowledged in bounded time: the outcome is unknown. */

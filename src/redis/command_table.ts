@@ -17,9 +17,13 @@
  *                         recognised by @scripting; EVAL_RO / EVALSHA_RO / FCALL_RO carry `readonly` and are reads.
  *   PUBLISH               flags [pubsub, loading, stale, fast] → refused (the master's own marker PUBLISH does not
  *                         go through this table).
- *   FLUSHALL              flags [write], ACL [@keyspace, @write, @slow, @dangerous] → allowed: only database 0 is
- *                         ever used here (SELECT, MOVE, SWAPDB, COPY … DB are refused), so it equals FLUSHDB, and
- *                         it propagates as itself, which replicas apply.
+ *   FLUSHALL, FLUSHDB     flags [write], ACL [@keyspace, @write, @slow, @dangerous] → refused: they are the only
+ *                         writes that fire no keyspace event, which the master relies on to check scripts
+ *                         (src/master/script_watch.ts); its Redis denies them to scripts by ACL too.
+ *   Admin and link-breaking commands (CONFIG, DEBUG, SHUTDOWN, REPLICAOF, SLAVEOF, FAILOVER, SYNC, PSYNC, MONITOR,
+ *                         CLIENT KILL, SCRIPT FLUSH, SAVE, ACL, MODULE …) are refused by their admin flag or as
+ *                         containers; scripts cannot reach them either (Redis flags them noscript).
+ *   Every other accepted command is a `write` of database 0 that Redis propagates as effects.
  *   MULTI/EXEC/DISCARD/WATCH/UNWATCH  flags noscript/loading/stale/fast only, ACL @transaction.
  *   Containers (have subcommands): acl config xinfo client function module script memory object command cluster
  *                         pubsub slowlog latency xgroup — all refused, including the writing ones (XGROUP CREATE,
@@ -38,7 +42,8 @@ export interface CommandInfo {
   subcommands: readonly string[];
 }
 
-export type Classification = { ok: true; name: string } | { ok: false; code: ErrorCode; message: string };
+/** `script`: EVAL, EVALSHA, FCALL — the master checks what they wrote (src/master/script_watch.ts). */
+export type Classification = { ok: true; name: string; script: boolean } | { ok: false; code: ErrorCode; message: string };
 
 /**
  * Names refused regardless of flags, because their flags do not say what is wrong with them:
@@ -51,6 +56,9 @@ const DENIED: ReadonlyMap<string, string> = new Map([
   ["move", "moves a key to another database"],
   ["swapdb", "swaps databases"],
   ["migrate", "moves keys to another server"],
+  ["flushall", "empties the keyspace without keyspace events (delete keys with DEL or UNLINK)"],
+  ["flushdb", "empties the keyspace without keyspace events (delete keys with DEL or UNLINK)"],
+  ["restore-asking", "is a cluster-internal command"],
   ["multi", "transactions are not supported"],
   ["exec", "transactions are not supported"],
   ["discard", "transactions are not supported"],
@@ -107,7 +115,8 @@ export class CommandTable {
     for (const flag of REFUSING_FLAGS) {
       if (info.flags.has(flag)) return refuse(ErrorCode.COMMAND_REFUSED, `'${name}' is refused: it is a ${flag} command`);
     }
-    if (info.flags.has("write") || isScript(info)) return { ok: true, name };
+    if (isScript(info)) return { ok: true, name, script: true };
+    if (info.flags.has("write")) return { ok: true, name, script: false };
     return refuse(ErrorCode.NOT_A_WRITE, `'${name}' is not a write: send reads to a replica`);
   }
 }

@@ -45,13 +45,33 @@ test("writes and scripts are allowed", (t) => {
   t.is(code("FCALL", "f", "0"), "ok:fcall");
   t.is(code("SPOP", "s"), "ok:spop");
   t.is(code("COPY", "a", "b", "REPLACE"), "ok:copy");
-  // Only database 0 is ever used, so FLUSHALL is FLUSHDB; it is a plain `write` and propagates as itself.
-  t.is(code("FLUSHALL"), "ok:flushall");
-  t.is(code("FLUSHDB"), "ok:flushdb");
+  t.true(table.classify(["EVAL", "return 1", "0"]).ok && (table.classify(["EVAL", "return 1", "0"]) as { script: boolean }).script, "scripts are marked: the master checks their writes");
+  t.false((table.classify(["SET", "k", "v"]) as { script: boolean }).script);
+});
+
+// Issue #10 class 4: FLUSHALL and FLUSHDB fire no keyspace event, so the master could not check a script's; the rest
+// would break the replication link, the marker or the master's Redis.
+test("admin, link-breaking and keyspace-wide commands are refused with a clear COMMAND_REFUSED", (t) => {
+  for (const args of [
+    ["FLUSHALL"], ["FLUSHALL", "ASYNC"], ["FLUSHDB"], ["FLUSHDB", "SYNC"], ["CONFIG", "SET", "notify-keyspace-events", ""], ["DEBUG", "SLEEP", "0"],
+    ["SHUTDOWN"], ["SHUTDOWN", "NOSAVE"], ["REPLICAOF", "NO", "ONE"], ["SLAVEOF", "NO", "ONE"], ["FAILOVER"], ["SYNC"], ["PSYNC", "?", "-1"],
+    ["MONITOR"], ["CLIENT", "KILL", "TYPE", "replica"], ["SCRIPT", "FLUSH"], ["FUNCTION", "FLUSH"], ["SAVE"], ["BGSAVE"], ["BGREWRITEAOF"],
+    ["ACL", "SETUSER", "x"], ["MODULE", "LOAD", "x"], ["PUBLISH", "__qjm:marker", "1"], ["SUBSCRIBE", "c"], ["SWAPDB", "0", "1"],
+    ["MOVE", "k", "1"], ["SELECT", "1"], ["MIGRATE", "h", "1", "k", "0", "10"], ["RESTORE-ASKING", "k", "0", "x"], ["PFDEBUG", "GETREG", "k"],
+    ["PFSELFTEST"], ["LASTSAVE"], ["WAIT", "0", "0"], ["RESET"], ["QUIT"], ["READONLY"],
+  ]) {
+    const c = table.classify(args);
+    t.false(c.ok, args.join(" "));
+    if (!c.ok) {
+      t.true(c.code === "COMMAND_REFUSED" || c.code === "NOT_A_WRITE", `${args.join(" ")}: ${c.code}`);
+      t.true(c.message.length > 10, `${args.join(" ")}: a message says why`);
+    }
+  }
+  t.regex((table.classify(["FLUSHALL"]) as { message: string }).message, /keyspace events/);
 });
 
 test("Buffer arguments are classified like strings", (t) => {
-  t.deepEqual(table.classify([Buffer.from("sEt"), Buffer.from("k"), Buffer.from([0xff, 0x00])]), { ok: true, name: "set" });
+  t.deepEqual(table.classify([Buffer.from("sEt"), Buffer.from("k"), Buffer.from([0xff, 0x00])]), { ok: true, name: "set", script: false });
   t.is(table.classify([Buffer.from("COPY"), Buffer.from("a"), Buffer.from("b"), Buffer.from("db"), Buffer.from("1")]).ok, false);
 });
 

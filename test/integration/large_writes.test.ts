@@ -3,27 +3,18 @@
  * default) are journaled, acked and replayed — with no writer failure — and the admission queue is bounded in bytes.
  */
 import crypto from "node:crypto";
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import test from "ava";
 import { Redis } from "ioredis";
 import type { Subscription } from "@nats-io/transport-node";
-import { startNatsServer, type NatsServer } from "../../src/nats/nats_server.js";
-import { freePort } from "../../src/process/ports.js";
 import { decode } from "../../src/protocol/codec.js";
 import { subjects } from "../../src/protocol/subjects.js";
 import { diffKeyspaces, dumpKeyspace, runClients, startTestCluster, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 let tc: TestCluster | undefined;
-const natsServers: NatsServer[] = [];
-const dirs: string[] = [];
 /** Every cluster a test started and did not stop: a failed test's cluster is stopped here. */
 const running = new Set<TestCluster>();
 test.after.always(async () => {
   for (const c of running) await c.stop().catch(() => {});
-  for (const n of natsServers) await n.stop().catch(() => {});
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
 async function start(...args: Parameters<typeof startTestCluster>): Promise<TestCluster> {
@@ -35,16 +26,6 @@ async function start(...args: Parameters<typeof startTestCluster>): Promise<Test
 async function stop(c: TestCluster): Promise<void> {
   running.delete(c);
   await c.stop();
-}
-
-/** A nats-server of our own with this max_payload (the cluster then uses it rather than starting one). */
-async function startNats(maxPayload: number): Promise<NatsServer> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-large-nats-"));
-  dirs.push(dir);
-  fs.writeFileSync(path.join(dir, "nats.conf"), `max_payload: ${maxPayload}\n`);
-  const server = await startNatsServer(await freePort(), { logDir: dir, args: ["-c", path.join(dir, "nats.conf")] });
-  natsServers.push(server);
-  return server;
 }
 
 /** Shared test machines stall processes for seconds: a writer failure here must come from sizes, not from a late heartbeat. */
@@ -63,8 +44,8 @@ function watchWriterFailures(cluster: TestCluster): { failures: string[]; sub: S
   return { failures, sub };
 }
 
-async function valueAt(port: number, key: string): Promise<Buffer | null> {
-  const r = new Redis({ port, host: "127.0.0.1", lazyConnect: true });
+async function valueAt(port: number, password: string, key: string): Promise<Buffer | null> {
+  const r = new Redis({ port, host: "127.0.0.1", password, lazyConnect: true });
   await r.connect();
   try {
     return await r.getBuffer(key);
@@ -76,9 +57,9 @@ async function valueAt(port: number, key: string): Promise<Buffer | null> {
 /** The keyspaces of every replica equal the master's. */
 async function assertReplicasEqualMaster(t: import("ava").ExecutionContext, cluster: TestCluster, txid: number): Promise<void> {
   await waitForReplicas(cluster, txid);
-  const master = await dumpKeyspace(cluster.cluster.config.masterRedisPort);
+  const master = await dumpKeyspace(cluster.cluster.config.masterRedisPort, cluster.redisPassword);
   for (let i = 0; i < cluster.cluster.config.replicas.length; i++) {
-    const replica = await dumpKeyspace(cluster.cluster.config.replicaRedisPortBase + i);
+    const replica = await dumpKeyspace(cluster.cluster.config.replicaRedisPortBase + i, cluster.redisPassword);
     t.deepEqual(diffKeyspaces(master, replica), [], `replica ${cluster.cluster.config.replicas[i]}`);
   }
 }
@@ -114,9 +95,9 @@ test.serial("large writes - 8 clients × ten 250 KiB SETs: every write acked, no
   await assertReplicasEqualMaster(t, tc, last);
   for (let i = 0; i < tc.cluster.config.replicas.length; i++) {
     const port = tc.cluster.config.replicaRedisPortBase + i;
-    t.deepEqual(await valueAt(port, "huge"), huge, "the 900 KiB value reached the replica");
-    t.is((await valueAt(port, "mb:3"))?.length, 1024 * 1024);
-    t.deepEqual(await valueAt(port, "big:7:9"), value(7, 9));
+    t.deepEqual(await valueAt(port, tc.redisPassword, "huge"), huge, "the 900 KiB value reached the replica");
+    t.is((await valueAt(port, tc.redisPassword, "mb:3"))?.length, 1024 * 1024);
+    t.deepEqual(await valueAt(port, tc.redisPassword, "big:7:9"), value(7, 9));
   }
   await stop(tc);
 });
@@ -168,7 +149,7 @@ test.serial("large writes - a write whose effects pass writeEffectsBytesMax is r
   t.true(resets.length >= 1, "the master reset its Redis to the journal");
   sub.unsubscribe();
 
-  const master = await dumpKeyspace(tc.cluster.config.masterRedisPort);
+  const master = await dumpKeyspace(tc.cluster.config.masterRedisPort, tc.redisPassword);
   t.false([...master.keys()].some((k) => k.startsWith("s:")), "none of the refused write's effects stayed in the master's Redis");
   const ackedBehind = behind.flatMap((r, i) => (r.ok ? [`behind:${i}`] : []));
   t.deepEqual([...master.keys()].sort(), ["after", "before", ...ackedBehind].sort(), "the master holds exactly the acked writes");
@@ -182,8 +163,8 @@ test.serial("large writes - a write whose effects pass writeEffectsBytesMax is r
 
 for (const maxPayload of [64 * 1024, 4 * 1024 * 1024]) {
   test.serial(`large writes - with nats-server's max_payload at ${maxPayload / 1024} KiB, the largest writes it accepts are journaled and replayed`, async (t) => {
-    const nats = await startNats(maxPayload);
-    tc = await start(`max-payload-${maxPayload}`, generous, { natsPort: nats.port });
+    // The cluster's own nats-server (with its users), started with this max_payload.
+    tc = await start(`max-payload-${maxPayload}`, { ...generous, natsPayloadBytesMax: maxPayload });
     const writer = await waitForWriter(tc);
     const watch = watchWriterFailures(tc);
     // The largest value that fits one client message, and ones around it: batches and read replies span fragments.
@@ -199,8 +180,7 @@ for (const maxPayload of [64 * 1024, 4 * 1024 * 1024]) {
     t.deepEqual(watch.failures, []);
     watch.sub.unsubscribe();
     await assertReplicasEqualMaster(t, tc, last.ok ? last.txid : 0);
-    t.is((await valueAt(tc.cluster.config.replicaRedisPortBase, "v:0:0"))?.length, largest);
+    t.is((await valueAt(tc.cluster.config.replicaRedisPortBase, tc.redisPassword, "v:0:0"))?.length, largest);
     await stop(tc);
-    await nats.stop();
   });
 }
