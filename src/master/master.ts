@@ -151,7 +151,7 @@ export class Master {
     this.nc.subscribe(s.heartbeat("journal", "*"), {
       callback: (err, msg) => {
         const node = msg?.subject.split(".").at(-1);
-        if (!err && node !== undefined) this.watch.heard(node, Date.now());
+        if (!err && node !== undefined && isHeartbeatOf(msg.data, "journal", node)) this.watch.heard(node, Date.now());
       },
     });
     this.nc.subscribe(s.heartbeat("replica", "*"), {
@@ -271,7 +271,7 @@ export class Master {
     await this.guardStream(this.client, this.redis.port);
     await this.promote();
     const link = new ReplicationLink({ port: this.redis.port, password: redisPassword(this.config.dataDir), replAckIntervalMs: this.config.replAckIntervalMs, replStreamBytesMax: this.config.replStreamBytesMax });
-    link.on("command", (cmd: { args: Buffer[] }) => this.onStreamCommand(cmd.args));
+    link.on("command", (cmd: { args: Buffer[] }) => this.onStreamCommand(link, cmd.args));
     link.on("error", (err: Error) => this.failWriter(`replication link: ${err.message}`));
     await link.ready;
     this.link = link;
@@ -456,14 +456,13 @@ export class Master {
     this.journalReady();
   }
 
-  /** A script that could not be checked is not journaled: answered as refused, and the rebuild undoes it. */
+  /** A script that could not be checked is not journaled: answered as refused, and a reset to the journal undoes it. */
   private onScriptUnverified(pending: PendingWrite, err: Error): void {
     if (pending.answered || pending.core !== this.core || this.state !== "writing") return;
-    const code = err instanceof QjmError ? err.code : ErrorCode.INTERNAL;
-    this.log.warn({ err, marker: pending.marker }, "a script's writes could not be verified; undoing it by a rebuild");
-    pending.answered = true;
-    pending.respond(errorReply(code === ErrorCode.EFFECTS_REFUSED ? code : ErrorCode.NO_QUORUM, `script not journaled: ${err.message}`));
-    this.failWriter(`script not verified: ${err.message}`);
+    this.log.warn({ err, marker: pending.marker }, "a script's writes could not be verified; undoing it by a reset to the journal");
+    // Not journaled, and the reset (same epoch: client input never fails the writer) rebuilds Redis without it.
+    this.refuseUnjournaled(pending, errorReply(ErrorCode.EFFECTS_REFUSED, `script not journaled, and undone: ${err.message}`));
+    this.startReset(`script not verified: ${err.message}`);
   }
 
   /** Journals the records off the stream in marker order, up to the first script whose keys are not read yet. */
@@ -481,7 +480,7 @@ export class Master {
     const repair = pending.script!.repair!;
     const unpropagated = unpropagatedKeys(repair.keys, effects);
     const txid = this.journal(pending, [...effects, ...repair.effects]);
-    if (unpropagated.length > 0) {
+    if (txid !== null && unpropagated.length > 0) {
       const keys = unpropagated.slice(0, 8).map((k) => k.toString("latin1").slice(0, 64));
       this.log.warn({ txid, keys, count: unpropagated.length }, "a script wrote keys without propagating them; journaled their state");
       this.events.publish({ type: "scriptEffectsRepaired", txid, keys: repair.keys.length, unpropagated: keys });
@@ -509,14 +508,20 @@ export class Master {
 
   // ---- the replication stream ----
 
-  private onStreamCommand(args: Buffer[]): void {
-    // While Redis is reset to the journal, what it propagates is never journaled (it is discarded).
-    if (this.state !== "writing" || this.core === null || this.reset !== null) return;
+  /**
+   * Every command of the current link is assembled, whatever the state: a key whose TTL passed during the rebuild is
+   * deleted by the promoted Redis before the writer serves, and its DEL must wait as an orphan to be journaled (sent
+   * once the state is "writing"), never be dropped. Only a link that is no longer current (a discarded Redis) is ignored.
+   */
+  private onStreamCommand(link: ReplicationLink, args: Buffer[]): void {
+    if (link !== this.link) return;
     const assembled = this.assembler.push(args);
     if (assembled === null) {
       if (this.assembler.pendingEffects === 1) this.orphanSinceMs = Date.now();
       return;
     }
+    // A write's record after its writer failed, or while a reset discards this Redis: it was answered already.
+    if (this.state !== "writing" || this.core === null || this.reset !== null) return;
     const pending = this.byMarker.get(assembled.marker);
     if (pending === undefined) {
       // The assembler only cuts at the next marker the master wrote: this is the master's own bug, not input.
@@ -533,9 +538,15 @@ export class Master {
     this.journalReady();
   }
 
-  private journal(pending: PendingWrite, effects: Effect[]): number {
-    const txid = this.core!.append(encodeEffects(effects));
+  /** Journals a write's record; null when the record would pass writeEffectsBytesMax (a script's repair can add a DUMP). */
+  private journal(pending: PendingWrite, effects: Effect[]): number | null {
+    const payload = encodeEffects(effects);
     this.byMarker.delete(pending.marker);
+    if (payload.length > this.config.writeEffectsBytesMax) {
+      this.refuseOversized(pending, payload.length);
+      return null;
+    }
+    const txid = this.core!.append(payload);
     pending.txid = txid;
     this.byTxid.push(pending);
     this.scheduleFlush();
@@ -788,5 +799,15 @@ export class Master {
     this.queuedBytes = 0;
     for (const w of this.queued.splice(0)) w.respond(errorReply(ErrorCode.NOT_WRITER, "master is stopping"));
     await this.discardRedis();
+  }
+}
+
+/** A heartbeat counts only if its body is the named actor's own (a subject alone proves nothing). */
+function isHeartbeatOf(data: Uint8Array, role: string, id: string): boolean {
+  try {
+    const hb = decode(data) as { role?: unknown; id?: unknown } | null;
+    return typeof hb === "object" && hb !== null && hb.role === role && hb.id === id;
+  } catch {
+    return false;
   }
 }

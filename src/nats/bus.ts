@@ -35,11 +35,20 @@ const busDefaults: BusLimits = {
   busFragmentIdleMs: defaults.busFragmentIdleMs,
 };
 
-/** Fragment stream ids: unique per process, and across processes with the random prefix. */
-const streamPrefix = randomBytes(6).toString("hex");
-let streamSeq = 0;
+/**
+ * A fragment stream's id: 128 random bits each. A reply kept in the outbox is pulled by its id, on a subject other
+ * clients may publish to: an id that could be guessed would let them read, or consume, another requester's reply.
+ */
 function newStreamId(): string {
-  return `${streamPrefix}-${++streamSeq}`;
+  return randomBytes(16).toString("hex");
+}
+
+/**
+ * Replies go only to a requester's inbox (every user's inbox prefix starts with _INBOX.): a request whose reply
+ * subject names anything else (another actor's heartbeat subject, a journal node's) would make us publish there.
+ */
+function replyable(msg: Msg): boolean {
+  return typeof msg.reply === "string" && msg.reply.startsWith("_INBOX.");
 }
 
 /** Body bytes one message may carry on this connection: the server's max_payload (it may change on reconnect). */
@@ -69,7 +78,7 @@ export function serve(
   const reassembler = new Reassembler(limits);
   const outbox = new ReplyOutbox(limits);
   const answer = (msg: Msg, reply: unknown): void => {
-    if (!msg.reply) return;
+    if (!replyable(msg)) return;
     try {
       respond(nc, msg, encode(reply), outbox);
     } catch (e) {
@@ -117,13 +126,13 @@ function receive(msg: Msg, reassembler: Reassembler, outbox: ReplyOutbox, nc: Na
   if (pull) {
     const p = parsePullHeader(pull);
     const part = outbox.pull(p.stream, p.index, Date.now());
-    if (msg.reply) msg.respond(part.data, { headers: fragHeaders(FRAG_HEADER, formatFragHeader(part.header)) });
+    if (replyable(msg)) msg.respond(part.data, { headers: fragHeaders(FRAG_HEADER, formatFragHeader(part.header)) });
     return null;
   }
   const frag = msg.headers?.get(FRAG_HEADER);
   if (!frag) return msg.data;
   const whole = reassembler.add(parseFragHeader(frag), msg.data, Date.now());
-  if (whole === null && msg.reply) nc.publish(msg.reply, encode({ ok: true, fragment: true }));
+  if (whole === null && replyable(msg)) nc.publish(msg.reply!, encode({ ok: true, fragment: true }));
   return whole;
 }
 
@@ -139,7 +148,9 @@ function respond(nc: NatsConnection, msg: Msg, data: Uint8Array, outbox: ReplyOu
     // A copy: msgpackr may reuse the buffer `encode` returned, and the outbox keeps it across turns.
     first = outbox.put(newStreamId(), Buffer.from(data), size, Date.now());
   } catch (e) {
-    msg.respond(encode(toErrorReply(e)));
+    // The request was carried out (a write is committed): say so, rather than an error a client would retry.
+    const why = e instanceof Error ? e.message : String(e);
+    msg.respond(encode({ ok: false, code: ErrorCode.REPLY_UNDELIVERABLE, message: `the reply (${data.length} bytes) could not be kept for pulling: ${why}` }));
     return;
   }
   msg.respond(first.data, { headers: fragHeaders(FRAG_HEADER, formatFragHeader(first.header)) });

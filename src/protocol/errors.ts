@@ -47,6 +47,9 @@ export const ErrorCode = {
   NOT_RESTORED: "NOT_RESTORED",
   /** A snapshot's bytes do not match its size or SHA-256 (a bad copy, a broken upload). */
   SNAPSHOT_CORRUPT: "SNAPSHOT_CORRUPT",
+  /** The request was carried out (a write: committed) but its reply could not be kept for the requester to pull
+   * (the outbox was full, or the reply too large): do not retry a write that got this. */
+  REPLY_UNDELIVERABLE: "REPLY_UNDELIVERABLE",
   /** A request timed out. */
   TIMEOUT: "TIMEOUT",
   /** An unexpected failure; see the log. */

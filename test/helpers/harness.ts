@@ -132,9 +132,10 @@ export interface KeyDump {
 
 /** Every key of a Redis (but the replica's applied marker): type, value in a canonical form, and expiry; pipelined per SCAN page. */
 export async function dumpKeyspace(port: number, password?: string): Promise<Map<string, KeyDump>> {
-  const r = new Redis({ port, host: "127.0.0.1", password, lazyConnect: true });
-  await r.connect();
+  // No reconnecting forever (a wrong password, a Redis gone): a failed dump fails the test, and ends.
+  const r = new Redis({ port, host: "127.0.0.1", password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
   try {
+    await r.connect();
     const out = new Map<string, KeyDump>();
     let cursor = "0";
     do {

@@ -57,8 +57,9 @@ function rssBytes(pid: number): number {
   return Number(line?.split(/\s+/)[1] ?? 0) * 1024;
 }
 
-function pidsOf(statuses: ActorStatus[]): Map<string, number> {
-  return new Map(statuses.map((s) => [`${s.role}.${s.id}`, s.pid]));
+/** Each actor's pid, in a fixed order (status replies come in any). */
+function pidsOf(statuses: ActorStatus[]): string[] {
+  return statuses.map((s) => `${s.role}.${s.id} ${s.pid}`).sort();
 }
 
 async function fuzzRun(t: import("ava").ExecutionContext, tc: TestCluster, users: readonly string[], seed: number): Promise<void> {

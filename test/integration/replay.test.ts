@@ -275,9 +275,9 @@ test("replay - a replica that bootstraps from a snapshot taken before a TTL exte
   await until("r1 to bootstrap", 60000, () => (seen.some((e) => e.type === "bootstrapped" && e.actor === "replica.r1") ? true : undefined));
   const master = await waitForWriter(local);
   const replicas = await waitForReplicas(local, master.committedTxid);
-  const masterKeys = await dumpKeyspace(redisPort(master), tc!.redisPassword);
+  const masterKeys = await dumpKeyspace(redisPort(master), local.redisPassword);
   t.true((masterKeys.get("boot:s")?.expireAtMs ?? 0) > Date.now() + 60000, "the master holds boot:s with its extended TTL");
   for (const replica of replicas) {
-    t.deepEqual(diffKeyspaces(masterKeys, await dumpKeyspace(redisPort(replica), tc!.redisPassword), 1000).slice(0, 10), [], `${replica.id} equals the master`);
+    t.deepEqual(diffKeyspaces(masterKeys, await dumpKeyspace(redisPort(replica), local.redisPassword), 1000).slice(0, 10), [], `${replica.id} equals the master`);
   }
 });
