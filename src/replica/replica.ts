@@ -6,6 +6,7 @@
  * dropped link resumes exactly after the last record Redis kept. An effect Redis refuses stops this copy: a fault,
  * reported in status and as an event.
  */
+import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -23,6 +24,7 @@ import { redisPassword, startRedisServer, type RedisServer } from "../redis/redi
 import { APPLIED_KEY, ApplyError, applyRecords } from "../redis/apply_records.js";
 import { Feeder } from "../redis/feeder.js";
 import type { RecordView } from "../segment/record.js";
+import { writeFileDurably } from "../util/durable_file.js";
 import type { Logger } from "../util/log.js";
 import { ReplicaCore } from "./replica_core.js";
 
@@ -84,6 +86,8 @@ export class Replica {
     await this.feeder.sync(this.client);
     const applied = Number((await this.client.get(APPLIED_KEY)) ?? 0);
     this.core = new ReplicaCore(this.config.journalNodes, applied);
+    this.fault = readApplyFault(this.dataDir);
+    if (this.fault !== null) this.log.error({ fault: this.fault }, "this replica stopped on an apply fault before: it applies nothing until wiped");
     this.log.info({ appliedTxid: applied, redis: this.redis.url }, "replica resumes");
     this.presence = startPresence(this.nc, this.config.cluster, this.config.heartbeatIntervalMs, () => this.status(), this.log);
     this.running = true;
@@ -165,7 +169,7 @@ export class Replica {
           if (this.snapshotDue() && Date.now() - this.snapshotTriedMs >= this.config.journalRequestTimeoutMs) await this.startSnapshot();
         } catch (err) {
           if (err instanceof ApplyError && err.effectFailed) {
-            this.stopOnFault(err);
+            await this.stopOnFault(err);
             break;
           }
           // A Redis failure: the record is not marked applied, so it is retried, never skipped.
@@ -293,9 +297,16 @@ export class Replica {
     await this.resync();
   }
 
-  /** An effect succeeded on the master and failed here: the keyspaces differ. This copy stops applying, loudly. */
-  private stopOnFault(err: ApplyError): void {
+  /**
+   * An effect succeeded on the master and failed here: the keyspaces differ. This copy stops applying, loudly, and
+   * for good: the fault is kept in a file, so a restart does not resume applying (or snapshotting) a diverged copy
+   * from the applied marker, which Redis already moved past the failed record. Wipe this replica to start it afresh.
+   */
+  private async stopOnFault(err: ApplyError): Promise<void> {
     this.fault = err.message;
+    await writeFileDurably(this.dataDir, APPLY_FAULT_FILE, JSON.stringify({ txid: err.txid, reason: err.message }) + "\n").catch((e: Error) =>
+      this.log.error({ err: e }, "could not keep the apply fault on disk"),
+    );
     this.lastError = `apply failed: ${err.message}`;
     this.log.error({ err, txid: err.txid }, "an effect failed to apply: this replica stops applying");
     this.events.publish({ type: "applyFailed", actor: `replica.${this.id}`, txid: err.txid, reason: err.message });
@@ -316,5 +327,16 @@ export class Replica {
     this.client?.disconnect();
     await this.feeder?.close();
     await this.redis?.stop();
+  }
+}
+
+/** Where a replica keeps the fault that stopped it (see stopOnFault). */
+const APPLY_FAULT_FILE = "apply-fault.json";
+
+function readApplyFault(dataDir: string): string | null {
+  try {
+    return fs.readFileSync(path.join(dataDir, APPLY_FAULT_FILE), "utf8").trim();
+  } catch {
+    return null;
   }
 }

@@ -236,6 +236,11 @@ test.serial("replay - an effect that fails on a replica stops that copy and is r
   const r1 = await until("r1 to apply past the fault", 15000, async () => (await tc!.status()).find((x) => x.id === "r1" && x.appliedTxid >= after.txid));
   t.is(r1.health, "ok");
   t.true(((await tc!.status()).find((x) => x.id === "r2")?.appliedTxid ?? 0) < hset.txid);
+  // For good: a restarted r2 does not resume from the marker Redis moved past the failed record.
+  await tc!.cluster.signal("r2", "SIGKILL");
+  tc!.cluster.startActor("r2");
+  const restarted = await until("r2 to come back", 30000, async () => (await tc!.status()).find((x) => x.id === "r2" && x.pid !== faulted.pid));
+  t.is(restarted.health, "failed", "the fault outlives a restart");
   sub.unsubscribe();
 });
 
