@@ -152,7 +152,7 @@ export const defaults = {
   /** Bytes of the effects one write may produce (a script's); past it the write is refused, its effects not journaled. */
   writeEffectsBytesMax: 80 * 1024 * 1024,
   /** A batch waits quorumTimeoutMs for its majority, plus this per MiB it holds (sending and fsyncing a large record takes time). */
-  quorumTimeoutMsPerMiB: 250,
+  quorumTimeoutMsPerMib: 250,
   /** Bytes of client writes waiting for admission; past this, OVERLOADED (one write is always let in). */
   writesQueuedBytesMax: 64 * 1024 * 1024,
   /** Bytes of client writes admitted to Redis but not yet answered; past this, writes wait in the admission queue. */

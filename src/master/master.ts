@@ -84,6 +84,8 @@ export class Master {
   private scriptWatch: ScriptWatch | null = null;
   /** The script in flight: nothing else is admitted until the read of the keys it touched is sent (script_watch.ts). */
   private scriptBarrier: PendingWrite | null = null;
+  /** A reset to the journal in flight (failWriter waits for it before it discards Redis and recovers). */
+  private resetting: Promise<void> | null = null;
   /** Records off the stream, in marker order, waiting behind a script whose keys are still being read. */
   private readonly unjournaled: { pending: PendingWrite; effects: Effect[] }[] = [];
   private readonly jc: JournalClient;
@@ -435,7 +437,10 @@ export class Master {
       (value) => this.onOutcome(pending, { ok: true, value }),
       (err: Error) => this.onOutcome(pending, { ok: false, message: err.message }),
     );
-    client.publish(this.markerChannel, String(marker)).catch((err: Error) => this.failWriter(`marker not written: ${err.message}`));
+    // A reset discards this Redis and its connection, answering the write itself: its lost marker is no failure then.
+    client.publish(this.markerChannel, String(marker)).catch((err: Error) => {
+      if (this.client === client && this.reset === null) this.failWriter(`marker not written: ${err.message}`);
+    });
     run?.repair.then(
       (repair) => this.onScriptRepair(pending, repair),
       (err: Error) => this.onScriptUnverified(pending, err),
@@ -743,7 +748,7 @@ export class Master {
     const core = this.core;
     if (this.reset?.phase !== "draining" || core === null || this.state !== "writing" || !core.drained || this.inflight > 0) return;
     this.reset.phase = "resetting";
-    void this.resetToJournal(core, this.reset.reason);
+    this.resetting = this.resetToJournal(core, this.reset.reason).finally(() => (this.resetting = null));
   }
 
   /** The same epoch and segment go on; only Redis is discarded and rebuilt up to the last committed txid. */
@@ -788,7 +793,8 @@ export class Master {
       p.respond(errorReply(ErrorCode.NO_QUORUM, `outcome unknown: ${reason}`));
     }
     this.core = null;
-    void this.discardRedis().then(() => this.recover());
+    // A reset in flight starts a Redis on the same port and fields: let it stop at its next check first.
+    void (this.resetting ?? Promise.resolve()).then(() => this.discardRedis()).then(() => this.recover());
   }
 
   async stop(): Promise<void> {

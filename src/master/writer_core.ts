@@ -13,7 +13,7 @@ export interface WriterLimits {
   batchRecordsMax: number;
   quorumTimeoutMs: number;
   /** Extra time a batch gets per MiB it holds (a large record takes longer to send and fsync); 0 when absent. */
-  quorumTimeoutMsPerMiB?: number;
+  quorumTimeoutMsPerMib?: number;
 }
 
 export interface Batch {
@@ -158,7 +158,7 @@ export class WriterCore {
 
   /** How long a batch of `bytes` may wait for its majority: quorumTimeoutMs, plus time for its size. */
   batchTimeoutMs(bytes: number): number {
-    return this.limits.quorumTimeoutMs + Math.ceil(((this.limits.quorumTimeoutMsPerMiB ?? 0) * bytes) / (1024 * 1024));
+    return this.limits.quorumTimeoutMs + Math.ceil(((this.limits.quorumTimeoutMsPerMib ?? 0) * bytes) / (1024 * 1024));
   }
 
   private batch(records: Buffer, firstTxid: number, count: number): Batch {

@@ -64,7 +64,8 @@ for (let k = 0; k < SCHEDULES; k++) {
       await tc?.stop();
       for (const p of proxies.values()) await p.close();
     });
-    tc = await startTestCluster(`nemesis${seed}`, {}, { natsPort, actorNatsUrl: (name) => proxies.get(name)!.url });
+    // The replica bootstrapped at the end has no proxy: it connects to nats-server directly.
+    tc = await startTestCluster(`nemesis${seed}`, {}, { natsPort, actorNatsUrl: (name) => proxies.get(name)?.url ?? `nats://127.0.0.1:${natsPort}` });
     await waitForWriter(tc);
 
     const schedule = planSchedule(seed, topology, { faults: FAULTS, durationMs: SCHEDULE_MS });

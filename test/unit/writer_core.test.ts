@@ -417,8 +417,8 @@ test("writer core - a failed batch leaves the writer not drained", (t) => {
   t.false(w.drained, "its record was never committed");
 });
 
-test("writer core - a large batch gets quorumTimeoutMs plus quorumTimeoutMsPerMiB for its size before it fails (issue #10 class 5)", (t) => {
-  const w = writer(N3, { ...roomy, batchBytesMax: 64 << 20, quorumTimeoutMsPerMiB: 500 });
+test("writer core - a large batch gets quorumTimeoutMs plus quorumTimeoutMsPerMib for its size before it fails (issue #10 class 5)", (t) => {
+  const w = writer(N3, { ...roomy, batchBytesMax: 64 << 20, quorumTimeoutMsPerMib: 500 });
   w.append(encodeEffects([[Buffer.from("SET"), Buffer.from("k"), Buffer.alloc(8 << 20)]]));
   const b = onlyBatch(w.tick(0)).batch;
   t.is(w.batchTimeoutMs(8 << 20), 1000 + 4000);
