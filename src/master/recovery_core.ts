@@ -277,6 +277,9 @@ export class RecoveryCore {
       .filter((p) => p.node !== this.source)
       .map((p) => {
         if (p.segment === null) return { node: p.node, from: chosen.startTxid, count: 0 };
+        // A copy that ends at the chosen txid with the chosen record holds the chosen copy already, whichever epoch
+        // it saw last (a finalized copy refuses any copy onto it: asking would stall every recovery, sim seed 363).
+        if (p.segment.endTxid === chosen.endTxid && samePrint(p.lastRecord, this.chosenPrint)) return { node: p.node, from: chosen.endTxid + 1, count: 0 };
         const from = seenEpoch(p) === sourceEpoch ? p.segment.endTxid + 1 : Math.max(chosen.startTxid, p.state.committedTxid + 1);
         return { node: p.node, from, count: 0 };
       })
@@ -358,6 +361,10 @@ function states(replies: Map<string, JournalReply>): Map<string, JournalState> {
 }
 
 /** The epoch a copy's data was last written or accepted in: copies with the same one agree on every txid they share. */
+function samePrint(a: RecordPrint | null, b: RecordPrint | null): boolean {
+  return a !== null && b !== null && a.epoch === b.epoch && a.crc === b.crc;
+}
+
 function seenEpoch(p: PrepareResponse): number {
   return Math.max(p.acceptedInEpoch, p.state.writerEpoch);
 }

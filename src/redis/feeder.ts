@@ -24,6 +24,7 @@ import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
 import { assert } from "../util/assert.js";
+import { waitUntil } from "../util/waiters.js";
 import { RDB_SEND_BUFFER_BYTES_MAX, streamRdb, type RdbLoadProgress, type RdbSink } from "./rdb_loader.js";
 import { RespParser, encodeCommand, type RespValue } from "./resp_parser.js";
 
@@ -291,21 +292,8 @@ export class Feeder {
     if (ready()) return;
     const early = failed();
     if (early !== undefined) throw early;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => finish(new FeederError("timeout", `waited ${timeoutMs} ms for ${what}`)), timeoutMs);
-      const wake = () => {
-        const err = failed() ?? (this.closed ? new FeederError("link_closed", "the feeder was closed") : undefined);
-        if (err !== undefined) finish(err);
-        else if (ready()) finish(undefined);
-      };
-      const finish = (err: FeederError | undefined) => {
-        clearTimeout(timer);
-        this.waiters.delete(wake);
-        if (err === undefined) resolve();
-        else reject(err);
-      };
-      this.waiters.add(wake);
-    });
+    const closed = (): FeederError | undefined => failed() ?? (this.closed ? new FeederError("link_closed", "the feeder was closed") : undefined);
+    await waitUntil(this.waiters, ready, closed, timeoutMs, () => new FeederError("timeout", `waited ${timeoutMs} ms for ${what}`));
   }
 }
 

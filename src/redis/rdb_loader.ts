@@ -28,6 +28,7 @@ import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
 import { assert } from "../util/assert.js";
+import { waitUntil } from "../util/waiters.js";
 import { transferProgress, type TransferProgress } from "../util/progress.js";
 import { Crc64, RDB_CHECKSUM_BYTES, trailerChecksum } from "./rdb_checksum.js";
 import { configGet, infoNumber, pollInfo, readInfo } from "./redis_info.js";
@@ -364,20 +365,7 @@ class FakeMaster implements RdbSink {
   private async waitFor(ready: () => boolean, timeoutMs: number, what: string): Promise<void> {
     if (ready()) return;
     this.assertOpen();
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => finish(new RdbLoadError("timeout", `waited ${timeoutMs} ms for ${what}`)), timeoutMs);
-      const wake = () => {
-        if (this.closedReason !== undefined) finish(this.closedReason);
-        else if (ready()) finish(undefined);
-      };
-      const finish = (err: RdbLoadError | undefined) => {
-        clearTimeout(timer);
-        this.waiters.delete(wake);
-        if (err === undefined) resolve();
-        else reject(err);
-      };
-      this.waiters.add(wake);
-    });
+    await waitUntil(this.waiters, ready, () => this.closedReason, timeoutMs, () => new RdbLoadError("timeout", `waited ${timeoutMs} ms for ${what}`));
   }
 }
 

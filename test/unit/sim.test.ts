@@ -41,6 +41,16 @@ test(`sim - ${CI_SEEDS} seeds of the real cores keep every invariant and converg
 });
 
 /**
+ * Seed 363, with every fault on: all three nodes held segment 1 finalized and identical, but the source had accepted
+ * it in a later recovery, so its epoch differed; recovery then tried to copy records onto the finalized copies, which
+ * refuse, and asked only the source to accept — no writer was ever elected.
+ */
+test("sim - regression: seed 363, finalized copies that hold the chosen one are not copied onto, and recovery completes", (t) => {
+  const r = runSimulation({ seed: 363 });
+  t.true(r.ok, r.ok ? "" : describeFailure(r, SIM_STEPS_DEFAULT));
+});
+
+/**
  * Seeds that once failed with the real cores: 6816, a node formatted as restoring was never restored (the simulated
  * master had no restorer); 6451, a node refused at send failed the writer and the next send threw on the dropped core.
  * Since a batch is bounded by batchRecordsMax (issue #10 class 5), 6816's schedule no longer brings a node back;
