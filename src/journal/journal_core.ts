@@ -221,7 +221,10 @@ export class JournalCore {
       this.prints = printsBefore.prints;
       if (this.prints !== null) cut(this.prints, printsBefore.length);
       if (this.staged !== null) cut(this.staged.prints, stagedPrintsLength);
-      const promised = Math.max(metaBefore.promisedEpoch, this.meta.promisedEpoch);
+      // An unformatted node belongs to no cluster yet: no refused request of any sender may leave it a promise (it
+      // would never be formatted: a node that promised an epoch is not formatted blindly).
+      const unformatted = this.identity !== null && this.identity.clusterId === null;
+      const promised = unformatted ? metaBefore.promisedEpoch : Math.max(metaBefore.promisedEpoch, this.meta.promisedEpoch);
       this.meta = { ...metaBefore, promisedEpoch: promised };
       const ops: DiskOp[] = promised > metaBefore.promisedEpoch ? [{ op: "persistMeta", meta: { ...this.meta } }] : [];
       this.invariants();

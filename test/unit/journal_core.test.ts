@@ -661,6 +661,22 @@ test("journal core - an unformatted node votes in no epoch until formatted; form
   t.is(refusal(n.step({ type: "format", clusterId: "c1", restoring: false })), "CLUSTER_MISMATCH", "once it holds records, its cluster is fixed");
 });
 
+test("journal core - a refused request leaves an unformatted node no promise: it can still be formatted (sim seed 36, a forger)", (t) => {
+  const n = fresh({ clusterId: null, restoring: true });
+  for (const req of [
+    { type: "prepareRecovery", epoch: 7, segmentTxid: 3 },
+    { type: "finalize", epoch: 9, startTxid: 1, endTxid: 5 },
+    { type: "snapshotDurable", txid: 1, clusterId: "c9" },
+  ] as JournalRequest[]) {
+    const r = n.step(req);
+    t.true("error" in r.reply);
+    t.deepEqual(r.ops, [], `${req.type}: nothing persisted`);
+  }
+  t.is(stateOf(n.step({ type: "getState" })).promisedEpoch, 0);
+  t.like(stateOf(n.step({ type: "format", clusterId: "c1", restoring: false })), { clusterId: "c1" });
+  ok(n.step({ type: "newEpoch", epoch: 1, clusterId: "c1" }));
+});
+
 test("journal core - a wiped node (restoring) takes part in no epoch or recovery, but takes the writer's records until restored", (t) => {
   const n = fresh({ clusterId: null, restoring: true });
   ok(n.step({ type: "format", clusterId: "c1", restoring: true }));
