@@ -59,3 +59,15 @@ export async function waitForPort(port: number, timeoutMs: number, host = "127.0
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+/** A TCP server listening on 127.0.0.1 at a port the kernel picks (in-process fake masters), and that port. */
+export async function listenOnLoopback(): Promise<{ server: net.Server; port: number }> {
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  const address = server.address();
+  if (typeof address !== "object" || address === null) throw new Error("a listening TCP server has no address");
+  return { server, port: address.port };
+}

@@ -23,7 +23,7 @@ import net from "node:net";
 import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
-import { assert } from "../util/assert.js";
+import { listenOnLoopback } from "../process/ports.js";
 import { waitUntil } from "../util/waiters.js";
 import { RDB_SEND_BUFFER_BYTES_MAX, streamRdb, type RdbLoadProgress, type RdbSink } from "./rdb_loader.js";
 import { RespParser, encodeCommand, type RespValue } from "./resp_parser.js";
@@ -97,14 +97,8 @@ export class Feeder {
   }
 
   static async listen(options: FeederOptions): Promise<Feeder> {
-    const server = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(0, "127.0.0.1", () => resolve());
-    });
-    const address = server.address();
-    assert(typeof address === "object" && address !== null, "a listening TCP server has an address");
-    return new Feeder(server, address.port, options);
+    const { server, port } = await listenOnLoopback();
+    return new Feeder(server, port, options);
   }
 
   /** Live: the Redis holds the data set we stream to, and takes runs. */

@@ -27,6 +27,7 @@ import net from "node:net";
 import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
+import { listenOnLoopback } from "../process/ports.js";
 import { assert } from "../util/assert.js";
 import { waitUntil } from "../util/waiters.js";
 import { transferProgress, type TransferProgress } from "../util/progress.js";
@@ -267,14 +268,8 @@ class FakeMaster implements RdbSink {
   }
 
   static async listen(): Promise<FakeMaster> {
-    const server = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(0, "127.0.0.1", () => resolve());
-    });
-    const address = server.address();
-    assert(typeof address === "object" && address !== null, "a listening TCP server has an address");
-    return new FakeMaster(server, address.port);
+    const { server, port } = await listenOnLoopback();
+    return new FakeMaster(server, port);
   }
 
   /** Resolves once the replica asked for a sync (PSYNC or SYNC). */
