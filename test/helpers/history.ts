@@ -1,6 +1,6 @@
 /**
  * A history checker for fault tests: record every client write (invoked, then ok / definitely failed / outcome
- * unknown), read the committed journal back from the journal nodes, and check the guarantees the README promises —
+ * unknown), read the committed journal back from the journal nodes, and check the guarantees docs/reliability.md promises —
  * no acked write lost, none applied twice, txids unique and gap-free, replicas equal to a replay of the journal.
  *
  * Every check is pure and returns human-readable violations (empty = pass), one per kind of violation, each naming

@@ -79,7 +79,7 @@ const OPTIONS_OF: Record<string, Partial<SimOptions>> = { [FAILED_COPY_ACCEPTED]
  * the older one longer) and is otherwise stopped by the journal nodes' guards (a finalized copy is never extended),
  * so the run stalls: it takes more seeds to catch — more still since the master catches masked nodes up, which
  * leaves fewer copies of a segment that differ (caught at seed 1330; seed 1270 stalls with the real cores too: two
- * masters racing the first format, see the README's open issues).
+ * masters racing the first format, see docs/reliability.md).
  */
 const SEEDS_MAX_OF: Record<string, number> = { "recovery keeps the longest copy": 1500, [FAILED_COPY_ACCEPTED]: 40 };
 
