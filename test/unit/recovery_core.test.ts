@@ -29,8 +29,8 @@ function asReply(r: StepResult, node?: JournalCore): JournalReply {
   return { ok: true, ...r.reply } as JournalReply;
 }
 
-/** Delivers every request to its node (or an error for the nodes `down`), until the core is done or throws. */
-function drive(core: RecoveryCore, nodes: Map<string, JournalCore>, down: string[] = []): RecoveryOutput {
+/** Answers every request the core sends with `answer`, in order, until the core is done or throws. */
+function driveWith(core: RecoveryCore, answer: (r: RecoveryRequest) => JournalReply): RecoveryOutput {
   let queue: RecoveryRequest[] = [];
   let out = core.start();
   for (;;) {
@@ -38,9 +38,13 @@ function drive(core: RecoveryCore, nodes: Map<string, JournalCore>, down: string
     queue = queue.concat(out.send);
     const r = queue.shift();
     if (r === undefined) throw new Error("recovery waits for nothing");
-    const reply: JournalReply = down.includes(r.node) ? ({ ok: false, code: "TIMEOUT", message: "down" } as ErrorReply) : asReply(nodes.get(r.node)!.step(r.req), nodes.get(r.node));
-    out = core.onReply(r.id, reply);
+    out = core.onReply(r.id, answer(r));
   }
+}
+
+/** Delivers every request to its node (or an error for the nodes `down`), until the core is done or throws. */
+function drive(core: RecoveryCore, nodes: Map<string, JournalCore>, down: string[] = []): RecoveryOutput {
+  return driveWith(core, (r) => (down.includes(r.node) ? ({ ok: false, code: "TIMEOUT", message: "down" } as ErrorReply) : asReply(nodes.get(r.node)!.step(r.req), nodes.get(r.node))));
 }
 
 test("recovery core - a new cluster is formatted, promises epoch 1 and starts segment 1 on every node", (t) => {
@@ -122,28 +126,18 @@ function recordOf(epoch: number, txid: number): Buffer {
  * requests for which `fails` says so get a TIMEOUT. Returns the output, or the error the core threw.
  */
 function driveHeld(core: RecoveryCore, nodes: Map<string, JournalCore>, held: Map<string, Map<number, Buffer>>, fails: (r: RecoveryRequest) => boolean): RecoveryOutput | Error {
-  let queue: RecoveryRequest[] = [];
+  const answer = (r: RecoveryRequest): JournalReply => {
+    if (fails(r)) return { ok: false, code: "TIMEOUT", message: "injected" };
+    const step = nodes.get(r.node)!.step(r.req);
+    if (!("read" in step.reply)) return asReply(step);
+    const { fromTxid, toTxid } = step.reply.read;
+    const recs: Buffer[] = [];
+    for (let txid = fromTxid; txid <= toTxid; txid++) recs.push(held.get(r.node)!.get(txid)!);
+    const s = nodes.get(r.node)!.state();
+    return { ok: true, read: { records: Buffer.concat(recs), count: recs.length, lastTxid: s.lastTxid, committedTxid: s.committedTxid } };
+  };
   try {
-    let out = core.start();
-    for (;;) {
-      if (out.done !== null) return out;
-      queue = queue.concat(out.send);
-      const r = queue.shift();
-      if (r === undefined) throw new Error("recovery waits for nothing");
-      let reply: JournalReply;
-      if (fails(r)) reply = { ok: false, code: "TIMEOUT", message: "injected" };
-      else {
-        const step = nodes.get(r.node)!.step(r.req);
-        if ("read" in step.reply) {
-          const { fromTxid, toTxid } = step.reply.read;
-          const recs: Buffer[] = [];
-          for (let txid = fromTxid; txid <= toTxid; txid++) recs.push(held.get(r.node)!.get(txid)!);
-          const s = nodes.get(r.node)!.state();
-          reply = { ok: true, read: { records: Buffer.concat(recs), count: recs.length, lastTxid: s.lastTxid, committedTxid: s.committedTxid } };
-        } else reply = asReply(step);
-      }
-      out = core.onReply(r.id, reply);
-    }
+    return driveWith(core, answer);
   } catch (err) {
     return err as Error;
   }
