@@ -33,6 +33,10 @@ export type ClusterEvent =
   | { type: "scriptEffectsRepaired"; txid: number; keys: number; unpropagated: string[] }
   /** Stream part: the replication stream held what the master cannot journal (another database, an unexpected marker). */
   | { type: "streamSurprise"; surprises: string[] }
+  /** A data node won an epoch on a majority of journal nodes and takes over as master (issue #11). */
+  | { type: "elected"; node: string; epoch: number; endTxid: number }
+  /** A data node stopped serving as master (fenced, a higher epoch heard, the writer failed) and rejoins as a replica. */
+  | { type: "steppedDown"; node: string; reason: string }
   /** An actor loaded a snapshot into its Redis and tails the journal from its txid. */
   | { type: "bootstrapped"; actor: string; txid: number; bytes: number; fromNode: string; ms: number; downloadMs: number };
 

@@ -18,7 +18,7 @@ const ACTORS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), ".
 
 export interface ActorSpec {
   name: string;
-  script: "journal-node" | "master" | "replica";
+  script: "journal-node" | "master" | "replica" | "data-node";
   args: string[];
 }
 
@@ -61,7 +61,8 @@ function natsPort(url: string): number {
 
 /** The NATS user an actor connects as. */
 function natsUserOf(spec: ActorSpec): NatsUser {
-  return { name: spec.name, role: spec.script === "journal-node" ? "journal" : spec.script };
+  const role = spec.script === "journal-node" ? "journal" : spec.script === "data-node" ? "data" : spec.script;
+  return { name: spec.name, role };
 }
 
 interface LocalNats {
@@ -105,11 +106,14 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   config.natsUrl = natsUrl;
   fs.mkdirSync(path.join(config.dataDir, "logs"), { recursive: true });
 
-  const specs: ActorSpec[] = [
-    ...config.journalNodes.map((id) => ({ name: id, script: "journal-node" as const, args: ["--id", id] })),
+  const journalNodes: ActorSpec[] = config.journalNodes.map((id) => ({ name: id, script: "journal-node", args: ["--id", id] }));
+  // Data nodes (issue #11): master and replicas are roles of one actor. Without them, the single-master layout.
+  const dataNodes: ActorSpec[] = config.dataNodes.map((id, i) => ({ name: id, script: "data-node", args: ["--id", id, "--redis-port", String(config.dataRedisPortBase + i)] }));
+  const singleMaster: ActorSpec[] = [
     { name: "m1", script: "master", args: ["--id", "m1"] },
     ...config.replicas.map((id, i) => ({ name: id, script: "replica" as const, args: ["--id", id, "--redis-port", String(config.replicaRedisPortBase + i)] })),
   ];
+  const specs: ActorSpec[] = [...journalNodes, ...(dataNodes.length > 0 ? dataNodes : singleMaster)];
   const nats = await startNats(config, natsUrl, specs);
 
   const sharedEnv: NodeJS.ProcessEnv = { ...process.env };

@@ -15,8 +15,25 @@ export const defaults = {
   cluster: "default",
   /** Journal node ids of this cluster; the quorum is a majority of these, never of the live ones. */
   journalNodes: ["jn1", "jn2", "jn3"],
-  /** Replica ids started by `npm start`. */
+  /** Replica ids of the single-master layout (used when `dataNodes` is empty). */
   replicas: ["r1", "r2"],
+  // ---- failover (issue #11): master and replica are roles of one data-node actor ----
+  /**
+   * Data node ids started by `npm start`: each owns a persistent Redis, one is the master, the others replicas and hot
+   * standbys. Empty: the single-master layout (the master `m1`, restarted in place, and the `replicas`).
+   */
+  dataNodes: ["d1", "d2", "d3"],
+  /** First port of the data nodes' redis-servers (d1 = this, d2 = this + 1, …). */
+  dataRedisPortBase: 6395,
+  /** The master publishes its heartbeat (epoch, committed txid) this often. */
+  masterHeartbeatIntervalMs: 100,
+  /** A data node that heard no master for this long starts an election (the most caught-up standby first). */
+  masterTimeoutMs: 600,
+  /** Each rank further down the order (applied txid, priority, id) waits this much longer before it campaigns. */
+  electionRankDelayMs: 150,
+  /** After a lost or failed campaign, a data node waits a random time up to this before it may campaign again. */
+  electionBackoffMsMax: 1000,
+  // ---- end failover ----
   /** Port of the master's own (ephemeral) redis-server. */
   masterRedisPort: 6390,
   /** First port of the replicas' redis-servers (r1 = this, r2 = this + 1, …). */
@@ -201,10 +218,11 @@ export function validateConfig(c: Config): string[] {
   if (new Set(c.journalNodes).size !== c.journalNodes.length) errors.push("journalNodes has duplicates");
   if (!/^[A-Za-z0-9_-]+$/.test(c.cluster)) errors.push("cluster must be a single subject token");
   // auth: actor ids name subjects, NATS users and credentials files; `client` and `faults` are users of their own.
-  const ids = [...c.journalNodes, ...c.replicas];
+  const ids = [...c.journalNodes, ...c.replicas, ...c.dataNodes];
   if (!ids.every((id) => /^[A-Za-z0-9_-]+$/.test(id))) errors.push("journal node and replica ids must be single subject tokens");
   if (new Set(ids).size !== ids.length || ids.some((id) => id === "client" || id === "faults")) errors.push("journal node and replica ids must be distinct, and neither client nor faults");
   if (c.natsPayloadBytesMax < 64 * 1024) errors.push("natsPayloadBytesMax must be at least 64 KiB");
+  if (c.masterHeartbeatIntervalMs * 3 > c.masterTimeoutMs) errors.push("masterTimeoutMs must be at least three master heartbeats");
   if (c.heartbeatIntervalMs * 2 > c.quorumTimeoutMs) errors.push("quorumTimeoutMs must be at least two heartbeats");
   if (c.heartbeatIntervalMs * 3 > c.journalHeartbeatTimeoutMs) errors.push("journalHeartbeatTimeoutMs must be at least three heartbeats");
   if (c.journalInflightBytesMax < c.batchBytesMax) errors.push("journalInflightBytesMax must hold at least one batch");

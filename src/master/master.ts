@@ -9,7 +9,7 @@
  */
 import { randomUUID } from "node:crypto";
 import path from "node:path";
-import type { NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
 import { EventPublisher } from "../actor/events.js";
 import { startPresence, type Presence } from "../actor/presence.js";
@@ -32,7 +32,7 @@ import { NodeRestorer } from "./node_restorer.js";
 import { NodeWatch } from "./node_watch.js";
 import { ReplicationLink } from "./replication_link.js";
 import { ScriptWatch, unpropagatedKeys, type ScriptRun } from "./script_watch.js";
-import { establishWriter } from "./writer_recovery.js";
+import { establishWriter, type WriterStart } from "./writer_recovery.js";
 import { rollDue, rollSegment } from "./segment_roll.js";
 import { bootstrapFromSnapshot, type BootstrapProgress } from "../snapshot/bootstrap.js";
 import { SnapshotClient } from "../snapshot/snapshot_client.js";
@@ -59,6 +59,28 @@ interface PendingWrite {
   script: { repair: { effects: Effect[]; keys: Buffer[] } | null } | null;
   /** Set when the stream held effects of this write that could not be journaled: answered with this error. */
   refused: string | null;
+}
+
+/**
+ * A data node's master role (issue #11): the epoch is won already, and the Redis it serves from is the node's own,
+ * a replica of `feeder` holding the committed journal up to `appliedTxid` — no rebuild, only the records after it.
+ */
+export interface Takeover {
+  start: WriterStart;
+  redis: RedisServer;
+  feeder: Feeder;
+  appliedTxid: number;
+}
+
+export interface MasterOptions {
+  /** Serve from a data node's Redis after its election, instead of recovering and rebuilding a Redis of our own. */
+  takeover?: Takeover;
+  /** The writer failed or was fenced: a data node's master stops here (its Redis discarded) instead of recovering. */
+  onStepDown?: (reason: string) => void;
+  /** The port of the Redis this master (re)starts: masterRedisPort by default. */
+  redisPort?: number;
+  /** Heartbeats and status of its own (false: a data node publishes them). */
+  presence?: boolean;
 }
 
 interface QueuedWrite {
@@ -90,6 +112,7 @@ export class Master {
   private readonly unjournaled: { pending: PendingWrite; effects: Effect[] }[] = [];
   private readonly jc: JournalClient;
   private presence: Presence | null = null;
+  private writeSub: Subscription | null = null;
   private nextMarker = 1;
   /** Executed on Redis, marker not yet seen on the stream. */
   private readonly byMarker = new Map<number, PendingWrite>();
@@ -134,6 +157,7 @@ export class Master {
     private readonly dataDir: string,
     private readonly nc: NatsConnection,
     private readonly log: Logger,
+    private readonly options: MasterOptions = {},
   ) {
     this.jc = new JournalClient(nc, config.cluster, config.journalRequestTimeoutMs);
     this.snapshots = new SnapshotClient(nc, this.jc, config.cluster, config, log);
@@ -149,7 +173,8 @@ export class Master {
 
   async start(): Promise<void> {
     const s = subjects(this.config.cluster);
-    serve(this.nc, s.write, this.log, (_body, raw) => this.onWrite(raw), { limits: this.config });
+    // A queue group: were two nodes to believe they are master, a write reaches one of them, never both.
+    this.writeSub = serve(this.nc, s.write, this.log, (_body, raw) => this.onWrite(raw), { limits: this.config, queue: "masters" });
     this.nc.subscribe(s.heartbeat("journal", "*"), {
       callback: (err, msg) => {
         const node = msg?.subject.split(".").at(-1);
@@ -161,9 +186,10 @@ export class Master {
         if (!err) this.onReplicaHeartbeat(msg.data);
       },
     });
-    this.presence = startPresence(this.nc, this.config.cluster, this.config.heartbeatIntervalMs, () => this.status(), this.log);
+    if (this.options.presence !== false) this.presence = startPresence(this.nc, this.config.cluster, this.config.heartbeatIntervalMs, () => this.status(), this.log);
     this.timer = setInterval(() => this.onTimer(), Math.max(5, Math.min(100, this.config.orphanEffectsFlushMs)));
-    void this.recover();
+    if (this.options.takeover !== undefined) void this.takeOver(this.options.takeover);
+    else void this.recover();
   }
 
   status(): ActorStatus {
@@ -171,7 +197,8 @@ export class Master {
       role: "master",
       id: this.id,
       pid: process.pid,
-      epoch: this.core?.epoch ?? 0,
+      // During a takeover the epoch is won already: its heartbeat keeps the other data nodes from campaigning.
+      epoch: this.core?.epoch ?? this.options.takeover?.start.epoch ?? 0,
       lastTxid: this.core?.lastTxid ?? 0,
       committedTxid: this.core?.committedTxid ?? 0,
       appliedTxid: 0,
@@ -235,6 +262,39 @@ export class Master {
     await this.openRedis();
     await this.rebuild(start.inSync, start.endTxid);
     await this.openLink();
+    this.serveAs(start);
+  }
+
+  /**
+   * A data node's takeover: its Redis holds the committed journal up to `appliedTxid`; the records after it (up to what
+   * the recovery decided is committed) are fed the same way, then the Redis is promoted and serves. A failure here is a
+   * step-down: the node's Redis is discarded with the rest.
+   */
+  private async takeOver(t: Takeover): Promise<void> {
+    const generation = ++this.generation;
+    this.clusterId = t.start.clusterId;
+    this.redis = t.redis;
+    this.feeder = t.feeder;
+    try {
+      await this.connectClient();
+      await this.applyJournal(t.start.inSync, t.appliedTxid + 1, t.start.endTxid, APPLIED_KEY);
+      // The applied-txid key means nothing on a master; the data node's Redis does not persist while it is one.
+      await this.feeder.sendRun([["DEL", APPLIED_KEY]]);
+      await this.client!.call("CONFIG", "SET", "appendonly", "no");
+      if (generation !== this.generation) return;
+      await this.openLink();
+    } catch (err) {
+      this.log.warn({ err }, "taking over failed");
+      if (generation === this.generation) this.stepDown(`taking over: ${(err as Error).message}`);
+      return;
+    }
+    if (generation !== this.generation || this.state !== "recovering") return;
+    this.log.info({ appliedTxid: t.appliedTxid, endTxid: t.start.endTxid }, "took over: the data node's Redis serves writes");
+    this.serveAs(t.start);
+  }
+
+  /** The writer of `start`'s epoch serves: its first segment is open on `start.inSync`. */
+  private serveAs(start: WriterStart): void {
     this.core = new WriterCore(start.epoch, start.endTxid + 1, this.config.journalNodes, start.inSync, this.config);
     this.counted = new Set(start.inSync);
     this.segmentOpenedMs = Date.now();
@@ -257,7 +317,15 @@ export class Master {
     const password = redisPassword(c.dataDir);
     this.feeder = await Feeder.listen({ syncTimeoutMs: c.feederSyncTimeoutMs, loadTimeoutMs: c.snapshotTimeoutMs, stallTimeoutMs: c.journalRequestTimeoutMs * 2, keepaliveMs: c.feederKeepaliveMs });
     const replicaOf = ["--replicaof", "127.0.0.1", String(this.feeder.port)];
-    this.redis = await startRedisServer({ port: c.masterRedisPort, dir: this.dataDir + "/redis", persistent: false, startTimeoutMs: c.redisStartTimeoutMs, password, extraArgs: replicaOf });
+    const port = this.options.redisPort ?? c.masterRedisPort;
+    this.redis = await startRedisServer({ port, dir: this.dataDir + "/redis", persistent: false, startTimeoutMs: c.redisStartTimeoutMs, password, extraArgs: replicaOf });
+    await this.connectClient();
+  }
+
+  /** The connection that executes writes on the master's Redis, and the command table read from it. */
+  private async connectClient(): Promise<void> {
+    assert(this.redis !== null, "a client needs the Redis");
+    const password = redisPassword(this.config.dataDir);
     // Auto-pipelining: the commands of one event-loop turn leave in one socket write, in call order. Never resend a
     // command after a reconnect (a client write would run twice); maxRetriesPerRequest 0 so that ioredis fails the
     // commands in flight at a close instead of dropping them unsettled.
@@ -303,6 +371,16 @@ export class Master {
       await feeder.sendRun([["DEL", APPLIED_KEY]]);
       this.events.publish({ type: "bootstrapped", actor: `master.${this.id}`, txid: snapshot.txid, bytes: snapshot.bytes, fromNode: snapshot.node, ms: snapshot.ms, downloadMs: snapshot.downloadMs });
     }
+    await this.applyJournal(nodes, from, endTxid);
+    this.bootstrapProgress = null;
+    this.log.info({ endTxid, fromSnapshot: snapshot?.txid ?? null }, "rebuilt Redis from the journal");
+  }
+
+  /** Feeds the committed records `from`..`endTxid` to the Redis (optionally with the applied-txid key), node by node. */
+  private async applyJournal(nodes: string[], from: number, endTxid: number, markerKey?: string): Promise<void> {
+    assert(this.client !== null && this.feeder !== null, "applying the journal needs a Redis client and its feeder");
+    const feeder = this.feeder;
+    const client = this.client;
     let sourceIndex = 0;
     let misses = 0;
     while (from <= endTxid) {
@@ -315,7 +393,7 @@ export class Master {
         continue;
       }
       misses = 0;
-      await applyRecords(feeder, client, read.records, { applied: (txid) => (from = txid + 1) }).catch((err: unknown) => {
+      await applyRecords(feeder, client, read.records, { markerKey, applied: (txid) => (from = txid + 1) }).catch((err: unknown) => {
         // An effect that ran on the master before fails on its rebuild: this copy is not the journal's. Reported.
         if (err instanceof ApplyError && err.effectFailed) {
           this.events.publish({ type: "applyFailed", actor: `master.${this.id}`, txid: err.txid, reason: err.message });
@@ -323,8 +401,6 @@ export class Master {
         throw err;
       });
     }
-    this.bootstrapProgress = null;
-    this.log.info({ endTxid, fromSnapshot: snapshot?.txid ?? null }, "rebuilt Redis from the journal");
   }
 
   /**
@@ -794,12 +870,42 @@ export class Master {
     }
     this.core = null;
     // A reset in flight starts a Redis on the same port and fields: let it stop at its next check first.
-    void (this.resetting ?? Promise.resolve()).then(() => this.discardRedis()).then(() => this.recover());
+    const discarded = (this.resetting ?? Promise.resolve()).then(() => this.discardRedis());
+    if (this.options.onStepDown === undefined) void discarded.then(() => this.recover());
+    else void discarded.then(() => this.endRole(reason));
+  }
+
+  /**
+   * A data node's master stops serving: a higher epoch is master (its heartbeat was heard), or the writer failed. Every
+   * unanswered write fails as outcome-unknown; its Redis (which may hold uncommitted effects) is discarded.
+   */
+  stepDown(reason: string): void {
+    if (this.state === "writing") return this.failWriter(reason);
+    if (this.state !== "recovering") return;
+    // A takeover in progress: it stops at its next check.
+    this.generation++;
+    this.lastFailure = reason;
+    void this.discardRedis().then(() => this.endRole(reason));
+  }
+
+  /** The end of a data node's master role: nothing more is served, and the data node is told why. */
+  private endRole(reason: string): void {
+    if (this.state === "stopped") return;
+    this.state = "stopped";
+    this.writeSub?.unsubscribe();
+    this.writeSub = null;
+    if (this.timer) clearInterval(this.timer);
+    this.presence?.stop();
+    this.queuedBytes = 0;
+    for (const w of this.queued.splice(0)) w.respond(errorReply(ErrorCode.NOT_WRITER, `this node stepped down: ${reason}`));
+    this.options.onStepDown?.(reason);
   }
 
   async stop(): Promise<void> {
     this.state = "stopped";
     this.generation++;
+    this.writeSub?.unsubscribe();
+    this.writeSub = null;
     if (this.timer) clearInterval(this.timer);
     this.presence?.stop();
     this.queuedBytes = 0;

@@ -11,7 +11,7 @@ import { nkeyAuthenticator, nkeys, type ConnectionOptions } from "@nats-io/trans
 import { subjects } from "../protocol/subjects.js";
 import { credentialsDir, writeSecretFile } from "../util/secret_file.js";
 
-export type NatsRole = "client" | "master" | "journal" | "replica" | "faults";
+export type NatsRole = "client" | "master" | "journal" | "replica" | "data" | "faults";
 
 export interface NatsUser {
   /** The actor's id (jn1, m1, r1), `client`, or `faults` (disk fault injection, tests only). */
@@ -70,6 +70,15 @@ export function permissionsOf(cluster: string, user: NatsUser): Permissions {
         subscribe: [s.status, inbox],
         allowResponses: true,
       };
+    case "data": {
+      // A data node is a replica that may become the master (issue #11): what both may do, and the others' heartbeats.
+      const master = permissionsOf(cluster, { ...user, role: "master" });
+      return {
+        publish: [...master.publish, s.heartbeat("replica", user.name)],
+        subscribe: [...master.subscribe, s.heartbeat("master", "*")],
+        allowResponses: true,
+      };
+    }
     case "faults":
       return { publish: [s.journalFault(anyNode)], subscribe: [inbox], allowResponses: false };
   }

@@ -111,6 +111,8 @@ export interface Heartbeat {
   health: string;
   /** From a replica: journal nodes that recently served it records that fail validation, with why. */
   journalNodeFaults?: Record<string, string>;
+  /** From a data node: its election priority (0: never takes over). */
+  priority?: number;
 }
 
 export interface ActorStatus extends Heartbeat {

@@ -32,6 +32,14 @@ export interface RedisServer {
 /** infra/redis/*.conf: the settings of each kind of Redis we run (from dist/src/redis/ or src/redis/). */
 const INFRA_REDIS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), fileURLToPath(import.meta.url).includes("/dist/") ? "../../../infra/redis" : "../../infra/redis");
 
+/** Deletes the data set a Redis in `dir` would load at start (its AOF and RDB files). */
+export function wipeRedisData(dir: string): void {
+  if (!fs.existsSync(dir)) return;
+  for (const f of fs.readdirSync(dir)) {
+    if (f === "appendonlydir" || f.endsWith(".rdb")) fs.rmSync(path.join(dir, f), { recursive: true, force: true });
+  }
+}
+
 /**
  * Starts a redis-server we own. It dies with its parent (startChild), and a leftover
  * from an actor killed with -9 is found by its pid file and ended before the new one starts.
@@ -42,11 +50,7 @@ export async function startRedisServer(options: RedisServerOptions): Promise<Red
   const pidFile = path.join(dir, "redis.pid");
   await killLeftover(pidFile, "redis-server");
   fs.rmSync(pidFile, { force: true });
-  if (!options.persistent) {
-    for (const f of fs.readdirSync(dir)) {
-      if (f === "appendonlydir" || f.endsWith(".rdb")) fs.rmSync(path.join(dir, f), { recursive: true, force: true });
-    }
-  }
+  if (!options.persistent) wipeRedisData(dir);
   const conf = path.join(INFRA_REDIS, options.persistent ? "replica.conf" : "master.conf");
   const args = [
     conf,

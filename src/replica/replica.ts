@@ -24,6 +24,7 @@ import { redisPassword, startRedisServer, type RedisServer } from "../redis/redi
 import { APPLIED_KEY, ApplyError, applyRecords } from "../redis/apply_records.js";
 import { Feeder } from "../redis/feeder.js";
 import type { RecordView } from "../segment/record.js";
+import { assert } from "../util/assert.js";
 import { writeFileDurably } from "../util/durable_file.js";
 import type { Logger } from "../util/log.js";
 import { ReplicaCore } from "./replica_core.js";
@@ -66,6 +67,8 @@ export class Replica {
     private readonly redisPort: number,
     private readonly nc: NatsConnection,
     private readonly log: Logger,
+    /** Heartbeats and status of its own (false: a data node publishes them for the role it runs). */
+    private readonly presenceOn = true,
   ) {
     this.jc = new JournalClient(nc, config.cluster, config.journalRequestTimeoutMs);
     this.snapshots = new SnapshotClient(nc, this.jc, config.cluster, config, log);
@@ -89,7 +92,7 @@ export class Replica {
     this.fault = readApplyFault(this.dataDir);
     if (this.fault !== null) this.log.error({ fault: this.fault }, "this replica stopped on an apply fault before: it applies nothing until wiped");
     this.log.info({ appliedTxid: applied, redis: this.redis.url }, "replica resumes");
-    this.presence = startPresence(this.nc, this.config.cluster, this.config.heartbeatIntervalMs, () => this.status(), this.log);
+    if (this.presenceOn) this.presence = startPresence(this.nc, this.config.cluster, this.config.heartbeatIntervalMs, () => this.status(), this.log);
     this.running = true;
     this.loop = this.tail();
   }
@@ -316,6 +319,32 @@ export class Replica {
   private async resync(): Promise<void> {
     const applied = Number((await this.client!.get(APPLIED_KEY).catch(() => null)) ?? this.core!.appliedTxid);
     this.core = new ReplicaCore(this.config.journalNodes, applied);
+  }
+
+  /** Applies nothing more, and a stopped copy (an apply fault) cannot take over: the data node asks before it campaigns. */
+  get eligible(): boolean {
+    return this.fault === null && this.core !== null;
+  }
+
+  /**
+   * Hands this replica's Redis and its feeder to the data node's master role (issue #11): tailing stops after the
+   * round in flight, and nothing is closed. The Redis holds exactly the committed prefix up to the returned txid.
+   */
+  async release(): Promise<{ redis: RedisServer; feeder: Feeder; appliedTxid: number }> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+    this.presence?.stop();
+    assert(this.client !== null, "release of a replica that never started");
+    // What the Redis holds, not our count: a run whose ACK timed out may have run after all.
+    await this.ensureLinked();
+    await this.resync();
+    this.client.disconnect();
+    assert(this.redis !== null && this.feeder !== null && this.core !== null, "release of a replica that never started");
+    const handed = { redis: this.redis, feeder: this.feeder, appliedTxid: this.core.appliedTxid };
+    this.redis = null;
+    this.feeder = null;
+    return handed;
   }
 
   async stop(): Promise<void> {

@@ -40,6 +40,9 @@ export async function startTestCluster(name: string, overrides: Partial<Config> 
   const masterRedisPort = await freePort();
   // Consecutive ports for the replicas (r1 = base, r2 = base + 1, …): a busy base + 1 made r2's redis-server abort.
   const replicaRedisPortBase = await freePorts((overrides.replicas ?? defaults.replicas).length);
+  // The single-master layout unless the test asks for data nodes (issue #11), on consecutive free ports too.
+  const dataNodes = overrides.dataNodes ?? [];
+  const dataRedisPortBase = await freePorts(Math.max(1, dataNodes.length));
   const cluster = await startLocalCluster({
     dataDir,
     natsUrl: `nats://127.0.0.1:${natsPort}`,
@@ -49,6 +52,8 @@ export async function startTestCluster(name: string, overrides: Partial<Config> 
       cluster: name.replace(/[^A-Za-z0-9_-]/g, "_"),
       masterRedisPort,
       replicaRedisPortBase,
+      dataNodes,
+      dataRedisPortBase,
       // Generous: two test files share two cores, and a node slowed past it drops out of the epoch's quorum.
       quorumTimeoutMs: 5000,
       heartbeatIntervalMs: 200,
@@ -109,7 +114,9 @@ export async function waitForWriter(tc: TestCluster, timeoutMs = 30000): Promise
 /** Waits until every replica (the configured ones and `added`) applied at least `txid`. */
 export async function waitForReplicas(tc: TestCluster, txid: number, timeoutMs = 60000, added: readonly string[] = []): Promise<ActorStatus[]> {
   let last: ActorStatus[] = [];
-  const expected = tc.cluster.config.replicas.length + added.length;
+  const { dataNodes, replicas } = tc.cluster.config;
+  // With data nodes, every node but the master is a replica.
+  const expected = (dataNodes.length > 0 ? dataNodes.length - 1 : replicas.length) + added.length;
   try {
     return await until(`replicas to apply txid ${txid}`, timeoutMs, async () => {
       last = await tc.status();

@@ -1,0 +1,208 @@
+/**
+ * A data node (issue #11): one actor that owns one persistent Redis and plays one of two roles. As a replica it tails
+ * the committed journal into its Redis (src/replica/replica.ts) and is a hot standby; as the master it serves writes
+ * from that same Redis (src/master/master.ts, takeover mode). The ElectionCore decides when to campaign and when to
+ * step down; winning a new epoch on a majority of journal nodes is what makes a node master, and fences the old one.
+ *
+ * A master's Redis may hold effects that were never committed, so it is never trusted as a replica's copy: on a
+ * step-down, and on a restart after the node was master (a marker file says so), the Redis data is wiped and the
+ * replica role starts over from the newest snapshot and the journal.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { randomInt, randomUUID } from "node:crypto";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { Config } from "../config/config.js";
+import { serve } from "../nats/bus.js";
+import { decode, encode } from "../protocol/codec.js";
+import { QjmError } from "../protocol/errors.js";
+import type { ActorStatus } from "../protocol/messages.js";
+import { subjects } from "../protocol/subjects.js";
+import { JournalClient } from "../master/journal_client.js";
+import { Master } from "../master/master.js";
+import { establishWriter } from "../master/writer_recovery.js";
+import { wipeRedisData } from "../redis/redis_server.js";
+import { Replica } from "../replica/replica.js";
+import { EventPublisher } from "../actor/events.js";
+import { writeFileDurably } from "../util/durable_file.js";
+import type { Logger } from "../util/log.js";
+import { ElectionCore, type ElectionAction, type PeerBeat } from "./election_core.js";
+
+/** Present while this node's Redis is (or may be) a master's: it is wiped before the node serves as a replica again. */
+const MASTER_MARKER = "master-role.json";
+
+export class DataNode {
+  private replica: Replica | null = null;
+  private master: Master | null = null;
+  private readonly election: ElectionCore;
+  private readonly jc: JournalClient;
+  private readonly events: EventPublisher;
+  private readonly subs: Subscription[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  /** The role change under way (a campaign, a step-down): one at a time. */
+  private changing: Promise<void> | null = null;
+
+  constructor(
+    readonly id: string,
+    private readonly config: Config,
+    private readonly dataDir: string,
+    private readonly redisPort: number,
+    readonly priority: number,
+    private readonly nc: NatsConnection,
+    private readonly log: Logger,
+  ) {
+    this.election = new ElectionCore(id, priority, config, Date.now());
+    this.jc = new JournalClient(nc, config.cluster, config.journalRequestTimeoutMs);
+    this.events = new EventPublisher(nc, config.cluster, `data.${id}`, log);
+  }
+
+  async start(): Promise<void> {
+    this.wipeIfWasMaster();
+    const s = subjects(this.config.cluster);
+    for (const role of ["master", "replica"] as const) {
+      this.subs.push(this.nc.subscribe(s.heartbeat(role, "*"), { callback: (err, msg) => void (err === null && this.onBeat(msg.subject, msg.data)) }));
+    }
+    this.subs.push(serve(this.nc, s.status, this.log, () => this.status()));
+    await this.startReplica();
+    this.timer = setInterval(() => this.onTimer(), this.config.masterHeartbeatIntervalMs);
+  }
+
+  status(): ActorStatus {
+    const inner = this.master?.status() ?? this.replica?.status() ?? null;
+    const base: ActorStatus = inner ?? { role: "replica", id: this.id, pid: process.pid, epoch: 0, lastTxid: 0, committedTxid: 0, appliedTxid: 0, health: "starting", redisUrl: null, details: {} };
+    const campaigning = this.election.currentRole === "candidate";
+    return { ...base, id: this.id, health: campaigning ? "campaigning" : base.health, priority: this.priority, details: { ...base.details, dataNode: true, dataRole: this.election.currentRole } };
+  }
+
+  /** A replica that stopped on an apply fault, or a node not yet serving its Redis, cannot take over. */
+  private get eligible(): boolean {
+    return this.replica !== null && this.replica.eligible;
+  }
+
+  private onTimer(): void {
+    const now = Date.now();
+    // Every data node beats at the master's rate: the standbys rank each other by these.
+    this.beat();
+    if (this.changing !== null || this.stopped) return;
+    const applied = this.replica?.status().appliedTxid ?? 0;
+    this.act(this.election.tick({ appliedTxid: applied, eligible: this.eligible }, now));
+  }
+
+  private beat(): void {
+    const { details: _d, redisUrl: _u, ...hb } = this.status();
+    try {
+      this.nc.publish(subjects(this.config.cluster).heartbeat(hb.role === "master" ? "master" : "replica", this.id), encode(hb));
+    } catch (err) {
+      this.log.debug({ err }, "heartbeat not sent");
+    }
+  }
+
+  private onBeat(subject: string, data: Uint8Array): void {
+    const beat = parseBeat(subject, data);
+    if (beat === null || this.stopped) return;
+    this.act(this.election.heard(beat, Date.now()));
+  }
+
+  private act(action: ElectionAction): void {
+    if (action.kind === "campaign") this.changing = this.campaign(action.rank).finally(() => (this.changing = null));
+    else if (action.kind === "stepDown") this.master?.stepDown(action.reason);
+  }
+
+  // ---- roles ----
+
+  private async startReplica(): Promise<void> {
+    const replica = new Replica(this.id, this.config, this.dataDir, this.redisPort, this.nc, this.log, false);
+    await replica.start();
+    this.replica = replica;
+  }
+
+  /** Win the next epoch on a majority of journal nodes, then serve from this node's Redis. */
+  private async campaign(rank: number): Promise<void> {
+    this.log.info({ rank }, "no master heard: campaigning for the next epoch");
+    this.beat();
+    let start;
+    try {
+      start = await establishWriter(this.jc, this.config, this.log, randomUUID());
+    } catch (err) {
+      const backoffMs = randomInt(this.config.electionBackoffMsMax / 4, this.config.electionBackoffMsMax + 1);
+      this.log[err instanceof QjmError ? "warn" : "error"]({ err, backoffMs }, "campaign lost");
+      this.election.lost(Date.now(), backoffMs);
+      return;
+    }
+    this.election.won(start.epoch, Date.now());
+    this.events.publish({ type: "elected", node: this.id, epoch: start.epoch, endTxid: start.endTxid });
+    const replica = this.replica!;
+    this.replica = null;
+    const handed = await replica.release();
+    // From here the Redis may hold effects that never commit: a restart must not take it for a replica's copy.
+    await writeFileDurably(this.dataDir, MASTER_MARKER, JSON.stringify({ epoch: start.epoch }) + "\n");
+    const master = new Master(this.id, this.config, this.dataDir, this.nc, this.log, {
+      takeover: { start, ...handed },
+      redisPort: this.redisPort,
+      presence: false,
+      onStepDown: (reason) => void this.onStepDown(master, reason),
+    });
+    this.master = master;
+    await master.start();
+  }
+
+  /** The master role ended (fenced, stepped down, failed): wipe the Redis, rejoin as a replica after a pause. */
+  private async onStepDown(master: Master, reason: string): Promise<void> {
+    if (this.master !== master || this.stopped) return;
+    this.log.warn({ reason }, "stepping down: rejoining as a replica");
+    this.events.publish({ type: "steppedDown", node: this.id, reason });
+    this.master = null;
+    this.election.steppedDown(Date.now(), randomInt(0, this.config.electionBackoffMsMax + 1));
+    const change = (async () => {
+      await master.stop();
+      this.wipeIfWasMaster();
+      if (!this.stopped) await this.startReplica();
+    })();
+    this.changing = change.catch((err: Error) => {
+      this.log.fatal({ err }, "could not rejoin as a replica: exiting");
+      process.exit(1);
+    }).finally(() => (this.changing = null));
+  }
+
+  private wipeIfWasMaster(): void {
+    const marker = path.join(this.dataDir, MASTER_MARKER);
+    if (!fs.existsSync(marker)) return;
+    this.log.warn("this node's Redis was a master's: wiping it, to rebuild from the snapshot and the journal");
+    wipeRedisData(path.join(this.dataDir, "redis"));
+    fs.rmSync(marker, { force: true });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    for (const sub of this.subs) sub.unsubscribe();
+    await this.changing?.catch(() => {});
+    await this.master?.stop();
+    await this.replica?.stop();
+  }
+}
+
+/** A data node's heartbeat, if the body is the one its subject names (a subject alone proves nothing). */
+function parseBeat(subject: string, data: Uint8Array): PeerBeat | null {
+  const parts = subject.split(".");
+  const role = parts.at(-2);
+  const id = parts.at(-1);
+  let hb: Record<string, unknown>;
+  try {
+    hb = decode(data) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+  if (typeof hb !== "object" || hb === null || hb.id !== id || hb.role !== role) return null;
+  const num = (v: unknown): number => (typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v : 0);
+  const health = typeof hb.health === "string" ? hb.health : "";
+  return {
+    id: id!,
+    role: role === "master" ? "master" : health === "campaigning" ? "candidate" : "replica",
+    epoch: num(hb.epoch),
+    appliedTxid: num(hb.appliedTxid),
+    priority: typeof hb.priority === "number" ? num(hb.priority) : 0,
+    eligible: health === "ok" || health === "degraded",
+  };
+}

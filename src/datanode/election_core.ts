@@ -1,0 +1,125 @@
+/**
+ * Who should try to become the master, and when, as a pure state machine (no clock reads, no I/O). The journal quorum
+ * is the arbiter: a candidate becomes master by winning a new epoch on a majority of journal nodes, which fences every
+ * older writer in the same act. This core only decides when a data node campaigns and when a master steps down, so
+ * that a dead master is replaced quickly and two live candidates do not fence each other over and over:
+ *
+ * - a master's heartbeat (epoch) keeps every data node quiet for `masterTimeoutMs`;
+ * - after that silence, the standbys rank themselves the same way from the heartbeats they heard (highest applied
+ *   txid, then priority, then id): rank r campaigns r × `electionRankDelayMs` later, unless a master was heard meanwhile;
+ * - a campaign that fails backs off for a random time (given by the driver), so ties break;
+ * - a master that hears a master of a higher epoch steps down at once (it is fenced anyway at its next batch).
+ */
+import { assert } from "../util/assert.js";
+
+export type DataRole = "replica" | "candidate" | "master";
+
+/** What a data node's heartbeat tells the others. */
+export interface PeerBeat {
+  id: string;
+  role: DataRole;
+  epoch: number;
+  appliedTxid: number;
+  priority: number;
+  /** A replica that stopped on an apply fault, or is bootstrapping, cannot take over. */
+  eligible: boolean;
+}
+
+export interface ElectionLimits {
+  masterTimeoutMs: number;
+  electionRankDelayMs: number;
+}
+
+export type ElectionAction =
+  | { kind: "none" }
+  /** Try to win the next epoch now. */
+  | { kind: "campaign"; rank: number }
+  /** A master of a higher epoch is alive: stop serving. */
+  | { kind: "stepDown"; reason: string };
+
+export class ElectionCore {
+  private role: DataRole = "replica";
+  /** Our own epoch while master (0 otherwise). */
+  private epoch = 0;
+  /** When a master (of an epoch at least the highest known) was last heard, or when we started listening. */
+  private masterHeardMs: number;
+  private highestEpoch = 0;
+  private readonly peers = new Map<string, PeerBeat & { heardMs: number }>();
+  private backoffUntilMs = 0;
+
+  constructor(
+    readonly id: string,
+    readonly priority: number,
+    private readonly limits: ElectionLimits,
+    nowMs: number,
+  ) {
+    // At start nobody was heard: wait one full timeout before anyone campaigns (a master may be alive already).
+    this.masterHeardMs = nowMs;
+  }
+
+  get currentRole(): DataRole {
+    return this.role;
+  }
+
+  /** A data node's heartbeat (our own are ignored). */
+  heard(beat: PeerBeat, nowMs: number): ElectionAction {
+    if (beat.id === this.id) return { kind: "none" };
+    this.peers.set(beat.id, { ...beat, heardMs: nowMs });
+    // Someone campaigns: let it finish (it wins, or backs off) rather than fence it with a campaign of our own.
+    if (beat.role === "candidate" && this.role === "replica") this.masterHeardMs = Math.max(this.masterHeardMs, nowMs);
+    if (beat.role !== "master") return { kind: "none" };
+    if (this.role === "master" && beat.epoch > this.epoch) {
+      return { kind: "stepDown", reason: `${beat.id} is master in epoch ${beat.epoch}, above ours (${this.epoch})` };
+    }
+    if (beat.epoch >= this.highestEpoch) {
+      this.highestEpoch = beat.epoch;
+      this.masterHeardMs = nowMs;
+    }
+    return { kind: "none" };
+  }
+
+  /** The standbys in the order they campaign: most caught up first, then higher priority, then lower id. */
+  ranking(self: { appliedTxid: number; eligible: boolean }, nowMs: number): string[] {
+    const live = [...this.peers.values()].filter((p) => p.role !== "master" && p.eligible && p.priority > 0 && nowMs - p.heardMs <= this.limits.masterTimeoutMs);
+    const all = live.map((p) => ({ id: p.id, appliedTxid: p.appliedTxid, priority: p.priority }));
+    if (self.eligible && this.priority > 0) all.push({ id: this.id, appliedTxid: self.appliedTxid, priority: this.priority });
+    all.sort((a, b) => b.appliedTxid - a.appliedTxid || b.priority - a.priority || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return all.map((p) => p.id);
+  }
+
+  /** Called on the driver's timer: campaign when the master has been silent long enough and it is our turn. */
+  tick(self: { appliedTxid: number; eligible: boolean }, nowMs: number): ElectionAction {
+    if (this.role !== "replica" || !self.eligible || this.priority <= 0 || nowMs < this.backoffUntilMs) return { kind: "none" };
+    const silentSinceMs = this.masterHeardMs + this.limits.masterTimeoutMs;
+    if (nowMs < silentSinceMs) return { kind: "none" };
+    const rank = this.ranking(self, nowMs).indexOf(this.id);
+    assert(rank >= 0, "an eligible data node ranks itself");
+    if (nowMs < silentSinceMs + rank * this.limits.electionRankDelayMs) return { kind: "none" };
+    this.role = "candidate";
+    return { kind: "campaign", rank };
+  }
+
+  /** The campaign won epoch `epoch`: we serve. */
+  won(epoch: number, nowMs: number): void {
+    assert(this.role === "candidate", `won an election as ${this.role}`);
+    this.role = "master";
+    this.epoch = epoch;
+    this.highestEpoch = Math.max(this.highestEpoch, epoch);
+    this.masterHeardMs = nowMs;
+  }
+
+  /** The campaign failed (no majority, fenced by another candidate): a replica again, quiet for `backoffMs`. */
+  lost(nowMs: number, backoffMs: number): void {
+    assert(this.role === "candidate", `lost an election as ${this.role}`);
+    this.role = "replica";
+    this.backoffUntilMs = nowMs + backoffMs;
+  }
+
+  /** We stopped serving (fenced, stepped down, failed): a replica again, quiet for `backoffMs`. */
+  steppedDown(nowMs: number, backoffMs: number): void {
+    this.role = "replica";
+    this.epoch = 0;
+    this.masterHeardMs = nowMs;
+    this.backoffUntilMs = nowMs + backoffMs;
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * Issue #11: master and replica are roles of one data node; when the master dies, a standby wins the next epoch on a
+ * majority of journal nodes and serves from its own Redis, which already holds the committed journal. Real processes:
+ * nats-server, three journal nodes, three data nodes; the master killed with SIGKILL (its Redis dies with it) or frozen
+ * with SIGSTOP past the detection bound.
+ */
+import test from "ava";
+import type { ActorStatus } from "../../src/protocol/messages.js";
+import { diffKeyspaces, dumpKeyspace, startTestCluster, until, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
+
+const DATA_NODES = ["d1", "d2", "d3"];
+
+async function startCluster(name: string): Promise<TestCluster> {
+  return await startTestCluster(name, { dataNodes: DATA_NODES, masterHeartbeatIntervalMs: 100, masterTimeoutMs: 600, electionRankDelayMs: 150 });
+}
+
+function redisPort(tc: TestCluster, node: string): number {
+  return tc.cluster.config.dataRedisPortBase + DATA_NODES.indexOf(node);
+}
+
+/** Clients writing unique keys (SET is idempotent: a write whose outcome is unknown is retried as it is). */
+class KeyWriters {
+  readonly acked = new Map<string, string>();
+  private running = true;
+  private readonly done: Promise<void>[] = [];
+  lastAckMs = 0;
+  unknown = 0;
+
+  constructor(private readonly tc: TestCluster, clients: number) {
+    for (let c = 0; c < clients; c++) this.done.push(this.run(c));
+  }
+
+  private async run(client: number): Promise<void> {
+    for (let i = 0; this.running; i++) {
+      const key = `k:${client}:${i}`;
+      const value = `v${i}`;
+      for (;;) {
+        const reply = await this.tc.write(["SET", key, value], 1000).catch(() => null);
+        if (reply?.ok) {
+          this.acked.set(key, value);
+          this.lastAckMs = Date.now();
+          break;
+        }
+        this.unknown++;
+        if (!this.running) return;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  }
+
+  /** The first ack that happens after `sinceMs`. */
+  async firstAckAfter(sinceMs: number, timeoutMs: number): Promise<number> {
+    return await until("a write acked after the kill", timeoutMs, () => (this.lastAckMs > sinceMs ? this.lastAckMs : undefined), 5);
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.done);
+  }
+}
+
+async function masterOf(tc: TestCluster, except?: string): Promise<ActorStatus> {
+  return await until("a master that serves writes", 30000, async () => (await tc.status()).find((s) => s.role === "master" && s.health === "writing" && s.id !== except), 20);
+}
+
+async function checkCopies(t: import("ava").ExecutionContext, tc: TestCluster, writers: KeyWriters): Promise<void> {
+  const master = await masterOf(tc);
+  const top = await tc.write(["SET", "last", "1"]);
+  t.true(top.ok);
+  await waitForReplicas(tc, top.ok ? top.txid : 0, 90000);
+  const want = await dumpKeyspace(redisPort(tc, master.id), tc.redisPassword);
+  const lost = [...writers.acked].filter(([key, value]) => want.get(key)?.value !== value);
+  t.deepEqual(lost.slice(0, 5), [], `${lost.length} acked writes missing on the master ${master.id}`);
+  for (const node of DATA_NODES.filter((n) => n !== master.id)) {
+    t.deepEqual(diffKeyspaces(want, await dumpKeyspace(redisPort(tc, node), tc.redisPassword)).slice(0, 5), [], `${node} differs from the master`);
+  }
+}
+
+test("a standby takes over when the master is killed: no acked write lost, the old master rejoins as a replica", async (t) => {
+  const tc = await startCluster("failover-kill");
+  const writers = new KeyWriters(tc, 8);
+  try {
+    await waitForWriter(tc);
+    const gaps: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      await until("writes acked", 20000, () => (writers.acked.size > (round + 1) * 50 ? true : undefined), 20);
+      const master = await masterOf(tc);
+      const killedAt = Date.now();
+      await tc.cluster.signal(master.id, "SIGKILL");
+      const firstAck = await writers.firstAckAfter(killedAt, 15000);
+      gaps.push(firstAck - killedAt);
+      const next = await masterOf(tc);
+      t.not(next.id, master.id, "another data node took over");
+      t.log(`round ${round}: ${master.id} killed, ${next.id} serves epoch ${next.epoch}; first ack after ${firstAck - killedAt} ms`);
+      tc.cluster.startActor(master.id);
+    }
+    await writers.stop();
+    t.log(`kill → first ack: ${gaps.join(", ")} ms; ${writers.acked.size} acked, ${writers.unknown} retried`);
+    t.true(Math.max(...gaps) <= 5000, `kill → first ack ${Math.max(...gaps)} ms`);
+    await checkCopies(t, tc, writers);
+  } finally {
+    await writers.stop();
+    await tc.stop();
+  }
+});
+
+test("a master frozen past the detection bound is replaced, then steps down and converges as a replica", async (t) => {
+  const tc = await startCluster("failover-stop");
+  const writers = new KeyWriters(tc, 4);
+  try {
+    const first = await waitForWriter(tc);
+    await until("writes acked", 20000, () => (writers.acked.size > 50 ? true : undefined), 20);
+    await tc.cluster.signal(first.id, "SIGSTOP");
+    const next = await masterOf(tc, first.id);
+    t.true(next.epoch > first.epoch);
+    const ackedBefore = writers.acked.size;
+    await until("writes acked by the new master", 20000, () => (writers.acked.size > ackedBefore + 50 ? true : undefined), 20);
+    await tc.cluster.signal(first.id, "SIGCONT");
+    // The old master hears the new epoch (or is fenced at its next batch) and rejoins as a replica.
+    await until(`${first.id} to step down`, 30000, async () => (await tc.status()).find((s) => s.id === first.id && s.role === "replica"), 50);
+    const masters = (await tc.status()).filter((s) => s.role === "master");
+    t.deepEqual(masters.map((s) => s.id), [next.id], "one master");
+    await writers.stop();
+    await checkCopies(t, tc, writers);
+  } finally {
+    await writers.stop();
+    // A test that failed midway must not leave a stopped process behind.
+    for (const node of DATA_NODES) await tc.cluster.signal(node, "SIGCONT").catch(() => {});
+    await tc.stop();
+  }
+});
