@@ -110,6 +110,8 @@ export async function runBootstrapBench(dir: string, log: (line: string) => void
       masterRedisPort: redisPorts,
       replicaRedisPortBase: redisPorts + 1,
       replicas: ["r1"],
+      // The single-master layout: this bench times a new replica's join and the master's rebuild.
+      dataNodes: [],
       // Heartbeats time the join: finer than the default 500 ms.
       heartbeatIntervalMs: 100,
       segmentMaxRecords: Math.max(1, Math.ceil(writes / FILL_SEGMENTS)),

@@ -32,9 +32,9 @@ export function qjmTarget(dir: string): Target {
     name: "redis-qjm",
     async setup() {
       const nats = await startBenchNats(cleanup, path.join(dir, "nats"));
-      // The master's Redis port, then one per replica, all free, instead of the fixed defaults.
-      const redisPorts = await freePortRange(1 + defaults.replicas.length);
-      const config: Partial<Config> = { masterRedisPort: redisPorts, replicaRedisPortBase: redisPorts + 1 };
+      // One Redis port per data node, all free, instead of the fixed defaults.
+      const redisPorts = await freePortRange(defaults.dataNodes.length);
+      const config: Partial<Config> = { dataRedisPortBase: redisPorts };
       const cluster = await startLocalCluster({ natsUrl: nats.url, dataDir: path.join(dir, "data"), config, output: "files" });
       cleanup.add("redis-qjm local cluster", () => cluster.stop());
       // Should the bench die early, its actors are killed by pid like its own servers.

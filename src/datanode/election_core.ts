@@ -80,7 +80,7 @@ export class ElectionCore {
 
   /** The standbys in the order they campaign: most caught up first, then higher priority, then lower id. */
   ranking(self: { appliedTxid: number; eligible: boolean }, nowMs: number): string[] {
-    const live = [...this.peers.values()].filter((p) => p.role !== "master" && p.eligible && p.priority > 0 && nowMs - p.heardMs <= this.limits.masterTimeoutMs);
+    const live = [...this.peers.values()].filter((p) => p.role === "replica" && p.eligible && p.priority > 0 && nowMs - p.heardMs <= this.limits.masterTimeoutMs);
     const all = live.map((p) => ({ id: p.id, appliedTxid: p.appliedTxid, priority: p.priority }));
     if (self.eligible && this.priority > 0) all.push({ id: this.id, appliedTxid: self.appliedTxid, priority: this.priority });
     all.sort((a, b) => b.appliedTxid - a.appliedTxid || b.priority - a.priority || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));

@@ -91,7 +91,7 @@ test("a standby takes over when the master is killed: no acked write lost, the o
       gaps.push(firstAck - killedAt);
       const next = await masterOf(tc);
       t.not(next.id, master.id, "another data node took over");
-      t.log(`round ${round}: ${master.id} killed, ${next.id} serves epoch ${next.epoch}; first ack after ${firstAck - killedAt} ms`);
+      t.log(`round ${round}: ${master.id} killed at ${killedAt}, ${next.id} serves epoch ${next.epoch}; first ack after ${firstAck - killedAt} ms`);
       tc.cluster.startActor(master.id);
     }
     await writers.stop();

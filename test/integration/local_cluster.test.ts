@@ -11,11 +11,13 @@ import { envName } from "../../src/config/config.js";
 import { CLIENT_USER, credsFile } from "../../src/nats/auth.js";
 import { connectBus, request, requestAll } from "../../src/nats/bus.js";
 import { startChild, pidRuns } from "../../src/process/child.js";
-import { freePort } from "../../src/process/ports.js";
+import { freePort, freePorts } from "../../src/process/ports.js";
 import type { ActorStatus, WriteReply } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
 import { until } from "../helpers/harness.js";
 
+/** npm start's data nodes (the default configuration). */
+const DATA_NODES = ["d1", "d2", "d3"];
 const CLUSTER_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../actors/cluster.js");
 
 /** `node dist/actors/cluster.js` (what `npm start` runs after set-up) on free ports in a temp dir, stopped at teardown. */
@@ -27,8 +29,7 @@ async function startNpmStartCluster(t: ExecutionContext, name: string) {
     [envName("natsUrl")]: `nats://127.0.0.1:${natsPort}`,
     [envName("dataDir")]: dataDir,
     [envName("cluster")]: name,
-    [envName("masterRedisPort")]: String(await freePort()),
-    [envName("replicaRedisPortBase")]: String(await freePort()),
+    [envName("dataRedisPortBase")]: String(await freePorts(DATA_NODES.length)),
     [envName("quorumTimeoutMs")]: "5000",
     [envName("restartBackoffMinMs")]: "100",
     QJM_LOG_JSON: "1",
@@ -58,7 +59,10 @@ test("local cluster - npm start's cluster heals kill -9 of every actor, and Ctrl
     return st.length === 6 ? st : undefined;
   }, 100);
   const seen = new Map(all.map((a) => [a.id, a.pid]));
-  for (const id of ["jn2", "m1", "r1"]) {
+  // A journal node, the master (another data node takes over), a replica.
+  const master = all.find((a) => a.role === "master")!.id;
+  const replica = all.find((a) => a.role === "replica")!.id;
+  for (const id of ["jn2", master, replica]) {
     process.kill(seen.get(id)!, "SIGKILL");
     const back = await until(`${id} restarted`, 30000, async () => (await status()).find((a) => a.id === id && a.pid !== seen.get(id)), 100);
     t.not(back.pid, seen.get(id));
@@ -68,7 +72,7 @@ test("local cluster - npm start's cluster heals kill -9 of every actor, and Ctrl
 
   // Ctrl-C: every actor and server it started is gone.
   const pids = (await status()).map((a) => a.pid);
-  const redisPids = ["m1", "r1", "r2"].map((id) => Number(fs.readFileSync(path.join(dataDir, id, "redis", "redis.pid"), "utf8")));
+  const redisPids = DATA_NODES.map((id) => Number(fs.readFileSync(path.join(dataDir, id, "redis", "redis.pid"), "utf8")));
   await nc.close();
   process.kill(cluster.pid, "SIGINT");
   t.is(await cluster.exited, 0);
@@ -91,7 +95,7 @@ test("local cluster - kill -9 of npm start's cluster takes every actor and serve
     return st.length === 6 ? st : undefined;
   }, 100);
   const redisPids = await until("three redis-servers", 30000, () => {
-    const pids = ["m1", "r1", "r2"].map((id) => {
+    const pids = DATA_NODES.map((id) => {
       try {
         return Number(fs.readFileSync(path.join(dataDir, id, "redis", "redis.pid"), "utf8"));
       } catch {

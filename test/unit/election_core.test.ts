@@ -1,0 +1,69 @@
+import test from "ava";
+import { ElectionCore, type PeerBeat } from "../../src/datanode/election_core.js";
+
+const LIMITS = { masterTimeoutMs: 600, electionRankDelayMs: 150 };
+const beat = (id: string, over: Partial<PeerBeat> = {}): PeerBeat => ({ id, role: "replica", epoch: 0, appliedTxid: 0, priority: 1, eligible: true, ...over });
+const self = (appliedTxid: number, eligible = true) => ({ appliedTxid, eligible });
+
+test("nobody campaigns while a master beats; after its silence the most caught-up standby campaigns first", (t) => {
+  const d2 = new ElectionCore("d2", 1, LIMITS, 0);
+  const d3 = new ElectionCore("d3", 1, LIMITS, 0);
+  for (let now = 0; now <= 1000; now += 100) {
+    for (const core of [d2, d3]) core.heard(beat("d1", { role: "master", epoch: 3 }), now);
+    d2.heard(beat("d3", { appliedTxid: 40 }), now);
+    d3.heard(beat("d2", { appliedTxid: 50 }), now);
+    t.deepEqual(d2.tick(self(50), now), { kind: "none" });
+    t.deepEqual(d3.tick(self(40), now), { kind: "none" });
+  }
+  // The master is silent from 1000 on: at 1600 d2 (applied 50) campaigns, d3 (applied 40) only 150 ms later.
+  t.deepEqual(d2.tick(self(50), 1599), { kind: "none" });
+  t.deepEqual(d2.tick(self(50), 1600), { kind: "campaign", rank: 0 });
+  t.deepEqual(d3.tick(self(40), 1600), { kind: "none" });
+  // d2 beats on as a standby (say its campaign failed): d3, second in line, campaigns 150 ms after the silence.
+  d3.heard(beat("d2", { appliedTxid: 50 }), 1700);
+  t.deepEqual(d3.tick(self(40), 1749), { kind: "none" });
+  t.deepEqual(d3.tick(self(40), 1750), { kind: "campaign", rank: 1 });
+});
+
+test("ties are broken by priority, then by id; priority 0 and ineligible nodes never campaign", (t) => {
+  const d2 = new ElectionCore("d2", 1, LIMITS, 0);
+  d2.heard(beat("d3", { priority: 5 }), 500);
+  d2.heard(beat("d1", { priority: 1 }), 500);
+  t.deepEqual(d2.ranking(self(0), 600), ["d3", "d1", "d2"]);
+  const never = new ElectionCore("d4", 0, LIMITS, 0);
+  t.deepEqual(never.tick(self(100), 10_000), { kind: "none" });
+  const faulty = new ElectionCore("d5", 1, LIMITS, 0);
+  t.deepEqual(faulty.tick(self(100, false), 10_000), { kind: "none" });
+  // A peer not heard within the timeout does not hold anyone back.
+  t.deepEqual(d2.ranking(self(0), 1200), ["d2"]);
+});
+
+test("a candidate's heartbeat holds the others back; a lost campaign backs off", (t) => {
+  const d3 = new ElectionCore("d3", 1, LIMITS, 0);
+  d3.heard(beat("d2", { role: "candidate" }), 700);
+  t.deepEqual(d3.tick(self(0), 1000), { kind: "none" });
+  t.is(d3.tick(self(0), 1300).kind, "campaign");
+  d3.lost(1300, 500);
+  t.deepEqual(d3.tick(self(0), 1700), { kind: "none" });
+  t.is(d3.tick(self(0), 1800).kind, "campaign");
+});
+
+test("a master steps down when it hears a master of a higher epoch, not a lower one", (t) => {
+  const d1 = new ElectionCore("d1", 1, LIMITS, 0);
+  t.is(d1.tick(self(0), 600).kind, "campaign");
+  d1.won(4, 650);
+  t.deepEqual(d1.heard(beat("d2", { role: "master", epoch: 3 }), 700), { kind: "none" });
+  t.deepEqual(d1.heard(beat("d2", { role: "master", epoch: 5 }), 800), { kind: "stepDown", reason: "d2 is master in epoch 5, above ours (4)" });
+  d1.steppedDown(800, 0);
+  t.is(d1.currentRole, "replica");
+  // Stepped down: it waits for that master's silence like any standby.
+  t.deepEqual(d1.tick(self(0), 1300), { kind: "none" });
+});
+
+test("a stale master's heartbeat does not hold back an election once a newer epoch was seen", (t) => {
+  const d3 = new ElectionCore("d3", 1, LIMITS, 0);
+  d3.heard(beat("d2", { role: "master", epoch: 7 }), 100);
+  // d2 dies; d1, a zombie of epoch 6, keeps beating.
+  for (let now = 200; now <= 800; now += 100) d3.heard(beat("d1", { role: "master", epoch: 6 }), now);
+  t.is(d3.tick(self(0), 800).kind, "campaign");
+});
