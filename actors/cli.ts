@@ -3,6 +3,7 @@
  * redis-qjm — the command line.
  *   redis-qjm status [--json]        every actor's role, id, pid, epoch, txids, health, Redis URL
  *   redis-qjm write <CMD> [args…]     one write through the quorum journal; prints the reply
+ *   redis-qjm failover [--to <id>]   planned switchover: the master drains, a standby takes over; prints the pause
  *   redis-qjm events                 follows qjm.<cluster>.events (masked, restored, recovery decisions…), one JSON line each
  *   redis-qjm inspect <file> [--json] [--limit N]   offline viewer (no NATS): a segment file's records and problems, or a
  *                                                   snapshot's (.rdb / .json) summary: txid, size, RDB version, CRC-64, SHA-256
@@ -10,14 +11,16 @@
  * by default $QJM_DATA_DIR/credentials/client.creds when it exists (`npm start` writes it).
  */
 import { loadConfig } from "../src/config/config.js";
-import { CLIENT_USER, findNatsCredentials } from "../src/nats/auth.js";
+import { ADMIN_USER, CLIENT_USER, findNatsCredentials } from "../src/nats/auth.js";
 import { connectBus, request, requestAll } from "../src/nats/bus.js";
 import { decode } from "../src/protocol/codec.js";
-import type { ActorStatus } from "../src/protocol/messages.js";
+import type { ActorStatus, ControlReply } from "../src/protocol/messages.js";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Config } from "../src/config/config.js";
 import { subjects } from "../src/protocol/subjects.js";
 import { runInspect } from "../src/segment/inspect.js";
 
-const USAGE = "usage: redis-qjm status [--json] | redis-qjm write <COMMAND> [args...] | redis-qjm events | redis-qjm inspect <segment-or-snapshot-file> [--json] [--limit N]";
+const USAGE = "usage: redis-qjm status [--json] | redis-qjm write <COMMAND> [args...] | redis-qjm failover [--to <id>] | redis-qjm events | redis-qjm inspect <segment-or-snapshot-file> [--json] [--limit N]";
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
@@ -31,11 +34,13 @@ async function main(): Promise<number> {
   // Offline: before loadConfig and the NATS connection, so it works on a copied file with no cluster around.
   if (command === "inspect") return await runInspect(rest);
   const config = loadConfig();
-  if (command !== "status" && command !== "write" && command !== "events") {
+  if (command !== "status" && command !== "write" && command !== "events" && command !== "failover") {
     console.error(USAGE);
     return 2;
   }
-  const nc = await connectBus(config.natsUrl, "redis-qjm-cli", findNatsCredentials(config.natsCredsFile, config.dataDir, CLIENT_USER)).catch((err: Error) => {
+  // A switchover is an operator's act: the admin user's credentials (npm start writes them beside the client's).
+  const user = command === "failover" ? ADMIN_USER : CLIENT_USER;
+  const nc = await connectBus(config.natsUrl, "redis-qjm-cli", findNatsCredentials(config.natsCredsFile, config.dataDir, user)).catch((err: Error) => {
     console.error(`cannot reach NATS at ${config.natsUrl}: ${err.message}`);
     return null;
   });
@@ -56,6 +61,7 @@ async function main(): Promise<number> {
       }
       return 0;
     }
+    if (command === "failover") return await failover(nc, config, rest);
     if (command === "status") {
       const replies = (await requestAll(nc, s.status, {}, config.statusTimeoutMs).catch(() => [])) as ActorStatus[];
       replies.sort((a, b) => ROLE_ORDER[a.role] - ROLE_ORDER[b.role] || a.id.localeCompare(b.id));
@@ -90,6 +96,55 @@ async function main(): Promise<number> {
     return reply.ok === true ? 0 : 1;
   } finally {
     await nc.close();
+  }
+}
+
+/**
+ * A planned switchover: asks the master to drain and hand over (to `--to` or the best standby), then waits until a
+ * master of a higher epoch serves. Prints the pause: from the request to the new master serving (an upper bound of the
+ * time no write was admitted).
+ */
+async function failover(nc: NatsConnection, config: Config, args: string[]): Promise<number> {
+  const i = args.indexOf("--to");
+  const to = i >= 0 ? args[i + 1] : null;
+  if (i >= 0 && to === undefined) {
+    console.error(USAGE);
+    return 2;
+  }
+  const s = subjects(config.cluster);
+  const statuses = async () => (await requestAll(nc, s.status, {}, config.statusTimeoutMs).catch(() => [])) as ActorStatus[];
+  const master = (await statuses()).find((a) => a.role === "master" && a.health === "writing");
+  if (master === undefined) {
+    console.error("no master serves writes now: nothing to hand over");
+    return 1;
+  }
+  // The new master's first moment of service is its writerElected event.
+  const events = nc.subscribe(s.events);
+  const served = (async () => {
+    for await (const msg of events) {
+      const e = decode(msg.data) as { type?: unknown; epoch?: unknown; source?: unknown };
+      if (e.type === "writerElected" && typeof e.epoch === "number" && e.epoch > master.epoch) return { atMs: Date.now(), epoch: e.epoch, source: String(e.source) };
+    }
+    return null;
+  })();
+  const startedMs = Date.now();
+  const timer = setTimeout(() => events.unsubscribe(), config.quorumTimeoutMs * 4);
+  try {
+    const reply = (await request(nc, s.control(master.id), { type: "handover", to }, config.quorumTimeoutMs * 3).catch((err: Error) => ({ ok: false, message: err.message }))) as ControlReply;
+    if (!reply.ok || reply.type !== "handedOver") {
+      console.error(`${master.id} did not hand over: ${"message" in reply ? reply.message : JSON.stringify(reply)}`);
+      return 1;
+    }
+    const next = await served;
+    if (next === null) {
+      console.error(`${master.id} handed over to ${reply.to}, but no master serves after ${Date.now() - startedMs} ms (an election follows)`);
+      return 1;
+    }
+    console.log(`switched over from ${master.id} (epoch ${master.epoch}) to ${reply.to} (epoch ${next.epoch}): writes paused at most ${next.atMs - startedMs} ms`);
+    return 0;
+  } finally {
+    clearTimeout(timer);
+    events.unsubscribe();
   }
 }
 

@@ -8,7 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { defaults, envName, type Config } from "../config/config.js";
-import { authorizationConf, CLIENT_USER, createNatsUser, credsFile, FAULTS_USER, removeNatsCredentials, type NatsUser } from "../nats/auth.js";
+import { ADMIN_USER, authorizationConf, CLIENT_USER, createNatsUser, credsFile, FAULTS_USER, removeNatsCredentials, type NatsUser } from "../nats/auth.js";
 import { startNatsServer, writeNatsServerConf, type NatsServer } from "../nats/nats_server.js";
 import { credentialsDir } from "../util/secret_file.js";
 import { startChild, type Child } from "../process/child.js";
@@ -86,7 +86,7 @@ async function startNats(config: Config, natsUrl: string, specs: readonly ActorS
   } catch {
     /* nothing answers: start ours */
   }
-  const users: NatsUser[] = [{ name: CLIENT_USER, role: "client" }, ...specs.map(natsUserOf)];
+  const users: NatsUser[] = [{ name: CLIENT_USER, role: "client" }, { name: ADMIN_USER, role: "admin" }, ...specs.map(natsUserOf)];
   if (config.faultInjection === 1) users.push({ name: FAULTS_USER, role: "faults" });
   const entries = users.map((u) => createNatsUser(config.dataDir, config.cluster, u));
   const confFile = path.join(credentialsDir(config.dataDir), "nats-server.conf");

@@ -220,7 +220,7 @@ export function validateConfig(c: Config): string[] {
   // auth: actor ids name subjects, NATS users and credentials files; `client` and `faults` are users of their own.
   const ids = [...c.journalNodes, ...c.replicas, ...c.dataNodes];
   if (!ids.every((id) => /^[A-Za-z0-9_-]+$/.test(id))) errors.push("journal node and replica ids must be single subject tokens");
-  if (new Set(ids).size !== ids.length || ids.some((id) => id === "client" || id === "faults")) errors.push("journal node and replica ids must be distinct, and neither client nor faults");
+  if (new Set(ids).size !== ids.length || ids.some((id) => id === "client" || id === "admin" || id === "faults")) errors.push("journal node, replica and data node ids must be distinct, and none of client, admin, faults");
   if (c.natsPayloadBytesMax < 64 * 1024) errors.push("natsPayloadBytesMax must be at least 64 KiB");
   if (c.masterHeartbeatIntervalMs * 3 > c.masterTimeoutMs) errors.push("masterTimeoutMs must be at least three master heartbeats");
   if (c.heartbeatIntervalMs * 2 > c.quorumTimeoutMs) errors.push("quorumTimeoutMs must be at least two heartbeats");

@@ -13,10 +13,10 @@ import path from "node:path";
 import { randomInt, randomUUID } from "node:crypto";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Config } from "../config/config.js";
-import { serve } from "../nats/bus.js";
+import { request, serve } from "../nats/bus.js";
 import { decode, encode } from "../protocol/codec.js";
-import { QjmError } from "../protocol/errors.js";
-import type { ActorStatus } from "../protocol/messages.js";
+import { ErrorCode, QjmError } from "../protocol/errors.js";
+import { parseControlRequest, type ActorStatus, type ControlReply, type ControlRequest } from "../protocol/messages.js";
 import { subjects } from "../protocol/subjects.js";
 import { JournalClient } from "../master/journal_client.js";
 import { Master } from "../master/master.js";
@@ -64,6 +64,7 @@ export class DataNode {
       this.subs.push(this.nc.subscribe(s.heartbeat(role, "*"), { callback: (err, msg) => void (err === null && this.onBeat(msg.subject, msg.data)) }));
     }
     this.subs.push(serve(this.nc, s.status, this.log, () => this.status()));
+    this.subs.push(serve(this.nc, s.control(this.id), this.log, (body) => this.onControl(parseControlRequest(body))));
     await this.startReplica();
     this.timer = setInterval(() => this.onTimer(), this.config.masterHeartbeatIntervalMs);
   }
@@ -107,6 +108,45 @@ export class DataNode {
   private act(action: ElectionAction): void {
     if (action.kind === "campaign") this.changing = this.campaign(action.rank).finally(() => (this.changing = null));
     else if (action.kind === "stepDown") this.master?.stepDown(action.reason);
+  }
+
+  // ---- planned switchover ----
+
+  private async onControl(req: ControlRequest): Promise<ControlReply> {
+    if (req.type === "campaign") {
+      if (this.changing !== null || !this.election.campaignNow({ eligible: this.eligible })) {
+        throw new QjmError(ErrorCode.ILLEGAL_STATE, `${this.id} cannot campaign now (${this.election.currentRole}${this.eligible ? "" : ", not eligible"})`);
+      }
+      this.log.info({ from: req.from }, "the master hands over to this node");
+      this.changing = this.campaign(0).finally(() => (this.changing = null));
+      return { ok: true, type: "campaigning" };
+    }
+    return await this.handOver(req.to);
+  }
+
+  /**
+   * The master's side of a planned switchover: admission stops and everything admitted commits and is answered, then
+   * the chosen standby is asked to campaign and this node ends its role (queued writes are answered NOT_WRITER, to be
+   * retried at the new master). The standby's new epoch fences this one; no write is lost or answered twice.
+   */
+  private async handOver(to: string | null): Promise<ControlReply> {
+    const master = this.master;
+    const status = master?.status();
+    if (master === null || status === undefined || status.health !== "writing") throw new QjmError(ErrorCode.NOT_WRITER, `${this.id} is not serving writes`);
+    const standbys = this.election.ranking({ appliedTxid: 0, eligible: false }, Date.now());
+    const target = to ?? standbys[0];
+    if (target === undefined || target === this.id || !standbys.includes(target)) {
+      throw new QjmError(ErrorCode.ILLEGAL_STATE, `no live, eligible standby ${to ?? ""} to hand over to (standbys: ${standbys.join(", ") || "none"})`);
+    }
+    if (!(await master.drainForHandover(this.config.quorumTimeoutMs))) throw new QjmError(ErrorCode.TIMEOUT, "the master could not drain its writes in time; it serves on");
+    const reply = (await request(this.nc, subjects(this.config.cluster).control(target), { type: "campaign", from: this.id }, this.config.journalRequestTimeoutMs).catch((err: Error) => ({ ok: false, message: err.message }))) as { ok?: unknown; message?: unknown };
+    if (reply.ok !== true) {
+      master.resumeAdmission();
+      throw new QjmError(ErrorCode.ILLEGAL_STATE, `${target} did not take the handover: ${String(reply.message)}`);
+    }
+    this.log.info({ to: target }, "handing over: drained, the standby campaigns");
+    master.handOff(`planned switchover to ${target}`);
+    return { ok: true, type: "handedOver", from: this.id, to: target, epoch: status.epoch };
   }
 
   // ---- roles ----

@@ -99,6 +99,16 @@ export class ElectionCore {
     return { kind: "campaign", rank };
   }
 
+  /**
+   * A planned switchover: the draining master chose us. We campaign at once if we could campaign at all (a standby,
+   * eligible, priority above 0 or named explicitly by the operator — the master checked that).
+   */
+  campaignNow(self: { eligible: boolean }): boolean {
+    if (this.role !== "replica" || !self.eligible) return false;
+    this.role = "candidate";
+    return true;
+  }
+
   /** The campaign won epoch `epoch`: we serve. */
   won(epoch: number, nowMs: number): void {
     assert(this.role === "candidate", `won an election as ${this.role}`);

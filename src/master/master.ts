@@ -150,6 +150,8 @@ export class Master {
    * until every journaled write is answered, then Redis is rebuilt from the journal in the same epoch ("resetting").
    */
   private reset: { phase: "draining" | "resetting"; reason: string } | null = null;
+  /** A planned switchover (issue #11): admission stops until the role ends; `done` is told when all admitted is answered. */
+  private handover: { done: ((drained: boolean) => void) | null } | null = null;
 
   constructor(
     readonly id: string,
@@ -476,7 +478,7 @@ export class Master {
 
   /** Moves queued writes to Redis while the writer serves and both buffers are not full, within the inflight bounds. */
   private admit(): void {
-    while (this.queued.length > 0 && this.state === "writing" && this.roll === null && this.reset === null && this.scriptBarrier === null && this.core !== null && !this.core.full && this.inflight < this.config.writesInflightMax) {
+    while (this.queued.length > 0 && this.state === "writing" && this.roll === null && this.reset === null && this.handover === null && this.scriptBarrier === null && this.core !== null && !this.core.full && this.inflight < this.config.writesInflightMax) {
       if (this.inflight > 0 && this.inflightBytes + this.queued[0].bytes > this.config.writesInflightBytesMax) return;
       const w = this.dequeue();
       this.inflightBytes += w.bytes;
@@ -667,6 +669,7 @@ export class Master {
     this.maybeReset();
     // While a roll finalizes the segment, the drained core has nothing to send (not even a commit notice).
     if (this.roll?.phase === "rolling") return;
+    this.maybeDrained();
     this.handle(this.core.tick(now, true));
     for (const node of this.core?.inSyncNodes ?? []) {
       const silentMs = this.watch.silentMs(node, now);
@@ -753,7 +756,57 @@ export class Master {
     }
     this.maybeRoll();
     this.maybeReset();
+    this.maybeDrained();
     this.admit();
+  }
+
+  // ---- planned switchover (issue #11) ----
+
+  /**
+   * Stops admitting writes and resolves true once every admitted write is committed and answered (queued ones wait),
+   * or false after `timeoutMs` or if the writer fails meanwhile (admission then resumes, unless the writer failed).
+   */
+  drainForHandover(timeoutMs: number): Promise<boolean> {
+    if (this.state !== "writing" || this.handover !== null) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => this.finishDrain(false), timeoutMs);
+      this.handover = {
+        done: (drained) => {
+          clearTimeout(timer);
+          resolve(drained);
+        },
+      };
+      this.maybeDrained();
+    });
+  }
+
+  private maybeDrained(): void {
+    if (this.handover?.done == null) return;
+    const core = this.core;
+    if (this.state !== "writing" || core === null) return this.finishDrain(false);
+    if (this.inflight === 0 && this.byMarker.size === 0 && core.drained && this.roll === null && this.reset === null) this.finishDrain(true);
+  }
+
+  private finishDrain(drained: boolean): void {
+    const done = this.handover?.done;
+    if (done == null) return;
+    if (drained) this.handover = { done: null };
+    else this.resumeAdmission();
+    done(drained);
+  }
+
+  /** The switchover did not happen: serve on. */
+  resumeAdmission(): void {
+    this.handover = null;
+    this.admit();
+  }
+
+  /** The switchover's last step: a drained master ends its role; queued writes are answered NOT_WRITER (retry elsewhere). */
+  handOff(reason: string): void {
+    assert(this.handover !== null && this.handover.done === null, "hand off before the drain");
+    this.core = null;
+    this.state = "recovering";
+    void this.discardRedis().then(() => this.endRole(reason));
   }
 
   /** Starts draining once the open segment passes a roll threshold; rolls once everything journaled is answered. */
@@ -856,6 +909,8 @@ export class Master {
     this.lastFailure = reason;
     // A new writer rebuilds Redis from the journal anyway.
     this.reset = null;
+    this.finishDrain(false);
+    this.handover = null;
     this.events.publish({ type: "writerFailed", epoch: this.core?.epoch ?? 0, reason });
     const unanswered = [...this.byTxid, ...this.byMarker.values()];
     this.byTxid.length = 0;

@@ -11,7 +11,7 @@ import { nkeyAuthenticator, nkeys, type ConnectionOptions } from "@nats-io/trans
 import { subjects } from "../protocol/subjects.js";
 import { credentialsDir, writeSecretFile } from "../util/secret_file.js";
 
-export type NatsRole = "client" | "master" | "journal" | "replica" | "data" | "faults";
+export type NatsRole = "client" | "admin" | "master" | "journal" | "replica" | "data" | "faults";
 
 export interface NatsUser {
   /** The actor's id (jn1, m1, r1), `client`, or `faults` (disk fault injection, tests only). */
@@ -36,6 +36,8 @@ export interface NatsCredentials {
 }
 
 export const CLIENT_USER = "client";
+/** The operator's user: a client that may also ask for a planned switchover (`redis-qjm failover`). */
+export const ADMIN_USER = "admin";
 export const FAULTS_USER = "faults";
 
 /** `<dataDir>/credentials/<user>.creds`. */
@@ -51,6 +53,9 @@ export function permissionsOf(cluster: string, user: NatsUser): Permissions {
   switch (user.role) {
     case "client":
       return { publish: [s.write, s.status], subscribe: [s.events, inbox], allowResponses: false };
+    case "admin":
+      // An operator: what a client may do, and the data nodes' control requests (a planned switchover).
+      return { publish: [s.write, s.status, s.control("*")], subscribe: [s.events, inbox], allowResponses: false };
     case "master":
       return {
         publish: [s.journal(anyNode), s.journalRead(anyNode), s.snapshot(anyNode), s.snapshotUpload(anyNode), s.heartbeat("master", user.name), s.events],
@@ -74,8 +79,9 @@ export function permissionsOf(cluster: string, user: NatsUser): Permissions {
       // A data node is a replica that may become the master (issue #11): what both may do, and the others' heartbeats.
       const master = permissionsOf(cluster, { ...user, role: "master" });
       return {
-        publish: [...master.publish, s.heartbeat("replica", user.name)],
-        subscribe: [...master.subscribe, s.heartbeat("master", "*")],
+        // Control: the draining master asks the standby it chose to campaign.
+        publish: [...master.publish, s.heartbeat("replica", user.name), s.control("*")],
+        subscribe: [...master.subscribe, s.heartbeat("master", "*"), s.control(user.name)],
         allowResponses: true,
       };
     }

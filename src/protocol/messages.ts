@@ -372,3 +372,29 @@ export function parseSnapshotReply(v: unknown): SnapshotReply {
   if (v.data !== undefined) return { ok: true, data: bytes(v, "data") };
   return { ok: true, stored: bool(v, "stored") };
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Control of data nodes (issue #11): a planned switchover.
+
+export type ControlRequest =
+  /** To the master: drain, then hand over to `to` (or to the best standby). */
+  | { type: "handover"; to: string | null }
+  /** From the draining master to the standby it chose: campaign now, without waiting for the master's silence. */
+  | { type: "campaign"; from: string };
+
+export type ControlReply = { ok: true; type: "handedOver"; from: string; to: string; epoch: number } | { ok: true; type: "campaigning" } | ErrorReply;
+
+const NODE_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+export function parseControlRequest(v: unknown): ControlRequest {
+  if (!isObject(v)) bad("a control request must be a map");
+  if (v.type === "handover") {
+    if (v.to !== undefined && v.to !== null && (typeof v.to !== "string" || !NODE_ID.test(v.to))) bad("to must be a data node id");
+    return { type: "handover", to: typeof v.to === "string" ? v.to : null };
+  }
+  if (v.type === "campaign") {
+    if (typeof v.from !== "string" || !NODE_ID.test(v.from)) bad("from must be a data node id");
+    return { type: "campaign", from: v.from };
+  }
+  bad("unknown control request type");
+}

@@ -17,6 +17,8 @@ export const subjects = (cluster: string) => ({
   snapshot: (id: string) => `qjm.${cluster}.jn.${id}.snapshot`,
   /** Snapshot uploads (snapshotBegin/Chunk/End, snapshotDurable): replicas, and the master's copy onto a restored node. */
   snapshotUpload: (id: string) => `qjm.${cluster}.jn.${id}.snapshot.upload`,
+  /** A data node's control requests (ControlRequest): a planned switchover, from an operator or the master. */
+  control: (id: string) => `qjm.${cluster}.control.${id}`,
   /** Disk fault injection (tests only, with faultInjection = 1). */
   journalFault: (id: string) => `qjm.${cluster}.jn.${id}.fault`,
   /** Heartbeats: every actor publishes its Heartbeat here. */

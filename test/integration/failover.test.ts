@@ -5,10 +5,15 @@
  * with SIGSTOP past the detection bound.
  */
 import test from "ava";
+import { execFile } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import type { ActorStatus } from "../../src/protocol/messages.js";
 import { diffKeyspaces, dumpKeyspace, startTestCluster, until, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 const DATA_NODES = ["d1", "d2", "d3"];
+const CLI_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../actors/cli.js");
 
 async function startCluster(name: string): Promise<TestCluster> {
   return await startTestCluster(name, { dataNodes: DATA_NODES, masterHeartbeatIntervalMs: 100, masterTimeoutMs: 600, electionRankDelayMs: 150 });
@@ -25,6 +30,8 @@ class KeyWriters {
   private readonly done: Promise<void>[] = [];
   lastAckMs = 0;
   unknown = 0;
+  /** Replies by error code: NOT_WRITER (not executed: retried elsewhere), NO_QUORUM (outcome unknown)… */
+  readonly errors = new Map<string, number>();
 
   constructor(private readonly tc: TestCluster, clients: number) {
     for (let c = 0; c < clients; c++) this.done.push(this.run(c));
@@ -42,6 +49,8 @@ class KeyWriters {
           break;
         }
         this.unknown++;
+        const code = reply === null ? "TIMEOUT" : reply.ok ? "" : reply.code;
+        this.errors.set(code, (this.errors.get(code) ?? 0) + 1);
         if (!this.running) return;
         await new Promise((r) => setTimeout(r, 20));
       }
@@ -126,6 +135,33 @@ test("a master frozen past the detection bound is replaced, then steps down and 
     await writers.stop();
     // A test that failed midway must not leave a stopped process behind.
     for (const node of DATA_NODES) await tc.cluster.signal(node, "SIGCONT").catch(() => {});
+    await tc.stop();
+  }
+});
+
+test("a planned switchover (redis-qjm failover --to) hands over without losing a write or leaving one's outcome unknown", async (t) => {
+  const tc = await startCluster("failover-planned");
+  const writers = new KeyWriters(tc, 8);
+  try {
+    const first = await waitForWriter(tc);
+    const env = { ...process.env, QJM_NATS_URL: tc.cluster.natsUrl, QJM_DATA_DIR: tc.cluster.dataDir, QJM_CLUSTER: tc.cluster.cluster, QJM_NATS_CREDS_FILE: "" };
+    for (const to of DATA_NODES.filter((n) => n !== first.id)) {
+      await until("writes acked", 20000, () => (writers.acked.size > 0 ? true : undefined), 20);
+      await waitForReplicas(tc, 1, 30000);
+      const { stdout } = await promisify(execFile)(process.execPath, [CLI_JS, "failover", "--to", to], { env });
+      t.log(stdout.trim());
+      t.regex(stdout, new RegExp(`to ${to} \\(epoch \\d+\\): writes paused at most \\d+ ms`));
+      const master = await masterOf(tc);
+      t.is(master.id, to);
+      const ackedBefore = writers.acked.size;
+      await until("writes acked by the new master", 20000, () => (writers.acked.size > ackedBefore + 20 ? true : undefined), 20);
+    }
+    await writers.stop();
+    t.log(`errors seen (retried): ${JSON.stringify([...writers.errors])}`);
+    t.is(writers.errors.get("NO_QUORUM") ?? 0, 0, "no write's outcome was left unknown");
+    await checkCopies(t, tc, writers);
+  } finally {
+    await writers.stop();
     await tc.stop();
   }
 });
