@@ -22,6 +22,7 @@ import { JournalClient } from "../master/journal_client.js";
 import { Master } from "../master/master.js";
 import { establishWriter } from "../master/writer_recovery.js";
 import { wipeRedisData } from "../redis/redis_server.js";
+import type { CommandTable } from "../redis/command_table.js";
 import { Replica } from "../replica/replica.js";
 import { EventPublisher } from "../actor/events.js";
 import { writeFileDurably } from "../util/durable_file.js";
@@ -42,6 +43,8 @@ export class DataNode {
   private stopped = false;
   /** The role change under way (a campaign, a step-down): one at a time. */
   private changing: Promise<void> | null = null;
+  /** The redis-server's command table, read once while a replica: a takeover need not wait for COMMAND. */
+  private commands: CommandTable | undefined;
 
   constructor(
     readonly id: string,
@@ -154,6 +157,7 @@ export class DataNode {
   private async startReplica(): Promise<void> {
     const replica = new Replica(this.id, this.config, this.dataDir, this.redisPort, this.nc, this.log, false);
     await replica.start();
+    this.commands ??= await replica.commandTable();
     this.replica = replica;
   }
 
@@ -161,6 +165,7 @@ export class DataNode {
   private async campaign(rank: number): Promise<void> {
     this.log.info({ rank }, "no master heard: campaigning for the next epoch");
     this.beat();
+    const campaignMs = Date.now();
     let start;
     try {
       start = await establishWriter(this.jc, this.config, this.log, randomUUID());
@@ -171,14 +176,16 @@ export class DataNode {
       return;
     }
     this.election.won(start.epoch, Date.now());
+    const electedMs = Date.now();
     this.events.publish({ type: "elected", node: this.id, epoch: start.epoch, endTxid: start.endTxid });
     const replica = this.replica!;
     this.replica = null;
     const handed = await replica.release();
+    this.log.info({ epochMs: electedMs - campaignMs, releaseMs: Date.now() - electedMs }, "won the epoch; the replica handed its Redis over");
     // From here the Redis may hold effects that never commit: a restart must not take it for a replica's copy.
     await writeFileDurably(this.dataDir, MASTER_MARKER, JSON.stringify({ epoch: start.epoch }) + "\n");
     const master = new Master(this.id, this.config, this.dataDir, this.nc, this.log, {
-      takeover: { start, ...handed },
+      takeover: { start, ...handed, commands: this.commands },
       redisPort: this.redisPort,
       presence: false,
       onStepDown: (reason) => void this.onStepDown(master, reason),

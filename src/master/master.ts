@@ -70,6 +70,8 @@ export interface Takeover {
   redis: RedisServer;
   feeder: Feeder;
   appliedTxid: number;
+  /** The command table of this redis-server binary, read by the data node beforehand (COMMAND takes a while). */
+  commands?: CommandTable;
 }
 
 export interface MasterOptions {
@@ -277,21 +279,31 @@ export class Master {
     this.clusterId = t.start.clusterId;
     this.redis = t.redis;
     this.feeder = t.feeder;
+    const ms: Record<string, number> = {};
+    let at = Date.now();
+    const lap = (name: string): void => {
+      ms[name] = Date.now() - at;
+      at = Date.now();
+    };
     try {
       await this.connectClient();
+      lap("connect");
       await this.applyJournal(t.start.inSync, t.appliedTxid + 1, t.start.endTxid, APPLIED_KEY);
       // The applied-txid key means nothing on a master; the data node's Redis does not persist while it is one.
       await this.feeder.sendRun([["DEL", APPLIED_KEY]]);
-      await this.client!.call("CONFIG", "SET", "appendonly", "no");
+      // Not awaited: it runs on the same connection before any write does.
+      this.client!.call("CONFIG", "SET", "appendonly", "no").catch((err: Error) => this.log.warn({ err }, "could not turn the AOF off"));
+      lap("catchUp");
       if (generation !== this.generation) return;
       await this.openLink();
+      lap("link");
     } catch (err) {
       this.log.warn({ err }, "taking over failed");
       if (generation === this.generation) this.stepDown(`taking over: ${(err as Error).message}`);
       return;
     }
     if (generation !== this.generation || this.state !== "recovering") return;
-    this.log.info({ appliedTxid: t.appliedTxid, endTxid: t.start.endTxid }, "took over: the data node's Redis serves writes");
+    this.log.info({ appliedTxid: t.appliedTxid, endTxid: t.start.endTxid, ms }, "took over: the data node's Redis serves writes");
     this.serveAs(t.start);
   }
 
@@ -334,7 +346,7 @@ export class Master {
     this.client = new Redis({ port: this.redis.port, host: "127.0.0.1", password, maxRetriesPerRequest: 0, enableOfflineQueue: false, lazyConnect: true, enableAutoPipelining: true, autoResendUnfulfilledCommands: false });
     this.client.on("error", (err) => this.log.debug({ err }, "redis client error"));
     await this.client.connect();
-    this.commands = await CommandTable.load(this.client);
+    this.commands = this.options.takeover?.commands ?? (await CommandTable.load(this.client));
   }
 
   /** Promotes the rebuilt Redis and opens the replication link to it: from here on its effects are journaled. */

@@ -23,6 +23,7 @@ import type { ActorStatus } from "../protocol/messages.js";
 import { redisPassword, startRedisServer, type RedisServer } from "../redis/redis_server.js";
 import { APPLIED_KEY, ApplyError, applyRecords } from "../redis/apply_records.js";
 import { Feeder } from "../redis/feeder.js";
+import { CommandTable } from "../redis/command_table.js";
 import type { RecordView } from "../segment/record.js";
 import { assert } from "../util/assert.js";
 import { writeFileDurably } from "../util/durable_file.js";
@@ -319,6 +320,12 @@ export class Replica {
   private async resync(): Promise<void> {
     const applied = Number((await this.client!.get(APPLIED_KEY).catch(() => null)) ?? this.core!.appliedTxid);
     this.core = new ReplicaCore(this.config.journalNodes, applied);
+  }
+
+  /** This redis-server's command table (a data node keeps it for the day it becomes master). */
+  async commandTable(): Promise<CommandTable> {
+    assert(this.client !== null, "the command table needs the Redis");
+    return await CommandTable.load(this.client);
   }
 
   /** Applies nothing more, and a stopped copy (an apply fault) cannot take over: the data node asks before it campaigns. */
