@@ -65,3 +65,23 @@ test("auth - each actor publishes only its own heartbeat; a journal node hears o
   for (const subject of [s.journal("jn2"), s.journalRead("jn2"), s.snapshotUpload("jn2"), s.write]) t.false(hears(jn1, subject), subject);
   t.false(hears(r1, s.write), "a replica never answers writes");
 });
+
+test("auth - a data node may do what a master and a replica may, beats only as itself, hears only its own control", (t) => {
+  const d1: NatsUser = { name: "d1", role: "data" };
+  for (const type of WRITER_TYPES) t.true(may(d1, journalSubjectOf(s, "jn2", type)), type);
+  t.true(may(d1, s.heartbeat("master", "d1")) && may(d1, s.heartbeat("replica", "d1")));
+  t.false(may(d1, s.heartbeat("master", "d2")) || may(d1, s.heartbeat("replica", "d2")), "no heartbeat in another node's name");
+  t.true(hears(d1, s.heartbeat("master", "d2")) && hears(d1, s.heartbeat("replica", "d3")));
+  t.true(hears(d1, s.write));
+  t.true(hears(d1, s.control("d1")));
+  t.false(hears(d1, s.control("d2")));
+  t.true(may(d1, s.control("d2")), "the draining master asks its chosen standby to campaign");
+});
+
+test("auth - only the admin user, not a client, may ask a data node for a switchover", (t) => {
+  const admin: NatsUser = { name: "admin", role: "admin" };
+  t.true(may(admin, s.control("d1")));
+  t.true(may(admin, s.write) && may(admin, s.status) && hears(admin, s.events));
+  t.false(may(client, s.control("d1")));
+  for (const type of WRITER_TYPES) t.false(may(admin, journalSubjectOf(s, "jn1", type)), type);
+});

@@ -3,7 +3,7 @@ import { defaults, envName, loadConfig, quorumSize, validateConfig } from "../..
 import { decode, encode } from "../../src/protocol/codec.js";
 import { QjmError } from "../../src/protocol/errors.js";
 import { RECORD_BYTES_MAX } from "../../src/segment/record.js";
-import { parseJournalRequest, parseWriteRequest, type JournalRequest } from "../../src/protocol/messages.js";
+import { parseControlRequest, parseJournalRequest, parseWriteRequest, type JournalRequest } from "../../src/protocol/messages.js";
 
 // ---- config ----
 
@@ -206,4 +206,13 @@ test("messages - parseWriteRequest refuses non-arrays, empty arrays and non-stri
     ["NaN argument", ["INCRBYFLOAT", "k", Number.NaN]],
   ];
   for (const [name, v] of cases) badRequest(t, () => parseWriteRequest(v), name);
+});
+
+test("messages - control requests: a handover names a data node or none; anything else is BAD_REQUEST", (t) => {
+  t.deepEqual(parseControlRequest({ type: "handover" }), { type: "handover", to: null });
+  t.deepEqual(parseControlRequest({ type: "handover", to: "d2" }), { type: "handover", to: "d2" });
+  t.deepEqual(parseControlRequest({ type: "campaign", from: "d1" }), { type: "campaign", from: "d1" });
+  for (const bad of [null, [], "handover", { type: "handover", to: "d2.x" }, { type: "handover", to: 7 }, { type: "campaign" }, { type: "campaign", from: "x".repeat(65) }, { type: "stepDown" }]) {
+    badRequest(t, () => parseControlRequest(bad), JSON.stringify(bad));
+  }
 });
