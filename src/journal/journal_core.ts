@@ -253,7 +253,7 @@ export class JournalCore {
         return this.onNewEpoch(req.epoch);
       case "startSegment":
         this.checkCluster(req.clusterId);
-        return this.onStartSegment(req.epoch, req.txid);
+        return this.onStartSegment(req.epoch, req.txid, req.catchUp === true);
       case "journal":
         return this.onJournal(req);
       case "prepareRecovery":
@@ -434,10 +434,20 @@ export class JournalCore {
     if (end >= txid) throw new QjmError(ErrorCode.ILLEGAL_STATE, `finalized records up to ${end} overlap a segment at ${txid}`);
   }
 
-  private onStartSegment(epoch: number, txid: number): StepResult {
+  /**
+   * A segment starts right after the node's log (its newest segment's end + 1), or inside it for a writer whose
+   * recovery decided a shorter log (the records past it are set aside). Past the end only as a catch-up: a writer
+   * bringing back a node that lacks records opens its segment past the hole (issue #10: a plain request past the end,
+   * e.g. forged, would set aside a segment holding committed records; it is refused before it promises anything).
+   */
+  private onStartSegment(epoch: number, txid: number, catchUp: boolean): StepResult {
     const ops: DiskOp[] = [];
-    this.checkEpoch(epoch, ops);
+    if (epoch < this.meta.promisedEpoch) this.checkEpoch(epoch, ops);
     if (txid < 1) throw new QjmError(ErrorCode.BAD_REQUEST, "segments start at txid 1 or above");
+    if (!catchUp && txid > this.lastTxid + 1) {
+      throw new QjmError(ErrorCode.OUT_OF_SYNC, `a segment at ${txid} would leave a hole after this node's last txid ${this.lastTxid}`);
+    }
+    this.checkEpoch(epoch, ops);
     const existing = this.segmentAt(txid);
     if (existing !== undefined) {
       // A writer retrying its start, or a new writer after a crash right at segment start: fine while empty.
