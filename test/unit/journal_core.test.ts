@@ -247,6 +247,25 @@ test("journal core - startSegment right after a copy this node accepted in recov
   t.is(n.state().firstTxid, 1);
 });
 
+test("journal core - a copy accepted in an older recovery is set aside, not finalized, by a later writer's startSegment (sim seed 1091)", (t) => {
+  // Epoch 2's recovery chose this node's copy 1..5 and reached only it; epoch 4 committed other records under
+  // 1..5 without it, and epoch 5's recovery chose those. Epoch 5's start at 6 must not finalize the stale copy.
+  const n = written(1, 5);
+  ok(n.step({ type: "newEpoch", epoch: 2 }));
+  ok(n.step(accept(2, 1, 5, 1)));
+  ok(n.step({ type: "newEpoch", epoch: 5 }));
+  const r = n.step({ type: "startSegment", epoch: 5, txid: 6 });
+  t.deepEqual(r.ops.map((o) => o.op), ["setAside", "startSegment", "persistMeta"]);
+  t.is(n.state().firstTxid, 0, "the stale copy is not served");
+  // The same holds when a recovery's copy opens the next segment on it.
+  const m = written(1, 5);
+  ok(m.step({ type: "newEpoch", epoch: 2 }));
+  ok(m.step(accept(2, 1, 5, 1)));
+  ok(m.step({ type: "newEpoch", epoch: 5 }));
+  const copy = m.step(recoveryAppend(5, 6, 6, 2, records(4, 6, 2)));
+  t.deepEqual(copy.ops.map((o) => o.op).slice(0, 2), ["setAside", "startSegment"]);
+});
+
 test("journal core - startSegment inside finalized records is ILLEGAL_STATE", (t) => {
   const n = node({ promisedEpoch: 2, writerEpoch: 2, accepted: null }, [{ startTxid: 1, endTxid: 5, inProgress: false }]);
   const before = n.state();
