@@ -6,11 +6,16 @@
  *   meta.json                  promised epoch, writer epoch, accepted recovery (tmp + fsync + rename + dir fsync)
  *   identity.json              cluster id, restoring flag (written the same way); absent: not formatted
  *   edits_sync_<start>.tmp     a finalized segment being copied from a peer (dropped if found on start)
+ *   edits_recovery_<s>.tmp     recovery records staged until acceptRecovery installs them (dropped on start)
+ *   edits_merge_<s>-<e>.tmp    a merged segment written aside until compaction switches to it (dropped on start)
  *   *.stale-<ms>               an in-progress segment set aside by a newer writer: kept to inspect, never served
  *
  * Appends are fdatasync'ed before they count; the directory is fsync'ed after every create, rename and delete.
  * On open every segment is validated: a torn tail of the in-progress segment is truncated, a corrupt record
  * anywhere else puts the store in a fault that names the file and offset (it never serves bad data).
+ *
+ * All of it is written once, in SegmentLog, as programs of primitive disk calls (disk.ts): SegmentStore runs them over
+ * node:fs, the simulator over its in-memory disk (sim/sim_disk.ts), where a crash may fall between any two calls.
  */
 import fs from "node:fs";
 import path from "node:path";
