@@ -253,7 +253,7 @@ export class JournalCore {
         return this.onNewEpoch(req.epoch);
       case "startSegment":
         this.checkCluster(req.clusterId);
-        return this.onStartSegment(req.epoch, req.txid);
+        return this.onStartSegment(req.epoch, req.txid, req.catchUp === true);
       case "journal":
         return this.onJournal(req);
       case "prepareRecovery":
@@ -404,13 +404,14 @@ export class JournalCore {
 
   /**
    * Makes room for a segment that starts at txid, decided by a writer of a newer epoch. An older in-progress segment
-   * is kept (finalized) only when it holds exactly the decided copy: the recovery accepted here and ending right
-   * before txid. Otherwise it may hold records no majority acked, or another epoch's records under the same txids,
+   * is kept (finalized) only when it holds exactly the decided copy: the recovery accepted here in this same epoch
+   * (an older recovery's decision may have been superseded by a newer one that did not reach this node: sim seed
+   * 1091) and ending right before txid, or the segment this epoch's writer rolled from. Otherwise it may hold records no majority acked, or another epoch's records under the same txids,
    * so it is set aside and never served; its committed part is finalized on a majority elsewhere (recovery does that
    * before any new segment starts). The node may then have a hole before txid, as an HDFS journal node may: readers
    * take those txids from other nodes.
    */
-  private closeOlderSegments(txid: number, ops: DiskOp[], writerEpoch = 0): void {
+  private closeOlderSegments(txid: number, ops: DiskOp[], epoch: number, roll: boolean): void {
     if (txid - 1 < this.committedTxid) {
       // Recovery never decides an end below a commit index anyone saw (HDFS-3863): refuse, loudly.
       throw new QjmError(ErrorCode.ILLEGAL_STATE, `a segment at ${txid} would drop committed txid ${this.committedTxid}`);
@@ -418,8 +419,9 @@ export class JournalCore {
     const last = this.segments.at(-1);
     if (last !== undefined && last.startTxid < txid && last.inProgress) {
       // The same writer opening its next segment (a roll) finalized this one on a majority first, and only it appended here.
-      const rolled = writerEpoch > 0 && this.meta.writerEpoch === writerEpoch && last.endTxid === txid - 1;
-      const decided = rolled || (this.meta.accepted?.segmentTxid === last.startTxid && last.endTxid === txid - 1);
+      const rolled = roll && this.meta.writerEpoch === epoch && last.endTxid === txid - 1;
+      const accepted = this.meta.accepted;
+      const decided = rolled || (accepted?.segmentTxid === last.startTxid && accepted.epoch === epoch && last.endTxid === txid - 1);
       if (decided) {
         ops.push({ op: "finalize", startTxid: last.startTxid, endTxid: last.endTxid });
         last.inProgress = false;
@@ -434,10 +436,20 @@ export class JournalCore {
     if (end >= txid) throw new QjmError(ErrorCode.ILLEGAL_STATE, `finalized records up to ${end} overlap a segment at ${txid}`);
   }
 
-  private onStartSegment(epoch: number, txid: number): StepResult {
+  /**
+   * A segment starts right after the node's log (its newest segment's end + 1), or inside it for a writer whose
+   * recovery decided a shorter log (the records past it are set aside). Past the end only as a catch-up: a writer
+   * bringing back a node that lacks records opens its segment past the hole (issue #10: a plain request past the end,
+   * e.g. forged, would set aside a segment holding committed records; it is refused before it promises anything).
+   */
+  private onStartSegment(epoch: number, txid: number, catchUp: boolean): StepResult {
     const ops: DiskOp[] = [];
-    this.checkEpoch(epoch, ops);
+    if (epoch < this.meta.promisedEpoch) this.checkEpoch(epoch, ops);
     if (txid < 1) throw new QjmError(ErrorCode.BAD_REQUEST, "segments start at txid 1 or above");
+    if (!catchUp && txid > this.lastTxid + 1) {
+      throw new QjmError(ErrorCode.OUT_OF_SYNC, `a segment at ${txid} would leave a hole after this node's last txid ${this.lastTxid}`);
+    }
+    this.checkEpoch(epoch, ops);
     const existing = this.segmentAt(txid);
     if (existing !== undefined) {
       // A writer retrying its start, or a new writer after a crash right at segment start: fine while empty.
@@ -445,7 +457,7 @@ export class JournalCore {
         throw new QjmError(ErrorCode.ILLEGAL_STATE, `segment ${txid} already holds records`);
       }
     } else {
-      this.closeOlderSegments(txid, ops, epoch);
+      this.closeOlderSegments(txid, ops, epoch, true);
       ops.push({ op: "startSegment", startTxid: txid });
       this.segments.push({ startTxid: txid, endTxid: txid - 1, inProgress: true });
     }
@@ -527,7 +539,7 @@ export class JournalCore {
     if (req.epoch !== this.meta.promisedEpoch) throw new QjmError(ErrorCode.EPOCH_FENCED, `epoch ${req.epoch} is not the promised one`);
     let segment = this.segmentAt(req.segmentTxid);
     if (segment === undefined) {
-      this.closeOlderSegments(req.segmentTxid, ops);
+      this.closeOlderSegments(req.segmentTxid, ops, req.epoch, false);
       ops.push({ op: "startSegment", startTxid: req.segmentTxid });
       segment = { startTxid: req.segmentTxid, endTxid: req.segmentTxid - 1, inProgress: true };
       this.segments.push(segment);

@@ -6,22 +6,27 @@
  *   meta.json                  promised epoch, writer epoch, accepted recovery (tmp + fsync + rename + dir fsync)
  *   identity.json              cluster id, restoring flag (written the same way); absent: not formatted
  *   edits_sync_<start>.tmp     a finalized segment being copied from a peer (dropped if found on start)
+ *   edits_recovery_<s>.tmp     recovery records staged until acceptRecovery installs them (dropped on start)
+ *   edits_merge_<s>-<e>.tmp    a merged segment written aside until compaction switches to it (dropped on start)
  *   *.stale-<ms>               an in-progress segment set aside by a newer writer: kept to inspect, never served
  *
  * Appends are fdatasync'ed before they count; the directory is fsync'ed after every create, rename and delete.
  * On open every segment is validated: a torn tail of the in-progress segment is truncated, a corrupt record
  * anywhere else puts the store in a fault that names the file and offset (it never serves bad data).
+ *
+ * All of it is written once, in SegmentLog, as programs of primitive disk calls (disk.ts): SegmentStore runs them over
+ * node:fs, the simulator over its in-memory disk (sim/sim_disk.ts), where a crash may fall between any two calls.
  */
 import fs from "node:fs";
-import fsp from "node:fs/promises";
 import path from "node:path";
 import { SegmentCorruptError } from "../protocol/errors.js";
 import type { SegmentState } from "../protocol/messages.js";
 import { RECORD_HEADER_BYTES, scanRecords } from "../segment/record.js";
-import { assert } from "../util/assert.js";
+import { assert, assertNever } from "../util/assert.js";
 import { recordCrc, type DiskOp, type Identity, type JournalMeta, type LoadedJournal, type SegmentPrints } from "./journal_core.js";
 import { DiskFaults } from "./disk_faults.js";
-import { fsyncDir, writeFileDurably } from "../util/durable_file.js";
+import { append, create, fsync, fsyncDir, list, pause, read, readFile, remove, rename, runAsync, truncate, write, writeDurably, type DiskProgram } from "./disk.js";
+import { FsDisk } from "./fs_disk.js";
 
 const TXID_DIGITS = 19;
 const IN_PROGRESS = /^edits_inprogress_(\d+)$/;
@@ -32,6 +37,13 @@ const RECOVERY_TMP = /^edits_recovery_\d+(\.install)?\.tmp$/;
 
 function recoveryTmpName(segmentTxid: number): string {
   return `edits_recovery_${segmentTxid}.tmp`;
+}
+function installTmpName(segmentTxid: number): string {
+  return `edits_recovery_${segmentTxid}.install.tmp`;
+}
+
+function syncTmpName(startTxid: number): string {
+  return `edits_sync_${startTxid}.tmp`;
 }
 const MERGE_TMP = /^edits_merge_\d+-\d+\.tmp$/;
 
@@ -47,11 +59,11 @@ export function finalizedName(start: number, end: number): string {
   return `edits_${String(start).padStart(TXID_DIGITS, "0")}-${String(end).padStart(TXID_DIGITS, "0")}`;
 }
 
-interface StoredSegment extends SegmentState {
-  file: string;
+/** A segment as the store indexes it: its file and where each record starts. */
+export interface StoredSegment extends SegmentState {
+  name: string;
   /** Byte offset of each record, in txid order, plus the end offset last: offsets[i] is txid startTxid + i. */
   offsets: number[];
-  handle: fsp.FileHandle | null;
 }
 
 export interface OpenResult extends LoadedJournal {
@@ -59,287 +71,319 @@ export interface OpenResult extends LoadedJournal {
   truncated: { file: string; bytes: number; rot: boolean } | null;
 }
 
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
-export class SegmentStore {
-  readonly dir: string;
-  private segments: StoredSegment[] = [];
+/**
+ * The segment store's logic, once for production and the simulator: the index of the segments on disk, and the
+ * programs (disk.ts) that load the directory and carry out each DiskOp over primitive file calls. Each program
+ * updates the index only after its last call completed; a failed or interrupted one leaves the index stale, and its
+ * driver reloads from the disk (as after a crash).
+ */
+export class SegmentLog {
+  segments: StoredSegment[] = [];
   /** Inputs of an interrupted merge deleted on open (for the log and tests). */
   mergeLeftovers = 0;
   /** Unfinished merge files dropped on open. */
   mergeTmpsDropped = 0;
-  /** Fault injection (tests): a pause between the steps of a merge or purge. */
-  stepPauseMs = 0;
 
   constructor(
-    root: string,
-    readonly faults: DiskFaults = new DiskFaults(),
-  ) {
-    this.dir = path.join(path.resolve(root), "current");
+    /** For messages only: the directory the names are in. */
+    readonly dir: string,
+    /** The name an in-progress segment is set aside under (kept to inspect, never served). */
+    private readonly asideName: (name: string) => string,
+  ) {}
+
+  /** A copy (same names, own offsets): the simulator counts a program's calls on it. */
+  clone(): SegmentLog {
+    const copy = new SegmentLog(this.dir, this.asideName);
+    copy.segments = this.segments.map((s) => ({ ...s, offsets: [...s.offsets] }));
+    return copy;
   }
 
-  /** Loads and validates everything on disk (the checks themselves: `scanSegmentFiles`, shared with the simulator). */
-  async open(): Promise<OpenResult> {
-    await fsp.mkdir(this.dir, { recursive: true });
+  /** Loads and validates everything on disk (the checks themselves: `scanSegmentFiles`); repairs what a crash left. */
+  *open(): DiskProgram<OpenResult> {
+    const names = yield* list();
     // An unreadable meta or identity file is a fault like a corrupt segment: refuse service, name the file.
     let fault: string | null = null;
-    let meta: JournalMeta = { promisedEpoch: 0, writerEpoch: 0, accepted: null };
-    let identity: Identity = { clusterId: null, restoring: true };
+    let meta = parseMeta(null);
+    let identity = parseIdentity(null);
     try {
-      meta = parseMeta(await this.readText("meta.json"));
+      meta = parseMeta(textOf(yield* readFile("meta.json")));
     } catch (err) {
       fault = `${path.join(this.dir, "meta.json")} is unreadable: ${(err as Error).message}`;
     }
     try {
-      identity = parseIdentity(await this.readText("identity.json"));
+      identity = parseIdentity(textOf(yield* readFile("identity.json")));
     } catch (err) {
       fault ??= `${path.join(this.dir, "identity.json")} is unreadable: ${(err as Error).message}`;
     }
-    const names = (await fsp.readdir(this.dir)).sort();
-    // Unfinished copies and merges: their inputs are still in the log.
+    const covered = yield* this.dropLeftovers(names);
+    this.segments = [];
+    if (fault !== null) return { meta, identity, segments: [], fault, truncated: null, newestPrints: undefined };
+    const files: SegmentFile[] = [];
+    for (const name of names) if (isSegmentFile(name) && !covered.includes(name)) files.push({ name, data: (yield* readFile(name))! });
+    const scan = scanSegmentFiles(this.dir, files);
+    if (scan.truncate !== null && scan.truncate.rot && scan.fault === null) {
+      identity = identityAfterTailRot(identity);
+      yield* writeDurably("identity.json", encoder.encode(JSON.stringify(identity)));
+    }
+    let truncated: OpenResult["truncated"] = null;
+    if (scan.truncate !== null) {
+      yield* truncate(scan.truncate.name, scan.truncate.validBytes);
+      yield* fsync(scan.truncate.name, true);
+      truncated = { file: scan.truncate.name, bytes: scan.truncate.bytes, rot: scan.truncate.rot };
+    }
+    this.segments = scan.segments.map((seg) => ({ startTxid: seg.startTxid, endTxid: seg.endTxid, inProgress: seg.inProgress, name: seg.name, offsets: seg.offsets }));
+    return { meta, identity, segments: this.manifest(), fault: scan.fault, truncated, newestPrints: scan.newestPrints ?? undefined };
+  }
+
+  /**
+   * Unfinished copies, stagings and merges go (their inputs are still in the log); so do the inputs a merge's output
+   * covers, when it was renamed into the log and the merge died before deleting them all. Returns those inputs.
+   */
+  private *dropLeftovers(names: readonly string[]): DiskProgram<string[]> {
     for (const name of names) {
       if (MERGE_TMP.test(name)) this.mergeTmpsDropped++;
-      if (SYNC_TMP.test(name) || MERGE_TMP.test(name) || RECOVERY_TMP.test(name)) await fsp.rm(path.join(this.dir, name), { force: true });
+      if (SYNC_TMP.test(name) || MERGE_TMP.test(name) || RECOVERY_TMP.test(name)) yield* remove(name);
     }
-    // A merge renamed its output into the log but died before deleting every input: the inputs it covers go now.
     const covered = coveredByMerge(names);
-    for (const name of covered) await fsp.rm(path.join(this.dir, name), { force: true });
-    if (covered.length > 0) await fsyncDir(this.dir);
+    for (const name of covered) yield* remove(name);
+    if (covered.length > 0) yield* fsyncDir();
     this.mergeLeftovers += covered.length;
-    let truncated: OpenResult["truncated"] = null;
-    let newestPrints: SegmentPrints | undefined;
-    this.segments = [];
-    if (fault === null) {
-      const files: SegmentFile[] = [];
-      for (const name of names) if (isSegmentFile(name) && !covered.includes(name)) files.push({ name, data: await fsp.readFile(path.join(this.dir, name)) });
-      const scan = scanSegmentFiles(this.dir, files);
-      fault = scan.fault;
-      newestPrints = scan.newestPrints ?? undefined;
-      if (scan.truncate !== null && scan.truncate.rot && fault === null) {
-        identity = identityAfterTailRot(identity);
-        await this.writeDurably("identity.json", JSON.stringify(identity));
-      }
-      if (scan.truncate !== null) {
-        const file = path.join(this.dir, scan.truncate.name);
-        await fsp.truncate(file, scan.truncate.validBytes);
-        const handle = await fsp.open(file, "r+");
-        await handle.datasync();
-        await handle.close();
-        truncated = { file, bytes: scan.truncate.bytes, rot: scan.truncate.rot };
-      }
-      this.segments = scan.segments.map((seg) => ({ startTxid: seg.startTxid, endTxid: seg.endTxid, inProgress: seg.inProgress, file: path.join(this.dir, seg.name), offsets: seg.offsets, handle: null }));
-    }
-    return {
-      meta,
-      identity,
-      segments: this.segments.map(({ startTxid, endTxid, inProgress }) => ({ startTxid, endTxid, inProgress })),
-      fault,
-      truncated,
-      newestPrints,
-    };
+    return covered;
   }
 
-  /** A file's text, or null when it does not exist. */
-  private async readText(name: string): Promise<string | null> {
-    try {
-      return await fsp.readFile(path.join(this.dir, name), "utf8");
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
-      throw err;
-    }
+  manifest(): SegmentState[] {
+    return this.segments.map(({ startTxid, endTxid, inProgress }) => ({ startTxid, endTxid, inProgress }));
   }
 
-  /** tmp + fsync + rename + directory fsync: the file is either the old one or the new one after a crash. */
-  private async writeDurably(name: string, content: string): Promise<void> {
-    await writeFileDurably(this.dir, name, content, (op, file) => this.faults.check(op, file));
-  }
-
-  /** Runs one disk operation of the core; durable when the promise resolves. */
-  async apply(op: DiskOp): Promise<void> {
+  /** Carries out one disk operation of the core; durable when the program ends. */
+  *apply(op: DiskOp): DiskProgram<void> {
     switch (op.op) {
       case "persistMeta":
-        return await this.writeDurably("meta.json", JSON.stringify(op.meta));
+        return yield* writeDurably("meta.json", encoder.encode(JSON.stringify(op.meta)));
       case "persistIdentity":
-        return await this.writeDurably("identity.json", JSON.stringify(op.identity));
-      case "syncAppend": {
-        const tmp = path.join(this.dir, `edits_sync_${op.startTxid}.tmp`);
-        this.faults.check("write", tmp);
-        await fsp.writeFile(tmp, op.records, { flag: op.fresh ? "w" : "a" });
-        return;
-      }
-      case "syncFinish": {
-        const tmp = path.join(this.dir, `edits_sync_${op.startTxid}.tmp`);
-        const data = await fsp.readFile(tmp);
-        const scan = scanRecords(data);
-        assert(scan.stop === undefined && scan.records.length === op.endTxid - op.startTxid + 1, `copied segment ${op.startTxid} does not hold ${op.startTxid}..${op.endTxid}`);
-        const handle = await fsp.open(tmp, "r+");
-        try {
-          this.faults.check("fsync", tmp);
-          await handle.sync();
-        } finally {
-          await handle.close();
-        }
-        const file = path.join(this.dir, finalizedName(op.startTxid, op.endTxid));
-        await fsp.rename(tmp, file);
-        await fsyncDir(this.dir);
-        const offsets = scan.records.map((r) => r.offset);
-        offsets.push(scan.validBytes);
-        this.segments.push({ startTxid: op.startTxid, endTxid: op.endTxid, inProgress: false, file, offsets, handle: null });
-        this.segments.sort((a, b) => a.startTxid - b.startTxid);
-        return;
-      }
-      case "startSegment": {
-        const file = path.join(this.dir, inProgressName(op.startTxid));
-        const handle = await fsp.open(file, "w+");
-        await handle.sync();
-        await fsyncDir(this.dir);
-        this.segments.push({ startTxid: op.startTxid, endTxid: op.startTxid - 1, inProgress: true, file, offsets: [0], handle });
-        return;
-      }
-      case "append": {
-        const segment = this.segment(op.segmentTxid);
-        assert(segment.inProgress, `append to finalized segment ${op.segmentTxid}`);
-        assert(op.txids[0] === segment.endTxid + 1, `append of ${op.txids[0]} after ${segment.endTxid}`);
-        const handle = await this.handle(segment);
-        const end = segment.offsets[segment.offsets.length - 1];
-        try {
-          this.faults.check("write", segment.file);
-          await handle.write(op.records, 0, op.records.length, end);
-          this.faults.check("fsync", segment.file);
-          await handle.datasync();
-        } catch (err) {
-          // What a failed write or fsync left behind is not durable, whatever the page cache says: cut it off.
-          await handle.truncate(end).catch(() => {});
-          throw err;
-        }
-        appendOffsets(segment.offsets, op.records, op.txids.length);
-        segment.endTxid = op.txids[op.txids.length - 1];
-        return;
-      }
-      case "truncate": {
-        const segment = this.segment(op.segmentTxid);
-        assert(op.toTxid >= segment.startTxid - 1 && op.toTxid <= segment.endTxid, "truncate out of range");
-        const keep = op.toTxid - segment.startTxid + 1;
-        const bytes = segment.offsets[keep];
-        const handle = await this.handle(segment);
-        await handle.truncate(bytes);
-        await handle.datasync();
-        segment.offsets.length = keep + 1;
-        segment.endTxid = op.toTxid;
-        return;
-      }
-      case "stageRecovery": {
-        const tmp = path.join(this.dir, recoveryTmpName(op.segmentTxid));
-        this.faults.check("write", tmp);
+        return yield* writeDurably("identity.json", encoder.encode(JSON.stringify(op.identity)));
+      case "syncAppend":
+        // A finalized segment copied from a peer goes to a file beside the log first; dropped on open if unfinished.
+        if (op.fresh) yield* create(syncTmpName(op.startTxid));
+        return yield* append(syncTmpName(op.startTxid), op.records);
+      case "syncFinish":
+        return yield* this.syncFinish(op.startTxid, op.endTxid);
+      case "startSegment":
+        return yield* this.startSegment(op.startTxid);
+      case "append":
+        return yield* this.append(op.segmentTxid, op.records, op.txids);
+      case "truncate":
+        return yield* this.truncate(op.segmentTxid, op.toTxid);
+      case "stageRecovery":
         // Not fsynced: installRecovery writes and fsyncs the segment it makes from these.
-        await fsp.writeFile(tmp, op.records, { flag: op.fresh ? "w" : "a" });
-        return;
-      }
+        if (op.fresh) yield* create(recoveryTmpName(op.segmentTxid));
+        return yield* append(recoveryTmpName(op.segmentTxid), op.records);
       case "discardRecovery":
-        await fsp.rm(path.join(this.dir, recoveryTmpName(op.segmentTxid)), { force: true });
-        return;
-      case "installRecovery": {
-        const segment = this.segment(op.segmentTxid);
-        assert(segment.inProgress && op.fromTxid >= segment.startTxid && op.fromTxid <= segment.endTxid + 1, "install out of range");
-        const staged = await fsp.readFile(path.join(this.dir, recoveryTmpName(op.segmentTxid)));
-        const { ownBytes, stagedBytes, offsets } = planInstall(segment, op, staged);
-        const own = Buffer.allocUnsafe(ownBytes);
-        const handle = await this.handle(segment);
-        if (ownBytes > 0) await handle.read(own, 0, ownBytes, 0);
-        await handle.close();
-        segment.handle = null;
-        // The whole new segment is written aside, fsynced, then renamed over the old one: one atomic switch.
-        const installTmp = path.join(this.dir, `edits_recovery_${op.segmentTxid}.install.tmp`);
-        const out = await fsp.open(installTmp, "w");
-        try {
-          this.faults.check("write", installTmp);
-          await out.writeFile(Buffer.concat([own, staged.subarray(0, stagedBytes)]));
-          this.faults.check("fsync", installTmp);
-          await out.sync();
-        } finally {
-          await out.close();
-        }
-        await fsp.rename(installTmp, segment.file);
-        await fsyncDir(this.dir);
-        await fsp.rm(path.join(this.dir, recoveryTmpName(op.segmentTxid)), { force: true });
-        segment.offsets = offsets;
-        segment.endTxid = op.toTxid;
-        return;
-      }
-      case "finalize": {
-        const segment = this.segment(op.startTxid);
-        assert(segment.endTxid === op.endTxid, "finalize at a different end");
-        if (segment.handle !== null) {
-          await segment.handle.sync();
-          await segment.handle.close();
-          segment.handle = null;
-        }
-        const file = path.join(this.dir, finalizedName(op.startTxid, op.endTxid));
-        await fsp.rename(segment.file, file);
-        await fsyncDir(this.dir);
-        segment.file = file;
-        segment.inProgress = false;
-        return;
-      }
-      case "setAside": {
-        const segment = this.segment(op.startTxid);
-        if (segment.handle !== null) await segment.handle.close();
-        segment.handle = null;
-        await fsp.rename(segment.file, `${segment.file}.stale-${Date.now()}`);
-        await fsyncDir(this.dir);
-        this.segments = this.segments.filter((s) => s !== segment);
-        return;
-      }
-      case "purgeSegment": {
-        const segment = this.segment(op.startTxid);
-        assert(!segment.inProgress && segment.endTxid === op.endTxid, `purge of ${op.startTxid}-${op.endTxid} that is not finalized so`);
-        // Oldest first and one at a time: a crash leaves a shorter, still contiguous log.
-        this.segments = this.segments.filter((s) => s !== segment);
-        if (segment.handle !== null) await segment.handle.close();
-        await fsp.rm(segment.file, { force: true });
-        await fsyncDir(this.dir);
-        await this.pause();
-        return;
-      }
-      case "mergeSegments": {
-        const parts = op.parts.map((p) => this.segment(p));
-        const file = path.join(this.dir, finalizedName(op.startTxid, op.endTxid));
-        // The merged file was written and fsynced aside (prepareMerge); the rename puts it in the log, then the
-        // inputs go. A crash in between leaves inputs the merged file covers: open() deletes them.
-        await fsp.rename(path.join(this.dir, mergeTmpName(op.startTxid, op.endTxid)), file);
-        await fsyncDir(this.dir);
-        await this.pause();
-        const offsets: number[] = [];
-        let base = 0;
-        for (const part of parts) {
-          for (let i = 0; i < part.offsets.length - 1; i++) offsets.push(base + part.offsets[i]);
-          base += part.offsets[part.offsets.length - 1];
-        }
-        offsets.push(base);
-        this.segments = [...this.segments.filter((s) => !parts.includes(s)), { startTxid: op.startTxid, endTxid: op.endTxid, inProgress: false, file, offsets, handle: null }].sort(
-          (a, b) => a.startTxid - b.startTxid,
-        );
-        for (const part of parts) {
-          if (part.handle !== null) await part.handle.close();
-          await fsp.rm(part.file, { force: true });
-          await this.pause();
-        }
-        await fsyncDir(this.dir);
-        return;
-      }
-      case "deleteSegment": {
-        const segment = this.segment(op.startTxid);
-        assert(segment.endTxid < segment.startTxid, "delete of a segment that holds records");
-        if (segment.handle !== null) await segment.handle.close();
-        await fsp.rm(segment.file, { force: true });
-        await fsyncDir(this.dir);
-        this.segments = this.segments.filter((s) => s !== segment);
-        return;
-      }
+        return yield* remove(recoveryTmpName(op.segmentTxid));
+      case "installRecovery":
+        return yield* this.installRecovery(op);
+      case "finalize":
+        return yield* this.finalize(op.startTxid, op.endTxid);
+      case "setAside":
+        return yield* this.setAside(op.startTxid);
+      case "purgeSegment":
+        return yield* this.purge(op.startTxid, op.endTxid);
+      case "mergeSegments":
+        return yield* this.merge(op.startTxid, op.endTxid, op.parts);
+      case "deleteSegment":
+        return yield* this.deleteSegment(op.startTxid);
+      default:
+        return assertNever(op, "disk op");
     }
   }
 
-  private async pause(): Promise<void> {
-    if (this.stepPauseMs > 0) await new Promise((r) => setTimeout(r, this.stepPauseMs));
+  private *syncFinish(startTxid: number, endTxid: number): DiskProgram<void> {
+    const tmp = syncTmpName(startTxid);
+    const data = yield* readFile(tmp);
+    assert(data !== null, `no copy of segment ${startTxid} under way`);
+    const scan = scanRecords(data);
+    assert(scan.stop === undefined && scan.records.length === endTxid - startTxid + 1, `copied segment ${startTxid} does not hold ${startTxid}..${endTxid}`);
+    // Synced, then renamed into the log: the finalized segment joins it whole or not at all.
+    const name = finalizedName(startTxid, endTxid);
+    yield* fsync(tmp);
+    yield* rename(tmp, name);
+    yield* fsyncDir();
+    const offsets = [...scan.records.map((r) => r.offset), scan.validBytes];
+    this.insert({ startTxid, endTxid, inProgress: false, name, offsets });
+  }
+
+  private *startSegment(startTxid: number): DiskProgram<void> {
+    const name = inProgressName(startTxid);
+    yield* create(name);
+    yield* fsync(name);
+    yield* fsyncDir();
+    this.insert({ startTxid, endTxid: startTxid - 1, inProgress: true, name, offsets: [0] });
+  }
+
+  private *append(segmentTxid: number, records: Uint8Array, txids: readonly number[]): DiskProgram<void> {
+    const segment = this.segment(segmentTxid);
+    assert(segment.inProgress, `append to finalized segment ${segmentTxid}`);
+    assert(txids[0] === segment.endTxid + 1, `append of ${txids[0]} after ${segment.endTxid}`);
+    const end = segment.offsets[segment.offsets.length - 1];
+    try {
+      yield* write(segment.name, end, records);
+      yield* fsync(segment.name, true);
+    } catch (err) {
+      // What a failed write or fsync left behind is not durable, whatever the page cache says: cut it off.
+      try {
+        yield* truncate(segment.name, end);
+      } catch {
+        // The reload after the failure finds the tail torn and cuts it then.
+      }
+      throw err;
+    }
+    appendOffsets(segment.offsets, records, txids.length);
+    segment.endTxid = txids[txids.length - 1];
+  }
+
+  private *truncate(segmentTxid: number, toTxid: number): DiskProgram<void> {
+    const segment = this.segment(segmentTxid);
+    assert(toTxid >= segment.startTxid - 1 && toTxid <= segment.endTxid, "truncate out of range");
+    const keep = toTxid - segment.startTxid + 1;
+    yield* truncate(segment.name, segment.offsets[keep]);
+    yield* fsync(segment.name, true);
+    segment.offsets.length = keep + 1;
+    segment.endTxid = toTxid;
+  }
+
+  /** The whole new segment is written aside, fsynced, then renamed over the old one: one atomic switch. */
+  private *installRecovery(op: Extract<DiskOp, { op: "installRecovery" }>): DiskProgram<void> {
+    const segment = this.segment(op.segmentTxid);
+    assert(segment.inProgress && op.fromTxid >= segment.startTxid && op.fromTxid <= segment.endTxid + 1, "install out of range");
+    const staged = yield* readFile(recoveryTmpName(op.segmentTxid));
+    assert(staged !== null, `no staged recovery of segment ${op.segmentTxid}`);
+    const { ownBytes, stagedBytes, offsets } = planInstall(segment, op, staged);
+    const own = ownBytes > 0 ? yield* read(segment.name, 0, ownBytes) : new Uint8Array(0);
+    const installTmp = installTmpName(op.segmentTxid);
+    yield* create(installTmp);
+    yield* write(installTmp, 0, Buffer.concat([own, staged.subarray(0, stagedBytes)]));
+    yield* fsync(installTmp);
+    yield* rename(installTmp, segment.name);
+    yield* fsyncDir();
+    yield* remove(recoveryTmpName(op.segmentTxid));
+    segment.offsets = offsets;
+    segment.endTxid = op.toTxid;
+  }
+
+  private *finalize(startTxid: number, endTxid: number): DiskProgram<void> {
+    const segment = this.segment(startTxid);
+    assert(segment.endTxid === endTxid, "finalize at a different end");
+    const name = finalizedName(startTxid, endTxid);
+    yield* fsync(segment.name);
+    yield* rename(segment.name, name);
+    yield* fsyncDir();
+    segment.name = name;
+    segment.inProgress = false;
+  }
+
+  private *setAside(startTxid: number): DiskProgram<void> {
+    const segment = this.segment(startTxid);
+    yield* rename(segment.name, this.asideName(segment.name));
+    yield* fsyncDir();
+    this.segments = this.segments.filter((s) => s !== segment);
+  }
+
+  /** Oldest first and one at a time (the core's order): a crash leaves a shorter, still contiguous log. */
+  private *purge(startTxid: number, endTxid: number): DiskProgram<void> {
+    const segment = this.segment(startTxid);
+    assert(!segment.inProgress && segment.endTxid === endTxid, `purge of ${startTxid}-${endTxid} that is not finalized so`);
+    yield* remove(segment.name);
+    yield* fsyncDir();
+    yield* pause();
+    this.segments = this.segments.filter((s) => s !== segment);
+  }
+
+  /**
+   * The merged file was written and fsynced aside (prepareMerge); the rename puts it in the log, then the inputs go.
+   * A crash in between leaves inputs the merged file covers: open() deletes them.
+   */
+  private *merge(startTxid: number, endTxid: number, partTxids: readonly number[]): DiskProgram<void> {
+    const parts = partTxids.map((p) => this.segment(p));
+    const name = finalizedName(startTxid, endTxid);
+    yield* rename(mergeTmpName(startTxid, endTxid), name);
+    yield* fsyncDir();
+    yield* pause();
+    for (const part of parts) {
+      yield* remove(part.name);
+      yield* pause();
+    }
+    yield* fsyncDir();
+    const offsets: number[] = [];
+    let base = 0;
+    for (const part of parts) {
+      for (let i = 0; i < part.offsets.length - 1; i++) offsets.push(base + part.offsets[i]);
+      base += part.offsets[part.offsets.length - 1];
+    }
+    offsets.push(base);
+    this.segments = this.segments.filter((s) => !parts.includes(s));
+    this.insert({ startTxid, endTxid, inProgress: false, name, offsets });
+  }
+
+  private *deleteSegment(startTxid: number): DiskProgram<void> {
+    const segment = this.segment(startTxid);
+    assert(segment.endTxid < segment.startTxid, "delete of a segment that holds records");
+    yield* remove(segment.name);
+    yield* fsyncDir();
+    this.segments = this.segments.filter((s) => s !== segment);
+  }
+
+  /**
+   * Writes the concatenation of finalized segments into a temporary file, checked and fsynced, for a later
+   * mergeSegments. Finalized files never change, so it may run beside the ops; false if a part went away meanwhile.
+   */
+  *prepareMerge(parts: readonly { startTxid: number; endTxid: number }[], chunkBytes: number): DiskProgram<boolean> {
+    const tmp = mergeTmpName(parts[0].startTxid, parts[parts.length - 1].endTxid);
+    yield* create(tmp);
+    for (const p of parts) {
+      const seg = this.segments.find((s) => s.startTxid === p.startTxid && s.endTxid === p.endTxid && !s.inProgress);
+      if (seg === undefined) return false;
+      // In bounded chunks (memory stays at one chunk whatever the segments' size), each re-checked on the way: a
+      // merge must not carry a record that rotted on disk into a new file.
+      for (let from = p.startTxid; from <= p.endTxid; ) {
+        if (!this.segments.includes(seg)) return false; // purged meanwhile
+        const chunk = yield* this.read(from, p.endTxid, chunkBytes, Number.MAX_SAFE_INTEGER);
+        if (chunk.count === 0) return false;
+        const scan = scanRecords(chunk.records);
+        if (scan.stop !== undefined || scan.records.length !== chunk.count || scan.records[0].txid !== from) {
+          const at = seg.offsets[from - seg.startTxid] + (scan.stop?.offset ?? 0);
+          throw new SegmentCorruptError(path.join(this.dir, seg.name), at, scan.stop?.reason ?? `does not hold txid ${from} where its offsets say`);
+        }
+        yield* append(tmp, chunk.records);
+        from += chunk.count;
+      }
+      yield* pause();
+    }
+    yield* fsync(tmp);
+    return true;
+  }
+
+  /** Drops the temporary file of a merge that was not applied. */
+  *discardMerge(startTxid: number, endTxid: number): DiskProgram<void> {
+    yield* remove(mergeTmpName(startTxid, endTxid));
+  }
+
+  /**
+   * Concatenated records from `fromTxid` to at most `toTxid`, within one segment, bounded by bytes and count
+   * (at least one record whatever its size, so a reader always progresses).
+   */
+  *read(fromTxid: number, toTxid: number, bytesMax: number, recordsMax: number): DiskProgram<{ records: Uint8Array; count: number }> {
+    const segment = this.segments.find((s) => s.startTxid <= fromTxid && fromTxid <= s.endTxid);
+    if (segment === undefined || fromTxid > toTxid) return { records: new Uint8Array(0), count: 0 };
+    const first = fromTxid - segment.startTxid;
+    const last = Math.min(toTxid, segment.endTxid) - segment.startTxid;
+    const start = segment.offsets[first];
+    let count = 1;
+    while (count < recordsMax && first + count <= last && segment.offsets[first + count + 1] - start <= bytesMax) count++;
+    const records = yield* read(segment.name, start, segment.offsets[first + count] - start);
+    return { records, count };
   }
 
   /** Bytes on disk of each segment, by first txid. */
@@ -347,47 +391,12 @@ export class SegmentStore {
     return new Map(this.segments.map((s) => [s.startTxid, s.offsets[s.offsets.length - 1]]));
   }
 
-  /**
-   * Writes the concatenation of finalized segments into a temporary file, checked and fsynced, for a later
-   * mergeSegments. Runs outside the request queue (finalized files never change); false if a part went away meanwhile.
-   */
-  async prepareMerge(parts: readonly { startTxid: number; endTxid: number }[], chunkBytes: number): Promise<boolean> {
-    const start = parts[0].startTxid;
-    const end = parts[parts.length - 1].endTxid;
-    const tmp = path.join(this.dir, mergeTmpName(start, end));
-    const out = await fsp.open(tmp, "w");
-    try {
-      for (const p of parts) {
-        const seg = this.segments.find((s) => s.startTxid === p.startTxid && s.endTxid === p.endTxid && !s.inProgress);
-        if (seg === undefined) return false;
-        // In bounded chunks (memory stays at one chunk whatever the segments' size), each re-checked on the way: a
-        // merge must not carry a record that rotted on disk into a new file.
-        for (let from = p.startTxid; from <= p.endTxid; ) {
-          const chunk = await this.read(from, p.endTxid, chunkBytes, Number.MAX_SAFE_INTEGER).catch(() => null);
-          if (chunk === null || chunk.count === 0) return false; // purged meanwhile
-          const scan = scanRecords(chunk.records);
-          if (scan.stop !== undefined || scan.records.length !== chunk.count || scan.records[0].txid !== from) {
-            const at = seg.offsets[from - seg.startTxid] + (scan.stop?.offset ?? 0);
-            throw new SegmentCorruptError(seg.file, at, scan.stop?.reason ?? `does not hold txid ${from} where its offsets say`);
-          }
-          this.faults.check("write", tmp);
-          await out.write(chunk.records);
-          from += chunk.count;
-        }
-        await this.pause();
-      }
-      this.faults.check("fsync", tmp);
-      await out.sync();
-      return true;
-    } finally {
-      await out.close();
-    }
-  }
-
-
-  /** Drops the temporary file of a merge that was not applied. */
-  async discardMerge(startTxid: number, endTxid: number): Promise<void> {
-    await fsp.rm(path.join(this.dir, mergeTmpName(startTxid, endTxid)), { force: true });
+  /** The segment holding txid and the record's byte range in its file, or null. */
+  locate(txid: number): { name: string; start: number; end: number } | null {
+    const segment = this.segments.find((s) => s.startTxid <= txid && txid <= s.endTxid);
+    if (segment === undefined) return null;
+    const i = txid - segment.startTxid;
+    return { name: segment.name, start: segment.offsets[i], end: segment.offsets[i + 1] };
   }
 
   private segment(startTxid: number): StoredSegment {
@@ -396,40 +405,76 @@ export class SegmentStore {
     return segment;
   }
 
-  private async handle(segment: StoredSegment): Promise<fsp.FileHandle> {
-    if (segment.handle === null) segment.handle = await fsp.open(segment.file, "r+");
-    return segment.handle;
+  private insert(segment: StoredSegment): void {
+    this.segments.push(segment);
+    this.segments.sort((a, b) => a.startTxid - b.startTxid);
+  }
+}
+
+function textOf(bytes: Uint8Array | null): string | null {
+  return bytes === null ? null : decoder.decode(bytes);
+}
+
+/** The journal directory on a real filesystem: the shared logic (SegmentLog) driven over node:fs, with awaits. */
+export class SegmentStore {
+  readonly dir: string;
+  private readonly disk: FsDisk;
+  private log: SegmentLog;
+
+  constructor(
+    root: string,
+    readonly faults: DiskFaults = new DiskFaults(),
+  ) {
+    this.dir = path.join(path.resolve(root), "current");
+    this.disk = new FsDisk(this.dir, faults);
+    this.log = new SegmentLog(this.dir, (name) => `${name}.stale-${Date.now()}`);
   }
 
-  /**
-   * Concatenated records from `fromTxid` to at most `toTxid`, within one segment, bounded by bytes and count
-   * (at least one record whatever its size, so a reader always progresses).
-   */
+  /** Inputs of an interrupted merge deleted on open (for the log and tests). */
+  get mergeLeftovers(): number {
+    return this.log.mergeLeftovers;
+  }
+
+  /** Unfinished merge files dropped on open. */
+  get mergeTmpsDropped(): number {
+    return this.log.mergeTmpsDropped;
+  }
+
+  /** Fault injection (tests): a pause between the steps of a merge or purge. */
+  set stepPauseMs(ms: number) {
+    this.disk.pauseMs = ms;
+  }
+
+  async open(): Promise<OpenResult> {
+    const result = await runAsync(this.log.open(), this.disk);
+    if (result.truncated !== null) result.truncated.file = path.join(this.dir, result.truncated.file);
+    return result;
+  }
+
+  /** Runs one disk operation of the core; durable when the promise resolves. */
+  async apply(op: DiskOp): Promise<void> {
+    await runAsync(this.log.apply(op), this.disk);
+  }
+
+  sizes(): Map<number, number> {
+    return this.log.sizes();
+  }
+
+  async prepareMerge(parts: readonly { startTxid: number; endTxid: number }[], chunkBytes: number): Promise<boolean> {
+    return await runAsync(this.log.prepareMerge(parts, chunkBytes), this.disk);
+  }
+
+  async discardMerge(startTxid: number, endTxid: number): Promise<void> {
+    await runAsync(this.log.discardMerge(startTxid, endTxid), this.disk);
+  }
+
   async read(fromTxid: number, toTxid: number, bytesMax: number, recordsMax: number): Promise<{ records: Buffer; count: number }> {
-    const segment = this.segments.find((s) => s.startTxid <= fromTxid && fromTxid <= s.endTxid);
-    if (segment === undefined || fromTxid > toTxid) return { records: Buffer.alloc(0), count: 0 };
-    const first = fromTxid - segment.startTxid;
-    const last = Math.min(toTxid, segment.endTxid) - segment.startTxid;
-    const start = segment.offsets[first];
-    let count = 1;
-    while (count < recordsMax && first + count <= last && segment.offsets[first + count + 1] - start <= bytesMax) count++;
-    const end = segment.offsets[first + count];
-    const buf = Buffer.allocUnsafe(end - start);
-    const handle = segment.handle ?? (await fsp.open(segment.file, "r"));
-    try {
-      const { bytesRead } = await handle.read(buf, 0, buf.length, start);
-      assert(bytesRead === buf.length, `short read from ${segment.file}`);
-    } finally {
-      if (handle !== segment.handle) await handle.close();
-    }
-    return { records: buf, count };
+    const { records, count } = await runAsync(this.log.read(fromTxid, toTxid, bytesMax, recordsMax), this.disk);
+    return { records: Buffer.from(records.buffer, records.byteOffset, records.byteLength), count };
   }
 
   async close(): Promise<void> {
-    for (const s of this.segments) {
-      if (s.handle !== null) await s.handle.close().catch(() => {});
-      s.handle = null;
-    }
+    await this.disk.closeAll();
   }
 }
 

@@ -166,7 +166,7 @@ export class RestorerCore {
     const open = st.lastSegment !== null && st.lastSegment.startTxid === w.segmentTxid && st.lastSegment.inProgress && st.writerEpoch === w.epoch;
     if (open) return this.catchingUp();
     // A node that missed the start of this segment (or more) opens it now; what it lacks before is a hole.
-    this.request("open", this.node, { type: "startSegment", epoch: w.epoch, txid: w.segmentTxid, clusterId: this.clusterId }, (r) => {
+    this.request("open", this.node, { type: "startSegment", epoch: w.epoch, txid: w.segmentTxid, clusterId: this.clusterId, catchUp: true }, (r) => {
       if (!r.ok || !("state" in r)) return this.gaveUp(`startSegment ${w.segmentTxid}: ${describe(r)}`);
       if (r.state.lastTxid >= w.segmentTxid) return this.gaveUp(`the node holds ${r.state.lastTxid} after opening segment ${w.segmentTxid}`);
       this.last = w.segmentTxid - 1;

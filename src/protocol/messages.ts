@@ -35,8 +35,12 @@ export type JournalRequest =
   | { type: "getState" }
   /** Phase 1 of becoming the writer: the node promises to ignore every lower epoch (must be strictly higher). */
   | { type: "newEpoch"; epoch: number; clusterId?: string }
-  /** Opens the in-progress segment that starts at txid; the node's log must end at txid - 1. */
-  | { type: "startSegment"; epoch: number; txid: number; clusterId?: string }
+  /**
+   * Opens the in-progress segment that starts at txid; the node's log must end at txid - 1 (or past it, for a writer
+   * that recovered a shorter log). `catchUp`: the writer's catch-up of a node that lacks records opens its current
+   * segment past a hole (the missing finalized segments are copied in after); only this variant may leave a hole.
+   */
+  | { type: "startSegment"; epoch: number; txid: number; clusterId?: string; catchUp?: true }
   /** A batch of records; `records` is their concatenation. committedTxid is the writer's commit index. */
   | { type: "journal"; epoch: number; segmentTxid: number; firstTxid: number; count: number; records: Uint8Array; committedTxid: number }
   /** Writer recovery, phase 1: report the state of the segment that starts at segmentTxid. */
@@ -153,6 +157,13 @@ function optionalText(o: Record<string, unknown>, key: string): string | undefin
   return o[key] === undefined || o[key] === null ? undefined : text(o, key);
 }
 
+/** A flag that is either absent or true (so that a request without it parses to the same object as before). */
+function optionalTrue(o: Record<string, unknown>, key: string): Record<string, true> {
+  if (o[key] === undefined || o[key] === null || o[key] === false) return {};
+  if (o[key] !== true) bad(`${key} must be a boolean`);
+  return { [key]: true };
+}
+
 function bool(o: Record<string, unknown>, key: string): boolean {
   const v = o[key];
   if (typeof v !== "boolean") bad(`${key} must be a boolean`);
@@ -192,7 +203,7 @@ export function parseJournalRequest(v: unknown): JournalRequest {
     case "newEpoch":
       return { type: "newEpoch", epoch: u32(v, "epoch"), clusterId: optionalText(v, "clusterId") };
     case "startSegment":
-      return { type: "startSegment", epoch: u32(v, "epoch"), txid: uint(v, "txid"), clusterId: optionalText(v, "clusterId") };
+      return { type: "startSegment", epoch: u32(v, "epoch"), txid: uint(v, "txid"), clusterId: optionalText(v, "clusterId"), ...optionalTrue(v, "catchUp") };
     case "format":
       return { type: "format", clusterId: text(v, "clusterId"), restoring: bool(v, "restoring"), epoch: optionalU32(v, "epoch") };
     case "getManifest":

@@ -1,37 +1,52 @@
 /**
- * A journal node's simulated disk and the store over it. The store runs the JournalCore's DiskOps with the same
- * meaning as SegmentStore (each op durable before the next), loads through the same checks (scanSegmentFiles,
- * parseMeta, parseIdentity), and can be hit by the faults a real disk has: an op a crash interrupts (an append
- * lost or torn, any other op done or not), ENOSPC or EIO on a write (the op leaves nothing, as the real store
- * cuts a failed append off), and a flipped bit in a stored record, found only when it is read.
+ * A journal node's simulated disk, and the segment store over it. The store is production's (SegmentLog: the same
+ * programs for every DiskOp, for loading and repairing the directory, for merges), driven synchronously over
+ * SimDisk, which runs the primitive calls (disk.ts) in memory with the faults a real disk has:
+ *  - a crash between any two calls of a program: what was written since its file's last fsync is kept, torn or
+ *    lost, and the creates, renames and removes since the last directory fsync are undone from some point on;
+ *  - ENOSPC or EIO on a write or an fsync (the program sees the error, as SegmentStore does);
+ *  - a flipped bit in a stored record, found only when it is read.
+ * A truncate is never undone by a crash (the cut bytes do not come back): the stores fsync right after one.
  */
+import type { DiskCall, DiskProgram, SyncDisk } from "../journal/disk.js";
+import { mutates, runSync } from "../journal/disk.js";
 import type { DiskOp, LoadedJournal } from "../journal/journal_core.js";
-import { appendOffsets, finalizedName, identityAfterTailRot, inProgressName, planInstall, isSegmentFile, parseIdentity, parseMeta, scanSegmentFiles, type SegmentFile } from "../journal/segment_store.js";
+import { SegmentLog } from "../journal/segment_store.js";
 import { scanRecords } from "../segment/record.js";
-import { assert } from "../util/assert.js";
+import { assert, assertNever } from "../util/assert.js";
 import type { Prng } from "./prng.js";
 
 /** A file's bytes with room to grow (appends are amortized, not a copy of the whole file each). */
 export class SimFile {
   private buf = new Uint8Array(256);
   length = 0;
+  /** The lowest offset written or cut since the last fsync (Infinity: all durable). */
+  dirtyFrom = Infinity;
 
-  append(bytes: Uint8Array): void {
-    if (this.length + bytes.length > this.buf.length) {
-      const grown = new Uint8Array(Math.max(this.buf.length * 2, this.length + bytes.length));
+  write(at: number, bytes: Uint8Array): void {
+    assert(at <= this.length, `write at ${at} beyond the end ${this.length}`);
+    const end = at + bytes.length;
+    if (end > this.buf.length) {
+      const grown = new Uint8Array(Math.max(this.buf.length * 2, end));
       grown.set(this.buf.subarray(0, this.length));
       this.buf = grown;
     }
-    this.buf.set(bytes, this.length);
-    this.length += bytes.length;
+    this.buf.set(bytes, at);
+    this.length = Math.max(this.length, end);
+    this.dirtyFrom = Math.min(this.dirtyFrom, at);
   }
 
   truncate(length: number): void {
     assert(length <= this.length, "truncate beyond the end");
     this.length = length;
+    this.dirtyFrom = Math.min(this.dirtyFrom, length);
   }
 
-  /** A view: valid until the next append. */
+  sync(): void {
+    this.dirtyFrom = Infinity;
+  }
+
+  /** A view: valid until the next write. */
   view(): Uint8Array {
     return this.buf.subarray(0, this.length);
   }
@@ -40,24 +55,28 @@ export class SimFile {
     return this.buf.slice(start, end);
   }
 
+  clone(): SimFile {
+    const c = new SimFile();
+    c.write(0, this.view());
+    c.dirtyFrom = this.dirtyFrom;
+    return c;
+  }
+
   flipBit(offset: number, bit: number): void {
     assert(offset < this.length, "flip beyond the end");
     this.buf[offset] ^= 1 << bit;
   }
-}
 
-function syncTmpName(startTxid: number): string {
-  return `edits_sync_${startTxid}.tmp`;
-}
-
-/** What survives a crash: the files, each as durable as the ops that completed on it. */
-export class SimDisk {
-  readonly files = new Map<string, SimFile>();
-  readonly texts = new Map<string, string>();
-  private asideSeq = 0;
-
-  nextAsideName(name: string): string {
-    return `${name}.stale-${++this.asideSeq}`;
+  /** A crash: the bytes written since the last fsync are all kept, torn at some byte, or all lost. */
+  crash(prng: Prng): string | null {
+    const from = this.dirtyFrom;
+    this.dirtyFrom = Infinity;
+    if (from >= this.length) return null;
+    const fate = prng.int(0, 2);
+    const cut = fate === 0 ? from : fate === 1 ? prng.int(from, this.length) : this.length;
+    const note = `${this.length - from} unsynced bytes: ${cut - from} kept`;
+    this.length = cut;
+    return note;
   }
 }
 
@@ -67,234 +86,225 @@ export class SimDiskError extends Error {
   override name = "SimDiskError";
 }
 
-interface SimSegment {
-  startTxid: number;
-  endTxid: number;
-  inProgress: boolean;
+/** A name's binding before a directory change, for a crash to restore. */
+interface DirUndo {
   name: string;
-  offsets: number[];
+  before: SimFile | undefined;
 }
 
-export class SimSegmentStore {
-  private segments: SimSegment[] = [];
+/** What survives a crash: the files, each as durable as the calls that completed on it. */
+export class SimDisk implements SyncDisk {
+  readonly files = new Map<string, SimFile>();
+  /** Directory changes since the last fsyncDir, one entry per call, oldest first. */
+  private pending: DirUndo[][] = [];
+  /** The next write or fsync (as chosen) fails with this errno. */
+  armed: { errno: DiskErrno; on: "write" | "fsync" } | null = null;
+  /** Counting a program's calls: reads are served, changes are not made. */
+  dry = false;
+  calls = 0;
+  private asideSeq = 0;
 
-  constructor(
-    readonly dir: string,
-    private readonly disk: SimDisk,
-  ) {}
-
-  /** The real node's load path on the simulated files: validate, cut a torn tail, refuse a corrupt segment. */
-  open(): LoadedJournal & { truncated: { file: string; bytes: number; rot: boolean } | null } {
-    let fault: string | null = null;
-    let meta = parseMeta(null);
-    let identity = parseIdentity(null);
-    try {
-      meta = parseMeta(this.disk.texts.get("meta.json") ?? null);
-    } catch (err) {
-      fault = `${this.dir}/meta.json is unreadable: ${(err as Error).message}`;
-    }
-    try {
-      identity = parseIdentity(this.disk.texts.get("identity.json") ?? null);
-    } catch (err) {
-      fault ??= `${this.dir}/identity.json is unreadable: ${(err as Error).message}`;
-    }
-    let truncated: { file: string; bytes: number; rot: boolean } | null = null;
-    let newestPrints: LoadedJournal["newestPrints"];
-    this.segments = [];
-    // As the real store: staged recovery records and unfinished segment copies never outlive the process that made them.
-    for (const name of [...this.disk.files.keys()]) if (name.startsWith("edits_recovery_") || name.startsWith("edits_sync_")) this.disk.files.delete(name);
-    if (fault === null) {
-      const names = [...this.disk.files.keys()].filter(isSegmentFile).sort();
-      const files: SegmentFile[] = names.map((name) => ({ name, data: this.disk.files.get(name)!.view() }));
-      const scan = scanSegmentFiles(this.dir, files);
-      fault = scan.fault;
-      newestPrints = scan.newestPrints ?? undefined;
-      if (scan.truncate !== null && scan.truncate.rot && fault === null) {
-        identity = identityAfterTailRot(identity);
-        this.disk.texts.set("identity.json", JSON.stringify(identity));
-      }
-      if (scan.truncate !== null) {
-        this.disk.files.get(scan.truncate.name)!.truncate(scan.truncate.validBytes);
-        truncated = { file: scan.truncate.name, bytes: scan.truncate.bytes, rot: scan.truncate.rot };
-      }
-      this.segments = scan.segments.map((s) => ({ ...s, offsets: [...s.offsets] }));
-    }
-    return { meta, identity, segments: this.segments.map(({ startTxid, endTxid, inProgress }) => ({ startTxid, endTxid, inProgress })), fault, truncated, newestPrints };
+  nextAsideName(name: string): string {
+    return `${name}.stale-${++this.asideSeq}`;
   }
 
-  /** Runs one op, durably; `errno` fails it as an injected write error would (leaving nothing of it). */
-  apply(op: DiskOp, errno: DiskErrno | null = null): void {
-    const failable = op.op === "persistMeta" || op.op === "persistIdentity" || op.op === "append" || op.op === "syncAppend" || op.op === "syncFinish";
-    if (errno !== null && failable) throw new SimDiskError(`${errno}: injected write failure on ${op.op}`);
-    switch (op.op) {
-      case "persistMeta":
-        this.disk.texts.set("meta.json", JSON.stringify(op.meta));
-        return;
-      case "persistIdentity":
-        this.disk.texts.set("identity.json", JSON.stringify(op.identity));
-        return;
-      case "syncAppend": {
-        // A finalized segment copied from a peer goes to a file beside the log first (SegmentStore: edits_sync_<start>.tmp).
-        const name = syncTmpName(op.startTxid);
-        if (op.fresh || !this.disk.files.has(name)) this.disk.files.set(name, new SimFile());
-        this.disk.files.get(name)!.append(op.records);
-        return;
+  run(c: DiskCall): unknown {
+    this.calls++;
+    if (this.dry && mutates(c)) return undefined;
+    this.failIfArmed(c);
+    switch (c.call) {
+      case "list":
+        return [...this.files.keys()].sort();
+      case "readFile":
+        return this.files.get(c.name)?.copy(0, this.files.get(c.name)!.length) ?? null;
+      case "read": {
+        const file = this.file(c.name);
+        assert(c.start + c.length <= file.length, `short read from ${c.name}`);
+        return file.copy(c.start, c.start + c.length);
       }
-      case "syncFinish": {
-        const tmp = syncTmpName(op.startTxid);
-        const file = this.disk.files.get(tmp);
-        assert(file !== undefined, `no copy of segment ${op.startTxid} under way`);
-        const scan = scanRecords(file.view());
-        assert(scan.stop === undefined && scan.records.length === op.endTxid - op.startTxid + 1, `copied segment ${op.startTxid} does not hold ${op.startTxid}..${op.endTxid}`);
-        // Synced, then renamed into the log: the finalized segment joins it whole or not at all.
-        const name = finalizedName(op.startTxid, op.endTxid);
-        this.rename(tmp, name);
-        const offsets = [...scan.records.map((r) => r.offset), scan.validBytes];
-        this.segments.push({ startTxid: op.startTxid, endTxid: op.endTxid, inProgress: false, name, offsets });
-        this.segments.sort((a, b) => a.startTxid - b.startTxid);
-        return;
-      }
-      case "startSegment": {
-        const name = inProgressName(op.startTxid);
-        this.disk.files.set(name, new SimFile());
-        this.segments.push({ startTxid: op.startTxid, endTxid: op.startTxid - 1, inProgress: true, name, offsets: [0] });
-        return;
-      }
+      case "create":
+        return this.bind([c.name], () => this.files.set(c.name, new SimFile()));
       case "append": {
-        const segment = this.segment(op.segmentTxid);
-        assert(segment.inProgress, `append to finalized segment ${op.segmentTxid}`);
-        assert(op.txids[0] === segment.endTxid + 1, `append of ${op.txids[0]} after ${segment.endTxid}`);
-        const file = this.disk.files.get(segment.name)!;
-        const end = segment.offsets[segment.offsets.length - 1];
-        assert(file.length === end, `${segment.name} holds ${file.length} bytes, the store counts ${end}`);
-        file.append(op.records);
-        appendOffsets(segment.offsets, op.records, op.txids.length);
-        segment.endTxid = op.txids[op.txids.length - 1];
-        return;
+        if (!this.files.has(c.name)) this.bind([c.name], () => this.files.set(c.name, new SimFile()));
+        const file = this.file(c.name);
+        return file.write(file.length, c.bytes);
       }
-      case "truncate": {
-        const segment = this.segment(op.segmentTxid);
-        assert(op.toTxid >= segment.startTxid - 1 && op.toTxid <= segment.endTxid, "truncate out of range");
-        const keep = op.toTxid - segment.startTxid + 1;
-        this.disk.files.get(segment.name)!.truncate(segment.offsets[keep]);
-        segment.offsets.length = keep + 1;
-        segment.endTxid = op.toTxid;
-        return;
+      case "write":
+        return this.file(c.name).write(c.at, c.bytes);
+      case "truncate":
+        return this.file(c.name).truncate(c.length);
+      case "fsync":
+        return this.file(c.name).sync();
+      case "rename": {
+        const file = this.file(c.from);
+        return this.bind([c.from, c.to], () => {
+          this.files.delete(c.from);
+          this.files.set(c.to, file);
+        });
       }
-      case "stageRecovery": {
-        const name = `edits_recovery_${op.segmentTxid}.tmp`;
-        if (op.fresh || !this.disk.files.has(name)) this.disk.files.set(name, new SimFile());
-        this.disk.files.get(name)!.append(op.records);
+      case "remove":
+        return this.files.has(c.name) ? this.bind([c.name], () => this.files.delete(c.name)) : undefined;
+      case "fsyncDir":
+        this.pending = [];
         return;
-      }
-      case "discardRecovery":
-        this.disk.files.delete(`edits_recovery_${op.segmentTxid}.tmp`);
+      case "pause":
         return;
-      case "installRecovery": {
-        const segment = this.segment(op.segmentTxid);
-        const staged = this.disk.files.get(`edits_recovery_${op.segmentTxid}.tmp`);
-        assert(staged !== undefined, `no staged recovery of segment ${op.segmentTxid}`);
-        const { ownBytes, stagedBytes, offsets } = planInstall(segment, op, staged.view());
-        const file = new SimFile();
-        file.append(this.disk.files.get(segment.name)!.copy(0, ownBytes));
-        file.append(staged.copy(0, stagedBytes));
-        // Atomic, as the real store's write-aside, fsync and rename.
-        this.disk.files.set(segment.name, file);
-        this.disk.files.delete(`edits_recovery_${op.segmentTxid}.tmp`);
-        segment.offsets = offsets;
-        segment.endTxid = op.toTxid;
-        return;
-      }
-      case "finalize": {
-        const segment = this.segment(op.startTxid);
-        assert(segment.endTxid === op.endTxid, "finalize at a different end");
-        const name = finalizedName(op.startTxid, op.endTxid);
-        this.rename(segment.name, name);
-        segment.name = name;
-        segment.inProgress = false;
-        return;
-      }
-      case "setAside": {
-        const segment = this.segment(op.startTxid);
-        this.rename(segment.name, this.disk.nextAsideName(segment.name));
-        this.segments = this.segments.filter((s) => s !== segment);
-        return;
-      }
-      case "deleteSegment": {
-        const segment = this.segment(op.startTxid);
-        assert(segment.endTxid < segment.startTxid, "delete of a segment that holds records");
-        this.disk.files.delete(segment.name);
-        this.segments = this.segments.filter((s) => s !== segment);
-        return;
-      }
+      default:
+        return assertNever(c, "disk call");
     }
+  }
+
+  private failIfArmed(c: DiskCall): void {
+    const armed = this.armed;
+    if (armed === null) return;
+    const hit = armed.on === "write" ? c.call === "write" || c.call === "append" : c.call === "fsync";
+    if (!hit) return;
+    this.armed = null;
+    throw new SimDiskError(`${armed.errno}: injected ${armed.on} failure on ${c.call} ${"name" in c ? c.name : ""}`);
+  }
+
+  private file(name: string): SimFile {
+    const file = this.files.get(name);
+    assert(file !== undefined, `no file ${name}`);
+    return file;
+  }
+
+  /** A directory change, with what it replaced (undone by a crash before the next fsyncDir). */
+  private bind(names: string[], change: () => void): void {
+    this.pending.push(names.map((name) => ({ name, before: this.files.get(name) })));
+    change();
   }
 
   /**
-   * A crash while `op` runs: an append leaves nothing, a torn prefix or all of its bytes (written, never synced);
-   * any other op (a rename, an atomic replace, a create) is done or not.
+   * A crash: the directory changes since the last fsyncDir are kept up to a point and undone after it (a journaling
+   * filesystem commits them in order), and each file loses what was written to it since its last fsync, or part of it.
    */
-  crashDuring(op: DiskOp, prng: Prng): string {
-    const fate = prng.int(0, 2);
-    if (op.op === "append") {
-      if (fate === 0) return "append lost";
-      const segment = this.segment(op.segmentTxid);
-      const file = this.disk.files.get(segment.name)!;
-      if (fate === 1) {
-        const bytes = prng.int(1, op.records.length - 1);
-        file.append(op.records.subarray(0, bytes));
-        return `append torn after ${bytes} of ${op.records.length} bytes`;
+  crash(prng: Prng): string[] {
+    const notes: string[] = [];
+    const kept = prng.int(0, this.pending.length);
+    if (kept < this.pending.length) notes.push(`${this.pending.length - kept} of ${this.pending.length} unsynced directory changes undone`);
+    for (const undo of this.pending.slice(kept).reverse()) {
+      for (const { name, before } of [...undo].reverse()) {
+        if (before === undefined) this.files.delete(name);
+        else this.files.set(name, before);
       }
-      file.append(op.records);
-      return "append written, unsynced, kept";
     }
-    // An unfinished copy is dropped on open whatever it holds; its rename (syncFinish) is done or not.
-    if (op.op === "syncAppend" || fate === 0) return `${op.op} lost`;
-    this.apply(op);
-    return `${op.op} done`;
+    this.pending = [];
+    for (const [name, file] of [...this.files].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const note = file.crash(prng);
+      if (note !== null) notes.push(`${name}: ${note}`);
+    }
+    this.armed = null;
+    return notes;
   }
 
-  private rename(from: string, to: string): void {
-    const file = this.disk.files.get(from);
-    assert(file !== undefined, `no file ${from}`);
-    this.disk.files.delete(from);
-    this.disk.files.set(to, file);
+  /** A copy of the files as they stand (tests: a crash at each point of a program, from the same start). */
+  clone(): SimDisk {
+    const c = new SimDisk();
+    for (const [name, file] of this.files) c.files.set(name, file.clone());
+    c.pending = this.pending.map((undo) => undo.map(({ name, before }) => ({ name, before: before?.clone() })));
+    c.asideSeq = this.asideSeq;
+    return c;
+  }
+}
+
+/** The production store's logic (SegmentLog) over a SimDisk, synchronously, with the simulator's fault hooks. */
+export class SimSegmentStore {
+  private log: SegmentLog;
+
+  constructor(
+    readonly dir: string,
+    readonly disk: SimDisk,
+  ) {
+    this.log = new SegmentLog(dir, (name) => disk.nextAsideName(name));
   }
 
-  private segment(startTxid: number): SimSegment {
-    const segment = this.segments.find((s) => s.startTxid === startTxid);
-    assert(segment !== undefined, `no segment ${startTxid}`);
-    return segment;
+  /** The real node's load path on the simulated files: validate, repair what a crash left, refuse a corrupt segment. */
+  open(): LoadedJournal & { truncated: { file: string; bytes: number; rot: boolean } | null } {
+    return runSync(this.log.open(), this.disk);
+  }
+
+  /** Runs one op, durably; `fault` fails its first write or fsync as an injected error would. */
+  apply(op: DiskOp, fault: SimDisk["armed"] = null): void {
+    this.run(this.log.apply(op), fault);
+  }
+
+  /** Runs a program of this store's log (a merge's preparation…) to its end. */
+  run<T>(program: DiskProgram<T>, fault: SimDisk["armed"] = null): T {
+    this.disk.armed = fault;
+    try {
+      return runSync(program, this.disk);
+    } finally {
+      this.disk.armed = null;
+    }
+  }
+
+  get segmentLog(): SegmentLog {
+    return this.log;
+  }
+
+  /**
+   * A crash while `program(log)` runs: it gets through some of its calls (from none to all, evenly: counted first on
+   * a copy of the index, without changing the disk), then the disk crashes.
+   */
+  crashDuring(program: ((log: SegmentLog) => DiskProgram<unknown>) | null, prng: Prng): string {
+    if (program === null) return ["idle", ...this.disk.crash(prng)].join("; ");
+    const total = this.countCalls(program);
+    const done = prng.int(0, total);
+    const running = program(this.log);
+    let step = running.next();
+    let calls = 0;
+    let failure: string | null = null;
+    try {
+      while (step.done !== true && calls < done) {
+        calls++;
+        step = running.next(this.disk.run(step.value));
+      }
+    } catch (err) {
+      failure = (err as Error).message;
+    }
+    const notes = this.disk.crash(prng);
+    return [`after ${calls} of ${total} calls${failure === null ? "" : ` (${failure})`}`, ...notes].join("; ");
+  }
+
+  private countCalls(program: (log: SegmentLog) => DiskProgram<unknown>): number {
+    const before = this.disk.calls;
+    this.disk.dry = true;
+    try {
+      runSync(program(this.log.clone()), this.disk);
+    } catch {
+      // A program that fails part way (a corrupt part of a merge) is counted up to its failure.
+    } finally {
+      this.disk.dry = false;
+    }
+    return this.disk.calls - before;
   }
 
   /** As SegmentStore.read: records from fromTxid to at most toTxid, one segment, bounded (at least one record). */
   read(fromTxid: number, toTxid: number, bytesMax: number, recordsMax: number): { records: Uint8Array; count: number } {
-    const segment = this.segments.find((s) => s.startTxid <= fromTxid && fromTxid <= s.endTxid);
-    if (segment === undefined || fromTxid > toTxid) return { records: new Uint8Array(0), count: 0 };
-    const first = fromTxid - segment.startTxid;
-    const last = Math.min(toTxid, segment.endTxid) - segment.startTxid;
-    const start = segment.offsets[first];
-    let count = 1;
-    while (count < recordsMax && first + count <= last && segment.offsets[first + count + 1] - start <= bytesMax) count++;
-    return { records: this.disk.files.get(segment.name)!.copy(start, segment.offsets[first + count]), count };
+    return runSync(this.log.read(fromTxid, toTxid, bytesMax, recordsMax), this.disk);
+  }
+
+  sizes(): Map<number, number> {
+    return this.log.sizes();
   }
 
   /** The record this store serves at txid (header and payload, unchecked), or null: for the invariant checks. */
   recordAt(txid: number): Uint8Array | null {
-    const segment = this.segments.find((s) => s.startTxid <= txid && txid <= s.endTxid);
-    if (segment === undefined) return null;
-    const i = txid - segment.startTxid;
-    return this.disk.files.get(segment.name)!.view().subarray(segment.offsets[i], segment.offsets[i + 1]);
+    const at = this.log.locate(txid);
+    if (at === null) return null;
+    const file = this.disk.files.get(at.name);
+    return file === undefined ? null : file.view().subarray(at.start, at.end);
   }
 
   /** The txid ranges of the finalized segments: for the invariant checks. */
   finalizedRanges(): { startTxid: number; endTxid: number }[] {
-    return this.segments.filter((s) => !s.inProgress && s.endTxid >= s.startTxid).map(({ startTxid, endTxid }) => ({ startTxid, endTxid }));
+    return this.log.segments.filter((s) => !s.inProgress && s.endTxid >= s.startTxid).map(({ startTxid, endTxid }) => ({ startTxid, endTxid }));
   }
 
-  /** Flips one bit inside a record of a finalized segment; false if there is none. */
+  /** Flips one bit inside a record of a finalized segment; null if there is none. */
   flipBit(prng: Prng): string | null {
-    const finalized = this.segments.filter((s) => !s.inProgress && s.endTxid >= s.startTxid);
+    const finalized = this.log.segments.filter((s) => !s.inProgress && s.endTxid >= s.startTxid);
     if (finalized.length === 0) return null;
     const segment = prng.pick(finalized);
     const file = this.disk.files.get(segment.name)!;

@@ -1,11 +1,15 @@
 /**
- * A journal node in the simulation: the real JournalCore (through the cores factory) over a SimSegmentStore.
- * Requests are handled one at a time in arrival order; each DiskOp of a step takes simulated disk time and is durable
+ * A journal node in the simulation: the real JournalCore (through the cores factory) over the production segment
+ * store's logic on a simulated disk (SimSegmentStore). Requests, and a periodic compaction, are handled one at a time in
+ * arrival order; each disk program of a step (a DiskOp, a merge's preparation) takes simulated disk time and is durable
  * when it completes; the reply leaves after the last one, as journal_node.ts does. A failed disk op reloads the store
- * and the core from the disk and answers DISK_ERROR; a crash loses the queue and interrupts the op running.
+ * and the core from the disk and answers DISK_ERROR; a crash loses the queue and falls between two primitive calls of
+ * the program running, if any.
  */
 import type { Config } from "../config/config.js";
-import type { DiskOp, JournalCore } from "../journal/journal_core.js";
+import type { DiskProgram } from "../journal/disk.js";
+import type { CompactionLimits, DiskOp, JournalCore } from "../journal/journal_core.js";
+import type { SegmentLog } from "../journal/segment_store.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, toErrorReply } from "../protocol/errors.js";
 import { parseJournalRequest, type JournalRequest } from "../protocol/messages.js";
@@ -21,6 +25,45 @@ export interface JournalNodeOptions {
   diskOpMsMax: number;
   /** While a disk fault window is open: chance that a write op fails. */
   diskErrorChance: number;
+  /**
+   * Crashes aimed inside a disk program (between two of its calls), during the safety phase: at about `chance` per
+   * program (crashChance), then a restart. Its own PRNG, so that the rest of
+   * the seed's run is drawn as without it.
+   */
+  crashInside?: { chance: number; prng: Prng; safety: () => boolean; restart: (node: SimJournalNode) => void };
+}
+
+/**
+ * Compaction as the real node runs it, with limits small enough that a run's few segments are merged: no purge
+ * happens (the simulation has no snapshots, so no durable one), merges do, and crashes fall inside them.
+ */
+const COMPACTION_CHECK_MS = 250;
+const COMPACTION_LIMITS: CompactionLimits = { maxSegments: 2, editlogMaxBytes: 1 << 30, mergedSegmentMaxBytes: 256 * 1024, purgeMarginRecords: 0, snapshotsRetained: 1 };
+/** Small: a merge copies its parts in several chunks, each a call a crash may fall after. */
+const MERGE_CHUNK_BYTES = 2048;
+
+/** One disk program of a task, and whether an open disk fault window may fail it. */
+interface Job {
+  label: string;
+  program: (log: SegmentLog) => DiskProgram<unknown>;
+  /** A DiskOp of the core (a failure reloads the core from the disk) or a merge's preparation (it changes no core). */
+  op: DiskOp | null;
+}
+
+/** A request's or a compaction's disk work: jobs run in order, each result handed back. */
+type Task = Generator<Job, void, unknown>;
+
+type QueueItem = { kind: "request"; from: string; id: number; body: Uint8Array } | { kind: "compact" };
+
+/** A twentieth for the frequent appends and meta writes; three times as much inside compaction, which is rare. */
+function crashChance(job: Job, chance: number): number {
+  if (job.op?.op === "append" || job.op?.op === "persistMeta") return chance / 20;
+  if (job.op === null || job.op.op === "mergeSegments" || job.op.op === "purgeSegment") return Math.min(1, chance * 3);
+  return chance;
+}
+
+function opJob(op: DiskOp): Job {
+  return { label: op.op, program: (log) => log.apply(op), op };
 }
 
 export class SimJournalNode implements SimActor {
@@ -29,14 +72,16 @@ export class SimJournalNode implements SimActor {
   store: SimSegmentStore;
   core: JournalCore | null = null;
   private incarnation = 0;
-  private readonly queue: { from: string; id: number; body: Uint8Array }[] = [];
+  private readonly queue: QueueItem[] = [];
   private busy = false;
-  /** The op running now and the ops after it (a crash interrupts the first). */
-  private running: DiskOp[] = [];
+  /** The disk program running now, if any (a crash falls inside it). */
+  private running: Job | null = null;
   /** A disk fault window: write ops fail with this errno (at diskErrorChance). */
   diskFault: DiskErrno | null = null;
   /** Masters that hear this node's heartbeats. */
   masters: string[] = [];
+  /** Merges completed (for the trace and tests). */
+  merges = 0;
 
   constructor(
     readonly id: string,
@@ -63,6 +108,12 @@ export class SimJournalNode implements SimActor {
       this.clock.after(this.config.heartbeatIntervalMs, beat);
     };
     beat();
+    const compact = (): void => {
+      if (this.incarnation !== generation) return;
+      if (!this.queue.some((q) => q.kind === "compact")) this.enqueue({ kind: "compact" });
+      this.clock.after(COMPACTION_CHECK_MS, compact);
+    };
+    this.clock.after(COMPACTION_CHECK_MS, compact);
   }
 
   private load(): void {
@@ -78,11 +129,11 @@ export class SimJournalNode implements SimActor {
     if (!this.up) return;
     this.up = false;
     this.incarnation++;
-    const op = this.running[0];
-    const fate = op === undefined ? "idle" : this.store.crashDuring(op, this.prng);
-    this.trace.add(this.id, `crash (${fate}; ${this.queue.length} queued requests lost)`);
+    const job = this.running;
+    const fate = this.store.crashDuring(job === null ? null : job.program, this.prng);
+    this.trace.add(this.id, `crash (${job === null ? "" : `${job.label} `}${fate}; ${this.queue.length} queued requests lost)`);
     this.queue.length = 0;
-    this.running = [];
+    this.running = null;
     this.busy = false;
     this.core = null;
   }
@@ -100,7 +151,11 @@ export class SimJournalNode implements SimActor {
       this.reply(from, msg.id, toErrorReply(new QjmError(ErrorCode.OVERLOADED, `${this.queue.length} requests already wait for the disk`)));
       return;
     }
-    this.queue.push({ from, id: msg.id, body: msg.body });
+    this.enqueue({ kind: "request", from, id: msg.id, body: msg.body });
+  }
+
+  private enqueue(item: QueueItem): void {
+    this.queue.push(item);
     if (!this.busy) this.next();
   }
 
@@ -111,6 +166,7 @@ export class SimJournalNode implements SimActor {
       return;
     }
     this.busy = true;
+    if (item.kind === "compact") return this.compact();
     let req: JournalRequest;
     try {
       req = parseJournalRequest(decode(item.body));
@@ -122,30 +178,96 @@ export class SimJournalNode implements SimActor {
     const result = this.core!.step(req);
     if ("error" in result.reply && !(req.type === "read" && result.reply.error.code === "NOT_FOUND")) this.trace.add(this.id, `${item.from} ${summarize(req)}: ${result.reply.error.code} ${result.reply.error.message}`);
     else if (req.type !== "read" && req.type !== "getState") this.trace.add(this.id, `${item.from} ${summarize(req)}: ok`);
-    this.running = [...result.ops];
+    const invariants = this.invariants;
+    const self = this;
+    const task = (function* (): Task {
+      for (const op of result.ops) {
+        yield opJob(op);
+        if (op.op === "append") invariants.journalAppended(self.id, self.store, op.txids);
+      }
+    })();
+    this.runTask(task, () => this.finish(item, req, result.reply), (err) => {
+      this.reply(item.from, item.id, toErrorReply(new QjmError(ErrorCode.DISK_ERROR, `disk operation failed: ${err.message}`)));
+    });
+  }
+
+  /**
+   * Runs a task's jobs one by one, each after some simulated disk time (a crash meanwhile interrupts it, see crash()),
+   * then `done`. A failed op reloads the store and the core from what is on disk (as journal_node.ts: the core already
+   * counts what the disk refused), then `failed`; the queue goes on either way unless the node crashed.
+   */
+  private runTask(task: Task, done: () => void, failed: (err: Error) => void): void {
     const generation = this.incarnation;
-    const runOp = (): void => {
+    let step = task.next();
+    const runJob = (): void => {
       if (this.incarnation !== generation) return;
-      const op = this.running[0];
-      if (op === undefined) return this.finish(item, req, result.reply);
-      const errno = this.diskFault !== null && this.prng.chance(this.options.diskErrorChance) ? this.diskFault : null;
+      if (step.done === true) {
+        this.running = null;
+        return done();
+      }
+      const job = step.value;
+      const fault = job.op !== null || job.label === "prepareMerge" ? this.injectedFault() : null;
+      let result: unknown;
       try {
-        this.store.apply(op, errno);
+        result = this.store.run(job.program(this.store.segmentLog), fault);
       } catch (err) {
-        // As journal_node.ts: the core already counts what the disk refused; reload both from what is on disk.
-        this.trace.add(this.id, `disk error on ${op.op}: ${(err as Error).message}; reloading`);
-        this.running = [];
-        this.load();
-        this.reply(item.from, item.id, toErrorReply(new QjmError(ErrorCode.DISK_ERROR, `disk operation failed: ${(err as Error).message}`)));
+        this.running = null;
+        this.trace.add(this.id, `disk error on ${job.label}: ${(err as Error).message}${job.op !== null ? "; reloading" : ""}`);
+        if (job.op !== null) this.load();
+        failed(err as Error);
         this.continueAfter(generation);
         return;
       }
-      this.running.shift();
-      if (op.op === "append") this.invariants.journalAppended(this.id, this.store, op.txids);
-      this.clock.after(this.prng.int(0, this.options.diskOpMsMax), runOp);
+      step = task.next(result);
+      this.schedule(step.done === true ? null : step.value, runJob);
     };
-    if (this.running.length === 0) runOp();
-    else this.clock.after(this.prng.int(0, this.options.diskOpMsMax), runOp);
+    this.schedule(step.done === true ? null : step.value, runJob);
+  }
+
+  /** The next job starts now and completes after its disk time (none: the task is done, at once). */
+  private schedule(job: Job | null, run: () => void): void {
+    this.running = job;
+    if (job === null) return run();
+    const delayMs = this.prng.int(0, this.options.diskOpMsMax);
+    const aim = this.options.crashInside;
+    if (aim !== undefined && aim.safety() && aim.prng.chance(crashChance(job, aim.chance))) {
+      // Scheduled before `run` at the same time at the latest, so it comes first: the program is still running.
+      this.clock.after(aim.prng.int(0, delayMs), () => {
+        if (!this.up || this.running !== job) return;
+        this.crash();
+        aim.restart(this);
+      });
+    }
+    this.clock.after(delayMs, run);
+  }
+
+  private injectedFault(): SimDisk["armed"] {
+    if (this.diskFault === null || !this.prng.chance(this.options.diskErrorChance)) return null;
+    return { errno: this.diskFault, on: this.prng.chance(0.5) ? "write" : "fsync" };
+  }
+
+  /** Claim 6 as the real node runs it (journal_node.ts compact()): purge, then each planned merge, prepared first. */
+  private compact(): void {
+    const core = this.core!;
+    const plan = core.compactionPlan(this.store.sizes(), [], COMPACTION_LIMITS);
+    if (plan.purge.length === 0 && plan.merges.length === 0) return this.continueAfter(this.incarnation);
+    const self = this;
+    const task = (function* (): Task {
+      for (const op of core.purge(plan.purge, COMPACTION_LIMITS)) yield opJob(op);
+      for (const m of plan.merges) {
+        const prepared = yield { label: "prepareMerge", program: (log) => log.prepareMerge(m.parts, MERGE_CHUNK_BYTES), op: null };
+        if (prepared !== true) continue;
+        const ops = core.merge(m.parts);
+        if (ops === null) {
+          yield { label: "discardMerge", program: (log) => log.discardMerge(m.startTxid, m.endTxid), op: null };
+          continue;
+        }
+        for (const op of ops) yield opJob(op);
+        self.merges++;
+        self.trace.add(self.id, `merged ${m.parts.length} segments into ${m.startTxid}..${m.endTxid}`);
+      }
+    })();
+    this.runTask(task, () => this.continueAfter(this.incarnation), (err) => this.trace.add(this.id, `compaction failed: ${err.message}`));
   }
 
   private finish(item: { from: string; id: number }, req: JournalRequest, reply: ReturnType<JournalCore["step"]>["reply"]): void {

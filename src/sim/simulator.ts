@@ -44,6 +44,8 @@ export interface SimOptions {
   divergeChance?: number;
   /** Overrides whether a forger sends journal nodes fuzzed requests through the safety phase (class 3). */
   forger?: boolean;
+  /** Overrides the seed's chance of a journal node crash aimed inside a disk program (between two primitive calls). */
+  crashInsideChance?: number;
 }
 
 export interface SimResult {
@@ -168,7 +170,10 @@ export function runSimulation(options: SimOptions): SimResult {
   const bus = new SimBus(clock, prng, busOptions, trace);
   trace.add("sim", `seed ${seed}: ${journalNodes.length} journal nodes, ${masterIds.length} masters, ${replicaIds.length} replicas; bus ${JSON.stringify(busOptions)}; nemesis every ≤${nemesisMsMax} ms; bit flips ${bitFlips}`);
 
-  const jnOptions = { diskOpMsMax: prng.int(0, 5), diskErrorChance: prng.pick([0.2, 0.5, 1]) };
+  // Crashes aimed inside the journal nodes' disk programs (merges, installs, segment starts…), from their own PRNG.
+  const crashPrng = new Prng(seed ^ 0xc4a5d);
+  const crashInside = { chance: options.crashInsideChance ?? crashPrng.pick([0, 0.1, 0.25]), prng: crashPrng, safety: () => phase === "safety", restart: (jn: SimJournalNode) => restartLater(jn, 1500) };
+  const jnOptions = { diskOpMsMax: prng.int(0, 5), diskErrorChance: prng.pick([0.2, 0.5, 1]), crashInside };
   const jns = journalNodes.map((id) => new SimJournalNode(id, config, clock, bus, prng, trace, cores, invariants, jnOptions));
   const masters = masterIds.map((id) => new SimMaster(id, config, clock, bus, trace, cores, invariants, requestIds));
   // Faults aimed at recoveries' copies of the chosen segment (issue #10, class 1), from their own PRNG so that the

@@ -166,10 +166,11 @@ test("journal core - startSegment at txid 1 on an empty node opens an empty in-p
   t.is(s.firstTxid, 0);
 });
 
-test("journal core - startSegment above txid 1 on an empty node opens it there, with a hole before it", (t) => {
+test("journal core - a catch-up startSegment above txid 1 on an empty node opens it there, with a hole before it", (t) => {
   const n = node();
   ok(n.step({ type: "newEpoch", epoch: 1 }));
-  const r = n.step({ type: "startSegment", epoch: 1, txid: 5 });
+  t.is(refusal(n.step({ type: "startSegment", epoch: 1, txid: 5 })), "OUT_OF_SYNC", "a plain start leaves no hole");
+  const r = n.step({ type: "startSegment", epoch: 1, txid: 5, catchUp: true });
   t.deepEqual(r.ops, [{ op: "startSegment", startTxid: 5 }, persist({ promisedEpoch: 1, writerEpoch: 1, accepted: null })]);
   t.deepEqual(stateOf(r).lastSegment, { startTxid: 5, endTxid: 4, inProgress: true });
   t.is(refusal(n.step({ type: "read", fromTxid: 2, bytesMax: 1000, recordsMax: 10, uncommitted: true })), "NOT_FOUND");
@@ -208,12 +209,29 @@ test("journal core - startSegment sets aside an older in-progress segment that n
   t.is(n.state().lastTxid, 5);
 });
 
-test("journal core - startSegment after a gap sets the old segment aside and leaves a hole", (t) => {
+test("journal core - a catch-up startSegment after a gap sets the old segment aside and leaves a hole", (t) => {
   const n = written(1, 5);
   ok(n.step({ type: "newEpoch", epoch: 2 }));
-  const r = n.step({ type: "startSegment", epoch: 2, txid: 8 });
+  const r = n.step({ type: "startSegment", epoch: 2, txid: 8, catchUp: true });
   t.deepEqual(r.ops.map((o) => o.op), ["setAside", "startSegment", "persistMeta"]);
   t.deepEqual(n.state().lastSegment, { startTxid: 8, endTxid: 7, inProgress: true });
+});
+
+test("journal core - a forged startSegment far past the node's end is OUT_OF_SYNC: no promise, no segment set aside (issue #10)", (t) => {
+  // The in-progress segment holds records 1..5, 1..3 of them known committed; a next-epoch request at a far txid.
+  const n = written(1, 5, 3);
+  const before = n.state();
+  for (const epoch of [1, 2]) {
+    const r = n.step({ type: "startSegment", epoch, txid: 1_000_000, clusterId: undefined });
+    t.is(refusal(r), "OUT_OF_SYNC");
+    t.deepEqual(r.ops, [], "nothing set aside, nothing promised");
+    t.deepEqual(n.state(), before);
+  }
+  // Right after the end is a roll or a new writer's start, as before.
+  ok(n.step({ type: "newEpoch", epoch: 2 }));
+  t.is(refusal(n.step({ type: "startSegment", epoch: 2, txid: 7 })), "OUT_OF_SYNC", "one past the end + 1 is a hole too");
+  const r = n.step({ type: "startSegment", epoch: 2, txid: 6 });
+  t.deepEqual(r.ops.map((o) => o.op), ["setAside", "startSegment", "persistMeta"]);
 });
 
 test("journal core - startSegment right after a copy this node accepted in recovery finalizes that copy", (t) => {
@@ -227,6 +245,25 @@ test("journal core - startSegment right after a copy this node accepted in recov
     persist({ promisedEpoch: 2, writerEpoch: 2, accepted: null }),
   ]);
   t.is(n.state().firstTxid, 1);
+});
+
+test("journal core - a copy accepted in an older recovery is set aside, not finalized, by a later writer's startSegment (sim seed 1091)", (t) => {
+  // Epoch 2's recovery chose this node's copy 1..5 and reached only it; epoch 4 committed other records under
+  // 1..5 without it, and epoch 5's recovery chose those. Epoch 5's start at 6 must not finalize the stale copy.
+  const n = written(1, 5);
+  ok(n.step({ type: "newEpoch", epoch: 2 }));
+  ok(n.step(accept(2, 1, 5, 1)));
+  ok(n.step({ type: "newEpoch", epoch: 5 }));
+  const r = n.step({ type: "startSegment", epoch: 5, txid: 6 });
+  t.deepEqual(r.ops.map((o) => o.op), ["setAside", "startSegment", "persistMeta"]);
+  t.is(n.state().firstTxid, 0, "the stale copy is not served");
+  // The same holds when a recovery's copy opens the next segment on it.
+  const m = written(1, 5);
+  ok(m.step({ type: "newEpoch", epoch: 2 }));
+  ok(m.step(accept(2, 1, 5, 1)));
+  ok(m.step({ type: "newEpoch", epoch: 5 }));
+  const copy = m.step(recoveryAppend(5, 6, 6, 2, records(4, 6, 2)));
+  t.deepEqual(copy.ops.map((o) => o.op).slice(0, 2), ["setAside", "startSegment"]);
 });
 
 test("journal core - startSegment inside finalized records is ILLEGAL_STATE", (t) => {
@@ -683,8 +720,9 @@ test("journal core - a wiped node (restoring) takes part in no epoch or recovery
   t.is(refusal(n.step({ type: "newEpoch", epoch: 5, clusterId: "c1" })), "NOT_RESTORED");
   t.is(refusal(n.step({ type: "prepareRecovery", epoch: 5, segmentTxid: 1 })), "NOT_RESTORED");
   t.is(refusal(n.step(accept(5, 1, 3))), "NOT_RESTORED");
-  // The writer of epoch 5 opens its segment at 11 and sends its records: a hole before them.
-  ok(n.step({ type: "startSegment", epoch: 5, txid: 11, clusterId: "c1" }));
+  // The writer of epoch 5 catches it up: opens its segment at 11 and sends its records, a hole before them.
+  t.is(refusal(n.step({ type: "startSegment", epoch: 5, txid: 11, clusterId: "c1" })), "OUT_OF_SYNC", "only a catch-up leaves a hole");
+  ok(n.step({ type: "startSegment", epoch: 5, txid: 11, clusterId: "c1", catchUp: true }));
   ok(n.step(journal(5, 11, 11, 2)));
   // Segment 1..10, finalized elsewhere, copied in two chunks.
   const first = n.step({ type: "syncSegment", epoch: 5, clusterId: "c1", segment: { startTxid: 1, endTxid: 10, inProgress: false }, firstTxid: 1, count: 4, records: records(2, 1, 4) });
@@ -736,10 +774,11 @@ test("journal core - a startSegment that is no roll sets the in-progress segment
   t.deepEqual(otherEpoch.step({ type: "startSegment", epoch: 3, txid: 6 }).ops.map((o) => o.op), ["setAside", "startSegment", "persistMeta"]);
   t.is(otherEpoch.state().firstTxid, 0, "the set-aside records are not served");
   const gap = written(2, 5);
-  t.deepEqual(gap.step({ type: "startSegment", epoch: 2, txid: 8 }).ops.map((o) => o.op), ["setAside", "startSegment", "persistMeta"]);
-  // The node missed 4..5 of its writer's segment: what it holds ends before the writer's end.
+  t.deepEqual(gap.step({ type: "startSegment", epoch: 2, txid: 8, catchUp: true }).ops.map((o) => o.op), ["setAside", "startSegment", "persistMeta"]);
+  // The node missed 4..5 of its writer's segment: what it holds ends before the writer's end (its catch-up).
   const behind = written(2, 3);
-  t.deepEqual(behind.step({ type: "startSegment", epoch: 2, txid: 6 }).ops.map((o) => o.op), ["setAside", "startSegment", "persistMeta"]);
+  t.is(refusal(behind.step({ type: "startSegment", epoch: 2, txid: 6 })), "OUT_OF_SYNC");
+  t.deepEqual(behind.step({ type: "startSegment", epoch: 2, txid: 6, catchUp: true }).ops.map((o) => o.op), ["setAside", "startSegment", "persistMeta"]);
 });
 
 const snapshotDurable = (txid: number): JournalRequest => ({ type: "snapshotDurable", txid, clusterId: "c1" });

@@ -51,6 +51,16 @@ test("sim - regression: seed 363, finalized copies that hold the chosen one are 
 });
 
 /**
+ * Seed 1091 with crashes aimed inside the journal nodes' disk programs: a node kept a copy of segment 1 accepted in
+ * epoch 2's failed recovery; epoch 4 committed other records under the same txids without it and epoch 5's recovery
+ * chose those, and epoch 5's startSegment finalized the node's stale copy (a finalized record that is not the committed one).
+ */
+test("sim - regression: seed 1091, a copy accepted in a superseded recovery is never finalized", (t) => {
+  const r = runSimulation({ seed: 1091, crashInsideChance: 0.5 });
+  t.true(r.ok, r.ok ? "" : describeFailure(r, SIM_STEPS_DEFAULT));
+});
+
+/**
  * Seeds that once failed with the real cores: 6816, a node formatted as restoring was never restored (the simulated
  * master had no restorer); 6451, a node refused at send failed the writer and the next send threw on the dropped core.
  * Since a batch is bounded by batchRecordsMax (issue #10 class 5), 6816's schedule no longer brings a node back;

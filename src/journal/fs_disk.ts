@@ -1,0 +1,121 @@
+/**
+ * The journal directory over node:fs: runs a store program's calls (disk.ts), durable as asked (fsync is
+ * fsync or fdatasync, fsyncDir fsyncs the directory). Keeps a file handle open per file written to (the in-progress
+ * segment's appends reuse it); a rename or remove closes it. Injected faults (DiskFaults) fail writes and fsyncs as
+ * the system calls would.
+ */
+import fsp from "node:fs/promises";
+import path from "node:path";
+import { assert, assertNever } from "../util/assert.js";
+import { fsyncDir } from "../util/durable_file.js";
+import type { AsyncDisk, DiskCall } from "./disk.js";
+import type { DiskFaults } from "./disk_faults.js";
+
+export class FsDisk implements AsyncDisk {
+  private readonly handles = new Map<string, fsp.FileHandle>();
+  /** Fault injection (tests): the length of a `pause` call. */
+  pauseMs = 0;
+
+  constructor(
+    readonly dir: string,
+    private readonly faults: DiskFaults,
+  ) {}
+
+  async run(c: DiskCall): Promise<unknown> {
+    switch (c.call) {
+      case "list":
+        await fsp.mkdir(this.dir, { recursive: true });
+        return (await fsp.readdir(this.dir)).sort();
+      case "readFile":
+        return await this.readFile(c.name);
+      case "read":
+        return await this.read(c.name, c.start, c.length);
+      case "create":
+        await this.close(c.name);
+        this.handles.set(c.name, await fsp.open(this.path(c.name), "w+"));
+        return;
+      case "append":
+        this.faults.check("write", this.path(c.name));
+        await fsp.appendFile(this.path(c.name), c.bytes);
+        return;
+      case "write": {
+        this.faults.check("write", this.path(c.name));
+        const { bytesWritten } = await (await this.handle(c.name)).write(c.bytes, 0, c.bytes.length, c.at);
+        assert(bytesWritten === c.bytes.length, `short write to ${c.name}`);
+        return;
+      }
+      case "truncate":
+        await (await this.handle(c.name)).truncate(c.length);
+        return;
+      case "fsync": {
+        this.faults.check("fsync", this.path(c.name));
+        const handle = await this.handle(c.name);
+        await (c.dataOnly ? handle.datasync() : handle.sync());
+        return;
+      }
+      case "rename":
+        await this.close(c.from);
+        await this.close(c.to);
+        await fsp.rename(this.path(c.from), this.path(c.to));
+        return;
+      case "remove":
+        await this.close(c.name);
+        await fsp.rm(this.path(c.name), { force: true });
+        return;
+      case "fsyncDir":
+        await fsyncDir(this.dir);
+        return;
+      case "pause":
+        if (this.pauseMs > 0) await new Promise((r) => setTimeout(r, this.pauseMs));
+        return;
+      default:
+        return assertNever(c, "disk call");
+    }
+  }
+
+  private path(name: string): string {
+    return path.join(this.dir, name);
+  }
+
+  private async readFile(name: string): Promise<Uint8Array | null> {
+    try {
+      return await fsp.readFile(this.path(name));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw err;
+    }
+  }
+
+  private async read(name: string, start: number, length: number): Promise<Uint8Array> {
+    const buf = Buffer.allocUnsafe(length);
+    const cached = this.handles.get(name);
+    const handle = cached ?? (await fsp.open(this.path(name), "r"));
+    try {
+      const { bytesRead } = await handle.read(buf, 0, length, start);
+      assert(bytesRead === length, `short read from ${this.path(name)}`);
+    } finally {
+      if (handle !== cached) await handle.close();
+    }
+    return buf;
+  }
+
+  private async handle(name: string): Promise<fsp.FileHandle> {
+    let handle = this.handles.get(name);
+    if (handle === undefined) {
+      handle = await fsp.open(this.path(name), "r+");
+      this.handles.set(name, handle);
+    }
+    return handle;
+  }
+
+  private async close(name: string): Promise<void> {
+    const handle = this.handles.get(name);
+    if (handle === undefined) return;
+    this.handles.delete(name);
+    await handle.close();
+  }
+
+  async closeAll(): Promise<void> {
+    for (const name of [...this.handles.keys()]) await this.close(name).catch(() => {});
+  }
+}
