@@ -247,3 +247,13 @@ test("messages - parseWriteRequest refuses a bad write map or id with BAD_REQUES
   ];
   for (const [name, v] of cases) badRequest(t, () => parseWriteRequest(decode(encode(v))), name);
 });
+
+test("config - block dedupe: bounds at least 1, and a kept reply fits in the window", (t) => {
+  t.deepEqual(validateConfig({ ...defaults, dedupeWindowRecords: 0 }), ["dedupeWindowRecords and dedupeClientsMax must be at least 1"]);
+  t.deepEqual(validateConfig({ ...defaults, dedupeClientsMax: 0 }), ["dedupeWindowRecords and dedupeClientsMax must be at least 1"]);
+  t.deepEqual(validateConfig({ ...defaults, dedupeReplyBytesMax: 0 }), ["dedupeReplyBytesMax must be at least 1"]);
+  t.deepEqual(validateConfig({ ...defaults, dedupeWindowBytesMax: defaults.dedupeReplyBytesMax }), [
+    "dedupeWindowBytesMax must hold at least one write of the largest kept reply (dedupeReplyBytesMax)",
+  ]);
+  t.is(loadConfig({ QJM_DEDUPE_WINDOW_RECORDS: "5" }).dedupeWindowRecords, 5);
+});
