@@ -2,16 +2,18 @@
 /**
  * redis-qjm — the command line.
  *   redis-qjm status [--json]        every actor's role, id, pid, epoch, txids, health, Redis URL
- *   redis-qjm write <CMD> [args…]     one write through the quorum journal; prints the reply
+ *   redis-qjm write <CMD> [args…]     one write through the quorum journal (the client library: retried with its id
+ *                                    on no responders, timeouts, NO_QUORUM…); prints the reply
  *   redis-qjm events                 follows qjm.<cluster>.events (masked, restored, recovery decisions…), one JSON line each
  *   redis-qjm inspect <file> [--json] [--limit N]   offline viewer (no NATS): a segment file's records and problems, or a
  *                                                   snapshot's (.rdb / .json) summary: txid, size, RDB version, CRC-64, SHA-256
  * Uses $QJM_NATS_URL and $QJM_CLUSTER (defaults in src/config/config.ts), and authenticates with $QJM_NATS_CREDS_FILE,
  * by default $QJM_DATA_DIR/credentials/client.creds when it exists (`npm start` writes it).
  */
+import { connect, QjmClientError } from "../src/client/index.js";
 import { loadConfig } from "../src/config/config.js";
 import { CLIENT_USER, findNatsCredentials } from "../src/nats/auth.js";
-import { connectBus, request, requestAll } from "../src/nats/bus.js";
+import { connectBus, requestAll } from "../src/nats/bus.js";
 import { decode } from "../src/protocol/codec.js";
 import type { ActorStatus } from "../src/protocol/messages.js";
 import { subjects } from "../src/protocol/subjects.js";
@@ -35,6 +37,7 @@ async function main(): Promise<number> {
     console.error(USAGE);
     return 2;
   }
+  if (command === "write") return await write(rest);
   const nc = await connectBus(config.natsUrl, "redis-qjm-cli", findNatsCredentials(config.natsCredsFile, config.dataDir, CLIENT_USER)).catch((err: Error) => {
     console.error(`cannot reach NATS at ${config.natsUrl}: ${err.message}`);
     return null;
@@ -81,15 +84,36 @@ async function main(): Promise<number> {
       console.log(table(rows));
       return 0;
     }
-    if (rest.length === 0) {
-      console.error(USAGE);
-      return 2;
-    }
-    const reply = (await request(nc, s.write, rest, config.quorumTimeoutMs * 2)) as Record<string, unknown>;
-    console.log(JSON.stringify(reply, (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString() : v)));
-    return reply.ok === true ? 0 : 1;
+    return 2;
   } finally {
     await nc.close();
+  }
+}
+
+/** Byte strings in a reply printed as text. */
+const printable = (_k: string, v: unknown): unknown => (v instanceof Uint8Array ? Buffer.from(v).toString() : v);
+
+/** `write`: through the client library; prints the reply (or the error, with whether the write may have been applied). */
+async function write(args: string[]): Promise<number> {
+  if (args.length === 0) {
+    console.error(USAGE);
+    return 2;
+  }
+  const client = await connect({ name: "redis-qjm-cli" }).catch((err: Error) => {
+    console.error(err.message);
+    return null;
+  });
+  if (client === null) return 1;
+  try {
+    const result = await client.write(args[0], ...args.slice(1));
+    console.log(JSON.stringify({ ok: true, txid: result.txid, reply: result.reply, ...(result.duplicate ? { duplicate: true } : {}) }, printable));
+    return 0;
+  } catch (err) {
+    if (!(err instanceof QjmClientError)) throw err;
+    console.log(JSON.stringify({ ok: false, code: err.code, message: err.message, outcomeUnknown: err.outcomeUnknown }));
+    return 1;
+  } finally {
+    await client.close();
   }
 }
 

@@ -176,6 +176,12 @@ export const defaults = {
   dedupeWindowBytesMax: 64 * 1024 * 1024,
   /** Clients the window tracks (the most recently committing); a client dropped past this is forgotten altogether. */
   dedupeClientsMax: 100_000,
+  /** The client library (src/client/) retries a write with the same id for this long (no responders, timeouts, NO_QUORUM…). */
+  clientRetryForMs: 30_000,
+  /** First pause between a write's attempts; it doubles per attempt up to clientRetryBackoffMaxMs, with jitter. */
+  clientRetryBackoffMinMs: 25,
+  /** Longest pause between a write's attempts. */
+  clientRetryBackoffMaxMs: 1000,
   // ---- end dedupe ----
 };
 
@@ -250,6 +256,7 @@ function validateDedupe(c: Config): string[] {
   const errors: string[] = [];
   if (c.dedupeWindowRecords < 1 || c.dedupeClientsMax < 1) errors.push("dedupeWindowRecords and dedupeClientsMax must be at least 1");
   if (c.dedupeReplyBytesMax < 1) errors.push("dedupeReplyBytesMax must be at least 1");
+  if (c.clientRetryBackoffMinMs < 1 || c.clientRetryBackoffMaxMs < c.clientRetryBackoffMinMs) errors.push("clientRetryBackoffMinMs must be at least 1 and at most clientRetryBackoffMaxMs");
   if (c.dedupeWindowBytesMax < c.dedupeReplyBytesMax + DEDUPE_ENTRY_OVERHEAD_BYTES) errors.push("dedupeWindowBytesMax must hold at least one write of the largest kept reply (dedupeReplyBytesMax)");
   return errors;
 }
