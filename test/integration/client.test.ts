@@ -1,7 +1,8 @@
 /**
  * The client library (issue #11 item 3) against a real cluster: writes with ids, a write retried across a kill -9
- * of the master, typed errors that are not retried, a write larger than one NATS message, and the package imported
- * by name from a consumer package (`import { connect } from "redis-qjm"`, JavaScript and TypeScript).
+ * of the master, typed errors that are not retried, a write larger than one NATS message, and the package (as
+ * `npm pack` makes it) imported by name from a consumer package (`import { connect } from "redis-qjm"`, JavaScript
+ * and TypeScript).
  *
  * The master does not dedupe yet (the window is wired into it later): this asserts what is true today — a write
  * with an id is accepted and journaled like any write — not exactly-once end to end.
@@ -138,12 +139,20 @@ function run(file: string, args: string[], cwd: string, env: NodeJS.ProcessEnv):
   });
 }
 
-test.serial("client - a consumer package imports { connect } from \"redis-qjm\" and writes, with the default credentials", async (t) => {
+test.serial("client - a consumer package imports { connect } from the packed \"redis-qjm\" and writes, with the default credentials", async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-consumer-"));
   scratch.push(dir);
-  // As `npm link` would: the consumer's node_modules/redis-qjm is the package (its package.json "exports").
+  // The package as `npm pack` makes it (its "files", "exports" and declarations), unpacked where `npm install` puts it;
+  // its dependencies linked from this checkout (the test installs nothing from a registry).
+  const pack = await run("npm", ["pack", "--pack-destination", dir], PACKAGE_ROOT, process.env);
+  t.is(pack.code, 0, pack.stderr);
+  const tarball = path.join(dir, pack.stdout.trim().split("\n").pop()!);
   fs.mkdirSync(path.join(dir, "node_modules"));
-  fs.symlinkSync(PACKAGE_ROOT, path.join(dir, "node_modules", "redis-qjm"), "dir");
+  const untar = await run("tar", ["-xzf", tarball, "-C", path.join(dir, "node_modules")], dir, process.env);
+  t.is(untar.code, 0, untar.stderr);
+  fs.renameSync(path.join(dir, "node_modules", "package"), path.join(dir, "node_modules", "redis-qjm"));
+  fs.symlinkSync(path.join(PACKAGE_ROOT, "node_modules"), path.join(dir, "node_modules", "redis-qjm", "node_modules"), "dir");
+  t.false(fs.existsSync(path.join(dir, "node_modules", "redis-qjm", "dist", "test")), "tests are not packed");
   fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: "consumer", type: "module", private: true }));
   fs.writeFileSync(
     path.join(dir, "main.mjs"),
