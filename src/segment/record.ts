@@ -13,7 +13,7 @@
  *   v1  an array of effects, each an array of byte strings ([command, ...args]): a write without an id, orphan
  *       effects (expired keys), and every record written before write ids existed;
  *   v2  a map { v: 2, e: effects, w: { c: client, s: seq, r?: reply, d?: true } }: a write that carried an id
- *       (issue #11 item 3), with the reply Redis gave it (`r`: the value, or { err: message }) so that a retry of
+ *       (issue #11 item 3), with the reply it got (`r`: the value, or { err: message, code? }) so that a retry of
  *       the write can be answered from the journal by whoever is master then. A reply whose encoding passes
  *       `dedupeReplyBytesMax` is left out, and `d` says so (the id is kept: the retry is still never applied twice).
  * Readers accept both forms (old segments stay readable); writers emit v1 for records without an id.
@@ -63,8 +63,11 @@ export function encodeEffects(effects: readonly Effect[]): Uint8Array {
  */
 export type ReplyValue = null | number | string | Uint8Array | ReplyValue[];
 
-/** What Redis answered a write: its value, or its error (REDIS_ERROR to the client). */
-export type RecordedReply = { ok: true; value: ReplyValue } | { ok: false; message: string };
+/**
+ * What a write was answered: Redis's value, or an error — Redis's (REDIS_ERROR to the client, `code` absent) or the
+ * master's refusal of a write whose record was journaled all the same (`code`, e.g. EFFECTS_REFUSED).
+ */
+export type RecordedReply = { ok: true; value: ReplyValue } | { ok: false; message: string; code?: ErrorCode };
 
 /** The write a v2 record holds: its id, and its reply unless that was too large to keep (`replyDropped`). */
 export interface RecordWrite extends WriteId {
@@ -93,7 +96,7 @@ function badPayload(message: string): never {
  */
 export function encodeRecordPayload(effects: readonly Effect[], write: { id: WriteId; reply: RecordedReply } | null, replyBytesMax: number): Uint8Array {
   if (write === null) return encodeEffects(effects);
-  const r = write.reply.ok ? write.reply.value : { err: write.reply.message };
+  const r = write.reply.ok ? write.reply.value : write.reply.code === undefined ? { err: write.reply.message } : { err: write.reply.message, code: write.reply.code };
   const replyBytes = packr.pack(r).length;
   const w = replyBytes <= replyBytesMax ? { c: write.id.client, s: write.id.seq, r } : { c: write.id.client, s: write.id.seq, d: true };
   return packr.pack({ v: PAYLOAD_V2, e: effects, w });
@@ -146,10 +149,11 @@ function checkWrite(w: unknown): RecordWrite {
 
 function checkReply(r: unknown): RecordedReply {
   if (typeof r === "object" && r !== null && !Array.isArray(r) && !(r instanceof Uint8Array)) {
-    const keys = Object.keys(r);
-    const err = (r as Record<string, unknown>).err;
-    if (keys.length !== 1 || typeof err !== "string") badPayload("write reply (w.r) is a map but not { err: message }");
-    return { ok: false, message: err };
+    const { err, code, ...rest } = r as Record<string, unknown>;
+    if (Object.keys(rest).length > 0 || typeof err !== "string") badPayload("write reply (w.r) is a map but not { err: message, code? }");
+    if (code === undefined) return { ok: false, message: err };
+    if (typeof code !== "string" || !(code in ErrorCode)) badPayload("write reply error code (w.r.code) is not an error code");
+    return { ok: false, message: err, code: code as ErrorCode };
   }
   return { ok: true, value: checkReplyValue(r, 0) };
 }

@@ -234,6 +234,7 @@ test("record - payload v2 round-trips effects, write id and reply (value, nil, n
     { ok: true as const, value: Buffer.from([0, 0xff]) },
     { ok: true as const, value: ["a", 1, null, [Buffer.from("b"), []]] },
     { ok: false as const, message: "WRONGTYPE Operation against a key holding the wrong kind of value" },
+    { ok: false as const, message: "the replication stream held effects the master cannot journal faithfully", code: ErrorCode.EFFECTS_REFUSED },
   ];
   for (const reply of replies) {
     const decoded = decodeRecordPayload(encodeRecordPayload(effects, { id, reply }, 64 * 1024));
@@ -283,6 +284,8 @@ test("record - decodeRecordPayload refuses malformed v2 payloads with BAD_RECORD
     ["dropped flag not true", { v: 2, e, w: { c: "client", s: 1, d: 1 } }],
     ["reply map not an error", { v: 2, e, w: { ...w, r: { value: 1 } } }],
     ["reply error not a string", { v: 2, e, w: { ...w, r: { err: 5 } } }],
+    ["reply error code unknown", { v: 2, e, w: { ...w, r: { err: "x", code: "NOPE" } } }],
+    ["reply error with another key", { v: 2, e, w: { ...w, r: { err: "x", why: "y" } } }],
     ["reply boolean", { v: 2, e, w: { ...w, r: true } }],
     ["reply nested map", { v: 2, e, w: { ...w, r: [1, { a: 1 }] } }],
     ["a string", "SET k v"],
