@@ -109,6 +109,15 @@ test.serial("client - a write sent while the master is down (kill -9) is retried
   await tc!.cluster.signal("m1", "SIGKILL");
   // Nobody serves writes now: the first attempt fails (no responders) and is retried.
   const pending = client!.write("INCR", "client:failover");
+  // A client that retries for 300 ms only gives up, typed, saying it cannot tell whether the write was applied.
+  const impatient = await connect({ servers: tc!.cluster.natsUrl, credsFile: credsFile(tc!.cluster.dataDir, CLIENT_USER), cluster: tc!.cluster.cluster, timeoutMs: 1000, retryForMs: 300 });
+  try {
+    const err = await t.throwsAsync(impatient.write("INCR", "client:other"), { instanceOf: QjmClientError });
+    t.like(err, { code: ErrorCode.TIMEOUT, outcomeUnknown: true });
+    t.true(err!.attempts > 1, `${err!.attempts} attempts`);
+  } finally {
+    await impatient.close();
+  }
   tc!.cluster.startActor("m1");
   const after = await pending;
   t.true(after.attempts > 1, `${after.attempts} attempts`);
@@ -129,6 +138,19 @@ test.serial("client - status and events", async (t) => {
   await events.return?.(undefined);
   await done;
   t.pass();
+});
+
+test.serial("client - writes refused OVERLOADED (not applied) are retried until each is applied once", async (t) => {
+  // A master that admits one write at a time and queues one more: most of 40 concurrent INCRs are refused at first.
+  const small = await startTestCluster("client-overloaded", { writesInflightMax: 1, writesQueuedMax: 1 });
+  t.teardown(() => small.stop());
+  await waitForWriter(small);
+  const c = await connect({ servers: small.cluster.natsUrl, credsFile: credsFile(small.cluster.dataDir, CLIENT_USER), cluster: small.cluster.cluster, retryForMs: 60_000 });
+  t.teardown(() => c.close());
+  const results = await Promise.all(Array.from({ length: 40 }, () => c.write("INCR", "client:overloaded")));
+  t.true(results.some((r) => r.attempts > 1), "some writes were refused and retried");
+  // OVERLOADED means not applied: each INCR counted once, so the replies are exactly 1..40.
+  t.deepEqual(results.map((r) => r.reply as number).sort((a, b) => a - b), Array.from({ length: 40 }, (_, i) => i + 1));
 });
 
 function run(file: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
