@@ -2,7 +2,8 @@
 /**
  * redis-qjm — the command line.
  *   redis-qjm status [--json]        every actor's role, id, pid, epoch, txids, health, Redis URL
- *   redis-qjm write <CMD> [args…]     one write through the quorum journal; prints the reply
+ *   redis-qjm write <CMD> [args…]     one write through the quorum journal (the client library: retried with its id
+ *                                    on no responders, timeouts, NO_QUORUM…); prints the reply
  *   redis-qjm failover [--to <id>]   planned switchover: the master drains, a standby takes over; prints the pause
  *   redis-qjm events                 follows qjm.<cluster>.events (masked, restored, recovery decisions…), one JSON line each
  *   redis-qjm inspect <file> [--json] [--limit N]   offline viewer (no NATS): a segment file's records and problems, or a
@@ -10,6 +11,7 @@
  * Uses $QJM_NATS_URL and $QJM_CLUSTER (defaults in src/config/config.ts), and authenticates with $QJM_NATS_CREDS_FILE,
  * by default $QJM_DATA_DIR/credentials/client.creds when it exists (`npm start` writes it).
  */
+import { connect, QjmClientError } from "../src/client/index.js";
 import { loadConfig } from "../src/config/config.js";
 import { ADMIN_USER, CLIENT_USER, findNatsCredentials } from "../src/nats/auth.js";
 import { connectBus, request, requestAll } from "../src/nats/bus.js";
@@ -38,6 +40,7 @@ async function main(): Promise<number> {
     console.error(USAGE);
     return 2;
   }
+  if (command === "write") return await write(rest);
   // A switchover is an operator's act: the admin user's credentials (npm start writes them beside the client's).
   const user = command === "failover" ? ADMIN_USER : CLIENT_USER;
   const nc = await connectBus(config.natsUrl, "redis-qjm-cli", findNatsCredentials(config.natsCredsFile, config.dataDir, user)).catch((err: Error) => {
@@ -87,13 +90,7 @@ async function main(): Promise<number> {
       console.log(table(rows));
       return 0;
     }
-    if (rest.length === 0) {
-      console.error(USAGE);
-      return 2;
-    }
-    const reply = (await request(nc, s.write, rest, config.quorumTimeoutMs * 2)) as Record<string, unknown>;
-    console.log(JSON.stringify(reply, (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString() : v)));
-    return reply.ok === true ? 0 : 1;
+    return 2;
   } finally {
     await nc.close();
   }
@@ -145,6 +142,33 @@ async function failover(nc: NatsConnection, config: Config, args: string[]): Pro
   } finally {
     clearTimeout(timer);
     events.unsubscribe();
+  }
+}
+
+/** Byte strings in a reply printed as text. */
+const printable = (_k: string, v: unknown): unknown => (v instanceof Uint8Array ? Buffer.from(v).toString() : v);
+
+/** `write`: through the client library; prints the reply (or the error, with whether the write may have been applied). */
+async function write(args: string[]): Promise<number> {
+  if (args.length === 0) {
+    console.error(USAGE);
+    return 2;
+  }
+  const client = await connect({ name: "redis-qjm-cli" }).catch((err: Error) => {
+    console.error(err.message);
+    return null;
+  });
+  if (client === null) return 1;
+  try {
+    const result = await client.write(args[0], ...args.slice(1));
+    console.log(JSON.stringify({ ok: true, txid: result.txid, reply: result.reply, ...(result.duplicate ? { duplicate: true } : {}) }, printable));
+    return 0;
+  } catch (err) {
+    if (!(err instanceof QjmClientError)) throw err;
+    console.log(JSON.stringify({ ok: false, code: err.code, message: err.message, outcomeUnknown: err.outcomeUnknown }));
+    return 1;
+  } finally {
+    await client.close();
   }
 }
 

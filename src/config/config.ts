@@ -3,6 +3,7 @@
  * Each can be overridden from the environment as QJM_<NAME> (camelCase → SCREAMING_SNAKE),
  * e.g. batchBytesMax ← QJM_BATCH_BYTES_MAX. Units are last in the name.
  */
+import { DEDUPE_ENTRY_OVERHEAD_BYTES } from "../dedupe/dedupe_window.js";
 import { RECORD_BYTES_MAX } from "../segment/record.js";
 import { assert } from "../util/assert.js";
 
@@ -182,6 +183,23 @@ export const defaults = {
   busReassemblyStreamsMax: 64,
   /** A fragmented message (or a large reply) with no fragment sent or pulled for this long is dropped. */
   busFragmentIdleMs: 10000,
+
+  // ---- dedupe (issue #11 item 3): write ids, replies kept in records, the dedupe window (src/dedupe/) ----
+  /** A write's reply is kept in its record (to answer a retry) unless its msgpack encoding is larger than this. */
+  dedupeReplyBytesMax: 64 * 1024,
+  /** The dedupe window remembers the writes of the last this many txids; a retry of an older one is RETRY_EXPIRED. */
+  dedupeWindowRecords: 100_000,
+  /** Bytes of kept replies (plus a fixed overhead per write) the window holds; past it the oldest writes leave it. */
+  dedupeWindowBytesMax: 64 * 1024 * 1024,
+  /** Clients the window tracks (the most recently committing); a client dropped past this is forgotten altogether. */
+  dedupeClientsMax: 100_000,
+  /** The client library (src/client/) retries a write with the same id for this long (no responders, timeouts, NO_QUORUM…). */
+  clientRetryForMs: 30_000,
+  /** First pause between a write's attempts; it doubles per attempt up to clientRetryBackoffMaxMs, with jitter. */
+  clientRetryBackoffMinMs: 25,
+  /** Longest pause between a write's attempts. */
+  clientRetryBackoffMaxMs: 1000,
+  // ---- end dedupe ----
 };
 
 export type Config = typeof defaults;
@@ -232,6 +250,7 @@ export function validateConfig(c: Config): string[] {
   // replay: a Redis drops a master silent for repl-timeout (60 s by default).
   if (c.feederKeepaliveMs < 1 || c.feederKeepaliveMs > 30000) errors.push("feederKeepaliveMs must be between 1 and 30000");
   errors.push(...validateSizes(c));
+  errors.push(...validateDedupe(c));
   return errors;
 }
 
@@ -247,6 +266,16 @@ function validateSizes(c: Config): string[] {
   if (c.busFragmentIdleMs < 100) errors.push("busFragmentIdleMs must be at least 100");
   if (c.writesQueuedBytesMax < 1 || c.writesInflightBytesMax < 1) errors.push("writesQueuedBytesMax and writesInflightBytesMax must be positive");
   if (c.replStreamBytesMax < c.writeEffectsBytesMax) errors.push("replStreamBytesMax must hold the effects of the largest write (writeEffectsBytesMax)");
+  return errors;
+}
+
+/** Block "dedupe" (issue #11 item 3): every bound positive, and a kept reply always fits in the window. */
+function validateDedupe(c: Config): string[] {
+  const errors: string[] = [];
+  if (c.dedupeWindowRecords < 1 || c.dedupeClientsMax < 1) errors.push("dedupeWindowRecords and dedupeClientsMax must be at least 1");
+  if (c.dedupeReplyBytesMax < 1) errors.push("dedupeReplyBytesMax must be at least 1");
+  if (c.clientRetryBackoffMinMs < 1 || c.clientRetryBackoffMaxMs < c.clientRetryBackoffMinMs) errors.push("clientRetryBackoffMinMs must be at least 1 and at most clientRetryBackoffMaxMs");
+  if (c.dedupeWindowBytesMax < c.dedupeReplyBytesMax + DEDUPE_ENTRY_OVERHEAD_BYTES) errors.push("dedupeWindowBytesMax must hold at least one write of the largest kept reply (dedupeReplyBytesMax)");
   return errors;
 }
 

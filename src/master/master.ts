@@ -464,7 +464,7 @@ export class Master {
     if (raw.length > writeBytesMax) {
       throw new QjmError(ErrorCode.PAYLOAD_TOO_LARGE, `write of ${raw.length} bytes exceeds ${this.config.writeBytesMax > 0 ? "writeBytesMax" : "nats-server's max_payload"} ${writeBytesMax}`);
     }
-    const args = parseWriteRequest(decode(raw));
+    const { args } = parseWriteRequest(decode(raw));
     return new Promise<WriteReply>((respond) => {
       if (this.queued.length >= this.config.writesQueuedMax) {
         respond(errorReply(ErrorCode.OVERLOADED, `${this.queued.length} writes already wait`));

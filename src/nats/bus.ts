@@ -10,8 +10,11 @@ import { FRAG_HEADER, PULL_HEADER, ReplyOutbox, Reassembler, formatFragHeader, f
 
 export type { NatsConnection };
 
-/** `credsFile`: a credentials file (src/nats/auth.ts) to authenticate with; null for a nats-server without users. */
-export async function connectBus(url: string, name: string, credsFile: string | null = null): Promise<NatsConnection> {
+/**
+ * `credsFile`: a credentials file (src/nats/auth.ts) to authenticate with; null for a nats-server without users.
+ * `url`: one server, or several (the client library's `servers`).
+ */
+export async function connectBus(url: string | string[], name: string, credsFile: string | null = null): Promise<NatsConnection> {
   return await connect({
     servers: url,
     name,

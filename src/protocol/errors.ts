@@ -50,6 +50,9 @@ export const ErrorCode = {
   /** The request was carried out (a write: committed) but its reply could not be kept for the requester to pull
    * (the outbox was full, or the reply too large): do not retry a write that got this. */
   REPLY_UNDELIVERABLE: "REPLY_UNDELIVERABLE",
+  /** A retry of a write whose id is older than the dedupe window (issue #11 item 3): it may have been committed, and
+   * the window no longer says; it is refused, never applied again. The outcome of the original write is unknown. */
+  RETRY_EXPIRED: "RETRY_EXPIRED",
   /** A request timed out. */
   TIMEOUT: "TIMEOUT",
   /** An unexpected failure; see the log. */

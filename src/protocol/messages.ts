@@ -101,8 +101,27 @@ export type JournalReply =
   | ({ ok: true } & { prepare: PrepareResult })
   | ErrorReply;
 
-/** The reply to a client write. */
-export type WriteReply = { ok: true; txid: number; reply: unknown } | ErrorReply;
+/**
+ * The reply to a client write. `duplicate`: the write's id was committed already (a retry); the reply is the one
+ * the journal kept for it, and the write was not applied again.
+ */
+export type WriteReply = { ok: true; txid: number; reply: unknown; duplicate?: true } | ErrorReply;
+
+/**
+ * A write's id (issue #11 item 3): the client that sent it and the client's sequence number for it. A retry carries
+ * the same id, so the master can tell it from a new write and answer it from the dedupe window.
+ */
+export interface WriteId {
+  client: string;
+  seq: number;
+}
+
+const CLIENT_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** A client id: 1..64 characters of [A-Za-z0-9_-] (so as many bytes). */
+export function isClientId(v: unknown): v is string {
+  return typeof v === "string" && CLIENT_ID.test(v);
+}
 
 export interface Heartbeat {
   role: Role;
@@ -306,9 +325,28 @@ export function parseJournalReply(v: unknown): JournalReply {
   return { ok: true, state: parseState(v.state) };
 }
 
-/** A client write: `[command, ...args]`, each a string, a byte string or an integer (sent as its decimal text). */
-export function parseWriteRequest(v: unknown): Buffer[] {
-  if (!Array.isArray(v)) throw new QjmError(ErrorCode.BAD_REQUEST, "a write must be a msgpack array [command, ...args]");
+/** A parsed client write: its command and arguments as byte strings, and its id when the client sent one. */
+export interface WriteRequest {
+  args: Buffer[];
+  id: WriteId | null;
+}
+
+/**
+ * A client write: either `[command, ...args]` (old clients, no id) or `{ args: [command, ...args], id?: { client,
+ * seq } }`. Each argument is a string, a byte string or an integer (sent as its decimal text). Any other shape, or
+ * a map with another key, is a BAD_REQUEST.
+ */
+export function parseWriteRequest(v: unknown): WriteRequest {
+  if (Array.isArray(v)) return { args: parseWriteArgs(v), id: null };
+  if (!isObject(v)) throw new QjmError(ErrorCode.BAD_REQUEST, "a write must be a msgpack array [command, ...args] or a map { args, id }");
+  for (const key of Object.keys(v)) {
+    if (key !== "args" && key !== "id") throw new QjmError(ErrorCode.BAD_REQUEST, `a write map has no key ${JSON.stringify(key.slice(0, 32))} (only args and id)`);
+  }
+  if (!Array.isArray(v.args)) throw new QjmError(ErrorCode.BAD_REQUEST, "a write's args must be a msgpack array [command, ...args]");
+  return { args: parseWriteArgs(v.args), id: v.id === undefined || v.id === null ? null : parseWriteId(v.id) };
+}
+
+function parseWriteArgs(v: unknown[]): Buffer[] {
   if (v.length === 0) throw new QjmError(ErrorCode.BAD_REQUEST, "a write must name a command");
   return v.map((arg, i) => {
     if (arg instanceof Uint8Array) return Buffer.from(arg.buffer, arg.byteOffset, arg.byteLength);
@@ -316,6 +354,15 @@ export function parseWriteRequest(v: unknown): Buffer[] {
     if (typeof arg === "number" && Number.isSafeInteger(arg)) return Buffer.from(String(arg));
     throw new QjmError(ErrorCode.BAD_REQUEST, `argument ${i} must be a string, a byte string or a safe integer`);
   });
+}
+
+function parseWriteId(v: unknown): WriteId {
+  if (!isObject(v)) bad("a write's id must be a map { client, seq }");
+  for (const key of Object.keys(v)) if (key !== "client" && key !== "seq") bad(`a write's id has no key ${JSON.stringify(key.slice(0, 32))} (only client and seq)`);
+  if (!isClientId(v.client)) bad("id.client must be 1..64 characters of [A-Za-z0-9_-]");
+  const seq = v.seq;
+  if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1) bad("id.seq must be a positive safe integer");
+  return { client: v.client, seq };
 }
 
 // ---------------------------------------------------------------------------------------------------------------

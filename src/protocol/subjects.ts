@@ -7,7 +7,7 @@
 export type Role = "master" | "journal" | "replica";
 
 export const subjects = (cluster: string) => ({
-  /** Client writes: request `[command, ...args]` (msgpack), reply WriteReply. */
+  /** Client writes: request `[command, ...args]` or `{ args, id: { client, seq } }` (msgpack), reply WriteReply. */
   write: `qjm.${cluster}.write`,
   /** A journal node's writer requests (JournalRequest → JournalReply): the master only. */
   journal: (id: string) => `qjm.${cluster}.jn.${id}`,

@@ -7,7 +7,7 @@
  */
 import type { Redis } from "ioredis";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
-import { decodeEffects, type RecordView } from "../segment/record.js";
+import { decodeRecordPayload, type RecordView, type RecordWrite } from "../segment/record.js";
 import type { Feeder } from "./feeder.js";
 import { infoNumber, readInfo } from "./redis_info.js";
 
@@ -33,14 +33,16 @@ export async function unexpectedErrorReplies(client: Redis): Promise<number> {
 }
 
 /**
- * Sends the records run by run and waits for each run's ACK. Calls `applied(txid)` for each record of a run that
- * ran. Throws ApplyError at the first run that did not run, or (effectFailed) ran with an effect Redis refused.
+ * Sends the records run by run and waits for each run's ACK. Calls `applied(txid, write)` for each record of a run
+ * that ran, in txid order, with the write id (and reply) a v2 record carries, else null: what a data node's dedupe
+ * window observes. Throws ApplyError at the first run that did not run, or (effectFailed) ran with an effect Redis
+ * refused. A payload that does not decode throws its BAD_RECORD QjmError before anything of its run is sent.
  */
 export async function applyRecords(
   feeder: Feeder,
   client: Redis,
   records: RecordView[],
-  options: { markerKey?: string; recordsPerTransaction?: number; applied?: (txid: number) => void } = {},
+  options: { markerKey?: string; recordsPerTransaction?: number; applied?: (txid: number, write: RecordWrite | null) => void } = {},
 ): Promise<void> {
   const perTransaction = Math.max(1, options.recordsPerTransaction ?? 1024);
   let errorsBefore = await unexpectedErrorReplies(client);
@@ -49,7 +51,12 @@ export async function applyRecords(
     const first = run[0].txid;
     const last = run[run.length - 1].txid;
     const commands: (string | Uint8Array)[][] = [["MULTI"]];
-    for (const rec of run) for (const effect of decodeEffects(rec.payload)) commands.push(effect);
+    const writes: (RecordWrite | null)[] = [];
+    for (const rec of run) {
+      const payload = decodeRecordPayload(rec.payload);
+      writes.push(payload.write);
+      for (const effect of payload.effects) commands.push(effect);
+    }
     if (options.markerKey !== undefined) commands.push(["SET", options.markerKey, String(last)]);
     commands.push(["EXEC"]);
     try {
@@ -62,6 +69,6 @@ export async function applyRecords(
       throw new ApplyError(first, true, `Redis refused ${errorsAfter - errorsBefore} effect(s) of records ${first}..${last} (unexpected_error_replies; see its log)`);
     }
     errorsBefore = errorsAfter;
-    for (const rec of run) options.applied?.(rec.txid);
+    run.forEach((rec, j) => options.applied?.(rec.txid, writes[j]));
   }
 }

@@ -8,7 +8,7 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import { isSnapshotFileName, runInspectSnapshot } from "../snapshot/inspect_snapshot.js";
 import { assert } from "../util/assert.js";
-import { decodeEffects, scanRecords } from "./record.js";
+import { decodeRecordPayload, scanRecords } from "./record.js";
 
 export interface InspectedRecord {
   txid: number;
@@ -19,6 +19,8 @@ export interface InspectedRecord {
   bytes: number;
   /** Each effect as printable strings (see `renderArg`); empty when the payload does not decode (a problem says so). */
   effects: string[][];
+  /** The write id a v2 record carries (issue #11 item 3), with whether its reply was kept; null: none (v1). */
+  write: { client: string; seq: number; replyKept: boolean } | null;
 }
 
 export interface InspectReport {
@@ -93,12 +95,15 @@ export function inspectSegment(data: Uint8Array, fileName: string, options: { li
     previous = r.txid;
     // Every payload is decoded, not only those shown, so that a limit never hides a problem.
     let effects: string[][] = [];
+    let write: InspectedRecord["write"] = null;
     try {
-      effects = decodeEffects(r.payload).map((effect) => effect.map(renderArg));
+      const payload = decodeRecordPayload(r.payload);
+      effects = payload.effects.map((effect) => effect.map(renderArg));
+      if (payload.write !== null) write = { client: payload.write.client, seq: payload.write.seq, replyKept: !payload.write.replyDropped };
     } catch (err) {
       problems.push(`payload of txid ${r.txid} at offset ${r.offset} does not decode: ${(err as Error).message}`);
     }
-    if (records.length < limit) records.push({ txid: r.txid, epoch: r.epoch, offset: r.offset, bytes: r.length, effects });
+    if (records.length < limit) records.push({ txid: r.txid, epoch: r.epoch, offset: r.offset, bytes: r.length, effects, write });
   }
 
   if (scan.stop?.kind === "torn") {
@@ -145,7 +150,9 @@ export function formatReport(report: InspectReport): string {
   }
   for (const r of report.records) {
     const effects = r.effects.map((e) => e.join(" ")).join(" ; ");
-    lines.push(`${String(r.txid).padStart(widths[0])}  ${String(r.epoch).padStart(widths[1])}  ${String(r.offset).padStart(widths[2])}  ${effects}`.trimEnd());
+    // The write id first (client ids are [A-Za-z0-9_-], so `id=client#seq` cannot be mistaken for an effect).
+    const id = r.write === null ? "" : `id=${r.write.client}#${r.write.seq}${r.write.replyKept ? "" : "(reply dropped)"}  `;
+    lines.push(`${String(r.txid).padStart(widths[0])}  ${String(r.epoch).padStart(widths[1])}  ${String(r.offset).padStart(widths[2])}  ${id}${effects}`.trimEnd());
   }
   if (report.records.length < report.count) lines.push(`… ${report.count - report.records.length} more records`);
   if (report.problems.length === 0) lines.push("problems: none");

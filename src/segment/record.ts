@@ -7,12 +7,23 @@
  *   8       8     txid (u64 BE, < 2^53)
  *   16      4     epoch of the writer (u32 BE)
  *   20      4     CRC32 of bytes [4, 20) and of the payload
- *   24      n     payload: msgpack array of effects, each an array of byte strings ([command, ...args])
+ *   24      n     payload (below)
+ *
+ * The payload has two forms, told apart by their first msgpack value:
+ *   v1  an array of effects, each an array of byte strings ([command, ...args]): a write without an id, orphan
+ *       effects (expired keys), and every record written before write ids existed;
+ *   v2  a map { v: 2, e: effects, w: { c: client, s: seq, r?: reply, d?: true } }: a write that carried an id
+ *       (issue #11 item 3), with the reply it got (`r`: the value, or { err: message, code? }) so that a retry of
+ *       the write can be answered from the journal by whoever is master then. A reply whose encoding passes
+ *       `dedupeReplyBytesMax` is left out, and `d` says so (the id is kept: the retry is still never applied twice).
+ * Readers accept both forms (old segments stay readable); writers emit v1 for records without an id.
  *
  * A batch, a segment file and a read reply are all plain concatenations of records.
  */
 import { crc32 } from "node:zlib";
 import { Packr } from "msgpackr";
+import { ErrorCode, QjmError } from "../protocol/errors.js";
+import { isClientId, type WriteId } from "../protocol/messages.js";
 import { assert } from "../util/assert.js";
 
 export const RECORD_MAGIC = 0x514a4d31;
@@ -46,17 +57,115 @@ export function encodeEffects(effects: readonly Effect[]): Uint8Array {
   return packr.pack(effects);
 }
 
+/**
+ * A Redis reply as the master got it from ioredis (RESP2: nil, integer, simple or bulk string, array). Byte strings
+ * and text both travel; they are what the client is given back on a retry.
+ */
+export type ReplyValue = null | number | string | Uint8Array | ReplyValue[];
+
+/**
+ * What a write was answered: Redis's value, or an error — Redis's (REDIS_ERROR to the client, `code` absent) or the
+ * master's refusal of a write whose record was journaled all the same (`code`, e.g. EFFECTS_REFUSED).
+ */
+export type RecordedReply = { ok: true; value: ReplyValue } | { ok: false; message: string; code?: ErrorCode };
+
+/** The write a v2 record holds: its id, and its reply unless that was too large to keep (`replyDropped`). */
+export interface RecordWrite extends WriteId {
+  reply?: RecordedReply;
+  replyDropped: boolean;
+}
+
+export interface RecordPayload {
+  effects: Effect[];
+  /** Null for a v1 payload (no write id). */
+  write: RecordWrite | null;
+}
+
+export const PAYLOAD_V2 = 2;
+/** Nesting of arrays a recorded reply may have (Redis's own replies to writes nest two or three deep). */
+export const REPLY_DEPTH_MAX = 32;
+
+function badPayload(message: string): never {
+  throw new QjmError(ErrorCode.BAD_RECORD, `record payload: ${message}`);
+}
+
+/**
+ * The payload of a write's record. `write` null: the v1 form (no id). A reply whose msgpack encoding is larger than
+ * `replyBytesMax` is dropped (the id is kept, flagged): the record must not grow by a large reply it only keeps for
+ * retries.
+ */
+export function encodeRecordPayload(effects: readonly Effect[], write: { id: WriteId; reply: RecordedReply } | null, replyBytesMax: number): Uint8Array {
+  if (write === null) return encodeEffects(effects);
+  const r = write.reply.ok ? write.reply.value : write.reply.code === undefined ? { err: write.reply.message } : { err: write.reply.message, code: write.reply.code };
+  const replyBytes = packr.pack(r).length;
+  const w = replyBytes <= replyBytesMax ? { c: write.id.client, s: write.id.seq, r } : { c: write.id.client, s: write.id.seq, d: true };
+  return packr.pack({ v: PAYLOAD_V2, e: effects, w });
+}
+
+/** The effects of either payload form; for callers that do not need the write id. */
 export function decodeEffects(payload: Uint8Array): Effect[] {
-  const value: unknown = packr.unpack(payload);
-  if (!Array.isArray(value)) throw new Error("record payload is not an array");
+  return decodeRecordPayload(payload).effects;
+}
+
+/** Either payload form, checked: a BAD_RECORD QjmError says what is wrong. */
+export function decodeRecordPayload(payload: Uint8Array): RecordPayload {
+  let value: unknown;
+  try {
+    value = packr.unpack(payload);
+  } catch (err) {
+    badPayload(`not msgpack: ${(err as Error).message}`);
+  }
+  if (Array.isArray(value)) return { effects: checkEffects(value), write: null };
+  if (typeof value !== "object" || value === null || value instanceof Uint8Array) badPayload("neither an array of effects nor a v2 map");
+  const map = value as Record<string, unknown>;
+  if (map.v !== PAYLOAD_V2) badPayload(`unknown payload version ${JSON.stringify(map.v)}`);
+  if (!Array.isArray(map.e)) badPayload("v2 effects (e) are not an array");
+  return { effects: checkEffects(map.e), write: map.w === undefined || map.w === null ? null : checkWrite(map.w) };
+}
+
+function checkEffects(value: unknown[]): Effect[] {
   return value.map((effect: unknown) => {
-    if (!Array.isArray(effect) || effect.length === 0) throw new Error("effect is not a non-empty array");
+    if (!Array.isArray(effect) || effect.length === 0) badPayload("effect is not a non-empty array");
     return effect.map((arg: unknown) => {
       if (arg instanceof Uint8Array) return arg;
       if (typeof arg === "string") return Buffer.from(arg);
-      throw new Error("effect argument is not a byte string");
+      return badPayload("effect argument is not a byte string");
     });
   });
+}
+
+function checkWrite(w: unknown): RecordWrite {
+  if (typeof w !== "object" || w === null || Array.isArray(w) || w instanceof Uint8Array) badPayload("write (w) is not a map");
+  const { c, s, r, d } = w as Record<string, unknown>;
+  if (!isClientId(c)) badPayload("write client (w.c) is not 1..64 characters of [A-Za-z0-9_-]");
+  if (typeof s !== "number" || !Number.isSafeInteger(s) || s < 1) badPayload("write seq (w.s) is not a positive safe integer");
+  if (d !== undefined && d !== true) badPayload("write reply-dropped flag (w.d) is not true");
+  if (d === true) {
+    if (r !== undefined) badPayload("write has both a reply (w.r) and the reply-dropped flag (w.d)");
+    return { client: c, seq: s, replyDropped: true };
+  }
+  return { client: c, seq: s, reply: checkReply(r), replyDropped: false };
+}
+
+function checkReply(r: unknown): RecordedReply {
+  if (typeof r === "object" && r !== null && !Array.isArray(r) && !(r instanceof Uint8Array)) {
+    const { err, code, ...rest } = r as Record<string, unknown>;
+    if (Object.keys(rest).length > 0 || typeof err !== "string") badPayload("write reply (w.r) is a map but not { err: message, code? }");
+    if (code === undefined) return { ok: false, message: err };
+    if (typeof code !== "string" || !(code in ErrorCode)) badPayload("write reply error code (w.r.code) is not an error code");
+    return { ok: false, message: err, code: code as ErrorCode };
+  }
+  return { ok: true, value: checkReplyValue(r, 0) };
+}
+
+function checkReplyValue(v: unknown, depth: number): ReplyValue {
+  if (v === null || typeof v === "string" || v instanceof Uint8Array) return v;
+  if (typeof v === "number" && Number.isFinite(v)) return v;
+  if (Array.isArray(v)) {
+    if (depth >= REPLY_DEPTH_MAX) badPayload(`write reply nests deeper than ${REPLY_DEPTH_MAX}`);
+    return v.map((item: unknown) => checkReplyValue(item, depth + 1));
+  }
+  return badPayload(`write reply holds a ${typeof v}, not a Redis reply value`);
 }
 
 function checksum(buf: Uint8Array, headerOffset: number, payload: Uint8Array): number {

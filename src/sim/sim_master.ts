@@ -17,7 +17,7 @@ import type { Batch, WriterCore, WriterOutput } from "../master/writer_core.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, errorReply, toErrorReply } from "../protocol/errors.js";
 import { parseJournalReply, type JournalReply, type JournalRequest, type WriteReply } from "../protocol/messages.js";
-import { decodeEffects, encodeEffects, recordRange } from "../segment/record.js";
+import { decodeRecordPayload, encodeEffects, recordRange } from "../segment/record.js";
 import { AssertionError } from "../util/assert.js";
 import type { SimClock } from "./clock.js";
 import type { SimCores } from "./cores.js";
@@ -68,7 +68,7 @@ export function executeOp(redis: Map<string, string>, op: ClientOp): { ok: boole
 
 /** Replays journaled effects into the model Redis (the master's rebuild, a replica's apply). */
 export function applyEffects(redis: Map<string, string>, payload: Uint8Array): void {
-  for (const effect of decodeEffects(payload)) {
+  for (const effect of decodeRecordPayload(payload).effects) {
     const [name, key, value] = effect.map((a) => Buffer.from(a).toString());
     if (name === "SET") redis.set(key, value);
     else if (name === "DEL") redis.delete(key);

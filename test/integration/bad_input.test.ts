@@ -34,6 +34,11 @@ const cases: [string, () => Uint8Array, string][] = [
   ["another database", () => encode(["MOVE", "k", "1"]), "COMMAND_REFUSED"],
   ["transaction control", () => encode(["MULTI"]), "COMMAND_REFUSED"],
   ["wrong arity", () => encode(["SET", "k"]), "WRONG_ARITY"],
+  // Issue #11 item 3: the write map { args, id: { client, seq } }.
+  ["a write map with a client id out of [A-Za-z0-9_-]", () => encode({ args: ["SET", "k", "v"], id: { client: "a.b", seq: 1 } }), "BAD_REQUEST"],
+  ["a write map with seq 0", () => encode({ args: ["SET", "k", "v"], id: { client: "c", seq: 0 } }), "BAD_REQUEST"],
+  ["a write map without args", () => encode({ id: { client: "c", seq: 1 } }), "BAD_REQUEST"],
+  ["a write map with an unknown command", () => encode({ args: ["NOPE"], id: { client: "c", seq: 1 } }), "UNKNOWN_COMMAND"],
 ];
 
 for (const [name, body, code] of cases) {

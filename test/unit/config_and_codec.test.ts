@@ -183,7 +183,8 @@ test("messages - parseJournalRequest refuses unknown types, non-maps and wrong f
 });
 
 test("messages - parseWriteRequest turns [command, ...args] into byte strings", (t) => {
-  const args = parseWriteRequest(decode(encode(["SET", "k", Buffer.from([0, 0xff])])));
+  const { args, id } = parseWriteRequest(decode(encode(["SET", "k", Buffer.from([0, 0xff])])));
+  t.is(id, null);
   t.deepEqual(
     args.map((a) => [...a]),
     [[...Buffer.from("SET")], [...Buffer.from("k")], [0, 0xff]],
@@ -215,4 +216,53 @@ test("messages - control requests: a handover names a data node or none; anythin
   for (const bad of [null, [], "handover", { type: "handover", to: "d2.x" }, { type: "handover", to: 7 }, { type: "campaign" }, { type: "campaign", from: "x".repeat(65) }, { type: "stepDown" }]) {
     badRequest(t, () => parseControlRequest(bad), JSON.stringify(bad));
   }
+});
+
+test("messages - parseWriteRequest takes a map { args, id: { client, seq } } (issue #11 item 3)", (t) => {
+  const client = "A".repeat(64);
+  const withId = parseWriteRequest(decode(encode({ args: ["INCR", "c"], id: { client, seq: Number.MAX_SAFE_INTEGER } })));
+  t.deepEqual(withId.id, { client, seq: Number.MAX_SAFE_INTEGER });
+  t.deepEqual(withId.args.map((a) => a.toString()), ["INCR", "c"]);
+  t.true(withId.args.every((a) => Buffer.isBuffer(a)));
+  t.deepEqual(parseWriteRequest(decode(encode({ args: ["DEL", "k"], id: { client: "a_b-9", seq: 1 } }))).id, { client: "a_b-9", seq: 1 });
+  t.is(parseWriteRequest({ args: ["DEL", "k"] }).id, null);
+  t.is(parseWriteRequest({ args: ["DEL", "k"], id: null }).id, null);
+});
+
+test("messages - parseWriteRequest refuses a bad write map or id with BAD_REQUEST", (t) => {
+  const args = ["SET", "k", "v"];
+  const cases: [string, unknown][] = [
+    ["no args", { id: { client: "c", seq: 1 } }],
+    ["args not an array", { args: "SET k v", id: { client: "c", seq: 1 } }],
+    ["empty args", { args: [], id: { client: "c", seq: 1 } }],
+    ["bad argument", { args: ["SET", "k", true], id: { client: "c", seq: 1 } }],
+    ["unknown key", { args, id: { client: "c", seq: 1 }, deadline: 5 }],
+    ["id not a map", { args, id: "c:1" }],
+    ["id array", { args, id: ["c", 1] }],
+    ["id unknown key", { args, id: { client: "c", seq: 1, epoch: 2 } }],
+    ["client missing", { args, id: { seq: 1 } }],
+    ["client empty", { args, id: { client: "", seq: 1 } }],
+    ["client too long", { args, id: { client: "a".repeat(65), seq: 1 } }],
+    ["client with a dot", { args, id: { client: "a.b", seq: 1 } }],
+    ["client with a space", { args, id: { client: "a b", seq: 1 } }],
+    ["client not ASCII", { args, id: { client: "é", seq: 1 } }],
+    ["client bytes", { args, id: { client: Buffer.from("c"), seq: 1 } }],
+    ["seq missing", { args, id: { client: "c" } }],
+    ["seq zero", { args, id: { client: "c", seq: 0 } }],
+    ["seq negative", { args, id: { client: "c", seq: -1 } }],
+    ["seq fraction", { args, id: { client: "c", seq: 1.5 } }],
+    ["seq unsafe", { args, id: { client: "c", seq: 2 ** 53 } }],
+    ["seq string", { args, id: { client: "c", seq: "1" } }],
+  ];
+  for (const [name, v] of cases) badRequest(t, () => parseWriteRequest(decode(encode(v))), name);
+});
+
+test("config - block dedupe: bounds at least 1, and a kept reply fits in the window", (t) => {
+  t.deepEqual(validateConfig({ ...defaults, dedupeWindowRecords: 0 }), ["dedupeWindowRecords and dedupeClientsMax must be at least 1"]);
+  t.deepEqual(validateConfig({ ...defaults, dedupeClientsMax: 0 }), ["dedupeWindowRecords and dedupeClientsMax must be at least 1"]);
+  t.deepEqual(validateConfig({ ...defaults, dedupeReplyBytesMax: 0 }), ["dedupeReplyBytesMax must be at least 1"]);
+  t.deepEqual(validateConfig({ ...defaults, dedupeWindowBytesMax: defaults.dedupeReplyBytesMax }), [
+    "dedupeWindowBytesMax must hold at least one write of the largest kept reply (dedupeReplyBytesMax)",
+  ]);
+  t.is(loadConfig({ QJM_DEDUPE_WINDOW_RECORDS: "5" }).dedupeWindowRecords, 5);
 });

@@ -1,6 +1,6 @@
 import test from "ava";
 import { formatReport, inspectSegment, renderArg } from "../../src/segment/inspect.js";
-import { RECORD_HEADER_BYTES, encodeEffects, encodeRecord, type Effect } from "../../src/segment/record.js";
+import { RECORD_HEADER_BYTES, encodeEffects, encodeRecord, encodeRecordPayload, type Effect } from "../../src/segment/record.js";
 import { finalizedName, inProgressName } from "../../src/journal/segment_store.js";
 
 const b = (s: string): Buffer => Buffer.from(s);
@@ -128,7 +128,7 @@ test("inspect - a payload that is not effects is a problem named by txid and off
   const report = inspectSegment(Buffer.concat([data, bad]), inProgressName(1), {});
   t.is(report.count, 2);
   t.deepEqual(report.records[1].effects, []);
-  t.deepEqual(report.problems, [`payload of txid 2 at offset ${data.length} does not decode: record payload is not an array`]);
+  t.deepEqual(report.problems, [`payload of txid 2 at offset ${data.length} does not decode: record payload: neither an array of effects nor a v2 map`]);
 });
 
 test("inspect - limit bounds the records shown, not the count nor the problems", (t) => {
@@ -151,4 +151,20 @@ test("inspect - a name that is not a segment's: kind unknown, no name checks", (
   t.is(report.kind, "unknown");
   t.is(report.nameStartTxid, null);
   t.deepEqual(report.problems, []);
+});
+
+test("inspect - a v2 record shows its write id, and whether its reply was kept", (t) => {
+  const effects: Effect[] = [[b("INCR"), b("c")]];
+  const kept = encodeRecord(1, 3, encodeRecordPayload(effects, { id: { client: "cli_1", seq: 5 }, reply: { ok: true, value: 1 } }, 1024));
+  const dropped = encodeRecord(2, 3, encodeRecordPayload(effects, { id: { client: "cli_1", seq: 6 }, reply: { ok: true, value: "x".repeat(100) } }, 10));
+  const report = inspectSegment(Buffer.concat([kept, dropped, record(3)]), inProgressName(1), {});
+  t.deepEqual(report.problems, []);
+  t.deepEqual(
+    report.records.map((r) => r.write),
+    [{ client: "cli_1", seq: 5, replyKept: true }, { client: "cli_1", seq: 6, replyKept: false }, null],
+  );
+  const lines = formatReport(report).split("\n");
+  t.regex(lines[1], /^1  3 +0  id=cli_1#5  INCR c$/);
+  t.regex(lines[2], /  id=cli_1#6\(reply dropped\)  INCR c$/);
+  t.regex(lines[3], /  SET k3 v3$/);
 });

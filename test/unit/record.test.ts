@@ -2,13 +2,18 @@ import test from "ava";
 import {
   RECORD_BYTES_MAX,
   RECORD_HEADER_BYTES,
+  PAYLOAD_V2,
+  REPLY_DEPTH_MAX,
   decodeEffects,
+  decodeRecordPayload,
   encodeEffects,
+  encodeRecordPayload,
   encodeRecord,
   scanRecords,
   type Effect,
 } from "../../src/segment/record.js";
 import { encode } from "../../src/protocol/codec.js";
+import { ErrorCode, QjmError } from "../../src/protocol/errors.js";
 import { AssertionError } from "../../src/util/assert.js";
 
 const b = (s: string): Buffer => Buffer.from(s);
@@ -214,4 +219,84 @@ test("record - decodeEffects refuses anything but an array of non-empty byte-str
   t.throws(() => decodeEffects(encode(["SET"])), undefined, "effect not an array");
   t.throws(() => decodeEffects(encode([["SET", 5]])), undefined, "number argument");
   t.throws(() => decodeEffects(encode([["SET", null]])), undefined, "nil argument");
+});
+
+// ---- payload v2 (issue #11 item 3): the write's id and reply ride in its record ----
+
+const id = { client: "Zm9vYmFyYmF6cXV4cXV1eA", seq: 42 };
+
+test("record - payload v2 round-trips effects, write id and reply (value, nil, nested, bytes, error)", (t) => {
+  const effects = effectsFor(1);
+  const replies = [
+    { ok: true as const, value: 7 },
+    { ok: true as const, value: null },
+    { ok: true as const, value: "OK" },
+    { ok: true as const, value: Buffer.from([0, 0xff]) },
+    { ok: true as const, value: ["a", 1, null, [Buffer.from("b"), []]] },
+    { ok: false as const, message: "WRONGTYPE Operation against a key holding the wrong kind of value" },
+    { ok: false as const, message: "the replication stream held effects the master cannot journal faithfully", code: ErrorCode.EFFECTS_REFUSED },
+  ];
+  for (const reply of replies) {
+    const decoded = decodeRecordPayload(encodeRecordPayload(effects, { id, reply }, 64 * 1024));
+    t.true(sameEffects(decoded.effects, effects));
+    t.deepEqual(decoded.write, { ...id, reply, replyDropped: false }, JSON.stringify(reply));
+  }
+});
+
+test("record - a reply past the bound is dropped, the id kept and flagged", (t) => {
+  const big = { ok: true as const, value: "x".repeat(1000) };
+  const payload = encodeRecordPayload(effectsFor(1), { id, reply: big }, 100);
+  t.deepEqual(decodeRecordPayload(payload).write, { ...id, replyDropped: true });
+  t.true(payload.length < 200);
+  // At the bound exactly it is kept.
+  const exact = encode("x".repeat(1000)).length;
+  t.deepEqual(decodeRecordPayload(encodeRecordPayload(effectsFor(1), { id, reply: big }, exact)).write, { ...id, reply: big, replyDropped: false });
+});
+
+test("record - a write without an id is written as v1, and v1 payloads (old segments) still decode", (t) => {
+  const effects = effectsFor(3);
+  const v1 = encodeRecordPayload(effects, null, 64 * 1024);
+  t.deepEqual(Buffer.from(v1), Buffer.from(encodeEffects(effects)));
+  const decoded = decodeRecordPayload(v1);
+  t.is(decoded.write, null);
+  t.true(sameEffects(decoded.effects, effects));
+  // decodeEffects reads both forms.
+  t.true(sameEffects(decodeEffects(encodeRecordPayload(effects, { id, reply: { ok: true, value: 1 } }, 1024)), effects));
+  // A v2 map with no write (an orphan record a future writer might tag) decodes with write null.
+  t.is(decodeRecordPayload(encode({ v: PAYLOAD_V2, e: [] })).write, null);
+});
+
+test("record - decodeRecordPayload refuses malformed v2 payloads with BAD_RECORD", (t) => {
+  const e = [["SET", "k", "v"]];
+  const w = { c: "client", s: 1, r: "OK" };
+  const cases: [string, unknown][] = [
+    ["no version", { e, w }],
+    ["version 3", { v: 3, e, w }],
+    ["effects not an array", { v: 2, e: "SET k v", w }],
+    ["bad effect", { v: 2, e: [[]], w }],
+    ["write not a map", { v: 2, e, w: ["client", 1] }],
+    ["client bad", { v: 2, e, w: { ...w, c: "a.b" } }],
+    ["client too long", { v: 2, e, w: { ...w, c: "a".repeat(65) } }],
+    ["seq zero", { v: 2, e, w: { ...w, s: 0 } }],
+    ["seq fraction", { v: 2, e, w: { ...w, s: 1.5 } }],
+    ["reply missing, not flagged", { v: 2, e, w: { c: "client", s: 1 } }],
+    ["reply and dropped flag", { v: 2, e, w: { ...w, d: true } }],
+    ["dropped flag not true", { v: 2, e, w: { c: "client", s: 1, d: 1 } }],
+    ["reply map not an error", { v: 2, e, w: { ...w, r: { value: 1 } } }],
+    ["reply error not a string", { v: 2, e, w: { ...w, r: { err: 5 } } }],
+    ["reply error code unknown", { v: 2, e, w: { ...w, r: { err: "x", code: "NOPE" } } }],
+    ["reply error with another key", { v: 2, e, w: { ...w, r: { err: "x", why: "y" } } }],
+    ["reply boolean", { v: 2, e, w: { ...w, r: true } }],
+    ["reply nested map", { v: 2, e, w: { ...w, r: [1, { a: 1 }] } }],
+    ["a string", "SET k v"],
+    ["a number", 42],
+  ];
+  for (const [name, v] of cases) {
+    const err = t.throws(() => decodeRecordPayload(encode(v)), { instanceOf: QjmError }, name);
+    t.is((err as QjmError | undefined)?.code, ErrorCode.BAD_RECORD, name);
+  }
+  let deep: unknown = 1;
+  for (let i = 0; i <= REPLY_DEPTH_MAX; i++) deep = [deep];
+  t.throws(() => decodeRecordPayload(encode({ v: 2, e, w: { ...w, r: deep } })), { instanceOf: QjmError }, "too deep");
+  t.throws(() => decodeRecordPayload(Buffer.from([0xc1])), { instanceOf: QjmError }, "not msgpack");
 });

@@ -1,0 +1,218 @@
+/**
+ * The redis-qjm client (issue #11 item 3): what the CLI, the tests and the bench write through.
+ *
+ * Each connection is one client id (128 random bits, base64url); each write gets the next sequence number and keeps
+ * it, with the id, across its retries. A write is retried on no responders, a timeout, NO_QUORUM, NOT_WRITER and
+ * OVERLOADED, with jittered exponential backoff, for `retryForMs`; never on a definite answer. A master that keeps
+ * the dedupe window answers a retry of a committed write with the original reply (`duplicate: true`) instead of
+ * applying it again. Requests take the bus's path (src/nats/bus.ts), so large values travel as fragments.
+ */
+import { randomBytes } from "node:crypto";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { loadConfig, type Config } from "../config/config.js";
+import { CLIENT_USER, findNatsCredentials } from "../nats/auth.js";
+import { connectBus, request, requestAll } from "../nats/bus.js";
+import { decode } from "../protocol/codec.js";
+import { ErrorCode, QjmError } from "../protocol/errors.js";
+import type { ActorStatus, WriteId } from "../protocol/messages.js";
+import { subjects, type Subjects } from "../protocol/subjects.js";
+import { backoffMs, verdictOf } from "./retry.js";
+
+export interface ConnectOptions {
+  /** NATS server URL(s); default $QJM_NATS_URL or nats://127.0.0.1:4222. */
+  servers?: string | string[];
+  /**
+   * Credentials file; default $QJM_NATS_CREDS_FILE, else `<QJM_DATA_DIR>/credentials/client.creds` when it exists
+   * (`npm start` writes it). null: connect without credentials.
+   */
+  credsFile?: string | null;
+  /** Cluster name; default $QJM_CLUSTER or "default". */
+  cluster?: string;
+  /** One attempt's timeout; default twice the quorum timeout. */
+  timeoutMs?: number;
+  /** How long a write is retried (with the same id) before its last failure is thrown; default clientRetryForMs. */
+  retryForMs?: number;
+  /** The connection's name in nats-server's monitoring. */
+  name?: string;
+}
+
+/** A Redis reply as the master passes it on: nil, integer, text, bytes, or arrays of them. */
+export type Reply = null | number | string | Uint8Array | Reply[];
+
+export interface WriteResult {
+  txid: number;
+  reply: Reply;
+  /** The write had committed already (an earlier attempt): this is its original reply; it was not applied again. */
+  duplicate: boolean;
+  /** Attempts it took (1: the first was answered). */
+  attempts: number;
+}
+
+/** `CLOSED`: the client was closed before the write settled (its outcome is unknown if an attempt was sent). */
+export type ClientErrorCode = ErrorCode | "CLOSED";
+
+/** A write that failed: its code, and whether it may have been applied all the same. */
+export class QjmClientError extends Error {
+  override name = "QjmClientError";
+  constructor(
+    readonly code: ClientErrorCode,
+    message: string,
+    /** True when an attempt may have committed the write (a timeout, NO_QUORUM…): check before writing it again. */
+    readonly outcomeUnknown: boolean,
+    /** Attempts made (1 when it was not retried). */
+    readonly attempts: number,
+    /** The write's id, when it had one. */
+    readonly writeId: WriteId | null,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+export type WriteArg = string | number | Uint8Array;
+
+export interface QjmClient {
+  /** This connection's client id (every write's id is `{ client: id, seq }`). */
+  readonly id: string;
+  write(command: string, ...args: WriteArg[]): Promise<WriteResult>;
+  /** Every actor's status (master, journal nodes, replicas) that answers within the status timeout. */
+  status(): Promise<ActorStatus[]>;
+  /** Cluster events (masked, restored, recovery decisions…), decoded, from now on; `return()` (or `break`) stops them. */
+  events(): AsyncIterableIterator<Record<string, unknown>>;
+  close(): Promise<void>;
+}
+
+export async function connect(options: ConnectOptions = {}): Promise<QjmClient> {
+  const config = loadConfig();
+  const credsFile = options.credsFile === undefined ? findNatsCredentials(config.natsCredsFile, config.dataDir, CLIENT_USER) : options.credsFile;
+  const servers = options.servers ?? config.natsUrl;
+  let nc: NatsConnection;
+  try {
+    nc = await connectBus(servers, options.name ?? "redis-qjm-client", credsFile);
+  } catch (err) {
+    throw new QjmClientError(ErrorCode.TIMEOUT, `cannot reach NATS at ${String(servers)}: ${(err as Error).message}`, false, 0, null, { cause: err });
+  }
+  return new ClientImpl(nc, subjects(options.cluster ?? config.cluster), config, {
+    timeoutMs: options.timeoutMs ?? config.quorumTimeoutMs * 2,
+    retryForMs: options.retryForMs ?? config.clientRetryForMs,
+  });
+}
+
+/** 128 random bits, base64url: 22 characters of [A-Za-z0-9_-], a valid client id. */
+export function newClientId(): string {
+  return randomBytes(16).toString("base64url");
+}
+
+class ClientImpl implements QjmClient {
+  readonly id = newClientId();
+  private seq = 0;
+  private closed = false;
+  private readonly closing: Promise<void>;
+  private markClosed!: () => void;
+  private readonly subscriptions = new Set<Subscription>();
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly s: Subjects,
+    private readonly config: Config,
+    private readonly limits: { timeoutMs: number; retryForMs: number },
+  ) {
+    this.closing = new Promise((resolve) => (this.markClosed = resolve));
+  }
+
+  async write(command: string, ...args: WriteArg[]): Promise<WriteResult> {
+    const id: WriteId = { client: this.id, seq: ++this.seq };
+    const body = { args: [command, ...args], id };
+    const deadline = Date.now() + this.limits.retryForMs;
+    let unknown = false;
+    for (let attempt = 1; ; attempt++) {
+      if (this.closed) throw new QjmClientError("CLOSED", "the client was closed", unknown, attempt - 1, id);
+      const failure = await this.attempt(body);
+      if ("txid" in failure) return { ...failure, attempts: attempt };
+      const verdict = verdictOf(failure.code);
+      unknown ||= verdict.outcome !== "notApplied";
+      const pause = backoffMs(attempt, this.config, Math.random);
+      if (!verdict.retry || Date.now() + pause > deadline) {
+        const why = verdict.retry ? ` (retried for ${this.limits.retryForMs} ms)` : "";
+        throw new QjmClientError(failure.code, `${failure.message}${why}`, verdict.outcome === "applied" ? false : unknown, attempt, id, { cause: failure.cause });
+      }
+      await Promise.race([new Promise((resolve) => setTimeout(resolve, pause)), this.closing]);
+    }
+  }
+
+  /** One attempt: the result, or the failure's code and message (a transport failure is TIMEOUT). */
+  private async attempt(body: unknown): Promise<Omit<WriteResult, "attempts"> | { code: ErrorCode; message: string; cause?: unknown }> {
+    let reply: unknown;
+    try {
+      reply = await request(this.nc, this.s.write, body, this.limits.timeoutMs);
+    } catch (err) {
+      if (err instanceof QjmError) return { code: err.code, message: err.message, cause: err };
+      return { code: ErrorCode.TIMEOUT, message: (err as Error).message, cause: err };
+    }
+    return parseWriteReply(reply);
+  }
+
+  async status(): Promise<ActorStatus[]> {
+    return (await requestAll(this.nc, this.s.status, {}, this.config.statusTimeoutMs)) as ActorStatus[];
+  }
+
+  events(): AsyncIterableIterator<Record<string, unknown>> {
+    // Subscribed now, not at the first next(): no event published after events() returns is missed.
+    const sub = this.nc.subscribe(this.s.events);
+    this.subscriptions.add(sub);
+    const done = (): void => {
+      sub.unsubscribe();
+      this.subscriptions.delete(sub);
+    };
+    const events = decodedEvents(sub, done);
+    // return() first ends the subscription: a generator waiting for its next event cannot run a return() itself.
+    return {
+      next: () => events.next(),
+      return: async () => {
+        done();
+        return await events.return(undefined);
+      },
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.markClosed();
+    for (const sub of this.subscriptions) sub.unsubscribe();
+    await this.nc.close();
+  }
+}
+
+async function* decodedEvents(sub: Subscription, done: () => void): AsyncGenerator<Record<string, unknown>, void, undefined> {
+  try {
+    for await (const msg of sub) {
+      let event: unknown;
+      try {
+        event = decode(msg.data);
+      } catch {
+        continue; // not msgpack: someone else's message on the subject
+      }
+      if (typeof event === "object" && event !== null && !Array.isArray(event)) yield event as Record<string, unknown>;
+    }
+  } finally {
+    done();
+  }
+}
+
+/** A master's reply, checked: the result, or its error (a malformed reply is INTERNAL: the outcome is unknown). */
+export function parseWriteReply(v: unknown): Omit<WriteResult, "attempts"> | { code: ErrorCode; message: string } {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return { code: ErrorCode.INTERNAL, message: "the write's reply is not a map" };
+  const r = v as Record<string, unknown>;
+  if (r.ok === false) {
+    const code = typeof r.code === "string" && r.code in ErrorCode ? (r.code as ErrorCode) : ErrorCode.INTERNAL;
+    return { code, message: typeof r.message === "string" ? r.message : code };
+  }
+  if (r.ok !== true || typeof r.txid !== "number" || !Number.isSafeInteger(r.txid) || r.txid < 1) {
+    return { code: ErrorCode.INTERNAL, message: "the write's reply has no ok flag or txid" };
+  }
+  return { txid: r.txid, reply: (r.reply ?? null) as Reply, duplicate: r.duplicate === true };
+}

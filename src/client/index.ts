@@ -1,0 +1,11 @@
+/**
+ * The package's public API: `import { connect } from "redis-qjm"`. Everything else in the package is internal.
+ *
+ *   const qjm = await connect();                       // $QJM_NATS_URL, $QJM_CLUSTER, <QJM_DATA_DIR>/credentials/client.creds
+ *   const { txid, reply } = await qjm.write("INCR", "visits");
+ *   await qjm.close();
+ */
+export { connect, newClientId, QjmClientError } from "./client.js";
+export type { ClientErrorCode, ConnectOptions, QjmClient, Reply, WriteArg, WriteResult } from "./client.js";
+export { ErrorCode } from "../protocol/errors.js";
+export type { ActorStatus, WriteId } from "../protocol/messages.js";
