@@ -134,7 +134,7 @@ export const defaults = {
   /** Segments merged into one are at most this large together. */
   mergedSegmentMaxBytes: 256 * 1024 * 1024,
   /** Records kept below the newest majority-held snapshot when purging, for replicas that lag a little. */
-  purgeMarginRecords: 10_000,
+  purgeMarginRecords: 100_000,
   /** How often a journal node checks whether to compact. */
   compactionCheckMs: 1000,
   /** A replica snapshots its Redis once it applied this many records past the newest snapshot (0: never). */
@@ -273,6 +273,8 @@ function validateSizes(c: Config): string[] {
 function validateDedupe(c: Config): string[] {
   const errors: string[] = [];
   if (c.dedupeWindowRecords < 1 || c.dedupeClientsMax < 1) errors.push("dedupeWindowRecords and dedupeClientsMax must be at least 1");
+  // A data node that becomes master rebuilds its window from the journal: what it spans must be held below a snapshot.
+  if (c.dataNodes.length > 0 && c.dedupeWindowRecords > c.purgeMarginRecords) errors.push("dedupeWindowRecords must not exceed purgeMarginRecords (the journal keeps what a new master's dedupe window is rebuilt from)");
   if (c.dedupeReplyBytesMax < 1) errors.push("dedupeReplyBytesMax must be at least 1");
   if (c.clientRetryBackoffMinMs < 1 || c.clientRetryBackoffMaxMs < c.clientRetryBackoffMinMs) errors.push("clientRetryBackoffMinMs must be at least 1 and at most clientRetryBackoffMaxMs");
   if (c.dedupeWindowBytesMax < c.dedupeReplyBytesMax + DEDUPE_ENTRY_OVERHEAD_BYTES) errors.push("dedupeWindowBytesMax must hold at least one write of the largest kept reply (dedupeReplyBytesMax)");

@@ -23,6 +23,7 @@ import { Master } from "../master/master.js";
 import { establishWriter } from "../master/writer_recovery.js";
 import { wipeRedisData } from "../redis/redis_server.js";
 import type { CommandTable } from "../redis/command_table.js";
+import { DedupeWindow } from "../dedupe/dedupe_window.js";
 import { Replica } from "../replica/replica.js";
 import { EventPublisher } from "../actor/events.js";
 import { writeFileDurably } from "../util/durable_file.js";
@@ -45,6 +46,8 @@ export class DataNode {
   private changing: Promise<void> | null = null;
   /** The redis-server's command table, read once while a replica: a takeover need not wait for COMMAND. */
   private commands: CommandTable | undefined;
+  /** The dedupe window of this node's Redis: the replica role feeds it, the master role answers retries from it. */
+  private window: DedupeWindow | null = null;
 
   constructor(
     readonly id: string,
@@ -155,7 +158,9 @@ export class DataNode {
   // ---- roles ----
 
   private async startReplica(): Promise<void> {
-    const replica = new Replica(this.id, this.config, this.dataDir, this.redisPort, this.nc, this.log, false);
+    // A window per Redis incarnation: a wiped Redis starts over from txid 1 or a snapshot, and so does its window.
+    this.window = new DedupeWindow(this.config);
+    const replica = new Replica(this.id, this.config, this.dataDir, this.redisPort, this.nc, this.log, false, this.window);
     await replica.start();
     this.commands ??= await replica.commandTable();
     this.replica = replica;

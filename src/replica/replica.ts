@@ -24,7 +24,8 @@ import { redisPassword, startRedisServer, type RedisServer } from "../redis/redi
 import { APPLIED_KEY, ApplyError, applyRecords } from "../redis/apply_records.js";
 import { Feeder } from "../redis/feeder.js";
 import { CommandTable } from "../redis/command_table.js";
-import type { RecordView } from "../segment/record.js";
+import { decodeRecordPayload, type RecordView } from "../segment/record.js";
+import type { DedupeWindow } from "../dedupe/dedupe_window.js";
 import { assert } from "../util/assert.js";
 import { writeFileDurably } from "../util/durable_file.js";
 import type { Logger } from "../util/log.js";
@@ -57,6 +58,8 @@ export class Replica {
   /** A snapshot being saved and uploaded (one at a time), and when the last one was tried. */
   private snapshotRunning: Promise<void> | null = null;
   private snapshotTriedMs = 0;
+  /** The next txid the dedupe window must learn before this replica applies anything (null: it knows everything). */
+  private windowFrom: number | null = null;
   private rateSample = { atMs: 0, applied: 0, perSecond: 0 };
   /** Bootstrap or snapshot upload progress, for status. */
   private progress: (BootstrapProgress | (TransferProgress & { phase: "upload"; snapshotTxid: number })) | null = null;
@@ -70,6 +73,11 @@ export class Replica {
     private readonly log: Logger,
     /** Heartbeats and status of its own (false: a data node publishes them for the role it runs). */
     private readonly presenceOn = true,
+    /**
+     * A data node's dedupe window (issue #11): fed every committed record applied here, and at start the last
+     * `dedupeWindowRecords` records already applied, so that this node answers retries correctly the day it is master.
+     */
+    private readonly window: DedupeWindow | null = null,
   ) {
     this.jc = new JournalClient(nc, config.cluster, config.journalRequestTimeoutMs);
     this.snapshots = new SnapshotClient(nc, this.jc, config.cluster, config, log);
@@ -90,6 +98,7 @@ export class Replica {
     await this.feeder.sync(this.client);
     const applied = Number((await this.client.get(APPLIED_KEY)) ?? 0);
     this.core = new ReplicaCore(this.config.journalNodes, applied);
+    if (this.window !== null && applied > 0) this.windowFrom = Math.max(1, applied - this.config.dedupeWindowRecords + 1);
     this.fault = readApplyFault(this.dataDir);
     if (this.fault !== null) this.log.error({ fault: this.fault }, "this replica stopped on an apply fault before: it applies nothing until wiped");
     this.log.info({ appliedTxid: applied, redis: this.redis.url }, "replica resumes");
@@ -155,6 +164,7 @@ export class Replica {
     let idleRounds = 0;
     while (this.running && this.fault === null) {
       await this.ensureLinked();
+      if (this.windowFrom !== null) await this.warmWindow();
       const core = this.core!;
       const { node, fromTxid } = core.nextRead();
       const reply = await jc.call(node, { type: "read", fromTxid, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: false });
@@ -211,6 +221,7 @@ export class Replica {
     const applied = this.core!.appliedTxid;
     if (applied !== done.txid) throw new Error(`snapshot ${done.txid} holds applied txid ${applied}`);
     this.snapshotTxid = Math.max(this.snapshotTxid, done.txid);
+    if (this.window !== null) this.windowFrom = Math.max(1, done.txid - this.config.dedupeWindowRecords + 1);
     this.events.publish({ type: "bootstrapped", actor: `replica.${this.id}`, txid: done.txid, bytes: done.bytes, fromNode: done.node, ms: done.ms, downloadMs: done.downloadMs });
   }
 
@@ -285,7 +296,13 @@ export class Replica {
 
   private async apply(records: RecordView[]): Promise<void> {
     try {
-      await applyRecords(this.feeder!, this.client!, records, { markerKey: APPLIED_KEY, applied: (txid) => this.core!.onApplied(txid) });
+      await applyRecords(this.feeder!, this.client!, records, {
+        markerKey: APPLIED_KEY,
+        applied: (txid, write) => {
+          this.core!.onApplied(txid);
+          this.window?.observe(txid, write);
+        },
+      });
     } catch (err) {
       // A failed effect stops this copy: its applied txid stays the last record that applied cleanly.
       if (!(err instanceof ApplyError && err.effectFailed)) await this.resync();
@@ -328,9 +345,35 @@ export class Replica {
     return await CommandTable.load(this.client);
   }
 
+  /**
+   * The dedupe window learns the records this Redis already holds (the last `dedupeWindowRecords` up to the applied
+   * txid, which journal nodes keep: purgeMarginRecords is at least as large) before anything new is applied. A
+   * data node is no standby until this is done.
+   */
+  private async warmWindow(): Promise<void> {
+    const window = this.window!;
+    const applied = this.core!.appliedTxid;
+    let misses = 0;
+    for (let node = 0; this.windowFrom !== null && this.windowFrom <= applied && this.running; ) {
+      const read = await this.jc.readRecords(this.config.journalNodes[node % this.config.journalNodes.length], this.windowFrom, applied, this.config);
+      if (read === null) {
+        node++;
+        if (++misses < this.config.journalNodes.length * 3) continue;
+        // Held nowhere (purged, though purgeMarginRecords covers the window): retries of older writes are not recognized.
+        this.log.error({ fromTxid: this.windowFrom, applied }, "no journal node serves the records the dedupe window needs; it starts incomplete");
+        break;
+      }
+      misses = 0;
+      for (const rec of read.records) if (rec.txid > window.stats.lastTxid) window.observe(rec.txid, decodeRecordPayload(rec.payload).write);
+      this.windowFrom = read.records[read.records.length - 1].txid + 1;
+    }
+    // Done, or given up on; not when stopped midway (a released replica is never a standby with half a window).
+    if (this.running) this.windowFrom = null;
+  }
+
   /** Applies nothing more, and a stopped copy (an apply fault) cannot take over: the data node asks before it campaigns. */
   get eligible(): boolean {
-    return this.fault === null && this.core !== null;
+    return this.fault === null && this.core !== null && this.windowFrom === null;
   }
 
   /**
