@@ -158,7 +158,7 @@ export class MasterCore {
     private readonly limits: MasterLimits,
     private readonly newWriter: NewWriter = (e, s, n, i, l) => new WriterCore(e, s, n, i, l),
   ) {
-    this.watch = new NodeWatch(limits as Config);
+    this.watch = new NodeWatch(limits);
   }
 
   // ---- what the driver reads ----
