@@ -352,3 +352,31 @@ test("master core - queued writes past their deadline: OVERLOADED while serving,
   const r = core.ready();
   t.is(r.answers[0].reply.ok ? "ok" : r.answers[0].reply.code, "NO_QUORUM");
 });
+
+test("master core - a late reply from an earlier term does not free a slot of the node's in-flight bound in this term", (t) => {
+  // master.ts before the core cleared its counts at a new writer, and late replies of the old writer then decremented
+  // the new writer's: a slow node could hold more than journalBatchesInflightMax batches.
+  const core = serving({ ...limits, batchRecordsMax: 1 });
+  core.write(1, 1, false, 0);
+  const old = runAdmitted(core, core.ready()).send.find((s) => s.node === "jn3")!;
+  core.fail("fenced");
+  core.ready();
+  core.start(4, 12, N3, 10);
+  core.ready();
+  const toJn3: SendOrder[] = [];
+  for (let id = 2; id <= 3; id++) {
+    core.write(id, 1, false, 10);
+    const r = runAdmitted(core, core.ready(), 10);
+    toJn3.push(...r.send.filter((s) => s.node === "jn3"));
+    ack(core, r.send, ["jn1", "jn2"], 10);
+  }
+  t.is(toJn3.length, 2, "two batches unanswered on jn3: at journalBatchesInflightMax");
+  core.journalReply(old.ref, OK, 11); // the earlier term's late answer
+  core.write(4, 1, false, 11);
+  const r = runAdmitted(core, core.ready(), 11);
+  t.false(
+    r.send.some((s) => s.node === "jn3"),
+    "a third batch is not sent to jn3",
+  );
+  t.false(core.writer!.isInSync("jn3"), "jn3 is masked instead");
+});
