@@ -314,10 +314,9 @@ export class MasterCore {
     if (w === null) return;
     this.writerCore = null;
     this.lastFailure = reason;
+    // Nothing of a dead writer is done any more: its admitted writes are answered below, never executed.
+    this.out = { ...emptyReady(), committed: this.out.committed, answers: this.out.answers, events: this.out.events };
     this.out.failed = reason;
-    // Nothing of a dead writer goes out any more.
-    this.out.send = [];
-    this.out.flush = false;
     this.out.events.push({ type: "writerFailed", epoch: w.epoch, reason });
     for (const p of [...this.pending.values()]) this.answer(p, errorReply(ErrorCode.NO_QUORUM, `outcome unknown: ${reason}`));
     this.byTxid = [];

@@ -380,3 +380,15 @@ test("master core - a late reply from an earlier term does not free a slot of th
   );
   t.false(core.writer!.isInSync("jn3"), "jn3 is masked instead");
 });
+
+test("master core - writes admitted in the step that fails the term are answered, not executed", (t) => {
+  const core = serving();
+  core.write(1, 1, false, 0);
+  core.fail("fenced");
+  const r = core.ready();
+  t.deepEqual(r.execute, []);
+  t.deepEqual(
+    r.answers.map((a) => [a.id, a.reply.ok ? "ok" : a.reply.code]),
+    [[1, "NO_QUORUM"]],
+  );
+});
