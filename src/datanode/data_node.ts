@@ -190,7 +190,7 @@ export class DataNode {
     // From here the Redis may hold effects that never commit: a restart must not take it for a replica's copy.
     await writeFileDurably(this.dataDir, MASTER_MARKER, JSON.stringify({ epoch: start.epoch }) + "\n");
     const master = new Master(this.id, this.config, this.dataDir, this.nc, this.log, {
-      takeover: { start, ...handed, commands: this.commands },
+      takeover: { start, ...handed, commands: this.commands, window: this.window ?? undefined },
       redisPort: this.redisPort,
       presence: false,
       onStepDown: (reason) => void this.onStepDown(master, reason),

@@ -188,7 +188,19 @@ export class JournalCore {
 
   /** Highest txid a reader may be given: committed and held here (or everything held, for recovery reads). */
   readableTxid(uncommitted: boolean): number {
-    return uncommitted ? this.lastTxid : Math.min(this.committedTxid, this.lastTxid);
+    return uncommitted ? this.lastTxid : Math.min(this.knownCommittedTxid, this.lastTxid);
+  }
+
+  /**
+   * What this node knows is committed: its commit index, or the end of its finalized segments — a segment is finalized
+   * only once its records are committed (a roll after the commit, a recovery's decision, a catch-up's copy), as in
+   * HDFS, where finalized segments are what readers get. Right after a restart the commit index is unknown until the
+   * writer's next batch; the finalized segments still serve (sim seed 40: the one clean copy of 1..15 was finalized on a
+   * node just restarted, the other copy rotted, and no writer could rebuild).
+   */
+  private get knownCommittedTxid(): number {
+    const finalized = this.segments.filter((s) => !s.inProgress).reduce((end, s) => Math.max(end, s.endTxid), 0);
+    return Math.max(this.committedTxid, finalized);
   }
 
   /**
@@ -703,8 +715,7 @@ export class JournalCore {
   private onSnapshotDurable(txid: number, snapshots: readonly number[]): StepResult {
     if (txid <= (this.meta.durableSnapshotTxid ?? 0)) return { ops: [], reply: { state: this.state() } };
     if (!snapshots.includes(txid)) throw new QjmError(ErrorCode.NOT_FOUND, `no complete snapshot at txid ${txid} here`);
-    const finalized = this.segments.filter((s) => !s.inProgress).reduce((end, s) => Math.max(end, s.endTxid), 0);
-    const known = Math.max(this.committedTxid, finalized);
+    const known = this.knownCommittedTxid;
     if (txid > known) throw new QjmError(ErrorCode.OUT_OF_SYNC, `snapshot ${txid} is beyond what this node knows committed (${known})`);
     this.meta = { ...this.meta, durableSnapshotTxid: txid };
     return { ops: [{ op: "persistMeta", meta: { ...this.meta } }], reply: { state: this.state() } };

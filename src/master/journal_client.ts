@@ -30,8 +30,8 @@ export class JournalClient {
    * `node` holds — committed or not — checked: checksums, contiguous txids starting at fromTxid. Null if the node
    * does not serve them or serves them damaged: the caller asks another node.
    */
-  async readRecords(node: string, fromTxid: number, toTxid: number, limits: { readBytesMax: number; readRecordsMax: number }): Promise<{ bytes: Uint8Array; records: RecordView[] } | null> {
-    const r = await this.call(node, { type: "read", fromTxid, bytesMax: limits.readBytesMax, recordsMax: limits.readRecordsMax, uncommitted: true });
+  async readRecords(node: string, fromTxid: number, toTxid: number, limits: { readBytesMax: number; readRecordsMax: number }, uncommitted = true): Promise<{ bytes: Uint8Array; records: RecordView[] } | null> {
+    const r = await this.call(node, { type: "read", fromTxid, bytesMax: limits.readBytesMax, recordsMax: limits.readRecordsMax, uncommitted });
     if (!r.ok || !("read" in r) || r.read.count === 0) return null;
     return recordRange(r.read.records, fromTxid, toTxid);
   }

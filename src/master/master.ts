@@ -1,11 +1,15 @@
 /**
- * The master actor. It owns an ephemeral redis-server, executes each client write there, reads back the effects
- * Redis propagates on its replication stream, journals them (one record per client write) through the WriterCore,
- * and answers the client only once a majority of journal nodes fsynced the record.
+ * The master actor: a thin driver of the MasterCore (master_core.ts), which decides everything about serving
+ * writes. This file does the I/O: it owns an ephemeral redis-server, executes there the writes the core admits,
+ * reads back the effects Redis propagates on its replication stream (markers cut them into one record per write,
+ * scripts get the state of their keys read back), sends the batches the core emits to journal nodes, runs the roll,
+ * reset, catch-up and recovery RPCs, and feeds every result back to the core as an event. After each event it loops
+ * over the core's `ready()` (execute, send, answer, …) until the core has nothing more to say; the core never calls
+ * back into the driver.
  *
  * Life cycle: recovering (new epoch, settle the last segment, rebuild Redis from the journal, open the
- * replication link) → writing → on a failed batch or a broken link: every unanswered write fails with NO_QUORUM,
- * Redis is discarded and the master recovers again as a new writer.
+ * replication link) → writing (a term of the core) → on a failed term: Redis is discarded and the master recovers
+ * again as a new writer.
  */
 import { randomUUID } from "node:crypto";
 import path from "node:path";
@@ -17,49 +21,29 @@ import type { Config } from "../config/config.js";
 import { maxPayload, serve } from "../nats/bus.js";
 import { decode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, errorReply } from "../protocol/errors.js";
-import { parseWriteRequest, type ActorStatus, type WriteReply } from "../protocol/messages.js";
+import { parseWriteRequest, type ActorStatus, type WriteId as ClientWriteId, type WriteReply } from "../protocol/messages.js";
 import { subjects } from "../protocol/subjects.js";
 import { CommandTable } from "../redis/command_table.js";
 import { redisPassword, startRedisServer, type RedisServer } from "../redis/redis_server.js";
-import { encodeEffects, type Effect } from "../segment/record.js";
+import { encodeEffects, encodeWriteRecord, type Effect, type RecordWrite } from "../segment/record.js";
+import { recordedReplyOf } from "../dedupe/dedupe_answer.js";
+import type { DedupeWindow } from "../dedupe/dedupe_window.js";
 import { APPLIED_KEY, ApplyError, applyRecords } from "../redis/apply_records.js";
 import { Feeder } from "../redis/feeder.js";
 import { assert } from "../util/assert.js";
 import type { Logger } from "../util/log.js";
 import { EffectAssembler, newMarkerChannel, type AssembledRecord } from "./effect_assembler.js";
 import { JournalClient } from "./journal_client.js";
+import { MasterCore, type MasterReady, type Outcome, type SendOrder, type WriteId } from "./master_core.js";
 import { NodeRestorer } from "./node_restorer.js";
-import { NodeWatch } from "./node_watch.js";
 import { ReplicationLink } from "./replication_link.js";
-import { ScriptWatch, unpropagatedKeys, type ScriptRun } from "./script_watch.js";
+import { ScriptWatch, unpropagatedKeys } from "./script_watch.js";
 import { establishWriter, type WriterStart } from "./writer_recovery.js";
-import { rollDue, rollSegment } from "./segment_roll.js";
+import { rebuildSources } from "./rebuild_sources.js";
+import { rollSegment } from "./segment_roll.js";
 import { bootstrapFromSnapshot, type BootstrapProgress } from "../snapshot/bootstrap.js";
 import { SnapshotClient } from "../snapshot/snapshot_client.js";
-import { WriterCore, type Batch, type WriterOutput } from "./writer_core.js";
-
-type MasterState =
-  /** Becoming the writer: new epoch, recovery, rebuild. Writes wait in the admission queue. */
-  | "recovering"
-  /** Serving writes. */
-  | "writing"
-  | "stopped";
-
-interface PendingWrite {
-  marker: number;
-  txid: number | null;
-  /** Redis's answer, once it came: the command's reply or its error. */
-  outcome: { ok: true; value: unknown } | { ok: false; message: string } | null;
-  respond: (reply: WriteReply) => void;
-  /** The core (writer epoch) that journaled it: only that writer's commit may answer it. */
-  core: WriterCore | null;
-  /** Answered (ok, error or NO_QUORUM): never answered again. */
-  answered: boolean;
-  /** A script: its record waits for the state of the keys it touched (script_watch.ts). */
-  script: { repair: { effects: Effect[]; keys: Buffer[] } | null } | null;
-  /** Set when the stream held effects of this write that could not be journaled: answered with this error. */
-  refused: string | null;
-}
+import type { WriterCore } from "./writer_core.js";
 
 /**
  * A data node's master role (issue #11): the epoch is won already, and the Redis it serves from is the node's own,
@@ -72,6 +56,8 @@ export interface Takeover {
   appliedTxid: number;
   /** The command table of this redis-server binary, read by the data node beforehand (COMMAND takes a while). */
   commands?: CommandTable;
+  /** The node's dedupe window, which has seen every record up to `appliedTxid`. */
+  window?: DedupeWindow;
 }
 
 export interface MasterOptions {
@@ -85,75 +71,65 @@ export interface MasterOptions {
   presence?: boolean;
 }
 
-interface QueuedWrite {
+/** A client write as the driver knows it; the core knows it by its id. */
+interface DriverWrite {
   args: Buffer[];
-  /** The request's size: queued and inflight writes are bounded in bytes too. */
-  bytes: number;
   respond: (reply: WriteReply) => void;
-  deadlineMs: number;
+  /** A script: its record waits for the state of the keys it touched (script_watch.ts); null until that is read. */
+  script: { repair: { effects: Effect[]; keys: Buffer[] } | null } | null;
+  /** The client's id (with a dedupe window): the record keeps it and Redis's reply, so it waits for that reply. */
+  clientId: ClientWriteId | null;
+  outcome: Outcome | null;
+  /** The stream held effects of this write that cannot be journaled faithfully: the reply its record keeps. */
+  refused: string | null;
 }
 
+/** The commands script_watch.ts checks (CommandTable.classify: @scripting, not readonly, no subcommands). */
+const SCRIPT_COMMANDS = new Set(["EVAL", "EVALSHA", "FCALL"]);
+
 export class Master {
-  private state: MasterState = "recovering";
+  private stopped = false;
+  private readonly core: MasterCore;
   private redis: RedisServer | null = null;
   private client: Redis | null = null;
   /** The rebuild's feeder: the fresh Redis is its replica until the replication link is open. */
   private feeder: Feeder | null = null;
   private link: ReplicationLink | null = null;
-  private core: WriterCore | null = null;
   private commands: CommandTable | null = null;
   private assembler = new EffectAssembler(newMarkerChannel(), 1);
   /** This Redis incarnation's secret marker channel (effect_assembler.ts). */
   private markerChannel = "";
   private scriptWatch: ScriptWatch | null = null;
-  /** The script in flight: nothing else is admitted until the read of the keys it touched is sent (script_watch.ts). */
-  private scriptBarrier: PendingWrite | null = null;
-  /** A reset to the journal in flight (failWriter waits for it before it discards Redis and recovers). */
+  /** A reset to the journal in flight (a failed term waits for it before it discards Redis and recovers). */
   private resetting: Promise<void> | null = null;
   /** Records off the stream, in marker order, waiting behind a script whose keys are still being read. */
-  private readonly unjournaled: { pending: PendingWrite; effects: Effect[] }[] = [];
+  private readonly unjournaled: { id: WriteId; effects: Effect[] }[] = [];
   private readonly jc: JournalClient;
   private presence: Presence | null = null;
   private writeSub: Subscription | null = null;
+  /** A data node's dedupe window (null: the single-master layout, which does not dedupe). */
+  private readonly window: DedupeWindow | null;
+  /** A planned switchover's drain: told true when the core says everything admitted is answered. */
+  private handoverDrained: ((drained: boolean) => void) | null = null;
+  private nextWriteId = 1;
   private nextMarker = 1;
+  /** Every write the core has not answered yet. */
+  private readonly writes = new Map<WriteId, DriverWrite>();
   /** Executed on Redis, marker not yet seen on the stream. */
-  private readonly byMarker = new Map<number, PendingWrite>();
-  /** Journaled, in txid order, waiting for the commit. */
-  private readonly byTxid: PendingWrite[] = [];
-  private readonly queued: QueuedWrite[] = [];
-  private inflight = 0;
-  private queuedBytes = 0;
-  private inflightBytes = 0;
+  private readonly byMarker = new Map<number, WriteId>();
   private flushScheduled = false;
   private timer: NodeJS.Timeout | null = null;
   private orphanSinceMs = 0;
   private generation = 0;
-  /** Unanswered batches (count and bytes) per node incarnation (`node#generation`). */
-  private readonly nodeInflight = new Map<string, { batches: number; bytes: number }>();
-  private readonly watch: NodeWatch;
+  private pumping = false;
+  /** Whether the driver's side of the current reset (markers, records waiting) was dropped. */
+  private resetDropped = false;
   private readonly restorer: NodeRestorer;
-  /** Bumped when a node rejoins: an answer to a batch sent before (a late timeout of its dead predecessor) is stale. */
-  private readonly nodeGeneration = new Map<string, number>();
-  private lastFailure: string | null = null;
-  /** The journal nodes the master counted after its last step: a change is an event. */
-  private counted = new Set<string>();
   private readonly events: EventPublisher;
-  private lastCatchUpMs = 0;
   /** The journal nodes' cluster id (NodeRestorer formats wiped nodes with it). */
   clusterId = "";
   private readonly snapshots: SnapshotClient;
   private bootstrapProgress: BootstrapProgress | null = null;
-  /** When the open segment started (its age is a roll threshold). */
-  private segmentOpenedMs = 0;
-  /** A segment roll: admission stops ("draining") until everything journaled is answered, then the roll runs. */
-  private roll: { phase: "draining" | "rolling"; reason: string } | null = null;
-  /**
-   * A write's effects passed writeEffectsBytesMax: they are in Redis but not journaled. Admission stops ("draining")
-   * until every journaled write is answered, then Redis is rebuilt from the journal in the same epoch ("resetting").
-   */
-  private reset: { phase: "draining" | "resetting"; reason: string } | null = null;
-  /** A planned switchover (issue #11): admission stops until the role ends; `done` is told when all admitted is answered. */
-  private handover: { done: ((drained: boolean) => void) | null } | null = null;
 
   constructor(
     readonly id: string,
@@ -166,13 +142,18 @@ export class Master {
     this.jc = new JournalClient(nc, config.cluster, config.journalRequestTimeoutMs);
     this.snapshots = new SnapshotClient(nc, this.jc, config.cluster, config, log);
     this.events = new EventPublisher(nc, config.cluster, `master.${id}`, log);
-    this.watch = new NodeWatch(config);
-    this.restorer = new NodeRestorer(this.jc, config, log, this.events, this.watch, this, this.snapshots);
+    this.window = options.takeover?.window ?? null;
+    this.core = new MasterCore(config, undefined, this.window);
+    this.restorer = new NodeRestorer(this.jc, config, log, this.events, this, this.snapshots);
   }
 
   /** NodeRestorer's host: the writer core of the current epoch, if serving. */
   get currentCore(): WriterCore | null {
-    return this.core;
+    return this.core.writer;
+  }
+
+  private get state(): "recovering" | "writing" | "stopped" {
+    return this.stopped ? "stopped" : this.core.serving ? "writing" : "recovering";
   }
 
   async start(): Promise<void> {
@@ -182,12 +163,12 @@ export class Master {
     this.nc.subscribe(s.heartbeat("journal", "*"), {
       callback: (err, msg) => {
         const node = msg?.subject.split(".").at(-1);
-        if (!err && node !== undefined && isHeartbeatOf(msg.data, "journal", node)) this.watch.heard(node, Date.now());
+        if (!err && node !== undefined && isHeartbeatOf(msg.data, "journal", node)) this.core.heartbeat(node, Date.now());
       },
     });
     this.nc.subscribe(s.heartbeat("replica", "*"), {
       callback: (err, msg) => {
-        if (!err) this.onReplicaHeartbeat(msg.data);
+        if (!err) this.step(() => this.core.replicaHeartbeat(msg.data, Date.now()));
       },
     });
     if (this.options.presence !== false) this.presence = startPresence(this.nc, this.config.cluster, this.config.heartbeatIntervalMs, () => this.status(), this.log);
@@ -197,26 +178,27 @@ export class Master {
   }
 
   status(): ActorStatus {
+    const w = this.core.writer;
     return {
       role: "master",
       id: this.id,
       pid: process.pid,
       // During a takeover the epoch is won already: its heartbeat keeps the other data nodes from campaigning.
-      epoch: this.core?.epoch ?? this.options.takeover?.start.epoch ?? 0,
-      lastTxid: this.core?.lastTxid ?? 0,
-      committedTxid: this.core?.committedTxid ?? 0,
+      epoch: w?.epoch ?? this.options.takeover?.start.epoch ?? 0,
+      lastTxid: w?.lastTxid ?? 0,
+      committedTxid: w?.committedTxid ?? 0,
       appliedTxid: 0,
       health: this.state,
       redisUrl: this.redis?.url ?? null,
       details: {
-        inSync: this.core?.inSyncNodes ?? [],
+        inSync: w?.inSyncNodes ?? [],
         journalNodes: Object.fromEntries(this.config.journalNodes.map((n) => [n, this.nodeHealth(n)])),
-        bufferedBytes: this.core?.bufferedBytes ?? 0,
-        inflightWrites: this.inflight,
-        queuedWrites: this.queued.length,
-        queuedBytes: this.queuedBytes,
-        inflightBytes: this.inflightBytes,
-        lastFailure: this.lastFailure,
+        bufferedBytes: w?.bufferedBytes ?? 0,
+        inflightWrites: this.core.inflight,
+        queuedWrites: this.core.queued,
+        queuedBytes: this.core.queuedBytes,
+        inflightBytes: this.core.inflightBytes,
+        lastFailure: this.core.lastFailure,
         bootstrap: this.bootstrapProgress,
       },
     };
@@ -224,24 +206,137 @@ export class Master {
 
   /** A journal node as the master sees it: counted for acks, being caught up, or masked. */
   private nodeHealth(node: string): "healthy" | "catching-up" | "masked" | "unknown" {
-    if (this.core === null) return "unknown";
-    if (this.core.isInSync(node)) return "healthy";
-    return this.restorer.isCatchingUp(node) ? "catching-up" : "masked";
+    const w = this.core.writer;
+    if (w === null) return "unknown";
+    if (w.isInSync(node)) return "healthy";
+    return this.core.isCatchingUp(node) ? "catching-up" : "masked";
   }
 
-  /** Publishes a masked event for every node the core stopped counting since the last look. */
-  private noticeMasked(reason: string): void {
-    if (this.core === null) return;
-    const now = new Set(this.core.inSyncNodes);
-    for (const node of this.counted) if (!now.has(node)) this.events.publish({ type: "masked", node, reason });
-    this.counted = now;
+  // ---- the loop over the core ----
+
+  /** Feeds one event to the core, then does what it decided, until it has nothing more to say. */
+  private step(event: () => void): void {
+    event();
+    if (this.pumping) return; // the loop below takes it
+    this.pumping = true;
+    try {
+      for (let r = this.core.ready(); !isEmpty(r); r = this.core.ready()) this.act(r);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /** One Ready, in its order: execute, send, answer, then the rest. */
+  private act(r: MasterReady): void {
+    for (const id of r.execute) this.execute(id);
+    for (const s of r.send) this.sendBatch(s);
+    for (const { id, reply } of r.answers) {
+      const w = this.writes.get(id);
+      this.writes.delete(id);
+      w?.respond(reply);
+    }
+    if (this.core.resetting && !this.resetDropped) this.dropUnjournaled();
+    if (!this.core.resetting) this.resetDropped = false;
+    if (r.flush) this.scheduleFlush();
+    if (r.takeOrphans) this.takeOrphans();
+    for (const { node, writer } of r.startCatchUp) this.restorer.start(node, writer);
+    if (r.roll !== null) void this.roll(r.roll.writer, r.roll.reason);
+    if (r.reset !== null) this.resetting = this.resetToJournal(r.reset.writer, r.reset.reason).finally(() => (this.resetting = null));
+    if (r.handoverDrained) {
+      this.handoverDrained?.(true);
+      this.handoverDrained = null;
+    }
+    for (const e of r.events) this.events.publish(e);
+    if (r.failed !== null) this.onFailed(r.failed);
+  }
+
+  /** A reset discards Redis: what waited for the stream (markers, records behind a script) goes with it. */
+  private dropUnjournaled(): void {
+    this.resetDropped = true;
+    this.byMarker.clear();
+    this.unjournaled.length = 0;
+  }
+
+  private failWriter(reason: string): void {
+    this.step(() => this.core.fail(reason));
+  }
+
+  /** The term failed (its writes were answered): discard Redis and recover as a new writer. */
+  private onFailed(reason: string): void {
+    this.log.warn({ reason }, "writer failed");
+    this.byMarker.clear();
+    this.unjournaled.length = 0;
+    if (this.stopped) return;
+    this.handoverDrained?.(false);
+    this.handoverDrained = null;
+    // A reset in flight starts a Redis on the same port and fields: let it stop at its next check first.
+    const discarded = (this.resetting ?? Promise.resolve()).then(() => this.discardRedis());
+    if (this.options.onStepDown === undefined) void discarded.then(() => this.recover());
+    else void discarded.then(() => this.endRole(reason));
+  }
+
+  // ---- a data node's master role (issue #11) ----
+
+  /**
+   * A data node's master stops serving: a higher epoch is master (its heartbeat was heard), or the writer failed. Every
+   * unanswered write fails as outcome-unknown; its Redis (which may hold uncommitted effects) is discarded.
+   */
+  stepDown(reason: string): void {
+    if (this.core.serving) return this.failWriter(reason);
+    if (this.stopped) return;
+    // A takeover in progress: it stops at its next check.
+    this.generation++;
+    void this.discardRedis().then(() => this.endRole(reason));
+  }
+
+  /** The end of a data node's master role: nothing more is served, and the data node is told why. */
+  private endRole(reason: string): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.writeSub?.unsubscribe();
+    this.writeSub = null;
+    if (this.timer) clearInterval(this.timer);
+    this.presence?.stop();
+    // Writes still queued were never executed: NOT_WRITER, the client retries them at the new master.
+    this.step(() => this.core.stop(`this node stepped down: ${reason}`));
+    this.options.onStepDown?.(reason);
+  }
+
+  /**
+   * A planned switchover: admission stops; true once every admitted write is committed and answered (queued ones wait),
+   * false after `timeoutMs` or if the writer failed meanwhile (admission then resumes, unless it failed).
+   */
+  drainForHandover(timeoutMs: number): Promise<boolean> {
+    if (!this.core.serving || this.handoverDrained !== null) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        this.handoverDrained = null;
+        this.resumeAdmission();
+        resolve(false);
+      }, timeoutMs);
+      this.handoverDrained = (drained) => {
+        clearTimeout(timer);
+        resolve(drained);
+      };
+      this.step(() => this.core.startHandover());
+    });
+  }
+
+  /** The switchover did not happen: serve on. */
+  resumeAdmission(): void {
+    this.step(() => this.core.cancelHandover());
+  }
+
+  /** The switchover's last step: the drained master ends its role; queued writes are answered NOT_WRITER. */
+  handOff(reason: string): void {
+    this.generation++;
+    void this.discardRedis().then(() => this.endRole(reason));
   }
 
   // ---- becoming the writer ----
 
   private async recover(): Promise<void> {
     const generation = ++this.generation;
-    this.state = "recovering";
     for (let attempt = 1; this.state === "recovering" && generation === this.generation; attempt++) {
       try {
         await this.becomeWriter();
@@ -266,7 +361,15 @@ export class Master {
     await this.openRedis();
     await this.rebuild(start.inSync, start.endTxid);
     await this.openLink();
+    if (this.stopped) return;
     this.serveAs(start);
+  }
+
+  /** The writer of `start`'s epoch serves: its first segment is open on `start.inSync`. */
+  private serveAs(start: WriterStart): void {
+    this.events.publish({ type: "writerElected", epoch: start.epoch, endTxid: start.endTxid, decision: start.decision });
+    this.log.info({ epoch: start.epoch, segmentTxid: start.endTxid + 1, decision: start.decision }, "serving writes");
+    this.step(() => this.core.start(start.epoch, start.endTxid + 1, start.inSync, Date.now()));
   }
 
   /**
@@ -288,7 +391,10 @@ export class Master {
     try {
       await this.connectClient();
       lap("connect");
-      await this.applyJournal(t.start.inSync, t.appliedTxid + 1, t.start.endTxid, APPLIED_KEY);
+      await this.applyJournal(t.start.inSync, t.appliedTxid + 1, t.start.endTxid, APPLIED_KEY, (txid, write) => {
+        // The window saw what the replica applied; the records after it are the ones fed here.
+        if (this.window !== null && txid > this.window.stats.lastTxid) this.window.observe(txid, write);
+      });
       // The applied-txid key means nothing on a master; the data node's Redis does not persist while it is one.
       await this.feeder.sendRun([["DEL", APPLIED_KEY]]);
       // Not awaited: it runs on the same connection before any write does.
@@ -302,24 +408,9 @@ export class Master {
       if (generation === this.generation) this.stepDown(`taking over: ${(err as Error).message}`);
       return;
     }
-    if (generation !== this.generation || this.state !== "recovering") return;
+    if (generation !== this.generation || this.stopped) return;
     this.log.info({ appliedTxid: t.appliedTxid, endTxid: t.start.endTxid, ms }, "took over: the data node's Redis serves writes");
     this.serveAs(t.start);
-  }
-
-  /** The writer of `start`'s epoch serves: its first segment is open on `start.inSync`. */
-  private serveAs(start: WriterStart): void {
-    this.core = new WriterCore(start.epoch, start.endTxid + 1, this.config.journalNodes, start.inSync, this.config);
-    this.counted = new Set(start.inSync);
-    this.segmentOpenedMs = Date.now();
-    this.roll = null;
-    // The nodes just answered: that counts as a heartbeat.
-    for (const node of start.inSync) this.watch.heard(node, Date.now());
-    this.events.publish({ type: "writerElected", epoch: start.epoch, endTxid: start.endTxid, decision: start.decision });
-    this.nodeInflight.clear();
-    this.state = "writing";
-    this.log.info({ epoch: start.epoch, segmentTxid: start.endTxid + 1, decision: start.decision }, "serving writes");
-    this.admit();
   }
 
   /**
@@ -390,24 +481,34 @@ export class Master {
     this.log.info({ endTxid, fromSnapshot: snapshot?.txid ?? null }, "rebuilt Redis from the journal");
   }
 
-  /** Feeds the committed records `from`..`endTxid` to the Redis (optionally with the applied-txid key), node by node. */
-  private async applyJournal(nodes: string[], from: number, endTxid: number, markerKey?: string): Promise<void> {
+  /**
+   * Feeds the committed records `from`..`endTxid` to the Redis (optionally with the applied-txid key), from the nodes
+   * in step and then the others (rebuild_sources.ts).
+   */
+  private async applyJournal(nodes: string[], from: number, endTxid: number, markerKey?: string, observe?: (txid: number, write: RecordWrite | null) => void): Promise<void> {
     assert(this.client !== null && this.feeder !== null, "applying the journal needs a Redis client and its feeder");
     const feeder = this.feeder;
     const client = this.client;
+    const sources = rebuildSources(nodes, this.config.journalNodes);
     let sourceIndex = 0;
     let misses = 0;
     while (from <= endTxid) {
-      const node = nodes[sourceIndex % nodes.length];
-      const read = await this.jc.readRecords(node, from, endTxid, this.config);
+      const { node, uncommitted } = sources[sourceIndex % sources.length];
+      const read = await this.jc.readRecords(node, from, endTxid, this.config, uncommitted);
       if (read === null) {
         // That node has a hole here, is gone, or served damaged records: the next one.
         sourceIndex++;
-        if (++misses >= nodes.length * 3) throw new QjmError(ErrorCode.NO_QUORUM, `no journal node serves txid ${from} for the rebuild`);
+        if (++misses >= sources.length * 3) throw new QjmError(ErrorCode.NO_QUORUM, `no journal node serves txid ${from} for the rebuild`);
         continue;
       }
       misses = 0;
-      await applyRecords(feeder, client, read.records, { markerKey, applied: (txid) => (from = txid + 1) }).catch((err: unknown) => {
+      await applyRecords(feeder, client, read.records, {
+        markerKey,
+        applied: (txid, write) => {
+          from = txid + 1;
+          observe?.(txid, write);
+        },
+      }).catch((err: unknown) => {
         // An effect that ran on the master before fails on its rebuild: this copy is not the journal's. Reported.
         if (err instanceof ApplyError && err.effectFailed) {
           this.events.publish({ type: "applyFailed", actor: `master.${this.id}`, txid: err.txid, reason: err.message });
@@ -439,7 +540,6 @@ export class Master {
     this.scriptWatch = await ScriptWatch.open(port, redisPassword(this.config.dataDir), this.config, this.log);
     this.markerChannel = newMarkerChannel();
     this.assembler = new EffectAssembler(this.markerChannel, this.nextMarker, this.config.writeEffectsBytesMax);
-    this.scriptBarrier = null;
     this.unjournaled.length = 0;
   }
 
@@ -464,141 +564,116 @@ export class Master {
     if (raw.length > writeBytesMax) {
       throw new QjmError(ErrorCode.PAYLOAD_TOO_LARGE, `write of ${raw.length} bytes exceeds ${this.config.writeBytesMax > 0 ? "writeBytesMax" : "nats-server's max_payload"} ${writeBytesMax}`);
     }
-    const { args } = parseWriteRequest(decode(raw));
+    const { args, id: requested } = parseWriteRequest(decode(raw));
+    // Without a dedupe window (the single-master layout) an id is accepted and journaled as nothing more.
+    const clientId = this.window !== null ? requested : null;
     return new Promise<WriteReply>((respond) => {
-      if (this.queued.length >= this.config.writesQueuedMax) {
-        respond(errorReply(ErrorCode.OVERLOADED, `${this.queued.length} writes already wait`));
-        return;
-      }
-      // One write always gets in, however large: the bound is on what waits behind it.
-      if (this.queued.length > 0 && this.queuedBytes + raw.length > this.config.writesQueuedBytesMax) {
-        respond(errorReply(ErrorCode.OVERLOADED, `${this.queued.length} writes of ${this.queuedBytes} bytes already wait (writesQueuedBytesMax ${this.config.writesQueuedBytesMax})`));
-        return;
-      }
-      this.queuedBytes += raw.length;
-      this.queued.push({ args, bytes: raw.length, respond, deadlineMs: Date.now() + this.config.quorumTimeoutMs });
-      this.admit();
+      const id = this.nextWriteId++;
+      this.writes.set(id, { args, respond, script: null, clientId, outcome: null, refused: null });
+      this.step(() => this.core.write(id, raw.length, this.isScript(args), Date.now(), clientId));
     });
   }
 
-  /** The next queued write, out of the byte count. */
-  private dequeue(): QueuedWrite {
-    const w = this.queued.shift()!;
-    this.queuedBytes -= w.bytes;
-    return w;
+  /** A script is a barrier: nothing is admitted behind it until the read of the keys it touched is sent. */
+  private isScript(args: Buffer[]): boolean {
+    const verdict = this.commands?.classify(args);
+    return verdict !== undefined ? verdict.ok && verdict.script : SCRIPT_COMMANDS.has(args[0]?.toString("latin1").toUpperCase() ?? "");
   }
 
-  /** Moves queued writes to Redis while the writer serves and both buffers are not full, within the inflight bounds. */
-  private admit(): void {
-    while (this.queued.length > 0 && this.state === "writing" && this.roll === null && this.reset === null && this.handover === null && this.scriptBarrier === null && this.core !== null && !this.core.full && this.inflight < this.config.writesInflightMax) {
-      if (this.inflight > 0 && this.inflightBytes + this.queued[0].bytes > this.config.writesInflightBytesMax) return;
-      const w = this.dequeue();
-      this.inflightBytes += w.bytes;
-      // Every admitted write is answered exactly once (answered, refused, or failed with the writer): its bytes leave then.
-      this.execute(w.args, (reply) => {
-        this.inflightBytes -= w.bytes;
-        w.respond(reply);
-      });
-    }
-  }
-
-  private execute(args: Buffer[], respond: (reply: WriteReply) => void): void {
+  /** Runs an admitted write on Redis: the command, then its marker, back to back on the same connection. */
+  private execute(id: WriteId): void {
     assert(this.client !== null && this.commands !== null && this.scriptWatch !== null, "execute needs Redis");
-    const verdict = this.commands.classify(args);
-    if (!verdict.ok) {
-      respond(errorReply(verdict.code, verdict.message));
-      return;
-    }
+    const w = this.writes.get(id);
+    assert(w !== undefined, `write ${id} admitted but unknown`);
+    const verdict = this.commands.classify(w.args);
+    if (!verdict.ok) return this.core.rejected(id, errorReply(verdict.code, verdict.message));
     const marker = this.nextMarker++;
-    const pending: PendingWrite = { marker, txid: null, outcome: null, respond, core: this.core, answered: false, script: null, refused: null };
-    this.byMarker.set(marker, pending);
-    this.inflight++;
+    this.byMarker.set(marker, id);
     // Same connection, back to back (auto-pipelined into one write): Redis runs the command, then the marker,
     // with no other client between.
     const client = this.client;
-    let run: ScriptRun | null = null;
-    if (verdict.script) {
-      pending.script = { repair: null };
-      this.scriptBarrier = pending;
-      run = this.scriptWatch.run(client, verdict.name, args.slice(1));
-      void run.readSent.then(() => this.releaseScriptBarrier(pending));
+    const run = verdict.script ? this.scriptWatch.run(client, verdict.name, w.args.slice(1)) : null;
+    if (run !== null) {
+      w.script = { repair: null };
+      void run.readSent.then(() => this.step(() => this.core.barrierReleased(id)));
+    } else {
+      this.core.barrierReleased(id);
     }
-    (run?.reply ?? client.call(verdict.name, ...args.slice(1))).then(
-      (value) => this.onOutcome(pending, { ok: true, value }),
-      (err: Error) => this.onOutcome(pending, { ok: false, message: err.message }),
+    (run?.reply ?? client.call(verdict.name, ...w.args.slice(1))).then(
+      (value) => this.onOutcome(id, w, { ok: true, value }),
+      (err: Error) => this.onOutcome(id, w, { ok: false, message: err.message }),
     );
     // A reset discards this Redis and its connection, answering the write itself: its lost marker is no failure then.
     client.publish(this.markerChannel, String(marker)).catch((err: Error) => {
-      if (this.client === client && this.reset === null) this.failWriter(`marker not written: ${err.message}`);
+      if (this.client === client && !this.core.resetting) this.failWriter(`marker not written: ${err.message}`);
     });
     run?.repair.then(
-      (repair) => this.onScriptRepair(pending, repair),
-      (err: Error) => this.onScriptUnverified(pending, err),
+      (repair) => this.onScriptRepair(id, repair),
+      (err: Error) => this.onScriptUnverified(id, err),
     );
   }
 
-  /** The read of a script's keys is on the pipeline ahead of any later write: admission resumes. */
-  private releaseScriptBarrier(pending: PendingWrite): void {
-    if (this.scriptBarrier !== pending) return;
-    this.scriptBarrier = null;
-    this.admit();
+  /** Redis's answer: to the core, and, for a write whose record keeps it (a client id), to the record waiting for it. */
+  private onOutcome(id: WriteId, w: DriverWrite, outcome: Outcome): void {
+    w.outcome = outcome;
+    this.step(() => {
+      this.core.outcome(id, outcome);
+      if (w.clientId !== null) this.journalReady();
+    });
   }
 
   /** The state of the keys a script touched is read: its record can be journaled (now, or when its marker comes). */
-  private onScriptRepair(pending: PendingWrite, repair: { effects: Effect[]; keys: Buffer[] }): void {
-    if (pending.script === null || pending.answered || pending.core !== this.core || this.state !== "writing") return;
-    pending.script.repair = repair;
-    this.journalReady();
+  private onScriptRepair(id: WriteId, repair: { effects: Effect[]; keys: Buffer[] }): void {
+    const w = this.writes.get(id);
+    if (w?.script == null || !this.core.serving) return;
+    w.script.repair = repair;
+    this.step(() => this.journalReady());
   }
 
   /** A script that could not be checked is not journaled: answered as refused, and a reset to the journal undoes it. */
-  private onScriptUnverified(pending: PendingWrite, err: Error): void {
-    if (pending.answered || pending.core !== this.core || this.state !== "writing") return;
-    this.log.warn({ err, marker: pending.marker }, "a script's writes could not be verified; undoing it by a reset to the journal");
+  private onScriptUnverified(id: WriteId, err: Error): void {
+    if (!this.writes.has(id) || !this.core.serving) return;
+    this.log.warn({ err, id }, "a script's writes could not be verified; undoing it by a reset to the journal");
     // Not journaled, and the reset (same epoch: client input never fails the writer) rebuilds Redis without it.
-    this.refuseUnjournaled(pending, errorReply(ErrorCode.EFFECTS_REFUSED, `script not journaled, and undone: ${err.message}`));
-    this.startReset(`script not verified: ${err.message}`);
+    this.step(() => {
+      this.core.rejected(id, errorReply(ErrorCode.EFFECTS_REFUSED, `script not journaled, and undone: ${err.message}`));
+      this.core.startReset(`script not verified: ${err.message}`);
+    });
   }
 
-  /** Journals the records off the stream in marker order, up to the first script whose keys are not read yet. */
+  /**
+   * Journals the records off the stream in marker order, up to the first that waits: a script whose keys are not read
+   * yet, or a write with a client id whose Redis reply (which its record keeps, for retries) has not come yet.
+   */
   private journalReady(): void {
-    while (this.unjournaled.length > 0 && this.state === "writing") {
-      const { pending, effects } = this.unjournaled[0];
-      if (pending.script !== null && pending.script.repair === null) return;
+    while (this.unjournaled.length > 0 && this.core.serving && !this.core.resetting) {
+      const { id, effects } = this.unjournaled[0];
+      const w = this.writes.get(id);
+      const script = w?.script ?? null;
+      if (script !== null && script.repair === null) return;
+      if (w !== undefined && w.clientId !== null && w.outcome === null) return;
       this.unjournaled.shift();
-      if (pending.script === null) this.journal(pending, effects);
-      else this.journalScript(pending, effects);
+      if (script === null) this.journal(id, w, effects);
+      else this.journalScript(id, w, effects, script.repair!);
     }
   }
 
-  private journalScript(pending: PendingWrite, effects: Effect[]): void {
-    const repair = pending.script!.repair!;
+  /** One write's record: its effects, and with a client id the id and the reply (the dedupe window's at the commit). */
+  private journal(id: WriteId, w: DriverWrite | undefined, effects: Effect[]): number | null {
+    if (w === undefined || w.clientId === null || w.outcome === null) return this.core.record(id, encodeEffects(effects));
+    const reply = w.refused !== null ? ({ ok: false, message: w.refused, code: ErrorCode.EFFECTS_REFUSED } as const) : recordedReplyOf(w.outcome);
+    const { payload, write } = encodeWriteRecord(effects, { id: w.clientId, reply }, this.config.dedupeReplyBytesMax);
+    return this.core.record(id, payload, write);
+  }
+
+  private journalScript(id: WriteId, w: DriverWrite | undefined, effects: Effect[], repair: { effects: Effect[]; keys: Buffer[] }): void {
     const unpropagated = unpropagatedKeys(repair.keys, effects);
-    const txid = this.journal(pending, [...effects, ...repair.effects]);
+    const txid = this.journal(id, w, [...effects, ...repair.effects]);
     if (txid !== null && unpropagated.length > 0) {
       const keys = unpropagated.slice(0, 8).map((k) => k.toString("latin1").slice(0, 64));
       this.log.warn({ txid, keys, count: unpropagated.length }, "a script wrote keys without propagating them; journaled their state");
       this.events.publish({ type: "scriptEffectsRepaired", txid, keys: repair.keys.length, unpropagated: keys });
     }
-  }
-
-  private onOutcome(pending: PendingWrite, outcome: NonNullable<PendingWrite["outcome"]>): void {
-    pending.outcome = outcome;
-    // Only the writer that journaled it can have committed it: a reply that arrives after a failover is not answered
-    // again (the write already got NO_QUORUM).
-    if (!pending.answered && pending.txid !== null && pending.core !== null && pending.core === this.core && pending.txid <= this.core.committedTxid) {
-      this.answer(pending);
-    }
-  }
-
-  private answer(p: PendingWrite): void {
-    assert(p.outcome !== null && p.txid !== null, "answer before outcome and txid");
-    assert(!p.answered, `write ${p.txid} answered twice`);
-    p.answered = true;
-    this.inflight--;
-    if (p.refused !== null) p.respond(errorReply(ErrorCode.EFFECTS_REFUSED, p.refused));
-    else if (p.outcome.ok) p.respond({ ok: true, txid: p.txid, reply: p.outcome.value });
-    else p.respond(errorReply(ErrorCode.REDIS_ERROR, p.outcome.message));
   }
 
   // ---- the replication stream ----
@@ -616,43 +691,32 @@ export class Master {
       return;
     }
     // A write's record after its writer failed, or while a reset discards this Redis: it was answered already.
-    if (this.state !== "writing" || this.core === null || this.reset !== null) return;
-    const pending = this.byMarker.get(assembled.marker);
-    if (pending === undefined) {
-      // The assembler only cuts at the next marker the master wrote: this is the master's own bug, not input.
-      this.failWriter(`marker ${assembled.marker} on the stream matches no write`);
-      return;
-    }
-    if (assembled.overflowBytes !== undefined) {
-      this.byMarker.delete(assembled.marker);
-      this.refuseOversized(pending, assembled.overflowBytes);
-      return;
-    }
-    if (assembled.surprises.length > 0) this.onSurprises(pending, assembled);
-    this.unjournaled.push({ pending, effects: assembled.effects });
-    this.journalReady();
-  }
-
-  /** Journals a write's record; null when the record would pass writeEffectsBytesMax (a script's repair can add a DUMP). */
-  private journal(pending: PendingWrite, effects: Effect[]): number | null {
-    const payload = encodeEffects(effects);
-    this.byMarker.delete(pending.marker);
-    if (payload.length > this.config.writeEffectsBytesMax) {
-      this.refuseOversized(pending, payload.length);
-      return null;
-    }
-    const txid = this.core!.append(payload);
-    pending.txid = txid;
-    this.byTxid.push(pending);
-    this.scheduleFlush();
-    return txid;
+    if (!this.core.serving || this.core.resetting) return;
+    const id = this.byMarker.get(assembled.marker);
+    // The assembler only cuts at the next marker the master wrote: this is the master's own bug, not input.
+    if (id === undefined) return this.failWriter(`marker ${assembled.marker} on the stream matches no write`);
+    this.byMarker.delete(assembled.marker);
+    if (assembled.overflowBytes !== undefined) return this.step(() => this.core.oversized(id, assembled.overflowBytes!));
+    if (assembled.surprises.length > 0) this.onSurprises(id, assembled);
+    this.unjournaled.push({ id, effects: assembled.effects });
+    this.step(() => this.journalReady());
   }
 
   /** Client input the stream cannot carry (another database, a stray marker): a typed error and a log line. */
-  private onSurprises(pending: PendingWrite | null, assembled: Pick<AssembledRecord, "surprises">): void {
-    this.log.warn({ marker: pending?.marker ?? null, surprises: assembled.surprises }, "the replication stream held effects the master cannot journal faithfully");
+  private onSurprises(id: WriteId | null, assembled: Pick<AssembledRecord, "surprises">): void {
+    this.log.warn({ write: id, surprises: assembled.surprises }, "the replication stream held effects the master cannot journal faithfully");
     this.events.publish({ type: "streamSurprise", surprises: assembled.surprises });
-    if (pending !== null) pending.refused = `the replication stream held effects the master cannot journal faithfully: ${assembled.surprises.join("; ")}`;
+    if (id === null) return;
+    const message = `the replication stream held effects the master cannot journal faithfully: ${assembled.surprises.join("; ")}`;
+    const w = this.writes.get(id);
+    if (w !== undefined) w.refused = message;
+    this.core.refuse(id, message);
+  }
+
+  /** Effects with no client marker (expired, evicted keys) go into a record of their own, as the core decided. */
+  private takeOrphans(): void {
+    if (this.assembler.overflow) this.core.startReset(`effects of no write passed writeEffectsBytesMax ${this.config.writeEffectsBytesMax}`);
+    else this.core.orphans(encodeEffects(this.assembler.takeOrphans()));
   }
 
   private scheduleFlush(): void {
@@ -660,247 +724,55 @@ export class Master {
     this.flushScheduled = true;
     setImmediate(() => {
       this.flushScheduled = false;
-      if (this.core !== null) this.handle(this.core.tick(Date.now()));
+      this.step(() => this.core.flush(Date.now()));
     });
   }
 
   private onTimer(): void {
-    const now = Date.now();
-    for (let i = 0; i < this.queued.length && this.queued[0].deadlineMs < now; ) {
-      const w = this.dequeue();
-      if (this.state === "writing") w.respond(errorReply(ErrorCode.OVERLOADED, "write waited too long for room in the journal buffers"));
-      else w.respond(errorReply(ErrorCode.NO_QUORUM, `no writer: ${this.lastFailure ?? "becoming the writer"}`));
-    }
-    if (this.state !== "writing" || this.core === null) return;
-    // Effects with no client marker (expired, evicted keys) go into a record of their own once the stream is idle.
-    if (this.byMarker.size === 0 && this.assembler.pendingSurprises > 0) this.onSurprises(null, { surprises: this.assembler.takeSurprises() });
-    if (this.roll === null && this.reset === null && this.assembler.pendingEffects > 0 && this.byMarker.size === 0 && now - this.orphanSinceMs >= this.config.orphanEffectsFlushMs) {
-      if (this.assembler.overflow) this.startReset(`effects of no write passed writeEffectsBytesMax ${this.config.writeEffectsBytesMax}`);
-      else this.core.append(encodeEffects(this.assembler.takeOrphans()));
-    }
-    this.maybeReset();
-    // While a roll finalizes the segment, the drained core has nothing to send (not even a commit notice).
-    if (this.roll?.phase === "rolling") return;
-    this.maybeDrained();
-    this.handle(this.core.tick(now, true));
-    for (const node of this.core?.inSyncNodes ?? []) {
-      const silentMs = this.watch.silentMs(node, now);
-      if (silentMs > this.config.journalHeartbeatTimeoutMs && this.core !== null) {
-        this.handle(this.core.onReply(node, -1, { ok: false, code: ErrorCode.TIMEOUT, message: `no heartbeat for ${silentMs} ms` }, now));
-      }
-    }
-    if (this.core === null) return;
-    this.maybeRoll();
-    if (this.roll === null && now - this.lastCatchUpMs >= this.config.catchUpIntervalMs) {
-      this.lastCatchUpMs = now;
-      const core = this.core;
-      for (const node of this.config.journalNodes) if (!core.isInSync(node)) this.restorer.start(node, core);
-    }
+    if (this.core.serving && this.core.awaitingRecords === 0 && this.assembler.pendingSurprises > 0) this.onSurprises(null, { surprises: this.assembler.takeSurprises() });
+    const orphansSinceMs = this.assembler.pendingEffects > 0 ? this.orphanSinceMs : null;
+    this.step(() => this.core.tick(Date.now(), orphansSinceMs));
   }
 
-  /**
-   * A replica that found a journal node serving bad records has it masked and kept masked a while — unless masking
-   * it would leave fewer than a majority in step: a replica's word does not stop the write path.
-   */
-  private onReplicaHeartbeat(data: Uint8Array): void {
-    const now = Date.now();
-    for (const report of this.watch.replicaReports(data, now)) {
-      if (this.core !== null && this.core.isInSync(report.node) && this.core.inSyncCount > this.core.quorum) {
-        this.handle(this.core.onReply(report.node, -1, { ok: false, code: ErrorCode.BAD_RECORD, message: `replica ${report.replica} reports: ${report.reason}` }, now));
-      }
-    }
+  // ---- journal nodes ----
+
+  private sendBatch({ node, epoch, batch, timeoutMs, ref }: SendOrder): void {
+    const req = { type: "journal", epoch, segmentTxid: batch.segmentTxid, firstTxid: batch.firstTxid, count: batch.count, records: batch.records, committedTxid: batch.committedTxid } as const;
+    void this.jc.call(node, req, timeoutMs).then((reply) => this.step(() => this.core.journalReply(ref, reply.ok ? { ok: true } : reply, Date.now())));
   }
 
   /** NodeRestorer's host: `node` holds everything before `core`'s batch in flight; it counts for acks again. */
   rejoin(node: string, lastTxid: number, core: WriterCore): void {
-    this.nodeGeneration.set(node, (this.nodeGeneration.get(node) ?? 0) + 1);
-    this.handle(core.rejoin(node, lastTxid));
-    this.counted.add(node);
-    this.events.publish({ type: "restored", node, lastTxid });
+    this.step(() => this.core.caughtUp(node, lastTxid, core));
   }
 
-  private handle(out: WriterOutput): void {
-    if (out.failure !== null) {
-      this.failWriter(out.failure);
-      return;
-    }
-    if (this.core !== null && this.core.inSyncCount !== this.counted.size) this.noticeMasked(this.core.lastRefusal ?? "dropped out");
-    const core = this.core;
-    // A node refused at send (too many batches unanswered) can fail the writer: the rest is not sent, and what the
-    // failure answered as unknown stays so (sim seed 6451; before, the next send threw on the dropped core).
-    for (const { batch, nodes } of out.send) for (const node of nodes) if (this.core === core) this.sendBatch(node, batch);
-    if (this.core !== core) return;
-    if (out.committedTxid !== null) this.onCommitted(out.committedTxid);
+  /** NodeRestorer's host: the catch-up of `node` stopped without a rejoin. */
+  catchUpEnded(node: string, core: WriterCore): void {
+    this.core.catchUpEnded(node, core);
   }
 
-  private sendBatch(node: string, batch: Batch): void {
-    const core = this.core!;
-    const generation = this.nodeGeneration.get(node) ?? 0;
-    // Counted per incarnation: requests to a node's dead predecessor time out on their own.
-    const key = `${node}#${generation}`;
-    const inflight = this.nodeInflight.get(key) ?? { batches: 0, bytes: 0 };
-    // One batch always goes, however large (a record over journalInflightBytesMax travels alone).
-    const overBytes = inflight.batches > 0 && inflight.bytes + batch.records.length > this.config.journalInflightBytesMax;
-    if (inflight.batches >= this.config.journalBatchesInflightMax || overBytes) {
-      // A slow node must not slow acks nor grow our memory: it is masked until it catches up.
-      const message = `${inflight.batches} batches (${inflight.bytes} bytes) unanswered`;
-      this.handle(core.onReply(node, batch.id, { ok: false, code: ErrorCode.OUT_OF_SYNC, message }, Date.now()));
-      return;
-    }
-    this.nodeInflight.set(key, { batches: inflight.batches + 1, bytes: inflight.bytes + batch.records.length });
-    void this.jc
-      .call(node, { type: "journal", epoch: core.epoch, segmentTxid: batch.segmentTxid, firstTxid: batch.firstTxid, count: batch.count, records: batch.records, committedTxid: batch.committedTxid }, core.batchTimeoutMs(batch.records.length))
-      .then((reply) => {
-        const left = this.nodeInflight.get(key);
-        if (left !== undefined && left.batches > 1) this.nodeInflight.set(key, { batches: left.batches - 1, bytes: left.bytes - batch.records.length });
-        else this.nodeInflight.delete(key);
-        if (this.core !== core) return; // an answer to an earlier writer
-        if ((this.nodeGeneration.get(node) ?? 0) !== generation) return; // sent before the node rejoined
-        this.handle(core.onReply(node, batch.id, reply.ok ? { ok: true } : reply, Date.now()));
-      });
-  }
-
-  private onCommitted(committed: number): void {
-    while (this.byTxid.length > 0 && this.byTxid[0].txid! <= committed) {
-      const p = this.byTxid.shift()!;
-      if (p.outcome !== null) this.answer(p);
-      // else: Redis's reply is still on its way; onOutcome answers it.
-    }
-    this.maybeRoll();
-    this.maybeReset();
-    this.maybeDrained();
-    this.admit();
-  }
-
-  // ---- planned switchover (issue #11) ----
-
-  /**
-   * Stops admitting writes and resolves true once every admitted write is committed and answered (queued ones wait),
-   * or false after `timeoutMs` or if the writer fails meanwhile (admission then resumes, unless the writer failed).
-   */
-  drainForHandover(timeoutMs: number): Promise<boolean> {
-    if (this.state !== "writing" || this.handover !== null) return Promise.resolve(false);
-    return new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => this.finishDrain(false), timeoutMs);
-      this.handover = {
-        done: (drained) => {
-          clearTimeout(timer);
-          resolve(drained);
-        },
-      };
-      this.maybeDrained();
-    });
-  }
-
-  private maybeDrained(): void {
-    if (this.handover?.done == null) return;
-    const core = this.core;
-    if (this.state !== "writing" || core === null) return this.finishDrain(false);
-    if (this.inflight === 0 && this.byMarker.size === 0 && core.drained && this.roll === null && this.reset === null) this.finishDrain(true);
-  }
-
-  private finishDrain(drained: boolean): void {
-    const done = this.handover?.done;
-    if (done == null) return;
-    if (drained) this.handover = { done: null };
-    else this.resumeAdmission();
-    done(drained);
-  }
-
-  /** The switchover did not happen: serve on. */
-  resumeAdmission(): void {
-    this.handover = null;
-    this.admit();
-  }
-
-  /** The switchover's last step: a drained master ends its role; queued writes are answered NOT_WRITER (retry elsewhere). */
-  handOff(reason: string): void {
-    assert(this.handover !== null && this.handover.done === null, "hand off before the drain");
-    this.core = null;
-    this.state = "recovering";
-    void this.discardRedis().then(() => this.endRole(reason));
-  }
-
-  /** Starts draining once the open segment passes a roll threshold; rolls once everything journaled is answered. */
-  private maybeRoll(): void {
-    const core = this.core;
-    if (core === null || this.state !== "writing" || this.reset !== null) return;
-    if (this.roll === null) {
-      const reason = rollDue({ bytes: core.segmentBytes, records: core.segmentRecords, ageMs: Date.now() - this.segmentOpenedMs }, this.config);
-      if (reason === null) return;
-      this.roll = { phase: "draining", reason };
-    }
-    if (this.roll.phase !== "draining" || !core.drained || this.inflight > 0 || this.byMarker.size > 0) return;
-    this.roll.phase = "rolling";
-    void this.rollSegment(core, this.roll.reason);
-  }
-
-  private async rollSegment(core: WriterCore, reason: string): Promise<void> {
+  private async roll(writer: WriterCore, reason: string): Promise<void> {
+    this.log.info({ reason, startTxid: writer.segmentTxid, endTxid: writer.lastTxid }, "rolling the segment");
     try {
-      const open = await rollSegment(this.jc, core, this.config, this.clusterId);
-      if (this.core !== core || this.state !== "writing") return;
-      const next = new WriterCore(core.epoch, core.lastTxid + 1, this.config.journalNodes, open, this.config);
-      this.core = next;
-      this.segmentOpenedMs = Date.now();
-      this.events.publish({ type: "segmentRolled", epoch: core.epoch, startTxid: core.segmentTxid, endTxid: core.lastTxid, reason, inSync: open });
-      this.noticeMasked("did not open the next segment");
+      const open = await rollSegment(this.jc, writer, this.config, this.clusterId);
+      this.step(() => this.core.rolled(writer, open, Date.now()));
     } catch (err) {
-      this.failWriter(`segment roll: ${(err as Error).message}`);
-    } finally {
-      if (this.core !== core) this.roll = null;
-      this.admit();
+      this.step(() => this.core.rollFailed(writer, (err as Error).message));
     }
   }
 
-  // ---- writes whose effects pass writeEffectsBytesMax (issue #10 class 5) ----
-
-  /**
-   * `pending`'s effects passed writeEffectsBytesMax: refused, never journaled. Its effects, and those of every write
-   * Redis ran after it, are in Redis only: those writes are refused too (definitely: Redis is reset to the journal).
-   */
-  private refuseOversized(pending: PendingWrite, bytes: number): void {
-    const reason = `the write's effects take more than ${bytes} bytes, over writeEffectsBytesMax ${this.config.writeEffectsBytesMax}`;
-    this.refuseUnjournaled(pending, errorReply(ErrorCode.PAYLOAD_TOO_LARGE, `${reason}: not executed`));
-    this.startReset(reason);
-  }
-
-  private refuseUnjournaled(p: PendingWrite, reply: WriteReply): void {
-    if (p.answered) return;
-    p.answered = true;
-    this.inflight--;
-    p.respond(reply);
-  }
-
-  private startReset(reason: string): void {
-    this.log.warn({ reason }, "resetting Redis to the journal");
-    this.reset = { phase: "draining", reason };
-    // Every write not yet journaled (waiting for its marker, or for a script's repair) is discarded with Redis.
-    for (const p of this.byMarker.values()) {
-      this.refuseUnjournaled(p, errorReply(ErrorCode.OVERLOADED, `not executed: the master resets its Redis to the journal (${reason}); retry`));
-    }
-    this.byMarker.clear();
-    this.unjournaled.length = 0;
-    this.scriptBarrier = null;
-    this.maybeReset();
-  }
-
-  /** Once every journaled write is committed and answered, Redis is rebuilt from the journal. */
-  private maybeReset(): void {
-    const core = this.core;
-    if (this.reset?.phase !== "draining" || core === null || this.state !== "writing" || !core.drained || this.inflight > 0) return;
-    this.reset.phase = "resetting";
-    this.resetting = this.resetToJournal(core, this.reset.reason).finally(() => (this.resetting = null));
-  }
+  // ---- resetting Redis to the journal (writes whose effects pass writeEffectsBytesMax, issue #10 class 5) ----
 
   /** The same epoch and segment go on; only Redis is discarded and rebuilt up to the last committed txid. */
-  private async resetToJournal(core: WriterCore, reason: string): Promise<void> {
-    const gone = (): boolean => this.core !== core || this.state !== "writing";
+  private async resetToJournal(writer: WriterCore, reason: string): Promise<void> {
+    this.log.warn({ reason }, "resetting Redis to the journal");
+    const gone = (): boolean => this.core.writer !== writer;
     try {
       await this.discardRedis();
       if (gone()) return;
       await this.openRedis();
       if (gone()) return;
-      await this.rebuild(core.inSyncNodes, core.lastTxid);
+      await this.rebuild(writer.inSyncNodes, writer.lastTxid);
       if (gone()) return;
       await this.openLink();
     } catch (err) {
@@ -908,77 +780,24 @@ export class Master {
       return;
     }
     if (gone()) return;
-    this.reset = null;
-    this.events.publish({ type: "redisReset", epoch: core.epoch, txid: core.lastTxid, reason });
-    this.log.info({ epoch: core.epoch, txid: core.lastTxid }, "Redis reset to the journal; serving writes");
-    this.admit();
-  }
-
-  /** Nothing more is acknowledged under this epoch: fail what is unanswered and recover as a new writer. */
-  private failWriter(reason: string): void {
-    if (this.state !== "writing") return;
-    this.state = "recovering";
-    this.lastFailure = reason;
-    // A new writer rebuilds Redis from the journal anyway.
-    this.reset = null;
-    this.finishDrain(false);
-    this.handover = null;
-    this.events.publish({ type: "writerFailed", epoch: this.core?.epoch ?? 0, reason });
-    const unanswered = [...this.byTxid, ...this.byMarker.values()];
-    this.byTxid.length = 0;
-    this.byMarker.clear();
-    this.scriptBarrier = null;
-    this.unjournaled.length = 0;
-    this.inflight = 0;
-    for (const p of unanswered) {
-      if (p.answered) continue;
-      p.answered = true;
-      p.respond(errorReply(ErrorCode.NO_QUORUM, `outcome unknown: ${reason}`));
-    }
-    this.core = null;
-    // A reset in flight starts a Redis on the same port and fields: let it stop at its next check first.
-    const discarded = (this.resetting ?? Promise.resolve()).then(() => this.discardRedis());
-    if (this.options.onStepDown === undefined) void discarded.then(() => this.recover());
-    else void discarded.then(() => this.endRole(reason));
-  }
-
-  /**
-   * A data node's master stops serving: a higher epoch is master (its heartbeat was heard), or the writer failed. Every
-   * unanswered write fails as outcome-unknown; its Redis (which may hold uncommitted effects) is discarded.
-   */
-  stepDown(reason: string): void {
-    if (this.state === "writing") return this.failWriter(reason);
-    if (this.state !== "recovering") return;
-    // A takeover in progress: it stops at its next check.
-    this.generation++;
-    this.lastFailure = reason;
-    void this.discardRedis().then(() => this.endRole(reason));
-  }
-
-  /** The end of a data node's master role: nothing more is served, and the data node is told why. */
-  private endRole(reason: string): void {
-    if (this.state === "stopped") return;
-    this.state = "stopped";
-    this.writeSub?.unsubscribe();
-    this.writeSub = null;
-    if (this.timer) clearInterval(this.timer);
-    this.presence?.stop();
-    this.queuedBytes = 0;
-    for (const w of this.queued.splice(0)) w.respond(errorReply(ErrorCode.NOT_WRITER, `this node stepped down: ${reason}`));
-    this.options.onStepDown?.(reason);
+    this.log.info({ epoch: writer.epoch, txid: writer.lastTxid }, "Redis reset to the journal; serving writes");
+    this.step(() => this.core.resetDone(writer));
   }
 
   async stop(): Promise<void> {
-    this.state = "stopped";
+    this.stopped = true;
     this.generation++;
     this.writeSub?.unsubscribe();
     this.writeSub = null;
     if (this.timer) clearInterval(this.timer);
     this.presence?.stop();
-    this.queuedBytes = 0;
-    for (const w of this.queued.splice(0)) w.respond(errorReply(ErrorCode.NOT_WRITER, "master is stopping"));
+    this.step(() => this.core.stop());
     await this.discardRedis();
   }
+}
+
+function isEmpty(r: MasterReady): boolean {
+  return r.execute.length === 0 && r.send.length === 0 && r.answers.length === 0 && !r.flush && !r.takeOrphans && r.startCatchUp.length === 0 && r.roll === null && r.reset === null && r.failed === null && !r.handoverDrained && r.events.length === 0;
 }
 
 /** A heartbeat counts only if its body is the named actor's own (a subject alone proves nothing). */

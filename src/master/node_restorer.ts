@@ -1,14 +1,14 @@
 /**
  * The master's side of bringing a masked journal node back, over NATS: drives the RestorerCore (the catch-up
  * procedure itself, pure) with the JournalClient, one request at a time, and copies the durable snapshot to the
- * node when the core asks (SnapshotClient.ensureOn). A catch-up for a writer core that is no longer the current
- * one stops at its next answer.
+ * node when the core asks (SnapshotClient.ensureOn). Which nodes to catch up, and when, the MasterCore decides; every
+ * catch-up started here ends with `host.rejoin` or `host.catchUpEnded`. A catch-up for a writer core that is no
+ * longer the current one stops at its next answer.
  */
 import type { Config } from "../config/config.js";
 import type { EventPublisher } from "../actor/events.js";
 import type { Logger } from "../util/log.js";
 import type { JournalClient } from "./journal_client.js";
-import type { NodeWatch } from "./node_watch.js";
 import type { WriterCore } from "./writer_core.js";
 import type { SnapshotClient } from "../snapshot/snapshot_client.js";
 import { RestorerCore, type RestorerOutput } from "./restorer_core.js";
@@ -19,33 +19,24 @@ export interface RestorerHost {
   readonly clusterId: string;
   /** `node` holds everything before `core`'s batch in flight: count it again. */
   rejoin(node: string, lastTxid: number, core: WriterCore): void;
+  /** The catch-up of `node` for `core` stopped without a rejoin. */
+  catchUpEnded(node: string, core: WriterCore): void;
 }
 
 export class NodeRestorer {
-  private readonly inProgress = new Set<string>();
-
   constructor(
     private readonly jc: JournalClient,
     private readonly config: Config,
     private readonly log: Logger,
     private readonly events: EventPublisher,
-    private readonly watch: NodeWatch,
     private readonly host: RestorerHost,
     private readonly snapshots: SnapshotClient,
   ) {}
 
-  isCatchingUp(node: string): boolean {
-    return this.inProgress.has(node);
-  }
-
-  /** Starts catching `node` up for `core` unless one runs already, or the node is silent or reported bad. */
+  /** Catches `node` up for `core` (the MasterCore made sure none runs for it already and the node is heard). */
   start(node: string, core: WriterCore): void {
-    if (this.inProgress.has(node) || !this.watch.restorable(node, Date.now())) return;
-    this.inProgress.add(node);
     const restorer = new RestorerCore(node, core, this.host.clusterId, this.config);
-    const finish = (): void => {
-      this.inProgress.delete(node);
-    };
+    const finish = (): void => this.host.catchUpEnded(node, core);
     const step = (run: () => RestorerOutput): void => {
       let out: RestorerOutput;
       try {
@@ -58,10 +49,9 @@ export class NodeRestorer {
       for (const note of out.notes) this.log[note.level](note.fields, note.message);
       if (out.catchingUpFrom !== null) this.events.publish({ type: "catchingUp", node, fromTxid: out.catchingUpFrom });
       if (out.end !== null) {
-        finish();
-        if (out.end.kind === "rejoin") this.host.rejoin(node, out.end.lastTxid, core);
-        else this.log.debug({ node, reason: out.end.reason }, "catch-up of a journal node stopped");
-        return;
+        if (out.end.kind === "rejoin") return this.host.rejoin(node, out.end.lastTxid, core);
+        this.log.debug({ node, reason: out.end.reason }, "catch-up of a journal node stopped");
+        return finish();
       }
       for (const r of out.send) void this.jc.call(r.node, r.req, r.timeoutMs).then((reply) => step(() => restorer.onReply(r.id, reply)));
       if (out.ensureSnapshot) {

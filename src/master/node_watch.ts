@@ -15,7 +15,7 @@ export class NodeWatch {
   private readonly heartbeatAtMs = new Map<string, number>();
   private readonly reports = new Map<string, ReplicaReport & { atMs: number }>();
 
-  constructor(private readonly config: Config) {}
+  constructor(private readonly config: Pick<Config, "journalNodes" | "journalHeartbeatTimeoutMs" | "replicaReportTtlMs">) {}
 
   /** A heartbeat of `node`, or an answer that proves it alive. */
   heard(node: string, nowMs: number): void {

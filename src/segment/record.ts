@@ -95,11 +95,18 @@ function badPayload(message: string): never {
  * retries.
  */
 export function encodeRecordPayload(effects: readonly Effect[], write: { id: WriteId; reply: RecordedReply } | null, replyBytesMax: number): Uint8Array {
-  if (write === null) return encodeEffects(effects);
+  return encodeWriteRecord(effects, write, replyBytesMax).payload;
+}
+
+/** The same, with the write as a reader of the record will see it (what the master's dedupe window observes at commit). */
+export function encodeWriteRecord(effects: readonly Effect[], write: { id: WriteId; reply: RecordedReply } | null, replyBytesMax: number): { payload: Uint8Array; write: RecordWrite | null } {
+  if (write === null) return { payload: encodeEffects(effects), write: null };
   const r = write.reply.ok ? write.reply.value : write.reply.code === undefined ? { err: write.reply.message } : { err: write.reply.message, code: write.reply.code };
   const replyBytes = packr.pack(r).length;
-  const w = replyBytes <= replyBytesMax ? { c: write.id.client, s: write.id.seq, r } : { c: write.id.client, s: write.id.seq, d: true };
-  return packr.pack({ v: PAYLOAD_V2, e: effects, w });
+  const kept = replyBytes <= replyBytesMax;
+  const w = kept ? { c: write.id.client, s: write.id.seq, r } : { c: write.id.client, s: write.id.seq, d: true };
+  const seen: RecordWrite = kept ? { client: write.id.client, seq: write.id.seq, reply: write.reply, replyDropped: false } : { client: write.id.client, seq: write.id.seq, replyDropped: true };
+  return { payload: packr.pack({ v: PAYLOAD_V2, e: effects, w }), write: seen };
 }
 
 /** The effects of either payload form; for callers that do not need the write id. */

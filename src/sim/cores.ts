@@ -4,6 +4,7 @@
  * expect the invariants to catch them, without touching product code.
  */
 import { JournalCore, type LoadedJournal } from "../journal/journal_core.js";
+import { MasterCore, type MasterLimits, type NewWriter } from "../master/master_core.js";
 import { RecoveryCore, type RecoveryLimits } from "../master/recovery_core.js";
 import { RestorerCore, type RestorerLimits, type RestorerWriterView } from "../master/restorer_core.js";
 import { WriterCore, type WriterLimits } from "../master/writer_core.js";
@@ -11,6 +12,8 @@ import { ReplicaCore } from "../replica/replica_core.js";
 
 export interface SimCores {
   journalCore(nodeId: string, loaded: LoadedJournal): JournalCore;
+  /** The serving master's core, over writers made by `newWriter` (the factory's own writerCore). */
+  masterCore(limits: MasterLimits, newWriter: NewWriter): MasterCore;
   writerCore(epoch: number, segmentTxid: number, nodes: readonly string[], inSync: readonly string[], limits: WriterLimits): WriterCore;
   recoveryCore(nodes: readonly string[], limits: RecoveryLimits, newClusterId: string): RecoveryCore;
   restorerCore(node: string, writer: RestorerWriterView, clusterId: string, limits: RestorerLimits): RestorerCore;
@@ -21,6 +24,7 @@ export interface SimCores {
 
 export const realCores: SimCores = {
   journalCore: (nodeId, loaded) => new JournalCore(nodeId, loaded),
+  masterCore: (limits, newWriter) => new MasterCore(limits, newWriter),
   writerCore: (epoch, segmentTxid, nodes, inSync, limits) => new WriterCore(epoch, segmentTxid, nodes, inSync, limits),
   recoveryCore: (nodes, limits, newClusterId) => new RecoveryCore(nodes, limits, newClusterId),
   restorerCore: (node, writer, clusterId, limits) => new RestorerCore(node, writer, clusterId, limits),

@@ -150,6 +150,20 @@ export class Invariants {
     }
   }
 
+  /**
+   * `node` finalized `startTxid`..`endTxid`: its records are chosen, as a reader of committed records is told. Learned
+   * as committed, so two nodes finalizing different records under one txid, or a writer committing another, fail.
+   */
+  journalFinalized(node: string, store: SimSegmentStore, startTxid: number, endTxid: number): void {
+    for (let txid = startTxid; txid <= endTxid; txid++) {
+      const bytes = store.recordAt(txid);
+      const scan = bytes === null ? null : scanRecords(bytes);
+      // A bit flipped since it was written is the flip's, not the protocol's: the paired checks catch those.
+      if (scan === null || scan.stop !== undefined || scan.records.length !== 1) continue;
+      this.learnCommitted(txid, scan.records[0].epoch, scan.records[0].payload, `${node}'s finalized segment`);
+    }
+  }
+
   bitFlipped(node: string): void {
     this.flipped.add(node);
   }

@@ -123,6 +123,8 @@ export class SimJournalNode implements SimActor {
     if (loaded.fault !== null) this.trace.add(this.id, `refuses service: ${loaded.fault}`);
     this.core = this.cores.journalCore(this.id, loaded);
     this.invariants.journalState(this.id, this.core.state());
+    // A finalize a crash cut short of its reply still finalized the segment on disk: what is served now is chosen.
+    if (loaded.fault === null) for (const r of this.store.finalizedRanges()) this.invariants.journalFinalized(this.id, this.store, r.startTxid, r.endTxid);
   }
 
   crash(): void {
@@ -184,6 +186,8 @@ export class SimJournalNode implements SimActor {
       for (const op of result.ops) {
         yield opJob(op);
         if (op.op === "append") invariants.journalAppended(self.id, self.store, op.txids);
+        // A finalized segment is chosen (committed): readers of committed records are served it (journal_core.ts).
+        if (op.op === "finalize" || op.op === "syncFinish") invariants.journalFinalized(self.id, self.store, op.startTxid, op.endTxid);
       }
     })();
     this.runTask(task, () => this.finish(item, req, result.reply), (err) => {

@@ -1,22 +1,24 @@
 /**
- * The master in the simulation, driven as master.ts drives it: the RecoveryCore to become the writer (retried
- * after writerRetryMs), a rebuild of its Redis from the recovered log, then the WriterCore: one record per client
- * write, a flush right after appends and on a periodic timer, NodeWatch heartbeats masking silent journal nodes,
- * and on any failure every unanswered write gets NO_QUORUM and recovery starts again in a new epoch.
+ * The master in the simulation: a thin driver of the same MasterCore master.ts drives (src/master/master_core.ts).
+ * It becomes the writer as master.ts does (the RecoveryCore, retried after writerRetryMs, then a rebuild of its
+ * Redis from the recovered log), then feeds the core client writes, journal replies, heartbeats and timer ticks, and
+ * does what each `ready()` says: execute on the model Redis, send batches, answer clients, catch nodes up (the
+ * RestorerCore), roll the segment (the RollCore), and on a failed term recover again in a new epoch.
  *
- * Every catch-up interval, each journal node out of step is caught up by the RestorerCore (master.ts: NodeRestorer),
- * and counts for acks again from the batch in flight on. Redis is a model: a Map, where SET/INCR/DEL run and yield
- * the effects Redis would propagate. What it leaves out: the replication link, markers, snapshots (a catch-up's
- * snapshot copy succeeds at once).
+ * Redis is a model: a Map, where SET/INCR/DEL run synchronously and yield their record at once. What it leaves out:
+ * the replication link, markers, scripts, resets (no write's effects pass writeEffectsBytesMax), snapshots (a
+ * catch-up's snapshot copy succeeds at once).
  */
 import type { Config } from "../config/config.js";
+import type { MasterCore, MasterReady, SendOrder, WriteId } from "../master/master_core.js";
 import type { RecoveryCore, RecoveryOutput, WriterStart } from "../master/recovery_core.js";
 import type { RestorerCore, RestorerOutput } from "../master/restorer_core.js";
-import { NodeWatch } from "../master/node_watch.js";
-import type { Batch, WriterCore, WriterOutput } from "../master/writer_core.js";
+import { RollCore, type RollStep } from "../master/segment_roll.js";
+import type { WriterCore } from "../master/writer_core.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, errorReply, toErrorReply } from "../protocol/errors.js";
 import { parseJournalReply, type JournalReply, type JournalRequest, type WriteReply } from "../protocol/messages.js";
+import { rebuildSources } from "../master/rebuild_sources.js";
 import { decodeRecordPayload, encodeEffects, recordRange } from "../segment/record.js";
 import { AssertionError } from "../util/assert.js";
 import type { SimClock } from "./clock.js";
@@ -30,20 +32,14 @@ export const MASTER_TICK_MS = 20;
 
 type MasterState = "down" | "recovering" | "rebuilding" | "writing";
 
-interface PendingWrite {
+/** A client write as the driver knows it; the core knows it by its id. */
+interface SimWrite {
   client: string;
-  id: number;
-  txid: number;
-  payload: Uint8Array;
-  reply: unknown;
-  ok: boolean;
-}
-
-interface QueuedWrite {
-  client: string;
-  id: number;
+  clientId: number;
   op: ClientOp;
-  deadlineMs: number;
+  /** Its record and the epoch that journaled it, once executed. */
+  payload: Uint8Array | null;
+  epoch: number;
 }
 
 /** Applies one client write to the model Redis: its reply and the effects Redis would propagate. */
@@ -84,26 +80,25 @@ export class SimMaster implements SimActor {
   private attempts = 0;
   private readonly rpc = new Map<number, (reply: JournalReply) => void>();
   private recovery: RecoveryCore | null = null;
-  core: WriterCore | null = null;
+  private core: MasterCore;
   private redis = new Map<string, string>();
-  private byTxid: PendingWrite[] = [];
-  private queued: QueuedWrite[] = [];
-  /** Records journaled by the current core, by txid, until committed. */
-  private journaled = new Map<number, Uint8Array>();
+  private writes = new Map<WriteId, SimWrite>();
+  private nextWriteId = 1;
+  /** Records journaled by the current term, by txid, until committed. */
+  private journaled = new Map<number, { epoch: number; payload: Uint8Array }>();
   private flushScheduled = false;
-  private watch: NodeWatch;
-  /** Unanswered batches per node incarnation (`node#generation`), as master.ts counts them. */
-  private readonly nodeInflight = new Map<string, number>();
-  /** Bumped when a node rejoins: an answer to a batch sent before (a late timeout) is stale. */
-  private readonly nodeGeneration = new Map<string, number>();
-  /** The catch-ups under way, by journal node (master.ts: NodeRestorer.inProgress). */
-  private readonly catchUps = new Map<string, RestorerCore>();
-  private lastCatchUpMs = 0;
+  private pumping = false;
   private clusterId = "";
+  /** The catch-ups under way, by journal node. */
+  private readonly catchUps = new Map<string, RestorerCore>();
   acks = 0;
   /** Journal nodes the restorer brought back (for the run's stats). */
   rejoins = 0;
-  private firstCommitOf: WriterCore | null = null;
+  /** Segments rolled (for the run's stats). */
+  rolls = 0;
+  /** Whether this term committed yet; set when its first commit waits for the hook. */
+  private firstCommitDone = true;
+  private firstCommitSeen = false;
   /** The nemesis's hook: a writer's first commit (a crash right after it is a schedule worth trying often). */
   onFirstCommit: () => void = () => {};
   /** The nemesis's hook: a writer starts serving (its new segment is open and empty everywhere it started). */
@@ -124,7 +119,7 @@ export class SimMaster implements SimActor {
     private readonly invariants: Invariants,
     private readonly requestIds: { next(): number },
   ) {
-    this.watch = new NodeWatch(config);
+    this.core = cores.masterCore(config, cores.writerCore);
   }
 
   get writing(): boolean {
@@ -139,11 +134,11 @@ export class SimMaster implements SimActor {
     if (this.up) return;
     this.up = true;
     const generation = ++this.incarnation;
-    this.watch = new NodeWatch(this.config);
+    this.core = this.cores.masterCore(this.config, this.cores.writerCore);
     this.trace.add(this.id, "start");
     const tick = (): void => {
       if (this.incarnation !== generation) return;
-      this.onTimer();
+      this.step(() => this.core.tick(this.clock.nowMs));
       this.clock.after(MASTER_TICK_MS, tick);
     };
     this.clock.after(MASTER_TICK_MS, tick);
@@ -154,18 +149,15 @@ export class SimMaster implements SimActor {
     if (!this.up) return;
     this.up = false;
     this.incarnation++;
-    this.trace.add(this.id, `crash (${this.state}, ${this.byTxid.length} writes unanswered)`);
+    this.trace.add(this.id, `crash (${this.state}, ${this.core.inflight} writes unanswered)`);
     this.state = "down";
     this.rpc.clear();
     this.recovery = null;
-    this.core = null;
     this.redis = new Map();
-    this.byTxid = [];
-    this.queued = [];
+    this.writes.clear();
     this.journaled.clear();
-    this.nodeInflight.clear();
-    this.nodeGeneration.clear();
     this.catchUps.clear();
+    this.flushScheduled = false;
   }
 
   // ---- journal requests ----
@@ -207,7 +199,7 @@ export class SimMaster implements SimActor {
         return;
       }
       case "heartbeat":
-        this.watch.heard(from, this.clock.nowMs);
+        this.core.heartbeat(from, this.clock.nowMs);
         return;
       case "write":
         this.onWrite(from, msg.id, msg.op);
@@ -263,7 +255,7 @@ export class SimMaster implements SimActor {
     });
   }
 
-  /** Replays the recovered log into a fresh model Redis, reading from the in-step nodes in turn (master.ts rebuild). */
+  /** Replays the recovered log into a fresh model Redis, reading from the in-step nodes, then the others (rebuild_sources.ts). */
   private rebuild(start: WriterStart): void {
     this.state = "rebuilding";
     this.redis = new Map();
@@ -271,18 +263,20 @@ export class SimMaster implements SimActor {
     let sourceIndex = 0;
     let misses = 0;
     const generation = this.incarnation;
+    const sources = rebuildSources(start.inSync, this.config.journalNodes);
     const next = (): void => {
       if (this.incarnation !== generation || this.state !== "rebuilding") return;
       if (from > start.endTxid) return this.becomeWriter(start);
-      const node = start.inSync[sourceIndex % start.inSync.length];
-      const req: JournalRequest = { type: "read", fromTxid: from, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: true };
+      const { node, uncommitted } = sources[sourceIndex % sources.length];
+      const req: JournalRequest = { type: "read", fromTxid: from, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted };
       this.call(node, req, this.config.journalRequestTimeoutMs, (reply) => {
         if (this.incarnation !== generation || this.state !== "rebuilding") return;
         const range = reply.ok && "read" in reply && reply.read.count > 0 ? recordRange(reply.read.records, from, start.endTxid) : null;
         if (range === null) {
           if (reply.ok && "read" in reply && reply.read.count > 0) this.invariants.corruptReadRefused();
+          this.trace.add(this.id, `rebuild read ${from} from ${node}: ${reply.ok ? ("read" in reply ? reply.read.count + " records" : "?") : reply.code + " " + reply.message}`);
           sourceIndex++;
-          if (++misses >= start.inSync.length * 3) {
+          if (++misses >= sources.length * 3) {
             this.trace.add(this.id, `rebuild: no journal node serves txid ${from}`);
             this.retryRecovery();
             return;
@@ -302,175 +296,178 @@ export class SimMaster implements SimActor {
   }
 
   private becomeWriter(start: WriterStart): void {
-    this.core = this.cores.writerCore(start.epoch, start.endTxid + 1, this.config.journalNodes, start.inSync, this.config);
     this.clusterId = start.clusterId;
     this.journaled.clear();
-    this.nodeInflight.clear();
-    for (const node of start.inSync) this.watch.heard(node, this.clock.nowMs);
     this.state = "writing";
+    this.firstCommitDone = false;
     this.trace.add(this.id, `serving writes: epoch ${start.epoch}, segment ${start.endTxid + 1}, in step ${start.inSync.join(",")} (${start.decision})`);
+    this.step(() => this.core.start(start.epoch, start.endTxid + 1, start.inSync, this.clock.nowMs));
     this.onWriterStart(start.inSync);
-    this.admit();
   }
 
-  // ---- client writes ----
+  // ---- the loop over the core ----
 
-  private onWrite(client: string, id: number, op: ClientOp): void {
-    if (this.queued.length >= this.config.writesQueuedMax) {
-      this.respond(client, id, errorReply(ErrorCode.OVERLOADED, `${this.queued.length} writes already wait`));
-      return;
-    }
-    this.queued.push({ client, id, op, deadlineMs: this.clock.nowMs + this.config.quorumTimeoutMs });
-    this.admit();
+  private onWrite(client: string, clientId: number, op: ClientOp): void {
+    const id = this.nextWriteId++;
+    this.writes.set(id, { client, clientId, op, payload: null, epoch: 0 });
+    this.step(() => this.core.write(id, encode(op).length, false, this.clock.nowMs));
   }
 
-  private admit(): void {
-    while (this.queued.length > 0 && this.state === "writing" && this.core !== null && !this.core.full && this.byTxid.length < this.config.writesInflightMax) {
-      const w = this.queued.shift()!;
-      const result = executeOp(this.redis, w.op);
-      const payload = encodeEffects(result.effects.map((e) => e.map((a) => Buffer.from(a))));
-      const txid = this.core.append(payload);
-      this.journaled.set(txid, payload);
-      this.byTxid.push({ client: w.client, id: w.id, txid, payload, reply: result.reply, ok: result.ok });
+  /** Feeds one event to the core, then does what it decided, until it has nothing more to say. */
+  private step(event: () => void): void {
+    event();
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      for (let r = this.core.ready(); !isEmpty(r); r = this.core.ready()) this.act(r);
+    } finally {
+      this.pumping = false;
     }
-    this.scheduleFlush();
+    // After the step's answers, outside the loop: the hook may crash the master.
+    if (this.firstCommitSeen) {
+      this.firstCommitSeen = false;
+      this.onFirstCommit();
+    }
+  }
+
+  /** One Ready, in its order (master.ts `act`). */
+  private act(r: MasterReady): void {
+    for (const id of r.execute) this.execute(id);
+    for (const s of r.send) this.sendBatch(s);
+    if (r.committed !== null) this.onCommitted(r.committed.epoch, r.committed.txid);
+    for (const { id, reply } of r.answers) this.answer(id, reply);
+    if (r.flush) this.scheduleFlush();
+    for (const { node, writer } of r.startCatchUp) this.startCatchUp(node, writer);
+    if (r.roll !== null) this.roll(r.roll.writer, r.roll.reason);
+    // The model Redis holds no effect that is not journaled: a reset has nothing to undo.
+    if (r.reset !== null) this.core.resetDone(r.reset.writer);
+    for (const e of r.events) this.trace.add(this.id, `event ${JSON.stringify(e)}`);
+    if (r.failed !== null) this.failWriter(r.failed);
+  }
+
+  /** The model Redis runs the write at once, and its record comes at once (no stream, no markers). */
+  private execute(id: WriteId): void {
+    const w = this.writes.get(id)!;
+    const result = executeOp(this.redis, w.op);
+    const payload = encodeEffects(result.effects.map((e) => e.map((a) => Buffer.from(a))));
+    this.core.outcome(id, result.ok ? { ok: true, value: result.reply } : { ok: false, message: String(result.reply) });
+    const txid = this.core.record(id, payload);
+    if (txid === null) return;
+    w.payload = payload;
+    w.epoch = this.core.writer!.epoch;
+    this.journaled.set(txid, { epoch: w.epoch, payload });
+  }
+
+  private answer(id: WriteId, reply: WriteReply): void {
+    const w = this.writes.get(id);
+    if (w === undefined) return;
+    this.writes.delete(id);
+    if (reply.ok) {
+      this.invariants.acked(reply.txid, w.epoch, w.payload!);
+      this.acks++;
+    }
+    this.bus.send(this.id, w.client, { kind: "writeReply", id: w.clientId, reply });
   }
 
   private scheduleFlush(): void {
-    if (this.flushScheduled || this.core === null) return;
+    if (this.flushScheduled) return;
     this.flushScheduled = true;
     const generation = this.incarnation;
     this.clock.after(0, () => {
+      if (this.incarnation !== generation) return;
       this.flushScheduled = false;
-      if (this.incarnation === generation && this.core !== null) this.handle(this.core.tick(this.clock.nowMs));
+      this.step(() => this.core.flush(this.clock.nowMs));
     });
   }
 
-  private onTimer(): void {
-    const now = this.clock.nowMs;
-    while (this.queued.length > 0 && this.queued[0].deadlineMs < now) {
-      const w = this.queued.shift()!;
-      this.respond(w.client, w.id, errorReply(this.state === "writing" ? ErrorCode.OVERLOADED : ErrorCode.NO_QUORUM, "write waited too long"));
+  private sendBatch({ node, epoch, batch, timeoutMs, ref }: SendOrder): void {
+    const req: JournalRequest = { type: "journal", epoch, segmentTxid: batch.segmentTxid, firstTxid: batch.firstTxid, count: batch.count, records: batch.records, committedTxid: batch.committedTxid };
+    this.call(node, req, timeoutMs, (reply) => this.step(() => this.core.journalReply(ref, reply.ok ? { ok: true } : reply, this.clock.nowMs)));
+  }
+
+  private onCommitted(epoch: number, committed: number): void {
+    this.invariants.writerCommitted(epoch, this.writer, committed);
+    this.trace.add(this.id, `committed ${committed} (epoch ${epoch})`);
+    for (const [txid, rec] of this.journaled) {
+      if (txid > committed) break;
+      this.invariants.learnCommitted(txid, rec.epoch, rec.payload, `${this.writer}'s commit`);
+      this.journaled.delete(txid);
     }
-    if (this.state !== "writing" || this.core === null) return;
-    this.handle(this.core.tick(now, true));
-    for (const node of this.core?.inSyncNodes ?? []) {
-      const silentMs = this.watch.silentMs(node, now);
-      if (silentMs > this.config.journalHeartbeatTimeoutMs && this.core !== null) {
-        this.handle(this.core.onReply(node, -1, { ok: false, code: ErrorCode.TIMEOUT, message: `no heartbeat for ${silentMs} ms` }, now));
-      }
+    if (!this.firstCommitDone) {
+      this.firstCommitDone = true;
+      this.firstCommitSeen = true;
     }
-    if (this.core !== null && now - this.lastCatchUpMs >= this.config.catchUpIntervalMs) {
-      this.lastCatchUpMs = now;
-      const core = this.core;
-      for (const node of this.config.journalNodes) if (!core.isInSync(node)) this.startCatchUp(node, core);
-    }
+  }
+
+  /** Nothing more is acknowledged under this term (the core answered its writes): recover as a new writer. */
+  private failWriter(reason: string): void {
+    if (this.state !== "writing") return;
+    this.trace.add(this.id, `writer failed: ${reason}`);
+    this.journaled.clear();
+    this.catchUps.clear();
+    this.redis = new Map();
+    this.recover();
   }
 
   // ---- bringing journal nodes back (master.ts: NodeRestorer) ----
 
-  /** Starts catching `node` up for `core` unless one runs already, or the node is silent. */
-  private startCatchUp(node: string, core: WriterCore): void {
-    if (this.catchUps.has(node) || !this.watch.restorable(node, this.clock.nowMs)) return;
-    const restorer = this.cores.restorerCore(node, core, this.clusterId, this.config);
+  private startCatchUp(node: string, writer: WriterCore): void {
+    const restorer = this.cores.restorerCore(node, writer, this.clusterId, this.config);
     this.catchUps.set(node, restorer);
-    this.stepCatchUp(restorer, core, () => restorer.start());
+    this.stepCatchUp(restorer, writer, () => restorer.start());
   }
 
-  private stepCatchUp(restorer: RestorerCore, core: WriterCore, run: () => RestorerOutput): void {
-    if (this.catchUps.get(restorer.node) !== restorer) return; // the master crashed meanwhile
-    if (this.core !== core) {
-      this.catchUps.delete(restorer.node);
-      return;
+  private stepCatchUp(restorer: RestorerCore, writer: WriterCore, run: () => RestorerOutput): void {
+    const node = restorer.node;
+    if (this.catchUps.get(node) !== restorer) return; // the master crashed or failed meanwhile
+    if (this.core.writer !== writer) {
+      this.catchUps.delete(node);
+      return this.core.catchUpEnded(node, writer);
     }
     const out = run();
-    const node = restorer.node;
     for (const note of out.notes) this.trace.add(this.id, `${note.message} ${JSON.stringify(note.fields)}`);
     if (out.catchingUpFrom !== null) this.trace.add(this.id, `catching up ${node} from ${out.catchingUpFrom}`);
     if (out.end !== null) {
       this.catchUps.delete(node);
       if (out.end.kind === "gaveUp") {
         this.trace.add(this.id, `catch-up of ${node} stopped: ${out.end.reason}`);
-        return;
+        return this.core.catchUpEnded(node, writer);
       }
-      this.nodeGeneration.set(node, (this.nodeGeneration.get(node) ?? 0) + 1);
       this.rejoins++;
-      this.trace.add(this.id, `${node} rejoins at ${out.end.lastTxid} (epoch ${core.epoch})`);
-      this.handle(core.rejoin(node, out.end.lastTxid));
-      return;
+      this.trace.add(this.id, `${node} rejoins at ${out.end.lastTxid} (epoch ${writer.epoch})`);
+      const lastTxid = out.end.lastTxid;
+      return this.step(() => this.core.caughtUp(node, lastTxid, writer));
     }
-    for (const r of out.send) this.call(r.node, r.req, r.timeoutMs, (reply) => this.stepCatchUp(restorer, core, () => restorer.onReply(r.id, reply)));
-    if (out.ensureSnapshot) this.stepCatchUp(restorer, core, () => restorer.onSnapshotEnsured(true));
+    for (const r of out.send) this.call(r.node, r.req, r.timeoutMs, (reply) => this.stepCatchUp(restorer, writer, () => restorer.onReply(r.id, reply)));
+    if (out.ensureSnapshot) this.stepCatchUp(restorer, writer, () => restorer.onSnapshotEnsured(true));
   }
 
-  private handle(out: WriterOutput): void {
-    if (out.failure !== null) return this.failWriter(out.failure);
-    const core = this.core;
-    // A node refused at send (too many batches unanswered) can fail the writer: the rest is not sent (seed 6451).
-    for (const { batch, nodes } of out.send) for (const node of nodes) if (this.core === core) this.sendBatch(node, batch);
-    if (this.core !== core) return;
-    if (out.committedTxid !== null) this.onCommitted(out.committedTxid);
-  }
+  // ---- segment roll (master.ts: rollSegment, over the same RollCore) ----
 
-  private sendBatch(node: string, batch: Batch): void {
-    const core = this.core!;
-    const generation = this.nodeGeneration.get(node) ?? 0;
-    const key = `${node}#${generation}`;
-    const inflight = this.nodeInflight.get(key) ?? 0;
-    if (inflight >= this.config.journalBatchesInflightMax) {
-      this.handle(core.onReply(node, batch.id, { ok: false, code: ErrorCode.OUT_OF_SYNC, message: `${inflight} batches unanswered` }, this.clock.nowMs));
-      return;
-    }
-    this.nodeInflight.set(key, inflight + 1);
-    const req: JournalRequest = { type: "journal", epoch: core.epoch, segmentTxid: batch.segmentTxid, firstTxid: batch.firstTxid, count: batch.count, records: batch.records, committedTxid: batch.committedTxid };
-    this.call(node, req, this.config.quorumTimeoutMs, (reply) => {
-      if (this.core !== core) return; // an answer to an earlier writer
-      const left = this.nodeInflight.get(key) ?? 1;
-      if (left > 1) this.nodeInflight.set(key, left - 1);
-      else this.nodeInflight.delete(key);
-      if ((this.nodeGeneration.get(node) ?? 0) !== generation) return; // sent before the node rejoined
-      this.handle(core.onReply(node, batch.id, reply.ok ? { ok: true } : reply, this.clock.nowMs));
-    });
-  }
-
-  private onCommitted(committed: number): void {
-    const core = this.core!;
-    const first = core.committedTxid === committed && this.firstCommitOf !== core;
-    this.firstCommitOf = core;
-    this.invariants.writerCommitted(core.epoch, this.writer, committed);
-    this.trace.add(this.id, `committed ${committed} (epoch ${core.epoch})`);
-    for (const [txid, payload] of this.journaled) {
-      if (txid > committed) break;
-      this.invariants.learnCommitted(txid, core.epoch, payload, `${this.writer}'s commit`);
-      this.journaled.delete(txid);
-    }
-    while (this.byTxid.length > 0 && this.byTxid[0].txid <= committed) {
-      const p = this.byTxid.shift()!;
-      if (p.ok) {
-        this.invariants.acked(p.txid, core.epoch, p.payload);
-        this.acks++;
-        this.respond(p.client, p.id, { ok: true, txid: p.txid, reply: p.reply });
-      } else {
-        this.respond(p.client, p.id, errorReply(ErrorCode.REDIS_ERROR, String(p.reply)));
+  private roll(writer: WriterCore, reason: string): void {
+    this.trace.add(this.id, `rolling segment ${writer.segmentTxid}..${writer.lastTxid} (${reason})`);
+    const roll = new RollCore(writer, this.config.journalNodes.length, this.clusterId, this.config.quorumTimeoutMs);
+    const generation = this.incarnation;
+    const step = (run: () => RollStep): void => {
+      if (this.incarnation !== generation) return;
+      let out: RollStep;
+      try {
+        out = run();
+      } catch (err) {
+        if (!(err instanceof QjmError)) throw err;
+        return this.step(() => this.core.rollFailed(writer, err.message));
       }
-    }
-    this.admit();
-    if (first) this.onFirstCommit();
+      if (out.open !== null) {
+        this.rolls++;
+        const open = out.open;
+        return this.step(() => this.core.rolled(writer, open, this.clock.nowMs));
+      }
+      for (const r of out.send) this.call(r.node, r.req, r.timeoutMs, (reply) => step(() => roll.onReply(r.node, reply)));
+    };
+    step(() => roll.start());
   }
+}
 
-  /** Nothing more is acknowledged under this epoch: fail what is unanswered and recover as a new writer. */
-  private failWriter(reason: string): void {
-    if (this.state !== "writing") return;
-    this.trace.add(this.id, `writer failed (epoch ${this.core?.epoch}): ${reason}`);
-    for (const p of this.byTxid) this.respond(p.client, p.id, errorReply(ErrorCode.NO_QUORUM, `outcome unknown: ${reason}`));
-    this.byTxid = [];
-    this.journaled.clear();
-    this.core = null;
-    this.redis = new Map();
-    this.recover();
-  }
-
-  private respond(client: string, id: number, reply: WriteReply): void {
-    this.bus.send(this.id, client, { kind: "writeReply", id, reply });
-  }
+function isEmpty(r: MasterReady): boolean {
+  return r.execute.length === 0 && r.send.length === 0 && r.answers.length === 0 && !r.flush && !r.takeOrphans && r.startCatchUp.length === 0 && r.roll === null && r.reset === null && r.failed === null && r.events.length === 0;
 }

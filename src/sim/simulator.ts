@@ -57,7 +57,7 @@ export interface SimResult {
   hash: string;
   steps: number;
   simMs: number;
-  stats: { forged: number; journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; livenessNotPromised: number };
+  stats: { forged: number; journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; rolls: number; livenessNotPromised: number };
 }
 
 /** The simulation's timeouts, scaled down from the defaults so a short run sees many failovers. */
@@ -73,7 +73,6 @@ function simConfig(journalNodes: string[], replicas: string[], batchRecordsMax: 
     journalRequestTimeoutMs: 600,
     writerRetryMs: 100,
     replicaPollMs: 20,
-    batchBytesMax: 64 * 1024,
     batchRecordsMax,
     writeBytesMax: 16 * 1024,
     writesInflightMax: 256,
@@ -82,6 +81,12 @@ function simConfig(journalNodes: string[], replicas: string[], batchRecordsMax: 
     journalQueueMax: 64,
     readRecordsMax: 40,
     catchUpIntervalMs: 200,
+    // Rolls happen many times a run, and in-flight batches are bounded in bytes as well as in count (issue #11).
+    segmentMaxRecords: 64,
+    batchBytesMax: 512,
+    journalInflightBytesMax: 768,
+    writesInflightBytesMax: 4096,
+    writesQueuedBytesMax: 4096,
   };
   const errors = validateConfig(config);
   assert(errors.length === 0, `simulation config: ${errors.join("; ")}`);
@@ -354,6 +359,7 @@ export function runSimulation(options: SimOptions): SimResult {
       corruptReadsRefused: invariants.counts.corruptReadsRefused,
       faults,
       rejoins: masters.reduce((n, m) => n + m.rejoins, 0),
+      rolls: masters.reduce((n, m) => n + m.rolls, 0),
       livenessNotPromised,
     },
   });

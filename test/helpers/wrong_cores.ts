@@ -1,14 +1,16 @@
 /** Deliberately wrong protocol cores: the simulation must catch each (test/unit/sim.test.ts). */
 import { JournalCore } from "../../src/journal/journal_core.js";
+import { MasterCore } from "../../src/master/master_core.js";
 import { RecoveryCore } from "../../src/master/recovery_core.js";
 import type { RecordPrint } from "../../src/protocol/messages.js";
 import type { PrepareResponse, RecoveryDecision } from "../../src/master/segment_recovery.js";
-import { WriterCore } from "../../src/master/writer_core.js";
+import type { WriterCore } from "../../src/master/writer_core.js";
+import { WriterCore as RealWriterCore } from "../../src/master/writer_core.js";
 import { realCores, type SimCores } from "../../src/sim/cores.js";
 
 /** A writer that counts a batch committed once one journal node acked it, not a majority. */
-class OneAckWriterCore extends WriterCore {
-  constructor(...args: ConstructorParameters<typeof WriterCore>) {
+class OneAckWriterCore extends RealWriterCore {
+  constructor(...args: ConstructorParameters<typeof RealWriterCore>) {
     super(...args);
     (this as { quorum: number }).quorum = 1;
   }
@@ -37,6 +39,20 @@ class AcceptFailedCopiesRecoveryCore extends RecoveryCore {
   }
 }
 
+/** A master core that answers every journaled write at the next commit, whether or not its own txid is committed. */
+class AnswersBeforeCommitMasterCore extends MasterCore {
+  protected override isCommitted(_w: WriterCore, _txid: number): boolean {
+    return true;
+  }
+}
+
+/** A master core that rolls the segment at once, without waiting for what is journaled to be committed and answered. */
+class RollWithoutDrainMasterCore extends MasterCore {
+  protected override drained(_w: WriterCore): boolean {
+    return true;
+  }
+}
+
 export const wrongCores: Record<string, SimCores> = {
   "writer acks after one journal node": {
     ...realCores,
@@ -47,6 +63,14 @@ export const wrongCores: Record<string, SimCores> = {
     recoveryCore: (nodes, limits, newClusterId) => new RecoveryCore(nodes, limits, newClusterId, longestCopyWins),
   },
   "replica applies uncommitted records": { ...realCores, replicaReadsUncommitted: true },
+  "master answers journaled writes before their commit": {
+    ...realCores,
+    masterCore: (limits, newWriter) => new AnswersBeforeCommitMasterCore(limits, newWriter),
+  },
+  "master rolls without draining": {
+    ...realCores,
+    masterCore: (limits, newWriter) => new RollWithoutDrainMasterCore(limits, newWriter),
+  },
   // Each half alone is covered by the other (the real recovery skips failed copies; a real node refuses them).
   "recovery accepts on nodes whose copy failed, and nodes do not check the chosen copy": {
     ...realCores,

@@ -1,0 +1,394 @@
+/**
+ * The serving master's pure core (src/master/master_core.ts): admission bounds, answers exactly once and only after
+ * the commit, masking on in-flight limits and on heartbeat silence, roll and reset drains, and a failed term
+ * answering every unanswered write NO_QUORUM. Driven as the drivers drive it: events in, `ready()` out.
+ */
+import test from "ava";
+import { defaults } from "../../src/config/config.js";
+import { MasterCore, type MasterLimits, type MasterReady, type SendOrder } from "../../src/master/master_core.js";
+import { encodeEffects } from "../../src/segment/record.js";
+
+const N3 = ["jn1", "jn2", "jn3"];
+const limits: MasterLimits = {
+  ...defaults,
+  journalNodes: N3,
+  quorumTimeoutMs: 1000,
+  batchBytesMax: 1 << 20,
+  batchRecordsMax: 1000,
+  writesQueuedMax: 4,
+  writesQueuedBytesMax: 1000,
+  writesInflightMax: 3,
+  writesInflightBytesMax: 1000,
+  journalBatchesInflightMax: 2,
+  journalInflightBytesMax: 1 << 20,
+  journalHeartbeatTimeoutMs: 400,
+  catchUpIntervalMs: 200,
+  orphanEffectsFlushMs: 50,
+  writeEffectsBytesMax: 1000,
+  segmentMaxRecords: 1_000_000,
+};
+const OK = { ok: true } as const;
+const payload = (key: string): Uint8Array => encodeEffects([[Buffer.from("SET"), Buffer.from(key), Buffer.from("v")]]);
+
+function serving(l: MasterLimits = limits): MasterCore {
+  const core = new MasterCore(l);
+  core.start(3, 11, N3, 0);
+  core.ready();
+  return core;
+}
+
+/** Executes and journals every admitted write as the drivers do (Redis's outcome, then its record), then flushes. */
+function runAdmitted(core: MasterCore, r: MasterReady, nowMs = 1): MasterReady {
+  for (const id of r.execute) {
+    core.outcome(id, { ok: true, value: `v${id}` });
+    core.record(id, payload(`k${id}`));
+  }
+  core.flush(nowMs);
+  return core.ready();
+}
+
+/** Acks every batch of `sends` from `nodes`. */
+function ack(core: MasterCore, sends: SendOrder[], nodes: string[], nowMs = 2): MasterReady {
+  for (const s of sends) if (nodes.includes(s.node)) core.journalReply(s.ref, OK, nowMs);
+  return core.ready();
+}
+
+test("master core - writes are admitted within writesInflightMax; the rest wait queued, then go in order", (t) => {
+  const core = serving();
+  for (let id = 1; id <= 5; id++) core.write(id, 10, false, 0);
+  let r = core.ready();
+  t.deepEqual(r.execute, [1, 2, 3]);
+  t.is(core.queued, 2);
+  r = runAdmitted(core, r);
+  t.deepEqual(r.answers, [], "nothing is answered before its commit");
+  r = ack(core, r.send, ["jn1", "jn2"]);
+  t.deepEqual(
+    r.answers.map((a) => a.id),
+    [1, 2, 3],
+  );
+  t.deepEqual(r.execute, [4, 5], "room made by the answers admits the queued writes");
+});
+
+test("master core - the queue is bounded in count and in bytes, but one oversized write always gets in", (t) => {
+  const core = new MasterCore(limits); // not serving: everything queues
+  core.write(1, 5000, false, 0);
+  t.deepEqual(core.ready().answers, [], "one write over writesQueuedBytesMax is queued alone");
+  core.write(2, 10, false, 0);
+  const r = core.ready();
+  t.deepEqual(
+    r.answers.map((a) => [a.id, a.reply.ok ? "ok" : a.reply.code]),
+    [[2, "OVERLOADED"]],
+  );
+  const small = new MasterCore(limits);
+  for (let id = 1; id <= 6; id++) small.write(id, 0, false, 0);
+  t.deepEqual(
+    small.ready().answers.map((a) => a.id),
+    [5, 6],
+    "writesQueuedMax 4",
+  );
+});
+
+test("master core - in-flight bytes bound admission, but one oversized write is admitted alone", (t) => {
+  const core = serving();
+  core.write(1, 5000, false, 0);
+  core.write(2, 10, false, 0);
+  let r = core.ready();
+  t.deepEqual(r.execute, [1], "the big write runs alone; the next waits for its bytes to leave");
+  r = runAdmitted(core, r);
+  r = ack(core, r.send, N3);
+  t.deepEqual(
+    r.answers.map((a) => a.id),
+    [1],
+  );
+  t.deepEqual(r.execute, [2]);
+});
+
+test("master core - a write is answered exactly once, only after its commit, whichever of outcome and commit comes first", (t) => {
+  const core = serving();
+  core.write(1, 10, false, 0);
+  core.write(2, 10, false, 0);
+  let r = core.ready();
+  core.record(1, payload("a"));
+  core.record(2, payload("b"));
+  core.outcome(1, { ok: true, value: "OK" });
+  core.flush(1);
+  r = core.ready();
+  const sends = r.send;
+  t.deepEqual(r.answers, [], "an outcome alone answers nothing");
+  r = ack(core, sends, ["jn1"]);
+  t.deepEqual(r.answers, [], "one ack is no majority");
+  r = ack(core, sends, ["jn2"], 3);
+  t.deepEqual(r.answers, [{ id: 1, reply: { ok: true, txid: 11, reply: "OK" } }], "write 2's outcome is still on its way");
+  t.deepEqual(r.committed, { epoch: 3, txid: 12 });
+  core.outcome(2, { ok: false, message: "ERR wrong type" });
+  r = core.ready();
+  t.deepEqual(
+    r.answers.map((a) => [a.id, a.reply.ok ? "ok" : a.reply.code]),
+    [[2, "REDIS_ERROR"]],
+  );
+  core.outcome(2, { ok: true, value: 1 });
+  t.deepEqual(core.ready().answers, [], "never answered twice");
+});
+
+test("master core - a refused write (stream surprises) is answered EFFECTS_REFUSED, after its commit", (t) => {
+  const core = serving();
+  core.write(1, 10, false, 0);
+  core.ready();
+  core.refuse(1, "effects in db 3");
+  let r = runAdmitted(core, { ...core.ready(), execute: [1] });
+  t.deepEqual(r.answers, []);
+  r = ack(core, r.send, N3);
+  t.is(r.answers[0].reply.ok ? "ok" : r.answers[0].reply.code, "EFFECTS_REFUSED");
+});
+
+test("master core - a node over journalBatchesInflightMax is refused at send and masked; the others carry on", (t) => {
+  const core = serving({ ...limits, batchRecordsMax: 1 });
+  const masked: string[] = [];
+  let acks: SendOrder[] = [];
+  for (let id = 1; id <= 3; id++) {
+    core.write(id, 1, false, 0);
+    let r = core.ready();
+    r = runAdmitted(core, r, id);
+    for (const e of r.events) if (e.type === "masked") masked.push(e.node);
+    // jn3 never answers; jn1 and jn2 do.
+    acks = r.send.filter((s) => s.node !== "jn3");
+    t.true(r.send.some((s) => s.node === "jn3") || id === 3);
+    r = ack(core, acks, ["jn1", "jn2"], id);
+    for (const e of r.events) if (e.type === "masked") masked.push(e.node);
+    t.is(r.answers.length, 1);
+  }
+  t.deepEqual(masked, ["jn3"], "the third batch to a node with two unanswered is refused");
+  t.deepEqual(core.writer!.inSyncNodes.sort(), ["jn1", "jn2"]);
+});
+
+test("master core - a node over journalInflightBytesMax is masked; its first batch always goes", (t) => {
+  const core = serving({ ...limits, journalInflightBytesMax: 10, batchRecordsMax: 1 });
+  core.write(1, 1, false, 0);
+  let r = runAdmitted(core, core.ready());
+  t.is(r.send.length, 3, "one batch over the byte bound still goes to every node");
+  r = ack(core, r.send.filter((s) => s.node !== "jn2"), ["jn1", "jn3"]);
+  t.deepEqual(r.events, []);
+  core.write(2, 1, false, 0);
+  r = runAdmitted(core, core.ready());
+  t.deepEqual(r.events.map((e) => e.type === "masked" && e.node), ["jn2"]);
+  t.deepEqual(r.send.map((s) => s.node).sort(), ["jn1", "jn3"]);
+});
+
+test("master core - a node silent past journalHeartbeatTimeoutMs is masked at the tick, and caught up later", (t) => {
+  const core = serving();
+  core.heartbeat("jn1", 300);
+  core.heartbeat("jn2", 300);
+  core.tick(450);
+  let r = core.ready();
+  t.deepEqual(r.events.map((e) => e.type === "masked" && e.node), ["jn3"]);
+  t.deepEqual(r.startCatchUp, [], "a silent node is not caught up");
+  core.heartbeat("jn3", 700);
+  core.heartbeat("jn1", 700);
+  core.heartbeat("jn2", 700);
+  core.tick(700);
+  r = core.ready();
+  t.deepEqual(r.startCatchUp.map((c) => c.node), ["jn3"]);
+  core.tick(1000);
+  t.deepEqual(core.ready().startCatchUp, [], "one catch-up per node at a time");
+  core.caughtUp("jn3", core.writer!.rejoinTxid, r.startCatchUp[0].writer);
+  r = core.ready();
+  t.deepEqual(r.events, [{ type: "restored", node: "jn3", lastTxid: 10 }]);
+  t.true(core.writer!.isInSync("jn3"));
+});
+
+test("master core - a late reply of a node's dead predecessor is ignored by generation", (t) => {
+  const core = serving();
+  core.write(1, 1, false, 0);
+  let r = runAdmitted(core, core.ready());
+  const toJn3 = r.send.find((s) => s.node === "jn3")!;
+  core.journalReply(toJn3.ref, { ok: false, code: "TIMEOUT", message: "slow" }, 2);
+  r = core.ready();
+  t.false(core.writer!.isInSync("jn3"));
+  core.heartbeat("jn3", 2);
+  core.tick(300);
+  const c = core.ready().startCatchUp[0];
+  core.caughtUp("jn3", core.writer!.rejoinTxid, c.writer);
+  r = core.ready();
+  const resent = r.send.find((s) => s.node === "jn3")!;
+  t.truthy(resent, "the batch in flight goes to the rejoined node");
+  // The predecessor's ok for the same batch must not count as the new incarnation's ack.
+  core.journalReply(toJn3.ref, { ok: false, code: "DISK_ERROR", message: "x" }, 301);
+  core.ready();
+  t.true(core.writer!.isInSync("jn3"), "the predecessor's refusal does not mask the new incarnation");
+  core.journalReply(resent.ref, { ok: false, code: "DISK_ERROR", message: "x" }, 301);
+  core.ready();
+  t.false(core.writer!.isInSync("jn3"), "the new incarnation's own refusal counts");
+});
+
+test("master core - roll: admission stops, journaled writes drain, then the driver rolls; a new writer continues", (t) => {
+  const core = serving({ ...limits, segmentMaxRecords: 2 });
+  core.write(1, 1, false, 0);
+  core.write(2, 1, false, 0);
+  let r = runAdmitted(core, core.ready());
+  core.write(3, 1, false, 1);
+  r = { ...core.ready(), send: r.send };
+  t.deepEqual(r.execute, [], "segmentMaxRecords reached: admission stops");
+  t.is(r.roll, null, "not drained yet: two writes unanswered");
+  r = ack(core, r.send, N3);
+  t.is(r.answers.length, 2);
+  t.not(r.roll, null);
+  const old = r.roll!.writer;
+  t.is(old.lastTxid, 12);
+  core.tick(5);
+  t.deepEqual(core.ready().send, [], "nothing goes out while the segment rolls");
+  core.rolled(old, ["jn1", "jn2"], 10);
+  r = core.ready();
+  t.deepEqual(r.execute, [3]);
+  t.is(core.writer!.segmentTxid, 13);
+  t.deepEqual(
+    r.events.map((e) => e.type),
+    ["segmentRolled", "masked"],
+  );
+});
+
+test("master core - a failed roll fails the term", (t) => {
+  const core = serving({ ...limits, segmentMaxRecords: 1 });
+  core.write(1, 1, false, 0);
+  let r = runAdmitted(core, core.ready());
+  r = ack(core, r.send, N3);
+  core.rollFailed(r.roll!.writer, "finalize on 1 of 2 nodes");
+  r = core.ready();
+  t.is(r.failed, "segment roll: finalize on 1 of 2 nodes");
+  t.false(core.serving);
+});
+
+test("master core - reset: writes not journaled are refused, journaled ones drain, then the driver resets", (t) => {
+  const core = serving();
+  for (let id = 1; id <= 3; id++) core.write(id, 1, false, 0);
+  let r = core.ready();
+  core.outcome(1, { ok: true, value: "OK" });
+  core.record(1, payload("a"));
+  core.oversized(2, 5000);
+  core.write(4, 1, false, 1);
+  core.flush(1);
+  r = core.ready();
+  t.deepEqual(
+    r.answers.map((a) => [a.id, a.reply.ok ? "ok" : a.reply.code]),
+    [
+      [2, "PAYLOAD_TOO_LARGE"],
+      [3, "OVERLOADED"],
+    ],
+  );
+  t.deepEqual(r.execute, [], "admission stops during the reset");
+  t.is(r.reset, null, "write 1 is journaled and unanswered");
+  core.outcome(3, { ok: true, value: "late" });
+  r = ack(core, r.send, N3);
+  t.deepEqual(
+    r.answers.map((a) => a.id),
+    [1],
+  );
+  t.is(r.reset?.reason, "the write's effects take more than 5000 bytes, over writeEffectsBytesMax 1000");
+  core.resetDone(r.reset!.writer);
+  r = core.ready();
+  t.deepEqual(r.execute, [4]);
+  t.deepEqual(
+    r.events.map((e) => e.type),
+    ["redisReset"],
+  );
+});
+
+test("master core - failure answers every unanswered write NO_QUORUM once; queued writes wait for the next term", (t) => {
+  const core = serving();
+  for (let id = 1; id <= 4; id++) core.write(id, 1, false, 0);
+  let r = core.ready();
+  core.record(1, payload("a"));
+  core.outcome(1, { ok: true, value: "OK" });
+  core.flush(1);
+  r = core.ready();
+  const sends = r.send;
+  core.journalReply(sends[0].ref, { ok: false, code: "EPOCH_FENCED", message: "epoch 4" }, 2);
+  r = core.ready();
+  t.regex(r.failed ?? "", /fenced by jn1/);
+  t.deepEqual(
+    r.answers.map((a) => [a.id, a.reply.ok ? "ok" : a.reply.code]),
+    [
+      [1, "NO_QUORUM"],
+      [2, "NO_QUORUM"],
+      [3, "NO_QUORUM"],
+    ],
+  );
+  t.regex(r.answers[0].reply.ok ? "" : r.answers[0].reply.message, /^outcome unknown/);
+  core.outcome(2, { ok: true, value: "late" });
+  core.journalReply(sends[1].ref, OK, 3);
+  t.deepEqual(core.ready().answers, [], "late outcomes and replies of the failed term answer nothing");
+  core.start(4, 12, N3, 5);
+  t.deepEqual(core.ready().execute, [4]);
+});
+
+test("master core - a script is a barrier: nothing more is admitted until the driver releases it", (t) => {
+  const core = serving();
+  core.write(1, 1, true, 0);
+  core.write(2, 1, false, 0);
+  t.deepEqual(core.ready().execute, [1]);
+  t.deepEqual(core.ready().execute, []);
+  core.barrierReleased(1);
+  t.deepEqual(core.ready().execute, [2]);
+});
+
+test("master core - orphans are taken once the stream is idle for orphanEffectsFlushMs, and journaled", (t) => {
+  const core = serving();
+  core.write(1, 1, false, 0);
+  core.ready();
+  core.tick(100, 0);
+  t.false(core.ready().takeOrphans, "a write waits for its record: the orphans may be its effects");
+  core.outcome(1, { ok: true, value: "OK" });
+  core.record(1, payload("a"));
+  core.tick(101, 80);
+  t.false(core.ready().takeOrphans, "not idle long enough");
+  core.tick(130, 80);
+  t.true(core.ready().takeOrphans);
+  t.is(core.orphans(payload("expired")), 12);
+});
+
+test("master core - queued writes past their deadline: OVERLOADED while serving, NO_QUORUM without a writer", (t) => {
+  const core = new MasterCore(limits);
+  core.write(1, 1, false, 0);
+  core.tick(1001);
+  const r = core.ready();
+  t.is(r.answers[0].reply.ok ? "ok" : r.answers[0].reply.code, "NO_QUORUM");
+});
+
+test("master core - a late reply from an earlier term does not free a slot of the node's in-flight bound in this term", (t) => {
+  // master.ts before the core cleared its counts at a new writer, and late replies of the old writer then decremented
+  // the new writer's: a slow node could hold more than journalBatchesInflightMax batches.
+  const core = serving({ ...limits, batchRecordsMax: 1 });
+  core.write(1, 1, false, 0);
+  const old = runAdmitted(core, core.ready()).send.find((s) => s.node === "jn3")!;
+  core.fail("fenced");
+  core.ready();
+  core.start(4, 12, N3, 10);
+  core.ready();
+  const toJn3: SendOrder[] = [];
+  for (let id = 2; id <= 3; id++) {
+    core.write(id, 1, false, 10);
+    const r = runAdmitted(core, core.ready(), 10);
+    toJn3.push(...r.send.filter((s) => s.node === "jn3"));
+    ack(core, r.send, ["jn1", "jn2"], 10);
+  }
+  t.is(toJn3.length, 2, "two batches unanswered on jn3: at journalBatchesInflightMax");
+  core.journalReply(old.ref, OK, 11); // the earlier term's late answer
+  core.write(4, 1, false, 11);
+  const r = runAdmitted(core, core.ready(), 11);
+  t.false(
+    r.send.some((s) => s.node === "jn3"),
+    "a third batch is not sent to jn3",
+  );
+  t.false(core.writer!.isInSync("jn3"), "jn3 is masked instead");
+});
+
+test("master core - writes admitted in the step that fails the term are answered, not executed", (t) => {
+  const core = serving();
+  core.write(1, 1, false, 0);
+  core.fail("fenced");
+  const r = core.ready();
+  t.deepEqual(r.execute, []);
+  t.deepEqual(
+    r.answers.map((a) => [a.id, a.reply.ok ? "ok" : a.reply.code]),
+    [[1, "NO_QUORUM"]],
+  );
+});
