@@ -342,6 +342,17 @@ export class SegmentLog {
   *prepareMerge(parts: readonly { startTxid: number; endTxid: number }[], chunkBytes: number): DiskProgram<boolean> {
     const tmp = mergeTmpName(parts[0].startTxid, parts[parts.length - 1].endTxid);
     yield* create(tmp);
+    let prepared = false;
+    try {
+      prepared = yield* this.writeMerged(tmp, parts, chunkBytes);
+      return prepared;
+    } finally {
+      // A merge given up (a part went away, a corrupt record, a failed write) leaves no file nor open handle behind.
+      if (!prepared) yield* remove(tmp);
+    }
+  }
+
+  private *writeMerged(tmp: string, parts: readonly { startTxid: number; endTxid: number }[], chunkBytes: number): DiskProgram<boolean> {
     for (const p of parts) {
       const seg = this.segments.find((s) => s.startTxid === p.startTxid && s.endTxid === p.endTxid && !s.inProgress);
       if (seg === undefined) return false;

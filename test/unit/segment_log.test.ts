@@ -203,6 +203,21 @@ test("segment log - the index changes only once the op's last call completed; a 
   t.is(store.segmentLog.manifest().at(-1)!.endTxid, 38);
 });
 
+test("segment log - a merge given up (a part gone, a corrupt record) leaves no file behind", (t) => {
+  const disk = built(FOUR_SEGMENTS);
+  const store = new SimSegmentStore(DIR, disk);
+  store.open();
+  const merges = (): string[] => [...disk.files.keys()].filter((n) => n.startsWith("edits_merge_"));
+  t.false(store.run(store.segmentLog.prepareMerge([{ startTxid: 11, endTxid: 20 }, { startTxid: 21, endTxid: 29 }], 300)));
+  t.deepEqual(merges(), []);
+  const part = store.segmentLog.segments[2];
+  disk.files.get(part.name)!.flipBit(part.offsets[3] + 30, 2);
+  t.throws(() => store.run(store.segmentLog.prepareMerge([{ startTxid: 11, endTxid: 20 }, { startTxid: 21, endTxid: 30 }], 300)), { name: "SegmentCorruptError" });
+  t.deepEqual(merges(), []);
+  t.true(store.run(store.segmentLog.prepareMerge([{ startTxid: 1, endTxid: 10 }, { startTxid: 11, endTxid: 20 }], 300)));
+  t.deepEqual(merges(), ["edits_merge_1-20.tmp"]);
+});
+
 const SWEEPS: { name: string; base: readonly DiskOp[]; steps: Step[]; prefix?: boolean }[] = [
   { name: "append", base: FOUR_SEGMENTS, steps: [op(append(31, 36, 3))], prefix: true },
   { name: "persistMeta", base: FOUR_SEGMENTS, steps: [op({ op: "persistMeta", meta: meta(2) })] },
