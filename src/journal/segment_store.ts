@@ -122,7 +122,9 @@ export class SegmentLog {
     this.segments = [];
     if (fault !== null) return { meta, identity, segments: [], fault, truncated: null, newestPrints: undefined };
     const files: SegmentFile[] = [];
-    for (const name of names) if (isSegmentFile(name) && !covered.includes(name)) files.push({ name, data: (yield* readFile(name))! });
+    for (const name of names) {
+      if (isSegmentFile(name) && !covered.includes(name)) files.push({ name, data: (yield* readFile(name))! });
+    }
     const scan = scanSegmentFiles(this.dir, files);
     if (scan.truncate !== null && scan.truncate.rot && scan.fault === null) {
       identity = identityAfterTailRot(identity);
@@ -134,7 +136,7 @@ export class SegmentLog {
       yield* fsync(scan.truncate.name, true);
       truncated = { file: scan.truncate.name, bytes: scan.truncate.bytes, rot: scan.truncate.rot };
     }
-    this.segments = scan.segments.map((seg) => ({ startTxid: seg.startTxid, endTxid: seg.endTxid, inProgress: seg.inProgress, name: seg.name, offsets: seg.offsets }));
+    this.segments = scan.segments.map(({ startTxid, endTxid, inProgress, name, offsets }) => ({ startTxid, endTxid, inProgress, name, offsets }));
     return { meta, identity, segments: this.manifest(), fault: scan.fault, truncated, newestPrints: scan.newestPrints ?? undefined };
   }
 

@@ -122,6 +122,7 @@ function sweep(t: import("ava").ExecutionContext, base: SimDisk, steps: readonly
       const reopened = summary(disk.clone());
       t.is(reopened.fault, null, `crash after ${k} of ${total} calls (draw ${draw})`);
       t.true(ok(reopened, before, after), `crash after ${k} of ${total} calls (draw ${draw}): ${JSON.stringify(reopened.segments)}`);
+      if (k === total) t.deepEqual(reopened, after, "durable once its last call completed");
       t.deepEqual(reopenedTwice(disk.clone()), reopened, `reopen after ${k} calls is stable`);
       checked += crashInsideOpen(t, disk, reopened, `crash after ${k} of ${total} calls (draw ${draw})`);
     }
