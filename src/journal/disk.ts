@@ -17,6 +17,8 @@ export type DiskCall =
   | { call: "list" }
   /** A whole file's bytes, or null when it does not exist. */
   | { call: "readFile"; name: string }
+  /** A file's length in bytes, or null when it does not exist. */
+  | { call: "size"; name: string }
   /** `length` bytes from `start`; a short read is an error. */
   | { call: "read"; name: string; start: number; length: number }
   /** A new empty file under `name` (replacing any). */
@@ -92,6 +94,10 @@ export function* readFile(name: string): DiskProgram<Uint8Array | null> {
   return (yield { call: "readFile", name }) as Uint8Array | null;
 }
 
+export function* size(name: string): DiskProgram<number | null> {
+  return (yield { call: "size", name }) as number | null;
+}
+
 export function* read(name: string, start: number, length: number): DiskProgram<Uint8Array> {
   return (yield { call: "read", name, start, length }) as Uint8Array;
 }
@@ -144,5 +150,5 @@ export function* writeDurably(name: string, content: Uint8Array): DiskProgram<vo
 
 /** Whether a call changes the disk (the simulator counts a program's calls without running these). */
 export function mutates(call: DiskCall): boolean {
-  return call.call !== "list" && call.call !== "readFile" && call.call !== "read" && call.call !== "pause";
+  return call.call !== "list" && call.call !== "readFile" && call.call !== "size" && call.call !== "read" && call.call !== "pause";
 }

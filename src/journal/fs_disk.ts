@@ -28,6 +28,11 @@ export class FsDisk implements AsyncDisk {
         return (await fsp.readdir(this.dir)).sort();
       case "readFile":
         return await this.readFile(c.name);
+      case "size":
+        return await fsp.stat(this.path(c.name)).then(
+          (stat) => stat.size,
+          () => null,
+        );
       case "read":
         return await this.read(c.name, c.start, c.length);
       case "create":

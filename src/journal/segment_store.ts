@@ -122,7 +122,9 @@ export class SegmentLog {
     this.segments = [];
     if (fault !== null) return { meta, identity, segments: [], fault, truncated: null, newestPrints: undefined };
     const files: SegmentFile[] = [];
-    for (const name of names) if (isSegmentFile(name) && !covered.includes(name)) files.push({ name, data: (yield* readFile(name))! });
+    for (const name of names) {
+      if (isSegmentFile(name) && !covered.includes(name)) files.push({ name, data: (yield* readFile(name))! });
+    }
     const scan = scanSegmentFiles(this.dir, files);
     if (scan.truncate !== null && scan.truncate.rot && scan.fault === null) {
       identity = identityAfterTailRot(identity);
@@ -134,7 +136,7 @@ export class SegmentLog {
       yield* fsync(scan.truncate.name, true);
       truncated = { file: scan.truncate.name, bytes: scan.truncate.bytes, rot: scan.truncate.rot };
     }
-    this.segments = scan.segments.map((seg) => ({ startTxid: seg.startTxid, endTxid: seg.endTxid, inProgress: seg.inProgress, name: seg.name, offsets: seg.offsets }));
+    this.segments = scan.segments.map(({ startTxid, endTxid, inProgress, name, offsets }) => ({ startTxid, endTxid, inProgress, name, offsets }));
     return { meta, identity, segments: this.manifest(), fault: scan.fault, truncated, newestPrints: scan.newestPrints ?? undefined };
   }
 
@@ -342,6 +344,17 @@ export class SegmentLog {
   *prepareMerge(parts: readonly { startTxid: number; endTxid: number }[], chunkBytes: number): DiskProgram<boolean> {
     const tmp = mergeTmpName(parts[0].startTxid, parts[parts.length - 1].endTxid);
     yield* create(tmp);
+    let prepared = false;
+    try {
+      prepared = yield* this.writeMerged(tmp, parts, chunkBytes);
+      return prepared;
+    } finally {
+      // A merge given up (a part went away, a corrupt record, a failed write) leaves no file nor open handle behind.
+      if (!prepared) yield* remove(tmp);
+    }
+  }
+
+  private *writeMerged(tmp: string, parts: readonly { startTxid: number; endTxid: number }[], chunkBytes: number): DiskProgram<boolean> {
     for (const p of parts) {
       const seg = this.segments.find((s) => s.startTxid === p.startTxid && s.endTxid === p.endTxid && !s.inProgress);
       if (seg === undefined) return false;

@@ -117,6 +117,8 @@ export class SimDisk implements SyncDisk {
         return [...this.files.keys()].sort();
       case "readFile":
         return this.files.get(c.name)?.copy(0, this.files.get(c.name)!.length) ?? null;
+      case "size":
+        return this.files.get(c.name)?.length ?? null;
       case "read": {
         const file = this.file(c.name);
         assert(c.start + c.length <= file.length, `short read from ${c.name}`);

@@ -6,8 +6,9 @@
  *
  * What it does not send, because no validation can refuse it without authentication (NATS permissions, another part
  * of issue #10): a request a real writer could send in the node's state, with the node's current epoch or above —
- * records that scan clean at the next txid, a startSegment past the node's end, a markRestored, a finalize at the
- * segment's true end, a well-formed format. A higher epoch it does send (newEpoch, prepareRecovery…): it fences the real writer, who then
+ * records that scan clean at the next txid, a startSegment at the node's end or inside it, a markRestored, a finalize
+ * at the segment's true end, a well-formed format. A startSegment past the node's end it does send, with the cluster's
+ * id and any epoch: a node refuses it before promising anything (issue #10; only a writer's catch-up leaves a hole). A higher epoch it does send (newEpoch, prepareRecovery…): it fences the real writer, who then
  * wins the next one; it stays far below 2^32 - 1 so that one remains.
  */
 import type { Config } from "../config/config.js";
@@ -29,6 +30,8 @@ export class SimForger implements SimActor {
   sent = 0;
   private promisedSeen = 0;
   private lastTxidSeen = 0;
+  /** The cluster's id, once a reply showed it (not a secret: any client on the bus learns it). */
+  private clusterSeen: string | undefined;
   private seq = 0;
   private stopped = false;
 
@@ -65,6 +68,7 @@ export class SimForger implements SimActor {
       if (state !== null) {
         this.promisedSeen = Math.max(this.promisedSeen, state.promisedEpoch);
         this.lastTxidSeen = Math.max(this.lastTxidSeen, state.lastTxid);
+        this.clusterSeen = state.clusterId ?? this.clusterSeen;
       }
     } catch {
       // a reply it cannot read teaches it nothing
@@ -132,7 +136,9 @@ export class SimForger implements SimActor {
       case "prepareRecovery":
         return { type, epoch: this.anyEpoch(), segmentTxid: this.integer(near), clusterId };
       case "startSegment":
-        // Past the node's end with the current epoch or above it sets aside the open segment: see the header.
+        // Far past the node's end, as a writer of the cluster with any epoch: refused (see the header). Near the end
+        // only with an epoch no writer could hold.
+        if (this.prng.chance(0.5)) return { type, epoch: this.anyEpoch(), txid: this.lastTxidSeen + this.prng.int(1000, 1_000_000), clusterId: this.clusterSeen ?? clusterId };
         return { type, epoch: this.prng.pick([0, ...BOUNDARY_INTEGERS]), txid: this.prng.chance(0.5) ? this.integer(near) : first, clusterId };
       case "journal": {
         // With the writer's epoch only records at a far txid (refused): an empty batch would raise the commit index.

@@ -38,7 +38,13 @@ export interface JournalNodeOptions {
  * happens (the simulation has no snapshots, so no durable one), merges do, and crashes fall inside them.
  */
 const COMPACTION_CHECK_MS = 250;
-const COMPACTION_LIMITS: CompactionLimits = { maxSegments: 2, editlogMaxBytes: 1 << 30, mergedSegmentMaxBytes: 256 * 1024, purgeMarginRecords: 0, snapshotsRetained: 1 };
+const COMPACTION_LIMITS: CompactionLimits = {
+  maxSegments: 2,
+  editlogMaxBytes: 1 << 30,
+  mergedSegmentMaxBytes: 256 * 1024,
+  purgeMarginRecords: 0,
+  snapshotsRetained: 1,
+};
 /** Small: a merge copies its parts in several chunks, each a call a crash may fall after. */
 const MERGE_CHUNK_BYTES = 2048;
 

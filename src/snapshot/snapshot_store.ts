@@ -8,13 +8,17 @@
  * Uploads arrive in chunks at increasing offsets, hashed on the way; the end checks size and SHA-256, fsyncs the
  * file, renames it, then writes the descriptor durably. A snapshot is deleted descriptor first, so a crash never
  * leaves a descriptor naming a partial file. Requests run one at a time, apart from the editlog's queue.
+ *
+ * As the segment store, written once as programs of primitive disk calls (SnapshotLog, journal/disk.ts): SnapshotStore
+ * runs them over node:fs, tests over the simulated disk with a crash between any two calls.
  */
 import { createHash, type Hash } from "node:crypto";
-import fsp from "node:fs/promises";
 import path from "node:path";
+import { create, fsync, fsyncDir, list, read, readFile, remove, rename, runAsync, size, write, writeDurably, type DiskProgram } from "../journal/disk.js";
+import { DiskFaults } from "../journal/disk_faults.js";
+import { FsDisk } from "../journal/fs_disk.js";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
 import type { SnapshotInfo } from "../protocol/messages.js";
-import { fsyncDir, writeFileDurably } from "../util/durable_file.js";
 
 const TXID_DIGITS = 19;
 const DESCRIPTOR = /^snapshot_(\d+)\.json$/;
@@ -38,7 +42,6 @@ export function parseSnapshotName(fileName: string): { txid: number; part: "data
 
 interface Upload {
   info: SnapshotInfo;
-  handle: fsp.FileHandle;
   offset: number;
   hash: Hash;
   lastChunkMs: number;
@@ -51,114 +54,104 @@ export interface SnapshotLimits {
   snapshotBytesMax: number;
 }
 
-export class SnapshotStore {
-  readonly dir: string;
-  private readonly held = new Map<number, SnapshotInfo>();
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function tmpName(txid: number): string {
+  return snapshotFileName(txid) + ".tmp";
+}
+
+/** The snapshots' logic: what is held, the uploads under way, and the programs that change the files. */
+export class SnapshotLog {
+  readonly held = new Map<number, SnapshotInfo>();
   private readonly uploads = new Map<number, Upload>();
 
-  constructor(
-    root: string,
-    private readonly limits: SnapshotLimits,
-  ) {
-    this.dir = path.join(path.resolve(root), "snapshots");
-  }
+  constructor(private readonly limits: SnapshotLimits) {}
 
   /** Keeps complete snapshots (descriptor and file of the size it names); drops everything else. */
-  async open(): Promise<void> {
-    await fsp.mkdir(this.dir, { recursive: true });
-    const names = await fsp.readdir(this.dir);
+  *open(): DiskProgram<void> {
+    const names = yield* list();
     for (const name of names) {
       const m = DESCRIPTOR.exec(name);
       if (m === null) continue;
-      const info = await fsp
-        .readFile(path.join(this.dir, name), "utf8")
-        .then((raw) => JSON.parse(raw) as SnapshotInfo)
-        .catch(() => null);
-      const stat = await fsp.stat(path.join(this.dir, snapshotFileName(Number(m[1])))).catch(() => null);
-      if (info !== null && info.txid === Number(m[1]) && stat !== null && stat.size === info.bytes && /^[0-9a-f]{64}$/.test(info.sha256)) {
-        this.held.set(info.txid, { txid: info.txid, bytes: info.bytes, sha256: info.sha256 });
+      const info = parseDescriptor(yield* readFile(name));
+      const bytes = yield* size(snapshotFileName(Number(m[1])));
+      if (info !== null && info.txid === Number(m[1]) && bytes !== null && bytes === info.bytes) {
+        this.held.set(info.txid, info);
       } else {
-        await fsp.rm(path.join(this.dir, name), { force: true });
+        yield* remove(name);
       }
     }
     for (const name of names) {
       const data = DATA.exec(name);
-      if (name.endsWith(".tmp") || (data !== null && !this.held.has(Number(data[1])))) await fsp.rm(path.join(this.dir, name), { force: true });
+      if (name.endsWith(".tmp") || (data !== null && !this.held.has(Number(data[1])))) yield* remove(name);
     }
-    await fsyncDir(this.dir);
+    yield* fsyncDir();
   }
 
   list(): SnapshotInfo[] {
     return [...this.held.values()].sort((a, b) => a.txid - b.txid);
   }
 
-  async begin(info: SnapshotInfo, nowMs: number): Promise<{ stored: boolean }> {
+  *begin(info: SnapshotInfo, nowMs: number): DiskProgram<{ stored: boolean }> {
     // Another replica's snapshot at the same txid: other bytes, the same data set. One copy is enough.
     if (this.held.has(info.txid)) return { stored: true };
     // The announced size is what the disk must take: bounded, whoever announces it.
     if (info.bytes > this.limits.snapshotBytesMax) throw new QjmError(ErrorCode.BAD_REQUEST, `snapshot of ${info.bytes} bytes: at most ${this.limits.snapshotBytesMax}`);
-    await this.expireIdle(nowMs);
+    yield* this.expireIdle(nowMs);
     const running = this.uploads.get(info.txid);
-    if (running !== undefined) await this.abort(running);
+    if (running !== undefined) yield* this.abort(running);
     if (this.uploads.size >= this.limits.snapshotUploadsMax) {
       throw new QjmError(ErrorCode.OVERLOADED, `${this.uploads.size} snapshot uploads already run here`);
     }
-    const handle = await fsp.open(path.join(this.dir, snapshotFileName(info.txid) + ".tmp"), "w");
-    this.uploads.set(info.txid, { info, handle, offset: 0, hash: createHash("sha256"), lastChunkMs: nowMs });
+    yield* create(tmpName(info.txid));
+    this.uploads.set(info.txid, { info, offset: 0, hash: createHash("sha256"), lastChunkMs: nowMs });
     return { stored: false };
   }
 
-  async chunk(txid: number, offset: number, data: Uint8Array, nowMs: number): Promise<{ stored: boolean }> {
+  *chunk(txid: number, offset: number, data: Uint8Array, nowMs: number): DiskProgram<{ stored: boolean }> {
     const upload = this.upload(txid);
     if (offset !== upload.offset) throw new QjmError(ErrorCode.OUT_OF_SYNC, `snapshot ${txid}: chunk at ${offset}, expected ${upload.offset}`);
     if (data.length > this.limits.snapshotChunkBytes) throw new QjmError(ErrorCode.BAD_REQUEST, `snapshot chunk of ${data.length} bytes`);
     if (offset + data.length > upload.info.bytes) {
-      await this.abort(upload);
+      yield* this.abort(upload);
       throw new QjmError(ErrorCode.SNAPSHOT_CORRUPT, `snapshot ${txid}: chunk past the announced ${upload.info.bytes} bytes`);
     }
-    await upload.handle.write(data, 0, data.length, offset);
+    yield* write(tmpName(txid), offset, data);
     upload.hash.update(data);
     upload.offset += data.length;
     upload.lastChunkMs = nowMs;
     return { stored: false };
   }
 
-  async end(txid: number): Promise<{ stored: boolean }> {
+  *end(txid: number): DiskProgram<{ stored: boolean }> {
     const upload = this.upload(txid);
     const digest = upload.hash.digest("hex");
     if (upload.offset !== upload.info.bytes || digest !== upload.info.sha256) {
-      await this.abort(upload);
+      yield* this.abort(upload);
       throw new QjmError(ErrorCode.SNAPSHOT_CORRUPT, `snapshot ${txid}: received ${upload.offset} of ${upload.info.bytes} bytes, SHA-256 ${digest.slice(0, 12)}… not ${upload.info.sha256.slice(0, 12)}…`);
     }
     this.uploads.delete(txid);
-    await upload.handle.sync();
-    await upload.handle.close();
-    await fsp.rename(path.join(this.dir, snapshotFileName(txid) + ".tmp"), path.join(this.dir, snapshotFileName(txid)));
-    await writeFileDurably(this.dir, descriptorName(txid), JSON.stringify(upload.info));
+    yield* fsync(tmpName(txid));
+    yield* rename(tmpName(txid), snapshotFileName(txid));
+    yield* writeDurably(descriptorName(txid), encoder.encode(JSON.stringify(upload.info)));
     this.held.set(txid, upload.info);
     return { stored: true };
   }
 
   /** Bytes of a held snapshot as they are on disk: the reader checks the SHA-256 over the whole. */
-  async read(txid: number, offset: number, length: number): Promise<Uint8Array> {
+  *read(txid: number, offset: number, length: number): DiskProgram<Uint8Array> {
     const info = this.held.get(txid);
     if (info === undefined) throw new QjmError(ErrorCode.NOT_FOUND, `no snapshot ${txid} here`);
     if (offset > info.bytes) throw new QjmError(ErrorCode.BAD_REQUEST, `offset ${offset} beyond snapshot ${txid}'s ${info.bytes} bytes`);
-    const buf = Buffer.allocUnsafe(Math.min(length, this.limits.snapshotChunkBytes, info.bytes - offset));
-    const handle = await fsp.open(path.join(this.dir, snapshotFileName(txid)), "r");
-    try {
-      const { bytesRead } = await handle.read(buf, 0, buf.length, offset);
-      return buf.subarray(0, bytesRead);
-    } finally {
-      await handle.close();
-    }
+    return yield* read(snapshotFileName(txid), offset, Math.min(length, this.limits.snapshotChunkBytes, info.bytes - offset));
   }
 
-  async delete(txid: number): Promise<void> {
+  *delete(txid: number): DiskProgram<void> {
     if (!this.held.delete(txid)) return;
-    await fsp.rm(path.join(this.dir, descriptorName(txid)), { force: true });
-    await fsp.rm(path.join(this.dir, snapshotFileName(txid)), { force: true });
-    await fsyncDir(this.dir);
+    yield* remove(descriptorName(txid));
+    yield* remove(snapshotFileName(txid));
+    yield* fsyncDir();
   }
 
   private upload(txid: number): Upload {
@@ -167,18 +160,79 @@ export class SnapshotStore {
     return upload;
   }
 
-  private async abort(upload: Upload): Promise<void> {
+  private *abort(upload: Upload): DiskProgram<void> {
     this.uploads.delete(upload.info.txid);
-    await upload.handle.close().catch(() => {});
-    await fsp.rm(path.join(this.dir, snapshotFileName(upload.info.txid) + ".tmp"), { force: true });
+    yield* remove(tmpName(upload.info.txid));
   }
 
   /** An uploader that went silent must not hold an upload slot and a temporary file forever. */
+  *expireIdle(nowMs: number): DiskProgram<void> {
+    for (const upload of [...this.uploads.values()]) if (nowMs - upload.lastChunkMs > this.limits.snapshotUploadIdleMs) yield* this.abort(upload);
+  }
+
+  *close(): DiskProgram<void> {
+    for (const upload of [...this.uploads.values()]) yield* this.abort(upload);
+  }
+}
+
+/** A descriptor's content, or null when it is not one (unreadable, torn, malformed). */
+function parseDescriptor(bytes: Uint8Array | null): SnapshotInfo | null {
+  if (bytes === null) return null;
+  try {
+    const info = JSON.parse(decoder.decode(bytes)) as SnapshotInfo;
+    if (!Number.isSafeInteger(info.txid) || !Number.isSafeInteger(info.bytes) || !/^[0-9a-f]{64}$/.test(info.sha256)) return null;
+    return { txid: info.txid, bytes: info.bytes, sha256: info.sha256 };
+  } catch {
+    return null;
+  }
+}
+
+/** The snapshots directory on a real filesystem: SnapshotLog driven over node:fs. */
+export class SnapshotStore {
+  readonly dir: string;
+  private readonly disk: FsDisk;
+  private readonly log: SnapshotLog;
+
+  constructor(root: string, limits: SnapshotLimits) {
+    this.dir = path.join(path.resolve(root), "snapshots");
+    this.disk = new FsDisk(this.dir, new DiskFaults());
+    this.log = new SnapshotLog(limits);
+  }
+
+  async open(): Promise<void> {
+    await runAsync(this.log.open(), this.disk);
+  }
+
+  list(): SnapshotInfo[] {
+    return this.log.list();
+  }
+
+  async begin(info: SnapshotInfo, nowMs: number): Promise<{ stored: boolean }> {
+    return await runAsync(this.log.begin(info, nowMs), this.disk);
+  }
+
+  async chunk(txid: number, offset: number, data: Uint8Array, nowMs: number): Promise<{ stored: boolean }> {
+    return await runAsync(this.log.chunk(txid, offset, data, nowMs), this.disk);
+  }
+
+  async end(txid: number): Promise<{ stored: boolean }> {
+    return await runAsync(this.log.end(txid), this.disk);
+  }
+
+  async read(txid: number, offset: number, length: number): Promise<Uint8Array> {
+    return await runAsync(this.log.read(txid, offset, length), this.disk);
+  }
+
+  async delete(txid: number): Promise<void> {
+    await runAsync(this.log.delete(txid), this.disk);
+  }
+
   async expireIdle(nowMs: number): Promise<void> {
-    for (const upload of [...this.uploads.values()]) if (nowMs - upload.lastChunkMs > this.limits.snapshotUploadIdleMs) await this.abort(upload);
+    await runAsync(this.log.expireIdle(nowMs), this.disk);
   }
 
   async close(): Promise<void> {
-    for (const upload of [...this.uploads.values()]) await this.abort(upload);
+    await runAsync(this.log.close(), this.disk);
+    await this.disk.closeAll();
   }
 }

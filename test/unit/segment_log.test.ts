@@ -122,6 +122,7 @@ function sweep(t: import("ava").ExecutionContext, base: SimDisk, steps: readonly
       const reopened = summary(disk.clone());
       t.is(reopened.fault, null, `crash after ${k} of ${total} calls (draw ${draw})`);
       t.true(ok(reopened, before, after), `crash after ${k} of ${total} calls (draw ${draw}): ${JSON.stringify(reopened.segments)}`);
+      if (k === total) t.deepEqual(reopened, after, "durable once its last call completed");
       t.deepEqual(reopenedTwice(disk.clone()), reopened, `reopen after ${k} calls is stable`);
       checked += crashInsideOpen(t, disk, reopened, `crash after ${k} of ${total} calls (draw ${draw})`);
     }
@@ -201,6 +202,21 @@ test("segment log - the index changes only once the op's last call completed; a 
   t.throws(() => store.apply(append(31, 39, 2), { errno: "EIO", on: "fsync" }), { message: /EIO/ });
   t.is(disk.files.get(store.segmentLog.segments.at(-1)!.name)!.length, length, "the failed append's bytes are cut off");
   t.is(store.segmentLog.manifest().at(-1)!.endTxid, 38);
+});
+
+test("segment log - a merge given up (a part gone, a corrupt record) leaves no file behind", (t) => {
+  const disk = built(FOUR_SEGMENTS);
+  const store = new SimSegmentStore(DIR, disk);
+  store.open();
+  const merges = (): string[] => [...disk.files.keys()].filter((n) => n.startsWith("edits_merge_"));
+  t.false(store.run(store.segmentLog.prepareMerge([{ startTxid: 11, endTxid: 20 }, { startTxid: 21, endTxid: 29 }], 300)));
+  t.deepEqual(merges(), []);
+  const part = store.segmentLog.segments[2];
+  disk.files.get(part.name)!.flipBit(part.offsets[3] + 30, 2);
+  t.throws(() => store.run(store.segmentLog.prepareMerge([{ startTxid: 11, endTxid: 20 }, { startTxid: 21, endTxid: 30 }], 300)), { name: "SegmentCorruptError" });
+  t.deepEqual(merges(), []);
+  t.true(store.run(store.segmentLog.prepareMerge([{ startTxid: 1, endTxid: 10 }, { startTxid: 11, endTxid: 20 }], 300)));
+  t.deepEqual(merges(), ["edits_merge_1-20.tmp"]);
 });
 
 const SWEEPS: { name: string; base: readonly DiskOp[]; steps: Step[]; prefix?: boolean }[] = [
