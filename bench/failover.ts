@@ -56,6 +56,8 @@ export interface FailoverResult extends LedgerCounts {
   lost: number;
   /** A few of the lost keys, for the log. */
   lostSample: string[];
+  /** Wall-clock seconds of the scenario, set-up and loss check included. */
+  seconds: number;
   /** Why figures are missing: setup failed, the cluster did not heal… */
   note?: string;
 }
@@ -68,8 +70,8 @@ export const DEFAULT_FAILOVER_PARTITIONS = 2;
 /** Load before the first fault: connections warm, the master writing at full pace. */
 const FAILOVER_WARMUP_MS = 1000;
 /** Seeded pause between the cluster being whole again and the next fault. */
-const FAULT_GAP_MIN_MS = 500;
-const FAULT_GAP_MAX_MS = 2500;
+const FAULT_GAP_MIN_MS = 300;
+const FAULT_GAP_MAX_MS = 1500;
 /** How long the master stays cut off ("a few seconds": longer than either system's detection). */
 export const PARTITION_MS = 4000;
 /** A fault with no acked write within this is reported as unrecovered and the scenario ends. */
@@ -198,11 +200,13 @@ export async function runScenario(system: FailoverSystem, scenario: Scenario, se
   const ledger = new Ledger();
   const clock = new FaultClock();
   const label = `${system.name} ${scenario}`;
+  const startMs = performance.now();
   let note: string | undefined;
   let lost: string[] = [];
   try {
     log(`${label}: setting up`);
     await withDeadline(system.setup(settings.clients), SETUP_TIMEOUT_MS, `${label} setup`);
+    log(`${label}: set up in ${((performance.now() - startMs) / 1000).toFixed(1)} s`);
     const load = startLoad(system, settings.clients, ledger, clock);
     try {
       await sleep(FAILOVER_WARMUP_MS);
@@ -221,14 +225,14 @@ export async function runScenario(system: FailoverSystem, scenario: Scenario, se
     await withDeadline(system.teardown(), TEARDOWN_TIMEOUT_MS, `${label} teardown`).catch((err: unknown) => log(`${label}: teardown: ${errorMessage(err)}`));
   }
   const { p50Ms, maxMs, unrecovered } = clock.summary();
-  const result: FailoverResult = { system: system.name, scenario, faults: clock.count(), p50Ms, maxMs, unrecovered, ...ledger.counts(), lost: lost.length, lostSample: lost.slice(0, 5), note };
+  const result: FailoverResult = { system: system.name, scenario, faults: clock.count(), p50Ms, maxMs, unrecovered, ...ledger.counts(), lost: lost.length, lostSample: lost.slice(0, 5), seconds: Math.round((performance.now() - startMs) / 100) / 10, note };
   log(`${label}: ${describe(result)}`);
   return result;
 }
 
 function describe(r: FailoverResult): string {
   const ms = (n: number) => (Number.isFinite(n) ? `${Math.round(n)} ms` : "–");
-  return `${r.faults} faults, first ack p50 ${ms(r.p50Ms)} max ${ms(r.maxMs)}, ${r.acked} acked, ${r.lost} lost, ${r.failed} failed, ${r.unknown} unknown${r.note ? ` (${r.note})` : ""}`;
+  return `${r.faults} faults, first ack p50 ${ms(r.p50Ms)} max ${ms(r.maxMs)}, ${r.acked} acked, ${r.lost} lost, ${r.failed} failed, ${r.unknown} unknown, ${r.seconds} s${r.note ? ` (${r.note})` : ""}`;
 }
 
 /** Every system through both scenarios, each scenario on fresh servers under `root`. */

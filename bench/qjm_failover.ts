@@ -133,7 +133,13 @@ export function qjmFailover(dir: string): FailoverSystem {
         output: "files",
         actorNatsUrl,
         // As `npm start`: an actor that dies is started again, with the same bounded backoff.
-        supervise: { backoffMinMs: defaults.restartBackoffMinMs, backoffMaxMs: defaults.restartBackoffMaxMs, stableMs: defaults.restartStableMs },
+        // Its backoff doubles for an actor killed again within restartStableMs: the log says how much of a kill it is.
+        supervise: {
+          backoffMinMs: defaults.restartBackoffMinMs,
+          backoffMaxMs: defaults.restartBackoffMaxMs,
+          stableMs: defaults.restartStableMs,
+          onRestart: (name, exit, delayMs) => process.stderr.write(`bench: redis-qjm: supervisor restarts ${name} (exit ${exit}) in ${delayMs} ms\n`),
+        },
       });
       cluster = c;
       cleanup.add("redis-qjm local cluster", () => c.stop());

@@ -118,6 +118,8 @@ export function sentinelFailover(dir: string): FailoverSystem {
   const sentinelPorts: number[] = [];
   const admin: Redis[] = [];
   let clients: Redis[] = [];
+  /** Client connections ioredis had ended and the bench connected again. */
+  let revived = 0;
 
   const startNode = async (node: Node, replicaOfProxyPort: number | null): Promise<void> => {
     const extra = replicaOfProxyPort === null ? [] : ["--replicaof", "127.0.0.1", String(replicaOfProxyPort)];
@@ -231,13 +233,22 @@ export function sentinelFailover(dir: string): FailoverSystem {
       });
       cleanup.add("client connections", async () => {
         for (const r of clients) r.disconnect();
+        if (revived > 0) process.stderr.write(`bench: Redis + Sentinel: ${revived} ended ioredis connections connected again\n`);
       });
       for (let i = 0; i < clients.length; i += CONNECT_BATCH) await Promise.all(clients.slice(i, i + CONNECT_BATCH).map((c) => c.connect()));
     },
 
     async write(c, key, value) {
+      const client = clients[c];
+      // ioredis ends a sentinel connection for good when its failover detector closes it during a reconnect
+      // ("Connection is closed." from the connector, status "end"); an application would connect it again.
+      if (client.status === "end") {
+        revived++;
+        client.connect().catch(() => {});
+        return "failed";
+      }
       try {
-        const replies = await clients[c].pipeline().set(key, value).call("WAIT", "1", String(WAIT_TIMEOUT_MS)).exec();
+        const replies = await client.pipeline().set(key, value).call("WAIT", "1", String(WAIT_TIMEOUT_MS)).exec();
         if (replies === null) return "unknown";
         const [[setErr], [waitErr, replicas]] = replies as [[Error | null, unknown], [Error | null, unknown]];
         if (setErr !== null) return classifyRedisError(setErr);
