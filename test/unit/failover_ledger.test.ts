@@ -3,7 +3,10 @@
  * first acked write, and the seeded fault schedule.
  */
 import test from "ava";
+import { DEFAULT_FAILOVER_CLIENTS, failoverSettings } from "../../bench/failover.js";
 import { FaultClock, Ledger, faultDelays, lostWrites, median, writeKey, writeValue } from "../../bench/failover_ledger.js";
+import { classifyQjmReply } from "../../bench/qjm_failover.js";
+import { encode } from "../../src/protocol/codec.js";
 
 test("a write retried many times counts once per outcome it met, and once as acked", (t) => {
   const l = new Ledger();
@@ -78,4 +81,22 @@ test("median of runs ignores missing figures", (t) => {
   t.is(median([4, 1, 3, 2]), 2.5);
   t.is(median([Number.NaN, 5]), 5);
   t.true(Number.isNaN(median([])));
+});
+
+test("a redis-qjm reply is acked only when ok (or committed with its reply lost); refusals failed, the rest unknown", (t) => {
+  t.is(classifyQjmReply(encode({ ok: true, txid: 7, reply: "OK" })), "acked");
+  t.is(classifyQjmReply(encode({ ok: false, code: "REPLY_UNDELIVERABLE", message: "" })), "acked");
+  t.is(classifyQjmReply(encode({ ok: false, code: "NOT_WRITER", message: "" })), "failed");
+  t.is(classifyQjmReply(encode({ ok: false, code: "OVERLOADED", message: "" })), "failed");
+  t.is(classifyQjmReply(encode({ ok: false, code: "NO_QUORUM", message: "" })), "unknown");
+  t.is(classifyQjmReply(encode({ ok: false, code: "SOMETHING_NEW", message: "" })), "unknown");
+  t.is(classifyQjmReply(encode("garbage")), "unknown");
+});
+
+test("BENCH_FAILOVER_* are validated, with defaults", (t) => {
+  t.deepEqual(failoverSettings({}), { clients: DEFAULT_FAILOVER_CLIENTS, kills: 10, partitions: 2, seed: 1 });
+  t.deepEqual(failoverSettings({ BENCH_FAILOVER_CLIENTS: "4", BENCH_FAILOVER_KILLS: "0", BENCH_FAILOVER_PARTITIONS: "1", BENCH_FAILOVER_SEED: "9" }), { clients: 4, kills: 0, partitions: 1, seed: 9 });
+  t.throws(() => failoverSettings({ BENCH_FAILOVER_CLIENTS: "0" }));
+  t.throws(() => failoverSettings({ BENCH_FAILOVER_KILLS: "2.5" }));
+  t.throws(() => failoverSettings({ BENCH_FAILOVER_SEED: "x" }));
 });
