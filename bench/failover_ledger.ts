@@ -134,11 +134,3 @@ export function faultDelays(seed: number, count: number, minMs: number, maxMs: n
   const prng = new Prng(seed);
   return Array.from({ length: count }, () => prng.int(minMs, maxMs));
 }
-
-/** The median of runs' figures (NaN ignored; NaN when none): RESULTS.md reports medians over runs. */
-export function median(values: readonly number[]): number {
-  const finite = Float64Array.from(values.filter((v) => Number.isFinite(v))).sort();
-  if (finite.length === 0) return Number.NaN;
-  const mid = finite.length >> 1;
-  return finite.length % 2 === 1 ? finite[mid] : (finite[mid - 1] + finite[mid]) / 2;
-}

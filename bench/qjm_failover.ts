@@ -31,6 +31,8 @@ import { CONNECT_TIMEOUT_MS } from "./settings.js";
 export const QJM_WRITE_TIMEOUT_MS = 1500;
 /** The supervisor's restartStableMs in the bench: every kill is an isolated failure (see setup). */
 export const QJM_RESTART_STABLE_MS = 0;
+/** A fresh cluster wins its first epoch and its replicas catch up before the load starts. */
+const QJM_READY_TIMEOUT_MS = 60_000;
 /** Proxies made ahead for the actors that are not journal nodes (the master and replicas today, data nodes later). */
 const PROXIES_MAX = 8;
 const POLL_MS = 100;
@@ -79,141 +81,147 @@ interface MasterSeen {
   status: ActorStatus;
 }
 
-export function qjmFailover(dir: string): FailoverSystem {
-  const cleanup = new Cleanup();
-  let cluster: LocalCluster | null = null;
-  let nc: NatsConnection | undefined;
-  let writeSubject = "";
-  const proxies = new Map<string, TcpProxy>();
-  const spare: TcpProxy[] = [];
-  let readConn: { port: number; conn: Redis } | null = null;
+/** One redis-qjm local cluster under `dir`; see the file comment. */
+class QjmFailover implements FailoverSystem {
+  readonly name = "redis-qjm";
+  private readonly cleanup = new Cleanup();
+  private cluster: LocalCluster | null = null;
+  private nc: NatsConnection | undefined;
+  private writeSubject = "";
+  /** Actor name → its NATS proxy, kept across the actor's restarts; proxies not yet given to an actor. */
+  private readonly proxies = new Map<string, TcpProxy>();
+  private readonly spare: TcpProxy[] = [];
+  private readConn: { port: number; conn: Redis } | null = null;
 
-  const statuses = async (): Promise<ActorStatus[]> => {
-    if (nc === undefined || cluster === null) return [];
-    return (await requestAll(nc, subjects(cluster.cluster).status, {}, cluster.config.statusTimeoutMs).catch(() => [])) as ActorStatus[];
-  };
+  constructor(private readonly dir: string) {}
+
+  async setup(): Promise<void> {
+    const nats = await startBenchNats(this.cleanup, path.join(this.dir, "nats"));
+    for (let i = 0; i < PROXIES_MAX; i++) {
+      const proxy = await startTcpProxy(nats.port);
+      this.cleanup.add(`proxy ${proxy.port}`, () => proxy.close());
+      this.spare.push(proxy);
+    }
+    const redisPorts = await freePortRange(1 + defaults.replicas.length);
+    const c = await startLocalCluster({
+      natsUrl: nats.url,
+      dataDir: path.join(this.dir, "data"),
+      config: { masterRedisPort: redisPorts, replicaRedisPortBase: redisPorts + 1 } satisfies Partial<Config>,
+      output: "files",
+      actorNatsUrl: (name) => this.actorNatsUrl(name, nats.url),
+      // As `npm start`: an actor that dies is started again after restartBackoffMinMs. npm start doubles the delay
+      // for an actor that dies again within restartStableMs (30 s: a crash loop); here every kill meets a healed,
+      // serving cluster, so each is an isolated failure and is restarted after the shortest delay (stableMs 0).
+      supervise: {
+        backoffMinMs: defaults.restartBackoffMinMs,
+        backoffMaxMs: defaults.restartBackoffMaxMs,
+        stableMs: QJM_RESTART_STABLE_MS,
+        onRestart: (name, exit, delayMs) => process.stderr.write(`bench: redis-qjm: supervisor restarts ${name} (exit ${exit}) in ${delayMs} ms\n`),
+      },
+    });
+    this.cluster = c;
+    this.cleanup.add("redis-qjm local cluster", () => c.stop());
+    for (const child of c.actors.values()) trackServer(child, "actors");
+    this.nc = await connectNats(this.cleanup, c.natsUrl, "bench-failover-clients");
+    this.writeSubject = subjects(c.cluster).write;
+    this.cleanup.add("read connection", async () => this.readConn?.conn.disconnect());
+    await this.awaitWhole(QJM_READY_TIMEOUT_MS);
+  }
+
+  /** Journal nodes connect directly; every other actor through a proxy of its own. */
+  private actorNatsUrl(name: string, natsUrl: string): string {
+    if (defaults.journalNodes.includes(name)) return natsUrl;
+    let proxy = this.proxies.get(name);
+    if (proxy === undefined) {
+      proxy = this.spare.pop();
+      if (proxy === undefined) throw new Error(`more than ${PROXIES_MAX} actors need a NATS proxy`);
+      this.proxies.set(name, proxy);
+    }
+    return proxy.url;
+  }
+
+  private async statuses(): Promise<ActorStatus[]> {
+    if (this.nc === undefined || this.cluster === null) return [];
+    return (await requestAll(this.nc, subjects(this.cluster.cluster).status, {}, this.cluster.config.statusTimeoutMs).catch(() => [])) as ActorStatus[];
+  }
 
   /** The writing master, mapped to an actor this bench started (never a process it did not). */
-  const findMaster = async (): Promise<MasterSeen> => {
-    const all = await statuses();
+  private async findMaster(): Promise<MasterSeen> {
+    const all = await this.statuses();
     const writing = all.filter((s) => s.role === "master" && s.health === "writing").sort((a, b) => b.epoch - a.epoch);
     const m = writing[0];
-    if (m === undefined || cluster === null) throw new Error(`no writing master among ${all.length} actors`);
-    const name = [...cluster.actors].find(([, child]) => child.pid === m.pid)?.[0];
+    if (m === undefined || this.cluster === null) throw new Error(`no writing master among ${all.length} actors`);
+    const name = [...this.cluster.actors].find(([, child]) => child.pid === m.pid)?.[0];
     if (name === undefined) throw new Error(`the master (pid ${m.pid}) is not an actor this bench started`);
     const redisPort = Number(new URL(m.redisUrl ?? "redis://127.0.0.1:0").port);
     return { name, pid: m.pid, redisPort, status: m };
-  };
+  }
 
-  const system: FailoverSystem = {
-    name: "redis-qjm",
-    async setup() {
-      const nats = await startBenchNats(cleanup, path.join(dir, "nats"));
-      for (let i = 0; i < PROXIES_MAX; i++) {
-        const proxy = await startTcpProxy(nats.port);
-        cleanup.add(`proxy ${proxy.port}`, () => proxy.close());
-        spare.push(proxy);
-      }
-      const redisPorts = await freePortRange(1 + defaults.replicas.length);
-      const config: Partial<Config> = { masterRedisPort: redisPorts, replicaRedisPortBase: redisPorts + 1 };
-      const journalNodes = new Set(defaults.journalNodes);
-      // Journal nodes connect directly; every other actor through a proxy of its own, kept across its restarts.
-      const actorNatsUrl = (name: string): string => {
-        if (journalNodes.has(name)) return nats.url;
-        let proxy = proxies.get(name);
-        if (proxy === undefined) {
-          proxy = spare.pop();
-          if (proxy === undefined) throw new Error(`more than ${PROXIES_MAX} actors need a NATS proxy`);
-          proxies.set(name, proxy);
-        }
-        return proxy.url;
-      };
-      const c = await startLocalCluster({
-        natsUrl: nats.url,
-        dataDir: path.join(dir, "data"),
-        config,
-        output: "files",
-        actorNatsUrl,
-        // As `npm start`: an actor that dies is started again after restartBackoffMinMs. npm start doubles the delay
-        // for an actor that dies again within restartStableMs (30 s: a crash loop); here every kill meets a healed,
-        // serving cluster, so each is an isolated failure and is restarted after the shortest delay (stableMs 0).
-        supervise: {
-          backoffMinMs: defaults.restartBackoffMinMs,
-          backoffMaxMs: defaults.restartBackoffMaxMs,
-          stableMs: QJM_RESTART_STABLE_MS,
-          onRestart: (name, exit, delayMs) => process.stderr.write(`bench: redis-qjm: supervisor restarts ${name} (exit ${exit}) in ${delayMs} ms\n`),
-        },
-      });
-      cluster = c;
-      cleanup.add("redis-qjm local cluster", () => c.stop());
+  async write(_c: number, key: string, value: string): Promise<Attempt> {
+    if (this.nc === undefined) return "failed";
+    try {
+      const msg = await this.nc.request(this.writeSubject, encode(["SET", key, value]), { timeout: QJM_WRITE_TIMEOUT_MS });
+      return classifyQjmReply(msg.data);
+    } catch (err) {
+      return classifyRequestError(err);
+    }
+  }
+
+  async killMaster(): Promise<{ what: string; atMs: number }> {
+    const m = await this.findMaster();
+    const redisPid = childRedisPid(m.pid, m.redisPort);
+    process.kill(m.pid, "SIGKILL");
+    if (redisPid !== null) process.kill(redisPid, "SIGKILL");
+    const atMs = performance.now();
+    return { what: `kill -9 ${m.name} (pid ${m.pid}, epoch ${m.status.epoch}) and its redis-server (pid ${redisPid ?? "not found"}, port ${m.redisPort})`, atMs };
+  }
+
+  async partitionMaster(): Promise<{ what: string; atMs: number; heal: () => Promise<void> }> {
+    const m = await this.findMaster();
+    const proxy = this.proxies.get(m.name);
+    if (proxy === undefined) throw new Error(`${m.name} has no NATS proxy`);
+    proxy.setMode({ kind: "cut" });
+    const atMs = performance.now();
+    return { what: `cut ${m.name} (pid ${m.pid}, epoch ${m.status.epoch}) off from NATS`, atMs, heal: async () => proxy.setMode({ kind: "pass" }) };
+  }
+
+  async awaitWhole(timeoutMs: number): Promise<void> {
+    // The replicas must reach what was committed when the wait began (under load, the committed txid moves on).
+    let target: number | null = null;
+    await retryUntil("redis-qjm whole again", timeoutMs, POLL_MS, async () => {
+      const c = this.cluster;
+      if (c === null) throw new Error("no cluster");
+      // Actors the supervisor restarted are killed by pid too, should the bench die.
       for (const child of c.actors.values()) trackServer(child, "actors");
-      nc = await connectNats(cleanup, c.natsUrl, "bench-failover-clients");
-      writeSubject = subjects(c.cluster).write;
-      cleanup.add("read connection", async () => readConn?.conn.disconnect());
-      await system.awaitWhole(60_000);
-    },
+      const m = await this.findMaster();
+      const all = await this.statuses();
+      if (all.length < c.specs.length) throw new Error(`${all.length} of ${c.specs.length} actors answer`);
+      target ??= m.status.committedTxid;
+      const behind = all.filter((s) => s.role === "replica" && s.appliedTxid < (target as number));
+      if (behind.length > 0) throw new Error(`replicas behind the master: ${behind.map((s) => s.id).join(", ")}`);
+    });
+  }
 
-    async write(_c, key, value) {
-      if (nc === undefined) return "failed";
-      try {
-        const msg = await nc.request(writeSubject, encode(["SET", key, value]), { timeout: QJM_WRITE_TIMEOUT_MS });
-        return classifyQjmReply(msg.data);
-      } catch (err) {
-        return classifyRequestError(err);
-      }
-    },
+  async read(keys: readonly string[]): Promise<(string | null)[]> {
+    const m = await this.findMaster();
+    if (this.readConn === null || this.readConn.port !== m.redisPort) {
+      this.readConn?.conn.disconnect();
+      const conn = new Redis({ host: "127.0.0.1", port: m.redisPort, password: redisPassword((this.cluster as LocalCluster).dataDir), maxRetriesPerRequest: 0, connectTimeout: CONNECT_TIMEOUT_MS });
+      conn.on("error", () => {});
+      this.readConn = { port: m.redisPort, conn };
+    }
+    try {
+      return await this.readConn.conn.mget(...keys);
+    } catch (err) {
+      throw new Error(`reading the master's Redis :${m.redisPort}: ${errorMessage(err)}`);
+    }
+  }
 
-    async killMaster() {
-      const m = await findMaster();
-      const redisPid = childRedisPid(m.pid, m.redisPort);
-      process.kill(m.pid, "SIGKILL");
-      if (redisPid !== null) process.kill(redisPid, "SIGKILL");
-      const atMs = performance.now();
-      return { what: `kill -9 ${m.name} (pid ${m.pid}, epoch ${m.status.epoch}) and its redis-server (pid ${redisPid ?? "not found"}, port ${m.redisPort})`, atMs };
-    },
+  teardown(): Promise<void> {
+    return this.cleanup.run();
+  }
+}
 
-    async partitionMaster() {
-      const m = await findMaster();
-      const proxy = proxies.get(m.name);
-      if (proxy === undefined) throw new Error(`${m.name} has no NATS proxy`);
-      proxy.setMode({ kind: "cut" });
-      const atMs = performance.now();
-      return { what: `cut ${m.name} (pid ${m.pid}, epoch ${m.status.epoch}) off from NATS`, atMs, heal: async () => proxy.setMode({ kind: "pass" }) };
-    },
-
-    async awaitWhole(timeoutMs) {
-      // The replicas must reach what was committed when the wait began (under load, the committed txid moves on).
-      let target: number | null = null;
-      await retryUntil("redis-qjm whole again", timeoutMs, POLL_MS, async () => {
-        const c = cluster;
-        if (c === null) throw new Error("no cluster");
-        // Actors the supervisor restarted are killed by pid too, should the bench die.
-        for (const child of c.actors.values()) trackServer(child, "actors");
-        const m = await findMaster();
-        const all = await statuses();
-        if (all.length < c.specs.length) throw new Error(`${all.length} of ${c.specs.length} actors answer`);
-        target ??= m.status.committedTxid;
-        const behind = all.filter((s) => s.role === "replica" && s.appliedTxid < (target as number));
-        if (behind.length > 0) throw new Error(`replicas behind the master: ${behind.map((s) => s.id).join(", ")}`);
-      });
-    },
-
-    async read(keys) {
-      const m = await findMaster();
-      if (readConn === null || readConn.port !== m.redisPort) {
-        readConn?.conn.disconnect();
-        const conn = new Redis({ host: "127.0.0.1", port: m.redisPort, password: redisPassword((cluster as LocalCluster).dataDir), maxRetriesPerRequest: 0, connectTimeout: CONNECT_TIMEOUT_MS });
-        conn.on("error", () => {});
-        readConn = { port: m.redisPort, conn };
-      }
-      try {
-        return await readConn.conn.mget(...keys);
-      } catch (err) {
-        throw new Error(`reading the master's Redis :${m.redisPort}: ${errorMessage(err)}`);
-      }
-    },
-
-    teardown: () => cleanup.run(),
-  };
-  return system;
+export function qjmFailover(dir: string): FailoverSystem {
+  return new QjmFailover(dir);
 }

@@ -112,50 +112,139 @@ function classifyRedisError(err: unknown): Attempt {
   return "unknown";
 }
 
-export function sentinelFailover(dir: string): FailoverSystem {
-  const cleanup = new Cleanup();
-  const nodes: Node[] = [];
-  const sentinelPorts: number[] = [];
-  const admin: Redis[] = [];
-  let clients: Redis[] = [];
+/** One Redis + Sentinel deployment under `dir`; see the file comment. */
+class SentinelFailover implements FailoverSystem {
+  readonly name = "Redis + Sentinel, WAIT 1";
+  private readonly cleanup = new Cleanup();
+  private readonly nodes: Node[] = [];
+  private readonly sentinelPorts: number[] = [];
+  /** Connections of the bench itself: one per node (index = node index), then one per sentinel. */
+  private readonly admin: Redis[] = [];
+  private sentinelConns: Redis[] = [];
+  private clients: Redis[] = [];
   /** Client connections ioredis had ended and the bench connected again. */
-  let revived = 0;
+  private revived = 0;
 
-  const startNode = async (node: Node, replicaOfProxyPort: number | null): Promise<void> => {
+  constructor(private readonly dir: string) {}
+
+  async setup(clientCount: number): Promise<void> {
+    const ports = await freePorts(NODES + SENTINELS);
+    await this.startNodes(ports.slice(0, NODES));
+    await this.startSentinels(ports.slice(NODES));
+    // Sentinels find each other and the replicas through hello messages and INFO: a few seconds.
+    await this.awaitWhole(SERVER_START_TIMEOUT_MS * 2);
+    await this.connectClients(clientCount);
+  }
+
+  private async startNodes(ports: number[]): Promise<void> {
+    for (const [i, port] of ports.entries()) {
+      const nodeDir = path.join(this.dir, `redis${i}`);
+      fs.mkdirSync(nodeDir, { recursive: true });
+      const proxy = await startTcpProxy(port);
+      this.cleanup.add(`proxy of redis${i}`, () => proxy.close());
+      this.nodes.push({ index: i, port, proxy, dir: nodeDir, conf: path.join(nodeDir, "redis.conf"), child: null });
+    }
+    this.cleanup.add("redis nodes", async () => {
+      await Promise.all(this.nodes.map((n) => n.child?.stop("SIGTERM", 3000)));
+    });
+    this.cleanup.add("admin connections", async () => {
+      for (const r of this.admin) r.disconnect();
+    });
+    for (const node of this.nodes) {
+      fs.writeFileSync(node.conf, nodeConf(node, node.index === 0 ? null : this.nodes[0].proxy.port));
+      await this.startNode(node, null);
+      this.adminConn(node.port);
+    }
+  }
+
+  private async startSentinels(ports: number[]): Promise<void> {
+    for (const [i, port] of ports.entries()) {
+      const sDir = path.join(this.dir, `sentinel${i}`);
+      fs.mkdirSync(sDir, { recursive: true });
+      const conf = path.join(sDir, "sentinel.conf");
+      fs.writeFileSync(conf, sentinelConf(sDir, port, this.nodes[0].proxy.port));
+      const { command, args } = sentinelCommand(conf);
+      const child = startChild(command, args);
+      trackServer(child, "redis-s");
+      this.cleanup.add(`sentinel ${i}`, () => child.stop("SIGTERM", 3000));
+      this.sentinelPorts.push(port);
+      await waitForPort(port, SERVER_START_TIMEOUT_MS);
+    }
+    this.sentinelConns = this.sentinelPorts.map((p) => this.adminConn(p));
+  }
+
+  private async connectClients(count: number): Promise<void> {
+    this.clients = Array.from({ length: count }, () => {
+      const r = new Redis(this.clientOptions());
+      r.on("error", () => {});
+      return r;
+    });
+    this.cleanup.add("client connections", async () => {
+      for (const r of this.clients) r.disconnect();
+      if (this.revived > 0) process.stderr.write(`bench: Redis + Sentinel: ${this.revived} ended ioredis connections connected again\n`);
+    });
+    for (let i = 0; i < this.clients.length; i += CONNECT_BATCH) await Promise.all(this.clients.slice(i, i + CONNECT_BATCH).map((c) => c.connect()));
+  }
+
+  private async startNode(node: Node, replicaOfProxyPort: number | null): Promise<void> {
     const extra = replicaOfProxyPort === null ? [] : ["--replicaof", "127.0.0.1", String(replicaOfProxyPort)];
     const child = startChild("redis-server", [node.conf, ...extra]);
     node.child = child;
     trackServer(child, "redis-server");
     await waitForPort(node.port, SERVER_START_TIMEOUT_MS);
-  };
+  }
 
-  const adminConn = (port: number): Redis => {
-    const r = new Redis({ host: "127.0.0.1", port, lazyConnect: false, maxRetriesPerRequest: 0, retryStrategy: () => POLL_MS, commandTimeout: 1000, connectTimeout: CONNECT_TIMEOUT_MS, enableOfflineQueue: false });
+  private adminConn(port: number): Redis {
+    const r = new Redis({ host: "127.0.0.1", port, maxRetriesPerRequest: 0, retryStrategy: () => POLL_MS, commandTimeout: 1000, connectTimeout: CONNECT_TIMEOUT_MS, enableOfflineQueue: false });
     r.on("error", () => {});
-    admin.push(r);
+    this.admin.push(r);
     return r;
-  };
-  let sentinelConns: Redis[] = [];
+  }
+
+  private clientOptions(): RedisOptions {
+    return {
+      sentinels: this.sentinelPorts.map((port) => ({ host: "127.0.0.1", port })),
+      name: MASTER_NAME,
+      // Clients reach every node directly, past the proxy its peers go through.
+      natMap: Object.fromEntries(this.nodes.map((n) => [`127.0.0.1:${n.proxy.port}`, { host: "127.0.0.1", port: n.port }])),
+      failoverDetector: true,
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      enableAutoPipelining: false,
+      commandTimeout: FAILOVER_COMMAND_TIMEOUT_MS,
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      retryStrategy: () => RECONNECT_MS,
+      sentinelRetryStrategy: () => RECONNECT_MS,
+      // A master turned replica answers READONLY: ask the sentinels again.
+      reconnectOnError: (err) => (err.message.startsWith("READONLY") ? 2 : false),
+    };
+  }
 
   /** The master every sentinel that answers agrees on (its node), or null while they disagree or none answers. */
-  const agreedMaster = async (): Promise<Node | null> => {
+  private async agreedMaster(): Promise<Node | null> {
     const ports = new Set<number>();
-    for (const s of sentinelConns) {
+    for (const s of this.sentinelConns) {
       const addr = (await s.call("SENTINEL", "get-master-addr-by-name", MASTER_NAME).catch(() => null)) as string[] | null;
       if (addr !== null) ports.add(Number(addr[1]));
     }
     if (ports.size !== 1) return null;
     const [port] = ports;
-    return nodes.find((n) => n.proxy.port === port) ?? null;
-  };
+    return this.nodes.find((n) => n.proxy.port === port) ?? null;
+  }
+
+  private async currentMaster(): Promise<Node> {
+    const m = await this.agreedMaster();
+    if (m === null) throw new Error("the sentinels do not agree on a master");
+    return m;
+  }
 
   /** True when `master` serves with both replicas online and every sentinel sees the same, nothing down. */
-  const whole = async (master: Node): Promise<boolean> => {
-    const conn = admin[master.index];
-    const info = infoFields(await conn.info("replication"));
+  private async whole(master: Node): Promise<boolean> {
+    const info = infoFields(await this.admin[master.index].info("replication"));
     if (info.get("role") !== "master" || info.get("connected_slaves") !== String(NODES - 1)) return false;
     for (let i = 0; i < NODES - 1; i++) if (!info.get(`slave${i}`)?.includes("state=online")) return false;
-    for (const s of sentinelConns) {
+    for (const s of this.sentinelConns) {
       const m = pairs(await s.call("SENTINEL", "master", MASTER_NAME));
       if (m.get("flags") !== "master" || m.get("num-slaves") !== String(NODES - 1) || m.get("num-other-sentinels") !== String(SENTINELS - 1)) return false;
       // Flags only: a replica's master-link-status is refreshed by INFO every 10 s, which would add seconds per fault.
@@ -163,135 +252,66 @@ export function sentinelFailover(dir: string): FailoverSystem {
       if (!replicas.every((r) => pairs(r).get("flags") === "slave")) return false;
     }
     return true;
-  };
+  }
 
-  const currentMaster = async (): Promise<Node> => {
-    const m = await agreedMaster();
-    if (m === null) throw new Error("the sentinels do not agree on a master");
-    return m;
-  };
+  async write(c: number, key: string, value: string): Promise<Attempt> {
+    const client = this.clients[c];
+    // ioredis ends a sentinel connection for good when its failover detector closes it during a reconnect
+    // ("Connection is closed." from the connector, status "end"); an application would connect it again.
+    if (client.status === "end") {
+      this.revived++;
+      client.connect().catch(() => {});
+      return "failed";
+    }
+    try {
+      const replies = await client.pipeline().set(key, value).call("WAIT", "1", String(WAIT_TIMEOUT_MS)).exec();
+      if (replies === null) return "unknown";
+      const [[setErr], [waitErr, replicas]] = replies as [[Error | null, unknown], [Error | null, unknown]];
+      if (setErr !== null) return classifyRedisError(setErr);
+      if (waitErr !== null) return "unknown";
+      return Number(replicas) >= 1 ? "acked" : "unknown";
+    } catch (err) {
+      return classifyRedisError(err);
+    }
+  }
 
-  const clientOptions = (): RedisOptions => ({
-    sentinels: sentinelPorts.map((port) => ({ host: "127.0.0.1", port })),
-    name: MASTER_NAME,
-    // Clients reach every node directly, past the proxy its peers go through.
-    natMap: Object.fromEntries(nodes.map((n) => [`127.0.0.1:${n.proxy.port}`, { host: "127.0.0.1", port: n.port }])),
-    failoverDetector: true,
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    enableAutoPipelining: false,
-    commandTimeout: FAILOVER_COMMAND_TIMEOUT_MS,
-    connectTimeout: CONNECT_TIMEOUT_MS,
-    retryStrategy: () => RECONNECT_MS,
-    sentinelRetryStrategy: () => RECONNECT_MS,
-    // A master turned replica answers READONLY: ask the sentinels again.
-    reconnectOnError: (err) => (err.message.startsWith("READONLY") ? 2 : false),
-  });
+  async killMaster(): Promise<{ what: string; atMs: number }> {
+    const master = await this.currentMaster();
+    const child = master.child;
+    if (child === null) throw new Error(`redis${master.index} is not running`);
+    process.kill(child.pid, "SIGKILL");
+    const atMs = performance.now();
+    master.child = null;
+    await child.exited;
+    return { what: `kill -9 redis${master.index} (pid ${child.pid}, port ${master.port})`, atMs };
+  }
 
-  const system: FailoverSystem = {
-    name: "Redis + Sentinel, WAIT 1",
-    async setup(clientCount) {
-      const ports = await freePorts(NODES + SENTINELS);
-      for (let i = 0; i < NODES; i++) {
-        const nodeDir = path.join(dir, `redis${i}`);
-        fs.mkdirSync(nodeDir, { recursive: true });
-        const proxy = await startTcpProxy(ports[i]);
-        cleanup.add(`proxy of redis${i}`, () => proxy.close());
-        nodes.push({ index: i, port: ports[i], proxy, dir: nodeDir, conf: path.join(nodeDir, "redis.conf"), child: null });
-      }
-      cleanup.add("redis nodes", async () => {
-        await Promise.all(nodes.map((n) => n.child?.stop("SIGTERM", 3000)));
-      });
-      for (const node of nodes) {
-        fs.writeFileSync(node.conf, nodeConf(node, node.index === 0 ? null : nodes[0].proxy.port));
-        await startNode(node, null);
-        adminConn(node.port);
-      }
-      for (let i = 0; i < SENTINELS; i++) {
-        const sDir = path.join(dir, `sentinel${i}`);
-        fs.mkdirSync(sDir, { recursive: true });
-        const conf = path.join(sDir, "sentinel.conf");
-        fs.writeFileSync(conf, sentinelConf(sDir, ports[NODES + i], nodes[0].proxy.port));
-        const { command, args } = sentinelCommand(conf);
-        const child = startChild(command, args);
-        trackServer(child, "redis-s");
-        cleanup.add(`sentinel ${i}`, () => child.stop("SIGTERM", 3000));
-        sentinelPorts.push(ports[NODES + i]);
-        await waitForPort(ports[NODES + i], SERVER_START_TIMEOUT_MS);
-      }
-      cleanup.add("admin connections", async () => {
-        for (const r of admin) r.disconnect();
-      });
-      sentinelConns = sentinelPorts.map((p) => adminConn(p));
-      // Sentinels find each other and the replicas through hello messages and INFO: a few seconds.
-      await system.awaitWhole(SERVER_START_TIMEOUT_MS * 2);
-      clients = Array.from({ length: clientCount }, () => {
-        const r = new Redis(clientOptions());
-        r.on("error", () => {});
-        return r;
-      });
-      cleanup.add("client connections", async () => {
-        for (const r of clients) r.disconnect();
-        if (revived > 0) process.stderr.write(`bench: Redis + Sentinel: ${revived} ended ioredis connections connected again\n`);
-      });
-      for (let i = 0; i < clients.length; i += CONNECT_BATCH) await Promise.all(clients.slice(i, i + CONNECT_BATCH).map((c) => c.connect()));
-    },
+  async partitionMaster(): Promise<{ what: string; atMs: number; heal: () => Promise<void> }> {
+    const master = await this.currentMaster();
+    master.proxy.setMode({ kind: "cut" });
+    const atMs = performance.now();
+    return { what: `cut redis${master.index} (port ${master.port}) off from the replicas and sentinels`, atMs, heal: async () => master.proxy.setMode({ kind: "pass" }) };
+  }
 
-    async write(c, key, value) {
-      const client = clients[c];
-      // ioredis ends a sentinel connection for good when its failover detector closes it during a reconnect
-      // ("Connection is closed." from the connector, status "end"); an application would connect it again.
-      if (client.status === "end") {
-        revived++;
-        client.connect().catch(() => {});
-        return "failed";
-      }
-      try {
-        const replies = await client.pipeline().set(key, value).call("WAIT", "1", String(WAIT_TIMEOUT_MS)).exec();
-        if (replies === null) return "unknown";
-        const [[setErr], [waitErr, replicas]] = replies as [[Error | null, unknown], [Error | null, unknown]];
-        if (setErr !== null) return classifyRedisError(setErr);
-        if (waitErr !== null) return "unknown";
-        return Number(replicas) >= 1 ? "acked" : "unknown";
-      } catch (err) {
-        return classifyRedisError(err);
-      }
-    },
+  async awaitWhole(timeoutMs: number): Promise<void> {
+    await retryUntil("Redis + Sentinel whole again", timeoutMs, POLL_MS, async () => {
+      const master = await this.currentMaster();
+      // A killed node comes back once Sentinel promoted another: as a replica of the new master.
+      for (const n of this.nodes) if (n.child === null && n !== master) await this.startNode(n, master.proxy.port);
+      if (!(await this.whole(master))) throw new Error(`redis${master.index} is master, replicas or sentinels not in step yet`);
+    });
+  }
 
-    async killMaster() {
-      const master = await currentMaster();
-      const child = master.child;
-      if (child === null) throw new Error(`redis${master.index} is not running`);
-      process.kill(child.pid, "SIGKILL");
-      const atMs = performance.now();
-      master.child = null;
-      await child.exited;
-      return { what: `kill -9 redis${master.index} (pid ${child.pid}, port ${master.port})`, atMs };
-    },
+  async read(keys: readonly string[]): Promise<(string | null)[]> {
+    const master = await this.currentMaster();
+    return await this.admin[master.index].mget(...keys);
+  }
 
-    async partitionMaster() {
-      const master = await currentMaster();
-      master.proxy.setMode({ kind: "cut" });
-      const atMs = performance.now();
-      return { what: `cut redis${master.index} (port ${master.port}) off from the replicas and sentinels`, atMs, heal: async () => master.proxy.setMode({ kind: "pass" }) };
-    },
+  teardown(): Promise<void> {
+    return this.cleanup.run();
+  }
+}
 
-    async awaitWhole(timeoutMs) {
-      await retryUntil("Redis + Sentinel whole again", timeoutMs, POLL_MS, async () => {
-        const master = await currentMaster();
-        // A killed node comes back once Sentinel promoted another: as a replica of the new master.
-        for (const n of nodes) if (n.child === null && n !== master) await startNode(n, master.proxy.port);
-        if (!(await whole(master))) throw new Error(`redis${master.index} is master, replicas or sentinels not in step yet`);
-      });
-    },
-
-    async read(keys) {
-      const master = await currentMaster();
-      return await admin[master.index].mget(...keys);
-    },
-
-    teardown: () => cleanup.run(),
-  };
-  return system;
+export function sentinelFailover(dir: string): FailoverSystem {
+  return new SentinelFailover(dir);
 }

@@ -4,7 +4,7 @@
  */
 import test from "ava";
 import { DEFAULT_FAILOVER_CLIENTS, failoverSettings } from "../../bench/failover.js";
-import { FaultClock, Ledger, faultDelays, lostWrites, median, writeKey, writeValue } from "../../bench/failover_ledger.js";
+import { FaultClock, Ledger, faultDelays, lostWrites, writeKey, writeValue } from "../../bench/failover_ledger.js";
 import { classifyQjmReply } from "../../bench/qjm_failover.js";
 import { encode } from "../../src/protocol/codec.js";
 
@@ -74,13 +74,6 @@ test("fault moments are seeded: same seed same schedule, within bounds; bad boun
   t.true(a.every((d) => Number.isInteger(d) && d >= 1000 && d <= 3000));
   t.throws(() => faultDelays(1, 3, 500, 100));
   t.throws(() => faultDelays(1, -1, 0, 100));
-});
-
-test("median of runs ignores missing figures", (t) => {
-  t.is(median([3, 1, 2]), 2);
-  t.is(median([4, 1, 3, 2]), 2.5);
-  t.is(median([Number.NaN, 5]), 5);
-  t.true(Number.isNaN(median([])));
 });
 
 test("a redis-qjm reply is acked only when ok (or committed with its reply lost); refusals failed, the rest unknown", (t) => {
