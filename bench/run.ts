@@ -7,6 +7,8 @@
  *   BENCH_TARGETS=a,b   only the targets whose name contains one of these (the floor is measured with any other
  *                       throughput target); `bootstrap` selects the bootstrap bench (bench/bootstrap.ts)
  *   BENCH_BOOTSTRAP_KEYS=<n>  keys the bootstrap bench fills the cluster with (default 1,000,000; it takes minutes)
+ *   `failover` selects the failover bench (bench/failover.ts: kills and partitions of the master, redis-qjm beside
+ *   Redis + Sentinel); BENCH_FAILOVER_CLIENTS / _KILLS / _PARTITIONS / _SEED shape it (defaults 32 / 10 / 2 / 1)
  */
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -15,10 +17,16 @@ import path from "node:path";
 import { BASELINES } from "./baselines.js";
 import { BOOTSTRAP_TARGET, bootstrapKeys, bootstrapMarkdown, bootstrapReport, runBootstrapBench, type BootstrapBenchResult } from "./bootstrap.js";
 import { killServersOnExit } from "./cleanup.js";
+import { failoverMarkdown, failoverNotes, failoverSettings, failoverTextTable, runFailoverBench, type FailoverResult } from "./failover.js";
 import { runTarget, type Measurement, type TargetFactory } from "./harness.js";
+import { qjmFailover } from "./qjm_failover.js";
 import { qjmTarget } from "./qjm_target.js";
 import { markdownTable, notes, textTable, withFloorRatios, writeJson } from "./report.js";
+import { sentinelFailover } from "./sentinel_failover.js";
 import { CONCURRENCIES, KEY_SPACE, VALUE_BYTES, WARMUP_MS, benchSeconds } from "./settings.js";
+
+/** BENCH_TARGETS name of the failover bench. */
+const FAILOVER_TARGET = "failover";
 
 /** The floor every other target is divided by. */
 const FLOOR = "NATS request/reply";
@@ -45,6 +53,8 @@ async function main(): Promise<number> {
   const bootstrapWanted = selects(BOOTSTRAP_TARGET);
   // Read before any measurement, so a bad value fails at once rather than after minutes of throughput runs.
   if (bootstrapWanted) bootstrapKeys();
+  const failoverWanted = selects(FAILOVER_TARGET);
+  const failover = failoverWanted ? failoverSettings() : null;
 
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "redis-qjm-bench-"));
   // Removed on every exit (including Ctrl-C), except when a failed target's logs are worth reading.
@@ -55,6 +65,7 @@ async function main(): Promise<number> {
   const results: Measurement[] = [];
   let bootstrap: BootstrapBenchResult | null = null;
   let bootstrapFailed = false;
+  let failoverResults: FailoverResult[] = [];
   try {
     for (const factory of factories) {
       for (const clients of CONCURRENCIES) {
@@ -71,8 +82,9 @@ async function main(): Promise<number> {
         console.error(`bench: bootstrap failed: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
+    if (failover !== null) failoverResults = await runFailoverBench(root, [sentinelFailover, qjmFailover], failover);
   } finally {
-    keepRoot = results.some((r) => r.writes === 0) || bootstrapFailed;
+    keepRoot = results.some((r) => r.writes === 0) || bootstrapFailed || failoverFailed(failoverResults);
     if (keepRoot) console.error(`bench: server logs kept in ${root}`);
   }
 
@@ -96,6 +108,15 @@ async function main(): Promise<number> {
     console.log(bootstrapMarkdown(bootstrap));
   }
 
+  if (failover !== null) {
+    console.log("");
+    console.log(failoverTextTable(failoverResults));
+    for (const n of failoverNotes(failoverResults)) console.log(`note: ${n}`);
+    console.log("");
+    console.log(`<!-- ${stamp}, clients ${failover.clients}, kills ${failover.kills}, partitions ${failover.partitions}, seed ${failover.seed} -->`);
+    console.log(failoverMarkdown(failoverResults));
+  }
+
   const out = process.env.BENCH_OUT;
   if (out !== undefined && out !== "") {
     writeJson(out, {
@@ -106,10 +127,16 @@ async function main(): Promise<number> {
       floor: FLOOR,
       results: rows,
       bootstrap,
+      failover: failover === null ? null : { settings: failover, results: failoverResults },
     });
     console.error(`bench: results written to ${out}`);
   }
-  return rows.some((r) => r.writes === 0) || bootstrapFailed ? 1 : 0;
+  return rows.some((r) => r.writes === 0) || bootstrapFailed || failoverFailed(failoverResults) ? 1 : 0;
+}
+
+/** A failover scenario that could not run to its end (a lost write is a finding, not a failure of the bench). */
+function failoverFailed(results: FailoverResult[]): boolean {
+  return results.some((r) => r.note !== undefined);
 }
 
 main().then(

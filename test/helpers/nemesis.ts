@@ -8,7 +8,7 @@
  */
 import type { LocalCluster } from "../../src/cluster/local_cluster.js";
 import { prng } from "./prng.js";
-import { describeMode, type ProxyMode, type TcpProxy } from "./tcp_proxy.js";
+import { describeMode, type ProxyMode, type TcpProxy } from "../../src/process/tcp_proxy.js";
 
 export type FaultKind = "kill" | "stop" | "cut" | "drop" | "delay";
 

@@ -24,7 +24,7 @@ import { startTestCluster, until, waitForWriter, type TestCluster } from "../hel
 import { History, journalEffects, readJournal } from "../helpers/history.js";
 import { startKvLoad, toKvHistory } from "../helpers/kv_load.js";
 import { describeSchedule, Nemesis, planSchedule, type Topology } from "../helpers/nemesis.js";
-import { startTcpProxy, type TcpProxy } from "../helpers/tcp_proxy.js";
+import { startTcpProxy, type TcpProxy } from "../../src/process/tcp_proxy.js";
 import { SETTLE_MS, startTtlLoad } from "../helpers/ttl_load.js";
 import { verifyCopiesEqual, verifyHistory } from "../helpers/verify.js";
 

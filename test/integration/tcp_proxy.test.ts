@@ -1,7 +1,7 @@
 /** The nemesis's TCP proxy against a local echo server: pass, delay (order kept), drop (black hole), cut, close. */
 import net from "node:net";
 import test from "ava";
-import { startTcpProxy, type TcpProxy } from "../helpers/tcp_proxy.js";
+import { startTcpProxy, type TcpProxy } from "../../src/process/tcp_proxy.js";
 import { until } from "../helpers/harness.js";
 
 interface Echo {

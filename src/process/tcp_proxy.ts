@@ -1,5 +1,5 @@
 /**
- * A TCP proxy in the test process, between one actor and nats-server, whose link a nemesis can break:
+ * A TCP proxy in this process (a test or the bench), between a peer and its server, whose link a nemesis can break:
  *   pass      bytes flow as they come;
  *   delay(ms) every chunk is held `ms` before it is forwarded, in order (a slow link);
  *   drop      sockets stay open and every byte is silently discarded, both ways (a black hole: the peers notice only

@@ -1,0 +1,136 @@
+/**
+ * The failover bench's bookkeeping, pure (no clock, no I/O; the driver passes times in): what each client was told
+ * about each of its writes, how long after each fault the first write was acked, which acked writes the final state
+ * misses, and the seeded moments of the faults. Unit-tested in test/unit/failover_ledger.test.ts.
+ */
+import { Prng } from "../src/sim/prng.js";
+import { percentile } from "./stats.js";
+
+/** What one attempt at a write told its client. */
+export type Attempt =
+  /** Acknowledged as durable by the system's own rule (redis-qjm: `{ok: true}`; Redis: `WAIT` counted ≥ 1 replica). */
+  | "acked"
+  /** Refused or never sent (no responders, connection down, READONLY, NOT_WRITER): it did not run. */
+  | "failed"
+  /** May or may not have run (timeout, NO_QUORUM, connection lost with the write in flight, `WAIT` counted 0). */
+  | "unknown";
+
+/** Every write is a unique key with a value made from it: a missing key or another value is a lost write. */
+export function writeKey(client: number, seq: number): string {
+  return `fo:${client}:${seq}`;
+}
+
+export function writeValue(key: string): string {
+  return `v:${key}`;
+}
+
+/** Per write (not per attempt): a write retried 30 times while the master was down counts once in each column it met. */
+export interface LedgerCounts {
+  acked: number;
+  /** Writes that met at least one definite failure before they were acked (or the run ended). */
+  failed: number;
+  /** Writes whose outcome was unknown at least once; the client retried them (the same key and value). */
+  unknown: number;
+  /** Attempts, all outcomes. */
+  attempts: number;
+}
+
+/**
+ * The writes of a run. Bounded by the run: one entry per acked write (the bench's writes/s × its minutes; a few
+ * MB), which the loss check must read back anyway.
+ */
+export class Ledger {
+  private readonly ackedKeys: string[] = [];
+  /** Keys of the write each client is attempting now, and whether it already failed / was unknown. */
+  private readonly current = new Map<number, { key: string; failed: boolean; unknown: boolean }>();
+  private failedWrites = 0;
+  private unknownWrites = 0;
+  private attempts = 0;
+
+  /** Records one attempt of client `client` at `key`; a new key for that client closes its previous write. */
+  record(client: number, key: string, outcome: Attempt): void {
+    this.attempts++;
+    let w = this.current.get(client);
+    if (w === undefined || w.key !== key) {
+      w = { key, failed: false, unknown: false };
+      this.current.set(client, w);
+    }
+    if (outcome === "acked") {
+      this.ackedKeys.push(key);
+      this.current.delete(client);
+    } else if (outcome === "failed" && !w.failed) {
+      w.failed = true;
+      this.failedWrites++;
+    } else if (outcome === "unknown" && !w.unknown) {
+      w.unknown = true;
+      this.unknownWrites++;
+    }
+  }
+
+  acked(): readonly string[] {
+    return this.ackedKeys;
+  }
+
+  counts(): LedgerCounts {
+    return { acked: this.ackedKeys.length, failed: this.failedWrites, unknown: this.unknownWrites, attempts: this.attempts };
+  }
+}
+
+/**
+ * Acked writes that the final state does not hold: `values[i]` is what the system returned for `keys[i]` (null:
+ * missing). A value other than the one written counts too: silently wrong data is lost data.
+ */
+export function lostWrites(keys: readonly string[], values: readonly (string | null)[]): string[] {
+  if (values.length !== keys.length) throw new Error(`read ${values.length} values for ${keys.length} keys`);
+  const lost: string[] = [];
+  for (let i = 0; i < keys.length; i++) if (values[i] !== writeValue(keys[i])) lost.push(keys[i]);
+  return lost;
+}
+
+/**
+ * Fault → first acked write. Only a write *sent* at or after the fault counts: an ack of a write sent before it
+ * (already committed, its reply still on the wire) says nothing about the system after the fault.
+ */
+export class FaultClock {
+  private readonly faults: { atMs: number; firstAckMs: number | null }[] = [];
+
+  /** A fault (kill, partition) at `atMs`; returns its index. */
+  fault(atMs: number): number {
+    this.faults.push({ atMs, firstAckMs: null });
+    return this.faults.length - 1;
+  }
+
+  /** A write sent at `sentMs` was acked at `ackedMs`. */
+  ack(sentMs: number, ackedMs: number): void {
+    // Newest first: the open faults are the last few (the driver waits for each fault's first ack).
+    for (let i = this.faults.length - 1; i >= 0; i--) {
+      const f = this.faults[i];
+      if (f.firstAckMs !== null) break;
+      if (sentMs >= f.atMs) f.firstAckMs = ackedMs;
+    }
+  }
+
+  /** ms from fault `i` to its first ack; null while none came. */
+  recoveredAfterMs(i: number): number | null {
+    const f = this.faults[i];
+    return f === undefined || f.firstAckMs === null ? null : f.firstAckMs - f.atMs;
+  }
+
+  count(): number {
+    return this.faults.length;
+  }
+
+  /** p50 and max over the faults that were followed by an ack, and how many were not (within the run). */
+  summary(): { p50Ms: number; maxMs: number; unrecovered: number } {
+    const times = this.faults.filter((f) => f.firstAckMs !== null).map((f) => (f.firstAckMs as number) - f.atMs);
+    const sorted = Float64Array.from(times).sort();
+    return { p50Ms: percentile(sorted, 0.5), maxMs: sorted.length === 0 ? Number.NaN : sorted[sorted.length - 1], unrecovered: this.faults.length - times.length };
+  }
+}
+
+/** The seeded pauses before each fault, in ms, uniform in [minMs, maxMs]: the same seed gives the same moments. */
+export function faultDelays(seed: number, count: number, minMs: number, maxMs: number): number[] {
+  if (!(Number.isSafeInteger(count) && count >= 0 && minMs >= 0 && maxMs >= minMs)) throw new Error(`bad fault schedule: ${count} faults in [${minMs}, ${maxMs}] ms`);
+  const prng = new Prng(seed);
+  return Array.from({ length: count }, () => prng.int(minMs, maxMs));
+}
