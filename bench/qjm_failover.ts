@@ -102,11 +102,12 @@ class QjmFailover implements FailoverSystem {
       this.cleanup.add(`proxy ${proxy.port}`, () => proxy.close());
       this.spare.push(proxy);
     }
-    const redisPorts = await freePortRange(1 + defaults.replicas.length);
+    // The data nodes' Redis ports (npm start's layout: three data nodes, any of which takes over), all free.
+    const redisPorts = await freePortRange(defaults.dataNodes.length);
     const c = await startLocalCluster({
       natsUrl: nats.url,
       dataDir: path.join(this.dir, "data"),
-      config: { masterRedisPort: redisPorts, replicaRedisPortBase: redisPorts + 1 } satisfies Partial<Config>,
+      config: { dataRedisPortBase: redisPorts } satisfies Partial<Config>,
       output: "files",
       actorNatsUrl: (name) => this.actorNatsUrl(name, nats.url),
       // As `npm start`: an actor that dies is started again after restartBackoffMinMs. npm start doubles the delay
