@@ -98,6 +98,9 @@ export async function connect(options: ConnectOptions = {}): Promise<QjmClient> 
   });
 }
 
+/** What an attempt's race yields when a new master was elected first. */
+const NEW_MASTER = Symbol("new master");
+
 /** 128 random bits, base64url: 22 characters of [A-Za-z0-9_-], a valid client id. */
 export function newClientId(): string {
   return randomBytes(16).toString("base64url");
@@ -110,6 +113,13 @@ class ClientImpl implements QjmClient {
   private readonly closing: Promise<void>;
   private markClosed!: () => void;
   private readonly subscriptions = new Set<Subscription>();
+  /**
+   * Settles when a new master starts serving (its writerElected event): an attempt sent to the old one may wait for a
+   * reply that never comes (a killed or fenced master), so it is sent again at once, with the same id (issue #11).
+   */
+  private newMaster!: Promise<void>;
+  private announceNewMaster!: () => void;
+  private epochSeen = 0;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -118,6 +128,22 @@ class ClientImpl implements QjmClient {
     private readonly limits: { timeoutMs: number; retryForMs: number },
   ) {
     this.closing = new Promise((resolve) => (this.markClosed = resolve));
+    this.armNewMaster();
+    void this.watchElections();
+  }
+
+  private armNewMaster(): void {
+    this.newMaster = new Promise((resolve) => (this.announceNewMaster = resolve));
+  }
+
+  private async watchElections(): Promise<void> {
+    for await (const event of this.events()) {
+      if (event.type !== "writerElected" || typeof event.epoch !== "number" || event.epoch <= this.epochSeen) continue;
+      this.epochSeen = event.epoch;
+      const announce = this.announceNewMaster;
+      this.armNewMaster();
+      announce();
+    }
   }
 
   async write(command: string, ...args: WriteArg[]): Promise<WriteResult> {
@@ -131,7 +157,8 @@ class ClientImpl implements QjmClient {
       if ("txid" in failure) return { ...failure, attempts: attempt };
       const verdict = verdictOf(failure.code);
       unknown ||= verdict.outcome !== "notApplied";
-      const pause = backoffMs(attempt, this.config, Math.random);
+      // Sent again at once to a master just elected (same id: the dedupe window answers it if it had committed).
+      const pause = "newMaster" in failure ? 0 : backoffMs(attempt, this.config, Math.random);
       if (!verdict.retry || Date.now() + pause > deadline) {
         const why = verdict.retry ? ` (retried for ${this.limits.retryForMs} ms)` : "";
         throw new QjmClientError(failure.code, `${failure.message}${why}`, verdict.outcome === "applied" ? false : unknown, attempt, id, { cause: failure.cause });
@@ -141,10 +168,12 @@ class ClientImpl implements QjmClient {
   }
 
   /** One attempt: the result, or the failure's code and message (a transport failure is TIMEOUT). */
-  private async attempt(body: unknown): Promise<Omit<WriteResult, "attempts"> | { code: ErrorCode; message: string; cause?: unknown }> {
+  private async attempt(body: unknown): Promise<Omit<WriteResult, "attempts"> | { code: ErrorCode; message: string; cause?: unknown; newMaster?: true }> {
     let reply: unknown;
     try {
-      reply = await request(this.nc, this.s.write, body, this.limits.timeoutMs);
+      const elected = this.newMaster.then(() => NEW_MASTER);
+      reply = await Promise.race([request(this.nc, this.s.write, body, this.limits.timeoutMs), elected]);
+      if (reply === NEW_MASTER) return { code: ErrorCode.TIMEOUT, message: "a new master was elected while the write waited for its answer", newMaster: true };
     } catch (err) {
       if (err instanceof QjmError) return { code: err.code, message: err.message, cause: err };
       return { code: ErrorCode.TIMEOUT, message: (err as Error).message, cause: err };

@@ -213,6 +213,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   const config: Record<string, unknown> = { ...defaults };
   for (const [key, value] of Object.entries(defaults)) {
     const raw = env[envName(key)];
+    // A list set to nothing is the empty list (QJM_DATA_NODES= : the single-master layout); any other empty value is unset.
+    if (raw === "" && Array.isArray(value)) config[key] = [];
     if (raw === undefined || raw === "") continue;
     if (typeof value === "number") {
       if (!/^\d+$/.test(raw.trim())) throw new Error(`${envName(key)}=${raw}: not a non-negative whole number`);

@@ -9,7 +9,10 @@ import { execFile } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import type { ActorStatus } from "../../src/protocol/messages.js";
+import type { ActorStatus, WriteReply } from "../../src/protocol/messages.js";
+import { decode, encode } from "../../src/protocol/codec.js";
+import { connect, QjmClientError } from "../../src/client/index.js";
+import { CLIENT_USER, credsFile } from "../../src/nats/auth.js";
 import { diffKeyspaces, dumpKeyspace, startTestCluster, until, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 const DATA_NODES = ["d1", "d2", "d3"];
@@ -162,6 +165,77 @@ test("a planned switchover (redis-qjm failover --to) hands over without losing a
     await checkCopies(t, tc, writers);
   } finally {
     await writers.stop();
+    await tc.stop();
+  }
+});
+
+test("INCRs retried across a kill -9 and a frozen master, by the client library with write ids, count once each", async (t) => {
+  const tc = await startCluster("failover-once");
+  const client = await connect({ servers: tc.cluster.natsUrl, credsFile: credsFile(tc.cluster.dataDir, CLIENT_USER), cluster: tc.cluster.cluster, timeoutMs: 2000, retryForMs: 60_000 });
+  let running = true;
+  const counts = { acked: 0, duplicates: 0, retried: 0, errors: [] as string[] };
+  const worker = async (): Promise<void> => {
+    while (running) {
+      try {
+        const r = await client.write("INCR", "c");
+        counts.acked++;
+        if (r.duplicate) counts.duplicates++;
+        if (r.attempts > 1) counts.retried++;
+      } catch (err) {
+        counts.errors.push(err instanceof QjmClientError ? `${err.code} unknown=${err.outcomeUnknown}` : String(err));
+      }
+    }
+  };
+  const workers = Array.from({ length: 8 }, worker);
+  try {
+    await waitForWriter(tc);
+    const acked = (n: number) => until(`${n} INCRs acked`, 30_000, () => (counts.acked >= n ? true : undefined), 10);
+    await acked(100);
+    const first = await masterOf(tc);
+    await tc.cluster.signal(first.id, "SIGKILL");
+    await acked(counts.acked + 100);
+    const second = await masterOf(tc, first.id);
+    await tc.cluster.signal(second.id, "SIGSTOP");
+    await acked(counts.acked + 100);
+    await tc.cluster.signal(second.id, "SIGCONT");
+    await acked(counts.acked + 50);
+    running = false;
+    await Promise.all(workers);
+    t.log(`${counts.acked} INCRs acked, ${counts.retried} after a retry, ${counts.duplicates} answered from the dedupe window`);
+    t.deepEqual(counts.errors, [], "every INCR was acked in the end");
+    const master = await masterOf(tc);
+    const c = await dumpKeyspace(redisPort(tc, master.id), tc.redisPassword);
+    t.is(Number(c.get("c")?.value), counts.acked, "c counts each acked INCR once");
+    tc.cluster.startActor(first.id);
+  } finally {
+    running = false;
+    await Promise.all(workers);
+    await client.close();
+    for (const node of DATA_NODES) await tc.cluster.signal(node, "SIGCONT").catch(() => {});
+    await tc.stop();
+  }
+});
+
+test("a retry of a committed write, sent again after the master that committed it died, is answered from the new master's dedupe window", async (t) => {
+  const tc = await startCluster("failover-dedupe");
+  try {
+    await waitForWriter(tc);
+    const incr = (seq: number) => tc.nc.request(`qjm.${tc.cluster.cluster}.write`, encode({ args: ["INCR", "c"], id: { client: "test-client", seq } }), { timeout: 10_000 }).then((m) => decode(m.data) as WriteReply);
+    const first = await incr(1);
+    t.like(first, { ok: true, reply: 1 });
+    t.like(await incr(1), { ok: true, reply: 1, duplicate: true }, "the same id again: the original reply, not applied");
+    t.like(await incr(2), { ok: true, reply: 2 });
+    const master = await masterOf(tc);
+    await waitForReplicas(tc, first.ok ? first.txid + 1 : 0, 30_000);
+    await tc.cluster.signal(master.id, "SIGKILL");
+    const next = await masterOf(tc, master.id);
+    // The new master learnt both writes as a replica: retries of either are answered, never applied again.
+    t.like(await incr(1), { ok: true, reply: 1, duplicate: true });
+    t.like(await incr(2), { ok: true, reply: 2, duplicate: true });
+    t.like(await incr(3), { ok: true, reply: 3 });
+    const c = await dumpKeyspace(redisPort(tc, next.id), tc.redisPassword);
+    t.is(c.get("c")?.value, "3");
+  } finally {
     await tc.stop();
   }
 });

@@ -266,3 +266,12 @@ test("config - block dedupe: bounds at least 1, and a kept reply fits in the win
   ]);
   t.is(loadConfig({ QJM_DEDUPE_WINDOW_RECORDS: "5" }).dedupeWindowRecords, 5);
 });
+
+test("config - a list variable set to nothing is the empty list (QJM_DATA_NODES= selects the single-master layout)", (t) => {
+  t.deepEqual(loadConfig({ QJM_DATA_NODES: "" }).dataNodes, []);
+  t.deepEqual(loadConfig({}).dataNodes, defaults.dataNodes);
+  t.deepEqual(loadConfig({ QJM_DATA_NODES: "a, b" }).dataNodes, ["a", "b"]);
+  // With data nodes, the journal must keep what a new master's dedupe window is rebuilt from.
+  t.throws(() => loadConfig({ QJM_PURGE_MARGIN_RECORDS: "10" }), { message: /dedupeWindowRecords must not exceed purgeMarginRecords/ });
+  t.notThrows(() => loadConfig({ QJM_PURGE_MARGIN_RECORDS: "10", QJM_DATA_NODES: "" }));
+});

@@ -7,6 +7,7 @@ import test from "ava";
 import { defaults } from "../../src/config/config.js";
 import { MasterCore, type MasterLimits, type MasterReady, type SendOrder } from "../../src/master/master_core.js";
 import { encodeEffects } from "../../src/segment/record.js";
+import { DedupeWindow } from "../../src/dedupe/dedupe_window.js";
 
 const N3 = ["jn1", "jn2", "jn3"];
 const limits: MasterLimits = {
@@ -391,4 +392,98 @@ test("master core - writes admitted in the step that fails the term are answered
     r.answers.map((a) => [a.id, a.reply.ok ? "ok" : a.reply.code]),
     [[1, "NO_QUORUM"]],
   );
+});
+
+// ---- issue #11: dedupe of retried writes, and the planned switchover's drain ----
+
+const cid = (seq: number) => ({ client: "c1", seq });
+const recordOf = (seq: number, value: string) => ({ client: "c1", seq, reply: { ok: true as const, value }, replyDropped: false });
+
+test("master core - a retry of a committed write is answered from the dedupe window, never executed again", (t) => {
+  const window = new DedupeWindow(defaults);
+  const core = new MasterCore(limits, undefined, window);
+  core.start(3, 11, N3, 0);
+  core.ready();
+  core.write(1, 10, false, 0, cid(7));
+  let r = core.ready();
+  t.deepEqual(r.execute, [1]);
+  core.outcome(1, { ok: true, value: 5 });
+  core.record(1, payload("c"), { client: "c1", seq: 7, reply: { ok: true, value: 5 }, replyDropped: false });
+  core.flush(1);
+  r = ack(core, core.ready().send, ["jn1", "jn2"]);
+  t.deepEqual(r.answers, [{ id: 1, reply: { ok: true, txid: 11, reply: 5 } }]);
+  // The retry (same client id and seq): the original reply, marked duplicate; nothing to execute.
+  core.write(2, 10, false, 3, cid(7));
+  r = core.ready();
+  t.deepEqual(r.execute, []);
+  t.deepEqual(r.answers, [{ id: 2, reply: { ok: true, txid: 11, reply: 5, duplicate: true } }]);
+  // Another seq of the same client is a new write.
+  core.write(3, 10, false, 3, cid(8));
+  t.deepEqual(core.ready().execute, [3]);
+});
+
+test("master core - retries of a write still in flight wait for the original's answer; a failed term answers all", (t) => {
+  const core = new MasterCore(limits, undefined, new DedupeWindow(defaults));
+  core.start(3, 11, N3, 0);
+  core.ready();
+  core.write(1, 10, false, 0, cid(1));
+  core.write(2, 10, false, 0, cid(1));
+  core.write(3, 10, false, 0, cid(1));
+  let r = core.ready();
+  t.deepEqual(r.execute, [1], "the retries are not executed");
+  core.outcome(1, { ok: true, value: "OK" });
+  core.record(1, payload("k"), recordOf(1, "OK"));
+  core.flush(1);
+  r = ack(core, core.ready().send, ["jn1", "jn3"]);
+  t.deepEqual(r.answers.map((a) => a.id), [1, 2, 3], "one answer, to the original and to both retries");
+  t.true(r.answers.every((a) => a.reply.ok && a.reply.txid === 11));
+  // In flight when the term fails: the original and its retry both get NO_QUORUM (outcome unknown).
+  core.write(4, 10, false, 2, cid(2));
+  core.write(5, 10, false, 2, cid(2));
+  core.ready();
+  core.fail("fenced");
+  r = core.ready();
+  t.deepEqual(r.answers.map((a) => [a.id, a.reply.ok ? "ok" : a.reply.code]), [[4, "NO_QUORUM"], [5, "NO_QUORUM"]]);
+});
+
+test("master core - a retry past the dedupe window of a tracked client is RETRY_EXPIRED, not applied", (t) => {
+  const window = new DedupeWindow({ ...defaults, dedupeWindowRecords: 1 });
+  window.observe(1, recordOf(1, "OK"));
+  window.observe(2, recordOf(2, "OK"));
+  const core = new MasterCore(limits, undefined, window);
+  core.start(3, 3, N3, 0);
+  core.ready();
+  core.write(1, 10, false, 0, cid(1));
+  const r = core.ready();
+  t.deepEqual(r.execute, []);
+  t.deepEqual(r.answers.map((a) => (a.reply.ok ? "ok" : a.reply.code)), ["RETRY_EXPIRED"]);
+});
+
+test("master core - a planned switchover drains: admission stops, and it is drained once everything admitted is answered", (t) => {
+  const core = serving();
+  core.write(1, 10, false, 0);
+  const admitted = core.ready();
+  t.deepEqual(admitted.execute, [1]);
+  core.startHandover();
+  core.write(2, 10, false, 0);
+  t.deepEqual(core.ready().execute, [], "nothing more is admitted");
+  let r = runAdmitted(core, admitted);
+  t.false(r.handoverDrained, "write 1 is not committed yet");
+  r = ack(core, r.send, ["jn1", "jn2"]);
+  t.deepEqual(r.answers.map((a) => a.id), [1]);
+  t.true(r.handoverDrained);
+  t.deepEqual(r.execute, [], "write 2 stays queued");
+  core.stop("handed over");
+  r = core.ready();
+  t.deepEqual(r.answers.map((a) => [a.id, a.reply.ok ? "ok" : a.reply.code]), [[2, "NOT_WRITER"]], "never executed: retried at the new master");
+});
+
+test("master core - a cancelled switchover admits again", (t) => {
+  const core = serving();
+  core.startHandover();
+  core.write(1, 10, false, 0);
+  t.deepEqual(core.ready().execute, []);
+  core.cancelHandover();
+  core.tick(1);
+  t.deepEqual(core.ready().execute, [1]);
 });
