@@ -112,7 +112,7 @@ export class DataNode {
   }
 
   private act(action: ElectionAction): void {
-    if (action.kind === "campaign") this.changing = this.campaign(action.rank).finally(() => (this.changing = null));
+    if (action.kind === "campaign") this.change("campaign", () => this.campaign(action.rank));
     else if (action.kind === "stepDown") this.master?.stepDown(action.reason);
   }
 
@@ -124,7 +124,7 @@ export class DataNode {
         throw new QjmError(ErrorCode.ILLEGAL_STATE, `${this.id} cannot campaign now (${this.election.currentRole}${this.eligible ? "" : ", not eligible"})`);
       }
       this.log.info({ from: req.from }, "the master hands over to this node");
-      this.changing = this.campaign(0).finally(() => (this.changing = null));
+      this.change("campaign", () => this.campaign(0));
       return { ok: true, type: "campaigning" };
     }
     return await this.handOver(req.to);
@@ -181,6 +181,7 @@ export class DataNode {
       return;
     }
     this.election.won(start.epoch, Date.now());
+    if (this.stopped) return;
     const electedMs = Date.now();
     this.events.publish({ type: "elected", node: this.id, epoch: start.epoch, endTxid: start.endTxid });
     const replica = this.replica!;
@@ -189,6 +190,7 @@ export class DataNode {
     this.log.info({ epochMs: electedMs - campaignMs, releaseMs: Date.now() - electedMs }, "won the epoch; the replica handed its Redis over");
     // From here the Redis may hold effects that never commit: a restart must not take it for a replica's copy.
     await writeFileDurably(this.dataDir, MASTER_MARKER, JSON.stringify({ epoch: start.epoch }) + "\n");
+    if (this.stopped) return void (await handed.feeder.close().then(() => handed.redis.stop()));
     const master = new Master(this.id, this.config, this.dataDir, this.nc, this.log, {
       takeover: { start, ...handed, commands: this.commands, window: this.window ?? undefined },
       redisPort: this.redisPort,
@@ -206,15 +208,28 @@ export class DataNode {
     this.events.publish({ type: "steppedDown", node: this.id, reason });
     this.master = null;
     this.election.steppedDown(Date.now(), randomInt(0, this.config.electionBackoffMsMax + 1));
-    const change = (async () => {
+    this.change("step-down", async () => {
       await master.stop();
       this.wipeIfWasMaster();
       if (!this.stopped) await this.startReplica();
-    })();
-    this.changing = change.catch((err: Error) => {
-      this.log.fatal({ err }, "could not rejoin as a replica: exiting");
-      process.exit(1);
-    }).finally(() => (this.changing = null));
+    });
+  }
+
+  /**
+   * One role change at a time (the timer campaigns only when none runs). One that fails midway leaves the node with
+   * neither role and a Redis in an unknown state: the process exits, and its supervisor starts it afresh (a former
+   * master's Redis is wiped at start).
+   */
+  private change(what: string, run: () => Promise<void>): void {
+    const p: Promise<void> = run()
+      .catch((err: unknown) => {
+        this.log.fatal({ err, what }, "a role change failed midway: exiting");
+        process.exit(1);
+      })
+      .finally(() => {
+        if (this.changing === p) this.changing = null;
+      });
+    this.changing = p;
   }
 
   private wipeIfWasMaster(): void {
