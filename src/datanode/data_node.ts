@@ -46,6 +46,8 @@ export class DataNode {
   private changing: Promise<void> | null = null;
   /** The redis-server's command table, read once while a replica: a takeover need not wait for COMMAND. */
   private commands: CommandTable | undefined;
+  /** A planned switchover runs (one at a time). */
+  private handingOver = false;
   /** The dedupe window of this node's Redis: the replica role feeds it, the master role answers retries from it. */
   private window: DedupeWindow | null = null;
 
@@ -78,7 +80,8 @@ export class DataNode {
   status(): ActorStatus {
     const inner = this.master?.status() ?? this.replica?.status() ?? null;
     const base: ActorStatus = inner ?? { role: "replica", id: this.id, pid: process.pid, epoch: 0, lastTxid: 0, committedTxid: 0, appliedTxid: 0, health: "starting", redisUrl: null, details: {} };
-    const campaigning = this.election.currentRole === "candidate";
+    // Won but not yet serving (the replica hands its Redis over): still "campaigning", so nobody else starts.
+    const campaigning = this.election.currentRole === "candidate" || (this.election.currentRole === "master" && this.master === null);
     return { ...base, id: this.id, health: campaigning ? "campaigning" : base.health, priority: this.priority, details: { ...base.details, dataNode: true, dataRole: this.election.currentRole } };
   }
 
@@ -107,7 +110,8 @@ export class DataNode {
 
   private onBeat(subject: string, data: Uint8Array): void {
     const beat = parseBeat(subject, data);
-    if (beat === null || this.stopped) return;
+    // Only the configured data nodes take part in elections.
+    if (beat === null || this.stopped || !this.config.dataNodes.includes(beat.id)) return;
     this.act(this.election.heard(beat, Date.now()));
   }
 
@@ -144,6 +148,16 @@ export class DataNode {
     if (target === undefined || target === this.id || !standbys.includes(target)) {
       throw new QjmError(ErrorCode.ILLEGAL_STATE, `no live, eligible standby ${to ?? ""} to hand over to (standbys: ${standbys.join(", ") || "none"})`);
     }
+    if (this.handingOver) throw new QjmError(ErrorCode.ILLEGAL_STATE, "a switchover is under way already");
+    this.handingOver = true;
+    try {
+      return await this.drainAndHandOver(master, target, status.epoch);
+    } finally {
+      this.handingOver = false;
+    }
+  }
+
+  private async drainAndHandOver(master: Master, target: string, epoch: number): Promise<ControlReply> {
     if (!(await master.drainForHandover(this.config.quorumTimeoutMs))) throw new QjmError(ErrorCode.TIMEOUT, "the master could not drain its writes in time; it serves on");
     const reply = (await request(this.nc, subjects(this.config.cluster).control(target), { type: "campaign", from: this.id }, this.config.journalRequestTimeoutMs).catch((err: Error) => ({ ok: false, message: err.message }))) as { ok?: unknown; message?: unknown };
     if (reply.ok !== true) {
@@ -152,7 +166,7 @@ export class DataNode {
     }
     this.log.info({ to: target }, "handing over: drained, the standby campaigns");
     master.handOff(`planned switchover to ${target}`);
-    return { ok: true, type: "handedOver", from: this.id, to: target, epoch: status.epoch };
+    return { ok: true, type: "handedOver", from: this.id, to: target, epoch };
   }
 
   // ---- roles ----
@@ -237,6 +251,8 @@ export class DataNode {
     if (!fs.existsSync(marker)) return;
     this.log.warn("this node's Redis was a master's: wiping it, to rebuild from the snapshot and the journal");
     wipeRedisData(path.join(this.dataDir, "redis"));
+    // The wipe is durable before the marker goes: a power loss must not bring back the AOF without the marker.
+    fsyncDir(path.join(this.dataDir, "redis"));
     fs.rmSync(marker, { force: true });
   }
 
@@ -247,6 +263,16 @@ export class DataNode {
     await this.changing?.catch(() => {});
     await this.master?.stop();
     await this.replica?.stop();
+  }
+}
+
+function fsyncDir(dir: string): void {
+  if (!fs.existsSync(dir)) return;
+  const fd = fs.openSync(dir, "r");
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
   }
 }
 

@@ -25,9 +25,9 @@ import { parseWriteRequest, type ActorStatus, type WriteId as ClientWriteId, typ
 import { subjects } from "../protocol/subjects.js";
 import { CommandTable } from "../redis/command_table.js";
 import { redisPassword, startRedisServer, type RedisServer } from "../redis/redis_server.js";
-import { encodeEffects, encodeWriteRecord, type Effect, type RecordWrite } from "../segment/record.js";
+import { decodeRecordPayload, encodeEffects, encodeWriteRecord, type Effect, type RecordWrite } from "../segment/record.js";
 import { recordedReplyOf } from "../dedupe/dedupe_answer.js";
-import type { DedupeWindow } from "../dedupe/dedupe_window.js";
+import { DedupeWindow } from "../dedupe/dedupe_window.js";
 import { APPLIED_KEY, ApplyError, applyRecords } from "../redis/apply_records.js";
 import { Feeder } from "../redis/feeder.js";
 import { assert } from "../util/assert.js";
@@ -107,8 +107,11 @@ export class Master {
   private readonly jc: JournalClient;
   private presence: Presence | null = null;
   private writeSub: Subscription | null = null;
-  /** A data node's dedupe window (null: the single-master layout, which does not dedupe). */
-  private readonly window: DedupeWindow | null;
+  /**
+   * The dedupe window of the Redis served: a data node's (filled by its replica role), or the single-master layout's,
+   * filled by each rebuild from the records it replays.
+   */
+  private window: DedupeWindow;
   /** A planned switchover's drain: told true when the core says everything admitted is answered. */
   private handoverDrained: ((drained: boolean) => void) | null = null;
   private nextWriteId = 1;
@@ -142,7 +145,7 @@ export class Master {
     this.jc = new JournalClient(nc, config.cluster, config.journalRequestTimeoutMs);
     this.snapshots = new SnapshotClient(nc, this.jc, config.cluster, config, log);
     this.events = new EventPublisher(nc, config.cluster, `master.${id}`, log);
-    this.window = options.takeover?.window ?? null;
+    this.window = options.takeover?.window ?? new DedupeWindow(config);
     this.core = new MasterCore(config, undefined, this.window);
     this.restorer = new NodeRestorer(this.jc, config, log, this.events, this, this.snapshots);
   }
@@ -359,7 +362,9 @@ export class Master {
     const start = await establishWriter(this.jc, this.config, this.log, randomUUID());
     this.clusterId = start.clusterId;
     await this.openRedis();
-    await this.rebuild(start.inSync, start.endTxid);
+    // A new Redis, a new window: the rebuild fills it from the records it replays (and those before its snapshot).
+    this.window = new DedupeWindow(this.config);
+    await this.rebuild(start.inSync, start.endTxid, this.window);
     await this.openLink();
     if (this.stopped) return;
     this.serveAs(start);
@@ -369,7 +374,7 @@ export class Master {
   private serveAs(start: WriterStart): void {
     this.events.publish({ type: "writerElected", epoch: start.epoch, endTxid: start.endTxid, decision: start.decision });
     this.log.info({ epoch: start.epoch, segmentTxid: start.endTxid + 1, decision: start.decision }, "serving writes");
-    this.step(() => this.core.start(start.epoch, start.endTxid + 1, start.inSync, Date.now()));
+    this.step(() => this.core.start(start.epoch, start.endTxid + 1, start.inSync, Date.now(), this.window));
   }
 
   /**
@@ -393,7 +398,7 @@ export class Master {
       lap("connect");
       await this.applyJournal(t.start.inSync, t.appliedTxid + 1, t.start.endTxid, APPLIED_KEY, (txid, write) => {
         // The window saw what the replica applied; the records after it are the ones fed here.
-        if (this.window !== null && txid > this.window.stats.lastTxid) this.window.observe(txid, write);
+        if (txid > this.window.stats.lastTxid) this.window.observe(txid, write);
       });
       // The applied-txid key means nothing on a master; the data node's Redis does not persist while it is one.
       await this.feeder.sendRun([["DEL", APPLIED_KEY]]);
@@ -462,7 +467,7 @@ export class Master {
    * is the feeder's replica meanwhile: keys whose TTL passed while the journal waited stay until the journal or, once
    * promoted, the Redis's clock deletes them, exactly as on every other copy.
    */
-  private async rebuild(nodes: string[], endTxid: number): Promise<void> {
+  private async rebuild(nodes: string[], endTxid: number, window: DedupeWindow | null): Promise<void> {
     assert(this.client !== null && this.feeder !== null, "rebuild needs a Redis client and its feeder");
     const feeder = this.feeder;
     const client = this.client;
@@ -476,9 +481,30 @@ export class Master {
       await feeder.sendRun([["DEL", APPLIED_KEY]]);
       this.events.publish({ type: "bootstrapped", actor: `master.${this.id}`, txid: snapshot.txid, bytes: snapshot.bytes, fromNode: snapshot.node, ms: snapshot.ms, downloadMs: snapshot.downloadMs });
     }
-    await this.applyJournal(nodes, from, endTxid);
+    if (window !== null && from > 1) await this.observeJournal(nodes, Math.max(1, from - this.config.dedupeWindowRecords), from - 1, window);
+    await this.applyJournal(nodes, from, endTxid, undefined, window === null ? undefined : (txid, write) => window.observe(txid, write));
     this.bootstrapProgress = null;
     this.log.info({ endTxid, fromSnapshot: snapshot?.txid ?? null }, "rebuilt Redis from the journal");
+  }
+
+  /**
+   * The dedupe window learns the records below a snapshot the rebuild started from (best effort: what the journal still
+   * holds; it keeps purgeMarginRecords below the snapshot, at least the window with data nodes).
+   */
+  private async observeJournal(nodes: string[], from: number, to: number, window: DedupeWindow): Promise<void> {
+    const sources = rebuildSources(nodes, this.config.journalNodes);
+    for (let i = 0, misses = 0; from <= to && misses < sources.length; i++) {
+      const { node, uncommitted } = sources[i % sources.length];
+      const read = await this.jc.readRecords(node, from, to, this.config, uncommitted);
+      if (read === null) {
+        misses++;
+        continue;
+      }
+      misses = 0;
+      for (const rec of read.records) if (rec.txid > window.stats.lastTxid) window.observe(rec.txid, decodeRecordPayload(rec.payload).write);
+      from = read.records[read.records.length - 1].txid + 1;
+    }
+    if (from <= to) this.log.warn({ fromTxid: from, toTxid: to }, "the journal no longer holds what the dedupe window would learn below the snapshot");
   }
 
   /**
@@ -565,8 +591,7 @@ export class Master {
       throw new QjmError(ErrorCode.PAYLOAD_TOO_LARGE, `write of ${raw.length} bytes exceeds ${this.config.writeBytesMax > 0 ? "writeBytesMax" : "nats-server's max_payload"} ${writeBytesMax}`);
     }
     const { args, id: requested } = parseWriteRequest(decode(raw));
-    // Without a dedupe window (the single-master layout) an id is accepted and journaled as nothing more.
-    const clientId = this.window !== null ? requested : null;
+    const clientId = requested;
     return new Promise<WriteReply>((respond) => {
       const id = this.nextWriteId++;
       this.writes.set(id, { args, respond, script: null, clientId, outcome: null, refused: null });
@@ -772,7 +797,8 @@ export class Master {
       if (gone()) return;
       await this.openRedis();
       if (gone()) return;
-      await this.rebuild(writer.inSyncNodes, writer.lastTxid);
+      // The same journal, the same window (the core keeps it): the rebuild only refills Redis.
+      await this.rebuild(writer.inSyncNodes, writer.lastTxid, null);
       if (gone()) return;
       await this.openLink();
     } catch (err) {

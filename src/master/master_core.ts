@@ -121,6 +121,8 @@ interface Queued {
   bytes: number;
   deadlineMs: number;
   barrier: boolean;
+  /** Looked up in the dedupe window again at admission: it may have learnt the original since (a takeover's catch-up). */
+  clientId: ClientWriteId | null;
 }
 
 type Drain = { phase: "draining" | "running"; reason: string };
@@ -178,7 +180,7 @@ export class MasterCore {
      * A data node's dedupe window (issue #11): writes with a client id committed lately, with their replies. Null: no
      * dedupe (the single-master layout). The core feeds it each committed write, in txid order.
      */
-    private readonly window: DedupeWindow | null = null,
+    private window: DedupeWindow | null = null,
   ) {
     this.watch = new NodeWatch(limits);
   }
@@ -245,9 +247,21 @@ export class MasterCore {
       return;
     }
     this.queuedBytes_ += bytes;
-    this.queue.push({ id, bytes, barrier, deadlineMs: nowMs + l.quorumTimeoutMs });
+    this.queue.push({ id, bytes, barrier, deadlineMs: nowMs + l.quorumTimeoutMs, clientId: this.window !== null ? clientId : null });
     // Admitted at once if there is room: the queue bounds only what has to wait.
     this.advance();
+  }
+
+  /**
+   * A queued write whose original committed meanwhile (the window learnt it after the write arrived: a new master's
+   * catch-up of the records its replica had not applied yet) is answered from the window, never executed.
+   */
+  private answeredFromWindow(q: Queued): boolean {
+    if (q.clientId === null || this.window === null) return false;
+    const known = answerFromWindow(this.window.lookup(q.clientId.client, q.clientId.seq));
+    if (known === null) return false;
+    this.reply(q.id, known);
+    return true;
   }
 
   /** True when `id` is a retry: answered from the window, or waiting for the original (or refused: too many wait). */
@@ -339,7 +353,9 @@ export class MasterCore {
   // ---- the writer's term ----
 
   /** A writer was established (new epoch, recovered segment, rebuilt Redis, open stream): serve. */
-  start(epoch: number, segmentTxid: number, inSync: readonly string[], nowMs: number): void {
+  start(epoch: number, segmentTxid: number, inSync: readonly string[], nowMs: number, window: DedupeWindow | null = this.window): void {
+    // A master that rebuilt its Redis brings the window its rebuild filled (every record up to segmentTxid - 1).
+    this.window = window;
     assert(this.writerCore === null && this.pending.size === 0, "a term starts only after the last one ended");
     this.nowMs = nowMs;
     this.term++;
@@ -606,6 +622,7 @@ export class MasterCore {
     while (this.queue.length > 0 && this.roll === null && this.reset === null && this.handover === null && this.barrier === null && !w.full && this.pending.size < l.writesInflightMax) {
       if (this.pending.size > 0 && this.inflightBytes_ + this.queue[0].bytes > l.writesInflightBytesMax) return;
       const q = this.dequeue();
+      if (this.answeredFromWindow(q)) continue;
       this.pending.set(q.id, { id: q.id, bytes: q.bytes, txid: null, outcome: null, committed: false, refused: null, recorded: null });
       this.inflightBytes_ += q.bytes;
       this.unjournaled++;

@@ -24,7 +24,8 @@ import { redisPassword, startRedisServer, type RedisServer } from "../redis/redi
 import { APPLIED_KEY, ApplyError, applyRecords } from "../redis/apply_records.js";
 import { Feeder } from "../redis/feeder.js";
 import { CommandTable } from "../redis/command_table.js";
-import { decodeRecordPayload, type RecordView } from "../segment/record.js";
+import { decodeRecordPayload, recordRange, type RecordView } from "../segment/record.js";
+import { ErrorCode } from "../protocol/errors.js";
 import type { DedupeWindow } from "../dedupe/dedupe_window.js";
 import { assert } from "../util/assert.js";
 import { writeFileDurably } from "../util/durable_file.js";
@@ -337,6 +338,9 @@ export class Replica {
   private async resync(): Promise<void> {
     const applied = Number((await this.client!.get(APPLIED_KEY).catch(() => null)) ?? this.core!.appliedTxid);
     this.core = new ReplicaCore(this.config.journalNodes, applied);
+    // Records Redis ran whose ACK we never saw were never observed: the window learns them before this is a standby.
+    const seen = this.window?.stats.lastTxid ?? applied;
+    if (applied > seen) this.windowFrom = Math.max(seen + 1, applied - this.config.dedupeWindowRecords + 1);
   }
 
   /** This redis-server's command table (a data node keeps it for the day it becomes master). */
@@ -346,29 +350,36 @@ export class Replica {
   }
 
   /**
-   * The dedupe window learns the records this Redis already holds (the last `dedupeWindowRecords` up to the applied
-   * txid, which journal nodes keep: purgeMarginRecords is at least as large) before anything new is applied. A
-   * data node is no standby until this is done.
+   * The dedupe window learns the committed records this Redis holds that it has not seen: at start the last
+   * `dedupeWindowRecords` up to the applied txid, after a bootstrap those below the snapshot, after a resync those Redis
+   * kept without our seeing them (journal nodes keep them: purgeMarginRecords is at least the window). Committed
+   * records only. A node that does not answer is asked again later, the replica no standby meanwhile; only records
+   * purged on every node are given up on. `whileStopped`: the release before a takeover, which must finish it.
    */
-  private async warmWindow(): Promise<void> {
+  private async warmWindow(whileStopped = false): Promise<void> {
     const window = this.window!;
     const applied = this.core!.appliedTxid;
-    let misses = 0;
-    for (let node = 0; this.windowFrom !== null && this.windowFrom <= applied && this.running; ) {
-      const read = await this.jc.readRecords(this.config.journalNodes[node % this.config.journalNodes.length], this.windowFrom, applied, this.config);
-      if (read === null) {
-        node++;
-        if (++misses < this.config.journalNodes.length * 3) continue;
-        // Held nowhere (purged, though purgeMarginRecords covers the window): retries of older writes are not recognized.
-        this.log.error({ fromTxid: this.windowFrom, applied }, "no journal node serves the records the dedupe window needs; it starts incomplete");
-        break;
+    const nodes = this.config.journalNodes;
+    let purged = 0;
+    for (let i = 0; this.windowFrom !== null && this.windowFrom <= applied && (this.running || whileStopped); i++) {
+      if (whileStopped && i >= nodes.length * 3) throw new Error(`the dedupe window could not learn txid ${this.windowFrom}: no journal node served it`);
+      const from = this.windowFrom;
+      const r = await this.jc.call(nodes[i % nodes.length], { type: "read", fromTxid: from, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: false });
+      const range = r.ok && "read" in r && r.read.count > 0 ? recordRange(r.read.records, from, applied) : null;
+      if (range === null) {
+        purged = !r.ok && r.code === ErrorCode.PURGED ? purged + 1 : 0;
+        if (purged >= nodes.length) {
+          this.log.error({ fromTxid: from, applied }, "every journal node purged what the dedupe window needs; it starts incomplete");
+          this.windowFrom = null;
+          return;
+        }
+        if ((i + 1) % nodes.length === 0) await this.pause(this.config.replicaPollMs * 10);
+        continue;
       }
-      misses = 0;
-      for (const rec of read.records) if (rec.txid > window.stats.lastTxid) window.observe(rec.txid, decodeRecordPayload(rec.payload).write);
-      this.windowFrom = read.records[read.records.length - 1].txid + 1;
+      for (const rec of range.records) if (rec.txid > window.stats.lastTxid) window.observe(rec.txid, decodeRecordPayload(rec.payload).write);
+      this.windowFrom = range.records[range.records.length - 1].txid + 1;
     }
-    // Done, or given up on; not when stopped midway (a released replica is never a standby with half a window).
-    if (this.running) this.windowFrom = null;
+    if (this.windowFrom !== null && this.windowFrom > applied) this.windowFrom = null;
   }
 
   /** Applies nothing more, and a stopped copy (an apply fault) cannot take over: the data node asks before it campaigns. */
@@ -389,6 +400,8 @@ export class Replica {
     // What the Redis holds, not our count: a run whose ACK timed out may have run after all.
     await this.ensureLinked();
     await this.resync();
+    // The master role answers retries from this window: it must hold every record up to the applied txid.
+    if (this.windowFrom !== null) await this.warmWindow(true);
     this.client.disconnect();
     assert(this.redis !== null && this.feeder !== null && this.core !== null, "release of a replica that never started");
     const handed = { redis: this.redis, feeder: this.feeder, appliedTxid: this.core.appliedTxid };

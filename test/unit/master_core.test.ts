@@ -487,3 +487,15 @@ test("master core - a cancelled switchover admits again", (t) => {
   core.tick(1);
   t.deepEqual(core.ready().execute, [1]);
 });
+
+test("master core - a retry queued before the window learnt its original (a takeover's catch-up) is answered at admission, not executed", (t) => {
+  const window = new DedupeWindow(defaults);
+  const core = new MasterCore(limits, undefined, window);
+  core.write(1, 10, false, 0, cid(7)); // arrives while the new master still feeds its Redis the committed tail
+  t.deepEqual(core.ready().answers, []);
+  window.observe(10, recordOf(7, "OK")); // the catch-up reaches the original's record
+  core.start(3, 11, N3, 1, window);
+  const r = core.ready();
+  t.deepEqual(r.execute, []);
+  t.deepEqual(r.answers, [{ id: 1, reply: { ok: true, txid: 10, reply: "OK", duplicate: true } }]);
+});
