@@ -121,6 +121,8 @@ interface Queued {
   bytes: number;
   deadlineMs: number;
   barrier: boolean;
+  /** The client's id of the write (with a window): looked up again when admitted. */
+  clientId: ClientWriteId | null;
 }
 
 type Drain = { phase: "draining" | "running"; reason: string };
@@ -245,7 +247,7 @@ export class MasterCore {
       return;
     }
     this.queuedBytes_ += bytes;
-    this.queue.push({ id, bytes, barrier, deadlineMs: nowMs + l.quorumTimeoutMs });
+    this.queue.push({ id, bytes, barrier, deadlineMs: nowMs + l.quorumTimeoutMs, clientId: this.window !== null ? clientId : null });
     // Admitted at once if there is room: the queue bounds only what has to wait.
     this.advance();
   }
@@ -606,12 +608,26 @@ export class MasterCore {
     while (this.queue.length > 0 && this.roll === null && this.reset === null && this.handover === null && this.barrier === null && !w.full && this.pending.size < l.writesInflightMax) {
       if (this.pending.size > 0 && this.inflightBytes_ + this.queue[0].bytes > l.writesInflightBytesMax) return;
       const q = this.dequeue();
+      if (this.answeredFromWindow(q)) continue;
       this.pending.set(q.id, { id: q.id, bytes: q.bytes, txid: null, outcome: null, committed: false, refused: null, recorded: null });
       this.inflightBytes_ += q.bytes;
       this.unjournaled++;
       this.out.execute.push(q.id);
       if (q.barrier) this.barrier = q.id;
     }
+  }
+
+  /**
+   * A queued write's id looked up again as it is admitted: it may have arrived before the window held its original's
+   * record (while the master recovered, before its rebuild or takeover observed the recovered log), and was then
+   * answered `new`. Answered from the window instead of executed twice (simulator seed 1, issue #11).
+   */
+  private answeredFromWindow(q: Queued): boolean {
+    if (q.clientId === null || this.window === null) return false;
+    const known = answerFromWindow(this.window.lookup(q.clientId.client, q.clientId.seq));
+    if (known === null) return false;
+    this.reply(q.id, known);
+    return true;
   }
 
   private dequeue(): Queued {
