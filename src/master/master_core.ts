@@ -247,21 +247,9 @@ export class MasterCore {
       return;
     }
     this.queuedBytes_ += bytes;
-    this.queue.push({ id, bytes, barrier, deadlineMs: nowMs + l.quorumTimeoutMs, clientId: this.window !== null ? clientId : null });
+    this.queue.push({ id, bytes, barrier, deadlineMs: nowMs + l.quorumTimeoutMs, clientId });
     // Admitted at once if there is room: the queue bounds only what has to wait.
     this.advance();
-  }
-
-  /**
-   * A queued write whose original committed meanwhile (the window learnt it after the write arrived: a new master's
-   * catch-up of the records its replica had not applied yet) is answered from the window, never executed.
-   */
-  private answeredFromWindow(q: Queued): boolean {
-    if (q.clientId === null || this.window === null) return false;
-    const known = answerFromWindow(this.window.lookup(q.clientId.client, q.clientId.seq));
-    if (known === null) return false;
-    this.reply(q.id, known);
-    return true;
   }
 
   /** True when `id` is a retry: answered from the window, or waiting for the original (or refused: too many wait). */
@@ -629,6 +617,19 @@ export class MasterCore {
       this.out.execute.push(q.id);
       if (q.barrier) this.barrier = q.id;
     }
+  }
+
+  /**
+   * A queued write's id looked up again as it is admitted: it may have arrived before the window held its original's
+   * record (while the master recovered, before its rebuild or takeover observed the recovered log), and was then
+   * answered `new`. Answered from the window instead of executed twice (simulator seed 1, issue #11).
+   */
+  private answeredFromWindow(q: Queued): boolean {
+    if (q.clientId === null || this.window === null) return false;
+    const known = answerFromWindow(this.window.lookup(q.clientId.client, q.clientId.seq));
+    if (known === null) return false;
+    this.reply(q.id, known);
+    return true;
   }
 
   private dequeue(): Queued {

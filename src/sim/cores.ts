@@ -3,6 +3,7 @@
  * that commits on one ack, a recovery that keeps the longest copy, a replica that reads uncommitted records) and
  * expect the invariants to catch them, without touching product code.
  */
+import { DedupeWindow, type DedupeLimits } from "../dedupe/dedupe_window.js";
 import { JournalCore, type LoadedJournal } from "../journal/journal_core.js";
 import { MasterCore, type MasterLimits, type NewWriter } from "../master/master_core.js";
 import { RecoveryCore, type RecoveryLimits } from "../master/recovery_core.js";
@@ -12,8 +13,10 @@ import { ReplicaCore } from "../replica/replica_core.js";
 
 export interface SimCores {
   journalCore(nodeId: string, loaded: LoadedJournal): JournalCore;
-  /** The serving master's core, over writers made by `newWriter` (the factory's own writerCore). */
-  masterCore(limits: MasterLimits, newWriter: NewWriter): MasterCore;
+  /** The serving master's core, over writers made by `newWriter` (the factory's own writerCore), deduping through `window`. */
+  masterCore(limits: MasterLimits, newWriter: NewWriter, window: DedupeWindow): MasterCore;
+  /** A master's dedupe window (the driver feeds it its rebuild's records; the core its commits). */
+  dedupeWindow(limits: DedupeLimits): DedupeWindow;
   writerCore(epoch: number, segmentTxid: number, nodes: readonly string[], inSync: readonly string[], limits: WriterLimits): WriterCore;
   recoveryCore(nodes: readonly string[], limits: RecoveryLimits, newClusterId: string): RecoveryCore;
   restorerCore(node: string, writer: RestorerWriterView, clusterId: string, limits: RestorerLimits): RestorerCore;
@@ -24,7 +27,8 @@ export interface SimCores {
 
 export const realCores: SimCores = {
   journalCore: (nodeId, loaded) => new JournalCore(nodeId, loaded),
-  masterCore: (limits, newWriter) => new MasterCore(limits, newWriter),
+  masterCore: (limits, newWriter, window) => new MasterCore(limits, newWriter, window),
+  dedupeWindow: (limits) => new DedupeWindow(limits),
   writerCore: (epoch, segmentTxid, nodes, inSync, limits) => new WriterCore(epoch, segmentTxid, nodes, inSync, limits),
   recoveryCore: (nodes, limits, newClusterId) => new RecoveryCore(nodes, limits, newClusterId),
   restorerCore: (node, writer, clusterId, limits) => new RestorerCore(node, writer, clusterId, limits),

@@ -9,10 +9,13 @@
  *  - a journal node's finalized segments hold the committed records (never a copy a recovery did not choose);
  *  - promised epochs never go down on a journal node, across restarts;
  *  - a corrupt record is never acked, applied or served onward (applied and recovered records equal the committed
- *    ones byte for byte; a journal node's append scans clean).
+ *    ones byte for byte; a journal node's append scans clean);
+ *  - exactly once (issue #11): no write id (client, seq) is in two committed records, and a write acked to its client
+ *    (a duplicate answered from a dedupe window included) names the committed record that holds its id.
  */
-import { scanRecords } from "../segment/record.js";
-import type { JournalState } from "../protocol/messages.js";
+import { QjmError } from "../protocol/errors.js";
+import { decodeRecordPayload, scanRecords } from "../segment/record.js";
+import type { JournalState, WriteId } from "../protocol/messages.js";
 import type { SimSegmentStore } from "./sim_disk.js";
 
 export class SimViolation extends Error {
@@ -34,6 +37,17 @@ function samePayload(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.compare(a, b) === 0;
 }
 
+/** The write id a committed record carries (null: a v1 record, or a payload that does not decode). */
+function writeIdOf(payload: Uint8Array): WriteId | null {
+  try {
+    return decodeRecordPayload(payload).write;
+  } catch (err) {
+    // A payload a replica could not apply is for the apply path to report, not this invariant.
+    if (err instanceof QjmError) return null;
+    throw err;
+  }
+}
+
 export class Invariants {
   private readonly committed = new Map<number, CommittedRecord>();
   maxCommitted = 0;
@@ -48,6 +62,8 @@ export class Invariants {
   private readonly applied = new Map<string, number>();
   private readonly flipped = new Set<string>();
   counts = { applied: 0, recoveredReads: 0, corruptReadsRefused: 0, writers: 0 };
+  /** The committed record of each write id, `client#seq` → txid (learnt where committed records are learnt). */
+  private readonly committedIds = new Map<string, number>();
   /** Called once, when the first writer is established (the cluster is formatted). */
   onFirstWriter: () => void = () => {};
 
@@ -60,8 +76,38 @@ export class Invariants {
       }
       return;
     }
-    this.committed.set(txid, { epoch, payload, source });
+    // A copy (Buffer.slice would not be one): a payload read off a simulated disk is a view of its file, which a later
+    // bit flip would change.
+    this.committed.set(txid, { epoch, payload: Uint8Array.from(payload), source });
     this.maxCommitted = Math.max(this.maxCommitted, txid);
+    this.learnWriteId(txid, payload, source);
+  }
+
+  /** Exactly once: a write id committed under two txids is a retry applied twice (a dedupe window that forgot it). */
+  private learnWriteId(txid: number, payload: Uint8Array, source: string): void {
+    const write = writeIdOf(payload);
+    if (write === null) return;
+    const key = `${write.client}#${write.seq}`;
+    const other = this.committedIds.get(key);
+    if (other !== undefined && other !== txid) fail(`write ${key} applied twice: committed at txid ${other} and at txid ${txid} (from ${source})`);
+    this.committedIds.set(key, txid);
+  }
+
+  /**
+   * The client got OK for its write `id` at `txid` (`duplicate`: answered from a dedupe window): the committed record
+   * at that txid is the one holding this id, the first and only one.
+   */
+  ackedWrite(id: WriteId, txid: number, duplicate: boolean): void {
+    const key = `${id.client}#${id.seq}`;
+    const c = this.committed.get(txid);
+    const what = duplicate ? "acked as a duplicate" : "acked";
+    if (c === undefined) fail(`write ${key} ${what} at txid ${txid}, which is not committed`);
+    const held = writeIdOf(c.payload);
+    if (held === null || held.client !== id.client || held.seq !== id.seq) {
+      fail(`write ${key} ${what} at txid ${txid}, whose committed record holds ${held === null ? "no write id" : `write ${held.client}#${held.seq}`}`);
+    }
+    const first = this.committedIds.get(key);
+    if (first !== txid) fail(`write ${key} ${what} at txid ${txid}, but its id was committed at txid ${first}`);
   }
 
   /** A writer's batch reached a majority: txids up to `committedTxid` are committed in `epoch` by `writer`. */

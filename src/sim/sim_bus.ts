@@ -3,7 +3,7 @@
  * delivered twice, and is dropped when a partition separates sender and receiver at delivery time or the receiver
  * is down. Any subset of actors can be cut from the rest, several cuts at once.
  */
-import type { WriteReply } from "../protocol/messages.js";
+import type { WriteId, WriteReply } from "../protocol/messages.js";
 import type { Prng } from "./prng.js";
 import type { SimClock } from "./clock.js";
 import type { Trace } from "./trace.js";
@@ -17,7 +17,8 @@ export type SimMessage =
   | { kind: "reply"; id: number; body: Uint8Array }
   /** A journal node's presence, heard by the masters (NodeWatch). */
   | { kind: "heartbeat" }
-  | { kind: "write"; id: number; op: ClientOp }
+  /** A client's write; `writeId` (client, seq) is the same on each retry of it, null for a write sent without one. */
+  | { kind: "write"; id: number; writeId: WriteId | null; op: ClientOp }
   | { kind: "writeReply"; id: number; reply: WriteReply };
 
 export interface BusOptions {

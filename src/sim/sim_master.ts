@@ -1,7 +1,7 @@
 /**
  * The master in the simulation: a thin driver of the same MasterCore master.ts drives (src/master/master_core.ts).
  * It becomes the writer as master.ts does (the RecoveryCore, retried after writerRetryMs, then a rebuild of its
- * Redis from the recovered log), then feeds the core client writes, journal replies, heartbeats and timer ticks, and
+ * Redis and of its dedupe window from the recovered log), then feeds the core client writes, journal replies, heartbeats and timer ticks, and
  * does what each `ready()` says: execute on the model Redis, send batches, answer clients, catch nodes up (the
  * RestorerCore), roll the segment (the RollCore), and on a failed term recover again in a new epoch.
  *
@@ -10,6 +10,8 @@
  * catch-up's snapshot copy succeeds at once).
  */
 import type { Config } from "../config/config.js";
+import { recordedReplyOf } from "../dedupe/dedupe_answer.js";
+import type { DedupeWindow } from "../dedupe/dedupe_window.js";
 import type { MasterCore, MasterReady, SendOrder, WriteId } from "../master/master_core.js";
 import type { RecoveryCore, RecoveryOutput, WriterStart } from "../master/recovery_core.js";
 import type { RestorerCore, RestorerOutput } from "../master/restorer_core.js";
@@ -17,9 +19,9 @@ import { RollCore, type RollStep } from "../master/segment_roll.js";
 import type { WriterCore } from "../master/writer_core.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, errorReply, toErrorReply } from "../protocol/errors.js";
-import { parseJournalReply, type JournalReply, type JournalRequest, type WriteReply } from "../protocol/messages.js";
+import { parseJournalReply, type JournalReply, type JournalRequest, type WriteId as ClientWriteId, type WriteReply } from "../protocol/messages.js";
 import { rebuildSources } from "../master/rebuild_sources.js";
-import { decodeRecordPayload, encodeEffects, recordRange } from "../segment/record.js";
+import { decodeRecordPayload, encodeWriteRecord, recordRange } from "../segment/record.js";
 import { AssertionError } from "../util/assert.js";
 import type { SimClock } from "./clock.js";
 import type { SimCores } from "./cores.js";
@@ -35,7 +37,10 @@ type MasterState = "down" | "recovering" | "rebuilding" | "writing";
 /** A client write as the driver knows it; the core knows it by its id. */
 interface SimWrite {
   client: string;
-  clientId: number;
+  /** The bus message's id, which the reply carries. */
+  msgId: number;
+  /** The client's id of the write (same on its retries), or null: journaled as a v1 record, never deduped. */
+  writeId: ClientWriteId | null;
   op: ClientOp;
   /** Its record and the epoch that journaled it, once executed. */
   payload: Uint8Array | null;
@@ -81,6 +86,11 @@ export class SimMaster implements SimActor {
   private readonly rpc = new Map<number, (reply: JournalReply) => void>();
   private recovery: RecoveryCore | null = null;
   private core: MasterCore;
+  /**
+   * The dedupe window (issue #11): fed by the core at each commit and by every rebuild with the records it reads, so
+   * it holds what the journal holds. A new one per incarnation (a restart loses memory, as a data node's does).
+   */
+  private window: DedupeWindow;
   private redis = new Map<string, string>();
   private writes = new Map<WriteId, SimWrite>();
   private nextWriteId = 1;
@@ -119,7 +129,8 @@ export class SimMaster implements SimActor {
     private readonly invariants: Invariants,
     private readonly requestIds: { next(): number },
   ) {
-    this.core = cores.masterCore(config, cores.writerCore);
+    this.window = cores.dedupeWindow(config);
+    this.core = cores.masterCore(config, cores.writerCore, this.window);
   }
 
   get writing(): boolean {
@@ -134,7 +145,8 @@ export class SimMaster implements SimActor {
     if (this.up) return;
     this.up = true;
     const generation = ++this.incarnation;
-    this.core = this.cores.masterCore(this.config, this.cores.writerCore);
+    this.window = this.cores.dedupeWindow(this.config);
+    this.core = this.cores.masterCore(this.config, this.cores.writerCore, this.window);
     this.trace.add(this.id, "start");
     const tick = (): void => {
       if (this.incarnation !== generation) return;
@@ -202,7 +214,7 @@ export class SimMaster implements SimActor {
         this.core.heartbeat(from, this.clock.nowMs);
         return;
       case "write":
-        this.onWrite(from, msg.id, msg.op);
+        this.onWrite(from, msg.id, msg.writeId, msg.op);
         return;
       default:
         return;
@@ -287,6 +299,8 @@ export class SimMaster implements SimActor {
         for (const rec of range.records) {
           this.invariants.recovered(this.writer, rec.txid, rec.epoch, rec.payload);
           applyEffects(this.redis, rec.payload);
+          // The window already holds what this incarnation committed or read before (master.ts's takeover does the same).
+          if (rec.txid > this.window.stats.lastTxid) this.window.observe(rec.txid, decodeRecordPayload(rec.payload).write);
           from = rec.txid + 1;
         }
         next();
@@ -307,10 +321,10 @@ export class SimMaster implements SimActor {
 
   // ---- the loop over the core ----
 
-  private onWrite(client: string, clientId: number, op: ClientOp): void {
+  private onWrite(client: string, msgId: number, writeId: ClientWriteId | null, op: ClientOp): void {
     const id = this.nextWriteId++;
-    this.writes.set(id, { client, clientId, op, payload: null, epoch: 0 });
-    this.step(() => this.core.write(id, encode(op).length, false, this.clock.nowMs));
+    this.writes.set(id, { client, msgId, writeId, op, payload: null, epoch: 0 });
+    this.step(() => this.core.write(id, encode(op).length, false, this.clock.nowMs, writeId));
   }
 
   /** Feeds one event to the core, then does what it decided, until it has nothing more to say. */
@@ -345,13 +359,19 @@ export class SimMaster implements SimActor {
     if (r.failed !== null) this.failWriter(r.failed);
   }
 
-  /** The model Redis runs the write at once, and its record comes at once (no stream, no markers). */
+  /**
+   * The model Redis runs the write at once, and its record comes at once (no stream, no markers). A write with a
+   * client id is journaled with the id and its reply (master.ts `journal`), which the window learns at the commit.
+   */
   private execute(id: WriteId): void {
     const w = this.writes.get(id)!;
     const result = executeOp(this.redis, w.op);
-    const payload = encodeEffects(result.effects.map((e) => e.map((a) => Buffer.from(a))));
-    this.core.outcome(id, result.ok ? { ok: true, value: result.reply } : { ok: false, message: String(result.reply) });
-    const txid = this.core.record(id, payload);
+    const effects = result.effects.map((e) => e.map((a) => Buffer.from(a)));
+    const outcome = result.ok ? ({ ok: true, value: result.reply } as const) : ({ ok: false, message: String(result.reply) } as const);
+    this.core.outcome(id, outcome);
+    const recorded = encodeWriteRecord(effects, w.writeId === null ? null : { id: w.writeId, reply: recordedReplyOf(outcome) }, this.config.dedupeReplyBytesMax);
+    const payload = recorded.payload;
+    const txid = this.core.record(id, payload, recorded.write);
     if (txid === null) return;
     w.payload = payload;
     w.epoch = this.core.writer!.epoch;
@@ -363,10 +383,11 @@ export class SimMaster implements SimActor {
     if (w === undefined) return;
     this.writes.delete(id);
     if (reply.ok) {
-      this.invariants.acked(reply.txid, w.epoch, w.payload!);
+      // A retry answered from the window or with its original's reply ran nothing here: the client checks it by id.
+      if (w.payload !== null) this.invariants.acked(reply.txid, w.epoch, w.payload);
       this.acks++;
     }
-    this.bus.send(this.id, w.client, { kind: "writeReply", id: w.clientId, reply });
+    this.bus.send(this.id, w.client, { kind: "writeReply", id: w.msgId, reply });
   }
 
   private scheduleFlush(): void {

@@ -11,6 +11,7 @@ import { SimClock } from "./clock.js";
 import { realCores, type SimCores } from "./cores.js";
 import { Invariants, SimViolation } from "./invariants.js";
 import { Prng } from "./prng.js";
+import type { WriteId } from "../protocol/messages.js";
 import { SimBus, type BusOptions, type ClientOp, type SimActor, type SimMessage } from "./sim_bus.js";
 import { SimJournalNode } from "./sim_journal_node.js";
 import { SimMaster } from "./sim_master.js";
@@ -57,7 +58,7 @@ export interface SimResult {
   hash: string;
   steps: number;
   simMs: number;
-  stats: { forged: number; journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; rolls: number; livenessNotPromised: number };
+  stats: { forged: number; journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; rolls: number; livenessNotPromised: number; retries: number; duplicates: number };
 }
 
 /** The simulation's timeouts, scaled down from the defaults so a short run sees many failovers. */
@@ -87,18 +88,44 @@ function simConfig(journalNodes: string[], replicas: string[], batchRecordsMax: 
     journalInflightBytesMax: 768,
     writesInflightBytesMax: 4096,
     writesQueuedBytesMax: 4096,
+    // The dedupe window scaled down (issue #11), so that a run's retries also meet writes that left it (RETRY_EXPIRED).
+    dedupeWindowRecords: 512,
+    dedupeWindowBytesMax: 64 * 1024,
+    dedupeClientsMax: 8,
+    dedupeReplyBytesMax: 256,
   };
   const errors = validateConfig(config);
   assert(errors.length === 0, `simulation config: ${errors.join("; ")}`);
   return config;
 }
 
-/** A client issuing SET/INCR/DEL on a few keys to a random master, counting what came back. */
+/** Attempts of one write (its first send and its retries), as the client library's retryForMs bounds them. */
+export const CLIENT_ATTEMPTS_MAX = 4;
+/** The first retry's backoff (then doubling). */
+const CLIENT_BACKOFF_MS = 20;
+/** Chance that a write is sent without a write id (a client without the library): journaled as a v1 record, never retried. */
+const NO_ID_CHANCE = 0.1;
+/** Answers after which the client library resends the same write with the same id (src/client/client.ts). */
+const RETRIED_CODES: ReadonlySet<string> = new Set(["NO_QUORUM", "NOT_WRITER", "OVERLOADED"]);
+
+interface Outstanding {
+  op: ClientOp;
+  writeId: WriteId | null;
+  attempt: number;
+}
+
+/**
+ * A client issuing SET/INCR/DEL on a few keys to a random master, counting what came back. Each write carries a
+ * write id (client, seq) and, when its answer is NO_QUORUM (or NOT_WRITER, OVERLOADED) or lost (its attempt's
+ * timeout), is sent again with the same id to any master, up to CLIENT_ATTEMPTS_MAX attempts: the retries the
+ * masters' dedupe windows must apply once (issue #11).
+ */
 class SimClient implements SimActor {
   up = true;
   writing = true;
-  private readonly outstanding = new Map<number, string>();
-  counts = { acked: 0, failed: 0, unknown: 0, ackedAfterHeal: 0 };
+  /** Unanswered writes by seq (the bus message's id, the same on every attempt). */
+  private readonly outstanding = new Map<number, Outstanding>();
+  counts = { acked: 0, failed: 0, unknown: 0, ackedAfterHeal: 0, retries: 0, duplicates: 0 };
   healed = false;
   private seq = 0;
 
@@ -110,21 +137,46 @@ class SimClient implements SimActor {
     private readonly prng: Prng,
     private readonly config: Config,
     private readonly intervalMsMax: number,
+    private readonly invariants: Invariants,
   ) {}
 
   start(): void {
     const issue = (): void => {
       if (!this.writing) return;
+      const seq = ++this.seq;
       const op = this.nextOp();
-      const id = ++this.seq;
-      this.outstanding.set(id, op.op);
-      this.bus.send(this.id, this.prng.pick(this.masters), { kind: "write", id, op });
-      this.clock.after(this.config.quorumTimeoutMs * 4, () => {
-        if (this.outstanding.delete(id)) this.counts.unknown++;
-      });
+      const writeId = this.prng.chance(NO_ID_CHANCE) ? null : { client: this.id, seq };
+      const w: Outstanding = { op, writeId, attempt: 0 };
+      this.outstanding.set(seq, w);
+      this.send(seq, w);
       this.clock.after(this.prng.int(1, this.intervalMsMax), issue);
     };
     issue();
+  }
+
+  /** One attempt: to a random master, with the write's id; its timeout retries (or gives up) unless answered first. */
+  private send(seq: number, w: Outstanding): void {
+    const attempt = ++w.attempt;
+    this.bus.send(this.id, this.prng.pick(this.masters), { kind: "write", id: seq, writeId: w.writeId, op: w.op });
+    this.clock.after(this.config.quorumTimeoutMs * 4, () => {
+      if (this.outstanding.get(seq) === w && w.attempt === attempt) this.retryOrGiveUp(seq, w);
+    });
+  }
+
+  /** The outcome is unknown: resend with the same id while attempts remain (a write without an id is not retried). */
+  private retryOrGiveUp(seq: number, w: Outstanding): void {
+    if (w.writeId === null || w.attempt >= CLIENT_ATTEMPTS_MAX) {
+      this.outstanding.delete(seq);
+      this.counts.unknown++;
+      return;
+    }
+    // Jittered exponential backoff, as the library's (retry.ts); an answer meanwhile (a late one of an earlier attempt) settles it.
+    const attempt = w.attempt;
+    this.clock.after(this.prng.int(CLIENT_BACKOFF_MS / 2, CLIENT_BACKOFF_MS * 2 ** (attempt - 1)), () => {
+      if (this.outstanding.get(seq) !== w || w.attempt !== attempt) return;
+      this.counts.retries++;
+      this.send(seq, w);
+    });
   }
 
   private nextOp(): ClientOp {
@@ -136,12 +188,19 @@ class SimClient implements SimActor {
   }
 
   onMessage(_from: string, msg: SimMessage): void {
-    if (msg.kind !== "writeReply" || !this.outstanding.delete(msg.id)) return;
-    if (msg.reply.ok) {
+    if (msg.kind !== "writeReply") return;
+    const w = this.outstanding.get(msg.id);
+    if (w === undefined) return;
+    const reply = msg.reply;
+    if (!reply.ok && RETRIED_CODES.has(reply.code)) return this.retryOrGiveUp(msg.id, w);
+    this.outstanding.delete(msg.id);
+    if (reply.ok) {
+      // Whatever attempt answered, the txid must hold this very write (its first commit, for a duplicate).
+      if (w.writeId !== null) this.invariants.ackedWrite(w.writeId, reply.txid, reply.duplicate === true);
+      if (reply.duplicate === true) this.counts.duplicates++;
       this.counts.acked++;
       if (this.healed) this.counts.ackedAfterHeal++;
-    } else if (msg.reply.code === "NO_QUORUM") this.counts.unknown++;
-    else this.counts.failed++;
+    } else this.counts.failed++;
   }
 }
 
@@ -191,7 +250,7 @@ export function runSimulation(options: SimOptions): SimResult {
   const divergeChance = options.divergeChance ?? copyPrng.pick([0, 0.2, 0.5]);
   trace.add("sim", `recovery copy faults ${copyFaultChance}, diverging minority ${divergeChance}`);
   const replicas = replicaIds.map((id) => new SimReplica(id, config, clock, bus, trace, cores, invariants, requestIds));
-  const client = new SimClient("c1", masterIds, clock, bus, prng, config, prng.pick([2, 5, 15, 40]));
+  const client = new SimClient("c1", masterIds, clock, bus, prng, config, prng.pick([2, 5, 15, 40]), invariants);
   for (const a of [...jns, ...masters, ...replicas, client]) bus.register(a);
   for (const jn of jns) jn.masters = masterIds;
   const everyone = [...jns, ...masters, ...replicas, client].map((a) => a.id);
@@ -361,6 +420,8 @@ export function runSimulation(options: SimOptions): SimResult {
       rejoins: masters.reduce((n, m) => n + m.rejoins, 0),
       rolls: masters.reduce((n, m) => n + m.rolls, 0),
       livenessNotPromised,
+      retries: client.counts.retries,
+      duplicates: client.counts.duplicates,
     },
   });
 

@@ -1,4 +1,5 @@
 /** Deliberately wrong protocol cores: the simulation must catch each (test/unit/sim.test.ts). */
+import { DedupeWindow, type DedupeLookup } from "../../src/dedupe/dedupe_window.js";
 import { JournalCore } from "../../src/journal/journal_core.js";
 import { MasterCore } from "../../src/master/master_core.js";
 import { RecoveryCore } from "../../src/master/recovery_core.js";
@@ -53,6 +54,21 @@ class RollWithoutDrainMasterCore extends MasterCore {
   }
 }
 
+/** A dedupe window that forgets (issue #11): it observes every commit, but answers every retry as a new write. */
+class ForgetfulDedupeWindow extends DedupeWindow {
+  override lookup(_client: string, _seq: number): DedupeLookup {
+    return { kind: "new" };
+  }
+}
+
+/** A dedupe window that answers a retry of a committed write with the txid after its record's (an off-by-one). */
+class OffByOneDedupeWindow extends DedupeWindow {
+  override lookup(client: string, seq: number): DedupeLookup {
+    const known = super.lookup(client, seq);
+    return known.kind === "committed" ? { ...known, txid: known.txid + 1 } : known;
+  }
+}
+
 export const wrongCores: Record<string, SimCores> = {
   "writer acks after one journal node": {
     ...realCores,
@@ -65,12 +81,14 @@ export const wrongCores: Record<string, SimCores> = {
   "replica applies uncommitted records": { ...realCores, replicaReadsUncommitted: true },
   "master answers journaled writes before their commit": {
     ...realCores,
-    masterCore: (limits, newWriter) => new AnswersBeforeCommitMasterCore(limits, newWriter),
+    masterCore: (limits, newWriter, window) => new AnswersBeforeCommitMasterCore(limits, newWriter, window),
   },
   "master rolls without draining": {
     ...realCores,
-    masterCore: (limits, newWriter) => new RollWithoutDrainMasterCore(limits, newWriter),
+    masterCore: (limits, newWriter, window) => new RollWithoutDrainMasterCore(limits, newWriter, window),
   },
+  "a dedupe window that forgets": { ...realCores, dedupeWindow: (limits) => new ForgetfulDedupeWindow(limits) },
+  "a dedupe window that answers duplicates with the next txid": { ...realCores, dedupeWindow: (limits) => new OffByOneDedupeWindow(limits) },
   // Each half alone is covered by the other (the real recovery skips failed copies; a real node refuses them).
   "recovery accepts on nodes whose copy failed, and nodes do not check the chosen copy": {
     ...realCores,

@@ -459,6 +459,25 @@ test("master core - a retry past the dedupe window of a tracked client is RETRY_
   t.deepEqual(r.answers.map((a) => (a.reply.ok ? "ok" : a.reply.code)), ["RETRY_EXPIRED"]);
 });
 
+/**
+ * Simulator seed 1 (issue #11): a write committed at txid 30 whose writer failed before it learnt the commit was
+ * answered NO_QUORUM; its retry reached the same master while it recovered, before its rebuild had shown the window
+ * txid 30, was looked up then ("new"), queued, and executed again once the master served: one id, two records.
+ */
+test("master core - a retry queued while not serving is looked up in the window when admitted, after the rebuild", (t) => {
+  const window = new DedupeWindow(defaults);
+  const core = new MasterCore(limits, undefined, window);
+  core.write(1, 10, false, 0, cid(25));
+  t.deepEqual(core.ready().answers, [], "queued: no writer yet");
+  // The rebuild reads the recovered log, which holds the original's record.
+  window.observe(30, recordOf(25, "OK"));
+  core.start(3, 31, N3, 0);
+  const r = core.ready();
+  t.deepEqual(r.execute, [], "never executed again");
+  t.deepEqual(r.answers, [{ id: 1, reply: { ok: true, txid: 30, reply: "OK", duplicate: true } }]);
+  t.is(core.queued, 0);
+});
+
 test("master core - a planned switchover drains: admission stops, and it is drained once everything admitted is answered", (t) => {
   const core = serving();
   core.write(1, 10, false, 0);
