@@ -117,8 +117,7 @@ class ClientImpl implements QjmClient {
    * Settles when a new master starts serving (its writerElected event): an attempt sent to the old one may wait for a
    * reply that never comes (a killed or fenced master), so it is sent again at once, with the same id (issue #11).
    */
-  private newMaster!: Promise<void>;
-  private announceNewMaster!: () => void;
+  private readonly waitingForMaster = new Set<() => void>();
   private epochSeen = 0;
 
   constructor(
@@ -128,21 +127,14 @@ class ClientImpl implements QjmClient {
     private readonly limits: { timeoutMs: number; retryForMs: number },
   ) {
     this.closing = new Promise((resolve) => (this.markClosed = resolve));
-    this.armNewMaster();
     void this.watchElections();
-  }
-
-  private armNewMaster(): void {
-    this.newMaster = new Promise((resolve) => (this.announceNewMaster = resolve));
   }
 
   private async watchElections(): Promise<void> {
     for await (const event of this.events()) {
       if (event.type !== "writerElected" || typeof event.epoch !== "number" || event.epoch <= this.epochSeen) continue;
       this.epochSeen = event.epoch;
-      const announce = this.announceNewMaster;
-      this.armNewMaster();
-      announce();
+      for (const resend of [...this.waitingForMaster]) resend();
     }
   }
 
@@ -171,8 +163,15 @@ class ClientImpl implements QjmClient {
   private async attempt(body: unknown): Promise<Omit<WriteResult, "attempts"> | { code: ErrorCode; message: string; cause?: unknown; newMaster?: true }> {
     let reply: unknown;
     try {
-      const elected = this.newMaster.then(() => NEW_MASTER);
-      reply = await Promise.race([request(this.nc, this.s.write, body, this.limits.timeoutMs), elected]);
+      // One waiter per attempt, removed with it: nothing accumulates between elections.
+      let resend = (): void => {};
+      const elected = new Promise<typeof NEW_MASTER>((resolve) => (resend = () => resolve(NEW_MASTER)));
+      this.waitingForMaster.add(resend);
+      try {
+        reply = await Promise.race([request(this.nc, this.s.write, body, this.limits.timeoutMs), elected]);
+      } finally {
+        this.waitingForMaster.delete(resend);
+      }
       if (reply === NEW_MASTER) return { code: ErrorCode.TIMEOUT, message: "a new master was elected while the write waited for its answer", newMaster: true };
     } catch (err) {
       if (err instanceof QjmError) return { code: err.code, message: err.message, cause: err };

