@@ -88,6 +88,8 @@ class QjmFailover implements FailoverSystem {
   private cluster: LocalCluster | null = null;
   private nc: NatsConnection | undefined;
   private writeSubject = "";
+  /** Attempts waiting at the master; a new master's writerElected event gives them up at once (see write). */
+  private readonly waitingForMaster = new Set<() => void>();
   /** Actor name → its NATS proxy, kept across the actor's restarts; proxies not yet given to an actor. */
   private readonly proxies = new Map<string, TcpProxy>();
   private readonly spare: TcpProxy[] = [];
@@ -125,6 +127,7 @@ class QjmFailover implements FailoverSystem {
     for (const child of c.actors.values()) trackServer(child, "actors");
     this.nc = await connectNats(this.cleanup, c.natsUrl, "bench-failover-clients");
     this.writeSubject = subjects(c.cluster).write;
+    this.watchElections(this.nc, c.cluster);
     this.cleanup.add("read connection", async () => this.readConn?.conn.disconnect());
     await this.awaitWhole(QJM_READY_TIMEOUT_MS);
   }
@@ -158,14 +161,34 @@ class QjmFailover implements FailoverSystem {
     return { name, pid: m.pid, redisPort, status: m };
   }
 
+  /**
+   * One attempt. A write waiting at a master that was just replaced is given up (unknown, and retried by the bench) as
+   * soon as the new master's writerElected event arrives, as the client library does and as ioredis's failover detector
+   * (+switch-master) does for the Sentinel clients; without it every closed-loop client waits out its timeout first.
+   */
   async write(_c: number, key: string, value: string): Promise<Attempt> {
     if (this.nc === undefined) return "failed";
+    let giveUp = (): void => {};
+    const elected = new Promise<"elected">((resolve) => (giveUp = () => resolve("elected")));
+    this.waitingForMaster.add(giveUp);
     try {
-      const msg = await this.nc.request(this.writeSubject, encode(["SET", key, value]), { timeout: QJM_WRITE_TIMEOUT_MS });
-      return classifyQjmReply(msg.data);
+      const msg = await Promise.race([this.nc.request(this.writeSubject, encode(["SET", key, value]), { timeout: QJM_WRITE_TIMEOUT_MS }), elected]);
+      return msg === "elected" ? "unknown" : classifyQjmReply(msg.data);
     } catch (err) {
       return classifyRequestError(err);
+    } finally {
+      this.waitingForMaster.delete(giveUp);
     }
+  }
+
+  private watchElections(nc: NatsConnection, cluster: string): void {
+    nc.subscribe(subjects(cluster).events, {
+      callback: (err, msg) => {
+        if (err !== null) return;
+        const event = decode(msg.data) as { type?: unknown } | null;
+        if (event?.type === "writerElected") for (const giveUp of [...this.waitingForMaster]) giveUp();
+      },
+    });
   }
 
   async killMaster(): Promise<{ what: string; atMs: number }> {
