@@ -102,11 +102,31 @@ export function encodeRecordPayload(effects: readonly Effect[], write: { id: Wri
 export function encodeWriteRecord(effects: readonly Effect[], write: { id: WriteId; reply: RecordedReply } | null, replyBytesMax: number): { payload: Uint8Array; write: RecordWrite | null } {
   if (write === null) return { payload: encodeEffects(effects), write: null };
   const r = write.reply.ok ? write.reply.value : write.reply.code === undefined ? { err: write.reply.message } : { err: write.reply.message, code: write.reply.code };
-  const replyBytes = packr.pack(r).length;
-  const kept = replyBytes <= replyBytesMax;
+  // Most replies are small: a bound without packing decides; only a reply near the limit is packed to be measured.
+  const kept = packedBytesAtMost(r, replyBytesMax) <= replyBytesMax || packr.pack(r).length <= replyBytesMax;
   const w = kept ? { c: write.id.client, s: write.id.seq, r } : { c: write.id.client, s: write.id.seq, d: true };
   const seen: RecordWrite = kept ? { client: write.id.client, seq: write.id.seq, reply: write.reply, replyDropped: false } : { client: write.id.client, seq: write.id.seq, replyDropped: true };
   return { payload: packr.pack({ v: PAYLOAD_V2, e: effects, w }), write: seen };
+}
+
+/**
+ * An upper bound of `value`'s msgpack size (each header counted at its largest, 5 bytes; a number at 9), counted no
+ * further than past `limit`: a reply is packed once, inside its record, not a second time to be measured.
+ */
+function packedBytesAtMost(value: unknown, limit: number): number {
+  if (value === null || typeof value === "boolean") return 1;
+  if (typeof value === "number") return 9;
+  if (typeof value === "string") return 5 + (value.length * 3 <= limit ? value.length * 3 : Buffer.byteLength(value));
+  if (value instanceof Uint8Array) return 5 + value.length;
+  // Anything else (not a reply Redis gives): past the limit, so that the caller measures it exactly.
+  if (typeof value !== "object") return limit + 1;
+  let bytes = 5;
+  const parts = Array.isArray(value) ? value : Object.entries(value).flat();
+  for (const part of parts) {
+    bytes += packedBytesAtMost(part, limit);
+    if (bytes > limit) return bytes;
+  }
+  return bytes;
 }
 
 /** The effects of either payload form; for callers that do not need the write id. */

@@ -9,8 +9,10 @@ import {
   encodeEffects,
   encodeRecordPayload,
   encodeRecord,
+  encodeWriteRecord,
   scanRecords,
   type Effect,
+  type RecordedReply,
 } from "../../src/segment/record.js";
 import { encode } from "../../src/protocol/codec.js";
 import { ErrorCode, QjmError } from "../../src/protocol/errors.js";
@@ -299,4 +301,27 @@ test("record - decodeRecordPayload refuses malformed v2 payloads with BAD_RECORD
   for (let i = 0; i <= REPLY_DEPTH_MAX; i++) deep = [deep];
   t.throws(() => decodeRecordPayload(encode({ v: 2, e, w: { ...w, r: deep } })), { instanceOf: QjmError }, "too deep");
   t.throws(() => decodeRecordPayload(Buffer.from([0xc1])), { instanceOf: QjmError }, "not msgpack");
+});
+
+test("record - whether a reply is kept is decided by its exact packed size, whatever its shape", (t) => {
+  const replies: RecordedReply[] = [
+    { ok: true, value: null },
+    { ok: true, value: 7 },
+    { ok: true, value: -(2 ** 40) },
+    { ok: true, value: "é".repeat(40) },
+    { ok: true, value: "😀".repeat(30) },
+    { ok: true, value: Buffer.alloc(90, 1) },
+    { ok: true, value: [1, "ab", [Buffer.from("c"), null, ["d".repeat(50)]]] },
+    { ok: true, value: Array.from({ length: 40 }, (_, i) => i) },
+    { ok: false, message: "ERR " + "x".repeat(60) },
+    { ok: false, message: "over", code: ErrorCode.EFFECTS_REFUSED },
+  ];
+  for (const reply of replies) {
+    const r = reply.ok ? reply.value : reply.code === undefined ? { err: reply.message } : { err: reply.message, code: reply.code };
+    const exact = encode(r).length;
+    for (const bound of [exact - 1, exact, exact + 1, 1, 100, 1000]) {
+      const seen = encodeWriteRecord(effectsFor(1), { id, reply }, bound).write!;
+      t.is(seen.replyDropped, exact > bound, `${JSON.stringify(r).slice(0, 40)} (${exact} bytes) at bound ${bound}`);
+    }
+  }
 });
