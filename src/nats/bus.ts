@@ -1,6 +1,6 @@
 /** The thin NATS adapter every actor and client uses: connect, serve a subject, request, publish. */
 import { randomBytes } from "node:crypto";
-import { connect, headers, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { connect, errors as natsErrors, headers, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { defaults } from "../config/config.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, toErrorReply } from "../protocol/errors.js";
@@ -26,6 +26,17 @@ export async function connectBus(url: string | string[], name: string, credsFile
     // No error object (and stack capture) made up front for every request: it costs the write path real CPU.
     noAsyncTraces: true,
   });
+}
+
+/**
+ * Whether an exception no call of ours could catch is the NATS client's own connection fault: nats.js 3.4 lets a
+ * reconnect's dial timeout escape from its reconnect loop now and then (seen after a black-holed link healed; the
+ * nemesis, seed 20261128). The client keeps reconnecting on its own (`maxReconnectAttempts: -1`), and nothing of
+ * ours was midway, so an actor logs it and serves on rather than exit. Our own errors, assertions included, never
+ * match.
+ */
+export function isBusConnectionFault(err: unknown): boolean {
+  return err instanceof natsErrors.TimeoutError || err instanceof natsErrors.ConnectionError;
 }
 
 /** Bus limits (config.ts, block "sizes"); actors pass their config, other callers get the defaults. */

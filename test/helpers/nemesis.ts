@@ -6,6 +6,8 @@
  * exactly what was faulted when. Every step is logged with its time from the start: a failing seed prints a
  * readable schedule, and the same seed plans the same schedule.
  */
+import fs from "node:fs";
+import path from "node:path";
 import type { LocalCluster } from "../../src/cluster/local_cluster.js";
 import { prng } from "./prng.js";
 import { describeMode, type ProxyMode, type TcpProxy } from "../../src/process/tcp_proxy.js";
@@ -232,7 +234,7 @@ export class Nemesis {
     if (child === undefined) return;
     void child.exited.then((exit) => {
       if (!this.watching || this.killed.has(name) || this.cluster.actors.get(name) !== child) return;
-      const line = `${name} (pid ${child.pid}) exited on its own: ${String(exit)}`;
+      const line = `${name} (pid ${child.pid}) exited on its own: ${String(exit)}${lastFatal(path.join(this.cluster.config.dataDir, "logs", `${name}.log`))}`;
       this.crashes.push(line);
       this.step(line);
     });
@@ -240,5 +242,23 @@ export class Nemesis {
 
   private step(line: string): void {
     this.log(`+${((performance.now() - this.startedAt) / 1000).toFixed(3)} s  ${line}`);
+  }
+}
+
+/** The actor's last fatal log line (its error and the top of the stack), to say why it exited; empty if none. */
+function lastFatal(logFile: string): string {
+  let text: string;
+  try {
+    text = fs.readFileSync(logFile, "utf8");
+  } catch {
+    return "";
+  }
+  const fatal = text.split("\n").filter((l) => l.includes('"level":60')).at(-1);
+  if (fatal === undefined) return "";
+  try {
+    const entry = JSON.parse(fatal) as { msg?: string; err?: { message?: string; stack?: string } };
+    return ` (${entry.msg ?? ""}: ${entry.err?.stack?.split("\n").slice(0, 4).join(" | ") ?? entry.err?.message ?? ""})`;
+  } catch {
+    return ` (${fatal.slice(0, 400)})`;
   }
 }
