@@ -1,7 +1,7 @@
 /** What every actor process shares: configuration, logger, NATS connection, clean shutdown on SIGINT / SIGTERM. */
 import { loadConfig, type Config } from "../config/config.js";
 import { findNatsCredentials } from "../nats/auth.js";
-import { connectBus, isBusConnectionFault, type NatsConnection } from "../nats/bus.js";
+import { connectBus, type NatsConnection } from "../nats/bus.js";
 import { createLogger, type Logger } from "../util/log.js";
 
 export interface Startable {
@@ -14,14 +14,14 @@ export async function runActor(role: string, id: string, build: (ctx: { config: 
   const log = createLogger(`qjm-${role}`, { role, id });
   process.on("unhandledRejection", (err) => log.error({ err }, "unhandled rejection"));
   process.on("uncaughtException", (err) => {
-    if (isBusConnectionFault(err)) return void log.error({ err }, "the NATS client raised a connection fault outside any call: it reconnects");
     // A broken invariant or a bug: fail loudly rather than serve with state we no longer trust.
     log.fatal({ err }, "uncaught exception: exiting");
     process.exit(70);
   });
   // Each actor is its own NATS user, named by its id (src/nats/auth.ts).
   const creds = findNatsCredentials(config.natsCredsFile, config.dataDir, id);
-  const nc = await connectBus(config.natsUrl, `qjm-${role}-${id}`, creds);
+  log.info({ nats: config.natsUrl }, "connecting to nats-server (until it answers)");
+  const nc = await connectBus(config.natsUrl, `qjm-${role}-${id}`, creds, { waitForServer: true });
   if (creds === null) log.warn({ nats: config.natsUrl }, "no NATS credentials: connecting without authentication");
   // nats-server's refusals (a permission violation) come asynchronously, not with the publish: make them seen.
   void (async () => {

@@ -1,6 +1,6 @@
 /** The thin NATS adapter every actor and client uses: connect, serve a subject, request, publish. */
 import { randomBytes } from "node:crypto";
-import { connect, errors as natsErrors, headers, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { connect, headers, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { defaults } from "../config/config.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, toErrorReply } from "../protocol/errors.js";
@@ -13,11 +13,15 @@ export type { NatsConnection };
 /**
  * `credsFile`: a credentials file (src/nats/auth.ts) to authenticate with; null for a nats-server without users.
  * `url`: one server, or several (the client library's `servers`).
+ * `waitForServer`: keep dialling until a server answers (actors); otherwise the first failed dial is an error.
  */
-export async function connectBus(url: string | string[], name: string, credsFile: string | null = null): Promise<NatsConnection> {
+export async function connectBus(url: string | string[], name: string, credsFile: string | null = null, options: { waitForServer?: boolean } = {}): Promise<NatsConnection> {
   return await connect({
     servers: url,
     name,
+    // An actor (re)started while its link to nats-server is down waits for it, as it does on a reconnect, instead of
+    // dying on its first dial (a refused or timed-out connect); a client or the CLI wants the error at once.
+    waitOnFirstConnect: options.waitForServer === true,
     ...(credsFile === null ? {} : natsAuthOptions(readNatsCredentials(credsFile))),
     // Actors outlive a restarting nats-server: keep trying, forever, at a bounded pace.
     maxReconnectAttempts: -1,
@@ -26,17 +30,6 @@ export async function connectBus(url: string | string[], name: string, credsFile
     // No error object (and stack capture) made up front for every request: it costs the write path real CPU.
     noAsyncTraces: true,
   });
-}
-
-/**
- * Whether an exception no call of ours could catch is the NATS client's own connection fault: nats.js 3.4 lets a
- * reconnect's dial timeout escape from its reconnect loop now and then (seen after a black-holed link healed; the
- * nemesis, seed 20261128). The client keeps reconnecting on its own (`maxReconnectAttempts: -1`), and nothing of
- * ours was midway, so an actor logs it and serves on rather than exit. Our own errors, assertions included, never
- * match.
- */
-export function isBusConnectionFault(err: unknown): boolean {
-  return err instanceof natsErrors.TimeoutError || err instanceof natsErrors.ConnectionError;
 }
 
 /** Bus limits (config.ts, block "sizes"); actors pass their config, other callers get the defaults. */
