@@ -12,7 +12,7 @@
 import type { Config } from "../config/config.js";
 import { recordedReplyOf } from "../dedupe/dedupe_answer.js";
 import type { DedupeWindow } from "../dedupe/dedupe_window.js";
-import type { MasterCore, MasterReady, SendOrder, WriteId } from "../master/master_core.js";
+import { isEmptyReady, type MasterCore, type MasterReady, type SendOrder, type WriteId } from "../master/master_core.js";
 import type { RecoveryCore, RecoveryOutput, WriterStart } from "../master/recovery_core.js";
 import type { RestorerCore, RestorerOutput } from "../master/restorer_core.js";
 import { RollCore, type RollStep } from "../master/segment_roll.js";
@@ -333,7 +333,7 @@ export class SimMaster implements SimActor {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      for (let r = this.core.ready(); !isEmpty(r); r = this.core.ready()) this.act(r);
+      for (let r = this.core.ready(); !isEmptyReady(r); r = this.core.ready()) this.act(r);
     } finally {
       this.pumping = false;
     }
@@ -487,8 +487,4 @@ export class SimMaster implements SimActor {
     };
     step(() => roll.start());
   }
-}
-
-function isEmpty(r: MasterReady): boolean {
-  return r.execute.length === 0 && r.send.length === 0 && r.answers.length === 0 && !r.flush && !r.takeOrphans && r.startCatchUp.length === 0 && r.roll === null && r.reset === null && r.failed === null && r.events.length === 0;
 }
