@@ -1,9 +1,10 @@
 /**
  * The master in the simulation: a thin driver of the same MasterCore master.ts drives (src/master/master_core.ts).
- * It becomes the writer as master.ts does (the RecoveryCore, retried after writerRetryMs, then a rebuild of its
- * Redis and of its dedupe window from the recovered log), then feeds the core client writes, journal replies, heartbeats and timer ticks, and
- * does what each `ready()` says: execute on the model Redis, send batches, answer clients, catch nodes up (the
- * RestorerCore), roll the segment (the RollCore), and on a failed term recover again in a new epoch.
+ * It becomes the writer as master.ts does (writer_recovery.ts: the RecoveryCore, retried after writerRetryMs, then a
+ * rebuild of its Redis and of its dedupe window from the recovered log), then feeds the core client writes, journal
+ * replies, heartbeats and timer ticks, and does what each `ready()` says: execute on the model Redis, send batches,
+ * answer clients, catch nodes up (the RestorerCore), roll the segment (the RollCore), and on a failed term recover
+ * again in a new epoch.
  *
  * Redis is a model: a Map, where SET/INCR/DEL run synchronously and yield their record at once. What it leaves out:
  * the replication link, markers, scripts, resets (no write's effects pass writeEffectsBytesMax), snapshots (a
@@ -299,7 +300,7 @@ export class SimMaster implements SimActor {
         for (const rec of range.records) {
           this.invariants.recovered(this.writer, rec.txid, rec.epoch, rec.payload);
           applyEffects(this.redis, rec.payload);
-          // The window already holds what this incarnation committed or read before (master.ts's takeover does the same).
+          // The window already holds what this incarnation committed or read before (master_redis.ts's takeover does the same).
           if (rec.txid > this.window.stats.lastTxid) this.window.observe(rec.txid, decodeRecordPayload(rec.payload).write);
           from = rec.txid + 1;
         }
@@ -361,7 +362,7 @@ export class SimMaster implements SimActor {
 
   /**
    * The model Redis runs the write at once, and its record comes at once (no stream, no markers). A write with a
-   * client id is journaled with the id and its reply (master.ts `journal`), which the window learns at the commit.
+   * client id is journaled with the id and its reply (effect_stream.ts `journal`), which the window learns at the commit.
    */
   private execute(id: WriteId): void {
     const w = this.writes.get(id)!;
