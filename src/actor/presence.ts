@@ -1,9 +1,9 @@
 /** Heartbeats and status: what every actor shows of itself on the bus. */
-import type { NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { serve } from "../nats/bus.js";
-import { encode } from "../protocol/codec.js";
+import { decode, encode } from "../protocol/codec.js";
 import type { ActorStatus } from "../protocol/messages.js";
-import { subjects } from "../protocol/subjects.js";
+import { subjects, type Role } from "../protocol/subjects.js";
 import type { Logger } from "../util/log.js";
 
 export interface Presence {
@@ -29,4 +29,29 @@ export function startPresence(nc: NatsConnection, cluster: string, intervalMs: n
       sub.unsubscribe();
     },
   };
+}
+
+/** Hears the heartbeats of every actor of `role`: `onBeat` gets the id its subject names and its body. */
+export function hearHeartbeats(
+  nc: NatsConnection,
+  cluster: string,
+  role: Role,
+  onBeat: (id: string, data: Uint8Array) => void,
+): Subscription {
+  return nc.subscribe(subjects(cluster).heartbeat(role, "*"), {
+    callback: (err, msg) => {
+      const id = msg?.subject.split(".").at(-1);
+      if (!err && id !== undefined) onBeat(id, msg.data);
+    },
+  });
+}
+
+/** A heartbeat counts only if its body is the named actor's own (a subject alone proves nothing). */
+export function isHeartbeatOf(data: Uint8Array, role: Role, id: string): boolean {
+  try {
+    const hb = decode(data) as { role?: unknown; id?: unknown } | null;
+    return typeof hb === "object" && hb !== null && hb.role === role && hb.id === id;
+  } catch {
+    return false;
+  }
 }

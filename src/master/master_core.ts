@@ -134,6 +134,16 @@ function emptyReady(): MasterReady {
   return { execute: [], send: [], committed: null, answers: [], flush: false, takeOrphans: false, startCatchUp: [], roll: null, reset: null, failed: null, handoverDrained: false, events: [] };
 }
 
+/**
+ * The core has nothing more for the driver to do: its loop over `ready()` ends. `committed` does not count: a Ready
+ * that only reports a commit (of records no write waits for) asks nothing of the driver.
+ */
+export function isEmptyReady(r: MasterReady): boolean {
+  const lists = r.execute.length + r.send.length + r.answers.length + r.startCatchUp.length + r.events.length;
+  const flags = r.flush || r.takeOrphans || r.handoverDrained;
+  return lists === 0 && !flags && r.roll === null && r.reset === null && r.failed === null;
+}
+
 export class MasterCore {
   private out: MasterReady = emptyReady();
   private nowMs = 0;

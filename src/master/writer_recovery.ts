@@ -1,10 +1,16 @@
 /**
  * Becoming the writer over NATS: drives the RecoveryCore (the procedure itself, pure) with the JournalClient.
  * Every request of a phase goes out at once; each answer (or its timeout, as an error reply) goes back to the core.
+ * A master with a Redis of its own (`recoverWriter`) then rebuilds that Redis from the recovered log, and retries
+ * the whole until it serves.
  */
+import { randomUUID } from "node:crypto";
 import type { Config } from "../config/config.js";
+import { DedupeWindow } from "../dedupe/dedupe_window.js";
+import { QjmError } from "../protocol/errors.js";
 import type { Logger } from "../util/log.js";
 import type { JournalClient } from "./journal_client.js";
+import type { MasterRedis } from "./master_redis.js";
 import { RecoveryCore, type RecoveryOutput, type WriterStart } from "./recovery_core.js";
 
 export type { WriterStart } from "./recovery_core.js";
@@ -34,4 +40,41 @@ export function establishWriter(jc: JournalClient, config: Config, log: Logger, 
     };
     step(() => core.start());
   });
+}
+
+/**
+ * Becoming the writer with a Redis of its own (the single-master layout, and after a failed term): a new epoch on a
+ * majority, then a fresh Redis rebuilt from the snapshot and the recovered log, and linked. A new Redis, a new dedupe
+ * window: the rebuild fills it from the records it replays (and those before its snapshot). Retried after
+ * writerRetryMs while `wanted()`, the Redis discarded each time; after writerAttemptsMax the process exits. Null once
+ * no longer wanted.
+ */
+export async function recoverWriter(
+  jc: JournalClient,
+  config: Config,
+  log: Logger,
+  redis: MasterRedis,
+  wanted: () => boolean,
+): Promise<{ start: WriterStart; window: DedupeWindow } | null> {
+  for (let attempt = 1; wanted(); attempt++) {
+    try {
+      // The new cluster id is used only if the journal nodes are all new: they are formatted with it.
+      const start = await establishWriter(jc, config, log, randomUUID());
+      await redis.open();
+      const window = new DedupeWindow(config);
+      await redis.rebuild(start.inSync, start.endTxid, window);
+      await redis.openLink();
+      return { start, window };
+    } catch (err) {
+      const level = err instanceof QjmError ? "warn" : "error";
+      log[level]({ err, attempt }, "could not become the writer; retrying");
+      await redis.discard();
+      if (attempt >= config.writerAttemptsMax) {
+        log.fatal("giving up becoming the writer");
+        process.exit(1);
+      }
+      await new Promise((r) => setTimeout(r, config.writerRetryMs));
+    }
+  }
+  return null;
 }

@@ -1,9 +1,10 @@
 /**
  * The master in the simulation: a thin driver of the same MasterCore master.ts drives (src/master/master_core.ts).
- * It becomes the writer as master.ts does (the RecoveryCore, retried after writerRetryMs, then a rebuild of its
- * Redis and of its dedupe window from the recovered log), then feeds the core client writes, journal replies, heartbeats and timer ticks, and
- * does what each `ready()` says: execute on the model Redis, send batches, answer clients, catch nodes up (the
- * RestorerCore), roll the segment (the RollCore), and on a failed term recover again in a new epoch.
+ * It becomes the writer as master.ts does (writer_recovery.ts: the RecoveryCore, retried after writerRetryMs, then a
+ * rebuild of its Redis and of its dedupe window from the recovered log), then feeds the core client writes, journal
+ * replies, heartbeats and timer ticks, and does what each `ready()` says: execute on the model Redis, send batches,
+ * answer clients, catch nodes up (the RestorerCore), roll the segment (the RollCore), and on a failed term recover
+ * again in a new epoch.
  *
  * Redis is a model: a Map, where SET/INCR/DEL run synchronously and yield their record at once. What it leaves out:
  * the replication link, markers, scripts, resets (no write's effects pass writeEffectsBytesMax), snapshots (a
@@ -12,7 +13,7 @@
 import type { Config } from "../config/config.js";
 import { recordedReplyOf } from "../dedupe/dedupe_answer.js";
 import type { DedupeWindow } from "../dedupe/dedupe_window.js";
-import type { MasterCore, MasterReady, SendOrder, WriteId } from "../master/master_core.js";
+import { isEmptyReady, type MasterCore, type MasterReady, type SendOrder, type WriteId } from "../master/master_core.js";
 import type { RecoveryCore, RecoveryOutput, WriterStart } from "../master/recovery_core.js";
 import type { RestorerCore, RestorerOutput } from "../master/restorer_core.js";
 import { RollCore, type RollStep } from "../master/segment_roll.js";
@@ -299,7 +300,7 @@ export class SimMaster implements SimActor {
         for (const rec of range.records) {
           this.invariants.recovered(this.writer, rec.txid, rec.epoch, rec.payload);
           applyEffects(this.redis, rec.payload);
-          // The window already holds what this incarnation committed or read before (master.ts's takeover does the same).
+          // The window already holds what this incarnation committed or read before (master_redis.ts's takeover does the same).
           if (rec.txid > this.window.stats.lastTxid) this.window.observe(rec.txid, decodeRecordPayload(rec.payload).write);
           from = rec.txid + 1;
         }
@@ -333,7 +334,7 @@ export class SimMaster implements SimActor {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      for (let r = this.core.ready(); !isEmpty(r); r = this.core.ready()) this.act(r);
+      for (let r = this.core.ready(); !isEmptyReady(r); r = this.core.ready()) this.act(r);
     } finally {
       this.pumping = false;
     }
@@ -361,7 +362,7 @@ export class SimMaster implements SimActor {
 
   /**
    * The model Redis runs the write at once, and its record comes at once (no stream, no markers). A write with a
-   * client id is journaled with the id and its reply (master.ts `journal`), which the window learns at the commit.
+   * client id is journaled with the id and its reply (effect_stream.ts `journal`), which the window learns at the commit.
    */
   private execute(id: WriteId): void {
     const w = this.writes.get(id)!;
@@ -487,8 +488,4 @@ export class SimMaster implements SimActor {
     };
     step(() => roll.start());
   }
-}
-
-function isEmpty(r: MasterReady): boolean {
-  return r.execute.length === 0 && r.send.length === 0 && r.answers.length === 0 && !r.flush && !r.takeOrphans && r.startCatchUp.length === 0 && r.roll === null && r.reset === null && r.failed === null && r.events.length === 0;
 }

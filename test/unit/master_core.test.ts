@@ -5,7 +5,7 @@
  */
 import test from "ava";
 import { defaults } from "../../src/config/config.js";
-import { MasterCore, type MasterLimits, type MasterReady, type SendOrder } from "../../src/master/master_core.js";
+import { MasterCore, isEmptyReady, type MasterLimits, type MasterReady, type SendOrder } from "../../src/master/master_core.js";
 import { encodeEffects } from "../../src/segment/record.js";
 import { DedupeWindow } from "../../src/dedupe/dedupe_window.js";
 
@@ -517,4 +517,17 @@ test("master core - a retry queued before the window learnt its original (a take
   const r = core.ready();
   t.deepEqual(r.execute, []);
   t.deepEqual(r.answers, [{ id: 1, reply: { ok: true, txid: 10, reply: "OK", duplicate: true } }]);
+});
+
+test("master core - isEmptyReady: an idle core asks nothing; a drained switchover alone is work", (t) => {
+  const core = serving();
+  t.true(isEmptyReady(core.ready()), "an idle serving core asks nothing");
+  core.startHandover();
+  const drained = core.ready();
+  t.true(drained.handoverDrained, "nothing admitted: drained at once");
+  t.false(isEmptyReady(drained), "both drivers (master.ts, sim_master.ts) must act on it");
+  t.true(isEmptyReady(core.ready()), "said once");
+  core.cancelHandover();
+  core.write(1, 10, false, 0);
+  t.false(isEmptyReady(core.ready()), "a write to execute");
 });

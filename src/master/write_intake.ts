@@ -1,0 +1,125 @@
+/**
+ * A client write from the bus to Redis and back: decoded and bounded at the bus, handed to the MasterCore (which
+ * admits, queues or answers it), executed on the Redis served once admitted — the command, then its marker, back to
+ * back on the same connection, a script under the script watch — and Redis's outcome fed back; the core's answer
+ * goes to the client. Its record comes off the replication stream (effect_stream.ts).
+ */
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Config } from "../config/config.js";
+import { maxPayload } from "../nats/bus.js";
+import { decode } from "../protocol/codec.js";
+import { ErrorCode, QjmError, errorReply } from "../protocol/errors.js";
+import { parseWriteRequest, type WriteId as ClientWriteId, type WriteReply } from "../protocol/messages.js";
+import { assert } from "../util/assert.js";
+import type { Logger } from "../util/log.js";
+import type { EffectStream, Step } from "./effect_stream.js";
+import type { MasterCore, Outcome, WriteId } from "./master_core.js";
+import type { MasterRedis } from "./master_redis.js";
+
+/** A client write as the driver knows it; the core knows it by its id. */
+interface DriverWrite {
+  args: Buffer[];
+  respond: (reply: WriteReply) => void;
+  /** The client's id of the write (the same on its retries), or null: never deduped. */
+  clientId: ClientWriteId | null;
+}
+
+/** The commands script_watch.ts checks (CommandTable.classify: @scripting, not readonly, no subcommands). */
+const SCRIPT_COMMANDS = new Set(["EVAL", "EVALSHA", "FCALL"]);
+
+export class WriteIntake {
+  /** Every write the core has not answered yet. */
+  private readonly writes = new Map<WriteId, DriverWrite>();
+  private nextWriteId = 1;
+
+  constructor(
+    private readonly core: MasterCore,
+    private readonly step: Step,
+    private readonly redis: MasterRedis,
+    private readonly stream: EffectStream,
+    private readonly config: Config,
+    private readonly nc: NatsConnection,
+    private readonly log: Logger,
+  ) {}
+
+  /** A write request off the bus: answered once the core answers it (a bad request throws, as a typed error). */
+  onWrite(raw: Uint8Array): Promise<WriteReply> {
+    // writeBytesMax 0: whatever nats-server accepts from a client in one message (its max_payload) is a write.
+    const configured = this.config.writeBytesMax > 0;
+    const writeBytesMax = configured ? this.config.writeBytesMax : maxPayload(this.nc);
+    if (raw.length > writeBytesMax) {
+      const limit = configured ? "writeBytesMax" : "nats-server's max_payload";
+      throw new QjmError(ErrorCode.PAYLOAD_TOO_LARGE, `write of ${raw.length} bytes exceeds ${limit} ${writeBytesMax}`);
+    }
+    const { args, id: clientId } = parseWriteRequest(decode(raw));
+    return new Promise<WriteReply>((respond) => {
+      const id = this.nextWriteId++;
+      this.writes.set(id, { args, respond, clientId });
+      this.step(() => this.core.write(id, raw.length, this.isScript(args), Date.now(), clientId));
+    });
+  }
+
+  /** The core's answer to a write (each exactly once). */
+  answer(id: WriteId, reply: WriteReply): void {
+    const w = this.writes.get(id);
+    this.writes.delete(id);
+    this.stream.answered(id);
+    w?.respond(reply);
+  }
+
+  /** A script is a barrier: nothing is admitted behind it until the read of the keys it touched is sent. */
+  private isScript(args: Buffer[]): boolean {
+    const verdict = this.redis.commands?.classify(args);
+    if (verdict !== undefined) return verdict.ok && verdict.script;
+    return SCRIPT_COMMANDS.has(args[0]?.toString("latin1").toUpperCase() ?? "");
+  }
+
+  /** Runs an admitted write on Redis: the command, then its marker, back to back on the same connection. */
+  execute(id: WriteId): void {
+    const { client, commands, scriptWatch } = this.redis;
+    assert(client !== null && commands !== null && scriptWatch !== null, "execute needs Redis");
+    const w = this.writes.get(id);
+    assert(w !== undefined, `write ${id} admitted but unknown`);
+    const verdict = commands.classify(w.args);
+    if (!verdict.ok) return this.core.rejected(id, errorReply(verdict.code, verdict.message));
+    const { channel, marker } = this.stream.mark(id, w.clientId, verdict.script);
+    // Same connection, back to back (auto-pipelined into one write): Redis runs the command, then the marker,
+    // with no other client between.
+    const run = verdict.script ? scriptWatch.run(client, verdict.name, w.args.slice(1)) : null;
+    if (run !== null) void run.readSent.then(() => this.step(() => this.core.barrierReleased(id)));
+    else this.core.barrierReleased(id);
+    (run?.reply ?? client.call(verdict.name, ...w.args.slice(1))).then(
+      (value) => this.onOutcome(id, { ok: true, value }),
+      (err: Error) => this.onOutcome(id, { ok: false, message: err.message }),
+    );
+    // A reset discards this Redis and its connection, answering the write itself: its lost marker is no failure then.
+    client.publish(channel, String(marker)).catch((err: Error) => {
+      if (this.redis.client === client && !this.core.resetting) {
+        this.step(() => this.core.fail(`marker not written: ${err.message}`));
+      }
+    });
+    run?.repair.then(
+      (repair) => this.stream.onScriptRepair(id, repair),
+      (err: Error) => this.onScriptUnverified(id, err),
+    );
+  }
+
+  /** Redis's answer: to the core, and to the record waiting for it (a write whose record keeps it). */
+  private onOutcome(id: WriteId, outcome: Outcome): void {
+    this.step(() => {
+      this.core.outcome(id, outcome);
+      this.stream.outcome(id, outcome);
+    });
+  }
+
+  /** A script that could not be checked is not journaled: answered as refused, and a reset to the journal undoes it. */
+  private onScriptUnverified(id: WriteId, err: Error): void {
+    if (!this.writes.has(id) || !this.core.serving) return;
+    this.log.warn({ err, id }, "a script's writes could not be verified; undoing it by a reset to the journal");
+    // Not journaled, and the reset (same epoch: client input never fails the writer) rebuilds Redis without it.
+    this.step(() => {
+      this.core.rejected(id, errorReply(ErrorCode.EFFECTS_REFUSED, `script not journaled, and undone: ${err.message}`));
+      this.core.startReset(`script not verified: ${err.message}`);
+    });
+  }
+}
