@@ -107,6 +107,7 @@ export class Master {
   private readonly jc: JournalClient;
   private presence: Presence | null = null;
   private writeSub: Subscription | null = null;
+  private writeToSub: Subscription | null = null;
   private readonly heartbeatSubs: Subscription[] = [];
   /**
    * The dedupe window of the Redis served: a data node's (filled by its replica role), or the single-master layout's,
@@ -164,6 +165,8 @@ export class Master {
     const s = subjects(this.config.cluster);
     // A queue group: were two nodes to believe they are master, a write reaches one of them, never both.
     this.writeSub = serve(this.nc, s.write, this.log, (_body, raw) => this.onWrite(raw), { limits: this.config, queue: "masters" });
+    // Writes addressed to this node (a client that knows the master): the same handler.
+    this.writeToSub = serve(this.nc, s.writeTo(this.id), this.log, (_body, raw) => this.onWrite(raw), { limits: this.config });
     // Ended with the role: a data node runs one Master per term it serves.
     this.heartbeatSubs.push(this.nc.subscribe(s.heartbeat("journal", "*"), {
       callback: (err, msg) => {
@@ -297,6 +300,8 @@ export class Master {
   private unsubscribe(): void {
     this.writeSub?.unsubscribe();
     this.writeSub = null;
+    this.writeToSub?.unsubscribe();
+    this.writeToSub = null;
     for (const sub of this.heartbeatSubs.splice(0)) sub.unsubscribe();
   }
 
