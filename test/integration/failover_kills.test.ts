@@ -183,7 +183,9 @@ async function killRounds(t: ExecutionContext, tc: TestCluster, load: IncrLoad, 
     const firstAck = await load.firstAckAfter(from, next.endTxid, 15_000);
     gaps.push(firstAck - killedAt);
     t.not(next.source, `master.${master.id}`, "another data node took over");
-    t.log(`kill ${round + 1}: ${master.id} (epoch ${master.epoch}) → ${next.source} epoch ${next.epoch}: won +${(won?.atMs ?? NaN) - killedAt} ms, serving +${next.atMs - killedAt} ms, first ack +${firstAck - killedAt} ms (standbys ready after ${killedAt - readyMs} ms, ${load.acks.length} acks)`);
+    const steps = `won +${(won?.atMs ?? NaN) - killedAt} ms, serving +${next.atMs - killedAt} ms, first ack +${firstAck - killedAt} ms`;
+    const before = `round began ${killedAt - readyMs} ms before, ${load.acks.length} acks so far`;
+    t.log(`kill ${round + 1}: ${master.id} (epoch ${master.epoch}) → ${next.source} epoch ${next.epoch}: ${steps} (${before})`);
     // Down for its round only: back as a standby (its Redis wiped, rebuilt from the snapshot and the journal).
     tc.cluster.startActor(master.id);
   }
