@@ -14,7 +14,7 @@ import { CLIENT_USER, findNatsCredentials } from "../nats/auth.js";
 import { connectBus, request, requestAll } from "../nats/bus.js";
 import { decode } from "../protocol/codec.js";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
-import type { ActorStatus, WriteId } from "../protocol/messages.js";
+import { isClientId, type ActorStatus, type WriteId } from "../protocol/messages.js";
 import { subjects, type Subjects } from "../protocol/subjects.js";
 import { backoffMs, verdictOf } from "./retry.js";
 
@@ -98,6 +98,12 @@ export async function connect(options: ConnectOptions = {}): Promise<QjmClient> 
   });
 }
 
+/** A reply that says the node no longer serves writes. */
+function notServing(reply: unknown): boolean {
+  const code = (reply as { code?: unknown } | null)?.code;
+  return code === ErrorCode.NOT_WRITER || code === ErrorCode.NO_QUORUM;
+}
+
 /** What an attempt's race yields when a new master was elected first. */
 const NEW_MASTER = Symbol("new master");
 
@@ -119,6 +125,11 @@ class ClientImpl implements QjmClient {
    */
   private readonly waitingForMaster = new Set<() => void>();
   private epochSeen = 0;
+  /**
+   * The master this client learnt from its writerElected event: writes go to it (`write.<id>`), not to the queue group,
+   * where a dead master keeps its place until nats-server drops its connection. Null: the queue group.
+   */
+  private master: string | null = null;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -134,6 +145,9 @@ class ClientImpl implements QjmClient {
     for await (const event of this.events()) {
       if (event.type !== "writerElected" || typeof event.epoch !== "number" || event.epoch <= this.epochSeen) continue;
       this.epochSeen = event.epoch;
+      // The master announces itself: writes go to it directly from now on (`master.<id>` is the event's source).
+      const source = typeof event.source === "string" ? event.source : "";
+      this.master = source.startsWith("master.") && isClientId(source.slice("master.".length)) ? source.slice("master.".length) : null;
       for (const resend of [...this.waitingForMaster]) resend();
     }
   }
@@ -162,18 +176,25 @@ class ClientImpl implements QjmClient {
   /** One attempt: the result, or the failure's code and message (a transport failure is TIMEOUT). */
   private async attempt(body: unknown): Promise<Omit<WriteResult, "attempts"> | { code: ErrorCode; message: string; cause?: unknown; newMaster?: true }> {
     let reply: unknown;
+    const master = this.master;
+    // Not answered as master (stepped down, gone): back to the queue group until the next election says who is.
+    const forget = (): void => {
+      if (master !== null && this.master === master) this.master = null;
+    };
     try {
       // One waiter per attempt, removed with it: nothing accumulates between elections.
       let resend = (): void => {};
       const elected = new Promise<typeof NEW_MASTER>((resolve) => (resend = () => resolve(NEW_MASTER)));
       this.waitingForMaster.add(resend);
       try {
-        reply = await Promise.race([request(this.nc, this.s.write, body, this.limits.timeoutMs), elected]);
+        reply = await Promise.race([request(this.nc, master === null ? this.s.write : this.s.writeTo(master), body, this.limits.timeoutMs), elected]);
+        if (notServing(reply)) forget();
       } finally {
         this.waitingForMaster.delete(resend);
       }
       if (reply === NEW_MASTER) return { code: ErrorCode.TIMEOUT, message: "a new master was elected while the write waited for its answer", newMaster: true };
     } catch (err) {
+      forget();
       if (err instanceof QjmError) return { code: err.code, message: err.message, cause: err };
       return { code: ErrorCode.TIMEOUT, message: (err as Error).message, cause: err };
     }

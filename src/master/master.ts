@@ -70,6 +70,7 @@ export class Master {
   private readonly jc: JournalClient;
   private presence: Presence | null = null;
   private writeSub: Subscription | null = null;
+  private writeToSub: Subscription | null = null;
   private readonly heartbeatSubs: Subscription[] = [];
   /**
    * The dedupe window of the Redis served: a data node's (filled by its replica role), or the single-master layout's,
@@ -126,6 +127,8 @@ export class Master {
     // A queue group: were two nodes to believe they are master, a write reaches one of them, never both.
     const writes = { limits: this.config, queue: "masters" };
     this.writeSub = serve(this.nc, s.write, this.log, (_body, raw) => this.intake.onWrite(raw), writes);
+    // Writes addressed to this node (a client that knows the master): the same handler.
+    this.writeToSub = serve(this.nc, s.writeTo(this.id), this.log, (_body, raw) => this.intake.onWrite(raw), { limits: this.config });
     const { cluster, heartbeatIntervalMs, orphanEffectsFlushMs } = this.config;
     // Ended with the role: a data node runs one Master per term it serves.
     this.heartbeatSubs.push(
@@ -235,6 +238,8 @@ export class Master {
   private unsubscribe(): void {
     this.writeSub?.unsubscribe();
     this.writeSub = null;
+    this.writeToSub?.unsubscribe();
+    this.writeToSub = null;
     for (const sub of this.heartbeatSubs.splice(0)) sub.unsubscribe();
   }
 

@@ -21,7 +21,8 @@
  * Handshake: [AUTH <password>,] PING, REPLCONF listening-port <our local port>, REPLCONF capa eof capa psync2, PSYNC ? -1 → +FULLRESYNC
  * <replid> <offset>; then the RDB, in either form ($<len>\r\n<bytes> or diskless $EOF:<mark>\r\n…<mark>), is skipped
  * chunk by chunk and never held. Then REPLCONF ACK <offset> is sent at once (after a diskless sync Redis sends
- * nothing before the first ACK) and every `replAckIntervalMs`, and on every REPLCONF GETACK.
+ * nothing before the first ACK), every STREAM_START_ACK_MS until the stream shows, every `replAckIntervalMs`, and on
+ * every REPLCONF GETACK.
  */
 import net from "node:net";
 import { EventEmitter } from "node:events";
@@ -61,6 +62,13 @@ export interface ReplicationLinkOptions {
 /** Default bound of the skipped RDB: the master's Redis is rebuilt from the journal, so this is the dataset size. */
 export const RDB_BYTES_MAX_DEFAULT = 16 * 1024 * 1024 * 1024;
 export const HANDSHAKE_IDLE_TIMEOUT_MS_DEFAULT = 60_000;
+/**
+ * After a diskless sync Redis starts the command stream on the first ACK it gets once its cron (10 times a second)
+ * has put this replica online; an ACK sent as the RDB ends usually comes before that and is ignored. So the ACK is
+ * repeated this often until the stream shows (or the regular interval takes over): else a new master's first write
+ * waited a whole replAckIntervalMs for its effects.
+ */
+export const STREAM_START_ACK_MS = 10;
 /** Bound of one handshake line (+FULLRESYNC … is ~60 bytes). */
 const HANDSHAKE_LINE_BYTES_MAX = 4096;
 const EOF_MARK_BYTES = 40;
@@ -130,6 +138,8 @@ export class ReplicationLink extends EventEmitter<Events> {
   /** The +OK to AUTH is the first line to come, before PING's. */
   private authPending = false;
   private ackTimer: NodeJS.Timeout | undefined;
+  /** Brisk ACKs from the RDB's end until the stream shows (STREAM_START_ACK_MS). */
+  private startAckTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private resolveReady!: (info: ReplicationLinkInfo) => void;
   private rejectReady!: (err: ReplicationLinkError) => void;
@@ -198,7 +208,13 @@ export class ReplicationLink extends EventEmitter<Events> {
     if (this.listenerCount("error") > 0) this.emit("error", err);
   }
 
+  private stopStartAcks(): void {
+    clearInterval(this.startAckTimer);
+    this.startAckTimer = undefined;
+  }
+
   private stopTimers(): void {
+    this.stopStartAcks();
     clearInterval(this.ackTimer);
     clearTimeout(this.idleTimer);
     this.ackTimer = undefined;
@@ -358,6 +374,12 @@ export class ReplicationLink extends EventEmitter<Events> {
     this.phase = { kind: "live" };
     this.parser = new RespParser();
     this.sendAck();
+    const liveAt = Date.now();
+    this.startAckTimer = setInterval(() => {
+      if (this.streamBytes > 0 || Date.now() - liveAt >= this.ackIntervalMs) this.stopStartAcks();
+      else this.sendAck();
+    }, STREAM_START_ACK_MS);
+    this.startAckTimer.unref();
     this.ackTimer = setInterval(() => this.sendAck(), this.ackIntervalMs);
     this.ackTimer.unref();
     this.resolveReady(info);

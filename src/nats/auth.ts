@@ -52,14 +52,14 @@ export function permissionsOf(cluster: string, user: NatsUser): Permissions {
   const anyNode = "*";
   switch (user.role) {
     case "client":
-      return { publish: [s.write, s.status], subscribe: [s.events, inbox], allowResponses: false };
+      return { publish: [s.write, s.writeTo("*"), s.status], subscribe: [s.events, inbox], allowResponses: false };
     case "admin":
       // An operator: what a client may do, and the data nodes' control requests (a planned switchover).
-      return { publish: [s.write, s.status, s.control("*")], subscribe: [s.events, inbox], allowResponses: false };
+      return { publish: [s.write, s.writeTo("*"), s.status, s.control("*")], subscribe: [s.events, inbox], allowResponses: false };
     case "master":
       return {
         publish: [s.journal(anyNode), s.journalRead(anyNode), s.snapshot(anyNode), s.snapshotUpload(anyNode), s.heartbeat("master", user.name), s.events],
-        subscribe: [s.write, s.status, s.heartbeat("journal", "*"), s.heartbeat("replica", "*"), inbox],
+        subscribe: [s.write, s.writeTo(user.name), s.status, s.heartbeat("journal", "*"), s.heartbeat("replica", "*"), inbox],
         allowResponses: true,
       };
     case "journal":

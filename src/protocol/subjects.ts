@@ -9,6 +9,11 @@ export type Role = "master" | "journal" | "replica";
 export const subjects = (cluster: string) => ({
   /** Client writes: request `[command, ...args]` or `{ args, id: { client, seq } }` (msgpack), reply WriteReply. */
   write: `qjm.${cluster}.write`,
+  /**
+   * Client writes addressed to one data node (the master a client learnt from `writerElected`): a dead master that still
+   * holds its place in the `write` queue group (its connection not yet closed by nats-server) is never chosen.
+   */
+  writeTo: (id: string) => `qjm.${cluster}.write.${id}`,
   /** A journal node's writer requests (JournalRequest → JournalReply): the master only. */
   journal: (id: string) => `qjm.${cluster}.jn.${id}`,
   /** A journal node's reads (read, getState, getManifest): the master and replicas. */

@@ -146,9 +146,10 @@ export async function dumpKeyspace(port: number, password?: string): Promise<Map
     const out = new Map<string, KeyDump>();
     let cursor = "0";
     do {
-      const [next, page] = await r.scan(cursor, "COUNT", 1000);
-      cursor = next;
-      const keys = page.filter((k) => k !== APPLIED_KEY);
+      // Keys as bytes: a key that is not UTF-8 must be asked for by its own bytes (its lossy text names another key).
+      const [next, page] = await r.scanBuffer(cursor, "COUNT", 1000);
+      cursor = next.toString();
+      const keys = page.filter((k) => k.toString() !== APPLIED_KEY);
       const typing = r.pipeline();
       for (const key of keys) typing.type(key);
       const types = ((await typing.exec()) ?? []).map(([, v]) => String(v));
@@ -170,7 +171,7 @@ export async function dumpKeyspace(port: number, password?: string): Promise<Map
         const raw = values[2 * i]?.[1];
         const value =
           type === "hash" ? Object.entries(raw as Record<string, string>).sort() : type === "set" ? [...(raw as string[])].sort() : raw;
-        out.set(key, { type, value, expireAtMs: Number(values[2 * i + 1]?.[1]) });
+        out.set(key.toString(), { type, value, expireAtMs: Number(values[2 * i + 1]?.[1]) });
       });
     } while (cursor !== "0");
     return out;

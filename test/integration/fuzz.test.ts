@@ -3,7 +3,8 @@
  * msgpack with lying lengths, requests of every type with boundary fields, and mutations of them.
  *
  * - As the `client` user: nats-server refuses everything but writes and status requests, so nothing else reaches an
- *   actor — the epoch does not move, no journal node is masked, every acked write stays.
+ *   actor — the epoch does not move, no journal node is masked but for being slow (the machine's load) and each is
+ *   back in sync after, every acked write stays.
  * - As each actor's own user (what a compromised actor could send, within its permissions): no actor crashes or
  *   restarts, no acked write is lost, every actor's memory stays bounded.
  *
@@ -15,6 +16,8 @@ import type { NatsConnection } from "../../src/nats/bus.js";
 import type { ActorStatus } from "../../src/protocol/messages.js";
 import { everySubject, Fuzzer, type FuzzerOptions } from "../helpers/fuzz.js";
 import { startTestCluster, until, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { decode } from "../../src/protocol/codec.js";
+import { subjects } from "../../src/protocol/subjects.js";
 import { History } from "../helpers/history.js";
 import { startLoad } from "../helpers/load.js";
 import { testSeed } from "../helpers/prng.js";
@@ -30,6 +33,12 @@ const MESSAGES = envNumber("QJM_FUZZ_MESSAGES", 50_000);
 const RSS_BYTES_MAX = 512 * 1024 * 1024;
 /** One message in this many is a request (its reply path is exercised too); the rest are plain publishes. */
 const REQUEST_EVERY = 100;
+
+/**
+ * Why a master masks a journal node that is merely slow: silent past journalHeartbeatTimeoutMs, a batch unanswered in
+ * time (TIMEOUT), or too many batches unanswered (the in-flight bound). Anything else would be a refusal.
+ */
+const LOAD_REASON = /: (TIMEOUT |OUT_OF_SYNC \d+ batches \(\d+ bytes\) unanswered)/;
 
 /** The master's user may fence writers for good with epoch 2^32−1 (see FuzzerOptions): its epochs stay below 2^31. */
 const WRITER_USERS: ReadonlySet<string> = new Set(["m1"]);
@@ -86,16 +95,33 @@ async function fuzzRun(t: import("ava").ExecutionContext, tc: TestCluster, users
   for (const s of after) t.true(rssBytes(s.pid) < RSS_BYTES_MAX, `${s.role} ${s.id}: ${(rssBytes(s.pid) / 2 ** 20).toFixed(0)} MiB resident`);
 }
 
-test.serial("fuzz - as the client user, only writes and status reach the cluster: the epoch stays, nothing is masked, nothing lost", async (t) => {
+test.serial("fuzz - as the client user, only writes and status reach the cluster: the epoch stays, nothing is masked but for load, nothing lost", async (t) => {
   const seed = testSeed(20261202);
   t.log(`seed ${seed} (QJM_TEST_SEED=${seed} replays this run)`);
   const tc = await startTestCluster("fuzzclient");
   t.teardown(() => tc.stop());
   const master = await waitForWriter(tc);
+  const masked: string[] = [];
+  const events = tc.nc.subscribe(subjects(tc.cluster.cluster).events, {
+    callback: (_err, msg) => {
+      const event = decode(msg.data) as { type?: string; node?: string; reason?: string };
+      if (event.type === "masked") masked.push(`${event.node} masked: ${event.reason}`);
+    },
+  });
+  t.teardown(() => events.unsubscribe());
   await fuzzRun(t, tc, ["client"], seed);
   const now = await waitForWriter(tc);
   t.is(now.epoch, master.epoch, "no forged message moved the epoch");
-  t.deepEqual(now.details.inSync, tc.cluster.config.journalNodes, "no journal node was masked");
+  // A journal node slowed by the machine's load (two test files on two cores) is masked, as designed, and caught up:
+  // what no forged message may do is mask one for any other reason (a refused batch), or keep it out.
+  if (masked.length > 0) t.log(`masked under load: ${masked.join("; ")}`);
+  t.deepEqual(masked.filter((m) => !LOAD_REASON.test(m)), [], "no journal node was masked but for being slow");
+  const all = [...tc.cluster.config.journalNodes].sort();
+  await until("every journal node in sync", 60000, async () => {
+    const inSync = (await waitForWriter(tc)).details.inSync as string[];
+    return JSON.stringify([...inSync].sort()) === JSON.stringify(all) ? true : undefined;
+  }, 100);
+  t.is((await waitForWriter(tc)).epoch, master.epoch);
 });
 
 test.serial("fuzz - as each actor's own user: no crash, no acked write lost, memory bounded", async (t) => {

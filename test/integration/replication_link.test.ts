@@ -192,6 +192,22 @@ test("the stream carries Redis's own effects, in order, and the ACKed offset cat
   t.false(link.live);
 });
 
+test("diskless sync: a write made as soon as the link is ready streams at once, not after the next regular ACK", async (t) => {
+  // Redis starts the stream of a diskless sync on an ACK that reaches it once its cron put the replica online; a
+  // new master's first write waited a whole replAckIntervalMs (1 s) for the second ACK. Long here, to tell them apart.
+  const server = await startServer();
+  const redis = client(server);
+  const link = openLink({ port: server.port, replAckIntervalMs: 10_000 });
+  const rec = new Recorder(link);
+  await link.ready;
+  const started = Date.now();
+  t.is(await redis.set("first", "1"), "OK");
+  await rec.waitFor((c) => isCommand(c.args, "set"), "SET first", 15_000);
+  const ms = Date.now() - started;
+  t.log(`the first write reached the link ${ms} ms after it was made`);
+  t.true(ms < 3000, `${ms} ms`);
+});
+
 test("disk-based sync: the sized $<len> RDB is skipped and the stream follows", async (t) => {
   const server = await startServer(["--repl-diskless-sync", "no"]);
   const redis = client(server);

@@ -85,3 +85,11 @@ test("auth - only the admin user, not a client, may ask a data node for a switch
   t.false(may(client, s.control("d1")));
   for (const type of WRITER_TYPES) t.false(may(admin, journalSubjectOf(s, "jn1", type)), type);
 });
+
+test("auth - a client may address the master directly (write.<id>); only that data node hears it", (t) => {
+  t.true(may(client, s.writeTo("d2")));
+  const d2: NatsUser = { name: "d2", role: "data" };
+  t.true(hears(d2, s.writeTo("d2")));
+  t.false(hears(d2, s.writeTo("d3")));
+  t.false(hears(r1, s.writeTo("r1")), "a replica of the single-master layout never answers writes");
+});
