@@ -21,7 +21,7 @@ import type { Config } from "../config/config.js";
 import { maxPayload, serve } from "../nats/bus.js";
 import { decode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, errorReply } from "../protocol/errors.js";
-import { parseWriteRequest, type ActorStatus, type WriteId as ClientWriteId, type WriteReply } from "../protocol/messages.js";
+import { heartbeatOf, parseWriteRequest, type ActorStatus, type WriteId as ClientWriteId, type WriteReply } from "../protocol/messages.js";
 import { subjects } from "../protocol/subjects.js";
 import { CommandTable } from "../redis/command_table.js";
 import { redisPassword, startRedisServer, type RedisServer } from "../redis/redis_server.js";
@@ -168,7 +168,7 @@ export class Master {
     this.heartbeatSubs.push(this.nc.subscribe(s.heartbeat("journal", "*"), {
       callback: (err, msg) => {
         const node = msg?.subject.split(".").at(-1);
-        if (!err && node !== undefined && isHeartbeatOf(msg.data, "journal", node)) this.core.heartbeat(node, Date.now());
+        if (!err && node !== undefined && heartbeatOf(msg.data, "journal", node) !== null) this.core.heartbeat(node, Date.now());
       },
     }));
     this.heartbeatSubs.push(this.nc.subscribe(s.heartbeat("replica", "*"), {
@@ -832,14 +832,4 @@ export class Master {
 
 function isEmpty(r: MasterReady): boolean {
   return r.execute.length === 0 && r.send.length === 0 && r.answers.length === 0 && !r.flush && !r.takeOrphans && r.startCatchUp.length === 0 && r.roll === null && r.reset === null && r.failed === null && !r.handoverDrained && r.events.length === 0;
-}
-
-/** A heartbeat counts only if its body is the named actor's own (a subject alone proves nothing). */
-function isHeartbeatOf(data: Uint8Array, role: string, id: string): boolean {
-  try {
-    const hb = decode(data) as { role?: unknown; id?: unknown } | null;
-    return typeof hb === "object" && hb !== null && hb.role === role && hb.id === id;
-  } catch {
-    return false;
-  }
 }
