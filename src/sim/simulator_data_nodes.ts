@@ -107,7 +107,9 @@ export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
   // Faults of their own PRNG, so that they can be turned up without changing the rest of the seed's run.
   const faultPrng = new Prng(seed ^ 0xda7a);
   const hangChance = options.takeoverHangChance ?? faultPrng.pick([0, 0, 0.1, 0.3]);
-  trace.add("sim", `seed ${seed} (data nodes): ${journalNodes.length} journal nodes, data nodes ${nodeIds.join(",")} (priorities ${priorities.join(",")}); bus ${JSON.stringify(busOptions)}; nemesis every ≤${nemesisMsMax} ms; takeover hangs ${hangChance}`);
+  const shape = `${journalNodes.length} journal nodes, data nodes ${nodeIds.join(",")} (priorities ${priorities.join(",")})`;
+  const rates = `bus ${JSON.stringify(busOptions)}; nemesis every ≤${nemesisMsMax} ms; takeover hangs ${hangChance}`;
+  trace.add("sim", `seed ${seed} (data nodes): ${shape}; ${rates}`);
 
   let phase = "safety" as "safety" | "liveness";
   const crashPrng = new Prng(seed ^ 0xc4a5d);
@@ -231,9 +233,13 @@ export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
       if (!n.up) n.start();
     }
     client.healed = true;
-    clock.after(LIVENESS_WRITES_MS, () => {
-      client.writing = false;
-    });
+    // The client writes until one of its writes after the heal was acked: a takeover that hung through the heal
+    // holds the next election back until its deadline, which may come after LIVENESS_WRITES_MS.
+    const stopWriting = (): void => {
+      if (client.counts.ackedAfterHeal > 0) client.writing = false;
+      else clock.after(100, stopWriting);
+    };
+    clock.after(LIVENESS_WRITES_MS, stopWriting);
   };
 
   const model = new CommittedModel(invariants);
@@ -274,11 +280,13 @@ export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
           break;
         }
         const state = nodes.map((n) => `${n.id} ${n.phase}${n.serving ? " (serving)" : ""} applied ${n.replicaApplied ?? "-"}`).join(", ");
-        throw new SimViolation(`no convergence ${LIVENESS_MS_MAX} ms after the heal: ${client.counts.ackedAfterHeal} writes acked since, committed ${invariants.maxCommitted}; ${state}`);
+        const acked = `${client.counts.ackedAfterHeal} writes acked since, committed ${invariants.maxCommitted}`;
+        throw new SimViolation(`no convergence ${LIVENESS_MS_MAX} ms after the heal: ${acked}; ${state}`);
       }
     }
     invariants.checkDisks(stores());
-    if (livenessNotPromised === 0) trace.add("sim", `converged: committed ${invariants.maxCommitted}, ${client.counts.acked} acked; ${counts.kills} kills, ${counts.stops} stops, ${counts.cutOff} cut-offs of the master`);
+    const master = `${counts.kills} kills, ${counts.stops} stops, ${counts.cutOff} cut-offs of the master`;
+    if (livenessNotPromised === 0) trace.add("sim", `converged: committed ${invariants.maxCommitted}, ${client.counts.acked} acked; ${master}`);
     return result(null, steps);
   } catch (err) {
     if (!(err instanceof Error)) throw err;
