@@ -176,13 +176,18 @@ export class SimMaster implements SimActor {
   crash(): void {
     if (!this.up) return;
     this.up = false;
-    this.incarnation++;
     this.trace.add(this.id, `crash (${this.state}, ${this.core.inflight} writes unanswered)`);
+    this.drop();
     this.state = "down";
-    this.rpc.clear();
-    this.recovery = null;
     this.redis = new Map();
     this.writes.clear();
+  }
+
+  /** Nothing of this incarnation runs on: its requests and timers (by generation) and its journal state go. */
+  private drop(): void {
+    this.incarnation++;
+    this.rpc.clear();
+    this.recovery = null;
     this.journaled.clear();
     this.catchUps.clear();
     this.flushScheduled = false;
@@ -198,12 +203,8 @@ export class SimMaster implements SimActor {
 
   private begin(): void {
     this.up = true;
-    this.incarnation++;
-    this.rpc.clear();
+    this.drop();
     this.writes.clear();
-    this.journaled.clear();
-    this.catchUps.clear();
-    this.flushScheduled = false;
   }
 
   /**
@@ -240,14 +241,10 @@ export class SimMaster implements SimActor {
     const role = this.role!;
     if (this.state === "writing") this.step(() => this.core.stop(`this node stepped down: ${reason}`));
     this.up = false;
-    this.incarnation++;
-    this.state = "down";
-    this.rpc.clear();
-    this.recovery = null;
-    this.redis = new Map();
     // Not the writes: the answers core.stop gave (NOT_WRITER) still go out, after this.
-    this.journaled.clear();
-    this.catchUps.clear();
+    this.drop();
+    this.state = "down";
+    this.redis = new Map();
     this.trace.add(this.id, `master role ends: ${reason}`);
     role.ended(reason);
   }
@@ -345,11 +342,9 @@ export class SimMaster implements SimActor {
 
   /** A data node's campaign lost: nothing of it runs on. */
   private lose(reason: string): void {
-    this.recovery = null;
     this.up = false;
-    this.incarnation++;
+    this.drop();
     this.state = "down";
-    this.rpc.clear();
     this.role!.lost(reason);
   }
 

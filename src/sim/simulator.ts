@@ -214,16 +214,36 @@ export class SimClient implements SimActor {
   }
 }
 
-export function runSimulation(options: SimOptions): SimResult {
-  const seed = options.seed;
-  const prng = new Prng(seed);
+/** What every run starts from, whatever its layout: the seed's PRNG, the clock, the trace, the cores, the invariants. */
+export interface SimBase {
+  prng: Prng;
+  clock: SimClock;
+  trace: Trace;
+  cores: SimCores;
+  invariants: Invariants;
+  requestIds: { next(): number };
+}
+
+export function simBase(options: { seed: number; echo?: boolean; cores?: SimCores }): SimBase {
   const clock = new SimClock();
   const trace = new Trace(clock);
   trace.echo = options.echo ?? false;
-  const cores = options.cores ?? realCores;
-  const invariants = new Invariants();
   let requestSeq = 0;
   const requestIds = { next: () => ++requestSeq };
+  return { prng: new Prng(options.seed), clock, trace, cores: options.cores ?? realCores, invariants: new Invariants(), requestIds };
+}
+
+/** A run ended by an exception: an invariant, an assertion, or a bug (with its stack); the trace says so too. */
+export function failureOf(err: unknown, trace: Trace): string {
+  if (!(err instanceof Error)) throw err;
+  const kind = err instanceof SimViolation ? "invariant" : err instanceof AssertionError ? "assertion" : "error";
+  trace.add("sim", `FAILED (${kind}): ${err.message}`);
+  return `${kind}: ${err.message}${kind === "error" ? `\n${err.stack}` : ""}`;
+}
+
+export function runSimulation(options: SimOptions): SimResult {
+  const seed = options.seed;
+  const { prng, clock, trace, cores, invariants, requestIds } = simBase(options);
 
   // The swarm: the cluster's shape and fault rates, from the seed.
   const journalNodes = Array.from({ length: prng.chance(0.2) ? 5 : 3 }, (_, i) => `jn${i + 1}`);
@@ -510,10 +530,7 @@ export function runSimulation(options: SimOptions): SimResult {
     if (livenessNotPromised === 0) trace.add("sim", `converged: committed ${invariants.maxCommitted}, ${client.counts.acked} acked`);
     return result(null, steps);
   } catch (err) {
-    if (!(err instanceof Error)) throw err;
-    const kind = err instanceof SimViolation ? "invariant" : err instanceof AssertionError ? "assertion" : "error";
-    trace.add("sim", `FAILED (${kind}): ${err.message}`);
-    return result(`${kind}: ${err.message}${kind === "error" ? `\n${err.stack}` : ""}`, steps);
+    return result(failureOf(err, trace), steps);
   }
 }
 

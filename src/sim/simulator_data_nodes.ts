@@ -9,17 +9,16 @@
  * no acked write is lost; a retried write is applied once; converged Redises equal the committed log.
  */
 import { quorumSize, validateConfig, type Config } from "../config/config.js";
-import { AssertionError, assert } from "../util/assert.js";
-import { SimClock } from "./clock.js";
-import { realCores, type SimCores } from "./cores.js";
-import { Invariants, SimViolation } from "./invariants.js";
+import { assert } from "../util/assert.js";
+import type { SimCores } from "./cores.js";
+import { SimViolation, type Invariants } from "./invariants.js";
 import { Prng } from "./prng.js";
 import { SimBus, type BusOptions } from "./sim_bus.js";
 import { SimDataNode } from "./sim_data_node.js";
 import { SimJournalNode } from "./sim_journal_node.js";
 import { applyEffects } from "./sim_master.js";
-import { DISK_CHECK_EVERY_STEPS, journalNodesUnable, LIVENESS_MS_MAX, LIVENESS_WRITES_MS, SimClient, simConfig, type SimResult } from "./simulator.js";
-import { Trace } from "./trace.js";
+import { DISK_CHECK_EVERY_STEPS, failureOf, journalNodesUnable, LIVENESS_MS_MAX, LIVENESS_WRITES_MS, simBase, SimClient, simConfig } from "./simulator.js";
+import type { SimResult } from "./simulator.js";
 
 /**
  * The safety phase in simulated time (not in steps: before a master serves, the client's bounced writes would use a
@@ -80,14 +79,7 @@ function sameRedis(a: Map<string, string>, b: Map<string, string>): boolean {
 
 export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
   const seed = options.seed;
-  const prng = new Prng(seed);
-  const clock = new SimClock();
-  const trace = new Trace(clock);
-  trace.echo = options.echo ?? false;
-  const cores = options.cores ?? realCores;
-  const invariants = new Invariants();
-  let requestSeq = 0;
-  const requestIds = { next: () => ++requestSeq };
+  const { prng, clock, trace, cores, invariants, requestIds } = simBase(options);
 
   const journalNodes = Array.from({ length: prng.chance(0.2) ? 5 : 3 }, (_, i) => `jn${i + 1}`);
   const nodeIds = Array.from({ length: prng.pick([2, 3, 3, 4]) }, (_, i) => `d${i + 1}`);
@@ -296,9 +288,6 @@ export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
     if (livenessNotPromised === 0) trace.add("sim", `converged: committed ${invariants.maxCommitted}, ${client.counts.acked} acked; ${master}`);
     return result(null, steps);
   } catch (err) {
-    if (!(err instanceof Error)) throw err;
-    const kind = err instanceof SimViolation ? "invariant" : err instanceof AssertionError ? "assertion" : "error";
-    trace.add("sim", `FAILED (${kind}): ${err.message}`);
-    return result(`${kind}: ${err.message}${kind === "error" ? `\n${err.stack}` : ""}`, steps);
+    return result(failureOf(err, trace), steps);
   }
 }
