@@ -90,3 +90,15 @@ for (const [name, seedsMax] of Object.entries(SEEDS_MAX)) {
     t.fail(`${name}: no seed of ${seedsMax} failed`);
   });
 }
+
+/**
+ * Seeds the sweep failed with before the fix: 115, a takeover hung through the heal and the client stopped writing
+ * before the next master served (it now writes until one write is acked); 529, two journal nodes crashed inside merges
+ * were judged by their pre-crash index while down (disks are now judged while every journal node is up).
+ */
+for (const seed of [115, 529]) {
+  test(`sim data nodes - regression: seed ${seed} keeps every invariant and converges`, (t) => {
+    const r = runDataNodeSimulation({ seed });
+    t.true(r.ok, r.ok ? "" : describeFailure(r, 0, true, LAYOUT));
+  });
+}
