@@ -97,6 +97,13 @@ export class SimDataNode implements SimActor {
     return this.replica?.appliedTxid ?? null;
   }
 
+  /** For a failure's message: the phase, the replica's applied txid and whether it could take over. */
+  describe(): string {
+    const self = this.self();
+    const state = this.up ? `${this.core.phase}${this.frozen ? " (frozen)" : ""}${this.serving ? " (serving)" : ""}` : "down";
+    return `${this.id} ${state} applied ${self.appliedTxid}${self.eligible ? "" : " (not eligible)"}`;
+  }
+
   /** Journal nodes its master role brought back, and segments it rolled (for the run's stats). */
   get rejoins(): number {
     return this.master.rejoins;

@@ -208,8 +208,9 @@ export class SimMaster implements SimActor {
   }
 
   /**
-   * Serves from the data node's Redis, which holds the committed prefix up to `appliedTxid` (its window has seen it):
-   * applies appliedTxid+1..start.endTxid into it, then serves `start`'s epoch.
+   * Serves from the data node's Redis, which holds the committed prefix up to `appliedTxid`: applies
+   * appliedTxid+1..start.endTxid into it, then serves `start`'s epoch. A window still warming (its records up to the
+   * applied txid were not served as committed before the win) reads them first, as replica.ts's release does.
    */
   takeOver(start: WriterStart, redis: Map<string, string>, window: DedupeWindow, appliedTxid: number): void {
     const generation = this.incarnation;
@@ -226,7 +227,8 @@ export class SimMaster implements SimActor {
       this.trace.add(this.id, "taking over: its Redis stops answering");
       return;
     }
-    this.rebuild(start, appliedTxid + 1, redis);
+    const warmFrom = Math.min(appliedTxid + 1, Math.max(1, window.stats.lastTxid + 1, appliedTxid - this.config.dedupeWindowRecords + 1));
+    this.rebuild(start, warmFrom, redis, appliedTxid + 1);
   }
 
   /** Stop serving (a higher epoch was heard, the takeover deadline passed): unanswered writes fail, the role ends. */
@@ -358,10 +360,11 @@ export class SimMaster implements SimActor {
   }
 
   /**
-   * Replays the recovered log from `from` into `redis` (a fresh one; a data node's, which holds what is before
-   * `from`), reading from the in-step nodes, then the others (rebuild_sources.ts).
+   * Replays the recovered log from `fromTxid` into `redis` (a fresh one; a data node's, which holds what is before
+   * `applyFrom`: those records feed the window only), reading from the in-step nodes, then the others
+   * (rebuild_sources.ts).
    */
-  private rebuild(start: WriterStart, fromTxid: number, redis: Map<string, string>): void {
+  private rebuild(start: WriterStart, fromTxid: number, redis: Map<string, string>, applyFrom = fromTxid): void {
     this.state = "rebuilding";
     this.redis = redis;
     let from = fromTxid;
@@ -392,7 +395,8 @@ export class SimMaster implements SimActor {
         misses = 0;
         for (const rec of range.records) {
           this.invariants.recovered(this.writer, rec.txid, rec.epoch, rec.payload);
-          applyEffects(this.redis, rec.payload);
+          // Below applyFrom the Redis holds it already: read again only for the window (a takeover's warm-up).
+          if (rec.txid >= applyFrom) applyEffects(this.redis, rec.payload);
           // The window already holds what this incarnation committed or read before (master.ts's takeover does the same).
           if (rec.txid > this.window.stats.lastTxid) this.window.observe(rec.txid, decodeRecordPayload(rec.payload).write);
           from = rec.txid + 1;

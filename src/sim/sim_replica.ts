@@ -51,9 +51,12 @@ export class SimReplica implements SimActor {
     this.window = role?.window ?? null;
   }
 
-  /** It applies, and its window has seen every record its Redis holds: it could take over. */
+  /**
+   * It applies: it could take over (replica.ts). Its window may still be warming — the records its Redis holds may not
+   * be served as committed until a new writer recovers them — and the takeover finishes the warm-up.
+   */
   get eligible(): boolean {
-    return this.up && this.core !== null && this.core.appliedTxid >= this.warmUntil;
+    return this.up && this.core !== null;
   }
 
   start(): void {

@@ -278,7 +278,11 @@ export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
           trace.add("sim", `no convergence, and none promised: only ${jns.length - unable.length} of ${jns.length} journal nodes can vote (${unable.join(", ")})`);
           break;
         }
-        const state = nodes.map((n) => `${n.id} ${n.phase}${n.serving ? " (serving)" : ""} applied ${n.replicaApplied ?? "-"}`).join(", ");
+        const jnState = jns.map((jn) => {
+          const st = jn.core?.state();
+          return st === undefined ? `${jn.id} down` : `${jn.id} last ${st.lastTxid} committed ${st.committedTxid}`;
+        });
+        const state = [...nodes.map((n) => n.describe()), ...jnState].join(", ");
         const acked = `${client.counts.ackedAfterHeal} writes acked since, committed ${invariants.maxCommitted}`;
         throw new SimViolation(`no convergence ${LIVENESS_MS_MAX} ms after the heal: ${acked}; ${state}`);
       }
