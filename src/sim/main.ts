@@ -5,7 +5,7 @@
  * step-downs; simulator_data_nodes.ts; its safety phase lasts T simulated ms, not M steps) instead of the legacy one. Exit code 1 when any seed fails.
  */
 import { describeFailure, runSimulation, SIM_STEPS_DEFAULT, type SimResult } from "./simulator.js";
-import { runDataNodeSimulation } from "./simulator_data_nodes.js";
+import { DATA_NODE_SAFETY_MS, runDataNodeSimulation } from "./simulator_data_nodes.js";
 
 function flag(args: string[], name: string): number | undefined {
   const i = args.indexOf(name);
@@ -59,7 +59,8 @@ function main(args: string[]): number {
     if ((seed - from + 1) % 500 === 0) console.log(`… ${seed - from + 1} seeds, ${failed} failed`);
   }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  console.log(`${layout}: ${count} seeds (${from}..${from + count - 1}), ${steps} steps each: ${count - failed} passed, ${failed} failed in ${seconds.toFixed(1)} s = ${(count / seconds).toFixed(1)} schedules/s`);
+  const each = layout === "data-nodes" ? `a ${flag(args, "--safety-ms") ?? DATA_NODE_SAFETY_MS} ms safety phase` : `${steps} steps`;
+  console.log(`${layout}: ${count} seeds (${from}..${from + count - 1}), ${each} each: ${count - failed} passed, ${failed} failed in ${seconds.toFixed(1)} s = ${(count / seconds).toFixed(1)} schedules/s`);
   console.log(`totals: ${JSON.stringify(totals)}`);
   return failed === 0 ? 0 : 1;
 }
