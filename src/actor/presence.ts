@@ -1,7 +1,7 @@
 /** Heartbeats and status: what every actor shows of itself on the bus. */
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { serve } from "../nats/bus.js";
-import { decode, encode } from "../protocol/codec.js";
+import { encode } from "../protocol/codec.js";
 import type { ActorStatus } from "../protocol/messages.js";
 import { subjects, type Role } from "../protocol/subjects.js";
 import type { Logger } from "../util/log.js";
@@ -44,14 +44,4 @@ export function hearHeartbeats(
       if (!err && id !== undefined) onBeat(id, msg.data);
     },
   });
-}
-
-/** A heartbeat counts only if its body is the named actor's own (a subject alone proves nothing). */
-export function isHeartbeatOf(data: Uint8Array, role: Role, id: string): boolean {
-  try {
-    const hb = decode(data) as { role?: unknown; id?: unknown } | null;
-    return typeof hb === "object" && hb !== null && hb.role === role && hb.id === id;
-  } catch {
-    return false;
-  }
 }

@@ -34,6 +34,11 @@ export const defaults = {
   electionRankDelayMs: 150,
   /** After a lost or failed campaign, a data node waits a random time up to this before it may campaign again. */
   electionBackoffMsMax: 1000,
+  /**
+   * From a won election to serving writes at most this long (releasing the replica's Redis, applying the journal's
+   * tail, promoting it): past it the node gives the role up, since its heartbeat as master holds every other node back.
+   */
+  takeoverTimeoutMs: 30_000,
   // ---- end failover ----
   /** Port of the master's own (ephemeral) redis-server. */
   masterRedisPort: 6390,
@@ -243,6 +248,7 @@ export function validateConfig(c: Config): string[] {
   if (new Set(ids).size !== ids.length || ids.some((id) => id === "client" || id === "admin" || id === "faults")) errors.push("journal node, replica and data node ids must be distinct, and none of client, admin, faults");
   if (c.natsPayloadBytesMax < 64 * 1024) errors.push("natsPayloadBytesMax must be at least 64 KiB");
   if (c.masterHeartbeatIntervalMs * 3 > c.masterTimeoutMs) errors.push("masterTimeoutMs must be at least three master heartbeats");
+  if (c.takeoverTimeoutMs <= c.masterTimeoutMs) errors.push("takeoverTimeoutMs must exceed masterTimeoutMs");
   if (c.heartbeatIntervalMs * 2 > c.quorumTimeoutMs) errors.push("quorumTimeoutMs must be at least two heartbeats");
   if (c.heartbeatIntervalMs * 3 > c.journalHeartbeatTimeoutMs) errors.push("journalHeartbeatTimeoutMs must be at least three heartbeats");
   if (c.journalInflightBytesMax < c.batchBytesMax) errors.push("journalInflightBytesMax must hold at least one batch");

@@ -1,8 +1,10 @@
 /**
  * A data node (issue #11): one actor that owns one persistent Redis and plays one of two roles. As a replica it tails
  * the committed journal into its Redis (src/replica/replica.ts) and is a hot standby; as the master it serves writes
- * from that same Redis (src/master/master.ts, takeover mode). The ElectionCore decides when to campaign and when to
- * step down; winning a new epoch on a majority of journal nodes is what makes a node master, and fences the old one.
+ * from that same Redis (src/master/master.ts, takeover mode). A thin driver of the DataNodeCore (data_node_core.ts,
+ * which the simulator drives too): the core decides when to campaign, step down, hand the Redis over and rejoin; this
+ * file does what it orders and feeds the outcomes back. Winning a new epoch on a majority of journal nodes is what
+ * makes a node master, and fences the old one.
  *
  * A master's Redis may hold effects that were never committed, so it is never trusted as a replica's copy: on a
  * step-down, and on a restart after the node was master (a marker file says so), the Redis data is wiped and the
@@ -14,21 +16,23 @@ import { randomInt, randomUUID } from "node:crypto";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Config } from "../config/config.js";
 import { request, serve } from "../nats/bus.js";
-import { decode, encode } from "../protocol/codec.js";
+import { encode } from "../protocol/codec.js";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
-import { parseControlRequest, type ActorStatus, type ControlReply, type ControlRequest } from "../protocol/messages.js";
+import { heartbeatOf, parseControlRequest, type ActorStatus, type ControlReply, type ControlRequest } from "../protocol/messages.js";
 import { subjects } from "../protocol/subjects.js";
 import { JournalClient } from "../master/journal_client.js";
 import { Master } from "../master/master.js";
-import { establishWriter } from "../master/writer_recovery.js";
-import { wipeRedisData } from "../redis/redis_server.js";
+import { establishWriter, type WriterStart } from "../master/writer_recovery.js";
+import { wipeRedisData, type RedisServer } from "../redis/redis_server.js";
 import type { CommandTable } from "../redis/command_table.js";
+import type { Feeder } from "../redis/feeder.js";
 import { DedupeWindow } from "../dedupe/dedupe_window.js";
 import { Replica } from "../replica/replica.js";
 import { EventPublisher } from "../actor/events.js";
 import { writeFileDurably } from "../util/durable_file.js";
 import type { Logger } from "../util/log.js";
-import { ElectionCore, type ElectionAction, type PeerBeat } from "./election_core.js";
+import type { PeerBeat } from "./election_core.js";
+import { DataNodeCore, type DataNodeOrder } from "./data_node_core.js";
 
 /** Present while this node's Redis is (or may be) a master's: it is wiped before the node serves as a replica again. */
 const MASTER_MARKER = "master-role.json";
@@ -36,13 +40,17 @@ const MASTER_MARKER = "master-role.json";
 export class DataNode {
   private replica: Replica | null = null;
   private master: Master | null = null;
-  private readonly election: ElectionCore;
+  /** A master role that ended, until the rejoin stopped it. */
+  private retired: Master | null = null;
+  /** The replica's Redis, from its release to the takeover (or to a rejoin, if a step-down came first). */
+  private handed: { redis: RedisServer; feeder: Feeder; appliedTxid: number } | null = null;
+  private readonly core: DataNodeCore;
   private readonly jc: JournalClient;
   private readonly events: EventPublisher;
   private readonly subs: Subscription[] = [];
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
-  /** The role change under way (a campaign, a step-down): one at a time. */
+  /** The role change under way (a campaign, a release, a takeover, a rejoin): stop() waits for it. */
   private changing: Promise<void> | null = null;
   /** The redis-server's command table, read once while a replica: a takeover need not wait for COMMAND. */
   private commands: CommandTable | undefined;
@@ -60,7 +68,7 @@ export class DataNode {
     private readonly nc: NatsConnection,
     private readonly log: Logger,
   ) {
-    this.election = new ElectionCore(id, priority, config, Date.now());
+    this.core = new DataNodeCore(id, priority, config, Date.now());
     this.jc = new JournalClient(nc, config.cluster, config.journalRequestTimeoutMs);
     this.events = new EventPublisher(nc, config.cluster, `data.${id}`, log);
   }
@@ -78,11 +86,13 @@ export class DataNode {
   }
 
   status(): ActorStatus {
+    this.noteServing();
     const inner = this.master?.status() ?? this.replica?.status() ?? null;
     const base: ActorStatus = inner ?? { role: "replica", id: this.id, pid: process.pid, epoch: 0, lastTxid: 0, committedTxid: 0, appliedTxid: 0, health: "starting", redisUrl: null, details: {} };
     // Won but not yet serving (the replica hands its Redis over): still "campaigning", so nobody else starts.
-    const campaigning = this.election.currentRole === "candidate" || (this.election.currentRole === "master" && this.master === null);
-    return { ...base, id: this.id, health: campaigning ? "campaigning" : base.health, priority: this.priority, details: { ...base.details, dataNode: true, dataRole: this.election.currentRole } };
+    const campaigning = this.core.campaigning && this.master === null;
+    const details = { ...base.details, dataNode: true, dataRole: this.core.role, dataPhase: this.core.phase };
+    return { ...base, id: this.id, health: campaigning ? "campaigning" : base.health, priority: this.priority, details };
   }
 
   /** A replica that stopped on an apply fault, or a node not yet serving its Redis, cannot take over. */
@@ -90,13 +100,19 @@ export class DataNode {
     return this.replica !== null && this.replica.eligible;
   }
 
+  /** The takeover is done once the master role writes: the core's takeover deadline stops there. */
+  private noteServing(): void {
+    if (this.core.phase === "takingOver" && this.master?.status().health === "writing") this.core.serving();
+  }
+
   private onTimer(): void {
-    const now = Date.now();
     // Every data node beats at the master's rate: the standbys rank each other by these.
     this.beat();
-    if (this.changing !== null || this.stopped) return;
+    if (this.stopped) return;
+    this.noteServing();
     const applied = this.replica?.status().appliedTxid ?? 0;
-    this.act(this.election.tick({ appliedTxid: applied, eligible: this.eligible }, now));
+    this.core.tick({ appliedTxid: applied, eligible: this.eligible }, Date.now());
+    this.drive();
   }
 
   private beat(): void {
@@ -109,26 +125,50 @@ export class DataNode {
   }
 
   private onBeat(subject: string, data: Uint8Array): void {
-    const beat = parseBeat(subject, data);
+    const beat = peerBeatOf(subject, data);
     // Only the configured data nodes take part in elections.
     if (beat === null || this.stopped || !this.config.dataNodes.includes(beat.id)) return;
-    this.act(this.election.heard(beat, Date.now()));
+    this.core.heard(beat, Date.now());
+    this.drive();
   }
 
-  private act(action: ElectionAction): void {
-    if (action.kind === "campaign") this.change("campaign", () => this.campaign(action.rank));
-    else if (action.kind === "stepDown") this.master?.stepDown(action.reason);
+  private backoffMs(): number {
+    return randomInt(0, this.config.electionBackoffMsMax + 1);
+  }
+
+  /** Does what the core ordered, in order; each order's outcome goes back to the core, which may order more. */
+  private drive(): void {
+    for (const order of this.core.ready()) this.order(order);
+  }
+
+  private order(o: DataNodeOrder): void {
+    switch (o.kind) {
+      case "campaign":
+        return this.change("campaign", () => this.campaign(o.rank));
+      case "releaseReplica":
+        return this.change("release", () => this.release(o.start));
+      case "takeOver":
+        return this.change("takeover", () => this.takeOver(o.start));
+      case "stopMaster":
+        // No master yet: the takeover sees the core's phase once its marker is written, and ends there.
+        return this.master?.stepDown(o.reason);
+      case "abandon":
+        this.log.fatal({ reason: o.reason }, "a role change cannot finish: exiting");
+        return process.exit(1);
+      case "rejoin":
+        return this.change("rejoin", () => this.rejoin(o.wipe, o.reason));
+    }
   }
 
   // ---- planned switchover ----
 
   private async onControl(req: ControlRequest): Promise<ControlReply> {
     if (req.type === "campaign") {
-      if (this.changing !== null || !this.election.campaignNow({ eligible: this.eligible })) {
-        throw new QjmError(ErrorCode.ILLEGAL_STATE, `${this.id} cannot campaign now (${this.election.currentRole}${this.eligible ? "" : ", not eligible"})`);
+      if (!this.core.campaignNow({ eligible: this.eligible })) {
+        throw new QjmError(ErrorCode.ILLEGAL_STATE, `${this.id} cannot campaign now (${this.core.phase}${this.eligible ? "" : ", not eligible"})`);
       }
       this.log.info({ from: req.from }, "the master hands over to this node");
-      this.change("campaign", () => this.campaign(0));
+      this.drive();
       return { ok: true, type: "campaigning" };
     }
     return await this.handOver(req.to);
@@ -140,18 +180,16 @@ export class DataNode {
    * retried at the new master). The standby's new epoch fences this one; no write is lost or answered twice.
    */
   private async handOver(to: string | null): Promise<ControlReply> {
+    this.noteServing();
     const master = this.master;
     const status = master?.status();
     if (master === null || status === undefined || status.health !== "writing") throw new QjmError(ErrorCode.NOT_WRITER, `${this.id} is not serving writes`);
-    const standbys = this.election.ranking({ appliedTxid: 0, eligible: false }, Date.now());
-    const target = to ?? standbys[0];
-    if (target === undefined || target === this.id || !standbys.includes(target)) {
-      throw new QjmError(ErrorCode.ILLEGAL_STATE, `no live, eligible standby ${to ?? ""} to hand over to (standbys: ${standbys.join(", ") || "none"})`);
-    }
+    const choice = this.core.handoverTarget(to, Date.now());
+    if (!choice.ok) throw new QjmError(ErrorCode.ILLEGAL_STATE, choice.reason);
     if (this.handingOver) throw new QjmError(ErrorCode.ILLEGAL_STATE, "a switchover is under way already");
     this.handingOver = true;
     try {
-      return await this.drainAndHandOver(master, target, status.epoch);
+      return await this.drainAndHandOver(master, choice.target, status.epoch);
     } finally {
       this.handingOver = false;
     }
@@ -180,7 +218,7 @@ export class DataNode {
     this.replica = replica;
   }
 
-  /** Win the next epoch on a majority of journal nodes, then serve from this node's Redis. */
+  /** Win the next epoch on a majority of journal nodes (the core then orders the release of the replica's Redis). */
   private async campaign(rank: number): Promise<void> {
     this.log.info({ rank }, "no master heard: campaigning for the next epoch");
     this.beat();
@@ -191,46 +229,78 @@ export class DataNode {
     } catch (err) {
       const backoffMs = randomInt(this.config.electionBackoffMsMax / 4, this.config.electionBackoffMsMax + 1);
       this.log[err instanceof QjmError ? "warn" : "error"]({ err, backoffMs }, "campaign lost");
-      this.election.lost(Date.now(), backoffMs);
+      this.core.lost(Date.now(), backoffMs);
       return;
     }
-    this.election.won(start.epoch, Date.now());
     if (this.stopped) return;
-    const electedMs = Date.now();
+    this.log.info({ epoch: start.epoch, epochMs: Date.now() - campaignMs }, "won the epoch");
     this.events.publish({ type: "elected", node: this.id, epoch: start.epoch, endTxid: start.endTxid });
+    this.core.won(start, Date.now());
+    this.drive();
+  }
+
+  /** The replica stops tailing and hands its Redis (the committed prefix) over. */
+  private async release(start: WriterStart): Promise<void> {
+    const releasedMs = Date.now();
     const replica = this.replica!;
     this.replica = null;
-    const handed = await replica.release();
-    this.log.info({ epochMs: electedMs - campaignMs, releaseMs: Date.now() - electedMs }, "won the epoch; the replica handed its Redis over");
+    this.handed = await replica.release();
+    this.log.info({ epoch: start.epoch, releaseMs: Date.now() - releasedMs }, "the replica handed its Redis over");
+    if (this.stopped) return;
+    this.core.released(Date.now(), this.backoffMs());
+    this.drive();
+  }
+
+  /** Serve from the handed-over Redis: the master role applies the journal's tail into it, then serves. */
+  private async takeOver(start: WriterStart): Promise<void> {
+    const handed = this.handed!;
+    this.handed = null;
     // From here the Redis may hold effects that never commit: a restart must not take it for a replica's copy.
     await writeFileDurably(this.dataDir, MASTER_MARKER, JSON.stringify({ epoch: start.epoch }) + "\n");
-    if (this.stopped) return void (await handed.feeder.close().then(() => handed.redis.stop()));
+    if (this.stopped || this.core.phase !== "takingOver") {
+      // Stopped, or told to step down while the marker was written: the role ends before it started.
+      await handed.feeder.close().then(() => handed.redis.stop());
+      if (!this.stopped) this.onMasterEnded(null, "stepped down before the master role started");
+      return;
+    }
     const master = new Master(this.id, this.config, this.dataDir, this.nc, this.log, {
       takeover: { start, ...handed, commands: this.commands, window: this.window ?? undefined },
       redisPort: this.redisPort,
       presence: false,
-      onStepDown: (reason) => void this.onStepDown(master, reason),
+      onStepDown: (reason) => this.onMasterEnded(master, reason),
     });
     this.master = master;
     await master.start();
   }
 
-  /** The master role ended (fenced, stepped down, failed): wipe the Redis, rejoin as a replica after a pause. */
-  private async onStepDown(master: Master, reason: string): Promise<void> {
+  /** The master role ended (fenced, stepped down, failed): the core orders the wipe and the rejoin. */
+  private onMasterEnded(master: Master | null, reason: string): void {
     if (this.master !== master || this.stopped) return;
     this.log.warn({ reason }, "stepping down: rejoining as a replica");
     this.events.publish({ type: "steppedDown", node: this.id, reason });
+    this.retired = master;
     this.master = null;
-    this.election.steppedDown(Date.now(), randomInt(0, this.config.electionBackoffMsMax + 1));
-    this.change("step-down", async () => {
-      await master.stop();
-      this.wipeIfWasMaster();
-      if (!this.stopped) await this.startReplica();
-    });
+    this.core.ended(reason, Date.now(), this.backoffMs());
+    this.drive();
+  }
+
+  /** The replica role starts again, on a wiped Redis if a master served from it. */
+  private async rejoin(wipe: boolean, reason: string): Promise<void> {
+    const retired = this.retired;
+    this.retired = null;
+    await retired?.stop();
+    const handed = this.handed;
+    this.handed = null;
+    if (handed !== null) await handed.feeder.close().then(() => handed.redis.stop());
+    if (wipe) this.wipeIfWasMaster();
+    if (this.stopped) return;
+    this.log.info({ reason, wipe }, "rejoining as a replica");
+    await this.startReplica();
+    this.core.rejoined();
   }
 
   /**
-   * One role change at a time (the timer campaigns only when none runs). One that fails midway leaves the node with
+   * A role change runs in the background (the core allows one at a time). One that fails midway leaves the node with
    * neither role and a Redis in an unknown state: the process exits, and its supervisor starts it afresh (a former
    * master's Redis is wiped at start).
    */
@@ -262,7 +332,10 @@ export class DataNode {
     for (const sub of this.subs) sub.unsubscribe();
     await this.changing?.catch(() => {});
     await this.master?.stop();
+    await this.retired?.stop();
     await this.replica?.stop();
+    const handed = this.handed;
+    if (handed !== null) await handed.feeder.close().then(() => handed.redis.stop());
   }
 }
 
@@ -277,17 +350,12 @@ function fsyncDir(dir: string): void {
 }
 
 /** A data node's heartbeat, if the body is the one its subject names (a subject alone proves nothing). */
-function parseBeat(subject: string, data: Uint8Array): PeerBeat | null {
+function peerBeatOf(subject: string, data: Uint8Array): PeerBeat | null {
   const parts = subject.split(".");
   const role = parts.at(-2);
   const id = parts.at(-1);
-  let hb: Record<string, unknown>;
-  try {
-    hb = decode(data) as Record<string, unknown>;
-  } catch {
-    return null;
-  }
-  if (typeof hb !== "object" || hb === null || hb.id !== id || hb.role !== role) return null;
+  const hb = role === undefined || id === undefined ? null : heartbeatOf(data, role, id);
+  if (hb === null) return null;
   const num = (v: unknown): number => (typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v : 0);
   const health = typeof hb.health === "string" ? hb.health : "";
   return {

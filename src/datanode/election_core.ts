@@ -114,7 +114,10 @@ export class ElectionCore {
     assert(this.role === "candidate", `won an election as ${this.role}`);
     this.role = "master";
     this.epoch = epoch;
-    this.highestEpoch = Math.max(this.highestEpoch, epoch);
+    // Not the max: winning e on a majority proves no master above e can exist (each was promised on a majority, which
+    // meets ours). A higher epoch remembered from before the journal was formatted anew would keep this node deaf to
+    // every master below it, and campaigning against them, until epochs climbed past it again.
+    this.highestEpoch = epoch;
     this.masterHeardMs = nowMs;
   }
 

@@ -15,10 +15,10 @@
  */
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { EventPublisher } from "../actor/events.js";
-import { hearHeartbeats, isHeartbeatOf, startPresence, type Presence } from "../actor/presence.js";
+import { hearHeartbeats, startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
 import { serve } from "../nats/bus.js";
-import type { ActorStatus } from "../protocol/messages.js";
+import { heartbeatOf, type ActorStatus } from "../protocol/messages.js";
 import { subjects } from "../protocol/subjects.js";
 import type { CommandTable } from "../redis/command_table.js";
 import { DedupeWindow } from "../dedupe/dedupe_window.js";
@@ -133,7 +133,7 @@ export class Master {
     // Ended with the role: a data node runs one Master per term it serves.
     this.heartbeatSubs.push(
       hearHeartbeats(this.nc, cluster, "journal", (node, data) => {
-        if (isHeartbeatOf(data, "journal", node)) this.core.heartbeat(node, Date.now());
+        if (heartbeatOf(data, "journal", node) !== null) this.core.heartbeat(node, Date.now());
       }),
       hearHeartbeats(this.nc, cluster, "replica", (_replica, data) => {
         this.step(() => this.core.replicaHeartbeat(data, Date.now()));

@@ -4,6 +4,7 @@
  */
 import { ErrorCode, QjmError, type ErrorReply } from "./errors.js";
 import type { Role } from "./subjects.js";
+import { decode } from "./codec.js";
 
 /** A segment as a journal node holds it: [startTxid, endTxid]; endTxid = startTxid - 1 when it holds no record. */
 export interface SegmentState {
@@ -136,6 +137,20 @@ export interface Heartbeat {
   journalNodeFaults?: Record<string, string>;
   /** From a data node: its election priority (0: never takes over). */
   priority?: number;
+}
+
+/**
+ * A heartbeat's body, if it is the named actor's own: a subject alone proves nothing, so its role and id must be the
+ * ones the subject names. Null for anything else (not msgpack, another actor's, not a map).
+ */
+export function heartbeatOf(data: Uint8Array, role: string, id: string): Record<string, unknown> | null {
+  let hb: unknown;
+  try {
+    hb = decode(data);
+  } catch {
+    return null;
+  }
+  return isObject(hb) && hb.role === role && hb.id === id ? hb : null;
 }
 
 export interface ActorStatus extends Heartbeat {

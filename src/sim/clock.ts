@@ -10,7 +10,13 @@ interface SimEvent {
   run: () => void;
 }
 
-export class SimClock {
+/** What an actor needs of the clock: a data node's roles get one that a stop (SIGSTOP) freezes. */
+export interface SimTimer {
+  readonly nowMs: number;
+  after(delayMs: number, run: () => void): void;
+}
+
+export class SimClock implements SimTimer {
   private heap: SimEvent[] = [];
   private seq = 0;
   nowMs = 0;

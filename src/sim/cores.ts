@@ -10,6 +10,7 @@ import { RecoveryCore, type RecoveryLimits } from "../master/recovery_core.js";
 import { RestorerCore, type RestorerLimits, type RestorerWriterView } from "../master/restorer_core.js";
 import { WriterCore, type WriterLimits } from "../master/writer_core.js";
 import { ReplicaCore } from "../replica/replica_core.js";
+import { DataNodeCore, type DataNodeLimits } from "../datanode/data_node_core.js";
 
 export interface SimCores {
   journalCore(nodeId: string, loaded: LoadedJournal): JournalCore;
@@ -21,6 +22,8 @@ export interface SimCores {
   recoveryCore(nodes: readonly string[], limits: RecoveryLimits, newClusterId: string): RecoveryCore;
   restorerCore(node: string, writer: RestorerWriterView, clusterId: string, limits: RestorerLimits): RestorerCore;
   replicaCore(nodes: readonly string[], appliedTxid: number): ReplicaCore;
+  /** A data node's role changes (its election included). */
+  dataNodeCore(id: string, priority: number, limits: DataNodeLimits, nowMs: number, journalNodes: readonly string[]): DataNodeCore;
   /** What replicas ask journal nodes for: committed records only (true: a deliberately wrong replica). */
   replicaReadsUncommitted: boolean;
 }
@@ -33,5 +36,6 @@ export const realCores: SimCores = {
   recoveryCore: (nodes, limits, newClusterId) => new RecoveryCore(nodes, limits, newClusterId),
   restorerCore: (node, writer, clusterId, limits) => new RestorerCore(node, writer, clusterId, limits),
   replicaCore: (nodes, appliedTxid) => new ReplicaCore(nodes, appliedTxid),
+  dataNodeCore: (id, priority, limits, nowMs) => new DataNodeCore(id, priority, limits, nowMs),
   replicaReadsUncommitted: false,
 };

@@ -10,6 +10,8 @@
  *  - promised epochs never go down on a journal node, across restarts;
  *  - a corrupt record is never acked, applied or served onward (applied and recovered records equal the committed
  *    ones byte for byte; a journal node's append scans clean);
+ *  - one master per epoch (issue #11): a writer serves, and a write is acked, only in the epoch that writer won (its
+ *    recovery established it on a majority);
  *  - exactly once (issue #11): no write id (client, seq) is in two committed records, and a write acked to its client
  *    (a duplicate answered from a dedupe window included) names the committed record that holds its id.
  */
@@ -110,6 +112,17 @@ export class Invariants {
     if (first !== txid) fail(`write ${key} ${what} at txid ${txid}, but its id was committed at txid ${first}`);
   }
 
+  /** `writer` starts serving `epoch`: it must be the one that won it. */
+  writerServes(epoch: number, writer: string): void {
+    const w = this.writers.get(epoch);
+    if (w === undefined || w.writer !== writer) fail(`${writer} serves epoch ${epoch}, which ${w === undefined ? "nobody" : w.writer} won`);
+  }
+
+  /** The committed record at `txid` (for a data node's Redis, which must equal the committed prefix once converged). */
+  committedPayload(txid: number): Uint8Array | null {
+    return this.committed.get(txid)?.payload ?? null;
+  }
+
   /** A writer's batch reached a majority: txids up to `committedTxid` are committed in `epoch` by `writer`. */
   writerCommitted(epoch: number, writer: string, committedTxid: number): void {
     this.committedInEpoch.set(epoch, Math.max(this.committedInEpoch.get(epoch) ?? 0, committedTxid));
@@ -143,8 +156,10 @@ export class Invariants {
     this.learnCommitted(txid, epoch, payload, `${writer}'s rebuild`);
   }
 
-  /** A client got OK for the write journaled at txid. */
-  acked(txid: number, epoch: number, payload: Uint8Array): void {
+  /** A client got OK from `writer` for the write it journaled at txid in `epoch`. */
+  acked(txid: number, epoch: number, payload: Uint8Array, writer: string): void {
+    const w = this.writers.get(epoch);
+    if (w === undefined || w.writer !== writer) fail(`${writer} acked txid ${txid} in epoch ${epoch}, which ${w === undefined ? "nobody" : w.writer} won`);
     const c = this.committed.get(txid);
     if (c === undefined) fail(`write at txid ${txid} acked but not committed`);
     if (c.epoch !== epoch || !samePayload(c.payload, payload)) fail(`write at txid ${txid} acked with a record other than the committed one`);
@@ -167,6 +182,11 @@ export class Invariants {
   replicaResumes(replica: string, appliedTxid: number): void {
     const last = this.applied.get(replica) ?? 0;
     if (appliedTxid !== last) fail(`${replica} resumes at ${appliedTxid}, applied ${last}`);
+  }
+
+  /** A data node's Redis was wiped (it was a master's): its replica role applies from txid 1 again. */
+  replicaWiped(replica: string): void {
+    this.applied.set(replica, 0);
   }
 
   appliedBy(replica: string): number {

@@ -1,9 +1,11 @@
 /**
- * `npm run sim -- --seeds N [--from S] [--steps M]`: runs seeds S..S+N-1 (S = 1 by default) and reports the
- * schedules per second; a failing seed prints its trace and how to replay it. `--seed S` runs one seed and prints
- * every line of its trace. Exit code 1 when any seed fails.
+ * `npm run sim -- --seeds N [--from S] [--steps M] [--layout data-nodes]`: runs seeds S..S+N-1 (S = 1 by default) and
+ * reports the schedules per second; a failing seed prints its trace and how to replay it. `--seed S` runs one seed and
+ * prints every line of its trace. `--layout data-nodes [--safety-ms T]`: the data-node layout (elections, takeovers,
+ * step-downs; simulator_data_nodes.ts; its safety phase lasts T simulated ms, not M steps) instead of the legacy one. Exit code 1 when any seed fails.
  */
-import { describeFailure, runSimulation, SIM_STEPS_DEFAULT } from "./simulator.js";
+import { describeFailure, runSimulation, SIM_STEPS_DEFAULT, type SimResult } from "./simulator.js";
+import { DATA_NODE_SAFETY_MS, runDataNodeSimulation } from "./simulator_data_nodes.js";
 
 function flag(args: string[], name: string): number | undefined {
   const i = args.indexOf(name);
@@ -17,20 +19,26 @@ function main(args: string[]): number {
   const steps = flag(args, "--steps") ?? SIM_STEPS_DEFAULT;
   // Faults from the first step, the cluster's first format included; --calm-bootstrap holds them until a writer exists.
   const bootstrapFaults = !args.includes("--calm-bootstrap");
+  const layoutAt = args.indexOf("--layout");
+  const layout = layoutAt < 0 ? "legacy" : args[layoutAt + 1];
+  if (layout !== "legacy" && layout !== "data-nodes") throw new Error("--layout is legacy or data-nodes");
+  const replayFlag = layout === "data-nodes" ? " --layout data-nodes" : "";
+  const run = (seed: number, echo: boolean): SimResult =>
+    layout === "data-nodes" ? runDataNodeSimulation({ seed, echo, safetyMs: flag(args, "--safety-ms") }) : runSimulation({ seed, steps, echo, bootstrapFaults });
   const one = flag(args, "--seed");
   if (one !== undefined) {
-    const r = runSimulation({ seed: one, steps, echo: true, bootstrapFaults });
+    const r = run(one, true);
     console.log(JSON.stringify({ seed: r.seed, ok: r.ok, hash: r.hash, steps: r.steps, simMs: r.simMs, ...r.stats }));
-    if (!r.ok) console.log(describeFailure(r, steps, bootstrapFaults));
+    if (!r.ok) console.log(describeFailure(r, steps, bootstrapFaults, replayFlag));
     return r.ok ? 0 : 1;
   }
   const count = flag(args, "--seeds") ?? 100;
   const from = flag(args, "--from") ?? 1;
   const started = process.hrtime.bigint();
   let failed = 0;
-  const totals = { acked: 0, committed: 0, applied: 0, writers: 0, faults: 0, corruptReadsRefused: 0, rejoins: 0, rolls: 0, livenessNotPromised: 0, retries: 0, duplicates: 0, steps: 0 };
+  const totals = { acked: 0, committed: 0, applied: 0, writers: 0, faults: 0, corruptReadsRefused: 0, rejoins: 0, rolls: 0, livenessNotPromised: 0, retries: 0, duplicates: 0, takeovers: 0, steps: 0 };
   for (let seed = from; seed < from + count; seed++) {
-    const r = runSimulation({ seed, steps, bootstrapFaults });
+    const r = run(seed, false);
     totals.acked += r.stats.acked;
     totals.committed += r.stats.committed;
     totals.applied += r.stats.applied;
@@ -42,15 +50,17 @@ function main(args: string[]): number {
     totals.livenessNotPromised += r.stats.livenessNotPromised;
     totals.retries += r.stats.retries;
     totals.duplicates += r.stats.duplicates;
+    totals.takeovers += r.stats.takeovers ?? 0;
     totals.steps += r.steps;
     if (!r.ok) {
       failed++;
-      console.log(describeFailure(r, steps, bootstrapFaults));
+      console.log(describeFailure(r, steps, bootstrapFaults, replayFlag));
     }
     if ((seed - from + 1) % 500 === 0) console.log(`… ${seed - from + 1} seeds, ${failed} failed`);
   }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  console.log(`${count} seeds (${from}..${from + count - 1}), ${steps} steps each: ${count - failed} passed, ${failed} failed in ${seconds.toFixed(1)} s = ${(count / seconds).toFixed(1)} schedules/s`);
+  const each = layout === "data-nodes" ? `a ${flag(args, "--safety-ms") ?? DATA_NODE_SAFETY_MS} ms safety phase` : `${steps} steps`;
+  console.log(`${layout}: ${count} seeds (${from}..${from + count - 1}), ${each} each: ${count - failed} passed, ${failed} failed in ${seconds.toFixed(1)} s = ${(count / seconds).toFixed(1)} schedules/s`);
   console.log(`totals: ${JSON.stringify(totals)}`);
   return failed === 0 ? 0 : 1;
 }

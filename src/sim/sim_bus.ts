@@ -4,6 +4,7 @@
  * is down. Any subset of actors can be cut from the rest, several cuts at once.
  */
 import type { WriteId, WriteReply } from "../protocol/messages.js";
+import type { PeerBeat } from "../datanode/election_core.js";
 import type { Prng } from "./prng.js";
 import type { SimClock } from "./clock.js";
 import type { Trace } from "./trace.js";
@@ -19,7 +20,9 @@ export type SimMessage =
   | { kind: "heartbeat" }
   /** A client's write; `writeId` (client, seq) is the same on each retry of it, null for a write sent without one. */
   | { kind: "write"; id: number; writeId: WriteId | null; op: ClientOp }
-  | { kind: "writeReply"; id: number; reply: WriteReply };
+  | { kind: "writeReply"; id: number; reply: WriteReply }
+  /** A data node's heartbeat, heard by the other data nodes (their ElectionCore ranks and waits by these). */
+  | { kind: "dataBeat"; beat: PeerBeat };
 
 export interface BusOptions {
   delayMsMin: number;

@@ -6,6 +6,10 @@
  * answer clients, catch nodes up (the RestorerCore), roll the segment (the RollCore), and on a failed term recover
  * again in a new epoch.
  *
+ * A data node's master role (sim_data_node.ts) is one of these in role mode (`role` set): it campaigns once (the same
+ * recovery, no retry), takes over the node's Redis (applies applied+1..end into it, no rebuild) and serves; a failure
+ * or a step-down ends the role instead of recovering again.
+ *
  * Redis is a model: a Map, where SET/INCR/DEL run synchronously and yield their record at once. What it leaves out:
  * the replication link, markers, scripts, resets (no write's effects pass writeEffectsBytesMax), snapshots (a
  * catch-up's snapshot copy succeeds at once).
@@ -24,7 +28,7 @@ import { parseJournalReply, type JournalReply, type JournalRequest, type WriteId
 import { rebuildSources } from "../master/rebuild_sources.js";
 import { decodeRecordPayload, encodeWriteRecord, recordRange } from "../segment/record.js";
 import { AssertionError } from "../util/assert.js";
-import type { SimClock } from "./clock.js";
+import type { SimTimer } from "./clock.js";
 import type { SimCores } from "./cores.js";
 import type { Invariants } from "./invariants.js";
 import type { ClientOp, SimActor, SimBus, SimMessage } from "./sim_bus.js";
@@ -34,6 +38,14 @@ import type { Trace } from "./trace.js";
 export const MASTER_TICK_MS = 20;
 
 type MasterState = "down" | "recovering" | "rebuilding" | "writing";
+
+/** A data node's hooks on its master role: the outcome of each step goes back to its DataNodeCore. */
+export interface MasterRole {
+  won(start: WriterStart): void;
+  lost(reason: string): void;
+  serving(): void;
+  ended(reason: string): void;
+}
 
 /** A client write as the driver knows it; the core knows it by its id. */
 interface SimWrite {
@@ -119,11 +131,15 @@ export class SimMaster implements SimActor {
    * request is lost; "reply", the node runs it but its answer is lost; null, delivered. Either way a lost one times out.
    */
   recoveryCopyFault: (req: JournalRequest) => "request" | "reply" | null = () => null;
+  /** Set: a data node's master role (see the file's comment); null: the legacy master, which recovers until it serves. */
+  role: MasterRole | null = null;
+  /** A takeover's Redis stops answering (the simulator's fault): the takeover never finishes on its own. */
+  takeoverHangs: () => boolean = () => false;
 
   constructor(
     readonly id: string,
     private readonly config: Config,
-    private readonly clock: SimClock,
+    private readonly clock: SimTimer,
     private readonly bus: SimBus,
     private readonly trace: Trace,
     private readonly cores: SimCores,
@@ -161,16 +177,79 @@ export class SimMaster implements SimActor {
   crash(): void {
     if (!this.up) return;
     this.up = false;
-    this.incarnation++;
     this.trace.add(this.id, `crash (${this.state}, ${this.core.inflight} writes unanswered)`);
+    this.drop();
     this.state = "down";
-    this.rpc.clear();
-    this.recovery = null;
     this.redis = new Map();
     this.writes.clear();
+  }
+
+  /** Nothing of this incarnation runs on: its requests and timers (by generation) and its journal state go. */
+  private drop(): void {
+    this.incarnation++;
+    this.rpc.clear();
+    this.recovery = null;
     this.journaled.clear();
     this.catchUps.clear();
     this.flushScheduled = false;
+  }
+
+  // ---- a data node's master role ----
+
+  /** Runs one recovery for a new epoch (newEpoch on a majority, then the last segment): `role.won` or `role.lost`. */
+  campaign(): void {
+    this.begin();
+    this.recover();
+  }
+
+  private begin(): void {
+    this.up = true;
+    this.drop();
+    this.writes.clear();
+  }
+
+  /**
+   * Serves from the data node's Redis, which holds the committed prefix up to `appliedTxid`: applies
+   * appliedTxid+1..start.endTxid into it, then serves `start`'s epoch. A window still warming (its records up to the
+   * applied txid were not served as committed before the win) reads them first, as replica.ts's release does.
+   */
+  takeOver(start: WriterStart, redis: Map<string, string>, window: DedupeWindow, appliedTxid: number): void {
+    const generation = this.incarnation;
+    this.window = window;
+    this.core = this.cores.masterCore(this.config, this.cores.writerCore, this.window);
+    const tick = (): void => {
+      if (this.incarnation !== generation) return;
+      this.step(() => this.core.tick(this.clock.nowMs));
+      this.clock.after(MASTER_TICK_MS, tick);
+    };
+    this.clock.after(MASTER_TICK_MS, tick);
+    if (this.takeoverHangs()) {
+      this.state = "rebuilding";
+      this.trace.add(this.id, "taking over: its Redis stops answering");
+      return;
+    }
+    const warmFrom = Math.min(appliedTxid + 1, Math.max(1, window.stats.lastTxid + 1, appliedTxid - this.config.dedupeWindowRecords + 1));
+    this.rebuild(start, warmFrom, redis, appliedTxid + 1);
+  }
+
+  /** Stop serving (a higher epoch was heard, the takeover deadline passed): unanswered writes fail, the role ends. */
+  stepDown(reason: string): void {
+    if (!this.up) return;
+    if (this.state === "writing") return this.step(() => this.core.fail(reason));
+    this.end(reason);
+  }
+
+  /** The role is over: queued writes are answered NOT_WRITER, nothing more runs, the data node is told. */
+  private end(reason: string): void {
+    const role = this.role!;
+    if (this.state === "writing") this.step(() => this.core.stop(`this node stepped down: ${reason}`));
+    this.up = false;
+    // Not the writes: the answers core.stop gave (NOT_WRITER) still go out, after this.
+    this.drop();
+    this.state = "down";
+    this.redis = new Map();
+    this.trace.add(this.id, `master role ends: ${reason}`);
+    role.ended(reason);
   }
 
   // ---- journal requests ----
@@ -241,6 +320,7 @@ export class SimMaster implements SimActor {
       // A QjmError is an operating failure (no quorum, a refusal): try again. Anything else is a bug.
       if (!(err instanceof QjmError)) throw err;
       this.trace.add(this.id, `could not become the writer: ${err.message}`);
+      if (this.role !== null) return this.lose(err.message);
       this.retryRecovery();
       return;
     }
@@ -248,7 +328,11 @@ export class SimMaster implements SimActor {
     if (out.done !== null) {
       this.recovery = null;
       this.invariants.writerEstablished(out.done.epoch, this.writer, out.done.endTxid);
-      this.rebuild(out.done);
+      if (this.role !== null) {
+        this.state = "rebuilding";
+        return this.role.won(out.done);
+      }
+      this.rebuild(out.done, 1, new Map());
       return;
     }
     for (const r of out.send) {
@@ -257,6 +341,14 @@ export class SimMaster implements SimActor {
       if (lost !== null) this.trace.add(this.id, `recovery copy fault: ${r.req.type} to ${r.node}, ${lost} lost`);
       this.call(r.node, r.req, r.timeoutMs, (reply) => this.stepRecovery(core, () => core.onReply(r.id, reply)), lost);
     }
+  }
+
+  /** A data node's campaign lost: nothing of it runs on. */
+  private lose(reason: string): void {
+    this.up = false;
+    this.drop();
+    this.state = "down";
+    this.role!.lost(reason);
   }
 
   private retryRecovery(): void {
@@ -268,11 +360,15 @@ export class SimMaster implements SimActor {
     });
   }
 
-  /** Replays the recovered log into a fresh model Redis, reading from the in-step nodes, then the others (rebuild_sources.ts). */
-  private rebuild(start: WriterStart): void {
+  /**
+   * Replays the recovered log from `fromTxid` into `redis` (a fresh one; a data node's, which holds what is before
+   * `applyFrom`: those records feed the window only), reading from the in-step nodes, then the others
+   * (rebuild_sources.ts).
+   */
+  private rebuild(start: WriterStart, fromTxid: number, redis: Map<string, string>, applyFrom = fromTxid): void {
     this.state = "rebuilding";
-    this.redis = new Map();
-    let from = 1;
+    this.redis = redis;
+    let from = fromTxid;
     let sourceIndex = 0;
     let misses = 0;
     const generation = this.incarnation;
@@ -291,6 +387,7 @@ export class SimMaster implements SimActor {
           sourceIndex++;
           if (++misses >= sources.length * 3) {
             this.trace.add(this.id, `rebuild: no journal node serves txid ${from}`);
+            if (this.role !== null) return this.end(`taking over: no journal node serves txid ${from}`);
             this.retryRecovery();
             return;
           }
@@ -299,7 +396,8 @@ export class SimMaster implements SimActor {
         misses = 0;
         for (const rec of range.records) {
           this.invariants.recovered(this.writer, rec.txid, rec.epoch, rec.payload);
-          applyEffects(this.redis, rec.payload);
+          // Below applyFrom the Redis holds it already: read again only for the window (a takeover's warm-up).
+          if (rec.txid >= applyFrom) applyEffects(this.redis, rec.payload);
           // The window already holds what this incarnation committed or read before (master_redis.ts's takeover does the same).
           if (rec.txid > this.window.stats.lastTxid) this.window.observe(rec.txid, decodeRecordPayload(rec.payload).write);
           from = rec.txid + 1;
@@ -316,7 +414,9 @@ export class SimMaster implements SimActor {
     this.state = "writing";
     this.firstCommitDone = false;
     this.trace.add(this.id, `serving writes: epoch ${start.epoch}, segment ${start.endTxid + 1}, in step ${start.inSync.join(",")} (${start.decision})`);
+    this.invariants.writerServes(start.epoch, this.writer);
     this.step(() => this.core.start(start.epoch, start.endTxid + 1, start.inSync, this.clock.nowMs));
+    this.role?.serving();
     this.onWriterStart(start.inSync);
   }
 
@@ -385,7 +485,7 @@ export class SimMaster implements SimActor {
     this.writes.delete(id);
     if (reply.ok) {
       // A retry answered from the window or with its original's reply ran nothing here: the client checks it by id.
-      if (w.payload !== null) this.invariants.acked(reply.txid, w.epoch, w.payload);
+      if (w.payload !== null) this.invariants.acked(reply.txid, w.epoch, w.payload, this.writer);
       this.acks++;
     }
     this.bus.send(this.id, w.client, { kind: "writeReply", id: w.msgId, reply });
@@ -425,6 +525,7 @@ export class SimMaster implements SimActor {
   private failWriter(reason: string): void {
     if (this.state !== "writing") return;
     this.trace.add(this.id, `writer failed: ${reason}`);
+    if (this.role !== null) return this.end(`writer failed: ${reason}`);
     this.journaled.clear();
     this.catchUps.clear();
     this.redis = new Map();

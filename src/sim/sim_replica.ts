@@ -2,13 +2,19 @@
  * A replica in the simulation, driven as replica.ts drives it: the ReplicaCore picks the node and the txid, a read
  * of committed records goes out, the records the core accepts are applied one by one (each atomically with its
  * applied txid, as MULTI/EXEC does, so a crash loses nothing applied), and a round of idle answers pauses it.
+ *
+ * A data node's replica role (sim_data_node.ts) is one of these over the node's Redis, feeding the node's dedupe
+ * window; started on a Redis that already holds records, it first reads the last window's worth of them again, to
+ * observe only (replica.ts warmWindow), and cannot take over until it has.
  */
 import type { Config } from "../config/config.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, errorReply, toErrorReply } from "../protocol/errors.js";
 import { parseJournalReply, type JournalReply } from "../protocol/messages.js";
 import type { ReplicaCore } from "../replica/replica_core.js";
-import type { SimClock } from "./clock.js";
+import type { SimTimer } from "./clock.js";
+import type { DedupeWindow } from "../dedupe/dedupe_window.js";
+import { decodeRecordPayload } from "../segment/record.js";
 import type { SimCores } from "./cores.js";
 import type { Invariants } from "./invariants.js";
 import { applyEffects } from "./sim_master.js";
@@ -20,28 +26,47 @@ export class SimReplica implements SimActor {
   private incarnation = 0;
   private core: ReplicaCore | null = null;
   /** The replica's persistent Redis: survives a crash, as its applied txid does. */
-  readonly redis = new Map<string, string>();
-  appliedTxid = 0;
+  readonly redis: Map<string, string>;
+  appliedTxid: number;
+  /** A data node's window: fed every committed record this Redis holds, in txid order. */
+  private readonly window: DedupeWindow | null;
+  /** Records up to here are in the Redis already: read again only for the window to observe them. */
+  private warmUntil = 0;
   private waiting: { id: number; generation: number } | null = null;
   private idleRounds = 0;
 
   constructor(
     readonly id: string,
     private readonly config: Config,
-    private readonly clock: SimClock,
+    private readonly clock: SimTimer,
     private readonly bus: SimBus,
     private readonly trace: Trace,
     private readonly cores: SimCores,
     private readonly invariants: Invariants,
     private readonly requestIds: { next(): number },
-  ) {}
+    role: { redis: Map<string, string>; appliedTxid: number; window: DedupeWindow } | null = null,
+  ) {
+    this.redis = role?.redis ?? new Map();
+    this.appliedTxid = role?.appliedTxid ?? 0;
+    this.window = role?.window ?? null;
+  }
+
+  /**
+   * It applies: it could take over (replica.ts). Its window may still be warming — the records its Redis holds may not
+   * be served as committed until a new writer recovers them — and the takeover finishes the warm-up.
+   */
+  get eligible(): boolean {
+    return this.up && this.core !== null;
+  }
 
   start(): void {
     if (this.up) return;
     this.up = true;
     const generation = ++this.incarnation;
     this.invariants.replicaResumes(this.id, this.appliedTxid);
-    this.core = this.cores.replicaCore(this.config.journalNodes, this.appliedTxid);
+    this.warmUntil = this.window === null ? 0 : this.appliedTxid;
+    const from = this.window === null ? this.appliedTxid : Math.max(0, this.appliedTxid - this.config.dedupeWindowRecords);
+    this.core = this.cores.replicaCore(this.config.journalNodes, from);
     this.trace.add(this.id, `start at applied ${this.appliedTxid}`);
     this.clock.after(0, () => this.read(generation));
   }
@@ -53,6 +78,16 @@ export class SimReplica implements SimActor {
     this.waiting = null;
     this.core = null;
     this.trace.add(this.id, `crash at applied ${this.appliedTxid}`);
+  }
+
+  /** A data node's takeover: tailing stops; its Redis (exactly the committed prefix) goes to the master role. */
+  release(): { redis: Map<string, string>; appliedTxid: number } {
+    this.up = false;
+    this.incarnation++;
+    this.waiting = null;
+    this.core = null;
+    this.trace.add(this.id, `replica released at applied ${this.appliedTxid}`);
+    return { redis: this.redis, appliedTxid: this.appliedTxid };
   }
 
   private read(generation: number): void {
@@ -86,6 +121,11 @@ export class SimReplica implements SimActor {
     if (outcome.kind === "apply") {
       this.idleRounds = 0;
       for (const rec of outcome.records) {
+        this.window?.observe(rec.txid, decodeRecordPayload(rec.payload).write);
+        if (rec.txid <= this.warmUntil) {
+          core.onApplied(rec.txid);
+          continue;
+        }
         this.invariants.replicaApplies(this.id, rec.txid, rec.epoch, rec.payload);
         applyEffects(this.redis, rec.payload);
         this.appliedTxid = rec.txid;

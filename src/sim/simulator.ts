@@ -58,11 +58,11 @@ export interface SimResult {
   hash: string;
   steps: number;
   simMs: number;
-  stats: { forged: number; journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; rolls: number; livenessNotPromised: number; retries: number; duplicates: number };
+  stats: { forged: number; journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; rolls: number; livenessNotPromised: number; retries: number; duplicates: number; takeovers?: number };
 }
 
 /** The simulation's timeouts, scaled down from the defaults so a short run sees many failovers. */
-function simConfig(journalNodes: string[], replicas: string[], batchRecordsMax: number): Config {
+export function simConfig(journalNodes: string[], replicas: string[], batchRecordsMax: number): Config {
   const config: Config = {
     ...defaults,
     journalNodes,
@@ -120,7 +120,7 @@ interface Outstanding {
  * timeout), is sent again with the same id to any master, up to CLIENT_ATTEMPTS_MAX attempts: the retries the
  * masters' dedupe windows must apply once (issue #11).
  */
-class SimClient implements SimActor {
+export class SimClient implements SimActor {
   up = true;
   writing = true;
   /** Unanswered writes by seq (the bus message's id, the same on every attempt). */
@@ -128,6 +128,8 @@ class SimClient implements SimActor {
   counts = { acked: 0, failed: 0, unknown: 0, ackedAfterHeal: 0, retries: 0, duplicates: 0 };
   healed = false;
   private seq = 0;
+  /** Sticky: the node that last acked a write, asked first (as the client library learns the master); null: random. */
+  private lastGood: string | null = null;
 
   constructor(
     readonly id: string,
@@ -138,6 +140,8 @@ class SimClient implements SimActor {
     private readonly config: Config,
     private readonly intervalMsMax: number,
     private readonly invariants: Invariants,
+    /** Send to the node that acked last, if any (the data-node layout, where only one node serves). */
+    private readonly sticky = false,
   ) {}
 
   start(): void {
@@ -157,9 +161,13 @@ class SimClient implements SimActor {
   /** One attempt: to a random master, with the write's id; its timeout retries (or gives up) unless answered first. */
   private send(seq: number, w: Outstanding): void {
     const attempt = ++w.attempt;
-    this.bus.send(this.id, this.prng.pick(this.masters), { kind: "write", id: seq, writeId: w.writeId, op: w.op });
+    const to = this.sticky && this.lastGood !== null ? this.lastGood : this.prng.pick(this.masters);
+    this.bus.send(this.id, to, { kind: "write", id: seq, writeId: w.writeId, op: w.op });
     this.clock.after(this.config.quorumTimeoutMs * 4, () => {
-      if (this.outstanding.get(seq) === w && w.attempt === attempt) this.retryOrGiveUp(seq, w);
+      if (this.outstanding.get(seq) !== w || w.attempt !== attempt) return;
+      // No answer: the node may be gone; the next attempt asks another.
+      this.lastGood = null;
+      this.retryOrGiveUp(seq, w);
     });
   }
 
@@ -187,11 +195,13 @@ class SimClient implements SimActor {
     return { op: "DEL", key };
   }
 
-  onMessage(_from: string, msg: SimMessage): void {
+  onMessage(from: string, msg: SimMessage): void {
     if (msg.kind !== "writeReply") return;
+    const reply = msg.reply;
+    if (reply.ok) this.lastGood = from;
+    else if (this.lastGood === from && RETRIED_CODES.has(reply.code)) this.lastGood = null;
     const w = this.outstanding.get(msg.id);
     if (w === undefined) return;
-    const reply = msg.reply;
     if (!reply.ok && RETRIED_CODES.has(reply.code)) return this.retryOrGiveUp(msg.id, w);
     this.outstanding.delete(msg.id);
     if (reply.ok) {
@@ -204,16 +214,36 @@ class SimClient implements SimActor {
   }
 }
 
-export function runSimulation(options: SimOptions): SimResult {
-  const seed = options.seed;
-  const prng = new Prng(seed);
+/** What every run starts from, whatever its layout: the seed's PRNG, the clock, the trace, the cores, the invariants. */
+export interface SimBase {
+  prng: Prng;
+  clock: SimClock;
+  trace: Trace;
+  cores: SimCores;
+  invariants: Invariants;
+  requestIds: { next(): number };
+}
+
+export function simBase(options: { seed: number; echo?: boolean; cores?: SimCores }): SimBase {
   const clock = new SimClock();
   const trace = new Trace(clock);
   trace.echo = options.echo ?? false;
-  const cores = options.cores ?? realCores;
-  const invariants = new Invariants();
   let requestSeq = 0;
   const requestIds = { next: () => ++requestSeq };
+  return { prng: new Prng(options.seed), clock, trace, cores: options.cores ?? realCores, invariants: new Invariants(), requestIds };
+}
+
+/** A run ended by an exception: an invariant, an assertion, or a bug (with its stack); the trace says so too. */
+export function failureOf(err: unknown, trace: Trace): string {
+  if (!(err instanceof Error)) throw err;
+  const kind = err instanceof SimViolation ? "invariant" : err instanceof AssertionError ? "assertion" : "error";
+  trace.add("sim", `FAILED (${kind}): ${err.message}`);
+  return `${kind}: ${err.message}${kind === "error" ? `\n${err.stack}` : ""}`;
+}
+
+export function runSimulation(options: SimOptions): SimResult {
+  const seed = options.seed;
+  const { prng, clock, trace, cores, invariants, requestIds } = simBase(options);
 
   // The swarm: the cluster's shape and fault rates, from the seed.
   const journalNodes = Array.from({ length: prng.chance(0.2) ? 5 : 3 }, (_, i) => `jn${i + 1}`);
@@ -486,13 +516,7 @@ export function runSimulation(options: SimOptions): SimResult {
         // Liveness is promised only while a majority of journal nodes can vote: a node whose disk rotted (it serves
         // nothing) or that was never restored after losing its state counts as failed, and more than a minority failed
         // is beyond what a quorum tolerates. Safety was checked all along; the run just cannot be asked to converge.
-        const unable = jns.flatMap((jn) => {
-          const st = jn.core?.state();
-          if (st === undefined) return [`${jn.id} down`];
-          if (st.fault !== null) return [`${jn.id} corrupt`];
-          if (st.clusterId === null || st.restoring) return [`${jn.id} restoring`];
-          return [];
-        });
+        const unable = journalNodesUnable(jns);
         if (jns.length - unable.length < quorumSize(jns.length)) {
           livenessNotPromised = 1;
           trace.add("sim", `no convergence, and none promised: only ${jns.length - unable.length} of ${jns.length} journal nodes can vote (${unable.join(", ")})`);
@@ -506,19 +530,27 @@ export function runSimulation(options: SimOptions): SimResult {
     if (livenessNotPromised === 0) trace.add("sim", `converged: committed ${invariants.maxCommitted}, ${client.counts.acked} acked`);
     return result(null, steps);
   } catch (err) {
-    if (!(err instanceof Error)) throw err;
-    const kind = err instanceof SimViolation ? "invariant" : err instanceof AssertionError ? "assertion" : "error";
-    trace.add("sim", `FAILED (${kind}): ${err.message}`);
-    return result(`${kind}: ${err.message}${kind === "error" ? `\n${err.stack}` : ""}`, steps);
+    return result(failureOf(err, trace), steps);
   }
 }
 
+/** Journal nodes that cannot vote (down, corrupt, restoring), each with why: liveness is promised only to a majority. */
+export function journalNodesUnable(jns: readonly SimJournalNode[]): string[] {
+  return jns.flatMap((jn) => {
+    const st = jn.core?.state();
+    if (st === undefined) return [`${jn.id} down`];
+    if (st.fault !== null) return [`${jn.id} corrupt`];
+    if (st.clusterId === null || st.restoring) return [`${jn.id} restoring`];
+    return [];
+  });
+}
+
 /** A failing seed, readable: what broke, the events that led to it, how to replay it. */
-export function describeFailure(r: SimResult, steps: number, bootstrapFaults = false): string {
+export function describeFailure(r: SimResult, steps: number, bootstrapFaults = false, layout = ""): string {
   return [
     `seed ${r.seed} FAILED after ${r.steps} steps (${r.simMs} simulated ms): ${r.failure}`,
     `last ${r.trace.length} events:`,
     ...r.trace.map((l) => `  ${l}`),
-    `replay: npm run sim -- --seed ${r.seed} --steps ${steps}${bootstrapFaults ? "" : " --calm-bootstrap"}`,
+    `replay: npm run sim -- --seed ${r.seed} --steps ${steps}${bootstrapFaults ? "" : " --calm-bootstrap"}${layout}`,
   ].join("\n");
 }

@@ -8,6 +8,8 @@ import type { PrepareResponse, RecoveryDecision } from "../../src/master/segment
 import type { WriterCore } from "../../src/master/writer_core.js";
 import { WriterCore as RealWriterCore } from "../../src/master/writer_core.js";
 import { realCores, type SimCores } from "../../src/sim/cores.js";
+import { DataNodeCore, type DataNodeLimits, type SelfView } from "../../src/datanode/data_node_core.js";
+import type { PeerBeat } from "../../src/datanode/election_core.js";
 
 /** A writer that counts a batch committed once one journal node acked it, not a majority. */
 class OneAckWriterCore extends RealWriterCore {
@@ -68,6 +70,39 @@ class OffByOneDedupeWindow extends DedupeWindow {
     return known.kind === "committed" ? { ...known, txid: known.txid + 1 } : known;
   }
 }
+
+/**
+ * A candidate that skips newEpoch (issue #11): once it has heard a master, it takes the next epoch for its own
+ * (the highest heard + 1) and serves in it, without winning it on a majority of journal nodes.
+ */
+class SkipsNewEpochDataNodeCore extends DataNodeCore {
+  private epochHeard = 0;
+
+  constructor(id: string, priority: number, limits: DataNodeLimits, nowMs: number, private readonly journalNodes: readonly string[]) {
+    super(id, priority, limits, nowMs);
+  }
+
+  override heard(beat: PeerBeat, nowMs: number): void {
+    this.epochHeard = Math.max(this.epochHeard, beat.epoch);
+    super.heard(beat, nowMs);
+  }
+
+  override tick(self: SelfView, nowMs: number): void {
+    super.tick(self, nowMs);
+    const i = this.orders.findIndex((o) => o.kind === "campaign");
+    if (i < 0 || this.epochHeard === 0) return;
+    this.orders.splice(i, 1);
+    this.won({ clusterId: "assumed", epoch: this.epochHeard + 1, endTxid: self.appliedTxid, inSync: [...this.journalNodes], decision: "newEpoch skipped" }, nowMs);
+  }
+}
+
+/** Wrong cores of the data-node layout (test/unit/sim_data_nodes.test.ts); the legacy layout never runs them. */
+export const dataNodeWrongCores: Record<string, SimCores> = {
+  "a candidate that skips newEpoch": {
+    ...realCores,
+    dataNodeCore: (id, priority, limits, nowMs, journalNodes) => new SkipsNewEpochDataNodeCore(id, priority, limits, nowMs, journalNodes),
+  },
+};
 
 export const wrongCores: Record<string, SimCores> = {
   "writer acks after one journal node": {

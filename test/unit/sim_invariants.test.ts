@@ -1,6 +1,6 @@
 /**
- * The simulator's invariants (src/sim/invariants.ts) on their own: exactly once for retried writes (issue #11), and
- * a committed record kept apart from the simulated disk it was read from.
+ * The simulator's invariants (src/sim/invariants.ts) on their own: exactly once for retried writes and one master per
+ * epoch (issue #11), and a committed record kept apart from the simulated disk it was read from.
  */
 import test from "ava";
 import { Invariants, SimViolation } from "../../src/sim/invariants.js";
@@ -41,4 +41,16 @@ test("sim invariants - a committed record learnt from a disk's bytes does not ch
   inv.learnCommitted(1, 2, file.subarray(0), "jn1's finalized segment");
   file[3] ^= 1 << 3; // the bit flip on jn1
   t.notThrows(() => inv.learnCommitted(1, 2, withId(5), "jn2's finalized segment"));
+});
+
+/** One master per epoch (issue #11): a node serves, and acks, only in the epoch its own recovery established. */
+test("sim invariants - a writer serves and acks only in an epoch it won", (t) => {
+  const inv = new Invariants();
+  inv.writerEstablished(2, "d1#1", 0);
+  t.notThrows(() => inv.writerServes(2, "d1#1"));
+  t.throws(() => inv.writerServes(3, "d2#1"), { instanceOf: SimViolation, message: "d2#1 serves epoch 3, which nobody won" });
+  t.throws(() => inv.writerServes(2, "d2#4"), { instanceOf: SimViolation, message: "d2#4 serves epoch 2, which d1#1 won" });
+  inv.learnCommitted(1, 2, withId(5), "a commit");
+  t.notThrows(() => inv.acked(1, 2, withId(5), "d1#1"));
+  t.throws(() => inv.acked(1, 2, withId(5), "d2#4"), { instanceOf: SimViolation, message: /d2#4 acked txid 1 in epoch 2, which d1#1 won/ });
 });
