@@ -23,6 +23,11 @@ export interface SimCores {
   replicaCore(nodes: readonly string[], appliedTxid: number): ReplicaCore;
   /** What replicas ask journal nodes for: committed records only (true: a deliberately wrong replica). */
   replicaReadsUncommitted: boolean;
+  /**
+   * How replicas and the master's rebuild replay effects: false, as a replica of the feeder (nothing expires by the
+   * applier's clock); true, as a standalone Redis would (a deliberately wrong replay, issue #10 class 2).
+   */
+  replayExpiresByOwnClock: boolean;
 }
 
 export const realCores: SimCores = {
@@ -34,4 +39,5 @@ export const realCores: SimCores = {
   restorerCore: (node, writer, clusterId, limits) => new RestorerCore(node, writer, clusterId, limits),
   replicaCore: (nodes, appliedTxid) => new ReplicaCore(nodes, appliedTxid),
   replicaReadsUncommitted: false,
+  replayExpiresByOwnClock: false,
 };

@@ -28,7 +28,7 @@ function main(args: string[]): number {
   const from = flag(args, "--from") ?? 1;
   const started = process.hrtime.bigint();
   let failed = 0;
-  const totals = { acked: 0, committed: 0, applied: 0, writers: 0, faults: 0, corruptReadsRefused: 0, rejoins: 0, rolls: 0, livenessNotPromised: 0, retries: 0, duplicates: 0, steps: 0 };
+  const totals = { acked: 0, committed: 0, applied: 0, writers: 0, faults: 0, corruptReadsRefused: 0, rejoins: 0, rolls: 0, livenessNotPromised: 0, retries: 0, duplicates: 0, keyspaceChecks: 0, lateTtls: 0, steps: 0 };
   for (let seed = from; seed < from + count; seed++) {
     const r = runSimulation({ seed, steps, bootstrapFaults });
     totals.acked += r.stats.acked;
@@ -42,6 +42,8 @@ function main(args: string[]): number {
     totals.livenessNotPromised += r.stats.livenessNotPromised;
     totals.retries += r.stats.retries;
     totals.duplicates += r.stats.duplicates;
+    totals.keyspaceChecks += r.stats.keyspaceChecks;
+    totals.lateTtls += r.stats.lateTtls;
     totals.steps += r.steps;
     if (!r.ok) {
       failed++;

@@ -5,9 +5,11 @@
  * does what each `ready()` says: execute on the model Redis, send batches, answer clients, catch nodes up (the
  * RestorerCore), roll the segment (the RollCore), and on a failed term recover again in a new epoch.
  *
- * Redis is a model: a Map, where SET/INCR/DEL run synchronously and yield their record at once. What it leaves out:
- * the replication link, markers, scripts, resets (no write's effects pass writeEffectsBytesMax), snapshots (a
- * catch-up's snapshot copy succeeds at once).
+ * Redis is a model with TTLs (model_redis.ts): a write runs synchronously and yields its record at once, with the DELs
+ * of keys that expired since the last record first (lazy expiry, and the timer's active expiry, whose DELs otherwise
+ * become an orphan record when the core says so), as production's stream does. The rebuild replays as the feeder
+ * does: nothing expires until the writer serves. What it leaves out: the replication link, markers, scripts, resets
+ * (no write's effects pass writeEffectsBytesMax), snapshots (a catch-up's snapshot copy succeeds at once).
  */
 import type { Config } from "../config/config.js";
 import { recordedReplyOf } from "../dedupe/dedupe_answer.js";
@@ -21,11 +23,11 @@ import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, errorReply, toErrorReply } from "../protocol/errors.js";
 import { parseJournalReply, type JournalReply, type JournalRequest, type WriteId as ClientWriteId, type WriteReply } from "../protocol/messages.js";
 import { rebuildSources } from "../master/rebuild_sources.js";
-import { decodeRecordPayload, encodeWriteRecord, recordRange } from "../segment/record.js";
-import { AssertionError } from "../util/assert.js";
+import { decodeRecordPayload, encodeEffects, encodeWriteRecord, recordRange } from "../segment/record.js";
 import type { SimClock } from "./clock.js";
 import type { SimCores } from "./cores.js";
 import type { Invariants } from "./invariants.js";
+import { applyRecord, ModelRedis, type ModelEffect } from "./model_redis.js";
 import type { ClientOp, SimActor, SimBus, SimMessage } from "./sim_bus.js";
 import type { Trace } from "./trace.js";
 
@@ -47,37 +49,6 @@ interface SimWrite {
   epoch: number;
 }
 
-/** Applies one client write to the model Redis: its reply and the effects Redis would propagate. */
-export function executeOp(redis: Map<string, string>, op: ClientOp): { ok: boolean; reply: unknown; effects: string[][] } {
-  switch (op.op) {
-    case "SET":
-      redis.set(op.key, op.value);
-      return { ok: true, reply: "OK", effects: [["SET", op.key, op.value]] };
-    case "INCR": {
-      const current = redis.get(op.key) ?? "0";
-      if (!/^-?\d{1,15}$/.test(current)) return { ok: false, reply: "ERR value is not an integer or out of range", effects: [] };
-      const next = String(Number(current) + 1);
-      redis.set(op.key, next);
-      return { ok: true, reply: Number(next), effects: [["INCR", op.key]] };
-    }
-    case "DEL": {
-      const existed = redis.delete(op.key);
-      return { ok: true, reply: existed ? 1 : 0, effects: existed ? [["DEL", op.key]] : [] };
-    }
-  }
-}
-
-/** Replays journaled effects into the model Redis (the master's rebuild, a replica's apply). */
-export function applyEffects(redis: Map<string, string>, payload: Uint8Array): void {
-  for (const effect of decodeRecordPayload(payload).effects) {
-    const [name, key, value] = effect.map((a) => Buffer.from(a).toString());
-    if (name === "SET") redis.set(key, value);
-    else if (name === "DEL") redis.delete(key);
-    else if (name === "INCR") redis.set(key, String(Number(redis.get(key) ?? "0") + 1));
-    else throw new AssertionError(`unknown effect ${name}`);
-  }
-}
-
 export class SimMaster implements SimActor {
   up = false;
   private state: MasterState = "down";
@@ -91,7 +62,10 @@ export class SimMaster implements SimActor {
    * it holds what the journal holds. A new one per incarnation (a restart loses memory, as a data node's does).
    */
   private window: DedupeWindow;
-  private redis = new Map<string, string>();
+  private redis = new ModelRedis();
+  /** DELs of keys the timer expired, not journaled yet: they go with the next write's record, or as orphans. */
+  private expired: ModelEffect[] = [];
+  private expiredSinceMs = 0;
   private writes = new Map<WriteId, SimWrite>();
   private nextWriteId = 1;
   /** Records journaled by the current term, by txid, until committed. */
@@ -150,7 +124,9 @@ export class SimMaster implements SimActor {
     this.trace.add(this.id, "start");
     const tick = (): void => {
       if (this.incarnation !== generation) return;
-      this.step(() => this.core.tick(this.clock.nowMs));
+      this.expireActively();
+      const orphansSinceMs = this.expired.length > 0 ? this.expiredSinceMs : null;
+      this.step(() => this.core.tick(this.clock.nowMs, orphansSinceMs));
       this.clock.after(MASTER_TICK_MS, tick);
     };
     this.clock.after(MASTER_TICK_MS, tick);
@@ -165,7 +141,8 @@ export class SimMaster implements SimActor {
     this.state = "down";
     this.rpc.clear();
     this.recovery = null;
-    this.redis = new Map();
+    this.redis = new ModelRedis();
+    this.expired = [];
     this.writes.clear();
     this.journaled.clear();
     this.catchUps.clear();
@@ -270,7 +247,10 @@ export class SimMaster implements SimActor {
   /** Replays the recovered log into a fresh model Redis, reading from the in-step nodes, then the others (rebuild_sources.ts). */
   private rebuild(start: WriterStart): void {
     this.state = "rebuilding";
-    this.redis = new Map();
+    this.redis = new ModelRedis();
+    this.expired = [];
+    this.invariants.keyspace.reset(this.writer);
+    const ownClock = this.cores.replayExpiresByOwnClock;
     let from = 1;
     let sourceIndex = 0;
     let misses = 0;
@@ -298,7 +278,8 @@ export class SimMaster implements SimActor {
         misses = 0;
         for (const rec of range.records) {
           this.invariants.recovered(this.writer, rec.txid, rec.epoch, rec.payload);
-          applyEffects(this.redis, rec.payload);
+          applyRecord(this.redis, rec.payload, ownClock ? this.clock.nowMs : null);
+          this.invariants.keyspace.took(this.writer, rec.txid, rec.payload, this.redis, "rebuild", this.clock.nowMs);
           // The window already holds what this incarnation committed or read before (master.ts's takeover does the same).
           if (rec.txid > this.window.stats.lastTxid) this.window.observe(rec.txid, decodeRecordPayload(rec.payload).write);
           from = rec.txid + 1;
@@ -351,6 +332,7 @@ export class SimMaster implements SimActor {
     if (r.committed !== null) this.onCommitted(r.committed.epoch, r.committed.txid);
     for (const { id, reply } of r.answers) this.answer(id, reply);
     if (r.flush) this.scheduleFlush();
+    if (r.takeOrphans) this.takeOrphans();
     for (const { node, writer } of r.startCatchUp) this.startCatchUp(node, writer);
     if (r.roll !== null) this.roll(r.roll.writer, r.roll.reason);
     // The model Redis holds no effect that is not journaled: a reset has nothing to undo.
@@ -365,8 +347,8 @@ export class SimMaster implements SimActor {
    */
   private execute(id: WriteId): void {
     const w = this.writes.get(id)!;
-    const result = executeOp(this.redis, w.op);
-    const effects = result.effects.map((e) => e.map((a) => Buffer.from(a)));
+    const result = this.redis.execute(w.op, this.clock.nowMs);
+    const effects = [...this.expired.splice(0), ...result.effects].map((e) => e.map((a) => Buffer.from(a)));
     const outcome = result.ok ? ({ ok: true, value: result.reply } as const) : ({ ok: false, message: String(result.reply) } as const);
     this.core.outcome(id, outcome);
     const recorded = encodeWriteRecord(effects, w.writeId === null ? null : { id: w.writeId, reply: recordedReplyOf(outcome) }, this.config.dedupeReplyBytesMax);
@@ -376,6 +358,26 @@ export class SimMaster implements SimActor {
     w.payload = payload;
     w.epoch = this.core.writer!.epoch;
     this.journaled.set(txid, { epoch: w.epoch, payload });
+    this.invariants.keyspace.took(this.writer, txid, payload, this.redis, "live write", this.clock.nowMs);
+  }
+
+  /** The model Redis's active expiry, on the master's timer: only once it serves (a rebuild replays, never expires). */
+  private expireActively(): void {
+    if (this.state !== "writing") return;
+    const dels = this.redis.expireDue(this.clock.nowMs);
+    if (dels.length === 0) return;
+    if (this.expired.length === 0) this.expiredSinceMs = this.clock.nowMs;
+    this.expired.push(...dels);
+  }
+
+  /** Expiries no write carried, idle long enough: a record of their own (master.ts takeOrphans). */
+  private takeOrphans(): void {
+    if (this.expired.length === 0) return;
+    const payload = encodeEffects(this.expired.splice(0).map((e) => e.map((a) => Buffer.from(a))));
+    const txid = this.core.orphans(payload);
+    if (txid === null) return;
+    this.journaled.set(txid, { epoch: this.core.writer!.epoch, payload });
+    this.invariants.keyspace.took(this.writer, txid, payload, this.redis, "orphan expiries", this.clock.nowMs);
   }
 
   private answer(id: WriteId, reply: WriteReply): void {
@@ -426,7 +428,8 @@ export class SimMaster implements SimActor {
     this.trace.add(this.id, `writer failed: ${reason}`);
     this.journaled.clear();
     this.catchUps.clear();
-    this.redis = new Map();
+    this.redis = new ModelRedis();
+    this.expired = [];
     this.recover();
   }
 
@@ -489,6 +492,7 @@ export class SimMaster implements SimActor {
   }
 }
 
+/** A Ready worth acting on; unlike master.ts, a commit alone counts (an orphan record's commit answers no client). */
 function isEmpty(r: MasterReady): boolean {
-  return r.execute.length === 0 && r.send.length === 0 && r.answers.length === 0 && !r.flush && !r.takeOrphans && r.startCatchUp.length === 0 && r.roll === null && r.reset === null && r.failed === null && r.events.length === 0;
+  return r.committed === null && r.execute.length === 0 && r.send.length === 0 && r.answers.length === 0 && !r.flush && !r.takeOrphans && r.startCatchUp.length === 0 && r.roll === null && r.reset === null && r.failed === null && r.events.length === 0;
 }

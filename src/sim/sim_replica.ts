@@ -1,17 +1,20 @@
 /**
  * A replica in the simulation, driven as replica.ts drives it: the ReplicaCore picks the node and the txid, a read
  * of committed records goes out, the records the core accepts are applied one by one (each atomically with its
- * applied txid, as MULTI/EXEC does, so a crash loses nothing applied), and a round of idle answers pauses it.
+ * applied txid, as the feeder's stream does, so a crash loses nothing applied), and a round of idle answers pauses it.
+ * Its Redis replays as a replica of the feeder (model_redis.ts), possibly long after the records were written: the
+ * swarm holds some reads' records for `replayDelayMs` before applying them, beyond the TTLs they set.
  */
 import type { Config } from "../config/config.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, errorReply, toErrorReply } from "../protocol/errors.js";
 import { parseJournalReply, type JournalReply } from "../protocol/messages.js";
 import type { ReplicaCore } from "../replica/replica_core.js";
+import type { RecordView } from "../segment/record.js";
 import type { SimClock } from "./clock.js";
 import type { SimCores } from "./cores.js";
 import type { Invariants } from "./invariants.js";
-import { applyEffects } from "./sim_master.js";
+import { applyRecord, ModelRedis } from "./model_redis.js";
 import type { SimActor, SimBus, SimMessage } from "./sim_bus.js";
 import type { Trace } from "./trace.js";
 
@@ -20,7 +23,9 @@ export class SimReplica implements SimActor {
   private incarnation = 0;
   private core: ReplicaCore | null = null;
   /** The replica's persistent Redis: survives a crash, as its applied txid does. */
-  readonly redis = new Map<string, string>();
+  readonly redis = new ModelRedis();
+  /** How long to hold the records of a read before applying them (the swarm's replay lag; 0: at once). */
+  replayDelayMs: () => number = () => 0;
   appliedTxid = 0;
   private waiting: { id: number; generation: number } | null = null;
   private idleRounds = 0;
@@ -78,6 +83,19 @@ export class SimReplica implements SimActor {
     this.onReply(from, reply);
   }
 
+  /** Applies records one by one, each atomically with its applied txid, then reads on. */
+  private apply(core: ReplicaCore, records: readonly RecordView[], generation: number): void {
+    const ownClockMs = this.cores.replayExpiresByOwnClock ? this.clock.nowMs : null;
+    for (const rec of records) {
+      this.invariants.replicaApplies(this.id, rec.txid, rec.epoch, rec.payload);
+      applyRecord(this.redis, rec.payload, ownClockMs);
+      this.invariants.keyspace.took(this.id, rec.txid, rec.payload, this.redis, "replica apply", this.clock.nowMs);
+      this.appliedTxid = rec.txid;
+      core.onApplied(rec.txid);
+    }
+    this.clock.after(1, () => this.read(generation));
+  }
+
   private onReply(node: string, reply: JournalReply): void {
     const generation = this.waiting!.generation;
     this.waiting = null;
@@ -85,13 +103,12 @@ export class SimReplica implements SimActor {
     const outcome = core.onRead(reply.ok && "read" in reply ? { ok: true, ...reply.read } : reply.ok ? { ok: false, code: "BAD_REQUEST", message: "not a read reply" } : reply);
     if (outcome.kind === "apply") {
       this.idleRounds = 0;
-      for (const rec of outcome.records) {
-        this.invariants.replicaApplies(this.id, rec.txid, rec.epoch, rec.payload);
-        applyEffects(this.redis, rec.payload);
-        this.appliedTxid = rec.txid;
-        core.onApplied(rec.txid);
-      }
-      this.clock.after(1, () => this.read(generation));
+      const delayMs = this.replayDelayMs();
+      if (delayMs === 0) return this.apply(core, outcome.records, generation);
+      this.trace.add(this.id, `holds txids ${outcome.records[0].txid}.. for ${delayMs} ms before applying them`);
+      this.clock.after(delayMs, () => {
+        if (this.incarnation === generation) this.apply(core, outcome.records, generation);
+      });
       return;
     }
     if (outcome.kind === "reject" && outcome.faulty) {
