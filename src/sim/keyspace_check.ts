@@ -42,7 +42,9 @@ export class KeyspaceCheck {
     this.counts.lateTtls += lateTtls(payload, nowMs);
     const held = actual.dump();
     const folded = fold.redis.dump();
-    if (held !== folded) throw new SimViolation(`${copy}'s keyspace after txid ${txid} (${how}) is ${held}, the fold of its records ${folded}`);
+    if (held !== folded) {
+      throw new SimViolation(`${copy}'s keyspace after txid ${txid} (${how}) is ${held}, the fold of its records ${folded}`);
+    }
   }
 }
 
@@ -51,7 +53,8 @@ function lateTtls(payload: Uint8Array, nowMs: number): number {
   let late = 0;
   for (const effect of decodeRecordPayload(payload).effects) {
     const args = effect.map((a) => Buffer.from(a).toString());
-    const atMs = args[0] === "SET" && args[3] === "PXAT" ? Number(args[4]) : args[0] === "PEXPIREAT" ? Number(args[2]) : null;
+    const setAt = args[0] === "SET" && args[3] === "PXAT";
+    const atMs = setAt ? Number(args[4]) : args[0] === "PEXPIREAT" ? Number(args[2]) : null;
     if (atMs !== null && atMs <= nowMs) late++;
   }
   return late;

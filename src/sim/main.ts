@@ -13,7 +13,20 @@ function flag(args: string[], name: string): number | undefined {
   return v;
 }
 
+const USAGE = `usage: npm run sim -- [--seeds N] [--from S] [--steps M] [--calm-bootstrap]
+       npm run sim -- --seed S [--steps M] [--calm-bootstrap]
+  --seeds N         run seeds S..S+N-1 (default 100), one after the other; failing seeds print their trace
+  --from S          the first seed (default 1)
+  --seed S          run one seed and print every line of its trace
+  --steps M         steps of the safety phase (default ${SIM_STEPS_DEFAULT})
+  --calm-bootstrap  no fault before the first writer formatted the cluster
+Exit code 1 when any seed fails.`;
+
 function main(args: string[]): number {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(USAGE);
+    return 0;
+  }
   const steps = flag(args, "--steps") ?? SIM_STEPS_DEFAULT;
   // Faults from the first step, the cluster's first format included; --calm-bootstrap holds them until a writer exists.
   const bootstrapFaults = !args.includes("--calm-bootstrap");

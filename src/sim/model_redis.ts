@@ -70,13 +70,18 @@ export class ModelRedis {
         effects.push(["DEL", key]);
       }
     }
-    const done = (ok: boolean, reply: unknown, ...own: ModelEffect[]): Execution => ({ ok, reply, effects: [...effects, ...own] });
+    const done = (ok: boolean, reply: unknown, ...own: ModelEffect[]): Execution => ({
+      ok,
+      reply,
+      effects: [...effects, ...own],
+    });
     const e = this.keys.get(op.key);
     switch (op.op) {
       case "SET": {
         const expireAtMs = op.pxMs === undefined ? null : nowMs + op.pxMs;
         this.keys.set(op.key, { value: op.value, expireAtMs });
-        return done(true, "OK", expireAtMs === null ? ["SET", op.key, op.value] : ["SET", op.key, op.value, "PXAT", String(expireAtMs)]);
+        const ttl = expireAtMs === null ? [] : ["PXAT", String(expireAtMs)];
+        return done(true, "OK", ["SET", op.key, op.value, ...ttl]);
       }
       case "INCR": {
         const current = e?.value ?? "0";
@@ -134,14 +139,19 @@ export class ModelRedis {
       case "DEL":
         this.keys.delete(key);
         return;
-      case "PEXPIREAT":
-        return this.applyPexpireat(key, Number(effect[2]), ownClockMs, pastForStandalone(Number(effect[2])));
+      case "PEXPIREAT": {
+        const atMs = Number(effect[2]);
+        if (e === undefined) return this.missing("PEXPIREAT", key, ownClockMs);
+        if (pastForStandalone(atMs)) this.keys.delete(key);
+        else e.expireAtMs = atMs;
+        return;
+      }
       case "PERSIST":
-        if (e !== undefined) e.expireAtMs = null;
-        else assert(ownClockMs !== null, `PERSIST ${key}: no such key on a replica of the feeder`);
+        if (e === undefined) return this.missing("PERSIST", key, ownClockMs);
+        e.expireAtMs = null;
         return;
       case "RENAME":
-        if (e === undefined) return void assert(ownClockMs !== null, `RENAME ${key}: no such key on a replica of the feeder`);
+        if (e === undefined) return this.missing("RENAME", key, ownClockMs);
         this.keys.delete(key);
         this.keys.set(effect[2], { ...e });
         return;
@@ -150,11 +160,12 @@ export class ModelRedis {
     }
   }
 
-  private applyPexpireat(key: string, atMs: number, ownClockMs: number | null, past: boolean): void {
-    const e = this.keys.get(key);
-    if (e === undefined) return void assert(ownClockMs !== null, `PEXPIREAT ${key}: no such key on a replica of the feeder`);
-    if (past) this.keys.delete(key);
-    else e.expireAtMs = atMs;
+  /**
+   * An effect on a key the copy lacks: a standalone Redis finds nothing to do; on a replica of the feeder the key is
+   * always there (the master had it when it propagated the effect), so this copy diverged: it fails loudly.
+   */
+  private missing(name: string, key: string, ownClockMs: number | null): void {
+    assert(ownClockMs !== null, `${name} ${key}: no such key on a replica of the feeder`);
   }
 
   private dropExpired(keys: string[], nowMs: number): void {
@@ -172,7 +183,9 @@ function isExpired(e: ModelEntry, nowMs: number): boolean {
 
 /** Replays one record's effects (a replica's apply, one step of the master's rebuild); see ModelRedis.apply. */
 export function applyRecord(redis: ModelRedis, payload: Uint8Array, ownClockMs: number | null): void {
-  for (const effect of decodeRecordPayload(payload).effects) redis.apply(effect.map((a) => Buffer.from(a).toString()), ownClockMs);
+  for (const effect of decodeRecordPayload(payload).effects) {
+    redis.apply(effect.map((a) => Buffer.from(a).toString()), ownClockMs);
+  }
 }
 
 /** TTLs the client sets: some expire within a step or two, some outlive most of a run's safety phase. */

@@ -263,7 +263,8 @@ export function runSimulation(options: SimOptions): SimResult {
   const ttlPrng = new Prng(seed ^ 0x7e1a7);
   if (options.ttl ?? ttlPrng.chance(0.8)) client.ttl = ttlPrng;
   const replayDelayMsMax = options.replayDelayMsMax ?? ttlPrng.pick([0, 500, 2000, 5000]);
-  for (const rep of replicas) rep.replayDelayMs = () => (replayDelayMsMax > 0 && phase === "safety" && ttlPrng.chance(0.05) ? ttlPrng.int(1, replayDelayMsMax) : 0);
+  const held = (): boolean => replayDelayMsMax > 0 && phase === "safety" && ttlPrng.chance(0.05);
+  for (const rep of replicas) rep.replayDelayMs = () => (held() ? ttlPrng.int(1, replayDelayMsMax) : 0);
   trace.add("sim", `TTL workload ${client.ttl !== null}, replay held up to ${replayDelayMsMax} ms`);
   for (const a of [...jns, ...masters, ...replicas, client]) bus.register(a);
   for (const jn of jns) jn.masters = masterIds;
