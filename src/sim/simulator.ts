@@ -443,7 +443,7 @@ export function runSimulation(options: SimOptions): SimResult {
   });
 
   const stores = (): { node: string; store: SimJournalNode["store"]; serving: boolean }[] =>
-    jns.map((jn) => ({ node: jn.id, store: jn.store, serving: jn.core === null || jn.core.state().fault === null }));
+    jns.map((jn) => ({ node: jn.id, ...jn.checkView() }));
 
   const enterLiveness = (): void => {
     phase = "liveness";

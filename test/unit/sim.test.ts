@@ -70,6 +70,16 @@ test("sim - regression: seed 1091, a copy accepted in a superseded recovery is n
 });
 
 /**
+ * Seed 8278 (found by the 10,000-seed sweep once the TTL workload changed its schedule): the two journal nodes holding
+ * txid 1 both crashed inside a finalize; the disk check read their stale in-memory index, which named the in-progress
+ * file the finalize had renamed, and found txid 1 nowhere. A down node is now checked as its restart will load it.
+ */
+test("sim - regression: seed 8278, a node down after a crash inside a finalize is checked as its restart loads it", (t) => {
+  const r = runSimulation({ seed: 8278 });
+  t.true(r.ok, r.ok ? "" : describeFailure(r, SIM_STEPS_DEFAULT));
+});
+
+/**
  * Seeds that once failed with the real cores: 6816, a node formatted as restoring was never restored (the simulated
  * master had no restorer); 6451, a node refused at send failed the writer and the next send threw on the dropped core.
  * Since a batch is bounded by batchRecordsMax (issue #10 class 5), 6816's schedule no longer brings a node back;
