@@ -247,7 +247,7 @@ export class DataNode {
     this.handed = await replica.release();
     this.log.info({ epoch: start.epoch, releaseMs: Date.now() - releasedMs }, "the replica handed its Redis over");
     if (this.stopped) return;
-    this.core.released(Date.now(), this.backoffMs());
+    this.core.released(Date.now(), this.backoffMs(), this.handed.appliedTxid);
     this.drive();
   }
 

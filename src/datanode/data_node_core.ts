@@ -173,13 +173,18 @@ export class DataNodeCore {
    * The replica handed its Redis over. The master role takes over — unless a step-down came meanwhile: then it never
    * starts, and the replica role starts again on the same Redis (it holds the committed prefix only: no wipe).
    */
-  released(nowMs: number, backoffMs: number): void {
+  released(nowMs: number, backoffMs: number, appliedTxid: number): void {
     if (this.phaseNow !== "releasing") return; // abandoned meanwhile
     const start = this.start!;
     if (this.pendingStepDown !== null) {
       const reason = this.pendingStepDown;
       this.pendingStepDown = null;
       return this.endRole(nowMs, backoffMs, false, `${reason} (before the takeover started)`);
+    }
+    // The Redis holds records up to appliedTxid, all committed: a recovery that ends before them is a stale win (its
+    // replies came from before a later epoch moved the log on). Serving it would write txids the Redis already holds.
+    if (start.endTxid < appliedTxid) {
+      return this.endRole(nowMs, backoffMs, false, `epoch ${start.epoch}'s recovery ends at txid ${start.endTxid}, before the applied ${appliedTxid}: a stale win`);
     }
     this.phaseNow = "takingOver";
     this.orders.push({ kind: "takeOver", start });

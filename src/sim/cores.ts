@@ -26,6 +26,11 @@ export interface SimCores {
   dataNodeCore(id: string, priority: number, limits: DataNodeLimits, nowMs: number, journalNodes: readonly string[]): DataNodeCore;
   /** What replicas ask journal nodes for: committed records only (true: a deliberately wrong replica). */
   replicaReadsUncommitted: boolean;
+  /**
+   * How replicas and the master's rebuild replay effects: false, as a replica of the feeder (nothing expires by the
+   * applier's clock); true, as a standalone Redis would (a deliberately wrong replay, issue #10 class 2).
+   */
+  replayExpiresByOwnClock: boolean;
 }
 
 export const realCores: SimCores = {
@@ -38,4 +43,5 @@ export const realCores: SimCores = {
   replicaCore: (nodes, appliedTxid) => new ReplicaCore(nodes, appliedTxid),
   dataNodeCore: (id, priority, limits, nowMs) => new DataNodeCore(id, priority, limits, nowMs),
   replicaReadsUncommitted: false,
+  replayExpiresByOwnClock: false,
 };

@@ -19,6 +19,7 @@ import { QjmError } from "../protocol/errors.js";
 import { decodeRecordPayload, scanRecords } from "../segment/record.js";
 import type { JournalState, WriteId } from "../protocol/messages.js";
 import type { SimSegmentStore } from "./sim_disk.js";
+import { KeyspaceCheck } from "./keyspace_check.js";
 
 export class SimViolation extends Error {
   override name = "SimViolation";
@@ -66,6 +67,8 @@ export class Invariants {
   counts = { applied: 0, recoveredReads: 0, corruptReadsRefused: 0, writers: 0 };
   /** The committed record of each write id, `client#seq` → txid (learnt where committed records are learnt). */
   private readonly committedIds = new Map<string, number>();
+  /** Every copy's keyspace, TTLs included, is the fold of the records it took (issue #10 class 2; keyspace_check.ts). */
+  readonly keyspace = new KeyspaceCheck();
   /** Called once, when the first writer is established (the cluster is formatted). */
   onFirstWriter: () => void = () => {};
 

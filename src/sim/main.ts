@@ -15,7 +15,20 @@ function flag(args: string[], name: string): number | undefined {
   return v;
 }
 
+const USAGE = `usage: npm run sim -- [--seeds N] [--from S] [--steps M] [--calm-bootstrap]
+       npm run sim -- --seed S [--steps M] [--calm-bootstrap]
+  --seeds N         run seeds S..S+N-1 (default 100), one after the other; failing seeds print their trace
+  --from S          the first seed (default 1)
+  --seed S          run one seed and print every line of its trace
+  --steps M         steps of the safety phase (default ${SIM_STEPS_DEFAULT})
+  --calm-bootstrap  no fault before the first writer formatted the cluster
+Exit code 1 when any seed fails.`;
+
 function main(args: string[]): number {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(USAGE);
+    return 0;
+  }
   const steps = flag(args, "--steps") ?? SIM_STEPS_DEFAULT;
   // Faults from the first step, the cluster's first format included; --calm-bootstrap holds them until a writer exists.
   const bootstrapFaults = !args.includes("--calm-bootstrap");
@@ -36,7 +49,7 @@ function main(args: string[]): number {
   const from = flag(args, "--from") ?? 1;
   const started = process.hrtime.bigint();
   let failed = 0;
-  const totals = { acked: 0, committed: 0, applied: 0, writers: 0, faults: 0, corruptReadsRefused: 0, rejoins: 0, rolls: 0, livenessNotPromised: 0, retries: 0, duplicates: 0, takeovers: 0, steps: 0 };
+  const totals = { acked: 0, committed: 0, applied: 0, writers: 0, faults: 0, corruptReadsRefused: 0, rejoins: 0, rolls: 0, livenessNotPromised: 0, retries: 0, duplicates: 0, takeovers: 0, keyspaceChecks: 0, lateTtls: 0, steps: 0 };
   for (let seed = from; seed < from + count; seed++) {
     const r = run(seed, false);
     totals.acked += r.stats.acked;
@@ -51,6 +64,8 @@ function main(args: string[]): number {
     totals.retries += r.stats.retries;
     totals.duplicates += r.stats.duplicates;
     totals.takeovers += r.stats.takeovers ?? 0;
+    totals.keyspaceChecks += r.stats.keyspaceChecks;
+    totals.lateTtls += r.stats.lateTtls;
     totals.steps += r.steps;
     if (!r.ok) {
       failed++;

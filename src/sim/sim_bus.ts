@@ -9,8 +9,18 @@ import type { Prng } from "./prng.js";
 import type { SimClock } from "./clock.js";
 import type { Trace } from "./trace.js";
 
-/** A client's write, as the sim's clients issue them. */
-export type ClientOp = { op: "SET"; key: string; value: string } | { op: "INCR"; key: string } | { op: "DEL"; key: string };
+/**
+ * A client's write, as the sim's clients issue them: SET/INCR/DEL, and the TTL workload (issue #10 class 2): SET … PX,
+ * PEXPIRE and GETEX … PX (a sliding extension), PERSIST, RENAME (a move out of a key that may be expiring).
+ */
+export type ClientOp =
+  | { op: "SET"; key: string; value: string; pxMs?: number }
+  | { op: "INCR"; key: string }
+  | { op: "DEL"; key: string }
+  | { op: "PEXPIRE"; key: string; pxMs: number }
+  | { op: "GETEX"; key: string; pxMs: number }
+  | { op: "PERSIST"; key: string }
+  | { op: "RENAME"; key: string; dst: string };
 
 export type SimMessage =
   /** A journal request (msgpack body, as on NATS); `id` matches the reply. */

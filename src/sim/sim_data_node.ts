@@ -9,6 +9,7 @@
  * says so, as production's file does), so a step-down or a restart wipes it and the replica role starts from txid 1.
  * A stop (SIGSTOP) freezes the node: its timers and the messages it receives wait until it resumes.
  */
+import { ModelRedis } from "./model_redis.js";
 import type { Config } from "../config/config.js";
 import type { DataNodeCore, DataNodeOrder, SelfView } from "../datanode/data_node_core.js";
 import type { DedupeWindow } from "../dedupe/dedupe_window.js";
@@ -38,7 +39,7 @@ export class SimDataNode implements SimActor {
   private held: (() => void)[] = [];
   private core: DataNodeCore;
   /** The node's Redis: the replica role's, then the master role's. */
-  redis = new Map<string, string>();
+  redis = new ModelRedis();
   /** What the Redis holds of the journal while it is a replica's (persists across restarts, as its applied key does). */
   private appliedTxid = 0;
   /** Production's marker file: the Redis may hold a master's uncommitted effects. */
@@ -46,7 +47,7 @@ export class SimDataNode implements SimActor {
   private window: DedupeWindow;
   private replica: SimReplica | null = null;
   private readonly master: SimMaster;
-  private handed: { redis: Map<string, string>; appliedTxid: number } | null = null;
+  private handed: { redis: ModelRedis; appliedTxid: number } | null = null;
   /** The other data nodes (heartbeats go to them). */
   peers: string[] = [];
   /** The roles' clock: a stop freezes it. */
@@ -248,7 +249,7 @@ export class SimDataNode implements SimActor {
     this.replica = null;
     this.handed = replica.release();
     this.appliedTxid = this.handed.appliedTxid;
-    this.feed(() => this.core.released(this.clock.nowMs, this.backoffMs(false)));
+    this.feed(() => this.core.released(this.clock.nowMs, this.backoffMs(false), this.appliedTxid));
   }
 
   private takeOver(start: Parameters<SimMaster["takeOver"]>[0]): void {
@@ -273,7 +274,7 @@ export class SimDataNode implements SimActor {
   /** The Redis may hold effects that never committed: it starts over from the journal, and so does its window. */
   private wipe(why: string): void {
     this.trace.add(this.id, `wipes its Redis: ${why}`);
-    this.redis = new Map();
+    this.redis = new ModelRedis();
     this.appliedTxid = 0;
     this.marker = false;
     this.invariants.replicaWiped(this.id);

@@ -133,6 +133,17 @@ export class SimJournalNode implements SimActor {
     if (loaded.fault === null) for (const r of this.store.finalizedRanges()) this.invariants.journalFinalized(this.id, this.store, r.startTxid, r.endTxid);
   }
 
+  /**
+   * What the disk checks read: while up, the node's store; while down, what its restart will load, opened on a copy of
+   * its disk so that the check changes nothing. A crash inside a disk program leaves the store's index naming files the
+   * program had already renamed (seed 8278: both nodes holding txid 1 crashed inside a finalize; the files held it).
+   */
+  checkView(): { store: SimSegmentStore; serving: boolean } {
+    if (this.up) return { store: this.store, serving: this.core === null || this.core.state().fault === null };
+    const store = new SimSegmentStore(`/sim/${this.id}/current`, this.disk.clone());
+    return { store, serving: store.open().fault === null };
+  }
+
   crash(): void {
     if (!this.up) return;
     this.up = false;

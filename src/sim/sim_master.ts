@@ -10,9 +10,11 @@
  * recovery, no retry), takes over the node's Redis (applies applied+1..end into it, no rebuild) and serves; a failure
  * or a step-down ends the role instead of recovering again.
  *
- * Redis is a model: a Map, where SET/INCR/DEL run synchronously and yield their record at once. What it leaves out:
- * the replication link, markers, scripts, resets (no write's effects pass writeEffectsBytesMax), snapshots (a
- * catch-up's snapshot copy succeeds at once).
+ * Redis is a model with TTLs (model_redis.ts): a write runs synchronously and yields its record at once, with the DELs
+ * of keys that expired since the last record first (lazy expiry, and the timer's active expiry, whose DELs otherwise
+ * become an orphan record when the core says so), as production's stream does. The rebuild replays as the feeder
+ * does: nothing expires until the writer serves. What it leaves out: the replication link, markers, scripts, resets
+ * (no write's effects pass writeEffectsBytesMax), snapshots (a catch-up's snapshot copy succeeds at once).
  */
 import type { Config } from "../config/config.js";
 import { recordedReplyOf } from "../dedupe/dedupe_answer.js";
@@ -26,11 +28,11 @@ import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, errorReply, toErrorReply } from "../protocol/errors.js";
 import { parseJournalReply, type JournalReply, type JournalRequest, type WriteId as ClientWriteId, type WriteReply } from "../protocol/messages.js";
 import { rebuildSources } from "../master/rebuild_sources.js";
-import { decodeRecordPayload, encodeWriteRecord, recordRange } from "../segment/record.js";
-import { AssertionError } from "../util/assert.js";
+import { decodeRecordPayload, encodeEffects, encodeWriteRecord, recordRange } from "../segment/record.js";
 import type { SimTimer } from "./clock.js";
 import type { SimCores } from "./cores.js";
 import type { Invariants } from "./invariants.js";
+import { applyRecord, ModelRedis, type ModelEffect } from "./model_redis.js";
 import type { ClientOp, SimActor, SimBus, SimMessage } from "./sim_bus.js";
 import type { Trace } from "./trace.js";
 
@@ -60,37 +62,6 @@ interface SimWrite {
   epoch: number;
 }
 
-/** Applies one client write to the model Redis: its reply and the effects Redis would propagate. */
-export function executeOp(redis: Map<string, string>, op: ClientOp): { ok: boolean; reply: unknown; effects: string[][] } {
-  switch (op.op) {
-    case "SET":
-      redis.set(op.key, op.value);
-      return { ok: true, reply: "OK", effects: [["SET", op.key, op.value]] };
-    case "INCR": {
-      const current = redis.get(op.key) ?? "0";
-      if (!/^-?\d{1,15}$/.test(current)) return { ok: false, reply: "ERR value is not an integer or out of range", effects: [] };
-      const next = String(Number(current) + 1);
-      redis.set(op.key, next);
-      return { ok: true, reply: Number(next), effects: [["INCR", op.key]] };
-    }
-    case "DEL": {
-      const existed = redis.delete(op.key);
-      return { ok: true, reply: existed ? 1 : 0, effects: existed ? [["DEL", op.key]] : [] };
-    }
-  }
-}
-
-/** Replays journaled effects into the model Redis (the master's rebuild, a replica's apply). */
-export function applyEffects(redis: Map<string, string>, payload: Uint8Array): void {
-  for (const effect of decodeRecordPayload(payload).effects) {
-    const [name, key, value] = effect.map((a) => Buffer.from(a).toString());
-    if (name === "SET") redis.set(key, value);
-    else if (name === "DEL") redis.delete(key);
-    else if (name === "INCR") redis.set(key, String(Number(redis.get(key) ?? "0") + 1));
-    else throw new AssertionError(`unknown effect ${name}`);
-  }
-}
-
 export class SimMaster implements SimActor {
   up = false;
   private state: MasterState = "down";
@@ -104,7 +75,10 @@ export class SimMaster implements SimActor {
    * it holds what the journal holds. A new one per incarnation (a restart loses memory, as a data node's does).
    */
   private window: DedupeWindow;
-  private redis = new Map<string, string>();
+  private redis = new ModelRedis();
+  /** DELs of keys the timer expired, not journaled yet: they go with the next write's record, or as orphans. */
+  private expired: ModelEffect[] = [];
+  private expiredSinceMs = 0;
   private writes = new Map<WriteId, SimWrite>();
   private nextWriteId = 1;
   /** Records journaled by the current term, by txid, until committed. */
@@ -167,7 +141,9 @@ export class SimMaster implements SimActor {
     this.trace.add(this.id, "start");
     const tick = (): void => {
       if (this.incarnation !== generation) return;
-      this.step(() => this.core.tick(this.clock.nowMs));
+      this.expireActively();
+      const orphansSinceMs = this.expired.length > 0 ? this.expiredSinceMs : null;
+      this.step(() => this.core.tick(this.clock.nowMs, orphansSinceMs));
       this.clock.after(MASTER_TICK_MS, tick);
     };
     this.clock.after(MASTER_TICK_MS, tick);
@@ -180,7 +156,8 @@ export class SimMaster implements SimActor {
     this.trace.add(this.id, `crash (${this.state}, ${this.core.inflight} writes unanswered)`);
     this.drop();
     this.state = "down";
-    this.redis = new Map();
+    this.redis = new ModelRedis();
+    this.expired = [];
     this.writes.clear();
   }
 
@@ -213,7 +190,7 @@ export class SimMaster implements SimActor {
    * appliedTxid+1..start.endTxid into it, then serves `start`'s epoch. A window still warming (its records up to the
    * applied txid were not served as committed before the win) reads them first, as replica.ts's release does.
    */
-  takeOver(start: WriterStart, redis: Map<string, string>, window: DedupeWindow, appliedTxid: number): void {
+  takeOver(start: WriterStart, redis: ModelRedis, window: DedupeWindow, appliedTxid: number): void {
     const generation = this.incarnation;
     this.window = window;
     this.core = this.cores.masterCore(this.config, this.cores.writerCore, this.window);
@@ -247,7 +224,7 @@ export class SimMaster implements SimActor {
     // Not the writes: the answers core.stop gave (NOT_WRITER) still go out, after this.
     this.drop();
     this.state = "down";
-    this.redis = new Map();
+    this.redis = new ModelRedis();
     this.trace.add(this.id, `master role ends: ${reason}`);
     role.ended(reason);
   }
@@ -332,7 +309,7 @@ export class SimMaster implements SimActor {
         this.state = "rebuilding";
         return this.role.won(out.done);
       }
-      this.rebuild(out.done, 1, new Map());
+      this.rebuild(out.done, 1, new ModelRedis());
       return;
     }
     for (const r of out.send) {
@@ -365,9 +342,14 @@ export class SimMaster implements SimActor {
    * `applyFrom`: those records feed the window only), reading from the in-step nodes, then the others
    * (rebuild_sources.ts).
    */
-  private rebuild(start: WriterStart, fromTxid: number, redis: Map<string, string>, applyFrom = fromTxid): void {
+  private rebuild(start: WriterStart, fromTxid: number, redis: ModelRedis, applyFrom = fromTxid): void {
     this.state = "rebuilding";
     this.redis = redis;
+    this.expired = [];
+    // The keyspace check follows this Redis from what it holds: nothing (a rebuild from txid 1), or a data node's
+    // replica copy, checked as that up to applyFrom - 1.
+    this.invariants.keyspace.adopt(this.writer, applyFrom - 1, redis);
+    const ownClock = this.cores.replayExpiresByOwnClock;
     let from = fromTxid;
     let sourceIndex = 0;
     let misses = 0;
@@ -397,7 +379,10 @@ export class SimMaster implements SimActor {
         for (const rec of range.records) {
           this.invariants.recovered(this.writer, rec.txid, rec.epoch, rec.payload);
           // Below applyFrom the Redis holds it already: read again only for the window (a takeover's warm-up).
-          if (rec.txid >= applyFrom) applyEffects(this.redis, rec.payload);
+          if (rec.txid >= applyFrom) {
+            applyRecord(this.redis, rec.payload, ownClock ? this.clock.nowMs : null);
+            this.invariants.keyspace.took(this.writer, rec.txid, rec.payload, this.redis, "rebuild", this.clock.nowMs);
+          }
           // The window already holds what this incarnation committed or read before (master_redis.ts's takeover does the same).
           if (rec.txid > this.window.stats.lastTxid) this.window.observe(rec.txid, decodeRecordPayload(rec.payload).write);
           from = rec.txid + 1;
@@ -434,7 +419,8 @@ export class SimMaster implements SimActor {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      for (let r = this.core.ready(); !isEmptyReady(r); r = this.core.ready()) this.act(r);
+      // Unlike master.ts, a commit alone counts: the invariants learn of every commit (an orphan record's answers no client).
+      for (let r = this.core.ready(); !isEmptyReady(r) || r.committed !== null; r = this.core.ready()) this.act(r);
     } finally {
       this.pumping = false;
     }
@@ -452,6 +438,7 @@ export class SimMaster implements SimActor {
     if (r.committed !== null) this.onCommitted(r.committed.epoch, r.committed.txid);
     for (const { id, reply } of r.answers) this.answer(id, reply);
     if (r.flush) this.scheduleFlush();
+    if (r.takeOrphans) this.takeOrphans();
     for (const { node, writer } of r.startCatchUp) this.startCatchUp(node, writer);
     if (r.roll !== null) this.roll(r.roll.writer, r.roll.reason);
     // The model Redis holds no effect that is not journaled: a reset has nothing to undo.
@@ -466,8 +453,8 @@ export class SimMaster implements SimActor {
    */
   private execute(id: WriteId): void {
     const w = this.writes.get(id)!;
-    const result = executeOp(this.redis, w.op);
-    const effects = result.effects.map((e) => e.map((a) => Buffer.from(a)));
+    const result = this.redis.execute(w.op, this.clock.nowMs);
+    const effects = [...this.expired.splice(0), ...result.effects].map((e) => e.map((a) => Buffer.from(a)));
     const outcome = result.ok ? ({ ok: true, value: result.reply } as const) : ({ ok: false, message: String(result.reply) } as const);
     this.core.outcome(id, outcome);
     const recorded = encodeWriteRecord(effects, w.writeId === null ? null : { id: w.writeId, reply: recordedReplyOf(outcome) }, this.config.dedupeReplyBytesMax);
@@ -477,6 +464,26 @@ export class SimMaster implements SimActor {
     w.payload = payload;
     w.epoch = this.core.writer!.epoch;
     this.journaled.set(txid, { epoch: w.epoch, payload });
+    this.invariants.keyspace.took(this.writer, txid, payload, this.redis, "live write", this.clock.nowMs);
+  }
+
+  /** The model Redis's active expiry, on the master's timer: only once it serves (a rebuild replays, never expires). */
+  private expireActively(): void {
+    if (this.state !== "writing") return;
+    const dels = this.redis.expireDue(this.clock.nowMs);
+    if (dels.length === 0) return;
+    if (this.expired.length === 0) this.expiredSinceMs = this.clock.nowMs;
+    this.expired.push(...dels);
+  }
+
+  /** Expiries no write carried, idle long enough: a record of their own (master.ts takeOrphans). */
+  private takeOrphans(): void {
+    if (this.expired.length === 0) return;
+    const payload = encodeEffects(this.expired.splice(0).map((e) => e.map((a) => Buffer.from(a))));
+    const txid = this.core.orphans(payload);
+    if (txid === null) return;
+    this.journaled.set(txid, { epoch: this.core.writer!.epoch, payload });
+    this.invariants.keyspace.took(this.writer, txid, payload, this.redis, "orphan expiries", this.clock.nowMs);
   }
 
   private answer(id: WriteId, reply: WriteReply): void {
@@ -528,7 +535,8 @@ export class SimMaster implements SimActor {
     if (this.role !== null) return this.end(`writer failed: ${reason}`);
     this.journaled.clear();
     this.catchUps.clear();
-    this.redis = new Map();
+    this.redis = new ModelRedis();
+    this.expired = [];
     this.recover();
   }
 

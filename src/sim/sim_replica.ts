@@ -1,7 +1,9 @@
 /**
  * A replica in the simulation, driven as replica.ts drives it: the ReplicaCore picks the node and the txid, a read
  * of committed records goes out, the records the core accepts are applied one by one (each atomically with its
- * applied txid, as MULTI/EXEC does, so a crash loses nothing applied), and a round of idle answers pauses it.
+ * applied txid, as the feeder's stream does, so a crash loses nothing applied), and a round of idle answers pauses it.
+ * Its Redis replays as a replica of the feeder (model_redis.ts), possibly long after the records were written: the
+ * swarm holds some reads' records for `replayDelayMs` before applying them, beyond the TTLs they set.
  *
  * A data node's replica role (sim_data_node.ts) is one of these over the node's Redis, feeding the node's dedupe
  * window; started on a Redis that already holds records, it first reads the last window's worth of them again, to
@@ -14,10 +16,10 @@ import { parseJournalReply, type JournalReply } from "../protocol/messages.js";
 import type { ReplicaCore } from "../replica/replica_core.js";
 import type { SimTimer } from "./clock.js";
 import type { DedupeWindow } from "../dedupe/dedupe_window.js";
-import { decodeRecordPayload } from "../segment/record.js";
+import { decodeRecordPayload, type RecordView } from "../segment/record.js";
 import type { SimCores } from "./cores.js";
 import type { Invariants } from "./invariants.js";
-import { applyEffects } from "./sim_master.js";
+import { applyRecord, ModelRedis } from "./model_redis.js";
 import type { SimActor, SimBus, SimMessage } from "./sim_bus.js";
 import type { Trace } from "./trace.js";
 
@@ -26,7 +28,9 @@ export class SimReplica implements SimActor {
   private incarnation = 0;
   private core: ReplicaCore | null = null;
   /** The replica's persistent Redis: survives a crash, as its applied txid does. */
-  readonly redis: Map<string, string>;
+  readonly redis: ModelRedis;
+  /** How long to hold the records of a read before applying them (the swarm's replay lag; 0: at once). */
+  replayDelayMs: () => number = () => 0;
   appliedTxid: number;
   /** A data node's window: fed every committed record this Redis holds, in txid order. */
   private readonly window: DedupeWindow | null;
@@ -44,9 +48,9 @@ export class SimReplica implements SimActor {
     private readonly cores: SimCores,
     private readonly invariants: Invariants,
     private readonly requestIds: { next(): number },
-    role: { redis: Map<string, string>; appliedTxid: number; window: DedupeWindow } | null = null,
+    role: { redis: ModelRedis; appliedTxid: number; window: DedupeWindow } | null = null,
   ) {
-    this.redis = role?.redis ?? new Map();
+    this.redis = role?.redis ?? new ModelRedis();
     this.appliedTxid = role?.appliedTxid ?? 0;
     this.window = role?.window ?? null;
   }
@@ -65,6 +69,8 @@ export class SimReplica implements SimActor {
     const generation = ++this.incarnation;
     this.invariants.replicaResumes(this.id, this.appliedTxid);
     this.warmUntil = this.window === null ? 0 : this.appliedTxid;
+    // Its Redis holds what it applied (checked then), or nothing (a data node's wiped one): the check goes on from there.
+    this.invariants.keyspace.adopt(this.id, this.appliedTxid, this.redis);
     const from = this.window === null ? this.appliedTxid : Math.max(0, this.appliedTxid - this.config.dedupeWindowRecords);
     this.core = this.cores.replicaCore(this.config.journalNodes, from);
     this.trace.add(this.id, `start at applied ${this.appliedTxid}`);
@@ -81,7 +87,7 @@ export class SimReplica implements SimActor {
   }
 
   /** A data node's takeover: tailing stops; its Redis (exactly the committed prefix) goes to the master role. */
-  release(): { redis: Map<string, string>; appliedTxid: number } {
+  release(): { redis: ModelRedis; appliedTxid: number } {
     this.up = false;
     this.incarnation++;
     this.waiting = null;
@@ -113,6 +119,24 @@ export class SimReplica implements SimActor {
     this.onReply(from, reply);
   }
 
+  /** Applies records one by one, each atomically with its applied txid, then reads on. */
+  private apply(core: ReplicaCore, records: readonly RecordView[], generation: number): void {
+    const ownClockMs = this.cores.replayExpiresByOwnClock ? this.clock.nowMs : null;
+    for (const rec of records) {
+      this.window?.observe(rec.txid, decodeRecordPayload(rec.payload).write);
+      if (rec.txid <= this.warmUntil) {
+        core.onApplied(rec.txid);
+        continue;
+      }
+      this.invariants.replicaApplies(this.id, rec.txid, rec.epoch, rec.payload);
+      applyRecord(this.redis, rec.payload, ownClockMs);
+      this.invariants.keyspace.took(this.id, rec.txid, rec.payload, this.redis, "replica apply", this.clock.nowMs);
+      this.appliedTxid = rec.txid;
+      core.onApplied(rec.txid);
+    }
+    this.clock.after(1, () => this.read(generation));
+  }
+
   private onReply(node: string, reply: JournalReply): void {
     const generation = this.waiting!.generation;
     this.waiting = null;
@@ -120,18 +144,12 @@ export class SimReplica implements SimActor {
     const outcome = core.onRead(reply.ok && "read" in reply ? { ok: true, ...reply.read } : reply.ok ? { ok: false, code: "BAD_REQUEST", message: "not a read reply" } : reply);
     if (outcome.kind === "apply") {
       this.idleRounds = 0;
-      for (const rec of outcome.records) {
-        this.window?.observe(rec.txid, decodeRecordPayload(rec.payload).write);
-        if (rec.txid <= this.warmUntil) {
-          core.onApplied(rec.txid);
-          continue;
-        }
-        this.invariants.replicaApplies(this.id, rec.txid, rec.epoch, rec.payload);
-        applyEffects(this.redis, rec.payload);
-        this.appliedTxid = rec.txid;
-        core.onApplied(rec.txid);
-      }
-      this.clock.after(1, () => this.read(generation));
+      const delayMs = this.replayDelayMs();
+      if (delayMs === 0) return this.apply(core, outcome.records, generation);
+      this.trace.add(this.id, `holds txids ${outcome.records[0].txid}.. for ${delayMs} ms before applying them`);
+      this.clock.after(delayMs, () => {
+        if (this.incarnation === generation) this.apply(core, outcome.records, generation);
+      });
       return;
     }
     if (outcome.kind === "reject" && outcome.faulty) {

@@ -17,6 +17,7 @@ import { SimJournalNode } from "./sim_journal_node.js";
 import { SimMaster } from "./sim_master.js";
 import { SimForger } from "./sim_forger.js";
 import { SimReplica } from "./sim_replica.js";
+import { ttlClientOp } from "./model_redis.js";
 import { Trace } from "./trace.js";
 
 /** Steps of the safety phase when none is given. */
@@ -47,6 +48,10 @@ export interface SimOptions {
   forger?: boolean;
   /** Overrides the seed's chance of a journal node crash aimed inside a disk program (between two primitive calls). */
   crashInsideChance?: number;
+  /** Overrides whether the client's writes include the TTL workload (issue #10 class 2: model_redis.ts). */
+  ttl?: boolean;
+  /** Overrides the seed's longest hold of a replica's read before it applies it (0: none). */
+  replayDelayMsMax?: number;
 }
 
 export interface SimResult {
@@ -58,7 +63,7 @@ export interface SimResult {
   hash: string;
   steps: number;
   simMs: number;
-  stats: { forged: number; journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; rolls: number; livenessNotPromised: number; retries: number; duplicates: number; takeovers?: number };
+  stats: { forged: number; journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; rolls: number; livenessNotPromised: number; retries: number; duplicates: number; takeovers?: number; keyspaceChecks: number; lateTtls: number };
 }
 
 /** The simulation's timeouts, scaled down from the defaults so a short run sees many failovers. */
@@ -130,6 +135,8 @@ export class SimClient implements SimActor {
   private seq = 0;
   /** Sticky: the node that last acked a write, asked first (as the client library learns the master); null: random. */
   private lastGood: string | null = null;
+  /** The TTL workload's own PRNG (null: SET/INCR/DEL only), so that the rest of the run draws as without it. */
+  ttl: Prng | null = null;
 
   constructor(
     readonly id: string,
@@ -190,6 +197,7 @@ export class SimClient implements SimActor {
   private nextOp(): ClientOp {
     const key = this.prng.pick(KEYS);
     const r = this.prng.next();
+    if (this.ttl !== null && this.ttl.chance(0.5)) return ttlClientOp(this.ttl, key, KEYS);
     if (r < 0.45) return { op: "SET", key, value: String(this.prng.int(0, 999)) };
     if (r < 0.9) return { op: "INCR", key };
     return { op: "DEL", key };
@@ -281,6 +289,13 @@ export function runSimulation(options: SimOptions): SimResult {
   trace.add("sim", `recovery copy faults ${copyFaultChance}, diverging minority ${divergeChance}`);
   const replicas = replicaIds.map((id) => new SimReplica(id, config, clock, bus, trace, cores, invariants, requestIds));
   const client = new SimClient("c1", masterIds, clock, bus, prng, config, prng.pick([2, 5, 15, 40]), invariants);
+  // The TTL workload and replays held past its TTLs (issue #10, class 2), from their own PRNG.
+  const ttlPrng = new Prng(seed ^ 0x7e1a7);
+  if (options.ttl ?? ttlPrng.chance(0.8)) client.ttl = ttlPrng;
+  const replayDelayMsMax = options.replayDelayMsMax ?? ttlPrng.pick([0, 500, 2000, 5000]);
+  const held = (): boolean => replayDelayMsMax > 0 && phase === "safety" && ttlPrng.chance(0.05);
+  for (const rep of replicas) rep.replayDelayMs = () => (held() ? ttlPrng.int(1, replayDelayMsMax) : 0);
+  trace.add("sim", `TTL workload ${client.ttl !== null}, replay held up to ${replayDelayMsMax} ms`);
   for (const a of [...jns, ...masters, ...replicas, client]) bus.register(a);
   for (const jn of jns) jn.masters = masterIds;
   const everyone = [...jns, ...masters, ...replicas, client].map((a) => a.id);
@@ -452,11 +467,13 @@ export function runSimulation(options: SimOptions): SimResult {
       livenessNotPromised,
       retries: client.counts.retries,
       duplicates: client.counts.duplicates,
+      keyspaceChecks: invariants.keyspace.counts.checked,
+      lateTtls: invariants.keyspace.counts.lateTtls,
     },
   });
 
   const stores = (): { node: string; store: SimJournalNode["store"]; serving: boolean }[] =>
-    jns.map((jn) => ({ node: jn.id, store: jn.store, serving: jn.core === null || jn.core.state().fault === null }));
+    jns.map((jn) => ({ node: jn.id, ...jn.checkView() }));
 
   const enterLiveness = (): void => {
     phase = "liveness";

@@ -16,7 +16,7 @@ import { Prng } from "./prng.js";
 import { SimBus, type BusOptions } from "./sim_bus.js";
 import { SimDataNode } from "./sim_data_node.js";
 import { SimJournalNode } from "./sim_journal_node.js";
-import { applyEffects } from "./sim_master.js";
+import { applyRecord, ModelRedis } from "./model_redis.js";
 import { DISK_CHECK_EVERY_STEPS, failureOf, journalNodesUnable, LIVENESS_MS_MAX, LIVENESS_WRITES_MS, simBase, SimClient, simConfig } from "./simulator.js";
 import type { SimResult } from "./simulator.js";
 
@@ -56,25 +56,23 @@ function dataNodeConfig(journalNodes: string[], dataNodes: string[], batchRecord
 
 /** The committed prefix as a model Redis, grown as commits are learnt. */
 class CommittedModel {
-  readonly redis = new Map<string, string>();
+  readonly redis = new ModelRedis();
   private upTo = 0;
 
   constructor(private readonly invariants: Invariants) {}
 
-  at(txid: number): Map<string, string> {
+  at(txid: number): ModelRedis {
     for (; this.upTo < txid; this.upTo++) {
       const payload = this.invariants.committedPayload(this.upTo + 1);
       assert(payload !== null, `committed txid ${this.upTo + 1} unknown below ${txid}`);
-      applyEffects(this.redis, payload);
+      applyRecord(this.redis, payload, null);
     }
     return this.redis;
   }
 }
 
-function sameRedis(a: Map<string, string>, b: Map<string, string>): boolean {
-  if (a.size !== b.size) return false;
-  for (const [k, v] of a) if (b.get(k) !== v) return false;
-  return true;
+function sameRedis(a: ModelRedis, b: ModelRedis): boolean {
+  return a.dump() === b.dump();
 }
 
 export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
@@ -205,6 +203,8 @@ export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
       retries: client.counts.retries,
       duplicates: client.counts.duplicates,
       takeovers: nodes.reduce((n, d) => n + d.takeovers, 0),
+      keyspaceChecks: invariants.keyspace.counts.checked,
+      lateTtls: invariants.keyspace.counts.lateTtls,
     },
   });
 

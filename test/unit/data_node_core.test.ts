@@ -30,7 +30,7 @@ test("a won campaign releases the replica, then takes over, then serves; a step-
   t.true(core.campaigning);
   core.won(start(4), 650);
   t.deepEqual(core.ready(), [{ kind: "releaseReplica", start: start(4) }]);
-  core.released(700, 0);
+  core.released(700, 0, 12);
   t.deepEqual(core.ready(), [{ kind: "takeOver", start: start(4) }]);
   t.is(core.epoch, 4);
   core.serving();
@@ -62,7 +62,7 @@ test("a step-down heard while the replica is released is kept: the master role n
   t.is(core.ready()[0].kind, "releaseReplica");
   core.heard(beat("d2", { role: "master", epoch: 6 }), 700);
   t.deepEqual(core.ready(), [], "nothing to stop yet");
-  core.released(750, 0);
+  core.released(750, 0, 12);
   const orders = core.ready();
   t.deepEqual(orders, [{ kind: "rejoin", wipe: false, reason: "d2 is master in epoch 6, above ours (4) (before the takeover started)" }]);
   t.is(core.phase, "rejoining");
@@ -72,7 +72,7 @@ test("a step-down heard while the replica is released is kept: the master role n
 test("a takeover that has not served by its deadline gives the role up", (t) => {
   const core = winner(4);
   core.ready();
-  core.released(700, 0);
+  core.released(700, 0, 12);
   core.ready();
   core.tick(self, 650 + LIMITS.takeoverTimeoutMs - 1);
   t.deepEqual(core.ready(), []);
@@ -87,13 +87,13 @@ test("a release that hangs past the deadline is abandoned (the driver restarts t
   core.ready();
   core.tick(self, 650 + LIMITS.takeoverTimeoutMs);
   t.deepEqual(core.ready(), [{ kind: "abandon", reason: "the takeover of epoch 4 did not serve within 5000 ms" }]);
-  core.released(6000, 0);
+  core.released(6000, 0, 12);
   t.deepEqual(core.ready(), [], "a late release changes nothing");
 });
 
 test("a master that serves has no deadline", (t) => {
   const core = winner(4);
-  core.released(700, 0);
+  core.released(700, 0, 12);
   core.serving();
   core.ready();
   core.tick(self, 100_000);
@@ -110,7 +110,7 @@ test("a node that wins a lower epoch than it heard before listens to masters abo
   core.tick(self, 800);
   core.ready();
   core.won(start(2), 850);
-  core.released(900, 0);
+  core.released(900, 0, 12);
   core.serving();
   core.ready();
   // A master of epoch 3 (above ours, below the 9 heard before the format) must make us step down...
@@ -129,7 +129,7 @@ test("a node that wins a lower epoch than it heard before listens to masters abo
 
 test("a planned switchover picks a live eligible standby, or says why not", (t) => {
   const core = winner(4);
-  core.released(700, 0);
+  core.released(700, 0, 12);
   core.serving();
   core.heard(beat("d2", { appliedTxid: 5 }), 800);
   core.heard(beat("d3", { appliedTxid: 9 }), 800);
@@ -137,4 +137,13 @@ test("a planned switchover picks a live eligible standby, or says why not", (t) 
   t.deepEqual(core.handoverTarget("d2", 900), { ok: true, target: "d2" });
   t.false(core.handoverTarget("d9", 900).ok);
   t.false(new DataNodeCore("d4", 1, LIMITS, 0).handoverTarget(null, 0).ok, "not serving");
+});
+
+test("a win whose recovery ends before the txids this node applied is stale: the role ends before any takeover", (t) => {
+  const core = winner(4);
+  t.deepEqual(core.ready(), [{ kind: "releaseReplica", start: start(4) }]);
+  core.released(700, 0, 13);
+  const orders = core.ready();
+  t.false(orders.some((o) => o.kind === "takeOver"), JSON.stringify(orders));
+  t.true(orders.some((o) => o.kind === "rejoin" && !o.wipe), JSON.stringify(orders));
 });

@@ -1,10 +1,18 @@
 /**
  * The simulator's invariants (src/sim/invariants.ts) on their own: exactly once for retried writes and one master per
  * epoch (issue #11), and a committed record kept apart from the simulated disk it was read from.
+});
+
+ * The simulator's invariants (src/sim/invariants.ts) on their own: exactly once for retried writes (issue #11), a
+ * committed record kept apart from the simulated disk it was read from, and every copy's keyspace the fold of the
+ * records it took (issue #10 class 2), with a deliberately wrong replay caught by a small seed sweep.
  */
 import test from "ava";
 import { Invariants, SimViolation } from "../../src/sim/invariants.js";
 import { encodeEffects, encodeWriteRecord } from "../../src/segment/record.js";
+import { realCores } from "../../src/sim/cores.js";
+import { applyRecord, ModelRedis } from "../../src/sim/model_redis.js";
+import { runSimulation } from "../../src/sim/simulator.js";
 
 const effects = [[Buffer.from("INCR"), Buffer.from("k")]];
 const withId = (seq: number): Uint8Array => encodeWriteRecord(effects, { id: { client: "c1", seq }, reply: { ok: true, value: seq } }, 256).payload;
@@ -53,4 +61,46 @@ test("sim invariants - a writer serves and acks only in an epoch it won", (t) =>
   inv.learnCommitted(1, 2, withId(5), "a commit");
   t.notThrows(() => inv.acked(1, 2, withId(5), "d1#1"));
   t.throws(() => inv.acked(1, 2, withId(5), "d2#4"), { instanceOf: SimViolation, message: /d2#4 acked txid 1 in epoch 2, which d1#1 won/ });
+});
+
+/**
+ * Issue #10, class 2: a replica or a rebuild that replays effects as a standalone Redis (by its own clock: a key
+ * dropped at a `SET … PXAT <past>`, a `PEXPIREAT` of a key it dropped doing nothing) diverges from the fold of the
+ * committed records once its replay lags past a TTL; the simulator's TTL workload and held replays make that happen.
+ */
+test("sim invariants - a replay that expires keys by its own clock is caught within a few seeds", (t) => {
+  const cores = { ...realCores, replayExpiresByOwnClock: true };
+  for (let seed = 1; seed <= 10; seed++) {
+    const r = runSimulation({ seed, cores, ttl: true });
+    if (r.ok) continue;
+    t.log(`caught at seed ${seed}: ${r.failure}`);
+    t.regex(r.failure!, /^invariant: \S+'s keyspace after txid \d+ \((replica apply|rebuild)\) is \{.*\}, the fold of its records \{.*\}$/);
+    return;
+  }
+  t.fail("no seed of 10 caught a replay by the applier's clock");
+});
+
+test("sim invariants - the same seeds with the feeder's replay keep every copy's keyspace the fold, late TTLs included", (t) => {
+  let lateTtls = 0;
+  let checks = 0;
+  for (let seed = 1; seed <= 10; seed++) {
+    const r = runSimulation({ seed, ttl: true });
+    t.true(r.ok, r.failure ?? "");
+    lateTtls += r.stats.lateTtls;
+    checks += r.stats.keyspaceChecks;
+  }
+  t.log(`${checks} keyspaces checked, ${lateTtls} TTLs applied after they passed`);
+  t.true(lateTtls > 50, "copies replay TTLs that already passed");
+});
+
+test("sim invariants - a copy whose keyspace is not the fold of the records it took fails loudly", (t) => {
+  const inv = new Invariants();
+  const copy = new ModelRedis();
+  const set = encodeEffects([["SET", "k", "v", "PXAT", "5"].map((a) => Buffer.from(a))]);
+  applyRecord(copy, set, null);
+  t.notThrows(() => inv.keyspace.took("r1", 1, set, copy, "replica apply", 100));
+  t.is(inv.keyspace.counts.lateTtls, 1);
+  const dropped = new ModelRedis();
+  t.throws(() => inv.keyspace.took("r2", 1, set, dropped, "replica apply", 100), { instanceOf: SimViolation, message: /r2's keyspace after txid 1 \(replica apply\) is \{\}, the fold of its records \{k=v@5\}/ });
+  t.throws(() => inv.keyspace.took("r1", 3, set, copy, "replica apply", 100), { instanceOf: SimViolation, message: /r1 took txid 3 \(replica apply\) after 1/ });
 });
