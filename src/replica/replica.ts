@@ -63,6 +63,8 @@ export class Replica {
   private windowFrom: number | null = null;
   private rateSample = { atMs: 0, applied: 0, perSecond: 0 };
   /** Bootstrap or snapshot upload progress, for status. */
+  /** Loading a snapshot (its Redis replaced): no standby meanwhile, a release would wait for the whole load. */
+  private bootstrapping = false;
   private progress: (BootstrapProgress | (TransferProgress & { phase: "upload"; snapshotTxid: number })) | null = null;
 
   constructor(
@@ -215,6 +217,15 @@ export class Replica {
    * replacing its data set, then tail from the txid the snapshot names inside itself.
    */
   private async bootstrap(fromTxid: number): Promise<void> {
+    this.bootstrapping = true;
+    try {
+      await this.loadSnapshot(fromTxid);
+    } finally {
+      this.bootstrapping = false;
+    }
+  }
+
+  private async loadSnapshot(fromTxid: number): Promise<void> {
     this.log.warn({ fromTxid }, "the journal purged the next txid: bootstrapping from the newest snapshot");
     const done = await bootstrapFromSnapshot(this.snapshots, this.feeder!, this.client!, path.join(this.dataDir, "bootstrap.rdb"), this.config, this.log, (p) => (this.progress = p));
     if (done === null) throw new Error(`txid ${fromTxid} was purged but no journal node has a durable snapshot`);
@@ -361,21 +372,25 @@ export class Replica {
     const applied = this.core!.appliedTxid;
     const nodes = this.config.journalNodes;
     let purged = 0;
+    // Misses in a row: a cold window takes many reads (dedupeWindowRecords over readRecordsMax), each one progress.
+    let misses = 0;
     for (let i = 0; this.windowFrom !== null && this.windowFrom <= applied && (this.running || whileStopped); i++) {
-      if (whileStopped && i >= nodes.length * 3) throw new Error(`the dedupe window could not learn txid ${this.windowFrom}: no journal node served it`);
+      if (whileStopped && misses >= nodes.length * 3) throw new Error(`the dedupe window could not learn txid ${this.windowFrom}: no journal node served it`);
       const from = this.windowFrom;
       const r = await this.jc.call(nodes[i % nodes.length], { type: "read", fromTxid: from, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: false });
       const range = r.ok && "read" in r && r.read.count > 0 ? recordRange(r.read.records, from, applied) : null;
       if (range === null) {
+        misses++;
         purged = !r.ok && r.code === ErrorCode.PURGED ? purged + 1 : 0;
         if (purged >= nodes.length) {
           this.log.error({ fromTxid: from, applied }, "every journal node purged what the dedupe window needs; it starts incomplete");
           this.windowFrom = null;
           return;
         }
-        if ((i + 1) % nodes.length === 0) await this.pause(this.config.replicaPollMs * 10);
+        if (misses % nodes.length === 0) await this.pause(this.config.replicaPollMs * 10);
         continue;
       }
+      misses = 0;
       for (const rec of range.records) if (rec.txid > window.stats.lastTxid) window.observe(rec.txid, decodeRecordPayload(rec.payload).write);
       this.windowFrom = range.records[range.records.length - 1].txid + 1;
     }
@@ -389,7 +404,7 @@ export class Replica {
    * the election for good (simulator, seed 2615). `release` finishes the warm-up once the epoch is won.
    */
   get eligible(): boolean {
-    return this.fault === null && this.core !== null;
+    return this.fault === null && this.core !== null && !this.bootstrapping;
   }
 
   /**
