@@ -2,7 +2,8 @@
  * Issue #11: master and replica are roles of one data node; when the master dies, a standby wins the next epoch on a
  * majority of journal nodes and serves from its own Redis, which already holds the committed journal. Real processes:
  * nats-server, three journal nodes, three data nodes; the master killed with SIGKILL (its Redis dies with it) or frozen
- * with SIGSTOP past the detection bound.
+ * with SIGSTOP past the detection bound. Twenty kills under 100 clients, a master cut off from NATS and a forced second
+ * campaign are in failover_kills.test.ts.
  */
 import test from "ava";
 import { execFile } from "node:child_process";
@@ -32,7 +33,6 @@ class KeyWriters {
   readonly acked = new Map<string, string>();
   private running = true;
   private readonly done: Promise<void>[] = [];
-  lastAckMs = 0;
   unknown = 0;
   /** Replies by error code: NOT_WRITER (not executed: retried elsewhere), NO_QUORUM (outcome unknown)… */
   readonly errors = new Map<string, number>();
@@ -49,7 +49,6 @@ class KeyWriters {
         const reply = await this.tc.write(["SET", key, value], 1000).catch(() => null);
         if (reply?.ok) {
           this.acked.set(key, value);
-          this.lastAckMs = Date.now();
           break;
         }
         this.unknown++;
@@ -59,11 +58,6 @@ class KeyWriters {
         await new Promise((r) => setTimeout(r, 20));
       }
     }
-  }
-
-  /** The first ack that happens after `sinceMs`. */
-  async firstAckAfter(sinceMs: number, timeoutMs: number): Promise<number> {
-    return await until("a write acked after the kill", timeoutMs, () => (this.lastAckMs > sinceMs ? this.lastAckMs : undefined), 5);
   }
 
   async stop(): Promise<void> {
@@ -90,35 +84,6 @@ async function checkCopies(t: import("ava").ExecutionContext, tc: TestCluster, w
     t.deepEqual(diffKeyspaces(want, await dumpKeyspace(redisPort(tc, node), tc.redisPassword)).slice(0, 5), [], `${node} differs from the master`);
   }
 }
-
-test("a standby takes over when the master is killed: no acked write lost, the old master rejoins as a replica", async (t) => {
-  const tc = await startCluster("failover-kill");
-  const writers = new KeyWriters(tc, 8);
-  try {
-    await waitForWriter(tc);
-    const gaps: number[] = [];
-    for (let round = 0; round < 3; round++) {
-      await until("writes acked", 20000, () => (writers.acked.size > (round + 1) * 50 ? true : undefined), 20);
-      const master = await masterOf(tc);
-      const killedAt = Date.now();
-      await tc.cluster.signal(master.id, "SIGKILL");
-      const firstAck = await writers.firstAckAfter(killedAt, 15000);
-      gaps.push(firstAck - killedAt);
-      const next = await masterOf(tc);
-      t.not(next.id, master.id, "another data node took over");
-      t.log(`round ${round}: ${master.id} killed at ${killedAt}, ${next.id} serves epoch ${next.epoch}; first ack after ${firstAck - killedAt} ms`);
-      tc.cluster.startActor(master.id);
-    }
-    await writers.stop();
-    t.log(`kill → first ack: ${gaps.join(", ")} ms; ${writers.acked.size} acked, ${writers.unknown} retried`);
-    // A loose bound (two test files share two cores): the figures that matter come from the failover bench.
-    t.true(Math.max(...gaps) <= 15_000, `kill → first ack ${Math.max(...gaps)} ms`);
-    await checkCopies(t, tc, writers);
-  } finally {
-    await writers.stop();
-    await tc.stop();
-  }
-});
 
 test("a master frozen past the detection bound is replaced, then steps down and converges as a replica", async (t) => {
   const tc = await startCluster("failover-stop");
