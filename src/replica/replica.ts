@@ -131,7 +131,7 @@ export class Replica {
       health: this.fault !== null ? "failed" : this.lastError === null ? "ok" : "degraded",
       journalNodeFaults: this.recentFaults(),
       redisUrl: this.redis?.url ?? null,
-      details: { fault: this.fault, lastError: this.lastError, snapshotTxid: this.snapshotTxid, progress: this.progress, catchUp: this.catchUp() },
+      details: { fault: this.fault, lastError: this.lastError, snapshotTxid: this.snapshotTxid, snapshotting: this.snapshotRunning !== null, progress: this.progress, catchUp: this.catchUp() },
     };
   }
 

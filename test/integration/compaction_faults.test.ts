@@ -115,10 +115,14 @@ test("compaction faults - a snapshot copy with a flipped byte is refused and ano
     const dir = path.join(tc.cluster.dataDir, "jn1", "snapshots");
     return Math.max(0, ...fs.readdirSync(dir).filter((n) => n.endsWith(".json")).map((n) => Number(/\d+/.exec(n)![0])));
   };
+  // Settled: jn1's newest unchanged between polls and no replica saving or uploading one (on a loaded machine an
+  // upload can outlast a poll: the bootstrap then took a newer snapshot, not the flipped one).
   let last = -1;
-  await until("snapshots to settle", 30000, async () => {
+  await until("snapshots to settle", 60000, async () => {
     const now = newest();
-    const settled = now === last && now > 0;
+    const replicas = (await tc.status()).filter((s) => s.role === "replica");
+    const quiet = replicas.length === 2 && replicas.every((s) => s.details.snapshotting === false);
+    const settled = now === last && now > 0 && quiet;
     last = now;
     return settled ? true : undefined;
   }, 2000);
