@@ -343,19 +343,9 @@ export function runSimulation(options: SimOptions): SimResult {
         restartLater(rep, 1000);
       }
     } else if (r < 0.72) {
-      const members = everyone.filter(() => prng.chance(0.4));
-      if (members.length > 0 && members.length < everyone.length) {
-        const cut = bus.cut(members);
-        clock.after(prng.int(50, 2000), () => bus.heal(cut));
-      }
+      partitionSome(prng, bus, clock, everyone);
     } else if (r < 0.82) {
-      const jn = prng.pick(jns);
-      const errno = prng.chance(0.5) ? "ENOSPC" : "EIO";
-      jn.diskFault = errno;
-      trace.add(jn.id, `disk fault window: ${errno}`);
-      clock.after(prng.int(20, 500), () => {
-        if (jn.diskFault === errno) jn.diskFault = null;
-      });
+      diskFaultWindow(prng, jns, clock, trace);
     } else if (r < 0.87) {
       if (bitFlips) corruptible.flipBit();
     } else if (masters.length > 1) {
@@ -549,6 +539,27 @@ export function runSimulation(options: SimOptions): SimResult {
   } catch (err) {
     return result(failureOf(err, trace), steps);
   }
+}
+
+
+/** Nemesis: a random strict subset of `everyone` cut off from the rest for 50 ms to 2 s. */
+export function partitionSome(prng: Prng, bus: SimBus, clock: SimClock, everyone: readonly string[]): void {
+  const members = everyone.filter(() => prng.chance(0.4));
+  if (members.length > 0 && members.length < everyone.length) {
+    const cut = bus.cut(members);
+    clock.after(prng.int(50, 2000), () => bus.heal(cut));
+  }
+}
+
+/** Nemesis: one journal node's disk fails every call with ENOSPC or EIO for 20 to 500 ms. */
+export function diskFaultWindow(prng: Prng, jns: readonly SimJournalNode[], clock: SimClock, trace: Trace): void {
+  const jn = prng.pick(jns);
+  const errno = prng.chance(0.5) ? "ENOSPC" : "EIO";
+  jn.diskFault = errno;
+  trace.add(jn.id, `disk fault window: ${errno}`);
+  clock.after(prng.int(20, 500), () => {
+    if (jn.diskFault === errno) jn.diskFault = null;
+  });
 }
 
 /** Journal nodes that cannot vote (down, corrupt, restoring), each with why: liveness is promised only to a majority. */

@@ -17,7 +17,7 @@ import { SimBus, type BusOptions } from "./sim_bus.js";
 import { SimDataNode } from "./sim_data_node.js";
 import { SimJournalNode } from "./sim_journal_node.js";
 import { applyRecord, ModelRedis } from "./model_redis.js";
-import { DISK_CHECK_EVERY_STEPS, failureOf, journalNodesUnable, LIVENESS_MS_MAX, LIVENESS_WRITES_MS, simBase, SimClient, simConfig } from "./simulator.js";
+import { DISK_CHECK_EVERY_STEPS, diskFaultWindow, failureOf, journalNodesUnable, LIVENESS_MS_MAX, LIVENESS_WRITES_MS, partitionSome, simBase, SimClient, simConfig } from "./simulator.js";
 import type { SimResult } from "./simulator.js";
 
 /**
@@ -159,19 +159,9 @@ export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
         restartLater(n, 1000);
       }
     } else if (r < 0.85) {
-      const members = everyone.filter(() => prng.chance(0.4));
-      if (members.length > 0 && members.length < everyone.length) {
-        const cut = bus.cut(members);
-        clock.after(prng.int(50, 2000), () => bus.heal(cut));
-      }
+      partitionSome(prng, bus, clock, everyone);
     } else {
-      const jn = prng.pick(jns);
-      const errno = prng.chance(0.5) ? "ENOSPC" : "EIO";
-      jn.diskFault = errno;
-      trace.add(jn.id, `disk fault window: ${errno}`);
-      clock.after(prng.int(20, 500), () => {
-        if (jn.diskFault === errno) jn.diskFault = null;
-      });
+      diskFaultWindow(prng, jns, clock, trace);
     }
     clock.after(prng.int(10, nemesisMsMax), nemesis);
   };
