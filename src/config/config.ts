@@ -30,6 +30,12 @@ export const defaults = {
   masterHeartbeatIntervalMs: 100,
   /** A data node that heard no master for this long starts an election (the most caught-up standby first). */
   masterTimeoutMs: 600,
+  /**
+   * A standby that has not heard the master for this long asks NATS whether the master's process still listens (its
+   * control subject): "no responders" or "not master" ends the wait at once, so a killed master is replaced without
+   * waiting out masterTimeoutMs. A frozen or cut-off master still holds its subscription: the timeout covers those.
+   */
+  masterProbeAfterMs: 200,
   /** Each rank further down the order (applied txid, priority, id) waits this much longer before it campaigns. */
   electionRankDelayMs: 150,
   /** After a lost or failed campaign, a data node waits a random time up to this before it may campaign again. */
@@ -248,6 +254,7 @@ export function validateConfig(c: Config): string[] {
   if (new Set(ids).size !== ids.length || ids.some((id) => id === "client" || id === "admin" || id === "faults")) errors.push("journal node, replica and data node ids must be distinct, and none of client, admin, faults");
   if (c.natsPayloadBytesMax < 64 * 1024) errors.push("natsPayloadBytesMax must be at least 64 KiB");
   if (c.masterHeartbeatIntervalMs * 3 > c.masterTimeoutMs) errors.push("masterTimeoutMs must be at least three master heartbeats");
+  if (c.masterProbeAfterMs < c.masterHeartbeatIntervalMs || c.masterProbeAfterMs >= c.masterTimeoutMs) errors.push("masterProbeAfterMs must be at least one master heartbeat and below masterTimeoutMs");
   if (c.takeoverTimeoutMs <= c.masterTimeoutMs) errors.push("takeoverTimeoutMs must exceed masterTimeoutMs");
   if (c.heartbeatIntervalMs * 2 > c.quorumTimeoutMs) errors.push("quorumTimeoutMs must be at least two heartbeats");
   if (c.heartbeatIntervalMs * 3 > c.journalHeartbeatTimeoutMs) errors.push("journalHeartbeatTimeoutMs must be at least three heartbeats");

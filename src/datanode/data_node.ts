@@ -31,8 +31,10 @@ import { Replica } from "../replica/replica.js";
 import { EventPublisher } from "../actor/events.js";
 import { writeFileDurably } from "../util/durable_file.js";
 import type { Logger } from "../util/log.js";
-import type { PeerBeat } from "./election_core.js";
-import { DataNodeCore, type DataNodeOrder } from "./data_node_core.js";
+import { assertNever } from "../util/assert.js";
+import type { MasterProbe, PeerBeat } from "./election_core.js";
+import { DataNodeCore, type DataNodeOrder, type SelfView } from "./data_node_core.js";
+import { probeMaster } from "./master_probe.js";
 
 /** Present while this node's Redis is (or may be) a master's: it is wiped before the node serves as a replica again. */
 const MASTER_MARKER = "master-role.json";
@@ -110,8 +112,19 @@ export class DataNode {
     this.beat();
     if (this.stopped) return;
     this.noteServing();
-    const applied = this.replica?.status().appliedTxid ?? 0;
-    this.core.tick({ appliedTxid: applied, eligible: this.eligible }, Date.now());
+    this.core.tick(this.selfView(), Date.now());
+    this.drive();
+  }
+
+  private selfView(): SelfView {
+    return { appliedTxid: this.replica?.status().appliedTxid ?? 0, eligible: this.eligible };
+  }
+
+  private async probe(probe: MasterProbe): Promise<void> {
+    const answer = await probeMaster(this.nc, subjects(this.config.cluster).control(probe.id), this.config.masterProbeAfterMs);
+    if (this.stopped) return;
+    if (answer.kind !== "noAnswer") this.log.debug({ master: probe.id, answer }, "probed the silent master");
+    this.core.probed(probe, answer, this.selfView(), Date.now());
     this.drive();
   }
 
@@ -157,12 +170,17 @@ export class DataNode {
         return process.exit(1);
       case "rejoin":
         return this.change("rejoin", () => this.rejoin(o.wipe, o.reason));
+      case "probeMaster":
+        return void this.probe(o.probe);
+      default:
+        return assertNever(o, "data node order");
     }
   }
 
   // ---- planned switchover ----
 
   private async onControl(req: ControlRequest): Promise<ControlReply> {
+    if (req.type === "probe") return { ok: true, type: "role", role: this.core.role, epoch: this.core.epoch };
     if (req.type === "campaign") {
       if (!this.core.campaignNow({ eligible: this.eligible })) {
         throw new QjmError(ErrorCode.ILLEGAL_STATE, `${this.id} cannot campaign now (${this.core.phase}${this.eligible ? "" : ", not eligible"})`);

@@ -17,7 +17,7 @@
  */
 import { assert } from "../util/assert.js";
 import type { WriterStart } from "../master/recovery_core.js";
-import { ElectionCore, type DataRole, type ElectionAction, type ElectionLimits, type PeerBeat } from "./election_core.js";
+import { ElectionCore, type DataRole, type ElectionAction, type ElectionLimits, type MasterProbe, type PeerBeat, type ProbeAnswer } from "./election_core.js";
 
 export interface DataNodeLimits extends ElectionLimits {
   /** From the won epoch to serving writes at most this long, or the node gives the role up. */
@@ -29,6 +29,8 @@ export type DataNodePhase = "replica" | "campaigning" | "releasing" | "takingOve
 export type DataNodeOrder =
   /** Win the next epoch on a majority of journal nodes (newEpoch, then recovery of the last segment). */
   | { kind: "campaign"; rank: number }
+  /** Ask the silent master whether it is still there; the answer goes back to `probed`. */
+  | { kind: "probeMaster"; probe: MasterProbe }
   /** The epoch is won: the replica role stops and hands its Redis (the committed prefix) over. */
   | { kind: "releaseReplica"; start: WriterStart }
   /** The master role starts on the handed-over Redis: applies applied+1..start.endTxid, then serves. */
@@ -105,15 +107,26 @@ export class DataNodeCore {
     return out;
   }
 
-  /** The driver's timer: campaign when it is our turn; give up a takeover past its deadline. */
+  /** The driver's timer: campaign when it is our turn (probe a silent master before); give up a late takeover. */
   tick(self: SelfView, nowMs: number): void {
-    if (this.phaseNow === "replica") return this.onElection(this.election.tick(self, nowMs));
+    if (this.phaseNow === "replica") {
+      this.onElection(this.election.tick(self, nowMs));
+      const probe = this.phaseNow === "replica" ? this.election.probeDue(nowMs) : null;
+      if (probe !== null) this.orders.push({ kind: "probeMaster", probe });
+      return;
+    }
     if ((this.phaseNow === "releasing" || this.phaseNow === "takingOver") && nowMs >= this.deadlineMs) {
       const reason = `the takeover of epoch ${this.epoch} did not serve within ${this.limits.takeoverTimeoutMs} ms`;
       if (this.phaseNow === "takingOver") return this.stepDown(reason);
       this.phaseNow = "ending";
       this.orders.push({ kind: "abandon", reason });
     }
+  }
+
+  /** What probing the silent master found: a gone master's silence counts as a full timeout, so we may campaign now. */
+  probed(probe: MasterProbe, answer: ProbeAnswer, self: SelfView, nowMs: number): void {
+    this.election.probed(probe, answer, nowMs);
+    if (this.phaseNow === "replica") this.onElection(this.election.tick(self, nowMs));
   }
 
   /** Another data node's heartbeat (configured data nodes only; the driver checks). */

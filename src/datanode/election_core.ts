@@ -8,7 +8,11 @@
  * - after that silence, the standbys rank themselves the same way from the heartbeats they heard (highest applied
  *   txid, then priority, then id): rank r campaigns r × `electionRankDelayMs` later, unless a master was heard meanwhile;
  * - a campaign that fails backs off for a random time (given by the driver), so ties break;
- * - a master that hears a master of a higher epoch steps down at once (it is fenced anyway at its next batch).
+ * - a master that hears a master of a higher epoch steps down at once (it is fenced anyway at its next batch);
+ * - a master silent for `masterProbeAfterMs` is probed over the bus: if its process no longer listens (NATS answers
+ *   "no responders": a killed process's subscriptions go with its connection) or it answers that it is not master of
+ *   the epoch we heard, the silence counts as a full timeout at once. Only liveness depends on this: the epoch won on
+ *   a majority is still what fences, so a wrong verdict costs an election, never a write.
  */
 import { assert } from "../util/assert.js";
 
@@ -27,7 +31,24 @@ export interface PeerBeat {
 
 export interface ElectionLimits {
   masterTimeoutMs: number;
+  masterProbeAfterMs: number;
   electionRankDelayMs: number;
+}
+
+/** What probing a silent master found out. */
+export type ProbeAnswer =
+  /** Nobody listens on its subject: its process (and connection) is gone. */
+  | { kind: "noResponders" }
+  /** Its process answered with its current role and epoch. */
+  | { kind: "answered"; role: DataRole; epoch: number }
+  /** No answer in time: frozen, cut off, or slow — the timeout decides. */
+  | { kind: "noAnswer" };
+
+/** Ask whether data node `id` still is master of `epoch`. */
+export interface MasterProbe {
+  id: string;
+  epoch: number;
+  sentAtMs: number;
 }
 
 export type ElectionAction =
@@ -46,6 +67,10 @@ export class ElectionCore {
   private highestEpoch = 0;
   private readonly peers = new Map<string, PeerBeat & { heardMs: number }>();
   private backoffUntilMs = 0;
+  /** The master whose heartbeat last held us back (null: a candidate's did, or nobody's yet). */
+  private quietBy: string | null = null;
+  /** When the last probe of the silent master left (one at a time, at most one per masterProbeAfterMs). */
+  private probeSentMs = -Infinity;
 
   constructor(
     readonly id: string,
@@ -66,7 +91,10 @@ export class ElectionCore {
     if (beat.id === this.id) return { kind: "none" };
     this.peers.set(beat.id, { ...beat, heardMs: nowMs });
     // Someone campaigns: let it finish (it wins, or backs off) rather than fence it with a campaign of our own.
-    if (beat.role === "candidate" && this.role === "replica") this.masterHeardMs = Math.max(this.masterHeardMs, nowMs);
+    if (beat.role === "candidate" && this.role === "replica" && nowMs >= this.masterHeardMs) {
+      this.masterHeardMs = nowMs;
+      this.quietBy = null;
+    }
     if (beat.role !== "master") return { kind: "none" };
     if (this.role === "master" && beat.epoch > this.epoch) {
       return { kind: "stepDown", reason: `${beat.id} is master in epoch ${beat.epoch}, above ours (${this.epoch})` };
@@ -74,8 +102,31 @@ export class ElectionCore {
     if (beat.epoch >= this.highestEpoch) {
       this.highestEpoch = beat.epoch;
       this.masterHeardMs = nowMs;
+      this.quietBy = beat.id;
     }
     return { kind: "none" };
+  }
+
+  /** The silent master to probe now, if any (a replica only, before the timeout decides anyway). */
+  probeDue(nowMs: number): MasterProbe | null {
+    if (this.role !== "replica" || this.quietBy === null) return null;
+    const silentMs = nowMs - this.masterHeardMs;
+    if (silentMs < this.limits.masterProbeAfterMs || silentMs >= this.limits.masterTimeoutMs) return null;
+    if (nowMs - this.probeSentMs < this.limits.masterProbeAfterMs) return null;
+    this.probeSentMs = nowMs;
+    return { id: this.quietBy, epoch: this.highestEpoch, sentAtMs: nowMs };
+  }
+
+  /**
+   * A probe's answer. The master is gone if nobody listens on its subject or it says it is not master of the epoch we
+   * heard; then its silence counts as a full timeout now. Ignored when anything held us back since the probe left.
+   */
+  probed(probe: MasterProbe, answer: ProbeAnswer, nowMs: number): void {
+    this.probeSentMs = -Infinity;
+    const gone = answer.kind === "noResponders" || (answer.kind === "answered" && (answer.role !== "master" || answer.epoch < probe.epoch));
+    if (!gone || this.quietBy !== probe.id || this.masterHeardMs > probe.sentAtMs) return;
+    this.masterHeardMs = Math.min(this.masterHeardMs, nowMs - this.limits.masterTimeoutMs);
+    this.quietBy = null;
   }
 
   /** The standbys in the order they campaign: most caught up first, then higher priority, then lower id. */
@@ -119,6 +170,7 @@ export class ElectionCore {
     // every master below it, and campaigning against them, until epochs climbed past it again.
     this.highestEpoch = epoch;
     this.masterHeardMs = nowMs;
+    this.quietBy = null;
   }
 
   /** The campaign failed (no majority, fenced by another candidate): a replica again, quiet for `backoffMs`. */
@@ -133,6 +185,7 @@ export class ElectionCore {
     this.role = "replica";
     this.epoch = 0;
     this.masterHeardMs = nowMs;
+    this.quietBy = null;
     this.backoffUntilMs = nowMs + backoffMs;
   }
 }

@@ -453,9 +453,27 @@ export type ControlRequest =
   /** To the master: drain, then hand over to `to` (or to the best standby). */
   | { type: "handover"; to: string | null }
   /** From the draining master to the standby it chose: campaign now, without waiting for the master's silence. */
-  | { type: "campaign"; from: string };
+  | { type: "campaign"; from: string }
+  /** From a standby that has not heard the master for a while: which role and epoch do you hold? */
+  | { type: "probe" };
 
-export type ControlReply = { ok: true; type: "handedOver"; from: string; to: string; epoch: number } | { ok: true; type: "campaigning" } | ErrorReply;
+/** A data node's role and epoch (0 unless master), as a probe's answer reports them. */
+export interface RoleReply {
+  ok: true;
+  type: "role";
+  role: "replica" | "candidate" | "master";
+  epoch: number;
+}
+
+export type ControlReply = { ok: true; type: "handedOver"; from: string; to: string; epoch: number } | { ok: true; type: "campaigning" } | RoleReply | ErrorReply;
+
+/** A probe's answer, checked (null: not a role reply — from a node of another version, or garbled). */
+export function parseRoleReply(v: unknown): RoleReply | null {
+  if (!isObject(v) || v.ok !== true || v.type !== "role") return null;
+  if (v.role !== "replica" && v.role !== "candidate" && v.role !== "master") return null;
+  if (typeof v.epoch !== "number" || !Number.isSafeInteger(v.epoch) || v.epoch < 0) return null;
+  return { ok: true, type: "role", role: v.role, epoch: v.epoch };
+}
 
 const NODE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -469,5 +487,6 @@ export function parseControlRequest(v: unknown): ControlRequest {
     if (typeof v.from !== "string" || !NODE_ID.test(v.from)) bad("from must be a data node id");
     return { type: "campaign", from: v.from };
   }
+  if (v.type === "probe") return { type: "probe" };
   bad("unknown control request type");
 }

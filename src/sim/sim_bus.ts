@@ -4,7 +4,7 @@
  * is down. Any subset of actors can be cut from the rest, several cuts at once.
  */
 import type { WriteId, WriteReply } from "../protocol/messages.js";
-import type { PeerBeat } from "../datanode/election_core.js";
+import type { PeerBeat, ProbeAnswer } from "../datanode/election_core.js";
 import type { Prng } from "./prng.js";
 import type { SimClock } from "./clock.js";
 import type { Trace } from "./trace.js";
@@ -32,7 +32,11 @@ export type SimMessage =
   | { kind: "write"; id: number; writeId: WriteId | null; op: ClientOp }
   | { kind: "writeReply"; id: number; reply: WriteReply }
   /** A data node's heartbeat, heard by the other data nodes (their ElectionCore ranks and waits by these). */
-  | { kind: "dataBeat"; beat: PeerBeat };
+  | { kind: "dataBeat"; beat: PeerBeat }
+  /** A standby asks a silent master's node for its role (a request on its control subject). */
+  | { kind: "probe"; id: number }
+  /** The probed node's role — or, sent by the bus itself, "no responders": the node is down (NATS's own answer). */
+  | { kind: "probeAnswer"; id: number; answer: ProbeAnswer };
 
 export interface BusOptions {
   delayMsMin: number;
@@ -103,8 +107,10 @@ export class SimBus {
       const delay = this.prng.chance(o.slowChance) ? this.prng.int(o.delayMsMax, o.slowDelayMsMax) : this.prng.int(o.delayMsMin, o.delayMsMax);
       this.clock.after(delay, () => {
         const target = this.actors.get(to);
-        if (target === undefined || !target.up || !this.connected(from, to)) return;
-        target.onMessage(from, msg);
+        if (!this.connected(from, to)) return;
+        if (target !== undefined && target.up) return target.onMessage(from, msg);
+        // Nobody subscribes for a process that is down: NATS answers a request with "no responders" at once.
+        if (msg.kind === "probe") this.send(to, from, { kind: "probeAnswer", id: msg.id, answer: { kind: "noResponders" } });
       });
     }
   }

@@ -12,8 +12,10 @@
 import { ModelRedis } from "./model_redis.js";
 import type { Config } from "../config/config.js";
 import type { DataNodeCore, DataNodeOrder, SelfView } from "../datanode/data_node_core.js";
+import type { MasterProbe, ProbeAnswer } from "../datanode/election_core.js";
 import type { DedupeWindow } from "../dedupe/dedupe_window.js";
 import { ErrorCode, errorReply } from "../protocol/errors.js";
+import { assertNever } from "../util/assert.js";
 import type { SimClock, SimTimer } from "./clock.js";
 import type { SimCores } from "./cores.js";
 import type { Invariants } from "./invariants.js";
@@ -54,6 +56,8 @@ export class SimDataNode implements SimActor {
   private readonly timer: SimTimer;
   /** Times this node took over and served (for the run's stats). */
   takeovers = 0;
+  /** The probe of a silent master in flight (one at a time), and its request id. */
+  private probing: { id: number; probe: MasterProbe } | null = null;
 
   constructor(
     readonly id: string,
@@ -142,6 +146,7 @@ export class SimDataNode implements SimActor {
     this.incarnation++;
     this.frozen = false;
     this.held = [];
+    this.probing = null;
     this.trace.add(this.id, `data node crash (${this.core.phase})`);
     if (this.replica !== null) this.appliedTxid = this.replica.appliedTxid;
     this.replica?.crash();
@@ -190,6 +195,10 @@ export class SimDataNode implements SimActor {
         return this.master.onMessage(from, msg);
       case "heartbeat":
         return this.master.onMessage(from, msg);
+      case "probe":
+        return this.bus.send(this.id, from, { kind: "probeAnswer", id: msg.id, answer: { kind: "answered", role: this.core.role, epoch: this.core.epoch } });
+      case "probeAnswer":
+        return this.probed(msg.id, msg.answer);
       case "write":
         // Only the master role serves writes (production: only it subscribes to the write subjects).
         if (this.core.phase === "takingOver" || this.core.phase === "serving") return this.master.onMessage(from, msg);
@@ -241,7 +250,29 @@ export class SimDataNode implements SimActor {
         return this.clock.after(this.prng.int(10, 500), () => this.start());
       case "rejoin":
         return this.rejoin(o.wipe, o.reason, later);
+      case "probeMaster":
+        return this.probe(o.probe, generation);
+      default:
+        return assertNever(o, "data node order");
     }
+  }
+
+  /** As data_node.ts: one request to the silent master's node; no answer within masterProbeAfterMs says nothing. */
+  private probe(probe: MasterProbe, generation: number): void {
+    const id = this.requestIds.next();
+    this.probing = { id, probe };
+    this.bus.send(this.id, probe.id, { kind: "probe", id });
+    this.timer.after(this.config.masterProbeAfterMs, () => {
+      if (this.incarnation === generation) this.probed(id, { kind: "noAnswer" });
+    });
+  }
+
+  private probed(id: number, answer: ProbeAnswer): void {
+    if (this.probing?.id !== id) return;
+    const { probe } = this.probing;
+    this.probing = null;
+    if (answer.kind !== "noAnswer") this.trace.add(this.id, `probed ${probe.id}: ${answer.kind === "answered" ? `${answer.role} in epoch ${answer.epoch}` : "no responders"}`);
+    this.feed(() => this.core.probed(probe, answer, this.self(), this.clock.nowMs));
   }
 
   private release(): void {

@@ -45,6 +45,7 @@ function dataNodeConfig(journalNodes: string[], dataNodes: string[], batchRecord
     dataNodes,
     masterHeartbeatIntervalMs: 50,
     masterTimeoutMs: 300,
+    masterProbeAfterMs: 100,
     electionRankDelayMs: 80,
     electionBackoffMsMax: 400,
     takeoverTimeoutMs,

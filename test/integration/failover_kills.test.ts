@@ -36,8 +36,8 @@ const THINK_MS = 100;
 const ACKS_BEFORE_KILL = { min: 10, max: 200 };
 /** The INCRs of `c` in part c): every client's share runs while the second master campaigns. */
 const SHARED_INCRS_PER_CLIENT = 10;
-/** One-minute load average per core past which the machine is oversubscribed (see the p50 check). */
-const OVERLOADED_PER_CORE = 2;
+/** One-minute load average per core past which the machine is badly oversubscribed (see the p50 check). */
+const OVERLOADED_PER_CORE = 6;
 
 interface SeenEvent {
   type: string;
@@ -274,8 +274,9 @@ test("failover on real processes: 20 kills -9 under 100 clients, a partition, tw
   t.log(`${load.acks.length} INCRs acked in ${((Date.now() - startedAt) / 1000).toFixed(0)} s, ${load.retried} after a retry`);
   t.deepEqual(load.errors.slice(0, 5), [], "every INCR was acked in the end");
   await checkCounters(t, tc, load);
-  // The issue's bounds. p50 ≤ 1 s leaves ~300 ms beside masterTimeoutMs (600): a machine running several times more
-  // than its cores (other test files, other work) stretches every step past it, so there it is relaxed, and said so.
+  // The issue's bounds. A killed master is known gone by a probe (masterProbeAfterMs, 200) rather than the timeout: p50
+  // is ~0.5 s at 4 runnable processes per core. A machine running many times more than its cores stretches every step
+  // (won, serving, first ack) past 1 s, so there, and only there, the bound is relaxed, and said so.
   const loadPerCore = os.loadavg()[0] / os.cpus().length;
   const p50BoundMs = loadPerCore > OVERLOADED_PER_CORE ? 2000 : 1000;
   if (p50BoundMs > 1000) t.log(`load average ${loadPerCore.toFixed(1)} per core: p50 checked against ${p50BoundMs} ms, not 1 s`);

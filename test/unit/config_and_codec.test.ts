@@ -3,7 +3,7 @@ import { defaults, envName, loadConfig, quorumSize, validateConfig } from "../..
 import { decode, encode } from "../../src/protocol/codec.js";
 import { QjmError } from "../../src/protocol/errors.js";
 import { RECORD_BYTES_MAX } from "../../src/segment/record.js";
-import { parseControlRequest, parseJournalRequest, parseWriteRequest, type JournalRequest } from "../../src/protocol/messages.js";
+import { parseControlRequest, parseJournalRequest, parseRoleReply, parseWriteRequest, type JournalRequest } from "../../src/protocol/messages.js";
 
 // ---- config ----
 
@@ -213,8 +213,16 @@ test("messages - control requests: a handover names a data node or none; anythin
   t.deepEqual(parseControlRequest({ type: "handover" }), { type: "handover", to: null });
   t.deepEqual(parseControlRequest({ type: "handover", to: "d2" }), { type: "handover", to: "d2" });
   t.deepEqual(parseControlRequest({ type: "campaign", from: "d1" }), { type: "campaign", from: "d1" });
+  t.deepEqual(parseControlRequest({ type: "probe" }), { type: "probe" });
   for (const bad of [null, [], "handover", { type: "handover", to: "d2.x" }, { type: "handover", to: 7 }, { type: "campaign" }, { type: "campaign", from: "x".repeat(65) }, { type: "stepDown" }]) {
     badRequest(t, () => parseControlRequest(bad), JSON.stringify(bad));
+  }
+});
+
+test("messages - a probe's role reply is checked: anything else is no verdict (null)", (t) => {
+  t.deepEqual(parseRoleReply({ ok: true, type: "role", role: "master", epoch: 4 }), { ok: true, type: "role", role: "master", epoch: 4 });
+  for (const bad of [null, { ok: false, code: "BAD_REQUEST" }, { ok: true, type: "role", role: "king", epoch: 4 }, { ok: true, type: "role", role: "replica", epoch: -1 }, { ok: true, type: "role", role: "replica", epoch: 1.5 }, { ok: true, type: "campaigning" }]) {
+    t.is(parseRoleReply(bad), null, JSON.stringify(bad));
   }
 });
 

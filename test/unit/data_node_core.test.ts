@@ -7,7 +7,7 @@ import { DataNodeCore } from "../../src/datanode/data_node_core.js";
 import type { PeerBeat } from "../../src/datanode/election_core.js";
 import type { WriterStart } from "../../src/master/recovery_core.js";
 
-const LIMITS = { masterTimeoutMs: 600, electionRankDelayMs: 150, takeoverTimeoutMs: 5000 };
+const LIMITS = { masterTimeoutMs: 600, masterProbeAfterMs: 200, electionRankDelayMs: 150, takeoverTimeoutMs: 5000 };
 const beat = (id: string, over: Partial<PeerBeat> = {}): PeerBeat => ({ id, role: "replica", epoch: 0, appliedTxid: 0, priority: 1, eligible: true, ...over });
 const self = { appliedTxid: 10, eligible: true };
 const start = (epoch: number): WriterStart => ({ clusterId: "c", epoch, endTxid: 12, inSync: ["jn1", "jn2"], decision: "kept" });

@@ -1,7 +1,7 @@
 import test from "ava";
 import { ElectionCore, type PeerBeat } from "../../src/datanode/election_core.js";
 
-const LIMITS = { masterTimeoutMs: 600, electionRankDelayMs: 150 };
+const LIMITS = { masterTimeoutMs: 600, masterProbeAfterMs: 200, electionRankDelayMs: 150 };
 const beat = (id: string, over: Partial<PeerBeat> = {}): PeerBeat => ({ id, role: "replica", epoch: 0, appliedTxid: 0, priority: 1, eligible: true, ...over });
 const self = (appliedTxid: number, eligible = true) => ({ appliedTxid, eligible });
 
@@ -66,4 +66,47 @@ test("a stale master's heartbeat does not hold back an election once a newer epo
   // d2 dies; d1, a zombie of epoch 6, keeps beating.
   for (let now = 200; now <= 800; now += 100) d3.heard(beat("d1", { role: "master", epoch: 6 }), now);
   t.is(d3.tick(self(0), 800).kind, "campaign");
+});
+
+test("a silent master is probed after masterProbeAfterMs; no responders lets the first in line campaign at once", (t) => {
+  const d2 = new ElectionCore("d2", 1, LIMITS, 0);
+  d2.heard(beat("d1", { role: "master", epoch: 3 }), 1000);
+  t.is(d2.probeDue(1199), null);
+  const probe = d2.probeDue(1200);
+  t.deepEqual(probe, { id: "d1", epoch: 3, sentAtMs: 1200 });
+  // One probe at a time: the next only after another masterProbeAfterMs, unless this one is answered.
+  t.is(d2.probeDue(1300), null);
+  t.deepEqual(d2.tick(self(10), 1210), { kind: "none" });
+  d2.probed(probe!, { kind: "noResponders" }, 1210);
+  t.deepEqual(d2.tick(self(10), 1210), { kind: "campaign", rank: 0 });
+});
+
+test("a probe's answer ends the wait only if the master says it is gone and nothing was heard since it left", (t) => {
+  const gone = (answer: Parameters<ElectionCore["probed"]>[1], heardAgainMs: number | null): boolean => {
+    const d2 = new ElectionCore("d2", 1, LIMITS, 0);
+    d2.heard(beat("d1", { role: "master", epoch: 3 }), 1000);
+    const probe = d2.probeDue(1250)!;
+    if (heardAgainMs !== null) d2.heard(beat("d1", { role: "master", epoch: 3 }), heardAgainMs);
+    d2.probed(probe, answer, 1260);
+    return d2.tick(self(0), 1260).kind === "campaign";
+  };
+  t.true(gone({ kind: "noResponders" }, null));
+  // The process restarted (a replica now), or it serves an older epoch than the one heard: gone.
+  t.true(gone({ kind: "answered", role: "replica", epoch: 0 }, null));
+  t.true(gone({ kind: "answered", role: "master", epoch: 2 }, null));
+  // Still master (of our epoch or a newer one), or no answer (frozen, cut off): the timeout decides.
+  t.false(gone({ kind: "answered", role: "master", epoch: 3 }, null));
+  t.false(gone({ kind: "answered", role: "master", epoch: 4 }, null));
+  t.false(gone({ kind: "noAnswer" }, null));
+  // Its heartbeat came after the probe left: the answer is stale.
+  t.false(gone({ kind: "noResponders" }, 1255));
+});
+
+test("a campaigning candidate is never probed: its silence is waited out", (t) => {
+  const d3 = new ElectionCore("d3", 1, LIMITS, 0);
+  d3.heard(beat("d1", { role: "master", epoch: 3 }), 1000);
+  d3.heard(beat("d2", { role: "candidate" }), 1100);
+  t.is(d3.probeDue(1400), null);
+  t.deepEqual(d3.tick(self(0), 1699), { kind: "none" });
+  t.is(d3.tick(self(0), 1700).kind, "campaign");
 });
