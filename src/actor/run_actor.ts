@@ -4,6 +4,9 @@ import { findNatsCredentials } from "../nats/auth.js";
 import { connectBus, type NatsConnection } from "../nats/bus.js";
 import { createLogger, type Logger } from "../util/log.js";
 
+/** While an actor's first dial to nats-server goes unanswered, it says so this often. */
+const NATS_DIAL_WARN_MS = 5000;
+
 export interface Startable {
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -21,7 +24,12 @@ export async function runActor(role: string, id: string, build: (ctx: { config: 
   // Each actor is its own NATS user, named by its id (src/nats/auth.ts).
   const creds = findNatsCredentials(config.natsCredsFile, config.dataDir, id);
   log.info({ nats: config.natsUrl }, "connecting to nats-server (until it answers)");
-  const nc = await connectBus(config.natsUrl, `qjm-${role}-${id}`, creds, { waitForServer: true });
+  // It waits for ever (a restarting nats-server comes back): a mistyped URL must not look like a hang.
+  const dialStartMs = Date.now();
+  const stillWaiting = setInterval(() => {
+    log.warn({ nats: config.natsUrl, waitedMs: Date.now() - dialStartMs }, "still no answer from nats-server: is QJM_NATS_URL right?");
+  }, NATS_DIAL_WARN_MS);
+  const nc = await connectBus(config.natsUrl, `qjm-${role}-${id}`, creds, { waitForServer: true }).finally(() => clearInterval(stillWaiting));
   if (creds === null) log.warn({ nats: config.natsUrl }, "no NATS credentials: connecting without authentication");
   // nats-server's refusals (a permission violation) come asynchronously, not with the publish: make them seen.
   void (async () => {
