@@ -51,6 +51,9 @@ export interface FailoverResult extends LedgerCounts {
   /** Fault → first acked write sent after it, p50 and max over the faults (ms). */
   p50Ms: number;
   maxMs: number;
+  /** The same, counting only calls sent after the fault (not those in flight at it that the client resent). */
+  newCallP50Ms: number;
+  newCallMaxMs: number;
   /** Faults after which no write was acked within FAULT_RECOVERY_TIMEOUT_MS. */
   unrecovered: number;
   lost: number;
@@ -227,15 +230,14 @@ export async function runScenario(system: FailoverSystem, scenario: Scenario, se
   } finally {
     await withDeadline(system.teardown(), TEARDOWN_TIMEOUT_MS, `${label} teardown`).catch((err: unknown) => log(`${label}: teardown: ${errorMessage(err)}`));
   }
-  const { p50Ms, maxMs, unrecovered } = clock.summary();
-  const result: FailoverResult = { system: system.name, scenario, faults: clock.count(), p50Ms, maxMs, unrecovered, ...ledger.counts(), lost: lost.length, lostSample: lost.slice(0, 5), seconds: Math.round((performance.now() - startMs) / 100) / 10, note };
+  const result: FailoverResult = { system: system.name, scenario, faults: clock.count(), ...clock.summary(), ...ledger.counts(), lost: lost.length, lostSample: lost.slice(0, 5), seconds: Math.round((performance.now() - startMs) / 100) / 10, note };
   log(`${label}: ${describe(result)}`);
   return result;
 }
 
 function describe(r: FailoverResult): string {
   const ms = (n: number) => (Number.isFinite(n) ? `${Math.round(n)} ms` : "–");
-  return `${r.faults} faults, first ack p50 ${ms(r.p50Ms)} max ${ms(r.maxMs)}, ${r.acked} acked, ${r.lost} lost, ${r.failed} failed, ${r.unknown} unknown, ${r.resent} resent by the client (${r.duplicates} from the dedupe window), ${r.seconds} s${r.note ? ` (${r.note})` : ""}`;
+  return `${r.faults} faults, first ack p50 ${ms(r.p50Ms)} max ${ms(r.maxMs)} (of a call sent after the fault: p50 ${ms(r.newCallP50Ms)} max ${ms(r.newCallMaxMs)}), ${r.acked} acked, ${r.lost} lost, ${r.failed} failed, ${r.unknown} unknown, ${r.resent} resent by the client (${r.duplicates} from the dedupe window), ${r.seconds} s${r.note ? ` (${r.note})` : ""}`;
 }
 
 /** Every system through both scenarios, each scenario on fresh servers under `root`. */

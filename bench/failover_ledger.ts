@@ -116,11 +116,12 @@ export function lostWrites(keys: readonly string[], values: readonly (string | n
  * side's equivalent is the bench's own retry, a call sent after the fault.
  */
 export class FaultClock {
-  private readonly faults: { atMs: number; firstAckMs: number | null }[] = [];
+  /** Per fault: its first ack, and the first ack of a call *sent* after it (the stricter reading, for comparison). */
+  private readonly faults: { atMs: number; firstAckMs: number | null; firstNewCallAckMs: number | null }[] = [];
 
   /** A fault (kill, partition) at `atMs`; returns its index. */
   fault(atMs: number): number {
-    this.faults.push({ atMs, firstAckMs: null });
+    this.faults.push({ atMs, firstAckMs: null, firstNewCallAckMs: null });
     return this.faults.length - 1;
   }
 
@@ -129,8 +130,9 @@ export class FaultClock {
     // Newest first: the open faults are the last few (the driver waits for each fault's first ack).
     for (let i = this.faults.length - 1; i >= 0; i--) {
       const f = this.faults[i];
-      if (f.firstAckMs !== null) break;
-      if (sentMs >= f.atMs || (resent && ackedMs >= f.atMs)) f.firstAckMs = ackedMs;
+      if (f.firstAckMs !== null && f.firstNewCallAckMs !== null) break;
+      if (f.firstAckMs === null && (sentMs >= f.atMs || (resent && ackedMs >= f.atMs))) f.firstAckMs = ackedMs;
+      if (f.firstNewCallAckMs === null && sentMs >= f.atMs) f.firstNewCallAckMs = ackedMs;
     }
   }
 
@@ -144,11 +146,18 @@ export class FaultClock {
     return this.faults.length;
   }
 
-  /** p50 and max over the faults that were followed by an ack, and how many were not (within the run). */
-  summary(): { p50Ms: number; maxMs: number; unrecovered: number } {
-    const times = this.faults.filter((f) => f.firstAckMs !== null).map((f) => (f.firstAckMs as number) - f.atMs);
-    const sorted = Float64Array.from(times).sort();
-    return { p50Ms: percentile(sorted, 0.5), maxMs: sorted.length === 0 ? Number.NaN : sorted[sorted.length - 1], unrecovered: this.faults.length - times.length };
+  /**
+   * p50 and max over the faults that were followed by an ack, and how many were not (within the run); the same
+   * for the first ack of a call sent after the fault (`newCall…`: equal to the first for a client that never resends).
+   */
+  summary(): { p50Ms: number; maxMs: number; unrecovered: number; newCallP50Ms: number; newCallMaxMs: number } {
+    const after = (at: (f: (typeof this.faults)[number]) => number | null) => {
+      const sorted = Float64Array.from(this.faults.filter((f) => at(f) !== null).map((f) => (at(f) as number) - f.atMs)).sort();
+      return { p50: percentile(sorted, 0.5), max: sorted.length === 0 ? Number.NaN : sorted[sorted.length - 1], n: sorted.length };
+    };
+    const first = after((f) => f.firstAckMs);
+    const newCall = after((f) => f.firstNewCallAckMs);
+    return { p50Ms: first.p50, maxMs: first.max, unrecovered: this.faults.length - first.n, newCallP50Ms: newCall.p50, newCallMaxMs: newCall.max };
   }
 }
 

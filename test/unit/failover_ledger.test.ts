@@ -62,7 +62,7 @@ test("fault → first ack counts only writes sent at or after the fault", (t) =>
   t.is(c.recoveredAfterMs(g), 400);
   t.is(c.recoveredAfterMs(f), 800);
   c.fault(9000);
-  t.deepEqual(c.summary(), { p50Ms: 400, maxMs: 800, unrecovered: 1 });
+  t.deepEqual(c.summary(), { p50Ms: 400, maxMs: 800, unrecovered: 1, newCallP50Ms: 400, newCallMaxMs: 800 });
   t.is(c.count(), 3);
 });
 
@@ -73,6 +73,8 @@ test("a call in flight at the fault counts only when its client resent it (its f
   t.is(c.recoveredAfterMs(f), null);
   c.ack(900, 1700, true); // sent before, resent by the client library (same id) and acked by the new master
   t.is(c.recoveredAfterMs(f), 700);
+  c.ack(1600, 1750); // the first call sent after the fault: the stricter reading
+  t.deepEqual(c.summary(), { p50Ms: 700, maxMs: 700, unrecovered: 0, newCallP50Ms: 750, newCallMaxMs: 750 });
   const g = c.fault(3000);
   c.ack(2900, 2950, true); // settled before the fault
   t.is(c.recoveredAfterMs(g), null);
