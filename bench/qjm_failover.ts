@@ -1,8 +1,11 @@
 /**
- * redis-qjm as a failover system: the local cluster as `npm start` runs it (its supervisor restarts an actor that
- * dies; once the master is a role of several data nodes, a standby takes over instead), its own nats-server, writes
- * as NATS requests `["SET", key, value]`. The master is found by status — the actor whose role is `master` and whose
- * health is `writing` — so the bench does not depend on which actor holds the role.
+ * redis-qjm as a failover system: the local cluster as `npm start` runs it (three data nodes: a standby takes over
+ * from a killed master, the supervisor restarts the killed one as a replica), its own nats-server, and clients that
+ * write through the package's client library (`connect`, src/client): one connection per bench client, `SET` with a
+ * write id kept across the library's own resends (timeout, no responders, NOT_WRITER, NO_QUORUM, and at once when a
+ * new master's writerElected event arrives), so a resent write that had committed is answered from the master's
+ * dedupe window instead of being applied again. The master is found by status — the actor whose role is `master`
+ * and whose health is `writing` — so the bench does not depend on which actor holds the role.
  *
  * Partitions: every actor but the journal nodes connects to NATS through its own TCP proxy (`actorNatsUrl`); cutting
  * the master's proxy cuts it off from the journal nodes, replicas and clients, all of which reach it only over NATS.
@@ -10,51 +13,45 @@
 import fs from "node:fs";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
 import { startLocalCluster, type LocalCluster } from "../src/cluster/local_cluster.js";
+import { connect, ErrorCode, QjmClientError, type ActorStatus, type QjmClient } from "../src/client/index.js";
 import { defaults, type Config } from "../src/config/config.js";
-import { requestAll } from "../src/nats/bus.js";
 import { startTcpProxy, type TcpProxy } from "../src/process/tcp_proxy.js";
-import { decode, encode } from "../src/protocol/codec.js";
-import type { ActorStatus } from "../src/protocol/messages.js";
-import { subjects } from "../src/protocol/subjects.js";
 import { redisPassword } from "../src/redis/redis_server.js";
 import { Cleanup, trackServer } from "./cleanup.js";
-import type { FailoverSystem } from "./failover.js";
-import type { Attempt } from "./failover_ledger.js";
+import { ATTEMPT_DEADLINE_MS, type FailoverSystem } from "./failover.js";
+import type { Attempt, WriteCall } from "./failover_ledger.js";
 import { errorMessage, retryUntil } from "./harness.js";
-import { connectNats, freePortRange, startBenchNats } from "./servers.js";
+import { freePortRange, startBenchNats } from "./servers.js";
 import { CONNECT_TIMEOUT_MS } from "./settings.js";
 
-/** A write request with no reply within this is unknown (the same bound as the Redis clients' command timeout). */
+/** One attempt's timeout in the client library (the same bound as the Redis clients' command timeout). */
 export const QJM_WRITE_TIMEOUT_MS = 1500;
+/**
+ * How long the client library resends a write (same id) before it gives up (then the bench writes it again, as a new
+ * write): past a takeover on a loaded machine (up to 5 s in failover_kills), and, with one attempt more, well inside
+ * the bench's deadline for a call.
+ */
+export const QJM_RETRY_FOR_MS = ATTEMPT_DEADLINE_MS / 2;
 /** The supervisor's restartStableMs in the bench: every kill is an isolated failure (see setup). */
 export const QJM_RESTART_STABLE_MS = 0;
 /** A fresh cluster wins its first epoch and its replicas catch up before the load starts. */
 const QJM_READY_TIMEOUT_MS = 60_000;
-/** Proxies made ahead for the actors that are not journal nodes (the master and replicas today, data nodes later). */
+/** Proxies made ahead for the actors that are not journal nodes (the data nodes). */
 const PROXIES_MAX = 8;
 const POLL_MS = 100;
+/** Client connections opened at once. */
+const CONNECT_BATCH = 16;
 
-/** Reply codes that say the write did not run: the client may send it again as a new write. */
-const REFUSED = new Set(["NOT_WRITER", "OVERLOADED"]);
-/** Committed, only its reply was lost: as good as an ack (the master says do not retry it). */
-const COMMITTED = new Set(["REPLY_UNDELIVERABLE"]);
-
-/** What a write reply (or the request's error) means for the client. */
-export function classifyQjmReply(data: Uint8Array): Attempt {
-  const reply = decode(data) as { ok?: unknown; code?: unknown } | null;
-  if (reply !== null && typeof reply === "object" && reply.ok === true) return "acked";
-  const code = reply !== null && typeof reply === "object" ? String(reply.code) : "";
-  if (COMMITTED.has(code)) return "acked";
-  return REFUSED.has(code) ? "failed" : "unknown";
-}
-
-function classifyRequestError(err: unknown): Attempt {
-  // No responders: no master was subscribed, the request went nowhere. A timeout may have run.
-  const e = err as { isNoResponders?: () => boolean };
-  return typeof e.isNoResponders === "function" && e.isNoResponders() ? "failed" : "unknown";
+/**
+ * What a write the client library threw means: committed with its reply lost (REPLY_UNDELIVERABLE: the master says
+ * so) is acked; a write it gave up on that may have run is unknown; a definite refusal is failed.
+ */
+export function qjmOutcome(err: unknown): Attempt {
+  if (!(err instanceof QjmClientError)) return "unknown";
+  if (err.code === ErrorCode.REPLY_UNDELIVERABLE) return "acked";
+  return err.outcomeUnknown ? "unknown" : "failed";
 }
 
 /** The redis-server that `parentPid` started and that listens on `port` (its process title says `:<port>`). */
@@ -86,10 +83,9 @@ class QjmFailover implements FailoverSystem {
   readonly name = "redis-qjm";
   private readonly cleanup = new Cleanup();
   private cluster: LocalCluster | null = null;
-  private nc: NatsConnection | undefined;
-  private writeSubject = "";
-  /** Attempts waiting at the master; a new master's writerElected event gives them up at once (see write). */
-  private readonly waitingForMaster = new Set<() => void>();
+  /** One client-library connection per bench client; `admin` asks for statuses. */
+  private clients: QjmClient[] = [];
+  private admin: QjmClient | null = null;
   /** Actor name → its NATS proxy, kept across the actor's restarts; proxies not yet given to an actor. */
   private readonly proxies = new Map<string, TcpProxy>();
   private readonly spare: TcpProxy[] = [];
@@ -97,7 +93,7 @@ class QjmFailover implements FailoverSystem {
 
   constructor(private readonly dir: string) {}
 
-  async setup(): Promise<void> {
+  async setup(clientCount: number): Promise<void> {
     const nats = await startBenchNats(this.cleanup, path.join(this.dir, "nats"));
     for (let i = 0; i < PROXIES_MAX; i++) {
       const proxy = await startTcpProxy(nats.port);
@@ -125,9 +121,7 @@ class QjmFailover implements FailoverSystem {
     this.cluster = c;
     this.cleanup.add("redis-qjm local cluster", () => c.stop());
     for (const child of c.actors.values()) trackServer(child, "actors");
-    this.nc = await connectNats(this.cleanup, c.natsUrl, "bench-failover-clients");
-    this.writeSubject = subjects(c.cluster).write;
-    this.watchElections(this.nc, c.cluster);
+    await this.connectClients(c, clientCount);
     this.cleanup.add("read connection", async () => this.readConn?.conn.disconnect());
     await this.awaitWhole(QJM_READY_TIMEOUT_MS);
   }
@@ -144,9 +138,26 @@ class QjmFailover implements FailoverSystem {
     return proxy.url;
   }
 
+  /** The clients reach nats-server directly, past the actors' proxies: a partition cuts the master, not them. */
+  private async connectClients(c: LocalCluster, count: number): Promise<void> {
+    const open = (name: string): Promise<QjmClient> =>
+      connect({ servers: c.natsUrl, credsFile: null, cluster: c.cluster, timeoutMs: QJM_WRITE_TIMEOUT_MS, retryForMs: QJM_RETRY_FOR_MS, name });
+    this.cleanup.add("client connections", async () => {
+      await Promise.all([...this.clients, ...(this.admin === null ? [] : [this.admin])].map((q) => q.close().catch(() => {})));
+    });
+    this.admin = await open("bench-failover-admin");
+    for (let i = 0; i < count; i += CONNECT_BATCH) {
+      const batch = Array.from({ length: Math.min(CONNECT_BATCH, count - i) }, (_, j) => open(`bench-failover-client-${i + j}`));
+      // Every connection that opened is kept (and closed at teardown), even when another of its batch failed.
+      const opened = await Promise.allSettled(batch);
+      for (const o of opened) if (o.status === "fulfilled") this.clients.push(o.value);
+      const failed = opened.find((o) => o.status === "rejected");
+      if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+    }
+  }
+
   private async statuses(): Promise<ActorStatus[]> {
-    if (this.nc === undefined || this.cluster === null) return [];
-    return (await requestAll(this.nc, subjects(this.cluster.cluster).status, {}, this.cluster.config.statusTimeoutMs).catch(() => [])) as ActorStatus[];
+    return (await this.admin?.status().catch(() => [])) ?? [];
   }
 
   /** The writing master, mapped to an actor this bench started (never a process it did not). */
@@ -161,34 +172,16 @@ class QjmFailover implements FailoverSystem {
     return { name, pid: m.pid, redisPort, status: m };
   }
 
-  /**
-   * One attempt. A write waiting at a master that was just replaced is given up (unknown, and retried by the bench) as
-   * soon as the new master's writerElected event arrives, as the client library does and as ioredis's failover detector
-   * (+switch-master) does for the Sentinel clients; without it every closed-loop client waits out its timeout first.
-   */
-  async write(_c: number, key: string, value: string): Promise<Attempt> {
-    if (this.nc === undefined) return "failed";
-    let giveUp = (): void => {};
-    const elected = new Promise<"elected">((resolve) => (giveUp = () => resolve("elected")));
-    this.waitingForMaster.add(giveUp);
+  /** One call of the client library: its own resends (same id) happen inside it. */
+  async write(c: number, key: string, value: string): Promise<WriteCall> {
+    const client = this.clients[c];
+    if (client === undefined) return { outcome: "failed", attempts: 0, duplicate: false };
     try {
-      const msg = await Promise.race([this.nc.request(this.writeSubject, encode(["SET", key, value]), { timeout: QJM_WRITE_TIMEOUT_MS }), elected]);
-      return msg === "elected" ? "unknown" : classifyQjmReply(msg.data);
+      const r = await client.write("SET", key, value);
+      return { outcome: "acked", attempts: r.attempts, duplicate: r.duplicate };
     } catch (err) {
-      return classifyRequestError(err);
-    } finally {
-      this.waitingForMaster.delete(giveUp);
+      return { outcome: qjmOutcome(err), attempts: err instanceof QjmClientError ? err.attempts : 1, duplicate: false };
     }
-  }
-
-  private watchElections(nc: NatsConnection, cluster: string): void {
-    nc.subscribe(subjects(cluster).events, {
-      callback: (err, msg) => {
-        if (err !== null) return;
-        const event = decode(msg.data) as { type?: unknown } | null;
-        if (event?.type === "writerElected") for (const giveUp of [...this.waitingForMaster]) giveUp();
-      },
-    });
   }
 
   async killMaster(): Promise<{ what: string; atMs: number }> {

@@ -22,7 +22,7 @@ import { waitForPort } from "../src/process/ports.js";
 import { startTcpProxy, type TcpProxy } from "../src/process/tcp_proxy.js";
 import { Cleanup, trackServer } from "./cleanup.js";
 import type { FailoverSystem } from "./failover.js";
-import type { Attempt } from "./failover_ledger.js";
+import type { Attempt, WriteCall } from "./failover_ledger.js";
 import { errorMessage, retryUntil } from "./harness.js";
 import { freePorts } from "./servers.js";
 import { CONNECT_TIMEOUT_MS } from "./settings.js";
@@ -254,7 +254,12 @@ class SentinelFailover implements FailoverSystem {
     return true;
   }
 
-  async write(c: number, key: string, value: string): Promise<Attempt> {
+  /** One attempt (ioredis sends each command once: maxRetriesPerRequest 0); the bench retries it as a new call. */
+  async write(c: number, key: string, value: string): Promise<WriteCall> {
+    return { outcome: await this.attempt(c, key, value), attempts: 1, duplicate: false };
+  }
+
+  private async attempt(c: number, key: string, value: string): Promise<Attempt> {
     const client = this.clients[c];
     // ioredis ends a sentinel connection for good when its failover detector closes it during a reconnect
     // ("Connection is closed." from the connector, status "end"); an application would connect it again.

@@ -28,7 +28,7 @@ for (const [name, make] of [["redis-qjm", qjmFailover], ["Redis + Sentinel", sen
     const { system, dir } = inTempDir(make);
     t.teardown(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 }));
     const r = await runScenario(system, "kill", SETTINGS, SETTINGS.kills);
-    t.log(`first ack ${Math.round(r.p50Ms)} ms after the kill, ${r.acked} acked, ${r.lost} lost, ${r.failed} failed, ${r.unknown} unknown, ${r.seconds} s`);
+    t.log(`first ack ${Math.round(r.p50Ms)} ms after the kill, ${r.acked} acked, ${r.lost} lost, ${r.failed} failed, ${r.unknown} unknown, ${r.resent} resent by the client (${r.duplicates} from the dedupe window), ${r.seconds} s`);
     t.is(r.note, undefined);
     t.is(r.faults, 1);
     t.is(r.unrecovered, 0);

@@ -5,8 +5,8 @@
 import test from "ava";
 import { DEFAULT_FAILOVER_CLIENTS, failoverSettings } from "../../bench/failover.js";
 import { FaultClock, Ledger, faultDelays, lostWrites, writeKey, writeValue } from "../../bench/failover_ledger.js";
-import { classifyQjmReply } from "../../bench/qjm_failover.js";
-import { encode } from "../../src/protocol/codec.js";
+import { qjmOutcome } from "../../bench/qjm_failover.js";
+import { ErrorCode, QjmClientError } from "../../src/client/index.js";
 
 test("a write retried many times counts once per outcome it met, and once as acked", (t) => {
   const l = new Ledger();
@@ -18,8 +18,17 @@ test("a write retried many times counts once per outcome it met, and once as ack
   l.record(3, k, "acked");
   l.record(3, writeKey(3, 1), "acked");
   l.record(4, writeKey(4, 0), "unknown");
-  t.deepEqual(l.counts(), { acked: 2, failed: 1, unknown: 2, attempts: 7 });
+  t.deepEqual(l.counts(), { acked: 2, failed: 1, unknown: 2, attempts: 7, resent: 0, duplicates: 0 });
   t.deepEqual(l.acked(), [k, writeKey(3, 1)]);
+});
+
+test("writes the system's client resent within one call: their attempts, and the dedupe window's answers, are counted", (t) => {
+  const l = new Ledger();
+  l.record(0, writeKey(0, 0), "acked", 3, true);
+  l.record(0, writeKey(0, 1), "acked", 2, false);
+  l.record(0, writeKey(0, 2), "unknown", 4);
+  l.record(0, writeKey(0, 2), "acked");
+  t.deepEqual(l.counts(), { acked: 3, failed: 0, unknown: 1, attempts: 10, resent: 2, duplicates: 1 });
 });
 
 test("two clients' failures on interleaved writes are kept apart", (t) => {
@@ -53,8 +62,22 @@ test("fault → first ack counts only writes sent at or after the fault", (t) =>
   t.is(c.recoveredAfterMs(g), 400);
   t.is(c.recoveredAfterMs(f), 800);
   c.fault(9000);
-  t.deepEqual(c.summary(), { p50Ms: 400, maxMs: 800, unrecovered: 1 });
+  t.deepEqual(c.summary(), { p50Ms: 400, maxMs: 800, unrecovered: 1, newCallP50Ms: 400, newCallMaxMs: 800 });
   t.is(c.count(), 3);
+});
+
+test("a call in flight at the fault counts only when its client resent it (its first attempt's reply says nothing)", (t) => {
+  const c = new FaultClock();
+  const f = c.fault(1000);
+  c.ack(900, 1002); // one attempt, sent before the kill: already committed
+  t.is(c.recoveredAfterMs(f), null);
+  c.ack(900, 1700, true); // sent before, resent by the client library (same id) and acked by the new master
+  t.is(c.recoveredAfterMs(f), 700);
+  c.ack(1600, 1750); // the first call sent after the fault: the stricter reading
+  t.deepEqual(c.summary(), { p50Ms: 700, maxMs: 700, unrecovered: 0, newCallP50Ms: 750, newCallMaxMs: 750 });
+  const g = c.fault(3000);
+  c.ack(2900, 2950, true); // settled before the fault
+  t.is(c.recoveredAfterMs(g), null);
 });
 
 test("two faults before any ack: one ack after both ends both", (t) => {
@@ -76,14 +99,14 @@ test("fault moments are seeded: same seed same schedule, within bounds; bad boun
   t.throws(() => faultDelays(1, -1, 0, 100));
 });
 
-test("a redis-qjm reply is acked only when ok (or committed with its reply lost); refusals failed, the rest unknown", (t) => {
-  t.is(classifyQjmReply(encode({ ok: true, txid: 7, reply: "OK" })), "acked");
-  t.is(classifyQjmReply(encode({ ok: false, code: "REPLY_UNDELIVERABLE", message: "" })), "acked");
-  t.is(classifyQjmReply(encode({ ok: false, code: "NOT_WRITER", message: "" })), "failed");
-  t.is(classifyQjmReply(encode({ ok: false, code: "OVERLOADED", message: "" })), "failed");
-  t.is(classifyQjmReply(encode({ ok: false, code: "NO_QUORUM", message: "" })), "unknown");
-  t.is(classifyQjmReply(encode({ ok: false, code: "SOMETHING_NEW", message: "" })), "unknown");
-  t.is(classifyQjmReply(encode("garbage")), "unknown");
+test("a write the client library threw: committed with its reply lost is acked, gave up unknown, refused failed", (t) => {
+  const id = { client: "c", seq: 1 };
+  t.is(qjmOutcome(new QjmClientError(ErrorCode.REPLY_UNDELIVERABLE, "", false, 1, id)), "acked");
+  t.is(qjmOutcome(new QjmClientError(ErrorCode.TIMEOUT, "retried for 5000 ms", true, 9, id)), "unknown");
+  t.is(qjmOutcome(new QjmClientError(ErrorCode.NOT_WRITER, "retried for 5000 ms", false, 9, id)), "failed");
+  t.is(qjmOutcome(new QjmClientError(ErrorCode.REDIS_ERROR, "WRONGTYPE", false, 1, id)), "failed");
+  t.is(qjmOutcome(new QjmClientError("CLOSED", "the client was closed", true, 2, id)), "unknown");
+  t.is(qjmOutcome(new Error("not the client's")), "unknown");
 });
 
 test("BENCH_FAILOVER_* are validated, with defaults", (t) => {
