@@ -33,7 +33,8 @@ export const defaults = {
   /**
    * A standby that has not heard the master for this long asks NATS whether the master's process still listens (its
    * control subject): "no responders" or "not master" ends the wait at once, so a killed master is replaced without
-   * waiting out masterTimeoutMs. A frozen or cut-off master still holds its subscription: the timeout covers those.
+   * waiting out masterTimeoutMs. A frozen master, or one cut off without its socket closing, still holds its
+   * subscription: the timeout covers those. 0: no probe.
    */
   masterProbeAfterMs: 200,
   /** Each rank further down the order (applied txid, priority, id) waits this much longer before it campaigns. */
@@ -254,7 +255,9 @@ export function validateConfig(c: Config): string[] {
   if (new Set(ids).size !== ids.length || ids.some((id) => id === "client" || id === "admin" || id === "faults")) errors.push("journal node, replica and data node ids must be distinct, and none of client, admin, faults");
   if (c.natsPayloadBytesMax < 64 * 1024) errors.push("natsPayloadBytesMax must be at least 64 KiB");
   if (c.masterHeartbeatIntervalMs * 3 > c.masterTimeoutMs) errors.push("masterTimeoutMs must be at least three master heartbeats");
-  if (c.masterProbeAfterMs < c.masterHeartbeatIntervalMs || c.masterProbeAfterMs >= c.masterTimeoutMs) errors.push("masterProbeAfterMs must be at least one master heartbeat and below masterTimeoutMs");
+  if (c.masterProbeAfterMs !== 0 && (c.masterProbeAfterMs < c.masterHeartbeatIntervalMs || c.masterProbeAfterMs >= c.masterTimeoutMs)) {
+    errors.push("masterProbeAfterMs must be 0 (no probe), or at least one master heartbeat and below masterTimeoutMs");
+  }
   if (c.takeoverTimeoutMs <= c.masterTimeoutMs) errors.push("takeoverTimeoutMs must exceed masterTimeoutMs");
   if (c.heartbeatIntervalMs * 2 > c.quorumTimeoutMs) errors.push("quorumTimeoutMs must be at least two heartbeats");
   if (c.heartbeatIntervalMs * 3 > c.journalHeartbeatTimeoutMs) errors.push("journalHeartbeatTimeoutMs must be at least three heartbeats");

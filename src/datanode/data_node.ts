@@ -83,6 +83,7 @@ export class DataNode {
     }
     this.subs.push(serve(this.nc, s.status, this.log, () => this.status()));
     this.subs.push(serve(this.nc, s.control(this.id), this.log, (body) => this.onControl(parseControlRequest(body))));
+    void this.watchLink();
     await this.startReplica();
     this.timer = setInterval(() => this.onTimer(), this.config.masterHeartbeatIntervalMs);
   }
@@ -116,6 +117,11 @@ export class DataNode {
     this.drive();
   }
 
+  /** Our subscriptions were gone while the link was down, and perhaps the master's too: the core trusts no probe for a while. */
+  private async watchLink(): Promise<void> {
+    for await (const s of this.nc.status()) if (s.type === "reconnect") this.core.linkReconnected(Date.now());
+  }
+
   private selfView(): SelfView {
     return { appliedTxid: this.replica?.status().appliedTxid ?? 0, eligible: this.eligible };
   }
@@ -123,8 +129,8 @@ export class DataNode {
   private async probe(probe: MasterProbe): Promise<void> {
     const answer = await probeMaster(this.nc, subjects(this.config.cluster).control(probe.id), this.config.masterProbeAfterMs);
     if (this.stopped) return;
-    if (answer.kind !== "noAnswer") this.log.debug({ master: probe.id, answer }, "probed the silent master");
-    this.core.probed(probe, answer, this.selfView(), Date.now());
+    const gone = this.core.probed(probe, answer, this.selfView(), Date.now());
+    if (gone) this.log.info({ master: probe.id, epoch: probe.epoch, answer }, "the silent master is gone (probe): not waiting out its timeout");
     this.drive();
   }
 

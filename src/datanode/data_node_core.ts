@@ -111,7 +111,7 @@ export class DataNodeCore {
   tick(self: SelfView, nowMs: number): void {
     if (this.phaseNow === "replica") {
       this.onElection(this.election.tick(self, nowMs));
-      const probe = this.phaseNow === "replica" ? this.election.probeDue(nowMs) : null;
+      const probe = this.phaseNow === "replica" ? this.election.probeDue(self, nowMs) : null;
       if (probe !== null) this.orders.push({ kind: "probeMaster", probe });
       return;
     }
@@ -123,10 +123,19 @@ export class DataNodeCore {
     }
   }
 
-  /** What probing the silent master found: a gone master's silence counts as a full timeout, so we may campaign now. */
-  probed(probe: MasterProbe, answer: ProbeAnswer, self: SelfView, nowMs: number): void {
-    this.election.probed(probe, answer, nowMs);
+  /**
+   * What probing the silent master found: a gone master's silence counts as a full timeout, so we may campaign now.
+   * True when the answer ended the wait (the driver says so in its log).
+   */
+  probed(probe: MasterProbe, answer: ProbeAnswer, self: SelfView, nowMs: number): boolean {
+    const gone = this.election.probed(probe, answer, nowMs);
     if (this.phaseNow === "replica") this.onElection(this.election.tick(self, nowMs));
+    return gone;
+  }
+
+  /** The driver's bus link came back after a disconnect (no probe verdict is trusted for a while). */
+  linkReconnected(nowMs: number): void {
+    this.election.linkReconnected(nowMs);
   }
 
   /** Another data node's heartbeat (configured data nodes only; the driver checks). */

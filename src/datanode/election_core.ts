@@ -69,8 +69,12 @@ export class ElectionCore {
   private backoffUntilMs = 0;
   /** The master whose heartbeat last held us back (null: a candidate's did, or nobody's yet). */
   private quietBy: string | null = null;
-  /** When the last probe of the silent master left (one at a time, at most one per masterProbeAfterMs). */
-  private probeSentMs = -Infinity;
+  /** When a candidate was last heard: its takeover is not cut short by a probe of the master before it. */
+  private candidateHeardMs = -Infinity;
+  /** When our own bus link last came (back) up: the master may still be redialling then. */
+  private linkUpSinceMs: number;
+  /** When the probe in flight left (null: none). One at a time; a lost answer frees the slot after two periods. */
+  private probeSentMs: number | null = null;
 
   constructor(
     readonly id: string,
@@ -80,6 +84,7 @@ export class ElectionCore {
   ) {
     // At start nobody was heard: wait one full timeout before anyone campaigns (a master may be alive already).
     this.masterHeardMs = nowMs;
+    this.linkUpSinceMs = nowMs;
   }
 
   get currentRole(): DataRole {
@@ -94,6 +99,7 @@ export class ElectionCore {
     if (beat.role === "candidate" && this.role === "replica" && nowMs >= this.masterHeardMs) {
       this.masterHeardMs = nowMs;
       this.quietBy = null;
+      this.candidateHeardMs = nowMs;
     }
     if (beat.role !== "master") return { kind: "none" };
     if (this.role === "master" && beat.epoch > this.epoch) {
@@ -107,12 +113,24 @@ export class ElectionCore {
     return { kind: "none" };
   }
 
-  /** The silent master to probe now, if any (a replica only, before the timeout decides anyway). */
-  probeDue(nowMs: number): MasterProbe | null {
-    if (this.role !== "replica" || this.quietBy === null) return null;
+  /** Our bus link came back after a disconnect: every subscription was gone meanwhile, the master's perhaps too. */
+  linkReconnected(nowMs: number): void {
+    this.linkUpSinceMs = nowMs;
+  }
+
+  /**
+   * The silent master to probe now, if any: only a standby that could campaign on the answer, before the timeout
+   * decides anyway. Not within a timeout after our own link came back ("no responders" may then be a master still
+   * redialling, as after a nats-server restart) nor after a candidate was heard (a stale master heartbeat heard after
+   * it would point the probe at the old master, whose "not master" would cut the candidate's takeover short).
+   */
+  probeDue(self: { eligible: boolean }, nowMs: number): MasterProbe | null {
+    const { masterProbeAfterMs, masterTimeoutMs } = this.limits;
+    if (masterProbeAfterMs === 0 || this.quietBy === null || !this.mayCampaign(self, nowMs)) return null;
+    if (nowMs - this.linkUpSinceMs < masterTimeoutMs || nowMs - this.candidateHeardMs < masterTimeoutMs) return null;
     const silentMs = nowMs - this.masterHeardMs;
-    if (silentMs < this.limits.masterProbeAfterMs || silentMs >= this.limits.masterTimeoutMs) return null;
-    if (nowMs - this.probeSentMs < this.limits.masterProbeAfterMs) return null;
+    if (silentMs < masterProbeAfterMs || silentMs >= masterTimeoutMs) return null;
+    if (this.probeSentMs !== null && nowMs - this.probeSentMs < 2 * masterProbeAfterMs) return null;
     this.probeSentMs = nowMs;
     return { id: this.quietBy, epoch: this.highestEpoch, sentAtMs: nowMs };
   }
@@ -120,13 +138,15 @@ export class ElectionCore {
   /**
    * A probe's answer. The master is gone if nobody listens on its subject or it says it is not master of the epoch we
    * heard; then its silence counts as a full timeout now. Ignored when anything held us back since the probe left.
+   * True when the answer ended the wait.
    */
-  probed(probe: MasterProbe, answer: ProbeAnswer, nowMs: number): void {
-    this.probeSentMs = -Infinity;
+  probed(probe: MasterProbe, answer: ProbeAnswer, nowMs: number): boolean {
+    if (this.probeSentMs === probe.sentAtMs) this.probeSentMs = null;
     const gone = answer.kind === "noResponders" || (answer.kind === "answered" && (answer.role !== "master" || answer.epoch < probe.epoch));
-    if (!gone || this.quietBy !== probe.id || this.masterHeardMs > probe.sentAtMs) return;
+    if (!gone || this.quietBy !== probe.id || this.masterHeardMs >= probe.sentAtMs) return false;
     this.masterHeardMs = Math.min(this.masterHeardMs, nowMs - this.limits.masterTimeoutMs);
     this.quietBy = null;
+    return true;
   }
 
   /** The standbys in the order they campaign: most caught up first, then higher priority, then lower id. */
@@ -140,7 +160,7 @@ export class ElectionCore {
 
   /** Called on the driver's timer: campaign when the master has been silent long enough and it is our turn. */
   tick(self: { appliedTxid: number; eligible: boolean }, nowMs: number): ElectionAction {
-    if (this.role !== "replica" || !self.eligible || this.priority <= 0 || nowMs < this.backoffUntilMs) return { kind: "none" };
+    if (!this.mayCampaign(self, nowMs)) return { kind: "none" };
     const silentSinceMs = this.masterHeardMs + this.limits.masterTimeoutMs;
     if (nowMs < silentSinceMs) return { kind: "none" };
     const rank = this.ranking(self, nowMs).indexOf(this.id);
@@ -148,6 +168,11 @@ export class ElectionCore {
     if (nowMs < silentSinceMs + rank * this.limits.electionRankDelayMs) return { kind: "none" };
     this.role = "candidate";
     return { kind: "campaign", rank };
+  }
+
+  /** A standby that may campaign now: a replica, eligible, priority above 0, not backing off. */
+  private mayCampaign(self: { eligible: boolean }, nowMs: number): boolean {
+    return this.role === "replica" && self.eligible && this.priority > 0 && nowMs >= this.backoffUntilMs;
   }
 
   /**

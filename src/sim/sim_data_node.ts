@@ -56,8 +56,8 @@ export class SimDataNode implements SimActor {
   private readonly timer: SimTimer;
   /** Times this node took over and served (for the run's stats). */
   takeovers = 0;
-  /** The probe of a silent master in flight (one at a time), and its request id. */
-  private probing: { id: number; probe: MasterProbe } | null = null;
+  /** Probes of a silent master in flight, by request id (the core paces them, as data_node.ts's). */
+  private readonly probing = new Map<number, MasterProbe>();
 
   constructor(
     readonly id: string,
@@ -146,7 +146,7 @@ export class SimDataNode implements SimActor {
     this.incarnation++;
     this.frozen = false;
     this.held = [];
-    this.probing = null;
+    this.probing.clear();
     this.trace.add(this.id, `data node crash (${this.core.phase})`);
     if (this.replica !== null) this.appliedTxid = this.replica.appliedTxid;
     this.replica?.crash();
@@ -260,7 +260,7 @@ export class SimDataNode implements SimActor {
   /** As data_node.ts: one request to the silent master's node; no answer within masterProbeAfterMs says nothing. */
   private probe(probe: MasterProbe, generation: number): void {
     const id = this.requestIds.next();
-    this.probing = { id, probe };
+    this.probing.set(id, probe);
     this.bus.send(this.id, probe.id, { kind: "probe", id });
     this.timer.after(this.config.masterProbeAfterMs, () => {
       if (this.incarnation === generation) this.probed(id, { kind: "noAnswer" });
@@ -268,11 +268,12 @@ export class SimDataNode implements SimActor {
   }
 
   private probed(id: number, answer: ProbeAnswer): void {
-    if (this.probing?.id !== id) return;
-    const { probe } = this.probing;
-    this.probing = null;
-    if (answer.kind !== "noAnswer") this.trace.add(this.id, `probed ${probe.id}: ${answer.kind === "answered" ? `${answer.role} in epoch ${answer.epoch}` : "no responders"}`);
-    this.feed(() => this.core.probed(probe, answer, this.self(), this.clock.nowMs));
+    const probe = this.probing.get(id);
+    if (probe === undefined) return;
+    this.probing.delete(id);
+    this.feed(() => {
+      if (this.core.probed(probe, answer, this.self(), this.clock.nowMs)) this.trace.add(this.id, `probed ${probe.id}: gone (${answer.kind === "answered" ? `${answer.role} in epoch ${answer.epoch}` : "no responders"})`);
+    });
   }
 
   private release(): void {

@@ -147,3 +147,26 @@ test("a win whose recovery ends before the txids this node applied is stale: the
   t.false(orders.some((o) => o.kind === "takeOver"), JSON.stringify(orders));
   t.true(orders.some((o) => o.kind === "rejoin" && !o.wipe), JSON.stringify(orders));
 });
+
+test("a standby orders a probe of its silent master; a 'gone' answer makes it campaign at once, a master never probes", (t) => {
+  const core = new DataNodeCore("d2", 1, LIMITS, 0);
+  core.heard(beat("d1", { role: "master", epoch: 3 }), 1000);
+  core.tick(self, 1100);
+  t.deepEqual(core.ready(), []);
+  core.tick(self, 1200);
+  const probe = { id: "d1", epoch: 3, sentAtMs: 1200 };
+  t.deepEqual(core.ready(), [{ kind: "probeMaster", probe }]);
+  t.true(core.probed(probe, { kind: "noResponders" }, self, 1205));
+  t.deepEqual(core.ready(), [{ kind: "campaign", rank: 0 }]);
+  // A reconnected link: no probe for a timeout, the master's silence is waited out as before.
+  const relinked = new DataNodeCore("d2", 1, LIMITS, 0);
+  relinked.heard(beat("d1", { role: "master", epoch: 3 }), 1000);
+  relinked.linkReconnected(1000);
+  relinked.tick(self, 1200);
+  t.deepEqual(relinked.ready(), []);
+  const master = winner();
+  master.released(700, 0, 12);
+  master.ready();
+  master.tick(self, 1500);
+  t.deepEqual(master.ready(), []);
+});

@@ -68,45 +68,99 @@ test("a stale master's heartbeat does not hold back an election once a newer epo
   t.is(d3.tick(self(0), 800).kind, "campaign");
 });
 
-test("a silent master is probed after masterProbeAfterMs; no responders lets the first in line campaign at once", (t) => {
+/** d2, a standby that heard master d1 of epoch 3 at 1000 (its own link up since 0). */
+const standby = (): ElectionCore => {
   const d2 = new ElectionCore("d2", 1, LIMITS, 0);
   d2.heard(beat("d1", { role: "master", epoch: 3 }), 1000);
-  t.is(d2.probeDue(1199), null);
-  const probe = d2.probeDue(1200);
+  return d2;
+};
+
+test("a silent master is probed from masterProbeAfterMs until the timeout; no responders lets the first in line campaign at once", (t) => {
+  const d2 = standby();
+  t.is(d2.probeDue(self(0), 1199), null);
+  const probe = d2.probeDue(self(0), 1200);
   t.deepEqual(probe, { id: "d1", epoch: 3, sentAtMs: 1200 });
-  // One probe at a time: the next only after another masterProbeAfterMs, unless this one is answered.
-  t.is(d2.probeDue(1300), null);
+  // One probe at a time: another only once this one is answered, or lost (two periods).
+  t.is(d2.probeDue(self(0), 1500), null);
   t.deepEqual(d2.tick(self(10), 1210), { kind: "none" });
-  d2.probed(probe!, { kind: "noResponders" }, 1210);
+  t.true(d2.probed(probe!, { kind: "noResponders" }, 1210));
   t.deepEqual(d2.tick(self(10), 1210), { kind: "campaign", rank: 0 });
+  // A probe whose answer was lost frees the slot after two periods; past the timeout nobody probes: it decides.
+  const lost = standby();
+  t.truthy(lost.probeDue(self(0), 1200));
+  t.is(lost.probeDue(self(0), 1599), null);
+  t.is(lost.probeDue(self(0), 1600), null, "past the timeout");
+  const paced = standby();
+  t.truthy(paced.probeDue(self(0), 1200));
+  t.false(paced.probed({ id: "d1", epoch: 3, sentAtMs: 1200 }, { kind: "noAnswer" }, 1300));
+  t.truthy(paced.probeDue(self(0), 1300), "an answered probe frees the slot at once");
 });
 
 test("a probe's answer ends the wait only if the master says it is gone and nothing was heard since it left", (t) => {
-  const gone = (answer: Parameters<ElectionCore["probed"]>[1], heardAgainMs: number | null): boolean => {
-    const d2 = new ElectionCore("d2", 1, LIMITS, 0);
-    d2.heard(beat("d1", { role: "master", epoch: 3 }), 1000);
-    const probe = d2.probeDue(1250)!;
+  const gone = (answer: Parameters<ElectionCore["probed"]>[1], heardAgainMs: number | null, id = "d1"): boolean => {
+    const d2 = standby();
+    const probe = d2.probeDue(self(0), 1250)!;
     if (heardAgainMs !== null) d2.heard(beat("d1", { role: "master", epoch: 3 }), heardAgainMs);
-    d2.probed(probe, answer, 1260);
-    return d2.tick(self(0), 1260).kind === "campaign";
+    const ended = d2.probed({ ...probe, id }, answer, 1260);
+    t.is(ended, d2.tick(self(0), 1260).kind === "campaign");
+    return ended;
   };
   t.true(gone({ kind: "noResponders" }, null));
-  // The process restarted (a replica now), or it serves an older epoch than the one heard: gone.
+  // The process restarted (a replica now), it campaigns, or it serves an older epoch than the one heard: gone.
   t.true(gone({ kind: "answered", role: "replica", epoch: 0 }, null));
+  t.true(gone({ kind: "answered", role: "candidate", epoch: 0 }, null));
   t.true(gone({ kind: "answered", role: "master", epoch: 2 }, null));
   // Still master (of our epoch or a newer one), or no answer (frozen, cut off): the timeout decides.
   t.false(gone({ kind: "answered", role: "master", epoch: 3 }, null));
   t.false(gone({ kind: "answered", role: "master", epoch: 4 }, null));
   t.false(gone({ kind: "noAnswer" }, null));
-  // Its heartbeat came after the probe left: the answer is stale.
+  // Its heartbeat came after the probe left, or in the same millisecond: the answer is stale.
   t.false(gone({ kind: "noResponders" }, 1255));
+  t.false(gone({ kind: "noResponders" }, 1250));
+  // An answer about another node than the master that holds us back.
+  t.false(gone({ kind: "noResponders" }, null, "d9"));
 });
 
-test("a campaigning candidate is never probed: its silence is waited out", (t) => {
+test("after a probe's verdict the others keep their rank delay, and a backing-off or ineligible node neither probes nor campaigns", (t) => {
   const d3 = new ElectionCore("d3", 1, LIMITS, 0);
   d3.heard(beat("d1", { role: "master", epoch: 3 }), 1000);
-  d3.heard(beat("d2", { role: "candidate" }), 1100);
-  t.is(d3.probeDue(1400), null);
+  d3.heard(beat("d2", { appliedTxid: 50 }), 1100);
+  const probe = d3.probeDue(self(40), 1200)!;
+  t.true(d3.probed(probe, { kind: "noResponders" }, 1210));
+  // d2 is ahead (applied 50): d3, rank 1, waits 150 ms from the verdict.
+  t.deepEqual(d3.tick(self(40), 1359), { kind: "none" });
+  t.deepEqual(d3.tick(self(40), 1360), { kind: "campaign", rank: 1 });
+  t.is(standby().probeDue(self(0, false), 1200), null, "ineligible");
+  t.is(new ElectionCore("d4", 0, LIMITS, 0).probeDue(self(0), 1200), null, "priority 0");
+  const backingOff = new ElectionCore("d2", 1, LIMITS, 0);
+  t.is(backingOff.tick(self(0), 600).kind, "campaign");
+  backingOff.lost(600, 700);
+  backingOff.heard(beat("d1", { role: "master", epoch: 3 }), 1000);
+  t.is(backingOff.probeDue(self(0), 1200), null, "backing off until 1300");
+  t.deepEqual(backingOff.probeDue(self(0), 1300), { id: "d1", epoch: 3, sentAtMs: 1300 });
+});
+
+test("a master never probes; nor does a standby whose own link came back within a timeout (the master may still be redialling)", (t) => {
+  const d1 = new ElectionCore("d1", 1, LIMITS, 0);
+  t.is(d1.tick(self(0), 600).kind, "campaign");
+  d1.won(4, 650);
+  d1.heard(beat("d2", { role: "master", epoch: 3 }), 700);
+  t.is(d1.probeDue(self(0), 950), null);
+  const d2 = standby();
+  d2.linkReconnected(900);
+  t.is(d2.probeDue(self(0), 1300), null);
+  d2.heard(beat("d1", { role: "master", epoch: 3 }), 1500);
+  t.deepEqual(d2.probeDue(self(0), 1700), { id: "d1", epoch: 3, sentAtMs: 1700 });
+});
+
+test("a candidate's takeover is not cut short by a probe of the master before it, even after a stale heartbeat of that master", (t) => {
+  const d3 = new ElectionCore("d3", 1, LIMITS, 0);
+  d3.heard(beat("d1", { role: "master", epoch: 3 }), 1000);
+  d3.heard(beat("d2", { role: "candidate" }), 1050);
+  // d1 beats once more (it hands over, or resumes from a freeze), then steps down; d2's beats stall.
+  d3.heard(beat("d1", { role: "master", epoch: 3 }), 1100);
+  t.is(d3.probeDue(self(0), 1300), null);
+  t.is(d3.probeDue(self(0), 1600), null);
   t.deepEqual(d3.tick(self(0), 1699), { kind: "none" });
   t.is(d3.tick(self(0), 1700).kind, "campaign");
 });
