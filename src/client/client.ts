@@ -16,6 +16,8 @@ import { decode } from "../protocol/codec.js";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
 import { isClientId, type ActorStatus, type WriteId } from "../protocol/messages.js";
 import { subjects, type Subjects } from "../protocol/subjects.js";
+import { plainReply } from "../redis/reply_value.js";
+import type { ReplyValue } from "../segment/record.js";
 import { backoffMs, verdictOf } from "./retry.js";
 
 export interface ConnectOptions {
@@ -39,9 +41,16 @@ export interface ConnectOptions {
 /** A Redis reply as the master passes it on: nil, integer, text, bytes, or arrays of them. */
 export type Reply = null | number | string | Uint8Array | Reply[];
 
+/**
+ * Redis's reply with its type: a status (`+OK`) is a string, a bulk string its bytes (a Uint8Array), an integer a
+ * number, nil null, an array an array. `reply` is the same with bulk strings as UTF-8 text (what ioredis's `call` gives).
+ */
+export type TypedReply = ReplyValue;
+
 export interface WriteResult {
   txid: number;
   reply: Reply;
+  typed: TypedReply;
   /** The write had committed already (an earlier attempt): this is its original reply; it was not applied again. */
   duplicate: boolean;
   /** Attempts it took (1: the first was answered). */
@@ -263,5 +272,6 @@ export function parseWriteReply(v: unknown): Omit<WriteResult, "attempts"> | { c
   if (r.ok !== true || typeof r.txid !== "number" || !Number.isSafeInteger(r.txid) || r.txid < 1) {
     return { code: ErrorCode.INTERNAL, message: "the write's reply has no ok flag or txid" };
   }
-  return { txid: r.txid, reply: (r.reply ?? null) as Reply, duplicate: r.duplicate === true };
+  const typed = (r.reply ?? null) as TypedReply;
+  return { txid: r.txid, reply: plainReply(typed), typed, duplicate: r.duplicate === true };
 }
