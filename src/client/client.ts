@@ -104,7 +104,15 @@ export async function connect(options: ConnectOptions = {}): Promise<QjmClient> 
   return new ClientImpl(nc, subjects(options.cluster ?? config.cluster), config, {
     timeoutMs: options.timeoutMs ?? config.quorumTimeoutMs * 2,
     retryForMs: options.retryForMs ?? config.clientRetryForMs,
-  });
+  }, true);
+}
+
+/**
+ * A client over a NATS connection the caller owns (a data node's RESP front door writes through its node's own
+ * connection): the same writes, ids and retries; close() leaves the connection open.
+ */
+export function clientOn(nc: NatsConnection, config: Config): QjmClient {
+  return new ClientImpl(nc, subjects(config.cluster), config, { timeoutMs: config.quorumTimeoutMs * 2, retryForMs: config.clientRetryForMs }, false);
 }
 
 /** A reply that says the node no longer serves writes. */
@@ -145,6 +153,8 @@ class ClientImpl implements QjmClient {
     private readonly s: Subjects,
     private readonly config: Config,
     private readonly limits: { timeoutMs: number; retryForMs: number },
+    /** close() closes the NATS connection too (one `connect` made). */
+    private readonly ownsConnection: boolean,
   ) {
     this.closing = new Promise((resolve) => (this.markClosed = resolve));
     void this.watchElections();
@@ -241,7 +251,7 @@ class ClientImpl implements QjmClient {
     this.closed = true;
     this.markClosed();
     for (const sub of this.subscriptions) sub.unsubscribe();
-    await this.nc.close();
+    if (this.ownsConnection) await this.nc.close();
   }
 }
 

@@ -63,6 +63,8 @@ export interface RespParserOptions {
   arrayItemsMax?: number;
   lineBytesMax?: number;
   depthMax?: number;
+  /** Bytes the parser's buffer starts with (and shrinks back to): small for many mostly idle connections. */
+  initialCapacity?: number;
   /** Accept RESP3's types (replies from a Redis spoken to in protocol 3). */
   resp3?: boolean;
   /**
@@ -90,8 +92,9 @@ export class RespProtocolError extends QjmError {
 const CR = 13;
 const LF = 10;
 const INITIAL_CAPACITY = 64 * 1024;
-/** An empty buffer larger than this is replaced by a fresh small one, so one huge value does not pin memory. */
-const SHRINK_ABOVE = 4 * INITIAL_CAPACITY;
+/** An empty buffer larger than four times the initial capacity (and this) is replaced by a fresh one of the initial
+ * capacity, so one huge value does not pin memory. */
+const SHRINK_FLOOR = 16 * 1024;
 
 interface ArrayFrame {
   type: AggregateType;
@@ -102,7 +105,8 @@ interface ArrayFrame {
 }
 
 export class RespParser {
-  private buf: Buffer = Buffer.allocUnsafe(INITIAL_CAPACITY);
+  private buf: Buffer;
+  private readonly initialCapacity: number;
   /** Unread bytes are buf[start, end). */
   private start = 0;
   private end = 0;
@@ -133,6 +137,8 @@ export class RespParser {
     this.lineBytesMax = options.lineBytesMax ?? RESP_LINE_BYTES_MAX;
     this.depthMax = options.depthMax ?? RESP_DEPTH_MAX;
     this.resp3 = options.resp3 ?? false;
+    this.initialCapacity = options.initialCapacity ?? INITIAL_CAPACITY;
+    this.buf = Buffer.allocUnsafe(this.initialCapacity);
     this.inline = options.inline;
   }
 
@@ -190,7 +196,7 @@ export class RespParser {
     if (this.start === this.end) {
       this.start = 0;
       this.end = 0;
-      if (this.buf.length > SHRINK_ABOVE) this.buf = Buffer.allocUnsafe(INITIAL_CAPACITY);
+      if (this.buf.length > Math.max(4 * this.initialCapacity, SHRINK_FLOOR)) this.buf = Buffer.allocUnsafe(this.initialCapacity);
     }
   }
 
