@@ -4,9 +4,11 @@
  * is ready). Bounded: at most `pipelineMax` requests in flight; past it, and while the socket's output is full, the
  * door stops reading the socket (TCP back-pressure) instead of buffering.
  *
- * Order within a connection: writes are sent at once, concurrently; a read waits until the connection's earlier
- * writes are answered, so a pipelined `SET k v` then `GET k` reads the write on the master. (On a replica the read
- * may still run before the write is applied there: session consistency is a later phase of issue #12.)
+ * Order within a connection, as a pipeline runs on Redis: consecutive writes are sent at once, concurrently (the
+ * master admits them in the order they arrive), and so are consecutive reads; a read waits until the connection's
+ * earlier writes are answered, and a write until its earlier reads are, so a pipelined `INCR n`, `GET n`, `INCR n`
+ * reads 1. (On a replica the read may still run before the write is applied there: session consistency is a later
+ * phase of issue #12.)
  */
 import type net from "node:net";
 import type { RespValue } from "../redis/resp_parser.js";
@@ -45,9 +47,8 @@ export class Session {
   /** Replies in request order; slots[head] is the next to write. */
   private slots: Slot[] = [];
   private head = 0;
-  /** Settles when every write sent so far is answered; null when none is pending. */
-  private writes: Promise<void> | null = null;
-  private pendingWrites = 0;
+  /** The run of consecutive reads or writes in flight: the next one of the other kind waits for all of it. */
+  private run: { kind: "read" | "write"; gate: Promise<void> | null; done: Promise<void> } | null = null;
   private stopped = false;
   private outputFull = false;
   /** pump() is running: a reply written meanwhile does not start another (no recursion through a long pipeline). */
@@ -159,27 +160,34 @@ export class Session {
 
   private read(args: Buffer[], slot: Slot): void {
     const protocol = this.state.protocol;
-    const send = (): void => {
+    this.schedule("read", () =>
       this.door.read(protocol, args).then(
         (reply) => this.fill(slot, encodeResp(reply, protocol), false),
         (err: Error) => this.fill(slot, encodeResp(unavailable(err), protocol), false),
-      );
-    };
-    if (this.writes === null) send();
-    else void this.writes.then(send);
+      ),
+    );
   }
 
   private write(args: Buffer[], slot: Slot): void {
     const protocol = this.state.protocol;
-    this.pendingWrites++;
-    const answered = this.door.write(args).then(
-      (r) => this.fill(slot, r.ok ? encodeReplyValue(r.value, protocol) : encodeResp({ type: "error", value: r.error }, protocol), false),
-      (err: Error) => this.fill(slot, encodeResp({ type: "error", value: `ERR qjm INTERNAL ${err.message}` }, protocol), false),
+    this.schedule("write", () =>
+      this.door.write(args).then(
+        (r) => this.fill(slot, r.ok ? encodeReplyValue(r.value, protocol) : encodeResp({ type: "error", value: r.error }, protocol), false),
+        (err: Error) => this.fill(slot, encodeResp({ type: "error", value: `ERR qjm INTERNAL ${err.message}` }, protocol), false),
+      ),
     );
-    const all: Promise<void> = Promise.all([this.writes, answered]).then(() => {
-      if (--this.pendingWrites === 0 && this.writes === all) this.writes = null;
+  }
+
+  /** Starts `op` with the run of its kind, or once the run of the other kind before it is all answered. */
+  private schedule(kind: "read" | "write", op: () => Promise<void>): void {
+    if (this.run === null || this.run.kind !== kind) this.run = { kind, gate: this.run?.done ?? null, done: this.run?.done ?? Promise.resolve() };
+    const run = this.run;
+    const started = run.gate === null ? op() : run.gate.then(op);
+    const done: Promise<void> = Promise.all([run.done, started]).then(() => {
+      // The last of the run answered and nothing came after it: the next request starts at once.
+      if (this.run === run && run.done === done) this.run = null;
     });
-    this.writes = all;
+    run.done = done;
   }
 
   private fill(slot: Slot, bytes: Buffer, close: boolean): void {
