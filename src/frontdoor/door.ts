@@ -143,7 +143,8 @@ export class RespDoor implements DoorServices {
       health: s.health,
       epoch: s.epoch,
       committedTxid: s.committedTxid,
-      appliedTxid: s.appliedTxid,
+      // The master's Redis executed every write it journaled (committed or not yet): its position is the last txid.
+      appliedTxid: s.role === "master" ? s.lastTxid : s.appliedTxid,
       connections: this.sessions.size,
     });
     return { type: reply.type, value: Buffer.concat([prefix, Buffer.from(info, "utf8")]) };

@@ -51,6 +51,8 @@ export class Session {
   private run: { kind: "read" | "write"; gate: Promise<void> | null; done: Promise<void> } | null = null;
   private stopped = false;
   private outputFull = false;
+  /** Replies of one event-loop turn leave in one socket write. */
+  private corked = false;
   /** pump() is running: a reply written meanwhile does not start another (no recursion through a long pipeline). */
   private pumping = false;
 
@@ -196,6 +198,16 @@ export class Session {
     this.flush();
   }
 
+  private cork(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      this.socket.uncork();
+    });
+  }
+
   /** Writes the replies that are ready, in order. */
   private flush(): void {
     const before = this.inFlight;
@@ -204,6 +216,7 @@ export class Session {
       if (slot.bytes === null) break;
       this.slots[this.head++] = undefined as unknown as Slot;
       if (this.socket.destroyed) continue;
+      this.cork();
       if (!this.socket.write(slot.bytes)) this.outputFull = true;
       if (slot.close) {
         this.stopped = true;

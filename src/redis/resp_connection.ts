@@ -33,6 +33,8 @@ export class RespConnection {
   private head = 0;
   private closedWith: Error | null = null;
   private readonly closeListeners: ((err: Error) => void)[] = [];
+  /** Commands of one event-loop turn leave in one socket write (corked until the next tick). */
+  private corked = false;
 
   private constructor(
     private readonly socket: net.Socket,
@@ -85,6 +87,14 @@ export class RespConnection {
     if (this.closedWith !== null) {
       this.rejectAll(this.closedWith);
       return replies;
+    }
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
     }
     this.socket.write(commands.length === 1 ? encodeCommand(commands[0]) : Buffer.concat(commands.map((c) => encodeCommand(c))));
     return replies;
