@@ -38,7 +38,7 @@ const NOT_YET: ReadonlyMap<string, string> = new Map([
 ]);
 
 export function notSupportedYet(what: string): string {
-  return `ERR qjm: ${what} is not supported yet by the front door`;
+  return `ERR qjm: not supported yet by the front door: ${what}`;
 }
 
 export function route(args: readonly Buffer[], ctx: RouteContext): Route {
@@ -66,6 +66,8 @@ function byTable(name: string, args: readonly Buffer[], commands: CommandTable):
       if (info.flags.has("blocking") && hasBlockOption(args)) return { kind: "refuse", error: notSupportedYet("blocking commands") };
       return { kind: "read" };
     default:
+      // XREAD is flagged blocking (so the table refuses it as a write) but is a plain read without BLOCK.
+      if (info?.flags.has("blocking") && info.flags.has("readonly") && !hasBlockOption(args)) return { kind: "read" };
       if (info?.flags.has("blocking")) return { kind: "refuse", error: notSupportedYet("blocking commands") };
       if (info?.flags.has("pubsub")) return { kind: "refuse", error: notSupportedYet("pub/sub") };
       return { kind: "refuse", error: `ERR qjm ${verdict.code} ${verdict.message}` };
