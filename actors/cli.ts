@@ -76,7 +76,7 @@ async function main(): Promise<number> {
         console.log(`no actor of cluster "${config.cluster}" answered on ${config.natsUrl}`);
         return 1;
       }
-      const rows = [["ROLE", "ID", "PID", "EPOCH", "LAST", "COMMITTED", "APPLIED", "HEALTH", "REDIS", "DETAILS"]];
+      const rows = [["ROLE", "ID", "PID", "EPOCH", "LAST", "COMMITTED", "APPLIED", "HEALTH", "REDIS", "RESP DOOR", "DETAILS"]];
       for (const r of replies) {
         const progress = describeProgress((r.details.progress ?? r.details.bootstrap) as Progress | null | undefined);
         const details =
@@ -85,7 +85,7 @@ async function main(): Promise<number> {
             : r.role === "journal"
               ? `firstTxid=${String(r.details.firstTxid)} segments=${String(r.details.segments)} snapshots=${String(r.details.snapshots)} durableSnapshot=${String(r.details.durableSnapshotTxid)}`
               : [progress, describeCatchUp(r.details.catchUp as CatchUp | undefined), r.details.lastError ? String(r.details.lastError) : ""].filter(Boolean).join(" ");
-        rows.push([r.role, r.id, String(r.pid), String(r.epoch), String(r.lastTxid), String(r.committedTxid), r.role === "replica" ? String(r.appliedTxid) : "-", r.health, r.redisUrl ?? "-", details]);
+        rows.push([r.role, r.id, String(r.pid), String(r.epoch), String(r.lastTxid), String(r.committedTxid), r.role === "replica" ? String(r.appliedTxid) : "-", r.health, r.redisUrl ?? "-", describeDoor(r.details.respDoor as Door | null | undefined), details]);
       }
       console.log(table(rows));
       return 0;
@@ -94,6 +94,19 @@ async function main(): Promise<number> {
   } finally {
     await nc.close();
   }
+}
+
+interface Door {
+  port: number;
+  listening: boolean;
+  connections: number;
+  error?: string;
+}
+
+/** A data node's RESP front door: its port and connections, or why it does not listen. */
+function describeDoor(door: Door | null | undefined): string {
+  if (door === undefined || door === null) return "-";
+  return door.listening ? `:${door.port} (${door.connections} conn)` : `:${door.port} down: ${door.error ?? "starting"}`;
 }
 
 /**

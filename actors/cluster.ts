@@ -6,7 +6,7 @@
  * (bounded backoff); Ctrl-C stops every child.
  */
 import { loadConfig } from "../src/config/config.js";
-import { startLocalCluster } from "../src/cluster/local_cluster.js";
+import { respPortOf, startLocalCluster } from "../src/cluster/local_cluster.js";
 import { createLogger } from "../src/util/log.js";
 import { credentialsDir } from "../src/util/secret_file.js";
 
@@ -31,6 +31,9 @@ log.info(
   { nats: cluster.natsUrl, cluster: cluster.cluster, dataDir: cluster.dataDir, actors: Object.fromEntries([...cluster.actors].map(([n, c]) => [n, c.pid])) },
   "local cluster started: try `npx redis-qjm status` and `npx redis-qjm write SET k v`; Ctrl-C stops it",
 );
+// Each data node's RESP front door: redis-cli, ioredis and redis-benchmark talk to the cluster there.
+const doors = Object.fromEntries(cluster.config.dataNodes.map((id, i) => [id, `redis://${cluster.config.respHost}:${respPortOf(cluster.config, i)}`]));
+if (cluster.config.respPort !== 0) log.info({ doors }, `RESP front doors: try \`redis-cli -p ${cluster.config.respPort} SET greeting hello\``);
 let stopping = false;
 const stop = async (signal: string) => {
   if (stopping) return;

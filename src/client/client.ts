@@ -16,6 +16,8 @@ import { decode } from "../protocol/codec.js";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
 import { isClientId, type ActorStatus, type WriteId } from "../protocol/messages.js";
 import { subjects, type Subjects } from "../protocol/subjects.js";
+import { plainReply } from "../redis/reply_value.js";
+import type { ReplyValue } from "../segment/record.js";
 import { backoffMs, verdictOf } from "./retry.js";
 
 export interface ConnectOptions {
@@ -39,9 +41,16 @@ export interface ConnectOptions {
 /** A Redis reply as the master passes it on: nil, integer, text, bytes, or arrays of them. */
 export type Reply = null | number | string | Uint8Array | Reply[];
 
+/**
+ * Redis's reply with its type: a status (`+OK`) is a string, a bulk string its bytes (a Uint8Array), an integer a
+ * number, nil null, an array an array. `reply` is the same with bulk strings as UTF-8 text (what ioredis's `call` gives).
+ */
+export type TypedReply = ReplyValue;
+
 export interface WriteResult {
   txid: number;
   reply: Reply;
+  typed: TypedReply;
   /** The write had committed already (an earlier attempt): this is its original reply; it was not applied again. */
   duplicate: boolean;
   /** Attempts it took (1: the first was answered). */
@@ -95,7 +104,15 @@ export async function connect(options: ConnectOptions = {}): Promise<QjmClient> 
   return new ClientImpl(nc, subjects(options.cluster ?? config.cluster), config, {
     timeoutMs: options.timeoutMs ?? config.quorumTimeoutMs * 2,
     retryForMs: options.retryForMs ?? config.clientRetryForMs,
-  });
+  }, true);
+}
+
+/**
+ * A client over a NATS connection the caller owns (a data node's RESP front door writes through its node's own
+ * connection): the same writes, ids and retries; close() leaves the connection open.
+ */
+export function clientOn(nc: NatsConnection, config: Config): QjmClient {
+  return new ClientImpl(nc, subjects(config.cluster), config, { timeoutMs: config.quorumTimeoutMs * 2, retryForMs: config.clientRetryForMs }, false);
 }
 
 /** A reply that says the node no longer serves writes. */
@@ -136,6 +153,8 @@ class ClientImpl implements QjmClient {
     private readonly s: Subjects,
     private readonly config: Config,
     private readonly limits: { timeoutMs: number; retryForMs: number },
+    /** close() closes the NATS connection too (one `connect` made). */
+    private readonly ownsConnection: boolean,
   ) {
     this.closing = new Promise((resolve) => (this.markClosed = resolve));
     void this.watchElections();
@@ -232,7 +251,7 @@ class ClientImpl implements QjmClient {
     this.closed = true;
     this.markClosed();
     for (const sub of this.subscriptions) sub.unsubscribe();
-    await this.nc.close();
+    if (this.ownsConnection) await this.nc.close();
   }
 }
 
@@ -263,5 +282,6 @@ export function parseWriteReply(v: unknown): Omit<WriteResult, "attempts"> | { c
   if (r.ok !== true || typeof r.txid !== "number" || !Number.isSafeInteger(r.txid) || r.txid < 1) {
     return { code: ErrorCode.INTERNAL, message: "the write's reply has no ok flag or txid" };
   }
-  return { txid: r.txid, reply: (r.reply ?? null) as Reply, duplicate: r.duplicate === true };
+  const typed = (r.reply ?? null) as TypedReply;
+  return { txid: r.txid, reply: plainReply(typed), typed, duplicate: r.duplicate === true };
 }

@@ -6,6 +6,6 @@
  *   await qjm.close();
  */
 export { connect, newClientId, QjmClientError } from "./client.js";
-export type { ClientErrorCode, ConnectOptions, QjmClient, Reply, WriteArg, WriteResult } from "./client.js";
+export type { ClientErrorCode, ConnectOptions, QjmClient, Reply, TypedReply, WriteArg, WriteResult } from "./client.js";
 export { ErrorCode } from "../protocol/errors.js";
 export type { ActorStatus, WriteId } from "../protocol/messages.js";

@@ -55,6 +55,11 @@ export interface LocalCluster {
   stop(): Promise<void>;
 }
 
+/** The RESP front door of the `index`th data node (0: none). */
+export function respPortOf(config: Config, index: number): number {
+  return config.respPort === 0 ? 0 : config.respPort + index;
+}
+
 function natsPort(url: string): number {
   return Number(new URL(url.replace(/^nats:/, "http:")).port || 4222);
 }
@@ -108,7 +113,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
 
   const journalNodes: ActorSpec[] = config.journalNodes.map((id) => ({ name: id, script: "journal-node", args: ["--id", id] }));
   // Data nodes (issue #11): master and replicas are roles of one actor. Without them, the single-master layout.
-  const dataNodes: ActorSpec[] = config.dataNodes.map((id, i) => ({ name: id, script: "data-node", args: ["--id", id, "--redis-port", String(config.dataRedisPortBase + i)] }));
+  const dataNodes: ActorSpec[] = config.dataNodes.map((id, i) => ({ name: id, script: "data-node", args: ["--id", id, "--redis-port", String(config.dataRedisPortBase + i), "--resp-port", String(respPortOf(config, i))] }));
   const singleMaster: ActorSpec[] = [
     { name: "m1", script: "master", args: ["--id", "m1"] },
     ...config.replicas.map((id, i) => ({ name: id, script: "replica" as const, args: ["--id", id, "--redis-port", String(config.replicaRedisPortBase + i)] })),

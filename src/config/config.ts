@@ -212,6 +212,23 @@ export const defaults = {
   /** Longest pause between a write's attempts. */
   clientRetryBackoffMaxMs: 1000,
   // ---- end dedupe ----
+
+  // ---- RESP front door (issue #12): every data node speaks Redis's protocol (src/frontdoor/) ----
+  /** The first data node's RESP port (d1 = this, d2 = this + 1, …, as dataRedisPortBase); 0: no front door. */
+  respPort: 6479,
+  /** The address the front doors listen on. */
+  respHost: "127.0.0.1",
+  /** The front doors' password (AUTH, HELLO … AUTH; user `default`); empty: none, every connection may send commands. */
+  respPassword: "",
+  /** Connections one front door holds; one more is answered `-ERR max number of clients reached` and closed. */
+  respConnectionsMax: 10_000,
+  /** Requests of one connection in flight (pipelined); past it the door stops reading that connection's socket. */
+  respPipelineMax: 256,
+  /** Largest request (and bulk string) a front door takes; 0: the write bound (writeBytesMax, else nats-server's max_payload). */
+  respRequestBytesMax: 0,
+  /** Connections per protocol (2 and 3) a front door shares for reads on its node's Redis. */
+  respUpstreamConnections: 2,
+  // ---- end RESP front door ----
 };
 
 export type Config = typeof defaults;
@@ -267,6 +284,8 @@ export function validateConfig(c: Config): string[] {
   if (c.segmentMaxBytes < c.batchBytesMax) errors.push("segmentMaxBytes must hold at least one batch");
   // replay: a Redis drops a master silent for repl-timeout (60 s by default).
   if (c.feederKeepaliveMs < 1 || c.feederKeepaliveMs > 30000) errors.push("feederKeepaliveMs must be between 1 and 30000");
+  if (c.respConnectionsMax < 1 || c.respPipelineMax < 1 || c.respUpstreamConnections < 1) errors.push("respConnectionsMax, respPipelineMax and respUpstreamConnections must be at least 1");
+  if (c.respPort > 65535) errors.push("respPort must be a TCP port (0: no front door)");
   errors.push(...validateSizes(c));
   errors.push(...validateDedupe(c));
   return errors;

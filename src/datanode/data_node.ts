@@ -23,7 +23,8 @@ import { subjects } from "../protocol/subjects.js";
 import { JournalClient } from "../master/journal_client.js";
 import { Master } from "../master/master.js";
 import { establishWriter, type WriterStart } from "../master/writer_recovery.js";
-import { wipeRedisData, type RedisServer } from "../redis/redis_server.js";
+import { redisPassword, wipeRedisData, type RedisServer } from "../redis/redis_server.js";
+import { RespDoor } from "../frontdoor/door.js";
 import type { CommandTable } from "../redis/command_table.js";
 import type { Feeder } from "../redis/feeder.js";
 import { DedupeWindow } from "../dedupe/dedupe_window.js";
@@ -60,6 +61,10 @@ export class DataNode {
   private handingOver = false;
   /** The dedupe window of this node's Redis: the replica role feeds it, the master role answers retries from it. */
   private window: DedupeWindow | null = null;
+  /** The RESP front door (issue #12), on `respPort`; null when there is none (port 0). */
+  private door: RespDoor | null = null;
+  /** Why the front door is not listening (its port taken…): the node serves on without it, and says so in status. */
+  private doorError: string | null = null;
 
   constructor(
     readonly id: string,
@@ -69,6 +74,8 @@ export class DataNode {
     readonly priority: number,
     private readonly nc: NatsConnection,
     private readonly log: Logger,
+    /** The RESP front door's port; null: none. */
+    private readonly respPort: number | null = null,
   ) {
     this.core = new DataNodeCore(id, priority, config, Date.now());
     this.jc = new JournalClient(nc, config.cluster, config.journalRequestTimeoutMs);
@@ -86,6 +93,31 @@ export class DataNode {
     void this.watchLink();
     await this.startReplica();
     this.timer = setInterval(() => this.onTimer(), this.config.masterHeartbeatIntervalMs);
+    await this.openDoor();
+  }
+
+  /** The front door opens once the replica serves its Redis; a door that cannot listen is logged, never fatal. */
+  private async openDoor(): Promise<void> {
+    if (this.respPort === null || this.stopped) return;
+    const door = new RespDoor({
+      id: this.id,
+      port: this.respPort,
+      config: this.config,
+      nc: this.nc,
+      log: this.log.child({ door: this.respPort }),
+      redisPort: this.redisPort,
+      redisPassword: redisPassword(this.config.dataDir),
+      commands: () => this.commands,
+      status: () => this.status(),
+    });
+    try {
+      await door.start();
+      this.door = door;
+    } catch (err) {
+      this.doorError = (err as Error).message;
+      this.log.error({ err, port: this.respPort }, "the RESP front door cannot listen: serving without it");
+      await door.stop().catch(() => {});
+    }
   }
 
   status(): ActorStatus {
@@ -94,7 +126,8 @@ export class DataNode {
     const base: ActorStatus = inner ?? { role: "replica", id: this.id, pid: process.pid, epoch: 0, lastTxid: 0, committedTxid: 0, appliedTxid: 0, health: "starting", redisUrl: null, details: {} };
     // Won but not yet serving (the replica hands its Redis over): still "campaigning", so nobody else starts.
     const campaigning = this.core.campaigning && this.master === null;
-    const details = { ...base.details, dataNode: true, dataRole: this.core.role, dataPhase: this.core.phase };
+    const door = this.respPort === null ? null : { port: this.respPort, listening: this.door !== null, connections: this.door?.connections ?? 0, ...(this.doorError === null ? {} : { error: this.doorError }) };
+    const details = { ...base.details, dataNode: true, dataRole: this.core.role, dataPhase: this.core.phase, respDoor: door };
     return { ...base, id: this.id, health: campaigning ? "campaigning" : base.health, priority: this.priority, details };
   }
 
@@ -353,6 +386,7 @@ export class DataNode {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    await this.door?.stop().catch((err: unknown) => this.log.warn({ err }, "the RESP front door did not close cleanly"));
     for (const sub of this.subs) sub.unsubscribe();
     await this.changing?.catch(() => {});
     await this.master?.stop();

@@ -14,6 +14,7 @@ import { CommandTable } from "../redis/command_table.js";
 import { redisPassword, startRedisServer, type RedisServer } from "../redis/redis_server.js";
 import { APPLIED_KEY, ApplyError, applyRecords } from "../redis/apply_records.js";
 import { Feeder } from "../redis/feeder.js";
+import { RespConnection } from "../redis/resp_connection.js";
 import { decodeRecordPayload, type RecordWrite } from "../segment/record.js";
 import type { DedupeWindow } from "../dedupe/dedupe_window.js";
 import { bootstrapFromSnapshot, type BootstrapProgress } from "../snapshot/bootstrap.js";
@@ -73,6 +74,8 @@ export class MasterRedis {
   private link: ReplicationLink | null = null;
   private commands_: CommandTable | null = null;
   private scriptWatch_: ScriptWatch | null = null;
+  /** The connection that executes client writes once served: raw RESP, so Redis's reply keeps its type. */
+  private writer_: RespConnection | null = null;
   /** A rebuild's snapshot download, for the status. */
   bootstrapProgress: BootstrapProgress | null = null;
 
@@ -90,6 +93,13 @@ export class MasterRedis {
   }
   get commands(): CommandTable | null {
     return this.commands_;
+  }
+  /**
+   * The connection client writes (and their markers, and scripts with their keyspace-event toggles) run on while
+   * served, one socket in call order; null until the link opens. ioredis (`client`) does everything before that.
+   */
+  get writer(): RespConnection | null {
+    return this.writer_;
   }
   /** The watch of this Redis's scripts (null until the link opens). */
   get scriptWatch(): ScriptWatch | null {
@@ -354,7 +364,9 @@ export class MasterRedis {
    */
   private async guard(client: Redis, port: number): Promise<void> {
     await client.call("ACL", "SETUSER", "default", "-flushall", "-flushdb");
-    this.scriptWatch_ = await ScriptWatch.open(port, redisPassword(this.o.config.dataDir), this.o.config, this.o.log);
+    const password = redisPassword(this.o.config.dataDir);
+    this.writer_ = await RespConnection.open({ port, password, connectTimeoutMs: this.o.config.redisStartTimeoutMs });
+    this.scriptWatch_ = await ScriptWatch.open(port, password, this.o.config, this.o.log);
     this.listener.opening();
   }
 
@@ -362,6 +374,8 @@ export class MasterRedis {
   async discard(): Promise<void> {
     this.scriptWatch_?.close();
     this.scriptWatch_ = null;
+    this.writer_?.close();
+    this.writer_ = null;
     this.link?.close();
     this.link = null;
     await this.feeder?.close();

@@ -38,6 +38,9 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
 import type { Effect } from "../segment/record.js";
+import type { RespConnection } from "../redis/resp_connection.js";
+import type { RespValue } from "../redis/resp_parser.js";
+import { replyValueOf, valueOrThrow } from "../redis/reply_value.js";
 import type { Logger } from "../util/log.js";
 
 /**
@@ -126,8 +129,8 @@ end
 return out`;
 
 export interface ScriptRun {
-  /** The script's own reply (or Redis's error). */
-  reply: Promise<unknown>;
+  /** The script's own reply, with its type (Redis's error reply is a value too). */
+  reply: Promise<RespValue>;
   /** Resolves once the touched keys' read is on the pipeline (or nothing needs reading): later writes may run. */
   readSent: Promise<void>;
   /** The repair effects, once the touched keys are read; rejects with EFFECTS_REFUSED past a bound. */
@@ -178,19 +181,21 @@ export class ScriptWatch {
   }
 
   /**
-   * Sends the script between keyspace events on and off, on `client`'s pipeline; the caller writes the script's
-   * marker right after, in the same tick, and admits nothing else until `repair` settles.
+   * Sends the script between keyspace events on and off, on `client`'s pipeline (the connection that executes
+   * writes: one socket, commands in call order); the caller writes the script's marker right after, in the same
+   * tick, and admits nothing else until `repair` settles.
    */
-  run(client: Redis, name: string, args: Buffer[]): ScriptRun {
+  run(client: RespConnection, name: string, args: Buffer[]): ScriptRun {
     this.touched = new TouchedKeys(this.limits);
     const synced = new Promise<void>((resolve, reject) => (this.sync = { resolve, reject }));
     if (this.broken !== null) this.sync?.reject(new QjmError(ErrorCode.INTERNAL, `keyspace events lost: ${this.broken}`));
-    const on = client.call("CONFIG", "SET", "notify-keyspace-events", SCRIPT_KEYSPACE_EVENTS);
-    const reply = client.call(name, ...args);
+    const checked = (p: Promise<RespValue>): Promise<RespValue> => p.then(valueOrThrow);
+    const on = checked(client.call(["CONFIG", "SET", "notify-keyspace-events", SCRIPT_KEYSPACE_EVENTS]));
+    const reply = client.call([name, ...args]);
     const watchdog = setTimeout(() => void this.killScript(), this.limits.scriptRunMaxMs);
     reply.then(() => clearTimeout(watchdog), () => clearTimeout(watchdog));
-    const miss = client.get(this.syncKey);
-    const off = client.call("CONFIG", "SET", "notify-keyspace-events", "");
+    const miss = checked(client.call(["GET", this.syncKey]));
+    const off = checked(client.call(["CONFIG", "SET", "notify-keyspace-events", ""]));
     let sent!: () => void;
     const readSent = new Promise<void>((resolve) => (sent = resolve));
     // The replies only prove the commands ran; `synced`, that the subscriber heard everything before the miss.
@@ -224,7 +229,7 @@ export class ScriptWatch {
     }
   }
 
-  private async collect(client: Redis, sent: () => void): Promise<{ effects: Effect[]; keys: Buffer[] }> {
+  private async collect(client: RespConnection, sent: () => void): Promise<{ effects: Effect[]; keys: Buffer[] }> {
     const touched = this.touched;
     this.touched = null;
     if (this.broken !== null) throw new QjmError(ErrorCode.INTERNAL, `keyspace events lost: ${this.broken}`);
@@ -235,10 +240,10 @@ export class ScriptWatch {
       sent();
       return { effects: [], keys };
     }
-    // Auto-pipelined like every command of `client`, so it runs before any write admitted after sent().
-    const read = (client as unknown as EvalBuffer).evalBuffer(KEY_STATE_SCRIPT, keys.length, ...keys, String(this.limits.scriptRepairBytesMax));
+    // On the writes' connection, so it runs before any write admitted after sent().
+    const read = client.call(["EVAL", KEY_STATE_SCRIPT, String(keys.length), ...keys, String(this.limits.scriptRepairBytesMax)]);
     sent();
-    const reply = await read.catch((err: Error) => {
+    const reply = await read.then((v) => replyValueOf(valueOrThrow(v))).catch((err: Error) => {
       if (!err.message.includes("QJM_TOO_LARGE")) throw err;
       const bytes = /QJM_TOO_LARGE (\d+)/.exec(err.message)?.[1] ?? "?";
       throw new QjmError(ErrorCode.EFFECTS_REFUSED, `the script's ${keys.length} keys hold ${bytes} bytes, more than scriptRepairBytesMax ${this.limits.scriptRepairBytesMax}: its effects cannot be verified`);
@@ -246,12 +251,6 @@ export class ScriptWatch {
     return { effects: repairEffects(keyStates(keys, reply)), keys };
   }
 }
-
-/**
- * ioredis 5.11 has evalBuffer at run time (binary replies) but not in its types; callBuffer("EVAL", …) cannot stand
- * in: auto-pipelined, it drops its command name.
- */
-type EvalBuffer = { evalBuffer(script: string, numkeys: number, ...args: (string | Buffer)[]): Promise<unknown> };
 
 /** KEY_STATE_SCRIPT's reply: payload (or nil) and PEXPIRETIME for each key, in order. */
 function keyStates(keys: readonly Buffer[], reply: unknown): KeyState[] {

@@ -10,6 +10,7 @@ import { maxPayload } from "../nats/bus.js";
 import { decode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, errorReply } from "../protocol/errors.js";
 import { parseWriteRequest, type WriteId as ClientWriteId, type WriteReply } from "../protocol/messages.js";
+import { replyValueOf, valueOrThrow } from "../redis/reply_value.js";
 import { assert } from "../util/assert.js";
 import type { Logger } from "../util/log.js";
 import type { EffectStream, Step } from "./effect_stream.js";
@@ -76,25 +77,27 @@ export class WriteIntake {
 
   /** Runs an admitted write on Redis: the command, then its marker, back to back on the same connection. */
   execute(id: WriteId): void {
-    const { client, commands, scriptWatch } = this.redis;
-    assert(client !== null && commands !== null && scriptWatch !== null, "execute needs Redis");
+    const { writer, commands, scriptWatch } = this.redis;
+    assert(writer !== null && commands !== null && scriptWatch !== null, "execute needs Redis");
     const w = this.writes.get(id);
     assert(w !== undefined, `write ${id} admitted but unknown`);
     const verdict = commands.classify(w.args);
     if (!verdict.ok) return this.core.rejected(id, errorReply(verdict.code, verdict.message));
     const { channel, marker } = this.stream.mark(id, w.clientId, verdict.script);
-    // Same connection, back to back (auto-pipelined into one write): Redis runs the command, then the marker,
+    const markerArgs = ["PUBLISH", channel, String(marker)];
+    // Same connection, back to back (one socket write for a plain write): Redis runs the command, then the marker,
     // with no other client between.
-    const run = verdict.script ? scriptWatch.run(client, verdict.name, w.args.slice(1)) : null;
+    const run = verdict.script ? scriptWatch.run(writer, verdict.name, w.args.slice(1)) : null;
     if (run !== null) void run.readSent.then(() => this.step(() => this.core.barrierReleased(id)));
     else this.core.barrierReleased(id);
-    (run?.reply ?? client.call(verdict.name, ...w.args.slice(1))).then(
-      (value) => this.onOutcome(id, { ok: true, value }),
+    const [reply, published] = run === null ? writer.send([w.args, markerArgs]) : [run.reply, writer.call(markerArgs)];
+    reply.then(
+      (value) => this.onOutcome(id, value.type === "error" ? { ok: false, message: value.value } : { ok: true, value: replyValueOf(value) }),
       (err: Error) => this.onOutcome(id, { ok: false, message: err.message }),
     );
     // A reset discards this Redis and its connection, answering the write itself: its lost marker is no failure then.
-    client.publish(channel, String(marker)).catch((err: Error) => {
-      if (this.redis.client === client && !this.core.resetting) {
+    published.then(valueOrThrow).catch((err: Error) => {
+      if (this.redis.writer === writer && !this.core.resetting) {
         this.step(() => this.core.fail(`marker not written: ${err.message}`));
       }
     });

@@ -79,9 +79,10 @@ export function permissionsOf(cluster: string, user: NatsUser): Permissions {
       // A data node is a replica that may become the master (issue #11): what both may do, and the others' heartbeats.
       const master = permissionsOf(cluster, { ...user, role: "master" });
       return {
-        // Control: the draining master asks the standby it chose to campaign.
-        publish: [...master.publish, s.heartbeat("replica", user.name), s.control("*")],
-        subscribe: [...master.subscribe, s.heartbeat("master", "*"), s.control(user.name)],
+        // Control: the draining master asks the standby it chose to campaign. Writes and events: its RESP front door
+        // writes as a client (src/frontdoor/), following elections as clients do.
+        publish: [...master.publish, s.heartbeat("replica", user.name), s.control("*"), s.write, s.writeTo("*")],
+        subscribe: [...master.subscribe, s.heartbeat("master", "*"), s.control(user.name), s.events],
         allowResponses: true,
       };
     }

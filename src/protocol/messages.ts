@@ -103,8 +103,9 @@ export type JournalReply =
   | ErrorReply;
 
 /**
- * The reply to a client write. `duplicate`: the write's id was committed already (a retry); the reply is the one
- * the journal kept for it, and the write was not applied again.
+ * The reply to a client write. `reply` is Redis's, typed (ReplyValue: a status is a string, a bulk string bytes; see
+ * src/redis/reply_value.ts). `duplicate`: the write's id was committed already (a retry); the reply is the one the
+ * journal kept for it, and the write was not applied again.
  */
 export type WriteReply = { ok: true; txid: number; reply: unknown; duplicate?: true } | ErrorReply;
 

@@ -1,5 +1,6 @@
 /**
- * A pure, incremental RESP2 parser (no I/O). Feed bytes with `push`, take complete top-level values with `next`.
+ * A pure, incremental RESP2 parser (no I/O), with RESP3's types on request (`resp3`: what a Redis answers a client
+ * that said HELLO 3) and Redis's inline commands on request (`inline`: what a telnet user types to a server). Feed bytes with `push`, take complete top-level values with `next`.
  *
  * Each value returned by `next` carries `bytes`: how many bytes of the stream it consumed, which is what a
  * replica adds to its replication offset. Values may be split across any chunk boundary.
@@ -20,7 +21,28 @@ export type RespValue =
   | { type: "error"; value: string }
   | { type: "integer"; value: number }
   | { type: "bulk"; value: Buffer | null }
-  | { type: "array"; items: RespValue[] | null };
+  | { type: "array"; items: RespValue[] | null }
+  // RESP3 (only with the `resp3` option). Doubles and big numbers keep Redis's text, so they are relayed unchanged.
+  | { type: "null" }
+  | { type: "boolean"; value: boolean }
+  | { type: "double"; value: string }
+  | { type: "bignum"; value: string }
+  /** `:` with more digits than a JS number holds exactly (only with `resp3`): Redis's text. */
+  | { type: "bigint"; value: string }
+  /** Blob error `!` and verbatim string `=` (its 3-letter format, a colon, then the text). */
+  | { type: "bloberror"; value: Buffer }
+  | { type: "verbatim"; value: Buffer }
+  /** `%`: keys and values alternate in `items`. */
+  | { type: "map"; items: RespValue[] }
+  | { type: "set"; items: RespValue[] }
+  | { type: "push"; items: RespValue[] }
+  /** A value preceded by an attribute `|` (key/value items), which RESP3 attaches to the value after it. */
+  | { type: "attributed"; attribute: RespValue[]; value: RespValue };
+
+/** RESP3's aggregate types: a header with a count, then that many values (twice that for maps and attributes). */
+type AggregateType = "array" | "map" | "set" | "push" | "attribute";
+/** Length-prefixed string types: `$` bulk, `!` blob error, `=` verbatim. */
+type BlobType = "bulk" | "bloberror" | "verbatim";
 
 /** One complete top-level value and the number of stream bytes it took. */
 export interface RespFrame {
@@ -41,6 +63,15 @@ export interface RespParserOptions {
   arrayItemsMax?: number;
   lineBytesMax?: number;
   depthMax?: number;
+  /** Bytes the parser's buffer starts with (and shrinks back to): small for many mostly idle connections. */
+  initialCapacity?: number;
+  /** Accept RESP3's types (replies from a Redis spoken to in protocol 3). */
+  resp3?: boolean;
+  /**
+   * Accept inline commands (a request line not starting with `*`, ended by LF or CRLF, as Redis accepts them): the
+   * callback turns the line (without its end) into the value returned, and throws RespProtocolError on a bad one.
+   */
+  inline?: (line: Buffer, streamOffset: number) => RespValue;
 }
 
 export type RespProtocolErrorReason = "malformed" | "limit";
@@ -61,16 +92,21 @@ export class RespProtocolError extends QjmError {
 const CR = 13;
 const LF = 10;
 const INITIAL_CAPACITY = 64 * 1024;
-/** An empty buffer larger than this is replaced by a fresh small one, so one huge value does not pin memory. */
-const SHRINK_ABOVE = 4 * INITIAL_CAPACITY;
+/** An empty buffer larger than four times the initial capacity (and this) is replaced by a fresh one of the initial
+ * capacity, so one huge value does not pin memory. */
+const SHRINK_FLOOR = 16 * 1024;
 
 interface ArrayFrame {
+  type: AggregateType;
   items: RespValue[];
   remaining: number;
+  /** An attribute completed at this level: it attaches to the next value completed here. */
+  attribute?: RespValue[];
 }
 
 export class RespParser {
-  private buf: Buffer = Buffer.allocUnsafe(INITIAL_CAPACITY);
+  private buf: Buffer;
+  private readonly initialCapacity: number;
   /** Unread bytes are buf[start, end). */
   private start = 0;
   private end = 0;
@@ -78,6 +114,9 @@ export class RespParser {
   private scanned = 0;
   /** Declared length of the bulk string whose header was read and whose body is awaited; -1 if none. */
   private bulkLen = -1;
+  private bulkType: BlobType = "bulk";
+  /** An attribute completed at the top level, waiting for the value it attaches to. */
+  private topAttribute: RespValue[] | undefined;
   private readonly stack: ArrayFrame[] = [];
   private pushedTotal = 0;
   private consumedTotal = 0;
@@ -89,12 +128,18 @@ export class RespParser {
   private readonly arrayItemsMax: number;
   private readonly lineBytesMax: number;
   private readonly depthMax: number;
+  private readonly resp3: boolean;
+  private readonly inline: RespParserOptions["inline"];
 
   constructor(options: RespParserOptions = {}) {
     this.bulkBytesMax = options.bulkBytesMax ?? RESP_BULK_BYTES_MAX;
     this.arrayItemsMax = options.arrayItemsMax ?? RESP_ARRAY_ITEMS_MAX;
     this.lineBytesMax = options.lineBytesMax ?? RESP_LINE_BYTES_MAX;
     this.depthMax = options.depthMax ?? RESP_DEPTH_MAX;
+    this.resp3 = options.resp3 ?? false;
+    this.initialCapacity = options.initialCapacity ?? INITIAL_CAPACITY;
+    this.buf = Buffer.allocUnsafe(this.initialCapacity);
+    this.inline = options.inline;
   }
 
   /** Bytes pushed but not yet returned as part of a complete top-level value (what this parser holds for it). */
@@ -151,7 +196,7 @@ export class RespParser {
     if (this.start === this.end) {
       this.start = 0;
       this.end = 0;
-      if (this.buf.length > SHRINK_ABOVE) this.buf = Buffer.allocUnsafe(INITIAL_CAPACITY);
+      if (this.buf.length > Math.max(4 * this.initialCapacity, SHRINK_FLOOR)) this.buf = Buffer.allocUnsafe(this.initialCapacity);
     }
   }
 
@@ -199,8 +244,11 @@ export class RespParser {
     return n;
   }
 
-  /** A signed decimal; RESP integers are 64-bit but this parser returns numbers, so it refuses unsafe ones. */
-  private parseInteger(from: number, to: number): number {
+  /**
+   * A signed decimal. RESP integers are 64-bit but this parser returns numbers: an unsafe one is refused, or with
+   * `resp3` (a reply relayed to a client) kept as Redis's text.
+   */
+  private parseInteger(from: number, to: number): RespValue {
     const buf = this.buf;
     let i = from;
     let negative = false;
@@ -214,73 +262,169 @@ export class RespParser {
       const d = buf[i] - 0x30;
       if (d < 0 || d > 9) this.fail("malformed", `bad integer "${buf.toString("latin1", from, to)}"`);
       n = n * 10 + d;
-      if (n > Number.MAX_SAFE_INTEGER) this.fail("limit", `integer ${buf.toString("latin1", from, to)} is not a safe JS integer`);
     }
-    return negative ? -n : n;
+    if (n <= Number.MAX_SAFE_INTEGER) return { type: "integer", value: negative ? -n : n };
+    if (!this.resp3 || to - from > 21) this.fail("limit", `integer ${buf.toString("latin1", from, to)} is not a safe JS integer`);
+    return { type: "bigint", value: buf.toString("latin1", from, to) };
   }
 
   private step(): RespFrame | undefined {
-    const stack = this.stack;
     for (;;) {
-      let value: RespValue;
-      if (this.bulkLen >= 0) {
-        const len = this.bulkLen;
-        // The whole body and its CRLF must be here; until then this is O(1) per call.
-        if (this.end - this.start < len + 2) return undefined;
-        const at = this.start + len;
-        if (this.buf[at] !== CR || this.buf[at + 1] !== LF) this.fail("malformed", "bulk string not terminated by CRLF");
-        const body = Buffer.allocUnsafe(len);
-        this.buf.copy(body, 0, this.start, at);
-        this.advance(len + 2);
-        this.bulkLen = -1;
-        value = { type: "bulk", value: body };
-      } else {
-        const eol = this.findLineEnd();
-        if (eol < 0) return undefined;
-        const type = this.buf[this.start];
-        const from = this.start + 1;
-        const lineBytes = eol + 2 - this.start;
-        // Every field is decoded before `advance`, which may recycle the buffer once it is empty.
-        if (type === 0x24 /* $ */) {
-          const len = this.parseLength(from, eol, this.bulkBytesMax, "bulk");
-          this.advance(lineBytes);
-          if (len >= 0) {
-            this.bulkLen = len;
-            continue;
-          }
-          value = { type: "bulk", value: null };
-        } else if (type === 0x2a /* * */) {
-          const len = this.parseLength(from, eol, this.arrayItemsMax, "array");
-          if (len > 0 && stack.length >= this.depthMax) this.fail("limit", `arrays nested deeper than ${this.depthMax}`);
-          this.advance(lineBytes);
-          if (len > 0) {
-            stack.push({ items: [], remaining: len });
-            continue;
-          }
-          value = { type: "array", items: len === 0 ? [] : null };
-        } else {
-          if (type === 0x2b /* + */) value = { type: "simple", value: this.buf.toString("utf8", from, eol) };
-          else if (type === 0x2d /* - */) value = { type: "error", value: this.buf.toString("utf8", from, eol) };
-          else if (type === 0x3a /* : */) value = { type: "integer", value: this.parseInteger(from, eol) };
-          else this.fail("malformed", `unexpected type byte 0x${type.toString(16).padStart(2, "0")}`);
-          this.advance(lineBytes);
-        }
-      }
-      // Hand the value to the innermost open array; each array that fills up becomes a value itself.
-      for (;;) {
-        const top = stack[stack.length - 1];
-        if (top === undefined) {
-          const bytes = this.consumedTotal - this.valueStart;
-          this.valueStart = this.consumedTotal;
-          return { value, bytes };
-        }
-        top.items.push(value);
-        if (--top.remaining > 0) break;
-        stack.pop();
-        value = { type: "array", items: top.items };
-      }
+      const value = this.bulkLen >= 0 ? this.blobBody() : this.lineItem();
+      if (value === undefined) return undefined;
+      if (value === null) continue;
+      const frame = this.complete(value);
+      if (frame !== undefined) return frame;
     }
   }
+
+  /** The body of a length-prefixed string whose header was read; undefined until it is all here. */
+  private blobBody(): RespValue | undefined {
+    const len = this.bulkLen;
+    // The whole body and its CRLF must be here; until then this is O(1) per call.
+    if (this.end - this.start < len + 2) return undefined;
+    const at = this.start + len;
+    if (this.buf[at] !== CR || this.buf[at + 1] !== LF) this.fail("malformed", "bulk string not terminated by CRLF");
+    const body = Buffer.allocUnsafe(len);
+    this.buf.copy(body, 0, this.start, at);
+    this.advance(len + 2);
+    this.bulkLen = -1;
+    return { type: this.bulkType, value: body } as RespValue;
+  }
+
+  /**
+   * The next line: a whole value (simple types), or null when it opened an array or a string whose rest follows;
+   * undefined until the line is all here.
+   */
+  private lineItem(): RespValue | null | undefined {
+    const inlineRequest = this.inline !== undefined && this.stack.length === 0 && this.end > this.start && this.buf[this.start] !== 0x2a;
+    if (inlineRequest) return this.inlineLine();
+    const eol = this.findLineEnd();
+    if (eol < 0) return undefined;
+    const type = this.buf[this.start];
+    const from = this.start + 1;
+    const lineBytes = eol + 2 - this.start;
+    // Every field is decoded before `advance`, which may recycle the buffer once it is empty.
+    const blob = blobType(type, this.resp3);
+    if (blob !== undefined) {
+      const len = this.parseLength(from, eol, this.bulkBytesMax, "bulk");
+      this.advance(lineBytes);
+      if (len < 0 && blob === "bulk") return { type: "bulk", value: null };
+      if (len < 0) this.fail("malformed", `null length for a ${blob}`);
+      this.bulkLen = len;
+      this.bulkType = blob;
+      return null;
+    }
+    const aggregate = aggregateType(type, this.resp3);
+    if (aggregate !== undefined) return this.aggregateHeader(aggregate, from, eol, lineBytes);
+    const value = this.simpleValue(type, from, eol);
+    this.advance(lineBytes);
+    return value;
+  }
+
+  private aggregateHeader(type: AggregateType, from: number, eol: number, lineBytes: number): RespValue | null {
+    const len = this.parseLength(from, eol, this.arrayItemsMax, "array");
+    const pairs = type === "map" || type === "attribute";
+    if (len > 0 && this.stack.length >= this.depthMax) this.fail("limit", `arrays nested deeper than ${this.depthMax}`);
+    this.advance(lineBytes);
+    if (len < 0 && type !== "array") this.fail("malformed", `null length for a ${type}`);
+    if (len < 0) return { type: "array", items: null };
+    if (len > 0) {
+      this.stack.push({ type, items: [], remaining: pairs ? len * 2 : len });
+      return null;
+    }
+    if (type === "attribute") return this.attributeDone([]);
+    return aggregateValue(type, []);
+  }
+
+  /** A one-line value: simple string, error, integer, and RESP3's null, boolean, double, big number. */
+  private simpleValue(type: number, from: number, eol: number): RespValue {
+    const text = (): string => this.buf.toString("utf8", from, eol);
+    if (type === 0x2b /* + */) return { type: "simple", value: text() };
+    if (type === 0x2d /* - */) return { type: "error", value: text() };
+    if (type === 0x3a /* : */) return this.parseInteger(from, eol);
+    if (this.resp3) {
+      if (type === 0x5f /* _ */ && eol === from) return { type: "null" };
+      if (type === 0x23 /* # */ && eol === from + 1 && (this.buf[from] === 0x74 || this.buf[from] === 0x66)) return { type: "boolean", value: this.buf[from] === 0x74 };
+      if (type === 0x2c /* , */ && eol > from) return { type: "double", value: text() };
+      if (type === 0x28 /* ( */ && eol > from) return { type: "bignum", value: text() };
+    }
+    return this.fail("malformed", `unexpected type byte 0x${type.toString(16).padStart(2, "0")}`);
+  }
+
+  /** An inline command: a line ended by LF (a CR before it dropped), turned into a value by the `inline` callback. */
+  private inlineLine(): RespValue | undefined {
+    const buf = this.buf;
+    const lf = buf.indexOf(LF, this.start + this.scanned);
+    if (lf < 0 || lf >= this.end) {
+      this.scanned = this.end - this.start;
+      this.checkLineLength(this.scanned);
+      return undefined;
+    }
+    this.checkLineLength(lf - this.start);
+    const lineEnd = lf > this.start && buf[lf - 1] === CR ? lf - 1 : lf;
+    const line = Buffer.from(buf.subarray(this.start, lineEnd));
+    const at = this.valueStart;
+    this.advance(lf + 1 - this.start);
+    return this.inline!(line, at);
+  }
+
+  /** Hands a value to the innermost open aggregate; a frame once a top-level value is complete. */
+  private complete(item: RespValue): RespFrame | undefined {
+    let value = item;
+    for (;;) {
+      const top = this.stack[this.stack.length - 1];
+      if (top === undefined) {
+        if (this.topAttribute !== undefined) {
+          value = { type: "attributed", attribute: this.topAttribute, value };
+          this.topAttribute = undefined;
+        }
+        const bytes = this.consumedTotal - this.valueStart;
+        this.valueStart = this.consumedTotal;
+        return { value, bytes };
+      }
+      if (top.attribute !== undefined) {
+        value = { type: "attributed", attribute: top.attribute, value };
+        top.attribute = undefined;
+      }
+      top.items.push(value);
+      if (--top.remaining > 0) return undefined;
+      this.stack.pop();
+      // An attribute is no item: it waits for the value after it, at the level it sits in.
+      if (top.type === "attribute") return this.attributeDone(top.items) ?? undefined;
+      value = aggregateValue(top.type, top.items);
+    }
+  }
+
+  /** Parks a completed attribute at its level (null: nothing completes now). */
+  private attributeDone(items: RespValue[]): null {
+    const parent = this.stack[this.stack.length - 1];
+    if (parent === undefined) this.topAttribute = items;
+    else parent.attribute = items;
+    return null;
+  }
+}
+
+function blobType(type: number, resp3: boolean): BlobType | undefined {
+  if (type === 0x24 /* $ */) return "bulk";
+  if (!resp3) return undefined;
+  if (type === 0x21 /* ! */) return "bloberror";
+  if (type === 0x3d /* = */) return "verbatim";
+  return undefined;
+}
+
+function aggregateType(type: number, resp3: boolean): AggregateType | undefined {
+  if (type === 0x2a /* * */) return "array";
+  if (!resp3) return undefined;
+  if (type === 0x25 /* % */) return "map";
+  if (type === 0x7e /* ~ */) return "set";
+  if (type === 0x3e /* > */) return "push";
+  if (type === 0x7c /* | */) return "attribute";
+  return undefined;
+}
+
+function aggregateValue(type: Exclude<AggregateType, "attribute">, items: RespValue[]): RespValue {
+  return type === "array" ? { type, items } : { type, items };
 }
 
 /** Encodes a command as a RESP array of bulk strings. */

@@ -43,6 +43,8 @@ export async function startTestCluster(name: string, overrides: Partial<Config> 
   // The single-master layout unless the test asks for data nodes (issue #11), on consecutive free ports too.
   const dataNodes = overrides.dataNodes ?? [];
   const dataRedisPortBase = await freePorts(Math.max(1, dataNodes.length));
+  // The data nodes' RESP front doors (issue #12), on consecutive free ports as well.
+  const respPort = await freePorts(Math.max(1, dataNodes.length));
   const cluster = await startLocalCluster({
     dataDir,
     natsUrl: `nats://127.0.0.1:${natsPort}`,
@@ -54,6 +56,7 @@ export async function startTestCluster(name: string, overrides: Partial<Config> 
       replicaRedisPortBase,
       dataNodes,
       dataRedisPortBase,
+      respPort,
       // Generous: two test files share two cores, and a node slowed past it drops out of the epoch's quorum.
       quorumTimeoutMs: 5000,
       heartbeatIntervalMs: 200,

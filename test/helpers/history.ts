@@ -6,6 +6,8 @@
  * Every check is pure and returns human-readable violations (empty = pass), one per kind of violation, each naming
  * its first few examples, so `t.deepEqual(checkAll(...), [])` prints what went wrong.
  */
+import { plainReply } from "../../src/redis/reply_value.js";
+import type { ReplyValue } from "../../src/segment/record.js";
 import type { NatsConnection } from "../../src/nats/bus.js";
 import { request } from "../../src/nats/bus.js";
 import { parseJournalReply, type JournalReply, type WriteReply } from "../../src/protocol/messages.js";
@@ -117,7 +119,7 @@ export class History {
       this.unknown(id, `no reply: ${err instanceof Error ? err.message : String(err)}`);
       return this.ops[id];
     }
-    if (reply.ok) this.ok(id, reply.txid, reply.reply);
+    if (reply.ok) this.ok(id, reply.txid, plainReply(reply.reply as ReplyValue));
     else if (isDefiniteFailure(reply.code)) this.fail(id, reply.code, reply.message);
     else this.unknown(id, `${reply.code}: ${reply.message}`);
     return this.ops[id];

@@ -41,9 +41,12 @@ test("client - a client id is 128 random bits in base64url: a valid id, fresh ea
 });
 
 test("client - parseWriteReply: a result, an error with its code, a malformed reply as INTERNAL", (t) => {
-  t.deepEqual(parseWriteReply({ ok: true, txid: 5, reply: 3 }), { txid: 5, reply: 3, duplicate: false });
-  t.deepEqual(parseWriteReply({ ok: true, txid: 5, reply: "OK", duplicate: true }), { txid: 5, reply: "OK", duplicate: true });
-  t.deepEqual(parseWriteReply({ ok: true, txid: 5 }), { txid: 5, reply: null, duplicate: false });
+  t.deepEqual(parseWriteReply({ ok: true, txid: 5, reply: 3 }), { txid: 5, reply: 3, typed: 3, duplicate: false });
+  t.deepEqual(parseWriteReply({ ok: true, txid: 5, reply: "OK", duplicate: true }), { txid: 5, reply: "OK", typed: "OK", duplicate: true });
+  t.deepEqual(parseWriteReply({ ok: true, txid: 5 }), { txid: 5, reply: null, typed: null, duplicate: false });
+  // A bulk string travels as bytes (typed) and is given as UTF-8 text in `reply`, as ioredis's call did.
+  const bulk = Buffer.from("v\xff");
+  t.deepEqual(parseWriteReply({ ok: true, txid: 6, reply: [bulk, "OK", null] }), { txid: 6, reply: [bulk.toString("utf8"), "OK", null], typed: [bulk, "OK", null], duplicate: false });
   t.deepEqual(parseWriteReply({ ok: false, code: "NO_QUORUM", message: "m" }), { code: ErrorCode.NO_QUORUM, message: "m" });
   t.deepEqual(parseWriteReply({ ok: false, code: "SOMETHING_NEW", message: "m" }), { code: ErrorCode.INTERNAL, message: "m" });
   for (const bad of [null, [], "OK", { ok: true }, { ok: true, txid: 0 }, { ok: true, txid: "5" }, { ok: "yes", txid: 5 }]) {

@@ -1,0 +1,166 @@
+/**
+ * The RESP front door of a data node (issue #12, phase 1): a TCP server that speaks RESP2/RESP3 so that redis-cli,
+ * ioredis and redis-benchmark work unchanged. The thin driver of the pure parts in this folder: requests are framed
+ * (request_framing.ts), routed (router.ts) and answered by the door itself (local_commands.ts), by the node's own
+ * Redis (upstream.ts: reads, COMMAND, INFO), or through the journal (writes, with the package's client over the node's
+ * NATS connection: one client id for the door, a sequence number per write, retried across a failover like any
+ * client's). Replies are encoded for the connection's protocol (resp_encoder.ts); session.ts keeps them in order.
+ *
+ * Bounds (src/config/config.ts): respConnectionsMax connections (more are answered `-ERR max number of clients
+ * reached` and closed, as Redis does), respPipelineMax requests in flight per connection (then the socket is not
+ * read), one request at most respRequestBytesMax bytes (0: the write bound, writeBytesMax or nats-server's
+ * max_payload), respUpstreamConnections shared connections per protocol to the node's Redis.
+ */
+import net from "node:net";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { clientOn, QjmClientError, type QjmClient } from "../client/client.js";
+import type { Config } from "../config/config.js";
+import { maxPayload } from "../nats/bus.js";
+import type { ActorStatus } from "../protocol/messages.js";
+import type { CommandTable } from "../redis/command_table.js";
+import type { RespValue } from "../redis/resp_parser.js";
+import type { ReplyValue } from "../segment/record.js";
+import type { Logger } from "../util/log.js";
+import { ConnectionState } from "./connection_state.js";
+import { answerLocal, infoWithQjm, type LocalAnswer } from "./local_commands.js";
+import type { Protocol } from "./resp_encoder.js";
+import { route, writeError, type LocalCommand, type Route } from "./router.js";
+import { Session, type DoorServices } from "./session.js";
+import { Upstream } from "./upstream.js";
+
+export interface DoorOptions {
+  id: string;
+  port: number;
+  config: Config;
+  nc: NatsConnection;
+  log: Logger;
+  redisPort: number;
+  redisPassword: string;
+  /** The node's command table (undefined while it starts). */
+  commands: () => CommandTable | undefined;
+  /** The node's status: role, epoch, txids (INFO's qjm section, HELLO's role). */
+  status: () => ActorStatus;
+}
+
+export class RespDoor implements DoorServices {
+  readonly pipelineMax: number;
+  readonly requestBytesMax: number;
+  readonly log: Logger;
+  private readonly server: net.Server;
+  private readonly sessions = new Set<Session>();
+  private readonly upstream: Upstream;
+  private readonly writer: QjmClient;
+  private nextId = 1;
+  private redisVersion = "7.0.0";
+
+  constructor(private readonly o: DoorOptions) {
+    const c = o.config;
+    this.log = o.log;
+    this.pipelineMax = c.respPipelineMax;
+    this.requestBytesMax = c.respRequestBytesMax > 0 ? c.respRequestBytesMax : c.writeBytesMax > 0 ? c.writeBytesMax : maxPayload(o.nc);
+    this.upstream = new Upstream({ port: o.redisPort, password: o.redisPassword, connections: c.respUpstreamConnections, connectTimeoutMs: c.redisStartTimeoutMs });
+    this.writer = clientOn(o.nc, c);
+    this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+  }
+
+  get port(): number {
+    return this.o.port;
+  }
+
+  get connections(): number {
+    return this.sessions.size;
+  }
+
+  async start(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(this.o.port, this.o.config.respHost, () => {
+        this.server.off("error", reject);
+        resolve();
+      });
+    });
+    this.server.on("error", (err) => this.log.error({ err }, "front door: server error"));
+    void this.learnVersion();
+    this.log.info({ port: this.o.port, host: this.o.config.respHost, requestBytesMax: this.requestBytesMax }, "RESP front door listening");
+  }
+
+  async stop(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const s of this.sessions) s.close();
+    this.upstream.close();
+    await this.writer.close();
+    await closed;
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.sessions.size >= this.o.config.respConnectionsMax) {
+      socket.on("error", () => {});
+      socket.end("-ERR max number of clients reached\r\n");
+      return;
+    }
+    const addr = `${socket.remoteAddress}:${socket.remotePort}`;
+    const state = new ConnectionState(this.nextId++, addr, `${socket.localAddress}:${socket.localPort}`, Date.now(), this.o.config.respPassword !== "");
+    this.sessions.add(new Session(socket, state, this));
+  }
+
+  /** HELLO reports the node's redis-server version (asked once; a default until it answers). */
+  private async learnVersion(): Promise<void> {
+    const reply = await this.upstream.call(2, [Buffer.from("INFO"), Buffer.from("server")]).catch(() => null);
+    const version = reply?.type === "bulk" ? /redis_version:([^\r\n]+)/.exec(reply.value?.toString("latin1") ?? "")?.[1] : undefined;
+    if (version !== undefined) this.redisVersion = version;
+  }
+
+  // ---- DoorServices ----
+
+  route(args: readonly Buffer[], state: ConnectionState): Route {
+    return route(args, { commands: this.o.commands(), authenticated: state.authenticated });
+  }
+
+  local(command: LocalCommand, args: readonly Buffer[], session: Session): LocalAnswer {
+    const now = Date.now();
+    return answerLocal(command, args, session.state, {
+      password: this.o.config.respPassword,
+      redisVersion: this.redisVersion,
+      role: this.o.status().role === "master" ? "master" : "replica",
+      clientList: () => [...this.sessions].map((s) => s.state.infoLine(now, s.inFlight)),
+      inFlight: session.inFlight,
+      nowMs: now,
+    });
+  }
+
+  read(protocol: Protocol, args: readonly Buffer[]): Promise<RespValue> {
+    return this.upstream.call(protocol, args);
+  }
+
+  finish(answer: Extract<LocalAnswer, { upstream: Buffer[] }>, reply: RespValue, _session: Session): RespValue {
+    if (answer.then !== "info" || (reply.type !== "bulk" && reply.type !== "verbatim") || reply.value === null) return reply;
+    const s = this.o.status();
+    const prefix = reply.type === "verbatim" ? reply.value.subarray(0, 4) : Buffer.alloc(0);
+    const text = reply.value.subarray(prefix.length).toString("utf8");
+    const info = infoWithQjm(text, answer.upstream.slice(1), {
+      node: this.o.id,
+      role: s.role,
+      health: s.health,
+      epoch: s.epoch,
+      committedTxid: s.committedTxid,
+      // The master's Redis executed every write it journaled (committed or not yet): its position is the last txid.
+      appliedTxid: s.role === "master" ? s.lastTxid : s.appliedTxid,
+      connections: this.sessions.size,
+    });
+    return { type: reply.type, value: Buffer.concat([prefix, Buffer.from(info, "utf8")]) };
+  }
+
+  async write(args: readonly Buffer[]): Promise<{ ok: true; value: ReplyValue } | { ok: false; error: string }> {
+    try {
+      const result = await this.writer.write(args[0].toString("latin1"), ...args.slice(1));
+      return { ok: true, value: result.typed };
+    } catch (err) {
+      if (err instanceof QjmClientError) return { ok: false, error: writeError(err.code, err.message) };
+      throw err;
+    }
+  }
+
+  closed(session: Session): void {
+    this.sessions.delete(session);
+  }
+}

@@ -1,0 +1,208 @@
+/**
+ * The commands the front door answers itself (pure, given the connection's state and what the door knows): PING,
+ * ECHO, HELLO, AUTH, CLIENT …, SELECT 0, QUIT, RESET; INFO and CONFIG GET are answered with the node's Redis's help
+ * (the driver asks it, then `infoWithQjm` adds the door's section). Error texts are Redis's own where Redis has one.
+ */
+import { timingSafeEqual, createHash } from "node:crypto";
+import type { RespValue } from "../redis/resp_parser.js";
+import { validClientName, type ConnectionState } from "./connection_state.js";
+import { array, bulk, error, integer, map, OK, simple, type Protocol } from "./resp_encoder.js";
+import type { LocalCommand } from "./router.js";
+
+export interface LocalContext {
+  /** The door's password (QJM_RESP_PASSWORD); empty: none. */
+  password: string;
+  /** The node's redis-server version, for HELLO. */
+  redisVersion: string;
+  role: "master" | "replica";
+  /** CLIENT LIST's lines, one per door connection. */
+  clientList: () => string[];
+  /** This connection's requests in flight (CLIENT INFO). */
+  inFlight: number;
+  nowMs: number;
+}
+
+/** What the door does: answer (and maybe close after), or ask the node's Redis first (INFO, CONFIG GET). */
+export type LocalAnswer = { reply: RespValue; close?: true } | { upstream: Buffer[]; then: "info" | "config" };
+
+/** CONFIG GET parameters a client may read (redis-benchmark asks for save and appendonly); never a password. */
+const CONFIG_READABLE = new Set(["save", "appendonly", "appendfsync", "databases", "maxmemory", "maxmemory-policy", "timeout", "proto-max-bulk-len"]);
+
+const arity = (name: string): RespValue => error(`ERR wrong number of arguments for '${name}' command`);
+const text = (b: Buffer | undefined): string => (b === undefined ? "" : b.toString("utf8"));
+
+export function answerLocal(command: LocalCommand, args: readonly Buffer[], state: ConnectionState, ctx: LocalContext): LocalAnswer {
+  switch (command) {
+    case "ping":
+      if (args.length > 2) return { reply: arity("ping") };
+      return { reply: args.length === 2 ? bulk(args[1]) : simple("PONG") };
+    case "echo":
+      return { reply: args.length === 2 ? bulk(args[1]) : arity("echo") };
+    case "hello":
+      return { reply: hello(args, state, ctx) };
+    case "auth":
+      return { reply: auth(args, state, ctx) };
+    case "client":
+      return { reply: client(args, state, ctx) };
+    case "select":
+      return { reply: select(args) };
+    case "quit":
+      return { reply: OK, close: true };
+    case "reset":
+      state.reset();
+      return { reply: simple("RESET") };
+    case "info":
+      return { upstream: [Buffer.from("INFO"), ...args.slice(1)], then: "info" };
+    case "config":
+      return config(args);
+  }
+}
+
+/** AUTH [username] password, against the door's password; the only user is `default`. */
+function checkAuth(user: string, password: Buffer, ctx: LocalContext): boolean {
+  if (user !== "default") return false;
+  if (ctx.password === "") return true;
+  // Compared as digests: equal lengths, and no timing hint of the password's length.
+  const digest = (b: Buffer): Buffer => createHash("sha256").update(b).digest();
+  return timingSafeEqual(digest(password), digest(Buffer.from(ctx.password)));
+}
+
+const WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled.";
+
+function auth(args: readonly Buffer[], state: ConnectionState, ctx: LocalContext): RespValue {
+  if (args.length !== 2 && args.length !== 3) return error("ERR syntax error");
+  if (args.length === 2 && ctx.password === "") {
+    return error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
+  }
+  const user = args.length === 3 ? text(args[1]) : "default";
+  if (!checkAuth(user, args[args.length - 1], ctx)) return error(WRONGPASS);
+  state.authenticated = true;
+  return OK;
+}
+
+/** HELLO [protover [AUTH username password] [SETNAME clientname]]: the server's description, in the new protocol. */
+function hello(args: readonly Buffer[], state: ConnectionState, ctx: LocalContext): RespValue {
+  let protocol: Protocol = state.protocol;
+  if (args.length >= 2) {
+    const v = text(args[1]);
+    if (!/^-?\d+$/.test(v)) return error("ERR Protocol version is not an integer or out of range");
+    if (v !== "2" && v !== "3") return error("NOPROTO unsupported protocol version");
+    protocol = v === "3" ? 3 : 2;
+  }
+  let name: string | null | undefined;
+  let authed = state.authenticated;
+  for (let i = 2; i < args.length; i++) {
+    const option = text(args[i]).toLowerCase();
+    if (option === "auth" && i + 2 < args.length) {
+      if (!checkAuth(text(args[i + 1]), args[i + 2], ctx)) return error(WRONGPASS);
+      authed = true;
+      i += 2;
+    } else if (option === "setname" && i + 1 < args.length) {
+      name = text(args[++i]);
+      if (!validClientName(name)) return error("ERR Client names cannot contain spaces, newlines or special characters.");
+    } else {
+      return error(`ERR Syntax error in HELLO option '${text(args[i])}'`);
+    }
+  }
+  if (!authed) return error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+  state.authenticated = true;
+  state.protocol = protocol;
+  if (name !== undefined) state.name = name === "" ? null : name;
+  return map([
+    ["server", bulk("redis")],
+    ["version", bulk(ctx.redisVersion)],
+    ["proto", integer(protocol)],
+    ["id", integer(state.id)],
+    ["mode", bulk("standalone")],
+    ["role", bulk(ctx.role)],
+    ["modules", array([])],
+  ]);
+}
+
+function client(args: readonly Buffer[], state: ConnectionState, ctx: LocalContext): RespValue {
+  if (args.length < 2) return arity("client");
+  const sub = text(args[1]).toLowerCase();
+  switch (sub) {
+    case "id":
+      return integer(state.id);
+    case "getname":
+      return bulk(state.name);
+    case "setname": {
+      if (args.length !== 3) return arity("client|setname");
+      const name = text(args[2]);
+      if (!validClientName(name)) return error("ERR Client names cannot contain spaces, newlines or special characters.");
+      state.name = name === "" ? null : name;
+      return OK;
+    }
+    case "setinfo":
+      return setInfo(args, state);
+    case "info":
+      return bulk(`${state.infoLine(ctx.nowMs, ctx.inFlight)}\n`);
+    case "list":
+      return bulk(ctx.clientList().map((l) => `${l}\n`).join(""));
+    default:
+      return error(`ERR qjm: CLIENT ${text(args[1]).toUpperCase()} is not supported by the front door (ID, SETNAME, GETNAME, SETINFO, INFO, LIST are)`);
+  }
+}
+
+function setInfo(args: readonly Buffer[], state: ConnectionState): RespValue {
+  if (args.length !== 4) return arity("client|setinfo");
+  const attr = text(args[2]).toLowerCase();
+  const value = text(args[3]);
+  if (!validClientName(value)) return error(`ERR ${attr} cannot contain spaces, newlines or special characters.`);
+  if (attr === "lib-name") state.libName = value;
+  else if (attr === "lib-ver") state.libVersion = value;
+  else return error(`ERR Unrecognized option '${text(args[2])}'`);
+  return OK;
+}
+
+function select(args: readonly Buffer[]): RespValue {
+  if (args.length !== 2) return arity("select");
+  const v = text(args[1]);
+  if (!/^-?\d+$/.test(v)) return error("ERR value is not an integer or out of range");
+  if (Number(v) === 0) return OK;
+  return error(`ERR qjm: SELECT ${v} is not supported: only database 0 is journaled`);
+}
+
+function config(args: readonly Buffer[]): LocalAnswer {
+  if (args.length < 2) return { reply: arity("config") };
+  const sub = text(args[1]).toLowerCase();
+  if (sub !== "get") return { reply: error(`ERR qjm: CONFIG ${text(args[1]).toUpperCase()} is not supported by the front door (CONFIG GET of a few parameters is)`) };
+  if (args.length < 3) return { reply: arity("config|get") };
+  const readable = args.slice(2).filter((a) => CONFIG_READABLE.has(text(a).toLowerCase()));
+  // Nothing readable asked for: the empty answer Redis gives for an unknown parameter.
+  if (readable.length === 0) return { reply: { type: "map", items: [] } };
+  return { upstream: [Buffer.from("CONFIG"), Buffer.from("GET"), ...readable], then: "config" };
+}
+
+/** What the door adds to INFO: its node's role and journal position. */
+export interface QjmInfo {
+  node: string;
+  role: string;
+  health: string;
+  epoch: number;
+  committedTxid: number;
+  appliedTxid: number;
+  connections: number;
+}
+
+/** INFO's text from the node's Redis with a `# qjm` section added (when the sections asked for include it). */
+export function infoWithQjm(redisInfo: string, sections: readonly Buffer[], q: QjmInfo): string {
+  const asked = sections.map((s) => text(s).toLowerCase());
+  const wanted = asked.length === 0 || asked.some((s) => s === "qjm" || s === "all" || s === "everything" || s === "default");
+  if (!wanted) return redisInfo;
+  const lag = Math.max(0, q.committedTxid - q.appliedTxid);
+  const section = [
+    "# qjm",
+    `qjm_node:${q.node}`,
+    `qjm_role:${q.role}`,
+    `qjm_health:${q.health}`,
+    `qjm_epoch:${q.epoch}`,
+    `qjm_committed_txid:${q.committedTxid}`,
+    `qjm_applied_txid:${q.appliedTxid}`,
+    `qjm_lag:${lag}`,
+    `qjm_door_connections:${q.connections}`,
+  ].join("\r\n");
+  const trimmed = redisInfo.replace(/(\r\n)+$/, "");
+  return trimmed === "" ? `${section}\r\n` : `${trimmed}\r\n\r\n${section}\r\n`;
+}

@@ -1,0 +1,110 @@
+/**
+ * The front door's reply encoder (pure): RESP values (relayed from the node's Redis, or built by the door in RESP3's
+ * vocabulary) and typed write replies (ReplyValue) into bytes for a client that speaks protocol 2 or 3.
+ *
+ * A RESP3 value sent to a protocol-2 client takes Redis's own RESP2 shape: a map or a set is a flat array, null is
+ * the nil bulk, a boolean the integer 1 or 0, a double or a big number a bulk string of its text, a verbatim string
+ * a bulk string without its format prefix, an attribute is dropped, a blob error a simple error.
+ */
+import type { RespValue } from "../redis/resp_parser.js";
+import type { ReplyValue } from "../segment/record.js";
+
+export type Protocol = 2 | 3;
+
+const CRLF = Buffer.from("\r\n");
+
+/** Collects the parts of one reply; `bytes()` joins them once. */
+class Out {
+  readonly parts: Buffer[] = [];
+  line(prefix: string, text: string): void {
+    this.parts.push(Buffer.from(`${prefix}${text}\r\n`, "utf8"));
+  }
+  blob(prefix: string, body: Uint8Array): void {
+    this.parts.push(Buffer.from(`${prefix}${body.length}\r\n`, "latin1"));
+    this.parts.push(Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength), CRLF);
+  }
+  bytes(): Buffer {
+    return this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts);
+  }
+}
+
+/** A line may not hold CR or LF: a status or error text that does is cut there (Redis does the same). */
+function oneLine(text: string): string {
+  return /[\r\n]/.test(text) ? text.replace(/[\r\n].*$/s, "") : text;
+}
+
+export function encodeResp(value: RespValue, protocol: Protocol): Buffer {
+  const out = new Out();
+  writeResp(out, value, protocol);
+  return out.bytes();
+}
+
+function writeResp(out: Out, v: RespValue, p: Protocol): void {
+  switch (v.type) {
+    case "simple":
+      return out.line("+", oneLine(v.value));
+    case "error":
+      return out.line("-", oneLine(v.value));
+    case "integer":
+      return out.line(":", String(v.value));
+    case "bigint":
+      return out.line(":", v.value);
+    case "bulk":
+      return v.value === null ? out.line(p === 3 ? "_" : "$", p === 3 ? "" : "-1") : out.blob("$", v.value);
+    case "array":
+      if (v.items === null) return out.line(p === 3 ? "_" : "*", p === 3 ? "" : "-1");
+      return writeItems(out, "*", v.items, v.items.length, p);
+    case "null":
+      return out.line(p === 3 ? "_" : "$", p === 3 ? "" : "-1");
+    case "boolean":
+      return p === 3 ? out.line("#", v.value ? "t" : "f") : out.line(":", v.value ? "1" : "0");
+    case "double":
+      return p === 3 ? out.line(",", v.value) : out.blob("$", Buffer.from(v.value, "latin1"));
+    case "bignum":
+      return p === 3 ? out.line("(", v.value) : out.blob("$", Buffer.from(v.value, "latin1"));
+    case "bloberror":
+      return p === 3 ? out.blob("!", v.value) : out.line("-", oneLine(v.value.toString("utf8")));
+    case "verbatim":
+      return p === 3 ? out.blob("=", v.value) : out.blob("$", v.value.subarray(Math.min(4, v.value.length)));
+    case "map":
+      return writeItems(out, p === 3 ? "%" : "*", v.items, p === 3 ? v.items.length / 2 : v.items.length, p);
+    case "set":
+      return writeItems(out, p === 3 ? "~" : "*", v.items, v.items.length, p);
+    case "push":
+      return writeItems(out, p === 3 ? ">" : "*", v.items, v.items.length, p);
+    case "attributed":
+      if (p === 3) writeItems(out, "|", v.attribute, v.attribute.length / 2, p);
+      return writeResp(out, v.value, p);
+  }
+}
+
+function writeItems(out: Out, prefix: string, items: readonly RespValue[], count: number, p: Protocol): void {
+  out.line(prefix, String(count));
+  for (const item of items) writeResp(out, item, p);
+}
+
+/** A typed write reply (a status is a string, a bulk string bytes…): what the master answered, in `protocol`. */
+export function encodeReplyValue(value: ReplyValue, protocol: Protocol): Buffer {
+  const out = new Out();
+  writeReplyValue(out, value, protocol);
+  return out.bytes();
+}
+
+function writeReplyValue(out: Out, v: ReplyValue, p: Protocol): void {
+  if (v === null) return out.line(p === 3 ? "_" : "$", p === 3 ? "" : "-1");
+  if (typeof v === "number") return Number.isSafeInteger(v) ? out.line(":", String(v)) : out.blob("$", Buffer.from(String(v)));
+  if (typeof v === "string") return out.line("+", oneLine(v));
+  if (v instanceof Uint8Array) return out.blob("$", v);
+  out.line("*", String(v.length));
+  for (const item of v) writeReplyValue(out, item, p);
+}
+
+// ---- values the door builds ----
+
+export const simple = (value: string): RespValue => ({ type: "simple", value });
+export const error = (value: string): RespValue => ({ type: "error", value });
+export const integer = (value: number): RespValue => ({ type: "integer", value });
+export const bulk = (value: string | Uint8Array | null): RespValue => ({ type: "bulk", value: value === null ? null : Buffer.from(value) });
+export const array = (items: RespValue[]): RespValue => ({ type: "array", items });
+export const map = (pairs: [string, RespValue][]): RespValue => ({ type: "map", items: pairs.flatMap(([k, v]) => [bulk(k), v]) });
+export const OK = simple("OK");

@@ -1,0 +1,108 @@
+/**
+ * Where a front-door request goes (pure): answered by the door itself, read on the node's own Redis, written through
+ * the journal, or refused with the error text the client gets (without the `-`).
+ *
+ * Order: authentication first (NOAUTH), then the door's own commands, then what a later phase brings (transactions,
+ * pub/sub, blocking commands, QJM.*: a clear "not supported yet"), then the node's command table (the redis-server's
+ * COMMAND reply, src/redis/command_table.ts): its writes go through the journal, its `readonly` commands are reads,
+ * and the rest is refused with Redis's own text for an unknown command or a wrong arity.
+ */
+import { ErrorCode } from "../protocol/errors.js";
+import type { CommandTable } from "../redis/command_table.js";
+import { verdictOf } from "../client/retry.js";
+
+/** Commands the door answers itself (COMMAND and DBSIZE are reads: the node's Redis answers them). */
+export const LOCAL_COMMANDS = ["ping", "echo", "hello", "auth", "client", "select", "quit", "reset", "info", "config"] as const;
+export type LocalCommand = (typeof LOCAL_COMMANDS)[number];
+
+export type Route = { kind: "local"; command: LocalCommand } | { kind: "read" } | { kind: "write" } | { kind: "refuse"; error: string };
+
+export interface RouteContext {
+  /** The node's command table; undefined while the node starts. */
+  commands: CommandTable | undefined;
+  authenticated: boolean;
+}
+
+const LOCAL = new Set<string>(LOCAL_COMMANDS);
+/** What a connection may send before it authenticated. */
+const BEFORE_AUTH = new Set(["auth", "hello", "quit", "reset"]);
+
+/** Later phases of issue #12: refused with what is missing, not as unknown. */
+const NOT_YET: ReadonlyMap<string, string> = new Map([
+  ...["multi", "exec", "discard", "watch", "unwatch"].map((c): [string, string] => [c, "transactions (MULTI/EXEC/WATCH)"]),
+  ...["subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe", "publish", "spublish", "pubsub"].map((c): [string, string] => [c, "pub/sub"]),
+  ["qjm.consistency", "read consistency modes (QJM.CONSISTENCY)"],
+  ["qjm.wait", "QJM.WAIT"],
+  ["qjm.lasttxid", "QJM.LASTTXID"],
+  ["wait", "WAIT (every acknowledged write is on a majority of journal nodes already)"],
+]);
+
+export function notSupportedYet(what: string): string {
+  return `ERR qjm: not supported yet by the front door: ${what}`;
+}
+
+export function route(args: readonly Buffer[], ctx: RouteContext): Route {
+  const name = args[0].toString("latin1").toLowerCase();
+  if (!ctx.authenticated && !BEFORE_AUTH.has(name)) return { kind: "refuse", error: "NOAUTH Authentication required." };
+  if (LOCAL.has(name)) return { kind: "local", command: name as LocalCommand };
+  if (name === "command") return { kind: "read" };
+  const later = NOT_YET.get(name);
+  if (later !== undefined) return { kind: "refuse", error: notSupportedYet(later) };
+  if (ctx.commands === undefined) return { kind: "refuse", error: "LOADING qjm: the node is starting, its command table is not read yet" };
+  return byTable(name, args, ctx.commands);
+}
+
+function byTable(name: string, args: readonly Buffer[], commands: CommandTable): Route {
+  const verdict = commands.classify(args);
+  if (verdict.ok) return { kind: "write" };
+  const info = commands.lookup(name);
+  switch (verdict.code) {
+    case ErrorCode.UNKNOWN_COMMAND:
+      return { kind: "refuse", error: unknownCommand(args) };
+    case ErrorCode.WRONG_ARITY:
+      return { kind: "refuse", error: `ERR wrong number of arguments for '${name}' command` };
+    case ErrorCode.NOT_A_WRITE:
+      if (info === undefined || !info.flags.has("readonly")) return { kind: "refuse", error: `ERR qjm: '${name}' is neither a write nor a read: the front door does not serve it` };
+      if (info.flags.has("blocking") && hasBlockOption(args)) return { kind: "refuse", error: notSupportedYet("blocking commands") };
+      return { kind: "read" };
+    default:
+      // XREAD is flagged blocking (so the table refuses it as a write) but is a plain read without BLOCK.
+      if (info?.flags.has("blocking") && info.flags.has("readonly") && !hasBlockOption(args)) return { kind: "read" };
+      if (info?.flags.has("blocking")) return { kind: "refuse", error: notSupportedYet("blocking commands") };
+      if (info?.flags.has("pubsub")) return { kind: "refuse", error: notSupportedYet("pub/sub") };
+      return { kind: "refuse", error: `ERR qjm ${verdict.code} ${verdict.message}` };
+  }
+}
+
+/** XREAD and its kin are flagged blocking but block only with BLOCK. */
+function hasBlockOption(args: readonly Buffer[]): boolean {
+  return args.some((a, i) => i > 0 && a.length === 5 && a.toString("latin1").toLowerCase() === "block");
+}
+
+/** Redis 7's text: `ERR unknown command 'foo', with args beginning with: 'a' 'b' ` (the arguments shown cut at 128 bytes). */
+export function unknownCommand(args: readonly Buffer[]): string {
+  let shown = "";
+  for (let i = 1; i < args.length && shown.length < 128; i++) shown += `'${printable(args[i].toString("utf8", 0, 128 - shown.length))}' `;
+  return `ERR unknown command '${printable(args[0].toString("utf8", 0, 128))}', with args beginning with: ${shown}`;
+}
+
+function printable(s: string): string {
+  return s.replace(/[\r\n]/g, " ");
+}
+
+/**
+ * The error a client gets for a write the journal did not take (without the `-`). Redis's own error (WRONGTYPE…)
+ * keeps Redis's text. A write certainly not applied that may simply be sent again (OVERLOADED, NOT_WRITER) is
+ * `TRYAGAIN qjm <CODE> …`; anything else `ERR qjm <CODE> …`, saying so when the write may have been applied.
+ */
+export function writeError(code: string, message: string): string {
+  if (code === ErrorCode.REDIS_ERROR) return message;
+  const verdict = verdictOf(code);
+  if (verdict.outcome === "notApplied" && (code === ErrorCode.OVERLOADED || code === ErrorCode.NOT_WRITER)) return `TRYAGAIN qjm ${code} ${oneLine(message)}`;
+  const unknown = verdict.outcome === "unknown" || code === "CLOSED" ? " (outcome unknown: the write may have been applied)" : "";
+  return `ERR qjm ${code} ${oneLine(message)}${unknown}`;
+}
+
+function oneLine(s: string): string {
+  return s.replace(/[\r\n]+/g, " ");
+}

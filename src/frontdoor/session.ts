@@ -1,0 +1,239 @@
+/**
+ * One front-door connection: requests framed off the socket, each routed (router.ts) and answered, the replies
+ * written back in request order however they complete (a pipelined write waits for the journal while a read after it
+ * is ready). Bounded: at most `pipelineMax` requests in flight; past it, and while the socket's output is full, the
+ * door stops reading the socket (TCP back-pressure) instead of buffering.
+ *
+ * Order within a connection, as a pipeline runs on Redis: consecutive writes are sent at once, concurrently (the
+ * master admits them in the order they arrive), and so are consecutive reads; a read waits until the connection's
+ * earlier writes are answered, and a write until its earlier reads are, so a pipelined `INCR n`, `GET n`, `INCR n`
+ * reads 1. (On a replica the read may still run before the write is applied there: session consistency is a later
+ * phase of issue #12.)
+ */
+import type net from "node:net";
+import type { RespValue } from "../redis/resp_parser.js";
+import type { ReplyValue } from "../segment/record.js";
+import type { Logger } from "../util/log.js";
+import type { ConnectionState } from "./connection_state.js";
+import type { LocalAnswer } from "./local_commands.js";
+import { DoorProtocolError, RequestReader } from "./request_framing.js";
+import { encodeReplyValue, encodeResp, type Protocol } from "./resp_encoder.js";
+import type { LocalCommand, Route } from "./router.js";
+
+/** What a session needs from its door. */
+export interface DoorServices {
+  readonly pipelineMax: number;
+  readonly requestBytesMax: number;
+  readonly log: Logger;
+  route(args: readonly Buffer[], state: ConnectionState): Route;
+  local(command: LocalCommand, args: readonly Buffer[], session: Session): LocalAnswer;
+  /** A command on the node's own Redis, in `protocol`; rejects when that Redis cannot be reached. */
+  read(protocol: Protocol, args: readonly Buffer[]): Promise<RespValue>;
+  /** The upstream reply of a local answer (INFO, CONFIG GET), finished by the door. */
+  finish(answer: Extract<LocalAnswer, { upstream: Buffer[] }>, reply: RespValue, session: Session): RespValue;
+  /** A write through the journal: Redis's typed reply, or the error text the client gets. */
+  write(args: readonly Buffer[]): Promise<{ ok: true; value: ReplyValue } | { ok: false; error: string }>;
+  closed(session: Session): void;
+}
+
+interface Slot {
+  bytes: Buffer | null;
+  /** Close the connection once this reply is written (QUIT, a protocol error). */
+  close: boolean;
+}
+
+export class Session {
+  private readonly reader: RequestReader;
+  /** Replies in request order; slots[head] is the next to write. */
+  private slots: Slot[] = [];
+  private head = 0;
+  /** The run of consecutive reads or writes in flight: the next one of the other kind waits for all of it. */
+  private run: { kind: "read" | "write"; gate: Promise<void> | null; done: Promise<void> } | null = null;
+  private stopped = false;
+  private outputFull = false;
+  /** Replies of one event-loop turn leave in one socket write. */
+  private corked = false;
+  /** pump() is running: a reply written meanwhile does not start another (no recursion through a long pipeline). */
+  private pumping = false;
+
+  constructor(
+    private readonly socket: net.Socket,
+    readonly state: ConnectionState,
+    private readonly door: DoorServices,
+  ) {
+    this.reader = new RequestReader({ requestBytesMax: door.requestBytesMax });
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("drain", () => {
+      this.outputFull = false;
+      this.pump();
+    });
+    socket.on("error", (err) => door.log.debug({ err, client: state.id }, "front-door connection error"));
+    socket.on("close", () => {
+      this.stopped = true;
+      door.closed(this);
+    });
+  }
+
+  /** Requests taken and not yet answered on the socket. */
+  get inFlight(): number {
+    return this.slots.length - this.head;
+  }
+
+  close(): void {
+    this.stopped = true;
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.stopped) return;
+    try {
+      this.reader.push(chunk);
+    } catch (err) {
+      return this.protocolError(err);
+    }
+    this.pump();
+  }
+
+  /** Takes requests while under the bound; pauses the socket at it. */
+  private pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      this.take();
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private take(): void {
+    while (!this.stopped && !this.outputFull && this.inFlight < this.door.pipelineMax) {
+      let args: Buffer[] | undefined;
+      try {
+        args = this.reader.next();
+      } catch (err) {
+        return this.protocolError(err);
+      }
+      if (args === undefined) break;
+      if (args.length > 0) this.dispatch(args);
+    }
+    const full = this.outputFull || this.inFlight >= this.door.pipelineMax;
+    if (full && !this.socket.isPaused()) this.socket.pause();
+    else if (!full && this.socket.isPaused() && !this.stopped) this.socket.resume();
+  }
+
+  private protocolError(err: unknown): void {
+    if (!(err instanceof DoorProtocolError)) throw err;
+    this.door.log.info({ client: this.state.id, addr: this.state.addr, reason: err.message }, "front door: protocol error, closing the connection");
+    // Earlier requests are still answered first; nothing after the bad bytes is read.
+    this.stopped = true;
+    this.slots.push({ bytes: encodeResp({ type: "error", value: `ERR Protocol error: ${err.message}` }, this.state.protocol), close: true });
+    this.flush();
+  }
+
+  private dispatch(args: Buffer[]): void {
+    const slot: Slot = { bytes: null, close: false };
+    this.slots.push(slot);
+    this.state.lastActiveMs = Date.now();
+    this.state.lastCommand = args[0].toString("latin1", 0, 32).toLowerCase();
+    const route = this.door.route(args, this.state);
+    // Local answers may change the protocol (HELLO, RESET): each reply is encoded in the protocol its request left.
+    const done = (value: RespValue, protocol = this.state.protocol, close = false): void => this.fill(slot, encodeResp(value, protocol), close);
+    switch (route.kind) {
+      case "refuse":
+        return done({ type: "error", value: route.error });
+      case "local":
+        return this.local(route.command, args, slot, done);
+      case "read":
+        return this.read(args, slot);
+      case "write":
+        return this.write(args, slot);
+    }
+  }
+
+  private local(command: LocalCommand, args: Buffer[], slot: Slot, done: (v: RespValue, p?: Protocol, close?: boolean) => void): void {
+    const answer = this.door.local(command, args, this);
+    if ("reply" in answer) return done(answer.reply, this.state.protocol, answer.close === true);
+    const protocol = this.state.protocol;
+    this.door.read(protocol, answer.upstream).then(
+      (reply) => this.fill(slot, encodeResp(this.door.finish(answer, reply, this), protocol), false),
+      (err: Error) => this.fill(slot, encodeResp(unavailable(err), protocol), false),
+    );
+  }
+
+  private read(args: Buffer[], slot: Slot): void {
+    const protocol = this.state.protocol;
+    this.schedule("read", () =>
+      this.door.read(protocol, args).then(
+        (reply) => this.fill(slot, encodeResp(reply, protocol), false),
+        (err: Error) => this.fill(slot, encodeResp(unavailable(err), protocol), false),
+      ),
+    );
+  }
+
+  private write(args: Buffer[], slot: Slot): void {
+    const protocol = this.state.protocol;
+    this.schedule("write", () =>
+      this.door.write(args).then(
+        (r) => this.fill(slot, r.ok ? encodeReplyValue(r.value, protocol) : encodeResp({ type: "error", value: r.error }, protocol), false),
+        (err: Error) => this.fill(slot, encodeResp({ type: "error", value: `ERR qjm INTERNAL ${err.message}` }, protocol), false),
+      ),
+    );
+  }
+
+  /** Starts `op` with the run of its kind, or once the run of the other kind before it is all answered. */
+  private schedule(kind: "read" | "write", op: () => Promise<void>): void {
+    if (this.run === null || this.run.kind !== kind) this.run = { kind, gate: this.run?.done ?? null, done: this.run?.done ?? Promise.resolve() };
+    const run = this.run;
+    const started = run.gate === null ? op() : run.gate.then(op);
+    const done: Promise<void> = Promise.all([run.done, started]).then(() => {
+      // The last of the run answered and nothing came after it: the next request starts at once.
+      if (this.run === run && run.done === done) this.run = null;
+    });
+    run.done = done;
+  }
+
+  private fill(slot: Slot, bytes: Buffer, close: boolean): void {
+    slot.bytes = bytes;
+    slot.close = close;
+    this.flush();
+  }
+
+  private cork(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      this.socket.uncork();
+    });
+  }
+
+  /** Writes the replies that are ready, in order. */
+  private flush(): void {
+    const before = this.inFlight;
+    while (this.head < this.slots.length) {
+      const slot = this.slots[this.head];
+      if (slot.bytes === null) break;
+      this.slots[this.head++] = undefined as unknown as Slot;
+      if (this.socket.destroyed) continue;
+      this.cork();
+      if (!this.socket.write(slot.bytes)) this.outputFull = true;
+      if (slot.close) {
+        this.stopped = true;
+        this.socket.end();
+      }
+    }
+    if (this.head === this.slots.length) {
+      this.slots = [];
+      this.head = 0;
+    } else if (this.head > 1024) {
+      this.slots = this.slots.slice(this.head);
+      this.head = 0;
+    }
+    if (this.inFlight < before) this.pump();
+  }
+}
+
+function unavailable(err: Error): RespValue {
+  return { type: "error", value: `ERR qjm: this node's Redis cannot be reached: ${err.message.replace(/[\r\n]+/g, " ")}` };
+}

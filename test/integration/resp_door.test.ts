@@ -1,0 +1,214 @@
+/**
+ * The RESP front door (issue #12, phase 1) on a real three-data-node cluster: ioredis (RESP2, and RESP3 after
+ * HELLO 3) and Debian's redis-cli, unchanged, against a node's door. Writes go through the journal (the reply is
+ * Redis's own, with its type), reads are served by the node's Redis, refusals and protocol errors are clear.
+ */
+import { spawn } from "node:child_process";
+import net from "node:net";
+import test from "ava";
+import { Redis } from "ioredis";
+import { RespConnection } from "../../src/redis/resp_connection.js";
+import { startTestCluster, until, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
+
+const DATA_NODES = ["d1", "d2", "d3"];
+let tc: TestCluster | null = null;
+let masterDoor = 0;
+let replicaDoor = 0;
+let replicaId = "";
+const clients: Redis[] = [];
+
+test.before(async () => {
+  tc = await startTestCluster("resp-door", { dataNodes: DATA_NODES });
+  const master = await waitForWriter(tc);
+  const base = tc.cluster.config.respPort;
+  masterDoor = base + DATA_NODES.indexOf(master.id);
+  replicaId = DATA_NODES.find((id) => id !== master.id)!;
+  replicaDoor = base + DATA_NODES.indexOf(replicaId);
+  // Every door listens (status says so) before the tests start.
+  await until("every front door to listen", 30000, async () => {
+    const doors = (await tc!.status()).filter((s) => (s.details.respDoor as { listening?: boolean } | undefined)?.listening === true);
+    return doors.length === DATA_NODES.length ? true : undefined;
+  });
+});
+
+test.after.always(async () => {
+  for (const c of clients) c.disconnect();
+  await tc?.stop();
+});
+
+function door(port: number, extra: Record<string, unknown> = {}): Redis {
+  const r = new Redis({ port, host: "127.0.0.1", maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true, ...extra });
+  r.on("error", () => {});
+  clients.push(r);
+  return r;
+}
+
+function redisCli(port: number, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn("redis-cli", ["-p", String(port), ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    p.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    p.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    p.on("error", reject);
+    p.on("exit", () => resolve(out.trim()));
+  });
+}
+
+/** Raw bytes to a door; what it answered until it closed the connection (or `waitMs` passed). */
+function raw(port: number, bytes: string | Buffer, waitMs = 3000): Promise<{ text: string; closed: boolean }> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: "127.0.0.1" });
+    let text = "";
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve({ text, closed: false });
+    }, waitMs);
+    s.on("data", (d: Buffer) => (text += d.toString("latin1")));
+    s.on("error", () => {});
+    s.on("close", () => {
+      clearTimeout(timer);
+      resolve({ text, closed: true });
+    });
+    s.write(bytes);
+  });
+}
+
+test.serial("ioredis (RESP2): writes through the journal, reads from the node's Redis, types kept", async (t) => {
+  const r = door(masterDoor);
+  await r.connect();
+  t.is(await r.set("s:k", "v1"), "OK");
+  t.is(await r.get("s:k"), "v1");
+  t.is(await r.incr("s:n"), 1);
+  t.is(await r.incr("s:n"), 2);
+  t.deepEqual(await r.mget("s:k", "s:none", "s:n"), ["v1", null, "2"]);
+  t.is(await r.hset("s:h", "a", "1", "b", "2"), 2);
+  t.deepEqual(await r.hgetall("s:h"), { a: "1", b: "2" });
+  t.is(await r.lpush("s:l", "x", "y", "z"), 3);
+  t.deepEqual(await r.lrange("s:l", 0, -1), ["z", "y", "x"]);
+  t.is(await r.del("s:k", "s:none"), 1);
+  t.is(await r.get("s:k"), null, "nil");
+  // A bulk reply of a write keeps its bytes; a status stays a status.
+  t.is(await r.lpop("s:l"), "z");
+  const conn = await RespConnection.open({ port: masterDoor });
+  try {
+    t.deepEqual(await conn.call(["SET", "s:ok", "OK", "GET"]), { type: "bulk", value: null });
+    t.deepEqual(await conn.call(["SET", "s:ok", "v", "GET"]), { type: "bulk", value: Buffer.from("OK") }, "the old value OK: a bulk string, not a status");
+    t.deepEqual(await conn.call(["SET", "s:ok", "w"]), { type: "simple", value: "OK" });
+    t.deepEqual(await conn.call(["INCRBY", "s:ok2", "5"]), { type: "integer", value: 5 });
+  } finally {
+    conn.close();
+  }
+  const wrong = await r.hset("s:n", "f", "v").catch((err: Error) => err.message);
+  t.regex(String(wrong), /^WRONGTYPE /, "Redis's own error text");
+  t.is(await r.dbsize() > 0, true);
+  t.is(await r.ping(), "PONG");
+  t.is(await r.echo("hi"), "hi");
+});
+
+test.serial("binary values (all 256 byte values) and a 250 KiB value round-trip", async (t) => {
+  const r = door(masterDoor);
+  await r.connect();
+  const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+  t.is(await r.set(Buffer.from([0xff, 0x00, 0x0d, 0x0a]), all), "OK");
+  t.true((await r.getBuffer(Buffer.from([0xff, 0x00, 0x0d, 0x0a])))!.equals(all));
+  // A write whose reply is bulk bytes: GETSET answers the old binary value exactly.
+  const old = (await r.callBuffer("GETSET", Buffer.from([0xff, 0x00, 0x0d, 0x0a]), "new")) as Buffer;
+  t.true(old.equals(all));
+  const big = Buffer.alloc(250 * 1024, "q");
+  big[1000] = 0;
+  t.is(await r.set("s:big", big), "OK");
+  t.true((await r.getBuffer("s:big"))!.equals(big));
+});
+
+test.serial("RESP3 after HELLO 3: maps, null, doubles as Redis sends them", async (t) => {
+  const conn = await RespConnection.open({ port: masterDoor, protocol: 3 });
+  try {
+    t.is((await conn.call(["SET", "s3:k", "v"])).type, "simple");
+    t.deepEqual(await conn.call(["GET", "s3:none"]), { type: "null" });
+    await conn.call(["HSET", "s3:h", "f", "v"]);
+    const h = await conn.call(["HGETALL", "s3:h"]);
+    t.is(h.type, "map");
+    await conn.call(["ZADD", "s3:z", "1.5", "m"]);
+    t.deepEqual(await conn.call(["ZSCORE", "s3:z", "m"]), { type: "double", value: "1.5" });
+    const info = await conn.call(["INFO"]);
+    t.is(info.type, "verbatim");
+    t.regex(info.type === "verbatim" ? info.value.toString() : "", /# qjm\r\nqjm_node:d\d\r\nqjm_role:master/);
+  } finally {
+    conn.close();
+  }
+  // ioredis 5 parses RESP2 only: HELLO 2 is what it can say, and gets the server's description as an array.
+  const r = door(masterDoor);
+  await r.connect();
+  const hello = (await r.call("HELLO", "2")) as unknown[];
+  t.deepEqual(hello.slice(0, 2), ["server", "redis"]);
+  t.deepEqual(hello.slice(4, 6), ["proto", 2]);
+});
+
+test.serial("pipelining 1,000 commands from ioredis: every reply, in order", async (t) => {
+  const r = door(masterDoor);
+  await r.connect();
+  const p = r.pipeline();
+  for (let i = 0; i < 500; i++) {
+    p.incr("p:n");
+    p.get("p:n");
+  }
+  const results = (await p.exec())!;
+  t.is(results.length, 1000);
+  t.true(results.every(([err]) => err === null));
+  // A read after a write of the same connection sees it (the door waits for the write's answer).
+  for (let i = 0; i < 500; i++) {
+    t.is(results[2 * i][1], i + 1);
+    t.is(results[2 * i + 1][1], String(i + 1));
+  }
+});
+
+test.serial("a write on a replica's door goes through the journal; read back there once applied", async (t) => {
+  const r = door(replicaDoor);
+  await r.connect();
+  t.is(await r.set("rep:k", "from-replica"), "OK");
+  const master = (await tc!.status()).find((s) => s.role === "master")!;
+  await waitForReplicas(tc!, master.committedTxid);
+  t.is(await r.get("rep:k"), "from-replica");
+  const info = await r.info("qjm");
+  t.regex(info, new RegExp(`qjm_node:${replicaId}\\r\\nqjm_role:replica`));
+});
+
+test.serial("redis-cli, unchanged: SET/GET/INCR, unknown command, SELECT 1", async (t) => {
+  t.is(await redisCli(masterDoor, ["SET", "cli:k", "hello"]), "OK");
+  t.is(await redisCli(masterDoor, ["GET", "cli:k"]), "hello");
+  t.is(await redisCli(masterDoor, ["INCR", "cli:n"]), "1");
+  t.is(await redisCli(masterDoor, ["GET", "cli:none"]), "");
+  t.regex(await redisCli(masterDoor, ["NOSUCHCMD", "a"]), /ERR unknown command 'NOSUCHCMD', with args beginning with: 'a'/);
+  t.regex(await redisCli(masterDoor, ["SELECT", "1"]), /ERR qjm: SELECT 1 is not supported/);
+  t.is(await redisCli(masterDoor, ["SELECT", "0"]), "OK");
+  t.regex(await redisCli(masterDoor, ["MULTI"]), /not supported yet/);
+  t.regex(await redisCli(masterDoor, ["CLIENT", "LIST"]), /id=\d+ addr=127\.0\.0\.1:\d+ .*cmd=client/);
+});
+
+test.serial("the connection state: CLIENT SETNAME/GETNAME/ID, HELLO SETNAME, RESET", async (t) => {
+  const r = door(masterDoor);
+  await r.connect();
+  t.is(await r.client("SETNAME", "door-test"), "OK");
+  t.is(await r.client("GETNAME"), "door-test");
+  t.true(typeof (await r.client("ID")) === "number");
+  t.regex(String(await r.client("INFO")), /name=door-test .*resp=2/);
+  t.is(await r.call("RESET"), "RESET");
+  t.is(await r.client("GETNAME"), null);
+});
+
+test.serial("bad input: malformed RESP, an oversize bulk, an inline command; the door serves on", async (t) => {
+  const inline = await raw(masterDoor, 'SET inline:k "a b"\r\nGET inline:k\r\n', 1000);
+  t.is(inline.text, "+OK\r\n$3\r\na b\r\n");
+  const malformed = await raw(masterDoor, "*1\r\n$3\r\nPING\r\n");
+  t.true(malformed.closed);
+  t.regex(malformed.text, /^-ERR Protocol error: /);
+  const huge = await raw(masterDoor, "*2\r\n$3\r\nGET\r\n$536870912\r\n");
+  t.true(huge.closed);
+  t.regex(huge.text, /^-ERR Protocol error: invalid bulk length/);
+  const quotes = await raw(masterDoor, 'GET "unbalanced\r\n');
+  t.true(quotes.closed);
+  t.regex(quotes.text, /unbalanced quotes/);
+  const r = door(masterDoor);
+  await r.connect();
+  t.is(await r.ping(), "PONG", "service goes on");
+});

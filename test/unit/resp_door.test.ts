@@ -1,0 +1,190 @@
+import test from "ava";
+import { CommandTable, type CommandInfo } from "../../src/redis/command_table.js";
+import { RespParser, type RespValue } from "../../src/redis/resp_parser.js";
+import { replyValueOf } from "../../src/redis/reply_value.js";
+import { ConnectionState } from "../../src/frontdoor/connection_state.js";
+import { answerLocal, infoWithQjm, type LocalContext } from "../../src/frontdoor/local_commands.js";
+import { DoorProtocolError, RequestReader, splitInlineArgs } from "../../src/frontdoor/request_framing.js";
+import { encodeReplyValue, encodeResp } from "../../src/frontdoor/resp_encoder.js";
+import { route, unknownCommand, writeError } from "../../src/frontdoor/router.js";
+
+const b = (s: string): Buffer => Buffer.from(s);
+const args = (...a: string[]): Buffer[] => a.map(b);
+
+function parse(input: string | Buffer, resp3 = true, chunk = 1): RespValue[] {
+  const p = new RespParser({ resp3 });
+  const bytes = Buffer.from(input);
+  const out: RespValue[] = [];
+  for (let i = 0; i < bytes.length; i += chunk) {
+    p.push(bytes.subarray(i, i + chunk));
+    for (let f = p.next(); f !== undefined; f = p.next()) out.push(f.value);
+  }
+  return out;
+}
+
+test("RESP3 framing: every type, byte by byte, and encoded back to the same bytes", (t) => {
+  const input =
+    "%2\r\n$1\r\na\r\n:1\r\n+b\r\n_\r\n" + // map
+    "~2\r\n,1.5\r\n#t\r\n" + // set, double, boolean
+    "(12345678901234567890123\r\n" + // big number
+    ":9223372036854775807\r\n" + // integer past 2^53: kept as text
+    "=15\r\ntxt:Some string\r\n" + // verbatim
+    "!10\r\nERR broken\r\n" + // blob error
+    "|1\r\n+key\r\n:7\r\n*1\r\n$1\r\nx\r\n" + // attribute, then the value it belongs to
+    ">2\r\n$7\r\nmessage\r\n$2\r\nhi\r\n"; // push
+  const values = parse(input);
+  t.is(values.length, 8);
+  t.deepEqual(values[0], { type: "map", items: [{ type: "bulk", value: b("a") }, { type: "integer", value: 1 }, { type: "simple", value: "b" }, { type: "null" }] });
+  t.deepEqual(values[3], { type: "bigint", value: "9223372036854775807" });
+  t.is(values[6].type, "attributed");
+  t.is(Buffer.concat(values.map((v) => encodeResp(v, 3))).toString("latin1"), input);
+});
+
+test("RESP3 types are malformed to a RESP2 parser (the replication stream stays strict)", (t) => {
+  t.throws(() => parse("%0\r\n", false), { message: /unexpected type byte/ });
+  t.throws(() => parse(":9223372036854775807\r\n", false), { message: /not a safe JS integer/ });
+});
+
+test("encoder: RESP3 values take Redis's RESP2 shapes for a protocol-2 client", (t) => {
+  const two = (v: RespValue): string => encodeResp(v, 2).toString("latin1");
+  t.is(two({ type: "null" }), "$-1\r\n");
+  t.is(two({ type: "boolean", value: true }), ":1\r\n");
+  t.is(two({ type: "double", value: "1.5" }), "$3\r\n1.5\r\n");
+  t.is(two({ type: "verbatim", value: b("txt:hello") }), "$5\r\nhello\r\n");
+  t.is(two({ type: "map", items: [{ type: "bulk", value: b("k") }, { type: "integer", value: 1 }] }), "*2\r\n$1\r\nk\r\n:1\r\n");
+  t.is(two({ type: "array", items: null }), "*-1\r\n");
+  t.is(encodeResp({ type: "array", items: null }, 3).toString(), "_\r\n");
+  // A status or error text cannot break the stream with a line end.
+  t.is(two({ type: "error", value: "ERR a\r\nb" }), "-ERR a\r\n");
+});
+
+test("typed write replies: status vs bulk bytes, integer, nil, arrays, in both protocols", (t) => {
+  t.is(encodeReplyValue("OK", 2).toString(), "+OK\r\n");
+  t.is(encodeReplyValue(b("OK"), 2).toString(), "$2\r\nOK\r\n");
+  t.is(encodeReplyValue(7, 3).toString(), ":7\r\n");
+  t.is(encodeReplyValue(null, 2).toString(), "$-1\r\n");
+  t.is(encodeReplyValue(null, 3).toString(), "_\r\n");
+  t.is(encodeReplyValue([b("a"), null, 1], 2).toString(), "*3\r\n$1\r\na\r\n$-1\r\n:1\r\n");
+  const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+  t.true(encodeReplyValue(all, 2).equals(Buffer.concat([b("$256\r\n"), all, b("\r\n")])));
+  // From the master's parsed RESP2 reply to the tagged form.
+  t.deepEqual(replyValueOf({ type: "array", items: [{ type: "simple", value: "OK" }, { type: "bulk", value: b("v") }, { type: "bulk", value: null }] }), ["OK", b("v"), null]);
+});
+
+test("inline commands split as Redis's sdssplitargs does", (t) => {
+  t.deepEqual(splitInlineArgs(b("  SET  k   v ")), args("SET", "k", "v"));
+  t.deepEqual(splitInlineArgs(b('SET k "a b\\n\\x41\\""')), [b("SET"), b("k"), b('a b\nA"')]);
+  t.deepEqual(splitInlineArgs(b("SET k 'it\\'s'")), args("SET", "k", "it's"));
+  t.deepEqual(splitInlineArgs(b('a"b c"')), args("ab c"), "a quote mid-argument opens a quoted part");
+  t.deepEqual(splitInlineArgs(b("")), []);
+  t.is(splitInlineArgs(b('GET "open')), null);
+  t.is(splitInlineArgs(b('GET "a"b')), null, "a closing quote must end the argument");
+});
+
+test("request framing: multibulk and inline requests interleaved, split anywhere; bounds refused", (t) => {
+  const reader = new RequestReader({ requestBytesMax: 1024 });
+  const stream = b("*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n\r\nSET a 'b c'\n*1\r\n$4\r\nPING\r\n");
+  const got: Buffer[][] = [];
+  for (const byte of stream) {
+    reader.push(Buffer.from([byte]));
+    for (let r = reader.next(); r !== undefined; r = reader.next()) got.push(r);
+  }
+  t.deepEqual(got, [args("GET", "k"), args("PING"), [], args("SET", "a", "b c"), args("PING")]);
+  const big = new RequestReader({ requestBytesMax: 1024 });
+  t.throws(() => big.push(b("*2\r\n$3\r\nGET\r\n$536870912\r\n")) ?? big.next(), { instanceOf: DoorProtocolError, message: /invalid bulk length/ });
+  const notBulk = new RequestReader({ requestBytesMax: 1024 });
+  notBulk.push(b("*1\r\n:1\r\n"));
+  t.throws(() => notBulk.next(), { instanceOf: DoorProtocolError, message: /expected '\$'/ });
+  const many = new RequestReader({ requestBytesMax: 1024 });
+  many.push(b(`*100000\r\n${"$1000\r\n".concat("x".repeat(1000), "\r\n").repeat(80)}`));
+  t.throws(() => many.next(), { instanceOf: DoorProtocolError, message: /request larger than 1024 bytes/ });
+});
+
+function entry(name: string, arity: number, flags: string[], acl: string[] = [], subcommands: string[] = []): CommandInfo {
+  return { name, arity, flags: new Set(flags), aclCategories: new Set(acl), subcommands };
+}
+const table = new CommandTable([
+  entry("get", 2, ["readonly", "fast"]),
+  entry("set", -3, ["write", "denyoom"]),
+  entry("dbsize", 1, ["readonly", "fast"]),
+  entry("blpop", -3, ["write", "blocking"]),
+  entry("xread", -4, ["readonly", "blocking", "movablekeys"]),
+  entry("flushall", -1, ["write"]),
+  entry("object", -2, [], [], ["object|encoding"]),
+  entry("monitor", 1, ["admin", "noscript"]),
+  entry("lastsave", 1, ["fast"]),
+]);
+
+test("router: local, read, write or refuse, with Redis's texts", (t) => {
+  const ctx = { commands: table, authenticated: true };
+  t.deepEqual(route(args("GET", "k"), ctx), { kind: "read" });
+  t.deepEqual(route(args("dbsize"), ctx), { kind: "read" });
+  t.deepEqual(route(args("SET", "k", "v"), ctx), { kind: "write" });
+  t.deepEqual(route(args("PING"), ctx), { kind: "local", command: "ping" });
+  t.deepEqual(route(args("hello", "3"), ctx), { kind: "local", command: "hello" });
+  t.deepEqual(route(args("COMMAND", "DOCS"), ctx), { kind: "read" });
+  t.deepEqual(route(args("xread", "COUNT", "1", "STREAMS", "s", "0"), ctx), { kind: "read" });
+  const refused = (a: Buffer[]): string => {
+    const r = route(a, ctx);
+    return r.kind === "refuse" ? r.error : `not refused: ${r.kind}`;
+  };
+  t.regex(refused(args("xread", "BLOCK", "0", "STREAMS", "s", "$")), /not supported yet by the front door: blocking commands/);
+  t.regex(refused(args("BLPOP", "l", "0")), /not supported yet by the front door: blocking commands/);
+  t.regex(refused(args("MULTI")), /not supported yet by the front door: transactions \(MULTI\/EXEC\/WATCH\)/);
+  t.regex(refused(args("SUBSCRIBE", "c")), /not supported yet by the front door: pub\/sub/);
+  t.is(refused(args("nope", "a", "b")), "ERR unknown command 'nope', with args beginning with: 'a' 'b' ");
+  t.is(refused(args("GET")), "ERR wrong number of arguments for 'get' command");
+  t.regex(refused(args("FLUSHALL")), /^ERR qjm COMMAND_REFUSED 'flushall' is refused/);
+  t.regex(refused(args("LASTSAVE")), /neither a write nor a read/);
+  // Before AUTH only AUTH, HELLO, QUIT and RESET; while the node starts, no table.
+  t.deepEqual(route(args("GET", "k"), { commands: table, authenticated: false }), { kind: "refuse", error: "NOAUTH Authentication required." });
+  t.deepEqual(route(args("AUTH", "pw"), { commands: table, authenticated: false }), { kind: "local", command: "auth" });
+  t.regex((route(args("GET", "k"), { commands: undefined, authenticated: true }) as { error: string }).error, /^LOADING /);
+  t.true(unknownCommand([b("x"), b("y".repeat(300))]).length < 200, "arguments shown are cut at 128 bytes");
+});
+
+test("write errors: Redis's own text, TRYAGAIN when not applied and retryable, ERR qjm otherwise", (t) => {
+  t.is(writeError("REDIS_ERROR", "WRONGTYPE Operation against a key holding the wrong kind of value"), "WRONGTYPE Operation against a key holding the wrong kind of value");
+  t.is(writeError("OVERLOADED", "8192 writes already wait"), "TRYAGAIN qjm OVERLOADED 8192 writes already wait");
+  t.is(writeError("NO_QUORUM", "m"), "ERR qjm NO_QUORUM m (outcome unknown: the write may have been applied)");
+  t.is(writeError("PAYLOAD_TOO_LARGE", "m"), "ERR qjm PAYLOAD_TOO_LARGE m");
+});
+
+function ctxOf(password = ""): LocalContext {
+  return { password, redisVersion: "7.0.15", role: "replica", clientList: () => ["id=1"], inFlight: 1, nowMs: 0 };
+}
+
+test("local commands: HELLO switches protocol and authenticates, AUTH, SELECT, CLIENT, RESET", (t) => {
+  const s = new ConnectionState(7, "127.0.0.1:1", "127.0.0.1:2", 0, true);
+  const ctx = ctxOf("secret");
+  const reply = (a: Buffer[]): RespValue => {
+    const r = answerLocal(a[0].toString().toLowerCase() as "hello", a, s, ctx);
+    return "reply" in r ? r.reply : { type: "simple", value: "upstream" };
+  };
+  t.deepEqual(reply(args("HELLO", "3")), { type: "error", value: "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time" });
+  t.deepEqual(reply(args("AUTH", "wrong")), { type: "error", value: "WRONGPASS invalid username-password pair or user is disabled." });
+  const hello = reply(args("HELLO", "3", "AUTH", "default", "secret", "SETNAME", "app"));
+  t.is(hello.type, "map");
+  t.is(s.protocol, 3);
+  t.true(s.authenticated);
+  t.is(s.name, "app");
+  t.regex(encodeResp(hello, 3).toString(), /\$4\r\nrole\r\n\$7\r\nreplica\r\n/);
+  t.deepEqual(reply(args("HELLO", "4")), { type: "error", value: "NOPROTO unsupported protocol version" });
+  t.deepEqual(reply(args("SELECT", "0")), { type: "simple", value: "OK" });
+  t.regex((reply(args("SELECT", "1")) as { value: string }).value, /SELECT 1 is not supported/);
+  t.deepEqual(reply(args("CLIENT", "ID")), { type: "integer", value: 7 });
+  t.deepEqual(reply(args("CLIENT", "SETNAME", "a b")), { type: "error", value: "ERR Client names cannot contain spaces, newlines or special characters." });
+  t.deepEqual(reply(args("RESET")), { type: "simple", value: "RESET" });
+  t.is(s.protocol, 2);
+  t.false(s.authenticated, "RESET forgets the authentication");
+  t.deepEqual(answerLocal("quit", args("QUIT"), s, ctx), { reply: { type: "simple", value: "OK" }, close: true });
+  t.deepEqual(answerLocal("config", args("CONFIG", "GET", "requirepass"), s, ctx), { reply: { type: "map", items: [] } }, "never a password");
+});
+
+test("INFO's qjm section: added when the sections asked for include it", (t) => {
+  const q = { node: "d2", role: "replica", health: "ok", epoch: 3, committedTxid: 10, appliedTxid: 7, connections: 2 };
+  const all = infoWithQjm("# Server\r\nredis_version:7.0.15\r\n", [], q);
+  t.regex(all, /^# Server\r\nredis_version:7\.0\.15\r\n\r\n# qjm\r\nqjm_node:d2\r\nqjm_role:replica\r\n.*qjm_lag:3\r\n/s);
+  t.is(infoWithQjm("# Keyspace\r\n", [b("keyspace")], q), "# Keyspace\r\n");
+  t.regex(infoWithQjm("", [b("qjm")], q), /^# qjm\r\n/);
+});
