@@ -139,6 +139,9 @@ function client(args: readonly Buffer[], state: ConnectionState, ctx: LocalConte
     case "info":
       return bulk(`${state.infoLine(ctx.nowMs, ctx.inFlight)}\n`);
     case "list":
+      // Redis keeps CLIENT LIST to admins: other clients' addresses and commands are theirs. Without a door password
+      // every connection is anonymous, so each sees only itself; with one, an authenticated connection is the admin.
+      if (ctx.password === "") return bulk(`${state.infoLine(ctx.nowMs, ctx.inFlight)}\n`);
       return bulk(ctx.clientList().map((l) => `${l}\n`).join(""));
     default:
       return error(`ERR qjm: CLIENT ${text(args[1]).toUpperCase()} is not supported by the front door (ID, SETNAME, GETNAME, SETINFO, INFO, LIST are)`);

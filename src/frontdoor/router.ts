@@ -37,6 +37,12 @@ const NOT_YET: ReadonlyMap<string, string> = new Map([
   ["wait", "WAIT (every acknowledged write is on a majority of journal nodes already)"],
 ]);
 
+/**
+ * Read-only scripts run on the node's Redis for as long as they like (lua-time-limit only makes Redis answer BUSY to
+ * everyone else): on the master that stalls every write until its term fails, on a replica its replay. Refused.
+ */
+const UNBOUNDED_READS = new Set(["eval_ro", "evalsha_ro", "fcall_ro"]);
+
 export function notSupportedYet(what: string): string {
   return `ERR qjm: not supported yet by the front door: ${what}`;
 }
@@ -48,6 +54,7 @@ export function route(args: readonly Buffer[], ctx: RouteContext): Route {
   if (name === "command") return { kind: "read" };
   const later = NOT_YET.get(name);
   if (later !== undefined) return { kind: "refuse", error: notSupportedYet(later) };
+  if (UNBOUNDED_READS.has(name)) return { kind: "refuse", error: `ERR qjm: '${name}' is not served by the front door: a read-only script may run unbounded on the node's Redis and stall it` };
   if (ctx.commands === undefined) return { kind: "refuse", error: "LOADING qjm: the node is starting, its command table is not read yet" };
   return byTable(name, args, ctx.commands);
 }
@@ -74,9 +81,14 @@ function byTable(name: string, args: readonly Buffer[], commands: CommandTable):
   }
 }
 
-/** XREAD and its kin are flagged blocking but block only with BLOCK. */
-function hasBlockOption(args: readonly Buffer[]): boolean {
-  return args.some((a, i) => i > 0 && a.length === 5 && a.toString("latin1").toLowerCase() === "block");
+/** XREAD is flagged blocking but blocks only with its BLOCK option, which comes before STREAMS (keys and ids follow). */
+export function hasBlockOption(args: readonly Buffer[]): boolean {
+  for (let i = 1; i < args.length; i++) {
+    const word = args[i].length <= 7 ? args[i].toString("latin1").toLowerCase() : "";
+    if (word === "streams") return false;
+    if (word === "block") return true;
+  }
+  return false;
 }
 
 /** Redis 7's text: `ERR unknown command 'foo', with args beginning with: 'a' 'b' ` (the arguments shown cut at 128 bytes). */

@@ -8,7 +8,7 @@
  * rejection; a closed connection rejects every command still waiting. Out-of-band RESP3 pushes are dropped.
  */
 import net from "node:net";
-import { encodeCommand, RespParser, type RespValue } from "./resp_parser.js";
+import { encodeCommand, REDIS_REPLY_DEPTH_MAX, REDIS_REPLY_ITEMS_MAX, RespParser, type RespValue } from "./resp_parser.js";
 
 export interface RespConnectionOptions {
   port: number;
@@ -40,7 +40,8 @@ export class RespConnection {
     private readonly socket: net.Socket,
     readonly protocol: 2 | 3,
   ) {
-    this.parser = new RespParser({ resp3: protocol === 3 });
+    // Redis's own replies: 64-bit integers, and whatever nesting and size it can build (see REDIS_REPLY_DEPTH_MAX).
+    this.parser = new RespParser({ resp3: protocol === 3, bigIntegers: true, depthMax: REDIS_REPLY_DEPTH_MAX, arrayItemsMax: REDIS_REPLY_ITEMS_MAX });
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("error", (err) => this.fail(err));
     socket.on("close", () => this.fail(new Error("the connection to Redis closed")));

@@ -213,3 +213,19 @@ test.serial("bad input: malformed RESP, an oversize bulk, an inline command; the
   await r.connect();
   t.is(await r.ping(), "PONG", "service goes on");
 });
+
+test.serial("64-bit integers and deeply nested script replies: answered, the master's term goes on (a reply it could not read ended it)", async (t) => {
+  const r = door(masterDoor);
+  await r.connect();
+  const before = (await tc!.status()).find((s) => s.role === "master")!;
+  t.is(await r.set("big", String(2 ** 53)), "OK");
+  // Past 2^53: Redis's integer reply used to be refused by the writer connection's parser (the term failed, the
+  // client retried on the next master, and so on).
+  t.truthy(await r.incrby("big", 1000));
+  t.is(await r.get("big"), "9007199254741992");
+  const nested = await r.eval("local t = {} local c = t for i=1,200 do local n = {} c[1] = n c = n end c[1] = 1 return t", 0);
+  t.truthy(nested);
+  const after = (await tc!.status()).find((s) => s.role === "master")!;
+  t.is(after.id, before.id);
+  t.is(after.epoch, before.epoch);
+});

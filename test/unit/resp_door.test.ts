@@ -124,6 +124,8 @@ test("router: local, read, write or refuse, with Redis's texts", (t) => {
   t.deepEqual(route(args("hello", "3"), ctx), { kind: "local", command: "hello" });
   t.deepEqual(route(args("COMMAND", "DOCS"), ctx), { kind: "read" });
   t.deepEqual(route(args("xread", "COUNT", "1", "STREAMS", "s", "0"), ctx), { kind: "read" });
+  // A stream named "block" is a key, not the option (it comes after STREAMS).
+  t.deepEqual(route(args("xread", "STREAMS", "block", "0"), ctx), { kind: "read" });
   const refused = (a: Buffer[]): string => {
     const r = route(a, ctx);
     return r.kind === "refuse" ? r.error : `not refused: ${r.kind}`;
@@ -136,6 +138,8 @@ test("router: local, read, write or refuse, with Redis's texts", (t) => {
   t.is(refused(args("GET")), "ERR wrong number of arguments for 'get' command");
   t.regex(refused(args("FLUSHALL")), /^ERR qjm COMMAND_REFUSED 'flushall' is refused/);
   t.regex(refused(args("LASTSAVE")), /neither a write nor a read/);
+  // A read-only script may run unbounded on the node's Redis (BUSY for everyone): refused.
+  for (const c of ["EVAL_RO", "EVALSHA_RO", "FCALL_RO"]) t.regex(refused(args(c, "return 1", "0")), /not served by the front door: a read-only script/);
   // Before AUTH only AUTH, HELLO, QUIT and RESET; while the node starts, no table.
   t.deepEqual(route(args("GET", "k"), { commands: table, authenticated: false }), { kind: "refuse", error: "NOAUTH Authentication required." });
   t.deepEqual(route(args("AUTH", "pw"), { commands: table, authenticated: false }), { kind: "local", command: "auth" });
@@ -173,6 +177,10 @@ test("local commands: HELLO switches protocol and authenticates, AUTH, SELECT, C
   t.deepEqual(reply(args("SELECT", "0")), { type: "simple", value: "OK" });
   t.regex((reply(args("SELECT", "1")) as { value: string }).value, /SELECT 1 is not supported/);
   t.deepEqual(reply(args("CLIENT", "ID")), { type: "integer", value: 7 });
+  // CLIENT LIST: every connection for an authenticated connection of a door with a password; without one, only itself.
+  t.is((reply(args("CLIENT", "LIST")) as { value: Buffer }).value.toString(), "id=1\n");
+  const anonymous = answerLocal("client", args("CLIENT", "LIST"), s, ctxOf(""));
+  t.regex(("reply" in anonymous ? (anonymous.reply as { value: Buffer }).value : Buffer.alloc(0)).toString(), /^id=7 /);
   t.deepEqual(reply(args("CLIENT", "SETNAME", "a b")), { type: "error", value: "ERR Client names cannot contain spaces, newlines or special characters." });
   t.deepEqual(reply(args("RESET")), { type: "simple", value: "RESET" });
   t.is(s.protocol, 2);
