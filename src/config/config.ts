@@ -79,6 +79,12 @@ export const defaults = {
   journalHeartbeatTimeoutMs: 3000,
   /** A batch that has no majority of acks after this fails with NO_QUORUM. */
   quorumTimeoutMs: 3000,
+  /**
+   * The batch in flight goes again, after this long, to each journal node that has not answered it: a request or reply
+   * lost with a nats-server that died (or refused by the server a node failed over to) costs this, not quorumTimeoutMs.
+   * A node that holds the batch acks it again without writing. 0: never.
+   */
+  batchResendMs: 500,
   /** Effects seen on the replication stream with no client marker are journaled on their own after this idle time. */
   orphanEffectsFlushMs: 20,
   /** How long the master waits for a majority to promise a new epoch before it tries again. */
@@ -284,6 +290,7 @@ export function validateConfig(c: Config): string[] {
   if (c.masterProbeAfterMs < c.masterHeartbeatIntervalMs || c.masterProbeAfterMs >= c.masterTimeoutMs) errors.push("masterProbeAfterMs must be at least one master heartbeat and below masterTimeoutMs");
   if (c.takeoverTimeoutMs <= c.masterTimeoutMs) errors.push("takeoverTimeoutMs must exceed masterTimeoutMs");
   if (c.heartbeatIntervalMs * 2 > c.quorumTimeoutMs) errors.push("quorumTimeoutMs must be at least two heartbeats");
+  if (c.batchResendMs >= c.quorumTimeoutMs) errors.push("batchResendMs must be below quorumTimeoutMs (0: no resends)");
   if (c.heartbeatIntervalMs * 3 > c.journalHeartbeatTimeoutMs) errors.push("journalHeartbeatTimeoutMs must be at least three heartbeats");
   if (c.journalInflightBytesMax < c.batchBytesMax) errors.push("journalInflightBytesMax must hold at least one batch");
   if (c.maxSegments < 2) errors.push("maxSegments must be at least 2");
