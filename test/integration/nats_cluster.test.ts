@@ -7,9 +7,16 @@
  * per kill ≤ 2 s, printed with whether the kill caused a failover (the master's server dying takes its subscriptions
  * with it until it reconnects: a standby's probe may see "no responders"). Then one supervised nats-server alone.
  */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import test, { type ExecutionContext } from "ava";
-import type { LocalNatsServer } from "../../src/cluster/local_nats.js";
+import { startLocalNats, type LocalNatsServer } from "../../src/cluster/local_nats.js";
+import { defaults } from "../../src/config/config.js";
+import { createNatsUser, credsFile } from "../../src/nats/auth.js";
+import { connectBus } from "../../src/nats/bus.js";
 import { pidRuns } from "../../src/process/child.js";
+import { freePorts } from "../../src/process/ports.js";
 import { startTestCluster, until, type TestCluster } from "../helpers/harness.js";
 import { checkCounters, Events, IncrLoad, steadyMaster } from "../helpers/incr_load.js";
 
@@ -128,4 +135,26 @@ test.serial("nats cluster - a single nats-server killed -9 is restarted by the c
   await checkCounters(t, tc, load);
   checkNoActorRestarted(t, tc, pids);
   t.is(tc.cluster.natsServers[0].restarts, 1);
+});
+
+test.serial("nats cluster - a user added to the cluster (addActor) may connect to every server: the reload reaches them all", async (t) => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-natsusers-"));
+  const n = 3;
+  const config = { ...defaults, dataDir, cluster: "natsusers", natsServers: n, natsUrl: `nats://127.0.0.1:${await freePorts(n)}`, natsRoutePortBase: await freePorts(n) };
+  const nats = await startLocalNats(config, [{ name: "jn1", role: "journal" }], { backoffMinMs: 100, backoffMaxMs: 1000, stableMs: 10_000 });
+  t.teardown(async () => {
+    await nats.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+  t.deepEqual(nats.urls, nats.servers.map((s) => s.url));
+  // A key no server knows yet is refused.
+  createNatsUser(dataDir, config.cluster, { name: "r9", role: "replica" });
+  for (const url of nats.urls) await t.throwsAsync(connectBus(url, "before", credsFile(dataDir, "r9")), { message: /authorization/i });
+  nats.auth!.add({ name: "r9", role: "replica" });
+  for (const url of nats.urls) {
+    // SIGHUP is asynchronous: the server reads its file again a moment later.
+    const nc = await until(`r9 admitted by ${url}`, 10_000, async () => await connectBus(url, "r9", credsFile(dataDir, "r9")).catch(() => undefined), 50);
+    await nc.close();
+  }
+  t.pass();
 });
