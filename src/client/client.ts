@@ -139,6 +139,18 @@ class ClientImpl implements QjmClient {
   ) {
     this.closing = new Promise((resolve) => (this.markClosed = resolve));
     void this.watchElections();
+    void this.watchLink();
+  }
+
+  /**
+   * Our own link to NATS failed over (its server died): a request sent through the old server, or its reply, may be
+   * lost. Unanswered writes go again at once through the new one (same ids) rather than after their timeout.
+   */
+  private async watchLink(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      if (this.closed) return;
+      if (s.type === "reconnect") for (const resend of [...this.waitingForMaster]) resend();
+    }
   }
 
   private async watchElections(): Promise<void> {

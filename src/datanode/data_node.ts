@@ -58,6 +58,8 @@ export class DataNode {
   private commands: CommandTable | undefined;
   /** A planned switchover runs (one at a time). */
   private handingOver = false;
+  /** When this node's link to NATS last came back (a nats-server died or restarted): see probe(). */
+  private reconnectedAtMs = -Infinity;
   /** The dedupe window of this node's Redis: the replica role feeds it, the master role answers retries from it. */
   private window: DedupeWindow | null = null;
 
@@ -85,6 +87,14 @@ export class DataNode {
     this.subs.push(serve(this.nc, s.control(this.id), this.log, (body) => this.onControl(parseControlRequest(body))));
     await this.startReplica();
     this.timer = setInterval(() => this.onTimer(), this.config.masterHeartbeatIntervalMs);
+    void this.watchBus();
+  }
+
+  private async watchBus(): Promise<void> {
+    for await (const st of this.nc.status()) {
+      if (this.stopped) return;
+      if (st.type === "reconnect") this.reconnectedAtMs = Date.now();
+    }
   }
 
   status(): ActorStatus {
@@ -121,8 +131,11 @@ export class DataNode {
   }
 
   private async probe(probe: MasterProbe): Promise<void> {
-    const answer = await probeMaster(this.nc, subjects(this.config.cluster).control(probe.id), this.config.masterProbeAfterMs);
+    let answer = await probeMaster(this.nc, subjects(this.config.cluster).control(probe.id), this.config.masterProbeAfterMs);
     if (this.stopped) return;
+    // Just after our own link came back, "no responders" may only mean the master's link has not (a restarted
+    // nats-server: every connection comes back within a reconnect wait of the others): the full timeout judges it.
+    if (answer.kind === "noResponders" && Date.now() - this.reconnectedAtMs < this.config.masterTimeoutMs) answer = { kind: "noAnswer" };
     if (answer.kind !== "noAnswer") this.log.debug({ master: probe.id, answer }, "probed the silent master");
     this.core.probed(probe, answer, this.selfView(), Date.now());
     this.drive();
