@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
- * `npm start`: the local cluster in the foreground — nats-server on $QJM_NATS_URL (started unless one answers; ours
- * authenticates each actor and client as its own user, credentials under $QJM_DATA_DIR/credentials),
+ * `npm start`: the local cluster in the foreground — nats-server on $QJM_NATS_URL, or a routed cluster of
+ * $QJM_NATS_SERVERS of them (started unless one answers; ours authenticate each actor and client as its own user,
+ * credentials under $QJM_DATA_DIR/credentials, and are restarted when they die),
  * three journal nodes, a master and two replicas, data under $QJM_DATA_DIR. An actor that dies is restarted
  * (bounded backoff); Ctrl-C stops every child.
  */
@@ -24,7 +25,10 @@ const cluster = await startLocalCluster({
     stableMs: config.restartStableMs,
     onRestart: (actor, exit, delayMs) => log.warn({ actor, exit, delayMs }, "actor exited: restarting it"),
   },
+  onNatsRestart: (server, exit, delayMs) => log.warn({ server, exit, delayMs }, "nats-server exited: restarting it (same port and configuration)"),
 });
+const servers = cluster.natsServers.map((s) => ({ url: s.url, pid: s.pid(), routePort: s.routePort }));
+if (servers.length > 1) log.info({ servers }, `a routed cluster of ${servers.length} nats-servers; each actor tries them in its own order`);
 if (cluster.natsAuth) log.info({ nats: cluster.natsUrl, credentials: credentialsDir(cluster.dataDir) }, "nats-server started with a NATS user per actor; the CLI uses credentials/client.creds");
 else log.warn({ nats: cluster.natsUrl }, "a nats-server already answers at QJM_NATS_URL: using it as it is, without generated NATS users or credentials");
 log.info(

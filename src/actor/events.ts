@@ -33,6 +33,12 @@ export type ClusterEvent =
   | { type: "scriptEffectsRepaired"; txid: number; keys: number; unpropagated: string[] }
   /** Stream part: the replication stream held what the master cannot journal (another database, an unexpected marker). */
   | { type: "streamSurprise"; surprises: string[] }
+  /**
+   * The master's link to NATS failed over to another server (its own died). nats-server lets a connection answer only
+   * requests it delivered to it: the replies to writes received before are refused, so clients send them again at
+   * once (same id: the master answers the retry when the original commits) instead of waiting for their timeout.
+   */
+  | { type: "masterReconnected"; epoch: number; server: string }
   /** A data node won an epoch on a majority of journal nodes and takes over as master (issue #11). */
   | { type: "elected"; node: string; epoch: number; endTxid: number }
   /** A data node stopped serving as master (fenced, a higher epoch heard, the writer failed) and rejoins as a replica. */

@@ -29,11 +29,16 @@ export async function runActor(role: string, id: string, build: (ctx: { config: 
   const stillWaiting = setInterval(() => {
     log.warn({ nats: config.natsUrl, waitedMs: Date.now() - dialStartMs }, "still no answer from nats-server: is QJM_NATS_URL right?");
   }, NATS_DIAL_WARN_MS);
-  const nc = await connectBus(config.natsUrl, `qjm-${role}-${id}`, creds, { waitForServer: true }).finally(() => clearInterval(stillWaiting));
+  const nc = await connectBus(config.natsUrl, `qjm-${role}-${id}`, creds, { waitForServer: true, inOrder: true }).finally(() => clearInterval(stillWaiting));
   if (creds === null) log.warn({ nats: config.natsUrl }, "no NATS credentials: connecting without authentication");
   // nats-server's refusals (a permission violation) come asynchronously, not with the publish: make them seen.
   void (async () => {
-    for await (const s of nc.status()) if (s.type === "error") log.error({ err: s.error }, "nats-server reported an error");
+    for await (const s of nc.status()) {
+      if (s.type === "error") log.error({ err: s.error }, "nats-server reported an error");
+      // A nats-server that died (or was cut off) and the one this actor failed over to: what a bus outage cost.
+      else if (s.type === "disconnect") log.warn({ server: s.server }, "disconnected from nats-server: failing over to the next server");
+      else if (s.type === "reconnect") log.info({ server: s.server }, "reconnected to nats-server");
+    }
   })();
   const actor = build({ config, nc, log });
   let stopping = false;

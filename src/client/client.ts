@@ -158,10 +158,27 @@ class ClientImpl implements QjmClient {
   ) {
     this.closing = new Promise((resolve) => (this.markClosed = resolve));
     void this.watchElections();
+    void this.watchLink();
+  }
+
+  /**
+   * Our own link to NATS failed over (its server died): a request sent through the old server, or its reply, may be
+   * lost. Unanswered writes go again at once through the new one (same ids) rather than after their timeout.
+   */
+  private async watchLink(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      if (this.closed) return;
+      if (s.type === "reconnect") for (const resend of [...this.waitingForMaster]) resend();
+    }
   }
 
   private async watchElections(): Promise<void> {
     for await (const event of this.events()) {
+      if (event.type === "masterReconnected" && this.fromMaster(event)) {
+        // Our unanswered writes' replies would be refused by the server the master failed over to: send them again.
+        for (const resend of [...this.waitingForMaster]) resend();
+        continue;
+      }
       if (event.type !== "writerElected" || typeof event.epoch !== "number" || event.epoch <= this.epochSeen) continue;
       this.epochSeen = event.epoch;
       // The master announces itself: writes go to it directly from now on (`master.<id>` is the event's source).
@@ -171,7 +188,13 @@ class ClientImpl implements QjmClient {
     }
   }
 
-  async write(command: string, ...args: WriteArg[]): Promise<WriteResult> {
+  /** An event of the master this client writes to (any master's while it writes to the queue group). */
+  private fromMaster(event: Record<string, unknown>): boolean {
+    const source = typeof event.source === "string" ? event.source : "";
+    return this.master === null ? source.startsWith("master.") : source === `master.${this.master}`;
+  }
+
+    async write(command: string, ...args: WriteArg[]): Promise<WriteResult> {
     const id: WriteId = { client: this.id, seq: ++this.seq };
     const body = { args: [command, ...args], id };
     const deadline = Date.now() + this.limits.retryForMs;
@@ -211,7 +234,7 @@ class ClientImpl implements QjmClient {
       } finally {
         this.waitingForMaster.delete(resend);
       }
-      if (reply === NEW_MASTER) return { code: ErrorCode.TIMEOUT, message: "a new master was elected while the write waited for its answer", newMaster: true };
+      if (reply === NEW_MASTER) return { code: ErrorCode.TIMEOUT, message: "a new master was elected (or the master's link to NATS failed over) while the write waited for its answer", newMaster: true };
     } catch (err) {
       forget();
       if (err instanceof QjmError) return { code: err.code, message: err.message, cause: err };

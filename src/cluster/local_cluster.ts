@@ -1,5 +1,6 @@
 /**
- * A whole cluster on this machine as real processes: nats-server (unless one already answers at the URL),
+ * A whole cluster on this machine as real processes: nats-server, or a routed cluster of them (local_nats.ts;
+ * none when one already answers at the URL),
  * the journal nodes, the master and the replicas, each a `node dist/actors/<role>.js` child. `npm start`,
  * the integration tests and the bench use it. Every process is ours, stopped by pid. Our nats-server authenticates
  * every actor and client as its own user (src/nats/auth.ts).
@@ -8,11 +9,10 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { defaults, envName, type Config } from "../config/config.js";
-import { ADMIN_USER, authorizationConf, CLIENT_USER, createNatsUser, credsFile, FAULTS_USER, removeNatsCredentials, type NatsUser } from "../nats/auth.js";
-import { startNatsServer, writeNatsServerConf, type NatsServer } from "../nats/nats_server.js";
-import { credentialsDir } from "../util/secret_file.js";
+import { credsFile, type NatsUser } from "../nats/auth.js";
 import { startChild, type Child } from "../process/child.js";
-import { waitForPort } from "../process/ports.js";
+import { restartDelay, type RestartPolicy } from "../process/restart_policy.js";
+import { startLocalNats, type LocalNatsServer, type NatsRestartHook } from "./local_nats.js";
 
 const ACTORS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../actors");
 
@@ -34,11 +34,16 @@ export interface LocalClusterOptions {
   /** Extra node flags for the actors (e.g. --cpu-prof for profiling). */
   nodeArgs?: string[];
   /** Restart an actor that exits or is killed, with bounded exponential backoff (npm start). */
-  supervise?: { backoffMinMs: number; backoffMaxMs: number; stableMs: number; onRestart?: (name: string, exit: number | string, delayMs: number) => void };
+  supervise?: RestartPolicy & { onRestart?: (name: string, exit: number | string, delayMs: number) => void };
+  /** Told when one of our nats-servers died (each is always restarted, with supervise's backoff or the config's). */
+  onNatsRestart?: NatsRestartHook;
 }
 
 export interface LocalCluster {
+  /** Every NATS server, comma-separated (QJM_NATS_URL's form). */
   readonly natsUrl: string;
+  /** The nats-servers this cluster runs (empty when one already answered at the URL). */
+  readonly natsServers: readonly LocalNatsServer[];
   /** True when the cluster started its own nats-server, with a user per actor (credentials under <dataDir>/credentials). */
   readonly natsAuth: boolean;
   readonly cluster: string;
@@ -60,55 +65,21 @@ export function respPortOf(config: Config, index: number): number {
   return config.respPort === 0 ? 0 : config.respPort + index;
 }
 
-function natsPort(url: string): number {
-  return Number(new URL(url.replace(/^nats:/, "http:")).port || 4222);
-}
-
 /** The NATS user an actor connects as. */
 function natsUserOf(spec: ActorSpec): NatsUser {
   const role = spec.script === "journal-node" ? "journal" : spec.script === "data-node" ? "data" : spec.script;
   return { name: spec.name, role };
 }
 
-interface LocalNats {
-  /** The nats-server we started; null when one already answered at the URL. */
-  server: NatsServer | null;
-  /** With our nats-server: adds an actor's user to its configuration. Null: no users (not our server). */
-  auth: { add(spec: ActorSpec): void } | null;
-}
-
-/**
- * Starts nats-server at the URL unless one answers there. Ours runs with a user per actor, `client` (and `faults`
- * with faultInjection), their credentials written fresh under <dataDir>/credentials. A server that is not ours is
- * used as it is: no users, and stale credentials files are removed so nobody picks them up.
- */
-async function startNats(config: Config, natsUrl: string, specs: readonly ActorSpec[]): Promise<LocalNats> {
-  const port = natsPort(natsUrl);
-  try {
-    await waitForPort(port, 200);
-    removeNatsCredentials(config.dataDir);
-    return { server: null, auth: null };
-  } catch {
-    /* nothing answers: start ours */
-  }
-  const users: NatsUser[] = [{ name: CLIENT_USER, role: "client" }, { name: ADMIN_USER, role: "admin" }, ...specs.map(natsUserOf)];
-  if (config.faultInjection === 1) users.push({ name: FAULTS_USER, role: "faults" });
-  const entries = users.map((u) => createNatsUser(config.dataDir, config.cluster, u));
-  const confFile = path.join(credentialsDir(config.dataDir), "nats-server.conf");
-  writeNatsServerConf(confFile, authorizationConf(entries), config.natsPayloadBytesMax);
-  const server = await startNatsServer(port, { logDir: path.join(config.dataDir, "logs"), args: ["-c", confFile] });
-  const add = (spec: ActorSpec): void => {
-    entries.push(createNatsUser(config.dataDir, config.cluster, natsUserOf(spec)));
-    writeNatsServerConf(confFile, authorizationConf(entries), config.natsPayloadBytesMax);
-    server.reload();
-  };
-  return { server, auth: { add } };
+/** The server list the `i`th actor is handed: starting at server i (mod n), so the actors spread over the servers. */
+export function rotatedUrls(urls: readonly string[], i: number): string[] {
+  const k = i % urls.length;
+  return [...urls.slice(k), ...urls.slice(0, k)];
 }
 
 export async function startLocalCluster(options: LocalClusterOptions): Promise<LocalCluster> {
   const config: Config = { ...defaults, ...(options.config ?? {}), dataDir: path.resolve(options.dataDir) };
-  const natsUrl = options.natsUrl ?? config.natsUrl;
-  config.natsUrl = natsUrl;
+  config.natsUrl = options.natsUrl ?? config.natsUrl;
   fs.mkdirSync(path.join(config.dataDir, "logs"), { recursive: true });
 
   const journalNodes: ActorSpec[] = config.journalNodes.map((id) => ({ name: id, script: "journal-node", args: ["--id", id] }));
@@ -119,7 +90,10 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     ...config.replicas.map((id, i) => ({ name: id, script: "replica" as const, args: ["--id", id, "--redis-port", String(config.replicaRedisPortBase + i)] })),
   ];
   const specs: ActorSpec[] = [...journalNodes, ...(dataNodes.length > 0 ? dataNodes : singleMaster)];
-  const nats = await startNats(config, natsUrl, specs);
+  const natsPolicy: RestartPolicy = options.supervise ?? { backoffMinMs: config.restartBackoffMinMs, backoffMaxMs: config.restartBackoffMaxMs, stableMs: config.restartStableMs };
+  const nats = await startLocalNats(config, specs.map(natsUserOf), natsPolicy, options.onNatsRestart);
+  const natsUrl = nats.urls.join(",");
+  config.natsUrl = natsUrl;
 
   const sharedEnv: NodeJS.ProcessEnv = { ...process.env };
   for (const [key, value] of Object.entries(config)) sharedEnv[envName(key)] = Array.isArray(value) ? value.join(",") : String(value);
@@ -134,7 +108,8 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     const argv = [...(options.nodeArgs ?? []), script, ...spec.args];
     // Each actor connects as its own NATS user; none when the nats-server is not ours (never a caller's own QJM_NATS_CREDS_FILE).
     const env: NodeJS.ProcessEnv = { ...sharedEnv, [envName("natsCredsFile")]: nats.auth === null ? "" : credsFile(config.dataDir, name) };
-    if (options.actorNatsUrl !== undefined) env[envName("natsUrl")] = options.actorNatsUrl(name);
+    // Each actor's list starts at another server (it tries them in order): a server's death cuts off only its share.
+    env[envName("natsUrl")] = options.actorNatsUrl?.(name) ?? rotatedUrls(nats.urls, specs.indexOf(spec)).join(",");
     const child =
       options.output === "inherit"
         ? startChild(process.execPath, argv, { env, stdio: "inherit" })
@@ -150,9 +125,8 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     void child.exited.then((exit) => {
       if (stopping || actors.get(name) !== child) return;
       // An actor that ran for a while before it died starts over at the shortest delay.
-      const n = Date.now() - startedAt >= policy.stableMs ? 0 : (failures.get(name) ?? 0);
-      failures.set(name, n + 1);
-      const delayMs = Math.min(policy.backoffMaxMs, policy.backoffMinMs * 2 ** n);
+      const { delayMs, failures: n } = restartDelay(policy, failures.get(name) ?? 0, Date.now() - startedAt);
+      failures.set(name, n);
       policy.onRestart?.(name, exit, delayMs);
       setTimeout(() => {
         if (!stopping && actors.get(name) === child) startActor(name);
@@ -164,6 +138,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
 
   return {
     natsUrl,
+    natsServers: nats.servers,
     cluster: config.cluster,
     dataDir: config.dataDir,
     config,
@@ -175,7 +150,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
       if (specs.some((s) => s.name === spec.name)) throw new Error(`an actor ${spec.name} exists already`);
       specs.push(spec);
       // A new actor is a new NATS user: nats-server reads its configuration again before the actor (a node process) connects.
-      nats.auth?.add(spec);
+      nats.auth?.add(natsUserOf(spec));
       return startActor(spec.name);
     },
     async signal(name, signal) {
@@ -193,7 +168,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
       // Replicas and master first, so nothing writes to journal nodes that are gone.
       const order = [...specs].reverse();
       await Promise.all(order.map((s) => actors.get(s.name)?.stop("SIGTERM", 5000)));
-      await nats.server?.stop();
+      await nats.stop();
     },
   };
 }

@@ -8,8 +8,20 @@ import { RECORD_BYTES_MAX } from "../segment/record.js";
 import { assert } from "../util/assert.js";
 
 export const defaults = {
-  /** NATS server every actor and client connects to. */
+  /**
+   * NATS server(s) every actor and client connects to: one URL, or several separated by commas (a NATS cluster: a
+   * connection fails over to another when its server dies). Parsed in one place, natsUrls().
+   */
   natsUrl: "nats://127.0.0.1:4222",
+  /**
+   * nats-servers `npm start` runs when none answers at the first URL: 1, or a local routed cluster of this many, on
+   * client ports from that URL's port upward (4222, 4223, …); each actor is handed the list starting at another one.
+   */
+  natsServers: 1,
+  /** First route (cluster) port of that local NATS cluster (one per server, upward); unused with one server. */
+  natsRoutePortBase: 6222,
+  /** First monitoring (HTTP) port of the nats-servers `npm start` runs, one per server upward; 0: no monitoring. */
+  natsMonitorPortBase: 0,
   /** Root of every actor's data (segments, Redis files, pid files). */
   dataDir: "./data",
   /** Cluster name: the second token of every subject. */
@@ -68,6 +80,12 @@ export const defaults = {
   journalHeartbeatTimeoutMs: 3000,
   /** A batch that has no majority of acks after this fails with NO_QUORUM. */
   quorumTimeoutMs: 3000,
+  /**
+   * The batch in flight goes again, after this long, to each journal node that has not answered it: a request or reply
+   * lost with a nats-server that died (or refused by the server a node failed over to) costs this, not quorumTimeoutMs.
+   * A node that holds the batch acks it again without writing. 0: never.
+   */
+  batchResendMs: 500,
   /** Effects seen on the replication stream with no client marker are journaled on their own after this idle time. */
   orphanEffectsFlushMs: 20,
   /** How long the master waits for a majority to promise a new epoch before it tries again. */
@@ -261,8 +279,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   return merged;
 }
 
+/**
+ * The servers of a QJM_NATS_URL value: comma-separated, blanks dropped. The one place the list is parsed (connectBus,
+ * the local cluster, validation).
+ */
+export function natsUrls(natsUrl: string): string[] {
+  return natsUrl.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
+}
+
+/** The port of one NATS URL (nats://host:port, or host:port); 4222 when it names none. */
+export function natsUrlPort(url: string): number {
+  const withScheme = /^[a-z]+:\/\//i.test(url) ? url : `nats://${url}`;
+  return Number(new URL(withScheme.replace(/^[a-z]+:/i, "http:")).port || 4222);
+}
+
 export function validateConfig(c: Config): string[] {
   const errors: string[] = [];
+  errors.push(...validateNats(c));
   if (c.journalNodes.length < 1) errors.push("journalNodes must name at least one journal node");
   if (new Set(c.journalNodes).size !== c.journalNodes.length) errors.push("journalNodes has duplicates");
   if (!/^[A-Za-z0-9_-]+$/.test(c.cluster)) errors.push("cluster must be a single subject token");
@@ -277,6 +310,7 @@ export function validateConfig(c: Config): string[] {
   }
   if (c.takeoverTimeoutMs <= c.masterTimeoutMs) errors.push("takeoverTimeoutMs must exceed masterTimeoutMs");
   if (c.heartbeatIntervalMs * 2 > c.quorumTimeoutMs) errors.push("quorumTimeoutMs must be at least two heartbeats");
+  if (c.batchResendMs >= c.quorumTimeoutMs) errors.push("batchResendMs must be below quorumTimeoutMs (0: no resends)");
   if (c.heartbeatIntervalMs * 3 > c.journalHeartbeatTimeoutMs) errors.push("journalHeartbeatTimeoutMs must be at least three heartbeats");
   if (c.journalInflightBytesMax < c.batchBytesMax) errors.push("journalInflightBytesMax must hold at least one batch");
   if (c.maxSegments < 2) errors.push("maxSegments must be at least 2");
@@ -288,6 +322,33 @@ export function validateConfig(c: Config): string[] {
   if (c.respPort > 65535) errors.push("respPort must be a TCP port (0: no front door)");
   errors.push(...validateSizes(c));
   errors.push(...validateDedupe(c));
+  return errors;
+}
+
+/** The NATS server list parses, and a local cluster's client, route and monitoring ports do not overlap each other or Redis's. */
+function validateNats(c: Config): string[] {
+  const urls = natsUrls(c.natsUrl);
+  if (urls.length === 0) return ["natsUrl must name at least one server"];
+  for (const url of urls) {
+    try {
+      natsUrlPort(url);
+    } catch {
+      return [`natsUrl: ${url} is not a URL`];
+    }
+  }
+  if (c.natsServers < 1 || c.natsServers > 9) return ["natsServers must be between 1 and 9"];
+  const n = c.natsServers;
+  // A single URL may name any host (a remote nats-server): only the ports a local cluster would take are checked.
+  const ranges: [string, number, number][] = [];
+  if (n > 1) ranges.push(["natsUrl's port", natsUrlPort(urls[0]), n], ["natsRoutePortBase", c.natsRoutePortBase, n]);
+  if (c.natsMonitorPortBase > 0) ranges.push(["natsMonitorPortBase", c.natsMonitorPortBase, n]);
+  ranges.push(["dataRedisPortBase", c.dataRedisPortBase, c.dataNodes.length], ["masterRedisPort", c.masterRedisPort, 1], ["replicaRedisPortBase", c.replicaRedisPortBase, c.replicas.length]);
+  const errors: string[] = [];
+  ranges.forEach(([a, from, count], i) => {
+    for (const [b, from2, count2] of ranges.slice(i + 1)) {
+      if (count > 0 && count2 > 0 && from < from2 + count2 && from2 < from + count) errors.push(`${a} and ${b} ports overlap (NATS: ${n} server(s) upward)`);
+    }
+  });
   return errors;
 }
 

@@ -521,7 +521,9 @@ export class JournalCore {
     if (segment === undefined || segment.startTxid !== req.segmentTxid || !segment.inProgress) {
       throw new QjmError(ErrorCode.OUT_OF_SYNC, `segment ${req.segmentTxid} is not open here`);
     }
-    if (req.count > 0) {
+    if (req.count > 0 && this.holdsBatch(segment, req)) {
+      // Sent again by the writer (the first copy's reply was lost with a nats-server): held already, acked again below.
+    } else if (req.count > 0) {
       if (req.firstTxid !== segment.endTxid + 1) {
         throw new QjmError(ErrorCode.OUT_OF_SYNC, `batch starts at ${req.firstTxid}, log ends at ${segment.endTxid}`);
       }
@@ -533,6 +535,21 @@ export class JournalCore {
     // Only a node in step with the writer learns its commit index: then every record up to it is the writer's.
     this.committedTxid = Math.max(this.committedTxid, Math.min(req.committedTxid, segment.endTxid));
     return { ops, reply: { state: this.state() } };
+  }
+
+  /**
+   * True when the open segment already holds this batch: its txids lie within it, and its records are those held (the
+   * writer's epoch wrote every record of the segment it opened; each one's print matches where this node knows it).
+   * A batch that overlaps the end, or differs, is not held: it is refused as before.
+   */
+  private holdsBatch(segment: SegmentState, req: Extract<JournalRequest, { type: "journal" }>): boolean {
+    const last = req.firstTxid + req.count - 1;
+    if (req.firstTxid < segment.startTxid || last > segment.endTxid) return false;
+    const batch = this.scanBatch(req.records, req.firstTxid, req.count, (e) => e === req.epoch);
+    return batch.txids.every((txid, i) => {
+      const held = this.printAt(txid);
+      return held === null || (held.epoch === batch.epochs[i] && held.crc === batch.crcs[i]);
+    });
   }
 
   private onPrepareRecovery(epoch: number, segmentTxid: number): StepResult {

@@ -143,6 +143,7 @@ export class Master {
       this.presence = startPresence(this.nc, cluster, heartbeatIntervalMs, () => this.status(), this.log);
     }
     this.timer = setInterval(() => this.onTimer(), Math.max(5, Math.min(100, orphanEffectsFlushMs)));
+    void this.watchBus();
     if (this.options.takeover !== undefined) void this.takeOver(this.options.takeover);
     else void this.recover();
   }
@@ -157,6 +158,20 @@ export class Master {
       redisUrl: this.redis.url,
       bootstrap: this.redis.bootstrapProgress,
     });
+  }
+
+  /**
+   * After the link to NATS failed over to another server: the batch in flight goes again at once (its replies may have
+   * been lost with the old server), and clients are told to send their unanswered writes again (masterReconnected).
+   */
+  private async watchBus(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      if (this.stopped) return;
+      const writer = this.core.writer;
+      if (s.type !== "reconnect" || writer === null) continue;
+      this.step(() => this.core.busReconnected(Date.now()));
+      this.events.publish({ type: "masterReconnected", epoch: writer.epoch, server: s.server });
+    }
   }
 
   // ---- the loop over the core ----

@@ -61,6 +61,8 @@ export interface SendRef {
   readonly generation: number;
   readonly batchId: number;
   readonly bytes: number;
+  /** A copy of the batch in flight sent again (WriterCore's batchResendMs). */
+  readonly resend: boolean;
 }
 
 export interface SendOrder {
@@ -444,6 +446,14 @@ export class MasterCore {
 
   // ---- journal nodes ----
 
+  /** The link to NATS failed over to another server: the batch in flight goes again now, not after batchResendMs. */
+  busReconnected(nowMs: number): void {
+    this.nowMs = nowMs;
+    if (this.writerCore === null || this.roll?.phase === "running") return;
+    this.writerCore.resendDue();
+    this.absorb(this.writerCore.tick(nowMs));
+  }
+
   /** A journal node's answer to a batch sent under `ref`. */
   journalReply(ref: SendRef, result: { ok: true } | { ok: false; code: string; message: string }, nowMs: number): void {
     this.nowMs = nowMs;
@@ -454,6 +464,9 @@ export class MasterCore {
     else this.nodeInflight.delete(key);
     if (ref.writer !== this.writerCore) return; // the writer before a roll, or a failed one
     if ((this.nodeGeneration.get(ref.node) ?? 0) !== ref.generation) return; // sent before the node rejoined
+    // A resent copy that found no responder (the node's link to NATS is failing over) or timed out tells nothing new:
+    // the first copy's answer, or its timeout, decides whether the node drops out.
+    if (ref.resend && !result.ok && result.code === ErrorCode.TIMEOUT) return;
     this.absorb(ref.writer.onReply(ref.node, ref.batchId, result, nowMs));
   }
 
@@ -507,13 +520,13 @@ export class MasterCore {
     const w = this.writerCore;
     if (w === null) return;
     if (o.failure !== null) return this.fail(o.failure);
-    for (const { batch, nodes } of o.send) for (const node of nodes) if (this.writerCore === w) this.send(w, node, batch);
+    for (const { batch, nodes, resend } of o.send) for (const node of nodes) if (this.writerCore === w) this.send(w, node, batch, resend === true);
     if (this.writerCore !== w) return;
     if (o.committedTxid !== null) this.onCommitted(w, o.committedTxid);
     if (w.inSyncCount !== this.counted.size) this.noticeMasked(w, w.lastRefusal ?? "dropped out");
   }
 
-  private send(w: WriterCore, node: string, batch: Batch): void {
+  private send(w: WriterCore, node: string, batch: Batch, resend = false): void {
     const generation = this.nodeGeneration.get(node) ?? 0;
     // Counted per incarnation: requests to a node's dead predecessor time out on their own.
     const key = `${node}#${generation}`;
@@ -528,7 +541,7 @@ export class MasterCore {
       return;
     }
     this.nodeInflight.set(key, { batches: inflight.batches + 1, bytes: inflight.bytes + bytes });
-    const ref: SendRef = { term: this.term, writer: w, node, generation, batchId: batch.id, bytes };
+    const ref: SendRef = { term: this.term, writer: w, node, generation, batchId: batch.id, bytes, resend };
     this.out.send.push({ node, epoch: w.epoch, batch, timeoutMs: w.batchTimeoutMs(bytes), ref });
   }
 

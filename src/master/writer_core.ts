@@ -14,6 +14,8 @@ export interface WriterLimits {
   quorumTimeoutMs: number;
   /** Extra time a batch gets per MiB it holds (a large record takes longer to send and fsync); 0 when absent. */
   quorumTimeoutMsPerMib?: number;
+  /** The batch in flight goes again to the nodes in step that have not answered it after this long; 0 or absent: never. */
+  batchResendMs?: number;
 }
 
 export interface Batch {
@@ -27,8 +29,8 @@ export interface Batch {
 
 /** What the adapter must do after a step. */
 export interface WriterOutput {
-  /** Send this batch (or, with count 0, this commit notice) to these nodes. */
-  send: { batch: Batch; nodes: string[] }[];
+  /** Send this batch (or, with count 0, this commit notice) to these nodes; `resend`: a copy sent again (batchResendMs). */
+  send: { batch: Batch; nodes: string[]; resend?: true }[];
   /** The committed txid moved here: answer every write up to it. */
   committedTxid: number | null;
   /** The write path failed: fail every unanswered write with NO_QUORUM and become a new writer. */
@@ -54,7 +56,11 @@ export class WriterCore {
   private nextTxid: number;
   private committed: number;
   private filling: Buffer_;
-  private flushing: (Batch & { sentAtMs: number; acks: Set<string>; refusals: Map<string, string> }) | null = null;
+  private flushing: (Batch & { sentAtMs: number; lastSentMs: number; acks: Set<string>; refusals: Map<string, string> }) | null = null;
+  /** Each node's newest acked batch of records (not a commit notice): it holds every batch up to it (appends are in order). */
+  private readonly ackedBatch = new Map<string, number>();
+  /** The id of the batch that committed last (its late acks still tell what a node holds). */
+  private committedBatchId = 0;
   private batchSeq = 0;
   /** Nodes that take part in this epoch's segment; a node that refused a batch drops out until it is caught up. */
   private inSync: Set<string>;
@@ -147,7 +153,9 @@ export class WriterCore {
     if (this.flushing !== null && nowMs - this.flushing.sentAtMs > timeoutMs) {
       return this.fail(`batch ${this.flushing.firstTxid}..${this.flushing.firstTxid + this.flushing.count - 1} has ${this.flushing.acks.size} of ${this.quorum} acks after ${timeoutMs} ms`);
     }
-    if (this.flushing === null && this.filling.count > 0) {
+    if (this.flushing !== null && (this.limits.batchResendMs ?? 0) > 0 && nowMs - this.flushing.lastSentMs >= this.limits.batchResendMs!) {
+      this.resend(this.flushing, nowMs, out);
+    } else if (this.flushing === null && this.filling.count > 0) {
       this.flush(nowMs, out);
     } else if (idle && this.flushing === null && this.commitNoticePending) {
       this.commitNoticePending = false;
@@ -156,9 +164,27 @@ export class WriterCore {
     return out;
   }
 
-  /** How long a batch of `bytes` may wait for its majority: quorumTimeoutMs, plus time for its size. */
+  /** The next tick sends the batch in flight again (if resends are on): the link it went out on failed over. */
+  resendDue(): void {
+    if (this.flushing !== null) this.flushing.lastSentMs = -Infinity;
+  }
+
+    /** How long a batch of `bytes` may wait for its majority: quorumTimeoutMs, plus time for its size. */
   batchTimeoutMs(bytes: number): number {
     return this.limits.quorumTimeoutMs + Math.ceil(((this.limits.quorumTimeoutMsPerMib ?? 0) * bytes) / (1024 * 1024));
+  }
+
+  /**
+   * The batch in flight again to the nodes in step that have neither acked nor refused it. Over NATS a request or its
+   * reply is lost when a nats-server dies between us, or when the node answers through another server after failing
+   * over (that server never handed it the request: nats-server refuses the reply). Without a resend the batch would
+   * wait out its quorum timeout and fail the writer. A node that holds the batch acks it again without writing it.
+   */
+  private resend(b: NonNullable<WriterCore["flushing"]>, nowMs: number, out: WriterOutput): void {
+    b.lastSentMs = nowMs;
+    const silent = [...this.inSync].filter((n) => !b.acks.has(n) && !b.refusals.has(n));
+    const { sentAtMs: _s, lastSentMs: _l, acks: _a, refusals: _r, ...batch } = b;
+    if (silent.length > 0) out.send.push({ batch, nodes: silent, resend: true });
   }
 
   private batch(records: Buffer, firstTxid: number, count: number): Batch {
@@ -168,7 +194,7 @@ export class WriterCore {
   private flush(nowMs: number, out: WriterOutput): void {
     const taken = this.takeBatch();
     const batch = this.batch(taken.records, taken.firstTxid, taken.count);
-    this.flushing = { ...batch, sentAtMs: nowMs, acks: new Set(), refusals: new Map() };
+    this.flushing = { ...batch, sentAtMs: nowMs, lastSentMs: nowMs, acks: new Set(), refusals: new Map() };
     this.commitNoticePending = false;
     out.send.push({ batch, nodes: [...this.inSync] });
   }
@@ -201,6 +227,8 @@ export class WriterCore {
     const b = this.flushing;
     if (!result.ok) {
       if (result.code === "EPOCH_FENCED") return this.fail(`fenced by ${node}: ${result.message}`);
+      // A lost copy of a batch the node acked since (a resend reached it): it holds that batch, nothing to mask.
+      if (batchId > 0 && (this.ackedBatch.get(node) ?? 0) >= batchId) return out;
       // A node that refused one batch would refuse every later one: it sits out until caught up.
       if (this.inSync.delete(node)) this.lastRefusal = `${node}: ${result.code} ${result.message}`;
       if (b !== null && b.id === batchId) b.refusals.set(node, `${result.code}: ${result.message}`);
@@ -210,13 +238,20 @@ export class WriterCore {
       }
       return out;
     }
+    const ofRecords = (b !== null && b.id === batchId) || batchId === this.committedBatchId;
+    if (ofRecords && batchId > (this.ackedBatch.get(node) ?? 0)) this.ackedBatch.set(node, batchId);
     if (b === null || b.id !== batchId) return out; // a late ack of a batch already committed, or of a commit notice
-    assert(!b.acks.has(node), `node ${node} acked batch ${batchId} twice`);
+    if (b.acks.has(node)) {
+      // Both copies of a resent batch reached the node; without a resend a second ack is a bug.
+      assert(b.lastSentMs > b.sentAtMs, `node ${node} acked batch ${batchId} twice`);
+      return out;
+    }
     b.acks.add(node);
     if (b.acks.size === this.quorum) {
       const last = b.firstTxid + b.count - 1;
       assert(last > this.committed, `committed txid would go from ${this.committed} to ${last}`);
       this.committed = last;
+      this.committedBatchId = b.id;
       this.flushing = null;
       this.commitNoticePending = true;
       out.committedTxid = last;
@@ -243,7 +278,7 @@ export class WriterCore {
     if (this.status !== "writing") return out;
     this.inSync.add(node);
     if (this.flushing !== null) {
-      const { sentAtMs: _s, acks: _a, refusals: _r, ...batch } = this.flushing;
+      const { sentAtMs: _s, lastSentMs: _l, acks: _a, refusals: _r, ...batch } = this.flushing;
       out.send.push({ batch, nodes: [node] });
     }
     return out;

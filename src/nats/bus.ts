@@ -1,7 +1,7 @@
 /** The thin NATS adapter every actor and client uses: connect, serve a subject, request, publish. */
 import { randomBytes } from "node:crypto";
 import { connect, headers, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { defaults } from "../config/config.js";
+import { defaults, natsUrls } from "../config/config.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, toErrorReply } from "../protocol/errors.js";
 import type { Logger } from "../util/log.js";
@@ -12,12 +12,20 @@ export type { NatsConnection };
 
 /**
  * `credsFile`: a credentials file (src/nats/auth.ts) to authenticate with; null for a nats-server without users.
- * `url`: one server, or several (the client library's `servers`).
+ * `url`: one server, or several (an array, or QJM_NATS_URL's comma-separated form); the connection fails over between them.
  * `waitForServer`: keep dialling until a server answers (actors); otherwise the first failed dial is an error.
+ * `inOrder`: try the servers in the order given (the local cluster hands each actor the list starting at another
+ * server, to spread them); otherwise nats.js shuffles them (clients).
  */
-export async function connectBus(url: string | string[], name: string, credsFile: string | null = null, options: { waitForServer?: boolean } = {}): Promise<NatsConnection> {
+export async function connectBus(
+  url: string | string[],
+  name: string,
+  credsFile: string | null = null,
+  options: { waitForServer?: boolean; inOrder?: boolean } = {},
+): Promise<NatsConnection> {
   return await connect({
-    servers: url,
+    servers: typeof url === "string" ? natsUrls(url) : url,
+    noRandomize: options.inOrder === true,
     name,
     // An actor (re)started while its link to nats-server is down waits for it, as it does on a reconnect, instead of
     // dying on its first dial (a refused or timed-out connect); a client or the CLI wants the error at once.

@@ -40,11 +40,29 @@ export async function startNatsServer(port: number, options: { logDir?: string; 
   };
 }
 
+/** One server of a local routed NATS cluster: its name, route port, and every route port of the cluster. */
+export interface NatsRouteConf {
+  serverName: string;
+  clusterName: string;
+  routePort: number;
+  routePorts: readonly number[];
+}
+
+/**
+ * The `cluster` block of one server of a routed cluster on loopback: it listens for routes on its own port and dials
+ * every other server's. Routes carry no authorization: only processes of this machine reach 127.0.0.1 (docs/operations.md).
+ */
+export function natsClusterConf(c: NatsRouteConf): string {
+  const routes = c.routePorts.filter((p) => p !== c.routePort).map((p) => `nats-route://127.0.0.1:${p}`);
+  return `server_name: ${JSON.stringify(c.serverName)}\ncluster ${JSON.stringify({ name: c.clusterName, listen: `127.0.0.1:${c.routePort}`, routes }, null, 2)}\n`;
+}
+
 /**
  * Writes nats-server's configuration for a cluster with users: infra/nats/nats-server.conf followed by the
- * `authorization` block (src/nats/auth.ts). Owner-only: it names who may do what.
+ * `authorization` block (src/nats/auth.ts) and `extra` (a routed cluster's block, monitoring). Owner-only: it names
+ * who may do what.
  */
-export function writeNatsServerConf(file: string, authorization: string, maxPayloadBytes: number): void {
+export function writeNatsServerConf(file: string, authorization: string, maxPayloadBytes: number, extra = ""): void {
   const generated = `max_payload: ${maxPayloadBytes}\n# Users and permissions, written by redis-qjm (src/nats/auth.ts).\n${authorization}`;
-  writeSecretFile(file, `${fs.readFileSync(NATS_CONF, "utf8")}\n# From QJM_NATS_PAYLOAD_BYTES_MAX.\n${generated}`);
+  writeSecretFile(file, `${fs.readFileSync(NATS_CONF, "utf8")}\n# From QJM_NATS_PAYLOAD_BYTES_MAX.\n${generated}${extra}`);
 }

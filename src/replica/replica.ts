@@ -43,6 +43,9 @@ export class Replica {
   private core: ReplicaCore | null = null;
   private presence: Presence | null = null;
   private running = false;
+  /** Settles (null) once release() or stop() ends tailing: a read in flight is not waited for. */
+  private halt!: (value: null) => void;
+  private readonly halted = new Promise<null>((resolve) => (this.halt = resolve));
   private loop: Promise<void> | null = null;
   private lastError: string | null = null;
   private committedSeen = 0;
@@ -170,8 +173,10 @@ export class Replica {
       if (this.windowFrom !== null) await this.warmWindow();
       const core = this.core!;
       const { node, fromTxid } = core.nextRead();
-      const reply = await jc.call(node, { type: "read", fromTxid, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: false });
-      if (!this.running) break;
+      // A release (takeover) does not wait for the read in flight: one lost with a nats-server would hold it for
+      // journalRequestTimeoutMs. Its answer, if any, is dropped.
+      const reply = await Promise.race([jc.call(node, { type: "read", fromTxid, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: false }), this.halted]);
+      if (!this.running || reply === null) break;
       const outcome = core.onRead(reply.ok && "read" in reply ? { ok: true, ...reply.read } : reply.ok ? { ok: false, code: "BAD_REQUEST", message: "not a read reply" } : reply);
       if (reply.ok && "read" in reply) this.committedSeen = Math.max(this.committedSeen, reply.read.committedTxid);
       if (outcome.kind === "bootstrap") {
@@ -413,6 +418,7 @@ export class Replica {
    */
   async release(): Promise<{ redis: RedisServer; feeder: Feeder; appliedTxid: number }> {
     this.running = false;
+    this.halt(null);
     this.wake?.();
     await this.loop;
     this.presence?.stop();
@@ -432,6 +438,7 @@ export class Replica {
 
   async stop(): Promise<void> {
     this.running = false;
+    this.halt(null);
     this.wake?.();
     await this.loop;
     await this.snapshotRunning;

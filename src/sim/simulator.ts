@@ -75,6 +75,7 @@ export function simConfig(journalNodes: string[], replicas: string[], batchRecor
     heartbeatIntervalMs: 100,
     journalHeartbeatTimeoutMs: 400,
     quorumTimeoutMs: 500,
+    batchResendMs: 150,
     epochRequestTimeoutMs: 300,
     journalRequestTimeoutMs: 600,
     writerRetryMs: 100,

@@ -31,12 +31,18 @@ export interface TestClusterOptions {
   natsPort?: number;
   /** Each actor's own NATS URL (e.g. its TCP proxy's); test clients still connect to nats-server directly. */
   actorNatsUrl?: (name: string) => string;
+  /** Each nats-server serves monitoring (/routez…) on a free port (config natsMonitorPortBase). */
+  natsMonitor?: boolean;
 }
 
 /** Fast timeouts so fault tests finish quickly; every port free, every file in a fresh temp dir. */
 export async function startTestCluster(name: string, overrides: Partial<Config> = {}, options: TestClusterOptions = {}): Promise<TestCluster> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `qjm-${name}-`));
-  const natsPort = options.natsPort ?? (await freePort());
+  // With natsServers > 1, a routed cluster: consecutive client ports, and as many route (and monitoring) ports.
+  const natsServers = overrides.natsServers ?? 1;
+  const natsPort = options.natsPort ?? (await freePorts(natsServers));
+  const natsRoutePortBase = natsServers > 1 ? await freePorts(natsServers) : defaults.natsRoutePortBase;
+  const natsMonitorPortBase = options.natsMonitor === true ? await freePorts(natsServers) : 0;
   const masterRedisPort = await freePort();
   // Consecutive ports for the replicas (r1 = base, r2 = base + 1, …): a busy base + 1 made r2's redis-server abort.
   const replicaRedisPortBase = await freePorts((overrides.replicas ?? defaults.replicas).length);
@@ -52,6 +58,8 @@ export async function startTestCluster(name: string, overrides: Partial<Config> 
     output: "files",
     config: {
       cluster: name.replace(/[^A-Za-z0-9_-]/g, "_"),
+      natsRoutePortBase,
+      natsMonitorPortBase,
       masterRedisPort,
       replicaRedisPortBase,
       dataNodes,

@@ -14,158 +14,24 @@
  */
 import os from "node:os";
 import test, { type ExecutionContext } from "ava";
-import { connect, QjmClientError, type QjmClient } from "../../src/client/index.js";
-import { CLIENT_USER, credsFile } from "../../src/nats/auth.js";
 import { request } from "../../src/nats/bus.js";
-import { decode } from "../../src/protocol/codec.js";
-import type { ActorStatus } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
 import { freePort } from "../../src/process/ports.js";
 import { startTcpProxy, type TcpProxy } from "../../src/process/tcp_proxy.js";
 import { Prng } from "../../src/sim/prng.js";
-import { diffKeyspaces, dumpKeyspace, startTestCluster, until, waitForReplicas, type TestCluster } from "../helpers/harness.js";
+import { startTestCluster, until, type TestCluster } from "../helpers/harness.js";
+import { checkCounters, CLIENTS, Events, IncrLoad, quantile, standby, statuses, steadyMaster } from "../helpers/incr_load.js";
 import { testSeed } from "../helpers/prng.js";
 
 const DATA_NODES = ["d1", "d2", "d3"];
-const CLIENTS = 100;
 /** QJM_FAILOVER_KILLS runs fewer (or more) kills, e.g. while looking into one. */
 const KILLS = Number(process.env.QJM_FAILOVER_KILLS ?? 20);
-/** Each client pauses this long between its writes: 100 clients, not a flood that two shared cores cannot carry. */
-const THINK_MS = 100;
 /** A kill comes after this many more acks, drawn from the seed, so the 20 kills land at different moments. */
 const ACKS_BEFORE_KILL = { min: 10, max: 200 };
 /** The INCRs of `c` in part c): every client's share runs while the second master campaigns. */
 const SHARED_INCRS_PER_CLIENT = 10;
 /** One-minute load average per core past which the machine is badly oversubscribed (see the p50 check). */
 const OVERLOADED_PER_CORE = 6;
-
-interface SeenEvent {
-  type: string;
-  atMs: number;
-  epoch?: number;
-  endTxid?: number;
-  node?: string;
-  source?: string;
-}
-
-/** 100 clients (one client-library connection each) INCRing counters; every ack and failure is counted per key. */
-class IncrLoad {
-  readonly acked = new Map<string, number>();
-  /** Each ack: when it arrived and its txid (a duplicate's is the original's). */
-  readonly acks: { atMs: number; txid: number }[] = [];
-  readonly errors: string[] = [];
-  retried = 0;
-  /** Part c): INCRs of the shared `c` each client still has to do before it goes back to its own counter. */
-  private readonly shared: number[];
-  private running = true;
-  private readonly done: Promise<void>[];
-
-  private constructor(private readonly clients: QjmClient[]) {
-    this.shared = clients.map(() => 0);
-    this.done = clients.map((_, i) => this.run(i));
-  }
-
-  static async start(tc: TestCluster): Promise<IncrLoad> {
-    const options = { servers: tc.cluster.natsUrl, credsFile: credsFile(tc.cluster.dataDir, CLIENT_USER), cluster: tc.cluster.cluster };
-    // An attempt at a master that is gone is given up after 2 s (or at once on the next writerElected); retried 60 s.
-    const clients = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => connect({ ...options, name: `kills-${i}`, timeoutMs: 2000, retryForMs: 60_000 })));
-    return new IncrLoad(clients);
-  }
-
-  private async run(i: number): Promise<void> {
-    while (this.running) {
-      const key = this.shared[i] > 0 ? "c" : `c:${i}`;
-      try {
-        const r = await this.clients[i].write("INCR", key);
-        if (key === "c") this.shared[i]--;
-        this.acked.set(key, (this.acked.get(key) ?? 0) + 1);
-        this.acks.push({ atMs: Date.now(), txid: r.txid });
-        if (r.attempts > 1) this.retried++;
-      } catch (err) {
-        this.errors.push(err instanceof QjmClientError ? `${key}: ${err.code} unknown=${err.outcomeUnknown}` : `${key}: ${String(err)}`);
-      }
-      await new Promise((r) => setTimeout(r, THINK_MS));
-    }
-  }
-
-  /** Every client INCRs the shared counter `n` times next. */
-  shareCounter(n: number): void {
-    this.shared.fill(n);
-  }
-
-  sharedLeft(): number {
-    return this.shared.reduce((a, b) => a + b, 0);
-  }
-
-  /** Waits until `n` more writes are acked. */
-  async acksMore(n: number, timeoutMs = 30_000): Promise<void> {
-    const target = this.acks.length + n;
-    await until(`${target} acks`, timeoutMs, () => (this.acks.length >= target ? true : undefined), 5);
-  }
-
-  /** When the first ack (from the `from`th on) of a write committed after txid `endTxid`, so by the new master, came. */
-  async firstAckAfter(from: number, endTxid: number, timeoutMs: number): Promise<number> {
-    let i = from;
-    return await until("an ack from the new master", timeoutMs, () => {
-      for (; i < this.acks.length; i++) if (this.acks[i].txid > endTxid) return this.acks[i].atMs;
-      return undefined;
-    }, 5);
-  }
-
-  async stop(): Promise<void> {
-    this.running = false;
-    await Promise.all(this.done);
-    await Promise.all(this.clients.map((c) => c.close()));
-  }
-}
-
-/** Cluster events, kept with the time they were published (the actors' clock: the same machine's). */
-class Events {
-  readonly seen: SeenEvent[] = [];
-
-  constructor(tc: TestCluster) {
-    tc.nc.subscribe(subjects(tc.cluster.cluster).events, {
-      callback: (err, msg) => {
-        if (err === null) this.seen.push(decode(msg.data) as SeenEvent);
-      },
-    });
-  }
-
-  async next(what: string, pred: (e: SeenEvent) => boolean, timeoutMs = 30_000): Promise<SeenEvent> {
-    return await until(what, timeoutMs, () => this.seen.find(pred), 5);
-  }
-
-  /** The writerElected event of the first master of an epoch above `epoch`. */
-  async elected(epoch: number): Promise<SeenEvent & { epoch: number; endTxid: number }> {
-    const e = await this.next(`a master of an epoch above ${epoch}`, (x) => x.type === "writerElected" && (x.epoch ?? 0) > epoch);
-    return e as SeenEvent & { epoch: number; endTxid: number };
-  }
-}
-
-/** A data node that could take over: a replica applying the journal ("degraded": one journal node refused a read). */
-function standby(s: ActorStatus): boolean {
-  return s.role === "replica" && (s.health === "ok" || s.health === "degraded");
-}
-
-async function statuses(tc: TestCluster): Promise<ActorStatus[]> {
-  return (await tc.status()).filter((s) => DATA_NODES.includes(s.id));
-}
-
-/**
- * The serving master of the highest epoch, once `standbys` other data nodes could take over (a node killed in the
- * round before may still be rebuilding its Redis: one standby is enough for the next kill).
- */
-async function steadyMaster(tc: TestCluster, standbys = DATA_NODES.length - 1, timeoutMs = 60_000): Promise<ActorStatus> {
-  return await until(`a master and ${standbys} standbys`, timeoutMs, async () => {
-    const all = await statuses(tc);
-    const master = all.filter((s) => s.role === "master" && s.health === "writing").sort((a, b) => b.epoch - a.epoch)[0];
-    return master !== undefined && all.filter(standby).length >= standbys ? master : undefined;
-  }, 50);
-}
-
-function quantile(sorted: readonly number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-}
 
 /** a) `KILLS` kills of the master, each at a seeded moment: kill → first ack of each. */
 async function killRounds(t: ExecutionContext, tc: TestCluster, load: IncrLoad, events: Events, rng: Prng): Promise<number[]> {
@@ -230,21 +96,6 @@ async function twoMastersRound(t: ExecutionContext, tc: TestCluster, load: IncrL
   t.log(`two masters: ${second.id} campaigned beside ${first.id} (epoch ${first.epoch}); epoch ${final.epoch} after, ${load.acked.get("c")} INCR c acked`);
   // Issue #11 saw two masters fence each other from epoch 1 to 42 within seconds; here one epoch settles it.
   t.true(final.epoch <= first.epoch + 3, `no fencing war: epoch ${first.epoch} → ${final.epoch}`);
-}
-
-/** Every counter on the master equals its acked INCRs; every replica equals the master. */
-async function checkCounters(t: ExecutionContext, tc: TestCluster, load: IncrLoad): Promise<void> {
-  const master = await steadyMaster(tc);
-  const top = await tc.write(["SET", "last", "1"]);
-  t.true(top.ok);
-  await waitForReplicas(tc, top.ok ? top.txid : 0, 60_000);
-  const port = (id: string) => tc.cluster.config.dataRedisPortBase + DATA_NODES.indexOf(id);
-  const want = await dumpKeyspace(port(master.id), tc.redisPassword);
-  const wrong = [...load.acked].filter(([key, n]) => Number(want.get(key)?.value) !== n).map(([key, n]) => `${key}: ${String(want.get(key)?.value)} for ${n} acked`);
-  t.deepEqual(wrong.slice(0, 5), [], `${wrong.length} counters differ from their acked INCRs`);
-  for (const node of DATA_NODES.filter((n) => n !== master.id)) {
-    t.deepEqual(diffKeyspaces(want, await dumpKeyspace(port(node), tc.redisPassword)).slice(0, 5), [], `${node} differs from the master`);
-  }
 }
 
 test("failover on real processes: 20 kills -9 under 100 clients, a partition, two masters; each acked INCR counted once", async (t) => {

@@ -1,5 +1,6 @@
 import test from "ava";
-import { defaults, envName, loadConfig, quorumSize, validateConfig } from "../../src/config/config.js";
+import { rotatedUrls } from "../../src/cluster/local_cluster.js";
+import { defaults, envName, loadConfig, natsUrlPort, natsUrls, quorumSize, validateConfig } from "../../src/config/config.js";
 import { decode, encode } from "../../src/protocol/codec.js";
 import { QjmError } from "../../src/protocol/errors.js";
 import { RECORD_BYTES_MAX } from "../../src/segment/record.js";
@@ -282,4 +283,32 @@ test("config - a list variable set to nothing is the empty list (QJM_DATA_NODES=
   // With data nodes, the journal must keep what a new master's dedupe window is rebuilt from.
   t.throws(() => loadConfig({ QJM_PURGE_MARGIN_RECORDS: "10" }), { message: /dedupeWindowRecords must not exceed purgeMarginRecords/ });
   t.notThrows(() => loadConfig({ QJM_PURGE_MARGIN_RECORDS: "10", QJM_DATA_NODES: "" }));
+});
+
+test("config - QJM_NATS_URL takes a comma-separated list of servers, parsed in one place (issue #14)", (t) => {
+  t.deepEqual(natsUrls("nats://a:4222, nats://b:4223 ,,nats://c:4224"), ["nats://a:4222", "nats://b:4223", "nats://c:4224"]);
+  t.deepEqual(natsUrls(defaults.natsUrl), [defaults.natsUrl]);
+  t.is(natsUrlPort("nats://127.0.0.1:4333"), 4333);
+  t.is(natsUrlPort("10.0.0.1"), 4222);
+  const c = loadConfig({ QJM_NATS_URL: "nats://a:4222,nats://b:4222", QJM_NATS_SERVERS: "3" });
+  t.is(c.natsUrl, "nats://a:4222,nats://b:4222", "kept in its documented string form");
+  t.is(c.natsServers, 3);
+  t.throws(() => loadConfig({ QJM_NATS_URL: " , " }), { message: /natsUrl must name at least one server/ });
+  t.throws(() => loadConfig({ QJM_NATS_SERVERS: "0" }), { message: /natsServers/ });
+});
+
+test("config - a local NATS cluster's client, route and monitoring ports may not overlap each other or Redis's", (t) => {
+  t.deepEqual(validateConfig({ ...defaults, natsServers: 3 }), [], "4222-4224, routes 6222-6224: clear of Redis's 6390-6397");
+  t.regex(validateConfig({ ...defaults, natsServers: 3, natsRoutePortBase: 4223 }).join(";"), /natsUrl's port and natsRoutePortBase/);
+  t.regex(validateConfig({ ...defaults, natsServers: 3, natsMonitorPortBase: 6394 }).join(";"), /natsMonitorPortBase and dataRedisPortBase/);
+  t.deepEqual(validateConfig({ ...defaults, natsUrl: "nats://10.0.0.9:6395" }), [], "one remote server: its port is not ours to check");
+  t.regex(validateConfig({ ...defaults, batchResendMs: defaults.quorumTimeoutMs }).join(";"), /batchResendMs/);
+});
+
+test("local cluster - each actor is handed the server list starting at another server", (t) => {
+  const urls = ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223", "nats://127.0.0.1:4224"];
+  t.deepEqual(rotatedUrls(urls, 0), urls);
+  t.deepEqual(rotatedUrls(urls, 1), [urls[1], urls[2], urls[0]]);
+  t.deepEqual(rotatedUrls(urls, 5), [urls[2], urls[0], urls[1]]);
+  t.deepEqual(rotatedUrls(urls.slice(0, 1), 4), urls.slice(0, 1));
 });

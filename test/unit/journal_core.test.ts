@@ -294,6 +294,26 @@ test("journal core - a valid batch is appended with its txids", (t) => {
   t.is(n.state().lastTxid, 5);
 });
 
+test("journal core - a batch sent again that this node holds (its reply was lost) is acked without a write", (t) => {
+  const n = written(2, 5, 1);
+  const r = n.step(journal(2, 1, 2, 3, 4));
+  t.deepEqual(r.ops, [], "nothing written again");
+  const s = stateOf(r);
+  t.is(s.lastTxid, 5);
+  t.is(s.committedTxid, 4, "its commit index is learnt as from any batch");
+  t.deepEqual(stateOf(n.step(journal(2, 1, 6, 1))).lastSegment, { startTxid: 1, endTxid: 6, inProgress: true }, "the next batch appends as before");
+});
+
+test("journal core - a batch at held txids whose records differ from those held is refused, changing nothing", (t) => {
+  const n = written(2, 5, 1);
+  const before = n.state();
+  const other = recordsWithTxids(2, [2, 3]);
+  const r = n.step(journal(2, 1, 2, 2, 0, other));
+  t.is(refusal(r), "OUT_OF_SYNC");
+  t.deepEqual(r.ops, []);
+  t.deepEqual(n.state(), before);
+});
+
 test("journal core - a batch that breaks a rule is refused with its code and changes nothing", (t) => {
   const cases: { name: string; req: JournalRequest; code: string; setup?: (n: JournalCore) => void }[] = [
     { name: "wrong segment", req: journal(2, 2, 4, 1), code: "OUT_OF_SYNC" },

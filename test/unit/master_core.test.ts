@@ -531,3 +531,31 @@ test("master core - isEmptyReady: an idle core asks nothing; a drained switchove
   core.write(1, 10, false, 0);
   t.false(isEmptyReady(core.ready()), "a write to execute");
 });
+
+test("master core - a resent copy that finds no responder changes nothing; its ack commits the batch (issue #14)", (t) => {
+  const core = serving({ ...limits, batchResendMs: 100 });
+  core.write(1, 1, false, 0);
+  let r = runAdmitted(core, core.ready());
+  ack(core, r.send, ["jn1"]);
+  // The copies to jn2 and jn3 were lost with a nats-server: no answer. batchResendMs later they go again.
+  core.tick(101);
+  r = core.ready();
+  const again = r.send.filter((s) => s.ref.resend);
+  t.deepEqual(again.map((s) => s.node).sort(), ["jn2", "jn3"]);
+  // jn3's link is still failing over: no responders (TIMEOUT). It stays in step.
+  core.journalReply(again.find((s) => s.node === "jn3")!.ref, { ok: false, code: "TIMEOUT", message: "503" }, 102);
+  t.true(core.writer!.isInSync("jn3"));
+  core.journalReply(again.find((s) => s.node === "jn2")!.ref, OK, 103);
+  r = core.ready();
+  t.deepEqual(r.answers.map((a) => a.id), [1], "jn1's ack and jn2's ack of the resent copy commit it");
+});
+
+test("master core - after the master's own link to NATS failed over, the batch in flight goes again at once", (t) => {
+  const core = serving({ ...limits, batchResendMs: 100 });
+  core.write(1, 1, false, 0);
+  runAdmitted(core, core.ready());
+  core.busReconnected(5);
+  const r = core.ready();
+  t.deepEqual(r.send.map((s) => s.node).sort(), N3, "not waiting for batchResendMs");
+  t.true(r.send.every((s) => s.ref.resend));
+});

@@ -110,6 +110,45 @@ test("writer core - with 5 nodes two refusals are survived, a third fails the wr
   t.true(w.failed);
 });
 
+test("writer core - the batch in flight goes again after batchResendMs to the nodes in step that have not answered it", (t) => {
+  const w = writer(N3, { ...roomy, batchResendMs: 100 });
+  w.append(payload("a"));
+  const b = onlyBatch(w.tick(0)).batch;
+  w.onReply("jn1", b.id, OK, 10);
+  t.deepEqual(w.tick(50).send, [], "not before batchResendMs");
+  const again = onlyBatch(w.tick(100));
+  t.deepEqual(again, { batch: b, nodes: ["jn2", "jn3"], resend: true });
+  t.deepEqual(w.tick(150).send, [], "then once per batchResendMs");
+  t.is(onlyBatch(w.tick(200)).nodes.length, 2);
+  // Both copies reached jn2: its two acks count once.
+  t.is(w.onReply("jn2", b.id, OK, 210).committedTxid, 11);
+  t.is(w.onReply("jn2", b.id, OK, 211).committedTxid, null);
+  t.false(w.failed);
+});
+
+test("writer core - a lost copy's timeout after the node acked that batch (or a later one) does not mask it", (t) => {
+  const w = writer(N3, { ...roomy, batchResendMs: 100 });
+  w.append(payload("a"));
+  const b = onlyBatch(w.tick(0)).batch;
+  w.onReply("jn1", b.id, OK, 10);
+  w.onReply("jn2", b.id, OK, 110);
+  w.append(payload("b"));
+  const next = onlyBatch(w.tick(120)).batch;
+  w.onReply("jn1", next.id, OK, 130);
+  w.onReply("jn2", next.id, OK, 130);
+  t.is(w.onReply("jn2", b.id, refuse("TIMEOUT"), 1000).failure, null);
+  t.true(w.isInSync("jn2"), "jn2 holds the batch whose first copy timed out");
+  w.onReply("jn3", next.id, refuse("TIMEOUT"), 1000);
+  t.false(w.isInSync("jn3"), "a node that never acked it drops out as before");
+});
+
+test("writer core - without batchResendMs nothing is sent again", (t) => {
+  const w = writer();
+  w.append(payload("a"));
+  onlyBatch(w.tick(0));
+  t.deepEqual(w.tick(900).send, []);
+});
+
 test("writer core - a duplicate ack from the same node is a bug: AssertionError", (t) => {
   const w = writer();
   w.append(payload("a"));
