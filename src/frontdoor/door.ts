@@ -13,7 +13,7 @@
  */
 import net from "node:net";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { clientOn, QjmClientError, type QjmClient } from "../client/client.js";
+import { clientOn, QjmClientError, type OrderedWriter, type QjmClient } from "../client/client.js";
 import type { Config } from "../config/config.js";
 import { maxPayload } from "../nats/bus.js";
 import type { ActorStatus } from "../protocol/messages.js";
@@ -150,9 +150,13 @@ export class RespDoor implements DoorServices {
     return { type: reply.type, value: Buffer.concat([prefix, Buffer.from(info, "utf8")]) };
   }
 
-  async write(args: readonly Buffer[]): Promise<{ ok: true; value: ReplyValue } | { ok: false; error: string }> {
+  ordered(): OrderedWriter {
+    return this.writer.ordered();
+  }
+
+  async write(writer: OrderedWriter, args: readonly Buffer[]): Promise<{ ok: true; value: ReplyValue } | { ok: false; error: string }> {
     try {
-      const result = await this.writer.write(args[0].toString("latin1"), ...args.slice(1));
+      const result = await writer.write(args[0].toString("latin1"), ...args.slice(1));
       return { ok: true, value: result.typed };
     } catch (err) {
       if (err instanceof QjmClientError) return { ok: false, error: writeError(err.code, err.message) };

@@ -11,6 +11,7 @@
  * phase of issue #12.)
  */
 import type net from "node:net";
+import type { OrderedWriter } from "../client/client.js";
 import type { RespValue } from "../redis/resp_parser.js";
 import type { ReplyValue } from "../segment/record.js";
 import type { Logger } from "../util/log.js";
@@ -31,8 +32,10 @@ export interface DoorServices {
   read(protocol: Protocol, args: readonly Buffer[]): Promise<RespValue>;
   /** The upstream reply of a local answer (INFO, CONFIG GET), finished by the door. */
   finish(answer: Extract<LocalAnswer, { upstream: Buffer[] }>, reply: RespValue, session: Session): RespValue;
-  /** A write through the journal: Redis's typed reply, or the error text the client gets. */
-  write(args: readonly Buffer[]): Promise<{ ok: true; value: ReplyValue } | { ok: false; error: string }>;
+  /** A connection's ordered group of writes (opened on its first write). */
+  ordered(): OrderedWriter;
+  /** A write through the journal, in `writer`'s order: Redis's typed reply, or the error text the client gets. */
+  write(writer: OrderedWriter, args: readonly Buffer[]): Promise<{ ok: true; value: ReplyValue } | { ok: false; error: string }>;
   closed(session: Session): void;
 }
 
@@ -55,6 +58,8 @@ export class Session {
   private corked = false;
   /** pump() is running: a reply written meanwhile does not start another (no recursion through a long pipeline). */
   private pumping = false;
+  /** This connection's writes, applied in request order even when retried across a failover. */
+  private writer: OrderedWriter | null = null;
 
   constructor(
     private readonly socket: net.Socket,
@@ -173,7 +178,7 @@ export class Session {
   private write(args: Buffer[], slot: Slot): void {
     const protocol = this.state.protocol;
     this.schedule("write", () =>
-      this.door.write(args).then(
+      this.door.write((this.writer ??= this.door.ordered()), args).then(
         (r) => this.fill(slot, r.ok ? encodeReplyValue(r.value, protocol) : encodeResp({ type: "error", value: r.error }, protocol), false),
         (err: Error) => this.fill(slot, encodeResp({ type: "error", value: `ERR qjm INTERNAL ${err.message}` }, protocol), false),
       ),
