@@ -40,6 +40,8 @@ export interface DoorOptions {
   commands: () => CommandTable | undefined;
   /** The node's status: role, epoch, txids (INFO's qjm section, HELLO's role). */
   status: () => ActorStatus;
+  /** Null while the node may serve reads; else the refusal (read_gate.ts). Absent: always. */
+  readRefusal?: () => string | null;
 }
 
 export class RespDoor implements DoorServices {
@@ -126,6 +128,12 @@ export class RespDoor implements DoorServices {
       inFlight: session.inFlight,
       nowMs: now,
     });
+  }
+
+  readRefusal(args: readonly Buffer[]): string | null {
+    // COMMAND describes the server, not the data: served whatever the node's phase (Redis too serves it while loading).
+    if (args[0].length === 7 && args[0].toString("latin1").toLowerCase() === "command") return null;
+    return this.o.readRefusal?.() ?? null;
   }
 
   read(protocol: Protocol, args: readonly Buffer[]): Promise<RespValue> {

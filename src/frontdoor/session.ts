@@ -28,6 +28,8 @@ export interface DoorServices {
   readonly log: Logger;
   route(args: readonly Buffer[], state: ConnectionState): Route;
   local(command: LocalCommand, args: readonly Buffer[], session: Session): LocalAnswer;
+  /** Null when a read of the data may be served now; else the error text (the node's Redis is rebuilt, taken over…). */
+  readRefusal(args: readonly Buffer[]): string | null;
   /** A command on the node's own Redis, in `protocol`; rejects when that Redis cannot be reached. */
   read(protocol: Protocol, args: readonly Buffer[]): Promise<RespValue>;
   /** The upstream reply of a local answer (INFO, CONFIG GET), finished by the door. */
@@ -167,12 +169,15 @@ export class Session {
 
   private read(args: Buffer[], slot: Slot): void {
     const protocol = this.state.protocol;
-    this.schedule("read", () =>
-      this.door.read(protocol, args).then(
+    this.schedule("read", () => {
+      // Asked when the read runs (after the connection's earlier writes), not when it arrived.
+      const refusal = this.door.readRefusal(args);
+      if (refusal !== null) return Promise.resolve(this.fill(slot, encodeResp({ type: "error", value: refusal }, protocol), false));
+      return this.door.read(protocol, args).then(
         (reply) => this.fill(slot, encodeResp(reply, protocol), false),
         (err: Error) => this.fill(slot, encodeResp(unavailable(err), protocol), false),
-      ),
-    );
+      );
+    });
   }
 
   private write(args: Buffer[], slot: Slot): void {

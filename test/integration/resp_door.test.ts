@@ -20,6 +20,8 @@ let masterDoor = 0;
 let replicaDoor = 0;
 let replicaId = "";
 const clients: Redis[] = [];
+/** The master the failover test killed (the next test restarts it). */
+let killed = "";
 
 test.before(async () => {
   tc = await startTestCluster("resp-door", { dataNodes: DATA_NODES });
@@ -250,6 +252,7 @@ test.serial("pipelined RPUSHes through a switchover and a failover (the master k
     await ackedAtLeast(acked.size + 400);
     const master = (await tc!.status()).find((s) => s.role === "master")!;
     await tc!.cluster.signal(master.id, "SIGKILL");
+    killed = master.id;
     await until("a new master", 60_000, async () => (await tc!.status()).find((s) => s.role === "master" && s.health === "writing" && s.id !== master.id), 100);
     await ackedAtLeast(acked.size + 400);
   } finally {
@@ -265,4 +268,42 @@ test.serial("pipelined RPUSHes through a switchover and a failover (the master k
   t.log(`${list.length} items, ${acked.size} acked, ${errors.length} errors${errors.length > 0 ? ` (first: ${errors[0]})` : ""}`);
   t.is(inversions, 0, "in request order, no duplicate");
   t.deepEqual(lost, [], "no acked RPUSH lost");
+});
+
+/** One GET on a fresh connection: the value, "nil", the error's first word, or "down" (not listening yet). */
+function getOnce(port: number, key: string): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: "127.0.0.1" });
+    let text = "";
+    const done = (v: string): void => {
+      s.destroy();
+      resolve(v);
+    };
+    s.on("error", () => done("down"));
+    s.on("close", () => done(text === "" ? "down" : text));
+    s.on("data", (d: Buffer) => {
+      text += d.toString("latin1");
+      if (text === "$-1\r\n") done("nil");
+      else if (text.startsWith("-") && text.endsWith("\r\n")) done(text.slice(1).split(" ")[0]);
+      else if (/^\$\d+\r\n.*\r\n$/s.test(text)) done(text.split("\r\n")[1]);
+    });
+    s.write(`*2\r\n$3\r\nGET\r\n$${key.length}\r\n${key}\r\n`);
+  });
+}
+
+// Review finding B: reads were served whatever the node was doing, so a wiped Redis answered an acked key as nil.
+test.serial("a node restarted after it was master (its Redis wiped, rebuilt) answers reads LOADING until caught up, never nil for an acked key", async (t) => {
+  t.not(killed, "", "the failover test ran");
+  const now = (await tc!.status()).find((s) => s.role === "master" && s.health === "writing")!;
+  t.is(await door(tc!.cluster.config.respPort + DATA_NODES.indexOf(now.id)).set("tt", "present"), "OK");
+  tc!.cluster.startActor(killed);
+  const port = tc!.cluster.config.respPort + DATA_NODES.indexOf(killed);
+  const seen = new Map<string, number>();
+  await until("the restarted node's door to read tt back", 60_000, async () => {
+    const v = await getOnce(port, "tt");
+    seen.set(v, (seen.get(v) ?? 0) + 1);
+    return v === "present" ? true : undefined;
+  }, 2);
+  t.log(JSON.stringify(Object.fromEntries(seen)));
+  t.is(seen.get("nil") ?? 0, 0, "never an older value than an acked write");
 });
