@@ -228,6 +228,13 @@ export const defaults = {
   respRequestBytesMax: 0,
   /** Connections per protocol (2 and 3) a front door shares for reads on its node's Redis. */
   respUpstreamConnections: 2,
+  /**
+   * Reply bytes one connection may have waiting (answered, not yet taken by the client): past it the connection is
+   * closed, as Redis's client-output-buffer-limit does (a client that never reads cannot grow the node's memory).
+   */
+  respOutputBytesMax: 64 * 1024 * 1024,
+  /** Past this many reply bytes waiting, the door takes no new request from that connection until they drain. */
+  respOutputBytesPause: 1024 * 1024,
   // ---- end RESP front door ----
 };
 
@@ -284,6 +291,7 @@ export function validateConfig(c: Config): string[] {
   if (c.segmentMaxBytes < c.batchBytesMax) errors.push("segmentMaxBytes must hold at least one batch");
   // replay: a Redis drops a master silent for repl-timeout (60 s by default).
   if (c.feederKeepaliveMs < 1 || c.feederKeepaliveMs > 30000) errors.push("feederKeepaliveMs must be between 1 and 30000");
+  if (c.respOutputBytesPause < 1 || c.respOutputBytesMax < c.respOutputBytesPause) errors.push("respOutputBytesPause must be at least 1 and at most respOutputBytesMax");
   if (c.respConnectionsMax < 1 || c.respPipelineMax < 1 || c.respUpstreamConnections < 1) errors.push("respConnectionsMax, respPipelineMax and respUpstreamConnections must be at least 1");
   if (c.respPort > 65535) errors.push("respPort must be a TCP port (0: no front door)");
   errors.push(...validateSizes(c));

@@ -47,6 +47,8 @@ export interface DoorOptions {
 export class RespDoor implements DoorServices {
   readonly pipelineMax: number;
   readonly requestBytesMax: number;
+  readonly outputBytesMax: number;
+  readonly outputBytesPause: number;
   readonly log: Logger;
   private readonly server: net.Server;
   private readonly sessions = new Set<Session>();
@@ -59,6 +61,8 @@ export class RespDoor implements DoorServices {
     const c = o.config;
     this.log = o.log;
     this.pipelineMax = c.respPipelineMax;
+    this.outputBytesMax = c.respOutputBytesMax;
+    this.outputBytesPause = c.respOutputBytesPause;
     this.requestBytesMax = c.respRequestBytesMax > 0 ? c.respRequestBytesMax : c.writeBytesMax > 0 ? c.writeBytesMax : maxPayload(o.nc);
     this.upstream = new Upstream({ port: o.redisPort, password: o.redisPassword, connections: c.respUpstreamConnections, connectTimeoutMs: c.redisStartTimeoutMs });
     this.writer = clientOn(o.nc, c);

@@ -25,6 +25,10 @@ import type { LocalCommand, Route } from "./router.js";
 export interface DoorServices {
   readonly pipelineMax: number;
   readonly requestBytesMax: number;
+  /** Reply bytes waiting for the client past which the connection is closed (client-output-buffer-limit). */
+  readonly outputBytesMax: number;
+  /** Reply bytes waiting past which no new request is taken. */
+  readonly outputBytesPause: number;
   readonly log: Logger;
   route(args: readonly Buffer[], state: ConnectionState): Route;
   local(command: LocalCommand, args: readonly Buffer[], session: Session): LocalAnswer;
@@ -62,6 +66,8 @@ export class Session {
   private pumping = false;
   /** This connection's writes, applied in request order even when retried across a failover. */
   private writer: OrderedWriter | null = null;
+  /** Bytes of replies ready but not yet handed to the socket (waiting for an earlier one). */
+  private readyBytes = 0;
 
   constructor(
     private readonly socket: net.Socket,
@@ -113,7 +119,7 @@ export class Session {
   }
 
   private take(): void {
-    while (!this.stopped && !this.outputFull && this.inFlight < this.door.pipelineMax) {
+    while (!this.stopped && !this.outputFull && this.inFlight < this.door.pipelineMax && this.outputBytes <= this.door.outputBytesPause) {
       let args: Buffer[] | undefined;
       try {
         args = this.reader.next();
@@ -123,7 +129,7 @@ export class Session {
       if (args === undefined) break;
       if (args.length > 0) this.dispatch(args);
     }
-    const full = this.outputFull || this.inFlight >= this.door.pipelineMax;
+    const full = this.outputFull || this.inFlight >= this.door.pipelineMax || this.outputBytes > this.door.outputBytesPause;
     if (full && !this.socket.isPaused()) this.socket.pause();
     else if (!full && this.socket.isPaused() && !this.stopped) this.socket.resume();
   }
@@ -159,6 +165,8 @@ export class Session {
 
   private local(command: LocalCommand, args: Buffer[], slot: Slot, done: (v: RespValue, p?: Protocol, close?: boolean) => void): void {
     const answer = this.door.local(command, args, this);
+    // QUIT: nothing after it is read, as in Redis (a pipelined `QUIT; SET x 1` does not run the SET).
+    if ("reply" in answer && answer.close === true) this.stopped = true;
     if ("reply" in answer) return done(answer.reply, this.state.protocol, answer.close === true);
     const protocol = this.state.protocol;
     this.door.read(protocol, answer.upstream).then(
@@ -202,10 +210,28 @@ export class Session {
     run.done = done;
   }
 
+  /** Reply bytes the client has not taken: ready ones waiting for an earlier reply, and the socket's buffer. */
+  private get outputBytes(): number {
+    return this.readyBytes + this.socket.writableLength;
+  }
+
   private fill(slot: Slot, bytes: Buffer, close: boolean): void {
+    if (this.socket.destroyed) return;
     slot.bytes = bytes;
     slot.close = close;
+    this.readyBytes += bytes.length;
     this.flush();
+    if (this.outputBytes > this.door.outputBytesMax) this.overflow();
+  }
+
+  /** The client does not read its replies: closed as Redis's client-output-buffer-limit does. */
+  private overflow(): void {
+    this.door.log.info({ client: this.state.id, addr: this.state.addr, outputBytes: this.outputBytes, inFlight: this.inFlight }, "front door: replies waiting past respOutputBytesMax, closing the connection");
+    this.stopped = true;
+    this.slots = [];
+    this.head = 0;
+    this.readyBytes = 0;
+    this.socket.destroy();
   }
 
   private cork(): void {
@@ -225,6 +251,7 @@ export class Session {
       const slot = this.slots[this.head];
       if (slot.bytes === null) break;
       this.slots[this.head++] = undefined as unknown as Slot;
+      this.readyBytes -= slot.bytes.length;
       if (this.socket.destroyed) continue;
       this.cork();
       if (!this.socket.write(slot.bytes)) this.outputFull = true;

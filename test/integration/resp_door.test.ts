@@ -24,7 +24,8 @@ const clients: Redis[] = [];
 let killed = "";
 
 test.before(async () => {
-  tc = await startTestCluster("resp-door", { dataNodes: DATA_NODES });
+  // A small output bound: the test of a client that never reads fills it with 8 MiB, not 64.
+  tc = await startTestCluster("resp-door", { dataNodes: DATA_NODES, respOutputBytesMax: 8 * 1024 * 1024 });
   const master = await waitForWriter(tc);
   const base = tc.cluster.config.respPort;
   masterDoor = base + DATA_NODES.indexOf(master.id);
@@ -218,6 +219,40 @@ test.serial("bad input: malformed RESP, an oversize bulk, an inline command; the
   const r = door(masterDoor);
   await r.connect();
   t.is(await r.ping(), "PONG", "service goes on");
+});
+
+// Review finding E: commands pipelined after QUIT ran (journaled) although the connection closes.
+test.serial("QUIT in a pipeline: answered after the requests before it, nothing after it runs", async (t) => {
+  const cmd = (...a: string[]) => `*${a.length}\r\n${a.map((x) => `$${Buffer.byteLength(x)}\r\n${x}\r\n`).join("")}`;
+  const out = await raw(masterDoor, cmd("GET", "quit:none") + cmd("QUIT") + cmd("SET", "quit:x", "1"));
+  t.is(out.text, "$-1\r\n+OK\r\n");
+  t.true(out.closed);
+  const r = door(masterDoor);
+  await r.connect();
+  t.is(await r.set("quit:after", "1"), "OK", "a write after it on another connection: the SET, had it run, is before it");
+  t.is(await r.get("quit:x"), null);
+});
+
+// Review finding D: two clients that never read, each 256 GETs of a 4 MiB value, grew the node by 1.3 GiB.
+test.serial("a client that never reads its replies is closed past respOutputBytesMax; the door serves on", async (t) => {
+  const r = door(masterDoor);
+  await r.connect();
+  t.is(await r.set("big:v", Buffer.alloc(512 * 1024, 0x61)), "OK");
+  const get = "*2\r\n$3\r\nGET\r\n$5\r\nbig:v\r\n";
+  const s = net.connect({ port: masterDoor, host: "127.0.0.1" });
+  s.pause(); // never reads: replies pile up in the kernel, then at the door
+  s.on("error", () => {});
+  try {
+    await new Promise<void>((resolve) => s.once("connect", () => resolve()));
+    s.write(get.repeat(200));
+    const addr = `addr=127.0.0.1:${s.localPort} `;
+    // A paused socket does not see the door's FIN: the door's own list says when it is gone.
+    await until("the door to drop the connection", 15_000, async () => (String(await r.client("LIST")).includes(addr) ? undefined : true), 100);
+  } finally {
+    s.destroy();
+  }
+  t.pass("the door closed it (100 MiB of replies against an 8 MiB bound)");
+  t.is(await r.ping(), "PONG");
 });
 
 // Last: it kills the master. Review finding A: a connection's pipelined writes were retried each on its own (random
