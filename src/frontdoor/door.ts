@@ -55,6 +55,8 @@ export class RespDoor implements DoorServices {
   private readonly upstream: Upstream;
   private readonly writer: QjmClient;
   private nextId = 1;
+  /** Request bytes buffered over all connections (respBufferedBytesMax). */
+  private bufferedTotal = 0;
   private redisVersion = "7.0.0";
 
   constructor(private readonly o: DoorOptions) {
@@ -174,6 +176,17 @@ export class RespDoor implements DoorServices {
       if (err instanceof QjmClientError) return { ok: false, error: writeError(err.code, err.message) };
       throw err;
     }
+  }
+
+  buffered(_session: Session, delta: number): void {
+    this.bufferedTotal += delta;
+    if (this.bufferedTotal <= this.o.config.respBufferedBytesMax) return;
+    // Past the budget: the connection holding the most goes (pausing them all could stall every client for good).
+    let largest: Session | null = null;
+    for (const s of this.sessions) if (largest === null || s.bufferedBytes > largest.bufferedBytes) largest = s;
+    if (largest === null) return;
+    this.log.warn({ client: largest.state.id, addr: largest.state.addr, bufferedBytes: largest.bufferedBytes, total: this.bufferedTotal }, "front door: buffered requests past respBufferedBytesMax, closing the connection holding the most");
+    largest.close();
   }
 
   closed(session: Session): void {

@@ -38,6 +38,8 @@ export interface DoorServices {
   read(protocol: Protocol, args: readonly Buffer[]): Promise<RespValue>;
   /** The upstream reply of a local answer (INFO, CONFIG GET), finished by the door. */
   finish(answer: Extract<LocalAnswer, { upstream: Buffer[] }>, reply: RespValue, session: Session): RespValue;
+  /** This connection's buffered request bytes changed by `delta` (the door bounds their sum over its connections). */
+  buffered(session: Session, delta: number): void;
   /** A connection's ordered group of writes (opened on its first write). */
   ordered(): OrderedWriter;
   /** A write through the journal, in `writer`'s order: Redis's typed reply, or the error text the client gets. */
@@ -68,13 +70,15 @@ export class Session {
   private writer: OrderedWriter | null = null;
   /** Bytes of replies ready but not yet handed to the socket (waiting for an earlier one). */
   private readyBytes = 0;
+  /** Request bytes buffered, as last told to the door. */
+  private charged = 0;
 
   constructor(
     private readonly socket: net.Socket,
     readonly state: ConnectionState,
     private readonly door: DoorServices,
   ) {
-    this.reader = new RequestReader({ requestBytesMax: door.requestBytesMax });
+    this.reader = new RequestReader({ requestBytesMax: door.requestBytesMax, unauthenticated: !state.authenticated });
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("drain", () => {
       this.outputFull = false;
@@ -83,6 +87,7 @@ export class Session {
     socket.on("error", (err) => door.log.debug({ err, client: state.id }, "front-door connection error"));
     socket.on("close", () => {
       this.stopped = true;
+      this.charge(0);
       door.closed(this);
     });
   }
@@ -92,8 +97,14 @@ export class Session {
     return this.slots.length - this.head;
   }
 
+  /** Request bytes this connection holds buffered (a request not yet complete, or not yet taken). */
+  get bufferedBytes(): number {
+    return this.charged;
+  }
+
   close(): void {
     this.stopped = true;
+    this.charge(0);
     this.socket.destroy();
   }
 
@@ -105,6 +116,14 @@ export class Session {
       return this.protocolError(err);
     }
     this.pump();
+    if (!this.stopped) this.charge(this.reader.pendingBytes);
+  }
+
+  private charge(bytes: number): void {
+    if (bytes === this.charged) return;
+    const delta = bytes - this.charged;
+    this.charged = bytes;
+    this.door.buffered(this, delta);
   }
 
   /** Takes requests while under the bound; pauses the socket at it. */
@@ -129,6 +148,7 @@ export class Session {
       if (args === undefined) break;
       if (args.length > 0) this.dispatch(args);
     }
+    if (!this.stopped) this.charge(this.reader.pendingBytes);
     const full = this.outputFull || this.inFlight >= this.door.pipelineMax || this.outputBytes > this.door.outputBytesPause;
     if (full && !this.socket.isPaused()) this.socket.pause();
     else if (!full && this.socket.isPaused() && !this.stopped) this.socket.resume();
@@ -165,6 +185,8 @@ export class Session {
 
   private local(command: LocalCommand, args: Buffer[], slot: Slot, done: (v: RespValue, p?: Protocol, close?: boolean) => void): void {
     const answer = this.door.local(command, args, this);
+    // Authenticated (AUTH, HELLO … AUTH): the full request bounds from the next request on.
+    if (this.state.authenticated) this.reader.authenticated();
     // QUIT: nothing after it is read, as in Redis (a pipelined `QUIT; SET x 1` does not run the SET).
     if ("reply" in answer && answer.close === true) this.stopped = true;
     if ("reply" in answer) return done(answer.reply, this.state.protocol, answer.close === true);

@@ -25,7 +25,8 @@ let killed = "";
 
 test.before(async () => {
   // A small output bound: the test of a client that never reads fills it with 8 MiB, not 64.
-  tc = await startTestCluster("resp-door", { dataNodes: DATA_NODES, respOutputBytesMax: 8 * 1024 * 1024 });
+  // Small bounds for the memory tests: 8 MiB of replies waiting per connection, 4 MiB of requests buffered per door.
+  tc = await startTestCluster("resp-door", { dataNodes: DATA_NODES, respOutputBytesMax: 8 * 1024 * 1024, respBufferedBytesMax: 4 * 1024 * 1024 });
   const master = await waitForWriter(tc);
   const base = tc.cluster.config.respPort;
   masterDoor = base + DATA_NODES.indexOf(master.id);
@@ -253,6 +254,29 @@ test.serial("a client that never reads its replies is closed past respOutputByte
   }
   t.pass("the door closed it (100 MiB of replies against an 8 MiB bound)");
   t.is(await r.ping(), "PONG");
+});
+
+// Review finding C: 150 connections each holding part of a large request exhausted the node.
+test.serial("requests buffered past respBufferedBytesMax over all connections: the connection holding the most is closed", async (t) => {
+  const sockets: net.Socket[] = [];
+  let closed = 0;
+  try {
+    for (let i = 0; i < 6; i++) {
+      const s = net.connect({ port: replicaDoor, host: "127.0.0.1" });
+      s.on("error", () => {});
+      s.on("close", () => closed++);
+      sockets.push(s);
+      // A SET whose value never finishes: 900 KB held by the door (under the 1 MiB request bound).
+      s.write(`*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1000000\r\n${"x".repeat(900_000)}`);
+    }
+    await until("connections over the 4 MiB budget to be closed", 15_000, () => (closed >= 2 ? true : undefined), 20);
+    t.true(closed <= 3, `${closed} closed: only as many as the budget needs`);
+  } finally {
+    for (const s of sockets) s.destroy();
+  }
+  const r = door(replicaDoor);
+  await r.connect();
+  t.is(await r.ping(), "PONG", "the door serves on");
 });
 
 // Last: it kills the master. Review finding A: a connection's pipelined writes were retried each on its own (random
