@@ -1,13 +1,16 @@
 /**
  * One front-door connection: requests framed off the socket, each routed (router.ts) and answered, the replies
  * written back in request order however they complete (a pipelined write waits for the journal while a read after it
- * is ready). Bounded: at most `pipelineMax` requests in flight; past it, and while the socket's output is full, the
- * door stops reading the socket (TCP back-pressure) instead of buffering.
+ * is ready). Bounded: at most `pipelineMax` requests in flight; past it, while the socket's output is full, and while
+ * more than `outputBytesPause` reply bytes wait, the door stops reading the socket (TCP back-pressure) instead of
+ * buffering; past `outputBytesMax` reply bytes waiting the connection is closed (a client that never reads). Its
+ * buffered request bytes are reported to the door, which bounds their sum. Nothing after a QUIT is read.
  *
  * Order within a connection, as a pipeline runs on Redis: consecutive writes are sent at once, concurrently (the
  * master admits them in the order they arrive), and so are consecutive reads; a read waits until the connection's
  * earlier writes are answered, and a write until its earlier reads are, so a pipelined `INCR n`, `GET n`, `INCR n`
- * reads 1. (On a replica the read may still run before the write is applied there: session consistency is a later
+ * reads 1. The writes go through one ordered group per connection (src/client/ordered_writes.ts): applied in request
+ * order even when retried across a failover. (On a replica the read may still run before the write is applied there: session consistency is a later
  * phase of issue #12.)
  */
 import type net from "node:net";
