@@ -18,6 +18,7 @@ import { isClientId, type ActorStatus, type WriteId } from "../protocol/messages
 import { subjects, type Subjects } from "../protocol/subjects.js";
 import { plainReply } from "../redis/reply_value.js";
 import type { ReplyValue } from "../segment/record.js";
+import { OrderedWrites, type OrderedFailure } from "./ordered_writes.js";
 import { backoffMs, verdictOf } from "./retry.js";
 
 export interface ConnectOptions {
@@ -84,11 +85,20 @@ export interface QjmClient {
   /** This connection's client id (every write's id is `{ client: id, seq }`). */
   readonly id: string;
   write(command: string, ...args: WriteArg[]): Promise<WriteResult>;
+  /**
+   * A group of writes applied in the order they are written, pipelined (a Redis connection's writes: the front door
+   * opens one per connection): retried together, in order, across a failover (ordered_writes.ts).
+   */
+  ordered(): OrderedWriter;
   /** Every actor's status (master, journal nodes, replicas) that answers within the status timeout. */
   status(): Promise<ActorStatus[]>;
   /** Cluster events (masked, restored, recovery decisions…), decoded, from now on; `return()` (or `break`) stops them. */
   events(): AsyncIterableIterator<Record<string, unknown>>;
   close(): Promise<void>;
+}
+
+export interface OrderedWriter {
+  write(command: string, ...args: WriteArg[]): Promise<WriteResult>;
 }
 
 export async function connect(options: ConnectOptions = {}): Promise<QjmClient> {
@@ -213,6 +223,32 @@ class ClientImpl implements QjmClient {
       }
       await Promise.race([new Promise((resolve) => setTimeout(resolve, pause)), this.closing]);
     }
+  }
+
+  ordered(): OrderedWriter {
+    const group = new OrderedWrites<Omit<WriteResult, "attempts">>({
+      nextId: () => ({ client: this.id, seq: ++this.seq }),
+      attempt: async (body) => {
+        const r = await this.attempt(body);
+        return "txid" in r ? { ok: true, result: r } : { ok: false, ...r };
+      },
+      pauseMs: (round) => backoffMs(round, this.config, Math.random),
+      sleep: (ms) => Promise.race([new Promise<void>((resolve) => setTimeout(resolve, ms)), this.closing]),
+      now: () => Date.now(),
+      retryForMs: this.limits.retryForMs,
+      closed: () => this.closed,
+    });
+    const retryForMs = this.limits.retryForMs;
+    return {
+      write: (command, ...args) =>
+        group.write([command, ...args]).then(
+          ({ result, attempts }) => ({ ...result, attempts }),
+          (f: OrderedFailure) => {
+            const why = f.retried ? ` (retried for ${retryForMs} ms)` : "";
+            throw new QjmClientError(f.code, `${f.message}${why}`, f.outcomeUnknown, f.attempts, f.id, { cause: f.cause });
+          },
+        ),
+    };
   }
 
   /** One attempt: the result, or the failure's code and message (a transport failure is TIMEOUT). */

@@ -246,6 +246,18 @@ export const defaults = {
   respRequestBytesMax: 0,
   /** Connections per protocol (2 and 3) a front door shares for reads on its node's Redis. */
   respUpstreamConnections: 2,
+  /**
+   * Reply bytes one connection may have waiting (answered, not yet taken by the client): past it the connection is
+   * closed, as Redis's client-output-buffer-limit does (a client that never reads cannot grow the node's memory).
+   */
+  respOutputBytesMax: 64 * 1024 * 1024,
+  /** Past this many reply bytes waiting, the door takes no new request from that connection until they drain. */
+  respOutputBytesPause: 1024 * 1024,
+  /**
+   * Request bytes all of a door's connections may hold buffered (requests not yet complete): past it the connection
+   * holding the most is closed (a crowd of clients each sending part of a large request cannot exhaust the node).
+   */
+  respBufferedBytesMax: 256 * 1024 * 1024,
   // ---- end RESP front door ----
 };
 
@@ -318,6 +330,8 @@ export function validateConfig(c: Config): string[] {
   if (c.segmentMaxBytes < c.batchBytesMax) errors.push("segmentMaxBytes must hold at least one batch");
   // replay: a Redis drops a master silent for repl-timeout (60 s by default).
   if (c.feederKeepaliveMs < 1 || c.feederKeepaliveMs > 30000) errors.push("feederKeepaliveMs must be between 1 and 30000");
+  if (c.respBufferedBytesMax < 1) errors.push("respBufferedBytesMax must be at least 1");
+  if (c.respOutputBytesPause < 1 || c.respOutputBytesMax < c.respOutputBytesPause) errors.push("respOutputBytesPause must be at least 1 and at most respOutputBytesMax");
   if (c.respConnectionsMax < 1 || c.respPipelineMax < 1 || c.respUpstreamConnections < 1) errors.push("respConnectionsMax, respPipelineMax and respUpstreamConnections must be at least 1");
   if (c.respPort > 65535) errors.push("respPort must be a TCP port (0: no front door)");
   errors.push(...validateSizes(c));
@@ -384,3 +398,15 @@ export function quorumSize(nodes: number): number {
   assert(nodes >= 1, "a quorum needs at least one node");
   return Math.floor(nodes / 2) + 1;
 }
+
+/**
+ * The front door counts this many bytes per argument of a request against respRequestBytesMax (review finding C):
+ * each parsed argument costs the heap far more than its few bytes on the wire (`$0\r\n\r\n`: 6 bytes), so a request
+ * of a million empty arguments held ~34 MiB per connection. A request may have at most bound / this arguments
+ * (16,384 at 1 MiB).
+ */
+export const RESP_REQUEST_ITEM_OVERHEAD_BYTES = 64;
+/** Before AUTH (a door with a password), a request has at most this many arguments (Redis: 10)… */
+export const RESP_UNAUTHENTICATED_ITEMS_MAX = 10;
+/** …each at most this many bytes (Redis: 16 KiB), so that unauthenticated connections hold little. */
+export const RESP_UNAUTHENTICATED_BULK_BYTES_MAX = 16 * 1024;

@@ -36,6 +36,7 @@ import { assertNever } from "../util/assert.js";
 import type { MasterProbe, PeerBeat } from "./election_core.js";
 import { DataNodeCore, type DataNodeOrder, type SelfView } from "./data_node_core.js";
 import { probeMaster } from "./master_probe.js";
+import { readRefusal } from "../frontdoor/read_gate.js";
 
 /** Present while this node's Redis is (or may be) a master's: it is wiped before the node serves as a replica again. */
 const MASTER_MARKER = "master-role.json";
@@ -109,6 +110,7 @@ export class DataNode {
       redisPassword: redisPassword(this.config.dataDir),
       commands: () => this.commands,
       status: () => this.status(),
+      readRefusal: () => readRefusal({ phase: this.core.phase, master: this.master !== null, replica: this.replica?.readState ?? null }),
     });
     try {
       await door.start();

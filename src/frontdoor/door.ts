@@ -13,7 +13,7 @@
  */
 import net from "node:net";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { clientOn, QjmClientError, type QjmClient } from "../client/client.js";
+import { clientOn, QjmClientError, type OrderedWriter, type QjmClient } from "../client/client.js";
 import type { Config } from "../config/config.js";
 import { maxPayload } from "../nats/bus.js";
 import type { ActorStatus } from "../protocol/messages.js";
@@ -40,23 +40,31 @@ export interface DoorOptions {
   commands: () => CommandTable | undefined;
   /** The node's status: role, epoch, txids (INFO's qjm section, HELLO's role). */
   status: () => ActorStatus;
+  /** Null while the node may serve reads; else the refusal (read_gate.ts). Absent: always. */
+  readRefusal?: () => string | null;
 }
 
 export class RespDoor implements DoorServices {
   readonly pipelineMax: number;
   readonly requestBytesMax: number;
+  readonly outputBytesMax: number;
+  readonly outputBytesPause: number;
   readonly log: Logger;
   private readonly server: net.Server;
   private readonly sessions = new Set<Session>();
   private readonly upstream: Upstream;
   private readonly writer: QjmClient;
   private nextId = 1;
+  /** Request bytes buffered over all connections (respBufferedBytesMax). */
+  private bufferedTotal = 0;
   private redisVersion = "7.0.0";
 
   constructor(private readonly o: DoorOptions) {
     const c = o.config;
     this.log = o.log;
     this.pipelineMax = c.respPipelineMax;
+    this.outputBytesMax = c.respOutputBytesMax;
+    this.outputBytesPause = c.respOutputBytesPause;
     this.requestBytesMax = c.respRequestBytesMax > 0 ? c.respRequestBytesMax : c.writeBytesMax > 0 ? c.writeBytesMax : maxPayload(o.nc);
     this.upstream = new Upstream({ port: o.redisPort, password: o.redisPassword, connections: c.respUpstreamConnections, connectTimeoutMs: c.redisStartTimeoutMs });
     this.writer = clientOn(o.nc, c);
@@ -128,6 +136,12 @@ export class RespDoor implements DoorServices {
     });
   }
 
+  readRefusal(args: readonly Buffer[]): string | null {
+    // COMMAND describes the server, not the data: served whatever the node's phase (Redis too serves it while loading).
+    if (args[0].length === 7 && args[0].toString("latin1").toLowerCase() === "command") return null;
+    return this.o.readRefusal?.() ?? null;
+  }
+
   read(protocol: Protocol, args: readonly Buffer[]): Promise<RespValue> {
     return this.upstream.call(protocol, args);
   }
@@ -150,14 +164,29 @@ export class RespDoor implements DoorServices {
     return { type: reply.type, value: Buffer.concat([prefix, Buffer.from(info, "utf8")]) };
   }
 
-  async write(args: readonly Buffer[]): Promise<{ ok: true; value: ReplyValue } | { ok: false; error: string }> {
+  ordered(): OrderedWriter {
+    return this.writer.ordered();
+  }
+
+  async write(writer: OrderedWriter, args: readonly Buffer[]): Promise<{ ok: true; value: ReplyValue } | { ok: false; error: string }> {
     try {
-      const result = await this.writer.write(args[0].toString("latin1"), ...args.slice(1));
+      const result = await writer.write(args[0].toString("latin1"), ...args.slice(1));
       return { ok: true, value: result.typed };
     } catch (err) {
       if (err instanceof QjmClientError) return { ok: false, error: writeError(err.code, err.message) };
       throw err;
     }
+  }
+
+  buffered(_session: Session, delta: number): void {
+    this.bufferedTotal += delta;
+    if (this.bufferedTotal <= this.o.config.respBufferedBytesMax) return;
+    // Past the budget: the connection holding the most goes (pausing them all could stall every client for good).
+    let largest: Session | null = null;
+    for (const s of this.sessions) if (largest === null || s.bufferedBytes > largest.bufferedBytes) largest = s;
+    if (largest === null) return;
+    this.log.warn({ client: largest.state.id, addr: largest.state.addr, bufferedBytes: largest.bufferedBytes, total: this.bufferedTotal }, "front door: buffered requests past respBufferedBytesMax, closing the connection holding the most");
+    largest.close();
   }
 
   closed(session: Session): void {

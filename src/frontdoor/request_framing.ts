@@ -8,6 +8,7 @@
  * A request that breaks the protocol throws DoorProtocolError: the door answers `-ERR Protocol error: …` and closes
  * the connection, as Redis does (the byte stream cannot be trusted after it).
  */
+import { RESP_REQUEST_ITEM_OVERHEAD_BYTES, RESP_UNAUTHENTICATED_BULK_BYTES_MAX, RESP_UNAUTHENTICATED_ITEMS_MAX } from "../config/config.js";
 import { RespParser, RespProtocolError, type RespValue } from "../redis/resp_parser.js";
 
 export class DoorProtocolError extends Error {
@@ -81,19 +82,34 @@ function inlineValue(line: Buffer): RespValue {
 }
 
 export interface RequestLimits {
-  /** Largest bulk string, and most bytes buffered for one request not yet complete. */
+  /** Largest bulk string, and most bytes buffered for one request not yet complete (arguments count too). */
   requestBytesMax: number;
+  /** The connection has not authenticated yet: Redis's small bounds until `authenticated()`. */
+  unauthenticated?: boolean;
 }
 
+/** Slack over the bound for one incomplete request: its headers and the bytes of the next one in the same chunk. */
+const PENDING_SLACK_BYTES = 64 * 1024;
+
 export class RequestReader {
-  private readonly parser: RespParser;
+  private parser: RespParser;
+  /** Before AUTH: the bytes pushed since the last request taken, to hand over to the full-size parser after it. */
+  private kept: Buffer[] | null;
+  /** consumedBytes of the parser when kept[0] starts. */
+  private keptFrom = 0;
 
   constructor(private readonly limits: RequestLimits) {
-    // Small to start with: most connections are idle or send small commands; the buffer grows for a large one.
-    this.parser = new RespParser({ bulkBytesMax: limits.requestBytesMax, inline: inlineValue, initialCapacity: 0 });
+    this.kept = limits.unauthenticated === true ? [] : null;
+    this.parser = this.newParser();
+  }
+
+  /** Bytes buffered for the request not yet complete. */
+  get pendingBytes(): number {
+    return this.parser.pendingBytes;
   }
 
   push(chunk: Uint8Array): void {
+    this.kept?.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
     this.guard(() => this.parser.push(chunk));
   }
 
@@ -102,10 +118,43 @@ export class RequestReader {
     const frame = this.guard(() => this.parser.next());
     if (frame === undefined) {
       // A request still incomplete past the bound (many bulk strings, each under it): refused before it is all here.
-      if (this.parser.pendingBytes > this.limits.requestBytesMax + 64 * 1024) throw new DoorProtocolError(`request larger than ${this.limits.requestBytesMax} bytes`);
+      if (this.parser.pendingBytes > this.bound() + PENDING_SLACK_BYTES) throw new DoorProtocolError(`request larger than ${this.bound()} bytes`);
       return undefined;
     }
+    if (this.kept !== null) this.trimKept();
     return requestArgs(frame.value);
+  }
+
+  /** The connection authenticated: the full bounds from the next request on (the bytes already here go along). */
+  authenticated(): void {
+    if (this.kept === null) return;
+    const rest = Buffer.concat(this.kept).subarray(this.parser.consumedBytes - this.keptFrom);
+    this.kept = null;
+    this.parser = this.newParser();
+    this.parser.push(rest);
+  }
+
+  private newParser(): RespParser {
+    const strict = this.kept !== null;
+    const bulkBytesMax = strict ? RESP_UNAUTHENTICATED_BULK_BYTES_MAX : this.limits.requestBytesMax;
+    const arrayItemsMax = strict ? RESP_UNAUTHENTICATED_ITEMS_MAX : Math.max(1, Math.floor(this.limits.requestBytesMax / RESP_REQUEST_ITEM_OVERHEAD_BYTES));
+    // Small to start with: most connections are idle or send small commands; the buffer grows for a large one.
+    return new RespParser({ bulkBytesMax, arrayItemsMax, inline: inlineValue, initialCapacity: 0 });
+  }
+
+  private bound(): number {
+    return this.kept !== null ? RESP_UNAUTHENTICATED_ITEMS_MAX * RESP_UNAUTHENTICATED_BULK_BYTES_MAX : this.limits.requestBytesMax;
+  }
+
+  /** Drops the kept bytes of requests already taken. */
+  private trimKept(): void {
+    const kept = this.kept!;
+    let drop = this.parser.consumedBytes - this.keptFrom;
+    while (kept.length > 0 && kept[0].length <= drop) {
+      drop -= kept[0].length;
+      this.keptFrom += kept[0].length;
+      kept.shift();
+    }
   }
 
   private guard<T>(run: () => T): T {
@@ -113,17 +162,18 @@ export class RequestReader {
       return run();
     } catch (err) {
       if (err instanceof DoorProtocolError) throw err;
-      if (err instanceof RespProtocolError) throw new DoorProtocolError(protocolText(err));
+      if (err instanceof RespProtocolError) throw new DoorProtocolError(protocolText(err, this.kept !== null));
       throw err;
     }
   }
 }
 
 /** Redis's words for the parser's refusals. */
-function protocolText(err: RespProtocolError): string {
+function protocolText(err: RespProtocolError, unauthenticated: boolean): string {
   const detail = err.message.replace(/^RESP (limit exceeded|protocol error) at stream offset \d+: /, "");
-  if (err.reason === "limit" && detail.startsWith("bulk")) return `invalid bulk length (${detail})`;
-  if (err.reason === "limit" && detail.startsWith("array")) return `invalid multibulk length (${detail})`;
+  const what = unauthenticated ? "unauthenticated" : "invalid";
+  if (err.reason === "limit" && detail.startsWith("bulk")) return `${what} bulk length (${detail})`;
+  if (err.reason === "limit" && detail.startsWith("array")) return `${what} multibulk length (${detail})`;
   if (err.reason === "limit" && detail.startsWith("line")) return `too big inline request (${detail})`;
   return detail;
 }

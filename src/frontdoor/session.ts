@@ -1,16 +1,20 @@
 /**
  * One front-door connection: requests framed off the socket, each routed (router.ts) and answered, the replies
  * written back in request order however they complete (a pipelined write waits for the journal while a read after it
- * is ready). Bounded: at most `pipelineMax` requests in flight; past it, and while the socket's output is full, the
- * door stops reading the socket (TCP back-pressure) instead of buffering.
+ * is ready). Bounded: at most `pipelineMax` requests in flight; past it, while the socket's output is full, and while
+ * more than `outputBytesPause` reply bytes wait, the door stops reading the socket (TCP back-pressure) instead of
+ * buffering; past `outputBytesMax` reply bytes waiting the connection is closed (a client that never reads). Its
+ * buffered request bytes are reported to the door, which bounds their sum. Nothing after a QUIT is read.
  *
  * Order within a connection, as a pipeline runs on Redis: consecutive writes are sent at once, concurrently (the
  * master admits them in the order they arrive), and so are consecutive reads; a read waits until the connection's
  * earlier writes are answered, and a write until its earlier reads are, so a pipelined `INCR n`, `GET n`, `INCR n`
- * reads 1. (On a replica the read may still run before the write is applied there: session consistency is a later
+ * reads 1. The writes go through one ordered group per connection (src/client/ordered_writes.ts): applied in request
+ * order even when retried across a failover. (On a replica the read may still run before the write is applied there: session consistency is a later
  * phase of issue #12.)
  */
 import type net from "node:net";
+import type { OrderedWriter } from "../client/client.js";
 import type { RespValue } from "../redis/resp_parser.js";
 import type { ReplyValue } from "../segment/record.js";
 import type { Logger } from "../util/log.js";
@@ -24,15 +28,25 @@ import type { LocalCommand, Route } from "./router.js";
 export interface DoorServices {
   readonly pipelineMax: number;
   readonly requestBytesMax: number;
+  /** Reply bytes waiting for the client past which the connection is closed (client-output-buffer-limit). */
+  readonly outputBytesMax: number;
+  /** Reply bytes waiting past which no new request is taken. */
+  readonly outputBytesPause: number;
   readonly log: Logger;
   route(args: readonly Buffer[], state: ConnectionState): Route;
   local(command: LocalCommand, args: readonly Buffer[], session: Session): LocalAnswer;
+  /** Null when a read of the data may be served now; else the error text (the node's Redis is rebuilt, taken over…). */
+  readRefusal(args: readonly Buffer[]): string | null;
   /** A command on the node's own Redis, in `protocol`; rejects when that Redis cannot be reached. */
   read(protocol: Protocol, args: readonly Buffer[]): Promise<RespValue>;
   /** The upstream reply of a local answer (INFO, CONFIG GET), finished by the door. */
   finish(answer: Extract<LocalAnswer, { upstream: Buffer[] }>, reply: RespValue, session: Session): RespValue;
-  /** A write through the journal: Redis's typed reply, or the error text the client gets. */
-  write(args: readonly Buffer[]): Promise<{ ok: true; value: ReplyValue } | { ok: false; error: string }>;
+  /** This connection's buffered request bytes changed by `delta` (the door bounds their sum over its connections). */
+  buffered(session: Session, delta: number): void;
+  /** A connection's ordered group of writes (opened on its first write). */
+  ordered(): OrderedWriter;
+  /** A write through the journal, in `writer`'s order: Redis's typed reply, or the error text the client gets. */
+  write(writer: OrderedWriter, args: readonly Buffer[]): Promise<{ ok: true; value: ReplyValue } | { ok: false; error: string }>;
   closed(session: Session): void;
 }
 
@@ -55,13 +69,19 @@ export class Session {
   private corked = false;
   /** pump() is running: a reply written meanwhile does not start another (no recursion through a long pipeline). */
   private pumping = false;
+  /** This connection's writes, applied in request order even when retried across a failover. */
+  private writer: OrderedWriter | null = null;
+  /** Bytes of replies ready but not yet handed to the socket (waiting for an earlier one). */
+  private readyBytes = 0;
+  /** Request bytes buffered, as last told to the door. */
+  private charged = 0;
 
   constructor(
     private readonly socket: net.Socket,
     readonly state: ConnectionState,
     private readonly door: DoorServices,
   ) {
-    this.reader = new RequestReader({ requestBytesMax: door.requestBytesMax });
+    this.reader = new RequestReader({ requestBytesMax: door.requestBytesMax, unauthenticated: !state.authenticated });
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("drain", () => {
       this.outputFull = false;
@@ -70,6 +90,7 @@ export class Session {
     socket.on("error", (err) => door.log.debug({ err, client: state.id }, "front-door connection error"));
     socket.on("close", () => {
       this.stopped = true;
+      this.charge(0);
       door.closed(this);
     });
   }
@@ -79,8 +100,14 @@ export class Session {
     return this.slots.length - this.head;
   }
 
+  /** Request bytes this connection holds buffered (a request not yet complete, or not yet taken). */
+  get bufferedBytes(): number {
+    return this.charged;
+  }
+
   close(): void {
     this.stopped = true;
+    this.charge(0);
     this.socket.destroy();
   }
 
@@ -92,6 +119,14 @@ export class Session {
       return this.protocolError(err);
     }
     this.pump();
+    if (!this.stopped) this.charge(this.reader.pendingBytes);
+  }
+
+  private charge(bytes: number): void {
+    if (bytes === this.charged) return;
+    const delta = bytes - this.charged;
+    this.charged = bytes;
+    this.door.buffered(this, delta);
   }
 
   /** Takes requests while under the bound; pauses the socket at it. */
@@ -106,7 +141,7 @@ export class Session {
   }
 
   private take(): void {
-    while (!this.stopped && !this.outputFull && this.inFlight < this.door.pipelineMax) {
+    while (!this.stopped && !this.outputFull && this.inFlight < this.door.pipelineMax && this.outputBytes <= this.door.outputBytesPause) {
       let args: Buffer[] | undefined;
       try {
         args = this.reader.next();
@@ -116,7 +151,8 @@ export class Session {
       if (args === undefined) break;
       if (args.length > 0) this.dispatch(args);
     }
-    const full = this.outputFull || this.inFlight >= this.door.pipelineMax;
+    if (!this.stopped) this.charge(this.reader.pendingBytes);
+    const full = this.outputFull || this.inFlight >= this.door.pipelineMax || this.outputBytes > this.door.outputBytesPause;
     if (full && !this.socket.isPaused()) this.socket.pause();
     else if (!full && this.socket.isPaused() && !this.stopped) this.socket.resume();
   }
@@ -152,6 +188,10 @@ export class Session {
 
   private local(command: LocalCommand, args: Buffer[], slot: Slot, done: (v: RespValue, p?: Protocol, close?: boolean) => void): void {
     const answer = this.door.local(command, args, this);
+    // Authenticated (AUTH, HELLO … AUTH): the full request bounds from the next request on.
+    if (this.state.authenticated) this.reader.authenticated();
+    // QUIT: nothing after it is read, as in Redis (a pipelined `QUIT; SET x 1` does not run the SET).
+    if ("reply" in answer && answer.close === true) this.stopped = true;
     if ("reply" in answer) return done(answer.reply, this.state.protocol, answer.close === true);
     const protocol = this.state.protocol;
     this.door.read(protocol, answer.upstream).then(
@@ -162,18 +202,21 @@ export class Session {
 
   private read(args: Buffer[], slot: Slot): void {
     const protocol = this.state.protocol;
-    this.schedule("read", () =>
-      this.door.read(protocol, args).then(
+    this.schedule("read", () => {
+      // Asked when the read runs (after the connection's earlier writes), not when it arrived.
+      const refusal = this.door.readRefusal(args);
+      if (refusal !== null) return Promise.resolve(this.fill(slot, encodeResp({ type: "error", value: refusal }, protocol), false));
+      return this.door.read(protocol, args).then(
         (reply) => this.fill(slot, encodeResp(reply, protocol), false),
         (err: Error) => this.fill(slot, encodeResp(unavailable(err), protocol), false),
-      ),
-    );
+      );
+    });
   }
 
   private write(args: Buffer[], slot: Slot): void {
     const protocol = this.state.protocol;
     this.schedule("write", () =>
-      this.door.write(args).then(
+      this.door.write((this.writer ??= this.door.ordered()), args).then(
         (r) => this.fill(slot, r.ok ? encodeReplyValue(r.value, protocol) : encodeResp({ type: "error", value: r.error }, protocol), false),
         (err: Error) => this.fill(slot, encodeResp({ type: "error", value: `ERR qjm INTERNAL ${err.message}` }, protocol), false),
       ),
@@ -192,10 +235,28 @@ export class Session {
     run.done = done;
   }
 
+  /** Reply bytes the client has not taken: ready ones waiting for an earlier reply, and the socket's buffer. */
+  private get outputBytes(): number {
+    return this.readyBytes + this.socket.writableLength;
+  }
+
   private fill(slot: Slot, bytes: Buffer, close: boolean): void {
+    if (this.socket.destroyed) return;
     slot.bytes = bytes;
     slot.close = close;
+    this.readyBytes += bytes.length;
     this.flush();
+    if (this.outputBytes > this.door.outputBytesMax) this.overflow();
+  }
+
+  /** The client does not read its replies: closed as Redis's client-output-buffer-limit does. */
+  private overflow(): void {
+    this.door.log.info({ client: this.state.id, addr: this.state.addr, outputBytes: this.outputBytes, inFlight: this.inFlight }, "front door: replies waiting past respOutputBytesMax, closing the connection");
+    this.stopped = true;
+    this.slots = [];
+    this.head = 0;
+    this.readyBytes = 0;
+    this.socket.destroy();
   }
 
   private cork(): void {
@@ -215,6 +276,7 @@ export class Session {
       const slot = this.slots[this.head];
       if (slot.bytes === null) break;
       this.slots[this.head++] = undefined as unknown as Slot;
+      this.readyBytes -= slot.bytes.length;
       if (this.socket.destroyed) continue;
       this.cork();
       if (!this.socket.write(slot.bytes)) this.outputFull = true;

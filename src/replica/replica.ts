@@ -49,6 +49,8 @@ export class Replica {
   private loop: Promise<void> | null = null;
   private lastError: string | null = null;
   private committedSeen = 0;
+  /** The commit index first heard by this incarnation: its door serves reads once it applied that far (read_gate.ts). */
+  private catchUpTo: number | null = null;
   private wake: (() => void) | null = null;
   /** Journal nodes that served bad records, reported to the master in heartbeats for a while. */
   private readonly faultyNodes = new Map<string, { reason: string; atMs: number }>();
@@ -178,7 +180,10 @@ export class Replica {
       const reply = await Promise.race([jc.call(node, { type: "read", fromTxid, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: false }), this.halted]);
       if (!this.running || reply === null) break;
       const outcome = core.onRead(reply.ok && "read" in reply ? { ok: true, ...reply.read } : reply.ok ? { ok: false, code: "BAD_REQUEST", message: "not a read reply" } : reply);
-      if (reply.ok && "read" in reply) this.committedSeen = Math.max(this.committedSeen, reply.read.committedTxid);
+      if (reply.ok && "read" in reply) {
+        this.committedSeen = Math.max(this.committedSeen, reply.read.committedTxid);
+        this.catchUpTo ??= reply.read.committedTxid;
+      }
       if (outcome.kind === "bootstrap") {
         await this.bootstrap(fromTxid);
         continue;
@@ -410,6 +415,11 @@ export class Replica {
    */
   get eligible(): boolean {
     return this.fault === null && this.core !== null && !this.bootstrapping;
+  }
+
+  /** What the front door's read gate needs (src/frontdoor/read_gate.ts). */
+  get readState(): { ready: boolean; catchUpTo: number | null; appliedTxid: number } {
+    return { ready: this.eligible && this.running, catchUpTo: this.catchUpTo, appliedTxid: this.core?.appliedTxid ?? 0 };
   }
 
   /**

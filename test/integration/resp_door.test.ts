@@ -3,22 +3,30 @@
  * HELLO 3) and Debian's redis-cli, unchanged, against a node's door. Writes go through the journal (the reply is
  * Redis's own, with its type), reads are served by the node's Redis, refusals and protocol errors are clear.
  */
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import test from "ava";
 import { Redis } from "ioredis";
 import { RespConnection } from "../../src/redis/resp_connection.js";
 import { startTestCluster, until, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 const DATA_NODES = ["d1", "d2", "d3"];
+const CLI_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../actors/cli.js");
 let tc: TestCluster | null = null;
 let masterDoor = 0;
 let replicaDoor = 0;
 let replicaId = "";
 const clients: Redis[] = [];
+/** The master the failover test killed (the next test restarts it). */
+let killed = "";
 
 test.before(async () => {
-  tc = await startTestCluster("resp-door", { dataNodes: DATA_NODES });
+  // A small output bound: the test of a client that never reads fills it with 8 MiB, not 64.
+  // Small bounds for the memory tests: 8 MiB of replies waiting per connection, 4 MiB of requests buffered per door.
+  tc = await startTestCluster("resp-door", { dataNodes: DATA_NODES, respOutputBytesMax: 8 * 1024 * 1024, respBufferedBytesMax: 4 * 1024 * 1024 });
   const master = await waitForWriter(tc);
   const base = tc.cluster.config.respPort;
   masterDoor = base + DATA_NODES.indexOf(master.id);
@@ -228,4 +236,152 @@ test.serial("64-bit integers and deeply nested script replies: answered, the mas
   const after = (await tc!.status()).find((s) => s.role === "master")!;
   t.is(after.id, before.id);
   t.is(after.epoch, before.epoch);
+});
+
+// Review finding E: commands pipelined after QUIT ran (journaled) although the connection closes.
+test.serial("QUIT in a pipeline: answered after the requests before it, nothing after it runs", async (t) => {
+  const cmd = (...a: string[]) => `*${a.length}\r\n${a.map((x) => `$${Buffer.byteLength(x)}\r\n${x}\r\n`).join("")}`;
+  const out = await raw(masterDoor, cmd("GET", "quit:none") + cmd("QUIT") + cmd("SET", "quit:x", "1"));
+  t.is(out.text, "$-1\r\n+OK\r\n");
+  t.true(out.closed);
+  const r = door(masterDoor);
+  await r.connect();
+  t.is(await r.set("quit:after", "1"), "OK", "a write after it on another connection: the SET, had it run, is before it");
+  t.is(await r.get("quit:x"), null);
+});
+
+// Review finding D: two clients that never read, each 256 GETs of a 4 MiB value, grew the node by 1.3 GiB.
+test.serial("a client that never reads its replies is closed past respOutputBytesMax; the door serves on", async (t) => {
+  const r = door(masterDoor);
+  await r.connect();
+  t.is(await r.set("big:v", Buffer.alloc(512 * 1024, 0x61)), "OK");
+  const get = "*2\r\n$3\r\nGET\r\n$5\r\nbig:v\r\n";
+  // CLIENT LIST shows a door without a password only the caller: INFO qjm counts the door's connections.
+  const doorConnections = async (): Promise<number> => Number(/qjm_door_connections:(\d+)/.exec(String(await r.info("qjm")))?.[1] ?? NaN);
+  const before = await doorConnections();
+  const s = net.connect({ port: masterDoor, host: "127.0.0.1" });
+  s.pause(); // never reads: replies pile up in the kernel, then at the door
+  s.on("error", () => {});
+  try {
+    await new Promise<void>((resolve) => s.once("connect", () => resolve()));
+    s.write(get.repeat(200));
+    await until("the door to count the connection", 15_000, async () => ((await doorConnections()) > before ? true : undefined), 50);
+    // A paused socket does not see the door's FIN: the door's own count says when it is gone.
+    await until("the door to drop the connection", 15_000, async () => ((await doorConnections()) <= before ? true : undefined), 100);
+  } finally {
+    s.destroy();
+  }
+  t.pass("the door closed it (100 MiB of replies against an 8 MiB bound)");
+  t.is(await r.ping(), "PONG");
+});
+
+// Review finding C: 150 connections each holding part of a large request exhausted the node.
+test.serial("requests buffered past respBufferedBytesMax over all connections: the connection holding the most is closed", async (t) => {
+  const sockets: net.Socket[] = [];
+  let closed = 0;
+  try {
+    for (let i = 0; i < 6; i++) {
+      const s = net.connect({ port: replicaDoor, host: "127.0.0.1" });
+      s.on("error", () => {});
+      s.on("close", () => closed++);
+      sockets.push(s);
+      // A SET whose value never finishes: 900 KB held by the door (under the 1 MiB request bound).
+      s.write(`*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1000000\r\n${"x".repeat(900_000)}`);
+    }
+    await until("connections over the 4 MiB budget to be closed", 15_000, () => (closed >= 2 ? true : undefined), 20);
+    t.true(closed <= 3, `${closed} closed: only as many as the budget needs`);
+  } finally {
+    for (const s of sockets) s.destroy();
+  }
+  const r = door(replicaDoor);
+  await r.connect();
+  t.is(await r.ping(), "PONG", "the door serves on");
+});
+
+// Last: it kills the master. Review finding A: a connection's pipelined writes were retried each on its own (random
+// pauses) across a failover, and ran out of order (720 inversions in 17,350 pipelined RPUSHes).
+test.serial("pipelined RPUSHes through a switchover and a failover (the master killed): the list is in request order, no acked one lost, none twice", async (t) => {
+  const r = door(replicaDoor);
+  await r.connect();
+  let next = 0;
+  let running = true;
+  const acked = new Set<number>();
+  const errors: string[] = [];
+  // Two loops on one connection: batches leave in creation order (each exec writes its batch at once).
+  const loop = async (): Promise<void> => {
+    while (running) {
+      const p = r.pipeline();
+      const values: number[] = [];
+      for (let i = 0; i < 100; i++) values.push(next++);
+      for (const v of values) p.rpush("order:L", String(v));
+      const results = (await p.exec()) ?? [];
+      results.forEach(([err], i) => (err === null ? acked.add(values[i]) : errors.push(String(err))));
+    }
+  };
+  const loops = [loop(), loop()];
+  try {
+    const ackedAtLeast = (n: number) => until(`${n} RPUSHes acked`, 60_000, () => (acked.size >= n ? true : undefined), 10);
+    await ackedAtLeast(400);
+    // A switchover first: the old master answers the writes it no longer takes NOT_WRITER (retried after a pause).
+    const first = (await tc!.status()).find((s) => s.role === "master")!;
+    const to = DATA_NODES.find((n) => n !== first.id && n !== replicaId)!;
+    const env = { ...process.env, QJM_NATS_URL: tc!.cluster.natsUrl, QJM_DATA_DIR: tc!.cluster.dataDir, QJM_CLUSTER: tc!.cluster.cluster, QJM_NATS_CREDS_FILE: "" };
+    await promisify(execFile)(process.execPath, [CLI_JS, "failover", "--to", to], { env });
+    await ackedAtLeast(acked.size + 400);
+    const master = (await tc!.status()).find((s) => s.role === "master")!;
+    await tc!.cluster.signal(master.id, "SIGKILL");
+    killed = master.id;
+    await until("a new master", 60_000, async () => (await tc!.status()).find((s) => s.role === "master" && s.health === "writing" && s.id !== master.id), 100);
+    await ackedAtLeast(acked.size + 400);
+  } finally {
+    running = false;
+    await Promise.all(loops);
+  }
+  const now = (await tc!.status()).find((s) => s.role === "master" && s.health === "writing")!;
+  const list = (await door(tc!.cluster.config.respPort + DATA_NODES.indexOf(now.id)).lrange("order:L", 0, -1)).map(Number);
+  let inversions = 0;
+  for (let i = 1; i < list.length; i++) if (list[i] <= list[i - 1]) inversions++;
+  const present = new Set(list);
+  const lost = [...acked].filter((v) => !present.has(v));
+  t.log(`${list.length} items, ${acked.size} acked, ${errors.length} errors${errors.length > 0 ? ` (first: ${errors[0]})` : ""}`);
+  t.is(inversions, 0, "in request order, no duplicate");
+  t.deepEqual(lost, [], "no acked RPUSH lost");
+});
+
+/** One GET on a fresh connection: the value, "nil", the error's first word, or "down" (not listening yet). */
+function getOnce(port: number, key: string): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: "127.0.0.1" });
+    let text = "";
+    const done = (v: string): void => {
+      s.destroy();
+      resolve(v);
+    };
+    s.on("error", () => done("down"));
+    s.on("close", () => done(text === "" ? "down" : text));
+    s.on("data", (d: Buffer) => {
+      text += d.toString("latin1");
+      if (text === "$-1\r\n") done("nil");
+      else if (text.startsWith("-") && text.endsWith("\r\n")) done(text.slice(1).split(" ")[0]);
+      else if (/^\$\d+\r\n.*\r\n$/s.test(text)) done(text.split("\r\n")[1]);
+    });
+    s.write(`*2\r\n$3\r\nGET\r\n$${key.length}\r\n${key}\r\n`);
+  });
+}
+
+// Review finding B: reads were served whatever the node was doing, so a wiped Redis answered an acked key as nil.
+test.serial("a node restarted after it was master (its Redis wiped, rebuilt) answers reads LOADING until caught up, never nil for an acked key", async (t) => {
+  t.not(killed, "", "the failover test ran");
+  const now = (await tc!.status()).find((s) => s.role === "master" && s.health === "writing")!;
+  t.is(await door(tc!.cluster.config.respPort + DATA_NODES.indexOf(now.id)).set("tt", "present"), "OK");
+  tc!.cluster.startActor(killed);
+  const port = tc!.cluster.config.respPort + DATA_NODES.indexOf(killed);
+  const seen = new Map<string, number>();
+  await until("the restarted node's door to read tt back", 60_000, async () => {
+    const v = await getOnce(port, "tt");
+    seen.set(v, (seen.get(v) ?? 0) + 1);
+    return v === "present" ? true : undefined;
+  }, 2);
+  t.log(JSON.stringify(Object.fromEntries(seen)));
+  t.is(seen.get("nil") ?? 0, 0, "never an older value than an acked write");
 });

@@ -95,9 +95,9 @@ test("request framing: multibulk and inline requests interleaved, split anywhere
   const notBulk = new RequestReader({ requestBytesMax: 1024 });
   notBulk.push(b("*1\r\n:1\r\n"));
   t.throws(() => notBulk.next(), { instanceOf: DoorProtocolError, message: /expected '\$'/ });
-  const many = new RequestReader({ requestBytesMax: 1024 });
-  many.push(b(`*100000\r\n${"$1000\r\n".concat("x".repeat(1000), "\r\n").repeat(80)}`));
-  t.throws(() => many.next(), { instanceOf: DoorProtocolError, message: /request larger than 1024 bytes/ });
+  const many = new RequestReader({ requestBytesMax: 8192 });
+  many.push(b(`*100\r\n${"$1000\r\n".concat("x".repeat(1000), "\r\n").repeat(80)}`));
+  t.throws(() => many.next(), { instanceOf: DoorProtocolError, message: /request larger than 8192 bytes/ });
 });
 
 function entry(name: string, arity: number, flags: string[], acl: string[] = [], subcommands: string[] = []): CommandInfo {
@@ -195,4 +195,33 @@ test("INFO's qjm section: added when the sections asked for include it", (t) => 
   t.regex(all, /^# Server\r\nredis_version:7\.0\.15\r\n\r\n# qjm\r\nqjm_node:d2\r\nqjm_role:replica\r\n.*qjm_lag:3\r\n/s);
   t.is(infoWithQjm("# Keyspace\r\n", [b("keyspace")], q), "# Keyspace\r\n");
   t.regex(infoWithQjm("", [b("qjm")], q), /^# qjm\r\n/);
+});
+
+// Review finding C: a never-finished `*1048576` of empty arguments held ~34 MiB of heap per connection.
+test("request framing: each argument counts RESP_REQUEST_ITEM_OVERHEAD_BYTES against the bound (a million empty ones refused at the header)", (t) => {
+  const reader = new RequestReader({ requestBytesMax: 1024 * 1024 });
+  reader.push(b("*1048576\r\n" + "$0\r\n\r\n".repeat(1000)));
+  t.throws(() => reader.next(), { instanceOf: DoorProtocolError, message: /invalid multibulk length/ });
+  const ok = new RequestReader({ requestBytesMax: 1024 * 1024 });
+  ok.push(b(`*16384\r\n${"$0\r\n\r\n".repeat(16384)}`));
+  t.is(ok.next()?.length, 16384, "1 MiB / 64 arguments are taken");
+});
+
+test("request framing before AUTH: Redis's small bounds (10 arguments, 16 KiB each); the full ones after authenticated(), pipelined bytes kept", (t) => {
+  const items = new RequestReader({ requestBytesMax: 1024 * 1024, unauthenticated: true });
+  items.push(b("*11\r\n"));
+  t.throws(() => items.next(), { instanceOf: DoorProtocolError, message: /unauthenticated multibulk length/ });
+  const bulk = new RequestReader({ requestBytesMax: 1024 * 1024, unauthenticated: true });
+  bulk.push(b("*2\r\n$4\r\nAUTH\r\n$16385\r\n"));
+  t.throws(() => bulk.next(), { instanceOf: DoorProtocolError, message: /unauthenticated bulk length/ });
+  const r = new RequestReader({ requestBytesMax: 1024 * 1024, unauthenticated: true });
+  const big = "x".repeat(100_000);
+  const stream = b(`*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$${big.length}\r\n${big}\r\n`);
+  // Split anywhere: the bytes after AUTH pushed before it was taken go to the full-size parser.
+  r.push(stream.subarray(0, 30));
+  t.deepEqual(r.next(), args("AUTH", "pw"));
+  r.authenticated();
+  r.push(stream.subarray(30));
+  t.deepEqual(r.next(), args("SET", "k", big));
+  t.is(r.next(), undefined);
 });

@@ -1,0 +1,152 @@
+/**
+ * An ordered group of writes (issue #12 review, finding A), pure: the writes of one Redis connection, pipelined, must
+ * be applied in the order they were sent, even across a failover. The client driver (client.ts) supplies the
+ * attempts, the clock and the pauses; this decides what is sent when.
+ *
+ * Why it is enough to retry the group together, in order: one master executes one publisher's writes in the order
+ * they arrive (NATS keeps one connection's order) and commits them in txid order, so when write k did not commit,
+ * no later write of the group that the same master ran after it committed either. What breaks the order is only
+ * writes retried independently, each after its own random pause (write k+1 re-sent before write k). So:
+ *   - on the happy path every write is sent at once (the group stays pipelined);
+ *   - once an attempt fails retryably, the group is "retrying": writes added meanwhile are held back, and when every
+ *     attempt still in flight has settled, the unanswered writes (and those held) are sent again together, in
+ *     request order, after one pause for the group (none when a new master was just elected). They keep their ids:
+ *     the dedupe window answers the ones that had committed.
+ * A write past its retry deadline fails with its last failure; the ones after it go on (an earlier write that is
+ * given up was either committed before them or never will be: all of its attempts have settled).
+ */
+import type { ErrorCode } from "../protocol/errors.js";
+import type { WriteId } from "../protocol/messages.js";
+import { verdictOf } from "./retry.js";
+
+export interface WriteBody {
+  args: unknown[];
+  id: WriteId;
+}
+
+/** One attempt's result: the master's answer, or a failure (a new master elected meanwhile says so). */
+export type AttemptOutcome<R> = { ok: true; result: R } | { ok: false; code: ErrorCode; message: string; cause?: unknown; newMaster?: boolean };
+
+export interface OrderedDeps<R> {
+  nextId(): WriteId;
+  attempt(body: WriteBody): Promise<AttemptOutcome<R>>;
+  /** The pause before resend round `round` (counts from 1). */
+  pauseMs(round: number): number;
+  /** Waits `ms` (or less, once the client closes). */
+  sleep(ms: number): Promise<void>;
+  now(): number;
+  retryForMs: number;
+  closed(): boolean;
+}
+
+/** A write of the group that failed: its last failure, whether it may have been applied, its attempts. */
+export interface OrderedFailure {
+  code: ErrorCode | "CLOSED";
+  message: string;
+  cause?: unknown;
+  outcomeUnknown: boolean;
+  attempts: number;
+  id: WriteId;
+  retried: boolean;
+}
+
+interface Entry<R> {
+  body: WriteBody;
+  deadline: number;
+  attempts: number;
+  /** Some attempt may have applied it (a timeout, NO_QUORUM): its outcome is unknown if it fails in the end. */
+  unknown: boolean;
+  last: Extract<AttemptOutcome<R>, { ok: false }> | null;
+  resolve: (r: { result: R; attempts: number }) => void;
+  reject: (f: OrderedFailure) => void;
+}
+
+export class OrderedWrites<R> {
+  /** Unanswered writes by seq; a Map iterates in insertion order, which is request order. */
+  private readonly pending = new Map<number, Entry<R>>();
+  private inFlight = 0;
+  /** A retryable failure was seen: new writes wait for the group's resend. */
+  private retrying = false;
+  private newMaster = false;
+  private round = 0;
+
+  constructor(private readonly deps: OrderedDeps<R>) {}
+
+  /** Writes the group holds (answered ones leave it). */
+  get size(): number {
+    return this.pending.size;
+  }
+
+  write(args: unknown[]): Promise<{ result: R; attempts: number }> {
+    const id = this.deps.nextId();
+    return new Promise((resolve, reject) => {
+      if (this.deps.closed()) return reject({ code: "CLOSED", message: "the client was closed", outcomeUnknown: false, attempts: 0, id, retried: false } satisfies OrderedFailure);
+      const entry: Entry<R> = { body: { args, id }, deadline: this.deps.now() + this.deps.retryForMs, attempts: 0, unknown: false, last: null, resolve, reject };
+      this.pending.set(id.seq, entry);
+      // While the group is retrying, a new write waits: sent now it could commit before an earlier one re-sent.
+      if (!this.retrying) this.send(entry);
+    });
+  }
+
+  private send(e: Entry<R>): void {
+    e.attempts++;
+    this.inFlight++;
+    this.deps.attempt(e.body).then(
+      (outcome) => this.settled(e, outcome),
+      (err: Error) => this.settled(e, { ok: false, code: "INTERNAL" as ErrorCode, message: err.message, cause: err }),
+    );
+  }
+
+  private settled(e: Entry<R>, outcome: AttemptOutcome<R>): void {
+    this.inFlight--;
+    if (outcome.ok) {
+      this.pending.delete(e.body.id.seq);
+      e.resolve({ result: outcome.result, attempts: e.attempts });
+    } else {
+      const verdict = verdictOf(outcome.code);
+      e.unknown ||= verdict.outcome !== "notApplied";
+      e.last = outcome;
+      if (!verdict.retry) this.fail(e, verdict.outcome === "applied" ? false : e.unknown);
+      else {
+        this.retrying = true;
+        this.newMaster ||= outcome.newMaster === true;
+      }
+    }
+    if (this.pending.size === 0) this.round = 0;
+    if (this.retrying && this.inFlight === 0) void this.resend();
+  }
+
+  private fail(e: Entry<R>, unknown: boolean): void {
+    this.pending.delete(e.body.id.seq);
+    const last = e.last;
+    const closed = this.deps.closed();
+    const retried = last !== null && verdictOf(last.code).retry && !closed;
+    e.reject({
+      code: closed ? "CLOSED" : (last?.code ?? "CLOSED"),
+      message: closed ? "the client was closed" : (last?.message ?? ""),
+      cause: last?.cause,
+      outcomeUnknown: unknown,
+      attempts: e.attempts,
+      id: e.body.id,
+      retried,
+    });
+  }
+
+  /** Every attempt of the group has settled: the unanswered writes go again, together, in request order. */
+  private async resend(): Promise<void> {
+    this.inFlight++; // the resend itself: no other round starts while it pauses
+    const pause = this.newMaster ? 0 : this.deps.pauseMs(++this.round);
+    this.newMaster = false;
+    if (pause > 0) await this.deps.sleep(pause);
+    this.inFlight--;
+    this.retrying = false;
+    const now = this.deps.now();
+    const again: Entry<R>[] = [];
+    for (const e of this.pending.values()) {
+      if (this.deps.closed()) this.fail(e, e.unknown || e.attempts > 0);
+      else if (e.last !== null && now > e.deadline) this.fail(e, e.unknown);
+      else again.push(e);
+    }
+    for (const e of again) this.send(e);
+  }
+}
