@@ -246,10 +246,19 @@ export class SimDataNode implements SimActor {
 
   private release(): void {
     const replica = this.replica!;
-    this.replica = null;
-    this.handed = replica.release();
-    this.appliedTxid = this.handed.appliedTxid;
-    this.feed(() => this.core.released(this.clock.nowMs, this.backoffMs(false), this.appliedTxid));
+    replica.release((handed, reason) => {
+      this.replica = null;
+      if (handed === null) {
+        // Production's role change fails midway (the release's warm-up gave up): the process exits, and restarts.
+        this.trace.add(this.id, `the release failed: ${reason}; the node restarts`);
+        this.appliedTxid = replica.appliedTxid;
+        this.crash();
+        return void this.clock.after(this.prng.int(10, 500), () => this.start());
+      }
+      this.handed = handed;
+      this.appliedTxid = handed.appliedTxid;
+      this.feed(() => this.core.released(this.clock.nowMs, this.backoffMs(false), this.appliedTxid));
+    });
   }
 
   private takeOver(start: Parameters<SimMaster["takeOver"]>[0]): void {

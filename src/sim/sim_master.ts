@@ -187,8 +187,8 @@ export class SimMaster implements SimActor {
 
   /**
    * Serves from the data node's Redis, which holds the committed prefix up to `appliedTxid`: applies
-   * appliedTxid+1..start.endTxid into it, then serves `start`'s epoch. A window still warming (its records up to the
-   * applied txid were not served as committed before the win) reads them first, as replica.ts's release does.
+   * appliedTxid+1..start.endTxid into it, then serves `start`'s epoch. The window holds the records up to the applied
+   * txid already: the replica's release warmed it (sim_replica.ts, as replica.ts's release does).
    */
   takeOver(start: WriterStart, redis: ModelRedis, window: DedupeWindow, appliedTxid: number): void {
     const generation = this.incarnation;
@@ -205,8 +205,7 @@ export class SimMaster implements SimActor {
       this.trace.add(this.id, "taking over: its Redis stops answering");
       return;
     }
-    const warmFrom = Math.min(appliedTxid + 1, Math.max(1, window.stats.lastTxid + 1, appliedTxid - this.config.dedupeWindowRecords + 1));
-    this.rebuild(start, warmFrom, redis, appliedTxid + 1);
+    this.rebuild(start, appliedTxid + 1, redis);
   }
 
   /** Stop serving (a higher epoch was heard, the takeover deadline passed): unanswered writes fail, the role ends. */
@@ -339,16 +338,15 @@ export class SimMaster implements SimActor {
 
   /**
    * Replays the recovered log from `fromTxid` into `redis` (a fresh one; a data node's, which holds what is before
-   * `applyFrom`: those records feed the window only), reading from the in-step nodes, then the others
-   * (rebuild_sources.ts).
+   * it), reading from the in-step nodes, then the others (rebuild_sources.ts).
    */
-  private rebuild(start: WriterStart, fromTxid: number, redis: ModelRedis, applyFrom = fromTxid): void {
+  private rebuild(start: WriterStart, fromTxid: number, redis: ModelRedis): void {
     this.state = "rebuilding";
     this.redis = redis;
     this.expired = [];
     // The keyspace check follows this Redis from what it holds: nothing (a rebuild from txid 1), or a data node's
-    // replica copy, checked as that up to applyFrom - 1.
-    this.invariants.keyspace.adopt(this.writer, applyFrom - 1, redis);
+    // replica copy, checked as that up to fromTxid - 1.
+    this.invariants.keyspace.adopt(this.writer, fromTxid - 1, redis);
     const ownClock = this.cores.replayExpiresByOwnClock;
     let from = fromTxid;
     let sourceIndex = 0;
@@ -378,11 +376,8 @@ export class SimMaster implements SimActor {
         misses = 0;
         for (const rec of range.records) {
           this.invariants.recovered(this.writer, rec.txid, rec.epoch, rec.payload);
-          // Below applyFrom the Redis holds it already: read again only for the window (a takeover's warm-up).
-          if (rec.txid >= applyFrom) {
-            applyRecord(this.redis, rec.payload, ownClock ? this.clock.nowMs : null);
-            this.invariants.keyspace.took(this.writer, rec.txid, rec.payload, this.redis, "rebuild", this.clock.nowMs);
-          }
+          applyRecord(this.redis, rec.payload, ownClock ? this.clock.nowMs : null);
+          this.invariants.keyspace.took(this.writer, rec.txid, rec.payload, this.redis, "rebuild", this.clock.nowMs);
           // The window already holds what this incarnation committed or read before (master_redis.ts's takeover does the same).
           if (rec.txid > this.window.stats.lastTxid) this.window.observe(rec.txid, decodeRecordPayload(rec.payload).write);
           from = rec.txid + 1;
