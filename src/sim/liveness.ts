@@ -104,7 +104,7 @@ export function runPhases(sim: { clock: SimClock; trace: Trace; invariants: Inva
 }
 
 /** The layout's own counts in a result. */
-export type LayoutStats = Pick<SimResult["stats"], "forged" | "journalNodes" | "masters" | "replicas" | "faults" | "rejoins" | "rolls" | "takeovers">;
+export type LayoutStats = Pick<SimResult["stats"], "forged" | "journalNodes" | "masters" | "replicas" | "faults" | "rejoins" | "rolls" | "takeovers" | "switchovers" | "handedOver">;
 
 /** A run's result: what the loop ended with, the client's and the invariants' counts, and the layout's. */
 export function simResult(seed: number, sim: { clock: SimClock; trace: Trace; invariants: Invariants; client: SimClient }, outcome: PhaseOutcome, layout: LayoutStats): SimResult {

@@ -32,7 +32,10 @@ export type SimMessage =
   | { kind: "write"; id: number; writeId: WriteId | null; op: ClientOp }
   | { kind: "writeReply"; id: number; reply: WriteReply }
   /** A data node's heartbeat, heard by the other data nodes (their ElectionCore ranks and waits by these). */
-  | { kind: "dataBeat"; beat: PeerBeat };
+  | { kind: "dataBeat"; beat: PeerBeat }
+  /** A planned switchover: the drained master tells the standby it chose to campaign now (production: its control subject). */
+  | { kind: "campaignNow"; id: number }
+  | { kind: "campaignReply"; id: number; ok: boolean; message: string };
 
 export interface BusOptions {
   delayMsMin: number;

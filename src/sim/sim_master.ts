@@ -31,7 +31,7 @@ import { rebuildSources } from "../master/rebuild_sources.js";
 import { decodeRecordPayload, encodeEffects, encodeWriteRecord, recordRange } from "../segment/record.js";
 import type { SimTimer } from "./clock.js";
 import type { SimCores } from "./cores.js";
-import type { Invariants } from "./invariants.js";
+import { SimViolation, type Invariants } from "./invariants.js";
 import { applyRecord, ModelRedis, type ModelEffect } from "./model_redis.js";
 import type { ClientOp, SimActor, SimBus, SimMessage } from "./sim_bus.js";
 import type { Trace } from "./trace.js";
@@ -109,6 +109,10 @@ export class SimMaster implements SimActor {
   role: MasterRole | null = null;
   /** A takeover's Redis stops answering (the simulator's fault): the takeover never finishes on its own. */
   takeoverHangs: () => boolean = () => false;
+  /** A planned switchover's drain under way (master.ts's HandoverDrain): told true once drained, false otherwise. */
+  private drainWaiter: ((drained: boolean) => void) | null = null;
+  /** Set while the switchover's hand-off answers what waits: each answer must be NOT_WRITER (never executed). */
+  private handingOff: string | null = null;
 
   constructor(
     readonly id: string,
@@ -169,6 +173,7 @@ export class SimMaster implements SimActor {
     this.journaled.clear();
     this.catchUps.clear();
     this.flushScheduled = false;
+    this.drainWaiter = null;
   }
 
   // ---- a data node's master role ----
@@ -206,6 +211,42 @@ export class SimMaster implements SimActor {
       return;
     }
     this.rebuild(start, appliedTxid + 1, redis);
+  }
+
+  // ---- a planned switchover (master.ts: drainForHandover, resumeAdmission, handOff) ----
+
+  /** Admission stops; `done(true)` once everything admitted is committed and answered, false if it cannot be. */
+  drainForHandover(done: (drained: boolean) => void): void {
+    if (this.state !== "writing" || this.drainWaiter !== null) return done(false);
+    this.drainWaiter = done;
+    this.step(() => this.core.startHandover());
+  }
+
+  /** The switchover did not happen: serve on. */
+  resumeAdmission(): void {
+    this.endDrain(false);
+    if (this.state === "writing") this.step(() => this.core.cancelHandover());
+  }
+
+  /**
+   * The switchover's last step: the drained master stops serving at once; what still waits is answered NOT_WRITER
+   * (never executed: the client retries it at the new master). A write answered otherwise here was admitted and its
+   * outcome is left unknown by a planned switchover, which must never happen: the drain is there to prevent it.
+   */
+  handOff(reason: string): void {
+    if (this.state !== "writing") return;
+    this.handingOff = reason;
+    try {
+      this.step(() => this.core.stop(`this node handed over: ${reason}`));
+    } finally {
+      this.handingOff = null;
+    }
+  }
+
+  private endDrain(drained: boolean): void {
+    const waiter = this.drainWaiter;
+    this.drainWaiter = null;
+    waiter?.(drained);
   }
 
   /** Stop serving (a higher epoch was heard, the takeover deadline passed): unanswered writes fail, the role ends. */
@@ -438,6 +479,7 @@ export class SimMaster implements SimActor {
     if (r.roll !== null) this.roll(r.roll.writer, r.roll.reason);
     // The model Redis holds no effect that is not journaled: a reset has nothing to undo.
     if (r.reset !== null) this.core.resetDone(r.reset.writer);
+    if (r.handoverDrained) this.endDrain(true);
     for (const e of r.events) this.trace.add(this.id, `event ${JSON.stringify(e)}`);
     if (r.failed !== null) this.failWriter(r.failed);
   }
@@ -484,6 +526,9 @@ export class SimMaster implements SimActor {
   private answer(id: WriteId, reply: WriteReply): void {
     const w = this.writes.get(id);
     if (w === undefined) return;
+    if (this.handingOff !== null && !reply.ok && reply.code !== ErrorCode.NOT_WRITER) {
+      throw new SimViolation(`${this.writer}'s switchover (${this.handingOff}) answered a write ${reply.code} (${reply.message}): admitted, its outcome left unknown to the client`);
+    }
     this.writes.delete(id);
     if (reply.ok) {
       // A retry answered from the window or with its original's reply ran nothing here: the client checks it by id.
@@ -526,6 +571,7 @@ export class SimMaster implements SimActor {
   /** Nothing more is acknowledged under this term (the core answered its writes): recover as a new writer. */
   private failWriter(reason: string): void {
     if (this.state !== "writing") return;
+    this.endDrain(false);
     this.trace.add(this.id, `writer failed: ${reason}`);
     if (this.role !== null) return this.end(`writer failed: ${reason}`);
     this.journaled.clear();

@@ -37,6 +37,8 @@ export interface DataNodeSimOptions {
   takeoverHangChance?: number;
   /** Overrides the takeover deadline (a huge one: as if there were none). */
   takeoverTimeoutMs?: number;
+  /** Overrides the seed's mean time between planned switchovers (0: none). */
+  switchoverEveryMs?: number;
 }
 
 /** The data-node layout's timeouts, scaled down like the rest of the simulation's. */
@@ -166,6 +168,18 @@ export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
     clock.after(prng.int(10, nemesisMsMax), nemesis);
   };
 
+  // Planned switchovers (`redis-qjm failover [--to id]`) at random moments, faults or not, from their own PRNG.
+  const switchPrng = new Prng(seed ^ 0x5b17c4);
+  const switchoverEveryMs = options.switchoverEveryMs ?? switchPrng.pick([0, 150, 400, 1000]);
+  trace.add("sim", `planned switchovers every ≤${switchoverEveryMs} ms`);
+  const switchover = (): void => {
+    if (phase !== "safety") return;
+    const m = nodes.find((n) => n.serving);
+    // To the first standby in line, or to one named (another node: naming itself is refused, and tells nothing).
+    if (m !== undefined) m.switchover(switchPrng.chance(0.5) ? null : switchPrng.pick(nodeIds.filter((id) => id !== m.id)));
+    clock.after(switchPrng.int(1, switchoverEveryMs), switchover);
+  };
+
   const stores = (): { node: string; store: SimJournalNode["store"]; serving: boolean }[] =>
     jns.map((jn) => ({ node: jn.id, store: jn.store, serving: jn.core === null || jn.core.state().fault === null }));
   /**
@@ -213,12 +227,14 @@ export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
   };
 
   const safetyMs = options.safetyMs ?? DATA_NODE_SAFETY_MS;
+  const sum = (of: (n: SimDataNode) => number): number => nodes.reduce((total, n) => total + of(n), 0);
   const outcome = runPhases({ clock, trace, invariants, jns, client }, {
     start: () => {
       for (const jn of jns) jn.start();
       for (const n of nodes) n.start();
       client.start();
       clock.after(prng.int(10, nemesisMsMax), nemesis);
+      if (switchoverEveryMs > 0) clock.after(switchPrng.int(1, switchoverEveryMs), switchover);
     },
     safetyOver: () => clock.nowMs >= safetyMs,
     enterLiveness,
@@ -232,9 +248,9 @@ export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
       });
       return `committed ${invariants.maxCommitted}; ${[...nodes.map((n) => n.describe()), ...jnState].join(", ")}`;
     },
-    convergedNote: () => `; ${counts.kills} kills, ${counts.stops} stops, ${counts.cutOff} cut-offs of the master`,
+    convergedNote: () => `; ${counts.kills} kills, ${counts.stops} stops, ${counts.cutOff} cut-offs of the master; ${sum((n) => n.switchovers.handedOver)} of ${sum((n) => n.switchovers.asked)} switchovers handed over`,
   });
-  const sum = (of: (n: SimDataNode) => number): number => nodes.reduce((total, n) => total + of(n), 0);
-  const layout = { forged: 0, journalNodes: jns.length, masters: nodes.length, replicas: 0, faults: counts.faults, rejoins: sum((n) => n.rejoins), rolls: sum((n) => n.rolls), takeovers: sum((n) => n.takeovers) };
+  const switchovers = { switchovers: sum((n) => n.switchovers.asked), handedOver: sum((n) => n.switchovers.handedOver) };
+  const layout = { forged: 0, journalNodes: jns.length, masters: nodes.length, replicas: 0, faults: counts.faults, rejoins: sum((n) => n.rejoins), rolls: sum((n) => n.rolls), takeovers: sum((n) => n.takeovers), ...switchovers };
   return simResult(seed, { clock, trace, invariants, client }, outcome, layout);
 }
