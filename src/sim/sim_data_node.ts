@@ -312,7 +312,9 @@ export class SimDataNode implements SimActor {
 
   private release(): void {
     const replica = this.replica!;
+    const generation = this.incarnation;
     replica.release((handed, reason) => {
+      if (this.incarnation !== generation) return; // the node crashed meanwhile (crash() stops the warm-up too)
       this.replica = null;
       if (handed === null) {
         // Production's role change fails midway (the release's warm-up gave up): the process exits, and restarts.

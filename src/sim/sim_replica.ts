@@ -79,10 +79,11 @@ export class SimReplica implements SimActor {
   }
 
   crash(): void {
-    if (!this.up) return;
-    this.up = false;
+    // Also after a release: the warm-up it finishes stops with the node.
     this.incarnation++;
     this.waiting = null;
+    if (!this.up) return;
+    this.up = false;
     this.core = null;
     this.trace.add(this.id, `crash at applied ${this.appliedTxid}`);
   }
