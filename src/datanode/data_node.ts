@@ -32,9 +32,8 @@ import { Replica } from "../replica/replica.js";
 import { EventPublisher } from "../actor/events.js";
 import { writeFileDurably } from "../util/durable_file.js";
 import type { Logger } from "../util/log.js";
-import { assertNever } from "../util/assert.js";
 import type { MasterProbe, PeerBeat } from "./election_core.js";
-import { DataNodeCore, type DataNodeOrder, type SelfView } from "./data_node_core.js";
+import { DataNodeCore, type DataNodeOrder, type SelfView, type SwitchoverOutcome } from "./data_node_core.js";
 import { probeMaster } from "./master_probe.js";
 import { readRefusal } from "../frontdoor/read_gate.js";
 
@@ -58,8 +57,8 @@ export class DataNode {
   private changing: Promise<void> | null = null;
   /** The redis-server's command table, read once while a replica: a takeover need not wait for COMMAND. */
   private commands: CommandTable | undefined;
-  /** A planned switchover runs (one at a time). */
-  private handingOver = false;
+  /** Answers the operator's switchover request once the core says how it ended. */
+  private switchoverDone: ((outcome: SwitchoverOutcome) => void) | null = null;
   /** The dedupe window of this node's Redis: the replica role feeds it, the master role answers retries from it. */
   private window: DedupeWindow | null = null;
   /** The RESP front door (issue #12), on `respPort`; null when there is none (port 0). */
@@ -214,7 +213,7 @@ export class DataNode {
       case "probeMaster":
         return void this.probe(o.probe);
       default:
-        return assertNever(o, "data node order");
+        return this.switchoverOrder(o);
     }
   }
 
@@ -234,36 +233,60 @@ export class DataNode {
   }
 
   /**
-   * The master's side of a planned switchover: admission stops and everything admitted commits and is answered, then
-   * the chosen standby is asked to campaign and this node ends its role (queued writes are answered NOT_WRITER, to be
-   * retried at the new master). The standby's new epoch fences this one; no write is lost or answered twice.
+   * The master's side of a planned switchover, as the DataNodeCore decides it: admission stops and everything admitted
+   * commits and is answered, then the chosen standby is asked to campaign and this node ends its role (queued writes
+   * are answered NOT_WRITER, to be retried at the new master). The standby's new epoch fences this one; no write is
+   * lost or answered twice.
    */
   private async handOver(to: string | null): Promise<ControlReply> {
     this.noteServing();
-    const master = this.master;
-    const status = master?.status();
-    if (master === null || status === undefined || status.health !== "writing") throw new QjmError(ErrorCode.NOT_WRITER, `${this.id} is not serving writes`);
-    const choice = this.core.handoverTarget(to, Date.now());
-    if (!choice.ok) throw new QjmError(ErrorCode.ILLEGAL_STATE, choice.reason);
-    if (this.handingOver) throw new QjmError(ErrorCode.ILLEGAL_STATE, "a switchover is under way already");
-    this.handingOver = true;
-    try {
-      return await this.drainAndHandOver(master, choice.target, status.epoch);
-    } finally {
-      this.handingOver = false;
+    const status = this.master?.status();
+    if (status === undefined || status.health !== "writing") throw new QjmError(ErrorCode.NOT_WRITER, `${this.id} is not serving writes`);
+    const started = this.core.startSwitchover(to, Date.now(), this.config.quorumTimeoutMs);
+    if (!started.ok) throw new QjmError(started.code, started.reason);
+    const done = new Promise<SwitchoverOutcome>((resolve) => (this.switchoverDone = resolve));
+    this.drive();
+    const outcome = await done;
+    if (!outcome.ok) throw new QjmError(outcome.code, outcome.reason);
+    return { ok: true, type: "handedOver", from: this.id, to: outcome.target, epoch: status.epoch };
+  }
+
+  /** A switchover's orders (the DataNodeCore's): each outcome goes back to it. */
+  private switchoverOrder(o: Extract<DataNodeOrder, { kind: "drain" | "askCampaign" | "resumeAdmission" | "handOff" | "switchoverDone" }>): void {
+    switch (o.kind) {
+      case "drain": {
+        const master = this.master;
+        if (master === null) return this.feed(() => this.core.drainEnded(false));
+        return void master.drainForHandover().then((drained) => this.feed(() => this.core.drainEnded(drained)));
+      }
+      case "askCampaign": {
+        const asked = request(this.nc, subjects(this.config.cluster).control(o.target), { type: "campaign", from: this.id }, this.config.journalRequestTimeoutMs);
+        return void asked
+          .catch((err: Error) => ({ ok: false, message: err.message }))
+          .then((reply) => {
+            const r = reply as { ok?: unknown; message?: unknown };
+            this.feed(() => this.core.targetAnswered(r.ok === true, String(r.message)));
+          });
+      }
+      case "resumeAdmission":
+        this.log.warn({ reason: o.reason }, "the switchover did not happen: serving on");
+        return this.master?.resumeAdmission();
+      case "handOff":
+        this.log.info({ to: o.target }, "handing over: drained, the standby campaigns");
+        return this.master?.handOff(o.reason);
+      case "switchoverDone": {
+        const done = this.switchoverDone;
+        this.switchoverDone = null;
+        return done?.(o.outcome);
+      }
     }
   }
 
-  private async drainAndHandOver(master: Master, target: string, epoch: number): Promise<ControlReply> {
-    if (!(await master.drainForHandover(this.config.quorumTimeoutMs))) throw new QjmError(ErrorCode.TIMEOUT, "the master could not drain its writes in time; it serves on");
-    const reply = (await request(this.nc, subjects(this.config.cluster).control(target), { type: "campaign", from: this.id }, this.config.journalRequestTimeoutMs).catch((err: Error) => ({ ok: false, message: err.message }))) as { ok?: unknown; message?: unknown };
-    if (reply.ok !== true) {
-      master.resumeAdmission();
-      throw new QjmError(ErrorCode.ILLEGAL_STATE, `${target} did not take the handover: ${String(reply.message)}`);
-    }
-    this.log.info({ to: target }, "handing over: drained, the standby campaigns");
-    master.handOff(`planned switchover to ${target}`);
-    return { ok: true, type: "handedOver", from: this.id, to: target, epoch };
+  /** Feeds the core one event, then does what it ordered. */
+  private feed(event: () => void): void {
+    if (this.stopped) return;
+    event();
+    this.drive();
   }
 
   // ---- roles ----
@@ -388,6 +411,8 @@ export class DataNode {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    this.switchoverDone?.({ ok: false, code: "NOT_WRITER", reason: `${this.id} is stopping` });
+    this.switchoverDone = null;
     await this.door?.stop().catch((err: unknown) => this.log.warn({ err }, "the RESP front door did not close cleanly"));
     for (const sub of this.subs) sub.unsubscribe();
     await this.changing?.catch(() => {});

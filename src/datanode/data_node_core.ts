@@ -14,6 +14,12 @@
  * A lost campaign goes back to replica after a backoff. A step-down heard while the replica is being released is kept
  * and done once it is released (the master role never starts). A takeover that has not served by `takeoverTimeoutMs`
  * after the win gives the role up: its heartbeat as master would otherwise hold every other node back for ever.
+ *
+ * A planned switchover (`redis-qjm failover [--to id]`), while serving: drain (the MasterCore admits nothing more and
+ * says when everything admitted is committed and answered) → ask the chosen standby to campaign at once → hand off
+ * (queued writes are answered NOT_WRITER, never executed: the client retries them at the new master). A drain that
+ * does not end within its timeout, or a standby that refuses, resumes admission: the master serves on. The outcome
+ * goes back to whoever asked (`switchoverDone`).
  */
 import { assert } from "../util/assert.js";
 import type { WriterStart } from "../master/recovery_core.js";
@@ -40,7 +46,20 @@ export type DataNodeOrder =
   /** The replica cannot be released in time: the driver restarts the node (a former master's Redis is wiped). */
   | { kind: "abandon"; reason: string }
   /** Start the replica role again; `wipe`: the Redis may hold uncommitted effects and is rebuilt from the journal. */
-  | { kind: "rejoin"; wipe: boolean; reason: string };
+  | { kind: "rejoin"; wipe: boolean; reason: string }
+  /** A switchover: the master admits nothing more; `drainEnded` once everything admitted is answered (or not). */
+  | { kind: "drain" }
+  /** A switchover: the master is drained; ask `target` to campaign now, then `targetAnswered`. */
+  | { kind: "askCampaign"; target: string }
+  /** A switchover did not happen: the master admits writes again. */
+  | { kind: "resumeAdmission"; reason: string }
+  /** A switchover: the target campaigns; the master stops serving at once (queued writes: NOT_WRITER). */
+  | { kind: "handOff"; target: string; reason: string }
+  /** The switchover's outcome, for whoever asked. */
+  | { kind: "switchoverDone"; outcome: SwitchoverOutcome };
+
+/** How a switchover ended: handed over to `target`, or not (an error code of errors.ts, and why). */
+export type SwitchoverOutcome = { ok: true; target: string } | { ok: false; code: "NOT_WRITER" | "ILLEGAL_STATE" | "TIMEOUT"; reason: string };
 
 /** What the driver knows of its own replica role, for the election. */
 export interface SelfView {
@@ -59,6 +78,8 @@ export class DataNodeCore {
   private deadlineMs = 0;
   /** A step-down heard while the replica was being released: done at the release. */
   private pendingStepDown: string | null = null;
+  /** The planned switchover under way (one at a time): its target, its step, when its drain times out. */
+  private switchover: { target: string; step: "draining" | "asking"; deadlineMs: number } | null = null;
 
   constructor(
     readonly id: string,
@@ -107,13 +128,17 @@ export class DataNodeCore {
     return out;
   }
 
-  /** The driver's timer: campaign when it is our turn (probe a silent master before); give up a late takeover. */
+  /** The driver's timer: campaign in our turn (probe a silent master before); end a late takeover or drain. */
   tick(self: SelfView, nowMs: number): void {
     if (this.phaseNow === "replica") {
       this.onElection(this.election.tick(self, nowMs));
       const probe = this.phaseNow === "replica" ? this.election.probeDue(self, nowMs) : null;
       if (probe !== null) this.orders.push({ kind: "probeMaster", probe });
       return;
+    }
+    if (this.switchover?.step === "draining" && nowMs >= this.switchover.deadlineMs) {
+      this.orders.push({ kind: "resumeAdmission", reason: "the drain timed out" });
+      return this.endSwitchover({ ok: false, code: "TIMEOUT", reason: "the master could not drain its writes in time; it serves on" });
     }
     if ((this.phaseNow === "releasing" || this.phaseNow === "takingOver") && nowMs >= this.deadlineMs) {
       const reason = `the takeover of epoch ${this.epoch} did not serve within ${this.limits.takeoverTimeoutMs} ms`;
@@ -224,6 +249,7 @@ export class DataNodeCore {
   }
 
   private endRole(nowMs: number, backoffMs: number, wipe: boolean, reason: string): void {
+    this.endSwitchover({ ok: false, code: "NOT_WRITER", reason: `the master role ended: ${reason}` });
     this.election.steppedDown(nowMs, backoffMs);
     this.start = null;
     this.phaseNow = "rejoining";
@@ -245,5 +271,46 @@ export class DataNodeCore {
       return { ok: false, reason: `no live, eligible standby ${to ?? ""} to hand over to (standbys: ${standbys.join(", ") || "none"})` };
     }
     return { ok: true, target };
+  }
+
+  /**
+   * An operator asks for a planned switchover (to `to`, or the first standby in line): the drain starts, or it is
+   * refused at once (the outcome says why; nothing changes). `drainTimeoutMs`: how long the drain may take.
+   */
+  startSwitchover(to: string | null, nowMs: number, drainTimeoutMs: number): SwitchoverOutcome {
+    if (this.phaseNow !== "serving") return { ok: false, code: "NOT_WRITER", reason: `${this.id} is not serving writes` };
+    const choice = this.handoverTarget(to, nowMs);
+    if (!choice.ok) return { ok: false, code: "ILLEGAL_STATE", reason: choice.reason };
+    if (this.switchover !== null) return { ok: false, code: "ILLEGAL_STATE", reason: "a switchover is under way already" };
+    this.switchover = { target: choice.target, step: "draining", deadlineMs: nowMs + drainTimeoutMs };
+    this.orders.push({ kind: "drain" });
+    return choice;
+  }
+
+  /** The master's drain ended: everything admitted is committed and answered (true), or the writer failed (false). */
+  drainEnded(drained: boolean): void {
+    const sw = this.switchover;
+    if (sw?.step !== "draining") return; // timed out, or the role ended, meanwhile
+    if (!drained) return this.endSwitchover({ ok: false, code: "TIMEOUT", reason: "the master could not drain its writes in time; it serves on" });
+    sw.step = "asking";
+    this.orders.push({ kind: "askCampaign", target: sw.target });
+  }
+
+  /** The target's answer to "campaign now" (`ok` false: it refused, or no answer came). */
+  targetAnswered(ok: boolean, message: string): void {
+    const sw = this.switchover;
+    if (sw?.step !== "asking") return;
+    if (!ok) {
+      this.orders.push({ kind: "resumeAdmission", reason: `${sw.target} refused` });
+      return this.endSwitchover({ ok: false, code: "ILLEGAL_STATE", reason: `${sw.target} did not take the handover: ${message}` });
+    }
+    this.orders.push({ kind: "handOff", target: sw.target, reason: `planned switchover to ${sw.target}` });
+    this.endSwitchover({ ok: true, target: sw.target });
+  }
+
+  private endSwitchover(outcome: SwitchoverOutcome): void {
+    if (this.switchover === null) return;
+    this.switchover = null;
+    this.orders.push({ kind: "switchoverDone", outcome });
   }
 }

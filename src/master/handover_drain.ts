@@ -1,7 +1,7 @@
 /**
  * A planned switchover's drain (issue #11), as the master's driver waits for it: the MasterCore stops admission and
  * says when everything admitted is committed and answered (`Ready.handoverDrained`); the wait ends true then, false
- * if the writer failed meanwhile or after a timeout.
+ * if the writer failed meanwhile or the switchover was called off (the DataNodeCore decides its timeout).
  */
 export class HandoverDrain {
   private waiter: ((drained: boolean) => void) | null = null;
@@ -11,24 +11,16 @@ export class HandoverDrain {
     return this.waiter !== null;
   }
 
-  /** Waits at most `timeoutMs` for `end`; past it, `onTimeout` runs (admission resumes) and the wait is false. */
-  wait(timeoutMs: number, onTimeout: () => void): Promise<boolean> {
+  wait(): Promise<boolean> {
     return new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => {
-        this.waiter = null;
-        onTimeout();
-        resolve(false);
-      }, timeoutMs);
-      this.waiter = (drained) => {
-        clearTimeout(timer);
-        resolve(drained);
-      };
+      this.waiter = resolve;
     });
   }
 
-  /** The core said drained (true), or the writer failed (false); nothing if no drain waits. */
+  /** The core said drained (true), or the writer failed or the drain was called off (false); nothing if none waits. */
   end(drained: boolean): void {
-    this.waiter?.(drained);
+    const waiter = this.waiter;
     this.waiter = null;
+    waiter?.(drained);
   }
 }

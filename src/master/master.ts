@@ -272,17 +272,18 @@ export class Master {
 
   /**
    * A planned switchover: admission stops; true once every admitted write is committed and answered (queued ones
-   * wait), false after `timeoutMs` or if the writer failed meanwhile (admission then resumes, unless it failed).
+   * wait), false if the writer failed meanwhile or `resumeAdmission` called it off.
    */
-  drainForHandover(timeoutMs: number): Promise<boolean> {
+  drainForHandover(): Promise<boolean> {
     if (!this.core.serving || this.handover.waiting) return Promise.resolve(false);
-    const drained = this.handover.wait(timeoutMs, () => this.resumeAdmission());
+    const drained = this.handover.wait();
     this.step(() => this.core.startHandover());
     return drained;
   }
 
-  /** The switchover did not happen: serve on. */
+  /** The switchover did not happen (its drain timed out, the standby refused): serve on. */
   resumeAdmission(): void {
+    this.handover.end(false);
     this.step(() => this.core.cancelHandover());
   }
 

@@ -27,6 +27,7 @@ import { CommandTable } from "../redis/command_table.js";
 import { decodeRecordPayload, recordRange, type RecordView } from "../segment/record.js";
 import { ErrorCode } from "../protocol/errors.js";
 import type { DedupeWindow } from "../dedupe/dedupe_window.js";
+import { warmFrom, WindowWarmup } from "../dedupe/window_warmup.js";
 import { assert } from "../util/assert.js";
 import { writeFileDurably } from "../util/durable_file.js";
 import type { Logger } from "../util/log.js";
@@ -106,7 +107,7 @@ export class Replica {
     await this.feeder.sync(this.client);
     const applied = Number((await this.client.get(APPLIED_KEY)) ?? 0);
     this.core = new ReplicaCore(this.config.journalNodes, applied);
-    if (this.window !== null && applied > 0) this.windowFrom = Math.max(1, applied - this.config.dedupeWindowRecords + 1);
+    if (this.window !== null) this.windowFrom = warmFrom(applied, this.window.stats.lastTxid, this.config);
     this.fault = readApplyFault(this.dataDir);
     if (this.fault !== null) this.log.error({ fault: this.fault }, "this replica stopped on an apply fault before: it applies nothing until wiped");
     this.log.info({ appliedTxid: applied, redis: this.redis.url }, "replica resumes");
@@ -243,7 +244,7 @@ export class Replica {
     const applied = this.core!.appliedTxid;
     if (applied !== done.txid) throw new Error(`snapshot ${done.txid} holds applied txid ${applied}`);
     this.snapshotTxid = Math.max(this.snapshotTxid, done.txid);
-    if (this.window !== null) this.windowFrom = Math.max(1, done.txid - this.config.dedupeWindowRecords + 1);
+    if (this.window !== null) this.windowFrom = warmFrom(done.txid, 0, this.config);
     this.events.publish({ type: "bootstrapped", actor: `replica.${this.id}`, txid: done.txid, bytes: done.bytes, fromNode: done.node, ms: done.ms, downloadMs: done.downloadMs });
   }
 
@@ -360,8 +361,8 @@ export class Replica {
     const applied = Number((await this.client!.get(APPLIED_KEY).catch(() => null)) ?? this.core!.appliedTxid);
     this.core = new ReplicaCore(this.config.journalNodes, applied);
     // Records Redis ran whose ACK we never saw were never observed: the window learns them before this is a standby.
-    const seen = this.window?.stats.lastTxid ?? applied;
-    if (applied > seen) this.windowFrom = Math.max(seen + 1, applied - this.config.dedupeWindowRecords + 1);
+    const from = this.window === null ? null : warmFrom(applied, this.window.stats.lastTxid, this.config);
+    if (from !== null) this.windowFrom = from;
   }
 
   /** This redis-server's command table (a data node keeps it for the day it becomes master). */
@@ -380,31 +381,26 @@ export class Replica {
   private async warmWindow(whileStopped = false): Promise<void> {
     const window = this.window!;
     const applied = this.core!.appliedTxid;
-    const nodes = this.config.journalNodes;
-    let purged = 0;
-    // Misses in a row: a cold window takes many reads (dedupeWindowRecords over readRecordsMax), each one progress.
-    let misses = 0;
-    for (let i = 0; this.windowFrom !== null && this.windowFrom <= applied && (this.running || whileStopped); i++) {
-      if (whileStopped && misses >= nodes.length * 3) throw new Error(`the dedupe window could not learn txid ${this.windowFrom}: no journal node served it`);
-      const from = this.windowFrom;
-      const r = await this.jc.call(nodes[i % nodes.length], { type: "read", fromTxid: from, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: false });
-      const range = r.ok && "read" in r && r.read.count > 0 ? recordRange(r.read.records, from, applied) : null;
-      if (range === null) {
-        misses++;
-        purged = !r.ok && r.code === ErrorCode.PURGED ? purged + 1 : 0;
-        if (purged >= nodes.length) {
-          this.log.error({ fromTxid: from, applied }, "every journal node purged what the dedupe window needs; it starts incomplete");
-          this.windowFrom = null;
-          return;
+    const warm = new WindowWarmup(this.config.journalNodes, this.windowFrom, applied, whileStopped);
+    try {
+      for (let step = warm.next(); step.kind !== "done" && (this.running || whileStopped); step = warm.next()) {
+        if (step.kind === "gaveUp") throw new Error(step.reason);
+        const from = step.fromTxid;
+        const r = await this.jc.call(step.node, { type: "read", fromTxid: from, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: false });
+        const range = r.ok && "read" in r && r.read.count > 0 ? recordRange(r.read.records, from, applied) : null;
+        if (range === null) {
+          const then = warm.missed(!r.ok && r.code === ErrorCode.PURGED);
+          if (then === "incomplete") this.log.error({ fromTxid: from, applied }, "every journal node purged what the dedupe window needs; it starts incomplete");
+          if (then === "pause") await this.pause(this.config.replicaPollMs * 10);
+          continue;
         }
-        if (misses % nodes.length === 0) await this.pause(this.config.replicaPollMs * 10);
-        continue;
+        for (const rec of range.records) if (rec.txid > window.stats.lastTxid) window.observe(rec.txid, decodeRecordPayload(rec.payload).write);
+        warm.read(range.records[range.records.length - 1].txid);
       }
-      misses = 0;
-      for (const rec of range.records) if (rec.txid > window.stats.lastTxid) window.observe(rec.txid, decodeRecordPayload(rec.payload).write);
-      this.windowFrom = range.records[range.records.length - 1].txid + 1;
+    } finally {
+      // Where it got to: the next call (the tailing loop's next round, or the release) goes on from there.
+      this.windowFrom = warm.fromTxid;
     }
-    if (this.windowFrom !== null && this.windowFrom > applied) this.windowFrom = null;
   }
 
   /**

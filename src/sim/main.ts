@@ -49,7 +49,7 @@ function main(args: string[]): number {
   const from = flag(args, "--from") ?? 1;
   const started = process.hrtime.bigint();
   let failed = 0;
-  const totals = { acked: 0, committed: 0, applied: 0, writers: 0, faults: 0, corruptReadsRefused: 0, rejoins: 0, rolls: 0, livenessNotPromised: 0, retries: 0, duplicates: 0, takeovers: 0, keyspaceChecks: 0, lateTtls: 0, steps: 0 };
+  const totals = { acked: 0, committed: 0, applied: 0, writers: 0, faults: 0, corruptReadsRefused: 0, rejoins: 0, rolls: 0, livenessNotPromised: 0, retries: 0, duplicates: 0, takeovers: 0, switchovers: 0, handedOver: 0, keyspaceChecks: 0, lateTtls: 0, steps: 0 };
   for (let seed = from; seed < from + count; seed++) {
     const r = run(seed, false);
     totals.acked += r.stats.acked;
@@ -64,6 +64,8 @@ function main(args: string[]): number {
     totals.retries += r.stats.retries;
     totals.duplicates += r.stats.duplicates;
     totals.takeovers += r.stats.takeovers ?? 0;
+    totals.switchovers += r.stats.switchovers ?? 0;
+    totals.handedOver += r.stats.handedOver ?? 0;
     totals.keyspaceChecks += r.stats.keyspaceChecks;
     totals.lateTtls += r.stats.lateTtls;
     totals.steps += r.steps;

@@ -36,7 +36,10 @@ export type SimMessage =
   /** A standby asks a silent master's node for its role (a request on its control subject). */
   | { kind: "probe"; id: number }
   /** The probed node's role — or, sent by the bus itself, "no responders": the node is down (NATS's own answer). */
-  | { kind: "probeAnswer"; id: number; answer: ProbeAnswer };
+  | { kind: "probeAnswer"; id: number; answer: ProbeAnswer }
+  /** A planned switchover: the drained master tells the standby it chose to campaign now (production: its control subject). */
+  | { kind: "campaignNow"; id: number }
+  | { kind: "campaignReply"; id: number; ok: boolean; message: string };
 
 export interface BusOptions {
   delayMsMin: number;

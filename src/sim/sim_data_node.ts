@@ -15,7 +15,6 @@ import type { DataNodeCore, DataNodeOrder, SelfView } from "../datanode/data_nod
 import type { MasterProbe, ProbeAnswer } from "../datanode/election_core.js";
 import type { DedupeWindow } from "../dedupe/dedupe_window.js";
 import { ErrorCode, errorReply } from "../protocol/errors.js";
-import { assertNever } from "../util/assert.js";
 import type { SimClock, SimTimer } from "./clock.js";
 import type { SimCores } from "./cores.js";
 import type { Invariants } from "./invariants.js";
@@ -58,6 +57,10 @@ export class SimDataNode implements SimActor {
   takeovers = 0;
   /** Probes of a silent master in flight, by request id (the core paces them, as data_node.ts's). */
   private readonly probing = new Map<number, MasterProbe>();
+  /** Planned switchovers asked of this node, and how many handed over (for the run's stats). */
+  switchovers = { asked: 0, handedOver: 0 };
+  /** The target's answer to "campaign now" that the switchover waits for (its request id). */
+  private askedCampaign: number | null = null;
 
   constructor(
     readonly id: string,
@@ -199,6 +202,12 @@ export class SimDataNode implements SimActor {
         return this.bus.send(this.id, from, { kind: "probeAnswer", id: msg.id, answer: { kind: "answered", role: this.core.role, epoch: this.core.epoch } });
       case "probeAnswer":
         return this.probed(msg.id, msg.answer);
+      case "campaignNow":
+        return this.onCampaignNow(from, msg.id);
+      case "campaignReply":
+        if (msg.id !== this.askedCampaign) return;
+        this.askedCampaign = null;
+        return this.feed(() => this.core.targetAnswered(msg.ok, msg.message));
       case "write":
         // Only the master role serves writes (production: only it subscribes to the write subjects).
         if (this.core.phase === "takingOver" || this.core.phase === "serving") return this.master.onMessage(from, msg);
@@ -253,7 +262,7 @@ export class SimDataNode implements SimActor {
       case "probeMaster":
         return this.probe(o.probe, generation);
       default:
-        return assertNever(o, "data node order");
+        return this.switchoverOrder(o);
     }
   }
 
@@ -276,12 +285,77 @@ export class SimDataNode implements SimActor {
     });
   }
 
+  // ---- a planned switchover (data_node.ts: handOver, onControl), decided by the DataNodeCore ----
+
+  /** An operator asks this node to hand over (to `to`, or the first standby in line), as `redis-qjm failover` does. */
+  switchover(to: string | null): void {
+    // A stopped node does not answer its control subject: the request times out, nothing changes.
+    if (!this.up || this.frozen) return;
+    if (!this.serving) return this.trace.add(this.id, `switchover refused: not serving writes`);
+    this.switchovers.asked++;
+    this.feed(() => {
+      const started = this.core.startSwitchover(to, this.clock.nowMs, this.config.quorumTimeoutMs);
+      this.trace.add(this.id, started.ok ? `switchover to ${started.target}: draining` : `switchover refused: ${started.reason}`);
+    });
+  }
+
+  private switchoverOrder(o: Extract<DataNodeOrder, { kind: "drain" | "askCampaign" | "resumeAdmission" | "handOff" | "switchoverDone" }>): void {
+    switch (o.kind) {
+      case "drain":
+        return this.master.drainForHandover((drained) => this.feed(() => this.core.drainEnded(drained)));
+      case "askCampaign": {
+        const id = this.requestIds.next();
+        const generation = this.incarnation;
+        this.askedCampaign = id;
+        this.bus.send(this.id, o.target, { kind: "campaignNow", id });
+        // Production's request times out after journalRequestTimeoutMs: the master serves on.
+        return this.timer.after(this.config.journalRequestTimeoutMs, () => {
+          if (this.incarnation !== generation || this.askedCampaign !== id) return;
+          this.askedCampaign = null;
+          this.feed(() => this.core.targetAnswered(false, "no answer"));
+        });
+      }
+      case "resumeAdmission":
+        this.trace.add(this.id, `switchover called off (${o.reason}): serving on`);
+        return this.master.resumeAdmission();
+      case "handOff":
+        this.trace.add(this.id, `hands over to ${o.target}: drained, the standby campaigns`);
+        return this.master.handOff(o.reason);
+      case "switchoverDone":
+        if (o.outcome.ok) this.switchovers.handedOver++;
+        else this.trace.add(this.id, `switchover failed: ${o.outcome.code} ${o.outcome.reason}`);
+        return;
+    }
+  }
+
+  /** The draining master chose this node: campaign at once if it can (data_node.ts onControl "campaign"). */
+  private onCampaignNow(from: string, id: number): void {
+    let ok = false;
+    this.feed(() => {
+      ok = this.core.campaignNow({ eligible: this.replica?.eligible ?? false });
+    });
+    const message = ok ? "" : `${this.id} cannot campaign now (${this.core.phase}${this.replica?.eligible ? "" : ", not eligible"})`;
+    if (ok) this.trace.add(this.id, `${from} hands over to this node: campaigns now`);
+    this.bus.send(this.id, from, { kind: "campaignReply", id, ok, message });
+  }
+
   private release(): void {
     const replica = this.replica!;
-    this.replica = null;
-    this.handed = replica.release();
-    this.appliedTxid = this.handed.appliedTxid;
-    this.feed(() => this.core.released(this.clock.nowMs, this.backoffMs(false), this.appliedTxid));
+    const generation = this.incarnation;
+    replica.release((handed, reason) => {
+      if (this.incarnation !== generation) return; // the node crashed meanwhile (crash() stops the warm-up too)
+      this.replica = null;
+      if (handed === null) {
+        // Production's role change fails midway (the release's warm-up gave up): the process exits, and restarts.
+        this.trace.add(this.id, `the release failed: ${reason}; the node restarts`);
+        this.appliedTxid = replica.appliedTxid;
+        this.crash();
+        return void this.clock.after(this.prng.int(10, 500), () => this.start());
+      }
+      this.handed = handed;
+      this.appliedTxid = handed.appliedTxid;
+      this.feed(() => this.core.released(this.clock.nowMs, this.backoffMs(false), this.appliedTxid));
+    });
   }
 
   private takeOver(start: Parameters<SimMaster["takeOver"]>[0]): void {

@@ -31,7 +31,7 @@ import { rebuildSources } from "../master/rebuild_sources.js";
 import { decodeRecordPayload, encodeEffects, encodeWriteRecord, recordRange } from "../segment/record.js";
 import type { SimTimer } from "./clock.js";
 import type { SimCores } from "./cores.js";
-import type { Invariants } from "./invariants.js";
+import { SimViolation, type Invariants } from "./invariants.js";
 import { applyRecord, ModelRedis, type ModelEffect } from "./model_redis.js";
 import type { ClientOp, SimActor, SimBus, SimMessage } from "./sim_bus.js";
 import type { Trace } from "./trace.js";
@@ -109,6 +109,10 @@ export class SimMaster implements SimActor {
   role: MasterRole | null = null;
   /** A takeover's Redis stops answering (the simulator's fault): the takeover never finishes on its own. */
   takeoverHangs: () => boolean = () => false;
+  /** A planned switchover's drain under way (master.ts's HandoverDrain): told true once drained, false otherwise. */
+  private drainWaiter: ((drained: boolean) => void) | null = null;
+  /** Set while the switchover's hand-off answers what waits: each answer must be NOT_WRITER (never executed). */
+  private handingOff: string | null = null;
 
   constructor(
     readonly id: string,
@@ -169,6 +173,7 @@ export class SimMaster implements SimActor {
     this.journaled.clear();
     this.catchUps.clear();
     this.flushScheduled = false;
+    this.drainWaiter = null;
   }
 
   // ---- a data node's master role ----
@@ -187,8 +192,8 @@ export class SimMaster implements SimActor {
 
   /**
    * Serves from the data node's Redis, which holds the committed prefix up to `appliedTxid`: applies
-   * appliedTxid+1..start.endTxid into it, then serves `start`'s epoch. A window still warming (its records up to the
-   * applied txid were not served as committed before the win) reads them first, as replica.ts's release does.
+   * appliedTxid+1..start.endTxid into it, then serves `start`'s epoch. The window holds the records up to the applied
+   * txid already: the replica's release warmed it (sim_replica.ts, as replica.ts's release does).
    */
   takeOver(start: WriterStart, redis: ModelRedis, window: DedupeWindow, appliedTxid: number): void {
     const generation = this.incarnation;
@@ -205,8 +210,43 @@ export class SimMaster implements SimActor {
       this.trace.add(this.id, "taking over: its Redis stops answering");
       return;
     }
-    const warmFrom = Math.min(appliedTxid + 1, Math.max(1, window.stats.lastTxid + 1, appliedTxid - this.config.dedupeWindowRecords + 1));
-    this.rebuild(start, warmFrom, redis, appliedTxid + 1);
+    this.rebuild(start, appliedTxid + 1, redis);
+  }
+
+  // ---- a planned switchover (master.ts: drainForHandover, resumeAdmission, handOff) ----
+
+  /** Admission stops; `done(true)` once everything admitted is committed and answered, false if it cannot be. */
+  drainForHandover(done: (drained: boolean) => void): void {
+    if (this.state !== "writing" || this.drainWaiter !== null) return done(false);
+    this.drainWaiter = done;
+    this.step(() => this.core.startHandover());
+  }
+
+  /** The switchover did not happen: serve on. */
+  resumeAdmission(): void {
+    this.endDrain(false);
+    if (this.state === "writing") this.step(() => this.core.cancelHandover());
+  }
+
+  /**
+   * The switchover's last step: the drained master stops serving at once; what still waits is answered NOT_WRITER
+   * (never executed: the client retries it at the new master). A write answered otherwise here was admitted and its
+   * outcome is left unknown by a planned switchover, which must never happen: the drain is there to prevent it.
+   */
+  handOff(reason: string): void {
+    if (this.state !== "writing") return;
+    this.handingOff = reason;
+    try {
+      this.step(() => this.core.stop(`this node handed over: ${reason}`));
+    } finally {
+      this.handingOff = null;
+    }
+  }
+
+  private endDrain(drained: boolean): void {
+    const waiter = this.drainWaiter;
+    this.drainWaiter = null;
+    waiter?.(drained);
   }
 
   /** Stop serving (a higher epoch was heard, the takeover deadline passed): unanswered writes fail, the role ends. */
@@ -339,16 +379,15 @@ export class SimMaster implements SimActor {
 
   /**
    * Replays the recovered log from `fromTxid` into `redis` (a fresh one; a data node's, which holds what is before
-   * `applyFrom`: those records feed the window only), reading from the in-step nodes, then the others
-   * (rebuild_sources.ts).
+   * it), reading from the in-step nodes, then the others (rebuild_sources.ts).
    */
-  private rebuild(start: WriterStart, fromTxid: number, redis: ModelRedis, applyFrom = fromTxid): void {
+  private rebuild(start: WriterStart, fromTxid: number, redis: ModelRedis): void {
     this.state = "rebuilding";
     this.redis = redis;
     this.expired = [];
     // The keyspace check follows this Redis from what it holds: nothing (a rebuild from txid 1), or a data node's
-    // replica copy, checked as that up to applyFrom - 1.
-    this.invariants.keyspace.adopt(this.writer, applyFrom - 1, redis);
+    // replica copy, checked as that up to fromTxid - 1.
+    this.invariants.keyspace.adopt(this.writer, fromTxid - 1, redis);
     const ownClock = this.cores.replayExpiresByOwnClock;
     let from = fromTxid;
     let sourceIndex = 0;
@@ -378,11 +417,8 @@ export class SimMaster implements SimActor {
         misses = 0;
         for (const rec of range.records) {
           this.invariants.recovered(this.writer, rec.txid, rec.epoch, rec.payload);
-          // Below applyFrom the Redis holds it already: read again only for the window (a takeover's warm-up).
-          if (rec.txid >= applyFrom) {
-            applyRecord(this.redis, rec.payload, ownClock ? this.clock.nowMs : null);
-            this.invariants.keyspace.took(this.writer, rec.txid, rec.payload, this.redis, "rebuild", this.clock.nowMs);
-          }
+          applyRecord(this.redis, rec.payload, ownClock ? this.clock.nowMs : null);
+          this.invariants.keyspace.took(this.writer, rec.txid, rec.payload, this.redis, "rebuild", this.clock.nowMs);
           // The window already holds what this incarnation committed or read before (master_redis.ts's takeover does the same).
           if (rec.txid > this.window.stats.lastTxid) this.window.observe(rec.txid, decodeRecordPayload(rec.payload).write);
           from = rec.txid + 1;
@@ -443,6 +479,7 @@ export class SimMaster implements SimActor {
     if (r.roll !== null) this.roll(r.roll.writer, r.roll.reason);
     // The model Redis holds no effect that is not journaled: a reset has nothing to undo.
     if (r.reset !== null) this.core.resetDone(r.reset.writer);
+    if (r.handoverDrained) this.endDrain(true);
     for (const e of r.events) this.trace.add(this.id, `event ${JSON.stringify(e)}`);
     if (r.failed !== null) this.failWriter(r.failed);
   }
@@ -489,6 +526,9 @@ export class SimMaster implements SimActor {
   private answer(id: WriteId, reply: WriteReply): void {
     const w = this.writes.get(id);
     if (w === undefined) return;
+    if (this.handingOff !== null && !reply.ok && reply.code !== ErrorCode.NOT_WRITER) {
+      throw new SimViolation(`${this.writer}'s switchover (${this.handingOff}) answered a write ${reply.code} (${reply.message}): admitted, its outcome left unknown to the client`);
+    }
     this.writes.delete(id);
     if (reply.ok) {
       // A retry answered from the window or with its original's reply ran nothing here: the client checks it by id.
@@ -531,6 +571,7 @@ export class SimMaster implements SimActor {
   /** Nothing more is acknowledged under this term (the core answered its writes): recover as a new writer. */
   private failWriter(reason: string): void {
     if (this.state !== "writing") return;
+    this.endDrain(false);
     this.trace.add(this.id, `writer failed: ${reason}`);
     if (this.role !== null) return this.end(`writer failed: ${reason}`);
     this.journaled.clear();

@@ -7,16 +7,18 @@
  *
  * A data node's replica role (sim_data_node.ts) is one of these over the node's Redis, feeding the node's dedupe
  * window; started on a Redis that already holds records, it first reads the last window's worth of them again, to
- * observe only (replica.ts warmWindow), and cannot take over until it has.
+ * observe only, through the same WindowWarmup as replica.ts's warmWindow (src/dedupe/window_warmup.ts); it may
+ * campaign meanwhile, and its release finishes the warm-up (or gives up, as production's does).
  */
 import type { Config } from "../config/config.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, errorReply, toErrorReply } from "../protocol/errors.js";
-import { parseJournalReply, type JournalReply } from "../protocol/messages.js";
+import { parseJournalReply, type JournalReply, type JournalRequest } from "../protocol/messages.js";
 import type { ReplicaCore } from "../replica/replica_core.js";
 import type { SimTimer } from "./clock.js";
 import type { DedupeWindow } from "../dedupe/dedupe_window.js";
-import { decodeRecordPayload, type RecordView } from "../segment/record.js";
+import { warmFrom, WindowWarmup } from "../dedupe/window_warmup.js";
+import { decodeRecordPayload, recordRange, type RecordView } from "../segment/record.js";
 import type { SimCores } from "./cores.js";
 import type { Invariants } from "./invariants.js";
 import { applyRecord, ModelRedis } from "./model_redis.js";
@@ -34,9 +36,9 @@ export class SimReplica implements SimActor {
   appliedTxid: number;
   /** A data node's window: fed every committed record this Redis holds, in txid order. */
   private readonly window: DedupeWindow | null;
-  /** Records up to here are in the Redis already: read again only for the window to observe them. */
-  private warmUntil = 0;
-  private waiting: { id: number; generation: number } | null = null;
+  /** The first txid the window still has to learn (replica.ts's windowFrom); null: it holds the last window's worth. */
+  private windowFrom: number | null = null;
+  private waiting: { id: number; onReply: (reply: JournalReply) => void } | null = null;
   private idleRounds = 0;
 
   constructor(
@@ -68,55 +70,98 @@ export class SimReplica implements SimActor {
     this.up = true;
     const generation = ++this.incarnation;
     this.invariants.replicaResumes(this.id, this.appliedTxid);
-    this.warmUntil = this.window === null ? 0 : this.appliedTxid;
+    this.windowFrom = this.window === null ? null : warmFrom(this.appliedTxid, this.window.stats.lastTxid, this.config);
     // Its Redis holds what it applied (checked then), or nothing (a data node's wiped one): the check goes on from there.
     this.invariants.keyspace.adopt(this.id, this.appliedTxid, this.redis);
-    const from = this.window === null ? this.appliedTxid : Math.max(0, this.appliedTxid - this.config.dedupeWindowRecords);
-    this.core = this.cores.replicaCore(this.config.journalNodes, from);
+    this.core = this.cores.replicaCore(this.config.journalNodes, this.appliedTxid);
     this.trace.add(this.id, `start at applied ${this.appliedTxid}`);
     this.clock.after(0, () => this.read(generation));
   }
 
   crash(): void {
-    if (!this.up) return;
-    this.up = false;
+    // Also after a release: the warm-up it finishes stops with the node.
     this.incarnation++;
     this.waiting = null;
+    if (!this.up) return;
+    this.up = false;
     this.core = null;
     this.trace.add(this.id, `crash at applied ${this.appliedTxid}`);
   }
 
-  /** A data node's takeover: tailing stops; its Redis (exactly the committed prefix) goes to the master role. */
-  release(): { redis: ModelRedis; appliedTxid: number } {
+  /**
+   * A data node's takeover: tailing stops; the window finishes its warm-up (replica.ts's release), then `done` gets
+   * the Redis (exactly the committed prefix) for the master role — or null and why, if the warm-up gave up.
+   */
+  release(done: (handed: { redis: ModelRedis; appliedTxid: number } | null, reason: string) => void): void {
     this.up = false;
-    this.incarnation++;
+    const generation = ++this.incarnation;
     this.waiting = null;
     this.core = null;
-    this.trace.add(this.id, `replica released at applied ${this.appliedTxid}`);
-    return { redis: this.redis, appliedTxid: this.appliedTxid };
+    this.trace.add(this.id, `replica released at applied ${this.appliedTxid}${this.windowFrom === null ? "" : `, its window warming from ${this.windowFrom}`}`);
+    this.warm(generation, true, (gaveUp) => done(gaveUp === null ? { redis: this.redis, appliedTxid: this.appliedTxid } : null, gaveUp ?? ""));
+  }
+
+  /**
+   * The window's warm-up, as replica.ts's warmWindow drives the same WindowWarmup: committed records read from the
+   * node it names, observed only; a round of misses pauses. `done(null)` once it ends, `done(reason)` if it gave up.
+   */
+  private warm(generation: number, giveUp: boolean, done: (gaveUp: string | null) => void): void {
+    const window = this.window!;
+    const upTo = this.appliedTxid;
+    const warm = new WindowWarmup(this.config.journalNodes, this.windowFrom, upTo, giveUp);
+    const next = (): void => {
+      if (this.incarnation !== generation) return;
+      this.windowFrom = warm.fromTxid;
+      const step = warm.next();
+      if (step.kind !== "read") return done(step.kind === "gaveUp" ? step.reason : null);
+      const req: JournalRequest = { type: "read", fromTxid: step.fromTxid, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: false };
+      this.call(step.node, req, (reply) => {
+        const range = reply.ok && "read" in reply && reply.read.count > 0 ? recordRange(reply.read.records, step.fromTxid, upTo) : null;
+        if (range === null) {
+          const then = warm.missed(!reply.ok && reply.code === ErrorCode.PURGED);
+          if (then === "incomplete") this.trace.add(this.id, `every journal node purged txid ${step.fromTxid}: the window starts incomplete`);
+          return void this.clock.after(then === "pause" ? this.config.replicaPollMs * 10 : 0, next);
+        }
+        for (const rec of range.records) if (rec.txid > window.stats.lastTxid) window.observe(rec.txid, decodeRecordPayload(rec.payload).write);
+        warm.read(range.records[range.records.length - 1].txid);
+        next();
+      });
+    };
+    next();
+  }
+
+  /** One journal request; its reply, or TIMEOUT after journalRequestTimeoutMs, goes to `onReply` (once). */
+  private call(node: string, req: JournalRequest, onReply: (reply: JournalReply) => void): void {
+    const id = this.requestIds.next();
+    this.waiting = { id, onReply };
+    this.bus.send(this.id, node, { kind: "request", id, body: encode(req) });
+    this.clock.after(this.config.journalRequestTimeoutMs, () => {
+      if (this.waiting?.id !== id) return;
+      this.waiting = null;
+      onReply(errorReply(ErrorCode.TIMEOUT, `${req.type} timed out`));
+    });
   }
 
   private read(generation: number): void {
     if (this.incarnation !== generation) return;
+    // A window still warming learns first (replica.ts: warmWindow before each round of tailing).
+    if (this.windowFrom !== null) return this.warm(generation, false, () => this.read(generation));
     const { node, fromTxid } = this.core!.nextRead();
-    const id = this.requestIds.next();
-    this.waiting = { id, generation };
-    const req = { type: "read", fromTxid, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: this.cores.replicaReadsUncommitted };
-    this.bus.send(this.id, node, { kind: "request", id, body: encode(req) });
-    this.clock.after(this.config.journalRequestTimeoutMs, () => {
-      if (this.waiting?.id === id) this.onReply(node, errorReply(ErrorCode.TIMEOUT, "read timed out"));
-    });
+    const req: JournalRequest = { type: "read", fromTxid, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: this.cores.replicaReadsUncommitted };
+    this.call(node, req, (reply) => this.onReply(node, reply, generation));
   }
 
-  onMessage(from: string, msg: SimMessage): void {
+  onMessage(_from: string, msg: SimMessage): void {
     if (msg.kind !== "reply" || this.waiting?.id !== msg.id) return;
+    const { onReply } = this.waiting;
+    this.waiting = null;
     let reply: JournalReply;
     try {
       reply = parseJournalReply(decode(msg.body));
     } catch (err) {
       reply = toErrorReply(err);
     }
-    this.onReply(from, reply);
+    onReply(reply);
   }
 
   /** Applies records one by one, each atomically with its applied txid, then reads on. */
@@ -124,10 +169,6 @@ export class SimReplica implements SimActor {
     const ownClockMs = this.cores.replayExpiresByOwnClock ? this.clock.nowMs : null;
     for (const rec of records) {
       this.window?.observe(rec.txid, decodeRecordPayload(rec.payload).write);
-      if (rec.txid <= this.warmUntil) {
-        core.onApplied(rec.txid);
-        continue;
-      }
       this.invariants.replicaApplies(this.id, rec.txid, rec.epoch, rec.payload);
       applyRecord(this.redis, rec.payload, ownClockMs);
       this.invariants.keyspace.took(this.id, rec.txid, rec.payload, this.redis, "replica apply", this.clock.nowMs);
@@ -137,9 +178,8 @@ export class SimReplica implements SimActor {
     this.clock.after(1, () => this.read(generation));
   }
 
-  private onReply(node: string, reply: JournalReply): void {
-    const generation = this.waiting!.generation;
-    this.waiting = null;
+  private onReply(node: string, reply: JournalReply, generation: number): void {
+    if (this.incarnation !== generation) return;
     const core = this.core!;
     const outcome = core.onRead(reply.ok && "read" in reply ? { ok: true, ...reply.read } : reply.ok ? { ok: false, code: "BAD_REQUEST", message: "not a read reply" } : reply);
     if (outcome.kind === "apply") {

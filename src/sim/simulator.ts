@@ -5,11 +5,11 @@
  * step, then a liveness phase with every fault healed that must converge: a write acked, every replica caught up.
  * The same seed gives the same run, byte for byte (the trace hash says so).
  */
-import { defaults, quorumSize, validateConfig, type Config } from "../config/config.js";
-import { AssertionError, assert } from "../util/assert.js";
+import { defaults, validateConfig, type Config } from "../config/config.js";
+import { assert } from "../util/assert.js";
 import { SimClock } from "./clock.js";
 import { realCores, type SimCores } from "./cores.js";
-import { Invariants, SimViolation } from "./invariants.js";
+import { Invariants } from "./invariants.js";
 import { Prng } from "./prng.js";
 import type { WriteId } from "../protocol/messages.js";
 import { SimBus, type BusOptions, type ClientOp, type SimActor, type SimMessage } from "./sim_bus.js";
@@ -22,11 +22,8 @@ import { Trace } from "./trace.js";
 
 /** Steps of the safety phase when none is given. */
 export const SIM_STEPS_DEFAULT = 3000;
-/** The liveness phase: the client keeps writing this long after the heal, then the run must converge within the rest. */
-export const LIVENESS_WRITES_MS = 1500;
-export const LIVENESS_MS_MAX = 15000;
-/** Every this many steps, every committed txid is looked up on the journal nodes' disks. */
-export const DISK_CHECK_EVERY_STEPS = 200;
+import { LIVENESS_WRITES_MS, runPhases, simResult } from "./liveness.js";
+export { DISK_CHECK_EVERY_STEPS, failureOf, journalNodesUnable, LIVENESS_MS_MAX, LIVENESS_WRITES_MS } from "./liveness.js";
 const KEYS = ["k1", "k2", "k3"];
 
 export interface SimOptions {
@@ -63,7 +60,7 @@ export interface SimResult {
   hash: string;
   steps: number;
   simMs: number;
-  stats: { forged: number; journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; rolls: number; livenessNotPromised: number; retries: number; duplicates: number; takeovers?: number; keyspaceChecks: number; lateTtls: number };
+  stats: { forged: number; journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; rolls: number; livenessNotPromised: number; retries: number; duplicates: number; takeovers?: number; switchovers?: number; handedOver?: number; keyspaceChecks: number; lateTtls: number };
 }
 
 /** The simulation's timeouts, scaled down from the defaults so a short run sees many failovers. */
@@ -242,14 +239,6 @@ export function simBase(options: { seed: number; echo?: boolean; cores?: SimCore
   return { prng: new Prng(options.seed), clock, trace, cores: options.cores ?? realCores, invariants: new Invariants(), requestIds };
 }
 
-/** A run ended by an exception: an invariant, an assertion, or a bug (with its stack); the trace says so too. */
-export function failureOf(err: unknown, trace: Trace): string {
-  if (!(err instanceof Error)) throw err;
-  const kind = err instanceof SimViolation ? "invariant" : err instanceof AssertionError ? "assertion" : "error";
-  trace.add("sim", `FAILED (${kind}): ${err.message}`);
-  return `${kind}: ${err.message}${kind === "error" ? `\n${err.stack}` : ""}`;
-}
-
 export function runSimulation(options: SimOptions): SimResult {
   const seed = options.seed;
   const { prng, clock, trace, cores, invariants, requestIds } = simBase(options);
@@ -309,9 +298,6 @@ export function runSimulation(options: SimOptions): SimResult {
 
   let faults = 0;
 
-  /** 1: the run ended with fewer than a majority of journal nodes able to vote (see the liveness check). */
-
-  let livenessNotPromised = 0;
   let phase = "safety" as "safety" | "liveness";
   const restartLater = (actor: { start(): void; up: boolean }, maxMs: number): void => {
     clock.after(prng.int(10, maxMs), () => {
@@ -432,37 +418,6 @@ export function runSimulation(options: SimOptions): SimResult {
     };
   }
 
-  const result = (failure: string | null, steps: number): SimResult => ({
-    seed,
-    ok: failure === null,
-    failure,
-    trace: trace.tail,
-    hash: trace.hash,
-    steps,
-    simMs: clock.nowMs,
-    stats: {
-      forged: forger?.sent ?? 0,
-      journalNodes: jns.length,
-      masters: masters.length,
-      replicas: replicas.length,
-      acked: client.counts.acked,
-      failed: client.counts.failed,
-      unknown: client.counts.unknown,
-      committed: invariants.maxCommitted,
-      applied: invariants.counts.applied,
-      writers: invariants.counts.writers,
-      corruptReadsRefused: invariants.counts.corruptReadsRefused,
-      faults,
-      rejoins: masters.reduce((n, m) => n + m.rejoins, 0),
-      rolls: masters.reduce((n, m) => n + m.rolls, 0),
-      livenessNotPromised,
-      retries: client.counts.retries,
-      duplicates: client.counts.duplicates,
-      keyspaceChecks: invariants.keyspace.counts.checked,
-      lateTtls: invariants.keyspace.counts.lateTtls,
-    },
-  });
-
   const stores = (): { node: string; store: SimJournalNode["store"]; serving: boolean }[] =>
     jns.map((jn) => ({ node: jn.id, ...jn.checkView() }));
 
@@ -487,12 +442,7 @@ export function runSimulation(options: SimOptions): SimResult {
     });
   };
 
-  const converged = (): boolean =>
-    !client.writing && client.counts.ackedAfterHeal > 0 && masters[0].writing && replicas.every((rep) => rep.appliedTxid === invariants.maxCommitted);
-
-  const stepsMax = options.steps ?? SIM_STEPS_DEFAULT;
-  let steps = 0;
-  try {
+  const start = (): void => {
     for (const jn of jns) jn.start();
     masters[0].start();
     for (const rep of replicas) rep.start();
@@ -510,36 +460,25 @@ export function runSimulation(options: SimOptions): SimResult {
         clock.after(nemesisStart, nemesis);
       };
     }
-    let livenessEndMs = 0;
-    while (clock.step()) {
-      steps++;
-      for (const jn of jns) if (jn.core !== null) invariants.journalState(jn.id, jn.core.state());
-      if (steps % DISK_CHECK_EVERY_STEPS === 0) invariants.checkDisks(stores());
-      if (phase === "safety" && steps >= stepsMax) {
-        enterLiveness();
-        livenessEndMs = clock.nowMs + LIVENESS_MS_MAX;
-      }
-      if (phase === "liveness" && steps % 50 === 0 && converged()) break;
-      if (phase === "liveness" && clock.nowMs > livenessEndMs) {
-        // Liveness is promised only while a majority of journal nodes can vote: a node whose disk rotted (it serves
-        // nothing) or that was never restored after losing its state counts as failed, and more than a minority failed
-        // is beyond what a quorum tolerates. Safety was checked all along; the run just cannot be asked to converge.
-        const unable = journalNodesUnable(jns);
-        if (jns.length - unable.length < quorumSize(jns.length)) {
-          livenessNotPromised = 1;
-          trace.add("sim", `no convergence, and none promised: only ${jns.length - unable.length} of ${jns.length} journal nodes can vote (${unable.join(", ")})`);
-          break;
-        }
-        const lag = replicas.map((rep) => `${rep.id} applied ${rep.appliedTxid}`).join(", ");
-        throw new SimViolation(`no convergence ${LIVENESS_MS_MAX} ms after the heal: ${client.counts.ackedAfterHeal} writes acked since, master ${masters[0].writing ? "writing" : "not writing"}, committed ${invariants.maxCommitted}, ${lag}`);
-      }
-    }
-    invariants.checkDisks(stores());
-    if (livenessNotPromised === 0) trace.add("sim", `converged: committed ${invariants.maxCommitted}, ${client.counts.acked} acked`);
-    return result(null, steps);
-  } catch (err) {
-    return result(failureOf(err, trace), steps);
-  }
+  };
+
+  const stepsMax = options.steps ?? SIM_STEPS_DEFAULT;
+  const outcome = runPhases({ clock, trace, invariants, jns, client }, {
+    start,
+    safetyOver: (steps) => steps >= stepsMax,
+    enterLiveness,
+    converged: () => !client.writing && client.counts.ackedAfterHeal > 0 && masters[0].writing && replicas.every((rep) => rep.appliedTxid === invariants.maxCommitted),
+    disksCheckable: () => true,
+    stores,
+    stalled: () => {
+      const lag = replicas.map((rep) => `${rep.id} applied ${rep.appliedTxid}`).join(", ");
+      return `master ${masters[0].writing ? "writing" : "not writing"}, committed ${invariants.maxCommitted}, ${lag}`;
+    },
+    convergedNote: () => "",
+  });
+  const rejoins = masters.reduce((n, m) => n + m.rejoins, 0);
+  const rolls = masters.reduce((n, m) => n + m.rolls, 0);
+  return simResult(seed, { clock, trace, invariants, client }, outcome, { forged: forger?.sent ?? 0, journalNodes: jns.length, masters: masters.length, replicas: replicas.length, faults, rejoins, rolls });
 }
 
 
@@ -560,17 +499,6 @@ export function diskFaultWindow(prng: Prng, jns: readonly SimJournalNode[], cloc
   trace.add(jn.id, `disk fault window: ${errno}`);
   clock.after(prng.int(20, 500), () => {
     if (jn.diskFault === errno) jn.diskFault = null;
-  });
-}
-
-/** Journal nodes that cannot vote (down, corrupt, restoring), each with why: liveness is promised only to a majority. */
-export function journalNodesUnable(jns: readonly SimJournalNode[]): string[] {
-  return jns.flatMap((jn) => {
-    const st = jn.core?.state();
-    if (st === undefined) return [`${jn.id} down`];
-    if (st.fault !== null) return [`${jn.id} corrupt`];
-    if (st.clusterId === null || st.restoring) return [`${jn.id} restoring`];
-    return [];
   });
 }
 

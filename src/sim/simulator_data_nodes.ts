@@ -8,17 +8,18 @@
  * Invariants, besides the legacy layout's (src/sim/invariants.ts): a node serves, and acks, only in an epoch it won;
  * no acked write is lost; a retried write is applied once; converged Redises equal the committed log.
  */
-import { quorumSize, validateConfig, type Config } from "../config/config.js";
+import { validateConfig, type Config } from "../config/config.js";
 import { assert } from "../util/assert.js";
 import type { SimCores } from "./cores.js";
-import { SimViolation, type Invariants } from "./invariants.js";
+import type { Invariants } from "./invariants.js";
 import { Prng } from "./prng.js";
 import { SimBus, type BusOptions } from "./sim_bus.js";
 import { SimDataNode } from "./sim_data_node.js";
 import { SimJournalNode } from "./sim_journal_node.js";
 import { applyRecord, ModelRedis } from "./model_redis.js";
-import { DISK_CHECK_EVERY_STEPS, diskFaultWindow, failureOf, journalNodesUnable, LIVENESS_MS_MAX, LIVENESS_WRITES_MS, partitionSome, simBase, SimClient, simConfig } from "./simulator.js";
+import { diskFaultWindow, partitionSome, simBase, SimClient, simConfig } from "./simulator.js";
 import type { SimResult } from "./simulator.js";
+import { LIVENESS_WRITES_MS, runPhases, simResult } from "./liveness.js";
 
 /**
  * The safety phase in simulated time (not in steps: before a master serves, the client's bounced writes would use a
@@ -36,6 +37,8 @@ export interface DataNodeSimOptions {
   takeoverHangChance?: number;
   /** Overrides the takeover deadline (a huge one: as if there were none). */
   takeoverTimeoutMs?: number;
+  /** Overrides the seed's mean time between planned switchovers (0: none). */
+  switchoverEveryMs?: number;
 }
 
 /** The data-node layout's timeouts, scaled down like the rest of the simulation's. */
@@ -116,7 +119,6 @@ export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
   const everyone = [...jns, ...nodes, client].map((a) => a.id);
 
   const counts = { faults: 0, kills: 0, stops: 0, cutOff: 0 };
-  let livenessNotPromised = 0;
   const restartLater = (actor: { start(): void; up: boolean }, maxMs: number): void => {
     clock.after(prng.int(10, maxMs), () => {
       if (phase === "safety" && !actor.up) actor.start();
@@ -167,37 +169,17 @@ export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
     clock.after(prng.int(10, nemesisMsMax), nemesis);
   };
 
-  const result = (failure: string | null, steps: number): SimResult => ({
-    seed,
-    ok: failure === null,
-    failure,
-    trace: trace.tail,
-    hash: trace.hash,
-    steps,
-    simMs: clock.nowMs,
-    stats: {
-      forged: 0,
-      journalNodes: jns.length,
-      masters: nodes.length,
-      replicas: 0,
-      acked: client.counts.acked,
-      failed: client.counts.failed,
-      unknown: client.counts.unknown,
-      committed: invariants.maxCommitted,
-      applied: invariants.counts.applied,
-      writers: invariants.counts.writers,
-      corruptReadsRefused: invariants.counts.corruptReadsRefused,
-      faults: counts.faults,
-      rejoins: nodes.reduce((n, d) => n + d.rejoins, 0),
-      rolls: nodes.reduce((n, d) => n + d.rolls, 0),
-      livenessNotPromised,
-      retries: client.counts.retries,
-      duplicates: client.counts.duplicates,
-      takeovers: nodes.reduce((n, d) => n + d.takeovers, 0),
-      keyspaceChecks: invariants.keyspace.counts.checked,
-      lateTtls: invariants.keyspace.counts.lateTtls,
-    },
-  });
+  // Planned switchovers (`redis-qjm failover [--to id]`) at random moments, faults or not, from their own PRNG.
+  const switchPrng = new Prng(seed ^ 0x5b17c4);
+  const switchoverEveryMs = options.switchoverEveryMs ?? switchPrng.pick([0, 150, 400, 1000]);
+  trace.add("sim", `planned switchovers every ≤${switchoverEveryMs} ms`);
+  const switchover = (): void => {
+    if (phase !== "safety") return;
+    const m = nodes.find((n) => n.serving);
+    // To the first standby in line, or to one named (another node: naming itself is refused, and tells nothing).
+    if (m !== undefined) m.switchover(switchPrng.chance(0.5) ? null : switchPrng.pick(nodeIds.filter((id) => id !== m.id)));
+    clock.after(switchPrng.int(1, switchoverEveryMs), switchover);
+  };
 
   const stores = (): { node: string; store: SimJournalNode["store"]; serving: boolean }[] =>
     jns.map((jn) => ({ node: jn.id, store: jn.store, serving: jn.core === null || jn.core.state().fault === null }));
@@ -246,43 +228,30 @@ export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
   };
 
   const safetyMs = options.safetyMs ?? DATA_NODE_SAFETY_MS;
-  let steps = 0;
-  try {
-    for (const jn of jns) jn.start();
-    for (const n of nodes) n.start();
-    client.start();
-    clock.after(prng.int(10, nemesisMsMax), nemesis);
-    let livenessEndMs = 0;
-    while (clock.step()) {
-      steps++;
-      for (const jn of jns) if (jn.core !== null) invariants.journalState(jn.id, jn.core.state());
-      if (steps % DISK_CHECK_EVERY_STEPS === 0 && allUp()) invariants.checkDisks(stores());
-      if (phase === "safety" && clock.nowMs >= safetyMs) {
-        enterLiveness();
-        livenessEndMs = clock.nowMs + LIVENESS_MS_MAX;
-      }
-      if (phase === "liveness" && steps % 50 === 0 && converged()) break;
-      if (phase === "liveness" && clock.nowMs > livenessEndMs) {
-        const unable = journalNodesUnable(jns);
-        if (jns.length - unable.length < quorumSize(jns.length)) {
-          livenessNotPromised = 1;
-          trace.add("sim", `no convergence, and none promised: only ${jns.length - unable.length} of ${jns.length} journal nodes can vote (${unable.join(", ")})`);
-          break;
-        }
-        const jnState = jns.map((jn) => {
-          const st = jn.core?.state();
-          return st === undefined ? `${jn.id} down` : `${jn.id} last ${st.lastTxid} committed ${st.committedTxid}`;
-        });
-        const state = [...nodes.map((n) => n.describe()), ...jnState].join(", ");
-        const acked = `${client.counts.ackedAfterHeal} writes acked since, committed ${invariants.maxCommitted}`;
-        throw new SimViolation(`no convergence ${LIVENESS_MS_MAX} ms after the heal: ${acked}; ${state}`);
-      }
-    }
-    invariants.checkDisks(stores());
-    const master = `${counts.kills} kills, ${counts.stops} stops, ${counts.cutOff} cut-offs of the master`;
-    if (livenessNotPromised === 0) trace.add("sim", `converged: committed ${invariants.maxCommitted}, ${client.counts.acked} acked; ${master}`);
-    return result(null, steps);
-  } catch (err) {
-    return result(failureOf(err, trace), steps);
-  }
+  const sum = (of: (n: SimDataNode) => number): number => nodes.reduce((total, n) => total + of(n), 0);
+  const outcome = runPhases({ clock, trace, invariants, jns, client }, {
+    start: () => {
+      for (const jn of jns) jn.start();
+      for (const n of nodes) n.start();
+      client.start();
+      clock.after(prng.int(10, nemesisMsMax), nemesis);
+      if (switchoverEveryMs > 0) clock.after(switchPrng.int(1, switchoverEveryMs), switchover);
+    },
+    safetyOver: () => clock.nowMs >= safetyMs,
+    enterLiveness,
+    converged,
+    disksCheckable: allUp,
+    stores,
+    stalled: () => {
+      const jnState = jns.map((jn) => {
+        const st = jn.core?.state();
+        return st === undefined ? `${jn.id} down` : `${jn.id} last ${st.lastTxid} committed ${st.committedTxid}`;
+      });
+      return `committed ${invariants.maxCommitted}; ${[...nodes.map((n) => n.describe()), ...jnState].join(", ")}`;
+    },
+    convergedNote: () => `; ${counts.kills} kills, ${counts.stops} stops, ${counts.cutOff} cut-offs of the master; ${sum((n) => n.switchovers.handedOver)} of ${sum((n) => n.switchovers.asked)} switchovers handed over`,
+  });
+  const switchovers = { switchovers: sum((n) => n.switchovers.asked), handedOver: sum((n) => n.switchovers.handedOver) };
+  const layout = { forged: 0, journalNodes: jns.length, masters: nodes.length, replicas: 0, faults: counts.faults, rejoins: sum((n) => n.rejoins), rolls: sum((n) => n.rolls), takeovers: sum((n) => n.takeovers), ...switchovers };
+  return simResult(seed, { clock, trace, invariants, client }, outcome, layout);
 }

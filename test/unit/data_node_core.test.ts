@@ -139,6 +139,81 @@ test("a planned switchover picks a live eligible standby, or says why not", (t) 
   t.false(new DataNodeCore("d4", 1, LIMITS, 0).handoverTarget(null, 0).ok, "not serving");
 });
 
+/** A serving core (epoch 4) that heard standbys d2 (applied 5) and d3 (applied 9) at 800. */
+function servingWithStandbys(): DataNodeCore {
+  const core = winner(4);
+  core.released(700, 0, 12);
+  core.serving();
+  core.heard(beat("d2", { appliedTxid: 5 }), 800);
+  core.heard(beat("d3", { appliedTxid: 9 }), 800);
+  core.ready();
+  return core;
+}
+
+test("a planned switchover drains, asks the target to campaign, then hands off; the asker learns it", (t) => {
+  const core = servingWithStandbys();
+  t.deepEqual(core.startSwitchover(null, 900, 500), { ok: true, target: "d3" });
+  t.deepEqual(core.ready(), [{ kind: "drain" }]);
+  t.deepEqual(core.startSwitchover("d2", 910, 500), { ok: false, code: "ILLEGAL_STATE", reason: "a switchover is under way already" });
+  core.tick(self, 1399);
+  t.deepEqual(core.ready(), [], "the drain has until 1400");
+  core.drainEnded(true);
+  t.deepEqual(core.ready(), [{ kind: "askCampaign", target: "d3" }]);
+  core.tick(self, 5000);
+  t.deepEqual(core.ready(), [], "no drain deadline once drained");
+  core.targetAnswered(true, "");
+  t.deepEqual(core.ready(), [
+    { kind: "handOff", target: "d3", reason: "planned switchover to d3" },
+    { kind: "switchoverDone", outcome: { ok: true, target: "d3" } },
+  ]);
+  // The hand-off ends the master role as any end does: wipe and rejoin, and nothing more of the switchover.
+  core.ended("handed over", 5100, 0);
+  t.deepEqual(core.ready(), [{ kind: "rejoin", wipe: true, reason: "handed over" }]);
+});
+
+test("a switchover whose drain times out, or whose target refuses, resumes admission; one whose writer fails ends", (t) => {
+  const timedOut = servingWithStandbys();
+  timedOut.startSwitchover("d2", 900, 200);
+  timedOut.ready();
+  timedOut.tick(self, 1100);
+  t.deepEqual(timedOut.ready(), [
+    { kind: "resumeAdmission", reason: "the drain timed out" },
+    { kind: "switchoverDone", outcome: { ok: false, code: "TIMEOUT", reason: "the master could not drain its writes in time; it serves on" } },
+  ]);
+  timedOut.drainEnded(true);
+  t.deepEqual(timedOut.ready(), [], "a late drain changes nothing");
+  t.true(timedOut.startSwitchover("d2", 1200, 200).ok, "another may start");
+
+  const refused = servingWithStandbys();
+  refused.startSwitchover("d2", 900, 500);
+  refused.drainEnded(true);
+  refused.ready();
+  refused.targetAnswered(false, "d2 cannot campaign now");
+  t.deepEqual(refused.ready(), [
+    { kind: "resumeAdmission", reason: "d2 refused" },
+    { kind: "switchoverDone", outcome: { ok: false, code: "ILLEGAL_STATE", reason: "d2 did not take the handover: d2 cannot campaign now" } },
+  ]);
+
+  const failed = servingWithStandbys();
+  failed.startSwitchover(null, 900, 500);
+  failed.ready();
+  failed.ended("writer failed: no quorum", 950, 0);
+  t.deepEqual(failed.ready(), [
+    { kind: "switchoverDone", outcome: { ok: false, code: "NOT_WRITER", reason: "the master role ended: writer failed: no quorum" } },
+    { kind: "rejoin", wipe: true, reason: "writer failed: no quorum" },
+  ]);
+  failed.drainEnded(false);
+  t.deepEqual(failed.ready(), []);
+});
+
+test("a switchover is refused at once when not serving or with no standby to take it", (t) => {
+  t.deepEqual(new DataNodeCore("d4", 1, LIMITS, 0).startSwitchover(null, 0, 500), { ok: false, code: "NOT_WRITER", reason: "d4 is not serving writes" });
+  const core = servingWithStandbys();
+  const r = core.startSwitchover("d9", 900, 500);
+  t.is(r.ok ? "" : r.code, "ILLEGAL_STATE");
+  t.deepEqual(core.ready(), []);
+});
+
 test("a win whose recovery ends before the txids this node applied is stale: the role ends before any takeover", (t) => {
   const core = winner(4);
   t.deepEqual(core.ready(), [{ kind: "releaseReplica", start: start(4) }]);
