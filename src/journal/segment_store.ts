@@ -133,9 +133,13 @@ export class SegmentLog {
     let truncated: OpenResult["truncated"] = null;
     if (scan.truncate !== null) {
       yield* truncate(scan.truncate.name, scan.truncate.validBytes);
-      yield* fsync(scan.truncate.name, true);
       truncated = { file: scan.truncate.name, bytes: scan.truncate.bytes, rot: scan.truncate.rot };
     }
+    // What an open segment holds may be only in the page cache (a process killed between write and fdatasync, or an
+    // fdatasync that failed): it is made durable before the node answers anything from it — a resent batch it holds
+    // is acked without a new write (JournalCore.holdsBatch), and an ack promises fsynced records.
+    for (const seg of scan.segments) if (seg.inProgress) yield* fsync(seg.name, true);
+    if (scan.truncate !== null && !scan.segments.some((seg) => seg.inProgress && seg.name === scan.truncate!.name)) yield* fsync(scan.truncate.name, true);
     this.segments = scan.segments.map(({ startTxid, endTxid, inProgress, name, offsets }) => ({ startTxid, endTxid, inProgress, name, offsets }));
     return { meta, identity, segments: this.manifest(), fault: scan.fault, truncated, newestPrints: scan.newestPrints ?? undefined };
   }

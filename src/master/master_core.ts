@@ -535,6 +535,9 @@ export class MasterCore {
     // One batch always goes, however large (a record over journalInflightBytesMax travels alone).
     const overBytes = inflight.batches > 0 && inflight.bytes + bytes > this.limits.journalInflightBytesMax;
     if (inflight.batches >= this.limits.journalBatchesInflightMax || overBytes) {
+      // A resent copy is a best effort: past the bounds it is not sent, and the first copy's answer (or its timeout)
+      // decides. Masking here would drop a node that is merely slow to answer a large batch.
+      if (resend) return;
       // A slow node must not slow acks nor grow our memory: it is masked until it catches up.
       const message = `${inflight.batches} batches (${inflight.bytes} bytes) unanswered`;
       this.absorb(w.onReply(node, batch.id, { ok: false, code: ErrorCode.OUT_OF_SYNC, message }, this.nowMs));

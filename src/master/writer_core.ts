@@ -56,7 +56,7 @@ export class WriterCore {
   private nextTxid: number;
   private committed: number;
   private filling: Buffer_;
-  private flushing: (Batch & { sentAtMs: number; lastSentMs: number; acks: Set<string>; refusals: Map<string, string> }) | null = null;
+  private flushing: (Batch & { sentAtMs: number; lastSentMs: number; resent: boolean; acks: Set<string>; refusals: Map<string, string> }) | null = null;
   /** Each node's newest acked batch of records (not a commit notice): it holds every batch up to it (appends are in order). */
   private readonly ackedBatch = new Map<string, number>();
   /** The id of the batch that committed last (its late acks still tell what a node holds). */
@@ -153,7 +153,7 @@ export class WriterCore {
     if (this.flushing !== null && nowMs - this.flushing.sentAtMs > timeoutMs) {
       return this.fail(`batch ${this.flushing.firstTxid}..${this.flushing.firstTxid + this.flushing.count - 1} has ${this.flushing.acks.size} of ${this.quorum} acks after ${timeoutMs} ms`);
     }
-    if (this.flushing !== null && (this.limits.batchResendMs ?? 0) > 0 && nowMs - this.flushing.lastSentMs >= this.limits.batchResendMs!) {
+    if (this.flushing !== null && this.resendIsDue(this.flushing, nowMs)) {
       this.resend(this.flushing, nowMs, out);
     } else if (this.flushing === null && this.filling.count > 0) {
       this.flush(nowMs, out);
@@ -162,6 +162,17 @@ export class WriterCore {
       out.send.push({ batch: this.batch(Buffer.alloc(0), this.nextTxid, 0), nodes: [...this.inSync] });
     }
     return out;
+  }
+
+  /**
+   * A copy goes again once the last one had batchResendMs, plus the time its size is allowed (the quorum timeout's
+   * per-MiB share): a large batch still crossing the bus as fragments, or being fsynced, is not sent twice.
+   */
+  private resendIsDue(b: NonNullable<WriterCore["flushing"]>, nowMs: number): boolean {
+    const every = this.limits.batchResendMs ?? 0;
+    if (every <= 0) return false;
+    const forSize = Math.floor(((this.limits.quorumTimeoutMsPerMib ?? 0) * b.records.length) / (1024 * 1024));
+    return nowMs - b.lastSentMs >= every + forSize;
   }
 
   /** The next tick sends the batch in flight again (if resends are on): the link it went out on failed over. */
@@ -182,8 +193,9 @@ export class WriterCore {
    */
   private resend(b: NonNullable<WriterCore["flushing"]>, nowMs: number, out: WriterOutput): void {
     b.lastSentMs = nowMs;
+    b.resent = true;
     const silent = [...this.inSync].filter((n) => !b.acks.has(n) && !b.refusals.has(n));
-    const { sentAtMs: _s, lastSentMs: _l, acks: _a, refusals: _r, ...batch } = b;
+    const { sentAtMs: _s, lastSentMs: _l, resent: _x, acks: _a, refusals: _r, ...batch } = b;
     if (silent.length > 0) out.send.push({ batch, nodes: silent, resend: true });
   }
 
@@ -194,7 +206,7 @@ export class WriterCore {
   private flush(nowMs: number, out: WriterOutput): void {
     const taken = this.takeBatch();
     const batch = this.batch(taken.records, taken.firstTxid, taken.count);
-    this.flushing = { ...batch, sentAtMs: nowMs, lastSentMs: nowMs, acks: new Set(), refusals: new Map() };
+    this.flushing = { ...batch, sentAtMs: nowMs, lastSentMs: nowMs, resent: false, acks: new Set(), refusals: new Map() };
     this.commitNoticePending = false;
     out.send.push({ batch, nodes: [...this.inSync] });
   }
@@ -243,7 +255,7 @@ export class WriterCore {
     if (b === null || b.id !== batchId) return out; // a late ack of a batch already committed, or of a commit notice
     if (b.acks.has(node)) {
       // Both copies of a resent batch reached the node; without a resend a second ack is a bug.
-      assert(b.lastSentMs > b.sentAtMs, `node ${node} acked batch ${batchId} twice`);
+      assert(b.resent, `node ${node} acked batch ${batchId} twice`);
       return out;
     }
     b.acks.add(node);
@@ -278,7 +290,7 @@ export class WriterCore {
     if (this.status !== "writing") return out;
     this.inSync.add(node);
     if (this.flushing !== null) {
-      const { sentAtMs: _s, lastSentMs: _l, acks: _a, refusals: _r, ...batch } = this.flushing;
+      const { sentAtMs: _s, lastSentMs: _l, resent: _x, acks: _a, refusals: _r, ...batch } = this.flushing;
       out.send.push({ batch, nodes: [node] });
     }
     return out;

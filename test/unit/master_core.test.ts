@@ -559,3 +559,17 @@ test("master core - after the master's own link to NATS failed over, the batch i
   t.deepEqual(r.send.map((s) => s.node).sort(), N3, "not waiting for batchResendMs");
   t.true(r.send.every((s) => s.ref.resend));
 });
+
+test("master core - a resent copy that would pass journalInflightBytesMax is not sent, and masks nobody: the first copy's answer decides", (t) => {
+  // The batch is larger than half the bound: its first copy goes (one batch always does), a second would not fit.
+  const core = serving({ ...limits, batchResendMs: 100, journalInflightBytesMax: 16 });
+  core.write(1, 1, false, 0);
+  const first = runAdmitted(core, core.ready());
+  t.true(first.send.length === 3 && first.send.every((s) => s.batch.records.length > 8));
+  core.tick(300);
+  const r = core.ready();
+  t.deepEqual(r.send.filter((s) => s.ref.resend), [], "no resent copy past the bound");
+  t.deepEqual(r.events.filter((e) => e.type === "masked"), [], "nobody masked for it");
+  for (const node of N3) t.true(core.writer!.isInSync(node));
+  t.deepEqual(ack(core, first.send, ["jn1", "jn2"], 350).answers.map((a) => a.id), [1], "the first copies' acks commit it");
+});

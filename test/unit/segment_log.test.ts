@@ -261,3 +261,21 @@ function appendedPrefix(s: Summary, before: Summary, after: Summary): boolean {
   const recordsOk = s.records.every((r, i) => (i + 1 <= end ? r === after.records[i] : r === null));
   return shape && within && recordsOk && JSON.stringify(s.meta) === JSON.stringify(before.meta);
 }
+
+test("segment log - what a killed process left in the page cache of the open segment is fsynced when the log is opened (a held batch is acked without a new write)", (t) => {
+  const disk = new SimDisk();
+  const store = new SimSegmentStore(DIR, disk);
+  store.open();
+  store.apply({ op: "startSegment", startTxid: 1 });
+  store.apply(append(1, 1, 1));
+  // Batch 2..3: the write reaches the page cache, then the process dies before its fdatasync.
+  const program = store.segmentLog.apply(append(1, 2, 2));
+  const write = program.next();
+  t.false(write.done);
+  disk.run((write as IteratorYieldResult<DiskCall>).value);
+  t.true([...disk.files.values()].some((f) => f.dirtyFrom !== Infinity), "the batch is in the page cache only");
+  // The restarted node opens the log: it holds 1..3, and all of it is durable before it can ack 2..3 as held.
+  const reopened = new SimSegmentStore(DIR, disk).open();
+  t.is(reopened.segments.at(-1)?.endTxid, 3);
+  t.true([...disk.files.values()].every((f) => f.dirtyFrom === Infinity), "nothing of the open segment is left unsynced");
+});

@@ -142,6 +142,27 @@ test("writer core - a lost copy's timeout after the node acked that batch (or a 
   t.false(w.isInSync("jn3"), "a node that never acked it drops out as before");
 });
 
+test("writer core - a large batch is sent again only after batchResendMs plus its size's share of the quorum timeout", (t) => {
+  const w = writer(N3, { ...roomy, batchBytesMax: 64 << 20, batchResendMs: 100, quorumTimeoutMsPerMib: 500 });
+  w.append(encodeEffects([[Buffer.from("SET"), Buffer.from("big"), Buffer.alloc(4 << 20)]]));
+  const b = onlyBatch(w.tick(0)).batch;
+  const share = Math.floor((500 * b.records.length) / (1024 * 1024));
+  t.true(share >= 2000, "4 MiB: two seconds more");
+  t.deepEqual(w.tick(100 + share - 1).send, [], "still crossing the bus, or being fsynced");
+  t.is(onlyBatch(w.tick(100 + share)).nodes.length, 3);
+});
+
+test("writer core - a resend due in the millisecond of the flush (a reconnect): both copies acked count once, no assertion", (t) => {
+  const w = writer(N3, { ...roomy, batchResendMs: 100 });
+  w.append(payload("a"));
+  const b = onlyBatch(w.tick(0)).batch;
+  w.resendDue();
+  t.is(onlyBatch(w.tick(0)).nodes.length, 3);
+  w.onReply("jn1", b.id, OK, 0);
+  t.notThrows(() => w.onReply("jn1", b.id, OK, 0));
+  t.is(w.onReply("jn2", b.id, OK, 1).committedTxid, 11);
+});
+
 test("writer core - without batchResendMs nothing is sent again", (t) => {
   const w = writer();
   w.append(payload("a"));
