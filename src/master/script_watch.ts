@@ -192,8 +192,10 @@ export class ScriptWatch {
     const checked = (p: Promise<RespValue>): Promise<RespValue> => p.then(valueOrThrow);
     const on = checked(client.call(["CONFIG", "SET", "notify-keyspace-events", SCRIPT_KEYSPACE_EVENTS]));
     const reply = client.call([name, ...args]);
-    const watchdog = setTimeout(() => void this.killScript(), this.limits.scriptRunMaxMs);
-    reply.then(() => clearTimeout(watchdog), () => clearTimeout(watchdog));
+    // Again every scriptRunMaxMs until the script's reply comes: a kill that failed (its connection refused or timed out
+    // on a loaded machine) must not leave a script running for ever, and the master's Redis with it.
+    const watchdog = setInterval(() => void this.killScript(), this.limits.scriptRunMaxMs);
+    reply.then(() => clearInterval(watchdog), () => clearInterval(watchdog));
     const miss = checked(client.call(["GET", this.syncKey]));
     const off = checked(client.call(["CONFIG", "SET", "notify-keyspace-events", ""]));
     let sent!: () => void;
@@ -219,7 +221,7 @@ export class ScriptWatch {
       this.log.warn({ scriptRunMaxMs: this.limits.scriptRunMaxMs }, "killed a script that ran too long");
     } catch (err) {
       if (!(err instanceof Error) || !err.message.includes("UNKILLABLE")) {
-        this.log.warn({ err }, "could not kill a script that ran too long");
+        this.log.warn({ err }, "could not kill a script that ran too long (tried again in scriptRunMaxMs)");
         return;
       }
       this.log.warn({ scriptRunMaxMs: this.limits.scriptRunMaxMs }, "a script that wrote ran too long: ending the master's Redis (it is rebuilt from the journal)");
