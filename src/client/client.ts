@@ -204,7 +204,7 @@ class ClientImpl implements QjmClient {
     return this.master === null ? source.startsWith("master.") : source === `master.${this.master}`;
   }
 
-    async write(command: string, ...args: WriteArg[]): Promise<WriteResult> {
+  async write(command: string, ...args: WriteArg[]): Promise<WriteResult> {
     const id: WriteId = { client: this.id, seq: ++this.seq };
     const body = { args: [command, ...args], id };
     const deadline = Date.now() + this.limits.retryForMs;

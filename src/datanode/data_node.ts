@@ -109,6 +109,7 @@ export class DataNode {
       redisPassword: redisPassword(this.config.dataDir),
       commands: () => this.commands,
       status: () => this.status(),
+      role: () => (this.master !== null ? "master" : "replica"),
       readRefusal: () => readRefusal({ phase: this.core.phase, master: this.master !== null, replica: this.replica?.readState ?? null }),
     });
     try {

@@ -38,8 +38,10 @@ export interface DoorOptions {
   redisPassword: string;
   /** The node's command table (undefined while it starts). */
   commands: () => CommandTable | undefined;
-  /** The node's status: role, epoch, txids (INFO's qjm section, HELLO's role). */
+  /** The node's status: role, epoch, txids (INFO's qjm section). */
   status: () => ActorStatus;
+  /** The node's role, cheaply (HELLO): building the whole status on every local command would cost each PING. */
+  role: () => "master" | "replica";
   /** Null while the node may serve reads; else the refusal (read_gate.ts). Absent: always. */
   readRefusal?: () => string | null;
 }
@@ -129,7 +131,7 @@ export class RespDoor implements DoorServices {
     return answerLocal(command, args, session.state, {
       password: this.o.config.respPassword,
       redisVersion: this.redisVersion,
-      role: this.o.status().role === "master" ? "master" : "replica",
+      role: this.o.role,
       clientList: () => [...this.sessions].map((s) => s.state.infoLine(now, s.inFlight)),
       inFlight: session.inFlight,
       nowMs: now,

@@ -14,7 +14,7 @@ export interface LocalContext {
   password: string;
   /** The node's redis-server version, for HELLO. */
   redisVersion: string;
-  role: "master" | "replica";
+  role: () => "master" | "replica";
   /** CLIENT LIST's lines, one per door connection. */
   clientList: () => string[];
   /** This connection's requests in flight (CLIENT INFO). */
@@ -114,7 +114,7 @@ function hello(args: readonly Buffer[], state: ConnectionState, ctx: LocalContex
     ["proto", integer(protocol)],
     ["id", integer(state.id)],
     ["mode", bulk("standalone")],
-    ["role", bulk(ctx.role)],
+    ["role", bulk(ctx.role())],
     ["modules", array([])],
   ]);
 }

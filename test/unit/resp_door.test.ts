@@ -155,7 +155,7 @@ test("write errors: Redis's own text, TRYAGAIN when not applied and retryable, E
 });
 
 function ctxOf(password = ""): LocalContext {
-  return { password, redisVersion: "7.0.15", role: "replica", clientList: () => ["id=1"], inFlight: 1, nowMs: 0 };
+  return { password, redisVersion: "7.0.15", role: () => "replica", clientList: () => ["id=1"], inFlight: 1, nowMs: 0 };
 }
 
 test("local commands: HELLO switches protocol and authenticates, AUTH, SELECT, CLIENT, RESET", (t) => {
