@@ -225,7 +225,9 @@ export class ScriptWatch {
         return;
       }
       this.log.warn({ scriptRunMaxMs: this.limits.scriptRunMaxMs }, "a script that wrote ran too long: ending the master's Redis (it is rebuilt from the journal)");
-      await side.call("SHUTDOWN", "NOSAVE").catch(() => {});
+      // NOW: Redis 7 otherwise waits for lagging replicas (shutdown-timeout) — and our replication link is one. That
+      // wait runs from the server's cron, which a script holding the main thread never lets run: no shutdown at all.
+      await side.call("SHUTDOWN", "NOSAVE", "NOW").catch(() => {}); // its connection closes as Redis exits
     } finally {
       side.disconnect();
     }
