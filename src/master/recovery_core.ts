@@ -14,6 +14,7 @@ import { ErrorCode, QjmError, type ErrorReply } from "../protocol/errors.js";
 import type { JournalReply, JournalRequest, JournalState, RecordPrint, SegmentState } from "../protocol/messages.js";
 import { recordRange } from "../segment/record.js";
 import { assert } from "../util/assert.js";
+import { RestorerCore, type RestorerOutput, type RestorerWriterView } from "./restorer_core.js";
 import { decideRecovery, type PrepareResponse, type RecoveryDecision } from "./segment_recovery.js";
 
 export interface WriterStart {
@@ -35,6 +36,8 @@ export interface RecoveryLimits {
   journalRequestTimeoutMs: number;
   readBytesMax: number;
   readRecordsMax: number;
+  /** Rounds a catch-up of a node left behind may take (the restorer's bound). */
+  catchUpRoundsMax: number;
 }
 
 export interface RecoveryRequest {
@@ -55,7 +58,7 @@ export interface RecoveryOutput {
 /** The recovery decision, replaceable so that a simulation can try a deliberately wrong one. */
 export type DecideRecovery = (segmentTxid: number, responses: readonly PrepareResponse[], quorum: number) => RecoveryDecision;
 
-type Phase = "idle" | "state" | "format" | "promise" | "prepare" | "sync" | "accept" | "finalize" | "start" | "done";
+type Phase = "idle" | "state" | "format" | "promise" | "prepare" | "sync" | "accept" | "finalize" | "start" | "catchUp" | "done";
 
 /** A copy being brought to the chosen one: read a chunk from the source, append it on the node, again. */
 interface SyncPlan {
@@ -70,6 +73,8 @@ interface Pending {
   /** In the sync phase: the plan this request serves, and which half of a round it is. */
   plan?: SyncPlan;
   kind?: "read" | "append";
+  /** In the catch-up phase: the restorer this request serves, and its own id for the request. */
+  catchUp?: { restorer: RestorerCore; id: number };
 }
 
 export class RecoveryCore {
@@ -94,6 +99,8 @@ export class RecoveryCore {
   private endTxid = 0;
   private decisionText = "empty journal";
   private accepted: string[] = [];
+  /** Nodes that opened the new segment, and (catch-up phase) those caught up since. */
+  private started: string[] = [];
 
   constructor(
     readonly nodes: readonly string[],
@@ -123,6 +130,7 @@ export class RecoveryCore {
     if (p === undefined || this.phase === "done") return out; // late, duplicate, or of a finished attempt
     this.pending.delete(id);
     if (this.phase === "sync") this.onSyncReply(p, reply, out);
+    else if (p.catchUp !== undefined) this.relay(p.catchUp.restorer, p.catchUp.restorer.onReply(p.catchUp.id, reply), out);
     else this.replies.set(p.node, reply);
     if (this.pending.size === 0) this.complete(out);
     return out;
@@ -170,6 +178,8 @@ export class RecoveryCore {
         return this.afterFinalize(out);
       case "start":
         return this.afterStart(out);
+      case "catchUp":
+        return this.afterCatchUp(out);
       default:
         assert(false, `no completion in phase ${this.phase}`);
     }
@@ -341,8 +351,54 @@ export class RecoveryCore {
 
   private afterStart(out: RecoveryOutput): void {
     const replies = this.answered;
-    const inSync = [...replies].filter(([, r]) => r.ok && "state" in r && !r.state.restoring).map(([n]) => n);
-    if (inSync.length < this.quorum) throw noQuorum(`segment ${this.endTxid + 1} started on ${inSync.length}, ${this.quorum} needed (${describeErrors(replies)})`);
+    this.started = [...replies].filter(([, r]) => r.ok && "state" in r && !r.state.restoring).map(([n]) => n);
+    if (this.started.length >= this.quorum) return this.finish(out);
+    // OUT_OF_SYNC: the node's log ends before the recovered end (it missed a finalized segment, or part of one).
+    const behind = [...replies].filter(([, r]) => !r.ok && r.code === ErrorCode.OUT_OF_SYNC).map(([n]) => n);
+    if (this.started.length === 0 || this.started.length + behind.length < this.quorum) {
+      throw noQuorum(`segment ${this.endTxid + 1} started on ${this.started.length}, ${this.quorum} needed (${describeErrors(replies)})`);
+    }
+    this.catchUp(behind, out);
+  }
+
+  /**
+   * Nodes left behind are caught up before the writer counts on them, as a serving writer's restorer would (it
+   * opens the new segment past the node's hole and copies the finalized segments it lacks from a node that started):
+   * otherwise a node behind plus one that cannot serve leave no majority to open a segment, and no writer ever
+   * serves to catch them up (simulator seed 9998). Only nodes that were not wiped take this path: a restoring one
+   * does not vote, so it never answers OUT_OF_SYNC here. The durable snapshot is not copied (a serving writer has one
+   * to copy; recovery has not): the node keeps its own, and the log from its hole on is the peers'.
+   */
+  private catchUp(behind: readonly string[], out: RecoveryOutput): void {
+    assert(this.pending.size === 0, "catch-up starts with requests unanswered");
+    this.phase = "catchUp";
+    const e = this.endTxid;
+    const view: RestorerWriterView = { epoch: this.epoch, segmentTxid: e + 1, committedTxid: e, rejoinTxid: e, failed: false, inSyncNodes: [...this.started] };
+    for (const node of behind) {
+      const restorer = new RestorerCore(node, view, this.clusterId, this.limits);
+      this.relay(restorer, restorer.start(), out);
+    }
+    if (this.pending.size === 0) this.complete(out);
+  }
+
+  /** A restorer's step: its requests go out under this core's ids; its end adds the node or notes why not. */
+  private relay(restorer: RestorerCore, step: RestorerOutput, out: RecoveryOutput): void {
+    for (const note of step.notes) out.notes.push({ message: note.message, fields: note.fields });
+    for (const r of step.send) this.send(out, r.node, r.req, r.timeoutMs, { catchUp: { restorer, id: r.id } });
+    if (step.ensureSnapshot) return this.relay(restorer, restorer.onSnapshotEnsured(false), out);
+    const end = step.end;
+    if (end === null) return;
+    if (end.kind === "rejoin") this.started.push(restorer.node);
+    out.notes.push({ message: end.kind === "rejoin" ? "caught up a journal node left behind" : "could not catch up a journal node left behind", fields: { node: restorer.node, ...end } });
+  }
+
+  private afterCatchUp(out: RecoveryOutput): void {
+    if (this.started.length < this.quorum) throw noQuorum(`segment ${this.endTxid + 1} started on ${this.started.length} after catching up, ${this.quorum} needed`);
+    this.finish(out);
+  }
+
+  private finish(out: RecoveryOutput): void {
+    const inSync = this.nodes.filter((n) => this.started.includes(n));
     this.phase = "done";
     out.notes.push({ message: "became the writer", fields: { epoch: this.epoch, endTxid: this.endTxid, inSync, decision: this.decisionText } });
     out.done = { clusterId: this.clusterId, epoch: this.epoch, endTxid: this.endTxid, inSync, decision: this.decisionText };

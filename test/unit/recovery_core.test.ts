@@ -11,7 +11,7 @@ import type { JournalReply } from "../../src/protocol/messages.js";
 import { encodeEffects, encodeRecord } from "../../src/segment/record.js";
 import { epochOneRecord, epochOneRecords, unformattedNode } from "../helpers/journal_fixtures.js";
 
-const limits = { epochRequestTimeoutMs: 100, journalRequestTimeoutMs: 200, readBytesMax: 1 << 20, readRecordsMax: 100 };
+const limits = { epochRequestTimeoutMs: 100, journalRequestTimeoutMs: 200, readBytesMax: 1 << 20, readRecordsMax: 100, catchUpRoundsMax: 10 };
 const names = ["jn1", "jn2", "jn3"];
 
 function fresh(): Map<string, JournalCore> {
@@ -202,4 +202,41 @@ test("recovery core - nodes that compacted differently still elect a writer afte
   }
   const out = drive(new RecoveryCore(names, limits, "c"), nodes);
   t.like(out.done, { epoch: 2, endTxid: 15, inSync: names });
+});
+
+/** Epoch 1 wrote 1..3 and rolled to segment 4 on jn1 and jn2; jn3 was behind (it holds 1 only), and jn2 now fails. */
+function oneAheadOneBehind(t: import("ava").ExecutionContext): Map<string, JournalCore> {
+  const nodes = fresh();
+  drive(new RecoveryCore(names, limits, "c"), nodes);
+  for (const [name, end] of [["jn1", 3], ["jn2", 3], ["jn3", 1]] as const) {
+    const n = nodes.get(name)!;
+    t.false("error" in n.step({ type: "journal", epoch: 1, segmentTxid: 1, firstTxid: 1, count: end, records: epochOneRecords(1, end), committedTxid: 0 }).reply);
+    if (name === "jn3") continue;
+    t.false("error" in n.step({ type: "finalize", epoch: 1, startTxid: 1, endTxid: 3 }).reply);
+    t.false("error" in n.step({ type: "startSegment", epoch: 1, txid: 4, clusterId: "c" }).reply);
+  }
+  return nodes;
+}
+
+test("recovery core - a node left behind a finalized segment is caught up before the new segment counts on it (sim seed 9998)", (t) => {
+  const nodes = oneAheadOneBehind(t);
+  const out = drive(new RecoveryCore(names, limits, "c"), nodes, ["jn2"]);
+  t.like(out.done, { epoch: 2, endTxid: 3, inSync: ["jn1", "jn3"] });
+  t.true(out.notes.some((n) => n.message === "caught up a journal node left behind" && n.fields.node === "jn3"));
+  // jn3 now holds the finalized 1..3 copied from jn1, and the new segment open at 4 in epoch 2.
+  t.like(nodes.get("jn3")!.state(), { lastTxid: 3, writerEpoch: 2, lastSegment: { startTxid: 4, endTxid: 3, inProgress: true } });
+  t.deepEqual(nodes.get("jn3")!.step({ type: "read", fromTxid: 1, bytesMax: 1 << 20, recordsMax: 10, uncommitted: true }).reply, nodes.get("jn1")!.step({ type: "read", fromTxid: 1, bytesMax: 1 << 20, recordsMax: 10, uncommitted: true }).reply);
+});
+
+test("recovery core - a node left behind that cannot be caught up leaves recovery NO_QUORUM", (t) => {
+  const nodes = oneAheadOneBehind(t);
+  // jn1 serves no read: jn3's copy of 1..3 cannot be made.
+  const core = new RecoveryCore(names, limits, "c");
+  const answer = (r: RecoveryRequest): JournalReply => {
+    if (r.node === "jn2") return { ok: false, code: "TIMEOUT", message: "down" } as ErrorReply;
+    if (r.node === "jn1" && r.req.type === "read") return { ok: false, code: "TIMEOUT", message: "slow" } as ErrorReply;
+    return asReply(nodes.get(r.node)!.step(r.req), nodes.get(r.node));
+  };
+  const err = t.throws(() => driveWith(core, answer));
+  t.regex(err!.message, /started on 1 after catching up, 2 needed/);
 });
