@@ -1,8 +1,10 @@
 /**
  * Issue #14 item 2, "Must show": the cluster spread over hosts — network namespaces on this machine, each with its own
- * loopback, address and data directory, joined by veth pairs to a bridge — and run as an operator runs it: a routed
- * cluster of three nats-servers on hosts of their own with the users `redis-qjm nats-credentials` wrote, and each
- * actor `redis-qjm run <role> --id <id> --config <its host's qjm.json>`, a real process stopped by pid.
+ * loopback, address and data directory, joined by veth pairs to a bridge — and run as an operator runs it, from the
+ * files of infra/examples/three-hosts (their 10.0.0.<k> mapped onto the lab's addresses): a routed cluster of three
+ * nats-servers (the example's nats-server.conf, route passwords and all) on hosts of their own with the users
+ * `redis-qjm nats-credentials` wrote, and each actor run by its systemd unit's command line (`redis-qjm run <role>
+ * --id <id> --config <host-k's qjm.json>`), a real process stopped by pid.
  *
  * Under 100 client-library connections INCRing counters (an ack ledger, test/helpers/incr_load.ts): one journal
  * node's host is cut off (iptables DROP inside it) — writes go on; healed; then the master's host is cut off — a new
@@ -14,7 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import test from "ava";
-import type { Config } from "../../src/config/config.js";
+import { loadConfig, type Config } from "../../src/config/config.js";
 import { connectBus, request, requestAll, type NatsConnection } from "../../src/nats/bus.js";
 import { CLIENT_USER, credsFile } from "../../src/nats/auth.js";
 import { NATS_AUTH_INCLUDE } from "../../src/nats/deploy_credentials.js";
@@ -29,38 +31,30 @@ const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../ac
 const NATS_HOSTS = ["n1", "n2", "n3"];
 const JOURNAL_NODES = ["jn1", "jn2", "jn3"];
 const DATA_NODES = ["d1", "d2", "d3"];
-const NATS_PORT = 4222;
-const ROUTE_PORT = 6222;
-const RESP_PASSWORD = "netns-door";
 
-/** The configuration every host shares (each host's qjm.json adds its own NATS order, address and directories). */
-function sharedConfig(natsUrls: string[]): Partial<Config> {
-  return {
-    cluster: "netns",
-    journalNodes: JOURNAL_NODES,
-    dataNodes: DATA_NODES,
-    natsUrl: natsUrls.join(","),
-    respPassword: RESP_PASSWORD,
-    // As the harness's: two cores run nine hosts' processes and a hundred clients.
-    quorumTimeoutMs: 5000,
-    heartbeatIntervalMs: 200,
-    writerRetryMs: 200,
-    epochRequestTimeoutMs: 1000,
-  };
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+const EXAMPLE = path.join(ROOT, "infra/examples/three-hosts");
+
+/** Two cores run nine hosts' processes and a hundred clients: the harness's timeouts, on top of the example's files. */
+const TEST_CONFIG: Partial<Config> = { quorumTimeoutMs: 5000, heartbeatIntervalMs: 200, writerRetryMs: 200, epochRequestTimeoutMs: 1000 };
+
+/** The example's 10.0.0.<k> (host-k) becomes the lab's address of `hosts[k - 1]`. */
+function mapAddresses(text: string, hosts: readonly string[]): string {
+  return text.replace(/10\.0\.0\.(\d)/g, (_, k: string) => lab.host(hosts[Number(k) - 1]).address);
 }
 
-/** One nats-server of the routed cluster: its address, its peers' routes, and the users' block beside it. */
-function natsServerConf(name: string, address: string, peers: string[]): string {
-  return [
-    `server_name: "qjm-${name}"`,
-    `listen: "${address}:${NATS_PORT}"`,
-    `include ./${NATS_AUTH_INCLUDE}`,
-    `write_deadline: "10s"`,
-    `ping_interval: "5s"`,
-    `ping_max: 2`,
-    `cluster ${JSON.stringify({ name: "qjm-netns", listen: `${address}:${ROUTE_PORT}`, routes: peers.map((p) => `nats-route://${p}:${ROUTE_PORT}`) })}`,
-    "",
-  ].join("\n");
+/** host-k's qjm.json of the example, on the lab's addresses, for the actor `id` on its own host. */
+function hostConfig(k: number, id: string, hostDir: string): Partial<Config> {
+  const example = JSON.parse(mapAddresses(fs.readFileSync(path.join(EXAMPLE, `host-${k}`, "qjm.json"), "utf8"), NATS_HOSTS)) as Partial<Config>;
+  // The example's directories are /var/lib/redis-qjm (systemd's StateDirectory) with credentials copied into it.
+  return { ...example, ...TEST_CONFIG, dataDir: path.join(hostDir, "data"), natsCredsFile: credsFile(dir, id), respHost: lab.host(id).address };
+}
+
+/** The arguments after `redis-qjm` of the systemd unit's ExecStart, for instance `id` and configuration `file`. */
+function unitArgs(unit: string, id: string, file: string): string[] {
+  const exec = /^ExecStart=.*? redis-qjm (.*)$/m.exec(fs.readFileSync(path.join(ROOT, "infra/systemd", unit), "utf8"));
+  if (exec === null) throw new Error(`no ExecStart running redis-qjm in ${unit}`);
+  return exec[1].replace(/%i/g, id).replace("/etc/redis-qjm/qjm.json", file).split(/\s+/);
 }
 
 /** The actors' environment: no QJM_* of the test runner's (the hosts' files say it all), JSON logs. */
@@ -103,43 +97,43 @@ async function startHosts(t: { log: (s: string) => void }): Promise<ClusterView>
   for (const [i, h] of JOURNAL_NODES.entries()) await lab.addHost(h, 21 + i);
   for (const [i, h] of DATA_NODES.entries()) await lab.addHost(h, 31 + i);
   const natsAddresses = NATS_HOSTS.map((h) => lab.host(h).address);
-  const natsUrls = natsAddresses.map((a) => `nats://${a}:${NATS_PORT}`);
-  const shared = sharedConfig(natsUrls);
-  fs.writeFileSync(path.join(dir, "qjm.json"), JSON.stringify(shared, null, 2));
+  const natsUrls = natsAddresses.map((a) => `nats://${a}:4222`);
   // What an operator does once, on any machine: a NATS user per actor, client and admin.
   const credentials = path.join(dir, "credentials");
-  await sh(process.execPath, CLI, "nats-credentials", "--out", credentials, "--config", path.join(dir, "qjm.json"));
+  await sh(process.execPath, CLI, "nats-credentials", "--out", credentials, "--config", path.join(EXAMPLE, "host-1", "qjm.json"));
   fs.mkdirSync(path.join(dir, "logs"));
+  // The example's nats-server.conf of host-k, on the lab's addresses, with the users' include beside it.
   for (const [i, h] of NATS_HOSTS.entries()) {
     const hostDir = path.join(dir, h);
     fs.mkdirSync(hostDir);
     fs.copyFileSync(path.join(credentials, NATS_AUTH_INCLUDE), path.join(hostDir, NATS_AUTH_INCLUDE));
-    fs.writeFileSync(path.join(hostDir, "nats-server.conf"), natsServerConf(h, natsAddresses[i], natsAddresses.filter((_, k) => k !== i)));
+    fs.writeFileSync(path.join(hostDir, "nats-server.conf"), mapAddresses(fs.readFileSync(path.join(EXAMPLE, `host-${i + 1}`, "nats-server.conf"), "utf8"), NATS_HOSTS));
     lab.spawn(h, "nats-server", ["-c", path.join(hostDir, "nats-server.conf")], { logFile: path.join(dir, "logs", `${h}.log`) });
   }
-  await Promise.all(natsAddresses.map((a) => waitForPort(NATS_PORT, 10_000, a)));
-  // Each actor host: its own qjm.json (its NATS order starts at another server, its door on its own address).
-  [...JOURNAL_NODES, ...DATA_NODES].forEach((id, i) => {
-    const hostDir = path.join(dir, id);
-    fs.mkdirSync(hostDir, { recursive: true });
-    const own = { natsUrl: [...natsUrls.slice(i % 3), ...natsUrls.slice(0, i % 3)].join(","), dataDir: path.join(hostDir, "data"), natsCredsFile: credsFile(dir, id), respHost: lab.host(id).address };
-    const file = path.join(hostDir, "qjm.json");
-    fs.writeFileSync(file, JSON.stringify({ ...shared, ...own }, null, 2));
-    const role = JOURNAL_NODES.includes(id) ? "journal-node" : "data-node";
-    lab.spawn(id, process.execPath, [CLI, "run", role, "--id", id, "--config", file], { env: actorEnv(), logFile: path.join(dir, "logs", `${id}.log`), tier: 1 });
-  });
+  await Promise.all(natsAddresses.map((a) => waitForPort(4222, 10_000, a)));
+  // Each actor on its own host, with host-k's qjm.json and its systemd unit's command line.
+  for (const ids of [JOURNAL_NODES, DATA_NODES]) {
+    ids.forEach((id, i) => {
+      const hostDir = path.join(dir, id);
+      fs.mkdirSync(hostDir, { recursive: true });
+      const file = path.join(hostDir, "qjm.json");
+      fs.writeFileSync(file, JSON.stringify(hostConfig(i + 1, id, hostDir), null, 2));
+      const unit = ids === JOURNAL_NODES ? "redis-qjm-journal@.service" : "redis-qjm-data@.service";
+      lab.spawn(id, process.execPath, [CLI, ...unitArgs(unit, id, file)], { env: actorEnv(), logFile: path.join(dir, "logs", `${id}.log`), tier: 1 });
+    });
+  }
   nc = await connectBus(natsUrls.join(","), "test-netns", credsFile(dir, CLIENT_USER));
-  const s = subjects("netns");
-  const config = { ...(shared as Config), dataNodes: DATA_NODES, journalNodes: JOURNAL_NODES, replicas: [], respPort: 6479 };
+  const config = loadConfig({}, hostConfig(1, "d1", path.join(dir, "d1")));
+  const s = subjects(config.cluster);
   const conn = nc;
   return {
-    cluster: { natsUrl: natsUrls.join(","), dataDir: dir, cluster: "netns", config },
+    cluster: { natsUrl: natsUrls.join(","), dataDir: dir, cluster: config.cluster, config },
     nc: conn,
     redisPassword: "",
     write: async (args, timeoutMs = 10_000) => (await request(conn, s.write, args, timeoutMs)) as WriteReply,
     status: async () => (await requestAll(conn, s.status, {}, 500).catch(() => [])) as ActorStatus[],
     // Each node's Redis listens on its host's loopback only: read through its front door, on the host's address.
-    keyspaceOf: (id) => dumpKeyspace(config.respPort + DATA_NODES.indexOf(id), RESP_PASSWORD, lab.host(id).address),
+    keyspaceOf: (id) => dumpKeyspace(config.respPort + DATA_NODES.indexOf(id), config.respPassword, lab.host(id).address),
   };
 }
 

@@ -81,3 +81,19 @@ test("nats-credentials - a user per configured actor, client and admin; the incl
   t.notThrows(() => writeDeployCredentials(config, out, true));
   t.deepEqual(configuredActorUsers({ ...config, dataNodes: [] }).map((u) => `${u.name}:${u.role}`), ["jn1:journal", "jn2:journal", "jn3:journal", "m1:master", "r1:replica", "r2:replica"]);
 });
+
+test("three-host example - each host's qjm.json loads, and the systemd units run `redis-qjm run <role> --id %i --config /etc/redis-qjm/qjm.json`", (t) => {
+  const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../../..");
+  const example = path.join(root, "infra/examples/three-hosts");
+  for (const k of [1, 2, 3]) {
+    const c = loadConfig({ QJM_CONFIG_FILE: path.join(example, `host-${k}`, "qjm.json") });
+    t.is(c.respHost, `10.0.0.${k}`);
+    t.is(c.natsUrl.split(",")[0], `nats://10.0.0.${k}:4222`, "each host's actors try their own host's nats-server first");
+  }
+  for (const [unit, role] of [["redis-qjm-journal@.service", "journal-node"], ["redis-qjm-data@.service", "data-node"]]) {
+    const text = fs.readFileSync(path.join(root, "infra/systemd", unit), "utf8");
+    t.regex(text, new RegExp(`^ExecStart=/usr/bin/npx --no-install redis-qjm run ${role} --id %i --config /etc/redis-qjm/qjm.json$`, "m"), unit);
+    t.regex(text, /^Restart=always$/m, unit);
+    t.regex(text, /^LimitNOFILE=\d+$/m, unit);
+  }
+});
