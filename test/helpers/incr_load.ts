@@ -28,8 +28,8 @@ export interface SeenEvent {
 /** 100 clients (one client-library connection each) INCRing counters; every ack and failure is counted per key. */
 export class IncrLoad {
   readonly acked = new Map<string, number>();
-  /** Each ack: when it arrived and its txid (a duplicate's is the original's). */
-  readonly acks: { atMs: number; txid: number }[] = [];
+  /** Each ack: when it arrived, its txid (a duplicate's is the original's) and which client had it. */
+  readonly acks: { atMs: number; txid: number; client: number }[] = [];
   readonly errors: string[] = [];
   retried = 0;
   /** Part c): INCRs of the shared `c` each client still has to do before it goes back to its own counter. */
@@ -57,7 +57,7 @@ export class IncrLoad {
         const r = await this.clients[i].write("INCR", key);
         if (key === "c") this.shared[i]--;
         this.acked.set(key, (this.acked.get(key) ?? 0) + 1);
-        this.acks.push({ atMs: Date.now(), txid: r.txid });
+        this.acks.push({ atMs: Date.now(), txid: r.txid, client: i });
         if (r.attempts > 1) this.retried++;
       } catch (err) {
         this.errors.push(err instanceof QjmClientError ? `${key}: ${err.code} unknown=${err.outcomeUnknown}` : `${key}: ${String(err)}`);
@@ -88,6 +88,27 @@ export class IncrLoad {
       for (; i < this.acks.length; i++) if (this.acks[i].txid > endTxid) return this.acks[i].atMs;
       return undefined;
     }, 5);
+  }
+
+  /** The longest stretch in [fromMs, toMs] without any ack (from the last ack before fromMs). */
+  longestGap(fromMs: number, toMs: number): number {
+    return longestStretch(this.acks.map((a) => a.atMs), fromMs, toMs);
+  }
+
+  /** The longest stretch in [fromMs, toMs] one client went without an ack, and which client. */
+  longestClientStall(fromMs: number, toMs: number): { client: number; ms: number } {
+    let worst = { client: -1, ms: 0 };
+    for (let c = 0; c < this.clients.length; c++) {
+      const ms = longestStretch(this.acks.filter((a) => a.client === c).map((a) => a.atMs), fromMs, toMs);
+      if (ms > worst.ms) worst = { client: c, ms };
+    }
+    return worst;
+  }
+
+  /** Clients with no ack after `atMs` yet. */
+  clientsWithoutAckAfter(atMs: number): number[] {
+    const acked = new Set(this.acks.filter((a) => a.atMs > atMs).map((a) => a.client));
+    return this.clients.map((_, c) => c).filter((c) => !acked.has(c));
   }
 
   async stop(): Promise<void> {
@@ -139,6 +160,19 @@ export async function steadyMaster(tc: ClusterView, standbys = tc.cluster.config
     const master = all.filter((s) => s.role === "master" && s.health === "writing").sort((a, b) => b.epoch - a.epoch)[0];
     return master !== undefined && all.filter(standby).length >= standbys ? master : undefined;
   }, 50);
+}
+
+/** The longest stretch in [fromMs, toMs] between times of `sorted` (from the last one before fromMs, to toMs). */
+function longestStretch(sorted: readonly number[], fromMs: number, toMs: number): number {
+  let prev = fromMs;
+  for (const t of sorted) if (t <= fromMs) prev = t;
+  let gap = 0;
+  for (const t of sorted) {
+    if (t <= fromMs || t > toMs) continue;
+    gap = Math.max(gap, t - prev);
+    prev = t;
+  }
+  return Math.max(gap, toMs - prev);
 }
 
 export function quantile(sorted: readonly number[], q: number): number {
