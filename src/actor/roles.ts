@@ -15,7 +15,7 @@ import type { Logger } from "../util/log.js";
 export const ROLES = ["journal-node", "data-node", "master", "replica"] as const;
 export type Role = (typeof ROLES)[number];
 
-/** The flags each role takes (all but --config are optional or defaulted, as documented in actors/<role>.ts). */
+/** The flags each role takes beside --config (--id is required but for the master's, m1 by default; ports default to the config's). */
 const FLAGS: Record<Role, readonly string[]> = {
   "journal-node": ["id"],
   "data-node": ["id", "redis-port", "resp-port", "priority"],
@@ -23,7 +23,7 @@ const FLAGS: Record<Role, readonly string[]> = {
   replica: ["id", "redis-port"],
 };
 
-/** What the role's role name on the bus and in logs is. */
+/** The role's name in its logger's name (qjm-<name>) and log lines. */
 const LOG_ROLE: Record<Role, string> = { "journal-node": "journal", "data-node": "data", master: "master", replica: "replica" };
 
 export function isRole(name: string | undefined): name is Role {
