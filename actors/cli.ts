@@ -1,6 +1,11 @@
 #!/usr/bin/env node
 /**
  * redis-qjm — the command line.
+ *   redis-qjm run journal-node|data-node|master|replica --id <id> [--config qjm.json] [role's flags]
+ *                                    runs one actor in this process (one actor per host: what `npm start` runs as a child)
+ *   redis-qjm nats-credentials --out <dir> [--config qjm.json] [--force]
+ *                                    a NATS user per actor, client and admin: <dir>/<user>.creds and the users' block
+ *                                    every nats-server of the cluster includes (a deployment on several hosts)
  *   redis-qjm status [--json]        every actor's role, id, pid, epoch, txids, health, Redis URL
  *   redis-qjm write <CMD> [args…]     one write through the quorum journal (the client library: retried with its id
  *                                    on no responders, timeouts, NO_QUORUM…); prints the reply
@@ -9,10 +14,14 @@
  *   redis-qjm inspect <file> [--json] [--limit N]   offline viewer (no NATS): a segment file's records and problems, or a
  *                                                   snapshot's (.rdb / .json) summary: txid, size, RDB version, CRC-64, SHA-256
  * Uses $QJM_NATS_URL and $QJM_CLUSTER (defaults in src/config/config.ts), and authenticates with $QJM_NATS_CREDS_FILE,
- * by default $QJM_DATA_DIR/credentials/client.creds when it exists (`npm start` writes it).
+ * by default $QJM_DATA_DIR/credentials/client.creds when it exists (`npm start` writes it). Every command but inspect
+ * takes `--config FILE` (as QJM_CONFIG_FILE: the variables override it). A bad configuration or argument: one line on
+ * stderr, exit code 2.
  */
 import { connect, QjmClientError } from "../src/client/index.js";
-import { loadConfig } from "../src/config/config.js";
+import { ConfigError, loadConfig } from "../src/config/config.js";
+import { isRole, parseFlags, ROLES, runRole } from "../src/actor/roles.js";
+import { writeDeployCredentials } from "../src/nats/deploy_credentials.js";
 import { ADMIN_USER, CLIENT_USER, findNatsCredentials } from "../src/nats/auth.js";
 import { connectBus, request, requestAll } from "../src/nats/bus.js";
 import { decode } from "../src/protocol/codec.js";
@@ -22,7 +31,7 @@ import type { Config } from "../src/config/config.js";
 import { subjects } from "../src/protocol/subjects.js";
 import { runInspect } from "../src/segment/inspect.js";
 
-const USAGE = "usage: redis-qjm status [--json] | redis-qjm write <COMMAND> [args...] | redis-qjm failover [--to <id>] | redis-qjm events | redis-qjm inspect <segment-or-snapshot-file> [--json] [--limit N]";
+const USAGE = `usage: redis-qjm run ${ROLES.join("|")} --id <id> [--config qjm.json] | redis-qjm nats-credentials --out <dir> [--config qjm.json] [--force] | redis-qjm status [--json] | redis-qjm write <COMMAND> [args...] | redis-qjm failover [--to <id>] | redis-qjm events | redis-qjm inspect <segment-or-snapshot-file> [--json] [--limit N]`;
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
@@ -31,11 +40,35 @@ function table(rows: string[][]): string {
 
 const ROLE_ORDER = { master: 0, journal: 1, replica: 2 } as const;
 
+/** Takes `--config FILE` out of `args`: it becomes QJM_CONFIG_FILE of this process (the client library reads it too). */
+function takeConfigFlag(args: string[]): string[] {
+  const i = args.indexOf("--config");
+  if (i < 0) return args;
+  const file = args[i + 1];
+  if (file === undefined) throw new ConfigError("--config needs a file");
+  process.env.QJM_CONFIG_FILE = file;
+  return [...args.slice(0, i), ...args.slice(i + 2)];
+}
+
 async function main(): Promise<number> {
-  const [command, ...rest] = process.argv.slice(2);
+  const [command, ...all] = process.argv.slice(2);
   // Offline: before loadConfig and the NATS connection, so it works on a copied file with no cluster around.
-  if (command === "inspect") return await runInspect(rest);
+  if (command === "inspect") return await runInspect(all);
+  if (command === "run") {
+    const [role, ...flags] = all;
+    if (!isRole(role)) throw new ConfigError(`run: no role ${role ?? "given"} (one of ${ROLES.join(", ")})`);
+    // The actor runs on in this process until SIGINT or SIGTERM (which exit it). One that failed to start must not
+    // linger with its NATS connection open: a supervisor (systemd) restarts it.
+    await runRole(role, flags).catch((err: Error) => {
+      if (err instanceof ConfigError) throw err;
+      console.error(`redis-qjm run ${role}: ${err.stack ?? err.message}`);
+      process.exit(1);
+    });
+    return 0;
+  }
+  const rest = takeConfigFlag(all);
   const config = loadConfig();
+  if (command === "nats-credentials") return natsCredentials(config, rest);
   if (command !== "status" && command !== "write" && command !== "events" && command !== "failover") {
     console.error(USAGE);
     return 2;
@@ -158,6 +191,17 @@ async function failover(nc: NatsConnection, config: Config, args: string[]): Pro
   }
 }
 
+/** `nats-credentials --out DIR [--force]`: a NATS user per actor, client and admin, for nats-servers the operator runs. */
+function natsCredentials(config: Config, args: string[]): number {
+  const force = args.includes("--force");
+  const flags = parseFlags(args.filter((a) => a !== "--force"), ["out"]);
+  const out = flags.get("out");
+  if (out === undefined) throw new ConfigError("nats-credentials needs --out <dir>");
+  const users = writeDeployCredentials(config, out, force);
+  console.log(`wrote ${users.length} NATS users of cluster "${config.cluster}" to ${out}: ${users.map((u) => `${u}.creds`).join(", ")}, and qjm-nats-auth.conf (include it in every nats-server's configuration)`);
+  return 0;
+}
+
 /** Byte strings in a reply printed as text. */
 const printable = (_k: string, v: unknown): unknown => (v instanceof Uint8Array ? Buffer.from(v).toString() : v);
 
@@ -214,6 +258,7 @@ function describeCatchUp(c: CatchUp | undefined): string {
 }
 
 process.exitCode = await main().catch((err: Error) => {
-  console.error(err.message);
-  return 1;
+  // The operator's input (a configuration, an argument): one line, exit code 2. Anything else: 1.
+  console.error(err instanceof ConfigError ? `redis-qjm: ${err.message}` : err.message);
+  return err instanceof ConfigError ? 2 : 1;
 });

@@ -1,8 +1,5 @@
 #!/usr/bin/env node
-/** A journal node: `node dist/actors/journal-node.js --id jn1` (data under $QJM_DATA_DIR/jn1). */
-import path from "node:path";
-import { arg, runActor } from "../src/actor/run_actor.js";
-import { JournalNode } from "../src/journal/journal_node.js";
+/** A journal node: `node dist/actors/journal-node.js --id jn1 [--config qjm.json]` (data under $QJM_DATA_DIR/jn1). */
+import { roleMain } from "../src/actor/roles.js";
 
-const id = arg("id");
-await runActor("journal", id, ({ config, nc, log }) => new JournalNode(id, config, path.join(config.dataDir, id), nc, log));
+await roleMain("journal-node");

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up shared by `npm start`, `npm test` and `npm run bench`:
-# Debian's nats-server, redis-server and redis-sentinel when missing, `npm ci` when node_modules is missing or stale, then build.
+# Debian's nats-server, redis-server, redis-sentinel, iproute2 and iptables when missing, `npm ci` when node_modules is missing or stale, then build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +9,9 @@ command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need+=(redis-server)
 # The failover bench's Redis + Sentinel baseline (bench/sentinel_failover.ts; it falls back to redis-server --sentinel).
 command -v redis-sentinel >/dev/null 2>&1 || [ -x /usr/bin/redis-sentinel ] || need+=(redis-sentinel)
+# The network-namespace test's hosts (test/helpers/netns.ts): ip netns, veths, a bridge, iptables DROP rules.
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
+command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need+=(iptables)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} from Debian's packages" >&2
   SUDO=""

@@ -1,5 +1,5 @@
 /** What every actor process shares: configuration, logger, NATS connection, clean shutdown on SIGINT / SIGTERM. */
-import { loadConfig, type Config } from "../config/config.js";
+import type { Config } from "../config/config.js";
 import { findNatsCredentials } from "../nats/auth.js";
 import { connectBus, type NatsConnection } from "../nats/bus.js";
 import { createLogger, type Logger } from "../util/log.js";
@@ -12,8 +12,8 @@ export interface Startable {
   stop(): Promise<void>;
 }
 
-export async function runActor(role: string, id: string, build: (ctx: { config: Config; nc: NatsConnection; log: Logger }) => Startable): Promise<void> {
-  const config = loadConfig();
+/** Runs one actor (src/actor/roles.ts builds it) with `config`, until SIGINT or SIGTERM. */
+export async function runActor(role: string, id: string, config: Config, build: (ctx: { config: Config; nc: NatsConnection; log: Logger }) => Startable): Promise<void> {
   const log = createLogger(`qjm-${role}`, { role, id });
   process.on("unhandledRejection", (err) => log.error({ err }, "unhandled rejection"));
   process.on("uncaughtException", (err) => {
@@ -54,15 +54,4 @@ export async function runActor(role: string, id: string, build: (ctx: { config: 
   process.on("SIGTERM", () => void stop("SIGTERM"));
   await actor.start();
   log.info({ nats: config.natsUrl, cluster: config.cluster }, "started");
-}
-
-/** `--name value` from argv. */
-export function arg(name: string, fallback?: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? process.argv[i + 1] : undefined;
-  if (v === undefined) {
-    if (fallback !== undefined) return fallback;
-    throw new Error(`missing --${name}`);
-  }
-  return v;
 }

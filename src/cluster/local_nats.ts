@@ -6,7 +6,7 @@
  */
 import path from "node:path";
 import { natsUrlPort, natsUrls, type Config } from "../config/config.js";
-import { ADMIN_USER, authorizationConf, CLIENT_USER, createNatsUser, FAULTS_USER, removeNatsCredentials, type NatsUser, type NatsUserEntry } from "../nats/auth.js";
+import { authorizationConf, createNatsUser, removeNatsCredentials, serviceNatsUsers, type NatsUser, type NatsUserEntry } from "../nats/auth.js";
 import { natsClusterConf, startNatsServer, writeNatsServerConf, type NatsServer } from "../nats/nats_server.js";
 import { waitForPort } from "../process/ports.js";
 import { restartDelay, type RestartPolicy } from "../process/restart_policy.js";
@@ -148,8 +148,7 @@ export async function startLocalNats(config: Config, actors: readonly NatsUser[]
   } catch {
     /* nothing answers: start ours */
   }
-  const users: NatsUser[] = [{ name: CLIENT_USER, role: "client" }, { name: ADMIN_USER, role: "admin" }, ...actors];
-  if (config.faultInjection === 1) users.push({ name: FAULTS_USER, role: "faults" });
+  const users: NatsUser[] = [...serviceNatsUsers(config.faultInjection), ...actors];
   const entries: NatsUserEntry[] = users.map((u) => createNatsUser(config.dataDir, config.cluster, u));
   const members = membersOf(config, firstPort);
   const writeConfs = (): void => {

@@ -1,13 +1,20 @@
 /**
  * Every address, limit, timeout and retry bound, with its default, in one place.
- * Each can be overridden from the environment as QJM_<NAME> (camelCase → SCREAMING_SNAKE),
- * e.g. batchBytesMax ← QJM_BATCH_BYTES_MAX. Units are last in the name.
+ * Each can be set in a JSON configuration file (QJM_CONFIG_FILE, or `--config FILE`: the same camelCase keys) and
+ * overridden from the environment as QJM_<NAME> (camelCase → SCREAMING_SNAKE), e.g. batchBytesMax ←
+ * QJM_BATCH_BYTES_MAX. Units are last in the name.
  */
+import fs from "node:fs";
 import { DEDUPE_ENTRY_OVERHEAD_BYTES } from "../dedupe/dedupe_window.js";
 import { RECORD_BYTES_MAX } from "../segment/record.js";
 import { assert } from "../util/assert.js";
 
 export const defaults = {
+  /**
+   * A JSON file of configuration values, an object with the camelCase keys of this table (`redis-qjm run … --config
+   * FILE` sets it); QJM_* variables override it. An unknown key or a value of the wrong type is refused. Empty: none.
+   */
+  configFile: "",
   /**
    * NATS server(s) every actor and client connects to: one URL, or several separated by commas (a NATS cluster: a
    * connection fails over to another when its server dies). Parsed in one place, natsUrls().
@@ -267,16 +274,25 @@ export function envName(key: string): string {
   return "QJM_" + key.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase();
 }
 
-/** Defaults overlaid with QJM_* variables from `env`, then `overrides`. */
+/** A configuration that cannot be used: a bad file, variable or value. The CLI prints its one line and exits 2. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/**
+ * Defaults overlaid with the configuration file (QJM_CONFIG_FILE in `env`, or `overrides.configFile`), then QJM_*
+ * variables from `env`, then `overrides`. Throws a ConfigError naming the file, variable or key at fault.
+ */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
-  const config: Record<string, unknown> = { ...defaults };
+  const file = overrides.configFile ?? env[envName("configFile")] ?? "";
+  const config: Record<string, unknown> = { ...defaults, ...(file === "" ? {} : readConfigFile(file)), configFile: file };
   for (const [key, value] of Object.entries(defaults)) {
     const raw = env[envName(key)];
     // A list set to nothing is the empty list (QJM_DATA_NODES= : the single-master layout); any other empty value is unset.
     if (raw === "" && Array.isArray(value)) config[key] = [];
-    if (raw === undefined || raw === "") continue;
+    if (raw === undefined || raw === "" || key === "configFile") continue;
     if (typeof value === "number") {
-      if (!/^\d+$/.test(raw.trim())) throw new Error(`${envName(key)}=${raw}: not a non-negative whole number`);
+      if (!/^\d+$/.test(raw.trim())) throw new ConfigError(`${envName(key)}=${raw}: not a non-negative whole number`);
       const n = Number(raw.trim());
       config[key] = n;
     } else if (Array.isArray(value)) {
@@ -287,8 +303,36 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   }
   const merged = { ...(config as Config), ...overrides };
   const errors = validateConfig(merged);
-  if (errors.length > 0) throw new Error(`invalid configuration: ${errors.join("; ")}`);
+  if (errors.length > 0) throw new ConfigError(`invalid configuration: ${errors.join("; ")}`);
   return merged;
+}
+
+/**
+ * The values of a configuration file: a JSON object whose keys are those of `defaults` (but configFile), each of its
+ * default's type — a whole number ≥ 0, a string, or a list of strings.
+ */
+export function readConfigFile(file: string): Partial<Config> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (err) {
+    throw new ConfigError(`configuration file ${file}: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new ConfigError(`configuration file ${file}: not a JSON object`);
+  const known = defaults as Record<string, unknown>;
+  for (const [key, value] of Object.entries(parsed)) {
+    if (!(key in known) || key === "configFile") throw new ConfigError(`configuration file ${file}: unknown key "${key}" (keys are the camelCase names of docs/configuration.md)`);
+    const problem = typeProblem(known[key], value);
+    if (problem !== null) throw new ConfigError(`configuration file ${file}: "${key}" must be ${problem}, not ${JSON.stringify(value)}`);
+  }
+  return parsed as Partial<Config>;
+}
+
+/** Null when `value` has the type of `like` (a default); else what it must be. */
+function typeProblem(like: unknown, value: unknown): string | null {
+  if (typeof like === "number") return Number.isSafeInteger(value) && (value as number) >= 0 ? null : "a whole number ≥ 0";
+  if (Array.isArray(like)) return Array.isArray(value) && value.every((v) => typeof v === "string") ? null : "a list of strings";
+  return typeof value === "string" ? null : "a string";
 }
 
 /**

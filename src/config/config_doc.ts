@@ -15,8 +15,10 @@ export const CONFIG_DOC = path.join(ROOT, "docs/configuration.md");
 const HEADER = `# Configuration
 
 Generated from \`src/config/config.ts\` by \`npm run docs:config\` (a unit test fails when this file is stale): edit
-the doc comments there. Every address, limit and timeout can be set from the environment (camelCase name →
-\`QJM_SCREAMING_SNAKE\`); a list is comma-separated, and a list variable set to nothing is the empty list.
+the doc comments there. Every address, limit and timeout can be set in a JSON configuration file
+(\`--config qjm.json\` or \`QJM_CONFIG_FILE\`; keys are the camelCase names, e.g. \`{"quorumTimeoutMs": 4000}\`) and
+from the environment, which overrides the file (camelCase name → \`QJM_SCREAMING_SNAKE\`); a list is comma-separated
+in a variable and a JSON array of strings in the file, and a list variable set to nothing is the empty list.
 \`QJM_LOG_LEVEL\` sets the log level; logs are pino JSON lines, pretty on a TTY.
 `;
 

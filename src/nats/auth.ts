@@ -91,6 +91,13 @@ export function permissionsOf(cluster: string, user: NatsUser): Permissions {
   }
 }
 
+/** The users every cluster has beside its actors: `client`, `admin`, and `faults` with fault injection (tests only). */
+export function serviceNatsUsers(faultInjection: number): NatsUser[] {
+  const users: NatsUser[] = [{ name: CLIENT_USER, role: "client" }, { name: ADMIN_USER, role: "admin" }];
+  if (faultInjection === 1) users.push({ name: FAULTS_USER, role: "faults" });
+  return users;
+}
+
 /** One user in nats-server's configuration: its public key and permissions. */
 export interface NatsUserEntry {
   nkey: string;
@@ -99,9 +106,14 @@ export interface NatsUserEntry {
 
 /** Makes a fresh nkey for `user` and writes `<dataDir>/credentials/<user>.creds` (owner-only); returns its server entry. */
 export function createNatsUser(dataDir: string, cluster: string, user: NatsUser): NatsUserEntry {
+  return createNatsUserIn(credentialsDir(dataDir), cluster, user);
+}
+
+/** Makes a fresh nkey for `user` and writes `<dir>/<user>.creds` (owner-only); returns its server entry. */
+export function createNatsUserIn(dir: string, cluster: string, user: NatsUser): NatsUserEntry {
   const kp = nkeys.createUser();
   const creds: NatsCredentials = { user: user.name, role: user.role, cluster, inboxPrefix: subjects(cluster).inbox(user.name), seed: new TextDecoder().decode(kp.getSeed()) };
-  writeSecretFile(credsFile(dataDir, user.name), JSON.stringify(creds, null, 2) + "\n");
+  writeSecretFile(path.join(dir, `${user.name}.creds`), JSON.stringify(creds, null, 2) + "\n");
   const p = permissionsOf(cluster, user);
   return { nkey: kp.getPublicKey(), permissions: { publish: { allow: p.publish }, subscribe: { allow: p.subscribe }, allow_responses: p.allowResponses } };
 }

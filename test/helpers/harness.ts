@@ -13,16 +13,27 @@ import { CLIENT_USER, credsFile } from "../../src/nats/auth.js";
 import { redisPassword } from "../../src/redis/redis_server.js";
 import { APPLIED_KEY } from "../../src/replica/replica.js";
 
-export interface TestCluster {
-  cluster: LocalCluster;
+/**
+ * What the shared loads and checks (incr_load.ts) need of a running cluster, wherever its actors run: on this
+ * machine (TestCluster), or as hosts in network namespaces (netns.test.ts).
+ */
+export interface ClusterView {
+  /** Its NATS URL(s), data directory (credentials/<user>.creds), name and configuration. */
+  cluster: Pick<LocalCluster, "natsUrl" | "dataDir" | "cluster" | "config">;
   /** Connected as the `client` user: writes, status and events only (what every client may do). */
   nc: NatsConnection;
-  /** A connection as another NATS user of the cluster (m1 to send journal nodes requests, `faults`…); closed by stop(). */
-  connectAs(user: string): Promise<NatsConnection>;
   /** The password of every Redis server of the cluster (requirepass). */
   redisPassword: string;
   write(args: (string | Buffer | number)[], timeoutMs?: number): Promise<WriteReply>;
   status(): Promise<ActorStatus[]>;
+  /** A data node's keyspace; without it, its Redis on 127.0.0.1 at dataRedisPortBase + the node's index. */
+  keyspaceOf?(id: string): Promise<Map<string, KeyDump>>;
+}
+
+export interface TestCluster extends ClusterView {
+  cluster: LocalCluster;
+  /** A connection as another NATS user of the cluster (m1 to send journal nodes requests, `faults`…); closed by stop(). */
+  connectAs(user: string): Promise<NatsConnection>;
   stop(): Promise<void>;
 }
 
@@ -118,12 +129,12 @@ export async function until<T>(what: string, timeoutMs: number, check: () => Pro
   }
 }
 
-export async function waitForWriter(tc: TestCluster, timeoutMs = 30000): Promise<ActorStatus> {
+export async function waitForWriter(tc: ClusterView, timeoutMs = 30000): Promise<ActorStatus> {
   return await until("the master to serve writes", timeoutMs, async () => (await tc.status()).find((s) => s.role === "master" && s.health === "writing"), 100);
 }
 
 /** Waits until every replica (the configured ones and `added`) applied at least `txid`. */
-export async function waitForReplicas(tc: TestCluster, txid: number, timeoutMs = 60000, added: readonly string[] = []): Promise<ActorStatus[]> {
+export async function waitForReplicas(tc: ClusterView, txid: number, timeoutMs = 60000, added: readonly string[] = []): Promise<ActorStatus[]> {
   let last: ActorStatus[] = [];
   const { dataNodes, replicas } = tc.cluster.config;
   // With data nodes, every node but the master is a replica.
@@ -148,10 +159,10 @@ export interface KeyDump {
   expireAtMs: number;
 }
 
-/** Every key of a Redis (but the replica's applied marker): type, value in a canonical form, and expiry; pipelined per SCAN page. */
-export async function dumpKeyspace(port: number, password?: string): Promise<Map<string, KeyDump>> {
+/** Every key of a Redis, or of a data node's RESP front door (`host`) (but the replica's applied marker): type, value in a canonical form, and expiry; pipelined per SCAN page. */
+export async function dumpKeyspace(port: number, password?: string, host = "127.0.0.1"): Promise<Map<string, KeyDump>> {
   // No reconnecting forever (a wrong password, a Redis gone): a failed dump fails the test, and ends.
-  const r = new Redis({ port, host: "127.0.0.1", password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const r = new Redis({ port, host, password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
   try {
     await r.connect();
     const out = new Map<string, KeyDump>();

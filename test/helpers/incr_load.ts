@@ -9,7 +9,7 @@ import { CLIENT_USER, credsFile } from "../../src/nats/auth.js";
 import { decode } from "../../src/protocol/codec.js";
 import type { ActorStatus } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
-import { diffKeyspaces, dumpKeyspace, until, waitForReplicas, type TestCluster } from "./harness.js";
+import { diffKeyspaces, dumpKeyspace, until, waitForReplicas, type ClusterView } from "./harness.js";
 
 /** Client connections of the load. */
 export const CLIENTS = 100;
@@ -28,8 +28,8 @@ export interface SeenEvent {
 /** 100 clients (one client-library connection each) INCRing counters; every ack and failure is counted per key. */
 export class IncrLoad {
   readonly acked = new Map<string, number>();
-  /** Each ack: when it arrived and its txid (a duplicate's is the original's). */
-  readonly acks: { atMs: number; txid: number }[] = [];
+  /** Each ack: when it arrived, its txid (a duplicate's is the original's) and which client had it. */
+  readonly acks: { atMs: number; txid: number; client: number }[] = [];
   readonly errors: string[] = [];
   retried = 0;
   /** Part c): INCRs of the shared `c` each client still has to do before it goes back to its own counter. */
@@ -43,7 +43,7 @@ export class IncrLoad {
   }
 
   /** `clients` connections (to every server of the cluster: nats.js picks one at random), each INCRing its counter. */
-  static async start(tc: TestCluster, clients = CLIENTS): Promise<IncrLoad> {
+  static async start(tc: ClusterView, clients = CLIENTS): Promise<IncrLoad> {
     const options = { servers: tc.cluster.natsUrl, credsFile: credsFile(tc.cluster.dataDir, CLIENT_USER), cluster: tc.cluster.cluster };
     // An attempt at a master that is gone is given up after 2 s (or at once on the next writerElected); retried 60 s.
     const all = await Promise.all(Array.from({ length: clients }, (_, i) => connect({ ...options, name: `kills-${i}`, timeoutMs: 2000, retryForMs: 60_000 })));
@@ -57,7 +57,7 @@ export class IncrLoad {
         const r = await this.clients[i].write("INCR", key);
         if (key === "c") this.shared[i]--;
         this.acked.set(key, (this.acked.get(key) ?? 0) + 1);
-        this.acks.push({ atMs: Date.now(), txid: r.txid });
+        this.acks.push({ atMs: Date.now(), txid: r.txid, client: i });
         if (r.attempts > 1) this.retried++;
       } catch (err) {
         this.errors.push(err instanceof QjmClientError ? `${key}: ${err.code} unknown=${err.outcomeUnknown}` : `${key}: ${String(err)}`);
@@ -90,6 +90,27 @@ export class IncrLoad {
     }, 5);
   }
 
+  /** The longest stretch in [fromMs, toMs] without any ack (from the last ack before fromMs). */
+  longestGap(fromMs: number, toMs: number): number {
+    return longestStretch(this.acks.map((a) => a.atMs), fromMs, toMs);
+  }
+
+  /** The longest stretch in [fromMs, toMs] one client went without an ack, and which client. */
+  longestClientStall(fromMs: number, toMs: number): { client: number; ms: number } {
+    let worst = { client: -1, ms: 0 };
+    for (let c = 0; c < this.clients.length; c++) {
+      const ms = longestStretch(this.acks.filter((a) => a.client === c).map((a) => a.atMs), fromMs, toMs);
+      if (ms > worst.ms) worst = { client: c, ms };
+    }
+    return worst;
+  }
+
+  /** Clients with no ack after `atMs` yet. */
+  clientsWithoutAckAfter(atMs: number): number[] {
+    const acked = new Set(this.acks.filter((a) => a.atMs > atMs).map((a) => a.client));
+    return this.clients.map((_, c) => c).filter((c) => !acked.has(c));
+  }
+
   async stop(): Promise<void> {
     this.running = false;
     await Promise.all(this.done);
@@ -101,7 +122,7 @@ export class IncrLoad {
 export class Events {
   readonly seen: SeenEvent[] = [];
 
-  constructor(tc: TestCluster) {
+  constructor(tc: ClusterView) {
     tc.nc.subscribe(subjects(tc.cluster.cluster).events, {
       callback: (err, msg) => {
         if (err === null) this.seen.push(decode(msg.data) as SeenEvent);
@@ -125,7 +146,7 @@ export function standby(s: ActorStatus): boolean {
   return s.role === "replica" && (s.health === "ok" || s.health === "degraded");
 }
 
-export async function statuses(tc: TestCluster): Promise<ActorStatus[]> {
+export async function statuses(tc: ClusterView): Promise<ActorStatus[]> {
   return (await tc.status()).filter((s) => tc.cluster.config.dataNodes.includes(s.id));
 }
 
@@ -133,7 +154,7 @@ export async function statuses(tc: TestCluster): Promise<ActorStatus[]> {
  * The serving master of the highest epoch, once `standbys` other data nodes could take over (a node killed in the
  * round before may still be rebuilding its Redis: one standby is enough for the next kill).
  */
-export async function steadyMaster(tc: TestCluster, standbys = tc.cluster.config.dataNodes.length - 1, timeoutMs = 60_000): Promise<ActorStatus> {
+export async function steadyMaster(tc: ClusterView, standbys = tc.cluster.config.dataNodes.length - 1, timeoutMs = 60_000): Promise<ActorStatus> {
   return await until(`a master and ${standbys} standbys`, timeoutMs, async () => {
     const all = await statuses(tc);
     const master = all.filter((s) => s.role === "master" && s.health === "writing").sort((a, b) => b.epoch - a.epoch)[0];
@@ -141,22 +162,35 @@ export async function steadyMaster(tc: TestCluster, standbys = tc.cluster.config
   }, 50);
 }
 
+/** The longest stretch in [fromMs, toMs] between times of `sorted` (from the last one before fromMs, to toMs). */
+function longestStretch(sorted: readonly number[], fromMs: number, toMs: number): number {
+  let prev = fromMs;
+  for (const t of sorted) if (t <= fromMs) prev = t;
+  let gap = 0;
+  for (const t of sorted) {
+    if (t <= fromMs || t > toMs) continue;
+    gap = Math.max(gap, t - prev);
+    prev = t;
+  }
+  return Math.max(gap, toMs - prev);
+}
+
 export function quantile(sorted: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
 /** Every counter on the master equals its acked INCRs; every replica equals the master. */
-export async function checkCounters(t: ExecutionContext, tc: TestCluster, load: IncrLoad): Promise<void> {
+export async function checkCounters(t: ExecutionContext, tc: ClusterView, load: IncrLoad): Promise<void> {
   const master = await steadyMaster(tc);
   const top = await tc.write(["SET", "last", "1"]);
   t.true(top.ok);
   await waitForReplicas(tc, top.ok ? top.txid : 0, 60_000);
   const dataNodes = tc.cluster.config.dataNodes;
-  const port = (id: string) => tc.cluster.config.dataRedisPortBase + dataNodes.indexOf(id);
-  const want = await dumpKeyspace(port(master.id), tc.redisPassword);
+  const keyspace = (id: string) => tc.keyspaceOf?.(id) ?? dumpKeyspace(tc.cluster.config.dataRedisPortBase + dataNodes.indexOf(id), tc.redisPassword);
+  const want = await keyspace(master.id);
   const wrong = [...load.acked].filter(([key, n]) => Number(want.get(key)?.value) !== n).map(([key, n]) => `${key}: ${String(want.get(key)?.value)} for ${n} acked`);
   t.deepEqual(wrong.slice(0, 5), [], `${wrong.length} counters differ from their acked INCRs`);
   for (const node of dataNodes.filter((n) => n !== master.id)) {
-    t.deepEqual(diffKeyspaces(want, await dumpKeyspace(port(node), tc.redisPassword)).slice(0, 5), [], `${node} differs from the master`);
+    t.deepEqual(diffKeyspaces(want, await keyspace(node)).slice(0, 5), [], `${node} differs from the master`);
   }
 }
