@@ -8,11 +8,11 @@ import { arg, runActor } from "../src/actor/run_actor.js";
 import { DataNode } from "../src/datanode/data_node.js";
 
 const id = arg("id");
-await runActor("data", id, ({ config, nc, log }) => {
+await runActor("data", id, ({ config, nc, log, metrics }) => {
   const index = Math.max(0, config.dataNodes.indexOf(id));
   const port = Number(arg("redis-port", String(config.dataRedisPortBase + index)));
   const respPort = Number(arg("resp-port", config.respPort === 0 ? "0" : String(config.respPort + index)));
   const priority = Number(arg("priority", "1"));
   if (!Number.isSafeInteger(priority) || priority < 0) throw new Error(`--priority ${priority}: not a non-negative whole number`);
-  return new DataNode(id, config, path.join(config.dataDir, id), port, priority, nc, log, respPort === 0 ? null : respPort);
+  return new DataNode(id, config, path.join(config.dataDir, id), port, priority, nc, log, respPort === 0 ? null : respPort, metrics);
 });

@@ -5,4 +5,4 @@ import { arg, runActor } from "../src/actor/run_actor.js";
 import { JournalNode } from "../src/journal/journal_node.js";
 
 const id = arg("id");
-await runActor("journal", id, ({ config, nc, log }) => new JournalNode(id, config, path.join(config.dataDir, id), nc, log));
+await runActor("journal", id, ({ config, nc, log, metrics }) => new JournalNode(id, config, path.join(config.dataDir, id), nc, log, metrics));

@@ -5,4 +5,4 @@ import { arg, runActor } from "../src/actor/run_actor.js";
 import { Master } from "../src/master/master.js";
 
 const id = arg("id", "m1");
-await runActor("master", id, ({ config, nc, log }) => new Master(id, config, path.join(config.dataDir, id), nc, log));
+await runActor("master", id, ({ config, nc, log, metrics }) => new Master(id, config, path.join(config.dataDir, id), nc, log, { metrics }));
