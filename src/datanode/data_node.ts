@@ -80,6 +80,9 @@ export class DataNode {
     /** The actor's metrics: its master and replica roles feed them by turns. */
     private readonly metrics: ActorMetrics = ActorMetrics.detached(config.cluster, id, "data"),
   ) {
+    // Both roles' series from the start: a standby shows zero acked writes rather than no such series.
+    void metrics.master;
+    void metrics.replica;
     this.core = new DataNodeCore(id, priority, config, Date.now());
     this.jc = new JournalClient(nc, config.cluster, config.journalRequestTimeoutMs);
     this.events = new EventPublisher(nc, config.cluster, `data.${id}`, log);

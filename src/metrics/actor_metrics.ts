@@ -31,8 +31,10 @@ export class MasterMetrics {
   readonly writeLatency: Histogram;
   readonly batchRecords: Histogram;
   readonly batchBytes: Histogram;
+  readonly gauges: MasterGauges;
 
   constructor(registers: Registry[]) {
+    this.gauges = new MasterGauges(registers);
     this.writesAcked = new Counter({ name: "qjm_writes_acked_total", help: "Client writes answered ok (a majority of journal nodes fsynced their record).", registers });
     this.writesFailed = new Counter({ name: "qjm_writes_failed_total", help: "Client writes answered with an error (refused, overloaded, no quorum, not writer...).", registers });
     this.writeLatency = new Histogram({ name: "qjm_write_latency_seconds", help: "From a write's arrival at the master to its ok reply.", buckets: LATENCY_BUCKETS, registers });
@@ -74,48 +76,50 @@ export class ReplicaMetrics {
   readonly snapshotsTaken: Counter;
   readonly snapshotsUploaded: Counter;
   readonly snapshotsLoaded: Counter;
+  readonly gauges: ReplicaGauges;
 
   constructor(registers: Registry[]) {
+    this.gauges = new ReplicaGauges(registers);
     this.snapshotsTaken = new Counter({ name: "qjm_snapshots_taken_total", help: "Snapshots (BGSAVE) of this replica's Redis saved.", registers });
     this.snapshotsUploaded = new Counter({ name: "qjm_snapshots_uploaded_total", help: "Snapshots uploaded to a majority of journal nodes (durable).", registers });
     this.snapshotsLoaded = new Counter({ name: "qjm_snapshots_loaded_total", help: "Snapshots loaded into this replica's Redis (bootstrap: the journal was purged below it).", registers });
   }
 }
 
-/** Gauges set from status() at each scrape. */
+/** Gauges every actor shows, set from its status() at each scrape. */
 class StatusGauges {
   readonly lastTxid: Gauge;
   readonly committedTxid: Gauge;
-  readonly writing: Gauge;
-  readonly appliedTxid: Gauge;
-  readonly replicaLag: Gauge;
-  readonly nodeHealthy: Gauge;
-  readonly nodeLag: Gauge;
 
   constructor(registers: Registry[]) {
     this.lastTxid = new Gauge({ name: "qjm_last_txid", help: "The last txid this actor holds (journal node), sent (master) or heard committed (replica).", registers });
     this.committedTxid = new Gauge({ name: "qjm_committed_txid", help: "The commit index as this actor knows it.", registers });
+  }
+
+  set(s: ActorStatus): void {
+    this.lastTxid.set(s.lastTxid);
+    this.committedTxid.set(s.committedTxid);
+  }
+}
+
+/** The master's gauges, from its status at each scrape: whether it serves, and each journal node as it sees it. */
+class MasterGauges {
+  readonly writing: Gauge;
+  readonly nodeHealthy: Gauge;
+  readonly nodeLag: Gauge;
+
+  constructor(registers: Registry[]) {
     this.writing = new Gauge({ name: "qjm_writer", help: "1 while this actor is the master serving writes.", registers });
-    this.appliedTxid = new Gauge({ name: "qjm_replica_applied_txid", help: "The last txid this replica applied to its Redis.", registers });
-    this.replicaLag = new Gauge({ name: "qjm_replica_lag_txids", help: "Committed txids this replica has not applied yet (committed - applied).", registers });
     const labelNames = ["node"] as const;
     this.nodeHealthy = new Gauge({ name: "qjm_journal_node_healthy", help: "As the master sees each journal node: 1 counted for acks, 0 masked or catching up.", labelNames, registers });
     this.nodeLag = new Gauge({ name: "qjm_journal_node_lag_txids", help: "As the master sees each journal node: committed txids it does not hold yet.", labelNames, registers });
   }
 
   set(s: ActorStatus): void {
-    this.lastTxid.set(s.lastTxid);
-    this.committedTxid.set(s.committedTxid);
     this.writing.set(s.role === "master" && s.health === "writing" ? 1 : 0);
-    // A data node's gauges follow its current role: a replica's series vanish while it is master, and the reverse.
-    this.appliedTxid.reset();
-    this.replicaLag.reset();
+    // A data node's per-node series exist only while it is master.
     this.nodeHealthy.reset();
     this.nodeLag.reset();
-    if (s.role === "replica") {
-      this.appliedTxid.set(s.appliedTxid);
-      this.replicaLag.set(Math.max(0, s.committedTxid - s.appliedTxid));
-    }
     if (s.role !== "master") return;
     const health = (s.details.journalNodes ?? {}) as Record<string, string>;
     const lag = (s.details.journalNodeLag ?? {}) as Record<string, number | null>;
@@ -124,6 +128,24 @@ class StatusGauges {
       const behind = lag[node];
       if (typeof behind === "number") this.nodeLag.set({ node }, behind);
     }
+  }
+}
+
+/** A replica's gauges, from its status at each scrape. */
+class ReplicaGauges {
+  readonly appliedTxid: Gauge;
+  readonly lag: Gauge;
+
+  constructor(registers: Registry[]) {
+    this.appliedTxid = new Gauge({ name: "qjm_replica_applied_txid", help: "The last txid this node's Redis applied (a data node serving as master: its commit index).", registers });
+    this.lag = new Gauge({ name: "qjm_replica_lag_txids", help: "Committed txids this replica has not applied yet (committed - applied).", registers });
+  }
+
+  set(s: ActorStatus): void {
+    // A data node while master: its Redis ran every committed write (and is the source of the others).
+    const applied = s.role === "replica" ? s.appliedTxid : s.committedTxid;
+    this.appliedTxid.set(applied);
+    this.lag.set(Math.max(0, s.committedTxid - applied));
   }
 }
 
@@ -177,7 +199,12 @@ export class ActorMetrics {
 
   /** The Prometheus text of every series, the gauges refreshed from the actor's status first. */
   async scrape(): Promise<string> {
-    if (this.statusSource !== null) this.gauges.set(this.statusSource());
+    if (this.statusSource !== null) {
+      const s = this.statusSource();
+      this.gauges.set(s);
+      this.masterMetrics?.gauges.set(s);
+      this.replicaMetrics?.gauges.set(s);
+    }
     return await this.registry.metrics();
   }
 
