@@ -152,3 +152,23 @@ test.serial("metrics - status --json names each actor's metrics URL, which answe
   t.regex(table.stdout, /writes\/s/);
   t.regex(table.stdout, /applied\/s/);
 });
+
+test.serial("metrics - the single-master layout: m1 shows the master's series, each replica its own", async (t) => {
+  const single = await startTestCluster("metrics-single");
+  try {
+    await waitForWriter(single);
+    const reply = await single.write(["SET", "k", "v"]);
+    t.true(reply.ok);
+    await waitForReplicas(single, reply.ok ? reply.txid : 1);
+    const { specs, config } = single.cluster;
+    for (const [i, spec] of specs.entries()) {
+      const samples = await scrape(`http://127.0.0.1:${metricsPortOf(config, i)}/metrics`);
+      const names = new Set(samples.map((s) => s.name));
+      const expected = spec.script === "master" ? ["qjm_writes_acked_total", "qjm_write_latency_seconds_count", "qjm_journal_node_healthy", "qjm_writer"] : spec.script === "replica" ? ["qjm_replica_applied_txid", "qjm_replica_lag_txids", "qjm_snapshots_taken_total"] : ["qjm_journal_fsync_seconds_count"];
+      t.deepEqual(expected.filter((n) => !names.has(n)), [], `${spec.name} lacks series`);
+      t.true(samples.every((s) => s.labels.includes(`role="${spec.script === "journal-node" ? "journal" : spec.script}"`)), `${spec.name}: role label`);
+    }
+  } finally {
+    await single.stop();
+  }
+});
