@@ -1,4 +1,6 @@
 /** Metrics (issue #14 item 4), the pure pieces: port order, rates, lags, a registry of its own, the endpoint's bounds. */
+import fs from "node:fs";
+import { fileURLToPath } from "node:url";
 import test from "ava";
 import { register as globalRegistry } from "prom-client";
 import { actorSpecs, metricsPortOf } from "../../src/cluster/local_cluster.js";
@@ -110,5 +112,20 @@ test("metrics - the endpoint: GET /metrics 200 in Prometheus text, anything else
     t.is(await startMetricsServer("127.0.0.1", port, m, log), null, "port taken: logged, no server");
   } finally {
     await server!.close();
+  }
+});
+
+test("metrics - the example Grafana dashboard is valid JSON, its datasource a variable, every series it reads one we export", (t) => {
+  const file = fileURLToPath(new URL("../../../infra/grafana/redis-qjm.json", import.meta.url));
+  const dash = JSON.parse(fs.readFileSync(file, "utf8")) as { templating: { list: { name: string; type: string }[] }; panels: { datasource: { uid: string }; targets: { expr: string }[] }[] };
+  t.true(dash.templating.list.some((v) => v.name === "datasource" && v.type === "datasource"));
+  const m = new ActorMetrics({ cluster: "c", id: "x", role: "data" }, { processMetrics: true });
+  void [m.master, m.journal, m.replica];
+  const exported = new Set(m.registry.getMetricsAsArray().map((x) => x.name));
+  for (const p of dash.panels) {
+    t.is(p.datasource.uid, "${datasource}");
+    for (const { expr } of p.targets) {
+      for (const name of expr.match(/qjm_[a-z_]+/g) ?? []) t.true(exported.has(name.replace(/_(bucket|sum|count)$/, "")), `${name} in ${expr}`);
+    }
   }
 });
