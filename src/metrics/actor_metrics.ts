@@ -22,10 +22,27 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2
 /** fsync buckets (seconds): page cache on tmpfs to a busy spinning disk. */
 const FSYNC_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
 
+/** A counter whose value is a plain number kept by its owner, read at each scrape (a write pays `n++`, not prom-client's inc). */
+function countedAtScrape(name: string, help: string, registers: Registry[], total: () => number): Counter {
+  let reported = 0;
+  const counter: Counter = new Counter({
+    name,
+    help,
+    registers,
+    collect() {
+      const now = total();
+      counter.inc(now - reported);
+      reported = now;
+    },
+  });
+  return counter;
+}
+
 /** The master's series: fed by the write intake (answers) and the batch sender. */
 export class MasterMetrics {
-  /** Acked writes, as a plain number too: status's rate reads it without going through prom-client. */
+  /** Acked writes: a plain number the write path bumps; the counter reads it at scrape (and status's rate, at any time). */
   acked = 0;
+  failed = 0;
   readonly writesAcked: Counter;
   readonly writesFailed: Counter;
   readonly writeLatency: Histogram;
@@ -35,8 +52,8 @@ export class MasterMetrics {
 
   constructor(registers: Registry[]) {
     this.gauges = new MasterGauges(registers);
-    this.writesAcked = new Counter({ name: "qjm_writes_acked_total", help: "Client writes answered ok (a majority of journal nodes fsynced their record).", registers });
-    this.writesFailed = new Counter({ name: "qjm_writes_failed_total", help: "Client writes answered with an error (refused, overloaded, no quorum, not writer...).", registers });
+    this.writesAcked = countedAtScrape("qjm_writes_acked_total", "Client writes answered ok (a majority of journal nodes fsynced their record).", registers, () => this.acked);
+    this.writesFailed = countedAtScrape("qjm_writes_failed_total", "Client writes answered with an error (refused, overloaded, no quorum, not writer...).", registers, () => this.failed);
     this.writeLatency = new Histogram({ name: "qjm_write_latency_seconds", help: "From a write's arrival at the master to its ok reply.", buckets: LATENCY_BUCKETS, registers });
     this.batchRecords = new Histogram({ name: "qjm_batch_records", help: "Records in each batch the master sends to the journal nodes.", buckets: exponentialBuckets(1, 4, 8), registers });
     this.batchBytes = new Histogram({ name: "qjm_batch_bytes", help: "Bytes of records in each batch the master sends to the journal nodes.", buckets: exponentialBuckets(256, 4, 9), registers });
@@ -44,9 +61,11 @@ export class MasterMetrics {
 
   /** A write answered: `ok` counts as acked, with its latency since `arrivedMs` (performance.now()). */
   answered(ok: boolean, arrivedMs: number, nowMs: number): void {
-    if (!ok) return this.writesFailed.inc();
+    if (!ok) {
+      this.failed++;
+      return;
+    }
     this.acked++;
-    this.writesAcked.inc();
     this.writeLatency.observe((nowMs - arrivedMs) / 1000);
   }
 
