@@ -9,6 +9,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import test from "ava";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { Svcm } from "@nats-io/services";
 import { metricsPortOf } from "../../src/cluster/local_cluster.js";
 import { envName } from "../../src/config/config.js";
 import type { ActorStatus } from "../../src/protocol/messages.js";
@@ -26,8 +27,11 @@ test.after.always(async () => {
   await tc?.stop();
 });
 
-/** One sample line: name, labels, value (Prometheus text format 0.0.4). */
-const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})? (-?[0-9.]+(?:e[+-]?[0-9]+)?|NaN|[+-]Inf)$/;
+/**
+ * One sample line: name, labels, value (Prometheus text format 0.0.4). Prometheus parses values with Go's ParseFloat,
+ * which takes NaN and Inf in any case: prom-client writes an empty event-loop-lag window as `Nan`.
+ */
+const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})? (-?[0-9.]+(?:e[+-]?[0-9]+)?|[Nn]a[Nn]|[+-]Inf)$/;
 
 interface Sample {
   name: string;
@@ -127,6 +131,15 @@ test.serial("metrics - every actor answers $SRV.PING; $SRV.INFO.qjm carries clus
     t.is(meta?.role, spec.script === "journal-node" ? "journal" : "data");
     t.is(meta?.metricsUrl, urlOf(i));
   }
+  // What `nats micro ls` does (PING, then INFO and STATS of each instance), through the library's own client: the same
+  // cast as src/metrics/micro_service.ts (its NatsConnection type is an older nats-core's).
+  const client = new Svcm(tc!.nc as unknown as ConstructorParameters<typeof Svcm>[0]).client({ strategy: "timer", maxWait: 1000 } as Parameters<Svcm["client"]>[0]);
+  const ids: string[] = [];
+  for await (const p of await client.ping("qjm")) ids.push(p.id);
+  t.is(ids.length, specs.length, "the services client finds every actor");
+  const stats = [];
+  for await (const s of await client.stats("qjm", ids[0])) stats.push(s);
+  t.is(stats.length, 1, "STATS of one instance");
 });
 
 test.serial("metrics - status --json names each actor's metrics URL, which answers; the table shows lag and rate", async (t) => {
