@@ -20,7 +20,8 @@ const CLI_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..
 
 let tc: TestCluster | undefined;
 test.before(async () => {
-  tc = await startTestCluster("metrics", { dataNodes: ["d1", "d2", "d3"] });
+  // A snapshot every 20 records: the 40 writes below take one, upload it and store it on the journal nodes.
+  tc = await startTestCluster("metrics", { dataNodes: ["d1", "d2", "d3"], snapshotEveryRecords: 20 });
   await waitForWriter(tc);
 });
 test.after.always(async () => {
@@ -101,6 +102,15 @@ test.serial("metrics - every actor's /metrics is valid Prometheus text with its 
     return valueOf(samples, "qjm_replica_lag_txids") === 0 && (valueOf(samples, "qjm_replica_applied_txid") ?? 0) >= last ? samples : undefined;
   });
   t.truthy(r);
+  // Snapshot counters: some standby took and uploaded one, and a majority of journal nodes stored it.
+  const sum = async (script: string, name: string): Promise<number> => {
+    let total = 0;
+    for (const [i, s] of specs.entries()) if (s.script === script) total += valueOf(await scrape(urlOf(i)), name) ?? 0;
+    return total;
+  };
+  await until("a snapshot uploaded", 20000, async () => ((await sum("data-node", "qjm_snapshots_uploaded_total")) >= 1 ? true : undefined), 200);
+  t.true((await sum("data-node", "qjm_snapshots_taken_total")) >= 1);
+  t.true((await sum("journal-node", "qjm_snapshots_stored_total")) >= 2, "stored on a majority");
 });
 
 test.serial("metrics - anything but GET /metrics is 404, a request body is refused", async (t) => {
