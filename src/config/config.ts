@@ -429,7 +429,7 @@ export const RESP_UNAUTHENTICATED_ITEMS_MAX = 10;
 /** …each at most this many bytes (Redis: 16 KiB), so that unauthenticated connections hold little. */
 export const RESP_UNAUTHENTICATED_BULK_BYTES_MAX = 16 * 1024;
 
-/** Connections one metrics endpoint holds at once (a scraper or two, an operator's curl); more wait in the backlog. */
+/** Connections one metrics endpoint holds at once (a scraper or two, an operator's curl); node:http closes any more at once. */
 export const METRICS_CONNECTIONS_MAX = 8;
 /** A metrics request must arrive whole within this (a slow client cannot hold one of those few connections). */
 export const METRICS_REQUEST_TIMEOUT_MS = 5000;
