@@ -6,7 +6,8 @@
  *   redis-qjm nats-credentials --out <dir> [--config qjm.json] [--force]
  *                                    a NATS user per actor, client and admin: <dir>/<user>.creds and the users' block
  *                                    every nats-server of the cluster includes (a deployment on several hosts)
- *   redis-qjm status [--json]        every actor's role, id, pid, epoch, txids, health, Redis URL
+ *   redis-qjm status [--json]        every actor's role, id, pid, epoch, txids, lag, rate, health, Redis URL (--json:
+ *                                    and its metrics URL)
  *   redis-qjm write <CMD> [args…]     one write through the quorum journal (the client library: retried with its id
  *                                    on no responders, timeouts, NO_QUORUM…); prints the reply
  *   redis-qjm failover [--to <id>]   planned switchover: the master drains, a standby takes over; prints the pause
@@ -30,6 +31,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../src/config/config.js";
 import { subjects } from "../src/protocol/subjects.js";
 import { runInspect } from "../src/segment/inspect.js";
+import { lagOf, rateText } from "../src/metrics/status_lag.js";
 
 const USAGE = `usage: redis-qjm run ${ROLES.join("|")} --id <id> [--config qjm.json] | redis-qjm nats-credentials --out <dir> [--config qjm.json] [--force] | redis-qjm status [--json] | redis-qjm write <COMMAND> [args...] | redis-qjm failover [--to <id>] | redis-qjm events | redis-qjm inspect <segment-or-snapshot-file> [--json] [--limit N]`;
 
@@ -109,7 +111,7 @@ async function main(): Promise<number> {
         console.log(`no actor of cluster "${config.cluster}" answered on ${config.natsUrl}`);
         return 1;
       }
-      const rows = [["ROLE", "ID", "PID", "EPOCH", "LAST", "COMMITTED", "APPLIED", "HEALTH", "REDIS", "RESP DOOR", "DETAILS"]];
+      const rows = [["ROLE", "ID", "PID", "EPOCH", "LAST", "COMMITTED", "APPLIED", "LAG", "RATE", "HEALTH", "REDIS", "RESP DOOR", "DETAILS"]];
       for (const r of replies) {
         const progress = describeProgress((r.details.progress ?? r.details.bootstrap) as Progress | null | undefined);
         const details =
@@ -118,7 +120,8 @@ async function main(): Promise<number> {
             : r.role === "journal"
               ? `firstTxid=${String(r.details.firstTxid)} segments=${String(r.details.segments)} snapshots=${String(r.details.snapshots)} durableSnapshot=${String(r.details.durableSnapshotTxid)}`
               : [progress, describeCatchUp(r.details.catchUp as CatchUp | undefined), r.details.lastError ? String(r.details.lastError) : ""].filter(Boolean).join(" ");
-        rows.push([r.role, r.id, String(r.pid), String(r.epoch), String(r.lastTxid), String(r.committedTxid), r.role === "replica" ? String(r.appliedTxid) : "-", r.health, r.redisUrl ?? "-", describeDoor(r.details.respDoor as Door | null | undefined), details]);
+        const lag = lagOf(r, replies);
+        rows.push([r.role, r.id, String(r.pid), String(r.epoch), String(r.lastTxid), String(r.committedTxid), r.role === "replica" ? String(r.appliedTxid) : "-", lag === null ? "-" : String(lag), rateText(r), r.health, r.redisUrl ?? "-", describeDoor(r.details.respDoor as Door | null | undefined), details]);
       }
       console.log(table(rows));
       return 0;

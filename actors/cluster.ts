@@ -7,7 +7,8 @@
  * (bounded backoff); Ctrl-C stops every child.
  */
 import { loadConfig } from "../src/config/config.js";
-import { respPortOf, startLocalCluster } from "../src/cluster/local_cluster.js";
+import { metricsPortOf, respPortOf, startLocalCluster } from "../src/cluster/local_cluster.js";
+import { metricsUrlOf } from "../src/metrics/metrics_server.js";
 import { createLogger } from "../src/util/log.js";
 import { credentialsDir } from "../src/util/secret_file.js";
 
@@ -38,6 +39,9 @@ log.info(
 // Each data node's RESP front door: redis-cli, ioredis and redis-benchmark talk to the cluster there.
 const doors = Object.fromEntries(cluster.config.dataNodes.map((id, i) => [id, `redis://${cluster.config.respHost}:${respPortOf(cluster.config, i)}`]));
 if (cluster.config.respPort !== 0) log.info({ doors }, `RESP front doors: try \`redis-cli -p ${cluster.config.respPort} SET greeting hello\``);
+// Each actor's Prometheus endpoint, on its own port in start order (docs/operations.md, Metrics).
+const metrics = Object.fromEntries(cluster.specs.map((s, i) => [s.name, metricsUrlOf(cluster.config.metricsHost, metricsPortOf(cluster.config, i))]));
+if (cluster.config.metricsPort !== 0) log.info({ metrics }, `metrics endpoints: try \`curl -s ${metrics[cluster.specs[0].name]}\``);
 let stopping = false;
 const stop = async (signal: string) => {
   if (stopping) return;

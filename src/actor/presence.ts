@@ -13,7 +13,7 @@ export interface Presence {
 export function startPresence(nc: NatsConnection, cluster: string, intervalMs: number, status: () => ActorStatus, log: Logger): Presence {
   const s = subjects(cluster);
   const beat = () => {
-    const { details: _details, redisUrl: _url, ...heartbeat } = status();
+    const { details: _details, redisUrl: _url, metricsUrl: _metrics, rate: _rate, ...heartbeat } = status();
     try {
       nc.publish(s.heartbeat(heartbeat.role, heartbeat.id), encode(heartbeat));
     } catch (err) {

@@ -8,14 +8,15 @@ import { DataNode } from "../datanode/data_node.js";
 import { JournalNode } from "../journal/journal_node.js";
 import { Master } from "../master/master.js";
 import { Replica } from "../replica/replica.js";
-import { runActor, type Startable } from "./run_actor.js";
-import type { NatsConnection } from "../nats/bus.js";
-import type { Logger } from "../util/log.js";
+import { runActor, type ActorContext, type Startable } from "./run_actor.js";
 
 export const ROLES = ["journal-node", "data-node", "master", "replica"] as const;
 export type Role = (typeof ROLES)[number];
 
-/** The flags each role takes beside --config (--id is required but for the master's, m1 by default; ports default to the config's). */
+/**
+ * The flags each role takes beside --config and --metrics-port (--id is required but for the master's, m1 by
+ * default; ports default to the config's).
+ */
 const FLAGS: Record<Role, readonly string[]> = {
   "journal-node": ["id"],
   "data-node": ["id", "redis-port", "resp-port", "priority"],
@@ -54,26 +55,24 @@ function intFlag(flags: Map<string, string>, name: string, fallback: number): nu
   return Number(raw);
 }
 
-type Ctx = { config: Config; nc: NatsConnection; log: Logger };
-
 /** The actor of `role` with id `id`, built from its flags (ports default to the config's base + the node's index). */
-function builder(role: Role, id: string, flags: Map<string, string>, config: Config): (ctx: Ctx) => Startable {
+function builder(role: Role, id: string, flags: Map<string, string>, config: Config): (ctx: ActorContext) => Startable {
   const dir = path.join(config.dataDir, id);
   switch (role) {
     case "journal-node":
-      return ({ nc, log }) => new JournalNode(id, config, dir, nc, log);
+      return ({ nc, log, metrics }) => new JournalNode(id, config, dir, nc, log, metrics);
     case "master":
-      return ({ nc, log }) => new Master(id, config, dir, nc, log);
+      return ({ nc, log, metrics }) => new Master(id, config, dir, nc, log, { metrics });
     case "replica": {
       const port = intFlag(flags, "redis-port", config.replicaRedisPortBase + Math.max(0, config.replicas.indexOf(id)));
-      return ({ nc, log }) => new Replica(id, config, dir, port, nc, log);
+      return ({ nc, log, metrics }) => new Replica(id, config, dir, port, nc, log, true, null, metrics);
     }
     case "data-node": {
       const index = Math.max(0, config.dataNodes.indexOf(id));
       const port = intFlag(flags, "redis-port", config.dataRedisPortBase + index);
       const respPort = intFlag(flags, "resp-port", config.respPort === 0 ? 0 : config.respPort + index);
       const priority = intFlag(flags, "priority", 1);
-      return ({ nc, log }) => new DataNode(id, config, dir, port, priority, nc, log, respPort === 0 ? null : respPort);
+      return ({ nc, log, metrics }) => new DataNode(id, config, dir, port, priority, nc, log, respPort === 0 ? null : respPort, metrics);
     }
   }
 }
@@ -84,7 +83,7 @@ function builder(role: Role, id: string, flags: Map<string, string>, config: Con
  * anything starts.
  */
 export async function runRole(role: Role, argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
-  const flags = parseFlags(argv, [...FLAGS[role], "config"]);
+  const flags = parseFlags(argv, [...FLAGS[role], "config", "metrics-port"]);
   const id = flags.get("id") ?? (role === "master" ? "m1" : undefined);
   if (id === undefined) throw new ConfigError(`${role} needs --id <id>`);
   const file = flags.get("config");
@@ -93,7 +92,9 @@ export async function runRole(role: Role, argv: readonly string[], env: NodeJS.P
   // replica may join unannounced: nothing counts it.)
   const known = role === "journal-node" ? ["journalNodes", config.journalNodes] as const : role === "data-node" ? ["dataNodes", config.dataNodes] as const : null;
   if (known !== null && !known[1].includes(id)) throw new ConfigError(`${role} --id ${id}: not one of the configuration's ${known[0]} (${known[1].join(", ") || "none"})`);
-  await runActor(LOG_ROLE[role], id, config, builder(role, id, flags, config));
+  const metricsPort = intFlag(flags, "metrics-port", config.metricsPort);
+  if (metricsPort > 65535) throw new ConfigError(`--metrics-port ${metricsPort}: not a TCP port (0: no metrics)`);
+  await runActor(LOG_ROLE[role], id, config, metricsPort, builder(role, id, flags, config));
 }
 
 /**

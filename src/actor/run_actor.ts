@@ -2,6 +2,10 @@
 import type { Config } from "../config/config.js";
 import { findNatsCredentials } from "../nats/auth.js";
 import { connectBus, type NatsConnection } from "../nats/bus.js";
+import { ActorMetrics } from "../metrics/actor_metrics.js";
+import { startMetricsServer } from "../metrics/metrics_server.js";
+import { startMicroService } from "../metrics/micro_service.js";
+import type { ActorStatus } from "../protocol/messages.js";
 import { createLogger, type Logger } from "../util/log.js";
 
 /** While an actor's first dial to nats-server goes unanswered, it says so this often. */
@@ -10,11 +14,29 @@ const NATS_DIAL_WARN_MS = 5000;
 export interface Startable {
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** What `redis-qjm status` shows of it; the metrics gauges mirror it at each scrape. */
+  status(): ActorStatus;
 }
 
-/** Runs one actor (src/actor/roles.ts builds it) with `config`, until SIGINT or SIGTERM. */
-export async function runActor(role: string, id: string, config: Config, build: (ctx: { config: Config; nc: NatsConnection; log: Logger }) => Startable): Promise<void> {
+export interface ActorContext {
+  config: Config;
+  nc: NatsConnection;
+  log: Logger;
+  /** This actor's metrics (its own registry), served on its metrics port. */
+  metrics: ActorMetrics;
+}
+
+/**
+ * Runs one actor (src/actor/roles.ts builds it) with `config`, until SIGINT or SIGTERM. Its metrics are served on
+ * `metricsPort` (the local cluster hands each actor its own; an actor alone on its host uses metricsPort); 0: none.
+ */
+export async function runActor(role: string, id: string, config: Config, metricsPort: number, build: (ctx: ActorContext) => Startable): Promise<void> {
   const log = createLogger(`qjm-${role}`, { role, id });
+  const labels = { cluster: config.cluster, id, role };
+  const metrics = new ActorMetrics(labels, { processMetrics: metricsPort > 0 });
+  // Before NATS: an actor still dialling a nats-server is already seen by its scraper (process series, no status yet).
+  const metricsServer = metricsPort > 0 ? await startMetricsServer(config.metricsHost, metricsPort, metrics, log) : null;
+  metrics.url = metricsServer?.url ?? null;
   process.on("unhandledRejection", (err) => log.error({ err }, "unhandled rejection"));
   process.on("uncaughtException", (err) => {
     // A broken invariant or a bug: fail loudly rather than serve with state we no longer trust.
@@ -40,18 +62,23 @@ export async function runActor(role: string, id: string, config: Config, build: 
       else if (s.type === "reconnect") log.info({ server: s.server }, "reconnected to nats-server");
     }
   })();
-  const actor = build({ config, nc, log });
+  const actor = build({ config, nc, log, metrics });
+  const micro = await startMicroService(nc, labels, metrics.url, log);
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, "stopping");
+    await micro?.stop();
     await actor.stop().catch((err) => log.error({ err }, "stop failed"));
+    await metricsServer?.close();
     await nc.drain().catch(() => {});
     process.exit(0);
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
   await actor.start();
+  // Only now: a journal node has no state to show before it loaded its log.
+  metrics.watchStatus(() => actor.status());
   log.info({ nats: config.natsUrl, cluster: config.cluster }, "started");
 }

@@ -65,6 +65,25 @@ export function respPortOf(config: Config, index: number): number {
   return config.respPort === 0 ? 0 : config.respPort + index;
 }
 
+/** The metrics port of the `index`th actor the cluster starts (0: none): metricsPort, then upward in the order of `actorSpecs`. */
+export function metricsPortOf(config: Config, index: number): number {
+  return config.metricsPort === 0 ? 0 : config.metricsPort + index;
+}
+
+/**
+ * The actors of `config`, in the order they start and take metrics ports: the journal nodes, then the data nodes
+ * (issue #11: master and replicas are roles of one actor) — or, without data nodes, the single-master layout.
+ */
+export function actorSpecs(config: Config): ActorSpec[] {
+  const journalNodes: ActorSpec[] = config.journalNodes.map((id) => ({ name: id, script: "journal-node", args: ["--id", id] }));
+  const dataNodes: ActorSpec[] = config.dataNodes.map((id, i) => ({ name: id, script: "data-node", args: ["--id", id, "--redis-port", String(config.dataRedisPortBase + i), "--resp-port", String(respPortOf(config, i))] }));
+  const singleMaster: ActorSpec[] = [
+    { name: "m1", script: "master", args: ["--id", "m1"] },
+    ...config.replicas.map((id, i) => ({ name: id, script: "replica" as const, args: ["--id", id, "--redis-port", String(config.replicaRedisPortBase + i)] })),
+  ];
+  return [...journalNodes, ...(dataNodes.length > 0 ? dataNodes : singleMaster)];
+}
+
 /** The NATS user an actor connects as. */
 function natsUserOf(spec: ActorSpec): NatsUser {
   const role = spec.script === "journal-node" ? "journal" : spec.script === "data-node" ? "data" : spec.script;
@@ -82,14 +101,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   config.natsUrl = options.natsUrl ?? config.natsUrl;
   fs.mkdirSync(path.join(config.dataDir, "logs"), { recursive: true });
 
-  const journalNodes: ActorSpec[] = config.journalNodes.map((id) => ({ name: id, script: "journal-node", args: ["--id", id] }));
-  // Data nodes (issue #11): master and replicas are roles of one actor. Without them, the single-master layout.
-  const dataNodes: ActorSpec[] = config.dataNodes.map((id, i) => ({ name: id, script: "data-node", args: ["--id", id, "--redis-port", String(config.dataRedisPortBase + i), "--resp-port", String(respPortOf(config, i))] }));
-  const singleMaster: ActorSpec[] = [
-    { name: "m1", script: "master", args: ["--id", "m1"] },
-    ...config.replicas.map((id, i) => ({ name: id, script: "replica" as const, args: ["--id", id, "--redis-port", String(config.replicaRedisPortBase + i)] })),
-  ];
-  const specs: ActorSpec[] = [...journalNodes, ...(dataNodes.length > 0 ? dataNodes : singleMaster)];
+  const specs = actorSpecs(config);
   const natsPolicy: RestartPolicy = options.supervise ?? { backoffMinMs: config.restartBackoffMinMs, backoffMaxMs: config.restartBackoffMaxMs, stableMs: config.restartStableMs };
   const nats = await startLocalNats(config, specs.map(natsUserOf), natsPolicy, options.onNatsRestart);
   const natsUrl = nats.urls.join(",");
@@ -105,7 +117,8 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     const spec = specs.find((s) => s.name === name);
     if (spec === undefined) throw new Error(`no actor ${name}`);
     const script = path.join(ACTORS_DIR, `${spec.script}.js`);
-    const argv = [...(options.nodeArgs ?? []), script, ...spec.args];
+    // Each actor its own metrics port, handed to it (never picked by racing for one): its place in `specs`.
+    const argv = [...(options.nodeArgs ?? []), script, ...spec.args, "--metrics-port", String(metricsPortOf(config, specs.indexOf(spec)))];
     // Each actor connects as its own NATS user; none when the nats-server is not ours (never a caller's own QJM_NATS_CREDS_FILE).
     const env: NodeJS.ProcessEnv = { ...sharedEnv, [envName("natsCredsFile")]: nats.auth === null ? "" : credsFile(config.dataDir, name) };
     // Each actor's list starts at another server (it tries them in order): a server's death cuts off only its share.

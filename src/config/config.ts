@@ -266,6 +266,17 @@ export const defaults = {
    */
   respBufferedBytesMax: 256 * 1024 * 1024,
   // ---- end RESP front door ----
+
+  // ---- metrics and discovery (issue #14 item 4): Prometheus on every actor, a NATS micro-service per actor ----
+  /**
+   * The metrics port (GET /metrics, Prometheus text) of the actor started with it; 0: no metrics endpoint. `npm start`
+   * gives the first actor this port and each next one the next (jn1, jn2, jn3, then d1, d2, d3 — or m1, r1, r2 in the
+   * single-master layout, as the actors are listed); an actor run on its own (`--metrics-port`) or on its own host uses it.
+   */
+  metricsPort: 9470,
+  /** The address the metrics endpoints listen on (0.0.0.0: every interface, for a Prometheus on another host). */
+  metricsHost: "127.0.0.1",
+  // ---- end metrics ----
 };
 
 export type Config = typeof defaults;
@@ -378,6 +389,7 @@ export function validateConfig(c: Config): string[] {
   if (c.respOutputBytesPause < 1 || c.respOutputBytesMax < c.respOutputBytesPause) errors.push("respOutputBytesPause must be at least 1 and at most respOutputBytesMax");
   if (c.respConnectionsMax < 1 || c.respPipelineMax < 1 || c.respUpstreamConnections < 1) errors.push("respConnectionsMax, respPipelineMax and respUpstreamConnections must be at least 1");
   if (c.respPort > 65535) errors.push("respPort must be a TCP port (0: no front door)");
+  if (c.metricsPort + localActorCount(c) - 1 > 65535) errors.push("metricsPort must leave a TCP port for every actor (0: no metrics)");
   errors.push(...validateSizes(c));
   errors.push(...validateDedupe(c));
   return errors;
@@ -401,6 +413,7 @@ function validateNats(c: Config): string[] {
   if (n > 1) ranges.push(["natsUrl's port", natsUrlPort(urls[0]), n], ["natsRoutePortBase", c.natsRoutePortBase, n]);
   if (c.natsMonitorPortBase > 0) ranges.push(["natsMonitorPortBase", c.natsMonitorPortBase, n]);
   ranges.push(["dataRedisPortBase", c.dataRedisPortBase, c.dataNodes.length], ["masterRedisPort", c.masterRedisPort, 1], ["replicaRedisPortBase", c.replicaRedisPortBase, c.replicas.length]);
+  if (c.metricsPort > 0) ranges.push(["metricsPort", c.metricsPort, localActorCount(c)]);
   const errors: string[] = [];
   ranges.forEach(([a, from, count], i) => {
     for (const [b, from2, count2] of ranges.slice(i + 1)) {
@@ -437,6 +450,11 @@ function validateDedupe(c: Config): string[] {
   return errors;
 }
 
+/** Actors the local cluster starts: the journal nodes, then the data nodes (or the master and the replicas). */
+export function localActorCount(c: Pick<Config, "journalNodes" | "dataNodes" | "replicas">): number {
+  return c.journalNodes.length + (c.dataNodes.length > 0 ? c.dataNodes.length : 1 + c.replicas.length);
+}
+
 /** Majority of the configured journal nodes. */
 export function quorumSize(nodes: number): number {
   assert(nodes >= 1, "a quorum needs at least one node");
@@ -454,3 +472,8 @@ export const RESP_REQUEST_ITEM_OVERHEAD_BYTES = 64;
 export const RESP_UNAUTHENTICATED_ITEMS_MAX = 10;
 /** …each at most this many bytes (Redis: 16 KiB), so that unauthenticated connections hold little. */
 export const RESP_UNAUTHENTICATED_BULK_BYTES_MAX = 16 * 1024;
+
+/** Connections one metrics endpoint holds at once (a scraper or two, an operator's curl); node:http closes any more at once. */
+export const METRICS_CONNECTIONS_MAX = 8;
+/** A metrics request must arrive whole within this (a slow client cannot hold one of those few connections). */
+export const METRICS_REQUEST_TIMEOUT_MS = 5000;

@@ -15,6 +15,7 @@ import path from "node:path";
 import { randomInt, randomUUID } from "node:crypto";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Config } from "../config/config.js";
+import { ActorMetrics } from "../metrics/actor_metrics.js";
 import { request, serve } from "../nats/bus.js";
 import { encode } from "../protocol/codec.js";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
@@ -76,7 +77,12 @@ export class DataNode {
     private readonly log: Logger,
     /** The RESP front door's port; null: none. */
     private readonly respPort: number | null = null,
+    /** The actor's metrics: its master and replica roles feed them by turns. */
+    private readonly metrics: ActorMetrics = ActorMetrics.detached(config.cluster, id, "data"),
   ) {
+    // Both roles' series from the start: a standby shows zero acked writes rather than no such series.
+    void metrics.master;
+    void metrics.replica;
     this.core = new DataNodeCore(id, priority, config, Date.now());
     this.jc = new JournalClient(nc, config.cluster, config.journalRequestTimeoutMs);
     this.events = new EventPublisher(nc, config.cluster, `data.${id}`, log);
@@ -125,7 +131,7 @@ export class DataNode {
   status(): ActorStatus {
     this.noteServing();
     const inner = this.master?.status() ?? this.replica?.status() ?? null;
-    const base: ActorStatus = inner ?? { role: "replica", id: this.id, pid: process.pid, epoch: 0, lastTxid: 0, committedTxid: 0, appliedTxid: 0, health: "starting", redisUrl: null, details: {} };
+    const base: ActorStatus = inner ?? this.metrics.decorate({ role: "replica", id: this.id, pid: process.pid, epoch: 0, lastTxid: 0, committedTxid: 0, appliedTxid: 0, health: "starting", redisUrl: null, details: {} });
     // Won but not yet serving (the replica hands its Redis over): still "campaigning", so nobody else starts.
     const campaigning = this.core.campaigning && this.master === null;
     const door = this.respPort === null ? null : { port: this.respPort, listening: this.door !== null, connections: this.door?.connections ?? 0, ...(this.doorError === null ? {} : { error: this.doorError }) };
@@ -170,7 +176,7 @@ export class DataNode {
   }
 
   private beat(): void {
-    const { details: _d, redisUrl: _u, ...hb } = this.status();
+    const { details: _d, redisUrl: _u, metricsUrl: _m, rate: _r, ...hb } = this.status();
     try {
       this.nc.publish(subjects(this.config.cluster).heartbeat(hb.role === "master" ? "master" : "replica", this.id), encode(hb));
     } catch (err) {
@@ -295,7 +301,7 @@ export class DataNode {
   private async startReplica(): Promise<void> {
     // A window per Redis incarnation: a wiped Redis starts over from txid 1 or a snapshot, and so does its window.
     this.window = new DedupeWindow(this.config);
-    const replica = new Replica(this.id, this.config, this.dataDir, this.redisPort, this.nc, this.log, false, this.window);
+    const replica = new Replica(this.id, this.config, this.dataDir, this.redisPort, this.nc, this.log, false, this.window, this.metrics);
     await replica.start();
     this.commands ??= await replica.commandTable();
     this.replica = replica;
@@ -350,6 +356,7 @@ export class DataNode {
       takeover: { start, ...handed, commands: this.commands, window: this.window ?? undefined },
       redisPort: this.redisPort,
       presence: false,
+      metrics: this.metrics,
       onStepDown: (reason) => this.onMasterEnded(master, reason),
     });
     this.master = master;

@@ -19,6 +19,7 @@ export class FsDisk implements AsyncDisk {
   constructor(
     readonly dir: string,
     private readonly faults: DiskFaults,
+    private readonly onFsync?: (seconds: number) => void,
   ) {}
 
   async run(c: DiskCall): Promise<unknown> {
@@ -55,7 +56,9 @@ export class FsDisk implements AsyncDisk {
       case "fsync": {
         this.faults.check("fsync", this.path(c.name));
         const handle = await this.handle(c.name);
+        const startedMs = performance.now();
         await (c.dataOnly ? handle.datasync() : handle.sync());
+        this.onFsync?.((performance.now() - startedMs) / 1000);
         return;
       }
       case "rename":

@@ -7,6 +7,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { EventPublisher } from "../actor/events.js";
 import { startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
+import { ActorMetrics, type JournalMetrics } from "../metrics/actor_metrics.js";
 import { serve } from "../nats/bus.js";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
 import { parseJournalRequest, parseSnapshotRequest, type ActorStatus, type JournalRequest, type SnapshotRequest } from "../protocol/messages.js";
@@ -36,6 +37,8 @@ export class JournalNode {
   private readonly snapshotQueue = new SerialQueue();
   private compactionTimer: NodeJS.Timeout | null = null;
   private compacting = false;
+  private readonly m: JournalMetrics;
+  private readonly onFsync: (seconds: number) => void;
 
   constructor(
     readonly id: string,
@@ -43,8 +46,12 @@ export class JournalNode {
     private readonly dir: string,
     private readonly nc: NatsConnection,
     private readonly log: Logger,
+    private readonly metrics: ActorMetrics = ActorMetrics.detached(config.cluster, id, "journal"),
   ) {
-    this.store = new SegmentStore(dir, this.faults);
+    this.m = metrics.journal;
+    const fsync = this.m.fsync;
+    this.onFsync = (seconds) => fsync.observe(seconds);
+    this.store = new SegmentStore(dir, this.faults, this.onFsync);
     this.snapshots = new SnapshotStore(dir, config);
     this.events = new EventPublisher(nc, config.cluster, `journal.${id}`, log);
   }
@@ -117,7 +124,7 @@ export class JournalNode {
 
   status(): ActorStatus {
     const s = this.core.state();
-    return {
+    return this.metrics.decorate({
       role: "journal",
       id: this.id,
       pid: process.pid,
@@ -139,7 +146,7 @@ export class JournalNode {
         snapshots: this.snapshots.list().map((x) => x.txid),
         durableSnapshotTxid: this.core.durableSnapshotTxid,
       },
-    };
+    });
   }
 
   /** Serializes requests: each waits for the previous one's disk work. */
@@ -161,7 +168,7 @@ export class JournalNode {
       // The core already counts what the disk refused: reload both from what is really on disk.
       this.log.error({ err, request: what }, "disk operation failed");
       await this.store.close();
-      this.store = new SegmentStore(this.dir, this.faults);
+      this.store = new SegmentStore(this.dir, this.faults, this.onFsync);
       await this.load();
       throw new QjmError(ErrorCode.DISK_ERROR, `disk operation failed: ${(err as Error).message}`);
     }
@@ -197,6 +204,7 @@ export class JournalNode {
           return { ok: true, ...(await this.snapshots.chunk(req.txid, req.offset, req.data, Date.now())) };
         case "snapshotEnd": {
           const result = await this.snapshots.end(req.txid);
+          this.m.snapshotsStored.inc();
           this.log.info({ txid: req.txid }, "snapshot stored");
           return { ok: true, ...result };
         }
@@ -242,6 +250,8 @@ export class JournalNode {
       await this.snapshotQueue.run(async () => {
         for (const txid of dropped) await this.snapshots.delete(txid);
       });
+      this.m.segmentsPurged.inc(purged);
+      this.m.segmentsMerged.inc(merged);
       if (purged + merged + dropped.length > 0) {
         const firstTxid = this.core.firstTxid;
         this.events.publish({ type: "compacted", node: this.id, purgedSegments: purged, mergedSegments: merged, purgedSnapshots: dropped.length, firstTxid });

@@ -441,9 +441,11 @@ export class SegmentStore {
   constructor(
     root: string,
     readonly faults: DiskFaults = new DiskFaults(),
+    /** Told each fsync's duration in seconds (the journal node's metrics). */
+    onFsync?: (seconds: number) => void,
   ) {
     this.dir = path.join(path.resolve(root), "current");
-    this.disk = new FsDisk(this.dir, faults);
+    this.disk = new FsDisk(this.dir, faults, onFsync);
     this.log = new SegmentLog(this.dir, (name) => `${name}.stale-${Date.now()}`);
   }
 

@@ -17,6 +17,7 @@ import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { EventPublisher } from "../actor/events.js";
 import { hearHeartbeats, startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
+import { ActorMetrics, type MasterMetrics } from "../metrics/actor_metrics.js";
 import { serve } from "../nats/bus.js";
 import { heartbeatOf, type ActorStatus } from "../protocol/messages.js";
 import { subjects } from "../protocol/subjects.js";
@@ -57,6 +58,8 @@ export interface MasterOptions {
   redisPort?: number;
   /** Heartbeats and status of its own (false: a data node publishes them). */
   presence?: boolean;
+  /** The actor's metrics (a data node's, shared by every term it serves). */
+  metrics?: ActorMetrics;
 }
 
 export class Master {
@@ -86,6 +89,12 @@ export class Master {
   private readonly events: EventPublisher;
   /** The journal nodes' cluster id (NodeRestorer formats wiped nodes with it). */
   clusterId = "";
+  private readonly metrics: ActorMetrics;
+  private readonly m: MasterMetrics;
+  /** The lastTxid of each journal node's newest heartbeat (its lag while it is not in step). */
+  private readonly heardTxid = new Map<string, number>();
+  /** The newest batch counted in the batch-size histograms (a resend, or a copy to a rejoining node, is not a new batch). */
+  private observedBatch: { writer: WriterCore | null; id: number } = { writer: null, id: 0 };
 
   constructor(
     readonly id: string,
@@ -95,6 +104,8 @@ export class Master {
     private readonly log: Logger,
     private readonly options: MasterOptions = {},
   ) {
+    this.metrics = options.metrics ?? ActorMetrics.detached(config.cluster, id, "master");
+    this.m = this.metrics.master;
     const jc = (this.jc = new JournalClient(nc, config.cluster, config.journalRequestTimeoutMs));
     const snapshots = new SnapshotClient(nc, jc, config.cluster, config, log);
     const events = (this.events = new EventPublisher(nc, config.cluster, `master.${id}`, log));
@@ -109,7 +120,7 @@ export class Master {
       command: (args) => this.stream.onCommand(args),
       failed: (err) => this.failWriter(`replication link: ${err.message}`),
     });
-    this.intake = new WriteIntake(this.core, step, this.redis, this.stream, config, nc, log);
+    this.intake = new WriteIntake(this.core, step, this.redis, this.stream, config, nc, log, this.m);
     this.restorer = new NodeRestorer(jc, config, log, events, this, snapshots);
   }
 
@@ -133,7 +144,10 @@ export class Master {
     // Ended with the role: a data node runs one Master per term it serves.
     this.heartbeatSubs.push(
       hearHeartbeats(this.nc, cluster, "journal", (node, data) => {
-        if (heartbeatOf(data, "journal", node) !== null) this.core.heartbeat(node, Date.now());
+        const hb = heartbeatOf(data, "journal", node);
+        if (hb === null) return;
+        this.core.heartbeat(node, Date.now());
+        if (typeof hb.lastTxid === "number") this.heardTxid.set(node, hb.lastTxid);
       }),
       hearHeartbeats(this.nc, cluster, "replica", (_replica, data) => {
         this.step(() => this.core.replicaHeartbeat(data, Date.now()));
@@ -149,7 +163,7 @@ export class Master {
   }
 
   status(): ActorStatus {
-    return masterStatus({
+    const body = masterStatus({
       id: this.id,
       core: this.core,
       journalNodes: this.config.journalNodes,
@@ -157,7 +171,9 @@ export class Master {
       epochWon: this.options.takeover?.start.epoch ?? 0,
       redisUrl: this.redis.url,
       bootstrap: this.redis.bootstrapProgress,
+      heardTxid: this.heardTxid,
     });
+    return this.metrics.decorate(body);
   }
 
   /**
@@ -339,6 +355,12 @@ export class Master {
 
   private sendBatch({ node, epoch, batch, timeoutMs, ref }: SendOrder): void {
     const { segmentTxid, firstTxid, count, records, committedTxid } = batch;
+    const seen = this.observedBatch;
+    if (count > 0 && (seen.writer !== ref.writer || batch.id > seen.id)) {
+      seen.writer = ref.writer;
+      seen.id = batch.id;
+      this.m.batch(count, records.length);
+    }
     const req = { type: "journal", epoch, segmentTxid, firstTxid, count, records, committedTxid } as const;
     void this.jc.call(node, req, timeoutMs).then((reply) => {
       this.step(() => this.core.journalReply(ref, reply.ok ? { ok: true } : reply, Date.now()));

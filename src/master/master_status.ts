@@ -1,7 +1,7 @@
 /**
  * The master's status as `redis-qjm status` and the heartbeats show it: read off the MasterCore and the Redis served.
  */
-import type { ActorStatus } from "../protocol/messages.js";
+import type { ActorStatusBody } from "../protocol/messages.js";
 import type { BootstrapProgress } from "../snapshot/bootstrap.js";
 import type { MasterCore } from "./master_core.js";
 
@@ -14,9 +14,11 @@ export interface MasterStatusInput {
   epochWon: number;
   redisUrl: string | null;
   bootstrap: BootstrapProgress | null;
+  /** The lastTxid of each journal node's newest heartbeat. */
+  heardTxid: ReadonlyMap<string, number>;
 }
 
-export function masterStatus(s: MasterStatusInput): ActorStatus {
+export function masterStatus(s: MasterStatusInput): ActorStatusBody {
   const w = s.core.writer;
   return {
     role: "master",
@@ -31,6 +33,7 @@ export function masterStatus(s: MasterStatusInput): ActorStatus {
     details: {
       inSync: w?.inSyncNodes ?? [],
       journalNodes: Object.fromEntries(s.journalNodes.map((n) => [n, nodeHealth(s.core, n)])),
+      journalNodeLag: Object.fromEntries(s.journalNodes.map((n) => [n, w === null ? null : journalNodeLag(w.committedTxid, w.ackedTxidOf(n), s.heardTxid.get(n))])),
       bufferedBytes: w?.bufferedBytes ?? 0,
       inflightWrites: s.core.inflight,
       queuedWrites: s.core.queued,
@@ -40,6 +43,16 @@ export function masterStatus(s: MasterStatusInput): ActorStatus {
       bootstrap: s.bootstrap,
     },
   };
+}
+
+/**
+ * Committed txids a journal node does not hold, as the master knows it: from the node's acks in this term (exact, for
+ * a node in step) or its heartbeat's lastTxid (a masked or catching-up node; a heartbeat interval old), whichever says
+ * more. Null when neither says anything yet.
+ */
+export function journalNodeLag(committedTxid: number, ackedTxid: number | undefined, heardTxid: number | undefined): number | null {
+  if (ackedTxid === undefined && heardTxid === undefined) return null;
+  return Math.max(0, committedTxid - Math.max(ackedTxid ?? 0, heardTxid ?? 0));
 }
 
 /** A journal node as the master sees it: counted for acks, being caught up, or masked. */

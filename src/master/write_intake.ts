@@ -13,6 +13,7 @@ import { parseWriteRequest, type WriteId as ClientWriteId, type WriteReply } fro
 import { replyValueOf, valueOrThrow } from "../redis/reply_value.js";
 import { assert } from "../util/assert.js";
 import type { Logger } from "../util/log.js";
+import type { MasterMetrics } from "../metrics/actor_metrics.js";
 import type { EffectStream, Step } from "./effect_stream.js";
 import type { MasterCore, Outcome, WriteId } from "./master_core.js";
 import type { MasterRedis } from "./master_redis.js";
@@ -23,6 +24,8 @@ interface DriverWrite {
   respond: (reply: WriteReply) => void;
   /** The client's id of the write (the same on its retries), or null: never deduped. */
   clientId: ClientWriteId | null;
+  /** performance.now() at its arrival: the write latency histogram's start. */
+  arrivedMs: number;
 }
 
 /** The commands script_watch.ts checks (CommandTable.classify: @scripting, not readonly, no subcommands). */
@@ -41,6 +44,7 @@ export class WriteIntake {
     private readonly config: Config,
     private readonly nc: NatsConnection,
     private readonly log: Logger,
+    private readonly metrics: MasterMetrics,
   ) {}
 
   /** A write request off the bus: answered once the core answers it (a bad request throws, as a typed error). */
@@ -52,10 +56,11 @@ export class WriteIntake {
       const limit = configured ? "writeBytesMax" : "nats-server's max_payload";
       throw new QjmError(ErrorCode.PAYLOAD_TOO_LARGE, `write of ${raw.length} bytes exceeds ${limit} ${writeBytesMax}`);
     }
+    const arrivedMs = performance.now();
     const { args, id: clientId } = parseWriteRequest(decode(raw));
     return new Promise<WriteReply>((respond) => {
       const id = this.nextWriteId++;
-      this.writes.set(id, { args, respond, clientId });
+      this.writes.set(id, { args, respond, clientId, arrivedMs });
       this.step(() => this.core.write(id, raw.length, this.isScript(args), Date.now(), clientId));
     });
   }
@@ -65,7 +70,9 @@ export class WriteIntake {
     const w = this.writes.get(id);
     this.writes.delete(id);
     this.stream.answered(id);
-    w?.respond(reply);
+    if (w === undefined) return;
+    this.metrics.answered(reply.ok, w.arrivedMs, performance.now());
+    w.respond(reply);
   }
 
   /** A script is a barrier: nothing is admitted behind it until the read of the keys it touched is sent. */

@@ -59,6 +59,8 @@ export class WriterCore {
   private flushing: (Batch & { sentAtMs: number; lastSentMs: number; resent: boolean; acks: Set<string>; refusals: Map<string, string> }) | null = null;
   /** Each node's newest acked batch of records (not a commit notice): it holds every batch up to it (appends are in order). */
   private readonly ackedBatch = new Map<string, number>();
+  /** The last txid of each node's newest acked batch of records (the lag status and metrics show). */
+  private readonly ackedTxid = new Map<string, number>();
   /** The id of the batch that committed last (its late acks still tell what a node holds). */
   private committedBatchId = 0;
   private batchSeq = 0;
@@ -105,6 +107,10 @@ export class WriterCore {
   /** Without a copy: the write path asks this on every reply. */
   get inSyncCount(): number {
     return this.inSync.size;
+  }
+  /** The last txid `node` acked in this writer's term; undefined before its first ack. */
+  ackedTxidOf(node: string): number | undefined {
+    return this.ackedTxid.get(node);
   }
   isInSync(node: string): boolean {
     return this.inSync.has(node);
@@ -251,7 +257,11 @@ export class WriterCore {
       return out;
     }
     const ofRecords = (b !== null && b.id === batchId) || batchId === this.committedBatchId;
-    if (ofRecords && batchId > (this.ackedBatch.get(node) ?? 0)) this.ackedBatch.set(node, batchId);
+    if (ofRecords && batchId > (this.ackedBatch.get(node) ?? 0)) {
+      this.ackedBatch.set(node, batchId);
+      // The committed batch's last txid is the commit index (only a batch's majority moves it).
+      this.ackedTxid.set(node, b !== null && b.id === batchId ? b.firstTxid + b.count - 1 : this.committed);
+    }
     if (b === null || b.id !== batchId) return out; // a late ack of a batch already committed, or of a commit notice
     if (b.acks.has(node)) {
       // Both copies of a resent batch reached the node; without a resend a second ack is a bug.

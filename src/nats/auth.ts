@@ -8,7 +8,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { nkeyAuthenticator, nkeys, type ConnectionOptions } from "@nats-io/transport-node";
-import { subjects } from "../protocol/subjects.js";
+import { microSubjects, subjects } from "../protocol/subjects.js";
 import { credentialsDir, writeSecretFile } from "../util/secret_file.js";
 
 export type NatsRole = "client" | "admin" | "master" | "journal" | "replica" | "data" | "faults";
@@ -47,6 +47,15 @@ export function credsFile(dataDir: string, user: string): string {
 
 /** What each role may publish and subscribe to; an actor only its own heartbeat and its own journal node's subjects. */
 export function permissionsOf(cluster: string, user: NatsUser): Permissions {
+  const p = rolePermissions(cluster, user);
+  // Every actor answers the NATS micro protocol ($SRV.PING/INFO/STATS, through allow_responses); the client and admin
+  // users may ask it (`nats micro ls` with --inbox-prefix set to the user's inbox prefix).
+  if (user.role === "client" || user.role === "admin") return { ...p, publish: [...p.publish, microSubjects.requests] };
+  if (user.role === "faults") return p;
+  return { ...p, subscribe: [...p.subscribe, ...microSubjects.served] };
+}
+
+function rolePermissions(cluster: string, user: NatsUser): Permissions {
   const s = subjects(cluster);
   const inbox = `${s.inbox(user.name)}.>`;
   const anyNode = "*";
@@ -77,7 +86,7 @@ export function permissionsOf(cluster: string, user: NatsUser): Permissions {
       };
     case "data": {
       // A data node is a replica that may become the master (issue #11): what both may do, and the others' heartbeats.
-      const master = permissionsOf(cluster, { ...user, role: "master" });
+      const master = rolePermissions(cluster, { ...user, role: "master" });
       return {
         // Control: the draining master asks the standby it chose to campaign. Writes and events: its RESP front door
         // writes as a client (src/frontdoor/), following elections as clients do.

@@ -156,9 +156,19 @@ export function heartbeatOf(data: Uint8Array, role: string, id: string): Record<
 
 export interface ActorStatus extends Heartbeat {
   redisUrl: string | null;
+  /** Its Prometheus endpoint (GET); null when it serves none (metricsPort 0, or its port was taken). */
+  metricsUrl: string | null;
+  /**
+   * Per second over the last few seconds (src/metrics/rate.ts): acked writes at the master, applied txids at a replica,
+   * journaled txids at a journal node.
+   */
+  rate: number;
   /** Role-specific details (per-journal-node health at the master, lag at a replica…). */
   details: Record<string, unknown>;
 }
+
+/** A status as an actor builds it; ActorMetrics.decorate adds the metrics URL and the rate. */
+export type ActorStatusBody = Omit<ActorStatus, "metricsUrl" | "rate">;
 
 // ---- validation ----
 

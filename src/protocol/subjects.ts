@@ -39,6 +39,21 @@ export const subjects = (cluster: string) => ({
 
 export type Subjects = ReturnType<typeof subjects>;
 
+/**
+ * NATS micro-service discovery (issue #14 item 4): every actor registers as the service `qjm` (metadata: cluster, id,
+ * role, metricsUrl), so `nats micro ls` lists the cluster. Its subjects are the micro protocol's, not the cluster's:
+ * `$SRV.PING|INFO|STATS`, then `.qjm`, then `.qjm.<instance id>`.
+ */
+export const MICRO_SERVICE_NAME = "qjm";
+export const microSubjects = {
+  /** What an actor answers: the three verbs, for every service, for `qjm`, and for one instance of it. */
+  served: ["$SRV.*", `$SRV.*.${MICRO_SERVICE_NAME}`, `$SRV.*.${MICRO_SERVICE_NAME}.*`],
+  /** What an operator's user may ask (nats micro ls / info / stats). */
+  requests: "$SRV.>",
+  ping: "$SRV.PING",
+  info: `$SRV.INFO.${MICRO_SERVICE_NAME}`,
+};
+
 /** Journal requests that only read: sent on `journalRead`, never on the writer's subject. */
 export const JOURNAL_READ_TYPES: ReadonlySet<string> = new Set(["read", "getState", "getManifest"]);
 /** Snapshot requests that upload (snapshotDurable is a journal request, sent with the upload it completes). */

@@ -18,6 +18,7 @@ import type { TransferProgress } from "../util/progress.js";
 import { Redis, type RedisOptions } from "ioredis";
 import { startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
+import { ActorMetrics, type ReplicaMetrics } from "../metrics/actor_metrics.js";
 import { JournalClient } from "../master/journal_client.js";
 import type { ActorStatus } from "../protocol/messages.js";
 import { redisPassword, startRedisServer, type RedisServer } from "../redis/redis_server.js";
@@ -65,6 +66,7 @@ export class Replica {
   /** A snapshot being saved and uploaded (one at a time), and when the last one was tried. */
   private snapshotRunning: Promise<void> | null = null;
   private snapshotTriedMs = 0;
+  private readonly m: ReplicaMetrics;
   /** The next txid the dedupe window must learn before this replica applies anything (null: it knows everything). */
   private windowFrom: number | null = null;
   private rateSample = { atMs: 0, applied: 0, perSecond: 0 };
@@ -87,7 +89,10 @@ export class Replica {
      * `dedupeWindowRecords` records already applied, so that this node answers retries correctly the day it is master.
      */
     private readonly window: DedupeWindow | null = null,
+    /** The actor's metrics (a data node's, shared by every replica role it runs). */
+    private readonly metrics: ActorMetrics = ActorMetrics.detached(config.cluster, id, "replica"),
   ) {
+    this.m = metrics.replica;
     this.jc = new JournalClient(nc, config.cluster, config.journalRequestTimeoutMs);
     this.snapshots = new SnapshotClient(nc, this.jc, config.cluster, config, log);
     this.events = new EventPublisher(nc, config.cluster, `replica.${id}`, log);
@@ -126,7 +131,7 @@ export class Replica {
   }
 
   status(): ActorStatus {
-    return {
+    return this.metrics.decorate({
       role: "replica",
       id: this.id,
       pid: process.pid,
@@ -138,7 +143,7 @@ export class Replica {
       journalNodeFaults: this.recentFaults(),
       redisUrl: this.redis?.url ?? null,
       details: { fault: this.fault, lastError: this.lastError, snapshotTxid: this.snapshotTxid, snapshotting: this.snapshotRunning !== null, progress: this.progress, catchUp: this.catchUp() },
-    };
+    });
   }
 
   /** Records behind the commit index seen, the apply rate since the last look, and the time left at that rate. */
@@ -244,6 +249,7 @@ export class Replica {
     const applied = this.core!.appliedTxid;
     if (applied !== done.txid) throw new Error(`snapshot ${done.txid} holds applied txid ${applied}`);
     this.snapshotTxid = Math.max(this.snapshotTxid, done.txid);
+    this.m.snapshotsLoaded.inc();
     if (this.window !== null) this.windowFrom = warmFrom(done.txid, 0, this.config);
     this.events.publish({ type: "bootstrapped", actor: `replica.${this.id}`, txid: done.txid, bytes: done.bytes, fromNode: done.node, ms: done.ms, downloadMs: done.downloadMs });
   }
@@ -285,9 +291,11 @@ export class Replica {
     const txid = Number(started.markerValue ?? 0);
     this.snapshotRunning = (async () => {
       const saved = await started.done;
+      this.m.snapshotsTaken.inc();
       this.log.info({ txid, bytes: saved.bytes }, "snapshot saved; uploading to the journal nodes");
       const holders = await this.snapshots.upload(saved.path, txid, clusterId, (p) => (this.progress = { phase: "upload", snapshotTxid: txid, ...p }));
       this.snapshotTxid = Math.max(this.snapshotTxid, txid);
+      this.m.snapshotsUploaded.inc();
       this.events.publish({ type: "snapshotDurable", txid, bytes: saved.bytes, nodes: holders });
     })()
       .catch((err: Error) => this.log.warn({ err: err.message, txid }, "snapshot failed; trying again later"))

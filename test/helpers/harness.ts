@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { Redis } from "ioredis";
 import { startLocalCluster, type LocalCluster } from "../../src/cluster/local_cluster.js";
-import { defaults, type Config } from "../../src/config/config.js";
+import { defaults, localActorCount, type Config } from "../../src/config/config.js";
 import { connectBus, request, requestAll, type NatsConnection } from "../../src/nats/bus.js";
 import type { ActorStatus, WriteReply } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
@@ -62,6 +62,9 @@ export async function startTestCluster(name: string, overrides: Partial<Config> 
   const dataRedisPortBase = await freePorts(Math.max(1, dataNodes.length));
   // The data nodes' RESP front doors (issue #12), on consecutive free ports as well.
   const respPort = await freePorts(Math.max(1, dataNodes.length));
+  // Every actor's metrics endpoint (issue #14 item 4), one port each in start order, and two for actors a test adds.
+  const layout = { journalNodes: overrides.journalNodes ?? defaults.journalNodes, dataNodes, replicas: overrides.replicas ?? defaults.replicas };
+  const metricsPort = overrides.metricsPort === 0 ? 0 : await freePorts(localActorCount(layout) + 2);
   const cluster = await startLocalCluster({
     dataDir,
     natsUrl: `nats://127.0.0.1:${natsPort}`,
@@ -76,6 +79,7 @@ export async function startTestCluster(name: string, overrides: Partial<Config> 
       dataNodes,
       dataRedisPortBase,
       respPort,
+      metricsPort,
       // Generous: two test files share two cores, and a node slowed past it drops out of the epoch's quorum.
       quorumTimeoutMs: 5000,
       heartbeatIntervalMs: 200,

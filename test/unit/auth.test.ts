@@ -93,3 +93,19 @@ test("auth - a client may address the master directly (write.<id>); only that da
   t.false(hears(d2, s.writeTo("d3")));
   t.false(hears(r1, s.writeTo("r1")), "a replica of the single-master layout never answers writes");
 });
+
+test("auth - every actor answers the NATS micro protocol ($SRV); the client and admin may ask it, nothing more", (t) => {
+  const admin: NatsUser = { name: "admin", role: "admin" };
+  const d1: NatsUser = { name: "d1", role: "data" };
+  const faults: NatsUser = { name: "faults", role: "faults" };
+  for (const actor of [master, jn1, r1, d1]) {
+    for (const subject of ["$SRV.PING", "$SRV.INFO.qjm", "$SRV.STATS.qjm.ABC123"]) t.true(hears(actor, subject), `${actor.name} hears ${subject}`);
+    t.false(may(actor, "$SRV.PING"), `${actor.name} answers (allow_responses), never asks`);
+  }
+  for (const user of [client, admin]) {
+    for (const subject of ["$SRV.PING", "$SRV.INFO.qjm", "$SRV.STATS.qjm.ABC123"]) t.true(may(user, subject), `${user.name} asks ${subject}`);
+    t.false(hears(user, "$SRV.PING"), `${user.name} never answers`);
+  }
+  t.false(may(faults, "$SRV.PING"));
+  t.false(hears(faults, "$SRV.PING"));
+});

@@ -486,3 +486,20 @@ test("writer core - a large batch gets quorumTimeoutMs plus quorumTimeoutMsPerMi
   w.onReply("jn1", b.id, OK, 4500);
   t.regex(w.tick(5100).failure ?? "", /1 of 2 acks after 5001 ms/);
 });
+
+test("writer core - each node's acked txid: the last txid of its newest acked batch, a late ack of the committed batch too", (t) => {
+  const w = writer();
+  t.is(w.ackedTxidOf("jn1"), undefined, "nothing acked yet");
+  for (const k of ["a", "b"]) w.append(payload(k));
+  const first = onlyBatch(w.tick(0)).batch;
+  w.onReply("jn1", first.id, OK, 1);
+  t.is(w.ackedTxidOf("jn1"), 12);
+  w.append(payload("c"));
+  const second = onlyBatch(w.onReply("jn2", first.id, OK, 2)).batch;
+  t.is(w.committedTxid, 12);
+  w.onReply("jn1", second.id, OK, 3);
+  t.is(w.ackedTxidOf("jn1"), 13);
+  t.is(w.ackedTxidOf("jn3"), undefined);
+  w.onReply("jn3", first.id, OK, 4);
+  t.is(w.ackedTxidOf("jn3"), 12, "a late ack of the batch that committed");
+});
