@@ -9,12 +9,14 @@
  *   redis-qjm inspect <file> [--json] [--limit N]   offline viewer (no NATS): a segment file's records and problems, or a
  *                                                   snapshot's (.rdb / .json) summary: txid, size, RDB version, CRC-64, SHA-256
  * Uses $QJM_NATS_URL and $QJM_CLUSTER (defaults in src/config/config.ts), and authenticates with $QJM_NATS_CREDS_FILE,
- * by default $QJM_DATA_DIR/credentials/client.creds when it exists (`npm start` writes it).
+ * by default $QJM_DATA_DIR/credentials/client.creds when it exists (`npm start` writes it). With $QJM_TLS=1 it connects
+ * over TLS with $QJM_TLS_CA, $QJM_TLS_CERT and $QJM_TLS_KEY (by default under $QJM_DATA_DIR/tls: `npm start --tls`).
  */
 import { connect, QjmClientError } from "../src/client/index.js";
 import { loadConfig } from "../src/config/config.js";
 import { ADMIN_USER, CLIENT_USER, findNatsCredentials } from "../src/nats/auth.js";
 import { connectBus, request, requestAll } from "../src/nats/bus.js";
+import { clientTls } from "../src/nats/tls.js";
 import { decode } from "../src/protocol/codec.js";
 import type { ActorStatus, ControlReply } from "../src/protocol/messages.js";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -43,7 +45,7 @@ async function main(): Promise<number> {
   if (command === "write") return await write(rest);
   // A switchover is an operator's act: the admin user's credentials (npm start writes them beside the client's).
   const user = command === "failover" ? ADMIN_USER : CLIENT_USER;
-  const nc = await connectBus(config.natsUrl, "redis-qjm-cli", findNatsCredentials(config.natsCredsFile, config.dataDir, user)).catch((err: Error) => {
+  const nc = await connectBus(config.natsUrl, "redis-qjm-cli", findNatsCredentials(config.natsCredsFile, config.dataDir, user), { tls: clientTls(config) }).catch((err: Error) => {
     console.error(`cannot reach NATS at ${config.natsUrl}: ${err.message}`);
     return null;
   });

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up shared by `npm start`, `npm test` and `npm run bench`:
-# Debian's nats-server, redis-server and redis-sentinel when missing, `npm ci` when node_modules is missing or stale, then build.
+# Debian's nats-server, redis-server, redis-sentinel and openssl when missing, `npm ci` when node_modules is missing or stale, then build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +9,8 @@ command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need+=(redis-server)
 # The failover bench's Redis + Sentinel baseline (bench/sentinel_failover.ts; it falls back to redis-server --sentinel).
 command -v redis-sentinel >/dev/null 2>&1 || [ -x /usr/bin/redis-sentinel ] || need+=(redis-sentinel)
+# The CA and certificates of a TLS bus (`npm start --tls`, infra/tls/make-certs.sh).
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} from Debian's packages" >&2
   SUDO=""

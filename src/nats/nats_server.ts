@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { startChild, type Child } from "../process/child.js";
 import { waitForPort } from "../process/ports.js";
 import { writeSecretFile } from "../util/secret_file.js";
+import type { NatsServerTls } from "./tls.js";
 
 export interface NatsServer {
   readonly port: number;
@@ -46,6 +47,8 @@ export interface NatsRouteConf {
   clusterName: string;
   routePort: number;
   routePorts: readonly number[];
+  /** Routes over TLS too, each server checking the other's certificate (tls.ts); none: plain routes. */
+  tls?: NatsServerTls;
 }
 
 /**
@@ -54,7 +57,8 @@ export interface NatsRouteConf {
  */
 export function natsClusterConf(c: NatsRouteConf): string {
   const routes = c.routePorts.filter((p) => p !== c.routePort).map((p) => `nats-route://127.0.0.1:${p}`);
-  return `server_name: ${JSON.stringify(c.serverName)}\ncluster ${JSON.stringify({ name: c.clusterName, listen: `127.0.0.1:${c.routePort}`, routes }, null, 2)}\n`;
+  const cluster = { name: c.clusterName, listen: `127.0.0.1:${c.routePort}`, routes, ...(c.tls === undefined ? {} : { tls: c.tls }) };
+  return `server_name: ${JSON.stringify(c.serverName)}\ncluster ${JSON.stringify(cluster, null, 2)}\n`;
 }
 
 /**

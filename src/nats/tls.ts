@@ -1,0 +1,83 @@
+/**
+ * The bus over TLS (issue #14 item 3): the files a connection presents, nats-server's `tls` block, and the certificates
+ * of a local cluster, made by infra/tls/make-certs.sh (the one place certificates are made; operators run it by hand
+ * for other hosts). nats-server requires a client certificate signed by the cluster's CA (`verify: true`): a
+ * connection without one is refused at the handshake, before the per-role NATS users (auth.ts) are even asked.
+ */
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Config } from "../config/config.js";
+
+/** What a connection presents and trusts: files (`caFile`…) or PEM text (`ca`…), as nats.js takes them. */
+export interface NatsTls {
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
+}
+
+/** infra/tls/make-certs.sh (from dist/src/nats/ or src/nats/). */
+export const MAKE_CERTS = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  fileURLToPath(import.meta.url).includes("/dist/") ? "../../../infra/tls/make-certs.sh" : "../../infra/tls/make-certs.sh",
+);
+
+/**
+ * Seconds nats-server gives a TLS handshake (its default, half a second, is less than a loaded machine's actor may
+ * take; the connection would be dropped and dialled again and again). Below NATS_AUTH_TIMEOUT_S, as nats-server wants.
+ */
+export const NATS_TLS_TIMEOUT_S = 5;
+
+/** `<dataDir>/tls`: where the local cluster keeps its CA and certificates. */
+export function tlsDir(dataDir: string): string {
+  return path.join(path.resolve(dataDir), "tls");
+}
+
+/** The files make-certs.sh writes in `dir`. */
+export function certFiles(dir: string): { ca: string; caKey: string; serverCert: string; serverKey: string; clientCert: string; clientKey: string } {
+  const f = (name: string): string => path.join(dir, name);
+  return { ca: f("ca.pem"), caKey: f("ca-key.pem"), serverCert: f("server.pem"), serverKey: f("server-key.pem"), clientCert: f("client.pem"), clientKey: f("client-key.pem") };
+}
+
+/** What this process's connections present: QJM_TLS_CA/_CERT/_KEY, each by default under `<dataDir>/tls`; null without TLS. */
+export function clientTls(config: Pick<Config, "tls" | "tlsCa" | "tlsCert" | "tlsKey" | "dataDir">): NatsTls | null {
+  if (config.tls !== 1) return null;
+  const made = certFiles(tlsDir(config.dataDir));
+  return { caFile: config.tlsCa || made.ca, certFile: config.tlsCert || made.clientCert, keyFile: config.tlsKey || made.clientKey };
+}
+
+/** The URL of a server of ours on loopback: `tls://` says, to whoever reads it, that the port speaks only TLS. */
+export function loopbackNatsUrl(port: number, tls: boolean): string {
+  return `${tls ? "tls" : "nats"}://127.0.0.1:${port}`;
+}
+
+/** nats-server's `tls` block, for clients (top level) and for routes (in `cluster`): its certificate, the CA it checks peers by. */
+export interface NatsServerTls {
+  cert_file: string;
+  key_file: string;
+  ca_file: string;
+  verify: true;
+  timeout: number;
+}
+
+export function natsServerTls(dir: string): NatsServerTls {
+  const f = certFiles(dir);
+  return { cert_file: f.serverCert, key_file: f.serverKey, ca_file: f.ca, verify: true, timeout: NATS_TLS_TIMEOUT_S };
+}
+
+/** The top-level block of nats-server's configuration (nats-server reads JSON values). */
+export function natsTlsConf(tls: NatsServerTls): string {
+  return `# TLS only, with a client certificate of the cluster's CA (src/nats/tls.ts).\ntls ${JSON.stringify(tls, null, 2)}\n`;
+}
+
+/**
+ * Makes what is missing of `dir`'s CA and certificates (make-certs.sh never overwrites a file); `names`: more DNS
+ * names or addresses for nats-server's certificate. Throws with the script's output when it fails.
+ */
+export function makeCertificates(dir: string, names: readonly string[] = []): void {
+  const r = spawnSync("bash", [MAKE_CERTS, dir, ...names], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`${MAKE_CERTS} ${dir} failed (${r.status ?? r.signal}): ${(r.stderr || r.error?.message || "").trim()}`);
+}
