@@ -12,7 +12,7 @@ import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { loadConfig, type Config } from "../config/config.js";
 import { CLIENT_USER, findNatsCredentials } from "../nats/auth.js";
 import { connectBus, request, requestAll } from "../nats/bus.js";
-import { clientTls, type NatsTls } from "../nats/tls.js";
+import { clientTls, tlsHint, type NatsTls } from "../nats/tls.js";
 import { decode } from "../protocol/codec.js";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
 import { isClientId, type ActorStatus, type WriteId } from "../protocol/messages.js";
@@ -112,11 +112,13 @@ export async function connect(options: ConnectOptions = {}): Promise<QjmClient> 
   const config = loadConfig();
   const credsFile = options.credsFile === undefined ? findNatsCredentials(config.natsCredsFile, config.dataDir, CLIENT_USER) : options.credsFile;
   const servers = options.servers ?? config.natsUrl;
+  const tls = options.tls === undefined ? clientTls(config) : options.tls;
   let nc: NatsConnection;
   try {
-    nc = await connectBus(servers, options.name ?? "redis-qjm-client", credsFile, { tls: options.tls === undefined ? clientTls(config) : options.tls });
+    nc = await connectBus(servers, options.name ?? "redis-qjm-client", credsFile, { tls });
   } catch (err) {
-    throw new QjmClientError(ErrorCode.TIMEOUT, `cannot reach NATS at ${String(servers)}: ${(err as Error).message}`, false, 0, null, { cause: err });
+    const why = (err as Error).message;
+    throw new QjmClientError(ErrorCode.TIMEOUT, `cannot reach NATS at ${String(servers)}: ${why}${tlsHint(why, tls !== null)}`, false, 0, null, { cause: err });
   }
   return new ClientImpl(nc, subjects(options.cluster ?? config.cluster), config, {
     timeoutMs: options.timeoutMs ?? config.quorumTimeoutMs * 2,

@@ -81,3 +81,15 @@ export function makeCertificates(dir: string, names: readonly string[] = []): vo
   const r = spawnSync("bash", [MAKE_CERTS, dir, ...names], { encoding: "utf8" });
   if (r.status !== 0) throw new Error(`${MAKE_CERTS} ${dir} failed (${r.status ?? r.signal}): ${(r.stderr || r.error?.message || "").trim()}`);
 }
+
+/**
+ * What to try, appended to an error connecting to NATS that looks like a TLS mismatch: a TLS-only bus reached without
+ * TLS, a plain server reached with it, or (nats.js does not see TLS 1.3's late alert for a refused client certificate)
+ * a timeout with TLS on. Empty when nothing points at TLS.
+ */
+export function tlsHint(message: string, tlsOn: boolean): string {
+  if (!tlsOn && /certificate|tls|ssl/i.test(message)) return " (the bus takes TLS only? set QJM_TLS=1: certificates from $QJM_DATA_DIR/tls, or QJM_TLS_CA, QJM_TLS_CERT, QJM_TLS_KEY)";
+  if (tlsOn && /does not support 'tls'|tls.*not available/i.test(message)) return " (this nats-server does not take TLS: unset QJM_TLS)";
+  if (tlsOn && /timeout/i.test(message)) return " (with TLS, a client certificate nats-server refuses shows as a timeout: is QJM_TLS_CERT signed by the server's CA?)";
+  return "";
+}

@@ -124,4 +124,5 @@ test.serial("tls - with the client's certificate and credentials, the client lib
   t.regex(write.stdout, /"ok":true/);
   const plain = spawnSync(process.execPath, [CLI_JS, "status"], { env: { ...env, [envName("tls")]: "0" }, encoding: "utf8", timeout: 30000 });
   t.is(plain.status, 1, "the CLI without QJM_TLS is refused");
+  t.regex(plain.stderr, /certificate.*set QJM_TLS=1/);
 });

@@ -6,7 +6,7 @@ import path from "node:path";
 import test from "ava";
 import { defaults, loadConfig, validateConfig } from "../../src/config/config.js";
 import { natsClusterConf } from "../../src/nats/nats_server.js";
-import { certFiles, clientTls, loopbackNatsUrl, MAKE_CERTS, makeCertificates, natsServerTls, natsTlsConf, NATS_TLS_TIMEOUT_S } from "../../src/nats/tls.js";
+import { certFiles, clientTls, loopbackNatsUrl, MAKE_CERTS, makeCertificates, natsServerTls, natsTlsConf, NATS_TLS_TIMEOUT_S, tlsHint } from "../../src/nats/tls.js";
 
 test("tls - QJM_TLS and the file paths: off by default; on, each file defaults under <dataDir>/tls", (t) => {
   t.is(loadConfig({}).tls, 0);
@@ -64,6 +64,14 @@ test("tls - make-certs.sh: a CA, a server and a client certificate, keys 0600; n
   } finally {
     fs.rmSync(path.dirname(dir), { recursive: true, force: true });
   }
+});
+
+test("tls - a connection error that looks like a TLS mismatch says what to try", (t) => {
+  t.regex(tlsHint("unable to verify the first certificate", false), /set QJM_TLS=1/);
+  t.regex(tlsHint("server does not support 'tls'", true), /unset QJM_TLS/);
+  t.regex(tlsHint("timeout", true), /QJM_TLS_CERT signed by the server's CA/);
+  t.is(tlsHint("timeout", false), "");
+  t.is(tlsHint("Authorization Violation", true), "");
 });
 
 test("tls - make-certs.sh without a directory is a usage error", (t) => {
