@@ -68,6 +68,25 @@ export function natsServerTls(dir: string): NatsServerTls {
   return { cert_file: f.serverCert, key_file: f.serverKey, ca_file: f.ca, verify: true, timeout: NATS_TLS_TIMEOUT_S };
 }
 
+/**
+ * The `tls` block of a `cluster`: as for clients, and the peer's certificate must also name the host of one of the
+ * configured routes, so that a client certificate of the same CA (it names no host) cannot join as a route and bypass
+ * every user's permissions. nats-server 2.9 matches DNS names only, not IP addresses: routes name `localhost`.
+ */
+export interface NatsRouteTls extends Omit<NatsServerTls, "verify"> {
+  verify_cert_and_check_known_urls: true;
+}
+
+export function natsRouteTls(tls: NatsServerTls): NatsRouteTls {
+  const { verify: _verify, ...rest } = tls;
+  return { ...rest, verify_cert_and_check_known_urls: true };
+}
+
+/** The host routes on loopback are dialled by: with TLS, a name the peer's certificate holds (natsRouteTls). */
+export function loopbackRouteHost(tls: boolean): string {
+  return tls ? "localhost" : "127.0.0.1";
+}
+
 /** The top-level block of nats-server's configuration (nats-server reads JSON values). */
 export function natsTlsConf(tls: NatsServerTls): string {
   return `# TLS only, with a client certificate of the cluster's CA (src/nats/tls.ts).\ntls ${JSON.stringify(tls, null, 2)}\n`;

@@ -26,7 +26,7 @@ const CLI_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..
 let tc: TestCluster | undefined;
 const otherCa = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-tls-other-ca-"));
 test.before(async () => {
-  tc = await startTestCluster("tls", { natsServers: 3 }, { tls: true });
+  tc = await startTestCluster("tls", { natsServers: 3 }, { tls: true, natsMonitor: true });
 });
 test.after.always(async () => {
   await tc?.stop();
@@ -78,6 +78,11 @@ test.serial("tls - a TLS-only cluster of three nats-servers (routes over TLS) pa
   t.true(tc!.cluster.natsUrl.split(",").every((u) => u.startsWith("tls://")), tc!.cluster.natsUrl);
   const written = await checkWritePath(t, tc!, 20, 50);
   t.is(written, 1000);
+  // Every server routes to both others (the writes crossed them: actors are spread over the servers).
+  for (const s of tc!.cluster.natsServers) {
+    const routez = (await (await fetch(`http://127.0.0.1:${s.monitorPort}/routez`)).json()) as { num_routes: number };
+    t.is(routez.num_routes, 2, `server ${s.port}'s routes`);
+  }
 });
 
 test.serial("tls - a plain connection is refused, on client and route ports", async (t) => {
@@ -87,6 +92,23 @@ test.serial("tls - a plain connection is refused, on client and route ports", as
     t.false(/PONG|\+OK/.test(toClientPort), `port ${s.port} answered a plain CONNECT: ${toClientPort}`);
     const toRoutePort = await plainDial(s.routePort!);
     t.false(/PONG|\+OK|INFO/.test(toRoutePort), `route port ${s.routePort} answered in the clear: ${toRoutePort}`);
+  }
+});
+
+test.serial("tls - a client certificate does not make a route: a route's certificate must name a route's host", async (t) => {
+  const ours = certFiles(tlsDir(tc!.cluster.dataDir));
+  for (const s of tc!.cluster.natsServers) {
+    const socket = tls.connect({ host: "127.0.0.1", port: s.routePort!, servername: "localhost", ca: fs.readFileSync(ours.ca), cert: fs.readFileSync(ours.clientCert), key: fs.readFileSync(ours.clientKey) }, () =>
+      socket.write(`CONNECT ${JSON.stringify({ verbose: false, pedantic: false, tls_required: true, name: "intruder", cluster: `qjm-${tc!.cluster.cluster}` })}\r\nPING\r\n`),
+    );
+    let received = "";
+    socket.on("data", (d) => (received += d.toString()));
+    socket.on("error", () => {});
+    const timer = setTimeout(() => socket.destroy(), 10_000);
+    await new Promise<void>((resolve) => socket.on("close", () => resolve()));
+    clearTimeout(timer);
+    t.regex(received, /-ERR 'Authorization Violation'/, `route port ${s.routePort}`);
+    t.false(received.includes("PONG"));
   }
 });
 

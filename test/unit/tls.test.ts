@@ -28,10 +28,12 @@ test("tls - nats-server's blocks: clients and routes need a certificate of the C
   t.deepEqual(JSON.parse(conf.slice(conf.indexOf("{"))), tls);
   const cluster = natsClusterConf({ serverName: "a", clusterName: "c", routePort: 6222, routePorts: [6222, 6223], tls });
   const block = JSON.parse(cluster.slice(cluster.indexOf("{"))) as { tls: unknown; routes: string[] };
-  t.deepEqual(block.tls, tls, "routes over TLS");
-  t.deepEqual(block.routes, ["nats-route://127.0.0.1:6223"]);
+  const { verify: _verify, ...rest } = tls;
+  t.deepEqual(block.tls, { ...rest, verify_cert_and_check_known_urls: true }, "routes over TLS, the peer's certificate naming a route's host");
+  t.deepEqual(block.routes, ["nats-route://localhost:6223"], "a DNS name: nats-server 2.9 checks no IP address");
   const plain = natsClusterConf({ serverName: "a", clusterName: "c", routePort: 6222, routePorts: [6222, 6223] });
   t.false(plain.includes("tls"), "no TLS asked: plain routes");
+  t.true(plain.includes("nats-route://127.0.0.1:6223"));
   t.is(loopbackNatsUrl(4222, true), "tls://127.0.0.1:4222");
   t.is(loopbackNatsUrl(4222, false), "nats://127.0.0.1:4222");
 });
