@@ -16,7 +16,7 @@ import { connect, QjmClientError } from "../src/client/index.js";
 import { loadConfig } from "../src/config/config.js";
 import { ADMIN_USER, CLIENT_USER, findNatsCredentials } from "../src/nats/auth.js";
 import { connectBus, request, requestAll } from "../src/nats/bus.js";
-import { clientTls, tlsHint } from "../src/nats/tls.js";
+import { clientTls, tlsEnabled, tlsHint } from "../src/nats/tls.js";
 import { decode } from "../src/protocol/codec.js";
 import type { ActorStatus, ControlReply } from "../src/protocol/messages.js";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -46,7 +46,7 @@ async function main(): Promise<number> {
   // A switchover is an operator's act: the admin user's credentials (npm start writes them beside the client's).
   const user = command === "failover" ? ADMIN_USER : CLIENT_USER;
   const nc = await connectBus(config.natsUrl, "redis-qjm-cli", findNatsCredentials(config.natsCredsFile, config.dataDir, user), { tls: clientTls(config) }).catch((err: Error) => {
-    console.error(`cannot reach NATS at ${config.natsUrl}: ${err.message}${tlsHint(err.message, config.tls === 1)}`);
+    console.error(`cannot reach NATS at ${config.natsUrl}: ${err.message}${tlsHint(err.message, tlsEnabled(config))}`);
     return null;
   });
   if (nc === null) return 1;

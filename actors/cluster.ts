@@ -11,7 +11,7 @@ import { loadConfig } from "../src/config/config.js";
 import { respPortOf, startLocalCluster } from "../src/cluster/local_cluster.js";
 import { createLogger } from "../src/util/log.js";
 import { credentialsDir } from "../src/util/secret_file.js";
-import { tlsDir } from "../src/nats/tls.js";
+import { tlsDir, tlsEnabled } from "../src/nats/tls.js";
 
 // npm hands `npm start --tls` over as npm_config_tls (a flag of its own); `npm start -- --tls` reaches argv.
 const tlsFlag = process.argv.includes("--tls") || process.env.npm_config_tls === "true";
@@ -34,7 +34,7 @@ const cluster = await startLocalCluster({
 const servers = cluster.natsServers.map((s) => ({ url: s.url, pid: s.pid(), routePort: s.routePort }));
 if (servers.length > 1) log.info({ servers }, `a routed cluster of ${servers.length} nats-servers; each actor tries them in its own order`);
 if (cluster.natsAuth) log.info({ nats: cluster.natsUrl, credentials: credentialsDir(cluster.dataDir) }, "nats-server started with a NATS user per actor; the CLI uses credentials/client.creds");
-if (cluster.natsAuth && config.tls === 1) log.info({ tls: tlsDir(cluster.dataDir) }, "TLS only, client certificates required: run the CLI with QJM_TLS=1 (certificates from tls/)");
+if (cluster.natsAuth && tlsEnabled(config)) log.info({ tls: tlsDir(cluster.dataDir) }, "TLS only, client certificates required: run the CLI with QJM_TLS=1, or QJM_NATS_URL set to these tls:// URLs (certificates from tls/)");
 else log.warn({ nats: cluster.natsUrl }, "a nats-server already answers at QJM_NATS_URL: using it as it is, without generated NATS users or credentials");
 log.info(
   { nats: cluster.natsUrl, cluster: cluster.cluster, dataDir: cluster.dataDir, actors: Object.fromEntries([...cluster.actors].map(([n, c]) => [n, c.pid])) },

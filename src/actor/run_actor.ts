@@ -2,7 +2,7 @@
 import { loadConfig, type Config } from "../config/config.js";
 import { findNatsCredentials } from "../nats/auth.js";
 import { connectBus, type NatsConnection } from "../nats/bus.js";
-import { clientTls } from "../nats/tls.js";
+import { clientTls, tlsEnabled } from "../nats/tls.js";
 import { createLogger, type Logger } from "../util/log.js";
 
 /** While an actor's first dial to nats-server goes unanswered, it says so this often. */
@@ -24,7 +24,7 @@ export async function runActor(role: string, id: string, build: (ctx: { config: 
   });
   // Each actor is its own NATS user, named by its id (src/nats/auth.ts).
   const creds = findNatsCredentials(config.natsCredsFile, config.dataDir, id);
-  log.info({ nats: config.natsUrl, tls: config.tls === 1 }, "connecting to nats-server (until it answers)");
+  log.info({ nats: config.natsUrl, tls: tlsEnabled(config) }, "connecting to nats-server (until it answers)");
   // It waits for ever (a restarting nats-server comes back): a mistyped URL must not look like a hang.
   const dialStartMs = Date.now();
   const stillWaiting = setInterval(() => {

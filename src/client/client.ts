@@ -32,8 +32,9 @@ export interface ConnectOptions {
   credsFile?: string | null;
   /**
    * TLS: the CA that signed nats-server's certificate and the client certificate to present (`{ caFile, certFile,
-   * keyFile }`, or PEM text as `ca`, `cert`, `key`). Default: with $QJM_TLS=1, $QJM_TLS_CA, $QJM_TLS_CERT and
-   * $QJM_TLS_KEY, each by default under `<QJM_DATA_DIR>/tls` (`npm start --tls` writes them). null: plain.
+   * keyFile }`, or PEM text as `ca`, `cert`, `key`). Default: with $QJM_TLS=1 or a `tls://` server, $QJM_TLS_CA,
+   * $QJM_TLS_CERT and $QJM_TLS_KEY, each by default under `<QJM_DATA_DIR>/tls` (`npm start --tls` writes them).
+   * null: plain.
    */
   tls?: NatsTls | null;
   /** Cluster name; default $QJM_CLUSTER or "default". */
@@ -112,7 +113,8 @@ export async function connect(options: ConnectOptions = {}): Promise<QjmClient> 
   const config = loadConfig();
   const credsFile = options.credsFile === undefined ? findNatsCredentials(config.natsCredsFile, config.dataDir, CLIENT_USER) : options.credsFile;
   const servers = options.servers ?? config.natsUrl;
-  const tls = options.tls === undefined ? clientTls(config) : options.tls;
+  // A tls:// server among those given asks for TLS as QJM_TLS=1 does.
+  const tls = options.tls === undefined ? clientTls({ ...config, natsUrl: [servers].flat().join(",") }) : options.tls;
   let nc: NatsConnection;
   try {
     nc = await connectBus(servers, options.name ?? "redis-qjm-client", credsFile, { tls });

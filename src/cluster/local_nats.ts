@@ -10,7 +10,7 @@ import path from "node:path";
 import { natsUrlPort, natsUrls, type Config } from "../config/config.js";
 import { ADMIN_USER, authorizationConf, CLIENT_USER, createNatsUser, FAULTS_USER, removeNatsCredentials, type NatsUser, type NatsUserEntry } from "../nats/auth.js";
 import { natsClusterConf, startNatsServer, writeNatsServerConf, type NatsServer } from "../nats/nats_server.js";
-import { loopbackNatsUrl, makeCertificates, natsServerTls, natsTlsConf, tlsDir, type NatsServerTls } from "../nats/tls.js";
+import { loopbackNatsUrl, makeCertificates, natsServerTls, natsTlsConf, tlsDir, tlsEnabled, type NatsServerTls } from "../nats/tls.js";
 import { waitForPort } from "../process/ports.js";
 import { restartDelay, type RestartPolicy } from "../process/restart_policy.js";
 import { credentialsDir } from "../util/secret_file.js";
@@ -121,7 +121,7 @@ class SupervisedNats implements LocalNatsServer {
 function membersOf(config: Config, firstPort: number): Member[] {
   const n = config.natsServers;
   const dir = credentialsDir(config.dataDir);
-  const tls = config.tls === 1 ? natsServerTls(tlsDir(config.dataDir)) : null;
+  const tls = tlsEnabled(config) ? natsServerTls(tlsDir(config.dataDir)) : null;
   return Array.from({ length: n }, (_, k) => ({
     port: firstPort + k,
     routePort: n > 1 ? config.natsRoutePortBase + k : null,
@@ -160,7 +160,7 @@ export async function startLocalNats(config: Config, actors: readonly NatsUser[]
   const entries: NatsUserEntry[] = users.map((u) => createNatsUser(config.dataDir, config.cluster, u));
   const members = membersOf(config, firstPort);
   // Missing certificates are made; existing ones (an operator's, an earlier run's) are kept as they are.
-  if (config.tls === 1) makeCertificates(tlsDir(config.dataDir));
+  if (tlsEnabled(config)) makeCertificates(tlsDir(config.dataDir));
   const writeConfs = (): void => {
     for (const m of members) writeNatsServerConf(m.conf, authorizationConf(entries), config.natsPayloadBytesMax, extraConf(config, m, members));
   };

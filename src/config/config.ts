@@ -198,7 +198,8 @@ export const defaults = {
   /**
    * 1: every connection to NATS is TLS with a client certificate (src/nats/tls.ts). The nats-servers `npm start`
    * runs then require it (`verify: true`), with certificates infra/tls/make-certs.sh makes under `<dataDir>/tls`;
-   * `npm start --tls` sets it. The per-role NATS users and permissions apply as without TLS.
+   * `npm start --tls` sets it. A `tls://` server in natsUrl means the same. The per-role NATS users and permissions
+   * apply as without TLS.
    */
   tls: 0,
   /** The CA certificate a connection trusts nats-server's certificate by. Empty: `<dataDir>/tls/ca.pem`. */

@@ -7,7 +7,7 @@
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Config } from "../config/config.js";
+import { natsUrls, type Config } from "../config/config.js";
 
 /** What a connection presents and trusts: files (`caFile`…) or PEM text (`ca`…), as nats.js takes them. */
 export interface NatsTls {
@@ -42,9 +42,17 @@ export function certFiles(dir: string): { ca: string; caKey: string; serverCert:
   return { ca: f("ca.pem"), caKey: f("ca-key.pem"), serverCert: f("server.pem"), serverKey: f("server-key.pem"), clientCert: f("client.pem"), clientKey: f("client-key.pem") };
 }
 
+/**
+ * Whether the bus is TLS: QJM_TLS=1, or a `tls://` server in QJM_NATS_URL (what `npm start --tls` prints, copied into
+ * a client's environment, needs nothing more).
+ */
+export function tlsEnabled(config: Pick<Config, "tls" | "natsUrl">): boolean {
+  return config.tls === 1 || natsUrls(config.natsUrl).some((u) => /^tls:\/\//i.test(u));
+}
+
 /** What this process's connections present: QJM_TLS_CA/_CERT/_KEY, each by default under `<dataDir>/tls`; null without TLS. */
-export function clientTls(config: Pick<Config, "tls" | "tlsCa" | "tlsCert" | "tlsKey" | "dataDir">): NatsTls | null {
-  if (config.tls !== 1) return null;
+export function clientTls(config: Pick<Config, "tls" | "natsUrl" | "tlsCa" | "tlsCert" | "tlsKey" | "dataDir">): NatsTls | null {
+  if (!tlsEnabled(config)) return null;
   const made = certFiles(tlsDir(config.dataDir));
   return { caFile: config.tlsCa || made.ca, certFile: config.tlsCert || made.clientCert, keyFile: config.tlsKey || made.clientKey };
 }

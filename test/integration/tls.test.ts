@@ -131,7 +131,7 @@ test.serial("tls - with the client certificate but no credentials, the connectio
   await t.throwsAsync(connectBus(firstUrl(), "no-creds", null, { tls: clientTls(tc!.cluster.config) }), { message: /authorization/i });
 });
 
-test.serial("tls - with the client's certificate and credentials, the client library and the CLI (QJM_TLS=1) write", async (t) => {
+test.serial("tls - with the client's certificate and credentials, the client library and the CLI (QJM_TLS=1, or tls:// URLs) write", async (t) => {
   const { dataDir, natsUrl, cluster } = tc!.cluster;
   const client = await connect({ servers: natsUrl, cluster, credsFile: credsFile(dataDir, CLIENT_USER), tls: clientTls(tc!.cluster.config) });
   try {
@@ -140,11 +140,30 @@ test.serial("tls - with the client's certificate and credentials, the client lib
   } finally {
     await client.close();
   }
-  const env = { ...process.env, [envName("natsUrl")]: natsUrl, [envName("dataDir")]: dataDir, [envName("cluster")]: cluster, [envName("natsCredsFile")]: "", [envName("tls")]: "1" };
-  const write = spawnSync(process.execPath, [CLI_JS, "write", "SET", "from-cli-over-tls", "v"], { env, encoding: "utf8", timeout: 30000 });
+  // No tls option: the tls:// URLs ask for it, and the files default to $QJM_DATA_DIR/tls.
+  const savedDataDir = process.env[envName("dataDir")];
+  process.env[envName("dataDir")] = dataDir;
+  try {
+    const byUrl = await connect({ servers: natsUrl, cluster, credsFile: credsFile(dataDir, CLIENT_USER) });
+    t.true((await byUrl.write("SET", "over-tls-by-url", "1")).txid > 0);
+    await byUrl.close();
+  } finally {
+    if (savedDataDir === undefined) delete process.env[envName("dataDir")];
+    else process.env[envName("dataDir")] = savedDataDir;
+  }
+  const cli = (args: string[], url: string, tlsFlag: string) => {
+    const env = { ...process.env, [envName("natsUrl")]: url, [envName("dataDir")]: dataDir, [envName("cluster")]: cluster, [envName("natsCredsFile")]: "", [envName("tls")]: tlsFlag };
+    return spawnSync(process.execPath, [CLI_JS, ...args], { env, encoding: "utf8", timeout: 30000 });
+  };
+  const asNats = natsUrl.replace(/tls:\/\//g, "nats://");
+  const write = cli(["write", "SET", "from-cli-over-tls", "v"], asNats, "1");
   t.is(write.status, 0, write.stderr);
   t.regex(write.stdout, /"ok":true/);
-  const plain = spawnSync(process.execPath, [CLI_JS, "status"], { env: { ...env, [envName("tls")]: "0" }, encoding: "utf8", timeout: 30000 });
-  t.is(plain.status, 1, "the CLI without QJM_TLS is refused");
+  // The tls:// URLs npm start --tls prints are enough on their own.
+  const status = cli(["status", "--json"], natsUrl, "0");
+  t.is(status.status, 0, status.stderr);
+  t.is((JSON.parse(status.stdout) as unknown[]).length, 6);
+  const plain = cli(["status"], asNats, "0");
+  t.is(plain.status, 1, "the CLI without TLS is refused");
   t.regex(plain.stderr, /certificate.*set QJM_TLS=1/);
 });

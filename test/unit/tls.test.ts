@@ -6,7 +6,7 @@ import path from "node:path";
 import test from "ava";
 import { defaults, loadConfig, validateConfig } from "../../src/config/config.js";
 import { natsClusterConf } from "../../src/nats/nats_server.js";
-import { certFiles, clientTls, loopbackNatsUrl, MAKE_CERTS, makeCertificates, natsServerTls, natsTlsConf, NATS_TLS_TIMEOUT_S, tlsHint } from "../../src/nats/tls.js";
+import { certFiles, clientTls, loopbackNatsUrl, MAKE_CERTS, makeCertificates, natsServerTls, natsTlsConf, NATS_TLS_TIMEOUT_S, tlsEnabled, tlsHint } from "../../src/nats/tls.js";
 
 test("tls - QJM_TLS and the file paths: off by default; on, each file defaults under <dataDir>/tls", (t) => {
   t.is(loadConfig({}).tls, 0);
@@ -18,6 +18,10 @@ test("tls - QJM_TLS and the file paths: off by default; on, each file defaults u
   t.throws(() => loadConfig({ QJM_TLS: "2" }), { message: /tls must be 0 \(plain\) or 1/ });
   t.throws(() => loadConfig({ QJM_TLS: "yes" }), { message: /QJM_TLS=yes: not a non-negative whole number/ });
   t.deepEqual(validateConfig({ ...defaults, tls: 1 }), []);
+  // A tls:// server in the list (what npm start --tls prints) is a TLS bus as well.
+  t.deepEqual(clientTls(loadConfig({ QJM_NATS_URL: "tls://10.0.0.1:4222,tls://10.0.0.2:4222", QJM_DATA_DIR: "/srv/qjm" }))?.caFile, "/srv/qjm/tls/ca.pem");
+  t.true(tlsEnabled(loadConfig({ QJM_NATS_URL: "TLS://a:4222" })));
+  t.false(tlsEnabled(loadConfig({ QJM_NATS_URL: "nats://a:4222" })));
 });
 
 test("tls - nats-server's blocks: clients and routes need a certificate of the CA (verify), with a handshake timeout", (t) => {
