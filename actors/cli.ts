@@ -18,6 +18,8 @@
  * by default $QJM_DATA_DIR/credentials/client.creds when it exists (`npm start` writes it). Every command but inspect
  * takes `--config FILE` (as QJM_CONFIG_FILE: the variables override it). A bad configuration or argument: one line on
  * stderr, exit code 2.
+ * With $QJM_TLS=1 it connects over TLS with $QJM_TLS_CA, $QJM_TLS_CERT and $QJM_TLS_KEY (by default under
+ * $QJM_DATA_DIR/tls: `npm start --tls`).
  */
 import { connect, QjmClientError } from "../src/client/index.js";
 import { ConfigError, loadConfig } from "../src/config/config.js";
@@ -25,6 +27,7 @@ import { isRole, parseFlags, ROLES, runRole } from "../src/actor/roles.js";
 import { writeDeployCredentials } from "../src/nats/deploy_credentials.js";
 import { ADMIN_USER, CLIENT_USER, findNatsCredentials } from "../src/nats/auth.js";
 import { connectBus, request, requestAll } from "../src/nats/bus.js";
+import { clientTls, tlsEnabled, tlsHint } from "../src/nats/tls.js";
 import { decode } from "../src/protocol/codec.js";
 import type { ActorStatus, ControlReply } from "../src/protocol/messages.js";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -78,8 +81,8 @@ async function main(): Promise<number> {
   if (command === "write") return await write(rest);
   // A switchover is an operator's act: the admin user's credentials (npm start writes them beside the client's).
   const user = command === "failover" ? ADMIN_USER : CLIENT_USER;
-  const nc = await connectBus(config.natsUrl, "redis-qjm-cli", findNatsCredentials(config.natsCredsFile, config.dataDir, user)).catch((err: Error) => {
-    console.error(`cannot reach NATS at ${config.natsUrl}: ${err.message}`);
+  const nc = await connectBus(config.natsUrl, "redis-qjm-cli", findNatsCredentials(config.natsCredsFile, config.dataDir, user), { tls: clientTls(config) }).catch((err: Error) => {
+    console.error(`cannot reach NATS at ${config.natsUrl}: ${err.message}${tlsHint(err.message, tlsEnabled(config))}`);
     return null;
   });
   if (nc === null) return 1;

@@ -4,15 +4,19 @@
  * $QJM_NATS_SERVERS of them (started unless one answers; ours authenticate each actor and client as its own user,
  * credentials under $QJM_DATA_DIR/credentials, and are restarted when they die),
  * three journal nodes, a master and two replicas, data under $QJM_DATA_DIR. An actor that dies is restarted
- * (bounded backoff); Ctrl-C stops every child.
+ * (bounded backoff); Ctrl-C stops every child. `npm start --tls` (or $QJM_TLS=1): the bus over TLS only, with a CA and
+ * certificates made under $QJM_DATA_DIR/tls (infra/tls/make-certs.sh) and a client certificate on every connection.
  */
 import { loadConfig } from "../src/config/config.js";
 import { metricsPortOf, respPortOf, startLocalCluster } from "../src/cluster/local_cluster.js";
 import { metricsUrlOf } from "../src/metrics/metrics_server.js";
 import { createLogger } from "../src/util/log.js";
 import { credentialsDir } from "../src/util/secret_file.js";
+import { tlsDir, tlsEnabled } from "../src/nats/tls.js";
 
-const config = loadConfig();
+// npm hands `npm start --tls` over as npm_config_tls (a flag of its own); `npm start -- --tls` reaches argv.
+const tlsFlag = process.argv.includes("--tls") || process.env.npm_config_tls === "true";
+const config = loadConfig(process.env, tlsFlag ? { tls: 1 } : {});
 const log = createLogger("qjm-cluster");
 const cluster = await startLocalCluster({
   dataDir: config.dataDir,
@@ -31,6 +35,7 @@ const cluster = await startLocalCluster({
 const servers = cluster.natsServers.map((s) => ({ url: s.url, pid: s.pid(), routePort: s.routePort }));
 if (servers.length > 1) log.info({ servers }, `a routed cluster of ${servers.length} nats-servers; each actor tries them in its own order`);
 if (cluster.natsAuth) log.info({ nats: cluster.natsUrl, credentials: credentialsDir(cluster.dataDir) }, "nats-server started with a NATS user per actor; the CLI uses credentials/client.creds");
+if (cluster.natsAuth && tlsEnabled(config)) log.info({ tls: tlsDir(cluster.dataDir) }, "TLS only, client certificates required: run the CLI with QJM_TLS=1, or QJM_NATS_URL set to these tls:// URLs (certificates from tls/)");
 else log.warn({ nats: cluster.natsUrl }, "a nats-server already answers at QJM_NATS_URL: using it as it is, without generated NATS users or credentials");
 log.info(
   { nats: cluster.natsUrl, cluster: cluster.cluster, dataDir: cluster.dataDir, actors: Object.fromEntries([...cluster.actors].map(([n, c]) => [n, c.pid])) },

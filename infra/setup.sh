@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up shared by `npm start`, `npm test` and `npm run bench`:
-# Debian's nats-server, redis-server, redis-sentinel, iproute2 and iptables when missing, `npm ci` when node_modules is missing or stale, then build.
+# Debian's nats-server, redis-server, redis-sentinel, iproute2, iptables and openssl when missing, `npm ci` when node_modules is missing or stale, then build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,8 @@ command -v redis-sentinel >/dev/null 2>&1 || [ -x /usr/bin/redis-sentinel ] || n
 # The network-namespace test's hosts (test/helpers/netns.ts): ip netns, veths, a bridge, iptables DROP rules.
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need+=(iptables)
+# The CA and certificates of a TLS bus (`npm start --tls`, infra/tls/make-certs.sh).
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} from Debian's packages" >&2
   SUDO=""

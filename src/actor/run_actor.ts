@@ -6,6 +6,7 @@ import { ActorMetrics } from "../metrics/actor_metrics.js";
 import { startMetricsServer } from "../metrics/metrics_server.js";
 import { startMicroService } from "../metrics/micro_service.js";
 import type { ActorStatus } from "../protocol/messages.js";
+import { clientTls, tlsEnabled } from "../nats/tls.js";
 import { createLogger, type Logger } from "../util/log.js";
 
 /** While an actor's first dial to nats-server goes unanswered, it says so this often. */
@@ -45,13 +46,13 @@ export async function runActor(role: string, id: string, config: Config, metrics
   });
   // Each actor is its own NATS user, named by its id (src/nats/auth.ts).
   const creds = findNatsCredentials(config.natsCredsFile, config.dataDir, id);
-  log.info({ nats: config.natsUrl }, "connecting to nats-server (until it answers)");
+  log.info({ nats: config.natsUrl, tls: tlsEnabled(config) }, "connecting to nats-server (until it answers)");
   // It waits for ever (a restarting nats-server comes back): a mistyped URL must not look like a hang.
   const dialStartMs = Date.now();
   const stillWaiting = setInterval(() => {
     log.warn({ nats: config.natsUrl, waitedMs: Date.now() - dialStartMs }, "still no answer from nats-server: is QJM_NATS_URL right?");
   }, NATS_DIAL_WARN_MS);
-  const nc = await connectBus(config.natsUrl, `qjm-${role}-${id}`, creds, { waitForServer: true, inOrder: true }).finally(() => clearInterval(stillWaiting));
+  const nc = await connectBus(config.natsUrl, `qjm-${role}-${id}`, creds, { waitForServer: true, inOrder: true, tls: clientTls(config) }).finally(() => clearInterval(stillWaiting));
   if (creds === null) log.warn({ nats: config.natsUrl }, "no NATS credentials: connecting without authentication");
   // nats-server's refusals (a permission violation) come asynchronously, not with the publish: make them seen.
   void (async () => {

@@ -12,6 +12,7 @@ import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { loadConfig, type Config } from "../config/config.js";
 import { CLIENT_USER, findNatsCredentials } from "../nats/auth.js";
 import { connectBus, request, requestAll } from "../nats/bus.js";
+import { clientTls, tlsHint, type NatsTls } from "../nats/tls.js";
 import { decode } from "../protocol/codec.js";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
 import { isClientId, type ActorStatus, type WriteId } from "../protocol/messages.js";
@@ -29,6 +30,13 @@ export interface ConnectOptions {
    * (`npm start` writes it). null: connect without credentials.
    */
   credsFile?: string | null;
+  /**
+   * TLS: the CA that signed nats-server's certificate and the client certificate to present (`{ caFile, certFile,
+   * keyFile }`, or PEM text as `ca`, `cert`, `key`). Default: with $QJM_TLS=1 or a `tls://` server, $QJM_TLS_CA,
+   * $QJM_TLS_CERT and $QJM_TLS_KEY, each by default under `<QJM_DATA_DIR>/tls` (`npm start --tls` writes them).
+   * null: plain.
+   */
+  tls?: NatsTls | null;
   /** Cluster name; default $QJM_CLUSTER or "default". */
   cluster?: string;
   /** One attempt's timeout; default twice the quorum timeout. */
@@ -105,11 +113,14 @@ export async function connect(options: ConnectOptions = {}): Promise<QjmClient> 
   const config = loadConfig();
   const credsFile = options.credsFile === undefined ? findNatsCredentials(config.natsCredsFile, config.dataDir, CLIENT_USER) : options.credsFile;
   const servers = options.servers ?? config.natsUrl;
+  // A tls:// server among those given asks for TLS as QJM_TLS=1 does.
+  const tls = options.tls === undefined ? clientTls({ ...config, natsUrl: [servers].flat().join(",") }) : options.tls;
   let nc: NatsConnection;
   try {
-    nc = await connectBus(servers, options.name ?? "redis-qjm-client", credsFile);
+    nc = await connectBus(servers, options.name ?? "redis-qjm-client", credsFile, { tls });
   } catch (err) {
-    throw new QjmClientError(ErrorCode.TIMEOUT, `cannot reach NATS at ${String(servers)}: ${(err as Error).message}`, false, 0, null, { cause: err });
+    const why = (err as Error).message;
+    throw new QjmClientError(ErrorCode.TIMEOUT, `cannot reach NATS at ${String(servers)}: ${why}${tlsHint(why, tls !== null)}`, false, 0, null, { cause: err });
   }
   return new ClientImpl(nc, subjects(options.cluster ?? config.cluster), config, {
     timeoutMs: options.timeoutMs ?? config.quorumTimeoutMs * 2,

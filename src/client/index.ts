@@ -4,8 +4,10 @@
  *   const qjm = await connect();                       // $QJM_NATS_URL, $QJM_CLUSTER, <QJM_DATA_DIR>/credentials/client.creds
  *   const { txid, reply } = await qjm.write("INCR", "visits");
  *   await qjm.close();
+ *   // A TLS bus (`npm start --tls`): connect({ tls: { caFile, certFile, keyFile } }), or $QJM_TLS=1.
  */
 export { connect, newClientId, QjmClientError } from "./client.js";
 export type { ClientErrorCode, ConnectOptions, QjmClient, Reply, TypedReply, WriteArg, WriteResult } from "./client.js";
 export { ErrorCode } from "../protocol/errors.js";
 export type { ActorStatus, WriteId } from "../protocol/messages.js";
+export type { NatsTls } from "../nats/tls.js";

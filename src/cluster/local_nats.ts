@@ -3,11 +3,14 @@
  * port upward, route ports from natsRoutePortBase), all with the same users and permissions (src/nats/auth.ts), each
  * supervised: restarted on the same ports with the same configuration when it dies, with the actors' bounded backoff.
  * A nats-server that already answers at the first URL is used as it is (no users), and none is started.
+ * With `tls` (issue #14 item 3), ours take TLS connections only, with a client certificate of the CA make-certs.sh
+ * made under <dataDir>/tls, and their routes are TLS as well.
  */
 import path from "node:path";
 import { natsUrlPort, natsUrls, type Config } from "../config/config.js";
 import { authorizationConf, createNatsUser, removeNatsCredentials, serviceNatsUsers, type NatsUser, type NatsUserEntry } from "../nats/auth.js";
 import { natsClusterConf, startNatsServer, writeNatsServerConf, type NatsServer } from "../nats/nats_server.js";
+import { loopbackNatsUrl, makeCertificates, natsServerTls, natsTlsConf, tlsDir, tlsEnabled, type NatsServerTls } from "../nats/tls.js";
 import { waitForPort } from "../process/ports.js";
 import { restartDelay, type RestartPolicy } from "../process/restart_policy.js";
 import { credentialsDir } from "../util/secret_file.js";
@@ -45,6 +48,8 @@ interface Member {
   monitorPort: number | null;
   conf: string;
   logDir: string;
+  /** Its TLS block (clients and routes); null: plain. */
+  tls: NatsServerTls | null;
 }
 
 /** A nats-server started again, on the same port and configuration, whenever it dies, until stop(). */
@@ -62,7 +67,7 @@ class SupervisedNats implements LocalNatsServer {
   ) {}
 
   get url(): string {
-    return `nats://127.0.0.1:${this.m.port}`;
+    return loopbackNatsUrl(this.m.port, this.m.tls !== null);
   }
   get port(): number {
     return this.m.port;
@@ -116,21 +121,23 @@ class SupervisedNats implements LocalNatsServer {
 function membersOf(config: Config, firstPort: number): Member[] {
   const n = config.natsServers;
   const dir = credentialsDir(config.dataDir);
+  const tls = tlsEnabled(config) ? natsServerTls(tlsDir(config.dataDir)) : null;
   return Array.from({ length: n }, (_, k) => ({
     port: firstPort + k,
     routePort: n > 1 ? config.natsRoutePortBase + k : null,
     monitorPort: config.natsMonitorPortBase > 0 ? config.natsMonitorPortBase + k : null,
     conf: path.join(dir, n > 1 ? `nats-server-${k + 1}.conf` : "nats-server.conf"),
     logDir: path.join(config.dataDir, "logs"),
+    tls,
   }));
 }
 
-/** What one server's configuration adds to the shared part: its cluster block and its monitoring port. */
+/** What one server's configuration adds to the shared part: its TLS block, its cluster block and its monitoring port. */
 function extraConf(config: Config, m: Member, all: readonly Member[]): string {
-  const monitor = m.monitorPort === null ? "" : `http: "127.0.0.1:${m.monitorPort}"\n`;
-  if (m.routePort === null) return monitor;
+  const own = (m.monitorPort === null ? "" : `http: "127.0.0.1:${m.monitorPort}"\n`) + (m.tls === null ? "" : natsTlsConf(m.tls));
+  if (m.routePort === null) return own;
   const routePorts = all.map((x) => x.routePort!);
-  return monitor + natsClusterConf({ serverName: `qjm-nats-${m.port}`, clusterName: `qjm-${config.cluster}`, routePort: m.routePort, routePorts });
+  return own + natsClusterConf({ serverName: `qjm-nats-${m.port}`, clusterName: `qjm-${config.cluster}`, routePort: m.routePort, routePorts, tls: m.tls ?? undefined });
 }
 
 /**
@@ -151,6 +158,8 @@ export async function startLocalNats(config: Config, actors: readonly NatsUser[]
   const users: NatsUser[] = [...serviceNatsUsers(config.faultInjection), ...actors];
   const entries: NatsUserEntry[] = users.map((u) => createNatsUser(config.dataDir, config.cluster, u));
   const members = membersOf(config, firstPort);
+  // Missing certificates are made; existing ones (an operator's, an earlier run's) are kept as they are.
+  if (tlsEnabled(config)) makeCertificates(tlsDir(config.dataDir));
   const writeConfs = (): void => {
     for (const m of members) writeNatsServerConf(m.conf, authorizationConf(entries), config.natsPayloadBytesMax, extraConf(config, m, members));
   };

@@ -201,6 +201,22 @@ export const defaults = {
   natsCredsFile: "",
   // --- end auth ---
 
+  // ---- tls (issue #14 item 3): the bus over TLS, every connection presenting a certificate of the cluster's CA ----
+  /**
+   * 1: every connection to NATS is TLS with a client certificate (src/nats/tls.ts). The nats-servers `npm start`
+   * runs then require it (`verify: true`), with certificates infra/tls/make-certs.sh makes under `<dataDir>/tls`;
+   * `npm start --tls` sets it. A `tls://` server in natsUrl means the same. The per-role NATS users and permissions
+   * apply as without TLS.
+   */
+  tls: 0,
+  /** The CA certificate a connection trusts nats-server's certificate by. Empty: `<dataDir>/tls/ca.pem`. */
+  tlsCa: "",
+  /** The client certificate a connection presents. Empty: `<dataDir>/tls/client.pem`. */
+  tlsCert: "",
+  /** That certificate's private key. Empty: `<dataDir>/tls/client-key.pem`. */
+  tlsKey: "",
+  // ---- end tls ----
+
   // ---- sizes (issue #10 class 5): every queue and buffer bounded in bytes; large bodies in fragments ----
   /** Largest client write (the msgpack body of one request); 0: whatever nats-server accepts (its max_payload). */
   writeBytesMax: 0,
@@ -407,6 +423,7 @@ function validateNats(c: Config): string[] {
     }
   }
   if (c.natsServers < 1 || c.natsServers > 9) return ["natsServers must be between 1 and 9"];
+  if (c.tls !== 0 && c.tls !== 1) return ["tls must be 0 (plain) or 1 (TLS with client certificates)"];
   const n = c.natsServers;
   // A single URL may name any host (a remote nats-server): only the ports a local cluster would take are checked.
   const ranges: [string, number, number][] = [];

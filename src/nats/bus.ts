@@ -6,6 +6,7 @@ import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, toErrorReply } from "../protocol/errors.js";
 import type { Logger } from "../util/log.js";
 import { natsAuthOptions, readNatsCredentials } from "./auth.js";
+import type { NatsTls } from "./tls.js";
 import { FRAG_HEADER, PULL_HEADER, ReplyOutbox, Reassembler, formatFragHeader, fragmentBytes, parseFragHeader, parsePullHeader, splitBody, type FragmentLimits } from "./fragments.js";
 
 export type { NatsConnection };
@@ -16,12 +17,13 @@ export type { NatsConnection };
  * `waitForServer`: keep dialling until a server answers (actors); otherwise the first failed dial is an error.
  * `inOrder`: try the servers in the order given (the local cluster hands each actor the list starting at another
  * server, to spread them); otherwise nats.js shuffles them (clients).
+ * `tls`: the CA, certificate and key of a TLS bus (tls.ts, clientTls); none: plain, which a TLS-only server refuses.
  */
 export async function connectBus(
   url: string | string[],
   name: string,
   credsFile: string | null = null,
-  options: { waitForServer?: boolean; inOrder?: boolean } = {},
+  options: { waitForServer?: boolean; inOrder?: boolean; tls?: NatsTls | null } = {},
 ): Promise<NatsConnection> {
   return await connect({
     servers: typeof url === "string" ? natsUrls(url) : url,
@@ -31,6 +33,7 @@ export async function connectBus(
     // dying on its first dial (a refused or timed-out connect); a client or the CLI wants the error at once.
     waitOnFirstConnect: options.waitForServer === true,
     ...(credsFile === null ? {} : natsAuthOptions(readNatsCredentials(credsFile))),
+    ...(options.tls == null ? {} : { tls: options.tls }),
     // Actors outlive a restarting nats-server: keep trying, forever, at a bounded pace.
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,

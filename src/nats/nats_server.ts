@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { startChild, type Child } from "../process/child.js";
 import { waitForPort } from "../process/ports.js";
 import { writeSecretFile } from "../util/secret_file.js";
+import { loopbackRouteHost, natsRouteTls, type NatsServerTls } from "./tls.js";
 
 export interface NatsServer {
   readonly port: number;
@@ -46,15 +47,20 @@ export interface NatsRouteConf {
   clusterName: string;
   routePort: number;
   routePorts: readonly number[];
+  /** Routes over TLS too, each server checking the other's certificate (tls.ts); none: plain routes. */
+  tls?: NatsServerTls;
 }
 
 /**
  * The `cluster` block of one server of a routed cluster on loopback: it listens for routes on its own port and dials
  * every other server's. Routes carry no authorization: only processes of this machine reach 127.0.0.1 (docs/operations.md).
+ * With `tls`, a route must present a certificate of the CA that names a route's host (tls.ts, natsRouteTls).
  */
 export function natsClusterConf(c: NatsRouteConf): string {
-  const routes = c.routePorts.filter((p) => p !== c.routePort).map((p) => `nats-route://127.0.0.1:${p}`);
-  return `server_name: ${JSON.stringify(c.serverName)}\ncluster ${JSON.stringify({ name: c.clusterName, listen: `127.0.0.1:${c.routePort}`, routes }, null, 2)}\n`;
+  const host = loopbackRouteHost(c.tls !== undefined);
+  const routes = c.routePorts.filter((p) => p !== c.routePort).map((p) => `nats-route://${host}:${p}`);
+  const cluster = { name: c.clusterName, listen: `127.0.0.1:${c.routePort}`, routes, ...(c.tls === undefined ? {} : { tls: natsRouteTls(c.tls) }) };
+  return `server_name: ${JSON.stringify(c.serverName)}\ncluster ${JSON.stringify(cluster, null, 2)}\n`;
 }
 
 /**

@@ -10,6 +10,7 @@ import type { ActorStatus, WriteReply } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
 import { freePort, freePorts } from "../../src/process/ports.js";
 import { CLIENT_USER, credsFile } from "../../src/nats/auth.js";
+import { clientTls } from "../../src/nats/tls.js";
 import { redisPassword } from "../../src/redis/redis_server.js";
 import { APPLIED_KEY } from "../../src/replica/replica.js";
 
@@ -44,6 +45,8 @@ export interface TestClusterOptions {
   actorNatsUrl?: (name: string) => string;
   /** Each nats-server serves monitoring (/routez…) on a free port (config natsMonitorPortBase). */
   natsMonitor?: boolean;
+  /** The bus over TLS only (config tls): certificates under <dataDir>/tls; the test's connections present the client's. */
+  tls?: boolean;
 }
 
 /** Fast timeouts so fault tests finish quickly; every port free, every file in a fresh temp dir. */
@@ -86,6 +89,7 @@ export async function startTestCluster(name: string, overrides: Partial<Config> 
       writerRetryMs: 200,
       epochRequestTimeoutMs: 1000,
       journalRequestTimeoutMs: 5000,
+      tls: options.tls === true ? 1 : 0,
       ...overrides,
     },
   });
@@ -94,7 +98,8 @@ export async function startTestCluster(name: string, overrides: Partial<Config> 
     await cluster.stop();
     throw new Error(`a nats-server already answers on port ${natsPort}: the test cluster must start its own, with users`);
   }
-  const nc = await connectBus(cluster.natsUrl, `test-${name}`, credsFile(dataDir, CLIENT_USER));
+  const tls = clientTls(cluster.config);
+  const nc = await connectBus(cluster.natsUrl, `test-${name}`, credsFile(dataDir, CLIENT_USER), { tls });
   const others = new Map<string, Promise<NatsConnection>>();
   const s = subjects(cluster.cluster);
   const tc: TestCluster = {
@@ -103,7 +108,7 @@ export async function startTestCluster(name: string, overrides: Partial<Config> 
     redisPassword: redisPassword(dataDir),
     connectAs(user) {
       let c = others.get(user);
-      if (c === undefined) others.set(user, (c = connectBus(cluster.natsUrl, `test-${name}-${user}`, credsFile(dataDir, user))));
+      if (c === undefined) others.set(user, (c = connectBus(cluster.natsUrl, `test-${name}-${user}`, credsFile(dataDir, user), { tls })));
       return c;
     },
     async write(args, timeoutMs = 10000) {

@@ -32,6 +32,7 @@ const CLUSTER_STOP_MS = 20_000;
 const NOT_RUN: { pattern: RegExp; why: string }[] = [
   { pattern: /^npm test$/, why: "the suite this test is part of" },
   { pattern: /^npx redis-qjm (run|nats-credentials) .*--config/, why: "a step on each host of a deployment: integration/netns runs it on nine namespaced hosts" },
+  { pattern: /^infra\/tls\/make-certs\.sh /, why: "certificates for a deployment on several hosts: unit/tls runs the script (names, modes, no overwrite)" },
   { pattern: /(^|\s)nats .*micro ls|\/tmp\/admin\.nk/, why: "the nats CLI is no Debian package: integration/metrics runs the services library's client, which `nats micro ls` is" },
 ];
 /** Commands that follow a stream until stopped: they must still run (connected) after FOLLOW_MS. */

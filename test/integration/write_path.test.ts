@@ -10,6 +10,7 @@ import { request } from "../../src/nats/bus.js";
 import { subjects } from "../../src/protocol/subjects.js";
 import { decodeEffects, scanRecords } from "../../src/segment/record.js";
 import { diffKeyspaces, dumpKeyspace, runClients, startTestCluster, until, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { checkWritePath } from "../helpers/write_path_check.js";
 
 let tc: TestCluster | undefined;
 test.after.always(async () => {
@@ -19,53 +20,9 @@ test.after.always(async () => {
 const CLIENTS = 100;
 const PER_CLIENT = 100;
 
-/** The i-th write of client c: a mix of types, expiries and non-deterministic commands. */
-function writeFor(c: number, i: number): (string | number)[] {
-  const k = `${c}:${i % 7}`;
-  switch (i % 12) {
-    case 0: return ["SET", `s:${k}`, `v${i}`, "EX", 1000];
-    case 1: return ["HSET", `h:${k}`, `f${i}`, `v${i}`];
-    case 2: return ["RPUSH", `l:${k}`, `v${i}`];
-    case 3: return ["SADD", `st:${c}`, `a${i}`, `b${i}`, `c${i}`];
-    case 4: return ["SPOP", `st:${c}`];
-    case 5: return ["ZADD", `z:${k}`, i, `m${i}`];
-    case 6: return ["INCR", `c:${c}`];
-    case 7: return ["INCRBYFLOAT", `f:${c}`, "1.5"];
-    case 8: return ["PEXPIRE", `h:${k}`, 500000];
-    case 9: return ["EVAL", "redis.call('SET', KEYS[1], tostring(math.random())) return 1", 1, `r:${c}`];
-    case 10: return ["SET", `nx:${c}`, `v${i}`, "NX"];
-    default: return ["HINCRBY", `h:${k}`, "n", 1];
-  }
-}
-
 test.serial("write path - 10,000 writes from 100 clients: all acked, txids unique and gap-free, replicas converge", async (t) => {
   tc = await startTestCluster("writepath");
-  const master = await waitForWriter(tc);
-  const replies = await runClients(CLIENTS, PER_CLIENT, async (c, i) => await tc!.write(writeFor(c, i)));
-
-  const txids: number[] = [];
-  for (const [c, perClient] of replies.entries()) {
-    let last = 0;
-    for (const r of perClient) {
-      if (!r.ok) t.fail(`client ${c}: ${r.code} ${r.message}`);
-      else {
-        t.true(r.txid > last, "a client's txids increase");
-        last = r.txid;
-        txids.push(r.txid);
-      }
-    }
-  }
-  txids.sort((a, b) => a - b);
-  t.is(txids.length, CLIENTS * PER_CLIENT);
-  t.deepEqual(txids, Array.from({ length: txids.length }, (_, i) => i + 1), "txids are unique and gap-free from 1");
-
-  await waitForReplicas(tc, txids.length);
-  const masterKeys = await dumpKeyspace(Number(new URL(master.redisUrl!).port), tc!.redisPassword);
-  t.true(masterKeys.size > 1000, `the master holds ${masterKeys.size} keys`);
-  for (const replica of (await tc.status()).filter((s) => s.role === "replica")) {
-    const diffs = diffKeyspaces(masterKeys, await dumpKeyspace(Number(new URL(replica.redisUrl!).port), tc!.redisPassword));
-    t.deepEqual(diffs.slice(0, 10), [], `${replica.id} equals the master`);
-  }
+  await checkWritePath(t, tc, CLIENTS, PER_CLIENT);
 });
 
 test.serial("write path - a replica killed with -9 takes its redis-server with it, restarts and resumes exactly", async (t) => {
