@@ -31,13 +31,20 @@ async function canListen(port: number): Promise<boolean> {
 /** Attempts of freePorts to find a run of free ports before it gives up. */
 export const FREE_PORT_RUN_ATTEMPTS_MAX = 100;
 
-/** The first of `count` consecutive TCP ports on 127.0.0.1 that were all free a moment ago (replica Redis ports). */
-export async function freePorts(count: number): Promise<number> {
+/**
+ * The first of `count` consecutive TCP ports on 127.0.0.1 that were all free a moment ago (replica Redis ports),
+ * none of them in `taken`, which they join: ports picked for one cluster never overlap (a free port is not reserved,
+ * so two picks could land on the same one — a test cluster's master and replica Redis ports did, and its config was
+ * refused).
+ */
+export async function freePorts(count: number, taken: Set<number> = new Set()): Promise<number> {
   for (let attempt = 0; attempt < FREE_PORT_RUN_ATTEMPTS_MAX; attempt++) {
     const first = await freePort();
     let free = first + count - 1 <= FREE_PORT_MAX;
-    for (let i = 1; free && i < count; i++) free = await canListen(first + i);
-    if (free) return first;
+    for (let i = 0; free && i < count; i++) free = !taken.has(first + i) && (i === 0 || (await canListen(first + i)));
+    if (!free) continue;
+    for (let i = 0; i < count; i++) taken.add(first + i);
+    return first;
   }
   throw new Error(`no ${count} consecutive free ports after ${FREE_PORT_RUN_ATTEMPTS_MAX} attempts`);
 }

@@ -8,7 +8,7 @@ import { defaults, localActorCount, type Config } from "../../src/config/config.
 import { connectBus, request, requestAll, type NatsConnection } from "../../src/nats/bus.js";
 import type { ActorStatus, WriteReply } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
-import { freePort, freePorts } from "../../src/process/ports.js";
+import { freePorts } from "../../src/process/ports.js";
 import { CLIENT_USER, credsFile } from "../../src/nats/auth.js";
 import { clientTls } from "../../src/nats/tls.js";
 import { redisPassword } from "../../src/redis/redis_server.js";
@@ -54,20 +54,22 @@ export async function startTestCluster(name: string, overrides: Partial<Config> 
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `qjm-${name}-`));
   // With natsServers > 1, a routed cluster: consecutive client ports, and as many route (and monitoring) ports.
   const natsServers = overrides.natsServers ?? 1;
-  const natsPort = options.natsPort ?? (await freePorts(natsServers));
-  const natsRoutePortBase = natsServers > 1 ? await freePorts(natsServers) : defaults.natsRoutePortBase;
-  const natsMonitorPortBase = options.natsMonitor === true ? await freePorts(natsServers) : 0;
-  const masterRedisPort = await freePort();
+  // Every pick joins `taken`, so no two of this cluster's ports coincide.
+  const taken = new Set<number>(options.natsPort === undefined ? [] : [options.natsPort]);
+  const natsPort = options.natsPort ?? (await freePorts(natsServers, taken));
+  const natsRoutePortBase = natsServers > 1 ? await freePorts(natsServers, taken) : defaults.natsRoutePortBase;
+  const natsMonitorPortBase = options.natsMonitor === true ? await freePorts(natsServers, taken) : 0;
+  const masterRedisPort = await freePorts(1, taken);
   // Consecutive ports for the replicas (r1 = base, r2 = base + 1, …): a busy base + 1 made r2's redis-server abort.
-  const replicaRedisPortBase = await freePorts((overrides.replicas ?? defaults.replicas).length);
+  const replicaRedisPortBase = await freePorts((overrides.replicas ?? defaults.replicas).length, taken);
   // The single-master layout unless the test asks for data nodes (issue #11), on consecutive free ports too.
   const dataNodes = overrides.dataNodes ?? [];
-  const dataRedisPortBase = await freePorts(Math.max(1, dataNodes.length));
+  const dataRedisPortBase = await freePorts(Math.max(1, dataNodes.length), taken);
   // The data nodes' RESP front doors (issue #12), on consecutive free ports as well.
-  const respPort = await freePorts(Math.max(1, dataNodes.length));
+  const respPort = await freePorts(Math.max(1, dataNodes.length), taken);
   // Every actor's metrics endpoint (issue #14 item 4), one port each in start order, and two for actors a test adds.
   const layout = { journalNodes: overrides.journalNodes ?? defaults.journalNodes, dataNodes, replicas: overrides.replicas ?? defaults.replicas };
-  const metricsPort = overrides.metricsPort === 0 ? 0 : await freePorts(localActorCount(layout) + 2);
+  const metricsPort = overrides.metricsPort === 0 ? 0 : await freePorts(localActorCount(layout) + 2, taken);
   const cluster = await startLocalCluster({
     dataDir,
     natsUrl: `nats://127.0.0.1:${natsPort}`,
