@@ -258,10 +258,30 @@ export const defaults = {
    * holding the most is closed (a crowd of clients each sending part of a large request cannot exhaust the node).
    */
   respBufferedBytesMax: 256 * 1024 * 1024,
+  /**
+   * A connection's read consistency until it sends QJM.CONSISTENCY: `session` (read-your-writes and monotonic reads on
+   * the connection, on any node), `linearizable` (a read index from the master, confirmed by a majority of journal
+   * nodes), or `eventual` (the node's Redis as it is). No level shows a write that is not committed (docs/resp.md).
+   */
+  respConsistency: "session",
+  /**
+   * How long a read may wait for what its consistency needs (this node to apply the session's txid or the read index,
+   * the master's read index, the master's uncommitted writes of the keys read to commit); past it the read is answered
+   * `-TRYAGAIN qjm …` and nothing is read.
+   */
+  respReadTimeoutMs: 5000,
+  /** The largest timeout QJM.WAIT takes (a larger one is refused); its timeout 0 waits this long. */
+  respWaitMaxMs: 60_000,
+  /** Read-index requests the master holds for its next confirmation round; more are refused OVERLOADED. */
+  readIndexQueuedMax: 10_000,
   // ---- end RESP front door ----
 };
 
 export type Config = typeof defaults;
+
+/** A front-door connection's read consistency (QJM.CONSISTENCY, respConsistency). */
+export const CONSISTENCY_LEVELS = ["eventual", "session", "linearizable"] as const;
+export type ConsistencyLevel = (typeof CONSISTENCY_LEVELS)[number];
 
 export function envName(key: string): string {
   return "QJM_" + key.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase();
@@ -334,6 +354,8 @@ export function validateConfig(c: Config): string[] {
   if (c.respOutputBytesPause < 1 || c.respOutputBytesMax < c.respOutputBytesPause) errors.push("respOutputBytesPause must be at least 1 and at most respOutputBytesMax");
   if (c.respConnectionsMax < 1 || c.respPipelineMax < 1 || c.respUpstreamConnections < 1) errors.push("respConnectionsMax, respPipelineMax and respUpstreamConnections must be at least 1");
   if (c.respPort > 65535) errors.push("respPort must be a TCP port (0: no front door)");
+  if (!(CONSISTENCY_LEVELS as readonly string[]).includes(c.respConsistency)) errors.push(`respConsistency must be one of ${CONSISTENCY_LEVELS.join(", ")}`);
+  if (c.respReadTimeoutMs < 1 || c.respWaitMaxMs < 1 || c.readIndexQueuedMax < 1) errors.push("respReadTimeoutMs, respWaitMaxMs and readIndexQueuedMax must be at least 1");
   errors.push(...validateSizes(c));
   errors.push(...validateDedupe(c));
   return errors;
