@@ -1,0 +1,181 @@
+/**
+ * Reads you can trust on the RESP door (issue #12 items 2 and 3), on a real three-data-node cluster through ioredis:
+ * session reads see the connection's own writes on a replica; QJM.LASTTXID / QJM.WAIT carry a write's txid to a
+ * connection on another node; a read on the master never shows a write that is not committed (two of three journal
+ * nodes stopped); a concurrent history of linearizable connections on every door is linearizable; a linearizable
+ * read on a deposed master (stopped while another took over) never returns the old value.
+ */
+import test from "ava";
+import { Redis } from "ioredis";
+import { checkKv, type KvInput, type KvOutput, type Operation } from "../../src/check/kv_model.js";
+import { startTestCluster, until, waitForWriter, type TestCluster } from "../helpers/harness.js";
+
+const DATA_NODES = ["d1", "d2", "d3"];
+let tc: TestCluster | null = null;
+let masterId = "";
+const clients: Redis[] = [];
+
+test.before(async () => {
+  tc = await startTestCluster("consistency", { dataNodes: DATA_NODES });
+  masterId = (await waitForWriter(tc)).id;
+  await until("every front door to listen", 30000, async () => {
+    const doors = (await tc!.status()).filter((s) => (s.details.respDoor as { listening?: boolean } | undefined)?.listening === true);
+    return doors.length === DATA_NODES.length ? true : undefined;
+  });
+});
+
+test.after.always(async () => {
+  for (const c of clients) c.disconnect();
+  await tc?.stop();
+});
+
+function portOf(id: string): number {
+  return tc!.cluster.config.respPort + DATA_NODES.indexOf(id);
+}
+
+async function door(id: string, level?: "eventual" | "session" | "linearizable"): Promise<Redis> {
+  const r = new Redis({ port: portOf(id), host: "127.0.0.1", maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true });
+  r.on("error", () => {});
+  clients.push(r);
+  await r.connect();
+  if (level !== undefined) await r.call("QJM.CONSISTENCY", level);
+  return r;
+}
+
+const replicas = (): string[] => DATA_NODES.filter((id) => id !== masterId);
+
+test.serial("session (the default): a read on a replica's door right after a write on it sees the write, 500 of 500", async (t) => {
+  const conns = await Promise.all([0, 1, 2, 3, 4].map(() => door(replicas()[0])));
+  t.is(await conns[0].call("QJM.CONSISTENCY"), "session", "the default level");
+  const misses: string[] = [];
+  await Promise.all(
+    conns.map(async (r, c) => {
+      for (let i = 0; i < 100; i++) {
+        await r.set(`ryw:${c}`, String(i));
+        const v = await r.get(`ryw:${c}`);
+        if (v !== String(i)) misses.push(`conn ${c} pair ${i}: ${v}`);
+      }
+    }),
+  );
+  t.deepEqual(misses, [], "session never misses its own write");
+  // For contrast only (it races, so nothing is asserted): an eventual connection may read before the replica applied.
+  const e = await door(replicas()[0], "eventual");
+  let stale = 0;
+  for (let i = 0; i < 100; i++) {
+    await e.set("ryw:e", String(i));
+    if ((await e.get("ryw:e")) !== String(i)) stale++;
+  }
+  t.log(`eventual on the same replica: ${stale} of 100 reads missed the connection's own write`);
+});
+
+test.serial("QJM.LASTTXID and QJM.WAIT carry a write's txid to a connection on another node", async (t) => {
+  const [ra, rb] = replicas();
+  const a = await door(ra);
+  t.is(await a.call("QJM.LASTTXID"), 0, "no write yet");
+  // Pipelined: LASTTXID answers after the SET before it.
+  const [[, setOk], [, txid]] = (await a.pipeline().set("tok", "v1").call("QJM.LASTTXID").exec()) as [Error | null, unknown][];
+  t.is(setOk, "OK");
+  t.true(typeof txid === "number" && txid > 0);
+  const b = await door(rb, "eventual");
+  t.is(await b.call("QJM.WAIT", String(txid), "5000"), 1);
+  t.is(await b.get("tok"), "v1", "after QJM.WAIT the other node holds the write");
+  t.is(await b.call("QJM.WAIT", String((txid as number) + 1_000_000), "100"), 0, "a txid not reached: 0 after the timeout");
+  await t.throwsAsync(b.call("QJM.WAIT", "1", "999999999"), { message: /above respWaitMaxMs/ });
+  await t.throwsAsync(b.call("QJM.CONSISTENCY", "strong"), { message: /one of eventual, session, linearizable/ });
+});
+
+test.serial("no dirty read: a GET on the master's door never shows a write while it is uncommitted (2 of 3 journal nodes stopped)", async (t) => {
+  const w = await door(masterId);
+  const r = await door(masterId, "eventual");
+  // Another connection: replies on one connection come back in request order, behind the held read.
+  const other = await door(masterId, "eventual");
+  t.is(await w.set("dirty:k", "old"), "OK");
+  t.is(await w.set("dirty:other", "calm"), "OK");
+  const pids = ["jn1", "jn2"].map((id) => tc!.cluster.actors.get(id)!.pid);
+  for (const pid of pids) process.kill(pid, "SIGSTOP");
+  let contAtMs = Infinity;
+  try {
+    const write = w.set("dirty:k", "new");
+    // The write reaches the master's Redis (executed) but cannot commit: its effect is there, uncommitted.
+    await until("the write executed on the master's Redis", 3000, async () => {
+      const s = (await tc!.status()).find((x) => x.id === masterId);
+      return s !== undefined && s.lastTxid > s.committedTxid ? true : undefined;
+    }, 20);
+    const read = r.get("dirty:k").then((v) => ({ v, atMs: performance.now() }), (err: Error) => ({ v: `error: ${err.message}`, atMs: performance.now() }));
+    const t0 = performance.now();
+    t.is(await other.get("dirty:other"), "calm", "a key with no write in flight is read at once");
+    const otherMs = performance.now() - t0;
+    t.log(`the other key read in ${otherMs.toFixed(0)} ms while the write stalled`);
+    t.true(otherMs < 500, "…without waiting for the stalled write");
+    // Well below journalHeartbeatTimeoutMs (3 s): the master keeps its term, the write commits once they resume.
+    await new Promise((res) => setTimeout(res, 500));
+    contAtMs = performance.now();
+    for (const pid of pids) process.kill(pid, "SIGCONT");
+    const got = await read;
+    t.is(await write, "OK");
+    t.is(got.v, "new", "the committed value once it committed");
+    t.true(got.atMs >= contAtMs, "answered only after the journal nodes resumed (the write committed)");
+  } finally {
+    if (contAtMs === Infinity) for (const pid of pids) process.kill(pid, "SIGCONT");
+  }
+});
+
+test.serial("linearizable connections on every door: a concurrent history of SET/INCR/GET is linearizable", async (t) => {
+  const conns = await Promise.all(DATA_NODES.flatMap((id) => [door(id, "linearizable"), door(id, "linearizable")]));
+  const history: Operation<KvInput, KvOutput>[] = [];
+  const keys = ["lin:a", "lin:b"];
+  const start = performance.now();
+  await Promise.all(
+    conns.map(async (r, c) => {
+      for (let i = 0; i < 40; i++) {
+        const key = keys[(c + i) % keys.length];
+        const kind = i % 3 === 0 ? "set" : i % 3 === 1 ? "incr" : "get";
+        const input: KvInput = kind === "set" ? { kind, key, value: String(c * 1000 + i) } : { kind, key };
+        const call = performance.now() - start;
+        try {
+          const output = kind === "set" ? await r.set(key, (input as { value: string }).value) : kind === "incr" ? await r.incr(key) : await r.get(key);
+          history.push({ client: c, input, call, output: output as KvOutput, return: performance.now() - start });
+        } catch (err) {
+          const message = (err as Error).message;
+          // Redis refused it (INCR of a non-integer): a definite reply. A qjm error: outcome unknown for a write, none for a read.
+          if (!message.includes("qjm")) history.push({ client: c, input, call, output: { error: message }, return: performance.now() - start });
+          else if (kind !== "get") history.push({ client: c, input, call });
+        }
+      }
+    }),
+  );
+  const result = checkKv(history, { timeoutMs: 20000 });
+  t.log(`${history.length} operations from ${conns.length} linearizable connections on 3 doors`);
+  t.true(result.ok, result.explanation);
+});
+
+test.serial("a linearizable read on a deposed master (stopped while another took over) never returns the old value", async (t) => {
+  const old = masterId;
+  const w = await door(replicas()[0]);
+  t.is(await w.set("fo:k", "before"), "OK");
+  const lin = await door(old, "linearizable");
+  const ev = await door(old, "eventual");
+  t.is(await lin.get("fo:k"), "before");
+  await tc!.cluster.signal(old, "SIGSTOP");
+  let resumed = false;
+  try {
+    // A write through another door waits out the failover (the door's client retries with the write's id).
+    const next = await until("a new master", 30000, async () => (await tc!.status()).find((s) => s.role === "master" && s.health === "writing" && s.id !== old), 100);
+    t.is(await w.set("fo:k", "after"), "OK");
+    // Sent while the old master is frozen: it reads them when it resumes, still believing it is master for a moment.
+    const linRead = lin.get("fo:k").then((v) => v, (err: Error) => `error: ${err.message}`);
+    const evRead = ev.get("fo:k").then((v) => v, (err: Error) => `error: ${err.message}`);
+    await tc!.cluster.signal(old, "SIGCONT");
+    resumed = true;
+    const got = await linRead;
+    t.log(`new master ${next.id}; the deposed master's door answered linearizable: ${got}; eventual: ${await evRead}`);
+    t.not(got, "before", "never the old value");
+    // Later linearizable reads on it, until it rejoined: never "before".
+    for (let i = 0; i < 20; i++) {
+      const v = await lin.get("fo:k").then((x) => x, (err: Error) => `error: ${err.message}`);
+      t.not(v, "before");
+    }
+  } finally {
+    if (!resumed) await tc!.cluster.signal(old, "SIGCONT");
+  }
+});
