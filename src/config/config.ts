@@ -267,7 +267,7 @@ export const defaults = {
   /**
    * How long a read may wait for what its consistency needs (this node to apply the session's txid or the read index,
    * the master's read index, the master's uncommitted writes of the keys read to commit); past it the read is answered
-   * `-TRYAGAIN qjm …` and nothing is read.
+   * `-TRYAGAIN qjm …` and no value is given.
    */
   respReadTimeoutMs: 5000,
   /** The largest timeout QJM.WAIT takes (a larger one is refused); its timeout 0 waits this long. */

@@ -12,7 +12,7 @@
  *      reset or a failed term undid effects;
  *   4. the connection has now seen what this node had applied.
  *
- * Every wait is bounded by respReadTimeoutMs: past it the read is answered `-TRYAGAIN qjm …` and nothing is read.
+ * Every wait is bounded by respReadTimeoutMs: past it the read is answered `-TRYAGAIN qjm …` and no value is given.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../config/config.js";
@@ -68,13 +68,13 @@ export class ReadPath {
     const id = this.nextWaiter++;
     if (!this.waiters.wait(id, txid, deadlineMs)) return Promise.resolve(true);
     const reached = new Promise<boolean>((resolve) => this.resolvers.set(id, resolve));
-    this.arm();
+    // O(1) per waiter: the timer moves only for a deadline earlier than the one it is set for.
+    if (deadlineMs < this.timerAtMs) this.arm(deadlineMs);
     return reached;
   }
 
   close(): void {
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
+    this.arm(null);
     for (const id of [...this.resolvers.keys()]) {
       this.waiters.cancel(id);
       this.settle(id, false);
@@ -138,17 +138,15 @@ export class ReadPath {
     resolve?.(reached);
   }
 
-  /** One timer, at the earliest deadline. */
-  private arm(): void {
-    const next = this.waiters.nextDeadlineMs();
-    if (next === null || next >= this.timerAtMs) return;
+  /** One timer, at the earliest deadline; when it fires, the waiters past theirs leave and it is set for the next. */
+  private arm(atMs: number | null): void {
     if (this.timer !== null) clearTimeout(this.timer);
-    this.timerAtMs = next;
+    this.timer = null;
+    this.timerAtMs = atMs ?? Infinity;
+    if (atMs === null) return;
     this.timer = setTimeout(() => {
-      this.timer = null;
-      this.timerAtMs = Infinity;
       for (const id of this.waiters.expire(Date.now())) this.settle(id, false);
-      this.arm();
-    }, Math.max(0, next - Date.now()));
+      this.arm(this.waiters.nextDeadlineMs());
+    }, Math.max(0, atMs - Date.now()));
   }
 }

@@ -149,6 +149,40 @@ test.serial("linearizable connections on every door: a concurrent history of SET
   t.true(result.ok, result.explanation);
 });
 
+test.serial("what each level costs: GET latency on a replica's and the master's door (logged, not asserted)", async (t) => {
+  const w = await door(masterId);
+  t.is(await w.set("cost:k", "v"), "OK");
+  const txid = String(await w.call("QJM.LASTTXID"));
+  const lines: string[] = [];
+  for (const id of [replicas()[0], masterId]) {
+    for (const level of ["eventual", "session", "linearizable"] as const) {
+      const r = await door(id, level);
+      // An eventual connection on a replica may read before the replica applied the SET: wait for it first.
+      t.is(await r.call("QJM.WAIT", txid, "5000"), 1);
+      const ms: number[] = [];
+      for (let i = 0; i < 100; i++) {
+        const t0 = performance.now();
+        t.is(await r.get("cost:k"), "v");
+        ms.push(performance.now() - t0);
+      }
+      ms.sort((a, b) => a - b);
+      lines.push(`${id === masterId ? "master" : "replica"} ${level}: p50 ${ms[50].toFixed(2)} ms, p99 ${ms[98].toFixed(2)} ms`);
+    }
+  }
+  // A write then a session read of it on a replica's door: the read waits for the replica to apply the write.
+  const r = await door(replicas()[0]);
+  const pair: number[] = [];
+  for (let i = 0; i < 100; i++) {
+    await r.set("cost:p", String(i));
+    const t0 = performance.now();
+    t.is(await r.get("cost:p"), String(i));
+    pair.push(performance.now() - t0);
+  }
+  pair.sort((a, b) => a - b);
+  lines.push(`replica session read right after its own write: p50 ${pair[50].toFixed(2)} ms, p99 ${pair[98].toFixed(2)} ms`);
+  for (const l of lines) t.log(l);
+});
+
 test.serial("a linearizable read on a deposed master (stopped while another took over) never returns the old value", async (t) => {
   const old = masterId;
   const w = await door(replicas()[0]);
