@@ -121,7 +121,7 @@ export class Master {
     this.readIndex = new ReadIndexServer(jc, config, log, () => {
       const w = this.core.writer;
       return w === null || w.failed ? null : { epoch: w.epoch, committedTxid: w.committedTxid };
-    });
+    }, (reason) => this.failWriter(reason));
     this.restorer = new NodeRestorer(jc, config, log, events, this, snapshots);
   }
 

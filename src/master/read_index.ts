@@ -24,6 +24,8 @@ export class ReadIndexServer {
     private readonly config: Config,
     private readonly log: Logger,
     private readonly writer: WriterView,
+    /** A journal node promised a higher epoch: this master is deposed (its next batch would be refused as well). */
+    private readonly fenced: (reason: string) => void = () => {},
   ) {}
 
   /** One request off the bus: answered once a round confirmed (or refuted) this master's epoch. */
@@ -63,6 +65,7 @@ export class ReadIndexServer {
           ? errorReply(ErrorCode.NOT_WRITER, `the term of epoch ${core.epoch} ended`)
           : { ok: true, txid: w.committedTxid, epoch: w.epoch };
       if (!reply.ok) this.log.debug({ code: reply.code, message: reply.message, requests: ids.length }, "read index refused");
+      if (!outcome.ok && outcome.code === ErrorCode.EPOCH_FENCED && w?.epoch === core.epoch) this.fenced(`read index: ${outcome.message}`);
       for (const id of ids) {
         const resolve = this.pending.get(id);
         this.pending.delete(id);

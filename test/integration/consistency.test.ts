@@ -9,6 +9,8 @@
 import test from "ava";
 import { Redis } from "ioredis";
 import { checkKv, type KvInput, type KvOutput, type Operation } from "../../src/check/kv_model.js";
+import { request } from "../../src/nats/bus.js";
+import { subjects } from "../../src/protocol/subjects.js";
 import { startTestCluster, until, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 const DATA_NODES = ["d1", "d2", "d3"];
@@ -17,7 +19,8 @@ let masterId = "";
 const clients: Redis[] = [];
 
 test.before(async () => {
-  tc = await startTestCluster("consistency", { dataNodes: DATA_NODES });
+  // Reads give up waiting after 2 s (TRYAGAIN): the deposed-master test waits that long for its refusal.
+  tc = await startTestCluster("consistency", { dataNodes: DATA_NODES, respReadTimeoutMs: 2000 });
   masterId = (await waitForWriter(tc)).id;
   await until("every front door to listen", 30000, async () => {
     const doors = (await tc!.status()).filter((s) => (s.details.respDoor as { listening?: boolean } | undefined)?.listening === true);
@@ -251,6 +254,7 @@ test.serial("a linearizable read on a deposed master (stopped while another took
   try {
     // A write through another door waits out the failover (the door's client retries with the write's id).
     const next = await until("a new master", 30000, async () => (await tc!.status()).find((s) => s.role === "master" && s.health === "writing" && s.id !== old), 100);
+    masterId = next.id;
     t.is(await w.set("fo:k", "after"), "OK");
     // Sent while the old master is frozen: it reads them when it resumes, still believing it is master for a moment.
     const linRead = lin.get("fo:k").then((v) => v, (err: Error) => `error: ${err.message}`);
@@ -268,4 +272,37 @@ test.serial("a linearizable read on a deposed master (stopped while another took
   } finally {
     if (!resumed) await tc!.cluster.signal(old, "SIGCONT");
   }
+});
+
+// Last: it deposes the master. The master sends the journal nodes nothing while no write comes, so once a majority of
+// them promised a higher epoch it still believes it serves: only its read index's confirmation round can tell it.
+test.serial("a master deposed without knowing it (a majority of journal nodes promised a higher epoch): its read-index round finds out and it steps down; no linearizable read after a later write returns the older value", async (t) => {
+  const old = (masterId = (await waitForWriter(tc!)).id);
+  const w = await door(replicas()[0]);
+  t.is(await w.set("dep:k", "v1"), "OK");
+  const lin = await Promise.all(DATA_NODES.map((id) => door(id, "linearizable")));
+  for (const r of lin) t.is(await r.get("dep:k"), "v1", "a read index while the epoch stands");
+  const master = (await tc!.status()).find((s) => s.id === old)!;
+  // The journal nodes' promise, as a candidate's newEpoch would leave it (sent as a data node, whose user may).
+  const nc = await tc!.connectAs(replicas()[0]);
+  const s = subjects(tc!.cluster.cluster);
+  for (const jn of ["jn1", "jn2"]) {
+    const state = (await request(nc, s.journalRead(jn), { type: "getState" }, 5000)) as { state: { clusterId: string } };
+    const reply = (await request(nc, s.journal(jn), { type: "newEpoch", epoch: master.epoch + 10, clusterId: state.state.clusterId }, 5000)) as { ok: boolean; message?: string };
+    t.true(reply.ok, `${jn} promised epoch ${master.epoch + 10} (${reply.message ?? "ok"})`);
+  }
+  t.is((await tc!.status()).find((x) => x.id === old)?.role, "master", "nothing told the master yet");
+  // A linearizable read asks for a read index: the master's round meets the higher epoch (EPOCH_FENCED) and it steps
+  // down; the door asks again until a new master answers, or gives up (TRYAGAIN).
+  const first = await Promise.all(lin.map((r) => r.get("dep:k").then((v) => v, (err: Error) => `error: ${err.message}`)));
+  const stepped = await until("the deposed master to step down", 10000, async () => {
+    const st = (await tc!.status()).find((x) => x.id === old);
+    return st !== undefined && st.role !== "master" ? st : undefined;
+  });
+  t.is(await w.set("dep:k", "v2"), "OK", "a write once a new master serves");
+  const after = await Promise.all(lin.map((r) => r.get("dep:k").then((v) => v, (err: Error) => `error: ${err.message}`)));
+  t.log(`reads during the deposition: ${first.join(" | ")}; ${old} then ${stepped.role} (${stepped.health}); after v2: ${after.join(" | ")}`);
+  const refused = (v: string | null): boolean => /^error: (TRYAGAIN|LOADING) qjm/.test(v ?? "");
+  for (const v of first) t.true(v === "v1" || refused(v), `v1 is still the last acked value, or no answer: ${v}`);
+  for (const v of after) t.true(v === "v2" || refused(v), `never the value before an acked write: ${v}`);
 });
