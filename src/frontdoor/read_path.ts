@@ -98,7 +98,9 @@ export class ReadPath {
     const again = this.o.refusal();
     if (again !== null) return error(again);
     const reply = await this.guarded(() => this.o.read(protocol, args), args, deadlineMs);
-    if (reply.type !== "error" || !reply.value.startsWith("TRYAGAIN qjm")) state.observed(this.o.visibleTxid());
+    // A refusal showed nothing; a read (Redis's own errors included) showed at most what the node has applied.
+    const refusal = reply.type === "error" && (reply.value.startsWith("TRYAGAIN qjm") || reply.value.startsWith("LOADING qjm"));
+    if (!refusal) state.observed(this.o.visibleTxid());
     return reply;
   }
 
