@@ -1,9 +1,10 @@
 /**
  * Where a front-door request goes (pure): answered by the door itself, read on the node's own Redis, written through
- * the journal, or refused with the error text the client gets (without the `-`).
+ * the journal, a QJM.* command answered in order after the connection's writes (LASTTXID, WAIT), or refused with the
+ * error text the client gets (without the `-`).
  *
- * Order: authentication first (NOAUTH), then the door's own commands, then what a later phase brings (transactions,
- * pub/sub, blocking commands, QJM.*: a clear "not supported yet"), then the node's command table (the redis-server's
+ * Order: authentication first (NOAUTH), then the door's own commands (QJM.CONSISTENCY among them), QJM.LASTTXID and
+ * QJM.WAIT, then what a later phase brings (transactions, pub/sub, blocking commands: a clear "not supported yet"), then the node's command table (the redis-server's
  * COMMAND reply, src/redis/command_table.ts): its writes go through the journal, its `readonly` commands are reads,
  * and the rest is refused with Redis's own text for an unknown command or a wrong arity.
  */
