@@ -73,6 +73,19 @@ function consistency(args: readonly Buffer[], state: ConnectionState): RespValue
   return OK;
 }
 
+/**
+ * QJM.LASTTXID [WRITE|SEEN]: the txid of the connection's last acknowledged write (WRITE, the default), or the highest
+ * txid it has seen (SEEN: its writes, and what the node had applied at each of its reads) — the token a client carries
+ * to a new connection, on any node, for monotonic reads there (QJM.WAIT).
+ */
+export function parseLastTxid(args: readonly Buffer[]): "write" | "seen" | { error: RespValue } {
+  if (args.length === 1) return "write";
+  if (args.length !== 2) return { error: arity("qjm.lasttxid") };
+  const which = text(args[1]).toLowerCase();
+  if (which === "write" || which === "seen") return which;
+  return { error: error("ERR qjm: QJM.LASTTXID takes WRITE (the default) or SEEN") };
+}
+
 /** QJM.WAIT <txid> <timeout-ms>: the txid and the wait, or the error text; timeout 0 waits `waitMaxMs`, as long as any. */
 export function parseQjmWait(args: readonly Buffer[], waitMaxMs: number): { txid: number; timeoutMs: number } | { error: string } {
   if (args.length !== 3) return { error: "ERR wrong number of arguments for 'qjm.wait' command" };

@@ -19,7 +19,7 @@ import type { RespValue } from "../redis/resp_parser.js";
 import type { ReplyValue } from "../segment/record.js";
 import type { Logger } from "../util/log.js";
 import type { ConnectionState } from "./connection_state.js";
-import { parseQjmWait, type LocalAnswer } from "./local_commands.js";
+import { parseLastTxid, parseQjmWait, type LocalAnswer } from "./local_commands.js";
 import { DoorProtocolError, RequestReader } from "./request_framing.js";
 import { encodeReplyValue, encodeResp, type Protocol } from "./resp_encoder.js";
 import type { LocalCommand, QjmCommand, Route } from "./router.js";
@@ -200,8 +200,9 @@ export class Session {
     const protocol = this.state.protocol;
     const done = (value: RespValue): void => this.fill(slot, encodeResp(value, protocol), false);
     if (command === "lasttxid") {
-      if (args.length !== 1) return done({ type: "error", value: "ERR wrong number of arguments for 'qjm.lasttxid' command" });
-      return this.schedule("read", () => Promise.resolve(done({ type: "integer", value: this.state.lastWriteTxid })));
+      const which = parseLastTxid(args);
+      if (typeof which !== "string") return done(which.error);
+      return this.schedule("read", () => Promise.resolve(done({ type: "integer", value: which === "seen" ? this.state.observedTxid : this.state.lastWriteTxid })));
     }
     const parsed = parseQjmWait(args, this.door.waitMaxMs);
     if ("error" in parsed) return done({ type: "error", value: parsed.error });

@@ -83,6 +83,13 @@ test.serial("QJM.LASTTXID and QJM.WAIT carry a write's txid to a connection on a
   const b = await door(rb, "eventual");
   t.is(await b.call("QJM.WAIT", String(txid), "5000"), 1);
   t.is(await b.get("tok"), "v1", "after QJM.WAIT the other node holds the write");
+  // A reader's token: what it has seen (its reads included) carries monotonic reads to a new connection elsewhere.
+  const seen = Number(await b.call("QJM.LASTTXID", "SEEN"));
+  t.true(seen >= (txid as number), "b saw at least the write it waited for");
+  t.is(await b.call("QJM.LASTTXID"), 0, "b wrote nothing");
+  const c = await door(ra, "session");
+  t.is(await c.call("QJM.WAIT", String(seen), "5000"), 1);
+  t.is(Number(await c.call("QJM.LASTTXID", "SEEN")), seen, "QJM.WAIT raised the new connection's session floor");
   t.is(await b.call("QJM.WAIT", String((txid as number) + 1_000_000), "100"), 0, "a txid not reached: 0 after the timeout");
   await t.throwsAsync(b.call("QJM.WAIT", "1", "999999999"), { message: /above respWaitMaxMs/ });
   await t.throwsAsync(b.call("QJM.CONSISTENCY", "strong"), { message: /one of eventual, session, linearizable/ });

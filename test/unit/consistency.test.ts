@@ -10,7 +10,7 @@ import { ReadIndexCore } from "../../src/master/read_index_core.js";
 import { TxidWaiters } from "../../src/frontdoor/txid_waiters.js";
 import { CommandTable, type CommandInfo } from "../../src/redis/command_table.js";
 import { ConnectionState } from "../../src/frontdoor/connection_state.js";
-import { answerLocal, parseQjmWait, type LocalContext } from "../../src/frontdoor/local_commands.js";
+import { answerLocal, parseLastTxid, parseQjmWait, type LocalContext } from "../../src/frontdoor/local_commands.js";
 import { route } from "../../src/frontdoor/router.js";
 import { loadConfig } from "../../src/config/config.js";
 import { parseReadIndexReply, parseReadIndexRequest } from "../../src/protocol/messages.js";
@@ -241,6 +241,10 @@ test("QJM.WAIT and QJM.LASTTXID: routed to wait after earlier writes; arguments 
   t.regex((parseQjmWait(b("QJM.WAIT", "-1", "5"), 60000) as { error: string }).error, /txid is not a non-negative integer/);
   t.regex((parseQjmWait(b("QJM.WAIT", "1", "x"), 60000) as { error: string }).error, /timeout is not an integer/);
   t.regex((parseQjmWait(b("QJM.WAIT", "1"), 60000) as { error: string }).error, /wrong number of arguments/);
+  t.is(parseLastTxid(b("QJM.LASTTXID")), "write");
+  t.is(parseLastTxid(b("QJM.LASTTXID", "seen")), "seen");
+  t.is(parseLastTxid(b("QJM.LASTTXID", "WRITE")), "write");
+  t.like(parseLastTxid(b("QJM.LASTTXID", "other")), { error: { type: "error", value: "ERR qjm: QJM.LASTTXID takes WRITE (the default) or SEEN" } });
 });
 
 test("config: respConsistency is one of the levels; read-index messages are checked", (t) => {
