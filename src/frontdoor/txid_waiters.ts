@@ -15,6 +15,11 @@ export class TxidWaiters {
   /** Ordered by txid: an advance releases a prefix. */
   private byTxid: Waiter[] = [];
   private readonly byId = new Map<number, Waiter>();
+  /**
+   * A min-heap by deadline, for `expire` and `nextDeadlineMs` in O(log n): released and cancelled waiters stay in it
+   * until they reach its top (lazy deletion), so the driver's timer fires only for deadlines of waiters still waiting.
+   */
+  private readonly deadlines: Waiter[] = [];
   private visible = 0;
 
   /** The node's applied txid as last told. */
@@ -44,6 +49,7 @@ export class TxidWaiters {
       else hi = mid;
     }
     this.byTxid.splice(lo, 0, w);
+    heapPush(this.deadlines, w);
     return true;
   }
 
@@ -66,7 +72,10 @@ export class TxidWaiters {
   /** The waiters whose deadline passed at `nowMs` (they leave). */
   expire(nowMs: number): number[] {
     const gone: number[] = [];
-    for (const w of this.byId.values()) if (w.deadlineMs <= nowMs) gone.push(w.id);
+    for (let top = this.liveTop(); top !== undefined && top.deadlineMs <= nowMs; top = this.liveTop()) {
+      heapPop(this.deadlines);
+      gone.push(top.id);
+    }
     if (gone.length > 0) this.remove(gone);
     return gone;
   }
@@ -78,14 +87,44 @@ export class TxidWaiters {
 
   /** When the driver's timer should next call `expire`; null when nobody waits. */
   nextDeadlineMs(): number | null {
-    let next: number | null = null;
-    for (const w of this.byId.values()) if (next === null || w.deadlineMs < next) next = w.deadlineMs;
-    return next;
+    return this.liveTop()?.deadlineMs ?? null;
+  }
+
+  /** The heap's top once the waiters no longer waiting are popped off it. */
+  private liveTop(): Waiter | undefined {
+    while (this.deadlines.length > 0 && this.byId.get(this.deadlines[0].id) !== this.deadlines[0]) heapPop(this.deadlines);
+    return this.deadlines[0];
   }
 
   private remove(ids: number[]): void {
     const gone = new Set(ids);
     for (const id of ids) this.byId.delete(id);
     this.byTxid = this.byTxid.filter((w) => !gone.has(w.id));
+  }
+}
+
+function heapPush(h: Waiter[], w: Waiter): void {
+  h.push(w);
+  for (let i = h.length - 1; i > 0; ) {
+    const parent = (i - 1) >>> 1;
+    if (h[parent].deadlineMs <= h[i].deadlineMs) break;
+    [h[parent], h[i]] = [h[i], h[parent]];
+    i = parent;
+  }
+}
+
+function heapPop(h: Waiter[]): void {
+  const last = h.pop();
+  if (last === undefined || h.length === 0) return;
+  h[0] = last;
+  for (let i = 0; ; ) {
+    const l = 2 * i + 1;
+    const r = l + 1;
+    let m = i;
+    if (l < h.length && h[l].deadlineMs < h[m].deadlineMs) m = l;
+    if (r < h.length && h[r].deadlineMs < h[m].deadlineMs) m = r;
+    if (m === i) return;
+    [h[m], h[i]] = [h[i], h[m]];
+    i = m;
   }
 }

@@ -45,6 +45,21 @@ test("TxidWaiters: a lower applied txid (a rebuilt Redis) is taken as it is; can
   t.deepEqual(w.advance(40), [2]);
 });
 
+test("TxidWaiters: deadlines in any order expire in order; released ones never fire the timer", (t) => {
+  const w = new TxidWaiters();
+  const deadlines = Array.from({ length: 200 }, (_, i) => ((i * 7919) % 200) + 1000);
+  deadlines.forEach((d, i) => w.wait(i, 10 + i, d));
+  t.deepEqual(w.advance(10 + 99), Array.from({ length: 100 }, (_, i) => i), "the first 100 by txid");
+  const live = deadlines.map((d, i) => ({ d, i })).filter(({ i }) => i >= 100).sort((a, b) => a.d - b.d || a.i - b.i);
+  t.is(w.nextDeadlineMs(), live[0].d, "the earliest deadline of a waiter still waiting");
+  const expired: number[] = [];
+  for (let now = 1000; now < 1200; now += 13) expired.push(...w.expire(now));
+  expired.push(...w.expire(1200));
+  t.deepEqual(new Set(expired), new Set(live.map((x) => x.i)));
+  t.is(w.size, 0);
+  t.is(w.nextDeadlineMs(), null);
+});
+
 test("DirtyReadCore: a read of a key with an uncommitted write waits for its answer; other keys go at once", (t) => {
   const c = new DirtyReadCore(false);
   c.executed(1, ["a"]);
