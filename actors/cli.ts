@@ -81,7 +81,7 @@ async function main(): Promise<number> {
   if (command === "write") return await write(rest);
   // A switchover is an operator's act: the admin user's credentials (npm start writes them beside the client's).
   const user = command === "failover" ? ADMIN_USER : CLIENT_USER;
-  const nc = await connectBus(config.natsUrl, "redis-qjm-cli", findNatsCredentials(config.natsCredsFile, config.dataDir, user), { tls: clientTls(config) }).catch((err: Error) => {
+  const nc = await connectBus(config.natsUrl, "redis-qjm-cli", findNatsCredentials(config.natsCredsFile, config.dataDir, user), { tls: clientTls(config), timing: config }).catch((err: Error) => {
     console.error(`cannot reach NATS at ${config.natsUrl}: ${err.message}${tlsHint(err.message, tlsEnabled(config))}`);
     return null;
   });

@@ -52,7 +52,7 @@ export async function runActor(role: string, id: string, config: Config, metrics
   const stillWaiting = setInterval(() => {
     log.warn({ nats: config.natsUrl, waitedMs: Date.now() - dialStartMs }, "still no answer from nats-server: is QJM_NATS_URL right?");
   }, NATS_DIAL_WARN_MS);
-  const nc = await connectBus(config.natsUrl, `qjm-${role}-${id}`, creds, { waitForServer: true, inOrder: true, tls: clientTls(config) }).finally(() => clearInterval(stillWaiting));
+  const nc = await connectBus(config.natsUrl, `qjm-${role}-${id}`, creds, { waitForServer: true, inOrder: true, tls: clientTls(config), timing: config }).finally(() => clearInterval(stillWaiting));
   if (creds === null) log.warn({ nats: config.natsUrl }, "no NATS credentials: connecting without authentication");
   // nats-server's refusals (a permission violation) come asynchronously, not with the publish: make them seen.
   void (async () => {

@@ -29,6 +29,18 @@ export const defaults = {
   natsRoutePortBase: 6222,
   /** First monitoring (HTTP) port of the nats-servers `npm start` runs, one per server upward; 0: no monitoring. */
   natsMonitorPortBase: 0,
+  /**
+   * How often every connection (actor, client, CLI) pings its nats-server; two pings unanswered and it fails over to
+   * another server. A server cut off (its socket open and silent) is left after 2–3 of these.
+   */
+  natsPingIntervalMs: 2000,
+  /**
+   * One connection attempt to a nats-server gives up after this (nats.js's default, 20 s, kept clients on a cut-off
+   * server for 36–42 s in the netns test: two missed pings, then a 20 s dial of the same server).
+   */
+  natsConnectTimeoutMs: 3000,
+  /** Wait between reconnect attempts (every connection reconnects for ever). */
+  natsReconnectWaitMs: 250,
   /** Root of every actor's data (segments, Redis files, pid files). */
   dataDir: "./data",
   /** Cluster name: the second token of every subject. */
@@ -281,6 +293,22 @@ export const defaults = {
    * holding the most is closed (a crowd of clients each sending part of a large request cannot exhaust the node).
    */
   respBufferedBytesMax: 256 * 1024 * 1024,
+  /**
+   * A connection's read consistency until it sends QJM.CONSISTENCY: `session` (read-your-writes and monotonic reads on
+   * the connection, on any node), `linearizable` (a read index from the master, confirmed by a majority of journal
+   * nodes), or `eventual` (the node's Redis as it is). No level shows a write that is not committed (docs/resp.md).
+   */
+  respConsistency: "session",
+  /**
+   * How long a read may wait for what its consistency needs (this node to apply the session's txid or the read index,
+   * the master's read index, the master's uncommitted writes of the keys read to commit); past it the read is answered
+   * `-TRYAGAIN qjm …` and no value is given.
+   */
+  respReadTimeoutMs: 5000,
+  /** The largest timeout QJM.WAIT takes (a larger one is refused); its timeout 0 waits this long. */
+  respWaitMaxMs: 60_000,
+  /** Read-index requests the master holds for its next confirmation round; more are refused OVERLOADED. */
+  readIndexQueuedMax: 10_000,
   // ---- end RESP front door ----
 
   // ---- metrics and discovery (issue #14 item 4): Prometheus on every actor, a NATS micro-service per actor ----
@@ -296,6 +324,10 @@ export const defaults = {
 };
 
 export type Config = typeof defaults;
+
+/** A front-door connection's read consistency (QJM.CONSISTENCY, respConsistency). */
+export const CONSISTENCY_LEVELS = ["eventual", "session", "linearizable"] as const;
+export type ConsistencyLevel = (typeof CONSISTENCY_LEVELS)[number];
 
 export function envName(key: string): string {
   return "QJM_" + key.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase();
@@ -406,6 +438,8 @@ export function validateConfig(c: Config): string[] {
   if (c.respConnectionsMax < 1 || c.respPipelineMax < 1 || c.respUpstreamConnections < 1) errors.push("respConnectionsMax, respPipelineMax and respUpstreamConnections must be at least 1");
   if (c.respPort > 65535) errors.push("respPort must be a TCP port (0: no front door)");
   if (c.metricsPort + localActorCount(c) - 1 > 65535) errors.push("metricsPort must leave a TCP port for every actor (0: no metrics)");
+  if (!(CONSISTENCY_LEVELS as readonly string[]).includes(c.respConsistency)) errors.push(`respConsistency must be one of ${CONSISTENCY_LEVELS.join(", ")}`);
+  if (c.respReadTimeoutMs < 1 || c.respWaitMaxMs < 1 || c.readIndexQueuedMax < 1) errors.push("respReadTimeoutMs, respWaitMaxMs and readIndexQueuedMax must be at least 1");
   errors.push(...validateSizes(c));
   errors.push(...validateDedupe(c));
   return errors;
@@ -450,6 +484,7 @@ function validateSizes(c: Config): string[] {
   if (c.busReassemblyBytesMax < c.busMessageBytesMax) errors.push("busReassemblyBytesMax must hold at least one message of busMessageBytesMax");
   if (c.busReassemblyStreamsMax < 1) errors.push("busReassemblyStreamsMax must be at least 1");
   if (c.busFragmentIdleMs < 100) errors.push("busFragmentIdleMs must be at least 100");
+  if (c.natsPingIntervalMs < 100 || c.natsConnectTimeoutMs < 100 || c.natsReconnectWaitMs < 10) errors.push("natsPingIntervalMs and natsConnectTimeoutMs must be at least 100, natsReconnectWaitMs at least 10");
   if (c.writesQueuedBytesMax < 1 || c.writesInflightBytesMax < 1) errors.push("writesQueuedBytesMax and writesInflightBytesMax must be positive");
   if (c.replStreamBytesMax < c.writeEffectsBytesMax) errors.push("replStreamBytesMax must hold the effects of the largest write (writeEffectsBytesMax)");
   return errors;

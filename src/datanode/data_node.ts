@@ -117,6 +117,8 @@ export class DataNode {
       status: () => this.status(),
       role: () => (this.master !== null ? "master" : "replica"),
       readRefusal: () => readRefusal({ phase: this.core.phase, master: this.master !== null, replica: this.replica?.readState ?? null }),
+      visibleTxid: () => this.visibleTxid(),
+      guard: () => this.master?.readGuard ?? null,
     });
     try {
       await door.start();
@@ -126,6 +128,15 @@ export class DataNode {
       this.log.error({ err, port: this.respPort }, "the RESP front door cannot listen: serving without it");
       await door.stop().catch(() => {});
     }
+  }
+
+  /**
+   * What this node's Redis shows that is committed: a master's committed txid (its Redis holds more, executed and not
+   * yet committed, which reads wait out), a replica's applied txid. Reads that need a txid wait for this.
+   */
+  private visibleTxid(): number {
+    if (this.master !== null) return this.master.committedTxid;
+    return this.replica?.readState.appliedTxid ?? 0;
   }
 
   status(): ActorStatus {
@@ -154,6 +165,8 @@ export class DataNode {
     this.beat();
     if (this.stopped) return;
     this.noteServing();
+    // A role change moves what the Redis shows without an apply or a commit (a snapshot load, a takeover).
+    this.door?.advanced();
     this.core.tick(this.selfView(), Date.now());
     this.drive();
   }
@@ -304,6 +317,7 @@ export class DataNode {
     const replica = new Replica(this.id, this.config, this.dataDir, this.redisPort, this.nc, this.log, false, this.window, this.metrics);
     await replica.start();
     this.commands ??= await replica.commandTable();
+    replica.onApplied = () => this.door?.advanced();
     this.replica = replica;
   }
 
@@ -358,6 +372,7 @@ export class DataNode {
       presence: false,
       metrics: this.metrics,
       onStepDown: (reason) => this.onMasterEnded(master, reason),
+      onCommitted: () => this.door?.advanced(),
     });
     this.master = master;
     await master.start();

@@ -2,6 +2,7 @@
  * What the front door knows of one client connection (pure, small: 10,000 idle connections hold little): its id,
  * protocol, name, whether it authenticated, and what CLIENT INFO / CLIENT LIST print for it.
  */
+import type { ConsistencyLevel } from "../config/config.js";
 import type { Protocol } from "./resp_encoder.js";
 
 export class ConnectionState {
@@ -12,6 +13,15 @@ export class ConnectionState {
   libVersion = "";
   lastCommand = "NULL";
   lastActiveMs: number;
+  /** QJM.CONSISTENCY: what this connection's reads wait for. */
+  consistency: ConsistencyLevel;
+  /** QJM.LASTTXID: the txid of this connection's last acknowledged write; 0 if none. */
+  lastWriteTxid = 0;
+  /**
+   * The highest txid this connection has seen: its writes' txids and, at each read, the txid the node had applied
+   * (what the read may have shown). A session read waits until its node applied it: monotonic reads on any node.
+   */
+  observedTxid = 0;
 
   constructor(
     readonly id: number,
@@ -20,9 +30,22 @@ export class ConnectionState {
     readonly createdMs: number,
     /** The door has a password: the connection must AUTH (or HELLO … AUTH) first. */
     private readonly passwordSet: boolean,
+    private readonly defaultConsistency: ConsistencyLevel = "session",
   ) {
     this.authenticated = !passwordSet;
     this.lastActiveMs = createdMs;
+    this.consistency = defaultConsistency;
+  }
+
+  /** A write was acknowledged with `txid`. */
+  wrote(txid: number): void {
+    this.lastWriteTxid = txid;
+    this.observed(txid);
+  }
+
+  /** This connection has seen (or was told of, QJM.WAIT) everything up to `txid`. */
+  observed(txid: number): void {
+    if (txid > this.observedTxid) this.observedTxid = txid;
   }
 
   /** RESET: back to a fresh connection's state (the id stays). */
@@ -30,6 +53,9 @@ export class ConnectionState {
     this.protocol = 2;
     this.name = null;
     this.authenticated = !this.passwordSet;
+    this.consistency = this.defaultConsistency;
+    this.lastWriteTxid = 0;
+    this.observedTxid = 0;
   }
 
   /** One line of CLIENT LIST / CLIENT INFO, in Redis's field order (the fields the door has). */

@@ -14,7 +14,8 @@
 import net from "node:net";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { clientOn, QjmClientError, type OrderedWriter, type QjmClient } from "../client/client.js";
-import type { Config } from "../config/config.js";
+import type { Config, ConsistencyLevel } from "../config/config.js";
+import type { ReadGuard } from "../master/read_guard.js";
 import { maxPayload } from "../nats/bus.js";
 import type { ActorStatus } from "../protocol/messages.js";
 import type { CommandTable } from "../redis/command_table.js";
@@ -27,6 +28,7 @@ import type { Protocol } from "./resp_encoder.js";
 import { route, writeError, type LocalCommand, type Route } from "./router.js";
 import { Session, type DoorServices } from "./session.js";
 import { Upstream } from "./upstream.js";
+import { ReadPath } from "./read_path.js";
 
 export interface DoorOptions {
   id: string;
@@ -44,6 +46,10 @@ export interface DoorOptions {
   role: () => "master" | "replica";
   /** Null while the node may serve reads; else the refusal (read_gate.ts). Absent: always. */
   readRefusal?: () => string | null;
+  /** What the node's Redis holds committed: a replica's applied txid, a serving master's committed txid. */
+  visibleTxid?: () => number;
+  /** The master role's guard against dirty reads, while this node is master. */
+  guard?: () => ReadGuard | null;
 }
 
 export class RespDoor implements DoorServices {
@@ -51,7 +57,9 @@ export class RespDoor implements DoorServices {
   readonly requestBytesMax: number;
   readonly outputBytesMax: number;
   readonly outputBytesPause: number;
+  readonly waitMaxMs: number;
   readonly log: Logger;
+  private readonly reads: ReadPath;
   private readonly server: net.Server;
   private readonly sessions = new Set<Session>();
   private readonly upstream: Upstream;
@@ -67,9 +75,20 @@ export class RespDoor implements DoorServices {
     this.pipelineMax = c.respPipelineMax;
     this.outputBytesMax = c.respOutputBytesMax;
     this.outputBytesPause = c.respOutputBytesPause;
+    this.waitMaxMs = c.respWaitMaxMs;
     this.requestBytesMax = c.respRequestBytesMax > 0 ? c.respRequestBytesMax : c.writeBytesMax > 0 ? c.writeBytesMax : maxPayload(o.nc);
     this.upstream = new Upstream({ port: o.redisPort, password: o.redisPassword, connections: c.respUpstreamConnections, connectTimeoutMs: c.redisStartTimeoutMs });
     this.writer = clientOn(o.nc, c);
+    this.reads = new ReadPath({
+      config: c,
+      nc: o.nc,
+      log: o.log,
+      commands: o.commands,
+      refusal: () => o.readRefusal?.() ?? null,
+      visibleTxid: o.visibleTxid ?? (() => 0),
+      guard: o.guard ?? (() => null),
+      read: (protocol, args) => this.upstream.call(protocol, args),
+    });
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
   }
 
@@ -97,6 +116,7 @@ export class RespDoor implements DoorServices {
   async stop(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const s of this.sessions) s.close();
+    this.reads.close();
     this.upstream.close();
     await this.writer.close();
     await closed;
@@ -109,7 +129,8 @@ export class RespDoor implements DoorServices {
       return;
     }
     const addr = `${socket.remoteAddress}:${socket.remotePort}`;
-    const state = new ConnectionState(this.nextId++, addr, `${socket.localAddress}:${socket.localPort}`, Date.now(), this.o.config.respPassword !== "");
+    const level = this.o.config.respConsistency as ConsistencyLevel;
+    const state = new ConnectionState(this.nextId++, addr, `${socket.localAddress}:${socket.localPort}`, Date.now(), this.o.config.respPassword !== "", level);
     this.sessions.add(new Session(socket, state, this));
   }
 
@@ -138,10 +159,19 @@ export class RespDoor implements DoorServices {
     });
   }
 
-  readRefusal(args: readonly Buffer[]): string | null {
+  /** The node's applied (or committed) txid may have moved: reads waiting for it go on. */
+  advanced(): void {
+    this.reads.advanced();
+  }
+
+  readData(protocol: Protocol, args: readonly Buffer[], state: ConnectionState): Promise<RespValue> {
     // COMMAND describes the server, not the data: served whatever the node's phase (Redis too serves it while loading).
-    if (args[0].length === 7 && args[0].toString("latin1").toLowerCase() === "command") return null;
-    return this.o.readRefusal?.() ?? null;
+    if (args[0].length === 7 && args[0].toString("latin1").toLowerCase() === "command") return this.upstream.call(protocol, args);
+    return this.reads.read(protocol, args, state);
+  }
+
+  waitTxid(txid: number, timeoutMs: number): Promise<boolean> {
+    return this.reads.waitFor(txid, Date.now() + timeoutMs);
   }
 
   read(protocol: Protocol, args: readonly Buffer[]): Promise<RespValue> {
@@ -170,10 +200,10 @@ export class RespDoor implements DoorServices {
     return this.writer.ordered();
   }
 
-  async write(writer: OrderedWriter, args: readonly Buffer[]): Promise<{ ok: true; value: ReplyValue } | { ok: false; error: string }> {
+  async write(writer: OrderedWriter, args: readonly Buffer[]): Promise<{ ok: true; value: ReplyValue; txid: number } | { ok: false; error: string }> {
     try {
       const result = await writer.write(args[0].toString("latin1"), ...args.slice(1));
-      return { ok: true, value: result.typed };
+      return { ok: true, value: result.typed, txid: result.txid };
     } catch (err) {
       if (err instanceof QjmClientError) return { ok: false, error: writeError(err.code, err.message) };
       throw err;

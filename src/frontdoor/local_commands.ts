@@ -4,6 +4,7 @@
  * (the driver asks it, then `infoWithQjm` adds the door's section). Error texts are Redis's own where Redis has one.
  */
 import { timingSafeEqual, createHash } from "node:crypto";
+import { CONSISTENCY_LEVELS, type ConsistencyLevel } from "../config/config.js";
 import type { RespValue } from "../redis/resp_parser.js";
 import { validClientName, type ConnectionState } from "./connection_state.js";
 import { array, bulk, error, integer, map, OK, simple, type Protocol } from "./resp_encoder.js";
@@ -55,7 +56,46 @@ export function answerLocal(command: LocalCommand, args: readonly Buffer[], stat
       return { upstream: [Buffer.from("INFO"), ...args.slice(1)], then: "info" };
     case "config":
       return config(args);
+    case "qjm.consistency":
+      return { reply: consistency(args, state) };
   }
+}
+
+/** QJM.CONSISTENCY [eventual|session|linearizable]: sets this connection's level (+OK), or names it (no argument). */
+function consistency(args: readonly Buffer[], state: ConnectionState): RespValue {
+  if (args.length === 1) return bulk(state.consistency);
+  if (args.length !== 2) return arity("qjm.consistency");
+  const level = text(args[1]).toLowerCase();
+  if (!(CONSISTENCY_LEVELS as readonly string[]).includes(level)) {
+    return error(`ERR qjm: unknown consistency '${text(args[1]).slice(0, 64).replace(/[\r\n]/g, " ")}': one of ${CONSISTENCY_LEVELS.join(", ")}`);
+  }
+  state.consistency = level as ConsistencyLevel;
+  return OK;
+}
+
+/**
+ * QJM.LASTTXID [WRITE|SEEN]: the txid of the connection's last acknowledged write (WRITE, the default), or the highest
+ * txid it has seen (SEEN: its writes, and what the node had applied at each of its reads) — the token a client carries
+ * to a new connection, on any node, for monotonic reads there (QJM.WAIT).
+ */
+export function parseLastTxid(args: readonly Buffer[]): "write" | "seen" | { error: RespValue } {
+  if (args.length === 1) return "write";
+  if (args.length !== 2) return { error: arity("qjm.lasttxid") };
+  const which = text(args[1]).toLowerCase();
+  if (which === "write" || which === "seen") return which;
+  return { error: error("ERR qjm: QJM.LASTTXID takes WRITE (the default) or SEEN") };
+}
+
+/** QJM.WAIT <txid> <timeout-ms>: the txid and the wait, or the error text; timeout 0 waits `waitMaxMs`, as long as any. */
+export function parseQjmWait(args: readonly Buffer[], waitMaxMs: number): { txid: number; timeoutMs: number } | { error: string } {
+  if (args.length !== 3) return { error: "ERR wrong number of arguments for 'qjm.wait' command" };
+  const txid = text(args[1]);
+  const timeout = text(args[2]);
+  if (!/^\d{1,15}$/.test(txid)) return { error: "ERR qjm: QJM.WAIT txid is not a non-negative integer" };
+  if (!/^\d{1,15}$/.test(timeout)) return { error: "ERR timeout is not an integer or out of range" };
+  const timeoutMs = Number(timeout);
+  if (timeoutMs > waitMaxMs) return { error: `ERR qjm: QJM.WAIT timeout ${timeoutMs} ms is above respWaitMaxMs (${waitMaxMs} ms)` };
+  return { txid: Number(txid), timeoutMs: timeoutMs === 0 ? waitMaxMs : timeoutMs };
 }
 
 /** AUTH [username] password, against the door's password; the only user is `default`. */

@@ -1,9 +1,10 @@
 /**
  * Where a front-door request goes (pure): answered by the door itself, read on the node's own Redis, written through
- * the journal, or refused with the error text the client gets (without the `-`).
+ * the journal, a QJM.* command answered in order after the connection's writes (LASTTXID, WAIT), or refused with the
+ * error text the client gets (without the `-`).
  *
- * Order: authentication first (NOAUTH), then the door's own commands, then what a later phase brings (transactions,
- * pub/sub, blocking commands, QJM.*: a clear "not supported yet"), then the node's command table (the redis-server's
+ * Order: authentication first (NOAUTH), then the door's own commands (QJM.CONSISTENCY among them), QJM.LASTTXID and
+ * QJM.WAIT, then what a later phase brings (transactions, pub/sub, blocking commands: a clear "not supported yet"), then the node's command table (the redis-server's
  * COMMAND reply, src/redis/command_table.ts): its writes go through the journal, its `readonly` commands are reads,
  * and the rest is refused with Redis's own text for an unknown command or a wrong arity.
  */
@@ -12,10 +13,13 @@ import type { CommandTable } from "../redis/command_table.js";
 import { verdictOf } from "../client/retry.js";
 
 /** Commands the door answers itself (COMMAND and DBSIZE are reads: the node's Redis answers them). */
-export const LOCAL_COMMANDS = ["ping", "echo", "hello", "auth", "client", "select", "quit", "reset", "info", "config"] as const;
+export const LOCAL_COMMANDS = ["ping", "echo", "hello", "auth", "client", "select", "quit", "reset", "info", "config", "qjm.consistency"] as const;
 export type LocalCommand = (typeof LOCAL_COMMANDS)[number];
 
-export type Route = { kind: "local"; command: LocalCommand } | { kind: "read" } | { kind: "write" } | { kind: "refuse"; error: string };
+/** The door's QJM.* commands that answer after the connection's earlier writes (as a read is ordered). */
+export type QjmCommand = "lasttxid" | "wait";
+
+export type Route = { kind: "local"; command: LocalCommand } | { kind: "read" } | { kind: "write" } | { kind: "qjm"; command: QjmCommand } | { kind: "refuse"; error: string };
 
 export interface RouteContext {
   /** The node's command table; undefined while the node starts. */
@@ -31,9 +35,6 @@ const BEFORE_AUTH = new Set(["auth", "hello", "quit", "reset"]);
 const NOT_YET: ReadonlyMap<string, string> = new Map([
   ...["multi", "exec", "discard", "watch", "unwatch"].map((c): [string, string] => [c, "transactions (MULTI/EXEC/WATCH)"]),
   ...["subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe", "publish", "spublish", "pubsub"].map((c): [string, string] => [c, "pub/sub"]),
-  ["qjm.consistency", "read consistency modes (QJM.CONSISTENCY)"],
-  ["qjm.wait", "QJM.WAIT"],
-  ["qjm.lasttxid", "QJM.LASTTXID"],
   ["wait", "WAIT (every acknowledged write is on a majority of journal nodes already)"],
 ]);
 
@@ -51,6 +52,8 @@ export function route(args: readonly Buffer[], ctx: RouteContext): Route {
   const name = args[0].toString("latin1").toLowerCase();
   if (!ctx.authenticated && !BEFORE_AUTH.has(name)) return { kind: "refuse", error: "NOAUTH Authentication required." };
   if (LOCAL.has(name)) return { kind: "local", command: name as LocalCommand };
+  if (name === "qjm.lasttxid") return { kind: "qjm", command: "lasttxid" };
+  if (name === "qjm.wait") return { kind: "qjm", command: "wait" };
   if (name === "command") return { kind: "read" };
   const later = NOT_YET.get(name);
   if (later !== undefined) return { kind: "refuse", error: notSupportedYet(later) };

@@ -10,8 +10,8 @@
  * master admits them in the order they arrive), and so are consecutive reads; a read waits until the connection's
  * earlier writes are answered, and a write until its earlier reads are, so a pipelined `INCR n`, `GET n`, `INCR n`
  * reads 1. The writes go through one ordered group per connection (src/client/ordered_writes.ts): applied in request
- * order even when retried across a failover. (On a replica the read may still run before the write is applied there: session consistency is a later
- * phase of issue #12.)
+ * order even when retried across a failover. What a read waits for besides (this node applying the connection's
+ * writes, a read index, the master's uncommitted writes) is read_path.ts's.
  */
 import type net from "node:net";
 import type { OrderedWriter } from "../client/client.js";
@@ -19,10 +19,10 @@ import type { RespValue } from "../redis/resp_parser.js";
 import type { ReplyValue } from "../segment/record.js";
 import type { Logger } from "../util/log.js";
 import type { ConnectionState } from "./connection_state.js";
-import type { LocalAnswer } from "./local_commands.js";
+import { parseLastTxid, parseQjmWait, type LocalAnswer } from "./local_commands.js";
 import { DoorProtocolError, RequestReader } from "./request_framing.js";
 import { encodeReplyValue, encodeResp, type Protocol } from "./resp_encoder.js";
-import type { LocalCommand, Route } from "./router.js";
+import type { LocalCommand, QjmCommand, Route } from "./router.js";
 
 /** What a session needs from its door. */
 export interface DoorServices {
@@ -35,8 +35,15 @@ export interface DoorServices {
   readonly log: Logger;
   route(args: readonly Buffer[], state: ConnectionState): Route;
   local(command: LocalCommand, args: readonly Buffer[], session: Session): LocalAnswer;
-  /** Null when a read of the data may be served now; else the error text (the node's Redis is rebuilt, taken over…). */
-  readRefusal(args: readonly Buffer[]): string | null;
+  /** The largest QJM.WAIT timeout (respWaitMaxMs). */
+  readonly waitMaxMs: number;
+  /**
+   * A read of the data at the connection's consistency (read_path.ts): the reply, or the error the client gets
+   * (LOADING, TRYAGAIN…); rejects when the node's Redis cannot be reached.
+   */
+  readData(protocol: Protocol, args: readonly Buffer[], state: ConnectionState): Promise<RespValue>;
+  /** Waits until this node applied `txid` (true) or `timeoutMs` passed (false): QJM.WAIT. */
+  waitTxid(txid: number, timeoutMs: number): Promise<boolean>;
   /** A command on the node's own Redis, in `protocol`; rejects when that Redis cannot be reached. */
   read(protocol: Protocol, args: readonly Buffer[]): Promise<RespValue>;
   /** The upstream reply of a local answer (INFO, CONFIG GET), finished by the door. */
@@ -46,7 +53,7 @@ export interface DoorServices {
   /** A connection's ordered group of writes (opened on its first write). */
   ordered(): OrderedWriter;
   /** A write through the journal, in `writer`'s order: Redis's typed reply, or the error text the client gets. */
-  write(writer: OrderedWriter, args: readonly Buffer[]): Promise<{ ok: true; value: ReplyValue } | { ok: false; error: string }>;
+  write(writer: OrderedWriter, args: readonly Buffer[]): Promise<{ ok: true; value: ReplyValue; txid: number } | { ok: false; error: string }>;
   closed(session: Session): void;
 }
 
@@ -183,7 +190,29 @@ export class Session {
         return this.read(args, slot);
       case "write":
         return this.write(args, slot);
+      case "qjm":
+        return this.qjm(route.command, args, slot);
     }
+  }
+
+  /** QJM.LASTTXID and QJM.WAIT answer after the connection's earlier writes, as a read would. */
+  private qjm(command: QjmCommand, args: Buffer[], slot: Slot): void {
+    const protocol = this.state.protocol;
+    const done = (value: RespValue): void => this.fill(slot, encodeResp(value, protocol), false);
+    if (command === "lasttxid") {
+      const which = parseLastTxid(args);
+      if (typeof which !== "string") return done(which.error);
+      return this.schedule("read", () => Promise.resolve(done({ type: "integer", value: which === "seen" ? this.state.observedTxid : this.state.lastWriteTxid })));
+    }
+    const parsed = parseQjmWait(args, this.door.waitMaxMs);
+    if ("error" in parsed) return done({ type: "error", value: parsed.error });
+    this.schedule("read", () =>
+      this.door.waitTxid(parsed.txid, parsed.timeoutMs).then((reached) => {
+        // Reached: this connection's later session reads, on this node or any other, see at least that txid.
+        if (reached) this.state.observed(parsed.txid);
+        done({ type: "integer", value: reached ? 1 : 0 });
+      }),
+    );
   }
 
   private local(command: LocalCommand, args: Buffer[], slot: Slot, done: (v: RespValue, p?: Protocol, close?: boolean) => void): void {
@@ -203,10 +232,8 @@ export class Session {
   private read(args: Buffer[], slot: Slot): void {
     const protocol = this.state.protocol;
     this.schedule("read", () => {
-      // Asked when the read runs (after the connection's earlier writes), not when it arrived.
-      const refusal = this.door.readRefusal(args);
-      if (refusal !== null) return Promise.resolve(this.fill(slot, encodeResp({ type: "error", value: refusal }, protocol), false));
-      return this.door.read(protocol, args).then(
+      // Run after the connection's earlier writes: the gate and the consistency's waits are asked then.
+      return this.door.readData(protocol, args, this.state).then(
         (reply) => this.fill(slot, encodeResp(reply, protocol), false),
         (err: Error) => this.fill(slot, encodeResp(unavailable(err), protocol), false),
       );
@@ -217,7 +244,10 @@ export class Session {
     const protocol = this.state.protocol;
     this.schedule("write", () =>
       this.door.write((this.writer ??= this.door.ordered()), args).then(
-        (r) => this.fill(slot, r.ok ? encodeReplyValue(r.value, protocol) : encodeResp({ type: "error", value: r.error }, protocol), false),
+        (r) => {
+          if (r.ok) this.state.wrote(r.txid);
+          this.fill(slot, r.ok ? encodeReplyValue(r.value, protocol) : encodeResp({ type: "error", value: r.error }, protocol), false);
+        },
         (err: Error) => this.fill(slot, encodeResp({ type: "error", value: `ERR qjm INTERNAL ${err.message}` }, protocol), false),
       ),
     );

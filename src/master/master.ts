@@ -19,7 +19,7 @@ import { hearHeartbeats, startPresence, type Presence } from "../actor/presence.
 import type { Config } from "../config/config.js";
 import { ActorMetrics, type MasterMetrics } from "../metrics/actor_metrics.js";
 import { serve } from "../nats/bus.js";
-import { heartbeatOf, type ActorStatus } from "../protocol/messages.js";
+import { heartbeatOf, parseReadIndexRequest, type ActorStatus } from "../protocol/messages.js";
 import { subjects } from "../protocol/subjects.js";
 import type { CommandTable } from "../redis/command_table.js";
 import { DedupeWindow } from "../dedupe/dedupe_window.js";
@@ -35,6 +35,8 @@ import { recoverWriter, type WriterStart } from "./writer_recovery.js";
 import { rollSegment } from "./segment_roll.js";
 import { SnapshotClient } from "../snapshot/snapshot_client.js";
 import { WriteIntake } from "./write_intake.js";
+import { ReadGuard } from "./read_guard.js";
+import { ReadIndexServer } from "./read_index.js";
 import type { WriterCore } from "./writer_core.js";
 
 /**
@@ -60,6 +62,8 @@ export interface MasterOptions {
   presence?: boolean;
   /** The actor's metrics (a data node's, shared by every term it serves). */
   metrics?: ActorMetrics;
+  /** The committed txid moved (a data node's front door releases reads waiting for it). */
+  onCommitted?: () => void;
 }
 
 export class Master {
@@ -74,6 +78,10 @@ export class Master {
   private presence: Presence | null = null;
   private writeSub: Subscription | null = null;
   private writeToSub: Subscription | null = null;
+  private readIndexSub: Subscription | null = null;
+  /** Reads of this Redis through the node's front door wait for the uncommitted writes they may have seen. */
+  readonly readGuard = new ReadGuard();
+  private readonly readIndex: ReadIndexServer;
   private readonly heartbeatSubs: Subscription[] = [];
   /**
    * The dedupe window of the Redis served: a data node's (filled by its replica role), or the single-master layout's,
@@ -120,7 +128,11 @@ export class Master {
       command: (args) => this.stream.onCommand(args),
       failed: (err) => this.failWriter(`replication link: ${err.message}`),
     });
-    this.intake = new WriteIntake(this.core, step, this.redis, this.stream, config, nc, log, this.m);
+    this.intake = new WriteIntake(this.core, step, this.redis, this.stream, config, nc, log, this.m, this.readGuard);
+    this.readIndex = new ReadIndexServer(jc, config, log, () => {
+      const w = this.core.writer;
+      return w === null || w.failed ? null : { epoch: w.epoch, committedTxid: w.committedTxid };
+    }, (reason) => this.failWriter(reason));
     this.restorer = new NodeRestorer(jc, config, log, events, this, snapshots);
   }
 
@@ -140,6 +152,11 @@ export class Master {
     this.writeSub = serve(this.nc, s.write, this.log, (_body, raw) => this.intake.onWrite(raw), writes);
     // Writes addressed to this node (a client that knows the master): the same handler.
     this.writeToSub = serve(this.nc, s.writeTo(this.id), this.log, (_body, raw) => this.intake.onWrite(raw), { limits: this.config });
+    // Linearizable reads on any node's door: the committed txid, once a majority of journal nodes confirmed the epoch.
+    this.readIndexSub = serve(this.nc, s.readIndex, this.log, (body) => {
+      parseReadIndexRequest(body);
+      return this.readIndex.onRequest();
+    }, { queue: "masters" });
     const { cluster, heartbeatIntervalMs, orphanEffectsFlushMs } = this.config;
     // Ended with the role: a data node runs one Master per term it serves.
     this.heartbeatSubs.push(
@@ -192,16 +209,35 @@ export class Master {
 
   // ---- the loop over the core ----
 
+  /** The committed txid the serving writer holds (0 while not serving): what the node's door may show of its Redis. */
+  get committedTxid(): number {
+    return this.core.writer?.committedTxid ?? 0;
+  }
+
   /** Feeds one event to the core, then does what it decided, until it has nothing more to say. */
   private step(event: () => void): void {
     event();
+    this.noteUndo();
     if (this.pumping) return; // the loop below takes it
     this.pumping = true;
     try {
-      for (let r = this.core.ready(); !isEmptyReady(r); r = this.core.ready()) this.act(r);
+      for (let r = this.core.ready(); ; r = this.core.ready()) {
+        if (r.committed !== null) this.options.onCommitted?.();
+        if (isEmptyReady(r)) break;
+        this.act(r);
+        this.noteUndo();
+      }
     } finally {
       this.pumping = false;
     }
+  }
+
+  /**
+   * Reads wait while the Redis served may hold effects about to be undone or is rebuilt (not serving, a reset to the
+   * journal): told before the step's answers go out, so a read waiting for a write the reset discards goes again.
+   */
+  private noteUndo(): void {
+    this.readGuard.undo(this.stopped || !this.core.serving || this.core.resetting);
   }
 
   /** One Ready, in its order: execute, send, answer, then the rest. */
@@ -271,6 +307,9 @@ export class Master {
     this.writeSub = null;
     this.writeToSub?.unsubscribe();
     this.writeToSub = null;
+    this.readIndexSub?.unsubscribe();
+    this.readIndexSub = null;
+    this.readIndex.close("this master stopped serving");
     for (const sub of this.heartbeatSubs.splice(0)) sub.unsubscribe();
   }
 
@@ -283,6 +322,7 @@ export class Master {
     this.presence?.stop();
     // Writes still queued were never executed: NOT_WRITER, the client retries them at the new master.
     this.step(() => this.core.stop(`this node stepped down: ${reason}`));
+    this.readGuard.close();
     this.options.onStepDown?.(reason);
   }
 
@@ -408,6 +448,7 @@ export class Master {
     if (this.timer) clearInterval(this.timer);
     this.presence?.stop();
     this.step(() => this.core.stop());
+    this.readGuard.close();
     await this.redis.discard();
   }
 }

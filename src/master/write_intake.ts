@@ -17,6 +17,7 @@ import type { MasterMetrics } from "../metrics/actor_metrics.js";
 import type { EffectStream, Step } from "./effect_stream.js";
 import type { MasterCore, Outcome, WriteId } from "./master_core.js";
 import type { MasterRedis } from "./master_redis.js";
+import type { ReadGuard } from "./read_guard.js";
 
 /** A client write as the driver knows it; the core knows it by its id. */
 interface DriverWrite {
@@ -45,6 +46,8 @@ export class WriteIntake {
     private readonly nc: NatsConnection,
     private readonly log: Logger,
     private readonly metrics: MasterMetrics,
+    /** The front door's reads on this Redis wait for the writes they may have seen (no dirty reads). */
+    private readonly guard: ReadGuard | null = null,
   ) {}
 
   /** A write request off the bus: answered once the core answers it (a bad request throws, as a typed error). */
@@ -70,6 +73,7 @@ export class WriteIntake {
     const w = this.writes.get(id);
     this.writes.delete(id);
     this.stream.answered(id);
+    this.guard?.answered(id);
     if (w === undefined) return;
     this.metrics.answered(reply.ok, w.arrivedMs, performance.now());
     w.respond(reply);
@@ -90,6 +94,8 @@ export class WriteIntake {
     assert(w !== undefined, `write ${id} admitted but unknown`);
     const verdict = commands.classify(w.args);
     if (!verdict.ok) return this.core.rejected(id, errorReply(verdict.code, verdict.message));
+    // Before it is sent: a read whose reply comes after this may reflect it.
+    this.guard?.executed(id, w.args, commands);
     const { channel, marker } = this.stream.mark(id, w.clientId, verdict.script);
     const markerArgs = ["PUBLISH", channel, String(marker)];
     // Same connection, back to back (one socket write for a plain write): Redis runs the command, then the marker,

@@ -68,7 +68,7 @@ function rolePermissions(cluster: string, user: NatsUser): Permissions {
     case "master":
       return {
         publish: [s.journal(anyNode), s.journalRead(anyNode), s.snapshot(anyNode), s.snapshotUpload(anyNode), s.heartbeat("master", user.name), s.events],
-        subscribe: [s.write, s.writeTo(user.name), s.status, s.heartbeat("journal", "*"), s.heartbeat("replica", "*"), inbox],
+        subscribe: [s.write, s.writeTo(user.name), s.readIndex, s.status, s.heartbeat("journal", "*"), s.heartbeat("replica", "*"), inbox],
         allowResponses: true,
       };
     case "journal":
@@ -89,8 +89,9 @@ function rolePermissions(cluster: string, user: NatsUser): Permissions {
       const master = rolePermissions(cluster, { ...user, role: "master" });
       return {
         // Control: the draining master asks the standby it chose to campaign. Writes and events: its RESP front door
-        // writes as a client (src/frontdoor/), following elections as clients do.
-        publish: [...master.publish, s.heartbeat("replica", user.name), s.control("*"), s.write, s.writeTo("*")],
+        // writes as a client (src/frontdoor/), following elections as clients do; its linearizable reads ask the
+        // master for a read index.
+        publish: [...master.publish, s.heartbeat("replica", user.name), s.control("*"), s.write, s.writeTo("*"), s.readIndex],
         subscribe: [...master.subscribe, s.heartbeat("master", "*"), s.control(user.name), s.events],
         allowResponses: true,
       };

@@ -1,7 +1,7 @@
 /** The thin NATS adapter every actor and client uses: connect, serve a subject, request, publish. */
 import { randomBytes } from "node:crypto";
 import { connect, headers, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { defaults, natsUrls } from "../config/config.js";
+import { defaults, natsUrls, type Config } from "../config/config.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, toErrorReply } from "../protocol/errors.js";
 import type { Logger } from "../util/log.js";
@@ -23,8 +23,9 @@ export async function connectBus(
   url: string | string[],
   name: string,
   credsFile: string | null = null,
-  options: { waitForServer?: boolean; inOrder?: boolean; tls?: NatsTls | null } = {},
+  options: { waitForServer?: boolean; inOrder?: boolean; tls?: NatsTls | null; timing?: NatsTiming } = {},
 ): Promise<NatsConnection> {
+  const timing = options.timing ?? defaults;
   return await connect({
     servers: typeof url === "string" ? natsUrls(url) : url,
     noRandomize: options.inOrder === true,
@@ -36,12 +37,17 @@ export async function connectBus(
     ...(options.tls == null ? {} : { tls: options.tls }),
     // Actors outlive a restarting nats-server: keep trying, forever, at a bounded pace.
     maxReconnectAttempts: -1,
-    reconnectTimeWait: 250,
-    pingInterval: 5000,
+    reconnectTimeWait: timing.natsReconnectWaitMs,
+    pingInterval: timing.natsPingIntervalMs,
+    maxPingOut: 2,
+    timeout: timing.natsConnectTimeoutMs,
     // No error object (and stack capture) made up front for every request: it costs the write path real CPU.
     noAsyncTraces: true,
   });
 }
+
+/** How a connection notices a silent server and redials (config.ts); actors and the CLI pass their config. */
+export type NatsTiming = Pick<Config, "natsPingIntervalMs" | "natsConnectTimeoutMs" | "natsReconnectWaitMs">;
 
 /** Bus limits (config.ts, block "sizes"); actors pass their config, other callers get the defaults. */
 export type BusLimits = FragmentLimits;

@@ -501,3 +501,28 @@ export function parseControlRequest(v: unknown): ControlRequest {
   if (v.type === "probe") return { type: "probe" };
   bad("unknown control request type");
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Read index (issue #12 item 3): a node's linearizable read asks the master for a committed txid it confirmed with a
+// majority of journal nodes after the request arrived.
+
+/** The request on `readIndex`: nothing but its type (the master answers what it holds when it confirmed). */
+export interface ReadIndexRequest {
+  type: "readIndex";
+}
+
+/** The master's answer: its committed txid and epoch, once its epoch was confirmed by a majority of journal nodes. */
+export type ReadIndexReply = { ok: true; txid: number; epoch: number } | ErrorReply;
+
+export function parseReadIndexRequest(v: unknown): ReadIndexRequest {
+  if (!isObject(v) || v.type !== "readIndex") bad("a read-index request is { type: \"readIndex\" }");
+  return { type: "readIndex" };
+}
+
+/** Validates the master's answer (a node trusts no body it did not check). */
+export function parseReadIndexReply(v: unknown): ReadIndexReply {
+  if (!isObject(v)) bad("a read-index reply must be a map");
+  if (v.ok === false) return parseErrorReply(v);
+  if (v.ok !== true) bad("reply.ok must be a boolean");
+  return { ok: true, txid: uint(v, "txid"), epoch: u32(v, "epoch") };
+}

@@ -14,6 +14,11 @@ export const subjects = (cluster: string) => ({
    * holds its place in the `write` queue group (its connection not yet closed by nats-server) is never chosen.
    */
   writeTo: (id: string) => `qjm.${cluster}.write.${id}`,
+  /**
+   * Read index (ReadIndexRequest → ReadIndexReply): a data node's linearizable read asks the master (queue group
+   * `masters`, as writes) for a committed txid confirmed by a majority of journal nodes.
+   */
+  readIndex: `qjm.${cluster}.readindex`,
   /** A journal node's writer requests (JournalRequest → JournalReply): the master only. */
   journal: (id: string) => `qjm.${cluster}.jn.${id}`,
   /** A journal node's reads (read, getState, getManifest): the master and replicas. */

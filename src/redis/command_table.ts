@@ -40,6 +40,11 @@ export interface CommandInfo {
   aclCategories: ReadonlySet<string>;
   /** Subcommand names ("config|get", …); empty for plain commands. */
   subcommands: readonly string[];
+  /**
+   * COMMAND's legacy key positions (first, last, step; last < 0 counts from the end). Absent: unknown. Redis 7 flags
+   * `movablekeys` every command whose keys these positions do not cover (key specs it cannot express this way).
+   */
+  keys?: { first: number; last: number; step: number };
 }
 
 /** `script`: EVAL, EVALSHA, FCALL — the master checks what they wrote (src/master/script_watch.ts). */
@@ -94,6 +99,22 @@ export class CommandTable {
 
   lookup(name: string): CommandInfo | undefined {
     return this.byName.get(name.toLowerCase());
+  }
+
+  /**
+   * The keys a command names, by COMMAND's key positions; null when they cannot be told: an unknown command, movable
+   * keys (scripts, ZUNIONSTORE, SORT … STORE), or none named at all — a command with no key argument (KEYS, SCAN,
+   * DBSIZE, RANDOMKEY) reads or writes the keyspace as a whole. Null is the conservative answer: every key.
+   */
+  keysOf(args: readonly Buffer[]): Buffer[] | null {
+    const info = args.length === 0 ? undefined : this.byName.get(args[0].toString("latin1").toLowerCase());
+    if (info === undefined || info.keys === undefined || info.flags.has("movablekeys")) return null;
+    const { first, last, step } = info.keys;
+    if (first <= 0 || step <= 0) return null;
+    const end = last < 0 ? args.length + last : Math.min(last, args.length - 1);
+    const keys: Buffer[] = [];
+    for (let i = first; i <= end; i += step) keys.push(args[i]);
+    return keys;
   }
 
   classify(args: readonly (Buffer | string)[]): Classification {
@@ -158,7 +179,13 @@ function parseEntry(entry: unknown): CommandInfo {
     flags: new Set(stringList(flags)),
     aclCategories: new Set(stringList(entry[6])),
     subcommands: Array.isArray(subs) ? subs.map((s: unknown) => (Array.isArray(s) ? String(s[0]) : String(s))) : [],
+    ...keyPositions(entry[3], entry[4], entry[5]),
   };
+}
+
+function keyPositions(first: unknown, last: unknown, step: unknown): Pick<CommandInfo, "keys"> {
+  const int = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v);
+  return int(first) && int(last) && int(step) ? { keys: { first, last, step } } : {};
 }
 
 function stringList(value: unknown): string[] {

@@ -325,6 +325,9 @@ export class Replica {
     });
   }
 
+  /** Told after each run of records applied (or a snapshot loaded): the node's front door releases waiting reads. */
+  onApplied: (() => void) | null = null;
+
   private async apply(records: RecordView[]): Promise<void> {
     try {
       await applyRecords(this.feeder!, this.client!, records, {
@@ -338,6 +341,8 @@ export class Replica {
       // A failed effect stops this copy: its applied txid stays the last record that applied cleanly.
       if (!(err instanceof ApplyError && err.effectFailed)) await this.resync();
       throw err;
+    } finally {
+      this.onApplied?.();
     }
   }
 

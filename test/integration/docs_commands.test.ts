@@ -146,7 +146,8 @@ test("docs - every shell command of the README and docs/operations.md runs as wr
         fs.rmSync(dataDir, { recursive: true, force: true });
         env = { ...base, ...start.env };
         running = startCluster(env, start.args);
-        await waitForMaster(env, running);
+        // The readiness poll speaks TLS to a TLS-only cluster; the docs' own commands say QJM_TLS=1 themselves.
+        await waitForMaster(start.args.includes("--tls") ? { ...env, QJM_TLS: "1" } : env, running);
         t.log(`${doc}: ${line} — a master serves`);
         continue;
       }

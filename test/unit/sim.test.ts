@@ -80,6 +80,16 @@ test("sim - regression: seed 8278, a node down after a crash inside a finalize i
 });
 
 /**
+ * Seed 9998 (with every fault of today's simulator): a journal node left behind a finalized segment plus another's
+ * rotted copy of it left one node able to open the next segment, and no writer was ever established, until a writer's
+ * recovery caught the node up (recovery_core.ts: catchUp).
+ */
+test("sim - regression: seed 9998, a journal node behind a finalized segment is caught up by recovery; a writer serves", (t) => {
+  const r = runSimulation({ seed: 9998 });
+  t.true(r.ok, r.ok ? "" : describeFailure(r, SIM_STEPS_DEFAULT));
+});
+
+/**
  * Seeds that once failed with the real cores: 6816, a node formatted as restoring was never restored (the simulated
  * master had no restorer); 6451, a node refused at send failed the writer and the next send threw on the dropped core.
  * Since a batch is bounded by batchRecordsMax (issue #10 class 5), 6816's schedule no longer brings a node back;
