@@ -240,3 +240,15 @@ test("recovery core - a node left behind that cannot be caught up leaves recover
   const err = t.throws(() => driveWith(core, answer));
   t.regex(err!.message, /started on 1 after catching up, 2 needed/);
 });
+
+test("recovery core - a node that did not answer getState is not asked to open the new segment (a silent node would hold the election for its timeout)", (t) => {
+  const nodes = fresh();
+  drive(new RecoveryCore(names, limits, "c"), nodes);
+  const asked: string[] = [];
+  const out = driveWith(new RecoveryCore(names, limits, "c"), (r) => {
+    asked.push(`${r.node} ${r.req.type}`);
+    return r.node === "jn3" ? ({ ok: false, code: "TIMEOUT", message: "silent" } as ErrorReply) : asReply(nodes.get(r.node)!.step(r.req), nodes.get(r.node));
+  });
+  t.like(out.done, { epoch: 2, inSync: ["jn1", "jn2"] });
+  t.deepEqual(asked.filter((a) => a.startsWith("jn3")), ["jn3 getState"]);
+});
