@@ -365,15 +365,16 @@ export class RecoveryCore {
    * Nodes left behind are caught up before the writer counts on them, as a serving writer's restorer would (it
    * opens the new segment past the node's hole and copies the finalized segments it lacks from a node that started):
    * otherwise a node behind plus one that cannot serve leave no majority to open a segment, and no writer ever
-   * serves to catch them up (simulator seed 9998). Only nodes that were not wiped take this path: a restoring one
-   * does not vote, so it never answers OUT_OF_SYNC here. The durable snapshot is not copied (a serving writer has one
-   * to copy; recovery has not): the node keeps its own, and the log from its hole on is the peers'.
+   * serves to catch them up (simulator seed 9998). Only nodes that were not wiped are caught up: a restoring one
+   * answers OUT_OF_SYNC too, but marking it restored needs the durable snapshot first, which the serving writer's
+   * catch-up copies and recovery has not (restoresWiped: false). A node that was not wiped keeps its own snapshot,
+   * and the log from its hole on is the peers'.
    */
   private catchUp(behind: readonly string[], out: RecoveryOutput): void {
     assert(this.pending.size === 0, "catch-up starts with requests unanswered");
     this.phase = "catchUp";
     const e = this.endTxid;
-    const view: RestorerWriterView = { epoch: this.epoch, segmentTxid: e + 1, committedTxid: e, rejoinTxid: e, failed: false, inSyncNodes: [...this.started] };
+    const view: RestorerWriterView = { epoch: this.epoch, segmentTxid: e + 1, committedTxid: e, rejoinTxid: e, failed: false, inSyncNodes: [...this.started], restoresWiped: false };
     for (const node of behind) {
       const restorer = new RestorerCore(node, view, this.clusterId, this.limits);
       this.relay(restorer, restorer.start(), out);
