@@ -36,9 +36,10 @@ export const defaults = {
   natsPingIntervalMs: 2000,
   /**
    * One connection attempt to a nats-server gives up after this (nats.js's default, 20 s, kept clients on a cut-off
-   * server for 36–42 s in the netns test: two missed pings, then a 20 s dial of the same server).
+   * server for 36–42 s in the netns test: two missed pings, then a 20 s dial of the same server). Not much lower: 100
+   * clients dialling at once on a loaded 2-core machine (nkey signatures) took more than 3 s.
    */
-  natsConnectTimeoutMs: 3000,
+  natsConnectTimeoutMs: 10000,
   /** Wait between reconnect attempts (every connection reconnects for ever). */
   natsReconnectWaitMs: 250,
   /** Root of every actor's data (segments, Redis files, pid files). */
@@ -118,6 +119,12 @@ export const defaults = {
   catchUpIntervalMs: 1000,
   /** Read-and-append rounds one catch-up may take before it gives up until the next interval. */
   catchUpRoundsMax: 1000,
+  /**
+   * Requests a writer's recovery may spend catching up journal nodes left behind (each a read of at most readBytesMax
+   * from a peer, or its copy onto the node), before it gives up the attempt: a node far behind is copied by the
+   * serving writer instead, and an election never waits on a long copy (512 requests ≈ 128 MiB at 512 KiB reads).
+   */
+  recoveryCatchUpRequestsMax: 512,
   /** Every actor publishes a heartbeat this often. */
   heartbeatIntervalMs: 500,
   /** Requests a journal node holds waiting for its disk; past this it answers OVERLOADED at once. */

@@ -67,6 +67,8 @@ export class RespDoor implements DoorServices {
   private nextId = 1;
   /** Request bytes buffered over all connections (respBufferedBytesMax). */
   private bufferedTotal = 0;
+  /** Connections closed because their unread replies passed respOutputBytesMax (INFO qjm). */
+  closedForOutput = 0;
   private redisVersion = "7.0.0";
 
   constructor(private readonly o: DoorOptions) {
@@ -192,6 +194,7 @@ export class RespDoor implements DoorServices {
       // The master's Redis executed every write it journaled (committed or not yet): its position is the last txid.
       appliedTxid: s.role === "master" ? s.lastTxid : s.appliedTxid,
       connections: this.sessions.size,
+      closedForOutput: this.closedForOutput,
     });
     return { type: reply.type, value: Buffer.concat([prefix, Buffer.from(info, "utf8")]) };
   }

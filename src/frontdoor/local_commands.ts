@@ -227,6 +227,8 @@ export interface QjmInfo {
   committedTxid: number;
   appliedTxid: number;
   connections: number;
+  /** Connections closed because their unread replies passed respOutputBytesMax. */
+  closedForOutput: number;
 }
 
 /** INFO's text from the node's Redis with a `# qjm` section added (when the sections asked for include it). */
@@ -245,6 +247,7 @@ export function infoWithQjm(redisInfo: string, sections: readonly Buffer[], q: Q
     `qjm_applied_txid:${q.appliedTxid}`,
     `qjm_lag:${lag}`,
     `qjm_door_connections:${q.connections}`,
+    `qjm_door_closed_output_bound:${q.closedForOutput}`,
   ].join("\r\n");
   const trimmed = redisInfo.replace(/(\r\n)+$/, "");
   return trimmed === "" ? `${section}\r\n` : `${trimmed}\r\n\r\n${section}\r\n`;

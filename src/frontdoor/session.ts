@@ -32,6 +32,8 @@ export interface DoorServices {
   readonly outputBytesMax: number;
   /** Reply bytes waiting past which no new request is taken. */
   readonly outputBytesPause: number;
+  /** Connections closed past outputBytesMax (counted here, shown by INFO qjm). */
+  closedForOutput: number;
   readonly log: Logger;
   route(args: readonly Buffer[], state: ConnectionState): Route;
   local(command: LocalCommand, args: readonly Buffer[], session: Session): LocalAnswer;
@@ -282,6 +284,7 @@ export class Session {
   /** The client does not read its replies: closed as Redis's client-output-buffer-limit does. */
   private overflow(): void {
     this.door.log.info({ client: this.state.id, addr: this.state.addr, outputBytes: this.outputBytes, inFlight: this.inFlight }, "front door: replies waiting past respOutputBytesMax, closing the connection");
+    this.door.closedForOutput++;
     this.stopped = true;
     this.slots = [];
     this.head = 0;

@@ -468,6 +468,10 @@ export class JournalCore {
       if (!existing.inProgress || existing.endTxid >= existing.startTxid) {
         throw new QjmError(ErrorCode.ILLEGAL_STATE, `segment ${txid} already holds records`);
       }
+      // Opened past a hole by a catch-up that did not finish copying (its writer or recovery died): the node only
+      // looks level. A plain start must not count it; OUT_OF_SYNC makes the next writer catch it up.
+      const held = this.segments.filter((s) => s !== existing).at(-1)?.endTxid ?? this.durableSnapshotTxid;
+      if (!catchUp && held < txid - 1) throw new QjmError(ErrorCode.OUT_OF_SYNC, `segment ${txid} was opened past a hole after txid ${held}`);
     } else {
       this.closeOlderSegments(txid, ops, epoch, true);
       ops.push({ op: "startSegment", startTxid: txid });

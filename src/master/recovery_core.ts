@@ -38,6 +38,8 @@ export interface RecoveryLimits {
   readRecordsMax: number;
   /** Rounds a catch-up of a node left behind may take (the restorer's bound). */
   catchUpRoundsMax: number;
+  /** Requests a recovery's catch-up of nodes left behind may send in all before the attempt gives up. */
+  recoveryCatchUpRequestsMax: number;
 }
 
 export interface RecoveryRequest {
@@ -101,6 +103,8 @@ export class RecoveryCore {
   private accepted: string[] = [];
   /** Nodes that opened the new segment, and (catch-up phase) those caught up since. */
   private started: string[] = [];
+  /** Requests the catch-up phase sent (bounded by recoveryCatchUpRequestsMax). */
+  private catchUpRequests = 0;
 
   constructor(
     readonly nodes: readonly string[],
@@ -132,7 +136,8 @@ export class RecoveryCore {
     if (this.phase === "sync") this.onSyncReply(p, reply, out);
     else if (p.catchUp !== undefined) this.relay(p.catchUp.restorer, p.catchUp.restorer.onReply(p.catchUp.id, reply), out);
     else this.replies.set(p.node, reply);
-    if (this.pending.size === 0) this.complete(out);
+    // A catch-up may have finished the attempt on this very reply (a quorum reached), with requests still out.
+    if (this.pending.size === 0 && this.currentPhase !== "done") this.complete(out);
     return out;
   }
 
@@ -370,31 +375,41 @@ export class RecoveryCore {
    * Nodes left behind are caught up before the writer counts on them, as a serving writer's restorer would (it
    * opens the new segment past the node's hole and copies the finalized segments it lacks from a node that started):
    * otherwise a node behind plus one that cannot serve leave no majority to open a segment, and no writer ever
-   * serves to catch them up (simulator seed 9998). Only nodes that were not wiped take this path: a restoring one
-   * does not vote, so it never answers OUT_OF_SYNC here. The durable snapshot is not copied (a serving writer has one
-   * to copy; recovery has not): the node keeps its own, and the log from its hole on is the peers'.
+   * serves to catch them up (simulator seed 9998). Only nodes that were not wiped are caught up: a restoring one
+   * answers OUT_OF_SYNC too, but marking it restored needs the durable snapshot first, which the serving writer's
+   * catch-up copies and recovery has not (restoresWiped: false). A node that was not wiped keeps its own snapshot,
+   * and the log from its hole on is the peers'.
    */
   private catchUp(behind: readonly string[], out: RecoveryOutput): void {
     assert(this.pending.size === 0, "catch-up starts with requests unanswered");
     this.phase = "catchUp";
     const e = this.endTxid;
-    const view: RestorerWriterView = { epoch: this.epoch, segmentTxid: e + 1, committedTxid: e, rejoinTxid: e, failed: false, inSyncNodes: [...this.started] };
+    const view: RestorerWriterView = { epoch: this.epoch, segmentTxid: e + 1, committedTxid: e, rejoinTxid: e, failed: false, inSyncNodes: [...this.started], restoresWiped: false };
     for (const node of behind) {
       const restorer = new RestorerCore(node, view, this.clusterId, this.limits);
       this.relay(restorer, restorer.start(), out);
     }
-    if (this.pending.size === 0) this.complete(out);
+    if (this.pending.size === 0 && this.currentPhase !== "done") this.complete(out);
   }
 
   /** A restorer's step: its requests go out under this core's ids; its end adds the node or notes why not. */
   private relay(restorer: RestorerCore, step: RestorerOutput, out: RecoveryOutput): void {
     for (const note of step.notes) out.notes.push({ message: note.message, fields: note.fields });
+    this.catchUpRequests += step.send.length;
+    // Bounded: a node far behind is the serving writer's to copy; a recovery that waited on it would hold the election
+    // for as long as the copy takes (the attempt fails and is retried, by when other nodes may answer).
+    if (this.catchUpRequests > this.limits.recoveryCatchUpRequestsMax) {
+      throw noQuorum(`catching up nodes left behind would take more than recoveryCatchUpRequestsMax ${this.limits.recoveryCatchUpRequestsMax} requests`);
+    }
     for (const r of step.send) this.send(out, r.node, r.req, r.timeoutMs, { catchUp: { restorer, id: r.id } });
     if (step.ensureSnapshot) return this.relay(restorer, restorer.onSnapshotEnsured(false), out);
     const end = step.end;
     if (end === null) return;
     if (end.kind === "rejoin") this.started.push(restorer.node);
     out.notes.push({ message: end.kind === "rejoin" ? "caught up a journal node left behind" : "could not catch up a journal node left behind", fields: { node: restorer.node, ...end } });
+    // A quorum is all a writer needs: the catch-ups still copying are left to the serving writer's restorer (their
+    // late replies find the attempt done). Their nodes hold a segment opened past a hole, which no plain start counts.
+    if (this.started.length >= this.quorum && this.phase === "catchUp") this.finish(out);
   }
 
   private afterCatchUp(out: RecoveryOutput): void {

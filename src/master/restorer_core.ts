@@ -24,6 +24,11 @@ export interface RestorerWriterView {
   readonly rejoinTxid: number;
   readonly failed: boolean;
   readonly inSyncNodes: string[];
+  /**
+   * False: a wiped (restoring) node is left alone — a recovery has no durable snapshot to copy before it would mark
+   * the node restored; the serving writer's catch-up restores it, snapshot first. Absent: true.
+   */
+  readonly restoresWiped?: boolean;
 }
 
 export interface RestorerLimits {
@@ -160,6 +165,7 @@ export class RestorerCore {
       this.out.notes.push({ level: "error", message: "journal node of another cluster: left out", fields: { node: this.node, clusterId: st.clusterId } });
       return this.gaveUp(`the node belongs to cluster ${st.clusterId}`);
     }
+    if (st.restoring && this.writer.restoresWiped === false) return this.gaveUp("a wiped node is restored by the serving writer, snapshot first");
     this.restoring = st.restoring;
     this.last = st.lastTxid;
     const w = this.writer;

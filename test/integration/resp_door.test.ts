@@ -256,18 +256,20 @@ test.serial("a client that never reads its replies is closed past respOutputByte
   await r.connect();
   t.is(await r.set("big:v", Buffer.alloc(512 * 1024, 0x61)), "OK");
   const get = "*2\r\n$3\r\nGET\r\n$5\r\nbig:v\r\n";
-  // CLIENT LIST shows a door without a password only the caller: INFO qjm counts the door's connections.
-  const doorConnections = async (): Promise<number> => Number(/qjm_door_connections:(\d+)/.exec(String(await r.info("qjm")))?.[1] ?? NaN);
-  const before = await doorConnections();
+  // INFO qjm counts the connections the door closed past respOutputBytesMax (CLIENT LIST shows a door without a
+  // password only the caller). Counting the open connections instead raced: the door could close this one before a
+  // poll ever saw it open.
+  const closed = async (): Promise<number> => Number(/qjm_door_closed_output_bound:(\d+)/.exec(String(await r.info("qjm")))?.[1] ?? NaN);
+  const before = await closed();
+  t.false(Number.isNaN(before), "INFO qjm has the counter");
   const s = net.connect({ port: masterDoor, host: "127.0.0.1" });
   s.pause(); // never reads: replies pile up in the kernel, then at the door
   s.on("error", () => {});
   try {
     await new Promise<void>((resolve) => s.once("connect", () => resolve()));
     s.write(get.repeat(200));
-    await until("the door to count the connection", 15_000, async () => ((await doorConnections()) > before ? true : undefined), 50);
     // A paused socket does not see the door's FIN: the door's own count says when it is gone.
-    await until("the door to drop the connection", 15_000, async () => ((await doorConnections()) <= before ? true : undefined), 100);
+    await until("the door to close the connection past respOutputBytesMax", 30_000, async () => ((await closed()) > before ? true : undefined), 100);
   } finally {
     s.destroy();
   }

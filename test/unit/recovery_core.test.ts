@@ -11,7 +11,7 @@ import type { JournalReply } from "../../src/protocol/messages.js";
 import { encodeEffects, encodeRecord } from "../../src/segment/record.js";
 import { epochOneRecord, epochOneRecords, unformattedNode } from "../helpers/journal_fixtures.js";
 
-const limits = { epochRequestTimeoutMs: 100, journalRequestTimeoutMs: 200, readBytesMax: 1 << 20, readRecordsMax: 100, catchUpRoundsMax: 10 };
+const limits = { epochRequestTimeoutMs: 100, journalRequestTimeoutMs: 200, readBytesMax: 1 << 20, readRecordsMax: 100, catchUpRoundsMax: 10, recoveryCatchUpRequestsMax: 100 };
 const names = ["jn1", "jn2", "jn3"];
 
 function fresh(): Map<string, JournalCore> {
@@ -251,4 +251,91 @@ test("recovery core - a node that did not answer getState is not asked to open t
   });
   t.like(out.done, { epoch: 2, inSync: ["jn1", "jn2"] });
   t.deepEqual(asked.filter((a) => a.startsWith("jn3")), ["jn3 getState"]);
+});
+
+// ---- review of the catch-up in recovery (s19-review-recovery): schedules that break it ----
+
+const readAt = (n: JournalCore, fromTxid: number, uncommitted = false): StepResult["reply"] =>
+  n.step({ type: "read", fromTxid, bytesMax: 1 << 20, recordsMax: 10, uncommitted }).reply;
+
+test("recovery core - a catch-up cut short after it opened the new segment does not let the next recovery count a node holding a hole", (t) => {
+  const nodes = oneAheadOneBehind(t);
+  const jn3 = nodes.get("jn3")!;
+  // Recovery of epoch 2: jn2 down, jn1 serves no read: jn3's segment 4 opens past its hole, then the copy of 1..3 fails.
+  const first = new RecoveryCore(names, limits, "c");
+  t.throws(() =>
+    driveWith(first, (r) => {
+      if (r.node === "jn2" || (r.node === "jn1" && r.req.type === "read")) return { ok: false, code: "TIMEOUT", message: "down" } as ErrorReply;
+      return asReply(nodes.get(r.node)!.step(r.req), nodes.get(r.node));
+    }),
+  );
+  // jn3 set its own 1..1 aside and holds nothing of the committed 1..3, yet its log now looks level (lastTxid 3).
+  t.like(jn3.state(), { lastTxid: 3, lastSegment: { startTxid: 4, endTxid: 3, inProgress: true } });
+  t.true("error" in readAt(jn3, 1, true));
+  // Recovery of epoch 3, jn2 still down, jn1 well: jn3 opens segment 4 (empty, already there) and is counted.
+  const out = drive(new RecoveryCore(names, limits, "c"), nodes, ["jn2"]);
+  // jn3 must not count while it holds none of the committed 1..3 (only jn1 and the absent jn2 do): it answers the
+  // plain start OUT_OF_SYNC, and this recovery's catch-up copies 1..3 to it.
+  t.like(out.done, { epoch: 3, endTxid: 3, inSync: ["jn1", "jn3"] });
+  t.deepEqual(readAt(jn3, 1, true), readAt(nodes.get("jn1")!, 1, true));
+});
+
+test("recovery core - a wiped node is marked restored by a recovery's catch-up without the durable snapshot its peers purged below", (t) => {
+  // Segments 1..3 and 4..6 finalized on jn1 and jn2, segment 7 open; snapshot 3 durable there and 1..3 purged on jn1.
+  const logged = fresh();
+  drive(new RecoveryCore(names, limits, "c"), logged);
+  for (const name of ["jn1", "jn2"]) {
+    const n = logged.get(name)!;
+    t.false("error" in n.step({ type: "journal", epoch: 1, segmentTxid: 1, firstTxid: 1, count: 3, records: epochOneRecords(1, 3), committedTxid: 0 }).reply);
+    t.false("error" in n.step({ type: "finalize", epoch: 1, startTxid: 1, endTxid: 3 }).reply);
+    t.false("error" in n.step({ type: "startSegment", epoch: 1, txid: 4, clusterId: "c" }).reply);
+    t.false("error" in n.step({ type: "journal", epoch: 1, segmentTxid: 4, firstTxid: 4, count: 3, records: epochOneRecords(4, 6), committedTxid: 3 }).reply);
+    t.false("error" in n.step({ type: "finalize", epoch: 1, startTxid: 4, endTxid: 6 }).reply);
+    t.false("error" in n.step({ type: "startSegment", epoch: 1, txid: 7, clusterId: "c" }).reply);
+    t.false("error" in n.step({ type: "snapshotDurable", txid: 3, clusterId: "c" }, { snapshots: [3] }).reply);
+  }
+  t.is(logged.get("jn1")!.purge([{ startTxid: 1, endTxid: 3, inProgress: false }], { purgeMarginRecords: 0 }).length, 1);
+  logged.set("jn3", unformattedNode("jn3")); // wiped: disk replaced
+  // jn2 promises and prepares, then times out on startSegment: only jn1 opens segment 7; jn3 (restoring) is OUT_OF_SYNC.
+  const core = new RecoveryCore(names, limits, "c");
+  const err = t.throws(() =>
+    driveWith(core, (r) => {
+      if (r.node === "jn2" && r.req.type === "startSegment") return { ok: false, code: "TIMEOUT", message: "slow" } as ErrorReply;
+      return asReply(logged.get(r.node)!.step(r.req), logged.get(r.node));
+    }),
+  );
+  t.regex(err!.message, /started on 1 after catching up, 2 needed/, "no writer until a node that kept its log opens the segment");
+  // Marking jn3 restored would make it a voter holding 4..6 without snapshot 3 (its peers purged 1..3 below it);
+  // the serving writer's catch-up copies the durable snapshot first, this one cannot.
+  const jn3 = logged.get("jn3")!;
+  t.like(jn3.state(), { restoring: true, lastTxid: 0 });
+});
+
+/** Epoch 1 wrote 1..3 and rolled to segment 4 on jn1 only; jn2 and jn3 hold txid 1 (both behind). */
+function oneAheadTwoBehind(t: import("ava").ExecutionContext): Map<string, JournalCore> {
+  const nodes = fresh();
+  drive(new RecoveryCore(names, limits, "c"), nodes);
+  for (const [name, end] of [["jn1", 3], ["jn2", 1], ["jn3", 1]] as const) {
+    const n = nodes.get(name)!;
+    t.false("error" in n.step({ type: "journal", epoch: 1, segmentTxid: 1, firstTxid: 1, count: end, records: epochOneRecords(1, end), committedTxid: 0 }).reply);
+  }
+  const jn1 = nodes.get("jn1")!;
+  t.false("error" in jn1.step({ type: "finalize", epoch: 1, startTxid: 1, endTxid: 3 }).reply);
+  t.false("error" in jn1.step({ type: "startSegment", epoch: 1, txid: 4, clusterId: "c" }).reply);
+  return nodes;
+}
+
+test("recovery core - the catch-up ends as soon as a quorum opened the segment; the other node is left to the serving writer", (t) => {
+  const nodes = oneAheadTwoBehind(t);
+  // jn2 and jn3 answer prepare as holding 1 of segment 1 while jn1 holds 1..3 finalized and 4 open: the log ends at 3.
+  const out = drive(new RecoveryCore(names, limits, "c"), nodes);
+  t.is(out.done?.inSync.length, 2);
+  t.true(out.done!.inSync.includes("jn1"));
+  t.is(out.notes.filter((n) => n.message === "caught up a journal node left behind").length, 1);
+});
+
+test("recovery core - a catch-up past recoveryCatchUpRequestsMax gives the attempt up (an election never waits on a long copy)", (t) => {
+  const nodes = oneAheadOneBehind(t);
+  const err = t.throws(() => drive(new RecoveryCore(names, { ...limits, recoveryCatchUpRequestsMax: 3 }, "c"), nodes, ["jn2"]));
+  t.regex(err!.message, /recoveryCatchUpRequestsMax 3/);
 });

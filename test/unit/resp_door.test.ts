@@ -190,9 +190,9 @@ test("local commands: HELLO switches protocol and authenticates, AUTH, SELECT, C
 });
 
 test("INFO's qjm section: added when the sections asked for include it", (t) => {
-  const q = { node: "d2", role: "replica", health: "ok", epoch: 3, committedTxid: 10, appliedTxid: 7, connections: 2 };
+  const q = { node: "d2", role: "replica", health: "ok", epoch: 3, committedTxid: 10, appliedTxid: 7, connections: 2, closedForOutput: 1 };
   const all = infoWithQjm("# Server\r\nredis_version:7.0.15\r\n", [], q);
-  t.regex(all, /^# Server\r\nredis_version:7\.0\.15\r\n\r\n# qjm\r\nqjm_node:d2\r\nqjm_role:replica\r\n.*qjm_lag:3\r\n/s);
+  t.regex(all, /^# Server\r\nredis_version:7\.0\.15\r\n\r\n# qjm\r\nqjm_node:d2\r\nqjm_role:replica\r\n.*qjm_lag:3\r\n.*qjm_door_closed_output_bound:1\r\n/s);
   t.is(infoWithQjm("# Keyspace\r\n", [b("keyspace")], q), "# Keyspace\r\n");
   t.regex(infoWithQjm("", [b("qjm")], q), /^# qjm\r\n/);
 });
