@@ -70,8 +70,9 @@ const byId = async (id: string): Promise<ActorStatus> => await until(`${id}'s st
 test.serial("auth - with the client's credentials, forged journal requests, heartbeats and snapshot uploads are refused; writes, status and events work", async (t) => {
   const s = subjects(tc!.cluster.cluster);
   const refused = refusals(tc!.nc);
-  const before = await byId("jn1");
+  // jn1's promise once a writer serves (before it, the first recovery may still be promising epoch 1).
   const master = await waitForWriter(tc!);
+  const before = await byId("jn1");
   // What a hostile client would send: a promise far ahead (fences every writer), a segment set aside, a heartbeat
   // that unmasks a dead node, a snapshot announced durable, the journal read, and everyone's replies.
   await publish(tc!.nc, s.journal("jn1"), { type: "newEpoch", epoch: before.epoch + 1000 });
