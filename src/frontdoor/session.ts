@@ -63,6 +63,8 @@ export interface DoorServices {
   closed(session: Session): void;
 }
 
+type TxAnswer = { ok: true; value: ReplyValue; txid: number } | { ok: false; error: string };
+
 interface Slot {
   bytes: Buffer | null;
   /** Close the connection once this reply is written (QUIT, a protocol error). */
@@ -88,6 +90,8 @@ export class Session {
   private readyBytes = 0;
   /** Request bytes buffered, as last told to the door. */
   private charged = 0;
+  /** The txid of this connection's WATCHes (the lowest), known once each WATCH ran in order; null: none pending. */
+  private watchTxid: Promise<number> | null = null;
 
   constructor(
     private readonly socket: net.Socket,
@@ -234,12 +238,38 @@ export class Session {
         tx.unwatch();
         return answered({ ok: true });
       case "watch":
-        if (tx.queueing) return answered(tx.watch([], 0));
-        // Ordered as a read: after the connection's earlier writes, at the node's state then.
-        return this.schedule("read", () => this.door.watchPoint(this.state).then((txid) => answered(tx.watch(args.slice(1), txid))));
+        return this.watch(args, done);
       case "exec":
         return this.exec(slot);
     }
+  }
+
+  /**
+   * WATCH: the keys are the transaction's at once (a pipelined `WATCH k; MULTI; …; EXEC` watches them); the txid is
+   * taken in order after the connection's earlier writes, as a read (read_path.ts watchPoint), and EXEC — a write,
+   * so after it — waits for it. Several WATCHes: the lowest.
+   */
+  private watch(args: Buffer[], done: (v: RespValue) => void): void {
+    const tx = this.state.tx;
+    const fresh = tx.watchedKeys === 0;
+    const r = tx.watch(args.slice(1), 0);
+    if ("error" in r) return done({ type: "error", value: r.error });
+    let settle!: (txid: number) => void;
+    const point = new Promise<number>((resolve) => (settle = resolve));
+    const before = fresh ? null : this.watchTxid;
+    this.watchTxid = before === null ? point : Promise.all([before, point]).then(([a, b]) => Math.min(a, b));
+    this.schedule("read", () =>
+      this.door.watchPoint(this.state).then(
+        (txid) => {
+          settle(txid);
+          done({ type: "simple", value: "OK" });
+        },
+        () => {
+          settle(0); // 0: older than any master's knowledge, so the EXEC is aborted (nil), never unchecked
+          done({ type: "simple", value: "OK" });
+        },
+      ),
+    );
   }
 
   /** EXEC: the queued commands go through the journal as one transaction write, in the connection's write order. */
@@ -247,16 +277,19 @@ export class Session {
     const protocol = this.state.protocol;
     const r = this.state.tx.exec();
     if (r.kind === "error") return this.fill(slot, encodeResp({ type: "error", value: r.error }, protocol), false);
+    const watchTxid = r.watch === null ? null : this.watchTxid;
+    this.watchTxid = null;
+    const send = (txid: number): Promise<TxAnswer> => this.door.transaction((this.writer ??= this.door.ordered()), r.tx, r.watch === null ? null : { txid, keys: r.watch.keys });
+    const answer = (w: TxAnswer): void => {
+      if (w.ok) this.state.wrote(w.txid);
+      // A WATCH abort is Redis's nil array (`*-1`; RESP3 null).
+      const bytes = !w.ok ? encodeResp({ type: "error", value: w.error }, protocol) : w.value === null ? encodeResp({ type: "array", items: null }, protocol) : encodeReplyValue(w.value, protocol);
+      this.fill(slot, bytes, false);
+    };
     this.schedule("write", () =>
-      this.door.transaction((this.writer ??= this.door.ordered()), r.tx, r.watch).then(
-        (w) => {
-          if (w.ok) this.state.wrote(w.txid);
-          // A WATCH abort is Redis's nil array (`*-1`; RESP3 null).
-          const bytes = !w.ok ? encodeResp({ type: "error", value: w.error }, protocol) : w.value === null ? encodeResp({ type: "array", items: null }, protocol) : encodeReplyValue(w.value, protocol);
-          this.fill(slot, bytes, false);
-        },
-        (err: Error) => this.fill(slot, encodeResp({ type: "error", value: `ERR qjm INTERNAL ${err.message}` }, protocol), false),
-      ),
+      (watchTxid ?? Promise.resolve(0))
+        .then(send)
+        .then(answer, (err: Error) => this.fill(slot, encodeResp({ type: "error", value: `ERR qjm INTERNAL ${err.message}` }, protocol), false)),
     );
   }
 

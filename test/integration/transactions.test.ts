@@ -101,6 +101,7 @@ test.serial("ioredis: multi().set().incr().get().exec() through a replica's and 
 });
 
 test.serial("edge cases answered as a plain redis-server answers them", async (t) => {
+  // Each case is sent as one pipeline, on a fresh connection to each.
   const cases: { name: string; commands: string[][] }[] = [
     { name: "EXECABORT (unknown command queued)", commands: [["MULTI"], ["SET", "e:1", "v"], ["NOSUCHCMD", "x"], ["EXEC"], ["GET", "e:1"]] },
     { name: "wrong arity queued", commands: [["MULTI"], ["GET"], ["EXEC"]] },
@@ -111,6 +112,7 @@ test.serial("edge cases answered as a plain redis-server answers them", async (t
     { name: "nested MULTI, WATCH inside MULTI", commands: [["MULTI"], ["MULTI"], ["WATCH", "e:4"], ["INCR", "e:4"], ["EXEC"]] },
     { name: "reads inside, PING", commands: [["SET", "e:5", "a"], ["MULTI"], ["GET", "e:5"], ["PING"], ["EXISTS", "e:5", "nope"], ["EXEC"]] },
     { name: "WATCH, UNWATCH", commands: [["WATCH", "e:6"], ["UNWATCH"], ["MULTI"], ["SET", "e:6", "1"], ["EXEC"]] },
+    { name: "WATCH, MULTI, EXEC in one pipeline", commands: [["SET", "e:7", "0"], ["WATCH", "e:7", "e:8"], ["GET", "e:7"], ["MULTI"], ["INCR", "e:7"], ["EXEC"], ["GET", "e:7"]] },
   ];
   for (const c of cases) {
     const theirs = await raw(plain!.port);
