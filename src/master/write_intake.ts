@@ -156,6 +156,9 @@ export class WriteIntake {
       return this.watchMarker(published, writer);
     }
     const replies = writer.send([["MULTI"], ...tx, ["EXEC"], markerArgs]);
+    // MULTI's and each QUEUED reply say nothing EXEC does not (a queued-time error makes it EXECABORT); a connection
+    // lost rejects them all, which EXEC's and the marker's handlers below take care of.
+    for (let i = 0; i < replies.length - 2; i++) replies[i].catch(() => {});
     replies[replies.length - 2].then(
       (value) => this.onOutcome(id, value.type === "error" ? { ok: false, message: value.value } : { ok: true, value: replyValueOf(value, 0, true) }),
       (err: Error) => this.onOutcome(id, { ok: false, message: err.message }),
