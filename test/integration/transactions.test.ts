@@ -10,7 +10,9 @@ import { Redis } from "ioredis";
 import { connect, QjmClientError, type QjmClient } from "../../src/client/index.js";
 import { CLIENT_USER, credsFile } from "../../src/nats/auth.js";
 import { freePort } from "../../src/process/ports.js";
+import { request } from "../../src/nats/bus.js";
 import { ErrorCode } from "../../src/protocol/errors.js";
+import { subjects } from "../../src/protocol/subjects.js";
 import { startRedisServer, type RedisServer } from "../../src/redis/redis_server.js";
 import { RespConnection } from "../../src/redis/resp_connection.js";
 import type { RespValue } from "../../src/redis/resp_parser.js";
@@ -86,6 +88,20 @@ test.serial("NATS: a { tx } write runs MULTI … EXEC on the master as one recor
   const script = await t.throwsAsync(client!.transaction([["EVAL", "return 1", "0"]]), { instanceOf: QjmClientError });
   t.is(script!.code, ErrorCode.COMMAND_REFUSED);
   t.deepEqual((await client!.transaction([])).typed, [], "an empty transaction is an empty array");
+});
+
+test.serial("NATS: a transaction sent again with its id is answered from the dedupe window (EXEC's reply), not applied again", async (t) => {
+  const nc = await tc!.connectAs("client");
+  try {
+    const body = { tx: [["INCR", "dd:n"], ["RPUSH", "dd:l", "x"]], id: { client: "tx-dedupe", seq: 1 } };
+    const first = (await request(nc, subjects(tc!.cluster.cluster).write, body, 5000)) as { ok: boolean; txid: number; reply: unknown; duplicate?: boolean };
+    const again = (await request(nc, subjects(tc!.cluster.cluster).write, body, 5000)) as typeof first;
+    t.like(first, { ok: true, reply: [1, 1] });
+    t.like(again, { ok: true, txid: first.txid, reply: [1, 1], duplicate: true });
+    t.deepEqual((await client!.transaction([["GET", "dd:n"], ["LLEN", "dd:l"]])).reply, ["1", 1], "applied once");
+  } finally {
+    await nc.close();
+  }
 });
 
 test.serial("ioredis: multi().set().incr().get().exec() through a replica's and the master's door, replies typed as Redis's", async (t) => {
