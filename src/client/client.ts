@@ -19,7 +19,7 @@ import { isClientId, type ActorStatus, type WriteId } from "../protocol/messages
 import { subjects, type Subjects } from "../protocol/subjects.js";
 import { plainReply } from "../redis/reply_value.js";
 import type { ReplyValue } from "../segment/record.js";
-import { OrderedWrites, type OrderedFailure } from "./ordered_writes.js";
+import { OrderedWrites, type OrderedFailure, type WriteRequestBody } from "./ordered_writes.js";
 import { backoffMs, verdictOf } from "./retry.js";
 
 export interface ConnectOptions {
@@ -47,8 +47,8 @@ export interface ConnectOptions {
   name?: string;
 }
 
-/** A Redis reply as the master passes it on: nil, integer, text, bytes, or arrays of them. */
-export type Reply = null | number | string | Uint8Array | Reply[];
+/** A Redis reply as the master passes it on: nil, integer, text, bytes, or arrays of them (an error in EXEC's array: `{ err }`). */
+export type Reply = null | number | string | Uint8Array | { err: string } | Reply[];
 
 /**
  * Redis's reply with its type: a status (`+OK`) is a string, a bulk string its bytes (a Uint8Array), an integer a
@@ -94,6 +94,12 @@ export interface QjmClient {
   readonly id: string;
   write(command: string, ...args: WriteArg[]): Promise<WriteResult>;
   /**
+   * Several commands as one transaction (MULTI … EXEC on the master, one record, applied atomically everywhere):
+   * the reply is EXEC's array, an error of a command inside it as `{ err }`; a refused command refuses it all
+   * (EXECABORT, COMMAND_REFUSED). Retried with its id like a write: applied once.
+   */
+  transaction(commands: WriteArg[][], watch?: TxWatch): Promise<WriteResult>;
+  /**
    * A group of writes applied in the order they are written, pipelined (a Redis connection's writes: the front door
    * opens one per connection): retried together, in order, across a failover (ordered_writes.ts).
    */
@@ -107,6 +113,13 @@ export interface QjmClient {
 
 export interface OrderedWriter {
   write(command: string, ...args: WriteArg[]): Promise<WriteResult>;
+  transaction(commands: WriteArg[][], watch?: TxWatch): Promise<WriteResult>;
+}
+
+/** WATCH: the transaction is aborted (reply nil) if a key was modified by a record after `txid` (what the watcher had seen). */
+export interface TxWatch {
+  txid: number;
+  keys: WriteArg[];
 }
 
 export async function connect(options: ConnectOptions = {}): Promise<QjmClient> {
@@ -215,9 +228,17 @@ class ClientImpl implements QjmClient {
     return this.master === null ? source.startsWith("master.") : source === `master.${this.master}`;
   }
 
-  async write(command: string, ...args: WriteArg[]): Promise<WriteResult> {
+  write(command: string, ...args: WriteArg[]): Promise<WriteResult> {
+    return this.send({ args: [command, ...args] });
+  }
+
+  transaction(commands: WriteArg[][], watch?: TxWatch): Promise<WriteResult> {
+    return this.send(watch === undefined ? { tx: commands } : { tx: commands, watch });
+  }
+
+  private async send(request: WriteRequestBody): Promise<WriteResult> {
     const id: WriteId = { client: this.id, seq: ++this.seq };
-    const body = { args: [command, ...args], id };
+    const body = { ...request, id };
     const deadline = Date.now() + this.limits.retryForMs;
     let unknown = false;
     for (let attempt = 1; ; attempt++) {
@@ -250,15 +271,17 @@ class ClientImpl implements QjmClient {
       closed: () => this.closed,
     });
     const retryForMs = this.limits.retryForMs;
+    const send = (request: WriteRequestBody): Promise<WriteResult> =>
+      group.write(request).then(
+        ({ result, attempts }) => ({ ...result, attempts }),
+        (f: OrderedFailure) => {
+          const why = f.retried ? ` (retried for ${retryForMs} ms)` : "";
+          throw new QjmClientError(f.code, `${f.message}${why}`, f.outcomeUnknown, f.attempts, f.id, { cause: f.cause });
+        },
+      );
     return {
-      write: (command, ...args) =>
-        group.write([command, ...args]).then(
-          ({ result, attempts }) => ({ ...result, attempts }),
-          (f: OrderedFailure) => {
-            const why = f.retried ? ` (retried for ${retryForMs} ms)` : "";
-            throw new QjmClientError(f.code, `${f.message}${why}`, f.outcomeUnknown, f.attempts, f.id, { cause: f.cause });
-          },
-        ),
+      write: (command, ...args) => send({ args: [command, ...args] }),
+      transaction: (commands, watch) => send(watch === undefined ? { tx: commands } : { tx: commands, watch }),
     };
   }
 

@@ -19,10 +19,9 @@ import type { ErrorCode } from "../protocol/errors.js";
 import type { WriteId } from "../protocol/messages.js";
 import { verdictOf } from "./retry.js";
 
-export interface WriteBody {
-  args: unknown[];
-  id: WriteId;
-}
+/** One command, or a transaction (`tx`, optionally with what it watched): messages.ts's write request. */
+export type WriteRequestBody = { args: unknown[] } | { tx: unknown[][]; watch?: { txid: number; keys: unknown[] } };
+export type WriteBody = WriteRequestBody & { id: WriteId };
 
 /** One attempt's result: the master's answer, or a failure (a new master elected meanwhile says so). */
 export type AttemptOutcome<R> = { ok: true; result: R } | { ok: false; code: ErrorCode; message: string; cause?: unknown; newMaster?: boolean };
@@ -77,11 +76,12 @@ export class OrderedWrites<R> {
     return this.pending.size;
   }
 
-  write(args: unknown[]): Promise<{ result: R; attempts: number }> {
+  write(request: unknown[] | WriteRequestBody): Promise<{ result: R; attempts: number }> {
     const id = this.deps.nextId();
     return new Promise((resolve, reject) => {
       if (this.deps.closed()) return reject({ code: "CLOSED", message: "the client was closed", outcomeUnknown: false, attempts: 0, id, retried: false } satisfies OrderedFailure);
-      const entry: Entry<R> = { body: { args, id }, deadline: this.deps.now() + this.deps.retryForMs, attempts: 0, unknown: false, last: null, resolve, reject };
+      const body: WriteBody = Array.isArray(request) ? { args: request, id } : { ...request, id };
+      const entry: Entry<R> = { body, deadline: this.deps.now() + this.deps.retryForMs, attempts: 0, unknown: false, last: null, resolve, reject };
       this.pending.set(id.seq, entry);
       // While the group is retrying, a new write waits: sent now it could commit before an earlier one re-sent.
       if (!this.retrying) this.send(entry);

@@ -241,6 +241,15 @@ export const defaults = {
   writeBytesMax: 0,
   /** Bytes of the effects one write may produce (a script's); past it the write is refused, its effects not journaled. */
   writeEffectsBytesMax: 80 * 1024 * 1024,
+  /** Commands one transaction (MULTI/EXEC, a `{ tx }` write) may hold; its bytes are bounded as one write's. */
+  txCommandsMax: 10_000,
+  /** Keys one transaction may WATCH. */
+  txWatchKeysMax: 10_000,
+  /**
+   * Bytes of the master's map of the txid that last modified each key (WATCH's check, src/master/watch_core.ts); past
+   * it the oldest keys leave it, and a transaction that watched before their txid is aborted (nil), as a conflict.
+   */
+  watchKeysBytesMax: 16 * 1024 * 1024,
   /** A batch waits quorumTimeoutMs for its majority, plus this per MiB it holds (sending and fsyncing a large record takes time). */
   quorumTimeoutMsPerMib: 250,
   /** Bytes of client writes waiting for admission; past this, OVERLOADED (one write is always let in). */
@@ -503,6 +512,9 @@ function validateDedupe(c: Config): string[] {
   if (c.dedupeWindowRecords < 1 || c.dedupeClientsMax < 1) errors.push("dedupeWindowRecords and dedupeClientsMax must be at least 1");
   // A data node that becomes master rebuilds its window from the journal: what it spans must be held below a snapshot.
   if (c.dataNodes.length > 0 && c.dedupeWindowRecords > c.purgeMarginRecords) errors.push("dedupeWindowRecords must not exceed purgeMarginRecords (the journal keeps what a new master's dedupe window is rebuilt from)");
+  if (c.txCommandsMax < 1) errors.push("txCommandsMax must be at least 1");
+  if (c.txWatchKeysMax < 1) errors.push("txWatchKeysMax must be at least 1");
+  if (c.watchKeysBytesMax < 1024) errors.push("watchKeysBytesMax must be at least 1024");
   if (c.dedupeReplyBytesMax < 1) errors.push("dedupeReplyBytesMax must be at least 1");
   if (c.clientRetryBackoffMinMs < 1 || c.clientRetryBackoffMaxMs < c.clientRetryBackoffMinMs) errors.push("clientRetryBackoffMinMs must be at least 1 and at most clientRetryBackoffMaxMs");
   if (c.dedupeWindowBytesMax < c.dedupeReplyBytesMax + DEDUPE_ENTRY_OVERHEAD_BYTES) errors.push("dedupeWindowBytesMax must hold at least one write of the largest kept reply (dedupeReplyBytesMax)");

@@ -209,6 +209,7 @@ function replyValueBytes(v: ReplyValue): number {
   if (typeof v === "number") return 9;
   if (typeof v === "string") return 5 + Buffer.byteLength(v);
   if (v instanceof Uint8Array) return 5 + v.length;
+  if (!Array.isArray(v)) return 10 + Buffer.byteLength(v.err);
   let sum = 5;
   for (const item of v) sum += replyValueBytes(item);
   return sum;

@@ -4,6 +4,10 @@
  */
 import type { ConsistencyLevel } from "../config/config.js";
 import type { Protocol } from "./resp_encoder.js";
+import { TransactionState, type TxLimitsOfDoor } from "./transaction_state.js";
+
+/** Unbounded transactions: unit tests that build a state without a door. */
+const NO_TX_LIMITS: TxLimitsOfDoor = { commandsMax: Number.MAX_SAFE_INTEGER, bytesMax: Number.MAX_SAFE_INTEGER, watchKeysMax: Number.MAX_SAFE_INTEGER };
 
 export class ConnectionState {
   protocol: Protocol = 2;
@@ -22,6 +26,8 @@ export class ConnectionState {
    * (what the read may have shown). A session read waits until its node applied it: monotonic reads on any node.
    */
   observedTxid = 0;
+  /** MULTI … EXEC and WATCH on this connection. */
+  readonly tx: TransactionState;
 
   constructor(
     readonly id: number,
@@ -31,7 +37,9 @@ export class ConnectionState {
     /** The door has a password: the connection must AUTH (or HELLO … AUTH) first. */
     private readonly passwordSet: boolean,
     private readonly defaultConsistency: ConsistencyLevel = "session",
+    txLimits: TxLimitsOfDoor = NO_TX_LIMITS,
   ) {
+    this.tx = new TransactionState(txLimits);
     this.authenticated = !passwordSet;
     this.lastActiveMs = createdMs;
     this.consistency = defaultConsistency;
@@ -56,6 +64,7 @@ export class ConnectionState {
     this.consistency = this.defaultConsistency;
     this.lastWriteTxid = 0;
     this.observedTxid = 0;
+    this.tx.clear();
   }
 
   /** One line of CLIENT LIST / CLIENT INFO, in Redis's field order (the fields the door has). */
@@ -73,7 +82,8 @@ export class ConnectionState {
       "db=0",
       "sub=0",
       "psub=0",
-      "multi=-1",
+      `multi=${this.tx.queueing ? this.tx.queued : -1}`,
+      `watch=${this.tx.watchedKeys}`,
       `cmd=${this.lastCommand}`,
       "user=default",
       `resp=${this.protocol}`,

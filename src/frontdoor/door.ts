@@ -25,6 +25,7 @@ import type { Logger } from "../util/log.js";
 import { ConnectionState } from "./connection_state.js";
 import { answerLocal, infoWithQjm, type LocalAnswer } from "./local_commands.js";
 import type { Protocol } from "./resp_encoder.js";
+import { refusalInTransaction } from "../redis/transaction.js";
 import { route, writeError, type LocalCommand, type Route } from "./router.js";
 import { Session, type DoorServices } from "./session.js";
 import { Upstream } from "./upstream.js";
@@ -132,7 +133,8 @@ export class RespDoor implements DoorServices {
     }
     const addr = `${socket.remoteAddress}:${socket.remotePort}`;
     const level = this.o.config.respConsistency as ConsistencyLevel;
-    const state = new ConnectionState(this.nextId++, addr, `${socket.localAddress}:${socket.localPort}`, Date.now(), this.o.config.respPassword !== "", level);
+    const txLimits = { commandsMax: this.o.config.txCommandsMax, bytesMax: this.requestBytesMax, watchKeysMax: this.o.config.txWatchKeysMax };
+    const state = new ConnectionState(this.nextId++, addr, `${socket.localAddress}:${socket.localPort}`, Date.now(), this.o.config.respPassword !== "", level, txLimits);
     this.sessions.add(new Session(socket, state, this));
   }
 
@@ -211,6 +213,26 @@ export class RespDoor implements DoorServices {
       if (err instanceof QjmClientError) return { ok: false, error: writeError(err.code, err.message) };
       throw err;
     }
+  }
+
+  async transaction(writer: OrderedWriter, tx: Buffer[][], watch: { txid: number; keys: Buffer[] } | null): Promise<{ ok: true; value: ReplyValue; txid: number } | { ok: false; error: string }> {
+    try {
+      const result = await writer.transaction(tx, watch ?? undefined);
+      return { ok: true, value: result.typed, txid: result.txid };
+    } catch (err) {
+      if (err instanceof QjmClientError) return { ok: false, error: writeError(err.code, err.message) };
+      throw err;
+    }
+  }
+
+  txRefusal(args: readonly Buffer[]): string | null {
+    const commands = this.o.commands();
+    const why = commands === undefined ? null : refusalInTransaction(commands, args);
+    return why === null ? null : `ERR qjm ${why.code} ${why.message}`;
+  }
+
+  watchPoint(state: ConnectionState): Promise<number> {
+    return this.reads.watchPoint(state);
   }
 
   buffered(_session: Session, delta: number): void {

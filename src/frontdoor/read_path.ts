@@ -81,6 +81,16 @@ export class ReadPath {
     }
   }
 
+  /**
+   * WATCH's point: the txid this node had applied when the keys were watched (after waiting, bounded, for the
+   * session's floor, so a connection's own write before WATCH does not abort its EXEC). Reads after WATCH see at
+   * least that state, so any modification they did not see has a higher txid: the master's check aborts on it.
+   */
+  async watchPoint(state: ConnectionState): Promise<number> {
+    if (state.consistency !== "eventual" && state.observedTxid > 0) await this.waitFor(state.observedTxid, Date.now() + this.o.config.respReadTimeoutMs);
+    return this.o.visibleTxid();
+  }
+
   /** One read of the data, at the connection's level: the reply, or the error the client gets. */
   async read(protocol: Protocol, args: readonly Buffer[], state: ConnectionState): Promise<RespValue> {
     const deadlineMs = Date.now() + this.o.config.respReadTimeoutMs;

@@ -95,6 +95,7 @@ function writeReplyValue(out: Out, v: ReplyValue, p: Protocol): void {
   if (typeof v === "number") return Number.isSafeInteger(v) ? out.line(":", String(v)) : out.blob("$", Buffer.from(String(v)));
   if (typeof v === "string") return out.line("+", oneLine(v));
   if (v instanceof Uint8Array) return out.blob("$", v);
+  if (!Array.isArray(v)) return out.line("-", oneLine(v.err));
   out.line("*", String(v.length));
   for (const item of v) writeReplyValue(out, item, p);
 }

@@ -4,7 +4,8 @@
  * error text the client gets (without the `-`).
  *
  * Order: authentication first (NOAUTH), then the door's own commands (QJM.CONSISTENCY among them), QJM.LASTTXID and
- * QJM.WAIT, then what a later phase brings (transactions, pub/sub, blocking commands: a clear "not supported yet"), then the node's command table (the redis-server's
+ * QJM.WAIT, transaction control (MULTI, EXEC, DISCARD, WATCH, UNWATCH: session.ts with transaction_state.ts), then
+ * what a later phase brings (pub/sub, blocking commands: a clear "not supported yet"), then the node's command table (the redis-server's
  * COMMAND reply, src/redis/command_table.ts): its writes go through the journal, its `readonly` commands are reads,
  * and the rest is refused with Redis's own text for an unknown command or a wrong arity.
  */
@@ -19,7 +20,23 @@ export type LocalCommand = (typeof LOCAL_COMMANDS)[number];
 /** The door's QJM.* commands that answer after the connection's earlier writes (as a read is ordered). */
 export type QjmCommand = "lasttxid" | "wait";
 
-export type Route = { kind: "local"; command: LocalCommand } | { kind: "read" } | { kind: "write" } | { kind: "qjm"; command: QjmCommand } | { kind: "refuse"; error: string };
+/** Transaction control, answered by the connection's TransactionState (transaction_state.ts). */
+export type TxCommand = "multi" | "exec" | "discard" | "watch" | "unwatch";
+const TX_COMMANDS: ReadonlyMap<string, { command: TxCommand; arity: number }> = new Map([
+  ["multi", { command: "multi", arity: 1 }],
+  ["exec", { command: "exec", arity: 1 }],
+  ["discard", { command: "discard", arity: 1 }],
+  ["watch", { command: "watch", arity: -2 }],
+  ["unwatch", { command: "unwatch", arity: 1 }],
+] as const);
+
+export type Route =
+  | { kind: "local"; command: LocalCommand }
+  | { kind: "read" }
+  | { kind: "write" }
+  | { kind: "qjm"; command: QjmCommand }
+  | { kind: "tx"; command: TxCommand }
+  | { kind: "refuse"; error: string };
 
 export interface RouteContext {
   /** The node's command table; undefined while the node starts. */
@@ -33,7 +50,6 @@ const BEFORE_AUTH = new Set(["auth", "hello", "quit", "reset"]);
 
 /** Later phases of issue #12: refused with what is missing, not as unknown. */
 const NOT_YET: ReadonlyMap<string, string> = new Map([
-  ...["multi", "exec", "discard", "watch", "unwatch"].map((c): [string, string] => [c, "transactions (MULTI/EXEC/WATCH)"]),
   ...["subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe", "publish", "spublish", "pubsub"].map((c): [string, string] => [c, "pub/sub"]),
   ["wait", "WAIT (every acknowledged write is on a majority of journal nodes already)"],
 ]);
@@ -55,6 +71,12 @@ export function route(args: readonly Buffer[], ctx: RouteContext): Route {
   if (name === "qjm.lasttxid") return { kind: "qjm", command: "lasttxid" };
   if (name === "qjm.wait") return { kind: "qjm", command: "wait" };
   if (name === "command") return { kind: "read" };
+  const tx = TX_COMMANDS.get(name);
+  if (tx !== undefined) {
+    const n = args.length;
+    if (tx.arity > 0 ? n !== tx.arity : n < -tx.arity) return { kind: "refuse", error: `ERR wrong number of arguments for '${name}' command` };
+    return { kind: "tx", command: tx.command };
+  }
   const later = NOT_YET.get(name);
   if (later !== undefined) return { kind: "refuse", error: notSupportedYet(later) };
   if (UNBOUNDED_READS.has(name)) return { kind: "refuse", error: `ERR qjm: '${name}' is not served by the front door: a read-only script may run unbounded on the node's Redis and stall it` };

@@ -22,7 +22,7 @@ import type { ConnectionState } from "./connection_state.js";
 import { parseLastTxid, parseQjmWait, type LocalAnswer } from "./local_commands.js";
 import { DoorProtocolError, RequestReader } from "./request_framing.js";
 import { encodeReplyValue, encodeResp, type Protocol } from "./resp_encoder.js";
-import type { LocalCommand, QjmCommand, Route } from "./router.js";
+import type { LocalCommand, QjmCommand, Route, TxCommand } from "./router.js";
 
 /** What a session needs from its door. */
 export interface DoorServices {
@@ -56,8 +56,16 @@ export interface DoorServices {
   ordered(): OrderedWriter;
   /** A write through the journal, in `writer`'s order: Redis's typed reply, or the error text the client gets. */
   write(writer: OrderedWriter, args: readonly Buffer[]): Promise<{ ok: true; value: ReplyValue; txid: number } | { ok: false; error: string }>;
+  /** A transaction (EXEC) through the journal, in `writer`'s order: EXEC's typed reply (null: a WATCH aborted it). */
+  transaction(writer: OrderedWriter, tx: Buffer[][], watch: { txid: number; keys: Buffer[] } | null): Promise<{ ok: true; value: ReplyValue; txid: number } | { ok: false; error: string }>;
+  /** Why `args` may not run inside a transaction (the master's rule, redis/transaction.ts), or null. */
+  txRefusal(args: readonly Buffer[]): string | null;
+  /** The txid a WATCH records: what this node had applied (after the session's floor). */
+  watchPoint(state: ConnectionState): Promise<number>;
   closed(session: Session): void;
 }
+
+type TxAnswer = { ok: true; value: ReplyValue; txid: number } | { ok: false; error: string };
 
 interface Slot {
   bytes: Buffer | null;
@@ -84,6 +92,8 @@ export class Session {
   private readyBytes = 0;
   /** Request bytes buffered, as last told to the door. */
   private charged = 0;
+  /** The txid of this connection's WATCHes (the lowest), known once each WATCH ran in order; null: none pending. */
+  private watchTxid: Promise<number> | null = null;
 
   constructor(
     private readonly socket: net.Socket,
@@ -181,6 +191,7 @@ export class Session {
     this.state.lastActiveMs = Date.now();
     this.state.lastCommand = args[0].toString("latin1", 0, 32).toLowerCase();
     const route = this.door.route(args, this.state);
+    if (this.state.tx.queueing && queues(route)) return this.queue(args, route, slot);
     // Local answers may change the protocol (HELLO, RESET): each reply is encoded in the protocol its request left.
     const done = (value: RespValue, protocol = this.state.protocol, close = false): void => this.fill(slot, encodeResp(value, protocol), close);
     switch (route.kind) {
@@ -194,7 +205,94 @@ export class Session {
         return this.write(args, slot);
       case "qjm":
         return this.qjm(route.command, args, slot);
+      case "tx":
+        return this.transaction(route.command, args, slot);
     }
+  }
+
+  /**
+   * A command after MULTI: queued (`+QUEUED`) when it would be served as a write or a read (or is PING, ECHO,
+   * UNWATCH, which Redis queues too); refused otherwise — its error now, and EXEC will answer EXECABORT.
+   */
+  private queue(args: Buffer[], route: Route, slot: Slot): void {
+    const tx = this.state.tx;
+    let answer: { ok: true } | { error: string };
+    const refusal = route.kind === "write" || route.kind === "read" ? this.door.txRefusal(args) : null;
+    if (route.kind === "refuse") answer = tx.refused(route.error);
+    else if (refusal !== null) answer = tx.refused(refusal);
+    else if (route.kind === "write" || route.kind === "read" || (route.kind === "local" && (route.command === "ping" || route.command === "echo")) || (route.kind === "tx" && route.command === "unwatch")) answer = tx.add(args);
+    else answer = tx.refused(`ERR qjm: '${args[0].toString("latin1", 0, 32).toLowerCase()}' is not supported inside MULTI`);
+    this.fill(slot, encodeResp("ok" in answer ? { type: "simple", value: "QUEUED" } : { type: "error", value: answer.error }, this.state.protocol), false);
+  }
+
+  /** MULTI, EXEC, DISCARD, WATCH, UNWATCH (transaction_state.ts has Redis's rules). */
+  private transaction(command: TxCommand, args: Buffer[], slot: Slot): void {
+    const protocol = this.state.protocol;
+    const done = (value: RespValue): void => this.fill(slot, encodeResp(value, protocol), false);
+    const answered = (r: { ok: true } | { error: string }): void => done("ok" in r ? { type: "simple", value: "OK" } : { type: "error", value: r.error });
+    const tx = this.state.tx;
+    switch (command) {
+      case "multi":
+        return answered(tx.multi());
+      case "discard":
+        return answered(tx.discard());
+      case "unwatch":
+        tx.unwatch();
+        return answered({ ok: true });
+      case "watch":
+        return this.watch(args, done);
+      case "exec":
+        return this.exec(slot);
+    }
+  }
+
+  /**
+   * WATCH: the keys are the transaction's at once (a pipelined `WATCH k; MULTI; …; EXEC` watches them); the txid is
+   * taken in order after the connection's earlier writes, as a read (read_path.ts watchPoint), and EXEC — a write,
+   * so after it — waits for it. Several WATCHes: the lowest.
+   */
+  private watch(args: Buffer[], done: (v: RespValue) => void): void {
+    const tx = this.state.tx;
+    const fresh = tx.watchedKeys === 0;
+    const r = tx.watch(args.slice(1), 0);
+    if ("error" in r) return done({ type: "error", value: r.error });
+    let settle!: (txid: number) => void;
+    const point = new Promise<number>((resolve) => (settle = resolve));
+    const before = fresh ? null : this.watchTxid;
+    this.watchTxid = before === null ? point : Promise.all([before, point]).then(([a, b]) => Math.min(a, b));
+    this.schedule("read", () =>
+      this.door.watchPoint(this.state).then(
+        (txid) => {
+          settle(txid);
+          done({ type: "simple", value: "OK" });
+        },
+        () => {
+          settle(0); // 0: older than any master's knowledge, so the EXEC is aborted (nil), never unchecked
+          done({ type: "simple", value: "OK" });
+        },
+      ),
+    );
+  }
+
+  /** EXEC: the queued commands go through the journal as one transaction write, in the connection's write order. */
+  private exec(slot: Slot): void {
+    const protocol = this.state.protocol;
+    const r = this.state.tx.exec();
+    if (r.kind === "error") return this.fill(slot, encodeResp({ type: "error", value: r.error }, protocol), false);
+    const watchTxid = r.watch === null ? null : this.watchTxid;
+    this.watchTxid = null;
+    const send = (txid: number): Promise<TxAnswer> => this.door.transaction((this.writer ??= this.door.ordered()), r.tx, r.watch === null ? null : { txid, keys: r.watch.keys });
+    const answer = (w: TxAnswer): void => {
+      if (w.ok) this.state.wrote(w.txid);
+      // A WATCH abort is Redis's nil array (`*-1`; RESP3 null).
+      const bytes = !w.ok ? encodeResp({ type: "error", value: w.error }, protocol) : w.value === null ? encodeResp({ type: "array", items: null }, protocol) : encodeReplyValue(w.value, protocol);
+      this.fill(slot, bytes, false);
+    };
+    this.schedule("write", () =>
+      (watchTxid ?? Promise.resolve(0))
+        .then(send)
+        .then(answer, (err: Error) => this.fill(slot, encodeResp({ type: "error", value: `ERR qjm INTERNAL ${err.message}` }, protocol), false)),
+    );
   }
 
   /** QJM.LASTTXID and QJM.WAIT answer after the connection's earlier writes, as a read would. */
@@ -331,4 +429,11 @@ export class Session {
 
 function unavailable(err: Error): RespValue {
   return { type: "error", value: `ERR qjm: this node's Redis cannot be reached: ${err.message.replace(/[\r\n]+/g, " ")}` };
+}
+
+/** Inside MULTI everything is queued (or refused into the transaction) but what ends or resets it, and QUIT. */
+function queues(route: Route): boolean {
+  if (route.kind === "tx") return route.command === "unwatch";
+  if (route.kind === "local") return route.command !== "quit" && route.command !== "reset";
+  return true;
 }

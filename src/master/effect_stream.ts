@@ -18,6 +18,7 @@ import type { Logger } from "../util/log.js";
 import { EffectAssembler, newMarkerChannel, type AssembledRecord } from "./effect_assembler.js";
 import type { MasterCore, Outcome, WriteId } from "./master_core.js";
 import { unpropagatedKeys } from "./script_watch.js";
+import { WatchCore } from "./watch_core.js";
 
 /** The keys a script touched and the effects that set them to their state after it (script_watch.ts). */
 export type ScriptRepair = { effects: Effect[]; keys: Buffer[] };
@@ -50,6 +51,10 @@ export class EffectStream {
   private orphanSinceMs = 0;
   /** Whether what waited for the stream was dropped for the current reset. */
   private resetDropped = false;
+  /** WATCH's check (watch_core.ts): which keys the records journaled since this Redis's stream opened touched. */
+  watches: WatchCore;
+  /** The keys an effect touches (the command table's key positions); null: unknown. Set by the master. */
+  keysOf: (effect: Effect) => Buffer[] | null = () => null;
 
   constructor(
     private readonly core: MasterCore,
@@ -57,13 +62,29 @@ export class EffectStream {
     private readonly config: Config,
     private readonly log: Logger,
     private readonly events: EventPublisher,
-  ) {}
+  ) {
+    this.watches = new WatchCore(config.watchKeysBytesMax);
+  }
 
   /** A rebuilt Redis's stream starts: a new secret marker channel, and nothing waits from the stream before. */
   opening(): void {
     this.channel = newMarkerChannel();
     this.assembler = new EffectAssembler(this.channel, this.nextMarker, this.config.writeEffectsBytesMax);
     this.unjournaled.length = 0;
+    // A rebuilt Redis: what was journaled before is known only as a floor (a WATCH older than it is aborted).
+    this.watches = new WatchCore(this.config.watchKeysBytesMax);
+  }
+
+  /** A record journaled under `txid` with `effects`: WATCH's map of what each key was last modified by. */
+  private touched(txid: number | null, effects: readonly Effect[]): void {
+    if (txid === null) return;
+    const keys: string[] = [];
+    for (const e of effects) {
+      const k = this.keysOf(e);
+      if (k === null) return this.watches.journaled(txid, null);
+      for (const key of k) keys.push(key.toString("latin1"));
+    }
+    this.watches.journaled(txid, keys);
   }
 
   /** A write is executed: the marker to write after it, on `channel`, back to back on the same connection. */
@@ -141,14 +162,18 @@ export class EffectStream {
   /** One write's record: its effects, and with a client id the id and the reply (the dedupe window's at the commit). */
   private journal(id: WriteId, inputs: RecordInputs | undefined, effects: Effect[]): number | null {
     if (inputs === undefined || inputs.clientId === null || inputs.outcome === null) {
-      return this.core.record(id, encodeEffects(effects));
+      const txid = this.core.record(id, encodeEffects(effects));
+      this.touched(txid, effects);
+      return txid;
     }
     const reply = inputs.refused !== null
       ? ({ ok: false, message: inputs.refused, code: ErrorCode.EFFECTS_REFUSED } as const)
       : recordedReplyOf(inputs.outcome);
     const record = { id: inputs.clientId, reply };
     const { payload, write } = encodeWriteRecord(effects, record, this.config.dedupeReplyBytesMax);
-    return this.core.record(id, payload, write);
+    const txid = this.core.record(id, payload, write);
+    this.touched(txid, effects);
+    return txid;
   }
 
   private journalScript(id: WriteId, inputs: RecordInputs | undefined, effects: Effect[], repair: ScriptRepair): void {
@@ -178,7 +203,8 @@ export class EffectStream {
     if (this.assembler.overflow) {
       this.core.startReset(`effects of no write passed writeEffectsBytesMax ${this.config.writeEffectsBytesMax}`);
     } else {
-      this.core.orphans(encodeEffects(this.assembler.takeOrphans()));
+      const effects = this.assembler.takeOrphans();
+      this.touched(this.core.orphans(encodeEffects(effects)), effects);
     }
   }
 

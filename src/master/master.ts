@@ -128,6 +128,8 @@ export class Master {
       command: (args) => this.stream.onCommand(args),
       failed: (err) => this.failWriter(`replication link: ${err.message}`),
     });
+    // WATCH's map needs each journaled effect's keys: the command table's key positions.
+    this.stream.keysOf = (effect) => this.redis.commands?.keysOf(effect.map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength))) ?? null;
     this.intake = new WriteIntake(this.core, step, this.redis, this.stream, config, nc, log, this.m, this.readGuard);
     this.readIndex = new ReadIndexServer(jc, config, log, () => {
       const w = this.core.writer;

@@ -21,6 +21,11 @@ export class ReadGuard {
     this.core.executed(id, keys === null ? null : keys.map((k) => k.toString("latin1")));
   }
 
+  /** A write sent to Redis naming `keys` (a transaction's; null: every key). */
+  executedKeys(id: WriteKey, keys: readonly Buffer[] | null): void {
+    this.core.executed(id, keys === null ? null : keys.map((k) => k.toString("latin1")));
+  }
+
   answered(id: WriteKey): void {
     this.deliver(this.core.answered(id));
   }

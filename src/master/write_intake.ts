@@ -9,8 +9,12 @@ import type { Config } from "../config/config.js";
 import { maxPayload } from "../nats/bus.js";
 import { decode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, errorReply } from "../protocol/errors.js";
-import { parseWriteRequest, type WriteId as ClientWriteId, type WriteReply } from "../protocol/messages.js";
+import { parseWriteRequest, type WatchSpec, type WriteId as ClientWriteId, type WriteReply } from "../protocol/messages.js";
+import type { CommandTable } from "../redis/command_table.js";
 import { replyValueOf, valueOrThrow } from "../redis/reply_value.js";
+import type { RespConnection } from "../redis/resp_connection.js";
+import type { RespValue } from "../redis/resp_parser.js";
+import { classifyTransaction, transactionKeys } from "../redis/transaction.js";
 import { assert } from "../util/assert.js";
 import type { Logger } from "../util/log.js";
 import type { MasterMetrics } from "../metrics/actor_metrics.js";
@@ -22,6 +26,9 @@ import type { ReadGuard } from "./read_guard.js";
 /** A client write as the driver knows it; the core knows it by its id. */
 interface DriverWrite {
   args: Buffer[];
+  /** A transaction's commands (run between MULTI and EXEC), or null for one command. */
+  tx: Buffer[][] | null;
+  watch: WatchSpec | null;
   respond: (reply: WriteReply) => void;
   /** The client's id of the write (the same on its retries), or null: never deduped. */
   clientId: ClientWriteId | null;
@@ -60,11 +67,12 @@ export class WriteIntake {
       throw new QjmError(ErrorCode.PAYLOAD_TOO_LARGE, `write of ${raw.length} bytes exceeds ${limit} ${writeBytesMax}`);
     }
     const arrivedMs = performance.now();
-    const { args, id: clientId } = parseWriteRequest(decode(raw));
+    const limits = { commandsMax: this.config.txCommandsMax, watchKeysMax: this.config.txWatchKeysMax };
+    const { args, id: clientId, tx, watch } = parseWriteRequest(decode(raw), limits);
     return new Promise<WriteReply>((respond) => {
       const id = this.nextWriteId++;
-      this.writes.set(id, { args, respond, clientId, arrivedMs });
-      this.step(() => this.core.write(id, raw.length, this.isScript(args), Date.now(), clientId));
+      this.writes.set(id, { args, tx, watch, respond, clientId, arrivedMs });
+      this.step(() => this.core.write(id, raw.length, tx === null && this.isScript(args), Date.now(), clientId));
     });
   }
 
@@ -73,6 +81,7 @@ export class WriteIntake {
     const w = this.writes.get(id);
     this.writes.delete(id);
     this.stream.answered(id);
+    this.stream.watches.answered(id);
     this.guard?.answered(id);
     if (w === undefined) return;
     this.metrics.answered(reply.ok, w.arrivedMs, performance.now());
@@ -92,10 +101,12 @@ export class WriteIntake {
     assert(writer !== null && commands !== null && scriptWatch !== null, "execute needs Redis");
     const w = this.writes.get(id);
     assert(w !== undefined, `write ${id} admitted but unknown`);
+    if (w.tx !== null) return this.executeTransaction(id, w, w.tx, commands, writer);
     const verdict = commands.classify(w.args);
     if (!verdict.ok) return this.core.rejected(id, errorReply(verdict.code, verdict.message));
     // Before it is sent: a read whose reply comes after this may reflect it.
     this.guard?.executed(id, w.args, commands);
+    this.stream.watches.executed(id, latin1(commands.keysOf(w.args)));
     const { channel, marker } = this.stream.mark(id, w.clientId, verdict.script);
     const markerArgs = ["PUBLISH", channel, String(marker)];
     // Same connection, back to back (one socket write for a plain write): Redis runs the command, then the marker,
@@ -120,6 +131,50 @@ export class WriteIntake {
     );
   }
 
+  /**
+   * A transaction: MULTI, its commands, EXEC, then its marker, back to back on the writer's connection (nothing of
+   * another write can come between: one connection, one socket write), so Redis propagates its writes as one block
+   * that is one record. EXEC's reply (an array, per-command errors inside it; EXECABORT) is the write's. A WATCH that
+   * fails the master's check (watch_core.ts) runs only the marker: a record without effects, answered nil, as Redis.
+   */
+  private executeTransaction(id: WriteId, w: DriverWrite, tx: Buffer[][], commands: CommandTable, writer: RespConnection): void {
+    const verdict = classifyTransaction(commands, tx);
+    if (!verdict.ok) return this.core.rejected(id, errorReply(verdict.code, verdict.message));
+    const watches = this.stream.watches;
+    if (w.watch !== null) watches.started(this.core.writer?.lastTxid ?? 0);
+    const check = w.watch === null ? { ok: true as const } : watches.check(w.watch.txid, w.watch.keys.map((k) => k.toString("latin1")));
+    const keys = check.ok ? transactionKeys(commands, tx) : [];
+    this.guard?.executedKeys(id, keys);
+    watches.executed(id, latin1(keys));
+    const { channel, marker } = this.stream.mark(id, w.clientId, false);
+    const markerArgs = ["PUBLISH", channel, String(marker)];
+    this.core.barrierReleased(id);
+    if (!check.ok) {
+      this.log.debug({ id, why: check.why }, "a watched transaction is aborted");
+      const [published] = writer.send([markerArgs]);
+      this.onOutcome(id, { ok: true, value: null });
+      return this.watchMarker(published, writer);
+    }
+    const replies = writer.send([["MULTI"], ...tx, ["EXEC"], markerArgs]);
+    // MULTI's and each QUEUED reply say nothing EXEC does not (a queued-time error makes it EXECABORT); a connection
+    // lost rejects them all, which EXEC's and the marker's handlers below take care of.
+    for (let i = 0; i < replies.length - 2; i++) replies[i].catch(() => {});
+    replies[replies.length - 2].then(
+      (value) => this.onOutcome(id, value.type === "error" ? { ok: false, message: value.value } : { ok: true, value: replyValueOf(value, 0, true) }),
+      (err: Error) => this.onOutcome(id, { ok: false, message: err.message }),
+    );
+    this.watchMarker(replies[replies.length - 1], writer);
+  }
+
+  /** A reset discards this Redis and its connection, answering the write itself: its lost marker is no failure then. */
+  private watchMarker(published: Promise<RespValue>, writer: RespConnection): void {
+    published.then(valueOrThrow).catch((err: Error) => {
+      if (this.redis.writer === writer && !this.core.resetting) {
+        this.step(() => this.core.fail(`marker not written: ${err.message}`));
+      }
+    });
+  }
+
   /** Redis's answer: to the core, and to the record waiting for it (a write whose record keeps it). */
   private onOutcome(id: WriteId, outcome: Outcome): void {
     this.step(() => {
@@ -138,4 +193,8 @@ export class WriteIntake {
       this.core.startReset(`script not verified: ${err.message}`);
     });
   }
+}
+
+function latin1(keys: Buffer[] | null): string[] | null {
+  return keys === null ? null : keys.map((k) => k.toString("latin1"));
 }

@@ -353,23 +353,69 @@ export function parseJournalReply(v: unknown): JournalReply {
 
 /** A parsed client write: its command and arguments as byte strings, and its id when the client sent one. */
 export interface WriteRequest {
+  /** A single command; for a transaction, `["EXEC"]` (what the write is, for logs and metrics). */
   args: Buffer[];
   id: WriteId | null;
+  /** A transaction (`{ tx }`): its commands, run between MULTI and EXEC; null for a single command. */
+  tx: Buffer[][] | null;
+  /** WATCH: the transaction is aborted (nil reply) if one of `keys` was modified by a record after `txid`. */
+  watch: WatchSpec | null;
 }
 
+/** What a transaction watched: its keys, and the txid the watching node had applied when they were watched. */
+export interface WatchSpec {
+  txid: number;
+  keys: Buffer[];
+}
+
+/** Bounds of a transaction request (config: txCommandsMax, txWatchKeysMax). */
+export interface TxLimits {
+  commandsMax: number;
+  watchKeysMax: number;
+}
+
+const NO_TX_LIMITS: TxLimits = { commandsMax: Number.MAX_SAFE_INTEGER, watchKeysMax: Number.MAX_SAFE_INTEGER };
+
 /**
- * A client write: either `[command, ...args]` (old clients, no id) or `{ args: [command, ...args], id?: { client,
- * seq } }`. Each argument is a string, a byte string or an integer (sent as its decimal text). Any other shape, or
- * a map with another key, is a BAD_REQUEST.
+ * A client write: either `[command, ...args]` (old clients, no id), `{ args: [command, ...args], id?: { client,
+ * seq } }`, or a transaction `{ tx: [[command, ...args], ...], watch?: { txid, keys: [...] }, id? }` (at most
+ * `limits.commandsMax` commands and `limits.watchKeysMax` watched keys; its bytes are the write's bound). Each
+ * argument is a string, a byte string or an integer (sent as its decimal text). Any other shape, or a map with
+ * another key, is a BAD_REQUEST.
  */
-export function parseWriteRequest(v: unknown): WriteRequest {
-  if (Array.isArray(v)) return { args: parseWriteArgs(v), id: null };
-  if (!isObject(v)) throw new QjmError(ErrorCode.BAD_REQUEST, "a write must be a msgpack array [command, ...args] or a map { args, id }");
+export function parseWriteRequest(v: unknown, limits: TxLimits = NO_TX_LIMITS): WriteRequest {
+  if (Array.isArray(v)) return { args: parseWriteArgs(v), id: null, tx: null, watch: null };
+  if (!isObject(v)) throw new QjmError(ErrorCode.BAD_REQUEST, "a write must be a msgpack array [command, ...args] or a map { args, id } or { tx, watch, id }");
+  const id = v.id === undefined || v.id === null ? null : parseWriteId(v.id);
+  if (v.tx !== undefined) return parseTxRequest(v, id, limits);
   for (const key of Object.keys(v)) {
-    if (key !== "args" && key !== "id") throw new QjmError(ErrorCode.BAD_REQUEST, `a write map has no key ${JSON.stringify(key.slice(0, 32))} (only args and id)`);
+    if (key !== "args" && key !== "id") throw new QjmError(ErrorCode.BAD_REQUEST, `a write map has no key ${JSON.stringify(key.slice(0, 32))} (only args and id, or tx, watch and id)`);
   }
   if (!Array.isArray(v.args)) throw new QjmError(ErrorCode.BAD_REQUEST, "a write's args must be a msgpack array [command, ...args]");
-  return { args: parseWriteArgs(v.args), id: v.id === undefined || v.id === null ? null : parseWriteId(v.id) };
+  return { args: parseWriteArgs(v.args), id, tx: null, watch: null };
+}
+
+function parseTxRequest(v: Record<string, unknown>, id: WriteId | null, limits: TxLimits): WriteRequest {
+  for (const key of Object.keys(v)) {
+    if (key !== "tx" && key !== "watch" && key !== "id") bad(`a transaction map has no key ${JSON.stringify(key.slice(0, 32))} (only tx, watch and id)`);
+  }
+  if (!Array.isArray(v.tx)) bad("a transaction's tx must be a msgpack array of commands [[command, ...args], ...]");
+  if (v.tx.length > limits.commandsMax) bad(`a transaction of ${v.tx.length} commands exceeds txCommandsMax ${limits.commandsMax}`);
+  const tx = v.tx.map((c: unknown, i: number) => {
+    if (!Array.isArray(c)) bad(`command ${i} of the transaction must be a msgpack array [command, ...args]`);
+    return parseWriteArgs(c);
+  });
+  return { args: [Buffer.from("EXEC")], id, tx, watch: v.watch === undefined || v.watch === null ? null : parseWatch(v.watch, limits) };
+}
+
+function parseWatch(v: unknown, limits: TxLimits): WatchSpec {
+  if (!isObject(v)) bad("a transaction's watch must be a map { txid, keys }");
+  for (const key of Object.keys(v)) if (key !== "txid" && key !== "keys") bad(`a watch has no key ${JSON.stringify(key.slice(0, 32))} (only txid and keys)`);
+  const txid = v.txid;
+  if (typeof txid !== "number" || !Number.isSafeInteger(txid) || txid < 0) bad("watch.txid must be a non-negative safe integer");
+  if (!Array.isArray(v.keys) || v.keys.length === 0) bad("watch.keys must be a non-empty array of keys");
+  if (v.keys.length > limits.watchKeysMax) bad(`${v.keys.length} watched keys exceed txWatchKeysMax ${limits.watchKeysMax}`);
+  return { txid, keys: parseWriteArgs(v.keys) };
 }
 
 function parseWriteArgs(v: unknown[]): Buffer[] {

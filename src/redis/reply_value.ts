@@ -4,7 +4,7 @@
  * number, nil null, an array an array. The RESP front door encodes it back with its type (src/frontdoor/).
  */
 import type { ReplyValue } from "../segment/record.js";
-import { REPLY_DEPTH_MAX } from "../segment/record.js";
+import { REPLY_DEPTH_MAX, isReplyError } from "../segment/record.js";
 import type { RespValue } from "./resp_parser.js";
 
 /** Redis's error reply, as the rejection of a command sent over a RespConnection. */
@@ -24,10 +24,12 @@ export function valueOrThrow(v: RespValue): RespValue {
  * is flattened: an error inside an array becomes its text (a status), an integer past 2^53 a (rounded) number, RESP3's
  * types their RESP2 shape.
  */
-export function replyValueOf(v: RespValue, depth = 0): ReplyValue {
+export function replyValueOf(v: RespValue, depth = 0, typedErrors = false): ReplyValue {
   switch (v.type) {
-    case "simple":
     case "error":
+      // EXEC's array keeps its per-command errors as errors (`typedErrors`); elsewhere their text, as before.
+      return typedErrors && depth > 0 ? { err: v.value } : v.value;
+    case "simple":
     case "double":
     case "bignum":
       return v.value;
@@ -45,14 +47,14 @@ export function replyValueOf(v: RespValue, depth = 0): ReplyValue {
     case "boolean":
       return v.value ? 1 : 0;
     case "attributed":
-      return replyValueOf(v.value, depth);
+      return replyValueOf(v.value, depth, typedErrors);
     case "array":
     case "map":
     case "set":
     case "push":
       if (v.items === null) return null;
       if (depth >= REPLY_DEPTH_MAX) return "(nested too deep)";
-      return v.items.map((item) => replyValueOf(item, depth + 1));
+      return v.items.map((item) => replyValueOf(item, depth + 1, typedErrors));
   }
 }
 
@@ -60,9 +62,10 @@ export function replyValueOf(v: RespValue, depth = 0): ReplyValue {
  * The reply as the client library gave it before replies were typed (ioredis's `call`): bulk strings as UTF-8 text.
  * Callers that need the bytes or the status/bulk distinction use the typed form.
  */
-export function plainReply(v: ReplyValue): null | number | string | PlainReply[] {
+export function plainReply(v: ReplyValue): PlainReply {
+  if (isReplyError(v)) return { err: v.err };
   if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("utf8");
   if (Array.isArray(v)) return v.map(plainReply);
   return v;
 }
-export type PlainReply = null | number | string | PlainReply[];
+export type PlainReply = null | number | string | { err: string } | PlainReply[];

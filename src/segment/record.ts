@@ -61,7 +61,15 @@ export function encodeEffects(effects: readonly Effect[]): Uint8Array {
  * A Redis reply as the master got it from ioredis (RESP2: nil, integer, simple or bulk string, array). Byte strings
  * and text both travel; they are what the client is given back on a retry.
  */
-export type ReplyValue = null | number | string | Uint8Array | ReplyValue[];
+export type ReplyValue = null | number | string | Uint8Array | ReplyError | ReplyValue[];
+/** An error inside an array reply (EXEC's per-command errors): `{ err: text }`, as a top-level error is kept. */
+export interface ReplyError {
+  err: string;
+}
+
+export function isReplyError(v: unknown): v is ReplyError {
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && typeof (v as { err?: unknown }).err === "string";
+}
 
 /**
  * What a write was answered: Redis's value, or an error — Redis's (REDIS_ERROR to the client, `code` absent) or the
@@ -192,6 +200,7 @@ function checkReplyValue(v: unknown, depth: number): ReplyValue {
     if (depth >= REPLY_DEPTH_MAX) badPayload(`write reply nests deeper than ${REPLY_DEPTH_MAX}`);
     return v.map((item: unknown) => checkReplyValue(item, depth + 1));
   }
+  if (depth > 0 && isReplyError(v) && Object.keys(v).length === 1) return { err: v.err };
   return badPayload(`write reply holds a ${typeof v}, not a Redis reply value`);
 }
 

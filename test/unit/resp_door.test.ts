@@ -132,7 +132,7 @@ test("router: local, read, write or refuse, with Redis's texts", (t) => {
   };
   t.regex(refused(args("xread", "BLOCK", "0", "STREAMS", "s", "$")), /not supported yet by the front door: blocking commands/);
   t.regex(refused(args("BLPOP", "l", "0")), /not supported yet by the front door: blocking commands/);
-  t.regex(refused(args("MULTI")), /not supported yet by the front door: transactions \(MULTI\/EXEC\/WATCH\)/);
+  t.deepEqual(route(args("MULTI"), ctx), { kind: "tx", command: "multi" }, "transactions: the connection's (session.ts)");
   t.regex(refused(args("SUBSCRIBE", "c")), /not supported yet by the front door: pub\/sub/);
   t.is(refused(args("nope", "a", "b")), "ERR unknown command 'nope', with args beginning with: 'a' 'b' ");
   t.is(refused(args("GET")), "ERR wrong number of arguments for 'get' command");

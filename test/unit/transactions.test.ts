@@ -1,0 +1,192 @@
+import test from "ava";
+import { encode, decode } from "../../src/protocol/codec.js";
+import { ErrorCode, QjmError } from "../../src/protocol/errors.js";
+import { parseWriteRequest } from "../../src/protocol/messages.js";
+import { CommandTable, type CommandInfo } from "../../src/redis/command_table.js";
+import { replyValueOf } from "../../src/redis/reply_value.js";
+import { classifyTransaction, EXECABORT, transactionKeys } from "../../src/redis/transaction.js";
+import { EffectAssembler, newMarkerChannel } from "../../src/master/effect_assembler.js";
+import { WatchCore, WATCH_ENTRY_OVERHEAD_BYTES } from "../../src/master/watch_core.js";
+import { TransactionState } from "../../src/frontdoor/transaction_state.js";
+import { encodeReplyValue } from "../../src/frontdoor/resp_encoder.js";
+import { route } from "../../src/frontdoor/router.js";
+import { decodeRecordPayload, encodeWriteRecord } from "../../src/segment/record.js";
+
+const b = (s: string): Buffer => Buffer.from(s);
+const args = (...a: string[]): Buffer[] => a.map(b);
+
+function info(name: string, arity: number, flags: string[], keys?: [number, number, number], acl: string[] = [], subcommands: string[] = []): CommandInfo {
+  return { name, arity, flags: new Set(flags), aclCategories: new Set(acl), subcommands, ...(keys ? { keys: { first: keys[0], last: keys[1], step: keys[2] } } : {}) };
+}
+
+const table = new CommandTable([
+  info("set", -3, ["write"], [1, 1, 1]),
+  info("incr", 2, ["write", "fast"], [1, 1, 1]),
+  info("get", 2, ["readonly", "fast"], [1, 1, 1]),
+  info("mset", -3, ["write"], [1, -1, 2]),
+  info("dbsize", 1, ["readonly", "fast"]),
+  info("blpop", -3, ["write", "blocking"], [1, -2, 1]),
+  info("xread", -4, ["readonly", "blocking", "movablekeys"], [0, 0, 0]),
+  info("eval", -3, ["noscript", "movablekeys"], [0, 0, 0], ["@scripting"]),
+  info("eval_ro", -3, ["readonly", "noscript", "movablekeys"], [0, 0, 0], ["@scripting"]),
+  info("ping", -1, ["fast"]),
+  info("unwatch", 1, ["noscript", "fast"], undefined, ["@transaction"]),
+  info("multi", 1, ["noscript", "fast"], undefined, ["@transaction"]),
+  info("publish", 3, ["pubsub", "fast"]),
+  info("config", -2, [], undefined, [], ["config|get"]),
+  info("select", 2, ["loading", "fast"]),
+]);
+
+test("classifyTransaction: writes and reads run; unknown and arity are EXECABORT; scripts, blocking, admin refused", (t) => {
+  t.deepEqual(classifyTransaction(table, [args("SET", "a", "1"), args("GET", "a"), args("PING"), args("UNWATCH"), args("XREAD", "STREAMS", "s", "0")]), { ok: true });
+  t.deepEqual(classifyTransaction(table, []), { ok: true }, "empty");
+  const unknown = classifyTransaction(table, [args("SET", "a", "1"), args("NOSUCH")]);
+  t.like(unknown, { ok: false, code: ErrorCode.REDIS_ERROR });
+  t.true(!unknown.ok && unknown.message.startsWith(EXECABORT.slice(0, -1)) && unknown.message.includes("command 2"));
+  t.like(classifyTransaction(table, [args("GET")]), { ok: false, code: ErrorCode.REDIS_ERROR });
+  for (const refused of [args("BLPOP", "l", "0"), args("EVAL", "return 1", "0"), args("EVAL_RO", "return 1", "0"), args("XREAD", "BLOCK", "0", "STREAMS", "s", "0"), args("MULTI"), args("PUBLISH", "c", "m"), args("CONFIG", "GET", "x"), args("SELECT", "1")]) {
+    t.like(classifyTransaction(table, [refused]), { ok: false, code: ErrorCode.COMMAND_REFUSED }, refused[0].toString());
+  }
+});
+
+test("transactionKeys: every command's keys; null when one cannot be told", (t) => {
+  t.deepEqual(transactionKeys(table, [args("SET", "a", "1"), args("MSET", "b", "1", "c", "2"), args("PING")])?.map(String), ["a", "b", "c"]);
+  t.is(transactionKeys(table, [args("SET", "a", "1"), args("DBSIZE")]), null);
+});
+
+test("a { tx } write request: parsed, validated, bounded", (t) => {
+  const r = parseWriteRequest(decode(encode({ tx: [["SET", "a", 1], ["GET", "a"]], watch: { txid: 7, keys: ["a"] }, id: { client: "c1", seq: 3 } })), { commandsMax: 2, watchKeysMax: 1 });
+  t.deepEqual(r.tx?.map((c) => c.map(String)), [["SET", "a", "1"], ["GET", "a"]]);
+  t.deepEqual(r.watch?.keys.map(String), ["a"]);
+  t.is(r.watch?.txid, 7);
+  t.deepEqual(r.id, { client: "c1", seq: 3 });
+  t.deepEqual(parseWriteRequest({ tx: [] }).tx, [], "empty transaction");
+  const bad = (v: unknown, limits = { commandsMax: 2, watchKeysMax: 1 }): QjmError | undefined => t.throws(() => parseWriteRequest(v, limits), { instanceOf: QjmError });
+  t.is(bad({ tx: [["A"], ["B"], ["C"]] })?.code, ErrorCode.BAD_REQUEST, "over txCommandsMax");
+  t.regex(bad({ tx: [["A"]], watch: { txid: 1, keys: ["a", "b"] } })!.message, /txWatchKeysMax/);
+  bad({ tx: [[]] });
+  bad({ tx: ["SET"] });
+  bad({ tx: [["SET", "a", "1"]], args: ["GET", "a"] });
+  bad({ tx: [["SET"]], watch: { txid: -1, keys: ["a"] } });
+  bad({ tx: [["SET"]], watch: { txid: 1, keys: [] } });
+});
+
+test("EXEC's reply keeps per-command errors typed: in the record, the dedupe copy and the door's RESP", (t) => {
+  const exec = { type: "array" as const, items: [{ type: "simple" as const, value: "OK" }, { type: "error" as const, value: "WRONGTYPE x" }, { type: "integer" as const, value: 3 }] };
+  const value = replyValueOf(exec, 0, true);
+  t.deepEqual(value, ["OK", { err: "WRONGTYPE x" }, 3]);
+  t.deepEqual(replyValueOf(exec), ["OK", "WRONGTYPE x", 3], "elsewhere (scripts) as before: the error's text");
+  t.is(encodeReplyValue(value, 2).toString(), "*3\r\n+OK\r\n-WRONGTYPE x\r\n:3\r\n");
+  const { payload } = encodeWriteRecord([], { id: { client: "c", seq: 1 }, reply: { ok: true, value } }, 65536);
+  t.deepEqual(decodeRecordPayload(payload).write?.reply, { ok: true, value });
+});
+
+test("a transaction's stream (MULTI, effects, EXEC, marker) is one record, without MULTI/EXEC (replicas wrap records in their own)", (t) => {
+  const channel = newMarkerChannel();
+  const a = new EffectAssembler(channel, 1);
+  const cmd = (...s: string[]): Buffer[] => s.map(b);
+  for (const c of [cmd("MULTI"), cmd("SET", "a", "1"), cmd("INCR", "n"), cmd("EXEC")]) t.is(a.push(c), null);
+  const r = a.push(cmd("PUBLISH", channel, "1"));
+  t.deepEqual(r?.effects.map((e) => e.map((x) => Buffer.from(x).toString())), [["SET", "a", "1"], ["INCR", "n"]]);
+});
+
+test("WatchCore: a key modified after the watched txid, in flight, unknown, or older than the floor aborts", (t) => {
+  const w = new WatchCore(1 << 20);
+  t.false(w.check(5, ["a"]).ok, "nothing known yet");
+  w.started(10);
+  t.true(w.check(10, ["a"]).ok);
+  t.false(w.check(9, ["a"]).ok, "before the term's first txid: unknown");
+  w.journaled(11, ["a"]);
+  t.false(w.check(10, ["a"]).ok, "modified by 11 after 10");
+  t.true(w.check(11, ["a"]).ok, "watched after the modification");
+  t.true(w.check(10, ["b"]).ok, "another key");
+  w.executed(1, ["b"]);
+  t.false(w.check(11, ["b"]).ok, "b has a write in flight");
+  w.answered(1);
+  t.true(w.check(11, ["b"]).ok);
+  w.executed(2, null);
+  t.false(w.check(11, ["c"]).ok, "a write of unknown keys in flight");
+  w.answered(2);
+  w.journaled(12, null);
+  t.false(w.check(11, ["c"]).ok, "a record of unknown keys raises the floor");
+  t.true(w.check(12, ["c"]).ok);
+});
+
+test("WatchCore: the first record sets the floor; bounded in bytes, eviction raises the floor", (t) => {
+  const w = new WatchCore(3 * (1 + WATCH_ENTRY_OVERHEAD_BYTES));
+  w.journaled(20, ["a"]);
+  t.is(w.knownFrom, 19);
+  w.journaled(21, ["b"]);
+  w.journaled(22, ["c"]);
+  w.journaled(23, ["a"]);
+  t.is(w.size, 3);
+  w.journaled(24, ["d"]);
+  t.is(w.size, 3);
+  t.true(w.trackedBytes <= 3 * (1 + WATCH_ENTRY_OVERHEAD_BYTES));
+  t.is(w.knownFrom, 21, "b (21) left first (a was re-set at 23)");
+  t.false(w.check(20, ["z"]).ok);
+  t.true(w.check(21, ["z"]).ok);
+  t.false(w.check(22, ["a"]).ok, "a modified at 23");
+});
+
+const limits = { commandsMax: 3, bytesMax: 100, watchKeysMax: 2 };
+
+test("TransactionState: MULTI, QUEUED, EXEC, DISCARD with Redis's errors", (t) => {
+  const s = new TransactionState(limits);
+  t.deepEqual(s.exec(), { kind: "error", error: "ERR EXEC without MULTI" });
+  t.deepEqual(s.discard(), { error: "ERR DISCARD without MULTI" });
+  t.deepEqual(s.multi(), { ok: true });
+  t.deepEqual(s.multi(), { error: "ERR MULTI calls can not be nested" });
+  t.deepEqual(s.add(args("SET", "a", "1")), { ok: true });
+  t.deepEqual(s.watch(args("a"), 1), { error: "ERR WATCH inside MULTI is not allowed" });
+  const r = s.exec();
+  t.is(r.kind, "send");
+  t.deepEqual(r.kind === "send" ? r.tx.map((c) => c.map(String)) : null, [["SET", "a", "1"]]);
+  t.false(s.queueing);
+  s.multi();
+  s.add(args("SET", "b", "1"));
+  t.deepEqual(s.discard(), { ok: true });
+  t.false(s.queueing);
+});
+
+test("TransactionState: a refused command or a bound aborts (EXECABORT); the next MULTI starts clean", (t) => {
+  const s = new TransactionState(limits);
+  s.multi();
+  s.refused("ERR unknown command 'x'");
+  s.add(args("SET", "a", "1"));
+  t.deepEqual(s.exec(), { kind: "error", error: EXECABORT });
+  s.multi();
+  t.deepEqual(s.add(args("SET", "a", "1")), { ok: true });
+  t.true("error" in s.add(args("SET", "a", "x".repeat(100))), "past bytesMax");
+  t.deepEqual(s.exec(), { kind: "error", error: EXECABORT });
+  s.multi();
+  for (let i = 0; i < 3; i++) s.add(args("INCR", "n"));
+  t.true("error" in s.add(args("INCR", "n")), "past commandsMax");
+  t.is(s.exec().kind, "error");
+});
+
+test("TransactionState: WATCH keeps the lowest txid and the keys, bounded; EXEC, DISCARD, UNWATCH forget them", (t) => {
+  const s = new TransactionState(limits);
+  s.watch(args("a"), 9);
+  s.watch(args("b", "a"), 7);
+  t.true("error" in s.watch(args("c"), 8), "past watchKeysMax");
+  s.multi();
+  const r = s.exec();
+  t.deepEqual(r.kind === "send" ? { txid: r.watch?.txid, keys: r.watch?.keys.map(String) } : null, { txid: 7, keys: ["a", "b"] });
+  s.multi();
+  const again = s.exec();
+  t.is(again.kind === "send" ? again.watch : "x", null, "EXEC forgot them");
+  s.watch(args("a"), 1);
+  s.unwatch();
+  s.multi();
+  const none = s.exec();
+  t.is(none.kind === "send" ? none.watch : "x", null);
+});
+
+test("router: transaction control is the door's, with Redis's arity errors", (t) => {
+  const ctx = { commands: table, authenticated: true };
+  t.deepEqual(route(args("MULTI"), ctx), { kind: "tx", command: "multi" });
+  t.deepEqual(route(args("watch", "a", "b"), ctx), { kind: "tx", command: "watch" });
+  t.deepEqual(route(args("WATCH"), ctx), { kind: "refuse", error: "ERR wrong number of arguments for 'watch' command" });
+  t.deepEqual(route(args("EXEC", "x"), ctx), { kind: "refuse", error: "ERR wrong number of arguments for 'exec' command" });
+});
