@@ -85,10 +85,16 @@ export class ReadPath {
   async read(protocol: Protocol, args: readonly Buffer[], state: ConnectionState): Promise<RespValue> {
     const deadlineMs = Date.now() + this.o.config.respReadTimeoutMs;
     let floor = state.consistency === "eventual" ? 0 : state.observedTxid;
-    if (state.consistency === "linearizable") {
+    // Session after a committed write answered an error (its txid untold): the read index covers it.
+    const untold = state.consistency === "session" && state.untoldWrite;
+    if (state.consistency === "linearizable" || untold) {
       const index = await this.readIndex(deadlineMs);
       if (typeof index === "string") return error(`TRYAGAIN qjm: no read index from the master within ${this.o.config.respReadTimeoutMs} ms (${index})`);
       floor = Math.max(floor, index);
+      if (untold) {
+        state.untoldWrite = false;
+        state.observed(index);
+      }
     }
     const refused = this.o.refusal();
     if (refused !== null) return error(refused);

@@ -55,9 +55,15 @@ export interface DoorServices {
   /** A connection's ordered group of writes (opened on its first write). */
   ordered(): OrderedWriter;
   /** A write through the journal, in `writer`'s order: Redis's typed reply, or the error text the client gets. */
-  write(writer: OrderedWriter, args: readonly Buffer[]): Promise<{ ok: true; value: ReplyValue; txid: number } | { ok: false; error: string }>;
+  write(writer: OrderedWriter, args: readonly Buffer[]): Promise<WriteOutcome>;
   closed(session: Session): void;
 }
+
+/**
+ * A write's outcome at the door: Redis's typed reply and its txid, or the error text the client gets; `committed` when
+ * that error was answered after the write committed with effects, its txid untold (read_path.ts then asks a read index).
+ */
+export type WriteOutcome = { ok: true; value: ReplyValue; txid: number } | { ok: false; error: string; committed: boolean };
 
 interface Slot {
   bytes: Buffer | null;
@@ -248,6 +254,7 @@ export class Session {
       this.door.write((this.writer ??= this.door.ordered()), args).then(
         (r) => {
           if (r.ok) this.state.wrote(r.txid);
+          else if (r.committed) this.state.wroteUntold();
           this.fill(slot, r.ok ? encodeReplyValue(r.value, protocol) : encodeResp({ type: "error", value: r.error }, protocol), false);
         },
         (err: Error) => this.fill(slot, encodeResp({ type: "error", value: `ERR qjm INTERNAL ${err.message}` }, protocol), false),
