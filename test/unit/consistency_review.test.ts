@@ -44,3 +44,61 @@ test("DirtyReadCore: a read waits only for writes executed before its reply, in 
   t.deepEqual(c.answered(3), [{ read: 12, verdict: "release" }]);
   t.is(c.waitingReads, 0);
 });
+
+/** The rule, by brute force: a read's reply waits for every unanswered write executed before it whose keys meet its. */
+class Reference {
+  writes = new Map<number, string[] | null>();
+  waiting = new Map<number, Set<number>>();
+  replied(read: number, keys: string[] | null): "release" | "wait" {
+    const meets = (w: string[] | null): boolean => keys === null || w === null || w.some((k) => keys.includes(k));
+    const blockers = new Set([...this.writes].filter(([, w]) => meets(w)).map(([id]) => id));
+    if (blockers.size === 0) return "release";
+    this.waiting.set(read, blockers);
+    return "wait";
+  }
+  answered(id: number): number[] {
+    this.writes.delete(id);
+    const out: number[] = [];
+    for (const [read, b] of this.waiting) if (b.delete(id) && b.size === 0) out.push(read);
+    for (const read of out) this.waiting.delete(read);
+    return out;
+  }
+}
+
+test("DirtyReadCore: random schedules release exactly the reads the brute-force rule releases", (t) => {
+  let seed = 12345;
+  const rand = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const keysOf = (): string[] | null => (rand(8) === 0 ? null : Array.from({ length: 1 + rand(3) }, () => `k${rand(5)}`));
+  for (let run = 0; run < 200; run++) {
+    const c = new DirtyReadCore(false);
+    const ref = new Reference();
+    let nextWrite = 1;
+    let nextRead = 1;
+    for (let step = 0; step < 200; step++) {
+      const op = rand(10);
+      if (op < 4) {
+        const keys = keysOf();
+        c.executed(nextWrite, keys);
+        ref.writes.set(nextWrite++, keys);
+      } else if (op < 7) {
+        const keys = keysOf();
+        t.is(c.replied(nextRead, keys, 0), ref.replied(nextRead, keys), `run ${run} step ${step}: read ${nextRead}`);
+        nextRead++;
+      } else if (op < 9 && ref.writes.size > 0) {
+        const ids = [...ref.writes.keys()];
+        const id = ids[rand(ids.length)];
+        const got = c.answered(id).map((v) => v.read).sort((a, b) => a - b);
+        t.deepEqual(got, ref.answered(id).sort((a, b) => a - b), `run ${run} step ${step}: write ${id} answered`);
+      } else if (ref.waiting.size > 0) {
+        const reads = [...ref.waiting.keys()];
+        const read = reads[rand(reads.length)];
+        c.cancel(read);
+        ref.waiting.delete(read);
+      }
+    }
+    t.is(c.waitingReads, ref.waiting.size);
+  }
+});
