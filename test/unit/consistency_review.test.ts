@@ -5,7 +5,12 @@
  * and as many steps when they are answered).
  */
 import test from "ava";
+import pino from "pino";
+import { loadConfig } from "../../src/config/config.js";
+import { ConnectionState } from "../../src/frontdoor/connection_state.js";
+import { ReadPath } from "../../src/frontdoor/read_path.js";
 import { DirtyReadCore } from "../../src/master/dirty_reads.js";
+import { ReadGuard } from "../../src/master/read_guard.js";
 
 const WRITES = 2048;
 const READS = 4096;
@@ -101,4 +106,45 @@ test("DirtyReadCore: random schedules release exactly the reads the brute-force 
     }
     t.is(c.waitingReads, ref.waiting.size);
   }
+});
+
+test("ReadPath: a read sent while the node was a replica, answered after it became master with a write in flight, is not given unguarded", async (t) => {
+  let guard: ReadGuard | null = null;
+  let release: (v: { type: "bulk"; value: Buffer }) => void = () => {};
+  let reads = 0;
+  const path = new ReadPath({
+    config: loadConfig({}, { respReadTimeoutMs: 300 }),
+    nc: null as never, // session reads never ask the master for a read index
+    log: pino({ level: "silent" }),
+    commands: () => undefined,
+    refusal: () => null,
+    visibleTxid: () => 10,
+    guard: () => guard,
+    read: () => {
+      reads++;
+      return new Promise((resolve) => (release = resolve));
+    },
+  });
+  const state = new ConnectionState(1, "a", "b", Date.now(), false);
+  const reply = path.read(2, [Buffer.from("GET"), Buffer.from("k")], state);
+  await new Promise((r) => setImmediate(r));
+  // Meanwhile the node took over as master and executed a write of k, not yet committed (it may be lost).
+  guard = new ReadGuard();
+  guard.undo(false);
+  guard.executed(1, [Buffer.from("SET"), Buffer.from("k"), Buffer.from("dirty")], null);
+  release({ type: "bulk", value: Buffer.from("dirty") });
+  let answeredAt = null as "before the commit" | "after the commit" | null;
+  let committed = false;
+  void reply.then(() => (answeredAt = committed ? "after the commit" : "before the commit"));
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  t.is(answeredAt, null, "the reply that may show the uncommitted write is not given");
+  t.is(reads, 2, "read again, through the master's guard");
+  release({ type: "bulk", value: Buffer.from("dirty") });
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  t.is(answeredAt, null, "held: the write of k is not answered");
+  committed = true;
+  guard.answered(1);
+  const got = await reply;
+  t.is(answeredAt, "after the commit");
+  t.is(got.type === "bulk" ? String(got.value) : got.type, "dirty", "its value, once committed");
 });
