@@ -113,7 +113,12 @@ export class ReadPath {
   /** On the master, through its guard (no dirty reads); elsewhere the read as it is. */
   private async guarded(run: () => Promise<RespValue>, args: readonly Buffer[], deadlineMs: number): Promise<RespValue> {
     const guard = this.o.guard();
-    if (guard === null) return await run();
+    if (guard === null) {
+      const reply = await run();
+      // The node took over as master while the read was on its way: its Redis may now hold writes not yet committed,
+      // which this reply may show (review s20). Read again, through the master's guard.
+      return this.o.guard() === null ? reply : await this.guarded(run, args, deadlineMs);
+    }
     const keys = this.o.commands()?.keysOf(args) ?? null;
     const r = await guard.guard(keys, run, deadlineMs);
     if (r.ok) return r.value;
