@@ -28,6 +28,11 @@ export class ConnectionState {
   observedTxid = 0;
   /** MULTI … EXEC and WATCH on this connection. */
   readonly tx: TransactionState;
+  /**
+   * A write of this connection committed with effects but was answered an error, which carries no txid (a script that
+   * failed after writing): the next session read takes the master's read index as its floor (read-your-writes).
+   */
+  untoldWrite = false;
 
   constructor(
     readonly id: number,
@@ -51,6 +56,11 @@ export class ConnectionState {
     this.observed(txid);
   }
 
+  /** A write committed with effects, answered an error without its txid. */
+  wroteUntold(): void {
+    this.untoldWrite = true;
+  }
+
   /** This connection has seen (or was told of, QJM.WAIT) everything up to `txid`. */
   observed(txid: number): void {
     if (txid > this.observedTxid) this.observedTxid = txid;
@@ -65,6 +75,7 @@ export class ConnectionState {
     this.lastWriteTxid = 0;
     this.observedTxid = 0;
     this.tx.clear();
+    this.untoldWrite = false;
   }
 
   /** One line of CLIENT LIST / CLIENT INFO, in Redis's field order (the fields the door has). */

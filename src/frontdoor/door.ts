@@ -17,17 +17,17 @@ import { clientOn, QjmClientError, type OrderedWriter, type QjmClient } from "..
 import type { Config, ConsistencyLevel } from "../config/config.js";
 import type { ReadGuard } from "../master/read_guard.js";
 import { maxPayload } from "../nats/bus.js";
+import { ErrorCode } from "../protocol/errors.js";
 import type { ActorStatus } from "../protocol/messages.js";
 import type { CommandTable } from "../redis/command_table.js";
 import type { RespValue } from "../redis/resp_parser.js";
-import type { ReplyValue } from "../segment/record.js";
 import type { Logger } from "../util/log.js";
 import { ConnectionState } from "./connection_state.js";
 import { answerLocal, infoWithQjm, type LocalAnswer } from "./local_commands.js";
 import type { Protocol } from "./resp_encoder.js";
 import { refusalInTransaction } from "../redis/transaction.js";
 import { route, writeError, type LocalCommand, type Route } from "./router.js";
-import { Session, type DoorServices } from "./session.js";
+import { Session, type DoorServices, type WriteOutcome } from "./session.js";
 import { Upstream } from "./upstream.js";
 import { ReadPath } from "./read_path.js";
 
@@ -205,22 +205,22 @@ export class RespDoor implements DoorServices {
     return this.writer.ordered();
   }
 
-  async write(writer: OrderedWriter, args: readonly Buffer[]): Promise<{ ok: true; value: ReplyValue; txid: number } | { ok: false; error: string }> {
+  async write(writer: OrderedWriter, args: readonly Buffer[]): Promise<WriteOutcome> {
     try {
       const result = await writer.write(args[0].toString("latin1"), ...args.slice(1));
       return { ok: true, value: result.typed, txid: result.txid };
     } catch (err) {
-      if (err instanceof QjmClientError) return { ok: false, error: writeError(err.code, err.message) };
+      if (err instanceof QjmClientError) return { ok: false, error: writeError(err.code, err.message), committed: this.committedError(err.code, args) };
       throw err;
     }
   }
 
-  async transaction(writer: OrderedWriter, tx: Buffer[][], watch: { txid: number; keys: Buffer[] } | null): Promise<{ ok: true; value: ReplyValue; txid: number } | { ok: false; error: string }> {
+  async transaction(writer: OrderedWriter, tx: Buffer[][], watch: { txid: number; keys: Buffer[] } | null): Promise<WriteOutcome> {
     try {
       const result = await writer.transaction(tx, watch ?? undefined);
       return { ok: true, value: result.typed, txid: result.txid };
     } catch (err) {
-      if (err instanceof QjmClientError) return { ok: false, error: writeError(err.code, err.message) };
+      if (err instanceof QjmClientError) return { ok: false, error: writeError(err.code, err.message), committed: this.committedError(err.code, null) };
       throw err;
     }
   }
@@ -233,6 +233,19 @@ export class RespDoor implements DoorServices {
 
   watchPoint(state: ConnectionState): Promise<number> {
     return this.reads.watchPoint(state);
+  }
+
+  /**
+   * An error answered only once the write committed with its effects (its reply carries no txid): a script's Redis
+   * error after it wrote (Redis keeps those writes), EFFECTS_REFUSED, a committed write whose reply was lost. A plain
+   * command's Redis error had no effects.
+   */
+  private committedError(code: string, args: readonly Buffer[] | null): boolean {
+    if (code === ErrorCode.EFFECTS_REFUSED || code === ErrorCode.REPLY_UNDELIVERABLE) return true;
+    // A transaction's Redis errors come inside EXEC's reply (ok, with its txid); EXECABORT ran nothing.
+    if (code !== ErrorCode.REDIS_ERROR || args === null) return false;
+    const verdict = this.o.commands()?.classify(args);
+    return verdict === undefined || (verdict.ok && verdict.script);
   }
 
   buffered(_session: Session, delta: number): void {

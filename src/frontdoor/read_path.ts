@@ -95,10 +95,16 @@ export class ReadPath {
   async read(protocol: Protocol, args: readonly Buffer[], state: ConnectionState): Promise<RespValue> {
     const deadlineMs = Date.now() + this.o.config.respReadTimeoutMs;
     let floor = state.consistency === "eventual" ? 0 : state.observedTxid;
-    if (state.consistency === "linearizable") {
+    // Session after a committed write answered an error (its txid untold): the read index covers it.
+    const untold = state.consistency === "session" && state.untoldWrite;
+    if (state.consistency === "linearizable" || untold) {
       const index = await this.readIndex(deadlineMs);
       if (typeof index === "string") return error(`TRYAGAIN qjm: no read index from the master within ${this.o.config.respReadTimeoutMs} ms (${index})`);
       floor = Math.max(floor, index);
+      if (untold) {
+        state.untoldWrite = false;
+        state.observed(index);
+      }
     }
     const refused = this.o.refusal();
     if (refused !== null) return error(refused);
@@ -117,7 +123,12 @@ export class ReadPath {
   /** On the master, through its guard (no dirty reads); elsewhere the read as it is. */
   private async guarded(run: () => Promise<RespValue>, args: readonly Buffer[], deadlineMs: number): Promise<RespValue> {
     const guard = this.o.guard();
-    if (guard === null) return await run();
+    if (guard === null) {
+      const reply = await run();
+      // The node took over as master while the read was on its way: its Redis may now hold writes not yet committed,
+      // which this reply may show (review s20). Read again, through the master's guard.
+      return this.o.guard() === null ? reply : await this.guarded(run, args, deadlineMs);
+    }
     const keys = this.o.commands()?.keysOf(args) ?? null;
     const r = await guard.guard(keys, run, deadlineMs);
     if (r.ok) return r.value;

@@ -55,9 +55,9 @@ export interface DoorServices {
   /** A connection's ordered group of writes (opened on its first write). */
   ordered(): OrderedWriter;
   /** A write through the journal, in `writer`'s order: Redis's typed reply, or the error text the client gets. */
-  write(writer: OrderedWriter, args: readonly Buffer[]): Promise<{ ok: true; value: ReplyValue; txid: number } | { ok: false; error: string }>;
+  write(writer: OrderedWriter, args: readonly Buffer[]): Promise<WriteOutcome>;
   /** A transaction (EXEC) through the journal, in `writer`'s order: EXEC's typed reply (null: a WATCH aborted it). */
-  transaction(writer: OrderedWriter, tx: Buffer[][], watch: { txid: number; keys: Buffer[] } | null): Promise<{ ok: true; value: ReplyValue; txid: number } | { ok: false; error: string }>;
+  transaction(writer: OrderedWriter, tx: Buffer[][], watch: { txid: number; keys: Buffer[] } | null): Promise<WriteOutcome>;
   /** Why `args` may not run inside a transaction (the master's rule, redis/transaction.ts), or null. */
   txRefusal(args: readonly Buffer[]): string | null;
   /** The txid a WATCH records: what this node had applied (after the session's floor). */
@@ -65,7 +65,11 @@ export interface DoorServices {
   closed(session: Session): void;
 }
 
-type TxAnswer = { ok: true; value: ReplyValue; txid: number } | { ok: false; error: string };
+/**
+ * A write's outcome at the door: Redis's typed reply and its txid, or the error text the client gets; `committed` when
+ * that error was answered after the write committed with effects, its txid untold (read_path.ts then asks a read index).
+ */
+export type WriteOutcome = { ok: true; value: ReplyValue; txid: number } | { ok: false; error: string; committed: boolean };
 
 interface Slot {
   bytes: Buffer | null;
@@ -281,9 +285,10 @@ export class Session {
     if (r.kind === "error") return this.fill(slot, encodeResp({ type: "error", value: r.error }, protocol), false);
     const watchTxid = r.watch === null ? null : this.watchTxid;
     this.watchTxid = null;
-    const send = (txid: number): Promise<TxAnswer> => this.door.transaction((this.writer ??= this.door.ordered()), r.tx, r.watch === null ? null : { txid, keys: r.watch.keys });
-    const answer = (w: TxAnswer): void => {
+    const send = (txid: number): Promise<WriteOutcome> => this.door.transaction((this.writer ??= this.door.ordered()), r.tx, r.watch === null ? null : { txid, keys: r.watch.keys });
+    const answer = (w: WriteOutcome): void => {
       if (w.ok) this.state.wrote(w.txid);
+      else if (w.committed) this.state.wroteUntold();
       // A WATCH abort is Redis's nil array (`*-1`; RESP3 null).
       const bytes = !w.ok ? encodeResp({ type: "error", value: w.error }, protocol) : w.value === null ? encodeResp({ type: "array", items: null }, protocol) : encodeReplyValue(w.value, protocol);
       this.fill(slot, bytes, false);
@@ -346,6 +351,7 @@ export class Session {
       this.door.write((this.writer ??= this.door.ordered()), args).then(
         (r) => {
           if (r.ok) this.state.wrote(r.txid);
+          else if (r.committed) this.state.wroteUntold();
           this.fill(slot, r.ok ? encodeReplyValue(r.value, protocol) : encodeResp({ type: "error", value: r.error }, protocol), false);
         },
         (err: Error) => this.fill(slot, encodeResp({ type: "error", value: `ERR qjm INTERNAL ${err.message}` }, protocol), false),

@@ -28,21 +28,40 @@ export type BeginResult = { kind: "go"; token: number } | { kind: "held" } | { k
 
 interface Executed {
   keys: string[] | null;
-  /** Reads whose reply waits for this write's answer. */
-  readers: Set<ReadId>;
+  /** Order of execution: every set below lists its writes in this order (insertion order), oldest first. */
+  seq: number;
 }
+
+/**
+ * Reads waiting on one set of unanswered writes (one key's, the keyless ones', or all), in reply order, each with the
+ * last write executed before its reply (`mark`): a read is done with the set once the set's oldest write is newer than
+ * its mark. Per waiting read O(its keys) memory, and each answer releases a prefix: nothing grows as reads × writes (a
+ * hot key under a write storm, review s20: 4096 reads on 2048 writes held 225 MiB and 28 s of the master's thread).
+ */
+interface Watch {
+  reads: { read: ReadId; mark: number }[];
+  head: number;
+}
+
+/** Watch names no key can take (keys are latin1 strings of bytes; these are not compared with them). */
+const ALL: unique symbol = Symbol("all writes");
+const ANY: unique symbol = Symbol("writes of unknown keys");
+type SetName = string | typeof ALL | typeof ANY;
 
 export class DirtyReadCore {
   /** Bumped by each undo: a read begun under an older one may have seen what was undone. */
   private generation = 0;
   private undoing: boolean;
   private closed = false;
+  private seq = 0;
   private readonly writes = new Map<WriteKey, Executed>();
   /** Unanswered writes by key, and those whose keys cannot be told (they meet every read). */
   private readonly byKey = new Map<string, Set<WriteKey>>();
   private readonly anyKey = new Set<WriteKey>();
-  /** Reads whose reply came and waits for `blockers` writes to be answered. */
-  private readonly waiting = new Map<ReadId, { blockers: number }>();
+  /** Waiting reads by the set they wait on: ALL (keyless reads), ANY (writes of unknown keys), or a key. */
+  private readonly watches = new Map<SetName, Watch>();
+  /** Reads whose reply came and waits for `sets` sets of writes to be answered. */
+  private readonly waiting = new Map<ReadId, { sets: number }>();
   /** Reads that may not start before the undo in progress ends. */
   private readonly held = new Set<ReadId>();
 
@@ -61,7 +80,7 @@ export class DirtyReadCore {
   /** A write was sent to Redis; `keys` null when they cannot be told. */
   executed(id: WriteKey, keys: string[] | null): void {
     if (this.closed || this.writes.has(id)) return;
-    this.writes.set(id, { keys, readers: new Set() });
+    this.writes.set(id, { keys, seq: ++this.seq });
     if (keys === null) this.anyKey.add(id);
     else for (const k of keys) this.byKey.set(k, (this.byKey.get(k) ?? new Set()).add(id));
   }
@@ -72,12 +91,9 @@ export class DirtyReadCore {
     if (w === undefined) return [];
     this.forget(id, w);
     const out: ReadVerdict[] = [];
-    for (const read of w.readers) {
-      const r = this.waiting.get(read);
-      if (r === undefined || --r.blockers > 0) continue;
-      this.waiting.delete(read);
-      out.push({ read, verdict: "release" });
-    }
+    this.drain(ALL, out);
+    if (w.keys === null) this.drain(ANY, out);
+    else for (const k of new Set(w.keys)) this.drain(k, out);
     return out;
   }
 
@@ -94,10 +110,18 @@ export class DirtyReadCore {
   /** A read's reply came back: give it now, read again, or wait (its verdict comes from `answered` or an undo). */
   replied(read: ReadId, keys: string[] | null, token: number): "release" | "retry" | "wait" {
     if (this.closed || this.undoing || token !== this.generation) return "retry";
-    const blockers = this.blockersOf(keys);
-    if (blockers.size === 0) return "release";
-    for (const id of blockers) this.writes.get(id)!.readers.add(read);
-    this.waiting.set(read, { blockers: blockers.size });
+    let sets = 0;
+    const names: SetName[] = keys === null ? [ALL] : [ANY, ...new Set(keys)];
+    for (const name of names) {
+      // Every write in a set now was executed before this reply: a non-empty set holds it.
+      if (this.oldestSeq(name) === Infinity) continue;
+      const watch = this.watches.get(name) ?? { reads: [], head: 0 };
+      this.watches.set(name, watch);
+      watch.reads.push({ read, mark: this.seq });
+      sets++;
+    }
+    if (sets === 0) return "release";
+    this.waiting.set(read, { sets });
     return "wait";
   }
 
@@ -127,15 +151,35 @@ export class DirtyReadCore {
 
   /** A read given up (its connection closed, its deadline passed). */
   cancel(read: ReadId): void {
+    // Its entries in the watches are skipped when they come up (each is drained as its set's writes are answered).
     this.held.delete(read);
-    if (this.waiting.delete(read)) for (const w of this.writes.values()) w.readers.delete(read);
+    this.waiting.delete(read);
   }
 
-  private blockersOf(keys: string[] | null): Set<WriteKey> {
-    if (keys === null) return new Set(this.writes.keys());
-    const out = new Set(this.anyKey);
-    for (const k of keys) for (const id of this.byKey.get(k) ?? []) out.add(id);
-    return out;
+  /** The oldest unanswered write of a set (Infinity when none). */
+  private oldestSeq(name: SetName): number {
+    const ids = name === ALL ? this.writes.keys() : name === ANY ? this.anyKey.values() : this.byKey.get(name)?.values();
+    const first = ids?.next();
+    return first === undefined || first.done === true ? Infinity : this.writes.get(first.value)!.seq;
+  }
+
+  /** A write of set `name` was answered: the reads it no longer holds (a prefix) are done with this set. */
+  private drain(name: SetName, out: ReadVerdict[]): void {
+    const watch = this.watches.get(name);
+    if (watch === undefined) return;
+    const oldest = this.oldestSeq(name);
+    while (watch.head < watch.reads.length && watch.reads[watch.head].mark < oldest) {
+      const { read } = watch.reads[watch.head++];
+      const r = this.waiting.get(read);
+      if (r === undefined || --r.sets > 0) continue;
+      this.waiting.delete(read);
+      out.push({ read, verdict: "release" });
+    }
+    if (watch.head === watch.reads.length) this.watches.delete(name);
+    else if (watch.head > 1024 && watch.head * 2 > watch.reads.length) {
+      watch.reads = watch.reads.slice(watch.head);
+      watch.head = 0;
+    }
   }
 
   private forget(id: WriteKey, w: Executed): void {
@@ -153,7 +197,7 @@ export class DirtyReadCore {
   private retryAll(includeHeld: boolean): ReadVerdict[] {
     const out: ReadVerdict[] = [...this.waiting.keys()].map((read) => ({ read, verdict: "retry" }));
     this.waiting.clear();
-    for (const w of this.writes.values()) w.readers.clear();
+    this.watches.clear();
     if (includeHeld) {
       for (const read of this.held) out.push({ read, verdict: "retry" });
       this.held.clear();
