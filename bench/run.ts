@@ -21,15 +21,19 @@ import { failoverMarkdown, failoverNotes, failoverSettings, failoverTextTable, r
 import { runTarget, type Measurement, type TargetFactory } from "./harness.js";
 import { qjmFailover } from "./qjm_failover.js";
 import { qjmTarget } from "./qjm_target.js";
-import { markdownTable, notes, textTable, withFloorRatios, writeJson } from "./report.js";
+import { breakdownTable, cpuNotes, lagNotes, markdownTable, notes, textTable, withFloorRatios, writeJson } from "./report.js";
 import { sentinelFailover } from "./sentinel_failover.js";
-import { CONCURRENCIES, KEY_SPACE, VALUE_BYTES, WARMUP_MS, benchSeconds } from "./settings.js";
+import { CONCURRENCIES, KEY_SPACE, VALUE_BYTES, WARMUP_MS, benchSeconds, benchTraceSample } from "./settings.js";
 
 /** BENCH_TARGETS name of the failover bench. */
 const FAILOVER_TARGET = "failover";
 
 /** The floor every other target is divided by. */
 const FLOOR = "NATS request/reply";
+/** The peer whose CPU per acked write redis-qjm's is compared with. */
+const CPU_REFERENCE = "JetStream R3 publish";
+/** P4 (replica lag) is measured at this share of redis-qjm's peak (its writes/s at the largest concurrency). */
+const LAG_LOAD_SHARE = 0.5;
 
 function version(command: string): string {
   try {
@@ -63,6 +67,8 @@ async function main(): Promise<number> {
     if (!keepRoot) fs.rmSync(root, { recursive: true, force: true, maxRetries: 3 });
   });
   const results: Measurement[] = [];
+  /** Runs at an offered rate (P4), apart from the closed-loop table. */
+  const paced: Measurement[] = [];
   let bootstrap: BootstrapBenchResult | null = null;
   let bootstrapFailed = false;
   let failoverResults: FailoverResult[] = [];
@@ -72,6 +78,10 @@ async function main(): Promise<number> {
         // A fresh directory and fresh servers per measurement: no state carried from one to the next.
         const dir = fs.mkdtempSync(path.join(root, `c${clients}-`));
         results.push(await runTarget(factory(dir), clients, seconds));
+      }
+      const peak = results.find((r) => r.target === "redis-qjm" && r.clients === Math.max(...CONCURRENCIES) && r.writes > 0);
+      if (named(factory) === "redis-qjm" && peak !== undefined && benchTraceSample() > 0) {
+        paced.push(await runTarget(factory(fs.mkdtempSync(path.join(root, "paced-"))), peak.clients, seconds, peak.writesPerSec * LAG_LOAD_SHARE));
       }
     }
     if (bootstrapWanted) {
@@ -99,6 +109,13 @@ async function main(): Promise<number> {
     console.log("");
     console.log(`<!-- ${stamp}, BENCH_SECONDS=${seconds} -->`);
     console.log(markdownTable(rows));
+    const breakdown = breakdownTable([...rows, ...paced]);
+    if (breakdown !== null) {
+      console.log("");
+      console.log("Per-hop breakdown of redis-qjm's traced writes (ms):");
+      console.log(breakdown);
+    }
+    for (const n of [...cpuNotes(rows, CPU_REFERENCE), ...lagNotes(paced)]) console.log(`note: ${n}`);
   }
   if (bootstrap !== null) {
     console.log("");
@@ -126,6 +143,7 @@ async function main(): Promise<number> {
       workload: { seconds, warmupMs: WARMUP_MS, valueBytes: VALUE_BYTES, keys: KEY_SPACE, concurrencies: CONCURRENCIES },
       floor: FLOOR,
       results: rows,
+      paced,
       bootstrap,
       failover: failover === null ? null : { settings: failover, results: failoverResults },
     });

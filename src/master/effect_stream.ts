@@ -18,6 +18,7 @@ import type { Logger } from "../util/log.js";
 import { EffectAssembler, newMarkerChannel, type AssembledRecord } from "./effect_assembler.js";
 import type { MasterCore, Outcome, WriteId } from "./master_core.js";
 import { unpropagatedKeys } from "./script_watch.js";
+import type { WriteTracer } from "./write_trace.js";
 
 /** The keys a script touched and the effects that set them to their state after it (script_watch.ts). */
 export type ScriptRepair = { effects: Effect[]; keys: Buffer[] };
@@ -57,6 +58,7 @@ export class EffectStream {
     private readonly config: Config,
     private readonly log: Logger,
     private readonly events: EventPublisher,
+    private readonly tracer: WriteTracer,
   ) {}
 
   /** A rebuilt Redis's stream starts: a new secret marker channel, and nothing waits from the stream before. */
@@ -98,6 +100,7 @@ export class EffectStream {
       return this.step(() => this.core.fail(`marker ${assembled.marker} on the stream matches no write`));
     }
     this.byMarker.delete(assembled.marker);
+    if (this.tracer.on) this.tracer.cut(id);
     const overflowBytes = assembled.overflowBytes;
     if (overflowBytes !== undefined) return this.step(() => this.core.oversized(id, overflowBytes));
     if (assembled.surprises.length > 0) this.onSurprises(id, assembled);
@@ -140,6 +143,12 @@ export class EffectStream {
 
   /** One write's record: its effects, and with a client id the id and the reply (the dedupe window's at the commit). */
   private journal(id: WriteId, inputs: RecordInputs | undefined, effects: Effect[]): number | null {
+    const txid = this.record(id, inputs, effects);
+    if (this.tracer.on && txid !== null) this.tracer.journaled(id, txid);
+    return txid;
+  }
+
+  private record(id: WriteId, inputs: RecordInputs | undefined, effects: Effect[]): number | null {
     if (inputs === undefined || inputs.clientId === null || inputs.outcome === null) {
       return this.core.record(id, encodeEffects(effects));
     }

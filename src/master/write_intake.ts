@@ -18,6 +18,7 @@ import type { EffectStream, Step } from "./effect_stream.js";
 import type { MasterCore, Outcome, WriteId } from "./master_core.js";
 import type { MasterRedis } from "./master_redis.js";
 import type { ReadGuard } from "./read_guard.js";
+import type { WriteTracer } from "./write_trace.js";
 
 /** A client write as the driver knows it; the core knows it by its id. */
 interface DriverWrite {
@@ -47,7 +48,8 @@ export class WriteIntake {
     private readonly log: Logger,
     private readonly metrics: MasterMetrics,
     /** The front door's reads on this Redis wait for the writes they may have seen (no dirty reads). */
-    private readonly guard: ReadGuard | null = null,
+    private readonly guard: ReadGuard | null,
+    private readonly tracer: WriteTracer,
   ) {}
 
   /** A write request off the bus: answered once the core answers it (a bad request throws, as a typed error). */
@@ -60,9 +62,11 @@ export class WriteIntake {
       throw new QjmError(ErrorCode.PAYLOAD_TOO_LARGE, `write of ${raw.length} bytes exceeds ${limit} ${writeBytesMax}`);
     }
     const arrivedMs = performance.now();
+    const trace = this.tracer.on ? this.tracer.sample() : null;
     const { args, id: clientId } = parseWriteRequest(decode(raw));
     return new Promise<WriteReply>((respond) => {
       const id = this.nextWriteId++;
+      if (trace !== null) this.tracer.admitted(id, trace);
       this.writes.set(id, { args, respond, clientId, arrivedMs });
       this.step(() => this.core.write(id, raw.length, this.isScript(args), Date.now(), clientId));
     });
@@ -76,7 +80,8 @@ export class WriteIntake {
     this.guard?.answered(id);
     if (w === undefined) return;
     this.metrics.answered(reply.ok, w.arrivedMs, performance.now());
-    w.respond(reply);
+    const trace = this.tracer.on ? this.tracer.answered(id) : undefined;
+    w.respond(trace !== undefined && reply.ok ? { ...reply, trace } : reply);
   }
 
   /** A script is a barrier: nothing is admitted behind it until the read of the keys it touched is sent. */
@@ -103,6 +108,7 @@ export class WriteIntake {
     const run = verdict.script ? scriptWatch.run(writer, verdict.name, w.args.slice(1)) : null;
     if (run !== null) void run.readSent.then(() => this.step(() => this.core.barrierReleased(id)));
     else this.core.barrierReleased(id);
+    if (this.tracer.on) this.tracer.executed(id);
     const [reply, published] = run === null ? writer.send([w.args, markerArgs]) : [run.reply, writer.call(markerArgs)];
     reply.then(
       (value) => this.onOutcome(id, value.type === "error" ? { ok: false, message: value.value } : { ok: true, value: replyValueOf(value) }),
