@@ -17,7 +17,8 @@ export const HOPS = [
   "Redis + link: → record cut",
   "cut → batch sent",
   "bus → journal node",
-  "journal node: write + fsync",
+  "journal node: queue",
+  "journal node: step + write + fsync",
   "journal node → master ack",
   "majority ack → commit",
   "commit → reply sent",
@@ -41,14 +42,15 @@ export function hopDurations(t: ClientTrace): number[] | null {
   const m = t.trace;
   if (m.executed === 0 || m.cut === 0 || m.batchSent === 0 || m.committed === 0 || m.replied === 0) return null;
   const deciding = m.acks.filter((a) => a.acked <= m.committed).sort((a, b) => b.acked - a.acked)[0];
-  if (deciding === undefined || deciding.recv === undefined || deciding.durable === undefined || deciding.replied === undefined) return null;
+  if (deciding === undefined || deciding.recv === undefined || deciding.started === undefined || deciding.durable === undefined || deciding.replied === undefined) return null;
   return [
     m.recv - t.sent,
     m.executed - m.recv,
     m.cut - m.executed,
     m.batchSent - m.cut,
     deciding.recv - m.batchSent,
-    deciding.durable - deciding.recv,
+    deciding.started - deciding.recv,
+    deciding.durable - deciding.started,
     deciding.acked - deciding.replied,
     m.committed - deciding.acked,
     m.replied - m.committed,

@@ -178,9 +178,10 @@ export class JournalNode {
   }
 
   private async execute(req: JournalRequest, tracedRecv = 0): Promise<unknown> {
+    const started = tracedRecv > 0 ? traceNow() : 0;
     const result = this.core.step(req, req.type === "snapshotDurable" ? { snapshots: this.snapshots.list().map((s) => s.txid) } : {});
     await this.applyOps(result.ops, req.type);
-    if (tracedRecv > 0 && !("error" in result.reply)) return { ok: true, ...result.reply, trace: { recv: tracedRecv, durable: traceNow(), replied: traceNow() } };
+    if (tracedRecv > 0 && !("error" in result.reply)) return { ok: true, ...result.reply, trace: { recv: tracedRecv, started, durable: traceNow(), replied: traceNow() } };
     const reply = result.reply;
     if ("error" in reply) throw reply.error;
     if ("manifest" in reply) return { ok: true, manifest: reply.manifest, state: reply.state };

@@ -102,6 +102,8 @@ export interface RecordPrint {
 export interface JournalStamps {
   /** The batch request handed to the node's queue. */
   recv: number;
+  /** Its turn came (the requests before it in the queue done). */
+  started: number;
   /** Its records written and fdatasynced. */
   durable: number;
   /** Its reply about to be sent. */
@@ -397,7 +399,7 @@ function stamp(o: Record<string, unknown>, key: string): number {
 
 function parseJournalStamps(v: unknown): JournalStamps {
   if (!isObject(v)) bad("trace must be a map");
-  return { recv: stamp(v, "recv"), durable: stamp(v, "durable"), replied: stamp(v, "replied") };
+  return { recv: stamp(v, "recv"), started: stamp(v, "started"), durable: stamp(v, "durable"), replied: stamp(v, "replied") };
 }
 
 /** A write reply's trace (the bench reads it): validated, since it crossed the bus. */

@@ -16,9 +16,9 @@ function traced(base: number, txid = 10): ClientTrace {
       cut: base + 6,
       batchSent: base + 10,
       acks: [
-        { node: "a", recv: base + 12, durable: base + 14, replied: base + 14, acked: base + 16 },
-        { node: "b", recv: base + 15, durable: base + 21, replied: base + 21, acked: base + 28 },
-        { node: "c", recv: base + 30, durable: base + 40, replied: base + 40, acked: base + 45 },
+        { node: "a", recv: base + 12, started: base + 12, durable: base + 14, replied: base + 14, acked: base + 16 },
+        { node: "b", recv: base + 15, started: base + 15.5, durable: base + 21, replied: base + 21, acked: base + 28 },
+        { node: "c", recv: base + 30, started: base + 30, durable: base + 40, replied: base + 40, acked: base + 45 },
       ],
       committed: base + 36,
       replied: base + 45,
@@ -29,7 +29,7 @@ function traced(base: number, txid = 10): ClientTrace {
 test("trace - hops are the deciding node's and add up to the round trip", (t) => {
   const d = hopDurations(traced(1000))!;
   t.is(d.length, HOPS.length);
-  t.deepEqual(d, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  t.deepEqual(d, [1, 2, 3, 4, 5, 0.5, 5.5, 7, 8, 9, 10]);
   t.is(d.reduce((a, b) => a + b, 0), 55);
 });
 
@@ -39,7 +39,7 @@ test("trace - an incomplete trace is left out, and the summary takes median and 
   t.is(hopDurations(missing), null);
   const s = summarizeHops([traced(0), traced(100), missing]);
   t.is(s.samples, 2);
-  t.deepEqual(s.hops.map((h) => h.p50Ms), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  t.deepEqual(s.hops.map((h) => h.p50Ms), [1, 2, 3, 4, 5, 0.5, 5.5, 7, 8, 9, 10]);
   t.deepEqual(s.total, { p50Ms: 55, p99Ms: 55 });
 });
 
@@ -81,8 +81,8 @@ test("trace - the master samples 1 write in N and stamps each hop; a reply's tra
   tracer.journaled(7, 100);
   t.false(tracer.batchSent(101, 5));
   t.true(tracer.batchSent(99, 2));
-  tracer.acked("a", 99, 2, { recv: 1, durable: 2, replied: 3 });
-  tracer.acked("a", 99, 2, { recv: 9, durable: 9, replied: 9 });
+  tracer.acked("a", 99, 2, { recv: 1, started: 1, durable: 2, replied: 3 });
+  tracer.acked("a", 99, 2, { recv: 9, started: 9, durable: 9, replied: 9 });
   tracer.committed(99);
   t.is(trace.committed, 0);
   tracer.committed(100);
