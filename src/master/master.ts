@@ -153,9 +153,9 @@ export class Master {
     const s = subjects(this.config.cluster);
     // A queue group: were two nodes to believe they are master, a write reaches one of them, never both.
     const writes = { limits: this.config, queue: "masters" };
-    this.writeSub = serve(this.nc, s.write, this.log, (_body, raw) => this.intake.onWrite(raw), writes);
+    this.writeSub = serve(this.nc, s.write, this.log, (body, raw) => this.intake.onWrite(body, raw), writes);
     // Writes addressed to this node (a client that knows the master): the same handler.
-    this.writeToSub = serve(this.nc, s.writeTo(this.id), this.log, (_body, raw) => this.intake.onWrite(raw), { limits: this.config });
+    this.writeToSub = serve(this.nc, s.writeTo(this.id), this.log, (body, raw) => this.intake.onWrite(body, raw), { limits: this.config });
     // Linearizable reads on any node's door: the committed txid, once a majority of journal nodes confirmed the epoch.
     this.readIndexSub = serve(this.nc, s.readIndex, this.log, (body) => {
       parseReadIndexRequest(body);

@@ -7,7 +7,6 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../config/config.js";
 import { maxPayload } from "../nats/bus.js";
-import { decode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, errorReply } from "../protocol/errors.js";
 import { parseWriteRequest, type WriteId as ClientWriteId, type WriteReply } from "../protocol/messages.js";
 import { replyValueOf, valueOrThrow } from "../redis/reply_value.js";
@@ -52,8 +51,11 @@ export class WriteIntake {
     private readonly tracer: WriteTracer,
   ) {}
 
-  /** A write request off the bus: answered once the core answers it (a bad request throws, as a typed error). */
-  onWrite(raw: Uint8Array): Promise<WriteReply> {
+  /**
+   * A write request off the bus (`body`: `raw` as the bus decoded it, once): answered once the core answers it (a bad
+   * request throws, as a typed error).
+   */
+  onWrite(body: unknown, raw: Uint8Array): Promise<WriteReply> {
     // writeBytesMax 0: whatever nats-server accepts from a client in one message (its max_payload) is a write.
     const configured = this.config.writeBytesMax > 0;
     const writeBytesMax = configured ? this.config.writeBytesMax : maxPayload(this.nc);
@@ -63,7 +65,7 @@ export class WriteIntake {
     }
     const arrivedMs = performance.now();
     const trace = this.tracer.on ? this.tracer.sample() : null;
-    const { args, id: clientId } = parseWriteRequest(decode(raw));
+    const { args, id: clientId } = parseWriteRequest(body);
     return new Promise<WriteReply>((respond) => {
       const id = this.nextWriteId++;
       if (trace !== null) this.tracer.admitted(id, trace);
