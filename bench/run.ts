@@ -4,6 +4,8 @@
  *
  *   BENCH_SECONDS=<s>   measured seconds per target per concurrency (default 5)
  *   BENCH_OUT=<file>    also write the results as JSON there
+ *   BENCH_TRACE_SAMPLE=<n>  redis-qjm traces 1 write in n (default 8; 0: off): the per-hop breakdown, and a third
+ *                       redis-qjm run at 256 clients paced at half its peak for the replica lag (P4)
  *   BENCH_TARGETS=a,b   only the targets whose name contains one of these (the floor is measured with any other
  *                       throughput target); `bootstrap` selects the bootstrap bench (bench/bootstrap.ts)
  *   BENCH_BOOTSTRAP_KEYS=<n>  keys the bootstrap bench fills the cluster with (default 1,000,000; it takes minutes)
