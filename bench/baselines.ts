@@ -128,10 +128,13 @@ export function redisSetWaitTarget(dir: string): Target {
 export function jetStreamR3Target(dir: string): Target {
   const cleanup = new Cleanup();
   let js: JetStreamClient | undefined;
+  let pids: number[] = [];
   return {
     name: "JetStream R3 publish",
+    pids: () => pids,
     async setup() {
       const servers = await startJetStreamCluster(cleanup, dir, JETSTREAM_REPLICAS);
+      pids = servers.map((s) => s.child.pid);
       // Clients connect to n1, wherever the stream leader was elected: as a client of a cluster would.
       const nc = await connectNats(cleanup, servers[0].url, "bench-clients");
       await createReplicatedStream(nc, JETSTREAM_REPLICAS);

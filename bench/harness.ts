@@ -15,6 +15,7 @@ import {
   WATCHDOG_INTERVAL_MS,
 } from "./settings.js";
 import { latencySummary } from "./stats.js";
+import { cpuMsOf, type HopSummary, type LagSummary } from "./trace.js";
 
 /** Something that acknowledges writes. A fresh instance is made for every (target, concurrency) pair. */
 export interface Target {
@@ -25,6 +26,16 @@ export interface Target {
   write(clientIndex: number, i: number): Promise<void>;
   /** Closes connections and stops every server it started; also called after a failed or timed-out setup. */
   teardown(): Promise<void>;
+  /** The pids of its server processes (their descendants count too): their CPU time per acknowledged write. */
+  pids?(): number[];
+  /** Told when the measured window opens and closes; returns what the target saw of itself in it (write traces). */
+  window?: { open(): void; close(): TargetReport };
+}
+
+/** What a traced target reports of its window. */
+export interface TargetReport {
+  hops?: HopSummary;
+  lag?: LagSummary;
 }
 
 /** Makes a target whose servers and files live under `dir` (a fresh directory). */
@@ -44,6 +55,12 @@ export interface Measurement {
   errors: number;
   /** Why figures are missing or partial: setup failed, stalled, too many errors, sample cap reached. */
   note?: string;
+  /** CPU ms (user + system) of the target's processes over the window ÷ writes acknowledged in it. */
+  cpuMsPerWrite?: number;
+  /** The offered load when it was paced (writes/s for all clients together); absent: closed loop. */
+  ratePerSec?: number;
+  hops?: HopSummary;
+  lag?: LagSummary;
 }
 
 // ---- deadlines ----
@@ -85,13 +102,13 @@ export function errorMessage(err: unknown): string {
 // ---- one measurement ----
 
 /** Sets up `target`, measures it with `clients` clients for `seconds`, and always tears it down. */
-export async function runTarget(target: Target, clients: number, seconds: number): Promise<Measurement> {
+export async function runTarget(target: Target, clients: number, seconds: number, ratePerSec?: number): Promise<Measurement> {
   const label = `${target.name} ×${clients}`;
   try {
     process.stderr.write(`bench: ${label}: setting up\n`);
     await withDeadline(target.setup(clients), SETUP_TIMEOUT_MS, `${label} setup`);
     process.stderr.write(`bench: ${label}: ${WARMUP_MS} ms warm-up, ${seconds} s measured\n`);
-    const m = await measure(target, clients, seconds);
+    const m = await measure(target, clients, seconds, ratePerSec);
     process.stderr.write(`bench: ${label}: ${Math.round(m.writesPerSec)} writes/s, p50 ${m.p50Ms.toFixed(3)} ms, p99 ${m.p99Ms.toFixed(3)} ms${m.note ? ` (${m.note})` : ""}\n`);
     return m;
   } catch (err) {
@@ -115,7 +132,32 @@ interface InFlight {
   reject: (err: Error) => void;
 }
 
-async function measure(target: Target, clients: number, seconds: number): Promise<Measurement> {
+/**
+ * What the window observes beside latencies: the target's CPU time (from /proc) and its own report, read when the
+ * window opens (after the warm-up) and when it closes.
+ */
+function windowProbe(target: Target, seconds: number): { close(): { cpuMs: number | null; report: TargetReport } } {
+  let cpuStartMs: number | null = null;
+  let opened = false;
+  let closed: { cpuMs: number | null; report: TargetReport } | null = null;
+  const close = () => {
+    if (closed !== null) return closed;
+    clearTimeout(openTimer);
+    clearTimeout(closeTimer);
+    const cpuMs = opened && cpuStartMs !== null && target.pids ? cpuMsOf(target.pids()) - cpuStartMs : null;
+    closed = { cpuMs, report: opened ? (target.window?.close() ?? {}) : {} };
+    return closed;
+  };
+  const openTimer = setTimeout(() => {
+    opened = true;
+    if (target.pids) cpuStartMs = cpuMsOf(target.pids());
+    target.window?.open();
+  }, WARMUP_MS);
+  const closeTimer = setTimeout(close, WARMUP_MS + seconds * 1000);
+  return { close };
+}
+
+async function measure(target: Target, clients: number, seconds: number, ratePerSec?: number): Promise<Measurement> {
   let samples = new Float64Array(SAMPLES_INITIAL);
   let count = 0;
   let errors = 0;
@@ -147,8 +189,17 @@ async function measure(target: Target, clients: number, seconds: number): Promis
     stopped = true;
   };
 
+  // A paced run (ratePerSec) hands out send times one interval apart, to whichever client is free; never faster.
+  const intervalMs = ratePerSec !== undefined && ratePerSec > 0 ? 1000 / ratePerSec : 0;
+  let nextDueMs = performance.now();
+  const probe = windowProbe(target, seconds);
+
   const client = async (c: number) => {
     for (let i = 0; !stopped; i++) {
+      if (intervalMs > 0) {
+        const due = (nextDueMs = Math.max(nextDueMs + intervalMs, performance.now()));
+        if (due - performance.now() >= 1) await sleep(due - performance.now());
+      }
       const t0 = process.hrtime.bigint();
       if (t0 >= windowEndNs) return;
       try {
@@ -192,9 +243,11 @@ async function measure(target: Target, clients: number, seconds: number): Promis
   } finally {
     clearInterval(watchdog);
   }
+  const { cpuMs, report } = probe.close();
 
   const windowSeconds = Number(windowEndNs - windowStartNs) / 1e9;
   const { p50Ms, p99Ms } = latencySummary(samples, count);
   if (note === undefined && errors > 0) note = `${errors} errors, last: ${lastError}`;
-  return { target: target.name, clients, seconds: windowSeconds, writes: count, writesPerSec: count / windowSeconds, p50Ms, p99Ms, errors, note };
+  const cpuMsPerWrite = cpuMs !== null && count > 0 ? cpuMs / count : undefined;
+  return { target: target.name, clients, seconds: windowSeconds, writes: count, writesPerSec: count / windowSeconds, p50Ms, p99Ms, errors, note, cpuMsPerWrite, ratePerSec, ...report };
 }

@@ -4,6 +4,8 @@
  *
  *   BENCH_SECONDS=<s>   measured seconds per target per concurrency (default 5)
  *   BENCH_OUT=<file>    also write the results as JSON there
+ *   BENCH_TRACE_SAMPLE=<n>  redis-qjm traces 1 write in n (default 8; 0: off): the per-hop breakdown, and a third
+ *                       redis-qjm run at 256 clients paced at half its peak for the replica lag (P4)
  *   BENCH_TARGETS=a,b   only the targets whose name contains one of these (the floor is measured with any other
  *                       throughput target); `bootstrap` selects the bootstrap bench (bench/bootstrap.ts)
  *   BENCH_BOOTSTRAP_KEYS=<n>  keys the bootstrap bench fills the cluster with (default 1,000,000; it takes minutes)
@@ -21,15 +23,19 @@ import { failoverMarkdown, failoverNotes, failoverSettings, failoverTextTable, r
 import { runTarget, type Measurement, type TargetFactory } from "./harness.js";
 import { qjmFailover } from "./qjm_failover.js";
 import { qjmTarget } from "./qjm_target.js";
-import { markdownTable, notes, textTable, withFloorRatios, writeJson } from "./report.js";
+import { breakdownTable, cpuNotes, lagNotes, markdownTable, notes, textTable, withFloorRatios, writeJson } from "./report.js";
 import { sentinelFailover } from "./sentinel_failover.js";
-import { CONCURRENCIES, KEY_SPACE, VALUE_BYTES, WARMUP_MS, benchSeconds } from "./settings.js";
+import { CONCURRENCIES, KEY_SPACE, VALUE_BYTES, WARMUP_MS, benchSeconds, benchTraceSample } from "./settings.js";
 
 /** BENCH_TARGETS name of the failover bench. */
 const FAILOVER_TARGET = "failover";
 
 /** The floor every other target is divided by. */
 const FLOOR = "NATS request/reply";
+/** The peer whose CPU per acked write redis-qjm's is compared with. */
+const CPU_REFERENCE = "JetStream R3 publish";
+/** P4 (replica lag) is measured at this share of redis-qjm's peak (its writes/s at the largest concurrency). */
+const LAG_LOAD_SHARE = 0.5;
 
 function version(command: string): string {
   try {
@@ -63,6 +69,8 @@ async function main(): Promise<number> {
     if (!keepRoot) fs.rmSync(root, { recursive: true, force: true, maxRetries: 3 });
   });
   const results: Measurement[] = [];
+  /** Runs at an offered rate (P4), apart from the closed-loop table. */
+  const paced: Measurement[] = [];
   let bootstrap: BootstrapBenchResult | null = null;
   let bootstrapFailed = false;
   let failoverResults: FailoverResult[] = [];
@@ -72,6 +80,10 @@ async function main(): Promise<number> {
         // A fresh directory and fresh servers per measurement: no state carried from one to the next.
         const dir = fs.mkdtempSync(path.join(root, `c${clients}-`));
         results.push(await runTarget(factory(dir), clients, seconds));
+      }
+      const peak = results.find((r) => r.target === "redis-qjm" && r.clients === Math.max(...CONCURRENCIES) && r.writes > 0);
+      if (named(factory) === "redis-qjm" && peak !== undefined && benchTraceSample() > 0) {
+        paced.push(await runTarget(factory(fs.mkdtempSync(path.join(root, "paced-"))), peak.clients, seconds, peak.writesPerSec * LAG_LOAD_SHARE));
       }
     }
     if (bootstrapWanted) {
@@ -99,6 +111,13 @@ async function main(): Promise<number> {
     console.log("");
     console.log(`<!-- ${stamp}, BENCH_SECONDS=${seconds} -->`);
     console.log(markdownTable(rows));
+    const breakdown = breakdownTable([...rows, ...paced]);
+    if (breakdown !== null) {
+      console.log("");
+      console.log("Per-hop breakdown of redis-qjm's traced writes (ms):");
+      console.log(breakdown);
+    }
+    for (const n of [...cpuNotes(rows, CPU_REFERENCE), ...lagNotes(paced)]) console.log(`note: ${n}`);
   }
   if (bootstrap !== null) {
     console.log("");
@@ -126,6 +145,7 @@ async function main(): Promise<number> {
       workload: { seconds, warmupMs: WARMUP_MS, valueBytes: VALUE_BYTES, keys: KEY_SPACE, concurrencies: CONCURRENCIES },
       floor: FLOOR,
       results: rows,
+      paced,
       bootstrap,
       failover: failover === null ? null : { settings: failover, results: failoverResults },
     });

@@ -33,6 +33,17 @@ export const DRAIN_SLACK_MS = 2000;
 /** Opening one NATS or Redis connection. */
 export const CONNECT_TIMEOUT_MS = 5000;
 
+/** redis-qjm's traceSample in the bench: 1 write in this many carries per-hop stamps (BENCH_TRACE_SAMPLE; 0: off). */
+export const DEFAULT_TRACE_SAMPLE = 8;
+
+export function benchTraceSample(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.BENCH_TRACE_SAMPLE;
+  if (raw === undefined || raw === "") return DEFAULT_TRACE_SAMPLE;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`BENCH_TRACE_SAMPLE=${raw}: not a whole number ≥ 0`);
+  return n;
+}
+
 /** BENCH_SECONDS, validated: a positive number of seconds. */
 export function benchSeconds(env: NodeJS.ProcessEnv = process.env): number {
   const raw = env.BENCH_SECONDS;

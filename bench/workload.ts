@@ -29,9 +29,9 @@ export function writeBody(clientIndex: number, i: number): Uint8Array {
  * Checks a write reply `{ok: true, txid, …}` and throws on anything else. The NATS floor's responder answers
  * with such a reply too, so both pay the same decode.
  */
-export function checkWriteReply(data: Uint8Array): void {
+export function checkWriteReply(data: Uint8Array): Record<string, unknown> {
   const reply = decode(data);
-  if (typeof reply === "object" && reply !== null && "ok" in reply && reply.ok === true) return;
+  if (typeof reply === "object" && reply !== null && "ok" in reply && reply.ok === true) return reply as Record<string, unknown>;
   const r = (typeof reply === "object" && reply !== null ? reply : {}) as { code?: unknown; message?: unknown };
   throw new Error(`write refused: ${String(r.code ?? "no code")}: ${String(r.message ?? JSON.stringify(reply))}`);
 }

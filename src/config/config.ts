@@ -108,6 +108,11 @@ export const defaults = {
   batchResendMs: 500,
   /** Effects seen on the replication stream with no client marker are journaled on their own after this idle time. */
   orphanEffectsFlushMs: 20,
+  /**
+   * Per-hop timestamps of 1 write in this many (the master, journal nodes and replicas stamp it; the write reply
+   * carries them; bench/trace.ts reads them); 0: off, the write path then pays one integer check per hop.
+   */
+  traceSample: 0,
   /** How long the master waits for a majority to promise a new epoch before it tries again. */
   epochRequestTimeoutMs: 2000,
   /** Pause between attempts to become the writer. */

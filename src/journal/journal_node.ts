@@ -19,6 +19,7 @@ import { JournalCore } from "./journal_core.js";
 import { SegmentStore } from "./segment_store.js";
 import { DiskFaults, type DiskErrno, type DiskOperation } from "./disk_faults.js";
 import { SerialQueue } from "../util/serial_queue.js";
+import { traceNow } from "../util/trace_clock.js";
 
 export class JournalNode {
   private core!: JournalCore;
@@ -153,8 +154,10 @@ export class JournalNode {
   private handle(req: JournalRequest): Promise<unknown> {
     if (this.stopped) throw new QjmError(ErrorCode.INTERNAL, "journal node is stopping");
     if (this.queued >= this.config.journalQueueMax) throw new QjmError(ErrorCode.OVERLOADED, `${this.queued} requests already wait for the disk`);
+    // A traced batch (traceSample): its reply says when it came, when it was durable and when it left.
+    const recv = req.type === "journal" && req.trace === true ? traceNow() : 0;
     this.queued++;
-    return this.queue.run(() => this.execute(req)).finally(() => this.queued--);
+    return this.queue.run(() => this.execute(req, recv)).finally(() => this.queued--);
   }
 
 
@@ -174,9 +177,11 @@ export class JournalNode {
     }
   }
 
-  private async execute(req: JournalRequest): Promise<unknown> {
+  private async execute(req: JournalRequest, tracedRecv = 0): Promise<unknown> {
+    const started = tracedRecv > 0 ? traceNow() : 0;
     const result = this.core.step(req, req.type === "snapshotDurable" ? { snapshots: this.snapshots.list().map((s) => s.txid) } : {});
     await this.applyOps(result.ops, req.type);
+    if (tracedRecv > 0 && !("error" in result.reply)) return { ok: true, ...result.reply, trace: { recv: tracedRecv, started, durable: traceNow(), replied: traceNow() } };
     const reply = result.reply;
     if ("error" in reply) throw reply.error;
     if ("manifest" in reply) return { ok: true, manifest: reply.manifest, state: reply.state };

@@ -19,6 +19,7 @@ import { EffectAssembler, newMarkerChannel, type AssembledRecord } from "./effec
 import type { MasterCore, Outcome, WriteId } from "./master_core.js";
 import { unpropagatedKeys } from "./script_watch.js";
 import { WatchCore } from "./watch_core.js";
+import type { WriteTracer } from "./write_trace.js";
 
 /** The keys a script touched and the effects that set them to their state after it (script_watch.ts). */
 export type ScriptRepair = { effects: Effect[]; keys: Buffer[] };
@@ -62,6 +63,7 @@ export class EffectStream {
     private readonly config: Config,
     private readonly log: Logger,
     private readonly events: EventPublisher,
+    private readonly tracer: WriteTracer,
   ) {
     this.watches = new WatchCore(config.watchKeysBytesMax);
   }
@@ -119,6 +121,7 @@ export class EffectStream {
       return this.step(() => this.core.fail(`marker ${assembled.marker} on the stream matches no write`));
     }
     this.byMarker.delete(assembled.marker);
+    if (this.tracer.on) this.tracer.cut(id);
     const overflowBytes = assembled.overflowBytes;
     if (overflowBytes !== undefined) return this.step(() => this.core.oversized(id, overflowBytes));
     if (assembled.surprises.length > 0) this.onSurprises(id, assembled);
@@ -161,6 +164,12 @@ export class EffectStream {
 
   /** One write's record: its effects, and with a client id the id and the reply (the dedupe window's at the commit). */
   private journal(id: WriteId, inputs: RecordInputs | undefined, effects: Effect[]): number | null {
+    const txid = this.record(id, inputs, effects);
+    if (this.tracer.on && txid !== null) this.tracer.journaled(id, txid);
+    return txid;
+  }
+
+  private record(id: WriteId, inputs: RecordInputs | undefined, effects: Effect[]): number | null {
     if (inputs === undefined || inputs.clientId === null || inputs.outcome === null) {
       const txid = this.core.record(id, encodeEffects(effects));
       this.touched(txid, effects);

@@ -38,6 +38,7 @@ import { WriteIntake } from "./write_intake.js";
 import { ReadGuard } from "./read_guard.js";
 import { ReadIndexServer } from "./read_index.js";
 import type { WriterCore } from "./writer_core.js";
+import { WriteTracer } from "./write_trace.js";
 
 /**
  * A data node's master role (issue #11): the epoch is won already, and the Redis it serves from is the node's own,
@@ -103,6 +104,8 @@ export class Master {
   private readonly heardTxid = new Map<string, number>();
   /** The newest batch counted in the batch-size histograms (a resend, or a copy to a rejoining node, is not a new batch). */
   private observedBatch: { writer: WriterCore | null; id: number } = { writer: null, id: 0 };
+  /** Per-hop stamps of 1 write in config.traceSample (off at 0). */
+  private readonly tracer: WriteTracer;
 
   constructor(
     readonly id: string,
@@ -120,7 +123,8 @@ export class Master {
     this.window = options.takeover?.window ?? new DedupeWindow(config);
     this.core = new MasterCore(config, undefined, this.window);
     const step: Step = (event) => this.step(event);
-    this.stream = new EffectStream(this.core, step, config, log, events);
+    this.tracer = new WriteTracer(config.traceSample);
+    this.stream = new EffectStream(this.core, step, config, log, events, this.tracer);
     const port = options.redisPort ?? config.masterRedisPort;
     const commands = options.takeover?.commands;
     this.redis = new MasterRedis({ id, config, dataDir, log, events, jc, snapshots, port, commands }, {
@@ -130,7 +134,7 @@ export class Master {
     });
     // WATCH's map needs each journaled effect's keys: the command table's key positions.
     this.stream.keysOf = (effect) => this.redis.commands?.keysOf(effect.map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength))) ?? null;
-    this.intake = new WriteIntake(this.core, step, this.redis, this.stream, config, nc, log, this.m, this.readGuard);
+    this.intake = new WriteIntake(this.core, step, this.redis, this.stream, config, nc, log, this.m, this.readGuard, this.tracer);
     this.readIndex = new ReadIndexServer(jc, config, log, () => {
       const w = this.core.writer;
       return w === null || w.failed ? null : { epoch: w.epoch, committedTxid: w.committedTxid };
@@ -151,9 +155,9 @@ export class Master {
     const s = subjects(this.config.cluster);
     // A queue group: were two nodes to believe they are master, a write reaches one of them, never both.
     const writes = { limits: this.config, queue: "masters" };
-    this.writeSub = serve(this.nc, s.write, this.log, (_body, raw) => this.intake.onWrite(raw), writes);
+    this.writeSub = serve(this.nc, s.write, this.log, (body, raw) => this.intake.onWrite(body, raw), writes);
     // Writes addressed to this node (a client that knows the master): the same handler.
-    this.writeToSub = serve(this.nc, s.writeTo(this.id), this.log, (_body, raw) => this.intake.onWrite(raw), { limits: this.config });
+    this.writeToSub = serve(this.nc, s.writeTo(this.id), this.log, (body, raw) => this.intake.onWrite(body, raw), { limits: this.config });
     // Linearizable reads on any node's door: the committed txid, once a majority of journal nodes confirmed the epoch.
     this.readIndexSub = serve(this.nc, s.readIndex, this.log, (body) => {
       parseReadIndexRequest(body);
@@ -224,7 +228,10 @@ export class Master {
     this.pumping = true;
     try {
       for (let r = this.core.ready(); ; r = this.core.ready()) {
-        if (r.committed !== null) this.options.onCommitted?.();
+        if (r.committed !== null) {
+          this.options.onCommitted?.();
+          if (this.tracer.on) this.tracer.committed(r.committed.txid);
+        }
         if (isEmptyReady(r)) break;
         this.act(r);
         this.noteUndo();
@@ -403,8 +410,10 @@ export class Master {
       seen.id = batch.id;
       this.m.batch(count, records.length);
     }
-    const req = { type: "journal", epoch, segmentTxid, firstTxid, count, records, committedTxid } as const;
+    const traced = this.tracer.on && count > 0 && this.tracer.batchSent(firstTxid, count);
+    const req = { type: "journal", epoch, segmentTxid, firstTxid, count, records, committedTxid, ...(traced ? { trace: true as const } : {}) } as const;
     void this.jc.call(node, req, timeoutMs).then((reply) => {
+      if (traced && reply.ok) this.tracer.acked(node, firstTxid, count, "trace" in reply ? reply.trace : undefined);
       this.step(() => this.core.journalReply(ref, reply.ok ? { ok: true } : reply, Date.now()));
     });
   }

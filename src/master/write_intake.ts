@@ -7,7 +7,6 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../config/config.js";
 import { maxPayload } from "../nats/bus.js";
-import { decode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, errorReply } from "../protocol/errors.js";
 import { parseWriteRequest, type WatchSpec, type WriteId as ClientWriteId, type WriteReply } from "../protocol/messages.js";
 import type { CommandTable } from "../redis/command_table.js";
@@ -22,6 +21,7 @@ import type { EffectStream, Step } from "./effect_stream.js";
 import type { MasterCore, Outcome, WriteId } from "./master_core.js";
 import type { MasterRedis } from "./master_redis.js";
 import type { ReadGuard } from "./read_guard.js";
+import type { WriteTracer } from "./write_trace.js";
 
 /** A client write as the driver knows it; the core knows it by its id. */
 interface DriverWrite {
@@ -54,11 +54,15 @@ export class WriteIntake {
     private readonly log: Logger,
     private readonly metrics: MasterMetrics,
     /** The front door's reads on this Redis wait for the writes they may have seen (no dirty reads). */
-    private readonly guard: ReadGuard | null = null,
+    private readonly guard: ReadGuard | null,
+    private readonly tracer: WriteTracer,
   ) {}
 
-  /** A write request off the bus: answered once the core answers it (a bad request throws, as a typed error). */
-  onWrite(raw: Uint8Array): Promise<WriteReply> {
+  /**
+   * A write request off the bus (`body`: `raw` as the bus decoded it, once): answered once the core answers it (a bad
+   * request throws, as a typed error).
+   */
+  onWrite(body: unknown, raw: Uint8Array): Promise<WriteReply> {
     // writeBytesMax 0: whatever nats-server accepts from a client in one message (its max_payload) is a write.
     const configured = this.config.writeBytesMax > 0;
     const writeBytesMax = configured ? this.config.writeBytesMax : maxPayload(this.nc);
@@ -67,10 +71,12 @@ export class WriteIntake {
       throw new QjmError(ErrorCode.PAYLOAD_TOO_LARGE, `write of ${raw.length} bytes exceeds ${limit} ${writeBytesMax}`);
     }
     const arrivedMs = performance.now();
+    const trace = this.tracer.on ? this.tracer.sample() : null;
     const limits = { commandsMax: this.config.txCommandsMax, watchKeysMax: this.config.txWatchKeysMax };
-    const { args, id: clientId, tx, watch } = parseWriteRequest(decode(raw), limits);
+    const { args, id: clientId, tx, watch } = parseWriteRequest(body, limits);
     return new Promise<WriteReply>((respond) => {
       const id = this.nextWriteId++;
+      if (trace !== null) this.tracer.admitted(id, trace);
       this.writes.set(id, { args, tx, watch, respond, clientId, arrivedMs });
       this.step(() => this.core.write(id, raw.length, tx === null && this.isScript(args), Date.now(), clientId));
     });
@@ -85,7 +91,8 @@ export class WriteIntake {
     this.guard?.answered(id);
     if (w === undefined) return;
     this.metrics.answered(reply.ok, w.arrivedMs, performance.now());
-    w.respond(reply);
+    const trace = this.tracer.on ? this.tracer.answered(id) : undefined;
+    w.respond(trace !== undefined && reply.ok ? { ...reply, trace } : reply);
   }
 
   /** A script is a barrier: nothing is admitted behind it until the read of the keys it touched is sent. */
@@ -114,6 +121,7 @@ export class WriteIntake {
     const run = verdict.script ? scriptWatch.run(writer, verdict.name, w.args.slice(1)) : null;
     if (run !== null) void run.readSent.then(() => this.step(() => this.core.barrierReleased(id)));
     else this.core.barrierReleased(id);
+    if (this.tracer.on) this.tracer.executed(id);
     const [reply, published] = run === null ? writer.send([w.args, markerArgs]) : [run.reply, writer.call(markerArgs)];
     reply.then(
       (value) => this.onOutcome(id, value.type === "error" ? { ok: false, message: value.value } : { ok: true, value: replyValueOf(value) }),

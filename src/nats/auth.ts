@@ -61,10 +61,10 @@ function rolePermissions(cluster: string, user: NatsUser): Permissions {
   const anyNode = "*";
   switch (user.role) {
     case "client":
-      return { publish: [s.write, s.writeTo("*"), s.status], subscribe: [s.events, inbox], allowResponses: false };
+      return { publish: [s.write, s.writeTo("*"), s.status], subscribe: [s.events, s.trace, inbox], allowResponses: false };
     case "admin":
       // An operator: what a client may do, and the data nodes' control requests (a planned switchover).
-      return { publish: [s.write, s.writeTo("*"), s.status, s.control("*")], subscribe: [s.events, inbox], allowResponses: false };
+      return { publish: [s.write, s.writeTo("*"), s.status, s.control("*")], subscribe: [s.events, s.trace, inbox], allowResponses: false };
     case "master":
       return {
         publish: [s.journal(anyNode), s.journalRead(anyNode), s.snapshot(anyNode), s.snapshotUpload(anyNode), s.heartbeat("master", user.name), s.events],
@@ -80,7 +80,7 @@ function rolePermissions(cluster: string, user: NatsUser): Permissions {
       };
     case "replica":
       return {
-        publish: [s.journalRead(anyNode), s.snapshot(anyNode), s.snapshotUpload(anyNode), s.heartbeat("replica", user.name), s.events],
+        publish: [s.journalRead(anyNode), s.snapshot(anyNode), s.snapshotUpload(anyNode), s.heartbeat("replica", user.name), s.events, s.trace],
         subscribe: [s.status, inbox],
         allowResponses: true,
       };
@@ -91,7 +91,7 @@ function rolePermissions(cluster: string, user: NatsUser): Permissions {
         // Control: the draining master asks the standby it chose to campaign. Writes and events: its RESP front door
         // writes as a client (src/frontdoor/), following elections as clients do; its linearizable reads ask the
         // master for a read index.
-        publish: [...master.publish, s.heartbeat("replica", user.name), s.control("*"), s.write, s.writeTo("*"), s.readIndex],
+        publish: [...master.publish, s.heartbeat("replica", user.name), s.control("*"), s.write, s.writeTo("*"), s.readIndex, s.trace],
         subscribe: [...master.subscribe, s.heartbeat("master", "*"), s.control(user.name), s.events],
         allowResponses: true,
       };

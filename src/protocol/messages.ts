@@ -43,7 +43,7 @@ export type JournalRequest =
    */
   | { type: "startSegment"; epoch: number; txid: number; clusterId?: string; catchUp?: true }
   /** A batch of records; `records` is their concatenation. committedTxid is the writer's commit index. */
-  | { type: "journal"; epoch: number; segmentTxid: number; firstTxid: number; count: number; records: Uint8Array; committedTxid: number }
+  | { type: "journal"; epoch: number; segmentTxid: number; firstTxid: number; count: number; records: Uint8Array; committedTxid: number; trace?: true }
   /** Writer recovery, phase 1: report the state of the segment that starts at segmentTxid. */
   | { type: "prepareRecovery"; epoch: number; segmentTxid: number }
   /** Writer recovery: records of the chosen segment from firstTxid on, replacing what the node holds from there. */
@@ -95,8 +95,46 @@ export interface RecordPrint {
   crc: number;
 }
 
+/**
+ * Trace stamps (traceSample): milliseconds on `performance.timeOrigin + performance.now()`, monotonic within a process
+ * and comparable between processes of one host only (each host's wall clock anchors its timeOrigin).
+ */
+export interface JournalStamps {
+  /** The batch request handed to the node's queue. */
+  recv: number;
+  /** Its turn came (the requests before it in the queue done). */
+  started: number;
+  /** Its records written and fdatasynced. */
+  durable: number;
+  /** Its reply about to be sent. */
+  replied: number;
+}
+
+/** A traced write as the master saw it; 0: that point was not reached (a write with no record, say). */
+export interface WriteTrace {
+  recv: number;
+  /** The command and its marker handed to the Redis connection. */
+  executed: number;
+  /** Its marker seen on the replication link: its record cut. */
+  cut: number;
+  /** The first send of the batch holding its record. */
+  batchSent: number;
+  /** Each journal node's ack of that batch, in arrival order: its own stamps and the master's receipt. */
+  acks: ({ node: string; acked: number } & Partial<JournalStamps>)[];
+  committed: number;
+  replied: number;
+}
+
+/** With traceSample > 0, a replica's run of records applied (txids fromTxid..toTxid) at `at` (a trace stamp). */
+export interface TraceApplied {
+  replica: string;
+  fromTxid: number;
+  toTxid: number;
+  at: number;
+}
+
 export type JournalReply =
-  | ({ ok: true } & { state: JournalState })
+  | ({ ok: true } & { state: JournalState; trace?: JournalStamps })
   | ({ ok: true } & { manifest: SegmentState[]; state: JournalState })
   | ({ ok: true } & { read: ReadResult })
   | ({ ok: true } & { prepare: PrepareResult })
@@ -107,7 +145,7 @@ export type JournalReply =
  * src/redis/reply_value.ts). `duplicate`: the write's id was committed already (a retry); the reply is the one the
  * journal kept for it, and the write was not applied again.
  */
-export type WriteReply = { ok: true; txid: number; reply: unknown; duplicate?: true } | ErrorReply;
+export type WriteReply = { ok: true; txid: number; reply: unknown; duplicate?: true; trace?: WriteTrace } | ErrorReply;
 
 /**
  * A write's id (issue #11 item 3): the client that sent it and the client's sequence number for it. A retry carries
@@ -276,6 +314,7 @@ export function parseJournalRequest(v: unknown): JournalRequest {
         count: uint(v, "count"),
         records: bytes(v, "records"),
         committedTxid: uint(v, "committedTxid"),
+        ...optionalTrue(v, "trace"),
       };
     case "prepareRecovery":
       return { type: "prepareRecovery", epoch: u32(v, "epoch"), segmentTxid: uint(v, "segmentTxid") };
@@ -348,7 +387,37 @@ export function parseJournalReply(v: unknown): JournalReply {
     };
   }
   if (Array.isArray(v.manifest)) return { ok: true, manifest: v.manifest.map(parseSegmentState), state: parseState(v.state) };
+  if (v.trace !== undefined) return { ok: true, state: parseState(v.state), trace: parseJournalStamps(v.trace) };
   return { ok: true, state: parseState(v.state) };
+}
+
+function stamp(o: Record<string, unknown>, key: string): number {
+  const v = o[key];
+  if (typeof v !== "number" || !Number.isFinite(v) || v < 0) bad(`${key} must be a non-negative number`);
+  return v;
+}
+
+function parseJournalStamps(v: unknown): JournalStamps {
+  if (!isObject(v)) bad("trace must be a map");
+  return { recv: stamp(v, "recv"), started: stamp(v, "started"), durable: stamp(v, "durable"), replied: stamp(v, "replied") };
+}
+
+/** A write reply's trace (the bench reads it): validated, since it crossed the bus. */
+export function parseWriteTrace(v: unknown): WriteTrace {
+  if (!isObject(v)) bad("trace must be a map");
+  if (!Array.isArray(v.acks)) bad("trace.acks must be an array");
+  const acks = v.acks.map((a: unknown) => {
+    if (!isObject(a)) bad("trace.acks[] must be maps");
+    const own = a.recv === undefined ? {} : parseJournalStamps(a);
+    return { node: text(a, "node"), acked: stamp(a, "acked"), ...own };
+  });
+  const at = (key: string): number => stamp(v, key);
+  return { recv: at("recv"), executed: at("executed"), cut: at("cut"), batchSent: at("batchSent"), acks, committed: at("committed"), replied: at("replied") };
+}
+
+export function parseTraceApplied(v: unknown): TraceApplied {
+  if (!isObject(v)) bad("a trace must be a map");
+  return { replica: text(v, "replica"), fromTxid: uint(v, "fromTxid"), toTxid: uint(v, "toTxid"), at: stamp(v, "at") };
 }
 
 /** A parsed client write: its command and arguments as byte strings, and its id when the client sent one. */

@@ -38,6 +38,8 @@ export const subjects = (cluster: string) => ({
   status: `qjm.${cluster}.status`,
   /** Transitions (masked, restored, recovery decisions…), one JSON-able event each. */
   events: `qjm.${cluster}.events`,
+  /** With traceSample > 0: each replica's applied runs of records (TraceApplied), for the bench's replica lag. */
+  trace: `qjm.${cluster}.trace`,
   /** Reply subjects of one NATS user (its connection's inbox prefix): nobody else may read them. */
   inbox: (user: string) => `_INBOX.${cluster}.${user}`,
 });

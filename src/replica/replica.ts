@@ -20,7 +20,10 @@ import { startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
 import { ActorMetrics, type ReplicaMetrics } from "../metrics/actor_metrics.js";
 import { JournalClient } from "../master/journal_client.js";
-import type { ActorStatus } from "../protocol/messages.js";
+import type { ActorStatus, TraceApplied } from "../protocol/messages.js";
+import { encode } from "../protocol/codec.js";
+import { subjects } from "../protocol/subjects.js";
+import { traceNow } from "../util/trace_clock.js";
 import { redisPassword, startRedisServer, type RedisServer } from "../redis/redis_server.js";
 import { APPLIED_KEY, ApplyError, applyRecords } from "../redis/apply_records.js";
 import { Feeder } from "../redis/feeder.js";
@@ -328,6 +331,12 @@ export class Replica {
   /** Told after each run of records applied (or a snapshot loaded): the node's front door releases waiting reads. */
   onApplied: (() => void) | null = null;
 
+  /** With traceSample > 0: when this run of records was applied (the bench's commit → applied lag). */
+  private traceApplied(fromTxid: number, toTxid: number): void {
+    const t: TraceApplied = { replica: this.id, fromTxid, toTxid, at: traceNow() };
+    this.nc.publish(subjects(this.config.cluster).trace, encode(t));
+  }
+
   private async apply(records: RecordView[]): Promise<void> {
     try {
       await applyRecords(this.feeder!, this.client!, records, {
@@ -337,6 +346,7 @@ export class Replica {
           this.window?.observe(txid, write);
         },
       });
+      if (this.config.traceSample > 0 && records.length > 0) this.traceApplied(records[0].txid, records[records.length - 1].txid);
     } catch (err) {
       // A failed effect stops this copy: its applied txid stays the last record that applied cleanly.
       if (!(err instanceof ApplyError && err.effectFailed)) await this.resync();
