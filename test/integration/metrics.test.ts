@@ -97,7 +97,7 @@ test.serial("metrics - every actor's /metrics is valid Prometheus text with its 
   t.true(after.some((s) => s.name === "qjm_journal_node_lag_txids"), "journal-node lag as the master sees it");
   // A replica applied everything: its lag gauge says 0 once its commit index caught up too.
   const replica = specs.findIndex((s) => s.script === "data-node" && s.name !== master.id);
-  const r = await until("a replica's lag to reach 0", 10000, async () => {
+  const r = await until("a replica's lag to reach 0", 30000, async () => {
     const samples = await scrape(urlOf(replica));
     return valueOf(samples, "qjm_replica_lag_txids") === 0 && (valueOf(samples, "qjm_replica_applied_txid") ?? 0) >= last ? samples : undefined;
   });
@@ -108,7 +108,7 @@ test.serial("metrics - every actor's /metrics is valid Prometheus text with its 
     for (const [i, s] of specs.entries()) if (s.script === script) total += valueOf(await scrape(urlOf(i)), name) ?? 0;
     return total;
   };
-  await until("a snapshot uploaded", 20000, async () => ((await sum("data-node", "qjm_snapshots_uploaded_total")) >= 1 ? true : undefined), 200);
+  await until("a snapshot uploaded", 60000, async () => ((await sum("data-node", "qjm_snapshots_uploaded_total")) >= 1 ? true : undefined), 200);
   t.true((await sum("data-node", "qjm_snapshots_taken_total")) >= 1);
   t.true((await sum("journal-node", "qjm_snapshots_stored_total")) >= 2, "stored on a majority");
 });
