@@ -54,7 +54,8 @@ export function route(args: readonly Buffer[], ctx: RouteContext): Route {
   if (LOCAL.has(name)) return { kind: "local", command: name as LocalCommand };
   if (name === "qjm.lasttxid") return { kind: "qjm", command: "lasttxid" };
   if (name === "qjm.wait") return { kind: "qjm", command: "wait" };
-  if (name === "command") return { kind: "read" };
+  // TIME is flagged neither write nor readonly (it reads no key): the node's Redis answers it, as it does COMMAND.
+  if (name === "command" || name === "time") return { kind: "read" };
   const later = NOT_YET.get(name);
   if (later !== undefined) return { kind: "refuse", error: notSupportedYet(later) };
   if (UNBOUNDED_READS.has(name)) return { kind: "refuse", error: `ERR qjm: '${name}' is not served by the front door: a read-only script may run unbounded on the node's Redis and stall it` };

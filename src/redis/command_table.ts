@@ -134,7 +134,7 @@ export class CommandTable {
     if (info.aclCategories.has("@transaction")) return refuse(ErrorCode.COMMAND_REFUSED, `'${name}' is refused: transactions are not supported`);
     if (info.subcommands.length > 0) return refuse(ErrorCode.COMMAND_REFUSED, `'${name}' is refused: container commands are not supported`);
     for (const flag of REFUSING_FLAGS) {
-      if (info.flags.has(flag)) return refuse(ErrorCode.COMMAND_REFUSED, `'${name}' is refused: it is a ${flag} command`);
+      if (info.flags.has(flag)) return refuse(ErrorCode.COMMAND_REFUSED, `'${name}' is refused: it is flagged ${flag}`);
     }
     if (isScript(info)) return { ok: true, name, script: true };
     if (info.flags.has("write")) return { ok: true, name, script: false };

@@ -1,0 +1,75 @@
+/** The runner of Redis's Tcl suite (bench/redis_suite.ts): its reading of the suite's output, and its harness patch. */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import test from "ava";
+import { parseSuiteOutput, patchHarness } from "../../bench/redis_suite.js";
+import { explainDoorFailure, UNEXPLAINED } from "../../bench/redis_suite_known.js";
+import { route } from "../../src/frontdoor/router.js";
+
+const OUTPUT = `Cleanup: may take some time... OK
+Starting test server at port 21079
+[ready]: 17773
+Testing unit/type/incr
+[\x1b[0;32;49mok\x1b[0m]: INCR against non existing key (1 ms)
+[ok]: INCR against key created by incr itself (0 ms)
+[ignore]: big test: Tag: needs:debug denied
+[skip]: SELECT test
+[err]: INCR uses shared objects in the 0-9999 range in tests/unit/type/incr.tcl
+MMAND_REFUSED 'object' is refused: container commands are not supported
+ERR qjm COMMAND_REFUSED 'object' is refused: container commands are not supported
+    while executing
+[err]: INCRBYFLOAT decrement in tests/unit/type/incr.tcl
+Expected '1' to equal or match '2' (context: type eval line 3 cmd {assert_equal 1 2} proc ::test)
+[1/1 done]: unit/type/incr (0 seconds)
+`;
+
+test("counts passed, failed and ignored tests, each failure with its whole error line", (t) => {
+  const r = parseSuiteOutput("unit/type/incr", OUTPUT, 1.5, 1);
+  t.is(r.passed, 2);
+  t.is(r.failed, 2);
+  t.is(r.ignored, 2);
+  t.is(r.aborted, undefined);
+  t.deepEqual(r.failures, [
+    { name: "INCR uses shared objects in the 0-9999 range", error: "ERR qjm COMMAND_REFUSED 'object' is refused: container commands are not supported" },
+    { name: "INCRBYFLOAT decrement", error: "Expected '1' to equal or match '2' (context: type eval line 3 cmd {assert_equal 1 2} proc ::test)" },
+  ]);
+});
+
+test("a file that stops early is aborted, saying why", (t) => {
+  const exception = parseSuiteOutput("unit/type/list", "Testing unit/type/list\n[exception]: Executing test client: ERR nope.\nERR nope\n", 0.2, 1);
+  t.is(exception.aborted, "exception: Executing test client: ERR nope.");
+  const timeout = parseSuiteOutput("unit/type/string", "[ok]: a (1 ms)\n[TIMEOUT]: clients state report follows.\nsock1 => (IN PROGRESS) SETNX against expired volatile key\n", 180, 1);
+  t.is(timeout.passed, 1);
+  t.regex(timeout.aborted ?? "", /^timeout: .*SETNX against expired volatile key/);
+  t.regex(parseSuiteOutput("f", "[ok]: a (1 ms)\n", 900, null).aborted ?? "", /^killed after/);
+});
+
+test("the harness patch replaces the reset and wraps `r`, and refuses a harness it does not know", (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-suite-patch-"));
+  try {
+    fs.mkdirSync(path.join(dir, "support"));
+    const server = path.join(dir, "support", "server.tcl");
+    const helper = path.join(dir, "test_helper.tcl");
+    fs.writeFileSync(server, "proc x {} {\n    r flushall\n    r function flush\n}\n");
+    fs.writeFileSync(helper, 'proc r {args} {\n    set level 0\n    if {1} {\n        set args [lrange $args 1 end]\n    }\n    [srv $level "client"] {*}$args\n}\n');
+    patchHarness(dir);
+    const s = fs.readFileSync(server, "utf8");
+    t.true(s.includes("if {[catch {r flushall}]} { qjm_reset_keyspace }"));
+    t.true(s.includes("proc qjm_reset_keyspace"));
+    t.true(fs.readFileSync(helper, "utf8").includes("CONFIG SET is not supported by the front door"));
+    fs.writeFileSync(server, "proc x {} {}\n");
+    t.throws(() => patchHarness(dir), { message: /harness changed/ });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a door's failure is explained by its error, else it is UNEXPLAINED", (t) => {
+  t.regex(explainDoorFailure("unit/multi", "MULTI / EXEC basics", "ERR qjm: not supported yet by the front door: transactions (MULTI/EXEC/WATCH)"), /^not supported yet/);
+  t.is(explainDoorFailure("unit/type/incr", "INCR fails against a key holding a list", "Expected 'x' to equal or match 'y'"), UNEXPLAINED);
+});
+
+test("TIME, which Redis's expire tests use, is a read on the front door (it is flagged neither write nor readonly)", (t) => {
+  t.deepEqual(route([Buffer.from("TIME")], { commands: undefined, authenticated: true }), { kind: "read" });
+});
