@@ -64,6 +64,7 @@ export function route(args: readonly Buffer[], ctx: RouteContext): Route {
 }
 
 function byTable(name: string, args: readonly Buffer[], commands: CommandTable): Route {
+  if (commands.isReadOnlySubcommand(args)) return { kind: "read" };
   const verdict = commands.classify(args);
   if (verdict.ok) return { kind: "write" };
   const info = commands.lookup(name);

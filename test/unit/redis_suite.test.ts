@@ -6,6 +6,7 @@ import test from "ava";
 import { parseSuiteOutput, patchHarness } from "../../bench/redis_suite.js";
 import { explainDoorFailure, UNEXPLAINED } from "../../bench/redis_suite_known.js";
 import { route } from "../../src/frontdoor/router.js";
+import { CommandTable } from "../../src/redis/command_table.js";
 
 const OUTPUT = `Cleanup: may take some time... OK
 Starting test server at port 21079
@@ -72,4 +73,25 @@ test("a door's failure is explained by its error, else it is UNEXPLAINED", (t) =
 
 test("TIME, which Redis's expire tests use, is a read on the front door (it is flagged neither write nor readonly)", (t) => {
   t.deepEqual(route([Buffer.from("TIME")], { commands: undefined, authenticated: true }), { kind: "read" });
+});
+
+test("a container's read-only subcommands (OBJECT ENCODING, MEMORY USAGE) are reads on the front door; its others stay refused", (t) => {
+  // COMMAND's shape in Redis 7: [name, arity, flags, first, last, step, acl, tips, key specs, subcommands].
+  const table = CommandTable.fromCommandReply([
+    ["object", -2, [], 0, 0, 0, ["@slow"], [], [], [
+      ["object|encoding", 3, ["readonly"], 2, 2, 1, ["@keyspace", "@read", "@slow"], [], [], []],
+      ["object|help", 2, ["loading", "stale"], 0, 0, 0, ["@slow"], [], [], []],
+    ]],
+    ["config", -2, [], 0, 0, 0, ["@slow"], [], [], [["config|get", -3, ["admin", "noscript", "loading", "stale"], 0, 0, 0, ["@admin", "@slow", "@dangerous"], [], [], []]]],
+    ["get", 2, ["readonly", "fast"], 1, 1, 1, ["@read", "@string", "@fast"], [], [], []],
+  ]);
+  const ctx = { commands: table, authenticated: true };
+  const b = (...a: string[]): Buffer[] => a.map((x) => Buffer.from(x));
+  t.deepEqual(route(b("OBJECT", "ENCODING", "k"), ctx), { kind: "read" });
+  t.is(route(b("OBJECT", "ENCODING"), ctx).kind, "refuse"); // arity: as Redis, an error, never a read of nothing
+  t.is(route(b("OBJECT", "HELP"), ctx).kind, "refuse");
+  t.is(route(b("CONFIG", "GET", "x"), ctx).kind, "local"); // the door's own CONFIG GET, unchanged
+  t.false(table.isReadOnlySubcommand(b("CONFIG", "GET", "x"))); // admin
+  t.false(table.isReadOnlySubcommand(b("GET", "k")));
+  t.false(table.classify(b("OBJECT", "ENCODING", "k")).ok); // never a write
 });
