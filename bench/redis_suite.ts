@@ -176,6 +176,7 @@ export interface FileResult {
   seconds: number;
 }
 
+const OUTSIDE = "(outside a test)";
 const STRIP_COLOR = /\x1b\[[0-9;]*m/g;
 
 /** The suite's output for one file (pure): counts, failures with their error line, and whether it ended early. */
@@ -189,7 +190,10 @@ export function parseSuiteOutput(file: string, output: string, seconds: number, 
     else if (line.startsWith("[skip]: ") || line.startsWith("[ignore]: ")) r.ignored++;
     else if (line.startsWith("[err]: ")) {
       r.failed++;
-      r.failures.push({ name: failedName(line), error: errorLine(lines[i + 1] ?? "", lines[i + 2] ?? "") });
+      const failure = { name: failedName(line), error: errorLine(lines[i + 1] ?? "", lines[i + 2] ?? "") };
+      r.failures.push(failure);
+      // An error between tests ends its server block: the block's later tests do not run (none is reported).
+      if (failure.name.startsWith(OUTSIDE)) r.aborted ??= `error outside a test, the rest of its server block not run: ${failure.error}`;
     } else if (line.startsWith("[exception]: ")) r.aborted ??= `exception: ${errorLine(line.slice(13), lines[i + 1] ?? "")}`;
     else if (line.startsWith("[TIMEOUT]")) r.aborted ??= `timeout: a test made no progress for ${SUITE_TEST_TIMEOUT_S} s (${(lines[i + 1] ?? "").replace(/^.*=> /, "")})`;
     else if (/^\[\d+\/\d+ done\]: /.test(line)) done = true;
@@ -202,7 +206,7 @@ export function parseSuiteOutput(file: string, output: string, seconds: number, 
 function failedName(line: string): string {
   const body = line.slice("[err]: ".length);
   const m = /^(.*) in tests\/\S+\.tcl$/.exec(body);
-  return m === null ? `(outside a test) ${body}` : m[1];
+  return m === null ? `${OUTSIDE} ${body}` : m[1];
 }
 
 /**

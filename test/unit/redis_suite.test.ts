@@ -44,6 +44,8 @@ test("a file that stops early is aborted, saying why", (t) => {
   t.is(timeout.passed, 1);
   t.regex(timeout.aborted ?? "", /^timeout: .*SETNX against expired volatile key/);
   t.regex(parseSuiteOutput("f", "[ok]: a (1 ms)\n", 900, null).aborted ?? "", /^killed after/);
+  const outside = parseSuiteOutput("f", "[err]: MMAND_REFUSED 'memory' is refused\nERR qjm COMMAND_REFUSED 'memory' is refused\n[1/1 done]: f (0 seconds)\n", 1, 1);
+  t.regex(outside.aborted ?? "", /^error outside a test, .*: ERR qjm COMMAND_REFUSED 'memory' is refused$/);
 });
 
 test("the harness patch replaces the reset and wraps `r`, and refuses a harness it does not know", (t) => {
