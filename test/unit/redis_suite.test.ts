@@ -6,6 +6,7 @@ import test from "ava";
 import { parseSuiteOutput, patchHarness } from "../../bench/redis_suite.js";
 import { explainDoorFailure, UNEXPLAINED } from "../../bench/redis_suite_known.js";
 import { route } from "../../src/frontdoor/router.js";
+import { encodeReplyValue, nilIsNullArray } from "../../src/frontdoor/resp_encoder.js";
 import { CommandTable } from "../../src/redis/command_table.js";
 
 const OUTPUT = `Cleanup: may take some time... OK
@@ -96,4 +97,14 @@ test("a container's read-only subcommands (OBJECT ENCODING, MEMORY USAGE) are re
   t.false(table.isReadOnlySubcommand(b("CONFIG", "GET", "x"))); // admin
   t.false(table.isReadOnlySubcommand(b("GET", "k")));
   t.false(table.classify(b("OBJECT", "ENCODING", "k")).ok); // never a write
+});
+
+test("a write's nil is RESP2's null array for LPOP/RPOP with a count, LMPOP and ZMPOP, a null bulk string otherwise", (t) => {
+  const b = (...a: string[]): Buffer[] => a.map((x) => Buffer.from(x));
+  t.is(encodeReplyValue(null, 2, nilIsNullArray(b("LPOP", "k", "2"))).toString(), "*-1\r\n");
+  t.is(encodeReplyValue(null, 2, nilIsNullArray(b("rpop", "k", "2"))).toString(), "*-1\r\n");
+  t.is(encodeReplyValue(null, 2, nilIsNullArray(b("LMPOP", "1", "k", "LEFT"))).toString(), "*-1\r\n");
+  t.is(encodeReplyValue(null, 2, nilIsNullArray(b("LPOP", "k"))).toString(), "$-1\r\n");
+  t.is(encodeReplyValue(null, 2, nilIsNullArray(b("GETDEL", "k"))).toString(), "$-1\r\n");
+  t.is(encodeReplyValue(null, 3, nilIsNullArray(b("LPOP", "k", "2"))).toString(), "_\r\n");
 });
