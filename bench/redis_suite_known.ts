@@ -21,6 +21,7 @@ const BY_ERROR: [RegExp, string][] = [
   [/SELECT n is not supported|COMMAND_REFUSED 'copy' with DB|COMMAND_REFUSED '(move|swapdb)'/, `${REFUSED}: other databases than 0 (only database 0 is journaled)`],
   [/not supported yet by the front door: transactions/, `${NOT_YET}: MULTI/EXEC/WATCH (issue #12 item 4, being built)`],
   [/not supported yet by the front door: blocking/, `${NOT_YET}: blocking commands (issue #12 item 5)`],
+  [/no blocked clients|Timeout waiting for blocked clients/, `${NOT_YET} (follows): the test waits for a client blocked in BLPOP/BLMOVE…, which the door refuses (issue #12 item 5)`],
   [/not supported yet by the front door: pub\/sub/, `${NOT_YET}: pub/sub (issue #12 item 5)`],
   [/bulk length \d+ exceeds \d+|I\/O error reading reply/, `${REFUSED}: a request over QJM_RESP_REQUEST_BYTES_MAX (the write bound, 1 MiB: nats-server's max_payload) is a protocol error and the connection is closed`],
   [/COMMAND_REFUSED '\w+' is refused: it is flagged admin|is neither a write nor a read/, `${REFUSED}: server administration commands are not served by the door`],

@@ -8,6 +8,7 @@
  *   REDIS_SUITE_OUT=<file>                      the JSON (default <cache>/results.json)
  *   QJM_REDIS_SUITE_DIR=<dir>                   the cache of the suite's tarball (default <repo>/.cache/redis-suite)
  *   --fetch                                     only fill the cache (infra/setup.sh)
+ *   --report a.json [b.json…]                   the table and differences again from saved runs, merged
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -133,7 +134,33 @@ function differences(report: SuiteReport, door: TargetName): SuiteReport["differ
   return out;
 }
 
+/** `--report a.json [b.json…]`: the table and differences again from saved runs (merged by target), with today's explanations. */
+function reportFrom(files: string[]): SuiteReport {
+  const merged: SuiteReport = { redisVersion: SUITE_VERSION, flags: SUITE_FLAGS, targets: [], files: {}, differences: {} };
+  for (const f of files) {
+    const r = JSON.parse(fs.readFileSync(f, "utf8")) as SuiteReport;
+    for (const t of r.targets) if (!merged.targets.includes(t)) merged.targets.push(t);
+    for (const [file, byTarget] of Object.entries(r.files)) merged.files[file] = { ...merged.files[file], ...byTarget };
+  }
+  merged.targets.sort((a, b) => TARGETS.indexOf(a as TargetName) - TARGETS.indexOf(b as TargetName));
+  return merged;
+}
+
+function printReport(report: SuiteReport, out: string, logs: string): void {
+  for (const door of ["master", "replica"] as const) if (report.targets.includes(door) && report.targets.includes("plain")) report.differences[door] = differences(report, door);
+  fs.writeFileSync(out, JSON.stringify(report, null, 2));
+  console.log(`\nRedis ${SUITE_VERSION}'s test suite, ${SUITE_FLAGS.join(" ")}${logs}:\n\n${reportTable(report)}\n`);
+  for (const [door, diffs] of Object.entries(report.differences)) {
+    console.log(`Failing on the ${door}'s door, passing on plain Redis (${diffs.length}):`);
+    for (const d of diffs) console.log(`  ${d.file}: ${d.name}\n      ${d.error}\n      why: ${d.why}`);
+  }
+  console.log(`\nJSON: ${out}`);
+}
+
 async function main(): Promise<void> {
+  const out = process.env.REDIS_SUITE_OUT ?? path.join(suiteCacheDir(), "results.json");
+  const at = process.argv.indexOf("--report");
+  if (at >= 0) return printReport(reportFrom(process.argv.slice(at + 1)), out, "");
   const root = await ensureSuite();
   if (process.argv.includes("--fetch")) return;
   const targets = listEnv("REDIS_SUITE_TARGETS", TARGETS);
@@ -157,15 +184,7 @@ async function main(): Promise<void> {
   } finally {
     await servers.stop();
   }
-  for (const door of ["master", "replica"] as const) if (targets.includes(door) && targets.includes("plain")) report.differences[door] = differences(report, door);
-  const out = process.env.REDIS_SUITE_OUT ?? path.join(suiteCacheDir(), "results.json");
-  fs.writeFileSync(out, JSON.stringify(report, null, 2));
-  console.log(`\nRedis ${SUITE_VERSION}'s test suite, ${SUITE_FLAGS.join(" ")} (logs in ${dir}):\n\n${reportTable(report)}\n`);
-  for (const [door, diffs] of Object.entries(report.differences)) {
-    console.log(`Failing on the ${door}'s door, passing on plain Redis (${diffs.length}):`);
-    for (const d of diffs) console.log(`  ${d.file}: ${d.name}\n      ${d.error}\n      why: ${d.why}`);
-  }
-  console.log(`\nJSON: ${out}`);
+  printReport(report, out, ` (logs in ${dir})`);
 }
 
 main().catch((e: unknown) => {
