@@ -10,6 +10,7 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePort } from "../src/process/ports.js";
 
 /** Debian bookworm's source of redis-server 7.0.15 (the version `apt-get install redis-server` gives). */
 export const SUITE_VERSION = "7.0.15";
@@ -224,7 +225,10 @@ export interface SuiteTarget {
 
 /** Runs one file against a target; the suite's own per-test timeout, and the whole file bounded (its process group killed). */
 export async function runSuiteFile(root: string, file: string, target: SuiteTarget, fileTimeoutMs = SUITE_FILE_TIMEOUT_MS): Promise<FileResult & { output: string }> {
-  const args = ["tests/test_helper.tcl", "--host", target.host, "--port", String(target.port), ...SUITE_FLAGS, "--timeout", String(SUITE_TEST_TIMEOUT_S), "--single", file];
+  // The suite's test server listens on the first free port from baseport - 32 (21079 by default): a free one here, so
+  // two runs at once (the bench and the integration test) do not collide.
+  const base = Math.min(await freePort(), 65_535 - 64) + 32;
+  const args = ["tests/test_helper.tcl", "--host", target.host, "--port", String(target.port), "--baseport", String(base), ...SUITE_FLAGS, "--timeout", String(SUITE_TEST_TIMEOUT_S), "--single", file];
   const started = Date.now();
   // TERM=dumb: no colours. detached: the suite's test server and its client in one process group, killed together.
   const child = spawn("tclsh", args, { cwd: root, env: { ...process.env, TERM: "dumb" }, detached: true, stdio: ["ignore", "pipe", "pipe"] });

@@ -27,7 +27,8 @@ test("Redis's unit/type/incr on the master's door: it runs to its end, and every
   const port = tc.cluster.config.respPort + DATA_NODES.indexOf(master.id);
   const r = await runSuiteFile(root, "unit/type/incr", { host: "127.0.0.1", port }, 60_000);
   t.is(r.aborted, undefined, r.output.slice(-2000));
-  t.true(r.passed >= 25, `passed ${r.passed}`);
+  // Redis 7.0.15's incr has 25 tests; 2 need DEBUG (left out by the runner's tags): 23 run, and all pass on a door today.
+  t.true(r.passed >= 23, `passed ${r.passed}`);
   const unexplained = r.failures.filter((f) => explainDoorFailure(r.file, f.name, f.error) === UNEXPLAINED);
   t.deepEqual(unexplained, [], "failures with no explanation in bench/redis_suite_known.ts");
   t.log(`unit/type/incr on the door: ${r.passed} passed, ${r.failed} failed (${r.failures.map((f) => f.name).join("; ")}), ${r.ignored} ignored, ${r.seconds} s`);
