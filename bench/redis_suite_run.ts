@@ -178,6 +178,7 @@ async function main(): Promise<void> {
         if (Date.now() > deadline) continue;
         const result = await runOnTarget(servers, root, file, t, deadline, dir);
         report.files[file][t] = result;
+        fs.writeFileSync(out, JSON.stringify(report, null, 2)); // so far: a run cut short keeps what it measured
         console.log(`${file} on ${t}${result.node === undefined ? "" : ` (${result.node})`}: ${cell(result)} in ${result.seconds} s${result.aborted === undefined ? "" : ` — ${result.aborted}`}${result.rerun === undefined ? "" : ` [run again: ${result.rerun}]`}`);
       }
     }
