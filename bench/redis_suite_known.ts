@@ -9,6 +9,7 @@ export const UNEXPLAINED = "UNEXPLAINED";
 export const REFUSED = "refused by design";
 export const NOT_YET = "not supported yet";
 export const SEMANTICS = "semantics";
+export const BUG = "bug, not fixed";
 
 /** By the error text the door answered (the reason is in the door's own reply). */
 const BY_ERROR: [RegExp, string][] = [
@@ -37,6 +38,8 @@ const BY_NAME: [RegExp, string][] = [
   [/^DBSIZE should be 10000 now$/, AFTER_FLUSHDB],
   [/^MGET against non existing key$|^MGET against non-string key$/, AFTER_FLUSHDB],
   [/^(Hash|List|Set|Zset|ZSET) ziplist of various encodings/i, AFTER_CONFIG_SET],
+  // A replica's Redis holds the journal's position in a key of database 0 (APPLIED_KEY, src/replica/replica.ts).
+  [/^(KEYS to get all keys|DBSIZE|DEL all keys|DEL all keys again \(DB 0\)|COPY basic usage for string)$/, `${BUG} (replica doors): KEYS, SCAN and DBSIZE on a replica show its bookkeeping key __qjm:applied, and the next test counts it`],
   [/^HINCRBY can detect overflows$|^INCRBY over 32bit value|^DECRBY over 32bit value/, `${SEMANTICS}: a write's integer reply past 2^53 loses precision on the NATS hop (a msgpack double; docs/resp.md, Not supported yet) — the value stored is exact`],
 ];
 
