@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up shared by `npm start`, `npm test` and `npm run bench`:
-# Debian's nats-server, redis-server, redis-sentinel, iproute2, iptables and openssl when missing, `npm ci` when node_modules is missing or stale, then build.
+# Debian's nats-server, redis-server, redis-sentinel, iproute2, iptables, openssl and tcl when missing, `npm ci` when node_modules is missing or stale, then build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,8 @@ command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need+=(iptables)
 # The CA and certificates of a TLS bus (`npm start --tls`, infra/tls/make-certs.sh).
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# Redis's own Tcl test suite against the front doors (`npm run redis-suite`, bench/redis_suite.ts).
+command -v tclsh >/dev/null 2>&1 || need+=(tcl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} from Debian's packages" >&2
   SUDO=""
@@ -38,3 +40,6 @@ fi
 npx tsc -p tsconfig.json >&2
 # The CLI and actors are run as programs (npx redis-qjm, node dist/actors/…).
 chmod +x dist/actors/*.js
+# Redis 7.0.15's test suite (3 MB from Debian's archive, checksum-verified) cached once under .cache/redis-suite, so
+# the runner and its integration test work offline afterwards. Without the network: a warning, nothing fails here.
+node dist/bench/redis_suite_run.js --fetch >/dev/null 2>&1 || echo "setup: warning: Redis's test suite not cached (npm run redis-suite will say why)" >&2

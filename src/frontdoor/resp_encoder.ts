@@ -83,11 +83,25 @@ function writeItems(out: Out, prefix: string, items: readonly RespValue[], count
   for (const item of items) writeResp(out, item, p);
 }
 
-/** A typed write reply (a status is a string, a bulk string bytes…): what the master answered, in `protocol`. */
-export function encodeReplyValue(value: ReplyValue, protocol: Protocol): Buffer {
+/**
+ * A typed write reply (a status is a string, a bulk string bytes…): what the master answered, in `protocol`.
+ * `nilIsArray`: the command's nil is RESP2's null array (`*-1`), which the typed form does not keep apart from a null
+ * bulk string (`$-1`): see nilIsNullArray.
+ */
+export function encodeReplyValue(value: ReplyValue, protocol: Protocol, nilIsArray = false): Buffer {
   const out = new Out();
-  writeReplyValue(out, value, protocol);
+  if (value === null && nilIsArray && protocol === 2) out.line("*", "-1");
+  else writeReplyValue(out, value, protocol);
   return out.bytes();
+}
+
+/**
+ * The writes whose nil reply is a null array in RESP2 (Redis 7.0): LPOP/RPOP with a count, LMPOP, ZMPOP. Redis's
+ * own list tests check it ("LPOP/RPOP with <count> against non existing key in RESP2").
+ */
+export function nilIsNullArray(args: readonly Buffer[]): boolean {
+  const name = args[0]?.toString("latin1").toLowerCase();
+  return ((name === "lpop" || name === "rpop") && args.length === 3) || name === "lmpop" || name === "zmpop";
 }
 
 function writeReplyValue(out: Out, v: ReplyValue, p: Protocol): void {

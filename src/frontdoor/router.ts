@@ -70,7 +70,8 @@ export function route(args: readonly Buffer[], ctx: RouteContext): Route {
   if (LOCAL.has(name)) return { kind: "local", command: name as LocalCommand };
   if (name === "qjm.lasttxid") return { kind: "qjm", command: "lasttxid" };
   if (name === "qjm.wait") return { kind: "qjm", command: "wait" };
-  if (name === "command") return { kind: "read" };
+  // TIME is flagged neither write nor readonly (it reads no key): the node's Redis answers it, as it does COMMAND.
+  if (name === "command" || name === "time") return { kind: "read" };
   const tx = TX_COMMANDS.get(name);
   if (tx !== undefined) {
     const n = args.length;
@@ -85,6 +86,7 @@ export function route(args: readonly Buffer[], ctx: RouteContext): Route {
 }
 
 function byTable(name: string, args: readonly Buffer[], commands: CommandTable): Route {
+  if (commands.isReadOnlySubcommand(args)) return { kind: "read" };
   const verdict = commands.classify(args);
   if (verdict.ok) return { kind: "write" };
   const info = commands.lookup(name);

@@ -21,7 +21,7 @@ import type { Logger } from "../util/log.js";
 import type { ConnectionState } from "./connection_state.js";
 import { parseLastTxid, parseQjmWait, type LocalAnswer } from "./local_commands.js";
 import { DoorProtocolError, RequestReader } from "./request_framing.js";
-import { encodeReplyValue, encodeResp, type Protocol } from "./resp_encoder.js";
+import { encodeReplyValue, encodeResp, nilIsNullArray, type Protocol } from "./resp_encoder.js";
 import type { LocalCommand, QjmCommand, Route, TxCommand } from "./router.js";
 
 /** What a session needs from its door. */
@@ -352,7 +352,7 @@ export class Session {
         (r) => {
           if (r.ok) this.state.wrote(r.txid);
           else if (r.committed) this.state.wroteUntold();
-          this.fill(slot, r.ok ? encodeReplyValue(r.value, protocol) : encodeResp({ type: "error", value: r.error }, protocol), false);
+          this.fill(slot, r.ok ? encodeReplyValue(r.value, protocol, nilIsNullArray(args)) : encodeResp({ type: "error", value: r.error }, protocol), false);
         },
         (err: Error) => this.fill(slot, encodeResp({ type: "error", value: `ERR qjm INTERNAL ${err.message}` }, protocol), false),
       ),

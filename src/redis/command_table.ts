@@ -26,8 +26,9 @@
  *   Every other accepted command is a `write` of database 0 that Redis propagates as effects.
  *   MULTI/EXEC/DISCARD/WATCH/UNWATCH  flags noscript/loading/stale/fast only, ACL @transaction.
  *   Containers (have subcommands): acl config xinfo client function module script memory object command cluster
- *                         pubsub slowlog latency xgroup — all refused, including the writing ones (XGROUP CREATE,
- *                         FUNCTION LOAD).
+ *                         pubsub slowlog latency xgroup — all refused as writes, including the writing ones
+ *                         (XGROUP CREATE, FUNCTION LOAD); their read-only subcommands (OBJECT ENCODING, MEMORY
+ *                         USAGE, XINFO STREAM) are reads on the front door (isReadOnlySubcommand).
  */
 import type { Redis } from "ioredis";
 import { ErrorCode } from "../protocol/errors.js";
@@ -40,6 +41,8 @@ export interface CommandInfo {
   aclCategories: ReadonlySet<string>;
   /** Subcommand names ("config|get", …); empty for plain commands. */
   subcommands: readonly string[];
+  /** The subcommands' own entries by their name after the bar ("get"), when COMMAND gave them whole. */
+  subcommandInfo?: ReadonlyMap<string, CommandInfo>;
   /**
    * COMMAND's legacy key positions (first, last, step; last < 0 counts from the end). Absent: unknown. Redis 7 flags
    * `movablekeys` every command whose keys these positions do not cover (key specs it cannot express this way).
@@ -117,6 +120,18 @@ export class CommandTable {
     return keys;
   }
 
+  /**
+   * A read-only subcommand of a container (OBJECT ENCODING, MEMORY USAGE, XINFO STREAM): flagged `readonly` and not
+   * `admin` in COMMAND's entry of the subcommand. The containers stay refused as writes (classify); these are reads.
+   */
+  isReadOnlySubcommand(args: readonly Buffer[]): boolean {
+    if (args.length < 2) return false;
+    const info = this.byName.get(args[0].toString("latin1").toLowerCase());
+    const sub = info?.subcommandInfo?.get(args[1].toString("latin1").toLowerCase());
+    if (sub === undefined || !sub.flags.has("readonly") || sub.flags.has("admin")) return false;
+    return sub.arity > 0 ? args.length === sub.arity : args.length >= -sub.arity;
+  }
+
   classify(args: readonly (Buffer | string)[]): Classification {
     if (args.length === 0) return refuse(ErrorCode.UNKNOWN_COMMAND, "empty command");
     const first = args[0];
@@ -134,7 +149,7 @@ export class CommandTable {
     if (info.aclCategories.has("@transaction")) return refuse(ErrorCode.COMMAND_REFUSED, `'${name}' is refused: transactions are not supported`);
     if (info.subcommands.length > 0) return refuse(ErrorCode.COMMAND_REFUSED, `'${name}' is refused: container commands are not supported`);
     for (const flag of REFUSING_FLAGS) {
-      if (info.flags.has(flag)) return refuse(ErrorCode.COMMAND_REFUSED, `'${name}' is refused: it is a ${flag} command`);
+      if (info.flags.has(flag)) return refuse(ErrorCode.COMMAND_REFUSED, `'${name}' is refused: it is flagged ${flag}`);
     }
     if (isScript(info)) return { ok: true, name, script: true };
     if (info.flags.has("write")) return { ok: true, name, script: false };
@@ -173,12 +188,20 @@ function parseEntry(entry: unknown): CommandInfo {
   if (typeof name !== "string" && !Buffer.isBuffer(name)) throw new Error("COMMAND entry without a name");
   if (typeof arity !== "number" || !Number.isInteger(arity)) throw new Error(`COMMAND entry ${String(name)} without an integer arity`);
   const subs: unknown = entry[9];
+  const subInfo = new Map<string, CommandInfo>();
+  if (Array.isArray(subs)) {
+    for (const sub of subs) if (Array.isArray(sub) && sub.length >= 3) {
+      const info = parseEntry(sub);
+      subInfo.set(info.name.slice(info.name.indexOf("|") + 1), info);
+    }
+  }
   return {
     name: String(name).toLowerCase(),
     arity,
     flags: new Set(stringList(flags)),
     aclCategories: new Set(stringList(entry[6])),
     subcommands: Array.isArray(subs) ? subs.map((s: unknown) => (Array.isArray(s) ? String(s[0]) : String(s))) : [],
+    ...(subInfo.size > 0 ? { subcommandInfo: subInfo } : {}),
     ...keyPositions(entry[3], entry[4], entry[5]),
   };
 }

@@ -1,0 +1,110 @@
+/** The runner of Redis's Tcl suite (bench/redis_suite.ts): its reading of the suite's output, and its harness patch. */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import test from "ava";
+import { parseSuiteOutput, patchHarness } from "../../bench/redis_suite.js";
+import { explainDoorFailure, UNEXPLAINED } from "../../bench/redis_suite_known.js";
+import { route } from "../../src/frontdoor/router.js";
+import { encodeReplyValue, nilIsNullArray } from "../../src/frontdoor/resp_encoder.js";
+import { CommandTable } from "../../src/redis/command_table.js";
+
+const OUTPUT = `Cleanup: may take some time... OK
+Starting test server at port 21079
+[ready]: 17773
+Testing unit/type/incr
+[\x1b[0;32;49mok\x1b[0m]: INCR against non existing key (1 ms)
+[ok]: INCR against key created by incr itself (0 ms)
+[ignore]: big test: Tag: needs:debug denied
+[skip]: SELECT test
+[err]: INCR uses shared objects in the 0-9999 range in tests/unit/type/incr.tcl
+MMAND_REFUSED 'object' is refused: container commands are not supported
+ERR qjm COMMAND_REFUSED 'object' is refused: container commands are not supported
+    while executing
+[err]: INCRBYFLOAT decrement in tests/unit/type/incr.tcl
+Expected '1' to equal or match '2' (context: type eval line 3 cmd {assert_equal 1 2} proc ::test)
+[1/1 done]: unit/type/incr (0 seconds)
+`;
+
+test("counts passed, failed and ignored tests, each failure with its whole error line", (t) => {
+  const r = parseSuiteOutput("unit/type/incr", OUTPUT, 1.5, 1);
+  t.is(r.passed, 2);
+  t.is(r.failed, 2);
+  t.is(r.ignored, 2);
+  t.is(r.aborted, undefined);
+  t.deepEqual(r.failures, [
+    { name: "INCR uses shared objects in the 0-9999 range", error: "ERR qjm COMMAND_REFUSED 'object' is refused: container commands are not supported" },
+    { name: "INCRBYFLOAT decrement", error: "Expected '1' to equal or match '2' (context: type eval line 3 cmd {assert_equal 1 2} proc ::test)" },
+  ]);
+});
+
+test("a file that stops early is aborted, saying why", (t) => {
+  const exception = parseSuiteOutput("unit/type/list", "Testing unit/type/list\n[exception]: Executing test client: ERR nope.\nERR nope\n", 0.2, 1);
+  t.is(exception.aborted, "exception: Executing test client: ERR nope.");
+  const timeout = parseSuiteOutput("unit/type/string", "[ok]: a (1 ms)\n[TIMEOUT]: clients state report follows.\nsock1 => (IN PROGRESS) SETNX against expired volatile key\n", 180, 1);
+  t.is(timeout.passed, 1);
+  t.regex(timeout.aborted ?? "", /^timeout: .*SETNX against expired volatile key/);
+  t.regex(parseSuiteOutput("f", "[ok]: a (1 ms)\n", 900, null).aborted ?? "", /^killed after/);
+  const outside = parseSuiteOutput("f", "[err]: MMAND_REFUSED 'memory' is refused\nERR qjm COMMAND_REFUSED 'memory' is refused\n[1/1 done]: f (0 seconds)\n", 1, 1);
+  t.regex(outside.aborted ?? "", /^error outside a test, .*: ERR qjm COMMAND_REFUSED 'memory' is refused$/);
+});
+
+test("the harness patch replaces the reset and wraps `r`, and refuses a harness it does not know", (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-suite-patch-"));
+  try {
+    fs.mkdirSync(path.join(dir, "support"));
+    const server = path.join(dir, "support", "server.tcl");
+    const helper = path.join(dir, "test_helper.tcl");
+    fs.writeFileSync(server, "proc x {} {\n    r flushall\n    r function flush\n}\n");
+    fs.writeFileSync(helper, 'proc r {args} {\n    set level 0\n    if {1} {\n        set args [lrange $args 1 end]\n    }\n    [srv $level "client"] {*}$args\n}\n');
+    patchHarness(dir);
+    const s = fs.readFileSync(server, "utf8");
+    t.true(s.includes("if {[catch {r flushall}]} { qjm_reset_keyspace }"));
+    t.true(s.includes("proc qjm_reset_keyspace"));
+    t.true(fs.readFileSync(helper, "utf8").includes("CONFIG SET is not supported by the front door"));
+    fs.writeFileSync(server, "proc x {} {}\n");
+    t.throws(() => patchHarness(dir), { message: /harness changed/ });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a door's failure is explained by its error, else it is UNEXPLAINED", (t) => {
+  t.regex(explainDoorFailure("unit/multi", "MULTI / EXEC basics", "ERR qjm: not supported yet by the front door: transactions (MULTI/EXEC/WATCH)"), /^not supported yet/);
+  t.is(explainDoorFailure("unit/type/incr", "INCR fails against a key holding a list", "Expected 'x' to equal or match 'y'"), UNEXPLAINED);
+});
+
+test("TIME, which Redis's expire tests use, is a read on the front door (it is flagged neither write nor readonly)", (t) => {
+  t.deepEqual(route([Buffer.from("TIME")], { commands: undefined, authenticated: true }), { kind: "read" });
+});
+
+test("a container's read-only subcommands (OBJECT ENCODING, MEMORY USAGE) are reads on the front door; its others stay refused", (t) => {
+  // COMMAND's shape in Redis 7: [name, arity, flags, first, last, step, acl, tips, key specs, subcommands].
+  const table = CommandTable.fromCommandReply([
+    ["object", -2, [], 0, 0, 0, ["@slow"], [], [], [
+      ["object|encoding", 3, ["readonly"], 2, 2, 1, ["@keyspace", "@read", "@slow"], [], [], []],
+      ["object|help", 2, ["loading", "stale"], 0, 0, 0, ["@slow"], [], [], []],
+    ]],
+    ["config", -2, [], 0, 0, 0, ["@slow"], [], [], [["config|get", -3, ["admin", "noscript", "loading", "stale"], 0, 0, 0, ["@admin", "@slow", "@dangerous"], [], [], []]]],
+    ["get", 2, ["readonly", "fast"], 1, 1, 1, ["@read", "@string", "@fast"], [], [], []],
+  ]);
+  const ctx = { commands: table, authenticated: true };
+  const b = (...a: string[]): Buffer[] => a.map((x) => Buffer.from(x));
+  t.deepEqual(route(b("OBJECT", "ENCODING", "k"), ctx), { kind: "read" });
+  t.is(route(b("OBJECT", "ENCODING"), ctx).kind, "refuse"); // arity: as Redis, an error, never a read of nothing
+  t.is(route(b("OBJECT", "HELP"), ctx).kind, "refuse");
+  t.is(route(b("CONFIG", "GET", "x"), ctx).kind, "local"); // the door's own CONFIG GET, unchanged
+  t.false(table.isReadOnlySubcommand(b("CONFIG", "GET", "x"))); // admin
+  t.false(table.isReadOnlySubcommand(b("GET", "k")));
+  t.false(table.classify(b("OBJECT", "ENCODING", "k")).ok); // never a write
+});
+
+test("a write's nil is RESP2's null array for LPOP/RPOP with a count, LMPOP and ZMPOP, a null bulk string otherwise", (t) => {
+  const b = (...a: string[]): Buffer[] => a.map((x) => Buffer.from(x));
+  t.is(encodeReplyValue(null, 2, nilIsNullArray(b("LPOP", "k", "2"))).toString(), "*-1\r\n");
+  t.is(encodeReplyValue(null, 2, nilIsNullArray(b("rpop", "k", "2"))).toString(), "*-1\r\n");
+  t.is(encodeReplyValue(null, 2, nilIsNullArray(b("LMPOP", "1", "k", "LEFT"))).toString(), "*-1\r\n");
+  t.is(encodeReplyValue(null, 2, nilIsNullArray(b("LPOP", "k"))).toString(), "$-1\r\n");
+  t.is(encodeReplyValue(null, 2, nilIsNullArray(b("GETDEL", "k"))).toString(), "$-1\r\n");
+  t.is(encodeReplyValue(null, 3, nilIsNullArray(b("LPOP", "k", "2"))).toString(), "_\r\n");
+});
