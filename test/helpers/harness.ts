@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { Redis } from "ioredis";
 import { startLocalCluster, type LocalCluster } from "../../src/cluster/local_cluster.js";
-import { defaults, localActorCount, type Config } from "../../src/config/config.js";
+import { defaults, envName, localActorCount, type Config } from "../../src/config/config.js";
 import { connectBus, request, requestAll, type NatsConnection } from "../../src/nats/bus.js";
 import type { ActorStatus, WriteReply } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
@@ -236,4 +236,26 @@ export async function runClients<T>(clients: number, perClient: number, op: (cli
       return results;
     }),
   );
+}
+
+/**
+ * The environment of a process (the CLI, a user's program) that reaches `tc` as a user would: its NATS URL, cluster and
+ * data directory, and the default credentials file under it (no QJM_NATS_CREDS_FILE of the caller's).
+ */
+export function userEnv(tc: TestCluster): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    [envName("natsUrl")]: tc.cluster.natsUrl,
+    [envName("dataDir")]: tc.cluster.dataDir,
+    [envName("cluster")]: tc.cluster.cluster,
+    [envName("natsCredsFile")]: "",
+  };
+}
+
+/** Waits until `count` data nodes' RESP front doors listen (their status says so). */
+export async function waitForDoors(tc: TestCluster, count: number): Promise<void> {
+  await until("every front door to listen", 30000, async () => {
+    const doors = (await tc.status()).filter((s) => (s.details.respDoor as { listening?: boolean } | undefined)?.listening === true);
+    return doors.length === count ? true : undefined;
+  });
 }

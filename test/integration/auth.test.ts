@@ -9,13 +9,12 @@ import { fileURLToPath } from "node:url";
 import test from "ava";
 import { Redis } from "ioredis";
 import { connect, nkeys, PermissionViolationError, type NatsConnection } from "@nats-io/transport-node";
-import { envName } from "../../src/config/config.js";
 import { CLIENT_USER, credsFile, natsAuthOptions, readNatsCredentials } from "../../src/nats/auth.js";
 import { connectBus, request } from "../../src/nats/bus.js";
 import { decode, encode } from "../../src/protocol/codec.js";
 import type { ActorStatus } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
-import { startTestCluster, until, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { startTestCluster, until, userEnv, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 const CLI_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../actors/cli.js");
 
@@ -166,13 +165,7 @@ test.serial("auth - every Redis of the cluster refuses a client without its pass
 });
 
 test.serial("auth - the CLI picks up <data>/credentials/client.creds by default", (t) => {
-  const env = {
-    ...process.env,
-    [envName("natsUrl")]: tc!.cluster.natsUrl,
-    [envName("dataDir")]: tc!.cluster.dataDir,
-    [envName("cluster")]: tc!.cluster.cluster,
-    [envName("natsCredsFile")]: "",
-  };
+  const env = userEnv(tc!);
   const write = spawnSync(process.execPath, [CLI_JS, "write", "SET", "from-cli", "v"], { env, encoding: "utf8", timeout: 30000 });
   t.is(write.status, 0, write.stderr);
   t.regex(write.stdout, /"ok":true/);

@@ -14,13 +14,12 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import test from "ava";
 import { connect, QjmClientError, type QjmClient } from "../../src/client/index.js";
-import { envName } from "../../src/config/config.js";
 import { CLIENT_USER, credsFile } from "../../src/nats/auth.js";
 import { request } from "../../src/nats/bus.js";
 import { ErrorCode } from "../../src/protocol/errors.js";
 import { subjects } from "../../src/protocol/subjects.js";
 import { decodeRecordPayload, scanRecords } from "../../src/segment/record.js";
-import { startTestCluster, until, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { startTestCluster, until, userEnv, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 /** The package's root (dist/test/integration/ → ../../..). */
 const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -186,13 +185,7 @@ test.serial("client - a consumer package imports { connect } from the packed \"r
       "await qjm.close();",
     ].join("\n"),
   );
-  const env = {
-    ...process.env,
-    [envName("natsUrl")]: tc!.cluster.natsUrl,
-    [envName("cluster")]: tc!.cluster.cluster,
-    [envName("dataDir")]: tc!.cluster.dataDir,
-    [envName("natsCredsFile")]: "",
-  };
+  const env = userEnv(tc!);
   const js = await run(process.execPath, ["main.mjs"], dir, env);
   t.is(js.code, 0, js.stderr);
   t.like(JSON.parse(js.stdout) as Record<string, unknown>, { reply: 1, errorClass: "function", code: "NO_QUORUM" });

@@ -11,7 +11,7 @@ import { Redis } from "ioredis";
 import { checkKv, type KvInput, type KvOutput, type Operation } from "../../src/check/kv_model.js";
 import { request } from "../../src/nats/bus.js";
 import { subjects } from "../../src/protocol/subjects.js";
-import { startTestCluster, until, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { startTestCluster, until, waitForDoors, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 const DATA_NODES = ["d1", "d2", "d3"];
 let tc: TestCluster | null = null;
@@ -22,10 +22,7 @@ test.before(async () => {
   // Reads give up waiting after 2 s (TRYAGAIN): the deposed-master test waits that long for its refusal.
   tc = await startTestCluster("consistency", { dataNodes: DATA_NODES, respReadTimeoutMs: 2000 });
   masterId = (await waitForWriter(tc)).id;
-  await until("every front door to listen", 30000, async () => {
-    const doors = (await tc!.status()).filter((s) => (s.details.respDoor as { listening?: boolean } | undefined)?.listening === true);
-    return doors.length === DATA_NODES.length ? true : undefined;
-  });
+  await waitForDoors(tc, DATA_NODES.length);
 });
 
 test.after.always(async () => {

@@ -6,7 +6,7 @@
  */
 import test from "ava";
 import { Redis } from "ioredis";
-import { startTestCluster, until, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { startTestCluster, waitForDoors, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 const DATA_NODES = ["d1", "d2", "d3"];
 let tc: TestCluster | null = null;
@@ -16,10 +16,7 @@ const clients: Redis[] = [];
 test.before(async () => {
   tc = await startTestCluster("consistency-review", { dataNodes: DATA_NODES });
   masterId = (await waitForWriter(tc)).id;
-  await until("every front door to listen", 30000, async () => {
-    const doors = (await tc!.status()).filter((s) => (s.details.respDoor as { listening?: boolean } | undefined)?.listening === true);
-    return doors.length === DATA_NODES.length ? true : undefined;
-  });
+  await waitForDoors(tc, DATA_NODES.length);
 });
 
 test.after.always(async () => {

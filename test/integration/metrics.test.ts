@@ -11,10 +11,9 @@ import test from "ava";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Svcm } from "@nats-io/services";
 import { metricsPortOf } from "../../src/cluster/local_cluster.js";
-import { envName } from "../../src/config/config.js";
 import type { ActorStatus } from "../../src/protocol/messages.js";
 import { microSubjects } from "../../src/protocol/subjects.js";
-import { startTestCluster, until, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { startTestCluster, until, userEnv, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 const CLI_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../actors/cli.js");
 
@@ -153,13 +152,7 @@ test.serial("metrics - every actor answers $SRV.PING; $SRV.INFO.qjm carries clus
 });
 
 test.serial("metrics - status --json names each actor's metrics URL, which answers; the table shows lag and rate", async (t) => {
-  const env = {
-    ...process.env,
-    [envName("natsUrl")]: tc!.cluster.natsUrl,
-    [envName("dataDir")]: tc!.cluster.dataDir,
-    [envName("cluster")]: tc!.cluster.cluster,
-    [envName("natsCredsFile")]: "",
-  };
+  const env = userEnv(tc!);
   const json = spawnSync(process.execPath, [CLI_JS, "status", "--json"], { env, encoding: "utf8", timeout: 30000 });
   t.is(json.status, 0, json.stderr);
   const statuses = JSON.parse(json.stdout) as ActorStatus[];

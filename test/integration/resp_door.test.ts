@@ -11,7 +11,7 @@ import { promisify } from "node:util";
 import test from "ava";
 import { Redis } from "ioredis";
 import { RespConnection } from "../../src/redis/resp_connection.js";
-import { startTestCluster, until, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { startTestCluster, until, waitForDoors, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 const DATA_NODES = ["d1", "d2", "d3"];
 const CLI_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../actors/cli.js");
@@ -33,10 +33,7 @@ test.before(async () => {
   replicaId = DATA_NODES.find((id) => id !== master.id)!;
   replicaDoor = base + DATA_NODES.indexOf(replicaId);
   // Every door listens (status says so) before the tests start.
-  await until("every front door to listen", 30000, async () => {
-    const doors = (await tc!.status()).filter((s) => (s.details.respDoor as { listening?: boolean } | undefined)?.listening === true);
-    return doors.length === DATA_NODES.length ? true : undefined;
-  });
+  await waitForDoors(tc, DATA_NODES.length);
 });
 
 test.after.always(async () => {
