@@ -106,6 +106,12 @@ export const defaults = {
    * A node that holds the batch acks it again without writing. 0: never.
    */
   batchResendMs: 500,
+  /**
+   * For batchResendMs after the master's own NATS link failed over, the batch in flight goes again this often: the
+   * journal nodes are failing over too (kill -9 of the nats-server they all used), and a copy that finds one not back
+   * yet would otherwise wait a whole batchResendMs. 0: batchResendMs throughout.
+   */
+  batchResendAfterReconnectMs: 100,
   /** Effects seen on the replication stream with no client marker are journaled on their own after this idle time. */
   orphanEffectsFlushMs: 20,
   /**
@@ -447,6 +453,7 @@ export function validateConfig(c: Config): string[] {
   if (c.takeoverTimeoutMs <= c.masterTimeoutMs) errors.push("takeoverTimeoutMs must exceed masterTimeoutMs");
   if (c.heartbeatIntervalMs * 2 > c.quorumTimeoutMs) errors.push("quorumTimeoutMs must be at least two heartbeats");
   if (c.batchResendMs >= c.quorumTimeoutMs) errors.push("batchResendMs must be below quorumTimeoutMs (0: no resends)");
+  if (c.batchResendAfterReconnectMs > 0 && (c.batchResendAfterReconnectMs < 10 || c.batchResendAfterReconnectMs > c.batchResendMs)) errors.push("batchResendAfterReconnectMs must be 0, or between 10 and batchResendMs");
   if (c.heartbeatIntervalMs * 3 > c.journalHeartbeatTimeoutMs) errors.push("journalHeartbeatTimeoutMs must be at least three heartbeats");
   if (c.journalInflightBytesMax < c.batchBytesMax) errors.push("journalInflightBytesMax must hold at least one batch");
   if (c.maxSegments < 2) errors.push("maxSegments must be at least 2");

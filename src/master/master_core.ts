@@ -450,7 +450,7 @@ export class MasterCore {
   busReconnected(nowMs: number): void {
     this.nowMs = nowMs;
     if (this.writerCore === null || this.roll?.phase === "running") return;
-    this.writerCore.resendDue();
+    this.writerCore.resendDue(nowMs);
     this.absorb(this.writerCore.tick(nowMs));
   }
 

@@ -16,6 +16,11 @@ export interface WriterLimits {
   quorumTimeoutMsPerMib?: number;
   /** The batch in flight goes again to the nodes in step that have not answered it after this long; 0 or absent: never. */
   batchResendMs?: number;
+  /**
+   * For batchResendMs after this writer's own link failed over, copies go this often instead: the journal nodes are
+   * failing over too, and the copy sent at once may find them not back yet. 0 or absent: batchResendMs throughout.
+   */
+  batchResendAfterReconnectMs?: number;
 }
 
 export interface Batch {
@@ -64,6 +69,8 @@ export class WriterCore {
   /** The id of the batch that committed last (its late acks still tell what a node holds). */
   private committedBatchId = 0;
   private batchSeq = 0;
+  /** When this writer's own link last failed over (resendDue). */
+  private reconnectedAtMs = -Infinity;
   /** Nodes that take part in this epoch's segment; a node that refused a batch drops out until it is caught up. */
   private inSync: Set<string>;
   /** Starts true: what recovery decided is committed, and the nodes learn it only from us. */
@@ -177,12 +184,18 @@ export class WriterCore {
   private resendIsDue(b: NonNullable<WriterCore["flushing"]>, nowMs: number): boolean {
     const every = this.limits.batchResendMs ?? 0;
     if (every <= 0) return false;
+    const fast = this.limits.batchResendAfterReconnectMs ?? 0;
+    const interval = fast > 0 && nowMs - this.reconnectedAtMs < every ? fast : every;
     const forSize = Math.floor(((this.limits.quorumTimeoutMsPerMib ?? 0) * b.records.length) / (1024 * 1024));
-    return nowMs - b.lastSentMs >= every + forSize;
+    return nowMs - b.lastSentMs >= interval + forSize;
   }
 
-  /** The next tick sends the batch in flight again (if resends are on): the link it went out on failed over. */
-  resendDue(): void {
+  /**
+   * The next tick sends the batch in flight again (if resends are on): the link it went out on failed over. For
+   * batchResendMs from `nowMs`, later copies go every batchResendAfterReconnectMs.
+   */
+  resendDue(nowMs = -Infinity): void {
+    this.reconnectedAtMs = nowMs;
     if (this.flushing !== null) this.flushing.lastSentMs = -Infinity;
   }
 
@@ -245,6 +258,11 @@ export class WriterCore {
     const b = this.flushing;
     if (!result.ok) {
       if (result.code === "EPOCH_FENCED") return this.fail(`fenced by ${node}: ${result.message}`);
+      // Just after this writer's own link failed over, a transport failure (NATS "no responders": the node's link is
+      // failing over too) says nothing of the node: the next copy goes batchResendAfterReconnectMs later. Masking here
+      // failed the writer whenever two nodes were slower to come back than the master (kill -9 of the nats-server all
+      // used), and a step-down and an election followed.
+      if (result.code === "TIMEOUT" && nowMs - this.reconnectedAtMs < (this.limits.batchResendMs ?? 0)) return out;
       // A lost copy of a batch the node acked since (a resend reached it): it holds that batch, nothing to mask.
       if (batchId > 0 && (this.ackedBatch.get(node) ?? 0) >= batchId) return out;
       // A node that refused one batch would refuse every later one: it sits out until caught up.

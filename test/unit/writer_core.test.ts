@@ -163,6 +163,44 @@ test("writer core - a resend due in the millisecond of the flush (a reconnect): 
   t.is(w.onReply("jn2", b.id, OK, 1).committedTxid, 11);
 });
 
+test("writer core - after its own link failed over, copies go every batchResendAfterReconnectMs for batchResendMs, then as before", (t) => {
+  const w = writer(N3, { ...roomy, quorumTimeoutMs: 5000, batchResendMs: 500, batchResendAfterReconnectMs: 100 });
+  w.append(payload("a"));
+  const b = onlyBatch(w.tick(0)).batch;
+  w.resendDue(1000);
+  t.is(onlyBatch(w.tick(1000)).nodes.length, 3, "at once");
+  t.deepEqual(w.tick(1099).send, []);
+  t.is(onlyBatch(w.tick(1100)).nodes.length, 3, "the nodes were not back yet: again 100 ms later");
+  w.onReply("jn1", b.id, OK, 1150);
+  t.deepEqual(onlyBatch(w.tick(1200)).nodes, ["jn2", "jn3"]);
+  t.is(onlyBatch(w.tick(1400)).nodes.length, 2);
+  // batchResendMs after the reconnect: back to batchResendMs.
+  t.deepEqual(w.tick(1500).send, [], "1,500: 100 ms after the last copy, but the fast window has ended");
+  t.deepEqual(w.tick(1899).send, []);
+  t.is(onlyBatch(w.tick(1900)).nodes.length, 2);
+  t.false(w.failed);
+});
+
+test("writer core - right after its own link failed over, a node's transport failure (no responders) does not mask it", (t) => {
+  const w = writer(N3, { ...roomy, quorumTimeoutMs: 5000, batchResendMs: 500, batchResendAfterReconnectMs: 100 });
+  w.append(payload("a"));
+  const b = onlyBatch(w.tick(0)).batch;
+  w.resendDue(1000);
+  onlyBatch(w.tick(1000));
+  t.is(w.onReply("jn2", b.id, refuse("TIMEOUT"), 1005).failure, null);
+  t.is(w.onReply("jn3", b.id, refuse("TIMEOUT"), 1005).failure, null, "two of three unreachable for a moment: the writer stands");
+  t.true(w.isInSync("jn2") && w.isInSync("jn3"));
+  t.deepEqual(onlyBatch(w.tick(1100)).nodes, ["jn1", "jn2", "jn3"]);
+  t.is(w.onReply("jn2", b.id, OK, 1110).committedTxid, null);
+  t.is(w.onReply("jn3", b.id, OK, 1111).committedTxid, 11);
+  // Past the window, a transport failure masks as before.
+  w.append(payload("b"));
+  const next = onlyBatch(w.tick(1600)).batch;
+  w.onReply("jn3", next.id, refuse("TIMEOUT"), 1610);
+  t.false(w.isInSync("jn3"));
+  t.false(w.failed);
+});
+
 test("writer core - without batchResendMs nothing is sent again", (t) => {
   const w = writer();
   w.append(payload("a"));
