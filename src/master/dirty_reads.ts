@@ -27,7 +27,7 @@ export interface ReadVerdict {
 export type BeginResult = { kind: "go"; token: number } | { kind: "held" } | { kind: "closed" };
 
 interface Executed {
-  keys: string[] | null;
+  keys: readonly string[] | null;
   /** Order of execution: every set below lists its writes in this order (insertion order), oldest first. */
   seq: number;
 }
@@ -78,7 +78,7 @@ export class DirtyReadCore {
   }
 
   /** A write was sent to Redis; `keys` null when they cannot be told. */
-  executed(id: WriteKey, keys: string[] | null): void {
+  executed(id: WriteKey, keys: readonly string[] | null): void {
     if (this.closed || this.writes.has(id)) return;
     this.writes.set(id, { keys, seq: ++this.seq });
     if (keys === null) this.anyKey.add(id);

@@ -4,7 +4,6 @@
  * node's RESP front door runs its master-side reads through `guard`, which gives a reply only once every write of the
  * keys read that the reply may reflect is committed.
  */
-import type { CommandTable } from "../redis/command_table.js";
 import { DirtyReadCore, type ReadVerdict, type WriteKey } from "./dirty_reads.js";
 
 export type Guarded<T> = { ok: true; value: T } | { ok: false; why: "closed" | "timeout" };
@@ -15,15 +14,9 @@ export class ReadGuard {
   private readonly settle = new Map<number, (v: "release" | "retry") => void>();
   private undoing = true;
 
-  /** A write sent to Redis (keys from COMMAND's key positions; unknown: every key). */
-  executed(id: WriteKey, args: readonly Buffer[], commands: CommandTable | null): void {
-    const keys = commands?.keysOf(args) ?? null;
-    this.core.executed(id, keys === null ? null : keys.map((k) => k.toString("latin1")));
-  }
-
-  /** A write sent to Redis naming `keys` (a transaction's; null: every key). */
-  executedKeys(id: WriteKey, keys: readonly Buffer[] | null): void {
-    this.core.executed(id, keys === null ? null : keys.map((k) => k.toString("latin1")));
+  /** A write sent to Redis, naming `keys` (from COMMAND's key positions, as latin1 text; null: unknown, every key). */
+  executed(id: WriteKey, keys: readonly string[] | null): void {
+    this.core.executed(id, keys);
   }
 
   answered(id: WriteKey): void {

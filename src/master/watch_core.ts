@@ -24,7 +24,7 @@ export class WatchCore {
   /** Below or at this txid nothing is known (the term's start, an evicted key, a record of unknown keys). */
   private floor: number | null = null;
   /** Executed, unanswered writes' keys (null: unknown, every key). */
-  private readonly executing = new Map<number, string[] | null>();
+  private readonly executing = new Map<number, readonly string[] | null>();
   private readonly executingKeys = new Map<string, number>();
   private executingAny = 0;
 
@@ -64,9 +64,10 @@ export class WatchCore {
     this.floor ??= lastTxid;
   }
 
+  /** A write sent to Redis naming `keys` (null: unknown); kept as given, so the caller does not change them after. */
   executed(id: number, keys: readonly string[] | null): void {
     if (this.executing.has(id)) return;
-    this.executing.set(id, keys === null ? null : [...keys]);
+    this.executing.set(id, keys);
     if (keys === null) this.executingAny++;
     else for (const k of keys) this.executingKeys.set(k, (this.executingKeys.get(k) ?? 0) + 1);
   }

@@ -111,9 +111,10 @@ export class WriteIntake {
     if (w.tx !== null) return this.executeTransaction(id, w, w.tx, commands, writer);
     const verdict = commands.classify(w.args);
     if (!verdict.ok) return this.core.rejected(id, errorReply(verdict.code, verdict.message));
-    // Before it is sent: a read whose reply comes after this may reflect it.
-    this.guard?.executed(id, w.args, commands);
-    this.stream.watches.executed(id, latin1(commands.keysOf(w.args)));
+    // Before it is sent: a read whose reply comes after this may reflect it. Its keys once, for both.
+    const keys = latin1(commands.keysOf(w.args));
+    this.guard?.executed(id, keys);
+    this.stream.watches.executed(id, keys);
     const { channel, marker } = this.stream.mark(id, w.clientId, verdict.script);
     const markerArgs = ["PUBLISH", channel, String(marker)];
     // Same connection, back to back (one socket write for a plain write): Redis runs the command, then the marker,
@@ -151,9 +152,9 @@ export class WriteIntake {
     const watches = this.stream.watches;
     if (w.watch !== null) watches.started(this.core.writer?.lastTxid ?? 0);
     const check = w.watch === null ? { ok: true as const } : watches.check(w.watch.txid, w.watch.keys.map((k) => k.toString("latin1")));
-    const keys = check.ok ? transactionKeys(commands, tx) : [];
-    this.guard?.executedKeys(id, keys);
-    watches.executed(id, latin1(keys));
+    const keys = latin1(check.ok ? transactionKeys(commands, tx) : []);
+    this.guard?.executed(id, keys);
+    watches.executed(id, keys);
     const { channel, marker } = this.stream.mark(id, w.clientId, false);
     const markerArgs = ["PUBLISH", channel, String(marker)];
     this.core.barrierReleased(id);

@@ -131,7 +131,7 @@ test("ReadPath: a read sent while the node was a replica, answered after it beca
   // Meanwhile the node took over as master and executed a write of k, not yet committed (it may be lost).
   guard = new ReadGuard();
   guard.undo(false);
-  guard.executed(1, [Buffer.from("SET"), Buffer.from("k"), Buffer.from("dirty")], null);
+  guard.executed(1, ["k"]);
   release({ type: "bulk", value: Buffer.from("dirty") });
   let answeredAt = null as "before the commit" | "after the commit" | null;
   let committed = false;
