@@ -44,6 +44,9 @@ export class WriteIntake {
   private readonly writes = new Map<WriteId, DriverWrite>();
   private nextWriteId = 1;
 
+  /** A transaction's bounds (config.ts), built once rather than per write. */
+  private readonly txLimits: { commandsMax: number; watchKeysMax: number };
+
   constructor(
     private readonly core: MasterCore,
     private readonly step: Step,
@@ -56,7 +59,9 @@ export class WriteIntake {
     /** The front door's reads on this Redis wait for the writes they may have seen (no dirty reads). */
     private readonly guard: ReadGuard | null,
     private readonly tracer: WriteTracer,
-  ) {}
+  ) {
+    this.txLimits = { commandsMax: config.txCommandsMax, watchKeysMax: config.txWatchKeysMax };
+  }
 
   /**
    * A write request off the bus (`body`: `raw` as the bus decoded it, once): answered once the core answers it (a bad
@@ -72,8 +77,7 @@ export class WriteIntake {
     }
     const arrivedMs = performance.now();
     const trace = this.tracer.on ? this.tracer.sample() : null;
-    const limits = { commandsMax: this.config.txCommandsMax, watchKeysMax: this.config.txWatchKeysMax };
-    const { args, id: clientId, tx, watch } = parseWriteRequest(body, limits);
+    const { args, id: clientId, tx, watch } = parseWriteRequest(body, this.txLimits);
     return new Promise<WriteReply>((respond) => {
       const id = this.nextWriteId++;
       if (trace !== null) this.tracer.admitted(id, trace);
