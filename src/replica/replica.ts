@@ -202,7 +202,7 @@ export class Replica {
         this.lastError = null;
         try {
           await this.apply(outcome.records);
-          if (this.snapshotDue() && Date.now() - this.snapshotTriedMs >= this.config.journalRequestTimeoutMs) await this.startSnapshot();
+          await this.snapshotIfDue();
         } catch (err) {
           if (err instanceof ApplyError && err.effectFailed) {
             await this.stopOnFault(err);
@@ -226,6 +226,9 @@ export class Replica {
       // Every node asked once with nothing new: wait before the next round.
       if (++idleRounds >= core.nodes.length) {
         idleRounds = 0;
+        // A due snapshot whose try gave up (no cluster id yet, a node slow) is tried again while idle too: tried only
+        // after an apply, a replica that had applied its last writes never snapshotted them.
+        await this.snapshotIfDue().catch((err: Error) => this.log.warn({ err }, "could not start a snapshot"));
         await this.pause(this.config.replicaPollMs);
       }
     }
@@ -255,6 +258,11 @@ export class Replica {
     this.m.snapshotsLoaded.inc();
     if (this.window !== null) this.windowFrom = warmFrom(done.txid, 0, this.config);
     this.events.publish({ type: "bootstrapped", actor: `replica.${this.id}`, txid: done.txid, bytes: done.bytes, fromNode: done.node, ms: done.ms, downloadMs: done.downloadMs });
+  }
+
+  /** A snapshot, when one is due and the last try is journalRequestTimeoutMs old. */
+  private async snapshotIfDue(): Promise<void> {
+    if (this.snapshotDue() && Date.now() - this.snapshotTriedMs >= this.config.journalRequestTimeoutMs) await this.startSnapshot();
   }
 
   /** Time for a snapshot: enough applied past the newest durable one, none running, the last try not too recent. */
