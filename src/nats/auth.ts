@@ -7,9 +7,10 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { nkeyAuthenticator, nkeys, type ConnectionOptions } from "@nats-io/transport-node";
+import { nkeys, type ConnectionOptions } from "@nats-io/transport-node";
 import { microSubjects, subjects } from "../protocol/subjects.js";
 import { credentialsDir, writeSecretFile } from "../util/secret_file.js";
+import { fastNkeyAuthenticator } from "./nkey_authenticator.js";
 
 export type NatsRole = "client" | "admin" | "master" | "journal" | "replica" | "data" | "faults";
 
@@ -176,5 +177,5 @@ export function findNatsCredentials(explicit: string, dataDir: string, user: str
 
 /** Connection options that authenticate as the user of `creds` and take replies on its inbox prefix. */
 export function natsAuthOptions(creds: NatsCredentials): Pick<ConnectionOptions, "authenticator" | "inboxPrefix"> {
-  return { authenticator: nkeyAuthenticator(new TextEncoder().encode(creds.seed)), inboxPrefix: creds.inboxPrefix };
+  return { authenticator: fastNkeyAuthenticator(creds.seed), inboxPrefix: creds.inboxPrefix };
 }
