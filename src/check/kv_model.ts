@@ -1,6 +1,7 @@
 /**
  * The sequential model of one Redis key holding a string (or an integer kept as its decimal string), for the
- * linearizability checker: GET, SET, INCR and DEL, partitioned by key. Pure.
+ * linearizability checker: GET, SET, INCR, DEL and a transaction `MULTI; GET k; INCR k; EXEC` (getincr: both run
+ * at one point in time, or the transaction is not atomic), partitioned by key. Pure.
  */
 import { checkOperations, type CheckResult, type Model, type Operation } from "./linearizability.js";
 
@@ -10,9 +11,12 @@ export type KvInput =
   | { kind: "get"; key: string }
   | { kind: "set"; key: string; value: string }
   | { kind: "incr"; key: string }
-  | { kind: "del"; key: string };
+  | { kind: "del"; key: string }
+  | { kind: "getincr"; key: string };
 /** GET: the value or null; SET: "OK"; INCR: the new integer; DEL: keys removed (0|1); `{error}`: Redis replied an error. */
-export type KvOutput = string | number | null | { error: string };
+export type KvScalar = string | number | null | { error: string };
+/** Every command's reply is a scalar but getincr's: EXEC's array, [GET's reply, INCR's reply]. */
+export type KvOutput = KvScalar | readonly [string | null, number | { error: string }];
 /** The key's value; null when it does not exist. */
 export type KvState = string | null;
 
@@ -31,7 +35,7 @@ function parseRedisInteger(value: string): bigint | undefined {
 }
 
 function isError(output: KvOutput | undefined): output is { error: string } {
-  return typeof output === "object" && output !== null;
+  return typeof output === "object" && output !== null && !Array.isArray(output);
 }
 
 /** Whether INCR's reply is `next`. */
@@ -66,6 +70,14 @@ function step(state: KvState, input: KvInput, output: KvOutput | undefined): { o
       const ok = output === undefined || (typeof output === "number" && incrReplied(output, result.next));
       return { ok, state: result.next.toString() };
     }
+    case "getincr": {
+      const result = incr(state);
+      if (output !== undefined && (!Array.isArray(output) || output[0] !== state)) return { ok: false, state };
+      const inner = output?.[1];
+      if ("error" in result) return { ok: inner === undefined || isError(inner), state };
+      const ok = inner === undefined || (typeof inner === "number" && incrReplied(inner, result.next));
+      return { ok, state: result.next.toString() };
+    }
   }
 }
 
@@ -73,6 +85,7 @@ function step(state: KvState, input: KvInput, output: KvOutput | undefined): { o
 function preserves(input: KvInput, output: KvOutput | undefined): boolean {
   if (input.kind === "get") return true;
   if (input.kind === "del") return output === 0;
+  if (input.kind === "getincr") return Array.isArray(output) && isError(output[1]);
   return input.kind === "incr" && isError(output);
 }
 
@@ -88,11 +101,13 @@ function describeOutput(output: KvOutput | undefined): string {
   if (output === undefined) return "?";
   if (output === null) return "nil";
   if (isError(output)) return `(error) ${output.error}`;
+  if (Array.isArray(output)) return `[${output.map((o) => describeOutput(o)).join(", ")}]`;
   return JSON.stringify(output);
 }
 
 function describeOperation(input: KvInput, output: KvOutput | undefined): string {
-  const command = input.kind === "set" ? `SET ${input.key} ${JSON.stringify(input.value)}` : `${input.kind.toUpperCase()} ${input.key}`;
+  const command =
+    input.kind === "set" ? `SET ${input.key} ${JSON.stringify(input.value)}` : input.kind === "getincr" ? `MULTI GET ${input.key} INCR ${input.key} EXEC` : `${input.kind.toUpperCase()} ${input.key}`;
   return `${command} -> ${describeOutput(output)}`;
 }
 

@@ -12,7 +12,11 @@
  * - a master silent for `masterProbeAfterMs` is probed over the bus: if its process no longer listens (NATS answers
  *   "no responders": a killed process's subscriptions go with its connection) or it answers that it is not master of
  *   the epoch we heard, the silence counts as a full timeout at once. Only liveness depends on this: the epoch won on
- *   a majority is still what fences, so a wrong verdict costs an election, never a write.
+ *   a majority is still what fences, so a wrong verdict costs an election, never a write;
+ * - time this node could not hear is not the master's silence: right after its own link came back, or after a tick
+ *   that came late (the process was frozen or stalled: the heartbeats sent meanwhile still wait in its socket, read
+ *   only after the timer), it listens before it campaigns. A standby resumed from SIGSTOP deposed a healthy master
+ *   (integration/door_history) before this.
  */
 import { assert } from "../util/assert.js";
 
@@ -75,6 +79,10 @@ export class ElectionCore {
   private linkUpSinceMs: number;
   /** When the probe in flight left (null: none). One at a time; a lost answer frees the slot after two periods. */
   private probeSentMs: number | null = null;
+  /** When tick last ran (null: never). */
+  private lastTickMs: number | null = null;
+  /** The last tick came late and did not campaign: the next one may (never two skipped in a row: liveness). */
+  private lateTickSkipped = false;
 
   constructor(
     readonly id: string,
@@ -160,7 +168,9 @@ export class ElectionCore {
 
   /** Called on the driver's timer: campaign when the master has been silent long enough and it is our turn. */
   tick(self: { appliedTxid: number; eligible: boolean }, nowMs: number): ElectionAction {
-    if (!this.mayCampaign(self, nowMs)) return { kind: "none" };
+    const lateMs = this.lastTickMs === null ? 0 : nowMs - this.lastTickMs;
+    this.lastTickMs = nowMs;
+    if (!this.mayCampaign(self, nowMs) || this.deaf(lateMs, nowMs)) return { kind: "none" };
     const silentSinceMs = this.masterHeardMs + this.limits.masterTimeoutMs;
     if (nowMs < silentSinceMs) return { kind: "none" };
     const rank = this.ranking(self, nowMs).indexOf(this.id);
@@ -168,6 +178,17 @@ export class ElectionCore {
     if (nowMs < silentSinceMs + rank * this.limits.electionRankDelayMs) return { kind: "none" };
     this.role = "candidate";
     return { kind: "campaign", rank };
+  }
+
+  /**
+   * True when we may not have heard a live master: a tick later than a probe's wait after the previous one (skipped
+   * once, so the heartbeats buffered meanwhile are read before the next tick), or our link back for less than that.
+   */
+  private deaf(lateMs: number, nowMs: number): boolean {
+    const wait = this.limits.masterProbeAfterMs;
+    if (lateMs > wait && !this.lateTickSkipped) return (this.lateTickSkipped = true);
+    this.lateTickSkipped = false;
+    return nowMs - this.linkUpSinceMs < wait;
   }
 
   /** A standby that may campaign now: a replica, eligible, priority above 0, not backing off. */

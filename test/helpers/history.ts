@@ -167,7 +167,7 @@ function violation(what: string, examples: readonly string[]): string[] {
   return [`${what} (${examples.length}): ${examples.slice(0, EXAMPLES_MAX).join("; ")}${more}`];
 }
 
-function argText(a: WriteArg | Uint8Array): string {
+export function argText(a: WriteArg | Uint8Array): string {
   if (typeof a === "string") return a;
   if (typeof a === "number") return String(a);
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("utf8");

@@ -46,6 +46,8 @@ export function kvArgs(input: KvInput): WriteArg[] {
       return ["INCR", input.key];
     case "del":
       return ["DEL", input.key];
+    case "getincr":
+      throw new Error("kv_load sends single commands; getincr is the door's MULTI (integration/door_history)");
   }
 }
 
@@ -143,6 +145,7 @@ export function mayHaveRun(ops: readonly Op[], journal: ReadonlyMap<number, Effe
       case "set":
         return sets.has(`${input.key}\0${input.value}`);
       case "incr":
+      case "getincr":
         return incrs.has(input.key);
       case "del":
         return dels.has(input.key);

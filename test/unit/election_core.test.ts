@@ -42,6 +42,7 @@ test("a candidate's heartbeat holds the others back; a lost campaign backs off",
   const d3 = new ElectionCore("d3", 1, LIMITS, 0);
   d3.heard(beat("d2", { role: "candidate" }), 700);
   t.deepEqual(d3.tick(self(0), 1000), { kind: "none" });
+  t.deepEqual(d3.tick(self(0), 1200), { kind: "none" });
   t.is(d3.tick(self(0), 1300).kind, "campaign");
   d3.lost(1300, 500);
   t.deepEqual(d3.tick(self(0), 1700), { kind: "none" });
@@ -163,4 +164,38 @@ test("a candidate's takeover is not cut short by a probe of the master before it
   t.is(d3.probeDue(self(0), 1600), null);
   t.deepEqual(d3.tick(self(0), 1699), { kind: "none" });
   t.is(d3.tick(self(0), 1700).kind, "campaign");
+});
+
+test("time this node could not hear is not silence: a late tick (frozen, stalled) does not campaign, the heartbeats read after it keep it quiet; never two late ticks skipped in a row", (t) => {
+  const d2 = standby();
+  for (let now = 1000; now <= 1200; now += 100) t.deepEqual(d2.tick(self(0), now), { kind: "none" });
+  // Frozen from 1200 to 2700 (SIGSTOP): the first tick after it comes before the master's buffered heartbeats are read.
+  t.deepEqual(d2.tick(self(0), 2700), { kind: "none" }, "the late tick does not campaign");
+  d2.heard(beat("d1", { role: "master", epoch: 3 }), 2701);
+  t.deepEqual(d2.tick(self(0), 2800), { kind: "none" }, "the master was alive all along");
+  // A master really dead while we were stalled: the next tick campaigns, however late it is too.
+  const d3 = standby();
+  t.deepEqual(d3.tick(self(0), 1200), { kind: "none" });
+  t.deepEqual(d3.tick(self(0), 2700), { kind: "none" });
+  t.is(d3.tick(self(0), 3100).kind, "campaign", "a second late tick in a row is not skipped");
+});
+
+test("after its own link came back a standby listens a probe's wait before it campaigns (the master's heartbeats resume within it)", (t) => {
+  const quiet = (): ElectionCore => {
+    const d2 = standby();
+    // The master beats until 1500; then our link is down until 2050 (nothing heard, ticks go on).
+    for (let now = 1000; now <= 2000; now += 100) {
+      if (now <= 1500) d2.heard(beat("d1", { role: "master", epoch: 3 }), now);
+      t.deepEqual(d2.tick(self(0), now), { kind: "none" }, `at ${now}`);
+    }
+    d2.linkReconnected(2050);
+    t.deepEqual(d2.tick(self(0), 2100), { kind: "none" }, "silent 600 ms, but our link is back for only 50 ms");
+    t.deepEqual(d2.tick(self(0), 2200), { kind: "none" });
+    return d2;
+  };
+  const alive = quiet();
+  alive.heard(beat("d1", { role: "master", epoch: 3 }), 2220);
+  t.deepEqual(alive.tick(self(0), 2250), { kind: "none" }, "its heartbeat came: no election");
+  const dead = quiet();
+  t.is(dead.tick(self(0), 2250).kind, "campaign", "a link back for masterProbeAfterMs, and still silence: campaign");
 });

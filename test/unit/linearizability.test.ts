@@ -140,6 +140,21 @@ test("linearizability - INCR of a non-integer errs and changes nothing; an error
   assertNotLinearizable(t, [done(0, set("a"), 0, 1, notAnInteger)]);
 });
 
+test("linearizability - MULTI GET+INCR (getincr) is one step: its GET sees the state its INCR increments", (t) => {
+  const gi = (key = "x"): KvInput => ({ kind: "getincr", key });
+  assertLinearizable(t, [done(0, set("5"), 0, 1, "OK"), done(0, gi(), 2, 3, ["5", 6]), done(0, get(), 4, 5, "6")]);
+  assertLinearizable(t, [done(0, gi(), 0, 1, [null, 1]), done(1, gi(), 2, 3, ["1", 2])]);
+  // Concurrent with an INCR: either order, but the pair must be adjacent values.
+  assertLinearizable(t, [done(0, set("1"), 0, 1, "OK"), done(0, gi(), 2, 6, ["2", 3]), done(1, incr(), 3, 4, 2)]);
+  // Not atomic: the GET saw 1, the INCR replied 3 (another INCR ran between them).
+  assertNotLinearizable(t, [done(0, set("1"), 0, 1, "OK"), done(0, gi(), 2, 6, ["1", 3]), done(1, incr(), 3, 4, 2)]);
+  // Of a non-integer: the INCR errs inside EXEC, the GET still answered, nothing changes.
+  assertLinearizable(t, [done(0, set("a"), 0, 1, "OK"), done(0, gi(), 2, 3, ["a", notAnInteger]), done(0, get(), 4, 5, "a")]);
+  assertNotLinearizable(t, [done(0, set("a"), 0, 1, "OK"), done(0, gi(), 2, 3, ["b", notAnInteger])]);
+  // Unknown outcome: may or may not have run.
+  assertLinearizable(t, [done(0, set("1"), 0, 1, "OK"), unknown(1, gi(), 2), done(0, get(), 4, 5, "2")]);
+});
+
 test("linearizability - keys are checked apart; the failing key is named and explained", (t) => {
   const history = [
     done(0, set("1", "a"), 0, 1, "OK"),
@@ -249,6 +264,10 @@ function apply(store: Map<string, string>, input: KvInput): KvOutput {
       const next = Number(current ?? "0") + 1;
       store.set(input.key, String(next));
       return next;
+    }
+    case "getincr": {
+      const inner = apply(store, { kind: "incr", key: input.key });
+      return [current ?? null, inner as number | { error: string }];
     }
   }
 }
