@@ -25,6 +25,7 @@ import type { CommandTable } from "../redis/command_table.js";
 import type { RespValue } from "../redis/resp_parser.js";
 import type { Logger } from "../util/log.js";
 import type { ConnectionState } from "./connection_state.js";
+import { ReadIndexRounds, type ReadIndexResult } from "./read_index_rounds.js";
 import { error, type Protocol } from "./resp_encoder.js";
 import { TxidWaiters } from "./txid_waiters.js";
 
@@ -43,6 +44,18 @@ export interface ReadPathOptions {
   read: (protocol: Protocol, args: readonly Buffer[]) => Promise<RespValue>;
 }
 
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+
+/** `promise`'s value, or `late` at `deadlineMs` (the timer is cleared either way: reads may be many). */
+async function untilDeadline<T>(promise: Promise<T>, deadlineMs: number, late: T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<T>((r) => (timer = setTimeout(() => r(late), Math.max(0, deadlineMs - Date.now()))))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** A pause between read-index attempts (a failover in progress: no master answers, or a deposed one refuses). */
 const READ_INDEX_RETRY_MS = 50;
 
@@ -52,6 +65,8 @@ export class ReadPath {
   private nextWaiter = 1;
   private timer: NodeJS.Timeout | null = null;
   private timerAtMs = Infinity;
+  /** One read-index request to the master at a time, shared by the reads that wait for it. */
+  private readonly readIndexRounds = new ReadIndexRounds(() => this.askReadIndex());
 
   constructor(private readonly o: ReadPathOptions) {
     this.waiters.advance(o.visibleTxid());
@@ -138,21 +153,26 @@ export class ReadPath {
 
   /** The master's read index: its committed txid, confirmed after this call began; or why none came in time. */
   private async readIndex(deadlineMs: number): Promise<number | string> {
-    const subject = subjects(this.o.config.cluster).readIndex;
     let why = "no attempt";
     while (Date.now() < deadlineMs) {
-      try {
-        const reply = parseReadIndexReply(await request(this.o.nc, subject, { type: "readIndex" }, Math.max(1, deadlineMs - Date.now())));
-        if (reply.ok) return reply.txid;
-        why = `${reply.code} ${reply.message}`;
-      } catch (err) {
-        why = err instanceof QjmError ? `${err.code} ${err.message}` : (err as Error).message;
-      }
+      const r = await untilDeadline(this.readIndexRounds.get(), deadlineMs, { ok: false, why: `waited ${this.o.config.respReadTimeoutMs} ms (${why})` });
+      if (r.ok) return r.txid;
+      why = r.why;
       if (deadlineMs - Date.now() <= READ_INDEX_RETRY_MS) break;
-      await new Promise((r) => setTimeout(r, READ_INDEX_RETRY_MS));
+      await sleep(READ_INDEX_RETRY_MS);
     }
     this.o.log.debug({ why }, "no read index");
     return why;
+  }
+
+  /** One read-index request to the master (a round of ReadIndexRounds); a failure is a result, never a throw. */
+  private async askReadIndex(): Promise<ReadIndexResult> {
+    try {
+      const reply = parseReadIndexReply(await request(this.o.nc, subjects(this.o.config.cluster).readIndex, { type: "readIndex" }, this.o.config.respReadTimeoutMs));
+      return reply.ok ? { ok: true, txid: reply.txid } : { ok: false, why: `${reply.code} ${reply.message}` };
+    } catch (err) {
+      return { ok: false, why: err instanceof QjmError ? `${err.code} ${err.message}` : (err as Error).message };
+    }
   }
 
   private settle(id: number, reached: boolean): void {
