@@ -14,6 +14,9 @@
  *     the dedupe window answers the ones that had committed.
  * A write past its retry deadline fails with its last failure; the ones after it go on (an earlier write that is
  * given up was either committed before them or never will be: all of its attempts have settled).
+ * One case the master must help with: it may refuse write k without running it (OVERLOADED, NO_QUORUM) and run k+1,
+ * which arrived a moment later. Each attempt therefore names the group's unanswered write just before it
+ * (`id.after`), and the master does not run it while that one is refused and not yet resent (master/write_order.ts).
  */
 import type { ErrorCode } from "../protocol/errors.js";
 import type { WriteId } from "../protocol/messages.js";
@@ -68,6 +71,8 @@ export class OrderedWrites<R> {
   private retrying = false;
   private newMaster = false;
   private round = 0;
+  /** The seq of the write sent last (its `after` names it when it is still unanswered). */
+  private lastSentSeq = 0;
 
   constructor(private readonly deps: OrderedDeps<R>) {}
 
@@ -84,11 +89,22 @@ export class OrderedWrites<R> {
       const entry: Entry<R> = { body, deadline: this.deps.now() + this.deps.retryForMs, attempts: 0, unknown: false, last: null, resolve, reject };
       this.pending.set(id.seq, entry);
       // While the group is retrying, a new write waits: sent now it could commit before an earlier one re-sent.
-      if (!this.retrying) this.send(entry);
+      if (!this.retrying) this.send(entry, this.unansweredBefore(id.seq));
     });
   }
 
-  private send(e: Entry<R>): void {
+  /** The highest seq below `seq` still unanswered (the newest write sent before it, in the usual case), or undefined. */
+  private unansweredBefore(seq: number): number | undefined {
+    if (this.pending.has(this.lastSentSeq) && this.lastSentSeq < seq) return this.lastSentSeq;
+    let before: number | undefined;
+    for (const s of this.pending.keys()) if (s < seq && (before === undefined || s > before)) before = s;
+    return before;
+  }
+
+  private send(e: Entry<R>, after: number | undefined): void {
+    const { after: _previous, ...id } = e.body.id;
+    e.body.id = after === undefined ? id : { ...id, after };
+    this.lastSentSeq = e.body.id.seq;
     e.attempts++;
     this.inFlight++;
     this.deps.attempt(e.body).then(
@@ -147,6 +163,7 @@ export class OrderedWrites<R> {
       else if (e.last !== null && now > e.deadline) this.fail(e, e.unknown);
       else again.push(e);
     }
-    for (const e of again) this.send(e);
+    // Resent in request order, each after the one before it: the first has no unanswered write before it.
+    again.forEach((e, i) => this.send(e, i === 0 ? undefined : again[i - 1].body.id.seq));
   }
 }

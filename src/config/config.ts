@@ -285,6 +285,13 @@ export const defaults = {
   dedupeWindowBytesMax: 64 * 1024 * 1024,
   /** Clients the window tracks (the most recently committing); a client dropped past this is forgotten altogether. */
   dedupeClientsMax: 100_000,
+  /**
+   * Writes the master remembers it answered with a retryable failure, so that a later write of the same connection
+   * does not run before the earlier one's resend (src/master/write_order.ts); the oldest are forgotten first.
+   */
+  writeOrderRefusalsMax: 65_536,
+  /** How long such a refusal is remembered: the connection resends at once, or within its retry pauses. */
+  writeOrderRefusalMs: 60_000,
   /** The client library (src/client/) retries a write with the same id for this long (no responders, timeouts, NO_QUORUM…). */
   clientRetryForMs: 30_000,
   /** First pause between a write's attempts; it doubles per attempt up to clientRetryBackoffMaxMs, with jitter. */
@@ -522,6 +529,7 @@ function validateSizes(c: Config): string[] {
 function validateDedupe(c: Config): string[] {
   const errors: string[] = [];
   if (c.dedupeWindowRecords < 1 || c.dedupeClientsMax < 1) errors.push("dedupeWindowRecords and dedupeClientsMax must be at least 1");
+  if (c.writeOrderRefusalsMax < 1 || c.writeOrderRefusalMs < 1) errors.push("writeOrderRefusalsMax and writeOrderRefusalMs must be at least 1");
   // A data node that becomes master rebuilds its window from the journal: what it spans must be held below a snapshot.
   if (c.dataNodes.length > 0 && c.dedupeWindowRecords > c.purgeMarginRecords) errors.push("dedupeWindowRecords must not exceed purgeMarginRecords (the journal keeps what a new master's dedupe window is rebuilt from)");
   if (c.txCommandsMax < 1) errors.push("txCommandsMax must be at least 1");

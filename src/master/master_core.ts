@@ -21,7 +21,9 @@ import type { RecordWrite } from "../segment/record.js";
 import { answerFromWindow } from "../dedupe/dedupe_answer.js";
 import type { DedupeWindow } from "../dedupe/dedupe_window.js";
 import { assert } from "../util/assert.js";
+import { verdictOf } from "../client/retry.js";
 import { NodeWatch } from "./node_watch.js";
+import { WriteOrder, writeKey } from "./write_order.js";
 import { rollDue } from "./segment_roll.js";
 import { WriterCore, type Batch, type WriterLimits, type WriterOutput } from "./writer_core.js";
 
@@ -49,6 +51,8 @@ export type MasterLimits = WriterLimits &
     | "segmentMaxBytes"
     | "segmentMaxRecords"
     | "segmentMaxAgeMs"
+    | "writeOrderRefusalsMax"
+    | "writeOrderRefusalMs"
   >;
 
 export type NewWriter = (epoch: number, segmentTxid: number, nodes: readonly string[], inSync: readonly string[], limits: WriterLimits) => WriterCore;
@@ -184,6 +188,8 @@ export class MasterCore {
   private readonly clientIdOf = new Map<WriteId, string>();
   /** Retries waiting for the original's answer, by the original's id (at most DUPLICATES_WAITING_MAX each). */
   private readonly duplicates = new Map<WriteId, WriteId[]>();
+  /** A connection's writes run in its order: writes refused lately, that later ones must not overtake. */
+  private readonly order: WriteOrder;
 
   constructor(
     private readonly limits: MasterLimits,
@@ -195,6 +201,7 @@ export class MasterCore {
     private window: DedupeWindow | null = null,
   ) {
     this.watch = new NodeWatch(limits);
+    this.order = new WriteOrder(limits);
   }
 
   // ---- what the driver reads ----
@@ -247,7 +254,7 @@ export class MasterCore {
    */
   write(id: WriteId, bytes: number, barrier: boolean, nowMs: number, clientId: ClientWriteId | null = null): void {
     this.nowMs = nowMs;
-    if (clientId !== null && this.window !== null && this.isDuplicate(id, clientId)) return;
+    if (clientId !== null && this.window !== null && (this.isDuplicate(id, clientId) || this.refusedBehind(id, clientId))) return;
     const l = this.limits;
     if (this.queue.length >= l.writesQueuedMax) {
       this.reply(id, errorReply(ErrorCode.OVERLOADED, `${this.queue.length} writes already wait`));
@@ -259,6 +266,8 @@ export class MasterCore {
       return;
     }
     this.queuedBytes_ += bytes;
+    // Queued in arrival order: the connection's later writes queue behind it (they are checked again at admission).
+    if (clientId !== null) this.order.accepted(clientId);
     this.queue.push({ id, bytes, barrier, deadlineMs: nowMs + l.quorumTimeoutMs, clientId });
     // Admitted at once if there is room: the queue bounds only what has to wait.
     this.advance();
@@ -268,10 +277,11 @@ export class MasterCore {
   private isDuplicate(id: WriteId, clientId: ClientWriteId): boolean {
     const known = answerFromWindow(this.window!.lookup(clientId.client, clientId.seq));
     if (known !== null) {
+      this.order.accepted(clientId);
       this.reply(id, known);
       return true;
     }
-    const key = `${clientId.client}#${clientId.seq}`;
+    const key = writeKey(clientId.client, clientId.seq);
     const original = this.byClientId.get(key);
     if (original === undefined) {
       this.byClientId.set(key, id);
@@ -281,6 +291,14 @@ export class MasterCore {
     const waiting = this.duplicates.get(original) ?? [];
     if (waiting.length >= DUPLICATES_WAITING_MAX) this.reply(id, errorReply(ErrorCode.OVERLOADED, `${waiting.length} retries of this write already wait for it`));
     else this.duplicates.set(original, [...waiting, id]);
+    return true;
+  }
+
+  /** True (and answered OVERLOADED) when an earlier write of the same connection was refused and has not run since. */
+  private refusedBehind(id: WriteId, clientId: ClientWriteId): boolean {
+    const earlier = this.order.behind(clientId);
+    if (earlier === null) return false;
+    this.reply(id, errorReply(ErrorCode.OVERLOADED, `not run: the connection's earlier write (seq ${earlier}) was not applied and has not come again; it is resent first`));
     return true;
   }
 
@@ -419,6 +437,7 @@ export class MasterCore {
   tick(nowMs: number, orphansSinceMs: number | null = null): void {
     this.nowMs = nowMs;
     this.expireQueued(nowMs);
+    this.order.prune(nowMs);
     const w = this.writerCore;
     if (w === null) return;
     const idle = this.roll === null && this.reset === null && this.unjournaled === 0;
@@ -593,6 +612,8 @@ export class MasterCore {
     this.out.answers.push({ id, reply });
     const key = this.clientIdOf.get(id);
     if (key === undefined) return;
+    // Not applied, or not known to be: the connection resends it, and its later writes must not overtake it.
+    if (!reply.ok && verdictOf(reply.code).retry) this.order.refused(key, this.nowMs);
     this.clientIdOf.delete(id);
     this.byClientId.delete(key);
     for (const dup of this.duplicates.get(id) ?? []) this.out.answers.push({ id: dup, reply });
@@ -636,7 +657,7 @@ export class MasterCore {
     while (this.queue.length > 0 && this.roll === null && this.reset === null && this.handover === null && this.barrier === null && !w.full && this.pending.size < l.writesInflightMax) {
       if (this.pending.size > 0 && this.inflightBytes_ + this.queue[0].bytes > l.writesInflightBytesMax) return;
       const q = this.dequeue();
-      if (this.answeredFromWindow(q)) continue;
+      if (this.answeredFromWindow(q) || (q.clientId !== null && this.refusedBehind(q.id, q.clientId))) continue;
       this.pending.set(q.id, { id: q.id, bytes: q.bytes, txid: null, outcome: null, committed: false, refused: null, recorded: null });
       this.inflightBytes_ += q.bytes;
       this.unjournaled++;
@@ -654,6 +675,7 @@ export class MasterCore {
     if (q.clientId === null || this.window === null) return false;
     const known = answerFromWindow(this.window.lookup(q.clientId.client, q.clientId.seq));
     if (known === null) return false;
+    this.order.accepted(q.clientId);
     this.reply(q.id, known);
     return true;
   }

@@ -154,6 +154,11 @@ export type WriteReply = { ok: true; txid: number; reply: unknown; duplicate?: t
 export interface WriteId {
   client: string;
   seq: number;
+  /**
+   * The seq of the write of the same connection sent just before this one and still unanswered, if any: the master
+   * does not run this write while that one was refused and not yet run again (src/master/write_order.ts).
+   */
+  after?: number;
 }
 
 const CLIENT_ID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -499,11 +504,14 @@ function parseWriteArgs(v: unknown[]): Buffer[] {
 
 function parseWriteId(v: unknown): WriteId {
   if (!isObject(v)) bad("a write's id must be a map { client, seq }");
-  for (const key of Object.keys(v)) if (key !== "client" && key !== "seq") bad(`a write's id has no key ${JSON.stringify(key.slice(0, 32))} (only client and seq)`);
+  for (const key of Object.keys(v)) if (key !== "client" && key !== "seq" && key !== "after") bad(`a write's id has no key ${JSON.stringify(key.slice(0, 32))} (only client, seq and after)`);
   if (!isClientId(v.client)) bad("id.client must be 1..64 characters of [A-Za-z0-9_-]");
   const seq = v.seq;
   if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1) bad("id.seq must be a positive safe integer");
-  return { client: v.client, seq };
+  if (v.after === undefined || v.after === null) return { client: v.client, seq };
+  const after = v.after;
+  if (typeof after !== "number" || !Number.isSafeInteger(after) || after < 1 || after >= seq) bad("id.after must be a positive safe integer below id.seq");
+  return { client: v.client, seq, after };
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -312,3 +312,11 @@ test("local cluster - each actor is handed the server list starting at another s
   t.deepEqual(rotatedUrls(urls, 5), [urls[2], urls[0], urls[1]]);
   t.deepEqual(rotatedUrls(urls.slice(0, 1), 4), urls.slice(0, 1));
 });
+
+test("messages - a write's id may name the connection's write before it (after), below its own seq", (t) => {
+  t.deepEqual(parseWriteRequest({ args: ["SET", "k", "v"], id: { client: "c1", seq: 5, after: 4 } }).id, { client: "c1", seq: 5, after: 4 });
+  t.deepEqual(parseWriteRequest({ args: ["SET", "k", "v"], id: { client: "c1", seq: 5 } }).id, { client: "c1", seq: 5 });
+  for (const after of [5, 6, 0, -1, 1.5, "4"]) {
+    t.throws(() => parseWriteRequest({ args: ["SET", "k", "v"], id: { client: "c1", seq: 5, after } }), { instanceOf: QjmError }, `after ${String(after)}`);
+  }
+});

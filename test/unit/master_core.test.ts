@@ -573,3 +573,73 @@ test("master core - a resent copy that would pass journalInflightBytesMax is not
   for (const node of N3) t.true(core.writer!.isInSync(node));
   t.deepEqual(ack(core, first.send, ["jn1", "jn2"], 350).answers.map((a) => a.id), [1], "the first copies' acks commit it");
 });
+
+// ---- a connection's writes run in its order (src/master/write_order.ts) ----
+
+const after = (seq: number, prev: number) => ({ client: "c1", seq, after: prev });
+const codes = (r: MasterReady): [number, string][] => r.answers.map((a) => [a.id, a.reply.ok ? "ok" : a.reply.code]);
+
+test("master core - a write whose connection's earlier write was refused OVERLOADED does not overtake it; the resend runs both in order", (t) => {
+  const core = new MasterCore({ ...limits, writesQueuedMax: 1 }, undefined, new DedupeWindow(defaults));
+  core.write(1, 10, false, 0, cid(1)); // another connection's write fills the queue (no writer yet)
+  core.write(2, 10, false, 0, after(5, 4)); // seq 5: refused, the queue is full
+  t.deepEqual(codes(core.ready()), [[2, "OVERLOADED"]]);
+  core.start(3, 11, N3, 0); // room again: write 1 runs
+  t.deepEqual(core.ready().execute, [1]);
+  core.write(3, 10, false, 1, after(6, 5)); // seq 6, pipelined right behind 5, arrives once there is room
+  let r = core.ready();
+  t.deepEqual(r.execute, [], "seq 6 does not run before seq 5's resend");
+  t.deepEqual(codes(r), [[3, "OVERLOADED"]]);
+  // The connection resends 5 then 6, in order: both run, 5 first.
+  core.write(4, 10, false, 2, after(5, 4));
+  core.write(5, 10, false, 2, after(6, 5));
+  r = core.ready();
+  t.deepEqual(r.execute, [4, 5]);
+  t.deepEqual(codes(r), []);
+});
+
+test("master core - a write behind one that expired in the queue, or whose term failed, is refused until that one comes again", (t) => {
+  const core = new MasterCore(limits, undefined, new DedupeWindow(defaults));
+  core.write(1, 10, false, 0, after(5, 4));
+  core.write(2, 10, false, 500, after(6, 5));
+  core.tick(1001); // seq 5 waited past its deadline with no writer: NO_QUORUM; seq 6 still within its own
+  t.deepEqual(codes(core.ready()), [[1, "NO_QUORUM"]]);
+  core.start(3, 11, N3, 1001);
+  let r = core.ready();
+  t.deepEqual(r.execute, [], "seq 6 is not run at admission");
+  t.deepEqual(codes(r), [[2, "OVERLOADED"]]);
+  // A term that fails with seq 7 executed: seq 8, arriving for the next term, waits for 7's resend.
+  core.write(3, 10, false, 1002, after(7, 6));
+  t.deepEqual(core.ready().execute, [], "behind 6 (refused)");
+  core.write(4, 10, false, 1003, cid(6));
+  core.write(5, 10, false, 1003, after(7, 6));
+  t.deepEqual(core.ready().execute, [4, 5]);
+  core.fail("fenced");
+  t.deepEqual(codes(core.ready()), [[4, "NO_QUORUM"], [5, "NO_QUORUM"]]);
+  core.start(4, 11, N3, 1004);
+  core.ready();
+  core.write(6, 10, false, 1005, after(8, 7));
+  t.deepEqual(codes(core.ready()), [[6, "OVERLOADED"]], "seq 8 is refused: 7's outcome is unknown, its resend comes first");
+});
+
+test("master core - a resend answered from the dedupe window (it had committed) frees the writes behind it", (t) => {
+  const window = new DedupeWindow(defaults);
+  window.observe(11, recordOf(5, "OK"));
+  const core = new MasterCore(limits, undefined, window);
+  core.start(3, 12, N3, 0);
+  core.ready();
+  core.fail("fenced"); // no writer: writes are refused after their deadline
+  core.ready();
+  core.write(1, 10, false, 0, after(6, 5));
+  core.tick(1001);
+  t.deepEqual(codes(core.ready()), [[1, "NO_QUORUM"]]);
+  core.start(4, 12, N3, 1001);
+  core.ready();
+  core.write(2, 10, false, 1001, cid(5)); // seq 5's resend: committed already
+  t.deepEqual(core.ready().answers.map((a) => a.reply.ok && a.reply.duplicate), [true]);
+  core.write(3, 10, false, 1001, after(7, 6));
+  t.deepEqual(codes(core.ready()), [[3, "OVERLOADED"]], "6 was refused itself");
+  core.write(4, 10, false, 1001, cid(6));
+  core.write(5, 10, false, 1001, after(7, 6));
+  t.deepEqual(core.ready().execute, [4, 5]);
+});

@@ -9,6 +9,7 @@ import { ErrorCode } from "../../src/protocol/errors.js";
 
 interface Sent {
   seq: number;
+  after: number | undefined;
   settle: (o: AttemptOutcome<string>) => void;
 }
 
@@ -20,7 +21,7 @@ function harness(opts: { pauseMs?: number; retryForMs?: number } = {}) {
   const sleeps: (() => void)[] = [];
   const group = new OrderedWrites<string>({
     nextId: () => ({ client: "c", seq: ++seq }),
-    attempt: (body: WriteBody) => new Promise((resolve) => sent.push({ seq: body.id.seq, settle: resolve })),
+    attempt: (body: WriteBody) => new Promise((resolve) => sent.push({ seq: body.id.seq, after: body.id.after, settle: resolve })),
     pauseMs: () => opts.pauseMs ?? 10,
     sleep: () => new Promise((resolve) => sleeps.push(resolve)),
     now: () => now,
@@ -120,4 +121,30 @@ test("closed while retrying: the unanswered writes fail CLOSED, none is sent aga
   void h.write("b");
   await h.tick();
   t.deepEqual(h.answers, ["a:CLOSED?#1", "b:CLOSED#0"]);
+});
+
+test("each attempt names the group's unanswered write just before it (id.after), so the master never runs it first", async (t) => {
+  const h = harness();
+  for (const w of ["a", "b", "c"]) void h.write(w);
+  const round = h.take();
+  t.deepEqual(round.map((s) => [s.seq, s.after]), [[1, undefined], [2, 1], [3, 2]]);
+  // b answered, a not yet: d names c (sent last); once c is answered too, e names d.
+  round[1].settle(ok("B"));
+  await h.tick();
+  void h.write("d");
+  const d = h.take();
+  t.deepEqual(d.map((s) => [s.seq, s.after]), [[4, 3]]);
+  round[2].settle(ok("C"));
+  await h.tick();
+  void h.write("e");
+  const e = h.take();
+  t.deepEqual(e.map((s) => [s.seq, s.after]), [[5, 4]]);
+  // a, d and e refused: the resend goes in request order, each naming the one before it; the first names none.
+  round[0].settle(fail(ErrorCode.OVERLOADED));
+  d[0].settle(fail(ErrorCode.OVERLOADED));
+  e[0].settle(fail(ErrorCode.OVERLOADED));
+  await h.tick();
+  h.sleeps.splice(0).forEach((wake) => wake());
+  await h.tick();
+  t.deepEqual(h.take().map((s) => [s.seq, s.after]), [[1, undefined], [4, 1], [5, 4]]);
 });
