@@ -53,20 +53,35 @@ export interface RedisBenchmarkResult {
   problems: string[];
 }
 
+/** Where one run goes, found just before it: a door follows the master, which may change between runs (a failover). */
+interface Placement {
+  /** redis-benchmark's port (the server, or the door). */
+  port: number;
+  /** The door's node. */
+  node?: string;
+  /** The Redis that serves the run's GETs (a door's node's own Redis). */
+  getsPort: number;
+  /** A Redis that holds the target's state now (the master's, for a door). */
+  statePort: number;
+  /** The master's epoch (a door target): a run that saw it change met a failover. */
+  epoch?: number;
+}
+
 interface Settled {
   problems: string[];
   checked?: string;
+  /** A Redis that holds the state the run left (the master's, once every replica matches it). */
+  statePort: number;
+  epoch?: number;
 }
 
-/** Where one target's redis-benchmark goes, and how its state is read. */
 interface Endpoint {
   target: string;
-  /** redis-benchmark's port (the server, or the door). */
-  port: number;
-  /** The Redis that holds the target's state and serves its GETs (a data node's own Redis for a door). */
-  state: Redis;
-  /** Before the state is read: the cluster's replicas catch up and match the master (problems, or what was checked). */
-  settle: () => Promise<Settled>;
+  /** The Redis password (a cluster's). */
+  password?: string;
+  place(): Promise<Placement>;
+  /** After a run: a cluster's replicas caught up and hold the master's keyspace (problems, or what was checked). */
+  settle(): Promise<Settled>;
   /** What the GETs' connections were given (a door's consistency level). */
   reads?: string;
 }
@@ -79,9 +94,8 @@ export async function runRedisBenchmarkBench(root: string, seconds: number): Pro
     const cleanup = new Cleanup();
     try {
       // startRedisServer's persistent Redis is AOF everysec; a later argument on the command line wins.
-      const server = await startBenchRedis(cleanup, { dir: path.join(root, name.replace(/\W+/g, "-")), persistent, extraArgs: [...extraArgs] });
-      const state = await connect(cleanup, server.port);
-      await measure({ target: name, port: server.port, state, settle: async () => ({ problems: [] }) }, requests, timeoutMs, result);
+      const { port } = await startBenchRedis(cleanup, { dir: path.join(root, name.replace(/\W+/g, "-")), persistent, extraArgs: [...extraArgs] });
+      await measure({ target: name, place: async () => ({ port, getsPort: port, statePort: port }), settle: async () => ({ problems: [], statePort: port }) }, requests, timeoutMs, result);
     } catch (err) {
       result.problems.push(`${name}: ${errorMessage(err)}`);
     } finally {
@@ -91,7 +105,7 @@ export async function runRedisBenchmarkBench(root: string, seconds: number): Pro
   const cleanup = new Cleanup();
   try {
     const cluster = await startCluster(cleanup, path.join(root, "cluster"));
-    for (const endpoint of await doorEndpoints(cleanup, cluster)) await measure(endpoint, requests, timeoutMs, result);
+    for (const endpoint of await doorEndpoints(cluster)) await measure(endpoint, requests, timeoutMs, result);
   } catch (err) {
     result.problems.push(`cluster: ${errorMessage(err)}`);
   } finally {
@@ -104,31 +118,55 @@ export async function runRedisBenchmarkBench(root: string, seconds: number): Pro
 async function measure(e: Endpoint, requests: number, timeoutMs: number, result: RedisBenchmarkResult): Promise<void> {
   for (const pipeline of REDIS_BENCHMARK_PIPELINES) {
     const what = `${e.target} -P ${pipeline}`;
-    const before = await counterState(e.state);
-    const getsBefore = commandCalls(await e.state.info("commandstats"), "get");
-    const run = await runRedisBenchmark(e.port, pipeline, requests, timeoutMs);
-    const errors = serverErrors(run.output);
-    if (run.exit !== 0 || errors.length > 0) {
-      result.problems.push(`${what}: redis-benchmark exit ${run.exit}${errors.length > 0 ? `: ${errors.slice(0, 3).join(" | ")}` : ""}`);
-      continue;
+    try {
+      const at = await e.place();
+      const before = await withRedis(at.statePort, e.password, counterState);
+      const getsBefore = await withRedis(at.getsPort, e.password, getCalls);
+      const run = await runRedisBenchmark(at.port, pipeline, requests, timeoutMs);
+      const errors = serverErrors(run.output);
+      if (run.exit !== 0 || errors.length > 0) {
+        result.problems.push(`${what}: redis-benchmark exit ${run.exit}${errors.length > 0 ? `: ${errors.slice(0, 3).join(" | ")}` : ""}`);
+        continue;
+      }
+      result.rows.push(...parseBenchmarkCsv(run.output).map((line) => ({ ...line, target: e.target, pipeline })));
+      // Counted before settle(): comparing keyspaces GETs keys too.
+      const gets = (await withRedis(at.getsPort, e.password, getCalls)) - getsBefore;
+      const settled = await e.settle();
+      const sent = requestsSent(requests, pipeline);
+      const problems = [...settled.problems, ...counterProblems(before, await withRedis(settled.statePort, e.password, counterState), sent)];
+      const failover = at.epoch === settled.epoch ? "" : `; a failover during the run (epoch ${at.epoch} → ${settled.epoch})`;
+      if (gets < sent) problems.push(`GET: ${at.node ?? "its"} Redis counted ${gets} GET calls, ${sent} GETs were sent: not all served there${failover}`);
+      result.problems.push(...problems.map((p) => `${what}: ${p}`));
+      if (problems.length > 0) continue;
+      const served = `${gets} GET calls on ${at.node === undefined ? "its" : `${at.node}'s`} own Redis for ${sent} GETs sent${e.reads === undefined ? "" : ` (${e.reads})`}`;
+      result.checks.push(`${what}: exit 0, no error reply; INCR counter and LLEN mylist each +${sent} (= INCRs, LPUSHes sent); ${served}${settled.checked === undefined ? "" : `; ${settled.checked}`}${failover}`);
+    } catch (err) {
+      result.problems.push(`${what}: ${errorMessage(err)}`);
     }
-    result.rows.push(...parseBenchmarkCsv(run.output).map((line) => ({ ...line, target: e.target, pipeline })));
-    const sent = requestsSent(requests, pipeline);
-    // Read before settle(): comparing keyspaces GETs keys too.
-    const gets = commandCalls(await e.state.info("commandstats"), "get") - getsBefore;
-    const settled = await e.settle();
-    const problems = [...settled.problems, ...counterProblems(before, await counterState(e.state), sent)];
-    if (gets < sent) problems.push(`GET: its Redis counted ${gets} GET calls, ${sent} GETs were sent: not all served there`);
-    result.problems.push(...problems.map((p) => `${what}: ${p}`));
-    if (problems.length > 0) continue;
-    const served = `${gets} GET calls on its own Redis for ${sent} GETs sent${e.reads === undefined ? "" : ` (${e.reads})`}`;
-    result.checks.push(`${what}: exit 0, no error reply; INCR counter and LLEN mylist each +${sent} (= INCRs, LPUSHes sent); ${served}${settled.checked === undefined ? "" : `; ${settled.checked}`}`);
+  }
+}
+
+/** A connection of its own for one look (a data node's Redis restarts when its node changes role). */
+async function withRedis<T>(port: number, password: string | undefined, look: (r: Redis) => Promise<T>): Promise<T> {
+  const r = new Redis({ host: "127.0.0.1", port, password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: CONNECT_TIMEOUT_MS });
+  r.on("error", () => {
+    /* surfaces as a rejected command */
+  });
+  try {
+    await r.connect();
+    return await look(r);
+  } finally {
+    r.disconnect();
   }
 }
 
 async function counterState(r: Redis): Promise<CounterState> {
   const [counter, listLength] = await Promise.all([r.get("counter:__rand_int__"), r.llen("mylist")]);
   return { counter: counter === null ? 0 : Number(counter), listLength };
+}
+
+async function getCalls(r: Redis): Promise<number> {
+  return commandCalls(await r.info("commandstats"), "get");
 }
 
 /** One redis-benchmark run; killed (by its pid) past `timeoutMs`. */
@@ -146,15 +184,6 @@ function runRedisBenchmark(port: number, pipeline: number, requests: number, tim
       resolve({ exit: code, output });
     });
   });
-}
-
-function connect(cleanup: Cleanup, port: number, password?: string): Promise<Redis> {
-  const r = new Redis({ host: "127.0.0.1", port, password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: CONNECT_TIMEOUT_MS });
-  r.on("error", () => {
-    /* surfaces as a rejected command */
-  });
-  cleanup.add(`redis connection :${port}`, async () => r.disconnect());
-  return r.connect().then(() => r);
 }
 
 /** A local cluster as `npm start` runs it (its own nats-server with users, the default configuration), on free ports. */
@@ -175,35 +204,41 @@ async function startCluster(cleanup: Cleanup, dataDir: string): Promise<LocalClu
 }
 
 /** `INFO qjm` of a door, as a map of its fields (qjm_role, qjm_committed_txid…). */
-async function qjmInfo(door: Redis): Promise<Map<string, string>> {
-  const text = await door.info("qjm");
+async function qjmInfo(port: number): Promise<Map<string, string>> {
+  const text = await withRedis(port, undefined, (door) => door.info("qjm"));
   return new Map(text.split(/\r?\n/).filter((l) => l.startsWith("qjm_")).map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 1)]));
 }
 
-/** The master's door and the first replica's, once the master accepts a write through its door. */
-async function doorEndpoints(cleanup: Cleanup, cluster: LocalCluster): Promise<Endpoint[]> {
+/** The index of the data node that is master now (its door says so), and its epoch. */
+async function masterNow(cluster: LocalCluster): Promise<{ index: number; epoch: number }> {
+  const { config } = cluster;
+  return await retryUntil("a master door", SETUP_TIMEOUT_MS, DOOR_READY_RETRY_MS, async () => {
+    const infos = await Promise.all(config.dataNodes.map((_, i) => qjmInfo(config.respPort + i)));
+    const index = infos.findIndex((info) => info.get("qjm_role") === "master");
+    if (index < 0) throw new Error(`no master yet (roles ${infos.map((info) => info.get("qjm_role")).join(", ")})`);
+    return { index, epoch: Number(infos[index].get("qjm_epoch")) };
+  });
+}
+
+/** The master's door and the first replica's, once the master took a write through its door. */
+async function doorEndpoints(cluster: LocalCluster): Promise<Endpoint[]> {
   const { config } = cluster;
   const password = redisPassword(cluster.dataDir);
-  const doors: Redis[] = [];
-  const redis: Redis[] = [];
-  for (let i = 0; i < config.dataNodes.length; i++) {
-    doors.push(await retryUntil(`door of ${config.dataNodes[i]}`, SETUP_TIMEOUT_MS, DOOR_READY_RETRY_MS, () => connect(cleanup, config.respPort + i)));
-    redis.push(await connect(cleanup, config.dataRedisPortBase + i, password));
-  }
-  const master = await retryUntil("a master door that takes a write", SETUP_TIMEOUT_MS, DOOR_READY_RETRY_MS, async () => {
-    const roles = await Promise.all(doors.map(async (d) => (await qjmInfo(d)).get("qjm_role")));
-    const m = roles.indexOf("master");
-    if (m < 0) throw new Error(`no master yet (roles ${roles.join(", ")})`);
-    await doors[m].set("bench:ready", "1");
-    return m;
+  await retryUntil("a master door that takes a write", SETUP_TIMEOUT_MS, DOOR_READY_RETRY_MS, async () => {
+    const { index } = await masterNow(cluster);
+    await withRedis(config.respPort + index, undefined, (door) => door.set("bench:ready", "1"));
   });
-  const replica = doors.findIndex((_, i) => i !== master);
-  const settle = () => replicasMatch(config.dataNodes, doors, master, password, config.dataRedisPortBase);
-  // redis-benchmark sends no QJM.CONSISTENCY: its connections read at the default, and each test has fresh ones.
-  const reads = (i: number) => `${config.dataNodes[i]}, session consistency (the default); the GET test's connections wrote nothing, so no read waited for a txid`;
+  const place = (replica: boolean) => async (): Promise<Placement> => {
+    const master = await masterNow(cluster);
+    const i = replica ? config.dataNodes.findIndex((_, j) => j !== master.index) : master.index;
+    return { port: config.respPort + i, node: config.dataNodes[i], getsPort: config.dataRedisPortBase + i, statePort: config.dataRedisPortBase + master.index, epoch: master.epoch };
+  };
+  const settle = () => replicasMatch(cluster, password);
+  // redis-benchmark sends no QJM.CONSISTENCY: its connections read at the default, and each test opens new ones.
+  const reads = "session consistency, the default; the GET test's connections wrote nothing, so no read waited for a txid";
   return [
-    { target: "master door", port: config.respPort + master, state: redis[master], settle, reads: reads(master) },
-    { target: "replica door", port: config.respPort + replica, state: redis[replica], settle, reads: reads(replica) },
+    { target: "master door", password, place: place(false), settle, reads },
+    { target: "replica door", password, place: place(true), settle, reads },
   ];
 }
 
@@ -211,24 +246,27 @@ async function doorEndpoints(cleanup: Cleanup, cluster: LocalCluster): Promise<E
  * Every replica applied the master's committed txid (INFO qjm of the doors), then holds the master's keyspace key by
  * key (type, value, expiry): the problems, empty when all match.
  */
-async function replicasMatch(ids: readonly string[], doors: Redis[], master: number, password: string, portBase: number): Promise<Settled> {
-  const committed = Number((await qjmInfo(doors[master])).get("qjm_committed_txid"));
+async function replicasMatch(cluster: LocalCluster, password: string): Promise<Settled> {
+  const { dataNodes: ids, respPort, dataRedisPortBase } = cluster.config;
+  const master = await masterNow(cluster);
+  const statePort = dataRedisPortBase + master.index;
+  const committed = Number((await qjmInfo(respPort + master.index)).get("qjm_committed_txid"));
   const deadline = Date.now() + REDIS_BENCHMARK_CATCH_UP_MS;
-  for (let i = 0; i < doors.length; i++) {
-    if (i === master) continue;
+  for (let i = 0; i < ids.length; i++) {
+    if (i === master.index) continue;
     for (;;) {
-      const applied = Number((await qjmInfo(doors[i])).get("qjm_applied_txid"));
+      const applied = Number((await qjmInfo(respPort + i)).get("qjm_applied_txid"));
       if (applied >= committed) break;
-      if (Date.now() > deadline) return { problems: [`${ids[i]} applied txid ${applied}, the master committed ${committed}, after ${REDIS_BENCHMARK_CATCH_UP_MS} ms`] };
+      if (Date.now() > deadline) return { problems: [`${ids[i]} applied txid ${applied}, the master committed ${committed}, after ${REDIS_BENCHMARK_CATCH_UP_MS} ms`], statePort, epoch: master.epoch };
       await new Promise((r) => setTimeout(r, CATCH_UP_POLL_MS));
     }
   }
-  const reference = await dumpKeyspace(portBase + master, password);
+  const reference = await dumpKeyspace(statePort, password);
   const problems: string[] = [];
   for (let i = 0; i < ids.length; i++) {
-    if (i === master) continue;
-    const diffs = diffKeyspaces(reference, await dumpKeyspace(portBase + i, password));
-    if (diffs.length > 0) problems.push(`${ids[i]}'s keyspace differs from the master ${ids[master]}'s at txid ${committed}: ${diffs.slice(0, 5).join("; ")}`);
+    if (i === master.index) continue;
+    const diffs = diffKeyspaces(reference, await dumpKeyspace(dataRedisPortBase + i, password));
+    if (diffs.length > 0) problems.push(`${ids[i]}'s keyspace differs from the master ${ids[master.index]}'s at txid ${committed}: ${diffs.slice(0, 5).join("; ")}`);
   }
-  return { problems, checked: `${ids.join(", ")} hold the same ${reference.size} keys, value for value, at txid ${committed}` };
+  return { problems, checked: `${ids.join(", ")} hold the same ${reference.size} keys, value for value, at txid ${committed} (master ${ids[master.index]})`, statePort, epoch: master.epoch };
 }
