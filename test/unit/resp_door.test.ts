@@ -177,11 +177,24 @@ test("router: local, read, write or refuse, with Redis's texts", (t) => {
   t.true(unknownCommand([b("x"), b("y".repeat(300))]).length < 200, "arguments shown are cut at 128 bytes");
 });
 
-test("write errors: Redis's own text, TRYAGAIN when not applied and retryable, ERR qjm otherwise", (t) => {
+test("write errors: Redis's own text; TRYAGAIN only when certainly not applied; whether it may have been applied, and its txid when known", (t) => {
   t.is(writeError("REDIS_ERROR", "WRONGTYPE Operation against a key holding the wrong kind of value"), "WRONGTYPE Operation against a key holding the wrong kind of value");
-  t.is(writeError("OVERLOADED", "8192 writes already wait"), "TRYAGAIN qjm OVERLOADED 8192 writes already wait");
-  t.is(writeError("NO_QUORUM", "m"), "ERR qjm NO_QUORUM m (outcome unknown: the write may have been applied)");
+  t.is(writeError("OVERLOADED", "8192 writes already wait (retried for 5000 ms)"), "TRYAGAIN qjm OVERLOADED not applied, send it again: 8192 writes already wait (retried for 5000 ms)");
+  t.is(writeError("NOT_WRITER", "master is stopping"), "TRYAGAIN qjm NOT_WRITER not applied, send it again: master is stopping");
+  // The master's NO_QUORUM names the txid it had journaled the write at; "outcome unknown" is said once.
+  t.is(
+    writeError("NO_QUORUM", "outcome unknown: txid 42 journaled, not confirmed by a majority of journal nodes: fenced by jn1: epoch 3 < promised epoch 4"),
+    "ERR qjm NO_QUORUM outcome unknown, the write may have been applied: txid 42 journaled, not confirmed by a majority of journal nodes: fenced by jn1: epoch 3 < promised epoch 4",
+  );
+  t.is(writeError("TIMEOUT", "no reply in 10000 ms"), "ERR qjm TIMEOUT outcome unknown, the write may have been applied: no reply in 10000 ms");
+  // The last attempt was NOT_WRITER, an earlier one's outcome unknown: not TRYAGAIN (sending it again could apply it twice).
+  t.is(
+    writeError("NOT_WRITER", "master is stopping; an earlier attempt: NO_QUORUM outcome unknown: txid 42 journaled", true),
+    "ERR qjm NOT_WRITER outcome unknown, the write may have been applied: master is stopping; an earlier attempt: NO_QUORUM outcome unknown: txid 42 journaled",
+  );
+  t.is(writeError("REPLY_UNDELIVERABLE", "the write was committed at txid 9; its reply was too large to keep for retries"), "ERR qjm REPLY_UNDELIVERABLE applied, do not send it again: the write was committed at txid 9; its reply was too large to keep for retries");
   t.is(writeError("PAYLOAD_TOO_LARGE", "m"), "ERR qjm PAYLOAD_TOO_LARGE m");
+  t.is(writeError("CLOSED", "the client was closed"), "ERR qjm CLOSED outcome unknown, the write may have been applied: the client was closed");
 });
 
 function ctxOf(password = ""): LocalContext {
