@@ -39,14 +39,18 @@ export function parseBenchmarkCsv(output: string): CsvLine[] {
 }
 
 /**
- * The server errors redis-benchmark printed (`Error from server: …`; 7.0 exits at the first one), and any other line
- * that speaks of an error but its own notice that -e is now the default.
+ * The server errors redis-benchmark printed: 7.0 exits (status 1) at the first, printing `Node <addr> replied with
+ * error:` and the error on the next line (joined here); any other line that speaks of an error too, but its own notice
+ * that -e is now the default.
  */
 export function serverErrors(output: string): string[] {
-  return output
-    .split(/\r?\n/)
-    .map((l) => l.trim())
-    .filter((l) => /error/i.test(l) && !/-e option has no effect/.test(l));
+  const lines = output.split(/\r?\n/).map((l) => l.trim());
+  const errors: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (!/error/i.test(lines[i]) || /-e option has no effect/.test(lines[i])) continue;
+    errors.push(/replied with error:$/.test(lines[i]) && i + 1 < lines.length ? `${lines[i]} ${lines[++i]}` : lines[i]);
+  }
+  return errors;
 }
 
 /**

@@ -30,8 +30,11 @@ test("parses --csv: the test's name as printed, requests/s and p50; warnings are
   t.throws(() => parseBenchmarkCsv(`${CSV.split("\n")[0]}\n"SET","fast","1"\n`), { message: /bad line/ });
 });
 
-test("a server error is found; the -e notice of 7.0 is not one", (t) => {
+test("a server error is found, with its text; the -e notice of 7.0 is not one", (t) => {
   t.deepEqual(serverErrors(CSV), []);
+  // 7.0.15 against a Redis with a password it was not given (exit status 1).
+  const refused = "WARNING: -e option has no effect. We now immediately exit on error to avoid false results.\nNode 127.0.0.1:58691 replied with error:\nNOAUTH Authentication required.\n";
+  t.deepEqual(serverErrors(refused), ["Node 127.0.0.1:58691 replied with error: NOAUTH Authentication required."]);
   t.deepEqual(serverErrors(`${CSV}Error from server: ERR qjm OVERLOADED: too many writes in flight\n`), ["Error from server: ERR qjm OVERLOADED: too many writes in flight"]);
 });
 
