@@ -86,11 +86,14 @@ interface Endpoint {
   reads?: string;
 }
 
-export async function runRedisBenchmarkBench(root: string, seconds: number): Promise<RedisBenchmarkResult> {
-  const requests = requestsFor(seconds, REDIS_BENCHMARK_REQUESTS_PER_SECOND, REDIS_BENCHMARK_PIPELINES);
+/** `targets`: a subset of TARGETS (the smoke test runs plain Redis alone); `requests`: `-n` instead of BENCH_SECONDS's. */
+export async function runRedisBenchmarkBench(root: string, seconds: number, only: { targets?: readonly string[]; requests?: number } = {}): Promise<RedisBenchmarkResult> {
+  const requests = only.requests ?? requestsFor(seconds, REDIS_BENCHMARK_REQUESTS_PER_SECOND, REDIS_BENCHMARK_PIPELINES);
   const result: RedisBenchmarkResult = { requests, rows: [], checks: [], problems: [] };
   const timeoutMs = 6 * seconds * 1000 * REDIS_BENCHMARK_TIMEOUT_FACTOR + REDIS_BENCHMARK_SLACK_MS;
+  const wanted = (target: string) => only.targets === undefined || only.targets.includes(target);
   for (const [name, persistent, extraArgs] of [["Redis", false, []], ["Redis appendfsync always", true, ["--appendfsync", "always"]]] as const) {
+    if (!wanted(name)) continue;
     const cleanup = new Cleanup();
     try {
       // startRedisServer's persistent Redis is AOF everysec; a later argument on the command line wins.
@@ -102,10 +105,11 @@ export async function runRedisBenchmarkBench(root: string, seconds: number): Pro
       await cleanup.run();
     }
   }
+  if (!wanted("master door") && !wanted("replica door")) return result;
   const cleanup = new Cleanup();
   try {
     const cluster = await startCluster(cleanup, path.join(root, "cluster"));
-    for (const endpoint of await doorEndpoints(cluster)) await measure(endpoint, requests, timeoutMs, result);
+    for (const endpoint of await doorEndpoints(cluster)) if (wanted(endpoint.target)) await measure(endpoint, requests, timeoutMs, result);
   } catch (err) {
     result.problems.push(`cluster: ${errorMessage(err)}`);
   } finally {

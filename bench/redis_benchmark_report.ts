@@ -31,9 +31,10 @@ export function parseBenchmarkCsv(output: string): CsvLine[] {
   if (rpsAt < 0 || p50At < 0) throw new Error(`redis-benchmark --csv: header without rps or p50_latency_ms: ${lines[header]}`);
   return lines.slice(header + 1).map((l) => {
     const f = fields(l);
-    const rps = Number(f[rpsAt]);
+    // A test that took under a millisecond has no rate: redis-benchmark prints "inf".
+    const rps = f[rpsAt] === "inf" ? Infinity : Number(f[rpsAt]);
     const p50Ms = Number(f[p50At]);
-    if (f.length !== names.length || !Number.isFinite(rps) || !Number.isFinite(p50Ms)) throw new Error(`redis-benchmark --csv: bad line ${l}`);
+    if (f.length !== names.length || Number.isNaN(rps) || !Number.isFinite(p50Ms)) throw new Error(`redis-benchmark --csv: bad line ${l}`);
     return { test: f[0], rps, p50Ms };
   });
 }
@@ -123,8 +124,8 @@ export function benchmarkTable(rows: readonly BenchmarkRow[], targets: readonly 
     const cells = targets.flatMap((t) => {
       const r = find(t, key);
       if (r === undefined) return ["–", "–"];
-      const ratio = t === reference || ref === undefined || ref.rps === 0 ? "" : ` (${(r.rps / ref.rps).toFixed(3)}×)`;
-      return [`${Math.round(r.rps)}${ratio}`, r.p50Ms.toFixed(3)];
+      const ratio = t === reference || ref === undefined || ref.rps === 0 || !Number.isFinite(ref.rps) ? "" : ` (${(r.rps / ref.rps).toFixed(3)}×)`;
+      return [Number.isFinite(r.rps) ? `${Math.round(r.rps)}${ratio}` : "inf (under 1 ms)", r.p50Ms.toFixed(3)];
     });
     return [pipeline, test, ...cells];
   });

@@ -26,6 +26,9 @@ test("parses --csv: the test's name as printed, requests/s and p50; warnings are
     { test: "GET", rps: 606060.62, p50Ms: 0.815 },
     { test: "MSET (10 keys)", rps: 338983.06, p50Ms: 2.135 },
   ]);
+  // A test shorter than a millisecond (160 requests at -P 16) has no rate.
+  t.deepEqual(parseBenchmarkCsv(`${CSV.split("\n")[0]}\n"HSET","inf","0.282","0.112","0.255","0.495","0.495","0.495"\n`), [{ test: "HSET", rps: Infinity, p50Ms: 0.255 }]);
+  t.is(benchmarkTable([{ target: "Redis", pipeline: 16, test: "HSET", rps: Infinity, p50Ms: 0.255 }], ["Redis"]).split("\n")[2], "| 16 | HSET | inf (under 1 ms) | 0.255 |");
   t.throws(() => parseBenchmarkCsv("SET: 1000 requests per second\n"), { message: /no header/ });
   t.throws(() => parseBenchmarkCsv(`${CSV.split("\n")[0]}\n"SET","fast","1"\n`), { message: /bad line/ });
 });
