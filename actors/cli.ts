@@ -95,7 +95,7 @@ async function main(): Promise<number> {
       process.once("SIGTERM", stop);
       for await (const msg of sub) {
         try {
-          console.log(JSON.stringify(decode(msg.data)));
+          console.log(JSON.stringify(decode(msg.data), printable));
         } catch {
           console.error("an event that is not msgpack: skipped");
         }
@@ -209,7 +209,8 @@ function natsCredentials(config: Config, args: string[]): number {
 }
 
 /** Byte strings in a reply printed as text. */
-const printable = (_k: string, v: unknown): unknown => (v instanceof Uint8Array ? Buffer.from(v).toString() : v);
+/** JSON of a reply: bytes as text, an integer past 2^53 (a bigint, which JSON cannot hold exactly) as its digits. */
+const printable = (_k: string, v: unknown): unknown => (v instanceof Uint8Array ? Buffer.from(v).toString() : typeof v === "bigint" ? v.toString() : v);
 
 /** `write`: through the client library; prints the reply (or the error, with whether the write may have been applied). */
 async function write(args: string[]): Promise<number> {

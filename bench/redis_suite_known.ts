@@ -40,7 +40,6 @@ const BY_NAME: [RegExp, string][] = [
   [/^(Hash|List|Set|Zset|ZSET) ziplist of various encodings/i, AFTER_CONFIG_SET],
   // A replica's Redis holds the journal's position in a key of database 0 (APPLIED_KEY, src/replica/replica.ts).
   [/^(KEYS to get all keys|DBSIZE|DEL all keys|DEL all keys again \(DB 0\)|COPY basic usage for string)$/, `${BUG} (replica doors): KEYS, SCAN and DBSIZE on a replica show its bookkeeping key __qjm:applied, and the next test counts it`],
-  [/^HINCRBY can detect overflows$|^INCRBY over 32bit value|^DECRBY over 32bit value/, `${SEMANTICS}: a write's integer reply past 2^53 loses precision on the NATS hop (a msgpack double; docs/resp.md, Not supported yet) — the value stored is exact`],
 ];
 
 export function explainDoorFailure(_file: string, name: string, error: string): string {

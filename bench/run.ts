@@ -11,6 +11,8 @@
  *   BENCH_BOOTSTRAP_KEYS=<n>  keys the bootstrap bench fills the cluster with (default 1,000,000; it takes minutes)
  *   `failover` selects the failover bench (bench/failover.ts: kills and partitions of the master, redis-qjm beside
  *   Redis + Sentinel); BENCH_FAILOVER_CLIENTS / _KILLS / _PARTITIONS / _SEED shape it (defaults 32 / 10 / 2 / 1)
+ *   `redis-benchmark` selects redis-benchmark through the front doors (bench/redis_benchmark.ts: -P 1 and -P 16, 50
+ *   clients, plain Redis, Redis appendfsync always, the master's and a replica's door; replies and state checked)
  */
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -23,6 +25,8 @@ import { failoverMarkdown, failoverNotes, failoverSettings, failoverTextTable, r
 import { runTarget, type Measurement, type TargetFactory } from "./harness.js";
 import { qjmFailover } from "./qjm_failover.js";
 import { qjmTarget } from "./qjm_target.js";
+import { REDIS_BENCHMARK_TARGET, TARGETS as REDIS_BENCHMARK_TARGETS, runRedisBenchmarkBench, type RedisBenchmarkResult } from "./redis_benchmark.js";
+import { benchmarkTable } from "./redis_benchmark_report.js";
 import { breakdownTable, cpuNotes, lagNotes, markdownTable, notes, textTable, withFloorRatios, writeJson } from "./report.js";
 import { sentinelFailover } from "./sentinel_failover.js";
 import { CONCURRENCIES, KEY_SPACE, VALUE_BYTES, WARMUP_MS, benchSeconds, benchTraceSample } from "./settings.js";
@@ -61,6 +65,7 @@ async function main(): Promise<number> {
   if (bootstrapWanted) bootstrapKeys();
   const failoverWanted = selects(FAILOVER_TARGET);
   const failover = failoverWanted ? failoverSettings() : null;
+  const redisBenchmarkWanted = selects(REDIS_BENCHMARK_TARGET);
 
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "redis-qjm-bench-"));
   // Removed on every exit (including Ctrl-C), except when a failed target's logs are worth reading.
@@ -74,6 +79,7 @@ async function main(): Promise<number> {
   let bootstrap: BootstrapBenchResult | null = null;
   let bootstrapFailed = false;
   let failoverResults: FailoverResult[] = [];
+  let redisBenchmark: RedisBenchmarkResult | null = null;
   try {
     for (const factory of factories) {
       for (const clients of CONCURRENCIES) {
@@ -95,8 +101,9 @@ async function main(): Promise<number> {
       }
     }
     if (failover !== null) failoverResults = await runFailoverBench(root, [sentinelFailover, qjmFailover], failover);
+    if (redisBenchmarkWanted) redisBenchmark = await runRedisBenchmarkBench(fs.mkdtempSync(path.join(root, "redis-benchmark-")), seconds);
   } finally {
-    keepRoot = results.some((r) => r.writes === 0) || bootstrapFailed || failoverFailed(failoverResults);
+    keepRoot = results.some((r) => r.writes === 0) || bootstrapFailed || failoverFailed(failoverResults) || (redisBenchmark?.problems.length ?? 0) > 0;
     if (keepRoot) console.error(`bench: server logs kept in ${root}`);
   }
 
@@ -136,6 +143,8 @@ async function main(): Promise<number> {
     console.log(failoverMarkdown(failoverResults));
   }
 
+  if (redisBenchmark !== null) printRedisBenchmark(redisBenchmark, stamp, seconds);
+
   const out = process.env.BENCH_OUT;
   if (out !== undefined && out !== "") {
     writeJson(out, {
@@ -148,10 +157,19 @@ async function main(): Promise<number> {
       paced,
       bootstrap,
       failover: failover === null ? null : { settings: failover, results: failoverResults },
+      redisBenchmark,
     });
     console.error(`bench: results written to ${out}`);
   }
-  return rows.some((r) => r.writes === 0) || bootstrapFailed || failoverFailed(failoverResults) ? 1 : 0;
+  return rows.some((r) => r.writes === 0) || bootstrapFailed || failoverFailed(failoverResults) || (redisBenchmark?.problems.length ?? 0) > 0 ? 1 : 0;
+}
+
+function printRedisBenchmark(r: RedisBenchmarkResult, stamp: string, seconds: number): void {
+  console.log("");
+  console.log(`<!-- ${stamp}, BENCH_SECONDS=${seconds}, redis-benchmark -n ${r.requests} -->`);
+  console.log(benchmarkTable(r.rows, REDIS_BENCHMARK_TARGETS));
+  for (const c of r.checks) console.log(`checked: ${c}`);
+  for (const p of r.problems) console.log(`FAILED: ${p}`);
 }
 
 /** A failover scenario that could not run to its end (a lost write is a finding, not a failure of the bench). */

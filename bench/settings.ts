@@ -52,3 +52,21 @@ export function benchSeconds(env: NodeJS.ProcessEnv = process.env): number {
   if (!Number.isFinite(n) || n <= 0) throw new Error(`BENCH_SECONDS=${raw}: not a positive number of seconds`);
   return n;
 }
+
+// ---- redis-benchmark through the front doors (bench/redis_benchmark.ts; issue #12's second must-show) ----
+
+/** The tests it runs (`-t`), its clients (`-c`) and the pipeline depths (`-P`) each target is measured at. */
+export const REDIS_BENCHMARK_TESTS = "set,get,incr,lpush,hset,mset";
+export const REDIS_BENCHMARK_CLIENTS = 50;
+export const REDIS_BENCHMARK_PIPELINES = [1, 16] as const;
+/**
+ * `-n` (requests per test) is BENCH_SECONDS × this: about a door's rate at -P 1 on 2 cores, so a door's test lasts
+ * about BENCH_SECONDS (plain Redis does the same count in a fraction of it). The same -n on every target, so that
+ * the state checks and the ratios compare equal work.
+ */
+export const REDIS_BENCHMARK_REQUESTS_PER_SECOND = 2000;
+/** One redis-benchmark run (six tests) is killed past 6 × BENCH_SECONDS × this factor + REDIS_BENCHMARK_SLACK_MS. */
+export const REDIS_BENCHMARK_TIMEOUT_FACTOR = 10;
+export const REDIS_BENCHMARK_SLACK_MS = 60_000;
+/** After a run, every replica must have applied the master's committed txid within this, before keyspaces are compared. */
+export const REDIS_BENCHMARK_CATCH_UP_MS = 60_000;

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Idempotent set-up shared by `npm start`, `npm test` and `npm run bench`:
-# Debian's nats-server, redis-server, redis-sentinel, iproute2, iptables, openssl and tcl when missing, `npm ci` when node_modules is missing or stale, then build.
+# Debian's nats-server, redis-server, redis-tools, redis-sentinel, iproute2, iptables, openssl and tcl when missing, `npm ci` when node_modules is missing or stale, then build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need+=(redis-server)
+# redis-benchmark through the front doors in `npm run bench` (bench/redis_benchmark.ts), and redis-cli: Debian's redis-tools.
+command -v redis-benchmark >/dev/null 2>&1 || [ -x /usr/bin/redis-benchmark ] || need+=(redis-tools)
 # The failover bench's Redis + Sentinel baseline (bench/sentinel_failover.ts; it falls back to redis-server --sentinel).
 command -v redis-sentinel >/dev/null 2>&1 || [ -x /usr/bin/redis-sentinel ] || need+=(redis-sentinel)
 # The network-namespace test's hosts (test/helpers/netns.ts): ip netns, veths, a bridge, iptables DROP rules.

@@ -48,11 +48,11 @@ export interface ConnectOptions {
 }
 
 /** A Redis reply as the master passes it on: nil, integer, text, bytes, or arrays of them (an error in EXEC's array: `{ err }`). */
-export type Reply = null | number | string | Uint8Array | { err: string } | Reply[];
+export type Reply = null | number | bigint | string | Uint8Array | { err: string } | Reply[];
 
 /**
  * Redis's reply with its type: a status (`+OK`) is a string, a bulk string its bytes (a Uint8Array), an integer a
- * number, nil null, an array an array. `reply` is the same with bulk strings as UTF-8 text (what ioredis's `call` gives).
+ * number (a bigint past ±2^53, exact), nil null, an array an array. `reply` is the same with bulk strings as UTF-8 text (what ioredis's `call` gives).
  */
 export type TypedReply = ReplyValue;
 

@@ -58,6 +58,8 @@ interface Entry<R> {
   attempts: number;
   /** Some attempt may have applied it (a timeout, NO_QUORUM): its outcome is unknown if it fails in the end. */
   unknown: boolean;
+  /** The failure that made it unknown, as `<CODE> <message>` (its txid, when the master named one). */
+  unknownBy: string | null;
   last: Extract<AttemptOutcome<R>, { ok: false }> | null;
   resolve: (r: { result: R; attempts: number }) => void;
   reject: (f: OrderedFailure) => void;
@@ -86,7 +88,7 @@ export class OrderedWrites<R> {
     return new Promise((resolve, reject) => {
       if (this.deps.closed()) return reject({ code: "CLOSED", message: "the client was closed", outcomeUnknown: false, attempts: 0, id, retried: false } satisfies OrderedFailure);
       const body: WriteBody = Array.isArray(request) ? { args: request, id } : { ...request, id };
-      const entry: Entry<R> = { body, deadline: this.deps.now() + this.deps.retryForMs, attempts: 0, unknown: false, last: null, resolve, reject };
+      const entry: Entry<R> = { body, deadline: this.deps.now() + this.deps.retryForMs, attempts: 0, unknown: false, unknownBy: null, last: null, resolve, reject };
       this.pending.set(id.seq, entry);
       // While the group is retrying, a new write waits: sent now it could commit before an earlier one re-sent.
       if (!this.retrying) this.send(entry, this.unansweredBefore(id.seq));
@@ -120,6 +122,7 @@ export class OrderedWrites<R> {
       e.resolve({ result: outcome.result, attempts: e.attempts });
     } else {
       const verdict = verdictOf(outcome.code);
+      if (verdict.outcome !== "notApplied" && !e.unknown) e.unknownBy = `${outcome.code} ${outcome.message}`;
       e.unknown ||= verdict.outcome !== "notApplied";
       e.last = outcome;
       if (!verdict.retry) this.fail(e, verdict.outcome === "applied" ? false : e.unknown);
@@ -137,9 +140,11 @@ export class OrderedWrites<R> {
     const last = e.last;
     const closed = this.deps.closed();
     const retried = last !== null && verdictOf(last.code).retry && !closed;
+    // The last attempt's code may say "not applied" (NOT_WRITER) of a write an earlier one may have applied: that one's why goes along.
+    const earlier = unknown && e.unknownBy !== null && last !== null && verdictOf(last.code).outcome === "notApplied" ? `; an earlier attempt: ${e.unknownBy}` : "";
     e.reject({
       code: closed ? "CLOSED" : (last?.code ?? "CLOSED"),
-      message: closed ? "the client was closed" : (last?.message ?? ""),
+      message: closed ? "the client was closed" : `${last?.message ?? ""}${earlier}`,
       cause: last?.cause,
       outcomeUnknown: unknown,
       attempts: e.attempts,

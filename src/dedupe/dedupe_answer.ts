@@ -42,6 +42,7 @@ function replyValueOf(v: unknown, depth: number): ReplyValue {
   if (v === null || v === undefined) return null;
   if (typeof v === "string" || v instanceof Uint8Array) return v;
   if (typeof v === "number" && Number.isFinite(v)) return v;
+  if (typeof v === "bigint") return v;
   if (Array.isArray(v) && depth < REPLY_DEPTH_MAX) return v.map((item: unknown) => replyValueOf(item, depth + 1));
   if (v instanceof Error) return v.message;
   return String(v);

@@ -206,7 +206,7 @@ export function recordedReplyBytes(reply: RecordedReply): number {
 
 function replyValueBytes(v: ReplyValue): number {
   if (v === null) return 1;
-  if (typeof v === "number") return 9;
+  if (typeof v === "number" || typeof v === "bigint") return 9;
   if (typeof v === "string") return 5 + Buffer.byteLength(v);
   if (v instanceof Uint8Array) return 5 + v.length;
   if (!Array.isArray(v)) return 10 + Buffer.byteLength(v.err);

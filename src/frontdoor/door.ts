@@ -210,7 +210,7 @@ export class RespDoor implements DoorServices {
       const result = await writer.write(args[0].toString("latin1"), ...args.slice(1));
       return { ok: true, value: result.typed, txid: result.txid };
     } catch (err) {
-      if (err instanceof QjmClientError) return { ok: false, error: writeError(err.code, err.message), committed: this.committedError(err.code, args) };
+      if (err instanceof QjmClientError) return { ok: false, error: writeError(err.code, err.message, err.outcomeUnknown), committed: this.committedError(err.code, args) };
       throw err;
     }
   }
@@ -220,7 +220,7 @@ export class RespDoor implements DoorServices {
       const result = await writer.transaction(tx, watch ?? undefined);
       return { ok: true, value: result.typed, txid: result.txid };
     } catch (err) {
-      if (err instanceof QjmClientError) return { ok: false, error: writeError(err.code, err.message), committed: this.committedError(err.code, null) };
+      if (err instanceof QjmClientError) return { ok: false, error: writeError(err.code, err.message, err.outcomeUnknown), committed: this.committedError(err.code, null) };
       throw err;
     }
   }

@@ -106,7 +106,10 @@ export function nilIsNullArray(args: readonly Buffer[]): boolean {
 
 function writeReplyValue(out: Out, v: ReplyValue, p: Protocol): void {
   if (v === null) return out.line(p === 3 ? "_" : "$", p === 3 ? "" : "-1");
-  if (typeof v === "number") return Number.isSafeInteger(v) ? out.line(":", String(v)) : out.blob("$", Buffer.from(String(v)));
+  if (typeof v === "bigint") return out.line(":", v.toString());
+  // Past ±2^53 an integer is a bigint; a number there is a rounded one from a record written before bigints (a bulk
+  // string of its text, as then). ±2^53 itself is exact, and msgpack's int64 gives it back as a number.
+  if (typeof v === "number") return Number.isSafeInteger(v) || Math.abs(v) === 2 ** 53 ? out.line(":", String(v)) : out.blob("$", Buffer.from(String(v)));
   if (typeof v === "string") return out.line("+", oneLine(v));
   if (v instanceof Uint8Array) return out.blob("$", v);
   if (!Array.isArray(v)) return out.line("-", oneLine(v.err));

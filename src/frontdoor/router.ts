@@ -130,16 +130,25 @@ function printable(s: string): string {
 }
 
 /**
- * The error a client gets for a write the journal did not take (without the `-`). Redis's own error (WRONGTYPE…)
- * keeps Redis's text. A write certainly not applied that may simply be sent again (OVERLOADED, NOT_WRITER) is
- * `TRYAGAIN qjm <CODE> …`; anything else `ERR qjm <CODE> …`, saying so when the write may have been applied.
+ * The error a client gets for a write the journal did not take (without the `-`), saying first what became of the
+ * write, then why (the message, which names the txid when the write had one: the master's NO_QUORUM, a committed
+ * write's REPLY_UNDELIVERABLE). Redis's own error (WRONGTYPE…) keeps Redis's text. `outcomeUnknown`: some attempt of
+ * the client library (retries included) may have applied it, whatever the last attempt's code says.
+ *   - `TRYAGAIN qjm <CODE> not applied, send it again: …` only when no attempt can have applied it (OVERLOADED,
+ *     NOT_WRITER after retries);
+ *   - `ERR qjm <CODE> outcome unknown, the write may have been applied: …` (NO_QUORUM, TIMEOUT, an earlier unknown);
+ *   - `ERR qjm <CODE> applied, do not send it again: …` (committed, its reply lost);
+ *   - `ERR qjm <CODE> …` otherwise: a definite answer about the write itself (too large, refused…).
  */
-export function writeError(code: string, message: string): string {
+export function writeError(code: string, message: string, outcomeUnknown = false): string {
   if (code === ErrorCode.REDIS_ERROR) return message;
   const verdict = verdictOf(code);
-  if (verdict.outcome === "notApplied" && (code === ErrorCode.OVERLOADED || code === ErrorCode.NOT_WRITER)) return `TRYAGAIN qjm ${code} ${oneLine(message)}`;
-  const unknown = verdict.outcome === "unknown" || code === "CLOSED" ? " (outcome unknown: the write may have been applied)" : "";
-  return `ERR qjm ${code} ${oneLine(message)}${unknown}`;
+  // The master's NO_QUORUM text starts by saying it; said once, up front.
+  const why = oneLine(message.replace(/^outcome unknown: /, ""));
+  if (outcomeUnknown || verdict.outcome === "unknown" || code === "CLOSED") return `ERR qjm ${code} outcome unknown, the write may have been applied: ${why}`;
+  if (verdict.outcome === "applied") return `ERR qjm ${code} applied, do not send it again: ${why}`;
+  if (verdict.retry) return `TRYAGAIN qjm ${code} not applied, send it again: ${why}`;
+  return `ERR qjm ${code} ${why}`;
 }
 
 function oneLine(s: string): string {

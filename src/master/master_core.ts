@@ -400,7 +400,11 @@ export class MasterCore {
     this.out = { ...emptyReady(), committed: this.out.committed, answers: this.out.answers, events: this.out.events };
     this.out.failed = reason;
     this.out.events.push({ type: "writerFailed", epoch: w.epoch, reason });
-    for (const p of [...this.pending.values()]) this.answer(p, errorReply(ErrorCode.NO_QUORUM, `outcome unknown: ${reason}`));
+    // A journaled write names its txid (a client can learn later whether that txid committed); others have none.
+    for (const p of [...this.pending.values()]) {
+      const journaled = p.txid === null ? "" : `txid ${p.txid} journaled, not confirmed by a majority of journal nodes: `;
+      this.answer(p, errorReply(ErrorCode.NO_QUORUM, `outcome unknown: ${journaled}${reason}`));
+    }
     this.byTxid = [];
     this.unjournaled = 0;
     this.barrier = null;

@@ -1,8 +1,19 @@
-/** The wire encoding of every NATS body: msgpack, with byte strings kept as Uint8Array. */
+/**
+ * The wire encoding of every NATS body: msgpack, with byte strings kept as Uint8Array. A bigint travels as a msgpack
+ * int64 (a write's integer reply past 2^53: src/segment/record.ts ReplyValue) and an int64 is read back as a number
+ * within ±2^53, as a bigint past it (int64AsType "auto"): never rounded. Every field that must be a number is checked
+ * as one where it is parsed (src/protocol/messages.ts), so a bigint there is refused like any other wrong type.
+ */
 import { Packr } from "msgpackr";
 import { QjmError, ErrorCode } from "./errors.js";
 
-const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true, int64AsType: "number" });
+/**
+ * msgpackr's int64AsType "auto" (its unpack.js implements it; its index.d.ts of 2.1.4 leaves it out of the type).
+ * test/unit/resp_door.test.ts checks the round trip, so a msgpackr without it fails there.
+ */
+export const INT64_AUTO = "auto" as unknown as "bigint";
+
+const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true, int64AsType: INT64_AUTO });
 
 export function encode(value: unknown): Uint8Array {
   return packr.pack(value);

@@ -21,8 +21,8 @@ export function valueOrThrow(v: RespValue): RespValue {
 
 /**
  * A RESP2 reply (a top-level error is the caller's: the write failed) in the tagged form. What the form cannot hold
- * is flattened: an error inside an array becomes its text (a status), an integer past 2^53 a (rounded) number, RESP3's
- * types their RESP2 shape.
+ * is flattened: an error inside an array becomes its text (a status), RESP3's types their RESP2 shape. An integer
+ * past 2^53 (the parser's `bigint`, as text) is a bigint: exact all the way to the client.
  */
 export function replyValueOf(v: RespValue, depth = 0, typedErrors = false): ReplyValue {
   switch (v.type) {
@@ -36,7 +36,7 @@ export function replyValueOf(v: RespValue, depth = 0, typedErrors = false): Repl
     case "integer":
       return v.value;
     case "bigint":
-      return Number(v.value);
+      return BigInt(v.value);
     case "bulk":
       return v.value;
     case "bloberror":
@@ -68,4 +68,4 @@ export function plainReply(v: ReplyValue): PlainReply {
   if (Array.isArray(v)) return v.map(plainReply);
   return v;
 }
-export type PlainReply = null | number | string | { err: string } | PlainReply[];
+export type PlainReply = null | number | bigint | string | { err: string } | PlainReply[];

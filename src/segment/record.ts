@@ -22,6 +22,7 @@
  */
 import { crc32 } from "node:zlib";
 import { Packr } from "msgpackr";
+import { INT64_AUTO } from "../protocol/codec.js";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
 import { isClientId, type WriteId } from "../protocol/messages.js";
 import { assert } from "../util/assert.js";
@@ -51,7 +52,8 @@ export interface RecordView extends RecordHeader {
   payload: Uint8Array;
 }
 
-const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true });
+// int64AsType "auto": an integer reply past 2^53 is kept as a bigint (int64 on the wire); smaller ones are numbers.
+const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true, int64AsType: INT64_AUTO });
 
 export function encodeEffects(effects: readonly Effect[]): Uint8Array {
   return packr.pack(effects);
@@ -59,9 +61,10 @@ export function encodeEffects(effects: readonly Effect[]): Uint8Array {
 
 /**
  * A Redis reply as the master got it from ioredis (RESP2: nil, integer, simple or bulk string, array). Byte strings
- * and text both travel; they are what the client is given back on a retry.
+ * and text both travel; they are what the client is given back on a retry. An integer is a number, or a bigint when
+ * it is past ±2^53 (Redis's integers are 64-bit: INCR of 9007199254740993 is 9007199254740994, exactly).
  */
-export type ReplyValue = null | number | string | Uint8Array | ReplyError | ReplyValue[];
+export type ReplyValue = null | number | bigint | string | Uint8Array | ReplyError | ReplyValue[];
 /** An error inside an array reply (EXEC's per-command errors): `{ err: text }`, as a top-level error is kept. */
 export interface ReplyError {
   err: string;
@@ -123,7 +126,7 @@ export function encodeWriteRecord(effects: readonly Effect[], write: { id: Write
  */
 function packedBytesAtMost(value: unknown, limit: number): number {
   if (value === null || typeof value === "boolean") return 1;
-  if (typeof value === "number") return 9;
+  if (typeof value === "number" || typeof value === "bigint") return 9;
   if (typeof value === "string") return 5 + (value.length * 3 <= limit ? value.length * 3 : Buffer.byteLength(value));
   if (value instanceof Uint8Array) return 5 + value.length;
   // Anything else (not a reply Redis gives): past the limit, so that the caller measures it exactly.
@@ -196,6 +199,7 @@ function checkReply(r: unknown): RecordedReply {
 function checkReplyValue(v: unknown, depth: number): ReplyValue {
   if (v === null || typeof v === "string" || v instanceof Uint8Array) return v;
   if (typeof v === "number" && Number.isFinite(v)) return v;
+  if (typeof v === "bigint") return v;
   if (Array.isArray(v)) {
     if (depth >= REPLY_DEPTH_MAX) badPayload(`write reply nests deeper than ${REPLY_DEPTH_MAX}`);
     return v.map((item: unknown) => checkReplyValue(item, depth + 1));

@@ -235,6 +235,18 @@ test.serial("64-bit integers and deeply nested script replies: answered, the mas
   t.is(after.epoch, before.epoch);
 });
 
+test.serial("an integer write reply past 2^53 comes back exact through either door (not a rounded bulk string), and to a NATS client", async (t) => {
+  // 9007199254740995 is not a double: a reply rounded on its way (master → NATS → door) said 9007199254740996.
+  const expected = "+OK\r\n:9007199254740994\r\n:9007199254740995\r\n:-9223372036854775807\r\n+OK\r\n";
+  for (const [port, key] of [[masterDoor, "big:m"], [replicaDoor, "big:r"]] as const) {
+    const { text } = await raw(port, `SET ${key} 9007199254740993\r\nINCR ${key}\r\nINCRBY ${key} 1\r\nINCRBY ${key}:neg -9223372036854775807\r\nQUIT\r\n`);
+    t.is(text, expected, `through ${port === masterDoor ? "the master's" : "a replica's"} door`);
+  }
+  const reply = await tc!.write(["INCRBY", "big:m", "1"]);
+  t.true(reply.ok);
+  if (reply.ok) t.is(reply.reply, 9007199254740996n, "a NATS client decodes it as a bigint");
+});
+
 // Review finding E: commands pipelined after QUIT ran (journaled) although the connection closes.
 test.serial("QUIT in a pipeline: answered after the requests before it, nothing after it runs", async (t) => {
   const cmd = (...a: string[]) => `*${a.length}\r\n${a.map((x) => `$${Buffer.byteLength(x)}\r\n${x}\r\n`).join("")}`;

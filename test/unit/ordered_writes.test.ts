@@ -108,6 +108,24 @@ test("a definite failure answers that write only; past the deadline a write fail
   t.deepEqual(h.sent, []);
 });
 
+test("a write whose outcome an earlier attempt left unknown and that fails NOT_WRITER in the end: its failure keeps the earlier attempt's why (and txid)", async (t) => {
+  const h = harness({ retryForMs: 100 });
+  let failure: OrderedFailure | undefined;
+  void h.group.write(["INCR", "k"]).catch((f: OrderedFailure) => (failure = f));
+  h.take()[0].settle({ ok: false, code: ErrorCode.NO_QUORUM, message: "outcome unknown: txid 42 journaled, not confirmed by a majority of journal nodes: fenced by jn1" });
+  await h.tick();
+  h.sleeps[0]();
+  await h.tick();
+  h.advance(150);
+  h.take()[0].settle({ ok: false, code: ErrorCode.NOT_WRITER, message: "master is stopping" });
+  await h.tick();
+  h.sleeps[1]();
+  await h.tick();
+  t.is(failure?.code, ErrorCode.NOT_WRITER);
+  t.true(failure?.outcomeUnknown);
+  t.is(failure?.message, "master is stopping; an earlier attempt: NO_QUORUM outcome unknown: txid 42 journaled, not confirmed by a majority of journal nodes: fenced by jn1");
+});
+
 test("closed while retrying: the unanswered writes fail CLOSED, none is sent again", async (t) => {
   const h = harness();
   void h.write("a");

@@ -7,6 +7,10 @@ import { answerLocal, infoWithQjm, type LocalContext } from "../../src/frontdoor
 import { DoorProtocolError, RequestReader, splitInlineArgs } from "../../src/frontdoor/request_framing.js";
 import { encodeReplyValue, encodeResp } from "../../src/frontdoor/resp_encoder.js";
 import { route, unknownCommand, writeError } from "../../src/frontdoor/router.js";
+import { parseWriteReply } from "../../src/client/client.js";
+import { recordedReplyOf } from "../../src/dedupe/dedupe_answer.js";
+import { decode, encode } from "../../src/protocol/codec.js";
+import { decodeRecordPayload, encodeWriteRecord } from "../../src/segment/record.js";
 
 const b = (s: string): Buffer => Buffer.from(s);
 const args = (...a: string[]): Buffer[] => a.map(b);
@@ -69,6 +73,32 @@ test("typed write replies: status vs bulk bytes, integer, nil, arrays, in both p
   t.true(encodeReplyValue(all, 2).equals(Buffer.concat([b("$256\r\n"), all, b("\r\n")])));
   // From the master's parsed RESP2 reply to the tagged form.
   t.deepEqual(replyValueOf({ type: "array", items: [{ type: "simple", value: "OK" }, { type: "bulk", value: b("v") }, { type: "bulk", value: null }] }), ["OK", b("v"), null]);
+});
+
+test("an integer write reply past 2^53 comes back exact: master's parse → NATS reply → the door, and through the record a retry is answered from", (t) => {
+  for (const text of ["9007199254740993", "9007199254740994", "9007199254740995", "-9223372036854775808", "9223372036854775807"]) {
+    // The master reads its Redis with big integers on (src/redis/resp_connection.ts).
+    const parser = new RespParser({ resp3: false, bigIntegers: true });
+    parser.push(b(`:${text}\r\n`));
+    const parsed = parser.next()!.value;
+    const typed = replyValueOf(parsed);
+    // The reply travels to the door as msgpack (the client library's parseWriteReply gives the door its typed form).
+    const atDoor = parseWriteReply(decode(encode({ ok: true, txid: 7, reply: typed })));
+    t.false("code" in atDoor, text);
+    if ("code" in atDoor) continue;
+    t.is(encodeReplyValue(atDoor.typed, 2).toString(), `:${text}\r\n`, text);
+    t.is(encodeReplyValue(atDoor.typed, 3).toString(), `:${text}\r\n`, text);
+    // Inside an array too (EXEC's reply).
+    t.is(encodeReplyValue(replyValueOf({ type: "array", items: [parsed] }), 2).toString(), `*1\r\n:${text}\r\n`, text);
+    // The record keeps it for a retry (the dedupe window answers from what a reader of the record sees).
+    const { payload } = encodeWriteRecord([], { id: { client: "c", seq: 1 }, reply: recordedReplyOf({ ok: true, value: typed }) }, 1024);
+    const kept = decodeRecordPayload(payload).write?.reply;
+    t.true(kept !== undefined && kept.ok, text);
+    if (kept !== undefined && kept.ok) t.is(encodeReplyValue(kept.value, 2).toString(), `:${text}\r\n`, text);
+  }
+  // At and below 2^53 the reply is a plain number, as before.
+  t.is(replyValueOf({ type: "integer", value: 2 ** 53 - 1 }), 2 ** 53 - 1);
+  t.is(encodeReplyValue(2 ** 53, 2).toString(), ":9007199254740992\r\n");
 });
 
 test("inline commands split as Redis's sdssplitargs does", (t) => {
@@ -147,11 +177,24 @@ test("router: local, read, write or refuse, with Redis's texts", (t) => {
   t.true(unknownCommand([b("x"), b("y".repeat(300))]).length < 200, "arguments shown are cut at 128 bytes");
 });
 
-test("write errors: Redis's own text, TRYAGAIN when not applied and retryable, ERR qjm otherwise", (t) => {
+test("write errors: Redis's own text; TRYAGAIN only when certainly not applied; whether it may have been applied, and its txid when known", (t) => {
   t.is(writeError("REDIS_ERROR", "WRONGTYPE Operation against a key holding the wrong kind of value"), "WRONGTYPE Operation against a key holding the wrong kind of value");
-  t.is(writeError("OVERLOADED", "8192 writes already wait"), "TRYAGAIN qjm OVERLOADED 8192 writes already wait");
-  t.is(writeError("NO_QUORUM", "m"), "ERR qjm NO_QUORUM m (outcome unknown: the write may have been applied)");
+  t.is(writeError("OVERLOADED", "8192 writes already wait (retried for 5000 ms)"), "TRYAGAIN qjm OVERLOADED not applied, send it again: 8192 writes already wait (retried for 5000 ms)");
+  t.is(writeError("NOT_WRITER", "master is stopping"), "TRYAGAIN qjm NOT_WRITER not applied, send it again: master is stopping");
+  // The master's NO_QUORUM names the txid it had journaled the write at; "outcome unknown" is said once.
+  t.is(
+    writeError("NO_QUORUM", "outcome unknown: txid 42 journaled, not confirmed by a majority of journal nodes: fenced by jn1: epoch 3 < promised epoch 4"),
+    "ERR qjm NO_QUORUM outcome unknown, the write may have been applied: txid 42 journaled, not confirmed by a majority of journal nodes: fenced by jn1: epoch 3 < promised epoch 4",
+  );
+  t.is(writeError("TIMEOUT", "no reply in 10000 ms"), "ERR qjm TIMEOUT outcome unknown, the write may have been applied: no reply in 10000 ms");
+  // The last attempt was NOT_WRITER, an earlier one's outcome unknown: not TRYAGAIN (sending it again could apply it twice).
+  t.is(
+    writeError("NOT_WRITER", "master is stopping; an earlier attempt: NO_QUORUM outcome unknown: txid 42 journaled", true),
+    "ERR qjm NOT_WRITER outcome unknown, the write may have been applied: master is stopping; an earlier attempt: NO_QUORUM outcome unknown: txid 42 journaled",
+  );
+  t.is(writeError("REPLY_UNDELIVERABLE", "the write was committed at txid 9; its reply was too large to keep for retries"), "ERR qjm REPLY_UNDELIVERABLE applied, do not send it again: the write was committed at txid 9; its reply was too large to keep for retries");
   t.is(writeError("PAYLOAD_TOO_LARGE", "m"), "ERR qjm PAYLOAD_TOO_LARGE m");
+  t.is(writeError("CLOSED", "the client was closed"), "ERR qjm CLOSED outcome unknown, the write may have been applied: the client was closed");
 });
 
 function ctxOf(password = ""): LocalContext {
