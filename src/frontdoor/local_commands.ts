@@ -7,6 +7,7 @@ import { timingSafeEqual, createHash } from "node:crypto";
 import { CONSISTENCY_LEVELS, type ConsistencyLevel } from "../config/config.js";
 import type { RespValue } from "../redis/resp_parser.js";
 import { validClientName, type ConnectionState } from "./connection_state.js";
+import { subscribedPing } from "./pubsub.js";
 import { array, bulk, error, integer, map, OK, simple, type Protocol } from "./resp_encoder.js";
 import type { LocalCommand } from "./router.js";
 
@@ -36,6 +37,7 @@ export function answerLocal(command: LocalCommand, args: readonly Buffer[], stat
   switch (command) {
     case "ping":
       if (args.length > 2) return { reply: arity("ping") };
+      if (state.protocol === 2 && state.pubsub.total > 0) return { reply: subscribedPing(args) };
       return { reply: args.length === 2 ? bulk(args[1]) : simple("PONG") };
     case "echo":
       return { reply: args.length === 2 ? bulk(args[1]) : arity("echo") };
@@ -229,6 +231,8 @@ export interface QjmInfo {
   connections: number;
   /** Connections closed because their unread replies passed respOutputBytesMax. */
   closedForOutput: number;
+  /** Pub/sub on this door: subscribed channels and patterns, messages in and out, bad ones dropped, slow subscribers closed. */
+  pubsub: { channels: number; patterns: number; published: number; received: number; dropped: number; closedForOutput: number };
 }
 
 /** INFO's text from the node's Redis with a `# qjm` section added (when the sections asked for include it). */
@@ -248,6 +252,12 @@ export function infoWithQjm(redisInfo: string, sections: readonly Buffer[], q: Q
     `qjm_lag:${lag}`,
     `qjm_door_connections:${q.connections}`,
     `qjm_door_closed_output_bound:${q.closedForOutput}`,
+    `qjm_pubsub_channels:${q.pubsub.channels}`,
+    `qjm_pubsub_patterns:${q.pubsub.patterns}`,
+    `qjm_pubsub_published:${q.pubsub.published}`,
+    `qjm_pubsub_received:${q.pubsub.received}`,
+    `qjm_pubsub_dropped_bad:${q.pubsub.dropped}`,
+    `qjm_pubsub_closed_output_bound:${q.pubsub.closedForOutput}`,
   ].join("\r\n");
   const trimmed = redisInfo.replace(/(\r\n)+$/, "");
   return trimmed === "" ? `${section}\r\n` : `${trimmed}\r\n\r\n${section}\r\n`;

@@ -23,6 +23,7 @@ import { parseLastTxid, parseQjmWait, type LocalAnswer } from "./local_commands.
 import { DoorProtocolError, RequestReader } from "./request_framing.js";
 import { encodeReplyValue, encodeResp, nilIsNullArray, type Protocol } from "./resp_encoder.js";
 import type { LocalCommand, QjmCommand, Route, TxCommand } from "./router.js";
+import { OutputLimit, parsePubSub, type PubSubCommand, type PubSubRequest, type PushFrame } from "./pubsub.js";
 
 /** What a session needs from its door. */
 export interface DoorServices {
@@ -63,6 +64,15 @@ export interface DoorServices {
   /** The txid a WATCH records: what this node had applied (after the session's floor). */
   watchPoint(state: ConnectionState): Promise<number>;
   closed(session: Session): void;
+  /** Pub/sub's client-output-buffer-limit: a connection with a subscription is closed past these (pubsub.ts OutputLimit). */
+  readonly pubsubOutput: { hardBytes: number; softBytes: number; softMs: number };
+  /** Subscribed connections closed past pubsubOutput (counted here, shown by INFO qjm). */
+  closedForPubsubOutput: number;
+  /**
+   * A pub/sub command, answered at once: its frames ((UN)SUBSCRIBE: one per name), or its reply (PUBLISH: the
+   * receivers on this node; PUBSUB …; an error).
+   */
+  pubsub(request: Exclude<PubSubRequest, { op: "error" }>, session: Session): PushFrame[] | RespValue;
 }
 
 /**
@@ -98,6 +108,8 @@ export class Session {
   private charged = 0;
   /** The txid of this connection's WATCHes (the lowest), known once each WATCH ran in order; null: none pending. */
   private watchTxid: Promise<number> | null = null;
+  /** Pub/sub's output bounds, once the connection subscribed. */
+  private pubsubLimit: OutputLimit | null = null;
 
   constructor(
     private readonly socket: net.Socket,
@@ -211,7 +223,35 @@ export class Session {
         return this.qjm(route.command, args, slot);
       case "tx":
         return this.transaction(route.command, args, slot);
+      case "pubsub":
+        return this.pubsub(route.command, args, slot);
     }
+  }
+
+  /**
+   * (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PUBSUB: answered at once, in order with the replies before them. PUBLISH runs
+   * after the connection's earlier writes are acknowledged (ordered as a read), so a subscriber told of a change can
+   * read it; it answers the receivers on this node (Redis Cluster's PUBLISH), the other nodes get it over NATS.
+   */
+  private pubsub(command: PubSubCommand, args: Buffer[], slot: Slot): void {
+    const request = parsePubSub(command, args);
+    const answer = (): void => {
+      const protocol = this.state.protocol;
+      const r = request.op === "error" ? request.error : this.door.pubsub(request, this);
+      this.fill(slot, Array.isArray(r) ? Buffer.concat(r.map((f) => f.bytes(protocol))) : encodeResp(r, protocol), false);
+    };
+    if (request.op !== "publish") return answer();
+    this.schedule("read", () => Promise.resolve(answer()));
+  }
+
+  /** A message for this connection's subscriptions: after the replies before it, bounded as Redis bounds a subscriber. */
+  push(frame: PushFrame): void {
+    if (this.stopped || this.socket.destroyed) return;
+    const bytes = frame.bytes(this.state.protocol);
+    this.slots.push({ bytes, close: false });
+    this.readyBytes += bytes.length;
+    this.flush();
+    this.checkOutput();
   }
 
   /**
@@ -382,13 +422,30 @@ export class Session {
     slot.close = close;
     this.readyBytes += bytes.length;
     this.flush();
-    if (this.outputBytes > this.door.outputBytesMax) this.overflow();
+    this.checkOutput();
+  }
+
+  /**
+   * Closes a connection whose client does not read: past respOutputBytesMax, or with a subscription past pub/sub's
+   * bounds (Redis's client-output-buffer-limit normal / pubsub).
+   */
+  private checkOutput(): void {
+    const bytes = this.outputBytes;
+    if (this.state.pubsub.total === 0) {
+      if (bytes > this.door.outputBytesMax) this.overflow(`${bytes} reply bytes waiting, over respOutputBytesMax ${this.door.outputBytesMax}`, false);
+      return;
+    }
+    const o = this.door.pubsubOutput;
+    this.pubsubLimit ??= new OutputLimit(o.hardBytes, o.softBytes, o.softMs);
+    const why = this.pubsubLimit.check(bytes, Date.now());
+    if (why !== null) this.overflow(`${why} (respPubsubOutputBytesMax / respPubsubOutputBytesSoft)`, true);
   }
 
   /** The client does not read its replies: closed as Redis's client-output-buffer-limit does. */
-  private overflow(): void {
-    this.door.log.info({ client: this.state.id, addr: this.state.addr, outputBytes: this.outputBytes, inFlight: this.inFlight }, "front door: replies waiting past respOutputBytesMax, closing the connection");
-    this.door.closedForOutput++;
+  private overflow(why: string, pubsub: boolean): void {
+    this.door.log.info({ client: this.state.id, addr: this.state.addr, why, inFlight: this.inFlight, subscriptions: this.state.pubsub.total }, "front door: the client does not read its replies, closing the connection");
+    if (pubsub) this.door.closedForPubsubOutput++;
+    else this.door.closedForOutput++;
     this.stopped = true;
     this.slots = [];
     this.head = 0;

@@ -40,6 +40,13 @@ export const subjects = (cluster: string) => ({
   events: `qjm.${cluster}.events`,
   /** With traceSample > 0: each replica's applied runs of records (TraceApplied), for the bench's replica lag. */
   trace: `qjm.${cluster}.trace`,
+  /**
+   * Pub/sub (issue #12 item 5): every PUBLISH on a data node's front door (PubSubMessage, msgpack; channel in the body),
+   * for every other door. One subject per cluster: each door holds one subscription whatever its clients listen to,
+   * channel names of any bytes and length need no encoding into a subject token, and a PSUBSCRIBE pattern (Redis's
+   * glob) needs every channel anyway. Data nodes only, both ways.
+   */
+  pubsub: `qjm.${cluster}.pubsub`,
   /** Reply subjects of one NATS user (its connection's inbox prefix): nobody else may read them. */
   inbox: (user: string) => `_INBOX.${cluster}.${user}`,
 });

@@ -109,3 +109,13 @@ test("auth - every actor answers the NATS micro protocol ($SRV); the client and 
   t.false(may(faults, "$SRV.PING"));
   t.false(hears(faults, "$SRV.PING"));
 });
+
+test("auth - pub/sub between front doors: data nodes publish and hear it; a client or the admin can neither inject nor listen", (t) => {
+  const d1: NatsUser = { name: "d1", role: "data" };
+  const admin: NatsUser = { name: "admin", role: "admin" };
+  t.true(may(d1, s.pubsub) && hears(d1, s.pubsub));
+  for (const user of [client, admin, master, jn1, r1]) {
+    t.false(may(user, s.pubsub), `${user.name} may not publish on ${s.pubsub}`);
+    t.false(hears(user, s.pubsub), `${user.name} does not hear ${s.pubsub}`);
+  }
+});
