@@ -31,6 +31,10 @@ export class ConnectionState {
   readonly tx: TransactionState;
   /** Its channels, patterns and shard channels (the door's PubSubIndex holds the reverse; RESET clears both there). */
   readonly pubsub = new Subscriptions();
+  /** CLIENT REPLY OFF: no reply is sent (pub/sub's frames still are) until CLIENT REPLY ON. */
+  replyOff = false;
+  /** CLIENT REPLY SKIP: the next command's reply is not sent. */
+  skipNext = false;
   /**
    * A write of this connection committed with effects but was answered an error, which carries no txid (a script that
    * failed after writing): the next session read takes the master's read index as its floor (read-your-writes).
@@ -79,6 +83,8 @@ export class ConnectionState {
     this.observedTxid = 0;
     this.tx.clear();
     this.untoldWrite = false;
+    this.replyOff = false;
+    this.skipNext = false;
   }
 
   /** One line of CLIENT LIST / CLIENT INFO, in Redis's field order (the fields the door has). */

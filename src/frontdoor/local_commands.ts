@@ -25,7 +25,11 @@ export interface LocalContext {
 }
 
 /** What the door does: answer (and maybe close after), or ask the node's Redis first (INFO, CONFIG GET). */
-export type LocalAnswer = { reply: RespValue; close?: true } | { upstream: Buffer[]; then: "info" | "config" };
+/**
+ * What the door does: answer (and maybe close after), or ask the node's Redis first (INFO, CONFIG GET). `quiet`:
+ * CLIENT REPLY's own answer — none for OFF and SKIP, always one for ON (even while replies were off).
+ */
+export type LocalAnswer = { reply: RespValue; close?: true; quiet?: "silent" | "always" } | { upstream: Buffer[]; then: "info" | "config" };
 
 /** CONFIG GET parameters a client may read (redis-benchmark asks for save and appendonly); never a password. */
 const CONFIG_READABLE = new Set(["save", "appendonly", "appendfsync", "databases", "maxmemory", "maxmemory-policy", "timeout", "proto-max-bulk-len"]);
@@ -46,6 +50,7 @@ export function answerLocal(command: LocalCommand, args: readonly Buffer[], stat
     case "auth":
       return { reply: auth(args, state, ctx) };
     case "client":
+      if (args.length >= 2 && text(args[1]).toLowerCase() === "reply") return clientReply(args, state);
       return { reply: client(args, state, ctx) };
     case "select":
       return { reply: select(args) };
@@ -186,7 +191,29 @@ function client(args: readonly Buffer[], state: ConnectionState, ctx: LocalConte
       if (ctx.password === "") return bulk(`${state.infoLine(ctx.nowMs, ctx.inFlight)}\n`);
       return bulk(ctx.clientList().map((l) => `${l}\n`).join(""));
     default:
-      return error(`ERR qjm: CLIENT ${text(args[1]).toUpperCase()} is not supported by the front door (ID, SETNAME, GETNAME, SETINFO, INFO, LIST are)`);
+      return error(`ERR qjm: CLIENT ${text(args[1]).toUpperCase()} is not supported by the front door (ID, SETNAME, GETNAME, SETINFO, INFO, LIST, REPLY are)`);
+  }
+}
+
+/**
+ * CLIENT REPLY ON|OFF|SKIP, as Redis: OFF silences every reply until ON, SKIP the next command's; neither answers
+ * itself. Pub/sub's frames (confirmations, messages) are still sent, as Redis sends them (session.ts).
+ */
+function clientReply(args: readonly Buffer[], state: ConnectionState): LocalAnswer {
+  if (args.length !== 3) return { reply: arity("client|reply") };
+  switch (text(args[2]).toLowerCase()) {
+    case "on":
+      state.replyOff = false;
+      state.skipNext = false;
+      return { reply: OK, quiet: "always" };
+    case "off":
+      state.replyOff = true;
+      return { reply: OK, quiet: "silent" };
+    case "skip":
+      if (!state.replyOff) state.skipNext = true;
+      return { reply: OK, quiet: "silent" };
+    default:
+      return { reply: error("ERR syntax error") };
   }
 }
 

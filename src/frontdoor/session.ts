@@ -83,6 +83,8 @@ export type WriteOutcome = { ok: true; value: ReplyValue; txid: number } | { ok:
 
 interface Slot {
   bytes: Buffer | null;
+  /** CLIENT REPLY OFF or SKIP when the request was taken: its reply is dropped (pub/sub frames excepted). */
+  silent?: true;
   /** Close the connection once this reply is written (QUIT, a protocol error). */
   close: boolean;
 }
@@ -203,6 +205,8 @@ export class Session {
 
   private dispatch(args: Buffer[]): void {
     const slot: Slot = { bytes: null, close: false };
+    if (this.state.replyOff || this.state.skipNext) slot.silent = true;
+    this.state.skipNext = false;
     this.slots.push(slot);
     this.state.lastActiveMs = Date.now();
     this.state.lastCommand = args[0].toString("latin1", 0, 32).toLowerCase();
@@ -238,6 +242,8 @@ export class Session {
     const answer = (): void => {
       const protocol = this.state.protocol;
       const r = request.op === "error" ? request.error : this.door.pubsub(request, this);
+      // Frames are pushed, as Redis pushes them: sent even with CLIENT REPLY OFF.
+      if (Array.isArray(r)) delete slot.silent;
       this.fill(slot, Array.isArray(r) ? Buffer.concat(r.map((f) => f.bytes(protocol))) : encodeResp(r, protocol), false);
     };
     if (request.op !== "publish") return answer();
@@ -366,6 +372,10 @@ export class Session {
     if (this.state.authenticated) this.reader.authenticated();
     // QUIT: nothing after it is read, as in Redis (a pipelined `QUIT; SET x 1` does not run the SET).
     if ("reply" in answer && answer.close === true) this.stopped = true;
+    if ("reply" in answer && answer.quiet !== undefined) {
+      if (answer.quiet === "always") delete slot.silent;
+      else slot.silent = true;
+    }
     if ("reply" in answer) return done(answer.reply, this.state.protocol, answer.close === true);
     const protocol = this.state.protocol;
     this.door.read(protocol, answer.upstream).then(
@@ -418,7 +428,7 @@ export class Session {
 
   private fill(slot: Slot, bytes: Buffer, close: boolean): void {
     if (this.socket.destroyed) return;
-    slot.bytes = bytes;
+    slot.bytes = slot.silent === true ? EMPTY : bytes;
     slot.close = close;
     this.readyBytes += bytes.length;
     this.flush();
@@ -473,7 +483,7 @@ export class Session {
       this.readyBytes -= slot.bytes.length;
       if (this.socket.destroyed) continue;
       this.cork();
-      if (!this.socket.write(slot.bytes)) this.outputFull = true;
+      if (slot.bytes.length > 0 && !this.socket.write(slot.bytes)) this.outputFull = true;
       if (slot.close) {
         this.stopped = true;
         this.socket.end();
@@ -489,6 +499,8 @@ export class Session {
     if (this.inFlight < before) this.pump();
   }
 }
+
+const EMPTY = Buffer.alloc(0);
 
 function unavailable(err: Error): RespValue {
   return { type: "error", value: `ERR qjm: this node's Redis cannot be reached: ${err.message.replace(/[\r\n]+/g, " ")}` };

@@ -233,6 +233,31 @@ test.serial("RESP2 subscribed mode, byte for byte as the node's own redis-server
   t.regex(ours, /Can't execute 'get': only \(P\|S\)SUBSCRIBE/, "the refusal is there");
 });
 
+test.serial("CLIENT REPLY OFF / SKIP / ON: replies silenced, pub/sub's frames still sent; byte for byte as redis-server", async (t) => {
+  const id = DATA_NODES[2];
+  const commands = [
+    ["CLIENT", "REPLY", "SKIP"],
+    ["ECHO", "skipped"],
+    ["ECHO", "a"],
+    ["CLIENT", "REPLY", "OFF"],
+    ["ECHO", "silenced"],
+    ["SUBSCRIBE", "x"],
+    ["PSUBSCRIBE", "x*"],
+    ["PING"],
+    ["PUBLISH", "x"],
+    ["UNSUBSCRIBE"],
+    ["PUNSUBSCRIBE"],
+    ["CLIENT", "REPLY", "SKIP"],
+    ["CLIENT", "REPLY", "ON"],
+    ["CLIENT", "REPLY", "MAYBE"],
+    ["ECHO", "END"],
+  ];
+  const ours = await transcript(doors.get(id)!, [], commands, "$3\r\nEND\r\n");
+  const redis = await transcript(redisPorts.get(id)!, [["AUTH", tc!.redisPassword]], commands, "$3\r\nEND\r\n");
+  t.is(ours, redis);
+  t.false(ours.includes("skipped") || ours.includes("silenced"));
+});
+
 test.serial("RESP3 (HELLO 3): confirmations and messages are push frames, any command runs while subscribed; byte for byte as redis-server", async (t) => {
   const id = DATA_NODES[1];
   const commands = [["SUBSCRIBE", "a"], ["PSUBSCRIBE", "p*"], ["PING"], ["ECHO", "hi"], ["PUBSUB", "NUMSUB", "a"], ["UNSUBSCRIBE"], ["PUNSUBSCRIBE"], ["UNSUBSCRIBE"], ["ECHO", "END"]];
