@@ -108,7 +108,7 @@ export class RespDoor implements DoorServices {
     });
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
     this.pubsubOutput = { hardBytes: c.respPubsubOutputBytesMax, softBytes: c.respPubsubOutputBytesSoft, softMs: c.respPubsubOutputSoftMs };
-    this.subscribers = new PubSubIndex<Session>(c.respPubsubSubscriptionsMax);
+    this.subscribers = new PubSubIndex<Session>(c.respPubsubSubscriptionsMax, c.respPubsubSubscriptionsTotalMax);
   }
 
   get port(): number {

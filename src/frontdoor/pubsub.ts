@@ -102,10 +102,14 @@ export type SubscribeOutcome = { frames: PushFrame[] } | { error: RespValue };
  */
 export class PubSubIndex<S> {
   private readonly index: Record<SubscriptionKind, Map<string, Entry<S>>> = { channel: new Map(), pattern: new Map(), shard: new Map() };
+  /** Subscriptions held over all connections. */
+  private held = 0;
 
   constructor(
     /** Subscriptions one connection may hold, channels, patterns and shard channels together. */
     private readonly perConnectionMax: number,
+    /** Subscriptions all the door's connections may hold together (each costs the node's memory). */
+    private readonly totalMax = Number.MAX_SAFE_INTEGER,
   ) {}
 
   /** SUBSCRIBE / PSUBSCRIBE / SSUBSCRIBE of `names` (at least one); refused whole past the connection's bound. */
@@ -114,6 +118,9 @@ export class PubSubIndex<S> {
     const fresh = new Set(names.map((n) => n.toString("latin1")).filter((k) => !mine.has(k)));
     if (own.total + fresh.size > this.perConnectionMax) {
       return { error: error(`ERR qjm: a connection may hold at most ${this.perConnectionMax} subscriptions (channels, patterns and shard channels: respPubsubSubscriptionsMax); it holds ${own.total}`) };
+    }
+    if (this.held + fresh.size > this.totalMax) {
+      return { error: error(`ERR qjm: this node's front door holds ${this.held} subscriptions over all its connections, at most ${this.totalMax} (respPubsubSubscriptionsTotalMax)`) };
     }
     const frames = names.map((name) => {
       const key = name.toString("latin1");
@@ -188,6 +195,11 @@ export class PubSubIndex<S> {
     return this.index.pattern.size;
   }
 
+  /** Subscriptions held over all connections. */
+  get subscriptions(): number {
+    return this.held;
+  }
+
   /** Distinct channels (plain and shard) with a subscriber on this door. */
   get channelCount(): number {
     return this.index.channel.size + this.index.shard.size;
@@ -198,13 +210,14 @@ export class PubSubIndex<S> {
     let entry = map.get(key);
     if (entry === undefined) map.set(key, (entry = { name, subscribers: new Set() }));
     entry.subscribers.add(s);
+    this.held++;
   }
 
   private remove(kind: SubscriptionKind, key: string, s: S): void {
     const map = this.index[kind];
     const entry = map.get(key);
     if (entry === undefined) return;
-    entry.subscribers.delete(s);
+    if (entry.subscribers.delete(s)) this.held--;
     if (entry.subscribers.size === 0) map.delete(key);
   }
 }

@@ -141,6 +141,17 @@ test("bounds: a SUBSCRIBE past respPubsubSubscriptionsMax is refused whole; re-s
   t.is(own.total, 2, "nothing of the refused command was subscribed");
   t.true("frames" in index.subscribe("c", own, "channel", args("a", "b", "c")));
   t.is(own.total, 3);
+  // The door's total over its connections.
+  const door = new PubSubIndex<string>(3, 4);
+  const x = new Subscriptions();
+  const y = new Subscriptions();
+  t.true("frames" in door.subscribe("x", x, "channel", args("a", "b", "c")));
+  t.true("frames" in door.subscribe("y", y, "pattern", args("a")));
+  const full = door.subscribe("y", y, "channel", args("a"));
+  t.regex("error" in full && full.error.type === "error" ? full.error.value : "", /holds 4 subscriptions over all its connections, at most 4 \(respPubsubSubscriptionsTotalMax\)/);
+  door.drop("x", x);
+  t.is(door.subscriptions, 1);
+  t.true("frames" in door.subscribe("y", y, "channel", args("a")));
 });
 
 test("subscribed mode (RESP2): only (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PING, QUIT, RESET; PING answers [pong, arg]; RESP3 serves everything", (t) => {
