@@ -183,6 +183,55 @@ test.serial("a PUBLISH on node C reaches an ioredis SUBSCRIBE on node A and a PS
   await subB.punsubscribe();
 });
 
+/** N messages published (pipelines of 500) from `pubPort` to a subscriber on `subPort`: rate, latency, order. */
+async function stream(subPort: number, pubPort: number, password?: string): Promise<{ rate: number; p50: number; p99: number; outOfOrder: number }> {
+  const open = (port: number): Redis => {
+    const r = new Redis({ port, host: "127.0.0.1", password, maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true });
+    r.on("error", () => {});
+    clients.push(r);
+    return r;
+  };
+  const sub = open(subPort);
+  const N = 5000;
+  const latencies: number[] = [];
+  let next = 0;
+  let outOfOrder = 0;
+  const all = new Promise<void>((resolve) =>
+    sub.on("message", (_ch: string, m: string) => {
+      const [i, sentAt] = m.split(" ").map(Number);
+      if (i !== next) outOfOrder++;
+      next = i + 1;
+      latencies.push(performance.now() - sentAt);
+      if (latencies.length === N) resolve();
+    }),
+  );
+  await sub.subscribe("rate");
+  const pub = open(pubPort);
+  const started = performance.now();
+  for (let i = 0; i < N; i += 500) {
+    const p = pub.pipeline();
+    for (let j = i; j < i + 500; j++) p.publish("rate", `${j} ${performance.now()} ${"x".repeat(64)}`);
+    await p.exec();
+  }
+  await all;
+  const ms = performance.now() - started;
+  latencies.sort((x, y) => x - y);
+  sub.disconnect();
+  pub.disconnect();
+  return { rate: Math.round((N / ms) * 1000), p50: latencies[N / 2], p99: latencies[Math.floor(N * 0.99)], outOfOrder };
+}
+
+test.serial("5,000 messages from one door arrive at another's subscriber all, in order; rate and latency logged next to the node's own redis-server", async (t) => {
+  const [a, , c] = DATA_NODES;
+  const fmt = (r: { rate: number; p50: number; p99: number }): string => `${r.rate}/s, latency p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms`;
+  const across = await stream(doors.get(a)!, doors.get(c)!);
+  t.is(across.outOfOrder, 0, "in the order published");
+  const local = await stream(doors.get(a)!, doors.get(a)!);
+  t.is(local.outOfOrder, 0);
+  const plain = await stream(redisPorts.get(a)!, redisPorts.get(a)!, tc!.redisPassword);
+  t.log(`5,000 messages of ~90 bytes, pipelines of 500 — door C to door A: ${fmt(across)}; door A to door A: ${fmt(local)}; node A's redis-server: ${fmt(plain)}`);
+});
+
 test.serial("once per matching subscription: message and pmessage both, in one connection; binary channels and messages", async (t) => {
   const [a, , c] = DATA_NODES;
   const r = await Raw.open(doors.get(a)!);
