@@ -1,6 +1,6 @@
 /**
- * The NATS side of the front door's pub/sub (thin driver): each PUBLISH on this door goes out on the cluster's
- * `pubsub` subject (one PubSubMessage), and every message another door published there comes in. Not journaled:
+ * The NATS side of the front door's pub/sub (thin driver): each PUBLISH on this door goes out on its node's `pubsub`
+ * subject (one PubSubMessage), and every message another door published on its own comes in. Not journaled:
  * a message reaches the doors connected to NATS when it is published (Redis does not keep them either), in the order
  * one door published them.
  *
@@ -25,17 +25,19 @@ export class PubSubBus {
 
   constructor(
     private readonly nc: NatsConnection,
+    /** This node's subject, where it publishes: its own messages, echoed back by NATS, were delivered here already. */
     private readonly subject: string,
-    /** This door's node id: its own messages, echoed back by NATS, were delivered here already. */
-    private readonly from: string,
+    /** Every node's subject (a wildcard). */
+    all: string,
     private readonly log: Logger,
     onMessage: (m: PubSubMessage) => void,
   ) {
-    this.sub = nc.subscribe(subject, {
+    this.sub = nc.subscribe(all, {
       callback: (err, msg) => {
-        if (err !== null) return this.log.warn({ err, subject }, "pub/sub subscription error");
-        const m = this.parse(msg.data);
-        if (m === null || m.from === this.from) return;
+        if (err !== null) return this.log.warn({ err, subject: all }, "pub/sub subscription error");
+        if (msg.subject === this.subject) return;
+        const m = this.parse(msg.subject, msg.data);
+        if (m === null) return;
         this.received++;
         onMessage(m);
       },
@@ -47,7 +49,7 @@ export class PubSubBus {
    * NATS message (nats-server's max_payload), or the bus closed.
    */
   publish(shard: boolean, channel: Buffer, message: Buffer): string | null {
-    const body: Record<string, unknown> = { from: this.from, channel, message };
+    const body: Record<string, unknown> = { channel, message };
     if (shard) body.shard = true;
     const data = encode(body);
     const max = maxPayload(this.nc);
@@ -66,7 +68,7 @@ export class PubSubBus {
     this.sub.unsubscribe();
   }
 
-  private parse(data: Uint8Array): PubSubMessage | null {
+  private parse(subject: string, data: Uint8Array): PubSubMessage | null {
     try {
       const m = parsePubSubMessage(decode(data));
       // Delivered to clients as Buffers (their bytes are only read, never kept past the frames built from them).
@@ -74,7 +76,7 @@ export class PubSubBus {
     } catch (err) {
       this.dropped++;
       if (this.dropped <= BAD_LOGGED_MAX || this.dropped % 1000 === 0) {
-        this.log.warn({ err: (err as Error).message, bytes: data.length, dropped: this.dropped }, "pub/sub: a message on the subject is not a PubSubMessage, dropped");
+        this.log.warn({ err: (err as Error).message, subject, bytes: data.length, dropped: this.dropped }, "pub/sub: a message on the subject is not a PubSubMessage, dropped");
       }
       return null;
     }

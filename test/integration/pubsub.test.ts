@@ -1,6 +1,6 @@
 /**
  * Pub/sub on the front doors of a real three-data-node cluster (issue #12 item 5): a message PUBLISHed on one node's
- * door reaches the subscribers of every node's door (over NATS, subject qjm.<cluster>.pubsub), to ioredis and to
+ * door reaches the subscribers of every node's door (over NATS, subjects qjm.<cluster>.pubsub.<node>), to ioredis and to
  * redis-cli unchanged; RESP2's subscribed mode and RESP3's push frames byte for byte as the node's own redis-server
  * answers them; the bounds (message size, a subscriber that does not read); forged and garbled messages on the subject
  * dropped, and a client's NATS user refused there.
@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import net from "node:net";
 import test from "ava";
 import { Redis } from "ioredis";
-import { PermissionViolationError } from "@nats-io/transport-node";
+import { PermissionViolationError, type NatsConnection } from "@nats-io/transport-node";
 import { encode } from "../../src/protocol/codec.js";
 import { subjects } from "../../src/protocol/subjects.js";
 import { encodeCommand, RespParser, type RespValue } from "../../src/redis/resp_parser.js";
@@ -400,30 +400,41 @@ async function droppedBad(id: string): Promise<number> {
   return Number(/qjm_pubsub_dropped_bad:(\d+)/.exec(info)?.[1] ?? -1);
 }
 
-test.serial("the subject: a client's NATS user may not publish there; garbled and forged bodies from a data node's are logged and dropped, never a crash", async (t) => {
+/** The first publish nats-server refuses on `nc` (reported asynchronously, after a round trip). */
+function firstRefusal(nc: NatsConnection): Promise<string> {
+  return new Promise<string>((resolve) => {
+    void (async () => {
+      for await (const st of nc.status()) if (st.type === "error" && st.error instanceof PermissionViolationError) return resolve(`${st.error.operation} ${st.error.subject}`);
+    })();
+  });
+}
+
+test.serial("the subject: a client's NATS user may not publish there, a data node only on its own; garbled bodies are logged and dropped, never a crash", async (t) => {
   const [a] = DATA_NODES;
   const s = subjects(tc!.cluster.cluster);
   const sub = await Raw.open(doors.get(a)!);
   sub.send(["SUBSCRIBE", "guarded"]);
   await sub.count(1);
-  // The client user: nats-server refuses the publish (reported asynchronously, after a round trip).
-  const refused = new Promise<string>((resolve) => {
-    void (async () => {
-      for await (const st of tc!.nc.status()) if (st.type === "error" && st.error instanceof PermissionViolationError) return resolve(`${st.error.operation} ${st.error.subject}`);
-    })();
-  });
-  tc!.nc.publish(s.pubsub, encode({ from: "d2", channel: Buffer.from("guarded"), message: Buffer.from("injected") }));
+  const body = (message: string): Uint8Array => encode({ channel: Buffer.from("guarded"), message: Buffer.from(message) });
+  // The client user: nats-server refuses the publish.
+  const clientRefused = firstRefusal(tc!.nc);
+  tc!.nc.publish(s.pubsub("d2"), body("injected by a client"));
   await tc!.nc.flush();
-  t.is(await refused, `publish ${s.pubsub}`);
-  // A data node's user (what a compromised or buggy node could send): garbage, wrong shapes, then a real message.
+  t.is(await clientRefused, `publish ${s.pubsub("d2")}`);
+  // A data node's user (what a compromised or buggy node could send): in another node's name (refused), garbage and
+  // wrong shapes on its own subject (dropped), then a well-formed message (delivered).
   const before = await droppedBad(a);
   const d2 = await tc!.connectAs("d2");
-  const garbage = [Buffer.from("PUBLISH guarded x"), new Uint8Array(0), encode([1, 2, 3]), encode({ from: "d2", channel: "guarded", message: Buffer.from("x") }), encode({ from: "d2", channel: Buffer.from("guarded") }), encode({ from: "../x", channel: Buffer.from("guarded"), message: Buffer.from("x") })];
-  for (const g of garbage) d2.publish(s.pubsub, g);
-  d2.publish(s.pubsub, encode({ from: "d2", channel: Buffer.from("guarded"), message: Buffer.from("well-formed") }));
+  const forgedRefused = firstRefusal(d2);
+  d2.publish(s.pubsub("d3"), body("in d3's name"));
+  const garbage = [Buffer.from("PUBLISH guarded x"), new Uint8Array(0), encode([1, 2, 3]), encode({ channel: "guarded", message: Buffer.from("x") }), encode({ channel: Buffer.from("guarded") }), encode({ channel: Buffer.from("guarded"), message: Buffer.from("x"), from: "d3" })];
+  for (const g of garbage) d2.publish(s.pubsub("d2"), g);
+  d2.publish(s.pubsub("d2"), body("well-formed"));
   await d2.flush();
+  t.is(await forgedRefused, `publish ${s.pubsub("d3")}`);
   const got = await sub.count(2);
-  t.deepEqual(text(got[1]), ["*", "message", "guarded", "well-formed"], "only the well-formed message is delivered; the client's never was");
+  t.deepEqual(text(got[1]), ["*", "message", "guarded", "well-formed"], "only the well-formed message is delivered; the refused ones never were");
   await until("every bad body counted", 5000, async () => ((await droppedBad(a)) - before === garbage.length ? true : undefined));
+  t.is(sub.values.length, 2, "nothing else arrived");
   t.is(await door(a).ping(), "PONG");
 });
