@@ -130,8 +130,8 @@ export class RespDoor implements DoorServices {
     this.server.on("error", (err) => this.log.error({ err }, "front door: server error"));
     // Subscribed from the start, whatever the clients listen to: a SUBSCRIBE confirmed is then never ahead of NATS's
     // interest (a message published on another node right after it arrives), and the door holds one subscription.
-    const s = subjects(this.o.config.cluster);
-    this.bus = new PubSubBus(this.o.nc, s.pubsub(this.o.id), s.pubsubAll, this.log, (m) => {
+    const subject = subjects(this.o.config.cluster);
+    this.bus = new PubSubBus(this.o.nc, subject.pubsub(this.o.id), subject.pubsubAll, this.log, (m) => {
       this.subscribers.deliver(m.shard, m.channel as Buffer, m.message as Buffer, (s, frame) => s.push(frame));
     });
     void this.learnVersion();

@@ -430,7 +430,7 @@ export class Session {
     if (this.socket.destroyed) return;
     slot.bytes = slot.silent === true ? EMPTY : bytes;
     slot.close = close;
-    this.readyBytes += bytes.length;
+    this.readyBytes += slot.bytes.length;
     this.flush();
     this.checkOutput();
   }
