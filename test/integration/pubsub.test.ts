@@ -305,6 +305,13 @@ test.serial("CLIENT REPLY OFF / SKIP / ON: replies silenced, pub/sub's frames st
   const redis = await transcript(redisPorts.get(id)!, [["AUTH", tc!.redisPassword]], commands, "$3\r\nEND\r\n");
   t.is(ours, redis);
   t.false(ours.includes("skipped") || ours.includes("silenced"));
+  // Silenced replies are not output waiting: 70 MB of them do not pass respOutputBytesMax (64 MiB) and close it.
+  const r = await Raw.open(doors.get(id)!);
+  const big = "e".repeat(100 * 1024);
+  r.send(["CLIENT", "REPLY", "OFF"], ...Array.from({ length: 700 }, () => ["ECHO", big]), ["CLIENT", "REPLY", "ON"], ["ECHO", "END"]);
+  await r.until("the replies after CLIENT REPLY ON", () => r.bytes.length >= 14);
+  t.is(r.bytes.toString("latin1"), "+OK\r\n$3\r\nEND\r\n");
+  r.close();
 });
 
 test.serial("RESP3 (HELLO 3): confirmations and messages are push frames, any command runs while subscribed; byte for byte as redis-server", async (t) => {
