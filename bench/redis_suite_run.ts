@@ -4,7 +4,7 @@
  * that fail on a door and pass on plain Redis with their error line and why (bench/redis_suite_known.ts), and JSON.
  *
  *   REDIS_SUITE_TARGETS=plain,master,replica   which targets (default all three)
- *   REDIS_SUITE_FILES=unit/type/incr,…          which files (default the nine of issue #12)
+ *   REDIS_SUITE_FILES=unit/type/incr,…          which files (default the nine of issue #12; also unit/pubsub, unit/pubsubshard)
  *   REDIS_SUITE_OUT=<file>                      the JSON (default <cache>/results.json)
  *   QJM_REDIS_SUITE_DIR=<dir>                   the cache of the suite's tarball (default <repo>/.cache/redis-suite)
  *   --fetch                                     only fill the cache (infra/setup.sh)
@@ -16,7 +16,7 @@ import path from "node:path";
 import { startRedisServer, type RedisServer } from "../src/redis/redis_server.js";
 import { freePort } from "../src/process/ports.js";
 import { startTestCluster, until, waitForWriter, type TestCluster } from "../test/helpers/harness.js";
-import { ensureSuite, runSuiteFile, SUITE_FILES, SUITE_FLAGS, SUITE_VERSION, suiteCacheDir, type FileResult } from "./redis_suite.js";
+import { ensureSuite, runSuiteFile, SUITE_FILES, SUITE_FLAGS, SUITE_OPTIONAL_FILES, SUITE_VERSION, suiteCacheDir, type FileResult } from "./redis_suite.js";
 import { explainDoorFailure } from "./redis_suite_known.js";
 
 const TARGETS = ["plain", "master", "replica"] as const;
@@ -25,11 +25,12 @@ const DATA_NODES = ["d1", "d2", "d3"];
 /** The whole run is bounded: the files not started by then are reported as not run. */
 const RUN_TIMEOUT_MS = 90 * 60_000;
 
-function listEnv(name: string, all: readonly string[]): string[] {
+function listEnv(name: string, all: readonly string[], optional: readonly string[] = []): string[] {
   const v = process.env[name];
   if (v === undefined || v.trim() === "") return [...all];
   const picked = v.split(",").map((s) => s.trim());
-  for (const p of picked) if (!all.includes(p)) throw new Error(`${name}: '${p}' is not one of ${all.join(", ")}`);
+  const known = [...all, ...optional];
+  for (const p of picked) if (!known.includes(p)) throw new Error(`${name}: '${p}' is not one of ${known.join(", ")}`);
   return picked;
 }
 
@@ -164,7 +165,7 @@ async function main(): Promise<void> {
   const root = await ensureSuite();
   if (process.argv.includes("--fetch")) return;
   const targets = listEnv("REDIS_SUITE_TARGETS", TARGETS);
-  const files = listEnv("REDIS_SUITE_FILES", SUITE_FILES);
+  const files = listEnv("REDIS_SUITE_FILES", SUITE_FILES, SUITE_OPTIONAL_FILES);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-redis-suite-"));
   const servers = await startServers(targets, dir);
   // Ctrl-C or a kill: the cluster's nats-server would outlive us.

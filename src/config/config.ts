@@ -343,6 +343,26 @@ export const defaults = {
   respWaitMaxMs: 60_000,
   /** Read-index requests the master holds for its next confirmation round; more are refused OVERLOADED. */
   readIndexQueuedMax: 10_000,
+  /**
+   * Subscriptions (channels, patterns and shard channels together) one front-door connection may hold; a SUBSCRIBE
+   * past it is refused whole (`-ERR`), its other subscriptions stay.
+   */
+  respPubsubSubscriptionsMax: 10_000,
+  /**
+   * Subscriptions all of one front door's connections may hold together (each takes memory: its name, its place in
+   * the door's index); a SUBSCRIBE past it is refused whole. 10,000 connections at respPubsubSubscriptionsMax would
+   * otherwise be 100 million.
+   */
+  respPubsubSubscriptionsTotalMax: 1_000_000,
+  /**
+   * A subscribed connection's reply bytes waiting (messages it has not read) past which it is closed at once: Redis's
+   * `client-output-buffer-limit pubsub` hard limit (32 MiB there too). Logged, and counted in INFO qjm.
+   */
+  respPubsubOutputBytesMax: 32 * 1024 * 1024,
+  /** …and its soft limit: closed once its waiting bytes stayed above this for respPubsubOutputSoftMs (Redis: 8 MiB, 60 s). */
+  respPubsubOutputBytesSoft: 8 * 1024 * 1024,
+  /** How long a subscribed connection may stay above respPubsubOutputBytesSoft before it is closed. */
+  respPubsubOutputSoftMs: 60_000,
   // ---- end RESP front door ----
 
   // ---- metrics and discovery (issue #14 item 4): Prometheus on every actor, a NATS micro-service per actor ----
@@ -475,6 +495,8 @@ export function validateConfig(c: Config): string[] {
   if (c.metricsPort + localActorCount(c) - 1 > 65535) errors.push("metricsPort must leave a TCP port for every actor (0: no metrics)");
   if (!(CONSISTENCY_LEVELS as readonly string[]).includes(c.respConsistency)) errors.push(`respConsistency must be one of ${CONSISTENCY_LEVELS.join(", ")}`);
   if (c.respReadTimeoutMs < 1 || c.respWaitMaxMs < 1 || c.readIndexQueuedMax < 1) errors.push("respReadTimeoutMs, respWaitMaxMs and readIndexQueuedMax must be at least 1");
+  if (c.respPubsubSubscriptionsMax < 1 || c.respPubsubSubscriptionsTotalMax < c.respPubsubSubscriptionsMax) errors.push("respPubsubSubscriptionsMax must be at least 1, and respPubsubSubscriptionsTotalMax at least it");
+  if (c.respPubsubOutputBytesSoft < 1 || c.respPubsubOutputBytesMax < c.respPubsubOutputBytesSoft) errors.push("respPubsubOutputBytesSoft must be at least 1 and at most respPubsubOutputBytesMax");
   errors.push(...validateSizes(c));
   errors.push(...validateDedupe(c));
   return errors;

@@ -4,6 +4,7 @@
  */
 import type { ConsistencyLevel } from "../config/config.js";
 import type { Protocol } from "./resp_encoder.js";
+import { Subscriptions } from "./pubsub.js";
 import { TransactionState, type TxLimitsOfDoor } from "./transaction_state.js";
 
 /** Unbounded transactions: unit tests that build a state without a door. */
@@ -28,6 +29,12 @@ export class ConnectionState {
   observedTxid = 0;
   /** MULTI … EXEC and WATCH on this connection. */
   readonly tx: TransactionState;
+  /** Its channels, patterns and shard channels (the door's PubSubIndex holds the reverse; RESET clears both there). */
+  readonly pubsub = new Subscriptions();
+  /** CLIENT REPLY OFF: no reply is sent (pub/sub's frames still are) until CLIENT REPLY ON. */
+  replyOff = false;
+  /** CLIENT REPLY SKIP: the next command's reply is not sent. */
+  skipNext = false;
   /**
    * A write of this connection committed with effects but was answered an error, which carries no txid (a script that
    * failed after writing): the next session read takes the master's read index as its floor (read-your-writes).
@@ -76,6 +83,8 @@ export class ConnectionState {
     this.observedTxid = 0;
     this.tx.clear();
     this.untoldWrite = false;
+    this.replyOff = false;
+    this.skipNext = false;
   }
 
   /** One line of CLIENT LIST / CLIENT INFO, in Redis's field order (the fields the door has). */
@@ -89,10 +98,11 @@ export class ConnectionState {
       `name=${this.name ?? ""}`,
       `age=${age}`,
       `idle=${idle}`,
-      "flags=N",
+      `flags=${this.pubsub.total > 0 ? "P" : "N"}`,
       "db=0",
-      "sub=0",
-      "psub=0",
+      `sub=${this.pubsub.channels.size}`,
+      `psub=${this.pubsub.patterns.size}`,
+      `ssub=${this.pubsub.shards.size}`,
       `multi=${this.tx.queueing ? this.tx.queued : -1}`,
       `watch=${this.tx.watchedKeys}`,
       `cmd=${this.lastCommand}`,

@@ -10,6 +10,9 @@
  * reached` and closed, as Redis does), respPipelineMax requests in flight per connection (then the socket is not
  * read), one request at most respRequestBytesMax bytes (0: the write bound, writeBytesMax or nats-server's
  * max_payload), respUpstreamConnections shared connections per protocol to the node's Redis.
+ *
+ * Pub/sub (pubsub.ts): the door's PubSubIndex knows which connection listens to what; a PUBLISH is delivered to this
+ * door's subscribers at once and sent to every other door over NATS (pubsub_bus.ts), which delivers it to theirs.
  */
 import net from "node:net";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -30,6 +33,10 @@ import { route, writeError, type LocalCommand, type Route } from "./router.js";
 import { Session, type DoorServices, type WriteOutcome } from "./session.js";
 import { Upstream } from "./upstream.js";
 import { ReadPath } from "./read_path.js";
+import { array, bulk, integer } from "./resp_encoder.js";
+import { numsubReply, PUBSUB_HELP, PubSubIndex, type PubSubRequest, type PushFrame } from "./pubsub.js";
+import { PubSubBus } from "./pubsub_bus.js";
+import { subjects } from "../protocol/subjects.js";
 
 export interface DoorOptions {
   id: string;
@@ -70,6 +77,13 @@ export class RespDoor implements DoorServices {
   private bufferedTotal = 0;
   /** Connections closed because their unread replies passed respOutputBytesMax (INFO qjm). */
   closedForOutput = 0;
+  /** Subscribed connections closed past pub/sub's output bounds (INFO qjm). */
+  closedForPubsubOutput = 0;
+  readonly pubsubOutput: { hardBytes: number; softBytes: number; softMs: number };
+  private readonly subscribers: PubSubIndex<Session>;
+  private bus: PubSubBus | null = null;
+  /** PUBLISHes on this door (INFO qjm). */
+  private published = 0;
   private redisVersion = "7.0.0";
 
   constructor(private readonly o: DoorOptions) {
@@ -93,6 +107,8 @@ export class RespDoor implements DoorServices {
       read: (protocol, args) => this.upstream.call(protocol, args),
     });
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+    this.pubsubOutput = { hardBytes: c.respPubsubOutputBytesMax, softBytes: c.respPubsubOutputBytesSoft, softMs: c.respPubsubOutputSoftMs };
+    this.subscribers = new PubSubIndex<Session>(c.respPubsubSubscriptionsMax, c.respPubsubSubscriptionsTotalMax);
   }
 
   get port(): number {
@@ -112,12 +128,19 @@ export class RespDoor implements DoorServices {
       });
     });
     this.server.on("error", (err) => this.log.error({ err }, "front door: server error"));
+    // Subscribed from the start, whatever the clients listen to: a SUBSCRIBE confirmed is then never ahead of NATS's
+    // interest (a message published on another node right after it arrives), and the door holds one subscription.
+    const subject = subjects(this.o.config.cluster);
+    this.bus = new PubSubBus(this.o.nc, subject.pubsub(this.o.id), subject.pubsubAll, this.log, (m) => {
+      this.subscribers.deliver(m.shard, m.channel as Buffer, m.message as Buffer, (s, frame) => s.push(frame));
+    });
     void this.learnVersion();
     this.log.info({ port: this.o.port, host: this.o.config.respHost, requestBytesMax: this.requestBytesMax }, "RESP front door listening");
   }
 
   async stop(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.bus?.close();
     for (const s of this.sessions) s.close();
     this.reads.close();
     this.upstream.close();
@@ -148,11 +171,43 @@ export class RespDoor implements DoorServices {
   // ---- DoorServices ----
 
   route(args: readonly Buffer[], state: ConnectionState): Route {
-    return route(args, { commands: this.o.commands(), authenticated: state.authenticated });
+    return route(args, { commands: this.o.commands(), authenticated: state.authenticated, protocol: state.protocol, subscriptions: state.pubsub.total });
+  }
+
+  pubsub(r: Exclude<PubSubRequest, { op: "error" }>, session: Session): PushFrame[] | RespValue {
+    const own = session.state.pubsub;
+    switch (r.op) {
+      case "subscribe": {
+        const out = this.subscribers.subscribe(session, own, r.kind, r.names);
+        return "error" in out ? out.error : out.frames;
+      }
+      case "unsubscribe":
+        return this.subscribers.unsubscribe(session, own, r.kind, r.names);
+      case "publish":
+        return this.publish(r.shard, r.channel, r.message);
+      case "channels":
+        return array(this.subscribers.channels(r.shard, r.pattern).map((n) => bulk(n)));
+      case "numsub":
+        return numsubReply(r.names, this.subscribers.numsub(r.shard, r.names));
+      case "numpat":
+        return integer(this.subscribers.patternCount);
+      case "help":
+        return array(PUBSUB_HELP.map((l) => ({ type: "simple", value: l })));
+    }
+  }
+
+  /** PUBLISH / SPUBLISH: refused whole if the bus cannot carry it; else this door's receivers, and out to the others. */
+  private publish(shard: boolean, channel: Buffer, message: Buffer): RespValue {
+    const refused = this.bus === null ? "ERR qjm: the front door is not started" : this.bus.publish(shard, channel, message);
+    if (refused !== null) return { type: "error", value: refused };
+    this.published++;
+    return integer(this.subscribers.deliver(shard, channel, message, (s, frame) => s.push(frame)));
   }
 
   local(command: LocalCommand, args: readonly Buffer[], session: Session): LocalAnswer {
     const now = Date.now();
+    // RESET leaves every channel and pattern (the connection's state is reset in answerLocal).
+    if (command === "reset") this.subscribers.drop(session, session.state.pubsub);
     return answerLocal(command, args, session.state, {
       password: this.o.config.respPassword,
       redisVersion: this.redisVersion,
@@ -197,6 +252,14 @@ export class RespDoor implements DoorServices {
       appliedTxid: s.role === "master" ? s.lastTxid : s.appliedTxid,
       connections: this.sessions.size,
       closedForOutput: this.closedForOutput,
+      pubsub: {
+        channels: this.subscribers.channelCount,
+        patterns: this.subscribers.patternCount,
+        published: this.published,
+        received: this.bus?.received ?? 0,
+        dropped: this.bus?.dropped ?? 0,
+        closedForOutput: this.closedForPubsubOutput,
+      },
     });
     return { type: reply.type, value: Buffer.concat([prefix, Buffer.from(info, "utf8")]) };
   }
@@ -260,6 +323,7 @@ export class RespDoor implements DoorServices {
   }
 
   closed(session: Session): void {
+    this.subscribers.drop(session, session.state.pubsub);
     this.sessions.delete(session);
   }
 }

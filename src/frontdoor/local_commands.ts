@@ -7,6 +7,7 @@ import { timingSafeEqual, createHash } from "node:crypto";
 import { CONSISTENCY_LEVELS, type ConsistencyLevel } from "../config/config.js";
 import type { RespValue } from "../redis/resp_parser.js";
 import { validClientName, type ConnectionState } from "./connection_state.js";
+import { subscribedPing } from "./pubsub.js";
 import { array, bulk, error, integer, map, OK, simple, type Protocol } from "./resp_encoder.js";
 import type { LocalCommand } from "./router.js";
 
@@ -24,7 +25,11 @@ export interface LocalContext {
 }
 
 /** What the door does: answer (and maybe close after), or ask the node's Redis first (INFO, CONFIG GET). */
-export type LocalAnswer = { reply: RespValue; close?: true } | { upstream: Buffer[]; then: "info" | "config" };
+/**
+ * What the door does: answer (and maybe close after), or ask the node's Redis first (INFO, CONFIG GET). `quiet`:
+ * CLIENT REPLY's own answer — none for OFF and SKIP, always one for ON (even while replies were off).
+ */
+export type LocalAnswer = { reply: RespValue; close?: true; quiet?: "silent" | "always" } | { upstream: Buffer[]; then: "info" | "config" };
 
 /** CONFIG GET parameters a client may read (redis-benchmark asks for save and appendonly); never a password. */
 const CONFIG_READABLE = new Set(["save", "appendonly", "appendfsync", "databases", "maxmemory", "maxmemory-policy", "timeout", "proto-max-bulk-len"]);
@@ -36,6 +41,7 @@ export function answerLocal(command: LocalCommand, args: readonly Buffer[], stat
   switch (command) {
     case "ping":
       if (args.length > 2) return { reply: arity("ping") };
+      if (state.protocol === 2 && state.pubsub.total > 0) return { reply: subscribedPing(args) };
       return { reply: args.length === 2 ? bulk(args[1]) : simple("PONG") };
     case "echo":
       return { reply: args.length === 2 ? bulk(args[1]) : arity("echo") };
@@ -44,6 +50,7 @@ export function answerLocal(command: LocalCommand, args: readonly Buffer[], stat
     case "auth":
       return { reply: auth(args, state, ctx) };
     case "client":
+      if (args.length >= 2 && text(args[1]).toLowerCase() === "reply") return clientReply(args, state);
       return { reply: client(args, state, ctx) };
     case "select":
       return { reply: select(args) };
@@ -184,7 +191,29 @@ function client(args: readonly Buffer[], state: ConnectionState, ctx: LocalConte
       if (ctx.password === "") return bulk(`${state.infoLine(ctx.nowMs, ctx.inFlight)}\n`);
       return bulk(ctx.clientList().map((l) => `${l}\n`).join(""));
     default:
-      return error(`ERR qjm: CLIENT ${text(args[1]).toUpperCase()} is not supported by the front door (ID, SETNAME, GETNAME, SETINFO, INFO, LIST are)`);
+      return error(`ERR qjm: CLIENT ${text(args[1]).toUpperCase()} is not supported by the front door (ID, SETNAME, GETNAME, SETINFO, INFO, LIST, REPLY are)`);
+  }
+}
+
+/**
+ * CLIENT REPLY ON|OFF|SKIP, as Redis: OFF silences every reply until ON, SKIP the next command's; neither answers
+ * itself. Pub/sub's frames (confirmations, messages) are still sent, as Redis sends them (session.ts).
+ */
+function clientReply(args: readonly Buffer[], state: ConnectionState): LocalAnswer {
+  if (args.length !== 3) return { reply: arity("client|reply") };
+  switch (text(args[2]).toLowerCase()) {
+    case "on":
+      state.replyOff = false;
+      state.skipNext = false;
+      return { reply: OK, quiet: "always" };
+    case "off":
+      state.replyOff = true;
+      return { reply: OK, quiet: "silent" };
+    case "skip":
+      if (!state.replyOff) state.skipNext = true;
+      return { reply: OK, quiet: "silent" };
+    default:
+      return { reply: error("ERR syntax error") };
   }
 }
 
@@ -229,6 +258,8 @@ export interface QjmInfo {
   connections: number;
   /** Connections closed because their unread replies passed respOutputBytesMax. */
   closedForOutput: number;
+  /** Pub/sub on this door: subscribed channels and patterns, messages in and out, bad ones dropped, slow subscribers closed. */
+  pubsub: { channels: number; patterns: number; published: number; received: number; dropped: number; closedForOutput: number };
 }
 
 /** INFO's text from the node's Redis with a `# qjm` section added (when the sections asked for include it). */
@@ -248,6 +279,12 @@ export function infoWithQjm(redisInfo: string, sections: readonly Buffer[], q: Q
     `qjm_lag:${lag}`,
     `qjm_door_connections:${q.connections}`,
     `qjm_door_closed_output_bound:${q.closedForOutput}`,
+    `qjm_pubsub_channels:${q.pubsub.channels}`,
+    `qjm_pubsub_patterns:${q.pubsub.patterns}`,
+    `qjm_pubsub_published:${q.pubsub.published}`,
+    `qjm_pubsub_received:${q.pubsub.received}`,
+    `qjm_pubsub_dropped_bad:${q.pubsub.dropped}`,
+    `qjm_pubsub_closed_output_bound:${q.pubsub.closedForOutput}`,
   ].join("\r\n");
   const trimmed = redisInfo.replace(/(\r\n)+$/, "");
   return trimmed === "" ? `${section}\r\n` : `${trimmed}\r\n\r\n${section}\r\n`;

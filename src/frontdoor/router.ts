@@ -4,14 +4,18 @@
  * error text the client gets (without the `-`).
  *
  * Order: authentication first (NOAUTH), then the door's own commands (QJM.CONSISTENCY among them), QJM.LASTTXID and
- * QJM.WAIT, transaction control (MULTI, EXEC, DISCARD, WATCH, UNWATCH: session.ts with transaction_state.ts), then
- * what a later phase brings (pub/sub, blocking commands: a clear "not supported yet"), then the node's command table (the redis-server's
+ * QJM.WAIT, transaction control (MULTI, EXEC, DISCARD, WATCH, UNWATCH: session.ts with transaction_state.ts), pub/sub
+ * ((P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PUBLISH, SPUBLISH, PUBSUB: pubsub.ts, carried between nodes over NATS), then what
+ * is not served (blocking commands, WAIT: a clear "not supported"), then the node's command table (the redis-server's
  * COMMAND reply, src/redis/command_table.ts): its writes go through the journal, its `readonly` commands are reads,
- * and the rest is refused with Redis's own text for an unknown command or a wrong arity.
+ * and the rest is refused with Redis's own text for an unknown command or a wrong arity. Last, a RESP2 connection
+ * with a subscription (Redis's subscribed mode) is refused anything but (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PING, QUIT
+ * and RESET, after the unknown-command and arity errors, as Redis orders them.
  */
 import { ErrorCode } from "../protocol/errors.js";
 import type { CommandTable } from "../redis/command_table.js";
 import { verdictOf } from "../client/retry.js";
+import { PUBSUB_ARITY, subscribedModeRefusal, type PubSubCommand } from "./pubsub.js";
 
 /** Commands the door answers itself (COMMAND and DBSIZE are reads: the node's Redis answers them). */
 export const LOCAL_COMMANDS = ["ping", "echo", "hello", "auth", "client", "select", "quit", "reset", "info", "config", "qjm.consistency"] as const;
@@ -36,23 +40,27 @@ export type Route =
   | { kind: "write" }
   | { kind: "qjm"; command: QjmCommand }
   | { kind: "tx"; command: TxCommand }
+  | { kind: "pubsub"; command: PubSubCommand }
   | { kind: "refuse"; error: string };
 
 export interface RouteContext {
   /** The node's command table; undefined while the node starts. */
   commands: CommandTable | undefined;
   authenticated: boolean;
+  /** The connection's protocol and subscriptions: RESP2 with any is Redis's subscribed mode. */
+  protocol?: 2 | 3;
+  subscriptions?: number;
 }
 
 const LOCAL = new Set<string>(LOCAL_COMMANDS);
 /** What a connection may send before it authenticated. */
 const BEFORE_AUTH = new Set(["auth", "hello", "quit", "reset"]);
 
-/** Later phases of issue #12: refused with what is missing, not as unknown. */
-const NOT_YET: ReadonlyMap<string, string> = new Map([
-  ...["subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe", "publish", "spublish", "pubsub"].map((c): [string, string] => [c, "pub/sub"]),
-  ["wait", "WAIT (every acknowledged write is on a majority of journal nodes already)"],
-]);
+/** Not served by the door: refused with what is missing, not as unknown. */
+const NOT_YET: ReadonlyMap<string, string> = new Map([["wait", "WAIT (every acknowledged write is on a majority of journal nodes already)"]]);
+
+/** Containers whose subcommand Redis names in the subscribed-mode refusal (`client|id`). */
+const CONTAINERS = new Set(["client", "config", "pubsub", "command", "object", "memory", "xinfo", "function", "script"]);
 
 /**
  * Read-only scripts run on the node's Redis for as long as they like (lua-time-limit only makes Redis answer BUSY to
@@ -66,6 +74,14 @@ export function notSupportedYet(what: string): string {
 
 export function route(args: readonly Buffer[], ctx: RouteContext): Route {
   const name = args[0].toString("latin1").toLowerCase();
+  const r = routeOf(name, args, ctx);
+  if (r.kind === "refuse" || ctx.protocol !== 2 || !ctx.subscriptions) return r;
+  const full = CONTAINERS.has(name) && args.length > 1 ? `${name}|${args[1].toString("latin1", 0, 64).toLowerCase()}` : name;
+  const refusal = subscribedModeRefusal(name, full, ctx.protocol, ctx.subscriptions);
+  return refusal === null ? r : { kind: "refuse", error: refusal };
+}
+
+function routeOf(name: string, args: readonly Buffer[], ctx: RouteContext): Route {
   if (!ctx.authenticated && !BEFORE_AUTH.has(name)) return { kind: "refuse", error: "NOAUTH Authentication required." };
   if (LOCAL.has(name)) return { kind: "local", command: name as LocalCommand };
   if (name === "qjm.lasttxid") return { kind: "qjm", command: "lasttxid" };
@@ -74,15 +90,24 @@ export function route(args: readonly Buffer[], ctx: RouteContext): Route {
   if (name === "command" || name === "time") return { kind: "read" };
   const tx = TX_COMMANDS.get(name);
   if (tx !== undefined) {
-    const n = args.length;
-    if (tx.arity > 0 ? n !== tx.arity : n < -tx.arity) return { kind: "refuse", error: `ERR wrong number of arguments for '${name}' command` };
+    if (!arityOk(args.length, tx.arity)) return { kind: "refuse", error: `ERR wrong number of arguments for '${name}' command` };
     return { kind: "tx", command: tx.command };
+  }
+  const pubsubArity = PUBSUB_ARITY.get(name);
+  if (pubsubArity !== undefined) {
+    if (!arityOk(args.length, pubsubArity)) return { kind: "refuse", error: `ERR wrong number of arguments for '${name}' command` };
+    return { kind: "pubsub", command: name as PubSubCommand };
   }
   const later = NOT_YET.get(name);
   if (later !== undefined) return { kind: "refuse", error: notSupportedYet(later) };
   if (UNBOUNDED_READS.has(name)) return { kind: "refuse", error: `ERR qjm: '${name}' is not served by the front door: a read-only script may run unbounded on the node's Redis and stall it` };
   if (ctx.commands === undefined) return { kind: "refuse", error: "LOADING qjm: the node is starting, its command table is not read yet" };
   return byTable(name, args, ctx.commands);
+}
+
+/** Redis's arity: exactly n arguments (the name included), or at least -n when negative. */
+function arityOk(n: number, arity: number): boolean {
+  return arity > 0 ? n === arity : n >= -arity;
 }
 
 function byTable(name: string, args: readonly Buffer[], commands: CommandTable): Route {
@@ -103,7 +128,6 @@ function byTable(name: string, args: readonly Buffer[], commands: CommandTable):
       // XREAD is flagged blocking (so the table refuses it as a write) but is a plain read without BLOCK.
       if (info?.flags.has("blocking") && info.flags.has("readonly") && !hasBlockOption(args)) return { kind: "read" };
       if (info?.flags.has("blocking")) return { kind: "refuse", error: notSupportedYet("blocking commands") };
-      if (info?.flags.has("pubsub")) return { kind: "refuse", error: notSupportedYet("pub/sub") };
       return { kind: "refuse", error: `ERR qjm ${verdict.code} ${verdict.message}` };
   }
 }

@@ -23,6 +23,7 @@ import { parseLastTxid, parseQjmWait, type LocalAnswer } from "./local_commands.
 import { DoorProtocolError, RequestReader } from "./request_framing.js";
 import { encodeReplyValue, encodeResp, nilIsNullArray, type Protocol } from "./resp_encoder.js";
 import type { LocalCommand, QjmCommand, Route, TxCommand } from "./router.js";
+import { OutputLimit, parsePubSub, type PubSubCommand, type PubSubRequest, type PushFrame } from "./pubsub.js";
 
 /** What a session needs from its door. */
 export interface DoorServices {
@@ -63,6 +64,15 @@ export interface DoorServices {
   /** The txid a WATCH records: what this node had applied (after the session's floor). */
   watchPoint(state: ConnectionState): Promise<number>;
   closed(session: Session): void;
+  /** Pub/sub's client-output-buffer-limit: a connection with a subscription is closed past these (pubsub.ts OutputLimit). */
+  readonly pubsubOutput: { hardBytes: number; softBytes: number; softMs: number };
+  /** Subscribed connections closed past pubsubOutput (counted here, shown by INFO qjm). */
+  closedForPubsubOutput: number;
+  /**
+   * A pub/sub command, answered at once: its frames ((UN)SUBSCRIBE: one per name), or its reply (PUBLISH: the
+   * receivers on this node; PUBSUB …; an error).
+   */
+  pubsub(request: Exclude<PubSubRequest, { op: "error" }>, session: Session): PushFrame[] | RespValue;
 }
 
 /**
@@ -73,6 +83,8 @@ export type WriteOutcome = { ok: true; value: ReplyValue; txid: number } | { ok:
 
 interface Slot {
   bytes: Buffer | null;
+  /** CLIENT REPLY OFF or SKIP when the request was taken: its reply is dropped (pub/sub frames excepted). */
+  silent?: true;
   /** Close the connection once this reply is written (QUIT, a protocol error). */
   close: boolean;
 }
@@ -98,6 +110,8 @@ export class Session {
   private charged = 0;
   /** The txid of this connection's WATCHes (the lowest), known once each WATCH ran in order; null: none pending. */
   private watchTxid: Promise<number> | null = null;
+  /** Pub/sub's output bounds, once the connection subscribed. */
+  private pubsubLimit: OutputLimit | null = null;
 
   constructor(
     private readonly socket: net.Socket,
@@ -191,6 +205,8 @@ export class Session {
 
   private dispatch(args: Buffer[]): void {
     const slot: Slot = { bytes: null, close: false };
+    if (this.state.replyOff || this.state.skipNext) slot.silent = true;
+    this.state.skipNext = false;
     this.slots.push(slot);
     this.state.lastActiveMs = Date.now();
     this.state.lastCommand = args[0].toString("latin1", 0, 32).toLowerCase();
@@ -211,7 +227,37 @@ export class Session {
         return this.qjm(route.command, args, slot);
       case "tx":
         return this.transaction(route.command, args, slot);
+      case "pubsub":
+        return this.pubsub(route.command, args, slot);
     }
+  }
+
+  /**
+   * (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PUBSUB: answered at once, in order with the replies before them. PUBLISH runs
+   * after the connection's earlier writes are acknowledged (ordered as a read), so a subscriber told of a change can
+   * read it; it answers the receivers on this node (Redis Cluster's PUBLISH), the other nodes get it over NATS.
+   */
+  private pubsub(command: PubSubCommand, args: Buffer[], slot: Slot): void {
+    const request = parsePubSub(command, args);
+    const answer = (): void => {
+      const protocol = this.state.protocol;
+      const r = request.op === "error" ? request.error : this.door.pubsub(request, this);
+      // Frames are pushed, as Redis pushes them: sent even with CLIENT REPLY OFF.
+      if (Array.isArray(r)) delete slot.silent;
+      this.fill(slot, Array.isArray(r) ? Buffer.concat(r.map((f) => f.bytes(protocol))) : encodeResp(r, protocol), false);
+    };
+    if (request.op !== "publish") return answer();
+    this.schedule("read", () => Promise.resolve(answer()));
+  }
+
+  /** A message for this connection's subscriptions: after the replies before it, bounded as Redis bounds a subscriber. */
+  push(frame: PushFrame): void {
+    if (this.stopped || this.socket.destroyed) return;
+    const bytes = frame.bytes(this.state.protocol);
+    this.slots.push({ bytes, close: false });
+    this.readyBytes += bytes.length;
+    this.flush();
+    this.checkOutput();
   }
 
   /**
@@ -326,6 +372,10 @@ export class Session {
     if (this.state.authenticated) this.reader.authenticated();
     // QUIT: nothing after it is read, as in Redis (a pipelined `QUIT; SET x 1` does not run the SET).
     if ("reply" in answer && answer.close === true) this.stopped = true;
+    if ("reply" in answer && answer.quiet !== undefined) {
+      if (answer.quiet === "always") delete slot.silent;
+      else slot.silent = true;
+    }
     if ("reply" in answer) return done(answer.reply, this.state.protocol, answer.close === true);
     const protocol = this.state.protocol;
     this.door.read(protocol, answer.upstream).then(
@@ -378,17 +428,34 @@ export class Session {
 
   private fill(slot: Slot, bytes: Buffer, close: boolean): void {
     if (this.socket.destroyed) return;
-    slot.bytes = bytes;
+    slot.bytes = slot.silent === true ? EMPTY : bytes;
     slot.close = close;
-    this.readyBytes += bytes.length;
+    this.readyBytes += slot.bytes.length;
     this.flush();
-    if (this.outputBytes > this.door.outputBytesMax) this.overflow();
+    this.checkOutput();
+  }
+
+  /**
+   * Closes a connection whose client does not read: past respOutputBytesMax, or with a subscription past pub/sub's
+   * bounds (Redis's client-output-buffer-limit normal / pubsub).
+   */
+  private checkOutput(): void {
+    const bytes = this.outputBytes;
+    if (this.state.pubsub.total === 0) {
+      if (bytes > this.door.outputBytesMax) this.overflow(`${bytes} reply bytes waiting, over respOutputBytesMax ${this.door.outputBytesMax}`, false);
+      return;
+    }
+    const o = this.door.pubsubOutput;
+    this.pubsubLimit ??= new OutputLimit(o.hardBytes, o.softBytes, o.softMs);
+    const why = this.pubsubLimit.check(bytes, Date.now());
+    if (why !== null) this.overflow(`${why} (respPubsubOutputBytesMax / respPubsubOutputBytesSoft)`, true);
   }
 
   /** The client does not read its replies: closed as Redis's client-output-buffer-limit does. */
-  private overflow(): void {
-    this.door.log.info({ client: this.state.id, addr: this.state.addr, outputBytes: this.outputBytes, inFlight: this.inFlight }, "front door: replies waiting past respOutputBytesMax, closing the connection");
-    this.door.closedForOutput++;
+  private overflow(why: string, pubsub: boolean): void {
+    this.door.log.info({ client: this.state.id, addr: this.state.addr, why, inFlight: this.inFlight, subscriptions: this.state.pubsub.total }, "front door: the client does not read its replies, closing the connection");
+    if (pubsub) this.door.closedForPubsubOutput++;
+    else this.door.closedForOutput++;
     this.stopped = true;
     this.slots = [];
     this.head = 0;
@@ -416,7 +483,7 @@ export class Session {
       this.readyBytes -= slot.bytes.length;
       if (this.socket.destroyed) continue;
       this.cork();
-      if (!this.socket.write(slot.bytes)) this.outputFull = true;
+      if (slot.bytes.length > 0 && !this.socket.write(slot.bytes)) this.outputFull = true;
       if (slot.close) {
         this.stopped = true;
         this.socket.end();
@@ -432,6 +499,8 @@ export class Session {
     if (this.inFlight < before) this.pump();
   }
 }
+
+const EMPTY = Buffer.alloc(0);
 
 function unavailable(err: Error): RespValue {
   return { type: "error", value: `ERR qjm: this node's Redis cannot be reached: ${err.message.replace(/[\r\n]+/g, " ")}` };

@@ -92,8 +92,9 @@ function rolePermissions(cluster: string, user: NatsUser): Permissions {
         // Control: the draining master asks the standby it chose to campaign. Writes and events: its RESP front door
         // writes as a client (src/frontdoor/), following elections as clients do; its linearizable reads ask the
         // master for a read index.
-        publish: [...master.publish, s.heartbeat("replica", user.name), s.control("*"), s.write, s.writeTo("*"), s.readIndex, s.trace],
-        subscribe: [...master.subscribe, s.heartbeat("master", "*"), s.control(user.name), s.events],
+        // Pub/sub: its door's PUBLISHes on its own subject, and every door's (only data nodes: a client cannot inject one).
+        publish: [...master.publish, s.heartbeat("replica", user.name), s.control("*"), s.write, s.writeTo("*"), s.readIndex, s.trace, s.pubsub(user.name)],
+        subscribe: [...master.subscribe, s.heartbeat("master", "*"), s.control(user.name), s.events, s.pubsubAll],
         allowResponses: true,
       };
     }

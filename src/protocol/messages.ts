@@ -649,3 +649,26 @@ export function parseReadIndexReply(v: unknown): ReadIndexReply {
   if (v.ok !== true) bad("reply.ok must be a boolean");
   return { ok: true, txid: uint(v, "txid"), epoch: u32(v, "epoch") };
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Pub/sub (issue #12 item 5): a PUBLISH on one node's front door, published on `pubsub` for every other node's door.
+
+/**
+ * One published message, on `pubsub(<node>)` (msgpack; the node it was published on is the subject's last token): the
+ * channel and the message (bytes, any), and `shard: true` for SPUBLISH. Never journaled.
+ */
+export interface PubSubMessage {
+  shard: boolean;
+  channel: Uint8Array;
+  message: Uint8Array;
+}
+
+/** Validates a message off the bus: anyone who may publish there could have sent it. Throws BAD_REQUEST. */
+export function parsePubSubMessage(v: unknown): PubSubMessage {
+  if (!isObject(v)) bad("a pub/sub message must be a map");
+  if (v.shard !== undefined && typeof v.shard !== "boolean") bad("shard must be a boolean");
+  for (const key of Object.keys(v)) if (!PUBSUB_KEYS.has(key)) bad(`unknown key ${key.slice(0, 32)}`);
+  return { shard: v.shard === true, channel: bytes(v, "channel"), message: bytes(v, "message") };
+}
+
+const PUBSUB_KEYS: ReadonlySet<string> = new Set(["shard", "channel", "message"]);

@@ -40,6 +40,16 @@ export const subjects = (cluster: string) => ({
   events: `qjm.${cluster}.events`,
   /** With traceSample > 0: each replica's applied runs of records (TraceApplied), for the bench's replica lag. */
   trace: `qjm.${cluster}.trace`,
+  /**
+   * Pub/sub (issue #12 item 5): every PUBLISH on data node `id`'s front door (PubSubMessage, msgpack; the channel in the
+   * body), for every other door. The channel is not in the subject: each door holds one subscription (pubsubAll)
+   * whatever its clients listen to, channel names of any bytes and length need no encoding into a subject token, and a
+   * PSUBSCRIBE pattern (Redis's glob) needs every channel anyway. The node is: only it may publish there (its origin
+   * cannot be forged), and a door skips its own messages by their subject, without decoding them.
+   */
+  pubsub: (id: string) => `qjm.${cluster}.pubsub.${id}`,
+  /** What every door subscribes to: every node's pub/sub subject. */
+  pubsubAll: `qjm.${cluster}.pubsub.*`,
   /** Reply subjects of one NATS user (its connection's inbox prefix): nobody else may read them. */
   inbox: (user: string) => `_INBOX.${cluster}.${user}`,
 });

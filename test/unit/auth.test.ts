@@ -109,3 +109,15 @@ test("auth - every actor answers the NATS micro protocol ($SRV); the client and 
   t.false(may(faults, "$SRV.PING"));
   t.false(hears(faults, "$SRV.PING"));
 });
+
+test("auth - pub/sub between front doors: a data node publishes on its own subject only and hears every node's; a client or the admin can neither inject nor listen", (t) => {
+  const d1: NatsUser = { name: "d1", role: "data" };
+  const admin: NatsUser = { name: "admin", role: "admin" };
+  t.true(may(d1, s.pubsub("d1")));
+  t.false(may(d1, s.pubsub("d2")), "no message in another node's name");
+  t.true(hears(d1, s.pubsub("d1")) && hears(d1, s.pubsub("d2")));
+  for (const user of [client, admin, master, jn1, r1]) {
+    t.false(may(user, s.pubsub("d1")), `${user.name} may not publish on ${s.pubsub("d1")}`);
+    t.false(hears(user, s.pubsub("d1")), `${user.name} does not hear ${s.pubsub("d1")}`);
+  }
+});

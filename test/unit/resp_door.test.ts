@@ -163,7 +163,8 @@ test("router: local, read, write or refuse, with Redis's texts", (t) => {
   t.regex(refused(args("xread", "BLOCK", "0", "STREAMS", "s", "$")), /not supported yet by the front door: blocking commands/);
   t.regex(refused(args("BLPOP", "l", "0")), /not supported yet by the front door: blocking commands/);
   t.deepEqual(route(args("MULTI"), ctx), { kind: "tx", command: "multi" }, "transactions: the connection's (session.ts)");
-  t.regex(refused(args("SUBSCRIBE", "c")), /not supported yet by the front door: pub\/sub/);
+  t.deepEqual(route(args("SUBSCRIBE", "c"), ctx), { kind: "pubsub", command: "subscribe" }, "pub/sub: the door's (pubsub.ts)");
+  t.is(refused(args("PUBLISH", "c")), "ERR wrong number of arguments for 'publish' command");
   t.is(refused(args("nope", "a", "b")), "ERR unknown command 'nope', with args beginning with: 'a' 'b' ");
   t.is(refused(args("GET")), "ERR wrong number of arguments for 'get' command");
   t.regex(refused(args("FLUSHALL")), /^ERR qjm COMMAND_REFUSED 'flushall' is refused/);
@@ -233,9 +234,9 @@ test("local commands: HELLO switches protocol and authenticates, AUTH, SELECT, C
 });
 
 test("INFO's qjm section: added when the sections asked for include it", (t) => {
-  const q = { node: "d2", role: "replica", health: "ok", epoch: 3, committedTxid: 10, appliedTxid: 7, connections: 2, closedForOutput: 1 };
+  const q = { node: "d2", role: "replica", health: "ok", epoch: 3, committedTxid: 10, appliedTxid: 7, connections: 2, closedForOutput: 1, pubsub: { channels: 4, patterns: 1, published: 9, received: 8, dropped: 2, closedForOutput: 1 } };
   const all = infoWithQjm("# Server\r\nredis_version:7.0.15\r\n", [], q);
-  t.regex(all, /^# Server\r\nredis_version:7\.0\.15\r\n\r\n# qjm\r\nqjm_node:d2\r\nqjm_role:replica\r\n.*qjm_lag:3\r\n.*qjm_door_closed_output_bound:1\r\n/s);
+  t.regex(all, /^# Server\r\nredis_version:7\.0\.15\r\n\r\n# qjm\r\nqjm_node:d2\r\nqjm_role:replica\r\n.*qjm_lag:3\r\n.*qjm_door_closed_output_bound:1\r\nqjm_pubsub_channels:4\r\n.*qjm_pubsub_dropped_bad:2\r\nqjm_pubsub_closed_output_bound:1\r\n/s);
   t.is(infoWithQjm("# Keyspace\r\n", [b("keyspace")], q), "# Keyspace\r\n");
   t.regex(infoWithQjm("", [b("qjm")], q), /^# qjm\r\n/);
 });
