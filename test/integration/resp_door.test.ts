@@ -4,6 +4,7 @@
  * Redis's own, with its type), reads are served by the node's Redis, refusals and protocol errors are clear.
  */
 import { execFile, spawn } from "node:child_process";
+import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -284,6 +285,52 @@ test.serial("a client that never reads its replies is closed past respOutputByte
   }
   t.pass("the door closed it (100 MiB of replies against an 8 MiB bound)");
   t.is(await r.ping(), "PONG");
+});
+
+/** The resident memory of process `pid`, in bytes (Linux /proc). */
+function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m === null ? NaN : Number(m[1]) * 1024;
+}
+
+test.serial("10,000 idle connections on a door: held within bounded memory, the next one is refused with Redis's error, and the door serves on", async (t) => {
+  const r = door(replicaDoor);
+  await r.connect();
+  const pid = tc!.cluster.actors.get(replicaId)!.pid;
+  const before = rssBytes(pid);
+  const max = tc!.cluster.config.respConnectionsMax;
+  const sockets: net.Socket[] = [];
+  const refused: string[] = [];
+  try {
+    // Opened in bursts, as a connection storm would come; every one idle once open.
+    for (let i = 0; i < max; i += 500) {
+      await Promise.all(
+        Array.from({ length: Math.min(500, max - i) }, () => new Promise<void>((resolve) => {
+          const s = net.connect({ port: replicaDoor, host: "127.0.0.1" });
+          s.on("error", () => resolve());
+          s.on("data", (d: Buffer) => refused.push(d.toString("latin1").trim()));
+          s.once("connect", () => resolve());
+          sockets.push(s);
+        })),
+      );
+    }
+    // The door holds connections up to respConnectionsMax (this test's own client is one of them): the last is refused.
+    await until("the connection past respConnectionsMax refused", 20_000, () => (refused.length >= 1 ? true : undefined), 50);
+    const after = rssBytes(pid);
+    const perConnection = (after - before) / max;
+    t.log(`${max} connections opened, ${refused.length} refused (${refused[0]}); the door's process grew ${((after - before) / 1e6).toFixed(1)} MB (${(perConnection / 1024).toFixed(1)} KiB a connection), RSS ${(after / 1e6).toFixed(0)} MB`);
+    t.true(refused.every((e) => e === "-ERR max number of clients reached"), refused[0]);
+    t.true(after - before < 256 * 1024 * 1024, "bounded: well under 256 MB for 10,000 idle connections");
+    t.is(await r.ping(), "PONG", "a connection opened before still served");
+    t.is(await r.get("nobody:wrote:this"), null);
+  } finally {
+    for (const s of sockets) s.destroy();
+  }
+  const pong = await until("a new connection served once they are gone", 20_000, async () => {
+    const late = door(replicaDoor);
+    return (await late.connect().then(() => late.ping(), () => null)) ?? undefined;
+  }, 200);
+  t.is(pong, "PONG");
 });
 
 // Review finding C: 150 connections each holding part of a large request exhausted the node.
