@@ -2,7 +2,9 @@
  * Bringing a masked journal node back as a pure state machine: replies in, requests out, no I/O, no clock (HDFS:
  * JournalNodeSyncer for finalized segments, the writer's next segment for the rest; here the writer drives both).
  * The procedure: the node's state; a wiped node formatted as restoring; the writer's current segment opened on it;
- * the finalized segments it lacks copied from an in-step peer; the durable snapshot copied (the adapter's step);
+ * the finalized segments it lacks, from the union of every in-step peer's manifest, each copied from a peer that
+ * holds it (HDFS's JournalNodeSyncer: a peer's own hole is not passed on while another peer holds the segment);
+ * the durable snapshot copied (the adapter's step);
  * the current segment's records it lacks sent as ordinary batches; a restoring node marked restored; then it is
  * handed back to the writer core at the exact txid before the batch in flight.
  *
@@ -80,7 +82,10 @@ export class RestorerCore {
   /** The node's non-empty segments (finalized copies join them). */
   private held: SegmentState[] = [];
   private peers: string[] = [];
-  private missing: SegmentState[] = [];
+  /** Each in-step peer's manifest that answered, in the order asked. */
+  private manifests: { peer: string; manifest: SegmentState[] }[] = [];
+  /** The finalized segments the node lacks, in txid order, each with the peers that hold it. */
+  private missing: { segment: SegmentState; sources: string[] }[] = [];
 
   constructor(
     readonly node: string,
@@ -186,43 +191,72 @@ export class RestorerCore {
       if (!r.ok || !("manifest" in r)) return this.gaveUp(`getManifest: ${describe(r)}`);
       this.held = r.manifest.filter((m) => m.endTxid >= m.startTxid);
       this.peers = [...this.writer.inSyncNodes];
+      this.manifests = [];
+      this.nextPeerManifest();
+    });
+  }
+
+  /** Asks every in-step peer for its manifest, one at a time; a peer that does not answer is left out. */
+  private nextPeerManifest(): void {
+    const peer = this.peers.shift();
+    if (peer === undefined) return this.planCopies();
+    this.request("peerManifest", peer, { type: "getManifest" }, (r) => {
+      if (r.ok && "manifest" in r) this.manifests.push({ peer, manifest: r.manifest });
       this.nextPeerManifest();
     });
   }
 
   /**
-   * Copies every finalized segment the first in-step peer that answers holds and the node lacks (HDFS's
-   * JournalNodeSyncer, driven by the writer here). No peer answering is a failed copy.
+   * The finalized segments before the writer's segment that any answering peer holds and the node lacks (the union
+   * of their manifests), each with every peer that holds it as it is: a copy that fails goes to the next.
    */
-  private nextPeerManifest(): void {
-    const peer = this.peers.shift();
-    if (peer === undefined) return this.gaveUp("no in-step peer served its manifest");
-    this.request("peerManifest", peer, { type: "getManifest" }, (r) => {
-      if (!r.ok || !("manifest" in r)) return this.nextPeerManifest();
-      const segmentTxid = this.writer.segmentTxid;
-      this.missing = r.manifest.filter(
-        (seg) => !seg.inProgress && seg.endTxid >= seg.startTxid && seg.endTxid < segmentTxid && !this.held.some((m) => m.startTxid <= seg.endTxid && seg.startTxid <= m.endTxid),
-      );
-      this.copyNext(peer);
-    });
+  private planCopies(): void {
+    if (this.manifests.length === 0) return this.gaveUp("no in-step peer served its manifest");
+    const segmentTxid = this.writer.segmentTxid;
+    const bySpan = new Map<string, { segment: SegmentState; sources: string[] }>();
+    for (const { peer, manifest } of this.manifests) {
+      for (const seg of manifest) {
+        if (seg.inProgress || seg.endTxid < seg.startTxid || seg.endTxid >= segmentTxid) continue;
+        if (this.held.some((m) => m.startTxid <= seg.endTxid && seg.startTxid <= m.endTxid)) continue;
+        const span = `${seg.startTxid}-${seg.endTxid}`;
+        const entry = bySpan.get(span) ?? { segment: seg, sources: [] };
+        entry.sources.push(peer);
+        bySpan.set(span, entry);
+      }
+    }
+    // Peers agree on finalized spans; if two ever overlap, the one starting first (then the longest) is copied.
+    const planned: { segment: SegmentState; sources: string[] }[] = [];
+    const sorted = [...bySpan.values()].sort((a, b) => a.segment.startTxid - b.segment.startTxid || b.segment.endTxid - a.segment.endTxid);
+    for (const c of sorted) if (!planned.some((p) => p.segment.startTxid <= c.segment.endTxid && c.segment.startTxid <= p.segment.endTxid)) planned.push(c);
+    this.missing = planned;
+    this.copyNext();
   }
 
-  private copyNext(peer: string): void {
-    const segment = this.missing.shift();
-    if (segment === undefined) {
+  private copyNext(): void {
+    const next = this.missing.shift();
+    if (next === undefined) {
       this.phase = "snapshot";
       this.out.ensureSnapshot = true;
       return;
     }
-    this.copyChunk(peer, segment, segment.startTxid);
+    this.copyFrom(next.segment, next.sources);
+  }
+
+  /** The segment from the first of `sources`; a source that fails to serve it gives way to the next. */
+  private copyFrom(segment: SegmentState, sources: string[]): void {
+    const [peer, ...rest] = sources;
+    if (peer === undefined) return this.gaveUp(`no peer served segment ${segment.startTxid}..${segment.endTxid}`);
+    this.copyChunk(peer, segment, segment.startTxid, rest);
   }
 
   /** One chunk of a finalized segment: read from the peer, append to the node's copy, again until its end. */
-  private copyChunk(peer: string, segment: SegmentState, from: number): void {
+  private copyChunk(peer: string, segment: SegmentState, from: number, otherSources: string[]): void {
     if (this.writerGone) return this.gaveUp("the writer failed");
     const read = this.readRequest(from);
     this.request("copy", peer, read, (r) => {
       const range = this.range(r, from, segment.endTxid);
+      // The node's copy so far is kept: syncSegment appends from where it is (a chunk again is refused, not doubled).
+      if (range === null && from === segment.startTxid) return this.copyFrom(segment, otherSources);
       if (range === null) return this.gaveUp(`${peer} did not serve ${from}..${segment.endTxid}`);
       const w = this.writer;
       const sync: JournalRequest = { type: "syncSegment", epoch: w.epoch, clusterId: this.clusterId, segment, firstTxid: from, count: range.count, records: range.bytes };
@@ -232,10 +266,10 @@ export class RestorerCore {
           return this.gaveUp(`syncSegment ${segment.startTxid}: ${describe(s)}`);
         }
         const next = from + range.count;
-        if (next <= segment.endTxid) return this.copyChunk(peer, segment, next);
+        if (next <= segment.endTxid) return this.copyChunk(peer, segment, next, otherSources);
         this.held.push(segment);
         this.out.notes.push({ level: "info", message: "copied a finalized segment", fields: { node: this.node, from: peer, segment } });
-        this.copyNext(peer);
+        this.copyNext();
       });
     });
   }
