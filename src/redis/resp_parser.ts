@@ -455,9 +455,9 @@ export function encodeCommand(args: readonly (string | Uint8Array)[]): Buffer {
     total += String(size).length + size + 5;
   }
   const out = Buffer.allocUnsafe(total);
-  let at = out.write(`*${args.length}\r\n`, 0, "latin1");
+  let at = putHeader(out, 0, 42 /* * */, args.length);
   for (let i = 0; i < args.length; i++) {
-    at += out.write(`$${sizes[i]}\r\n`, at, "latin1");
+    at = putHeader(out, at, 36 /* $ */, sizes[i]);
     const arg = args[i];
     if (typeof arg === "string") at += out.write(arg, at, "utf8");
     else {
@@ -469,4 +469,14 @@ export function encodeCommand(args: readonly (string | Uint8Array)[]): Buffer {
   }
   assert(at === total, "encodeCommand: length mismatch");
   return out;
+}
+
+/** `<prefix><n>\r\n` at `at`, byte by byte (a Buffer.write per header costs a native call); returns the end. */
+function putHeader(out: Buffer, at: number, prefix: number, n: number): number {
+  out[at++] = prefix;
+  const digits = String(n);
+  for (let i = 0; i < digits.length; i++) out[at++] = digits.charCodeAt(i);
+  out[at++] = 13;
+  out[at++] = 10;
+  return at;
 }
