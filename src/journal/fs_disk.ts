@@ -3,13 +3,30 @@
  * fsync or fdatasync, fsyncDir fsyncs the directory). Keeps a file handle open per file written to (the in-progress
  * segment's appends reuse it); a rename or remove closes it. Injected faults (DiskFaults) fail writes and fsyncs as
  * the system calls would.
+ *
+ * With `inlineAppends` (the journal's segment store), `write` and data-only `fsync` — a batch's append, a truncate —
+ * are synchronous system calls on the event loop. Each `fs/promises` call is a trip through libuv's thread pool and
+ * back, two event-loop wake-ups: an append (write, then fdatasync) cost four, and on a busy machine each waits its
+ * turn on a core, which made the journal node's step + write + fsync 5–20× a bare write + fdatasync (bench/RESULTS.md,
+ * issue #13). The node runs its requests one at a time anyway (JournalNode's queue), so the only work the blocked loop
+ * holds up is what runs beside that queue: heartbeats (every heartbeatIntervalMs, masked only after
+ * journalHeartbeatTimeoutMs — a disk that slow stalls the node's batches too), snapshot transfers and the metrics
+ * endpoint. Everything else (full fsyncs, renames, directory fsyncs, reads, a merge's appends) stays asynchronous.
  */
+import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { assert, assertNever } from "../util/assert.js";
 import { fsyncDir } from "../util/durable_file.js";
 import type { AsyncDisk, DiskCall } from "./disk.js";
 import type { DiskFaults } from "./disk_faults.js";
+
+export interface FsDiskOptions {
+  /** Told each fsync's duration in seconds (the journal node's metrics). */
+  onFsync?: (seconds: number) => void;
+  /** `write` and data-only `fsync` as synchronous calls (see above). */
+  inlineAppends?: boolean;
+}
 
 export class FsDisk implements AsyncDisk {
   private readonly handles = new Map<string, fsp.FileHandle>();
@@ -19,7 +36,7 @@ export class FsDisk implements AsyncDisk {
   constructor(
     readonly dir: string,
     private readonly faults: DiskFaults,
-    private readonly onFsync?: (seconds: number) => void,
+    private readonly options: FsDiskOptions = {},
   ) {}
 
   async run(c: DiskCall): Promise<unknown> {
@@ -46,7 +63,8 @@ export class FsDisk implements AsyncDisk {
         return;
       case "write": {
         this.faults.check("write", this.path(c.name));
-        const { bytesWritten } = await (await this.handle(c.name)).write(c.bytes, 0, c.bytes.length, c.at);
+        const handle = await this.handle(c.name);
+        const bytesWritten = this.options.inlineAppends === true ? fs.writeSync(handle.fd, c.bytes, 0, c.bytes.length, c.at) : (await handle.write(c.bytes, 0, c.bytes.length, c.at)).bytesWritten;
         assert(bytesWritten === c.bytes.length, `short write to ${c.name}`);
         return;
       }
@@ -57,8 +75,9 @@ export class FsDisk implements AsyncDisk {
         this.faults.check("fsync", this.path(c.name));
         const handle = await this.handle(c.name);
         const startedMs = performance.now();
-        await (c.dataOnly ? handle.datasync() : handle.sync());
-        this.onFsync?.((performance.now() - startedMs) / 1000);
+        if (c.dataOnly && this.options.inlineAppends === true) fs.fdatasyncSync(handle.fd);
+        else await (c.dataOnly ? handle.datasync() : handle.sync());
+        this.options.onFsync?.((performance.now() - startedMs) / 1000);
         return;
       }
       case "rename":

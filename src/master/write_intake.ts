@@ -9,7 +9,7 @@ import type { Config } from "../config/config.js";
 import { maxPayload } from "../nats/bus.js";
 import { ErrorCode, QjmError, errorReply } from "../protocol/errors.js";
 import { parseWriteRequest, type WatchSpec, type WriteId as ClientWriteId, type WriteReply } from "../protocol/messages.js";
-import type { CommandTable } from "../redis/command_table.js";
+import type { Classification, CommandTable } from "../redis/command_table.js";
 import { replyValueOf, valueOrThrow } from "../redis/reply_value.js";
 import type { RespConnection } from "../redis/resp_connection.js";
 import type { RespValue } from "../redis/resp_parser.js";
@@ -34,6 +34,8 @@ interface DriverWrite {
   clientId: ClientWriteId | null;
   /** performance.now() at its arrival: the write latency histogram's start. */
   arrivedMs: number;
+  /** Its command's verdict at admission (isScript), reused at execute when Redis's command table is still that one. */
+  classified: { table: CommandTable; verdict: Classification } | null;
 }
 
 /** The commands script_watch.ts checks (CommandTable.classify: @scripting, not readonly, no subcommands). */
@@ -81,8 +83,9 @@ export class WriteIntake {
     return new Promise<WriteReply>((respond) => {
       const id = this.nextWriteId++;
       if (trace !== null) this.tracer.admitted(id, trace);
-      this.writes.set(id, { args, tx, watch, respond, clientId, arrivedMs });
-      this.step(() => this.core.write(id, raw.length, tx === null && this.isScript(args), Date.now(), clientId));
+      const w: DriverWrite = { args, tx, watch, respond, clientId, arrivedMs, classified: null };
+      this.writes.set(id, w);
+      this.step(() => this.core.write(id, raw.length, tx === null && this.isScript(w), Date.now(), clientId));
     });
   }
 
@@ -100,10 +103,14 @@ export class WriteIntake {
   }
 
   /** A script is a barrier: nothing is admitted behind it until the read of the keys it touched is sent. */
-  private isScript(args: Buffer[]): boolean {
-    const verdict = this.redis.commands?.classify(args);
-    if (verdict !== undefined) return verdict.ok && verdict.script;
-    return SCRIPT_COMMANDS.has(args[0]?.toString("latin1").toUpperCase() ?? "");
+  private isScript(w: DriverWrite): boolean {
+    const table = this.redis.commands;
+    if (table != null) {
+      const verdict = table.classify(w.args);
+      w.classified = { table, verdict };
+      return verdict.ok && verdict.script;
+    }
+    return SCRIPT_COMMANDS.has(w.args[0]?.toString("latin1").toUpperCase() ?? "");
   }
 
   /** Runs an admitted write on Redis: the command, then its marker, back to back on the same connection. */
@@ -113,7 +120,8 @@ export class WriteIntake {
     const w = this.writes.get(id);
     assert(w !== undefined, `write ${id} admitted but unknown`);
     if (w.tx !== null) return this.executeTransaction(id, w, w.tx, commands, writer);
-    const verdict = commands.classify(w.args);
+    // Classified once: a pure function of the arguments and the table.
+    const verdict = w.classified?.table === commands ? w.classified.verdict : commands.classify(w.args);
     if (!verdict.ok) return this.core.rejected(id, errorReply(verdict.code, verdict.message));
     // Before it is sent: a read whose reply comes after this may reflect it. Its keys once, for both.
     const keys = latin1(commands.keysOf(w.args));

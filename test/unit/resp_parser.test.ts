@@ -157,3 +157,25 @@ test("oversized lengths are refused before any body arrives", (t) => {
   parser.push(Buffer.from(`$${512 * 1024 * 1024}\r\n*${1024 * 1024}\r\n`));
   t.is(parser.next(), undefined);
 });
+
+test("encodeCommand writes exactly RESP's bulk strings: UTF-8 strings, byte views with an offset, empty and large arguments", (t) => {
+  const backing = Buffer.from("xxbinary\u0000\r\nbytesyy");
+  const view = new Uint8Array(backing.buffer, backing.byteOffset + 2, backing.length - 4);
+  const large = "v".repeat(70_000);
+  const args = ["SET", "ké€y😀", view, "", Buffer.from([0xff, 0x00]), large];
+  const expectedBytes = Buffer.concat([
+    Buffer.from(`*${args.length}\r\n`),
+    ...args.flatMap((a) => {
+      const body = typeof a === "string" ? Buffer.from(a, "utf8") : Buffer.from(a);
+      return [Buffer.from(`$${body.length}\r\n`), body, Buffer.from("\r\n")];
+    }),
+  ]);
+  t.deepEqual(encodeCommand(args), expectedBytes);
+  t.deepEqual(encodeCommand([]), Buffer.from("*0\r\n"));
+  // A lone surrogate is encoded as U+FFFD, as Buffer.from does, and counted so.
+  t.deepEqual(encodeCommand(["a\ud800b"]), Buffer.from(`*1\r\n$5\r\na\ufffdb\r\n`));
+  const parser = new RespParser();
+  parser.push(encodeCommand(args));
+  const frame = parser.next();
+  t.is(frame?.bytes, expectedBytes.length);
+});
