@@ -109,3 +109,11 @@ test("auth - every actor answers the NATS micro protocol ($SRV); the client and 
   t.false(may(faults, "$SRV.PING"));
   t.false(hears(faults, "$SRV.PING"));
 });
+
+test("auth - only a master publishes commit hints; journal nodes, replicas and data nodes hear them", (t) => {
+  const d1: NatsUser = { name: "d1", role: "data" };
+  t.true(may(master, s.committed) && may(d1, s.committed));
+  for (const user of [client, jn1, r1]) t.false(may(user, s.committed), user.name);
+  for (const user of [jn1, r1, d1]) t.true(hears(user, s.committed), user.name);
+  t.false(hears(client, s.committed));
+});
