@@ -255,6 +255,8 @@ export class Replica {
    */
   private async idle(ms: number): Promise<void> {
     await this.snapshotIfDue().catch((err: Error) => this.log.warn({ err }, "could not start a snapshot"));
+    // A hint heard while the snapshot started: no pause.
+    if (this.core?.behind === true) return;
     this.hintWakes = true;
     try {
       await this.pause(ms);

@@ -124,6 +124,11 @@ export class ReplicaCore {
     this.applied = txid;
   }
 
+  /** A commit was heard of (a hint, a node's reply) that is not applied yet. */
+  get behind(): boolean {
+    return this.applied < this.heard;
+  }
+
   /** A commit hint (already parsed): true when it asks for a read the adapter's pause should not wait out. */
   onHint(committedTxid: number): boolean {
     if (committedTxid <= this.heard) return false;
@@ -145,7 +150,7 @@ export class ReplicaCore {
    */
   next(): NextStep {
     const last = this.last;
-    const behind = this.applied < this.heard;
+    const behind = this.behind;
     if (last === null || last.kind === "bootstrap") return { kind: "read" };
     if (last.kind === "apply") return behind || !last.servedAll ? { kind: "read" } : this.pause(this.pace.backstopMs);
     if (!last.roundEnded) return behind || last.kind === "reject" ? { kind: "read" } : this.pause(this.pace.backstopMs);

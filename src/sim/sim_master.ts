@@ -628,6 +628,7 @@ export class SimMaster implements SimActor {
 
   private roll(writer: WriterCore, reason: string): void {
     this.trace.add(this.id, `rolling segment ${writer.segmentTxid}..${writer.lastTxid} (${reason})`);
+    this.invariants.writerRolls(this.writer, writer.epoch, writer.committedTxid, writer.lastTxid);
     const roll = new RollCore(writer, this.config.journalNodes.length, this.clusterId, this.config.quorumTimeoutMs);
     const generation = this.incarnation;
     const step = (run: () => RollStep): void => {
