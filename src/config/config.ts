@@ -148,8 +148,17 @@ export const defaults = {
   readRecordsMax: 8192,
   /** A journal node a replica found serving bad records is reported, and kept masked, this long. */
   replicaReportTtlMs: 10000,
-  /** A replica with nothing new to apply polls again after this. */
+  /**
+   * A replica that read a round of journal nodes without finding a commit it was told of (the master's commit hint on
+   * `qjm.<cluster>.committed` came before a node learnt it) asks them again after this, once; also the unit of its
+   * pauses after an error (× 10).
+   */
   replicaPollMs: 20,
+  /**
+   * A replica that applied everything it heard of waits this long before it asks a journal node again, unless the
+   * master's commit hint wakes it first: a backstop for a lost hint, not the path of a commit (issue #13 P4).
+   */
+  replicaBackstopPollMs: 500,
   // ---- replay (issue #10 classes 2 and 7): the feeder whose replica each replaying Redis is ----
   /** The feeder pings its Redis after this long without traffic (Redis drops a master silent for repl-timeout, 60 s). */
   feederKeepaliveMs: 10000,
@@ -473,6 +482,7 @@ export function validateConfig(c: Config): string[] {
   if (!ids.every((id) => /^[A-Za-z0-9_-]+$/.test(id))) errors.push("journal node and replica ids must be single subject tokens");
   if (new Set(ids).size !== ids.length || ids.some((id) => id === "client" || id === "admin" || id === "faults")) errors.push("journal node, replica and data node ids must be distinct, and none of client, admin, faults");
   if (c.natsPayloadBytesMax < 64 * 1024) errors.push("natsPayloadBytesMax must be at least 64 KiB");
+  if (c.replicaPollMs < 1 || c.replicaBackstopPollMs < c.replicaPollMs) errors.push("replicaPollMs must be at least 1, and replicaBackstopPollMs at least replicaPollMs");
   if (c.masterHeartbeatIntervalMs * 3 > c.masterTimeoutMs) errors.push("masterTimeoutMs must be at least three master heartbeats");
   if (c.masterProbeAfterMs !== 0 && (c.masterProbeAfterMs < c.masterHeartbeatIntervalMs || c.masterProbeAfterMs >= c.masterTimeoutMs)) {
     errors.push("masterProbeAfterMs must be 0 (no probe), or at least one master heartbeat and below masterTimeoutMs");

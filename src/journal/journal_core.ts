@@ -8,7 +8,7 @@
  * the writer that started the open segment (writerEpoch) may append to it.
  */
 import { ErrorCode, QjmError } from "../protocol/errors.js";
-import { EPOCH_MAX, type JournalRequest, type JournalState, type PrepareResult, type RecordPrint, type SegmentState } from "../protocol/messages.js";
+import { EPOCH_MAX, type CommitHint, type JournalRequest, type JournalState, type PrepareResult, type RecordPrint, type SegmentState } from "../protocol/messages.js";
 import { scanRecords } from "../segment/record.js";
 import { assert, assertNever } from "../util/assert.js";
 
@@ -539,6 +539,20 @@ export class JournalCore {
     // Only a node in step with the writer learns its commit index: then every record up to it is the writer's.
     this.committedTxid = Math.max(this.committedTxid, Math.min(req.committedTxid, segment.endTxid));
     return { ops, reply: { state: this.state() } };
+  }
+
+  /**
+   * The writer's commit index off the bus (CommitHint, no reply): learnt as a batch's committedTxid is — only from the
+   * writer of the epoch this node promised, for the segment it has open, and never past what it holds — but it promises
+   * nothing and writes nothing (a hint of any other epoch or segment is ignored). True when the commit index moved.
+   */
+  learnCommit(hint: CommitHint): boolean {
+    if (this.fault !== null || hint.epoch !== this.meta.promisedEpoch || hint.epoch !== this.meta.writerEpoch) return false;
+    const segment = this.segments.at(-1);
+    if (segment === undefined || segment.startTxid !== hint.segmentTxid || !segment.inProgress) return false;
+    const before = this.committedTxid;
+    this.committedTxid = Math.max(before, Math.min(hint.committedTxid, segment.endTxid));
+    return this.committedTxid > before;
   }
 
   /**

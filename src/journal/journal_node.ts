@@ -4,13 +4,14 @@
  * step's disk operations are durable.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
+import { decode } from "../protocol/codec.js";
 import { EventPublisher } from "../actor/events.js";
 import { startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
 import { ActorMetrics, type JournalMetrics } from "../metrics/actor_metrics.js";
 import { serve } from "../nats/bus.js";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
-import { parseJournalRequest, parseSnapshotRequest, type ActorStatus, type JournalRequest, type SnapshotRequest } from "../protocol/messages.js";
+import { parseCommitHint, parseJournalRequest, parseSnapshotRequest, type ActorStatus, type CommitHint, type JournalRequest, type SnapshotRequest } from "../protocol/messages.js";
 import { SnapshotStore } from "../snapshot/snapshot_store.js";
 import type { DiskOp } from "./journal_core.js";
 import { JOURNAL_READ_TYPES, SNAPSHOT_UPLOAD_TYPES, subjects } from "../protocol/subjects.js";
@@ -101,6 +102,28 @@ export class JournalNode {
       if ((body as { type?: unknown }).type === "snapshotDurable") return this.handle(parseJournalRequest(body));
       return this.onSnapshot(parseSnapshotRequest(body));
     }, limits);
+    this.nc.subscribe(s.committed, { callback: (err, msg) => void (err === null && this.onCommitHint(msg.data)) });
+  }
+
+  /**
+   * The master's commit hint: the commit index, learnt in the request queue's order (after the batches before it, so
+   * never past what a step already counted), without a reply. Bad input is logged and dropped; a full queue drops it
+   * too (the next batch carries the index).
+   */
+  private onCommitHint(data: Uint8Array): void {
+    let hint: CommitHint;
+    try {
+      hint = parseCommitHint(decode(data));
+    } catch (err) {
+      this.log.warn({ code: err instanceof QjmError ? err.code : ErrorCode.BAD_REQUEST, err: (err as Error).message }, "ignored a malformed commit hint");
+      return;
+    }
+    if (this.stopped || this.queued >= this.config.journalQueueMax) return;
+    this.queued++;
+    void this.queue
+      .run(async () => void this.core.learnCommit(hint))
+      .catch((err: Error) => this.log.error({ err }, "learning a commit hint failed"))
+      .finally(() => this.queued--);
   }
 
   private async load(): Promise<void> {

@@ -19,7 +19,8 @@ import { hearHeartbeats, startPresence, type Presence } from "../actor/presence.
 import type { Config } from "../config/config.js";
 import { ActorMetrics, type MasterMetrics } from "../metrics/actor_metrics.js";
 import { serve } from "../nats/bus.js";
-import { heartbeatOf, parseReadIndexRequest, type ActorStatus } from "../protocol/messages.js";
+import { heartbeatOf, parseReadIndexRequest, type ActorStatus, type CommitHint } from "../protocol/messages.js";
+import { encode } from "../protocol/codec.js";
 import { subjects } from "../protocol/subjects.js";
 import type { CommandTable } from "../redis/command_table.js";
 import { DedupeWindow } from "../dedupe/dedupe_window.js";
@@ -106,6 +107,7 @@ export class Master {
   private observedBatch: { writer: WriterCore | null; id: number } = { writer: null, id: 0 };
   /** Per-hop stamps of 1 write in config.traceSample (off at 0). */
   private readonly tracer: WriteTracer;
+  private readonly committedSubject: string;
 
   constructor(
     readonly id: string,
@@ -124,6 +126,7 @@ export class Master {
     this.core = new MasterCore(config, undefined, this.window);
     const step: Step = (event) => this.step(event);
     this.tracer = new WriteTracer(config.traceSample);
+    this.committedSubject = subjects(config.cluster).committed;
     this.stream = new EffectStream(this.core, step, config, log, events, this.tracer);
     const port = options.redisPort ?? config.masterRedisPort;
     const commands = options.takeover?.commands;
@@ -229,6 +232,8 @@ export class Master {
     try {
       for (let r = this.core.ready(); ; r = this.core.ready()) {
         if (r.committed !== null) {
+          // Before this Ready's next batch: a journal node learns the commit without waiting for that batch's fsync.
+          this.publishCommit(r.committed);
           this.options.onCommitted?.();
           if (this.tracer.on) this.tracer.committed(r.committed.txid);
         }
@@ -238,6 +243,20 @@ export class Master {
       }
     } finally {
       this.pumping = false;
+    }
+  }
+
+  /**
+   * One publish per commit, fanned out by nats-server (issue #13 P4): journal nodes learn the commit index at once (not
+   * with the next batch or the idle notice on the timer) and replicas wake to read it, instead of polling every node.
+   */
+  private publishCommit(c: { epoch: number; segmentTxid: number; txid: number }): void {
+    const hint: CommitHint = { epoch: c.epoch, segmentTxid: c.segmentTxid, committedTxid: c.txid };
+    try {
+      this.nc.publish(this.committedSubject, encode(hint));
+    } catch (err) {
+      // A closed connection: the batch's committedTxid and the idle notice still tell the nodes, replicas poll.
+      this.log.debug({ err }, "commit hint not published");
     }
   }
 

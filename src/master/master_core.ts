@@ -88,8 +88,11 @@ export interface MasterReady {
   execute: WriteId[];
   /** Batches (and commit notices) to send; each reply comes back through `journalReply(ref, …)`. */
   send: SendOrder[];
-  /** The txid the writer's commit reached this step (the simulator's invariants learn it here). */
-  committed: { epoch: number; txid: number } | null;
+  /**
+   * The txid the writer's commit reached this step, in its segment (the simulator's invariants learn it here; the
+   * driver fans it out as a CommitHint before this Ready's batches go).
+   */
+  committed: { epoch: number; segmentTxid: number; txid: number } | null;
   /** Replies to clients, each write exactly once. */
   answers: { id: WriteId; reply: WriteReply }[];
   /** Records appended: call `flush` once this turn's records are in (group commit). */
@@ -585,7 +588,7 @@ export class MasterCore {
   }
 
   private onCommitted(w: WriterCore, committed: number): void {
-    this.out.committed = { epoch: w.epoch, txid: committed };
+    this.out.committed = { epoch: w.epoch, segmentTxid: w.segmentTxid, txid: committed };
     let n = 0;
     while (n < this.byTxid.length && this.isCommitted(w, this.byTxid[n].txid!)) {
       const p = this.byTxid[n++];

@@ -133,6 +133,16 @@ export interface TraceApplied {
   at: number;
 }
 
+/**
+ * The master's commit index, fanned out on `committed` (subjects.ts) right after each commit: every txid of the
+ * segment that starts at `segmentTxid` up to `committedTxid` is committed, by the writer of `epoch`.
+ */
+export interface CommitHint {
+  epoch: number;
+  segmentTxid: number;
+  committedTxid: number;
+}
+
 export type JournalReply =
   | ({ ok: true } & { state: JournalState; trace?: JournalStamps })
   | ({ ok: true } & { manifest: SegmentState[]; state: JournalState })
@@ -423,6 +433,14 @@ export function parseWriteTrace(v: unknown): WriteTrace {
 export function parseTraceApplied(v: unknown): TraceApplied {
   if (!isObject(v)) bad("a trace must be a map");
   return { replica: text(v, "replica"), fromTxid: uint(v, "fromTxid"), toTxid: uint(v, "toTxid"), at: stamp(v, "at") };
+}
+
+/** A commit hint off the bus; BAD_REQUEST when a field is missing or out of range. */
+export function parseCommitHint(v: unknown): CommitHint {
+  if (!isObject(v)) bad("a commit hint must be a map");
+  const hint = { epoch: u32(v, "epoch"), segmentTxid: uint(v, "segmentTxid"), committedTxid: uint(v, "committedTxid") };
+  if (hint.epoch < 1 || hint.segmentTxid < 1) bad("a commit hint names an epoch and a segment (both from 1)");
+  return hint;
 }
 
 /** A parsed client write: its command and arguments as byte strings, and its id when the client sent one. */

@@ -36,6 +36,12 @@ export const subjects = (cluster: string) => ({
   heartbeatAll: `qjm.${cluster}.hb.>`,
   /** Status: every actor answers a request here with its ActorStatus (collect many replies). */
   status: `qjm.${cluster}.status`,
+  /**
+   * The master's commit index (CommitHint), published once per commit, before the next batch goes out: journal nodes
+   * learn it (as a batch's committedTxid, under the same checks; no reply), replicas wake from their backstop pause
+   * and read. A hint only: a replica applies only what a journal node serves as committed.
+   */
+  committed: `qjm.${cluster}.committed`,
   /** Transitions (masked, restored, recovery decisions…), one JSON-able event each. */
   events: `qjm.${cluster}.events`,
   /** With traceSample > 0: each replica's applied runs of records (TraceApplied), for the bench's replica lag. */

@@ -9,7 +9,7 @@
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
-import type { NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { EventPublisher } from "../actor/events.js";
 import { startSnapshot } from "../redis/rdb_snapshot.js";
 import { bootstrapFromSnapshot, type BootstrapProgress } from "../snapshot/bootstrap.js";
@@ -20,8 +20,8 @@ import { startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
 import { ActorMetrics, type ReplicaMetrics } from "../metrics/actor_metrics.js";
 import { JournalClient } from "../master/journal_client.js";
-import type { ActorStatus, TraceApplied } from "../protocol/messages.js";
-import { encode } from "../protocol/codec.js";
+import { parseCommitHint, type ActorStatus, type TraceApplied } from "../protocol/messages.js";
+import { decode, encode } from "../protocol/codec.js";
 import { subjects } from "../protocol/subjects.js";
 import { traceNow } from "../util/trace_clock.js";
 import { redisPassword, startRedisServer, type RedisServer } from "../redis/redis_server.js";
@@ -29,7 +29,7 @@ import { APPLIED_KEY, ApplyError, applyRecords } from "../redis/apply_records.js
 import { Feeder } from "../redis/feeder.js";
 import { CommandTable } from "../redis/command_table.js";
 import { decodeRecordPayload, recordRange, type RecordView } from "../segment/record.js";
-import { ErrorCode } from "../protocol/errors.js";
+import { ErrorCode, QjmError } from "../protocol/errors.js";
 import type { DedupeWindow } from "../dedupe/dedupe_window.js";
 import { warmFrom, WindowWarmup } from "../dedupe/window_warmup.js";
 import { assert } from "../util/assert.js";
@@ -57,6 +57,10 @@ export class Replica {
   /** The commit index first heard by this incarnation: its door serves reads once it applied that far (read_gate.ts). */
   private catchUpTo: number | null = null;
   private wake: (() => void) | null = null;
+  /** The pause under way is the idle one, which a commit hint ends (an error's pause is waited out). */
+  private hintWakes = false;
+  /** The master's commit hints (subjects.ts `committed`). */
+  private hints: Subscription | null = null;
   /** Journal nodes that served bad records, reported to the master in heartbeats for a while. */
   private readonly faultyNodes = new Map<string, { reason: string; atMs: number }>();
   private readonly jc: JournalClient;
@@ -114,14 +118,32 @@ export class Replica {
     // Keeps the data set the AOF holds: the feeder continues from the Redis's own offset.
     await this.feeder.sync(this.client);
     const applied = Number((await this.client.get(APPLIED_KEY)) ?? 0);
-    this.core = new ReplicaCore(this.config.journalNodes, applied);
+    this.core = this.newCore(applied);
     if (this.window !== null) this.windowFrom = warmFrom(applied, this.window.stats.lastTxid, this.config);
     this.fault = readApplyFault(this.dataDir);
     if (this.fault !== null) this.log.error({ fault: this.fault }, "this replica stopped on an apply fault before: it applies nothing until wiped");
     this.log.info({ appliedTxid: applied, redis: this.redis.url }, "replica resumes");
     if (this.presenceOn) this.presence = startPresence(this.nc, this.config.cluster, this.config.heartbeatIntervalMs, () => this.status(), this.log);
     this.running = true;
+    this.hints = this.nc.subscribe(subjects(this.config.cluster).committed, { callback: (err, msg) => void (err === null && this.onHint(msg.data)) });
     this.loop = this.tail();
+  }
+
+  private newCore(applied: number): ReplicaCore {
+    return new ReplicaCore(this.config.journalNodes, applied, { pollMs: this.config.replicaPollMs, backstopMs: this.config.replicaBackstopPollMs });
+  }
+
+  /** A commit hint: ends the idle pause if it names a commit not applied yet. Bad input is logged, never acted on. */
+  private onHint(data: Uint8Array): void {
+    let committedTxid: number;
+    try {
+      committedTxid = parseCommitHint(decode(data)).committedTxid;
+    } catch (err) {
+      const code = err instanceof QjmError ? err.code : ErrorCode.BAD_REQUEST;
+      this.log.warn({ code, err: (err as Error).message }, "ignored a malformed commit hint");
+      return;
+    }
+    if (this.core?.onHint(committedTxid) === true && this.hintWakes) this.wake?.();
   }
 
   /**
@@ -178,7 +200,6 @@ export class Replica {
 
   private async tailRounds(): Promise<void> {
     const jc = this.jc;
-    let idleRounds = 0;
     while (this.running && this.fault === null) {
       await this.ensureLinked();
       if (this.windowFrom !== null) await this.warmWindow();
@@ -198,7 +219,6 @@ export class Replica {
         continue;
       }
       if (outcome.kind === "apply") {
-        idleRounds = 0;
         this.lastError = null;
         try {
           await this.apply(outcome.records);
@@ -212,8 +232,8 @@ export class Replica {
           this.lastError = `apply failed: ${(err as Error).message}`;
           this.log.error({ err }, "could not apply records");
           await this.pause(this.config.replicaPollMs * 10);
+          continue;
         }
-        continue;
       }
       if (outcome.kind === "reject") {
         this.lastError = `${node}: ${outcome.reason}`;
@@ -223,14 +243,25 @@ export class Replica {
         }
         this.log.debug({ node, reason: outcome.reason }, "read refused; trying another journal node");
       }
-      // Every node asked once with nothing new: wait before the next round.
-      if (++idleRounds >= core.nodes.length) {
-        idleRounds = 0;
-        // A due snapshot whose try gave up (no cluster id yet, a node slow) is tried again while idle too: tried only
-        // after an apply, a replica that had applied its last writes never snapshotted them.
-        await this.snapshotIfDue().catch((err: Error) => this.log.warn({ err }, "could not start a snapshot"));
-        await this.pause(this.config.replicaPollMs);
-      }
+      const next = this.core!.next();
+      if (next.kind === "pause") await this.idle(next.ms);
+    }
+  }
+
+  /**
+   * Nothing to read now: a due snapshot whose try gave up (no cluster id yet, a node slow) is tried again (tried only
+   * after an apply, a replica that had applied its last writes never snapshotted them), then the pause, which a commit
+   * hint ends.
+   */
+  private async idle(ms: number): Promise<void> {
+    await this.snapshotIfDue().catch((err: Error) => this.log.warn({ err }, "could not start a snapshot"));
+    // A hint heard while the snapshot started: no pause.
+    if (this.core?.behind === true) return;
+    this.hintWakes = true;
+    try {
+      await this.pause(ms);
+    } finally {
+      this.hintWakes = false;
     }
   }
 
@@ -390,7 +421,7 @@ export class Replica {
   /** After a partial failure: believe the marker Redis holds, not our count. */
   private async resync(): Promise<void> {
     const applied = Number((await this.client!.get(APPLIED_KEY).catch(() => null)) ?? this.core!.appliedTxid);
-    this.core = new ReplicaCore(this.config.journalNodes, applied);
+    this.core = this.newCore(applied);
     // Records Redis ran whose ACK we never saw were never observed: the window learns them before this is a standby.
     const from = this.window === null ? null : warmFrom(applied, this.window.stats.lastTxid, this.config);
     if (from !== null) this.windowFrom = from;
@@ -456,6 +487,7 @@ export class Replica {
   async release(): Promise<{ redis: RedisServer; feeder: Feeder; appliedTxid: number }> {
     this.running = false;
     this.halt(null);
+    this.hints?.unsubscribe();
     this.wake?.();
     await this.loop;
     this.presence?.stop();
@@ -476,6 +508,7 @@ export class Replica {
   async stop(): Promise<void> {
     this.running = false;
     this.halt(null);
+    this.hints?.unsubscribe();
     this.wake?.();
     await this.loop;
     await this.snapshotRunning;

@@ -1,7 +1,14 @@
 /**
  * The replica's tailing logic as a pure state machine: which txid to read next and from which journal node,
  * which records of a read may be applied (checksums valid, txids contiguous from applied + 1, committed only),
- * and when to move to another node. Applying (MULTI/EXEC with the applied-txid marker) is the adapter's.
+ * when to move to another node, and when to read again or pause (`next`). Applying (MULTI/EXEC with the applied-txid
+ * marker) is the adapter's.
+ *
+ * Pacing (issue #13 P4): the master fans out its commit index after each commit (CommitHint). A hint above the applied
+ * txid ends the adapter's pause at once; a replica that applied everything it heard of waits `backstopMs` (a lost hint
+ * costs that much lag, no more). A hint is only a hint: it decides when to read, never what to apply — the records still
+ * come from a journal node, committed ones only. One no node confirms is retried once after `pollMs`, then forgotten: a
+ * forged hint costs at most two rounds of reads.
  */
 import { scanRecords, type RecordView } from "../segment/record.js";
 import { assert } from "../util/assert.js";
@@ -18,19 +25,39 @@ export type ReadOutcome =
    */
   | { kind: "reject"; reason: string; faulty: boolean };
 
+/** What the adapter does once it handled an outcome (other than a bootstrap, after which it reads at once). */
+export type NextStep = { kind: "read" } | { kind: "pause"; ms: number };
+
+/** How long the adapter pauses: see the module comment (config: replicaPollMs, replicaBackstopPollMs). */
+export interface ReplicaPace {
+  pollMs: number;
+  backstopMs: number;
+}
+
+/** A read reply as the core sees it: the node's commit index (absent in old tests) tells whether it served it all. */
+export type ReadReply = { ok: true; records: Uint8Array; count: number; committedTxid?: number } | { ok: false; code: string; message: string };
+
 export class ReplicaCore {
   private applied: number;
   private nodeIndex = 0;
   /** Reads in a row that gave nothing, and whether one of them said the txid was purged. */
   private misses = 0;
   private purgedSeen = false;
+  /** The highest commit index heard of: hints, and the nodes' replies that served records. */
+  private heard: number;
+  /** A round found nothing below `heard`: it was asked again once after pollMs. */
+  private retried = false;
+  /** The last read's outcome, and what it said (next() decides by them). */
+  private last: { kind: ReadOutcome["kind"]; roundEnded: boolean; servedAll: boolean } | null = null;
 
   constructor(
     readonly nodes: readonly string[],
     appliedTxid: number,
+    private readonly pace: ReplicaPace = { pollMs: 20, backstopMs: 20 },
   ) {
     assert(nodes.length > 0, "a replica needs journal nodes to read from");
     this.applied = appliedTxid;
+    this.heard = appliedTxid;
   }
 
   get appliedTxid(): number {
@@ -47,7 +74,17 @@ export class ReplicaCore {
   }
 
   /** Validates a read reply. Records are committed ones: journal nodes serve nothing past their commit index. */
-  onRead(reply: { ok: true; records: Uint8Array; count: number } | { ok: false; code: string; message: string }): ReadOutcome {
+  onRead(reply: ReadReply): ReadOutcome {
+    const outcome = this.judge(reply);
+    const roundEnded = outcome.kind !== "apply" && this.misses === 0;
+    // The node served up to its own commit index: nothing more there (its finalized segments may reach past it).
+    const servedAll = outcome.kind === "apply" && reply.ok && reply.committedTxid === this.applied + outcome.records.length;
+    if (outcome.kind === "apply" && reply.ok && reply.committedTxid !== undefined) this.hear(reply.committedTxid);
+    this.last = { kind: outcome.kind, roundEnded, servedAll };
+    return outcome;
+  }
+
+  private judge(reply: ReadReply): ReadOutcome {
     if (!reply.ok || reply.count === 0) {
       this.rotate();
       if (!reply.ok && reply.code === "PURGED") this.purgedSeen = true;
@@ -85,5 +122,49 @@ export class ReplicaCore {
   onApplied(txid: number): void {
     assert(txid === this.applied + 1, `applied ${txid} after ${this.applied}: out of order`);
     this.applied = txid;
+  }
+
+  /** A commit was heard of (a hint, a node's reply) that is not applied yet. */
+  get behind(): boolean {
+    return this.applied < this.heard;
+  }
+
+  /** A commit hint (already parsed): true when it asks for a read the adapter's pause should not wait out. */
+  onHint(committedTxid: number): boolean {
+    if (committedTxid <= this.heard) return false;
+    this.hear(committedTxid);
+    return committedTxid > this.applied;
+  }
+
+  private hear(committedTxid: number): void {
+    if (committedTxid <= this.heard) return;
+    this.heard = committedTxid;
+    this.retried = false;
+  }
+
+  /**
+   * Read again now, or pause: after records, read on unless the node served all it knows committed and nothing more was
+   * heard of; after a miss, ask the next node while a commit heard of is missing or the node refused, until a round
+   * ends; a round that found nothing is asked again once after pollMs if a commit heard of is still missing, else the
+   * replica waits backstopMs (or for a hint).
+   */
+  next(): NextStep {
+    const last = this.last;
+    const behind = this.behind;
+    if (last === null || last.kind === "bootstrap") return { kind: "read" };
+    if (last.kind === "apply") return behind || !last.servedAll ? { kind: "read" } : this.pause(this.pace.backstopMs);
+    if (!last.roundEnded) return behind || last.kind === "reject" ? { kind: "read" } : this.pause(this.pace.backstopMs);
+    if (behind && !this.retried) {
+      this.retried = true;
+      return this.pause(this.pace.pollMs);
+    }
+    // A hint no node confirmed twice is forgotten: reads go back to the backstop's pace.
+    this.heard = this.applied;
+    this.retried = false;
+    return this.pause(this.pace.backstopMs);
+  }
+
+  private pause(ms: number): NextStep {
+    return { kind: "pause", ms };
   }
 }

@@ -9,7 +9,7 @@ import { MasterCore, type MasterLimits, type NewWriter } from "../master/master_
 import { RecoveryCore, type RecoveryLimits } from "../master/recovery_core.js";
 import { RestorerCore, type RestorerLimits, type RestorerWriterView } from "../master/restorer_core.js";
 import { WriterCore, type WriterLimits } from "../master/writer_core.js";
-import { ReplicaCore } from "../replica/replica_core.js";
+import { ReplicaCore, type ReplicaPace } from "../replica/replica_core.js";
 import { DataNodeCore, type DataNodeLimits } from "../datanode/data_node_core.js";
 
 export interface SimCores {
@@ -21,7 +21,7 @@ export interface SimCores {
   writerCore(epoch: number, segmentTxid: number, nodes: readonly string[], inSync: readonly string[], limits: WriterLimits): WriterCore;
   recoveryCore(nodes: readonly string[], limits: RecoveryLimits, newClusterId: string): RecoveryCore;
   restorerCore(node: string, writer: RestorerWriterView, clusterId: string, limits: RestorerLimits): RestorerCore;
-  replicaCore(nodes: readonly string[], appliedTxid: number): ReplicaCore;
+  replicaCore(nodes: readonly string[], appliedTxid: number, pace: ReplicaPace): ReplicaCore;
   /** A data node's role changes (its election included). */
   dataNodeCore(id: string, priority: number, limits: DataNodeLimits, nowMs: number, journalNodes: readonly string[]): DataNodeCore;
   /** What replicas ask journal nodes for: committed records only (true: a deliberately wrong replica). */
@@ -40,7 +40,7 @@ export const realCores: SimCores = {
   writerCore: (epoch, segmentTxid, nodes, inSync, limits) => new WriterCore(epoch, segmentTxid, nodes, inSync, limits),
   recoveryCore: (nodes, limits, newClusterId) => new RecoveryCore(nodes, limits, newClusterId),
   restorerCore: (node, writer, clusterId, limits) => new RestorerCore(node, writer, clusterId, limits),
-  replicaCore: (nodes, appliedTxid) => new ReplicaCore(nodes, appliedTxid),
+  replicaCore: (nodes, appliedTxid, pace) => new ReplicaCore(nodes, appliedTxid, pace),
   dataNodeCore: (id, priority, limits, nowMs) => new DataNodeCore(id, priority, limits, nowMs),
   replicaReadsUncommitted: false,
   replayExpiresByOwnClock: false,

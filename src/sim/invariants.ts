@@ -138,6 +138,15 @@ export class Invariants {
     }
   }
 
+  /**
+   * `writer` starts finalizing its segment, which ends at `lastTxid`: every record of it must be committed first. A
+   * finalized segment is served to readers as committed (journal_core.ts knownCommittedTxid), so a roll of records
+   * still in flight would vouch for what no majority acked to the writer yet.
+   */
+  writerRolls(writer: string, epoch: number, committedTxid: number, lastTxid: number): void {
+    if (committedTxid !== lastTxid) fail(`${writer} rolls its segment in epoch ${epoch} at txid ${lastTxid} with only ${committedTxid} committed`);
+  }
+
   /** Recovery finished: `writer` serves `epoch`, the log ends at endTxid. */
   writerEstablished(epoch: number, writer: string, endTxid: number): void {
     const w = this.writers.get(epoch);

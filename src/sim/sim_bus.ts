@@ -26,6 +26,8 @@ export type SimMessage =
   /** A journal request (msgpack body, as on NATS); `id` matches the reply. */
   | { kind: "request"; id: number; body: Uint8Array }
   | { kind: "reply"; id: number; body: Uint8Array }
+  /** The master's commit hint (msgpack CommitHint), one copy per journal node and replica (production: one fan-out publish). */
+  | { kind: "commitHint"; body: Uint8Array }
   /** A journal node's presence, heard by the masters (NodeWatch). */
   | { kind: "heartbeat" }
   /** A client's write; `writeId` (client, seq) is the same on each retry of it, null for a write sent without one. */

@@ -80,6 +80,7 @@ export class SimDataNode implements SimActor {
     this.window = cores.dedupeWindow(config);
     this.master = new SimMaster(id, config, this.timer, bus, trace, cores, invariants, requestIds);
     this.master.takeoverHangs = () => faults.takeoverHangs();
+    this.master.hintReaders = config.dataNodes;
     this.master.role = {
       won: (start) => this.feed(() => this.core.won(start, this.clock.nowMs)),
       lost: () => this.feed(() => this.core.lost(this.clock.nowMs, this.backoffMs(true))),
@@ -198,6 +199,8 @@ export class SimDataNode implements SimActor {
         return this.master.onMessage(from, msg);
       case "heartbeat":
         return this.master.onMessage(from, msg);
+      case "commitHint":
+        return this.replica?.onMessage(from, msg);
       case "probe":
         return this.bus.send(this.id, from, { kind: "probeAnswer", id: msg.id, answer: { kind: "answered", role: this.core.role, epoch: this.core.epoch } });
       case "probeAnswer":

@@ -44,6 +44,8 @@ export class SimForger implements SimActor {
     private readonly trace: Trace,
     private readonly config: Config,
     private readonly intervalMsMax: number,
+    /** Replicas it sends forged commit hints to (a hint only wakes a replica: any value may go to them). */
+    private readonly replicas: readonly string[] = [],
   ) {}
 
   start(): void {
@@ -76,10 +78,26 @@ export class SimForger implements SimActor {
   }
 
   private forgeOne(): void {
+    if (this.prng.chance(0.2)) return this.forgeHint();
     const node = this.prng.pick(this.journalNodes);
     const body = this.forgedRequest();
     this.sent++;
     this.bus.send(this.id, node, { kind: "request", id: ++this.seq, body: encode(body) });
+  }
+
+  /**
+   * A commit hint (issue #13 P4): to a replica any epoch and any txid, far ones included — it may only cause reads; to a
+   * journal node only an epoch no writer holds (one a writer holds is the writer's own word, as an empty batch is), or
+   * garbage.
+   */
+  private forgeHint(): void {
+    const to = this.prng.pick([...this.journalNodes, ...this.replicas]);
+    const toReplica = this.replicas.includes(to);
+    const committedTxid = this.prng.chance(0.5) ? this.farTxid() : this.integer(this.lastTxidSeen);
+    const epoch = toReplica ? this.anyEpoch() : this.prng.pick([0, ...BOUNDARY_INTEGERS]);
+    const body = this.prng.chance(0.2) ? Uint8Array.from({ length: this.prng.int(0, 16) }, () => this.prng.int(0, 255)) : encode({ epoch, segmentTxid: this.integer(this.lastTxidSeen), committedTxid });
+    this.sent++;
+    this.bus.send(this.id, to, { kind: "commitHint", body });
   }
 
   /** Any integer a field could get: a boundary, or near what the nodes hold. */

@@ -12,7 +12,7 @@ import type { CompactionLimits, DiskOp, JournalCore } from "../journal/journal_c
 import type { SegmentLog } from "../journal/segment_store.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, toErrorReply } from "../protocol/errors.js";
-import { parseJournalRequest, type JournalRequest } from "../protocol/messages.js";
+import { parseCommitHint, parseJournalRequest, type JournalRequest } from "../protocol/messages.js";
 import type { SimClock } from "./clock.js";
 import type { SimCores } from "./cores.js";
 import type { Invariants } from "./invariants.js";
@@ -59,7 +59,7 @@ interface Job {
 /** A request's or a compaction's disk work: jobs run in order, each result handed back. */
 type Task = Generator<Job, void, unknown>;
 
-type QueueItem = { kind: "request"; from: string; id: number; body: Uint8Array } | { kind: "compact" };
+type QueueItem = { kind: "request"; from: string; id: number; body: Uint8Array } | { kind: "compact" } | { kind: "commitHint"; body: Uint8Array };
 
 /** A twentieth for the frequent appends and meta writes; three times as much inside compaction, which is rare. */
 function crashChance(job: Job, chance: number): number {
@@ -165,6 +165,8 @@ export class SimJournalNode implements SimActor {
   }
 
   onMessage(from: string, msg: SimMessage): void {
+    // journal_node.ts: queued behind the requests before it, dropped when the queue is full (the next batch carries it).
+    if (msg.kind === "commitHint" && this.queue.length < this.config.journalQueueMax) return this.enqueue({ kind: "commitHint", body: msg.body });
     if (msg.kind !== "request") return;
     if (this.queue.length >= this.config.journalQueueMax) {
       this.reply(from, msg.id, toErrorReply(new QjmError(ErrorCode.OVERLOADED, `${this.queue.length} requests already wait for the disk`)));
@@ -186,6 +188,7 @@ export class SimJournalNode implements SimActor {
     }
     this.busy = true;
     if (item.kind === "compact") return this.compact();
+    if (item.kind === "commitHint") return this.learnCommit(item.body);
     let req: JournalRequest;
     try {
       req = parseJournalRequest(decode(item.body));
@@ -306,6 +309,17 @@ export class SimJournalNode implements SimActor {
       this.invariants.journalReplied(this.id, state);
       if ("manifest" in reply) this.reply(item.from, item.id, { ok: true, manifest: reply.manifest, state: reply.state });
       else this.reply(item.from, item.id, { ok: true, ...reply });
+    }
+    this.continueAfter(this.incarnation);
+  }
+
+  /** A commit hint off the bus: learnt in the queue's order, no reply, no disk; a malformed one only traced. */
+  private learnCommit(body: Uint8Array): void {
+    try {
+      const hint = parseCommitHint(decode(body));
+      if (this.core!.learnCommit(hint)) this.trace.add(this.id, `learnt commit ${hint.committedTxid} (e${hint.epoch} segment ${hint.segmentTxid}) from a hint`);
+    } catch (err) {
+      this.trace.add(this.id, `malformed commit hint: ${(err as Error).message}`);
     }
     this.continueAfter(this.incarnation);
   }

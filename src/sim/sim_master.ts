@@ -26,7 +26,7 @@ import { RollCore, type RollStep } from "../master/segment_roll.js";
 import type { WriterCore } from "../master/writer_core.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, errorReply, toErrorReply } from "../protocol/errors.js";
-import { parseJournalReply, type JournalReply, type JournalRequest, type WriteId as ClientWriteId, type WriteReply } from "../protocol/messages.js";
+import { parseJournalReply, type CommitHint, type JournalReply, type JournalRequest, type WriteId as ClientWriteId, type WriteReply } from "../protocol/messages.js";
 import { rebuildSources } from "../master/rebuild_sources.js";
 import { decodeRecordPayload, encodeEffects, encodeWriteRecord, recordRange } from "../segment/record.js";
 import type { SimTimer } from "./clock.js";
@@ -109,6 +109,8 @@ export class SimMaster implements SimActor {
   role: MasterRole | null = null;
   /** A takeover's Redis stops answering (the simulator's fault): the takeover never finishes on its own. */
   takeoverHangs: () => boolean = () => false;
+  /** Who hears its commit hints besides the journal nodes: the replicas, or the data nodes (set by the simulator). */
+  hintReaders: readonly string[] = [];
   /** A planned switchover's drain under way (master.ts's HandoverDrain): told true once drained, false otherwise. */
   private drainWaiter: ((drained: boolean) => void) | null = null;
   /** Set while the switchover's hand-off answers what waits: each answer must be NOT_WRITER (never executed). */
@@ -467,9 +469,10 @@ export class SimMaster implements SimActor {
     }
   }
 
-  /** One Ready, in its order (master.ts `act`). */
+  /** One Ready, in its order (master.ts `act`: the commit hint goes before the batches). */
   private act(r: MasterReady): void {
     for (const id of r.execute) this.execute(id);
+    if (r.committed !== null) this.publishCommit(r.committed);
     for (const s of r.send) this.sendBatch(s);
     if (r.committed !== null) this.onCommitted(r.committed.epoch, r.committed.txid);
     for (const { id, reply } of r.answers) this.answer(id, reply);
@@ -554,6 +557,13 @@ export class SimMaster implements SimActor {
     this.call(node, req, timeoutMs, (reply) => this.step(() => this.core.journalReply(ref, reply.ok ? { ok: true } : reply, this.clock.nowMs)));
   }
 
+  /** master.ts publishCommit: one copy per journal node and replica, each delayed, lost or doubled on its own. */
+  private publishCommit(c: { epoch: number; segmentTxid: number; txid: number }): void {
+    const hint: CommitHint = { epoch: c.epoch, segmentTxid: c.segmentTxid, committedTxid: c.txid };
+    const body = encode(hint);
+    for (const to of [...this.config.journalNodes, ...this.hintReaders]) if (to !== this.id) this.bus.send(this.id, to, { kind: "commitHint", body });
+  }
+
   private onCommitted(epoch: number, committed: number): void {
     this.invariants.writerCommitted(epoch, this.writer, committed);
     this.trace.add(this.id, `committed ${committed} (epoch ${epoch})`);
@@ -618,6 +628,7 @@ export class SimMaster implements SimActor {
 
   private roll(writer: WriterCore, reason: string): void {
     this.trace.add(this.id, `rolling segment ${writer.segmentTxid}..${writer.lastTxid} (${reason})`);
+    this.invariants.writerRolls(this.writer, writer.epoch, writer.committedTxid, writer.lastTxid);
     const roll = new RollCore(writer, this.config.journalNodes.length, this.clusterId, this.config.quorumTimeoutMs);
     const generation = this.incarnation;
     const step = (run: () => RollStep): void => {

@@ -13,7 +13,7 @@
 import type { Config } from "../config/config.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, errorReply, toErrorReply } from "../protocol/errors.js";
-import { parseJournalReply, type JournalReply, type JournalRequest } from "../protocol/messages.js";
+import { parseCommitHint, parseJournalReply, type JournalReply, type JournalRequest } from "../protocol/messages.js";
 import type { ReplicaCore } from "../replica/replica_core.js";
 import type { SimTimer } from "./clock.js";
 import type { DedupeWindow } from "../dedupe/dedupe_window.js";
@@ -39,7 +39,9 @@ export class SimReplica implements SimActor {
   /** The first txid the window still has to learn (replica.ts's windowFrom); null: it holds the last window's worth. */
   private windowFrom: number | null = null;
   private waiting: { id: number; onReply: (reply: JournalReply) => void } | null = null;
-  private idleRounds = 0;
+  /** The idle pause under way (replica.ts `idle`), which a commit hint ends; null when none. */
+  private pausing: number | null = null;
+  private pauseSeq = 0;
 
   constructor(
     readonly id: string,
@@ -73,7 +75,7 @@ export class SimReplica implements SimActor {
     this.windowFrom = this.window === null ? null : warmFrom(this.appliedTxid, this.window.stats.lastTxid, this.config);
     // Its Redis holds what it applied (checked then), or nothing (a data node's wiped one): the check goes on from there.
     this.invariants.keyspace.adopt(this.id, this.appliedTxid, this.redis);
-    this.core = this.cores.replicaCore(this.config.journalNodes, this.appliedTxid);
+    this.core = this.cores.replicaCore(this.config.journalNodes, this.appliedTxid, { pollMs: this.config.replicaPollMs, backstopMs: this.config.replicaBackstopPollMs });
     this.trace.add(this.id, `start at applied ${this.appliedTxid}`);
     this.clock.after(0, () => this.read(generation));
   }
@@ -82,6 +84,7 @@ export class SimReplica implements SimActor {
     // Also after a release: the warm-up it finishes stops with the node.
     this.incarnation++;
     this.waiting = null;
+    this.pausing = null;
     if (!this.up) return;
     this.up = false;
     this.core = null;
@@ -96,6 +99,7 @@ export class SimReplica implements SimActor {
     this.up = false;
     const generation = ++this.incarnation;
     this.waiting = null;
+    this.pausing = null;
     this.core = null;
     this.trace.add(this.id, `replica released at applied ${this.appliedTxid}${this.windowFrom === null ? "" : `, its window warming from ${this.windowFrom}`}`);
     this.warm(generation, true, (gaveUp) => done(gaveUp === null ? { redis: this.redis, appliedTxid: this.appliedTxid } : null, gaveUp ?? ""));
@@ -152,6 +156,7 @@ export class SimReplica implements SimActor {
   }
 
   onMessage(_from: string, msg: SimMessage): void {
+    if (msg.kind === "commitHint") return this.onHint(msg.body);
     if (msg.kind !== "reply" || this.waiting?.id !== msg.id) return;
     const { onReply } = this.waiting;
     this.waiting = null;
@@ -175,7 +180,35 @@ export class SimReplica implements SimActor {
       this.appliedTxid = rec.txid;
       core.onApplied(rec.txid);
     }
-    this.clock.after(1, () => this.read(generation));
+    this.then(core, generation);
+  }
+
+  /** replica.ts: what the core says once an outcome is handled — read on (after the bus's 1 ms), or the idle pause. */
+  private then(core: ReplicaCore, generation: number): void {
+    const next = core.next();
+    if (next.kind === "read") return void this.clock.after(1, () => this.read(generation));
+    const token = ++this.pauseSeq;
+    this.pausing = token;
+    this.clock.after(next.ms, () => {
+      if (this.pausing !== token) return;
+      this.pausing = null;
+      this.read(generation);
+    });
+  }
+
+  /** A commit hint (replica.ts onHint): it ends the idle pause if it names a commit not applied; a bad one is traced. */
+  private onHint(body: Uint8Array): void {
+    if (!this.up || this.core === null) return;
+    let committedTxid: number;
+    try {
+      committedTxid = parseCommitHint(decode(body)).committedTxid;
+    } catch (err) {
+      return this.trace.add(this.id, `malformed commit hint: ${(err as Error).message}`);
+    }
+    if (!this.core.onHint(committedTxid) || this.pausing === null) return;
+    this.pausing = null;
+    const generation = this.incarnation;
+    this.clock.after(0, () => this.read(generation));
   }
 
   private onReply(node: string, reply: JournalReply, generation: number): void {
@@ -183,7 +216,6 @@ export class SimReplica implements SimActor {
     const core = this.core!;
     const outcome = core.onRead(reply.ok && "read" in reply ? { ok: true, ...reply.read } : reply.ok ? { ok: false, code: "BAD_REQUEST", message: "not a read reply" } : reply);
     if (outcome.kind === "apply") {
-      this.idleRounds = 0;
       const delayMs = this.replayDelayMs();
       if (delayMs === 0) return this.apply(core, outcome.records, generation);
       this.trace.add(this.id, `holds txids ${outcome.records[0].txid}.. for ${delayMs} ms before applying them`);
@@ -196,11 +228,8 @@ export class SimReplica implements SimActor {
       this.invariants.corruptReadRefused();
       this.trace.add(this.id, `refused records from ${node}: ${outcome.reason}`);
     }
-    if (++this.idleRounds >= core.nodes.length) {
-      this.idleRounds = 0;
-      this.clock.after(this.config.replicaPollMs, () => this.read(generation));
-    } else {
-      this.clock.after(0, () => this.read(generation));
-    }
+    // The simulation has no snapshots to load (nothing is purged): a round of PURGED pauses as a miss would.
+    if (outcome.kind === "bootstrap") return void this.clock.after(this.config.replicaPollMs, () => this.read(generation));
+    this.then(core, generation);
   }
 }

@@ -77,6 +77,8 @@ export function simConfig(journalNodes: string[], replicas: string[], batchRecor
     journalRequestTimeoutMs: 600,
     writerRetryMs: 100,
     replicaPollMs: 20,
+    // Scaled like the heartbeats (500 → 100 ms): a lost commit hint costs what it would in production, relatively.
+    replicaBackstopPollMs: 100,
     batchRecordsMax,
     writeBytesMax: 16 * 1024,
     writesInflightMax: 256,
@@ -268,6 +270,7 @@ export function runSimulation(options: SimOptions): SimResult {
   const jnOptions = { diskOpMsMax: prng.int(0, 5), diskErrorChance: prng.pick([0.2, 0.5, 1]), crashInside };
   const jns = journalNodes.map((id) => new SimJournalNode(id, config, clock, bus, prng, trace, cores, invariants, jnOptions));
   const masters = masterIds.map((id) => new SimMaster(id, config, clock, bus, trace, cores, invariants, requestIds));
+  for (const m of masters) m.hintReaders = replicaIds;
   // Faults aimed at recoveries' copies of the chosen segment (issue #10, class 1), from their own PRNG so that the
   // shape of every seed's cluster stays what it was.
   const copyPrng = new Prng(seed ^ 0x5eed1);
@@ -291,7 +294,7 @@ export function runSimulation(options: SimOptions): SimResult {
   const everyone = [...jns, ...masters, ...replicas, client].map((a) => a.id);
   // Its own PRNG, and outside the partitions: the rest of the seed's run is drawn as without it.
   const forgerPrng = new Prng(seed ^ 0xf0f9e4);
-  const forger = options.forger ?? forgerPrng.chance(0.3) ? new SimForger("f1", journalNodes, clock, bus, forgerPrng, trace, config, forgerPrng.pick([2, 10, 40])) : null;
+  const forger = options.forger ?? forgerPrng.chance(0.3) ? new SimForger("f1", journalNodes, clock, bus, forgerPrng, trace, config, forgerPrng.pick([2, 10, 40]), replicaIds) : null;
   if (forger !== null) bus.register(forger);
   // Only one journal node ever gets flipped bits: a bit flip is a lost copy, and a majority must keep one.
   const corruptible = prng.pick(jns);

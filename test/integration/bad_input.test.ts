@@ -4,7 +4,7 @@ import { request } from "../../src/nats/bus.js";
 import { encode } from "../../src/protocol/codec.js";
 import { subjects } from "../../src/protocol/subjects.js";
 import { decode } from "../../src/protocol/codec.js";
-import { startTestCluster, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { startTestCluster, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 let tc: TestCluster | undefined;
 test.before(async () => {
@@ -91,4 +91,34 @@ test.serial("bad input - garbage and forged records on a journal node's subject 
   const state = decode((await asMaster.request(subjects(tc!.cluster.cluster).journalRead("jn1"), encode({ type: "getState" }), { timeout: 5000 })).data) as Record<string, unknown>;
   t.is(state.ok, true);
   t.true((await tc!.write(["SET", "after-jn-garbage", "1"])).ok);
+});
+
+test.serial("bad input - malformed and forged commit hints change no journal node's promise and apply nothing; replicas still follow writes", async (t) => {
+  // Only a master's user may publish commit hints (nats-server's permissions): the forger here is one.
+  const asMaster = await tc!.connectAs("m1");
+  const s = subjects(tc!.cluster.cluster);
+  const getState = async () => (decode((await asMaster.request(s.journalRead("jn1"), encode({ type: "getState" }), { timeout: 5000 })).data) as { state: { promisedEpoch: number; writerEpoch: number; lastTxid: number; committedTxid: number; lastSegment: { startTxid: number } } }).state;
+  const first = await tc!.write(["SET", "before-hints", "1"]);
+  t.true(first.ok);
+  const before = await getState();
+  const epoch = before.writerEpoch;
+  for (const body of [
+    Buffer.from("garbage"),
+    encode({ epoch: "x" }),
+    encode({ epoch: 0, segmentTxid: 1, committedTxid: 5 }),
+    encode({ epoch: epoch + 5, segmentTxid: before.lastSegment.startTxid, committedTxid: 1e12 }), // no implicit promise
+    encode({ epoch, segmentTxid: before.lastSegment.startTxid + 1000, committedTxid: 1e12 }), // not the open segment
+    encode({ epoch, segmentTxid: before.lastSegment.startTxid, committedTxid: 1e12 }), // only ever what the node holds
+  ]) {
+    asMaster.publish(s.committed, body);
+  }
+  await asMaster.flush();
+  const after = await getState();
+  t.is(after.promisedEpoch, before.promisedEpoch, "a hint promises nothing");
+  t.true(after.committedTxid <= after.lastTxid, "never past what the node holds");
+  const next = await tc!.write(["SET", "after-hints", "1"]);
+  if (!next.ok) return t.fail(JSON.stringify(next));
+  const replicas = await waitForReplicas(tc!, next.txid);
+  for (const r of replicas) t.is(r.health, "ok", `${r.id} after the hints`);
+  t.true(replicas.every((r) => r.appliedTxid <= next.txid + 1), "replicas applied what was written, nothing a hint named");
 });

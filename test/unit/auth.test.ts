@@ -121,3 +121,11 @@ test("auth - pub/sub between front doors: a data node publishes on its own subje
     t.false(hears(user, s.pubsub("d1")), `${user.name} does not hear ${s.pubsub("d1")}`);
   }
 });
+
+test("auth - only a master publishes commit hints; journal nodes, replicas and data nodes hear them", (t) => {
+  const d1: NatsUser = { name: "d1", role: "data" };
+  t.true(may(master, s.committed) && may(d1, s.committed));
+  for (const user of [client, jn1, r1]) t.false(may(user, s.committed), user.name);
+  for (const user of [jn1, r1, d1]) t.true(hears(user, s.committed), user.name);
+  t.false(hears(client, s.committed));
+});

@@ -4,7 +4,7 @@ import { defaults, envName, loadConfig, natsUrlPort, natsUrls, quorumSize, valid
 import { decode, encode } from "../../src/protocol/codec.js";
 import { QjmError } from "../../src/protocol/errors.js";
 import { RECORD_BYTES_MAX } from "../../src/segment/record.js";
-import { parseControlRequest, parseJournalRequest, parseRoleReply, parseWriteRequest, type JournalRequest } from "../../src/protocol/messages.js";
+import { parseCommitHint, parseControlRequest, parseJournalRequest, parseRoleReply, parseWriteRequest, type JournalRequest } from "../../src/protocol/messages.js";
 
 // ---- config ----
 
@@ -319,4 +319,19 @@ test("messages - a write's id may name the connection's write before it (after),
   for (const after of [5, 6, 0, -1, 1.5, "4"]) {
     t.throws(() => parseWriteRequest({ args: ["SET", "k", "v"], id: { client: "c1", seq: 5, after } }), { instanceOf: QjmError }, `after ${String(after)}`);
   }
+});
+
+test("messages - parseCommitHint takes a hint through the codec and refuses a malformed one with BAD_REQUEST", (t) => {
+  const hint = { epoch: 3, segmentTxid: 11, committedTxid: 40 };
+  t.deepEqual(parseCommitHint(decode(encode(hint))), hint);
+  for (const bad of [null, [], "x", { ...hint, epoch: 0 }, { ...hint, epoch: 2 ** 32 }, { ...hint, segmentTxid: 0 }, { ...hint, committedTxid: -1 }, { ...hint, committedTxid: 1.5 }, { ...hint, committedTxid: "40" }, { epoch: 3, segmentTxid: 11 }]) {
+    const err = t.throws(() => parseCommitHint(bad), { instanceOf: QjmError }, JSON.stringify(bad));
+    t.is(err?.code, "BAD_REQUEST");
+  }
+});
+
+test("config - replicaBackstopPollMs may not be below replicaPollMs", (t) => {
+  t.deepEqual(validateConfig({ ...defaults }), []);
+  t.true(validateConfig({ ...defaults, replicaBackstopPollMs: 5 }).some((e) => e.includes("replicaBackstopPollMs")));
+  t.true(validateConfig({ ...defaults, replicaPollMs: 0 }).some((e) => e.includes("replicaPollMs")));
 });

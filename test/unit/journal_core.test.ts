@@ -1101,3 +1101,35 @@ test("journal core - merge replaces its parts by one finalized segment, and refu
     [51, 52, true],
   ]);
 });
+
+// ---- the master's commit hint (issue #13 P4): a commit index off the bus, no reply, no promise ----
+
+test("journal core - a commit hint of the writer's epoch and open segment moves the commit index, never past the log", (t) => {
+  const n = written(3, 5, 2);
+  t.is(n.state().committedTxid, 2);
+  t.true(n.learnCommit({ epoch: 3, segmentTxid: 1, committedTxid: 4 }));
+  t.is(n.state().committedTxid, 4);
+  t.is(n.readableTxid(false), 4, "readers are served up to it");
+  t.false(n.learnCommit({ epoch: 3, segmentTxid: 1, committedTxid: 3 }), "never backwards");
+  t.true(n.learnCommit({ epoch: 3, segmentTxid: 1, committedTxid: 99 }));
+  t.is(n.state().committedTxid, 5, "only what this node holds of the writer's segment");
+});
+
+test("journal core - a commit hint of another epoch or segment, or to a faulty node, changes nothing and promises nothing", (t) => {
+  const n = written(3, 5, 2);
+  const before = n.state();
+  for (const hint of [
+    { epoch: 2, segmentTxid: 1, committedTxid: 5 }, // a deposed writer
+    { epoch: 4, segmentTxid: 1, committedTxid: 5 }, // an epoch not promised here: no implicit promise either
+    { epoch: 3, segmentTxid: 6, committedTxid: 5 }, // another segment
+  ]) {
+    t.false(n.learnCommit(hint), JSON.stringify(hint));
+  }
+  t.deepEqual(n.state(), before);
+  ok(n.step({ type: "newEpoch", epoch: 4 }));
+  t.false(n.learnCommit({ epoch: 4, segmentTxid: 1, committedTxid: 5 }), "promised 4, but epoch 4 started no segment here");
+  t.false(n.learnCommit({ epoch: 3, segmentTxid: 1, committedTxid: 5 }), "fenced");
+  t.is(n.state().committedTxid, 2);
+  const corrupt = new JournalCore("jn1", { meta: { promisedEpoch: 3, writerEpoch: 3, accepted: null }, segments: [{ startTxid: 1, endTxid: 5, inProgress: true }], fault: "segment 1 is corrupt" });
+  t.false(corrupt.learnCommit({ epoch: 3, segmentTxid: 1, committedTxid: 5 }));
+});

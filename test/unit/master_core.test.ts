@@ -120,7 +120,7 @@ test("master core - a write is answered exactly once, only after its commit, whi
   t.deepEqual(r.answers, [], "one ack is no majority");
   r = ack(core, sends, ["jn2"], 3);
   t.deepEqual(r.answers, [{ id: 1, reply: { ok: true, txid: 11, reply: "OK" } }], "write 2's outcome is still on its way");
-  t.deepEqual(r.committed, { epoch: 3, txid: 12 });
+  t.deepEqual(r.committed, { epoch: 3, segmentTxid: 11, txid: 12 });
   core.outcome(2, { ok: false, message: "ERR wrong type" });
   r = core.ready();
   t.deepEqual(

@@ -155,3 +155,78 @@ test("replica core - with one journal node, a PURGED is the whole round", (t) =>
   t.is(r.onRead(miss).kind, "idle");
   t.deepEqual(r.onRead(purged), { kind: "bootstrap" });
 });
+
+// ---- pacing (issue #13 P4): the master's commit hint ends the pause; the backstop is the only polling ----
+
+const PACE = { pollMs: 20, backstopMs: 500 };
+const read = (txids: number[], committedTxid: number) => ({ ok: true as const, records: recs(txids), count: txids.length, committedTxid });
+function applyAll(t: import("ava").ExecutionContext, r: ReplicaCore, reply: ReturnType<typeof read>): void {
+  const out = r.onRead(reply);
+  if (out.kind !== "apply") return void t.fail(`got ${out.kind}`);
+  for (const rec of out.records) r.onApplied(rec.txid);
+}
+
+test("replica core pace - a replica that applied what its node knows committed waits the backstop, not the poll", (t) => {
+  const r = new ReplicaCore(NODES, 10, PACE);
+  applyAll(t, r, read([11, 12], 12));
+  t.deepEqual(r.next(), { kind: "pause", ms: 500 }, "no second read to learn there is nothing more");
+  t.is(r.onRead(miss).kind, "idle");
+  t.deepEqual(r.next(), { kind: "pause", ms: 500 }, "an idle node with nothing heard of beyond: the backstop again");
+});
+
+test("replica core pace - records short of the node's commit index, or past it (finalized segments), are read on at once", (t) => {
+  const r = new ReplicaCore(NODES, 10, PACE);
+  applyAll(t, r, read([11, 12], 20));
+  t.deepEqual(r.next(), { kind: "read" }, "a read cut by bytesMax/recordsMax");
+  applyAll(t, r, read(range(13, 20), 0));
+  t.deepEqual(r.next(), { kind: "read" }, "the node's commit index is unknown after its restart: its finalized segments still serve");
+  t.is(r.onRead(miss).kind, "idle");
+  t.deepEqual(r.next(), { kind: "pause", ms: 500 });
+});
+
+test("replica core pace - a hint above the applied txid asks for a read; one at or below it does not", (t) => {
+  const r = new ReplicaCore(NODES, 10, PACE);
+  t.false(r.onHint(10), "already applied");
+  t.false(r.onHint(3), "old");
+  t.true(r.onHint(12), "a commit not applied yet: the pause ends");
+  t.false(r.onHint(12), "heard already");
+  t.true(r.onHint(13));
+  applyAll(t, r, read([11, 12, 13], 13));
+  t.deepEqual(r.next(), { kind: "pause", ms: 500 });
+});
+
+test("replica core pace - a hint heard during a read makes the replica read on after it", (t) => {
+  const r = new ReplicaCore(NODES, 10, PACE);
+  r.onHint(15);
+  applyAll(t, r, read([11, 12], 12));
+  t.deepEqual(r.next(), { kind: "read" }, "13..15 were heard of");
+  t.is(r.onRead(miss).kind, "idle", "this node has not learnt 15 yet");
+  t.deepEqual(r.next(), { kind: "read" }, "the next node may have");
+  t.deepEqual(r.nextRead(), { node: "jn2", fromTxid: 13 });
+});
+
+test("replica core pace - a hint no node confirms is asked again once after pollMs, then forgotten (a forged hint costs two rounds)", (t) => {
+  const r = new ReplicaCore(NODES, 10, PACE);
+  t.true(r.onHint(1_000_000));
+  const steps: string[] = [];
+  for (let i = 0; i < 2 * NODES.length; i++) {
+    t.is(r.onRead(miss).kind, "idle");
+    const next = r.next();
+    steps.push(next.kind === "read" ? "read" : `pause ${next.ms}`);
+  }
+  t.deepEqual(steps, ["read", "read", "pause 20", "read", "read", "pause 500"]);
+  t.is(r.onRead(miss).kind, "idle");
+  t.deepEqual(r.next(), { kind: "pause", ms: 500 }, "forgotten: back to the backstop's pace");
+  t.is(r.appliedTxid, 10, "a hint never applies anything");
+  t.true(r.onHint(1_000_001), "a newer hint is heard again");
+});
+
+test("replica core pace - a refused read tries the next node at once until the round ends, hint or not", (t) => {
+  const r = new ReplicaCore(NODES, 10, PACE);
+  t.is(r.onRead(notFound).kind, "reject");
+  t.deepEqual(r.next(), { kind: "read" });
+  t.is(r.onRead(notFound).kind, "reject");
+  t.deepEqual(r.next(), { kind: "read" });
+  t.is(r.onRead(notFound).kind, "reject");
+  t.deepEqual(r.next(), { kind: "pause", ms: 500 }, "a whole round refused, nothing heard of: the backstop");
+});
