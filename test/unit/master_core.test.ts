@@ -647,3 +647,22 @@ test("master core - a resend answered from the dedupe window (it had committed) 
   core.write(5, 10, false, 1001, after(7, 6));
   t.deepEqual(core.ready().execute, [4, 5]);
 });
+
+test("master core - a resend queued behind its connection's later write, still queued from before, does not let that write overtake it", (t) => {
+  // Review s21: the refusal was forgotten as soon as the resend was queued, but the later write's first copy (queued
+  // before the resend) still stood ahead of it. The client resends at once when its link or the master's fails over
+  // (masterReconnected) while that first copy still waits in the master's queue.
+  const core = new MasterCore(limits, undefined, new DedupeWindow(defaults));
+  core.write(1, 10, false, 0, after(5, 4));
+  core.write(2, 10, false, 500, after(6, 5));
+  core.tick(1001); // seq 5 waited past its deadline: refused; seq 6's first copy still waits
+  t.deepEqual(codes(core.ready()), [[1, "NO_QUORUM"]]);
+  core.write(3, 10, false, 1002, cid(5)); // the group's resend: 5 (nothing unanswered before it), then 6 after 5
+  core.write(4, 10, false, 1002, after(6, 5)); // waits for 6's first copy (same id)
+  core.ready();
+  core.start(3, 11, N3, 1003);
+  const r = core.ready();
+  const ran = [...r.execute];
+  t.true(ran.includes(3), "seq 5's resend runs");
+  t.false(ran.indexOf(2) !== -1 && ran.indexOf(2) < ran.indexOf(3), `seq 6 ran before seq 5's resend: executed ${JSON.stringify(ran)}`);
+});
