@@ -302,9 +302,20 @@ export class MasterCore {
   /** True (and answered OVERLOADED) when an earlier write of the same connection was refused and has not run since. */
   private refusedBehind(id: WriteId, clientId: ClientWriteId, ticket: number | null): boolean {
     const earlier = this.order.behind(clientId, ticket);
-    if (earlier === null) return false;
-    this.reply(id, errorReply(ErrorCode.OVERLOADED, `not run: the connection's earlier write (seq ${earlier}) was not applied and has not come again; it is resent first`));
+    if (earlier !== null) {
+      this.reply(id, errorReply(ErrorCode.OVERLOADED, `not run: the connection's earlier write (seq ${earlier}) was not applied and has not come again; it is resent first`));
+      return true;
+    }
+    // On arrival only: what was seen then stays seen (queued, run, answered) until admission.
+    if (ticket !== null || clientId.after === undefined || this.seen(clientId.client, clientId.after)) return false;
+    this.reply(id, errorReply(ErrorCode.OVERLOADED, `not run: the connection's earlier write (seq ${clientId.after}) has not reached this master (still on its way, or lost); it is sent first`));
     return true;
+  }
+
+  /** Whether this master knows the write: queued or running, answered lately, or committed (or older than the window). */
+  private seen(client: string, seq: number): boolean {
+    if (this.byClientId.has(writeKey(client, seq)) || this.order.answeredLately(client, seq)) return true;
+    return this.window !== null && this.window.lookup(client, seq).kind !== "new";
   }
 
   /** An admitted write Redis will not run (the command table refused it): answered now, never journaled. */
@@ -623,6 +634,7 @@ export class MasterCore {
     if (key === undefined) return;
     // Not applied, or not known to be: the connection resends it, and its later writes must not overtake it.
     if (!reply.ok && verdictOf(reply.code).retry) this.order.refused(key, this.nowMs);
+    else this.order.answered(key, this.nowMs);
     this.clientIdOf.delete(id);
     this.byClientId.delete(key);
     for (const dup of this.duplicates.get(id) ?? []) this.out.answers.push({ id: dup, reply });

@@ -12,8 +12,16 @@
  * had committed). Writes arriving after that resend queue behind it; but a later write's first copy may still wait in
  * the queue ahead of the resend (the client resends at once when its link or the master's fails over), so until the
  * resend is admitted, what was queued before it is still refused at admission. Refused again later (it waited too
- * long in the queue), it blocks again. Bounded by count and age:
- * a memory dropped early only reopens the race it closes, under overload; it never loses or repeats a write.
+ * long in the queue), it blocks again.
+ *
+ * A write whose `after` this master has not seen at all is refused too: the earlier write is still on its way (a large
+ * write travels in fragments and is run once its last one arrived, after the small writes pipelined behind it) or was
+ * lost or refused before it reached the master (a link that failed over, the bus's reassembly bounds). Seen means
+ * queued or running here, committed (the dedupe window), or answered lately (remembered here: an answer that left no
+ * record, a Redis error, is in no window). A refusal costs the connection one resend round, never the order.
+ *
+ * Bounded by count and age: a memory dropped early only reopens the race it closes (or costs a resend round), under
+ * overload; it never loses or repeats a write.
  */
 import type { WriteId } from "../protocol/messages.js";
 
@@ -36,6 +44,8 @@ interface Refusal {
 export class WriteOrder {
   /** Writes answered with a retryable failure before they ran, by `client#seq` (insertion order is age order). */
   private readonly refusals = new Map<string, Refusal>();
+  /** Writes answered otherwise (run, or refused for good), by `client#seq`: when (insertion order is age order). */
+  private readonly answers = new Map<string, number>();
 
   constructor(private readonly limits: WriteOrderLimits) {}
 
@@ -44,6 +54,17 @@ export class WriteOrder {
     this.refusals.delete(key);
     this.refusals.set(key, { atMs: nowMs, requeuedAt: null });
     if (this.refusals.size > this.limits.writeOrderRefusalsMax) this.refusals.delete(this.refusals.keys().next().value!);
+  }
+
+  /** The write (its writeKey) was answered, not to be resent: a write naming it as `after` may run. */
+  answered(key: string, nowMs: number): void {
+    this.answers.set(key, nowMs);
+    if (this.answers.size > this.limits.writeOrderRefusalsMax) this.answers.delete(this.answers.keys().next().value!);
+  }
+
+  /** Whether the write was answered lately (not to be resent). */
+  answeredLately(client: string, seq: number): boolean {
+    return this.answers.has(writeKey(client, seq));
   }
 
   /** The write's resend is queued with `ticket`: writes arriving from now on queue behind it. */
@@ -70,11 +91,15 @@ export class WriteOrder {
     return ticket !== null && ticket < r.requeuedAt ? id.after : null;
   }
 
-  /** Forgets refusals older than writeOrderRefusalMs. */
+  /** Forgets refusals and answers older than writeOrderRefusalMs. */
   prune(nowMs: number): void {
     for (const [key, { atMs }] of this.refusals) {
-      if (nowMs - atMs < this.limits.writeOrderRefusalMs) return;
+      if (nowMs - atMs < this.limits.writeOrderRefusalMs) break;
       this.refusals.delete(key);
+    }
+    for (const [key, atMs] of this.answers) {
+      if (nowMs - atMs < this.limits.writeOrderRefusalMs) break;
+      this.answers.delete(key);
     }
   }
 
