@@ -58,6 +58,7 @@ export class WriteOrder {
 
   /** The write (its writeKey) was answered, not to be resent: a write naming it as `after` may run. */
   answered(key: string, nowMs: number): void {
+    this.answers.delete(key);
     this.answers.set(key, nowMs);
     if (this.answers.size > this.limits.writeOrderRefusalsMax) this.answers.delete(this.answers.keys().next().value!);
   }
