@@ -296,7 +296,8 @@ export const defaults = {
   dedupeClientsMax: 100_000,
   /**
    * Writes the master remembers it answered with a retryable failure, so that a later write of the same connection
-   * does not run before the earlier one's resend (src/master/write_order.ts); the oldest are forgotten first.
+   * does not run before the earlier one's resend (src/master/write_order.ts); the oldest are forgotten first. As many
+   * writes answered otherwise are remembered apart: a write naming one this master never saw waits for it.
    */
   writeOrderRefusalsMax: 65_536,
   /** How long such a refusal is remembered: the connection resends at once, or within its retry pauses. */

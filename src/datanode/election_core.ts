@@ -185,7 +185,8 @@ export class ElectionCore {
    * once, so the heartbeats buffered meanwhile are read before the next tick), or our link back for less than that.
    */
   private deaf(lateMs: number, nowMs: number): boolean {
-    const wait = this.limits.masterProbeAfterMs;
+    // Without a probe (0), half the master timeout: at least 1.5 heartbeats, so a tick on time is never late.
+    const wait = this.limits.masterProbeAfterMs || this.limits.masterTimeoutMs / 2;
     if (lateMs > wait && !this.lateTickSkipped) return (this.lateTickSkipped = true);
     this.lateTickSkipped = false;
     return nowMs - this.linkUpSinceMs < wait;

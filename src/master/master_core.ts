@@ -132,6 +132,8 @@ interface Queued {
   barrier: boolean;
   /** Looked up in the dedupe window again at admission: it may have learnt the original since (a takeover's catch-up). */
   clientId: ClientWriteId | null;
+  /** Its place in arrival order (write_order.ts: a write queued before its connection's earlier write's resend). */
+  ticket: number;
 }
 
 type Drain = { phase: "draining" | "running"; reason: string };
@@ -193,6 +195,8 @@ export class MasterCore {
   private readonly duplicates = new Map<WriteId, WriteId[]>();
   /** A connection's writes run in its order: writes refused lately, that later ones must not overtake. */
   private readonly order: WriteOrder;
+  /** The next queued write's ticket (arrival order). */
+  private nextTicket = 0;
 
   constructor(
     private readonly limits: MasterLimits,
@@ -257,7 +261,7 @@ export class MasterCore {
    */
   write(id: WriteId, bytes: number, barrier: boolean, nowMs: number, clientId: ClientWriteId | null = null): void {
     this.nowMs = nowMs;
-    if (clientId !== null && this.window !== null && (this.isDuplicate(id, clientId) || this.refusedBehind(id, clientId))) return;
+    if (clientId !== null && this.window !== null && (this.isDuplicate(id, clientId) || this.refusedBehind(id, clientId, null))) return;
     const l = this.limits;
     if (this.queue.length >= l.writesQueuedMax) {
       this.reply(id, errorReply(ErrorCode.OVERLOADED, `${this.queue.length} writes already wait`));
@@ -270,8 +274,9 @@ export class MasterCore {
     }
     this.queuedBytes_ += bytes;
     // Queued in arrival order: the connection's later writes queue behind it (they are checked again at admission).
-    if (clientId !== null) this.order.accepted(clientId);
-    this.queue.push({ id, bytes, barrier, deadlineMs: nowMs + l.quorumTimeoutMs, clientId });
+    const ticket = this.nextTicket++;
+    if (clientId !== null) this.order.requeued(clientId, ticket);
+    this.queue.push({ id, bytes, barrier, deadlineMs: nowMs + l.quorumTimeoutMs, clientId, ticket });
     // Admitted at once if there is room: the queue bounds only what has to wait.
     this.advance();
   }
@@ -298,11 +303,22 @@ export class MasterCore {
   }
 
   /** True (and answered OVERLOADED) when an earlier write of the same connection was refused and has not run since. */
-  private refusedBehind(id: WriteId, clientId: ClientWriteId): boolean {
-    const earlier = this.order.behind(clientId);
-    if (earlier === null) return false;
-    this.reply(id, errorReply(ErrorCode.OVERLOADED, `not run: the connection's earlier write (seq ${earlier}) was not applied and has not come again; it is resent first`));
+  private refusedBehind(id: WriteId, clientId: ClientWriteId, ticket: number | null): boolean {
+    const earlier = this.order.behind(clientId, ticket);
+    if (earlier !== null) {
+      this.reply(id, errorReply(ErrorCode.OVERLOADED, `not run: the connection's earlier write (seq ${earlier}) was not applied and has not come again; it is resent first`));
+      return true;
+    }
+    // On arrival only: what was seen then stays seen (queued, run, answered) until admission.
+    if (ticket !== null || clientId.after === undefined || this.seen(clientId.client, clientId.after)) return false;
+    this.reply(id, errorReply(ErrorCode.OVERLOADED, `not run: the connection's earlier write (seq ${clientId.after}) has not reached this master (still on its way, or lost); it is sent first`));
     return true;
+  }
+
+  /** Whether this master knows the write: queued or running, answered lately, or committed (or older than the window). */
+  private seen(client: string, seq: number): boolean {
+    if (this.byClientId.has(writeKey(client, seq)) || this.order.answeredLately(client, seq)) return true;
+    return this.window !== null && this.window.lookup(client, seq).kind !== "new";
   }
 
   /** An admitted write Redis will not run (the command table refused it): answered now, never journaled. */
@@ -621,6 +637,7 @@ export class MasterCore {
     if (key === undefined) return;
     // Not applied, or not known to be: the connection resends it, and its later writes must not overtake it.
     if (!reply.ok && verdictOf(reply.code).retry) this.order.refused(key, this.nowMs);
+    else this.order.answered(key, this.nowMs);
     this.clientIdOf.delete(id);
     this.byClientId.delete(key);
     for (const dup of this.duplicates.get(id) ?? []) this.out.answers.push({ id: dup, reply });
@@ -664,7 +681,8 @@ export class MasterCore {
     while (this.queue.length > 0 && this.roll === null && this.reset === null && this.handover === null && this.barrier === null && !w.full && this.pending.size < l.writesInflightMax) {
       if (this.pending.size > 0 && this.inflightBytes_ + this.queue[0].bytes > l.writesInflightBytesMax) return;
       const q = this.dequeue();
-      if (this.answeredFromWindow(q) || (q.clientId !== null && this.refusedBehind(q.id, q.clientId))) continue;
+      if (this.answeredFromWindow(q) || (q.clientId !== null && this.refusedBehind(q.id, q.clientId, q.ticket))) continue;
+      if (q.clientId !== null) this.order.accepted(q.clientId);
       this.pending.set(q.id, { id: q.id, bytes: q.bytes, txid: null, outcome: null, committed: false, refused: null, recorded: null });
       this.inflightBytes_ += q.bytes;
       this.unjournaled++;

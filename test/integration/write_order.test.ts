@@ -47,3 +47,32 @@ test("write order - pipelined RPUSHes of 16 connections through a master refusin
   t.log(`${CONNECTIONS} × ${PUSHES} pipelined RPUSHes, writesQueuedMax 32${Number.isNaN(refused) ? "" : `, ${refused} OVERLOADED refusals`}`);
   t.deepEqual(disorder.slice(0, 5), [], "every connection's writes in its order");
 });
+
+test("write order - a large write (sent in fragments) pipelined before a small one on the same connection is applied first", async (t) => {
+  // Review s21: the master runs a write once its last fragment arrived; the next write of the connection, one message,
+  // arrives before that, and nothing holds it (its `after` names a write this master has not seen yet).
+  const tc = await startTestCluster("wofrag", { dataNodes: DATA_NODES, writeBytesMax: 4 * 1024 * 1024 });
+  const r = new Redis({ port: tc.cluster.config.respPort, host: "127.0.0.1", maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true });
+  r.on("error", () => {});
+  t.teardown(async () => {
+    r.disconnect();
+    await tc.stop();
+  });
+  const master = await waitForWriter(tc);
+  await waitForDoors(tc, DATA_NODES.length);
+  r.options.port = tc.cluster.config.respPort + DATA_NODES.indexOf(master.id);
+  await r.connect();
+  const big = "b".repeat(3 * 1024 * 1024);
+  const order: string[] = [];
+  for (let round = 0; round < 3; round++) {
+    const p = r.pipeline();
+    p.set(`wf:${round}`, big);
+    p.set(`wf:${round}`, "small");
+    p.append(`wf:${round}`, "!");
+    const replies = (await p.exec()) ?? [];
+    t.deepEqual(replies.map(([err]) => err), [null, null, null]);
+    const v = await r.get(`wf:${round}`);
+    order.push(v === "small!" ? "in order" : `got ${v?.length ?? "nil"} bytes: ${v?.slice(0, 8) ?? ""}…`);
+  }
+  t.deepEqual(order, ["in order", "in order", "in order"], "SET big; SET small; APPEND ! leaves small!");
+});

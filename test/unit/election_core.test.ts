@@ -199,3 +199,13 @@ test("after its own link came back a standby listens a probe's wait before it ca
   const dead = quiet();
   t.is(dead.tick(self(0), 2250).kind, "campaign", "a link back for masterProbeAfterMs, and still silence: campaign");
 });
+
+test("with masterProbeAfterMs 0 (no probe) a tick on time is not late: a dead master is replaced on the first tick past masterTimeoutMs", (t) => {
+  // Review s21: 'late' was measured against masterProbeAfterMs, so with 0 every tick was late and every other one skipped.
+  const d2 = new ElectionCore("d2", 1, { ...LIMITS, masterProbeAfterMs: 0 }, 0);
+  for (let now = 900; now <= 1500; now += 100) {
+    if (now <= 1000) d2.heard(beat("d1", { role: "master", epoch: 3 }), now);
+    t.deepEqual(d2.tick(self(0), now), { kind: "none" }, `at ${now}`);
+  }
+  t.is(d2.tick(self(0), 1600).kind, "campaign", "silent masterTimeoutMs, ticks every 100 ms");
+});

@@ -586,7 +586,7 @@ const codes = (r: MasterReady): [number, string][] => r.answers.map((a) => [a.id
 test("master core - a write whose connection's earlier write was refused OVERLOADED does not overtake it; the resend runs both in order", (t) => {
   const core = new MasterCore({ ...limits, writesQueuedMax: 1 }, undefined, new DedupeWindow(defaults));
   core.write(1, 10, false, 0, cid(1)); // another connection's write fills the queue (no writer yet)
-  core.write(2, 10, false, 0, after(5, 4)); // seq 5: refused, the queue is full
+  core.write(2, 10, false, 0, cid(5)); // seq 5: refused, the queue is full
   t.deepEqual(codes(core.ready()), [[2, "OVERLOADED"]]);
   core.start(3, 11, N3, 0); // room again: write 1 runs
   t.deepEqual(core.ready().execute, [1]);
@@ -595,7 +595,7 @@ test("master core - a write whose connection's earlier write was refused OVERLOA
   t.deepEqual(r.execute, [], "seq 6 does not run before seq 5's resend");
   t.deepEqual(codes(r), [[3, "OVERLOADED"]]);
   // The connection resends 5 then 6, in order: both run, 5 first.
-  core.write(4, 10, false, 2, after(5, 4));
+  core.write(4, 10, false, 2, cid(5));
   core.write(5, 10, false, 2, after(6, 5));
   r = core.ready();
   t.deepEqual(r.execute, [4, 5]);
@@ -604,7 +604,7 @@ test("master core - a write whose connection's earlier write was refused OVERLOA
 
 test("master core - a write behind one that expired in the queue, or whose term failed, is refused until that one comes again", (t) => {
   const core = new MasterCore(limits, undefined, new DedupeWindow(defaults));
-  core.write(1, 10, false, 0, after(5, 4));
+  core.write(1, 10, false, 0, cid(5));
   core.write(2, 10, false, 500, after(6, 5));
   core.tick(1001); // seq 5 waited past its deadline with no writer: NO_QUORUM; seq 6 still within its own
   t.deepEqual(codes(core.ready()), [[1, "NO_QUORUM"]]);
@@ -646,4 +646,40 @@ test("master core - a resend answered from the dedupe window (it had committed) 
   core.write(4, 10, false, 1001, cid(6));
   core.write(5, 10, false, 1001, after(7, 6));
   t.deepEqual(core.ready().execute, [4, 5]);
+});
+
+test("master core - a resend queued behind its connection's later write, still queued from before, does not let that write overtake it", (t) => {
+  // Review s21: the refusal was forgotten as soon as the resend was queued, but the later write's first copy (queued
+  // before the resend) still stood ahead of it. The client resends at once when its link or the master's fails over
+  // (masterReconnected) while that first copy still waits in the master's queue.
+  const core = new MasterCore(limits, undefined, new DedupeWindow(defaults));
+  core.write(1, 10, false, 0, cid(5));
+  core.write(2, 10, false, 500, after(6, 5));
+  core.tick(1001); // seq 5 waited past its deadline: refused; seq 6's first copy still waits
+  t.deepEqual(codes(core.ready()), [[1, "NO_QUORUM"]]);
+  core.write(3, 10, false, 1002, cid(5)); // the group's resend: 5 (nothing unanswered before it), then 6 after 5
+  core.write(4, 10, false, 1002, after(6, 5)); // waits for 6's first copy (same id)
+  core.ready();
+  core.start(3, 11, N3, 1003);
+  const r = core.ready();
+  const ran = [...r.execute];
+  t.true(ran.includes(3), "seq 5's resend runs");
+  t.false(ran.indexOf(2) !== -1 && ran.indexOf(2) < ran.indexOf(3), `seq 6 ran before seq 5's resend: executed ${JSON.stringify(ran)}`);
+});
+
+test("master core - a write naming an earlier write this master has not seen (on its way in fragments, or lost) is refused; seen, answered or committed ones do not hold it", (t) => {
+  const c = new MasterCore(limits, undefined, new DedupeWindow(defaults));
+  c.start(3, 11, N3, 0);
+  c.ready();
+  c.write(1, 10, false, 1, after(6, 5)); // seq 5 has not arrived (its last fragment is still on its way)
+  let r = c.ready();
+  t.deepEqual(r.execute, []);
+  t.deepEqual(codes(r), [[1, "OVERLOADED"]]);
+  c.write(2, 10, false, 2, cid(5)); // 5 arrives and runs; Redis refuses it (a Redis error: no record, in no window)
+  t.deepEqual(c.ready().execute, [2]);
+  c.rejected(2, { ok: false, code: "REDIS_ERROR" as never, message: "WRONGTYPE" });
+  t.deepEqual(codes(c.ready()), [[2, "REDIS_ERROR"]]);
+  c.write(3, 10, false, 3, after(7, 5)); // behind 5, answered lately: runs
+  c.write(4, 10, false, 3, after(8, 7)); // behind 7, running here: runs
+  t.deepEqual(c.ready().execute, [3, 4]);
 });
