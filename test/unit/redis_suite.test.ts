@@ -70,7 +70,9 @@ test("the harness patch replaces the reset and wraps `r`, and refuses a harness 
 });
 
 test("a door's failure is explained by its error, else it is UNEXPLAINED", (t) => {
-  t.regex(explainDoorFailure("unit/multi", "MULTI / EXEC basics", "ERR qjm: not supported yet by the front door: transactions (MULTI/EXEC/WATCH)"), /^not supported yet/);
+  t.regex(explainDoorFailure("unit/multi", "FLUSHALL is able to touch the watched keys", "ERR qjm COMMAND_REFUSED 'flushall' is refused: empties the keyspace without keyspace events (delete keys with DEL or UNLINK)"), /^refused by design: FLUSHALL/);
+  t.regex(explainDoorFailure("unit/multi", "MULTI with config error", "ERR qjm: 'config' is not supported inside MULTI"), /^refused by design: CONFIG SET/);
+  t.regex(explainDoorFailure("unit/multi", "just EXEC and script timeout", "Expected '2' to match 'EXECABORT*BUSY*'"), /^semantics/);
   t.is(explainDoorFailure("unit/type/incr", "INCR fails against a key holding a list", "Expected 'x' to equal or match 'y'"), UNEXPLAINED);
 });
 
