@@ -8,6 +8,7 @@ import { explainDoorFailure, UNEXPLAINED } from "../../bench/redis_suite_known.j
 import { route } from "../../src/frontdoor/router.js";
 import { encodeReplyValue, nilIsNullArray } from "../../src/frontdoor/resp_encoder.js";
 import { CommandTable } from "../../src/redis/command_table.js";
+import { ErrorCode } from "../../src/protocol/errors.js";
 
 const OUTPUT = `Cleanup: may take some time... OK
 Starting test server at port 21079
@@ -109,4 +110,16 @@ test("a write's nil is RESP2's null array for LPOP/RPOP with a count, LMPOP and 
   t.is(encodeReplyValue(null, 2, nilIsNullArray(b("LPOP", "k"))).toString(), "$-1\r\n");
   t.is(encodeReplyValue(null, 2, nilIsNullArray(b("GETDEL", "k"))).toString(), "$-1\r\n");
   t.is(encodeReplyValue(null, 3, nilIsNullArray(b("LPOP", "k", "2"))).toString(), "_\r\n");
+});
+
+test("COPY … DB n is refused for another database only: DB 0 is a write, a DB Redis cannot read goes to Redis for its error", (t) => {
+  // keyspace.tcl's `COPY for string does not copy data to no-integer DB` expects Redis's "value is not an integer".
+  const table = CommandTable.fromCommandReply([["copy", -3, ["write", "denyoom"], 1, 2, 1, ["@keyspace", "@write", "@slow"], [], [], []]]);
+  const b = (...a: string[]): Buffer[] => a.map((x) => Buffer.from(x));
+  t.like(table.classify(b("COPY", "a", "b", "DB", "1")), { ok: false, code: ErrorCode.COMMAND_REFUSED });
+  t.like(table.classify(b("COPY", "a", "b", "REPLACE", "db", "-2")), { ok: false, code: ErrorCode.COMMAND_REFUSED });
+  t.like(table.classify(b("COPY", "a", "b", "DB", "0", "DB", "9")), { ok: false, code: ErrorCode.COMMAND_REFUSED });
+  for (const ok of [b("COPY", "a", "b"), b("COPY", "a", "b", "DB", "0"), b("COPY", "a", "b", "DB", "notanumber"), b("COPY", "a", "b", "DB", "01"), b("COPY", "a", "b", "DB")]) {
+    t.like(table.classify(ok), { ok: true }, ok.map(String).join(" "));
+  }
 });
