@@ -58,7 +58,10 @@ test("the harness patch replaces the reset and wraps `r`, and refuses a harness 
     const helper = path.join(dir, "test_helper.tcl");
     fs.writeFileSync(server, "proc x {} {\n    r flushall\n    r function flush\n}\n");
     fs.writeFileSync(helper, 'proc r {args} {\n    set level 0\n    if {1} {\n        set args [lrange $args 1 end]\n    }\n    [srv $level "client"] {*}$args\n}\n');
+    const testTcl = path.join(dir, "support", "test.tcl");
+    fs.writeFileSync(testTcl, '        if {1} {\n            incr ::num_failed\n            send_data_packet $::test_server_fd err [join $details "\\n"]\n\n            if {$::stop_on_failure} {\n            }\n');
     patchHarness(dir);
+    t.true(fs.readFileSync(testTcl, "utf8").includes("catch {r discard}"));
     const s = fs.readFileSync(server, "utf8");
     t.true(s.includes("if {[catch {r flushall}]} { qjm_reset_keyspace }"));
     t.true(s.includes("proc qjm_reset_keyspace"));
