@@ -38,9 +38,14 @@ export const SUITE_OPTIONAL_FILES = ["unit/pubsub", "unit/pubsubshard"] as const
 /**
  * The same flags for every target. --singledb: db 0 only (no SELECT 9). --durable: a test that throws (an error
  * reply) fails that test, not the whole file. --ignore-encoding / --ignore-digest: OBJECT ENCODING and DEBUG DIGEST
- * checks are internals, not semantics. needs:debug tests are left out (DEBUG is not a client command).
+ * checks are internals, not semantics. Left out by Redis's own tags for servers that do not offer them:
+ * needs:debug (DEBUG is not a client command), needs:repl (the tests attach to Redis's replication stream with SYNC
+ * or change the server's replication: a door is not a Redis master, its replication is the journal) and
+ * needs:config-maxmemory (CONFIG SET is not the client's). Left in, such a test stops between MULTI and EXEC (multi's
+ * `EXEC fails … #2`, `exec with write commands and state change`) and leaves the file's shared connection inside
+ * MULTI: every later test of the file failed on `MULTI calls can not be nested` — a cascade, not a result.
  */
-export const SUITE_FLAGS = ["--singledb", "--durable", "--ignore-encoding", "--ignore-digest", "--tags", "-needs:debug"];
+export const SUITE_FLAGS = ["--singledb", "--durable", "--ignore-encoding", "--ignore-digest", "--tags", "-needs:debug -needs:repl -needs:config-maxmemory"];
 
 /** A test making no progress this long ends its file (the suite's own --timeout, in seconds). */
 export const SUITE_TEST_TIMEOUT_S = 180;
@@ -132,18 +137,28 @@ const R_PATCHED = `        set args [lrange $args 1 end]
     return $res
 }
 `;
+/** The suite's handling of a test that threw (tests/support/test.tcl), as shipped, and with the shared connection let out of MULTI. */
+const FAILED_AS_SHIPPED = "            incr ::num_failed\n            send_data_packet $::test_server_fd err [join $details \"\\n\"]\n\n            if {$::stop_on_failure} {";
+const FAILED_PATCHED = `            incr ::num_failed
+            send_data_packet $::test_server_fd err [join $details "\\n"]
+            # redis-qjm: a test that threw between MULTI and EXEC (a door refusing a command there) leaves the file's
+            # shared connection inside MULTI, and every later test would fail for that alone. An error otherwise.
+            catch {r discard}
+
+            if {$::stop_on_failure} {`;
 /** Changes when the patch does: a cache extracted with another patch is extracted again. */
-export const PATCH_VERSION = "2";
+export const PATCH_VERSION = "3";
 
 /**
  * The runner's only changes to the suite, in its harness, the same for every target, taking effect only where a
  * server refuses: the reset before each file's server block must not abort the file on a server that refuses
- * FLUSHALL, and a refused CONFIG SET of the front door leaves the setting as it is. A plain redis-server takes the
- * shipped paths.
+ * FLUSHALL, a refused CONFIG SET of the front door leaves the setting as it is, and a test that threw leaves no
+ * MULTI open on the file's connection (DISCARD, its error ignored). A plain redis-server takes the shipped paths.
  */
 export function patchHarness(testsDir: string): void {
   patchFile(path.join(testsDir, "support", "server.tcl"), RESET_AS_SHIPPED, RESET_PATCHED, RESET_PROC);
   patchFile(path.join(testsDir, "test_helper.tcl"), R_AS_SHIPPED, R_PATCHED, "");
+  patchFile(path.join(testsDir, "support", "test.tcl"), FAILED_AS_SHIPPED, FAILED_PATCHED, "");
 }
 
 function patchFile(file: string, from: string, to: string, append: string): void {

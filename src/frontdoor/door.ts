@@ -29,6 +29,7 @@ import { ConnectionState } from "./connection_state.js";
 import { answerLocal, infoWithQjm, type LocalAnswer } from "./local_commands.js";
 import type { Protocol } from "./resp_encoder.js";
 import { refusalInTransaction } from "../redis/transaction.js";
+import { noMultiRefusal } from "./transaction_state.js";
 import { route, writeError, type LocalCommand, type Route } from "./router.js";
 import { Session, type DoorServices, type WriteOutcome } from "./session.js";
 import { Upstream } from "./upstream.js";
@@ -286,6 +287,10 @@ export class RespDoor implements DoorServices {
       if (err instanceof QjmClientError) return { ok: false, error: writeError(err.code, err.message, err.outcomeUnknown), committed: this.committedError(err.code, null) };
       throw err;
     }
+  }
+
+  noMultiRefusal(args: readonly Buffer[]): string | null {
+    return noMultiRefusal(this.o.commands(), args);
   }
 
   txRefusal(args: readonly Buffer[]): string | null {

@@ -61,6 +61,8 @@ export interface DoorServices {
   transaction(writer: OrderedWriter, tx: Buffer[][], watch: { txid: number; keys: Buffer[] } | null): Promise<WriteOutcome>;
   /** Why `args` may not run inside a transaction (the master's rule, redis/transaction.ts), or null. */
   txRefusal(args: readonly Buffer[]): string | null;
+  /** Redis's own error for a command it never queues (flagged no_multi), or null. */
+  noMultiRefusal(args: readonly Buffer[]): string | null;
   /** The txid a WATCH records: what this node had applied (after the session's floor). */
   watchPoint(state: ConnectionState): Promise<number>;
   closed(session: Session): void;
@@ -268,7 +270,9 @@ export class Session {
     const tx = this.state.tx;
     let answer: { ok: true } | { error: string };
     const refusal = route.kind === "write" || route.kind === "read" ? this.door.txRefusal(args) : null;
-    if (route.kind === "refuse") answer = tx.refused(route.error);
+    const noMulti = this.door.noMultiRefusal(args);
+    if (noMulti !== null) answer = tx.refused(noMulti);
+    else if (route.kind === "refuse") answer = tx.refused(route.error);
     else if (refusal !== null) answer = tx.refused(refusal);
     else if (route.kind === "write" || route.kind === "read" || (route.kind === "local" && (route.command === "ping" || route.command === "echo")) || (route.kind === "tx" && route.command === "unwatch")) answer = tx.add(args);
     else answer = tx.refused(`ERR qjm: '${args[0].toString("latin1", 0, 32).toLowerCase()}' is not supported inside MULTI`);

@@ -8,7 +8,19 @@
  * and RESET forget them. Bounded: at most `commandsMax` commands and `bytesMax` bytes queued, `watchKeysMax` keys
  * watched (past them the transaction is aborted, or the WATCH refused).
  */
+import type { CommandTable } from "../redis/command_table.js";
 import { EXECABORT } from "../redis/transaction.js";
+
+/**
+ * A command COMMAND flags `no_multi` (SAVE, SHUTDOWN, SYNC, PSYNC) after MULTI: Redis's own error, which its
+ * processCommand answers before queueing — so a client (Redis's multi.tcl) sees that text, not the door's reason for
+ * refusing the command outside a transaction (admin). The transaction is marked to abort either way.
+ */
+export const NO_MULTI_ERROR = "ERR Command not allowed inside a transaction";
+export function noMultiRefusal(commands: CommandTable | undefined, args: readonly Buffer[]): string | null {
+  const info = commands?.lookup(args[0].toString("latin1").toLowerCase());
+  return info?.flags.has("no_multi") === true ? NO_MULTI_ERROR : null;
+}
 
 export interface TxLimitsOfDoor {
   commandsMax: number;

@@ -167,12 +167,18 @@ function isScript(info: CommandInfo): boolean {
 }
 
 /** COPY source destination [DB destination-db] [REPLACE]: options start after the two keys. */
+/**
+ * COPY's DB option naming another database than 0. `DB 0` is database 0's own COPY; a value Redis does not read as an
+ * integer (`DB notanumber`, `DB 01`) goes to Redis, which answers its own error ("value is not an integer or out of
+ * range", keyspace.tcl expects it) and writes nothing.
+ */
 function hasDbOption(args: readonly (Buffer | string)[]): boolean {
-  for (let i = 3; i < args.length; i++) {
-    const a = args[i];
-    if (a.length !== 2) continue;
-    const s = typeof a === "string" ? a : a.toString("latin1");
-    if (s.toLowerCase() === "db") return true;
+  const text = (a: Buffer | string): string => (typeof a === "string" ? a : a.toString("latin1"));
+  for (let i = 3; i < args.length - 1; i++) {
+    if (args[i].length !== 2 || text(args[i]).toLowerCase() !== "db") continue;
+    const value = text(args[i + 1]);
+    // Redis's string2ll: an optional minus, then no leading zero (out-of-range integers are refused here, harmlessly).
+    if (value !== "0" && /^-?[1-9][0-9]*$/.test(value)) return true;
   }
   return false;
 }

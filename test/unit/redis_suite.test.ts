@@ -8,6 +8,7 @@ import { explainDoorFailure, UNEXPLAINED } from "../../bench/redis_suite_known.j
 import { route } from "../../src/frontdoor/router.js";
 import { encodeReplyValue, nilIsNullArray } from "../../src/frontdoor/resp_encoder.js";
 import { CommandTable } from "../../src/redis/command_table.js";
+import { ErrorCode } from "../../src/protocol/errors.js";
 
 const OUTPUT = `Cleanup: may take some time... OK
 Starting test server at port 21079
@@ -57,7 +58,10 @@ test("the harness patch replaces the reset and wraps `r`, and refuses a harness 
     const helper = path.join(dir, "test_helper.tcl");
     fs.writeFileSync(server, "proc x {} {\n    r flushall\n    r function flush\n}\n");
     fs.writeFileSync(helper, 'proc r {args} {\n    set level 0\n    if {1} {\n        set args [lrange $args 1 end]\n    }\n    [srv $level "client"] {*}$args\n}\n');
+    const testTcl = path.join(dir, "support", "test.tcl");
+    fs.writeFileSync(testTcl, '        if {1} {\n            incr ::num_failed\n            send_data_packet $::test_server_fd err [join $details "\\n"]\n\n            if {$::stop_on_failure} {\n            }\n');
     patchHarness(dir);
+    t.true(fs.readFileSync(testTcl, "utf8").includes("catch {r discard}"));
     const s = fs.readFileSync(server, "utf8");
     t.true(s.includes("if {[catch {r flushall}]} { qjm_reset_keyspace }"));
     t.true(s.includes("proc qjm_reset_keyspace"));
@@ -70,7 +74,9 @@ test("the harness patch replaces the reset and wraps `r`, and refuses a harness 
 });
 
 test("a door's failure is explained by its error, else it is UNEXPLAINED", (t) => {
-  t.regex(explainDoorFailure("unit/multi", "MULTI / EXEC basics", "ERR qjm: not supported yet by the front door: transactions (MULTI/EXEC/WATCH)"), /^not supported yet/);
+  t.regex(explainDoorFailure("unit/multi", "FLUSHALL is able to touch the watched keys", "ERR qjm COMMAND_REFUSED 'flushall' is refused: empties the keyspace without keyspace events (delete keys with DEL or UNLINK)"), /^refused by design: FLUSHALL/);
+  t.regex(explainDoorFailure("unit/multi", "MULTI with config error", "ERR qjm: 'config' is not supported inside MULTI"), /^refused by design: CONFIG SET/);
+  t.regex(explainDoorFailure("unit/multi", "just EXEC and script timeout", "Expected '2' to match 'EXECABORT*BUSY*'"), /^semantics/);
   t.is(explainDoorFailure("unit/type/incr", "INCR fails against a key holding a list", "Expected 'x' to equal or match 'y'"), UNEXPLAINED);
 });
 
@@ -107,4 +113,16 @@ test("a write's nil is RESP2's null array for LPOP/RPOP with a count, LMPOP and 
   t.is(encodeReplyValue(null, 2, nilIsNullArray(b("LPOP", "k"))).toString(), "$-1\r\n");
   t.is(encodeReplyValue(null, 2, nilIsNullArray(b("GETDEL", "k"))).toString(), "$-1\r\n");
   t.is(encodeReplyValue(null, 3, nilIsNullArray(b("LPOP", "k", "2"))).toString(), "_\r\n");
+});
+
+test("COPY … DB n is refused for another database only: DB 0 is a write, a DB Redis cannot read goes to Redis for its error", (t) => {
+  // keyspace.tcl's `COPY for string does not copy data to no-integer DB` expects Redis's "value is not an integer".
+  const table = CommandTable.fromCommandReply([["copy", -3, ["write", "denyoom"], 1, 2, 1, ["@keyspace", "@write", "@slow"], [], [], []]]);
+  const b = (...a: string[]): Buffer[] => a.map((x) => Buffer.from(x));
+  t.like(table.classify(b("COPY", "a", "b", "DB", "1")), { ok: false, code: ErrorCode.COMMAND_REFUSED });
+  t.like(table.classify(b("COPY", "a", "b", "REPLACE", "db", "-2")), { ok: false, code: ErrorCode.COMMAND_REFUSED });
+  t.like(table.classify(b("COPY", "a", "b", "DB", "0", "DB", "9")), { ok: false, code: ErrorCode.COMMAND_REFUSED });
+  for (const ok of [b("COPY", "a", "b"), b("COPY", "a", "b", "DB", "0"), b("COPY", "a", "b", "DB", "notanumber"), b("COPY", "a", "b", "DB", "01"), b("COPY", "a", "b", "DB")]) {
+    t.like(table.classify(ok), { ok: true }, ok.map(String).join(" "));
+  }
 });

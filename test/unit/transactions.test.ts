@@ -7,7 +7,7 @@ import { replyValueOf } from "../../src/redis/reply_value.js";
 import { classifyTransaction, EXECABORT, transactionKeys } from "../../src/redis/transaction.js";
 import { EffectAssembler, newMarkerChannel } from "../../src/master/effect_assembler.js";
 import { WatchCore, WATCH_ENTRY_OVERHEAD_BYTES } from "../../src/master/watch_core.js";
-import { TransactionState } from "../../src/frontdoor/transaction_state.js";
+import { NO_MULTI_ERROR, noMultiRefusal, TransactionState } from "../../src/frontdoor/transaction_state.js";
 import { encodeReplyValue } from "../../src/frontdoor/resp_encoder.js";
 import { route } from "../../src/frontdoor/router.js";
 import { decodeRecordPayload, encodeWriteRecord } from "../../src/segment/record.js";
@@ -189,4 +189,23 @@ test("router: transaction control is the door's, with Redis's arity errors", (t)
   t.deepEqual(route(args("watch", "a", "b"), ctx), { kind: "tx", command: "watch" });
   t.deepEqual(route(args("WATCH"), ctx), { kind: "refuse", error: "ERR wrong number of arguments for 'watch' command" });
   t.deepEqual(route(args("EXEC", "x"), ctx), { kind: "refuse", error: "ERR wrong number of arguments for 'exec' command" });
+});
+
+test("noMultiRefusal: SAVE, SHUTDOWN (flagged no_multi) after MULTI answer Redis's own text, not the door's admin refusal", (t) => {
+  // Redis 7.0's COMMAND flags: multi.tcl's `MULTI with SAVE` / `MULTI with SHUTDOWN` expect this error, then EXECABORT.
+  const withAdmin = new CommandTable([
+    info("save", 1, ["admin", "noscript", "no_async_loading", "no_multi"]),
+    info("shutdown", -1, ["admin", "noscript", "loading", "stale", "no_multi", "sentinel", "allow_busy"]),
+    info("config", -2, [], undefined, [], ["config|get"]),
+    info("set", -3, ["write"], [1, 1, 1]),
+  ]);
+  t.is(noMultiRefusal(withAdmin, args("SAVE")), NO_MULTI_ERROR);
+  t.is(noMultiRefusal(withAdmin, args("shutdown", "nosave")), NO_MULTI_ERROR);
+  t.is(noMultiRefusal(withAdmin, args("SET", "a", "1")), null);
+  t.is(noMultiRefusal(withAdmin, args("CONFIG", "SET", "x", "y")), null, "refused by the door for its own reason");
+  t.is(noMultiRefusal(undefined, args("SAVE")), null, "no COMMAND table yet: the door's other checks answer");
+  const tx = new TransactionState({ commandsMax: 10, bytesMax: 1000, watchKeysMax: 10 });
+  tx.multi();
+  t.deepEqual(tx.refused(NO_MULTI_ERROR), { error: NO_MULTI_ERROR });
+  t.like(tx.exec(), { kind: "error", error: EXECABORT });
 });
