@@ -317,7 +317,8 @@ export class MasterCore {
 
   /** Whether this master knows the write: queued or running, answered lately, or committed (or older than the window). */
   private seen(client: string, seq: number): boolean {
-    if (this.byClientId.has(writeKey(client, seq)) || this.order.answeredLately(client, seq)) return true;
+    const key = writeKey(client, seq);
+    if (this.byClientId.has(key) || this.order.answeredLately(key)) return true;
     return this.window !== null && this.window.lookup(client, seq).kind !== "new";
   }
 

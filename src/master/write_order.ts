@@ -63,9 +63,9 @@ export class WriteOrder {
     if (this.answers.size > this.limits.writeOrderRefusalsMax) this.answers.delete(this.answers.keys().next().value!);
   }
 
-  /** Whether the write was answered lately (not to be resent). */
-  answeredLately(client: string, seq: number): boolean {
-    return this.answers.has(writeKey(client, seq));
+  /** Whether the write (its writeKey) was answered lately (not to be resent). */
+  answeredLately(key: string): boolean {
+    return this.answers.has(key);
   }
 
   /** The write's resend is queued with `ticket`: writes arriving from now on queue behind it. */

@@ -44,7 +44,7 @@ test("write order - once the refused write's resend is queued, later arrivals pa
 test("write order - answers are remembered lately, bounded in count and age", (t) => {
   const o = new WriteOrder(limits);
   for (let seq = 1; seq <= 4; seq++) o.answered(writeKey("a", seq), seq * 100);
-  t.deepEqual([1, 2, 3, 4].map((s) => o.answeredLately("a", s)), [false, true, true, true]);
+  t.deepEqual([1, 2, 3, 4].map((s) => o.answeredLately(writeKey("a", s))), [false, true, true, true]);
   o.prune(1350);
-  t.deepEqual([2, 3, 4].map((s) => o.answeredLately("a", s)), [false, false, true]);
+  t.deepEqual([2, 3, 4].map((s) => o.answeredLately(writeKey("a", s))), [false, false, true]);
 });
