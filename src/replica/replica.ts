@@ -236,7 +236,7 @@ export class Replica {
         }
       }
       if (outcome.kind === "reject") {
-        this.lastError = `${node}: ${outcome.reason}`;
+        if (outcome.alarming) this.lastError = `${node}: ${outcome.reason}`;
         if (outcome.faulty) {
           if (!this.faultyNodes.has(node)) this.log.warn({ node, reason: outcome.reason }, "journal node served bad records");
           this.faultyNodes.set(node, { reason: outcome.reason, atMs: Date.now() });

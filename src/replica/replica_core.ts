@@ -21,9 +21,11 @@ export type ReadOutcome =
   | { kind: "bootstrap" }
   /**
    * That node answered with an error or bad data: ask another one. `faulty` when it served records that fail
-   * validation (a silent or lagging node is the master's to detect, by heartbeats and batch replies).
+   * validation (a silent or lagging node is the master's to detect, by heartbeats and batch replies). `alarming` when
+   * the replica should say so in its health: a faulty node, or every node in a row refused. One node refusing is
+   * routine: a node whose commit index is behind what this replica applied refuses a read past it (NOT_FOUND).
    */
-  | { kind: "reject"; reason: string; faulty: boolean };
+  | { kind: "reject"; reason: string; faulty: boolean; alarming: boolean };
 
 /** What the adapter does once it handled an outcome (other than a bootstrap, after which it reads at once). */
 export type NextStep = { kind: "read" } | { kind: "pause"; ms: number };
@@ -43,6 +45,8 @@ export class ReplicaCore {
   /** Reads in a row that gave nothing, and whether one of them said the txid was purged. */
   private misses = 0;
   private purgedSeen = false;
+  /** Reads in a row that a node refused (an error reply or bad records). */
+  private refusals = 0;
   /** The highest commit index heard of: hints, and the nodes' replies that served records. */
   private heard: number;
   /** A round found nothing below `heard`: it was asked again once after pollMs. */
@@ -85,6 +89,13 @@ export class ReplicaCore {
   }
 
   private judge(reply: ReadReply): ReadOutcome {
+    const outcome = this.judgeReply(reply);
+    this.refusals = outcome.kind === "reject" ? this.refusals + 1 : 0;
+    if (outcome.kind === "reject") outcome.alarming = outcome.faulty || this.refusals >= this.nodes.length;
+    return outcome;
+  }
+
+  private judgeReply(reply: ReadReply): ReadOutcome {
     if (!reply.ok || reply.count === 0) {
       this.rotate();
       if (!reply.ok && reply.code === "PURGED") this.purgedSeen = true;
@@ -95,21 +106,21 @@ export class ReplicaCore {
         return { kind: "bootstrap" };
       }
       if (this.misses >= this.nodes.length) this.misses = 0;
-      return reply.ok ? { kind: "idle" } : { kind: "reject", reason: `${reply.code}: ${reply.message}`, faulty: false };
+      return reply.ok ? { kind: "idle" } : { kind: "reject", reason: `${reply.code}: ${reply.message}`, faulty: false, alarming: false };
     }
     const scan = scanRecords(reply.records);
     if (scan.stop !== undefined) {
       this.rotate();
-      return { kind: "reject", reason: `record at offset ${scan.stop.offset}: ${scan.stop.reason}`, faulty: true };
+      return { kind: "reject", reason: `record at offset ${scan.stop.offset}: ${scan.stop.reason}`, faulty: true, alarming: true };
     }
     if (scan.records.length !== reply.count) {
       this.rotate();
-      return { kind: "reject", reason: `reply says ${reply.count} records, holds ${scan.records.length}`, faulty: true };
+      return { kind: "reject", reason: `reply says ${reply.count} records, holds ${scan.records.length}`, faulty: true, alarming: true };
     }
     for (let i = 0; i < scan.records.length; i++) {
       if (scan.records[i].txid !== this.applied + 1 + i) {
         this.rotate();
-        return { kind: "reject", reason: `txid ${scan.records[i].txid} where ${this.applied + 1 + i} was expected`, faulty: true };
+        return { kind: "reject", reason: `txid ${scan.records[i].txid} where ${this.applied + 1 + i} was expected`, faulty: true, alarming: true };
       }
     }
     // Only good records show a node still serves the log here.

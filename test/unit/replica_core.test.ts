@@ -230,3 +230,16 @@ test("replica core pace - a refused read tries the next node at once until the r
   t.is(r.onRead(notFound).kind, "reject");
   t.deepEqual(r.next(), { kind: "pause", ms: 500 }, "a whole round refused, nothing heard of: the backstop");
 });
+
+test("replica core - one node refusing a read is routine; only faulty records or every node refusing in a row is alarming", (t) => {
+  const r = new ReplicaCore(NODES, 10);
+  t.true(r.onHint(1e12), "a forged hint: the replica reads on");
+  const notFound = { ok: false as const, code: "NOT_FOUND", message: "txid 11 is beyond this node's readable end 9" };
+  const first = r.onRead(notFound);
+  t.like(first, { kind: "reject", alarming: false }, "a node whose commit index lags refuses: not a fault");
+  t.is(r.onRead({ ok: true, records: Buffer.alloc(0), count: 0 }).kind, "idle");
+  t.like(r.onRead(notFound), { kind: "reject", alarming: false }, "an answer in between restarts the count");
+  t.like(r.onRead(notFound), { kind: "reject", alarming: false });
+  t.like(r.onRead(notFound), { kind: "reject", alarming: true }, "every node refused in a row");
+  t.like(r.onRead({ ok: true, records: Buffer.from("garbage"), count: 1 }), { kind: "reject", faulty: true, alarming: true });
+});
