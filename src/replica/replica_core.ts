@@ -27,6 +27,9 @@ export type ReadOutcome =
    */
   | { kind: "reject"; reason: string; faulty: boolean; alarming: boolean };
 
+/** An outcome before the refusals in a row are counted. */
+type Verdict = Exclude<ReadOutcome, { kind: "reject" }> | Omit<Extract<ReadOutcome, { kind: "reject" }>, "alarming">;
+
 /** What the adapter does once it handled an outcome (other than a bootstrap, after which it reads at once). */
 export type NextStep = { kind: "read" } | { kind: "pause"; ms: number };
 
@@ -89,13 +92,17 @@ export class ReplicaCore {
   }
 
   private judge(reply: ReadReply): ReadOutcome {
-    const outcome = this.judgeReply(reply);
-    this.refusals = outcome.kind === "reject" ? this.refusals + 1 : 0;
-    if (outcome.kind === "reject") outcome.alarming = outcome.faulty || this.refusals >= this.nodes.length;
-    return outcome;
+    const verdict = this.judgeReply(reply);
+    if (verdict.kind !== "reject") {
+      this.refusals = 0;
+      return verdict;
+    }
+    this.refusals++;
+    return { ...verdict, alarming: verdict.faulty || this.refusals >= this.nodes.length };
   }
 
-  private judgeReply(reply: ReadReply): ReadOutcome {
+  /** The reply's outcome; whether a refusal is alarming depends on the refusals before it (judge). */
+  private judgeReply(reply: ReadReply): Verdict {
     if (!reply.ok || reply.count === 0) {
       this.rotate();
       if (!reply.ok && reply.code === "PURGED") this.purgedSeen = true;
@@ -106,21 +113,21 @@ export class ReplicaCore {
         return { kind: "bootstrap" };
       }
       if (this.misses >= this.nodes.length) this.misses = 0;
-      return reply.ok ? { kind: "idle" } : { kind: "reject", reason: `${reply.code}: ${reply.message}`, faulty: false, alarming: false };
+      return reply.ok ? { kind: "idle" } : { kind: "reject", reason: `${reply.code}: ${reply.message}`, faulty: false };
     }
     const scan = scanRecords(reply.records);
     if (scan.stop !== undefined) {
       this.rotate();
-      return { kind: "reject", reason: `record at offset ${scan.stop.offset}: ${scan.stop.reason}`, faulty: true, alarming: true };
+      return { kind: "reject", reason: `record at offset ${scan.stop.offset}: ${scan.stop.reason}`, faulty: true };
     }
     if (scan.records.length !== reply.count) {
       this.rotate();
-      return { kind: "reject", reason: `reply says ${reply.count} records, holds ${scan.records.length}`, faulty: true, alarming: true };
+      return { kind: "reject", reason: `reply says ${reply.count} records, holds ${scan.records.length}`, faulty: true };
     }
     for (let i = 0; i < scan.records.length; i++) {
       if (scan.records[i].txid !== this.applied + 1 + i) {
         this.rotate();
-        return { kind: "reject", reason: `txid ${scan.records[i].txid} where ${this.applied + 1 + i} was expected`, faulty: true, alarming: true };
+        return { kind: "reject", reason: `txid ${scan.records[i].txid} where ${this.applied + 1 + i} was expected`, faulty: true };
       }
     }
     // Only good records show a node still serves the log here.
