@@ -87,7 +87,7 @@ export async function runBootstrapBaseline(dir: string, options: BootstrapBaseli
     // (b) takeSnapshot + loadRdb into another fresh replica-style redis-server.
     const file = path.join(dir, "store", "snapshot.rdb");
     t0 = Date.now();
-    const snap = await takeSnapshot(src, { dir: sourceDir, path: file, markerKey: "bench:marker", pollMs: POLL_MS, forkTimeoutMs: SYNC_TIMEOUT_MS, saveTimeoutMs: SYNC_TIMEOUT_MS });
+    const snap = await takeSnapshot(src, { dir: sourceDir, path: file, marker: () => src.get("bench:marker"), pollMs: POLL_MS, forkTimeoutMs: SYNC_TIMEOUT_MS, saveTimeoutMs: SYNC_TIMEOUT_MS });
     const snapshotMs = Date.now() - t0;
     log(`(b) snapshot: ${snap.bytes} bytes in ${snapshotMs} ms`);
     const target = await startBenchRedis(cleanup, { dir: path.join(dir, "target"), persistent: true });

@@ -40,8 +40,6 @@ const BY_NAME: [RegExp, string][] = [
   [/^DBSIZE should be 10000 now$/, AFTER_FLUSHDB],
   [/^MGET against non existing key$|^MGET against non-string key$/, AFTER_FLUSHDB],
   [/^(Hash|List|Set|Zset|ZSET) ziplist of various encodings/i, AFTER_CONFIG_SET],
-  // A replica's Redis holds the journal's position in a key of database 0 (APPLIED_KEY, src/replica/replica.ts).
-  [/^(KEYS to get all keys|DBSIZE|DEL all keys|DEL all keys again \(DB 0\)|COPY basic usage for string)$/, `${BUG} (replica doors): KEYS, SCAN and DBSIZE on a replica show its bookkeeping key __qjm:applied, and the next test counts it`],
 ];
 
 export function explainDoorFailure(_file: string, name: string, error: string): string {

@@ -365,6 +365,19 @@ export const defaults = {
    */
   respPubsubSubscriptionsTotalMax: 1_000_000,
   /**
+   * Bytes of the channel, pattern and shard channel names one front-door connection holds subscribed (a name counts
+   * once per subscription); a SUBSCRIBE past it is refused whole. The count bound alone let a connection hold
+   * respPubsubSubscriptionsMax names as long as a request may be. 1 MiB: 10,000 names of 100 bytes, far more than
+   * channel names take in practice.
+   */
+  respPubsubNameBytesMax: 1024 * 1024,
+  /**
+   * Bytes of the names all of one front door's connections hold subscribed; a SUBSCRIBE past it is refused whole.
+   * 64 MiB: respPubsubSubscriptionsTotalMax names of 64 bytes. The heap holds a name about three times (its bytes, the
+   * connection's key, the index's key), so at most about 200 MiB, as respBufferedBytesMax allows for requests.
+   */
+  respPubsubNameBytesTotalMax: 64 * 1024 * 1024,
+  /**
    * A subscribed connection's reply bytes waiting (messages it has not read) past which it is closed at once: Redis's
    * `client-output-buffer-limit pubsub` hard limit (32 MiB there too). Logged, and counted in INFO qjm.
    */
@@ -507,6 +520,7 @@ export function validateConfig(c: Config): string[] {
   if (!(CONSISTENCY_LEVELS as readonly string[]).includes(c.respConsistency)) errors.push(`respConsistency must be one of ${CONSISTENCY_LEVELS.join(", ")}`);
   if (c.respReadTimeoutMs < 1 || c.respWaitMaxMs < 1 || c.readIndexQueuedMax < 1) errors.push("respReadTimeoutMs, respWaitMaxMs and readIndexQueuedMax must be at least 1");
   if (c.respPubsubSubscriptionsMax < 1 || c.respPubsubSubscriptionsTotalMax < c.respPubsubSubscriptionsMax) errors.push("respPubsubSubscriptionsMax must be at least 1, and respPubsubSubscriptionsTotalMax at least it");
+  if (c.respPubsubNameBytesMax < 1 || c.respPubsubNameBytesTotalMax < c.respPubsubNameBytesMax) errors.push("respPubsubNameBytesMax must be at least 1, and respPubsubNameBytesTotalMax at least it");
   if (c.respPubsubOutputBytesSoft < 1 || c.respPubsubOutputBytesMax < c.respPubsubOutputBytesSoft) errors.push("respPubsubOutputBytesSoft must be at least 1 and at most respPubsubOutputBytesMax");
   errors.push(...validateSizes(c));
   errors.push(...validateDedupe(c));

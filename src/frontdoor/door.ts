@@ -109,7 +109,12 @@ export class RespDoor implements DoorServices {
     });
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
     this.pubsubOutput = { hardBytes: c.respPubsubOutputBytesMax, softBytes: c.respPubsubOutputBytesSoft, softMs: c.respPubsubOutputSoftMs };
-    this.subscribers = new PubSubIndex<Session>(c.respPubsubSubscriptionsMax, c.respPubsubSubscriptionsTotalMax);
+    this.subscribers = new PubSubIndex<Session>({
+      perConnection: c.respPubsubSubscriptionsMax,
+      total: c.respPubsubSubscriptionsTotalMax,
+      perConnectionBytes: c.respPubsubNameBytesMax,
+      totalBytes: c.respPubsubNameBytesTotalMax,
+    });
   }
 
   get port(): number {

@@ -262,8 +262,12 @@ export interface QjmInfo {
   pubsub: { channels: number; patterns: number; published: number; received: number; dropped: number; closedForOutput: number };
 }
 
-/** INFO's text from the node's Redis with a `# qjm` section added (when the sections asked for include it). */
-export function infoWithQjm(redisInfo: string, sections: readonly Buffer[], q: QjmInfo): string {
+/**
+ * INFO's text from the node's Redis, its keyspace only database 0 (`onlyDatabaseZero`), with a `# qjm` section added
+ * (when the sections asked for include it).
+ */
+export function infoWithQjm(fullInfo: string, sections: readonly Buffer[], q: QjmInfo): string {
+  const redisInfo = onlyDatabaseZero(fullInfo);
   const asked = sections.map((s) => text(s).toLowerCase());
   const wanted = asked.length === 0 || asked.some((s) => s === "qjm" || s === "all" || s === "everything" || s === "default");
   if (!wanted) return redisInfo;
@@ -288,4 +292,13 @@ export function infoWithQjm(redisInfo: string, sections: readonly Buffer[], q: Q
   ].join("\r\n");
   const trimmed = redisInfo.replace(/(\r\n)+$/, "");
   return trimmed === "" ? `${section}\r\n` : `${trimmed}\r\n\r\n${section}\r\n`;
+}
+
+/**
+ * INFO's Keyspace section without the lines of databases other than 0: a door serves database 0 only (SELECT of
+ * another is refused), and a replica's Redis keeps its applied marker in another (src/redis/apply_records.ts
+ * APPLIED_DB), which a client of the door must not see.
+ */
+export function onlyDatabaseZero(info: string): string {
+  return info.replace(/^db(?!0:)\d+:[^\r\n]*\r?\n?/gm, "");
 }

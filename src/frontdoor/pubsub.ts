@@ -86,6 +86,9 @@ export class Subscriptions {
   get total(): number {
     return this.channels.size + this.patterns.size + this.shards.size;
   }
+
+  /** Bytes of the names held, every kind together (the door's index keeps it in step). */
+  bytes = 0;
 }
 
 interface Entry<S> {
@@ -96,41 +99,70 @@ interface Entry<S> {
 /** The reply of a (un)subscribe command: its frames, or an error (nothing changed). */
 export type SubscribeOutcome = { frames: PushFrame[] } | { error: RespValue };
 
+/** What the door's connections may hold (config respPubsubSubscriptions*Max, respPubsubNameBytes*Max). */
+export interface PubSubBounds {
+  /** Subscriptions one connection may hold, channels, patterns and shard channels together. */
+  perConnection: number;
+  /** Subscriptions all the door's connections may hold together (each costs the node's memory). */
+  total?: number;
+  /** Bytes of the names one connection holds: the count alone lets a connection hold that many of the longest. */
+  perConnectionBytes?: number;
+  /** Bytes of the names all the door's connections hold together. */
+  totalBytes?: number;
+}
+
 /**
  * The door's index: for each channel, pattern and shard channel, the connections (of type S) subscribed. Every change
  * goes through here with the connection's own Subscriptions, so the two never disagree.
  */
 export class PubSubIndex<S> {
   private readonly index: Record<SubscriptionKind, Map<string, Entry<S>>> = { channel: new Map(), pattern: new Map(), shard: new Map() };
-  /** Subscriptions held over all connections. */
+  /** Subscriptions held over all connections, and the bytes of their names (one name counts once per subscription). */
   private held = 0;
+  private heldBytes = 0;
+  private readonly bounds: Required<PubSubBounds>;
 
-  constructor(
-    /** Subscriptions one connection may hold, channels, patterns and shard channels together. */
-    private readonly perConnectionMax: number,
-    /** Subscriptions all the door's connections may hold together (each costs the node's memory). */
-    private readonly totalMax = Number.MAX_SAFE_INTEGER,
-  ) {}
+  constructor(bounds: PubSubBounds) {
+    const none = Number.MAX_SAFE_INTEGER;
+    this.bounds = { total: none, perConnectionBytes: none, totalBytes: none, ...bounds };
+  }
 
-  /** SUBSCRIBE / PSUBSCRIBE / SSUBSCRIBE of `names` (at least one); refused whole past the connection's bound. */
+  /** SUBSCRIBE / PSUBSCRIBE / SSUBSCRIBE of `names` (at least one); refused whole past a bound. */
   subscribe(s: S, own: Subscriptions, kind: SubscriptionKind, names: readonly Buffer[]): SubscribeOutcome {
     const mine = own.of(kind);
     const fresh = new Set(names.map((n) => n.toString("latin1")).filter((k) => !mine.has(k)));
-    if (own.total + fresh.size > this.perConnectionMax) {
-      return { error: error(`ERR qjm: a connection may hold at most ${this.perConnectionMax} subscriptions (channels, patterns and shard channels: respPubsubSubscriptionsMax); it holds ${own.total}`) };
-    }
-    if (this.held + fresh.size > this.totalMax) {
-      return { error: error(`ERR qjm: this node's front door holds ${this.held} subscriptions over all its connections, at most ${this.totalMax} (respPubsubSubscriptionsTotalMax)`) };
-    }
+    let freshBytes = 0;
+    for (const key of fresh) freshBytes += key.length;
+    const refused = this.refusal(own, fresh.size, freshBytes);
+    if (refused !== null) return { error: error(refused) };
     const frames = names.map((name) => {
       const key = name.toString("latin1");
       if (!mine.has(key)) {
         mine.set(key, name);
+        own.bytes += key.length;
         this.add(kind, key, name, s);
       }
       return confirmation(WORDS[kind].subscribe, name, own.countFor(kind));
     });
     return { frames };
+  }
+
+  /** Why `count` more subscriptions of `bytes` name bytes are refused to `own`, or null. */
+  private refusal(own: Subscriptions, count: number, bytes: number): string | null {
+    const b = this.bounds;
+    if (own.total + count > b.perConnection) {
+      return `ERR qjm: a connection may hold at most ${b.perConnection} subscriptions (channels, patterns and shard channels: respPubsubSubscriptionsMax); it holds ${own.total}`;
+    }
+    if (this.held + count > b.total) {
+      return `ERR qjm: this node's front door holds ${this.held} subscriptions over all its connections, at most ${b.total} (respPubsubSubscriptionsTotalMax)`;
+    }
+    if (own.bytes + bytes > b.perConnectionBytes) {
+      return `ERR qjm: a connection may hold names of at most ${b.perConnectionBytes} bytes in all (channels, patterns and shard channels: respPubsubNameBytesMax); it holds ${own.bytes}, this command adds ${bytes}`;
+    }
+    if (this.heldBytes + bytes > b.totalBytes) {
+      return `ERR qjm: this node's front door holds ${this.heldBytes} bytes of subscribed names over all its connections, at most ${b.totalBytes} (respPubsubNameBytesTotalMax); this command adds ${bytes}`;
+    }
+    return null;
   }
 
   /** UNSUBSCRIBE & co.: `names`, or every subscription of `kind` when none is named. */
@@ -141,7 +173,10 @@ export class PubSubIndex<S> {
     const targets = names.length > 0 ? names : [...mine.values()];
     return targets.map((name) => {
       const key = name.toString("latin1");
-      if (mine.delete(key)) this.remove(kind, key, s);
+      if (mine.delete(key)) {
+        own.bytes -= key.length;
+        this.remove(kind, key, s);
+      }
       return confirmation(word, name, own.countFor(kind));
     });
   }
@@ -152,6 +187,7 @@ export class PubSubIndex<S> {
       for (const key of own.of(kind).keys()) this.remove(kind, key, s);
       own.of(kind).clear();
     }
+    own.bytes = 0;
   }
 
   /**
@@ -200,6 +236,11 @@ export class PubSubIndex<S> {
     return this.held;
   }
 
+  /** Bytes of the names held over all connections (a name counts once per subscription). */
+  get subscribedBytes(): number {
+    return this.heldBytes;
+  }
+
   /** Distinct channels (plain and shard) with a subscriber on this door. */
   get channelCount(): number {
     return this.index.channel.size + this.index.shard.size;
@@ -211,13 +252,17 @@ export class PubSubIndex<S> {
     if (entry === undefined) map.set(key, (entry = { name, subscribers: new Set() }));
     entry.subscribers.add(s);
     this.held++;
+    this.heldBytes += key.length;
   }
 
   private remove(kind: SubscriptionKind, key: string, s: S): void {
     const map = this.index[kind];
     const entry = map.get(key);
     if (entry === undefined) return;
-    if (entry.subscribers.delete(s)) this.held--;
+    if (entry.subscribers.delete(s)) {
+      this.held--;
+      this.heldBytes -= key.length;
+    }
     if (entry.subscribers.size === 0) map.delete(key);
   }
 }

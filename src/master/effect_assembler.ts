@@ -77,7 +77,7 @@ export class EffectAssembler {
     if (isCommand(args, "select")) return this.onSelect(args);
     if (isReplicationNoise(args) || isCommand(args, "multi") || isCommand(args, "exec")) return null;
     if (this.db !== "0") {
-      // Only database 0 is journaled: an effect elsewhere (impossible with `databases 1`) must not land in 0 on replay.
+      // Only database 0 is journaled: an effect elsewhere (the ACL denies SELECT 1, master_redis.ts guard) must not land in 0 on replay.
       this.surprise(`an effect in database ${printable(this.db)} was not journaled: ${printable(text(args[0]))}`);
       return null;
     }

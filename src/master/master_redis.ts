@@ -12,7 +12,7 @@ import type { Config } from "../config/config.js";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
 import { CommandTable } from "../redis/command_table.js";
 import { redisPassword, startRedisServer, type RedisServer } from "../redis/redis_server.js";
-import { APPLIED_KEY, ApplyError, applyRecords } from "../redis/apply_records.js";
+import { ApplyError, applyRecords, dropAppliedMarker, readAppliedMarker } from "../redis/apply_records.js";
 import { Feeder } from "../redis/feeder.js";
 import { RespConnection } from "../redis/resp_connection.js";
 import { decodeRecordPayload, type RecordWrite } from "../segment/record.js";
@@ -134,14 +134,15 @@ export class MasterRedis {
     return ms;
   }
 
-  /** The takeover's catch-up: the records `from`..`endTxid`, the applied-txid key dropped, the AOF turned off. */
+  /** The takeover's catch-up: the records `from`..`endTxid`, the applied-txid marker dropped, the AOF turned off. */
   private async catchUp(nodes: string[], from: number, endTxid: number, window: DedupeWindow): Promise<void> {
-    await this.applyJournal(nodes, from, endTxid, APPLIED_KEY, (txid, write) => {
+    const marker = { legacy: (await readAppliedMarker(this.client_!)).legacy };
+    await this.applyJournal(nodes, from, endTxid, marker, (txid, write) => {
       // The window saw what the replica applied; the records after it are the ones fed here.
       if (txid > window.stats.lastTxid) window.observe(txid, write);
     });
-    // The applied-txid key means nothing on a master; the data node's Redis does not persist while it is one.
-    await this.feeder!.sendRun([["DEL", APPLIED_KEY]]);
+    // The applied-txid marker means nothing on a master; the data node's Redis does not persist while it is one.
+    await dropAppliedMarker(this.feeder!, this.client_!);
     // Not awaited: it runs on the same connection before any write does.
     this.client_!.call("CONFIG", "SET", "appendonly", "no").catch((err: Error) => {
       this.o.log.warn({ err }, "could not turn the AOF off");
@@ -255,8 +256,8 @@ export class MasterRedis {
     else {
       assert(snapshot.txid <= endTxid, `snapshot ${snapshot.txid} is past the recovered log's end ${endTxid}`);
       from = snapshot.txid + 1;
-      // The replica's applied-txid key came with the snapshot: it means nothing on the master.
-      await feeder.sendRun([["DEL", APPLIED_KEY]]);
+      // The replica's applied-txid marker came with the snapshot: it means nothing on the master.
+      await dropAppliedMarker(feeder, client);
       const { txid, bytes, node: fromNode, ms, downloadMs } = snapshot;
       events.publish({ type: "bootstrapped", actor: `master.${this.o.id}`, txid, bytes, fromNode, ms, downloadMs });
     }
@@ -296,14 +297,14 @@ export class MasterRedis {
   }
 
   /**
-   * Feeds the committed records `from`..`endTxid` to the Redis (optionally with the applied-txid key), from the nodes
+   * Feeds the committed records `from`..`endTxid` to the Redis (optionally with the applied-txid marker), from the nodes
    * in step and then the others (rebuild_sources.ts).
    */
   private async applyJournal(
     nodes: string[],
     from: number,
     endTxid: number,
-    markerKey?: string,
+    marker?: { legacy: boolean },
     observe?: (txid: number, write: RecordWrite | null) => void,
   ): Promise<void> {
     assert(this.client_ !== null && this.feeder !== null, "applying the journal needs a Redis client and its feeder");
@@ -329,7 +330,7 @@ export class MasterRedis {
         from = txid + 1;
         observe?.(txid, write);
       };
-      await applyRecords(feeder, client, read.records, { markerKey, applied }).catch((err: unknown) => {
+      await applyRecords(feeder, client, read.records, { marker, applied }).catch((err: unknown) => {
         this.reportApplyFailure(err);
       });
     }
@@ -360,10 +361,12 @@ export class MasterRedis {
 
   /**
    * Issue #10 class 4, once the rebuild is done: FLUSHALL/FLUSHDB denied to the master's connection (so to the scripts
-   * it runs: they fire no keyspace event), the script watch, and a new secret marker channel for this Redis's stream.
+   * it runs: they fire no keyspace event), and so are SELECT of any database but 0, MOVE and SWAPDB (the Redis has a
+   * database 1 for a replica's applied marker, apply_records.ts APPLIED_DB: only database 0 is journaled); the script
+   * watch, and a new secret marker channel for this Redis's stream.
    */
   private async guard(client: Redis, port: number): Promise<void> {
-    await client.call("ACL", "SETUSER", "default", "-flushall", "-flushdb");
+    await client.call("ACL", "SETUSER", "default", "-flushall", "-flushdb", "-select", "+select|0", "-move", "-swapdb");
     const password = redisPassword(this.o.config.dataDir);
     this.writer_ = await RespConnection.open({ port, password, connectTimeoutMs: this.o.config.redisStartTimeoutMs });
     this.scriptWatch_ = await ScriptWatch.open(port, password, this.o.config, this.o.log);

@@ -1,11 +1,11 @@
 /**
  * An RDB snapshot of a redis-server we run, taken with BGSAVE at a known position.
  *
- * The position is the value of a marker key (a replica's applied txid): the caller pauses its own writes to this
+ * The position is the value of a marker (a replica's applied txid, `marker` reads it): the caller pauses its own writes to this
  * Redis, calls `startSnapshot`, and resumes its writes once it resolves. It resolves only after Redis forked the
  * saving child, so the marker value it returns is the one inside the RDB, whatever is written afterwards:
  *
- *   const started = await startSnapshot(client, { dir, path, markerKey, pollMs, forkTimeoutMs, saveTimeoutMs });
+ *   const started = await startSnapshot(client, { dir, path, marker, pollMs, forkTimeoutMs, saveTimeoutMs });
  *   resumeWrites();                                   // the child has its copy of the data set
  *   const { path, bytes, markerValue } = await started.done;
  *
@@ -34,8 +34,8 @@ export interface SnapshotOptions {
   dir: string;
   /** Where the snapshot file ends up; it must not be Redis's own dump file. An existing file there is replaced. */
   path: string;
-  /** Key whose value names the snapshot's position (e.g. the replica's applied txid). */
-  markerKey: string;
+  /** Reads the value that names the snapshot's position (e.g. the replica's applied txid); null: none. */
+  marker: () => Promise<string | null>;
   /** Pause between INFO reads while waiting for the fork and for the save. */
   pollMs: number;
   /** Bound on reaching the fork: a scheduled BGSAVE behind an AOF rewrite, or another save that must end first. */
@@ -47,12 +47,12 @@ export interface SnapshotOptions {
 export interface SnapshotFile {
   path: string;
   bytes: number;
-  /** The marker key's value inside the RDB; null if the key did not exist. */
+  /** The marker's value inside the RDB; null if there was none. */
   markerValue: string | null;
 }
 
 export interface SnapshotStarted {
-  /** The marker key's value inside the RDB (read after the fork, while the caller's writes are still paused). */
+  /** The marker's value inside the RDB (read after the fork, while the caller's writes are still paused). */
   markerValue: string | null;
   /** Redis deferred the fork (an AOF rewrite or another child ran) and it happened later, from its cron. */
   scheduled: boolean;
@@ -97,12 +97,12 @@ export async function startSnapshot(client: Redis, options: SnapshotOptions): Pr
   const dumpFile = path.resolve(options.dir, await redisCall(() => configGet(client, "dbfilename"), "CONFIG GET dbfilename") ?? "dump.rdb");
   assert(dumpFile !== path.resolve(options.path), "the snapshot path must not be Redis's own dump file, which the next save overwrites");
 
-  const markerBefore = await redisCall(() => client.get(options.markerKey), `GET ${options.markerKey}`);
+  const markerBefore = await redisCall(options.marker, "reading the marker");
   const scheduled = await forkSave(client, options);
-  const markerValue = await redisCall(() => client.get(options.markerKey), `GET ${options.markerKey}`);
+  const markerValue = await redisCall(options.marker, "reading the marker");
   // The caller's writes are paused: a marker that moved while Redis was getting to the fork would make the returned
   // value a guess (it may or may not be the RDB's).
-  assert(markerValue === markerBefore, `the marker ${options.markerKey} changed during the snapshot (${markerBefore} → ${markerValue}): writes were not paused`);
+  assert(markerValue === markerBefore, `the marker changed during the snapshot (${markerBefore} → ${markerValue}): writes were not paused`);
   const done = finishSave(client, options, dumpFile, markerValue);
   // A caller may drop `done` when it fails between the fork and its await: never an unhandled rejection.
   done.catch(() => {});

@@ -25,7 +25,7 @@ import { decode, encode } from "../protocol/codec.js";
 import { subjects } from "../protocol/subjects.js";
 import { traceNow } from "../util/trace_clock.js";
 import { redisPassword, startRedisServer, type RedisServer } from "../redis/redis_server.js";
-import { APPLIED_KEY, ApplyError, applyRecords } from "../redis/apply_records.js";
+import { APPLIED_KEY, ApplyError, applyRecords, readAppliedMarker } from "../redis/apply_records.js";
 import { Feeder } from "../redis/feeder.js";
 import { CommandTable } from "../redis/command_table.js";
 import { decodeRecordPayload, recordRange, type RecordView } from "../segment/record.js";
@@ -81,6 +81,8 @@ export class Replica {
   /** Loading a snapshot (its Redis replaced): no standby meanwhile, a release would wait for the whole load. */
   private bootstrapping = false;
   private progress: (BootstrapProgress | (TransferProgress & { phase: "upload"; snapshotTxid: number })) | null = null;
+  /** The Redis holds the older marker in database 0 (apply_records.ts APPLIED_DB): the next run deletes it. */
+  private readonly marker = { legacy: false };
 
   constructor(
     readonly id: string,
@@ -117,7 +119,7 @@ export class Replica {
     await this.client.connect();
     // Keeps the data set the AOF holds: the feeder continues from the Redis's own offset.
     await this.feeder.sync(this.client);
-    const applied = Number((await this.client.get(APPLIED_KEY)) ?? 0);
+    const applied = await this.readMarker();
     this.core = this.newCore(applied);
     if (this.window !== null) this.windowFrom = warmFrom(applied, this.window.stats.lastTxid, this.config);
     this.fault = readApplyFault(this.dataDir);
@@ -325,7 +327,7 @@ export class Replica {
     const started = await startSnapshot(this.client!, {
       dir: path.join(this.dataDir, "redis"),
       path: file,
-      markerKey: APPLIED_KEY,
+      marker: async () => String(await this.readMarker()),
       pollMs: 20,
       forkTimeoutMs: this.config.snapshotTimeoutMs,
       saveTimeoutMs: this.config.snapshotTimeoutMs,
@@ -379,7 +381,7 @@ export class Replica {
   private async apply(records: RecordView[]): Promise<void> {
     try {
       await applyRecords(this.feeder!, this.client!, records, {
-        markerKey: APPLIED_KEY,
+        marker: this.marker,
         applied: (txid, write) => {
           this.core!.onApplied(txid);
           this.window?.observe(txid, write);
@@ -420,11 +422,18 @@ export class Replica {
 
   /** After a partial failure: believe the marker Redis holds, not our count. */
   private async resync(): Promise<void> {
-    const applied = Number((await this.client!.get(APPLIED_KEY).catch(() => null)) ?? this.core!.appliedTxid);
+    const applied = await this.readMarker().catch(() => this.core!.appliedTxid);
     this.core = this.newCore(applied);
     // Records Redis ran whose ACK we never saw were never observed: the window learns them before this is a standby.
     const from = this.window === null ? null : warmFrom(applied, this.window.stats.lastTxid, this.config);
     if (from !== null) this.windowFrom = from;
+  }
+
+  /** The applied txid the Redis holds (0: none), and whether its marker is the older one to delete. */
+  private async readMarker(): Promise<number> {
+    const { txid, legacy } = await readAppliedMarker(this.client!);
+    this.marker.legacy = legacy;
+    return txid;
   }
 
   /** This redis-server's command table (a data node keeps it for the day it becomes master). */

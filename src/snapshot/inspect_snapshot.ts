@@ -114,7 +114,8 @@ export interface SnapshotReport {
   /** The SHA-256 against the descriptor's: "unchecked" without a descriptor. */
   sha256Check: "ok" | "bad" | "unchecked";
   /**
-   * Keys of the first database saved (usually db 0; a replica's snapshot counts its `__qjm:applied` key too), as the
+   * Keys of the first database saved (db 0; db 1 with 1 key for a replica's snapshot of an empty keyspace: its
+   * `__qjm:applied` key, apply_records.ts APPLIED_DB), as the
    * RDB's RESIZEDB header gives them; null when that header is not in the first KEY_COUNT_PREFIX_BYTES or not there.
    */
   keys: { db: number; keys: number; expires: number } | null;

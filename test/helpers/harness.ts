@@ -12,7 +12,6 @@ import { freePorts } from "../../src/process/ports.js";
 import { CLIENT_USER, credsFile } from "../../src/nats/auth.js";
 import { clientTls } from "../../src/nats/tls.js";
 import { redisPassword } from "../../src/redis/redis_server.js";
-import { APPLIED_KEY } from "../../src/replica/replica.js";
 
 /**
  * What the shared loads and checks (incr_load.ts) need of a running cluster, wherever its actors run: on this
@@ -170,7 +169,7 @@ export interface KeyDump {
   expireAtMs: number;
 }
 
-/** Every key of a Redis, or of a data node's RESP front door (`host`) (but the replica's applied marker): type, value in a canonical form, and expiry; pipelined per SCAN page. */
+/** Every key (database 0) of a Redis, or of a data node's RESP front door (`host`): type, value in a canonical form, and expiry; pipelined per SCAN page. */
 export async function dumpKeyspace(port: number, password?: string, host = "127.0.0.1"): Promise<Map<string, KeyDump>> {
   // No reconnecting forever (a wrong password, a Redis gone): a failed dump fails the test, and ends.
   const r = new Redis({ port, host, password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
@@ -182,7 +181,7 @@ export async function dumpKeyspace(port: number, password?: string, host = "127.
       // Keys as bytes: a key that is not UTF-8 must be asked for by its own bytes (its lossy text names another key).
       const [next, page] = await r.scanBuffer(cursor, "COUNT", 1000);
       cursor = next.toString();
-      const keys = page.filter((k) => k.toString() !== APPLIED_KEY);
+      const keys = page;
       const typing = r.pipeline();
       for (const key of keys) typing.type(key);
       const types = ((await typing.exec()) ?? []).map(([, v]) => String(v));

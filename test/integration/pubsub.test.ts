@@ -34,6 +34,7 @@ test.before(async () => {
     respPubsubOutputBytesSoft: 1024 * 1024,
     respRequestBytesMax: 4 * 1024 * 1024,
     respPubsubSubscriptionsMax: 50,
+    respPubsubNameBytesMax: 4096,
   });
   await waitForWriter(tc);
   DATA_NODES.forEach((id, i) => {
@@ -348,7 +349,7 @@ test.serial("PUBLISH after a write on the same connection: a subscriber on anoth
   await sub.unsubscribe();
 });
 
-test.serial("bounds: a PUBLISH larger than one NATS message is a clear -ERR (the connection serves on); subscriptions per connection", async (t) => {
+test.serial("bounds: a PUBLISH larger than one NATS message is a clear -ERR (the connection serves on); subscriptions per connection, in count and in bytes of names", async (t) => {
   const [a] = DATA_NODES;
   const r = door(a);
   const big = Buffer.alloc(1024 * 1024 + 1, "x");
@@ -360,6 +361,12 @@ test.serial("bounds: a PUBLISH larger than one NATS message is a clear -ERR (the
   await s.until("the refusal", () => s.values.length >= 52);
   t.regex(String(text(s.values[50])), /^ERR qjm: a connection may hold at most 50 subscriptions .*respPubsubSubscriptionsMax.*holds 50/);
   t.deepEqual(text(s.values[51]), ["*", "pong", ""], "still subscribed, still served");
+  // Bytes of names per connection (respPubsubNameBytesMax, 4096 here): a SUBSCRIBE past it is refused whole.
+  const n = await Raw.open(doors.get(a)!);
+  n.send(["SUBSCRIBE", "short", "n".repeat(4096)], ["SUBSCRIBE", "short"]);
+  await n.until("the refusal and the next confirmation", () => n.values.length >= 2);
+  t.regex(String(text(n.values[0])), /^ERR qjm: a connection may hold names of at most 4096 bytes in all .*respPubsubNameBytesMax.*it holds 0, this command adds 4101$/);
+  t.deepEqual(text(n.values[1]), ["*", "subscribe", "short", 1], "nothing of the refused command was held; the next one is");
 });
 
 test.serial("a subscriber that does not read is closed past respPubsubOutputBytesMax (logged, counted); the door and the other subscribers go on", async (t) => {

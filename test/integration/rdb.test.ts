@@ -45,8 +45,8 @@ test.after.always(async () => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
-function snapshotOptions(server: { dir: string }, file: string): SnapshotOptions {
-  return { dir: server.dir, path: file, markerKey: MARKER, pollMs: 10, forkTimeoutMs: 20_000, saveTimeoutMs: 60_000 };
+function snapshotOptions(redis: Redis, server: { dir: string }, file: string): SnapshotOptions {
+  return { dir: server.dir, path: file, marker: () => redis.get(MARKER), pollMs: 10, forkTimeoutMs: 20_000, saveTimeoutMs: 60_000 };
 }
 
 function loadOptions(bytes: number, onProgress?: (p: RdbLoadProgress) => void): RdbLoadOptions {
@@ -94,7 +94,7 @@ test("rdb - snapshot of every type with TTLs, loaded into a non-empty running Re
   await dst.set("k:s:0", "the target's own value");
 
   const file = path.join(tempDir("store"), "snap.rdb");
-  const snap = await takeSnapshot(src, snapshotOptions({ dir: sourceDir }, file));
+  const snap = await takeSnapshot(src, snapshotOptions(src, { dir: sourceDir }, file));
   t.is(snap.markerValue, "42");
   t.is(snap.path, file);
   t.is(snap.bytes, fs.statSync(file).size);
@@ -131,7 +131,7 @@ test("rdb - the marker is the RDB's when writes resume right after the fork, als
   await src.call("BGREWRITEAOF");
 
   const file = path.join(tempDir("store"), "snap.rdb");
-  const started = await startSnapshot(src, snapshotOptions({ dir: sourceDir }, file));
+  const started = await startSnapshot(src, snapshotOptions(src, { dir: sourceDir }, file));
   t.true(started.scheduled, "BGSAVE was scheduled behind the AOF rewrite");
   t.is(started.markerValue, "100");
   // Writes resume at once, while the child still saves.
@@ -154,7 +154,7 @@ test("rdb - a short, failing or corrupt source is a typed error; the target keep
   const src = client(source);
   await fillVaried(src, "k", 200);
   const file = path.join(tempDir("store"), "snap.rdb");
-  const snap = await takeSnapshot(src, snapshotOptions({ dir: sourceDir }, file));
+  const snap = await takeSnapshot(src, snapshotOptions(src, { dir: sourceDir }, file));
   const rdb = fs.readFileSync(file);
 
   const target = await startServer(tempDir("bad-target"), false);
@@ -202,7 +202,8 @@ test("rdb - an RDB the target refuses (a newer format, valid checksum) is a type
   const source = await startServer(sourceDir, false);
   await fillVaried(client(source), "k", 20);
   const file = path.join(tempDir("store"), "snap.rdb");
-  const snap = await takeSnapshot(client(source), snapshotOptions({ dir: sourceDir }, file));
+  const sourceClient = client(source);
+  const snap = await takeSnapshot(sourceClient, snapshotOptions(sourceClient, { dir: sourceDir }, file));
   const rdb = fs.readFileSync(file);
   t.is(rdb.subarray(0, 9).toString(), "REDIS0010");
   rdb.write("0099", 5, "latin1");
@@ -225,7 +226,7 @@ test("rdb - an appendonly target keeps the loaded data across a kill -9 and rest
   const src = client(source);
   await fillVaried(src, "k", 200);
   const file = path.join(tempDir("store"), "snap.rdb");
-  const snap = await takeSnapshot(src, snapshotOptions({ dir: sourceDir }, file));
+  const snap = await takeSnapshot(src, snapshotOptions(src, { dir: sourceDir }, file));
 
   const targetDir = tempDir("aof-target");
   const target = await startServer(targetDir, true);

@@ -120,7 +120,8 @@ test.serial("stream guard - a script selecting database 1, 20 times: a clear err
     t.false(reply.ok);
     if (!reply.ok) {
       t.is(reply.code, "REDIS_ERROR");
-      t.regex(reply.message, /DB index is out of range/);
+      // The master's Redis has a database 1 (a replica's applied marker), which its ACL keeps scripts out of.
+      t.regex(reply.message, /can't run this command/);
     }
   }
   const after = await waitForWriter(tc!);

@@ -64,7 +64,7 @@ test("glob: abusive patterns stay cheap (Redis's skip of longer matches), and 10
 });
 
 function hub(max = 100): { index: PubSubIndex<string>; conns: Map<string, Subscriptions>; got: Map<string, string[]> } {
-  return { index: new PubSubIndex<string>(max), conns: new Map(), got: new Map() };
+  return { index: new PubSubIndex<string>({ perConnection: max }), conns: new Map(), got: new Map() };
 }
 
 test("subscriptions: confirmations with Redis's counts (channels and patterns together, shard channels apart)", (t) => {
@@ -98,7 +98,7 @@ test("subscriptions: confirmations with Redis's counts (channels and patterns to
 });
 
 test("delivery: once per matching subscription (message and pmessage both), shard channels apart, binary names", (t) => {
-  const index = new PubSubIndex<string>(100);
+  const index = new PubSubIndex<string>({ perConnection: 100 });
   const a = new Subscriptions();
   const c = new Subscriptions();
   index.subscribe("A", a, "channel", [b("news.sport"), b("\x00\xff")]);
@@ -132,7 +132,7 @@ test("delivery: once per matching subscription (message and pmessage both), shar
 });
 
 test("bounds: a SUBSCRIBE past respPubsubSubscriptionsMax is refused whole; re-subscribing a held name costs nothing", (t) => {
-  const index = new PubSubIndex<string>(3);
+  const index = new PubSubIndex<string>({ perConnection: 3 });
   const own = new Subscriptions();
   t.true("frames" in index.subscribe("c", own, "channel", args("a", "b")));
   const over = index.subscribe("c", own, "pattern", args("p1", "p2"));
@@ -142,7 +142,7 @@ test("bounds: a SUBSCRIBE past respPubsubSubscriptionsMax is refused whole; re-s
   t.true("frames" in index.subscribe("c", own, "channel", args("a", "b", "c")));
   t.is(own.total, 3);
   // The door's total over its connections.
-  const door = new PubSubIndex<string>(3, 4);
+  const door = new PubSubIndex<string>({ perConnection: 3, total: 4 });
   const x = new Subscriptions();
   const y = new Subscriptions();
   t.true("frames" in door.subscribe("x", x, "channel", args("a", "b", "c")));
@@ -152,6 +152,36 @@ test("bounds: a SUBSCRIBE past respPubsubSubscriptionsMax is refused whole; re-s
   door.drop("x", x);
   t.is(door.subscriptions, 1);
   t.true("frames" in door.subscribe("y", y, "channel", args("a")));
+});
+
+test("bounds in bytes: a SUBSCRIBE whose names pass respPubsubNameBytesMax (per connection) or respPubsubNameBytesTotalMax (per door) is refused whole", (t) => {
+  const message = (o: ReturnType<PubSubIndex<string>["subscribe"]>): string => ("error" in o && o.error.type === "error" ? o.error.value : "");
+  const index = new PubSubIndex<string>({ perConnection: 1000, perConnectionBytes: 100, totalBytes: 150 });
+  const x = new Subscriptions();
+  // 3 names of 30 bytes: 90; a held name costs nothing again; a name counts once per kind it is subscribed as.
+  t.true("frames" in index.subscribe("x", x, "channel", [b("a".repeat(30)), b("b".repeat(30)), b("c".repeat(30))]));
+  t.true("frames" in index.subscribe("x", x, "channel", [b("a".repeat(30))]));
+  t.is(x.bytes, 90);
+  const long = index.subscribe("x", x, "pattern", [b("p".repeat(5)), b("q".repeat(6))]);
+  t.regex(message(long), /^ERR qjm: a connection may hold names of at most 100 bytes in all .*respPubsubNameBytesMax.*it holds 90, this command adds 11/);
+  t.is(x.total, 3, "nothing of the refused command was subscribed");
+  t.true("frames" in index.subscribe("x", x, "shard", [b("s".repeat(10))]), "exactly at the bound");
+  t.is(x.bytes, 100);
+  // The door's bytes over all its connections.
+  const y = new Subscriptions();
+  t.true("frames" in index.subscribe("y", y, "channel", [b("a".repeat(30)), b("y".repeat(20))]));
+  t.is(index.subscribedBytes, 150);
+  t.regex(message(index.subscribe("y", y, "pattern", [b("z")])), /front door holds 150 bytes of subscribed names over all its connections, at most 150 \(respPubsubNameBytesTotalMax\); this command adds 1/);
+  // Unsubscribing and closing give the bytes back.
+  index.unsubscribe("x", x, "channel", [b("b".repeat(30))]);
+  t.is(x.bytes, 70);
+  t.is(index.subscribedBytes, 120);
+  index.drop("y", y);
+  t.is(y.bytes, 0);
+  t.is(index.subscribedBytes, 70);
+  index.unsubscribe("x", x, "channel", []);
+  t.is(x.bytes, 10, "the shard channel is left");
+  t.true("frames" in index.subscribe("y", y, "pattern", [b("z".repeat(90))]));
 });
 
 test("subscribed mode (RESP2): only (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PING, QUIT, RESET; PING answers [pong, arg]; RESP3 serves everything", (t) => {

@@ -241,6 +241,14 @@ test("INFO's qjm section: added when the sections asked for include it", (t) => 
   t.regex(infoWithQjm("", [b("qjm")], q), /^# qjm\r\n/);
 });
 
+test("INFO keyspace: only database 0, whatever the sections (a replica's applied marker lives in database 1)", (t) => {
+  const q = { node: "d2", role: "replica", health: "ok", epoch: 3, committedTxid: 10, appliedTxid: 7, connections: 2, closedForOutput: 1, pubsub: { channels: 0, patterns: 0, published: 0, received: 0, dropped: 0, closedForOutput: 0 } };
+  const redis = "# Keyspace\r\ndb0:keys=5,expires=0,avg_ttl=0\r\ndb1:keys=1,expires=0,avg_ttl=0\r\ndb10:keys=2,expires=0,avg_ttl=0\r\n";
+  t.is(infoWithQjm(redis, [b("keyspace")], q), "# Keyspace\r\ndb0:keys=5,expires=0,avg_ttl=0\r\n");
+  t.is(infoWithQjm("# Keyspace\r\ndb1:keys=1,expires=0,avg_ttl=0\r\n", [b("keyspace")], q), "# Keyspace\r\n", "an empty keyspace as the master's");
+  t.regex(infoWithQjm(`# Server\r\nredis_version:7.0.15\r\n\r\n${redis}`, [], q), /# Keyspace\r\ndb0:keys=5,expires=0,avg_ttl=0\r\n\r\n# qjm\r\n/);
+});
+
 // Review finding C: a never-finished `*1048576` of empty arguments held ~34 MiB of heap per connection.
 test("request framing: each argument counts RESP_REQUEST_ITEM_OVERHEAD_BYTES against the bound (a million empty ones refused at the header)", (t) => {
   const reader = new RequestReader({ requestBytesMax: 1024 * 1024 });

@@ -1,0 +1,91 @@
+/**
+ * The replica's applied-txid marker (src/redis/apply_records.ts) on a real redis-server 7.0, the replica of a
+ * feeder as a replica's Redis is: written in database 1 in the same MULTI block as its run's effects (SELECT inside
+ * MULTI on the replication stream), kept by the AOF across a restart; an older data directory's marker in database
+ * 0 is read and deleted by the next run; a client's key of that name in database 0 is the client's, never the marker.
+ */
+import test from "ava";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Redis } from "ioredis";
+import { freePort } from "../../src/process/ports.js";
+import { APPLIED_DB, APPLIED_KEY, applyRecords, dropAppliedMarker, readAppliedMarker } from "../../src/redis/apply_records.js";
+import { Feeder } from "../../src/redis/feeder.js";
+import { startRedisServer, type RedisServer } from "../../src/redis/redis_server.js";
+import { encodeRecordPayload, type RecordView } from "../../src/segment/record.js";
+
+const dirs: string[] = [];
+const servers: RedisServer[] = [];
+const clients: Redis[] = [];
+const feeders: Feeder[] = [];
+
+test.after.always(async () => {
+  for (const c of clients) c.disconnect();
+  for (const f of feeders) await f.close();
+  for (const s of servers) await s.stop();
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+function record(txid: number, effects: string[][]): RecordView {
+  const payload = encodeRecordPayload(effects.map((e) => e.map((a) => Buffer.from(a))), null, 1 << 20);
+  return { txid, epoch: 1, offset: 0, length: payload.length, payload };
+}
+
+async function connect(port: number, db = 0): Promise<Redis> {
+  const r = new Redis({ port, host: "127.0.0.1", db, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  r.on("error", () => {});
+  clients.push(r);
+  await r.connect();
+  return r;
+}
+
+/** A persistent redis-server (AOF), the feeder's replica from its start, synced. */
+async function replicaOf(feeder: Feeder, dir: string, port: number): Promise<Redis> {
+  const extraArgs = ["--replicaof", "127.0.0.1", String(feeder.port)];
+  servers.push(await startRedisServer({ port, dir, persistent: true, startTimeoutMs: 15_000, extraArgs }));
+  const client = await connect(port);
+  await feeder.sync(client);
+  return client;
+}
+
+test("the applied marker: in database 1 with its run, kept by the AOF; an older one in database 0 read and deleted once; a client's key of that name stays", async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-marker-"));
+  dirs.push(dir);
+  const feeder = await Feeder.listen({ syncTimeoutMs: 15_000, loadTimeoutMs: 15_000, stallTimeoutMs: 15_000, keepaliveMs: 1000 });
+  feeders.push(feeder);
+  const port = await freePort();
+  let client = await replicaOf(feeder, dir, port);
+  t.deepEqual(await readAppliedMarker(client), { txid: 0, legacy: false }, "nothing applied: no marker");
+
+  // An older data directory: the marker in database 0.
+  await feeder.sendRun([["SET", APPLIED_KEY, "7"]]);
+  t.deepEqual(await readAppliedMarker(client), { txid: 7, legacy: true });
+  const marker = { legacy: true };
+  await applyRecords(feeder, client, [record(8, [["SET", "a", "1"]])], { marker });
+  t.false(marker.legacy, "the old marker is deleted once");
+  t.deepEqual(await readAppliedMarker(client), { txid: 8, legacy: false });
+  t.deepEqual(await client.keys("*"), ["a"], "database 0 holds the effects only");
+  t.is(await (await connect(port, APPLIED_DB)).get(APPLIED_KEY), "8");
+
+  // A client's key of that name is an effect like any other: it stays, and is not taken for the marker.
+  await applyRecords(feeder, client, [record(9, [["SET", APPLIED_KEY, "client's"]]), record(10, [["INCR", "a"]])], { marker });
+  t.deepEqual(await readAppliedMarker(client), { txid: 10, legacy: false });
+  t.is(await client.get(APPLIED_KEY), "client's");
+  // The shared connection is back on database 0 after every read, and so is the stream after every run.
+  t.is(await client.get("a"), "2");
+
+  // A restart: the AOF holds both databases (SELECT inside the MULTI blocks replayed).
+  await servers.pop()!.stop();
+  client = await replicaOf(feeder, dir, port);
+  t.deepEqual(await readAppliedMarker(client), { txid: 10, legacy: false }, "the marker survives the restart");
+  t.deepEqual((await client.keys("*")).sort(), [APPLIED_KEY, "a"]);
+  await applyRecords(feeder, client, [record(11, [["SET", "b", "x"]])], { marker });
+  t.deepEqual(await readAppliedMarker(client), { txid: 11, legacy: false });
+
+  // What a master does with a replica's Redis: the marker goes, the client's key stays.
+  await dropAppliedMarker(feeder, client);
+  t.is(await (await connect(port, APPLIED_DB)).dbsize(), 0, "no marker left");
+  t.is(await client.get(APPLIED_KEY), "client's");
+  t.is(await client.dbsize(), 3);
+});
