@@ -6,7 +6,8 @@ import test from "ava";
 import { parseSuiteOutput, patchHarness } from "../../bench/redis_suite.js";
 import { explainDoorFailure, UNEXPLAINED } from "../../bench/redis_suite_known.js";
 import { route } from "../../src/frontdoor/router.js";
-import { encodeReplyValue, nilIsNullArray } from "../../src/frontdoor/resp_encoder.js";
+import { commandReply } from "../../src/frontdoor/reply_shapes.js";
+import { encodeResp, type Protocol } from "../../src/frontdoor/resp_encoder.js";
 import { CommandTable } from "../../src/redis/command_table.js";
 import { ErrorCode } from "../../src/protocol/errors.js";
 
@@ -107,12 +108,14 @@ test("a container's read-only subcommands (OBJECT ENCODING, MEMORY USAGE) are re
 
 test("a write's nil is RESP2's null array for LPOP/RPOP with a count, LMPOP and ZMPOP, a null bulk string otherwise", (t) => {
   const b = (...a: string[]): Buffer[] => a.map((x) => Buffer.from(x));
-  t.is(encodeReplyValue(null, 2, nilIsNullArray(b("LPOP", "k", "2"))).toString(), "*-1\r\n");
-  t.is(encodeReplyValue(null, 2, nilIsNullArray(b("rpop", "k", "2"))).toString(), "*-1\r\n");
-  t.is(encodeReplyValue(null, 2, nilIsNullArray(b("LMPOP", "1", "k", "LEFT"))).toString(), "*-1\r\n");
-  t.is(encodeReplyValue(null, 2, nilIsNullArray(b("LPOP", "k"))).toString(), "$-1\r\n");
-  t.is(encodeReplyValue(null, 2, nilIsNullArray(b("GETDEL", "k"))).toString(), "$-1\r\n");
-  t.is(encodeReplyValue(null, 3, nilIsNullArray(b("LPOP", "k", "2"))).toString(), "_\r\n");
+  const nil = (p: Protocol, ...args: string[]): string => encodeResp(commandReply(b(...args), null, p), p).toString();
+  t.is(nil(2, "LPOP", "k", "2"), "*-1\r\n");
+  t.is(nil(2, "rpop", "k", "2"), "*-1\r\n");
+  t.is(nil(2, "LMPOP", "1", "k", "LEFT"), "*-1\r\n");
+  t.is(nil(2, "ZMPOP", "1", "k", "MIN"), "*-1\r\n");
+  t.is(nil(2, "LPOP", "k"), "$-1\r\n");
+  t.is(nil(2, "GETDEL", "k"), "$-1\r\n");
+  t.is(nil(3, "LPOP", "k", "2"), "_\r\n");
 });
 
 test("COPY … DB n is refused for another database only: DB 0 is a write, a DB Redis cannot read goes to Redis for its error", (t) => {
