@@ -51,7 +51,7 @@ test("a file that stops early is aborted, saying why", (t) => {
   t.regex(outside.aborted ?? "", /^error outside a test, .*: ERR qjm COMMAND_REFUSED 'memory' is refused$/);
 });
 
-test("the harness patch replaces the reset and wraps `r`, and refuses a harness it does not know", (t) => {
+test("the harness patch replaces the reset, wraps `r`, gives a fresh connection after a failed test, and refuses a harness it does not know", (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-suite-patch-"));
   try {
     fs.mkdirSync(path.join(dir, "support"));
@@ -60,9 +60,15 @@ test("the harness patch replaces the reset and wraps `r`, and refuses a harness 
     fs.writeFileSync(server, "proc x {} {\n    r flushall\n    r function flush\n}\n");
     fs.writeFileSync(helper, 'proc r {args} {\n    set level 0\n    if {1} {\n        set args [lrange $args 1 end]\n    }\n    [srv $level "client"] {*}$args\n}\n');
     const testTcl = path.join(dir, "support", "test.tcl");
-    fs.writeFileSync(testTcl, '        if {1} {\n            incr ::num_failed\n            send_data_packet $::test_server_fd err [join $details "\\n"]\n\n            if {$::stop_on_failure} {\n            }\n');
+    // test.tcl's two failure branches: a test that threw, a value that did not match.
+    const threw = '            incr ::num_failed\n            send_data_packet $::test_server_fd err [join $details "\\n"]\n\n            if {$::stop_on_failure} {\n            }\n';
+    const mismatch = '            incr ::num_failed\n            send_data_packet $::test_server_fd err [join $details "\\n"]\n        }\n    }\n';
+    fs.writeFileSync(testTcl, `        if {1} {\n${threw}        } else {\n${mismatch}`);
     patchHarness(dir);
-    t.true(fs.readFileSync(testTcl, "utf8").includes("catch {r discard}"));
+    const tcl = fs.readFileSync(testTcl, "utf8");
+    t.is(tcl.split("\n            qjm_fresh_connection\n").length, 3, "a fresh connection after either kind of failure");
+    const proc = tcl.slice(tcl.indexOf("proc qjm_fresh_connection {} {"));
+    t.true(proc.includes("reconnect") && proc.includes("r hello 2") && proc.includes("r select 0"), proc);
     const s = fs.readFileSync(server, "utf8");
     t.true(s.includes("if {[catch {r flushall}]} { qjm_reset_keyspace }"));
     t.true(s.includes("proc qjm_reset_keyspace"));
