@@ -3,7 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import test from "ava";
-import { parseSuiteOutput, patchHarness } from "../../bench/redis_suite.js";
+import { parseSuiteOutput, patchHarness, SUITE_FLAGS, suiteFlags } from "../../bench/redis_suite.js";
 import { explainDoorFailure, UNEXPLAINED } from "../../bench/redis_suite_known.js";
 import { route } from "../../src/frontdoor/router.js";
 import { commandReply } from "../../src/frontdoor/reply_shapes.js";
@@ -78,6 +78,11 @@ test("the harness patch replaces the reset, wraps `r`, gives a fresh connection 
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("REDIS_SUITE_SKIP: a --skiptest for each test named, after the flags every target gets", (t) => {
+  t.deepEqual(suiteFlags({}), SUITE_FLAGS);
+  t.deepEqual(suiteFlags({ REDIS_SUITE_SKIP: "/^ZDIFF fuzzing, SET and GET " }), [...SUITE_FLAGS, "--skiptest", "/^ZDIFF fuzzing", "--skiptest", "SET and GET"]);
 });
 
 test("a door's failure is explained by its error, else it is UNEXPLAINED", (t) => {
