@@ -6,6 +6,7 @@
  *   REDIS_SUITE_TARGETS=plain,master,replica   which targets (default all three)
  *   REDIS_SUITE_FILES=unit/type/incr,…          which files (default the nine of issue #12; also unit/pubsub, unit/pubsubshard)
  *   REDIS_SUITE_OUT=<file>                      the JSON (default <cache>/results.json)
+ *   REDIS_SUITE_SKIP=<test>,/<regexp>,…         tests left out on every target (the suite's --skiptest)
  *   QJM_REDIS_SUITE_DIR=<dir>                   the cache of the suite's tarball (default <repo>/.cache/redis-suite)
  *   --fetch                                     only fill the cache (infra/setup.sh)
  *   --report a.json [b.json…]                   the table and differences again from saved runs, merged
@@ -16,7 +17,7 @@ import path from "node:path";
 import { startRedisServer, type RedisServer } from "../src/redis/redis_server.js";
 import { freePort } from "../src/process/ports.js";
 import { startTestCluster, until, waitForWriter, type TestCluster } from "../test/helpers/harness.js";
-import { ensureSuite, runSuiteFile, SUITE_FILES, SUITE_FLAGS, SUITE_OPTIONAL_FILES, SUITE_VERSION, suiteCacheDir, type FileResult } from "./redis_suite.js";
+import { ensureSuite, runSuiteFile, SUITE_FILES, SUITE_FLAGS, SUITE_OPTIONAL_FILES, SUITE_VERSION, suiteCacheDir, suiteFlags, type FileResult } from "./redis_suite.js";
 import { explainDoorFailure } from "./redis_suite_known.js";
 
 const TARGETS = ["plain", "master", "replica"] as const;
@@ -137,9 +138,11 @@ function differences(report: SuiteReport, door: TargetName): SuiteReport["differ
 
 /** `--report a.json [b.json…]`: the table and differences again from saved runs (merged by target), with today's explanations. */
 function reportFrom(files: string[]): SuiteReport {
-  const merged: SuiteReport = { redisVersion: SUITE_VERSION, flags: SUITE_FLAGS, targets: [], files: {}, differences: {} };
+  const merged: SuiteReport = { redisVersion: SUITE_VERSION, flags: [...SUITE_FLAGS], targets: [], files: {}, differences: {} };
   for (const f of files) {
     const r = JSON.parse(fs.readFileSync(f, "utf8")) as SuiteReport;
+    // A run's REDIS_SUITE_SKIP (`--skiptest <test>` pairs after SUITE_FLAGS): shown once each.
+    for (let i = SUITE_FLAGS.length; i + 1 < r.flags.length; i += 2) if (!merged.flags.includes(r.flags[i + 1])) merged.flags.push(r.flags[i], r.flags[i + 1]);
     for (const t of r.targets) if (!merged.targets.includes(t)) merged.targets.push(t);
     for (const [file, byTarget] of Object.entries(r.files)) merged.files[file] = { ...merged.files[file], ...byTarget };
   }
@@ -150,7 +153,7 @@ function reportFrom(files: string[]): SuiteReport {
 function printReport(report: SuiteReport, out: string, logs: string): void {
   for (const door of ["master", "replica"] as const) if (report.targets.includes(door) && report.targets.includes("plain")) report.differences[door] = differences(report, door);
   fs.writeFileSync(out, JSON.stringify(report, null, 2));
-  console.log(`\nRedis ${SUITE_VERSION}'s test suite, ${SUITE_FLAGS.join(" ")}${logs}:\n\n${reportTable(report)}\n`);
+  console.log(`\nRedis ${SUITE_VERSION}'s test suite, ${report.flags.join(" ")}${logs}:\n\n${reportTable(report)}\n`);
   for (const [door, diffs] of Object.entries(report.differences)) {
     console.log(`Failing on the ${door}'s door, passing on plain Redis (${diffs.length}):`);
     for (const d of diffs) console.log(`  ${d.file}: ${d.name}\n      ${d.error}\n      why: ${d.why}`);
@@ -170,7 +173,7 @@ async function main(): Promise<void> {
   const servers = await startServers(targets, dir);
   // Ctrl-C or a kill: the cluster's nats-server would outlive us.
   for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => void servers.stop().finally(() => process.exit(130)));
-  const report: SuiteReport = { redisVersion: SUITE_VERSION, flags: SUITE_FLAGS, targets, files: {}, differences: {} };
+  const report: SuiteReport = { redisVersion: SUITE_VERSION, flags: suiteFlags(), targets, files: {}, differences: {} };
   const deadline = Date.now() + RUN_TIMEOUT_MS;
   try {
     for (const file of files) {

@@ -84,37 +84,24 @@ function writeItems(out: Out, prefix: string, items: readonly RespValue[], count
 }
 
 /**
- * A typed write reply (a status is a string, a bulk string bytes…): what the master answered, in `protocol`.
- * `nilIsArray`: the command's nil is RESP2's null array (`*-1`), which the typed form does not keep apart from a null
- * bulk string (`$-1`): see nilIsNullArray.
+ * A typed write reply (a status is a string, a bulk string bytes…) as what the master got: RESP2's shape. A nil is a
+ * null bulk string; the command's own shape (a null array, RESP3's doubles, sets…) is reply_shapes.ts's.
  */
-export function encodeReplyValue(value: ReplyValue, protocol: Protocol, nilIsArray = false): Buffer {
-  const out = new Out();
-  if (value === null && nilIsArray && protocol === 2) out.line("*", "-1");
-  else writeReplyValue(out, value, protocol);
-  return out.bytes();
+export function encodeReplyValue(value: ReplyValue, protocol: Protocol): Buffer {
+  return encodeResp(replyValueResp(value), protocol);
 }
 
-/**
- * The writes whose nil reply is a null array in RESP2 (Redis 7.0): LPOP/RPOP with a count, LMPOP, ZMPOP. Redis's
- * own list tests check it ("LPOP/RPOP with <count> against non existing key in RESP2").
- */
-export function nilIsNullArray(args: readonly Buffer[]): boolean {
-  const name = args[0]?.toString("latin1").toLowerCase();
-  return ((name === "lpop" || name === "rpop") && args.length === 3) || name === "lmpop" || name === "zmpop";
-}
-
-function writeReplyValue(out: Out, v: ReplyValue, p: Protocol): void {
-  if (v === null) return out.line(p === 3 ? "_" : "$", p === 3 ? "" : "-1");
-  if (typeof v === "bigint") return out.line(":", v.toString());
+/** The typed reply as a RESP value of RESP2's vocabulary. */
+export function replyValueResp(v: ReplyValue): RespValue {
+  if (v === null) return { type: "bulk", value: null };
+  if (typeof v === "bigint") return { type: "bigint", value: v.toString() };
   // Past ±2^53 an integer is a bigint; a number there is a rounded one from a record written before bigints (a bulk
   // string of its text, as then). ±2^53 itself is exact, and msgpack's int64 gives it back as a number.
-  if (typeof v === "number") return Number.isSafeInteger(v) || Math.abs(v) === 2 ** 53 ? out.line(":", String(v)) : out.blob("$", Buffer.from(String(v)));
-  if (typeof v === "string") return out.line("+", oneLine(v));
-  if (v instanceof Uint8Array) return out.blob("$", v);
-  if (!Array.isArray(v)) return out.line("-", oneLine(v.err));
-  out.line("*", String(v.length));
-  for (const item of v) writeReplyValue(out, item, p);
+  if (typeof v === "number") return Number.isSafeInteger(v) || Math.abs(v) === 2 ** 53 ? { type: "integer", value: v } : { type: "bulk", value: Buffer.from(String(v)) };
+  if (typeof v === "string") return { type: "simple", value: v };
+  if (v instanceof Uint8Array) return { type: "bulk", value: Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength) };
+  if (!Array.isArray(v)) return { type: "error", value: v.err };
+  return { type: "array", items: v.map(replyValueResp) };
 }
 
 // ---- values the door builds ----

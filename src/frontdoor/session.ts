@@ -21,7 +21,8 @@ import type { Logger } from "../util/log.js";
 import type { ConnectionState } from "./connection_state.js";
 import { parseLastTxid, parseQjmWait, type LocalAnswer } from "./local_commands.js";
 import { DoorProtocolError, RequestReader } from "./request_framing.js";
-import { encodeReplyValue, encodeResp, nilIsNullArray, type Protocol } from "./resp_encoder.js";
+import { commandReply, execReply } from "./reply_shapes.js";
+import { encodeResp, type Protocol } from "./resp_encoder.js";
 import type { LocalCommand, QjmCommand, Route, TxCommand } from "./router.js";
 import { OutputLimit, parsePubSub, type PubSubCommand, type PubSubRequest, type PushFrame } from "./pubsub.js";
 
@@ -339,9 +340,8 @@ export class Session {
     const answer = (w: WriteOutcome): void => {
       if (w.ok) this.state.wrote(w.txid);
       else if (w.committed) this.state.wroteUntold();
-      // A WATCH abort is Redis's nil array (`*-1`; RESP3 null).
-      const bytes = !w.ok ? encodeResp({ type: "error", value: w.error }, protocol) : w.value === null ? encodeResp({ type: "array", items: null }, protocol) : encodeReplyValue(w.value, protocol);
-      this.fill(slot, bytes, false);
+      // Each queued command's reply in its own shape; a WATCH abort is Redis's nil array (`*-1`; RESP3 null).
+      this.fill(slot, encodeResp(w.ok ? execReply(r.tx, w.value, protocol) : { type: "error", value: w.error }, protocol), false);
     };
     this.schedule("write", () =>
       (watchTxid ?? Promise.resolve(0))
@@ -406,7 +406,7 @@ export class Session {
         (r) => {
           if (r.ok) this.state.wrote(r.txid);
           else if (r.committed) this.state.wroteUntold();
-          this.fill(slot, r.ok ? encodeReplyValue(r.value, protocol, nilIsNullArray(args)) : encodeResp({ type: "error", value: r.error }, protocol), false);
+          this.fill(slot, encodeResp(r.ok ? commandReply(args, r.value, protocol) : { type: "error", value: r.error }, protocol), false);
         },
         (err: Error) => this.fill(slot, encodeResp({ type: "error", value: `ERR qjm INTERNAL ${err.message}` }, protocol), false),
       ),

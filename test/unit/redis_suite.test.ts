@@ -3,10 +3,11 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import test from "ava";
-import { parseSuiteOutput, patchHarness } from "../../bench/redis_suite.js";
+import { parseSuiteOutput, patchHarness, SUITE_FLAGS, suiteFlags } from "../../bench/redis_suite.js";
 import { explainDoorFailure, UNEXPLAINED } from "../../bench/redis_suite_known.js";
 import { route } from "../../src/frontdoor/router.js";
-import { encodeReplyValue, nilIsNullArray } from "../../src/frontdoor/resp_encoder.js";
+import { commandReply } from "../../src/frontdoor/reply_shapes.js";
+import { encodeResp, type Protocol } from "../../src/frontdoor/resp_encoder.js";
 import { CommandTable } from "../../src/redis/command_table.js";
 import { ErrorCode } from "../../src/protocol/errors.js";
 
@@ -50,7 +51,7 @@ test("a file that stops early is aborted, saying why", (t) => {
   t.regex(outside.aborted ?? "", /^error outside a test, .*: ERR qjm COMMAND_REFUSED 'memory' is refused$/);
 });
 
-test("the harness patch replaces the reset and wraps `r`, and refuses a harness it does not know", (t) => {
+test("the harness patch replaces the reset, wraps `r`, gives a fresh connection after a failed test, and refuses a harness it does not know", (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-suite-patch-"));
   try {
     fs.mkdirSync(path.join(dir, "support"));
@@ -59,9 +60,15 @@ test("the harness patch replaces the reset and wraps `r`, and refuses a harness 
     fs.writeFileSync(server, "proc x {} {\n    r flushall\n    r function flush\n}\n");
     fs.writeFileSync(helper, 'proc r {args} {\n    set level 0\n    if {1} {\n        set args [lrange $args 1 end]\n    }\n    [srv $level "client"] {*}$args\n}\n');
     const testTcl = path.join(dir, "support", "test.tcl");
-    fs.writeFileSync(testTcl, '        if {1} {\n            incr ::num_failed\n            send_data_packet $::test_server_fd err [join $details "\\n"]\n\n            if {$::stop_on_failure} {\n            }\n');
+    // test.tcl's two failure branches: a test that threw, a value that did not match.
+    const threw = '            incr ::num_failed\n            send_data_packet $::test_server_fd err [join $details "\\n"]\n\n            if {$::stop_on_failure} {\n            }\n';
+    const mismatch = '            incr ::num_failed\n            send_data_packet $::test_server_fd err [join $details "\\n"]\n        }\n    }\n';
+    fs.writeFileSync(testTcl, `        if {1} {\n${threw}        } else {\n${mismatch}`);
     patchHarness(dir);
-    t.true(fs.readFileSync(testTcl, "utf8").includes("catch {r discard}"));
+    const tcl = fs.readFileSync(testTcl, "utf8");
+    t.is(tcl.split("\n            qjm_fresh_connection\n").length, 3, "a fresh connection after either kind of failure");
+    const proc = tcl.slice(tcl.indexOf("proc qjm_fresh_connection {} {"));
+    t.true(proc.includes("reconnect") && proc.includes("r hello 2") && proc.includes("r select 0"), proc);
     const s = fs.readFileSync(server, "utf8");
     t.true(s.includes("if {[catch {r flushall}]} { qjm_reset_keyspace }"));
     t.true(s.includes("proc qjm_reset_keyspace"));
@@ -71,6 +78,11 @@ test("the harness patch replaces the reset and wraps `r`, and refuses a harness 
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("REDIS_SUITE_SKIP: a --skiptest for each test named, after the flags every target gets", (t) => {
+  t.deepEqual(suiteFlags({}), SUITE_FLAGS);
+  t.deepEqual(suiteFlags({ REDIS_SUITE_SKIP: "/^ZDIFF fuzzing, SET and GET " }), [...SUITE_FLAGS, "--skiptest", "/^ZDIFF fuzzing", "--skiptest", "SET and GET"]);
 });
 
 test("a door's failure is explained by its error, else it is UNEXPLAINED", (t) => {
@@ -107,12 +119,14 @@ test("a container's read-only subcommands (OBJECT ENCODING, MEMORY USAGE) are re
 
 test("a write's nil is RESP2's null array for LPOP/RPOP with a count, LMPOP and ZMPOP, a null bulk string otherwise", (t) => {
   const b = (...a: string[]): Buffer[] => a.map((x) => Buffer.from(x));
-  t.is(encodeReplyValue(null, 2, nilIsNullArray(b("LPOP", "k", "2"))).toString(), "*-1\r\n");
-  t.is(encodeReplyValue(null, 2, nilIsNullArray(b("rpop", "k", "2"))).toString(), "*-1\r\n");
-  t.is(encodeReplyValue(null, 2, nilIsNullArray(b("LMPOP", "1", "k", "LEFT"))).toString(), "*-1\r\n");
-  t.is(encodeReplyValue(null, 2, nilIsNullArray(b("LPOP", "k"))).toString(), "$-1\r\n");
-  t.is(encodeReplyValue(null, 2, nilIsNullArray(b("GETDEL", "k"))).toString(), "$-1\r\n");
-  t.is(encodeReplyValue(null, 3, nilIsNullArray(b("LPOP", "k", "2"))).toString(), "_\r\n");
+  const nil = (p: Protocol, ...args: string[]): string => encodeResp(commandReply(b(...args), null, p), p).toString();
+  t.is(nil(2, "LPOP", "k", "2"), "*-1\r\n");
+  t.is(nil(2, "rpop", "k", "2"), "*-1\r\n");
+  t.is(nil(2, "LMPOP", "1", "k", "LEFT"), "*-1\r\n");
+  t.is(nil(2, "ZMPOP", "1", "k", "MIN"), "*-1\r\n");
+  t.is(nil(2, "LPOP", "k"), "$-1\r\n");
+  t.is(nil(2, "GETDEL", "k"), "$-1\r\n");
+  t.is(nil(3, "LPOP", "k", "2"), "_\r\n");
 });
 
 test("COPY … DB n is refused for another database only: DB 0 is a write, a DB Redis cannot read goes to Redis for its error", (t) => {
