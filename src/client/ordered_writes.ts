@@ -41,6 +41,17 @@ export interface OrderedDeps<R> {
   closed(): boolean;
 }
 
+/**
+ * OrderedDeps with callbacks instead of promises: what the core drives, so that the simulator (src/sim) runs the very
+ * same group on its simulated clock and bus (a promise would settle outside its steps).
+ */
+export interface OrderedCoreDeps<R> extends Pick<OrderedDeps<R>, "nextId" | "pauseMs" | "now" | "retryForMs" | "closed"> {
+  /** Sends one attempt; `settle` is called once with its outcome (never synchronously). */
+  attempt(body: WriteBody, settle: (outcome: AttemptOutcome<R>) => void): void;
+  /** Calls `then` after `ms` (or less, once the client closes). */
+  sleep(ms: number, then: () => void): void;
+}
+
 /** A write of the group that failed: its last failure, whether it may have been applied, its attempts. */
 export interface OrderedFailure {
   code: ErrorCode | "CLOSED";
@@ -65,7 +76,37 @@ interface Entry<R> {
   reject: (f: OrderedFailure) => void;
 }
 
+/** How a write of the group ends: answered, or failed. */
+export interface OrderedDone<R> {
+  resolve: (r: { result: R; attempts: number }) => void;
+  reject: (f: OrderedFailure) => void;
+}
+
+/** The client library's group, as a promise API over the core (client.ts). */
 export class OrderedWrites<R> {
+  private readonly core: OrderedWritesCore<R>;
+
+  constructor(deps: OrderedDeps<R>) {
+    this.core = new OrderedWritesCore<R>({
+      ...deps,
+      attempt: (body, settle) =>
+        void deps.attempt(body).then(settle, (err: Error) => settle({ ok: false, code: "INTERNAL" as ErrorCode, message: err.message, cause: err })),
+      sleep: (ms, then) => void deps.sleep(ms).then(then),
+    });
+  }
+
+  /** Writes the group holds (answered ones leave it). */
+  get size(): number {
+    return this.core.size;
+  }
+
+  write(request: unknown[] | WriteRequestBody): Promise<{ result: R; attempts: number }> {
+    return new Promise((resolve, reject) => this.core.write(request, { resolve, reject }));
+  }
+}
+
+/** The group's logic, over callbacks (see the header). */
+export class OrderedWritesCore<R> {
   /** Unanswered writes by seq; a Map iterates in insertion order, which is request order. */
   private readonly pending = new Map<number, Entry<R>>();
   private inFlight = 0;
@@ -76,23 +117,26 @@ export class OrderedWrites<R> {
   /** The seq of the write sent last (its `after` names it when it is still unanswered). */
   private lastSentSeq = 0;
 
-  constructor(private readonly deps: OrderedDeps<R>) {}
+  constructor(private readonly deps: OrderedCoreDeps<R>) {}
 
   /** Writes the group holds (answered ones leave it). */
   get size(): number {
     return this.pending.size;
   }
 
-  write(request: unknown[] | WriteRequestBody): Promise<{ result: R; attempts: number }> {
+  /** Adds a write to the group; `done` hears how it ends. Returns its id. */
+  write(request: unknown[] | WriteRequestBody, done: OrderedDone<R>): WriteId {
     const id = this.deps.nextId();
-    return new Promise((resolve, reject) => {
-      if (this.deps.closed()) return reject({ code: "CLOSED", message: "the client was closed", outcomeUnknown: false, attempts: 0, id, retried: false } satisfies OrderedFailure);
-      const body: WriteBody = Array.isArray(request) ? { args: request, id } : { ...request, id };
-      const entry: Entry<R> = { body, deadline: this.deps.now() + this.deps.retryForMs, attempts: 0, unknown: false, unknownBy: null, last: null, resolve, reject };
-      this.pending.set(id.seq, entry);
-      // While the group is retrying, a new write waits: sent now it could commit before an earlier one re-sent.
-      if (!this.retrying) this.send(entry, this.unansweredBefore(id.seq));
-    });
+    if (this.deps.closed()) {
+      done.reject({ code: "CLOSED", message: "the client was closed", outcomeUnknown: false, attempts: 0, id, retried: false } satisfies OrderedFailure);
+      return id;
+    }
+    const body: WriteBody = Array.isArray(request) ? { args: request, id } : { ...request, id };
+    const entry: Entry<R> = { body, deadline: this.deps.now() + this.deps.retryForMs, attempts: 0, unknown: false, unknownBy: null, last: null, ...done };
+    this.pending.set(id.seq, entry);
+    // While the group is retrying, a new write waits: sent now it could commit before an earlier one re-sent.
+    if (!this.retrying) this.send(entry, this.unansweredBefore(id.seq));
+    return id;
   }
 
   /** The highest seq below `seq` still unanswered (the newest write sent before it, in the usual case), or undefined. */
@@ -109,10 +153,7 @@ export class OrderedWrites<R> {
     this.lastSentSeq = e.body.id.seq;
     e.attempts++;
     this.inFlight++;
-    this.deps.attempt(e.body).then(
-      (outcome) => this.settled(e, outcome),
-      (err: Error) => this.settled(e, { ok: false, code: "INTERNAL" as ErrorCode, message: err.message, cause: err }),
-    );
+    this.deps.attempt(e.body, (outcome) => this.settled(e, outcome));
   }
 
   private settled(e: Entry<R>, outcome: AttemptOutcome<R>): void {
@@ -132,7 +173,7 @@ export class OrderedWrites<R> {
       }
     }
     if (this.pending.size === 0) this.round = 0;
-    if (this.retrying && this.inFlight === 0) void this.resend();
+    if (this.retrying && this.inFlight === 0) this.resend();
   }
 
   private fail(e: Entry<R>, unknown: boolean): void {
@@ -154,11 +195,15 @@ export class OrderedWrites<R> {
   }
 
   /** Every attempt of the group has settled: the unanswered writes go again, together, in request order. */
-  private async resend(): Promise<void> {
+  private resend(): void {
     this.inFlight++; // the resend itself: no other round starts while it pauses
     const pause = this.newMaster ? 0 : this.deps.pauseMs(++this.round);
     this.newMaster = false;
-    if (pause > 0) await this.deps.sleep(pause);
+    if (pause > 0) this.deps.sleep(pause, () => this.resendNow());
+    else this.resendNow();
+  }
+
+  private resendNow(): void {
     this.inFlight--;
     this.retrying = false;
     const now = this.deps.now();
