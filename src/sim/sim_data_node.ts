@@ -202,7 +202,7 @@ export class SimDataNode implements SimActor {
       case "commitHint":
         return this.replica?.onMessage(from, msg);
       case "probe":
-        return this.bus.send(this.id, from, { kind: "probeAnswer", id: msg.id, answer: { kind: "answered", role: this.core.role, epoch: this.core.epoch } });
+        return void this.bus.send(this.id, from, { kind: "probeAnswer", id: msg.id, answer: { kind: "answered", role: this.core.role, epoch: this.core.epoch } });
       case "probeAnswer":
         return this.probed(msg.id, msg.answer);
       case "campaignNow":
@@ -214,7 +214,7 @@ export class SimDataNode implements SimActor {
       case "write":
         // Only the master role serves writes (production: only it subscribes to the write subjects).
         if (this.core.phase === "takingOver" || this.core.phase === "serving") return this.master.onMessage(from, msg);
-        return this.bus.send(this.id, from, { kind: "writeReply", id: msg.id, reply: errorReply(ErrorCode.NOT_WRITER, `${this.id} is not the master`) });
+        return void this.bus.send(this.id, from, { kind: "writeReply", id: msg.id, reply: errorReply(ErrorCode.NOT_WRITER, `${this.id} is not the master`) });
       default:
         return;
     }

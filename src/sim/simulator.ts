@@ -19,6 +19,9 @@ import { SimForger } from "./sim_forger.js";
 import { SimReplica } from "./sim_replica.js";
 import { ttlClientOp } from "./model_redis.js";
 import { Trace } from "./trace.js";
+import { OrderedWritesCore, type AttemptOutcome, type OrderedFailure } from "../client/ordered_writes.js";
+import { backoffMs, verdictOf } from "../client/retry.js";
+import { ErrorCode } from "../protocol/errors.js";
 
 /** Steps of the safety phase when none is given. */
 export const SIM_STEPS_DEFAULT = 3000;
@@ -49,6 +52,13 @@ export interface SimOptions {
   ttl?: boolean;
   /** Overrides the seed's longest hold of a replica's read before it applies it (0: none). */
   replayDelayMsMax?: number;
+  /** Overrides the seed's number of client connections (ordered groups) the writes go through in turn. */
+  connections?: number;
+}
+
+/** The seed's number of client connections (ordered groups), from its own PRNG: the rest of the run draws as before. */
+export function connectionsOf(seed: number): number {
+  return new Prng(seed ^ 0xc0ecc).pick([1, 2, 4, 8]);
 }
 
 export interface SimResult {
@@ -104,39 +114,49 @@ export function simConfig(journalNodes: string[], replicas: string[], batchRecor
   return config;
 }
 
-/** Attempts of one write (its first send and its retries), as the client library's retryForMs bounds them. */
-export const CLIENT_ATTEMPTS_MAX = 4;
-/** The first retry's backoff (then doubling). */
-const CLIENT_BACKOFF_MS = 20;
+/** One attempt's timeout (the library's timeoutMs, quorumTimeoutMs × 2 there; here × 4, as the simulation always had). */
+const CLIENT_TIMEOUT_QUORUMS = 4;
+/** How long a write is retried (the library's clientRetryForMs, 30 s against a 5 s quorum timeout: scaled the same). */
+const CLIENT_RETRY_FOR_MS = 3000;
+/** The resend rounds' backoff (the library's clientRetryBackoffMinMs/MaxMs, scaled down like the timeouts). */
+const CLIENT_BACKOFF = { clientRetryBackoffMinMs: 20, clientRetryBackoffMaxMs: 160 };
 /** Chance that a write is sent without a write id (a client without the library): journaled as a v1 record, never retried. */
 const NO_ID_CHANCE = 0.1;
-/** Answers after which the client library resends the same write with the same id (src/client/client.ts). */
-const RETRIED_CODES: ReadonlySet<string> = new Set(["NO_QUORUM", "NOT_WRITER", "OVERLOADED"]);
 
-interface Outstanding {
-  op: ClientOp;
+/** An attempt on its way: how it settles in the group (null: a write without an id, sent once, outside the group). */
+interface Attempt {
   writeId: WriteId | null;
-  attempt: number;
+  settle: ((outcome: AttemptOutcome<{ txid: number }>) => void) | null;
 }
 
 /**
- * A client issuing SET/INCR/DEL on a few keys to a random master, counting what came back. Each write carries a
- * write id (client, seq) and, when its answer is NO_QUORUM (or NOT_WRITER, OVERLOADED) or lost (its attempt's
- * timeout), is sent again with the same id to any master, up to CLIENT_ATTEMPTS_MAX attempts: the retries the
- * masters' dedupe windows must apply once (issue #11).
+ * A client issuing SET/INCR/DEL on a few keys to a random master, counting what came back. Its writes with an id are
+ * one connection's pipelined writes: the client library's very group (OrderedWritesCore, ordered_writes.ts) sends
+ * them, names in each attempt the connection's unanswered write just before it (`id.after`) and, after a retryable
+ * failure (NO_QUORUM, NOT_WRITER, OVERLOADED, or no answer within the attempt's timeout), resends the unanswered ones
+ * together, in order, with the same ids, to any master, until CLIENT_RETRY_FOR_MS: the retries the masters' dedupe
+ * windows must apply once (issue #11) and their write order must keep in order (write_order.ts). A write without an id
+ * is sent once, outside the group (another connection, without the library).
  */
 export class SimClient implements SimActor {
   up = true;
   writing = true;
-  /** Unanswered writes by seq (the bus message's id, the same on every attempt). */
-  private readonly outstanding = new Map<number, Outstanding>();
+  /** Attempts not yet answered nor timed out, by their bus message id (one per attempt). */
+  private readonly waiting = new Map<number, Attempt>();
+  /** The write id of every attempt sent (a late answer of a timed-out one is still checked against the log). */
+  private readonly sentIds = new Map<number, WriteId>();
   counts = { acked: 0, failed: 0, unknown: 0, ackedAfterHeal: 0, retries: 0, duplicates: 0 };
   healed = false;
   private seq = 0;
+  private attemptSeq = 0;
   /** Sticky: the node that last acked a write, asked first (as the client library learns the master); null: random. */
   private lastGood: string | null = null;
   /** The TTL workload's own PRNG (null: SET/INCR/DEL only), so that the rest of the run draws as without it. */
   ttl: Prng | null = null;
+  /** One ordered group per connection (the library's `ordered()`, one per front-door connection: ids from one seq). */
+  private readonly groups: OrderedWritesCore<{ txid: number }>[];
+  /** Seqs of the group's writes sent at least once: a second attempt is a retry. */
+  private readonly sentOnce = new Set<number>();
 
   constructor(
     readonly id: string,
@@ -149,49 +169,70 @@ export class SimClient implements SimActor {
     private readonly invariants: Invariants,
     /** Send to the node that acked last, if any (the data-node layout, where only one node serves). */
     private readonly sticky = false,
-  ) {}
+    /** Connections the writes with an id go through, in turn. */
+    connections = 1,
+  ) {
+    this.groups = Array.from({ length: connections }, () => this.newGroup());
+  }
+
+  private newGroup(): OrderedWritesCore<{ txid: number }> {
+    return new OrderedWritesCore({
+      nextId: () => ({ client: this.id, seq: this.seq }),
+      attempt: (body, settle) => this.attempt(body.id, (body as { args: unknown[] }).args[0] as ClientOp, settle),
+      pauseMs: (round) => backoffMs(round, CLIENT_BACKOFF, () => this.prng.next()),
+      sleep: (ms, then) => this.clock.after(ms, then),
+      now: () => this.clock.nowMs,
+      retryForMs: CLIENT_RETRY_FOR_MS,
+      closed: () => false,
+    });
+  }
 
   start(): void {
     const issue = (): void => {
       if (!this.writing) return;
-      const seq = ++this.seq;
+      this.seq++;
       const op = this.nextOp();
-      const writeId = this.prng.chance(NO_ID_CHANCE) ? null : { client: this.id, seq };
-      const w: Outstanding = { op, writeId, attempt: 0 };
-      this.outstanding.set(seq, w);
-      this.send(seq, w);
+      if (this.prng.chance(NO_ID_CHANCE)) this.attempt(null, op, null);
+      else {
+        const connection = this.seq % this.groups.length;
+        const id = this.groups[connection].write([op], { resolve: () => {}, reject: (f) => this.gaveUp(f) });
+        this.invariants.connectionWrite(id, `${this.id}/${connection}`);
+      }
       this.clock.after(this.prng.int(1, this.intervalMsMax), issue);
     };
     issue();
   }
 
-  /** One attempt: to a random master, with the write's id; its timeout retries (or gives up) unless answered first. */
-  private send(seq: number, w: Outstanding): void {
-    const attempt = ++w.attempt;
+  /** One attempt: to a random master (or the one that acked last); its timeout settles it unless answered first. */
+  private attempt(writeId: WriteId | null, op: ClientOp, settle: Attempt["settle"]): void {
+    const msgId = ++this.attemptSeq;
+    // A copy: the group names another `after` on the write's next attempt, and this one may still be on its way.
+    const sentId = writeId === null ? null : { ...writeId };
+    if (sentId !== null) {
+      this.sentIds.set(msgId, sentId);
+      if (this.sentOnce.has(sentId.seq)) this.counts.retries++;
+      this.sentOnce.add(sentId.seq);
+    }
+    this.waiting.set(msgId, { writeId: sentId, settle });
     const to = this.sticky && this.lastGood !== null ? this.lastGood : this.prng.pick(this.masters);
-    this.bus.send(this.id, to, { kind: "write", id: seq, writeId: w.writeId, op: w.op });
-    this.clock.after(this.config.quorumTimeoutMs * 4, () => {
-      if (this.outstanding.get(seq) !== w || w.attempt !== attempt) return;
-      // No answer: the node may be gone; the next attempt asks another.
+    // Delivered twice (NATS never does; the bus may), a copy refused may run all the same: the invariants know.
+    if (this.bus.send(this.id, to, { kind: "write", id: msgId, writeId: sentId, op }) === 2 && sentId !== null) this.invariants.connectionDuplicated(sentId);
+    this.clock.after(this.config.quorumTimeoutMs * CLIENT_TIMEOUT_QUORUMS, () => {
+      const a = this.waiting.get(msgId);
+      if (a === undefined) return;
+      // No answer: the node may be gone; the next attempt asks another. The attempt may still be on its way.
+      this.waiting.delete(msgId);
       this.lastGood = null;
-      this.retryOrGiveUp(seq, w);
+      if (a.settle === null) this.counts.unknown++;
+      else a.settle({ ok: false, code: ErrorCode.TIMEOUT, message: "no answer" });
     });
   }
 
-  /** The outcome is unknown: resend with the same id while attempts remain (a write without an id is not retried). */
-  private retryOrGiveUp(seq: number, w: Outstanding): void {
-    if (w.writeId === null || w.attempt >= CLIENT_ATTEMPTS_MAX) {
-      this.outstanding.delete(seq);
-      this.counts.unknown++;
-      return;
-    }
-    // Jittered exponential backoff, as the library's (retry.ts); an answer meanwhile (a late one of an earlier attempt) settles it.
-    const attempt = w.attempt;
-    this.clock.after(this.prng.int(CLIENT_BACKOFF_MS / 2, CLIENT_BACKOFF_MS * 2 ** (attempt - 1)), () => {
-      if (this.outstanding.get(seq) !== w || w.attempt !== attempt) return;
-      this.counts.retries++;
-      this.send(seq, w);
-    });
+  /** The group gave a write up (a definite failure, or its retries' deadline passed). */
+  private gaveUp(f: OrderedFailure): void {
+    if (f.outcomeUnknown) this.counts.unknown++;
+    else this.counts.failed++;
+    this.invariants.connectionGaveUp(f.id, f.outcomeUnknown ? "unknown" : verdictOf(f.code).retry ? "notApplied" : "answered");
   }
 
   private nextOp(): ClientOp {
@@ -207,18 +248,20 @@ export class SimClient implements SimActor {
     if (msg.kind !== "writeReply") return;
     const reply = msg.reply;
     if (reply.ok) this.lastGood = from;
-    else if (this.lastGood === from && RETRIED_CODES.has(reply.code)) this.lastGood = null;
-    const w = this.outstanding.get(msg.id);
-    if (w === undefined) return;
-    if (!reply.ok && RETRIED_CODES.has(reply.code)) return this.retryOrGiveUp(msg.id, w);
-    this.outstanding.delete(msg.id);
+    else if (this.lastGood === from && verdictOf(reply.code).retry) this.lastGood = null;
+    // Whatever attempt answered (a late one too), the txid must hold this very write (its first commit, for a duplicate).
+    const sentId = this.sentIds.get(msg.id);
+    if (reply.ok && sentId !== undefined) this.invariants.ackedWrite(sentId, reply.txid, reply.duplicate === true);
+    const a = this.waiting.get(msg.id);
+    if (a === undefined) return; // timed out already (or a second copy): the library no longer waits for it
+    this.waiting.delete(msg.id);
     if (reply.ok) {
-      // Whatever attempt answered, the txid must hold this very write (its first commit, for a duplicate).
-      if (w.writeId !== null) this.invariants.ackedWrite(w.writeId, reply.txid, reply.duplicate === true);
       if (reply.duplicate === true) this.counts.duplicates++;
       this.counts.acked++;
       if (this.healed) this.counts.ackedAfterHeal++;
-    } else this.counts.failed++;
+    }
+    if (a.settle !== null) a.settle(reply.ok ? { ok: true, result: { txid: reply.txid } } : { ok: false, code: reply.code, message: reply.message });
+    else if (!reply.ok) this.counts.failed++;
   }
 }
 
@@ -281,14 +324,15 @@ export function runSimulation(options: SimOptions): SimResult {
   const divergeChance = options.divergeChance ?? copyPrng.pick([0, 0.2, 0.5]);
   trace.add("sim", `recovery copy faults ${copyFaultChance}, diverging minority ${divergeChance}`);
   const replicas = replicaIds.map((id) => new SimReplica(id, config, clock, bus, trace, cores, invariants, requestIds));
-  const client = new SimClient("c1", masterIds, clock, bus, prng, config, prng.pick([2, 5, 15, 40]), invariants);
+  const connections = options.connections ?? connectionsOf(seed);
+  const client = new SimClient("c1", masterIds, clock, bus, prng, config, prng.pick([2, 5, 15, 40]), invariants, false, connections);
   // The TTL workload and replays held past its TTLs (issue #10, class 2), from their own PRNG.
   const ttlPrng = new Prng(seed ^ 0x7e1a7);
   if (options.ttl ?? ttlPrng.chance(0.8)) client.ttl = ttlPrng;
   const replayDelayMsMax = options.replayDelayMsMax ?? ttlPrng.pick([0, 500, 2000, 5000]);
   const held = (): boolean => replayDelayMsMax > 0 && phase === "safety" && ttlPrng.chance(0.05);
   for (const rep of replicas) rep.replayDelayMs = () => (held() ? ttlPrng.int(1, replayDelayMsMax) : 0);
-  trace.add("sim", `TTL workload ${client.ttl !== null}, replay held up to ${replayDelayMsMax} ms`);
+  trace.add("sim", `TTL workload ${client.ttl !== null}, replay held up to ${replayDelayMsMax} ms, ${connections} client connections`);
   for (const a of [...jns, ...masters, ...replicas, client]) bus.register(a);
   for (const jn of jns) jn.masters = masterIds;
   const everyone = [...jns, ...masters, ...replicas, client].map((a) => a.id);

@@ -1,9 +1,9 @@
 /** Deliberately wrong protocol cores: the simulation must catch each (test/unit/sim.test.ts). */
 import { DedupeWindow, type DedupeLookup } from "../../src/dedupe/dedupe_window.js";
 import { JournalCore } from "../../src/journal/journal_core.js";
-import { MasterCore } from "../../src/master/master_core.js";
+import { MasterCore, type WriteId } from "../../src/master/master_core.js";
 import { RecoveryCore } from "../../src/master/recovery_core.js";
-import type { RecordPrint } from "../../src/protocol/messages.js";
+import type { RecordPrint, WriteId as ClientWriteId } from "../../src/protocol/messages.js";
 import type { PrepareResponse, RecoveryDecision } from "../../src/master/segment_recovery.js";
 import type { WriterCore } from "../../src/master/writer_core.js";
 import { WriterCore as RealWriterCore } from "../../src/master/writer_core.js";
@@ -53,6 +53,16 @@ class AnswersBeforeCommitMasterCore extends MasterCore {
 class RollWithoutDrainMasterCore extends MasterCore {
   protected override drained(_w: WriterCore): boolean {
     return true;
+  }
+}
+
+/**
+ * A master core that ignores the connection's order (write_order.ts): it drops `id.after`, so it neither refuses a
+ * write whose predecessor it refused (and which was not resent yet) nor one whose predecessor it has not seen.
+ */
+class IgnoresAfterMasterCore extends MasterCore {
+  override write(id: WriteId, bytes: number, barrier: boolean, nowMs: number, clientId: ClientWriteId | null = null): void {
+    super.write(id, bytes, barrier, nowMs, clientId === null ? null : { client: clientId.client, seq: clientId.seq });
   }
 }
 
@@ -121,6 +131,10 @@ export const wrongCores: Record<string, SimCores> = {
   "master rolls without draining": {
     ...realCores,
     masterCore: (limits, newWriter, window) => new RollWithoutDrainMasterCore(limits, newWriter, window),
+  },
+  "a master that ignores the connection's order (id.after)": {
+    ...realCores,
+    masterCore: (limits, newWriter, window) => new IgnoresAfterMasterCore(limits, newWriter, window),
   },
   "a dedupe window that forgets": { ...realCores, dedupeWindow: (limits) => new ForgetfulDedupeWindow(limits) },
   "a dedupe window that answers duplicates with the next txid": { ...realCores, dedupeWindow: (limits) => new OffByOneDedupeWindow(limits) },
