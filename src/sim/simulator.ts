@@ -70,7 +70,7 @@ export interface SimResult {
   hash: string;
   steps: number;
   simMs: number;
-  stats: { forged: number; journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; rolls: number; livenessNotPromised: number; retries: number; duplicates: number; takeovers?: number; switchovers?: number; handedOver?: number; keyspaceChecks: number; lateTtls: number };
+  stats: { forged: number; journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; rolls: number; livenessNotPromised: number; retries: number; duplicates: number; takeovers?: number; switchovers?: number; handedOver?: number; keyspaceChecks: number; lateTtls: number; orderPairs: number; lateUnknown: number; twinRan: number };
 }
 
 /** The simulation's timeouts, scaled down from the defaults so a short run sees many failovers. */
