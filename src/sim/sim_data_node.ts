@@ -51,6 +51,11 @@ export class SimDataNode implements SimActor {
   private handed: { redis: ModelRedis; appliedTxid: number } | null = null;
   /** The other data nodes (heartbeats go to them). */
   peers: string[] = [];
+
+  /** Who hears the master role's `writerElected` event (the clients). */
+  set electionListeners(clients: readonly string[]) {
+    this.master.electionListeners = clients;
+  }
   /** The roles' clock: a stop freezes it. */
   private readonly timer: SimTimer;
   /** Times this node took over and served (for the run's stats). */

@@ -149,6 +149,8 @@ export class SimClient implements SimActor {
   healed = false;
   private seq = 0;
   private attemptSeq = 0;
+  /** The highest epoch a master announced (client.ts epochSeen). */
+  private epochSeen = 0;
   /** Sticky: the node that last acked a write, asked first (as the client library learns the master); null: random. */
   private lastGood: string | null = null;
   /** The TTL workload's own PRNG (null: SET/INCR/DEL only), so that the rest of the run draws as without it. */
@@ -228,6 +230,22 @@ export class SimClient implements SimActor {
     });
   }
 
+  /**
+   * A master announced its election (client.ts watchElections): writes go to it from now on, and every attempt still
+   * waiting settles at once as "a new master was elected", which its group resends without a pause. The attempt itself
+   * may still be on its way, or queued at the old master: its copy and the resend race (write_order.ts).
+   */
+  private elected(from: string, epoch: number): void {
+    if (epoch <= this.epochSeen) return;
+    this.epochSeen = epoch;
+    if (this.sticky) this.lastGood = from;
+    for (const [msgId, a] of [...this.waiting]) {
+      if (a.settle === null) continue;
+      this.waiting.delete(msgId);
+      a.settle({ ok: false, code: ErrorCode.TIMEOUT, message: "a new master was elected while the write waited for its answer", newMaster: true });
+    }
+  }
+
   /** The group gave a write up (a definite failure, or its retries' deadline passed). */
   private gaveUp(f: OrderedFailure): void {
     if (f.outcomeUnknown) this.counts.unknown++;
@@ -245,6 +263,7 @@ export class SimClient implements SimActor {
   }
 
   onMessage(from: string, msg: SimMessage): void {
+    if (msg.kind === "writerElected") return this.elected(from, msg.epoch);
     if (msg.kind !== "writeReply") return;
     const reply = msg.reply;
     if (reply.ok) this.lastGood = from;
@@ -314,6 +333,7 @@ export function runSimulation(options: SimOptions): SimResult {
   const jns = journalNodes.map((id) => new SimJournalNode(id, config, clock, bus, prng, trace, cores, invariants, jnOptions));
   const masters = masterIds.map((id) => new SimMaster(id, config, clock, bus, trace, cores, invariants, requestIds));
   for (const m of masters) m.hintReaders = replicaIds;
+  for (const m of masters) m.electionListeners = ["c1"];
   // Faults aimed at recoveries' copies of the chosen segment (issue #10, class 1), from their own PRNG so that the
   // shape of every seed's cluster stays what it was.
   const copyPrng = new Prng(seed ^ 0x5eed1);

@@ -119,6 +119,7 @@ export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
   for (const a of [...jns, ...nodes, client]) bus.register(a);
   for (const jn of jns) jn.masters = nodeIds;
   for (const n of nodes) n.peers = nodeIds.filter((id) => id !== n.id);
+  for (const n of nodes) n.electionListeners = [client.id];
   const everyone = [...jns, ...nodes, client].map((a) => a.id);
 
   const counts = { faults: 0, kills: 0, stops: 0, cutOff: 0 };
