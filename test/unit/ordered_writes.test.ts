@@ -166,3 +166,22 @@ test("each attempt names the group's unanswered write just before it (id.after),
   await h.tick();
   t.deepEqual(h.take().map((s) => [s.seq, s.after]), [[1, undefined], [4, 1], [5, 4]]);
 });
+
+test("past its deadline, a write whose last attempt an election cut short goes once more to the new master; cut short again, it fails", async (t) => {
+  const h = harness({ retryForMs: 100 });
+  for (const w of ["a", "b"]) void h.write(w);
+  const first = h.take();
+  h.advance(150);
+  // The attempts' copies may still be on their way to the old master: given up now, a's could run after b's resend.
+  first[0].settle(fail(ErrorCode.TIMEOUT, true));
+  first[1].settle(fail(ErrorCode.TIMEOUT, true));
+  await h.tick();
+  const overtime = h.take();
+  t.deepEqual(overtime.map((s) => [s.seq, s.after]), [[1, undefined], [2, 1]], "both once more, in order, at once");
+  t.deepEqual(h.answers, []);
+  overtime[0].settle(ok("A"));
+  overtime[1].settle(fail(ErrorCode.TIMEOUT, true));
+  await h.tick();
+  t.deepEqual(h.take(), [], "b's second cut-short attempt is its last");
+  t.deepEqual(h.answers, ["a:A#2", "b:TIMEOUT?#2"]);
+});
