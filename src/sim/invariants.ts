@@ -136,7 +136,7 @@ class ConnectionOrder {
         this.counts.lateUnknown++;
         continue;
       }
-      fail(`connection ${c.name}: write ${id.client}#${earlier.seq} committed at txid ${earlier.txid}, after its later write ${id.client}#${later.seq} (txid ${later.txid}), and the client had not given #${earlier.seq} up`);
+      fail(`connection ${c.name}: write ${id.client}#${earlier.seq} committed at txid ${earlier.txid}, after its later write ${id.client}#${later.seq} (txid ${later.txid}), and the client had not given it up`);
     }
     c.committed.push({ seq: id.seq, txid });
   }

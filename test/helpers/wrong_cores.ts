@@ -114,6 +114,10 @@ export const dataNodeWrongCores: Record<string, SimCores> = {
   },
 };
 
+/** The wrong core that drops `id.after`, and what the connection-order invariant (invariants.ts) says of it. */
+export const IGNORES_AFTER = "a master that ignores the connection's order (id.after)";
+export const CONNECTION_ORDER_BROKEN = /connection c1\/\d+: write c1#\d+ committed at txid \d+, after its later write c1#\d+ \(txid \d+\), and the client had not given it up/;
+
 export const wrongCores: Record<string, SimCores> = {
   "writer acks after one journal node": {
     ...realCores,
@@ -132,7 +136,7 @@ export const wrongCores: Record<string, SimCores> = {
     ...realCores,
     masterCore: (limits, newWriter, window) => new RollWithoutDrainMasterCore(limits, newWriter, window),
   },
-  "a master that ignores the connection's order (id.after)": {
+  [IGNORES_AFTER]: {
     ...realCores,
     masterCore: (limits, newWriter, window) => new IgnoresAfterMasterCore(limits, newWriter, window),
   },

@@ -5,7 +5,7 @@
  */
 import test from "ava";
 import { describeFailure, runSimulation, SIM_STEPS_DEFAULT, type SimOptions } from "../../src/sim/simulator.js";
-import { wrongCores } from "../helpers/wrong_cores.js";
+import { CONNECTION_ORDER_BROKEN, IGNORES_AFTER, wrongCores } from "../helpers/wrong_cores.js";
 
 /** The fixed seeds CI runs (more on demand: npm run sim -- --seeds 10000). */
 const CI_SEEDS = 400;
@@ -90,6 +90,19 @@ test("sim - regression: seed 9998, a journal node behind a finalized segment is 
 });
 
 /**
+ * Seed 80 (the connection order, once the simulated client pipelined through the library's ordered groups): a
+ * write's attempt, 838 ms on its way, was cut short by a master's election; past its deadline, the group gave it up
+ * (outcome unknown) and sent the writes behind it, and the copy then committed after 168 of them. Allowed by the
+ * invariant (a write given up with its outcome unknown carries no order promise), but avoidable: a write whose last
+ * attempt an election cut short now goes once more to the new master (ordered_writes.ts cutShort).
+ */
+test("sim - regression: seed 80, a write an election cut short past its deadline is resent, not given up to commit after later writes", (t) => {
+  const r = runSimulation({ seed: 80 });
+  t.true(r.ok, r.ok ? "" : describeFailure(r, SIM_STEPS_DEFAULT));
+  t.is(r.stats.lateUnknown, 0, "no given-up write committed after its connection's later writes");
+});
+
+/**
  * Seeds that once failed with the real cores: 6816, a node formatted as restoring was never restored (the simulated
  * master had no restorer); 6451, a node refused at send failed the writer and the next send threw on the dropped core.
  * Since a batch is bounded by batchRecordsMax (issue #10 class 5), 6816's schedule no longer brings a node back;
@@ -123,12 +136,13 @@ const OPTIONS_OF: Record<string, Partial<SimOptions>> = { [FAILED_COPY_ACCEPTED]
  * leaves fewer copies of a segment that differ (caught at seed 1330; seed 1270 stalls with the real cores too: two
  * masters racing the first format, see docs/reliability.md).
  */
-const SEEDS_MAX_OF: Record<string, number> = { "recovery keeps the longest copy": 1500, [FAILED_COPY_ACCEPTED]: 40, "a dedupe window that forgets": 20, "a dedupe window that answers duplicates with the next txid": 20 };
+const SEEDS_MAX_OF: Record<string, number> = { "recovery keeps the longest copy": 1500, [FAILED_COPY_ACCEPTED]: 40, "a dedupe window that forgets": 20, "a dedupe window that answers duplicates with the next txid": 20, [IGNORES_AFTER]: 20 };
 
 /** The invariant that must catch a wrong core, where it is a specific one (issue #11: exactly once for retried writes). */
 const CAUGHT_BY: Record<string, RegExp> = {
   "a dedupe window that forgets": /write c1#\d+ applied twice: committed at txid \d+ and at txid \d+/,
   "a dedupe window that answers duplicates with the next txid": /write c1#\d+ acked as a duplicate at txid \d+/,
+  [IGNORES_AFTER]: CONNECTION_ORDER_BROKEN,
 };
 
 test("sim - 40 seeds aimed at failed recovery copies keep every invariant with the real cores", (t) => {
