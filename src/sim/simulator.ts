@@ -126,6 +126,8 @@ const NO_ID_CHANCE = 0.1;
 /** An attempt on its way: how it settles in the group (null: a write without an id, sent once, outside the group). */
 interface Attempt {
   writeId: WriteId | null;
+  /** Where it went. */
+  to: string;
   settle: ((outcome: AttemptOutcome<{ txid: number }>) => void) | null;
 }
 
@@ -149,8 +151,9 @@ export class SimClient implements SimActor {
   healed = false;
   private seq = 0;
   private attemptSeq = 0;
-  /** The highest epoch a master announced (client.ts epochSeen). */
+  /** The highest epoch a master announced (client.ts epochSeen), and that master while it serves (client.ts `master`). */
   private epochSeen = 0;
+  private master: string | null = null;
   /** Sticky: the node that last acked a write, asked first (as the client library learns the master); null: random. */
   private lastGood: string | null = null;
   /** The TTL workload's own PRNG (null: SET/INCR/DEL only), so that the rest of the run draws as without it. */
@@ -215,8 +218,9 @@ export class SimClient implements SimActor {
       if (this.sentOnce.has(sentId.seq)) this.counts.retries++;
       this.sentOnce.add(sentId.seq);
     }
-    this.waiting.set(msgId, { writeId: sentId, settle });
-    const to = this.sticky && this.lastGood !== null ? this.lastGood : this.prng.pick(this.masters);
+    // To the master that announced itself (client.ts `write.<id>`), else as the layout's client picks (the queue group).
+    const to = this.master ?? (this.sticky && this.lastGood !== null ? this.lastGood : this.prng.pick(this.masters));
+    this.waiting.set(msgId, { writeId: sentId, to, settle });
     // Delivered twice (NATS never does; the bus may), a copy refused may run all the same: the invariants know.
     if (this.bus.send(this.id, to, { kind: "write", id: msgId, writeId: sentId, op }) === 2 && sentId !== null) this.invariants.connectionDuplicated(sentId);
     this.clock.after(this.config.quorumTimeoutMs * CLIENT_TIMEOUT_QUORUMS, () => {
@@ -225,25 +229,33 @@ export class SimClient implements SimActor {
       // No answer: the node may be gone; the next attempt asks another. The attempt may still be on its way.
       this.waiting.delete(msgId);
       this.lastGood = null;
+      this.forget(a.to);
       if (a.settle === null) this.counts.unknown++;
       else a.settle({ ok: false, code: ErrorCode.TIMEOUT, message: "no answer" });
     });
   }
 
   /**
-   * A master announced its election (client.ts watchElections): writes go to it from now on, and every attempt still
+   * A master announced its election (client.ts watchElections): writes go to it from now on (until it answers as no
+   * master, or not at all: a connection spread over a dead master and a live one could not keep its order), and every attempt still
    * waiting settles at once as "a new master was elected", which its group resends without a pause. The attempt itself
    * may still be on its way, or queued at the old master: its copy and the resend race (write_order.ts).
    */
   private elected(from: string, epoch: number): void {
     if (epoch <= this.epochSeen) return;
     this.epochSeen = epoch;
+    this.master = from;
     if (this.sticky) this.lastGood = from;
     for (const [msgId, a] of [...this.waiting]) {
       if (a.settle === null) continue;
       this.waiting.delete(msgId);
       a.settle({ ok: false, code: ErrorCode.TIMEOUT, message: "a new master was elected while the write waited for its answer", newMaster: true });
     }
+  }
+
+  /** `node` answered as no master, or not at all (client.ts `forget`): back to the layout's pick until the next election. */
+  private forget(node: string): void {
+    if (this.master === node) this.master = null;
   }
 
   /** The group gave a write up (a definite failure, or its retries' deadline passed). */
@@ -268,6 +280,7 @@ export class SimClient implements SimActor {
     const reply = msg.reply;
     if (reply.ok) this.lastGood = from;
     else if (this.lastGood === from && verdictOf(reply.code).retry) this.lastGood = null;
+    if (!reply.ok && (reply.code === ErrorCode.NOT_WRITER || reply.code === ErrorCode.NO_QUORUM)) this.forget(from);
     // Whatever attempt answered (a late one too), the txid must hold this very write (its first commit, for a duplicate).
     const sentId = this.sentIds.get(msg.id);
     if (reply.ok && sentId !== undefined) this.invariants.ackedWrite(sentId, reply.txid, reply.duplicate === true);
