@@ -64,22 +64,26 @@ test("sim data nodes - a hanging takeover stalls the cluster without the takeove
   t.deepEqual(r.failed, []);
 });
 
+const SWITCHOVER_SEEDS = 30;
+
 /**
  * Planned switchovers (issue #11: `redis-qjm failover [--to id]`, the same DataNodeCore and MasterCore drains as
  * data_node.ts) at random moments while the nemesis runs: every invariant holds, a switchover's hand-off answers
- * nothing but NOT_WRITER (checked in sim_master.ts), and some switchovers hand over.
+ * nothing but NOT_WRITER (checked in sim_master.ts), and some switchovers hand over. Thirty seeds: how many hand over
+ * is the schedule's luck (once the client pipelined through ordered groups, seeds 1..20 handed over 8 of 91, seeds
+ * 21..40 48 of 143), and twenty left too little margin.
  */
 test("sim data nodes - planned switchovers under faults keep every invariant, and hand over", (t) => {
   let asked = 0;
   let handedOver = 0;
   const failed: string[] = [];
-  for (let seed = 1; seed <= 20; seed++) {
+  for (let seed = 1; seed <= SWITCHOVER_SEEDS; seed++) {
     const r = runDataNodeSimulation({ seed, switchoverEveryMs: 150 });
     asked += r.stats.switchovers ?? 0;
     handedOver += r.stats.handedOver ?? 0;
     if (!r.ok) failed.push(describeFailure(r, 0, true, LAYOUT));
   }
-  t.log(`20 seeds: ${handedOver} of ${asked} switchovers handed over`);
+  t.log(`${SWITCHOVER_SEEDS} seeds: ${handedOver} of ${asked} switchovers handed over`);
   t.deepEqual(failed, []);
   t.true(handedOver >= 10, "switchovers hand over");
 });
