@@ -132,13 +132,15 @@ interface Attempt {
 }
 
 /**
- * A client issuing SET/INCR/DEL on a few keys to a random master, counting what came back. Its writes with an id are
- * one connection's pipelined writes: the client library's very group (OrderedWritesCore, ordered_writes.ts) sends
- * them, names in each attempt the connection's unanswered write just before it (`id.after`) and, after a retryable
- * failure (NO_QUORUM, NOT_WRITER, OVERLOADED, or no answer within the attempt's timeout), resends the unanswered ones
- * together, in order, with the same ids, to any master, until CLIENT_RETRY_FOR_MS: the retries the masters' dedupe
- * windows must apply once (issue #11) and their write order must keep in order (write_order.ts). A write without an id
- * is sent once, outside the group (another connection, without the library).
+ * A client issuing SET/INCR/DEL on a few keys, counting what came back. Its writes with an id go, in turn, through
+ * `connections` connections' pipelines: per connection, the client library's very group (OrderedWritesCore,
+ * ordered_writes.ts) sends them, names in each attempt the connection's unanswered write just before it (`id.after`)
+ * and, after a retryable failure (NO_QUORUM, NOT_WRITER, OVERLOADED, no answer within the attempt's timeout, or a new
+ * master elected meanwhile), resends the unanswered ones together, in order, with the same ids, until
+ * CLIENT_RETRY_FOR_MS: the retries the masters' dedupe windows must apply once (issue #11) and their write order must
+ * keep in order (write_order.ts; invariants.ts ConnectionOrder). Attempts go to the master that announced its
+ * election, else to a random one (the queue group; the data-node layout: the node that acked last). A write without
+ * an id is sent once, outside the groups (a client without the library).
  */
 export class SimClient implements SimActor {
   up = true;
