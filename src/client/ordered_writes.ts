@@ -16,7 +16,7 @@
  * its outcome unknown may still commit after them: an attempt settles at the client (its timeout, an election) while
  * its copy may still be on its way or queued at a master, and no master then knows that later writes no longer name
  * it. The library says "outcome unknown", nothing about where; it narrows the window: an attempt an election cut short
- * is followed by one more to the new master, even past the deadline (cutShort).
+ * is followed by another to the new master, even past the deadline (cutShort).
  * One case the master must help with: it may refuse write k without running it (OVERLOADED, NO_QUORUM) and run k+1,
  * which arrived a moment later. Each attempt therefore names the group's unanswered write just before it
  * (`id.after`), and the master does not run it while that one is refused and not yet resent (master/write_order.ts).
@@ -75,8 +75,6 @@ interface Entry<R> {
   /** The failure that made it unknown, as `<CODE> <message>` (its txid, when the master named one). */
   unknownBy: string | null;
   last: Extract<AttemptOutcome<R>, { ok: false }> | null;
-  /** Sent once past its deadline, its last attempt having been cut short by an election (cutShort). */
-  overtime: boolean;
   resolve: (r: { result: R; attempts: number }) => void;
   reject: (f: OrderedFailure) => void;
 }
@@ -137,7 +135,7 @@ export class OrderedWritesCore<R> {
       return id;
     }
     const body: WriteBody = Array.isArray(request) ? { args: request, id } : { ...request, id };
-    const entry: Entry<R> = { body, deadline: this.deps.now() + this.deps.retryForMs, attempts: 0, unknown: false, unknownBy: null, last: null, overtime: false, ...done };
+    const entry: Entry<R> = { body, deadline: this.deps.now() + this.deps.retryForMs, attempts: 0, unknown: false, unknownBy: null, last: null, ...done };
     this.pending.set(id.seq, entry);
     // While the group is retrying, a new write waits: sent now it could commit before an earlier one re-sent.
     if (!this.retrying) this.send(entry, this.unansweredBefore(id.seq));
@@ -201,16 +199,16 @@ export class OrderedWritesCore<R> {
 
   /**
    * A write past its deadline whose last attempt was cut short by an election (newMaster: no answer waited for) goes
-   * once more, to the new master: that attempt's copy may still be on its way, or queued at the old master, and run
-   * there after the writes sent behind it if the group gave it up now (simulator seed 80, legacy layout: a copy 838 ms
-   * on its way committed after 168 later writes of its connection). The new master's answer settles it: the dedupe
-   * window's if the copy committed, else its own. Once only: an attempt that times out in full had its copy's fate
-   * decided in the meantime, but for the time it spent in transit.
+   * again, to the new master: that attempt's copy may still be on its way, or queued at the old master, and run there
+   * after the writes sent behind it if the group gave it up now (simulator seed 80, legacy layout: a copy 838 ms on its
+   * way committed after 168 later writes of its connection; seed 735: an attempt sent past the deadline cut short by
+   * a second election). The new master's answer settles it: the dedupe window's if the copy committed, else its own.
+   * So a write is given up only after an attempt that ended on its own (an answer, or its full timeout); elections past
+   * the deadline extend it. It narrows the window, no more: an earlier copy still in transit may land after that
+   * answer (seed 1027: a copy 788 ms on its way, the next attempt refused OVERLOADED, the copy then committed).
    */
   private cutShort(e: Entry<R>): boolean {
-    if (e.last?.newMaster !== true || e.overtime) return false;
-    e.overtime = true;
-    return true;
+    return e.last?.newMaster === true;
   }
 
   /** Every attempt of the group has settled: the unanswered writes go again, together, in request order. */
