@@ -12,8 +12,11 @@
  *     attempt still in flight has settled, the unanswered writes (and those held) are sent again together, in
  *     request order, after one pause for the group (none when a new master was just elected). They keep their ids:
  *     the dedupe window answers the ones that had committed.
- * A write past its retry deadline fails with its last failure; the ones after it go on (an earlier write that is
- * given up was either committed before them or never will be: all of its attempts have settled).
+ * A write past its retry deadline fails with its last failure; the ones after it go on. An earlier write given up with
+ * its outcome unknown may still commit after them: an attempt settles at the client (its timeout, an election) while
+ * its copy may still be on its way or queued at a master, and no master then knows that later writes no longer name
+ * it. The library says "outcome unknown", nothing about where; it narrows the window: an attempt an election cut short
+ * is followed by another to the new master, even past the deadline (cutShort).
  * One case the master must help with: it may refuse write k without running it (OVERLOADED, NO_QUORUM) and run k+1,
  * which arrived a moment later. Each attempt therefore names the group's unanswered write just before it
  * (`id.after`), and the master does not run it while that one is refused and not yet resent (master/write_order.ts).
@@ -41,6 +44,17 @@ export interface OrderedDeps<R> {
   closed(): boolean;
 }
 
+/**
+ * OrderedDeps with callbacks instead of promises: what the core drives, so that the simulator (src/sim) runs the very
+ * same group on its simulated clock and bus (a promise would settle outside its steps).
+ */
+export interface OrderedCoreDeps<R> extends Pick<OrderedDeps<R>, "nextId" | "pauseMs" | "now" | "retryForMs" | "closed"> {
+  /** Sends one attempt; `settle` is called once with its outcome (never synchronously). */
+  attempt(body: WriteBody, settle: (outcome: AttemptOutcome<R>) => void): void;
+  /** Calls `then` after `ms` (or less, once the client closes). */
+  sleep(ms: number, then: () => void): void;
+}
+
 /** A write of the group that failed: its last failure, whether it may have been applied, its attempts. */
 export interface OrderedFailure {
   code: ErrorCode | "CLOSED";
@@ -65,7 +79,37 @@ interface Entry<R> {
   reject: (f: OrderedFailure) => void;
 }
 
+/** How a write of the group ends: answered, or failed. */
+export interface OrderedDone<R> {
+  resolve: (r: { result: R; attempts: number }) => void;
+  reject: (f: OrderedFailure) => void;
+}
+
+/** The client library's group, as a promise API over the core (client.ts). */
 export class OrderedWrites<R> {
+  private readonly core: OrderedWritesCore<R>;
+
+  constructor(deps: OrderedDeps<R>) {
+    this.core = new OrderedWritesCore<R>({
+      ...deps,
+      attempt: (body, settle) =>
+        void deps.attempt(body).then(settle, (err: Error) => settle({ ok: false, code: "INTERNAL" as ErrorCode, message: err.message, cause: err })),
+      sleep: (ms, then) => void deps.sleep(ms).then(then),
+    });
+  }
+
+  /** Writes the group holds (answered ones leave it). */
+  get size(): number {
+    return this.core.size;
+  }
+
+  write(request: unknown[] | WriteRequestBody): Promise<{ result: R; attempts: number }> {
+    return new Promise((resolve, reject) => this.core.write(request, { resolve, reject }));
+  }
+}
+
+/** The group's logic, over callbacks (see the header). */
+export class OrderedWritesCore<R> {
   /** Unanswered writes by seq; a Map iterates in insertion order, which is request order. */
   private readonly pending = new Map<number, Entry<R>>();
   private inFlight = 0;
@@ -76,23 +120,26 @@ export class OrderedWrites<R> {
   /** The seq of the write sent last (its `after` names it when it is still unanswered). */
   private lastSentSeq = 0;
 
-  constructor(private readonly deps: OrderedDeps<R>) {}
+  constructor(private readonly deps: OrderedCoreDeps<R>) {}
 
   /** Writes the group holds (answered ones leave it). */
   get size(): number {
     return this.pending.size;
   }
 
-  write(request: unknown[] | WriteRequestBody): Promise<{ result: R; attempts: number }> {
+  /** Adds a write to the group; `done` hears how it ends. Returns its id. */
+  write(request: unknown[] | WriteRequestBody, done: OrderedDone<R>): WriteId {
     const id = this.deps.nextId();
-    return new Promise((resolve, reject) => {
-      if (this.deps.closed()) return reject({ code: "CLOSED", message: "the client was closed", outcomeUnknown: false, attempts: 0, id, retried: false } satisfies OrderedFailure);
-      const body: WriteBody = Array.isArray(request) ? { args: request, id } : { ...request, id };
-      const entry: Entry<R> = { body, deadline: this.deps.now() + this.deps.retryForMs, attempts: 0, unknown: false, unknownBy: null, last: null, resolve, reject };
-      this.pending.set(id.seq, entry);
-      // While the group is retrying, a new write waits: sent now it could commit before an earlier one re-sent.
-      if (!this.retrying) this.send(entry, this.unansweredBefore(id.seq));
-    });
+    if (this.deps.closed()) {
+      done.reject({ code: "CLOSED", message: "the client was closed", outcomeUnknown: false, attempts: 0, id, retried: false } satisfies OrderedFailure);
+      return id;
+    }
+    const body: WriteBody = Array.isArray(request) ? { args: request, id } : { ...request, id };
+    const entry: Entry<R> = { body, deadline: this.deps.now() + this.deps.retryForMs, attempts: 0, unknown: false, unknownBy: null, last: null, ...done };
+    this.pending.set(id.seq, entry);
+    // While the group is retrying, a new write waits: sent now it could commit before an earlier one re-sent.
+    if (!this.retrying) this.send(entry, this.unansweredBefore(id.seq));
+    return id;
   }
 
   /** The highest seq below `seq` still unanswered (the newest write sent before it, in the usual case), or undefined. */
@@ -109,10 +156,7 @@ export class OrderedWrites<R> {
     this.lastSentSeq = e.body.id.seq;
     e.attempts++;
     this.inFlight++;
-    this.deps.attempt(e.body).then(
-      (outcome) => this.settled(e, outcome),
-      (err: Error) => this.settled(e, { ok: false, code: "INTERNAL" as ErrorCode, message: err.message, cause: err }),
-    );
+    this.deps.attempt(e.body, (outcome) => this.settled(e, outcome));
   }
 
   private settled(e: Entry<R>, outcome: AttemptOutcome<R>): void {
@@ -132,7 +176,7 @@ export class OrderedWrites<R> {
       }
     }
     if (this.pending.size === 0) this.round = 0;
-    if (this.retrying && this.inFlight === 0) void this.resend();
+    if (this.retrying && this.inFlight === 0) this.resend();
   }
 
   private fail(e: Entry<R>, unknown: boolean): void {
@@ -153,19 +197,37 @@ export class OrderedWrites<R> {
     });
   }
 
+  /**
+   * A write past its deadline whose last attempt was cut short by an election (newMaster: no answer waited for) goes
+   * again, to the new master: that attempt's copy may still be on its way, or queued at the old master, and run there
+   * after the writes sent behind it if the group gave it up now (simulator seed 80, legacy layout: a copy 838 ms on its
+   * way committed after 168 later writes of its connection; seed 735: an attempt sent past the deadline cut short by
+   * a second election). The new master's answer settles it: the dedupe window's if the copy committed, else its own.
+   * So a write is given up only after an attempt that ended on its own (an answer, or its full timeout); elections past
+   * the deadline extend it. It narrows the window, no more: an earlier copy still in transit may land after that
+   * answer (seed 1027: a copy 788 ms on its way, the next attempt refused OVERLOADED, the copy then committed).
+   */
+  private cutShort(e: Entry<R>): boolean {
+    return e.last?.newMaster === true;
+  }
+
   /** Every attempt of the group has settled: the unanswered writes go again, together, in request order. */
-  private async resend(): Promise<void> {
+  private resend(): void {
     this.inFlight++; // the resend itself: no other round starts while it pauses
     const pause = this.newMaster ? 0 : this.deps.pauseMs(++this.round);
     this.newMaster = false;
-    if (pause > 0) await this.deps.sleep(pause);
+    if (pause > 0) this.deps.sleep(pause, () => this.resendNow());
+    else this.resendNow();
+  }
+
+  private resendNow(): void {
     this.inFlight--;
     this.retrying = false;
     const now = this.deps.now();
     const again: Entry<R>[] = [];
     for (const e of this.pending.values()) {
       if (this.deps.closed()) this.fail(e, e.unknown || e.attempts > 0);
-      else if (e.last !== null && now > e.deadline) this.fail(e, e.unknown);
+      else if (e.last !== null && now > e.deadline && !this.cutShort(e)) this.fail(e, e.unknown);
       else again.push(e);
     }
     // Resent in request order, each after the one before it: the first has no unanswered write before it.

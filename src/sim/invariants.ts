@@ -13,7 +13,8 @@
  *  - one master per epoch (issue #11): a writer serves, and a write is acked, only in the epoch that writer won (its
  *    recovery established it on a majority);
  *  - exactly once (issue #11): no write id (client, seq) is in two committed records, and a write acked to its client
- *    (a duplicate answered from a dedupe window included) names the committed record that holds its id.
+ *    (a duplicate answered from a dedupe window included) names the committed record that holds its id;
+ *  - one connection's order (ConnectionOrder below): its writes commit in the order it sent them.
  */
 import { QjmError } from "../protocol/errors.js";
 import { decodeRecordPayload, scanRecords } from "../segment/record.js";
@@ -51,6 +52,98 @@ function writeIdOf(payload: Uint8Array): WriteId | null {
   }
 }
 
+/**
+ * How the client's group ended a write that got no OK: its retries' deadline passed with every attempt answered "not
+ * applied" (NOT_WRITER, OVERLOADED), or with its outcome unknown; or a definite answer (a Redis error: committed, as
+ * an error reply).
+ */
+export type GaveUp = "notApplied" | "unknown" | "answered";
+
+/**
+ * One connection's order (docs/resp.md "Order on one connection"; the client's group, src/client/ordered_writes.ts;
+ * the master's side, src/master/write_order.ts). The writes a connection sends through the library's ordered group
+ * (each with an id, in seq order; its attempts name the unanswered write sent just before, `id.after`) are promised:
+ *
+ *  (1) for two of its writes i < j (seq order, which is send order), both committed: i's txid < j's — except when the
+ *      client gave i up with its outcome unknown (past its retries' deadline, after an attempt of it was abandoned: timed
+ *      out, or cut short by an election): that attempt's copy may still be on its way, or wait in a master's queue, and
+ *      commit at any later point, after writes the connection sent since (they no longer name i; no master can know).
+ *      The library says so: "outcome unknown", nothing about where (ordered_writes.ts cutShort narrows it: seeds 80
+ *      and 735; seed 1027 shows what stays open). Counted as `lateUnknown` (pairs) in a run's stats.
+ *      Checked at the later of the two commits, so the exemption counts only if i was given up by then: while the
+ *      client still retries i, nothing it sent after i may commit before it;
+ *  (2) a write the client gave up as not applied (every attempt answered NOT_WRITER or OVERLOADED, none timed out or
+ *      NO_QUORUM, and its deadline passed) never commits: a refused attempt is never run later — unless the bus
+ *      delivered one of its attempts twice (NATS never does; the simulated bus may): the refused copy's twin may run
+ *      (seed 52: the second copy overtook the first, was refused as ahead of its predecessor, and the first ran).
+ *
+ * Not promised, and not checked: writes without an id (another connection, without the library; their records carry
+ * no id); order across connections. The master's memory of refusals is bounded (writeOrderRefusalsMax, -Ms): past
+ * those bounds the race it closes reopens; the simulation's runs (seconds, hundreds of writes) stay well inside them,
+ * so a break here is never the bounds'. Writes are identified by the id their record carries (learnt wherever
+ * committed records are learnt: a writer's commit, a rebuild, a finalized segment).
+ */
+/** One connection's writes: how each ended (null: answered OK, or not yet), the committed ones, those sent twice. */
+interface Connection {
+  name: string;
+  gaveUp: Map<number, GaveUp | null>;
+  committed: { seq: number; txid: number }[];
+  twice: Set<number>;
+}
+
+class ConnectionOrder {
+  /** Each connection by name, and the connection of each of its writes by `client#seq`. */
+  private readonly connections = new Map<string, Connection>();
+  private readonly connectionOf = new Map<string, Connection>();
+  counts = { writes: 0, checkedPairs: 0, lateUnknown: 0, twinRan: 0 };
+
+  /** Connection `connection`'s group took write `id` (its first attempt may be held while the group retries). */
+  write(id: WriteId, connection: string): void {
+    let c = this.connections.get(connection);
+    if (c === undefined) this.connections.set(connection, (c = { name: connection, gaveUp: new Map(), committed: [], twice: new Set() }));
+    c.gaveUp.set(id.seq, null);
+    this.connectionOf.set(`${id.client}#${id.seq}`, c);
+    this.counts.writes++;
+  }
+
+  /** An attempt of write `id` was delivered twice. */
+  duplicated(id: WriteId): void {
+    this.connectionOf.get(`${id.client}#${id.seq}`)?.twice.add(id.seq);
+  }
+
+  /** (2): a write given up as not applied committed — unless a twin of a refused copy ran. */
+  private notApplied(c: Connection, id: WriteId, txid: number): void {
+    if (c.twice.has(id.seq)) return void this.counts.twinRan++;
+    fail(`write ${id.client}#${id.seq} committed at txid ${txid}, but the client gave it up as not applied`);
+  }
+
+  gaveUp(id: WriteId, how: GaveUp): void {
+    const c = this.connectionOf.get(`${id.client}#${id.seq}`);
+    if (c === undefined) return;
+    c.gaveUp.set(id.seq, how);
+    const committed = c.committed.find((w) => w.seq === id.seq);
+    if (how === "notApplied" && committed !== undefined) this.notApplied(c, id, committed.txid);
+  }
+
+  /** The record at `txid` holds write `id`: against every committed write of its connection, in both directions. */
+  committed(id: WriteId, txid: number): void {
+    const c = this.connectionOf.get(`${id.client}#${id.seq}`);
+    if (c === undefined) return; // no connection's (sent without the library)
+    if (c.gaveUp.get(id.seq) === "notApplied") this.notApplied(c, id, txid);
+    for (const other of c.committed) {
+      this.counts.checkedPairs++;
+      if (other.seq === id.seq || other.seq < id.seq === other.txid < txid) continue;
+      const [earlier, later] = other.seq < id.seq ? [{ seq: other.seq, txid: other.txid }, { seq: id.seq, txid }] : [{ seq: id.seq, txid }, other];
+      if (c.gaveUp.get(earlier.seq) === "unknown") {
+        this.counts.lateUnknown++;
+        continue;
+      }
+      fail(`connection ${c.name}: write ${id.client}#${earlier.seq} committed at txid ${earlier.txid}, after its later write ${id.client}#${later.seq} (txid ${later.txid}), and the client had not given it up`);
+    }
+    c.committed.push({ seq: id.seq, txid });
+  }
+}
+
 export class Invariants {
   private readonly committed = new Map<number, CommittedRecord>();
   maxCommitted = 0;
@@ -67,6 +160,8 @@ export class Invariants {
   counts = { applied: 0, recoveredReads: 0, corruptReadsRefused: 0, writers: 0 };
   /** The committed record of each write id, `client#seq` → txid (learnt where committed records are learnt). */
   private readonly committedIds = new Map<string, number>();
+  /** Each connection's writes commit in its order (ConnectionOrder). */
+  readonly connections = new ConnectionOrder();
   /** Every copy's keyspace, TTLs included, is the fold of the records it took (issue #10 class 2; keyspace_check.ts). */
   readonly keyspace = new KeyspaceCheck();
   /** Called once, when the first writer is established (the cluster is formatted). */
@@ -95,7 +190,23 @@ export class Invariants {
     const key = `${write.client}#${write.seq}`;
     const other = this.committedIds.get(key);
     if (other !== undefined && other !== txid) fail(`write ${key} applied twice: committed at txid ${other} and at txid ${txid} (from ${source})`);
+    if (other === undefined) this.connections.committed(write, txid);
     this.committedIds.set(key, txid);
+  }
+
+  /** Connection `connection`'s ordered group took write `id` (one connection's pipelined writes). */
+  connectionWrite(id: WriteId, connection: string): void {
+    this.connections.write(id, connection);
+  }
+
+  /** The bus delivered an attempt of write `id` twice. */
+  connectionDuplicated(id: WriteId): void {
+    this.connections.duplicated(id);
+  }
+
+  /** The client's group ended write `id` without an OK (GaveUp says how). */
+  connectionGaveUp(id: WriteId, how: GaveUp): void {
+    this.connections.gaveUp(id, how);
   }
 
   /**

@@ -131,6 +131,10 @@ export function simResult(seed: number, sim: { clock: SimClock; trace: Trace; in
       duplicates: client.counts.duplicates,
       keyspaceChecks: invariants.keyspace.counts.checked,
       lateTtls: invariants.keyspace.counts.lateTtls,
+      // The connection order (invariants.ts ConnectionOrder): pairs checked, and exemptions taken.
+      orderPairs: invariants.connections.counts.checkedPairs,
+      lateUnknown: invariants.connections.counts.lateUnknown,
+      twinRan: invariants.connections.counts.twinRan,
     },
   };
 }

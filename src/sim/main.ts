@@ -49,7 +49,7 @@ function main(args: string[]): number {
   const from = flag(args, "--from") ?? 1;
   const started = process.hrtime.bigint();
   let failed = 0;
-  const totals = { acked: 0, committed: 0, applied: 0, writers: 0, faults: 0, corruptReadsRefused: 0, rejoins: 0, rolls: 0, livenessNotPromised: 0, retries: 0, duplicates: 0, takeovers: 0, switchovers: 0, handedOver: 0, keyspaceChecks: 0, lateTtls: 0, steps: 0 };
+  const totals = { acked: 0, committed: 0, applied: 0, writers: 0, faults: 0, corruptReadsRefused: 0, rejoins: 0, rolls: 0, livenessNotPromised: 0, retries: 0, duplicates: 0, takeovers: 0, switchovers: 0, handedOver: 0, keyspaceChecks: 0, lateTtls: 0, orderPairs: 0, lateUnknown: 0, twinRan: 0, steps: 0 };
   for (let seed = from; seed < from + count; seed++) {
     const r = run(seed, false);
     totals.acked += r.stats.acked;
@@ -68,6 +68,9 @@ function main(args: string[]): number {
     totals.handedOver += r.stats.handedOver ?? 0;
     totals.keyspaceChecks += r.stats.keyspaceChecks;
     totals.lateTtls += r.stats.lateTtls;
+    totals.orderPairs += r.stats.orderPairs;
+    totals.lateUnknown += r.stats.lateUnknown;
+    totals.twinRan += r.stats.twinRan;
     totals.steps += r.steps;
     if (!r.ok) {
       failed++;

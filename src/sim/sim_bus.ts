@@ -1,6 +1,6 @@
 /**
- * The simulated network between actors: each message gets its own delay (so messages reorder), may be lost or
- * delivered twice, and is dropped when a partition separates sender and receiver at delivery time or the receiver
+ * The simulated network between actors: each message gets its own delay (so messages reorder; a client's writes on
+ * one link keep their order, but for the slow ones), may be lost or delivered twice, and is dropped when a partition separates sender and receiver at delivery time or the receiver
  * is down. Any subset of actors can be cut from the rest, several cuts at once.
  */
 import type { WriteId, WriteReply } from "../protocol/messages.js";
@@ -33,6 +33,8 @@ export type SimMessage =
   /** A client's write; `writeId` (client, seq) is the same on each retry of it, null for a write sent without one. */
   | { kind: "write"; id: number; writeId: WriteId | null; op: ClientOp }
   | { kind: "writeReply"; id: number; reply: WriteReply }
+  /** A master's `writerElected` event (master.ts), heard by clients: their unanswered writes go again at once (client.ts). */
+  | { kind: "writerElected"; epoch: number }
   /** A data node's heartbeat, heard by the other data nodes (their ElectionCore ranks and waits by these). */
   | { kind: "dataBeat"; beat: PeerBeat }
   /** A standby asks a silent master's node for its role (a request on its control subject). */
@@ -65,6 +67,8 @@ export class SimBus {
   private readonly cuts: Set<string>[] = [];
   sent = 0;
   lost = 0;
+  /** Per link `from>to`: when its last client write is delivered (writes on one link keep their order, as on NATS). */
+  private readonly writeLinks = new Map<string, number>();
 
   constructor(
     private readonly clock: SimClock,
@@ -100,16 +104,19 @@ export class SimBus {
     while (this.cuts.length > 0) this.heal(this.cuts[0]);
   }
 
-  send(from: string, to: string, msg: SimMessage): void {
+  /** Sends `msg`; returns how many copies go (0: lost, 2: delivered twice). */
+  send(from: string, to: string, msg: SimMessage): number {
     this.sent++;
     if (this.prng.chance(this.options.lossChance)) {
       this.lost++;
-      return;
+      return 0;
     }
     const copies = this.prng.chance(this.options.duplicateChance) ? 2 : 1;
     for (let i = 0; i < copies; i++) {
       const o = this.options;
-      const delay = this.prng.chance(o.slowChance) ? this.prng.int(o.delayMsMax, o.slowDelayMsMax) : this.prng.int(o.delayMsMin, o.delayMsMax);
+      const slow = this.prng.chance(o.slowChance);
+      const drawn = slow ? this.prng.int(o.delayMsMax, o.slowDelayMsMax) : this.prng.int(o.delayMsMin, o.delayMsMax);
+      const delay = msg.kind === "write" && i === 0 && !slow ? this.inOrder(`${from}>${to}`, drawn) : drawn;
       this.clock.after(delay, () => {
         const target = this.actors.get(to);
         if (!this.connected(from, to)) return;
@@ -118,5 +125,18 @@ export class SimBus {
         if (msg.kind === "probe") this.send(to, from, { kind: "probeAnswer", id: msg.id, answer: { kind: "noResponders" } });
       });
     }
+    return copies;
+  }
+
+  /**
+   * A client's writes on one link arrive in the order sent (one NATS connection to one subscriber): a write's delay is
+   * stretched to arrive no earlier than the one sent before it. A slow one does not hold the rest back, nor does a
+   * second copy: they are overtaken, as a large write sent in fragments is by the small ones pipelined behind it
+   * (write_order.ts), or a copy that comes again later.
+   */
+  private inOrder(link: string, delay: number): number {
+    const at = Math.max(this.clock.nowMs + delay, this.writeLinks.get(link) ?? 0);
+    this.writeLinks.set(link, at);
+    return at - this.clock.nowMs;
   }
 }

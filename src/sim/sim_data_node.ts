@@ -51,6 +51,11 @@ export class SimDataNode implements SimActor {
   private handed: { redis: ModelRedis; appliedTxid: number } | null = null;
   /** The other data nodes (heartbeats go to them). */
   peers: string[] = [];
+
+  /** Who hears the master role's `writerElected` event (the clients). */
+  set electionListeners(clients: readonly string[]) {
+    this.master.electionListeners = clients;
+  }
   /** The roles' clock: a stop freezes it. */
   private readonly timer: SimTimer;
   /** Times this node took over and served (for the run's stats). */
@@ -202,7 +207,7 @@ export class SimDataNode implements SimActor {
       case "commitHint":
         return this.replica?.onMessage(from, msg);
       case "probe":
-        return this.bus.send(this.id, from, { kind: "probeAnswer", id: msg.id, answer: { kind: "answered", role: this.core.role, epoch: this.core.epoch } });
+        return void this.bus.send(this.id, from, { kind: "probeAnswer", id: msg.id, answer: { kind: "answered", role: this.core.role, epoch: this.core.epoch } });
       case "probeAnswer":
         return this.probed(msg.id, msg.answer);
       case "campaignNow":
@@ -214,7 +219,7 @@ export class SimDataNode implements SimActor {
       case "write":
         // Only the master role serves writes (production: only it subscribes to the write subjects).
         if (this.core.phase === "takingOver" || this.core.phase === "serving") return this.master.onMessage(from, msg);
-        return this.bus.send(this.id, from, { kind: "writeReply", id: msg.id, reply: errorReply(ErrorCode.NOT_WRITER, `${this.id} is not the master`) });
+        return void this.bus.send(this.id, from, { kind: "writeReply", id: msg.id, reply: errorReply(ErrorCode.NOT_WRITER, `${this.id} is not the master`) });
       default:
         return;
     }

@@ -111,6 +111,8 @@ export class SimMaster implements SimActor {
   takeoverHangs: () => boolean = () => false;
   /** Who hears its commit hints besides the journal nodes: the replicas, or the data nodes (set by the simulator). */
   hintReaders: readonly string[] = [];
+  /** Who hears this master's `writerElected` event (master.ts publishes it): the clients, which resend at once. */
+  electionListeners: readonly string[] = [];
   /** A planned switchover's drain under way (master.ts's HandoverDrain): told true once drained, false otherwise. */
   private drainWaiter: ((drained: boolean) => void) | null = null;
   /** Set while the switchover's hand-off answers what waits: each answer must be NOT_WRITER (never executed). */
@@ -439,6 +441,7 @@ export class SimMaster implements SimActor {
     this.trace.add(this.id, `serving writes: epoch ${start.epoch}, segment ${start.endTxid + 1}, in step ${start.inSync.join(",")} (${start.decision})`);
     this.invariants.writerServes(start.epoch, this.writer);
     this.step(() => this.core.start(start.epoch, start.endTxid + 1, start.inSync, this.clock.nowMs));
+    for (const to of this.electionListeners) this.bus.send(this.id, to, { kind: "writerElected", epoch: start.epoch });
     this.role?.serving();
     this.onWriterStart(start.inSync);
   }

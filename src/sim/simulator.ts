@@ -19,6 +19,9 @@ import { SimForger } from "./sim_forger.js";
 import { SimReplica } from "./sim_replica.js";
 import { ttlClientOp } from "./model_redis.js";
 import { Trace } from "./trace.js";
+import { OrderedWritesCore, type AttemptOutcome, type OrderedFailure } from "../client/ordered_writes.js";
+import { backoffMs, verdictOf } from "../client/retry.js";
+import { ErrorCode } from "../protocol/errors.js";
 
 /** Steps of the safety phase when none is given. */
 export const SIM_STEPS_DEFAULT = 3000;
@@ -49,6 +52,13 @@ export interface SimOptions {
   ttl?: boolean;
   /** Overrides the seed's longest hold of a replica's read before it applies it (0: none). */
   replayDelayMsMax?: number;
+  /** Overrides the seed's number of client connections (ordered groups) the writes go through in turn. */
+  connections?: number;
+}
+
+/** The seed's number of client connections (ordered groups), from its own PRNG: the rest of the run draws as before. */
+export function connectionsOf(seed: number): number {
+  return new Prng(seed ^ 0xc0ecc).pick([1, 2, 4, 8]);
 }
 
 export interface SimResult {
@@ -60,7 +70,7 @@ export interface SimResult {
   hash: string;
   steps: number;
   simMs: number;
-  stats: { forged: number; journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; rolls: number; livenessNotPromised: number; retries: number; duplicates: number; takeovers?: number; switchovers?: number; handedOver?: number; keyspaceChecks: number; lateTtls: number };
+  stats: { forged: number; journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; rolls: number; livenessNotPromised: number; retries: number; duplicates: number; takeovers?: number; switchovers?: number; handedOver?: number; keyspaceChecks: number; lateTtls: number; orderPairs: number; lateUnknown: number; twinRan: number };
 }
 
 /** The simulation's timeouts, scaled down from the defaults so a short run sees many failovers. */
@@ -104,39 +114,56 @@ export function simConfig(journalNodes: string[], replicas: string[], batchRecor
   return config;
 }
 
-/** Attempts of one write (its first send and its retries), as the client library's retryForMs bounds them. */
-export const CLIENT_ATTEMPTS_MAX = 4;
-/** The first retry's backoff (then doubling). */
-const CLIENT_BACKOFF_MS = 20;
+/** One attempt's timeout (the library's timeoutMs, quorumTimeoutMs × 2 there; here × 4, as the simulation always had). */
+const CLIENT_TIMEOUT_QUORUMS = 4;
+/** How long a write is retried (the library's clientRetryForMs, 30 s against a 5 s quorum timeout: scaled the same). */
+const CLIENT_RETRY_FOR_MS = 3000;
+/** The resend rounds' backoff (the library's clientRetryBackoffMinMs/MaxMs, scaled down like the timeouts). */
+const CLIENT_BACKOFF = { clientRetryBackoffMinMs: 20, clientRetryBackoffMaxMs: 160 };
 /** Chance that a write is sent without a write id (a client without the library): journaled as a v1 record, never retried. */
 const NO_ID_CHANCE = 0.1;
-/** Answers after which the client library resends the same write with the same id (src/client/client.ts). */
-const RETRIED_CODES: ReadonlySet<string> = new Set(["NO_QUORUM", "NOT_WRITER", "OVERLOADED"]);
 
-interface Outstanding {
-  op: ClientOp;
+/** An attempt on its way: how it settles in the group (null: a write without an id, sent once, outside the group). */
+interface Attempt {
   writeId: WriteId | null;
-  attempt: number;
+  /** Where it went. */
+  to: string;
+  settle: ((outcome: AttemptOutcome<{ txid: number }>) => void) | null;
 }
 
 /**
- * A client issuing SET/INCR/DEL on a few keys to a random master, counting what came back. Each write carries a
- * write id (client, seq) and, when its answer is NO_QUORUM (or NOT_WRITER, OVERLOADED) or lost (its attempt's
- * timeout), is sent again with the same id to any master, up to CLIENT_ATTEMPTS_MAX attempts: the retries the
- * masters' dedupe windows must apply once (issue #11).
+ * A client issuing SET/INCR/DEL on a few keys, counting what came back. Its writes with an id go, in turn, through
+ * `connections` connections' pipelines: per connection, the client library's very group (OrderedWritesCore,
+ * ordered_writes.ts) sends them, names in each attempt the connection's unanswered write just before it (`id.after`)
+ * and, after a retryable failure (NO_QUORUM, NOT_WRITER, OVERLOADED, no answer within the attempt's timeout, or a new
+ * master elected meanwhile), resends the unanswered ones together, in order, with the same ids, until
+ * CLIENT_RETRY_FOR_MS: the retries the masters' dedupe windows must apply once (issue #11) and their write order must
+ * keep in order (write_order.ts; invariants.ts ConnectionOrder). Attempts go to the master that announced its
+ * election, else to a random one (the queue group; the data-node layout: the node that acked last). A write without
+ * an id is sent once, outside the groups (a client without the library).
  */
 export class SimClient implements SimActor {
   up = true;
   writing = true;
-  /** Unanswered writes by seq (the bus message's id, the same on every attempt). */
-  private readonly outstanding = new Map<number, Outstanding>();
+  /** Attempts not yet answered nor timed out, by their bus message id (one per attempt). */
+  private readonly waiting = new Map<number, Attempt>();
+  /** The write id of every attempt sent (a late answer of a timed-out one is still checked against the log). */
+  private readonly sentIds = new Map<number, WriteId>();
   counts = { acked: 0, failed: 0, unknown: 0, ackedAfterHeal: 0, retries: 0, duplicates: 0 };
   healed = false;
   private seq = 0;
+  private attemptSeq = 0;
+  /** The highest epoch a master announced (client.ts epochSeen), and that master while it serves (client.ts `master`). */
+  private epochSeen = 0;
+  private master: string | null = null;
   /** Sticky: the node that last acked a write, asked first (as the client library learns the master); null: random. */
   private lastGood: string | null = null;
   /** The TTL workload's own PRNG (null: SET/INCR/DEL only), so that the rest of the run draws as without it. */
   ttl: Prng | null = null;
+  /** One ordered group per connection (the library's `ordered()`, one per front-door connection: ids from one seq). */
+  private readonly groups: OrderedWritesCore<{ txid: number }>[];
+  /** Seqs of the group's writes sent at least once: a second attempt is a retry. */
+  private readonly sentOnce = new Set<number>();
 
   constructor(
     readonly id: string,
@@ -149,49 +176,95 @@ export class SimClient implements SimActor {
     private readonly invariants: Invariants,
     /** Send to the node that acked last, if any (the data-node layout, where only one node serves). */
     private readonly sticky = false,
-  ) {}
+    /** Connections the writes with an id go through, in turn. */
+    connections = 1,
+  ) {
+    this.groups = Array.from({ length: connections }, () => this.newGroup());
+  }
+
+  private newGroup(): OrderedWritesCore<{ txid: number }> {
+    return new OrderedWritesCore({
+      nextId: () => ({ client: this.id, seq: this.seq }),
+      attempt: (body, settle) => this.attempt(body.id, (body as { args: unknown[] }).args[0] as ClientOp, settle),
+      pauseMs: (round) => backoffMs(round, CLIENT_BACKOFF, () => this.prng.next()),
+      sleep: (ms, then) => this.clock.after(ms, then),
+      now: () => this.clock.nowMs,
+      retryForMs: CLIENT_RETRY_FOR_MS,
+      closed: () => false,
+    });
+  }
 
   start(): void {
     const issue = (): void => {
       if (!this.writing) return;
-      const seq = ++this.seq;
+      this.seq++;
       const op = this.nextOp();
-      const writeId = this.prng.chance(NO_ID_CHANCE) ? null : { client: this.id, seq };
-      const w: Outstanding = { op, writeId, attempt: 0 };
-      this.outstanding.set(seq, w);
-      this.send(seq, w);
+      if (this.prng.chance(NO_ID_CHANCE)) this.attempt(null, op, null);
+      else {
+        const connection = this.seq % this.groups.length;
+        const id = this.groups[connection].write([op], { resolve: () => {}, reject: (f) => this.gaveUp(f) });
+        this.invariants.connectionWrite(id, `${this.id}/${connection}`);
+      }
       this.clock.after(this.prng.int(1, this.intervalMsMax), issue);
     };
     issue();
   }
 
-  /** One attempt: to a random master, with the write's id; its timeout retries (or gives up) unless answered first. */
-  private send(seq: number, w: Outstanding): void {
-    const attempt = ++w.attempt;
-    const to = this.sticky && this.lastGood !== null ? this.lastGood : this.prng.pick(this.masters);
-    this.bus.send(this.id, to, { kind: "write", id: seq, writeId: w.writeId, op: w.op });
-    this.clock.after(this.config.quorumTimeoutMs * 4, () => {
-      if (this.outstanding.get(seq) !== w || w.attempt !== attempt) return;
-      // No answer: the node may be gone; the next attempt asks another.
+  /** One attempt: to a random master (or the one that acked last); its timeout settles it unless answered first. */
+  private attempt(writeId: WriteId | null, op: ClientOp, settle: Attempt["settle"]): void {
+    const msgId = ++this.attemptSeq;
+    // A copy: the group names another `after` on the write's next attempt, and this one may still be on its way.
+    const sentId = writeId === null ? null : { ...writeId };
+    if (sentId !== null) {
+      this.sentIds.set(msgId, sentId);
+      if (this.sentOnce.has(sentId.seq)) this.counts.retries++;
+      this.sentOnce.add(sentId.seq);
+    }
+    // To the master that announced itself (client.ts `write.<id>`), else as the layout's client picks (the queue group).
+    const to = this.master ?? (this.sticky && this.lastGood !== null ? this.lastGood : this.prng.pick(this.masters));
+    this.waiting.set(msgId, { writeId: sentId, to, settle });
+    // Delivered twice (NATS never does; the bus may), a copy refused may run all the same: the invariants know.
+    if (this.bus.send(this.id, to, { kind: "write", id: msgId, writeId: sentId, op }) === 2 && sentId !== null) this.invariants.connectionDuplicated(sentId);
+    this.clock.after(this.config.quorumTimeoutMs * CLIENT_TIMEOUT_QUORUMS, () => {
+      const a = this.waiting.get(msgId);
+      if (a === undefined) return;
+      // No answer: the node may be gone; the next attempt asks another. The attempt may still be on its way.
+      this.waiting.delete(msgId);
       this.lastGood = null;
-      this.retryOrGiveUp(seq, w);
+      this.forget(a.to);
+      if (a.settle === null) this.counts.unknown++;
+      else a.settle({ ok: false, code: ErrorCode.TIMEOUT, message: "no answer" });
     });
   }
 
-  /** The outcome is unknown: resend with the same id while attempts remain (a write without an id is not retried). */
-  private retryOrGiveUp(seq: number, w: Outstanding): void {
-    if (w.writeId === null || w.attempt >= CLIENT_ATTEMPTS_MAX) {
-      this.outstanding.delete(seq);
-      this.counts.unknown++;
-      return;
+  /**
+   * A master announced its election (client.ts watchElections): writes go to it from now on (until it answers as no
+   * master, or not at all: a connection spread over a dead master and a live one could not keep its order), and every attempt still
+   * waiting settles at once as "a new master was elected", which its group resends without a pause. The attempt itself
+   * may still be on its way, or queued at the old master: its copy and the resend race (write_order.ts).
+   */
+  private elected(from: string, epoch: number): void {
+    if (epoch <= this.epochSeen) return;
+    this.epochSeen = epoch;
+    this.master = from;
+    if (this.sticky) this.lastGood = from;
+    for (const [msgId, a] of [...this.waiting]) {
+      if (a.settle === null) continue;
+      this.waiting.delete(msgId);
+      a.settle({ ok: false, code: ErrorCode.TIMEOUT, message: "a new master was elected while the write waited for its answer", newMaster: true });
     }
-    // Jittered exponential backoff, as the library's (retry.ts); an answer meanwhile (a late one of an earlier attempt) settles it.
-    const attempt = w.attempt;
-    this.clock.after(this.prng.int(CLIENT_BACKOFF_MS / 2, CLIENT_BACKOFF_MS * 2 ** (attempt - 1)), () => {
-      if (this.outstanding.get(seq) !== w || w.attempt !== attempt) return;
-      this.counts.retries++;
-      this.send(seq, w);
-    });
+  }
+
+  /** `node` answered as no master, or not at all (client.ts `forget`): back to the layout's pick until the next election. */
+  private forget(node: string): void {
+    if (this.master === node) this.master = null;
+  }
+
+  /** The group gave a write up (a definite failure, or its retries' deadline passed). */
+  private gaveUp(f: OrderedFailure): void {
+    if (f.outcomeUnknown) this.counts.unknown++;
+    else this.counts.failed++;
+    this.invariants.connectionGaveUp(f.id, f.outcomeUnknown ? "unknown" : verdictOf(f.code).retry ? "notApplied" : "answered");
   }
 
   private nextOp(): ClientOp {
@@ -204,21 +277,25 @@ export class SimClient implements SimActor {
   }
 
   onMessage(from: string, msg: SimMessage): void {
+    if (msg.kind === "writerElected") return this.elected(from, msg.epoch);
     if (msg.kind !== "writeReply") return;
     const reply = msg.reply;
     if (reply.ok) this.lastGood = from;
-    else if (this.lastGood === from && RETRIED_CODES.has(reply.code)) this.lastGood = null;
-    const w = this.outstanding.get(msg.id);
-    if (w === undefined) return;
-    if (!reply.ok && RETRIED_CODES.has(reply.code)) return this.retryOrGiveUp(msg.id, w);
-    this.outstanding.delete(msg.id);
+    else if (this.lastGood === from && verdictOf(reply.code).retry) this.lastGood = null;
+    if (!reply.ok && (reply.code === ErrorCode.NOT_WRITER || reply.code === ErrorCode.NO_QUORUM)) this.forget(from);
+    // Whatever attempt answered (a late one too), the txid must hold this very write (its first commit, for a duplicate).
+    const sentId = this.sentIds.get(msg.id);
+    if (reply.ok && sentId !== undefined) this.invariants.ackedWrite(sentId, reply.txid, reply.duplicate === true);
+    const a = this.waiting.get(msg.id);
+    if (a === undefined) return; // timed out already (or a second copy): the library no longer waits for it
+    this.waiting.delete(msg.id);
     if (reply.ok) {
-      // Whatever attempt answered, the txid must hold this very write (its first commit, for a duplicate).
-      if (w.writeId !== null) this.invariants.ackedWrite(w.writeId, reply.txid, reply.duplicate === true);
       if (reply.duplicate === true) this.counts.duplicates++;
       this.counts.acked++;
       if (this.healed) this.counts.ackedAfterHeal++;
-    } else this.counts.failed++;
+    }
+    if (a.settle !== null) a.settle(reply.ok ? { ok: true, result: { txid: reply.txid } } : { ok: false, code: reply.code, message: reply.message });
+    else if (!reply.ok) this.counts.failed++;
   }
 }
 
@@ -271,6 +348,7 @@ export function runSimulation(options: SimOptions): SimResult {
   const jns = journalNodes.map((id) => new SimJournalNode(id, config, clock, bus, prng, trace, cores, invariants, jnOptions));
   const masters = masterIds.map((id) => new SimMaster(id, config, clock, bus, trace, cores, invariants, requestIds));
   for (const m of masters) m.hintReaders = replicaIds;
+  for (const m of masters) m.electionListeners = ["c1"];
   // Faults aimed at recoveries' copies of the chosen segment (issue #10, class 1), from their own PRNG so that the
   // shape of every seed's cluster stays what it was.
   const copyPrng = new Prng(seed ^ 0x5eed1);
@@ -281,14 +359,15 @@ export function runSimulation(options: SimOptions): SimResult {
   const divergeChance = options.divergeChance ?? copyPrng.pick([0, 0.2, 0.5]);
   trace.add("sim", `recovery copy faults ${copyFaultChance}, diverging minority ${divergeChance}`);
   const replicas = replicaIds.map((id) => new SimReplica(id, config, clock, bus, trace, cores, invariants, requestIds));
-  const client = new SimClient("c1", masterIds, clock, bus, prng, config, prng.pick([2, 5, 15, 40]), invariants);
+  const connections = options.connections ?? connectionsOf(seed);
+  const client = new SimClient("c1", masterIds, clock, bus, prng, config, prng.pick([2, 5, 15, 40]), invariants, false, connections);
   // The TTL workload and replays held past its TTLs (issue #10, class 2), from their own PRNG.
   const ttlPrng = new Prng(seed ^ 0x7e1a7);
   if (options.ttl ?? ttlPrng.chance(0.8)) client.ttl = ttlPrng;
   const replayDelayMsMax = options.replayDelayMsMax ?? ttlPrng.pick([0, 500, 2000, 5000]);
   const held = (): boolean => replayDelayMsMax > 0 && phase === "safety" && ttlPrng.chance(0.05);
   for (const rep of replicas) rep.replayDelayMs = () => (held() ? ttlPrng.int(1, replayDelayMsMax) : 0);
-  trace.add("sim", `TTL workload ${client.ttl !== null}, replay held up to ${replayDelayMsMax} ms`);
+  trace.add("sim", `TTL workload ${client.ttl !== null}, replay held up to ${replayDelayMsMax} ms, ${connections} client connections`);
   for (const a of [...jns, ...masters, ...replicas, client]) bus.register(a);
   for (const jn of jns) jn.masters = masterIds;
   const everyone = [...jns, ...masters, ...replicas, client].map((a) => a.id);

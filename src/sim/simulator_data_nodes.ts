@@ -17,7 +17,7 @@ import { SimBus, type BusOptions } from "./sim_bus.js";
 import { SimDataNode } from "./sim_data_node.js";
 import { SimJournalNode } from "./sim_journal_node.js";
 import { applyRecord, ModelRedis } from "./model_redis.js";
-import { diskFaultWindow, partitionSome, simBase, SimClient, simConfig } from "./simulator.js";
+import { connectionsOf, diskFaultWindow, partitionSome, simBase, SimClient, simConfig } from "./simulator.js";
 import type { SimResult } from "./simulator.js";
 import { LIVENESS_WRITES_MS, runPhases, simResult } from "./liveness.js";
 
@@ -39,6 +39,8 @@ export interface DataNodeSimOptions {
   takeoverTimeoutMs?: number;
   /** Overrides the seed's mean time between planned switchovers (0: none). */
   switchoverEveryMs?: number;
+  /** Overrides the seed's number of client connections (ordered groups). */
+  connections?: number;
 }
 
 /** The data-node layout's timeouts, scaled down like the rest of the simulation's. */
@@ -102,7 +104,7 @@ export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
   const faultPrng = new Prng(seed ^ 0xda7a);
   const hangChance = options.takeoverHangChance ?? faultPrng.pick([0, 0, 0.1, 0.3]);
   const shape = `${journalNodes.length} journal nodes, data nodes ${nodeIds.join(",")} (priorities ${priorities.join(",")})`;
-  const rates = `bus ${JSON.stringify(busOptions)}; nemesis every ≤${nemesisMsMax} ms; takeover hangs ${hangChance}`;
+  const rates = `bus ${JSON.stringify(busOptions)}; nemesis every ≤${nemesisMsMax} ms; takeover hangs ${hangChance}; ${options.connections ?? connectionsOf(seed)} client connections`;
   trace.add("sim", `seed ${seed} (data nodes): ${shape}; ${rates}`);
 
   let phase = "safety" as "safety" | "liveness";
@@ -112,10 +114,12 @@ export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
   const jns = journalNodes.map((id) => new SimJournalNode(id, config, clock, bus, prng, trace, cores, invariants, jnOptions));
   const faults = { takeoverHangs: () => phase === "safety" && faultPrng.chance(hangChance) };
   const nodes = nodeIds.map((id, i) => new SimDataNode(id, priorities[i], config, clock, bus, trace, cores, invariants, requestIds, prng, faults));
-  const client = new SimClient("c1", nodeIds, clock, bus, prng, config, prng.pick([5, 15, 40]), invariants, true);
+  const connections = options.connections ?? connectionsOf(seed);
+  const client = new SimClient("c1", nodeIds, clock, bus, prng, config, prng.pick([5, 15, 40]), invariants, true, connections);
   for (const a of [...jns, ...nodes, client]) bus.register(a);
   for (const jn of jns) jn.masters = nodeIds;
   for (const n of nodes) n.peers = nodeIds.filter((id) => id !== n.id);
+  for (const n of nodes) n.electionListeners = [client.id];
   const everyone = [...jns, ...nodes, client].map((a) => a.id);
 
   const counts = { faults: 0, kills: 0, stops: 0, cutOff: 0 };

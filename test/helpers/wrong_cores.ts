@@ -1,9 +1,9 @@
 /** Deliberately wrong protocol cores: the simulation must catch each (test/unit/sim.test.ts). */
 import { DedupeWindow, type DedupeLookup } from "../../src/dedupe/dedupe_window.js";
 import { JournalCore } from "../../src/journal/journal_core.js";
-import { MasterCore } from "../../src/master/master_core.js";
+import { MasterCore, type WriteId } from "../../src/master/master_core.js";
 import { RecoveryCore } from "../../src/master/recovery_core.js";
-import type { RecordPrint } from "../../src/protocol/messages.js";
+import type { RecordPrint, WriteId as ClientWriteId } from "../../src/protocol/messages.js";
 import type { PrepareResponse, RecoveryDecision } from "../../src/master/segment_recovery.js";
 import type { WriterCore } from "../../src/master/writer_core.js";
 import { WriterCore as RealWriterCore } from "../../src/master/writer_core.js";
@@ -56,6 +56,16 @@ class RollWithoutDrainMasterCore extends MasterCore {
   }
 }
 
+/**
+ * A master core that ignores the connection's order (write_order.ts): it drops `id.after`, so it neither refuses a
+ * write whose predecessor it refused (and which was not resent yet) nor one whose predecessor it has not seen.
+ */
+class IgnoresAfterMasterCore extends MasterCore {
+  override write(id: WriteId, bytes: number, barrier: boolean, nowMs: number, clientId: ClientWriteId | null = null): void {
+    super.write(id, bytes, barrier, nowMs, clientId === null ? null : { client: clientId.client, seq: clientId.seq });
+  }
+}
+
 /** A dedupe window that forgets (issue #11): it observes every commit, but answers every retry as a new write. */
 class ForgetfulDedupeWindow extends DedupeWindow {
   override lookup(_client: string, _seq: number): DedupeLookup {
@@ -104,6 +114,10 @@ export const dataNodeWrongCores: Record<string, SimCores> = {
   },
 };
 
+/** The wrong core that drops `id.after`, and what the connection-order invariant (invariants.ts) says of it. */
+export const IGNORES_AFTER = "a master that ignores the connection's order (id.after)";
+export const CONNECTION_ORDER_BROKEN = /connection c1\/\d+: write c1#\d+ committed at txid \d+, after its later write c1#\d+ \(txid \d+\), and the client had not given it up/;
+
 export const wrongCores: Record<string, SimCores> = {
   "writer acks after one journal node": {
     ...realCores,
@@ -121,6 +135,10 @@ export const wrongCores: Record<string, SimCores> = {
   "master rolls without draining": {
     ...realCores,
     masterCore: (limits, newWriter, window) => new RollWithoutDrainMasterCore(limits, newWriter, window),
+  },
+  [IGNORES_AFTER]: {
+    ...realCores,
+    masterCore: (limits, newWriter, window) => new IgnoresAfterMasterCore(limits, newWriter, window),
   },
   "a dedupe window that forgets": { ...realCores, dedupeWindow: (limits) => new ForgetfulDedupeWindow(limits) },
   "a dedupe window that answers duplicates with the next txid": { ...realCores, dedupeWindow: (limits) => new OffByOneDedupeWindow(limits) },

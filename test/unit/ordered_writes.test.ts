@@ -166,3 +166,28 @@ test("each attempt names the group's unanswered write just before it (id.after),
   await h.tick();
   t.deepEqual(h.take().map((s) => [s.seq, s.after]), [[1, undefined], [4, 1], [5, 4]]);
 });
+
+test("past its deadline, a write whose last attempt an election cut short goes again to the new master; it fails once an attempt ends on its own", async (t) => {
+  const h = harness({ retryForMs: 100 });
+  for (const w of ["a", "b"]) void h.write(w);
+  const first = h.take();
+  h.advance(150);
+  // The attempts' copies may still be on their way to the old master: given up now, a's could run after b's resend.
+  first[0].settle(fail(ErrorCode.TIMEOUT, true));
+  first[1].settle(fail(ErrorCode.TIMEOUT, true));
+  await h.tick();
+  const overtime = h.take();
+  t.deepEqual(overtime.map((s) => [s.seq, s.after]), [[1, undefined], [2, 1]], "both again, in order, at once");
+  t.deepEqual(h.answers, []);
+  overtime[0].settle(ok("A"));
+  overtime[1].settle(fail(ErrorCode.TIMEOUT, true));
+  await h.tick();
+  const again = h.take();
+  t.deepEqual(again.map((s) => s.seq), [2], "b cut short by another election: again");
+  again[0].settle(fail(ErrorCode.TIMEOUT));
+  await h.tick();
+  h.sleeps.splice(0).forEach((wake) => wake());
+  await h.tick();
+  t.deepEqual(h.take(), [], "b's attempt timed out in full: its last");
+  t.deepEqual(h.answers, ["a:A#2", "b:TIMEOUT?#3"]);
+});

@@ -5,7 +5,7 @@
  */
 import test from "ava";
 import { describeFailure, runSimulation, SIM_STEPS_DEFAULT, type SimOptions } from "../../src/sim/simulator.js";
-import { wrongCores } from "../helpers/wrong_cores.js";
+import { CONNECTION_ORDER_BROKEN, IGNORES_AFTER, wrongCores } from "../helpers/wrong_cores.js";
 
 /** The fixed seeds CI runs (more on demand: npm run sim -- --seeds 10000). */
 const CI_SEEDS = 400;
@@ -90,13 +90,33 @@ test("sim - regression: seed 9998, a journal node behind a finalized segment is 
 });
 
 /**
+ * Seed 80 (the connection order, once the simulated client pipelined through the library's ordered groups): a
+ * write's attempt, 838 ms on its way, was cut short by a master's election; past its deadline, the group gave it up
+ * (outcome unknown) and sent the writes behind it, and the copy then committed after 168 of them. Allowed by the
+ * invariant (a write given up with its outcome unknown carries no order promise), but avoidable: a write whose last
+ * attempt an election cut short now goes again to the new master (ordered_writes.ts cutShort). Seed 735 (the sweep of
+ * 101..1600 after that fix, which sent such a write once more only): the extra attempt was cut short by a second
+ * election, its copy 1.1 s on its way, and committed after 19 later writes. What stays open, and the invariant allows:
+ * seed 1027, an attempt cut short while its copy was 788 ms on its way, the next one answered OVERLOADED past the
+ * deadline, and the first copy committed after 2 later writes (no answer settles a copy still in transit).
+ */
+for (const seed of [80, 735]) {
+  test(`sim - regression: seed ${seed}, a write an election cut short past its deadline is resent, not given up to commit after later writes`, (t) => {
+    const r = runSimulation({ seed });
+    t.true(r.ok, r.ok ? "" : describeFailure(r, SIM_STEPS_DEFAULT));
+    t.is(r.stats.lateUnknown, 0, "no given-up write committed after its connection's later writes");
+  });
+}
+
+/**
  * Seeds that once failed with the real cores: 6816, a node formatted as restoring was never restored (the simulated
  * master had no restorer); 6451, a node refused at send failed the writer and the next send threw on the dropped core.
  * Since a batch is bounded by batchRecordsMax (issue #10 class 5), 6816's schedule no longer brings a node back;
  * 6828 formatted a node as restoring and brought it back until the simulator drove the MasterCore with rolls and
  * byte-bounded batches (issue #11); 7016 did then, until finalized segments served as committed after a restart
  * (seeds 40 and 203 of the 400 below: a rebuild stuck with the one clean copy finalized on a restarted node) changed
- * its schedule; 7010 brought a node back until the client retried writes with their ids (issue #11); 7001 does now.
+ * its schedule; 7010 brought a node back until the client retried writes with their ids (issue #11); 7001 does now
+ * (still, once the client pipelined its writes through the library's ordered groups).
  */
 for (const seed of [6451, 6816, 6828, 7010, 7001]) {
   test(`sim - regression: seed ${seed} keeps every invariant and converges`, (t) => {
@@ -113,7 +133,13 @@ for (const seed of [6451, 6816, 6828, 7010, 7001]) {
  * then a recovery over that node whose copy fails) is scripted by the simulator; these runs aim it at every writer.
  */
 const FAILED_COPY_ACCEPTED = "recovery accepts on nodes whose copy failed, and nodes do not check the chosen copy";
-const AIMED_AT_FAILED_COPIES: Partial<SimOptions> = { steps: 6000, bootstrapFaults: false, divergeChance: 1, copyFaultChance: 0.8 };
+/**
+ * Four client connections, fixed: the script wants the next writer's first batch to hold a few records only, and a
+ * connection resends its unanswered writes together, at once when the writer announces itself, which fills that batch
+ * more often than the independent retries the simulated client made before; the wrong core below is caught in about 4%
+ * of these seeds now (about 6% then), at seeds 1, 3, 69, 78, 83 of the first 100 (with one connection: 45, 83).
+ */
+const AIMED_AT_FAILED_COPIES: Partial<SimOptions> = { steps: 6000, bootstrapFaults: false, divergeChance: 1, copyFaultChance: 0.8, connections: 4 };
 const OPTIONS_OF: Record<string, Partial<SimOptions>> = { [FAILED_COPY_ACCEPTED]: AIMED_AT_FAILED_COPIES };
 
 /**
@@ -123,12 +149,13 @@ const OPTIONS_OF: Record<string, Partial<SimOptions>> = { [FAILED_COPY_ACCEPTED]
  * leaves fewer copies of a segment that differ (caught at seed 1330; seed 1270 stalls with the real cores too: two
  * masters racing the first format, see docs/reliability.md).
  */
-const SEEDS_MAX_OF: Record<string, number> = { "recovery keeps the longest copy": 1500, [FAILED_COPY_ACCEPTED]: 40, "a dedupe window that forgets": 20, "a dedupe window that answers duplicates with the next txid": 20 };
+const SEEDS_MAX_OF: Record<string, number> = { "recovery keeps the longest copy": 1500, [FAILED_COPY_ACCEPTED]: 40, "a dedupe window that forgets": 20, "a dedupe window that answers duplicates with the next txid": 20, [IGNORES_AFTER]: 20 };
 
 /** The invariant that must catch a wrong core, where it is a specific one (issue #11: exactly once for retried writes). */
 const CAUGHT_BY: Record<string, RegExp> = {
   "a dedupe window that forgets": /write c1#\d+ applied twice: committed at txid \d+ and at txid \d+/,
   "a dedupe window that answers duplicates with the next txid": /write c1#\d+ acked as a duplicate at txid \d+/,
+  [IGNORES_AFTER]: CONNECTION_ORDER_BROKEN,
 };
 
 test("sim - 40 seeds aimed at failed recovery copies keep every invariant with the real cores", (t) => {

@@ -6,7 +6,7 @@
 import test from "ava";
 import { describeFailure } from "../../src/sim/simulator.js";
 import { runDataNodeSimulation, type DataNodeSimOptions } from "../../src/sim/simulator_data_nodes.js";
-import { dataNodeWrongCores, wrongCores } from "../helpers/wrong_cores.js";
+import { CONNECTION_ORDER_BROKEN, dataNodeWrongCores, IGNORES_AFTER, wrongCores } from "../helpers/wrong_cores.js";
 
 /** The fixed seeds CI runs (more on demand: npm run sim -- --layout data-nodes --seeds 10000). */
 const CI_SEEDS = 60;
@@ -64,22 +64,26 @@ test("sim data nodes - a hanging takeover stalls the cluster without the takeove
   t.deepEqual(r.failed, []);
 });
 
+const SWITCHOVER_SEEDS = 30;
+
 /**
  * Planned switchovers (issue #11: `redis-qjm failover [--to id]`, the same DataNodeCore and MasterCore drains as
  * data_node.ts) at random moments while the nemesis runs: every invariant holds, a switchover's hand-off answers
- * nothing but NOT_WRITER (checked in sim_master.ts), and some switchovers hand over.
+ * nothing but NOT_WRITER (checked in sim_master.ts), and some switchovers hand over. Thirty seeds: how many hand over
+ * is the schedule's luck (once the client pipelined through ordered groups, seeds 1..20 handed over 8 of 91, seeds
+ * 21..40 48 of 143), and twenty left too little margin.
  */
 test("sim data nodes - planned switchovers under faults keep every invariant, and hand over", (t) => {
   let asked = 0;
   let handedOver = 0;
   const failed: string[] = [];
-  for (let seed = 1; seed <= 20; seed++) {
+  for (let seed = 1; seed <= SWITCHOVER_SEEDS; seed++) {
     const r = runDataNodeSimulation({ seed, switchoverEveryMs: 150 });
     asked += r.stats.switchovers ?? 0;
     handedOver += r.stats.handedOver ?? 0;
     if (!r.ok) failed.push(describeFailure(r, 0, true, LAYOUT));
   }
-  t.log(`20 seeds: ${handedOver} of ${asked} switchovers handed over`);
+  t.log(`${SWITCHOVER_SEEDS} seeds: ${handedOver} of ${asked} switchovers handed over`);
   t.deepEqual(failed, []);
   t.true(handedOver >= 10, "switchovers hand over");
 });
@@ -88,6 +92,7 @@ test("sim data nodes - planned switchovers under faults keep every invariant, an
 const CAUGHT_BY: Record<string, RegExp> = {
   "a candidate that skips newEpoch": /d\d#\d+ serves epoch \d+, which (nobody|d\d#\d+) won/,
   "a dedupe window that forgets": /write c1#\d+ applied twice: committed at txid \d+ and at txid \d+/,
+  [IGNORES_AFTER]: CONNECTION_ORDER_BROKEN,
   "master rolls without draining": /rolls its segment in epoch \d+ at txid \d+ with only \d+ committed|switchover \(planned switchover to d\d\) answered a write NO_QUORUM .*its outcome left unknown/,
 };
 /**
@@ -96,7 +101,7 @@ const CAUGHT_BY: Record<string, RegExp> = {
  * planned switchover that hands off with writes admitted and unanswered (their outcome left unknown: seed 4). Through its rolls alone it is caught in the legacy layout (unit/sim), by a stall; not within 150
  * seeds here, where a writer stuck by it fails, steps down and another node takes over (the stall heals).
  */
-const SEEDS_MAX: Record<string, number> = { "a candidate that skips newEpoch": 40, "a dedupe window that forgets": 40, "master rolls without draining": 40 };
+const SEEDS_MAX: Record<string, number> = { "a candidate that skips newEpoch": 40, "a dedupe window that forgets": 40, "master rolls without draining": 40, [IGNORES_AFTER]: 20 };
 
 for (const [name, seedsMax] of Object.entries(SEEDS_MAX)) {
   const cores = dataNodeWrongCores[name] ?? wrongCores[name];

@@ -4,8 +4,9 @@
 });
 
  * The simulator's invariants (src/sim/invariants.ts) on their own: exactly once for retried writes (issue #11), a
- * committed record kept apart from the simulated disk it was read from, and every copy's keyspace the fold of the
- * records it took (issue #10 class 2), with a deliberately wrong replay caught by a small seed sweep.
+ * connection's order, a committed record kept apart from the simulated disk it was read from, and every copy's
+ * keyspace the fold of the records it took (issue #10 class 2), with a deliberately wrong replay caught by a small
+ * seed sweep.
  */
 import test from "ava";
 import { Invariants, SimViolation } from "../../src/sim/invariants.js";
@@ -36,6 +37,35 @@ test("sim invariants - an ack, a duplicate's included, must name the committed r
   t.throws(() => inv.ackedWrite({ client: "c1", seq: 5 }, 2, true), { instanceOf: SimViolation, message: /acked as a duplicate at txid 2, whose committed record holds write c1#6/ });
   t.throws(() => inv.ackedWrite({ client: "c1", seq: 5 }, 3, true), { instanceOf: SimViolation, message: /holds no write id/ });
   t.throws(() => inv.ackedWrite({ client: "c1", seq: 7 }, 4, false), { instanceOf: SimViolation, message: /not committed/ });
+});
+
+test("sim invariants - a connection's writes commit in the order it sent them; other connections' are not ordered with them", (t) => {
+  const inv = new Invariants();
+  for (const seq of [1, 2, 3]) inv.connectionWrite({ client: "c1", seq }, "c1/0");
+  inv.connectionWrite({ client: "c1", seq: 4 }, "c1/1");
+  inv.learnCommitted(1, 1, withId(2), "a commit");
+  t.notThrows(() => inv.learnCommitted(2, 1, withId(4), "a commit"), "another connection's write");
+  // Learnt out of txid order (a rebuild after a commit): judged by txid, not by when it was learnt.
+  t.notThrows(() => inv.learnCommitted(3, 1, withId(3), "a commit"));
+  const err = t.throws(() => inv.learnCommitted(4, 1, withId(1), "a rebuild"), { instanceOf: SimViolation });
+  t.regex(err!.message, /connection c1\/0: write c1#1 committed at txid 4, after its later write c1#2 \(txid 1\), and the client had not given it up/);
+});
+
+test("sim invariants - a write given up with its outcome unknown may commit late; one given up as not applied never commits, unless sent twice", (t) => {
+  const inv = new Invariants();
+  for (const seq of [1, 2, 3, 4]) inv.connectionWrite({ client: "c1", seq }, "c1/0");
+  inv.connectionGaveUp({ client: "c1", seq: 1 }, "unknown");
+  inv.learnCommitted(1, 1, withId(2), "a commit");
+  t.notThrows(() => inv.learnCommitted(2, 1, withId(1), "a commit"), "its copy was still on its way");
+  t.is(inv.connections.counts.lateUnknown, 1);
+  inv.connectionGaveUp({ client: "c1", seq: 3 }, "notApplied");
+  t.throws(() => inv.learnCommitted(3, 1, withId(3), "a commit"), { instanceOf: SimViolation, message: /write c1#3 committed at txid 3, but the client gave it up as not applied/ });
+  const twice = new Invariants();
+  twice.connectionWrite({ client: "c1", seq: 4 }, "c1/0");
+  twice.connectionDuplicated({ client: "c1", seq: 4 });
+  twice.learnCommitted(1, 1, withId(4), "a commit");
+  t.notThrows(() => twice.connectionGaveUp({ client: "c1", seq: 4 }, "notApplied"), "a refused copy's twin ran");
+  t.is(twice.connections.counts.twinRan, 1);
 });
 
 /**
