@@ -7,7 +7,8 @@
  *      20,000 records, a purge margin and dedupe window of 5,000 records);
  *   2. 150,000 SETs of 200-byte values from 200 clients of the client library (src/client/), each its own NATS
  *      connection and client id, closed loop, over the workload's KEY_SPACE keys;
- *   3. every SAMPLE_MS: the master's VmRSS (/proc/<pid>/status of the data node that is master) and each journal
+ *   3. every SAMPLE_MS: the master's VmRSS (/proc/<pid>/status of the data node that is master: the pid in the master
+ *      heartbeat of the highest epoch, so a failover moves the sampling to the new master) and each journal
  *      node's data directory in bytes (files' sizes, walked: segments under current/ with their temporary copies
  *      and merges, snapshots under snapshots/ with uploads in progress, the rest — meta, identity — as other);
  *   4. the same again on a fresh cluster with jn3 SIGSTOPped for the whole load; SIGCONT after it, then until jn3
@@ -24,10 +25,12 @@ import path from "node:path";
 import { connect, type QjmClient } from "../src/client/index.js";
 import { startLocalCluster, type LocalCluster } from "../src/cluster/local_cluster.js";
 import { defaults, type Config } from "../src/config/config.js";
-import type { ActorStatus } from "../src/protocol/messages.js";
+import { hearHeartbeats } from "../src/actor/presence.js";
+import { encode } from "../src/protocol/codec.js";
+import { heartbeatOf, type ActorStatus } from "../src/protocol/messages.js";
 import { Cleanup, trackServer } from "./cleanup.js";
 import { errorMessage, retryUntil, sleep } from "./harness.js";
-import { freePortRange, startBenchNats } from "./servers.js";
+import { connectNats, freePortRange, startBenchNats } from "./servers.js";
 import { keyFor } from "./workload.js";
 
 export const BOUNDS_TARGET = "bounds";
@@ -75,7 +78,8 @@ export interface BoundsPhase {
   errors: number;
   loadMs: number;
   writesPerSec: number;
-  masterPid: number;
+  /** Every pid that was master during the phase (more than one: a failover happened). */
+  masterPids: number[];
   peakRssBytes: number;
   endRssBytes: number;
   nodes: NodeDisk[];
@@ -173,6 +177,21 @@ class Sampler {
   }
 }
 
+/** The master's pid, from the master heartbeats (the highest epoch wins); every pid seen, in order. */
+class MasterWatch {
+  pid = 0;
+  readonly pids: number[] = [];
+  private epoch = -1;
+
+  beat(data: Uint8Array, id: string): void {
+    const hb = heartbeatOf(data, "master", id);
+    if (hb === null || typeof hb.pid !== "number" || typeof hb.epoch !== "number" || hb.epoch < this.epoch) return;
+    this.epoch = hb.epoch;
+    this.pid = hb.pid;
+    if (!this.pids.includes(hb.pid)) this.pids.push(hb.pid);
+  }
+}
+
 async function masterOf(client: QjmClient): Promise<ActorStatus> {
   return retryUntil("a master in the status", READY_TIMEOUT_MS, STATUS_POLL_MS, async () => {
     const master = (await client.status()).find((s) => s.role === "master");
@@ -225,21 +244,23 @@ async function runPhase(dir: string, stop: string | null): Promise<BoundsPhase> 
   process.stderr.write(`bench: bounds: ${name}: setting up\n`);
   try {
     const { cluster, clients } = await startPhase(cleanup, dir);
+    const watch = new MasterWatch();
     const master = await masterOf(clients[0]);
-    const sampler = new Sampler(cluster.dataDir, cluster.config.journalNodes, () => master.pid);
+    watch.beat(heartbeatBody(master), master.id);
+    hearHeartbeats(await connectNats(cleanup, cluster.natsUrl, "bounds-heartbeats"), cluster.cluster, "master", (id, data) => watch.beat(data, id));
+    const sampler = new Sampler(cluster.dataDir, cluster.config.journalNodes, () => watch.pid);
     sampler.start();
     cleanup.add("sampler", async () => sampler.stop());
     if (stop !== null) await cluster.signal(stop, "SIGSTOP");
     process.stderr.write(`bench: bounds: ${name}: ${WRITES} writes from ${CLIENTS} clients\n`);
     const load = await withTimeout(drive(clients), LOAD_TIMEOUT_MS, "the load");
-    const phase: BoundsPhase = { name, writes: load.writes, errors: load.errors, loadMs: load.ms, writesPerSec: (load.writes * 1000) / load.ms, masterPid: master.pid, peakRssBytes: 0, endRssBytes: 0, nodes: [] };
-    const after = await masterOf(clients[0]);
-    if (after.pid !== master.pid) phase.note = `the master changed during the load (pid ${master.pid} → ${after.pid})`;
+    const phase: BoundsPhase = { name, writes: load.writes, errors: load.errors, loadMs: load.ms, writesPerSec: (load.writes * 1000) / load.ms, masterPids: watch.pids, peakRssBytes: 0, endRssBytes: 0, nodes: [] };
     if (stop !== null) await settle(cluster, clients[0], sampler, stop, phase);
     await sampler.sample();
     sampler.stop();
+    if (watch.pids.length > 1) phase.note = `the master changed during the phase (pids ${watch.pids.join(" → ")}): RSS sampled on each in turn`;
     phase.peakRssBytes = sampler.peakRss;
-    phase.endRssBytes = rssBytes(master.pid);
+    phase.endRssBytes = rssBytes(watch.pid);
     phase.nodes = cluster.config.journalNodes.map((n) => {
       const d = sampler.disks.get(n)!;
       return { node: n, peakBytes: d.peak, peakSegmentBytes: d.peakSegments, peakSnapshotBytes: d.peakSnapshots, largestSnapshotBytes: d.largestSnapshot, boundBytes: sampler.bound(n, cluster.config), endBytes: d.last };
@@ -268,6 +289,11 @@ async function settle(cluster: LocalCluster, client: QjmClient, sampler: Sampler
   }
 }
 
+/** The status's heartbeat fields, as a heartbeat body (MasterWatch reads both alike). */
+function heartbeatBody(s: ActorStatus): Uint8Array {
+  return encode({ role: s.role, id: s.id, pid: s.pid, epoch: s.epoch });
+}
+
 async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms)));
@@ -286,7 +312,7 @@ export async function runBoundsBench(root: string): Promise<BoundsPhase[]> {
     } catch (err) {
       const name = stop === null ? "all journal nodes up" : `${stop} SIGSTOPped during the load`;
       process.stderr.write(`bench: bounds: ${name}: FAILED: ${errorMessage(err)}\n`);
-      phases.push({ name, writes: 0, errors: 0, loadMs: 0, writesPerSec: 0, masterPid: 0, peakRssBytes: 0, endRssBytes: 0, nodes: [], note: `failed: ${errorMessage(err)}` });
+      phases.push({ name, writes: 0, errors: 0, loadMs: 0, writesPerSec: 0, masterPids: [], peakRssBytes: 0, endRssBytes: 0, nodes: [], note: `failed: ${errorMessage(err)}` });
     }
   }
   return phases;

@@ -4,6 +4,7 @@
  *
  *   BENCH_SECONDS=<s>   measured seconds per target per concurrency (default 5)
  *   BENCH_OUT=<file>    also write the results as JSON there
+ *   BENCH_KEEP=1        keep the servers' logs and data directories (printed at the end) whatever the outcome
  *   BENCH_TRACE_SAMPLE=<n>  redis-qjm traces 1 write in n (default 8; 0: off): the per-hop breakdown, and a third
  *                       redis-qjm run at 256 clients paced at half its peak for the replica lag (P4)
  *   BENCH_TARGETS=a,b   only the targets whose name contains one of these (the floor is measured with any other
@@ -110,6 +111,8 @@ async function main(): Promise<number> {
     if (boundsWanted) bounds = await runBoundsBench(root);
   } finally {
     keepRoot = (bounds !== null && boundsFailed(bounds)) || results.some((r) => r.writes === 0) || bootstrapFailed || failoverFailed(failoverResults) || (redisBenchmark?.problems.length ?? 0) > 0;
+    // BENCH_KEEP=1: the servers' logs and data stay for reading, whatever the outcome.
+    keepRoot ||= process.env.BENCH_KEEP === "1";
     if (keepRoot) console.error(`bench: server logs kept in ${root}`);
   }
 
