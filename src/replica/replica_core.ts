@@ -179,3 +179,44 @@ export class ReplicaCore {
     return { kind: "pause", ms };
   }
 }
+
+/** What decides when a replica snapshots (config: snapshotEveryRecords, editlogMaxBytes, purgeMarginRecords). */
+export interface SnapshotLimits {
+  snapshotEveryRecords: number;
+  editlogMaxBytes: number;
+  purgeMarginRecords: number;
+}
+
+/**
+ * When a replica snapshots (issue #13 P6), pure: every `snapshotEveryRecords` records past the newest durable snapshot,
+ * or sooner once the editlog a purge would leave behind — the margin below the snapshot plus what was applied past it
+ * — reaches half of `editlogMaxBytes`, so that the journal nodes' purge keeps their editlog under its bound. Counting
+ * records alone, a log of large records outgrew the bound long before the count came round. Bytes are estimated from
+ * the records this replica applied (their mean size): it does not see what another replica's snapshot skipped.
+ * Never sooner than an eighth of the bound past the snapshot, so a margin larger than the bound does not snapshot
+ * without pause (the margin then bounds the editlog, not editlogMaxBytes).
+ */
+export class SnapshotSchedule {
+  private bytes = 0;
+  private records = 0;
+
+  constructor(private readonly limits: SnapshotLimits) {}
+
+  /** A record of `bytes` (header and payload) was applied. */
+  observe(bytes: number): void {
+    this.bytes += bytes;
+    this.records++;
+  }
+
+  /** True when a snapshot is due, `appliedTxid` applied and `snapshotTxid` the newest durable snapshot known. */
+  due(appliedTxid: number, snapshotTxid: number): boolean {
+    const every = this.limits.snapshotEveryRecords;
+    if (every <= 0) return false;
+    const past = appliedTxid - snapshotTxid;
+    if (past >= every) return true;
+    if (this.records === 0 || past <= 0) return false;
+    const mean = this.bytes / this.records;
+    const bound = this.limits.editlogMaxBytes;
+    return past * mean >= Math.max(bound / 2 - this.limits.purgeMarginRecords * mean, bound / 8);
+  }
+}

@@ -1,5 +1,5 @@
 import test from "ava";
-import { ReplicaCore } from "../../src/replica/replica_core.js";
+import { ReplicaCore, SnapshotSchedule } from "../../src/replica/replica_core.js";
 import { encodeEffects, encodeRecord } from "../../src/segment/record.js";
 import { AssertionError } from "../../src/util/assert.js";
 
@@ -242,4 +242,26 @@ test("replica core - one node refusing a read is routine; only faulty records or
   t.like(r.onRead(notFound), { kind: "reject", alarming: false });
   t.like(r.onRead(notFound), { kind: "reject", alarming: true }, "every node refused in a row");
   t.like(r.onRead({ ok: true, records: Buffer.from("garbage"), count: 1 }), { kind: "reject", faulty: true, alarming: true });
+});
+
+test("replica snapshot schedule - every snapshotEveryRecords, or once margin + records past the snapshot reach half the editlog bound (issue #13 P6)", (t) => {
+  const limits = { snapshotEveryRecords: 20_000, editlogMaxBytes: 1024 * 1024, purgeMarginRecords: 1024 };
+  const s = new SnapshotSchedule(limits);
+  t.false(s.due(19_999, 0), "no record seen yet: the count alone");
+  t.true(s.due(20_000, 0));
+  for (let i = 0; i < 10; i++) s.observe(256);
+  // 256-byte records: half the bound (512 KiB) less the margin (256 KiB) is 1,024 records past the snapshot.
+  t.false(s.due(1023, 0));
+  t.true(s.due(1024, 0));
+  t.false(s.due(5000 + 1023, 5000), "counted from the newest durable snapshot");
+  t.true(s.due(5000 + 1024, 5000));
+  t.false(s.due(5000, 5000));
+  t.false(new SnapshotSchedule({ ...limits, snapshotEveryRecords: 0 }).due(1_000_000, 0), "0: never");
+});
+
+test("replica snapshot schedule - a margin past half the bound snapshots every eighth of the bound, not without pause", (t) => {
+  const s = new SnapshotSchedule({ snapshotEveryRecords: 20_000, editlogMaxBytes: 1024 * 1024, purgeMarginRecords: 10_000 });
+  s.observe(256);
+  t.false(s.due(511, 0));
+  t.true(s.due(512, 0), "128 KiB of 256-byte records");
 });
