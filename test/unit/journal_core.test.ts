@@ -1147,3 +1147,17 @@ test("journal core - compaction never merges segments at or below the durable sn
     [[21, 50]],
   );
 });
+
+test("journal core - a merged segment is at most a quarter of editlogMaxBytes (issue #13 P6: a merge doubled the editlog)", (t) => {
+  // mergedSegmentMaxBytes 1000 would take 4 × 100 bytes; editlogMaxBytes 800 caps a merge at 200: runs of two.
+  const n = log([[1, 10], [11, 20], [21, 30], [31, 40], [41, 50]]);
+  t.deepEqual(
+    n.compactionPlan(sizesOf(n, 99), [], { ...limits, editlogMaxBytes: 800 }).merges.map((m) => [m.startTxid, m.endTxid]),
+    [
+      [1, 20],
+      [21, 40],
+    ],
+  );
+  // Segments of half that cap or more are not small: none is merged.
+  t.deepEqual(n.compactionPlan(sizesOf(n, 100), [], { ...limits, editlogMaxBytes: 800 }).merges, []);
+});
