@@ -105,7 +105,7 @@ export class Replica {
     this.snapshots = new SnapshotClient(nc, this.jc, config.cluster, config, log);
     this.events = new EventPublisher(nc, config.cluster, `replica.${id}`, log);
     this.password = redisPassword(config.dataDir);
-    this.snapshotSchedule = new SnapshotSchedule(config);
+    this.snapshotSchedule = new SnapshotSchedule(config, config.dataNodes.includes(id) ? config.dataNodes.indexOf(id) : config.replicas.indexOf(id));
   }
 
   async start(): Promise<void> {
@@ -293,7 +293,7 @@ export class Replica {
     this.events.publish({ type: "bootstrapped", actor: `replica.${this.id}`, txid: done.txid, bytes: done.bytes, fromNode: done.node, ms: done.ms, downloadMs: done.downloadMs });
   }
 
-  /** A snapshot, when one is due and the last try is journalRequestTimeoutMs old. */
+  /** A snapshot, when one is due and the last failed try is journalRequestTimeoutMs old. */
   private async snapshotIfDue(): Promise<void> {
     if (this.snapshotDue() && Date.now() - this.snapshotTriedMs >= this.config.journalRequestTimeoutMs) await this.startSnapshot();
   }
@@ -338,6 +338,8 @@ export class Replica {
       this.log.info({ txid, bytes: saved.bytes }, "snapshot saved; uploading to the journal nodes");
       const holders = await this.snapshots.upload(saved.path, txid, clusterId, (p) => (this.progress = { phase: "upload", snapshotTxid: txid, ...p }));
       this.snapshotTxid = Math.max(this.snapshotTxid, txid);
+      // The pause between tries is for failures: the next snapshot may start as soon as it is due (issue #13 P6).
+      this.snapshotTriedMs = 0;
       this.m.snapshotsUploaded.inc();
       this.events.publish({ type: "snapshotDurable", txid, bytes: saved.bytes, nodes: holders });
     })()

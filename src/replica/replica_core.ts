@@ -195,12 +195,23 @@ export interface SnapshotLimits {
  * the records this replica applied (their mean size): it does not see what another replica's snapshot skipped.
  * Never sooner than an eighth of the bound past the snapshot, so a margin larger than the bound does not snapshot
  * without pause (the margin then bounds the editlog, not editlogMaxBytes).
+ *
+ * Replicas are staggered by `rank` (the data node's place in the configuration): each threshold is 1 + rank/8 times
+ * the first's. Replicas that apply the same records reach one threshold together, and their uploads then refused
+ * each other on the journal nodes (one upload at a time each: "stored on 0 of 3"), so neither became durable; the
+ * first's snapshot is durable before the next replica's threshold comes, and that one counts from it.
  */
 export class SnapshotSchedule {
   private bytes = 0;
   private records = 0;
+  private readonly stagger: number;
 
-  constructor(private readonly limits: SnapshotLimits) {}
+  constructor(
+    private readonly limits: SnapshotLimits,
+    rank = 0,
+  ) {
+    this.stagger = 1 + Math.max(0, rank) / 8;
+  }
 
   /** A record of `bytes` (header and payload) was applied. */
   observe(bytes: number): void {
@@ -213,10 +224,10 @@ export class SnapshotSchedule {
     const every = this.limits.snapshotEveryRecords;
     if (every <= 0) return false;
     const past = appliedTxid - snapshotTxid;
-    if (past >= every) return true;
+    if (past >= every * this.stagger) return true;
     if (this.records === 0 || past <= 0) return false;
     const mean = this.bytes / this.records;
     const bound = this.limits.editlogMaxBytes;
-    return past * mean >= Math.max(bound / 2 - this.limits.purgeMarginRecords * mean, bound / 8);
+    return past * mean >= Math.max(bound / 2 - this.limits.purgeMarginRecords * mean, bound / 8) * this.stagger;
   }
 }

@@ -265,3 +265,18 @@ test("replica snapshot schedule - a margin past half the bound snapshots every e
   t.false(s.due(511, 0));
   t.true(s.due(512, 0), "128 KiB of 256-byte records");
 });
+
+test("replica snapshot schedule - replicas are staggered by rank, so two do not upload at once and refuse each other", (t) => {
+  const limits = { snapshotEveryRecords: 20_000, editlogMaxBytes: 1024 * 1024, purgeMarginRecords: 1024 };
+  const first = new SnapshotSchedule(limits, 0);
+  const second = new SnapshotSchedule(limits, 2);
+  for (const s of [first, second]) s.observe(256);
+  t.true(first.due(1024, 0));
+  t.false(second.due(1024, 0), "1.25 × the first's threshold");
+  t.false(second.due(1279, 0));
+  t.true(second.due(1280, 0));
+  t.false(second.due(24_999, 24_000), "counted from the first's durable snapshot");
+  const idle = new SnapshotSchedule(limits, 2);
+  t.false(idle.due(24_999, 0), "the record count is staggered too");
+  t.true(idle.due(25_000, 0));
+});
