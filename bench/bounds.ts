@@ -23,7 +23,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { connect, type QjmClient } from "../src/client/index.js";
-import { startLocalCluster, type LocalCluster } from "../src/cluster/local_cluster.js";
+import { metricsPortOf, startLocalCluster, type LocalCluster } from "../src/cluster/local_cluster.js";
 import { defaults, type Config } from "../src/config/config.js";
 import { hearHeartbeats } from "../src/actor/presence.js";
 import { encode } from "../src/protocol/codec.js";
@@ -51,6 +51,8 @@ const WRITES = 150_000;
 const CLIENTS = 200;
 const VALUE = "v".repeat(200);
 const SAMPLE_MS = 100;
+/** The master's heap is read from its metrics endpoint every this many samples (a scrape costs more than a /proc read). */
+const HEAP_EVERY_SAMPLES = 10;
 /** The journal node stopped in the second phase. */
 const STOPPED_NODE = "jn3";
 /** Target: the master's RSS at most this, each node's disk at most BOUND_FACTOR × its bound. */
@@ -58,7 +60,7 @@ export const RSS_TARGET_BYTES = 200 * 1024 * 1024;
 export const BOUND_FACTOR = 1.5;
 /** Bounds on a shared 2-core machine: they turn a hang into an error. */
 const READY_TIMEOUT_MS = 60_000;
-const LOAD_TIMEOUT_MS = 150_000;
+const LOAD_TIMEOUT_MS = 300_000;
 const SETTLE_TIMEOUT_MS = 60_000;
 const STATUS_POLL_MS = 500;
 
@@ -82,6 +84,9 @@ export interface BoundsPhase {
   masterPids: number[];
   peakRssBytes: number;
   endRssBytes: number;
+  /** The master's peak V8 heap in use and outside-heap memory (its metrics endpoint, read once a second). */
+  peakHeapUsedBytes: number;
+  peakExternalBytes: number;
   nodes: NodeDisk[];
   /** Phase 2: ms from SIGCONT until the stopped node held the committed txid, and until its disk was under its bound. */
   catchUpMs?: number | null;
@@ -132,6 +137,10 @@ function rssBytes(pid: number): number {
 /** Samples the master's RSS and every journal node's disk every SAMPLE_MS until stopped. */
 class Sampler {
   peakRss = 0;
+  /** The master's V8 heap in use and its memory outside the heap (Buffers), from its metrics, once a second. */
+  peakHeapUsed = 0;
+  peakExternal = 0;
+  private samples = 0;
   readonly disks = new Map<string, { peak: number; peakSegments: number; peakSnapshots: number; largestSnapshot: number; last: number }>();
   private timer: NodeJS.Timeout | null = null;
   private busy = false;
@@ -140,6 +149,7 @@ class Sampler {
     private readonly dataDir: string,
     private readonly nodes: readonly string[],
     private readonly masterPid: () => number,
+    private readonly masterMetrics: () => string | null,
   ) {
     for (const n of nodes) this.disks.set(n, { peak: 0, peakSegments: 0, peakSnapshots: 0, largestSnapshot: 0, last: 0 });
   }
@@ -153,6 +163,7 @@ class Sampler {
     this.busy = true;
     try {
       this.peakRss = Math.max(this.peakRss, rssBytes(this.masterPid()));
+      if (this.samples++ % HEAP_EVERY_SAMPLES === 0) await this.sampleHeap();
       for (const n of this.nodes) {
         const s = await walk(path.join(this.dataDir, n));
         const d = this.disks.get(n)!;
@@ -171,6 +182,15 @@ class Sampler {
     if (this.timer !== null) clearInterval(this.timer);
   }
 
+  private async sampleHeap(): Promise<void> {
+    const url = this.masterMetrics();
+    if (url === null) return;
+    const text = await fetch(url, { signal: AbortSignal.timeout(1000) }).then((r) => r.text(), () => "");
+    const gauge = (name: string): number => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(text)?.[1] ?? 0);
+    this.peakHeapUsed = Math.max(this.peakHeapUsed, gauge("qjm_nodejs_heap_size_used_bytes"));
+    this.peakExternal = Math.max(this.peakExternal, gauge("qjm_nodejs_external_memory_bytes"));
+  }
+
   /** A node's bound: editlogMaxBytes plus snapshotsRetained of the largest snapshot seen on it. */
   bound(node: string, config: Config): number {
     return config.editlogMaxBytes + config.snapshotsRetained * this.disks.get(node)!.largestSnapshot;
@@ -180,6 +200,7 @@ class Sampler {
 /** The master's pid, from the master heartbeats (the highest epoch wins); every pid seen, in order. */
 class MasterWatch {
   pid = 0;
+  id = "";
   readonly pids: number[] = [];
   private epoch = -1;
 
@@ -188,6 +209,7 @@ class MasterWatch {
     if (hb === null || typeof hb.pid !== "number" || typeof hb.epoch !== "number" || hb.epoch < this.epoch) return;
     this.epoch = hb.epoch;
     this.pid = hb.pid;
+    this.id = id;
     if (!this.pids.includes(hb.pid)) this.pids.push(hb.pid);
   }
 }
@@ -224,7 +246,8 @@ async function drive(clients: QjmClient[]): Promise<{ writes: number; errors: nu
 /** Until every actor but `except` is up, a master holds a committed write and the 200 clients are connected. */
 async function startPhase(cleanup: Cleanup, dir: string): Promise<{ cluster: LocalCluster; clients: QjmClient[] }> {
   const nats = await startBenchNats(cleanup, path.join(dir, "nats"));
-  const config: Partial<Config> = { ...BOUNDS_SETTINGS, dataRedisPortBase: await freePortRange(defaults.dataNodes.length), respPort: 0, metricsPort: 0 };
+  const actors = defaults.journalNodes.length + defaults.dataNodes.length;
+  const config: Partial<Config> = { ...BOUNDS_SETTINGS, dataRedisPortBase: await freePortRange(defaults.dataNodes.length), respPort: 0, metricsPort: await freePortRange(actors) };
   const cluster = await startLocalCluster({ natsUrl: nats.url, dataDir: path.join(dir, "data"), config, output: "files" });
   cleanup.add("redis-qjm local cluster", () => cluster.stop());
   for (const child of cluster.actors.values()) trackServer(child, "actors");
@@ -248,19 +271,28 @@ async function runPhase(dir: string, stop: string | null): Promise<BoundsPhase> 
     const master = await masterOf(clients[0]);
     watch.beat(heartbeatBody(master), master.id);
     hearHeartbeats(await connectNats(cleanup, cluster.natsUrl, "bounds-heartbeats"), cluster.cluster, "master", (id, data) => watch.beat(data, id));
-    const sampler = new Sampler(cluster.dataDir, cluster.config.journalNodes, () => watch.pid);
+    const metricsOf = (): string | null => {
+      const i = cluster.specs.findIndex((spec) => spec.name === watch.id);
+      return i < 0 ? null : `http://127.0.0.1:${metricsPortOf(cluster.config, i)}/metrics`;
+    };
+    const sampler = new Sampler(cluster.dataDir, cluster.config.journalNodes, () => watch.pid, metricsOf);
     sampler.start();
     cleanup.add("sampler", async () => sampler.stop());
+    // A node still being restored into the fresh cluster (it started after the format) counts for no quorum: stopping
+    // another one then would leave no majority at all. Every node in step first.
+    if (stop !== null) await allInStep(clients[0], cluster.config.journalNodes);
     if (stop !== null) await cluster.signal(stop, "SIGSTOP");
     process.stderr.write(`bench: bounds: ${name}: ${WRITES} writes from ${CLIENTS} clients\n`);
     const load = await withTimeout(drive(clients), LOAD_TIMEOUT_MS, "the load");
-    const phase: BoundsPhase = { name, writes: load.writes, errors: load.errors, loadMs: load.ms, writesPerSec: (load.writes * 1000) / load.ms, masterPids: watch.pids, peakRssBytes: 0, endRssBytes: 0, nodes: [] };
+    const phase: BoundsPhase = { name, writes: load.writes, errors: load.errors, loadMs: load.ms, writesPerSec: (load.writes * 1000) / load.ms, masterPids: watch.pids, peakRssBytes: 0, endRssBytes: 0, peakHeapUsedBytes: 0, peakExternalBytes: 0, nodes: [] };
     if (stop !== null) await settle(cluster, clients[0], sampler, stop, phase);
     await sampler.sample();
     sampler.stop();
     if (watch.pids.length > 1) phase.note = `the master changed during the phase (pids ${watch.pids.join(" → ")}): RSS sampled on each in turn`;
     phase.peakRssBytes = sampler.peakRss;
     phase.endRssBytes = rssBytes(watch.pid);
+    phase.peakHeapUsedBytes = sampler.peakHeapUsed;
+    phase.peakExternalBytes = sampler.peakExternal;
     phase.nodes = cluster.config.journalNodes.map((n) => {
       const d = sampler.disks.get(n)!;
       return { node: n, peakBytes: d.peak, peakSegmentBytes: d.peakSegments, peakSnapshotBytes: d.peakSnapshots, largestSnapshotBytes: d.largestSnapshot, boundBytes: sampler.bound(n, cluster.config), endBytes: d.last };
@@ -289,6 +321,14 @@ async function settle(cluster: LocalCluster, client: QjmClient, sampler: Sampler
   }
 }
 
+/** Until the master counts every journal node for acks (its status's `inSync`). */
+async function allInStep(client: QjmClient, nodes: readonly string[]): Promise<void> {
+  await retryUntil("every journal node in step", READY_TIMEOUT_MS, STATUS_POLL_MS, async () => {
+    const inSync = (await masterOf(client)).details?.inSync;
+    if (!Array.isArray(inSync) || !nodes.every((n) => inSync.includes(n))) throw new Error(`in step: ${JSON.stringify(inSync)}`);
+  });
+}
+
 /** The status's heartbeat fields, as a heartbeat body (MasterWatch reads both alike). */
 function heartbeatBody(s: ActorStatus): Uint8Array {
   return encode({ role: s.role, id: s.id, pid: s.pid, epoch: s.epoch });
@@ -312,7 +352,7 @@ export async function runBoundsBench(root: string): Promise<BoundsPhase[]> {
     } catch (err) {
       const name = stop === null ? "all journal nodes up" : `${stop} SIGSTOPped during the load`;
       process.stderr.write(`bench: bounds: ${name}: FAILED: ${errorMessage(err)}\n`);
-      phases.push({ name, writes: 0, errors: 0, loadMs: 0, writesPerSec: 0, masterPids: [], peakRssBytes: 0, endRssBytes: 0, nodes: [], note: `failed: ${errorMessage(err)}` });
+      phases.push({ name, writes: 0, errors: 0, loadMs: 0, writesPerSec: 0, masterPids: [], peakRssBytes: 0, endRssBytes: 0, peakHeapUsedBytes: 0, peakExternalBytes: 0, nodes: [], note: `failed: ${errorMessage(err)}` });
     }
   }
   return phases;
@@ -328,7 +368,7 @@ export function boundsReport(phases: BoundsPhase[]): string {
   lines.push(`bound per node = editlogMaxBytes + snapshotsRetained (${defaults.snapshotsRetained}) × the largest snapshot seen on it; target: master RSS ≤ ${mb(RSS_TARGET_BYTES)} MiB, disk ≤ ${BOUND_FACTOR}× bound`);
   for (const p of phases) {
     lines.push("");
-    lines.push(`${p.name}: ${p.writes} writes (${p.errors} errors) in ${(p.loadMs / 1000).toFixed(1)} s = ${Math.round(p.writesPerSec)}/s; master RSS peak ${mb(p.peakRssBytes)} MiB, at the end ${mb(p.endRssBytes)} MiB → ${p.peakRssBytes <= RSS_TARGET_BYTES && p.peakRssBytes > 0 ? "met" : "NOT met"}`);
+    lines.push(`${p.name}: ${p.writes} writes (${p.errors} errors) in ${(p.loadMs / 1000).toFixed(1)} s = ${Math.round(p.writesPerSec)}/s; master RSS peak ${mb(p.peakRssBytes)} MiB (heap in use ≤ ${mb(p.peakHeapUsedBytes)}, outside the heap ≤ ${mb(p.peakExternalBytes)}), at the end ${mb(p.endRssBytes)} MiB → ${p.peakRssBytes <= RSS_TARGET_BYTES && p.peakRssBytes > 0 ? "met" : "NOT met"}`);
     if (p.catchUpMs !== undefined) lines.push(`  after SIGCONT: caught up in ${p.catchUpMs === null ? "— (not within the wait)" : `${p.catchUpMs} ms`}, disk under its bound in ${p.underBoundMs === null ? "— (not within the wait)" : `${p.underBoundMs} ms`}`);
     lines.push("  | node | peak disk MiB | peak segments MiB | peak snapshots MiB | largest snapshot MiB | bound MiB | peak / bound | at the end MiB |");
     lines.push("  | :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
