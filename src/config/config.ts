@@ -207,13 +207,16 @@ export const defaults = {
   maxSegments: 16,
   /** …or once its segment files hold more bytes than this. */
   editlogMaxBytes: 1024 * 1024 * 1024,
-  /** Segments merged into one are at most this large together. */
+  /** Segments merged into one are at most this large together (and at most a quarter of editlogMaxBytes). */
   mergedSegmentMaxBytes: 256 * 1024 * 1024,
   /** Records kept below the newest majority-held snapshot when purging, for replicas that lag a little. */
   purgeMarginRecords: 100_000,
   /** How often a journal node checks whether to compact. */
   compactionCheckMs: 1000,
-  /** A replica snapshots its Redis once it applied this many records past the newest snapshot (0: never). */
+  /**
+   * A replica snapshots its Redis once it applied this many records past the newest snapshot (0: never), or sooner
+   * once purgeMarginRecords plus the records past it come to half of editlogMaxBytes (by their mean size).
+   */
   snapshotEveryRecords: 100_000,
   /** Snapshots each journal node keeps (the newest ones). */
   snapshotsRetained: 2,
