@@ -27,6 +27,15 @@ export type ReadOutcome =
    */
   | { kind: "reject"; reason: string; faulty: boolean; alarming: boolean };
 
+/**
+ * Reads a node whose read timed out (stopped, partitioned) is passed over while another node is not, at first; each
+ * timeout in a row doubles it, up to SLOW_SKIP_READS_MAX. A read of a silent node costs the whole request timeout:
+ * a replica that rotated onto a SIGSTOPped node each time it caught up fell seconds behind, and its snapshots with it
+ * (issue #13 P6). Counted in reads, not time, so the simulator replays it.
+ */
+export const SLOW_SKIP_READS = 64;
+export const SLOW_SKIP_READS_MAX = 4096;
+
 /** What the adapter does once it handled an outcome (other than a bootstrap, after which it reads at once). */
 export type NextStep = { kind: "read" } | { kind: "pause"; ms: number };
 
@@ -53,6 +62,9 @@ export class ReplicaCore {
   private retried = false;
   /** The last read's outcome, and what it said (next() decides by them). */
   private last: { kind: ReadOutcome["kind"]; roundEnded: boolean; servedAll: boolean } | null = null;
+  /** Reads so far, and the nodes whose last read timed out: passed over until read `until` (SLOW_SKIP_READS). */
+  private reads = 0;
+  private readonly slow = new Map<string, { until: number; skip: number }>();
 
   constructor(
     readonly nodes: readonly string[],
@@ -73,12 +85,34 @@ export class ReplicaCore {
     return { node: this.nodes[this.nodeIndex % this.nodes.length], fromTxid: this.applied + 1 };
   }
 
+  /** The next node, passing over those that timed out lately while another one has not. */
   private rotate(): void {
-    this.nodeIndex = (this.nodeIndex + 1) % this.nodes.length;
+    for (let i = 0; i < this.nodes.length; i++) {
+      this.nodeIndex = (this.nodeIndex + 1) % this.nodes.length;
+      if (!this.passedOver(this.nodes[this.nodeIndex])) return;
+    }
+  }
+
+  private passedOver(node: string): boolean {
+    const s = this.slow.get(node);
+    return s !== undefined && this.reads < s.until && this.nodes.some((n) => n !== node && !this.slow.has(n));
+  }
+
+  /** A timeout marks the node slow (doubling its pause in reads); any answer clears it. */
+  private noteTimeout(reply: ReadReply): void {
+    const node = this.nodes[this.nodeIndex % this.nodes.length];
+    if (reply.ok || reply.code !== "TIMEOUT") {
+      this.slow.delete(node);
+      return;
+    }
+    const skip = Math.min(SLOW_SKIP_READS_MAX, (this.slow.get(node)?.skip ?? SLOW_SKIP_READS / 2) * 2);
+    this.slow.set(node, { until: this.reads + skip, skip });
   }
 
   /** Validates a read reply. Records are committed ones: journal nodes serve nothing past their commit index. */
   onRead(reply: ReadReply): ReadOutcome {
+    this.reads++;
+    this.noteTimeout(reply);
     const outcome = this.judge(reply);
     const roundEnded = outcome.kind !== "apply" && this.misses === 0;
     // The node served up to its own commit index: nothing more there (its finalized segments may reach past it).

@@ -1,5 +1,5 @@
 import test from "ava";
-import { ReplicaCore, SnapshotSchedule } from "../../src/replica/replica_core.js";
+import { ReplicaCore, SLOW_SKIP_READS, SnapshotSchedule } from "../../src/replica/replica_core.js";
 import { encodeEffects, encodeRecord } from "../../src/segment/record.js";
 import { AssertionError } from "../../src/util/assert.js";
 
@@ -279,4 +279,37 @@ test("replica snapshot schedule - replicas are staggered by rank, so two do not 
   const idle = new SnapshotSchedule(limits, 2);
   t.false(idle.due(24_999, 0), "the record count is staggered too");
   t.true(idle.due(25_000, 0));
+});
+
+test("replica core - a node whose read timed out is passed over for a while, not asked each round (issue #13 P6: a SIGSTOPped node)", (t) => {
+  const r = new ReplicaCore(NODES, 10);
+  const timeout = { ok: false as const, code: "TIMEOUT", message: "request to qjm.default.jn.jn1.read timed out" };
+  const idle = { ok: true as const, records: Buffer.alloc(0), count: 0 };
+  t.is(r.onRead(timeout).kind, "reject");
+  t.is(r.nextRead().node, "jn2");
+  r.onRead(idle);
+  t.is(r.nextRead().node, "jn3");
+  r.onRead(idle);
+  t.is(r.nextRead().node, "jn2", "jn1 is passed over");
+  // After SLOW_SKIP_READS reads it is asked again; another timeout passes it over twice as long.
+  let reads = 4;
+  while (reads < SLOW_SKIP_READS + 1) {
+    t.not(r.nextRead().node, "jn1", `read ${reads}`);
+    r.onRead(idle);
+    reads++;
+  }
+  for (let i = 0; i < 2 && r.nextRead().node !== "jn1"; i++) r.onRead(idle);
+  t.is(r.nextRead().node, "jn1", "asked again");
+  r.onRead(timeout);
+  for (let i = 0; i < 2 * SLOW_SKIP_READS - 2; i++) {
+    t.not(r.nextRead().node, "jn1");
+    r.onRead(idle);
+  }
+  // An answer clears it at once; with every node timing out, none is passed over.
+  const all = new ReplicaCore(NODES, 10);
+  for (const node of NODES) {
+    t.is(all.nextRead().node, node);
+    all.onRead(timeout);
+  }
+  t.is(all.nextRead().node, "jn1", "every node slow: the rotation goes on");
 });
