@@ -4,7 +4,7 @@
  *
  *   1. a whole local cluster as `npm start` runs it (src/cluster/local_cluster.ts: 3 journal nodes, 3 data nodes),
  *      its own nats-server, with BOUNDS_SETTINGS (1 MiB segments, 8 of them, an 8 MiB editlog, a snapshot every
- *      20,000 records, a purge margin and dedupe window of 5,000 records);
+ *      20,000 records, a purge margin and dedupe window of 5,000 records, the data nodes' V8 old space 96 MiB);
  *   2. 150,000 SETs of 200-byte values from 200 clients of the client library (src/client/), each its own NATS
  *      connection and client id, closed loop, over the workload's KEY_SPACE keys;
  *   3. every SAMPLE_MS: the master's VmRSS (/proc/<pid>/status of the data node that is master: the pid in the master
@@ -46,6 +46,9 @@ export const BOUNDS_SETTINGS: Partial<Config> = {
   // that fits in it; the dedupe window may not exceed the margin (config.ts).
   purgeMarginRecords: 5_000,
   dedupeWindowRecords: 5_000,
+  // V8's old-space limit of the data nodes: without one, on a large host the master's heap grew to ~160 MiB of which
+  // under 64 MiB was live (RSS ~280 MiB); with 96 MiB it collects sooner. BENCH_BOUNDS_HEAP_MB=0: node's own.
+  dataNodeHeapMb: 96,
 };
 const WRITES = 150_000;
 const CLIENTS = 200;
@@ -197,6 +200,15 @@ class Sampler {
   }
 }
 
+/** BENCH_BOUNDS_HEAP_MB, validated: the data nodes' old-space limit (BOUNDS_SETTINGS's unless given). */
+export function boundsHeapMb(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.BENCH_BOUNDS_HEAP_MB;
+  if (raw === undefined || raw === "") return BOUNDS_SETTINGS.dataNodeHeapMb ?? 0;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`BENCH_BOUNDS_HEAP_MB=${raw}: not a whole number ≥ 0`);
+  return n;
+}
+
 /** The master's pid, from the master heartbeats (the highest epoch wins); every pid seen, in order. */
 class MasterWatch {
   pid = 0;
@@ -247,7 +259,7 @@ async function drive(clients: QjmClient[]): Promise<{ writes: number; errors: nu
 async function startPhase(cleanup: Cleanup, dir: string): Promise<{ cluster: LocalCluster; clients: QjmClient[] }> {
   const nats = await startBenchNats(cleanup, path.join(dir, "nats"));
   const actors = defaults.journalNodes.length + defaults.dataNodes.length;
-  const config: Partial<Config> = { ...BOUNDS_SETTINGS, dataRedisPortBase: await freePortRange(defaults.dataNodes.length), respPort: 0, metricsPort: await freePortRange(actors) };
+  const config: Partial<Config> = { ...BOUNDS_SETTINGS, dataNodeHeapMb: boundsHeapMb(), dataRedisPortBase: await freePortRange(defaults.dataNodes.length), respPort: 0, metricsPort: await freePortRange(actors) };
   const cluster = await startLocalCluster({ natsUrl: nats.url, dataDir: path.join(dir, "data"), config, output: "files" });
   cleanup.add("redis-qjm local cluster", () => cluster.stop());
   for (const child of cluster.actors.values()) trackServer(child, "actors");
@@ -364,7 +376,7 @@ const mb = (b: number): string => (b / (1024 * 1024)).toFixed(1);
 export function boundsReport(phases: BoundsPhase[]): string {
   const lines: string[] = [];
   const s = BOUNDS_SETTINGS;
-  lines.push(`bounds: segmentMaxBytes ${s.segmentMaxBytes}, maxSegments ${s.maxSegments}, editlogMaxBytes ${s.editlogMaxBytes}, snapshotEveryRecords ${s.snapshotEveryRecords}, purgeMarginRecords ${s.purgeMarginRecords}, dedupeWindowRecords ${s.dedupeWindowRecords}; ${WRITES} SETs of ${VALUE.length} bytes from ${CLIENTS} clients`);
+  lines.push(`bounds: segmentMaxBytes ${s.segmentMaxBytes}, maxSegments ${s.maxSegments}, editlogMaxBytes ${s.editlogMaxBytes}, snapshotEveryRecords ${s.snapshotEveryRecords}, purgeMarginRecords ${s.purgeMarginRecords}, dedupeWindowRecords ${s.dedupeWindowRecords}, dataNodeHeapMb ${boundsHeapMb()}; ${WRITES} SETs of ${VALUE.length} bytes from ${CLIENTS} clients`);
   lines.push(`bound per node = editlogMaxBytes + snapshotsRetained (${defaults.snapshotsRetained}) × the largest snapshot seen on it; target: master RSS ≤ ${mb(RSS_TARGET_BYTES)} MiB, disk ≤ ${BOUND_FACTOR}× bound`);
   for (const p of phases) {
     lines.push("");
