@@ -4,6 +4,7 @@
  *
  *   BENCH_SECONDS=<s>   measured seconds per target per concurrency (default 5)
  *   BENCH_OUT=<file>    also write the results as JSON there
+ *   BENCH_KEEP=1        keep the servers' logs and data directories (printed at the end) whatever the outcome
  *   BENCH_TRACE_SAMPLE=<n>  redis-qjm traces 1 write in n (default 8; 0: off): the per-hop breakdown, and a third
  *                       redis-qjm run at 256 clients paced at half its peak for the replica lag (P4)
  *   BENCH_TARGETS=a,b   only the targets whose name contains one of these (the floor is measured with any other
@@ -13,6 +14,9 @@
  *   Redis + Sentinel); BENCH_FAILOVER_CLIENTS / _KILLS / _PARTITIONS / _SEED shape it (defaults 32 / 10 / 2 / 1)
  *   `redis-benchmark` selects redis-benchmark through the front doors (bench/redis_benchmark.ts: -P 1 and -P 16, 50
  *   clients, plain Redis, Redis appendfsync always, the master's and a replica's door; replies and state checked)
+ *   `bounds` selects the bounds bench (bench/bounds.ts, issue #13 P6: the master's RSS and the journal nodes' disk
+ *   under 150,000 SETs from 200 clients, with all journal nodes up and with one SIGSTOPped; about 3 minutes;
+ *   BENCH_BOUNDS_HEAP_MB=<n> the data nodes' V8 old-space limit, default 96, 0: node's own)
  */
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -20,6 +24,7 @@ import os from "node:os";
 import path from "node:path";
 import { BASELINES } from "./baselines.js";
 import { BOOTSTRAP_TARGET, bootstrapKeys, bootstrapMarkdown, bootstrapReport, runBootstrapBench, type BootstrapBenchResult } from "./bootstrap.js";
+import { BOUNDS_TARGET, boundsFailed, boundsReport, runBoundsBench, type BoundsPhase } from "./bounds.js";
 import { killServersOnExit } from "./cleanup.js";
 import { failoverMarkdown, failoverNotes, failoverSettings, failoverTextTable, runFailoverBench, type FailoverResult } from "./failover.js";
 import { runTarget, type Measurement, type TargetFactory } from "./harness.js";
@@ -66,6 +71,7 @@ async function main(): Promise<number> {
   const failoverWanted = selects(FAILOVER_TARGET);
   const failover = failoverWanted ? failoverSettings() : null;
   const redisBenchmarkWanted = selects(REDIS_BENCHMARK_TARGET);
+  const boundsWanted = selects(BOUNDS_TARGET);
 
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "redis-qjm-bench-"));
   // Removed on every exit (including Ctrl-C), except when a failed target's logs are worth reading.
@@ -80,6 +86,7 @@ async function main(): Promise<number> {
   let bootstrapFailed = false;
   let failoverResults: FailoverResult[] = [];
   let redisBenchmark: RedisBenchmarkResult | null = null;
+  let bounds: BoundsPhase[] | null = null;
   try {
     for (const factory of factories) {
       for (const clients of CONCURRENCIES) {
@@ -102,8 +109,11 @@ async function main(): Promise<number> {
     }
     if (failover !== null) failoverResults = await runFailoverBench(root, [sentinelFailover, qjmFailover], failover);
     if (redisBenchmarkWanted) redisBenchmark = await runRedisBenchmarkBench(fs.mkdtempSync(path.join(root, "redis-benchmark-")), seconds);
+    if (boundsWanted) bounds = await runBoundsBench(root);
   } finally {
-    keepRoot = results.some((r) => r.writes === 0) || bootstrapFailed || failoverFailed(failoverResults) || (redisBenchmark?.problems.length ?? 0) > 0;
+    keepRoot = (bounds !== null && boundsFailed(bounds)) || results.some((r) => r.writes === 0) || bootstrapFailed || failoverFailed(failoverResults) || (redisBenchmark?.problems.length ?? 0) > 0;
+    // BENCH_KEEP=1: the servers' logs and data stay for reading, whatever the outcome.
+    keepRoot ||= process.env.BENCH_KEEP === "1";
     if (keepRoot) console.error(`bench: server logs kept in ${root}`);
   }
 
@@ -144,6 +154,11 @@ async function main(): Promise<number> {
   }
 
   if (redisBenchmark !== null) printRedisBenchmark(redisBenchmark, stamp, seconds);
+  if (bounds !== null) {
+    console.log("");
+    console.log(`<!-- ${stamp} -->`);
+    console.log(boundsReport(bounds));
+  }
 
   const out = process.env.BENCH_OUT;
   if (out !== undefined && out !== "") {
@@ -158,10 +173,11 @@ async function main(): Promise<number> {
       bootstrap,
       failover: failover === null ? null : { settings: failover, results: failoverResults },
       redisBenchmark,
+      bounds,
     });
     console.error(`bench: results written to ${out}`);
   }
-  return rows.some((r) => r.writes === 0) || bootstrapFailed || failoverFailed(failoverResults) || (redisBenchmark?.problems.length ?? 0) > 0 ? 1 : 0;
+  return rows.some((r) => r.writes === 0) || (bounds !== null && boundsFailed(bounds)) || bootstrapFailed || failoverFailed(failoverResults) || (redisBenchmark?.problems.length ?? 0) > 0 ? 1 : 0;
 }
 
 function printRedisBenchmark(r: RedisBenchmarkResult, stamp: string, seconds: number): void {

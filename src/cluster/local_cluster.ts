@@ -84,6 +84,11 @@ export function actorSpecs(config: Config): ActorSpec[] {
   return [...journalNodes, ...(dataNodes.length > 0 ? dataNodes : singleMaster)];
 }
 
+/** A data node's (or master's, replica's) V8 old-space limit, when the config sets one (dataNodeHeapMb). */
+export function heapArgs(config: Config, spec: ActorSpec): string[] {
+  return spec.script !== "journal-node" && config.dataNodeHeapMb > 0 ? [`--max-old-space-size=${config.dataNodeHeapMb}`] : [];
+}
+
 /** The NATS user an actor connects as. */
 function natsUserOf(spec: ActorSpec): NatsUser {
   const role = spec.script === "journal-node" ? "journal" : spec.script === "data-node" ? "data" : spec.script;
@@ -118,7 +123,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     if (spec === undefined) throw new Error(`no actor ${name}`);
     const script = path.join(ACTORS_DIR, `${spec.script}.js`);
     // Each actor its own metrics port, handed to it (never picked by racing for one): its place in `specs`.
-    const argv = [...(options.nodeArgs ?? []), script, ...spec.args, "--metrics-port", String(metricsPortOf(config, specs.indexOf(spec)))];
+    const argv = [...(options.nodeArgs ?? []), ...heapArgs(config, spec), script, ...spec.args, "--metrics-port", String(metricsPortOf(config, specs.indexOf(spec)))];
     // Each actor connects as its own NATS user; none when the nats-server is not ours (never a caller's own QJM_NATS_CREDS_FILE).
     const env: NodeJS.ProcessEnv = { ...sharedEnv, [envName("natsCredsFile")]: nats.auth === null ? "" : credsFile(config.dataDir, name) };
     // Each actor's list starts at another server (it tries them in order): a server's death cuts off only its share.

@@ -58,6 +58,14 @@ export const defaults = {
   dataNodes: ["d1", "d2", "d3"],
   /** First port of the data nodes' redis-servers (d1 = this, d2 = this + 1, …). */
   dataRedisPortBase: 6395,
+  /**
+   * V8's old-space limit of each data node in MiB (`--max-old-space-size`, given by `npm start` and the local cluster;
+   * under systemd set it in NODE_OPTIONS). 0: node's own, which on a large host lets the master's heap grow to 150 MiB
+   * and more before a full collection while under 64 MiB of it is live (bench/RESULTS.md, P6). A limit below what the
+   * configured write bounds can hold at once (writesInflightBytesMax, dedupeWindowBytesMax…) risks an out-of-memory
+   * exit under large writes: a failover.
+   */
+  dataNodeHeapMb: 0,
   /** The master publishes its heartbeat (epoch, committed txid) this often. */
   masterHeartbeatIntervalMs: 100,
   /** A data node that heard no master for this long starts an election (the most caught-up standby first). */
@@ -207,13 +215,16 @@ export const defaults = {
   maxSegments: 16,
   /** …or once its segment files hold more bytes than this. */
   editlogMaxBytes: 1024 * 1024 * 1024,
-  /** Segments merged into one are at most this large together. */
+  /** Segments merged into one are at most this large together (and at most a quarter of editlogMaxBytes). */
   mergedSegmentMaxBytes: 256 * 1024 * 1024,
   /** Records kept below the newest majority-held snapshot when purging, for replicas that lag a little. */
   purgeMarginRecords: 100_000,
   /** How often a journal node checks whether to compact. */
   compactionCheckMs: 1000,
-  /** A replica snapshots its Redis once it applied this many records past the newest snapshot (0: never). */
+  /**
+   * A replica snapshots its Redis once it applied this many records past the newest snapshot (0: never), or sooner
+   * once purgeMarginRecords plus the records past it come to half of editlogMaxBytes (by their mean size).
+   */
   snapshotEveryRecords: 100_000,
   /** Snapshots each journal node keeps (the newest ones). */
   snapshotsRetained: 2,
@@ -508,6 +519,7 @@ export function validateConfig(c: Config): string[] {
   if (c.heartbeatIntervalMs * 3 > c.journalHeartbeatTimeoutMs) errors.push("journalHeartbeatTimeoutMs must be at least three heartbeats");
   if (c.journalInflightBytesMax < c.batchBytesMax) errors.push("journalInflightBytesMax must hold at least one batch");
   if (c.maxSegments < 2) errors.push("maxSegments must be at least 2");
+  if (c.dataNodeHeapMb !== 0 && c.dataNodeHeapMb < 64) errors.push("dataNodeHeapMb must be 0 (node's own) or at least 64");
   if (c.snapshotsRetained < 1) errors.push("snapshotsRetained must be at least 1");
   if (c.segmentMaxBytes < c.batchBytesMax) errors.push("segmentMaxBytes must hold at least one batch");
   // replay: a Redis drops a master silent for repl-timeout (60 s by default).

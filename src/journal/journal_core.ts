@@ -763,7 +763,8 @@ export class JournalCore {
   /**
    * What to compact, given each segment's size on disk and the snapshots held here (pure: changes nothing). Only once
    * the editlog passes a count or size threshold: finalized segments wholly below the durable snapshot (less a margin
-   * for lagging replicas) are purged; if still too many, runs of small consecutive finalized segments are merged.
+   * for lagging replicas) are purged; if still too many, runs of small consecutive finalized segments past the durable
+   * snapshot are merged.
    * Snapshots older than the newest `snapshotsRetained` durable ones are deleted (newer, not yet durable ones stay).
    */
   compactionPlan(sizes: ReadonlyMap<number, number>, snapshots: readonly number[], limits: CompactionLimits): CompactionPlan {
@@ -782,9 +783,15 @@ export class JournalCore {
     // Small: under half the merged size, so a merged segment is seldom rewritten again. Never the newest finalized
     // segment: a recovery may still address it by its start (a writer that died between a roll's finalize and the next
     // start), and nodes that merged it differently could then neither prepare nor accept it: no writer ever again.
+    // Never what the durable snapshot covers: only the margin keeps it, and a purge drops it once the next snapshot is
+    // durable — a merge would copy it first, and bind it to newer records no purge may drop yet (issue #13 P6).
+    // A merged segment is at most a quarter of the editlog bound, too: a merge's copy then adds at most that much to an
+    // editlog already over its bound, and a later purge drops a merged file soon after its records fall below the
+    // snapshot instead of waiting for a whole long run to (issue #13 P6: one 7 MiB merge doubled an 8 MiB editlog).
+    const mergedMax = Math.min(limits.mergedSegmentMaxBytes, Math.floor(limits.editlogMaxBytes / 4));
     const newestFinalized = this.newestFinalizedStart();
     const small = (seg: SegmentState): boolean =>
-      !seg.inProgress && seg.endTxid >= seg.startTxid && seg.startTxid !== newestFinalized && size(seg) < limits.mergedSegmentMaxBytes / 2;
+      !seg.inProgress && seg.endTxid >= seg.startTxid && seg.endTxid > durable && seg.startTxid !== newestFinalized && size(seg) < mergedMax / 2;
     let run: SegmentState[] = [];
     let runBytes = 0;
     const close = (): void => {
@@ -794,7 +801,7 @@ export class JournalCore {
     };
     for (const seg of kept) {
       const follows = run.length > 0 && seg.startTxid === run[run.length - 1].endTxid + 1;
-      if (!small(seg) || (run.length > 0 && (!follows || runBytes + size(seg) > limits.mergedSegmentMaxBytes))) close();
+      if (!small(seg) || (run.length > 0 && (!follows || runBytes + size(seg) > mergedMax))) close();
       if (small(seg)) {
         run.push({ ...seg });
         runBytes += size(seg);

@@ -35,7 +35,7 @@ import { warmFrom, WindowWarmup } from "../dedupe/window_warmup.js";
 import { assert } from "../util/assert.js";
 import { writeFileDurably } from "../util/durable_file.js";
 import type { Logger } from "../util/log.js";
-import { ReplicaCore } from "./replica_core.js";
+import { ReplicaCore, SnapshotSchedule } from "./replica_core.js";
 
 export { APPLIED_KEY };
 
@@ -70,6 +70,7 @@ export class Replica {
   private readonly password: string;
   /** The newest snapshot this replica knows a majority holds. */
   private snapshotTxid = 0;
+  private readonly snapshotSchedule: SnapshotSchedule;
   /** A snapshot being saved and uploaded (one at a time), and when the last one was tried. */
   private snapshotRunning: Promise<void> | null = null;
   private snapshotTriedMs = 0;
@@ -106,6 +107,7 @@ export class Replica {
     this.snapshots = new SnapshotClient(nc, this.jc, config.cluster, config, log);
     this.events = new EventPublisher(nc, config.cluster, `replica.${id}`, log);
     this.password = redisPassword(config.dataDir);
+    this.snapshotSchedule = new SnapshotSchedule(config, config.dataNodes.includes(id) ? config.dataNodes.indexOf(id) : config.replicas.indexOf(id));
   }
 
   async start(): Promise<void> {
@@ -293,15 +295,14 @@ export class Replica {
     this.events.publish({ type: "bootstrapped", actor: `replica.${this.id}`, txid: done.txid, bytes: done.bytes, fromNode: done.node, ms: done.ms, downloadMs: done.downloadMs });
   }
 
-  /** A snapshot, when one is due and the last try is journalRequestTimeoutMs old. */
+  /** A snapshot, when one is due and the last failed try is journalRequestTimeoutMs old. */
   private async snapshotIfDue(): Promise<void> {
     if (this.snapshotDue() && Date.now() - this.snapshotTriedMs >= this.config.journalRequestTimeoutMs) await this.startSnapshot();
   }
 
-  /** Time for a snapshot: enough applied past the newest durable one, none running, the last try not too recent. */
+  /** Time for a snapshot: enough applied past the newest durable one (SnapshotSchedule), none running. */
   private snapshotDue(): boolean {
-    const every = this.config.snapshotEveryRecords;
-    return every > 0 && this.snapshotRunning === null && this.core!.appliedTxid - this.snapshotTxid >= every;
+    return this.snapshotRunning === null && this.snapshotSchedule.due(this.core!.appliedTxid, this.snapshotTxid);
   }
 
   /**
@@ -339,6 +340,8 @@ export class Replica {
       this.log.info({ txid, bytes: saved.bytes }, "snapshot saved; uploading to the journal nodes");
       const holders = await this.snapshots.upload(saved.path, txid, clusterId, (p) => (this.progress = { phase: "upload", snapshotTxid: txid, ...p }));
       this.snapshotTxid = Math.max(this.snapshotTxid, txid);
+      // The pause between tries is for failures: the next snapshot may start as soon as it is due (issue #13 P6).
+      this.snapshotTriedMs = 0;
       this.m.snapshotsUploaded.inc();
       this.events.publish({ type: "snapshotDurable", txid, bytes: saved.bytes, nodes: holders });
     })()
@@ -379,11 +382,14 @@ export class Replica {
   }
 
   private async apply(records: RecordView[]): Promise<void> {
+    // Records are contiguous (the core checked): a txid's record is at txid - first.
+    const first = records[0]?.txid ?? 0;
     try {
       await applyRecords(this.feeder!, this.client!, records, {
         marker: this.marker,
         applied: (txid, write) => {
           this.core!.onApplied(txid);
+          this.snapshotSchedule.observe(records[txid - first].length);
           this.window?.observe(txid, write);
         },
       });

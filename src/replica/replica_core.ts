@@ -30,6 +30,15 @@ export type ReadOutcome =
 /** An outcome before the refusals in a row are counted. */
 type Verdict = Exclude<ReadOutcome, { kind: "reject" }> | Omit<Extract<ReadOutcome, { kind: "reject" }>, "alarming">;
 
+/**
+ * Reads a node whose read timed out (stopped, partitioned) is passed over while another node is not, at first; each
+ * timeout in a row doubles it, up to SLOW_SKIP_READS_MAX. A read of a silent node costs the whole request timeout:
+ * a replica that rotated onto a SIGSTOPped node each time it caught up fell seconds behind, and its snapshots with it
+ * (issue #13 P6). Counted in reads, not time, so the simulator replays it.
+ */
+export const SLOW_SKIP_READS = 64;
+export const SLOW_SKIP_READS_MAX = 4096;
+
 /** What the adapter does once it handled an outcome (other than a bootstrap, after which it reads at once). */
 export type NextStep = { kind: "read" } | { kind: "pause"; ms: number };
 
@@ -56,6 +65,9 @@ export class ReplicaCore {
   private retried = false;
   /** The last read's outcome, and what it said (next() decides by them). */
   private last: { kind: ReadOutcome["kind"]; roundEnded: boolean; servedAll: boolean } | null = null;
+  /** Reads so far, and the nodes whose last read timed out: passed over until read `until` (SLOW_SKIP_READS). */
+  private reads = 0;
+  private readonly slow = new Map<string, { until: number; skip: number }>();
 
   constructor(
     readonly nodes: readonly string[],
@@ -76,12 +88,34 @@ export class ReplicaCore {
     return { node: this.nodes[this.nodeIndex % this.nodes.length], fromTxid: this.applied + 1 };
   }
 
+  /** The next node, passing over those that timed out lately while another one has not. */
   private rotate(): void {
-    this.nodeIndex = (this.nodeIndex + 1) % this.nodes.length;
+    for (let i = 0; i < this.nodes.length; i++) {
+      this.nodeIndex = (this.nodeIndex + 1) % this.nodes.length;
+      if (!this.passedOver(this.nodes[this.nodeIndex])) return;
+    }
+  }
+
+  private passedOver(node: string): boolean {
+    const s = this.slow.get(node);
+    return s !== undefined && this.reads < s.until && this.nodes.some((n) => n !== node && !this.slow.has(n));
+  }
+
+  /** A timeout marks the node slow (doubling its pause in reads); any answer clears it. */
+  private noteTimeout(reply: ReadReply): void {
+    const node = this.nodes[this.nodeIndex % this.nodes.length];
+    if (reply.ok || reply.code !== "TIMEOUT") {
+      this.slow.delete(node);
+      return;
+    }
+    const skip = Math.min(SLOW_SKIP_READS_MAX, (this.slow.get(node)?.skip ?? SLOW_SKIP_READS / 2) * 2);
+    this.slow.set(node, { until: this.reads + skip, skip });
   }
 
   /** Validates a read reply. Records are committed ones: journal nodes serve nothing past their commit index. */
   onRead(reply: ReadReply): ReadOutcome {
+    this.reads++;
+    this.noteTimeout(reply);
     const outcome = this.judge(reply);
     const roundEnded = outcome.kind !== "apply" && this.misses === 0;
     // The node served up to its own commit index: nothing more there (its finalized segments may reach past it).
@@ -184,5 +218,57 @@ export class ReplicaCore {
 
   private pause(ms: number): NextStep {
     return { kind: "pause", ms };
+  }
+}
+
+/** What decides when a replica snapshots (config: snapshotEveryRecords, editlogMaxBytes, purgeMarginRecords). */
+export interface SnapshotLimits {
+  snapshotEveryRecords: number;
+  editlogMaxBytes: number;
+  purgeMarginRecords: number;
+}
+
+/**
+ * When a replica snapshots (issue #13 P6), pure: every `snapshotEveryRecords` records past the newest durable snapshot,
+ * or sooner once the editlog a purge would leave behind — the margin below the snapshot plus what was applied past it
+ * — reaches half of `editlogMaxBytes`, so that the journal nodes' purge keeps their editlog under its bound. Counting
+ * records alone, a log of large records outgrew the bound long before the count came round. Bytes are estimated from
+ * the records this replica applied (their mean size): it does not see what another replica's snapshot skipped.
+ * Never sooner than an eighth of the bound past the snapshot, so a margin larger than the bound does not snapshot
+ * without pause (the margin then bounds the editlog, not editlogMaxBytes).
+ *
+ * Replicas are staggered by `rank` (the data node's place in the configuration): each threshold is 1 + rank/8 times
+ * the first's. Replicas that apply the same records reach one threshold together, and their uploads then refused
+ * each other on the journal nodes (one upload at a time each: "stored on 0 of 3"), so neither became durable; the
+ * first's snapshot is durable before the next replica's threshold comes, and that one counts from it.
+ */
+export class SnapshotSchedule {
+  private bytes = 0;
+  private records = 0;
+  private readonly stagger: number;
+
+  constructor(
+    private readonly limits: SnapshotLimits,
+    rank = 0,
+  ) {
+    this.stagger = 1 + Math.max(0, rank) / 8;
+  }
+
+  /** A record of `bytes` (header and payload) was applied. */
+  observe(bytes: number): void {
+    this.bytes += bytes;
+    this.records++;
+  }
+
+  /** True when a snapshot is due, `appliedTxid` applied and `snapshotTxid` the newest durable snapshot known. */
+  due(appliedTxid: number, snapshotTxid: number): boolean {
+    const every = this.limits.snapshotEveryRecords;
+    if (every <= 0) return false;
+    const past = appliedTxid - snapshotTxid;
+    if (past >= every * this.stagger) return true;
+    if (this.records === 0 || past <= 0) return false;
+    const mean = this.bytes / this.records;
+    const bound = this.limits.editlogMaxBytes;
+    return past * mean >= Math.max(bound / 2 - this.limits.purgeMarginRecords * mean, bound / 8) * this.stagger;
   }
 }

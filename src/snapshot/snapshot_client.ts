@@ -11,11 +11,12 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { quorumSize, type Config } from "../config/config.js";
 import { request } from "../nats/bus.js";
 import { ErrorCode, QjmError, toErrorReply } from "../protocol/errors.js";
-import { parseSnapshotReply, type SnapshotInfo, type SnapshotReply, type SnapshotRequest } from "../protocol/messages.js";
+import { parseSnapshotReply, type JournalRequest, type SnapshotInfo, type SnapshotReply, type SnapshotRequest } from "../protocol/messages.js";
 import { snapshotSubjectOf, subjects } from "../protocol/subjects.js";
 import type { Logger } from "../util/log.js";
 import type { JournalClient } from "../master/journal_client.js";
 import { transferProgress, type TransferProgress } from "../util/progress.js";
+import { firstSuccesses } from "../util/quorum.js";
 
 export type SnapshotLimits = Pick<Config, "journalNodes" | "snapshotChunkBytes" | "snapshotChunksInflightMax" | "journalRequestTimeoutMs">;
 
@@ -67,43 +68,50 @@ export class SnapshotClient {
 
   /**
    * Uploads `file` (a snapshot holding every record up to txid) to every journal node; once a majority fsynced it,
-   * tells every node it is durable. Returns the nodes that hold it; throws NO_QUORUM if fewer than a majority do.
+   * tells those nodes it is durable (a later holder when its copy completes). Returns the majority that holds it;
+   * throws NO_QUORUM if fewer than a majority do.
    */
   async upload(file: string, txid: number, clusterId: string, onProgress?: (p: TransferProgress) => void): Promise<string[]> {
     const { bytes, sha256 } = await fileDigest(file);
     const info: SnapshotInfo = { txid, bytes, sha256 };
     const started = Date.now();
     let slowest = 0;
-    const results = await Promise.all(
-      this.limits.journalNodes.map(async (node) => {
-        const handle = await fsp.open(file, "r");
-        const read = async (offset: number, length: number): Promise<Uint8Array> => {
-          const buf = Buffer.allocUnsafe(length);
-          const { bytesRead } = await handle.read(buf, 0, length, offset);
-          if (bytesRead !== length) throw new Error(`${file} shrank while it was uploaded`);
-          return buf;
-        };
-        const sent = (at: number): void => {
-          if (at <= slowest) return;
-          slowest = at;
-          onProgress?.(transferProgress(at, bytes, Date.now() - started));
-        };
-        try {
-          await this.uploadTo(node, info, clusterId, read, sent);
-          return node;
-        } catch (err) {
-          this.log.warn({ node, txid, err: (err as Error).message }, "snapshot upload to a journal node failed");
-          return null;
-        } finally {
-          await handle.close();
-        }
-      }),
-    );
-    const holders = results.filter((n): n is string => n !== null);
-    if (holders.length < quorumSize(this.limits.journalNodes.length)) {
+    const attempts = this.limits.journalNodes.map(async (node): Promise<string | null> => {
+      const handle = await fsp.open(file, "r");
+      const read = async (offset: number, length: number): Promise<Uint8Array> => {
+        const buf = Buffer.allocUnsafe(length);
+        const { bytesRead } = await handle.read(buf, 0, length, offset);
+        if (bytesRead !== length) throw new Error(`${file} shrank while it was uploaded`);
+        return buf;
+      };
+      const sent = (at: number): void => {
+        if (at <= slowest) return;
+        slowest = at;
+        onProgress?.(transferProgress(at, bytes, Date.now() - started));
+      };
+      try {
+        await this.uploadTo(node, info, clusterId, read, sent);
+        return node;
+      } catch (err) {
+        this.log.warn({ node, txid, err: (err as Error).message }, "snapshot upload to a journal node failed");
+        return null;
+      } finally {
+        await handle.close();
+      }
+    });
+    // Durable once a majority holds it: a stopped or partitioned node answers only when its requests time out, and
+    // waiting for it held back every purge (issue #13 P6). Its copy goes on (its own open handle); if it completes,
+    // that node is marked then.
+    const quorum = quorumSize(this.limits.journalNodes.length);
+    const holders = await firstSuccesses(attempts, quorum);
+    if (holders.length < quorum) {
       throw new QjmError(ErrorCode.NO_QUORUM, `snapshot ${txid} stored on ${holders.length} of ${this.limits.journalNodes.length} journal nodes`);
     }
-    await this.jc.callAll(this.limits.journalNodes, { type: "snapshotDurable", txid, clusterId });
+    const durable: JournalRequest = { type: "snapshotDurable", txid, clusterId };
+    await this.jc.callAll(holders, durable);
+    this.limits.journalNodes.forEach((node, i) => {
+      if (!holders.includes(node)) void attempts[i].then((held) => (held === null ? undefined : this.jc.call(node, durable)), () => undefined);
+    });
     return holders;
   }
 

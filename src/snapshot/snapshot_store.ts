@@ -101,6 +101,12 @@ export class SnapshotLog {
     yield* this.expireIdle(nowMs);
     const running = this.uploads.get(info.txid);
     if (running !== undefined) yield* this.abort(running);
+    // A newer snapshot supersedes an older upload that has not sent a chunk yet (the oldest first): a node back from a
+    // SIGSTOP took its backlog of stale begins, whose uploaders had given up, and the first held the only slot for
+    // snapshotUploadIdleMs, refusing the durable snapshot the writer's catch-up copies — so it never purged (issue #13
+    // P6). An upload under way keeps its slot; a superseded uploader's first chunk is refused.
+    const older = [...this.uploads.values()].filter((u) => u.info.txid < info.txid && u.offset === 0).sort((a, b) => a.info.txid - b.info.txid);
+    while (this.uploads.size >= this.limits.snapshotUploadsMax && older.length > 0) yield* this.abort(older.shift()!);
     if (this.uploads.size >= this.limits.snapshotUploadsMax) {
       throw new QjmError(ErrorCode.OVERLOADED, `${this.uploads.size} snapshot uploads already run here`);
     }

@@ -150,12 +150,13 @@ test("snapshot store - a bad SHA-256, a short upload or a chunk past the size is
   t.deepEqual(store.list(), [infoOf(14, data)]);
 });
 
-test("snapshot store - a second concurrent upload over snapshotUploadsMax is OVERLOADED", async (t) => {
+test("snapshot store - a second concurrent upload over snapshotUploadsMax is OVERLOADED (while the first is under way)", async (t) => {
   const d = root(t);
   const store = await opened(t, d);
   const a = rdb(100, 5);
   const b = rdb(100, 6);
   await store.begin(infoOf(20, a), 0);
+  await store.chunk(20, 0, a.subarray(0, 64), 0);
   await refusedWith(t, store.begin(infoOf(30, b), 10), "OVERLOADED", "one upload at a time");
   t.false(files(d).includes(snapshotFileName(30) + ".tmp"), "the refused upload opened no file");
   // The same snapshot begun again restarts its own upload: no second slot taken.
@@ -174,12 +175,29 @@ test("snapshot store - a second concurrent upload over snapshotUploadsMax is OVE
   const wide = await opened(t, root(t), { ...limits, snapshotUploadsMax: 2 });
   await wide.begin(infoOf(40, a), 0);
   await wide.begin(infoOf(50, b), 0);
-  await refusedWith(t, wide.begin(infoOf(60, a), 0), "OVERLOADED", "a third of two");
-  await sendChunks(wide, 50, b);
-  await sendChunks(wide, 40, a);
+  await wide.chunk(40, 0, a.subarray(0, 64), 0);
+  await wide.chunk(50, 0, b.subarray(0, 64), 0);
+  await refusedWith(t, wide.begin(infoOf(60, a), 0), "OVERLOADED", "a third of two, both under way");
+  await wide.chunk(50, 64, b.subarray(64), 0);
+  await wide.chunk(40, 64, a.subarray(64), 0);
   await wide.end(40);
   await wide.end(50);
   t.is(wide.list().length, 2);
+});
+
+test("snapshot store - a newer snapshot's begin supersedes an older one begun and silent (a node back from SIGSTOP, issue #13 P6)", async (t) => {
+  const d = root(t);
+  const store = await opened(t, d);
+  const a = rdb(100, 9);
+  const b = rdb(100, 10);
+  await store.begin(infoOf(20, a), 0);
+  await refusedWith(t, store.begin(infoOf(10, b), 0), "OVERLOADED", "an older one waits");
+  await store.begin(infoOf(30, b), 0);
+  t.false(files(d).includes(snapshotFileName(20) + ".tmp"), "20's file went");
+  await refusedWith(t, store.chunk(20, 0, a.subarray(0, 64), 0), "OUT_OF_SYNC", "20 gave way");
+  await sendChunks(store, 30, b);
+  await store.end(30);
+  t.deepEqual(store.list(), [infoOf(30, b)]);
 });
 
 test("snapshot store - an idle upload expires: its slot frees and its file goes", async (t) => {

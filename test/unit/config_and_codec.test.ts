@@ -1,5 +1,5 @@
 import test from "ava";
-import { rotatedUrls } from "../../src/cluster/local_cluster.js";
+import { actorSpecs, heapArgs, rotatedUrls } from "../../src/cluster/local_cluster.js";
 import { defaults, envName, loadConfig, natsUrlPort, natsUrls, quorumSize, validateConfig } from "../../src/config/config.js";
 import { decode, encode } from "../../src/protocol/codec.js";
 import { QjmError } from "../../src/protocol/errors.js";
@@ -334,4 +334,15 @@ test("config - replicaBackstopPollMs may not be below replicaPollMs", (t) => {
   t.deepEqual(validateConfig({ ...defaults }), []);
   t.true(validateConfig({ ...defaults, replicaBackstopPollMs: 5 }).some((e) => e.includes("replicaBackstopPollMs")));
   t.true(validateConfig({ ...defaults, replicaPollMs: 0 }).some((e) => e.includes("replicaPollMs")));
+});
+
+test("config - dataNodeHeapMb: 0 gives node's own heap; a limit goes to every data node, never to a journal node (issue #13 P6)", (t) => {
+  t.deepEqual(actorSpecs(defaults).flatMap((spec) => heapArgs(defaults, spec)), []);
+  const limited = { ...defaults, dataNodeHeapMb: 96 };
+  t.deepEqual(
+    actorSpecs(limited).map((spec) => [spec.name, heapArgs(limited, spec)]),
+    [["jn1", []], ["jn2", []], ["jn3", []], ["d1", ["--max-old-space-size=96"]], ["d2", ["--max-old-space-size=96"]], ["d3", ["--max-old-space-size=96"]]],
+  );
+  t.deepEqual(validateConfig(limited), []);
+  t.regex(validateConfig({ ...defaults, dataNodeHeapMb: 32 }).join(";"), /dataNodeHeapMb/);
 });

@@ -1133,3 +1133,31 @@ test("journal core - a commit hint of another epoch or segment, or to a faulty n
   const corrupt = new JournalCore("jn1", { meta: { promisedEpoch: 3, writerEpoch: 3, accepted: null }, segments: [{ startTxid: 1, endTxid: 5, inProgress: true }], fault: "segment 1 is corrupt" });
   t.false(corrupt.learnCommit({ epoch: 3, segmentTxid: 1, committedTxid: 5 }));
 });
+
+test("journal core - compaction never merges segments at or below the durable snapshot: the margin keeps them, a later purge drops them (issue #13 P6)", (t) => {
+  // Snapshot at 30, margin 25: nothing is purged yet (up to 5), and 1..30 waits for the next snapshot's purge.
+  const n = log([[1, 10], [11, 20], [21, 30], [31, 40], [41, 50], [51, 60]], 30);
+  const plan = n.compactionPlan(sizesOf(n, 100), [30], { ...limits, purgeMarginRecords: 25 });
+  t.deepEqual(plan.purge, []);
+  t.deepEqual(plan.merges, [{ startTxid: 31, endTxid: 60, parts: [fin(31, 40), fin(41, 50), fin(51, 60)] }], "only what the snapshot does not cover yet");
+  // A segment that straddles the snapshot is not covered: it may be merged with what follows.
+  const straddle = log([[1, 10], [11, 20], [21, 30], [31, 40], [41, 50]], 25);
+  t.deepEqual(
+    straddle.compactionPlan(sizesOf(straddle, 100), [25], { ...limits, purgeMarginRecords: 25 }).merges.map((m) => [m.startTxid, m.endTxid]),
+    [[21, 50]],
+  );
+});
+
+test("journal core - a merged segment is at most a quarter of editlogMaxBytes (issue #13 P6: a merge doubled the editlog)", (t) => {
+  // mergedSegmentMaxBytes 1000 would take 4 × 100 bytes; editlogMaxBytes 800 caps a merge at 200: runs of two.
+  const n = log([[1, 10], [11, 20], [21, 30], [31, 40], [41, 50]]);
+  t.deepEqual(
+    n.compactionPlan(sizesOf(n, 99), [], { ...limits, editlogMaxBytes: 800 }).merges.map((m) => [m.startTxid, m.endTxid]),
+    [
+      [1, 20],
+      [21, 40],
+    ],
+  );
+  // Segments of half that cap or more are not small: none is merged.
+  t.deepEqual(n.compactionPlan(sizesOf(n, 100), [], { ...limits, editlogMaxBytes: 800 }).merges, []);
+});

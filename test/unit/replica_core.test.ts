@@ -1,5 +1,5 @@
 import test from "ava";
-import { ReplicaCore } from "../../src/replica/replica_core.js";
+import { ReplicaCore, SLOW_SKIP_READS, SnapshotSchedule } from "../../src/replica/replica_core.js";
 import { encodeEffects, encodeRecord } from "../../src/segment/record.js";
 import { AssertionError } from "../../src/util/assert.js";
 
@@ -242,4 +242,74 @@ test("replica core - one node refusing a read is routine; only faulty records or
   t.like(r.onRead(notFound), { kind: "reject", alarming: false });
   t.like(r.onRead(notFound), { kind: "reject", alarming: true }, "every node refused in a row");
   t.like(r.onRead({ ok: true, records: Buffer.from("garbage"), count: 1 }), { kind: "reject", faulty: true, alarming: true });
+});
+
+test("replica snapshot schedule - every snapshotEveryRecords, or once margin + records past the snapshot reach half the editlog bound (issue #13 P6)", (t) => {
+  const limits = { snapshotEveryRecords: 20_000, editlogMaxBytes: 1024 * 1024, purgeMarginRecords: 1024 };
+  const s = new SnapshotSchedule(limits);
+  t.false(s.due(19_999, 0), "no record seen yet: the count alone");
+  t.true(s.due(20_000, 0));
+  for (let i = 0; i < 10; i++) s.observe(256);
+  // 256-byte records: half the bound (512 KiB) less the margin (256 KiB) is 1,024 records past the snapshot.
+  t.false(s.due(1023, 0));
+  t.true(s.due(1024, 0));
+  t.false(s.due(5000 + 1023, 5000), "counted from the newest durable snapshot");
+  t.true(s.due(5000 + 1024, 5000));
+  t.false(s.due(5000, 5000));
+  t.false(new SnapshotSchedule({ ...limits, snapshotEveryRecords: 0 }).due(1_000_000, 0), "0: never");
+});
+
+test("replica snapshot schedule - a margin past half the bound snapshots every eighth of the bound, not without pause", (t) => {
+  const s = new SnapshotSchedule({ snapshotEveryRecords: 20_000, editlogMaxBytes: 1024 * 1024, purgeMarginRecords: 10_000 });
+  s.observe(256);
+  t.false(s.due(511, 0));
+  t.true(s.due(512, 0), "128 KiB of 256-byte records");
+});
+
+test("replica snapshot schedule - replicas are staggered by rank, so two do not upload at once and refuse each other", (t) => {
+  const limits = { snapshotEveryRecords: 20_000, editlogMaxBytes: 1024 * 1024, purgeMarginRecords: 1024 };
+  const first = new SnapshotSchedule(limits, 0);
+  const second = new SnapshotSchedule(limits, 2);
+  for (const s of [first, second]) s.observe(256);
+  t.true(first.due(1024, 0));
+  t.false(second.due(1024, 0), "1.25 × the first's threshold");
+  t.false(second.due(1279, 0));
+  t.true(second.due(1280, 0));
+  t.false(second.due(24_999, 24_000), "counted from the first's durable snapshot");
+  const idle = new SnapshotSchedule(limits, 2);
+  t.false(idle.due(24_999, 0), "the record count is staggered too");
+  t.true(idle.due(25_000, 0));
+});
+
+test("replica core - a node whose read timed out is passed over for a while, not asked each round (issue #13 P6: a SIGSTOPped node)", (t) => {
+  const r = new ReplicaCore(NODES, 10);
+  const timeout = { ok: false as const, code: "TIMEOUT", message: "request to qjm.default.jn.jn1.read timed out" };
+  const idle = { ok: true as const, records: Buffer.alloc(0), count: 0 };
+  t.is(r.onRead(timeout).kind, "reject");
+  t.is(r.nextRead().node, "jn2");
+  r.onRead(idle);
+  t.is(r.nextRead().node, "jn3");
+  r.onRead(idle);
+  t.is(r.nextRead().node, "jn2", "jn1 is passed over");
+  // After SLOW_SKIP_READS reads it is asked again; another timeout passes it over twice as long.
+  let reads = 4;
+  while (reads < SLOW_SKIP_READS + 1) {
+    t.not(r.nextRead().node, "jn1", `read ${reads}`);
+    r.onRead(idle);
+    reads++;
+  }
+  for (let i = 0; i < 2 && r.nextRead().node !== "jn1"; i++) r.onRead(idle);
+  t.is(r.nextRead().node, "jn1", "asked again");
+  r.onRead(timeout);
+  for (let i = 0; i < 2 * SLOW_SKIP_READS - 2; i++) {
+    t.not(r.nextRead().node, "jn1");
+    r.onRead(idle);
+  }
+  // An answer clears it at once; with every node timing out, none is passed over.
+  const all = new ReplicaCore(NODES, 10);
+  for (const node of NODES) {
+    t.is(all.nextRead().node, node);
+    all.onRead(timeout);
+  }
+  t.is(all.nextRead().node, "jn1", "every node slow: the rotation goes on");
 });

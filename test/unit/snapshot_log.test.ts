@@ -131,3 +131,24 @@ test("snapshot log - an upload given up (idle, corrupt) leaves no file; a stored
   t.deepEqual([...disk.files.keys()].filter((n) => n.endsWith(".tmp")), []);
   t.deepEqual(log.list().map((s) => s.txid), [10]);
 });
+
+test("snapshot log - a newer snapshot's upload supersedes the oldest chunk-less one when the slots are full (issue #13 P6)", (t) => {
+  const disk = withSnapshot();
+  const log = new SnapshotLog(limits);
+  runSync(log.open(), disk);
+  const data = rdb(100, 4);
+  runSync(log.begin(infoOf(30, data), 0), disk);
+  runSync(log.chunk(30, 0, data.subarray(0, 64), 0), disk);
+  runSync(log.begin(infoOf(40, data), 0), disk);
+  t.throws(() => runSync(log.begin(infoOf(20, data), 0), disk), { message: /uploads already run/ }, "an older one waits");
+  runSync(log.begin(infoOf(50, data), 0), disk);
+  t.throws(() => runSync(log.chunk(40, 0, data.subarray(0, 64), 0), disk), { message: /no upload of snapshot 40/ }, "40, begun and silent, gave way");
+  runSync(log.chunk(50, 0, data.subarray(0, 64), 0), disk);
+  t.throws(() => runSync(log.begin(infoOf(60, data), 0), disk), { message: /uploads already run/ }, "30 and 50 under way: neither gives way");
+  runSync(log.chunk(30, 64, data.subarray(64), 0), disk);
+  runSync(log.end(30), disk);
+  runSync(log.chunk(50, 64, data.subarray(64), 0), disk);
+  runSync(log.end(50), disk);
+  t.deepEqual([...disk.files.keys()].filter((n) => n.endsWith(".tmp")), [], "40's file went with it");
+  t.deepEqual(log.list().map((s) => s.txid), [10, 30, 50]);
+});
