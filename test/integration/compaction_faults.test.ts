@@ -70,6 +70,7 @@ test("compaction faults - kill -9 of a journal node at 20 seeded moments while i
   const history = new History();
   const l = startLoad(tc, history, 16, "k");
   let leftovers = 0;
+  const restoreMs: number[] = [];
   try {
     await until("a first compaction", 60000, () => (seen.some((e) => e.type === "compacted") ? true : undefined));
     for (let i = 0; i < 20; i++) {
@@ -85,7 +86,10 @@ test("compaction faults - kill -9 of a journal node at 20 seeded moments while i
       const st = await until(`${node} up again`, 30000, async () => (await tc.status()).find((s) => s.id === node));
       t.true(st.health === "ok" || st.health === "restoring", `${node} restarts on a valid log (health ${st.health}, fault ${String(st.details.fault)})`);
       t.deepEqual(contiguousLog(tc, node), [], `${node}'s segments do not overlap after restart ${i + 1}`);
+      const restarted = Date.now();
       await masterSees(tc, node, "healthy");
+      restoreMs.push(Date.now() - restarted);
+      t.log(`kill ${i + 1}: ${node} healthy again ${restoreMs.at(-1)} ms after its restart`);
       if (/of an interrupted merge/.test(fs.readFileSync(logFile).subarray(before).toString("utf8"))) leftovers++;
     }
   } finally {
