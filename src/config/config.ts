@@ -139,6 +139,13 @@ export const defaults = {
   /** Read-and-append rounds one catch-up may take before it gives up until the next interval. */
   catchUpRoundsMax: 1000,
   /**
+   * A segment roll that comes due while a journal node is caught up waits for that catch-up at most this long: a roll
+   * discards a catch-up of the segment before it, and with segments rolling faster than a catch-up takes (small
+   * segments, heavy writes, a loaded machine) a restarted node was never restored. Writes go on meanwhile; the
+   * segment grows past its bounds by what they add. 0: rolls never wait.
+   */
+  rollHoldForCatchUpMs: 5000,
+  /**
    * Requests a writer's recovery may spend catching up journal nodes left behind (each a read of at most readBytesMax
    * from a peer, or its copy onto the node), before it gives up the attempt: a node far behind is copied by the
    * serving writer instead, and an election never waits on a long copy (512 requests ≈ 128 MiB at 512 KiB reads).

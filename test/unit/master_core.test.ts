@@ -247,6 +247,69 @@ test("master core - roll: admission stops, journaled writes drain, then the driv
   );
 });
 
+/** A core whose jn3 went silent and is heard again at 700: the catch-up it starts. */
+function catchingUpJn3(l: MasterLimits): { core: MasterCore; catchUp: MasterReady["startCatchUp"][number] } {
+  const core = serving(l);
+  core.heartbeat("jn1", 300);
+  core.heartbeat("jn2", 300);
+  core.tick(450);
+  core.ready();
+  for (const node of N3) core.heartbeat(node, 700);
+  core.tick(700);
+  return { core, catchUp: core.ready().startCatchUp[0] };
+}
+
+/** Two writes fill a 2-record segment, acked by jn1 and jn2 at 702. */
+function fillSegment(core: MasterCore): MasterReady {
+  core.write(1, 1, false, 700);
+  core.write(2, 1, false, 700);
+  const r = runAdmitted(core, core.ready(), 701);
+  return ack(core, r.send, ["jn1", "jn2"], 702);
+}
+
+test("master core - a roll due while a node is caught up waits for the catch-up, writes going on; the node then finalizes with the others", (t) => {
+  const { core, catchUp } = catchingUpJn3({ ...limits, segmentMaxRecords: 2, rollHoldForCatchUpMs: 1000 });
+  t.is(catchUp.node, "jn3");
+  let r = fillSegment(core);
+  t.is(r.answers.length, 2);
+  // Before: the roll ran at once; the catch-up's next answer found another writer, or its rejoin came while the roll
+  // ran and the node was masked again ("did not open the next segment"): with rolls faster than a catch-up, never restored.
+  t.is(r.roll, null, "segmentMaxRecords reached while jn3 is caught up for this segment: the roll waits");
+  core.write(3, 1, false, 703);
+  r = runAdmitted(core, core.ready(), 704);
+  t.is(core.inflight, 1, "writes are admitted meanwhile");
+  r = ack(core, r.send, ["jn1", "jn2"], 705);
+  t.deepEqual(r.answers.map((a) => a.id), [3]);
+  t.is(r.roll, null);
+  core.caughtUp("jn3", core.writer!.rejoinTxid, catchUp.writer);
+  r = core.ready();
+  t.deepEqual(r.events, [{ type: "restored", node: "jn3", lastTxid: 13 }]);
+  t.not(r.roll, null, "the catch-up ended: the roll starts");
+  t.deepEqual([...r.roll!.writer.inSyncNodes].sort(), N3, "jn3 finalizes the segment with the others");
+  core.rolled(r.roll!.writer, N3, 710);
+  r = core.ready();
+  t.deepEqual(r.events.map((e) => e.type), ["segmentRolled"], "jn3 is not masked again");
+  t.true(core.writer!.isInSync("jn3"));
+});
+
+test("master core - a roll waits for a catch-up at most rollHoldForCatchUpMs after it came due", (t) => {
+  const { core } = catchingUpJn3({ ...limits, segmentMaxRecords: 2, rollHoldForCatchUpMs: 1000 });
+  t.is(fillSegment(core).roll, null, "due at 702, held");
+  for (const node of N3) core.heartbeat(node, 1600);
+  core.tick(1600);
+  t.is(core.ready().roll, null, "still held at 1600");
+  for (const node of N3) core.heartbeat(node, 1702);
+  core.tick(1702);
+  const r = core.ready();
+  t.not(r.roll, null, "the catch-up never ended: the roll starts once the hold is over");
+  t.true(core.isCatchingUp("jn3"), "the catch-up itself goes on until its next answer");
+});
+
+test("master core - with rollHoldForCatchUpMs 0 a roll never waits for a catch-up", (t) => {
+  const { core } = catchingUpJn3({ ...limits, segmentMaxRecords: 2, rollHoldForCatchUpMs: 0 });
+  t.not(fillSegment(core).roll, null);
+});
+
 test("master core - a failed roll fails the term", (t) => {
   const core = serving({ ...limits, segmentMaxRecords: 1 });
   core.write(1, 1, false, 0);
