@@ -142,7 +142,7 @@ export const defaults = {
    * A segment roll that comes due while a journal node is caught up waits for that catch-up at most this long: a roll
    * discards a catch-up of the segment before it, and with segments rolling faster than a catch-up takes (small
    * segments, heavy writes, a loaded machine) a restarted node was never restored. Writes go on meanwhile; the
-   * segment grows past its bounds by what they add. 0: rolls never wait.
+   * segment grows past its bounds by what they add, at most to twice them (ROLL_HOLD_GROWTH_MAX). 0: rolls never wait.
    */
   rollHoldForCatchUpMs: 5000,
   /**

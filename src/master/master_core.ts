@@ -33,6 +33,9 @@ export type WriteId = number;
 /** What Redis answered a write. */
 export type Outcome = { ok: true; value: unknown } | { ok: false; message: string };
 
+/** A roll held for a catch-up (rollHeld) runs anyway once its segment holds this many times its bounds. */
+export const ROLL_HOLD_GROWTH_MAX = 2;
+
 export type MasterLimits = WriterLimits &
   Pick<
     Config,
@@ -682,10 +685,12 @@ export class MasterCore {
    * Whether a due roll waits for a catch-up of `w`, at most rollHoldForCatchUpMs. A roll discards the catch-up (its
    * next answer finds another writer; one that ends while the roll runs rejoins a writer whose segment the node did
    * not finalize, and is masked again): with a roll every ~100 ms under load, a restarted node went unrestored for
-   * over a minute (CI, compaction_faults). Admission goes on meanwhile, so no write waits for a catch-up.
+   * over a minute (CI, compaction_faults). Admission goes on meanwhile, so no write waits for a catch-up; the segment
+   * grows meanwhile, at most to ROLL_HOLD_GROWTH_MAX times its bounds (bytes and records), then the roll runs.
    */
   private rollHeld(w: WriterCore): boolean {
-    if (![...this.catchingUp.values()].includes(w)) {
+    const grown = w.segmentBytes >= ROLL_HOLD_GROWTH_MAX * this.limits.segmentMaxBytes || w.segmentRecords >= ROLL_HOLD_GROWTH_MAX * this.limits.segmentMaxRecords;
+    if (grown || ![...this.catchingUp.values()].includes(w)) {
       this.rollHeldSinceMs = null;
       return false;
     }

@@ -5,7 +5,7 @@
  */
 import test from "ava";
 import { defaults } from "../../src/config/config.js";
-import { MasterCore, isEmptyReady, type MasterLimits, type MasterReady, type SendOrder } from "../../src/master/master_core.js";
+import { MasterCore, ROLL_HOLD_GROWTH_MAX, isEmptyReady, type MasterLimits, type MasterReady, type SendOrder } from "../../src/master/master_core.js";
 import { encodeEffects } from "../../src/segment/record.js";
 import { DedupeWindow } from "../../src/dedupe/dedupe_window.js";
 
@@ -303,6 +303,20 @@ test("master core - a roll waits for a catch-up at most rollHoldForCatchUpMs aft
   const r = core.ready();
   t.not(r.roll, null, "the catch-up never ended: the roll starts once the hold is over");
   t.true(core.isCatchingUp("jn3"), "the catch-up itself goes on until its next answer");
+});
+
+test("master core - a roll held for a catch-up runs once its segment holds twice its bounds (ROLL_HOLD_GROWTH_MAX)", (t) => {
+  const { core } = catchingUpJn3({ ...limits, segmentMaxRecords: 2, rollHoldForCatchUpMs: 1000 });
+  t.is(fillSegment(core).roll, null, "2 records: held");
+  core.write(3, 1, false, 703);
+  let r = runAdmitted(core, core.ready(), 704);
+  t.is(ack(core, r.send, ["jn1", "jn2"], 705).roll, null, "3 records: held");
+  core.write(4, 1, false, 706);
+  r = runAdmitted(core, core.ready(), 707);
+  r = ack(core, r.send, ["jn1", "jn2"], 708);
+  t.is(ROLL_HOLD_GROWTH_MAX, 2);
+  t.not(r.roll, null, "4 records = twice segmentMaxRecords: the roll runs, the catch-up still under way");
+  t.true(core.isCatchingUp("jn3"));
 });
 
 test("master core - with rollHoldForCatchUpMs 0 a roll never waits for a catch-up", (t) => {
