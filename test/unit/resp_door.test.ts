@@ -1,6 +1,6 @@
 import test from "ava";
 import { CommandTable, type CommandInfo } from "../../src/redis/command_table.js";
-import { RespParser, type RespValue } from "../../src/redis/resp_parser.js";
+import { encodeCommand, RespParser, type RespValue } from "../../src/redis/resp_parser.js";
 import { replyValueOf } from "../../src/redis/reply_value.js";
 import { ConnectionState } from "../../src/frontdoor/connection_state.js";
 import { answerLocal, infoWithQjm, type LocalContext } from "../../src/frontdoor/local_commands.js";
@@ -249,14 +249,72 @@ test("INFO keyspace: only database 0, whatever the sections (a replica's applied
   t.regex(infoWithQjm(`# Server\r\nredis_version:7.0.15\r\n\r\n${redis}`, [], q), /# Keyspace\r\ndb0:keys=5,expires=0,avg_ttl=0\r\n\r\n# qjm\r\n/);
 });
 
-// Review finding C: a never-finished `*1048576` of empty arguments held ~34 MiB of heap per connection.
-test("request framing: each argument counts RESP_REQUEST_ITEM_OVERHEAD_BYTES against the bound (a million empty ones refused at the header)", (t) => {
-  const reader = new RequestReader({ requestBytesMax: 1024 * 1024 });
-  reader.push(b("*1048576\r\n" + "$0\r\n\r\n".repeat(1000)));
-  t.throws(() => reader.next(), { instanceOf: DoorProtocolError, message: /invalid multibulk length/ });
+// Review s22: SADD of 20,000 small members was refused by an argument-count bound (bound / 64) though its bytes fit.
+test("request framing: the count follows the bytes — 20,000 small arguments taken; a request past the byte bound refused as its bytes come, not at its header", (t) => {
+  const members = Array.from({ length: 20_000 }, (_, i) => `m${i}`);
   const ok = new RequestReader({ requestBytesMax: 1024 * 1024 });
-  ok.push(b(`*16384\r\n${"$0\r\n\r\n".repeat(16384)}`));
-  t.is(ok.next()?.length, 16384, "1 MiB / 64 arguments are taken");
+  ok.push(encodeCommand(["SADD", "s", ...members]));
+  t.is(ok.next()?.length, 20_002);
+  const empties = new RequestReader({ requestBytesMax: 1024 * 1024 });
+  empties.push(b(`*174000\r\n${"$0\r\n\r\n".repeat(174_000)}`));
+  t.is(empties.next()?.length, 174_000, "as many empty arguments as 1 MiB holds");
+  // Redis takes any count up to INT_MAX and waits for the arguments; so does the door, until their bytes pass the bound.
+  const huge = new RequestReader({ requestBytesMax: 1024 * 1024 });
+  huge.push(b("*1048576\r\n"));
+  t.is(huge.next(), undefined);
+  t.throws(() => {
+    for (let i = 0; i < 200; i++) {
+      huge.push(b("$0\r\n\r\n".repeat(1000)));
+      huge.next();
+    }
+  }, { instanceOf: DoorProtocolError, message: /request larger than 1048576 bytes/ });
+  const intMax = new RequestReader({ requestBytesMax: 1024 * 1024 });
+  intMax.push(b("*2147483648\r\n"));
+  t.throws(() => intMax.next(), { instanceOf: DoorProtocolError, message: "invalid multibulk length" });
+});
+
+test("request framing: Redis 7.0's reading of odd bytes (networking.c), each case as redis-server answers it", (t) => {
+  const cases: [string, (Buffer[] | string)[]][] = [
+    ["*01\r\n$4\r\nPING\r\n", ["invalid multibulk length"]],
+    ["*1\r\n$04\r\nPING\r\n", ["invalid bulk length"]],
+    ["*+1\r\n", ["invalid multibulk length"]],
+    ["*  1\r\n", ["invalid multibulk length"]],
+    ["*x\r\n", ["invalid multibulk length"]],
+    ["*-1\r\n*0\r\nPING\r\n", [[], [], args("PING")]],
+    ["*1\r\n$4\r\nPINGXX\r\n", [args("PING"), []]], // the two bytes after a bulk string are skipped unread; "\r\n" is then an empty line
+    ["*1\r\n$4\r\nPINGPING\r\n", [args("PING"), args("NG")]],
+    ["*1\r\n$-1\r\n", ["invalid bulk length"]],
+    ["*1\r\n$x\r\n", ["invalid bulk length"]],
+    ["*1\r\n:1\r\n", ["expected '$', got ':'"]],
+    ["*1\r\n*1\r\n", ["expected '$', got '*'"]],
+    ["$4\r\nPING\r\n", [args("$4"), args("PING")]], // not `*`: inline lines
+    ["*1\rX$4\rXPING\r\n", [args("PING")]], // the byte after a header's \r is not looked at
+    ["GET \"open\r\n", ["unbalanced quotes in request"]],
+    ["PING\n", [args("PING")]],
+  ];
+  for (const [input, expected] of cases) {
+    const reader = new RequestReader({ requestBytesMax: 1024 * 1024 });
+    reader.push(b(input));
+    const got: (Buffer[] | string)[] = [];
+    try {
+      for (let r = reader.next(); r !== undefined; r = reader.next()) got.push(r);
+    } catch (err) {
+      got.push((err as Error).message);
+    }
+    t.deepEqual(got, expected, JSON.stringify(input));
+  }
+  // A header line or an inline request without its line end: waited for up to 64 KiB, then refused.
+  for (const [start, text] of [["*1", "too big mbulk count string"], ["*1\r\n$1", "too big bulk count string"], ["GET", "too big inline request"]]) {
+    const reader = new RequestReader({ requestBytesMax: 1024 * 1024 });
+    reader.push(b(start + "1".repeat(60_000)));
+    t.is(reader.next(), undefined, start);
+    reader.push(b("1".repeat(10_000)));
+    t.throws(() => reader.next(), { instanceOf: DoorProtocolError, message: text }, start);
+  }
+  // A NUL before the line end hides it, as strchr does on Redis's query buffer: nothing is answered.
+  const nul = new RequestReader({ requestBytesMax: 1024 * 1024 });
+  nul.push(b("PI\u0000NG\r\n"));
+  t.is(nul.next(), undefined);
 });
 
 test("request framing before AUTH: Redis's small bounds (10 arguments, 16 KiB each); the full ones after authenticated(), pipelined bytes kept", (t) => {
