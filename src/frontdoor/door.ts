@@ -218,8 +218,8 @@ export class RespDoor implements DoorServices {
       password: this.o.config.respPassword,
       redisVersion: this.redisVersion,
       role: this.o.role,
-      clientList: () => [...this.sessions].map((s) => s.state.infoLine(now, s.inFlight)),
-      inFlight: session.inFlight,
+      self: session.asClient(),
+      clients: () => [...this.sessions].map((s) => s.asClient()),
       nowMs: now,
     });
   }

@@ -18,6 +18,7 @@ import type { OrderedWriter } from "../client/client.js";
 import type { RespValue } from "../redis/resp_parser.js";
 import type { ReplyValue } from "../segment/record.js";
 import type { Logger } from "../util/log.js";
+import type { DoorClient } from "./client_command.js";
 import type { ConnectionState } from "./connection_state.js";
 import { parseLastTxid, parseQjmWait, type LocalAnswer } from "./local_commands.js";
 import { DoorProtocolError, RequestReader } from "./request_framing.js";
@@ -143,6 +144,11 @@ export class Session {
   /** Request bytes this connection holds buffered (a request not yet complete, or not yet taken). */
   get bufferedBytes(): number {
     return this.charged;
+  }
+
+  /** This connection as CLIENT LIST and CLIENT KILL see it (client_command.ts). */
+  asClient(): DoorClient {
+    return { state: this.state, inFlight: this.inFlight, kill: () => this.close() };
   }
 
   close(): void {

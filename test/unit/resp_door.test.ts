@@ -4,6 +4,7 @@ import { encodeCommand, RespParser, type RespValue } from "../../src/redis/resp_
 import { replyValueOf } from "../../src/redis/reply_value.js";
 import { ConnectionState } from "../../src/frontdoor/connection_state.js";
 import { answerLocal, infoWithQjm, type LocalContext } from "../../src/frontdoor/local_commands.js";
+import { CLIENT_HELP, type DoorClient } from "../../src/frontdoor/client_command.js";
 import { DoorProtocolError, RequestReader, splitInlineArgs } from "../../src/frontdoor/request_framing.js";
 import { encodeReplyValue, encodeResp } from "../../src/frontdoor/resp_encoder.js";
 import { route, unknownCommand, writeError } from "../../src/frontdoor/router.js";
@@ -198,13 +199,17 @@ test("write errors: Redis's own text; TRYAGAIN only when certainly not applied; 
   t.is(writeError("CLOSED", "the client was closed"), "ERR qjm CLOSED outcome unknown, the write may have been applied: the client was closed");
 });
 
-function ctxOf(password = ""): LocalContext {
-  return { password, redisVersion: "7.0.15", role: () => "replica", clientList: () => ["id=1"], inFlight: 1, nowMs: 0 };
+/** A door's context for `self`, with one other connection (id 1) besides. */
+function ctxOf(password = "", self = new ConnectionState(7, "127.0.0.1:1", "127.0.0.1:2", 0, true), killed: number[] = []): LocalContext {
+  const client = (state: ConnectionState): DoorClient => ({ state, inFlight: 1, kill: () => killed.push(state.id) });
+  const me = client(self);
+  const other = client(new ConnectionState(1, "127.0.0.1:9", "127.0.0.1:2", 0, password !== ""));
+  return { password, redisVersion: "7.0.15", role: () => "replica", self: me, clients: () => [other, me], nowMs: 0 };
 }
 
 test("local commands: HELLO switches protocol and authenticates, AUTH, SELECT, CLIENT, RESET", (t) => {
   const s = new ConnectionState(7, "127.0.0.1:1", "127.0.0.1:2", 0, true);
-  const ctx = ctxOf("secret");
+  const ctx = ctxOf("secret", s);
   const reply = (a: Buffer[]): RespValue => {
     const r = answerLocal(a[0].toString().toLowerCase() as "hello", a, s, ctx);
     return "reply" in r ? r.reply : { type: "simple", value: "upstream" };
@@ -222,8 +227,8 @@ test("local commands: HELLO switches protocol and authenticates, AUTH, SELECT, C
   t.regex((reply(args("SELECT", "1")) as { value: string }).value, /SELECT 1 is not supported/);
   t.deepEqual(reply(args("CLIENT", "ID")), { type: "integer", value: 7 });
   // CLIENT LIST: every connection for an authenticated connection of a door with a password; without one, only itself.
-  t.is((reply(args("CLIENT", "LIST")) as { value: Buffer }).value.toString(), "id=1\n");
-  const anonymous = answerLocal("client", args("CLIENT", "LIST"), s, ctxOf(""));
+  t.regex((reply(args("CLIENT", "LIST")) as { value: Buffer }).value.toString(), /^id=1 [^\n]*\nid=7 [^\n]*\n$/);
+  const anonymous = answerLocal("client", args("CLIENT", "LIST"), s, ctxOf("", s));
   t.regex(("reply" in anonymous ? (anonymous.reply as { value: Buffer }).value : Buffer.alloc(0)).toString(), /^id=7 /);
   t.deepEqual(reply(args("CLIENT", "SETNAME", "a b")), { type: "error", value: "ERR Client names cannot contain spaces, newlines or special characters." });
   t.deepEqual(reply(args("RESET")), { type: "simple", value: "RESET" });
@@ -231,6 +236,51 @@ test("local commands: HELLO switches protocol and authenticates, AUTH, SELECT, C
   t.false(s.authenticated, "RESET forgets the authentication");
   t.deepEqual(answerLocal("quit", args("QUIT"), s, ctx), { reply: { type: "simple", value: "OK" }, close: true });
   t.deepEqual(answerLocal("config", args("CONFIG", "GET", "requirepass"), s, ctx), { reply: { type: "map", items: [] } }, "never a password");
+});
+
+// Review s22: CLIENT LIST ID ignored its filter; KILL, HELP, NO-EVICT… were refused. Texts are Redis 7.0.15's.
+test("CLIENT: LIST ID / TYPE filter, KILL by its filters and the old ip:port form, HELP, NO-EVICT; PAUSE and TRACKING refused plainly", (t) => {
+  const killed: number[] = [];
+  const self = new ConnectionState(7, "127.0.0.1:1", "127.0.0.1:2", 0, false);
+  const admin = ctxOf("secret", self, killed);
+  const run = (ctx: LocalContext, ...a: string[]): { reply: RespValue; close?: true } => {
+    const r = answerLocal("client", args(...a), self, ctx);
+    if (!("reply" in r)) throw new Error("no reply");
+    return r;
+  };
+  const text = (r: { reply: RespValue }): string => encodeResp(r.reply, 2).toString();
+  t.regex(text(run(admin, "CLIENT", "LIST", "ID", "1")), /^\$\d+\r\nid=1 [^\n]*\n\r\n$/);
+  t.is(text(run(admin, "CLIENT", "LIST", "ID", "2")), "$0\r\n\r\n");
+  t.is(text(run(admin, "CLIENT", "LIST", "ID", "1", "x")), "-ERR Invalid client ID\r\n");
+  t.is(text(run(admin, "CLIENT", "LIST", "ID")), "-ERR syntax error\r\n");
+  t.is(text(run(admin, "CLIENT", "LIST", "TYPE", "pubsub")), "$0\r\n\r\n");
+  t.is(text(run(admin, "CLIENT", "LIST", "TYPE", "foo")), "-ERR Unknown client type 'foo'\r\n");
+  t.is(text(run(admin, "CLIENT", "KILL", "ID", "999")), ":0\r\n");
+  t.is(text(run(admin, "CLIENT", "KILL", "ID", "x")), "-ERR client-id should be greater than 0\r\n");
+  t.is(text(run(admin, "CLIENT", "KILL", "USER", "nobody")), "-ERR No such user 'nobody'\r\n");
+  t.is(text(run(admin, "CLIENT", "KILL", "1.2.3.4:5")), "-ERR No such client\r\n");
+  t.is(text(run(admin, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "maybe")), "-ERR syntax error\r\n");
+  t.is(text(run(admin, "CLIENT", "KILL")), "-ERR wrong number of arguments for 'client|kill' command\r\n");
+  t.deepEqual(killed, []);
+  t.is(text(run(admin, "CLIENT", "KILL", "USER", "default")), ":1\r\n", "SKIPME yes by default");
+  t.deepEqual(killed, [1]);
+  t.is(text(run(admin, "CLIENT", "KILL", "127.0.0.1:9")), "+OK\r\n");
+  const me = run(admin, "CLIENT", "KILL", "ID", "7", "SKIPME", "no");
+  t.is(text(me), ":1\r\n");
+  t.true(me.close, "killing itself: the reply, then closed");
+  // Without a door password each connection is anonymous: it sees (and kills) only itself.
+  const anonymous = ctxOf("", self, killed);
+  t.is(text(run(anonymous, "CLIENT", "KILL", "ID", "1")), ":0\r\n");
+  t.deepEqual(killed, [1, 1]);
+  t.is((run(admin, "CLIENT", "HELP").reply as { items: RespValue[] }).items.length, CLIENT_HELP.length);
+  t.is(text(run(admin, "CLIENT", "NO-EVICT", "on")), "+OK\r\n");
+  t.is(text(run(admin, "CLIENT", "NO-EVICT", "maybe")), "-ERR syntax error\r\n");
+  t.is(text(run(admin, "CLIENT", "UNPAUSE")), "+OK\r\n");
+  t.regex(text(run(admin, "CLIENT", "PAUSE", "100")), /^-ERR qjm: CLIENT PAUSE is not supported/);
+  t.regex(text(run(admin, "CLIENT", "TRACKING", "on")), /^-ERR qjm: CLIENT TRACKING is not supported/);
+  t.is(text(run(admin, "CLIENT", "TRACKINGINFO")), "*6\r\n$5\r\nflags\r\n*1\r\n$3\r\noff\r\n$8\r\nredirect\r\n:-1\r\n$8\r\nprefixes\r\n*0\r\n");
+  t.is(text(run(admin, "CLIENT", "FOO")), "-ERR unknown subcommand 'FOO'. Try CLIENT HELP.\r\n");
+  t.is(text(run(admin, "CLIENT")), "-ERR wrong number of arguments for 'client' command\r\n");
 });
 
 test("INFO's qjm section: added when the sections asked for include it", (t) => {
