@@ -136,7 +136,7 @@ export function clientSubcommand(sub: string, args: readonly Buffer[], state: Co
     case "unpause":
       return { reply: OK };
     case "pause":
-      return { reply: error("ERR qjm: CLIENT PAUSE is not supported by the front door (it does not hold clients back; see docs/resp.md)") };
+      return { reply: pause(args) };
     case "tracking":
       return { reply: error("ERR qjm: CLIENT TRACKING is not supported by the front door (no invalidation messages; see docs/resp.md)") };
     case "trackinginfo":
@@ -258,6 +258,15 @@ function unblock(args: readonly Buffer[]): RespValue {
   if (!/^-?\d{1,19}$/.test(text(args[2]))) return error("ERR value is not an integer or out of range");
   if (args.length === 4 && !["timeout", "error"].includes(text(args[3]).toLowerCase())) return error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
   return integer(0);
+}
+
+/** CLIENT PAUSE timeout [WRITE|ALL]: Redis's checks of its arguments, then the door's refusal. */
+function pause(args: readonly Buffer[]): RespValue {
+  const timeout = text(args[2]);
+  if (!/^(0|-?[1-9]\d{0,18})$/.test(timeout) || BigInt(timeout) > 9223372036854775807n || BigInt(timeout) < -9223372036854775808n) return error("ERR timeout is not an integer or out of range");
+  if (timeout.startsWith("-")) return error("ERR timeout is negative");
+  if (args.length > 4 || (args.length === 4 && !["write", "all"].includes(text(args[3]).toLowerCase()))) return error("ERR CLIENT PAUSE mode must be WRITE or ALL");
+  return error("ERR qjm: CLIENT PAUSE is not supported by the front door (it does not hold clients back; see docs/resp.md)");
 }
 
 /** CLIENT TRACKINGINFO of a connection that is not tracking (every door connection). */
