@@ -118,7 +118,7 @@ export class Session {
   /** Request bytes buffered, as last told to the door. */
   private charged = 0;
   /** The txid of this connection's WATCHes (the lowest), known once each WATCH ran in order; null: none pending. */
-  private watchTxid: Promise<number> | null = null;
+  private watchTxid: { txid: number; unsettled: number } | null = null;
   /** Pub/sub's output bounds, once the connection subscribed. */
   private pubsubLimit: OutputLimit | null = null;
 
@@ -328,22 +328,16 @@ export class Session {
     const fresh = tx.watchedKeys === 0;
     const r = tx.watch(args.slice(1), 0);
     if ("error" in r) return done({ type: "error", value: r.error });
-    let settle!: (txid: number) => void;
-    const point = new Promise<number>((resolve) => (settle = resolve));
-    const before = fresh ? null : this.watchTxid;
-    this.watchTxid = before === null ? point : Promise.all([before, point]).then(([a, b]) => Math.min(a, b));
-    this.schedule("read", () =>
-      this.door.watchPoint(this.state).then(
-        (txid) => {
-          settle(txid);
-          done({ type: "simple", value: "OK" });
-        },
-        () => {
-          settle(0); // 0: older than any master's knowledge, so the EXEC is aborted (nil), never unchecked
-          done({ type: "simple", value: "OK" });
-        },
-      ),
-    );
+    // Read synchronously by EXEC's turn (it comes after the WATCHes' reads), so that nothing overtakes EXEC.
+    const w = fresh || this.watchTxid === null ? (this.watchTxid = { txid: Number.MAX_SAFE_INTEGER, unsettled: 0 }) : this.watchTxid;
+    w.unsettled++;
+    const settle = (txid: number): void => {
+      w.txid = Math.min(w.txid, txid);
+      w.unsettled--;
+      done({ type: "simple", value: "OK" });
+    };
+    // 0 when the point cannot be taken: older than any master's knowledge, so the EXEC is aborted (nil), never unchecked.
+    this.schedule("read", () => this.door.watchPoint(this.state).then(settle, () => settle(0)));
   }
 
   /** EXEC: the queued commands go through the journal as one transaction write, in the connection's write order. */
@@ -366,10 +360,12 @@ export class Session {
       // Each queued command's reply in its own shape; a WATCH abort is Redis's nil array (`*-1`; RESP3 null).
       this.fill(slot, encodeResp(w.ok ? execReply(r.tx, w.value, protocol) : { type: "error", value: w.error }, protocol), mixed?.close === true);
     };
+    // Sent as soon as its turn comes, not a microtask later: a write pipelined after EXEC joins the same run of writes
+    // and would be handed to the ordered group first (it ran before the EXEC on the master).
     this.schedule("write", () =>
-      (watchTxid ?? Promise.resolve(0))
-        .then(send)
-        .then(answer, (err: Error) => this.fill(slot, encodeResp({ type: "error", value: `ERR qjm INTERNAL ${err.message}` }, protocol), false)),
+      send(watchTxid === null || watchTxid.unsettled > 0 ? 0 : watchTxid.txid).then(answer, (err: Error) =>
+        this.fill(slot, encodeResp({ type: "error", value: `ERR qjm INTERNAL ${err.message}` }, protocol), false),
+      ),
     );
   }
 
