@@ -60,7 +60,13 @@ function exchange(port: number, c: Case): Promise<string> {
     const chunks: Buffer[] = [];
     const s = net.connect({ port, host: "127.0.0.1" }, () => s.write(payload));
     sockets.add(s);
+    // A guard, not a wait: a server that neither answers the closing PING nor closes fails the case.
+    const guard = setTimeout(() => {
+      chunks.push(Buffer.from(" [neither closed nor answered the closing PING in 10 s]"));
+      done();
+    }, 10_000);
     const done = (): void => {
+      clearTimeout(guard);
       s.destroy();
       sockets.delete(s);
       resolve(mask(Buffer.concat(chunks).toString("latin1")));
