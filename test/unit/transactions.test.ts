@@ -188,7 +188,8 @@ test("router: transaction control is the door's, with Redis's arity errors", (t)
   t.deepEqual(route(args("MULTI"), ctx), { kind: "tx", command: "multi" });
   t.deepEqual(route(args("watch", "a", "b"), ctx), { kind: "tx", command: "watch" });
   t.deepEqual(route(args("WATCH"), ctx), { kind: "refuse", error: "ERR wrong number of arguments for 'watch' command" });
-  t.deepEqual(route(args("EXEC", "x"), ctx), { kind: "refuse", error: "ERR wrong number of arguments for 'exec' command" });
+  // A refused EXEC answers as Redis's execCommandAbort (session.ts discards the transaction too).
+  t.deepEqual(route(args("EXEC", "x"), ctx), { kind: "refuse", error: "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command" });
 });
 
 test("noMultiRefusal: SAVE, SHUTDOWN (flagged no_multi) after MULTI answer Redis's own text, not the door's admin refusal", (t) => {
