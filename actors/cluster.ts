@@ -36,7 +36,8 @@ const servers = cluster.natsServers.map((s) => ({ url: s.url, pid: s.pid(), rout
 if (servers.length > 1) log.info({ servers }, `a routed cluster of ${servers.length} nats-servers; each actor tries them in its own order`);
 if (cluster.natsAuth) log.info({ nats: cluster.natsUrl, credentials: credentialsDir(cluster.dataDir) }, "nats-server started with a NATS user per actor; the CLI uses credentials/client.creds");
 if (cluster.natsAuth && tlsEnabled(config)) log.info({ tls: tlsDir(cluster.dataDir) }, "TLS only, client certificates required: run the CLI with QJM_TLS=1, or QJM_NATS_URL set to these tls:// URLs (certificates from tls/)");
-else log.warn({ nats: cluster.natsUrl }, "a nats-server already answers at QJM_NATS_URL: using it as it is, without generated NATS users or credentials");
+// natsAuth is false only when a nats-server already answered and was used as it is.
+if (!cluster.natsAuth) log.warn({ nats: cluster.natsUrl }, "a nats-server already answers at QJM_NATS_URL: using it as it is, without generated NATS users or credentials");
 log.info(
   { nats: cluster.natsUrl, cluster: cluster.cluster, dataDir: cluster.dataDir, actors: Object.fromEntries([...cluster.actors].map(([n, c]) => [n, c.pid])) },
   "local cluster started: try `npx redis-qjm status` and `npx redis-qjm write SET k v`; Ctrl-C stops it",

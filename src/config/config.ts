@@ -619,12 +619,17 @@ export function quorumSize(nodes: number): number {
 }
 
 /**
- * The front door counts this many bytes per argument of a request against respRequestBytesMax (review finding C):
- * each parsed argument costs the heap far more than its few bytes on the wire (`$0\r\n\r\n`: 6 bytes), so a request
- * of a million empty arguments held ~34 MiB per connection. A request may have at most bound / this arguments
- * (16,384 at 1 MiB).
+ * Redis 7.0's bounds on a request's framing (networking.c), which the front door applies as Redis does: a `*<n>`
+ * count above INT_MAX is `invalid multibulk length`; a header line or an inline request with no line end within
+ * PROTO_INLINE_MAX_SIZE (64 KiB) is refused (`too big mbulk count string`, `too big inline request`…). Nothing else
+ * bounds the count: a request's bytes do (respRequestBytesMax), and an argument takes at least 6 of them (`$0\r\n\r\n`),
+ * so a request within the byte bound holds at most bound / 6 arguments (174,762 at 1 MiB); an incomplete one costs the
+ * heap 8 bytes per argument besides its bytes (request_framing.ts keeps offsets, not objects, until it is whole).
  */
-export const RESP_REQUEST_ITEM_OVERHEAD_BYTES = 64;
+export const RESP_MULTIBULK_ITEMS_MAX = 2 ** 31 - 1;
+export const RESP_INLINE_BYTES_MAX = 64 * 1024;
+/** A request's bytes on the wire (headers and CRLFs included) may pass respRequestBytesMax by this much; one argument may not. */
+export const RESP_REQUEST_FRAMING_SLACK_BYTES = 64 * 1024;
 /** Before AUTH (a door with a password), a request has at most this many arguments (Redis: 10)… */
 export const RESP_UNAUTHENTICATED_ITEMS_MAX = 10;
 /** …each at most this many bytes (Redis: 16 KiB), so that unauthenticated connections hold little. */

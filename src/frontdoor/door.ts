@@ -29,7 +29,8 @@ import { ConnectionState } from "./connection_state.js";
 import { answerLocal, infoWithQjm, type LocalAnswer } from "./local_commands.js";
 import type { Protocol } from "./resp_encoder.js";
 import { refusalInTransaction } from "../redis/transaction.js";
-import { noMultiRefusal } from "./transaction_state.js";
+import { noMultiRefusal, queueingRefusal } from "./transaction_state.js";
+import { clientCommandRefusal } from "./client_command.js";
 import { route, writeError, type LocalCommand, type Route } from "./router.js";
 import { Session, type DoorServices, type WriteOutcome } from "./session.js";
 import { Upstream } from "./upstream.js";
@@ -218,8 +219,8 @@ export class RespDoor implements DoorServices {
       password: this.o.config.respPassword,
       redisVersion: this.redisVersion,
       role: this.o.role,
-      clientList: () => [...this.sessions].map((s) => s.state.infoLine(now, s.inFlight)),
-      inFlight: session.inFlight,
+      self: session.asClient(),
+      clients: () => [...this.sessions].map((s) => s.asClient()),
       nowMs: now,
     });
   }
@@ -294,8 +295,12 @@ export class RespDoor implements DoorServices {
     }
   }
 
-  noMultiRefusal(args: readonly Buffer[]): string | null {
-    return noMultiRefusal(this.o.commands(), args);
+  noMultiRefusal(args: readonly Buffer[], doorRun: boolean): string | null {
+    const commands = this.o.commands();
+    const no = noMultiRefusal(commands, args);
+    if (no !== null || !doorRun) return no;
+    // CLIENT's subcommands are the door's (SETINFO too, which Redis 7.0's table lacks).
+    return args[0].length === 6 && args[0].toString("latin1").toLowerCase() === "client" ? clientCommandRefusal(args) : queueingRefusal(commands, args);
   }
 
   txRefusal(args: readonly Buffer[]): string | null {

@@ -6,6 +6,7 @@
 import { timingSafeEqual, createHash } from "node:crypto";
 import { CONSISTENCY_LEVELS, type ConsistencyLevel } from "../config/config.js";
 import type { RespValue } from "../redis/resp_parser.js";
+import { clientCommandRefusal, clientSubcommand, type DoorClient } from "./client_command.js";
 import { validClientName, type ConnectionState } from "./connection_state.js";
 import { subscribedPing } from "./pubsub.js";
 import { array, bulk, error, integer, map, OK, simple, type Protocol } from "./resp_encoder.js";
@@ -17,10 +18,9 @@ export interface LocalContext {
   /** The node's redis-server version, for HELLO. */
   redisVersion: string;
   role: () => "master" | "replica";
-  /** CLIENT LIST's lines, one per door connection. */
-  clientList: () => string[];
-  /** This connection's requests in flight (CLIENT INFO). */
-  inFlight: number;
+  /** This connection and every connection of the door (CLIENT INFO, LIST, KILL). */
+  self: DoorClient;
+  clients: () => DoorClient[];
   nowMs: number;
 }
 
@@ -50,8 +50,7 @@ export function answerLocal(command: LocalCommand, args: readonly Buffer[], stat
     case "auth":
       return { reply: auth(args, state, ctx) };
     case "client":
-      if (args.length >= 2 && text(args[1]).toLowerCase() === "reply") return clientReply(args, state);
-      return { reply: client(args, state, ctx) };
+      return client(args, state, ctx);
     case "select":
       return { reply: select(args) };
     case "quit":
@@ -166,33 +165,14 @@ function hello(args: readonly Buffer[], state: ConnectionState, ctx: LocalContex
   ]);
 }
 
-function client(args: readonly Buffer[], state: ConnectionState, ctx: LocalContext): RespValue {
-  if (args.length < 2) return arity("client");
+function client(args: readonly Buffer[], state: ConnectionState, ctx: LocalContext): LocalAnswer {
+  const refusal = clientCommandRefusal(args);
+  if (refusal !== null) return { reply: error(refusal) };
   const sub = text(args[1]).toLowerCase();
-  switch (sub) {
-    case "id":
-      return integer(state.id);
-    case "getname":
-      return bulk(state.name);
-    case "setname": {
-      if (args.length !== 3) return arity("client|setname");
-      const name = text(args[2]);
-      if (!validClientName(name)) return error("ERR Client names cannot contain spaces, newlines or special characters.");
-      state.name = name === "" ? null : name;
-      return OK;
-    }
-    case "setinfo":
-      return setInfo(args, state);
-    case "info":
-      return bulk(`${state.infoLine(ctx.nowMs, ctx.inFlight)}\n`);
-    case "list":
-      // Redis keeps CLIENT LIST to admins: other clients' addresses and commands are theirs. Without a door password
-      // every connection is anonymous, so each sees only itself; with one, an authenticated connection is the admin.
-      if (ctx.password === "") return bulk(`${state.infoLine(ctx.nowMs, ctx.inFlight)}\n`);
-      return bulk(ctx.clientList().map((l) => `${l}\n`).join(""));
-    default:
-      return error(`ERR qjm: CLIENT ${text(args[1]).toUpperCase()} is not supported by the front door (ID, SETNAME, GETNAME, SETINFO, INFO, LIST, REPLY are)`);
-  }
+  if (sub === "reply") return clientReply(args, state);
+  if (sub === "setinfo") return { reply: setInfo(args, state) };
+  const answer = clientSubcommand(sub, args, state, { passwordSet: ctx.password !== "", self: ctx.self, clients: ctx.clients, nowMs: ctx.nowMs });
+  return answer.close === true ? { reply: answer.reply, close: true } : { reply: answer.reply };
 }
 
 /**
@@ -200,7 +180,6 @@ function client(args: readonly Buffer[], state: ConnectionState, ctx: LocalConte
  * itself. Pub/sub's frames (confirmations, messages) are still sent, as Redis sends them (session.ts).
  */
 function clientReply(args: readonly Buffer[], state: ConnectionState): LocalAnswer {
-  if (args.length !== 3) return { reply: arity("client|reply") };
   switch (text(args[2]).toLowerCase()) {
     case "on":
       state.replyOff = false;
@@ -218,7 +197,6 @@ function clientReply(args: readonly Buffer[], state: ConnectionState): LocalAnsw
 }
 
 function setInfo(args: readonly Buffer[], state: ConnectionState): RespValue {
-  if (args.length !== 4) return arity("client|setinfo");
   const attr = text(args[2]).toLowerCase();
   const value = text(args[3]);
   if (!validClientName(value)) return error(`ERR ${attr} cannot contain spaces, newlines or special characters.`);

@@ -74,6 +74,16 @@ export function notSupportedYet(what: string): string {
 
 export function route(args: readonly Buffer[], ctx: RouteContext): Route {
   const name = args[0].toString("latin1").toLowerCase();
+  const r = routed(name, args, ctx);
+  // Redis's rejectCommand answers a refused EXEC as execCommandAbort does (and discards the transaction: session.ts).
+  if (r.kind === "refuse" && name === "exec" && r.error.startsWith("ERR ")) return { kind: "refuse", error: `${EXEC_ABORT_PREFIX}${r.error.slice(4)}` };
+  return r;
+}
+
+/** A refused EXEC's text before the reason (Redis's execCommandAbort). */
+export const EXEC_ABORT_PREFIX = "EXECABORT Transaction discarded because of: ";
+
+function routed(name: string, args: readonly Buffer[], ctx: RouteContext): Route {
   const r = routeOf(name, args, ctx);
   if (r.kind === "refuse" || ctx.protocol !== 2 || !ctx.subscriptions) return r;
   const full = CONTAINERS.has(name) && args.length > 1 ? `${name}|${args[1].toString("latin1", 0, 64).toLowerCase()}` : name;

@@ -18,12 +18,15 @@ import type { OrderedWriter } from "../client/client.js";
 import type { RespValue } from "../redis/resp_parser.js";
 import type { ReplyValue } from "../segment/record.js";
 import type { Logger } from "../util/log.js";
+import type { DoorClient } from "./client_command.js";
 import type { ConnectionState } from "./connection_state.js";
 import { parseLastTxid, parseQjmWait, type LocalAnswer } from "./local_commands.js";
 import { DoorProtocolError, RequestReader } from "./request_framing.js";
 import { commandReply, execReply } from "./reply_shapes.js";
+import { MixedExec, type ExecHost } from "./exec_mixed.js";
+import type { DoorQueued } from "./transaction_state.js";
 import { encodeResp, type Protocol } from "./resp_encoder.js";
-import type { LocalCommand, QjmCommand, Route, TxCommand } from "./router.js";
+import { EXEC_ABORT_PREFIX, type LocalCommand, type QjmCommand, type Route, type TxCommand } from "./router.js";
 import { OutputLimit, parsePubSub, type PubSubCommand, type PubSubRequest, type PushFrame } from "./pubsub.js";
 
 /** What a session needs from its door. */
@@ -62,8 +65,11 @@ export interface DoorServices {
   transaction(writer: OrderedWriter, tx: Buffer[][], watch: { txid: number; keys: Buffer[] } | null): Promise<WriteOutcome>;
   /** Why `args` may not run inside a transaction (the master's rule, redis/transaction.ts), or null. */
   txRefusal(args: readonly Buffer[]): string | null;
-  /** Redis's own error for a command it never queues (flagged no_multi), or null. */
-  noMultiRefusal(args: readonly Buffer[]): string | null;
+  /**
+   * Redis's own error for a command it never queues (flagged no_multi), or null; `doorRun`: a command the door runs
+   * itself at EXEC, whose arity and subcommand Redis checks when queueing it (transaction_state.ts queueingRefusal).
+   */
+  noMultiRefusal(args: readonly Buffer[], doorRun: boolean): string | null;
   /** The txid a WATCH records: what this node had applied (after the session's floor). */
   watchPoint(state: ConnectionState): Promise<number>;
   closed(session: Session): void;
@@ -112,7 +118,7 @@ export class Session {
   /** Request bytes buffered, as last told to the door. */
   private charged = 0;
   /** The txid of this connection's WATCHes (the lowest), known once each WATCH ran in order; null: none pending. */
-  private watchTxid: Promise<number> | null = null;
+  private watchTxid: { txid: number; unsettled: number } | null = null;
   /** Pub/sub's output bounds, once the connection subscribed. */
   private pubsubLimit: OutputLimit | null = null;
 
@@ -143,6 +149,11 @@ export class Session {
   /** Request bytes this connection holds buffered (a request not yet complete, or not yet taken). */
   get bufferedBytes(): number {
     return this.charged;
+  }
+
+  /** This connection as CLIENT LIST and CLIENT KILL see it (client_command.ts). */
+  asClient(): DoorClient {
+    return { state: this.state, inFlight: this.inFlight, kill: () => this.close() };
   }
 
   close(): void {
@@ -264,18 +275,24 @@ export class Session {
   }
 
   /**
-   * A command after MULTI: queued (`+QUEUED`) when it would be served as a write or a read (or is PING, ECHO,
-   * UNWATCH, which Redis queues too); refused otherwise — its error now, and EXEC will answer EXECABORT.
+   * A command after MULTI: queued (`+QUEUED`) as Redis queues it — a write or a read for the transaction's journal
+   * write, the door's own commands (CLIENT, HELLO, SELECT, INFO, COMMAND, pub/sub…) to run in their place at EXEC
+   * (exec_mixed.ts); refused otherwise (QJM.LASTTXID / QJM.WAIT, what the door refuses anyway): its error now, and EXEC
+   * will answer EXECABORT.
    */
   private queue(args: Buffer[], route: Route, slot: Slot): void {
     const tx = this.state.tx;
     let answer: { ok: true } | { error: string };
-    const refusal = route.kind === "write" || route.kind === "read" ? this.door.txRefusal(args) : null;
-    const noMulti = this.door.noMultiRefusal(args);
+    const door = doorQueued(route, args);
+    const refusal = door === null && (route.kind === "write" || route.kind === "read") ? this.door.txRefusal(args) : null;
+    const noMulti = this.door.noMultiRefusal(args, door !== null);
     if (noMulti !== null) answer = tx.refused(noMulti);
-    else if (route.kind === "refuse") answer = tx.refused(route.error);
+    else if (route.kind === "refuse" && route.error.startsWith(EXEC_ABORT_PREFIX)) {
+      tx.clear(); // a refused EXEC (wrong arity) discards the transaction, as Redis's execCommandAbort
+      answer = { error: route.error };
+    } else if (route.kind === "refuse") answer = tx.refused(route.error);
     else if (refusal !== null) answer = tx.refused(refusal);
-    else if (route.kind === "write" || route.kind === "read" || (route.kind === "local" && (route.command === "ping" || route.command === "echo")) || (route.kind === "tx" && route.command === "unwatch")) answer = tx.add(args);
+    else if (door !== null || route.kind === "write" || route.kind === "read" || (route.kind === "tx" && route.command === "unwatch")) answer = tx.add(args, door);
     else answer = tx.refused(`ERR qjm: '${args[0].toString("latin1", 0, 32).toLowerCase()}' is not supported inside MULTI`);
     this.fill(slot, encodeResp("ok" in answer ? { type: "simple", value: "QUEUED" } : { type: "error", value: answer.error }, this.state.protocol), false);
   }
@@ -311,22 +328,16 @@ export class Session {
     const fresh = tx.watchedKeys === 0;
     const r = tx.watch(args.slice(1), 0);
     if ("error" in r) return done({ type: "error", value: r.error });
-    let settle!: (txid: number) => void;
-    const point = new Promise<number>((resolve) => (settle = resolve));
-    const before = fresh ? null : this.watchTxid;
-    this.watchTxid = before === null ? point : Promise.all([before, point]).then(([a, b]) => Math.min(a, b));
-    this.schedule("read", () =>
-      this.door.watchPoint(this.state).then(
-        (txid) => {
-          settle(txid);
-          done({ type: "simple", value: "OK" });
-        },
-        () => {
-          settle(0); // 0: older than any master's knowledge, so the EXEC is aborted (nil), never unchecked
-          done({ type: "simple", value: "OK" });
-        },
-      ),
-    );
+    // Read synchronously by EXEC's turn (it comes after the WATCHes' reads), so that nothing overtakes EXEC.
+    const w = fresh || this.watchTxid === null ? (this.watchTxid = { txid: Number.MAX_SAFE_INTEGER, unsettled: 0 }) : this.watchTxid;
+    w.unsettled++;
+    const settle = (txid: number): void => {
+      w.txid = Math.min(w.txid, txid);
+      w.unsettled--;
+      done({ type: "simple", value: "OK" });
+    };
+    // 0 when the point cannot be taken: older than any master's knowledge, so the EXEC is aborted (nil), never unchecked.
+    this.schedule("read", () => this.door.watchPoint(this.state).then(settle, () => settle(0)));
   }
 
   /** EXEC: the queued commands go through the journal as one transaction write, in the connection's write order. */
@@ -334,20 +345,44 @@ export class Session {
     const protocol = this.state.protocol;
     const r = this.state.tx.exec();
     if (r.kind === "error") return this.fill(slot, encodeResp({ type: "error", value: r.error }, protocol), false);
+    const mixed = r.queued.some((q) => q.door !== null) ? new MixedExec(r.queued, this.execHost()) : null;
+    // Nothing watched: the door's own commands run now, as they do outside MULTI; with a WATCH, once it held.
+    if (r.watch === null) mixed?.run();
     const watchTxid = r.watch === null ? null : this.watchTxid;
     this.watchTxid = null;
     const send = (txid: number): Promise<WriteOutcome> => this.door.transaction((this.writer ??= this.door.ordered()), r.tx, r.watch === null ? null : { txid, keys: r.watch.keys });
-    const answer = (w: WriteOutcome): void => {
+    const answer = (w: WriteOutcome): void | Promise<void> => {
       if (w.ok) this.state.wrote(w.txid);
       else if (w.committed) this.state.wroteUntold();
+      if (mixed !== null && w.ok && Array.isArray(w.value) && w.value.length === r.tx.length) {
+        return mixed.reply(w.value, r.tx).then((bytes) => this.fill(slot, bytes, mixed.close));
+      }
       // Each queued command's reply in its own shape; a WATCH abort is Redis's nil array (`*-1`; RESP3 null).
-      this.fill(slot, encodeResp(w.ok ? execReply(r.tx, w.value, protocol) : { type: "error", value: w.error }, protocol), false);
+      this.fill(slot, encodeResp(w.ok ? execReply(r.tx, w.value, protocol) : { type: "error", value: w.error }, protocol), mixed?.close === true);
     };
+    // Sent as soon as its turn comes, not a microtask later: a write pipelined after EXEC joins the same run of writes
+    // and would be handed to the ordered group first (it ran before the EXEC on the master).
     this.schedule("write", () =>
-      (watchTxid ?? Promise.resolve(0))
-        .then(send)
-        .then(answer, (err: Error) => this.fill(slot, encodeResp({ type: "error", value: `ERR qjm INTERNAL ${err.message}` }, protocol), false)),
+      send(watchTxid === null || watchTxid.unsettled > 0 ? 0 : watchTxid.txid).then(answer, (err: Error) =>
+        this.fill(slot, encodeResp({ type: "error", value: `ERR qjm INTERNAL ${err.message}` }, protocol), false),
+      ),
     );
+  }
+
+  /** What a transaction's door commands need (exec_mixed.ts). */
+  private execHost(): ExecHost {
+    return {
+      state: this.state,
+      local: (command, args) => {
+        const answer = this.door.local(command, args, this);
+        if (this.state.authenticated) this.reader.authenticated();
+        return answer;
+      },
+      pubsub: (request) => this.door.pubsub(request, this),
+      read: (protocol, args) => this.door.read(protocol, args),
+      finish: (answer, reply) => this.door.finish(answer, reply, this),
+      unavailable,
+    };
   }
 
   /** QJM.LASTTXID and QJM.WAIT answer after the connection's earlier writes, as a read would. */
@@ -508,6 +543,15 @@ const EMPTY = Buffer.alloc(0);
 
 function unavailable(err: Error): RespValue {
   return { type: "error", value: `ERR qjm: this node's Redis cannot be reached: ${err.message.replace(/[\r\n]+/g, " ")}` };
+}
+
+/** A command queued after MULTI that the door runs itself at EXEC (exec_mixed.ts); null: one for the journal write. */
+function doorQueued(route: Route, args: Buffer[]): DoorQueued | null {
+  if (route.kind === "local") return { kind: "local", command: route.command };
+  if (route.kind === "pubsub") return { kind: "pubsub", command: route.command };
+  // COMMAND describes the node's Redis; its reply (COMMAND DOCS: hundreds of KiB) has no place in a journal record.
+  if (route.kind === "read" && args[0].length === 7 && args[0].toString("latin1").toLowerCase() === "command") return { kind: "upstream" };
+  return null;
 }
 
 /** Inside MULTI everything is queued (or refused into the transaction) but what ends or resets it, and QUIT. */

@@ -10,6 +10,21 @@
  */
 import type { CommandTable } from "../redis/command_table.js";
 import { EXECABORT } from "../redis/transaction.js";
+import type { PubSubCommand } from "./pubsub.js";
+import type { LocalCommand } from "./router.js";
+
+/**
+ * A command queued after MULTI that the door runs itself at EXEC, in its place among the transaction's replies (CLIENT,
+ * HELLO, SELECT, INFO, SUBSCRIBE, PUBLISH…; `upstream`: COMMAND, answered by the node's Redis): null for the commands
+ * that go with the transaction's journal write.
+ */
+export type DoorQueued = { kind: "local"; command: LocalCommand } | { kind: "pubsub"; command: PubSubCommand } | { kind: "upstream" };
+
+/** One queued command. */
+export interface Queued {
+  args: Buffer[];
+  door: DoorQueued | null;
+}
 
 /**
  * A command COMMAND flags `no_multi` (SAVE, SHUTDOWN, SYNC, PSYNC) after MULTI: Redis's own error, which its
@@ -22,6 +37,27 @@ export function noMultiRefusal(commands: CommandTable | undefined, args: readonl
   return info?.flags.has("no_multi") === true ? NO_MULTI_ERROR : null;
 }
 
+/**
+ * Redis's checks when it queues a command the door runs itself (processCommand: arity, then a container's unknown
+ * subcommand and its arity), by the node's command table: its error (the transaction aborts), or null. The router
+ * has made these checks already for the commands that go through the journal.
+ */
+export function queueingRefusal(commands: CommandTable | undefined, args: readonly Buffer[]): string | null {
+  const name = args[0].toString("latin1").toLowerCase();
+  const info = commands?.lookup(name);
+  if (info === undefined) return null;
+  if (!arityOk(args.length, info.arity)) return `ERR wrong number of arguments for '${name}' command`;
+  if (info.subcommandInfo === undefined || info.subcommandInfo.size === 0) return null;
+  const subName = args[1].toString("latin1").toLowerCase();
+  const sub = info.subcommandInfo.get(subName);
+  if (sub === undefined) return `ERR unknown subcommand '${args[1].toString("utf8", 0, 128).replace(/[\r\n]/g, " ")}'. Try ${name.toUpperCase()} HELP.`;
+  return arityOk(args.length, sub.arity) ? null : `ERR wrong number of arguments for '${name}|${subName}' command`;
+}
+
+function arityOk(n: number, arity: number): boolean {
+  return arity > 0 ? n === arity : n >= -arity;
+}
+
 export interface TxLimitsOfDoor {
   commandsMax: number;
   /** Bytes of the queued commands (the write bound: they travel as one write). */
@@ -32,11 +68,12 @@ export interface TxLimitsOfDoor {
 /** Counted per queued argument besides its bytes (msgpack's framing, the Buffer). */
 const ARG_OVERHEAD_BYTES = 8;
 
-export type ExecResult = { kind: "error"; error: string } | { kind: "send"; tx: Buffer[][]; watch: { txid: number; keys: Buffer[] } | null };
+/** `tx`: the commands for the journal write; `queued`: every queued command in order, the door's own among them. */
+export type ExecResult = { kind: "error"; error: string } | { kind: "send"; tx: Buffer[][]; queued: Queued[]; watch: { txid: number; keys: Buffer[] } | null };
 
 export class TransactionState {
   /** The commands queued since MULTI; null outside MULTI. */
-  private queue: Buffer[][] | null = null;
+  private queue: Queued[] | null = null;
   private bytes = 0;
   /** Why EXEC will answer EXECABORT (a queued command was refused); null if none. */
   private abortedBy: string | null = null;
@@ -64,13 +101,13 @@ export class TransactionState {
   }
 
   /** A command after MULTI that passed the door's checks: `+QUEUED`, or the bound's error (the transaction aborts). */
-  add(args: Buffer[]): { ok: true } | { error: string } {
+  add(args: Buffer[], door: DoorQueued | null = null): { ok: true } | { error: string } {
     if (this.queue === null) throw new Error("add outside MULTI");
     let bytes = 0;
     for (const a of args) bytes += a.length + ARG_OVERHEAD_BYTES;
     if (this.queue.length >= this.limits.commandsMax) return this.refused(`ERR qjm: a transaction holds at most ${this.limits.commandsMax} commands (txCommandsMax)`);
     if (this.bytes + bytes > this.limits.bytesMax) return this.refused(`ERR qjm: a transaction holds at most ${this.limits.bytesMax} bytes (the write bound)`);
-    this.queue.push(args);
+    this.queue.push({ args, door });
     this.bytes += bytes;
     return { ok: true };
   }
@@ -83,12 +120,12 @@ export class TransactionState {
 
   exec(): ExecResult {
     if (this.queue === null) return { kind: "error", error: "ERR EXEC without MULTI" };
-    const tx = this.queue;
+    const queued = this.queue;
     const aborted = this.abortedBy !== null;
     const watch = this.watched === null ? null : { txid: this.watched.txid, keys: [...this.watched.keys.values()] };
     this.clear();
     if (aborted) return { kind: "error", error: EXECABORT };
-    return { kind: "send", tx, watch };
+    return { kind: "send", tx: queued.filter((q) => q.door === null).map((q) => q.args), queued, watch };
   }
 
   discard(): { ok: true } | { error: string } {

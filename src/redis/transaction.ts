@@ -15,8 +15,8 @@ import type { CommandTable } from "./command_table.js";
 
 export type TxVerdict = { ok: true } | { ok: false; code: ErrorCode; message: string };
 
-/** Commands Redis queues in a transaction that are neither writes nor reads, and change nothing. */
-const HARMLESS = new Set(["unwatch", "ping", "echo"]);
+/** Commands Redis queues in a transaction that are neither writes nor reads, and change nothing (TIME reads no key). */
+const HARMLESS = new Set(["unwatch", "ping", "echo", "time"]);
 /** Redis's text for EXEC after a queued command was refused. */
 export const EXECABORT = "EXECABORT Transaction discarded because of previous errors.";
 
@@ -41,6 +41,8 @@ export function refusalInTransaction(commands: CommandTable, args: readonly Buff
   const name = args[0].toString("latin1").toLowerCase();
   if (verdict.code === ErrorCode.UNKNOWN_COMMAND || verdict.code === ErrorCode.WRONG_ARITY) return verdict;
   if (HARMLESS.has(name)) return null;
+  // OBJECT ENCODING, MEMORY USAGE, XINFO STREAM…: reads (the front door serves them), inside a transaction too.
+  if (commands.isReadOnlySubcommand(args)) return null;
   const info = commands.lookup(name);
   if (info === undefined || !info.flags.has("readonly")) return verdict.code === ErrorCode.NOT_A_WRITE ? { code: ErrorCode.COMMAND_REFUSED, message: `'${name}' is neither a write nor a read` } : verdict;
   if (info.aclCategories.has("@scripting")) return { code: ErrorCode.COMMAND_REFUSED, message: `'${name}': read-only scripts may run unbounded and are not served` };

@@ -226,7 +226,7 @@ test("CommandTable.keysOf: COMMAND's key positions; null (every key) for movable
   t.deepEqual(str(parsed.keysOf(b("get", "x"))), ["x"], "read from COMMAND's reply");
 });
 
-const ctx: LocalContext = { password: "", redisVersion: "7.0.0", role: () => "replica", clientList: () => [], inFlight: 0, nowMs: 0 };
+const ctx: LocalContext = { password: "", redisVersion: "7.0.0", role: () => "replica", self: { state: new ConnectionState(1, "a", "b", 0, false), inFlight: 0, kill: () => {} }, clients: () => [], nowMs: 0 };
 
 test("QJM.CONSISTENCY: sets the level (+OK), names it without an argument, refuses others naming the choices; RESET restores the default", (t) => {
   const s = new ConnectionState(1, "a", "b", 0, false, "session");

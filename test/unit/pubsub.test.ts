@@ -203,7 +203,7 @@ test("subscribed mode (RESP2): only (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PING, QUIT
   t.is(refusal(args("ECHO", "x"), { ...ctx, subscriptions: 0 }), "local");
   // PING: RESP2 subscribed answers an array; otherwise PONG.
   const state = new ConnectionState(1, "a", "b", 0, false);
-  const local: LocalContext = { password: "", redisVersion: "7.0.15", role: () => "master", clientList: () => [], inFlight: 0, nowMs: 0 };
+  const local: LocalContext = { password: "", redisVersion: "7.0.15", role: () => "master", self: { state: new ConnectionState(1, "a", "b", 0, false), inFlight: 0, kill: () => {} }, clients: () => [], nowMs: 0 };
   state.pubsub.channels.set("c", b("c"));
   t.deepEqual(answerLocal("ping", args("PING"), state, local), { reply: { type: "array", items: [{ type: "bulk", value: b("pong") }, { type: "bulk", value: b("") }] } });
   t.deepEqual(answerLocal("ping", args("PING", "hi"), state, local), { reply: { type: "array", items: [{ type: "bulk", value: b("pong") }, { type: "bulk", value: b("hi") }] } });

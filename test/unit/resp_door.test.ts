@@ -1,9 +1,10 @@
 import test from "ava";
 import { CommandTable, type CommandInfo } from "../../src/redis/command_table.js";
-import { RespParser, type RespValue } from "../../src/redis/resp_parser.js";
+import { encodeCommand, RespParser, type RespValue } from "../../src/redis/resp_parser.js";
 import { replyValueOf } from "../../src/redis/reply_value.js";
 import { ConnectionState } from "../../src/frontdoor/connection_state.js";
 import { answerLocal, infoWithQjm, type LocalContext } from "../../src/frontdoor/local_commands.js";
+import { CLIENT_HELP, type DoorClient } from "../../src/frontdoor/client_command.js";
 import { DoorProtocolError, RequestReader, splitInlineArgs } from "../../src/frontdoor/request_framing.js";
 import { encodeReplyValue, encodeResp } from "../../src/frontdoor/resp_encoder.js";
 import { route, unknownCommand, writeError } from "../../src/frontdoor/router.js";
@@ -198,13 +199,17 @@ test("write errors: Redis's own text; TRYAGAIN only when certainly not applied; 
   t.is(writeError("CLOSED", "the client was closed"), "ERR qjm CLOSED outcome unknown, the write may have been applied: the client was closed");
 });
 
-function ctxOf(password = ""): LocalContext {
-  return { password, redisVersion: "7.0.15", role: () => "replica", clientList: () => ["id=1"], inFlight: 1, nowMs: 0 };
+/** A door's context for `self`, with one other connection (id 1) besides. */
+function ctxOf(password = "", self = new ConnectionState(7, "127.0.0.1:1", "127.0.0.1:2", 0, true), killed: number[] = []): LocalContext {
+  const client = (state: ConnectionState): DoorClient => ({ state, inFlight: 1, kill: () => killed.push(state.id) });
+  const me = client(self);
+  const other = client(new ConnectionState(1, "127.0.0.1:9", "127.0.0.1:2", 0, password !== ""));
+  return { password, redisVersion: "7.0.15", role: () => "replica", self: me, clients: () => [other, me], nowMs: 0 };
 }
 
 test("local commands: HELLO switches protocol and authenticates, AUTH, SELECT, CLIENT, RESET", (t) => {
   const s = new ConnectionState(7, "127.0.0.1:1", "127.0.0.1:2", 0, true);
-  const ctx = ctxOf("secret");
+  const ctx = ctxOf("secret", s);
   const reply = (a: Buffer[]): RespValue => {
     const r = answerLocal(a[0].toString().toLowerCase() as "hello", a, s, ctx);
     return "reply" in r ? r.reply : { type: "simple", value: "upstream" };
@@ -222,8 +227,8 @@ test("local commands: HELLO switches protocol and authenticates, AUTH, SELECT, C
   t.regex((reply(args("SELECT", "1")) as { value: string }).value, /SELECT 1 is not supported/);
   t.deepEqual(reply(args("CLIENT", "ID")), { type: "integer", value: 7 });
   // CLIENT LIST: every connection for an authenticated connection of a door with a password; without one, only itself.
-  t.is((reply(args("CLIENT", "LIST")) as { value: Buffer }).value.toString(), "id=1\n");
-  const anonymous = answerLocal("client", args("CLIENT", "LIST"), s, ctxOf(""));
+  t.regex((reply(args("CLIENT", "LIST")) as { value: Buffer }).value.toString(), /^id=1 [^\n]*\nid=7 [^\n]*\n$/);
+  const anonymous = answerLocal("client", args("CLIENT", "LIST"), s, ctxOf("", s));
   t.regex(("reply" in anonymous ? (anonymous.reply as { value: Buffer }).value : Buffer.alloc(0)).toString(), /^id=7 /);
   t.deepEqual(reply(args("CLIENT", "SETNAME", "a b")), { type: "error", value: "ERR Client names cannot contain spaces, newlines or special characters." });
   t.deepEqual(reply(args("RESET")), { type: "simple", value: "RESET" });
@@ -231,6 +236,51 @@ test("local commands: HELLO switches protocol and authenticates, AUTH, SELECT, C
   t.false(s.authenticated, "RESET forgets the authentication");
   t.deepEqual(answerLocal("quit", args("QUIT"), s, ctx), { reply: { type: "simple", value: "OK" }, close: true });
   t.deepEqual(answerLocal("config", args("CONFIG", "GET", "requirepass"), s, ctx), { reply: { type: "map", items: [] } }, "never a password");
+});
+
+// Review s22: CLIENT LIST ID ignored its filter; KILL, HELP, NO-EVICT… were refused. Texts are Redis 7.0.15's.
+test("CLIENT: LIST ID / TYPE filter, KILL by its filters and the old ip:port form, HELP, NO-EVICT; PAUSE and TRACKING refused plainly", (t) => {
+  const killed: number[] = [];
+  const self = new ConnectionState(7, "127.0.0.1:1", "127.0.0.1:2", 0, false);
+  const admin = ctxOf("secret", self, killed);
+  const run = (ctx: LocalContext, ...a: string[]): { reply: RespValue; close?: true } => {
+    const r = answerLocal("client", args(...a), self, ctx);
+    if (!("reply" in r)) throw new Error("no reply");
+    return r;
+  };
+  const text = (r: { reply: RespValue }): string => encodeResp(r.reply, 2).toString();
+  t.regex(text(run(admin, "CLIENT", "LIST", "ID", "1")), /^\$\d+\r\nid=1 [^\n]*\n\r\n$/);
+  t.is(text(run(admin, "CLIENT", "LIST", "ID", "2")), "$0\r\n\r\n");
+  t.is(text(run(admin, "CLIENT", "LIST", "ID", "1", "x")), "-ERR Invalid client ID\r\n");
+  t.is(text(run(admin, "CLIENT", "LIST", "ID")), "-ERR syntax error\r\n");
+  t.is(text(run(admin, "CLIENT", "LIST", "TYPE", "pubsub")), "$0\r\n\r\n");
+  t.is(text(run(admin, "CLIENT", "LIST", "TYPE", "foo")), "-ERR Unknown client type 'foo'\r\n");
+  t.is(text(run(admin, "CLIENT", "KILL", "ID", "999")), ":0\r\n");
+  t.is(text(run(admin, "CLIENT", "KILL", "ID", "x")), "-ERR client-id should be greater than 0\r\n");
+  t.is(text(run(admin, "CLIENT", "KILL", "USER", "nobody")), "-ERR No such user 'nobody'\r\n");
+  t.is(text(run(admin, "CLIENT", "KILL", "1.2.3.4:5")), "-ERR No such client\r\n");
+  t.is(text(run(admin, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "maybe")), "-ERR syntax error\r\n");
+  t.is(text(run(admin, "CLIENT", "KILL")), "-ERR wrong number of arguments for 'client|kill' command\r\n");
+  t.deepEqual(killed, []);
+  t.is(text(run(admin, "CLIENT", "KILL", "USER", "default")), ":1\r\n", "SKIPME yes by default");
+  t.deepEqual(killed, [1]);
+  t.is(text(run(admin, "CLIENT", "KILL", "127.0.0.1:9")), "+OK\r\n");
+  const me = run(admin, "CLIENT", "KILL", "ID", "7", "SKIPME", "no");
+  t.is(text(me), ":1\r\n");
+  t.true(me.close, "killing itself: the reply, then closed");
+  // Without a door password each connection is anonymous: it sees (and kills) only itself.
+  const anonymous = ctxOf("", self, killed);
+  t.is(text(run(anonymous, "CLIENT", "KILL", "ID", "1")), ":0\r\n");
+  t.deepEqual(killed, [1, 1]);
+  t.is((run(admin, "CLIENT", "HELP").reply as { items: RespValue[] }).items.length, CLIENT_HELP.length);
+  t.is(text(run(admin, "CLIENT", "NO-EVICT", "on")), "+OK\r\n");
+  t.is(text(run(admin, "CLIENT", "NO-EVICT", "maybe")), "-ERR syntax error\r\n");
+  t.is(text(run(admin, "CLIENT", "UNPAUSE")), "+OK\r\n");
+  t.regex(text(run(admin, "CLIENT", "PAUSE", "100")), /^-ERR qjm: CLIENT PAUSE is not supported/);
+  t.regex(text(run(admin, "CLIENT", "TRACKING", "on")), /^-ERR qjm: CLIENT TRACKING is not supported/);
+  t.is(text(run(admin, "CLIENT", "TRACKINGINFO")), "*6\r\n$5\r\nflags\r\n*1\r\n$3\r\noff\r\n$8\r\nredirect\r\n:-1\r\n$8\r\nprefixes\r\n*0\r\n");
+  t.is(text(run(admin, "CLIENT", "FOO")), "-ERR unknown subcommand 'FOO'. Try CLIENT HELP.\r\n");
+  t.is(text(run(admin, "CLIENT")), "-ERR wrong number of arguments for 'client' command\r\n");
 });
 
 test("INFO's qjm section: added when the sections asked for include it", (t) => {
@@ -249,14 +299,72 @@ test("INFO keyspace: only database 0, whatever the sections (a replica's applied
   t.regex(infoWithQjm(`# Server\r\nredis_version:7.0.15\r\n\r\n${redis}`, [], q), /# Keyspace\r\ndb0:keys=5,expires=0,avg_ttl=0\r\n\r\n# qjm\r\n/);
 });
 
-// Review finding C: a never-finished `*1048576` of empty arguments held ~34 MiB of heap per connection.
-test("request framing: each argument counts RESP_REQUEST_ITEM_OVERHEAD_BYTES against the bound (a million empty ones refused at the header)", (t) => {
-  const reader = new RequestReader({ requestBytesMax: 1024 * 1024 });
-  reader.push(b("*1048576\r\n" + "$0\r\n\r\n".repeat(1000)));
-  t.throws(() => reader.next(), { instanceOf: DoorProtocolError, message: /invalid multibulk length/ });
+// Review s22: SADD of 20,000 small members was refused by an argument-count bound (bound / 64) though its bytes fit.
+test("request framing: the count follows the bytes — 20,000 small arguments taken; a request past the byte bound refused as its bytes come, not at its header", (t) => {
+  const members = Array.from({ length: 20_000 }, (_, i) => `m${i}`);
   const ok = new RequestReader({ requestBytesMax: 1024 * 1024 });
-  ok.push(b(`*16384\r\n${"$0\r\n\r\n".repeat(16384)}`));
-  t.is(ok.next()?.length, 16384, "1 MiB / 64 arguments are taken");
+  ok.push(encodeCommand(["SADD", "s", ...members]));
+  t.is(ok.next()?.length, 20_002);
+  const empties = new RequestReader({ requestBytesMax: 1024 * 1024 });
+  empties.push(b(`*174000\r\n${"$0\r\n\r\n".repeat(174_000)}`));
+  t.is(empties.next()?.length, 174_000, "as many empty arguments as 1 MiB holds");
+  // Redis takes any count up to INT_MAX and waits for the arguments; so does the door, until their bytes pass the bound.
+  const huge = new RequestReader({ requestBytesMax: 1024 * 1024 });
+  huge.push(b("*1048576\r\n"));
+  t.is(huge.next(), undefined);
+  t.throws(() => {
+    for (let i = 0; i < 200; i++) {
+      huge.push(b("$0\r\n\r\n".repeat(1000)));
+      huge.next();
+    }
+  }, { instanceOf: DoorProtocolError, message: /request larger than 1048576 bytes/ });
+  const intMax = new RequestReader({ requestBytesMax: 1024 * 1024 });
+  intMax.push(b("*2147483648\r\n"));
+  t.throws(() => intMax.next(), { instanceOf: DoorProtocolError, message: "invalid multibulk length" });
+});
+
+test("request framing: Redis 7.0's reading of odd bytes (networking.c), each case as redis-server answers it", (t) => {
+  const cases: [string, (Buffer[] | string)[]][] = [
+    ["*01\r\n$4\r\nPING\r\n", ["invalid multibulk length"]],
+    ["*1\r\n$04\r\nPING\r\n", ["invalid bulk length"]],
+    ["*+1\r\n", ["invalid multibulk length"]],
+    ["*  1\r\n", ["invalid multibulk length"]],
+    ["*x\r\n", ["invalid multibulk length"]],
+    ["*-1\r\n*0\r\nPING\r\n", [[], [], args("PING")]],
+    ["*1\r\n$4\r\nPINGXX\r\n", [args("PING"), []]], // the two bytes after a bulk string are skipped unread; "\r\n" is then an empty line
+    ["*1\r\n$4\r\nPINGPING\r\n", [args("PING"), args("NG")]],
+    ["*1\r\n$-1\r\n", ["invalid bulk length"]],
+    ["*1\r\n$x\r\n", ["invalid bulk length"]],
+    ["*1\r\n:1\r\n", ["expected '$', got ':'"]],
+    ["*1\r\n*1\r\n", ["expected '$', got '*'"]],
+    ["$4\r\nPING\r\n", [args("$4"), args("PING")]], // not `*`: inline lines
+    ["*1\rX$4\rXPING\r\n", [args("PING")]], // the byte after a header's \r is not looked at
+    ["GET \"open\r\n", ["unbalanced quotes in request"]],
+    ["PING\n", [args("PING")]],
+  ];
+  for (const [input, expected] of cases) {
+    const reader = new RequestReader({ requestBytesMax: 1024 * 1024 });
+    reader.push(b(input));
+    const got: (Buffer[] | string)[] = [];
+    try {
+      for (let r = reader.next(); r !== undefined; r = reader.next()) got.push(r);
+    } catch (err) {
+      got.push((err as Error).message);
+    }
+    t.deepEqual(got, expected, JSON.stringify(input));
+  }
+  // A header line or an inline request without its line end: waited for up to 64 KiB, then refused.
+  for (const [start, text] of [["*1", "too big mbulk count string"], ["*1\r\n$1", "too big bulk count string"], ["GET", "too big inline request"]]) {
+    const reader = new RequestReader({ requestBytesMax: 1024 * 1024 });
+    reader.push(b(start + "1".repeat(60_000)));
+    t.is(reader.next(), undefined, start);
+    reader.push(b("1".repeat(10_000)));
+    t.throws(() => reader.next(), { instanceOf: DoorProtocolError, message: text }, start);
+  }
+  // A NUL before the line end hides it, as strchr does on Redis's query buffer: nothing is answered.
+  const nul = new RequestReader({ requestBytesMax: 1024 * 1024 });
+  nul.push(b("PI\u0000NG\r\n"));
+  t.is(nul.next(), undefined);
 });
 
 test("request framing before AUTH: Redis's small bounds (10 arguments, 16 KiB each); the full ones after authenticated(), pipelined bytes kept", (t) => {

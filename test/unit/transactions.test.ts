@@ -7,7 +7,10 @@ import { replyValueOf } from "../../src/redis/reply_value.js";
 import { classifyTransaction, EXECABORT, transactionKeys } from "../../src/redis/transaction.js";
 import { EffectAssembler, newMarkerChannel } from "../../src/master/effect_assembler.js";
 import { WatchCore, WATCH_ENTRY_OVERHEAD_BYTES } from "../../src/master/watch_core.js";
-import { NO_MULTI_ERROR, noMultiRefusal, TransactionState } from "../../src/frontdoor/transaction_state.js";
+import { NO_MULTI_ERROR, noMultiRefusal, queueingRefusal, TransactionState } from "../../src/frontdoor/transaction_state.js";
+import { ConnectionState } from "../../src/frontdoor/connection_state.js";
+import { MixedExec, type ExecHost } from "../../src/frontdoor/exec_mixed.js";
+import { answerLocal } from "../../src/frontdoor/local_commands.js";
 import { encodeReplyValue } from "../../src/frontdoor/resp_encoder.js";
 import { route } from "../../src/frontdoor/router.js";
 import { decodeRecordPayload, encodeWriteRecord } from "../../src/segment/record.js";
@@ -188,7 +191,8 @@ test("router: transaction control is the door's, with Redis's arity errors", (t)
   t.deepEqual(route(args("MULTI"), ctx), { kind: "tx", command: "multi" });
   t.deepEqual(route(args("watch", "a", "b"), ctx), { kind: "tx", command: "watch" });
   t.deepEqual(route(args("WATCH"), ctx), { kind: "refuse", error: "ERR wrong number of arguments for 'watch' command" });
-  t.deepEqual(route(args("EXEC", "x"), ctx), { kind: "refuse", error: "ERR wrong number of arguments for 'exec' command" });
+  // A refused EXEC answers as Redis's execCommandAbort (session.ts discards the transaction too).
+  t.deepEqual(route(args("EXEC", "x"), ctx), { kind: "refuse", error: "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command" });
 });
 
 test("noMultiRefusal: SAVE, SHUTDOWN (flagged no_multi) after MULTI answer Redis's own text, not the door's admin refusal", (t) => {
@@ -208,4 +212,54 @@ test("noMultiRefusal: SAVE, SHUTDOWN (flagged no_multi) after MULTI answer Redis
   tx.multi();
   t.deepEqual(tx.refused(NO_MULTI_ERROR), { error: NO_MULTI_ERROR });
   t.like(tx.exec(), { kind: "error", error: EXECABORT });
+});
+
+// Review s22: the door's own commands were refused inside MULTI; Redis queues them and checks arity when queueing.
+test("queueingRefusal: Redis's arity and unknown-subcommand checks for a door command queued after MULTI", (t) => {
+  const withSubs = new CommandTable([
+    info("select", 2, ["loading", "fast"]),
+    info("ping", -1, ["fast"]),
+    { ...info("config", -2, [], undefined, [], ["config|get"]), subcommandInfo: new Map([["get", info("config|get", -3, [])]]) },
+  ]);
+  t.is(queueingRefusal(withSubs, args("SELECT")), "ERR wrong number of arguments for 'select' command");
+  t.is(queueingRefusal(withSubs, args("SELECT", "x")), null, "a bad value is the command's own error, inside EXEC's array");
+  t.is(queueingRefusal(withSubs, args("PING", "a", "b")), null, "PING's arity is -1: Redis queues it and EXEC answers its error");
+  t.is(queueingRefusal(withSubs, args("CONFIG", "FOO")), "ERR unknown subcommand 'FOO'. Try CONFIG HELP.");
+  t.is(queueingRefusal(withSubs, args("CONFIG", "GET")), "ERR wrong number of arguments for 'config|get' command");
+  t.is(queueingRefusal(withSubs, args("QJM.CONSISTENCY")), null, "the door's QJM commands are not in Redis's table");
+});
+
+test("MixedExec: door commands in their place in EXEC's array, each reply in the protocol of its moment; PUBLISH after the write", (t) => {
+  const state = new ConnectionState(3, "a", "b", 0, false);
+  const published: string[] = [];
+  const ctx = { password: "", redisVersion: "7.0.15", role: () => "master" as const, self: { state, inFlight: 0, kill: () => {} }, clients: () => [], nowMs: 0 };
+  const host: ExecHost = {
+    state,
+    local: (command, a) => answerLocal(command, a, state, ctx),
+    pubsub: (r) => {
+      published.push(r.op);
+      return { type: "integer", value: 0 };
+    },
+    read: () => Promise.reject(new Error("not asked")),
+    finish: (_a, r) => r,
+    unavailable: (err) => ({ type: "error", value: err.message }),
+  };
+  const queued = [
+    { args: args("PING"), door: { kind: "local" as const, command: "ping" as const } },
+    { args: args("GET", "k"), door: null },
+    { args: args("HELLO", "3"), door: { kind: "local" as const, command: "hello" as const } },
+    { args: args("GET", "none"), door: null },
+    { args: args("PUBLISH", "c", "m"), door: { kind: "pubsub" as const, command: "publish" as const } },
+    { args: args("CLIENT", "REPLY", "OFF"), door: { kind: "local" as const, command: "client" as const } },
+    { args: args("PING"), door: { kind: "local" as const, command: "ping" as const } },
+  ];
+  const mixed = new MixedExec(queued, host);
+  mixed.run();
+  t.is(state.protocol, 3, "HELLO ran at once");
+  t.deepEqual(published, [], "PUBLISH waits for the write");
+  return mixed.reply([b("v"), null], [args("GET", "k"), args("GET", "none")]).then((bytes) => {
+    t.deepEqual(published, ["publish"]);
+    // The header counts every queued command; CLIENT REPLY OFF silences itself and what follows, as Redis.
+    t.regex(bytes.toString(), /^\*7\r\n\+PONG\r\n\$1\r\nv\r\n%7\r\n[\s\S]*\$5\r\nproto\r\n:3\r\n[\s\S]*\*0\r\n_\r\n:0\r\n$/);
+  });
 });
