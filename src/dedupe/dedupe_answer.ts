@@ -4,7 +4,7 @@
  */
 import { ErrorCode, errorReply } from "../protocol/errors.js";
 import type { WriteReply } from "../protocol/messages.js";
-import { REPLY_DEPTH_MAX, type RecordedReply, type ReplyValue } from "../segment/record.js";
+import { REPLY_DEPTH_MAX, isReplyError, type RecordedReply, type ReplyValue } from "../segment/record.js";
 import type { DedupeLookup } from "./dedupe_window.js";
 
 /**
@@ -30,8 +30,8 @@ export function answerFromWindow(lookup: DedupeLookup): WriteReply | null {
 
 /**
  * The reply a write's record keeps: Redis's value (ioredis RESP2: nil, integer, string, Buffer, arrays), or the
- * error the client got. A value outside those (an error object inside a script's array, say) is kept as its text,
- * so that decoding the record never fails on it.
+ * error the client got; an error inside an array as `{ err }`. A value outside those (an Error object, say) is kept
+ * as its text, so that decoding the record never fails on it.
  */
 export function recordedReplyOf(outcome: { ok: true; value: unknown } | { ok: false; message: string; code?: ErrorCode }): RecordedReply {
   if (!outcome.ok) return outcome.code === undefined ? { ok: false, message: outcome.message } : { ok: false, message: outcome.message, code: outcome.code };
@@ -44,6 +44,9 @@ function replyValueOf(v: unknown, depth: number): ReplyValue {
   if (typeof v === "number" && Number.isFinite(v)) return v;
   if (typeof v === "bigint") return v;
   if (Array.isArray(v) && depth < REPLY_DEPTH_MAX) return v.map((item: unknown) => replyValueOf(item, depth + 1));
+  // An error inside an array (EXEC's per-command errors, a script's nested error_reply) stays an error: as its text
+  // ("[object Object]" before) a retry answered from the window got a status where the first answer had an error.
+  if (depth > 0 && isReplyError(v)) return { err: v.err };
   if (v instanceof Error) return v.message;
   return String(v);
 }

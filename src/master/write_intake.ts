@@ -137,7 +137,7 @@ export class WriteIntake {
     if (this.tracer.on) this.tracer.executed(id);
     const [reply, published] = run === null ? writer.send([w.args, markerArgs]) : [run.reply, writer.call(markerArgs)];
     reply.then(
-      (value) => this.onOutcome(id, value.type === "error" ? { ok: false, message: value.value } : { ok: true, value: replyValueOf(value) }),
+      (value) => this.onOutcome(id, value.type === "error" ? { ok: false, message: value.value } : { ok: true, value: replyValueOf(value, 0, true) }),
       (err: Error) => this.onOutcome(id, { ok: false, message: err.message }),
     );
     // A reset discards this Redis and its connection, answering the write itself: its lost marker is no failure then.

@@ -21,13 +21,14 @@ export function valueOrThrow(v: RespValue): RespValue {
 
 /**
  * A RESP2 reply (a top-level error is the caller's: the write failed) in the tagged form. What the form cannot hold
- * is flattened: an error inside an array becomes its text (a status), RESP3's types their RESP2 shape. An integer
+ * is flattened: RESP3's types take their RESP2 shape; an error inside an array stays an error (`{ err }`) with
+ * `typedErrors` (writes: EXEC's per-command errors, a script's nested error_reply), else becomes its text. An integer
  * past 2^53 (the parser's `bigint`, as text) is a bigint: exact all the way to the client.
  */
 export function replyValueOf(v: RespValue, depth = 0, typedErrors = false): ReplyValue {
   switch (v.type) {
     case "error":
-      // EXEC's array keeps its per-command errors as errors (`typedErrors`); elsewhere their text, as before.
+      // A write's reply keeps nested errors as errors (`typedErrors`); a script check's read, their text.
       return typedErrors && depth > 0 ? { err: v.value } : v.value;
     case "simple":
     case "double":

@@ -7,7 +7,7 @@
  *     HELLO, CLIENT REPLY), each answered in its place in EXEC's array; queue-time errors abort as in Redis;
  *  3. CLIENT LIST ID / TYPE, KILL, HELP, NO-EVICT, UNPAUSE, PAUSE's argument errors, TRACKINGINFO, GETREDIR;
  *  4. odd request bytes: Redis's protocol error texts, `*01` refused, `$4\r\nPINGXX` taken;
- * and a write pipelined after EXEC, which the door applied before the EXEC.
+ * and a write pipelined after EXEC, which the door applied before the EXEC; a script's nested error replies.
  * HELLO's connection id differs by nature and is masked.
  */
 import fs from "node:fs";
@@ -196,6 +196,14 @@ test("4. odd request bytes: Redis's reading and its protocol error texts, on eit
   ];
   await compare(t, cases);
   await compare(t, cases.slice(0, 20), replicaDoor);
+});
+
+test("5. a script's nested error reply stays an error (was a status: +ERR bad), in RESP2 and RESP3", async (t) => {
+  const script = "redis.call('SET', KEYS[1], '1'); return {1, redis.error_reply('ERR bad'), {redis.status_reply('FINE'), redis.error_reply('ERR deep')}}";
+  await compare(t, [
+    { commands: [["EVAL", script, "1", "fidelity:s"], ["DEL", "fidelity:s"]] },
+    { commands: [["HELLO", "3"], ["EVAL", script, "1", "fidelity:s"], ["DEL", "fidelity:s"]] },
+  ]);
 });
 
 function connect(port: number): Promise<net.Socket> {

@@ -42,3 +42,8 @@ test("dedupe answer - end to end, pure: a write's record, observed by a rebuilt 
   t.deepEqual(answerFromWindow(win.lookup(id.client, id.seq)), { ok: true, txid: 41, reply: 5, duplicate: true });
   t.is(answerFromWindow(win.lookup(id.client, id.seq + 1)), null);
 });
+
+test("dedupe answer - an error inside an array (EXEC's per-command errors) is recorded as an error, not as text", (t) => {
+  const value = ["OK", { err: "ERR value is not an integer or out of range" }, [{ err: "WRONGTYPE nested" }]];
+  t.deepEqual(recordedReplyOf({ ok: true, value }), { ok: true, value });
+});
