@@ -11,7 +11,12 @@
  * issue #13). The node runs its requests one at a time anyway (JournalNode's queue), so the only work the blocked loop
  * holds up is what runs beside that queue: heartbeats (every heartbeatIntervalMs, masked only after
  * journalHeartbeatTimeoutMs — a disk that slow stalls the node's batches too), snapshot transfers and the metrics
- * endpoint. Everything else (full fsyncs, renames, directory fsyncs, reads, a merge's appends) stays asynchronous.
+ * endpoint. Everything else (full fsyncs, renames, directory fsyncs, a merge's appends) stays asynchronous.
+ *
+ * With `inlineReads`, a read through a handle this disk holds open — the in-progress segment, which replicas tail and
+ * which was just written, so in the page cache — is a synchronous `pread` too: a replica's read after each commit hint
+ * held the node's request queue (the next batch waits behind it) for a thread-pool trip and two wake-ups, to copy a few
+ * cached bytes (issue #13 P4). Reads of other files (finalized segments, a merge's inputs) stay asynchronous.
  */
 import fs from "node:fs";
 import fsp from "node:fs/promises";
@@ -26,6 +31,8 @@ export interface FsDiskOptions {
   onFsync?: (seconds: number) => void;
   /** `write` and data-only `fsync` as synchronous calls (see above). */
   inlineAppends?: boolean;
+  /** Reads through a handle held open (the in-progress segment) as synchronous calls (see above). */
+  inlineReads?: boolean;
 }
 
 export class FsDisk implements AsyncDisk {
@@ -116,6 +123,11 @@ export class FsDisk implements AsyncDisk {
   private async read(name: string, start: number, length: number): Promise<Uint8Array> {
     const buf = Buffer.allocUnsafe(length);
     const cached = this.handles.get(name);
+    if (cached !== undefined && this.options.inlineReads === true) {
+      const bytesRead = fs.readSync(cached.fd, buf, 0, length, start);
+      assert(bytesRead === length, `short read from ${this.path(name)}`);
+      return buf;
+    }
     const handle = cached ?? (await fsp.open(this.path(name), "r"));
     try {
       const { bytesRead } = await handle.read(buf, 0, length, start);

@@ -446,7 +446,7 @@ export class SegmentStore {
   ) {
     this.dir = path.join(path.resolve(root), "current");
     // A batch's write + fdatasync without a thread-pool trip (fs_disk.ts says why).
-    this.disk = new FsDisk(this.dir, faults, { onFsync, inlineAppends: true });
+    this.disk = new FsDisk(this.dir, faults, { onFsync, inlineAppends: true, inlineReads: true });
     this.log = new SegmentLog(this.dir, (name) => `${name}.stale-${Date.now()}`);
   }
 

@@ -99,10 +99,19 @@ export async function applyRecords(
     marker?: { legacy: boolean };
     recordsPerTransaction?: number;
     applied?: (txid: number, write: RecordWrite | null) => void;
+    /**
+     * Redis's unexpected_error_replies after the caller's last run (null: unknown, read first), kept here between
+     * calls: a replica that applies after every commit saves a Redis round trip per call. The caller sets it to null
+     * whenever the count may have moved without a run of its own (its Redis restarted, a run failed, a resync).
+     */
+    errors?: { count: number | null };
   } = {},
 ): Promise<void> {
   const perTransaction = Math.max(1, options.recordsPerTransaction ?? 1024);
-  let errorsBefore = await unexpectedErrorReplies(client);
+  const errors = options.errors ?? { count: null };
+  // Unknown until read again if this call throws before it is done.
+  let errorsBefore = errors.count ?? (await unexpectedErrorReplies(client));
+  errors.count = null;
   for (let i = 0; i < records.length; i += perTransaction) {
     const run = records.slice(i, i + perTransaction);
     const first = run[0].txid;
@@ -132,4 +141,5 @@ export async function applyRecords(
     errorsBefore = errorsAfter;
     run.forEach((rec, j) => options.applied?.(rec.txid, writes[j]));
   }
+  errors.count = errorsBefore;
 }

@@ -84,6 +84,8 @@ export class Replica {
   private progress: (BootstrapProgress | (TransferProgress & { phase: "upload"; snapshotTxid: number })) | null = null;
   /** The Redis holds the older marker in database 0 (apply_records.ts APPLIED_DB): the next run deletes it. */
   private readonly marker = { legacy: false };
+  /** Redis's unexpected_error_replies after our last run (applyRecords' `errors`); null: read it before the next. */
+  private readonly applyErrors: { count: number | null } = { count: null };
 
   constructor(
     readonly id: string,
@@ -118,6 +120,8 @@ export class Replica {
     this.redis = await startRedisServer({ port: this.redisPort, dir: this.dataDir + "/redis", persistent: true, startTimeoutMs: c.redisStartTimeoutMs, password: this.password, extraArgs: replicaOf });
     this.client = new Redis(this.redisOptions());
     this.client.on("error", (err) => this.log.debug({ err }, "redis client error"));
+    // A restarted Redis counts its errors from 0 again: the count kept between runs is read anew.
+    this.client.on("close", () => (this.applyErrors.count = null));
     await this.client.connect();
     // Keeps the data set the AOF holds: the feeder continues from the Redis's own offset.
     await this.feeder.sync(this.client);
@@ -387,6 +391,7 @@ export class Replica {
     try {
       await applyRecords(this.feeder!, this.client!, records, {
         marker: this.marker,
+        errors: this.applyErrors,
         applied: (txid, write) => {
           this.core!.onApplied(txid);
           this.snapshotSchedule.observe(records[txid - first].length);
@@ -428,6 +433,7 @@ export class Replica {
 
   /** After a partial failure: believe the marker Redis holds, not our count. */
   private async resync(): Promise<void> {
+    this.applyErrors.count = null;
     const applied = await this.readMarker().catch(() => this.core!.appliedTxid);
     this.core = this.newCore(applied);
     // Records Redis ran whose ACK we never saw were never observed: the window learns them before this is a standby.

@@ -10,7 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { Redis } from "ioredis";
 import { freePort } from "../../src/process/ports.js";
-import { APPLIED_DB, APPLIED_KEY, applyRecords, dropAppliedMarker, readAppliedMarker } from "../../src/redis/apply_records.js";
+import { APPLIED_DB, APPLIED_KEY, ApplyError, applyRecords, dropAppliedMarker, readAppliedMarker } from "../../src/redis/apply_records.js";
 import { Feeder } from "../../src/redis/feeder.js";
 import { startRedisServer, type RedisServer } from "../../src/redis/redis_server.js";
 import { encodeRecordPayload, type RecordView } from "../../src/segment/record.js";
@@ -88,4 +88,25 @@ test("the applied marker: in database 1 with its run, kept by the AOF; an older 
   t.is(await (await connect(port, APPLIED_DB)).dbsize(), 0, "no marker left");
   t.is(await client.get(APPLIED_KEY), "client's");
   t.is(await client.dbsize(), 3);
+});
+
+test("the error count kept between runs: one INFO per call, and an effect Redis refuses is still caught", async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-errors-"));
+  dirs.push(dir);
+  const feeder = await Feeder.listen({ syncTimeoutMs: 15_000, loadTimeoutMs: 15_000, stallTimeoutMs: 15_000, keepaliveMs: 1000 });
+  feeders.push(feeder);
+  const client = await replicaOf(feeder, dir, await freePort());
+  // INFO calls so far (this INFO is counted after it ran).
+  const infoCalls = async (): Promise<number> => Number(/cmdstat_info:calls=(\d+)/.exec(await client.info("commandstats"))?.[1] ?? 0);
+  const errors: { count: number | null } = { count: null };
+  await applyRecords(feeder, client, [record(1, [["SET", "a", "1"]])], { errors });
+  t.is(typeof errors.count, "number", "the count after the run is kept");
+  const before = await infoCalls();
+  await applyRecords(feeder, client, [record(2, [["INCR", "a"]])], { errors });
+  t.is((await infoCalls()) - before - 1, 1, "with the count kept, a call reads INFO once (after its run), not twice");
+  // INCR of a value that is not a number fails on the replica: caught with the kept count as with a fresh one.
+  await feeder.sendRun([["SET", "s", "x"]]);
+  const err = await t.throwsAsync(applyRecords(feeder, client, [record(3, [["INCR", "s"]])], { errors }));
+  t.true(err instanceof ApplyError && err.effectFailed);
+  t.is(errors.count, null, "after a failed call the count is read again");
 });
