@@ -37,9 +37,12 @@ import type { MasterProbe, PeerBeat } from "./election_core.js";
 import { DataNodeCore, type DataNodeOrder, type SelfView, type SwitchoverOutcome } from "./data_node_core.js";
 import { probeMaster } from "./master_probe.js";
 import { readRefusal } from "../frontdoor/read_gate.js";
+import { LoopWatch } from "../metrics/loop_watch.js";
 
 /** Present while this node's Redis is (or may be) a master's: it is wiped before the node serves as a replica again. */
 const MASTER_MARKER = "master-role.json";
+/** How often the event loop's worst delay is taken (and a stall logged). */
+const LOOP_WATCH_INTERVAL_MS = 1000;
 
 export class DataNode {
   private replica: Replica | null = null;
@@ -66,6 +69,8 @@ export class DataNode {
   private door: RespDoor | null = null;
   /** Why the front door is not listening (its port taken…): the node serves on without it, and says so in status. */
   private doorError: string | null = null;
+  /** The event loop's worst delays (status details): a stall here is what lets a standby depose this node. */
+  private readonly loop: LoopWatch;
 
   constructor(
     readonly id: string,
@@ -86,6 +91,7 @@ export class DataNode {
     this.core = new DataNodeCore(id, priority, config, Date.now());
     this.jc = new JournalClient(nc, config.cluster, config.journalRequestTimeoutMs);
     this.events = new EventPublisher(nc, config.cluster, `data.${id}`, log);
+    this.loop = new LoopWatch(log, LOOP_WATCH_INTERVAL_MS, Math.floor(config.masterTimeoutMs / 6));
   }
 
   async start(): Promise<void> {
@@ -146,7 +152,8 @@ export class DataNode {
     // Won but not yet serving (the replica hands its Redis over): still "campaigning", so nobody else starts.
     const campaigning = this.core.campaigning && this.master === null;
     const door = this.respPort === null ? null : { port: this.respPort, listening: this.door !== null, connections: this.door?.connections ?? 0, ...(this.doorError === null ? {} : { error: this.doorError }) };
-    const details = { ...base.details, dataNode: true, dataRole: this.core.role, dataPhase: this.core.phase, respDoor: door };
+    const loop = { loopDelayMaxMs: this.loop.maxMs, loopDelayLastMs: this.loop.lastMs };
+    const details = { ...base.details, dataNode: true, dataRole: this.core.role, dataPhase: this.core.phase, respDoor: door, ...loop };
     return { ...base, id: this.id, health: campaigning ? "campaigning" : base.health, priority: this.priority, details };
   }
 
@@ -433,6 +440,7 @@ export class DataNode {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.loop.stop();
     if (this.timer) clearInterval(this.timer);
     this.switchoverDone?.({ ok: false, code: "NOT_WRITER", reason: `${this.id} is stopping` });
     this.switchoverDone = null;
