@@ -69,6 +69,8 @@ export class DataNode {
   private door: RespDoor | null = null;
   /** Why the front door is not listening (its port taken…): the node serves on without it, and says so in status. */
   private doorError: string | null = null;
+  /** The front door's own bus connection (doorBus), closed after the door. */
+  private doorNc: NatsConnection | null = null;
   /** The event loop's worst delays (status details): a stall here is what lets a standby depose this node. */
   private readonly loop: LoopWatch;
 
@@ -84,6 +86,11 @@ export class DataNode {
     private readonly respPort: number | null = null,
     /** The actor's metrics: its master and replica roles feed them by turns. */
     private readonly metrics: ActorMetrics = ActorMetrics.detached(config.cluster, id, "data"),
+    /**
+     * The front door's own bus connection: its clients' writes, reads' index rounds and pub/sub then never queue
+     * ahead of this node's heartbeats, election and journal traffic in one socket (issue #12 review). Absent: `nc`.
+     */
+    private readonly doorBus: (() => Promise<NatsConnection>) | null = null,
   ) {
     // Both roles' series from the start: a standby shows zero acked writes rather than no such series.
     void metrics.master;
@@ -111,11 +118,14 @@ export class DataNode {
   /** The front door opens once the replica serves its Redis; a door that cannot listen is logged, never fatal. */
   private async openDoor(): Promise<void> {
     if (this.respPort === null || this.stopped) return;
+    const nc = this.doorBus === null ? this.nc : await this.doorBus();
+    if (nc !== this.nc) this.doorNc = nc;
+    if (this.stopped) return void (await this.doorNc?.drain().catch(() => {}));
     const door = new RespDoor({
       id: this.id,
       port: this.respPort,
       config: this.config,
-      nc: this.nc,
+      nc,
       log: this.log.child({ door: this.respPort }),
       redisPort: this.redisPort,
       redisPassword: redisPassword(this.config.dataDir),
@@ -445,6 +455,7 @@ export class DataNode {
     this.switchoverDone?.({ ok: false, code: "NOT_WRITER", reason: `${this.id} is stopping` });
     this.switchoverDone = null;
     await this.door?.stop().catch((err: unknown) => this.log.warn({ err }, "the RESP front door did not close cleanly"));
+    await this.doorNc?.drain().catch(() => {});
     for (const sub of this.subs) sub.unsubscribe();
     await this.changing?.catch(() => {});
     await this.master?.stop();

@@ -2,9 +2,11 @@
  * One front-door connection: requests framed off the socket, each routed (router.ts) and answered, the replies
  * written back in request order however they complete (a pipelined write waits for the journal while a read after it
  * is ready). Bounded: at most `pipelineMax` requests in flight; past it, while the socket's output is full, and while
- * more than `outputBytesPause` reply bytes wait, the door stops reading the socket (TCP back-pressure) instead of
- * buffering; past `outputBytesMax` reply bytes waiting the connection is closed (a client that never reads). Its
- * buffered request bytes are reported to the door, which bounds their sum. Nothing after a QUIT is read.
+ * the reply bytes waiting plus those expected of the requests under way pass `outputBytesPause` (reply_budget.ts),
+ * the door stops reading the socket (TCP back-pressure) instead of buffering; a client that reads is never closed for
+ * its replies' size (only past reply_budget.ts's backstop). Requests are taken within the door's share of the event
+ * loop's turn (turn_budget.ts), the rest in later turns. Its buffered request bytes are reported to the door, which
+ * bounds their sum. Nothing after a QUIT is read.
  *
  * Order within a connection, as a pipeline runs on Redis: consecutive writes are sent at once, concurrently (the
  * master admits them in the order they arrive), and so are consecutive reads; a read waits until the connection's
@@ -25,6 +27,8 @@ import { commandReply, execReply } from "./reply_shapes.js";
 import { encodeResp, type Protocol } from "./resp_encoder.js";
 import type { LocalCommand, QjmCommand, Route, TxCommand } from "./router.js";
 import { OutputLimit, parsePubSub, type PubSubCommand, type PubSubRequest, type PushFrame } from "./pubsub.js";
+import { ReplyBudget } from "./reply_budget.js";
+import type { TurnBudget } from "./turn_budget.js";
 
 /** What a session needs from its door. */
 export interface DoorServices {
@@ -32,8 +36,10 @@ export interface DoorServices {
   readonly requestBytesMax: number;
   /** Reply bytes waiting for the client past which the connection is closed (client-output-buffer-limit). */
   readonly outputBytesMax: number;
-  /** Reply bytes waiting past which no new request is taken. */
+  /** Reply bytes waiting (and estimated for the requests under way) past which no new request is taken (reply_budget.ts). */
   readonly outputBytesPause: number;
+  /** The door's share of each event-loop turn, shared by its connections (turn_budget.ts). */
+  readonly budget: TurnBudget;
   /** Connections closed past outputBytesMax (counted here, shown by INFO qjm). */
   closedForOutput: number;
   readonly log: Logger;
@@ -75,7 +81,7 @@ export interface DoorServices {
    * A pub/sub command, answered at once: its frames ((UN)SUBSCRIBE: one per name), or its reply (PUBLISH: the
    * receivers on this node; PUBSUB …; an error).
    */
-  pubsub(request: Exclude<PubSubRequest, { op: "error" }>, session: Session): PushFrame[] | RespValue;
+  pubsub(request: Exclude<PubSubRequest, { op: "error" }>, session: Session): PushFrame[] | RespValue | Promise<RespValue>;
 }
 
 /**
@@ -115,6 +121,12 @@ export class Session {
   private watchTxid: Promise<number> | null = null;
   /** Pub/sub's output bounds, once the connection subscribed. */
   private pubsubLimit: OutputLimit | null = null;
+  /** Replies bounded by bytes: when the next request may be taken, when a client is past the backstop. */
+  private readonly replies: ReplyBudget;
+  /** Requests taken whose reply is not ready yet. */
+  private unanswered = 0;
+  /** The door's turn budget ran out while requests were waiting: a later turn takes them (the socket is paused meanwhile). */
+  private parked = false;
 
   constructor(
     private readonly socket: net.Socket,
@@ -122,6 +134,7 @@ export class Session {
     private readonly door: DoorServices,
   ) {
     this.reader = new RequestReader({ requestBytesMax: door.requestBytesMax, unauthenticated: !state.authenticated });
+    this.replies = new ReplyBudget(door.outputBytesPause, door.outputBytesMax);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("drain", () => {
       this.outputFull = false;
@@ -181,7 +194,11 @@ export class Session {
   }
 
   private take(): void {
-    while (!this.stopped && !this.outputFull && this.inFlight < this.door.pipelineMax && this.outputBytes <= this.door.outputBytesPause) {
+    while (!this.stopped && !this.parked && this.room()) {
+      if (!this.door.budget.spend()) {
+        this.park();
+        break;
+      }
       let args: Buffer[] | undefined;
       try {
         args = this.reader.next();
@@ -192,9 +209,23 @@ export class Session {
       if (args.length > 0) this.dispatch(args);
     }
     if (!this.stopped) this.charge(this.reader.pendingBytes);
-    const full = this.outputFull || this.inFlight >= this.door.pipelineMax || this.outputBytes > this.door.outputBytesPause;
+    const full = this.parked || !this.room();
     if (full && !this.socket.isPaused()) this.socket.pause();
     else if (!full && this.socket.isPaused() && !this.stopped) this.socket.resume();
+  }
+
+  /** Whether the next request may be taken: the socket takes output, under respPipelineMax, the replies' bytes bounded. */
+  private room(): boolean {
+    return !this.outputFull && this.inFlight < this.door.pipelineMax && this.replies.admits(this.outputBytes, this.unanswered);
+  }
+
+  /** Out of this turn's door budget: the socket waits (paused) and a later turn goes on where this one stopped. */
+  private park(): void {
+    this.parked = true;
+    this.door.budget.later(() => {
+      this.parked = false;
+      this.pump();
+    });
   }
 
   private protocolError(err: unknown): void {
@@ -211,6 +242,7 @@ export class Session {
     if (this.state.replyOff || this.state.skipNext) slot.silent = true;
     this.state.skipNext = false;
     this.slots.push(slot);
+    this.unanswered++;
     this.state.lastActiveMs = Date.now();
     this.state.lastCommand = args[0].toString("latin1", 0, 32).toLowerCase();
     const route = this.door.route(args, this.state);
@@ -242,15 +274,17 @@ export class Session {
    */
   private pubsub(command: PubSubCommand, args: Buffer[], slot: Slot): void {
     const request = parsePubSub(command, args);
-    const answer = (): void => {
+    const answer = (): Promise<void> | void => {
       const protocol = this.state.protocol;
       const r = request.op === "error" ? request.error : this.door.pubsub(request, this);
+      // PUBLISH: its receivers are counted once the door handed the message to them all (over later turns).
+      if (r instanceof Promise) return r.then((v) => this.fill(slot, encodeResp(v, protocol), false));
       // Frames are pushed, as Redis pushes them: sent even with CLIENT REPLY OFF.
       if (Array.isArray(r)) delete slot.silent;
       this.fill(slot, Array.isArray(r) ? Buffer.concat(r.map((f) => f.bytes(protocol))) : encodeResp(r, protocol), false);
     };
-    if (request.op !== "publish") return answer();
-    this.schedule("read", () => Promise.resolve(answer()));
+    if (request.op !== "publish") return void answer();
+    this.schedule("read", async () => await answer());
   }
 
   /** A message for this connection's subscriptions: after the replies before it, bounded as Redis bounds a subscriber. */
@@ -434,19 +468,21 @@ export class Session {
     if (this.socket.destroyed) return;
     slot.bytes = slot.silent === true ? EMPTY : bytes;
     slot.close = close;
+    this.unanswered--;
     this.readyBytes += slot.bytes.length;
+    const over = this.replies.filled(slot.bytes.length, this.outputBytes);
     this.flush();
-    this.checkOutput();
+    this.checkOutput(over);
   }
 
   /**
    * Closes a connection whose client does not read: past respOutputBytesMax, or with a subscription past pub/sub's
    * bounds (Redis's client-output-buffer-limit normal / pubsub).
    */
-  private checkOutput(): void {
+  private checkOutput(over = false): void {
     const bytes = this.outputBytes;
     if (this.state.pubsub.total === 0) {
-      if (bytes > this.door.outputBytesMax) this.overflow(`${bytes} reply bytes waiting, over respOutputBytesMax ${this.door.outputBytesMax}`, false);
+      if (over) this.overflow(`${bytes} reply bytes waiting, over respOutputBytesMax ${this.door.outputBytesMax} besides the largest reply`, false);
       return;
     }
     const o = this.door.pubsubOutput;
@@ -464,6 +500,7 @@ export class Session {
     this.slots = [];
     this.head = 0;
     this.readyBytes = 0;
+    this.unanswered = 0;
     this.socket.destroy();
   }
 

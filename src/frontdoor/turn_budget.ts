@@ -1,0 +1,65 @@
+/**
+ * The front door's share of one event-loop turn (issue #12 review). The door runs on the data node's loop, beside the
+ * master role's journal batches, heartbeats and the election: door work that held the loop past masterTimeoutMs
+ * deposed a healthy master. Every unbounded piece of door work (taking a connection's pipelined requests, matching a
+ * published message against the patterns, handing it to the subscribers) asks `spend()` before each step; once the
+ * turn's budget is spent it parks its continuation with `later()`, which runs in a later turn (setImmediate: after
+ * the timers and I/O that waited), in the order parked. So a timer waits at most about one budget behind the door,
+ * whatever its clients send, and the clients slow down instead (their sockets are not read meanwhile).
+ *
+ * Time-based: the door's costs (a request's parse and dispatch, a 20 KB channel against a pattern with 40 stars) vary
+ * by orders of magnitude, so a count would be too loose for some and too tight for others. The clock and the deferral
+ * are injected (unit tests).
+ */
+import { performance } from "node:perf_hooks";
+
+export class TurnBudget {
+  /** When this turn's first step was taken (null: none yet). */
+  private turnStartMs: number | null = null;
+  private parked: (() => void)[] = [];
+  private armed = false;
+
+  constructor(
+    /** Door work per turn, in ms (respTurnBudgetMs). */
+    private readonly budgetMs: number,
+    private readonly now: () => number = () => performance.now(),
+    private readonly defer: (fn: () => void) => void = (fn) => void setImmediate(fn),
+  ) {}
+
+  /** True: take the next step now. False: this turn's budget is spent, park the rest with later(). */
+  spend(): boolean {
+    const now = this.now();
+    if (this.turnStartMs === null) {
+      this.turnStartMs = now;
+      this.arm();
+      return true;
+    }
+    return now - this.turnStartMs < this.budgetMs;
+  }
+
+  /** Runs `fn` in a later turn, after what was parked before it. */
+  later(fn: () => void): void {
+    this.parked.push(fn);
+    this.arm();
+  }
+
+  /** Continuations parked and not yet run. */
+  get waiting(): number {
+    return this.parked.length;
+  }
+
+  /** A fresh budget next turn: the reset, then what was parked (what parks again runs in the turn after). */
+  private arm(): void {
+    if (this.armed) return;
+    this.armed = true;
+    this.defer(() => this.turn());
+  }
+
+  private turn(): void {
+    this.armed = false;
+    this.turnStartMs = null;
+    const ready = this.parked;
+    this.parked = [];
+    for (const fn of ready) fn();
+  }
+}
