@@ -4,8 +4,9 @@
  * deposed a healthy master. Every unbounded piece of door work (taking a connection's pipelined requests, matching a
  * published message against the patterns, handing it to the subscribers) asks `spend()` before each step; once the
  * turn's budget is spent it parks its continuation with `later()`, which runs in a later turn (setImmediate: after
- * the timers and I/O that waited), in the order parked. So a timer waits at most about one budget behind the door,
- * whatever its clients send, and the clients slow down instead (their sockets are not read meanwhile).
+ * the timers and I/O that waited), in the order parked, each taking at least one step there. So a timer waits at most
+ * about one budget behind the door, whatever its clients send, and the clients slow down instead (their sockets are not
+ * read meanwhile).
  *
  * Time-based: the door's costs (a request's parse and dispatch, a 20 KB channel against a pattern with 40 stars) vary
  * by orders of magnitude, so a count would be too loose for some and too tight for others. The clock and the deferral
@@ -18,6 +19,8 @@ export class TurnBudget {
   private turnStartMs: number | null = null;
   private parked: (() => void)[] = [];
   private armed = false;
+  /** The continuation being run from the parked list may take one step whatever was spent (fairness). */
+  private granted = false;
 
   constructor(
     /** Door work per turn, in ms (respTurnBudgetMs). */
@@ -28,6 +31,12 @@ export class TurnBudget {
 
   /** True: take the next step now. False: this turn's budget is spent, park the rest with later(). */
   spend(): boolean {
+    if (this.granted) {
+      this.granted = false;
+      if (this.turnStartMs === null) this.turnStartMs = this.now();
+      this.arm();
+      return true;
+    }
     const now = this.now();
     if (this.turnStartMs === null) {
       this.turnStartMs = now;
@@ -60,6 +69,12 @@ export class TurnBudget {
     this.turnStartMs = null;
     const ready = this.parked;
     this.parked = [];
-    for (const fn of ready) fn();
+    // Each parked continuation takes at least one step per turn: a long delivery parked first cannot starve a PING
+    // parked after it. A turn then costs at most the budget and one step per waiting party.
+    for (const fn of ready) {
+      this.granted = true;
+      fn();
+    }
+    this.granted = false;
   }
 }
