@@ -354,6 +354,12 @@ export const defaults = {
    */
   respTurnBudgetMs: 5,
   /**
+   * Requests in flight over all of one front door's connections (each connection at most respPipelineMax): past it
+   * the door takes no new request until one is answered, the connection that waited longest first. It bounds the
+   * writes one door puts on the master at once, and the bursts of their answers on the door's node.
+   */
+  respInflightMax: 2048,
+  /**
    * Bytes of pub/sub messages (channel and message) a front door holds waiting to be delivered (matching thousands of
    * patterns takes many turns): past it a message from another node is dropped for this door's subscribers (logged,
    * counted in INFO qjm's dropped), and a PUBLISH on it is refused OVERLOADED, until the backlog drains.
@@ -543,6 +549,7 @@ export function validateConfig(c: Config): string[] {
   if (c.respBufferedBytesMax < 1) errors.push("respBufferedBytesMax must be at least 1");
   if (c.respOutputBytesPause < 1 || c.respOutputBytesMax < c.respOutputBytesPause) errors.push("respOutputBytesPause must be at least 1 and at most respOutputBytesMax");
   if (!(c.respTurnBudgetMs > 0) || c.respTurnBudgetMs * 10 > c.masterTimeoutMs) errors.push("respTurnBudgetMs must be above 0 and at most a tenth of masterTimeoutMs");
+  if (c.respInflightMax < 1) errors.push("respInflightMax must be at least 1");
   if (c.respPubsubBacklogBytesMax < 1) errors.push("respPubsubBacklogBytesMax must be at least 1");
   if (c.respConnectionsMax < 1 || c.respPipelineMax < 1 || c.respUpstreamConnections < 1) errors.push("respConnectionsMax, respPipelineMax and respUpstreamConnections must be at least 1");
   if (c.respPort > 65535) errors.push("respPort must be a TCP port (0: no front door)");

@@ -38,7 +38,7 @@ import { array, bulk, integer } from "./resp_encoder.js";
 import { numsubReply, PUBSUB_HELP, PubSubIndex, type PubSubRequest, type PushFrame } from "./pubsub.js";
 import { PubSubBus } from "./pubsub_bus.js";
 import { subjects } from "../protocol/subjects.js";
-import { TurnBudget } from "./turn_budget.js";
+import { InflightGate, TurnBudget } from "./turn_budget.js";
 
 export interface DoorOptions {
   id: string;
@@ -70,6 +70,7 @@ export class RespDoor implements DoorServices {
   readonly waitMaxMs: number;
   readonly log: Logger;
   readonly budget: TurnBudget;
+  readonly inflight: InflightGate;
   /** Pub/sub messages waiting to be delivered here, in order (each taken in steps within the turn budget). */
   private readonly deliveries: { steps: Generator<void, number>; bytes: number; done: (receivers: number) => void }[] = [];
   /** Channel and message bytes of `deliveries` (respPubsubBacklogBytesMax). */
@@ -105,6 +106,7 @@ export class RespDoor implements DoorServices {
     this.outputBytesPause = c.respOutputBytesPause;
     this.waitMaxMs = c.respWaitMaxMs;
     this.budget = new TurnBudget(c.respTurnBudgetMs);
+    this.inflight = new InflightGate(c.respInflightMax, this.budget);
     this.requestBytesMax = c.respRequestBytesMax > 0 ? c.respRequestBytesMax : c.writeBytesMax > 0 ? c.writeBytesMax : maxPayload(o.nc);
     this.upstream = new Upstream({ port: o.redisPort, password: o.redisPassword, connections: c.respUpstreamConnections, connectTimeoutMs: c.redisStartTimeoutMs });
     this.writer = clientOn(o.nc, c);

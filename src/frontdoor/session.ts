@@ -28,7 +28,7 @@ import { encodeResp, type Protocol } from "./resp_encoder.js";
 import type { LocalCommand, QjmCommand, Route, TxCommand } from "./router.js";
 import { OutputLimit, parsePubSub, type PubSubCommand, type PubSubRequest, type PushFrame } from "./pubsub.js";
 import { ReplyBudget } from "./reply_budget.js";
-import type { TurnBudget } from "./turn_budget.js";
+import type { InflightGate, TurnBudget } from "./turn_budget.js";
 
 /** What a session needs from its door. */
 export interface DoorServices {
@@ -40,6 +40,8 @@ export interface DoorServices {
   readonly outputBytesPause: number;
   /** The door's share of each event-loop turn, shared by its connections (turn_budget.ts). */
   readonly budget: TurnBudget;
+  /** Requests in flight over all the door's connections (respInflightMax). */
+  readonly inflight: InflightGate;
   /** Connections closed past outputBytesMax (counted here, shown by INFO qjm). */
   closedForOutput: number;
   readonly log: Logger;
@@ -127,6 +129,8 @@ export class Session {
   private unanswered = 0;
   /** The door's turn budget ran out while requests were waiting: a later turn takes them (the socket is paused meanwhile). */
   private parked = false;
+  /** Takes requests again once the door has room for them (InflightGate). */
+  private readonly wake = (): void => this.pump();
 
   constructor(
     private readonly socket: net.Socket,
@@ -143,6 +147,7 @@ export class Session {
     socket.on("error", (err) => door.log.debug({ err, client: state.id }, "front-door connection error"));
     socket.on("close", () => {
       this.stopped = true;
+      door.inflight.forget(this.wake);
       this.charge(0);
       door.closed(this);
     });
@@ -210,13 +215,15 @@ export class Session {
     }
     if (!this.stopped) this.charge(this.reader.pendingBytes);
     const full = this.parked || !this.room();
+    // Only the door's bound held it: it waits its turn (a request answered anywhere on the door wakes it).
+    if (full && !this.stopped && !this.parked && !this.door.inflight.room) this.door.inflight.wait(this.wake);
     if (full && !this.socket.isPaused()) this.socket.pause();
     else if (!full && this.socket.isPaused() && !this.stopped) this.socket.resume();
   }
 
   /** Whether the next request may be taken: the socket takes output, under respPipelineMax, the replies' bytes bounded. */
   private room(): boolean {
-    return !this.outputFull && this.inFlight < this.door.pipelineMax && this.replies.admits(this.outputBytes, this.unanswered);
+    return !this.outputFull && this.inFlight < this.door.pipelineMax && this.door.inflight.room && this.replies.admits(this.outputBytes, this.unanswered);
   }
 
   /** Out of this turn's door budget: the socket waits (paused) and a later turn goes on where this one stopped. */
@@ -243,6 +250,7 @@ export class Session {
     this.state.skipNext = false;
     this.slots.push(slot);
     this.unanswered++;
+    this.door.inflight.taken();
     this.state.lastActiveMs = Date.now();
     this.state.lastCommand = args[0].toString("latin1", 0, 32).toLowerCase();
     const route = this.door.route(args, this.state);
@@ -465,10 +473,12 @@ export class Session {
   }
 
   private fill(slot: Slot, bytes: Buffer, close: boolean): void {
+    // Counted even on a closed connection: every request taken is answered here once (the door's bound depends on it).
+    this.unanswered--;
+    this.door.inflight.answered();
     if (this.socket.destroyed) return;
     slot.bytes = slot.silent === true ? EMPTY : bytes;
     slot.close = close;
-    this.unanswered--;
     this.readyBytes += slot.bytes.length;
     const over = this.replies.filled(slot.bytes.length, this.outputBytes);
     this.flush();
@@ -500,7 +510,6 @@ export class Session {
     this.slots = [];
     this.head = 0;
     this.readyBytes = 0;
-    this.unanswered = 0;
     this.socket.destroy();
   }
 

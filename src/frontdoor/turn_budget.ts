@@ -78,3 +78,50 @@ export class TurnBudget {
     this.granted = false;
   }
 }
+
+/**
+ * Requests in flight over all of a door's connections (respInflightMax): 400 connections pipelining 32 requests each
+ * put 12,800 writes in flight on the master's own node, whose completions then came in bursts no turn budget covers.
+ * A connection past the bound stops taking requests and waits its turn: each request answered wakes the connection
+ * that waited longest (FIFO), in a later turn.
+ */
+export class InflightGate {
+  private count = 0;
+  private readonly waiting = new Set<() => void>();
+
+  constructor(
+    private readonly max: number,
+    private readonly budget: TurnBudget,
+  ) {}
+
+  get room(): boolean {
+    return this.count < this.max;
+  }
+
+  get inFlight(): number {
+    return this.count;
+  }
+
+  taken(): void {
+    this.count++;
+  }
+
+  answered(): void {
+    this.count--;
+    if (this.count >= this.max) return;
+    const first = this.waiting.values().next();
+    if (first.done === true) return;
+    this.waiting.delete(first.value);
+    this.budget.later(first.value);
+  }
+
+  /** `wake` runs once there is room (again), unless already waiting. */
+  wait(wake: () => void): void {
+    this.waiting.add(wake);
+  }
+
+  /** A closed connection waits no more. */
+  forget(wake: () => void): void {
+    this.waiting.delete(wake);
+  }
+}

@@ -5,7 +5,7 @@
 import test from "ava";
 import { globMatch, globMatchReference } from "../../src/frontdoor/glob.js";
 import { ReplyBudget } from "../../src/frontdoor/reply_budget.js";
-import { TurnBudget } from "../../src/frontdoor/turn_budget.js";
+import { InflightGate, TurnBudget } from "../../src/frontdoor/turn_budget.js";
 import { prng, testSeed } from "../helpers/prng.js";
 
 function manualBudget(budgetMs: number): { budget: TurnBudget; clock: { now: number }; turns: (() => void)[] } {
@@ -125,4 +125,23 @@ test("turn budget: every parked continuation takes a step each turn, however muc
   turns.shift()!();
   t.is(small, 1, "the PING parked behind the hog ran in the next turn");
   t.true(big <= 11, `${big} hog steps in two turns`);
+});
+
+test("in-flight gate: past the door's bound a connection waits; each request answered wakes the one that waited longest", (t) => {
+  const { budget, turns } = manualBudget(5);
+  const gate = new InflightGate(2, budget);
+  gate.taken();
+  gate.taken();
+  t.false(gate.room);
+  const woken: string[] = [];
+  gate.wait(() => woken.push("a"));
+  gate.wait(() => woken.push("b"));
+  gate.answered();
+  while (turns.length > 0) turns.shift()!();
+  t.deepEqual(woken, ["a"], "one answer, one connection woken");
+  t.true(gate.room);
+  gate.answered();
+  while (turns.length > 0) turns.shift()!();
+  t.deepEqual(woken, ["a", "b"]);
+  t.is(gate.inFlight, 0);
 });
