@@ -94,6 +94,8 @@ export type WriteOutcome = { ok: true; value: ReplyValue; txid: number } | { ok:
 
 interface Slot {
   bytes: Buffer | null;
+  /** A large value's own bytes, written after `bytes` as they are (never copied into one reply buffer). */
+  tail?: Buffer[];
   /** CLIENT REPLY OFF or SKIP when the request was taken: its reply is dropped (pub/sub frames excepted). */
   silent?: true;
   /** Close the connection once this reply is written (QUIT, a protocol error). */
@@ -435,7 +437,7 @@ export class Session {
     this.schedule("read", () => {
       // Run after the connection's earlier writes: the gate and the consistency's waits are asked then.
       return this.door.readData(protocol, args, this.state).then(
-        (reply) => this.fill(slot, encodeResp(reply, protocol), false),
+        (reply) => this.fillReply(slot, reply, protocol),
         (err: Error) => this.fill(slot, encodeResp(unavailable(err), protocol), false),
       );
     });
@@ -472,15 +474,26 @@ export class Session {
     return this.readyBytes + this.socket.writableLength;
   }
 
-  private fill(slot: Slot, bytes: Buffer, close: boolean): void {
+  /**
+   * A read's reply: a large string (LARGE_REPLY_BYTES and more) goes out as its header, its value's own buffer and a
+   * CRLF, not copied into one reply buffer (512 MiB would be one long synchronous copy on the node's loop).
+   */
+  private fillReply(slot: Slot, reply: RespValue, protocol: Protocol): void {
+    if (reply.type !== "bulk" || reply.value === null || reply.value.length < LARGE_REPLY_BYTES) return this.fill(slot, encodeResp(reply, protocol), false);
+    this.fill(slot, Buffer.from(`$${reply.value.length}\r\n`, "latin1"), false, [reply.value, CRLF]);
+  }
+
+  private fill(slot: Slot, bytes: Buffer, close: boolean, tail?: Buffer[]): void {
     // Counted even on a closed connection: every request taken is answered here once (the door's bound depends on it).
     this.unanswered--;
     this.door.inflight.answered();
     if (this.socket.destroyed) return;
     slot.bytes = slot.silent === true ? EMPTY : bytes;
+    if (slot.silent !== true && tail !== undefined) slot.tail = tail;
     slot.close = close;
-    this.readyBytes += slot.bytes.length;
-    const over = this.replies.filled(slot.bytes.length, this.outputBytes);
+    const size = slotBytes(slot);
+    this.readyBytes += size;
+    const over = this.replies.filled(size, this.outputBytes);
     this.flush();
     this.checkOutput(over);
   }
@@ -530,10 +543,11 @@ export class Session {
       const slot = this.slots[this.head];
       if (slot.bytes === null) break;
       this.slots[this.head++] = undefined as unknown as Slot;
-      this.readyBytes -= slot.bytes.length;
+      this.readyBytes -= slotBytes(slot);
       if (this.socket.destroyed) continue;
       this.cork();
       if (slot.bytes.length > 0 && !this.socket.write(slot.bytes)) this.outputFull = true;
+      for (const b of slot.tail ?? []) if (!this.socket.write(b)) this.outputFull = true;
       if (slot.close) {
         this.stopped = true;
         this.socket.end();
@@ -551,6 +565,15 @@ export class Session {
 }
 
 const EMPTY = Buffer.alloc(0);
+const CRLF = Buffer.from("\r\n", "latin1");
+/** Replies of a string this large are written as their value's own buffer (fillReply). */
+const LARGE_REPLY_BYTES = 1024 * 1024;
+
+function slotBytes(slot: Slot): number {
+  let n = slot.bytes?.length ?? 0;
+  for (const b of slot.tail ?? []) n += b.length;
+  return n;
+}
 
 function unavailable(err: Error): RespValue {
   return { type: "error", value: `ERR qjm: this node's Redis cannot be reached: ${err.message.replace(/[\r\n]+/g, " ")}` };

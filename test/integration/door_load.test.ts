@@ -183,3 +183,29 @@ test.serial("redis-benchmark with many connections and deep pipelines on the mas
     t.is(code, 0, out.slice(-500));
   });
 });
+
+test.serial("a 128 MiB value read through the master's door (Redis allows 512 MiB): whole, while the door answers PING", async (t) => {
+  await underAttack(t, "bigvalue", async (m) => {
+    const size = 128 * 1024 * 1024;
+    t.is(await door(m.id).setrange("load:huge", size - 1, "z"), size);
+    const s = net.connect(doorPort(m.id), "127.0.0.1");
+    sockets.push(s);
+    s.on("error", () => {});
+    const want = `$${size}\r\n`.length + size + 2;
+    let got = 0;
+    let last: Buffer = Buffer.alloc(0);
+    const done = new Promise<void>((resolve) =>
+      s.on("data", (d: Buffer) => {
+        got += d.length;
+        last = d;
+        if (got >= want) resolve();
+      }),
+    );
+    s.write(encodeCommand(["GET", "load:huge"]));
+    await done;
+    t.is(got, want, "the whole reply");
+    t.is(last.subarray(-3).toString("latin1"), "z\r\n", "its last byte, then CRLF");
+    s.destroy();
+    await door(m.id).del("load:huge");
+  });
+});

@@ -145,3 +145,25 @@ test("in-flight gate: past the door's bound a connection waits; each request ans
   t.deepEqual(woken, ["a", "b"]);
   t.is(gate.inFlight, 0);
 });
+
+test("RESP parser: a large string is filled in its own buffer as its chunks arrive; the parse buffer stays small", async (t) => {
+  const { RespParser } = await import("../../src/redis/resp_parser.js");
+  const p = new RespParser();
+  const value = Buffer.alloc(3 * 1024 * 1024 + 7);
+  for (let i = 0; i < value.length; i++) value[i] = i % 251;
+  const stream = Buffer.concat([Buffer.from(`*2\r\n$${value.length}\r\n`), value, Buffer.from("\r\n:5\r\n+OK\r\n")]);
+  const frames = [];
+  for (let at = 0; at < stream.length; at += 65_536) {
+    p.push(stream.subarray(at, at + 65_536));
+    for (let f = p.next(); f !== undefined; f = p.next()) frames.push(f);
+    t.true((p as unknown as { buf: Buffer }).buf.length <= 256 * 1024, "the parse buffer never grows to hold the value");
+  }
+  t.is(frames.length, 2);
+  const first = frames[0].value as { type: "array"; items: { type: string; value: Buffer }[] };
+  t.true(first.items[0].value.equals(value));
+  t.deepEqual(first.items[1], { type: "integer", value: 5 });
+  t.is(frames[0].bytes + frames[1].bytes, stream.length);
+  const bad = new RespParser();
+  bad.push(Buffer.concat([Buffer.from(`$${value.length}\r\n`), value, Buffer.from("xx")]));
+  t.throws(() => bad.next(), { message: /not terminated by CRLF/ });
+});
