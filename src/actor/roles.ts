@@ -72,7 +72,7 @@ function builder(role: Role, id: string, flags: Map<string, string>, config: Con
       const port = intFlag(flags, "redis-port", config.dataRedisPortBase + index);
       const respPort = intFlag(flags, "resp-port", config.respPort === 0 ? 0 : config.respPort + index);
       const priority = intFlag(flags, "priority", 1);
-      return ({ nc, log, metrics }) => new DataNode(id, config, dir, port, priority, nc, log, respPort === 0 ? null : respPort, metrics);
+      return ({ nc, log, metrics, connect }) => new DataNode(id, config, dir, port, priority, nc, log, respPort === 0 ? null : respPort, metrics, () => connect("door"));
     }
   }
 }

@@ -25,6 +25,11 @@ export interface ActorContext {
   log: Logger;
   /** This actor's metrics (its own registry), served on its metrics port. */
   metrics: ActorMetrics;
+  /**
+   * Another connection to the bus as this actor (same user, servers, TLS), named `qjm-<role>-<id>-<suffix>`: for
+   * traffic that must not queue ahead of the role's own on `nc` (a data node's front door).
+   */
+  connect(suffix: string): Promise<NatsConnection>;
 }
 
 /**
@@ -52,7 +57,8 @@ export async function runActor(role: string, id: string, config: Config, metrics
   const stillWaiting = setInterval(() => {
     log.warn({ nats: config.natsUrl, waitedMs: Date.now() - dialStartMs }, "still no answer from nats-server: is QJM_NATS_URL right?");
   }, NATS_DIAL_WARN_MS);
-  const nc = await connectBus(config.natsUrl, `qjm-${role}-${id}`, creds, { waitForServer: true, inOrder: true, tls: clientTls(config), timing: config }).finally(() => clearInterval(stillWaiting));
+  const dial = (name: string) => connectBus(config.natsUrl, name, creds, { waitForServer: true, inOrder: true, tls: clientTls(config), timing: config });
+  const nc = await dial(`qjm-${role}-${id}`).finally(() => clearInterval(stillWaiting));
   if (creds === null) log.warn({ nats: config.natsUrl }, "no NATS credentials: connecting without authentication");
   // nats-server's refusals (a permission violation) come asynchronously, not with the publish: make them seen.
   void (async () => {
@@ -63,7 +69,7 @@ export async function runActor(role: string, id: string, config: Config, metrics
       else if (s.type === "reconnect") log.info({ server: s.server }, "reconnected to nats-server");
     }
   })();
-  const actor = build({ config, nc, log, metrics });
+  const actor = build({ config, nc, log, metrics, connect: (suffix) => dial(`qjm-${role}-${id}-${suffix}`) });
   const micro = await startMicroService(nc, labels, metrics.url, log);
   let stopping = false;
   const stop = async (signal: string) => {

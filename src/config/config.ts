@@ -348,8 +348,30 @@ export const defaults = {
    * closed, as Redis's client-output-buffer-limit does (a client that never reads cannot grow the node's memory).
    */
   respOutputBytesMax: 64 * 1024 * 1024,
-  /** Past this many reply bytes waiting, the door takes no new request from that connection until they drain. */
+  /**
+   * Past this many reply bytes waiting (and expected of its requests under way, estimated from its recent replies:
+   * src/frontdoor/reply_budget.ts), the door takes no new request from that connection until they drain. A client that
+   * reads is never closed for its replies' size: respOutputBytesMax is then a backstop only.
+   */
   respOutputBytesPause: 1024 * 1024,
+  /**
+   * The front door's share of one event-loop turn, in ms (src/frontdoor/turn_budget.ts): taking pipelined requests and
+   * delivering pub/sub messages stop for the turn once it is spent, and go on in the next. The door shares the data
+   * node's loop with its heartbeats and the master's journal batches: a loop held past masterTimeoutMs deposes it.
+   */
+  respTurnBudgetMs: 5,
+  /**
+   * Requests in flight over all of one front door's connections (each connection at most respPipelineMax): past it
+   * the door takes no new request until one is answered, the connection that waited longest first. It bounds the
+   * writes one door puts on the master at once, and the bursts of their answers on the door's node.
+   */
+  respInflightMax: 2048,
+  /**
+   * Bytes of pub/sub messages (channel and message) a front door holds waiting to be delivered (matching thousands of
+   * patterns takes many turns): past it a message from another node is dropped for this door's subscribers (logged,
+   * counted in INFO qjm's dropped), and a PUBLISH on it is refused OVERLOADED, until the backlog drains.
+   */
+  respPubsubBacklogBytesMax: 64 * 1024 * 1024,
   /**
    * Request bytes all of a door's connections may hold buffered (requests not yet complete): past it the connection
    * holding the most is closed (a crowd of clients each sending part of a large request cannot exhaust the node).
@@ -533,6 +555,9 @@ export function validateConfig(c: Config): string[] {
   if (c.feederKeepaliveMs < 1 || c.feederKeepaliveMs > 30000) errors.push("feederKeepaliveMs must be between 1 and 30000");
   if (c.respBufferedBytesMax < 1) errors.push("respBufferedBytesMax must be at least 1");
   if (c.respOutputBytesPause < 1 || c.respOutputBytesMax < c.respOutputBytesPause) errors.push("respOutputBytesPause must be at least 1 and at most respOutputBytesMax");
+  if (!(c.respTurnBudgetMs > 0) || c.respTurnBudgetMs * 10 > c.masterTimeoutMs) errors.push("respTurnBudgetMs must be above 0 and at most a tenth of masterTimeoutMs");
+  if (c.respInflightMax < 1) errors.push("respInflightMax must be at least 1");
+  if (c.respPubsubBacklogBytesMax < 1) errors.push("respPubsubBacklogBytesMax must be at least 1");
   if (c.respConnectionsMax < 1 || c.respPipelineMax < 1 || c.respUpstreamConnections < 1) errors.push("respConnectionsMax, respPipelineMax and respUpstreamConnections must be at least 1");
   if (c.respPort > 65535) errors.push("respPort must be a TCP port (0: no front door)");
   if (c.metricsPort + localActorCount(c) - 1 > 65535) errors.push("metricsPort must leave a TCP port for every actor (0: no metrics)");

@@ -37,9 +37,12 @@ import type { MasterProbe, PeerBeat } from "./election_core.js";
 import { DataNodeCore, type DataNodeOrder, type SelfView, type SwitchoverOutcome } from "./data_node_core.js";
 import { probeMaster } from "./master_probe.js";
 import { readRefusal } from "../frontdoor/read_gate.js";
+import { LoopWatch } from "../metrics/loop_watch.js";
 
 /** Present while this node's Redis is (or may be) a master's: it is wiped before the node serves as a replica again. */
 const MASTER_MARKER = "master-role.json";
+/** How often the event loop's worst delay is taken (and a stall logged). */
+const LOOP_WATCH_INTERVAL_MS = 1000;
 
 export class DataNode {
   private replica: Replica | null = null;
@@ -66,6 +69,10 @@ export class DataNode {
   private door: RespDoor | null = null;
   /** Why the front door is not listening (its port taken…): the node serves on without it, and says so in status. */
   private doorError: string | null = null;
+  /** The front door's own bus connection (doorBus), closed after the door. */
+  private doorNc: NatsConnection | null = null;
+  /** The event loop's worst delays (status details): a stall here is what lets a standby depose this node. */
+  private readonly loop: LoopWatch;
 
   constructor(
     readonly id: string,
@@ -79,6 +86,11 @@ export class DataNode {
     private readonly respPort: number | null = null,
     /** The actor's metrics: its master and replica roles feed them by turns. */
     private readonly metrics: ActorMetrics = ActorMetrics.detached(config.cluster, id, "data"),
+    /**
+     * The front door's own bus connection: its clients' writes, reads' index rounds and pub/sub then never queue
+     * ahead of this node's heartbeats, election and journal traffic in one socket (issue #12 review). Absent: `nc`.
+     */
+    private readonly doorBus: (() => Promise<NatsConnection>) | null = null,
   ) {
     // Both roles' series from the start: a standby shows zero acked writes rather than no such series.
     void metrics.master;
@@ -86,6 +98,7 @@ export class DataNode {
     this.core = new DataNodeCore(id, priority, config, Date.now());
     this.jc = new JournalClient(nc, config.cluster, config.journalRequestTimeoutMs);
     this.events = new EventPublisher(nc, config.cluster, `data.${id}`, log);
+    this.loop = new LoopWatch(log, LOOP_WATCH_INTERVAL_MS, Math.floor(config.masterTimeoutMs / 6));
   }
 
   async start(): Promise<void> {
@@ -105,11 +118,14 @@ export class DataNode {
   /** The front door opens once the replica serves its Redis; a door that cannot listen is logged, never fatal. */
   private async openDoor(): Promise<void> {
     if (this.respPort === null || this.stopped) return;
+    const nc = this.doorBus === null ? this.nc : await this.doorBus();
+    if (nc !== this.nc) this.doorNc = nc;
+    if (this.stopped) return void (await this.doorNc?.drain().catch(() => {}));
     const door = new RespDoor({
       id: this.id,
       port: this.respPort,
       config: this.config,
-      nc: this.nc,
+      nc,
       log: this.log.child({ door: this.respPort }),
       redisPort: this.redisPort,
       redisPassword: redisPassword(this.config.dataDir),
@@ -146,7 +162,8 @@ export class DataNode {
     // Won but not yet serving (the replica hands its Redis over): still "campaigning", so nobody else starts.
     const campaigning = this.core.campaigning && this.master === null;
     const door = this.respPort === null ? null : { port: this.respPort, listening: this.door !== null, connections: this.door?.connections ?? 0, ...(this.doorError === null ? {} : { error: this.doorError }) };
-    const details = { ...base.details, dataNode: true, dataRole: this.core.role, dataPhase: this.core.phase, respDoor: door };
+    const loop = { loopDelayMaxMs: this.loop.maxMs, loopDelayLastMs: this.loop.lastMs };
+    const details = { ...base.details, dataNode: true, dataRole: this.core.role, dataPhase: this.core.phase, respDoor: door, ...loop };
     return { ...base, id: this.id, health: campaigning ? "campaigning" : base.health, priority: this.priority, details };
   }
 
@@ -433,10 +450,12 @@ export class DataNode {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.loop.stop();
     if (this.timer) clearInterval(this.timer);
     this.switchoverDone?.({ ok: false, code: "NOT_WRITER", reason: `${this.id} is stopping` });
     this.switchoverDone = null;
     await this.door?.stop().catch((err: unknown) => this.log.warn({ err }, "the RESP front door did not close cleanly"));
+    await this.doorNc?.drain().catch(() => {});
     for (const sub of this.subs) sub.unsubscribe();
     await this.changing?.catch(() => {});
     await this.master?.stop();

@@ -39,6 +39,7 @@ import { array, bulk, integer } from "./resp_encoder.js";
 import { numsubReply, PUBSUB_HELP, PubSubIndex, type PubSubRequest, type PushFrame } from "./pubsub.js";
 import { PubSubBus } from "./pubsub_bus.js";
 import { subjects } from "../protocol/subjects.js";
+import { InflightGate, TurnBudget } from "./turn_budget.js";
 
 export interface DoorOptions {
   id: string;
@@ -69,6 +70,16 @@ export class RespDoor implements DoorServices {
   readonly outputBytesPause: number;
   readonly waitMaxMs: number;
   readonly log: Logger;
+  readonly budget: TurnBudget;
+  readonly inflight: InflightGate;
+  /** Pub/sub messages waiting to be delivered here, in order (each taken in steps within the turn budget). */
+  private readonly deliveries: { steps: Generator<void, number>; bytes: number; done: (receivers: number) => void }[] = [];
+  /** Channel and message bytes of `deliveries` (respPubsubBacklogBytesMax). */
+  private deliveryBytes = 0;
+  /** The deliveries ran out of the turn's budget: a later turn goes on with them. */
+  private deliveryParked = false;
+  /** Messages from other nodes dropped because the backlog was full (INFO qjm's dropped counts them too). */
+  private backlogDropped = 0;
   private readonly reads: ReadPath;
   private readonly server: net.Server;
   private readonly sessions = new Set<Session>();
@@ -95,6 +106,8 @@ export class RespDoor implements DoorServices {
     this.outputBytesMax = c.respOutputBytesMax;
     this.outputBytesPause = c.respOutputBytesPause;
     this.waitMaxMs = c.respWaitMaxMs;
+    this.budget = new TurnBudget(c.respTurnBudgetMs);
+    this.inflight = new InflightGate(c.respInflightMax, this.budget);
     this.requestBytesMax = c.respRequestBytesMax > 0 ? c.respRequestBytesMax : c.writeBytesMax > 0 ? c.writeBytesMax : maxPayload(o.nc);
     this.upstream = new Upstream({ port: o.redisPort, password: o.redisPassword, connections: c.respUpstreamConnections, connectTimeoutMs: c.redisStartTimeoutMs });
     this.writer = clientOn(o.nc, c);
@@ -139,7 +152,8 @@ export class RespDoor implements DoorServices {
     // interest (a message published on another node right after it arrives), and the door holds one subscription.
     const subject = subjects(this.o.config.cluster);
     this.bus = new PubSubBus(this.o.nc, subject.pubsub(this.o.id), subject.pubsubAll, this.log, (m) => {
-      this.subscribers.deliver(m.shard, m.channel as Buffer, m.message as Buffer, (s, frame) => s.push(frame));
+      if (this.deliver(m.shard, m.channel as Buffer, m.message as Buffer) !== null) return;
+      if (this.backlogDropped++ % 1000 === 0) this.log.warn({ backlogBytes: this.deliveryBytes, dropped: this.backlogDropped }, "pub/sub: deliveries behind past respPubsubBacklogBytesMax, a message from another node dropped for this door's subscribers");
     });
     void this.learnVersion();
     this.log.info({ port: this.o.port, host: this.o.config.respHost, requestBytesMax: this.requestBytesMax }, "RESP front door listening");
@@ -181,7 +195,7 @@ export class RespDoor implements DoorServices {
     return route(args, { commands: this.o.commands(), authenticated: state.authenticated, protocol: state.protocol, subscriptions: state.pubsub.total });
   }
 
-  pubsub(r: Exclude<PubSubRequest, { op: "error" }>, session: Session): PushFrame[] | RespValue {
+  pubsub(r: Exclude<PubSubRequest, { op: "error" }>, session: Session): PushFrame[] | RespValue | Promise<RespValue> {
     const own = session.state.pubsub;
     switch (r.op) {
       case "subscribe": {
@@ -204,11 +218,50 @@ export class RespDoor implements DoorServices {
   }
 
   /** PUBLISH / SPUBLISH: refused whole if the bus cannot carry it; else this door's receivers, and out to the others. */
-  private publish(shard: boolean, channel: Buffer, message: Buffer): RespValue {
+  private publish(shard: boolean, channel: Buffer, message: Buffer): RespValue | Promise<RespValue> {
+    if (this.deliveryBytes + channel.length + message.length > this.o.config.respPubsubBacklogBytesMax) {
+      return { type: "error", value: `ERR qjm ${ErrorCode.OVERLOADED} this door's pub/sub deliveries are ${this.deliveryBytes} bytes behind (respPubsubBacklogBytesMax): publish again later` };
+    }
     const refused = this.bus === null ? "ERR qjm: the front door is not started" : this.bus.publish(shard, channel, message);
     if (refused !== null) return { type: "error", value: refused };
     this.published++;
-    return integer(this.subscribers.deliver(shard, channel, message, (s, frame) => s.push(frame)));
+    return this.deliver(shard, channel, message)!.then((n) => integer(n));
+  }
+
+  /**
+   * Queues a message for this door's subscribers: delivered in order, in steps within the turn budget. Null when the
+   * backlog is past respPubsubBacklogBytesMax (not queued); else the receivers, once every one was handed it.
+   */
+  private deliver(shard: boolean, channel: Buffer, message: Buffer): Promise<number> | null {
+    const bytes = channel.length + message.length;
+    if (this.deliveryBytes + bytes > this.o.config.respPubsubBacklogBytesMax) return null;
+    const steps = this.subscribers.delivering(shard, channel, message, (s, frame) => s.push(frame));
+    const done = new Promise<number>((resolve) => this.deliveries.push({ steps, bytes, done: resolve }));
+    this.deliveryBytes += bytes;
+    if (!this.deliveryParked) this.runDeliveries();
+    return done;
+  }
+
+  /** Delivers the queued messages, oldest first, until the turn's budget is spent; a later turn goes on. */
+  private runDeliveries(): void {
+    while (this.deliveries.length > 0) {
+      const job = this.deliveries[0];
+      for (;;) {
+        if (!this.budget.spend()) {
+          this.deliveryParked = true;
+          return this.budget.later(() => {
+            this.deliveryParked = false;
+            this.runDeliveries();
+          });
+        }
+        const r = job.steps.next();
+        if (r.done !== true) continue;
+        this.deliveries.shift();
+        this.deliveryBytes -= job.bytes;
+        job.done(r.value);
+        break;
+      }
+    }
   }
 
   local(command: LocalCommand, args: readonly Buffer[], session: Session): LocalAnswer {
@@ -264,7 +317,7 @@ export class RespDoor implements DoorServices {
         patterns: this.subscribers.patternCount,
         published: this.published,
         received: this.bus?.received ?? 0,
-        dropped: this.bus?.dropped ?? 0,
+        dropped: (this.bus?.dropped ?? 0) + this.backlogDropped,
         closedForOutput: this.closedForPubsubOutput,
       },
     });

@@ -196,20 +196,41 @@ export class PubSubIndex<S> {
    * reply on the node it was published on).
    */
   deliver(shard: boolean, channel: Buffer, message: Buffer, send: (s: S, frame: PushFrame) => void): number {
+    const steps = this.delivering(shard, channel, message, send);
+    for (;;) {
+      const r = steps.next();
+      if (r.done === true) return r.value;
+    }
+  }
+
+  /**
+   * deliver() in steps, for the door's turn budget (turn_budget.ts): it yields after each pattern matched and each
+   * subscriber handed the message, so 5,000 patterns against a 20 KB channel, or 10,000 subscribers of one channel,
+   * take many short turns instead of one long one. The subscriptions are those held when it started (one taken later
+   * missed the message, as on Redis; one dropped meanwhile still gets it: it was published before).
+   */
+  *delivering(shard: boolean, channel: Buffer, message: Buffer, send: (s: S, frame: PushFrame) => void): Generator<void, number> {
     let receivers = 0;
-    const key = channel.toString("latin1");
-    const direct = this.index[shard ? "shard" : "channel"].get(key);
+    const direct = this.index[shard ? "shard" : "channel"].get(channel.toString("latin1"));
+    const patterns = shard ? [] : [...this.index.pattern.values()];
     if (direct !== undefined) {
       const frame = new PushFrame([bulk(shard ? "smessage" : "message"), bulk(channel), bulk(message)]);
-      for (const s of direct.subscribers) send(s, frame);
-      receivers += direct.subscribers.size;
+      for (const s of [...direct.subscribers]) {
+        send(s, frame);
+        receivers++;
+        yield;
+      }
     }
-    if (shard) return receivers;
-    for (const { name, subscribers } of this.index.pattern.values()) {
-      if (!globMatch(name, channel)) continue;
+    for (const { name, subscribers } of patterns) {
+      const hit = globMatch(name, channel);
+      yield;
+      if (!hit) continue;
       const frame = new PushFrame([bulk("pmessage"), bulk(name), bulk(channel), bulk(message)]);
-      for (const s of subscribers) send(s, frame);
-      receivers += subscribers.size;
+      for (const s of [...subscribers]) {
+        send(s, frame);
+        receivers++;
+        yield;
+      }
     }
     return receivers;
   }

@@ -2,9 +2,11 @@
  * One front-door connection: requests framed off the socket, each routed (router.ts) and answered, the replies
  * written back in request order however they complete (a pipelined write waits for the journal while a read after it
  * is ready). Bounded: at most `pipelineMax` requests in flight; past it, while the socket's output is full, and while
- * more than `outputBytesPause` reply bytes wait, the door stops reading the socket (TCP back-pressure) instead of
- * buffering; past `outputBytesMax` reply bytes waiting the connection is closed (a client that never reads). Its
- * buffered request bytes are reported to the door, which bounds their sum. Nothing after a QUIT is read.
+ * the reply bytes waiting plus those expected of the requests under way pass `outputBytesPause` (reply_budget.ts),
+ * the door stops reading the socket (TCP back-pressure) instead of buffering; a client that reads is never closed for
+ * its replies' size (only past reply_budget.ts's backstop). Requests are taken within the door's share of the event
+ * loop's turn (turn_budget.ts), the rest in later turns. Its buffered request bytes are reported to the door, which
+ * bounds their sum. Nothing after a QUIT is read.
  *
  * Order within a connection, as a pipeline runs on Redis: consecutive writes are sent at once, concurrently (the
  * master admits them in the order they arrive), and so are consecutive reads; a read waits until the connection's
@@ -28,6 +30,8 @@ import type { DoorQueued } from "./transaction_state.js";
 import { encodeResp, type Protocol } from "./resp_encoder.js";
 import { EXEC_ABORT_PREFIX, type LocalCommand, type QjmCommand, type Route, type TxCommand } from "./router.js";
 import { OutputLimit, parsePubSub, type PubSubCommand, type PubSubRequest, type PushFrame } from "./pubsub.js";
+import { ReplyBudget } from "./reply_budget.js";
+import type { InflightGate, TurnBudget } from "./turn_budget.js";
 
 /** What a session needs from its door. */
 export interface DoorServices {
@@ -35,8 +39,12 @@ export interface DoorServices {
   readonly requestBytesMax: number;
   /** Reply bytes waiting for the client past which the connection is closed (client-output-buffer-limit). */
   readonly outputBytesMax: number;
-  /** Reply bytes waiting past which no new request is taken. */
+  /** Reply bytes waiting (and estimated for the requests under way) past which no new request is taken (reply_budget.ts). */
   readonly outputBytesPause: number;
+  /** The door's share of each event-loop turn, shared by its connections (turn_budget.ts). */
+  readonly budget: TurnBudget;
+  /** Requests in flight over all the door's connections (respInflightMax). */
+  readonly inflight: InflightGate;
   /** Connections closed past outputBytesMax (counted here, shown by INFO qjm). */
   closedForOutput: number;
   readonly log: Logger;
@@ -81,7 +89,7 @@ export interface DoorServices {
    * A pub/sub command, answered at once: its frames ((UN)SUBSCRIBE: one per name), or its reply (PUBLISH: the
    * receivers on this node; PUBSUB …; an error).
    */
-  pubsub(request: Exclude<PubSubRequest, { op: "error" }>, session: Session): PushFrame[] | RespValue;
+  pubsub(request: Exclude<PubSubRequest, { op: "error" }>, session: Session): PushFrame[] | RespValue | Promise<RespValue>;
 }
 
 /**
@@ -92,6 +100,8 @@ export type WriteOutcome = { ok: true; value: ReplyValue; txid: number } | { ok:
 
 interface Slot {
   bytes: Buffer | null;
+  /** A large value's own bytes, written after `bytes` as they are (never copied into one reply buffer). */
+  tail?: Buffer[];
   /** CLIENT REPLY OFF or SKIP when the request was taken: its reply is dropped (pub/sub frames excepted). */
   silent?: true;
   /** Close the connection once this reply is written (QUIT, a protocol error). */
@@ -121,6 +131,14 @@ export class Session {
   private watchTxid: { txid: number; unsettled: number } | null = null;
   /** Pub/sub's output bounds, once the connection subscribed. */
   private pubsubLimit: OutputLimit | null = null;
+  /** Replies bounded by bytes: when the next request may be taken, when a client is past the backstop. */
+  private readonly replies: ReplyBudget;
+  /** Requests taken whose reply is not ready yet. */
+  private unanswered = 0;
+  /** The door's turn budget ran out while requests were waiting: a later turn takes them (the socket is paused meanwhile). */
+  private parked = false;
+  /** Takes requests again once the door has room for them (InflightGate). */
+  private readonly wake = (): void => this.pump();
 
   constructor(
     private readonly socket: net.Socket,
@@ -128,6 +146,7 @@ export class Session {
     private readonly door: DoorServices,
   ) {
     this.reader = new RequestReader({ requestBytesMax: door.requestBytesMax, unauthenticated: !state.authenticated });
+    this.replies = new ReplyBudget(door.outputBytesPause, door.outputBytesMax);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("drain", () => {
       this.outputFull = false;
@@ -136,6 +155,7 @@ export class Session {
     socket.on("error", (err) => door.log.debug({ err, client: state.id }, "front-door connection error"));
     socket.on("close", () => {
       this.stopped = true;
+      door.inflight.forget(this.wake);
       this.charge(0);
       door.closed(this);
     });
@@ -192,7 +212,11 @@ export class Session {
   }
 
   private take(): void {
-    while (!this.stopped && !this.outputFull && this.inFlight < this.door.pipelineMax && this.outputBytes <= this.door.outputBytesPause) {
+    while (!this.stopped && !this.parked && this.room()) {
+      if (!this.door.budget.spend()) {
+        this.park();
+        break;
+      }
       let args: Buffer[] | undefined;
       try {
         args = this.reader.next();
@@ -203,9 +227,25 @@ export class Session {
       if (args.length > 0) this.dispatch(args);
     }
     if (!this.stopped) this.charge(this.reader.pendingBytes);
-    const full = this.outputFull || this.inFlight >= this.door.pipelineMax || this.outputBytes > this.door.outputBytesPause;
+    const full = this.parked || !this.room();
+    // Only the door's bound held it: it waits its turn (a request answered anywhere on the door wakes it).
+    if (full && !this.stopped && !this.parked && !this.door.inflight.room) this.door.inflight.wait(this.wake);
     if (full && !this.socket.isPaused()) this.socket.pause();
     else if (!full && this.socket.isPaused() && !this.stopped) this.socket.resume();
+  }
+
+  /** Whether the next request may be taken: the socket takes output, under respPipelineMax, the replies' bytes bounded. */
+  private room(): boolean {
+    return !this.outputFull && this.inFlight < this.door.pipelineMax && this.door.inflight.room && this.replies.admits(this.outputBytes, this.unanswered);
+  }
+
+  /** Out of this turn's door budget: the socket waits (paused) and a later turn goes on where this one stopped. */
+  private park(): void {
+    this.parked = true;
+    this.door.budget.later(() => {
+      this.parked = false;
+      this.pump();
+    });
   }
 
   private protocolError(err: unknown): void {
@@ -222,6 +262,8 @@ export class Session {
     if (this.state.replyOff || this.state.skipNext) slot.silent = true;
     this.state.skipNext = false;
     this.slots.push(slot);
+    this.unanswered++;
+    this.door.inflight.taken();
     this.state.lastActiveMs = Date.now();
     this.state.lastCommand = args[0].toString("latin1", 0, 32).toLowerCase();
     const route = this.door.route(args, this.state);
@@ -253,15 +295,17 @@ export class Session {
    */
   private pubsub(command: PubSubCommand, args: Buffer[], slot: Slot): void {
     const request = parsePubSub(command, args);
-    const answer = (): void => {
+    const answer = (): Promise<void> | void => {
       const protocol = this.state.protocol;
       const r = request.op === "error" ? request.error : this.door.pubsub(request, this);
+      // PUBLISH: its receivers are counted once the door handed the message to them all (over later turns).
+      if (r instanceof Promise) return r.then((v) => this.fill(slot, encodeResp(v, protocol), false));
       // Frames are pushed, as Redis pushes them: sent even with CLIENT REPLY OFF.
       if (Array.isArray(r)) delete slot.silent;
       this.fill(slot, Array.isArray(r) ? Buffer.concat(r.map((f) => f.bytes(protocol))) : encodeResp(r, protocol), false);
     };
-    if (request.op !== "publish") return answer();
-    this.schedule("read", () => Promise.resolve(answer()));
+    if (request.op !== "publish") return void answer();
+    this.schedule("read", async () => await answer());
   }
 
   /** A message for this connection's subscriptions: after the replies before it, bounded as Redis bounds a subscriber. */
@@ -428,7 +472,7 @@ export class Session {
     this.schedule("read", () => {
       // Run after the connection's earlier writes: the gate and the consistency's waits are asked then.
       return this.door.readData(protocol, args, this.state).then(
-        (reply) => this.fill(slot, encodeResp(reply, protocol), false),
+        (reply) => this.fillReply(slot, reply, protocol),
         (err: Error) => this.fill(slot, encodeResp(unavailable(err), protocol), false),
       );
     });
@@ -465,23 +509,38 @@ export class Session {
     return this.readyBytes + this.socket.writableLength;
   }
 
-  private fill(slot: Slot, bytes: Buffer, close: boolean): void {
+  /**
+   * A read's reply: a large string (LARGE_REPLY_BYTES and more) goes out as its header, its value's own buffer and a
+   * CRLF, not copied into one reply buffer (512 MiB would be one long synchronous copy on the node's loop).
+   */
+  private fillReply(slot: Slot, reply: RespValue, protocol: Protocol): void {
+    if (reply.type !== "bulk" || reply.value === null || reply.value.length < LARGE_REPLY_BYTES) return this.fill(slot, encodeResp(reply, protocol), false);
+    this.fill(slot, Buffer.from(`$${reply.value.length}\r\n`, "latin1"), false, [reply.value, CRLF]);
+  }
+
+  private fill(slot: Slot, bytes: Buffer, close: boolean, tail?: Buffer[]): void {
+    // Counted even on a closed connection: every request taken is answered here once (the door's bound depends on it).
+    this.unanswered--;
+    this.door.inflight.answered();
     if (this.socket.destroyed) return;
     slot.bytes = slot.silent === true ? EMPTY : bytes;
+    if (slot.silent !== true && tail !== undefined) slot.tail = tail;
     slot.close = close;
-    this.readyBytes += slot.bytes.length;
+    const size = slotBytes(slot);
+    this.readyBytes += size;
+    const over = this.replies.filled(size, this.outputBytes);
     this.flush();
-    this.checkOutput();
+    this.checkOutput(over);
   }
 
   /**
    * Closes a connection whose client does not read: past respOutputBytesMax, or with a subscription past pub/sub's
    * bounds (Redis's client-output-buffer-limit normal / pubsub).
    */
-  private checkOutput(): void {
+  private checkOutput(over = false): void {
     const bytes = this.outputBytes;
     if (this.state.pubsub.total === 0) {
-      if (bytes > this.door.outputBytesMax) this.overflow(`${bytes} reply bytes waiting, over respOutputBytesMax ${this.door.outputBytesMax}`, false);
+      if (over) this.overflow(`${bytes} reply bytes waiting, over respOutputBytesMax ${this.door.outputBytesMax} besides the largest reply`, false);
       return;
     }
     const o = this.door.pubsubOutput;
@@ -519,10 +578,11 @@ export class Session {
       const slot = this.slots[this.head];
       if (slot.bytes === null) break;
       this.slots[this.head++] = undefined as unknown as Slot;
-      this.readyBytes -= slot.bytes.length;
+      this.readyBytes -= slotBytes(slot);
       if (this.socket.destroyed) continue;
       this.cork();
       if (slot.bytes.length > 0 && !this.socket.write(slot.bytes)) this.outputFull = true;
+      for (const b of slot.tail ?? []) if (!this.socket.write(b)) this.outputFull = true;
       if (slot.close) {
         this.stopped = true;
         this.socket.end();
@@ -540,6 +600,15 @@ export class Session {
 }
 
 const EMPTY = Buffer.alloc(0);
+const CRLF = Buffer.from("\r\n", "latin1");
+/** Replies of a string this large are written as their value's own buffer (fillReply). */
+const LARGE_REPLY_BYTES = 1024 * 1024;
+
+function slotBytes(slot: Slot): number {
+  let n = slot.bytes?.length ?? 0;
+  for (const b of slot.tail ?? []) n += b.length;
+  return n;
+}
 
 function unavailable(err: Error): RespValue {
   return { type: "error", value: `ERR qjm: this node's Redis cannot be reached: ${err.message.replace(/[\r\n]+/g, " ")}` };

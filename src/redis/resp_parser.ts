@@ -106,6 +106,8 @@ const INITIAL_CAPACITY = 64 * 1024;
 /** An empty buffer larger than four times the initial capacity (and this) is replaced by a fresh one of the initial
  * capacity, so one huge value does not pin memory. */
 const SHRINK_FLOOR = 16 * 1024;
+/** Strings from this size get their own buffer as their bytes arrive (RespParser.largeBody). */
+const LARGE_BULK_BYTES = 1024 * 1024;
 
 interface ArrayFrame {
   type: AggregateType;
@@ -126,6 +128,13 @@ export class RespParser {
   /** Declared length of the bulk string whose header was read and whose body is awaited; -1 if none. */
   private bulkLen = -1;
   private bulkType: BlobType = "bulk";
+  /**
+   * A large string's own buffer, filled as its bytes arrive (LARGE_BULK_BYTES and more), and how much of it is. The
+   * parse buffer then never grows to hold it: a 512 MiB value cost a chain of doubling copies up to 1 GiB and one
+   * 512 MiB copy out, each a long synchronous task on the reader's event loop (issue #12 review).
+   */
+  private bulkTarget: Buffer | null = null;
+  private bulkFilled = 0;
   /** An attribute completed at the top level, waiting for the value it attaches to. */
   private topAttribute: RespValue[] | undefined;
   private readonly stack: ArrayFrame[] = [];
@@ -294,6 +303,7 @@ export class RespParser {
   /** The body of a length-prefixed string whose header was read; undefined until it is all here. */
   private blobBody(): RespValue | undefined {
     const len = this.bulkLen;
+    if (len >= LARGE_BULK_BYTES) return this.largeBody(len);
     // The whole body and its CRLF must be here; until then this is O(1) per call.
     if (this.end - this.start < len + 2) return undefined;
     const at = this.start + len;
@@ -303,6 +313,24 @@ export class RespParser {
     this.advance(len + 2);
     this.bulkLen = -1;
     return { type: this.bulkType, value: body } as RespValue;
+  }
+
+  /** blobBody for a large string: what arrived is moved into its own buffer at once; then its CRLF. */
+  private largeBody(len: number): RespValue | undefined {
+    const target = (this.bulkTarget ??= Buffer.allocUnsafe(len));
+    const n = Math.min(len - this.bulkFilled, this.end - this.start);
+    if (n > 0) {
+      this.buf.copy(target, this.bulkFilled, this.start, this.start + n);
+      this.bulkFilled += n;
+      this.advance(n);
+    }
+    if (this.bulkFilled < len || this.end - this.start < 2) return undefined;
+    if (this.buf[this.start] !== CR || this.buf[this.start + 1] !== LF) this.fail("malformed", "bulk string not terminated by CRLF");
+    this.advance(2);
+    this.bulkLen = -1;
+    this.bulkTarget = null;
+    this.bulkFilled = 0;
+    return { type: this.bulkType, value: target } as RespValue;
   }
 
   /**
