@@ -12,6 +12,7 @@
  * failed: a subscriber told of a change can read it. A write that fails (an error instead of EXEC's array) does not
  * undo what the door's commands changed before it (docs/resp.md, Transactions).
  */
+import { assert } from "../util/assert.js";
 import type { RespValue } from "../redis/resp_parser.js";
 import type { ReplyValue } from "../segment/record.js";
 import type { ConnectionState } from "./connection_state.js";
@@ -25,7 +26,7 @@ import type { DoorQueued, Queued } from "./transaction_state.js";
 export interface ExecHost {
   readonly state: ConnectionState;
   local(command: Extract<DoorQueued, { kind: "local" }>["command"], args: Buffer[]): LocalAnswer;
-  pubsub(request: Exclude<PubSubRequest, { op: "error" }>): PushFrame[] | RespValue;
+  pubsub(request: Exclude<PubSubRequest, { op: "error" }>): PushFrame[] | RespValue | Promise<RespValue>;
   /** A command on the node's own Redis (COMMAND, INFO, CONFIG GET). */
   read(protocol: Protocol, args: readonly Buffer[]): Promise<RespValue>;
   finish(answer: Extract<LocalAnswer, { upstream: Buffer[] }>, reply: RespValue): RespValue;
@@ -36,8 +37,11 @@ export interface ExecHost {
 interface Place {
   protocol: Protocol;
   silent: boolean;
-  /** Null: a journal command's (filled from the write's reply); a function: a PUBLISH, run after the write. */
-  bytes: Buffer | Promise<Buffer> | (() => Buffer) | null;
+  /**
+   * Null: a journal command's (filled from the write's reply); a function: a PUBLISH, run after the write (its answer
+   * once this door's receivers were handed the message).
+   */
+  bytes: Buffer | Promise<Buffer> | (() => Promise<Buffer>) | null;
 }
 
 export class MixedExec {
@@ -81,8 +85,9 @@ export class MixedExec {
     if (door.kind === "pubsub") {
       const request = parsePubSub(door.command, args);
       if (request.op === "error") return { bytes: encodeResp(request.error, host.state.protocol), quiet: false };
-      if (request.op === "publish") return { bytes: () => encodeResp(host.pubsub(request) as RespValue, host.state.protocol), quiet: false };
+      if (request.op === "publish") return { bytes: () => this.published(request), quiet: false };
       const r = host.pubsub(request);
+      assert(!(r instanceof Promise), "only PUBLISH answers later");
       const protocol = host.state.protocol;
       return { bytes: Array.isArray(r) ? Buffer.concat(r.map((f) => f.bytes(protocol))) : encodeResp(r, protocol), quiet: false };
     }
@@ -90,6 +95,11 @@ export class MixedExec {
     if (!("reply" in answer)) return { bytes: this.upstream(answer.upstream, (r) => host.finish(answer, r)), quiet: false };
     if (answer.close === true) this.close = true;
     return { bytes: encodeResp(answer.reply, host.state.protocol), quiet: answer.quiet === "silent" };
+  }
+
+  private async published(request: Extract<PubSubRequest, { op: "publish" }>): Promise<Buffer> {
+    const protocol = this.host.state.protocol;
+    return encodeResp((await this.host.pubsub(request)) as RespValue, protocol);
   }
 
   private upstream(args: readonly Buffer[], finish: (r: RespValue) => RespValue): Promise<Buffer> {

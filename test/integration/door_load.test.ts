@@ -172,7 +172,7 @@ test.serial("pipelined RPUSHes of 10,000 members on the master's door", async (t
 
 test.serial("redis-benchmark with many connections and deep pipelines on the master's door", async (t) => {
   await underAttack(t, "benchmark", async (m) => {
-    const args = ["-h", "127.0.0.1", "-p", String(doorPort(m.id)), "-c", "100", "-P", "16", "-n", "60000", "-t", "ping,get,set", "-q"];
+    const args = ["-h", "127.0.0.1", "-p", String(doorPort(m.id)), "-c", process.env.QJM_BENCH_C ?? "100", "-P", process.env.QJM_BENCH_P ?? "16", "-n", "60000", "-t", "ping,get,set", "-q"];
     const p = spawn("redis-benchmark", args, { stdio: ["ignore", "pipe", "pipe"] });
     children.push(p);
     let out = "";
