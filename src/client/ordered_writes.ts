@@ -204,11 +204,14 @@ export class OrderedWritesCore<R> {
    * way committed after 168 later writes of its connection; seed 735: an attempt sent past the deadline cut short by
    * a second election). The new master's answer settles it: the dedupe window's if the copy committed, else its own.
    * So a write is given up only after an attempt that ended on its own (an answer, or its full timeout); elections past
-   * the deadline extend it. It narrows the window, no more: an earlier copy still in transit may land after that
+   * the deadline extend it (by one retryForMs at most, below). It narrows the window, no more: an earlier copy still in transit may land after that
    * answer (seed 1027: a copy 788 ms on its way, the next attempt refused OVERLOADED, the copy then committed).
+   * At most one more retryForMs past the deadline: the same signal comes with the client's own NATS reconnect and a
+   * master's masterReconnected, and a flapping link cut every attempt short, retrying the write (and every write of
+   * its connection behind it) without end (review s23).
    */
-  private cutShort(e: Entry<R>): boolean {
-    return e.last?.newMaster === true;
+  private cutShort(e: Entry<R>, now: number): boolean {
+    return e.last?.newMaster === true && now <= e.deadline + this.deps.retryForMs;
   }
 
   /** Every attempt of the group has settled: the unanswered writes go again, together, in request order. */
@@ -227,7 +230,7 @@ export class OrderedWritesCore<R> {
     const again: Entry<R>[] = [];
     for (const e of this.pending.values()) {
       if (this.deps.closed()) this.fail(e, e.unknown || e.attempts > 0);
-      else if (e.last !== null && now > e.deadline && !this.cutShort(e)) this.fail(e, e.unknown);
+      else if (e.last !== null && now > e.deadline && !this.cutShort(e, now)) this.fail(e, e.unknown);
       else again.push(e);
     }
     // Resent in request order, each after the one before it: the first has no unanswered write before it.

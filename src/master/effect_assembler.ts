@@ -7,8 +7,8 @@
  * Client input must never cut the stream (issue #10): a script can PUBLISH anything, so a marker is recognised only
  * if it is on this incarnation's secret channel (128 random bits, chosen when the master starts its Redis, never
  * subscribed to, so PUBSUB CHANNELS does not reveal it) AND carries exactly the next marker number. Any other
- * PUBLISH is an ordinary effect. Anything else the master cannot journal (a SELECT of another database) is a
- * "surprise": reported with the record it falls in, never an assertion, never a writer failure.
+ * PUBLISH is an ordinary effect. Anything else the master cannot journal (a SELECT of another database, a script's
+ * COPY … DB n) is a "surprise": reported with the record it falls in, never an assertion, never a writer failure.
  */
 import { randomBytes } from "node:crypto";
 import type { Effect } from "../segment/record.js";
@@ -79,6 +79,13 @@ export class EffectAssembler {
     if (this.db !== "0") {
       // Only database 0 is journaled: an effect elsewhere (the ACL denies SELECT 1, master_redis.ts guard) must not land in 0 on replay.
       this.surprise(`an effect in database ${printable(this.db)} was not journaled: ${printable(text(args[0]))}`);
+      return null;
+    }
+    const copyDb = copyTargetDb(args);
+    if (copyDb !== null && copyDb !== "0") {
+      // A script's COPY … DB n reaches database n (the ACL cannot look at the argument; the door refuses it outside
+      // scripts): journaled, every replica would write into its applied marker's database (apply_records.ts APPLIED_DB).
+      this.surprise(`a COPY into database ${printable(copyDb)} was not journaled`);
       return null;
     }
     if (isCommand(args, "publish") && args.length === 3 && this.channel.equals(args[1])) {
@@ -162,6 +169,16 @@ export class EffectAssembler {
     this.surprisesUnlisted = 0;
     return list;
   }
+}
+
+/** The database a COPY names with its DB option (Redis reads options from the fourth argument on; the last wins), else null. */
+function copyTargetDb(args: readonly Uint8Array[]): string | null {
+  if (!isCommand(args, "copy")) return null;
+  let db: string | null = null;
+  for (let i = 3; i < args.length; i++) {
+    if (args[i].length === 2 && text(args[i]).toLowerCase() === "db" && i + 1 < args.length) db = text(args[++i]);
+  }
+  return db;
 }
 
 function text(arg: Uint8Array | undefined): string {

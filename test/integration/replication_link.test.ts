@@ -19,6 +19,7 @@ import {
   type ReplicatedCommand,
   type ReplicationLinkOptions,
 } from "../../src/master/replication_link.js";
+import { EffectAssembler, newMarkerChannel } from "../../src/master/effect_assembler.js";
 
 const servers: RedisServer[] = [];
 const links: ReplicationLink[] = [];
@@ -234,6 +235,27 @@ test("disk-based sync: the sized $<len> RDB is skipped and the stream follows", 
   t.is(err?.code, "INTERNAL");
   t.deepEqual(errors, [err]);
   t.false(link.live);
+});
+
+test("a script's COPY … DB 1 passes the master's ACL and streams as is in database 0: the assembler does not journal it", async (t) => {
+  // The master's Redis has two databases (infra/redis/master.conf: a replica's snapshot holds its applied marker in
+  // database 1) and the ACL of master_redis.ts guard; the door refuses COPY … DB n, a script's is only seen here.
+  const server = await startServer(["--databases", "2"]);
+  const redis = client(server);
+  await redis.call("ACL", "SETUSER", "default", "-flushall", "-flushdb", "-select", "+select|0", "-move", "-swapdb");
+  const link = openLink({ port: server.port, replAckIntervalMs: 50 });
+  const rec = new Recorder(link);
+  await link.ready;
+  await t.throwsAsync(redis.eval("return redis.call('SELECT', '1')", 0), { message: /can't run this command/ });
+  t.is(await redis.set("k", "12345"), "OK");
+  t.is(await redis.eval("return redis.call('COPY', 'k', '__qjm:applied', 'DB', '1', 'REPLACE')", 0), 1);
+  const copy = await rec.waitFor((c) => isCommand(c.args, "copy"), "COPY");
+  t.deepEqual(copy.args.map(String), ["COPY", "k", "__qjm:applied", "DB", "1", "REPLACE"]);
+  const assembler = new EffectAssembler(newMarkerChannel(), 1);
+  for (const c of rec.commands) assembler.push(c.args);
+  const orphans = assembler.takeOrphans().map((e) => e.map((a) => Buffer.from(a).toString()));
+  t.deepEqual(orphans, [["set", "k", "12345"]]);
+  t.regex(assembler.takeSurprises().join("\n"), /COPY into database "1"/);
 });
 
 test("more than replStreamBytesMax of an incomplete command fails the link with 'overflow'", async (t) => {

@@ -8,6 +8,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import test from "ava";
+import { Redis } from "ioredis";
 import type { WriteReply } from "../../src/protocol/messages.js";
 import { diffKeyspaces, dumpKeyspace, startTestCluster, until, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
@@ -150,6 +151,35 @@ test.serial("stream guard - FLUSHALL, FLUSHDB, SWAPDB, MOVE: refused as writes, 
   await assertConverged(t, okTxid(t, await tc!.write(["SET", "flush:end", "1"])), "after flush attempts");
   const master = await waitForWriter(tc!);
   t.true((await dumpKeyspace(port(master.redisUrl), tc!.redisPassword)).has("flush:survivor"));
+});
+
+test.serial("stream guard - a script's COPY … DB 1 is refused, not journaled: no replica's database 1 (its applied marker's) takes it", async (t) => {
+  // The master's Redis has a database 1 (a replica's snapshot holds its marker there) and its ACL cannot see COPY's
+  // DB argument; the door refuses COPY … DB n, a script's runs. Journaled, every replica copied into its marker's database.
+  const before = await waitForWriter(tc!);
+  t.is(okTxid(t, await tc!.write(["SET", "copy:src", "999999999"])) > 0, true);
+  const refused = await tc!.write(["COPY", "copy:src", "copy:dst", "DB", "1"]);
+  t.false(refused.ok, "COPY … DB 1 outside a script is refused at the door");
+  for (const body of ["return redis.call('copy', KEYS[1], '__qjm:applied', 'DB', '1', 'REPLACE')", "return redis.call('copy', KEYS[1], 'copy:hidden', 'DB', '1')"]) {
+    const reply = await tc!.write(["EVAL", body, "1", "copy:src"]);
+    t.false(reply.ok, body);
+    if (!reply.ok) t.regex(reply.message, /COPY into database "1"/, body);
+  }
+  const after = await waitForWriter(tc!);
+  t.is(after.epoch, before.epoch, "client input never fails the writer");
+  const last = okTxid(t, await tc!.write(["SET", "copy:end", "1"]));
+  await waitForReplicas(tc!, last);
+  for (const replica of (await tc!.status()).filter((s) => s.role === "replica")) {
+    const r = new Redis({ port: port(replica.redisUrl), password: tc!.redisPassword, db: 1, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    try {
+      await r.connect();
+      t.deepEqual(await r.keys("*"), ["__qjm:applied"], `${replica.id}: database 1 holds its marker alone`);
+      t.true(Number(await r.get("__qjm:applied")) >= last && Number(await r.get("__qjm:applied")) < 999999999, `${replica.id}: its marker is its applied txid`);
+    } finally {
+      r.disconnect();
+    }
+  }
+  await assertConverged(t, last, "after COPY … DB 1 in scripts");
 });
 
 test.serial("stream guard - a script touching more than scriptTouchedKeysMax keys is refused and undone by a reset, in the same epoch", async (t) => {

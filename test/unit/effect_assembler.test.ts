@@ -65,6 +65,24 @@ test("effect assembler - a SELECT of another database is a surprise, never a thr
   t.deepEqual(a.push(marker(2))?.surprises, [], "surprises are reported once");
 });
 
+// The master's Redis has a database 1 (a replica's applied marker, apply_records.ts APPLIED_DB) and its ACL cannot
+// look at COPY's DB argument: a script's `redis.call('COPY', k, '__qjm:applied', 'DB', '1', 'REPLACE')` runs there and
+// Redis propagates it as is, in database 0. Journaled, every replica would write into its marker's database.
+test("effect assembler - a COPY into another database (a script's) is a surprise, not journaled; COPY … DB 0 is an effect", (t) => {
+  const a = assembler();
+  a.push(cmd("SET", "k", "99"));
+  for (const c of [cmd("COPY", "k", "__qjm:applied", "DB", "1", "REPLACE"), cmd("copy", "k", "hidden", "db", "1"), cmd("COPY", "k", "h", "REPLACE", "DB", "15")]) {
+    t.notThrows(() => a.push(c));
+  }
+  a.push(cmd("COPY", "k", "same", "DB", "0"));
+  a.push(cmd("COPY", "k", "plain"));
+  a.push(cmd("COPY", "db", "1"));
+  const r = a.push(marker(1));
+  t.deepEqual(text(r?.effects ?? []), [["SET", "k", "99"], ["COPY", "k", "same", "DB", "0"], ["COPY", "k", "plain"], ["COPY", "db", "1"]]);
+  t.is(r?.surprises.length, 3);
+  t.regex(r?.surprises.join("\n") ?? "", /COPY into database "1"/);
+});
+
 test("effect assembler - surprises are bounded: past SURPRISES_LISTED_MAX they are counted", (t) => {
   const a = assembler();
   a.push(cmd("SELECT", "1"));

@@ -191,3 +191,19 @@ test("past its deadline, a write whose last attempt an election cut short goes a
   t.deepEqual(h.take(), [], "b's attempt timed out in full: its last");
   t.deepEqual(h.answers, ["a:A#2", "b:TIMEOUT?#3"]);
 });
+
+test("a write cut short by 'new master' signals without end is given up once twice its retry time passed (outcome unknown)", async (t) => {
+  // client.ts raises the same signal on its own NATS reconnect and on a master's masterReconnected: a flapping link
+  // cut every attempt short, and the write (and every write of its connection behind it) was retried without end.
+  const h = harness({ retryForMs: 100 });
+  void h.write("a");
+  let rounds = 0;
+  for (; rounds < 50 && h.answers.length === 0; rounds++) {
+    const sent = h.take();
+    if (sent.length === 0) break;
+    h.advance(30);
+    sent[0].settle(fail(ErrorCode.TIMEOUT, true));
+    await h.tick();
+  }
+  t.deepEqual(h.answers, ["a:TIMEOUT?#7"], `given up after ${rounds} attempts`);
+});
