@@ -367,6 +367,12 @@ export const defaults = {
    */
   respInflightMax: 2048,
   /**
+   * How late the data node's event loop may run (a 50 ms timer's lateness) before its front door halves the requests it
+   * lets in flight (respInflightMax is then the ceiling it climbs back to): on a host whose cores are shared, the
+   * master's own write path for what its door let in held the loop past masterTimeoutMs and deposed it.
+   */
+  respLoopDelayTargetMs: 50,
+  /**
    * Bytes of pub/sub messages (channel and message) a front door holds waiting to be delivered (matching thousands of
    * patterns takes many turns): past it a message from another node is dropped for this door's subscribers (logged,
    * counted in INFO qjm's dropped), and a PUBLISH on it is refused OVERLOADED, until the backlog drains.
@@ -557,6 +563,7 @@ export function validateConfig(c: Config): string[] {
   if (c.respOutputBytesPause < 1 || c.respOutputBytesMax < c.respOutputBytesPause) errors.push("respOutputBytesPause must be at least 1 and at most respOutputBytesMax");
   if (!(c.respTurnBudgetMs > 0) || c.respTurnBudgetMs * 10 > c.masterTimeoutMs) errors.push("respTurnBudgetMs must be above 0 and at most a tenth of masterTimeoutMs");
   if (c.respInflightMax < 1) errors.push("respInflightMax must be at least 1");
+  if (!(c.respLoopDelayTargetMs > 0) || c.respLoopDelayTargetMs * 4 > c.masterTimeoutMs) errors.push("respLoopDelayTargetMs must be above 0 and at most a quarter of masterTimeoutMs");
   if (c.respPubsubBacklogBytesMax < 1) errors.push("respPubsubBacklogBytesMax must be at least 1");
   if (c.respConnectionsMax < 1 || c.respPipelineMax < 1 || c.respUpstreamConnections < 1) errors.push("respConnectionsMax, respPipelineMax and respUpstreamConnections must be at least 1");
   if (c.respPort > 65535) errors.push("respPort must be a TCP port (0: no front door)");

@@ -15,6 +15,7 @@
  * door's subscribers at once and sent to every other door over NATS (pubsub_bus.ts), which delivers it to theirs.
  */
 import net from "node:net";
+import { performance } from "node:perf_hooks";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { clientOn, QjmClientError, type OrderedWriter, type QjmClient } from "../client/client.js";
 import type { Config, ConsistencyLevel } from "../config/config.js";
@@ -39,7 +40,7 @@ import { array, bulk, integer } from "./resp_encoder.js";
 import { numsubReply, PUBSUB_HELP, PubSubIndex, type PubSubRequest, type PushFrame } from "./pubsub.js";
 import { PubSubBus } from "./pubsub_bus.js";
 import { subjects } from "../protocol/subjects.js";
-import { InflightGate, TurnBudget } from "./turn_budget.js";
+import { DOOR_LOOP_PROBE_MS, InflightGate, TurnBudget } from "./turn_budget.js";
 
 export interface DoorOptions {
   id: string;
@@ -72,6 +73,8 @@ export class RespDoor implements DoorServices {
   readonly log: Logger;
   readonly budget: TurnBudget;
   readonly inflight: InflightGate;
+  /** The loop-delay probe's timer (probeLoop). */
+  private probe: NodeJS.Timeout | null = null;
   /** Pub/sub messages waiting to be delivered here, in order (each taken in steps within the turn budget). */
   private readonly deliveries: { steps: Generator<void, number>; bytes: number; done: (receivers: number) => void }[] = [];
   /** Channel and message bytes of `deliveries` (respPubsubBacklogBytesMax). */
@@ -156,10 +159,23 @@ export class RespDoor implements DoorServices {
       if (this.backlogDropped++ % 1000 === 0) this.log.warn({ backlogBytes: this.deliveryBytes, dropped: this.backlogDropped }, "pub/sub: deliveries behind past respPubsubBacklogBytesMax, a message from another node dropped for this door's subscribers");
     });
     void this.learnVersion();
+    this.probeLoop();
     this.log.info({ port: this.o.port, host: this.o.config.respHost, requestBytesMax: this.requestBytesMax }, "RESP front door listening");
   }
 
+  /** Every DOOR_LOOP_PROBE_MS, the timer's lateness adjusts the requests the door lets in flight (InflightGate). */
+  private probeLoop(): void {
+    let due = performance.now() + DOOR_LOOP_PROBE_MS;
+    this.probe = setInterval(() => {
+      const now = performance.now();
+      this.inflight.adjust(now - due, this.o.config.respLoopDelayTargetMs);
+      due = now + DOOR_LOOP_PROBE_MS;
+    }, DOOR_LOOP_PROBE_MS);
+    this.probe.unref();
+  }
+
   async stop(): Promise<void> {
+    if (this.probe !== null) clearInterval(this.probe);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.bus?.close();
     for (const s of this.sessions) s.close();

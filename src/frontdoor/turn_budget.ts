@@ -84,22 +84,40 @@ export class TurnBudget {
  * put 12,800 writes in flight on the master's own node, whose completions then came in bursts no turn budget covers.
  * A connection past the bound stops taking requests and waits its turn: each request answered wakes the connection
  * that waited longest (FIFO), in a later turn.
+ *
+ * The bound adapts to the loop's delay (`adjust`, every DOOR_LOOP_PROBE_MS): halved while the loop is late past its
+ * target, then raised again by an eighth of the maximum per probe. A fixed bound that suits an idle host is too much
+ * for one whose cores are shared: at a load of 16 the master's loop got half a core, and redis-benchmark -c 400 -P 32
+ * on its door still held it past masterTimeoutMs (the write path's own work, not the door's, took the turns).
  */
+/** The adaptive bound never goes below this many requests in flight over the door (unless respInflightMax is lower). */
+export const INFLIGHT_FLOOR = 16;
+/** How often the door measures its loop's delay (a timer's lateness) to adjust its bound. */
+export const DOOR_LOOP_PROBE_MS = 50;
+
 export class InflightGate {
   private count = 0;
   private readonly waiting = new Set<() => void>();
+  /** The bound now: between INFLIGHT_FLOOR (or max, if smaller) and max. */
+  private limit: number;
 
   constructor(
     private readonly max: number,
     private readonly budget: TurnBudget,
-  ) {}
+  ) {
+    this.limit = max;
+  }
 
   get room(): boolean {
-    return this.count < this.max;
+    return this.count < this.limit;
   }
 
   get inFlight(): number {
     return this.count;
+  }
+
+  get bound(): number {
+    return this.limit;
   }
 
   taken(): void {
@@ -108,11 +126,27 @@ export class InflightGate {
 
   answered(): void {
     this.count--;
-    if (this.count >= this.max) return;
-    const first = this.waiting.values().next();
-    if (first.done === true) return;
-    this.waiting.delete(first.value);
-    this.budget.later(first.value);
+    this.wakeWhileRoom(1);
+  }
+
+  /** The loop was `delayMs` late at the last probe; `targetMs` is what the door lets it be (respLoopDelayTargetMs). */
+  adjust(delayMs: number, targetMs: number): void {
+    const floor = Math.min(this.max, INFLIGHT_FLOOR);
+    if (delayMs > targetMs) this.limit = Math.max(floor, Math.floor(this.limit / 2));
+    else if (delayMs <= targetMs / 2) {
+      this.limit = Math.min(this.max, this.limit + Math.max(1, Math.floor(this.max / 8)));
+      this.wakeWhileRoom(this.limit - this.count);
+    }
+  }
+
+  /** Wakes up to `n` waiting connections (oldest first, in a later turn) while there is room. */
+  private wakeWhileRoom(n: number): void {
+    for (let i = 0; i < n && this.count < this.limit; i++) {
+      const first = this.waiting.values().next();
+      if (first.done === true) return;
+      this.waiting.delete(first.value);
+      this.budget.later(first.value);
+    }
   }
 
   /** `wake` runs once there is room (again), unless already waiting. */

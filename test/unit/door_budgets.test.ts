@@ -5,7 +5,7 @@
 import test from "ava";
 import { globMatch, globMatchReference } from "../../src/frontdoor/glob.js";
 import { ReplyBudget } from "../../src/frontdoor/reply_budget.js";
-import { InflightGate, TurnBudget } from "../../src/frontdoor/turn_budget.js";
+import { INFLIGHT_FLOOR, InflightGate, TurnBudget } from "../../src/frontdoor/turn_budget.js";
 import { prng, testSeed } from "../helpers/prng.js";
 
 function manualBudget(budgetMs: number): { budget: TurnBudget; clock: { now: number }; turns: (() => void)[] } {
@@ -144,6 +144,30 @@ test("in-flight gate: past the door's bound a connection waits; each request ans
   while (turns.length > 0) turns.shift()!();
   t.deepEqual(woken, ["a", "b"]);
   t.is(gate.inFlight, 0);
+});
+
+test("in-flight gate: a late loop halves the bound down to its floor; an on-time loop raises it by an eighth, waking waiters", (t) => {
+  const { budget, turns } = manualBudget(5);
+  const gate = new InflightGate(2048, budget);
+  gate.adjust(120, 50);
+  t.is(gate.bound, 1024, "late past the target: halved");
+  gate.adjust(40, 50);
+  t.is(gate.bound, 1024, "late, within the target: kept");
+  for (let i = 0; i < 20; i++) gate.adjust(600, 50);
+  t.is(gate.bound, INFLIGHT_FLOOR, "never below the floor");
+  for (let i = 0; i < INFLIGHT_FLOOR; i++) gate.taken();
+  t.false(gate.room);
+  const woken: number[] = [];
+  for (let i = 0; i < 300; i++) gate.wait(() => woken.push(i));
+  gate.adjust(3, 50);
+  t.is(gate.bound, INFLIGHT_FLOOR + 256, "on time: up by an eighth of respInflightMax");
+  while (turns.length > 0) turns.shift()!();
+  t.is(woken.length, 256, "as many waiting connections woken as the bound rose");
+  for (let i = 0; i < 20; i++) gate.adjust(0, 50);
+  t.is(gate.bound, 2048, "back to respInflightMax, no further");
+  const small = new InflightGate(4, budget);
+  small.adjust(600, 50);
+  t.is(small.bound, 4, "a bound below the floor stays as configured");
 });
 
 test("RESP parser: a large string is filled in its own buffer as its chunks arrive; the parse buffer stays small", async (t) => {
