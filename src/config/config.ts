@@ -367,6 +367,12 @@ export const defaults = {
    */
   respInflightMax: 2048,
   /**
+   * Bytes the requests in flight over one front door may hold: their arguments and 128 bytes each for the objects
+   * around them (a 1 MiB request of 174,000 empty arguments holds 18 MiB until answered; 2048 such in flight, 36 GB).
+   * Past it the door takes no new request until one is answered (one is always taken when none is in flight).
+   */
+  respInflightBytesMax: 256 * 1024 * 1024,
+  /**
    * How late the data node's event loop may run (a 50 ms timer's lateness) before its front door halves the requests it
    * lets in flight (respInflightMax is then the ceiling it climbs back to): on a host whose cores are shared, the
    * master's own write path for what its door let in held the loop past masterTimeoutMs and deposed it.
@@ -563,6 +569,7 @@ export function validateConfig(c: Config): string[] {
   if (c.respOutputBytesPause < 1 || c.respOutputBytesMax < c.respOutputBytesPause) errors.push("respOutputBytesPause must be at least 1 and at most respOutputBytesMax");
   if (!(c.respTurnBudgetMs > 0) || c.respTurnBudgetMs * 10 > c.masterTimeoutMs) errors.push("respTurnBudgetMs must be above 0 and at most a tenth of masterTimeoutMs");
   if (c.respInflightMax < 1) errors.push("respInflightMax must be at least 1");
+  if (c.respInflightBytesMax < 1) errors.push("respInflightBytesMax must be at least 1");
   if (!(c.respLoopDelayTargetMs > 0) || c.respLoopDelayTargetMs * 4 > c.masterTimeoutMs) errors.push("respLoopDelayTargetMs must be above 0 and at most a quarter of masterTimeoutMs");
   if (c.respPubsubBacklogBytesMax < 1) errors.push("respPubsubBacklogBytesMax must be at least 1");
   if (c.respConnectionsMax < 1 || c.respPipelineMax < 1 || c.respUpstreamConnections < 1) errors.push("respConnectionsMax, respPipelineMax and respUpstreamConnections must be at least 1");

@@ -110,7 +110,7 @@ export class RespDoor implements DoorServices {
     this.outputBytesPause = c.respOutputBytesPause;
     this.waitMaxMs = c.respWaitMaxMs;
     this.budget = new TurnBudget(c.respTurnBudgetMs);
-    this.inflight = new InflightGate(c.respInflightMax, this.budget);
+    this.inflight = new InflightGate(c.respInflightMax, this.budget, c.respInflightBytesMax);
     this.requestBytesMax = c.respRequestBytesMax > 0 ? c.respRequestBytesMax : c.writeBytesMax > 0 ? c.writeBytesMax : maxPayload(o.nc);
     this.upstream = new Upstream({ port: o.redisPort, password: o.redisPassword, connections: c.respUpstreamConnections, connectTimeoutMs: c.redisStartTimeoutMs });
     this.writer = clientOn(o.nc, c);

@@ -31,7 +31,7 @@ import { encodeResp, type Protocol } from "./resp_encoder.js";
 import { EXEC_ABORT_PREFIX, type LocalCommand, type QjmCommand, type Route, type TxCommand } from "./router.js";
 import { OutputLimit, parsePubSub, type PubSubCommand, type PubSubRequest, type PushFrame } from "./pubsub.js";
 import { ReplyBudget } from "./reply_budget.js";
-import type { InflightGate, TurnBudget } from "./turn_budget.js";
+import { requestWeight, type InflightGate, type TurnBudget } from "./turn_budget.js";
 
 /** What a session needs from its door. */
 export interface DoorServices {
@@ -106,6 +106,8 @@ interface Slot {
   silent?: true;
   /** Close the connection once this reply is written (QUIT, a protocol error). */
   close: boolean;
+  /** The request's weight in the door's in-flight bound (requestWeight); 0 for a slot no request took. */
+  weight?: number;
 }
 
 export class Session {
@@ -258,12 +260,12 @@ export class Session {
   }
 
   private dispatch(args: Buffer[]): void {
-    const slot: Slot = { bytes: null, close: false };
+    const slot: Slot = { bytes: null, close: false, weight: requestWeight(args) };
     if (this.state.replyOff || this.state.skipNext) slot.silent = true;
     this.state.skipNext = false;
     this.slots.push(slot);
     this.unanswered++;
-    this.door.inflight.taken();
+    this.door.inflight.taken(slot.weight);
     this.state.lastActiveMs = Date.now();
     this.state.lastCommand = args[0].toString("latin1", 0, 32).toLowerCase();
     const route = this.door.route(args, this.state);
@@ -521,7 +523,7 @@ export class Session {
   private fill(slot: Slot, bytes: Buffer, close: boolean, tail?: Buffer[]): void {
     // Counted even on a closed connection: every request taken is answered here once (the door's bound depends on it).
     this.unanswered--;
-    this.door.inflight.answered();
+    this.door.inflight.answered(slot.weight);
     if (this.socket.destroyed) return;
     slot.bytes = slot.silent === true ? EMPTY : bytes;
     if (slot.silent !== true && tail !== undefined) slot.tail = tail;

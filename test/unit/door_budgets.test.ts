@@ -5,7 +5,7 @@
 import test from "ava";
 import { globMatch, globMatchReference } from "../../src/frontdoor/glob.js";
 import { ReplyBudget } from "../../src/frontdoor/reply_budget.js";
-import { INFLIGHT_FLOOR, InflightGate, TurnBudget } from "../../src/frontdoor/turn_budget.js";
+import { ARG_OVERHEAD_BYTES, INFLIGHT_FLOOR, InflightGate, TurnBudget, requestWeight } from "../../src/frontdoor/turn_budget.js";
 import { prng, testSeed } from "../helpers/prng.js";
 
 function manualBudget(budgetMs: number): { budget: TurnBudget; clock: { now: number }; turns: (() => void)[] } {
@@ -168,6 +168,31 @@ test("in-flight gate: a late loop halves the bound down to its floor; an on-time
   const small = new InflightGate(4, budget);
   small.adjust(600, 50);
   t.is(small.bound, 4, "a bound below the floor stays as configured");
+});
+
+test("in-flight gate: requests are bounded by their weight too (arguments' bytes + per-argument overhead); one always goes", (t) => {
+  const { budget, turns } = manualBudget(5);
+  const empties = Array.from({ length: 174_000 }, () => Buffer.alloc(0));
+  const weight = requestWeight([Buffer.from("SADD"), Buffer.from("k"), ...empties]);
+  t.is(weight, 5 + 174_002 * ARG_OVERHEAD_BYTES, "a 1 MiB request of empty arguments weighs ~21 MiB");
+  const gate = new InflightGate(2048, budget, 64 * 1024 * 1024);
+  let taken = 0;
+  while (gate.room) {
+    gate.taken(weight);
+    taken++;
+  }
+  t.is(taken, 4, "64 MiB: taken while under it (the last one crosses it), four such requests in flight, not 2048");
+  const woken: string[] = [];
+  gate.wait(() => woken.push("next"));
+  gate.answered(weight);
+  while (turns.length > 0) turns.shift()!();
+  t.deepEqual(woken, ["next"]);
+  for (let i = 0; i < 3; i++) gate.answered(weight);
+  t.is(gate.inFlightWeight, 0);
+  const tiny = new InflightGate(2048, budget, 10);
+  t.true(tiny.room, "none in flight: a request heavier than the bound is still taken");
+  tiny.taken(1000);
+  t.false(tiny.room);
 });
 
 test("RESP parser: a large string is filled in its own buffer as its chunks arrive; the parse buffer stays small", async (t) => {
