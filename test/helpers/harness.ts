@@ -74,6 +74,8 @@ export async function startTestCluster(name: string, overrides: Partial<Config> 
     natsUrl: `nats://127.0.0.1:${natsPort}`,
     actorNatsUrl: options.actorNatsUrl,
     output: "files",
+    // Extra node flags for every actor (e.g. QJM_TEST_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile a test).
+    nodeArgs: process.env.QJM_TEST_NODE_ARGS?.split(" ").filter((a) => a !== ""),
     config: {
       cluster: name.replace(/[^A-Za-z0-9_-]/g, "_"),
       natsRoutePortBase,

@@ -6,41 +6,27 @@
  * the connection's protocol). The master's Redis speaks RESP2; the door retypes (src/frontdoor/reply_shapes.ts).
  * Before that table, 17 of 97 replies differed in RESP3 on each door, and EXEC's nested null arrays in RESP2.
  */
-import fs from "node:fs";
 import net from "node:net";
-import os from "node:os";
-import path from "node:path";
 import test from "ava";
+import { startBesidePlain } from "../helpers/beside_plain.js";
 import { SHAPED_COMMANDS } from "../../src/frontdoor/reply_shapes.js";
-import { freePort } from "../../src/process/ports.js";
-import { startRedisServer, type RedisServer } from "../../src/redis/redis_server.js";
 import { encodeCommand, RespParser } from "../../src/redis/resp_parser.js";
-import { startTestCluster, waitForDoors, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
-const DATA_NODES = ["d1", "d2", "d3"];
-let tc: TestCluster | null = null;
-let plain: RedisServer | null = null;
-let plainDir = "";
+let plainPort = 0;
 let masterDoor = 0;
 let replicaDoor = 0;
+let stopAll: () => Promise<void> = async () => {};
 const sockets: net.Socket[] = [];
 
 test.before(async () => {
-  tc = await startTestCluster("resp3-replies", { dataNodes: DATA_NODES });
-  const master = await waitForWriter(tc);
-  const base = tc.cluster.config.respPort;
-  masterDoor = base + DATA_NODES.indexOf(master.id);
-  replicaDoor = base + DATA_NODES.indexOf(DATA_NODES.find((id) => id !== master.id)!);
-  await waitForDoors(tc, DATA_NODES.length);
-  plainDir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-resp3-plain-"));
-  plain = await startRedisServer({ port: await freePort(), dir: plainDir, persistent: false, startTimeoutMs: 15000 });
+  const b = await startBesidePlain("resp3-replies", (stop) => (stopAll = stop));
+  ({ masterDoor, replicaDoor } = b);
+  plainPort = b.plain.port;
 });
 
 test.after.always(async () => {
   for (const s of sockets) s.destroy();
-  await plain?.stop();
-  if (plainDir !== "") fs.rmSync(plainDir, { recursive: true, force: true });
-  await tc?.stop();
+  await stopAll();
 });
 
 /** A connection that gives each reply's raw bytes (split where the parser ends a top-level value). */
@@ -242,7 +228,7 @@ for (const [label, port] of [
     test.serial(`RESP${protocol}, ${label}: every write reply (alone and inside EXEC) byte for byte as redis-server`, async (t) => {
       const prefix = `${label.includes("master") ? "m" : "r"}${protocol}:`;
       const commands = corpus(prefix);
-      const expected = await replies(plain!.port, protocol, commands);
+      const expected = await replies(plainPort, protocol, commands);
       const got = await replies(port(), protocol, commands);
       const differing = commands.map((args, i) => ({ command: args.join(" "), redis: expected[i], door: got[i] })).filter((d) => d.redis !== d.door);
       t.deepEqual(differing, [], `${differing.length} of ${commands.length} replies differ`);

@@ -10,40 +10,26 @@
  * and a write pipelined after EXEC, which the door applied before the EXEC; a script's nested error replies.
  * HELLO's connection id differs by nature and is masked.
  */
-import fs from "node:fs";
 import net from "node:net";
-import os from "node:os";
-import path from "node:path";
 import test from "ava";
-import { freePort } from "../../src/process/ports.js";
-import { startRedisServer, type RedisServer } from "../../src/redis/redis_server.js";
+import { startBesidePlain } from "../helpers/beside_plain.js";
 import { encodeCommand } from "../../src/redis/resp_parser.js";
-import { startTestCluster, waitForDoors, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
-const DATA_NODES = ["d1", "d2", "d3"];
-let tc: TestCluster | null = null;
-let plain: RedisServer | null = null;
-let plainDir = "";
+let plainPort = 0;
 let masterDoor = 0;
 let replicaDoor = 0;
+let stopAll: () => Promise<void> = async () => {};
 const sockets = new Set<net.Socket>();
 
 test.before(async () => {
-  tc = await startTestCluster("resp-fidelity", { dataNodes: DATA_NODES });
-  const master = await waitForWriter(tc);
-  const base = tc.cluster.config.respPort;
-  masterDoor = base + DATA_NODES.indexOf(master.id);
-  replicaDoor = base + DATA_NODES.indexOf(DATA_NODES.find((id) => id !== master.id)!);
-  await waitForDoors(tc, DATA_NODES.length);
-  plainDir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-fidelity-plain-"));
-  plain = await startRedisServer({ port: await freePort(), dir: plainDir, persistent: false, startTimeoutMs: 15000 });
+  const b = await startBesidePlain("resp-fidelity", (stop) => (stopAll = stop));
+  ({ masterDoor, replicaDoor } = b);
+  plainPort = b.plain.port;
 });
 
 test.after.always(async () => {
   for (const s of sockets) s.destroy();
-  await plain?.stop();
-  if (plainDir !== "") fs.rmSync(plainDir, { recursive: true, force: true });
-  await tc?.stop();
+  await stopAll();
 });
 
 const END = Buffer.from("__end__\r\n");
@@ -88,7 +74,7 @@ function mask(s: string): string {
 
 async function compare(t: import("ava").ExecutionContext, cases: Case[], port = masterDoor): Promise<void> {
   for (const c of cases) {
-    const [want, got] = [await exchange(plain!.port, c), await exchange(port, c)];
+    const [want, got] = [await exchange(plainPort, c), await exchange(port, c)];
     t.is(got, want, JSON.stringify("raw" in c ? c.raw.slice(0, 80) : c.commands).slice(0, 200));
   }
 }
@@ -157,7 +143,7 @@ test("3. CLIENT: LIST filters, KILL (its filters, the old ip:port form, itself),
     one("CLIENT", "FOO"),
   ]);
   // KILL of itself (SKIPME no; the old form with its own address): the reply, then the connection is closed.
-  for (const port of [plain!.port, masterDoor]) {
+  for (const port of [plainPort, masterDoor]) {
     for (const form of ["id", "addr"]) {
       const s = await connect(port);
       const id = (await call(s, ["CLIENT", "ID"])).toString().slice(1, -2);
