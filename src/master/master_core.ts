@@ -390,6 +390,7 @@ export class MasterCore {
   /** Effects of no write (expired keys): a record of their own. */
   orphans(payload: Uint8Array): number | null {
     if (this.writerCore === null) return null;
+    assert(this.roll?.phase !== "running" && this.reset?.phase !== "running" && this.handover !== "drained", "orphan effects journaled after the writer drained");
     this.out.flush = true;
     return this.writerCore.append(payload);
   }
@@ -486,11 +487,15 @@ export class MasterCore {
     }
   }
 
+  /**
+   * A queued write was never run: its answer is a refusal (not applied), whatever the writer's state. NO_QUORUM here
+   * (before session 24) told the client "outcome unknown" of a write that never reached Redis.
+   */
   private expireQueued(nowMs: number): void {
     while (this.queue.length > 0 && this.queue[0].deadlineMs < nowMs) {
       const q = this.dequeue();
       if (this.writerCore !== null) this.reply(q.id, errorReply(ErrorCode.OVERLOADED, "write waited too long for room in the journal buffers"));
-      else this.reply(q.id, errorReply(ErrorCode.NO_QUORUM, `no writer: ${this.lastFailure ?? "becoming the writer"}`));
+      else this.reply(q.id, errorReply(ErrorCode.NOT_WRITER, `no writer yet, the write was not run: ${this.lastFailure ?? "becoming the writer"}`));
     }
   }
 
@@ -658,6 +663,9 @@ export class MasterCore {
   private advance(): void {
     const w = this.writerCore;
     if (w === null) return;
+    // Orphan effects asked for in this Ready are journaled by the driver after it: a drain found now would finalize,
+    // reset or hand over with their record still to come (simulator seed 93309: a roll at txid 114, 113 committed).
+    if (this.out.takeOrphans) return this.admit(w);
     if (this.reset !== null) {
       if (this.reset.phase === "draining" && this.drained(w)) {
         this.reset.phase = "running";

@@ -93,14 +93,17 @@ test("glob: the greedy matcher answers as Redis's walk on random patterns and su
   t.true(matched > 1000, `${matched} matches among the cases`);
 });
 
-test("glob: the review's 5,000 patterns of 40 stars against a 20 KB channel match in well under a second", (t) => {
+test("glob: the review's 5,000 patterns of 40 stars against a 20 KB channel match in well under a second of CPU", (t) => {
+  // CPU time, not wall time: ava runs each file in its own process, and on a loaded 2-core host the wall clock of
+  // this synchronous loop measured the scheduler (2.1 s of wall time for ~0.15 s of CPU).
   const channel = Buffer.from("a".repeat(20_000));
-  const started = performance.now();
+  const started = process.cpuUsage();
   let hits = 0;
   for (let i = 0; i < 5000; i++) if (globMatch(Buffer.from("*a".repeat(40) + "*b" + i), channel)) hits++;
-  const ms = performance.now() - started;
+  const used = process.cpuUsage(started);
+  const ms = (used.user + used.system) / 1000;
   t.is(hits, 0);
-  t.true(ms < 1000, `${Math.round(ms)} ms`);
+  t.true(ms < 1000, `${Math.round(ms)} ms of CPU`);
   t.true(globMatch(Buffer.from("*a".repeat(40) + "*b1"), Buffer.from("a".repeat(100) + "b1")));
 });
 
