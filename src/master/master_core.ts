@@ -472,7 +472,8 @@ export class MasterCore {
     this.order.prune(nowMs);
     const w = this.writerCore;
     if (w === null) return;
-    const idle = this.roll === null && this.reset === null && this.unjournaled === 0;
+    // Not during a hand-over either: past its drain nothing more is journaled (orphans() asserts it).
+    const idle = this.roll === null && this.reset === null && this.handover === null && this.unjournaled === 0;
     if (idle && orphansSinceMs !== null && nowMs - orphansSinceMs >= this.limits.orphanEffectsFlushMs) this.out.takeOrphans = true;
     // While a roll finalizes the segment, the drained writer has nothing to send (not even a commit notice).
     if (this.roll?.phase === "running") return;

@@ -597,6 +597,8 @@ test("master core - a planned switchover drains: admission stops, and it is drai
   t.deepEqual(r.answers.map((a) => a.id), [1]);
   t.true(r.handoverDrained);
   t.deepEqual(r.execute, [], "write 2 stays queued");
+  core.tick(100, 0);
+  t.false(core.ready().takeOrphans, "drained: orphan effects wait (the new master's Redis expires its keys itself)");
   core.stop("handed over");
   r = core.ready();
   t.deepEqual(r.answers.map((a) => [a.id, a.reply.ok ? "ok" : a.reply.code]), [[2, "NOT_WRITER"]], "never executed: retried at the new master");
