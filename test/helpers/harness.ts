@@ -5,7 +5,8 @@ import path from "node:path";
 import { Redis } from "ioredis";
 import { startLocalCluster, type LocalCluster } from "../../src/cluster/local_cluster.js";
 import { defaults, envName, localActorCount, type Config } from "../../src/config/config.js";
-import { connectBus, request, requestAll, type NatsConnection } from "../../src/nats/bus.js";
+import { connectBus, request, type NatsConnection } from "../../src/nats/bus.js";
+import { decode, encode } from "../../src/protocol/codec.js";
 import type { ActorStatus, WriteReply } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
 import { freePorts } from "../../src/process/ports.js";
@@ -118,7 +119,7 @@ export async function startTestCluster(name: string, overrides: Partial<Config> 
       return (await request(nc, s.write, args, timeoutMs)) as WriteReply;
     },
     async status() {
-      return (await requestAll(nc, s.status, {}, 300).catch(() => [])) as ActorStatus[];
+      return await statusOf(nc, s.status, [...cluster.actors.keys()]);
     },
     async stop() {
       await nc.close().catch(() => {});
@@ -129,6 +130,32 @@ export async function startTestCluster(name: string, overrides: Partial<Config> 
   };
   return tc;
 }
+
+/**
+ * Every actor's status: the replies until each of `actors` answered (by id), else those within STATUS_WAIT_MS (one is
+ * down, or slow). A round that always waited out its 300 ms made each poll of a wait (writer elected, replicas caught
+ * up, a node restored) cost 300 ms, several seconds of many files.
+ */
+async function statusOf(nc: NatsConnection, subject: string, actors: readonly string[]): Promise<ActorStatus[]> {
+  const replies: ActorStatus[] = [];
+  try {
+    const iter = await nc.requestMany(subject, encode({}), { maxWait: STATUS_WAIT_MS, strategy: "timer" });
+    for await (const msg of iter) {
+      try {
+        replies.push(decode(msg.data) as ActorStatus);
+      } catch {
+        continue; // a malformed reply from someone else on the subject
+      }
+      if (actors.every((id) => replies.some((r) => r.id === id))) break;
+    }
+  } catch {
+    return [];
+  }
+  return replies;
+}
+
+/** How long a status round waits for the actors that have not answered. */
+const STATUS_WAIT_MS = 300;
 
 /** Polls `check` until it returns a value (not undefined) or `timeoutMs` passes; each failed check waits `everyMs`. */
 export async function until<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined> | T | undefined, everyMs = 50): Promise<T> {

@@ -73,7 +73,7 @@ function pidsOf(statuses: ActorStatus[]): string[] {
 }
 
 /**
- * Each actor's pid once every actor answered status: a status round gathers replies for 300 ms, and in CI (load ~8)
+ * Each actor's pid once every actor answered status: a status round waits at most 300 ms for them, and in CI (load ~8)
  * a replica busy with the fuzzer's traffic missed one — read as a crash. A crashed actor shows a new pid (restarted)
  * or never answers (this times out).
  */
