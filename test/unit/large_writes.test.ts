@@ -1,0 +1,144 @@
+/**
+ * s24: a large write is cheap on the master's loop — the front door forwards a command as its RESP bytes (one buffer,
+ * `{ resp }`, checked strictly by the master and sent to Redis as is), the door reads header numbers without a
+ * string and a BigInt each, the master decodes client writes off the bus within a turn budget, and the door holds
+ * only what a reply's shape needs of a command's arguments until it commits.
+ */
+import test from "ava";
+import { budgeted } from "../../src/nats/bus.js";
+import { ErrorCode, QjmError } from "../../src/protocol/errors.js";
+import { encode, decode } from "../../src/protocol/codec.js";
+import { commandOfResp, parseWriteRequest } from "../../src/protocol/messages.js";
+import { encodeCommand } from "../../src/redis/resp_parser.js";
+import { headerNumber, string2ll } from "../../src/frontdoor/request_framing.js";
+import { replyArgs } from "../../src/frontdoor/reply_shapes.js";
+import { TurnBudget } from "../../src/frontdoor/turn_budget.js";
+import { prng, testSeed } from "../helpers/prng.js";
+
+const b = (s: string): Buffer => Buffer.from(s, "latin1");
+
+test("a command's RESP bytes give back its arguments, as views of the one buffer", (t) => {
+  const seed = testSeed(2424);
+  const rnd = prng(seed);
+  for (let round = 0; round < 200; round++) {
+    const args = Array.from({ length: 1 + Math.floor(rnd() * 20) }, () => Buffer.from(Array.from({ length: Math.floor(rnd() * 40) }, () => Math.floor(rnd() * 256))));
+    const resp = encodeCommand(args);
+    const got = commandOfResp(resp);
+    t.deepEqual(got.map((a) => a.toString("hex")), args.map((a) => a.toString("hex")), `seed ${seed} round ${round}`);
+    for (const a of got) t.is(a.buffer, resp.buffer, "a view, not a copy");
+  }
+  const big = Array.from({ length: 10_000 }, (_, j) => b(`e${j}`));
+  t.is(commandOfResp(encodeCommand([b("RPUSH"), b("k"), ...big])).length, 10_002);
+});
+
+test("bytes that are not exactly one RESP command are a BAD_REQUEST, never a crash", (t) => {
+  const hostile = [
+    "",
+    "*",
+    "*0\r\n",
+    "*1\r\n",
+    "*-1\r\n",
+    "*1\r\n$3\r\nSET",
+    "*1\r\n$3\r\nSETX\r\n",
+    "*1\r\n$3\r\nSET\r\n$3\r\nfoo\r\n",
+    "*1\r\n$3\r\nSET\r\nextra",
+    "*2\r\n$3\r\nSET\r\n",
+    "*01\r\n$3\r\nSET\r\n",
+    "*1\r\n$03\r\nSET\r\n",
+    "*1\r\n$-3\r\nSET\r\n",
+    "*1\r\n+SET\r\n",
+    "*1\r\n:3\r\n",
+    "*1\r$3\r\nSET\r\n",
+    "*1\r\n$3\rnSET\r\n",
+    "*1\r\n$3\r\nSET\n\n",
+    "*1 \r\n$3\r\nSET\r\n",
+    "*99999999999999999999\r\n$3\r\nSET\r\n",
+    "*1000000\r\n$3\r\nSET\r\n",
+    "*1\r\n$99999999999\r\nSET\r\n",
+    "SET a b\r\n",
+    "$3\r\nSET\r\n",
+  ];
+  for (const text of hostile) {
+    const err = t.throws(() => commandOfResp(b(text)), { instanceOf: QjmError }, JSON.stringify(text));
+    t.is(err?.code, ErrorCode.BAD_REQUEST, JSON.stringify(text));
+  }
+  // Whatever bytes: a typed error or a command, nothing else.
+  const seed = testSeed(2424);
+  const rnd = prng(seed);
+  const good = encodeCommand([b("SET"), b("key"), b("value")]);
+  for (let round = 0; round < 2000; round++) {
+    const bytes = Buffer.from(good);
+    for (let k = 0; k < 1 + Math.floor(rnd() * 3); k++) bytes[Math.floor(rnd() * bytes.length)] = Math.floor(rnd() * 256);
+    try {
+      const args = commandOfResp(bytes);
+      t.true(args.length >= 1, `seed ${seed} round ${round}`);
+    } catch (err) {
+      t.true(err instanceof QjmError && err.code === ErrorCode.BAD_REQUEST, `seed ${seed} round ${round}: ${String(err)}`);
+    }
+  }
+});
+
+test("a write map { resp, id } off the bus: its command and its bytes; other keys and types refused", (t) => {
+  const resp = encodeCommand([b("RPUSH"), b("list"), b("a"), b("b")]);
+  const w = parseWriteRequest(decode(encode({ resp, id: { client: "door-1", seq: 7 } })));
+  t.deepEqual(w.args.map((a) => a.toString()), ["RPUSH", "list", "a", "b"]);
+  t.deepEqual(w.resp, resp);
+  t.deepEqual(w.id, { client: "door-1", seq: 7 });
+  t.is(w.tx, null);
+  t.is(parseWriteRequest({ args: ["SET", "a", "b"] }).resp, null, "the args form has no bytes");
+  for (const body of [{ resp: "*1\r\n$4\r\nPING\r\n" }, { resp, args: ["SET"] }, { resp, tx: [] }, { resp: 5 }, { resp: null }, { resp: b("*1\r\n$4\r\nPING\r\n\r\n") }]) {
+    const err = t.throws(() => parseWriteRequest(body), { instanceOf: QjmError }, JSON.stringify(body));
+    t.is(err?.code, ErrorCode.BAD_REQUEST);
+  }
+});
+
+test("the door's header numbers are Redis's string2ll, without a string per header", (t) => {
+  const cases = ["0", "1", "9", "10", "-1", "-0", "00", "01", "-01", "-", "", "+1", " 1", "1 ", "1a", "123456789012345", "1234567890123456", "9223372036854775807", "9223372036854775808", "-9223372036854775808", "99999999999999999999", "3\u0000"];
+  const seed = testSeed(2424);
+  const rnd = prng(seed);
+  const alphabet = "0123456789-+ a";
+  for (let i = 0; i < 3000; i++) cases.push(Array.from({ length: Math.floor(rnd() * 22) }, () => alphabet[Math.floor(rnd() * alphabet.length)]).join(""));
+  for (const text of cases) {
+    const buf = b(`x${text}y`);
+    const want = string2ll(buf, 1, 1 + text.length);
+    t.is(headerNumber(buf, 1, 1 + text.length), want === null ? null : Number(want), `${JSON.stringify(text)} (seed ${seed})`);
+  }
+});
+
+test("bus requests within a turn budget: run in arrival order, the rest in later turns", (t) => {
+  const clock = { now: 0 };
+  const turns: (() => void)[] = [];
+  const budget = new TurnBudget(5, () => clock.now, (fn) => turns.push(fn));
+  const admit = budgeted(budget);
+  const ran: number[] = [];
+  const request = (n: number, costMs: number) => () => {
+    ran.push(n);
+    clock.now += costMs;
+  };
+  admit(request(1, 3));
+  admit(request(2, 3));
+  admit(request(3, 3));
+  admit(request(4, 0));
+  t.deepEqual(ran, [1, 2], "the third waits: the turn's 5 ms are spent");
+  t.is(turns.length, 1);
+  turns.shift()!();
+  t.deepEqual(ran, [1, 2, 3, 4], "in order, in the next turn");
+  admit(request(5, 1));
+  t.is(turns.length, 1, "a fresh turn");
+  t.deepEqual(ran, [1, 2, 3, 4, 5]);
+  // While requests wait, a new one queues behind them even in a fresh turn (arrival order is kept).
+  clock.now += 10;
+  admit(request(6, 0));
+  t.deepEqual(ran, [1, 2, 3, 4, 5], "the turn that ran 5 is spent");
+  turns.shift()!();
+  t.deepEqual(ran, [1, 2, 3, 4, 5, 6]);
+});
+
+test("the door holds a write's arguments for its reply only when the reply's shape depends on them", (t) => {
+  const rpush = [b("RPUSH"), b("k"), ...Array.from({ length: 100 }, (_, i) => b(`m${i}`))];
+  t.deepEqual(replyArgs(rpush), [rpush[0]]);
+  const zpop = [b("zpopmin"), b("z"), b("2")];
+  t.is(replyArgs(zpop), zpop);
+  const one = [b("FLUSHALL")];
+  t.is(replyArgs(one), one);
+});
