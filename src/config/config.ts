@@ -203,10 +203,10 @@ export const defaults = {
   /** Bytes at most buffered from the replication stream before it is parsed into records. */
   replStreamBytesMax: 96 * 1024 * 1024,
   /**
-   * The master's write path's share of one event-loop turn, in ms (src/frontdoor/turn_budget.ts): decoding client
-   * writes off the bus, parsing the replication stream and encoding records stop for the turn once it is spent, and go
-   * on in a later one. Heartbeats are timers on the same loop: 60 pipelined 10k-member RPUSHes on a host short of cores
-   * held it 703 ms in one turn, past masterTimeoutMs (s24).
+   * The master's write path's share of one event-loop turn per stage, in ms (src/frontdoor/turn_budget.ts): decoding
+   * client writes off the bus, parsing the replication stream and encoding records each stop for the turn once their
+   * share is spent, and go on in a later one. Heartbeats are timers on the same loop: 60 pipelined 10k-member RPUSHes
+   * on a host short of cores held it 703 ms, past masterTimeoutMs (s24).
    */
   masterTurnBudgetMs: 5,
   /** 1: journal nodes answer qjm.<cluster>.jn.<id>.fault (disk fault injection, for tests). Never in production. */
