@@ -1,10 +1,14 @@
 /**
  * s24: a large write is cheap on the master's loop — the front door forwards a command as its RESP bytes (one buffer,
  * `{ resp }`, checked strictly by the master and sent to Redis as is), the door reads header numbers without a
- * string and a BigInt each, the master decodes client writes off the bus within a turn budget, and the door holds
- * only what a reply's shape needs of a command's arguments until it commits.
+ * string and a BigInt each, the master decodes client writes off the bus within a turn budget, the door holds only
+ * what a reply's shape needs of a command's arguments until it commits, and records are packed without msgpackr's walk
+ * (the same bytes).
  */
 import test from "ava";
+import { Packr } from "msgpackr";
+import { INT64_AUTO } from "../../src/protocol/codec.js";
+import { PAYLOAD_V2, decodeRecordPayload, encodeEffects, encodeWriteRecord } from "../../src/segment/record.js";
 import { budgeted } from "../../src/nats/bus.js";
 import { ErrorCode, QjmError } from "../../src/protocol/errors.js";
 import { encode, decode } from "../../src/protocol/codec.js";
@@ -141,4 +145,28 @@ test("the door holds a write's arguments for its reply only when the reply's sha
   t.is(replyArgs(zpop), zpop);
   const one = [b("FLUSHALL")];
   t.is(replyArgs(one), one);
+});
+
+test("records are encoded byte for byte as msgpackr packed them (the journal's format is unchanged)", (t) => {
+  const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true, int64AsType: INT64_AUTO });
+  const seed = testSeed(2424);
+  const rnd = prng(seed);
+  const sizes = [0, 1, 31, 32, 255, 256, 65535, 65536];
+  const counts = [1, 15, 16, 17, 65535, 65536];
+  const arg = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => Math.floor(rnd() * 256)));
+  const cases: Uint8Array[][][] = [[], [[arg(3)]], sizes.map((n) => [arg(n), new Uint8Array(arg(n))])];
+  for (const n of counts) cases.push([Array.from({ length: n }, () => arg(Math.floor(rnd() * 4)))]);
+  cases.push(Array.from({ length: 16 }, () => [arg(2)]), Array.from({ length: 70_000 }, () => [arg(1)]));
+  for (let i = 0; i < 50; i++) cases.push(Array.from({ length: 1 + Math.floor(rnd() * 20) }, () => Array.from({ length: 1 + Math.floor(rnd() * 40) }, () => arg(Math.floor(rnd() * 300)))));
+  const write = { id: { client: "door-1", seq: 9 }, reply: { ok: true as const, value: 3 } };
+  for (const [i, effects] of cases.entries()) {
+    t.true(Buffer.from(encodeEffects(effects)).equals(Buffer.from(packr.pack(effects))), `case ${i} (seed ${seed}): effects`);
+    const { payload } = encodeWriteRecord(effects, write, 1024);
+    const expected = packr.pack({ v: PAYLOAD_V2, e: effects, w: { c: "door-1", s: 9, r: 3 } });
+    t.true(Buffer.from(payload).equals(Buffer.from(expected)), `case ${i} (seed ${seed}): v2 payload`);
+  }
+  // An argument msgpackr packs otherwise (not a byte string) is left to msgpackr.
+  const odd = [[Buffer.from("SET"), "k" as unknown as Uint8Array]];
+  t.true(Buffer.from(encodeEffects(odd)).equals(Buffer.from(packr.pack(odd))));
+  t.deepEqual(decodeRecordPayload(encodeWriteRecord([[b("RPUSH"), b("k"), b("v")]], write, 1024).payload).effects.map((e) => e.map((a) => Buffer.from(a).toString())), [["RPUSH", "k", "v"]]);
 });
