@@ -167,10 +167,12 @@ export class Master {
   async start(): Promise<void> {
     const s = subjects(this.config.cluster);
     // A queue group: were two nodes to believe they are master, a write reaches one of them, never both.
-    const writes = { limits: this.config, queue: "masters", budget: this.budgets.intake };
+    // Requests deferred past the intake's share hold at most writesQueuedBytesMax (bus.ts budgeted).
+    const intake = { budget: this.budgets.intake, deferredBytesMax: this.config.writesQueuedBytesMax };
+    const writes = { limits: this.config, queue: "masters", ...intake };
     this.writeSub = serve(this.nc, s.write, this.log, (body, raw) => this.intake.onWrite(body, raw), writes);
     // Writes addressed to this node (a client that knows the master): the same handler.
-    this.writeToSub = serve(this.nc, s.writeTo(this.id), this.log, (body, raw) => this.intake.onWrite(body, raw), { limits: this.config, budget: this.budgets.intake });
+    this.writeToSub = serve(this.nc, s.writeTo(this.id), this.log, (body, raw) => this.intake.onWrite(body, raw), { limits: this.config, ...intake });
     // Linearizable reads on any node's door: the committed txid, once a majority of journal nodes confirmed the epoch.
     this.readIndexSub = serve(this.nc, s.readIndex, this.log, (body) => {
       parseReadIndexRequest(body);

@@ -96,10 +96,10 @@ export function serve(
   subject: string,
   log: Logger,
   handler: (body: unknown, raw: Uint8Array) => Promise<unknown> | unknown,
-  options: { queue?: string; limits?: BusLimits; budget?: HandlerBudget } = {},
+  options: { queue?: string; limits?: BusLimits; budget?: HandlerBudget; deferredBytesMax?: number } = {},
 ): Subscription {
   const limits = options.limits ?? busDefaults;
-  const admit = options.budget === undefined ? (run: () => void) => run() : budgeted(options.budget);
+  const admit = options.budget === undefined ? (_bytes: number, run: () => void) => run() : budgeted(options.budget, options.deferredBytesMax ?? Number.MAX_SAFE_INTEGER);
   const reassembler = new Reassembler(limits);
   const outbox = new ReplyOutbox(limits);
   const answer = (msg: Msg, reply: unknown): void => {
@@ -127,7 +127,7 @@ export function serve(
       }
       if (raw === null) return;
       const body = raw;
-      admit(() => void (async () => {
+      admit(body.length, () => void (async () => {
         let reply: unknown;
         try {
           reply = await handler(decode(body), body);
@@ -151,29 +151,45 @@ export interface HandlerBudget {
 /**
  * Runs each request's decode and handler within `budget`, in arrival order: once the turn's share is spent, requests
  * wait in a FIFO drained in later turns (a 10k-argument write costs ~5 ms to decode and run; twenty of them off one
- * socket read held the master's loop past masterTimeoutMs on a host short of cores). Exported for its unit test.
+ * socket read held the master's loop past masterTimeoutMs on a host short of cores). The FIFO holds at most
+ * `bytesMax` of bodies: a request past it first runs every one waiting, then itself, in this turn — the socket's next
+ * read then waits for that work (backpressure, as without a budget) instead of the FIFO growing without bound.
+ * Exported for its unit test.
  */
-export function budgeted(budget: HandlerBudget): (run: () => void) => void {
-  let queue: (() => void)[] = [];
+export function budgeted(budget: HandlerBudget, bytesMax: number): (bytes: number, run: () => void) => void {
+  let queue: { bytes: number; run: () => void }[] = [];
   let head = 0;
-  const drain = (): void => {
-    while (head < queue.length && budget.spend()) {
-      const run = queue[head];
-      queue[head++] = noop;
-      run();
-    }
-    if (head < queue.length) return budget.later(drain);
+  let held = 0;
+  const next = (): void => {
+    const { bytes, run } = queue[head];
+    queue[head++] = DONE;
+    held -= bytes;
+    run();
+  };
+  const reset = (): void => {
     queue = [];
     head = 0;
   };
-  return (run) => {
+  const drain = (): void => {
+    while (head < queue.length && budget.spend()) next();
+    if (head < queue.length) return budget.later(drain);
+    reset();
+  };
+  return (bytes, run) => {
     if (head === queue.length && budget.spend()) return run();
-    queue.push(run);
+    if (held + bytes > bytesMax) {
+      while (head < queue.length) next();
+      reset(); // the drain already asked for finds nothing waiting
+      return run();
+    }
+    queue.push({ bytes, run });
+    held += bytes;
     if (queue.length - head === 1) budget.later(drain);
   };
 }
 
-function noop(): void {}
+const DONE = { bytes: 0, run: (): void => {} };
+
 
 /**
  * A message's whole body, or null when the bus answered it itself (an ack of a request fragment, a reply fragment

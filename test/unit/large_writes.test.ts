@@ -113,7 +113,8 @@ test("bus requests within a turn budget: run in arrival order, the rest in later
   const clock = { now: 0 };
   const turns: (() => void)[] = [];
   const budget = new TurnBudget(5, () => clock.now, (fn) => turns.push(fn));
-  const admit = budgeted(budget);
+  const admit0 = budgeted(budget, 1000);
+  const admit = (run: () => void): void => admit0(10, run);
   const ran: number[] = [];
   const request = (n: number, costMs: number) => () => {
     ran.push(n);
@@ -136,6 +137,29 @@ test("bus requests within a turn budget: run in arrival order, the rest in later
   t.deepEqual(ran, [1, 2, 3, 4, 5], "the turn that ran 5 is spent");
   turns.shift()!();
   t.deepEqual(ran, [1, 2, 3, 4, 5, 6]);
+});
+
+test("bus requests deferred past the turn budget hold at most their byte bound: past it, every one waiting runs, in order, then the new one", (t) => {
+  // Without the bound a flood kept arriving while the budget deferred it: the FIFO grew without limit (s24 review).
+  const clock = { now: 0 };
+  const turns: (() => void)[] = [];
+  const budget = new TurnBudget(5, () => clock.now, (fn) => turns.push(fn));
+  const admit = budgeted(budget, 100);
+  const ran: number[] = [];
+  const request = (n: number) => () => {
+    ran.push(n);
+    clock.now += 5;
+  };
+  admit(40, request(1));
+  admit(40, request(2));
+  admit(40, request(3));
+  t.deepEqual(ran, [1], "2 and 3 wait: 80 bytes");
+  admit(40, request(4));
+  t.deepEqual(ran, [1, 2, 3, 4], "120 bytes would wait: all run now, in arrival order");
+  admit(40, request(5));
+  t.deepEqual(ran, [1, 2, 3, 4], "a fresh FIFO");
+  for (let i = 0; i < 5 && turns.length > 0; i++) turns.shift()!();
+  t.deepEqual(ran, [1, 2, 3, 4, 5], "no request twice, none lost");
 });
 
 test("the door holds a write's arguments for its reply only when the reply's shape depends on them", (t) => {
