@@ -113,6 +113,11 @@ export interface QjmClient {
 
 export interface OrderedWriter {
   write(command: string, ...args: WriteArg[]): Promise<WriteResult>;
+  /**
+   * A command as its RESP bytes (one array of bulk strings, exactly; the master refuses anything else as BAD_REQUEST):
+   * one byte string on the bus, sent to Redis as is, rather than an argument each (the front door's large writes).
+   */
+  writeResp(resp: Uint8Array): Promise<WriteResult>;
   transaction(commands: WriteArg[][], watch?: TxWatch): Promise<WriteResult>;
 }
 
@@ -281,6 +286,7 @@ class ClientImpl implements QjmClient {
       );
     return {
       write: (command, ...args) => send({ args: [command, ...args] }),
+      writeResp: (resp) => send({ resp }),
       transaction: (commands, watch) => send(watch === undefined ? { tx: commands } : { tx: commands, watch }),
     };
   }

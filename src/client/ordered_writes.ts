@@ -26,7 +26,7 @@ import type { WriteId } from "../protocol/messages.js";
 import { verdictOf } from "./retry.js";
 
 /** One command, or a transaction (`tx`, optionally with what it watched): messages.ts's write request. */
-export type WriteRequestBody = { args: unknown[] } | { tx: unknown[][]; watch?: { txid: number; keys: unknown[] } };
+export type WriteRequestBody = { args: unknown[] } | { resp: Uint8Array } | { tx: unknown[][]; watch?: { txid: number; keys: unknown[] } };
 export type WriteBody = WriteRequestBody & { id: WriteId };
 
 /** One attempt's result: the master's answer, or a failure (a new master elected meanwhile says so). */

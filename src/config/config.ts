@@ -202,6 +202,13 @@ export const defaults = {
   // ---- end of stream part ----
   /** Bytes at most buffered from the replication stream before it is parsed into records. */
   replStreamBytesMax: 96 * 1024 * 1024,
+  /**
+   * The master's write path's share of one event-loop turn per stage, in ms (src/frontdoor/turn_budget.ts): decoding
+   * client writes off the bus, parsing the replication stream and encoding records each stop for the turn once their
+   * share is spent, and go on in a later one. Heartbeats are timers on the same loop: 60 pipelined 10k-member RPUSHes
+   * on a host short of cores held it 703 ms, past masterTimeoutMs (s24).
+   */
+  masterTurnBudgetMs: 5,
   /** 1: journal nodes answer qjm.<cluster>.jn.<id>.fault (disk fault injection, for tests). Never in production. */
   faultInjection: 0,
   /** With faultInjection: a pause between the steps of a merge or purge, so a test's kill -9 lands between them. */
@@ -568,6 +575,7 @@ export function validateConfig(c: Config): string[] {
   if (c.respBufferedBytesMax < 1) errors.push("respBufferedBytesMax must be at least 1");
   if (c.respOutputBytesPause < 1 || c.respOutputBytesMax < c.respOutputBytesPause) errors.push("respOutputBytesPause must be at least 1 and at most respOutputBytesMax");
   if (!(c.respTurnBudgetMs > 0) || c.respTurnBudgetMs * 10 > c.masterTimeoutMs) errors.push("respTurnBudgetMs must be above 0 and at most a tenth of masterTimeoutMs");
+  if (!(c.masterTurnBudgetMs > 0) || c.masterTurnBudgetMs * 10 > c.masterTimeoutMs) errors.push("masterTurnBudgetMs must be above 0 and at most a tenth of masterTimeoutMs");
   if (c.respInflightMax < 1) errors.push("respInflightMax must be at least 1");
   if (c.respInflightBytesMax < 1) errors.push("respInflightBytesMax must be at least 1");
   if (!(c.respLoopDelayTargetMs > 0) || c.respLoopDelayTargetMs * 4 > c.masterTimeoutMs) errors.push("respLoopDelayTargetMs must be above 0 and at most a quarter of masterTimeoutMs");

@@ -17,14 +17,14 @@
 import net from "node:net";
 import { performance } from "node:perf_hooks";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { clientOn, QjmClientError, type OrderedWriter, type QjmClient } from "../client/client.js";
+import { clientOn, QjmClientError, type OrderedWriter, type QjmClient, type WriteResult } from "../client/client.js";
 import type { Config, ConsistencyLevel } from "../config/config.js";
 import type { ReadGuard } from "../master/read_guard.js";
 import { maxPayload } from "../nats/bus.js";
 import { ErrorCode } from "../protocol/errors.js";
 import type { ActorStatus } from "../protocol/messages.js";
 import type { CommandTable } from "../redis/command_table.js";
-import type { RespValue } from "../redis/resp_parser.js";
+import { encodeCommand, type RespValue } from "../redis/resp_parser.js";
 import type { Logger } from "../util/log.js";
 import { ConnectionState } from "./connection_state.js";
 import { answerLocal, infoWithQjm, type LocalAnswer } from "./local_commands.js";
@@ -63,6 +63,9 @@ export interface DoorOptions {
   /** The master role's guard against dirty reads, while this node is master. */
   guard?: () => ReadGuard | null;
 }
+
+/** What a write's body holds besides its command's RESP bytes: the map, the write id (a 64-character client id). */
+const RESP_BODY_SLACK_BYTES = 256;
 
 export class RespDoor implements DoorServices {
   readonly pipelineMax: number;
@@ -344,13 +347,27 @@ export class RespDoor implements DoorServices {
     return this.writer.ordered();
   }
 
-  async write(writer: OrderedWriter, args: readonly Buffer[]): Promise<WriteOutcome> {
+  write(writer: OrderedWriter, args: readonly Buffer[]): Promise<WriteOutcome> {
+    // Decided before the write leaves: a large write's arguments are not held until it commits (views that live
+    // through scavenges cost the loop: s24). A Redis error comes after effects only for a script.
+    const errorAfterEffects = this.committedError(ErrorCode.REDIS_ERROR, args);
+    // As its RESP bytes (one buffer on the bus, sent to Redis as is: s24), unless those would pass the master's write
+    // bound where its msgpack form would not (RESP spends ~4 more bytes per argument).
+    const resp = encodeCommand(args);
+    const c = this.o.config;
+    const bound = c.writeBytesMax > 0 ? c.writeBytesMax : maxPayload(this.o.nc);
+    const sent = resp.length + RESP_BODY_SLACK_BYTES <= bound ? writer.writeResp(resp) : writer.write(args[0].toString("latin1"), ...args.slice(1));
+    return this.outcome(sent, errorAfterEffects);
+  }
+
+  private async outcome(sent: Promise<WriteResult>, errorAfterEffects: boolean): Promise<WriteOutcome> {
     try {
-      const result = await writer.write(args[0].toString("latin1"), ...args.slice(1));
+      const result = await sent;
       return { ok: true, value: result.typed, txid: result.txid };
     } catch (err) {
-      if (err instanceof QjmClientError) return { ok: false, error: writeError(err.code, err.message, err.outcomeUnknown), committed: this.committedError(err.code, args) };
-      throw err;
+      if (!(err instanceof QjmClientError)) throw err;
+      const committed = err.code === ErrorCode.REDIS_ERROR ? errorAfterEffects : this.committedError(err.code, null);
+      return { ok: false, error: writeError(err.code, err.message, err.outcomeUnknown), committed };
     }
   }
 

@@ -87,6 +87,14 @@ export function commandReply(args: readonly Buffer[], value: ReplyValue, protoco
   return shaper === undefined ? v : shaper(v, args, protocol);
 }
 
+/**
+ * What commandReply needs of `args` later: all of them for a command whose reply it shapes, else the name alone — a
+ * 10k-argument RPUSH's views are not held until it commits (s24).
+ */
+export function replyArgs(args: Buffer[]): Buffer[] {
+  return args.length <= 1 || SHAPES.has(args[0].toString("latin1").toLowerCase()) ? args : [args[0]];
+}
+
 /** EXEC's typed reply: each queued command's reply in its own shape; nil (a WATCH aborted it) is a null array. */
 export function execReply(queued: readonly (readonly Buffer[])[], value: ReplyValue, protocol: Protocol): RespValue {
   if (value === null) return { type: "array", items: null };

@@ -24,7 +24,7 @@ import type { DoorClient } from "./client_command.js";
 import type { ConnectionState } from "./connection_state.js";
 import { parseLastTxid, parseQjmWait, type LocalAnswer } from "./local_commands.js";
 import { DoorProtocolError, RequestReader } from "./request_framing.js";
-import { commandReply, execReply } from "./reply_shapes.js";
+import { commandReply, replyArgs, execReply } from "./reply_shapes.js";
 import { MixedExec, type ExecHost } from "./exec_mixed.js";
 import type { DoorQueued } from "./transaction_state.js";
 import { encodeResp, type Protocol } from "./resp_encoder.js";
@@ -480,18 +480,22 @@ export class Session {
     });
   }
 
-  private write(args: Buffer[], slot: Slot): void {
+  private write(request: Buffer[], slot: Slot): void {
     const protocol = this.state.protocol;
-    this.schedule("write", () =>
-      this.door.write((this.writer ??= this.door.ordered()), args).then(
+    let args: Buffer[] | null = request;
+    const shapeArgs = replyArgs(request);
+    this.schedule("write", () => {
+      const sent = this.door.write((this.writer ??= this.door.ordered()), args!);
+      args = null;
+      return sent.then(
         (r) => {
           if (r.ok) this.state.wrote(r.txid);
           else if (r.committed) this.state.wroteUntold();
-          this.fill(slot, encodeResp(r.ok ? commandReply(args, r.value, protocol) : { type: "error", value: r.error }, protocol), false);
+          this.fill(slot, encodeResp(r.ok ? commandReply(shapeArgs, r.value, protocol) : { type: "error", value: r.error }, protocol), false);
         },
         (err: Error) => this.fill(slot, encodeResp({ type: "error", value: `ERR qjm INTERNAL ${err.message}` }, protocol), false),
-      ),
-    );
+      );
+    });
   }
 
   /** Starts `op` with the run of its kind, or once the run of the other kind before it is all answered. */

@@ -23,7 +23,7 @@ import { assert } from "../util/assert.js";
 import type { Logger } from "../util/log.js";
 import type { JournalClient } from "./journal_client.js";
 import { rebuildSources } from "./rebuild_sources.js";
-import { ReplicationLink } from "./replication_link.js";
+import { ReplicationLink, type StreamBudget } from "./replication_link.js";
 import { ScriptWatch } from "./script_watch.js";
 
 /** Who hears the replication stream of the Redis served. */
@@ -49,6 +49,8 @@ export interface MasterRedisOptions {
   port: number;
   /** The command table of this redis-server binary if known already (COMMAND takes a while). */
   commands?: CommandTable;
+  /** The master's share of a loop turn: the replication stream's commands are delivered within it. */
+  budget?: StreamBudget;
 }
 
 /** A data node's Redis, handed over for its master role: a replica of `feeder` holding the journal to `appliedTxid`. */
@@ -220,7 +222,7 @@ export class MasterRedis {
     await this.promote();
     const { replAckIntervalMs, replStreamBytesMax, dataDir } = this.o.config;
     const password = redisPassword(dataDir);
-    const link = new ReplicationLink({ port: this.redis!.port, password, replAckIntervalMs, replStreamBytesMax });
+    const link = new ReplicationLink({ port: this.redis!.port, password, replAckIntervalMs, replStreamBytesMax, budget: this.o.budget });
     // Only the current link is heard: a discarded Redis's stream is not this master's any more.
     link.on("command", (cmd: { args: Buffer[] }) => {
       if (link === this.link) this.listener.command(cmd.args);

@@ -57,6 +57,17 @@ export interface ReplicationLinkOptions {
   rdbBytesMax?: number;
   /** The link fails with reason "timeout" if Redis sends nothing for this long before the stream is live (Redis's repl-timeout default). */
   handshakeIdleTimeoutMs?: number;
+  /**
+   * The loop's share the stream may take per turn (the master's TurnBudget, masterTurnBudgetMs): once spent, the
+   * socket is paused and the commands already received are delivered in a later turn. None: every command at once.
+   */
+  budget?: StreamBudget;
+}
+
+/** What the link asks of a turn budget (src/frontdoor/turn_budget.ts). */
+export interface StreamBudget {
+  spend(): boolean;
+  later(fn: () => void): void;
 }
 
 /** Default bound of the skipped RDB: the master's Redis is rebuilt from the journal, so this is the dataset size. */
@@ -133,6 +144,9 @@ export class ReplicationLink extends EventEmitter<Events> {
   /** Unparsed handshake bytes (only ever a few lines). */
   private lineBuf: Buffer = Buffer.alloc(0);
   private parser: RespParser | undefined;
+  private readonly budget: StreamBudget | undefined;
+  /** The turn's budget was spent: the socket is paused until the parked delivery has drained the parser. */
+  private parked = false;
   private info: ReplicationLinkInfo | undefined;
   private streamBytes = 0;
   /** The +OK to AUTH is the first line to come, before PING's. */
@@ -152,6 +166,7 @@ export class ReplicationLink extends EventEmitter<Events> {
     this.streamBytesMax = options.replStreamBytesMax ?? defaults.replStreamBytesMax;
     this.rdbBytesMax = options.rdbBytesMax ?? RDB_BYTES_MAX_DEFAULT;
     this.idleTimeoutMs = options.handshakeIdleTimeoutMs ?? HANDSHAKE_IDLE_TIMEOUT_MS_DEFAULT;
+    this.budget = options.budget;
     this.ready = new Promise((resolve, reject) => {
       this.resolveReady = resolve;
       this.rejectReady = reject;
@@ -240,7 +255,7 @@ export class ReplicationLink extends EventEmitter<Events> {
   }
 
   private onData(chunk: Buffer): void {
-    try {
+    this.guarded(() => {
       let rest: Buffer | undefined = chunk;
       while (rest !== undefined && rest.length > 0 && this.phase.kind !== "closed") {
         if (this.phase.kind === "live") {
@@ -251,6 +266,13 @@ export class ReplicationLink extends EventEmitter<Events> {
           rest = this.onHandshake(rest);
         }
       }
+    });
+  }
+
+  /** Runs socket-side work: nothing escapes it, every failure becomes the link's one error. */
+  private guarded(work: () => void): void {
+    try {
+      work();
     } catch (err) {
       // Nothing escapes a socket callback: every failure becomes the link's one error.
       if (err instanceof ReplicationLinkError) this.fail(err);
@@ -389,9 +411,19 @@ export class ReplicationLink extends EventEmitter<Events> {
     const parser = this.parser;
     if (parser === undefined) throw new ReplicationLinkError("protocol", "stream bytes before the stream is live");
     parser.push(chunk);
+    // Bytes that came before the pause took hold wait behind the parked delivery (stream order).
+    if (!this.parked) this.deliver(parser);
+  }
+
+  /**
+   * Hands each complete command to the listeners, until the parser holds no complete one or the turn's budget is
+   * spent: then the socket is paused (Redis keeps the rest in its replica buffer) and delivery goes on in a later turn.
+   */
+  private deliver(parser: RespParser): void {
     for (;;) {
       // A listener may close the link mid-chunk: deliver nothing after that.
       if (this.phase.kind !== "live") return;
+      if (this.budget !== undefined && !this.budget.spend()) return this.park(parser);
       const frame = parser.next();
       if (frame === undefined) break;
       const args = commandArgs(frame.value);
@@ -407,6 +439,17 @@ export class ReplicationLink extends EventEmitter<Events> {
     if (parser.pendingBytes > this.streamBytesMax) {
       throw new ReplicationLinkError("overflow", `${parser.pendingBytes} bytes of an incomplete command buffered, more than replStreamBytesMax ${this.streamBytesMax}`);
     }
+  }
+
+  private park(parser: RespParser): void {
+    this.parked = true;
+    this.socket.pause();
+    this.budget!.later(() => {
+      this.parked = false;
+      if (this.phase.kind !== "live") return;
+      this.guarded(() => this.deliver(parser));
+      if (!this.parked && this.phase.kind === "live") this.socket.resume();
+    });
   }
 }
 

@@ -25,7 +25,10 @@ import type { WriteTracer } from "./write_trace.js";
 
 /** A client write as the driver knows it; the core knows it by its id. */
 interface DriverWrite {
+  /** Its command; let go once executed (a 10k-argument write's views must not live until the commit: GC, s24). */
   args: Buffer[];
+  /** The command's RESP bytes as the client sent them (`{ resp }`), sent to Redis as they are; null: encoded from args. */
+  resp: Buffer | null;
   /** A transaction's commands (run between MULTI and EXEC), or null for one command. */
   tx: Buffer[][] | null;
   watch: WatchSpec | null;
@@ -37,6 +40,9 @@ interface DriverWrite {
   /** Its command's verdict at admission (isScript), reused at execute when Redis's command table is still that one. */
   classified: { table: CommandTable; verdict: Classification } | null;
 }
+
+/** What an executed write's args become (nothing reads them after execute). */
+const EXECUTED: Buffer[] = [];
 
 /** The commands script_watch.ts checks (CommandTable.classify: @scripting, not readonly, no subcommands). */
 const SCRIPT_COMMANDS = new Set(["EVAL", "EVALSHA", "FCALL"]);
@@ -79,11 +85,11 @@ export class WriteIntake {
     }
     const arrivedMs = performance.now();
     const trace = this.tracer.on ? this.tracer.sample() : null;
-    const { args, id: clientId, tx, watch } = parseWriteRequest(body, this.txLimits);
+    const { args, resp, id: clientId, tx, watch } = parseWriteRequest(body, this.txLimits);
     return new Promise<WriteReply>((respond) => {
       const id = this.nextWriteId++;
       if (trace !== null) this.tracer.admitted(id, trace);
-      const w: DriverWrite = { args, tx, watch, respond, clientId, arrivedMs, classified: null };
+      const w: DriverWrite = { args, resp, tx, watch, respond, clientId, arrivedMs, classified: null };
       this.writes.set(id, w);
       this.step(() => this.core.write(id, raw.length, tx === null && this.isScript(w), Date.now(), clientId));
     });
@@ -135,7 +141,10 @@ export class WriteIntake {
     if (run !== null) void run.readSent.then(() => this.step(() => this.core.barrierReleased(id)));
     else this.core.barrierReleased(id);
     if (this.tracer.on) this.tracer.executed(id);
-    const [reply, published] = run === null ? writer.send([w.args, markerArgs]) : [run.reply, writer.call(markerArgs)];
+    const [reply, published] = run === null ? writer.send([w.resp ?? w.args, markerArgs]) : [run.reply, writer.call(markerArgs)];
+    w.args = EXECUTED;
+    w.resp = null;
+    w.classified = null;
     reply.then(
       (value) => this.onOutcome(id, value.type === "error" ? { ok: false, message: value.value } : { ok: true, value: replyValueOf(value, 0, true) }),
       (err: Error) => this.onOutcome(id, { ok: false, message: err.message }),

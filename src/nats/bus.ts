@@ -96,9 +96,10 @@ export function serve(
   subject: string,
   log: Logger,
   handler: (body: unknown, raw: Uint8Array) => Promise<unknown> | unknown,
-  options: { queue?: string; limits?: BusLimits } = {},
+  options: { queue?: string; limits?: BusLimits; budget?: HandlerBudget; deferredBytesMax?: number } = {},
 ): Subscription {
   const limits = options.limits ?? busDefaults;
+  const admit = options.budget === undefined ? (_bytes: number, run: () => void) => run() : budgeted(options.budget, options.deferredBytesMax ?? Number.MAX_SAFE_INTEGER);
   const reassembler = new Reassembler(limits);
   const outbox = new ReplyOutbox(limits);
   const answer = (msg: Msg, reply: unknown): void => {
@@ -126,7 +127,7 @@ export function serve(
       }
       if (raw === null) return;
       const body = raw;
-      void (async () => {
+      admit(body.length, () => void (async () => {
         let reply: unknown;
         try {
           reply = await handler(decode(body), body);
@@ -136,10 +137,59 @@ export function serve(
           reply = toErrorReply(e);
         }
         answer(msg, reply);
-      })();
+      })());
     },
   });
 }
+
+/** What `serve` asks of a turn budget (src/frontdoor/turn_budget.ts). */
+export interface HandlerBudget {
+  spend(): boolean;
+  later(fn: () => void): void;
+}
+
+/**
+ * Runs each request's decode and handler within `budget`, in arrival order: once the turn's share is spent, requests
+ * wait in a FIFO drained in later turns (a 10k-argument write costs ~5 ms to decode and run; twenty of them off one
+ * socket read held the master's loop past masterTimeoutMs on a host short of cores). The FIFO holds at most
+ * `bytesMax` of bodies: a request past it first runs every one waiting, then itself, in this turn — the socket's next
+ * read then waits for that work (backpressure, as without a budget) instead of the FIFO growing without bound.
+ * Exported for its unit test.
+ */
+export function budgeted(budget: HandlerBudget, bytesMax: number): (bytes: number, run: () => void) => void {
+  let queue: { bytes: number; run: () => void }[] = [];
+  let head = 0;
+  let held = 0;
+  const next = (): void => {
+    const { bytes, run } = queue[head];
+    queue[head++] = DONE;
+    held -= bytes;
+    run();
+  };
+  const reset = (): void => {
+    queue = [];
+    head = 0;
+  };
+  const drain = (): void => {
+    while (head < queue.length && budget.spend()) next();
+    if (head < queue.length) return budget.later(drain);
+    reset();
+  };
+  return (bytes, run) => {
+    if (head === queue.length && budget.spend()) return run();
+    if (held + bytes > bytesMax) {
+      while (head < queue.length) next();
+      reset(); // the drain already asked for finds nothing waiting
+      return run();
+    }
+    queue.push({ bytes, run });
+    held += bytes;
+    if (queue.length - head === 1) budget.later(drain);
+  };
+}
+
+const DONE = { bytes: 0, run: (): void => {} };
+
 
 /**
  * A message's whole body, or null when the bus answered it itself (an ack of a request fragment, a reply fragment

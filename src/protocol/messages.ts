@@ -447,6 +447,11 @@ export function parseCommitHint(v: unknown): CommitHint {
 export interface WriteRequest {
   /** A single command; for a transaction, `["EXEC"]` (what the write is, for logs and metrics). */
   args: Buffer[];
+  /**
+   * The command as it came (`{ resp }`): its RESP bytes, which `args` are views of; sent to Redis as they are. Null
+   * for the other forms.
+   */
+  resp: Buffer | null;
   id: WriteId | null;
   /** A transaction (`{ tx }`): its commands, run between MULTI and EXEC; null for a single command. */
   tx: Buffer[][] | null;
@@ -470,21 +475,68 @@ const NO_TX_LIMITS: TxLimits = { commandsMax: Number.MAX_SAFE_INTEGER, watchKeys
 
 /**
  * A client write: either `[command, ...args]` (old clients, no id), `{ args: [command, ...args], id?: { client,
- * seq } }`, or a transaction `{ tx: [[command, ...args], ...], watch?: { txid, keys: [...] }, id? }` (at most
+ * seq } }`, `{ resp, id? }` (the command as one RESP array of bulk strings, exactly: what the front door forwards, one
+ * byte string instead of an argument each), or a transaction `{ tx: [[command, ...args], ...], watch?: { txid, keys: [...] }, id? }` (at most
  * `limits.commandsMax` commands and `limits.watchKeysMax` watched keys; its bytes are the write's bound). Each
  * argument is a string, a byte string or an integer (sent as its decimal text). Any other shape, or a map with
  * another key, is a BAD_REQUEST.
  */
 export function parseWriteRequest(v: unknown, limits: TxLimits = NO_TX_LIMITS): WriteRequest {
-  if (Array.isArray(v)) return { args: parseWriteArgs(v), id: null, tx: null, watch: null };
+  if (Array.isArray(v)) return { args: parseWriteArgs(v), resp: null, id: null, tx: null, watch: null };
   if (!isObject(v)) throw new QjmError(ErrorCode.BAD_REQUEST, "a write must be a msgpack array [command, ...args] or a map { args, id } or { tx, watch, id }");
   const id = v.id === undefined || v.id === null ? null : parseWriteId(v.id);
   if (v.tx !== undefined) return parseTxRequest(v, id, limits);
+  if (v.resp !== undefined) return parseRespRequest(v, id);
   for (const key of Object.keys(v)) {
-    if (key !== "args" && key !== "id") throw new QjmError(ErrorCode.BAD_REQUEST, `a write map has no key ${JSON.stringify(key.slice(0, 32))} (only args and id, or tx, watch and id)`);
+    if (key !== "args" && key !== "id") throw new QjmError(ErrorCode.BAD_REQUEST, `a write map has no key ${JSON.stringify(key.slice(0, 32))} (only args and id, resp and id, or tx, watch and id)`);
   }
   if (!Array.isArray(v.args)) throw new QjmError(ErrorCode.BAD_REQUEST, "a write's args must be a msgpack array [command, ...args]");
-  return { args: parseWriteArgs(v.args), id, tx: null, watch: null };
+  return { args: parseWriteArgs(v.args), resp: null, id, tx: null, watch: null };
+}
+
+function parseRespRequest(v: Record<string, unknown>, id: WriteId | null): WriteRequest {
+  for (const key of Object.keys(v)) if (key !== "resp" && key !== "id") bad(`a write map has no key ${JSON.stringify(key.slice(0, 32))} with resp (only resp and id)`);
+  if (!(v.resp instanceof Uint8Array)) bad("a write's resp must be a msgpack byte string");
+  const resp = Buffer.from(v.resp.buffer, v.resp.byteOffset, v.resp.byteLength);
+  return { args: commandOfResp(resp), resp, id, tx: null, watch: null };
+}
+
+/**
+ * The arguments of one command in RESP (`*<n>\r\n` then n `$<len>\r\n<bytes>\r\n`, n ≥ 1, decimal numbers without
+ * sign or leading zero, nothing after), as views of `resp`; anything else is a BAD_REQUEST. Strict, so that Redis
+ * reads these bytes as exactly this command. No copy and no object but the views: a 10k-argument write is one buffer
+ * across the bus, not ten thousand (s24: packing, unpacking and collecting them stalled the master).
+ */
+export function commandOfResp(resp: Buffer): Buffer[] {
+  const end = resp.length;
+  let at = 0;
+  // `<prefix><decimal>\r\n` at `at`: the number; `at` moves past the line.
+  const header = (prefix: number, what: string): number => {
+    if (at >= end || resp[at] !== prefix) bad(`resp: expected '${String.fromCharCode(prefix)}' at byte ${at}`);
+    let n = 0;
+    let i = at + 1;
+    for (; i < end && resp[i] !== 0x0d; i++) {
+      const d = resp[i] - 0x30;
+      if (d < 0 || d > 9 || (n === 0 && i > at + 1) || i - at > 15) bad(`resp: bad ${what} length at byte ${at}`);
+      n = n * 10 + d;
+    }
+    if (i === at + 1 || i + 1 >= end || resp[i + 1] !== 0x0a) bad(`resp: bad ${what} line at byte ${at}`);
+    at = i + 2;
+    return n;
+  };
+  const count = header(0x2a /* * */, "array");
+  if (count === 0) bad("resp: a write must name a command");
+  // Each argument takes at least 6 bytes ($0\r\n\r\n): a count past that is refused before anything is allocated.
+  if (count > (end - at) / 6) bad(`resp: ${count} arguments cannot fit in ${end} bytes`);
+  const args = new Array<Buffer>(count);
+  for (let k = 0; k < count; k++) {
+    const len = header(0x24 /* $ */, "bulk");
+    if (at + len + 2 > end || resp[at + len] !== 0x0d || resp[at + len + 1] !== 0x0a) bad(`resp: bulk string ${k} not ended by CRLF`);
+    args[k] = resp.subarray(at, at + len);
+    at += len + 2;
+  }
+  if (at !== end) bad(`resp: ${end - at} bytes after the command`);
+  return args;
 }
 
 function parseTxRequest(v: Record<string, unknown>, id: WriteId | null, limits: TxLimits): WriteRequest {
@@ -497,7 +549,7 @@ function parseTxRequest(v: Record<string, unknown>, id: WriteId | null, limits: 
     if (!Array.isArray(c)) bad(`command ${i} of the transaction must be a msgpack array [command, ...args]`);
     return parseWriteArgs(c);
   });
-  return { args: [Buffer.from("EXEC")], id, tx, watch: v.watch === undefined || v.watch === null ? null : parseWatch(v.watch, limits) };
+  return { args: [Buffer.from("EXEC")], resp: null, id, tx, watch: v.watch === undefined || v.watch === null ? null : parseWatch(v.watch, limits) };
 }
 
 function parseWatch(v: unknown, limits: TxLimits): WatchSpec {

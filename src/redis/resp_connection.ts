@@ -82,8 +82,11 @@ export class RespConnection {
     return this.send([args])[0];
   }
 
-  /** Several commands in one socket write (Redis runs them back to back); their replies in the same order. */
-  send(commands: readonly (readonly RespArg[])[]): Promise<RespValue>[] {
+  /**
+   * Several commands in one socket write (Redis runs them back to back); their replies in the same order. A command
+   * given as a Buffer is its RESP bytes, already checked to be one command (messages.ts commandOfResp), sent as is.
+   */
+  send(commands: readonly (readonly RespArg[] | Buffer)[]): Promise<RespValue>[] {
     const replies = commands.map(() => new Promise<RespValue>((resolve, reject) => this.waiting.push({ resolve, reject })));
     if (this.closedWith !== null) {
       this.rejectAll(this.closedWith);
@@ -98,7 +101,7 @@ export class RespConnection {
       });
     }
     // Corked: the commands of this turn leave in one writev, without copying them into one buffer first.
-    for (const c of commands) this.socket.write(encodeCommand(c));
+    for (const c of commands) this.socket.write(Buffer.isBuffer(c) ? c : encodeCommand(c));
     return replies;
   }
 

@@ -28,7 +28,10 @@ test.before(async () => {
   // masterTimeoutMs as PING_BOUND_MS, not the default 600: in CI two test files run a cluster each on 2 cores (load ~8),
   // and 60 pipelined 10k-member RPUSHes then showed a 703 ms stall on the master's loop from CPU it did not get (the
   // same attack on an idle host: under 100 ms) — three elections. What door work costs the loop is bounded here; a host
-  // with fewer free cores than busy processes is a deployment's to size (docs/resp.md, "The door under load").
+  // with fewer free cores than busy processes is a deployment's to size (docs/resp.md, "The door under load"). s24: the
+  // RPUSHes now hold the master's loop under 100 ms with two busy loops beside it (CPU per RPUSH halved, turns
+  // bounded), but this file at the default 600 ms with two busy loops still lost the redis-benchmark attack (many small
+  // writes: a 957 ms stall), so the override stays.
   tc = await startTestCluster("door_load", { dataNodes: DATA_NODES, masterTimeoutMs: PING_BOUND_MS });
   await waitForWriter(tc);
   await waitForDoors(tc, DATA_NODES.length);
