@@ -68,7 +68,7 @@ function rolePermissions(cluster: string, user: NatsUser): Permissions {
       return { publish: [s.write, s.writeTo("*"), s.status, s.control("*")], subscribe: [s.events, s.trace, inbox], allowResponses: false };
     case "master":
       return {
-        publish: [s.journal(anyNode), s.journalRead(anyNode), s.snapshot(anyNode), s.snapshotUpload(anyNode), s.heartbeat("master", user.name), s.events, s.committed],
+        publish: [s.journal(anyNode), s.batch, s.journalRead(anyNode), s.snapshot(anyNode), s.snapshotUpload(anyNode), s.heartbeat("master", user.name), s.events, s.committed],
         subscribe: [s.write, s.writeTo(user.name), s.readIndex, s.status, s.heartbeat("journal", "*"), s.heartbeat("replica", "*"), inbox],
         allowResponses: true,
       };
@@ -76,7 +76,7 @@ function rolePermissions(cluster: string, user: NatsUser): Permissions {
       return {
         // Reads of its peers' logs: harmless, and what a node needs to check a suspect tail against them.
         publish: [s.heartbeat("journal", user.name), s.events, s.journalRead(anyNode)],
-        subscribe: [s.journal(user.name), s.journalRead(user.name), s.snapshot(user.name), s.snapshotUpload(user.name), s.journalFault(user.name), s.committed, s.status, inbox],
+        subscribe: [s.journal(user.name), s.batch, s.journalRead(user.name), s.snapshot(user.name), s.snapshotUpload(user.name), s.journalFault(user.name), s.committed, s.status, inbox],
         allowResponses: true,
       };
     case "replica":

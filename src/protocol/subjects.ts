@@ -21,6 +21,13 @@ export const subjects = (cluster: string) => ({
   readIndex: `qjm.${cluster}.readindex`,
   /** A journal node's writer requests (JournalRequest → JournalReply): the master only. */
   journal: (id: string) => `qjm.${cluster}.jn.${id}`,
+  /**
+   * A batch for several journal nodes in one publish (BatchFanout, issue #13): the master publishes it once with a reply
+   * subject of its own inbox, nats-server fans it out, every journal node takes it and handles it only if it is named;
+   * each named node answers its JournalReply, tagged with its id (FanoutReply), to that reply subject. The master only
+   * publishes here, journal nodes only subscribe.
+   */
+  batch: `qjm.${cluster}.batch`,
   /** A journal node's reads (read, getState, getManifest): the master and replicas. */
   journalRead: (id: string) => `qjm.${cluster}.jn.${id}.read`,
   /** Snapshot downloads (snapshotList, snapshotRead): the master and replicas. */

@@ -129,3 +129,12 @@ test("auth - only a master publishes commit hints; journal nodes, replicas and d
   for (const user of [jn1, r1, d1]) t.true(hears(user, s.committed), user.name);
   t.false(hears(client, s.committed));
 });
+
+test("auth - only a master (or a data node) publishes batch fan-outs, and only journal nodes hear them", (t) => {
+  const d1: NatsUser = { name: "d1", role: "data" };
+  const admin: NatsUser = { name: "admin", role: "admin" };
+  t.true(may(master, s.batch) && may(d1, s.batch));
+  for (const user of [client, admin, jn1, r1]) t.false(may(user, s.batch), user.name);
+  t.true(hears(jn1, s.batch));
+  for (const user of [client, admin, master, r1, d1]) t.false(hears(user, s.batch), user.name);
+});
