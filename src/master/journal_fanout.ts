@@ -1,12 +1,14 @@
 /**
  * The master's side of a batch fan-out (issue #13): one publish on `subjects.batch` for a batch that several journal
- * nodes must append, instead of one request per node. Each named node answers on the reply subject (this connection's
- * inbox, one subscription for every fan-out); its answer goes to the SendRef it was published for. A node that does
- * not answer within the batch's timeout gets the TIMEOUT a request would have ended with: the master's existing tick
- * calls `expire`, so no timer is armed per send (nats.js arms one per request, and builds an Error for each).
+ * nodes must append, instead of one request per node. Each named node answers on its own `batchAck` subject (one
+ * subscription for every node and fan-out); the answer goes to the ref it was published for, found by the fan-out's
+ * tag. A node that does not answer within the batch's timeout gets the TIMEOUT a request would have ended with: the
+ * master's existing tick calls `expire`, so no timer is armed per send (nats.js arms one per request, and builds an
+ * Error for each).
  */
+import { randomBytes } from "node:crypto";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
-import { inboxOf, maxPayload } from "../nats/bus.js";
+import { maxPayload } from "../nats/bus.js";
 import { fragmentBytes } from "../nats/fragments.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode } from "../protocol/errors.js";
@@ -25,8 +27,10 @@ export type FanoutAnswer<R> = (ref: R, node: string, reply: JournalReply) => voi
 
 export class JournalFanout<R> {
   private readonly subject: string;
-  /** `<inbox>.`: a fan-out's reply subject is this and its sequence number. */
-  private readonly replyPrefix: string;
+  /** `<random>.`: a fan-out's tag is this and its sequence number (another master's answers are not ours). */
+  private readonly tagPrefix = `${randomBytes(8).toString("hex")}.`;
+  /** `qjm.<cluster>.batch.ack.`: the answering node is the rest of the subject. */
+  private readonly ackPrefix: string;
   private readonly sub: Subscription;
   private seq = 0;
   private readonly inflight = new Map<number, InFlight<R>>();
@@ -37,9 +41,10 @@ export class JournalFanout<R> {
     private readonly log: Logger,
     private readonly answer: FanoutAnswer<R>,
   ) {
-    this.subject = subjects(cluster).batch;
-    this.replyPrefix = `${inboxOf(nc)}.`;
-    this.sub = nc.subscribe(`${this.replyPrefix}*`, { callback: (err, msg) => void (err === null && this.onReply(msg)) });
+    const s = subjects(cluster);
+    this.subject = s.batch;
+    this.ackPrefix = s.batchAck("");
+    this.sub = nc.subscribe(s.batchAck("*"), { callback: (err, msg) => void (err === null && this.onReply(msg)) });
   }
 
   /** Fan-outs whose answers are not all in (status, tests). */
@@ -52,13 +57,14 @@ export class JournalFanout<R> {
    * a request, which fragments it). A publish that fails (the connection closed) is left to time out, as a request would.
    */
   send(batch: JournalBatch, targets: readonly { node: string; ref: R }[], timeoutMs: number, nowMs: number): boolean {
-    const body: BatchFanout = { ...batch, to: targets.map((t) => t.node) };
+    const seq = this.seq + 1;
+    const body: BatchFanout = { ...batch, to: targets.map((t) => t.node), re: `${this.tagPrefix}${seq}` };
     const data = encode(body);
     if (data.length > fragmentBytes(maxPayload(this.nc))) return false;
-    const seq = ++this.seq;
+    this.seq = seq;
     this.inflight.set(seq, { deadlineMs: nowMs + timeoutMs, timeoutMs, waiting: new Map(targets.map((t) => [t.node, t.ref])) });
     try {
-      this.nc.publish(this.subject, data, { reply: `${this.replyPrefix}${seq}` });
+      this.nc.publish(this.subject, data);
     } catch (err) {
       this.log.debug({ err }, "batch fan-out not published");
     }
@@ -81,28 +87,22 @@ export class JournalFanout<R> {
   }
 
   private onReply(msg: Msg): void {
-    const seq = Number(msg.subject.slice(this.replyPrefix.length));
-    const f = this.inflight.get(seq);
-    if (f === undefined) return; // answered by every node, or timed out already
-    // nats-server's "no responders" (status 503): no journal node subscribes at all.
-    if (msg.headers?.code === 503) return this.noResponders(seq, f);
-    let node: string;
+    const node = msg.subject.slice(this.ackPrefix.length);
+    let re: string;
     let reply: JournalReply;
     try {
-      ({ node, reply } = parseFanoutReply(decode(msg.data)));
+      ({ re, reply } = parseFanoutReply(decode(msg.data)));
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, "ignored a malformed answer to a batch fan-out");
+      this.log.warn({ node, err: (err as Error).message }, "ignored a malformed answer to a batch fan-out");
       return;
     }
-    const ref = f.waiting.get(node);
-    if (ref === undefined) return; // not named in it, or a second answer
+    if (!re.startsWith(this.tagPrefix)) return; // another master's fan-out
+    const seq = Number(re.slice(this.tagPrefix.length));
+    const f = this.inflight.get(seq);
+    const ref = f?.waiting.get(node);
+    if (f === undefined || ref === undefined) return; // timed out already, not named in it, or a second answer
     f.waiting.delete(node);
     if (f.waiting.size === 0) this.inflight.delete(seq);
     this.answer(ref, node, reply);
-  }
-
-  private noResponders(seq: number, f: InFlight<R>): void {
-    this.inflight.delete(seq);
-    for (const [node, ref] of f.waiting) this.answer(ref, node, { ok: false, code: ErrorCode.TIMEOUT, message: "no responders: no journal node subscribes to batch fan-outs" });
   }
 }

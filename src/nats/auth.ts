@@ -69,13 +69,13 @@ function rolePermissions(cluster: string, user: NatsUser): Permissions {
     case "master":
       return {
         publish: [s.journal(anyNode), s.batch, s.journalRead(anyNode), s.snapshot(anyNode), s.snapshotUpload(anyNode), s.heartbeat("master", user.name), s.events, s.committed],
-        subscribe: [s.write, s.writeTo(user.name), s.readIndex, s.status, s.heartbeat("journal", "*"), s.heartbeat("replica", "*"), inbox],
+        subscribe: [s.write, s.writeTo(user.name), s.readIndex, s.status, s.heartbeat("journal", "*"), s.heartbeat("replica", "*"), s.batchAck("*"), inbox],
         allowResponses: true,
       };
     case "journal":
       return {
         // Reads of its peers' logs: harmless, and what a node needs to check a suspect tail against them.
-        publish: [s.heartbeat("journal", user.name), s.events, s.journalRead(anyNode)],
+        publish: [s.heartbeat("journal", user.name), s.events, s.journalRead(anyNode), s.batchAck(user.name)],
         subscribe: [s.journal(user.name), s.batch, s.journalRead(user.name), s.snapshot(user.name), s.snapshotUpload(user.name), s.journalFault(user.name), s.committed, s.status, inbox],
         allowResponses: true,
       };

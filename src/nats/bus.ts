@@ -1,6 +1,6 @@
 /** The thin NATS adapter every actor and client uses: connect, serve a subject, request, publish. */
 import { randomBytes } from "node:crypto";
-import { connect, createInbox, headers, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { connect, headers, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { defaults, natsUrls, type Config } from "../config/config.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, toErrorReply } from "../protocol/errors.js";
@@ -71,21 +71,13 @@ function newStreamId(): string {
  * Replies go only to a requester's inbox (every user's inbox prefix starts with _INBOX.): a request whose reply
  * subject names anything else (another actor's heartbeat subject, a journal node's) would make us publish there.
  */
-export function replyable(msg: Msg): boolean {
+function replyable(msg: Msg): boolean {
   return typeof msg.reply === "string" && msg.reply.startsWith("_INBOX.");
 }
 
 /** Body bytes one message may carry on this connection: the server's max_payload (it may change on reconnect). */
 export function maxPayload(nc: NatsConnection): number {
   return nc.info?.max_payload ?? 1024 * 1024;
-}
-
-/**
- * A new reply subject under this connection's inbox prefix (`_INBOX`, or the user's own prefix on a bus with users: the
- * only replies its permissions let it read), for replies it routes itself (a batch fan-out's).
- */
-export function inboxOf(nc: NatsConnection): string {
-  return createInbox((nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix);
 }
 
 function fragHeaders(name: string, value: string): MsgHdrs {

@@ -79,12 +79,13 @@ export const FANOUT_NODES_MAX = 16;
 
 /**
  * One batch for several journal nodes, published once on `subjects.batch` (issue #13): the `journal` request's fields,
- * and `to`, the nodes that must append it. A node not named ignores it (it is out of step, or being caught up).
+ * `to`, the nodes that must append it (a node not named ignores it: it is out of step, or being caught up), and `re`,
+ * the master's tag for it, which each answer carries back.
  */
-export type BatchFanout = JournalBatch & { to: string[] };
+export type BatchFanout = JournalBatch & { to: string[]; re: string };
 
-/** A named node's answer to a BatchFanout, on its reply subject: its JournalReply, tagged with its id. */
-export type FanoutReply = JournalReply & { node: string };
+/** A named node's answer to a BatchFanout, on its own `subjects.batchAck`: its JournalReply and the fan-out's `re`. */
+export type FanoutReply = JournalReply & { re: string };
 
 export interface ReadResult {
   /** Concatenated records, starting at fromTxid. */
@@ -374,20 +375,20 @@ export function parseJournalRequest(v: unknown): JournalRequest {
   }
 }
 
-/** Validates a BatchFanout: a `journal` request naming 1..FANOUT_NODES_MAX distinct nodes. */
+/** Validates a BatchFanout: a `journal` request naming 1..FANOUT_NODES_MAX distinct nodes, and its tag. */
 export function parseBatchFanout(v: unknown): BatchFanout {
   if (!isObject(v)) bad("fan-out must be a map");
   if (v.type !== "journal") bad("a fan-out carries a journal request");
   const to = v.to;
   if (!Array.isArray(to) || to.length === 0 || to.length > FANOUT_NODES_MAX) bad(`to must list 1 to ${FANOUT_NODES_MAX} nodes`);
-  const nodes = to.map((n, i) => text({ n }, "n") && (to.indexOf(n) === i ? (n as string) : bad(`to names ${String(n)} twice`)));
-  return { ...(parseJournalRequest(v) as JournalBatch), to: nodes };
+  const nodes = to.map((n, i) => (text({ n }, "n"), to.indexOf(n) === i ? (n as string) : bad(`to names ${String(n)} twice`)));
+  return { ...(parseJournalRequest(v) as JournalBatch), to: nodes, re: text(v, "re") };
 }
 
-/** Validates a FanoutReply: which node answered, and its JournalReply. */
-export function parseFanoutReply(v: unknown): { node: string; reply: JournalReply } {
+/** Validates a FanoutReply: the fan-out's tag, and the node's JournalReply. */
+export function parseFanoutReply(v: unknown): { re: string; reply: JournalReply } {
   if (!isObject(v)) bad("reply must be a map");
-  return { node: text(v, "node"), reply: parseJournalReply(v) };
+  return { re: text(v, "re"), reply: parseJournalReply(v) };
 }
 
 function parseState(v: unknown): JournalState {
