@@ -174,6 +174,12 @@ export const defaults = {
    * master's commit hint wakes it first: a backstop for a lost hint, not the path of a commit (issue #13 P4).
    */
   replicaBackstopPollMs: 500,
+  /**
+   * Bytes of the master's batch fan-out (`qjm.<cluster>.batch`) a replica keeps (issue #13 P4): it applies records from
+   * there once a commit index of their own epoch covers them, checked as records read from a journal node are, instead
+   * of reading them from a journal node after each commit; what it missed (a gap, an older record) it reads. 0: off.
+   */
+  replicaFanoutBytesMax: 8 * 1024 * 1024,
   // ---- replay (issue #10 classes 2 and 7): the feeder whose replica each replaying Redis is ----
   /** The feeder pings its Redis after this long without traffic (Redis drops a master silent for repl-timeout, 60 s). */
   feederKeepaliveMs: 10000,

@@ -82,7 +82,8 @@ function rolePermissions(cluster: string, user: NatsUser): Permissions {
     case "replica":
       return {
         publish: [s.journalRead(anyNode), s.snapshot(anyNode), s.snapshotUpload(anyNode), s.heartbeat("replica", user.name), s.events, s.trace],
-        subscribe: [s.committed, s.status, inbox],
+        // The batch fan-out: its records, applied once committed (no reply subject: nobody answers it in a node's name).
+        subscribe: [s.committed, s.batch, s.status, inbox],
         allowResponses: true,
       };
     case "data": {
@@ -94,7 +95,7 @@ function rolePermissions(cluster: string, user: NatsUser): Permissions {
         // master for a read index.
         // Pub/sub: its door's PUBLISHes on its own subject, and every door's (only data nodes: a client cannot inject one).
         publish: [...master.publish, s.heartbeat("replica", user.name), s.control("*"), s.write, s.writeTo("*"), s.readIndex, s.trace, s.pubsub(user.name)],
-        subscribe: [...master.subscribe, s.heartbeat("master", "*"), s.control(user.name), s.events, s.pubsubAll, s.committed],
+        subscribe: [...master.subscribe, s.heartbeat("master", "*"), s.control(user.name), s.events, s.pubsubAll, s.committed, s.batch],
         allowResponses: true,
       };
     }

@@ -42,6 +42,11 @@ export class FanoutBuffer {
     return { epoch: this.epoch, records: this.records.length - this.head, bytes: this.bytes, committedTxid: this.committed };
   }
 
+  /** The commit index of the current epoch's master. */
+  get committedTxid(): number {
+    return this.committed;
+  }
+
   /** A fan-out heard on the bus, already parsed. */
   onBatch(b: FannedBatch): BatchVerdict {
     if (!this.hearEpoch(b.epoch)) return "stale";
