@@ -120,6 +120,12 @@ export const defaults = {
    * yet would otherwise wait a whole batchResendMs. 0: batchResendMs throughout.
    */
   batchResendAfterReconnectMs: 100,
+  /**
+   * A journal node that has left a batch fan-out (`qjm.<cluster>.batch`) unanswered this long gets the next batches as
+   * requests of its own until it answers: a request to a node that died ends at once with NATS's "no responders", which
+   * masks it, where a fan-out's answer would be waited for until the batch's timeout. A slow node only costs messages.
+   */
+  fanoutLateMs: 100,
   /** Effects seen on the replication stream with no client marker are journaled on their own after this idle time. */
   orphanEffectsFlushMs: 20,
   /**

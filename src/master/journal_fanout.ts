@@ -17,6 +17,7 @@ import { subjects } from "../protocol/subjects.js";
 import type { Logger } from "../util/log.js";
 
 interface InFlight<R> {
+  sentMs: number;
   deadlineMs: number;
   timeoutMs: number;
   /** The named nodes that have not answered yet, each with the ref its answer goes to. */
@@ -62,7 +63,7 @@ export class JournalFanout<R> {
     const data = encode(body);
     if (data.length > fragmentBytes(maxPayload(this.nc))) return false;
     this.seq = seq;
-    this.inflight.set(seq, { deadlineMs: nowMs + timeoutMs, timeoutMs, waiting: new Map(targets.map((t) => [t.node, t.ref])) });
+    this.inflight.set(seq, { sentMs: nowMs, deadlineMs: nowMs + timeoutMs, timeoutMs, waiting: new Map(targets.map((t) => [t.node, t.ref])) });
     try {
       this.nc.publish(this.subject, data);
     } catch (err) {
@@ -71,12 +72,35 @@ export class JournalFanout<R> {
     return true;
   }
 
+  /** Whether `node` has left a fan-out unanswered for `lateMs` or more (the oldest is the first it is named in). */
+  late(node: string, nowMs: number, lateMs: number): boolean {
+    for (const f of this.inflight.values()) if (f.waiting.has(node)) return nowMs - f.sentMs >= lateMs;
+    return false;
+  }
+
   /** Every named node that has not answered a fan-out past its deadline: TIMEOUT, as a request's own timer would say. */
   expire(nowMs: number): void {
     for (const [seq, f] of this.inflight) {
       if (nowMs < f.deadlineMs) continue;
       this.inflight.delete(seq);
       for (const [node, ref] of f.waiting) this.answer(ref, node, { ok: false, code: ErrorCode.TIMEOUT, message: `no answer from ${node} to a batch fan-out within ${f.timeoutMs} ms` });
+    }
+  }
+
+  /**
+   * `node` restarted (a heartbeat with a new pid): its answers to the fan-outs it was named in will never come — the
+   * process that would have sent them is gone — so they are TIMEOUT now. A request to a dead node ends as soon as nats
+   * says "no responders"; a publish has no such answer, and a node back within the batch's timeout would otherwise
+   * take later batches as if it had missed none (safe — it refuses one that does not continue its log — but its
+   * drop-out and catch-up would then depend on that race).
+   */
+  lost(node: string, why: string): void {
+    for (const [seq, f] of this.inflight) {
+      const ref = f.waiting.get(node);
+      if (ref === undefined) continue;
+      f.waiting.delete(node);
+      if (f.waiting.size === 0) this.inflight.delete(seq);
+      this.answer(ref, node, { ok: false, code: ErrorCode.TIMEOUT, message: `no answer from ${node} to a batch fan-out: ${why}` });
     }
   }
 

@@ -112,6 +112,8 @@ export class Master {
   clusterId = "";
   private readonly metrics: ActorMetrics;
   private readonly m: MasterMetrics;
+  /** The pid in each journal node's newest heartbeat (a new one: the node restarted). */
+  private readonly journalPids = new Map<string, number>();
   /** The lastTxid of each journal node's newest heartbeat (its lag while it is not in step). */
   private readonly heardTxid = new Map<string, number>();
   /** The newest batch counted in the batch-size histograms (a resend, or a copy to a rejoining node, is not a new batch). */
@@ -185,6 +187,7 @@ export class Master {
         const hb = heartbeatOf(data, "journal", node);
         if (hb === null) return;
         this.core.heartbeat(node, Date.now());
+        this.noteIncarnation(node, hb.pid);
         if (typeof hb.lastTxid === "number") this.heardTxid.set(node, hb.lastTxid);
       }),
       hearHeartbeats(this.nc, cluster, "replica", (_replica, data) => {
@@ -226,6 +229,14 @@ export class Master {
       this.step(() => this.core.busReconnected(Date.now()));
       this.events.publish({ type: "masterReconnected", epoch: writer.epoch, server: s.server });
     }
+  }
+
+  /** A journal node's heartbeat came from a new process: what it was sent before is lost (JournalFanout.lost). */
+  private noteIncarnation(node: string, pid: unknown): void {
+    if (typeof pid !== "number") return;
+    const before = this.journalPids.get(node);
+    this.journalPids.set(node, pid);
+    if (before !== undefined && before !== pid) this.fanout?.lost(node, `it restarted (pid ${before} → ${pid})`);
   }
 
   // ---- the loop over the core ----
@@ -462,9 +473,13 @@ export class Master {
     }
     const traced = this.tracer.on && count > 0 && this.tracer.batchSent(firstTxid, count);
     const req = { type: "journal", epoch, segmentTxid, firstTxid, count, records, committedTxid, ...(traced ? { trace: true as const } : {}) } as const;
+    const now = Date.now();
     const targets = sends.map((s) => ({ node: s.node, ref: { ref: s.ref, traced, firstTxid, count } }));
-    if (targets.length > 1 && this.fanout !== null && this.fanout.send(req, targets, timeoutMs, Date.now())) return;
-    for (const t of targets) void this.jc.call(t.node, req, timeoutMs).then((reply) => this.onBatchReply(t.ref, t.node, reply));
+    // A node late with an answer gets its own request (fanoutLateMs): if it died, "no responders" says so at once.
+    const fan = this.fanout;
+    const fanned = fan === null ? [] : targets.filter((t) => !fan.late(t.node, now, this.config.fanoutLateMs));
+    const alone = fanned.length > 1 && fan!.send(req, fanned, timeoutMs, now) ? targets.filter((t) => !fanned.includes(t)) : targets;
+    for (const t of alone) void this.jc.call(t.node, req, timeoutMs).then((reply) => this.onBatchReply(t.ref, t.node, reply));
   }
 
   private onBatchReply(sent: SentBatch, node: string, reply: JournalReply): void {
