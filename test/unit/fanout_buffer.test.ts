@@ -94,3 +94,16 @@ test("fan-out buffer - bounded in bytes: the oldest records go first, and their 
   small.onCommit(1, 5000);
   t.deepEqual(txids(small, 4997), [4997, 4998, 4999, 5000]);
 });
+
+// Review s24 (failing on purpose): one stray or forged message on qjm.<cluster>.batch or .committed with a huge epoch
+// (without auth anyone may publish there; with auth any data node, not only the writer) makes every later batch of
+// the real writer "stale" — silently, and until the replica restarts: the fan-out path is off for good. A commit index
+// of epoch E covers only E's records whatever newer epoch exists (a commit is permanent), so the buffer could follow
+// the epoch of the newest batch that carries records instead of the highest epoch ever named.
+test("fan-out buffer - review s24: a stray epoch far ahead does not turn the fan-out off for good", (t) => {
+  const b = new FanoutBuffer(1 << 20);
+  t.is(b.onBatch(batch(3, range(1, 2), 0)), "kept");
+  b.onCommit(0xffffffff, 1); // a forged or stray commit hint (u32 max epoch), never followed by a writer of that epoch
+  t.is(b.onBatch(batch(3, range(3, 4), 4)), "kept", "the serving writer's next batch");
+  t.deepEqual(txids(b, 3), [3, 4]);
+});
