@@ -121,7 +121,9 @@ export class JournalFanout<R> {
       return;
     }
     if (!re.startsWith(this.tagPrefix)) return; // another master's fan-out
-    const seq = Number(re.slice(this.tagPrefix.length));
+    const tail = re.slice(this.tagPrefix.length);
+    const seq = Number(tail);
+    if (String(seq) !== tail) return; // not a tag we made ("01", "1.0", "0x1" are not fan-out 1)
     const f = this.inflight.get(seq);
     const ref = f?.waiting.get(node);
     if (f === undefined || ref === undefined) return; // timed out already, not named in it, or a second answer
