@@ -181,9 +181,10 @@ export const defaults = {
    */
   replicaBackstopPollMs: 500,
   /**
-   * Bytes of the master's batch fan-out (`qjm.<cluster>.batch`) a replica keeps (issue #13 P4): it applies records from
-   * there once a commit index of their own epoch covers them, checked as records read from a journal node are, instead
-   * of reading them from a journal node after each commit; what it missed (a gap, an older record) it reads. 0: off.
+   * Bytes of the master's batch fan-out (`qjm.<cluster>.batch`) a replica keeps, each record counted with 192 bytes of
+   * bookkeeping besides its own (fanout_buffer.ts) (issue #13 P4): it applies records from there once a commit index of
+   * their own epoch covers them, checked as records read from a journal node are, instead of reading them from a journal
+   * node after each commit; what it missed (a gap, an older record) it reads. 0: off.
    */
   replicaFanoutBytesMax: 8 * 1024 * 1024,
   // ---- replay (issue #10 classes 2 and 7): the feeder whose replica each replaying Redis is ----

@@ -26,6 +26,14 @@ export type BatchVerdict =
   /** Its records fail the checks: ignored (the replica reads those txids from a journal node). */
   | "bad";
 
+/**
+ * What a record held costs beside its bytes: its RecordView and the payload's Uint8Array view (measured on Node 20:
+ * ~184 bytes a record; 8 MiB of 35-byte records took 42 MB of heap besides their 8 MiB when only bytes were counted).
+ */
+export const FANOUT_RECORD_OVERHEAD_BYTES = 192;
+
+const cost = (r: RecordView): number => r.length + FANOUT_RECORD_OVERHEAD_BYTES;
+
 export class FanoutBuffer {
   private epoch = 0;
   /** Contiguous txids, oldest first; `head` is the first not dropped (a queue without shifting arrays). */
@@ -37,7 +45,7 @@ export class FanoutBuffer {
 
   constructor(private readonly bytesMax: number) {}
 
-  /** Records held, their bytes, and the epoch they belong to (status, tests). */
+  /** Records held, their bytes (each with FANOUT_RECORD_OVERHEAD_BYTES), and the epoch they belong to (status, tests). */
   get stats(): { epoch: number; records: number; bytes: number; committedTxid: number } {
     return { epoch: this.epoch, records: this.records.length - this.head, bytes: this.bytes, committedTxid: this.committed };
   }
@@ -103,13 +111,13 @@ export class FanoutBuffer {
     }
     for (let i = from; i < batch.length; i++) {
       this.records.push(batch[i]);
-      this.bytes += batch[i].length;
+      this.bytes += cost(batch[i]);
     }
     while (this.bytes > this.bytesMax && this.head < this.records.length) this.dropOldest();
   }
 
   private dropOldest(): void {
-    this.bytes -= this.records[this.head].length;
+    this.bytes -= cost(this.records[this.head]);
     this.records[this.head++] = undefined as unknown as RecordView;
     // Compacted once the dropped half is the larger: amortized O(1) per record.
     if (this.head > 1024 && this.head * 2 > this.records.length) {

@@ -1,5 +1,5 @@
 import test from "ava";
-import { FanoutBuffer, type FannedBatch } from "../../src/replica/fanout_buffer.js";
+import { FANOUT_RECORD_OVERHEAD_BYTES, FanoutBuffer, type FannedBatch } from "../../src/replica/fanout_buffer.js";
 import { encodeEffects, encodeRecord } from "../../src/segment/record.js";
 
 const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
@@ -79,7 +79,7 @@ test("fan-out buffer - a resent batch is kept once; a commit notice alone (no re
 });
 
 test("fan-out buffer - bounded in bytes: the oldest records go first, and their txids are read from a journal node", (t) => {
-  const one = batch(1, [1], 0).records.length;
+  const one = batch(1, [1], 0).records.length + FANOUT_RECORD_OVERHEAD_BYTES;
   const b = new FanoutBuffer(one * 10);
   for (let i = 0; i < 10; i++) b.onBatch(batch(1, range(1 + i * 5, 5 + i * 5), 0));
   t.true(b.stats.bytes <= one * 10);
