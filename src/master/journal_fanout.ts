@@ -34,6 +34,8 @@ export class JournalFanout<R> {
   private readonly ackPrefix: string;
   private readonly sub: Subscription;
   private seq = 0;
+  /** Malformed answers seen (logged at the first and every 1000th). */
+  private malformed = 0;
   private readonly inflight = new Map<number, InFlight<R>>();
 
   constructor(
@@ -117,7 +119,8 @@ export class JournalFanout<R> {
     try {
       ({ re, reply } = parseFanoutReply(decode(msg.data)));
     } catch (err) {
-      this.log.warn({ node, err: (err as Error).message }, "ignored a malformed answer to a batch fan-out");
+      // Counted, logged at the first and every 1000th: any actor's reply to a request naming this subject lands here.
+      if (this.malformed++ % 1000 === 0) this.log.warn({ node, err: (err as Error).message, malformed: this.malformed }, "ignored a malformed answer to a batch fan-out");
       return;
     }
     if (!re.startsWith(this.tagPrefix)) return; // another master's fan-out

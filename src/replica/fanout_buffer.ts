@@ -2,10 +2,14 @@
  * A replica's copy of the batches the master fans out to the journal nodes (issue #13), pure: the records of the
  * current epoch, checked as records read from a journal node are (checksums, the count, contiguous txids, and the
  * batch's epoch in each record), kept within `bytesMax`, and handed out only as far as a commit index sent by that
- * same epoch's master covers them. A record of epoch E is committed only when E's own commit index covers it: a newer
- * epoch's recovery may replace an uncommitted tail, so the buffer is dropped whenever a newer epoch is heard of, and
- * a commit index of another epoch never counts for it. The buffer may miss any record (a message dropped, a slow
- * consumer, a replica that started mid-batch): `take` then gives nothing and the replica reads from a journal node.
+ * same epoch's master covers them. A record of epoch E is committed only when E's own commit index covers it (and
+ * then for good, whatever newer epoch exists: a majority holds it, and every recovery keeps it); a newer epoch's
+ * recovery may replace an uncommitted tail, so a commit index of another epoch never counts for the records held.
+ * The buffer follows the epoch of the last batch that carried records, not the highest epoch ever named: one stray
+ * or forged message with a huge epoch would otherwise make every later batch of the serving writer "stale" until the
+ * replica restarted (review s24). The buffer may miss any record (a message dropped, a slow consumer, a replica that
+ * started mid-batch, batches of two writers interleaved): `take` then gives nothing and the replica reads from a
+ * journal node.
  */
 import { scanRecords, type RecordView } from "../segment/record.js";
 
@@ -21,8 +25,6 @@ export interface FannedBatch {
 export type BatchVerdict =
   /** Its records are kept (or were already), or it carried only a commit index. */
   | "kept"
-  /** From an epoch older than one already heard of: ignored. */
-  | "stale"
   /** Its records fail the checks: ignored (the replica reads those txids from a journal node). */
   | "bad";
 
@@ -57,23 +59,23 @@ export class FanoutBuffer {
 
   /** A fan-out heard on the bus, already parsed. */
   onBatch(b: FannedBatch): BatchVerdict {
-    if (!this.hearEpoch(b.epoch)) return "stale";
-    this.onCommit(b.epoch, b.committedTxid);
-    if (b.count === 0) return "kept";
-    const scan = scanRecords(b.records);
-    if (scan.stop !== undefined || scan.records.length !== b.count) return "bad";
-    for (let i = 0; i < scan.records.length; i++) {
-      const r = scan.records[i];
-      if (r.txid !== b.firstTxid + i || r.epoch !== b.epoch) return "bad";
+    if (b.count > 0) {
+      const scan = scanRecords(b.records);
+      if (scan.stop !== undefined || scan.records.length !== b.count) return "bad";
+      for (let i = 0; i < scan.records.length; i++) {
+        const r = scan.records[i];
+        if (r.txid !== b.firstTxid + i || r.epoch !== b.epoch) return "bad";
+      }
+      this.follow(b.epoch);
+      this.add(scan.records);
     }
-    this.add(scan.records);
+    this.onCommit(b.epoch, b.committedTxid);
     return "kept";
   }
 
-  /** A commit index sent by epoch `epoch`'s master (a CommitHint). */
+  /** A commit index sent by epoch `epoch`'s master (a CommitHint): it counts only for that epoch's records. */
   onCommit(epoch: number, committedTxid: number): void {
-    if (!this.hearEpoch(epoch)) return;
-    if (committedTxid > this.committed) this.committed = committedTxid;
+    if (epoch === this.epoch && committedTxid > this.committed) this.committed = committedTxid;
   }
 
   /**
@@ -87,15 +89,12 @@ export class FanoutBuffer {
     return n <= 0 ? [] : this.records.slice(this.head, this.head + n);
   }
 
-  /** False for an older epoch; a newer one drops every record (they are not that epoch's to commit). */
-  private hearEpoch(epoch: number): boolean {
-    if (epoch < this.epoch) return false;
-    if (epoch > this.epoch) {
-      this.clear();
-      this.epoch = epoch;
-      this.committed = 0;
-    }
-    return true;
+  /** Records of another epoch than those held: the held ones go (another writer's, not these to commit). */
+  private follow(epoch: number): void {
+    if (epoch === this.epoch) return;
+    this.clear();
+    this.epoch = epoch;
+    this.committed = 0;
   }
 
   /** Checked records of the current epoch: appended if they continue the buffer; a gap starts it again from them. */

@@ -187,11 +187,11 @@ export class Replica {
       verdict = `malformed: ${(err as Error).message}`;
       committedTxid = 0;
     }
-    if (verdict !== "kept" && verdict !== "stale") {
-      if (this.sources.badFanouts++ === 0) this.log.warn({ verdict }, "ignored a batch fan-out whose records fail the checks (read from the journal nodes instead)");
+    if (verdict !== "kept") {
+      if (this.sources.badFanouts++ % 1000 === 0) this.log.warn({ verdict, badFanouts: this.sources.badFanouts }, "ignored a batch fan-out whose records fail the checks (read from the journal nodes instead)");
       return;
     }
-    if (verdict === "kept") this.heard(committedTxid);
+    this.heard(committedTxid);
   }
 
   /**
