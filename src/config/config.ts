@@ -120,6 +120,12 @@ export const defaults = {
    * yet would otherwise wait a whole batchResendMs. 0: batchResendMs throughout.
    */
   batchResendAfterReconnectMs: 100,
+  /**
+   * A journal node that has left a batch fan-out (`qjm.<cluster>.batch`) unanswered this long gets the next batches as
+   * requests of its own until it answers: a request to a node that died ends at once with NATS's "no responders", which
+   * masks it, where a fan-out's answer would be waited for until the batch's timeout. A slow node only costs messages.
+   */
+  fanoutLateMs: 100,
   /** Effects seen on the replication stream with no client marker are journaled on their own after this idle time. */
   orphanEffectsFlushMs: 20,
   /**
@@ -174,6 +180,13 @@ export const defaults = {
    * master's commit hint wakes it first: a backstop for a lost hint, not the path of a commit (issue #13 P4).
    */
   replicaBackstopPollMs: 500,
+  /**
+   * Bytes of the master's batch fan-out (`qjm.<cluster>.batch`) a replica keeps, each record counted with 192 bytes of
+   * bookkeeping besides its own (fanout_buffer.ts) (issue #13 P4): it applies records from there once a commit index of
+   * their own epoch covers them, checked as records read from a journal node are, instead of reading them from a journal
+   * node after each commit; what it missed (a gap, an older record) it reads. 0: off.
+   */
+  replicaFanoutBytesMax: 8 * 1024 * 1024,
   // ---- replay (issue #10 classes 2 and 7): the feeder whose replica each replaying Redis is ----
   /** The feeder pings its Redis after this long without traffic (Redis drops a master silent for repl-timeout, 60 s). */
   feederKeepaliveMs: 10000,

@@ -3,15 +3,15 @@
  * in arrival order (the core's steps and their disk operations never interleave); a reply leaves only once the
  * step's disk operations are durable.
  */
-import type { NatsConnection } from "@nats-io/transport-node";
-import { decode } from "../protocol/codec.js";
+import type { Msg, NatsConnection } from "@nats-io/transport-node";
+import { decode, encode } from "../protocol/codec.js";
 import { EventPublisher } from "../actor/events.js";
 import { startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
 import { ActorMetrics, type JournalMetrics } from "../metrics/actor_metrics.js";
 import { serve } from "../nats/bus.js";
-import { ErrorCode, QjmError } from "../protocol/errors.js";
-import { parseCommitHint, parseJournalRequest, parseSnapshotRequest, type ActorStatus, type CommitHint, type JournalRequest, type SnapshotRequest } from "../protocol/messages.js";
+import { ErrorCode, QjmError, toErrorReply } from "../protocol/errors.js";
+import { parseBatchFanout, parseCommitHint, parseJournalRequest, parseSnapshotRequest, type ActorStatus, type CommitHint, type JournalRequest, type SnapshotRequest } from "../protocol/messages.js";
 import { SnapshotStore } from "../snapshot/snapshot_store.js";
 import type { DiskOp } from "./journal_core.js";
 import { JOURNAL_READ_TYPES, SNAPSHOT_UPLOAD_TYPES, subjects } from "../protocol/subjects.js";
@@ -41,6 +41,8 @@ export class JournalNode {
   private compacting = false;
   private readonly m: JournalMetrics;
   private readonly onFsync: (seconds: number) => void;
+  /** Where this node answers batch fan-outs. */
+  private readonly ackSubject: string;
 
   constructor(
     readonly id: string,
@@ -56,6 +58,7 @@ export class JournalNode {
     this.store = new SegmentStore(dir, this.faults, this.onFsync);
     this.snapshots = new SnapshotStore(dir, config);
     this.events = new EventPublisher(nc, config.cluster, `journal.${id}`, log);
+    this.ackSubject = subjects(config.cluster).batchAck(id);
   }
 
   async start(): Promise<void> {
@@ -103,6 +106,43 @@ export class JournalNode {
       return this.onSnapshot(parseSnapshotRequest(body));
     }, limits);
     this.nc.subscribe(s.committed, { callback: (err, msg) => void (err === null && this.onCommitHint(msg.data)) });
+    this.nc.subscribe(s.batch, { callback: (err, msg) => void (err === null && this.onFanout(msg)) });
+  }
+
+  /**
+   * A batch the master fanned out to several nodes (subjects.batch): handled as the same `journal` request sent to this
+   * node alone would be — in the queue's arrival order, answered once durable — if this node is named; the answer goes
+   * on this node's own batchAck subject with the fan-out's tag. Bad input is logged and dropped (no one to answer).
+   */
+  private onFanout(msg: Msg): void {
+    let req: JournalRequest;
+    let re: string;
+    try {
+      const { to, re: tag, ...batch } = parseBatchFanout(decode(msg.data));
+      if (!to.includes(this.id)) return;
+      req = batch;
+      re = tag;
+    } catch (err) {
+      this.log.warn({ code: err instanceof QjmError ? err.code : ErrorCode.BAD_REQUEST, err: (err as Error).message }, "ignored a malformed batch fan-out");
+      return;
+    }
+    const answer = (reply: unknown): void => {
+      try {
+        this.nc.publish(this.ackSubject, encode({ ...(reply as object), re }));
+      } catch (e) {
+        this.log.warn({ err: e }, "could not answer a batch fan-out");
+      }
+    };
+    let done: Promise<unknown>;
+    try {
+      done = this.handle(req);
+    } catch (e) {
+      return answer(toErrorReply(e));
+    }
+    done.then(answer, (e: unknown) => {
+      if (!(e instanceof QjmError)) this.log.error({ err: e }, "batch fan-out failed");
+      answer(toErrorReply(e));
+    });
   }
 
   /**

@@ -19,7 +19,7 @@ import { hearHeartbeats, startPresence, type Presence } from "../actor/presence.
 import type { Config } from "../config/config.js";
 import { ActorMetrics, type MasterMetrics } from "../metrics/actor_metrics.js";
 import { serve } from "../nats/bus.js";
-import { heartbeatOf, parseReadIndexRequest, type ActorStatus, type CommitHint } from "../protocol/messages.js";
+import { heartbeatOf, parseReadIndexRequest, type ActorStatus, type CommitHint, type JournalReply } from "../protocol/messages.js";
 import { encode } from "../protocol/codec.js";
 import { subjects } from "../protocol/subjects.js";
 import type { CommandTable } from "../redis/command_table.js";
@@ -27,7 +27,8 @@ import { DedupeWindow } from "../dedupe/dedupe_window.js";
 import type { Logger } from "../util/log.js";
 import { EffectStream, type Step } from "./effect_stream.js";
 import { JournalClient } from "./journal_client.js";
-import { MasterCore, isEmptyReady, type MasterReady, type SendOrder } from "./master_core.js";
+import { JournalFanout } from "./journal_fanout.js";
+import { MasterCore, isEmptyReady, type MasterReady, type SendOrder, type SendRef } from "./master_core.js";
 import { MasterRedis, type AdoptedRedis } from "./master_redis.js";
 import { HandoverDrain } from "./handover_drain.js";
 import { masterStatus } from "./master_status.js";
@@ -54,6 +55,14 @@ export interface Takeover extends AdoptedRedis {
   window?: DedupeWindow;
 }
 
+/** What an answer to a batch send needs: the core's ref, and the batch's range for its trace. */
+interface SentBatch {
+  ref: SendRef;
+  traced: boolean;
+  firstTxid: number;
+  count: number;
+}
+
 export interface MasterOptions {
   /** Serve from a data node's Redis after its election, instead of recovering and rebuilding a Redis of our own. */
   takeover?: Takeover;
@@ -78,6 +87,8 @@ export class Master {
   /** A reset to the journal in flight (a failed term waits for it before it discards Redis and recovers). */
   private resetting: Promise<void> | null = null;
   private readonly jc: JournalClient;
+  /** Batches for several journal nodes, one publish each; null until started and after stopping. */
+  private fanout: JournalFanout<SentBatch> | null = null;
   private presence: Presence | null = null;
   private writeSub: Subscription | null = null;
   private writeToSub: Subscription | null = null;
@@ -102,6 +113,8 @@ export class Master {
   clusterId = "";
   private readonly metrics: ActorMetrics;
   private readonly m: MasterMetrics;
+  /** The pid in each journal node's newest heartbeat (a new one: the node restarted). */
+  private readonly journalPids = new Map<string, number>();
   /** The lastTxid of each journal node's newest heartbeat (its lag while it is not in step). */
   private readonly heardTxid = new Map<string, number>();
   /** The newest batch counted in the batch-size histograms (a resend, or a copy to a rejoining node, is not a new batch). */
@@ -178,6 +191,7 @@ export class Master {
       parseReadIndexRequest(body);
       return this.readIndex.onRequest();
     }, { queue: "masters" });
+    this.fanout = new JournalFanout<SentBatch>(this.nc, this.config.cluster, this.log, (sent, node, reply) => this.onBatchReply(sent, node, reply));
     const { cluster, heartbeatIntervalMs, orphanEffectsFlushMs } = this.config;
     // Ended with the role: a data node runs one Master per term it serves.
     this.heartbeatSubs.push(
@@ -185,6 +199,7 @@ export class Master {
         const hb = heartbeatOf(data, "journal", node);
         if (hb === null) return;
         this.core.heartbeat(node, Date.now());
+        this.noteIncarnation(node, hb.pid);
         if (typeof hb.lastTxid === "number") this.heardTxid.set(node, hb.lastTxid);
       }),
       hearHeartbeats(this.nc, cluster, "replica", (_replica, data) => {
@@ -226,6 +241,14 @@ export class Master {
       this.step(() => this.core.busReconnected(Date.now()));
       this.events.publish({ type: "masterReconnected", epoch: writer.epoch, server: s.server });
     }
+  }
+
+  /** A journal node's heartbeat came from a new process: what it was sent before is lost (JournalFanout.lost). */
+  private noteIncarnation(node: string, pid: unknown): void {
+    if (typeof pid !== "number") return;
+    const before = this.journalPids.get(node);
+    this.journalPids.set(node, pid);
+    if (before !== undefined && before !== pid) this.fanout?.lost(node, `it restarted (pid ${before} → ${pid})`);
   }
 
   // ---- the loop over the core ----
@@ -283,7 +306,7 @@ export class Master {
   /** One Ready, in its order: execute, send, answer, then the rest. */
   private act(r: MasterReady): void {
     for (const id of r.execute) this.intake.execute(id);
-    for (const s of r.send) this.sendBatch(s);
+    this.sendBatches(r.send);
     for (const { id, reply } of r.answers) this.intake.answer(id, reply);
     this.stream.followReset();
     if (r.flush) this.scheduleFlush();
@@ -324,6 +347,7 @@ export class Master {
   }
 
   private onTimer(): void {
+    this.fanout?.expire(Date.now());
     const orphansSinceMs = this.stream.onTimer();
     this.step(() => this.core.tick(Date.now(), orphansSinceMs));
   }
@@ -350,6 +374,8 @@ export class Master {
     this.readIndexSub?.unsubscribe();
     this.readIndexSub = null;
     this.readIndex.close("this master stopped serving");
+    this.fanout?.close();
+    this.fanout = null;
     for (const sub of this.heartbeatSubs.splice(0)) sub.unsubscribe();
   }
 
@@ -433,8 +459,24 @@ export class Master {
 
   // ---- journal nodes ----
 
-  private sendBatch({ node, epoch, batch, timeoutMs, ref }: SendOrder): void {
+  /**
+   * A Ready's sends, in order; the sends of one batch to several nodes (one WriterCore output: they are adjacent) go as
+   * one fan-out publish, a send to one node (a resend, a rejoin, the catch-up's) as a request.
+   */
+  private sendBatches(sends: readonly SendOrder[]): void {
+    for (let i = 0; i < sends.length; ) {
+      let j = i + 1;
+      while (j < sends.length && sends[j].batch === sends[i].batch && sends[j].epoch === sends[i].epoch && sends[j].ref.resend === sends[i].ref.resend) j++;
+      this.sendBatch(sends.slice(i, j));
+      i = j;
+    }
+  }
+
+  /** One batch to one or more nodes: every send's ref gets exactly one answer (a node's reply, or TIMEOUT). */
+  private sendBatch(sends: readonly SendOrder[]): void {
+    const { epoch, batch, timeoutMs } = sends[0];
     const { segmentTxid, firstTxid, count, records, committedTxid } = batch;
+    const { ref } = sends[0];
     const seen = this.observedBatch;
     if (count > 0 && (seen.writer !== ref.writer || batch.id > seen.id)) {
       seen.writer = ref.writer;
@@ -443,10 +485,18 @@ export class Master {
     }
     const traced = this.tracer.on && count > 0 && this.tracer.batchSent(firstTxid, count);
     const req = { type: "journal", epoch, segmentTxid, firstTxid, count, records, committedTxid, ...(traced ? { trace: true as const } : {}) } as const;
-    void this.jc.call(node, req, timeoutMs).then((reply) => {
-      if (traced && reply.ok) this.tracer.acked(node, firstTxid, count, "trace" in reply ? reply.trace : undefined);
-      this.step(() => this.core.journalReply(ref, reply.ok ? { ok: true } : reply, Date.now()));
-    });
+    const now = Date.now();
+    const targets = sends.map((s) => ({ node: s.node, ref: { ref: s.ref, traced, firstTxid, count } }));
+    // A node late with an answer gets its own request (fanoutLateMs): if it died, "no responders" says so at once.
+    const fan = this.fanout;
+    const fanned = fan === null ? [] : targets.filter((t) => !fan.late(t.node, now, this.config.fanoutLateMs));
+    const alone = fanned.length > 1 && fan!.send(req, fanned, timeoutMs, now) ? targets.filter((t) => !fanned.includes(t)) : targets;
+    for (const t of alone) void this.jc.call(t.node, req, timeoutMs).then((reply) => this.onBatchReply(t.ref, t.node, reply));
+  }
+
+  private onBatchReply(sent: SentBatch, node: string, reply: JournalReply): void {
+    if (sent.traced && reply.ok) this.tracer.acked(node, sent.firstTxid, sent.count, "trace" in reply ? reply.trace : undefined);
+    this.step(() => this.core.journalReply(sent.ref, reply.ok ? { ok: true } : reply, Date.now()));
   }
 
   /** NodeRestorer's host: `node` holds everything before `core`'s batch in flight; it counts for acks again. */

@@ -68,21 +68,22 @@ function rolePermissions(cluster: string, user: NatsUser): Permissions {
       return { publish: [s.write, s.writeTo("*"), s.status, s.control("*")], subscribe: [s.events, s.trace, inbox], allowResponses: false };
     case "master":
       return {
-        publish: [s.journal(anyNode), s.journalRead(anyNode), s.snapshot(anyNode), s.snapshotUpload(anyNode), s.heartbeat("master", user.name), s.events, s.committed],
-        subscribe: [s.write, s.writeTo(user.name), s.readIndex, s.status, s.heartbeat("journal", "*"), s.heartbeat("replica", "*"), inbox],
+        publish: [s.journal(anyNode), s.batch, s.journalRead(anyNode), s.snapshot(anyNode), s.snapshotUpload(anyNode), s.heartbeat("master", user.name), s.events, s.committed],
+        subscribe: [s.write, s.writeTo(user.name), s.readIndex, s.status, s.heartbeat("journal", "*"), s.heartbeat("replica", "*"), s.batchAck("*"), inbox],
         allowResponses: true,
       };
     case "journal":
       return {
         // Reads of its peers' logs: harmless, and what a node needs to check a suspect tail against them.
-        publish: [s.heartbeat("journal", user.name), s.events, s.journalRead(anyNode)],
-        subscribe: [s.journal(user.name), s.journalRead(user.name), s.snapshot(user.name), s.snapshotUpload(user.name), s.journalFault(user.name), s.committed, s.status, inbox],
+        publish: [s.heartbeat("journal", user.name), s.events, s.journalRead(anyNode), s.batchAck(user.name)],
+        subscribe: [s.journal(user.name), s.batch, s.journalRead(user.name), s.snapshot(user.name), s.snapshotUpload(user.name), s.journalFault(user.name), s.committed, s.status, inbox],
         allowResponses: true,
       };
     case "replica":
       return {
         publish: [s.journalRead(anyNode), s.snapshot(anyNode), s.snapshotUpload(anyNode), s.heartbeat("replica", user.name), s.events, s.trace],
-        subscribe: [s.committed, s.status, inbox],
+        // The batch fan-out: its records, applied once committed (no reply subject: nobody answers it in a node's name).
+        subscribe: [s.committed, s.batch, s.status, inbox],
         allowResponses: true,
       };
     case "data": {
@@ -94,7 +95,7 @@ function rolePermissions(cluster: string, user: NatsUser): Permissions {
         // master for a read index.
         // Pub/sub: its door's PUBLISHes on its own subject, and every door's (only data nodes: a client cannot inject one).
         publish: [...master.publish, s.heartbeat("replica", user.name), s.control("*"), s.write, s.writeTo("*"), s.readIndex, s.trace, s.pubsub(user.name)],
-        subscribe: [...master.subscribe, s.heartbeat("master", "*"), s.control(user.name), s.events, s.pubsubAll, s.committed],
+        subscribe: [...master.subscribe, s.heartbeat("master", "*"), s.control(user.name), s.events, s.pubsubAll, s.committed, s.batch],
         allowResponses: true,
       };
     }

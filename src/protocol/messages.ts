@@ -71,6 +71,22 @@ export type JournalRequest =
 
 export type JournalRequestType = JournalRequest["type"];
 
+/** A batch of records (the `journal` request). */
+export type JournalBatch = Extract<JournalRequest, { type: "journal" }>;
+
+/** The most journal nodes one BatchFanout may name (a cluster has 3 or 5; the bound keeps a bad message cheap). */
+export const FANOUT_NODES_MAX = 16;
+
+/**
+ * One batch for several journal nodes, published once on `subjects.batch` (issue #13): the `journal` request's fields,
+ * `to`, the nodes that must append it (a node not named ignores it: it is out of step, or being caught up), and `re`,
+ * the master's tag for it, which each answer carries back.
+ */
+export type BatchFanout = JournalBatch & { to: string[]; re: string };
+
+/** A named node's answer to a BatchFanout, on its own `subjects.batchAck`: its JournalReply and the fan-out's `re`. */
+export type FanoutReply = JournalReply & { re: string };
+
 export interface ReadResult {
   /** Concatenated records, starting at fromTxid. */
   records: Uint8Array;
@@ -357,6 +373,22 @@ export function parseJournalRequest(v: unknown): JournalRequest {
     default:
       bad(`unknown journal request type ${JSON.stringify(v.type)}`);
   }
+}
+
+/** Validates a BatchFanout: a `journal` request naming 1..FANOUT_NODES_MAX distinct nodes, and its tag. */
+export function parseBatchFanout(v: unknown): BatchFanout {
+  if (!isObject(v)) bad("fan-out must be a map");
+  if (v.type !== "journal") bad("a fan-out carries a journal request");
+  const to = v.to;
+  if (!Array.isArray(to) || to.length === 0 || to.length > FANOUT_NODES_MAX) bad(`to must list 1 to ${FANOUT_NODES_MAX} nodes`);
+  const nodes = to.map((n, i) => (text({ n }, "n"), to.indexOf(n) === i ? (n as string) : bad(`to names ${String(n)} twice`)));
+  return { ...(parseJournalRequest(v) as JournalBatch), to: nodes, re: text(v, "re") };
+}
+
+/** Validates a FanoutReply: the fan-out's tag, and the node's JournalReply. */
+export function parseFanoutReply(v: unknown): { re: string; reply: JournalReply } {
+  if (!isObject(v)) bad("reply must be a map");
+  return { re: text(v, "re"), reply: parseJournalReply(v) };
 }
 
 function parseState(v: unknown): JournalState {

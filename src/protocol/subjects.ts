@@ -21,6 +21,18 @@ export const subjects = (cluster: string) => ({
   readIndex: `qjm.${cluster}.readindex`,
   /** A journal node's writer requests (JournalRequest → JournalReply): the master only. */
   journal: (id: string) => `qjm.${cluster}.jn.${id}`,
+  /**
+   * A batch for several journal nodes in one publish (BatchFanout, issue #13): the master publishes it once, nats-server
+   * fans it out, every journal node takes it and handles it only if it is named. The master only publishes here,
+   * journal nodes only subscribe.
+   */
+  batch: `qjm.${cluster}.batch`,
+  /**
+   * Journal node `id`'s answers to batch fan-outs (FanoutReply): only that node may publish here, so an answer's node
+   * is the subject's, which nats-server vouches for — a reply subject (allow_responses) would let every node that heard
+   * the fan-out answer in any node's name. The master subscribes to every node's.
+   */
+  batchAck: (id: string) => `qjm.${cluster}.batch.ack.${id}`,
   /** A journal node's reads (read, getState, getManifest): the master and replicas. */
   journalRead: (id: string) => `qjm.${cluster}.jn.${id}.read`,
   /** Snapshot downloads (snapshotList, snapshotRead): the master and replicas. */

@@ -20,7 +20,7 @@ import { startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
 import { ActorMetrics, type ReplicaMetrics } from "../metrics/actor_metrics.js";
 import { JournalClient } from "../master/journal_client.js";
-import { parseCommitHint, type ActorStatus, type TraceApplied } from "../protocol/messages.js";
+import { parseBatchFanout, parseCommitHint, type ActorStatus, type TraceApplied } from "../protocol/messages.js";
 import { decode, encode } from "../protocol/codec.js";
 import { subjects } from "../protocol/subjects.js";
 import { traceNow } from "../util/trace_clock.js";
@@ -35,7 +35,8 @@ import { warmFrom, WindowWarmup } from "../dedupe/window_warmup.js";
 import { assert } from "../util/assert.js";
 import { writeFileDurably } from "../util/durable_file.js";
 import type { Logger } from "../util/log.js";
-import { ReplicaCore, SnapshotSchedule } from "./replica_core.js";
+import { FanoutBuffer } from "./fanout_buffer.js";
+import { ReplicaCore, SnapshotSchedule, type ReadOutcome } from "./replica_core.js";
 
 export { APPLIED_KEY };
 
@@ -61,6 +62,11 @@ export class Replica {
   private hintWakes = false;
   /** The master's commit hints (subjects.ts `committed`). */
   private hints: Subscription | null = null;
+  /** The master's batch fan-out (subjects.ts `batch`), kept until committed; null with replicaFanoutBytesMax 0. */
+  private fanout: FanoutBuffer | null = null;
+  private batches: Subscription | null = null;
+  /** Records applied from the fan-out and from journal node reads (status: how often the fan-out served). */
+  private readonly sources = { fanout: 0, read: 0, badFanouts: 0 };
   /** Journal nodes that served bad records, reported to the master in heartbeats for a while. */
   private readonly faultyNodes = new Map<string, { reason: string; atMs: number }>();
   private readonly jc: JournalClient;
@@ -133,7 +139,12 @@ export class Replica {
     this.log.info({ appliedTxid: applied, redis: this.redis.url }, "replica resumes");
     if (this.presenceOn) this.presence = startPresence(this.nc, this.config.cluster, this.config.heartbeatIntervalMs, () => this.status(), this.log);
     this.running = true;
-    this.hints = this.nc.subscribe(subjects(this.config.cluster).committed, { callback: (err, msg) => void (err === null && this.onHint(msg.data)) });
+    const s = subjects(this.config.cluster);
+    this.hints = this.nc.subscribe(s.committed, { callback: (err, msg) => void (err === null && this.onHint(msg.data)) });
+    if (this.config.replicaFanoutBytesMax > 0) {
+      this.fanout = new FanoutBuffer(this.config.replicaFanoutBytesMax);
+      this.batches = this.nc.subscribe(s.batch, { callback: (err, msg) => void (err === null && this.onFanout(msg.data)) });
+    }
     this.loop = this.tail();
   }
 
@@ -143,15 +154,44 @@ export class Replica {
 
   /** A commit hint: ends the idle pause if it names a commit not applied yet. Bad input is logged, never acted on. */
   private onHint(data: Uint8Array): void {
-    let committedTxid: number;
+    let hint: { epoch: number; committedTxid: number };
     try {
-      committedTxid = parseCommitHint(decode(data)).committedTxid;
+      hint = parseCommitHint(decode(data));
     } catch (err) {
       const code = err instanceof QjmError ? err.code : ErrorCode.BAD_REQUEST;
       this.log.warn({ code, err: (err as Error).message }, "ignored a malformed commit hint");
       return;
     }
+    this.fanout?.onCommit(hint.epoch, hint.committedTxid);
+    this.heard(hint.committedTxid);
+  }
+
+  /** A commit index heard of: ends the idle pause if it is not applied yet. */
+  private heard(committedTxid: number): void {
     if (this.core?.onHint(committedTxid) === true && this.hintWakes) this.wake?.();
+  }
+
+  /**
+   * A batch the master fanned out to the journal nodes: its records are kept (FanoutBuffer) until a commit index of
+   * their epoch covers them, and the commit index it carries is heard of. Bad input is logged and dropped: those
+   * txids are read from a journal node.
+   */
+  private onFanout(data: Uint8Array): void {
+    let verdict: string;
+    let committedTxid: number;
+    try {
+      const b = parseBatchFanout(decode(data));
+      committedTxid = b.committedTxid;
+      verdict = this.fanout!.onBatch(b);
+    } catch (err) {
+      verdict = `malformed: ${(err as Error).message}`;
+      committedTxid = 0;
+    }
+    if (verdict !== "kept") {
+      if (this.sources.badFanouts++ % 1000 === 0) this.log.warn({ verdict, badFanouts: this.sources.badFanouts }, "ignored a batch fan-out whose records fail the checks (read from the journal nodes instead)");
+      return;
+    }
+    this.heard(committedTxid);
   }
 
   /**
@@ -175,7 +215,15 @@ export class Replica {
       health: this.fault !== null ? "failed" : this.lastError === null ? "ok" : "degraded",
       journalNodeFaults: this.recentFaults(),
       redisUrl: this.redis?.url ?? null,
-      details: { fault: this.fault, lastError: this.lastError, snapshotTxid: this.snapshotTxid, snapshotting: this.snapshotRunning !== null, progress: this.progress, catchUp: this.catchUp() },
+      details: {
+        fault: this.fault,
+        lastError: this.lastError,
+        snapshotTxid: this.snapshotTxid,
+        snapshotting: this.snapshotRunning !== null,
+        progress: this.progress,
+        catchUp: this.catchUp(),
+        appliedFrom: { ...this.sources, buffered: this.fanout?.stats ?? null },
+      },
     });
   }
 
@@ -207,21 +255,13 @@ export class Replica {
   }
 
   private async tailRounds(): Promise<void> {
-    const jc = this.jc;
     while (this.running && this.fault === null) {
       await this.ensureLinked();
       if (this.windowFrom !== null) await this.warmWindow();
       const core = this.core!;
       const { node, fromTxid } = core.nextRead();
-      // A release (takeover) does not wait for the read in flight: one lost with a nats-server would hold it for
-      // journalRequestTimeoutMs. Its answer, if any, is dropped.
-      const reply = await Promise.race([jc.call(node, { type: "read", fromTxid, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: false }), this.halted]);
-      if (!this.running || reply === null) break;
-      const outcome = core.onRead(reply.ok && "read" in reply ? { ok: true, ...reply.read } : reply.ok ? { ok: false, code: "BAD_REQUEST", message: "not a read reply" } : reply);
-      if (reply.ok && "read" in reply) {
-        this.committedSeen = Math.max(this.committedSeen, reply.read.committedTxid);
-        this.catchUpTo ??= reply.read.committedTxid;
-      }
+      const outcome = this.takeBuffered(core, fromTxid) ?? (await this.read(core, node, fromTxid));
+      if (outcome === null) break;
       if (outcome.kind === "bootstrap") {
         await this.bootstrap(fromTxid);
         continue;
@@ -254,6 +294,33 @@ export class Replica {
       const next = this.core!.next();
       if (next.kind === "pause") await this.idle(next.ms);
     }
+  }
+
+  /** The next records from the fan-out, if it holds them committed (FanoutBuffer); null: read them from a node. */
+  private takeBuffered(core: ReplicaCore, fromTxid: number): ReadOutcome | null {
+    const records = this.fanout?.take(fromTxid, this.config.readRecordsMax) ?? [];
+    if (records.length === 0) return null;
+    const committed = this.fanout!.committedTxid;
+    this.committedSeen = Math.max(this.committedSeen, committed);
+    this.catchUpTo ??= committed;
+    this.sources.fanout += records.length;
+    return core.onBuffered(records, committed);
+  }
+
+  /** Reads from `node`, judged by the core; null once tailing stops. */
+  private async read(core: ReplicaCore, node: string, fromTxid: number): Promise<ReadOutcome | null> {
+    // A release (takeover) does not wait for the read in flight: one lost with a nats-server would hold it for
+    // journalRequestTimeoutMs. Its answer, if any, is dropped.
+    const req = { type: "read", fromTxid, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: false } as const;
+    const reply = await Promise.race([this.jc.call(node, req), this.halted]);
+    if (!this.running || reply === null) return null;
+    const outcome = core.onRead(reply.ok && "read" in reply ? { ok: true, ...reply.read } : reply.ok ? { ok: false, code: "BAD_REQUEST", message: "not a read reply" } : reply);
+    if (reply.ok && "read" in reply) {
+      this.committedSeen = Math.max(this.committedSeen, reply.read.committedTxid);
+      this.catchUpTo ??= reply.read.committedTxid;
+    }
+    if (outcome.kind === "apply") this.sources.read += outcome.records.length;
+    return outcome;
   }
 
   /**
@@ -509,6 +576,7 @@ export class Replica {
     this.running = false;
     this.halt(null);
     this.hints?.unsubscribe();
+    this.batches?.unsubscribe();
     this.wake?.();
     await this.loop;
     this.presence?.stop();
@@ -530,6 +598,7 @@ export class Replica {
     this.running = false;
     this.halt(null);
     this.hints?.unsubscribe();
+    this.batches?.unsubscribe();
     this.wake?.();
     await this.loop;
     await this.snapshotRunning;

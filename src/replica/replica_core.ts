@@ -170,6 +170,21 @@ export class ReplicaCore {
     return { kind: "apply", records: scan.records };
   }
 
+  /**
+   * Records the adapter took from the master's fan-out (FanoutBuffer: checked, contiguous, and committed by their own
+   * epoch's index, `committedTxid`): applied as a node's read of them would be, from applied + 1.
+   */
+  onBuffered(records: RecordView[], committedTxid: number): ReadOutcome {
+    assert(records.length > 0 && records[0].txid === this.applied + 1, `buffered records start at ${records[0]?.txid}, not at ${this.applied + 1}`);
+    assert(records[records.length - 1].txid <= committedTxid, "buffered records past their commit index");
+    this.misses = 0;
+    this.purgedSeen = false;
+    this.refusals = 0;
+    this.hear(committedTxid);
+    this.last = { kind: "apply", roundEnded: false, servedAll: committedTxid === this.applied + records.length };
+    return { kind: "apply", records };
+  }
+
   /** The adapter applied `txid` (atomically with its marker). */
   onApplied(txid: number): void {
     assert(txid === this.applied + 1, `applied ${txid} after ${this.applied}: out of order`);

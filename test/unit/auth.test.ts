@@ -129,3 +129,18 @@ test("auth - only a master publishes commit hints; journal nodes, replicas and d
   for (const user of [jn1, r1, d1]) t.true(hears(user, s.committed), user.name);
   t.false(hears(client, s.committed));
 });
+
+test("auth - only a master (or a data node) publishes batch fan-outs, journal nodes and replicas hear them, each journal node answers in its own name only", (t) => {
+  const d1: NatsUser = { name: "d1", role: "data" };
+  const admin: NatsUser = { name: "admin", role: "admin" };
+  t.true(may(master, s.batch) && may(d1, s.batch));
+  for (const user of [client, admin, jn1, r1]) t.false(may(user, s.batch), user.name);
+  for (const user of [jn1, r1, d1]) t.true(hears(user, s.batch), user.name);
+  for (const user of [client, admin, master]) t.false(hears(user, s.batch), user.name);
+  // Answers: each journal node on its own subject only (its id is vouched for by nats-server), heard by masters.
+  t.true(may(jn1, s.batchAck("jn1")));
+  t.false(may(jn1, s.batchAck("jn2")), "no answer in another node's name");
+  for (const user of [client, admin, master, r1, d1]) t.false(may(user, s.batchAck("jn1")), user.name);
+  t.true(hears(master, s.batchAck("jn1")) && hears(d1, s.batchAck("jn2")));
+  for (const user of [client, admin, jn1, r1]) t.false(hears(user, s.batchAck("jn1")), user.name);
+});

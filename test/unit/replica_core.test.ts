@@ -1,6 +1,6 @@
 import test from "ava";
 import { ReplicaCore, SLOW_SKIP_READS, SnapshotSchedule } from "../../src/replica/replica_core.js";
-import { encodeEffects, encodeRecord } from "../../src/segment/record.js";
+import { encodeEffects, encodeRecord, scanRecords } from "../../src/segment/record.js";
 import { AssertionError } from "../../src/util/assert.js";
 
 const NODES = ["jn1", "jn2", "jn3"];
@@ -312,4 +312,20 @@ test("replica core - a node whose read timed out is passed over for a while, not
     all.onRead(timeout);
   }
   t.is(all.nextRead().node, "jn1", "every node slow: the rotation goes on");
+});
+
+test("replica core - records from the fan-out are applied from applied + 1; then it waits for a hint, or reads on while behind", (t) => {
+  const r = new ReplicaCore(NODES, 10, { pollMs: 20, backstopMs: 500 });
+  const records = scanRecords(recs(range(11, 12))).records;
+  const out = r.onBuffered(records, 12);
+  t.is(out.kind, "apply");
+  r.onApplied(11);
+  r.onApplied(12);
+  t.deepEqual(r.next(), { kind: "pause", ms: 500 }, "everything committed is applied: the backstop's pause, which a hint ends");
+  t.true(r.onHint(14));
+  t.is(r.onBuffered(scanRecords(recs([13])).records, 14).kind, "apply");
+  r.onApplied(13);
+  t.deepEqual(r.next(), { kind: "read" }, "14 is committed and not applied: read it (the fan-out missed it)");
+  t.deepEqual(r.nextRead().fromTxid, 14);
+  t.throws(() => r.onBuffered(scanRecords(recs([15])).records, 15), { instanceOf: AssertionError }, "never past a gap");
 });
