@@ -56,16 +56,19 @@ export interface RecordView extends RecordHeader {
 const packr = new Packr({ useRecords: false, moreTypes: false, variableMapSize: true, int64AsType: INT64_AUTO });
 
 export function encodeEffects(effects: readonly Effect[]): Uint8Array {
-  return packEffects(effects) ?? packr.pack(effects);
+  return packEffects(effects, NOTHING, NOTHING) ?? packr.pack(effects);
 }
+
+const NOTHING = Buffer.alloc(0);
 
 /**
  * msgpack of effects (an array of arrays of byte strings) exactly as msgpackr packs them, byte for byte
  * (unit/large_writes), written at once into one buffer: msgpackr's walk over a 10k-argument effect was the master's
- * largest cost per record (~7 ms, s24). Null when an argument is not a byte string (msgpackr packs those).
+ * largest cost per record (~7 ms, s24), between `head` and `tail` (a record payload's map around them: one buffer,
+ * not effects packed then concatenated). Null when an argument is not a byte string (msgpackr packs those).
  */
-function packEffects(effects: readonly Effect[]): Buffer | null {
-  let size = arrayHeaderBytes(effects.length);
+function packEffects(effects: readonly Effect[], head: Uint8Array, tail: Uint8Array): Buffer | null {
+  let size = head.length + arrayHeaderBytes(effects.length) + tail.length;
   for (const e of effects) {
     size += arrayHeaderBytes(e.length);
     for (const a of e) {
@@ -74,12 +77,14 @@ function packEffects(effects: readonly Effect[]): Buffer | null {
     }
   }
   const out = Buffer.allocUnsafe(size);
-  let at = putArrayHeader(out, 0, effects.length);
+  out.set(head, 0);
+  let at = putArrayHeader(out, head.length, effects.length);
   for (const e of effects) {
     at = putArrayHeader(out, at, e.length);
     for (const a of e) at = putBin(out, at, a);
   }
-  assert(at === size, "packEffects: length mismatch");
+  out.set(tail, at);
+  assert(at + tail.length === size, "packEffects: length mismatch");
   return out;
 }
 
@@ -121,8 +126,6 @@ function putBin(out: Buffer, at: number, a: Uint8Array): number {
   else out.set(a, at);
   return at + n;
 }
-
-
 
 /**
  * A Redis reply as the master got it from ioredis (RESP2: nil, integer, simple or bulk string, array). Byte strings
@@ -185,8 +188,7 @@ export function encodeWriteRecord(effects: readonly Effect[], write: { id: Write
   const kept = packedBytesAtMost(r, replyBytesMax) <= replyBytesMax || packr.pack(r).length <= replyBytesMax;
   const w = kept ? { c: write.id.client, s: write.id.seq, r } : { c: write.id.client, s: write.id.seq, d: true };
   const seen: RecordWrite = kept ? { client: write.id.client, seq: write.id.seq, reply: write.reply, replyDropped: false } : { client: write.id.client, seq: write.id.seq, replyDropped: true };
-  const e = packEffects(effects);
-  const payload = e === null ? packr.pack({ v: PAYLOAD_V2, e: effects, w }) : Buffer.concat([V2_HEAD, e, V2_W_KEY, packr.pack(w)]);
+  const payload = packEffects(effects, V2_HEAD, Buffer.concat([V2_W_KEY, packr.pack(w)])) ?? packr.pack({ v: PAYLOAD_V2, e: effects, w });
   return { payload, write: seen };
 }
 
