@@ -216,7 +216,7 @@ export const defaults = {
   /** Bytes at most buffered from the replication stream before it is parsed into records. */
   replStreamBytesMax: 96 * 1024 * 1024,
   /**
-   * The master's write path's share of one event-loop turn per stage, in ms (src/frontdoor/turn_budget.ts): decoding
+   * The master's write path's share of one event-loop turn per stage, in ms (src/util/turn_budget.ts): decoding
    * client writes off the bus, parsing the replication stream and encoding records each stop for the turn once their
    * share is spent, and go on in a later one. Heartbeats are timers on the same loop: 60 pipelined 10k-member RPUSHes
    * on a host short of cores held it 703 ms, past masterTimeoutMs (s24).
@@ -375,7 +375,7 @@ export const defaults = {
    */
   respOutputBytesPause: 1024 * 1024,
   /**
-   * The front door's share of one event-loop turn, in ms (src/frontdoor/turn_budget.ts): taking pipelined requests and
+   * The front door's share of one event-loop turn, in ms (src/util/turn_budget.ts): taking pipelined requests and
    * delivering pub/sub messages stop for the turn once it is spent, and go on in the next. The door shares the data
    * node's loop with its heartbeats and the master's journal batches: a loop held past masterTimeoutMs deposes it.
    */

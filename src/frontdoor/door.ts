@@ -40,7 +40,8 @@ import { array, bulk, integer } from "./resp_encoder.js";
 import { numsubReply, PUBSUB_HELP, PubSubIndex, type PubSubRequest, type PushFrame } from "./pubsub.js";
 import { PubSubBus } from "./pubsub_bus.js";
 import { subjects } from "../protocol/subjects.js";
-import { DOOR_LOOP_PROBE_MS, InflightGate, TurnBudget } from "./turn_budget.js";
+import { DOOR_LOOP_PROBE_MS, InflightGate } from "./inflight_gate.js";
+import { TurnBudget } from "../util/turn_budget.js";
 
 export interface DoorOptions {
   id: string;

@@ -204,7 +204,7 @@ export class PubSubIndex<S> {
   }
 
   /**
-   * deliver() in steps, for the door's turn budget (turn_budget.ts): it yields after each pattern matched and each
+   * deliver() in steps, for the door's turn budget (src/util/turn_budget.ts): it yields after each pattern matched and each
    * subscriber handed the message, so 5,000 patterns against a 20 KB channel, or 10,000 subscribers of one channel,
    * take many short turns instead of one long one. The subscriptions are those held when it started (one taken later
    * missed the message, as on Redis; one dropped meanwhile still gets it: it was published before).

@@ -5,7 +5,7 @@
  * the reply bytes waiting plus those expected of the requests under way pass `outputBytesPause` (reply_budget.ts),
  * the door stops reading the socket (TCP back-pressure) instead of buffering; a client that reads is never closed for
  * its replies' size (only past reply_budget.ts's backstop). Requests are taken within the door's share of the event
- * loop's turn (turn_budget.ts), the rest in later turns. Its buffered request bytes are reported to the door, which
+ * loop's turn (src/util/turn_budget.ts), the rest in later turns. Its buffered request bytes are reported to the door, which
  * bounds their sum. Nothing after a QUIT is read.
  *
  * Order within a connection, as a pipeline runs on Redis: consecutive writes are sent at once, concurrently (the
@@ -31,7 +31,8 @@ import { encodeResp, type Protocol } from "./resp_encoder.js";
 import { EXEC_ABORT_PREFIX, type LocalCommand, type QjmCommand, type Route, type TxCommand } from "./router.js";
 import { OutputLimit, parsePubSub, type PubSubCommand, type PubSubRequest, type PushFrame } from "./pubsub.js";
 import { ReplyBudget } from "./reply_budget.js";
-import { requestWeight, type InflightGate, type TurnBudget } from "./turn_budget.js";
+import { requestWeight, type InflightGate } from "./inflight_gate.js";
+import type { TurnBudget } from "../util/turn_budget.js";
 
 /** What a session needs from its door. */
 export interface DoorServices {
@@ -41,7 +42,7 @@ export interface DoorServices {
   readonly outputBytesMax: number;
   /** Reply bytes waiting (and estimated for the requests under way) past which no new request is taken (reply_budget.ts). */
   readonly outputBytesPause: number;
-  /** The door's share of each event-loop turn, shared by its connections (turn_budget.ts). */
+  /** The door's share of each event-loop turn, shared by its connections (src/util/turn_budget.ts). */
   readonly budget: TurnBudget;
   /** Requests in flight over all the door's connections (respInflightMax). */
   readonly inflight: InflightGate;

@@ -19,7 +19,7 @@ import { EffectAssembler, newMarkerChannel, type AssembledRecord } from "./effec
 import type { MasterCore, Outcome, WriteId } from "./master_core.js";
 import { unpropagatedKeys } from "./script_watch.js";
 import { WatchCore } from "./watch_core.js";
-import type { StreamBudget } from "./replication_link.js";
+import type { TurnShare } from "../util/turn_budget.js";
 import type { WriteTracer } from "./write_trace.js";
 
 /** The keys a script touched and the effects that set them to their state after it (script_watch.ts). */
@@ -68,7 +68,7 @@ export class EffectStream {
     private readonly events: EventPublisher,
     private readonly tracer: WriteTracer,
     /** The write path's share of a loop turn: records are encoded within it, the rest in a later turn. */
-    private readonly budget: StreamBudget | null = null,
+    private readonly budget: TurnShare | null = null,
   ) {
     this.watches = new WatchCore(config.watchKeysBytesMax);
   }

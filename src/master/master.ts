@@ -41,7 +41,7 @@ import { ReadGuard } from "./read_guard.js";
 import { ReadIndexServer } from "./read_index.js";
 import type { WriterCore } from "./writer_core.js";
 import { WriteTracer } from "./write_trace.js";
-import { TurnBudget } from "../frontdoor/turn_budget.js";
+import { TurnBudget } from "../util/turn_budget.js";
 
 /**
  * A data node's master role (issue #11): the epoch is won already, and the Redis it serves from is the node's own,

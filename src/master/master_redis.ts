@@ -23,7 +23,8 @@ import { assert } from "../util/assert.js";
 import type { Logger } from "../util/log.js";
 import type { JournalClient } from "./journal_client.js";
 import { rebuildSources } from "./rebuild_sources.js";
-import { ReplicationLink, type StreamBudget } from "./replication_link.js";
+import { ReplicationLink } from "./replication_link.js";
+import type { TurnShare } from "../util/turn_budget.js";
 import { ScriptWatch } from "./script_watch.js";
 
 /** Who hears the replication stream of the Redis served. */
@@ -50,7 +51,7 @@ export interface MasterRedisOptions {
   /** The command table of this redis-server binary if known already (COMMAND takes a while). */
   commands?: CommandTable;
   /** The master's share of a loop turn: the replication stream's commands are delivered within it. */
-  budget?: StreamBudget;
+  budget?: TurnShare;
 }
 
 /** A data node's Redis, handed over for its master role: a replica of `feeder` holding the journal to `appliedTxid`. */

@@ -24,6 +24,7 @@
  * nothing before the first ACK), every STREAM_START_ACK_MS until the stream shows, every `replAckIntervalMs`, and on
  * every REPLCONF GETACK.
  */
+import type { TurnShare } from "../util/turn_budget.js";
 import net from "node:net";
 import { EventEmitter } from "node:events";
 import { defaults } from "../config/config.js";
@@ -61,13 +62,7 @@ export interface ReplicationLinkOptions {
    * The loop's share the stream may take per turn (the master's TurnBudget, masterTurnBudgetMs): once spent, the
    * socket is paused and the commands already received are delivered in a later turn. None: every command at once.
    */
-  budget?: StreamBudget;
-}
-
-/** What the link asks of a turn budget (src/frontdoor/turn_budget.ts). */
-export interface StreamBudget {
-  spend(): boolean;
-  later(fn: () => void): void;
+  budget?: TurnShare;
 }
 
 /** Default bound of the skipped RDB: the master's Redis is rebuilt from the journal, so this is the dataset size. */
@@ -144,7 +139,7 @@ export class ReplicationLink extends EventEmitter<Events> {
   /** Unparsed handshake bytes (only ever a few lines). */
   private lineBuf: Buffer = Buffer.alloc(0);
   private parser: RespParser | undefined;
-  private readonly budget: StreamBudget | undefined;
+  private readonly budget: TurnShare | undefined;
   /** The turn's budget was spent: the socket is paused until the parked delivery has drained the parser. */
   private parked = false;
   private info: ReplicationLinkInfo | undefined;

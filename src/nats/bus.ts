@@ -1,4 +1,5 @@
 /** The thin NATS adapter every actor and client uses: connect, serve a subject, request, publish. */
+import type { TurnShare } from "../util/turn_budget.js";
 import { randomBytes } from "node:crypto";
 import { connect, headers, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { defaults, natsUrls, type Config } from "../config/config.js";
@@ -96,7 +97,7 @@ export function serve(
   subject: string,
   log: Logger,
   handler: (body: unknown, raw: Uint8Array) => Promise<unknown> | unknown,
-  options: { queue?: string; limits?: BusLimits; budget?: HandlerBudget; deferredBytesMax?: number } = {},
+  options: { queue?: string; limits?: BusLimits; budget?: TurnShare; deferredBytesMax?: number } = {},
 ): Subscription {
   const limits = options.limits ?? busDefaults;
   const admit = options.budget === undefined ? (_bytes: number, run: () => void) => run() : budgeted(options.budget, options.deferredBytesMax ?? Number.MAX_SAFE_INTEGER);
@@ -142,12 +143,6 @@ export function serve(
   });
 }
 
-/** What `serve` asks of a turn budget (src/frontdoor/turn_budget.ts). */
-export interface HandlerBudget {
-  spend(): boolean;
-  later(fn: () => void): void;
-}
-
 /**
  * Runs each request's decode and handler within `budget`, in arrival order: once the turn's share is spent, requests
  * wait in a FIFO drained in later turns (a 10k-argument write costs ~5 ms to decode and run; twenty of them off one
@@ -156,7 +151,7 @@ export interface HandlerBudget {
  * read then waits for that work (backpressure, as without a budget) instead of the FIFO growing without bound.
  * Exported for its unit test.
  */
-export function budgeted(budget: HandlerBudget, bytesMax: number): (bytes: number, run: () => void) => void {
+export function budgeted(budget: TurnShare, bytesMax: number): (bytes: number, run: () => void) => void {
   let queue: { bytes: number; run: () => void }[] = [];
   let head = 0;
   let held = 0;

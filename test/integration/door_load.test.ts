@@ -189,7 +189,7 @@ test.serial("redis-benchmark with many connections and deep pipelines on the mas
     t.log(out.replace(/\r/g, "\n").split("\n").filter((l) => l.includes("requests per second")).join("; "));
     t.is(code, 0, out.slice(-500));
     // PING here waits its turn at the door's in-flight gate behind 100 connections' pipelines (a FIFO of connections,
-    // turn_budget.ts InflightGate), which a loaded host stretches: CI (session 24, two clusters on 2 cores) saw 2,685 ms
+    // inflight_gate.ts), which a loaded host stretches: CI (session 24, two clusters on 2 cores) saw 2,685 ms
     // with the master's loop stalled only 295 ms. The master's epoch is held as in every attack.
   }, 2 * PING_BOUND_MS);
 });

@@ -5,7 +5,8 @@
 import test from "ava";
 import { globMatch, globMatchReference } from "../../src/frontdoor/glob.js";
 import { ReplyBudget } from "../../src/frontdoor/reply_budget.js";
-import { ARG_OVERHEAD_BYTES, INFLIGHT_FLOOR, InflightGate, TurnBudget, requestWeight } from "../../src/frontdoor/turn_budget.js";
+import { ARG_OVERHEAD_BYTES, INFLIGHT_FLOOR, InflightGate, requestWeight } from "../../src/frontdoor/inflight_gate.js";
+import { TurnBudget } from "../../src/util/turn_budget.js";
 import { prng, testSeed } from "../helpers/prng.js";
 
 function manualBudget(budgetMs: number): { budget: TurnBudget; clock: { now: number }; turns: (() => void)[] } {

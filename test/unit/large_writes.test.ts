@@ -16,7 +16,7 @@ import { commandOfResp, parseWriteRequest } from "../../src/protocol/messages.js
 import { encodeCommand } from "../../src/redis/resp_parser.js";
 import { headerNumber, string2ll } from "../../src/frontdoor/request_framing.js";
 import { replyArgs } from "../../src/frontdoor/reply_shapes.js";
-import { TurnBudget } from "../../src/frontdoor/turn_budget.js";
+import { TurnBudget } from "../../src/util/turn_budget.js";
 import { prng, testSeed } from "../helpers/prng.js";
 
 const b = (s: string): Buffer => Buffer.from(s, "latin1");
