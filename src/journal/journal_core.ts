@@ -9,7 +9,7 @@
  */
 import { ErrorCode, QjmError } from "../protocol/errors.js";
 import { EPOCH_MAX, type CommitHint, type JournalRequest, type JournalState, type PrepareResult, type RecordPrint, type SegmentState } from "../protocol/messages.js";
-import { scanRecords } from "../segment/record.js";
+import { checkRun } from "../segment/record.js";
 import { assert, assertNever } from "../util/assert.js";
 
 /** What a journal node keeps durably besides its segments. */
@@ -490,16 +490,12 @@ export class JournalCore {
 
   /** validateBatch, with the prints of the batch's records. */
   private scanBatch(records: Uint8Array, firstTxid: number, count: number, epochOk: (e: number) => boolean): { txids: number[]; epochs: number[]; crcs: number[] } {
-    const scan = scanRecords(records);
-    if (scan.stop !== undefined) throw new QjmError(ErrorCode.BAD_RECORD, `record at batch offset ${scan.stop.offset}: ${scan.stop.reason}`);
-    if (scan.records.length !== count) throw new QjmError(ErrorCode.BAD_RECORD, `batch holds ${scan.records.length} records, header says ${count}`);
+    const run = checkRun(records, count, firstTxid, epochOk);
+    if ("reason" in run) throw new QjmError(ErrorCode.BAD_RECORD, `batch: ${run.reason}`);
     const txids: number[] = [];
     const epochs: number[] = [];
     const crcs: number[] = [];
-    for (let i = 0; i < scan.records.length; i++) {
-      const r = scan.records[i];
-      if (r.txid !== firstTxid + i) throw new QjmError(ErrorCode.BAD_RECORD, `record ${i} has txid ${r.txid}, expected ${firstTxid + i}`);
-      if (!epochOk(r.epoch)) throw new QjmError(ErrorCode.BAD_RECORD, `record ${r.txid} has epoch ${r.epoch}`);
+    for (const r of run.records) {
       txids.push(r.txid);
       epochs.push(r.epoch);
       crcs.push(recordCrc(records, r.offset));

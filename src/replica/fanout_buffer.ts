@@ -11,7 +11,7 @@
  * started mid-batch, batches of two writers interleaved): `take` then gives nothing and the replica reads from a
  * journal node.
  */
-import { scanRecords, type RecordView } from "../segment/record.js";
+import { checkRun, type RecordView } from "../segment/record.js";
 
 /** A fan-out's batch as the buffer needs it (the BatchFanout's fields). */
 export interface FannedBatch {
@@ -60,14 +60,10 @@ export class FanoutBuffer {
   /** A fan-out heard on the bus, already parsed. */
   onBatch(b: FannedBatch): BatchVerdict {
     if (b.count > 0) {
-      const scan = scanRecords(b.records);
-      if (scan.stop !== undefined || scan.records.length !== b.count) return "bad";
-      for (let i = 0; i < scan.records.length; i++) {
-        const r = scan.records[i];
-        if (r.txid !== b.firstTxid + i || r.epoch !== b.epoch) return "bad";
-      }
+      const run = checkRun(b.records, b.count, b.firstTxid, (e) => e === b.epoch);
+      if ("reason" in run) return "bad";
       this.follow(b.epoch);
-      this.add(scan.records);
+      this.add(run.records);
     }
     this.onCommit(b.epoch, b.committedTxid);
     return "kept";

@@ -10,7 +10,7 @@
  * come from a journal node, committed ones only. One no node confirms is retried once after `pollMs`, then forgotten: a
  * forged hint costs at most two rounds of reads.
  */
-import { scanRecords, type RecordView } from "../segment/record.js";
+import { checkRun, type RecordView } from "../segment/record.js";
 import { assert } from "../util/assert.js";
 
 export type ReadOutcome =
@@ -149,25 +149,15 @@ export class ReplicaCore {
       if (this.misses >= this.nodes.length) this.misses = 0;
       return reply.ok ? { kind: "idle" } : { kind: "reject", reason: `${reply.code}: ${reply.message}`, faulty: false };
     }
-    const scan = scanRecords(reply.records);
-    if (scan.stop !== undefined) {
+    const run = checkRun(reply.records, reply.count, this.applied + 1);
+    if ("reason" in run) {
       this.rotate();
-      return { kind: "reject", reason: `record at offset ${scan.stop.offset}: ${scan.stop.reason}`, faulty: true };
-    }
-    if (scan.records.length !== reply.count) {
-      this.rotate();
-      return { kind: "reject", reason: `reply says ${reply.count} records, holds ${scan.records.length}`, faulty: true };
-    }
-    for (let i = 0; i < scan.records.length; i++) {
-      if (scan.records[i].txid !== this.applied + 1 + i) {
-        this.rotate();
-        return { kind: "reject", reason: `txid ${scan.records[i].txid} where ${this.applied + 1 + i} was expected`, faulty: true };
-      }
+      return { kind: "reject", reason: run.reason, faulty: true };
     }
     // Only good records show a node still serves the log here.
     this.misses = 0;
     this.purgedSeen = false;
-    return { kind: "apply", records: scan.records };
+    return { kind: "apply", records: run.records };
   }
 
   /**

@@ -333,6 +333,23 @@ function validRecordAfter(buf: Uint8Array, view: DataView, from: number): boolea
 }
 
 /**
+ * A run of `count` records that must start at `firstTxid` (a journal batch, a read's reply, a fan-out): framing,
+ * checksums, the count, contiguous txids and, with `epochOk`, each record's epoch — one check for the journal node,
+ * the replica's read and its fan-out buffer. The records, or why the run is refused.
+ */
+export function checkRun(buf: Uint8Array, count: number, firstTxid: number, epochOk?: (epoch: number) => boolean): { records: RecordView[] } | { reason: string } {
+  const scan = scanRecords(buf);
+  if (scan.stop !== undefined) return { reason: `record at offset ${scan.stop.offset}: ${scan.stop.reason}` };
+  if (scan.records.length !== count) return { reason: `${scan.records.length} records where ${count} were announced` };
+  for (let i = 0; i < scan.records.length; i++) {
+    const r = scan.records[i];
+    if (r.txid !== firstTxid + i) return { reason: `txid ${r.txid} where ${firstTxid + i} was expected` };
+    if (epochOk !== undefined && !epochOk(r.epoch)) return { reason: `record ${r.txid} has epoch ${r.epoch}` };
+  }
+  return { records: scan.records };
+}
+
+/**
  * Reads consecutive records from the start of `buf`, checking framing and checksums.
  * A damaged record at the very end (nothing valid follows it) is a torn tail; anywhere else it is corruption.
  * `baseOffset` is added to reported offsets (the buffer's position in its file).
