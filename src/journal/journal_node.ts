@@ -223,7 +223,6 @@ export class JournalNode {
     return this.queue.run(() => this.execute(req, recv)).finally(() => this.queued--);
   }
 
-
   /** Runs a step's disk operations in order; on a failure, reloads the core and the store from what is really on disk. */
   private async applyOps(ops: DiskOp[], what: string): Promise<void> {
     try {

@@ -185,7 +185,6 @@ export function budgeted(budget: TurnShare, bytesMax: number): (bytes: number, r
 
 const DONE = { bytes: 0, run: (): void => {} };
 
-
 /**
  * A message's whole body, or null when the bus answered it itself (an ack of a request fragment, a reply fragment
  * pulled from the outbox). Throws a QjmError for a fragment it refuses.
