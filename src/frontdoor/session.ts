@@ -130,6 +130,8 @@ export class Session {
   private readyBytes = 0;
   /** Request bytes buffered, as last told to the door. */
   private charged = 0;
+  /** A request read past the door's in-flight bound that must wait for room (pastGate); taken first once there is. */
+  private held: Buffer[] | null = null;
   /** The txid of this connection's WATCHes (the lowest), known once each WATCH ran in order; null: none pending. */
   private watchTxid: { txid: number; unsettled: number } | null = null;
   /** Pub/sub's output bounds, once the connection subscribed. */
@@ -193,7 +195,12 @@ export class Session {
       return this.protocolError(err);
     }
     this.pump();
-    if (!this.stopped) this.charge(this.reader.pendingBytes);
+    if (!this.stopped) this.charge(this.pendingBytes());
+  }
+
+  /** What this connection holds of requests not taken: the reader's bytes, and a request held at the gate. */
+  private pendingBytes(): number {
+    return this.reader.pendingBytes + (this.held === null ? 0 : requestWeight(this.held));
   }
 
   private charge(bytes: number): void {
@@ -215,31 +222,49 @@ export class Session {
   }
 
   private take(): void {
-    while (!this.stopped && !this.parked && this.room()) {
+    while (!this.stopped && !this.parked && this.room(false)) {
       if (!this.door.budget.spend()) {
         this.park();
         break;
       }
       let args: Buffer[] | undefined;
       try {
-        args = this.reader.next();
+        args = this.held ?? this.reader.next();
       } catch (err) {
         return this.protocolError(err);
       }
       if (args === undefined) break;
+      this.held = null;
+      if (!this.door.inflight.room && !this.pastGate(args)) {
+        this.held = args;
+        break;
+      }
       if (args.length > 0) this.dispatch(args);
     }
-    if (!this.stopped) this.charge(this.reader.pendingBytes);
-    const full = this.parked || !this.room();
+    if (!this.stopped) this.charge(this.pendingBytes());
+    const full = this.parked || !this.room(true);
     // Only the door's bound held it: it waits its turn (a request answered anywhere on the door wakes it).
     if (full && !this.stopped && !this.parked && !this.door.inflight.room) this.door.inflight.wait(this.wake);
     if (full && !this.socket.isPaused()) this.socket.pause();
     else if (!full && this.socket.isPaused() && !this.stopped) this.socket.resume();
   }
 
-  /** Whether the next request may be taken: the socket takes output, under respPipelineMax, the replies' bytes bounded. */
-  private room(): boolean {
-    return !this.outputFull && this.inFlight < this.door.pipelineMax && this.door.inflight.room && this.replies.admits(this.outputBytes, this.unanswered);
+  /**
+   * Whether the next request may be taken: the socket takes output, under respPipelineMax, the replies' bytes bounded;
+   * with `gate`, also the door's in-flight bound (without: the next request is read, and pastGate decides).
+   */
+  private room(gate: boolean): boolean {
+    return !this.outputFull && this.inFlight < this.door.pipelineMax && (!gate || this.door.inflight.room) && this.replies.admits(this.outputBytes, this.unanswered);
+  }
+
+  /**
+   * Past the door's in-flight bound a connection with nothing unanswered still gets a command the door answers itself
+   * (PING, ECHO, CLIENT…, an empty request): it puts no work on the master, and its reply goes at once. Anything else
+   * waits, held, for the connection's turn at the gate. Before, PING waited behind every pipelining connection (2.7 s
+   * in CI under redis-benchmark -c 100 -P 16, with the master's loop stalled only 295 ms).
+   */
+  private pastGate(args: Buffer[]): boolean {
+    return this.unanswered === 0 && (args.length === 0 || this.door.route(args, this.state).kind === "local");
   }
 
   /** Out of this turn's door budget: the socket waits (paused) and a later turn goes on where this one stopped. */

@@ -4,8 +4,9 @@
  * that held the event loop (or the NATS connection) past masterTimeoutMs made a standby campaign, and win. Each test
  * runs one of the review's attacks, scaled to finish on a loaded 2-core machine, against the master's door while a
  * separate process PINGs that door; afterwards the same node is master in the same epoch and PING was answered within
- * PING_BOUND_MS throughout (twice that under redis-benchmark: there PING waits its turn at the door's in-flight gate). The master's worst event-loop delay is logged (its "event loop stalled" lines, with the CPU
- * it got: on an overloaded host an idle replica shows 500 ms delays with 20 ms of CPU, so it is a figure, not a bound).
+ * PING_BOUND_MS throughout (a PING goes past the door's in-flight gate: session.ts pastGate). The master's worst
+ * event-loop delay is logged (its "event loop stalled" lines, with the CPU it got: on an overloaded host an idle
+ * replica shows 500 ms delays with 20 ms of CPU, so it is a figure, not a bound).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
@@ -107,7 +108,7 @@ async function probe(port: number): Promise<() => Promise<{ n: number; maxMs: nu
 }
 
 /** Runs `attack` against the master's door with a PING probe on it; checks the master held, the loop and PING bounds. */
-async function underAttack(t: import("ava").ExecutionContext, name: string, attack: (m: MasterView) => Promise<void>, pingBoundMs = PING_BOUND_MS): Promise<void> {
+async function underAttack(t: import("ava").ExecutionContext, name: string, attack: (m: MasterView) => Promise<void>): Promise<void> {
   const before = await master();
   const logFrom = fs.statSync(logFile(before.id)).size;
   const stop = await probe(doorPort(before.id));
@@ -122,7 +123,7 @@ async function underAttack(t: import("ava").ExecutionContext, name: string, atta
   t.log(`${name}: ${Date.now() - started} ms, PING max ${ping.maxMs} ms over ${ping.n}, master loop stall max ${stalled} ms (0: under 100), since start ${after.loopDelayMaxMs} ms`);
   t.is(failed?.message ?? null, null, "the attack's clients failed");
   t.deepEqual({ id: after.id, epoch: after.epoch }, { id: before.id, epoch: before.epoch }, "a new master was elected while clients used the master's door");
-  t.true(ping.maxMs < pingBoundMs, `PING waited ${ping.maxMs} ms on the master's door`);
+  t.true(ping.maxMs < PING_BOUND_MS, `PING waited ${ping.maxMs} ms on the master's door`);
 }
 
 test.serial("pipelines of GETs of a 900 KB value on the master's door", async (t) => {
@@ -188,10 +189,7 @@ test.serial("redis-benchmark with many connections and deep pipelines on the mas
     const code = await new Promise<number | null>((resolve) => p.on("exit", (c) => resolve(c)));
     t.log(out.replace(/\r/g, "\n").split("\n").filter((l) => l.includes("requests per second")).join("; "));
     t.is(code, 0, out.slice(-500));
-    // PING here waits its turn at the door's in-flight gate behind 100 connections' pipelines (a FIFO of connections,
-    // inflight_gate.ts), which a loaded host stretches: CI (session 24, two clusters on 2 cores) saw 2,685 ms
-    // with the master's loop stalled only 295 ms. The master's epoch is held as in every attack.
-  }, 2 * PING_BOUND_MS);
+  });
 });
 
 test.serial("a 128 MiB value read through the master's door (Redis allows 512 MiB): whole, while the door answers PING", async (t) => {
