@@ -10,6 +10,7 @@
  * step-down, and on a restart after the node was master (a marker file says so), the Redis data is wiped and the
  * replica role starts over from the newest snapshot and the journal.
  */
+import { INCARNATION } from "../actor/incarnation.js";
 import fs from "node:fs";
 import path from "node:path";
 import { randomInt, randomUUID } from "node:crypto";
@@ -158,7 +159,7 @@ export class DataNode {
   status(): ActorStatus {
     this.noteServing();
     const inner = this.master?.status() ?? this.replica?.status() ?? null;
-    const base: ActorStatus = inner ?? this.metrics.decorate({ role: "replica", id: this.id, pid: process.pid, epoch: 0, lastTxid: 0, committedTxid: 0, appliedTxid: 0, health: "starting", redisUrl: null, details: {} });
+    const base: ActorStatus = inner ?? this.metrics.decorate({ role: "replica", id: this.id, pid: process.pid, incarnation: INCARNATION, epoch: 0, lastTxid: 0, committedTxid: 0, appliedTxid: 0, health: "starting", redisUrl: null, details: {} });
     // Won but not yet serving (the replica hands its Redis over): still "campaigning", so nobody else starts.
     const campaigning = this.core.campaigning && this.master === null;
     const door = this.respPort === null ? null : { port: this.respPort, listening: this.door !== null, connections: this.door?.connections ?? 0, ...(this.doorError === null ? {} : { error: this.doorError }) };

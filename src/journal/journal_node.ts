@@ -3,6 +3,7 @@
  * in arrival order (the core's steps and their disk operations never interleave); a reply leaves only once the
  * step's disk operations are durable.
  */
+import { INCARNATION } from "../actor/incarnation.js";
 import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import { decode, encode } from "../protocol/codec.js";
 import { EventPublisher } from "../actor/events.js";
@@ -192,6 +193,7 @@ export class JournalNode {
       role: "journal",
       id: this.id,
       pid: process.pid,
+      incarnation: INCARNATION,
       epoch: s.promisedEpoch,
       lastTxid: s.lastTxid,
       committedTxid: s.committedTxid,

@@ -90,7 +90,7 @@ export class JournalFanout<R> {
   }
 
   /**
-   * `node` restarted (a heartbeat with a new pid): its answers to the fan-outs it was named in will never come — the
+   * `node` restarted (a heartbeat with a new incarnation): its answers to the fan-outs it was named in will never come — the
    * process that would have sent them is gone — so they are TIMEOUT now. A request to a dead node ends as soon as nats
    * says "no responders"; a publish has no such answer, and a node back within the batch's timeout would otherwise
    * take later batches as if it had missed none (safe — it refuses one that does not continue its log — but its

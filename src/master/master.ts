@@ -113,8 +113,8 @@ export class Master {
   clusterId = "";
   private readonly metrics: ActorMetrics;
   private readonly m: MasterMetrics;
-  /** The pid in each journal node's newest heartbeat (a new one: the node restarted). */
-  private readonly journalPids = new Map<string, number>();
+  /** The incarnation in each journal node's newest heartbeat (a new one: the node restarted). */
+  private readonly journalIncarnations = new Map<string, string | number>();
   /** The lastTxid of each journal node's newest heartbeat (its lag while it is not in step). */
   private readonly heardTxid = new Map<string, number>();
   /** The newest batch counted in the batch-size histograms (a resend, or a copy to a rejoining node, is not a new batch). */
@@ -199,7 +199,7 @@ export class Master {
         const hb = heartbeatOf(data, "journal", node);
         if (hb === null) return;
         this.core.heartbeat(node, Date.now());
-        this.noteIncarnation(node, hb.pid);
+        this.noteIncarnation(node, hb.incarnation ?? hb.pid);
         if (typeof hb.lastTxid === "number") this.heardTxid.set(node, hb.lastTxid);
       }),
       hearHeartbeats(this.nc, cluster, "replica", (_replica, data) => {
@@ -244,11 +244,12 @@ export class Master {
   }
 
   /** A journal node's heartbeat came from a new process: what it was sent before is lost (JournalFanout.lost). */
-  private noteIncarnation(node: string, pid: unknown): void {
-    if (typeof pid !== "number") return;
-    const before = this.journalPids.get(node);
-    this.journalPids.set(node, pid);
-    if (before !== undefined && before !== pid) this.fanout?.lost(node, `it restarted (pid ${before} → ${pid})`);
+  /** `incarnation`: the heartbeat's, or its pid from an actor too old to send one. */
+  private noteIncarnation(node: string, incarnation: unknown): void {
+    if (typeof incarnation !== "string" && typeof incarnation !== "number") return;
+    const before = this.journalIncarnations.get(node);
+    this.journalIncarnations.set(node, incarnation);
+    if (before !== undefined && before !== incarnation) this.fanout?.lost(node, `it restarted (incarnation ${before} → ${incarnation})`);
   }
 
   // ---- the loop over the core ----

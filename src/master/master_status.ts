@@ -1,6 +1,7 @@
 /**
  * The master's status as `redis-qjm status` and the heartbeats show it: read off the MasterCore and the Redis served.
  */
+import { INCARNATION } from "../actor/incarnation.js";
 import type { ActorStatusBody } from "../protocol/messages.js";
 import type { BootstrapProgress } from "../snapshot/bootstrap.js";
 import type { MasterCore } from "./master_core.js";
@@ -24,6 +25,7 @@ export function masterStatus(s: MasterStatusInput): ActorStatusBody {
     role: "master",
     id: s.id,
     pid: process.pid,
+    incarnation: INCARNATION,
     epoch: w?.epoch ?? s.epochWon,
     lastTxid: w?.lastTxid ?? 0,
     committedTxid: w?.committedTxid ?? 0,

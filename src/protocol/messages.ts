@@ -198,6 +198,8 @@ export interface Heartbeat {
   role: Role;
   id: string;
   pid: number;
+  /** Drawn at the process's start (src/actor/incarnation.ts): a new one means the actor restarted. */
+  incarnation?: string;
   epoch: number;
   lastTxid: number;
   committedTxid: number;

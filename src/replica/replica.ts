@@ -6,6 +6,7 @@
  * dropped link resumes exactly after the last record Redis kept. An effect Redis refuses stops this copy: a fault,
  * reported in status and as an event.
  */
+import { INCARNATION } from "../actor/incarnation.js";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
@@ -208,6 +209,7 @@ export class Replica {
       role: "replica",
       id: this.id,
       pid: process.pid,
+      incarnation: INCARNATION,
       epoch: 0,
       lastTxid: this.committedSeen,
       committedTxid: this.committedSeen,
