@@ -11,8 +11,11 @@ import {
   SAMPLES_MAX,
   SETUP_TIMEOUT_MS,
   TEARDOWN_TIMEOUT_MS,
+  WARM_CLIENTS,
+  WARM_TIMEOUT_MS,
   WARMUP_MS,
   WATCHDOG_INTERVAL_MS,
+  benchWarmWrites,
 } from "./settings.js";
 import { latencySummary } from "./stats.js";
 import { cpuMsOf, type HopSummary, type LagSummary } from "./trace.js";
@@ -107,6 +110,11 @@ export async function runTarget(target: Target, clients: number, seconds: number
   try {
     process.stderr.write(`bench: ${label}: setting up\n`);
     await withDeadline(target.setup(clients), SETUP_TIMEOUT_MS, `${label} setup`);
+    const warmWrites = benchWarmWrites();
+    if (warmWrites > 0) {
+      process.stderr.write(`bench: ${label}: ${warmWrites} warm writes from ${WARM_CLIENTS} clients\n`);
+      await withDeadline(warm(target, clients, warmWrites), WARM_TIMEOUT_MS, `${label} warm writes`);
+    }
     process.stderr.write(`bench: ${label}: ${WARMUP_MS} ms warm-up, ${seconds} s measured\n`);
     const m = await measure(target, clients, seconds, ratePerSec);
     process.stderr.write(`bench: ${label}: ${Math.round(m.writesPerSec)} writes/s, p50 ${m.p50Ms.toFixed(3)} ms, p99 ${m.p99Ms.toFixed(3)} ms${m.note ? ` (${m.note})` : ""}\n`);
@@ -121,6 +129,27 @@ export async function runTarget(target: Target, clients: number, seconds: number
       process.stderr.write(`bench: ${label}: teardown: ${errorMessage(err)}\n`);
     }
   }
+}
+
+/**
+ * `writes` writes from WARM_CLIENTS concurrent loops, unmeasured. A target set up for fewer clients gets the loops
+ * spread over its clients (several writes in flight on one connection). Errors are counted; past ERRORS_MAX it is
+ * broken, and the warm-up says so.
+ */
+export async function warm(target: Target, clients: number, writes: number): Promise<void> {
+  let sent = 0;
+  let errors = 0;
+  const loop = async (k: number): Promise<void> => {
+    for (let i = 0; sent < writes; i++) {
+      sent++;
+      await target.write(k % clients, i).catch(() => {
+        errors++;
+        if (errors >= ERRORS_MAX) sent = writes;
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: WARM_CLIENTS }, (_, k) => loop(k)));
+  if (errors >= ERRORS_MAX) throw new Error(`${errors} errors in the warm writes`);
 }
 
 /** Samples array starts this big and doubles up to SAMPLES_MAX. */

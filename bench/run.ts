@@ -34,7 +34,7 @@ import { REDIS_BENCHMARK_TARGET, TARGETS as REDIS_BENCHMARK_TARGETS, runRedisBen
 import { benchmarkTable } from "./redis_benchmark_report.js";
 import { breakdownTable, cpuNotes, lagNotes, markdownTable, notes, textTable, withFloorRatios, writeJson } from "./report.js";
 import { sentinelFailover } from "./sentinel_failover.js";
-import { CONCURRENCIES, KEY_SPACE, VALUE_BYTES, WARMUP_MS, benchSeconds, benchTraceSample } from "./settings.js";
+import { CONCURRENCIES, KEY_SPACE, VALUE_BYTES, WARMUP_MS, benchSeconds, benchTraceSample, benchWarmWrites } from "./settings.js";
 
 /** BENCH_TARGETS name of the failover bench. */
 const FAILOVER_TARGET = "failover";
@@ -57,6 +57,8 @@ function version(command: string): string {
 async function main(): Promise<number> {
   killServersOnExit();
   const seconds = benchSeconds();
+  // Read before any measurement, so a bad value fails at once.
+  benchWarmWrites();
   // The machine is shared: the load around the run says how much the figures can be trusted.
   const loadBefore = os.loadavg()[0];
   const wanted = (process.env.BENCH_TARGETS ?? "").split(",").map((s) => s.trim().toLowerCase()).filter((s) => s !== "");
@@ -126,7 +128,7 @@ async function main(): Promise<number> {
     console.log(textTable(rows));
     for (const n of notes(rows)) console.log(`note: ${n}`);
     console.log("");
-    console.log(`<!-- ${stamp}, BENCH_SECONDS=${seconds} -->`);
+    console.log(`<!-- ${stamp}, BENCH_SECONDS=${seconds}, BENCH_WARM_WRITES=${benchWarmWrites()} -->`);
     console.log(markdownTable(rows));
     const breakdown = breakdownTable([...rows, ...paced]);
     if (breakdown !== null) {
@@ -166,7 +168,7 @@ async function main(): Promise<number> {
       date: new Date().toISOString(),
       machine,
       servers: { nats: version("nats-server"), redis: version("redis-server") },
-      workload: { seconds, warmupMs: WARMUP_MS, valueBytes: VALUE_BYTES, keys: KEY_SPACE, concurrencies: CONCURRENCIES },
+      workload: { seconds, warmWrites: benchWarmWrites(), warmupMs: WARMUP_MS, valueBytes: VALUE_BYTES, keys: KEY_SPACE, concurrencies: CONCURRENCIES },
       floor: FLOOR,
       results: rows,
       paced,

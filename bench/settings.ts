@@ -9,6 +9,16 @@ export const DEFAULT_SECONDS = 5;
 export const CONCURRENCIES = [1, 256] as const;
 /** Writes before the measured window, discarded: connection set-up, JIT, first allocations, fsync warm-up. */
 export const WARMUP_MS = 1000;
+/**
+ * Before that warm-up, every target first takes this many writes from WARM_CLIENTS concurrent clients, unmeasured
+ * (BENCH_WARM_WRITES; 0: none): a server runs warm. redis-qjm's actors are Node processes whose hot paths V8
+ * compiles only after thousands of calls; without this, the ×1 window measured their interpreter and compiler
+ * (×1 CPU per write fell by half over its first 25 s, bench/RESULTS.md "A warm cluster").
+ */
+export const DEFAULT_WARM_WRITES = 20_000;
+export const WARM_CLIENTS = 64;
+/** The warm writes must be done within this, or the target is declared stalled. */
+export const WARM_TIMEOUT_MS = 120_000;
 /** Bytes of every written value. */
 export const VALUE_BYTES = 100;
 /** Keys the writes are spread over. */
@@ -41,6 +51,15 @@ export function benchTraceSample(env: NodeJS.ProcessEnv = process.env): number {
   if (raw === undefined || raw === "") return DEFAULT_TRACE_SAMPLE;
   const n = Number(raw);
   if (!Number.isSafeInteger(n) || n < 0) throw new Error(`BENCH_TRACE_SAMPLE=${raw}: not a whole number ≥ 0`);
+  return n;
+}
+
+/** BENCH_WARM_WRITES, validated: a whole number ≥ 0. */
+export function benchWarmWrites(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.BENCH_WARM_WRITES;
+  if (raw === undefined || raw === "") return DEFAULT_WARM_WRITES;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`BENCH_WARM_WRITES=${raw}: not a whole number ≥ 0`);
   return n;
 }
 
