@@ -12,11 +12,12 @@ export const WARMUP_MS = 1000;
 /**
  * Before that warm-up, every target first takes this many writes from WARM_CLIENTS concurrent clients, unmeasured
  * (BENCH_WARM_WRITES; 0: none): a server runs warm. redis-qjm's actors are Node processes whose hot paths V8
- * compiles only after thousands of calls; without this, the ×1 window measured their interpreter and compiler
- * (×1 CPU per write fell by half over its first 25 s, bench/RESULTS.md "A warm cluster").
+ * compiles only after thousands of calls — a journal node's per batch, so few clients (small batches, many of them)
+ * warm it where 64 do not. Without this, the ×1 window measured their interpreter and compiler: ×1 CPU per write fell
+ * from ~14 to ~6.5 ms over a fresh cluster's first 30 s (bench/RESULTS.md "A warm cluster").
  */
 export const DEFAULT_WARM_WRITES = 20_000;
-export const WARM_CLIENTS = 64;
+export const WARM_CLIENTS = 8;
 /** The warm writes must be done within this, or the target is declared stalled. */
 export const WARM_TIMEOUT_MS = 120_000;
 /** Bytes of every written value. */
