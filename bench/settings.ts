@@ -48,19 +48,20 @@ export const CONNECT_TIMEOUT_MS = 5000;
 export const DEFAULT_TRACE_SAMPLE = 8;
 
 export function benchTraceSample(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env.BENCH_TRACE_SAMPLE;
-  if (raw === undefined || raw === "") return DEFAULT_TRACE_SAMPLE;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`BENCH_TRACE_SAMPLE=${raw}: not a whole number ≥ 0`);
-  return n;
+  return wholeNumberEnv(env, "BENCH_TRACE_SAMPLE", DEFAULT_TRACE_SAMPLE);
 }
 
 /** BENCH_WARM_WRITES, validated: a whole number ≥ 0. */
 export function benchWarmWrites(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env.BENCH_WARM_WRITES;
-  if (raw === undefined || raw === "") return DEFAULT_WARM_WRITES;
+  return wholeNumberEnv(env, "BENCH_WARM_WRITES", DEFAULT_WARM_WRITES);
+}
+
+/** The variable `name` as a whole number ≥ 0; `fallback` when unset or empty; anything else throws. */
+function wholeNumberEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
   const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`BENCH_WARM_WRITES=${raw}: not a whole number ≥ 0`);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${name}=${raw}: not a whole number ≥ 0`);
   return n;
 }
 
