@@ -13,7 +13,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Redis } from "ioredis";
 import { encode } from "../src/protocol/codec.js";
 import { Cleanup } from "./cleanup.js";
-import type { Target } from "./harness.js";
+import type { NamedProcess, Target } from "./harness.js";
 import { retryUntil } from "./harness.js";
 import { STREAM_SUBJECT, createReplicatedStream, startJetStreamCluster } from "./jetstream_cluster.js";
 import { connectNats, connectRedisClients, startBenchNats, startBenchRedis } from "./servers.js";
@@ -128,13 +128,13 @@ export function redisSetWaitTarget(dir: string): Target {
 export function jetStreamR3Target(dir: string): Target {
   const cleanup = new Cleanup();
   let js: JetStreamClient | undefined;
-  let pids: number[] = [];
+  let processes: NamedProcess[] = [];
   return {
     name: "JetStream R3 publish",
-    pids: () => pids,
+    processes: () => processes,
     async setup() {
       const servers = await startJetStreamCluster(cleanup, dir, JETSTREAM_REPLICAS);
-      pids = servers.map((s) => s.child.pid);
+      processes = servers.map((s, i) => ({ name: `nats-server ${i + 1}`, pid: s.child.pid }));
       // Clients connect to n1, wherever the stream leader was elected: as a client of a cluster would.
       const nc = await connectNats(cleanup, servers[0].url, "bench-clients");
       await createReplicatedStream(nc, JETSTREAM_REPLICAS);

@@ -18,7 +18,7 @@ import {
   benchWarmWrites,
 } from "./settings.js";
 import { latencySummary } from "./stats.js";
-import { cpuMsOf, type HopSummary, type LagSummary } from "./trace.js";
+import { cpuMsByRoot, type HopSummary, type LagSummary } from "./trace.js";
 
 /** Something that acknowledges writes. A fresh instance is made for every (target, concurrency) pair. */
 export interface Target {
@@ -29,10 +29,16 @@ export interface Target {
   write(clientIndex: number, i: number): Promise<void>;
   /** Closes connections and stops every server it started; also called after a failed or timed-out setup. */
   teardown(): Promise<void>;
-  /** The pids of its server processes (their descendants count too): their CPU time per acknowledged write. */
-  pids?(): number[];
+  /** Its server processes, each named (its descendants count with it): their CPU time per acknowledged write. */
+  processes?(): NamedProcess[];
   /** Told when the measured window opens and closes; returns what the target saw of itself in it (write traces). */
   window?: { open(): void; close(): TargetReport };
+}
+
+/** A server process of a target, e.g. a journal node: it and the processes it started (its redis-server). */
+export interface NamedProcess {
+  name: string;
+  pid: number;
 }
 
 /** What a traced target reports of its window. */
@@ -60,6 +66,8 @@ export interface Measurement {
   note?: string;
   /** CPU ms (user + system) of the target's processes over the window ÷ writes acknowledged in it. */
   cpuMsPerWrite?: number;
+  /** The same, process by process (NamedProcess, with its descendants). */
+  cpuByProcess?: { name: string; msPerWrite: number }[];
   /** The offered load when it was paced (writes/s for all clients together); absent: closed loop. */
   ratePerSec?: number;
   hops?: HopSummary;
@@ -165,21 +173,24 @@ interface InFlight {
  * What the window observes beside latencies: the target's CPU time (from /proc) and its own report, read when the
  * window opens (after the warm-up) and when it closes.
  */
-function windowProbe(target: Target, seconds: number): { close(): { cpuMs: number | null; report: TargetReport } } {
-  let cpuStartMs: number | null = null;
+function windowProbe(target: Target, seconds: number): { close(): { cpu: { name: string; ms: number }[] | null; report: TargetReport } } {
+  let processes: NamedProcess[] = [];
+  let cpuStartMs: number[] | null = null;
   let opened = false;
-  let closed: { cpuMs: number | null; report: TargetReport } | null = null;
+  let closed: { cpu: { name: string; ms: number }[] | null; report: TargetReport } | null = null;
   const close = () => {
     if (closed !== null) return closed;
     clearTimeout(openTimer);
     clearTimeout(closeTimer);
-    const cpuMs = opened && cpuStartMs !== null && target.pids ? cpuMsOf(target.pids()) - cpuStartMs : null;
-    closed = { cpuMs, report: opened ? (target.window?.close() ?? {}) : {} };
+    const end = opened && cpuStartMs !== null ? cpuMsByRoot(processes.map((p) => p.pid)) : null;
+    const cpu = end === null ? null : processes.map((p, i) => ({ name: p.name, ms: end[i] - cpuStartMs![i] }));
+    closed = { cpu, report: opened ? (target.window?.close() ?? {}) : {} };
     return closed;
   };
   const openTimer = setTimeout(() => {
     opened = true;
-    if (target.pids) cpuStartMs = cpuMsOf(target.pids());
+    processes = target.processes?.() ?? [];
+    if (processes.length > 0) cpuStartMs = cpuMsByRoot(processes.map((p) => p.pid));
     target.window?.open();
   }, WARMUP_MS);
   const closeTimer = setTimeout(close, WARMUP_MS + seconds * 1000);
@@ -272,11 +283,13 @@ async function measure(target: Target, clients: number, seconds: number, ratePer
   } finally {
     clearInterval(watchdog);
   }
-  const { cpuMs, report } = probe.close();
+  const { cpu, report } = probe.close();
 
   const windowSeconds = Number(windowEndNs - windowStartNs) / 1e9;
   const { p50Ms, p99Ms } = latencySummary(samples, count);
   if (note === undefined && errors > 0) note = `${errors} errors, last: ${lastError}`;
-  const cpuMsPerWrite = cpuMs !== null && count > 0 ? cpuMs / count : undefined;
-  return { target: target.name, clients, seconds: windowSeconds, writes: count, writesPerSec: count / windowSeconds, p50Ms, p99Ms, errors, note, cpuMsPerWrite, ratePerSec, ...report };
+  const perWrite = cpu !== null && count > 0;
+  const cpuMsPerWrite = perWrite ? cpu.reduce((sum, p) => sum + p.ms, 0) / count : undefined;
+  const cpuByProcess = perWrite ? cpu.map((p) => ({ name: p.name, msPerWrite: p.ms / count })) : undefined;
+  return { target: target.name, clients, seconds: windowSeconds, writes: count, writesPerSec: count / windowSeconds, p50Ms, p99Ms, errors, note, cpuMsPerWrite, cpuByProcess, ratePerSec, ...report };
 }

@@ -14,7 +14,7 @@ import { parseTraceApplied, parseWriteTrace, type TraceApplied } from "../src/pr
 import { subjects } from "../src/protocol/subjects.js";
 import { traceNow } from "../src/util/trace_clock.js";
 import { Cleanup, trackServer } from "./cleanup.js";
-import { retryUntil, type Target } from "./harness.js";
+import { retryUntil, type NamedProcess, type Target } from "./harness.js";
 import { connectNats, freePortRange, startBenchNats } from "./servers.js";
 import { REQUEST_TIMEOUT_MS, benchTraceSample } from "./settings.js";
 import { replicaLag, summarizeHops, type ClientTrace } from "./trace.js";
@@ -30,7 +30,7 @@ export function qjmTarget(dir: string): Target {
   const traceSample = benchTraceSample();
   let nc: NatsConnection | undefined;
   let writeSubject = "";
-  let pids: number[] = [];
+  let processes: NamedProcess[] = [];
   // Collected only while the window is open.
   let collecting = false;
   const traces: ClientTrace[] = [];
@@ -59,7 +59,7 @@ export function qjmTarget(dir: string): Target {
       // Should the bench die early, its actors are killed by pid like its own servers.
       for (const child of cluster.actors.values()) trackServer(child, "actors");
       // Every process of the cluster: its nats-server, and the actors with the redis-servers they started.
-      pids = [nats.child.pid, ...[...cluster.actors.values()].map((child) => child.pid)];
+      processes = [{ name: "nats-server", pid: nats.child.pid }, ...[...cluster.actors].map(([name, child]) => ({ name, pid: child.pid }))];
       nc = await connectNats(cleanup, cluster.natsUrl, "bench-clients");
       const s = subjects(cluster.cluster);
       writeSubject = s.write;
@@ -69,7 +69,7 @@ export function qjmTarget(dir: string): Target {
     },
     write,
     teardown: () => cleanup.run(),
-    pids: () => pids,
+    processes: () => processes,
     window: {
       open() {
         collecting = traceSample > 0;

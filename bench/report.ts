@@ -79,7 +79,8 @@ export function cpuNotes(rows: readonly Measurement[], reference: string): strin
     .map((r) => {
       const ref = rows.find((x) => x.target === reference && x.clients === r.clients && x.cpuMsPerWrite !== undefined);
       const ratio = ref === undefined ? "" : ` = ${(r.cpuMsPerWrite! / ref.cpuMsPerWrite!).toFixed(1)}× ${reference}'s ${ref.cpuMsPerWrite!.toFixed(3)}`;
-      return `CPU per acked write, ${r.target} ×${r.clients}: ${r.cpuMsPerWrite!.toFixed(3)} ms${ratio}`;
+      const byProcess = r.cpuByProcess === undefined ? "" : `; by process (each with what it started): ${r.cpuByProcess.map((p) => `${p.name} ${fixed(p.msPerWrite, 3)}`).join(", ")}`;
+      return `CPU per acked write, ${r.target} ×${r.clients}: ${r.cpuMsPerWrite!.toFixed(3)} ms${ratio}${byProcess}`;
     });
 }
 

@@ -179,8 +179,8 @@ export function ticksPerSecond(): number {
   return clockTicks;
 }
 
-/** CPU ms (user + system) so far of `roots` and all their descendants: every /proc/<pid>/stat read once. */
-export function cpuMsOf(roots: readonly number[]): number {
+/** Every process's /proc/<pid>/stat, each read once. */
+function procStats(): ProcStat[] {
   const stats: ProcStat[] = [];
   for (const name of fs.readdirSync("/proc")) {
     if (!/^\d+$/.test(name)) continue;
@@ -191,5 +191,16 @@ export function cpuMsOf(roots: readonly number[]): number {
       // gone since readdir
     }
   }
-  return (treeTicks(stats, roots) * 1000) / ticksPerSecond();
+  return stats;
+}
+
+/** CPU ms (user + system) so far of `roots` and all their descendants. */
+export function cpuMsOf(roots: readonly number[]): number {
+  return (treeTicks(procStats(), roots) * 1000) / ticksPerSecond();
+}
+
+/** CPU ms so far of each root with its own descendants, in the order given (one read of /proc for all). */
+export function cpuMsByRoot(roots: readonly number[]): number[] {
+  const stats = procStats();
+  return roots.map((root) => (treeTicks(stats, [root]) * 1000) / ticksPerSecond());
 }

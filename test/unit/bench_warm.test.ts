@@ -1,6 +1,7 @@
-/** The bench's warm writes (bench/harness.ts `warm`) and BENCH_WARM_WRITES (bench/settings.ts). */
+/** The bench's warm writes (bench/harness.ts `warm`), BENCH_WARM_WRITES (bench/settings.ts) and its CPU notes (bench/report.ts). */
 import test from "ava";
 import { warm, type Target } from "../../bench/harness.js";
+import { cpuNotes } from "../../bench/report.js";
 import { DEFAULT_WARM_WRITES, ERRORS_MAX, WARM_CLIENTS, benchWarmWrites } from "../../bench/settings.js";
 
 function countingTarget(fail: (n: number) => boolean): Target & { byClient: Map<number, number>; calls: () => number; peak: () => number } {
@@ -52,4 +53,11 @@ test("BENCH_WARM_WRITES - default, 0, and bad values refused", (t) => {
   t.is(benchWarmWrites({ BENCH_WARM_WRITES: "0" }), 0);
   t.is(benchWarmWrites({ BENCH_WARM_WRITES: "5000" }), 5000);
   for (const bad of ["-1", "1.5", "x", "1e400"]) t.throws(() => benchWarmWrites({ BENCH_WARM_WRITES: bad }), { message: /BENCH_WARM_WRITES/ });
+});
+
+test("cpuNotes - CPU per write as a ratio to the reference, then process by process", (t) => {
+  const row = (target: string, cpuMsPerWrite: number, cpuByProcess?: { name: string; msPerWrite: number }[]) =>
+    ({ target, clients: 1, seconds: 5, writes: 100, writesPerSec: 20, p50Ms: 1, p99Ms: 2, errors: 0, cpuMsPerWrite, cpuByProcess });
+  const notes = cpuNotes([row("ref", 0.5), row("qjm", 2, [{ name: "nats-server", msPerWrite: 0.75 }, { name: "jn1", msPerWrite: 1.25 }])], "ref");
+  t.deepEqual(notes, ["CPU per acked write, qjm ×1: 2.000 ms = 4.0× ref's 0.500; by process (each with what it started): nats-server 0.750, jn1 1.250"]);
 });
