@@ -28,7 +28,7 @@ import type { Logger } from "../util/log.js";
 import { EffectStream, type Step } from "./effect_stream.js";
 import { JournalClient } from "./journal_client.js";
 import { JournalFanout } from "./journal_fanout.js";
-import { MasterCore, isEmptyReady, type MasterReady, type SendOrder, type SendRef } from "./master_core.js";
+import { MasterCore, batchGroups, isEmptyReady, type MasterReady, type SendOrder, type SendRef } from "./master_core.js";
 import { MasterRedis, type AdoptedRedis } from "./master_redis.js";
 import { HandoverDrain } from "./handover_drain.js";
 import { masterStatus } from "./master_status.js";
@@ -465,12 +465,7 @@ export class Master {
    * one fan-out publish, a send to one node (a resend, a rejoin, the catch-up's) as a request.
    */
   private sendBatches(sends: readonly SendOrder[]): void {
-    for (let i = 0; i < sends.length; ) {
-      let j = i + 1;
-      while (j < sends.length && sends[j].batch === sends[i].batch && sends[j].epoch === sends[i].epoch && sends[j].ref.resend === sends[i].ref.resend) j++;
-      this.sendBatch(sends.slice(i, j));
-      i = j;
-    }
+    for (const group of batchGroups(sends)) this.sendBatch(group);
   }
 
   /** One batch to one or more nodes: every send's ref gets exactly one answer (a node's reply, or TIMEOUT). */

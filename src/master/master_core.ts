@@ -159,6 +159,22 @@ export function isEmptyReady(r: MasterReady): boolean {
   return lists === 0 && !flags && r.roll === null && r.reset === null && r.failed === null;
 }
 
+/**
+ * A Ready's sends cut into batches: the sends of one batch to several nodes (one WriterCore output: adjacent, the same
+ * `Batch`, epoch and kind) form one group, which the driver publishes once as a fan-out (master.ts, issue #13; the
+ * simulator's master likewise, so that its replicas hear the same fan-outs); any other send is a group of its own.
+ */
+export function batchGroups(sends: readonly SendOrder[]): SendOrder[][] {
+  const groups: SendOrder[][] = [];
+  for (let i = 0; i < sends.length; ) {
+    let j = i + 1;
+    while (j < sends.length && sends[j].batch === sends[i].batch && sends[j].epoch === sends[i].epoch && sends[j].ref.resend === sends[i].ref.resend) j++;
+    groups.push(sends.slice(i, j));
+    i = j;
+  }
+  return groups;
+}
+
 export class MasterCore {
   private out: MasterReady = emptyReady();
   private nowMs = 0;

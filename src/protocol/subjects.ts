@@ -51,7 +51,9 @@ export const subjects = (cluster: string) => ({
   /**
    * The master's commit index (CommitHint), published once per commit, before the next batch goes out: journal nodes
    * learn it (as a batch's committedTxid, under the same checks; no reply), replicas wake from their backstop pause
-   * and read. A hint only: a replica applies only what a journal node serves as committed.
+   * and read. To a read it is a hint only (a replica applies what a journal node serves as committed); to the records a
+   * replica keeps from the batch fan-out it is the writer's commit index of its epoch (replica_feed.ts), which only
+   * masters and data nodes may publish (auth.ts).
    */
   committed: `qjm.${cluster}.committed`,
   /** Transitions (masked, restored, recovery decisions…), one JSON-able event each. */

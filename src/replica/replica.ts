@@ -21,8 +21,8 @@ import { startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
 import { ActorMetrics, type ReplicaMetrics } from "../metrics/actor_metrics.js";
 import { JournalClient } from "../master/journal_client.js";
-import { parseBatchFanout, parseCommitHint, type ActorStatus, type TraceApplied } from "../protocol/messages.js";
-import { decode, encode } from "../protocol/codec.js";
+import type { ActorStatus, TraceApplied } from "../protocol/messages.js";
+import { encode } from "../protocol/codec.js";
 import { subjects } from "../protocol/subjects.js";
 import { traceNow } from "../util/trace_clock.js";
 import { redisPassword, startRedisServer, type RedisServer } from "../redis/redis_server.js";
@@ -30,13 +30,14 @@ import { APPLIED_KEY, ApplyError, applyRecords, readAppliedMarker } from "../red
 import { Feeder } from "../redis/feeder.js";
 import { CommandTable } from "../redis/command_table.js";
 import { decodeRecordPayload, recordRange, type RecordView } from "../segment/record.js";
-import { ErrorCode, QjmError } from "../protocol/errors.js";
+import { ErrorCode } from "../protocol/errors.js";
 import type { DedupeWindow } from "../dedupe/dedupe_window.js";
 import { warmFrom, WindowWarmup } from "../dedupe/window_warmup.js";
 import { assert } from "../util/assert.js";
 import { writeFileDurably } from "../util/durable_file.js";
 import type { Logger } from "../util/log.js";
 import { FanoutBuffer } from "./fanout_buffer.js";
+import { ReplicaFeed } from "./replica_feed.js";
 import { ReplicaCore, SnapshotSchedule, type ReadOutcome } from "./replica_core.js";
 
 export { APPLIED_KEY };
@@ -63,11 +64,12 @@ export class Replica {
   private hintWakes = false;
   /** The master's commit hints (subjects.ts `committed`). */
   private hints: Subscription | null = null;
-  /** The master's batch fan-out (subjects.ts `batch`), kept until committed; null with replicaFanoutBytesMax 0. */
-  private fanout: FanoutBuffer | null = null;
+  /**
+   * The master's commit hints and batch fan-out (subjects.ts `batch`: its records kept until committed, no buffer with
+   * replicaFanoutBytesMax 0), and where applied records came from (status: how often the fan-out served).
+   */
+  private feed = new ReplicaFeed(null);
   private batches: Subscription | null = null;
-  /** Records applied from the fan-out and from journal node reads (status: how often the fan-out served). */
-  private readonly sources = { fanout: 0, read: 0, badFanouts: 0 };
   /** Journal nodes that served bad records, reported to the master in heartbeats for a while. */
   private readonly faultyNodes = new Map<string, { reason: string; atMs: number }>();
   private readonly jc: JournalClient;
@@ -143,7 +145,7 @@ export class Replica {
     const s = subjects(this.config.cluster);
     this.hints = this.nc.subscribe(s.committed, { callback: (err, msg) => void (err === null && this.onHint(msg.data)) });
     if (this.config.replicaFanoutBytesMax > 0) {
-      this.fanout = new FanoutBuffer(this.config.replicaFanoutBytesMax);
+      this.feed = new ReplicaFeed(new FanoutBuffer(this.config.replicaFanoutBytesMax));
       this.batches = this.nc.subscribe(s.batch, { callback: (err, msg) => void (err === null && this.onFanout(msg.data)) });
     }
     this.loop = this.tail();
@@ -153,46 +155,23 @@ export class Replica {
     return new ReplicaCore(this.config.journalNodes, applied, { pollMs: this.config.replicaPollMs, backstopMs: this.config.replicaBackstopPollMs });
   }
 
-  /** A commit hint: ends the idle pause if it names a commit not applied yet. Bad input is logged, never acted on. */
+  /** A commit hint (ReplicaFeed): ends the idle pause if it names a commit not applied yet. Bad input is logged, never acted on. */
   private onHint(data: Uint8Array): void {
-    let hint: { epoch: number; committedTxid: number };
-    try {
-      hint = parseCommitHint(decode(data));
-    } catch (err) {
-      const code = err instanceof QjmError ? err.code : ErrorCode.BAD_REQUEST;
-      this.log.warn({ code, err: (err as Error).message }, "ignored a malformed commit hint");
-      return;
-    }
-    this.fanout?.onCommit(hint.epoch, hint.committedTxid);
-    this.heard(hint.committedTxid);
-  }
-
-  /** A commit index heard of: ends the idle pause if it is not applied yet. */
-  private heard(committedTxid: number): void {
-    if (this.core?.onHint(committedTxid) === true && this.hintWakes) this.wake?.();
+    const heard = this.feed.hint(this.core, data);
+    if (heard.ignored !== null) return void this.log.warn({ code: heard.ignored.code, err: heard.ignored.message }, "ignored a malformed commit hint");
+    if (heard.wake && this.hintWakes) this.wake?.();
   }
 
   /**
-   * A batch the master fanned out to the journal nodes: its records are kept (FanoutBuffer) until a commit index of
-   * their epoch covers them, and the commit index it carries is heard of. Bad input is logged and dropped: those
-   * txids are read from a journal node.
+   * A batch the master fanned out to the journal nodes (ReplicaFeed): its records are kept until a commit index of their
+   * epoch covers them, and the commit index it carries is heard of. Bad input is counted, logged at the first and every
+   * 1000th, and dropped: those txids are read from a journal node.
    */
   private onFanout(data: Uint8Array): void {
-    let verdict: string;
-    let committedTxid: number;
-    try {
-      const b = parseBatchFanout(decode(data));
-      committedTxid = b.committedTxid;
-      verdict = this.fanout!.onBatch(b);
-    } catch (err) {
-      verdict = `malformed: ${(err as Error).message}`;
-      committedTxid = 0;
-    }
-    if (verdict !== "kept") {
-      if (this.sources.badFanouts++ % 1000 === 0) this.log.warn({ verdict, badFanouts: this.sources.badFanouts }, "ignored a batch fan-out whose records fail the checks (read from the journal nodes instead)");
-      return;
-    }
-    this.heard(committedTxid);
+    const heard = this.feed.fanout(this.core, data);
+    const bad = this.feed.sources.badFanouts;
+    if (heard.ignored !== null && bad % 1000 === 1) this.log.warn({ verdict: heard.ignored.message, badFanouts: bad }, "ignored a batch fan-out whose records fail the checks (read from the journal nodes instead)");
+    if (heard.wake && this.hintWakes) this.wake?.();
   }
 
   /**
@@ -224,7 +203,7 @@ export class Replica {
         snapshotting: this.snapshotRunning !== null,
         progress: this.progress,
         catchUp: this.catchUp(),
-        appliedFrom: { ...this.sources, buffered: this.fanout?.stats ?? null },
+        appliedFrom: { ...this.feed.sources, buffered: this.feed.buffer?.stats ?? null },
       },
     });
   }
@@ -262,7 +241,7 @@ export class Replica {
       if (this.windowFrom !== null) await this.warmWindow();
       const core = this.core!;
       const { node, fromTxid } = core.nextRead();
-      const outcome = this.takeBuffered(core, fromTxid) ?? (await this.read(core, node, fromTxid));
+      const outcome = this.takeBuffered(core) ?? (await this.read(core, node, fromTxid));
       if (outcome === null) break;
       if (outcome.kind === "bootstrap") {
         await this.bootstrap(fromTxid);
@@ -298,15 +277,13 @@ export class Replica {
     }
   }
 
-  /** The next records from the fan-out, if it holds them committed (FanoutBuffer); null: read them from a node. */
-  private takeBuffered(core: ReplicaCore, fromTxid: number): ReadOutcome | null {
-    const records = this.fanout?.take(fromTxid, this.config.readRecordsMax) ?? [];
-    if (records.length === 0) return null;
-    const committed = this.fanout!.committedTxid;
-    this.committedSeen = Math.max(this.committedSeen, committed);
-    this.catchUpTo ??= committed;
-    this.sources.fanout += records.length;
-    return core.onBuffered(records, committed);
+  /** The next records from the fan-out, if it holds them committed (ReplicaFeed); null: read them from a node. */
+  private takeBuffered(core: ReplicaCore): ReadOutcome | null {
+    const taken = this.feed.take(core, this.config.readRecordsMax);
+    if (taken === null) return null;
+    this.committedSeen = Math.max(this.committedSeen, taken.committedTxid);
+    this.catchUpTo ??= taken.committedTxid;
+    return taken.outcome;
   }
 
   /** Reads from `node`, judged by the core; null once tailing stops. */
@@ -321,8 +298,7 @@ export class Replica {
       this.committedSeen = Math.max(this.committedSeen, reply.read.committedTxid);
       this.catchUpTo ??= reply.read.committedTxid;
     }
-    if (outcome.kind === "apply") this.sources.read += outcome.records.length;
-    return outcome;
+    return this.feed.read(outcome);
   }
 
   /**

@@ -6,9 +6,10 @@
  *
  * Pacing (issue #13 P4): the master fans out its commit index after each commit (CommitHint). A hint above the applied
  * txid ends the adapter's pause at once; a replica that applied everything it heard of waits `backstopMs` (a lost hint
- * costs that much lag, no more). A hint is only a hint: it decides when to read, never what to apply — the records still
- * come from a journal node, committed ones only. One no node confirms is retried once after `pollMs`, then forgotten: a
- * forged hint costs at most two rounds of reads.
+ * costs that much lag, no more). To this core a hint is only a hint: it decides when to read, never what to apply — the
+ * records still come from a journal node, committed ones only. One no node confirms is retried once after `pollMs`,
+ * then forgotten: a forged hint costs at most two rounds of reads. (The fan-out's records, `onBuffered`, are another
+ * matter: their epoch's commit index covers them, and that index is the writer's: replica_feed.ts.)
  */
 import { checkRun, type RecordView } from "../segment/record.js";
 import { assert } from "../util/assert.js";

@@ -9,6 +9,7 @@ import { MasterCore, type MasterLimits, type NewWriter } from "../master/master_
 import { RecoveryCore, type RecoveryLimits } from "../master/recovery_core.js";
 import { RestorerCore, type RestorerLimits, type RestorerWriterView } from "../master/restorer_core.js";
 import { WriterCore, type WriterLimits } from "../master/writer_core.js";
+import { FanoutBuffer } from "../replica/fanout_buffer.js";
 import { ReplicaCore, type ReplicaPace } from "../replica/replica_core.js";
 import { DataNodeCore, type DataNodeLimits } from "../datanode/data_node_core.js";
 
@@ -22,6 +23,8 @@ export interface SimCores {
   recoveryCore(nodes: readonly string[], limits: RecoveryLimits, newClusterId: string): RecoveryCore;
   restorerCore(node: string, writer: RestorerWriterView, clusterId: string, limits: RestorerLimits): RestorerCore;
   replicaCore(nodes: readonly string[], appliedTxid: number, pace: ReplicaPace): ReplicaCore;
+  /** A replica's copy of the master's batch fan-out (issue #13 P4), kept until its own epoch commits it. */
+  fanoutBuffer(bytesMax: number): FanoutBuffer;
   /** A data node's role changes (its election included). */
   dataNodeCore(id: string, priority: number, limits: DataNodeLimits, nowMs: number, journalNodes: readonly string[]): DataNodeCore;
   /** What replicas ask journal nodes for: committed records only (true: a deliberately wrong replica). */
@@ -41,6 +44,7 @@ export const realCores: SimCores = {
   recoveryCore: (nodes, limits, newClusterId) => new RecoveryCore(nodes, limits, newClusterId),
   restorerCore: (node, writer, clusterId, limits) => new RestorerCore(node, writer, clusterId, limits),
   replicaCore: (nodes, appliedTxid, pace) => new ReplicaCore(nodes, appliedTxid, pace),
+  fanoutBuffer: (bytesMax) => new FanoutBuffer(bytesMax),
   dataNodeCore: (id, priority, limits, nowMs) => new DataNodeCore(id, priority, limits, nowMs),
   replicaReadsUncommitted: false,
   replayExpiresByOwnClock: false,

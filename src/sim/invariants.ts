@@ -157,7 +157,8 @@ export class Invariants {
   private readonly promised = new Map<string, number>();
   private readonly applied = new Map<string, number>();
   private readonly flipped = new Set<string>();
-  counts = { applied: 0, recoveredReads: 0, corruptReadsRefused: 0, writers: 0 };
+  /** `appliedFromFanout`: of `applied`, the records a replica took from the master's batch fan-out, not a read. */
+  counts = { applied: 0, appliedFromFanout: 0, recoveredReads: 0, corruptReadsRefused: 0, fanoutsRefused: 0, writers: 0 };
   /** The committed record of each write id, `client#seq` → txid (learnt where committed records are learnt). */
   private readonly committedIds = new Map<string, number>();
   /** Each connection's writes commit in its order (ConnectionOrder). */
@@ -290,8 +291,8 @@ export class Invariants {
     this.maxAcked = Math.max(this.maxAcked, txid);
   }
 
-  /** A replica applies a record (after its core validated it). */
-  replicaApplies(replica: string, txid: number, epoch: number, payload: Uint8Array): void {
+  /** A replica applies a record (after its core validated it), read from a journal node or taken from the fan-out. */
+  replicaApplies(replica: string, txid: number, epoch: number, payload: Uint8Array, from: "read" | "fanout" = "read"): void {
     const last = this.applied.get(replica) ?? 0;
     if (txid !== last + 1) fail(`${replica} applies txid ${txid} after ${last}: out of order or twice`);
     const c = this.committed.get(txid);
@@ -299,6 +300,7 @@ export class Invariants {
     if (c.epoch !== epoch || !samePayload(c.payload, payload)) fail(`${replica} applies a record at txid ${txid} other than the committed one`);
     this.applied.set(replica, txid);
     this.counts.applied++;
+    if (from === "fanout") this.counts.appliedFromFanout++;
   }
 
   /** A replica restarts from the applied txid its (persistent) Redis holds. */
@@ -359,6 +361,11 @@ export class Invariants {
 
   corruptReadRefused(): void {
     this.counts.corruptReadsRefused++;
+  }
+
+  /** A replica ignored a batch fan-out (malformed, or its records fail the checks): it reads those txids instead. */
+  fanoutRefused(): void {
+    this.counts.fanoutsRefused++;
   }
 
   /**

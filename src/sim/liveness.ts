@@ -104,7 +104,7 @@ export function runPhases(sim: { clock: SimClock; trace: Trace; invariants: Inva
 }
 
 /** The layout's own counts in a result. */
-export type LayoutStats = Pick<SimResult["stats"], "forged" | "journalNodes" | "masters" | "replicas" | "faults" | "rejoins" | "rolls" | "takeovers" | "switchovers" | "handedOver">;
+export type LayoutStats = Pick<SimResult["stats"], "forged" | "journalNodes" | "masters" | "replicas" | "faults" | "rejoins" | "rolls" | "takeovers" | "switchovers" | "handedOver" | "fanouts">;
 
 /** A run's result: what the loop ended with, the client's and the invariants' counts, and the layout's. */
 export function simResult(seed: number, sim: { clock: SimClock; trace: Trace; invariants: Invariants; client: SimClient }, outcome: PhaseOutcome, layout: LayoutStats): SimResult {
@@ -124,6 +124,9 @@ export function simResult(seed: number, sim: { clock: SimClock; trace: Trace; in
       unknown: client.counts.unknown,
       committed: invariants.maxCommitted,
       applied: invariants.counts.applied,
+      appliedFromFanout: invariants.counts.appliedFromFanout,
+      appliedFromReads: invariants.counts.applied - invariants.counts.appliedFromFanout,
+      fanoutsRefused: invariants.counts.fanoutsRefused,
       writers: invariants.counts.writers,
       corruptReadsRefused: invariants.counts.corruptReadsRefused,
       livenessNotPromised: outcome.livenessNotPromised,

@@ -49,12 +49,17 @@ function main(args: string[]): number {
   const from = flag(args, "--from") ?? 1;
   const started = process.hrtime.bigint();
   let failed = 0;
-  const totals = { acked: 0, committed: 0, applied: 0, writers: 0, faults: 0, corruptReadsRefused: 0, rejoins: 0, rolls: 0, livenessNotPromised: 0, retries: 0, duplicates: 0, takeovers: 0, switchovers: 0, handedOver: 0, keyspaceChecks: 0, lateTtls: 0, orderPairs: 0, lateUnknown: 0, twinRan: 0, steps: 0 };
+  const totals = { acked: 0, committed: 0, applied: 0, appliedFromFanout: 0, appliedFromReads: 0, fanouts: 0, fanoutsRefused: 0, seedsFedByFanout: 0, writers: 0, faults: 0, corruptReadsRefused: 0, rejoins: 0, rolls: 0, livenessNotPromised: 0, retries: 0, duplicates: 0, takeovers: 0, switchovers: 0, handedOver: 0, keyspaceChecks: 0, lateTtls: 0, orderPairs: 0, lateUnknown: 0, twinRan: 0, steps: 0 };
   for (let seed = from; seed < from + count; seed++) {
     const r = run(seed, false);
     totals.acked += r.stats.acked;
     totals.committed += r.stats.committed;
     totals.applied += r.stats.applied;
+    totals.appliedFromFanout += r.stats.appliedFromFanout;
+    totals.appliedFromReads += r.stats.appliedFromReads;
+    totals.fanouts += r.stats.fanouts;
+    totals.fanoutsRefused += r.stats.fanoutsRefused;
+    if (r.stats.appliedFromFanout > 0) totals.seedsFedByFanout++;
     totals.writers += r.stats.writers;
     totals.faults += r.stats.faults;
     totals.corruptReadsRefused += r.stats.corruptReadsRefused;

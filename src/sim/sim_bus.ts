@@ -28,6 +28,11 @@ export type SimMessage =
   | { kind: "reply"; id: number; body: Uint8Array }
   /** The master's commit hint (msgpack CommitHint), one copy per journal node and replica (production: one fan-out publish). */
   | { kind: "commitHint"; body: Uint8Array }
+  /**
+   * A batch for several journal nodes as the replicas hear it (msgpack BatchFanout, production's one publish on
+   * `qjm.<cluster>.batch`): one copy per replica (or data node), each delayed, lost or doubled on its own.
+   */
+  | { kind: "fanout"; body: Uint8Array }
   /** A journal node's presence, heard by the masters (NodeWatch). */
   | { kind: "heartbeat" }
   /** A client's write; `writeId` (client, seq) is the same on each retry of it, null for a write sent without one. */

@@ -127,6 +127,11 @@ export class SimDataNode implements SimActor {
     return this.master.rolls;
   }
 
+  /** Batch fan-outs its master role published. */
+  get fanouts(): number {
+    return this.master.fanouts;
+  }
+
   get isFrozen(): boolean {
     return this.frozen;
   }
@@ -205,6 +210,7 @@ export class SimDataNode implements SimActor {
       case "heartbeat":
         return this.master.onMessage(from, msg);
       case "commitHint":
+      case "fanout":
         return this.replica?.onMessage(from, msg);
       case "probe":
         return void this.bus.send(this.id, from, { kind: "probeAnswer", id: msg.id, answer: { kind: "answered", role: this.core.role, epoch: this.core.epoch } });

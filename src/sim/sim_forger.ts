@@ -10,6 +10,16 @@
  * at the segment's true end, a well-formed format. A startSegment past the node's end it does send, with the cluster's
  * id and any epoch: a node refuses it before promising anything (issue #10; only a writer's catch-up leaves a hole). A higher epoch it does send (newEpoch, prepareRecovery…): it fences the real writer, who then
  * wins the next one; it stays far below 2^32 - 1 so that one remains.
+ *
+ * Replicas (and data nodes) it sends commit hints and batch fan-outs (issue #13 P4): garbage, batches whose records fail
+ * the checks (a flipped byte, a count that lies, a gap inside, records of another epoch than the batch's) in any epoch,
+ * stale, current or huge, with any commit index, and batches whose records scan clean — at the replica's next txids
+ * too — in a huge epoch no writer holds (FORGED_BATCH_EPOCHS), committing none of them. What it does not send them: a
+ * commit index in an epoch a writer holds or held, nor one in the huge epochs of its own clean records. A replica's
+ * fan-out buffer hands out the records a commit index of their own epoch covers: that index is the writer's word, as a
+ * batch is to a journal node, and only NATS's permissions keep it the writer's (only masters and data nodes may publish
+ * on `committed` and `batch`). Its hints to replicas name epochs of their own (HINT_EPOCHS): they wake reads, as any
+ * hint may, and commit nothing.
  */
 import type { Config } from "../config/config.js";
 import { decode, encode } from "../protocol/codec.js";
@@ -22,6 +32,11 @@ import type { Trace } from "./trace.js";
 
 /** How far above the highest promise it saw a forged epoch goes (it must leave the real writer room in u32). */
 export const FORGED_EPOCH_STEP_MAX = 3;
+
+/** The epochs of the forger's clean fan-out records: no writer reaches them, and no commit index the forger sends names them. */
+export const FORGED_BATCH_EPOCHS = { min: 2 ** 32 - 6, max: 2 ** 32 - 1 };
+/** The epochs of the forger's commit indexes to replicas (hints, empty fan-outs): no writer's, no records'. */
+export const HINT_EPOCHS = { min: 2 ** 31, max: 2 ** 31 + 1000 };
 
 const BOUNDARY_INTEGERS = [-1, 0.5, 2 ** 32 - 1 + 1, 2 ** 32 + 5, 2 ** 40, 2 ** 53 - 1, 2 ** 53, Number.MAX_VALUE, Infinity, NaN];
 
@@ -78,6 +93,7 @@ export class SimForger implements SimActor {
   }
 
   private forgeOne(): void {
+    if (this.replicas.length > 0 && this.prng.chance(0.15)) return this.forgeFanout();
     if (this.prng.chance(0.2)) return this.forgeHint();
     const node = this.prng.pick(this.journalNodes);
     const body = this.forgedRequest();
@@ -94,10 +110,67 @@ export class SimForger implements SimActor {
     const to = this.prng.pick([...this.journalNodes, ...this.replicas]);
     const toReplica = this.replicas.includes(to);
     const committedTxid = this.prng.chance(0.5) ? this.farTxid() : this.integer(this.lastTxidSeen);
-    const epoch = toReplica ? this.anyEpoch() : this.prng.pick([0, ...BOUNDARY_INTEGERS]);
+    const epoch = toReplica ? this.hintEpoch() : this.prng.pick([0, ...BOUNDARY_INTEGERS]);
     const body = this.prng.chance(0.2) ? Uint8Array.from({ length: this.prng.int(0, 16) }, () => this.prng.int(0, 255)) : encode({ epoch, segmentTxid: this.integer(this.lastTxidSeen), committedTxid });
     this.sent++;
     this.bus.send(this.id, to, { kind: "commitHint", body });
+  }
+
+  /** An epoch for a commit index to a replica: garbage, or one of HINT_EPOCHS (see the header). */
+  private hintEpoch(): unknown {
+    return this.prng.chance(0.2) ? this.prng.pick([0, ...BOUNDARY_INTEGERS]) : this.prng.int(HINT_EPOCHS.min, HINT_EPOCHS.max);
+  }
+
+  /**
+   * A batch fan-out to a replica (see the header): garbage; an empty batch carrying a commit index (as a hint's); records
+   * that fail the checks in any epoch, with any commit index; or clean records in a huge epoch, which none commits (its
+   * commit index stays 0: any other would commit the clean records of an earlier forged batch in that epoch).
+   */
+  private forgeFanout(): void {
+    const to = this.prng.pick(this.replicas);
+    const near = this.lastTxidSeen;
+    const firstTxid = this.prng.chance(0.7) ? near + this.prng.int(1, 3) : this.farTxidNumber();
+    const base = { type: "journal", segmentTxid: Math.max(1, near - this.prng.int(0, 64)), firstTxid, to: [this.prng.pick(this.journalNodes)], re: `f1.${++this.seq}` };
+    const r = this.prng.next();
+    let body: Uint8Array;
+    if (r < 0.15) body = Uint8Array.from({ length: this.prng.int(0, 32) }, () => this.prng.int(0, 255));
+    else if (r < 0.3) body = encode({ ...base, epoch: this.hintEpoch(), count: 0, records: new Uint8Array(0), committedTxid: this.prng.chance(0.5) ? this.farTxid() : this.integer(near) });
+    else if (r < 0.7) {
+      const epoch = this.anyEpoch();
+      const count = this.prng.int(1, 4);
+      const recordEpoch = typeof epoch === "number" && Number.isInteger(epoch) && epoch >= 1 && epoch <= 2 ** 32 - 1 ? epoch : 1;
+      body = encode({ ...base, epoch, count, records: this.failingRecords(firstTxid, count, recordEpoch), committedTxid: this.prng.chance(0.5) ? this.farTxid() : this.integer(near) });
+    } else {
+      const epoch = this.prng.int(FORGED_BATCH_EPOCHS.min, FORGED_BATCH_EPOCHS.max);
+      const count = this.prng.int(1, 4);
+      body = encode({ ...base, epoch, count, records: this.cleanRecords(firstTxid, count, epoch), committedTxid: 0 });
+    }
+    this.sent++;
+    this.bus.send(this.id, to, { kind: "fanout", body });
+  }
+
+  /** `count` records from `firstTxid` in `epoch` that scan clean. */
+  private cleanRecords(firstTxid: number, count: number, epoch: number): Uint8Array {
+    const recs = Array.from({ length: count }, (_, i) => encodeRecord(firstTxid + i, epoch, encodeEffects([[Buffer.from("SET"), Buffer.from("forged"), Buffer.from(String(firstTxid + i))]])));
+    return Buffer.concat(recs);
+  }
+
+  /** Records that fail a fan-out's checks, each way one can: a flipped byte, a count that lies, a gap, another epoch. */
+  private failingRecords(firstTxid: number, count: number, epoch: number): Uint8Array {
+    const how = this.prng.int(0, 3);
+    if (how === 0) {
+      const recs = Buffer.from(this.cleanRecords(firstTxid, count, epoch));
+      const at = this.prng.int(24, recs.length - 1); // past the first header: a checksum, not the framing, refuses it
+      recs[at] ^= 1 << this.prng.int(0, 7);
+      return recs;
+    }
+    if (how === 1) return this.cleanRecords(firstTxid, count + this.prng.int(1, 2), epoch);
+    if (how === 2) return Buffer.concat([this.cleanRecords(firstTxid, 1, epoch), this.cleanRecords(firstTxid + this.prng.int(2, 5), count - 1 || 1, epoch)]);
+    return this.cleanRecords(firstTxid, count, epoch === 1 ? 2 : epoch - 1);
+  }
+
+  private farTxidNumber(): number {
+    return this.lastTxidSeen + this.prng.int(1000, 1_000_000);
   }
 
   /** Any integer a field could get: a boundary, or near what the nodes hold. */

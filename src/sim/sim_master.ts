@@ -19,14 +19,14 @@
 import type { Config } from "../config/config.js";
 import { recordedReplyOf } from "../dedupe/dedupe_answer.js";
 import type { DedupeWindow } from "../dedupe/dedupe_window.js";
-import { isEmptyReady, type MasterCore, type MasterReady, type SendOrder, type WriteId } from "../master/master_core.js";
+import { batchGroups, isEmptyReady, type MasterCore, type MasterReady, type SendOrder, type WriteId } from "../master/master_core.js";
 import type { RecoveryCore, RecoveryOutput, WriterStart } from "../master/recovery_core.js";
 import type { RestorerCore, RestorerOutput } from "../master/restorer_core.js";
 import { RollCore, type RollStep } from "../master/segment_roll.js";
 import type { WriterCore } from "../master/writer_core.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, QjmError, errorReply, toErrorReply } from "../protocol/errors.js";
-import { parseJournalReply, type CommitHint, type JournalReply, type JournalRequest, type WriteId as ClientWriteId, type WriteReply } from "../protocol/messages.js";
+import { parseJournalReply, type BatchFanout, type CommitHint, type JournalReply, type JournalRequest, type WriteId as ClientWriteId, type WriteReply } from "../protocol/messages.js";
 import { rebuildSources } from "../master/rebuild_sources.js";
 import { decodeRecordPayload, encodeEffects, encodeWriteRecord, recordRange } from "../segment/record.js";
 import type { SimTimer } from "./clock.js";
@@ -109,8 +109,13 @@ export class SimMaster implements SimActor {
   role: MasterRole | null = null;
   /** A takeover's Redis stops answering (the simulator's fault): the takeover never finishes on its own. */
   takeoverHangs: () => boolean = () => false;
-  /** Who hears its commit hints besides the journal nodes: the replicas, or the data nodes (set by the simulator). */
+  /**
+   * Who hears its commit hints besides the journal nodes, and its batch fan-outs: the replicas, or the data nodes (set
+   * by the simulator).
+   */
   hintReaders: readonly string[] = [];
+  /** Batch fan-outs published (the run's stats; the count is also each one's tag, BatchFanout `re`). */
+  fanouts = 0;
   /** Who hears this master's `writerElected` event (master.ts publishes it): the clients, which resend at once. */
   electionListeners: readonly string[] = [];
   /** A planned switchover's drain under way (master.ts's HandoverDrain): told true once drained, false otherwise. */
@@ -476,7 +481,7 @@ export class SimMaster implements SimActor {
   private act(r: MasterReady): void {
     for (const id of r.execute) this.execute(id);
     if (r.committed !== null) this.publishCommit(r.committed);
-    for (const s of r.send) this.sendBatch(s);
+    for (const group of batchGroups(r.send)) this.sendBatch(group);
     if (r.committed !== null) this.onCommitted(r.committed.epoch, r.committed.txid);
     for (const { id, reply } of r.answers) this.answer(id, reply);
     if (r.flush) this.scheduleFlush();
@@ -555,9 +560,22 @@ export class SimMaster implements SimActor {
     });
   }
 
-  private sendBatch({ node, epoch, batch, timeoutMs, ref }: SendOrder): void {
+  /**
+   * One batch to one or more nodes (master.ts sendBatch): each named node gets it as a request, as before — the journal
+   * nodes' side of a fan-out is the same request in their queue's order — and a batch for several nodes is also heard
+   * by the replicas, as production's one publish on `qjm.<cluster>.batch` is (master.ts: a node late with its answers
+   * gets a request and is left out of the publish, which the bus's losses stand for here).
+   */
+  private sendBatch(sends: readonly SendOrder[]): void {
+    const { epoch, batch } = sends[0];
     const req: JournalRequest = { type: "journal", epoch, segmentTxid: batch.segmentTxid, firstTxid: batch.firstTxid, count: batch.count, records: batch.records, committedTxid: batch.committedTxid };
-    this.call(node, req, timeoutMs, (reply) => this.step(() => this.core.journalReply(ref, reply.ok ? { ok: true } : reply, this.clock.nowMs)));
+    for (const { node, timeoutMs, ref } of sends) {
+      this.call(node, req, timeoutMs, (reply) => this.step(() => this.core.journalReply(ref, reply.ok ? { ok: true } : reply, this.clock.nowMs)));
+    }
+    if (sends.length < 2) return;
+    const fanout: BatchFanout = { ...req, to: sends.map((s) => s.node), re: `${this.id}.${++this.fanouts}` };
+    const body = encode(fanout);
+    for (const to of this.hintReaders) if (to !== this.id) this.bus.send(this.id, to, { kind: "fanout", body });
   }
 
   /** master.ts publishCommit: one copy per journal node and replica, each delayed, lost or doubled on its own. */

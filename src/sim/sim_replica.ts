@@ -2,6 +2,8 @@
  * A replica in the simulation, driven as replica.ts drives it: the ReplicaCore picks the node and the txid, a read
  * of committed records goes out, the records the core accepts are applied one by one (each atomically with its
  * applied txid, as the feeder's stream does, so a crash loses nothing applied), and a round of idle answers pauses it.
+ * It hears the master's commit hints and batch fan-outs through the same ReplicaFeed (FanoutBuffer) as replica.ts, and
+ * before each read applies the buffer's committed records if it holds the next ones (issue #13 P4).
  * Its Redis replays as a replica of the feeder (model_redis.ts), possibly long after the records were written: the
  * swarm holds some reads' records for `replayDelayMs` before applying them, beyond the TTLs they set.
  *
@@ -13,8 +15,9 @@
 import type { Config } from "../config/config.js";
 import { decode, encode } from "../protocol/codec.js";
 import { ErrorCode, errorReply, toErrorReply } from "../protocol/errors.js";
-import { parseCommitHint, parseJournalReply, type JournalReply, type JournalRequest } from "../protocol/messages.js";
-import type { ReplicaCore } from "../replica/replica_core.js";
+import { parseJournalReply, type JournalReply, type JournalRequest } from "../protocol/messages.js";
+import type { ReadOutcome, ReplicaCore } from "../replica/replica_core.js";
+import { ReplicaFeed } from "../replica/replica_feed.js";
 import type { SimTimer } from "./clock.js";
 import type { DedupeWindow } from "../dedupe/dedupe_window.js";
 import { warmFrom, WindowWarmup } from "../dedupe/window_warmup.js";
@@ -42,6 +45,8 @@ export class SimReplica implements SimActor {
   /** The idle pause under way (replica.ts `idle`), which a commit hint ends; null when none. */
   private pausing: number | null = null;
   private pauseSeq = 0;
+  /** Hints and fan-outs heard (replica.ts's feed): a new buffer per incarnation, as a restarted process has. */
+  private feed = new ReplicaFeed(null);
 
   constructor(
     readonly id: string,
@@ -76,6 +81,8 @@ export class SimReplica implements SimActor {
     // Its Redis holds what it applied (checked then), or nothing (a data node's wiped one): the check goes on from there.
     this.invariants.keyspace.adopt(this.id, this.appliedTxid, this.redis);
     this.core = this.cores.replicaCore(this.config.journalNodes, this.appliedTxid, { pollMs: this.config.replicaPollMs, backstopMs: this.config.replicaBackstopPollMs });
+    const bytesMax = this.config.replicaFanoutBytesMax;
+    this.feed = new ReplicaFeed(bytesMax > 0 ? this.cores.fanoutBuffer(bytesMax) : null);
     this.trace.add(this.id, `start at applied ${this.appliedTxid}`);
     this.clock.after(0, () => this.read(generation));
   }
@@ -150,13 +157,16 @@ export class SimReplica implements SimActor {
     if (this.incarnation !== generation) return;
     // A window still warming learns first (replica.ts: warmWindow before each round of tailing).
     if (this.windowFrom !== null) return this.warm(generation, false, () => this.read(generation));
+    // replica.ts tailRounds: the fan-out's committed records first, a read for what the buffer lacks.
+    const taken = this.feed.take(this.core!, this.config.readRecordsMax);
+    if (taken !== null) return this.onOutcome(this.core!, "the fan-out", taken.outcome, generation);
     const { node, fromTxid } = this.core!.nextRead();
     const req: JournalRequest = { type: "read", fromTxid, bytesMax: this.config.readBytesMax, recordsMax: this.config.readRecordsMax, uncommitted: this.cores.replicaReadsUncommitted };
     this.call(node, req, (reply) => this.onReply(node, reply, generation));
   }
 
   onMessage(_from: string, msg: SimMessage): void {
-    if (msg.kind === "commitHint") return this.onHint(msg.body);
+    if (msg.kind === "commitHint" || msg.kind === "fanout") return this.onHeard(msg.kind, msg.body);
     if (msg.kind !== "reply" || this.waiting?.id !== msg.id) return;
     const { onReply } = this.waiting;
     this.waiting = null;
@@ -170,11 +180,11 @@ export class SimReplica implements SimActor {
   }
 
   /** Applies records one by one, each atomically with its applied txid, then reads on. */
-  private apply(core: ReplicaCore, records: readonly RecordView[], generation: number): void {
+  private apply(core: ReplicaCore, records: readonly RecordView[], generation: number, from: "fanout" | "read"): void {
     const ownClockMs = this.cores.replayExpiresByOwnClock ? this.clock.nowMs : null;
     for (const rec of records) {
       this.window?.observe(rec.txid, decodeRecordPayload(rec.payload).write);
-      this.invariants.replicaApplies(this.id, rec.txid, rec.epoch, rec.payload);
+      this.invariants.replicaApplies(this.id, rec.txid, rec.epoch, rec.payload, from);
       applyRecord(this.redis, rec.payload, ownClockMs);
       this.invariants.keyspace.took(this.id, rec.txid, rec.payload, this.redis, "replica apply", this.clock.nowMs);
       this.appliedTxid = rec.txid;
@@ -196,16 +206,19 @@ export class SimReplica implements SimActor {
     });
   }
 
-  /** A commit hint (replica.ts onHint): it ends the idle pause if it names a commit not applied; a bad one is traced. */
-  private onHint(body: Uint8Array): void {
-    if (!this.up || this.core === null) return;
-    let committedTxid: number;
-    try {
-      committedTxid = parseCommitHint(decode(body)).committedTxid;
-    } catch (err) {
-      return this.trace.add(this.id, `malformed commit hint: ${(err as Error).message}`);
+  /**
+   * A commit hint or a batch fan-out (replica.ts onHint, onFanout; ReplicaFeed): the buffer keeps or learns it, and it
+   * ends the idle pause if it names a commit not applied; a bad one is counted and traced.
+   */
+  private onHeard(kind: "commitHint" | "fanout", body: Uint8Array): void {
+    // With replicaFanoutBytesMax 0 a replica does not subscribe to the fan-out (replica.ts start).
+    if (!this.up || this.core === null || (kind === "fanout" && this.feed.buffer === null)) return;
+    const heard = kind === "commitHint" ? this.feed.hint(this.core, body) : this.feed.fanout(this.core, body);
+    if (heard.ignored !== null) {
+      if (kind === "fanout") this.invariants.fanoutRefused();
+      return this.trace.add(this.id, `ignored a ${kind === "fanout" ? "batch fan-out" : "commit hint"}: ${heard.ignored.message}`);
     }
-    if (!this.core.onHint(committedTxid) || this.pausing === null) return;
+    if (!heard.wake || this.pausing === null) return;
     this.pausing = null;
     const generation = this.incarnation;
     this.clock.after(0, () => this.read(generation));
@@ -215,18 +228,24 @@ export class SimReplica implements SimActor {
     if (this.incarnation !== generation) return;
     const core = this.core!;
     const outcome = core.onRead(reply.ok && "read" in reply ? { ok: true, ...reply.read } : reply.ok ? { ok: false, code: "BAD_REQUEST", message: "not a read reply" } : reply);
+    this.onOutcome(core, node, this.feed.read(outcome), generation);
+  }
+
+  /** What a read of `source` (a journal node, or the fan-out's buffer) came to: applied (maybe held first), or the next step. */
+  private onOutcome(core: ReplicaCore, source: string, outcome: ReadOutcome, generation: number): void {
+    const from = source === "the fan-out" ? "fanout" : "read";
     if (outcome.kind === "apply") {
       const delayMs = this.replayDelayMs();
-      if (delayMs === 0) return this.apply(core, outcome.records, generation);
-      this.trace.add(this.id, `holds txids ${outcome.records[0].txid}.. for ${delayMs} ms before applying them`);
+      if (delayMs === 0) return this.apply(core, outcome.records, generation, from);
+      this.trace.add(this.id, `holds txids ${outcome.records[0].txid}.. from ${source} for ${delayMs} ms before applying them`);
       this.clock.after(delayMs, () => {
-        if (this.incarnation === generation) this.apply(core, outcome.records, generation);
+        if (this.incarnation === generation) this.apply(core, outcome.records, generation, from);
       });
       return;
     }
     if (outcome.kind === "reject" && outcome.faulty) {
       this.invariants.corruptReadRefused();
-      this.trace.add(this.id, `refused records from ${node}: ${outcome.reason}`);
+      this.trace.add(this.id, `refused records from ${source}: ${outcome.reason}`);
     }
     // The simulation has no snapshots to load (nothing is purged): a round of PURGED pauses as a miss would.
     if (outcome.kind === "bootstrap") return void this.clock.after(this.config.replicaPollMs, () => this.read(generation));

@@ -56,6 +56,15 @@ export interface SimOptions {
   connections?: number;
 }
 
+/**
+ * The seed's bound on a replica's fan-out buffer (replicaFanoutBytesMax), from its own PRNG: off (replicas only read, as
+ * before issue #13 P4), a bound a lagging replica passes (a batch or two: the buffer drops its oldest and the replica
+ * reads them), or production's.
+ */
+export function fanoutBytesMaxOf(seed: number): number {
+  return new Prng(seed ^ 0xfa0b5).pick([0, 2048, 16384, defaults.replicaFanoutBytesMax, defaults.replicaFanoutBytesMax]);
+}
+
 /** The seed's number of client connections (ordered groups), from its own PRNG: the rest of the run draws as before. */
 export function connectionsOf(seed: number): number {
   return new Prng(seed ^ 0xc0ecc).pick([1, 2, 4, 8]);
@@ -70,7 +79,7 @@ export interface SimResult {
   hash: string;
   steps: number;
   simMs: number;
-  stats: { forged: number; journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; rolls: number; livenessNotPromised: number; retries: number; duplicates: number; takeovers?: number; switchovers?: number; handedOver?: number; keyspaceChecks: number; lateTtls: number; orderPairs: number; lateUnknown: number; twinRan: number };
+  stats: { forged: number; journalNodes: number; masters: number; replicas: number; acked: number; failed: number; unknown: number; committed: number; applied: number; fanouts: number; appliedFromFanout: number; appliedFromReads: number; fanoutsRefused: number; writers: number; corruptReadsRefused: number; faults: number; rejoins: number; rolls: number; livenessNotPromised: number; retries: number; duplicates: number; takeovers?: number; switchovers?: number; handedOver?: number; keyspaceChecks: number; lateTtls: number; orderPairs: number; lateUnknown: number; twinRan: number };
 }
 
 /** The simulation's timeouts, scaled down from the defaults so a short run sees many failovers. */
@@ -336,7 +345,7 @@ export function runSimulation(options: SimOptions): SimResult {
   };
   const nemesisMsMax = prng.pick([100, 300, 1000]);
   const bitFlips = prng.chance(0.3);
-  const config = simConfig(journalNodes, replicaIds, prng.pick([4, 8, 32]));
+  const config = { ...simConfig(journalNodes, replicaIds, prng.pick([4, 8, 32])), replicaFanoutBytesMax: fanoutBytesMaxOf(seed) };
   const crashAfterFirstCommit = prng.pick([0, 0.2, 0.5]);
   const bus = new SimBus(clock, prng, busOptions, trace);
   trace.add("sim", `seed ${seed}: ${journalNodes.length} journal nodes, ${masterIds.length} masters, ${replicaIds.length} replicas; bus ${JSON.stringify(busOptions)}; nemesis every ≤${nemesisMsMax} ms; bit flips ${bitFlips}`);
@@ -367,7 +376,7 @@ export function runSimulation(options: SimOptions): SimResult {
   const replayDelayMsMax = options.replayDelayMsMax ?? ttlPrng.pick([0, 500, 2000, 5000]);
   const held = (): boolean => replayDelayMsMax > 0 && phase === "safety" && ttlPrng.chance(0.05);
   for (const rep of replicas) rep.replayDelayMs = () => (held() ? ttlPrng.int(1, replayDelayMsMax) : 0);
-  trace.add("sim", `TTL workload ${client.ttl !== null}, replay held up to ${replayDelayMsMax} ms, ${connections} client connections`);
+  trace.add("sim", `TTL workload ${client.ttl !== null}, replay held up to ${replayDelayMsMax} ms, ${connections} client connections, replicas' fan-out buffer ${config.replicaFanoutBytesMax} bytes`);
   for (const a of [...jns, ...masters, ...replicas, client]) bus.register(a);
   for (const jn of jns) jn.masters = masterIds;
   const everyone = [...jns, ...masters, ...replicas, client].map((a) => a.id);
@@ -560,7 +569,8 @@ export function runSimulation(options: SimOptions): SimResult {
   });
   const rejoins = masters.reduce((n, m) => n + m.rejoins, 0);
   const rolls = masters.reduce((n, m) => n + m.rolls, 0);
-  return simResult(seed, { clock, trace, invariants, client }, outcome, { forged: forger?.sent ?? 0, journalNodes: jns.length, masters: masters.length, replicas: replicas.length, faults, rejoins, rolls });
+  const fanouts = masters.reduce((n, m) => n + m.fanouts, 0);
+  return simResult(seed, { clock, trace, invariants, client }, outcome, { forged: forger?.sent ?? 0, journalNodes: jns.length, masters: masters.length, replicas: replicas.length, faults, rejoins, rolls, fanouts });
 }
 
 

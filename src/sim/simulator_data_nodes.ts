@@ -17,7 +17,7 @@ import { SimBus, type BusOptions } from "./sim_bus.js";
 import { SimDataNode } from "./sim_data_node.js";
 import { SimJournalNode } from "./sim_journal_node.js";
 import { applyRecord, ModelRedis } from "./model_redis.js";
-import { connectionsOf, diskFaultWindow, partitionSome, simBase, SimClient, simConfig } from "./simulator.js";
+import { connectionsOf, diskFaultWindow, fanoutBytesMaxOf, partitionSome, simBase, SimClient, simConfig } from "./simulator.js";
 import type { SimResult } from "./simulator.js";
 import { LIVENESS_WRITES_MS, runPhases, simResult } from "./liveness.js";
 
@@ -96,7 +96,7 @@ export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
     duplicateChance: prng.pick([0, 0.01, 0.05]),
   };
   const nemesisMsMax = prng.pick([200, 500, 1000]);
-  const config = dataNodeConfig(journalNodes, nodeIds, prng.pick([4, 8, 32]), options.takeoverTimeoutMs ?? 2000);
+  const config = { ...dataNodeConfig(journalNodes, nodeIds, prng.pick([4, 8, 32]), options.takeoverTimeoutMs ?? 2000), replicaFanoutBytesMax: fanoutBytesMaxOf(seed) };
   // A node of priority 0 never campaigns (a read replica); never the only other one.
   const priorities = nodeIds.map((_, i) => (i === nodeIds.length - 1 && nodeIds.length > 2 && prng.chance(0.25) ? 0 : 1));
   const bus = new SimBus(clock, prng, busOptions, trace);
@@ -104,7 +104,7 @@ export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
   const faultPrng = new Prng(seed ^ 0xda7a);
   const hangChance = options.takeoverHangChance ?? faultPrng.pick([0, 0, 0.1, 0.3]);
   const shape = `${journalNodes.length} journal nodes, data nodes ${nodeIds.join(",")} (priorities ${priorities.join(",")})`;
-  const rates = `bus ${JSON.stringify(busOptions)}; nemesis every ≤${nemesisMsMax} ms; takeover hangs ${hangChance}; ${options.connections ?? connectionsOf(seed)} client connections`;
+  const rates = `bus ${JSON.stringify(busOptions)}; nemesis every ≤${nemesisMsMax} ms; takeover hangs ${hangChance}; ${options.connections ?? connectionsOf(seed)} client connections; replicas' fan-out buffer ${config.replicaFanoutBytesMax} bytes`;
   trace.add("sim", `seed ${seed} (data nodes): ${shape}; ${rates}`);
 
   let phase = "safety" as "safety" | "liveness";
@@ -256,6 +256,6 @@ export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
     convergedNote: () => `; ${counts.kills} kills, ${counts.stops} stops, ${counts.cutOff} cut-offs of the master; ${sum((n) => n.switchovers.handedOver)} of ${sum((n) => n.switchovers.asked)} switchovers handed over`,
   });
   const switchovers = { switchovers: sum((n) => n.switchovers.asked), handedOver: sum((n) => n.switchovers.handedOver) };
-  const layout = { forged: 0, journalNodes: jns.length, masters: nodes.length, replicas: 0, faults: counts.faults, rejoins: sum((n) => n.rejoins), rolls: sum((n) => n.rolls), takeovers: sum((n) => n.takeovers), ...switchovers };
+  const layout = { forged: 0, journalNodes: jns.length, masters: nodes.length, replicas: 0, faults: counts.faults, rejoins: sum((n) => n.rejoins), rolls: sum((n) => n.rolls), fanouts: sum((n) => n.fanouts), takeovers: sum((n) => n.takeovers), ...switchovers };
   return simResult(seed, { clock, trace, invariants, client }, outcome, layout);
 }

@@ -29,8 +29,13 @@ function sweepBlock(test: TestFn, from: number, to: number): void {
     let rolls = 0;
     let retries = 0;
     let duplicates = 0;
+    const fed = { fanout: 0, reads: 0, seeds: 0, refused: 0 };
     for (let seed = from; seed <= to; seed++) {
       const r = runSimulation({ seed });
+      fed.fanout += r.stats.appliedFromFanout;
+      fed.reads += r.stats.appliedFromReads;
+      fed.refused += r.stats.fanoutsRefused;
+      if (r.stats.appliedFromFanout > 0) fed.seeds++;
       acked += r.stats.acked;
       writers += r.stats.writers;
       rolls += r.stats.rolls;
@@ -39,12 +44,14 @@ function sweepBlock(test: TestFn, from: number, to: number): void {
       if (!r.ok) failures.push(describeFailure(r, SIM_STEPS_DEFAULT));
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    t.log(`${n} seeds in ${seconds.toFixed(1)} s (${(n / seconds).toFixed(1)} schedules/s); ${acked} writes acked, ${writers} writers elected, ${rolls} segments rolled, ${retries} retries, ${duplicates} answered from a dedupe window`);
+    t.log(`${n} seeds in ${seconds.toFixed(1)} s (${(n / seconds).toFixed(1)} schedules/s); ${acked} writes acked, ${writers} writers elected, ${rolls} segments rolled, ${retries} retries, ${duplicates} answered from a dedupe window; replicas applied ${fed.fanout} records from the fan-out and ${fed.reads} from reads (fed by the fan-out in ${fed.seeds} seeds), ${fed.refused} fan-outs refused`);
     for (const f of failures) t.log(f);
     t.deepEqual(failures, []);
     t.true(acked > n * 50, "the runs carry load");
     t.true(rolls > n, "the master core rolls segments in the runs");
     t.true(retries > n * 10, "the client retries writes with their ids");
     t.true(duplicates > n / 2, "retries of committed writes are answered from the masters' dedupe windows");
+    // A fifth of the seeds run without the buffer (fanoutBytesMaxOf): replicas only read there.
+    t.true(fed.seeds > n / 2, "replicas apply records from the fan-out in most seeds");
   });
 }

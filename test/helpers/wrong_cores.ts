@@ -9,6 +9,7 @@ import type { WriterCore } from "../../src/master/writer_core.js";
 import { WriterCore as RealWriterCore } from "../../src/master/writer_core.js";
 import { realCores, type SimCores } from "../../src/sim/cores.js";
 import { DataNodeCore, type DataNodeLimits, type SelfView } from "../../src/datanode/data_node_core.js";
+import { FanoutBuffer, type BatchVerdict, type FannedBatch } from "../../src/replica/fanout_buffer.js";
 import type { PeerBeat } from "../../src/datanode/election_core.js";
 
 /** A writer that counts a batch committed once one journal node acked it, not a majority. */
@@ -148,4 +149,31 @@ export const wrongCores: Record<string, SimCores> = {
     journalCore: (nodeId, loaded) => new AnyCopyJournalCore(nodeId, loaded),
     recoveryCore: (nodes, limits, newClusterId) => new AcceptFailedCopiesRecoveryCore(nodes, limits, newClusterId),
   },
+};
+
+/** A replica's fan-out buffer that takes a batch's records as committed as they arrive (issue #13 P4). */
+class CommitsOnArrivalFanoutBuffer extends FanoutBuffer {
+  override onBatch(b: FannedBatch): BatchVerdict {
+    const verdict = super.onBatch(b);
+    if (verdict === "kept" && b.count > 0) super.onCommit(b.epoch, b.firstTxid + b.count - 1);
+    return verdict;
+  }
+}
+
+/** A replica's fan-out buffer that counts any epoch's commit index for the records it holds, whatever their epoch. */
+class EpochBlindFanoutBuffer extends FanoutBuffer {
+  override onCommit(_epoch: number, committedTxid: number): void {
+    super.onCommit(this.stats.epoch, committedTxid);
+  }
+}
+
+/** The wrong fan-out buffers' names (issue #13 P4), and the invariant that catches a replica applying what is not committed. */
+export const FANOUT_UNCOMMITTED = "a fan-out buffer that hands out records no commit index covers";
+export const FANOUT_EPOCH_BLIND = "a fan-out buffer that counts another epoch's commit index";
+export const REPLICA_APPLIES_UNCOMMITTED = /(r|d)\d applies (txid \d+, which is not committed|a record at txid \d+ other than the committed one)/;
+
+/** Wrong fan-out buffers: the replicas' fan-out path must be caught applying what is not committed. */
+export const fanoutWrongCores: Record<string, SimCores> = {
+  [FANOUT_UNCOMMITTED]: { ...realCores, fanoutBuffer: (bytesMax) => new CommitsOnArrivalFanoutBuffer(bytesMax) },
+  [FANOUT_EPOCH_BLIND]: { ...realCores, fanoutBuffer: (bytesMax) => new EpochBlindFanoutBuffer(bytesMax) },
 };
