@@ -62,6 +62,8 @@ export class Replica {
   private wake: (() => void) | null = null;
   /** The pause under way is the idle one, which a commit hint ends (an error's pause is waited out). */
   private hintWakes = false;
+  /** A run's outcome is unknown (or Redis reloaded): the applied marker must be read before anything more is applied. */
+  private resyncDue = false;
   /** The master's commit hints (subjects.ts `committed`). */
   private hints: Subscription | null = null;
   /**
@@ -238,6 +240,7 @@ export class Replica {
   private async tailRounds(): Promise<void> {
     while (this.running && this.fault === null) {
       await this.ensureLinked();
+      if (this.resyncDue) await this.resync();
       if (this.windowFrom !== null) await this.warmWindow();
       const core = this.core!;
       const { node, fromTxid } = core.nextRead();
@@ -446,7 +449,9 @@ export class Replica {
       if (this.config.traceSample > 0 && records.length > 0) this.traceApplied(records[0].txid, records[records.length - 1].txid);
     } catch (err) {
       // A failed effect stops this copy: its applied txid stays the last record that applied cleanly.
-      if (!(err instanceof ApplyError && err.effectFailed)) await this.resync();
+      if (!(err instanceof ApplyError && err.effectFailed)) {
+        await this.resync().catch((e: Error) => this.log.warn({ err: e }, "could not read the applied marker: read again before the next apply"));
+      }
       throw err;
     } finally {
       this.onApplied?.();
@@ -476,10 +481,17 @@ export class Replica {
     this.events.publish({ type: "applyFailed", actor: `replica.${this.id}`, txid: err.txid, reason: err.message });
   }
 
-  /** After a partial failure: believe the marker Redis holds, not our count. */
+  /**
+   * After a partial failure: believe the marker Redis holds, never our count. The count may be short of a run Redis
+   * ran whose ACK was lost (its link killed just after the EXEC): resuming from it would apply that run twice. So
+   * until Redis answers, nothing more is applied (`resyncDue`: the tail tries again before anything else), and a
+   * release (takeover) fails rather than hand over a guess.
+   */
   private async resync(): Promise<void> {
+    this.resyncDue = true;
     this.applyErrors.count = null;
-    const applied = await this.readMarker().catch(() => this.core!.appliedTxid);
+    const applied = await this.readMarker();
+    this.resyncDue = false;
     this.core = this.newCore(applied);
     // Records Redis ran whose ACK we never saw were never observed: the window learns them before this is a standby.
     const from = this.window === null ? null : warmFrom(applied, this.window.stats.lastTxid, this.config);
