@@ -14,13 +14,19 @@
  * used as they are (no other test uses them: test clusters take free ports from 20000 up). `npm test` itself is the
  * suite this file belongs to, so it is not run from here; NOT_RUN lists such lines with why (any other line runs).
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import test from "ava";
 import { until } from "../helpers/harness.js";
+import { loadConfig } from "../../src/config/config.js";
+import { CLIENT_USER, findNatsCredentials } from "../../src/nats/auth.js";
+import { connectBus, requestAll, type NatsConnection } from "../../src/nats/bus.js";
+import { clientTls } from "../../src/nats/tls.js";
+import type { ActorStatus } from "../../src/protocol/messages.js";
+import { subjects } from "../../src/protocol/subjects.js";
 
 /** The checkout: this file runs as dist/test/integration/docs_commands.test.js. */
 const ROOT = path.resolve(fileURLToPath(import.meta.url), "../../../..");
@@ -38,6 +44,8 @@ const NOT_RUN: { pattern: RegExp; why: string }[] = [
 /** Commands that follow a stream until stopped: they must still run (connected) after FOLLOW_MS. */
 const FOLLOWS = [/redis-qjm events\b/];
 const FOLLOW_MS = 3000;
+/** How long each readiness poll's status round waits for replies. */
+const STATUS_POLL_MS = 300;
 
 interface DocCommand {
   doc: string;
@@ -99,34 +107,68 @@ async function stopCluster(r: Running | null): Promise<string | null> {
   return r.child.exitCode === 0 ? null : `npm start exited ${r.child.exitCode} on SIGTERM: ${r.output.join("").slice(-2000)}`;
 }
 
-function runShell(line: string, env: NodeJS.ProcessEnv): { status: number | null; out: string } {
-  const r = spawnSync("bash", ["-c", line], { cwd: ROOT, env, timeout: COMMAND_TIMEOUT_MS, encoding: "utf8" });
-  return { status: r.status, out: `${r.stdout}${r.stderr}`.slice(-2000) };
+/** Runs `line` to its end (killed past COMMAND_TIMEOUT_MS); async, so a follower's FOLLOW_MS runs meanwhile. */
+async function runShell(line: string, env: NodeJS.ProcessEnv): Promise<{ status: number | null; out: string }> {
+  const child = spawn("bash", ["-c", line], { cwd: ROOT, env, timeout: COMMAND_TIMEOUT_MS, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.on("data", (b: Buffer) => (stdout += b.toString()));
+  child.stderr!.on("data", (b: Buffer) => (stderr += b.toString()));
+  const status = await new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
+  return { status, out: `${stdout}${stderr}`.slice(-2000) };
 }
 
-/** Runs a following command for FOLLOW_MS: it must not have exited (it reached the cluster and follows). */
-async function runFollower(line: string, env: NodeJS.ProcessEnv): Promise<{ exited: number | null; out: string }> {
+/**
+ * Starts a following command: it must not have exited within FOLLOW_MS (it reached the cluster and follows). The check
+ * is awaited later (before the next `npm start`, or at the end), so the lines after it run during those FOLLOW_MS, as
+ * they would in a user's other terminal, instead of after them.
+ */
+function startFollower(line: string, env: NodeJS.ProcessEnv): Promise<{ exited: number | null; out: string }> {
   const child = spawn("bash", ["-c", `exec ${line}`], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout!.on("data", (b: Buffer) => (out += b.toString()));
   child.stderr!.on("data", (b: Buffer) => (out += b.toString()));
   const exit = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   const stillRunning = new Promise<"running">((resolve) => setTimeout(() => resolve("running"), FOLLOW_MS).unref());
-  const first = await Promise.race([exit, stillRunning]);
-  if (first !== "running") return { exited: first, out };
-  child.kill("SIGTERM");
-  await exit;
-  return { exited: null, out };
+  return (async () => {
+    const first = await Promise.race([exit, stillRunning]);
+    if (first !== "running") return { exited: first, out };
+    child.kill("SIGTERM");
+    await exit;
+    return { exited: null, out };
+  })();
 }
 
+/** A connection as the client user, as `redis-qjm status` makes it; null while npm start has not written what it needs. */
+async function tryConnect(env: NodeJS.ProcessEnv): Promise<NatsConnection | null> {
+  try {
+    const config = loadConfig(env);
+    const creds = findNatsCredentials(config.natsCredsFile, config.dataDir, CLIENT_USER);
+    if (creds === null) return null;
+    return await connectBus(config.natsUrl, "docs-test", creds, { tls: clientTls(config) });
+  } catch {
+    return null; // nats-server not up yet, or its credentials or certificates half written
+  }
+}
+
+/**
+ * Polls in this process, on one connection, for a master that serves. Spawning `redis-qjm status --json` for each poll
+ * cost a node start plus its statusTimeoutMs, ~1.5 s a round on a loaded machine: each start was seen that much late.
+ */
 async function waitForMaster(env: NodeJS.ProcessEnv, r: Running): Promise<void> {
-  await until("a serving master", CLUSTER_READY_MS, () => {
-    if (r.child.exitCode !== null) throw new Error(`npm start exited ${r.child.exitCode}: ${r.output.join("").slice(-2000)}`);
-    const s = spawnSync(process.execPath, ["dist/actors/cli.js", "status", "--json"], { cwd: ROOT, env, encoding: "utf8", timeout: 10_000 });
-    if (s.status !== 0) return undefined;
-    const actors = JSON.parse(s.stdout) as { role: string; health: string }[];
-    return actors.some((a) => a.role === "master" && a.health === "writing") ? true : undefined;
-  }, 250);
+  const cluster = loadConfig(env).cluster;
+  let nc: NatsConnection | null = null;
+  try {
+    await until("a serving master", CLUSTER_READY_MS, async () => {
+      if (r.child.exitCode !== null) throw new Error(`npm start exited ${r.child.exitCode}: ${r.output.join("").slice(-2000)}`);
+      nc ??= await tryConnect(env);
+      if (nc === null) return undefined;
+      const actors = (await requestAll(nc, subjects(cluster).status, {}, STATUS_POLL_MS).catch(() => [])) as ActorStatus[];
+      return actors.some((a) => a.role === "master" && a.health === "writing") ? true : undefined;
+    }, 100);
+  } finally {
+    await (nc as NatsConnection | null)?.close().catch(() => {});
+  }
 }
 
 test("docs - every shell command of the README and docs/operations.md runs as written", async (t) => {
@@ -136,11 +178,18 @@ test("docs - every shell command of the README and docs/operations.md runs as wr
   const base: NodeJS.ProcessEnv = { ...process.env, QJM_DATA_DIR: dataDir };
   let running: Running | null = null;
   let env = base;
+  /** Followers started against the running cluster, checked before it stops. */
+  let followers: Promise<void>[] = [];
+  const followed = async () => {
+    await Promise.all(followers);
+    followers = [];
+  };
   try {
     for (const { doc, line } of commands) {
       if (NOT_RUN.some((n) => n.pattern.test(line))) continue;
       const start = npmStart(line);
       if (start !== null) {
+        await followed();
         const stopFailed = await stopCluster(running);
         if (stopFailed !== null) throw new Error(stopFailed);
         fs.rmSync(dataDir, { recursive: true, force: true });
@@ -154,17 +203,22 @@ test("docs - every shell command of the README and docs/operations.md runs as wr
       if (running === null) throw new Error(`${doc}: \`${line}\` comes before any npm start`);
       const asRun = line.replace(/(^|[\s"'(=])data\//g, `$1${dataDir}/`);
       if (FOLLOWS.some((f) => f.test(line))) {
-        const r = await runFollower(asRun, env);
-        if (r.exited !== null) throw new Error(`${doc}: \`${line}\` exited ${r.exited} within ${FOLLOW_MS} ms: ${r.out.slice(-2000)}`);
-        t.log(`${doc}: ${line} — follows`);
+        const check = startFollower(asRun, env).then((r) => {
+          if (r.exited !== null) throw new Error(`${doc}: \`${line}\` exited ${r.exited} within ${FOLLOW_MS} ms: ${r.out.slice(-2000)}`);
+          t.log(`${doc}: ${line} — follows`);
+        });
+        check.catch(() => {}); // reported where followed() awaits it, not as an unhandled rejection meanwhile
+        followers.push(check);
         continue;
       }
-      const r = runShell(asRun, env);
+      const r = await runShell(asRun, env);
       if (r.status !== 0) throw new Error(`${doc}: \`${line}\` exited ${r.status}: ${r.out}`);
       t.log(`${doc}: ${line} — exit 0`);
     }
+    await followed();
     t.is(await stopCluster(running), null);
   } finally {
+    await Promise.allSettled(followers);
     await stopCluster(running);
     fs.rmSync(dataDir, { recursive: true, force: true });
   }
