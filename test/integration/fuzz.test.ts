@@ -94,10 +94,11 @@ async function everyPid(tc: TestCluster): Promise<string[]> {
   });
 }
 
-async function fuzzRun(t: import("ava").ExecutionContext, tc: TestCluster, users: readonly string[], seed: number): Promise<void> {
+/** `tag` names the load's keys: each run's own, as both runs write on the one cluster. */
+async function fuzzRun(t: import("ava").ExecutionContext, tc: TestCluster, users: readonly string[], seed: number, tag: string): Promise<void> {
   const before = await everyPid(tc);
   const history = new History();
-  const load = startLoad(tc, history, 4, "fz", 10000);
+  const load = startLoad(tc, history, 4, tag, 10000);
   const ids = [...tc.cluster.config.journalNodes, "m1", ...tc.cluster.config.replicas];
   const list = everySubject(tc.cluster.cluster, ids);
   try {
@@ -118,11 +119,23 @@ async function fuzzRun(t: import("ava").ExecutionContext, tc: TestCluster, users
   for (const s of after) t.true(rssBytes(s.pid) < RSS_BYTES_MAX, `${s.role} ${s.id}: ${(rssBytes(s.pid) / 2 ** 20).toFixed(0)} MiB resident`);
 }
 
+/**
+ * One cluster for both tests, a cluster start less: the client user's run comes first and ends with every journal node
+ * in sync, the state the actors' users' run starts from; what it checks (no crash, nothing lost, memory) is measured
+ * from its own start.
+ */
+let shared: TestCluster | undefined;
+test.before(async () => {
+  shared = await startTestCluster("fuzz");
+});
+test.after.always(async () => {
+  await shared?.stop();
+});
+
 test.serial("fuzz - as the client user, only writes and status reach the cluster: the epoch stays, nothing is masked but for load, nothing lost", async (t) => {
   const seed = testSeed(20261202);
   t.log(`seed ${seed} (QJM_TEST_SEED=${seed} replays this run)`);
-  const tc = await startTestCluster("fuzzclient");
-  t.teardown(() => tc.stop());
+  const tc = shared!;
   const master = await waitForWriter(tc);
   const masked: string[] = [];
   const events = tc.nc.subscribe(subjects(tc.cluster.cluster).events, {
@@ -132,7 +145,7 @@ test.serial("fuzz - as the client user, only writes and status reach the cluster
     },
   });
   t.teardown(() => events.unsubscribe());
-  await fuzzRun(t, tc, ["client"], seed);
+  await fuzzRun(t, tc, ["client"], seed, "fzc");
   const now = await waitForWriter(tc);
   t.is(now.epoch, master.epoch, "no forged message moved the epoch");
   // A journal node slowed by the machine's load (two test files on two cores) is masked, as designed, and caught up:
@@ -150,8 +163,7 @@ test.serial("fuzz - as the client user, only writes and status reach the cluster
 test.serial("fuzz - as each actor's own user: no crash, no acked write lost, memory bounded", async (t) => {
   const seed = testSeed(20261202) + 100;
   t.log(`seed ${seed} (QJM_TEST_SEED=${seed - 100} replays this run)`);
-  const tc = await startTestCluster("fuzzactors");
-  t.teardown(() => tc.stop());
+  const tc = shared!;
   await waitForWriter(tc);
-  await fuzzRun(t, tc, ["r1", "jn1", "m1"], seed);
+  await fuzzRun(t, tc, ["r1", "jn1", "m1"], seed, "fza");
 });
