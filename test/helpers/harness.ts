@@ -49,13 +49,20 @@ export interface TestClusterOptions {
   tls?: boolean;
 }
 
+/**
+ * Every port given to a cluster this process started. A free port is not reserved until its server binds it, seconds
+ * later: two clusters started side by side (tests of one file run concurrently) could otherwise pick the same one.
+ */
+const portsTaken = new Set<number>();
+
 /** Fast timeouts so fault tests finish quickly; every port free, every file in a fresh temp dir. */
 export async function startTestCluster(name: string, overrides: Partial<Config> = {}, options: TestClusterOptions = {}): Promise<TestCluster> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `qjm-${name}-`));
   // With natsServers > 1, a routed cluster: consecutive client ports, and as many route (and monitoring) ports.
   const natsServers = overrides.natsServers ?? 1;
-  // Every pick joins `taken`, so no two of this cluster's ports coincide.
-  const taken = new Set<number>(options.natsPort === undefined ? [] : [options.natsPort]);
+  // Every pick joins `taken`, so no two of this cluster's ports coincide, nor two clusters' of this process.
+  const taken = portsTaken;
+  if (options.natsPort !== undefined) taken.add(options.natsPort);
   const natsPort = options.natsPort ?? (await freePorts(natsServers, taken));
   const natsRoutePortBase = natsServers > 1 ? await freePorts(natsServers, taken) : defaults.natsRoutePortBase;
   const natsMonitorPortBase = options.natsMonitor === true ? await freePorts(natsServers, taken) : 0;

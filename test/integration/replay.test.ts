@@ -203,9 +203,12 @@ test.serial("replay - connections of a replica's Redis killed just after a trans
   await waitForReplicas(tc!, master.committedTxid);
   for (const replica of (await tc!.status()).filter((s) => s.role === "replica")) {
     const r = new Redis({ port: redisPort(replica), host: "127.0.0.1", password: tc!.redisPassword, lazyConnect: true });
-    await r.connect();
-    t.is(await r.get("counter"), String(ROUNDS * PER_ROUND), `${replica.id} applied each INCR once`);
-    r.disconnect();
+    try {
+      await r.connect();
+      t.is(await r.get("counter"), String(ROUNDS * PER_ROUND), `${replica.id} applied each INCR once`);
+    } finally {
+      r.disconnect(); // else, should a step throw, it redials the stopped Redis forever and the worker never exits
+    }
   }
 });
 
@@ -264,10 +267,13 @@ test.serial("replay - an effect that fails on a replica stops that copy and is r
   const r2 = (await tc!.status()).find((s) => s.role === "replica" && s.id === "r2")!;
   // An operator writes to r2's Redis behind the cluster's back: its keyspace differs, the next HSET fails there.
   const r = new Redis({ port: redisPort(r2), host: "127.0.0.1", password: tc!.redisPassword, lazyConnect: true });
-  await r.connect();
-  await r.call("CONFIG", "SET", "replica-read-only", "no");
-  await r.set("diverged", "a string");
-  r.disconnect();
+  try {
+    await r.connect();
+    await r.call("CONFIG", "SET", "replica-read-only", "no");
+    await r.set("diverged", "a string");
+  } finally {
+    r.disconnect();
+  }
   const hset = await tc!.write(["HSET", "diverged", "f", "v"]);
   t.true(hset.ok, "the master applies it");
   const after = await tc!.write(["SET", "after", "1"]);
