@@ -42,6 +42,9 @@ import { ReplicaCore, SnapshotSchedule, type ReadOutcome } from "./replica_core.
 
 export { APPLIED_KEY };
 
+/** Reads of the applied marker a release tries before it fails (and the data node restarts): ~1 s at the defaults. */
+const RELEASE_MARKER_TRIES = 5;
+
 export class Replica {
   private redis: RedisServer | null = null;
   private client: Redis | null = null;
@@ -498,6 +501,22 @@ export class Replica {
     if (from !== null) this.windowFrom = from;
   }
 
+  /**
+   * resync, tried up to `tries` times a pause apart: a takeover's release must not hand over a guess, and a Redis
+   * connection killed at that moment (reconnected within a pause) should not cost the data node a restart.
+   */
+  private async resyncRetried(tries: number): Promise<void> {
+    for (let i = 1; ; i++) {
+      try {
+        return await this.resync();
+      } catch (err) {
+        if (i >= tries) throw err;
+        this.log.warn({ err, try: i }, "could not read the applied marker: trying again");
+        await new Promise((resolve) => setTimeout(resolve, this.config.replicaPollMs * 10));
+      }
+    }
+  }
+
   /** The applied txid the Redis holds (0: none), and whether its marker is the older one to delete. */
   private async readMarker(): Promise<number> {
     const { txid, legacy } = await readAppliedMarker(this.client!);
@@ -573,7 +592,7 @@ export class Replica {
     assert(this.client !== null, "release of a replica that never started");
     // What the Redis holds, not our count: a run whose ACK timed out may have run after all.
     await this.ensureLinked();
-    await this.resync();
+    await this.resyncRetried(RELEASE_MARKER_TRIES);
     // The master role answers retries from this window: it must hold every record up to the applied txid.
     if (this.windowFrom !== null) await this.warmWindow(true);
     this.client.disconnect();
