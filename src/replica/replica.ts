@@ -234,7 +234,8 @@ export class Replica {
       } catch (err) {
         this.lastError = `tailing failed: ${(err as Error).message}`;
         this.log.error({ err }, "tailing failed; resuming from the applied txid Redis holds");
-        await this.resync().catch(() => {});
+        // Read in the next round, after ensureLinked: never on a link a run whose ACK was lost may still be on.
+        this.resyncDue = true;
         await this.pause(this.config.replicaPollMs * 10);
       }
     }
