@@ -140,6 +140,12 @@ export class Feeder {
       await this.write(link, bytes);
       this.offset += bytes.length;
       await this.waitFor(() => this.acked >= end, this.options.syncTimeoutMs, "the Redis's ACK after a run", () => link.failed);
+    } catch (err) {
+      // The run's bytes may still be on their way through a stalled Redis: this link ends, so that what Redis kept is
+      // read only once it dropped the link (a relink, or the repoint's REPLICAOF NO ONE), never while the run may
+      // still run after the read (review s25).
+      this.fail(link, err instanceof FeederError ? err : new FeederError("link_closed", (err as Error).message, { cause: err }));
+      throw err;
     } finally {
       this.sending = false;
     }

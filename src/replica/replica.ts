@@ -234,7 +234,8 @@ export class Replica {
       } catch (err) {
         this.lastError = `tailing failed: ${(err as Error).message}`;
         this.log.error({ err }, "tailing failed; resuming from the applied txid Redis holds");
-        await this.resync().catch(() => {});
+        // Read in the next round, after ensureLinked: never on a link a run whose ACK was lost may still be on.
+        this.resyncDue = true;
         await this.pause(this.config.replicaPollMs * 10);
       }
     }
@@ -452,9 +453,9 @@ export class Replica {
       if (this.config.traceSample > 0 && records.length > 0) this.traceApplied(records[0].txid, records[records.length - 1].txid);
     } catch (err) {
       // A failed effect stops this copy: its applied txid stays the last record that applied cleanly.
-      if (!(err instanceof ApplyError && err.effectFailed)) {
-        await this.resync().catch((e: Error) => this.log.warn({ err: e }, "could not read the applied marker: read again before the next apply"));
-      }
+      // Not read here: a run whose ACK was lost may still be in Redis's input; the marker is read once the link is new
+      // (tailRounds: ensureLinked, then resync; a release does the same).
+      if (!(err instanceof ApplyError && err.effectFailed)) this.resyncDue = true;
       throw err;
     } finally {
       this.onApplied?.();
