@@ -489,7 +489,8 @@ export class Replica {
    * After a partial failure: believe the marker Redis holds, never our count. The count may be short of a run Redis
    * ran whose ACK was lost (its link killed just after the EXEC): resuming from it would apply that run twice. So
    * until Redis answers, nothing more is applied (`resyncDue`: the tail tries again before anything else), and a
-   * release (takeover) fails rather than hand over a guess.
+   * release (takeover) fails rather than hand over a guess. Called only on a link no lost run can still be on (a new
+   * one: ensureLinked; the feeder ends a link whose run failed), else the marker read could precede that run's EXEC.
    */
   private async resync(): Promise<void> {
     this.resyncDue = true;

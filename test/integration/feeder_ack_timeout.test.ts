@@ -1,8 +1,8 @@
 /**
- * Review s25: after a run whose ACK timed out, the replica reads the applied marker at once (Replica.apply's catch →
- * resync) while the feeder link stays live, so the run's bytes may still be on their way through Redis. Is the marker
- * read then final? If Redis answers it before it reaches the run's EXEC, the replica resumes below a run Redis later
- * runs, and applying that run again counts it twice.
+ * A run whose ACK timed out (found in review, session 25): before the fix, the replica read the applied marker at
+ * once (Replica.apply's catch → resync) while the feeder link stayed live, so the run's bytes may still be on their
+ * way through Redis. Is the marker read then final? If Redis answers it before it reaches the run's EXEC, the
+ * replica resumes below a run Redis later runs, and applying that run again counts it twice.
  */
 import test from "ava";
 import fs from "node:fs";
