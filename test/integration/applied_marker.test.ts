@@ -3,6 +3,8 @@
  * feeder as a replica's Redis is: written in database 1 in the same MULTI block as its run's effects (SELECT inside
  * MULTI on the replication stream), kept by the AOF across a restart; an older data directory's marker in database
  * 0 is read and deleted by the next run; a client's key of that name in database 0 is the client's, never the marker.
+ * And a run whose ACK timed out: before the fix (review, session 25), the replica read the marker at once while the
+ * feeder link stayed live, so Redis could answer the read before it reached the run's EXEC, and the run applied twice.
  */
 import test from "ava";
 import fs from "node:fs";
@@ -11,7 +13,7 @@ import path from "node:path";
 import { Redis } from "ioredis";
 import { freePort } from "../../src/process/ports.js";
 import { APPLIED_DB, APPLIED_KEY, ApplyError, applyRecords, dropAppliedMarker, readAppliedMarker } from "../../src/redis/apply_records.js";
-import { Feeder } from "../../src/redis/feeder.js";
+import { Feeder, type FeederOptions } from "../../src/redis/feeder.js";
 import { startRedisServer, type RedisServer } from "../../src/redis/redis_server.js";
 import { encodeRecordPayload, type RecordView } from "../../src/segment/record.js";
 
@@ -28,7 +30,7 @@ test.after.always(async () => {
 });
 
 function record(txid: number, effects: string[][]): RecordView {
-  const payload = encodeRecordPayload(effects.map((e) => e.map((a) => Buffer.from(a))), null, 1 << 20);
+  const payload = encodeRecordPayload(effects.map((e) => e.map((a) => Buffer.from(a))), null, 1 << 21);
   return { txid, epoch: 1, offset: 0, length: payload.length, payload };
 }
 
@@ -109,4 +111,48 @@ test("the error count kept between runs: one INFO per call, and an effect Redis 
   const err = await t.throwsAsync(applyRecords(feeder, client, [record(3, [["INCR", "s"]])], { errors }));
   t.true(err instanceof ApplyError && err.effectFailed);
   t.is(errors.count, null, "after a failed call the count is read again");
+});
+
+const BUSY_SCRIPT = "local t = redis.call('TIME') local start = t[1] * 1000000 + t[2] repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start >= tonumber(ARGV[1]) * 1000 return 1";
+
+test("a run whose ACK timed out behind a stalled Redis: the marker read after it is final, and the run applies once (found in review, session 25)", async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-acktimeout-"));
+  dirs.push(dir);
+  // Read by the feeder at each wait: shortened below for the one run whose ACK must time out.
+  const options: FeederOptions = { syncTimeoutMs: 15_000, loadTimeoutMs: 15_000, stallTimeoutMs: 15_000, keepaliveMs: 10_000 };
+  const feeder = await Feeder.listen(options);
+  feeders.push(feeder);
+  const port = await freePort();
+  const client = await replicaOf(feeder, dir, port);
+  const busy = await connect(port);
+  const marker = { legacy: false };
+  const errors: { count: number | null } = { count: null };
+  await applyRecords(feeder, client, [record(1, [["SET", "counter", "0"]])], { marker, errors });
+
+  // A big run: Redis reads a master's stream 16 KB per event-loop turn, so its EXEC comes many turns after the start.
+  const pad = "x".repeat(100);
+  const effects: string[][] = [];
+  for (let i = 0; i < 8000; i++) effects.push(["SET", `pad:${i}`, pad]);
+  effects.push(["INCR", "counter"]);
+  const run = record(2, effects);
+
+  // Redis stalls (here a read-only script; in production a disk, a swap, a long client script) past the ACK timeout.
+  options.syncTimeoutMs = 300;
+  const script = busy.eval(BUSY_SCRIPT, 0, 1500).catch(() => null);
+  await new Promise((res) => setTimeout(res, 100));
+  const err = await t.throwsAsync(applyRecords(feeder, client, [run], { marker, errors }));
+  t.true(err instanceof ApplyError && !err.effectFailed, "the run's ACK timed out");
+  options.syncTimeoutMs = 15_000;
+  // What the replica does next: relink if the link dropped (ensureLinked), read the marker (resync), apply from it + 1.
+  const relink = !feeder.live;
+  const resumed = (async () => {
+    if (relink) await feeder.sync(client);
+    return (await readAppliedMarker(client)).txid;
+  })();
+  await script;
+  t.log(`relinked before the marker read: ${relink}`);
+  t.log(`marker read after the timeout: ${await resumed}`);
+  if ((await resumed) < 2) await applyRecords(feeder, client, [run], { marker, errors });
+  t.is((await readAppliedMarker(client)).txid, 2);
+  t.is(await client.get("counter"), "1", "the INCR ran once");
 });
