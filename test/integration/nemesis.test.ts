@@ -10,7 +10,8 @@
  * every replica and a replica bootstrapped at the end are equal key by key with their TTLs (verifyCopiesEqual), and
  * no actor exited on its own.
  *
- * QJM_NEMESIS_SCHEDULES (default 2) schedules from seed QJM_NEMESIS_SEED (default 20261128) on: seed, seed+1, …
+ * QJM_NEMESIS_SCHEDULES (default 2) schedules from seed QJM_NEMESIS_SEED (default 20261128) on: seed, seed+1, …,
+ * QJM_NEMESIS_PARALLEL (default 2) of them at once.
  * A failing seed replays its schedule (timing on a real machine varies, the schedule does not).
  * QJM_NEMESIS_HISTORY_DIR=<dir> writes each schedule's KV history there (nemesis-<seed>.json) for a closer look.
  */
@@ -24,6 +25,7 @@ import { startTestCluster, until, waitForWriter, type TestCluster } from "../hel
 import { History, journalEffects, readJournal } from "../helpers/history.js";
 import { startKvLoad, toKvHistory } from "../helpers/kv_load.js";
 import { describeSchedule, Nemesis, planSchedule, type Topology } from "../helpers/nemesis.js";
+import { places } from "../helpers/places.js";
 import { startTcpProxy, type TcpProxy } from "../../src/process/tcp_proxy.js";
 import { SETTLE_MS, startTtlLoad } from "../helpers/ttl_load.js";
 import { verifyCopiesEqual, verifyHistory } from "../helpers/verify.js";
@@ -52,9 +54,18 @@ const CHECK_TIMEOUT_MS = 60_000;
 
 const topology: Topology = { master: "m1", journalNodes: defaults.journalNodes, replicas: defaults.replicas };
 
+/**
+ * Schedules run side by side, at most QJM_NEMESIS_PARALLEL at once. Each has its own cluster, proxies and ports, and
+ * spends most of its time waiting on its schedule's timers (about 0.6 of a core): one after the other, the file took
+ * the sum of them, 76 s in CI.
+ */
+const place = places(envNumber("QJM_NEMESIS_PARALLEL", 2));
+
 for (let k = 0; k < SCHEDULES; k++) {
   const seed = FIRST_SEED + k;
-  test.serial(`nemesis - seed ${seed}: ${FAULTS} kills, stops and partitions under load; no acked write lost, linearizable, no crash`, async (t) => {
+  test(`nemesis - seed ${seed}: ${FAULTS} kills, stops and partitions under load; no acked write lost, linearizable, no crash`, async (t) => {
+    const release = await place();
+    t.teardown(release);
     t.log(`seed ${seed} (QJM_NEMESIS_SEED=${seed} QJM_NEMESIS_SCHEDULES=1 replays this schedule)`);
     const natsPort = await freePort();
     const proxies = new Map<string, TcpProxy>();
