@@ -10,11 +10,11 @@
  * step-down, and on a restart after the node was master (a marker file says so), the Redis data is wiped and the
  * replica role starts over from the newest snapshot and the journal.
  */
-import { INCARNATION } from "../actor/incarnation.js";
 import fs from "node:fs";
 import path from "node:path";
 import { randomInt, randomUUID } from "node:crypto";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { INCARNATION } from "../actor/incarnation.js";
 import type { Config } from "../config/config.js";
 import { ActorMetrics } from "../metrics/actor_metrics.js";
 import { request, serve } from "../nats/bus.js";

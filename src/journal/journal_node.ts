@@ -3,8 +3,8 @@
  * in arrival order (the core's steps and their disk operations never interleave); a reply leaves only once the
  * step's disk operations are durable.
  */
-import { INCARNATION } from "../actor/incarnation.js";
 import type { Msg, NatsConnection } from "@nats-io/transport-node";
+import { INCARNATION } from "../actor/incarnation.js";
 import { decode, encode } from "../protocol/codec.js";
 import { EventPublisher } from "../actor/events.js";
 import { startPresence, type Presence } from "../actor/presence.js";

@@ -6,11 +6,11 @@
  * dropped link resumes exactly after the last record Redis kept. An effect Redis refuses stops this copy: a fault,
  * reported in status and as an event.
  */
-import { INCARNATION } from "../actor/incarnation.js";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { INCARNATION } from "../actor/incarnation.js";
 import { EventPublisher } from "../actor/events.js";
 import { startSnapshot } from "../redis/rdb_snapshot.js";
 import { bootstrapFromSnapshot, type BootstrapProgress } from "../snapshot/bootstrap.js";
