@@ -69,9 +69,13 @@ const byId = async (id: string): Promise<ActorStatus> => await until(`${id}'s st
 test.serial("auth - with the client's credentials, forged journal requests, heartbeats and snapshot uploads are refused; writes, status and events work", async (t) => {
   const s = subjects(tc!.cluster.cluster);
   const refused = refusals(tc!.nc);
-  // jn1's promise once a writer serves (before it, the first recovery may still be promising epoch 1).
+  // jn1's promise once a writer serves and jn1 holds its epoch: a writer serves once a majority promised, and jn1 may
+  // not be in it yet (CI: jn1 at 0 here, at 1 after the forgeries).
   const master = await waitForWriter(tc!);
-  const before = await byId("jn1");
+  const before = await until("jn1 to hold the writer's epoch", 10000, async () => {
+    const jn1 = await byId("jn1");
+    return jn1.epoch === master.epoch ? jn1 : undefined;
+  });
   // What a hostile client would send: a promise far ahead (fences every writer), a segment set aside, a heartbeat
   // that unmasks a dead node, a snapshot announced durable, the journal read, and everyone's replies.
   await publish(tc!.nc, s.journal("jn1"), { type: "newEpoch", epoch: before.epoch + 1000 });

@@ -213,9 +213,11 @@ test.serial("a master deposed without knowing it (a majority of journal nodes pr
   // A linearizable read asks for a read index: the master's round meets the higher epoch (EPOCH_FENCED) and it steps
   // down; the door asks again until a new master answers, or gives up (TRYAGAIN).
   const first = await Promise.all(lin.map((r) => r.get("dep:k").then((v) => v, (err: Error) => `error: ${err.message}`)));
+  // Stepped down: no longer master, or master again in a later epoch (it stepped down, then won the next election,
+  // between two status rounds).
   const stepped = await until("the deposed master to step down", 10000, async () => {
     const st = (await tc!.status()).find((x) => x.id === old);
-    return st !== undefined && st.role !== "master" ? st : undefined;
+    return st !== undefined && (st.role !== "master" || st.epoch > master.epoch) ? st : undefined;
   });
   t.is(await w.set("dep:k", "v2"), "OK", "a write once a new master serves");
   const after = await Promise.all(lin.map((r) => r.get("dep:k").then((v) => v, (err: Error) => `error: ${err.message}`)));
