@@ -7,8 +7,8 @@
 import test from "ava";
 import { Redis } from "ioredis";
 import { decode } from "../../src/protocol/codec.js";
+import type { ActorStatus } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
-import { BUSY_SCRIPT, actorRedisPort, connectActorRedis } from "../helpers/actor_redis.js";
 import { diffKeyspaces, dumpKeyspace, runClients, startTestCluster, until, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 let tc: TestCluster | undefined;
@@ -48,7 +48,9 @@ const TTL_WORKLOAD: (string | number)[][] = [
   ["SUNIONSTORE", "su:dst", "su:src"],
 ];
 
-const redisPort = actorRedisPort;
+function redisPort(s: ActorStatus): number {
+  return Number(new URL(s.redisUrl!).port);
+}
 
 /** Every key's DUMP payload and PTTL (the applied marker aside). */
 async function dumps(port: number): Promise<Map<string, { dump: string; pttl: number }>> {
@@ -164,10 +166,20 @@ test.serial("replay - a replica's Redis is read-only to clients", async (t) => {
   }
 });
 
+/** A connection to `actor`'s Redis that never resends a command after a reconnect (its errors are the test's to see). */
+async function openOnce(actor: ActorStatus): Promise<Redis> {
+  const c = new Redis({ port: redisPort(actor), host: "127.0.0.1", password: tc!.redisPassword, lazyConnect: true, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false });
+  c.on("error", () => {});
+  await c.connect();
+  return c;
+}
+
+/** A Lua loop that keeps Redis busy for `ms` (reads only: allowed on a read-only replica). */
+const BUSY_SCRIPT = "local t = redis.call('TIME') local start = t[1] * 1000000 + t[2] repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start >= tonumber(ARGV[1]) * 1000 return 1";
 
 test.serial("replay - connections of a replica's Redis killed just after a transaction ran, before its reply left: every record applies exactly once", async (t) => {
   const r1 = (await tc!.status()).find((s) => s.role === "replica" && s.id === "r1")!;
-  const open = () => connectActorRedis(r1, tc!.redisPassword);
+  const open = () => openOnce(r1);
   const busy = await open();
   const killer = await open();
   const ROUNDS = 10;
@@ -205,7 +217,7 @@ test.serial("replay - connections of a replica's Redis killed just after a trans
 
 test.serial("replay - while its applied marker cannot be read, a replica whose feeder link was killed applies nothing; once it can, it resumes from the marker: each INCR once", async (t) => {
   const r1 = (await tc!.status()).find((s) => s.role === "replica" && s.id === "r1")!;
-  const open = () => connectActorRedis(r1, tc!.redisPassword);
+  const open = () => openOnce(r1);
   const busy = await open();
   const killer = await open();
   const ROUNDS = 3;

@@ -7,7 +7,8 @@
 import test from "ava";
 import fs from "node:fs";
 import path from "node:path";
-import { BUSY_SCRIPT, connectActorRedis } from "../helpers/actor_redis.js";
+import { Redis } from "ioredis";
+import type { ActorStatus } from "../../src/protocol/messages.js";
 import { runClients, startTestCluster, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 let tc: TestCluster | undefined;
@@ -15,13 +16,22 @@ test.after.always(async () => {
   await tc?.stop();
 });
 
+const BUSY_SCRIPT = "local t = redis.call('TIME') local start = t[1] * 1000000 + t[2] repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start >= tonumber(ARGV[1]) * 1000 return 1";
+
+const redisPort = (s: ActorStatus): number => Number(new URL(s.redisUrl!).port);
+
 test("replica - a run whose ACK timed out behind a stalled Redis is applied once", async (t) => {
   tc = await startTestCluster("acktimeout", { feederSyncTimeoutMs: 1500 });
   await waitForWriter(tc);
   t.true((await tc.write(["SET", "ctr", "0"])).ok);
   await waitForReplicas(tc, (await waitForWriter(tc)).committedTxid);
   const r1 = (await tc.status()).find((s) => s.role === "replica" && s.id === "r1")!;
-  const open = () => connectActorRedis(r1, tc!.redisPassword);
+  const open = async (): Promise<Redis> => {
+    const c = new Redis({ port: redisPort(r1), host: "127.0.0.1", password: tc!.redisPassword, lazyConnect: true, maxRetriesPerRequest: 0 });
+    c.on("error", () => {});
+    await c.connect();
+    return c;
+  };
   const busy = await open();
   const ROUNDS = 3;
   const WRITERS = 20;
