@@ -16,7 +16,6 @@ import { APPLIED_DB, APPLIED_KEY, ApplyError, applyRecords, dropAppliedMarker, r
 import { Feeder, type FeederOptions } from "../../src/redis/feeder.js";
 import { startRedisServer, type RedisServer } from "../../src/redis/redis_server.js";
 import { encodeRecordPayload, type RecordView } from "../../src/segment/record.js";
-import { BUSY_SCRIPT } from "../helpers/actor_redis.js";
 
 const dirs: string[] = [];
 const servers: RedisServer[] = [];
@@ -114,6 +113,8 @@ test("the error count kept between runs: one INFO per call, and an effect Redis 
   t.is(errors.count, null, "after a failed call the count is read again");
 });
 
+const BUSY_SCRIPT = "local t = redis.call('TIME') local start = t[1] * 1000000 + t[2] repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start >= tonumber(ARGV[1]) * 1000 return 1";
+
 test("a run whose ACK timed out behind a stalled Redis: the marker read after it is final, and the run applies once (found in review, session 25)", async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-acktimeout-"));
   dirs.push(dir);
@@ -137,9 +138,8 @@ test("a run whose ACK timed out behind a stalled Redis: the marker read after it
 
   // Redis stalls (here a read-only script; in production a disk, a swap, a long client script) past the ACK timeout.
   options.syncTimeoutMs = 300;
-  const script = busy.eval(BUSY_SCRIPT, 0, 2500).catch(() => null);
-  // Time for the script to start before the run is sent (under load the EVAL may wait its turn).
-  await new Promise((res) => setTimeout(res, 300));
+  const script = busy.eval(BUSY_SCRIPT, 0, 1500).catch(() => null);
+  await new Promise((res) => setTimeout(res, 100));
   const err = await t.throwsAsync(applyRecords(feeder, client, [run], { marker, errors }));
   t.true(err instanceof ApplyError && !err.effectFailed, "the run's ACK timed out");
   options.syncTimeoutMs = 15_000;
