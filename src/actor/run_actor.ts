@@ -17,6 +17,11 @@ export interface Startable {
   stop(): Promise<void>;
   /** What `redis-qjm status` shows of it; the metrics gauges mirror it at each scrape. */
   status(): ActorStatus;
+  /**
+   * Settles, with why, once the actor cannot go on in this process (a redis-server it runs died): the process exits
+   * with 1, for its supervisor (`npm start`, systemd) to start it afresh.
+   */
+  readonly lost?: Promise<string>;
 }
 
 export interface ActorContext {
@@ -82,6 +87,11 @@ export async function runActor(role: string, id: string, config: Config, metrics
     await nc.drain().catch(() => {});
     process.exit(0);
   };
+  void actor.lost?.then((reason) => {
+    if (stopping) return;
+    log.fatal({ reason }, "this actor cannot go on: exiting, to be started afresh");
+    process.exit(1);
+  });
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
   await actor.start();

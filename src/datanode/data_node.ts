@@ -47,6 +47,9 @@ const LOOP_WATCH_INTERVAL_MS = 1000;
 
 export class DataNode {
   private replica: Replica | null = null;
+  private lose!: (why: string) => void;
+  /** Settles once the replica it runs lost its redis-server (Replica.lost): the process restarts (run_actor.ts). */
+  readonly lost = new Promise<string>((resolve) => (this.lose = resolve));
   private master: Master | null = null;
   /** A master role that ended, until the rejoin stopped it. */
   private retired: Master | null = null;
@@ -337,6 +340,10 @@ export class DataNode {
     this.commands ??= await replica.commandTable();
     replica.onApplied = () => this.door?.advanced();
     this.replica = replica;
+    // A released replica's Redis is the master role's: its loss shows on the master's replication link instead.
+    void replica.lost.then((why) => {
+      if (this.replica === replica && !this.stopped) this.lose(why);
+    });
   }
 
   /** Win the next epoch on a majority of journal nodes (the core then orders the release of the replica's Redis). */

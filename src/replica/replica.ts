@@ -58,6 +58,15 @@ export class Replica {
   private halt!: (value: null) => void;
   private readonly halted = new Promise<null>((resolve) => (this.halt = resolve));
   private loop: Promise<void> | null = null;
+  /** stop() began: the redis-server's exit from here on is ours. */
+  private stopping = false;
+  private loseRedis!: (why: string) => void;
+  /**
+   * Settles, with why, once the redis-server this replica runs exits unasked (killed, crashed, out of memory): its copy
+   * can no longer be applied to or served, so the actor exits and its supervisor starts it afresh, where the Redis
+   * reloads its AOF and the replica resumes from the applied marker it holds.
+   */
+  readonly lost = new Promise<string>((resolve) => (this.loseRedis = resolve));
   private lastError: string | null = null;
   private committedSeen = 0;
   /** The commit index first heard by this incarnation: its door serves reads once it applied that far (read_gate.ts). */
@@ -132,6 +141,7 @@ export class Replica {
     // A replica of the feeder from its first moment: a key loaded from the AOF never expires by this Redis's clock.
     const replicaOf = ["--replicaof", "127.0.0.1", String(this.feeder.port), "--replica-read-only", "yes"];
     this.redis = await startRedisServer({ port: this.redisPort, dir: this.dataDir + "/redis", persistent: true, startTimeoutMs: c.redisStartTimeoutMs, password: this.password, extraArgs: replicaOf });
+    this.watchRedis(this.redis);
     this.client = new Redis(this.redisOptions());
     this.client.on("error", (err) => this.log.debug({ err }, "redis client error"));
     // A restarted Redis counts its errors from 0 again: the count kept between runs is read anew.
@@ -605,7 +615,15 @@ export class Replica {
     return handed;
   }
 
+  /** Until release() hands it over or stop() ends it, the redis-server's exit is the copy lost (see `lost`). */
+  private watchRedis(redis: RedisServer): void {
+    void redis.child.exited.then((exit) => {
+      if (this.redis === redis && !this.stopping) this.loseRedis(`its redis-server (pid ${redis.child.pid}, port ${redis.port}) exited (${exit})`);
+    });
+  }
+
   async stop(): Promise<void> {
+    this.stopping = true;
     this.running = false;
     this.halt(null);
     this.hints?.unsubscribe();

@@ -7,6 +7,7 @@
  */
 import test from "ava";
 import { execFile } from "node:child_process";
+import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -165,6 +166,40 @@ test("a retry of a committed write, sent again after the master that committed i
     const c = await dumpKeyspace(redisPort(tc, next.id), tc.redisPassword);
     t.is(c.get("c")?.value, "3");
   } finally {
+    await tc.stop();
+  }
+});
+
+/** The pid of the redis-server a data node runs now (its pid file: the process we started). */
+function redisPidOf(tc: TestCluster, node: string): number {
+  return Number(fs.readFileSync(path.join(tc.cluster.dataDir, node, "redis", "redis.pid"), "utf8"));
+}
+
+test("a redis-server killed under a standby ends its data node for a restart; under the master, a standby takes over; nothing acked is lost", async (t) => {
+  const tc = await startCluster("failover-redis-death");
+  const writers = new KeyWriters(tc, 4);
+  try {
+    const master = await waitForWriter(tc);
+    await until("writes acked", 20000, () => (writers.acked.size > 50 ? true : undefined), 20);
+    // Before the fix, the standby stayed up for ever with no Redis: "degraded", retrying a dead port every 0.5 s.
+    const standby = DATA_NODES.find((n) => n !== master.id)!;
+    const node = tc.cluster.actors.get(standby)!;
+    const ended: { exit?: number | string } = {};
+    void node.exited.then((exit) => (ended.exit = exit));
+    process.kill(redisPidOf(tc, standby), "SIGKILL");
+    await until(`${standby} to exit`, 10000, () => (ended.exit === undefined ? undefined : true), 20);
+    t.is(ended.exit, 1, "the data node exits with 1 for its supervisor");
+    tc.cluster.startActor(standby);
+    // The master's Redis: its replication link drops, it steps down, a standby takes over.
+    const ackedBefore = writers.acked.size;
+    process.kill(redisPidOf(tc, master.id), "SIGKILL");
+    const next = await masterOf(tc, master.id);
+    t.true(next.epoch > master.epoch);
+    await until("writes acked after the master's Redis died", 20000, () => (writers.acked.size > ackedBefore + 50 ? true : undefined), 20);
+    await writers.stop();
+    await checkCopies(t, tc, writers);
+  } finally {
+    await writers.stop();
     await tc.stop();
   }
 });
