@@ -212,6 +212,12 @@ export const defaults = {
   scriptRepairBytesMax: 64 * 1024 * 1024,
   /** A script running longer is killed, or its Redis ended and rebuilt; above Redis's busy-reply-threshold (5 s). */
   scriptRunMaxMs: 10_000,
+  /**
+   * A master whose Redis has left a command unanswered this long (frozen: SIGSTOP, a hung disk, swap) takes it for
+   * lost, as if it had died: it discards it and steps down (a data node) or rebuilds it from the journal. Longer than
+   * scriptRunMaxMs, whose watch ends a runaway script first; a single command that needs longer can never be served.
+   */
+  redisStallMaxMs: 20_000,
   // ---- end of stream part ----
   /** Bytes at most buffered from the replication stream before it is parsed into records. */
   replStreamBytesMax: 96 * 1024 * 1024,
@@ -573,6 +579,7 @@ export function validateConfig(c: Config): string[] {
   if (c.masterProbeAfterMs !== 0 && (c.masterProbeAfterMs < c.masterHeartbeatIntervalMs || c.masterProbeAfterMs >= c.masterTimeoutMs)) {
     errors.push("masterProbeAfterMs must be 0 (no probe), or at least one master heartbeat and below masterTimeoutMs");
   }
+  if (c.redisStallMaxMs <= c.scriptRunMaxMs) errors.push("redisStallMaxMs must exceed scriptRunMaxMs");
   if (c.takeoverTimeoutMs <= c.masterTimeoutMs) errors.push("takeoverTimeoutMs must exceed masterTimeoutMs");
   if (c.heartbeatIntervalMs * 2 > c.quorumTimeoutMs) errors.push("quorumTimeoutMs must be at least two heartbeats");
   if (c.batchResendMs >= c.quorumTimeoutMs) errors.push("batchResendMs must be below quorumTimeoutMs (0: no resends)");

@@ -105,6 +105,8 @@ export class Master {
   private readonly handover = new HandoverDrain();
   private flushScheduled = false;
   private timer: NodeJS.Timeout | null = null;
+  /** performance.now() of the timer's last round: a round that comes late says the process, not Redis, stalled. */
+  private timerMs = performance.now();
   private generation = 0;
   private pumping = false;
   private readonly restorer: NodeRestorer;
@@ -349,8 +351,24 @@ export class Master {
 
   private onTimer(): void {
     this.fanout?.expire(Date.now());
+    this.watchRedisStall(performance.now());
     const orphansSinceMs = this.stream.onTimer();
     this.step(() => this.core.tick(Date.now(), orphansSinceMs));
+  }
+
+  /**
+   * A Redis that keeps a command unanswered past redisStallMaxMs is taken for lost (frozen, not dead: its sockets stay
+   * open, so nothing else notices): the writer fails, which discards it. Not when this timer itself came late by half
+   * that bound: then this process stalled, not its Redis, and the replies may be waiting in the socket.
+   */
+  private watchRedisStall(nowMs: number): void {
+    const lateMs = nowMs - this.timerMs;
+    this.timerMs = nowMs;
+    const waitedMs = Math.round(this.redis.writer?.oldestWaitMs(nowMs) ?? 0);
+    const bound = this.config.redisStallMaxMs;
+    if (!this.core.serving || waitedMs <= bound || lateMs > bound / 2) return;
+    this.log.error({ waitedMs, redisStallMaxMs: bound }, "its Redis answered nothing for too long: taken for lost");
+    this.failWriter(`its Redis answered no command for ${waitedMs} ms (redisStallMaxMs ${bound})`);
   }
 
   // ---- a data node's master role (issue #11) ----

@@ -24,6 +24,8 @@ export type RespArg = string | Uint8Array;
 interface Waiter {
   resolve: (v: RespValue) => void;
   reject: (err: Error) => void;
+  /** performance.now() when it was sent: how long Redis has kept it (a frozen Redis answers nothing). */
+  sentMs: number;
 }
 
 export class RespConnection {
@@ -73,6 +75,12 @@ export class RespConnection {
     return this.waiting.length - this.head;
   }
 
+  /** How long the oldest command still waiting has waited, in ms (0: none waits). */
+  oldestWaitMs(nowMs = performance.now()): number {
+    const w = this.waiting[this.head];
+    return w === undefined ? 0 : nowMs - w.sentMs;
+  }
+
   onClose(listener: (err: Error) => void): void {
     if (this.closedWith !== null) listener(this.closedWith);
     else this.closeListeners.push(listener);
@@ -87,7 +95,8 @@ export class RespConnection {
    * given as a Buffer is its RESP bytes, already checked to be one command (messages.ts commandOfResp), sent as is.
    */
   send(commands: readonly (readonly RespArg[] | Buffer)[]): Promise<RespValue>[] {
-    const replies = commands.map(() => new Promise<RespValue>((resolve, reject) => this.waiting.push({ resolve, reject })));
+    const sentMs = performance.now();
+    const replies = commands.map(() => new Promise<RespValue>((resolve, reject) => this.waiting.push({ resolve, reject, sentMs })));
     if (this.closedWith !== null) {
       this.rejectAll(this.closedWith);
       return replies;
