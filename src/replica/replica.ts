@@ -618,7 +618,7 @@ export class Replica {
   /** Until release() hands it over or stop() ends it, the redis-server's exit is the copy lost (see `lost`). */
   private watchRedis(redis: RedisServer): void {
     void redis.child.exited.then((exit) => {
-      if (this.redis === redis && !this.stopping) this.loseRedis(`its redis-server (pid ${redis.child.pid}, port ${redis.port}) exited (${exit})`);
+      if (this.redis === redis && !this.stopping) this.loseRedis(`its redis-server (pid ${redis.child.pid}, port ${redis.port}) exited (${exit}): see ${path.resolve(this.dataDir, "redis", "redis.log")}`);
     });
   }
 
