@@ -3,12 +3,14 @@
  * NO_QUORUM in bounded time and the cluster serves again once they return, with no acked write lost; a node
  * killed mid-write comes back; a torn tail is truncated; a flipped byte in a middle record is refused.
  */
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import test from "ava";
 import { segmentFilesIn } from "../../src/journal/segment_store.js";
 import { encodeEffects, encodeRecord, scanRecords } from "../../src/segment/record.js";
 import { decode } from "../../src/protocol/codec.js";
+import type { ActorStatus } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
 import { startTestCluster, until, waitForWriter, type TestCluster } from "../helpers/harness.js";
 import { History } from "../helpers/history.js";
@@ -108,6 +110,50 @@ test.serial("journal faults - a node killed mid-write comes back; a torn tail is
   t.true(events.some((e) => e.type === "restored" && e.node === "jn1"));
   await assertNoAckedWriteLost(t);
 });
+
+test.serial("journal faults - a full disk (a tmpfs with 1 MiB to spare): the node reports disk-error and is masked, no write fails; with room again it serves", async (t) => {
+  const dir = path.join(tc!.cluster.dataDir, "jn2");
+  await tc!.cluster.signal("jn2", "SIGTERM");
+  fs.renameSync(dir, `${dir}.before`);
+  fs.mkdirSync(dir);
+  const usedKiB = Number(execFileSync("du", ["-sk", `${dir}.before`], { encoding: "utf8" }).split("\t")[0]);
+  execFileSync("mount", ["-t", "tmpfs", "-o", `size=${usedKiB + 1024}k`, "tmpfs", dir]);
+  let mounted = true;
+  try {
+    fs.cpSync(`${dir}.before`, dir, { recursive: true });
+    tc!.cluster.startActor("jn2");
+    await until("jn2 back in the master's quorum", 30000, async () => (inSync(await tc!.status()).includes("jn2") ? true : undefined));
+    // 40 writes of 64 KiB: 2.5 MiB, past the room left. Each is acked by the other two.
+    const value = "v".repeat(64 * 1024);
+    for (let i = 0; i < 40; i++) t.true((await tc!.write(["SET", `full-disk:${i}`, value])).ok, `write ${i}`);
+    const jn2 = await until("jn2 to report its disk", 20000, async () => (await tc!.status()).find((s) => s.id === "jn2" && s.health === "disk-error"));
+    t.regex(String(jn2.details.diskError), /short write|ENOSPC/);
+    t.false(inSync(await tc!.status()).includes("jn2"), "the master counts it out");
+    execFileSync("mount", ["-o", "remount,size=256m", dir]);
+    await until("jn2 in the quorum again", 30000, async () => {
+      t.true((await tc!.write(["SET", "full-disk:after", "1"])).ok);
+      const all = await tc!.status();
+      return inSync(all).includes("jn2") && all.find((s) => s.id === "jn2")?.health === "ok" ? true : undefined;
+    }, 200);
+    await tc!.cluster.signal("jn2", "SIGTERM");
+    execFileSync("umount", [dir]);
+    mounted = false;
+    fs.rmSync(dir, { recursive: true });
+    fs.renameSync(`${dir}.before`, dir);
+    tc!.cluster.startActor("jn2");
+    await until("jn2 restarted and caught up", 30000, async () => (inSync(await tc!.status()).includes("jn2") ? true : undefined));
+  } finally {
+    if (mounted) {
+      await tc!.cluster.signal("jn2", "SIGKILL").catch(() => {});
+      execFileSync("umount", ["-l", dir]);
+    }
+  }
+});
+
+/** The journal nodes the serving master counts in its epoch's quorum. */
+function inSync(all: readonly ActorStatus[]): string[] {
+  return (all.find((s) => s.role === "master")?.details.inSync as string[] | undefined) ?? [];
+}
 
 test.serial("journal faults - a flipped byte in a middle record is refused, naming file and offset", async (t) => {
   await tc!.cluster.signal("jn1", "SIGKILL");
