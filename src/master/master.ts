@@ -18,7 +18,7 @@ import { EventPublisher } from "../actor/events.js";
 import { hearHeartbeats, startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
 import { ActorMetrics, type MasterMetrics } from "../metrics/actor_metrics.js";
-import { serve } from "../nats/bus.js";
+import { serve, serveAll } from "../nats/bus.js";
 import { heartbeatOf, parseReadIndexRequest, type ActorStatus, type CommitHint, type JournalReply } from "../protocol/messages.js";
 import { encode } from "../protocol/codec.js";
 import { subjects } from "../protocol/subjects.js";
@@ -90,8 +90,8 @@ export class Master {
   /** Batches for several journal nodes, one publish each; null until started and after stopping. */
   private fanout: JournalFanout<SentBatch> | null = null;
   private presence: Presence | null = null;
-  private writeSub: Subscription | null = null;
-  private writeToSub: Subscription | null = null;
+  /** The queue group's write subject and this node's own (`write.<id>`), served by one intake. */
+  private writeSubs: Subscription[] = [];
   private readIndexSub: Subscription | null = null;
   /** Reads of this Redis through the node's front door wait for the uncommitted writes they may have seen. */
   readonly readGuard = new ReadGuard();
@@ -182,10 +182,10 @@ export class Master {
     // A queue group: were two nodes to believe they are master, a write reaches one of them, never both.
     // Requests deferred past the intake's share hold at most writesQueuedBytesMax (bus.ts budgeted).
     const intake = { budget: this.budgets.intake, deferredBytesMax: this.config.writesQueuedBytesMax };
-    const writes = { limits: this.config, queue: "masters", ...intake };
-    this.writeSub = serve(this.nc, s.write, this.log, (body, raw) => this.intake.onWrite(body, raw), writes);
-    // Writes addressed to this node (a client that knows the master): the same handler.
-    this.writeToSub = serve(this.nc, s.writeTo(this.id), this.log, (body, raw) => this.intake.onWrite(body, raw), { limits: this.config, ...intake });
+    // Writes addressed to this node (a client that knows the master) go through the same intake, in arrival order with
+    // the queue group's: a client switching subjects between two writes cannot have the later one taken first.
+    const writeSubjects = [{ subject: s.write, queue: "masters" }, { subject: s.writeTo(this.id) }];
+    this.writeSubs = serveAll(this.nc, writeSubjects, this.log, (body, raw) => this.intake.onWrite(body, raw), { limits: this.config, ...intake });
     // Linearizable reads on any node's door: the committed txid, once a majority of journal nodes confirmed the epoch.
     this.readIndexSub = serve(this.nc, s.readIndex, this.log, (body) => {
       parseReadIndexRequest(body);
@@ -368,10 +368,7 @@ export class Master {
   }
 
   private unsubscribe(): void {
-    this.writeSub?.unsubscribe();
-    this.writeSub = null;
-    this.writeToSub?.unsubscribe();
-    this.writeToSub = null;
+    for (const sub of this.writeSubs.splice(0)) sub.unsubscribe();
     this.readIndexSub?.unsubscribe();
     this.readIndexSub = null;
     this.readIndex.close("this master stopped serving");
