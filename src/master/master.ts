@@ -76,6 +76,8 @@ export interface MasterOptions {
   metrics?: ActorMetrics;
   /** The committed txid moved (a data node's front door releases reads waiting for it). */
   onCommitted?: () => void;
+  /** It serves writes now (a data node sends its heartbeat at once: clients switch to a new master by it). */
+  onServing?: () => void;
 }
 
 export class Master {
@@ -160,7 +162,7 @@ export class Master {
     });
     // WATCH's map needs each journaled effect's keys: the command table's key positions.
     this.stream.keysOf = (effect) => this.redis.commands?.keysOf(asBuffers(effect)) ?? null;
-    this.intake = new WriteIntake(this.core, step, this.redis, this.stream, config, nc, log, this.m, this.readGuard, this.tracer);
+    this.intake = new WriteIntake(this.core, step, this.redis, this.stream, config, nc, log, this.m, this.readGuard, this.tracer, id);
     this.readIndex = new ReadIndexServer(jc, config, log, () => {
       const w = this.core.writer;
       return w === null || w.failed ? null : { epoch: w.epoch, committedTxid: w.committedTxid };
@@ -435,6 +437,9 @@ export class Master {
     this.events.publish({ type: "writerElected", epoch, endTxid, decision });
     this.log.info({ epoch, segmentTxid: endTxid + 1, decision }, "serving writes");
     this.step(() => this.core.start(epoch, endTxid + 1, start.inSync, Date.now(), this.window));
+    // Clients switch to a new master on its heartbeat (client/master_choice.ts): the first one now, not a beat later.
+    this.presence?.beat();
+    this.options.onServing?.();
   }
 
   /** A data node's takeover (master_redis.ts): a failure here is a step-down, its Redis discarded with the rest. */
