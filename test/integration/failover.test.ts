@@ -109,7 +109,7 @@ async function checkCopies(t: import("ava").ExecutionContext, tc: TestCluster, w
 test("a master frozen past the detection bound is replaced, then steps down and converges as a replica", async (t) => {
   const tc = await startCluster("failover-stop");
   // Through the library: raw requests to the queue group still reach the frozen master about half the time, for as
-  // long as nats-server keeps its connection (10-15 s by nats-server.conf; still connected after 32 s in frozen_master).
+  // long as nats-server keeps its connection (10-15 s by nats-server.conf; a frozen data node was still connected after 120 s).
   const writers = new KeyWriters(tc, 4, true);
   try {
     const first = await waitForWriter(tc);
