@@ -7,6 +7,8 @@ import { subjects, type Role } from "../protocol/subjects.js";
 import type { Logger } from "../util/log.js";
 
 export interface Presence {
+  /** A heartbeat now, beside the timer's (a master that starts serving says so at once). */
+  beat(): void;
   stop(): void;
 }
 
@@ -24,6 +26,7 @@ export function startPresence(nc: NatsConnection, cluster: string, intervalMs: n
   beat();
   const sub = serve(nc, s.status, log, () => status());
   return {
+    beat,
     stop() {
       clearInterval(timer);
       sub.unsubscribe();

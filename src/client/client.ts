@@ -15,11 +15,12 @@ import { connectBus, request, requestAll } from "../nats/bus.js";
 import { clientTls, tlsHint, type NatsTls } from "../nats/tls.js";
 import { decode } from "../protocol/codec.js";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
-import { isClientId, type ActorStatus, type WriteId } from "../protocol/messages.js";
+import { heartbeatOf, isClientId, type ActorStatus, type WriteId } from "../protocol/messages.js";
 import { subjects, type Subjects } from "../protocol/subjects.js";
 import { plainReply } from "../redis/reply_value.js";
 import type { ReplyValue } from "../segment/record.js";
 import { OrderedWrites, type OrderedFailure, type WriteRequestBody } from "./ordered_writes.js";
+import { MasterChoice, type MasterHeard } from "./master_choice.js";
 import { backoffMs, verdictOf } from "./retry.js";
 
 export interface ConnectOptions {
@@ -140,10 +141,16 @@ export async function connect(options: ConnectOptions = {}): Promise<QjmClient> 
     const why = (err as Error).message;
     throw new QjmClientError(ErrorCode.TIMEOUT, `cannot reach NATS at ${String(servers)}: ${why}${tlsHint(why, tls !== null)}`, false, 0, null, { cause: err });
   }
-  return new ClientImpl(nc, subjects(options.cluster ?? config.cluster), config, {
+  const client = new ClientImpl(nc, subjects(options.cluster ?? config.cluster), config, {
     timeoutMs: options.timeoutMs ?? config.quorumTimeoutMs * 2,
     retryForMs: options.retryForMs ?? config.clientRetryForMs,
   }, true);
+  // A moment for the master's heartbeat (one every masterHeartbeatIntervalMs), so that a first write goes to it and not
+  // to the queue group, where a frozen master may still hold its place; none heard: the queue group, as before.
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([client.masterHeard, new Promise<void>((resolve) => (timer = setTimeout(resolve, config.masterHeartbeatIntervalMs * 2)))]);
+  clearTimeout(timer);
+  return client;
 }
 
 /**
@@ -176,16 +183,19 @@ class ClientImpl implements QjmClient {
   private markClosed!: () => void;
   private readonly subscriptions = new Set<Subscription>();
   /**
-   * Settles when a new master starts serving (its writerElected event): an attempt sent to the old one may wait for a
-   * reply that never comes (a killed or fenced master), so it is sent again at once, with the same id (issue #11).
+   * Settles when a new master starts serving (its first heartbeat or reply in a higher epoch): an attempt sent to the
+   * old one may wait for a reply that never comes (a killed, frozen or fenced master), so it is sent again at once,
+   * with the same id (issue #11).
    */
   private readonly waitingForMaster = new Set<() => void>();
-  private epochSeen = 0;
   /**
-   * The master this client learnt from its writerElected event: writes go to it (`write.<id>`), not to the queue group,
-   * where a dead master keeps its place until nats-server drops its connection. Null: the queue group.
+   * The master writes go to (`write.<id>`), from its heartbeats and the writes' replies (master_choice.ts), rather than
+   * the queue group, where a frozen master keeps its place until nats-server drops its connection.
    */
-  private master: string | null = null;
+  private readonly choice = new MasterChoice();
+  /** Settles once a master serving was heard (connect waits for it a moment: a first write then goes to it). */
+  readonly masterHeard: Promise<void>;
+  private markMasterHeard!: () => void;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -196,6 +206,8 @@ class ClientImpl implements QjmClient {
     private readonly ownsConnection: boolean,
   ) {
     this.closing = new Promise((resolve) => (this.markClosed = resolve));
+    this.masterHeard = new Promise((resolve) => (this.markMasterHeard = resolve));
+    this.watchMasters();
     void this.watchElections();
     void this.watchLink();
   }
@@ -211,26 +223,45 @@ class ClientImpl implements QjmClient {
     }
   }
 
+  /**
+   * Masters' heartbeats (`hb.master.<id>`: only `<id>` may publish there), at masterHeartbeatIntervalMs: which one
+   * serves, in which epoch. Not the writerElected event: every actor may publish events, in any name. A nats-server
+   * whose permissions predate this refuses the subscription: writes then learn the master from their replies only.
+   */
+  private watchMasters(): void {
+    const sub = this.nc.subscribe(this.s.heartbeat("master", "*"), {
+      callback: (err, msg) => {
+        if (err !== null || this.closed) return;
+        const id = msg.subject.slice(msg.subject.lastIndexOf(".") + 1);
+        const hb = heartbeatOf(msg.data, "master", id);
+        if (hb === null || typeof hb.epoch !== "number") return;
+        this.masterNamed({ id, epoch: hb.epoch, serving: hb.health === "writing" });
+      },
+    });
+    this.subscriptions.add(sub);
+  }
+
+  /** A heartbeat or a reply named a master: a new one serving gets what waits for an answer at once. */
+  private masterNamed(h: MasterHeard): void {
+    if (!this.choice.heard(h)) return;
+    this.markMasterHeard();
+    for (const resend of [...this.waitingForMaster]) resend();
+  }
+
   private async watchElections(): Promise<void> {
     for await (const event of this.events()) {
       if (event.type === "masterReconnected" && this.fromMaster(event)) {
         // Our unanswered writes' replies would be refused by the server the master failed over to: send them again.
         for (const resend of [...this.waitingForMaster]) resend();
-        continue;
       }
-      if (event.type !== "writerElected" || typeof event.epoch !== "number" || event.epoch <= this.epochSeen) continue;
-      this.epochSeen = event.epoch;
-      // The master announces itself: writes go to it directly from now on (`master.<id>` is the event's source).
-      const source = typeof event.source === "string" ? event.source : "";
-      this.master = source.startsWith("master.") && isClientId(source.slice("master.".length)) ? source.slice("master.".length) : null;
-      for (const resend of [...this.waitingForMaster]) resend();
     }
   }
 
-  /** An event of the master this client writes to (any master's while it writes to the queue group). */
+  /** An event of the master this client writes to (any master's while it knows none). */
   private fromMaster(event: Record<string, unknown>): boolean {
     const source = typeof event.source === "string" ? event.source : "";
-    return this.master === null ? source.startsWith("master.") : source === `master.${this.master}`;
+    const known = this.choice.known;
+    return known === null ? source.startsWith("master.") : source === `master.${known}`;
   }
 
   write(command: string, ...args: WriteArg[]): Promise<WriteResult> {
@@ -294,11 +325,9 @@ class ClientImpl implements QjmClient {
   /** One attempt: the result, or the failure's code and message (a transport failure is TIMEOUT). */
   private async attempt(body: unknown): Promise<Omit<WriteResult, "attempts"> | { code: ErrorCode; message: string; cause?: unknown; newMaster?: true }> {
     let reply: unknown;
-    const master = this.master;
-    // Not answered as master (stepped down, gone): back to the queue group until the next election says who is.
-    const forget = (): void => {
-      if (master !== null && this.master === master) this.master = null;
-    };
+    const master = this.choice.target();
+    // Not answered as master (stepped down, gone, frozen): the queue group, until a heartbeat or a reply names one.
+    const forget = (): void => this.choice.failed(master);
     try {
       // One waiter per attempt, removed with it: nothing accumulates between elections.
       let resend = (): void => {};
@@ -311,6 +340,8 @@ class ClientImpl implements QjmClient {
         this.waitingForMaster.delete(resend);
       }
       if (reply === NEW_MASTER) return { code: ErrorCode.TIMEOUT, message: "a new master was elected (or the master's link to NATS failed over) while the write waited for its answer", newMaster: true };
+      const named = masterOfReply(reply);
+      if (named !== null) this.masterNamed(named);
     } catch (err) {
       forget();
       if (err instanceof QjmError) return { code: err.code, message: err.message, cause: err };
@@ -368,6 +399,13 @@ async function* decodedEvents(sub: Subscription, done: () => void): AsyncGenerat
   } finally {
     done();
   }
+}
+
+/** The master a write's ok reply names (older masters name none). */
+function masterOfReply(v: unknown): MasterHeard | null {
+  const r = v as { ok?: unknown; master?: unknown; epoch?: unknown } | null;
+  if (r?.ok !== true || !isClientId(r.master) || typeof r.epoch !== "number") return null;
+  return { id: r.master, epoch: r.epoch, serving: true };
 }
 
 /** A master's reply, checked: the result, or its error (a malformed reply is INTERNAL: the outcome is unknown). */

@@ -398,6 +398,7 @@ export class DataNode {
       metrics: this.metrics,
       onStepDown: (reason) => this.onMasterEnded(master, reason),
       onCommitted: () => this.door?.advanced(),
+      onServing: () => this.beat(),
     });
     this.master = master;
     await master.start();

@@ -18,7 +18,7 @@ import { EventPublisher } from "../actor/events.js";
 import { hearHeartbeats, startPresence, type Presence } from "../actor/presence.js";
 import type { Config } from "../config/config.js";
 import { ActorMetrics, type MasterMetrics } from "../metrics/actor_metrics.js";
-import { serve } from "../nats/bus.js";
+import { serve, serveAll } from "../nats/bus.js";
 import { heartbeatOf, parseReadIndexRequest, type ActorStatus, type CommitHint, type JournalReply } from "../protocol/messages.js";
 import { encode } from "../protocol/codec.js";
 import { subjects } from "../protocol/subjects.js";
@@ -76,6 +76,8 @@ export interface MasterOptions {
   metrics?: ActorMetrics;
   /** The committed txid moved (a data node's front door releases reads waiting for it). */
   onCommitted?: () => void;
+  /** It serves writes now (a data node sends its heartbeat at once: clients switch to a new master by it). */
+  onServing?: () => void;
 }
 
 export class Master {
@@ -90,8 +92,8 @@ export class Master {
   /** Batches for several journal nodes, one publish each; null until started and after stopping. */
   private fanout: JournalFanout<SentBatch> | null = null;
   private presence: Presence | null = null;
-  private writeSub: Subscription | null = null;
-  private writeToSub: Subscription | null = null;
+  /** The queue group's write subject and this node's own (`write.<id>`), served by one intake. */
+  private writeSubs: Subscription[] = [];
   private readIndexSub: Subscription | null = null;
   /** Reads of this Redis through the node's front door wait for the uncommitted writes they may have seen. */
   readonly readGuard = new ReadGuard();
@@ -162,7 +164,7 @@ export class Master {
     });
     // WATCH's map needs each journaled effect's keys: the command table's key positions.
     this.stream.keysOf = (effect) => this.redis.commands?.keysOf(asBuffers(effect)) ?? null;
-    this.intake = new WriteIntake(this.core, step, this.redis, this.stream, config, nc, log, this.m, this.readGuard, this.tracer);
+    this.intake = new WriteIntake(this.core, step, this.redis, this.stream, config, nc, log, this.m, this.readGuard, this.tracer, id);
     this.readIndex = new ReadIndexServer(jc, config, log, () => {
       const w = this.core.writer;
       return w === null || w.failed ? null : { epoch: w.epoch, committedTxid: w.committedTxid };
@@ -184,10 +186,10 @@ export class Master {
     // A queue group: were two nodes to believe they are master, a write reaches one of them, never both.
     // Requests deferred past the intake's share hold at most writesQueuedBytesMax (bus.ts budgeted).
     const intake = { budget: this.budgets.intake, deferredBytesMax: this.config.writesQueuedBytesMax };
-    const writes = { limits: this.config, queue: "masters", ...intake };
-    this.writeSub = serve(this.nc, s.write, this.log, (body, raw) => this.intake.onWrite(body, raw), writes);
-    // Writes addressed to this node (a client that knows the master): the same handler.
-    this.writeToSub = serve(this.nc, s.writeTo(this.id), this.log, (body, raw) => this.intake.onWrite(body, raw), { limits: this.config, ...intake });
+    // Writes addressed to this node (a client that knows the master) go through the same intake, in arrival order with
+    // the queue group's: a client switching subjects between two writes cannot have the later one taken first.
+    const writeSubjects = [{ subject: s.write, queue: "masters" }, { subject: s.writeTo(this.id) }];
+    this.writeSubs = serveAll(this.nc, writeSubjects, this.log, (body, raw) => this.intake.onWrite(body, raw), { limits: this.config, ...intake });
     // Linearizable reads on any node's door: the committed txid, once a majority of journal nodes confirmed the epoch.
     this.readIndexSub = serve(this.nc, s.readIndex, this.log, (body) => {
       parseReadIndexRequest(body);
@@ -386,10 +388,7 @@ export class Master {
   }
 
   private unsubscribe(): void {
-    this.writeSub?.unsubscribe();
-    this.writeSub = null;
-    this.writeToSub?.unsubscribe();
-    this.writeToSub = null;
+    for (const sub of this.writeSubs.splice(0)) sub.unsubscribe();
     this.readIndexSub?.unsubscribe();
     this.readIndexSub = null;
     this.readIndex.close("this master stopped serving");
@@ -456,6 +455,9 @@ export class Master {
     this.events.publish({ type: "writerElected", epoch, endTxid, decision });
     this.log.info({ epoch, segmentTxid: endTxid + 1, decision }, "serving writes");
     this.step(() => this.core.start(epoch, endTxid + 1, start.inSync, Date.now(), this.window));
+    // Clients switch to a new master on its heartbeat (client/master_choice.ts): the first one now, not a beat later.
+    this.presence?.beat();
+    this.options.onServing?.();
   }
 
   /** A data node's takeover (master_redis.ts): a failure here is a step-down, its Redis discarded with the rest. */

@@ -67,6 +67,8 @@ export class WriteIntake {
     /** The front door's reads on this Redis wait for the writes they may have seen (no dirty reads). */
     private readonly guard: ReadGuard | null,
     private readonly tracer: WriteTracer,
+    /** This master's id, named in every answered write with its epoch (a client sends its next ones to `write.<id>`). */
+    private readonly masterId: string,
   ) {
     this.txLimits = { commandsMax: config.txCommandsMax, watchKeysMax: config.txWatchKeysMax };
   }
@@ -105,7 +107,9 @@ export class WriteIntake {
     if (w === undefined) return;
     this.metrics.answered(reply.ok, w.arrivedMs, performance.now());
     const trace = this.tracer.on ? this.tracer.answered(id) : undefined;
-    w.respond(trace !== undefined && reply.ok ? { ...reply, trace } : reply);
+    const writer = this.core.writer;
+    if (!reply.ok || writer === null) return w.respond(reply);
+    w.respond(trace !== undefined ? { ...reply, trace, master: this.masterId, epoch: writer.epoch } : { ...reply, master: this.masterId, epoch: writer.epoch });
   }
 
   /** A script is a barrier: nothing is admitted behind it until the read of the keys it touched is sent. */

@@ -62,10 +62,11 @@ function rolePermissions(cluster: string, user: NatsUser): Permissions {
   const anyNode = "*";
   switch (user.role) {
     case "client":
-      return { publish: [s.write, s.writeTo("*"), s.status], subscribe: [s.events, s.trace, inbox], allowResponses: false };
+      // Masters' heartbeats: which one serves, so that writes go to it (`write.<id>`, client/master_choice.ts).
+      return { publish: [s.write, s.writeTo("*"), s.status], subscribe: [s.events, s.trace, s.heartbeat("master", "*"), inbox], allowResponses: false };
     case "admin":
       // An operator: what a client may do, and the data nodes' control requests (a planned switchover).
-      return { publish: [s.write, s.writeTo("*"), s.status, s.control("*")], subscribe: [s.events, s.trace, inbox], allowResponses: false };
+      return { publish: [s.write, s.writeTo("*"), s.status, s.control("*")], subscribe: [s.events, s.trace, s.heartbeat("master", "*"), inbox], allowResponses: false };
     case "master":
       return {
         publish: [s.journal(anyNode), s.batch, s.journalRead(anyNode), s.snapshot(anyNode), s.snapshotUpload(anyNode), s.heartbeat("master", user.name), s.events, s.committed],

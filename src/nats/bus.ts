@@ -97,8 +97,30 @@ export function serve(
   subject: string,
   log: Logger,
   handler: (body: unknown, raw: Uint8Array) => Promise<unknown> | unknown,
-  options: { queue?: string; limits?: BusLimits; budget?: TurnShare; deferredBytesMax?: number } = {},
+  options: { queue?: string } & ServeOptions = {},
 ): Subscription {
+  return serveAll(nc, [{ subject, queue: options.queue }], log, handler, options)[0]!;
+}
+
+export interface ServeOptions {
+  limits?: BusLimits;
+  budget?: TurnShare;
+  deferredBytesMax?: number;
+}
+
+/**
+ * `serve` over several subscriptions with ONE intake: requests are taken in the order they arrive on the socket,
+ * whichever subscription carried them (nats.js calls callback subscriptions synchronously in socket order), through
+ * one turn-budget FIFO. Two FIFOs would let a request on one subject overtake one deferred on the other — a client's
+ * write k sent to the queue group and k+1 to the master's own subject (src/master/master.ts).
+ */
+export function serveAll(
+  nc: NatsConnection,
+  subs: readonly { subject: string; queue?: string }[],
+  log: Logger,
+  handler: (body: unknown, raw: Uint8Array) => Promise<unknown> | unknown,
+  options: ServeOptions = {},
+): Subscription[] {
   const limits = options.limits ?? busDefaults;
   const admit = options.budget === undefined ? (_bytes: number, run: () => void) => run() : budgeted(options.budget, options.deferredBytesMax ?? Number.MAX_SAFE_INTEGER);
   const reassembler = new Reassembler(limits);
@@ -108,11 +130,11 @@ export function serve(
     try {
       respond(nc, msg, encode(reply), outbox);
     } catch (e) {
-      log.warn({ err: e, subject }, "could not send reply");
+      log.warn({ err: e, subject: msg.subject }, "could not send reply");
     }
   };
-  return nc.subscribe(subject, {
-    queue: options.queue,
+  return subs.map(({ subject, queue }) => nc.subscribe(subject, {
+    queue,
     callback: (err, msg) => {
       if (err) {
         log.error({ err, subject }, "subscription error");
@@ -140,7 +162,7 @@ export function serve(
         answer(msg, reply);
       })());
     },
-  });
+  }));
 }
 
 /**

@@ -169,9 +169,10 @@ export type JournalReply =
 /**
  * The reply to a client write. `reply` is Redis's, typed (ReplyValue: a status is a string, a bulk string bytes; see
  * src/redis/reply_value.ts). `duplicate`: the write's id was committed already (a retry); the reply is the one the
- * journal kept for it, and the write was not applied again.
+ * journal kept for it, and the write was not applied again. `master` and `epoch`: the node that answered and the epoch
+ * it serves, so a client learns where to send its next writes (`write.<master>`; an older master names neither).
  */
-export type WriteReply = { ok: true; txid: number; reply: unknown; duplicate?: true; trace?: WriteTrace } | ErrorReply;
+export type WriteReply = { ok: true; txid: number; reply: unknown; duplicate?: true; trace?: WriteTrace; master?: string; epoch?: number } | ErrorReply;
 
 /**
  * A write's id (issue #11 item 3): the client that sent it and the client's sequence number for it. A retry carries

@@ -38,7 +38,10 @@ export type SimMessage =
   /** A client's write; `writeId` (client, seq) is the same on each retry of it, null for a write sent without one. */
   | { kind: "write"; id: number; writeId: WriteId | null; op: ClientOp }
   | { kind: "writeReply"; id: number; reply: WriteReply }
-  /** A master's `writerElected` event (master.ts), heard by clients: their unanswered writes go again at once (client.ts). */
+  /**
+   * A master starts serving, heard by clients: their unanswered writes go again at once (client.ts hears it as the
+   * master's first heartbeat serving in a higher epoch, which master.ts sends as it starts serving).
+   */
   | { kind: "writerElected"; epoch: number }
   /** A data node's heartbeat, heard by the other data nodes (their ElectionCore ranks and waits by these). */
   | { kind: "dataBeat"; beat: PeerBeat }

@@ -116,7 +116,7 @@ export class SimMaster implements SimActor {
   hintReaders: readonly string[] = [];
   /** Batch fan-outs published (the run's stats; the count is also each one's tag, BatchFanout `re`). */
   fanouts = 0;
-  /** Who hears this master's `writerElected` event (master.ts publishes it): the clients, which resend at once. */
+  /** Who hears that this master serves (master.ts: its first heartbeat as master, sent at once): the clients, which resend at once. */
   electionListeners: readonly string[] = [];
   /** A planned switchover's drain under way (master.ts's HandoverDrain): told true once drained, false otherwise. */
   private drainWaiter: ((drained: boolean) => void) | null = null;

@@ -145,6 +145,35 @@ test.serial("auth - an actor sends only its role's requests and publishes only i
   t.true((await tc!.write(["SET", "after-actor-forgery", "1"])).ok);
 });
 
+test.serial("auth - writes addressed to a master (write.<id>) reach only it: nobody else may take them, nor announce itself as a master in its heartbeat; a client hears masters' heartbeats", async (t) => {
+  const s = subjects(tc!.cluster.cluster);
+  const master = await waitForWriter(tc!);
+  const client = await connectBus(tc!.cluster.natsUrl, "auth-write-to", credsFile(tc!.cluster.dataDir, CLIENT_USER));
+  const r1 = await tc!.connectAs("r1");
+  const fromClient = refusals(client);
+  const fromR1 = refusals(r1);
+  try {
+    // A hostile client or replica taking the master's own writes (to answer them, or drop them), or announcing a master
+    // in another's name, so that clients send their writes there.
+    client.subscribe(s.writeTo(master.id));
+    client.subscribe(`${s.write}.*`);
+    await publish(client, s.heartbeat("master", master.id), { role: "master", id: master.id, pid: 1, epoch: master.epoch + 1000, health: "writing" });
+    r1.subscribe(s.writeTo(master.id));
+    await publish(r1, s.heartbeat("master", "r1"), { role: "master", id: "r1", pid: 1, epoch: master.epoch + 1000, health: "writing" });
+    await client.flush();
+    await r1.flush();
+    t.deepEqual(await fromClient.count(3), [`publish ${s.heartbeat("master", master.id)}`, `subscription ${s.write}.*`, `subscription ${s.writeTo(master.id)}`].sort());
+    t.deepEqual(await fromR1.count(2), [`publish ${s.heartbeat("master", "r1")}`, `subscription ${s.writeTo(master.id)}`].sort());
+    // What a client may do: hear the master's heartbeat, and write to it directly (its reply names it and its epoch).
+    const beat = new Promise((resolve) => client.subscribe(s.heartbeat("master", "*"), { max: 1, callback: (_e, msg) => resolve(decode(msg.data)) }));
+    t.like(await beat, { role: "master", id: master.id, health: "writing" });
+    t.like(await request(client, s.writeTo(master.id), ["SET", "direct", "1"], 5000), { ok: true, master: master.id, epoch: master.epoch });
+    t.is(fromClient.seen.length, 3, "the heartbeat subscription and the direct write were not refused");
+  } finally {
+    await client.close();
+  }
+});
+
 test.serial("auth - every Redis of the cluster refuses a client without its password and listens on 127.0.0.1", async (t) => {
   const ports = (await tc!.status()).filter((s) => s.redisUrl !== null).map((s) => Number(new URL(s.redisUrl!).port));
   t.is(ports.length, 3, "the master's and both replicas' Redis");

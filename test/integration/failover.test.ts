@@ -15,6 +15,8 @@ import type { Config } from "../../src/config/config.js";
 import type { ActorStatus, WriteReply } from "../../src/protocol/messages.js";
 import { decode, encode } from "../../src/protocol/codec.js";
 import { verdictOf } from "../../src/client/retry.js";
+import { connect, type QjmClient, type QjmClientError } from "../../src/client/client.js";
+import { CLIENT_USER, credsFile } from "../../src/nats/auth.js";
 import { diffKeyspaces, dumpKeyspace, startTestCluster, until, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 const DATA_NODES = ["d1", "d2", "d3"];
@@ -28,31 +30,37 @@ function redisPort(tc: TestCluster, node: string): number {
   return tc.cluster.config.dataRedisPortBase + DATA_NODES.indexOf(node);
 }
 
-/** Clients writing unique keys (SET is idempotent: a write whose outcome is unknown is retried as it is). */
+/**
+ * Clients writing unique keys (SET is idempotent: a write whose outcome is unknown is retried as it is), 1 s per
+ * attempt, retried here. Raw requests to the queue group (an older client: every reply seen as the master sent it), or
+ * with `library`, through the client library, one attempt per write (retryForMs 0): it sends to the master it knows
+ * (write.<id>), so a frozen master that still holds its place in the queue group gets none of them.
+ */
 class KeyWriters {
   readonly acked = new Map<string, string>();
   private running = true;
   private readonly done: Promise<void>[] = [];
   unknown = 0;
-  /** Replies by error code: NOT_WRITER (not executed: retried elsewhere), NO_QUORUM (outcome unknown)… */
+  /** Failures by code: NOT_WRITER (not executed: retried elsewhere), NO_QUORUM (outcome unknown), TIMEOUT… */
   readonly errors = new Map<string, number>();
+  private readonly clients: Promise<QjmClient>[] = [];
 
-  constructor(private readonly tc: TestCluster, clients: number) {
+  constructor(private readonly tc: TestCluster, clients: number, private readonly library = false) {
     for (let c = 0; c < clients; c++) this.done.push(this.run(c));
   }
 
   private async run(client: number): Promise<void> {
+    const write = await this.writer();
     for (let i = 0; this.running; i++) {
       const key = `k:${client}:${i}`;
       const value = `v${i}`;
       for (;;) {
-        const reply = await this.tc.write(["SET", key, value], 1000).catch(() => null);
-        if (reply?.ok) {
+        const code = await write(key, value);
+        if (code === null) {
           this.acked.set(key, value);
           break;
         }
         this.unknown++;
-        const code = reply === null ? "TIMEOUT" : reply.ok ? "" : reply.code;
         this.errors.set(code, (this.errors.get(code) ?? 0) + 1);
         if (!this.running) return;
         await new Promise((r) => setTimeout(r, 20));
@@ -60,9 +68,24 @@ class KeyWriters {
     }
   }
 
+  /** One write's failure code, null when acked. */
+  private async writer(): Promise<(key: string, value: string) => Promise<string | null>> {
+    if (!this.library) {
+      return async (key, value) => {
+        const reply = await this.tc.write(["SET", key, value], 1000).catch(() => null);
+        return reply === null ? "TIMEOUT" : reply.ok ? null : reply.code;
+      };
+    }
+    const opened = connect({ servers: this.tc.cluster.natsUrl, credsFile: credsFile(this.tc.cluster.dataDir, CLIENT_USER), cluster: this.tc.cluster.cluster, timeoutMs: 1000, retryForMs: 0 });
+    this.clients.push(opened);
+    const qjm = await opened;
+    return async (key, value) => await qjm.write("SET", key, value).then(() => null, (err: QjmClientError) => err.code ?? "TIMEOUT");
+  }
+
   async stop(): Promise<void> {
     this.running = false;
     await Promise.all(this.done);
+    for (const c of this.clients.splice(0)) await c.then((q) => q.close()).catch(() => {});
   }
 }
 
@@ -87,7 +110,9 @@ async function checkCopies(t: import("ava").ExecutionContext, tc: TestCluster, w
 
 test("a master frozen past the detection bound is replaced, then steps down and converges as a replica", async (t) => {
   const tc = await startCluster("failover-stop");
-  const writers = new KeyWriters(tc, 4);
+  // Through the library: raw requests to the queue group still reach the frozen master about half the time, for as
+  // long as nats-server keeps its connection (10-15 s by nats-server.conf; a frozen data node was still connected after 120 s).
+  const writers = new KeyWriters(tc, 4, true);
   try {
     const first = await waitForWriter(tc);
     await until("writes acked", 20000, () => (writers.acked.size > 50 ? true : undefined), 20);
@@ -95,7 +120,10 @@ test("a master frozen past the detection bound is replaced, then steps down and 
     const next = await masterOf(tc, first.id);
     t.true(next.epoch > first.epoch);
     const ackedBefore = writers.acked.size;
+    const timeoutsBefore = writers.errors.get("TIMEOUT") ?? 0;
+    const takenOverAt = Date.now();
     await until("writes acked by the new master", 20000, () => (writers.acked.size > ackedBefore + 50 ? true : undefined), 20);
+    t.log(`50 writes acked ${Date.now() - takenOverAt} ms after the takeover was seen; attempts timed out meanwhile: ${(writers.errors.get("TIMEOUT") ?? 0) - timeoutsBefore}`);
     await tc.cluster.signal(first.id, "SIGCONT");
     // The old master hears the new epoch (or is fenced at its next batch) and rejoins as a replica.
     await until(`${first.id} to step down`, 30000, async () => (await tc.status()).find((s) => s.id === first.id && s.role === "replica"), 50);

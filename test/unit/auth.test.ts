@@ -92,6 +92,16 @@ test("auth - a client may address the master directly (write.<id>); only that da
   t.true(hears(d2, s.writeTo("d2")));
   t.false(hears(d2, s.writeTo("d3")));
   t.false(hears(r1, s.writeTo("r1")), "a replica of the single-master layout never answers writes");
+  t.false(hears(client, s.writeTo("d2")) || hears(client, `${s.write}.*`), "a client never takes another's writes");
+  t.false(hears(jn1, s.writeTo("d2")) || hears(r1, s.writeTo("d2")));
+});
+
+test("auth - a client learns the master from masters' heartbeats, which only each master publishes, in its own name", (t) => {
+  t.true(hears(client, s.heartbeat("master", "d2")));
+  t.false(hears(client, s.heartbeat("replica", "d2")) || hears(client, s.heartbeat("journal", "jn1")), "only masters' heartbeats");
+  const d2: NatsUser = { name: "d2", role: "data" };
+  for (const user of [client, jn1, r1, d2]) t.false(may(user, s.heartbeat("master", "d3")), `${user.name} may not announce d3 as master`);
+  t.true(may(d2, s.heartbeat("master", "d2")));
 });
 
 test("auth - every actor answers the NATS micro protocol ($SRV); the client and admin may ask it, nothing more", (t) => {

@@ -9,7 +9,7 @@ import test from "ava";
 import { Packr } from "msgpackr";
 import { INT64_AUTO } from "../../src/protocol/codec.js";
 import { PAYLOAD_V2, decodeRecordPayload, encodeEffects, encodeWriteRecord } from "../../src/segment/record.js";
-import { budgeted } from "../../src/nats/bus.js";
+import { budgeted, serveAll, type NatsConnection } from "../../src/nats/bus.js";
 import { ErrorCode, QjmError } from "../../src/protocol/errors.js";
 import { encode, decode } from "../../src/protocol/codec.js";
 import { commandOfResp, parseWriteRequest } from "../../src/protocol/messages.js";
@@ -137,6 +137,31 @@ test("bus requests within a turn budget: run in arrival order, the rest in later
   t.deepEqual(ran, [1, 2, 3, 4, 5], "the turn that ran 5 is spent");
   turns.shift()!();
   t.deepEqual(ran, [1, 2, 3, 4, 5, 6]);
+});
+
+test("requests on several subjects served by one intake keep their arrival order across subjects (a write switched to the master's own subject cannot overtake one deferred on the queue group's)", (t) => {
+  const clock = { now: 0 };
+  const turns: (() => void)[] = [];
+  const budget = new TurnBudget(5, () => clock.now, (fn) => turns.push(fn));
+  // Only what serveAll uses of a connection: its subscriptions' callbacks, called here in "socket order".
+  const callbacks: ((err: Error | null, msg: unknown) => void)[] = [];
+  const nc = { subscribe: (_subject: string, o: { callback: (err: Error | null, msg: unknown) => void }) => (callbacks.push(o.callback), { unsubscribe() {} }) };
+  const ran: number[] = [];
+  const log = { debug() {}, warn() {}, error() {} } as unknown as Parameters<typeof serveAll>[2];
+  // Each request spends a whole turn's share: a turn runs one step per parked FIFO. With a FIFO per subject, the
+  // turn after this would run 2 (the queue group's) and then 4 (the direct subject's), before 3.
+  serveAll(nc as unknown as NatsConnection, [{ subject: "w", queue: "masters" }, { subject: "w.d2" }], log, (body) => {
+    ran.push(body as number);
+    clock.now += 6;
+  }, { budget, deferredBytesMax: 1000 });
+  const deliver = (sub: number, n: number): void => callbacks[sub](null, { subject: sub === 0 ? "w" : "w.d2", data: encode(n), headers: undefined, reply: undefined });
+  deliver(0, 1);
+  deliver(0, 2);
+  deliver(0, 3);
+  deliver(1, 4);
+  t.deepEqual(ran, [1], "2, 3 and 4 wait: the turn's share is spent");
+  for (let turn = 0; turns.length > 0 && turn < 10; turn++) turns.shift()!();
+  t.deepEqual(ran, [1, 2, 3, 4], "arrival order, whichever subject");
 });
 
 test("bus requests deferred past the turn budget hold at most their byte bound: past it, every one waiting runs, in order, then the new one", (t) => {
