@@ -9,7 +9,7 @@ import test from "ava";
 import { Redis } from "ioredis";
 import { request } from "../../src/nats/bus.js";
 import { subjects } from "../../src/protocol/subjects.js";
-import { startTestCluster, until, waitForDoors, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { startTestCluster, until, waitForDoors, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 const DATA_NODES = ["d1", "d2", "d3"];
 let tc: TestCluster | null = null;
@@ -196,6 +196,10 @@ test.serial("a linearizable read on a deposed master (stopped while another took
 // them promised a higher epoch it still believes it serves: only its read index's confirmation round can tell it.
 test.serial("a master deposed without knowing it (a majority of journal nodes promised a higher epoch): its read-index round finds out and it steps down; no linearizable read after a later write returns the older value", async (t) => {
   const old = (masterId = (await waitForWriter(tc!)).id);
+  // The previous test's deposed master rejoins by a wipe and a rebuild: every node must serve reads again first (its
+  // door answered LOADING here while it caught up).
+  await waitForReplicas(tc!, (await waitForWriter(tc!)).committedTxid);
+  await waitForDoors(tc!, DATA_NODES.length);
   const w = await door(replicas()[0]);
   t.is(await w.set("dep:k", "v1"), "OK");
   const lin = await Promise.all(DATA_NODES.map((id) => door(id, "linearizable")));
