@@ -109,6 +109,11 @@ export interface QjmClient {
   status(): Promise<ActorStatus[]>;
   /** Cluster events (masked, restored, recovery decisions…), decoded, from now on; `return()` (or `break`) stops them. */
   events(): AsyncIterableIterator<Record<string, unknown>>;
+  /**
+   * The master its writes go to now (master_choice.ts), for whoever asks the master something else on this client's
+   * knowledge (a door's read index); `failed` when it did not answer as master. Null: the queue group.
+   */
+  readonly master: { target(): string | null; failed(id: string | null): void };
   close(): Promise<void>;
 }
 
@@ -193,6 +198,7 @@ class ClientImpl implements QjmClient {
    * the queue group, where a frozen master keeps its place until nats-server drops its connection.
    */
   private readonly choice = new MasterChoice();
+  readonly master = { target: (): string | null => this.choice.target(), failed: (id: string | null): void => this.choice.failed(id) };
   /** Settles once a master serving was heard (connect waits for it a moment: a first write then goes to it). */
   readonly masterHeard: Promise<void>;
   private markMasterHeard!: () => void;

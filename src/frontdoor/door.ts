@@ -127,6 +127,7 @@ export class RespDoor implements DoorServices {
       visibleTxid: o.visibleTxid ?? (() => 0),
       guard: o.guard ?? (() => null),
       read: (protocol, args) => this.upstream.call(protocol, args),
+      master: this.writer.master,
     });
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
     this.pubsubOutput = { hardBytes: c.respPubsubOutputBytesMax, softBytes: c.respPubsubOutputBytesSoft, softMs: c.respPubsubOutputSoftMs };

@@ -14,6 +14,7 @@
  *
  * Every wait is bounded by respReadTimeoutMs: past it the read is answered `-TRYAGAIN qjm …` and no value is given.
  */
+import type { QjmClient } from "../client/client.js";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../config/config.js";
 import type { ReadGuard } from "../master/read_guard.js";
@@ -42,6 +43,8 @@ export interface ReadPathOptions {
   guard: () => ReadGuard | null;
   /** The read itself, on the node's Redis, in the connection's protocol. */
   read: (protocol: Protocol, args: readonly Buffer[]) => Promise<RespValue>;
+  /** The master this node's writes go to (its door's client, master_choice.ts): its read indexes are asked of it too. */
+  master?: QjmClient["master"];
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
@@ -167,10 +170,15 @@ export class ReadPath {
 
   /** One read-index request to the master (a round of ReadIndexRounds); a failure is a result, never a throw. */
   private async askReadIndex(): Promise<ReadIndexResult> {
+    // As writes: the master known, whom a frozen master in the queue group cannot stand in for; else the queue group.
+    const master = this.o.master?.target() ?? null;
+    const s = subjects(this.o.config.cluster);
     try {
-      const reply = parseReadIndexReply(await request(this.o.nc, subjects(this.o.config.cluster).readIndex, { type: "readIndex" }, this.o.config.respReadTimeoutMs));
+      const reply = parseReadIndexReply(await request(this.o.nc, master === null ? s.readIndex : s.readIndexTo(master), { type: "readIndex" }, this.o.config.respReadTimeoutMs));
       return reply.ok ? { ok: true, txid: reply.txid } : { ok: false, why: `${reply.code} ${reply.message}` };
     } catch (err) {
+      // No answer as master (gone, stepped down, frozen): the queue group until a heartbeat names one again.
+      this.o.master?.failed(master);
       return { ok: false, why: err instanceof QjmError ? `${err.code} ${err.message}` : (err as Error).message };
     }
   }

@@ -95,6 +95,7 @@ export class Master {
   /** The queue group's write subject and this node's own (`write.<id>`), served by one intake. */
   private writeSubs: Subscription[] = [];
   private readIndexSub: Subscription | null = null;
+  private readIndexToSub: Subscription | null = null;
   /** Reads of this Redis through the node's front door wait for the uncommitted writes they may have seen. */
   readonly readGuard = new ReadGuard();
   private readonly readIndex: ReadIndexServer;
@@ -191,10 +192,13 @@ export class Master {
     const writeSubjects = [{ subject: s.write, queue: "masters" }, { subject: s.writeTo(this.id) }];
     this.writeSubs = serveAll(this.nc, writeSubjects, this.log, (body, raw) => this.intake.onWrite(body, raw), { limits: this.config, ...intake });
     // Linearizable reads on any node's door: the committed txid, once a majority of journal nodes confirmed the epoch.
-    this.readIndexSub = serve(this.nc, s.readIndex, this.log, (body) => {
+    const onReadIndex = (body: unknown) => {
       parseReadIndexRequest(body);
       return this.readIndex.onRequest();
-    }, { queue: "masters" });
+    };
+    this.readIndexSub = serve(this.nc, s.readIndex, this.log, onReadIndex, { queue: "masters" });
+    // Asked of this node by a door that knows the master (read_path.ts), as writes are.
+    this.readIndexToSub = serve(this.nc, s.readIndexTo(this.id), this.log, onReadIndex, {});
     this.fanout = new JournalFanout<SentBatch>(this.nc, this.config.cluster, this.log, (sent, node, reply) => this.onBatchReply(sent, node, reply));
     const { cluster, heartbeatIntervalMs, orphanEffectsFlushMs } = this.config;
     // Ended with the role: a data node runs one Master per term it serves.
@@ -391,6 +395,8 @@ export class Master {
     for (const sub of this.writeSubs.splice(0)) sub.unsubscribe();
     this.readIndexSub?.unsubscribe();
     this.readIndexSub = null;
+    this.readIndexToSub?.unsubscribe();
+    this.readIndexToSub = null;
     this.readIndex.close("this master stopped serving");
     this.fanout?.close();
     this.fanout = null;

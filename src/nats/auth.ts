@@ -70,7 +70,7 @@ function rolePermissions(cluster: string, user: NatsUser): Permissions {
     case "master":
       return {
         publish: [s.journal(anyNode), s.batch, s.journalRead(anyNode), s.snapshot(anyNode), s.snapshotUpload(anyNode), s.heartbeat("master", user.name), s.events, s.committed],
-        subscribe: [s.write, s.writeTo(user.name), s.readIndex, s.status, s.heartbeat("journal", "*"), s.heartbeat("replica", "*"), s.batchAck("*"), inbox],
+        subscribe: [s.write, s.writeTo(user.name), s.readIndex, s.readIndexTo(user.name), s.status, s.heartbeat("journal", "*"), s.heartbeat("replica", "*"), s.batchAck("*"), inbox],
         allowResponses: true,
       };
     case "journal":
@@ -95,7 +95,7 @@ function rolePermissions(cluster: string, user: NatsUser): Permissions {
         // writes as a client (src/frontdoor/), following elections as clients do; its linearizable reads ask the
         // master for a read index.
         // Pub/sub: its door's PUBLISHes on its own subject, and every door's (only data nodes: a client cannot inject one).
-        publish: [...master.publish, s.heartbeat("replica", user.name), s.control("*"), s.write, s.writeTo("*"), s.readIndex, s.trace, s.pubsub(user.name)],
+        publish: [...master.publish, s.heartbeat("replica", user.name), s.control("*"), s.write, s.writeTo("*"), s.readIndex, s.readIndexTo("*"), s.trace, s.pubsub(user.name)],
         subscribe: [...master.subscribe, s.heartbeat("master", "*"), s.control(user.name), s.events, s.pubsubAll, s.committed, s.batch],
         allowResponses: true,
       };

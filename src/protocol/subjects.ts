@@ -19,6 +19,8 @@ export const subjects = (cluster: string) => ({
    * `masters`, as writes) for a committed txid confirmed by a majority of journal nodes.
    */
   readIndex: `qjm.${cluster}.readindex`,
+  /** A read index asked of the master a door knows (as `writeTo`): a frozen master in the queue group never gets it. */
+  readIndexTo: (id: string) => `qjm.${cluster}.readindex.${id}`,
   /** A journal node's writer requests (JournalRequest → JournalReply): the master only. */
   journal: (id: string) => `qjm.${cluster}.jn.${id}`,
   /**

@@ -98,18 +98,23 @@ test("after a frozen master's takeover, every write is answered by the new maste
     const late = await open();
     const retriedEarly: number[] = [];
     const retriedLate: number[] = [];
+    const readMs: number[] = [];
     const doorWrites = async (): Promise<number[]> => {
       await doorListening(tc, standby);
       const d = new Redis({ port: tc.cluster.config.respPort + DATA_NODES.indexOf(standby), host: "127.0.0.1", maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true });
       doors.push(d);
       d.on("error", () => {});
       await d.connect();
-      return await timedWrites("door", WRITES, async (i) => t.is(await d.set(`door:${i}`, String(i)), "OK"));
+      const took = await timedWrites("door", WRITES, async (i) => t.is(await d.set(`door:${i}`, String(i)), "OK"));
+      // Linearizable reads ask the master for a read index: the one the door knows, not the queue group.
+      t.is(await d.call("QJM.CONSISTENCY", "linearizable"), "OK");
+      readMs.push(...(await timedWrites("door read", WRITES, async (i) => t.is(await d.get(`door:${i}`), String(i)))));
+      return took;
     };
     const [lateMs, earlyMs, doorMs] = await Promise.all([libraryWrites(late, "late", retriedLate), libraryWrites(early, "early", retriedEarly), doorWrites()]);
     const doneMs = Date.now() - frozenAt;
     t.log(`takeover seen ${takeoverMs} ms after SIGSTOP; all writes done ${doneMs} ms after it; first write answered in ${lateMs[0]} ms (new client), ${earlyMs[0]} ms (old client), ${doorMs[0]} ms (door ${standby}, restarted)`);
-    t.log(`new client: total ${sum(lateMs)} ms, max ${Math.max(...lateMs)} ms, retried ${retriedLate.length}; old client: total ${sum(earlyMs)} ms, max ${Math.max(...earlyMs)} ms, retried ${retriedEarly.length}; door: total ${sum(doorMs)} ms, max ${Math.max(...doorMs)} ms`);
+    t.log(`new client: total ${sum(lateMs)} ms, max ${Math.max(...lateMs)} ms, retried ${retriedLate.length}; old client: total ${sum(earlyMs)} ms, max ${Math.max(...earlyMs)} ms, retried ${retriedEarly.length}; door: total ${sum(doorMs)} ms, max ${Math.max(...doorMs)} ms; linearizable reads there: total ${sum(readMs)} ms, max ${Math.max(...readMs)} ms`);
     // Still frozen and still connected: the queue group still holds it, and no write went there.
     const names = await connectionNames(tc);
     t.true(names.some((n) => n.endsWith(`-${frozen}`)), `the frozen ${frozen} is still connected (${names.join(", ")})`);
@@ -118,9 +123,11 @@ test("after a frozen master's takeover, every write is answered by the new maste
     t.deepEqual(over(lateMs), [], "new client's writes over the bound");
     t.deepEqual(over(earlyMs), [], "old client's writes over the bound");
     t.deepEqual(over(doorMs), [], "door writes over the bound");
+    t.is(readMs.length, WRITES);
+    t.deepEqual(over(readMs), [], "linearizable door reads over the bound");
     t.deepEqual(retriedLate, [], "new client's writes that needed a second attempt");
     t.deepEqual(retriedEarly, [], "old client's writes that needed a second attempt");
-    for (const [what, ms] of [["new client", lateMs], ["old client", earlyMs], ["door", doorMs]] as const) t.true(sum(ms) < TOTAL_BOUND_MS, `${what}'s writes took ${sum(ms)} ms`);
+    for (const [what, ms] of [["new client", lateMs], ["old client", earlyMs], ["door", doorMs], ["door reads", readMs]] as const) t.true(sum(ms) < TOTAL_BOUND_MS, `${what}'s writes took ${sum(ms)} ms`);
   } finally {
     for (const d of doors) d.disconnect();
     for (const c of clients) await c.close().catch(() => {});
