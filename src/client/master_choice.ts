@@ -1,7 +1,7 @@
 /**
  * Where a client sends its next write, pure: to the master it knows (`write.<id>`), or to the queue group `masters`
  * (`write`) when it knows none. A frozen master (SIGSTOP, a VM pause) stays in the queue group until nats-server drops
- * its connection (10–15 s): writes sent there meanwhile reach it about half the time and wait out their timeout, while
+ * its connection (minutes: docs/failover.md): writes sent there meanwhile reach it about half the time and wait out their timeout, while
  * a write addressed to the new master never goes near it.
  *
  * What names a master, each from a sender NATS permissions vouch for (src/nats/auth.ts):
