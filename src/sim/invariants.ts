@@ -31,6 +31,8 @@ interface CommittedRecord {
   payload: Uint8Array;
   /** Who taught us: a writer's commit, or a rebuild read. */
   source: string;
+  /** The write id the payload carries (writeIdOf), decoded once when learnt. */
+  write: WriteId | null;
 }
 
 function fail(message: string): never {
@@ -181,14 +183,15 @@ export class Invariants {
     }
     // A copy (Buffer.slice would not be one): a payload read off a simulated disk is a view of its file, which a later
     // bit flip would change.
-    this.committed.set(txid, { epoch, payload: Uint8Array.from(payload), source });
+    const record: CommittedRecord = { epoch, payload: new Uint8Array(payload), source, write: null };
+    this.committed.set(txid, record);
     this.maxCommitted = Math.max(this.maxCommitted, txid);
-    this.learnWriteId(txid, payload, source);
+    this.learnWriteId(txid, record, source);
   }
 
   /** Exactly once: a write id committed under two txids is a retry applied twice (a dedupe window that forgot it). */
-  private learnWriteId(txid: number, payload: Uint8Array, source: string): void {
-    const write = writeIdOf(payload);
+  private learnWriteId(txid: number, record: CommittedRecord, source: string): void {
+    const write = (record.write = writeIdOf(record.payload));
     if (write === null) return;
     const key = `${write.client}#${write.seq}`;
     const other = this.committedIds.get(key);
@@ -221,7 +224,7 @@ export class Invariants {
     const c = this.committed.get(txid);
     const what = duplicate ? "acked as a duplicate" : "acked";
     if (c === undefined) fail(`write ${key} ${what} at txid ${txid}, which is not committed`);
-    const held = writeIdOf(c.payload);
+    const held = c.write;
     if (held === null || held.client !== id.client || held.seq !== id.seq) {
       fail(`write ${key} ${what} at txid ${txid}, whose committed record holds ${held === null ? "no write id" : `write ${held.client}#${held.seq}`}`);
     }
@@ -327,7 +330,7 @@ export class Invariants {
   }
 
   /** A journal node's state as it stands: after a (re)load from its disk, and after every step of the simulation. */
-  journalState(node: string, state: JournalState): void {
+  journalState(node: string, state: Pick<JournalState, "promisedEpoch">): void {
     this.checkPromise(node, state.promisedEpoch, "holds");
   }
 
