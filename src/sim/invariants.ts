@@ -90,6 +90,11 @@ interface Connection {
   name: string;
   gaveUp: Map<number, GaveUp | null>;
   committed: { seq: number; txid: number }[];
+  /** The same, txid by seq. */
+  txidOf: Map<number, number>;
+  /** The highest seq and the highest txid in `committed` (0: none). */
+  maxSeq: number;
+  maxTxid: number;
   twice: Set<number>;
 }
 
@@ -102,7 +107,7 @@ class ConnectionOrder {
   /** Connection `connection`'s group took write `id` (its first attempt may be held while the group retries). */
   write(id: WriteId, connection: string): void {
     let c = this.connections.get(connection);
-    if (c === undefined) this.connections.set(connection, (c = { name: connection, gaveUp: new Map(), committed: [], twice: new Set() }));
+    if (c === undefined) this.connections.set(connection, (c = { name: connection, gaveUp: new Map(), committed: [], txidOf: new Map(), maxSeq: 0, maxTxid: 0, twice: new Set() }));
     c.gaveUp.set(id.seq, null);
     this.connectionOf.set(`${id.client}#${id.seq}`, c);
     this.counts.writes++;
@@ -123,8 +128,8 @@ class ConnectionOrder {
     const c = this.connectionOf.get(`${id.client}#${id.seq}`);
     if (c === undefined) return;
     c.gaveUp.set(id.seq, how);
-    const committed = c.committed.find((w) => w.seq === id.seq);
-    if (how === "notApplied" && committed !== undefined) this.notApplied(c, id, committed.txid);
+    const committed = c.txidOf.get(id.seq);
+    if (how === "notApplied" && committed !== undefined) this.notApplied(c, id, committed);
   }
 
   /** The record at `txid` holds write `id`: against every committed write of its connection, in both directions. */
@@ -132,6 +137,18 @@ class ConnectionOrder {
     const c = this.connectionOf.get(`${id.client}#${id.seq}`);
     if (c === undefined) return; // no connection's (sent without the library)
     if (c.gaveUp.get(id.seq) === "notApplied") this.notApplied(c, id, txid);
+    // The usual case, a write after every committed one in both seq and txid: each pair is in order, as the loop below
+    // would find them one by one.
+    if (id.seq > c.maxSeq && txid > c.maxTxid) this.counts.checkedPairs += c.committed.length;
+    else this.inversions(c, id, txid);
+    c.committed.push({ seq: id.seq, txid });
+    c.txidOf.set(id.seq, txid);
+    c.maxSeq = Math.max(c.maxSeq, id.seq);
+    c.maxTxid = Math.max(c.maxTxid, txid);
+  }
+
+  /** Write `id`, committed at `txid`, against each committed write of its connection. */
+  private inversions(c: Connection, id: WriteId, txid: number): void {
     for (const other of c.committed) {
       this.counts.checkedPairs++;
       if (other.seq === id.seq || other.seq < id.seq === other.txid < txid) continue;
@@ -142,7 +159,6 @@ class ConnectionOrder {
       }
       fail(`connection ${c.name}: write ${id.client}#${earlier.seq} committed at txid ${earlier.txid}, after its later write ${id.client}#${later.seq} (txid ${later.txid}), and the client had not given it up`);
     }
-    c.committed.push({ seq: id.seq, txid });
   }
 }
 
