@@ -151,8 +151,9 @@ export class OrderedWritesCore<R> {
   }
 
   private send(e: Entry<R>, after: number | undefined): void {
-    const { after: _previous, ...id } = e.body.id;
-    e.body.id = after === undefined ? id : { ...id, after };
+    // A new object each attempt (an earlier attempt's may still be on its way), of the two fields nextId() gives, and `after`.
+    const { client, seq } = e.body.id;
+    e.body.id = after === undefined ? { client, seq } : { client, seq, after };
     this.lastSentSeq = e.body.id.seq;
     e.attempts++;
     this.inFlight++;

@@ -170,6 +170,11 @@ export class JournalCore {
     return first === undefined ? 0 : first.startTxid;
   }
 
+  /** state().promisedEpoch, without building the whole state (the simulator checks it after every step). */
+  get promisedEpoch(): number {
+    return this.meta.promisedEpoch;
+  }
+
   state(): JournalState {
     const last = this.segments.at(-1);
     return {

@@ -27,7 +27,8 @@ export class SimClock implements SimTimer {
 
   /** Runs `run` `delayMs` from now (0: after the events already due now). */
   after(delayMs: number, run: () => void): void {
-    assert(delayMs >= 0 && Number.isFinite(delayMs), `delay ${delayMs}`);
+    // Tested before the message is built: this runs for every event of a run.
+    if (!(delayMs >= 0 && Number.isFinite(delayMs))) assert(false, `delay ${delayMs}`);
     this.push({ atMs: this.nowMs + delayMs, seq: this.seq++, run });
   }
 
@@ -41,20 +42,22 @@ export class SimClock implements SimTimer {
     return true;
   }
 
-  private less(a: SimEvent, b: SimEvent): boolean {
-    return a.atMs < b.atMs || (a.atMs === b.atMs && a.seq < b.seq);
-  }
-
+  /**
+   * A binary heap on (atMs, seq), which no two events share: any heap pops them in the same order. Sifted by moving
+   * the hole, not by swaps.
+   */
   private push(e: SimEvent): void {
     const h = this.heap;
+    let i = h.length;
     h.push(e);
-    let i = h.length - 1;
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if (!this.less(h[i], h[parent])) break;
-      [h[i], h[parent]] = [h[parent], h[i]];
+      const p = h[parent];
+      if (p.atMs < e.atMs || (p.atMs === e.atMs && p.seq < e.seq)) break;
+      h[i] = p;
       i = parent;
     }
+    h[i] = e;
   }
 
   private pop(): SimEvent | undefined {
@@ -62,20 +65,27 @@ export class SimClock implements SimTimer {
     if (h.length === 0) return undefined;
     const top = h[0];
     const last = h.pop()!;
-    if (h.length > 0) {
-      h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && this.less(h[l], h[m])) m = l;
-        if (r < h.length && this.less(h[r], h[m])) m = r;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m], h[i]];
-        i = m;
+    const n = h.length;
+    if (n === 0) return top;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      let m = l;
+      let c = h[l];
+      const r = l + 1;
+      if (r < n) {
+        const rc = h[r];
+        if (rc.atMs < c.atMs || (rc.atMs === c.atMs && rc.seq < c.seq)) {
+          m = r;
+          c = rc;
+        }
       }
+      if (last.atMs < c.atMs || (last.atMs === c.atMs && last.seq < c.seq)) break;
+      h[i] = c;
+      i = m;
     }
+    h[i] = last;
     return top;
   }
 }

@@ -56,6 +56,16 @@ export class ModelRedis {
     return `{${keys.map((k) => `${k}=${this.keys.get(k)!.value}@${this.keys.get(k)!.expireAtMs ?? "-"}`).join(" ")}}`;
   }
 
+  /** Whether `other` holds the same keys, values and expiries: dump() equal, without building either text. */
+  sameAs(other: ModelRedis): boolean {
+    if (this.keys.size !== other.keys.size) return false;
+    for (const [key, e] of this.keys) {
+      const o = other.keys.get(key);
+      if (o === undefined || o.value !== e.value || o.expireAtMs !== e.expireAtMs) return false;
+    }
+    return true;
+  }
+
   // ---- live: the master's Redis ----
 
   /** Active expiry (serverCron): every key whose TTL passed is deleted, each propagated as a DEL. */
@@ -190,9 +200,22 @@ function isExpired(e: ModelEntry, nowMs: number): boolean {
 
 /** Replays one record's effects (a replica's apply, one step of the master's rebuild); see ModelRedis.apply. */
 export function applyRecord(redis: ModelRedis, payload: Uint8Array, ownClockMs: number | null): void {
-  for (const effect of decodeRecordPayload(payload).effects) {
-    redis.apply(effect.map((a) => Buffer.from(a).toString()), ownClockMs);
-  }
+  applyEffects(redis, recordEffects(payload), ownClockMs);
+}
+
+/** Replays effects already decoded by recordEffects (a record applied to two copies is decoded once). */
+export function applyEffects(redis: ModelRedis, effects: readonly ModelEffect[], ownClockMs: number | null): void {
+  for (const effect of effects) redis.apply(effect, ownClockMs);
+}
+
+/** A record's effects as the model reads them: each argument as text. */
+export function recordEffects(payload: Uint8Array): ModelEffect[] {
+  return decodeRecordPayload(payload).effects.map((effect) => effect.map(text));
+}
+
+/** A byte string as text, read in place (Buffer.from(a) would copy it first). */
+function text(a: Uint8Array): string {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString();
 }
 
 /** TTLs the client sets: some expire within a step or two, some outlive most of a run's safety phase. */

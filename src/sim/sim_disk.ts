@@ -51,6 +51,11 @@ export class SimFile {
     return this.buf.subarray(0, this.length);
   }
 
+  /** view().subarray(start, end), in one view. */
+  range(start: number, end: number): Uint8Array {
+    return this.buf.subarray(Math.min(start, this.length), Math.min(end, this.length));
+  }
+
   copy(start: number, end: number): Uint8Array {
     return this.buf.slice(start, end);
   }
@@ -296,7 +301,7 @@ export class SimSegmentStore {
     const at = this.log.locate(txid);
     if (at === null) return null;
     const file = this.disk.files.get(at.name);
-    return file === undefined ? null : file.view().subarray(at.start, at.end);
+    return file === undefined ? null : file.range(at.start, at.end);
   }
 
   /** The txid ranges of the finalized segments: for the invariant checks. */

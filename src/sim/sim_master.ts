@@ -62,6 +62,14 @@ interface SimWrite {
   epoch: number;
 }
 
+/** A write's size on the wire, as the core counts it; memoized per op, which every attempt of a write shares (never changed). */
+const opBytes = new WeakMap<ClientOp, number>();
+function encodedBytes(op: ClientOp): number {
+  let bytes = opBytes.get(op);
+  if (bytes === undefined) opBytes.set(op, (bytes = encode(op).length));
+  return bytes;
+}
+
 export class SimMaster implements SimActor {
   up = false;
   private state: MasterState = "down";
@@ -456,7 +464,7 @@ export class SimMaster implements SimActor {
   private onWrite(client: string, msgId: number, writeId: ClientWriteId | null, op: ClientOp): void {
     const id = this.nextWriteId++;
     this.writes.set(id, { client, msgId, writeId, op, payload: null, epoch: 0 });
-    this.step(() => this.core.write(id, encode(op).length, false, this.clock.nowMs, writeId));
+    this.step(() => this.core.write(id, encodedBytes(op), false, this.clock.nowMs, writeId));
   }
 
   /** Feeds one event to the core, then does what it decided, until it has nothing more to say. */

@@ -78,7 +78,7 @@ class CommittedModel {
 }
 
 function sameRedis(a: ModelRedis, b: ModelRedis): boolean {
-  return a.dump() === b.dump();
+  return a.sameAs(b) || a.dump() === b.dump();
 }
 
 export function runDataNodeSimulation(options: DataNodeSimOptions): SimResult {
