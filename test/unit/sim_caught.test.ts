@@ -23,7 +23,7 @@ const OPTIONS_OF: Record<string, Partial<SimOptions>> = { [FAILED_COPY_ACCEPTED]
  * Recovery that keeps the longest copy breaks safety only in a rarer schedule (two writers' copies of one segment,
  * the older one longer) and is otherwise stopped by the journal nodes' guards (a finalized copy is never extended),
  * so the run stalls: it takes more seeds to catch — more still since the master catches masked nodes up, which
- * leaves fewer copies of a segment that differ (caught at seed 1330; seed 1270 stalls with the real cores too: two
+ * leaves fewer copies of a segment that differ (caught at seed 1330 once, at seed 267 since the fan-out reached the simulator in session 25; seed 1270 stalls with the real cores too: two
  * masters racing the first format, see docs/reliability.md).
  */
 const SEEDS_MAX_OF: Record<string, number> = { [FANOUT_UNCOMMITTED]: 10, [FANOUT_EPOCH_BLIND]: 20, "recovery keeps the longest copy": 1500, [FAILED_COPY_ACCEPTED]: 40, "a dedupe window that forgets": 20, "a dedupe window that answers duplicates with the next txid": 20, [IGNORES_AFTER]: 20 };
