@@ -357,14 +357,14 @@ export class Master {
   }
 
   /**
-   * A Redis that keeps a command unanswered past redisStallMaxMs is taken for lost (frozen, not dead: its sockets stay
-   * open, so nothing else notices): the writer fails, which discards it. Not when this timer itself came late by half
+   * A Redis that answers nothing past redisStallMaxMs while a command waits is taken for lost (frozen, not dead: its
+   * sockets stay open, so nothing else notices): the writer fails, which discards it. Not when this timer itself came late by half
    * that bound: then this process stalled, not its Redis, and the replies may be waiting in the socket.
    */
   private watchRedisStall(nowMs: number): void {
     const lateMs = nowMs - this.timerMs;
     this.timerMs = nowMs;
-    const waitedMs = Math.round(this.redis.writer?.oldestWaitMs(nowMs) ?? 0);
+    const waitedMs = Math.round(this.redis.writer?.silentMs(nowMs) ?? 0);
     const bound = this.config.redisStallMaxMs;
     if (!this.core.serving || waitedMs <= bound || lateMs > bound / 2) return;
     this.log.error({ waitedMs, redisStallMaxMs: bound }, "its Redis answered nothing for too long: taken for lost");

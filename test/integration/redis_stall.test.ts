@@ -11,7 +11,7 @@ const DATA_NODES = ["d1", "d2", "d3"];
 /** Elements of the list each LREM scans in full (~30 ms a scan on this machine's redis-server 7.0). */
 const LIST_LENGTH = 1_000_000;
 /** LREMs sent at once: together several times the bound, each ~1 % of it. */
-const BACKLOG = 200;
+const BACKLOG = 300;
 
 test("redis stall - a backlog of slow writes longer than redisStallMaxMs, answered one by one, is not a frozen Redis", async (t) => {
   const stallMs = 3000;
