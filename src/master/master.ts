@@ -367,7 +367,8 @@ export class Master {
     const waitedMs = Math.round(this.redis.writer?.silentMs(nowMs) ?? 0);
     const bound = this.config.redisStallMaxMs;
     if (!this.core.serving || waitedMs <= bound || lateMs > bound / 2) return;
-    this.log.error({ waitedMs, redisStallMaxMs: bound }, "its Redis answered nothing for too long: taken for lost");
+    this.log.error({ waitedMs, redisStallMaxMs: bound }, "its Redis answered nothing for too long: taken for lost, killed");
+    this.redis.kill();
     this.failWriter(`its Redis answered no command for ${waitedMs} ms (redisStallMaxMs ${bound})`);
   }
 
