@@ -1,9 +1,13 @@
 /**
- * The master's Redis stall watch (redisStallMaxMs, session 26) against a Redis that is slow but alive: a backlog of
- * legitimate writes, each well under the bound, that together take longer than the bound to run. Redis answers
- * them one after another all along, so it is not frozen: the master must serve on (same epoch, every write answered).
+ * The master's Redis stall watch (redisStallMaxMs, session 26). Against a Redis that is slow but alive: a backlog of
+ * legitimate writes, each well under the bound, that together take longer than the bound to run; Redis answers them
+ * one after another all along, so it is not frozen: the master must serve on (same epoch, every write answered).
+ * Against a Redis frozen while no write is in flight: found all the same (the master pings an idle Redis).
+ * Serial: one cluster at a time on a shared two-core host.
  */
 import test from "ava";
+import fs from "node:fs";
+import path from "node:path";
 import type { ActorStatus, WriteReply } from "../../src/protocol/messages.js";
 import { startTestCluster, until, waitForWriter } from "../helpers/harness.js";
 
@@ -13,7 +17,7 @@ const LIST_LENGTH = 1_000_000;
 /** LREMs sent at once: together several times the bound, each ~1 % of it. */
 const BACKLOG = 300;
 
-test("redis stall - a backlog of slow writes longer than redisStallMaxMs, answered one by one, is not a frozen Redis", async (t) => {
+test.serial("redis stall - a backlog of slow writes longer than redisStallMaxMs, answered one by one, is not a frozen Redis", async (t) => {
   const stallMs = 3000;
   const tc = await startTestCluster("redis-stall", { dataNodes: DATA_NODES, masterHeartbeatIntervalMs: 100, masterTimeoutMs: 600, electionRankDelayMs: 150, redisStallMaxMs: stallMs, scriptRunMaxMs: 2000 });
   try {
@@ -40,6 +44,34 @@ test("redis stall - a backlog of slow writes longer than redisStallMaxMs, answer
     // The case was the one meant: the backlog took longer than the bound.
     t.true(tookMs > stallMs, `the backlog took ${tookMs} ms, past the bound`);
   } finally {
+    await tc.stop();
+  }
+});
+
+test.serial("redis stall - the master's Redis frozen while no write is in flight is found all the same: a standby takes over", async (t) => {
+  const stallMs = 3000;
+  const tc = await startTestCluster("redis-idle-stall", { dataNodes: DATA_NODES, masterHeartbeatIntervalMs: 100, masterTimeoutMs: 600, electionRankDelayMs: 150, redisStallMaxMs: stallMs, scriptRunMaxMs: 2000 });
+  let frozen: number | null = null;
+  try {
+    const before = await waitForWriter(tc);
+    t.true((await tc.write(["SET", "a", "1"])).ok);
+    frozen = Number(fs.readFileSync(path.join(tc.cluster.dataDir, before.id, "redis", "redis.pid"), "utf8"));
+    process.kill(frozen, "SIGSTOP");
+    const frozenMs = Date.now();
+    // Reads of its door would hang meanwhile, and before the fix it stayed master for as long as the freeze lasted.
+    const after = await until("another master", 30_000, async () => (await tc.status()).find((s: ActorStatus) => s.role === "master" && s.health === "writing" && s.id !== before.id));
+    t.log(`frozen → another master serving: ${Date.now() - frozenMs} ms (redisStallMaxMs ${stallMs}, no write in flight)`);
+    t.true(after.epoch > before.epoch);
+    const w = await tc.write(["SET", "b", "2"], 10_000);
+    t.true(w.ok, JSON.stringify(w));
+  } finally {
+    if (frozen !== null) {
+      try {
+        process.kill(frozen, "SIGCONT");
+      } catch {
+        /* gone: its data node killed it */
+      }
+    }
     await tc.stop();
   }
 });
