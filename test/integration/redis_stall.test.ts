@@ -75,3 +75,29 @@ test.serial("redis stall - the master's Redis frozen while no write is in flight
     await tc.stop();
   }
 });
+
+test.serial("redis stall - the single-master layout: its frozen Redis is killed and rebuilt on the same port, the same process serves a new epoch", async (t) => {
+  const tc = await startTestCluster("redis-stall-lone", { redisStallMaxMs: 3000, scriptRunMaxMs: 2000 });
+  let frozen: number | null = null;
+  try {
+    const before = await waitForWriter(tc);
+    t.true((await tc.write(["SET", "a", "1"])).ok);
+    frozen = Number(fs.readFileSync(path.join(tc.cluster.dataDir, "m1", "redis", "redis.pid"), "utf8"));
+    process.kill(frozen, "SIGSTOP");
+    const frozenMs = Date.now();
+    const after = await until("a new writer", 30_000, async () => (await tc.status()).find((s: ActorStatus) => s.role === "master" && s.health === "writing" && s.epoch > before.epoch));
+    t.log(`frozen → serving again: ${Date.now() - frozenMs} ms`);
+    t.is(after.pid, before.pid, "the master process rebuilt its Redis");
+    const w = await tc.write(["INCR", "a"], 10_000);
+    t.true(w.ok && w.reply === 2, JSON.stringify(w));
+  } finally {
+    if (frozen !== null) {
+      try {
+        process.kill(frozen, "SIGCONT");
+      } catch {
+        /* gone: its master killed it */
+      }
+    }
+    await tc.stop();
+  }
+});
