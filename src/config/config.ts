@@ -213,9 +213,10 @@ export const defaults = {
   /** A script running longer is killed, or its Redis ended and rebuilt; above Redis's busy-reply-threshold (5 s). */
   scriptRunMaxMs: 10_000,
   /**
-   * A master whose Redis has left a command unanswered this long (frozen: SIGSTOP, a hung disk, swap) takes it for
-   * lost, as if it had died: it discards it and steps down (a data node) or rebuilds it from the journal. Longer than
-   * scriptRunMaxMs, whose watch ends a runaway script first; a single command that needs longer can never be served.
+   * A master whose Redis has answered nothing this long while a command waits (frozen: SIGSTOP, a hung disk, swap; an
+   * idle one is sent a PING every quarter of this) takes it for lost, as if it had died: it discards it and steps down (a data node) or rebuilds it from the journal.
+   * Longer than scriptRunMaxMs, whose watch ends a runaway script first; a single command that needs longer (or the
+   * commands of one of Redis's 16 KiB reads together: it answers them at once) can never be served.
    */
   redisStallMaxMs: 20_000,
   // ---- end of stream part ----

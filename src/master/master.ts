@@ -110,6 +110,8 @@ export class Master {
   private timer: NodeJS.Timeout | null = null;
   /** performance.now() of the timer's last round: a round that comes late says the process, not Redis, stalled. */
   private timerMs = performance.now();
+  /** performance.now() of the last PING sent to an idle Redis (watchRedisStall). */
+  private pingedMs = 0;
   private generation = 0;
   private pumping = false;
   private readonly restorer: NodeRestorer;
@@ -363,17 +365,27 @@ export class Master {
   }
 
   /**
-   * A Redis that keeps a command unanswered past redisStallMaxMs is taken for lost (frozen, not dead: its sockets stay
-   * open, so nothing else notices): the writer fails, which discards it. Not when this timer itself came late by half
-   * that bound: then this process stalled, not its Redis, and the replies may be waiting in the socket.
+   * A Redis that answers nothing past redisStallMaxMs while a command waits is taken for lost (frozen, not dead: its
+   * sockets stay open, so nothing else notices): the writer fails, which discards it. Not when this timer itself came
+   * late by half that bound: then this process stalled, not its Redis, and the replies may be waiting in the socket.
+   * An idle Redis is sent a PING every quarter of the bound: frozen with no write in flight, it would otherwise stay
+   * the master's, every read of the node's door hanging, until the next write.
    */
   private watchRedisStall(nowMs: number): void {
     const lateMs = nowMs - this.timerMs;
     this.timerMs = nowMs;
-    const waitedMs = Math.round(this.redis.writer?.oldestWaitMs(nowMs) ?? 0);
+    const writer = this.redis.writer;
     const bound = this.config.redisStallMaxMs;
-    if (!this.core.serving || waitedMs <= bound || lateMs > bound / 2) return;
-    this.log.error({ waitedMs, redisStallMaxMs: bound }, "its Redis answered nothing for too long: taken for lost");
+    if (!this.core.serving || writer === null) return;
+    if (writer.inFlight === 0 && nowMs - this.pingedMs >= bound / 4) {
+      this.pingedMs = nowMs;
+      // Not journaled: Redis propagates no client's PING. A closed connection rejects it (the link's error says why).
+      void writer.call(["PING"]).catch(() => {});
+    }
+    const waitedMs = Math.round(writer.silentMs(nowMs));
+    if (waitedMs <= bound || lateMs > bound / 2) return;
+    this.log.error({ waitedMs, redisStallMaxMs: bound }, "its Redis answered nothing for too long: taken for lost, killed");
+    this.redis.kill();
     this.failWriter(`its Redis answered no command for ${waitedMs} ms (redisStallMaxMs ${bound})`);
   }
 

@@ -376,6 +376,14 @@ export class MasterRedis {
     this.listener.opening();
   }
 
+  /**
+   * The Redis served is taken for lost (frozen: it answers nothing): SIGKILL now. discard()'s SIGTERM would wait out its
+   * 5 s grace on a stopped process, and a data node keeps beating as master meanwhile, so no standby takes over.
+   */
+  kill(): void {
+    this.redis?.child.process.kill("SIGKILL");
+  }
+
   /** Stops everything of the Redis served: script watch, link, feeder, client, and the redis-server itself. */
   async discard(): Promise<void> {
     this.scriptWatch_?.close();

@@ -37,6 +37,8 @@ export class RespConnection {
   private readonly closeListeners: ((err: Error) => void)[] = [];
   /** Commands of one event-loop turn leave in one socket write (corked until the next tick). */
   private corked = false;
+  /** performance.now() of Redis's last reply: a Redis working through a long backlog still answers now and then. */
+  private repliedMs = 0;
 
   private constructor(
     private readonly socket: net.Socket,
@@ -75,10 +77,14 @@ export class RespConnection {
     return this.waiting.length - this.head;
   }
 
-  /** How long the oldest command still waiting has waited, in ms (0: none waits). */
-  oldestWaitMs(nowMs = performance.now()): number {
+  /**
+   * How long Redis has answered nothing while a command waits, in ms (0: none waits): since the later of its last reply
+   * and the sending of the oldest command waiting. Not that command's age: behind a backlog of slow commands it grows
+   * past any bound while Redis answers them one by one (test redis_stall).
+   */
+  silentMs(nowMs = performance.now()): number {
     const w = this.waiting[this.head];
-    return w === undefined ? 0 : nowMs - w.sentMs;
+    return w === undefined ? 0 : nowMs - Math.max(w.sentMs, this.repliedMs);
   }
 
   onClose(listener: (err: Error) => void): void {
@@ -124,6 +130,7 @@ export class RespConnection {
       this.parser.push(chunk);
       for (let f = this.parser.next(); f !== undefined; f = this.parser.next()) {
         if (f.value.type === "push") continue;
+        this.repliedMs = performance.now();
         const w = this.waiting[this.head++];
         if (w === undefined) throw new Error("Redis sent a reply nobody asked for");
         w.resolve(f.value);
