@@ -37,7 +37,7 @@ export class RespConnection {
   private readonly closeListeners: ((err: Error) => void)[] = [];
   /** Commands of one event-loop turn leave in one socket write (corked until the next tick). */
   private corked = false;
-  /** performance.now() of Redis's last reply: a Redis working through a long backlog still answers now and then. */
+  /** performance.now() of Redis's last bytes: a Redis working through a long backlog still answers now and then. */
   private repliedMs = 0;
 
   private constructor(
@@ -126,11 +126,12 @@ export class RespConnection {
   }
 
   private onData(chunk: Buffer): void {
+    // Any bytes from Redis say it is alive (a large reply arrives in many chunks): once per chunk, not per reply.
+    this.repliedMs = performance.now();
     try {
       this.parser.push(chunk);
       for (let f = this.parser.next(); f !== undefined; f = this.parser.next()) {
         if (f.value.type === "push") continue;
-        this.repliedMs = performance.now();
         const w = this.waiting[this.head++];
         if (w === undefined) throw new Error("Redis sent a reply nobody asked for");
         w.resolve(f.value);
