@@ -289,8 +289,16 @@ export function userEnv(tc: TestCluster): NodeJS.ProcessEnv {
 
 /** Waits until `count` data nodes' RESP front doors listen (their status says so). */
 export async function waitForDoors(tc: TestCluster, count: number): Promise<void> {
-  await until("every front door to listen", 30000, async () => {
-    const doors = (await tc.status()).filter((s) => (s.details.respDoor as { listening?: boolean } | undefined)?.listening === true);
-    return doors.length === count ? true : undefined;
-  });
+  let seen = "no status";
+  try {
+    await until("every front door to listen", 30000, async () => {
+      const all = await tc.status();
+      // What each node said of its door (a port it could not bind says so), for the message if it never comes.
+      seen = all.filter((s) => s.details.respDoor !== undefined).map((s) => `${s.id} ${s.role} ${JSON.stringify(s.details.respDoor)}`).join("; ");
+      const doors = all.filter((s) => (s.details.respDoor as { listening?: boolean } | undefined)?.listening === true);
+      return doors.length === count ? true : undefined;
+    });
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; last seen: ${seen}`);
+  }
 }
