@@ -9,13 +9,29 @@ import test from "ava";
 import fs from "node:fs";
 import path from "node:path";
 import type { ActorStatus, WriteReply } from "../../src/protocol/messages.js";
-import { startTestCluster, until, waitForWriter } from "../helpers/harness.js";
+import { startTestCluster, until, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
 const DATA_NODES = ["d1", "d2", "d3"];
 /** Elements of the list each LREM scans in full (~30 ms a scan on this machine's redis-server 7.0). */
 const LIST_LENGTH = 1_000_000;
 /** LREMs sent at once: together several times the bound, each ~1 % of it. */
 const BACKLOG = 300;
+
+/** SIGSTOPs the redis-server actor `id` runs now (its pid file: the process we started); its pid, for thaw. */
+function freezeRedisOf(tc: TestCluster, id: string): number {
+  const pid = Number(fs.readFileSync(path.join(tc.cluster.dataDir, id, "redis", "redis.pid"), "utf8"));
+  process.kill(pid, "SIGSTOP");
+  return pid;
+}
+
+/** SIGCONT, if it still runs: its node or master kills a Redis taken for lost, and a failed test must leave none stopped. */
+function thaw(pid: number | null): void {
+  try {
+    if (pid !== null) process.kill(pid, "SIGCONT");
+  } catch {
+    /* gone */
+  }
+}
 
 test.serial("redis stall - a backlog of slow writes longer than redisStallMaxMs, answered one by one, is not a frozen Redis", async (t) => {
   const stallMs = 3000;
@@ -55,8 +71,7 @@ test.serial("redis stall - the master's Redis frozen while no write is in flight
   try {
     const before = await waitForWriter(tc);
     t.true((await tc.write(["SET", "a", "1"])).ok);
-    frozen = Number(fs.readFileSync(path.join(tc.cluster.dataDir, before.id, "redis", "redis.pid"), "utf8"));
-    process.kill(frozen, "SIGSTOP");
+    frozen = freezeRedisOf(tc, before.id);
     const frozenMs = Date.now();
     // Reads of its door would hang meanwhile, and before the fix it stayed master for as long as the freeze lasted.
     const after = await until("another master", 30_000, async () => (await tc.status()).find((s: ActorStatus) => s.role === "master" && s.health === "writing" && s.id !== before.id));
@@ -65,13 +80,7 @@ test.serial("redis stall - the master's Redis frozen while no write is in flight
     const w = await tc.write(["SET", "b", "2"], 10_000);
     t.true(w.ok, JSON.stringify(w));
   } finally {
-    if (frozen !== null) {
-      try {
-        process.kill(frozen, "SIGCONT");
-      } catch {
-        /* gone: its data node killed it */
-      }
-    }
+    thaw(frozen);
     await tc.stop();
   }
 });
@@ -82,8 +91,7 @@ test.serial("redis stall - the single-master layout: its frozen Redis is killed 
   try {
     const before = await waitForWriter(tc);
     t.true((await tc.write(["SET", "a", "1"])).ok);
-    frozen = Number(fs.readFileSync(path.join(tc.cluster.dataDir, "m1", "redis", "redis.pid"), "utf8"));
-    process.kill(frozen, "SIGSTOP");
+    frozen = freezeRedisOf(tc, "m1");
     const frozenMs = Date.now();
     const after = await until("a new writer", 30_000, async () => (await tc.status()).find((s: ActorStatus) => s.role === "master" && s.health === "writing" && s.epoch > before.epoch));
     t.log(`frozen → serving again: ${Date.now() - frozenMs} ms`);
@@ -91,13 +99,7 @@ test.serial("redis stall - the single-master layout: its frozen Redis is killed 
     const w = await tc.write(["INCR", "a"], 10_000);
     t.true(w.ok && w.reply === 2, JSON.stringify(w));
   } finally {
-    if (frozen !== null) {
-      try {
-        process.kill(frozen, "SIGCONT");
-      } catch {
-        /* gone: its master killed it */
-      }
-    }
+    thaw(frozen);
     await tc.stop();
   }
 });
