@@ -117,15 +117,17 @@ test("compaction faults - a snapshot copy with a flipped byte is refused and ano
   const master = await waitForWriter(tc);
   await waitForReplicas(tc, master.committedTxid);
   // Load stopped and replicas caught up: at most one more snapshot comes; wait until the newest is stable.
-  const newest = (): number => {
-    const dir = path.join(tc.cluster.dataDir, "jn1", "snapshots");
+  const newest = (node: string): number => {
+    const dir = path.join(tc.cluster.dataDir, node, "snapshots");
     return Math.max(0, ...fs.readdirSync(dir).filter((n) => n.endsWith(".json")).map((n) => Number(/\d+/.exec(n)![0])));
   };
-  // Settled: jn1's newest unchanged between polls and no replica saving or uploading one (on a loaded machine an
-  // upload can outlast a poll: the bootstrap then took a newer snapshot, not the flipped one).
+  // Settled: every node's newest the same, unchanged between polls, and no replica saving or uploading one. On a
+  // loaded machine an upload can outlast a poll, and a snapshot durable on two nodes may reach jn1 later: either way
+  // the bootstrap then took a newer snapshot, not the flipped one (CI, session 26: jn1 held 800, the others 912).
   let last = -1;
   await until("snapshots to settle", 60000, async () => {
-    const now = newest();
+    const each = ["jn1", "jn2", "jn3"].map(newest);
+    const now = each.every((n) => n === each[0]) ? each[0] : -1;
     const replicas = (await tc.status()).filter((s) => s.role === "replica");
     const quiet = replicas.length === 2 && replicas.every((s) => s.details.snapshotting === false);
     const settled = now === last && now > 0 && quiet;
