@@ -123,7 +123,7 @@ test("a run whose ACK timed out behind a stalled Redis: the marker read after it
   const feeder = await Feeder.listen(options);
   feeders.push(feeder);
   const port = await freePort();
-  const client = await replicaOf(feeder, dir, port);
+  let client = await replicaOf(feeder, dir, port);
   const busy = await connect(port);
   const marker = { legacy: false };
   const errors: { count: number | null } = { count: null };
@@ -155,6 +155,9 @@ test("a run whose ACK timed out behind a stalled Redis: the marker read after it
     timedOut = true;
     t.true(err instanceof ApplyError && !err.effectFailed, "the run's ACK timed out");
     // What the replica does next: relink if the link dropped (ensureLinked), read the marker (resync), apply from it + 1.
+    // On a connection of its own, as the replica's client reconnects: Redis once closed the test's first one here in
+    // CI (cause not found; not reproduced in 12 runs beside 2 busy loops), which is not what this test is about.
+    client = await connect(port);
     const relink = !feeder.live;
     const resumed = (async () => {
       if (relink) await feeder.sync(client);
