@@ -54,8 +54,9 @@ export class MasterChoice {
     if (newest !== null && h.epoch < newest.epoch) return false;
     // One epoch has one writer (the journal quorum fences it): another id in the same epoch is not believed.
     if (newest !== null && h.epoch === newest.epoch && h.id !== newest.id) return false;
-    // A higher epoch deposes the master we knew, whether or not this one serves yet.
-    this.newest = { id: h.id, epoch: h.epoch };
+    // A higher epoch deposes the master we knew, whether or not this one serves yet (the same one again: no new object,
+    // as every write's reply names it).
+    if (newest === null || h.epoch > newest.epoch) this.newest = { id: h.id, epoch: h.epoch };
     this.usable = h.serving;
     if (!h.serving || h.epoch <= this.servingEpoch) return false;
     this.servingEpoch = h.epoch;

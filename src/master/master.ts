@@ -200,7 +200,7 @@ export class Master {
     };
     this.readIndexSub = serve(this.nc, s.readIndex, this.log, onReadIndex, { queue: "masters" });
     // Asked of this node by a door that knows the master (read_path.ts), as writes are.
-    this.readIndexToSub = serve(this.nc, s.readIndexTo(this.id), this.log, onReadIndex, {});
+    this.readIndexToSub = serve(this.nc, s.readIndexTo(this.id), this.log, onReadIndex);
     this.fanout = new JournalFanout<SentBatch>(this.nc, this.config.cluster, this.log, (sent, node, reply) => this.onBatchReply(sent, node, reply));
     const { cluster, heartbeatIntervalMs, orphanEffectsFlushMs } = this.config;
     // Ended with the role: a data node runs one Master per term it serves.

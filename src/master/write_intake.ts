@@ -109,7 +109,9 @@ export class WriteIntake {
     const trace = this.tracer.on ? this.tracer.answered(id) : undefined;
     const writer = this.core.writer;
     if (!reply.ok || writer === null) return w.respond(reply);
-    w.respond(trace !== undefined ? { ...reply, trace, master: this.masterId, epoch: writer.epoch } : { ...reply, master: this.masterId, epoch: writer.epoch });
+    // One copy of the core's reply (its object, not ours to change), named by this master, traced if it was.
+    const named = { ...reply, master: this.masterId, epoch: writer.epoch };
+    w.respond(trace === undefined ? named : Object.assign(named, { trace }));
   }
 
   /** A script is a barrier: nothing is admitted behind it until the read of the keys it touched is sent. */
