@@ -16,6 +16,7 @@ import { APPLIED_DB, APPLIED_KEY, ApplyError, applyRecords, dropAppliedMarker, r
 import { Feeder, type FeederOptions } from "../../src/redis/feeder.js";
 import { startRedisServer, type RedisServer } from "../../src/redis/redis_server.js";
 import { encodeRecordPayload, type RecordView } from "../../src/segment/record.js";
+import { BUSY_SCRIPT } from "../helpers/actor_redis.js";
 
 const dirs: string[] = [];
 const servers: RedisServer[] = [];
@@ -112,8 +113,6 @@ test("the error count kept between runs: one INFO per call, and an effect Redis 
   t.true(err instanceof ApplyError && err.effectFailed);
   t.is(errors.count, null, "after a failed call the count is read again");
 });
-
-const BUSY_SCRIPT = "local t = redis.call('TIME') local start = t[1] * 1000000 + t[2] repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start >= tonumber(ARGV[1]) * 1000 return 1";
 
 test("a run whose ACK timed out behind a stalled Redis: the marker read after it is final, and the run applies once (found in review, session 25)", async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-acktimeout-"));

@@ -10,6 +10,7 @@ import { decode } from "../../src/protocol/codec.js";
 import type { ActorStatus } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
 import { diffKeyspaces, dumpKeyspace, runClients, startTestCluster, until, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { BUSY_SCRIPT, openRedis } from "../helpers/actor_redis.js";
 
 let tc: TestCluster | undefined;
 test.after.always(async () => {
@@ -168,14 +169,8 @@ test.serial("replay - a replica's Redis is read-only to clients", async (t) => {
 
 /** A connection to `actor`'s Redis that never resends a command after a reconnect (its errors are the test's to see). */
 async function openOnce(actor: ActorStatus): Promise<Redis> {
-  const c = new Redis({ port: redisPort(actor), host: "127.0.0.1", password: tc!.redisPassword, lazyConnect: true, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false });
-  c.on("error", () => {});
-  await c.connect();
-  return c;
+  return await openRedis(redisPort(actor), tc!.redisPassword);
 }
-
-/** A Lua loop that keeps Redis busy for `ms` (reads only: allowed on a read-only replica). */
-const BUSY_SCRIPT = "local t = redis.call('TIME') local start = t[1] * 1000000 + t[2] repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start >= tonumber(ARGV[1]) * 1000 return 1";
 
 test.serial("replay - connections of a replica's Redis killed just after a transaction ran, before its reply left: every record applies exactly once", async (t) => {
   const r1 = (await tc!.status()).find((s) => s.role === "replica" && s.id === "r1")!;

@@ -7,16 +7,14 @@
 import test from "ava";
 import fs from "node:fs";
 import path from "node:path";
-import { Redis } from "ioredis";
 import type { ActorStatus } from "../../src/protocol/messages.js";
 import { runClients, startTestCluster, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { BUSY_SCRIPT, openRedis } from "../helpers/actor_redis.js";
 
 let tc: TestCluster | undefined;
 test.after.always(async () => {
   await tc?.stop();
 });
-
-const BUSY_SCRIPT = "local t = redis.call('TIME') local start = t[1] * 1000000 + t[2] repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start >= tonumber(ARGV[1]) * 1000 return 1";
 
 const redisPort = (s: ActorStatus): number => Number(new URL(s.redisUrl!).port);
 
@@ -26,13 +24,7 @@ test("replica - a run whose ACK timed out behind a stalled Redis is applied once
   t.true((await tc.write(["SET", "ctr", "0"])).ok);
   await waitForReplicas(tc, (await waitForWriter(tc)).committedTxid);
   const r1 = (await tc.status()).find((s) => s.role === "replica" && s.id === "r1")!;
-  const open = async (): Promise<Redis> => {
-    const c = new Redis({ port: redisPort(r1), host: "127.0.0.1", password: tc!.redisPassword, lazyConnect: true, maxRetriesPerRequest: 0 });
-    c.on("error", () => {});
-    await c.connect();
-    return c;
-  };
-  const busy = await open();
+  const busy = await openRedis(redisPort(r1), tc.redisPassword);
   const ROUNDS = 3;
   const WRITERS = 20;
   const ELEMENTS = 3000;
@@ -54,7 +46,7 @@ test("replica - a run whose ACK timed out behind a stalled Redis is applied once
   t.log(`r1: ${JSON.stringify({ health: status.health, lastError: (status.details as { lastError?: string }).lastError })}`);
   const log = fs.readFileSync(path.join(tc.cluster.dataDir, "logs", "r1.log"), "utf8").split("\n");
   for (const line of log.filter((l) => /could not apply|tailing failed|marker/.test(l)).slice(0, 8)) t.log(line.slice(0, 300));
-  const r = await open();
+  const r = await openRedis(redisPort(r1), tc.redisPassword);
   try {
     t.is(await r.llen("list"), ROUNDS * ELEMENTS, "r1 applied each RPUSH once");
     t.is(await r.get("ctr"), String(ROUNDS * WRITERS), "r1 applied each INCR once");
