@@ -34,6 +34,8 @@ export class InflightGate {
   /** The in-flight requests' weight (requestWeight): their arguments' bytes and per-argument overhead. */
   private weight = 0;
   private readonly waiting = new Set<() => void>();
+  /** Connections woken for room and not yet run (the room each may take is theirs). */
+  private woken = 0;
   /** The bound now: between INFLIGHT_FLOOR (or max, if smaller) and max. */
   private limit: number;
 
@@ -47,7 +49,13 @@ export class InflightGate {
   }
 
   get room(): boolean {
-    return this.count < this.limit && (this.weight < this.weightMax || this.count === 0);
+    return this.roomBeyond(0);
+  }
+
+  /** Room for a request besides `promised` more (connections woken, not yet run: each may take one). */
+  private roomBeyond(promised: number): boolean {
+    const count = this.count + promised;
+    return count < this.limit && (this.weight < this.weightMax || count === 0);
   }
 
   get inFlightWeight(): number {
@@ -83,13 +91,21 @@ export class InflightGate {
     }
   }
 
-  /** Wakes up to `n` waiting connections (oldest first, in a later turn) while there is room. */
+  /** Wakes up to `n` waiting connections (oldest first, in a later turn) while there is room for one more each. */
   private wakeWhileRoom(n: number): void {
-    for (let i = 0; i < n && this.room; i++) {
+    for (let i = 0; i < n && this.roomBeyond(this.woken); i++) {
       const first = this.waiting.values().next();
       if (first.done === true) return;
       this.waiting.delete(first.value);
-      this.budget.later(first.value);
+      const wake = first.value;
+      this.woken++;
+      // A woken connection may take nothing (closed, its output full): the room it leaves goes to the next waiter, or
+      // that one waits for an answer that may never come (a door with nothing else in flight).
+      this.budget.later(() => {
+        this.woken--;
+        wake();
+        this.wakeWhileRoom(1);
+      });
     }
   }
 

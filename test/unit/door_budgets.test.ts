@@ -138,16 +138,39 @@ test("in-flight gate: past the door's bound a connection waits; each request ans
   gate.taken();
   t.false(gate.room);
   const woken: string[] = [];
-  gate.wait(() => woken.push("a"));
-  gate.wait(() => woken.push("b"));
+  // A woken connection takes a request (the room it was woken for).
+  const takes = (name: string) => () => {
+    woken.push(name);
+    gate.taken();
+  };
+  gate.wait(takes("a"));
+  gate.wait(takes("b"));
   gate.answered();
   while (turns.length > 0) turns.shift()!();
   t.deepEqual(woken, ["a"], "one answer, one connection woken");
-  t.true(gate.room);
+  t.false(gate.room);
   gate.answered();
   while (turns.length > 0) turns.shift()!();
   t.deepEqual(woken, ["a", "b"]);
-  t.is(gate.inFlight, 0);
+  t.is(gate.inFlight, 2);
+});
+
+test("in-flight gate: a woken connection that takes nothing passes the room on to the next one waiting", (t) => {
+  const { budget, turns } = manualBudget(5);
+  const gate = new InflightGate(1, budget);
+  gate.taken();
+  const woken: string[] = [];
+  // A connection closed, or its output full, by the time it is woken: it takes nothing.
+  gate.wait(() => woken.push("idle"));
+  gate.wait(() => {
+    woken.push("writer");
+    gate.taken();
+  });
+  gate.wait(() => woken.push("third"));
+  gate.answered();
+  while (turns.length > 0) turns.shift()!();
+  t.deepEqual(woken, ["idle", "writer"], "before: the writer waited for an answer that nothing in flight would give");
+  t.is(gate.inFlight, 1);
 });
 
 test("in-flight gate: a late loop halves the bound down to its floor; an on-time loop raises it by an eighth, waking waiters", (t) => {
@@ -162,7 +185,11 @@ test("in-flight gate: a late loop halves the bound down to its floor; an on-time
   for (let i = 0; i < INFLIGHT_FLOOR; i++) gate.taken();
   t.false(gate.room);
   const woken: number[] = [];
-  for (let i = 0; i < 300; i++) gate.wait(() => woken.push(i));
+  for (let i = 0; i < 300; i++)
+    gate.wait(() => {
+      woken.push(i);
+      gate.taken();
+    });
   gate.adjust(3, 50);
   t.is(gate.bound, INFLIGHT_FLOOR + 256, "on time: up by an eighth of respInflightMax");
   while (turns.length > 0) turns.shift()!();
