@@ -167,7 +167,7 @@ export class DataNode {
     const campaigning = this.core.campaigning && this.master === null;
     const door = this.respPort === null ? null : { port: this.respPort, listening: this.door !== null, connections: this.door?.connections ?? 0, ...(this.doorError === null ? {} : { error: this.doorError }) };
     const loop = { loopDelayMaxMs: this.loop.maxMs, loopDelayLastMs: this.loop.lastMs };
-    const details = { ...base.details, dataNode: true, dataRole: this.core.role, dataPhase: this.core.phase, respDoor: door, ...loop };
+    const details = { ...base.details, dataNode: true, dataRole: this.core.role, dataPhase: this.core.phase, masterEpochHeard: this.core.masterEpochHeard, respDoor: door, ...loop };
     return { ...base, id: this.id, health: campaigning ? "campaigning" : base.health, priority: this.priority, details };
   }
 

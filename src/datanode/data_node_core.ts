@@ -96,6 +96,11 @@ export class DataNodeCore {
     return this.phaseNow;
   }
 
+  /** The highest epoch a master was heard serving in (ElectionCore). */
+  get masterEpochHeard(): number {
+    return this.election.masterEpochHeard;
+  }
+
   get role(): DataRole {
     return this.election.currentRole;
   }

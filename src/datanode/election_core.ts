@@ -99,6 +99,11 @@ export class ElectionCore {
     return this.role;
   }
 
+  /** The highest epoch a master was heard serving in (or won by us): a standby that heard it does not campaign meanwhile. */
+  get masterEpochHeard(): number {
+    return this.highestEpoch;
+  }
+
   /** A data node's heartbeat (our own are ignored). */
   heard(beat: PeerBeat, nowMs: number): ElectionAction {
     if (beat.id === this.id) return { kind: "none" };

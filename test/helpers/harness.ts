@@ -176,7 +176,20 @@ export async function until<T>(what: string, timeoutMs: number, check: () => Pro
 }
 
 export async function waitForWriter(tc: ClusterView, timeoutMs = 30000): Promise<ActorStatus> {
-  return await until("the master to serve writes", timeoutMs, async () => (await tc.status()).find((s) => s.role === "master" && s.health === "writing"), 100);
+  return await until("the master to serve writes", timeoutMs, async () => settledWriter(await tc.status()), 100);
+}
+
+/**
+ * The master serving writes, once every other data node that answers heard it (a standby that heard a master's epoch
+ * does not campaign while it beats). Before, a test sometimes took the first master of a startup where a second node
+ * campaigned before hearing it (loops ~300 ms late in CI) and fenced it within a second (write_order: LOADING).
+ */
+function settledWriter(all: ActorStatus[]): ActorStatus | undefined {
+  const writing = all.filter((s) => s.role === "master" && s.health === "writing").sort((a, b) => b.epoch - a.epoch)[0];
+  if (writing === undefined) return undefined;
+  const others = all.filter((s) => s.details.dataNode === true && s.id !== writing.id);
+  const heard = (s: ActorStatus): boolean => s.details.dataRole === "replica" && Number(s.details.masterEpochHeard ?? 0) >= writing.epoch;
+  return others.every(heard) ? writing : undefined;
 }
 
 /** Waits until every replica (the configured ones and `added`) applied at least `txid`. */

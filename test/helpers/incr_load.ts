@@ -155,11 +155,18 @@ export async function statuses(tc: ClusterView): Promise<ActorStatus[]> {
  * round before may still be rebuilding its Redis: one standby is enough for the next kill).
  */
 export async function steadyMaster(tc: ClusterView, standbys = tc.cluster.config.dataNodes.length - 1, timeoutMs = 60_000): Promise<ActorStatus> {
-  return await until(`a master and ${standbys} standbys`, timeoutMs, async () => {
-    const all = await statuses(tc);
-    const master = all.filter((s) => s.role === "master" && s.health === "writing").sort((a, b) => b.epoch - a.epoch)[0];
-    return master !== undefined && all.filter(standby).length >= standbys ? master : undefined;
-  }, 50);
+  let last: ActorStatus[] = [];
+  try {
+    return await until(`a master and ${standbys} standbys`, timeoutMs, async () => {
+      const all = (last = await statuses(tc));
+      const master = all.filter((s) => s.role === "master" && s.health === "writing").sort((a, b) => b.epoch - a.epoch)[0];
+      return master !== undefined && all.filter(standby).length >= standbys ? master : undefined;
+    }, 50);
+  } catch (err) {
+    // What each data node said last (CI once waited 60 s at a 3-server cluster's start, with nothing to tell why).
+    const seen = last.map((s) => `${s.id} ${s.role} ${s.health} epoch ${s.epoch} applied ${s.appliedTxid} ${JSON.stringify(s.details).slice(0, 300)}`);
+    throw new Error(`${(err as Error).message}; last status: ${seen.join(" | ") || "none"}`);
+  }
 }
 
 /** The longest stretch in [fromMs, toMs] between times of `sorted` (from the last one before fromMs, to toMs). */
