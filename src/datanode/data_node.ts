@@ -115,6 +115,7 @@ export class DataNode {
     this.subs.push(serve(this.nc, s.control(this.id), this.log, (body) => this.onControl(parseControlRequest(body))));
     void this.watchLink();
     await this.startReplica();
+    this.core.beating(Date.now());
     this.timer = setInterval(() => this.onTimer(), this.config.masterHeartbeatIntervalMs);
     await this.openDoor();
   }

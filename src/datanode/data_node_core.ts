@@ -163,6 +163,11 @@ export class DataNodeCore {
     return gone;
   }
 
+  /** The driver starts this node's timer and beats (ElectionCore.beating): the listening before a campaign starts here. */
+  beating(nowMs: number): void {
+    this.election.beating(nowMs);
+  }
+
   /** The driver's bus link came back after a disconnect (no probe verdict is trusted for a while). */
   linkReconnected(nowMs: number): void {
     this.election.linkReconnected(nowMs);

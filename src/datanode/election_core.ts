@@ -126,6 +126,17 @@ export class ElectionCore {
     return { kind: "none" };
   }
 
+  /**
+   * This node starts to beat (its first timer, once its replica serves), as each peer does at its own: before any
+   * campaign it listens half a timeout more (at least 1.5 heartbeats), so the peers that start with it are heard and
+   * ranked. Counted only from the constructor, a start whose Redis took longer than a timeout campaigned at its first
+   * tick having heard no peer, rank 0 on every node at once (CI: two epochs won within a second of a cluster's start,
+   * the first master fenced). A master is listened for from the constructor on (the subscription is open).
+   */
+  beating(nowMs: number): void {
+    this.masterHeardMs = Math.max(this.masterHeardMs, nowMs - this.limits.masterTimeoutMs / 2);
+  }
+
   /** Our bus link came back after a disconnect: every subscription was gone meanwhile, the master's perhaps too. */
   linkReconnected(nowMs: number): void {
     this.linkUpSinceMs = nowMs;

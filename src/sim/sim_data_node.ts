@@ -150,6 +150,7 @@ export class SimDataNode implements SimActor {
       this.feed(() => this.core.tick(this.self(), this.clock.nowMs));
       this.timer.after(this.config.masterHeartbeatIntervalMs, tick);
     };
+    this.core.beating(this.clock.nowMs);
     this.timer.after(this.config.masterHeartbeatIntervalMs, tick);
   }
 

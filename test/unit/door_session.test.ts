@@ -19,8 +19,11 @@ interface StubDoor {
   close(): Promise<void>;
 }
 
-/** A door whose PING is local and every other command a write that waits until the test answers it. */
-async function stubDoor(inflightMax: number): Promise<StubDoor> {
+/**
+ * A door whose PING is local and every other command a write that waits until the test answers it, or with `answer`,
+ * is answered by it in a later turn.
+ */
+async function stubDoor(inflightMax: number, answer?: () => WriteOutcome): Promise<StubDoor> {
   const budget = new TurnBudget(5);
   const writes: ((o: WriteOutcome) => void)[] = [];
   const noop = (): void => {};
@@ -39,7 +42,7 @@ async function stubDoor(inflightMax: number): Promise<StubDoor> {
     buffered: noop,
     closed: noop,
     ordered: () => ({}) as OrderedWriter,
-    write: () => new Promise<WriteOutcome>((resolve) => writes.push(resolve)),
+    write: () => new Promise<WriteOutcome>((resolve) => (answer === undefined ? writes.push(resolve) : setImmediate(() => resolve(answer())))),
   } as unknown as DoorServices;
   const sockets: net.Socket[] = [];
   const server = net.createServer((socket) => {
@@ -124,4 +127,23 @@ test("at the door's in-flight bound an idle connection keeps reading: each PING 
   door.writes[1]({ ok: true, value: "OK", txid: 2 });
   t.is(await idle.reply(2000), "+OK");
   t.is(await idle.reply(2000), "+PONG");
+});
+
+test("a client that stops reading its large replies is not read either, and gets every reply once it reads, past a full in-flight bound", async (t) => {
+  const value = Buffer.alloc(512 * 1024, 0x61);
+  const door = await stubDoor(4, () => ({ ok: true, value, txid: 1 }));
+  t.teardown(() => door.close());
+  const s = net.connect(door.port, "127.0.0.1");
+  t.teardown(() => s.destroy());
+  s.pause();
+  await new Promise<void>((resolve) => s.once("connect", () => resolve()));
+  const requests = 200;
+  s.write(Buffer.concat(Array.from({ length: requests }, () => encodeCommand(["GET", "big"]))));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const all = requests * (`$${value.length}\r\n`.length + value.length + 2);
+  let bytes = 0;
+  const done = new Promise<void>((resolve) => s.on("data", (d: Buffer) => ((bytes += d.length) >= all ? resolve() : undefined)));
+  s.resume();
+  await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+  t.is(bytes, all, "every reply, whole");
 });

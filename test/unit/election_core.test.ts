@@ -25,6 +25,34 @@ test("nobody campaigns while a master beats; after its silence the most caught-u
   t.deepEqual(d3.tick(self(40), 1750), { kind: "campaign", rank: 1 });
 });
 
+test("at start the full timeout of listening counts from the first beat, not from the constructor: a slow start still ranks", (t) => {
+  // Built at 0; their Redis took 2 s to serve, so each node beats from ~2000 (d3 a little later).
+  const d1 = new ElectionCore("d1", 1, LIMITS, 0);
+  const d2 = new ElectionCore("d2", 1, LIMITS, 0);
+  d1.beating(2000);
+  d2.beating(2050);
+  // Before: at its first tick each had been silent 2 s, heard no peer and ranked itself first: both campaigned.
+  t.deepEqual(d1.tick(self(0), 2000), { kind: "none" });
+  t.deepEqual(d2.tick(self(0), 2050), { kind: "none" });
+  // Half a timeout (300 ms, three heartbeats) of listening from the first beat: each hears the other.
+  for (let now = 2100; now < 2300; now += 100) {
+    d1.heard(beat("d2"), now);
+    d2.heard(beat("d1"), now);
+    t.deepEqual(d1.tick(self(0), now), { kind: "none" });
+    t.deepEqual(d2.tick(self(0), now), { kind: "none" });
+  }
+  t.deepEqual(d1.tick(self(0), 2300), { kind: "campaign", rank: 0 });
+  t.deepEqual(d2.tick(self(0), 2350), { kind: "none" }, "d2 ranks second: it waits its rank delay");
+  d2.heard(beat("d1", { role: "candidate" }), 2400);
+  t.deepEqual(d2.tick(self(0), 2500), { kind: "none" }, "and hears d1's candidacy meanwhile");
+  // A master heard before the first beat still counts (the subscription is open from the start).
+  const d3 = new ElectionCore("d3", 1, LIMITS, 0);
+  d3.heard(beat("d1", { role: "master", epoch: 1 }), 2500);
+  d3.beating(1000);
+  t.deepEqual(d3.tick(self(0), 3000), { kind: "none" });
+  t.deepEqual(d3.tick(self(0), 3100), { kind: "campaign", rank: 0 });
+});
+
 test("ties are broken by priority, then by id; priority 0 and ineligible nodes never campaign", (t) => {
   const d2 = new ElectionCore("d2", 1, LIMITS, 0);
   d2.heard(beat("d3", { priority: 5 }), 500);
