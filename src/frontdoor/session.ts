@@ -248,7 +248,11 @@ export class Session {
     // The door's bound stops the reading only of a connection holding a request it refused: any other reads on, so an
     // idle one's next PING is seen and goes past the gate. Paused, a probe's second PING waited its turn behind every
     // pipelining connection (2.5–5.3 s in CI under redis-benchmark -c 100 -P 16, the loop at most 284 ms late).
-    const gated = !this.door.inflight.room && this.held !== null;
+    // Reading on is for what may go past the gate (a small local command): a connection partway through a request
+    // larger than any such command waits paused as before (review s27: an 8 MiB SET past a full bound was read to its
+    // end and held, 8 MiB buffered per connection where TCP used to slow it; a crowd of large writers then reached
+    // respBufferedBytesMax and was closed).
+    const gated = !this.door.inflight.room && (this.held !== null || this.reader.pendingBytes > PAST_GATE_READ_BYTES);
     const full = this.parked || !this.room(false) || gated;
     // Only the door's bound held it: it waits its turn (a request answered anywhere on the door wakes it).
     if (full && !this.stopped && !this.parked && gated) this.door.inflight.wait(this.wake);
@@ -639,6 +643,11 @@ export class Session {
   }
 }
 
+/**
+ * Past a full in-flight bound a connection holding no refused request reads on while what it has buffered of its next
+ * request could still be a command the door answers itself (PING, ECHO, CLIENT SETNAME…); beyond this it waits paused.
+ */
+const PAST_GATE_READ_BYTES = 16 * 1024;
 const EMPTY = Buffer.alloc(0);
 const CRLF = Buffer.from("\r\n", "latin1");
 /** Replies of a string this large are written as their value's own buffer (fillReply). */

@@ -1,0 +1,105 @@
+/**
+ * Review of session 27 (the door's in-flight bound reads idle connections on): what a connection buffers while the
+ * bound is full, and who gets the room a waiter was woken for.
+ */
+import net from "node:net";
+import test from "ava";
+import type { OrderedWriter } from "../../src/client/client.js";
+import { ConnectionState } from "../../src/frontdoor/connection_state.js";
+import { InflightGate } from "../../src/frontdoor/inflight_gate.js";
+import type { Route } from "../../src/frontdoor/router.js";
+import { Session, type DoorServices, type WriteOutcome } from "../../src/frontdoor/session.js";
+import { encodeCommand } from "../../src/redis/resp_parser.js";
+import { TurnBudget } from "../../src/util/turn_budget.js";
+
+interface StubDoor {
+  port: number;
+  /** Writes taken and not answered yet, with their key: resolve one to answer it. */
+  writes: { key: string; answer: (o: WriteOutcome) => void }[];
+  /** Request bytes buffered over the door's connections now, and the most seen. */
+  buffered: { now: number; max: number };
+  close(): Promise<void>;
+}
+
+async function stubDoor(inflightMax: number, requestBytesMax = 64 * 1024 * 1024): Promise<StubDoor> {
+  const budget = new TurnBudget(5);
+  const writes: StubDoor["writes"] = [];
+  const buffered = { now: 0, max: 0 };
+  const noop = (): void => {};
+  const door = {
+    pipelineMax: 1024,
+    requestBytesMax,
+    outputBytesMax: 64 * 1024 * 1024,
+    outputBytesPause: 1024 * 1024,
+    budget,
+    inflight: new InflightGate(inflightMax, budget),
+    closedForOutput: 0,
+    closedForPubsubOutput: 0,
+    log: { debug: noop, info: noop, warn: noop, error: noop },
+    route: (args: readonly Buffer[]): Route => (args[0].toString().toUpperCase() === "PING" ? { kind: "local", command: "ping" } : { kind: "write" }),
+    local: () => ({ reply: { type: "simple", value: "PONG" } }),
+    buffered: (_s: unknown, delta: number) => {
+      buffered.now += delta;
+      buffered.max = Math.max(buffered.max, buffered.now);
+    },
+    closed: noop,
+    ordered: () => ({}) as OrderedWriter,
+    write: (_w: OrderedWriter, args: readonly Buffer[]) => new Promise<WriteOutcome>((resolve) => writes.push({ key: args[1].toString(), answer: resolve })),
+  } as unknown as DoorServices;
+  const sockets: net.Socket[] = [];
+  const server = net.createServer((socket) => {
+    sockets.push(socket);
+    new Session(socket, new ConnectionState(sockets.length, "test", "door", Date.now(), false), door);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    writes,
+    buffered,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+async function connect(port: number): Promise<net.Socket> {
+  const s = net.connect(port, "127.0.0.1");
+  await new Promise<void>((resolve) => s.once("connect", () => resolve()));
+  s.on("data", () => {});
+  return s;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function untilTrue(what: string, ms: number, check: () => boolean): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await sleep(5);
+  }
+}
+
+test("at a full in-flight bound a connection sending a large write is not read to its end: TCP back-pressure, not buffering", async (t) => {
+  const door = await stubDoor(1);
+  t.teardown(() => door.close());
+  const busy = await connect(door.port);
+  const big = await connect(door.port);
+  t.teardown(() => {
+    busy.destroy();
+    big.destroy();
+  });
+  busy.write(encodeCommand(["SET", "k", "1"]));
+  await untilTrue("the busy write in flight", 2000, () => door.writes.length === 1);
+  // The bound (1) is full. A client with nothing unanswered starts an 8 MiB SET (no PING: nothing may pass the gate).
+  big.write(encodeCommand(["SET", "big", "x".repeat(8 * 1024 * 1024)]));
+  await sleep(500);
+  // Before session 27 the connection was paused at its first read past the full bound (a chunk or so buffered). Now
+  // it is read to the request's end and the whole request is held: 8 MiB per connection, so a crowd of large writers
+  // past a full bound reaches respBufferedBytesMax, and the door closes clients it used to merely slow down.
+  t.true(door.buffered.max < 1024 * 1024, `request bytes buffered at the full bound: ${door.buffered.max}`);
+  door.writes[0].answer({ ok: true, value: "OK", txid: 1 });
+  await untilTrue("the large write taken once there is room", 5000, () => door.writes.length === 2);
+  t.is(door.writes[1].key, "big");
+});
