@@ -48,8 +48,13 @@ export class InflightGate {
     this.limit = max;
   }
 
+  /**
+   * Room for one more request, besides the room kept for the connections woken and not yet run: a connection answered
+   * meanwhile takes no waiter's room (review s27: a pipelining connection's own next request took it at once, in the
+   * same turn as its answer, and the waiter woken for it found none and went to the back of the line).
+   */
   get room(): boolean {
-    return this.roomBeyond(0);
+    return this.roomBeyond(this.woken);
   }
 
   /** Room for a request besides `promised` more (connections woken, not yet run: each may take one). */

@@ -103,3 +103,30 @@ test("at a full in-flight bound a connection sending a large write is not read t
   await untilTrue("the large write taken once there is room", 5000, () => door.writes.length === 2);
   t.is(door.writes[1].key, "big");
 });
+test("a waiter woken for the room keeps it: a pipelining connection answered meanwhile does not take it first", async (t) => {
+  const door = await stubDoor(2);
+  t.teardown(() => door.close());
+  const x = await connect(door.port);
+  const p = await connect(door.port);
+  const w = await connect(door.port);
+  t.teardown(() => {
+    x.destroy();
+    p.destroy();
+    w.destroy();
+  });
+  // P takes the first room, X the last: the bound (2) is full. Then W waits, then P's second request.
+  p.write(encodeCommand(["SET", "p1", "1"]));
+  await untilTrue("p1 in flight", 2000, () => door.writes.length === 1);
+  x.write(encodeCommand(["SET", "x", "1"]));
+  await untilTrue("x in flight", 2000, () => door.writes.length === 2);
+  w.write(encodeCommand(["SET", "w", "1"]));
+  await sleep(100);
+  p.write(encodeCommand(["SET", "p2", "1"]));
+  await sleep(100);
+  t.is(door.writes.length, 2);
+  // p1 answered: the room goes to the connections that waited before P's second request (X, which takes nothing and
+  // passes it on, then W), not to P's own next request in the turn of its answer.
+  door.writes[0].answer({ ok: true, value: "OK", txid: 1 });
+  await untilTrue("a third write taken", 2000, () => door.writes.length === 3);
+  t.is(door.writes[2].key, "w", `taken: ${door.writes.map((x) => x.key).join(",")}`);
+});
