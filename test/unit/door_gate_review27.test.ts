@@ -130,3 +130,46 @@ test("a waiter woken for the room keeps it: a pipelining connection answered mea
   await untilTrue("a third write taken", 2000, () => door.writes.length === 3);
   t.is(door.writes[2].key, "w", `taken: ${door.writes.map((x) => x.key).join(",")}`);
 });
+
+test("past the turn's budget a pipeline of PINGs on an idle connection takes one step a turn, not the whole pipeline (pre-existing, 9604821)", async (t) => {
+  // A clock that moves 1 ms per read: a 5 ms budget is spent after 5 steps; turns counted by the deferral.
+  let clock = 0;
+  let turn = 0;
+  const budget = new TurnBudget(5, () => clock++, (fn) => void setImmediate(() => (turn++, fn())));
+  const perTurn = new Map<number, number>();
+  const noop = (): void => {};
+  const door = {
+    pipelineMax: 1024,
+    requestBytesMax: 1024 * 1024,
+    outputBytesMax: 64 * 1024 * 1024,
+    outputBytesPause: 1024 * 1024,
+    budget,
+    inflight: new InflightGate(2048, budget),
+    closedForOutput: 0,
+    closedForPubsubOutput: 0,
+    log: { debug: noop, info: noop, warn: noop, error: noop },
+    route: (): Route => ({ kind: "local", command: "ping" }),
+    local: () => {
+      perTurn.set(turn, (perTurn.get(turn) ?? 0) + 1);
+      return { reply: { type: "simple", value: "PONG" } };
+    },
+    buffered: noop,
+    closed: noop,
+  } as unknown as DoorServices;
+  const sockets: net.Socket[] = [];
+  const server = net.createServer((socket) => {
+    sockets.push(socket);
+    new Session(socket, new ConnectionState(1, "test", "door", Date.now(), false), door);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.teardown(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  const c = await connect((server.address() as net.AddressInfo).port);
+  t.teardown(() => c.destroy());
+  c.write(Buffer.concat(Array.from({ length: 2000 }, () => encodeCommand(["PING"]))));
+  await sleep(500);
+  const most = Math.max(...perTurn.values());
+  t.true(most <= 50, `PINGs answered in one turn: ${most} (budget: 5 steps)`);
+});
