@@ -1,6 +1,7 @@
 /**
  * One front-door connection (src/frontdoor/session.ts) against a door of stubs on a real loopback socket: what waits
- * at the door's in-flight bound and what goes past it.
+ * at the door's in-flight bound and what goes past it, what a connection buffers meanwhile, and who gets the room a
+ * waiter was woken for.
  */
 import net from "node:net";
 import test from "ava";
@@ -14,22 +15,31 @@ import { TurnBudget } from "../../src/util/turn_budget.js";
 
 interface StubDoor {
   port: number;
-  /** Writes taken and not answered yet: resolve one to answer it. */
-  writes: ((o: WriteOutcome) => void)[];
+  /** Writes taken and not answered yet, with their key: call `answer` to answer one. */
+  writes: { key: string; answer: (o: WriteOutcome) => void }[];
+  /** Request bytes buffered over the door's connections now, and the most seen. */
+  buffered: { now: number; max: number };
   close(): Promise<void>;
 }
 
-/**
- * A door whose PING is local and every other command a write that waits until the test answers it, or with `answer`,
- * is answered by it in a later turn.
- */
-async function stubDoor(inflightMax: number, answer?: () => WriteOutcome): Promise<StubDoor> {
-  const budget = new TurnBudget(5);
-  const writes: ((o: WriteOutcome) => void)[] = [];
+interface StubOptions {
+  /** Answers every write in a later turn (default: the test answers each). */
+  answer?: () => WriteOutcome;
+  /** The door's turn budget (default: 5 ms of the real clock). */
+  budget?: TurnBudget;
+  /** Told of each local command answered (PING). */
+  onLocal?: () => void;
+}
+
+/** A door whose PING is local and every other command a write. */
+async function stubDoor(inflightMax: number, o: StubOptions = {}): Promise<StubDoor> {
+  const budget = o.budget ?? new TurnBudget(5);
+  const writes: StubDoor["writes"] = [];
+  const buffered = { now: 0, max: 0 };
   const noop = (): void => {};
   const door = {
     pipelineMax: 1024,
-    requestBytesMax: 1024 * 1024,
+    requestBytesMax: 64 * 1024 * 1024,
     outputBytesMax: 64 * 1024 * 1024,
     outputBytesPause: 1024 * 1024,
     budget,
@@ -38,11 +48,21 @@ async function stubDoor(inflightMax: number, answer?: () => WriteOutcome): Promi
     closedForPubsubOutput: 0,
     log: { debug: noop, info: noop, warn: noop, error: noop },
     route: (args: readonly Buffer[]): Route => (args[0].toString().toUpperCase() === "PING" ? { kind: "local", command: "ping" } : { kind: "write" }),
-    local: () => ({ reply: { type: "simple", value: "PONG" } }),
-    buffered: noop,
+    local: () => {
+      o.onLocal?.();
+      return { reply: { type: "simple", value: "PONG" } };
+    },
+    buffered: (_s: unknown, delta: number) => {
+      buffered.now += delta;
+      buffered.max = Math.max(buffered.max, buffered.now);
+    },
     closed: noop,
     ordered: () => ({}) as OrderedWriter,
-    write: () => new Promise<WriteOutcome>((resolve) => (answer === undefined ? writes.push(resolve) : setImmediate(() => resolve(answer())))),
+    write: (_w: OrderedWriter, args: readonly Buffer[]) =>
+      new Promise<WriteOutcome>((resolve) => {
+        if (o.answer !== undefined) return void setImmediate(() => resolve(o.answer!()));
+        writes.push({ key: args[1]?.toString() ?? "", answer: resolve });
+      }),
   } as unknown as DoorServices;
   const sockets: net.Socket[] = [];
   const server = net.createServer((socket) => {
@@ -50,10 +70,10 @@ async function stubDoor(inflightMax: number, answer?: () => WriteOutcome): Promi
     new Session(socket, new ConnectionState(sockets.length, "test", "door", Date.now(), false), door);
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as net.AddressInfo).port;
   return {
-    port,
+    port: (server.address() as net.AddressInfo).port,
     writes,
+    buffered,
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise((resolve) => server.close(resolve));
@@ -118,20 +138,20 @@ test("at the door's in-flight bound an idle connection keeps reading: each PING 
   idle.send("PING");
   await t.throwsAsync(idle.reply(200), { message: /no reply/ }, "a write, and the PING after it, wait for room");
   t.is(door.writes.length, 1);
-  door.writes[0]({ ok: true, value: "OK", txid: 1 });
+  door.writes[0].answer({ ok: true, value: "OK", txid: 1 });
   t.is(await busy.reply(2000), "+OK");
   await new Promise<void>((resolve) => {
     const check = (): void => void (door.writes.length === 2 ? resolve() : setImmediate(check));
     check();
   });
-  door.writes[1]({ ok: true, value: "OK", txid: 2 });
+  door.writes[1].answer({ ok: true, value: "OK", txid: 2 });
   t.is(await idle.reply(2000), "+OK");
   t.is(await idle.reply(2000), "+PONG");
 });
 
 test("a client that stops reading its large replies is not read either, and gets every reply once it reads, past a full in-flight bound", async (t) => {
   const value = Buffer.alloc(512 * 1024, 0x61);
-  const door = await stubDoor(4, () => ({ ok: true, value, txid: 1 }));
+  const door = await stubDoor(4, { answer: () => ({ ok: true, value, txid: 1 }) });
   t.teardown(() => door.close());
   const s = net.connect(door.port, "127.0.0.1");
   t.teardown(() => s.destroy());
@@ -146,4 +166,88 @@ test("a client that stops reading its large replies is not read either, and gets
   s.resume();
   await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 10_000))]);
   t.is(bytes, all, "every reply, whole");
+});
+
+async function connect(port: number): Promise<net.Socket> {
+  const s = net.connect(port, "127.0.0.1");
+  await new Promise<void>((resolve) => s.once("connect", () => resolve()));
+  s.on("data", () => {});
+  return s;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function untilTrue(what: string, ms: number, check: () => boolean): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await sleep(5);
+  }
+}
+
+test("at a full in-flight bound a connection sending a large write is not read to its end: TCP back-pressure, not buffering", async (t) => {
+  const door = await stubDoor(1);
+  t.teardown(() => door.close());
+  const busy = await connect(door.port);
+  const big = await connect(door.port);
+  t.teardown(() => {
+    busy.destroy();
+    big.destroy();
+  });
+  busy.write(encodeCommand(["SET", "k", "1"]));
+  await untilTrue("the busy write in flight", 2000, () => door.writes.length === 1);
+  // The bound (1) is full. A client with nothing unanswered starts an 8 MiB SET (no PING: nothing may pass the gate).
+  big.write(encodeCommand(["SET", "big", "x".repeat(8 * 1024 * 1024)]));
+  await sleep(500);
+  // Before session 27 the connection was paused at its first read past the full bound (a chunk or so buffered). Now
+  // it is read to the request's end and the whole request is held: 8 MiB per connection, so a crowd of large writers
+  // past a full bound reaches respBufferedBytesMax, and the door closes clients it used to merely slow down.
+  t.true(door.buffered.max < 1024 * 1024, `request bytes buffered at the full bound: ${door.buffered.max}`);
+  door.writes[0].answer({ ok: true, value: "OK", txid: 1 });
+  await untilTrue("the large write taken once there is room", 5000, () => door.writes.length === 2);
+  t.is(door.writes[1].key, "big");
+});
+test("a waiter woken for the room keeps it: a pipelining connection answered meanwhile does not take it first", async (t) => {
+  const door = await stubDoor(2);
+  t.teardown(() => door.close());
+  const x = await connect(door.port);
+  const p = await connect(door.port);
+  const w = await connect(door.port);
+  t.teardown(() => {
+    x.destroy();
+    p.destroy();
+    w.destroy();
+  });
+  // P takes the first room, X the last: the bound (2) is full. Then W waits, then P's second request.
+  p.write(encodeCommand(["SET", "p1", "1"]));
+  await untilTrue("p1 in flight", 2000, () => door.writes.length === 1);
+  x.write(encodeCommand(["SET", "x", "1"]));
+  await untilTrue("x in flight", 2000, () => door.writes.length === 2);
+  w.write(encodeCommand(["SET", "w", "1"]));
+  await sleep(100);
+  p.write(encodeCommand(["SET", "p2", "1"]));
+  await sleep(100);
+  t.is(door.writes.length, 2);
+  // p1 answered: the room goes to the connections that waited before P's second request (X, which takes nothing and
+  // passes it on, then W), not to P's own next request in the turn of its answer.
+  door.writes[0].answer({ ok: true, value: "OK", txid: 1 });
+  await untilTrue("a third write taken", 2000, () => door.writes.length === 3);
+  t.is(door.writes[2].key, "w", `taken: ${door.writes.map((x) => x.key).join(",")}`);
+});
+
+test("past the turn's budget a pipeline of PINGs on an idle connection takes one step a turn, not the whole pipeline", async (t) => {
+  // A clock that moves 1 ms per read: a 5 ms budget is spent after 5 steps; turns counted by the deferral.
+  let clock = 0;
+  let turn = 0;
+  const budget = new TurnBudget(5, () => clock++, (fn) => void setImmediate(() => (turn++, fn())));
+  const perTurn = new Map<number, number>();
+  const door = await stubDoor(2048, { budget, onLocal: () => perTurn.set(turn, (perTurn.get(turn) ?? 0) + 1) });
+  t.teardown(() => door.close());
+  const c = await connect(door.port);
+  t.teardown(() => c.destroy());
+  c.write(Buffer.concat(Array.from({ length: 2000 }, () => encodeCommand(["PING"]))));
+  await sleep(500);
+  const most = Math.max(...perTurn.values());
+  // Before (since session 24's pastGate): all 2,000 in one turn, bounded only by the socket's output.
+  t.true(most <= 50, `PINGs answered in one turn: ${most} (budget: 5 steps)`);
 });
