@@ -54,12 +54,7 @@ export class InflightGate {
    * same turn as its answer, and the waiter woken for it found none and went to the back of the line).
    */
   get room(): boolean {
-    return this.roomBeyond(this.woken);
-  }
-
-  /** Room for a request besides `promised` more (connections woken, not yet run: each may take one). */
-  private roomBeyond(promised: number): boolean {
-    const count = this.count + promised;
+    const count = this.count + this.woken;
     return count < this.limit && (this.weight < this.weightMax || count === 0);
   }
 
@@ -98,7 +93,7 @@ export class InflightGate {
 
   /** Wakes up to `n` waiting connections (oldest first, in a later turn) while there is room for one more each. */
   private wakeWhileRoom(n: number): void {
-    for (let i = 0; i < n && this.roomBeyond(this.woken); i++) {
+    for (let i = 0; i < n && this.room; i++) {
       const first = this.waiting.values().next();
       if (first.done === true) return;
       this.waiting.delete(first.value);

@@ -179,13 +179,18 @@ export async function waitForWriter(tc: ClusterView, timeoutMs = 30000): Promise
   return await until("the master to serve writes", timeoutMs, async () => settledWriter(await tc.status()), 100);
 }
 
+/** The master serving writes in the highest epoch among `all` (a deposed one may still say it serves). */
+export function servingMaster(all: readonly ActorStatus[]): ActorStatus | undefined {
+  return all.filter((s) => s.role === "master" && s.health === "writing").sort((a, b) => b.epoch - a.epoch)[0];
+}
+
 /**
  * The master serving writes, once every other data node that answers heard it (a standby that heard a master's epoch
  * does not campaign while it beats). Before, a test sometimes took the first master of a startup where a second node
  * campaigned before hearing it (loops ~300 ms late in CI) and fenced it within a second (write_order: LOADING).
  */
 function settledWriter(all: ActorStatus[]): ActorStatus | undefined {
-  const writing = all.filter((s) => s.role === "master" && s.health === "writing").sort((a, b) => b.epoch - a.epoch)[0];
+  const writing = servingMaster(all);
   if (writing === undefined) return undefined;
   const others = all.filter((s) => s.details.dataNode === true && s.id !== writing.id);
   const heard = (s: ActorStatus): boolean => s.details.dataRole === "replica" && Number(s.details.masterEpochHeard ?? 0) >= writing.epoch;

@@ -9,7 +9,7 @@ import { CLIENT_USER, credsFile } from "../../src/nats/auth.js";
 import { decode } from "../../src/protocol/codec.js";
 import type { ActorStatus } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
-import { diffKeyspaces, dumpKeyspace, until, waitForReplicas, type ClusterView } from "./harness.js";
+import { diffKeyspaces, dumpKeyspace, servingMaster, until, waitForReplicas, type ClusterView } from "./harness.js";
 
 /** Client connections of the load. */
 export const CLIENTS = 100;
@@ -159,7 +159,7 @@ export async function steadyMaster(tc: ClusterView, standbys = tc.cluster.config
   try {
     return await until(`a master and ${standbys} standbys`, timeoutMs, async () => {
       const all = (last = await statuses(tc));
-      const master = all.filter((s) => s.role === "master" && s.health === "writing").sort((a, b) => b.epoch - a.epoch)[0];
+      const master = servingMaster(all);
       return master !== undefined && all.filter(standby).length >= standbys ? master : undefined;
     }, 50);
   } catch (err) {

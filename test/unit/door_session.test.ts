@@ -12,6 +12,7 @@ import type { Route } from "../../src/frontdoor/router.js";
 import { Session, type DoorServices, type WriteOutcome } from "../../src/frontdoor/session.js";
 import { encodeCommand } from "../../src/redis/resp_parser.js";
 import { TurnBudget } from "../../src/util/turn_budget.js";
+import { until } from "../helpers/harness.js";
 
 interface StubDoor {
   port: number;
@@ -124,10 +125,7 @@ test("at the door's in-flight bound an idle connection keeps reading: each PING 
     idle.socket.destroy();
   });
   busy.send("SET", "k", "1");
-  await new Promise<void>((resolve) => {
-    const check = (): void => void (door.writes.length === 1 ? resolve() : setImmediate(check));
-    check();
-  });
+  await writesTaken(door, 1);
   // The bound (1) is full. Before: the first PING was answered, then the idle connection's socket was paused behind
   // the gate, so its next PING waited for the busy connection's write (in CI: PING 2.5–5.3 s under redis-benchmark).
   for (let i = 0; i < 3; i++) {
@@ -140,10 +138,7 @@ test("at the door's in-flight bound an idle connection keeps reading: each PING 
   t.is(door.writes.length, 1);
   door.writes[0].answer({ ok: true, value: "OK", txid: 1 });
   t.is(await busy.reply(2000), "+OK");
-  await new Promise<void>((resolve) => {
-    const check = (): void => void (door.writes.length === 2 ? resolve() : setImmediate(check));
-    check();
-  });
+  await writesTaken(door, 2);
   door.writes[1].answer({ ok: true, value: "OK", txid: 2 });
   t.is(await idle.reply(2000), "+OK");
   t.is(await idle.reply(2000), "+PONG");
@@ -177,12 +172,9 @@ async function connect(port: number): Promise<net.Socket> {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function untilTrue(what: string, ms: number, check: () => boolean): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await sleep(5);
-  }
+/** Waits until the door took `n` writes (the test answers them). */
+async function writesTaken(door: StubDoor, n: number, ms = 2000): Promise<void> {
+  await until(`${n} writes taken`, ms, () => (door.writes.length >= n ? true : undefined), 5);
 }
 
 test("at a full in-flight bound a connection sending a large write is not read to its end: TCP back-pressure, not buffering", async (t) => {
@@ -195,7 +187,7 @@ test("at a full in-flight bound a connection sending a large write is not read t
     big.destroy();
   });
   busy.write(encodeCommand(["SET", "k", "1"]));
-  await untilTrue("the busy write in flight", 2000, () => door.writes.length === 1);
+  await writesTaken(door, 1);
   // The bound (1) is full. A client with nothing unanswered starts an 8 MiB SET (no PING: nothing may pass the gate).
   big.write(encodeCommand(["SET", "big", "x".repeat(8 * 1024 * 1024)]));
   await sleep(500);
@@ -204,7 +196,7 @@ test("at a full in-flight bound a connection sending a large write is not read t
   // past a full bound reaches respBufferedBytesMax, and the door closes clients it used to merely slow down.
   t.true(door.buffered.max < 1024 * 1024, `request bytes buffered at the full bound: ${door.buffered.max}`);
   door.writes[0].answer({ ok: true, value: "OK", txid: 1 });
-  await untilTrue("the large write taken once there is room", 5000, () => door.writes.length === 2);
+  await writesTaken(door, 2, 5000);
   t.is(door.writes[1].key, "big");
 });
 test("a waiter woken for the room keeps it: a pipelining connection answered meanwhile does not take it first", async (t) => {
@@ -220,9 +212,9 @@ test("a waiter woken for the room keeps it: a pipelining connection answered mea
   });
   // P takes the first room, X the last: the bound (2) is full. Then W waits, then P's second request.
   p.write(encodeCommand(["SET", "p1", "1"]));
-  await untilTrue("p1 in flight", 2000, () => door.writes.length === 1);
+  await writesTaken(door, 1);
   x.write(encodeCommand(["SET", "x", "1"]));
-  await untilTrue("x in flight", 2000, () => door.writes.length === 2);
+  await writesTaken(door, 2);
   w.write(encodeCommand(["SET", "w", "1"]));
   await sleep(100);
   p.write(encodeCommand(["SET", "p2", "1"]));
@@ -231,7 +223,7 @@ test("a waiter woken for the room keeps it: a pipelining connection answered mea
   // p1 answered: the room goes to the connections that waited before P's second request (X, which takes nothing and
   // passes it on, then W), not to P's own next request in the turn of its answer.
   door.writes[0].answer({ ok: true, value: "OK", txid: 1 });
-  await untilTrue("a third write taken", 2000, () => door.writes.length === 3);
+  await writesTaken(door, 3);
   t.is(door.writes[2].key, "w", `taken: ${door.writes.map((x) => x.key).join(",")}`);
 });
 
