@@ -22,6 +22,8 @@ const dirs: string[] = [];
 const servers: RedisServer[] = [];
 const clients: Redis[] = [];
 const feeders: Feeder[] = [];
+/** Each Redis's directory (its log) by port. */
+const redisDirs = new Map<number, string>();
 
 test.after.always(async () => {
   for (const c of clients) c.disconnect();
@@ -35,17 +37,40 @@ function record(txid: number, effects: string[][]): RecordView {
   return { txid, epoch: 1, offset: 0, length: payload.length, payload };
 }
 
-async function connect(port: number, db = 0): Promise<Redis> {
-  const r = new Redis({ port, host: "127.0.0.1", db, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  r.on("error", () => {});
-  clients.push(r);
-  await r.connect();
-  return r;
+/**
+ * A connection of the test's own. A connect that fails (CI saw "Connection is closed." twice, beside a stalled Redis:
+ * ioredis closes a connection whose ready check failed, and says no more) is tried twice more; what each attempt
+ * heard, and the end of the Redis's log, go to the test's output.
+ */
+async function connect(port: number, db = 0, log?: (line: string) => void): Promise<Redis> {
+  const heard: string[] = [];
+  for (let attempt = 1; ; attempt++) {
+    const r = new Redis({ port, host: "127.0.0.1", db, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    r.on("error", (err: Error) => heard.push(`attempt ${attempt}: ${err.message}`));
+    clients.push(r);
+    try {
+      await r.connect();
+      if (heard.length > 0) log?.(`connect to ${port}: ${heard.join("; ")}`);
+      return r;
+    } catch (err) {
+      heard.push(`attempt ${attempt}: ${(err as Error).message}`);
+      if (attempt === 3) throw new Error(`connect to ${port}: ${heard.join("; ")}\n${redisLogTail(port)}`);
+    }
+  }
+}
+
+/** The last lines of the log of the Redis this test started on `port`. */
+function redisLogTail(port: number): string {
+  const dir = redisDirs.get(port);
+  const file = dir === undefined ? undefined : path.join(dir, "redis.log");
+  if (file === undefined || !fs.existsSync(file)) return "(no log)";
+  return fs.readFileSync(file, "utf8").split("\n").slice(-15).join("\n");
 }
 
 /** A persistent redis-server (AOF), the feeder's replica from its start, synced. */
 async function replicaOf(feeder: Feeder, dir: string, port: number): Promise<Redis> {
   const extraArgs = ["--replicaof", "127.0.0.1", String(feeder.port)];
+  redisDirs.set(port, dir);
   servers.push(await startRedisServer({ port, dir, persistent: true, startTimeoutMs: 15_000, extraArgs }));
   const client = await connect(port);
   await feeder.sync(client);
@@ -156,7 +181,7 @@ test("a run whose ACK timed out behind a stalled Redis: the marker read after it
     // What the replica does next: relink if the link dropped (ensureLinked), read the marker (resync), apply from it + 1.
     // On a connection of its own, as the replica's client reconnects: Redis once closed the test's first one here in
     // CI (cause not found; not reproduced in 12 runs beside 2 busy loops), which is not what this test is about.
-    client = await connect(port);
+    client = await connect(port, 0, (line) => t.log(line));
     const relink = !feeder.live;
     const resumed = (async () => {
       if (relink) await feeder.sync(client);

@@ -30,18 +30,32 @@ function connect(port: number, extra: Record<string, unknown> = {}): Redis {
 
 const doorOf = (id: string): number => tc!.cluster.config.respPort + DATA_NODES.indexOf(id);
 
+/**
+ * Every key a full SCAN names, once each. (One page is not comparable: which keys a page holds follows the layout of
+ * Redis's hash table, and a replica that loaded its keys from a snapshot laid them out differently from the master.)
+ */
+async function scanAll(r: Redis): Promise<string[]> {
+  const seen = new Set<string>();
+  let cursor = "0";
+  do {
+    const [next, keys] = await r.scan(cursor, "COUNT", 1000);
+    for (const k of keys) seen.add(k);
+    cursor = next;
+  } while (cursor !== "0");
+  return [...seen].sort();
+}
+
 /** What a door says of the whole keyspace (RANDOMKEY: whether it names a key KEYS * lists, or nil). */
 async function keyspaceView(port: number): Promise<Record<string, unknown>> {
   const r = connect(port);
   try {
     await r.connect();
     const keys = (await r.keys("*")).sort();
-    const [cursor, scanned] = await r.scan("0", "COUNT", 1000);
     const random = await r.randomkey();
     return {
       dbsize: await r.dbsize(),
       keys,
-      scan: { cursor, keys: scanned.sort() },
+      scan: await scanAll(r),
       randomkey: random === null ? null : keys.includes(random) ? "a listed key" : `unlisted ${random}`,
       exists: await r.exists(APPLIED_KEY),
       type: await r.type(APPLIED_KEY),
