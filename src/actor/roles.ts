@@ -4,11 +4,7 @@
  */
 import path from "node:path";
 import { loadConfig, ConfigError, type Config } from "../config/config.js";
-import { DataNode } from "../datanode/data_node.js";
-import { JournalNode } from "../journal/journal_node.js";
-import { Master } from "../master/master.js";
-import { Replica } from "../replica/replica.js";
-import { runActor, type ActorContext, type Startable } from "./run_actor.js";
+import type { ActorContext, Startable } from "./run_actor.js";
 
 export const ROLES = ["journal-node", "data-node", "master", "replica"] as const;
 export type Role = (typeof ROLES)[number];
@@ -55,16 +51,25 @@ function intFlag(flags: Map<string, string>, name: string, fallback: number): nu
   return Number(raw);
 }
 
-/** The actor of `role` with id `id`, built from its flags (ports default to the config's base + the node's index). */
-function builder(role: Role, id: string, flags: Map<string, string>, config: Config): (ctx: ActorContext) => Startable {
+/**
+ * The actor of `role` with id `id`, built from its flags (ports default to the config's base + the node's index). Only
+ * the role's own code is loaded: a journal node has no use for the data node's Redis client and RESP door, and a
+ * process's start (every restart, every failover) pays for each module it loads.
+ */
+async function builder(role: Role, id: string, flags: Map<string, string>, config: Config): Promise<(ctx: ActorContext) => Startable> {
   const dir = path.join(config.dataDir, id);
   switch (role) {
-    case "journal-node":
+    case "journal-node": {
+      const { JournalNode } = await import("../journal/journal_node.js");
       return ({ nc, log, metrics }) => new JournalNode(id, config, dir, nc, log, metrics);
-    case "master":
+    }
+    case "master": {
+      const { Master } = await import("../master/master.js");
       return ({ nc, log, metrics }) => new Master(id, config, dir, nc, log, { metrics });
+    }
     case "replica": {
       const port = intFlag(flags, "redis-port", config.replicaRedisPortBase + Math.max(0, config.replicas.indexOf(id)));
+      const { Replica } = await import("../replica/replica.js");
       return ({ nc, log, metrics }) => new Replica(id, config, dir, port, nc, log, true, null, metrics);
     }
     case "data-node": {
@@ -72,6 +77,7 @@ function builder(role: Role, id: string, flags: Map<string, string>, config: Con
       const port = intFlag(flags, "redis-port", config.dataRedisPortBase + index);
       const respPort = intFlag(flags, "resp-port", config.respPort === 0 ? 0 : config.respPort + index);
       const priority = intFlag(flags, "priority", 1);
+      const { DataNode } = await import("../datanode/data_node.js");
       return ({ nc, log, metrics, connect }) => new DataNode(id, config, dir, port, priority, nc, log, respPort === 0 ? null : respPort, metrics, () => connect("door"));
     }
   }
@@ -94,7 +100,10 @@ export async function runRole(role: Role, argv: readonly string[], env: NodeJS.P
   if (known !== null && !known[1].includes(id)) throw new ConfigError(`${role} --id ${id}: not one of the configuration's ${known[0]} (${known[1].join(", ") || "none"})`);
   const metricsPort = intFlag(flags, "metrics-port", config.metricsPort);
   if (metricsPort > 65535) throw new ConfigError(`--metrics-port ${metricsPort}: not a TCP port (0: no metrics)`);
-  await runActor(LOG_ROLE[role], id, config, metricsPort, builder(role, id, flags, config));
+  const build = await builder(role, id, flags, config);
+  // Loaded here, not at the top: the command line imports this module for its flags, and most of its commands run no actor.
+  const { runActor } = await import("./run_actor.js");
+  await runActor(LOG_ROLE[role], id, config, metricsPort, build);
 }
 
 /**

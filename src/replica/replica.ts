@@ -208,12 +208,12 @@ export class Replica {
       lastTxid: this.committedSeen,
       committedTxid: this.committedSeen,
       appliedTxid: this.core?.appliedTxid ?? 0,
-      health: this.fault !== null ? "failed" : this.lastError === null ? "ok" : "degraded",
+      health: this.fault !== null ? "failed" : (this.lastError ?? this.core?.alarm ?? null) === null ? "ok" : "degraded",
       journalNodeFaults: this.recentFaults(),
       redisUrl: this.redis?.url ?? null,
       details: {
         fault: this.fault,
-        lastError: this.lastError,
+        lastError: this.lastError ?? this.core?.alarm ?? null,
         snapshotTxid: this.snapshotTxid,
         snapshotting: this.snapshotRunning !== null,
         progress: this.progress,
@@ -282,7 +282,6 @@ export class Replica {
         }
       }
       if (outcome.kind === "reject") {
-        if (outcome.alarming) this.lastError = `${node}: ${outcome.reason}`;
         if (outcome.faulty) {
           if (!this.faultyNodes.has(node)) this.log.warn({ node, reason: outcome.reason }, "journal node served bad records");
           this.faultyNodes.set(node, { reason: outcome.reason, atMs: Date.now() });

@@ -60,6 +60,8 @@ export class ReplicaCore {
   private purgedSeen = false;
   /** Reads in a row that a node refused (an error reply or bad records). */
   private refusals = 0;
+  /** The last alarming refusal, until a node serves records or answers that it holds none past them (see `alarm`). */
+  private alarmReason: string | null = null;
   /** The highest commit index heard of: hints, and the nodes' replies that served records. */
   private heard: number;
   /** A round found nothing below `heard`: it was asked again once after pollMs. */
@@ -113,11 +115,24 @@ export class ReplicaCore {
     this.slow.set(node, { until: this.reads + skip, skip });
   }
 
+  /**
+   * Why the replica's reads are alarming (a faulty node, or every node refusing in a row), or null. Cleared by the next
+   * good answer: records, or a node saying it holds none past them. Every node's commit index lags the fan-out's for a
+   * moment after each commit, so a round of refusals comes and goes; a replica kept it as its health until the next
+   * write, and an idle cluster's replica stayed "degraded" (CI).
+   */
+  get alarm(): string | null {
+    return this.alarmReason;
+  }
+
   /** Validates a read reply. Records are committed ones: journal nodes serve nothing past their commit index. */
   onRead(reply: ReadReply): ReadOutcome {
+    const node = this.nodes[this.nodeIndex % this.nodes.length];
     this.reads++;
     this.noteTimeout(reply);
     const outcome = this.judge(reply);
+    if (outcome.kind === "reject" && outcome.alarming) this.alarmReason = `${node}: ${outcome.reason}`;
+    if (outcome.kind === "apply" || outcome.kind === "idle") this.alarmReason = null;
     const roundEnded = outcome.kind !== "apply" && this.misses === 0;
     // The node served up to its own commit index: nothing more there (its finalized segments may reach past it).
     const servedAll = outcome.kind === "apply" && reply.ok && reply.committedTxid === this.applied + outcome.records.length;
@@ -171,6 +186,7 @@ export class ReplicaCore {
     this.misses = 0;
     this.purgedSeen = false;
     this.refusals = 0;
+    this.alarmReason = null;
     this.hear(committedTxid);
     this.last = { kind: "apply", roundEnded: false, servedAll: committedTxid === this.applied + records.length };
     return { kind: "apply", records };

@@ -119,6 +119,6 @@ test.serial("bad input - malformed and forged commit hints change no journal nod
   const next = await tc!.write(["SET", "after-hints", "1"]);
   if (!next.ok) return t.fail(JSON.stringify(next));
   const replicas = await waitForReplicas(tc!, next.txid);
-  for (const r of replicas) t.is(r.health, "ok", `${r.id} after the hints`);
+  for (const r of replicas) t.is(r.health, "ok", `${r.id} after the hints (${String(r.details.lastError)})`);
   t.true(replicas.every((r) => r.appliedTxid <= next.txid + 1), "replicas applied what was written, nothing a hint named");
 });

@@ -182,7 +182,15 @@ async function cutMaster(log: Log, tc: ClusterView, load: IncrLoad, what: string
   await heal();
   const stall = load.longestClientStall(cutAt, healAt);
   log(`${what} (${old.id} master, epoch ${old.epoch}) cut off: ${next.source} serves epoch ${next.epoch} +${next.atMs - cutAt} ms, first ack +${firstAck - cutAt} ms; longest gap without an ack ${load.longestGap(cutAt, healAt)} ms, longest one client waited ${stall.ms} ms; healed after ${healAt - cutAt} ms, ${stranded} clients not acked since`);
-  await until(`${old.id} back as a standby`, 60_000, async () => ((await statuses(tc)).find((s) => s.id === old.id && standby(s)) ? true : undefined), 100);
+  // On a timeout, what the old master last said of itself (CI once waited 60 s here with nothing to tell why).
+  let last = "no status";
+  await until(`${old.id} back as a standby`, 60_000, async () => {
+    const s = (await statuses(tc)).find((x) => x.id === old.id);
+    if (s !== undefined) last = JSON.stringify({ role: s.role, health: s.health, epoch: s.epoch, details: s.details }).slice(0, 2000);
+    return s !== undefined && standby(s) ? true : undefined;
+  }, 100).catch((err: Error) => {
+    throw new Error(`${err.message}; ${old.id} last said ${last}`);
+  });
   log(`${old.id} back as a standby ${Date.now() - healAt} ms after the heal`);
 }
 

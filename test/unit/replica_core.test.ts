@@ -244,6 +244,21 @@ test("replica core - one node refusing a read is routine; only faulty records or
   t.like(r.onRead({ ok: true, records: Buffer.from("garbage"), count: 1 }), { kind: "reject", faulty: true, alarming: true });
 });
 
+test("replica core - an alarm lasts until a node answers well: records, or that it holds none past them (CI: an idle replica stayed degraded)", (t) => {
+  const r = new ReplicaCore(NODES, 10);
+  const notFound = { ok: false as const, code: "NOT_FOUND", message: "txid 11 is beyond this node's readable end 9" };
+  t.is(r.alarm, null);
+  for (let i = 0; i < NODES.length; i++) r.onRead(notFound);
+  t.regex(r.alarm ?? "", /NOT_FOUND: txid 11 is beyond/, "every node refused in a row: the replica says so");
+  r.onRead(notFound);
+  t.not(r.alarm, null, "still refused");
+  t.is(r.onRead({ ok: true, records: Buffer.alloc(0), count: 0 }).kind, "idle");
+  t.is(r.alarm, null, "a node holds nothing past what was applied: nothing is wrong any more");
+  for (let i = 0; i < NODES.length; i++) r.onRead(notFound);
+  r.onBuffered([{ txid: 11, epoch: 1, offset: 0, length: 0, payload: Buffer.alloc(0) }], 11);
+  t.is(r.alarm, null, "records from the fan-out clear it too");
+});
+
 test("replica snapshot schedule - every snapshotEveryRecords, or once margin + records past the snapshot reach half the editlog bound (issue #13 P6)", (t) => {
   const limits = { snapshotEveryRecords: 20_000, editlogMaxBytes: 1024 * 1024, purgeMarginRecords: 1024 };
   const s = new SnapshotSchedule(limits);
