@@ -25,6 +25,7 @@ import { subjects } from "../protocol/subjects.js";
 import { JournalClient } from "../master/journal_client.js";
 import { Master } from "../master/master.js";
 import { establishWriter, type WriterStart } from "../master/writer_recovery.js";
+import { CampaignDeferred } from "../master/recovery_core.js";
 import { redisPassword, wipeRedisData, type RedisServer } from "../redis/redis_server.js";
 import { RespDoor } from "../frontdoor/door.js";
 import type { CommandTable } from "../redis/command_table.js";
@@ -353,12 +354,14 @@ export class DataNode {
     this.beat();
     const campaignMs = Date.now();
     let start;
+    const attempt = { epochAsked: 0 };
     try {
-      start = await establishWriter(this.jc, this.config, this.log, randomUUID());
+      start = await establishWriter(this.jc, this.config, this.log, randomUUID(), this.core.campaignGuard, attempt);
     } catch (err) {
       const backoffMs = randomInt(this.config.electionBackoffMsMax / 4, this.config.electionBackoffMsMax + 1);
-      this.log[err instanceof QjmError ? "warn" : "error"]({ err, backoffMs }, "campaign lost");
-      this.core.lost(Date.now(), backoffMs);
+      if (err instanceof CampaignDeferred) this.log.info({ promisedEpoch: err.promisedEpoch, backoffMs }, "another campaign is under way: deferring to it");
+      else this.log[err instanceof QjmError ? "warn" : "error"]({ err, backoffMs }, "campaign lost");
+      this.core.lost(Date.now(), backoffMs, err instanceof CampaignDeferred ? err.promisedEpoch : attempt.epochAsked);
       return;
     }
     if (this.stopped) return;

@@ -22,7 +22,7 @@
  * goes back to whoever asked (`switchoverDone`).
  */
 import { assert } from "../util/assert.js";
-import type { WriterStart } from "../master/recovery_core.js";
+import type { CampaignGuard, WriterStart } from "../master/recovery_core.js";
 import { ElectionCore, type DataRole, type ElectionAction, type ElectionLimits, type MasterProbe, type PeerBeat, type ProbeAnswer } from "./election_core.js";
 
 export interface DataNodeLimits extends ElectionLimits {
@@ -219,10 +219,15 @@ export class DataNodeCore {
     this.orders.push({ kind: "releaseReplica", start });
   }
 
-  /** The campaign failed (no majority, fenced by another candidate): a replica again, quiet for `backoffMs`. */
-  lost(nowMs: number, backoffMs: number): void {
+  /** What the campaign ordered now must know of the election (RecoveryCore.guardCampaign). */
+  get campaignGuard(): CampaignGuard {
+    return this.election.campaignGuard;
+  }
+
+  /** The campaign failed (no majority, fenced by another candidate) or deferred to a rival: a replica again, quiet for `backoffMs`. */
+  lost(nowMs: number, backoffMs: number, knownPromise?: number): void {
     assert(this.phaseNow === "campaigning", `lost a campaign while ${this.phaseNow}`);
-    this.election.lost(nowMs, backoffMs);
+    this.election.lost(nowMs, backoffMs, knownPromise);
     this.phaseNow = "replica";
   }
 

@@ -18,6 +18,7 @@
  *   only after the timer), it listens before it campaigns. A standby resumed from SIGSTOP deposed a healthy master
  *   (integration/door_history) before this.
  */
+import type { CampaignGuard } from "../master/recovery_core.js";
 import { assert } from "../util/assert.js";
 
 export type DataRole = "replica" | "candidate" | "master";
@@ -83,6 +84,8 @@ export class ElectionCore {
   private lastTickMs: number | null = null;
   /** The last tick came late and did not campaign: the next one may (never two skipped in a row: liveness). */
   private lateTickSkipped = false;
+  /** The promise our last campaign accounted for: its own epoch, or a rival's it deferred to (CampaignGuard). */
+  private knownPromise = 0;
 
   constructor(
     readonly id: string,
@@ -236,11 +239,20 @@ export class ElectionCore {
     this.quietBy = null;
   }
 
-  /** The campaign failed (no majority, fenced by another candidate): a replica again, quiet for `backoffMs`. */
-  lost(nowMs: number, backoffMs: number): void {
+  /** What a campaign starting now must know of this election (RecoveryCore.guardCampaign). */
+  get campaignGuard(): CampaignGuard {
+    return { masterEpochHeard: this.highestEpoch, knownPromise: this.knownPromise };
+  }
+
+  /**
+   * The campaign failed (no majority, fenced by another candidate) or deferred to a rival: a replica again, quiet for
+   * `backoffMs`. `knownPromise`: the epoch it asked for, or the rival's it deferred to (0 or none: it got to neither).
+   */
+  lost(nowMs: number, backoffMs: number, knownPromise?: number): void {
     assert(this.role === "candidate", `lost an election as ${this.role}`);
     this.role = "replica";
     this.backoffUntilMs = nowMs + backoffMs;
+    if (knownPromise !== undefined && knownPromise > 0) this.knownPromise = knownPromise;
   }
 
   /** We stopped serving (fenced, stepped down, failed): a replica again, quiet for `backoffMs`. */

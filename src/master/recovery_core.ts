@@ -79,6 +79,31 @@ interface Pending {
   catchUp?: { restorer: RestorerCore; id: number };
 }
 
+/**
+ * What a data node's election heard, for its campaign (RecoveryCore.guardCampaign). A majority that promised an epoch
+ * above every master the node heard means a rival candidate is under way (its heartbeat not heard yet: its loop or
+ * bus ran later than electionRankDelayMs), or one stopped partway. The campaign defers to it once rather than fence
+ * it; finding the same promise again, nobody took it further, and it goes on. The node's own last campaign's promise
+ * is no rival's. A whole cluster restarted (no master heard anywhere) pays one backoff for it.
+ */
+export interface CampaignGuard {
+  /** The highest epoch a master was heard serving in (0: none since this process started). */
+  masterEpochHeard: number;
+  /** The promise this node accounted for last: its own last campaign's epoch, or the rival's it deferred to (0: none). */
+  knownPromise: number;
+}
+
+/** The campaign deferred to a rival's promise of `promisedEpoch` (see CampaignGuard). */
+export class CampaignDeferred extends QjmError {
+  override name = "CampaignDeferred";
+  constructor(
+    readonly promisedEpoch: number,
+    masterEpochHeard: number,
+  ) {
+    super(ErrorCode.CAMPAIGN_DEFERRED, `epoch ${promisedEpoch} is promised, and no master was heard above epoch ${masterEpochHeard}: another campaign is under way`);
+  }
+}
+
 export class RecoveryCore {
   readonly quorum: number;
   private phase: Phase = "idle";
@@ -105,6 +130,8 @@ export class RecoveryCore {
   private started: string[] = [];
   /** Requests the catch-up phase sent (bounded by recoveryCatchUpRequestsMax). */
   private catchUpRequests = 0;
+  /** Set for a data node's campaign (guardCampaign); null: a master that recovers until it serves. */
+  private guard: CampaignGuard | null = null;
 
   constructor(
     readonly nodes: readonly string[],
@@ -115,6 +142,17 @@ export class RecoveryCore {
   ) {
     assert(nodes.length > 0, "recovery needs journal nodes");
     this.quorum = quorumSize(nodes.length);
+  }
+
+  /** This recovery is a data node's campaign: it defers once to a rival's promise (CampaignGuard). Before start. */
+  guardCampaign(guard: CampaignGuard): void {
+    assert(this.phase === "idle", "a campaign guard set after the start");
+    this.guard = guard;
+  }
+
+  /** The epoch this recovery asked a majority to promise (0: it did not get that far). */
+  get epochAsked(): number {
+    return this.epoch;
   }
 
   get currentPhase(): Phase {
@@ -237,7 +275,10 @@ export class RecoveryCore {
     // Only nodes that kept their promises vote (a restoring node was wiped: it forgot them).
     const voters = [...this.known].filter(([, s]) => s.clusterId === this.clusterId && !s.restoring);
     if (voters.length < this.quorum) throw noQuorum(`${voters.length} restored journal nodes of cluster ${this.clusterId} answered, ${this.quorum} needed`);
-    this.epoch = Math.max(...voters.map(([, s]) => s.promisedEpoch)) + 1;
+    const promisedTop = Math.max(...voters.map(([, s]) => s.promisedEpoch));
+    const guard = this.guard;
+    if (guard !== null && promisedTop > guard.masterEpochHeard && promisedTop !== guard.knownPromise) throw new CampaignDeferred(promisedTop, guard.masterEpochHeard);
+    this.epoch = promisedTop + 1;
     const req: JournalRequest = { type: "newEpoch", epoch: this.epoch, clusterId: this.clusterId };
     this.fanOut("promise", voters.map(([n]) => n), req, this.limits.epochRequestTimeoutMs, out);
   }

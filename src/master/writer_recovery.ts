@@ -11,12 +11,17 @@ import { QjmError } from "../protocol/errors.js";
 import type { Logger } from "../util/log.js";
 import type { JournalClient } from "./journal_client.js";
 import type { MasterRedis } from "./master_redis.js";
-import { RecoveryCore, type RecoveryOutput, type WriterStart } from "./recovery_core.js";
+import { RecoveryCore, type CampaignGuard, type RecoveryOutput, type WriterStart } from "./recovery_core.js";
 
 export type { WriterStart } from "./recovery_core.js";
 
-export function establishWriter(jc: JournalClient, config: Config, log: Logger, newClusterId: string): Promise<WriterStart> {
+/**
+ * `guard`: a data node's campaign, which defers once to a rival's promise (CampaignGuard); on a failure,
+ * `attempt.epochAsked` says which epoch it had asked a majority to promise (0: none).
+ */
+export function establishWriter(jc: JournalClient, config: Config, log: Logger, newClusterId: string, guard: CampaignGuard | null = null, attempt = { epochAsked: 0 }): Promise<WriterStart> {
   const core = new RecoveryCore(config.journalNodes, config, newClusterId);
+  if (guard !== null) core.guardCampaign(guard);
   return new Promise<WriterStart>((resolve, reject) => {
     let finished = false;
     const step = (run: () => RecoveryOutput): void => {
@@ -27,6 +32,7 @@ export function establishWriter(jc: JournalClient, config: Config, log: Logger, 
       } catch (err) {
         // The attempt is over; answers still on their way find it finished.
         finished = true;
+        attempt.epochAsked = core.epochAsked;
         reject(err);
         return;
       }

@@ -21,6 +21,8 @@ export const ErrorCode = {
   REDIS_ERROR: "REDIS_ERROR",
   /** No majority of journal nodes acknowledged in bounded time: the outcome is unknown. */
   NO_QUORUM: "NO_QUORUM",
+  /** A data node's campaign found a rival's under way (an epoch promised that no master it heard serves): it defers once. */
+  CAMPAIGN_DEFERRED: "CAMPAIGN_DEFERRED",
   /** The master is not (yet, or any more) the writer: retry later. */
   NOT_WRITER: "NOT_WRITER",
   /** Too many writes are waiting: retry later. */

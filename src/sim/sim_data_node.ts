@@ -88,7 +88,8 @@ export class SimDataNode implements SimActor {
     this.master.hintReaders = config.dataNodes;
     this.master.role = {
       won: (start) => this.feed(() => this.core.won(start, this.clock.nowMs)),
-      lost: () => this.feed(() => this.core.lost(this.clock.nowMs, this.backoffMs(true))),
+      lost: (_reason, knownPromise) => this.feed(() => this.core.lost(this.clock.nowMs, this.backoffMs(true), knownPromise)),
+      campaignGuard: () => this.core.campaignGuard,
       serving: () => {
         this.takeovers++;
         this.feed(() => this.core.serving());

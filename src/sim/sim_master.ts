@@ -20,7 +20,7 @@ import type { Config } from "../config/config.js";
 import { recordedReplyOf } from "../dedupe/dedupe_answer.js";
 import type { DedupeWindow } from "../dedupe/dedupe_window.js";
 import { batchGroups, isEmptyReady, type MasterCore, type MasterReady, type SendOrder, type WriteId } from "../master/master_core.js";
-import type { RecoveryCore, RecoveryOutput, WriterStart } from "../master/recovery_core.js";
+import { CampaignDeferred, type CampaignGuard, type RecoveryCore, type RecoveryOutput, type WriterStart } from "../master/recovery_core.js";
 import type { RestorerCore, RestorerOutput } from "../master/restorer_core.js";
 import { RollCore, type RollStep } from "../master/segment_roll.js";
 import type { WriterCore } from "../master/writer_core.js";
@@ -44,7 +44,10 @@ type MasterState = "down" | "recovering" | "rebuilding" | "writing";
 /** A data node's hooks on its master role: the outcome of each step goes back to its DataNodeCore. */
 export interface MasterRole {
   won(start: WriterStart): void;
-  lost(reason: string): void;
+  /** `knownPromise`: the epoch the campaign asked for, or the rival's it deferred to (CampaignDeferred); 0: neither. */
+  lost(reason: string, knownPromise?: number): void;
+  /** What the campaign must know of the data node's election (RecoveryCore.guardCampaign). */
+  campaignGuard(): CampaignGuard;
   serving(): void;
   ended(reason: string): void;
 }
@@ -341,6 +344,7 @@ export class SimMaster implements SimActor {
     this.state = "recovering";
     const attempt = ++this.attempts;
     const core = this.cores.recoveryCore(this.config.journalNodes, this.config, `${this.id}-cluster-${attempt}`);
+    if (this.role !== null) core.guardCampaign(this.role.campaignGuard());
     this.recovery = core;
     this.stepRecovery(core, () => core.start());
   }
@@ -354,7 +358,7 @@ export class SimMaster implements SimActor {
       // A QjmError is an operating failure (no quorum, a refusal): try again. Anything else is a bug.
       if (!(err instanceof QjmError)) throw err;
       this.trace.add(this.id, `could not become the writer: ${err.message}`);
-      if (this.role !== null) return this.lose(err.message);
+      if (this.role !== null) return this.lose(err.message, err instanceof CampaignDeferred ? err.promisedEpoch : core.epochAsked);
       this.retryRecovery();
       return;
     }
@@ -378,11 +382,11 @@ export class SimMaster implements SimActor {
   }
 
   /** A data node's campaign lost: nothing of it runs on. */
-  private lose(reason: string): void {
+  private lose(reason: string, knownPromise?: number): void {
     this.up = false;
     this.drop();
     this.state = "down";
-    this.role!.lost(reason);
+    this.role!.lost(reason, knownPromise);
   }
 
   private retryRecovery(): void {

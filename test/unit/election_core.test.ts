@@ -237,3 +237,21 @@ test("with masterProbeAfterMs 0 (no probe) a tick on time is not late: a dead ma
   }
   t.is(d2.tick(self(0), 1600).kind, "campaign", "silent masterTimeoutMs, ticks every 100 ms");
 });
+
+test("a campaign knows the highest master epoch heard and the last promise it accounted for (its own, or a rival it deferred to)", (t) => {
+  const d2 = new ElectionCore("d2", 1, LIMITS, 0);
+  t.deepEqual(d2.campaignGuard, { masterEpochHeard: 0, knownPromise: 0 });
+  d2.heard(beat("d1", { role: "master", epoch: 3 }), 100);
+  t.deepEqual(d2.campaignGuard, { masterEpochHeard: 3, knownPromise: 0 });
+  t.is(d2.tick(self(10), 800).kind, "campaign", "d1 silent past its timeout");
+  d2.lost(800, 300, 4);
+  t.deepEqual(d2.campaignGuard, { masterEpochHeard: 3, knownPromise: 4 }, "deferred to a rival's epoch 4");
+  t.is(d2.tick(self(10), 1000).kind, "none", "backing off");
+  t.is(d2.tick(self(10), 1200).kind, "campaign");
+  d2.lost(1200, 300);
+  t.deepEqual(d2.campaignGuard, { masterEpochHeard: 3, knownPromise: 4 }, "a campaign lost before it asked for an epoch keeps what it knew");
+  t.is(d2.tick(self(10), 1400).kind, "none", "backing off");
+  t.is(d2.tick(self(10), 1600).kind, "campaign");
+  d2.lost(1600, 300, 5);
+  t.deepEqual(d2.campaignGuard, { masterEpochHeard: 3, knownPromise: 5 }, "its own epoch 5, promised then lost: no rival's");
+});

@@ -339,3 +339,22 @@ test("recovery core - a catch-up past recoveryCatchUpRequestsMax gives the attem
   const err = t.throws(() => drive(new RecoveryCore(names, { ...limits, recoveryCatchUpRequestsMax: 3 }, "c"), nodes, ["jn2"]));
   t.regex(err!.message, /recoveryCatchUpRequestsMax 3/);
 });
+
+test("recovery core - a data node's campaign defers once to a promise above every master it heard; the same promise again, it goes on", (t) => {
+  const nodes = fresh();
+  t.is(drive(new RecoveryCore(names, limits, "c"), nodes).done?.epoch, 1, "epoch 1 serves, and every node heard it");
+  // A rival campaign promised epoch 2 on a majority; no master of epoch 2 was heard yet.
+  t.is(drive(new RecoveryCore(names, limits, "c"), nodes).done?.epoch, 2);
+  const campaign = (guard: { masterEpochHeard: number; knownPromise: number }): RecoveryCore => {
+    const core = new RecoveryCore(names, limits, "c");
+    core.guardCampaign(guard);
+    return core;
+  };
+  const deferred = t.throws(() => drive(campaign({ masterEpochHeard: 1, knownPromise: 0 }), nodes), { code: "CAMPAIGN_DEFERRED" });
+  t.is((deferred as unknown as { promisedEpoch: number }).promisedEpoch, 2);
+  for (const n of nodes.values()) t.is(n.state().promisedEpoch, 2, "nothing promised by the deferred campaign");
+  t.is(drive(campaign({ masterEpochHeard: 2, knownPromise: 0 }), nodes).done?.epoch, 3, "epoch 2's master heard: no rival");
+  t.throws(() => drive(campaign({ masterEpochHeard: 1, knownPromise: 2 }), nodes), { code: "CAMPAIGN_DEFERRED" }, "a newer promise (3): deferred again");
+  t.is(drive(campaign({ masterEpochHeard: 1, knownPromise: 3 }), nodes).done?.epoch, 4, "the promise deferred to, found again: nobody took it further");
+  t.is(drive(new RecoveryCore(names, limits, "c"), nodes).done?.epoch, 5, "a master's own recovery never defers");
+});
