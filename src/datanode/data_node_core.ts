@@ -220,7 +220,7 @@ export class DataNodeCore {
   }
 
   /** What the campaign ordered now must know of the election (RecoveryCore.guardCampaign). */
-  get campaignGuard(): CampaignGuard {
+  get campaignGuard(): CampaignGuard | null {
     return this.election.campaignGuard;
   }
 

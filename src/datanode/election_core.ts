@@ -86,6 +86,8 @@ export class ElectionCore {
   private lateTickSkipped = false;
   /** The promise our last campaign accounted for: its own epoch, or a rival's it deferred to (CampaignGuard). */
   private knownPromise = 0;
+  /** The campaign under way was asked for by the draining master (campaignNow): it has no rival to defer to. */
+  private handedOver = false;
 
   constructor(
     readonly id: string,
@@ -196,6 +198,7 @@ export class ElectionCore {
     assert(rank >= 0, "an eligible data node ranks itself");
     if (nowMs < silentSinceMs + rank * this.limits.electionRankDelayMs) return { kind: "none" };
     this.role = "candidate";
+    this.handedOver = false;
     return { kind: "campaign", rank };
   }
 
@@ -223,6 +226,7 @@ export class ElectionCore {
   campaignNow(self: { eligible: boolean }): boolean {
     if (this.role !== "replica" || !self.eligible) return false;
     this.role = "candidate";
+    this.handedOver = true;
     return true;
   }
 
@@ -239,9 +243,12 @@ export class ElectionCore {
     this.quietBy = null;
   }
 
-  /** What a campaign starting now must know of this election (RecoveryCore.guardCampaign). */
-  get campaignGuard(): CampaignGuard {
-    return { masterEpochHeard: this.highestEpoch, knownPromise: this.knownPromise };
+  /**
+   * What a campaign starting now must know of this election (RecoveryCore.guardCampaign); null for a switchover's: the
+   * master that asked for it drained, and a target that had not heard its epoch yet deferred to it (review).
+   */
+  get campaignGuard(): CampaignGuard | null {
+    return this.handedOver ? null : { masterEpochHeard: this.highestEpoch, knownPromise: this.knownPromise };
   }
 
   /**

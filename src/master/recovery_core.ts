@@ -132,6 +132,8 @@ export class RecoveryCore {
   private catchUpRequests = 0;
   /** Set for a data node's campaign (guardCampaign); null: a master that recovers until it serves. */
   private guard: CampaignGuard | null = null;
+  /** The epoch the format phase gave nodes of another cluster id that held nothing (they promise it): our own. */
+  private formatEpoch = 0;
 
   constructor(
     readonly nodes: readonly string[],
@@ -262,6 +264,8 @@ export class RecoveryCore {
     const id = clusterId;
     // A node that promised an epoch is formatted again only with a higher one (it promises it: stale formats fenced).
     const formatEpoch = Math.max(0, ...[...this.known.values()].map((st) => st.promisedEpoch)) + 1;
+    // Only nodes formatted again (another cluster id) promise it; a node never formatted has promised nothing.
+    if (unformatted.some((n) => this.known.get(n)!.clusterId !== null)) this.formatEpoch = formatEpoch;
     const format = (node: string): JournalRequest => {
       const st = this.known.get(node)!;
       if (st.clusterId === null) return { type: "format", clusterId: id, restoring };
@@ -276,8 +280,10 @@ export class RecoveryCore {
     const voters = [...this.known].filter(([, s]) => s.clusterId === this.clusterId && !s.restoring);
     if (voters.length < this.quorum) throw noQuorum(`${voters.length} restored journal nodes of cluster ${this.clusterId} answered, ${this.quorum} needed`);
     const promisedTop = Math.max(...voters.map(([, s]) => s.promisedEpoch));
+    // Above everything this node accounts for: a newer promise, never one it already deferred to or made itself (its
+    // last campaign's, or the format epoch this recovery just gave a node of another cluster id that held nothing).
     const guard = this.guard;
-    if (guard !== null && promisedTop > guard.masterEpochHeard && promisedTop !== guard.knownPromise) throw new CampaignDeferred(promisedTop, guard.masterEpochHeard);
+    if (guard !== null && promisedTop > Math.max(guard.masterEpochHeard, guard.knownPromise, this.formatEpoch)) throw new CampaignDeferred(promisedTop, guard.masterEpochHeard);
     this.epoch = promisedTop + 1;
     const req: JournalRequest = { type: "newEpoch", epoch: this.epoch, clusterId: this.clusterId };
     this.fanOut("promise", voters.map(([n]) => n), req, this.limits.epochRequestTimeoutMs, out);

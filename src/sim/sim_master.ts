@@ -47,7 +47,7 @@ export interface MasterRole {
   /** `knownPromise`: the epoch the campaign asked for, or the rival's it deferred to (CampaignDeferred); 0: neither. */
   lost(reason: string, knownPromise?: number): void;
   /** What the campaign must know of the data node's election (RecoveryCore.guardCampaign). */
-  campaignGuard(): CampaignGuard;
+  campaignGuard(): CampaignGuard | null;
   serving(): void;
   ended(reason: string): void;
 }
@@ -344,7 +344,8 @@ export class SimMaster implements SimActor {
     this.state = "recovering";
     const attempt = ++this.attempts;
     const core = this.cores.recoveryCore(this.config.journalNodes, this.config, `${this.id}-cluster-${attempt}`);
-    if (this.role !== null) core.guardCampaign(this.role.campaignGuard());
+    const guard = this.role?.campaignGuard() ?? null;
+    if (guard !== null) core.guardCampaign(guard);
     this.recovery = core;
     this.stepRecovery(core, () => core.start());
   }

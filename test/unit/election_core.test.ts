@@ -255,3 +255,13 @@ test("a campaign knows the highest master epoch heard and the last promise it ac
   d2.lost(1600, 300, 5);
   t.deepEqual(d2.campaignGuard, { masterEpochHeard: 3, knownPromise: 5 }, "its own epoch 5, promised then lost: no rival's");
 });
+
+test("a switchover's campaign has no guard: the draining master asked for it, and a target that had not heard its epoch deferred to it (review)", (t) => {
+  const d2 = new ElectionCore("d2", 1, LIMITS, 0);
+  t.true(d2.campaignNow(self(10)));
+  t.is(d2.campaignGuard, null);
+  d2.lost(0, 300);
+  d2.heard(beat("d1", { role: "master", epoch: 3 }), 400);
+  t.is(d2.tick(self(10), 1100).kind, "campaign", "d1 silent past its timeout");
+  t.deepEqual(d2.campaignGuard, { masterEpochHeard: 3, knownPromise: 0 }, "a campaign of its own is guarded again");
+});

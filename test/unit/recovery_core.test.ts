@@ -357,4 +357,14 @@ test("recovery core - a data node's campaign defers once to a promise above ever
   t.throws(() => drive(campaign({ masterEpochHeard: 1, knownPromise: 2 }), nodes), { code: "CAMPAIGN_DEFERRED" }, "a newer promise (3): deferred again");
   t.is(drive(campaign({ masterEpochHeard: 1, knownPromise: 3 }), nodes).done?.epoch, 4, "the promise deferred to, found again: nobody took it further");
   t.is(drive(new RecoveryCore(names, limits, "c"), nodes).done?.epoch, 5, "a master's own recovery never defers");
+  t.is(drive(campaign({ masterEpochHeard: 1, knownPromise: 6 }), nodes).done?.epoch, 6, "its own last campaign asked for 6 and got no promise: 5 is older, no rival's (review)");
+});
+
+test("recovery core - a campaign does not defer to the promise its own format phase gave a node of another cluster id that held nothing (review)", (t) => {
+  const nodes = fresh();
+  t.is(drive(new RecoveryCore(names, limits, "c"), nodes).done?.epoch, 1);
+  nodes.set("jn3", new JournalCore("jn3", { meta: { promisedEpoch: 1, writerEpoch: 0, accepted: null }, segments: [], fault: null, identity: { clusterId: "other", restoring: false } }));
+  const core = new RecoveryCore(names, limits, "c");
+  core.guardCampaign({ masterEpochHeard: 1, knownPromise: 0 });
+  t.is(drive(core, nodes).done?.epoch, 3, "jn3 formatted into c with epoch 2 (its promise, ours): epoch 3 follows");
 });
