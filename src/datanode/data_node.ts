@@ -359,9 +359,10 @@ export class DataNode {
       start = await establishWriter(this.jc, this.config, this.log, randomUUID(), this.core.campaignGuard, attempt);
     } catch (err) {
       const backoffMs = randomInt(this.config.electionBackoffMsMax / 4, this.config.electionBackoffMsMax + 1);
-      if (err instanceof CampaignDeferred) this.log.info({ promisedEpoch: err.promisedEpoch, backoffMs }, "another campaign is under way: deferring to it");
+      const deferred = err instanceof CampaignDeferred;
+      if (deferred) this.log.info({ promisedEpoch: err.promisedEpoch, backoffMs }, "another campaign is under way: deferring to it");
       else this.log[err instanceof QjmError ? "warn" : "error"]({ err, backoffMs }, "campaign lost");
-      this.core.lost(Date.now(), backoffMs, err instanceof CampaignDeferred ? err.promisedEpoch : attempt.epochAsked);
+      this.core.lost(Date.now(), backoffMs, deferred ? err.promisedEpoch : attempt.epochAsked);
       return;
     }
     if (this.stopped) return;

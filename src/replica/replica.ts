@@ -199,6 +199,8 @@ export class Replica {
   }
 
   status(): ActorStatus {
+    // A Redis or tailing failure of this driver's, else what the core's reads alarm of (ReplicaCore.alarm).
+    const lastError = this.lastError ?? this.core?.alarm ?? null;
     return this.metrics.decorate({
       role: "replica",
       id: this.id,
@@ -208,12 +210,12 @@ export class Replica {
       lastTxid: this.committedSeen,
       committedTxid: this.committedSeen,
       appliedTxid: this.core?.appliedTxid ?? 0,
-      health: this.fault !== null ? "failed" : (this.lastError ?? this.core?.alarm ?? null) === null ? "ok" : "degraded",
+      health: this.fault !== null ? "failed" : lastError === null ? "ok" : "degraded",
       journalNodeFaults: this.recentFaults(),
       redisUrl: this.redis?.url ?? null,
       details: {
         fault: this.fault,
-        lastError: this.lastError ?? this.core?.alarm ?? null,
+        lastError,
         snapshotTxid: this.snapshotTxid,
         snapshotting: this.snapshotRunning !== null,
         progress: this.progress,

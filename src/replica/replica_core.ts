@@ -88,7 +88,12 @@ export class ReplicaCore {
 
   /** The node to read from next and the first txid wanted. */
   nextRead(): { node: string; fromTxid: number } {
-    return { node: this.nodes[this.nodeIndex % this.nodes.length], fromTxid: this.applied + 1 };
+    return { node: this.currentNode, fromTxid: this.applied + 1 };
+  }
+
+  /** The node read last, or to be read next (rotate moves on). */
+  private get currentNode(): string {
+    return this.nodes[this.nodeIndex % this.nodes.length];
   }
 
   /** The next node, passing over those that timed out lately while another one has not. */
@@ -106,7 +111,7 @@ export class ReplicaCore {
 
   /** A timeout marks the node slow (doubling its pause in reads); any answer clears it. */
   private noteTimeout(reply: ReadReply): void {
-    const node = this.nodes[this.nodeIndex % this.nodes.length];
+    const node = this.currentNode;
     if (reply.ok || reply.code !== "TIMEOUT") {
       this.slow.delete(node);
       return;
@@ -127,7 +132,7 @@ export class ReplicaCore {
 
   /** Validates a read reply. Records are committed ones: journal nodes serve nothing past their commit index. */
   onRead(reply: ReadReply): ReadOutcome {
-    const node = this.nodes[this.nodeIndex % this.nodes.length];
+    const node = this.currentNode;
     this.reads++;
     this.noteTimeout(reply);
     const outcome = this.judge(reply);
