@@ -129,6 +129,13 @@ export const defaults = {
   /** Effects seen on the replication stream with no client marker are journaled on their own after this idle time. */
   orphanEffectsFlushMs: 20,
   /**
+   * A commit that no batch fan-out carried waits this long for one before the master publishes its commit index on its
+   * own (a CommitHint to the journal nodes and replicas; src/master/commit_hints.ts). Under load the next batch leaves
+   * in the step of the commit and carries it; with one client the next write's batch follows within a round trip. It
+   * bounds what a lone write adds to the replica lag; 0: a hint at the end of the commit's own step.
+   */
+  commitHintDelayMs: 2,
+  /**
    * Per-hop timestamps of 1 write in this many (the master, journal nodes and replicas stamp it; the write reply
    * carries them; bench/trace.ts reads them); 0: off, the write path then pays one integer check per hop.
    */

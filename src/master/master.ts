@@ -28,6 +28,7 @@ import type { Logger } from "../util/log.js";
 import { EffectStream, type Step } from "./effect_stream.js";
 import { JournalClient } from "./journal_client.js";
 import { JournalFanout } from "./journal_fanout.js";
+import { CommitHints, type CommitNotice } from "./commit_hints.js";
 import { MasterCore, batchGroups, isEmptyReady, type MasterReady, type SendOrder, type SendRef } from "./master_core.js";
 import { MasterRedis, type AdoptedRedis } from "./master_redis.js";
 import { HandoverDrain } from "./handover_drain.js";
@@ -108,6 +109,9 @@ export class Master {
   private readonly handover = new HandoverDrain();
   private flushScheduled = false;
   private timer: NodeJS.Timeout | null = null;
+  /** Commits no fan-out carried yet (CommitHints), and the timer that publishes their hint once it is due. */
+  private readonly hints: CommitHints;
+  private hintTimer: NodeJS.Timeout | null = null;
   /** performance.now() of the timer's last round: a round that comes late says the process, not Redis, stalled. */
   private timerMs = performance.now();
   /** performance.now() of the last PING sent to an idle Redis (watchRedisStall). */
@@ -154,6 +158,7 @@ export class Master {
     const step: Step = (event) => this.step(event);
     this.tracer = new WriteTracer(config.traceSample);
     this.committedSubject = subjects(config.cluster).committed;
+    this.hints = new CommitHints(config.commitHintDelayMs);
     // One share of each loop turn for the write path's large work (bus intake, stream, records): heartbeats are timers.
     const share = config.masterTurnBudgetMs;
     this.budgets = { intake: new TurnBudget(share), stream: new TurnBudget(share), records: new TurnBudget(share) };
@@ -278,8 +283,7 @@ export class Master {
     try {
       for (let r = this.core.ready(); ; r = this.core.ready()) {
         if (r.committed !== null) {
-          // Before this Ready's next batch: a journal node learns the commit without waiting for that batch's fsync.
-          this.publishCommit(r.committed);
+          this.hints.committed(r.committed, performance.now());
           this.options.onCommitted?.();
           if (this.tracer.on) this.tracer.committed(r.committed.txid);
         }
@@ -290,13 +294,26 @@ export class Master {
     } finally {
       this.pumping = false;
     }
+    this.sendHint();
+  }
+
+  /** A commit no batch fan-out carried: its hint now, or a timer for when it is due (CommitHints). */
+  private sendHint(): void {
+    if (this.hintTimer !== null) return;
+    const { publish, againInMs } = this.hints.decide(performance.now());
+    if (publish !== null) this.publishCommit(publish);
+    if (againInMs === null || this.stopped) return;
+    this.hintTimer = setTimeout(() => {
+      this.hintTimer = null;
+      this.sendHint();
+    }, againInMs);
   }
 
   /**
-   * One publish per commit, fanned out by nats-server (issue #13 P4): journal nodes learn the commit index at once (not
-   * with the next batch or the idle notice on the timer) and replicas wake to read it, instead of polling every node.
+   * A commit index no fan-out carried, fanned out by nats-server (issue #13 P4): journal nodes learn it at once (not with
+   * the idle notice on the timer) and replicas wake to apply or read it, instead of polling every node.
    */
-  private publishCommit(c: { epoch: number; segmentTxid: number; txid: number }): void {
+  private publishCommit(c: CommitNotice): void {
     const hint: CommitHint = { epoch: c.epoch, segmentTxid: c.segmentTxid, committedTxid: c.txid };
     try {
       this.nc.publish(this.committedSubject, encode(hint));
@@ -421,6 +438,7 @@ export class Master {
     this.stopped = true;
     this.unsubscribe();
     if (this.timer) clearInterval(this.timer);
+    if (this.hintTimer) clearTimeout(this.hintTimer);
     this.presence?.stop();
     // Writes still queued were never executed: NOT_WRITER, the client retries them at the new master.
     this.step(() => this.core.stop(`this node stepped down: ${reason}`));
@@ -524,7 +542,10 @@ export class Master {
     // A node late with an answer gets its own request (fanoutLateMs): if it died, "no responders" says so at once.
     const fan = this.fanout;
     const fanned = fan === null ? [] : targets.filter((t) => !fan.late(t.node, now, this.config.fanoutLateMs));
-    const alone = fanned.length > 1 && fan!.send(req, fanned, timeoutMs, now) ? targets.filter((t) => !fanned.includes(t)) : targets;
+    const published = fanned.length > 1 && fan!.send(req, fanned, timeoutMs, now);
+    // Replicas hear every fan-out, whichever nodes it names: its commit index needs no hint of its own.
+    if (published) this.hints.fannedOut(epoch, committedTxid);
+    const alone = published ? targets.filter((t) => !fanned.includes(t)) : targets;
     for (const t of alone) void this.jc.call(t.node, req, timeoutMs).then((reply) => this.onBatchReply(t.ref, t.node, reply));
   }
 
@@ -572,6 +593,7 @@ export class Master {
     this.generation++;
     this.unsubscribe();
     if (this.timer) clearInterval(this.timer);
+    if (this.hintTimer) clearTimeout(this.hintTimer);
     this.presence?.stop();
     this.step(() => this.core.stop());
     this.readGuard.close();

@@ -94,7 +94,7 @@ export interface MasterReady {
   send: SendOrder[];
   /**
    * The txid the writer's commit reached this step, in its segment (the simulator's invariants learn it here; the
-   * driver fans it out as a CommitHint before this Ready's batches go).
+   * driver hands it to CommitHints, which publishes it unless a batch fan-out carries it soon enough).
    */
   committed: { epoch: number; segmentTxid: number; txid: number } | null;
   /** Replies to clients, each write exactly once. */

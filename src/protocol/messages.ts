@@ -150,8 +150,9 @@ export interface TraceApplied {
 }
 
 /**
- * The master's commit index, fanned out on `committed` (subjects.ts) right after each commit: every txid of the
- * segment that starts at `segmentTxid` up to `committedTxid` is committed, by the writer of `epoch`.
+ * The master's commit index, fanned out on `committed` (subjects.ts) for a commit no batch fan-out carried within
+ * commitHintDelayMs (src/master/commit_hints.ts): every txid of the segment that starts at `segmentTxid` up to
+ * `committedTxid` is committed, by the writer of `epoch`.
  */
 export interface CommitHint {
   epoch: number;

@@ -4,7 +4,8 @@
  * when to move to another node, and when to read again or pause (`next`). Applying (MULTI/EXEC with the applied-txid
  * marker) is the adapter's.
  *
- * Pacing (issue #13 P4): the master fans out its commit index after each commit (CommitHint). A hint above the applied
+ * Pacing (issue #13 P4): the master's commit index reaches the replica with the next batch fan-out, or on its own
+ * (CommitHint) when no batch followed the commit within commitHintDelayMs; both are hints here. A hint above the applied
  * txid ends the adapter's pause at once; a replica that applied everything it heard of waits `backstopMs` (a lost hint
  * costs that much lag, no more). To this core a hint is only a hint: it decides when to read, never what to apply — the
  * records still come from a journal node, committed ones only. One no node confirms is retried once after `pollMs`,

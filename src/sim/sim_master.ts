@@ -19,6 +19,7 @@
 import type { Config } from "../config/config.js";
 import { recordedReplyOf } from "../dedupe/dedupe_answer.js";
 import type { DedupeWindow } from "../dedupe/dedupe_window.js";
+import { CommitHints, type CommitNotice } from "../master/commit_hints.js";
 import { batchGroups, isEmptyReady, type MasterCore, type MasterReady, type SendOrder, type WriteId } from "../master/master_core.js";
 import { CampaignDeferred, type CampaignGuard, type RecoveryCore, type RecoveryOutput, type WriterStart } from "../master/recovery_core.js";
 import type { RestorerCore, RestorerOutput } from "../master/restorer_core.js";
@@ -127,6 +128,9 @@ export class SimMaster implements SimActor {
   hintReaders: readonly string[] = [];
   /** Batch fan-outs published (the run's stats; the count is also each one's tag, BatchFanout `re`). */
   fanouts = 0;
+  /** Commits no fan-out carried yet (master.ts), one per incarnation; `hintArmed`: a timer will ask it again. */
+  private hints: CommitHints;
+  private hintArmed = false;
   /** Who hears that this master serves (master.ts: its first heartbeat as master, sent at once): the clients, which resend at once. */
   electionListeners: readonly string[] = [];
   /** A planned switchover's drain under way (master.ts's HandoverDrain): told true once drained, false otherwise. */
@@ -146,6 +150,7 @@ export class SimMaster implements SimActor {
   ) {
     this.window = cores.dedupeWindow(config);
     this.core = cores.masterCore(config, cores.writerCore, this.window);
+    this.hints = new CommitHints(config.commitHintDelayMs);
   }
 
   get writing(): boolean {
@@ -162,6 +167,8 @@ export class SimMaster implements SimActor {
     const generation = ++this.incarnation;
     this.window = this.cores.dedupeWindow(this.config);
     this.core = this.cores.masterCore(this.config, this.cores.writerCore, this.window);
+    this.hints = new CommitHints(this.config.commitHintDelayMs);
+    this.hintArmed = false;
     this.trace.add(this.id, "start");
     const tick = (): void => {
       if (this.incarnation !== generation) return;
@@ -483,6 +490,7 @@ export class SimMaster implements SimActor {
     } finally {
       this.pumping = false;
     }
+    this.sendHint();
     // After the step's answers, outside the loop: the hook may crash the master.
     if (this.firstCommitSeen) {
       this.firstCommitSeen = false;
@@ -490,10 +498,10 @@ export class SimMaster implements SimActor {
     }
   }
 
-  /** One Ready, in its order (master.ts `act`: the commit hint goes before the batches). */
+  /** One Ready, in its order (master.ts `act`; a commit's hint, if no fan-out carries it, at the end of the step). */
   private act(r: MasterReady): void {
     for (const id of r.execute) this.execute(id);
-    if (r.committed !== null) this.publishCommit(r.committed);
+    if (r.committed !== null) this.hints.committed(r.committed, this.clock.nowMs);
     for (const group of batchGroups(r.send)) this.sendBatch(group);
     if (r.committed !== null) this.onCommitted(r.committed.epoch, r.committed.txid);
     for (const { id, reply } of r.answers) this.answer(id, reply);
@@ -586,13 +594,29 @@ export class SimMaster implements SimActor {
       this.call(node, req, timeoutMs, (reply) => this.step(() => this.core.journalReply(ref, reply.ok ? { ok: true } : reply, this.clock.nowMs)));
     }
     if (sends.length < 2) return;
+    this.hints.fannedOut(epoch, batch.committedTxid);
     const fanout: BatchFanout = { ...req, to: sends.map((s) => s.node), re: `${this.id}.${++this.fanouts}` };
     const body = encode(fanout);
     for (const to of this.hintReaders) if (to !== this.id) this.bus.send(this.id, to, { kind: "fanout", body });
   }
 
+  /** master.ts sendHint: the hint of a commit no fan-out carried, now or once due (CommitHints). */
+  private sendHint(): void {
+    if (this.hintArmed || !this.up) return;
+    const { publish, againInMs } = this.hints.decide(this.clock.nowMs);
+    if (publish !== null) this.publishCommit(publish);
+    if (againInMs === null) return;
+    this.hintArmed = true;
+    const generation = this.incarnation;
+    this.clock.after(againInMs, () => {
+      if (this.incarnation !== generation) return;
+      this.hintArmed = false;
+      this.sendHint();
+    });
+  }
+
   /** master.ts publishCommit: one copy per journal node and replica, each delayed, lost or doubled on its own. */
-  private publishCommit(c: { epoch: number; segmentTxid: number; txid: number }): void {
+  private publishCommit(c: CommitNotice): void {
     const hint: CommitHint = { epoch: c.epoch, segmentTxid: c.segmentTxid, committedTxid: c.txid };
     const body = encode(hint);
     for (const to of [...this.config.journalNodes, ...this.hintReaders]) if (to !== this.id) this.bus.send(this.id, to, { kind: "commitHint", body });

@@ -20,13 +20,20 @@ const MUTANT_SEEDS_MAX = 200;
 const OPTIONS_OF: Record<string, Partial<SimOptions>> = { [FAILED_COPY_ACCEPTED]: AIMED_AT_FAILED_COPIES, [FANOUT_EPOCH_BLIND]: { forger: true } };
 
 /**
+ * Recovery that accepts on nodes whose copy failed is caught in about 1 seed in 45 even aimed at it
+ * (AIMED_AT_FAILED_COPIES): 25 of seeds 1..1000 before commit hints gave way to fan-outs (session 29; first at seed 4),
+ * 21 since (51, 120, 146, …). A bound of 40 held only by the luck of seed 4; at that rate 200 seeds miss it once in 100.
+ */
+const FAILED_COPY_SEEDS_MAX = 200;
+
+/**
  * Recovery that keeps the longest copy breaks safety only in a rarer schedule (two writers' copies of one segment,
  * the older one longer) and is otherwise stopped by the journal nodes' guards (a finalized copy is never extended),
  * so the run stalls: it takes more seeds to catch — more still since the master catches masked nodes up, which
  * leaves fewer copies of a segment that differ (caught at seed 1330 once, at seed 267 since the fan-out reached the simulator in session 25; seed 1270 stalls with the real cores too: two
  * masters racing the first format, see docs/reliability.md).
  */
-const SEEDS_MAX_OF: Record<string, number> = { [FANOUT_UNCOMMITTED]: 10, [FANOUT_EPOCH_BLIND]: 20, "recovery keeps the longest copy": 1500, [FAILED_COPY_ACCEPTED]: 40, "a dedupe window that forgets": 20, "a dedupe window that answers duplicates with the next txid": 20, [IGNORES_AFTER]: 20 };
+const SEEDS_MAX_OF: Record<string, number> = { [FANOUT_UNCOMMITTED]: 10, [FANOUT_EPOCH_BLIND]: 20, "recovery keeps the longest copy": 1500, [FAILED_COPY_ACCEPTED]: FAILED_COPY_SEEDS_MAX, "a dedupe window that forgets": 20, "a dedupe window that answers duplicates with the next txid": 20, [IGNORES_AFTER]: 20 };
 
 /** The invariant that must catch a wrong core, where it is a specific one (issue #11: exactly once for retried writes). */
 const CAUGHT_BY: Record<string, RegExp> = {

@@ -1,0 +1,59 @@
+/**
+ * When the master's commit index goes out on its own, as a CommitHint (issue #13), pure, for both of the master's
+ * drivers (master.ts and the simulator's sim_master.ts).
+ *
+ * Every batch fan-out carries the writer's commit index, and the journal nodes and replicas hear it there as they hear
+ * a hint. So a commit that a fan-out of the same epoch carries needs no hint: under load the next batch goes out in the
+ * very step of the commit, and a hint beside it was one more publish and five more deliveries through nats-server per
+ * batch, each a wake-up of a journal node or replica. A commit that no fan-out carried gets its hint once it has waited
+ * `delayMs` for one: with one client, the next write's batch follows the reply within about a bus round trip, and
+ * carries it (0: at the end of the commit's own step, as before). A lost hint costs a replica its backstop pause
+ * (replicaBackstopPollMs) and a journal node the master's idle commit notice, as before: a hint is never needed for
+ * safety, only for the replica lag.
+ */
+
+/** A commit index of one epoch's writer, in its segment. */
+export interface CommitNotice {
+  epoch: number;
+  segmentTxid: number;
+  txid: number;
+}
+
+/** What the driver does at the end of a step (or when the timer it armed fires). */
+export interface HintDecision {
+  /** Publish this CommitHint now. */
+  publish: CommitNotice | null;
+  /** Ask again after this many ms (arm one timer; null: nothing owed). */
+  againInMs: number | null;
+}
+
+export class CommitHints {
+  /** The newest commit, and when it was made, that no fan-out or hint carried yet. */
+  private owed: (CommitNotice & { sinceMs: number }) | null = null;
+
+  constructor(private readonly delayMs: number) {}
+
+  /** The writer's commit reached `c` in this step. */
+  committed(c: CommitNotice, nowMs: number): void {
+    const o = this.owed;
+    if (o !== null && o.epoch === c.epoch && o.txid >= c.txid) return;
+    // A newer commit restarts nothing: it waits from the first commit still owed, so a hint is never put off for good.
+    this.owed = { ...c, sinceMs: o?.sinceMs ?? nowMs };
+  }
+
+  /** A batch fan-out of `epoch` went out carrying commit index `committedTxid`: what it covers is no longer owed. */
+  fannedOut(epoch: number, committedTxid: number): void {
+    const o = this.owed;
+    if (o !== null && o.epoch === epoch && committedTxid >= o.txid) this.owed = null;
+  }
+
+  /** At the end of a step, and when the timer fires: publish what has waited `delayMs`, else when to ask again. */
+  decide(nowMs: number): HintDecision {
+    const o = this.owed;
+    if (o === null) return { publish: null, againInMs: null };
+    const waited = nowMs - o.sinceMs;
+    if (waited < this.delayMs) return { publish: null, againInMs: this.delayMs - waited };
+    this.owed = null;
+    return { publish: { epoch: o.epoch, segmentTxid: o.segmentTxid, txid: o.txid }, againInMs: null };
+  }
+}
