@@ -84,6 +84,8 @@ export class Feeder {
   private readonly keepalive: NodeJS.Timeout;
   private lastWriteMs = Date.now();
   private sending = false;
+  /** The offset the run in flight waits for an ACK past, and whether an earlier ACK already got its PING (onAck). */
+  private awaiting: { end: number; pinged: boolean } | null = null;
   private closed = false;
 
   private constructor(
@@ -137,6 +139,7 @@ export class Feeder {
     try {
       const bytes = Buffer.concat([...commands.map((c) => encodeCommand(c)), GETACK]);
       const end = this.offset + bytes.length - GETACK.length;
+      this.awaiting = { end, pinged: false };
       await this.write(link, bytes);
       this.offset += bytes.length;
       await this.waitFor(() => this.acked >= end, this.options.syncTimeoutMs, "the Redis's ACK after a run", () => link.failed);
@@ -148,6 +151,7 @@ export class Feeder {
       throw err;
     } finally {
       this.sending = false;
+      this.awaiting = null;
     }
   }
 
@@ -192,6 +196,7 @@ export class Feeder {
       if (name === "REPLCONF" && (args[1] ?? "").toUpperCase() === "ACK" && link === this.link && link.state !== "held") {
         const acked = Number(args[2]);
         if (Number.isSafeInteger(acked)) this.acked = Math.max(this.acked, acked);
+        this.answerEarlyAck(link);
         this.notify();
       }
       return;
@@ -200,6 +205,22 @@ export class Feeder {
     else if (name === "AUTH" || name === "REPLCONF") link.socket.write("+OK\r\n");
     else if (name === "PSYNC" || name === "SYNC") this.onSyncRequest(link, name === "PSYNC" ? args[1] ?? "?" : "?", Number(args[2]));
     else throw new FeederError("protocol", `unexpected command in the replication handshake: ${name || value.type}`);
+  }
+
+  /**
+   * An ACK short of the run in flight (the one the Redis sends every second on its own) gets a PING back, once per run.
+   * The Redis's link to its master does not disable Nagle's algorithm: with that ACK still unacknowledged by TCP, it holds
+   * the ACK our GETACK asked for until this host's delayed ACK of the first one (40 ms on Linux) — a run waited 40–50
+   * ms about once a second, the replica lag's whole p99 (issue #13 P4). The PING's segment carries TCP's ACK at once.
+   * On the stream it is a command the Redis runs, as the keepalive's is; it comes after the whole run, never inside it.
+   */
+  private answerEarlyAck(link: Link): void {
+    const a = this.awaiting;
+    if (a === null || a.pinged || this.acked >= a.end || link.state !== "live") return;
+    a.pinged = true;
+    link.socket.write(PING);
+    this.offset += PING.length;
+    this.lastWriteMs = Date.now();
   }
 
   private onSyncRequest(link: Link, replid: string, offset: number): void {

@@ -24,6 +24,11 @@ const clients: Redis[] = [];
 const feeders: Feeder[] = [];
 /** Each Redis's directory (its log) by port. */
 const redisDirs = new Map<number, string>();
+/**
+ * Each test's Redis by port. The tests of this file run at once: the restart below once stopped `servers.pop()`, which
+ * was as often the stalled-Redis test's server (SIGTERM in its log, then "Connection is closed": the CI flake).
+ */
+const serverOn = new Map<number, RedisServer>();
 
 test.after.always(async () => {
   for (const c of clients) c.disconnect();
@@ -71,7 +76,9 @@ function redisLogTail(port: number): string {
 async function replicaOf(feeder: Feeder, dir: string, port: number): Promise<Redis> {
   const extraArgs = ["--replicaof", "127.0.0.1", String(feeder.port)];
   redisDirs.set(port, dir);
-  servers.push(await startRedisServer({ port, dir, persistent: true, startTimeoutMs: 15_000, extraArgs }));
+  const server = await startRedisServer({ port, dir, persistent: true, startTimeoutMs: 15_000, extraArgs });
+  servers.push(server);
+  serverOn.set(port, server);
   const client = await connect(port);
   await feeder.sync(client);
   return client;
@@ -104,7 +111,7 @@ test("the applied marker: in database 1 with its run, kept by the AOF; an older 
   t.is(await client.get("a"), "2");
 
   // A restart: the AOF holds both databases (SELECT inside the MULTI blocks replayed).
-  await servers.pop()!.stop();
+  await serverOn.get(port)!.stop();
   client = await replicaOf(feeder, dir, port);
   t.deepEqual(await readAppliedMarker(client), { txid: 10, legacy: false }, "the marker survives the restart");
   t.deepEqual((await client.keys("*")).sort(), [APPLIED_KEY, "a"]);
