@@ -84,7 +84,7 @@ export class Feeder {
   private readonly keepalive: NodeJS.Timeout;
   private lastWriteMs = Date.now();
   private sending = false;
-  /** The offset the run in flight waits for an ACK past, and whether an earlier ACK already got its PING (onAck). */
+  /** The run in flight: the offset its ACK must pass, and whether an early ACK already got its PING. */
   private awaiting: { end: number; pinged: boolean } | null = null;
   private closed = false;
 
