@@ -177,9 +177,9 @@ export const defaults = {
   /** A journal node a replica found serving bad records is reported, and kept masked, this long. */
   replicaReportTtlMs: 10000,
   /**
-   * A replica that read a round of journal nodes without finding a commit it was told of (the master's commit hint on
-   * `qjm.<cluster>.committed` came before a node learnt it) asks them again after this, once; also the unit of its
-   * pauses after an error (× 10).
+   * A replica that read a round of journal nodes without finding a commit it was told of (the master's commit index, in
+   * a batch fan-out or a hint on `qjm.<cluster>.committed`, came before a node learnt it) asks them again after this,
+   * once; also the unit of its pauses after an error (× 10).
    */
   replicaPollMs: 20,
   /**

@@ -7,9 +7,11 @@
  * very step of the commit, and a hint beside it was one more publish and five more deliveries through nats-server per
  * batch, each a wake-up of a journal node or replica. A commit that no fan-out carried gets its hint once it has waited
  * `delayMs` for one: with one client, the next write's batch follows the reply within about a bus round trip, and
- * carries it (0: at the end of the commit's own step, as before). A lost hint costs a replica its backstop pause
- * (replicaBackstopPollMs) and a journal node the master's idle commit notice, as before: a hint is never needed for
- * safety, only for the replica lag.
+ * carries it (0: at the end of the commit's own step, as before). With the replicas' fan-out off
+ * (replicaFanoutBytesMax 0: they do not subscribe to it) every commit gets its hint. A lost hint, or a fan-out a replica
+ * refuses (its records fail the checks: it teaches no commit), costs a replica its backstop pause
+ * (replicaBackstopPollMs) unless the next batch comes first, and a journal node the master's idle commit notice: a hint
+ * is never needed for safety, only for the replica lag.
  */
 
 /** A commit index of one epoch's writer, in its segment. */
@@ -31,7 +33,11 @@ export class CommitHints {
   /** The newest commit, and when it was made, that no fan-out or hint carried yet. */
   private owed: (CommitNotice & { sinceMs: number }) | null = null;
 
-  constructor(private readonly delayMs: number) {}
+  /** `replicasHearFanouts`: the replicas subscribe to the batch fan-out (replicaFanoutBytesMax > 0). */
+  constructor(
+    private readonly delayMs: number,
+    private readonly replicasHearFanouts: boolean,
+  ) {}
 
   /** The writer's commit reached `c` in this step. */
   committed(c: CommitNotice, nowMs: number): void {
@@ -43,6 +49,7 @@ export class CommitHints {
 
   /** A batch fan-out of `epoch` went out carrying commit index `committedTxid`: what it covers is no longer owed. */
   fannedOut(epoch: number, committedTxid: number): void {
+    if (!this.replicasHearFanouts) return;
     const o = this.owed;
     if (o !== null && o.epoch === epoch && committedTxid >= o.txid) this.owed = null;
   }
@@ -53,7 +60,13 @@ export class CommitHints {
     if (o === null) return { publish: null, againInMs: null };
     const waited = nowMs - o.sinceMs;
     if (waited < this.delayMs) return { publish: null, againInMs: this.delayMs - waited };
+    return { publish: this.takeOwed(), againInMs: null };
+  }
+
+  /** The role ends: what is owed goes now, whatever it waited (no batch will follow to carry it). */
+  takeOwed(): CommitNotice | null {
+    const o = this.owed;
     this.owed = null;
-    return { publish: { epoch: o.epoch, segmentTxid: o.segmentTxid, txid: o.txid }, againInMs: null };
+    return o === null ? null : { epoch: o.epoch, segmentTxid: o.segmentTxid, txid: o.txid };
   }
 }

@@ -158,7 +158,7 @@ export class Master {
     const step: Step = (event) => this.step(event);
     this.tracer = new WriteTracer(config.traceSample);
     this.committedSubject = subjects(config.cluster).committed;
-    this.hints = new CommitHints(config.commitHintDelayMs);
+    this.hints = new CommitHints(config.commitHintDelayMs, config.replicaFanoutBytesMax > 0);
     // One share of each loop turn for the write path's large work (bus intake, stream, records): heartbeats are timers.
     const share = config.masterTurnBudgetMs;
     this.budgets = { intake: new TurnBudget(share), stream: new TurnBudget(share), records: new TurnBudget(share) };
@@ -309,6 +309,14 @@ export class Master {
     }, againInMs);
   }
 
+  /** The role ends: no batch will carry a commit still owed, so its hint goes now; no timer is left. */
+  private endHints(): void {
+    if (this.hintTimer !== null) clearTimeout(this.hintTimer);
+    this.hintTimer = null;
+    const owed = this.hints.takeOwed();
+    if (owed !== null) this.publishCommit(owed);
+  }
+
   /**
    * A commit index no fan-out carried, fanned out by nats-server (issue #13 P4): journal nodes learn it at once (not with
    * the idle notice on the timer) and replicas wake to apply or read it, instead of polling every node.
@@ -438,7 +446,7 @@ export class Master {
     this.stopped = true;
     this.unsubscribe();
     if (this.timer) clearInterval(this.timer);
-    if (this.hintTimer) clearTimeout(this.hintTimer);
+    this.endHints();
     this.presence?.stop();
     // Writes still queued were never executed: NOT_WRITER, the client retries them at the new master.
     this.step(() => this.core.stop(`this node stepped down: ${reason}`));
@@ -593,7 +601,7 @@ export class Master {
     this.generation++;
     this.unsubscribe();
     if (this.timer) clearInterval(this.timer);
-    if (this.hintTimer) clearTimeout(this.hintTimer);
+    this.endHints();
     this.presence?.stop();
     this.step(() => this.core.stop());
     this.readGuard.close();

@@ -150,7 +150,7 @@ export class SimMaster implements SimActor {
   ) {
     this.window = cores.dedupeWindow(config);
     this.core = cores.masterCore(config, cores.writerCore, this.window);
-    this.hints = new CommitHints(config.commitHintDelayMs);
+    this.hints = new CommitHints(config.commitHintDelayMs, config.replicaFanoutBytesMax > 0);
   }
 
   get writing(): boolean {
@@ -167,7 +167,7 @@ export class SimMaster implements SimActor {
     const generation = ++this.incarnation;
     this.window = this.cores.dedupeWindow(this.config);
     this.core = this.cores.masterCore(this.config, this.cores.writerCore, this.window);
-    this.hints = new CommitHints(this.config.commitHintDelayMs);
+    this.hints = new CommitHints(this.config.commitHintDelayMs, this.config.replicaFanoutBytesMax > 0);
     this.hintArmed = false;
     this.trace.add(this.id, "start");
     const tick = (): void => {
@@ -287,6 +287,9 @@ export class SimMaster implements SimActor {
   private end(reason: string): void {
     const role = this.role!;
     if (this.state === "writing") this.step(() => this.core.stop(`this node stepped down: ${reason}`));
+    // master.ts endHints: no batch will carry a commit still owed.
+    const owed = this.hints.takeOwed();
+    if (owed !== null) this.publishCommit(owed);
     this.up = false;
     // Not the writes: the answers core.stop gave (NOT_WRITER) still go out, after this.
     this.drop();
