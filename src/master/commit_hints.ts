@@ -29,9 +29,13 @@ export interface HintDecision {
   againInMs: number | null;
 }
 
+/** Nothing owed: one answer for every step of a master with nothing to publish (the write path asks at each step). */
+const NOTHING: HintDecision = Object.freeze({ publish: null, againInMs: null });
+
 export class CommitHints {
-  /** The newest commit, and when it was made, that no fan-out or hint carried yet. */
-  private owed: (CommitNotice & { sinceMs: number }) | null = null;
+  /** The newest commit that no fan-out or hint carried yet, and since when one has been owed. */
+  private owed: CommitNotice | null = null;
+  private owedSinceMs = 0;
 
   /** `replicasHearFanouts`: the replicas subscribe to the batch fan-out (replicaFanoutBytesMax > 0). */
   constructor(
@@ -44,7 +48,13 @@ export class CommitHints {
     const o = this.owed;
     if (o !== null && o.epoch === c.epoch && o.txid >= c.txid) return;
     // A newer commit restarts nothing: it waits from the first commit still owed, so a hint is never put off for good.
-    this.owed = { ...c, sinceMs: o?.sinceMs ?? nowMs };
+    if (o === null) this.owedSinceMs = nowMs;
+    this.owed = c;
+  }
+
+  /** A commit is owed a hint (the driver's timer is useless without one). */
+  get owes(): boolean {
+    return this.owed !== null;
   }
 
   /** A batch fan-out of `epoch` went out carrying commit index `committedTxid`: what it covers is no longer owed. */
@@ -56,9 +66,8 @@ export class CommitHints {
 
   /** At the end of a step, and when the timer fires: publish what has waited `delayMs`, else when to ask again. */
   decide(nowMs: number): HintDecision {
-    const o = this.owed;
-    if (o === null) return { publish: null, againInMs: null };
-    const waited = nowMs - o.sinceMs;
+    if (this.owed === null) return NOTHING;
+    const waited = nowMs - this.owedSinceMs;
     if (waited < this.delayMs) return { publish: null, againInMs: this.delayMs - waited };
     return { publish: this.takeOwed(), againInMs: null };
   }
@@ -67,6 +76,6 @@ export class CommitHints {
   takeOwed(): CommitNotice | null {
     const o = this.owed;
     this.owed = null;
-    return o === null ? null : { epoch: o.epoch, segmentTxid: o.segmentTxid, txid: o.txid };
+    return o;
   }
 }

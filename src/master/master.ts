@@ -297,8 +297,16 @@ export class Master {
     this.sendHint();
   }
 
-  /** A commit no batch fan-out carried: its hint now, or a timer for when it is due (CommitHints). */
+  /**
+   * A commit no batch fan-out carried: its hint now, or a timer for when it is due (CommitHints). A timer whose commit a
+   * fan-out carried meanwhile is cleared: at one client that is every commit, and it would wake the loop for nothing.
+   */
   private sendHint(): void {
+    if (!this.hints.owes) {
+      if (this.hintTimer !== null) clearTimeout(this.hintTimer);
+      this.hintTimer = null;
+      return;
+    }
     if (this.hintTimer !== null) return;
     const { publish, againInMs } = this.hints.decide(performance.now());
     if (publish !== null) this.publishCommit(publish);

@@ -52,7 +52,8 @@ export const subjects = (cluster: string) => ({
   status: `qjm.${cluster}.status`,
   /**
    * The master's commit index (CommitHint), published for a commit that no batch fan-out carried within
-   * commitHintDelayMs (src/master/commit_hints.ts; under load the next batch carries it): journal nodes learn it (as a batch's committedTxid, under the same checks; no reply), replicas wake from their backstop pause
+   * commitHintDelayMs (src/master/commit_hints.ts; under load the next batch carries it): journal nodes learn it (as a
+   * batch's committedTxid, under the same checks; no reply), replicas wake from their backstop pause
    * and read. To a read it is a hint only (a replica applies what a journal node serves as committed); to the records a
    * replica keeps from the batch fan-out it is the writer's commit index of its epoch (replica_feed.ts), which only
    * masters and data nodes may publish (auth.ts).
