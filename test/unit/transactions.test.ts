@@ -115,21 +115,42 @@ test("WatchCore: a key modified after the watched txid, in flight, unknown, or o
   t.true(w.check(12, ["c"]).ok);
 });
 
-test("WatchCore: the first record sets the floor; bounded in bytes, eviction raises the floor", (t) => {
-  const w = new WatchCore(3 * (1 + WATCH_ENTRY_OVERHEAD_BYTES));
+test("WatchCore: the first record sets the floor; bounded in bytes, two generations; a dropped one raises the floor", (t) => {
+  const entry = 1 + WATCH_ENTRY_OVERHEAD_BYTES;
+  const w = new WatchCore(4 * entry);
   w.journaled(20, ["a"]);
   t.is(w.knownFrom, 19);
   w.journaled(21, ["b"]);
   w.journaled(22, ["c"]);
+  t.is(w.knownFrom, 19, "a and b moved to the old generation, nothing dropped");
   w.journaled(23, ["a"]);
-  t.is(w.size, 3);
+  t.false(w.check(22, ["a"]).ok, "a modified at 23 (the young generation's txid wins over the old one's)");
   w.journaled(24, ["d"]);
+  t.is(w.knownFrom, 21, "the generation of a and b (last txid 21) left");
+  t.true(w.trackedBytes <= 4 * entry);
   t.is(w.size, 3);
-  t.true(w.trackedBytes <= 3 * (1 + WATCH_ENTRY_OVERHEAD_BYTES));
-  t.is(w.knownFrom, 21, "b (21) left first (a was re-set at 23)");
   t.false(w.check(20, ["z"]).ok);
   t.true(w.check(21, ["z"]).ok);
   t.false(w.check(22, ["a"]).ok, "a modified at 23");
+  t.true(w.check(23, ["c", "a"]).ok);
+  w.journaled(25, ["x".repeat(3 * entry)]);
+  t.is(w.knownFrom, 25, "a record whose keys exceed half the bound is not kept: its txid becomes the floor");
+  t.true(w.trackedBytes <= 4 * entry);
+});
+
+test("WatchCore: one hot key costs no more per record than keys spread over a large map", (t) => {
+  // V8 keeps a deleted Map entry in its bucket's chain until a rehash: moving one hot key to the end of a map of
+  // 50,000 keys (delete, set) walked thousands of dead entries per record, ~25× the spread keys' cost.
+  const timed = (w: WatchCore, from: number, n: number, key: (i: number) => string): number => {
+    const start = performance.now();
+    for (let i = 0; i < n; i++) w.journaled(from + i, [key(i)]);
+    return performance.now() - start;
+  };
+  const w = new WatchCore(16 * 1024 * 1024);
+  timed(w, 1, 50_000, (i) => `fill:${i}`);
+  const hot = timed(w, 100_000, 20_000, () => "counter");
+  const spread = timed(w, 200_000, 20_000, (i) => `spread:${i}`);
+  t.true(hot < 4 * spread + 20, `hot key ${hot.toFixed(1)} ms, spread keys ${spread.toFixed(1)} ms for 20,000 records`);
 });
 
 const limits = { commandsMax: 3, bytesMax: 100, watchKeysMax: 2 };
