@@ -81,6 +81,23 @@ test("dedupe window - eviction by bytes: the oldest writes leave first, and beco
   t.is(win.stats.bytes, perWrite * 2);
 });
 
+test("dedupe window - one client committing steadily among 50,000 known costs no more per record than many", (t) => {
+  // Recency was the Map's order (delete, set again): V8 walks a deleted key's dead entries on each lookup until a
+  // rehash, so one busy client among many known ones cost ~20× a record of a client that commits now and then.
+  const win = new DedupeWindow(limits());
+  let txid = 1;
+  const timed = (n: number, client: (i: number) => string): number => {
+    const start = performance.now();
+    for (let i = 0; i < n; i++) win.observe(txid, w(client(i), txid++));
+    return performance.now() - start;
+  };
+  timed(50_000, (i) => `known:${i}`);
+  const busy = timed(20_000, () => "busy");
+  const spread = timed(20_000, (i) => `known:${(i * 7) % 50_000}`);
+  t.true(busy < 4 * spread + 20, `one busy client ${busy.toFixed(1)} ms, spread clients ${spread.toFixed(1)} ms for 20,000 records`);
+  win.invariants();
+});
+
 test("dedupe window - eviction by clients: the least recently committing client is forgotten", (t) => {
   const win = new DedupeWindow(limits({ dedupeClientsMax: 2 }));
   observeAll(win, [
