@@ -18,6 +18,7 @@ import { INCARNATION } from "../actor/incarnation.js";
 import type { Config } from "../config/config.js";
 import { ActorMetrics } from "../metrics/actor_metrics.js";
 import { request, serve } from "../nats/bus.js";
+import { replyMux } from "../nats/reply_mux.js";
 import { encode } from "../protocol/codec.js";
 import { ErrorCode, QjmError } from "../protocol/errors.js";
 import { heartbeatOf, parseControlRequest, type ActorStatus, type ControlReply, type ControlRequest } from "../protocol/messages.js";
@@ -125,7 +126,11 @@ export class DataNode {
   private async openDoor(): Promise<void> {
     if (this.respPort === null || this.stopped) return;
     const nc = this.doorBus === null ? this.nc : await this.doorBus();
-    if (nc !== this.nc) this.doorNc = nc;
+    if (nc !== this.nc) {
+      this.doorNc = nc;
+      // Its clients' requests, one per socket event, leave once per turn (reply_mux.ts): nothing else shares it.
+      replyMux(nc).sendsPerTurn();
+    }
     if (this.stopped) return void (await this.doorNc?.drain().catch(() => {}));
     const door = new RespDoor({
       id: this.id,

@@ -8,6 +8,7 @@ import { ErrorCode, QjmError, toErrorReply } from "../protocol/errors.js";
 import type { Logger } from "../util/log.js";
 import { natsAuthOptions, readNatsCredentials } from "./auth.js";
 import type { NatsTls } from "./tls.js";
+import { replyMux } from "./reply_mux.js";
 import { FRAG_HEADER, PULL_HEADER, ReplyOutbox, Reassembler, formatFragHeader, fragmentBytes, parseFragHeader, parsePullHeader, splitBody, type FragmentLimits } from "./fragments.js";
 
 export type { NatsConnection };
@@ -255,7 +256,7 @@ export async function request(nc: NatsConnection, subject: string, body: unknown
     const size = fragmentBytes(maxPayload(nc));
     let msg: Msg;
     if (data.length <= size) {
-      msg = await nc.request(subject, data, { timeout: left() });
+      msg = await replyMux(nc).request(subject, data, left());
     } else {
       // A copy: msgpackr may reuse the buffer `encode` returned, and the fragments leave over several turns.
       const sent = await sendFragments(nc, subject, Buffer.from(data), size, left);
@@ -275,7 +276,7 @@ async function sendFragments(nc: NatsConnection, subject: string, data: Uint8Arr
   const stream = newStreamId();
   for (let index = 0; index < parts.length; index++) {
     const h = fragHeaders(FRAG_HEADER, formatFragHeader({ stream, index, count: parts.length, total: data.length }));
-    const msg = await nc.request(subject, parts[index], { timeout: left(), headers: h });
+    const msg = await replyMux(nc).request(subject, parts[index], left(), h);
     if (index === parts.length - 1) return { msg };
     const ack = decode(msg.data) as { ok?: unknown };
     // The receiver refused the stream (too large, overloaded, broken): its error is the reply.
@@ -293,7 +294,7 @@ async function pullReply(nc: NatsConnection, subject: string, first: Msg, left: 
   const parts: Uint8Array[] = [first.data];
   let received = first.data.length;
   for (let index = 1; index < h.count; index++) {
-    const msg = await nc.request(subject, new Uint8Array(0), { timeout: left(), headers: fragHeaders(PULL_HEADER, `${h.stream} ${index}`) });
+    const msg = await replyMux(nc).request(subject, new Uint8Array(0), left(), fragHeaders(PULL_HEADER, `${h.stream} ${index}`));
     const got = msg.headers?.get(FRAG_HEADER);
     if (!got) {
       // The replier's error (the reply expired from its outbox): as the reply.

@@ -1,0 +1,90 @@
+/**
+ * The bus's requests (src/nats/reply_mux.ts) on a real nats-server: replies matched to their requests however they
+ * interleave, "no responders" and timeouts as errors, a late reply dropped, and a closed connection failing what waits.
+ */
+import test from "ava";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { connectBus, request, type NatsConnection } from "../../src/nats/bus.js";
+import { startNatsServer, type NatsServer } from "../../src/nats/nats_server.js";
+import { NoRespondersError, RequestTimeoutError, replyMux } from "../../src/nats/reply_mux.js";
+import { encode } from "../../src/protocol/codec.js";
+import { QjmError } from "../../src/protocol/errors.js";
+import { freePort } from "../../src/process/ports.js";
+
+let server: NatsServer | null = null;
+let dir = "";
+const conns: NatsConnection[] = [];
+
+test.before(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-reply-mux-"));
+  server = await startNatsServer(await freePort(), { logDir: dir });
+});
+
+test.after.always(async () => {
+  for (const nc of conns) await nc.close().catch(() => {});
+  await server?.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function connection(name: string): Promise<NatsConnection> {
+  const nc = await connectBus(server!.url, name);
+  conns.push(nc);
+  return nc;
+}
+
+test("reply mux - 500 concurrent requests each get their own reply, answered out of order", async (t) => {
+  const responder = await connection("responder");
+  const held: { reply: string; n: number }[] = [];
+  responder.subscribe("mux.shuffle", {
+    callback: (_err, msg) => {
+      held.push({ reply: msg.reply!, n: Number(new TextDecoder().decode(msg.data)) });
+      // Answer in batches of 50, last first.
+      if (held.length % 50 === 0) for (const h of held.splice(0).reverse()) responder.publish(h.reply, new TextEncoder().encode(`re:${h.n}`));
+    },
+  });
+  await responder.flush();
+  const nc = await connection("requester");
+  const replies = await Promise.all(Array.from({ length: 500 }, (_, n) => replyMux(nc).request("mux.shuffle", new TextEncoder().encode(String(n)), 10_000)));
+  t.deepEqual(replies.map((m) => new TextDecoder().decode(m.data)), Array.from({ length: 500 }, (_, n) => `re:${n}`));
+  t.is(replyMux(nc).waiting, 0);
+});
+
+test("reply mux - no subscriber: NoRespondersError at once; none in time: a timeout; a late reply is dropped", async (t) => {
+  const nc = await connection("lonely");
+  const started = Date.now();
+  await t.throwsAsync(replyMux(nc).request("mux.nobody", new Uint8Array(1), 10_000), { instanceOf: NoRespondersError });
+  t.true(Date.now() - started < 5_000, "not a timeout");
+  const responder = await connection("slow");
+  let late: (() => void) | null = null;
+  const answered = new Promise<void>((resolve) => (late = resolve));
+  responder.subscribe("mux.slow", {
+    callback: (_err, msg) => {
+      setTimeout(() => {
+        responder.publish(msg.reply!, new Uint8Array([1]));
+        void responder.flush().then(late!);
+      }, 300);
+    },
+  });
+  await responder.flush();
+  await t.throwsAsync(replyMux(nc).request("mux.slow", new Uint8Array(1), 100), { instanceOf: RequestTimeoutError });
+  await answered;
+  await nc.flush();
+  t.is(replyMux(nc).waiting, 0, "the late reply found nothing to answer");
+  // The bus's request wraps both as TIMEOUT QjmErrors, as before.
+  const err = await t.throwsAsync(request(nc, "mux.nobody", { x: 1 }, 1_000));
+  t.true(err instanceof QjmError && err.code === "TIMEOUT");
+});
+
+test("reply mux - a closed connection fails the requests waiting, and refuses new ones", async (t) => {
+  const responder = await connection("mute");
+  responder.subscribe("mux.mute", { callback: () => {} });
+  await responder.flush();
+  const nc = await connection("closing");
+  const waiting = replyMux(nc).request("mux.mute", encode({ a: 1 }), 60_000);
+  await nc.flush();
+  await nc.close();
+  await t.throwsAsync(waiting, { message: /closed/ });
+  await t.throwsAsync(replyMux(nc).request("mux.mute", new Uint8Array(1), 1_000), { message: /closed/ });
+});
