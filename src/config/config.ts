@@ -318,8 +318,9 @@ export const defaults = {
   /** Keys one transaction may WATCH. */
   txWatchKeysMax: 10_000,
   /**
-   * Bytes of the master's map of the txid that last modified each key (WATCH's check, src/master/watch_core.ts); past
-   * it the oldest keys leave it, and a transaction that watched before their txid is aborted (nil), as a conflict.
+   * Bytes of the master's map of the txid that last modified each key (WATCH's check, src/master/watch_core.ts), kept
+   * in two generations of half of it each: when the newer is full the older leaves, and a transaction that watched
+   * before the last txid it knew is aborted (nil), as a conflict.
    */
   watchKeysBytesMax: 16 * 1024 * 1024,
   /** A batch waits quorumTimeoutMs for its majority, plus this per MiB it holds (sending and fsyncing a large record takes time). */
