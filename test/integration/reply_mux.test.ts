@@ -6,6 +6,7 @@ import test from "ava";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { connect } from "@nats-io/transport-node";
 import { connectBus, request, type NatsConnection } from "../../src/nats/bus.js";
 import { startNatsServer, type NatsServer } from "../../src/nats/nats_server.js";
 import { NoRespondersError, RequestTimeoutError, replyMux } from "../../src/nats/reply_mux.js";
@@ -87,4 +88,55 @@ test("reply mux - a closed connection fails the requests waiting, and refuses ne
   await nc.close();
   await t.throwsAsync(waiting, { message: /closed/ });
   await t.throwsAsync(replyMux(nc).request("mux.mute", new Uint8Array(1), 1_000), { message: /closed/ });
+});
+
+test("reply mux - sends once per turn: a request that timed out before its turn's send is not sent (review s30)", async (t) => {
+  const responder = await connection("turn-responder");
+  const seen: string[] = [];
+  responder.subscribe("mux.turn", {
+    callback: (_err, msg) => {
+      seen.push(new TextDecoder().decode(msg.data));
+      msg.respond(msg.data);
+    },
+  });
+  await responder.flush();
+  const nc = await connection("turn-requester");
+  replyMux(nc).sendsPerTurn();
+  const outcome = await new Promise<string>((resolve) => {
+    setImmediate(() => {
+      // Asked in a check phase: its send waits for the next one, and its 2 ms timer fires first (the loop is held).
+      replyMux(nc).request("mux.turn", new TextEncoder().encode("late"), 2).then(
+        () => resolve("answered"),
+        (err: Error) => resolve(err instanceof RequestTimeoutError ? "timed out" : err.message),
+      );
+      const until = Date.now() + 10;
+      while (Date.now() < until);
+    });
+  });
+  t.is(outcome, "timed out");
+  // A request after it, answered, shows whether the first had gone out before it.
+  t.is(new TextDecoder().decode((await replyMux(nc).request("mux.turn", new TextEncoder().encode("next"), 5_000)).data), "next");
+  t.deepEqual(seen, ["next"]);
+});
+
+test("reply mux - a publish the user may not make fails at once with the server's permission error (review s30)", async (t) => {
+  const conf = path.join(dir, "perm.conf");
+  fs.writeFileSync(conf, `authorization { users = [ { user: u, password: p, permissions: { publish: { allow: ["ok.>"] }, subscribe: { allow: ["_INBOX.u.>"] }, allow_responses: true } }, { user: r, password: p } ] }\n`);
+  const restricted = await startNatsServer(await freePort(), { logDir: dir, args: ["-c", conf] });
+  t.teardown(() => restricted.stop());
+  const responder = await connect({ servers: restricted.url, user: "r", pass: "p" });
+  conns.push(responder);
+  for (const subject of ["ok.echo", "no.echo"]) responder.subscribe(subject, {
+    callback: (_err, msg) => {
+      msg.respond(msg.data);
+    },
+  });
+  await responder.flush();
+  const nc = await connect({ servers: restricted.url, user: "u", pass: "p", inboxPrefix: "_INBOX.u" });
+  conns.push(nc);
+  t.deepEqual([...(await replyMux(nc).request("ok.echo", new Uint8Array([1]), 5_000)).data], [1], "inside the user's inbox prefix");
+  const started = Date.now();
+  await t.throwsAsync(replyMux(nc).request("no.echo", new Uint8Array([2]), 10_000), { message: /Permissions Violation/ });
+  t.true(Date.now() - started < 5_000, "not at its timeout");
+  t.is(replyMux(nc).waiting, 0);
 });
