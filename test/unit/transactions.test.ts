@@ -7,6 +7,7 @@ import { replyValueOf } from "../../src/redis/reply_value.js";
 import { classifyTransaction, EXECABORT, transactionKeys } from "../../src/redis/transaction.js";
 import { EffectAssembler, newMarkerChannel } from "../../src/master/effect_assembler.js";
 import { WatchCore, WATCH_ENTRY_OVERHEAD_BYTES } from "../../src/master/watch_core.js";
+import { prng } from "../helpers/prng.js";
 import { NO_MULTI_ERROR, noMultiRefusal, queueingRefusal, TransactionState } from "../../src/frontdoor/transaction_state.js";
 import { ConnectionState } from "../../src/frontdoor/connection_state.js";
 import { MixedExec, type ExecHost } from "../../src/frontdoor/exec_mixed.js";
@@ -151,6 +152,88 @@ test("WatchCore: one hot key costs no more per record than keys spread over a la
   const hot = timed(w, 100_000, 20_000, () => "counter");
   const spread = timed(w, 200_000, 20_000, (i) => `spread:${i}`);
   t.true(hot < 4 * spread + 20, `hot key ${hot.toFixed(1)} ms, spread keys ${spread.toFixed(1)} ms for 20,000 records`);
+});
+
+/** The model: every journaled record's keys (null: all keys), no bound. */
+class WatchModel {
+  records: { txid: number; keys: readonly string[] | null }[] = [];
+  first: number | null = null;
+  startedAt: number | null = null;
+  executing = new Map<number, readonly string[] | null>();
+  /** True when `ok` would be a safety violation. */
+  unsafe(txid: number, keys: readonly string[]): string | null {
+    for (const r of this.records) {
+      if (r.txid <= txid) continue;
+      if (r.keys === null) return `record ${r.txid} of unknown keys after ${txid}`;
+      for (const k of keys) if (r.keys.includes(k)) return `record ${r.txid} touched ${k} after ${txid}`;
+    }
+    // Before the map knew anything: a txid before the first record (or started) is unknowable.
+    const known = this.first !== null ? this.first - 1 : this.startedAt;
+    if (known === null) return "nothing known";
+    if (txid < known) return `txid ${txid} before the term's knowledge ${known}`;
+    for (const [, ks] of this.executing) {
+      if (ks === null) return "unknown write executing";
+      for (const k of keys) if (ks.includes(k)) return `executing write on ${k}`;
+    }
+    return null;
+  }
+}
+
+test("WatchCore: never ok when a watched key was modified after the watched txid, against a model without bounds (random, tiny bounds; review s30)", (t) => {
+  let oks = 0;
+  let checks = 0;
+  for (let seed = 1; seed <= 1000; seed++) {
+    const r = prng(seed);
+    const entry = 1 + WATCH_ENTRY_OVERHEAD_BYTES;
+    const bytesMax = Math.floor((1 + r() * 8) * entry) + Math.floor(r() * 3);
+    const w = new WatchCore(bytesMax);
+    const m = new WatchModel();
+    const keyspace = 1 + Math.floor(r() * 8);
+    const key = (): string => (r() < 0.05 ? "long".repeat(1 + Math.floor(r() * 40)) : String.fromCharCode(97 + Math.floor(r() * keyspace)));
+    let txid = Math.floor(r() * 5);
+    let nextId = 1;
+    if (r() < 0.3) {
+      w.started(txid);
+      m.startedAt ??= txid;
+    }
+    for (let i = 0; i < 120; i++) {
+      const op = r();
+      if (op < 0.5) {
+        txid++;
+        const keys = r() < 0.05 ? null : Array.from({ length: Math.floor(r() * 4) }, key);
+        w.journaled(txid, keys);
+        m.records.push({ txid, keys });
+        m.first ??= txid;
+      } else if (op < 0.6) {
+        const id = nextId++;
+        const keys = r() < 0.1 ? null : Array.from({ length: 1 + Math.floor(r() * 2) }, key);
+        w.executed(id, keys);
+        m.executing.set(id, keys);
+      } else if (op < 0.7) {
+        const ids = [...m.executing.keys()];
+        if (ids.length > 0) {
+          const id = ids[Math.floor(r() * ids.length)];
+          w.answered(id);
+          m.executing.delete(id);
+        }
+      } else if (op < 0.72) {
+        w.started(txid);
+        if (m.first === null) m.startedAt ??= txid;
+      } else {
+        const watched = Math.max(0, txid - Math.floor(r() * 10));
+        const keys = Array.from({ length: 1 + Math.floor(r() * 3) }, key);
+        const v = w.check(watched, keys);
+        checks++;
+        if (v.ok) {
+          oks++;
+          const bad = m.unsafe(watched, keys);
+          if (bad !== null) return t.fail(`seed ${seed} step ${i}: check(${watched}, ${JSON.stringify(keys)}) ok but ${bad}; bytesMax ${bytesMax}`);
+        }
+      }
+      t.true(w.trackedBytes <= bytesMax, `seed ${seed}: tracked ${w.trackedBytes} > ${bytesMax}`);
+    }
+  }
+  t.true(oks > 1000, `${oks} ok of ${checks} checks`);
 });
 
 const limits = { commandsMax: 3, bytesMax: 100, watchKeysMax: 2 };
