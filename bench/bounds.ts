@@ -358,7 +358,10 @@ async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<
 
 export async function runBoundsBench(root: string): Promise<BoundsPhase[]> {
   const phases: BoundsPhase[] = [];
-  for (const stop of [null, STOPPED_NODE]) {
+  // BENCH_BOUNDS_PHASES=stopped (or up): only that scenario.
+  const only = process.env.BENCH_BOUNDS_PHASES;
+  const stops = only === "stopped" ? [STOPPED_NODE] : only === "up" ? [null] : [null, STOPPED_NODE];
+  for (const stop of stops) {
     try {
       phases.push(await runPhase(fs.mkdtempSync(path.join(root, "bounds-")), stop));
     } catch (err) {

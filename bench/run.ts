@@ -16,7 +16,8 @@
  *   clients, plain Redis, Redis appendfsync always, the master's and a replica's door; replies and state checked)
  *   `bounds` selects the bounds bench (bench/bounds.ts, issue #13 P6: the master's RSS and the journal nodes' disk
  *   under 150,000 SETs from 200 clients, with all journal nodes up and with one SIGSTOPped; about 3 minutes;
- *   BENCH_BOUNDS_HEAP_MB=<n> the data nodes' V8 old-space limit, default 96, 0: node's own)
+ *   BENCH_BOUNDS_HEAP_MB=<n> the data nodes' V8 old-space limit, default 96, 0: node's own; BENCH_BOUNDS_PHASES=up
+ *   or stopped: only that scenario)
  */
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";

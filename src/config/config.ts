@@ -267,6 +267,14 @@ export const defaults = {
    * once purgeMarginRecords plus the records past it come to half of editlogMaxBytes (by their mean size).
    */
   snapshotEveryRecords: 100_000,
+  /**
+   * A replica whose snapshot came due waits its rank (its place in dataNodes, or in replicas) times this — or times its own last
+   * snapshot's duration, if longer — before it starts one, and as much after its pause following a failed try
+   * (journalRequestTimeoutMs): replicas fed the same batches reach their thresholds together, and two uploads at once
+   * refuse each other on the journal nodes. The later one then finds the first's snapshot durable and needs none.
+   * 0: only the last snapshot's duration.
+   */
+  snapshotRankDelayMs: 1000,
   /** Snapshots each journal node keeps (the newest ones). */
   snapshotsRetained: 2,
   /** Bytes of one snapshot chunk on the bus. */

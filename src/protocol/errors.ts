@@ -49,6 +49,9 @@ export const ErrorCode = {
   NOT_RESTORED: "NOT_RESTORED",
   /** A snapshot's bytes do not match its size or SHA-256 (a bad copy, a broken upload). */
   SNAPSHOT_CORRUPT: "SNAPSHOT_CORRUPT",
+  /** Another copy of the same snapshot (its txid, other bytes: another replica's) is being uploaded to this node: once
+   * it is stored the node holds that snapshot, and a begin then answers so (wait for it, do not send a second copy). */
+  SNAPSHOT_UNDER_WAY: "SNAPSHOT_UNDER_WAY",
   /** The request was carried out (a write: committed) but its reply could not be kept for the requester to pull
    * (the outbox was full, or the reply too large): do not retry a write that got this. */
   REPLY_UNDELIVERABLE: "REPLY_UNDELIVERABLE",

@@ -94,9 +94,8 @@ export class Replica {
   /** The newest snapshot this replica knows a majority holds. */
   private snapshotTxid = 0;
   private readonly snapshotSchedule: SnapshotSchedule;
-  /** A snapshot being saved and uploaded (one at a time), and when the last one was tried. */
+  /** A snapshot being saved and uploaded (one at a time); when one is tried is the schedule's. */
   private snapshotRunning: Promise<void> | null = null;
-  private snapshotTriedMs = 0;
   private readonly m: ReplicaMetrics;
   /** The next txid the dedupe window must learn before this replica applies anything (null: it knows everything). */
   private windowFrom: number | null = null;
@@ -362,14 +361,14 @@ export class Replica {
     this.events.publish({ type: "bootstrapped", actor: `replica.${this.id}`, txid: done.txid, bytes: done.bytes, fromNode: done.node, ms: done.ms, downloadMs: done.downloadMs });
   }
 
-  /** A snapshot, when one is due and the last failed try is journalRequestTimeoutMs old. */
+  /** A snapshot, when one is due (SnapshotSchedule: its thresholds, its rank's turn, its pause after a failed try). */
   private async snapshotIfDue(): Promise<void> {
-    if (this.snapshotDue() && Date.now() - this.snapshotTriedMs >= this.config.journalRequestTimeoutMs) await this.startSnapshot();
+    if (this.snapshotDue()) await this.startSnapshot();
   }
 
-  /** Time for a snapshot: enough applied past the newest durable one (SnapshotSchedule), none running. */
+  /** Time for a snapshot: enough applied past the newest durable one, this replica's turn come (SnapshotSchedule), none running. */
   private snapshotDue(): boolean {
-    return this.snapshotRunning === null && this.snapshotSchedule.due(this.core!.appliedTxid, this.snapshotTxid);
+    return this.snapshotRunning === null && this.snapshotSchedule.due(this.core!.appliedTxid, this.snapshotTxid, Date.now());
   }
 
   /**
@@ -377,19 +376,13 @@ export class Replica {
    * saves and uploads it in the background. Another replica's newer durable snapshot makes this one unnecessary.
    */
   private async startSnapshot(): Promise<void> {
-    this.snapshotTriedMs = Date.now();
-    const listed = await this.snapshots.list();
-    this.snapshotTxid = Math.max(this.snapshotTxid, listed.durableTxid);
-    if (!this.snapshotDue()) return;
-    // The cluster id the upload is stamped with: the first journal node that answers knows it.
-    let clusterId: string | null = null;
-    for (const node of this.config.journalNodes) {
-      const r = await this.jc.call(node, { type: "getState" });
-      if (r.ok && "state" in r && r.state.clusterId !== null) {
-        clusterId = r.state.clusterId;
-        break;
-      }
-    }
+    this.snapshotSchedule.tried(Date.now());
+    // From the first majority to answer: applying waits meanwhile, and a stopped node would hold it for its timeout.
+    const { durableTxid, clusterId } = await this.snapshots.durable();
+    this.snapshotTxid = Math.max(this.snapshotTxid, durableTxid);
+    // Another replica's newer durable snapshot: none needed now.
+    if (this.snapshotRunning !== null || !this.snapshotSchedule.thresholdPassed(this.core!.appliedTxid, this.snapshotTxid)) return;
+    // The cluster id the upload is stamped with: one of those nodes knows it.
     if (clusterId === null) return;
     const file = path.join(this.dataDir, "snapshot.rdb");
     const started = await startSnapshot(this.client!, {
@@ -408,7 +401,7 @@ export class Replica {
       const holders = await this.snapshots.upload(saved.path, txid, clusterId, (p) => (this.progress = { phase: "upload", snapshotTxid: txid, ...p }));
       this.snapshotTxid = Math.max(this.snapshotTxid, txid);
       // The pause between tries is for failures: the next snapshot may start as soon as it is due (issue #13 P6).
-      this.snapshotTriedMs = 0;
+      this.snapshotSchedule.succeeded(Date.now());
       this.m.snapshotsUploaded.inc();
       this.events.publish({ type: "snapshotDurable", txid, bytes: saved.bytes, nodes: holders });
     })()

@@ -249,11 +249,15 @@ export class ReplicaCore {
   }
 }
 
-/** What decides when a replica snapshots (config: snapshotEveryRecords, editlogMaxBytes, purgeMarginRecords). */
+/** What decides when a replica snapshots (config: snapshotEveryRecords, editlogMaxBytes, purgeMarginRecords…). */
 export interface SnapshotLimits {
   snapshotEveryRecords: number;
   editlogMaxBytes: number;
   purgeMarginRecords: number;
+  /** The wait, per rank, of a replica whose snapshot came due (or whose pause after a failed try ended). */
+  snapshotRankDelayMs: number;
+  /** The pause after a try that did not end in a durable snapshot. */
+  journalRequestTimeoutMs: number;
 }
 
 /**
@@ -265,21 +269,41 @@ export interface SnapshotLimits {
  * Never sooner than an eighth of the bound past the snapshot, so a margin larger than the bound does not snapshot
  * without pause (the margin then bounds the editlog, not editlogMaxBytes).
  *
- * Replicas are staggered by `rank` (the data node's place in the configuration): each threshold is 1 + rank/8 times
- * the first's. Replicas that apply the same records reach one threshold together, and their uploads then refused
- * each other on the journal nodes (one upload at a time each: "stored on 0 of 3"), so neither became durable; the
- * first's snapshot is durable before the next replica's threshold comes, and that one counts from it.
+ * Replicas are staggered by `rank` (the data node's place in the configuration), so that two do not upload at once:
+ * a journal node takes one upload at a time, and two replicas' uploads refused each other on the nodes ("stored on 0 of
+ * 3", or 1 of 3 each), so neither became durable. Twice over:
+ *
+ *   - in records: each threshold is 1 + rank/8 times the first's, so the first's snapshot is durable before the next
+ *     replica's threshold comes, and that one counts from it;
+ *   - in time: a replica of rank r starts r × `snapshotRankDelayMs` (or r × its own last snapshot's duration, if
+ *     longer) after its snapshot came due, or after its pause following a failed try ended. Replicas fed by the
+ *     master's batch fan-out apply the same batches at the same moment, in bursts after a pause: both crossed both
+ *     thresholds in one burst and started within milliseconds, failed together, paused the same
+ *     `journalRequestTimeoutMs` and started again together at the very same txid, try after try — 50,000 records
+ *     with no durable snapshot, the editlog at twice its bound (bench bounds, jn3 stopped). The later rank now finds
+ *     the first's snapshot durable when its turn comes, and no longer needs one.
+ *
+ * Time is the caller's (`nowMs`): a try begins with `tried`, ends with `succeeded` once durable (a failure just lets
+ * the pause run).
  */
 export class SnapshotSchedule {
   private bytes = 0;
   private records = 0;
   private readonly stagger: number;
+  /** When due() first found a threshold passed (null: not passed at its last call). */
+  private dueSinceMs: number | null = null;
+  /** No try before this (a try under way, or the pause after one that failed). */
+  private pausedUntilMs = 0;
+  /** When the try under way began, and how long the last successful one took. */
+  private triedAtMs = 0;
+  private lastTookMs = 0;
 
   constructor(
     private readonly limits: SnapshotLimits,
-    rank = 0,
+    private readonly rank = 0,
   ) {
-    this.stagger = 1 + Math.max(0, rank) / 8;
+    this.rank = Math.max(0, rank);
+    this.stagger = 1 + this.rank / 8;
   }
 
   /** A record of `bytes` (header and payload) was applied. */
@@ -288,8 +312,31 @@ export class SnapshotSchedule {
     this.records++;
   }
 
-  /** True when a snapshot is due, `appliedTxid` applied and `snapshotTxid` the newest durable snapshot known. */
-  due(appliedTxid: number, snapshotTxid: number): boolean {
+  /** True when a snapshot is due at `nowMs`, `appliedTxid` applied and `snapshotTxid` the newest durable snapshot known. */
+  due(appliedTxid: number, snapshotTxid: number, nowMs: number): boolean {
+    if (!this.thresholdPassed(appliedTxid, snapshotTxid)) {
+      this.dueSinceMs = null;
+      return false;
+    }
+    this.dueSinceMs ??= nowMs;
+    const wait = this.rank * Math.max(this.limits.snapshotRankDelayMs, this.lastTookMs);
+    return nowMs >= Math.max(this.dueSinceMs, this.pausedUntilMs) + wait;
+  }
+
+  /** A try begins (a list of the durable snapshots, then the BGSAVE and the upload): none other for the pause. */
+  tried(nowMs: number): void {
+    this.triedAtMs = nowMs;
+    this.pausedUntilMs = nowMs + this.limits.journalRequestTimeoutMs;
+  }
+
+  /** The try begun last ended in a durable snapshot: the next may start as soon as it is due. */
+  succeeded(nowMs: number): void {
+    this.lastTookMs = Math.max(0, nowMs - this.triedAtMs);
+    this.pausedUntilMs = 0;
+  }
+
+  /** Whether the records applied past the newest durable snapshot call for one (its thresholds alone, not its turn). */
+  thresholdPassed(appliedTxid: number, snapshotTxid: number): boolean {
     const every = this.limits.snapshotEveryRecords;
     if (every <= 0) return false;
     const past = appliedTxid - snapshotTxid;

@@ -18,7 +18,10 @@ import type { JournalClient } from "../master/journal_client.js";
 import { transferProgress, type TransferProgress } from "../util/progress.js";
 import { firstSuccesses } from "../util/quorum.js";
 
-export type SnapshotLimits = Pick<Config, "journalNodes" | "snapshotChunkBytes" | "snapshotChunksInflightMax" | "journalRequestTimeoutMs">;
+export type SnapshotLimits = Pick<Config, "journalNodes" | "snapshotChunkBytes" | "snapshotChunksInflightMax" | "journalRequestTimeoutMs" | "snapshotUploadIdleMs">;
+
+/** How often an upload that found another copy of its snapshot under way on a node asks that node again. */
+export const UNDER_WAY_POLL_MS = 100;
 
 /** SHA-256 and size of a file, streamed. */
 export async function fileDigest(file: string): Promise<{ bytes: number; sha256: string }> {
@@ -64,6 +67,24 @@ export class SnapshotClient {
       }),
     );
     return { byNode, durableTxid };
+  }
+
+  /**
+   * The newest durable snapshot txid that the first majority of nodes to answer report (a durable snapshot is marked on
+   * a majority, which any majority meets), and the cluster id the first of them reports — without waiting for the
+   * slowest: a stopped node answers only when its request times out, and a replica's snapshot check waited for it with
+   * its applying stopped, journalRequestTimeoutMs each time (issue #13 P6). 0 and null when no majority answered.
+   */
+  async durable(): Promise<{ durableTxid: number; clusterId: string | null }> {
+    const attempts = this.limits.journalNodes.map(async (node) => {
+      const listed = await this.call(node, { type: "snapshotList" });
+      if (!listed.ok || !("snapshots" in listed)) return null;
+      const state = await this.jc.call(node, { type: "getState" });
+      return { durableTxid: listed.durableTxid, clusterId: state.ok && "state" in state ? state.state.clusterId : null };
+    });
+    const answers = await firstSuccesses(attempts, quorumSize(this.limits.journalNodes.length));
+    if (answers.length < quorumSize(this.limits.journalNodes.length)) return { durableTxid: 0, clusterId: null };
+    return { durableTxid: Math.max(...answers.map((a) => a.durableTxid)), clusterId: answers.find((a) => a.clusterId !== null)?.clusterId ?? null };
   }
 
   /**
@@ -116,12 +137,27 @@ export class SnapshotClient {
   }
 
   /**
+   * Begins an upload to `node`. Another replica's copy of the same snapshot under way there (SNAPSHOT_UNDER_WAY: it
+   * snapshotted at the same txid) is waited for: once stored, the node holds this snapshot and answers so; if it is
+   * given up, this upload begins. Bounded: a copy silent for snapshotUploadIdleMs is dropped by the node, and this
+   * waits at most that plus a request timeout.
+   */
+  private async begin(node: string, info: SnapshotInfo, clusterId: string): Promise<SnapshotReply> {
+    const deadline = Date.now() + this.limits.snapshotUploadIdleMs + this.limits.journalRequestTimeoutMs;
+    for (;;) {
+      const begun = await this.call(node, { type: "snapshotBegin", clusterId, ...info });
+      if (begun.ok || begun.code !== ErrorCode.SNAPSHOT_UNDER_WAY || Date.now() >= deadline) return begun;
+      await new Promise((resolve) => setTimeout(resolve, UNDER_WAY_POLL_MS));
+    }
+  }
+
+  /**
    * Sends one snapshot to `node`, chunk by chunk as `read` gives them, with a window of unanswered chunks (they leave
    * in order on one connection and the node handles them in order: the window keeps the pipe full). The node checks
    * size and SHA-256 at the end.
    */
   private async uploadTo(node: string, info: SnapshotInfo, clusterId: string, read: (offset: number, length: number) => Promise<Uint8Array>, onSent: (bytes: number) => void = () => {}): Promise<void> {
-    const begun = await this.call(node, { type: "snapshotBegin", clusterId, ...info });
+    const begun = await this.begin(node, info, clusterId);
     if (!begun.ok) throw new Error(`${begun.code}: ${begun.message}`);
     if ("stored" in begun && begun.stored) return;
     const chunk = this.limits.snapshotChunkBytes;

@@ -100,6 +100,14 @@ export class SnapshotLog {
     if (info.bytes > this.limits.snapshotBytesMax) throw new QjmError(ErrorCode.BAD_REQUEST, `snapshot of ${info.bytes} bytes: at most ${this.limits.snapshotBytesMax}`);
     yield* this.expireIdle(nowMs);
     const running = this.uploads.get(info.txid);
+    // Another replica's copy of this snapshot on its way (other bytes, the same data set): it keeps its upload, and
+    // this one waits for it (SnapshotClient) — once stored, a begin answers stored. Chunks name only the txid and the
+    // offset: restarted for the newcomer, the first uploader's chunks went into the second's file, and replicas that
+    // snapshotted at the same txid (fed the same batch fan-out, they do) refused each other on every node: "stored on
+    // 0 of 3" try after try (issue #13 P6). The same copy begun again (a retry of its own upload) restarts it.
+    if (running !== undefined && (running.info.sha256 !== info.sha256 || running.info.bytes !== info.bytes)) {
+      throw new QjmError(ErrorCode.SNAPSHOT_UNDER_WAY, `another copy of snapshot ${info.txid} is being uploaded here (${running.offset} of ${running.info.bytes} bytes)`);
+    }
     if (running !== undefined) yield* this.abort(running);
     // A newer snapshot supersedes an older upload that has not sent a chunk yet (the oldest first): a node back from a
     // SIGSTOP took its backlog of stale begins, whose uploaders had given up, and the first held the only slot for

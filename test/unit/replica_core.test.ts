@@ -4,6 +4,8 @@ import { encodeEffects, encodeRecord, scanRecords } from "../../src/segment/reco
 import { AssertionError } from "../../src/util/assert.js";
 
 const NODES = ["jn1", "jn2", "jn3"];
+/** The snapshot schedule's timing limits (config: snapshotRankDelayMs, journalRequestTimeoutMs). */
+const SNAPSHOT_TIMING = { snapshotRankDelayMs: 1000, journalRequestTimeoutMs: 5000 };
 
 function recs(txids: number[], epoch = 1): Buffer {
   return Buffer.concat(txids.map((txid) => encodeRecord(txid, epoch, encodeEffects([[Buffer.from("SET"), Buffer.from(`k${txid}`), Buffer.from("v")]]))));
@@ -260,40 +262,91 @@ test("replica core - an alarm lasts until a node answers well: records, or that 
 });
 
 test("replica snapshot schedule - every snapshotEveryRecords, or once margin + records past the snapshot reach half the editlog bound (issue #13 P6)", (t) => {
-  const limits = { snapshotEveryRecords: 20_000, editlogMaxBytes: 1024 * 1024, purgeMarginRecords: 1024 };
+  const limits = { ...SNAPSHOT_TIMING, snapshotEveryRecords: 20_000, editlogMaxBytes: 1024 * 1024, purgeMarginRecords: 1024 };
   const s = new SnapshotSchedule(limits);
-  t.false(s.due(19_999, 0), "no record seen yet: the count alone");
-  t.true(s.due(20_000, 0));
+  t.false(s.thresholdPassed(19_999, 0), "no record seen yet: the count alone");
+  t.true(s.thresholdPassed(20_000, 0));
   for (let i = 0; i < 10; i++) s.observe(256);
   // 256-byte records: half the bound (512 KiB) less the margin (256 KiB) is 1,024 records past the snapshot.
-  t.false(s.due(1023, 0));
-  t.true(s.due(1024, 0));
-  t.false(s.due(5000 + 1023, 5000), "counted from the newest durable snapshot");
-  t.true(s.due(5000 + 1024, 5000));
-  t.false(s.due(5000, 5000));
-  t.false(new SnapshotSchedule({ ...limits, snapshotEveryRecords: 0 }).due(1_000_000, 0), "0: never");
+  t.false(s.thresholdPassed(1023, 0));
+  t.true(s.thresholdPassed(1024, 0));
+  t.false(s.thresholdPassed(5000 + 1023, 5000), "counted from the newest durable snapshot");
+  t.true(s.thresholdPassed(5000 + 1024, 5000));
+  t.false(s.thresholdPassed(5000, 5000));
+  t.false(new SnapshotSchedule({ ...limits, snapshotEveryRecords: 0 }).thresholdPassed(1_000_000, 0), "0: never");
 });
 
 test("replica snapshot schedule - a margin past half the bound snapshots every eighth of the bound, not without pause", (t) => {
-  const s = new SnapshotSchedule({ snapshotEveryRecords: 20_000, editlogMaxBytes: 1024 * 1024, purgeMarginRecords: 10_000 });
+  const s = new SnapshotSchedule({ ...SNAPSHOT_TIMING, snapshotEveryRecords: 20_000, editlogMaxBytes: 1024 * 1024, purgeMarginRecords: 10_000 });
   s.observe(256);
-  t.false(s.due(511, 0));
-  t.true(s.due(512, 0), "128 KiB of 256-byte records");
+  t.false(s.thresholdPassed(511, 0));
+  t.true(s.thresholdPassed(512, 0), "128 KiB of 256-byte records");
 });
 
-test("replica snapshot schedule - replicas are staggered by rank, so two do not upload at once and refuse each other", (t) => {
-  const limits = { snapshotEveryRecords: 20_000, editlogMaxBytes: 1024 * 1024, purgeMarginRecords: 1024 };
+test("replica snapshot schedule - replicas' thresholds are staggered by rank, so two do not upload at once and refuse each other", (t) => {
+  const limits = { ...SNAPSHOT_TIMING, snapshotEveryRecords: 20_000, editlogMaxBytes: 1024 * 1024, purgeMarginRecords: 1024 };
   const first = new SnapshotSchedule(limits, 0);
   const second = new SnapshotSchedule(limits, 2);
   for (const s of [first, second]) s.observe(256);
-  t.true(first.due(1024, 0));
-  t.false(second.due(1024, 0), "1.25 × the first's threshold");
-  t.false(second.due(1279, 0));
-  t.true(second.due(1280, 0));
-  t.false(second.due(24_999, 24_000), "counted from the first's durable snapshot");
+  t.true(first.thresholdPassed(1024, 0));
+  t.false(second.thresholdPassed(1024, 0), "1.25 × the first's threshold");
+  t.false(second.thresholdPassed(1279, 0));
+  t.true(second.thresholdPassed(1280, 0));
+  t.false(second.thresholdPassed(24_999, 24_000), "counted from the first's durable snapshot");
   const idle = new SnapshotSchedule(limits, 2);
-  t.false(idle.due(24_999, 0), "the record count is staggered too");
-  t.true(idle.due(25_000, 0));
+  t.false(idle.thresholdPassed(24_999, 0), "the record count is staggered too");
+  t.true(idle.thresholdPassed(25_000, 0));
+});
+
+test("replica snapshot schedule - replicas that cross both thresholds in one burst do not start together: the later rank waits its turn, then finds the first's snapshot durable (issue #13 P6, jn3 stopped)", (t) => {
+  // Replicas fed by the master's batch fan-out apply the same batches at the same moment, in bursts after a pause:
+  // both passed both thresholds at once and started within milliseconds; their uploads refused each other.
+  const limits = { ...SNAPSHOT_TIMING, snapshotEveryRecords: 20_000, editlogMaxBytes: 1024 * 1024, purgeMarginRecords: 1024 };
+  const first = new SnapshotSchedule(limits, 0);
+  const second = new SnapshotSchedule(limits, 1);
+  for (const s of [first, second]) s.observe(256);
+  t.false(first.due(1000, 0, 0) || second.due(1000, 0, 0), "below both thresholds");
+  t.true(first.due(2000, 0, 100), "the first starts at once");
+  t.false(second.due(2000, 0, 100), "the second, past its threshold in the same burst, waits its turn");
+  t.false(second.due(2500, 0, 100 + SNAPSHOT_TIMING.snapshotRankDelayMs - 1));
+  t.true(second.due(2500, 0, 100 + SNAPSHOT_TIMING.snapshotRankDelayMs), "its turn: the first's snapshot should be durable by now, else it goes");
+  t.false(second.due(2600, 2000, 100 + SNAPSHOT_TIMING.snapshotRankDelayMs), "it is: none needed");
+  t.true(new SnapshotSchedule(limits, 2).due(3000, 0, 0) === false, "rank 2 waits twice as long");
+});
+
+test("replica snapshot schedule - after a try that failed, ranks try again their turn apart, not at the same moment and txid (issue #13 P6)", (t) => {
+  const limits = { ...SNAPSHOT_TIMING, snapshotEveryRecords: 20_000, editlogMaxBytes: 1024 * 1024, purgeMarginRecords: 1024 };
+  const first = new SnapshotSchedule(limits, 0);
+  const second = new SnapshotSchedule(limits, 1);
+  for (const s of [first, second]) s.observe(256);
+  // Both due long ago (the first's turn came, then the second's), both tried at once and failed.
+  t.true(first.due(2000, 0, 0));
+  t.false(second.due(2000, 0, 0));
+  t.true(second.due(2000, 0, 5000));
+  first.tried(10_000);
+  second.tried(10_000);
+  const pause = SNAPSHOT_TIMING.journalRequestTimeoutMs;
+  t.false(first.due(9000, 0, 10_000 + pause - 1), "the pause after a failed try");
+  t.true(first.due(9000, 0, 10_000 + pause));
+  t.false(second.due(9000, 0, 10_000 + pause), "the second's turn comes after the pause too");
+  t.true(second.due(9000, 0, 10_000 + pause + SNAPSHOT_TIMING.snapshotRankDelayMs));
+});
+
+test("replica snapshot schedule - a success ends the pause; a turn lasts the replica's own last snapshot when that took longer", (t) => {
+  const limits = { ...SNAPSHOT_TIMING, snapshotEveryRecords: 20_000, editlogMaxBytes: 1024 * 1024, purgeMarginRecords: 1024 };
+  const s = new SnapshotSchedule(limits, 1);
+  s.observe(256);
+  s.tried(0);
+  s.succeeded(3000);
+  t.false(s.due(1000, 1000, 3000), "just snapshotted");
+  t.false(s.due(3000, 1000, 3001), "due, its turn not come");
+  t.false(s.due(3000, 1000, 6000), "a turn of its last snapshot's 3 s");
+  t.true(s.due(3000, 1000, 6001));
+  const first = new SnapshotSchedule(limits, 0);
+  first.observe(256);
+  first.tried(0);
+  first.succeeded(3000);
+  t.true(first.due(3000, 1000, 3001), "rank 0 has no turn to wait");
 });
 
 test("replica core - a node whose read timed out is passed over for a while, not asked each round (issue #13 P6: a SIGSTOPped node)", (t) => {

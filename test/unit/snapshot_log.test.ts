@@ -152,3 +152,32 @@ test("snapshot log - a newer snapshot's upload supersedes the oldest chunk-less 
   t.deepEqual([...disk.files.keys()].filter((n) => n.endsWith(".tmp")), [], "40's file went with it");
   t.deepEqual(log.list().map((s) => s.txid), [10, 30, 50]);
 });
+
+test("snapshot log - another replica's copy of the same snapshot under way keeps its upload; the second waits and then finds it held (issue #13 P6)", (t) => {
+  // Replicas fed the same batch fan-out snapshot at the same txid at the same moment. The second begin restarted the
+  // upload for itself, and the first's chunks (txid and offset alone) went into its file: both failed, on every node.
+  const disk = withSnapshot();
+  const log = new SnapshotLog(limits);
+  runSync(log.open(), disk);
+  const mine = rdb(100, 7);
+  const theirs = rdb(100, 8);
+  runSync(log.begin(infoOf(40, mine), 0), disk);
+  t.throws(() => runSync(log.begin(infoOf(40, theirs), 0), disk), { message: /another copy of snapshot 40 is being uploaded here/ }, "chunk-less, it is still on its way");
+  runSync(log.chunk(40, 0, mine.subarray(0, 64), 0), disk);
+  t.throws(() => runSync(log.begin(infoOf(40, theirs), 0), disk), { message: /another copy of snapshot 40/ }, "under way");
+  runSync(log.chunk(40, 64, mine.subarray(64), 0), disk);
+  runSync(log.end(40), disk);
+  t.deepEqual(runSync(log.begin(infoOf(40, theirs), 0), disk), { stored: true }, "held: the other copy is the same data set");
+  t.deepEqual(log.list().map((s) => s.txid), [10, 40]);
+  t.is(log.list()[1].sha256, infoOf(40, mine).sha256);
+  // The same copy begun again (its uploader's retry) restarts it; a silent one is dropped and another copy may begin.
+  runSync(log.begin(infoOf(50, mine), 0), disk);
+  runSync(log.chunk(50, 0, mine.subarray(0, 64), 0), disk);
+  t.deepEqual(runSync(log.begin(infoOf(50, mine), 0), disk), { stored: false });
+  t.throws(() => runSync(log.chunk(50, 64, mine.subarray(64), 0), disk), { message: /expected 0/ });
+  t.deepEqual(runSync(log.begin(infoOf(50, theirs), limits.snapshotUploadIdleMs + 1), disk), { stored: false }, "the silent copy expired");
+  runSync(log.chunk(50, 0, theirs.subarray(0, 64), limits.snapshotUploadIdleMs + 1), disk);
+  runSync(log.chunk(50, 64, theirs.subarray(64), limits.snapshotUploadIdleMs + 1), disk);
+  runSync(log.end(50), disk);
+  t.deepEqual(log.list().map((s) => s.txid), [10, 40, 50]);
+});
