@@ -15,6 +15,8 @@ export class RequestTimeoutError extends Error {}
 interface Outgoing {
   subject: string;
   data: Uint8Array;
+  /** Its key in `pending`; the reply subject is the prefix and it. */
+  token: string;
   reply: string;
   headers?: MsgHdrs;
 }
@@ -85,8 +87,9 @@ export class ReplyMux {
         reject(new RequestTimeoutError(`timeout: no reply in ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(token, { subject, resolve, reject, timer });
-      if (this.outbox === null) return this.send({ subject, data, reply, headers });
-      this.outbox.push({ subject, data, reply, headers });
+      const out: Outgoing = { subject, data, token, reply, headers };
+      if (this.outbox === null) return this.send(out);
+      this.outbox.push(out);
       if (this.outbox.length === 1) setImmediate(() => this.sendOutbox());
     });
   }
@@ -95,14 +98,14 @@ export class ReplyMux {
     const out = this.outbox!;
     this.outbox = [];
     // One whose time ran out in the turn it was asked in is not sent: its caller was told it timed out.
-    for (const o of out) if (this.pending.has(o.reply.slice(this.prefix.length))) this.send(o);
+    for (const o of out) if (this.pending.has(o.token)) this.send(o);
   }
 
   private send(o: Outgoing): void {
     try {
       this.nc.publish(o.subject, o.data, o.headers === undefined ? { reply: o.reply } : { reply: o.reply, headers: o.headers });
     } catch (err) {
-      this.settle(o.reply.slice(this.prefix.length))?.reject(err as Error);
+      this.settle(o.token)?.reject(err as Error);
     }
   }
 

@@ -4,43 +4,18 @@
  */
 import test from "ava";
 import crypto from "node:crypto";
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { headers } from "@nats-io/transport-node";
-import { connectBus, maxPayload, request, serve, type BusLimits, type NatsConnection } from "../../src/nats/bus.js";
-import { startNatsServer, type NatsServer } from "../../src/nats/nats_server.js";
+import { maxPayload, request, serve, type BusLimits } from "../../src/nats/bus.js";
 import { FRAG_HEADER, PULL_HEADER } from "../../src/nats/fragments.js";
 import { decode, encode } from "../../src/protocol/codec.js";
-import { freePort } from "../../src/process/ports.js";
 import { createLogger } from "../../src/util/log.js";
+import { loneNats } from "../helpers/lone_nats.js";
 
 const MAX_PAYLOAD = 64 * 1024;
 const log = createLogger("bus-fragments-test");
 const limits: BusLimits = { busMessageBytesMax: 4 * 1024 * 1024, busReassemblyBytesMax: 8 * 1024 * 1024, busReassemblyStreamsMax: 4, busFragmentIdleMs: 5000 };
 
-let server: NatsServer | null = null;
-let dir = "";
-const conns: NatsConnection[] = [];
-
-test.before(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-bus-fragments-"));
-  const conf = path.join(dir, "nats.conf");
-  fs.writeFileSync(conf, `max_payload: ${MAX_PAYLOAD}\n`);
-  server = await startNatsServer(await freePort(), { logDir: dir, args: ["-c", conf] });
-});
-
-test.after.always(async () => {
-  for (const nc of conns) await nc.close().catch(() => {});
-  await server?.stop();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-
-async function connection(name: string): Promise<NatsConnection> {
-  const nc = await connectBus(server!.url, name);
-  conns.push(nc);
-  return nc;
-}
+const { connection } = loneNats(test, "bus-fragments", `max_payload: ${MAX_PAYLOAD}\n`);
 
 const sha = (b: Uint8Array): string => crypto.createHash("sha256").update(b).digest("hex");
 

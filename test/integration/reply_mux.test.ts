@@ -4,36 +4,18 @@
  */
 import test from "ava";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { connect } from "@nats-io/transport-node";
-import { connectBus, request, type NatsConnection } from "../../src/nats/bus.js";
-import { startNatsServer, type NatsServer } from "../../src/nats/nats_server.js";
+import { request } from "../../src/nats/bus.js";
+import { startNatsServer } from "../../src/nats/nats_server.js";
 import { NoRespondersError, RequestTimeoutError, replyMux } from "../../src/nats/reply_mux.js";
 import { encode } from "../../src/protocol/codec.js";
 import { QjmError } from "../../src/protocol/errors.js";
 import { freePort } from "../../src/process/ports.js";
+import { loneNats } from "../helpers/lone_nats.js";
 
-let server: NatsServer | null = null;
-let dir = "";
-const conns: NatsConnection[] = [];
-
-test.before(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-reply-mux-"));
-  server = await startNatsServer(await freePort(), { logDir: dir });
-});
-
-test.after.always(async () => {
-  for (const nc of conns) await nc.close().catch(() => {});
-  await server?.stop();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-
-async function connection(name: string): Promise<NatsConnection> {
-  const nc = await connectBus(server!.url, name);
-  conns.push(nc);
-  return nc;
-}
+const nats = loneNats(test, "reply-mux");
+const connection = nats.connection;
 
 test("reply mux - 500 concurrent requests each get their own reply, answered out of order", async (t) => {
   const responder = await connection("responder");
@@ -120,20 +102,18 @@ test("reply mux - sends once per turn: a request that timed out before its turn'
 });
 
 test("reply mux - a publish the user may not make fails at once with the server's permission error (review s30)", async (t) => {
-  const conf = path.join(dir, "perm.conf");
+  const conf = path.join(nats.dir(), "perm.conf");
   fs.writeFileSync(conf, `authorization { users = [ { user: u, password: p, permissions: { publish: { allow: ["ok.>"] }, subscribe: { allow: ["_INBOX.u.>"] }, allow_responses: true } }, { user: r, password: p } ] }\n`);
-  const restricted = await startNatsServer(await freePort(), { logDir: dir, args: ["-c", conf] });
+  const restricted = await startNatsServer(await freePort(), { logDir: nats.dir(), args: ["-c", conf] });
   t.teardown(() => restricted.stop());
-  const responder = await connect({ servers: restricted.url, user: "r", pass: "p" });
-  conns.push(responder);
+  const responder = nats.track(await connect({ servers: restricted.url, user: "r", pass: "p" }));
   for (const subject of ["ok.echo", "no.echo"]) responder.subscribe(subject, {
     callback: (_err, msg) => {
       msg.respond(msg.data);
     },
   });
   await responder.flush();
-  const nc = await connect({ servers: restricted.url, user: "u", pass: "p", inboxPrefix: "_INBOX.u" });
-  conns.push(nc);
+  const nc = nats.track(await connect({ servers: restricted.url, user: "u", pass: "p", inboxPrefix: "_INBOX.u" }));
   t.deepEqual([...(await replyMux(nc).request("ok.echo", new Uint8Array([1]), 5_000)).data], [1], "inside the user's inbox prefix");
   const started = Date.now();
   await t.throwsAsync(replyMux(nc).request("no.echo", new Uint8Array([2]), 10_000), { message: /Permissions Violation/ });
