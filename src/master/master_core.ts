@@ -622,7 +622,11 @@ export class MasterCore {
 
   private noticeMasked(w: WriterCore, reason: string): void {
     const now = new Set(w.inSyncNodes);
-    for (const node of this.counted) if (!now.has(node)) this.out.events.push({ type: "masked", node, reason });
+    for (const node of this.counted) {
+      if (now.has(node)) continue;
+      this.watch.masked(node, this.nowMs);
+      this.out.events.push({ type: "masked", node, reason });
+    }
     this.counted = now;
   }
 

@@ -13,6 +13,8 @@ export interface ReplicaReport {
 
 export class NodeWatch {
   private readonly heartbeatAtMs = new Map<string, number>();
+  /** When each node last stopped counting for acks (MasterCore.noticeMasked). */
+  private readonly maskedAtMs = new Map<string, number>();
   private readonly reports = new Map<string, ReplicaReport & { atMs: number }>();
 
   constructor(private readonly config: Pick<Config, "journalNodes" | "journalHeartbeatTimeoutMs" | "replicaReportTtlMs">) {}
@@ -45,10 +47,21 @@ export class NodeWatch {
     return out;
   }
 
-  /** A node is brought back only while we hear it and no replica reported it lately. */
+  /** `node` stopped counting for acks (it timed out, fell behind its in-flight bounds, refused a batch…). */
+  masked(node: string, nowMs: number): void {
+    this.maskedAtMs.set(node, nowMs);
+  }
+
+  /**
+   * A node is brought back only while we hear it, once heard since it was masked, and while no replica reported it
+   * lately. A frozen node (SIGSTOP, a hung disk) is masked for not answering well before its heartbeat is
+   * journalHeartbeatTimeoutMs old; a catch-up started on its last heartbeat waited out a whole request timeout, and
+   * showed it "catching-up" meanwhile (5–7 s in integration/journal_health instead of ~1 s "masked").
+   */
   restorable(node: string, nowMs: number): boolean {
     const report = this.reports.get(node);
     const reported = report !== undefined && nowMs - report.atMs <= this.config.replicaReportTtlMs;
-    return !reported && this.silentMs(node, nowMs) <= this.config.journalHeartbeatTimeoutMs;
+    const heardSinceMasked = (this.heartbeatAtMs.get(node) ?? Number.NEGATIVE_INFINITY) > (this.maskedAtMs.get(node) ?? Number.NEGATIVE_INFINITY);
+    return !reported && heardSinceMasked && this.silentMs(node, nowMs) <= this.config.journalHeartbeatTimeoutMs;
   }
 }

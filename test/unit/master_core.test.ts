@@ -197,6 +197,23 @@ test("master core - a node silent past journalHeartbeatTimeoutMs is masked at th
   t.true(core.writer!.isInSync("jn3"));
 });
 
+test("master core - a node masked for not answering is caught up only once heard after its mask, not on its last heartbeat", (t) => {
+  // A frozen node (SIGSTOP): its last heartbeat is recent when it is masked for batches it leaves unanswered; a
+  // catch-up started on it waited out a whole request timeout (integration/journal_health saw it "catching-up" 5–7 s).
+  const core = serving();
+  for (const node of ["jn1", "jn2", "jn3"]) core.heartbeat(node, 1);
+  core.write(1, 1, false, 0);
+  const r = runAdmitted(core, core.ready());
+  const toJn3 = r.send.find((s) => s.node === "jn3")!;
+  core.journalReply(toJn3.ref, { ok: false, code: "TIMEOUT", message: "no answer" }, 2);
+  t.deepEqual(core.ready().events.map((e) => e.type === "masked" && e.node), ["jn3"]);
+  core.tick(250);
+  t.deepEqual(core.ready().startCatchUp, [], "its heartbeat (at 1) is within journalHeartbeatTimeoutMs, but older than its mask");
+  for (const node of ["jn1", "jn2", "jn3"]) core.heartbeat(node, 260);
+  core.tick(500);
+  t.deepEqual(core.ready().startCatchUp.map((c) => c.node), ["jn3"], "heard again: caught up");
+});
+
 test("master core - a late reply of a node's dead predecessor is ignored by generation", (t) => {
   const core = serving();
   core.write(1, 1, false, 0);
@@ -205,7 +222,8 @@ test("master core - a late reply of a node's dead predecessor is ignored by gene
   core.journalReply(toJn3.ref, { ok: false, code: "TIMEOUT", message: "slow" }, 2);
   r = core.ready();
   t.false(core.writer!.isInSync("jn3"));
-  core.heartbeat("jn3", 2);
+  // Heard after its mask (at 2): only then is it caught up (NodeWatch.restorable).
+  core.heartbeat("jn3", 3);
   core.tick(300);
   const c = core.ready().startCatchUp[0];
   core.caughtUp("jn3", core.writer!.rejoinTxid, c.writer);

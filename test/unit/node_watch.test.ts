@@ -18,6 +18,20 @@ test("node watch - a node is restorable while heard, not once silent past the he
   t.false(w.restorable("jn9", 1000), "unknown nodes are ignored");
 });
 
+test("node watch - a masked node is restorable only once heard after its mask: a frozen node's last heartbeat is older", (t) => {
+  const w = new NodeWatch(config);
+  w.heard("jn2", 1000);
+  t.true(w.restorable("jn2", 1200));
+  // Stopped at ~1000 and masked at 2000 for batches it left unanswered: its heartbeat is still within the timeout.
+  w.masked("jn2", 2000);
+  t.false(w.restorable("jn2", 2100), "its last heartbeat predates the mask");
+  w.heard("jn2", 2000);
+  t.false(w.restorable("jn2", 2100), "nor one of the same moment");
+  w.heard("jn2", 2500);
+  t.true(w.restorable("jn2", 2600), "heard again: it answers, a catch-up may start");
+  t.true(w.restorable("jn3", 0) === false && (w.heard("jn3", 10), w.restorable("jn3", 20)), "a node never masked needs only a heartbeat");
+});
+
 test("node watch - a replica's report keeps a node from being restored for replicaReportTtlMs", (t) => {
   const w = new NodeWatch(config);
   w.heard("jn2", 0);
