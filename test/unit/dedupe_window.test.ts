@@ -92,8 +92,12 @@ test("dedupe window - one client committing steadily among 50,000 known costs no
     return performance.now() - start;
   };
   timed(50_000, (i) => `known:${i}`);
-  const busy = timed(20_000, () => "busy");
-  const spread = timed(20_000, (i) => `known:${(i * 7) % 50_000}`);
+  // The best of three alternating rounds each: a busy machine (the suite's other files) slows some rounds, not all.
+  let [busy, spread] = [Infinity, Infinity];
+  for (let round = 0; round < 3; round++) {
+    busy = Math.min(busy, timed(20_000, () => "busy"));
+    spread = Math.min(spread, timed(20_000, (i) => `known:${(i * 7) % 50_000}`));
+  }
   t.true(busy < 4 * spread + 20, `one busy client ${busy.toFixed(1)} ms, spread clients ${spread.toFixed(1)} ms for 20,000 records`);
   win.invariants();
 });

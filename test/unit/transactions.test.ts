@@ -149,8 +149,12 @@ test("WatchCore: one hot key costs no more per record than keys spread over a la
   };
   const w = new WatchCore(16 * 1024 * 1024);
   timed(w, 1, 50_000, (i) => `fill:${i}`);
-  const hot = timed(w, 100_000, 20_000, () => "counter");
-  const spread = timed(w, 200_000, 20_000, (i) => `spread:${i}`);
+  // The best of three alternating rounds each: a busy machine (the suite's other files) slows some rounds, not all.
+  let [hot, spread] = [Infinity, Infinity];
+  for (let round = 0; round < 3; round++) {
+    hot = Math.min(hot, timed(w, 100_000 + round * 100_000, 20_000, () => "counter"));
+    spread = Math.min(spread, timed(w, 150_000 + round * 100_000, 20_000, (i) => `spread:${round}:${i}`));
+  }
   t.true(hot < 4 * spread + 20, `hot key ${hot.toFixed(1)} ms, spread keys ${spread.toFixed(1)} ms for 20,000 records`);
 });
 
