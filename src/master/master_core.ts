@@ -624,7 +624,7 @@ export class MasterCore {
     const now = new Set(w.inSyncNodes);
     for (const node of this.counted) {
       if (now.has(node)) continue;
-      this.watch.masked(node, this.nowMs);
+      this.watch.masked(node);
       this.out.events.push({ type: "masked", node, reason });
     }
     this.counted = now;

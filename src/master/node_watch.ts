@@ -13,15 +13,18 @@ export interface ReplicaReport {
 
 export class NodeWatch {
   private readonly heartbeatAtMs = new Map<string, number>();
-  /** When each node last stopped counting for acks (MasterCore.noticeMasked). */
-  private readonly maskedAtMs = new Map<string, number>();
+  /** Heartbeats heard of each node so far, and that count when it last stopped counting for acks (noticeMasked). */
+  private readonly heartbeats = new Map<string, number>();
+  private readonly heartbeatsAtMask = new Map<string, number>();
   private readonly reports = new Map<string, ReplicaReport & { atMs: number }>();
 
   constructor(private readonly config: Pick<Config, "journalNodes" | "journalHeartbeatTimeoutMs" | "replicaReportTtlMs">) {}
 
-  /** A heartbeat of `node`, or an answer that proves it alive. */
+  /** A heartbeat of `node` (MasterCore.heartbeat), or its answer to a writer's recovery (MasterCore.start). */
   heard(node: string, nowMs: number): void {
-    if (this.config.journalNodes.includes(node)) this.heartbeatAtMs.set(node, Math.max(this.heartbeatAtMs.get(node) ?? nowMs, nowMs));
+    if (!this.config.journalNodes.includes(node)) return;
+    this.heartbeatAtMs.set(node, Math.max(this.heartbeatAtMs.get(node) ?? nowMs, nowMs));
+    this.heartbeats.set(node, (this.heartbeats.get(node) ?? 0) + 1);
   }
 
   silentMs(node: string, nowMs: number): number {
@@ -48,20 +51,21 @@ export class NodeWatch {
   }
 
   /** `node` stopped counting for acks (it timed out, fell behind its in-flight bounds, refused a batch…). */
-  masked(node: string, nowMs: number): void {
-    this.maskedAtMs.set(node, nowMs);
+  masked(node: string): void {
+    this.heartbeatsAtMask.set(node, this.heartbeats.get(node) ?? 0);
   }
 
   /**
    * A node is brought back only while we hear it, once heard since it was masked, and while no replica reported it
    * lately. A frozen node (SIGSTOP, a hung disk) is masked for not answering well before its heartbeat is
    * journalHeartbeatTimeoutMs old; a catch-up started on its last heartbeat waited out a whole request timeout, and
-   * showed it "catching-up" meanwhile (5–7 s in integration/journal_health instead of ~1 s "masked").
+   * showed it "catching-up" meanwhile (5–7 s in integration/journal_health instead of ~1 s "masked"). Heartbeats are
+   * counted, not compared by time: a wall clock stepped back after a mask would otherwise keep a live node masked.
    */
   restorable(node: string, nowMs: number): boolean {
     const report = this.reports.get(node);
     const reported = report !== undefined && nowMs - report.atMs <= this.config.replicaReportTtlMs;
-    const heardSinceMasked = (this.heartbeatAtMs.get(node) ?? Number.NEGATIVE_INFINITY) > (this.maskedAtMs.get(node) ?? Number.NEGATIVE_INFINITY);
+    const heardSinceMasked = (this.heartbeats.get(node) ?? 0) > (this.heartbeatsAtMask.get(node) ?? -1);
     return !reported && heardSinceMasked && this.silentMs(node, nowMs) <= this.config.journalHeartbeatTimeoutMs;
   }
 }
