@@ -8,10 +8,8 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, exponentialBuckets } from "prom-client";
 import type { ActorStatus, ActorStatusBody } from "../protocol/messages.js";
+import { LOOP_SAMPLE_MS } from "./loop_watch.js";
 import { RateMeter } from "./rate.js";
-
-/** prom-client's event-loop histogram period (its lag percentiles include it, as they included its default 10 ms). */
-const PROCESS_LOOP_PRECISION_MS = 20;
 
 export interface ActorLabels {
   cluster: string;
@@ -186,9 +184,8 @@ export class ActorMetrics {
   constructor(readonly labels: ActorLabels, options: { processMetrics?: boolean } = {}) {
     this.registry.setDefaultLabels({ ...labels });
     this.gauges = new StatusGauges([this.registry]);
-    // prom-client's event-loop histogram timer fires every eventLoopMonitoringPrecision ms in every actor, idle or
-    // not: at its default 10 ms it was most of an idle journal node's wake-ups (~170 of ~200 a second).
-    if (options.processMetrics === true) collectDefaultMetrics({ register: this.registry, prefix: "qjm_", eventLoopMonitoringPrecision: PROCESS_LOOP_PRECISION_MS });
+    // Its event-loop lag percentiles include the sampling period, as they included prom-client's default 10 ms.
+    if (options.processMetrics === true) collectDefaultMetrics({ register: this.registry, prefix: "qjm_", eventLoopMonitoringPrecision: LOOP_SAMPLE_MS });
   }
 
   /** Metrics of an actor built without a served endpoint (tests, the simulator): counted, never read. */
