@@ -7,14 +7,13 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { defaults, envName, type Config } from "../config/config.js";
 import { credsFile, type NatsUser } from "../nats/auth.js";
 import { startChild, type Child } from "../process/child.js";
 import { restartDelay, type RestartPolicy } from "../process/restart_policy.js";
 import { startLocalNats, type LocalNatsServer, type NatsRestartHook } from "./local_nats.js";
+import { actorProgram } from "../util/package_root.js";
 
-const ACTORS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../actors");
 
 export interface ActorSpec {
   name: string;
@@ -121,7 +120,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   const startActor = (name: string): Child => {
     const spec = specs.find((s) => s.name === name);
     if (spec === undefined) throw new Error(`no actor ${name}`);
-    const script = path.join(ACTORS_DIR, `${spec.script}.js`);
+    const script = actorProgram(spec.script);
     // Each actor its own metrics port, handed to it (never picked by racing for one): its place in `specs`.
     const argv = [...(options.nodeArgs ?? []), ...heapArgs(config, spec), script, ...spec.args, "--metrics-port", String(metricsPortOf(config, specs.indexOf(spec)))];
     // Each actor connects as its own NATS user; none when the nats-server is not ours (never a caller's own QJM_NATS_CREDS_FILE).

@@ -8,19 +8,13 @@
  * so the connection is passed through one cast. At runtime the service only subscribes, responds and watches closed(),
  * which 3.4.0 does as 3.0.0-50 did: test/integration/metrics.test.ts checks PING and INFO against real actors.
  */
-import fs from "node:fs";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { Svcm, type Service } from "@nats-io/services";
 import type { NatsConnection } from "../nats/bus.js";
 import { MICRO_SERVICE_NAME } from "../protocol/subjects.js";
 import type { Logger } from "../util/log.js";
 import type { ActorLabels } from "./actor_metrics.js";
+import { PACKAGE_VERSION } from "../util/package_root.js";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), fileURLToPath(import.meta.url).includes("/dist/") ? "../../.." : "../..");
-
-/** redis-qjm's version (package.json), what the service announces. */
-export const PACKAGE_VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")) as { version: string }).version;
 
 type ServicesConnection = ConstructorParameters<typeof Svcm>[0];
 

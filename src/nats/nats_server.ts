@@ -1,10 +1,10 @@
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { startChild, type Child } from "../process/child.js";
 import { waitForPort } from "../process/ports.js";
 import { writeSecretFile } from "../util/secret_file.js";
 import { loopbackRouteHost, natsRouteTls, type NatsServerTls } from "./tls.js";
+import { PACKAGE_ROOT } from "../util/package_root.js";
 
 export interface NatsServer {
   readonly port: number;
@@ -15,11 +15,8 @@ export interface NatsServer {
   reload(): void;
 }
 
-/** infra/nats/nats-server.conf (from dist/src/nats/ or src/nats/). */
-export const NATS_CONF = path.resolve(
-  path.dirname(fileURLToPath(import.meta.url)),
-  fileURLToPath(import.meta.url).includes("/dist/") ? "../../../infra/nats/nats-server.conf" : "../../infra/nats/nats-server.conf",
-);
+/** infra/nats/nats-server.conf. */
+export const NATS_CONF = path.join(PACKAGE_ROOT, "infra", "nats", "nats-server.conf");
 
 /** Starts Debian's nats-server on 127.0.0.1:`port`; `args` adds flags (e.g. JetStream, cluster routes). */
 export async function startNatsServer(port: number, options: { logDir?: string; args?: string[]; timeoutMs?: number } = {}): Promise<NatsServer> {

@@ -6,8 +6,8 @@
  */
 import { spawnSync } from "node:child_process";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { natsUrls, type Config } from "../config/config.js";
+import { PACKAGE_ROOT } from "../util/package_root.js";
 
 /** What a connection presents and trusts: files (`caFile`…) or PEM text (`ca`…), as nats.js takes them. */
 export interface NatsTls {
@@ -19,11 +19,8 @@ export interface NatsTls {
   key?: string;
 }
 
-/** infra/tls/make-certs.sh (from dist/src/nats/ or src/nats/). */
-export const MAKE_CERTS = path.resolve(
-  path.dirname(fileURLToPath(import.meta.url)),
-  fileURLToPath(import.meta.url).includes("/dist/") ? "../../../infra/tls/make-certs.sh" : "../../infra/tls/make-certs.sh",
-);
+/** infra/tls/make-certs.sh. */
+export const MAKE_CERTS = path.join(PACKAGE_ROOT, "infra", "tls", "make-certs.sh");
 
 /**
  * Seconds nats-server gives a TLS handshake (its default, half a second, is less than a loaded machine's actor may

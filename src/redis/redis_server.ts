@@ -1,9 +1,9 @@
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { startChild, killLeftover, type Child } from "../process/child.js";
 import { credentialsDir, ensureSecretFile, writeSecretFile } from "../util/secret_file.js";
+import { PACKAGE_ROOT } from "../util/package_root.js";
 
 export interface RedisServerOptions {
   port: number;
@@ -29,8 +29,8 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-/** infra/redis/*.conf: the settings of each kind of Redis we run (from dist/src/redis/ or src/redis/). */
-const INFRA_REDIS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), fileURLToPath(import.meta.url).includes("/dist/") ? "../../../infra/redis" : "../../infra/redis");
+/** infra/redis/*.conf: the settings of each kind of Redis we run. */
+const INFRA_REDIS = path.join(PACKAGE_ROOT, "infra", "redis");
 
 /** Deletes the data set a Redis in `dir` would load at start (its AOF and RDB files). */
 export function wipeRedisData(dir: string): void {

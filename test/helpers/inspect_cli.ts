@@ -1,8 +1,8 @@
 /** `redis-qjm inspect` run as a user runs it: the built CLI in its own process. */
 import { execFile } from "node:child_process";
-import { fileURLToPath } from "node:url";
+import { actorProgram } from "../../src/util/package_root.js";
 
-const CLI = fileURLToPath(new URL("../../actors/cli.js", import.meta.url));
+const CLI = actorProgram("cli");
 
 /** Its exit code and output. No NATS and a broken config in the environment: inspect must need neither. */
 export async function runInspectCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -4,8 +4,6 @@
  * only its own heartbeat and sends only the requests of its role; a Redis without its password refuses every command.
  */
 import { spawnSync } from "node:child_process";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import test from "ava";
 import { Redis } from "ioredis";
 import { connect, nkeys, PermissionViolationError, type NatsConnection } from "@nats-io/transport-node";
@@ -15,8 +13,9 @@ import { decode, encode } from "../../src/protocol/codec.js";
 import type { ActorStatus } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
 import { startTestCluster, until, userEnv, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { actorProgram } from "../../src/util/package_root.js";
 
-const CLI_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../actors/cli.js");
+const CLI_JS = actorProgram("cli");
 
 let tc: TestCluster | undefined;
 test.before(async () => {

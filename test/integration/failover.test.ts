@@ -9,7 +9,6 @@ import test from "ava";
 import { execFile } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type { Config } from "../../src/config/config.js";
 import type { ActorStatus, WriteReply } from "../../src/protocol/messages.js";
@@ -18,9 +17,10 @@ import { verdictOf } from "../../src/client/retry.js";
 import { connect, type QjmClient, type QjmClientError } from "../../src/client/client.js";
 import { CLIENT_USER, credsFile } from "../../src/nats/auth.js";
 import { diffKeyspaces, dumpKeyspace, startTestCluster, until, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { actorProgram } from "../../src/util/package_root.js";
 
 const DATA_NODES = ["d1", "d2", "d3"];
-const CLI_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../actors/cli.js");
+const CLI_JS = actorProgram("cli");
 
 async function startCluster(name: string, overrides: Partial<Config> = {}): Promise<TestCluster> {
   return await startTestCluster(name, { dataNodes: DATA_NODES, masterHeartbeatIntervalMs: 100, masterTimeoutMs: 600, electionRankDelayMs: 150, ...overrides });

@@ -5,8 +5,6 @@
  * metrics URL (and each answers), the table shows lag and rate.
  */
 import { spawnSync } from "node:child_process";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import test from "ava";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Svcm } from "@nats-io/services";
@@ -14,8 +12,9 @@ import { metricsPortOf } from "../../src/cluster/local_cluster.js";
 import type { ActorStatus } from "../../src/protocol/messages.js";
 import { microSubjects } from "../../src/protocol/subjects.js";
 import { startTestCluster, until, userEnv, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { actorProgram } from "../../src/util/package_root.js";
 
-const CLI_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../actors/cli.js");
+const CLI_JS = actorProgram("cli");
 
 let tc: TestCluster | undefined;
 test.before(async () => {

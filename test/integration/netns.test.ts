@@ -28,8 +28,9 @@ import { subjects } from "../../src/protocol/subjects.js";
 import { dumpKeyspace, until, type ClusterView } from "../helpers/harness.js";
 import { checkCounters, Events, IncrLoad, standby, statuses, steadyMaster } from "../helpers/incr_load.js";
 import { cleanLeftovers, labUnavailable, NetnsLab, sh } from "../helpers/netns.js";
+import { actorProgram } from "../../src/util/package_root.js";
 
-const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../actors/cli.js");
+const CLI = actorProgram("cli");
 const NATS_HOSTS = ["n1", "n2", "n3"];
 const JOURNAL_NODES = ["jn1", "jn2", "jn3"];
 const MONITOR_PORT = 8222;

@@ -6,16 +6,15 @@
 import { execFile, spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import test from "ava";
 import { Redis } from "ioredis";
 import { RespConnection } from "../../src/redis/resp_connection.js";
 import { startTestCluster, until, waitForDoors, waitForReplicas, waitForWriter, type TestCluster } from "../helpers/harness.js";
+import { actorProgram } from "../../src/util/package_root.js";
 
 const DATA_NODES = ["d1", "d2", "d3"];
-const CLI_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../actors/cli.js");
+const CLI_JS = actorProgram("cli");
 let tc: TestCluster | null = null;
 let masterDoor = 0;
 let replicaDoor = 0;

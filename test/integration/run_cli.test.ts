@@ -7,10 +7,10 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import test from "ava";
+import { actorProgram } from "../../src/util/package_root.js";
 
-const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../actors/cli.js");
+const CLI = actorProgram("cli");
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-runcli-"));
 test.after.always(() => fs.rmSync(dir, { recursive: true, force: true }));
 

@@ -10,7 +10,6 @@ import net from "node:net";
 import os from "node:os";
 import tls from "node:tls";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import test from "ava";
 import { connect as natsConnect } from "@nats-io/transport-node";
 import { connect } from "../../src/client/index.js";
@@ -20,8 +19,9 @@ import { connectBus } from "../../src/nats/bus.js";
 import { certFiles, clientTls, makeCertificates, tlsDir } from "../../src/nats/tls.js";
 import { startTestCluster, type TestCluster } from "../helpers/harness.js";
 import { checkWritePath } from "../helpers/write_path_check.js";
+import { actorProgram } from "../../src/util/package_root.js";
 
-const CLI_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../actors/cli.js");
+const CLI_JS = actorProgram("cli");
 
 let tc: TestCluster | undefined;
 const otherCa = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-tls-other-ca-"));
