@@ -1,7 +1,7 @@
 /**
  * A whole cluster on this machine as real processes: nats-server, or a routed cluster of them (local_nats.ts;
  * none when one already answers at the URL),
- * the journal nodes, the master and the replicas, each a `node dist/actors/<role>.js` child. `npm start`,
+ * the journal nodes, the master and the replicas, each a `node dist/bundle/<role>.js` child (package_root.ts). `npm start`,
  * the integration tests and the bench use it. Every process is ours, stopped by pid. Our nats-server authenticates
  * every actor and client as its own user (src/nats/auth.ts).
  */
