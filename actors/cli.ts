@@ -35,6 +35,7 @@ import type { Config } from "../src/config/config.js";
 import { subjects } from "../src/protocol/subjects.js";
 import { runInspect } from "../src/segment/inspect.js";
 import { lagOf, rateText } from "../src/metrics/status_lag.js";
+import { staleBundle } from "../src/util/package_root.js";
 
 const USAGE = `usage: redis-qjm run ${ROLES.join("|")} --id <id> [--config qjm.json] | redis-qjm nats-credentials --out <dir> [--config qjm.json] [--force] | redis-qjm status [--json] | redis-qjm write <COMMAND> [args...] | redis-qjm failover [--to <id>] | redis-qjm events | redis-qjm inspect <segment-or-snapshot-file> [--json] [--limit N]`;
 
@@ -57,6 +58,9 @@ function takeConfigFlag(args: string[]): string[] {
 
 async function main(): Promise<number> {
   const [command, ...all] = process.argv.slice(2);
+  // After `tsc` alone, dist/bundle (what `npx redis-qjm` runs) holds the code of the last build: say so, run nothing.
+  const stale = staleBundle();
+  if (stale !== null) throw new ConfigError(stale);
   // Offline: before loadConfig and the NATS connection, so it works on a copied file with no cluster around.
   if (command === "inspect") return await runInspect(all);
   if (command === "run") {

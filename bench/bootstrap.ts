@@ -37,7 +37,7 @@ import { BOOTSTRAP_KEYS_DEFAULT, BOOTSTRAP_VALUE_BYTES_DEFAULT, fillValue, timeR
 import { Cleanup, trackServer } from "./cleanup.js";
 import { errorMessage, retryUntil, sleep } from "./harness.js";
 import { connectNats, freePortRange, startBenchNats } from "./servers.js";
-import { BUNDLE_DIR } from "../src/util/package_root.js";
+import { bundleDir } from "../src/util/package_root.js";
 
 export const BOOTSTRAP_TARGET = "bootstrap";
 /** Keys per MSET write. */
@@ -123,7 +123,7 @@ export async function runBootstrapBench(dir: string, log: (line: string) => void
     };
     const cluster = await startLocalCluster({ natsUrl: nats.url, dataDir: path.join(dir, "data"), config, output: "files" });
     cleanup.add("redis-qjm local cluster", () => cluster.stop());
-    for (const child of cluster.actors.values()) trackServer(child, BUNDLE_DIR);
+    for (const child of cluster.actors.values()) trackServer(child, bundleDir());
     const nc = await connectNats(cleanup, cluster.natsUrl, "bench-bootstrap");
     const s = subjects(cluster.cluster);
     const events = watchEvents(nc, s.events);
@@ -162,7 +162,7 @@ export async function runBootstrapBench(dir: string, log: (line: string) => void
     const joined = waitApplied(nc, s.heartbeat("replica", JOINER), committedTxid, JOIN_TIMEOUT_MS);
     const progress = watchProgress(nc, s.status, log);
     t0 = Date.now();
-    trackServer(cluster.addActor({ name: JOINER, script: "replica", args: ["--id", JOINER, "--redis-port", String(joinerPort)] }), BUNDLE_DIR);
+    trackServer(cluster.addActor({ name: JOINER, script: "replica", args: ["--id", JOINER, "--redis-port", String(joinerPort)] }), bundleDir());
     let replicaJoinMs: number;
     try {
       await joined;

@@ -32,7 +32,7 @@ import { Cleanup, trackServer } from "./cleanup.js";
 import { errorMessage, retryUntil, sleep } from "./harness.js";
 import { connectNats, freePortRange, startBenchNats } from "./servers.js";
 import { keyFor } from "./workload.js";
-import { BUNDLE_DIR } from "../src/util/package_root.js";
+import { bundleDir } from "../src/util/package_root.js";
 
 export const BOUNDS_TARGET = "bounds";
 
@@ -263,7 +263,7 @@ async function startPhase(cleanup: Cleanup, dir: string): Promise<{ cluster: Loc
   const config: Partial<Config> = { ...BOUNDS_SETTINGS, dataNodeHeapMb: boundsHeapMb(), dataRedisPortBase: await freePortRange(defaults.dataNodes.length), respPort: 0, metricsPort: await freePortRange(actors) };
   const cluster = await startLocalCluster({ natsUrl: nats.url, dataDir: path.join(dir, "data"), config, output: "files" });
   cleanup.add("redis-qjm local cluster", () => cluster.stop());
-  for (const child of cluster.actors.values()) trackServer(child, BUNDLE_DIR);
+  for (const child of cluster.actors.values()) trackServer(child, bundleDir());
   const clients: QjmClient[] = [];
   cleanup.add("bounds clients", async () => {
     await Promise.all(clients.map((c) => c.close().catch(() => undefined)));

@@ -25,7 +25,7 @@ import type { Attempt, WriteCall } from "./failover_ledger.js";
 import { errorMessage, retryUntil } from "./harness.js";
 import { freePortRange, startBenchNats } from "./servers.js";
 import { CONNECT_TIMEOUT_MS } from "./settings.js";
-import { BUNDLE_DIR } from "../src/util/package_root.js";
+import { bundleDir } from "../src/util/package_root.js";
 
 /** One attempt's timeout in the client library (the same bound as the Redis clients' command timeout). */
 export const QJM_WRITE_TIMEOUT_MS = 1500;
@@ -121,7 +121,7 @@ class QjmFailover implements FailoverSystem {
     });
     this.cluster = c;
     this.cleanup.add("redis-qjm local cluster", () => c.stop());
-    for (const child of c.actors.values()) trackServer(child, BUNDLE_DIR);
+    for (const child of c.actors.values()) trackServer(child, bundleDir());
     await this.connectClients(c, clientCount);
     this.cleanup.add("read connection", async () => this.readConn?.conn.disconnect());
     await this.awaitWhole(QJM_READY_TIMEOUT_MS);
@@ -210,7 +210,7 @@ class QjmFailover implements FailoverSystem {
       const c = this.cluster;
       if (c === null) throw new Error("no cluster");
       // Actors the supervisor restarted are killed by pid too, should the bench die.
-      for (const child of c.actors.values()) trackServer(child, BUNDLE_DIR);
+      for (const child of c.actors.values()) trackServer(child, bundleDir());
       const m = await this.findMaster();
       const all = await this.statuses();
       if (all.length < c.specs.length) throw new Error(`${all.length} of ${c.specs.length} actors answer`);

@@ -19,7 +19,7 @@ import { connectNats, freePortRange, startBenchNats } from "./servers.js";
 import { REQUEST_TIMEOUT_MS, benchTraceSample } from "./settings.js";
 import { replicaLag, summarizeHops, type ClientTrace } from "./trace.js";
 import { checkWriteReply, writeBody } from "./workload.js";
-import { BUNDLE_DIR } from "../src/util/package_root.js";
+import { bundleDir } from "../src/util/package_root.js";
 
 /** A fresh cluster elects its writer (epoch promise from a majority) before it accepts writes: bounded wait. */
 const QJM_READY_TIMEOUT_MS = 30_000;
@@ -58,7 +58,7 @@ export function qjmTarget(dir: string): Target {
       const cluster = await startLocalCluster({ natsUrl: nats.url, dataDir: path.join(dir, "data"), config, output: "files" });
       cleanup.add("redis-qjm local cluster", () => cluster.stop());
       // Should the bench die early, its actors are killed by pid like its own servers.
-      for (const child of cluster.actors.values()) trackServer(child, BUNDLE_DIR);
+      for (const child of cluster.actors.values()) trackServer(child, bundleDir());
       // Every process of the cluster: its nats-server, and the actors with the redis-servers they started.
       processes = [{ name: "nats-server", pid: nats.child.pid }, ...[...cluster.actors].map(([name, child]) => ({ name, pid: child.pid }))];
       nc = await connectNats(cleanup, cluster.natsUrl, "bench-clients");

@@ -35,7 +35,7 @@ import {
   REDIS_BENCHMARK_TIMEOUT_FACTOR,
   SETUP_TIMEOUT_MS,
 } from "./settings.js";
-import { BUNDLE_DIR } from "../src/util/package_root.js";
+import { bundleDir } from "../src/util/package_root.js";
 
 /** BENCH_TARGETS name of this part. */
 export const REDIS_BENCHMARK_TARGET = "redis-benchmark";
@@ -212,7 +212,7 @@ async function startCluster(cleanup: Cleanup, dataDir: string): Promise<LocalClu
   };
   const cluster = await startLocalCluster({ natsUrl: `nats://127.0.0.1:${await freePorts(1, taken)}`, dataDir, config, output: "files" });
   cleanup.add("redis-qjm local cluster", () => cluster.stop());
-  for (const child of cluster.actors.values()) trackServer(child, BUNDLE_DIR);
+  for (const child of cluster.actors.values()) trackServer(child, bundleDir());
   return cluster;
 }
 

@@ -9,13 +9,16 @@ import { build } from "esbuild";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const out = path.join(root, "dist", "bundle");
-const actors = path.join(root, "dist", "actors");
-const entryPoints = fs.readdirSync(actors).filter((f) => f.endsWith(".js")).map((f) => path.join(actors, f));
+// The entry points of today's sources (tsc leaves the output of a deleted actor behind in dist/actors).
+const names = fs.readdirSync(path.join(root, "actors")).filter((f) => f.endsWith(".ts")).map((f) => f.replace(/\.ts$/, ".js"));
+const entryPoints = names.map((f) => path.join(root, "dist", "actors", f));
 
-fs.rmSync(out, { recursive: true, force: true });
+// Built aside, then swapped in: a cluster restarting an actor meanwhile finds the old bundle or the new one, whole.
+const next = `${out}.next`;
+fs.rmSync(next, { recursive: true, force: true });
 await build({
   entryPoints,
-  outdir: out,
+  outdir: next,
   bundle: true,
   splitting: true,
   format: "esm",
@@ -23,11 +26,25 @@ await build({
   target: "node20",
   sourcemap: "linked",
   logLevel: "warning",
-  // pino starts pino-pretty in a worker thread by its file name (a terminal's log), and msgpackr loads its optional
-  // native part by name: both stay in node_modules.
-  external: ["pino", "pino-pretty", "msgpackr-extract"],
-  // The CommonJS packages bundled in (ioredis, prom-client) call require() for Node's own modules.
-  banner: { js: "import { createRequire as qjmCreateRequire } from 'node:module'; const require = qjmCreateRequire(import.meta.url);" },
+  // pino starts pino-pretty in a worker thread by its file name (a terminal's log), and msgpackr finds its optional
+  // native part from its own directory: they stay in node_modules.
+  external: ["pino", "pino-pretty", "msgpackr", "msgpackr-extract"],
+  // The CommonJS packages bundled in (ioredis, prom-client) call require() for Node's own modules, and some name
+  // __dirname (ioredis, for its package.json's version: "error-fetching-version" from a bundle, a label in CLIENT LIST).
+  banner: {
+    js: [
+      "import { createRequire as qjmCreateRequire } from 'node:module';",
+      "import { fileURLToPath as qjmFileURLToPath } from 'node:url';",
+      "const require = qjmCreateRequire(import.meta.url);",
+      "const __filename = qjmFileURLToPath(import.meta.url);",
+      "const __dirname = qjmFileURLToPath(new URL('.', import.meta.url));",
+    ].join(" "),
+  },
 });
-for (const f of fs.readdirSync(out)) if (entryPoints.some((e) => path.basename(e) === f)) fs.chmodSync(path.join(out, f), 0o755);
-fs.writeFileSync(path.join(out, ".built"), `${new Date().toISOString()}\n`);
+for (const f of names) fs.chmodSync(path.join(next, f), 0o755);
+fs.writeFileSync(path.join(next, ".built"), `${new Date().toISOString()}\n`);
+const old = `${out}.old`;
+fs.rmSync(old, { recursive: true, force: true });
+if (fs.existsSync(out)) fs.renameSync(out, old);
+fs.renameSync(next, out);
+fs.rmSync(old, { recursive: true, force: true });

@@ -42,7 +42,7 @@ fi
 npx tsc -p tsconfig.json >&2
 # Every actor process and the CLI run from one bundle each (dist/bundle/, infra/bundle.mjs says why).
 node infra/bundle.mjs >&2
-# The CLI and actors are run as programs (npx redis-qjm, node dist/actors/…).
+# The CLI and actors are run as programs (npx redis-qjm, node dist/actors/…; bundle.mjs makes dist/bundle's so).
 chmod +x dist/actors/*.js
 # Redis 7.0.15's test suite (3 MB from Debian's archive, checksum-verified) cached once under .cache/redis-suite, so
 # the runner and its integration test work offline afterwards. Without the network: a warning, nothing fails here.

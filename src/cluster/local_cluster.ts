@@ -12,7 +12,7 @@ import { credsFile, type NatsUser } from "../nats/auth.js";
 import { startChild, type Child } from "../process/child.js";
 import { restartDelay, type RestartPolicy } from "../process/restart_policy.js";
 import { startLocalNats, type LocalNatsServer, type NatsRestartHook } from "./local_nats.js";
-import { actorProgram } from "../util/package_root.js";
+import { actorProgram, staleBundle } from "../util/package_root.js";
 
 
 export interface ActorSpec {
@@ -101,6 +101,9 @@ export function rotatedUrls(urls: readonly string[], i: number): string[] {
 }
 
 export async function startLocalCluster(options: LocalClusterOptions): Promise<LocalCluster> {
+  // Checked once, before anything starts: an actor restarted later runs what the first ones ran.
+  const stale = staleBundle();
+  if (stale !== null) throw new Error(stale);
   const config: Config = { ...defaults, ...(options.config ?? {}), dataDir: path.resolve(options.dataDir) };
   config.natsUrl = options.natsUrl ?? config.natsUrl;
   fs.mkdirSync(path.join(config.dataDir, "logs"), { recursive: true });

@@ -7,10 +7,10 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { defaults, envName } from "./config.js";
-import { PACKAGE_ROOT } from "../util/package_root.js";
+import { packageRoot } from "../util/package_root.js";
 
-export const CONFIG_SOURCE = path.join(PACKAGE_ROOT, "src/config/config.ts");
-export const CONFIG_DOC = path.join(PACKAGE_ROOT, "docs/configuration.md");
+export const CONFIG_SOURCE = path.join(packageRoot(), "src/config/config.ts");
+export const CONFIG_DOC = path.join(packageRoot(), "docs/configuration.md");
 
 const HEADER = `# Configuration
 

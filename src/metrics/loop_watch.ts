@@ -9,12 +9,10 @@ import { monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
 import type { Logger } from "../util/log.js";
 
 /**
- * The period of every event-loop histogram's timer (this one, and prom-client's process series: actor_metrics.ts). Each
- * wakes its process this often, idle or not: at 10 ms the two were 200 of an idle data node's ~260 wake-ups a second,
- * prom-client's ~170 of an idle journal node's ~200; at 20 ms an idle cluster of 6 actors still burnt 140 ms of CPU a
- * second, 125 at 50 ms. The stalls that matter here are 100 ms and more (LoopWatch warns at masterTimeoutMs / 6).
+ * The period of this histogram's timer, which wakes a data node this often, idle or not. A stall of S ms reads as
+ * S − LOOP_SAMPLE_MS to S: the warning at masterTimeoutMs / 6 (100 ms by default) needs a period well below it.
  */
-export const LOOP_SAMPLE_MS = 50;
+export const LOOP_SAMPLE_MS = 20;
 
 export class LoopWatch {
   private readonly histogram: IntervalHistogram;

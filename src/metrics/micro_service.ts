@@ -13,7 +13,7 @@ import type { NatsConnection } from "../nats/bus.js";
 import { MICRO_SERVICE_NAME } from "../protocol/subjects.js";
 import type { Logger } from "../util/log.js";
 import type { ActorLabels } from "./actor_metrics.js";
-import { PACKAGE_VERSION } from "../util/package_root.js";
+import { packageVersion } from "../util/package_root.js";
 
 
 type ServicesConnection = ConstructorParameters<typeof Svcm>[0];
@@ -29,7 +29,7 @@ export async function startMicroService(nc: NatsConnection, labels: ActorLabels,
   try {
     svc = await new Svcm(nc as unknown as ServicesConnection).add({
       name: MICRO_SERVICE_NAME,
-      version: PACKAGE_VERSION,
+      version: packageVersion(),
       description: `redis-qjm ${labels.role} ${labels.id} of cluster ${labels.cluster}`,
       // The micro protocol's metadata is string → string: no metrics endpoint is "".
       metadata: { cluster: labels.cluster, id: labels.id, role: labels.role, metricsUrl: metricsUrl ?? "" },

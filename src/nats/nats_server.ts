@@ -4,7 +4,7 @@ import { startChild, type Child } from "../process/child.js";
 import { waitForPort } from "../process/ports.js";
 import { writeSecretFile } from "../util/secret_file.js";
 import { loopbackRouteHost, natsRouteTls, type NatsServerTls } from "./tls.js";
-import { PACKAGE_ROOT } from "../util/package_root.js";
+import { packageRoot } from "../util/package_root.js";
 
 export interface NatsServer {
   readonly port: number;
@@ -15,8 +15,6 @@ export interface NatsServer {
   reload(): void;
 }
 
-/** infra/nats/nats-server.conf. */
-export const NATS_CONF = path.join(PACKAGE_ROOT, "infra", "nats", "nats-server.conf");
 
 /** Starts Debian's nats-server on 127.0.0.1:`port`; `args` adds flags (e.g. JetStream, cluster routes). */
 export async function startNatsServer(port: number, options: { logDir?: string; args?: string[]; timeoutMs?: number } = {}): Promise<NatsServer> {
@@ -67,5 +65,5 @@ export function natsClusterConf(c: NatsRouteConf): string {
  */
 export function writeNatsServerConf(file: string, authorization: string, maxPayloadBytes: number, extra = ""): void {
   const generated = `max_payload: ${maxPayloadBytes}\n# Users and permissions, written by redis-qjm (src/nats/auth.ts).\n${authorization}`;
-  writeSecretFile(file, `${fs.readFileSync(NATS_CONF, "utf8")}\n# From QJM_NATS_PAYLOAD_BYTES_MAX.\n${generated}${extra}`);
+  writeSecretFile(file, `${fs.readFileSync(path.join(packageRoot(), "infra", "nats", "nats-server.conf"), "utf8")}\n# From QJM_NATS_PAYLOAD_BYTES_MAX.\n${generated}${extra}`);
 }

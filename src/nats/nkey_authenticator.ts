@@ -55,9 +55,16 @@ function crc16(bytes: Uint8Array): number {
   return crc;
 }
 
-/** The public nkey of an Ed25519 public key: its prefix byte (a seed's second role), the key, the CRC, in base32. */
-function publicNkey(seedBytes: Buffer, publicKey: Buffer): string {
-  const prefix = ((seedBytes[0] & 7) << 5) | ((seedBytes[1] & 248) >> 3);
+/** The roles of Ed25519 nkeys (a Curve seed holds an X25519 key: no signature). */
+const SIGNING_ROLES: ReadonlySet<number> = new Set([nkeys.Prefix.User, nkeys.Prefix.Account, nkeys.Prefix.Server, nkeys.Prefix.Operator, nkeys.Prefix.Cluster]);
+
+/** A seed's role: the prefix its two first bytes carry beside the Seed prefix. */
+function seedRole(seedBytes: Buffer): number {
+  return ((seedBytes[0] & 7) << 5) | ((seedBytes[1] & 248) >> 3);
+}
+
+/** The public nkey of an Ed25519 public key: its role's prefix byte, the key, the CRC, in base32. */
+function publicNkey(prefix: number, publicKey: Buffer): string {
   const raw = Buffer.concat([Buffer.from([prefix]), publicKey, Buffer.alloc(2)]);
   raw.writeUInt16LE(crc16(raw.subarray(0, 33)), 33);
   return base32Encode(raw);
@@ -69,10 +76,14 @@ export function fastNkeyAuthenticator(seed: string): Authenticator {
   nkeys.fromSeed(new TextEncoder().encode(seed));
   // A seed is 2 prefix bytes, the 32-byte Ed25519 seed, a 2-byte CRC; a public nkey 1 prefix byte, 32 bytes, a CRC.
   const seedBytes = base32Decode(seed);
+  // What getPublicKey refused (a key of another length; a Curve seed) is refused here too, at creation.
+  if (seedBytes.length !== 36) throw new Error(`not an nkey seed: ${seedBytes.length} bytes, not 36`);
+  const role = seedRole(seedBytes);
+  if (!SIGNING_ROLES.has(role)) throw new Error(`not a signing nkey seed (role ${nkeys.Prefix[role] ?? role})`);
   const key = crypto.createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seedBytes.subarray(2, 34)]), format: "der", type: "pkcs8" });
   const publicKey = crypto.createPublicKey(key).export({ format: "der", type: "spki" }).subarray(-32);
   // What nats-server knows the user by; fromPublic checks its prefix and checksum (a bug here throws now, not at connect).
-  const nkey = publicNkey(seedBytes, publicKey);
+  const nkey = publicNkey(role, publicKey);
   nkeys.fromPublic(nkey);
   return (nonce?: string) => ({ nkey, sig: nonce ? nkeys.encode(crypto.sign(null, Buffer.from(nonce, "utf8"), key)) : "" });
 }

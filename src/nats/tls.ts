@@ -7,7 +7,7 @@
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { natsUrls, type Config } from "../config/config.js";
-import { PACKAGE_ROOT } from "../util/package_root.js";
+import { packageRoot } from "../util/package_root.js";
 
 /** What a connection presents and trusts: files (`caFile`…) or PEM text (`ca`…), as nats.js takes them. */
 export interface NatsTls {
@@ -20,7 +20,9 @@ export interface NatsTls {
 }
 
 /** infra/tls/make-certs.sh. */
-export const MAKE_CERTS = path.join(PACKAGE_ROOT, "infra", "tls", "make-certs.sh");
+export function makeCertsScript(): string {
+  return path.join(packageRoot(), "infra", "tls", "make-certs.sh");
+}
 
 /**
  * Seconds nats-server gives a TLS handshake (its default, half a second, is less than a loaded machine's actor may
@@ -102,8 +104,8 @@ export function natsTlsConf(tls: NatsServerTls): string {
  * names or addresses for nats-server's certificate. Throws with the script's output when it fails.
  */
 export function makeCertificates(dir: string, names: readonly string[] = []): void {
-  const r = spawnSync("bash", [MAKE_CERTS, dir, ...names], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`${MAKE_CERTS} ${dir} failed (${r.status ?? r.signal}): ${(r.stderr || r.error?.message || "").trim()}`);
+  const r = spawnSync("bash", [makeCertsScript(), dir, ...names], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`${makeCertsScript()} ${dir} failed (${r.status ?? r.signal}): ${(r.stderr || r.error?.message || "").trim()}`);
 }
 
 /**

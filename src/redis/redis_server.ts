@@ -3,7 +3,7 @@ import path from "node:path";
 import { Redis } from "ioredis";
 import { startChild, killLeftover, type Child } from "../process/child.js";
 import { credentialsDir, ensureSecretFile, writeSecretFile } from "../util/secret_file.js";
-import { PACKAGE_ROOT } from "../util/package_root.js";
+import { packageRoot } from "../util/package_root.js";
 
 export interface RedisServerOptions {
   port: number;
@@ -29,8 +29,6 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-/** infra/redis/*.conf: the settings of each kind of Redis we run. */
-const INFRA_REDIS = path.join(PACKAGE_ROOT, "infra", "redis");
 
 /** Deletes the data set a Redis in `dir` would load at start (its AOF and RDB files). */
 export function wipeRedisData(dir: string): void {
@@ -51,7 +49,8 @@ export async function startRedisServer(options: RedisServerOptions): Promise<Red
   await killLeftover(pidFile, "redis-server");
   fs.rmSync(pidFile, { force: true });
   if (!options.persistent) wipeRedisData(dir);
-  const conf = path.join(INFRA_REDIS, options.persistent ? "replica.conf" : "master.conf");
+  // infra/redis/*.conf: the settings of each kind of Redis we run.
+  const conf = path.join(packageRoot(), "infra", "redis", options.persistent ? "replica.conf" : "master.conf");
   const args = [
     conf,
     "--port", String(options.port),

@@ -164,8 +164,9 @@ test.serial("client - a consumer package imports { connect } from the packed \"r
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-consumer-"));
   scratch.push(dir);
   // The package as `npm pack` makes it (its "files", "exports" and declarations), unpacked where `npm install` puts it;
-  // its dependencies linked from this checkout (the test installs nothing from a registry).
-  const pack = await run("npm", ["pack", "--pack-destination", dir], PACKAGE_ROOT, process.env);
+  // its dependencies linked from this checkout (the test installs nothing from a registry). Without its prepack build:
+  // the suite's set-up built, and a build now would rewrite dist/ under the other tests' feet.
+  const pack = await run("npm", ["pack", "--ignore-scripts", "--pack-destination", dir], PACKAGE_ROOT, process.env);
   t.is(pack.code, 0, pack.stderr);
   const tarball = path.join(dir, pack.stdout.trim().split("\n").pop()!);
   fs.mkdirSync(path.join(dir, "node_modules"));

@@ -3,7 +3,7 @@
  * must work). Each ```sh block is read line by line, in order, against a cluster the block's `npm start` line started:
  *
  * - `[VAR=value …] npm start [args]` starts the local cluster the way `npm start` does after its set-up
- *   (`node dist/actors/cluster.js`, which `npm start` runs once `infra/setup.sh` has installed and built — this suite
+ *   (`node dist/bundle/cluster.js`, which `npm start` runs once `infra/setup.sh` has installed and built — this suite
  *   did that already, and a second build would rewrite `dist/` under the other tests' feet), waits until a master
  *   serves, and stops it (by pid) before the next `npm start` or at the end;
  * - a command that follows a stream (`redis-qjm events`) must still be following after FOLLOW_MS, then is stopped;
@@ -27,6 +27,7 @@ import { connectBus, requestAll, type NatsConnection } from "../../src/nats/bus.
 import { clientTls } from "../../src/nats/tls.js";
 import type { ActorStatus } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
+import { actorProgram } from "../../src/util/package_root.js";
 
 /** The checkout: this file runs as dist/test/integration/docs_commands.test.js. */
 const ROOT = path.resolve(fileURLToPath(import.meta.url), "../../../..");
@@ -83,7 +84,7 @@ interface Running {
 }
 
 function startCluster(env: NodeJS.ProcessEnv, args: string[]): Running {
-  const child = spawn(process.execPath, ["dist/actors/cluster.js", ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [actorProgram("cluster"), ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   const output: string[] = [];
   const keep = (b: Buffer) => output.push(b.toString()) > 200 && output.shift();
   child.stdout!.on("data", keep);

@@ -5,7 +5,6 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import test, { type ExecutionContext } from "ava";
 import { envName } from "../../src/config/config.js";
 import { CLIENT_USER, credsFile } from "../../src/nats/auth.js";
@@ -15,13 +14,13 @@ import { freePort, freePorts } from "../../src/process/ports.js";
 import type { ActorStatus, WriteReply } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
 import { until } from "../helpers/harness.js";
-import { BUNDLE_DIR } from "../../src/util/package_root.js";
+import { actorProgram, bundleDir } from "../../src/util/package_root.js";
 
 /** npm start's data nodes (the default configuration). */
 const DATA_NODES = ["d1", "d2", "d3"];
-const CLUSTER_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../actors/cluster.js");
+const CLUSTER_JS = actorProgram("cluster");
 
-/** `node dist/actors/cluster.js` (what `npm start` runs after set-up) on free ports in a temp dir, stopped at teardown. */
+/** `node dist/bundle/cluster.js` (what `npm start` runs after set-up) on free ports in a temp dir, stopped at teardown. */
 async function startNpmStartCluster(t: ExecutionContext, name: string) {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `qjm-${name}-`));
   const natsPort = await freePort();
@@ -74,12 +73,12 @@ test("local cluster - npm start's cluster heals kill -9 of every actor, and Ctrl
   // Ctrl-C: every actor and server it started is gone.
   const pids = (await status()).map((a) => a.pid);
   // The check below means something only if it finds the live actors first.
-  for (const pid of pids) t.true(pidRuns(pid, BUNDLE_DIR), `actor ${pid} runs from ${BUNDLE_DIR}`);
+  for (const pid of pids) t.true(pidRuns(pid, bundleDir()), `actor ${pid} runs from ${bundleDir()}`);
   const redisPids = DATA_NODES.map((id) => Number(fs.readFileSync(path.join(dataDir, id, "redis", "redis.pid"), "utf8")));
   await nc.close();
   process.kill(cluster.pid, "SIGINT");
   t.is(await cluster.exited, 0);
-  for (const pid of pids) t.false(pidRuns(pid, BUNDLE_DIR), `actor ${pid} is gone`);
+  for (const pid of pids) t.false(pidRuns(pid, bundleDir()), `actor ${pid} is gone`);
   for (const pid of redisPids) t.false(pidRuns(pid, "redis-server"), `redis-server ${pid} is gone`);
   const natsGone = await connectBus(`nats://127.0.0.1:${natsPort}`, "probe", credsFile(dataDir, CLIENT_USER)).then(
     async (c) => {
@@ -107,11 +106,11 @@ test("local cluster - kill -9 of npm start's cluster takes every actor and serve
     });
     return pids.every((p) => p > 0) ? pids : undefined;
   }, 100);
-  for (const a of actors) t.true(pidRuns(a.pid, BUNDLE_DIR), `actor ${a.id} runs from ${BUNDLE_DIR}`);
+  for (const a of actors) t.true(pidRuns(a.pid, bundleDir()), `actor ${a.id} runs from ${bundleDir()}`);
   await nc.close();
   process.kill(cluster.pid, "SIGKILL");
   await cluster.exited;
-  for (const a of actors) await until(`actor ${a.id} gone`, 10000, () => (pidRuns(a.pid, BUNDLE_DIR) ? undefined : true), 50);
+  for (const a of actors) await until(`actor ${a.id} gone`, 10000, () => (pidRuns(a.pid, bundleDir()) ? undefined : true), 50);
   for (const pid of redisPids) await until(`redis-server ${pid} gone`, 10000, () => (pidRuns(pid, "redis-server") ? undefined : true), 50);
   const natsGone = await until("the nats-server gone", 10000, async () =>
     (await connectBus(`nats://127.0.0.1:${natsPort}`, "probe", credsFile(dataDir, CLIENT_USER)).then(

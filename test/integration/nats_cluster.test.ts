@@ -19,7 +19,7 @@ import { pidRuns } from "../../src/process/child.js";
 import { freePorts } from "../../src/process/ports.js";
 import { startTestCluster, until, type TestCluster } from "../helpers/harness.js";
 import { checkCounters, Events, IncrLoad, steadyMaster } from "../helpers/incr_load.js";
-import { BUNDLE_DIR } from "../../src/util/package_root.js";
+import { bundleDir } from "../../src/util/package_root.js";
 
 const DATA_NODES = ["d1", "d2", "d3"];
 /** The bound on the longest stretch without any acked write around one nats-server's death. */
@@ -68,7 +68,7 @@ function actorPids(tc: TestCluster): Map<string, number> {
 }
 
 function checkNoActorRestarted(t: ExecutionContext, tc: TestCluster, pids: Map<string, number>): void {
-  const changed = [...pids].filter(([name, pid]) => tc.cluster.actors.get(name)?.pid !== pid || !pidRuns(pid, BUNDLE_DIR));
+  const changed = [...pids].filter(([name, pid]) => tc.cluster.actors.get(name)?.pid !== pid || !pidRuns(pid, bundleDir()));
   t.deepEqual(changed.map(([name]) => name), [], "no actor process exited or was restarted");
 }
 

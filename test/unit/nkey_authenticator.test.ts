@@ -22,3 +22,63 @@ test("nkey authenticator - the signature verifies against the public nkey", (t) 
 test("nkey authenticator - a bad seed throws at creation, not at connect", (t) => {
   t.throws(() => fastNkeyAuthenticator("SUNOTASEED"));
 });
+
+test("nkey authenticator - every signing role gives nats.js's nkey and signature", (t) => {
+  for (const make of [nkeys.createUser, nkeys.createAccount, nkeys.createServer, nkeys.createOperator, nkeys.createCluster]) {
+    const pair = make();
+    const seed = pair.getSeed();
+    const ours = fastNkeyAuthenticator(new TextDecoder().decode(seed));
+    t.deepEqual(ours("a-nonce"), nkeyAuthenticator(seed)("a-nonce"), pair.getPublicKey());
+  }
+});
+
+const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/** A seed's bytes (RFC 4648 base32 without padding). */
+function bytesOf(seed: Uint8Array): Buffer {
+  const out: number[] = [];
+  let bits = 0;
+  let value = 0;
+  for (const ch of new TextDecoder().decode(seed)) {
+    value = ((value << 5) | BASE32.indexOf(ch)) & 0xffff;
+    bits += 5;
+    if (bits >= 8) {
+      out.push((value >>> (bits - 8)) & 0xff);
+      bits -= 8;
+    }
+  }
+  return Buffer.from(out);
+}
+
+/** A seed of two prefix bytes and a key of any length, with a valid CRC-16/XMODEM, in base32. */
+function seedOf(prefix: Buffer, key: Uint8Array): string {
+  const raw = Buffer.concat([prefix, key, Buffer.alloc(2)]);
+  let crc = 0;
+  for (const b of raw.subarray(0, raw.length - 2)) {
+    crc ^= b << 8;
+    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  raw.writeUInt16LE(crc, raw.length - 2);
+  let out = "";
+  let bits = 0;
+  let value = 0;
+  for (const b of raw) {
+    value = ((value << 8) | b) & 0xffff;
+    for (bits += 8; bits >= 5; bits -= 5) out += BASE32[(value >>> (bits - 5)) & 31];
+  }
+  return bits > 0 ? out + BASE32[(value << (5 - bits)) & 31] : out;
+}
+
+test("nkey authenticator - a Curve seed or a key of another length throws at creation, as nats.js's does at connect", (t) => {
+  const user = bytesOf(nkeys.createUser().getSeed());
+  const prefix = user.subarray(0, 2);
+  // The seed made again from its parts is accepted: the helpers are right.
+  t.notThrows(() => fastNkeyAuthenticator(seedOf(prefix, user.subarray(2, 34))));
+  for (const length of [30, 31, 33, 40, 64]) {
+    const seed = seedOf(prefix, Buffer.alloc(length, 7));
+    t.throws(() => fastNkeyAuthenticator(seed), undefined, `a ${length}-byte key`);
+    t.throws(() => nkeyAuthenticator(new TextEncoder().encode(seed))("n"), undefined, `nats.js refuses a ${length}-byte key too`);
+  }
+  const curve = new TextDecoder().decode(nkeys.createCurve().getSeed());
+  t.throws(() => fastNkeyAuthenticator(curve), { message: /not a signing nkey seed/ });
+});

@@ -6,7 +6,7 @@ import path from "node:path";
 import test from "ava";
 import { defaults, loadConfig, validateConfig } from "../../src/config/config.js";
 import { natsClusterConf } from "../../src/nats/nats_server.js";
-import { certFiles, clientTls, loopbackNatsUrl, MAKE_CERTS, makeCertificates, natsServerTls, natsTlsConf, NATS_TLS_TIMEOUT_S, tlsEnabled, tlsHint } from "../../src/nats/tls.js";
+import { certFiles, clientTls, loopbackNatsUrl, makeCertsScript, makeCertificates, natsServerTls, natsTlsConf, NATS_TLS_TIMEOUT_S, tlsEnabled, tlsHint } from "../../src/nats/tls.js";
 
 test("tls - QJM_TLS and the file paths: off by default; on, each file defaults under <dataDir>/tls", (t) => {
   t.is(loadConfig({}).tls, 0);
@@ -57,7 +57,7 @@ test("tls - make-certs.sh: a CA, a server and a client certificate, keys 0600; n
     t.regex(openssl("x509", "-in", f.clientCert, "-noout", "-ext", "extendedKeyUsage"), /TLS Web Client Authentication/);
 
     const before = Object.values(f).map((file) => fs.readFileSync(file, "utf8"));
-    const again = spawnSync("bash", [MAKE_CERTS, dir, "node2.example"], { encoding: "utf8" });
+    const again = spawnSync("bash", [makeCertsScript(), dir, "node2.example"], { encoding: "utf8" });
     t.is(again.status, 0);
     t.deepEqual(Object.values(f).map((file) => fs.readFileSync(file, "utf8")), before, "nothing overwritten");
     t.regex(again.stderr, /server.pem does not name node2.example: delete server.pem and server-key.pem/);
@@ -81,7 +81,7 @@ test("tls - a connection error that looks like a TLS mismatch says what to try",
 });
 
 test("tls - make-certs.sh without a directory is a usage error", (t) => {
-  const r = spawnSync("bash", [MAKE_CERTS], { encoding: "utf8" });
+  const r = spawnSync("bash", [makeCertsScript()], { encoding: "utf8" });
   t.is(r.status, 2);
   t.regex(r.stderr, /usage: .*make-certs.sh <dir>/);
   t.throws(() => makeCertificates("--bad"), { message: /failed \(2\)/ });
