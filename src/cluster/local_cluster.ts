@@ -1,9 +1,9 @@
 /**
  * A whole cluster on this machine as real processes: nats-server, or a routed cluster of them (local_nats.ts;
- * none when one already answers at the URL),
- * the journal nodes, the master and the replicas, each a `node dist/bundle/<role>.js` child (package_root.ts). `npm start`,
- * the integration tests and the bench use it. Every process is ours, stopped by pid. Our nats-server authenticates
- * every actor and client as its own user (src/nats/auth.ts).
+ * none when one already answers at the URL), the journal nodes, the master and the replicas, each a
+ * `node dist/bundle/<role>.js` child (package_root.ts). `npm start`, the integration tests and the bench use it. Every
+ * process is ours, stopped by pid. Our nats-server authenticates every actor and client as its own user
+ * (src/nats/auth.ts).
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -13,7 +13,6 @@ import { startChild, type Child } from "../process/child.js";
 import { restartDelay, type RestartPolicy } from "../process/restart_policy.js";
 import { startLocalNats, type LocalNatsServer, type NatsRestartHook } from "./local_nats.js";
 import { actorProgram, staleBundle } from "../util/package_root.js";
-
 
 export interface ActorSpec {
   name: string;

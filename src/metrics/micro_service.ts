@@ -15,7 +15,6 @@ import type { Logger } from "../util/log.js";
 import type { ActorLabels } from "./actor_metrics.js";
 import { packageVersion } from "../util/package_root.js";
 
-
 type ServicesConnection = ConstructorParameters<typeof Svcm>[0];
 
 export interface MicroService {

@@ -15,7 +15,6 @@ export interface NatsServer {
   reload(): void;
 }
 
-
 /** Starts Debian's nats-server on 127.0.0.1:`port`; `args` adds flags (e.g. JetStream, cluster routes). */
 export async function startNatsServer(port: number, options: { logDir?: string; args?: string[]; timeoutMs?: number } = {}): Promise<NatsServer> {
   const logFile = options.logDir !== undefined ? path.join(options.logDir, `nats-${port}.log`) : undefined;

@@ -29,7 +29,6 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-
 /** Deletes the data set a Redis in `dir` would load at start (its AOF and RDB files). */
 export function wipeRedisData(dir: string): void {
   if (!fs.existsSync(dir)) return;
