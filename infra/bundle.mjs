@@ -4,11 +4,12 @@
 // Code splitting keeps each role's code in its own chunk: a journal node does not load the data node's.
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
+// Compiled by tsc just before: the package, where the bundles go and the stamp staleBundle() reads, from one place.
+import { BUNDLE_STAMP, bundleDir, packageRoot } from "../dist/src/util/package_root.js";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const out = path.join(root, "dist", "bundle");
+const root = packageRoot();
+const out = bundleDir();
 // The entry points of today's sources (tsc leaves the output of a deleted actor behind in dist/actors).
 const names = fs.readdirSync(path.join(root, "actors")).filter((f) => f.endsWith(".ts")).map((f) => f.replace(/\.ts$/, ".js"));
 const entryPoints = names.map((f) => path.join(root, "dist", "actors", f));
@@ -42,7 +43,7 @@ await build({
   },
 });
 for (const f of names) fs.chmodSync(path.join(next, f), 0o755);
-fs.writeFileSync(path.join(next, ".built"), `${new Date().toISOString()}\n`);
+fs.writeFileSync(path.join(next, BUNDLE_STAMP), `${new Date().toISOString()}\n`);
 const old = `${out}.old`;
 fs.rmSync(old, { recursive: true, force: true });
 if (fs.existsSync(out)) fs.renameSync(out, old);

@@ -15,7 +15,7 @@ const ED25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "he
 const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
 /** RFC 4648 base32 without padding, as nkeys encodes seeds and public keys. */
-function base32Decode(text: string): Buffer {
+export function base32Decode(text: string): Buffer {
   const out: number[] = [];
   let bits = 0;
   let value = 0;
@@ -33,7 +33,7 @@ function base32Decode(text: string): Buffer {
 }
 
 /** RFC 4648 base32 without padding. */
-function base32Encode(bytes: Uint8Array): string {
+export function base32Encode(bytes: Uint8Array): string {
   let out = "";
   let bits = 0;
   let value = 0;
@@ -46,7 +46,7 @@ function base32Encode(bytes: Uint8Array): string {
 }
 
 /** CRC-16/XMODEM, the checksum nkeys end with (little-endian). */
-function crc16(bytes: Uint8Array): number {
+export function crc16(bytes: Uint8Array): number {
   let crc = 0;
   for (const b of bytes) {
     crc ^= b << 8;

@@ -37,6 +37,9 @@ export function bundleDir(): string {
   return path.join(packageRoot(), "dist", "bundle");
 }
 
+/** The file infra/bundle.mjs writes last in bundleDir(): its time is the bundles' (staleBundle). */
+export const BUNDLE_STAMP = ".built";
+
 export type Program = "cli" | "cluster" | "journal-node" | "master" | "replica" | "data-node";
 
 /** The program of an actor or of the command line: `dist/bundle/<name>.js`. */
@@ -52,7 +55,7 @@ export function actorProgram(name: Program): string {
 export function staleBundle(): string | null {
   const compiled = fs.statSync(path.join(packageRoot(), "dist", ".tsbuildinfo"), { throwIfNoEntry: false })?.mtimeMs;
   if (compiled === undefined) return null;
-  const built = fs.statSync(path.join(bundleDir(), ".built"), { throwIfNoEntry: false })?.mtimeMs;
+  const built = fs.statSync(path.join(bundleDir(), BUNDLE_STAMP), { throwIfNoEntry: false })?.mtimeMs;
   if (built === undefined) return `${bundleDir()} is not built: run npm run build`;
   return built < compiled ? `${bundleDir()} is older than the compiled code: run npm run build` : null;
 }
