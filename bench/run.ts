@@ -8,7 +8,8 @@
  *   BENCH_TRACE_SAMPLE=<n>  redis-qjm traces 1 write in n (default 8; 0: off): the per-hop breakdown, and a third
  *                       redis-qjm run at 256 clients paced at half its peak for the replica lag (P4)
  *   BENCH_TARGETS=a,b   only the targets whose name contains one of these (the floor is measured with any other
- *                       throughput target); `bootstrap` selects the bootstrap bench (bench/bootstrap.ts)
+ *                       throughput target); `skeleton` selects the quorum skeleton (bench/skeleton.ts: the write
+ *                       path's required steps alone, in Node); `bootstrap` selects the bootstrap bench (bench/bootstrap.ts)
  *   BENCH_BOOTSTRAP_KEYS=<n>  keys the bootstrap bench fills the cluster with (default 1,000,000; it takes minutes)
  *   `failover` selects the failover bench (bench/failover.ts: kills and partitions of the master, redis-qjm beside
  *   Redis + Sentinel); BENCH_FAILOVER_CLIENTS / _KILLS / _PARTITIONS / _SEED shape it (defaults 32 / 10 / 2 / 1)
@@ -35,6 +36,7 @@ import { REDIS_BENCHMARK_TARGET, TARGETS as REDIS_BENCHMARK_TARGETS, runRedisBen
 import { benchmarkTable } from "./redis_benchmark_report.js";
 import { breakdownTable, cpuNotes, lagNotes, markdownTable, notes, textTable, withFloorRatios, writeJson } from "./report.js";
 import { sentinelFailover } from "./sentinel_failover.js";
+import { skeletonTarget } from "./skeleton.js";
 import { CONCURRENCIES, KEY_SPACE, VALUE_BYTES, WARMUP_MS, benchSeconds, benchTraceSample, benchWarmWrites } from "./settings.js";
 
 /** BENCH_TARGETS name of the failover bench. */
@@ -65,7 +67,7 @@ async function main(): Promise<number> {
   const wanted = (process.env.BENCH_TARGETS ?? "").split(",").map((s) => s.trim().toLowerCase()).filter((s) => s !== "");
   const named = (factory: TargetFactory): string => factory(os.tmpdir()).name;
   const selects = (name: string): boolean => wanted.length === 0 || wanted.some((w) => name.toLowerCase().includes(w));
-  let factories: TargetFactory[] = [...BASELINES, (dir: string) => qjmTarget(dir)].filter((factory) => named(factory) === FLOOR || selects(named(factory)));
+  let factories: TargetFactory[] = [...BASELINES, skeletonTarget, (dir: string) => qjmTarget(dir)].filter((factory) => named(factory) === FLOOR || selects(named(factory)));
   // The floor alone divides nothing (e.g. BENCH_TARGETS=bootstrap), unless it was asked for.
   if (factories.every((factory) => named(factory) === FLOOR) && !(wanted.length > 0 && selects(FLOOR))) factories = [];
   const bootstrapWanted = selects(BOOTSTRAP_TARGET);
