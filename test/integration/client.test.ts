@@ -190,6 +190,15 @@ test.serial("client - a consumer package imports { connect } from the packed \"r
   const js = await run(process.execPath, ["main.mjs"], dir, env);
   t.is(js.code, 0, js.stderr);
   t.like(JSON.parse(js.stdout) as Record<string, unknown>, { reply: 1, errorClass: "function", code: "NO_QUORUM" });
+  // The bin as `npm install` links it (node_modules/.bin, its target made executable): the bundled CLI runs from the
+  // installed package, finds its own files there, and writes.
+  const cliJs = path.join(dir, "node_modules", "redis-qjm", "dist", "bundle", "cli.js");
+  fs.chmodSync(cliJs, 0o755);
+  fs.mkdirSync(path.join(dir, "node_modules", ".bin"));
+  fs.symlinkSync(path.relative(path.join(dir, "node_modules", ".bin"), cliJs), path.join(dir, "node_modules", ".bin", "redis-qjm"));
+  const cli = await run(path.join(dir, "node_modules", ".bin", "redis-qjm"), ["write", "INCR", "consumer:n"], dir, env);
+  t.is(cli.code, 0, cli.stderr);
+  t.like(JSON.parse(cli.stdout) as Record<string, unknown>, { ok: true, reply: 2 });
   // The types: a TypeScript consumer type-checks against the package's declarations.
   fs.writeFileSync(
     path.join(dir, "main.ts"),
