@@ -17,7 +17,7 @@ import { Cleanup, trackServer } from "./cleanup.js";
 import { retryUntil, type NamedProcess, type Target } from "./harness.js";
 import { connectNats, freePortRange, startBenchNats } from "./servers.js";
 import { REQUEST_TIMEOUT_MS, benchTraceSample } from "./settings.js";
-import { replicaLag, summarizeHops, type ClientTrace } from "./trace.js";
+import { commitStamp, replicaLag, summarizeHops, type ClientTrace } from "./trace.js";
 import { checkWriteReply, writeBody } from "./workload.js";
 import { bundleDir } from "../src/util/package_root.js";
 
@@ -79,14 +79,14 @@ export function qjmTarget(dir: string): Target {
         // Applied runs may trail the window's last commits by a poll: the lag is read over what arrived.
         collecting = false;
         if (traceSample === 0) return {};
-        return { hops: summarizeHops(traces), lag: replicaLag(traces, applied) };
+        return { hops: summarizeHops(traces), lag: replicaLag(traces.map(commitStamp), applied) };
       },
     },
   };
 }
 
 /** The replicas' applied runs (TraceApplied) while `collecting()`; a malformed one is skipped. */
-function subscribeApplied(nc: NatsConnection, subject: string, collecting: () => boolean, into: TraceApplied[]): Subscription {
+export function subscribeApplied(nc: NatsConnection, subject: string, collecting: () => boolean, into: TraceApplied[]): Subscription {
   return nc.subscribe(subject, {
     callback: (err, msg) => {
       if (err !== null || !collecting()) return;

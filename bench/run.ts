@@ -36,7 +36,7 @@ import { REDIS_BENCHMARK_TARGET, TARGETS as REDIS_BENCHMARK_TARGETS, runRedisBen
 import { benchmarkTable } from "./redis_benchmark_report.js";
 import { breakdownTable, cpuNotes, lagNotes, markdownTable, notes, textTable, withFloorRatios, writeJson } from "./report.js";
 import { sentinelFailover } from "./sentinel_failover.js";
-import { skeletonTarget } from "./skeleton.js";
+import { SKELETON_TARGET, skeletonTarget } from "./skeleton.js";
 import { CONCURRENCIES, KEY_SPACE, VALUE_BYTES, WARMUP_MS, benchSeconds, benchTraceSample, benchWarmWrites } from "./settings.js";
 
 /** BENCH_TARGETS name of the failover bench. */
@@ -46,8 +46,10 @@ const FAILOVER_TARGET = "failover";
 const FLOOR = "NATS request/reply";
 /** The peer whose CPU per acked write redis-qjm's is compared with. */
 const CPU_REFERENCE = "JetStream R3 publish";
-/** P4 (replica lag) is measured at this share of redis-qjm's peak (its writes/s at the largest concurrency). */
+/** P4 (replica lag) is measured at this share of a target's peak (its writes/s at the largest concurrency). */
 const LAG_LOAD_SHARE = 0.5;
+/** The targets whose replicas report when they applied a write (P4). */
+const LAG_TARGETS: readonly string[] = ["redis-qjm", SKELETON_TARGET];
 
 function version(command: string): string {
   try {
@@ -99,8 +101,9 @@ async function main(): Promise<number> {
         const dir = fs.mkdtempSync(path.join(root, `c${clients}-`));
         results.push(await runTarget(factory(dir), clients, seconds));
       }
-      const peak = results.find((r) => r.target === "redis-qjm" && r.clients === Math.max(...CONCURRENCIES) && r.writes > 0);
-      if (named(factory) === "redis-qjm" && peak !== undefined && benchTraceSample() > 0) {
+      const name = named(factory);
+      const peak = results.find((r) => r.target === name && r.clients === Math.max(...CONCURRENCIES) && r.writes > 0);
+      if (LAG_TARGETS.includes(name) && peak !== undefined && benchTraceSample() > 0) {
         paced.push(await runTarget(factory(fs.mkdtempSync(path.join(root, "paced-"))), peak.clients, seconds, peak.writesPerSec * LAG_LOAD_SHARE));
       }
     }

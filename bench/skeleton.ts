@@ -1,21 +1,26 @@
 /**
- * The quorum skeleton (issue #13): redis-qjm's write path reduced to its required steps, as separate Node processes
- * like redis-qjm's actors — a client's request through nats-server to a master, a SET on the master's Redis, one
- * batch fanned out to 3 journals that each append it and fdatasync, a majority of acks, the reply. Group commit as
- * redis-qjm's (one batch in flight, the next filling). Not a peer a user could pick: what any implementation of this
- * design in Node pays on this host, so the gap between it and redis-qjm is redis-qjm's own code, and the gap between
- * it and the NATS floor is the design's. The processes are bench/skeleton_node.ts.
+ * The quorum skeleton (issue #13): redis-qjm's write path reduced to its required steps, in as many Node processes as
+ * `npm start` runs actors — a client's request through nats-server to a master, a SET on the master's Redis, one batch
+ * fanned out to 3 journals that each append it and fdatasync and to 2 replicas, a majority of acks, the reply; each
+ * replica applies the writes to its own Redis once a commit index covers them. Group commit and commit notices as
+ * redis-qjm's. Not a peer a user could pick: what any implementation of this design in Node pays on this host, so the
+ * gap between it and redis-qjm is redis-qjm's own code, and the gap between it and the NATS floor is the design's.
+ * The processes are bench/skeleton_node.ts; with tracing (BENCH_TRACE_SAMPLE > 0) every write's reply carries its
+ * commit stamp and the replicas publish their applied runs, for the replica lag (P4).
  */
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { startChild, type Child } from "../src/process/child.js";
+import type { TraceApplied } from "../src/protocol/messages.js";
+import { startChild } from "../src/process/child.js";
 import { Cleanup, trackServer } from "./cleanup.js";
 import type { NamedProcess, Target } from "./harness.js";
 import { withDeadline } from "./harness.js";
+import { subscribeApplied } from "./qjm_target.js";
 import { connectNats, startBenchNats, startBenchRedis } from "./servers.js";
-import { REQUEST_TIMEOUT_MS, SETUP_TIMEOUT_MS } from "./settings.js";
-import { SKELETON_JOURNALS, SKELETON_SUBJECTS as S } from "./skeleton_subjects.js";
+import { REQUEST_TIMEOUT_MS, SETUP_TIMEOUT_MS, benchTraceSample } from "./settings.js";
+import { SKELETON_JOURNALS, SKELETON_REPLICAS, SKELETON_SUBJECTS as S } from "./skeleton_subjects.js";
+import { replicaLag, type CommitStamp } from "./trace.js";
 import { checkWriteReply, writeBody } from "./workload.js";
 
 export const SKELETON_TARGET = "quorum skeleton (Node)";
@@ -23,37 +28,57 @@ const PROGRAM = fileURLToPath(new URL("./skeleton_node.js", import.meta.url));
 
 export function skeletonTarget(dir: string): Target {
   const cleanup = new Cleanup();
+  const traced = benchTraceSample() > 0;
   let nc: NatsConnection | undefined;
   let processes: NamedProcess[] = [];
-  const start = (name: string, args: string[]): Child => {
-    const child = startChild(process.execPath, [PROGRAM, ...args], { logFile: path.join(dir, `${name}.log`) });
+  let collecting = false;
+  const commits: CommitStamp[] = [];
+  const applied: TraceApplied[] = [];
+  const start = (name: string, args: string[]): void => {
+    const child = startChild(process.execPath, [PROGRAM, ...args], { logFile: path.join(dir, `${name.replace(" ", "")}.log`) });
     trackServer(child, PROGRAM);
     cleanup.add(`skeleton ${name} (pid ${child.pid})`, () => child.stop());
     processes.push({ name, pid: child.pid });
-    return child;
+  };
+  const redis = async (name: string): Promise<number> => {
+    // Persistent (AOF, fsync every second) as a data node's Redis.
+    const server = await startBenchRedis(cleanup, { dir: path.join(dir, `${name}-redis`), persistent: true });
+    processes.push({ name: `${name}'s redis-server`, pid: server.child.pid });
+    return server.port;
   };
   return {
     name: SKELETON_TARGET,
     processes: () => processes,
     async setup() {
       const nats = await startBenchNats(cleanup, path.join(dir, "nats"));
-      const redis = await startBenchRedis(cleanup, { dir: path.join(dir, "redis"), persistent: false });
-      processes = [{ name: "nats-server", pid: nats.child.pid }, { name: "redis-server", pid: redis.child.pid }];
+      processes = [{ name: "nats-server", pid: nats.child.pid }];
       nc = await connectNats(cleanup, nats.url, "bench-clients");
-      const ready = new Set<string>();
-      const sub = nc.subscribe(S.ready);
+      const ready = nc.subscribe(S.ready);
+      if (traced) subscribeApplied(nc, S.applied, () => collecting, applied);
       await nc.flush();
-      start("master", ["master", nats.url, String(redis.port)]);
+      start("master", ["master", nats.url, String(await redis("master"))]);
       for (let j = 1; j <= SKELETON_JOURNALS; j++) start(`journal ${j}`, ["journal", nats.url, `j${j}`, path.join(dir, `j${j}.editlog`)]);
+      for (let r = 1; r <= SKELETON_REPLICAS; r++) start(`replica ${r}`, ["replica", nats.url, `r${r}`, String(await redis(`replica ${r}`)), traced ? "1" : "0"]);
+      const names = new Set<string>();
       const all = (async () => {
-        for await (const m of sub) if (ready.add(m.string()).size === SKELETON_JOURNALS + 1) break;
+        for await (const m of ready) if (names.add(m.string()).size === 1 + SKELETON_JOURNALS + SKELETON_REPLICAS) break;
       })();
       await withDeadline(all, SETUP_TIMEOUT_MS, "quorum skeleton's processes subscribed");
     },
     async write(c, i) {
       if (nc === undefined) throw new Error("quorum skeleton: setup did not complete");
-      checkWriteReply((await nc.request(S.write, writeBody(c, i), { timeout: REQUEST_TIMEOUT_MS })).data);
+      const reply = checkWriteReply((await nc.request(S.write, writeBody(c, i), { timeout: REQUEST_TIMEOUT_MS })).data);
+      if (collecting) commits.push({ txid: Number(reply.txid), committed: Number(reply.committed) });
     },
     teardown: () => cleanup.run(),
+    window: {
+      open() {
+        collecting = traced;
+      },
+      close() {
+        collecting = false;
+        return traced ? { lag: replicaLag(commits, applied) } : {};
+      },
+    },
   };
 }

@@ -1,14 +1,28 @@
-/** The quorum skeleton's subjects and size (bench/skeleton.ts, bench/skeleton_node.ts): one place for both sides. */
+/** The quorum skeleton's subjects, messages and shape (bench/skeleton.ts, bench/skeleton_node.ts): one place for both sides. */
+import { defaults } from "../src/config/config.js";
+
 export const SKELETON_SUBJECTS = {
   /** Client writes, as redis-qjm's `qjm.<cluster>.write`. */
   write: "skeleton.write",
-  /** The master's batch fan-out to every journal. */
+  /** The master's batch fan-out to every journal and replica. */
   batch: "skeleton.batch",
   /** Journals' acks to the master. */
   ack: "skeleton.ack",
+  /** A commit index no batch carried. */
+  committed: "skeleton.committed",
+  /** Replicas' applied runs (TraceApplied, as redis-qjm's replicas publish them), when traced. */
+  applied: "skeleton.applied",
   /** Each process says here that it subscribed. */
   ready: "skeleton.ready",
 } as const;
 
-/** Journals, as redis-qjm's default journal nodes. */
-export const SKELETON_JOURNALS = 3;
+/** Journals and replicas, as redis-qjm's defaults (3 journal nodes; 3 data nodes: a master and 2 replicas). */
+export const SKELETON_JOURNALS = defaults.journalNodes.length;
+export const SKELETON_REPLICAS = defaults.dataNodes.length - 1;
+
+/** A batch after its 4-byte number: its writes from txid `first` on, and the commit index when it left. */
+export interface SkeletonBatch {
+  first: number;
+  committed: number;
+  kv: [string, string][];
+}

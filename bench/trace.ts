@@ -91,11 +91,22 @@ export interface LagSummary {
   p99Ms: number;
 }
 
+/** A write's txid and when the master committed it (its trace stamp; 0: unknown). */
+export interface CommitStamp {
+  txid: number;
+  committed: number;
+}
+
+/** What a traced write says of its commit. */
+export function commitStamp(t: ClientTrace): CommitStamp {
+  return { txid: t.txid, committed: t.trace.committed };
+}
+
 /**
  * Commit (the master's stamp) → applied on each replica (the replica's stamp of the run of records holding the txid),
  * for every traced write a replica was heard applying.
  */
-export function replicaLag(traces: readonly ClientTrace[], applied: readonly TraceApplied[]): LagSummary {
+export function replicaLag(commits: readonly CommitStamp[], applied: readonly TraceApplied[]): LagSummary {
   const byReplica = new Map<string, TraceApplied[]>();
   for (const a of applied) {
     const runs = byReplica.get(a.replica) ?? [];
@@ -105,10 +116,10 @@ export function replicaLag(traces: readonly ClientTrace[], applied: readonly Tra
   const lags: number[] = [];
   for (const runs of byReplica.values()) {
     runs.sort((a, b) => a.toTxid - b.toTxid);
-    for (const t of traces) {
-      if (t.trace.committed === 0) continue;
-      const run = runs[firstAtLeast(runs, t.txid)];
-      if (run !== undefined && run.fromTxid <= t.txid) lags.push(run.at - t.trace.committed);
+    for (const c of commits) {
+      if (c.committed === 0) continue;
+      const run = runs[firstAtLeast(runs, c.txid)];
+      if (run !== undefined && run.fromTxid <= c.txid) lags.push(run.at - c.committed);
     }
   }
   return { samples: lags.length, ...p50p99(lags) };

@@ -1,7 +1,7 @@
 /**
  * The bench's quorum skeleton (bench/skeleton.ts) is a floor only if it does what it claims: a write is answered once a
- * majority of its journals wrote and fdatasynced the batch, not before. Real nats-server, redis-server and skeleton
- * processes on free ports, stopped by pid by the target's own teardown.
+ * majority of its journals wrote and fdatasynced the batch, not before, and every replica applies every acked write.
+ * Real nats-server, redis-servers and skeleton processes on free ports, stopped by pid by the target's own teardown.
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -10,13 +10,14 @@ import test from "ava";
 import { killServersOnExit } from "../../bench/cleanup.js";
 import { skeletonTarget } from "../../bench/skeleton.js";
 import { writeBody } from "../../bench/workload.js";
+import { until } from "../helpers/harness.js";
 
 killServersOnExit();
 
 /** How long a write must stay unanswered while two of three journals are stopped. */
 const NO_ACK_WINDOW_MS = 400;
 
-test("a skeleton write is acked only once a majority of its journals hold its batch", async (t) => {
+test("a skeleton write is acked only once a majority of its journals hold its batch; both replicas apply it", async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "qjm-skeleton-"));
   const target = skeletonTarget(dir);
   const stopped: number[] = [];
@@ -26,7 +27,16 @@ test("a skeleton write is acked only once a majority of its journals hold its ba
     fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
   });
   await target.setup(1);
+  // The window collects each write's commit stamp and the replicas' applied runs (the bench's P4).
+  target.window!.open();
   for (let i = 0; i < 20; i++) await target.write(0, i);
+  // The last write's commit reaches the replicas on its own (no batch follows it): 20 writes × 2 replicas applied.
+  const lag = await until("both replicas applied every write", 10_000, () => {
+    const seen = target.window!.close().lag!;
+    target.window!.open();
+    return seen.samples === 40 ? seen : undefined;
+  });
+  t.true(lag.p50Ms >= 0 && lag.p99Ms >= lag.p50Ms);
   const journals = target.processes!().filter((p) => p.name.startsWith("journal"));
   t.is(journals.length, 3);
   const files = fs.readdirSync(dir).filter((f) => f.endsWith(".editlog")).map((f) => path.join(dir, f));

@@ -1,6 +1,6 @@
 /** The bench's trace arithmetic (bench/trace.ts): per-hop durations, their summary, replica lag, /proc parsing. */
 import test from "ava";
-import { HOPS, hopDurations, parseProcStat, replicaLag, summarizeHops, treeTicks, type ClientTrace } from "../../bench/trace.js";
+import { HOPS, commitStamp, hopDurations, parseProcStat, replicaLag, summarizeHops, treeTicks, type ClientTrace } from "../../bench/trace.js";
 import { parseWriteTrace } from "../../src/protocol/messages.js";
 import { WriteTracer } from "../../src/master/write_trace.js";
 
@@ -45,7 +45,7 @@ test("trace - an incomplete trace is left out, and the summary takes median and 
 
 test("trace - replica lag: commit → the applied run holding the txid, per replica", (t) => {
   const w = traced(1000, 10); // committed at 1036
-  const lag = replicaLag([w], [
+  const lag = replicaLag([commitStamp(w)], [
     { replica: "r1", fromTxid: 1, toTxid: 9, at: 1030 },
     { replica: "r1", fromTxid: 10, toTxid: 12, at: 1040 },
     { replica: "r2", fromTxid: 5, toTxid: 20, at: 1050 },
