@@ -25,6 +25,8 @@ import { bundleDir } from "../src/util/package_root.js";
 const QJM_READY_TIMEOUT_MS = 30_000;
 const QJM_READY_RETRY_MS = 200;
 
+export const QJM_TARGET = "redis-qjm";
+
 /** redis-qjm as a Target: a fresh cluster per measurement, its own nats-server, one multiplexed client connection. */
 export function qjmTarget(dir: string): Target {
   const cleanup = new Cleanup();
@@ -49,7 +51,7 @@ export function qjmTarget(dir: string): Target {
     if (reply.trace !== undefined) traces.push({ sent, received, txid: Number(reply.txid), trace: parseWriteTrace(reply.trace) });
   };
   return {
-    name: "redis-qjm",
+    name: QJM_TARGET,
     async setup() {
       const nats = await startBenchNats(cleanup, path.join(dir, "nats"));
       // One Redis port per data node, all free, instead of the fixed defaults.

@@ -5,8 +5,9 @@
  *   BENCH_SECONDS=<s>   measured seconds per target per concurrency (default 5)
  *   BENCH_OUT=<file>    also write the results as JSON there
  *   BENCH_KEEP=1        keep the servers' logs and data directories (printed at the end) whatever the outcome
- *   BENCH_TRACE_SAMPLE=<n>  redis-qjm traces 1 write in n (default 8; 0: off): the per-hop breakdown, and a third
- *                       redis-qjm run at 256 clients paced at half its peak for the replica lag (P4)
+ *   BENCH_TRACE_SAMPLE=<n>  redis-qjm traces 1 write in n (default 8; 0: off; the quorum skeleton every write): the
+ *                       per-hop breakdown, and a third run of each at 256 clients paced at half its peak for the
+ *                       replica lag (P4)
  *   BENCH_TARGETS=a,b   only the targets whose name contains one of these (the floor is measured with any other
  *                       throughput target); `skeleton` selects the quorum skeleton (bench/skeleton.ts: the write
  *                       path's required steps alone, in Node); `bootstrap` selects the bootstrap bench (bench/bootstrap.ts)
@@ -31,7 +32,7 @@ import { killServersOnExit } from "./cleanup.js";
 import { failoverMarkdown, failoverNotes, failoverSettings, failoverTextTable, runFailoverBench, type FailoverResult } from "./failover.js";
 import { runTarget, type Measurement, type TargetFactory } from "./harness.js";
 import { qjmFailover } from "./qjm_failover.js";
-import { qjmTarget } from "./qjm_target.js";
+import { QJM_TARGET, qjmTarget } from "./qjm_target.js";
 import { REDIS_BENCHMARK_TARGET, TARGETS as REDIS_BENCHMARK_TARGETS, runRedisBenchmarkBench, type RedisBenchmarkResult } from "./redis_benchmark.js";
 import { benchmarkTable } from "./redis_benchmark_report.js";
 import { breakdownTable, cpuNotes, lagNotes, markdownTable, notes, textTable, withFloorRatios, writeJson } from "./report.js";
@@ -49,7 +50,7 @@ const CPU_REFERENCE = "JetStream R3 publish";
 /** P4 (replica lag) is measured at this share of a target's peak (its writes/s at the largest concurrency). */
 const LAG_LOAD_SHARE = 0.5;
 /** The targets whose replicas report when they applied a write (P4). */
-const LAG_TARGETS: readonly string[] = ["redis-qjm", SKELETON_TARGET];
+const LAG_TARGETS: readonly string[] = [QJM_TARGET, SKELETON_TARGET];
 
 function version(command: string): string {
   try {

@@ -26,29 +26,31 @@ import { checkWriteReply, writeBody } from "./workload.js";
 export const SKELETON_TARGET = "quorum skeleton (Node)";
 const PROGRAM = fileURLToPath(new URL("./skeleton_node.js", import.meta.url));
 
-export function skeletonTarget(dir: string): Target {
+/** The skeleton as a Target, and its replicas' Redis ports (for a test to read what they applied). */
+export function skeletonTarget(dir: string): Target & { replicaRedisPorts(): number[] } {
   const cleanup = new Cleanup();
   const traced = benchTraceSample() > 0;
   let nc: NatsConnection | undefined;
   let processes: NamedProcess[] = [];
+  const replicaPorts: number[] = [];
   let collecting = false;
   const commits: CommitStamp[] = [];
   const applied: TraceApplied[] = [];
   const start = (name: string, args: string[]): void => {
-    const child = startChild(process.execPath, [PROGRAM, ...args], { logFile: path.join(dir, `${name.replace(" ", "")}.log`) });
+    const child = startChild(process.execPath, [PROGRAM, ...args], { logFile: path.join(dir, `${name.replaceAll(" ", "")}.log`) });
     trackServer(child, PROGRAM);
     cleanup.add(`skeleton ${name} (pid ${child.pid})`, () => child.stop());
     processes.push({ name, pid: child.pid });
   };
-  const redis = async (name: string): Promise<number> => {
-    // Persistent (AOF, fsync every second) as a data node's Redis.
-    const server = await startBenchRedis(cleanup, { dir: path.join(dir, `${name}-redis`), persistent: true });
+  const redis = async (name: string, persistent: boolean): Promise<number> => {
+    const server = await startBenchRedis(cleanup, { dir: path.join(dir, `${name}-redis`.replaceAll(" ", "")), persistent });
     processes.push({ name: `${name}'s redis-server`, pid: server.child.pid });
     return server.port;
   };
   return {
     name: SKELETON_TARGET,
     processes: () => processes,
+    replicaRedisPorts: () => [...replicaPorts],
     async setup() {
       const nats = await startBenchNats(cleanup, path.join(dir, "nats"));
       processes = [{ name: "nats-server", pid: nats.child.pid }];
@@ -56,9 +58,15 @@ export function skeletonTarget(dir: string): Target {
       const ready = nc.subscribe(S.ready);
       if (traced) subscribeApplied(nc, S.applied, () => collecting, applied);
       await nc.flush();
-      start("master", ["master", nats.url, String(await redis("master"))]);
+      const trace = traced ? "1" : "0";
+      // As redis-qjm's data nodes: the master's Redis keeps no AOF while it is the master (src/master/master_redis.ts),
+      // a replica's does (fsync every second).
+      start("master", ["master", nats.url, String(await redis("master", false)), trace]);
       for (let j = 1; j <= SKELETON_JOURNALS; j++) start(`journal ${j}`, ["journal", nats.url, `j${j}`, path.join(dir, `j${j}.editlog`)]);
-      for (let r = 1; r <= SKELETON_REPLICAS; r++) start(`replica ${r}`, ["replica", nats.url, `r${r}`, String(await redis(`replica ${r}`)), traced ? "1" : "0"]);
+      for (let r = 1; r <= SKELETON_REPLICAS; r++) {
+        replicaPorts.push(await redis(`replica ${r}`, true));
+        start(`replica ${r}`, ["replica", nats.url, `r${r}`, String(replicaPorts.at(-1)), trace]);
+      }
       const names = new Set<string>();
       const all = (async () => {
         for await (const m of ready) if (names.add(m.string()).size === 1 + SKELETON_JOURNALS + SKELETON_REPLICAS) break;
@@ -68,7 +76,7 @@ export function skeletonTarget(dir: string): Target {
     async write(c, i) {
       if (nc === undefined) throw new Error("quorum skeleton: setup did not complete");
       const reply = checkWriteReply((await nc.request(S.write, writeBody(c, i), { timeout: REQUEST_TIMEOUT_MS })).data);
-      if (collecting) commits.push({ txid: Number(reply.txid), committed: Number(reply.committed) });
+      if (collecting) commits.push({ txid: Number(reply.txid), committed: Number(reply.committedAt) });
     },
     teardown: () => cleanup.run(),
     window: {

@@ -3,106 +3,140 @@
  * the bench can tell the cost of the design on this host from the cost of redis-qjm's own code.
  *
  *   node skeleton_node.js journal <natsUrl> <name> <file>        appends each batch to <file>, fdatasyncs it, acks it
- *   node skeleton_node.js master <natsUrl> <redisPort>           a write: SET on its Redis, then into the next batch; a
- *                                                                 batch is answered once a majority of journals acked it
- *   node skeleton_node.js replica <natsUrl> <name> <redisPort> <trace 0|1>
+ *   node skeleton_node.js master <natsUrl> <redisPort> <trace>   a write: SET on its Redis, then into the next batch;
+ *                                                                 answered once a majority of journals acked its batch
+ *   node skeleton_node.js replica <natsUrl> <name> <redisPort> <trace>
  *                                                                 keeps the fanned-out writes, applies them to its Redis
  *                                                                 once a commit index covers them
  *
  * As redis-qjm does: one batch in flight at a time, the next one filling meanwhile (group commit), one fan-out publish
  * per batch that the journals and the replicas take, each journal's append and fdatasync synchronous calls, the commit
- * index carried by the next batch or, when none follows within COMMIT_HINT_DELAY_MS, published on its own. Left out:
- * the replication link (the master reads no effect back, a replica applies with plain SETs), records, epochs, checks,
- * logging, metrics.
+ * index carried by the next batch or published on its own when none follows (redis-qjm's own CommitHints decides).
+ * Left out: the replication link (the master reads no effect back), records, epochs, checks, logging, metrics. The
+ * master encodes a batch's SETs once, in RESP, and a replica writes those bytes to its Redis as they are.
  */
 import fs from "node:fs";
+import net from "node:net";
 import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
-import { defaults } from "../src/config/config.js";
+import { defaults, quorumSize } from "../src/config/config.js";
+import { CommitHints } from "../src/master/commit_hints.js";
 import { decode, encode } from "../src/protocol/codec.js";
-import { traceNow } from "../src/util/trace_clock.js";
 import type { TraceApplied } from "../src/protocol/messages.js";
-import { SKELETON_JOURNALS, SKELETON_SUBJECTS as S, type SkeletonBatch } from "./skeleton_subjects.js";
+import { traceNow } from "../src/util/trace_clock.js";
+import { SEQ_BYTES, SKELETON_JOURNALS, SKELETON_SUBJECTS as S, type SkeletonAck, type SkeletonBatch } from "./skeleton_subjects.js";
 
-/** Acks that commit a batch: a majority of the journals. */
-const MAJORITY = Math.floor(SKELETON_JOURNALS / 2) + 1;
-/** Bytes of the batch number in front of every batch and ack. */
-const SEQ_BYTES = 4;
-/** A commit no batch carried goes out on its own after this, as redis-qjm's commitHintDelayMs. */
-const COMMIT_HINT_DELAY_MS = defaults.commitHintDelayMs;
+const MAJORITY = quorumSize(SKELETON_JOURNALS);
+/** The skeleton has one writer, forever: redis-qjm's CommitHints wants an epoch and a segment all the same. */
+const ONLY_EPOCH = 1;
+/** What Redis answers to each SET a replica sends, and the first byte of an error reply. */
+const OK = Buffer.from("+OK\r\n");
+const MINUS = 0x2d;
 
-function redisAt(port: number): Redis {
-  return new Redis({ port, host: "127.0.0.1", enableAutoPipelining: true, maxRetriesPerRequest: 0 });
+/** A process that can no longer do its part ends, loudly: the bench then sees a failed target, not a fast one. */
+function fail(why: string): never {
+  process.stderr.write(`skeleton: ${why}\n`);
+  process.exit(1);
+}
+
+/** A message body, or the process ends (a skeleton meets only its own messages). */
+function decoded<T>(data: Uint8Array): T {
+  try {
+    return decode(data) as T;
+  } catch (err) {
+    return fail(`undecodable message: ${(err as Error).message}`);
+  }
 }
 
 async function journal(nc: NatsConnection, name: string, file: string): Promise<void> {
   const fd = fs.openSync(file, "a");
-  let at = 0;
   nc.subscribe(S.batch, {
     callback: (err, msg) => {
       if (err !== null || msg.data.length < SEQ_BYTES || msg.reply === undefined) return;
-      fs.writeSync(fd, msg.data, 0, msg.data.length, at);
-      at += msg.data.length;
+      fs.writeSync(fd, msg.data);
       fs.fdatasyncSync(fd);
-      nc.publish(msg.reply, msg.data.subarray(0, SEQ_BYTES));
+      const ack: SkeletonAck = { seq: Buffer.from(msg.data).readUInt32BE(0), journal: name };
+      nc.publish(msg.reply, encode(ack));
     },
   });
   await nc.flush();
   nc.publish(S.ready, name);
 }
 
-interface Pending {
-  msg: Msg;
-  key: string;
-  value: string;
+function resp(args: string[]): string {
+  return `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join("")}`;
 }
 
-async function master(nc: NatsConnection, redisPort: number): Promise<void> {
-  const redis = redisAt(redisPort);
+interface Pending {
+  msg: Msg;
+  set: string;
+}
+
+interface Batch {
+  seq: number;
+  first: number;
+  writes: Pending[];
+  acked: Set<string>;
+}
+
+async function master(nc: NatsConnection, redisPort: number, trace: boolean): Promise<void> {
+  const redis = new Redis({ port: redisPort, host: "127.0.0.1", enableAutoPipelining: true, maxRetriesPerRequest: 0 });
+  const hints = new CommitHints(defaults.commitHintDelayMs, true);
+  let hintTimer: NodeJS.Timeout | null = null;
   let filling: Pending[] = [];
-  let inFlight: { seq: number; first: number; writes: Pending[]; acks: number } | null = null;
+  let inFlight: Batch | null = null;
   let seq = 0;
   let nextTxid = 1;
   let committed = 0;
-  let hinted = 0;
   const send = (): void => {
     if (inFlight !== null || filling.length === 0) return;
-    inFlight = { seq: ++seq, first: nextTxid, writes: filling, acks: 0 };
+    inFlight = { seq: ++seq, first: nextTxid, writes: filling, acked: new Set() };
     nextTxid += filling.length;
     filling = [];
     const head = Buffer.alloc(SEQ_BYTES);
     head.writeUInt32BE(inFlight.seq >>> 0);
-    const batch: SkeletonBatch = { first: inFlight.first, committed, kv: inFlight.writes.map((w) => [w.key, w.value]) };
+    const batch: SkeletonBatch = { first: inFlight.first, count: inFlight.writes.length, committed, sets: Buffer.from(inFlight.writes.map((w) => w.set).join("")) };
     nc.publish(S.batch, Buffer.concat([head, encode(batch)]), { reply: S.ack });
-    hinted = committed;
+    hints.fannedOut(ONLY_EPOCH, committed);
   };
-  const hintLater = (): void => {
-    setTimeout(() => {
-      if (committed > hinted) nc.publish(S.committed, encode({ committed }));
-      hinted = committed;
-    }, COMMIT_HINT_DELAY_MS);
+  // As src/master/master.ts sendHint: one timer at most, cleared once a fan-out carried what was owed.
+  const sendHint = (): void => {
+    if (!hints.owes) {
+      if (hintTimer !== null) clearTimeout(hintTimer);
+      hintTimer = null;
+      return;
+    }
+    if (hintTimer !== null) return;
+    const { publish, againInMs } = hints.decide(performance.now());
+    if (publish !== null) nc.publish(S.committed, encode({ committed: publish.txid }));
+    if (againInMs !== null) hintTimer = setTimeout(() => ((hintTimer = null), sendHint()), againInMs);
+  };
+  const commit = (b: Batch): void => {
+    const at = trace ? traceNow() : 0;
+    b.writes.forEach((w, i) => w.msg.respond(encode(trace ? { ok: true, txid: b.first + i, reply: "OK", committedAt: at } : { ok: true, txid: b.first + i, reply: "OK" })));
+    committed = b.first + b.writes.length - 1;
+    hints.committed({ epoch: ONLY_EPOCH, segmentTxid: 1, txid: committed }, performance.now());
+    inFlight = null;
+    send();
+    sendHint();
   };
   nc.subscribe(S.ack, {
     callback: (err, msg) => {
-      if (err !== null || inFlight === null || msg.data.length !== SEQ_BYTES) return;
-      if (Buffer.from(msg.data).readUInt32BE(0) !== inFlight.seq >>> 0 || ++inFlight.acks !== MAJORITY) return;
-      const at = traceNow();
-      inFlight.writes.forEach((w, i) => w.msg.respond(encode({ ok: true, txid: inFlight!.first + i, reply: "OK", committed: at })));
-      committed = inFlight.first + inFlight.writes.length - 1;
-      inFlight = null;
-      send();
-      if (committed > hinted) hintLater();
+      if (err !== null || inFlight === null) return;
+      const ack = decoded<SkeletonAck>(msg.data);
+      if (ack.seq !== inFlight.seq >>> 0 || inFlight.acked.has(ack.journal)) return;
+      if (inFlight.acked.add(ack.journal).size === MAJORITY) commit(inFlight);
     },
   });
   nc.subscribe(S.write, {
     callback: (err, msg) => {
       if (err !== null) return;
-      const body = decode(msg.data) as unknown;
+      const body = decoded<unknown>(msg.data);
       if (!Array.isArray(body) || body.length !== 3) return void msg.respond(encode({ ok: false, code: "BAD_REQUEST" }));
       const [key, value] = [String(body[1]), String(body[2])];
       redis.set(key, value).then(
         () => {
-          filling.push({ msg, key, value });
+          filling.push({ msg, set: resp(["SET", key, value]) });
           send();
         },
         (e: Error) => msg.respond(encode({ ok: false, code: "REDIS", message: e.message })),
@@ -114,22 +148,46 @@ async function master(nc: NatsConnection, redisPort: number): Promise<void> {
   nc.publish(S.ready, "master");
 }
 
+/** A raw connection to a Redis: `run(bytes, n)` writes n pipelined SETs and resolves once their n +OKs came back. */
+async function rawRedis(port: number): Promise<(bytes: Uint8Array, n: number) => Promise<void>> {
+  const socket = net.connect(port, "127.0.0.1");
+  await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
+  socket.setNoDelay(true);
+  socket.on("error", (err) => fail(`replica's Redis: ${err.message}`));
+  let want = 0;
+  let got: Buffer = Buffer.alloc(0);
+  let done: (() => void) | null = null;
+  socket.on("data", (chunk: Buffer) => {
+    got = got.length === 0 ? chunk : Buffer.concat([got, chunk]);
+    if (got.length < want) return;
+    // Only +OK (5 bytes each) adds up to the count: an error reply ("-…") anywhere, or a surplus, is a failure.
+    if (got.length > want || got.includes(MINUS)) fail(`replica's Redis answered ${got.toString().slice(0, 80)}`);
+    got = Buffer.alloc(0);
+    done?.();
+  });
+  return (bytes, n) =>
+    new Promise<void>((resolve) => {
+      want = n * OK.length;
+      done = resolve;
+      socket.write(bytes);
+    });
+}
+
 async function replica(nc: NatsConnection, name: string, redisPort: number, trace: boolean): Promise<void> {
-  const redis = redisAt(redisPort);
-  /** Fanned-out writes not applied yet, from txid `first` on. */
-  let kept: [string, string][] = [];
-  let first = 1;
+  const run = await rawRedis(redisPort);
+  /** Fanned-out batches not applied yet, in txid order. */
+  const kept: { first: number; count: number; sets: Uint8Array }[] = [];
+  /** The last txid heard of in a batch, and the last commit index. */
+  let heard = 0;
   let committed = 0;
   let applying = false;
   const apply = async (): Promise<void> => {
     if (applying) return;
     applying = true;
-    while (committed >= first && kept.length > 0) {
-      const run = kept.splice(0, Math.min(kept.length, committed - first + 1));
-      const from = first;
-      first += run.length;
-      await Promise.all(run.map(([k, v]) => redis.set(k, v)));
-      const done: TraceApplied = { replica: name, fromTxid: from, toTxid: from + run.length - 1, at: traceNow() };
+    while (kept.length > 0 && kept[0].first + kept[0].count - 1 <= committed) {
+      const b = kept.shift()!;
+      await run(b.sets, b.count);
+      const done: TraceApplied = { replica: name, fromTxid: b.first, toTxid: b.first + b.count - 1, at: traceNow() };
       if (trace) nc.publish(S.applied, encode(done));
     }
     applying = false;
@@ -142,14 +200,15 @@ async function replica(nc: NatsConnection, name: string, redisPort: number, trac
   nc.subscribe(S.batch, {
     callback: (err, msg) => {
       if (err !== null || msg.data.length < SEQ_BYTES) return;
-      const b = decode(msg.data.subarray(SEQ_BYTES)) as SkeletonBatch;
-      // Batches come in order on one subscription: a gap would be a lost message, which the bench then sees as lag.
-      if (b.first === first + kept.length) kept.push(...b.kv);
+      const b = decoded<SkeletonBatch>(msg.data.subarray(SEQ_BYTES));
+      // A lost batch would stall this replica for good, and the bench would read its silence as no lag at all.
+      if (b.first !== heard + 1) fail(`batch from txid ${b.first} after txid ${heard}`);
+      heard += b.count;
+      kept.push({ first: b.first, count: b.count, sets: b.sets });
       learn(b.committed);
     },
   });
-  nc.subscribe(S.committed, { callback: (err, msg) => void (err === null && learn((decode(msg.data) as { committed: number }).committed)) });
-  await redis.ping();
+  nc.subscribe(S.committed, { callback: (err, msg) => void (err === null && learn(decoded<{ committed: number }>(msg.data).committed)) });
   await nc.flush();
   nc.publish(S.ready, name);
 }
@@ -157,15 +216,12 @@ async function replica(nc: NatsConnection, name: string, redisPort: number, trac
 async function main(): Promise<void> {
   const [role, url, ...rest] = process.argv.slice(2);
   const nc = await connect({ servers: url, name: `skeleton-${role}`, reconnect: false });
-  // The bench stops this process by pid; a lost server ends it too.
-  void nc.closed().then(() => process.exit(0));
+  // The bench stops this process by pid; losing the server before that is a failure.
+  void nc.closed().then((err) => (err ? fail(`nats connection lost: ${err.message}`) : process.exit(0)));
   if (role === "journal") await journal(nc, rest[0], rest[1]);
-  else if (role === "master") await master(nc, Number(rest[0]));
+  else if (role === "master") await master(nc, Number(rest[0]), rest[1] === "1");
   else if (role === "replica") await replica(nc, rest[0], Number(rest[1]), rest[2] === "1");
-  else throw new Error(`unknown role ${role}`);
+  else fail(`unknown role ${role}`);
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`skeleton: ${err instanceof Error ? err.stack : String(err)}\n`);
-  process.exit(1);
-});
+main().catch((err: unknown) => fail(err instanceof Error ? (err.stack ?? err.message) : String(err)));

@@ -20,9 +20,19 @@ export const SKELETON_SUBJECTS = {
 export const SKELETON_JOURNALS = defaults.journalNodes.length;
 export const SKELETON_REPLICAS = defaults.dataNodes.length - 1;
 
-/** A batch after its 4-byte number: its writes from txid `first` on, and the commit index when it left. */
+/** Bytes of the batch number (uint32, big-endian) in front of every batch: a journal acks it without decoding. */
+export const SEQ_BYTES = 4;
+
+/** A batch after its number: `count` writes from txid `first` on as RESP SETs, and the commit index when it left. */
 export interface SkeletonBatch {
   first: number;
+  count: number;
   committed: number;
-  kv: [string, string][];
+  sets: Uint8Array;
+}
+
+/** A journal holds batch `seq` on disk. */
+export interface SkeletonAck {
+  seq: number;
+  journal: string;
 }
