@@ -192,7 +192,9 @@ test.serial("client - a consumer package imports { connect } from the packed \"r
   t.like(JSON.parse(js.stdout) as Record<string, unknown>, { reply: 1, errorClass: "function", code: "NO_QUORUM" });
   // The bin as `npm install` links it (node_modules/.bin, its target made executable): the bundled CLI runs from the
   // installed package, finds its own files there, and writes.
-  const cliJs = path.join(dir, "node_modules", "redis-qjm", "dist", "bundle", "cli.js");
+  const installed = path.join(dir, "node_modules", "redis-qjm");
+  const bin = (JSON.parse(fs.readFileSync(path.join(installed, "package.json"), "utf8")) as { bin: Record<string, string> }).bin["redis-qjm"];
+  const cliJs = path.join(installed, bin);
   fs.chmodSync(cliJs, 0o755);
   fs.mkdirSync(path.join(dir, "node_modules", ".bin"));
   fs.symlinkSync(path.relative(path.join(dir, "node_modules", ".bin"), cliJs), path.join(dir, "node_modules", ".bin", "redis-qjm"));
