@@ -3,8 +3,9 @@
  * `npm start` runs actors — a client's request through nats-server to a master, a SET on the master's Redis, one batch
  * fanned out to 3 journals that each append it and fdatasync and to 2 replicas, a majority of acks, the reply; each
  * replica applies the writes to its own Redis once a commit index covers them. Group commit and commit notices as
- * redis-qjm's. Not a peer a user could pick: what any implementation of this design in Node pays on this host, so the
- * gap between it and redis-qjm is redis-qjm's own code, and the gap between it and the NATS floor is the design's.
+ * redis-qjm's; no replication link (the master reads no effect back). Not a peer a user could pick: about what any
+ * implementation of this design in Node pays on this host (a little less: the link is left out), so the gap between
+ * it and the NATS floor is the design's, and the gap between it and redis-qjm is redis-qjm's code and the link.
  * The processes are bench/skeleton_node.ts; with tracing (BENCH_TRACE_SAMPLE > 0) every write's reply carries its
  * commit stamp and the replicas publish their applied runs, for the replica lag (P4).
  */
