@@ -8,6 +8,7 @@
  *   BENCH_TRACE_SAMPLE=<n>  redis-qjm traces 1 write in n (default 8; 0: off; the quorum skeleton every write): the
  *                       per-hop breakdown, and a third run of each at 256 clients paced at half its peak for the
  *                       replica lag (P4)
+ *   BENCH_LAG_RATE=<n>  pace every P4 run at n writes/s instead (0, default: half of each target's peak)
  *   BENCH_TARGETS=a,b   only the targets whose name contains one of these (the floor is measured with any other
  *                       throughput target); `skeleton` selects the quorum skeleton (bench/skeleton.ts: the write
  *                       path's required steps alone, in Node); `bootstrap` selects the bootstrap bench (bench/bootstrap.ts)
@@ -38,7 +39,7 @@ import { benchmarkTable } from "./redis_benchmark_report.js";
 import { breakdownTable, cpuNotes, lagNotes, markdownTable, notes, textTable, withFloorRatios, writeJson } from "./report.js";
 import { sentinelFailover } from "./sentinel_failover.js";
 import { SKELETON_TARGET, skeletonTarget } from "./skeleton.js";
-import { CONCURRENCIES, KEY_SPACE, VALUE_BYTES, WARMUP_MS, benchSeconds, benchTraceSample, benchWarmWrites } from "./settings.js";
+import { CONCURRENCIES, KEY_SPACE, VALUE_BYTES, WARMUP_MS, benchLagRate, benchSeconds, benchTraceSample, benchWarmWrites } from "./settings.js";
 
 /** BENCH_TARGETS name of the failover bench. */
 const FAILOVER_TARGET = "failover";
@@ -65,6 +66,7 @@ async function main(): Promise<number> {
   const seconds = benchSeconds();
   // Read before any measurement, so a bad value fails at once.
   benchWarmWrites();
+  benchLagRate();
   // The machine is shared: the load around the run says how much the figures can be trusted.
   const loadBefore = os.loadavg()[0];
   const wanted = (process.env.BENCH_TARGETS ?? "").split(",").map((s) => s.trim().toLowerCase()).filter((s) => s !== "");
@@ -105,7 +107,8 @@ async function main(): Promise<number> {
       const name = named(factory);
       const peak = results.find((r) => r.target === name && r.clients === Math.max(...CONCURRENCIES) && r.writes > 0);
       if (LAG_TARGETS.includes(name) && peak !== undefined && benchTraceSample() > 0) {
-        paced.push(await runTarget(factory(fs.mkdtempSync(path.join(root, "paced-"))), peak.clients, seconds, peak.writesPerSec * LAG_LOAD_SHARE));
+        const rate = benchLagRate() > 0 ? benchLagRate() : peak.writesPerSec * LAG_LOAD_SHARE;
+        paced.push(await runTarget(factory(fs.mkdtempSync(path.join(root, "paced-"))), peak.clients, seconds, rate));
       }
     }
     if (bootstrapWanted) {

@@ -51,6 +51,14 @@ export function benchTraceSample(env: NodeJS.ProcessEnv = process.env): number {
   return wholeNumberEnv(env, "BENCH_TRACE_SAMPLE", DEFAULT_TRACE_SAMPLE);
 }
 
+/**
+ * BENCH_LAG_RATE, validated: the writes/s every target's P4 run is paced at (0, the default: half of each target's own
+ * peak). One rate for all compares the replica lags of redis-qjm and the quorum skeleton under the same load.
+ */
+export function benchLagRate(env: NodeJS.ProcessEnv = process.env): number {
+  return wholeNumberEnv(env, "BENCH_LAG_RATE", 0);
+}
+
 /** BENCH_WARM_WRITES, validated: a whole number ≥ 0. */
 export function benchWarmWrites(env: NodeJS.ProcessEnv = process.env): number {
   return wholeNumberEnv(env, "BENCH_WARM_WRITES", DEFAULT_WARM_WRITES);

@@ -2,7 +2,7 @@
 import test from "ava";
 import { warm, type Target } from "../../bench/harness.js";
 import { cpuNotes } from "../../bench/report.js";
-import { DEFAULT_WARM_WRITES, ERRORS_MAX, WARM_CLIENTS, benchWarmWrites } from "../../bench/settings.js";
+import { DEFAULT_WARM_WRITES, ERRORS_MAX, WARM_CLIENTS, benchLagRate, benchWarmWrites } from "../../bench/settings.js";
 
 function countingTarget(fail: (n: number) => boolean): Target & { byClient: Map<number, number>; calls: () => number; peak: () => number } {
   const byClient = new Map<number, number>();
@@ -53,6 +53,12 @@ test("BENCH_WARM_WRITES - default, 0, and bad values refused", (t) => {
   t.is(benchWarmWrites({ BENCH_WARM_WRITES: "0" }), 0);
   t.is(benchWarmWrites({ BENCH_WARM_WRITES: "5000" }), 5000);
   for (const bad of ["-1", "1.5", "x", "1e400"]) t.throws(() => benchWarmWrites({ BENCH_WARM_WRITES: bad }), { message: /BENCH_WARM_WRITES/ });
+});
+
+test("BENCH_LAG_RATE - default 0 (half of each target's peak), a rate, and bad values refused", (t) => {
+  t.is(benchLagRate({}), 0);
+  t.is(benchLagRate({ BENCH_LAG_RATE: "4500" }), 4500);
+  for (const bad of ["-1", "1.5", "x"]) t.throws(() => benchLagRate({ BENCH_LAG_RATE: bad }), { message: /BENCH_LAG_RATE/ });
 });
 
 test("cpuNotes - CPU per write as a ratio to the reference, then process by process", (t) => {
