@@ -131,8 +131,9 @@ export class Feeder {
   /**
    * Sends one run of commands and waits for the Redis's ACK past it: then all of it ran (a MULTI block counts only
    * once its EXEC ran). Throws if the link drops first; the caller reads what the Redis kept from its marker.
+   * `onWritten` is told, once the run's bytes are written, the replication offset just past its last command.
    */
-  async sendRun(commands: readonly (readonly (string | Uint8Array)[])[]): Promise<void> {
+  async sendRun(commands: readonly (readonly (string | Uint8Array)[])[], onWritten?: (end: number) => void): Promise<void> {
     const link = this.link;
     if (link === null || link.state !== "live") throw new FeederError("link_closed", "no live link to the Redis");
     this.sending = true;
@@ -142,6 +143,7 @@ export class Feeder {
       this.awaiting = { end, pinged: false };
       await this.write(link, bytes);
       this.offset += bytes.length;
+      onWritten?.(end);
       await this.waitFor(() => this.acked >= end, this.options.syncTimeoutMs, "the Redis's ACK after a run", () => link.failed);
     } catch (err) {
       // The run's bytes may still be on their way through a stalled Redis: this link ends, so that what Redis kept is

@@ -138,12 +138,22 @@ test("the error count kept between runs: one INFO per call, and an effect Redis 
   t.is(typeof errors.count, "number", "the count after the run is kept");
   const before = await infoCalls();
   await applyRecords(feeder, client, [record(2, [["INCR", "a"]])], { errors });
-  t.is((await infoCalls()) - before - 1, 1, "with the count kept, a call reads INFO once (after its run), not twice");
+  t.is((await infoCalls()) - before - 1, 1, "with the count kept, a call reads INFO once (sent beside its run's ACK), not twice");
   // INCR of a value that is not a number fails on the replica: caught with the kept count as with a fresh one.
   await feeder.sendRun([["SET", "s", "x"]]);
   const err = await t.throwsAsync(applyRecords(feeder, client, [record(3, [["INCR", "s"]])], { errors }));
   t.true(err instanceof ApplyError && err.effectFailed);
   t.is(errors.count, null, "after a failed call the count is read again");
+  // A run Redis reads in several turns (it reads a master's stream 16 KB at a time), its refused effect at the end: the
+  // INFO sent beside it is answered mid-run (its slave_repl_offset short of the run's end), so it does not count and
+  // the count is read again after the ACK — which finds the refused INCR.
+  await applyRecords(feeder, client, [record(4, [["SET", "b", "1"]])], { errors });
+  const pad = "p".repeat(1000);
+  const big = Array.from({ length: 2000 }, (_, i) => record(5 + i, [["SET", `pad:${i}`, pad]]));
+  const beforeBig = await infoCalls();
+  const bigErr = await t.throwsAsync(applyRecords(feeder, client, [...big, record(2005, [["INCR", "s"]])], { errors, recordsPerTransaction: 4096 }));
+  t.true(bigErr instanceof ApplyError && bigErr.effectFailed, "the refused effect at the end of a 2 MB run is caught");
+  t.is((await infoCalls()) - beforeBig - 1, 2, "the INFO answered mid-run was not counted: read again after the ACK");
 });
 
 test("a run whose ACK timed out behind a stalled Redis: the marker read after it is final, and the run applies once (found in review, session 25)", async (t) => {
