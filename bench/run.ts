@@ -107,7 +107,7 @@ async function main(): Promise<number> {
       const name = named(factory);
       const peak = results.find((r) => r.target === name && r.clients === Math.max(...CONCURRENCIES) && r.writes > 0);
       if (LAG_TARGETS.includes(name) && peak !== undefined && benchTraceSample() > 0) {
-        const rate = benchLagRate() > 0 ? benchLagRate() : peak.writesPerSec * LAG_LOAD_SHARE;
+        const rate = benchLagRate() || peak.writesPerSec * LAG_LOAD_SHARE;
         paced.push(await runTarget(factory(fs.mkdtempSync(path.join(root, "paced-"))), peak.clients, seconds, rate));
       }
     }

@@ -27,13 +27,14 @@ import { checkWriteReply, writeBody } from "./workload.js";
 export const SKELETON_TARGET = "quorum skeleton (Node)";
 const PROGRAM = fileURLToPath(new URL("./skeleton_node.js", import.meta.url));
 
-/** The skeleton as a Target, and its replicas' Redis ports (for a test to read what they applied). */
-export function skeletonTarget(dir: string): Target & { replicaRedisPorts(): number[] } {
+/** The skeleton as a Target, its nats-server's URL and its replicas' Redis ports (for a test to send and read). */
+export function skeletonTarget(dir: string): Target & { natsUrl(): string; replicaRedisPorts(): number[] } {
   const cleanup = new Cleanup();
   const traced = benchTraceSample() > 0;
   let nc: NatsConnection | undefined;
   let processes: NamedProcess[] = [];
   const replicaPorts: number[] = [];
+  let url = "";
   let collecting = false;
   const commits: CommitStamp[] = [];
   const applied: TraceApplied[] = [];
@@ -51,10 +52,12 @@ export function skeletonTarget(dir: string): Target & { replicaRedisPorts(): num
   return {
     name: SKELETON_TARGET,
     processes: () => processes,
+    natsUrl: () => url,
     replicaRedisPorts: () => [...replicaPorts],
     async setup() {
       const nats = await startBenchNats(cleanup, path.join(dir, "nats"));
       processes = [{ name: "nats-server", pid: nats.child.pid }];
+      url = nats.url;
       nc = await connectNats(cleanup, nats.url, "bench-clients");
       const ready = nc.subscribe(S.ready);
       if (traced) subscribeApplied(nc, S.applied, () => collecting, applied);

@@ -23,6 +23,7 @@ import { defaults, quorumSize } from "../src/config/config.js";
 import { CommitHints } from "../src/master/commit_hints.js";
 import { decode, encode } from "../src/protocol/codec.js";
 import type { TraceApplied } from "../src/protocol/messages.js";
+import { encodeCommand } from "../src/redis/resp_parser.js";
 import { traceNow } from "../src/util/trace_clock.js";
 import { SEQ_BYTES, SKELETON_JOURNALS, SKELETON_SUBJECTS as S, type SkeletonAck, type SkeletonBatch } from "./skeleton_subjects.js";
 
@@ -63,13 +64,24 @@ async function journal(nc: NatsConnection, name: string, file: string): Promise<
   nc.publish(S.ready, name);
 }
 
-function resp(args: string[]): string {
-  return `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join("")}`;
+/**
+ * The key and value of a client's `["SET", key, value]`, or null: a client's bad body is answered (as redis-qjm's
+ * master answers it), where a bad message of the skeleton's own processes ends the process.
+ */
+function setArgs(data: Uint8Array): [string, string] | null {
+  let body: unknown;
+  try {
+    body = decode(data);
+  } catch {
+    return null;
+  }
+  return Array.isArray(body) && body.length === 3 ? [String(body[1]), String(body[2])] : null;
 }
 
 interface Pending {
   msg: Msg;
-  set: string;
+  /** Its SET in RESP, as the replicas write it. */
+  set: Buffer;
 }
 
 interface Batch {
@@ -95,7 +107,7 @@ async function master(nc: NatsConnection, redisPort: number, trace: boolean): Pr
     filling = [];
     const head = Buffer.alloc(SEQ_BYTES);
     head.writeUInt32BE(inFlight.seq >>> 0);
-    const batch: SkeletonBatch = { first: inFlight.first, count: inFlight.writes.length, committed, sets: Buffer.from(inFlight.writes.map((w) => w.set).join("")) };
+    const batch: SkeletonBatch = { first: inFlight.first, count: inFlight.writes.length, committed, sets: Buffer.concat(inFlight.writes.map((w) => w.set)) };
     nc.publish(S.batch, Buffer.concat([head, encode(batch)]), { reply: S.ack });
     hints.fannedOut(ONLY_EPOCH, committed);
   };
@@ -131,12 +143,12 @@ async function master(nc: NatsConnection, redisPort: number, trace: boolean): Pr
   nc.subscribe(S.write, {
     callback: (err, msg) => {
       if (err !== null) return;
-      const body = decoded<unknown>(msg.data);
-      if (!Array.isArray(body) || body.length !== 3) return void msg.respond(encode({ ok: false, code: "BAD_REQUEST" }));
-      const [key, value] = [String(body[1]), String(body[2])];
+      const kv = setArgs(msg.data);
+      if (kv === null) return void msg.respond(encode({ ok: false, code: "BAD_REQUEST" }));
+      const [key, value] = kv;
       redis.set(key, value).then(
         () => {
-          filling.push({ msg, set: resp(["SET", key, value]) });
+          filling.push({ msg, set: encodeCommand(["SET", key, value]) });
           send();
         },
         (e: Error) => msg.respond(encode({ ok: false, code: "REDIS", message: e.message })),

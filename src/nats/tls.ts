@@ -104,8 +104,9 @@ export function natsTlsConf(tls: NatsServerTls): string {
  * names or addresses for nats-server's certificate. Throws with the script's output when it fails.
  */
 export function makeCertificates(dir: string, names: readonly string[] = []): void {
-  const r = spawnSync("bash", [makeCertsScript(), dir, ...names], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`${makeCertsScript()} ${dir} failed (${r.status ?? r.signal}): ${(r.stderr || r.error?.message || "").trim()}`);
+  const script = makeCertsScript();
+  const r = spawnSync("bash", [script, dir, ...names], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`${script} ${dir} failed (${r.status ?? r.signal}): ${(r.stderr || r.error?.message || "").trim()}`);
 }
 
 /**

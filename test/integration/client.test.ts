@@ -11,7 +11,6 @@ import { execFile } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import test from "ava";
 import { connect, QjmClientError, type QjmClient } from "../../src/client/index.js";
 import { CLIENT_USER, credsFile } from "../../src/nats/auth.js";
@@ -19,10 +18,11 @@ import { request } from "../../src/nats/bus.js";
 import { ErrorCode } from "../../src/protocol/errors.js";
 import { subjects } from "../../src/protocol/subjects.js";
 import { decodeRecordPayload, scanRecords } from "../../src/segment/record.js";
+import { packageRoot } from "../../src/util/package_root.js";
 import { startTestCluster, until, userEnv, waitForWriter, type TestCluster } from "../helpers/harness.js";
 
-/** The package's root (dist/test/integration/ → ../../..). */
-const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+/** The package's root. */
+const PACKAGE_ROOT = packageRoot();
 
 let tc: TestCluster | undefined;
 let client: QjmClient | undefined;

@@ -18,7 +18,6 @@ import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import test from "ava";
 import { until } from "../helpers/harness.js";
 import { loadConfig } from "../../src/config/config.js";
@@ -27,10 +26,10 @@ import { connectBus, requestAll, type NatsConnection } from "../../src/nats/bus.
 import { clientTls } from "../../src/nats/tls.js";
 import type { ActorStatus } from "../../src/protocol/messages.js";
 import { subjects } from "../../src/protocol/subjects.js";
-import { actorProgram } from "../../src/util/package_root.js";
+import { actorProgram, packageRoot } from "../../src/util/package_root.js";
 
-/** The checkout: this file runs as dist/test/integration/docs_commands.test.js. */
-const ROOT = path.resolve(fileURLToPath(import.meta.url), "../../../..");
+/** The checkout. */
+const ROOT = packageRoot();
 const DOCS = ["README.md", "docs/operations.md"];
 const COMMAND_TIMEOUT_MS = 30_000;
 const CLUSTER_READY_MS = 60_000;

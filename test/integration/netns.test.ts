@@ -16,7 +16,6 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import test from "ava";
 import { loadConfig, type Config } from "../../src/config/config.js";
 import { connectBus, request, requestAll, type NatsConnection } from "../../src/nats/bus.js";
@@ -29,6 +28,7 @@ import { dumpKeyspace, until, type ClusterView } from "../helpers/harness.js";
 import { checkCounters, Events, IncrLoad, standby, statuses, steadyMaster } from "../helpers/incr_load.js";
 import { cleanLeftovers, labUnavailable, NetnsLab, sh } from "../helpers/netns.js";
 import { actorProgram } from "../../src/util/package_root.js";
+import { packageRoot } from "../../src/util/package_root.js";
 
 const CLI = actorProgram("cli");
 const NATS_HOSTS = ["n1", "n2", "n3"];
@@ -41,7 +41,7 @@ const MONITOR_PORT = 8222;
 const WAIT_STRANDED = process.env.QJM_NETNS_WAIT_STRANDED === "1";
 const DATA_NODES = ["d1", "d2", "d3"];
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+const ROOT = packageRoot();
 const EXAMPLE = path.join(ROOT, "infra/examples/three-hosts");
 
 /** Two cores run nine hosts' processes and a hundred clients: the harness's timeouts, on top of the example's files. */

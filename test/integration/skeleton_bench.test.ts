@@ -11,7 +11,10 @@ import test from "ava";
 import { killServersOnExit } from "../../bench/cleanup.js";
 import { skeletonTarget } from "../../bench/skeleton.js";
 import type { LagSummary } from "../../bench/trace.js";
+import { connect } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
+import { SKELETON_SUBJECTS } from "../../bench/skeleton_subjects.js";
+import { decode } from "../../src/protocol/codec.js";
 import { VALUE, keyFor } from "../../bench/workload.js";
 import { until } from "../helpers/harness.js";
 
@@ -77,4 +80,9 @@ test("a skeleton write is acked only once a majority of its journals hold its ba
   t.is(await write, "acked");
   await until("both replicas applied the last write", 10_000, async () => ((await values(WRITES)).every((v) => v === VALUE) ? true : undefined));
   t.is(applied().samples, (WRITES + 1) * REPLICAS);
+  // A body that is not msgpack is answered BAD_REQUEST, and the master writes on (it ended the master before).
+  const nc = await connect({ servers: target.natsUrl() });
+  t.teardown(() => nc.close());
+  t.like(decode((await nc.request(SKELETON_SUBJECTS.write, new TextEncoder().encode("not msgpack"), { timeout: 5000 })).data), { ok: false, code: "BAD_REQUEST" });
+  await target.write(0, WRITES + 1);
 });
